@@ -1,0 +1,228 @@
+/**
+ * A peer: one transport, one Lamport clock, the membership protocol and whatever other protocol
+ * modules a command installs. The node owns the envelope: it stamps id, name, incarnation,
+ * sequence number and Lamport time on every send, decodes and validates every datagram, merges
+ * the Lamport time, and dispatches the envelope to the module that owns its type.
+ */
+import { Codec, PROTOCOL_VERSION, type Check, type DropReason, type Envelope, type PeerId } from './wire.js';
+import { LamportClock } from './lamport.js';
+import { Membership } from './membership.js';
+import { MEMBERS_MAX, type Profile } from './config.js';
+import type { PeerEvent, Protocol, ProtocolContext, Self } from './protocol.js';
+import type { Cancel, Runtime } from './runtime.js';
+import type { Address, Transport } from './transport/transport.js';
+
+export interface NodeOptions {
+  id: PeerId;
+  name: string;
+  /** Incarnation to start with: the caller makes it larger than any this peer used before. */
+  incarnation: number;
+  lamport?: number;
+  profile: Profile;
+  transport: Transport;
+  runtime: Runtime;
+  /** Listen without joining: `peer peers`. */
+  observer?: boolean;
+  /** Called whenever the incarnation rises, so a restart can start above it. */
+  persistIncarnation?: (incarnation: number) => void;
+}
+
+export interface NodeStats {
+  datagramsIn: number;
+  datagramsOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Our own multicasts looped back to us (not an error). */
+  ownEchoes: number;
+  dropped: Record<DropReason, number>;
+  /** Valid messages a protocol failed to handle: always a bug of ours, so tests assert zero. */
+  handlerErrors: number;
+  lastHandlerError: string;
+}
+
+export type Installer<P extends Protocol> = (ctx: ProtocolContext, node: PeerNode) => P;
+
+export class PeerNode {
+  readonly membership: Membership;
+  readonly stats: NodeStats = {
+    datagramsIn: 0,
+    datagramsOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    ownEchoes: 0,
+    dropped: { oversize: 0, json: 0, envelope: 0, version: 0, type: 0, body: 0 },
+    handlerErrors: 0,
+    lastHandlerError: '',
+  };
+  readonly context: ProtocolContext;
+  private readonly self: { id: PeerId; name: string; incarnation: number };
+  private readonly clock: LamportClock;
+  private readonly protocols: Protocol[] = [];
+  private readonly owners = new Map<string, Protocol>();
+  private codec: Codec;
+  private seq = 0;
+  private listeners: Array<(e: PeerEvent) => void> = [];
+  private cancelTick: Cancel | null = null;
+  private readonly versionWarned = new Set<Address>();
+  private running = false;
+
+  constructor(private readonly opts: NodeOptions) {
+    this.self = { id: opts.id, name: opts.name, incarnation: opts.incarnation };
+    this.clock = new LamportClock(opts.lamport ?? 0);
+    const self: Self = this.self;
+    this.context = {
+      self,
+      now: () => opts.runtime.now(),
+      wall: () => opts.runtime.wall(),
+      random: () => opts.runtime.random(),
+      lamport: () => this.clock.time,
+      broadcast: (type, body) => this.transmit(null, type, body),
+      send: (to, type, body) => this.transmit(to, type, body),
+      emit: (e) => this.emit(e),
+    };
+    this.membership = new Membership(this.context, {
+      timings: opts.profile.membership,
+      observer: opts.observer ?? false,
+      membersMax: MEMBERS_MAX,
+      raiseIncarnation: (min) => this.raiseIncarnation(min),
+    });
+    this.codec = this.register(this.membership);
+  }
+
+  get id(): PeerId {
+    return this.self.id;
+  }
+  get name(): string {
+    return this.self.name;
+  }
+  get incarnation(): number {
+    return this.self.incarnation;
+  }
+  get lamport(): number {
+    return this.clock.time;
+  }
+  get address(): Address {
+    return this.opts.transport.address;
+  }
+  get profile(): Profile {
+    return this.opts.profile;
+  }
+  get runtime(): Runtime {
+    return this.opts.runtime;
+  }
+
+  /** Adds a protocol module; call before start(). */
+  install<P extends Protocol>(make: Installer<P>): P {
+    if (this.running) throw new Error('install protocols before start()');
+    const p = make(this.context, this);
+    this.codec = this.register(p);
+    return p;
+  }
+
+  on(listener: (e: PeerEvent) => void): () => void {
+    this.listeners.push(listener);
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== listener);
+    };
+  }
+
+  async start(): Promise<void> {
+    await this.opts.transport.start((data, from) => this.receive(data, from));
+    this.running = true;
+    this.membership.start();
+    this.cancelTick = this.opts.runtime.every(this.opts.profile.tickMs, () => this.tick());
+  }
+
+  /** Graceful stop: every protocol says goodbye, then the transport closes. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    for (const p of [...this.protocols].reverse()) p.leave?.();
+    await this.halt();
+  }
+
+  /** Stops without a word, as `kill -9` would (simulation). */
+  async crash(): Promise<void> {
+    await this.halt();
+  }
+
+  private async halt(): Promise<void> {
+    this.running = false;
+    this.cancelTick?.();
+    this.cancelTick = null;
+    await this.opts.transport.close();
+  }
+
+  private register(p: Protocol): Codec {
+    for (const type of Object.keys(p.messages)) {
+      if (this.owners.has(type)) throw new Error(`message type '${type}' registered twice`);
+      this.owners.set(type, p);
+    }
+    this.protocols.push(p);
+    const bodies: Record<string, Check> = {};
+    for (const q of this.protocols) Object.assign(bodies, q.messages);
+    return new Codec(bodies);
+  }
+
+  private tick(): void {
+    const now = this.opts.runtime.now();
+    for (const p of this.protocols) this.guard(() => p.tick(now));
+  }
+
+  private transmit(to: Address | null, type: string, body: unknown): number {
+    const l = this.clock.tick();
+    const env: Envelope = { v: PROTOCOL_VERSION, t: type, i: this.self.id, n: this.self.name, c: this.self.incarnation, s: ++this.seq, l, b: body };
+    const data = this.codec.encode(env);
+    this.stats.datagramsOut++;
+    this.stats.bytesOut += data.length;
+    if (to === null) this.opts.transport.broadcast(data);
+    else this.opts.transport.send(to, data);
+    return l;
+  }
+
+  private receive(data: Uint8Array, from: Address): void {
+    if (!this.running) return;
+    this.stats.datagramsIn++;
+    this.stats.bytesIn += data.length;
+    const r = this.codec.decode(data);
+    if (!r.ok) {
+      this.stats.dropped[r.reason]++;
+      if (r.reason === 'version' && !this.versionWarned.has(from) && this.versionWarned.size < 64) {
+        this.versionWarned.add(from);
+        this.emit({ kind: 'version-mismatch', from, version: r.version ?? -1 });
+      }
+      return;
+    }
+    const env = r.env;
+    if (env.i === this.self.id) {
+      this.stats.ownEchoes++;
+      return;
+    }
+    this.clock.merge(env.l);
+    this.guard(() => {
+      this.membership.observe(env, from);
+      this.owners.get(env.t)?.onMessage(env, from);
+    });
+  }
+
+  /** A protocol bug must not kill a peer in the field; tests assert handlerErrors stays zero. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.stats.handlerErrors++;
+      this.stats.lastHandlerError = (err as Error).stack ?? String(err);
+    }
+  }
+
+  private raiseIncarnation(min: number): number {
+    if (min > this.self.incarnation) {
+      this.self.incarnation = min;
+      this.opts.persistIncarnation?.(min);
+    }
+    return this.self.incarnation;
+  }
+
+  private emit(e: PeerEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+}

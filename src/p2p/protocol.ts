@@ -1,0 +1,67 @@
+/**
+ * The contract between the node and the protocol modules. A protocol is a state machine: the node
+ * feeds it decoded envelopes and periodic ticks; it answers through the context. It opens no
+ * socket, reads no clock of its own and starts no timer, so it runs unchanged over UDP and over
+ * the simulated network.
+ */
+import type { Check, Envelope, PeerId } from './wire.js';
+import type { Address } from './transport/transport.js';
+
+export interface Self {
+  readonly id: PeerId;
+  readonly name: string;
+  /** Grows at every start and at every refuted suspicion. */
+  readonly incarnation: number;
+}
+
+export interface ProtocolContext {
+  readonly self: Self;
+  /** Monotonic milliseconds. */
+  now(): number;
+  /** Wall-clock milliseconds (display only; never for timeouts). */
+  wall(): number;
+  random(): number;
+  /** The current Lamport time (read-only; the node ticks it on every send). */
+  lamport(): number;
+  /** Multicasts a message to the group; returns its Lamport time. */
+  broadcast(type: string, body: unknown): number;
+  /** Unicasts a message to one address; returns its Lamport time. */
+  send(to: Address, type: string, body: unknown): number;
+  emit(event: PeerEvent): void;
+}
+
+export interface Protocol {
+  /** Message types this module owns, with the schema of each body. */
+  readonly messages: Record<string, Check>;
+  onMessage(env: Envelope, from: Address): void;
+  tick(now: number): void;
+  /** Called once before the node stops gracefully, while sending still works. */
+  leave?(): void;
+}
+
+export type MemberState = 'alive' | 'suspect' | 'dead' | 'left';
+
+export interface MemberView {
+  id: PeerId;
+  name: string;
+  address: Address;
+  state: MemberState;
+  incarnation: number;
+  /** Milliseconds since we last heard from it. */
+  lastSeenMs: number;
+  /** Another live member has the same name. */
+  duplicateName: boolean;
+  tags: Record<string, string | number | boolean>;
+}
+
+/** Typed events a node emits; each protocol adds its own kinds here. */
+export type PeerEvent =
+  | { kind: 'join'; member: MemberView }
+  | { kind: 'suspect'; member: MemberView; by: 'timeout' }
+  | { kind: 'alive'; member: MemberView; refuted: boolean }
+  | { kind: 'dead'; member: MemberView; silentMs: number }
+  | { kind: 'left'; member: MemberView }
+  | { kind: 'restart'; member: MemberView; previousIncarnation: number }
+  | { kind: 'refute'; incarnation: number; by: PeerId }
+  | { kind: 'duplicate-name'; name: string; ids: PeerId[] }
+  | { kind: 'version-mismatch'; from: Address; version: number };

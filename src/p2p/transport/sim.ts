@@ -1,0 +1,287 @@
+/**
+ * An in-memory LAN in virtual time, for tests of 3-50 peers in one process.
+ *
+ * VirtualRuntime is a discrete-event scheduler: time only moves when the test runs it, events at
+ * the same instant run in the order they were scheduled, and randomness comes from one seeded
+ * generator, so a failing seed replays exactly.
+ *
+ * SimNetwork delivers each datagram to each recipient independently: it may be lost, duplicated,
+ * delayed by a random amount (which reorders), or blocked by a partition or a crashed host.
+ * Faults are set per network and overridden per directed link.
+ */
+import type { Cancel, Runtime } from '../runtime.js';
+import type { Address, DatagramHandler, Transport } from './transport.js';
+
+/** mulberry32: a tiny, fast, well-distributed 32-bit PRNG; enough for fault injection. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Timer {
+  at: number;
+  order: number;
+  fn: () => void;
+  cancelled: boolean;
+}
+
+/** Binary min-heap of timers by (at, order). */
+class TimerHeap {
+  private readonly items: Timer[] = [];
+  get size(): number {
+    return this.items.length;
+  }
+  peek(): Timer | undefined {
+    return this.items[0];
+  }
+  push(t: Timer): void {
+    const a = this.items;
+    a.push(t);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!before(a[i]!, a[p]!)) break;
+      [a[i], a[p]] = [a[p]!, a[i]!];
+      i = p;
+    }
+  }
+  pop(): Timer | undefined {
+    const a = this.items;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0 && last) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && before(a[l]!, a[m]!)) m = l;
+        if (r < a.length && before(a[r]!, a[m]!)) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m]!, a[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+const before = (x: Timer, y: Timer) => x.at < y.at || (x.at === y.at && x.order < y.order);
+
+export class VirtualRuntime {
+  readonly random: () => number;
+  private t = 0;
+  private order = 0;
+  private readonly heap = new TimerHeap();
+
+  constructor(seed: number) {
+    this.random = seededRandom(seed);
+  }
+
+  now(): number {
+    return this.t;
+  }
+
+  schedule(delayMs: number, fn: () => void): Cancel {
+    const timer: Timer = { at: this.t + Math.max(0, delayMs), order: this.order++, fn, cancelled: false };
+    this.heap.push(timer);
+    return () => {
+      timer.cancelled = true;
+    };
+  }
+
+  /** A Runtime view for one peer; `wallOffsetMs` skews its wall clock (clock-sync tests). */
+  forPeer(wallOffsetMs = 0, epochMs = 1_700_000_000_000): Runtime {
+    return {
+      now: () => this.t,
+      wall: () => epochMs + this.t + wallOffsetMs,
+      random: this.random,
+      after: (ms, fn) => this.schedule(ms, fn),
+      every: (ms, fn) => {
+        let cancel: Cancel = () => {};
+        const loop = () => {
+          cancel = this.schedule(ms, loop);
+          fn();
+        };
+        cancel = this.schedule(ms, loop);
+        return () => cancel();
+      },
+    };
+  }
+
+  /** Runs every event up to and including `at`, then sets the time to `at`. */
+  runUntil(at: number): void {
+    for (;;) {
+      const next = this.heap.peek();
+      if (!next || next.at > at) break;
+      this.heap.pop();
+      if (next.cancelled) continue;
+      this.t = next.at;
+      next.fn();
+    }
+    this.t = Math.max(this.t, at);
+  }
+
+  runFor(ms: number): void {
+    this.runUntil(this.t + ms);
+  }
+
+  /** Runs until `done()` holds, checking after every event; false if `withinMs` passes first. */
+  runUntilTrue(done: () => boolean, withinMs: number): boolean {
+    const deadline = this.t + withinMs;
+    if (done()) return true;
+    for (;;) {
+      const next = this.heap.peek();
+      if (!next || next.at > deadline) {
+        this.t = deadline;
+        return done();
+      }
+      this.heap.pop();
+      if (next.cancelled) continue;
+      this.t = next.at;
+      next.fn();
+      if (done()) return true;
+    }
+  }
+}
+
+export interface LinkFaults {
+  /** Probability that one datagram to one recipient is lost. */
+  loss: number;
+  /** Probability that a delivered datagram is delivered twice. */
+  duplicate: number;
+  /** Delay range in ms; a random delay in it reorders datagrams. */
+  delayMinMs: number;
+  delayMaxMs: number;
+}
+
+export const PERFECT_LINK: LinkFaults = { loss: 0, duplicate: 0, delayMinMs: 0.1, delayMaxMs: 0.5 };
+
+interface Host {
+  transport: SimTransport;
+  handler: DatagramHandler | null;
+  down: boolean;
+  partition: number;
+}
+
+export class SimNetwork {
+  readonly runtime: VirtualRuntime;
+  faults: LinkFaults;
+  private readonly hosts = new Map<Address, Host>();
+  private readonly links = new Map<string, Partial<LinkFaults>>();
+  private nextHost = 1;
+  /** Datagrams handed to the network and delivered, for tests that measure traffic. */
+  readonly counters = { sent: 0, delivered: 0, lost: 0, duplicated: 0, blocked: 0 };
+
+  constructor(seed: number, faults: Partial<LinkFaults> = {}) {
+    this.runtime = new VirtualRuntime(seed);
+    this.faults = { ...PERFECT_LINK, ...faults };
+  }
+
+  /** A transport on a new host (address "10.0.0.N:7000"); `address` reuses a crashed host's. */
+  transport(address?: Address): SimTransport {
+    const addr = address ?? `10.0.${Math.floor(this.nextHost / 250)}.${(this.nextHost++ % 250) + 1}:7000`;
+    const existing = this.hosts.get(addr);
+    if (existing && existing.handler) throw new Error(`sim address ${addr} is in use`);
+    const t = new SimTransport(this, addr);
+    this.hosts.set(addr, { transport: t, handler: null, down: false, partition: existing?.partition ?? 0 });
+    return t;
+  }
+
+  /** Overrides faults on the directed link from -> to. */
+  setLink(from: Address, to: Address, faults: Partial<LinkFaults>): void {
+    this.links.set(`${from}>${to}`, faults);
+  }
+
+  /** Hosts in different groups cannot reach each other; hosts not named stay in group 0. */
+  partition(...groups: Address[][]): void {
+    for (const h of this.hosts.values()) h.partition = 0;
+    groups.forEach((g, i) => g.forEach((a) => this.hostOf(a).partition = i + 1));
+  }
+
+  heal(): void {
+    for (const h of this.hosts.values()) h.partition = 0;
+  }
+
+  /** Cuts a host off (like `ip link set down`); its peer keeps running. */
+  setDown(address: Address, down: boolean): void {
+    this.hostOf(address).down = down;
+  }
+
+  private hostOf(address: Address): Host {
+    const h = this.hosts.get(address);
+    if (!h) throw new Error(`no sim host ${address}`);
+    return h;
+  }
+
+  /** @internal */ attach(address: Address, handler: DatagramHandler | null): void {
+    this.hostOf(address).handler = handler;
+  }
+
+  /** @internal */ deliver(from: Address, to: Address | null, data: Uint8Array): void {
+    this.counters.sent++;
+    const src = this.hostOf(from);
+    // Copy once: the sender may reuse its buffer, and receivers must not share mutations.
+    const copy = Uint8Array.from(data);
+    const targets = to === null ? [...this.hosts.keys()] : [to];
+    for (const addr of targets) {
+      const dst = this.hosts.get(addr);
+      if (!dst) continue;
+      this.deliverOne(from, src, addr, dst, copy);
+    }
+  }
+
+  private deliverOne(from: Address, src: Host, to: Address, dst: Host, data: Uint8Array): void {
+    if (src.down || dst.down || src.partition !== dst.partition) {
+      this.counters.blocked++;
+      return;
+    }
+    const f = { ...this.faults, ...this.links.get(`${from}>${to}`) };
+    const rnd = this.runtime.random;
+    if (rnd() < f.loss) {
+      this.counters.lost++;
+      return;
+    }
+    const copies = rnd() < f.duplicate ? 2 : 1;
+    if (copies === 2) this.counters.duplicated++;
+    for (let k = 0; k < copies; k++) {
+      const delay = f.delayMinMs + rnd() * (f.delayMaxMs - f.delayMinMs);
+      this.runtime.schedule(delay, () => {
+        // Checked again on arrival: the host may have crashed or been cut off meanwhile.
+        const h = this.hosts.get(to);
+        if (!h || !h.handler || h.down) return;
+        this.counters.delivered++;
+        h.handler(data, from);
+      });
+    }
+  }
+}
+
+export class SimTransport implements Transport {
+  constructor(
+    private readonly net: SimNetwork,
+    readonly address: Address,
+  ) {}
+
+  async start(onDatagram: DatagramHandler): Promise<void> {
+    this.net.attach(this.address, onDatagram);
+  }
+
+  broadcast(data: Uint8Array): void {
+    this.net.deliver(this.address, null, data);
+  }
+
+  send(to: Address, data: Uint8Array): void {
+    this.net.deliver(this.address, to, data);
+  }
+
+  async close(): Promise<void> {
+    this.net.attach(this.address, null);
+  }
+}

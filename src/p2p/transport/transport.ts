@@ -1,0 +1,31 @@
+/**
+ * What a peer needs from a network: multicast to the group, unicast to one address, and a stream
+ * of received datagrams with the unicast address of their sender. Two implementations: UDP
+ * (udp.ts) and an in-memory network in virtual time (sim.ts). Both pass test/contract.
+ *
+ * Addresses are "host:port" strings. A peer multicasts from its unicast socket, so the source
+ * address of every datagram, multicast or not, is where replies go.
+ */
+export type Address = string;
+
+export type DatagramHandler = (data: Uint8Array, from: Address) => void;
+
+export interface Transport {
+  /** This peer's unicast address; valid after start(). */
+  readonly address: Address;
+  start(onDatagram: DatagramHandler): Promise<void>;
+  /** Multicast to the group. Never throws: a failed send is counted and reported via onError. */
+  broadcast(data: Uint8Array): void;
+  /** Unicast to one peer. Never throws. */
+  send(to: Address, data: Uint8Array): void;
+  close(): Promise<void>;
+}
+
+export function formatAddress(host: string, port: number): Address {
+  return `${host}:${port}`;
+}
+
+export function parseAddress(address: Address): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
+}

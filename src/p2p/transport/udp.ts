@@ -1,0 +1,119 @@
+/**
+ * UDP multicast transport over Node's dgram.
+ *
+ * Two sockets per peer:
+ *  - the group socket binds the group address and port with reuseAddr, so several peers on one
+ *    host share the port, and joins the group on the chosen interface only;
+ *  - the unicast socket binds the interface address on an ephemeral port. It sends everything,
+ *    multicast included (IP_MULTICAST_IF = the interface, TTL as configured, loopback on so peers
+ *    on the same host hear each other), so the source address of every datagram is the sender's
+ *    unicast address: replies need no address inside the message.
+ *
+ * Binding the group socket to the group address (not 0.0.0.0) keeps unicast traffic to the group
+ * port out of it. Send errors (a link going down, ENOBUFS under load) are counted, never thrown.
+ */
+import dgram from 'node:dgram';
+import { formatAddress, parseAddress, type Address, type DatagramHandler, type Transport } from './transport.js';
+
+export interface UdpOptions {
+  group: string;
+  port: number;
+  /** IPv4 address of the interface to use. */
+  interface: string;
+  ttl: number;
+  /** Unicast port; 0 picks a free one. */
+  unicastPort?: number;
+}
+
+export class UdpTransport implements Transport {
+  private group: dgram.Socket | null = null;
+  private unicast: dgram.Socket | null = null;
+  private addr: Address = '';
+  /** Sends not yet handed to the kernel; close() waits for them so a leave is not cut off. */
+  private pending = 0;
+  private drained: (() => void) | null = null;
+  readonly errors = { send: 0, socket: 0, lastError: '' };
+
+  constructor(readonly options: UdpOptions) {}
+
+  get address(): Address {
+    return this.addr;
+  }
+
+  async start(onDatagram: DatagramHandler): Promise<void> {
+    const { group, port, ttl } = this.options;
+    const iface = this.options.interface;
+    const onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo) => onDatagram(msg, formatAddress(rinfo.address, rinfo.port));
+    const onError = (err: Error) => {
+      this.errors.socket++;
+      this.errors.lastError = err.message;
+    };
+
+    const uni = dgram.createSocket({ type: 'udp4' });
+    uni.on('message', onMessage).on('error', onError);
+    await bind(uni, this.options.unicastPort ?? 0, iface);
+    uni.setMulticastInterface(iface);
+    uni.setMulticastTTL(ttl);
+    uni.setMulticastLoopback(true);
+    this.unicast = uni;
+    this.addr = formatAddress(iface, uni.address().port);
+
+    const grp = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    grp.on('message', onMessage).on('error', onError);
+    try {
+      await bind(grp, port, group);
+      grp.addMembership(group, iface);
+    } catch (err) {
+      grp.close();
+      uni.close();
+      throw err;
+    }
+    this.group = grp;
+  }
+
+  broadcast(data: Uint8Array): void {
+    this.sendTo(this.options.port, this.options.group, data);
+  }
+
+  send(to: Address, data: Uint8Array): void {
+    const { host, port } = parseAddress(to);
+    this.sendTo(port, host, data);
+  }
+
+  private sendTo(port: number, host: string, data: Uint8Array): void {
+    const s = this.unicast;
+    if (!s) return;
+    try {
+      this.pending++;
+      s.send(data, port, host, (err) => {
+        if (err) {
+          this.errors.send++;
+          this.errors.lastError = err.message;
+        }
+        if (--this.pending === 0) this.drained?.();
+      });
+    } catch (err) {
+      this.pending--;
+      this.errors.send++;
+      this.errors.lastError = (err as Error).message;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.pending > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    const sockets = [this.group, this.unicast].filter((s): s is dgram.Socket => s !== null);
+    this.group = this.unicast = null;
+    await Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+}
+
+function bind(socket: dgram.Socket, port: number, address: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const fail = (err: Error) => reject(err);
+    socket.once('error', fail);
+    socket.bind({ port, address, exclusive: false }, () => {
+      socket.off('error', fail);
+      resolve();
+    });
+  });
+}

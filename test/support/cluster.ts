@@ -1,0 +1,108 @@
+/**
+ * A simulated cluster: N peers over one SimNetwork in virtual time, with crash and restart that
+ * keep only what a peer persisted (its id and incarnation), as a real crash keeps only SQLite.
+ */
+import { randomBytes } from 'node:crypto';
+import { PeerNode, type NodeOptions } from '../../src/p2p/node.js';
+import { PROFILES, type Profile } from '../../src/p2p/config.js';
+import { SimNetwork, type LinkFaults } from '../../src/p2p/transport/sim.js';
+import type { PeerEvent } from '../../src/p2p/protocol.js';
+
+export interface SimPeer {
+  node: PeerNode;
+  name: string;
+  address: string;
+  events: PeerEvent[];
+  /** What survives a crash. */
+  persisted: { id: string; incarnation: number };
+  up: boolean;
+}
+
+export class SimCluster {
+  readonly net: SimNetwork;
+  readonly peers: SimPeer[] = [];
+
+  constructor(
+    readonly seed: number,
+    faults: Partial<LinkFaults> = {},
+    readonly profile: Profile = PROFILES.lan,
+    private readonly configure?: (node: PeerNode, peer: SimPeer) => void,
+  ) {
+    this.net = new SimNetwork(seed, faults);
+  }
+
+  get rt() {
+    return this.net.runtime;
+  }
+
+  async add(name: string, extra: Partial<NodeOptions> = {}): Promise<SimPeer> {
+    const id = idFrom(this.net.runtime.random);
+    const transport = this.net.transport();
+    const peer: SimPeer = { node: null as unknown as PeerNode, name, address: transport.address, events: [], persisted: { id, incarnation: 1 }, up: false };
+    await this.boot(peer, transport, extra);
+    this.peers.push(peer);
+    return peer;
+  }
+
+  private async boot(peer: SimPeer, transport = this.net.transport(peer.address), extra: Partial<NodeOptions> = {}) {
+    const node = new PeerNode({
+      id: peer.persisted.id,
+      name: peer.name,
+      incarnation: peer.persisted.incarnation,
+      profile: this.profile,
+      transport,
+      runtime: this.net.runtime.forPeer(),
+      persistIncarnation: (n) => (peer.persisted.incarnation = n),
+      ...extra,
+    });
+    node.on((e) => peer.events.push(e));
+    peer.node = node;
+    this.configure?.(node, peer);
+    await node.start();
+    peer.up = true;
+  }
+
+  async crash(peer: SimPeer): Promise<void> {
+    await peer.node.crash();
+    peer.up = false;
+  }
+
+  /** Restarts a crashed peer on the same host with a higher incarnation, as a real restart does. */
+  async restart(peer: SimPeer): Promise<void> {
+    peer.persisted.incarnation++;
+    await this.boot(peer);
+  }
+
+  async leave(peer: SimPeer): Promise<void> {
+    await peer.node.stop();
+    peer.up = false;
+  }
+
+  live(): SimPeer[] {
+    return this.peers.filter((p) => p.up);
+  }
+
+  /** Every live peer sees exactly the other live peers as alive. */
+  converged(): boolean {
+    const live = this.live();
+    return live.every((p) => {
+      const alive = new Set(p.node.membership.list().filter((m) => m.state === 'alive').map((m) => m.id));
+      return alive.size === live.length - 1 && live.every((q) => q === p || alive.has(q.node.id));
+    });
+  }
+
+  /** Sum of handler errors over all peers: a protocol bug if not zero. */
+  handlerErrors(): string[] {
+    return this.peers.filter((p) => p.node.stats.handlerErrors > 0).map((p) => `${p.name}: ${p.node.stats.lastHandlerError}`);
+  }
+}
+
+export function idFrom(random: () => number): string {
+  let s = '';
+  for (let i = 0; i < 16; i++) s += Math.floor(random() * 16).toString(16);
+  return s;
+}
+
+export function randomId(): string {
+  return randomBytes(8).toString('hex');
+}
