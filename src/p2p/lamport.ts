@@ -7,7 +7,8 @@ export class LamportClock {
   private t: number;
 
   constructor(start = 0) {
-    if (!Number.isSafeInteger(start) || start < 0) throw new Error(`Lamport time must be a safe uint, got ${start}`);
+    if (!Number.isSafeInteger(start) || start < 0)
+      throw new Error(`Lamport time must be a safe uint, got ${start}`);
     this.t = start;
   }
 

@@ -121,7 +121,11 @@ export class Membership implements Protocol {
       this.ctx.emit({ kind: 'restart', member: this.view(m), previousIncarnation: wasIncarnation });
     } else if (before !== 'alive') {
       this.setState(m, 'alive', now);
-      this.ctx.emit({ kind: 'alive', member: this.view(m), refuted: before === 'suspect' && env.c > wasIncarnation });
+      this.ctx.emit({
+        kind: 'alive',
+        member: this.view(m),
+        refuted: before === 'suspect' && env.c > wasIncarnation,
+      });
     }
   }
 
@@ -152,7 +156,8 @@ export class Membership implements Protocol {
   }
 
   tick(now: number): void {
-    if (!this.opts.observer && now - this.lastHeartbeat >= this.opts.timings.heartbeatIntervalMs) this.heartbeat();
+    if (!this.opts.observer && now - this.lastHeartbeat >= this.opts.timings.heartbeatIntervalMs)
+      this.heartbeat();
     const t = this.opts.timings;
     for (const m of this.members.values()) {
       const silent = now - m.lastSeen;
@@ -183,7 +188,9 @@ export class Membership implements Protocol {
 
   /** Every known member except this peer, ordered by name then id. */
   list(): MemberView[] {
-    return [...this.members.values()].map((m) => this.view(m)).sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+    return [...this.members.values()]
+      .map((m) => this.view(m))
+      .sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
   }
 
   get(id: PeerId): MemberView | undefined {
@@ -233,7 +240,8 @@ export class Membership implements Protocol {
   private evictOne(): boolean {
     let oldest: Member | undefined;
     for (const m of this.members.values()) {
-      if ((m.state === 'dead' || m.state === 'left') && (!oldest || m.stateSince < oldest.stateSince)) oldest = m;
+      if ((m.state === 'dead' || m.state === 'left') && (!oldest || m.stateSince < oldest.stateSince))
+        oldest = m;
     }
     if (oldest) this.members.delete(oldest.id);
     return oldest !== undefined;
@@ -245,7 +253,9 @@ export class Membership implements Protocol {
   }
 
   private idsNamed(name: string): PeerId[] {
-    const ids = [...this.members.values()].filter((x) => x.name === name && (x.state === 'alive' || x.state === 'suspect')).map((x) => x.id);
+    const ids = [...this.members.values()]
+      .filter((x) => x.name === name && (x.state === 'alive' || x.state === 'suspect'))
+      .map((x) => x.id);
     if (!this.opts.observer && this.ctx.self.name === name) ids.push(this.ctx.self.id);
     return ids;
   }

@@ -170,7 +170,16 @@ export class PeerNode {
 
   private transmit(to: Address | null, type: string, body: unknown): number {
     const l = this.clock.tick();
-    const env: Envelope = { v: PROTOCOL_VERSION, t: type, i: this.self.id, n: this.self.name, c: this.self.incarnation, s: ++this.seq, l, b: body };
+    const env: Envelope = {
+      v: PROTOCOL_VERSION,
+      t: type,
+      i: this.self.id,
+      n: this.self.name,
+      c: this.self.incarnation,
+      s: ++this.seq,
+      l,
+      b: body,
+    };
     const data = this.codec.encode(env);
     this.stats.datagramsOut++;
     this.stats.bytesOut += data.length;

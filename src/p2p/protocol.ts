@@ -54,14 +54,22 @@ export interface MemberView {
   tags: Record<string, string | number | boolean>;
 }
 
-/** Typed events a node emits; each protocol adds its own kinds here. */
-export type PeerEvent =
-  | { kind: 'join'; member: MemberView }
-  | { kind: 'suspect'; member: MemberView; by: 'timeout' }
-  | { kind: 'alive'; member: MemberView; refuted: boolean }
-  | { kind: 'dead'; member: MemberView; silentMs: number }
-  | { kind: 'left'; member: MemberView }
-  | { kind: 'restart'; member: MemberView; previousIncarnation: number }
-  | { kind: 'refute'; incarnation: number; by: PeerId }
-  | { kind: 'duplicate-name'; name: string; ids: PeerId[] }
-  | { kind: 'version-mismatch'; from: Address; version: number };
+/**
+ * Typed events a node emits, by kind. Each protocol module adds its own kinds by declaration
+ * merging in its own file, so no module edits another:
+ *   declare module './protocol.js' { interface PeerEventMap { elected: { term: number } } }
+ */
+export interface PeerEventMap {
+  join: { member: MemberView };
+  suspect: { member: MemberView; by: 'timeout' };
+  alive: { member: MemberView; refuted: boolean };
+  dead: { member: MemberView; silentMs: number };
+  left: { member: MemberView };
+  restart: { member: MemberView; previousIncarnation: number };
+  refute: { incarnation: number; by: PeerId };
+  'duplicate-name': { name: string; ids: PeerId[] };
+  'version-mismatch': { from: Address; version: number };
+}
+
+export type PeerEvent = { [K in keyof PeerEventMap]: { kind: K } & PeerEventMap[K] }[keyof PeerEventMap];
+export type PeerEventOf<K extends keyof PeerEventMap> = { kind: K } & PeerEventMap[K];

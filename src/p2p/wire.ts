@@ -55,15 +55,36 @@ export class OversizeError extends Error {
 
 /** Small, allocation-free validators for message bodies (the hot path runs them on every datagram). */
 export const is = {
-  uint: (max = Number.MAX_SAFE_INTEGER): Check => (v) => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max,
-  int: (min: number, max: number): Check => (v) => Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max,
-  num: (min: number, max: number): Check => (v) => typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max,
-  str: (maxChars: number, minChars = 0): Check => (v) => typeof v === 'string' && v.length >= minChars && v.length <= maxChars,
+  uint:
+    (max = Number.MAX_SAFE_INTEGER): Check =>
+    (v) =>
+      Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max,
+  int:
+    (min: number, max: number): Check =>
+    (v) =>
+      Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max,
+  num:
+    (min: number, max: number): Check =>
+    (v) =>
+      typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max,
+  str:
+    (maxChars: number, minChars = 0): Check =>
+    (v) =>
+      typeof v === 'string' && v.length >= minChars && v.length <= maxChars,
   bool: (): Check => (v) => typeof v === 'boolean',
   peerId: (): Check => isPeerId,
-  literal: (...values: unknown[]): Check => (v) => values.includes(v),
-  nullable: (check: Check): Check => (v) => v === null || check(v),
-  array: (item: Check, maxItems: number): Check => (v) => Array.isArray(v) && v.length <= maxItems && v.every(item),
+  literal:
+    (...values: unknown[]): Check =>
+    (v) =>
+      values.includes(v),
+  nullable:
+    (check: Check): Check =>
+    (v) =>
+      v === null || check(v),
+  array:
+    (item: Check, maxItems: number): Check =>
+    (v) =>
+      Array.isArray(v) && v.length <= maxItems && v.every(item),
   /** An object with exactly these keys (optional ones may be absent); no other keys allowed. */
   object: (required: Record<string, Check>, optional: Record<string, Check> = {}): Check => {
     const req = Object.entries(required);
@@ -81,16 +102,24 @@ export const is = {
     };
   },
   /** A map of up to maxKeys short keys to scalar values (membership tags). */
-  tags: (maxKeys: number, keyChars: number, valueChars: number): Check => (v) => {
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-    let n = 0;
-    for (const [k, x] of Object.entries(v)) {
-      if (++n > maxKeys || k.length > keyChars) return false;
-      if (typeof x === 'string' ? x.length > valueChars : typeof x === 'number' ? !Number.isFinite(x) : typeof x !== 'boolean')
-        return false;
-    }
-    return true;
-  },
+  tags:
+    (maxKeys: number, keyChars: number, valueChars: number): Check =>
+    (v) => {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+      let n = 0;
+      for (const [k, x] of Object.entries(v)) {
+        if (++n > maxKeys || k.length > keyChars) return false;
+        if (
+          typeof x === 'string'
+            ? x.length > valueChars
+            : typeof x === 'number'
+              ? !Number.isFinite(x)
+              : typeof x !== 'boolean'
+        )
+          return false;
+      }
+      return true;
+    },
 };
 
 const PEER_ID_RE = /^[0-9a-f]{16}$/;
@@ -101,7 +130,9 @@ export function isPeerId(v: unknown): v is PeerId {
 /** Printable, no control characters: a name ends up in terminals and file names. */
 const NAME_RE = /^[^\p{Cc}\p{Cf}\s/\\][^\p{Cc}\p{Cf}/\\]*$/u;
 export function isPeerName(v: unknown): v is string {
-  return typeof v === 'string' && v.length >= 1 && v.length <= NAME_CHARS_MAX && NAME_RE.test(v) && v.trim() === v;
+  return (
+    typeof v === 'string' && v.length >= 1 && v.length <= NAME_CHARS_MAX && NAME_RE.test(v) && v.trim() === v
+  );
 }
 
 /**
@@ -114,7 +145,8 @@ export class Codec {
   constructor(bodies: Record<string, Check>) {
     this.bodies = new Map(Object.entries(bodies));
     for (const t of this.bodies.keys()) {
-      if (t.length === 0 || t.length > TYPE_CHARS_MAX) throw new Error(`message type '${t}' must be 1-${TYPE_CHARS_MAX} chars`);
+      if (t.length === 0 || t.length > TYPE_CHARS_MAX)
+        throw new Error(`message type '${t}' must be 1-${TYPE_CHARS_MAX} chars`);
     }
   }
 
@@ -136,10 +168,13 @@ export class Codec {
     } catch {
       return { ok: false, reason: 'json' };
     }
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, reason: 'envelope' };
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+      return { ok: false, reason: 'envelope' };
     const e = raw as Record<string, unknown>;
     if (e.v !== PROTOCOL_VERSION) {
-      return Number.isSafeInteger(e.v) ? { ok: false, reason: 'version', version: e.v as number } : { ok: false, reason: 'envelope' };
+      return Number.isSafeInteger(e.v)
+        ? { ok: false, reason: 'version', version: e.v as number }
+        : { ok: false, reason: 'envelope' };
     }
     if (
       typeof e.t !== 'string' ||

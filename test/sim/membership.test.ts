@@ -57,18 +57,26 @@ describe('membership (simulation)', () => {
     expect(c.peers.flatMap((p) => p.events).filter((e) => e.kind === 'dead')).toEqual([]);
   });
 
-  it.each(SEEDS.slice(0, 20))('a partition is seen as deaths on both sides and heals, seed %i', async (seed) => {
-    const c = await cluster(seed, 5, { loss: 0.02, delayMaxMs: 2 });
-    expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
-    const left = c.peers.slice(0, 2);
-    const right = c.peers.slice(2);
-    c.net.partition(left.map((p) => p.address), right.map((p) => p.address));
-    c.rt.runFor(T.deadAfterMs + 500);
-    for (const p of left) for (const q of right) expect(p.node.membership.get(q.node.id)?.state).toBe('dead');
-    for (const p of right) for (const q of left) expect(p.node.membership.get(q.node.id)?.state).toBe('dead');
-    c.net.heal();
-    expect(c.rt.runUntilTrue(() => c.converged(), T.heartbeatIntervalMs * 3)).toBe(true);
-  });
+  it.each(SEEDS.slice(0, 20))(
+    'a partition is seen as deaths on both sides and heals, seed %i',
+    async (seed) => {
+      const c = await cluster(seed, 5, { loss: 0.02, delayMaxMs: 2 });
+      expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+      const left = c.peers.slice(0, 2);
+      const right = c.peers.slice(2);
+      c.net.partition(
+        left.map((p) => p.address),
+        right.map((p) => p.address),
+      );
+      c.rt.runFor(T.deadAfterMs + 500);
+      for (const p of left)
+        for (const q of right) expect(p.node.membership.get(q.node.id)?.state).toBe('dead');
+      for (const p of right)
+        for (const q of left) expect(p.node.membership.get(q.node.id)?.state).toBe('dead');
+      c.net.heal();
+      expect(c.rt.runUntilTrue(() => c.converged(), T.heartbeatIntervalMs * 3)).toBe(true);
+    },
+  );
 
   it.each(SEEDS.slice(0, 10))('a graceful leave is seen by all at once, seed %i', async (seed) => {
     const c = await cluster(seed, 5, { loss: 0.1, delayMaxMs: 2 });
@@ -82,7 +90,10 @@ describe('membership (simulation)', () => {
     const lateOnes = c.live().filter((p) => p.node.membership.get(leaver.node.id)?.state !== 'left');
     expect(lateOnes.length).toBeLessThanOrEqual(1);
     if (lateOnes.length === 0) expect(c.rt.now() - at).toBeLessThan(10);
-    expect(c.peers.flatMap((p) => p.events).filter((e) => e.kind === 'dead' && e.member.id === leaver.node.id).length).toBeLessThanOrEqual(1);
+    expect(
+      c.peers.flatMap((p) => p.events).filter((e) => e.kind === 'dead' && e.member.id === leaver.node.id)
+        .length,
+    ).toBeLessThanOrEqual(1);
   });
 
   it('a restarted peer is seen as restarted with a higher incarnation', async () => {
@@ -100,7 +111,11 @@ describe('membership (simulation)', () => {
     c.rt.runFor(500);
     expect(p.node.incarnation).toBe(before + 1);
     for (const q of c.live()) if (q !== p) expect(q.node.membership.get(p.node.id)?.state).toBe('alive');
-    expect(c.peers[0]!.events.some((e) => e.kind === 'restart' || (e.kind === 'alive' && e.member.id === p.node.id))).toBe(true);
+    expect(
+      c.peers[0]!.events.some(
+        (e) => e.kind === 'restart' || (e.kind === 'alive' && e.member.id === p.node.id),
+      ),
+    ).toBe(true);
   });
 
   it('two peers with one name are both listed and flagged', async () => {
@@ -133,7 +148,10 @@ describe('membership (simulation)', () => {
     await flood.start(() => {});
     for (let i = 0; i < 3000; i++) {
       const id = i.toString(16).padStart(16, '0');
-      flood.send(p!.address, codec.encode({ v: 1, t: 'hb', i: id, n: `x${i}`, c: 1, s: 1, l: 1, b: { g: {} } }));
+      flood.send(
+        p!.address,
+        codec.encode({ v: 1, t: 'hb', i: id, n: `x${i}`, c: 1, s: 1, l: 1, b: { g: {} } }),
+      );
     }
     c.rt.runFor(100);
     expect(p!.node.membership.list().length).toBeLessThanOrEqual(1024);

@@ -38,13 +38,24 @@ export class SimCluster {
   async add(name: string, extra: Partial<NodeOptions> = {}): Promise<SimPeer> {
     const id = idFrom(this.net.runtime.random);
     const transport = this.net.transport();
-    const peer: SimPeer = { node: null as unknown as PeerNode, name, address: transport.address, events: [], persisted: { id, incarnation: 1 }, up: false };
+    const peer: SimPeer = {
+      node: null as unknown as PeerNode,
+      name,
+      address: transport.address,
+      events: [],
+      persisted: { id, incarnation: 1 },
+      up: false,
+    };
     await this.boot(peer, transport, extra);
     this.peers.push(peer);
     return peer;
   }
 
-  private async boot(peer: SimPeer, transport = this.net.transport(peer.address), extra: Partial<NodeOptions> = {}) {
+  private async boot(
+    peer: SimPeer,
+    transport = this.net.transport(peer.address),
+    extra: Partial<NodeOptions> = {},
+  ) {
     const node = new PeerNode({
       id: peer.persisted.id,
       name: peer.name,
@@ -86,14 +97,21 @@ export class SimCluster {
   converged(): boolean {
     const live = this.live();
     return live.every((p) => {
-      const alive = new Set(p.node.membership.list().filter((m) => m.state === 'alive').map((m) => m.id));
+      const alive = new Set(
+        p.node.membership
+          .list()
+          .filter((m) => m.state === 'alive')
+          .map((m) => m.id),
+      );
       return alive.size === live.length - 1 && live.every((q) => q === p || alive.has(q.node.id));
     });
   }
 
   /** Sum of handler errors over all peers: a protocol bug if not zero. */
   handlerErrors(): string[] {
-    return this.peers.filter((p) => p.node.stats.handlerErrors > 0).map((p) => `${p.name}: ${p.node.stats.lastHandlerError}`);
+    return this.peers
+      .filter((p) => p.node.stats.handlerErrors > 0)
+      .map((p) => `${p.name}: ${p.node.stats.lastHandlerError}`);
   }
 }
 

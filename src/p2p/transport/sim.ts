@@ -202,7 +202,7 @@ export class SimNetwork {
   /** Hosts in different groups cannot reach each other; hosts not named stay in group 0. */
   partition(...groups: Address[][]): void {
     for (const h of this.hosts.values()) h.partition = 0;
-    groups.forEach((g, i) => g.forEach((a) => this.hostOf(a).partition = i + 1));
+    groups.forEach((g, i) => g.forEach((a) => (this.hostOf(a).partition = i + 1)));
   }
 
   heal(): void {

@@ -13,7 +13,13 @@
  * port out of it. Send errors (a link going down, ENOBUFS under load) are counted, never thrown.
  */
 import dgram from 'node:dgram';
-import { formatAddress, parseAddress, type Address, type DatagramHandler, type Transport } from './transport.js';
+import {
+  formatAddress,
+  parseAddress,
+  type Address,
+  type DatagramHandler,
+  type Transport,
+} from './transport.js';
 
 export interface UdpOptions {
   group: string;
@@ -43,7 +49,8 @@ export class UdpTransport implements Transport {
   async start(onDatagram: DatagramHandler): Promise<void> {
     const { group, port, ttl } = this.options;
     const iface = this.options.interface;
-    const onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo) => onDatagram(msg, formatAddress(rinfo.address, rinfo.port));
+    const onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo) =>
+      onDatagram(msg, formatAddress(rinfo.address, rinfo.port));
     const onError = (err: Error) => {
       this.errors.socket++;
       this.errors.lastError = err.message;

@@ -1,0 +1,42 @@
+/**
+ * Flags shared by every networked command. Each has an environment variable so a shell can set
+ * it once (export PEER_INTERFACE=127.0.0.1).
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { Flags } from '@oclif/core';
+import { DEFAULT_GROUP, DEFAULT_PORT, DEFAULT_TTL, PROFILES, type ProfileName } from '../p2p/config.js';
+
+export const networkFlags = {
+  name: Flags.string({ summary: 'Name shown to the group (default: the host name).', env: 'PEER_NAME' }),
+  group: Flags.string({ summary: 'Multicast group address.', env: 'PEER_GROUP', default: DEFAULT_GROUP }),
+  port: Flags.integer({
+    summary: 'Multicast group port.',
+    env: 'PEER_PORT',
+    default: DEFAULT_PORT,
+    min: 1,
+    max: 65535,
+  }),
+  interface: Flags.string({
+    summary: 'IPv4 address (or name) of the interface to use (default: the interface of the default route).',
+    env: 'PEER_INTERFACE',
+  }),
+  ttl: Flags.integer({
+    summary: 'Multicast TTL: 0 stays on this host, 1 stays on the LAN.',
+    env: 'PEER_TTL',
+    default: DEFAULT_TTL,
+    min: 0,
+    max: 255,
+  }),
+  'data-dir': Flags.string({
+    summary: 'Directory of the peer databases.',
+    env: 'PEER_DATA_DIR',
+    default: path.join(os.homedir(), '.peer'),
+  }),
+  profile: Flags.string({
+    summary: 'Timing profile: lan (fast failure detection) or local (many peers on one busy host).',
+    env: 'PEER_PROFILE',
+    options: Object.keys(PROFILES) as ProfileName[],
+    default: 'lan',
+  }),
+};

@@ -1,0 +1,100 @@
+/**
+ * Terminal output: colour (off when not a TTY or with NO_COLOR), tables, event lines.
+ */
+import chalk, { type ChalkInstance } from 'chalk';
+import type { MemberState, MemberView, PeerEvent } from '../p2p/protocol.js';
+
+if ('NO_COLOR' in process.env) chalk.level = 0;
+
+const PALETTE: ChalkInstance[] = [
+  chalk.cyan,
+  chalk.magenta,
+  chalk.yellow,
+  chalk.green,
+  chalk.blue,
+  chalk.redBright,
+  chalk.cyanBright,
+  chalk.magentaBright,
+];
+
+/** The same name gets the same colour on every screen and every run. */
+export function paintName(name: string): string {
+  let h = 2166136261;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
+  return PALETTE[(h >>> 0) % PALETTE.length]!(name);
+}
+
+export function paintState(state: MemberState): string {
+  const paint = { alive: chalk.green, suspect: chalk.yellow, dead: chalk.red, left: chalk.gray }[state];
+  return paint(state);
+}
+
+const ANSI_RE = /\x1b\[[0-9;]*m/g;
+const visibleLength = (s: string) => s.replace(ANSI_RE, '').length;
+
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => visibleLength(r[i] ?? ''))));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c + ' '.repeat(widths[i]! - visibleLength(c)))
+      .join('  ')
+      .trimEnd();
+  return [chalk.bold(line(headers)), ...rows.map(line)].join('\n');
+}
+
+export function clockTime(wallMs: number): string {
+  const d = new Date(wallMs);
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+export function memberLabel(m: Pick<MemberView, 'name' | 'id'>): string {
+  return `${paintName(m.name)} ${chalk.gray(`(${m.id.slice(0, 8)})`)}`;
+}
+
+/** One readable line for a membership event, or null for kinds another module describes. */
+export function describeMembershipEvent(e: PeerEvent): string | null {
+  switch (e.kind) {
+    case 'join':
+      return `${chalk.green('join')}    ${memberLabel(e.member)} at ${e.member.address}, incarnation ${e.member.incarnation}`;
+    case 'suspect':
+      return `${chalk.yellow('suspect')} ${memberLabel(e.member)}: silent for ${e.member.lastSeenMs} ms`;
+    case 'alive':
+      return `${chalk.green('alive')}   ${memberLabel(e.member)}${e.refuted ? ' refuted the suspicion' : ' is back'}, incarnation ${e.member.incarnation}`;
+    case 'dead':
+      return `${chalk.red('dead')}    ${memberLabel(e.member)}: silent for ${Math.round(e.silentMs)} ms`;
+    case 'left':
+      return `${chalk.gray('leave')}   ${memberLabel(e.member)} left the group`;
+    case 'restart':
+      return `${chalk.cyan('restart')} ${memberLabel(e.member)} restarted (incarnation ${e.previousIncarnation} -> ${e.member.incarnation}) at ${e.member.address}`;
+    case 'refute':
+      return `${chalk.yellow('refute')}  suspected by ${e.by.slice(0, 8)}; now incarnation ${e.incarnation}`;
+    case 'duplicate-name':
+      return `${chalk.red('warning')} ${e.ids.length} live peers are named ${paintName(e.name)}: ${e.ids.map((i) => i.slice(0, 8)).join(', ')}`;
+    case 'version-mismatch':
+      return `${chalk.red('warning')} ${e.from} speaks protocol version ${e.version}; its datagrams are ignored`;
+    default:
+      return null;
+  }
+}
+
+/** The JSON-lines form of an event: flat, with the member's fields inlined. */
+export function eventJson(e: PeerEvent, wallMs: number): Record<string, unknown> {
+  const { kind, ...rest } = e as { kind: string } & Record<string, unknown>;
+  const member = (rest as { member?: MemberView }).member;
+  delete (rest as { member?: MemberView }).member;
+  return {
+    event: kind,
+    at: new Date(wallMs).toISOString(),
+    ...(member
+      ? {
+          name: member.name,
+          id: member.id,
+          address: member.address,
+          state: member.state,
+          incarnation: member.incarnation,
+        }
+      : {}),
+    ...rest,
+  };
+}

@@ -1,0 +1,136 @@
+/**
+ * Starting a real peer for a command: settings from flags, identity from the data dir, a UDP
+ * transport on the chosen interface, and a graceful stop on SIGINT/SIGTERM.
+ */
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { PeerNode } from '../p2p/node.js';
+import { PROFILES, type ProfileName } from '../p2p/config.js';
+import { realRuntime } from '../p2p/runtime.js';
+import { UdpTransport } from '../p2p/transport/udp.js';
+import { isPeerName } from '../p2p/wire.js';
+import { PeerStore } from '../storage/store.js';
+import { checkGroup, resolveInterface, UsageError } from './network.js';
+
+export interface NetworkFlagValues {
+  name?: string;
+  group: string;
+  port: number;
+  interface?: string;
+  ttl: number;
+  'data-dir': string;
+  profile: string;
+}
+
+export interface NetworkSettings {
+  name: string;
+  group: string;
+  port: number;
+  interface: string;
+  ttl: number;
+  dataDir: string;
+  profile: ProfileName;
+}
+
+export function defaultName(): string {
+  const host = os.hostname().split('.')[0] ?? '';
+  return isPeerName(host) ? host : 'peer';
+}
+
+export function networkSettings(
+  flags: NetworkFlagValues,
+  name = flags.name ?? defaultName(),
+): NetworkSettings {
+  if (!isPeerName(name))
+    throw new UsageError(
+      `--name '${name}' is not a valid name: 1-64 printable characters, no slashes, no surrounding spaces`,
+    );
+  return {
+    name,
+    group: checkGroup(flags.group),
+    port: flags.port,
+    interface: resolveInterface(flags.interface),
+    ttl: flags.ttl,
+    dataDir: flags['data-dir'],
+    profile: flags.profile as ProfileName,
+  };
+}
+
+export interface RunningPeer {
+  node: PeerNode;
+  /** Null for an observer, which keeps nothing. */
+  store: PeerStore | null;
+  transport: UdpTransport;
+  settings: NetworkSettings;
+  /** Graceful stop (leave) unless `crash`; closes the store. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  observer?: boolean;
+  /** Installs protocol modules before the node starts. */
+  install?: (node: PeerNode, store: PeerStore | null) => void;
+}
+
+export async function startPeer(settings: NetworkSettings, opts: StartOptions = {}): Promise<RunningPeer> {
+  const store = opts.observer ? null : PeerStore.open(settings.dataDir, settings.name);
+  const identity = store ? store.startIdentity() : { id: randomBytes(8).toString('hex'), incarnation: 1 };
+  const transport = new UdpTransport({
+    group: settings.group,
+    port: settings.port,
+    interface: settings.interface,
+    ttl: settings.ttl,
+  });
+  const node = new PeerNode({
+    id: identity.id,
+    name: settings.name,
+    incarnation: identity.incarnation,
+    profile: PROFILES[settings.profile],
+    transport,
+    runtime: realRuntime,
+    observer: opts.observer ?? false,
+    persistIncarnation: (n) => store?.saveIncarnation(n),
+  });
+  if (store) {
+    node.on((e) => {
+      if (e.kind === 'join' || e.kind === 'alive' || e.kind === 'restart')
+        store.recordPeer(e.member, true, Date.now());
+      else if (e.kind === 'dead' || e.kind === 'left') store.recordPeer(e.member, false, Date.now());
+    });
+  }
+  opts.install?.(node, store);
+  try {
+    await node.start();
+  } catch (err) {
+    store?.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(
+      `cannot open the group ${settings.group}:${settings.port} on ${settings.interface} (${code ?? (err as Error).message}); check --interface, --group and --port`,
+    );
+  }
+  let stopped: Promise<void> | null = null;
+  return {
+    node,
+    store,
+    transport,
+    settings,
+    stop: () =>
+      (stopped ??= (async () => {
+        await node.stop();
+        store?.close();
+      })()),
+  };
+}
+
+/** Resolves on the first SIGINT or SIGTERM (the graceful ways to stop a peer). */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (sig: NodeJS.Signals) => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(sig);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}

@@ -1,0 +1,90 @@
+import { Flags } from '@oclif/core';
+import { PeerCommand } from '../cli/base.js';
+import { networkFlags } from '../cli/flags.js';
+import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
+import { memberLabel, paintState, table } from '../cli/output.js';
+import type { MemberView } from '../p2p/protocol.js';
+
+export interface PeerEntry {
+  name: string;
+  id: string;
+  address: string;
+  state: MemberView['state'];
+  incarnation: number;
+  lastSeenMs: number;
+  duplicateName: boolean;
+  tags: MemberView['tags'];
+}
+
+export default class Peers extends PeerCommand {
+  static override summary = 'List the members of the group.';
+  static override description =
+    'Probes the group (members answer at once), listens for --wait ms, and prints the members. It listens as an observer: it never shows up as a member itself.';
+  static override examples = [
+    '<%= config.bin %> peers --interface 127.0.0.1',
+    '<%= config.bin %> peers --json --wait 500',
+    '<%= config.bin %> peers --watch',
+  ];
+  static override enableJsonFlag = true;
+  static override flags = {
+    ...networkFlags,
+    wait: Flags.integer({
+      summary: 'How long to listen before printing, in ms.',
+      default: 1500,
+      min: 0,
+      max: 600_000,
+    }),
+    watch: Flags.boolean({
+      summary: 'Keep listening and redraw the table until Ctrl-C.',
+      default: false,
+      exclusive: ['json'],
+    }),
+  };
+
+  async run(): Promise<PeerEntry[]> {
+    const { flags } = await this.parse(Peers);
+    const settings = networkSettings(flags, flags.name ?? 'observer');
+    const peer = await startPeer(settings, { observer: true });
+    try {
+      if (flags.watch) {
+        const draw = () => process.stdout.write(`\x1b[H\x1b[2J${this.render(peer.node.membership.list())}\n`);
+        draw();
+        const timer = setInterval(draw, 500);
+        await untilSignal();
+        clearInterval(timer);
+      } else {
+        await new Promise((r) => setTimeout(r, flags.wait));
+        this.log(this.render(peer.node.membership.list()));
+      }
+      return peer.node.membership
+        .list()
+        .map(({ name, id, address, state, incarnation, lastSeenMs, duplicateName, tags }) => ({
+          name,
+          id,
+          address,
+          state,
+          incarnation,
+          lastSeenMs,
+          duplicateName,
+          tags,
+        }));
+    } finally {
+      await peer.stop();
+    }
+  }
+
+  private render(members: MemberView[]): string {
+    if (members.length === 0)
+      return 'no peers answered (check --interface, --group and --port, or run peer doctor)';
+    return table(
+      ['NAME', 'ADDRESS', 'STATE', 'INC', 'LAST SEEN'],
+      members.map((m) => [
+        memberLabel(m) + (m.duplicateName ? ' (duplicate name)' : ''),
+        m.address,
+        paintState(m.state),
+        String(m.incarnation),
+        `${m.lastSeenMs} ms`,
+      ]),
+    );
+  }
+}

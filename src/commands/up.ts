@@ -1,0 +1,53 @@
+import { Flags } from '@oclif/core';
+import { PeerCommand } from '../cli/base.js';
+import { networkFlags } from '../cli/flags.js';
+import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
+import { clockTime, describeMembershipEvent, eventJson, paintName } from '../cli/output.js';
+
+export default class Up extends PeerCommand {
+  static override summary = 'Run a headless peer that stays in the group until stopped.';
+  static override description =
+    'Joins the group, heartbeats, and logs membership events (join, suspect, dead, leave) as lines. Ctrl-C or SIGTERM leaves the group gracefully, so the others see a leave at once instead of a death.';
+  static override examples = [
+    '<%= config.bin %> up --interface 127.0.0.1 --name alice',
+    '<%= config.bin %> up --interface eth0 --log-format json',
+  ];
+  static override flags = {
+    ...networkFlags,
+    'log-format': Flags.string({
+      summary: 'Log lines as text or as JSON objects.',
+      options: ['text', 'json'],
+      default: 'text',
+    }),
+  };
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(Up);
+    const settings = networkSettings(flags);
+    const json = flags['log-format'] === 'json';
+    const peer = await startPeer(settings);
+    const { node } = peer;
+    const log = (fields: Record<string, unknown>, text: string) =>
+      this.log(json ? JSON.stringify(fields) : `${clockTime(Date.now())} ${text}`);
+
+    log(
+      {
+        event: 'up',
+        at: new Date().toISOString(),
+        name: node.name,
+        id: node.id,
+        address: node.address,
+        incarnation: node.incarnation,
+        group: `${settings.group}:${settings.port}`,
+      },
+      `${paintName(node.name)} (${node.id.slice(0, 8)}) up at ${node.address} in ${settings.group}:${settings.port}, incarnation ${node.incarnation}`,
+    );
+    node.on((e) => {
+      const text = describeMembershipEvent(e);
+      if (text) log(eventJson(e, Date.now()), text);
+    });
+    const signal = await untilSignal();
+    await peer.stop();
+    log({ event: 'down', at: new Date().toISOString(), signal }, `left the group (${signal})`);
+  }
+}
