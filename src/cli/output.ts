@@ -1,6 +1,7 @@
 /**
  * Terminal output: colour (off when not a TTY or with NO_COLOR), tables, event lines.
  */
+import { stripVTControlCharacters } from 'node:util';
 import chalk, { type ChalkInstance } from 'chalk';
 import type { MemberState, MemberView, PeerEvent } from '../p2p/protocol.js';
 
@@ -29,8 +30,7 @@ export function paintState(state: MemberState): string {
   return paint(state);
 }
 
-const ANSI_RE = /\x1b\[[0-9;]*m/g;
-const visibleLength = (s: string) => s.replace(ANSI_RE, '').length;
+const visibleLength = (s: string) => stripVTControlCharacters(s).length;
 
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => visibleLength(r[i] ?? ''))));
