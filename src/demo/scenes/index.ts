@@ -1,0 +1,8 @@
+/**
+ * The demo's scenes, in the order they play. A capability adds its scene by adding one import
+ * and one entry here; each scene starts and stops its own peers.
+ */
+import type { DemoScene } from '../context.js';
+import { membershipScene } from './membership.js';
+
+export const SCENES: DemoScene[] = [membershipScene];

@@ -1,0 +1,99 @@
+/**
+ * One contract, two transports: what the node relies on must hold over UDP on loopback and over
+ * the simulated network alike.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { SimNetwork } from '../../src/p2p/transport/sim.js';
+import { UdpTransport } from '../../src/p2p/transport/udp.js';
+import type { Address, Transport } from '../../src/p2p/transport/transport.js';
+import { testPort } from '../support/proc.js';
+
+interface Harness {
+  make(): Transport;
+  /** Lets deliveries happen: real time for UDP, virtual time for the simulation. */
+  settle(until: () => boolean): Promise<boolean>;
+}
+
+function udpHarness(): Harness {
+  const port = testPort();
+  return {
+    make: () => new UdpTransport({ group: '239.255.77.77', port, interface: '127.0.0.1', ttl: 0 }),
+    async settle(until) {
+      const deadline = Date.now() + 2000;
+      while (!until() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      return until();
+    },
+  };
+}
+
+function simHarness(): Harness {
+  const net = new SimNetwork(42);
+  return {
+    make: () => net.transport(),
+    async settle(until) {
+      return net.runtime.runUntilTrue(until, 1000);
+    },
+  };
+}
+
+type Received = Array<{ data: string; from: Address }>;
+
+describe.each([
+  ['udp on loopback', udpHarness],
+  ['simulated network', simHarness],
+])('transport contract: %s', (_label, makeHarness) => {
+  const open: Transport[] = [];
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((t) => t.close()));
+  });
+
+  async function started(h: Harness): Promise<{ t: Transport; got: Received }> {
+    const t = h.make();
+    const got: Received = [];
+    await t.start((data, from) => got.push({ data: Buffer.from(data).toString(), from }));
+    open.push(t);
+    return { t, got };
+  }
+
+  it('a broadcast reaches every member, the sender included, with the sender as source', async () => {
+    const h = makeHarness();
+    const a = await started(h);
+    const b = await started(h);
+    const c = await started(h);
+    a.t.broadcast(Buffer.from('hello'));
+    expect(await h.settle(() => [a, b, c].every((x) => x.got.length === 1))).toBe(true);
+    for (const x of [a, b, c]) expect(x.got[0]).toEqual({ data: 'hello', from: a.t.address });
+  });
+
+  it('a unicast reaches only its target, and the source address is where a reply goes', async () => {
+    const h = makeHarness();
+    const a = await started(h);
+    const b = await started(h);
+    const c = await started(h);
+    a.t.send(b.t.address, Buffer.from('to-b'));
+    expect(await h.settle(() => b.got.length === 1)).toBe(true);
+    b.t.send(b.got[0]!.from, Buffer.from('reply'));
+    expect(await h.settle(() => a.got.length === 1)).toBe(true);
+    expect(a.got[0]).toEqual({ data: 'reply', from: b.t.address });
+    expect(c.got).toEqual([]);
+  });
+
+  it('a closed transport receives nothing and sending on it does not throw', async () => {
+    const h = makeHarness();
+    const a = await started(h);
+    const b = await started(h);
+    await b.t.close();
+    expect(() => b.t.broadcast(Buffer.from('x'))).not.toThrow();
+    a.t.broadcast(Buffer.from('after-close'));
+    expect(await h.settle(() => a.got.length === 1)).toBe(true);
+    expect(b.got).toEqual([]);
+  });
+
+  it('sending to an address nobody holds is silent', async () => {
+    const h = makeHarness();
+    const a = await started(h);
+    expect(() => a.t.send('127.0.0.1:9', Buffer.from('void'))).not.toThrow();
+    a.t.broadcast(Buffer.from('still-works'));
+    expect(await h.settle(() => a.got.length === 1)).toBe(true);
+  });
+});

@@ -1,0 +1,90 @@
+/**
+ * LAN tier: the real CLI in 4 network namespaces on a bridge. One peer is crashed with kill -9,
+ * another is cut off at the switch and reconnected, all with nftables dropping 10 % of datagrams.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lanTierDecision, NetnsLan, nftAvailable } from '../support/netns.js';
+import { BIN, Lines, loggedState, tempDir } from '../support/proc.js';
+
+const decision = lanTierDecision();
+const PORT = 47777;
+
+describe.runIf(decision.run)('membership on a namespace LAN', () => {
+  let lan: NetnsLan;
+  const peers: Lines[] = [];
+  const names = ['ana', 'ben', 'cai', 'dia'];
+
+  beforeAll(async () => {
+    lan = new NetnsLan(4).up();
+    if (process.env.PEER_REQUIRE_LAN === '1' && !nftAvailable())
+      throw new Error('nft is required in CI for the loss scenario');
+    if (nftAvailable()) lan.addLossAll(10);
+    const data = tempDir('lan');
+    names.forEach((name, i) => {
+      const child = lan.spawn(
+        i,
+        process.execPath,
+        [
+          BIN,
+          'up',
+          '--name',
+          name,
+          '--interface',
+          lan.host(i).address,
+          '--port',
+          String(PORT),
+          '--data-dir',
+          data,
+          '--log-format',
+          'json',
+        ],
+        { NO_COLOR: '1' },
+      );
+      peers.push(new Lines(child));
+    });
+  });
+
+  afterAll(() => lan?.down());
+
+  it('every peer sees the three others join', async () => {
+    for (const [i, p] of peers.entries()) {
+      await p.until(
+        (l) => names.every((n) => n === names[i] || loggedState(l, n) === 'alive'),
+        10_000,
+        `${names[i]} to see all join`,
+      );
+    }
+  });
+
+  it('a peer killed with kill -9 is seen dead by every survivor', async () => {
+    peers[2]!.child.kill('SIGKILL'); // the `ip netns exec` wrapper execs node, so this is the peer
+    for (const i of [0, 1, 3])
+      await peers[i]!.until((l) => loggedState(l, 'cai') === 'dead', 5_000, `${names[i]} to see cai dead`);
+  });
+
+  it('a peer cut off at the switch sees the others dead, is seen dead, and rejoins when reconnected', async () => {
+    lan.setCut(3, true);
+    for (const i of [0, 1])
+      await peers[i]!.until((l) => loggedState(l, 'dia') === 'dead', 5_000, `${names[i]} to see dia dead`);
+    await peers[3]!.until(
+      (l) => loggedState(l, 'ana') === 'dead' && loggedState(l, 'ben') === 'dead',
+      5_000,
+      'dia to see ana and ben dead',
+    );
+    lan.setCut(3, false);
+    for (const i of [0, 1])
+      await peers[i]!.until((l) => loggedState(l, 'dia') === 'alive', 5_000, `${names[i]} to see dia back`);
+    await peers[3]!.until(
+      (l) => loggedState(l, 'ana') === 'alive' && loggedState(l, 'ben') === 'alive',
+      5_000,
+      'dia to see ana and ben back',
+    );
+  });
+
+  it('a graceful stop is seen as a leave, not a death', async () => {
+    peers[1]!.child.kill('SIGTERM');
+    expect(await peers[1]!.exited).toBe(0);
+    for (const i of [0, 3])
+      await peers[i]!.until((l) => loggedState(l, 'ben') === 'left', 3_000, `${names[i]} to see ben leave`);
+  });
+});

@@ -1,0 +1,209 @@
+/**
+ * A LAN of network namespaces on this machine, for tests and benches of the real CLI.
+ *
+ * One namespace holds a bridge (the switch, multicast snooping off so the bridge floods group
+ * traffic like a plain switch); each host namespace has a veth leg on it with a 10.77.N.x address
+ * that exists only inside that namespace. Nothing is created in the namespace we run in, so no
+ * packet can reach a real interface. Faults are real: `ip link set down` on a host's leg cuts it
+ * off; nftables drops a share of incoming packets at random; kill -9 crashes a process.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+
+export function netnsCapability(): { ok: true } | { ok: false; why: string } {
+  if (process.getuid?.() !== 0) return { ok: false, why: 'not root' };
+  try {
+    execFileSync('ip', ['-V'], { stdio: 'ignore' });
+  } catch {
+    return { ok: false, why: 'iproute2 (ip) is not installed' };
+  }
+  const probe = `pcap${randomBytes(3).toString('hex')}`;
+  try {
+    execFileSync('ip', ['netns', 'add', probe], { stdio: 'ignore' });
+    execFileSync('ip', ['netns', 'del', probe], { stdio: 'ignore' });
+  } catch {
+    return { ok: false, why: 'cannot create network namespaces (ip netns add failed)' };
+  }
+  return { ok: true };
+}
+
+export function nftAvailable(): boolean {
+  try {
+    execFileSync('nft', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether LAN-tier tests must run: CI sets PEER_REQUIRE_LAN=1, which turns a missing capability
+ * into a failure instead of a skip.
+ */
+export function lanTierDecision(): { run: true } | { run: false; why: string } {
+  const cap = netnsCapability();
+  if (cap.ok) return { run: true };
+  if (process.env.PEER_REQUIRE_LAN === '1')
+    throw new Error(`LAN tests are required (PEER_REQUIRE_LAN=1) but ${cap.why}`);
+  return { run: false, why: cap.why };
+}
+
+const sh = (args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+
+export interface LanHost {
+  index: number;
+  ns: string;
+  /** The host's address on the LAN: pass it as --interface. */
+  address: string;
+  /** The host's leg as seen from the switch: set it down to cut the host off. */
+  switchLeg: string;
+}
+
+export class NetnsLan {
+  readonly hosts: LanHost[] = [];
+  private readonly prefix: string;
+  private readonly switchNs: string;
+  private readonly children = new Set<ChildProcess>();
+  private readonly subnet: number;
+
+  constructor(readonly size: number) {
+    // Short: interface names are limited to 15 characters.
+    this.prefix = `p${randomBytes(3).toString('hex')}`;
+    this.switchNs = `${this.prefix}-sw`;
+    this.subnet = 1 + (randomBytes(1)[0]! % 250);
+  }
+
+  up(): this {
+    try {
+      sh(['netns', 'add', this.switchNs]);
+      sh(['-n', this.switchNs, 'link', 'set', 'lo', 'up']);
+      sh(['-n', this.switchNs, 'link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0']);
+      sh(['-n', this.switchNs, 'link', 'set', 'br0', 'up']);
+      for (let i = 1; i <= this.size; i++) {
+        const ns = `${this.prefix}-h${i}`;
+        const leg = `${this.prefix}s${i}`;
+        const address = `10.77.${this.subnet}.${i + 1}`;
+        sh(['netns', 'add', ns]);
+        sh(['-n', ns, 'link', 'set', 'lo', 'up']);
+        // Create the pair inside the host namespace, then move the switch end into the switch.
+        sh(['-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', leg]);
+        sh(['-n', ns, 'link', 'set', leg, 'netns', this.switchNs]);
+        sh(['-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
+        sh(['-n', ns, 'link', 'set', 'eth0', 'up']);
+        sh(['-n', this.switchNs, 'link', 'set', leg, 'master', 'br0']);
+        sh(['-n', this.switchNs, 'link', 'set', leg, 'up']);
+        this.hosts.push({ index: i, ns, address, switchLeg: leg });
+      }
+    } catch (err) {
+      this.down();
+      throw err;
+    }
+    return this;
+  }
+
+  host(i: number): LanHost {
+    const h = this.hosts[i];
+    if (!h) throw new Error(`no host ${i}`);
+    return h;
+  }
+
+  /** Starts a process inside host i's namespace; it is killed by down(). */
+  spawn(i: number, command: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', this.host(i).ns, command, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    this.children.add(child);
+    child.on('exit', () => this.children.delete(child));
+    return child;
+  }
+
+  /** Cuts host i off the LAN (or reconnects it), at the switch, like pulling its cable. */
+  setCut(i: number, cut: boolean): void {
+    sh(['-n', this.switchNs, 'link', 'set', this.host(i).switchLeg, cut ? 'down' : 'up']);
+  }
+
+  /** Drops `percent` % of incoming UDP datagrams to `port` at random on host i (nftables). */
+  addLoss(i: number, percent: number, port: number): void {
+    const { ns } = this.host(i);
+    const nft = (...a: string[]) =>
+      execFileSync('ip', ['netns', 'exec', ns, 'nft', ...a], { stdio: ['ignore', 'ignore', 'pipe'] });
+    nft('add', 'table', 'inet', 'f');
+    nft('add', 'chain', 'inet', 'f', 'in', '{ type filter hook input priority 0; policy accept; }');
+    // numgen random mod 100 < percent: an independent draw per packet.
+    nft(
+      'add',
+      'rule',
+      'inet',
+      'f',
+      'in',
+      'udp',
+      'dport',
+      String(port),
+      'numgen',
+      'random',
+      'mod',
+      '100',
+      '<',
+      String(percent),
+      'drop',
+    );
+  }
+
+  /** Same, for every host and every UDP port (unicast ports are ephemeral). */
+  addLossAll(percent: number): void {
+    for (const h of this.hosts) {
+      const nft = (...a: string[]) =>
+        execFileSync('ip', ['netns', 'exec', h.ns, 'nft', ...a], { stdio: ['ignore', 'ignore', 'pipe'] });
+      nft('add', 'table', 'inet', 'f');
+      nft('add', 'chain', 'inet', 'f', 'in', '{ type filter hook input priority 0; policy accept; }');
+      nft(
+        'add',
+        'rule',
+        'inet',
+        'f',
+        'in',
+        'meta',
+        'l4proto',
+        'udp',
+        'numgen',
+        'random',
+        'mod',
+        '100',
+        '<',
+        String(percent),
+        'drop',
+      );
+    }
+  }
+
+  /** Kills every process started here and deletes every namespace (veths go with them). */
+  down(): void {
+    for (const c of this.children) c.kill('SIGKILL');
+    for (const h of this.hosts) {
+      try {
+        sh(['netns', 'pids', h.ns]);
+        const pids = execFileSync('ip', ['netns', 'pids', h.ns], { encoding: 'utf8' })
+          .split('\n')
+          .filter(Boolean);
+        for (const pid of pids) {
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            /* already gone */
+          }
+        }
+      } catch {
+        /* namespace already gone */
+      }
+    }
+    for (const ns of [...this.hosts.map((h) => h.ns), this.switchNs]) {
+      try {
+        sh(['netns', 'del', ns]);
+      } catch {
+        /* already gone */
+      }
+    }
+    this.hosts.length = 0;
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * Running the built CLI as real processes and waiting on what they print. Waits are on
+ * conditions with deadlines, never fixed sleeps.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import os from 'node:os';
+import fs from 'node:fs';
+import { ChildLines } from '../../src/cli/child.js';
+
+export { ChildLines as Lines, loggedState } from '../../src/cli/child.js';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const BIN = path.join(ROOT, 'bin/run.js');
+
+export function tempDir(label: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `peer-${label}-`));
+}
+
+/** A port unlikely to collide with another test file running in parallel. */
+export function testPort(): number {
+  return 40000 + Math.floor(Math.random() * 20000);
+}
+
+/** Runs the CLI to completion and returns its exit code and output. */
+export function runCli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, NO_COLOR: '1', ...opts.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(
+        new Error(
+          `peer ${args.join(' ')} did not finish in ${opts.timeoutMs ?? 20_000} ms; stderr: ${stderr}`,
+        ),
+      );
+    }, opts.timeoutMs ?? 20_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Starts the CLI as a long-running process on loopback. */
+export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): ChildLines {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: { ...process.env, NO_COLOR: '1', ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  return new ChildLines(child);
+}
