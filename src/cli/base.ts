@@ -1,16 +1,32 @@
 /**
- * The base of every command: user errors (bad flags, files, databases) become one line on stderr
- * and exit code 2, never a stack trace.
+ * The base of every command: user errors (bad flags, files, databases) become exactly one line on
+ * stderr ("peer: what was wrong; what to do") and exit code 2, never a stack trace and never
+ * wrapped to the terminal width. With --json the error is also printed as {"error": "..."}.
  */
-import { Command } from '@oclif/core';
+import { Command, Errors } from '@oclif/core';
 import { UsageError } from './network.js';
 import { StoreError } from '../storage/store.js';
 
 export const EXIT_USAGE = 2;
 
+export function oneLine(message: string): string {
+  return message
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !/^See more help with/.test(l))
+    .join('; ');
+}
+
 export abstract class PeerCommand extends Command {
   protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
-    if (err instanceof UsageError || err instanceof StoreError) this.error(err.message, { exit: EXIT_USAGE });
-    return super.catch(err);
+    const userError =
+      err instanceof UsageError ||
+      err instanceof StoreError ||
+      (err instanceof Errors.CLIError && !(err instanceof Errors.ExitError));
+    if (!userError) return super.catch(err);
+    const line = oneLine(err.message);
+    if (this.jsonEnabled()) this.logJson({ error: line });
+    process.stderr.write(`${this.config.bin}: ${line}\n`);
+    return this.exit(EXIT_USAGE);
   }
 }
