@@ -7,6 +7,7 @@ import { PeerNode, type NodeOptions } from '../../src/p2p/node.js';
 import { PROFILES, type Profile } from '../../src/p2p/config.js';
 import { SimNetwork, type LinkFaults } from '../../src/p2p/transport/sim.js';
 import type { PeerEvent } from '../../src/p2p/protocol.js';
+import type { Transport } from '../../src/p2p/transport/transport.js';
 
 export interface SimPeer {
   node: PeerNode;
@@ -21,6 +22,8 @@ export interface SimPeer {
 export class SimCluster {
   readonly net: SimNetwork;
   readonly peers: SimPeer[] = [];
+  /** Optional layer around each peer's sim transport (encryption, rate guard); applied at every boot. */
+  wrapTransport?: (transport: Transport, peer: SimPeer) => Transport;
 
   constructor(
     readonly seed: number,
@@ -61,7 +64,7 @@ export class SimCluster {
       name: peer.name,
       incarnation: peer.persisted.incarnation,
       profile: this.profile,
-      transport,
+      transport: this.wrapTransport ? this.wrapTransport(transport, peer) : transport,
       runtime: this.net.runtime.forPeer(),
       persistIncarnation: (n) => (peer.persisted.incarnation = n),
       ...extra,

@@ -1,0 +1,126 @@
+/**
+ * Bounded resources whatever arrives: a per-source rate limit in front of everything else a
+ * datagram costs (decryption, JSON parsing, protocol work), wrapped around any Transport.
+ *
+ * Algorithm: one token bucket per source address ("host:port"), refilled at
+ * GUARD_SOURCE_DATAGRAMS_PER_S up to GUARD_SOURCE_BURST_DATAGRAMS; a datagram that finds its
+ * bucket empty is dropped and counted. Buckets live in a table of at most GUARD_SOURCES_MAX
+ * entries kept in recency order; a new source beyond the cap evicts the least recently heard one.
+ *
+ * Why evict rather than refuse new sources: refusing would let a flood of spoofed sources lock a
+ * newly started legitimate peer out of the group. Evicting only ever resets a bucket to full, which
+ * is harmless to a legitimate peer. The price: a flooder that forges a fresh source address per
+ * datagram is not slowed down by a per-source limit (nothing can tell its datagrams apart); what
+ * bounds it is that its datagrams then cost one failed authentication each (secure.ts) and no
+ * memory beyond this table. A flooder from one address, the common case of a misbehaving or
+ * malicious host, is held to the rate.
+ *
+ * Time is injected (`now`), so the same guard runs in real time and in virtual time.
+ */
+import type { Address, DatagramHandler, Transport } from './transport.js';
+
+/** Sustained datagrams per second accepted from one source: about 100 times a busy peer's rate. */
+export const GUARD_SOURCE_DATAGRAMS_PER_S = 2000;
+/** Datagrams one source may send at once after being quiet (a replication or chat burst). */
+export const GUARD_SOURCE_BURST_DATAGRAMS = 4000;
+/** Source addresses tracked at once: 4 times MEMBERS_MAX, about 200 KB. */
+export const GUARD_SOURCES_MAX = 4096;
+
+export interface GuardOptions {
+  now: () => number;
+  ratePerS?: number;
+  burst?: number;
+  sourcesMax?: number;
+}
+
+export interface GuardStats {
+  admitted: number;
+  rateLimited: number;
+  /** Sources dropped from the table to make room for new ones. */
+  sourcesEvicted: number;
+  /** Sources tracked now (at most GUARD_SOURCES_MAX). */
+  sourcesTracked: number;
+}
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+export class RateGuard {
+  readonly stats: GuardStats = { admitted: 0, rateLimited: 0, sourcesEvicted: 0, sourcesTracked: 0 };
+  private readonly buckets = new Map<Address, Bucket>();
+  private readonly ratePerMs: number;
+  private readonly burst: number;
+  private readonly sourcesMax: number;
+
+  constructor(private readonly opts: GuardOptions) {
+    this.ratePerMs = (opts.ratePerS ?? GUARD_SOURCE_DATAGRAMS_PER_S) / 1000;
+    this.burst = opts.burst ?? GUARD_SOURCE_BURST_DATAGRAMS;
+    this.sourcesMax = opts.sourcesMax ?? GUARD_SOURCES_MAX;
+  }
+
+  /** True if a datagram from `source` may be processed now; spends one token. */
+  admit(source: Address): boolean {
+    const now = this.opts.now();
+    let b = this.buckets.get(source);
+    if (b) {
+      b.tokens = Math.min(this.burst, b.tokens + Math.max(0, now - b.at) * this.ratePerMs);
+      b.at = now;
+      this.buckets.delete(source); // re-inserted below: Map order is recency order
+    } else {
+      b = { tokens: this.burst, at: now };
+      if (this.buckets.size >= this.sourcesMax) {
+        this.buckets.delete(this.buckets.keys().next().value as Address);
+        this.stats.sourcesEvicted++;
+      }
+    }
+    this.buckets.set(source, b);
+    this.stats.sourcesTracked = this.buckets.size;
+    if (b.tokens < 1) {
+      this.stats.rateLimited++;
+      return false;
+    }
+    b.tokens -= 1;
+    this.stats.admitted++;
+    return true;
+  }
+}
+
+/** A Transport whose received datagrams pass a RateGuard first. Sending is untouched. */
+export class GuardedTransport implements Transport {
+  readonly guard: RateGuard;
+
+  constructor(
+    private readonly inner: Transport,
+    opts: GuardOptions,
+  ) {
+    this.guard = new RateGuard(opts);
+  }
+
+  get address(): Address {
+    return this.inner.address;
+  }
+
+  get stats(): GuardStats {
+    return this.guard.stats;
+  }
+
+  start(onDatagram: DatagramHandler): Promise<void> {
+    return this.inner.start((data, from) => {
+      if (this.guard.admit(from)) onDatagram(data, from);
+    });
+  }
+
+  broadcast(data: Uint8Array): void {
+    this.inner.broadcast(data);
+  }
+
+  send(to: Address, data: Uint8Array): void {
+    this.inner.send(to, data);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

@@ -1,0 +1,264 @@
+/**
+ * An encrypted, authenticated transport: wraps any Transport (UDP or simulated) and seals every
+ * datagram with AES-256-GCM under the group key, so that a stranger on the LAN can neither read
+ * the group's traffic nor inject, alter or replay a datagram. The kernel above sees plain
+ * envelopes and never knows.
+ *
+ * Wire layout of one sealed datagram (SECURE_OVERHEAD_BYTES = 33 more than the envelope):
+ *
+ *   offset  bytes  field
+ *   0       1      format version (SECURE_FORMAT_VERSION); a JSON envelope starts with '{' instead
+ *   1       4      key id: which key of the keyring sealed it (see keyring.ts)
+ *   5       8      nonce prefix: random, drawn at start (and again if the counter runs out)
+ *   13      4      nonce counter: big-endian, +1 per datagram sent
+ *   17      n      ciphertext of the envelope (n <= DATAGRAM_PAYLOAD_BYTES_MAX)
+ *   17+n    16     GCM tag
+ *
+ * The 12-byte GCM nonce is bytes 5..17. Associated data = bytes 0..5 (version, key id) followed by
+ * the group's name ("239.255.77.77:47777"), so a datagram sealed for one group is refused by
+ * another group that happens to share the key, and the header cannot be altered.
+ *
+ * Nonces never repeat under a key: within a process the counter only grows and the prefix is
+ * redrawn before it wraps; across processes the prefixes are 64 random bits, so two of N processes
+ * that ever used one key collide with probability about N^2 / 2^65 (1e-13 for N = 10,000).
+ * The prefix and counter are also the replay-window key: a datagram whose (prefix, counter) was
+ * already accepted, or is older than REPLAY_WINDOW_DATAGRAMS behind the newest, is refused.
+ *
+ * Failure modes, all counted in `stats.dropped` and never thrown: too short or too long, a
+ * plaintext envelope (a peer without a key on our group), an unknown format version, a key id we
+ * do not hold, a failed tag (forged, tampered, wrong group), a replay, a datagram too old for the
+ * window. Replay state is created only after a datagram authenticates, so forged datagrams cost
+ * one failed decryption and no memory; the number of tracked senders is capped (LRU), so even
+ * holders of the key cannot grow it without bound. What a capped window cannot do: refuse a replay
+ * of a sender evicted from the table, or of a datagram recorded before this process started (the
+ * kernel's incarnations make such stale envelopes harmless to membership; see docs/security.md).
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { DATAGRAM_PAYLOAD_BYTES_MAX } from '../wire.js';
+import { KEY_ID_BYTES, type Keyring } from './keyring.js';
+import type { Address, DatagramHandler, Transport } from './transport.js';
+
+export const SECURE_FORMAT_VERSION = 1;
+export const NONCE_PREFIX_BYTES = 8;
+export const NONCE_COUNTER_BYTES = 4;
+export const NONCE_BYTES = NONCE_PREFIX_BYTES + NONCE_COUNTER_BYTES;
+export const TAG_BYTES = 16;
+export const HEADER_BYTES = 1 + KEY_ID_BYTES + NONCE_BYTES;
+export const SECURE_OVERHEAD_BYTES = HEADER_BYTES + TAG_BYTES;
+/** Largest sealed datagram: 1233 bytes, still under a 1500-byte Ethernet MTU with IP and UDP headers. */
+export const SEALED_DATAGRAM_BYTES_MAX = DATAGRAM_PAYLOAD_BYTES_MAX + SECURE_OVERHEAD_BYTES;
+/** Width of the per-sender replay window, in datagrams: reordering deeper than this is refused. */
+export const REPLAY_WINDOW_DATAGRAMS = 1024;
+/** Senders (nonce prefixes) whose replay window is kept; least recently heard evicted first. */
+export const REPLAY_SENDERS_MAX = 4096;
+/** The counter value after which the prefix is redrawn (the counter field is 32 bits). */
+const NONCE_COUNTER_MAX = 0xffffffff;
+const PLAINTEXT_FIRST_BYTE = 0x7b; // '{': every JSON envelope starts with it
+
+export type SecureDropReason =
+  'short' | 'oversize' | 'plaintext' | 'format' | 'key' | 'auth' | 'replay' | 'stale';
+
+export const SECURE_DROP_REASONS: readonly SecureDropReason[] = [
+  'short',
+  'oversize',
+  'plaintext',
+  'format',
+  'key',
+  'auth',
+  'replay',
+  'stale',
+];
+
+export interface SecureStats {
+  sealed: number;
+  opened: number;
+  dropped: Record<SecureDropReason, number>;
+  /** Datagrams accepted per key id (hex): shows when an old key is no longer used by anyone. */
+  openedByKey: Record<string, number>;
+  /** Replay windows held now (at most REPLAY_SENDERS_MAX). */
+  sendersTracked: number;
+  sendersEvicted: number;
+}
+
+export interface SecureOptions {
+  keyring: Keyring;
+  /** The group's name, bound into every tag as associated data: "group:port". */
+  group: string;
+  /** Called on every dropped datagram (after counting), e.g. to warn once about a keyless peer. */
+  onDrop?: (reason: SecureDropReason, from: Address) => void;
+  /** Tests only: a fixed nonce prefix instead of a random one. */
+  noncePrefix?: Uint8Array;
+  /** Tests only: the first counter value. */
+  nonceCounter?: number;
+  replaySendersMax?: number;
+}
+
+export type OpenResult = { ok: true; plaintext: Buffer } | { ok: false; reason: SecureDropReason };
+
+/**
+ * Sliding replay window over 32-bit counters, RFC 6479 style: a bitmap of the last
+ * REPLAY_WINDOW_DATAGRAMS counters below and including `top`, indexed by counter modulo the width.
+ */
+class ReplayWindow {
+  private top = -1;
+  private readonly bits = new Uint32Array(REPLAY_WINDOW_DATAGRAMS / 32);
+
+  /** What accepting `c` would mean, without changing anything (checked before decrypting). */
+  check(c: number): 'new' | 'replay' | 'stale' {
+    if (c > this.top) return 'new';
+    if (this.top - c >= REPLAY_WINDOW_DATAGRAMS) return 'stale';
+    const i = c % REPLAY_WINDOW_DATAGRAMS;
+    return this.bits[i >>> 5]! & (1 << (i & 31)) ? 'replay' : 'new';
+  }
+
+  /** Marks `c` seen; call only after check(c) === 'new' and the datagram authenticated. */
+  accept(c: number): void {
+    if (c > this.top) {
+      if (c - this.top >= REPLAY_WINDOW_DATAGRAMS) this.bits.fill(0);
+      else
+        for (let k = this.top + 1; k < c; k++) {
+          const i = k % REPLAY_WINDOW_DATAGRAMS;
+          this.bits[i >>> 5]! &= ~(1 << (i & 31));
+        }
+      this.top = c;
+    }
+    const i = c % REPLAY_WINDOW_DATAGRAMS;
+    this.bits[i >>> 5]! |= 1 << (i & 31);
+  }
+}
+
+export class SecureTransport implements Transport {
+  readonly stats: SecureStats = {
+    sealed: 0,
+    opened: 0,
+    dropped: { short: 0, oversize: 0, plaintext: 0, format: 0, key: 0, auth: 0, replay: 0, stale: 0 },
+    openedByKey: {},
+    sendersTracked: 0,
+    sendersEvicted: 0,
+  };
+  private readonly group: Buffer;
+  private prefix: Buffer;
+  private counter: number;
+  /** Nonce prefix (hex) -> replay window; Map order is recency order (LRU). */
+  private readonly windows = new Map<string, ReplayWindow>();
+  private readonly sendersMax: number;
+
+  constructor(
+    private readonly inner: Transport,
+    private readonly opts: SecureOptions,
+  ) {
+    this.group = Buffer.from(opts.group, 'utf8');
+    this.prefix = opts.noncePrefix ? Buffer.from(opts.noncePrefix) : randomBytes(NONCE_PREFIX_BYTES);
+    if (this.prefix.length !== NONCE_PREFIX_BYTES)
+      throw new Error(`nonce prefix must be ${NONCE_PREFIX_BYTES} bytes`);
+    this.counter = opts.nonceCounter ?? 0;
+    this.sendersMax = opts.replaySendersMax ?? REPLAY_SENDERS_MAX;
+  }
+
+  get address(): Address {
+    return this.inner.address;
+  }
+
+  get keyring(): Keyring {
+    return this.opts.keyring;
+  }
+
+  start(onDatagram: DatagramHandler): Promise<void> {
+    return this.inner.start((data, from) => {
+      const r = this.open(data);
+      if (r.ok) onDatagram(r.plaintext, from);
+      else {
+        this.stats.dropped[r.reason]++;
+        this.opts.onDrop?.(r.reason, from);
+      }
+    });
+  }
+
+  broadcast(data: Uint8Array): void {
+    this.inner.broadcast(this.seal(data));
+  }
+
+  send(to: Address, data: Uint8Array): void {
+    this.inner.send(to, this.seal(data));
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  /** Seals one envelope under the primary key with a fresh nonce. */
+  seal(plaintext: Uint8Array): Buffer {
+    if (this.counter > NONCE_COUNTER_MAX) {
+      this.prefix = randomBytes(NONCE_PREFIX_BYTES);
+      this.counter = 0;
+    }
+    const { id, key } = this.opts.keyring.primary;
+    const out = Buffer.allocUnsafe(HEADER_BYTES + plaintext.length + TAG_BYTES);
+    out[0] = SECURE_FORMAT_VERSION;
+    id.copy(out, 1);
+    this.prefix.copy(out, 1 + KEY_ID_BYTES);
+    out.writeUInt32BE(this.counter++, 1 + KEY_ID_BYTES + NONCE_PREFIX_BYTES);
+    const nonce = out.subarray(1 + KEY_ID_BYTES, HEADER_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
+    cipher.setAAD(this.aad(out));
+    const n = cipher.update(plaintext).copy(out, HEADER_BYTES);
+    cipher.final(); // GCM is a stream mode: nothing is buffered, final() only computes the tag
+    cipher.getAuthTag().copy(out, HEADER_BYTES + n);
+    this.stats.sealed++;
+    return out;
+  }
+
+  /** Checks and decrypts one datagram; never throws. Exposed for tests and the fuzzer. */
+  open(data: Uint8Array): OpenResult {
+    if (data.length < SECURE_OVERHEAD_BYTES + 1)
+      return { ok: false, reason: data[0] === PLAINTEXT_FIRST_BYTE ? 'plaintext' : 'short' };
+    if (data[0] === PLAINTEXT_FIRST_BYTE) return { ok: false, reason: 'plaintext' };
+    if (data.length > SEALED_DATAGRAM_BYTES_MAX) return { ok: false, reason: 'oversize' };
+    if (data[0] !== SECURE_FORMAT_VERSION) return { ok: false, reason: 'format' };
+    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const id = buf.toString('hex', 1, 1 + KEY_ID_BYTES);
+    const key = this.opts.keyring.lookup(id);
+    if (!key) return { ok: false, reason: 'key' };
+    const sender = buf.toString('hex', 1 + KEY_ID_BYTES, 1 + KEY_ID_BYTES + NONCE_PREFIX_BYTES);
+    const counter = buf.readUInt32BE(1 + KEY_ID_BYTES + NONCE_PREFIX_BYTES);
+    const known = this.windows.get(sender);
+    const seen = known?.check(counter) ?? 'new';
+    if (seen !== 'new') return { ok: false, reason: seen };
+
+    let plaintext: Buffer;
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', key, buf.subarray(1 + KEY_ID_BYTES, HEADER_BYTES), {
+        authTagLength: TAG_BYTES,
+      });
+      decipher.setAAD(this.aad(buf));
+      decipher.setAuthTag(buf.subarray(buf.length - TAG_BYTES));
+      plaintext = decipher.update(buf.subarray(HEADER_BYTES, buf.length - TAG_BYTES));
+      decipher.final(); // throws when the tag does not match
+    } catch {
+      return { ok: false, reason: 'auth' };
+    }
+
+    this.remember(sender, known).accept(counter);
+    this.stats.opened++;
+    this.stats.openedByKey[id] = (this.stats.openedByKey[id] ?? 0) + 1;
+    return { ok: true, plaintext };
+  }
+
+  private aad(datagram: Buffer): Buffer {
+    return Buffer.concat([datagram.subarray(0, 1 + KEY_ID_BYTES), this.group]);
+  }
+
+  /** The sender's window, created if new and moved to the recent end; evicts the stalest sender. */
+  private remember(sender: string, known: ReplayWindow | undefined): ReplayWindow {
+    const w = known ?? new ReplayWindow();
+    this.windows.delete(sender);
+    this.windows.set(sender, w);
+    if (this.windows.size > this.sendersMax) {
+      const oldest = this.windows.keys().next().value as string;
+      this.windows.delete(oldest);
+      this.stats.sendersEvicted++;
+    }
+    this.stats.sendersTracked = this.windows.size;
+    return w;
+  }
+}

@@ -1,0 +1,466 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { Keyring, keyId, KEYS_MAX } from '../../src/p2p/transport/keyring.js';
+import {
+  HEADER_BYTES,
+  REPLAY_SENDERS_MAX,
+  REPLAY_WINDOW_DATAGRAMS,
+  SEALED_DATAGRAM_BYTES_MAX,
+  SECURE_DROP_REASONS,
+  SECURE_OVERHEAD_BYTES,
+  SecureTransport,
+} from '../../src/p2p/transport/secure.js';
+import {
+  GUARD_SOURCE_BURST_DATAGRAMS,
+  GUARD_SOURCE_DATAGRAMS_PER_S,
+  GUARD_SOURCES_MAX,
+  GuardedTransport,
+  RateGuard,
+} from '../../src/p2p/transport/guard.js';
+import { DATAGRAM_PAYLOAD_BYTES_MAX } from '../../src/p2p/wire.js';
+import type { Address, DatagramHandler, Transport } from '../../src/p2p/transport/transport.js';
+
+const GROUP = '239.255.77.77:47777';
+const SEEDS = Array.from({ length: 10 }, (_, i) => i + 1);
+const key1 = Buffer.alloc(32, 1);
+const key2 = Buffer.alloc(32, 2);
+const keyX = Buffer.alloc(32, 9);
+
+/** A transport that only records what is sent and lets a test inject received datagrams. */
+class Tap implements Transport {
+  readonly sent: Uint8Array[] = [];
+  private handler: DatagramHandler | null = null;
+  constructor(
+    private readonly inner: Transport | null = null,
+    readonly address: Address = '10.9.9.9:7000',
+  ) {}
+  async start(h: DatagramHandler): Promise<void> {
+    this.handler = h;
+    await this.inner?.start(h);
+  }
+  broadcast(d: Uint8Array): void {
+    this.sent.push(d);
+    this.inner?.broadcast(d);
+  }
+  send(to: Address, d: Uint8Array): void {
+    this.sent.push(d);
+    this.inner?.send(to, d);
+  }
+  async close(): Promise<void> {
+    await this.inner?.close();
+  }
+  inject(d: Uint8Array, from: Address): void {
+    this.handler?.(d, from);
+  }
+}
+
+function secure(keys: Buffer[], group = GROUP, extra = {}) {
+  return new SecureTransport(new Tap(), { keyring: new Keyring(keys), group, ...extra });
+}
+
+const envelope = (n = 0) => Buffer.from(JSON.stringify({ hello: 'group', n }));
+const totalDropped = (s: SecureTransport) => Object.values(s.stats.dropped).reduce((a, b) => a + b, 0);
+
+describe('sealed datagrams', () => {
+  it('round-trips and has the documented layout', () => {
+    const a = secure([key1]);
+    const b = secure([key1]);
+    const sealed = a.seal(envelope());
+    expect(sealed.length).toBe(envelope().length + SECURE_OVERHEAD_BYTES);
+    expect(sealed[0]).toBe(1);
+    expect(sealed.subarray(1, 5).equals(keyId(key1))).toBe(true);
+    const r = b.open(sealed);
+    expect(r.ok && r.plaintext.toString()).toBe(envelope().toString());
+    // The ciphertext hides the envelope.
+    expect(sealed.includes(Buffer.from('group'))).toBe(false);
+  });
+
+  it('never reuses a nonce: consecutive seals differ in their counter, one by one', () => {
+    const a = secure([key1], GROUP, { nonceCounter: 41 });
+    const nonces = Array.from({ length: 100 }, () =>
+      a.seal(envelope()).subarray(5, HEADER_BYTES).toString('hex'),
+    );
+    expect(new Set(nonces).size).toBe(100);
+    expect(nonces[0]!.slice(16)).toBe('00000029');
+    expect(nonces[1]!.slice(16)).toBe('0000002a');
+  });
+
+  it('redraws the nonce prefix before the 32-bit counter wraps', () => {
+    const a = secure([key1], GROUP, { nonceCounter: 0xffffffff });
+    const last = a.seal(envelope()).subarray(5, HEADER_BYTES);
+    const next = a.seal(envelope()).subarray(5, HEADER_BYTES);
+    expect(last.readUInt32BE(8)).toBe(0xffffffff);
+    expect(next.readUInt32BE(8)).toBe(0);
+    expect(next.subarray(0, 8).equals(last.subarray(0, 8))).toBe(false);
+  });
+
+  it('refuses wrong key, other group, plaintext, tampering and replays, with the right reason', () => {
+    const a = secure([key1]);
+    const b = secure([key1]);
+    const sealed = a.seal(envelope());
+    expect(secure([keyX]).open(sealed)).toEqual({ ok: false, reason: 'key' });
+    expect(secure([key1], '239.255.77.77:47778').open(sealed)).toEqual({ ok: false, reason: 'auth' });
+    expect(b.open(envelope())).toEqual({ ok: false, reason: 'plaintext' });
+    for (let i = 0; i < sealed.length; i++) {
+      const t = Buffer.from(sealed);
+      t[i]! ^= 0x01;
+      const expected = i === 0 ? 'format' : i < 5 ? 'key' : 'auth';
+      expect(b.open(t), `byte ${i}`).toEqual({ ok: false, reason: expected });
+    }
+    expect(b.open(sealed).ok).toBe(true);
+    expect(b.open(sealed)).toEqual({ ok: false, reason: 'replay' });
+    expect(b.open(sealed.subarray(0, SECURE_OVERHEAD_BYTES))).toEqual({ ok: false, reason: 'short' });
+    expect(b.open(Buffer.alloc(SEALED_DATAGRAM_BYTES_MAX + 1, 1))).toEqual({ ok: false, reason: 'oversize' });
+  });
+
+  it('a forged datagram with a valid header but a guessed tag does not advance the replay window', () => {
+    const a = secure([key1], GROUP, { nonceCounter: 5000 });
+    const b = secure([key1]);
+    const good = a.seal(envelope());
+    const forged = Buffer.from(good);
+    forged.writeUInt32BE(900_000, 13); // far ahead: would make every real datagram 'stale' if trusted
+    expect(b.open(forged)).toEqual({ ok: false, reason: 'auth' });
+    expect(b.open(good).ok).toBe(true);
+    expect(b.stats.sendersTracked).toBe(1);
+  });
+
+  it('accepts reordering within the window, refuses anything older', () => {
+    const a = secure([key1]);
+    const b = secure([key1]);
+    const sealed = Array.from({ length: REPLAY_WINDOW_DATAGRAMS + 10 }, (_, i) => a.seal(envelope(i)));
+    expect(b.open(sealed[REPLAY_WINDOW_DATAGRAMS + 9]!).ok).toBe(true);
+    expect(b.open(sealed[10]!).ok).toBe(true); // exactly window - 1 behind
+    expect(b.open(sealed[9]!)).toEqual({ ok: false, reason: 'stale' });
+    expect(b.open(sealed[10]!)).toEqual({ ok: false, reason: 'replay' });
+  });
+
+  it('replay window: any delivery order accepts each datagram at most once (model check)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.nat(3 * REPLAY_WINDOW_DATAGRAMS), { minLength: 1, maxLength: 300 }),
+        (order) => {
+          const b = secure([key1]);
+          const prefix = randomBytes(8);
+          const sealed = new Map<number, Buffer>();
+          for (const c of order)
+            if (!sealed.has(c))
+              sealed.set(
+                c,
+                secure([key1], GROUP, { noncePrefix: prefix, nonceCounter: c }).seal(envelope(c)),
+              );
+          const accepted = new Set<number>();
+          let top = -1;
+          for (const c of order) {
+            const r = b.open(sealed.get(c)!);
+            const fresh = c > top || (top - c < REPLAY_WINDOW_DATAGRAMS && !accepted.has(c));
+            expect(r.ok).toBe(fresh);
+            if (r.ok) {
+              accepted.add(c);
+              top = Math.max(top, c);
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('fuzz: random datagrams never throw and are always dropped', () => {
+    const b = secure([key1, key2]);
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 1400 }), (bytes) => {
+        const r = b.open(bytes);
+        expect(r.ok).toBe(false);
+      }),
+      { numRuns: 3000 },
+    );
+    // Random bytes that start like our format and carry a key id we hold: only the tag stops them.
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 1200 }), fc.boolean(), (bytes, second) => {
+        const d = Buffer.concat([Buffer.from([1]), keyId(second ? key2 : key1), Buffer.from(bytes)]);
+        const r = b.open(d);
+        expect(r.ok).toBe(false);
+        if (d.length > SECURE_OVERHEAD_BYTES && d.length <= SEALED_DATAGRAM_BYTES_MAX)
+          expect(r).toEqual({ ok: false, reason: 'auth' });
+      }),
+      { numRuns: 3000 },
+    );
+    expect(b.stats.opened).toBe(0);
+    expect(b.stats.sendersTracked).toBe(0);
+  });
+
+  it('fuzz: mutated real datagrams (flips, truncation, extension, splices) are always dropped', () => {
+    const a = secure([key1]);
+    const mutation = fc.oneof(
+      fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }),
+      fc.record({ kind: fc.constant('cut' as const), at: fc.nat() }),
+      fc.record({
+        kind: fc.constant('grow' as const),
+        extra: fc.uint8Array({ minLength: 1, maxLength: 64 }),
+      }),
+      fc.record({ kind: fc.constant('splice' as const), at: fc.nat() }),
+    );
+    fc.assert(
+      fc.property(
+        fc.string({ maxLength: 400 }),
+        fc.array(mutation, { minLength: 1, maxLength: 4 }),
+        (text, ms) => {
+          const b = secure([key1]);
+          const original = a.seal(Buffer.from(JSON.stringify({ text })));
+          const other = a.seal(Buffer.from(JSON.stringify({ other: text })));
+          let d = Buffer.from(original);
+          for (const m of ms) {
+            if (m.kind === 'flip') d[m.at % d.length]! ^= 1 << m.bit;
+            else if (m.kind === 'cut') d = d.subarray(0, m.at % d.length);
+            else if (m.kind === 'grow') d = Buffer.concat([d, m.extra]);
+            else d = Buffer.concat([d.subarray(0, m.at % d.length), other.subarray(m.at % d.length)]);
+            // A splice may rebuild `other` whole: a genuine datagram, rightly accepted; excluded below.
+            if (d.length === 0) d = Buffer.from([0]);
+          }
+          fc.pre(!d.equals(original) && !d.equals(other));
+          expect(b.open(d).ok).toBe(false);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('keyring', () => {
+  it('install, use, remove as Serf does; refuses bad keys and removing the key in use', () => {
+    const ring = new Keyring([key1]);
+    ring.install(key2);
+    expect(ring.ids()).toEqual([keyId(key1).toString('hex'), keyId(key2).toString('hex')]);
+    expect(() => ring.remove(key1)).toThrow(/key in use/);
+    ring.use(key2);
+    ring.remove(key1);
+    expect(ring.ids()).toEqual([keyId(key2).toString('hex')]);
+    expect(() => ring.install(Buffer.alloc(16))).toThrow(/32 bytes/);
+    for (let i = 0; i < KEYS_MAX - 1; i++) ring.install(randomBytes(32));
+    expect(() => ring.install(randomBytes(32))).toThrow(/at most/);
+  });
+});
+
+/** A cluster whose peers seal with the keyring named for them (same keyring object: rotation). */
+function secureCluster(seed: number, rings: Map<string, Keyring>, faults = {}) {
+  const c = new SimCluster(seed, faults);
+  const secures = new Map<string, SecureTransport>();
+  const guards = new Map<string, GuardedTransport>();
+  const taps = new Map<string, Tap>();
+  c.wrapTransport = (t, peer: SimPeer) => {
+    const tap = new Tap(t, t.address);
+    const guarded = new GuardedTransport(tap, { now: () => c.rt.now() });
+    const s = new SecureTransport(guarded, { keyring: rings.get(peer.name)!, group: GROUP });
+    secures.set(peer.name, s);
+    guards.set(peer.name, guarded);
+    taps.set(peer.name, tap);
+    return s;
+  };
+  return { c, secures, guards, taps };
+}
+
+const idsSeenBy = (p: SimPeer) =>
+  new Set(
+    p.node.membership
+      .list()
+      .filter((m) => m.state === 'alive')
+      .map((m) => m.id),
+  );
+
+describe('groups over one network (simulation)', () => {
+  it.each(SEEDS)(
+    'peers with different keys never see each other; same-key peers converge, seed %i',
+    async (seed) => {
+      const rings = new Map<string, Keyring>();
+      for (const n of ['a0', 'a1', 'a2']) rings.set(n, new Keyring([key1]));
+      for (const n of ['b0', 'b1', 'b2']) rings.set(n, new Keyring([key2]));
+      const { c, secures } = secureCluster(seed, rings, { loss: 0.05, duplicate: 0.2, delayMaxMs: 5 });
+      for (const n of rings.keys()) await c.add(n);
+      c.rt.runFor(3_000);
+      const a = c.peers.filter((p) => p.name.startsWith('a'));
+      const b = c.peers.filter((p) => p.name.startsWith('b'));
+      for (const [mine, theirs] of [
+        [a, b],
+        [b, a],
+      ] as const) {
+        for (const p of mine) {
+          const seen = idsSeenBy(p);
+          expect(seen.size).toBe(2);
+          for (const q of mine) if (q !== p) expect(seen.has(q.node.id)).toBe(true);
+          for (const q of theirs) expect(p.node.membership.get(q.node.id)).toBeUndefined();
+          const s = secures.get(p.name)!;
+          expect(s.stats.dropped.key).toBeGreaterThan(0); // the other group's traffic, refused by key id
+          expect(s.stats.dropped.auth).toBe(0);
+          expect(p.node.stats.dropped).toEqual({
+            oversize: 0,
+            json: 0,
+            envelope: 0,
+            version: 0,
+            type: 0,
+            body: 0,
+          });
+        }
+      }
+      // The network duplicates 20 % of datagrams: the replay windows refuse the copies.
+      expect([...secures.values()].reduce((n, s) => n + s.stats.dropped.replay, 0)).toBeGreaterThan(0);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it('a keyless peer and a keyed peer on one network ignore each other, counted as plaintext / json', async () => {
+    const rings = new Map([['k0', new Keyring([key1])]]);
+    const c = new SimCluster(3);
+    const secures: SecureTransport[] = [];
+    c.wrapTransport = (t, peer) => {
+      const ring = rings.get(peer.name);
+      if (!ring) return t;
+      const s = new SecureTransport(t, { keyring: ring, group: GROUP });
+      secures.push(s);
+      return s;
+    };
+    const keyed = await c.add('k0');
+    const open = await c.add('open0');
+    c.rt.runFor(2_000);
+    expect(keyed.node.membership.list()).toEqual([]);
+    expect(open.node.membership.list()).toEqual([]);
+    expect(secures[0]!.stats.dropped.plaintext).toBeGreaterThan(0);
+    expect(open.node.stats.dropped.json).toBeGreaterThan(0);
+  });
+});
+
+describe('key rotation (simulation)', () => {
+  it.each(SEEDS)('install, use one by one, remove: the group never splits, seed %i', async (seed) => {
+    const names = ['p0', 'p1', 'p2', 'p3'];
+    const rings = new Map(names.map((n) => [n, new Keyring([key1])]));
+    const { c, secures } = secureCluster(seed, rings, { loss: 0.05, delayMaxMs: 5 });
+    for (const n of names) await c.add(n);
+    expect(c.rt.runUntilTrue(() => c.converged(), 3_000)).toBe(true);
+    const step = (fn: (ring: Keyring) => void) => {
+      for (const n of names) {
+        fn(rings.get(n)!);
+        c.rt.runFor(700); // the others keep running between two operators' actions
+        expect(c.converged()).toBe(true);
+      }
+    };
+    step((r) => r.install(key2));
+    step((r) => r.use(key2));
+    const before = names.map((n) => secures.get(n)!.stats.openedByKey[keyId(key1).toString('hex')] ?? 0);
+    c.rt.runFor(2_000);
+    // Nobody sends with key1 any more: the counters say when it is safe to remove it.
+    const after = names.map((n) => secures.get(n)!.stats.openedByKey[keyId(key1).toString('hex')] ?? 0);
+    expect(after).toEqual(before);
+    step((r) => r.remove(key1));
+    c.rt.runFor(3_000);
+    expect(c.converged()).toBe(true);
+    const events = c.peers.flatMap((p) => p.events.filter((e) => e.kind === 'dead' || e.kind === 'suspect'));
+    expect(events).toEqual([]);
+    for (const n of names) expect(secures.get(n)!.stats.dropped.key).toBe(0);
+  });
+
+  it('the test can fail: removing the old key before everyone sends with the new one splits the group', async () => {
+    const names = ['p0', 'p1', 'p2'];
+    const rings = new Map(names.map((n) => [n, new Keyring([key1])]));
+    const { c } = secureCluster(7, rings);
+    for (const n of names) await c.add(n);
+    expect(c.rt.runUntilTrue(() => c.converged(), 3_000)).toBe(true);
+    const r0 = rings.get('p0')!;
+    r0.use(key2); // p0 jumps straight to key2 and drops key1; nobody else has key2
+    r0.remove(key1);
+    c.rt.runFor(3_000);
+    expect(c.converged()).toBe(false);
+    expect(c.peers[1]!.node.membership.get(c.peers[0]!.node.id)?.state).toBe('dead');
+  });
+});
+
+describe('bounded resources under a flood (simulation)', () => {
+  it('100,000 spoofed sources: tracked state stays at the caps, every forged datagram dropped, no false death', async () => {
+    const names = ['p0', 'p1', 'p2'];
+    const rings = new Map(names.map((n) => [n, new Keyring([key1])]));
+    const { c, secures, guards, taps } = secureCluster(11, rings, { loss: 0.02, delayMaxMs: 3 });
+    for (const n of names) await c.add(n);
+    expect(c.rt.runUntilTrue(() => c.converged(), 3_000)).toBe(true);
+    const victim = 'p0';
+    const tap = taps.get(victim)!;
+    const s = secures.get(victim)!;
+    const g = guards.get(victim)!;
+    const inBefore = c.peers[0]!.node.stats.datagramsIn;
+    const openedBefore = s.stats.opened;
+    // 100,000 datagrams in one virtual second, each from its own spoofed address: a third random
+    // bytes, a third forged with our header and key id, a third plaintext envelopes.
+    const forgedHeader = Buffer.concat([Buffer.from([1]), keyId(key1)]);
+    const FLOOD = 100_000;
+    const BATCH = 1_000;
+    for (let b = 0; b < FLOOD / BATCH; b++) {
+      c.rt.schedule(b * 10, () => {
+        for (let i = 0; i < BATCH; i++) {
+          const k = b * BATCH + i;
+          const from = `172.${(k >> 16) & 255}.${(k >> 8) & 255}.${k & 255}:${1024 + (k % 50_000)}`;
+          const body = randomBytes(40 + (k % 200));
+          const d =
+            k % 3 === 0
+              ? body
+              : k % 3 === 1
+                ? Buffer.concat([forgedHeader, body])
+                : Buffer.from(JSON.stringify({ v: 1, t: 'mb.hb', k }));
+          tap.inject(d, from);
+        }
+      });
+    }
+    c.rt.runFor(2_000);
+    expect(g.stats.sourcesTracked).toBeLessThanOrEqual(GUARD_SOURCES_MAX);
+    expect(g.stats.sourcesEvicted).toBeGreaterThanOrEqual(FLOOD - GUARD_SOURCES_MAX);
+    expect(totalDropped(s)).toBeGreaterThanOrEqual(FLOOD);
+    expect(s.stats.dropped.auth).toBeGreaterThan(FLOOD / 3 - 100);
+    expect(s.stats.dropped.plaintext).toBeGreaterThanOrEqual(Math.floor(FLOOD / 3));
+    // Replay state is only created by authenticated senders: the 3 real peers.
+    expect(s.stats.sendersTracked).toBe(3);
+    // Nothing forged reached the node; the real peers' traffic kept flowing.
+    expect(c.peers[0]!.node.stats.datagramsIn - inBefore).toBe(s.stats.opened - openedBefore);
+    expect(c.converged()).toBe(true);
+    expect(c.peers.flatMap((p) => p.events.filter((e) => e.kind === 'dead' || e.kind === 'suspect'))).toEqual(
+      [],
+    );
+    expect(c.handlerErrors()).toEqual([]);
+  });
+
+  it('replay state is capped even for senders that hold the key (LRU over nonce prefixes)', () => {
+    const cap = 64;
+    const b = secure([key1], GROUP, { replaySendersMax: cap });
+    for (let i = 0; i < 1_000; i++) expect(b.open(secure([key1]).seal(envelope(i))).ok).toBe(true);
+    expect(b.stats.sendersTracked).toBe(cap);
+    expect(b.stats.sendersEvicted).toBe(1_000 - cap);
+    expect(REPLAY_SENDERS_MAX).toBeGreaterThan(0);
+  });
+
+  it('one flooding source is held to its rate; other sources are untouched', () => {
+    let now = 0;
+    const g = new RateGuard({ now: () => now });
+    let admitted = 0;
+    // 10,000 datagrams/s for 2 s from one address, one every 0.1 ms.
+    for (let i = 0; i < 20_000; i++) {
+      now = i * 0.1;
+      if (g.admit('10.0.0.66:4000')) admitted++;
+      if (i % 500 === 0) expect(g.admit('10.0.0.1:7000')).toBe(true);
+    }
+    const expected = GUARD_SOURCE_BURST_DATAGRAMS + GUARD_SOURCE_DATAGRAMS_PER_S * 2;
+    expect(admitted).toBeGreaterThanOrEqual(expected - 2);
+    expect(admitted).toBeLessThanOrEqual(expected + 1);
+    expect(g.stats.rateLimited).toBe(20_000 - admitted);
+  });
+
+  it('the source table never exceeds its cap, and an evicted source comes back with a full bucket', () => {
+    const g = new RateGuard({ now: () => 0, sourcesMax: 100, burst: 2 });
+    for (let i = 0; i < 100_000; i++) g.admit(`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}:1`);
+    expect(g.stats.sourcesTracked).toBe(100);
+    expect(g.stats.sourcesEvicted).toBe(100_000 - 100);
+    expect(g.admit('10.0.0.0:1')).toBe(true);
+  });
+});
+
+it('every secure drop reason is a counter', () => {
+  const s = secure([key1]);
+  expect(Object.keys(s.stats.dropped).sort()).toEqual([...SECURE_DROP_REASONS].sort());
+  expect(DATAGRAM_PAYLOAD_BYTES_MAX + SECURE_OVERHEAD_BYTES).toBe(SEALED_DATAGRAM_BYTES_MAX);
+});
