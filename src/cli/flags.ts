@@ -33,6 +33,11 @@ export const networkFlags = {
     env: 'PEER_DATA_DIR',
     default: path.join(os.homedir(), '.peer'),
   }),
+  'key-file': Flags.string({
+    summary:
+      'Group key file (peer keygen): encrypts and authenticates all traffic. Without it the group runs open.',
+    env: 'PEER_KEY_FILE',
+  }),
   profile: Flags.string({
     summary: 'Timing profile: lan (fast failure detection) or local (many peers on one busy host).',
     env: 'PEER_PROFILE',

@@ -11,6 +11,7 @@ import { UdpTransport } from '../p2p/transport/udp.js';
 import { isPeerName } from '../p2p/wire.js';
 import { PeerStore } from '../storage/store.js';
 import { checkGroup, resolveInterface, UsageError } from './network.js';
+import { keySettings, securityLayers, type KeySettings, type SecurityLayers } from './security.js';
 
 export interface NetworkFlagValues {
   name?: string;
@@ -20,6 +21,7 @@ export interface NetworkFlagValues {
   ttl: number;
   'data-dir': string;
   profile: string;
+  'key-file'?: string;
 }
 
 export interface NetworkSettings {
@@ -30,6 +32,8 @@ export interface NetworkSettings {
   ttl: number;
   dataDir: string;
   profile: ProfileName;
+  /** The group keys from --key-file; null or absent: the group runs open. */
+  keys?: KeySettings | null;
 }
 
 export function defaultName(): string {
@@ -53,6 +57,7 @@ export function networkSettings(
     ttl: flags.ttl,
     dataDir: flags['data-dir'],
     profile: flags.profile as ProfileName,
+    keys: keySettings(flags['key-file']),
   };
 }
 
@@ -61,6 +66,8 @@ export interface RunningPeer {
   /** Null for an observer, which keeps nothing. */
   store: PeerStore | null;
   transport: UdpTransport;
+  /** Rate guard and (with a key) encryption between the UDP transport and the node. */
+  security: SecurityLayers;
   settings: NetworkSettings;
   /** Graceful stop (leave) unless `crash`; closes the store. Safe to call twice. */
   stop(): Promise<void>;
@@ -81,12 +88,13 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     interface: settings.interface,
     ttl: settings.ttl,
   });
+  const security = securityLayers(transport, `${settings.group}:${settings.port}`, settings.keys ?? null);
   const node = new PeerNode({
     id: identity.id,
     name: settings.name,
     incarnation: identity.incarnation,
     profile: PROFILES[settings.profile],
-    transport,
+    transport: security.transport,
     runtime: realRuntime,
     observer: opts.observer ?? false,
     persistIncarnation: (n) => store?.saveIncarnation(n),
@@ -113,6 +121,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     node,
     store,
     transport,
+    security,
     settings,
     stop: () =>
       (stopped ??= (async () => {

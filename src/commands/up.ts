@@ -3,11 +3,13 @@ import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
 import { clockTime, describeMembershipEvent, eventJson, paintName } from '../cli/output.js';
+import { describeReport, securityReport } from '../cli/security.js';
+import { UsageError } from '../cli/network.js';
 
 export default class Up extends PeerCommand {
   static override summary = 'Run a headless peer that stays in the group until stopped.';
   static override description =
-    'Joins the group, heartbeats, and logs membership events (join, suspect, dead, leave) as lines. Ctrl-C or SIGTERM leaves the group gracefully, so the others see a leave at once instead of a death.';
+    'Joins the group, heartbeats, and logs membership events (join, suspect, dead, leave) as lines. Ctrl-C or SIGTERM leaves the group gracefully, so the others see a leave at once instead of a death. SIGUSR1 prints what was dropped and why; SIGHUP re-reads --key-file (key rotation, see docs/security.md).';
   static override examples = [
     '<%= config.bin %> up --interface 127.0.0.1 --name alice',
     '<%= config.bin %> up --interface eth0 --log-format json',
@@ -46,8 +48,34 @@ export default class Up extends PeerCommand {
       const text = describeMembershipEvent(e);
       if (text) log(eventJson(e, Date.now()), text);
     });
+    // Counters are per process: SIGUSR1 prints ours, SIGHUP re-reads the key file (rotation).
+    const stats = () => {
+      const r = securityReport(peer.security, node);
+      log({ event: 'stats', at: new Date().toISOString(), ...r }, `stats\n${describeReport(r)}`);
+    };
+    const reload = () => {
+      if (!peer.security.keyFile)
+        return log({ event: 'reload', error: 'no --key-file' }, 'SIGHUP: no --key-file to reload');
+      try {
+        const { keyIds, warning } = peer.security.reload();
+        if (warning) process.stderr.write(`peer: ${warning}\n`);
+        log(
+          { event: 'reload', at: new Date().toISOString(), keyIds },
+          `reloaded ${peer.security.keyFile}: keys ${keyIds.join(' ')}`,
+        );
+      } catch (err) {
+        // A bad file must not stop a running peer: keep the keys we have.
+        const msg = err instanceof UsageError ? err.message : String(err);
+        process.stderr.write(`peer: key file not reloaded, keeping the current keys: ${msg}\n`);
+      }
+    };
+    process.on('SIGUSR1', stats);
+    process.on('SIGHUP', reload);
     const signal = await untilSignal();
+    process.off('SIGUSR1', stats);
+    process.off('SIGHUP', reload);
     await peer.stop();
+    stats();
     log({ event: 'down', at: new Date().toISOString(), signal }, `left the group (${signal})`);
   }
 }
