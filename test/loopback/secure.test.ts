@@ -1,0 +1,199 @@
+/**
+ * The group key end to end: the built CLI as real processes on loopback (127.0.0.1, TTL 0).
+ * Same key: peers join. Another key or none: never seen, and counted. Rotation by SIGHUP without
+ * a split. Key files: written 0600, refused clearly when bad.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loggedState, runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+
+const running: Lines[] = [];
+afterEach(async () => {
+  for (const p of running.splice(0)) {
+    if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    await p.exited;
+  }
+});
+
+function up(dir: string, port: number, name: string, keyFile: string | null): Lines {
+  const args = ['up', '--interface', '127.0.0.1', '--ttl', '0', '--port', String(port), '--name', name];
+  args.push('--data-dir', path.join(dir, name), '--log-format', 'json', '--profile', 'local');
+  if (keyFile) args.push('--key-file', keyFile);
+  const p = startCli(args, { PEER_KEY_FILE: '' });
+  running.push(p);
+  return p;
+}
+
+async function keygen(file: string): Promise<string> {
+  const r = await runCli(['keygen', '--out', file]);
+  expect(r.code).toBe(0);
+  return fs.readFileSync(file, 'utf8');
+}
+
+const keyLine = (fileText: string) => fileText.split('\n').find((l) => l && !l.startsWith('#'))!;
+const events = (p: Lines, kind: string) => p.json().filter((e) => e.event === kind);
+const lastStats = (p: Lines) =>
+  events(p, 'stats').at(-1) as unknown as {
+    secure: { dropped: Record<string, number>; openedByKey: Record<string, number> };
+    decode: Record<string, number>;
+  };
+
+describe('group key over UDP on loopback (CLI)', () => {
+  it('keygen writes a 0600 file, refuses to overwrite it, replaces it with --force', async () => {
+    const dir = tempDir('keygen');
+    const file = path.join(dir, 'group.key');
+    const first = await keygen(file);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect(Buffer.from(keyLine(first), 'base64').length).toBe(32);
+    const again = await runCli(['keygen', '--out', file]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/exists; pass --force/);
+    expect(fs.readFileSync(file, 'utf8')).toBe(first);
+    const forced = await runCli(['keygen', '--out', file, '--force']);
+    expect(forced.code).toBe(0);
+    expect(fs.readFileSync(file, 'utf8')).not.toBe(first);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    const toStdout = await runCli(['keygen']);
+    expect(Buffer.from(toStdout.stdout.trim(), 'base64').length).toBe(32);
+  });
+
+  it('bad key files are refused with one clear line; a readable one is warned about', async () => {
+    const dir = tempDir('keyfiles');
+    const cases: Array<[string, string | null, RegExp]> = [
+      ['missing.key', null, /cannot read --key-file .*missing\.key \(ENOENT\)/],
+      ['empty.key', '# nothing here\n\n', /holds no key; create one with: peer keygen/],
+      ['short.key', 'abcdef\n', /line 1: not a 256-bit key \(6 hex digits, a key has 64\)/],
+      ['b16.key', `${Buffer.alloc(16, 7).toString('base64')}\n`, /line 1: not a 256-bit key \(16 bytes/],
+      ['junk.key', `${'a'.repeat(64)}\n!!!\n`, /line 2: not a 256-bit key \(neither base64 nor hex\)/],
+    ];
+    for (const [name, text, expected] of cases) {
+      const file = path.join(dir, name);
+      if (text !== null) fs.writeFileSync(file, text, { mode: 0o600 });
+      const r = await runCli([
+        'stats',
+        '--interface',
+        '127.0.0.1',
+        '--ttl',
+        '0',
+        '--port',
+        String(testPort()),
+        '--key-file',
+        file,
+        '--wait',
+        '0',
+      ]);
+      expect(r.code, name).toBe(2);
+      expect(r.stderr.trim().split('\n'), name).toHaveLength(1);
+      expect(r.stderr, name).toMatch(expected);
+    }
+    const wide = path.join(dir, 'wide.key');
+    fs.writeFileSync(wide, `${'b'.repeat(64)}\n`, { mode: 0o644 });
+    fs.chmodSync(wide, 0o644);
+    const port = String(testPort());
+    const r = await runCli([
+      'stats',
+      '--interface',
+      '127.0.0.1',
+      '--ttl',
+      '0',
+      '--port',
+      port,
+      '--key-file',
+      wide,
+      '--wait',
+      '0',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/readable by others \(mode 0644\); run: chmod 600/);
+    const open = await runCli(
+      ['stats', '--interface', '127.0.0.1', '--ttl', '0', '--port', port, '--wait', '0'],
+      {
+        env: { PEER_KEY_FILE: '' },
+      },
+    );
+    expect(open.stderr).toMatch(
+      new RegExp(
+        `no --key-file: traffic on 239\\.255\\.77\\.77:${port} is neither encrypted nor authenticated`,
+      ),
+    );
+  });
+
+  it('same key joins; another key and no key are never seen, and are counted', async () => {
+    const dir = tempDir('secure-lo');
+    const port = testPort();
+    const k1 = path.join(dir, 'k1.key');
+    const k2 = path.join(dir, 'k2.key');
+    await keygen(k1);
+    await keygen(k2);
+    const a = up(dir, port, 'a', k1);
+    const b = up(dir, port, 'b', k1);
+    const c = up(dir, port, 'c', k2);
+    const o = up(dir, port, 'o', null);
+    await a.until((p) => loggedState(p, 'b') === 'alive', 10_000, 'a to see b');
+    await b.until((p) => loggedState(p, 'a') === 'alive', 10_000, 'b to see a');
+    await a.until(
+      () => /key not in our key file/.test(a.stderr.join('')) && /unencrypted/.test(a.stderr.join('')),
+      10_000,
+      'a to notice the other-key and keyless peers',
+    );
+    a.child.kill('SIGUSR1');
+    await a.until(() => events(a, 'stats').length > 0, 5_000, 'stats on SIGUSR1');
+    const s = lastStats(a);
+    expect(s.secure.dropped.key).toBeGreaterThan(0);
+    expect(s.secure.dropped.plaintext).toBeGreaterThan(0);
+    expect(s.secure.dropped.auth).toBe(0);
+    expect(Object.values(s.decode).every((n) => n === 0)).toBe(true);
+    for (const p of [a, b]) {
+      expect(loggedState(p, 'c')).toBeUndefined();
+      expect(loggedState(p, 'o')).toBeUndefined();
+    }
+    expect(loggedState(c, 'a')).toBeUndefined();
+    expect(loggedState(o, 'a')).toBeUndefined();
+    expect(o.stderr.join('')).toMatch(/no --key-file: traffic on .* is neither encrypted nor authenticated/);
+    // The open peer's kernel refuses the sealed datagrams as undecodable.
+    o.child.kill('SIGINT');
+    await o.exited;
+    expect((lastStats(o).decode as Record<string, number>).json).toBeGreaterThan(0);
+  });
+
+  it('rotation by SIGHUP (install, use, remove) keeps the group together', async () => {
+    const dir = tempDir('rotate-lo');
+    const port = testPort();
+    const k1 = keyLine(await keygen(path.join(dir, 'k1.key')));
+    const k2 = keyLine(await keygen(path.join(dir, 'k2.key')));
+    const files = { a: path.join(dir, 'a.key'), b: path.join(dir, 'b.key') };
+    for (const f of Object.values(files)) fs.writeFileSync(f, `${k1}\n`, { mode: 0o600 });
+    const peers = { a: up(dir, port, 'a', files.a), b: up(dir, port, 'b', files.b) };
+    await peers.a.until((p) => loggedState(p, 'b') === 'alive', 10_000, 'a to see b');
+    await peers.b.until((p) => loggedState(p, 'a') === 'alive', 10_000, 'b to see a');
+
+    const reload = async (name: 'a' | 'b', lines: string[]) => {
+      fs.writeFileSync(files[name], `${lines.join('\n')}\n`, { mode: 0o600 });
+      const p = peers[name];
+      const n = events(p, 'reload').length;
+      p.child.kill('SIGHUP');
+      await p.until(() => events(p, 'reload').length > n, 5_000, `${name} to reload`);
+      // Not a wait for something to happen: the group runs for several heartbeat intervals under
+      // each intermediate configuration, which is what must not split it.
+      await new Promise((r) => setTimeout(r, 1_000));
+    };
+    for (const n of ['a', 'b'] as const) await reload(n, [k1, k2]); // install
+    for (const n of ['a', 'b'] as const) await reload(n, [k2, k1]); // use
+    for (const n of ['a', 'b'] as const) await reload(n, [k2]); // remove
+    await new Promise((r) => setTimeout(r, 1_500));
+    for (const [self, other] of [
+      ['a', 'b'],
+      ['b', 'a'],
+    ] as const) {
+      const p = peers[self];
+      expect(loggedState(p, other)).toBe('alive');
+      expect(p.json().filter((e) => e.event === 'suspect' || e.event === 'dead')).toEqual([]);
+      p.child.kill('SIGUSR1');
+      await p.until(() => events(p, 'stats').length > 0, 5_000, 'stats');
+      const s = lastStats(p);
+      expect(Object.keys(s.secure.openedByKey)).toHaveLength(2); // heard under both keys
+      expect(s.secure.dropped.key).toBe(0); // and never a datagram under a key it did not hold
+    }
+  });
+});
