@@ -1,0 +1,1094 @@
+/**
+ * Reliable group delivery: every message a live sender multicasts reaches every live member
+ * exactly once, in the sender's order, or the receiver is told how many it lost.
+ *
+ * Algorithm (negative acknowledgements, as in SRM/PGM, plus cumulative positive acks):
+ * - Streams. Each sender numbers its messages 1, 2, 3 ... in one stream keyed by (sender id,
+ *   epoch). The epoch is the sender's incarnation when this module was built and never changes
+ *   for the life of the process (the incarnation also rises on refutation, the stream must not).
+ *   A restart gives a higher incarnation, hence a new stream.
+ * - Packing. Messages published in one burst (before the injected `defer` callback runs) are
+ *   packed into as few datagrams as fit DATAGRAM_PAYLOAD_BYTES_MAX: `rm.d {e, jp, m: [items]}`.
+ * - Receivers deliver in sequence order per stream and hold out-of-order messages (bounded
+ *   window). A gap older than RELIABLE_NACK_DELAY_MS is asked for by a unicast `rm.nak` listing
+ *   the missing ranges, again every RELIABLE_NACK_INTERVAL_MS while it lasts.
+ * - The sender repairs by unicast from a bounded buffer of its last messages, at a bounded rate
+ *   (token bucket). What left the buffer is answered with `rm.gone {lo}`: the receiver then
+ *   reports the missing messages below lo as a `lost` event with their count and moves on.
+ * - Receivers send cumulative acks (`rm.ack {e, f, a}`: "I hold everything from f to a") at most
+ *   once per tick. While a tracked receiver lags, the sender multicasts `rm.hi {e, hi, jp}` every
+ *   RELIABLE_ANNOUNCE_MS, and every RELIABLE_IDLE_ANNOUNCE_MS anyway, so a lost tail message is
+ *   detected as a gap, and a lost ack is sent again.
+ * - Joining. A receiver that meets a stream for the first time starts at the join point `jp`
+ *   carried by every data and announce message: the lowest position a receiver the sender tracks
+ *   still needs (or the start of the buffer when it tracks none). So a member that was there
+ *   before a message was published gets it even if the first datagrams it heard came later.
+ * - Acks for callers: publish() can take a callback that runs once every member that was live
+ *   (and in the audience) when the message was published has acked it or is gone. sendTo()
+ *   unicasts to one peer in its own per-destination stream (`rm.u`, FIFO, acked by `rm.ua`),
+ *   retried every RELIABLE_UNICAST_RETRY_MS until acked, the peer is gone, or
+ *   RELIABLE_UNICAST_TIMEOUT_MS passes; its callback says which.
+ *
+ * Failure modes:
+ * - Sender crash: messages no receiver got are gone with it; a receiver that saw a gap, or heard
+ *   a higher sequence announced, reports the missing count as lost once membership declares the
+ *   sender dead or left (or after RELIABLE_GAP_TIMEOUT_MS without repair). Repair comes only from
+ *   the original sender, never from other receivers, so what one receiver got and another lost
+ *   from a crashed sender stays lost for the second one (and is reported).
+ * - A receiver more than RELIABLE_BUFFER_MESSAGES_MAX messages behind loses the difference
+ *   (reported as lost with reason 'evicted').
+ * - Memory: the send buffer is bounded in messages and bytes; each receiver stream holds at most
+ *   RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX out-of-order messages and all streams together at most
+ *   RELIABLE_HELD_MESSAGES_TOTAL_MAX; streams are at most RELIABLE_STREAMS_MAX (closed ones are
+ *   forgotten first); unicast queues are bounded per destination and in total.
+ * - Messages are not delivered to their own sender (the caller has them already).
+ */
+import {
+  DATAGRAM_PAYLOAD_BYTES_MAX,
+  NAME_CHARS_MAX,
+  is,
+  type Check,
+  type Envelope,
+  type PeerId,
+} from './wire.js';
+import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
+import type { Address } from './transport/transport.js';
+
+/** Messages the sender keeps for repair. A receiver further behind loses the difference. */
+export const RELIABLE_BUFFER_MESSAGES_MAX = 8192;
+/** Payload bytes the sender keeps for repair (with RELIABLE_BUFFER_MESSAGES_MAX, whichever is hit first). */
+export const RELIABLE_BUFFER_BYTES_MAX = 4 * 1024 * 1024;
+/** Largest payload, measured as its JSON encoding in UTF-8 bytes; one message always fits one datagram. */
+export const RELIABLE_PAYLOAD_BYTES_MAX = 700;
+/** Topic names: short, [a-z0-9.-]. */
+export const RELIABLE_TOPIC_CHARS_MAX = 24;
+/** Messages in one datagram (the byte limit usually binds first). */
+export const RELIABLE_BATCH_MESSAGES_MAX = 128;
+/** Out-of-order messages one receiver holds per stream while waiting for a gap to be repaired. */
+export const RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX = 8192;
+/** Out-of-order messages held over all streams. */
+export const RELIABLE_HELD_MESSAGES_TOTAL_MAX = 65_536;
+/** Streams (senders) tracked at once by a receiver. */
+export const RELIABLE_STREAMS_MAX = 1024;
+/** A gap must be this old before it is NACKed: datagrams reordered by a few ms fill it first. */
+export const RELIABLE_NACK_DELAY_MS = 5;
+/** Between two NACKs for the same gap (the repair may itself be lost). */
+export const RELIABLE_NACK_INTERVAL_MS = 40;
+/** Ranges and messages asked for in one NACK. */
+export const RELIABLE_NACK_RANGES_MAX = 32;
+export const RELIABLE_NACK_MESSAGES_MAX = 1024;
+/** Repair rate per sender: a token bucket of messages. */
+export const RELIABLE_REPAIR_MESSAGES_PER_S = 100_000;
+export const RELIABLE_REPAIR_BURST_MESSAGES = 4096;
+/** While a tracked receiver has not acked the newest message, the sender announces it this often. */
+export const RELIABLE_ANNOUNCE_MS = 50;
+/** Announce period otherwise, for receivers the sender does not know yet. */
+export const RELIABLE_IDLE_ANNOUNCE_MS = 1000;
+/** A gap not repaired for this long, while the sender still looks alive, is reported lost. */
+export const RELIABLE_GAP_TIMEOUT_MS = 10_000;
+/** Closed streams (sender dead, left or restarted) are remembered this long to ignore late datagrams. */
+export const RELIABLE_CLOSED_RETENTION_MS = 60_000;
+/** Unicast: retry period, give-up time, and queue bounds. */
+export const RELIABLE_UNICAST_RETRY_MS = 100;
+export const RELIABLE_UNICAST_TIMEOUT_MS = 5000;
+export const RELIABLE_UNICAST_PENDING_MAX = 1024;
+export const RELIABLE_UNICAST_PENDING_TOTAL_MAX = 8192;
+/** publish() callbacks waiting for acks at once. */
+export const RELIABLE_WAITERS_MAX = 4096;
+
+export interface MessageId {
+  origin: PeerId;
+  epoch: number;
+  seq: number;
+  /** Set for unicast messages: their sequence is per destination. */
+  to?: PeerId;
+}
+
+/** A message id as one string: `origin/epoch/seq` or `origin/epoch/to/seq`. */
+export function messageKey(id: MessageId): string {
+  return id.to ? `${id.origin}/${id.epoch}/${id.to}/${id.seq}` : `${id.origin}/${id.epoch}/${id.seq}`;
+}
+
+export interface Delivery {
+  id: MessageId;
+  /** messageKey(id). */
+  key: string;
+  from: PeerId;
+  fromName: string;
+  /** This peer for a unicast message, null for a multicast one. */
+  to: PeerId | null;
+  topic: string;
+  payload: string;
+  /** Lamport time the sender stamped at publish. */
+  lamport: number;
+}
+
+export type LostReason = 'evicted' | 'sender-gone' | 'sender-restarted' | 'timeout' | 'abandoned';
+
+export interface LostReport {
+  from: PeerId;
+  fromName: string;
+  epoch: number;
+  /** First and last sequence of the run of lost messages (inclusive). */
+  firstSeq: number;
+  lastSeq: number;
+  count: number;
+  reason: LostReason;
+  unicast: boolean;
+}
+
+export interface AckStatus {
+  id: MessageId;
+  /** Every member required to ack has acked. */
+  complete: boolean;
+  acked: PeerId[];
+  /** Required members that died, left, restarted, or started listening after the message. */
+  gone: PeerId[];
+  /** Still live, not acked yet (only when the status is read before it settles). */
+  pending: PeerId[];
+}
+
+export type SendResult =
+  { ok: true; id: MessageId } | { ok: false; id: MessageId; reason: 'gone' | 'timeout' | 'busy' };
+
+declare module './protocol.js' {
+  interface PeerEventMap {
+    lost: LostReport;
+  }
+}
+
+export interface ReliableOptions {
+  /** Which live members are expected to run this module and ack (default: every live member). */
+  audience?: (m: MemberView) => boolean;
+  /**
+   * Runs `fn` soon, after the current burst of publish() calls (setImmediate in a process, a
+   * zero-delay event in the simulation). Without it every publish is sent at once, unpacked.
+   */
+  defer?: (fn: () => void) => void;
+}
+
+/** What the module needs from membership (kept narrow so tests can fake it). */
+export interface MembershipView {
+  live(): MemberView[];
+  get(id: PeerId): MemberView | undefined;
+}
+
+type Item = [seq: number, topic: string, payload: string, lamport: number];
+
+interface Buffered {
+  item: Item;
+  bytes: number;
+}
+
+interface Receiver {
+  id: PeerId;
+  /** Highest sequence known acked (or assumed: what was published before we tracked it). */
+  acked: number;
+  trackedAt: number;
+  heard: boolean;
+}
+
+interface Waiter {
+  id: MessageId;
+  required: Set<PeerId>;
+  acked: Set<PeerId>;
+  gone: Set<PeerId>;
+  done: (s: AckStatus) => void;
+}
+
+interface InStream {
+  from: PeerId;
+  name: string;
+  epoch: number;
+  address: Address;
+  /** Where we joined the stream. */
+  start: number;
+  /** Next sequence to deliver. */
+  next: number;
+  /** Highest sequence known to exist. */
+  hi: number;
+  held: Map<number, Item>;
+  gapSince: number | null;
+  lastNack: number;
+  ackedSent: number;
+  ackDue: boolean;
+  closedAt: number | null;
+}
+
+interface OutUnicast {
+  to: PeerId;
+  nextSeq: number;
+  pending: Map<number, { item: Item; firstSent: number; lastSent: number; done?: (r: SendResult) => void }>;
+}
+
+interface InUnicast {
+  from: PeerId;
+  epoch: number;
+  next: number;
+  held: Map<number, Item>;
+}
+
+/** `rm.gone` lo meaning "that stream ended with a restart". */
+const RESTARTED_LO = Number.MAX_SAFE_INTEGER;
+/** A tracked receiver that never acked for this long is not waited for by announces and join points. */
+export const RELIABLE_SILENT_RECEIVER_MS = 5000;
+
+const TOPIC_RE = /^[a-z0-9][a-z0-9.-]*$/;
+const uint = is.uint();
+const ITEM: Check = (v) =>
+  Array.isArray(v) &&
+  v.length === 4 &&
+  uint(v[0]) &&
+  v[0] > 0 &&
+  typeof v[1] === 'string' &&
+  v[1].length <= RELIABLE_TOPIC_CHARS_MAX &&
+  TOPIC_RE.test(v[1]) &&
+  typeof v[2] === 'string' &&
+  // The codec has bounded the whole datagram; this bounds one payload's characters.
+  v[2].length <= RELIABLE_PAYLOAD_BYTES_MAX &&
+  uint(v[3]);
+const ITEMS = is.array(ITEM, RELIABLE_BATCH_MESSAGES_MAX);
+const RANGE: Check = (v) => Array.isArray(v) && v.length === 2 && uint(v[0]) && uint(v[1]) && v[0] <= v[1];
+
+const BODIES = {
+  'rm.d': is.object({ e: uint, jp: uint, m: ITEMS }),
+  'rm.hi': is.object({ e: uint, hi: uint, jp: uint }),
+  'rm.nak': is.object({ e: uint, r: is.array(RANGE, RELIABLE_NACK_RANGES_MAX) }),
+  'rm.gone': is.object({ e: uint, lo: uint }),
+  'rm.ack': is.object({ e: uint, f: uint, a: uint }),
+  'rm.u': is.object({ e: uint, to: is.peerId(), b: uint, m: is.array(ITEM, 1) }),
+  'rm.ua': is.object({ e: uint, a: uint }),
+};
+
+type DataBody = { e: number; jp: number; m: Item[] };
+
+/** Bytes of an envelope around an `rm.d` body with no items, at the largest values every number can take. */
+function datagramOverheadBytes(name: string): number {
+  const big = Number.MAX_SAFE_INTEGER;
+  const env = {
+    v: 1,
+    t: 'rm.d',
+    i: '0'.repeat(16),
+    n: name,
+    c: big,
+    s: big,
+    l: big,
+    b: { e: big, jp: big, m: [] },
+  };
+  return Buffer.byteLength(JSON.stringify(env));
+}
+
+/** Bytes an item adds to a datagram at its largest numbers (seq and lamport may still grow). */
+function itemBytes(topic: string, payload: string): number {
+  const big = Number.MAX_SAFE_INTEGER;
+  return Buffer.byteLength(JSON.stringify([big, topic, payload, big])) + 1; // + the comma
+}
+
+export class ReliableDelivery implements Protocol {
+  readonly messages: Record<string, Check> = BODIES;
+  /** The stream epoch: our incarnation when built, fixed for the life of the process. */
+  readonly epoch: number;
+  readonly stats = {
+    published: 0,
+    datagramsSent: 0,
+    delivered: 0,
+    duplicates: 0,
+    lost: 0,
+    repairsSent: 0,
+    repairsRateLimited: 0,
+    nacksSent: 0,
+    droppedOutOfWindow: 0,
+    streamsRefused: 0,
+    unicastFailed: 0,
+    handlerErrors: 0,
+    lastHandlerError: '',
+  };
+
+  private readonly handlers = new Map<string, Array<(d: Delivery) => void>>();
+  private readonly lostHandlers: Array<(r: LostReport) => void> = [];
+  private readonly audience: (m: MemberView) => boolean;
+  private readonly overheadBytes: number;
+
+  // Sender side.
+  private hi = 0;
+  private bufferLo = 1;
+  private readonly buffer = new Map<number, Buffered>();
+  private bufferBytes = 0;
+  private outbox: Buffered[] = [];
+  private outboxBytes = 0;
+  private flushScheduled = false;
+  private readonly receivers = new Map<PeerId, Receiver>();
+  private readonly waiters = new Map<number, Waiter>();
+  private lastAnnounce = -Infinity;
+  private repairTokens = RELIABLE_REPAIR_BURST_MESSAGES;
+  private repairRefilledAt = 0;
+  private readonly outUnicast = new Map<PeerId, OutUnicast>();
+  private unicastPending = 0;
+  private readonly deferredResults: Array<() => void> = [];
+
+  // Receiver side.
+  private readonly streams = new Map<PeerId, InStream>();
+  private heldTotal = 0;
+  private readonly inUnicast = new Map<PeerId, InUnicast>();
+
+  constructor(
+    private readonly ctx: ProtocolContext,
+    private readonly membership: MembershipView,
+    private readonly opts: ReliableOptions = {},
+  ) {
+    this.epoch = ctx.self.incarnation;
+    this.audience = opts.audience ?? (() => true);
+    this.overheadBytes = datagramOverheadBytes(ctx.self.name.padEnd(NAME_CHARS_MAX, ' '));
+    this.repairRefilledAt = ctx.now();
+  }
+
+  // ---- public API ------------------------------------------------------------------------------
+
+  /** Registers a delivery handler for a topic; returns a function that removes it. */
+  on(topic: string, handler: (d: Delivery) => void): () => void {
+    const list = this.handlers.get(topic) ?? [];
+    list.push(handler);
+    this.handlers.set(topic, list);
+    return () =>
+      this.handlers.set(
+        topic,
+        (this.handlers.get(topic) ?? []).filter((h) => h !== handler),
+      );
+  }
+
+  /** Registers a handler for lost-message reports (also emitted as `lost` peer events). */
+  onLost(handler: (r: LostReport) => void): () => void {
+    this.lostHandlers.push(handler);
+    return () => {
+      const i = this.lostHandlers.indexOf(handler);
+      if (i >= 0) this.lostHandlers.splice(i, 1);
+    };
+  }
+
+  /** Throws a RangeError when a topic or payload breaks the limits (a caller's bug, or user input to check first). */
+  static check(topic: string, payload: string): void {
+    if (topic.length === 0 || topic.length > RELIABLE_TOPIC_CHARS_MAX || !TOPIC_RE.test(topic))
+      throw new RangeError(`topic '${topic}' must be 1-${RELIABLE_TOPIC_CHARS_MAX} chars of a-z 0-9 . -`);
+    const bytes = ReliableDelivery.payloadBytes(payload);
+    if (bytes > RELIABLE_PAYLOAD_BYTES_MAX)
+      throw new RangeError(
+        `payload is ${bytes} bytes encoded, over the ${RELIABLE_PAYLOAD_BYTES_MAX}-byte limit`,
+      );
+  }
+
+  /** A payload's size as the limit counts it: its JSON encoding in UTF-8. */
+  static payloadBytes(payload: string): number {
+    return Buffer.byteLength(JSON.stringify(payload)) - 2;
+  }
+
+  /**
+   * Multicasts a message to the group. `onSettled` runs once every member live (and in the
+   * audience) now has acked it or is gone; `complete` says whether all acked.
+   */
+  publish(topic: string, payload: string, onSettled?: (s: AckStatus) => void): MessageId {
+    ReliableDelivery.check(topic, payload);
+    // Members tracked from now on need only what comes after: track before numbering this one.
+    if (onSettled) this.trackReceivers();
+    const seq = ++this.hi;
+    const id: MessageId = { origin: this.ctx.self.id, epoch: this.epoch, seq };
+    const item: Item = [seq, topic, payload, this.ctx.lamport() + 1];
+    const b: Buffered = { item, bytes: itemBytes(topic, payload) };
+    this.stats.published++;
+    this.buffer.set(seq, b);
+    this.bufferBytes += b.bytes;
+    this.trimBuffer();
+    if (onSettled) this.addWaiter(id, onSettled);
+    // Full datagram: send what is queued, and queue this one for the next.
+    if (
+      this.outboxBytes + b.bytes + this.overheadBytes > DATAGRAM_PAYLOAD_BYTES_MAX ||
+      this.outbox.length >= RELIABLE_BATCH_MESSAGES_MAX
+    )
+      this.flush();
+    this.outbox.push(b);
+    this.outboxBytes += b.bytes;
+    if (!this.opts.defer) this.flush();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      this.opts.defer(() => this.flush());
+    }
+    return id;
+  }
+
+  /**
+   * Unicasts a message to one peer, acknowledged and retried. `done` runs exactly once (never
+   * from inside this call): ok when acked, or the reason it failed.
+   */
+  sendTo(to: PeerId, topic: string, payload: string, done?: (r: SendResult) => void): MessageId {
+    ReliableDelivery.check(topic, payload);
+    const m = this.membership.get(to);
+    // A restarted peer keeps our stream: its new process starts it afresh at the base we send.
+    let out = this.outUnicast.get(to);
+    if (!out) {
+      out = { to, nextSeq: 1, pending: new Map() };
+      this.outUnicast.set(to, out);
+    }
+    const seq = out.nextSeq++;
+    const id: MessageId = { origin: this.ctx.self.id, epoch: this.epoch, seq, to };
+    const fail = (reason: 'gone' | 'busy') => {
+      this.stats.unicastFailed++;
+      if (done) this.deferredResults.push(() => done({ ok: false, id, reason }));
+    };
+    if (!m || !isLive(m)) {
+      fail('gone');
+      return id;
+    }
+    if (
+      out.pending.size >= RELIABLE_UNICAST_PENDING_MAX ||
+      this.unicastPending >= RELIABLE_UNICAST_PENDING_TOTAL_MAX
+    ) {
+      fail('busy');
+      return id;
+    }
+    const now = this.ctx.now();
+    const p = {
+      item: [seq, topic, payload, this.ctx.lamport() + 1] as Item,
+      firstSent: now,
+      lastSent: now,
+      done,
+    };
+    out.pending.set(seq, p);
+    this.unicastPending++;
+    this.sendUnicast(out, p.item, m.address);
+    return id;
+  }
+
+  /** Ack status of a message still in the send buffer (undefined once it left it). */
+  ackStatus(id: MessageId): AckStatus | undefined {
+    if (id.to || id.origin !== this.ctx.self.id || id.epoch !== this.epoch) return undefined;
+    const w = this.waiters.get(id.seq);
+    if (w) return statusOf(w);
+    if (!this.buffer.has(id.seq)) return undefined;
+    const acked: PeerId[] = [];
+    const pending: PeerId[] = [];
+    for (const r of this.receivers.values()) (r.acked >= id.seq ? acked : pending).push(r.id);
+    return { id, complete: pending.length === 0, acked, gone: [], pending };
+  }
+
+  /** Sends what publish() queued; called by `defer`, by tick, and when a datagram is full. */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.outbox.length === 0) return;
+    const jp = this.joinPoint();
+    let batch: Item[] = [];
+    let bytes = this.overheadBytes;
+    for (const b of this.outbox) {
+      if (
+        batch.length > 0 &&
+        (bytes + b.bytes > DATAGRAM_PAYLOAD_BYTES_MAX || batch.length >= RELIABLE_BATCH_MESSAGES_MAX)
+      ) {
+        this.sendData(null, batch, jp);
+        batch = [];
+        bytes = this.overheadBytes;
+      }
+      batch.push(b.item);
+      bytes += b.bytes;
+    }
+    if (batch.length > 0) this.sendData(null, batch, jp);
+    this.outbox = [];
+    this.outboxBytes = 0;
+  }
+
+  /** Highest sequence published in our stream. */
+  get highestSeq(): number {
+    return this.hi;
+  }
+
+  /** Memory in use, for tests and `peer doctor`: messages held by each part. */
+  memory(): {
+    buffered: number;
+    bufferBytes: number;
+    held: number;
+    streams: number;
+    unicastPending: number;
+    waiters: number;
+  } {
+    return {
+      buffered: this.buffer.size,
+      bufferBytes: this.bufferBytes,
+      held: this.heldTotal,
+      streams: this.streams.size,
+      unicastPending: this.unicastPending,
+      waiters: this.waiters.size,
+    };
+  }
+
+  // ---- protocol --------------------------------------------------------------------------------
+
+  onMessage(env: Envelope, from: Address): void {
+    switch (env.t) {
+      case 'rm.d':
+        return this.onData(env as Envelope<DataBody>, from);
+      case 'rm.hi': {
+        const b = env.b as { e: number; hi: number; jp: number };
+        const s = this.stream(env, from, b.e, b.jp);
+        if (!s) return;
+        if (b.hi > s.hi) s.hi = b.hi;
+        if (s.hi >= s.next) this.noteGap(s);
+        else s.ackDue = true; // we are up to date: the sender lacks our ack
+        return;
+      }
+      case 'rm.nak':
+        return this.onNack(env.b as { e: number; r: Array<[number, number]> }, from);
+      case 'rm.gone': {
+        const b = env.b as { e: number; lo: number };
+        const s = this.streams.get(env.i);
+        if (!s || s.epoch !== b.e || s.closedAt !== null) return;
+        if (b.lo === RESTARTED_LO) this.close(s, 'sender-restarted');
+        else {
+          this.skipTo(s, Math.min(b.lo, s.hi + 1), 'evicted');
+          this.drain(s);
+        }
+        return;
+      }
+      case 'rm.ack':
+        return this.onAck(env.i, env.b as { e: number; f: number; a: number });
+      case 'rm.u':
+        return this.onUnicast(env as Envelope<{ e: number; to: PeerId; b: number; m: Item[] }>, from);
+      case 'rm.ua': {
+        const b = env.b as { e: number; a: number };
+        const out = this.outUnicast.get(env.i);
+        if (!out || b.e !== this.epoch) return;
+        for (const [seq, p] of out.pending) {
+          if (seq > b.a) continue;
+          out.pending.delete(seq);
+          this.unicastPending--;
+          const done = p.done;
+          if (done) done({ ok: true, id: { origin: this.ctx.self.id, epoch: this.epoch, seq, to: out.to } });
+        }
+        return;
+      }
+    }
+  }
+
+  tick(now: number): void {
+    this.flush();
+    for (const f of this.deferredResults.splice(0)) f();
+    this.trackReceivers();
+    this.announce(now);
+    this.retryUnicast(now);
+    for (const s of this.streams.values()) this.tickStream(s, now);
+  }
+
+  /** Sends what is queued and announces our highest sequence, so receivers can detect a lost tail. */
+  leave(): void {
+    this.flush();
+    if (this.hi > 0) this.ctx.broadcast('rm.hi', { e: this.epoch, hi: this.hi, jp: this.joinPoint() });
+  }
+
+  // ---- sender ----------------------------------------------------------------------------------
+
+  private sendData(to: Address | null, items: Item[], jp: number): void {
+    const body = { e: this.epoch, jp, m: items };
+    this.stats.datagramsSent++;
+    if (to === null) this.ctx.broadcast('rm.d', body);
+    else this.ctx.send(to, 'rm.d', body);
+  }
+
+  private trimBuffer(): void {
+    while (
+      this.buffer.size > RELIABLE_BUFFER_MESSAGES_MAX ||
+      (this.bufferBytes > RELIABLE_BUFFER_BYTES_MAX && this.buffer.size > 1)
+    ) {
+      const b = this.buffer.get(this.bufferLo);
+      if (b) this.bufferBytes -= b.bytes;
+      this.buffer.delete(this.bufferLo);
+      const w = this.waiters.get(this.bufferLo);
+      // Past the buffer nobody can repair it: whoever has not acked by now never will.
+      if (w) this.settle(w, true);
+      this.bufferLo++;
+    }
+  }
+
+  /** Where a receiver meeting our stream starts: the lowest position a tracked receiver needs. */
+  private joinPoint(): number {
+    let jp = Infinity;
+    const now = this.ctx.now();
+    for (const r of this.receivers.values()) if (this.waitedFor(r, now)) jp = Math.min(jp, r.acked + 1);
+    if (jp === Infinity) jp = this.bufferLo;
+    return Math.max(this.bufferLo, Math.min(jp, this.hi + 1));
+  }
+
+  /** A member that never acked anything for long probably does not run this module. */
+  private waitedFor(r: Receiver, now: number): boolean {
+    return r.heard || now - r.trackedAt < RELIABLE_SILENT_RECEIVER_MS;
+  }
+
+  private addWaiter(id: MessageId, done: (s: AckStatus) => void): void {
+    this.trackReceivers();
+    if (this.waiters.size >= RELIABLE_WAITERS_MAX) {
+      // Oldest first: it has had the longest to settle.
+      const [oldest] = this.waiters.values();
+      if (oldest) this.settle(oldest, true);
+    }
+    const required = new Set<PeerId>();
+    for (const r of this.receivers.values()) if (r.acked < id.seq) required.add(r.id);
+    const w: Waiter = { id, required, acked: new Set(), gone: new Set(), done };
+    this.waiters.set(id.seq, w);
+    if (required.size === 0) this.deferredResults.push(() => this.settle(w, false));
+  }
+
+  private settle(w: Waiter, abandon: boolean): void {
+    if (!this.waiters.delete(w.id.seq)) return;
+    if (abandon) for (const p of w.required) if (!w.acked.has(p)) w.gone.add(p);
+    w.done({ ...statusOf(w), pending: [] });
+  }
+
+  private checkWaiters(peer: PeerId, upTo: number, goneBelow = 0): void {
+    for (const w of this.waiters.values()) {
+      if (!w.required.has(peer) || w.acked.has(peer) || w.gone.has(peer)) continue;
+      if (w.id.seq < goneBelow) w.gone.add(peer);
+      else if (w.id.seq <= upTo) w.acked.add(peer);
+      else continue;
+      if (w.acked.size + w.gone.size === w.required.size) this.settle(w, false);
+    }
+  }
+
+  /** Follows membership: new audience members are tracked, departed ones released. */
+  private trackReceivers(): void {
+    const live = new Map<PeerId, MemberView>();
+    for (const m of this.membership.live()) if (this.audience(m)) live.set(m.id, m);
+    // A higher incarnation may be a refutation (same process) or a restart: a restarted receiver
+    // shows itself by acking from a later start (onAck), so both keep their record here.
+    for (const id of this.receivers.keys()) {
+      if (!live.has(id)) {
+        this.receivers.delete(id);
+        this.checkWaiters(id, 0, Infinity);
+      }
+    }
+    const now = this.ctx.now();
+    for (const m of live.values()) {
+      if (!this.receivers.has(m.id))
+        this.receivers.set(m.id, { id: m.id, acked: this.hi, trackedAt: now, heard: false });
+    }
+  }
+
+  private onAck(peer: PeerId, b: { e: number; f: number; a: number }): void {
+    if (b.e !== this.epoch || b.a > this.hi) return;
+    const r = this.receivers.get(peer);
+    if (!r) return;
+    // The receiver joined our stream at f: what lies between its known position and f it never got.
+    const missed = b.f > r.acked + 1 ? b.f : 0;
+    r.heard = true;
+    if (b.a > r.acked) r.acked = b.a;
+    this.checkWaiters(peer, b.a, missed);
+  }
+
+  private announce(now: number): void {
+    if (this.hi === 0) return;
+    let lagging = false;
+    for (const r of this.receivers.values()) if (r.acked < this.hi && this.waitedFor(r, now)) lagging = true;
+    const period = lagging ? RELIABLE_ANNOUNCE_MS : RELIABLE_IDLE_ANNOUNCE_MS;
+    if (now - this.lastAnnounce < period) return;
+    this.lastAnnounce = now;
+    this.ctx.broadcast('rm.hi', { e: this.epoch, hi: this.hi, jp: this.joinPoint() });
+  }
+
+  private onNack(b: { e: number; r: Array<[number, number]> }, from: Address): void {
+    if (b.e < this.epoch) {
+      // A stream of our previous life: nothing of it survived the restart.
+      this.ctx.send(from, 'rm.gone', { e: b.e, lo: RESTARTED_LO });
+      return;
+    }
+    if (b.e !== this.epoch) return;
+    const now = this.ctx.now();
+    this.repairTokens = Math.min(
+      RELIABLE_REPAIR_BURST_MESSAGES,
+      this.repairTokens + ((now - this.repairRefilledAt) * RELIABLE_REPAIR_MESSAGES_PER_S) / 1000,
+    );
+    this.repairRefilledAt = now;
+    let asked = 0;
+    let goneBelow = 0;
+    const items: Buffered[] = [];
+    for (const [a, z] of b.r) {
+      for (let seq = Math.max(a, 1); seq <= Math.min(z, this.hi); seq++) {
+        if (++asked > RELIABLE_NACK_MESSAGES_MAX) break;
+        if (seq < this.bufferLo) {
+          goneBelow = this.bufferLo;
+          seq = this.bufferLo - 1;
+          continue;
+        }
+        if (this.repairTokens < 1) {
+          this.stats.repairsRateLimited++;
+          break;
+        }
+        const it = this.buffer.get(seq);
+        if (!it) continue;
+        this.repairTokens--;
+        items.push(it);
+      }
+    }
+    if (goneBelow > 0) this.ctx.send(from, 'rm.gone', { e: this.epoch, lo: goneBelow });
+    if (items.length === 0) return;
+    const jp = this.joinPoint();
+    let batch: Item[] = [];
+    let bytes = this.overheadBytes;
+    for (const b2 of items) {
+      if (
+        batch.length > 0 &&
+        (bytes + b2.bytes > DATAGRAM_PAYLOAD_BYTES_MAX || batch.length >= RELIABLE_BATCH_MESSAGES_MAX)
+      ) {
+        this.sendData(from, batch, jp);
+        batch = [];
+        bytes = this.overheadBytes;
+      }
+      batch.push(b2.item);
+      bytes += b2.bytes;
+      this.stats.repairsSent++;
+    }
+    if (batch.length > 0) this.sendData(from, batch, jp);
+  }
+
+  private sendUnicast(out: OutUnicast, item: Item, address: Address): void {
+    let base = out.nextSeq;
+    for (const seq of out.pending.keys()) base = Math.min(base, seq);
+    this.ctx.send(address, 'rm.u', { e: this.epoch, to: out.to, b: base, m: [item] });
+  }
+
+  private retryUnicast(now: number): void {
+    for (const out of this.outUnicast.values()) {
+      if (out.pending.size === 0) continue;
+      const m = this.membership.get(out.to);
+      for (const [seq, p] of out.pending) {
+        const reason =
+          !m || !isLive(m) ? 'gone' : now - p.firstSent >= RELIABLE_UNICAST_TIMEOUT_MS ? 'timeout' : null;
+        if (reason) {
+          out.pending.delete(seq);
+          this.unicastPending--;
+          this.stats.unicastFailed++;
+          p.done?.({
+            ok: false,
+            id: { origin: this.ctx.self.id, epoch: this.epoch, seq, to: out.to },
+            reason,
+          });
+        } else if (m && now - p.lastSent >= RELIABLE_UNICAST_RETRY_MS) {
+          p.lastSent = now;
+          this.sendUnicast(out, p.item, m.address);
+        }
+      }
+    }
+  }
+
+  // ---- receiver --------------------------------------------------------------------------------
+
+  /** The stream of this envelope's sender, created (at the join point) or replaced (restart). */
+  private stream(env: Envelope, from: Address, epoch: number, jp: number): InStream | null {
+    let s = this.streams.get(env.i);
+    if (s && epoch < s.epoch) return null; // from before the sender restarted
+    if (s && epoch === s.epoch) {
+      if (s.closedAt !== null) {
+        // Declared dead, yet here it is (a healed partition, a false death): same process, same
+        // stream. What we skipped was reported lost; what it sends from now on is repairable.
+        const m = this.membership.get(env.i);
+        if (!m || !isLive(m)) return null;
+        s.closedAt = null;
+      }
+      s.address = from;
+      return s;
+    }
+    if (s) {
+      // A new epoch: the sender restarted, its old stream can never be repaired.
+      this.close(s, 'sender-restarted');
+    }
+    if (!s && this.streams.size >= RELIABLE_STREAMS_MAX && !this.evictClosedStream()) {
+      this.stats.streamsRefused++;
+      return null;
+    }
+    const start = Math.max(jp, 1);
+    s = {
+      from: env.i,
+      name: env.n,
+      epoch,
+      address: from,
+      start,
+      next: start,
+      hi: start - 1,
+      held: new Map(),
+      gapSince: null,
+      lastNack: -Infinity,
+      ackedSent: start - 1,
+      ackDue: true,
+      closedAt: null,
+    };
+    this.streams.set(env.i, s);
+    return s;
+  }
+
+  private evictClosedStream(): boolean {
+    let oldest: InStream | undefined;
+    for (const s of this.streams.values())
+      if (s.closedAt !== null && (!oldest || s.closedAt < (oldest.closedAt ?? 0))) oldest = s;
+    if (oldest) this.streams.delete(oldest.from);
+    return oldest !== undefined;
+  }
+
+  private onData(env: Envelope<DataBody>, from: Address): void {
+    const b = env.b;
+    const s = this.stream(env, from, b.e, b.jp);
+    if (!s) return;
+    for (const item of b.m) {
+      const seq = item[0];
+      if (seq > s.hi) s.hi = seq;
+      if (seq < s.next || s.held.has(seq)) {
+        this.stats.duplicates++;
+        s.ackDue = true;
+        continue;
+      }
+      if (seq === s.next) {
+        this.deliver(s, item);
+        continue;
+      }
+      if (
+        seq - s.next > RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX ||
+        this.heldTotal >= RELIABLE_HELD_MESSAGES_TOTAL_MAX
+      ) {
+        this.stats.droppedOutOfWindow++; // NACKed again once the window moves
+        continue;
+      }
+      s.held.set(seq, item);
+      this.heldTotal++;
+    }
+    this.drain(s);
+    if (s.hi >= s.next) this.noteGap(s);
+  }
+
+  private noteGap(s: InStream): void {
+    if (s.gapSince === null) s.gapSince = this.ctx.now();
+  }
+
+  /** Delivers held messages that have become next in line. */
+  private drain(s: InStream): void {
+    for (;;) {
+      const item = s.held.get(s.next);
+      if (!item) break;
+      s.held.delete(s.next);
+      this.heldTotal--;
+      this.deliver(s, item);
+    }
+    if (s.next > s.hi) s.gapSince = null;
+  }
+
+  /** Gives up on everything below `to`: held messages are delivered, missing runs reported lost. */
+  private skipTo(s: InStream, to: number, reason: LostReason): void {
+    let runStart = 0;
+    const endRun = (last: number) => {
+      if (runStart > 0) this.reportLost(s.from, s.name, s.epoch, runStart, last, reason, false);
+      runStart = 0;
+    };
+    while (s.next < to) {
+      const item = s.held.get(s.next);
+      if (item) {
+        endRun(s.next - 1);
+        s.held.delete(s.next);
+        this.heldTotal--;
+        this.deliver(s, item);
+      } else {
+        if (runStart === 0) runStart = s.next;
+        s.next++;
+      }
+    }
+    endRun(to - 1);
+    if (s.next > s.hi) s.gapSince = null;
+    s.ackDue = true;
+  }
+
+  private close(s: InStream, reason: LostReason): void {
+    this.skipTo(s, s.hi + 1, reason);
+    this.heldTotal -= s.held.size;
+    s.held.clear();
+    s.closedAt = this.ctx.now();
+  }
+
+  private tickStream(s: InStream, now: number): void {
+    if (s.closedAt !== null) {
+      if (now - s.closedAt > RELIABLE_CLOSED_RETENTION_MS) this.streams.delete(s.from);
+      return;
+    }
+    const m = this.membership.get(s.from);
+    if (m && (m.state === 'dead' || m.state === 'left')) {
+      this.close(s, 'sender-gone');
+      return;
+    }
+    if (s.gapSince !== null) {
+      if (now - s.gapSince > RELIABLE_GAP_TIMEOUT_MS) {
+        this.skipTo(s, s.hi + 1, 'timeout');
+      } else if (
+        now - s.gapSince >= RELIABLE_NACK_DELAY_MS &&
+        now - s.lastNack >= RELIABLE_NACK_INTERVAL_MS
+      ) {
+        this.nack(s, now);
+      }
+    }
+    const upTo = s.next - 1;
+    if (upTo > s.ackedSent || s.ackDue) {
+      s.ackedSent = upTo;
+      s.ackDue = false;
+      this.ctx.send(s.address, 'rm.ack', { e: s.epoch, f: s.start, a: upTo });
+    }
+  }
+
+  private nack(s: InStream, now: number): void {
+    const ranges: Array<[number, number]> = [];
+    let asked = 0;
+    const last = Math.min(s.hi, s.next + RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX);
+    let seq = s.next;
+    while (seq <= last && ranges.length < RELIABLE_NACK_RANGES_MAX && asked < RELIABLE_NACK_MESSAGES_MAX) {
+      if (s.held.has(seq)) {
+        seq++;
+        continue;
+      }
+      const a = seq;
+      while (seq <= last && !s.held.has(seq) && asked < RELIABLE_NACK_MESSAGES_MAX) {
+        seq++;
+        asked++;
+      }
+      ranges.push([a, seq - 1]);
+    }
+    if (ranges.length === 0) return;
+    s.lastNack = now;
+    this.stats.nacksSent++;
+    this.ctx.send(s.address, 'rm.nak', { e: s.epoch, r: ranges });
+  }
+
+  private onUnicast(env: Envelope<{ e: number; to: PeerId; b: number; m: Item[] }>, from: Address): void {
+    const b = env.b;
+    if (b.to !== this.ctx.self.id) return; // meant for a previous owner of this address
+    let u = this.inUnicast.get(env.i);
+    if (u && b.e < u.epoch) return;
+    if (!u || b.e > u.epoch) {
+      if (!u && this.inUnicast.size >= RELIABLE_STREAMS_MAX) {
+        // Forget the oldest stream; a sender coming back starts afresh at its base.
+        const [first] = this.inUnicast.keys();
+        if (first) this.dropUnicastStream(first);
+      }
+      if (u) this.dropUnicastStream(env.i);
+      u = { from: env.i, epoch: b.e, next: Math.max(b.b, 1), held: new Map() };
+      this.inUnicast.set(env.i, u);
+    }
+    if (b.b > u.next) {
+      // The sender gave up on these (its caller was told); say so here too.
+      const lostFrom = u.next;
+      let delivered = 0;
+      while (u.next < b.b) {
+        const it = u.held.get(u.next);
+        if (it) {
+          u.held.delete(u.next);
+          this.heldTotal--;
+          delivered++;
+          this.deliverUnicast(env, it);
+        }
+        u.next++;
+      }
+      const count = b.b - lostFrom - delivered;
+      if (count > 0) this.reportLost(env.i, env.n, b.e, lostFrom, b.b - 1, 'abandoned', true, count);
+    }
+    const item = b.m[0]!;
+    const seq = item[0];
+    if (seq < u.next || u.held.has(seq)) this.stats.duplicates++;
+    else if (seq === u.next) {
+      u.next++;
+      this.deliverUnicast(env, item);
+      for (let it = u.held.get(u.next); it; it = u.held.get(u.next)) {
+        u.held.delete(u.next);
+        this.heldTotal--;
+        u.next++;
+        this.deliverUnicast(env, it);
+      }
+    } else if (
+      seq - u.next <= RELIABLE_UNICAST_PENDING_MAX &&
+      this.heldTotal < RELIABLE_HELD_MESSAGES_TOTAL_MAX
+    ) {
+      u.held.set(seq, item);
+      this.heldTotal++;
+    }
+    this.ctx.send(from, 'rm.ua', { e: b.e, a: u.next - 1 });
+  }
+
+  private dropUnicastStream(from: PeerId): void {
+    const u = this.inUnicast.get(from);
+    if (!u) return;
+    this.heldTotal -= u.held.size;
+    this.inUnicast.delete(from);
+  }
+
+  /** Delivers the next message of a stream; the position moves first, so a throwing handler cannot cause a redelivery. */
+  private deliver(s: InStream, item: Item): void {
+    const [seq, topic, payload, lamport] = item;
+    s.next = seq + 1;
+    const id: MessageId = { origin: s.from, epoch: s.epoch, seq };
+    this.dispatch({
+      id,
+      key: messageKey(id),
+      from: s.from,
+      fromName: s.name,
+      to: null,
+      topic,
+      payload,
+      lamport,
+    });
+  }
+
+  private deliverUnicast(env: Envelope<{ e: number }>, item: Item): void {
+    const [seq, topic, payload, lamport] = item;
+    const self = this.ctx.self.id;
+    const id: MessageId = { origin: env.i, epoch: env.b.e, seq, to: self };
+    this.dispatch({
+      id,
+      key: messageKey(id),
+      from: env.i,
+      fromName: env.n,
+      to: self,
+      topic,
+      payload,
+      lamport,
+    });
+  }
+
+  private dispatch(d: Delivery): void {
+    this.stats.delivered++;
+    for (const h of this.handlers.get(d.topic) ?? []) {
+      try {
+        h(d);
+      } catch (err) {
+        // A caller's bug must not stall the stream; tests assert this stays zero.
+        this.stats.handlerErrors++;
+        this.stats.lastHandlerError = (err as Error).stack ?? String(err);
+      }
+    }
+  }
+
+  private reportLost(
+    from: PeerId,
+    fromName: string,
+    epoch: number,
+    firstSeq: number,
+    lastSeq: number,
+    reason: LostReason,
+    unicast: boolean,
+    count = lastSeq - firstSeq + 1,
+  ): void {
+    const r: LostReport = { from, fromName, epoch, firstSeq, lastSeq, count, reason, unicast };
+    this.stats.lost += count;
+    for (const h of this.lostHandlers) h(r);
+    this.ctx.emit({ kind: 'lost', ...r });
+  }
+}
+
+function isLive(m: MemberView): boolean {
+  return m.state === 'alive' || m.state === 'suspect';
+}
+
+function statusOf(w: Waiter): AckStatus {
+  const pending = [...w.required].filter((p) => !w.acked.has(p) && !w.gone.has(p));
+  return {
+    id: w.id,
+    complete: w.acked.size === w.required.size,
+    acked: [...w.acked],
+    gone: [...w.gone],
+    pending,
+  };
+}

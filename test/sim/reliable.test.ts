@@ -1,0 +1,332 @@
+import { describe, expect, it } from 'vitest';
+import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { PROFILES } from '../../src/p2p/config.js';
+import { Codec, DATAGRAM_PAYLOAD_BYTES_MAX, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
+import {
+  RELIABLE_BUFFER_MESSAGES_MAX,
+  RELIABLE_HELD_MESSAGES_TOTAL_MAX,
+  RELIABLE_PAYLOAD_BYTES_MAX,
+  RELIABLE_STREAMS_MAX,
+  ReliableDelivery,
+  type AckStatus,
+  type Delivery,
+  type LostReport,
+  type SendResult,
+} from '../../src/p2p/reliable.js';
+
+const SEEDS = Array.from({ length: 60 }, (_, i) => i + 1);
+const T = PROFILES.lan.membership;
+
+interface Harness {
+  c: SimCluster;
+  rm: Map<SimPeer, ReliableDelivery>;
+  got: Map<SimPeer, Delivery[]>;
+  lost: Map<SimPeer, LostReport[]>;
+}
+
+/** A cluster where every peer runs ReliableDelivery, packing bursts as the CLI does. */
+async function harness(seed: number, n: number, faults = {}): Promise<Harness> {
+  const rm = new Map<SimPeer, ReliableDelivery>();
+  const got = new Map<SimPeer, Delivery[]>();
+  const lost = new Map<SimPeer, LostReport[]>();
+  const c = new SimCluster(seed, faults, PROFILES.lan, (node, peer) => {
+    const r = node.install(
+      (ctx, nd) => new ReliableDelivery(ctx, nd.membership, { defer: (fn) => nd.runtime.after(0, fn) }),
+    );
+    rm.set(peer, r);
+    got.set(peer, []);
+    lost.set(peer, []);
+    r.on('t', (d) => got.get(peer)!.push(d));
+    r.on('u', (d) => got.get(peer)!.push(d));
+    r.onLost((l) => lost.get(peer)!.push(l));
+  });
+  for (let i = 0; i < n; i++) await c.add(`p${i}`);
+  return { c, rm, got, lost };
+}
+
+/** Sequence numbers `receiver` delivered from `sender`'s current stream, in delivery order. */
+function seqsFrom(h: Harness, receiver: SimPeer, sender: SimPeer, topic = 't'): number[] {
+  return h.got
+    .get(receiver)!
+    .filter((d) => d.from === sender.node.id && d.topic === topic && d.id.epoch === h.rm.get(sender)!.epoch)
+    .map((d) => d.id.seq);
+}
+
+const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+
+describe('reliable delivery (simulation)', () => {
+  it.each(SEEDS)(
+    'every message reaches every live member exactly once in FIFO order under loss, duplication and reordering; acks complete, seed %i',
+    async (seed) => {
+      const loss = 0.1 + (seed % 6) * 0.02; // 10 % to 20 %
+      const h = await harness(seed, 5, { loss, duplicate: 0.05, delayMinMs: 0.1, delayMaxMs: 8 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+      const senders = h.c.peers.slice(0, 3);
+      const PER_SENDER = 150;
+      const settled = new Map<SimPeer, AckStatus>();
+      // Bursts of 1-10 messages every few ms, interleaved between senders.
+      const count = new Map<SimPeer, number>(senders.map((x) => [x, 0]));
+      while (senders.some((x) => count.get(x)! < PER_SENDER)) {
+        for (const s of senders) {
+          const burst = 1 + Math.floor(h.c.rt.random() * 10);
+          for (let k = 0; k < burst && count.get(s)! < PER_SENDER; k++) {
+            const n = count.get(s)! + 1;
+            count.set(s, n);
+            h.rm
+              .get(s)!
+              .publish('t', `${s.name}:${n}`, n === PER_SENDER ? (st) => settled.set(s, st) : undefined);
+          }
+        }
+        h.c.rt.runFor(1 + h.c.rt.random() * 5);
+      }
+      for (const s of senders) expect(h.rm.get(s)!.highestSeq).toBe(PER_SENDER);
+      const done = () =>
+        h.c.peers.every((r) =>
+          senders.every((s) => s === r || seqsFrom(h, r, s).length >= h.rm.get(s)!.highestSeq),
+        ) && settled.size === senders.length;
+      expect(h.c.rt.runUntilTrue(done, 10_000)).toBe(true);
+      h.c.rt.runFor(200); // late duplicates and repairs must not deliver anything twice
+
+      for (const r of h.c.peers) {
+        for (const s of senders) {
+          if (s === r) continue;
+          const hi = h.rm.get(s)!.highestSeq;
+          expect(seqsFrom(h, r, s)).toEqual(range(1, hi));
+          const payloads = h.got
+            .get(r)!
+            .filter((d) => d.from === s.node.id)
+            .map((d) => d.payload);
+          expect(new Set(payloads).size).toBe(payloads.length);
+        }
+        expect(h.lost.get(r)).toEqual([]);
+        expect(h.rm.get(r)!.memory().held).toBe(0);
+        expect(h.rm.get(r)!.stats.handlerErrors).toBe(0);
+      }
+      for (const s of senders) {
+        const st = settled.get(s)!;
+        expect(st.complete).toBe(true);
+        expect(st.acked.sort()).toEqual(
+          h.c.peers
+            .filter((p) => p !== s)
+            .map((p) => p.node.id)
+            .sort(),
+        );
+      }
+      expect(h.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 10))('packs a burst of small messages into few datagrams, seed %i', async (seed) => {
+    const h = await harness(seed, 3);
+    h.c.rt.runFor(500);
+    const [s, r] = h.c.peers as [SimPeer, SimPeer];
+    const sender = h.rm.get(s)!;
+    const before = sender.stats.datagramsSent;
+    for (let i = 1; i <= 2000; i++) sender.publish('t', `m${i}`);
+    h.c.rt.runFor(100);
+    const datagrams = sender.stats.datagramsSent - before;
+    expect(datagrams).toBeLessThan(2000 / 10);
+    expect(seqsFrom(h, r, s)).toEqual(range(1, 2000));
+  });
+
+  it.each(SEEDS.slice(0, 50))(
+    "a crashed sender's unrepaired gap is reported lost with its count, then the rest delivered, seed %i",
+    async (seed) => {
+      const h = await harness(seed, 4, { duplicate: 0.05, delayMinMs: 0.1, delayMaxMs: 3 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 2_000)).toBe(true);
+      const [s, r, o1, o2] = h.c.peers as [SimPeer, SimPeer, SimPeer, SimPeer];
+      const sender = h.rm.get(s)!;
+      for (let i = 1; i <= 5; i++) sender.publish('t', `a${i}`);
+      h.c.rt.runFor(100);
+      const missing = 1 + (seed % 5);
+      h.c.net.setLink(s.address, r.address, { loss: 1 });
+      for (let i = 0; i < missing; i++) sender.publish('t', `gap${i}`);
+      h.c.rt.runFor(1); // the missing ones are out to the others, not to r
+      h.c.net.setLink(s.address, r.address, { loss: 0 });
+      sender.publish('t', 'after1');
+      sender.publish('t', 'after2');
+      sender.flush();
+      await h.c.crash(s); // before r's NACK can be answered
+      expect(h.c.rt.runUntilTrue(() => seqsFrom(h, r, s).length === 7, T.deadAfterMs + 1_000)).toBe(true);
+      const hi = 5 + missing + 2;
+      expect(seqsFrom(h, r, s)).toEqual([1, 2, 3, 4, 5, hi - 1, hi]);
+      const reports = h.lost.get(r)!;
+      expect(reports).toHaveLength(1);
+      expect(reports[0]).toMatchObject({
+        from: s.node.id,
+        fromName: s.name,
+        firstSeq: 6,
+        lastSeq: 5 + missing,
+        count: missing,
+        reason: 'sender-gone',
+      });
+      // The others got everything and lost nothing.
+      for (const o of [o1, o2]) {
+        expect(seqsFrom(h, o, s)).toEqual(range(1, hi));
+        expect(h.lost.get(o)).toEqual([]);
+      }
+      // The lost report is also a peer event.
+      expect(r.events.some((e) => e.kind === 'lost' && e.count === missing)).toBe(true);
+    },
+  );
+
+  it('a receiver further behind than the send buffer reports the evicted messages lost', async () => {
+    const h = await harness(3, 3);
+    h.c.rt.runFor(500);
+    const [s, r] = h.c.peers as [SimPeer, SimPeer];
+    const sender = h.rm.get(s)!;
+    sender.publish('t', 'first');
+    h.c.rt.runFor(50);
+    h.c.net.setLink(s.address, r.address, { loss: 1 });
+    const cut = RELIABLE_BUFFER_MESSAGES_MAX + 809;
+    for (let i = 0; i < cut; i++) sender.publish('t', `x${i}`);
+    h.c.rt.runFor(200); // well under the suspicion time: r still sees s alive
+    h.c.net.setLink(s.address, r.address, { loss: 0 });
+    sender.publish('t', 'last');
+    const total = cut + 2;
+    expect(h.c.rt.runUntilTrue(() => seqsFrom(h, r, s).at(-1) === total, 5_000)).toBe(true);
+    const lostCount = h.lost.get(r)!.reduce((n, l) => n + l.count, 0);
+    // Everything but the last RELIABLE_BUFFER_MESSAGES_MAX (and the first, delivered before the cut).
+    expect(lostCount).toBe(total - RELIABLE_BUFFER_MESSAGES_MAX - 1);
+    expect(h.lost.get(r)!.every((l) => l.reason === 'evicted')).toBe(true);
+    expect(seqsFrom(h, r, s)).toEqual([1, ...range(total - RELIABLE_BUFFER_MESSAGES_MAX + 1, total)]);
+    expect(sender.memory().buffered).toBeLessThanOrEqual(RELIABLE_BUFFER_MESSAGES_MAX);
+  });
+
+  it.each(SEEDS.slice(0, 50))(
+    'sendTo delivers exactly once in order, acks, and fails with gone once the peer is dead, seed %i',
+    async (seed) => {
+      const h = await harness(seed, 3, { loss: 0.15, duplicate: 0.05, delayMinMs: 0.1, delayMaxMs: 6 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+      const [s, r, o] = h.c.peers as [SimPeer, SimPeer, SimPeer];
+      const results: SendResult[] = [];
+      for (let i = 1; i <= 40; i++) h.rm.get(s)!.sendTo(r.node.id, 'u', `d${i}`, (res) => results.push(res));
+      expect(h.c.rt.runUntilTrue(() => results.length === 40, 5_000)).toBe(true);
+      expect(results.every((x) => x.ok)).toBe(true);
+      const dm = h.got.get(r)!.filter((d) => d.topic === 'u');
+      expect(dm.map((d) => d.payload)).toEqual(range(1, 40).map((i) => `d${i}`));
+      expect(dm.every((d) => d.to === r.node.id)).toBe(true);
+      expect(h.got.get(o)!.filter((d) => d.topic === 'u')).toEqual([]);
+
+      await h.c.crash(r);
+      let failed: SendResult | undefined;
+      h.rm.get(s)!.sendTo(r.node.id, 'u', 'too late', (res) => (failed = res));
+      expect(h.c.rt.runUntilTrue(() => failed !== undefined, T.deadAfterMs + 1_000)).toBe(true);
+      expect(failed).toMatchObject({ ok: false, reason: 'gone' });
+      // Once known dead, a send fails at the next tick without waiting.
+      let again: SendResult | undefined;
+      h.rm.get(s)!.sendTo(r.node.id, 'u', 'dead', (res) => (again = res));
+      h.c.rt.runFor(PROFILES.lan.tickMs + 1);
+      expect(again).toMatchObject({ ok: false, reason: 'gone' });
+    },
+  );
+
+  it.each(SEEDS.slice(0, 20))(
+    'a publish settles with a member that crashed before acking listed as gone, seed %i',
+    async (seed) => {
+      const h = await harness(seed, 3);
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 2_000)).toBe(true);
+      const [s, r, o] = h.c.peers as [SimPeer, SimPeer, SimPeer];
+      h.c.net.setLink(s.address, r.address, { loss: 1 });
+      let st: AckStatus | undefined;
+      h.rm.get(s)!.publish('t', 'hello', (x) => (st = x));
+      await h.c.crash(r);
+      expect(h.c.rt.runUntilTrue(() => st !== undefined, T.deadAfterMs + 1_000)).toBe(true);
+      expect(st!.complete).toBe(false);
+      expect(st!.acked).toEqual([o.node.id]);
+      expect(st!.gone).toEqual([r.node.id]);
+    },
+  );
+
+  it('a restarted sender opens a new stream; receivers follow it', async () => {
+    const h = await harness(9, 3, { loss: 0.05, delayMaxMs: 2 });
+    h.c.rt.runFor(500);
+    const [s, r] = h.c.peers as [SimPeer, SimPeer];
+    for (let i = 0; i < 10; i++) h.rm.get(s)!.publish('t', `old${i}`);
+    h.c.rt.runFor(300);
+    const oldEpoch = h.rm.get(s)!.epoch;
+    await h.c.crash(s);
+    h.c.rt.runFor(100);
+    await h.c.restart(s);
+    h.c.rt.runFor(300);
+    for (let i = 0; i < 10; i++) h.rm.get(s)!.publish('t', `new${i}`);
+    expect(h.rm.get(s)!.epoch).toBeGreaterThan(oldEpoch);
+    expect(h.c.rt.runUntilTrue(() => seqsFrom(h, r, s).length === 10, 3_000)).toBe(true);
+    const fromS = h.got
+      .get(r)!
+      .filter((d) => d.from === s.node.id)
+      .map((d) => d.payload);
+    expect(fromS).toEqual([...range(0, 9).map((i) => `old${i}`), ...range(0, 9).map((i) => `new${i}`)]);
+    expect(h.lost.get(r)).toEqual([]);
+  });
+
+  it('memory stays bounded: send buffer, held messages and streams', async () => {
+    const h = await harness(5, 2);
+    h.c.rt.runFor(500);
+    const [s, r] = h.c.peers as [SimPeer, SimPeer];
+    const sender = h.rm.get(s)!;
+    for (let i = 0; i < 3 * RELIABLE_BUFFER_MESSAGES_MAX; i++) sender.publish('t', 'x'.repeat(20));
+    h.c.rt.runFor(500);
+    expect(sender.memory().buffered).toBe(RELIABLE_BUFFER_MESSAGES_MAX);
+    expect(h.rm.get(r)!.memory().held).toBe(0);
+
+    // A flood of streams from ids nobody knows, each with a gap, to one peer.
+    const codec = new Codec(h.rm.get(r)!.messages);
+    const flood = h.c.net.transport();
+    await flood.start(() => {});
+    for (let i = 0; i < RELIABLE_STREAMS_MAX + 500; i++) {
+      const id = (i + 1).toString(16).padStart(16, '0');
+      const m = Array.from({ length: 30 }, (_, k) => [k * 2 + 3, 't', 'y', 1]);
+      flood.send(
+        r.address,
+        codec.encode({
+          v: PROTOCOL_VERSION,
+          t: 'rm.d',
+          i: id,
+          n: `f${i}`,
+          c: 1,
+          s: 1,
+          l: 1,
+          b: { e: 1, jp: 1, m },
+        }),
+      );
+    }
+    h.c.rt.runFor(100);
+    const mem = h.rm.get(r)!.memory();
+    expect(mem.streams).toBeLessThanOrEqual(RELIABLE_STREAMS_MAX);
+    expect(mem.held).toBeLessThanOrEqual(RELIABLE_HELD_MESSAGES_TOTAL_MAX);
+    expect(h.rm.get(r)!.stats.streamsRefused).toBeGreaterThan(0);
+    expect(h.c.handlerErrors()).toEqual([]);
+  });
+
+  it('the largest message fits one datagram with the longest name and largest numbers', () => {
+    const name = '€'.repeat(64); // 3 UTF-8 bytes each
+    const big = Number.MAX_SAFE_INTEGER;
+    // A payload whose JSON encoding is exactly the limit, made of characters JSON escapes.
+    const payload = '"'.repeat(RELIABLE_PAYLOAD_BYTES_MAX / 2);
+    expect(ReliableDelivery.payloadBytes(payload)).toBe(RELIABLE_PAYLOAD_BYTES_MAX);
+    const codec = new Codec(
+      new ReliableDelivery(
+        {
+          self: { id: '0'.repeat(16), name, incarnation: 1 },
+          now: () => 0,
+          wall: () => 0,
+          random: () => 0,
+          lamport: () => 0,
+          broadcast: () => 0,
+          send: () => 0,
+          emit: () => {},
+        },
+        { live: () => [], get: () => undefined },
+      ).messages,
+    );
+    const item = [big, 'a'.repeat(24), payload, big];
+    const env = { v: PROTOCOL_VERSION, i: 'f'.repeat(16), n: name, c: big, s: big, l: big };
+    const d = codec.encode({ ...env, t: 'rm.d', b: { e: big, jp: big, m: [item] } });
+    const u = codec.encode({ ...env, t: 'rm.u', b: { e: big, to: 'f'.repeat(16), b: big, m: [item] } });
+    expect(d.length).toBeLessThanOrEqual(DATAGRAM_PAYLOAD_BYTES_MAX);
+    expect(u.length).toBeLessThanOrEqual(DATAGRAM_PAYLOAD_BYTES_MAX);
+    expect(() => ReliableDelivery.check('t', payload + 'x')).toThrow(/over the 700-byte limit/);
+    expect(() => ReliableDelivery.check('Bad Topic', 'x')).toThrow(/topic/);
+  });
+});
