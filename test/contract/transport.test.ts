@@ -7,6 +7,9 @@ import { SimNetwork } from '../../src/p2p/transport/sim.js';
 import { UdpTransport } from '../../src/p2p/transport/udp.js';
 import type { Address, Transport } from '../../src/p2p/transport/transport.js';
 import { testPort } from '../support/proc.js';
+import { GuardedTransport } from '../../src/p2p/transport/guard.js';
+import { Keyring } from '../../src/p2p/transport/keyring.js';
+import { SecureTransport } from '../../src/p2p/transport/secure.js';
 
 interface Harness {
   make(): Transport;
@@ -36,11 +39,29 @@ function simHarness(): Harness {
   };
 }
 
+/** The same transport behind the security layers the CLI uses (rate guard, AES-GCM sealing). */
+function sealed(make: () => Harness): () => Harness {
+  return () => {
+    const h = make();
+    const keyring = new Keyring([Buffer.alloc(32, 5)]);
+    return {
+      make: () =>
+        new SecureTransport(new GuardedTransport(h.make(), { now: () => performance.now() }), {
+          keyring,
+          group: 'contract:1',
+        }),
+      settle: h.settle,
+    };
+  };
+}
+
 type Received = Array<{ data: string; from: Address }>;
 
 describe.each([
   ['udp on loopback', udpHarness],
   ['simulated network', simHarness],
+  ['sealed over udp on loopback', sealed(udpHarness)],
+  ['sealed over the simulated network', sealed(simHarness)],
 ])('transport contract: %s', (_label, makeHarness) => {
   const open: Transport[] = [];
   afterEach(async () => {
