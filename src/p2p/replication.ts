@@ -1,0 +1,1096 @@
+/**
+ * Replication: appends acknowledged by every holder's disk, and anti-entropy that repairs the rest.
+ *
+ * Roles. A holder keeps a replica (a ReplicaSink: a file in the CLI, memory in the simulation) and
+ * advertises it in its membership tags as `rp = "<digest>:<count>"`, so every peer learns who holds
+ * a replica and what it holds from heartbeats it hears anyway. A one-shot appender or a reconcile
+ * coordinator is an observer without a sink.
+ *
+ * Appends. The appender multicasts `rp.app` with the entry (origin id, origin sequence, Lamport
+ * time, text). A holder appends it durably (fsync) unless it already holds that identity, then
+ * unicasts `rp.ack` to the sender, so a retried or duplicated append is acknowledged again but
+ * written once. The appender unicasts the entry again every APPEND_RETRY_MS to every holder that
+ * has not acknowledged; the command decides when enough acks arrived (acksSatisfied).
+ *
+ * Anti-entropy (pull with push-back). Every AE_INTERVAL_MS a holder that sees another holder
+ * advertise a digest unlike its own runs one session against it (A = initiator, B = responder;
+ * B keeps no session state beyond a short cache of the IBLT it built):
+ *   1. Estimate the difference with the digest tree (ReplicaSet.tree: 16^L buckets per level, each
+ *      the XOR of the content hashes in it). A fetches B's level-1 bucket hashes (16 x 4 bytes); if
+ *      over half differ it fetches the children of the differing buckets one level down, up to
+ *      level 3 (4,096 buckets). d^ = -N ln(1 - x/N) for x differing of N buckets.
+ *   2. Find the difference exactly with an invertible Bloom lookup table (Eppstein et al., "What's
+ *      the difference?", SIGCOMM 2011) of m = 1.5 d^ + IBLT_CELLS_MIN cells over entry id hashes:
+ *      A fetches B's cells in chunks, subtracts its own and peels. A failed peel doubles m.
+ *   3. A fetches the entries it lacks (`rp.get` by id hash -> `rp.ent`) and pushes the ones B lacks
+ *      (`rp.ent` unsolicited, paced); a push lost is found again by the next session.
+ * Every request is one datagram and every answer fits datagrams under DATAGRAM_PAYLOAD_BYTES_MAX;
+ * at most SESSION_WINDOW_REQUESTS are outstanding (flow control); a request unanswered for
+ * REQUEST_TIMEOUT_MS is sent again, and REQUEST_TRIES_MAX failures end the session (B gone).
+ * Bytes: O(1) when equal (digests ride on heartbeats); about 64 B x (differing level-1..3 buckets)
+ * plus 14 B x 1.5 d for the IBLT plus the differing entries themselves (see docs/replication.md).
+ *
+ * Hash collisions. Bucket hashes on the wire are one 32-bit lane of the 64-bit XOR; sessions
+ * alternate lanes, so a collision that hides a difference in one session is seen by the next. IBLT
+ * keys are 64-bit id hashes; a pure cell is recognised by a separate 32-bit check hash.
+ *
+ * Online reconcile. A coordinator polls holders with `rp.rnd`; each answers `rp.st` (count at the
+ * round's start, count and digest now) and, while a round is fresh, runs anti-entropy more often.
+ * When every live holder reports one digest the coordinator sends `rp.fin`; a holder whose digest
+ * is still that one rewrites its replica in canonical order and answers with the file's SHA-256.
+ *
+ * Failure modes: loss, duplication and reordering are absorbed by idempotent appends, retries and
+ * repeated sessions; a holder that crashed keeps its file and catches up through anti-entropy once
+ * it is back; a partition heals the same way. Two entries with one identity but different text
+ * (a hand-edited file) cannot be repaired: the digests never agree, and a session that finds no
+ * difference in ids while the digests differ emits `replica-conflict`.
+ */
+import {
+  DATAGRAM_PAYLOAD_BYTES_MAX,
+  Codec,
+  PROTOCOL_VERSION,
+  is,
+  isPeerId,
+  type Check,
+  type Envelope,
+  type PeerId,
+} from './wire.js';
+import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
+import type { Address } from './transport/transport.js';
+import type { Tags } from './membership.js';
+import {
+  DIGEST_FANOUT,
+  DIGEST_LEVELS,
+  ENTRY_TEXT_JSON_BYTES_MAX,
+  ReplicaSet,
+  contentDigest,
+  entryId,
+  entryProblem,
+  formatLine,
+  parseLine,
+  type Entry,
+} from '../storage/replica.js';
+
+/** Membership tag a holder advertises: "<digest>:<count>". */
+export const REPLICA_TAG = 'rp';
+/** How often a holder looks for a holder with another digest and starts a session. */
+export const AE_INTERVAL_MS = 400;
+/** Anti-entropy period while a reconcile round is fresh (peer reconcile waits on it). */
+export const AE_ROUND_INTERVAL_MS = 100;
+/** How long after the last `rp.rnd` a holder keeps the faster period. */
+export const ROUND_BOOST_MS = 5_000;
+/** Least time between two digest tag updates (each sends a heartbeat at once). */
+export const DIGEST_TAG_INTERVAL_MS = 100;
+export const REQUEST_TIMEOUT_MS = 250;
+export const REQUEST_TRIES_MAX = 6;
+export const SESSION_WINDOW_REQUESTS = 8;
+/** Pushed entry datagrams sent per tick: paces a large push so socket buffers do not overflow. */
+export const PUSH_DATAGRAMS_PER_TICK = 16;
+export const GET_KEYS_PER_REQUEST_MAX = 48;
+export const APPEND_RETRY_MS = 200;
+/** How often a reconcile coordinator polls every holder. */
+export const ROUND_POLL_MS = 150;
+export const IBLT_HASHES = 3;
+export const IBLT_CELLS_MIN = 24;
+export const IBLT_CELLS_MAX = 1 << 21;
+/** Bytes of one IBLT cell on the wire: count mod 2^16, two key lanes, check hash. */
+export const IBLT_CELL_BYTES = 14;
+export const IBLT_CACHE_MAX = 4;
+export const IBLT_CACHE_MS = 10_000;
+/** Rounds a holder remembers (entries before, rewrite result). */
+export const ROUNDS_REMEMBERED_MAX = 16;
+
+const HASH_BYTES = 4;
+const KEY_BYTES = 8;
+const DIGEST_TAG_RE = /^[0-9a-f]{16}:[0-9]{1,16}$/;
+const B64_CHARS_MAX = DATAGRAM_PAYLOAD_BYTES_MAX;
+
+/** An entry on the wire: [origin, seq, lamport, text]. */
+type WireEntry = [string, number, number, string];
+
+const wireEntry: Check = (v) =>
+  Array.isArray(v) &&
+  v.length === 4 &&
+  isPeerId(v[0]) &&
+  is.uint()(v[1]) &&
+  (v[1] as number) >= 1 &&
+  is.uint()(v[2]) &&
+  is.str(ENTRY_TEXT_JSON_BYTES_MAX)(v[3]);
+const Q = is.uint();
+const B64 = is.str(B64_CHARS_MAX);
+
+const MESSAGES = {
+  'rp.app': is.object({ e: wireEntry }),
+  'rp.ack': is.object({ o: is.peerId(), s: is.uint() }),
+  'rp.tq': is.object({
+    q: Q,
+    ln: is.literal(0, 1),
+    lv: is.int(1, DIGEST_LEVELS),
+    p: is.array(is.uint(), 64),
+  }),
+  'rp.tr': is.object({ q: Q, h: B64 }),
+  'rp.iq': is.object({ q: Q, z: Q, m: is.int(IBLT_CELLS_MIN, IBLT_CELLS_MAX), f: Q, n: is.int(1, 256) }),
+  'rp.ir': is.object({ q: Q, c: B64 }),
+  'rp.get': is.object({ q: Q, k: B64 }),
+  'rp.ent': is.object({ q: Q, e: is.array(wireEntry, 64) }),
+  'rp.rnd': is.object({ r: Q }),
+  'rp.st': is.object({ r: Q, n: Q, h: is.str(16, 16), b: Q, d: is.str(64) }),
+  'rp.fin': is.object({ r: Q, h: is.str(16, 16) }),
+} satisfies Record<string, Check>;
+
+declare module './protocol.js' {
+  interface PeerEventMap {
+    /** A holder wrote entries it did not have (from an append or a repair). */
+    'replica-append': { entries: Entry[]; from: PeerId; via: 'append' | 'repair' | 'local' };
+    'replica-ack': { id: string; holder: PeerId };
+    'replica-sync': { peer: PeerId; fetched: number; pushed: number; ok: boolean; reason: string };
+    'replica-rewrite': { round: number; sha256: string; entries: number };
+    'replica-conflict': { peer: PeerId };
+  }
+}
+
+/** Where a holder keeps its entries. append() returns only once the new entries are durable. */
+export interface ReplicaSink {
+  readonly set: ReplicaSet;
+  append(entries: readonly Entry[]): Entry[];
+  /** Rewrites the replica in canonical order; returns the SHA-256 (hex) of its content. */
+  rewriteCanonical(): string;
+}
+
+/** The part of Membership replication uses (the pair harness fakes it). */
+export interface Directory {
+  list(): MemberView[];
+  readonly ownTags: Tags;
+  setTags(tags: Tags): void;
+}
+
+export type AckPolicy = { kind: 'all' } | { kind: 'majority' } | { kind: 'count'; n: number };
+
+export function parseAckPolicy(s: string): AckPolicy | null {
+  if (s === 'all' || s === 'majority') return { kind: s };
+  if (/^[1-9][0-9]{0,5}$/.test(s)) return { kind: 'count', n: Number(s) };
+  return null;
+}
+
+/** Whether `acked` holders satisfy the policy, given every holder known (acked or not). */
+export function acksSatisfied(policy: AckPolicy, acked: number, holders: number): boolean {
+  if (acked === 0) return false;
+  switch (policy.kind) {
+    case 'all':
+      return acked >= holders;
+    case 'majority':
+      return acked * 2 > holders;
+    case 'count':
+      return acked >= policy.n;
+  }
+}
+
+export interface HolderReport {
+  id: PeerId;
+  name: string;
+  /** Entries when the round reached this holder. */
+  before: number;
+  entries: number;
+  digest: string;
+  /** SHA-256 of the rewritten file, '' until the holder rewrote it for this round. */
+  sha256: string;
+}
+
+export interface ReplicationOptions {
+  /** Present for a holder. */
+  sink?: ReplicaSink;
+  /** Bytes an encoded envelope adds around its body, for this peer's name (see envelopeOverhead). */
+  envelopeBytes: number;
+  /** The holder never starts sessions (it still answers them); the pair harness uses it. */
+  passive?: boolean;
+}
+
+/** Bytes an envelope from `name` adds around its body, with every number at its widest. */
+export function envelopeOverhead(name: string): number {
+  const env = {
+    v: PROTOCOL_VERSION,
+    t: 'x'.repeat(16),
+    i: '0'.repeat(16),
+    n: name,
+    c: 2 ** 53,
+    s: 2 ** 53,
+    l: 2 ** 53,
+    b: 0,
+  };
+  return Buffer.byteLength(JSON.stringify(env)) - 1;
+}
+
+interface Pending {
+  type: string;
+  body: Record<string, unknown>;
+  sentAt: number;
+  tries: number;
+  /** rp.tq: parents asked; rp.iq: first cell; rp.get: keys still missing. */
+  parents?: number[];
+  from?: number;
+  keys?: Array<[number, number]>;
+}
+
+interface Session {
+  z: number;
+  peer: PeerId;
+  address: Address;
+  lane: 0 | 1;
+  phase: 'tree' | 'iblt' | 'fetch';
+  level: number;
+  queue: Array<Omit<Pending, 'sentAt' | 'tries'>>;
+  outstanding: Map<number, Pending>;
+  differing: number[];
+  m: number;
+  remote: Iblt | null;
+  pushQueue: Entry[];
+  fetched: number;
+  pushed: number;
+}
+
+interface RoundMemory {
+  before: number;
+  sha256: string;
+}
+
+interface AppendTrack {
+  entry: Entry;
+  acked: Set<PeerId>;
+  lastSend: number;
+}
+
+interface RoundTrack {
+  r: number;
+  reports: Map<PeerId, HolderReport>;
+  lastPoll: number;
+  target: string;
+}
+
+export class Replication implements Protocol {
+  readonly messages = MESSAGES;
+  /** Datagrams dropped because their content was invalid past the schema (bad entry). */
+  rejected = 0;
+  private readonly sink: ReplicaSink | null;
+  private readonly bodyBytesMax: number;
+  private nextSeq = 1;
+  private q = 0;
+  private session: Session | null = null;
+  private sessions = 0;
+  private lastAe = -Infinity;
+  private boostUntil = -Infinity;
+  private lastTag = -Infinity;
+  private tagged = '';
+  private readonly rounds = new Map<number, RoundMemory>();
+  private readonly ibltCache = new Map<string, { iblt: Iblt; at: number }>();
+  private readonly appends = new Map<string, AppendTrack>();
+  private round: RoundTrack | null = null;
+
+  constructor(
+    private readonly ctx: ProtocolContext,
+    private readonly dir: Directory,
+    private readonly opts: ReplicationOptions,
+  ) {
+    this.sink = opts.sink ?? null;
+    this.bodyBytesMax = DATAGRAM_PAYLOAD_BYTES_MAX - opts.envelopeBytes;
+    if (this.sink) {
+      for (const e of this.sink.set.entries)
+        if (e.origin === ctx.self.id && e.seq >= this.nextSeq) this.nextSeq = e.seq + 1;
+    }
+  }
+
+  get isHolder(): boolean {
+    return this.sink !== null;
+  }
+
+  /** This holder's digest tag value, "<digest>:<count>". */
+  get digestTag(): string {
+    return this.sink ? `${this.sink.set.digest()}:${this.sink.set.size}` : '';
+  }
+
+  get syncing(): boolean {
+    return this.session !== null;
+  }
+
+  /** Holders this peer knows of (any state but left), with their advertised digest. */
+  holders(): Array<MemberView & { digest: string; count: number }> {
+    const out: Array<MemberView & { digest: string; count: number }> = [];
+    for (const m of this.dir.list()) {
+      const tag = m.tags[REPLICA_TAG];
+      if (m.state === 'left' || typeof tag !== 'string' || !DIGEST_TAG_RE.test(tag)) continue;
+      const [digest, count] = tag.split(':') as [string, string];
+      out.push({ ...m, digest, count: Number(count) });
+    }
+    return out;
+  }
+
+  liveHolders(): Array<MemberView & { digest: string; count: number }> {
+    return this.holders().filter((h) => h.state === 'alive' || h.state === 'suspect');
+  }
+
+  /**
+   * Appends a text. A holder writes it to its own replica first and multicasts it; an observer
+   * multicasts it and retries to every holder until acknowledged (see appendStatus).
+   */
+  append(text: string): Entry {
+    const entry: Entry = {
+      origin: this.ctx.self.id,
+      seq: this.nextSeq++,
+      lamport: this.ctx.lamport() + 1,
+      text,
+    };
+    const problem = entryProblem(entry);
+    if (problem) throw new RangeError(`cannot append: ${problem}`);
+    if (this.sink) {
+      const added = this.sink.append([entry]);
+      if (added.length)
+        this.ctx.emit({ kind: 'replica-append', entries: added, from: this.ctx.self.id, via: 'local' });
+    } else {
+      this.appends.set(entryId(entry), { entry, acked: new Set(), lastSend: this.ctx.now() });
+    }
+    this.ctx.broadcast('rp.app', { e: toWire(entry) });
+    return entry;
+  }
+
+  /** Acks an observer's append has collected, and the holders known that have not acked. */
+  appendStatus(id: string): { acked: PeerId[]; missing: Array<{ id: PeerId; name: string }> } | undefined {
+    const t = this.appends.get(id);
+    if (!t) return undefined;
+    const missing = this.holders()
+      .filter((h) => !t.acked.has(h.id))
+      .map((h) => ({ id: h.id, name: h.name }));
+    return { acked: [...t.acked], missing };
+  }
+
+  /** Starts (or restarts) a reconcile round as coordinator; returns its id. */
+  startRound(): number {
+    const r = 1 + Math.floor(this.ctx.random() * 2 ** 31);
+    this.round = { r, reports: new Map(), lastPoll: -Infinity, target: '' };
+    return r;
+  }
+
+  /** The round's reports, and whether every live holder rewrote the same content. */
+  roundStatus(): { holders: HolderReport[]; waiting: string[]; agreed: boolean; done: boolean } {
+    const round = this.round;
+    const live = this.liveHolders();
+    const holders = live.map(
+      (h) =>
+        round?.reports.get(h.id) ?? {
+          id: h.id,
+          name: h.name,
+          before: h.count,
+          entries: h.count,
+          digest: h.digest,
+          sha256: '',
+        },
+    );
+    const digests = new Set(holders.map((h) => h.digest));
+    const agreed = holders.length > 0 && digests.size === 1 && live.every((h) => round?.reports.has(h.id));
+    const shas = new Set(holders.map((h) => h.sha256));
+    const done = agreed && shas.size === 1 && !shas.has('');
+    const waiting = holders
+      .filter((h) => !h.sha256 || (round?.target && h.digest !== round.target))
+      .map((h) => h.name);
+    return { holders, waiting, agreed, done };
+  }
+
+  onMessage(env: Envelope, from: Address): void {
+    const b = env.b as Record<string, unknown>;
+    switch (env.t) {
+      case 'rp.app':
+        return this.onAppend(env, from, fromWire(b.e as WireEntry));
+      case 'rp.ack':
+        return this.onAck(env, b as { o: string; s: number });
+      case 'rp.tq':
+        return this.onTreeRequest(from, b as { q: number; ln: 0 | 1; lv: number; p: number[] });
+      case 'rp.iq':
+        return this.onIbltRequest(env, from, b as { q: number; z: number; m: number; f: number; n: number });
+      case 'rp.get':
+        return this.onGet(from, b as { q: number; k: string });
+      case 'rp.tr':
+      case 'rp.ir':
+        return this.onSessionReply(env, b as { q: number; h?: string; c?: string });
+      case 'rp.ent':
+        return this.onEntries(env, b as { q: number; e: WireEntry[] });
+      case 'rp.rnd':
+        return this.onRound(from, b as { r: number });
+      case 'rp.fin':
+        return this.onFinish(from, b as { r: number; h: string });
+      case 'rp.st':
+        return this.onStatus(env, b as { r: number; n: number; h: string; b: number; d: string });
+    }
+  }
+
+  tick(now: number): void {
+    if (this.sink) {
+      this.advertise(now);
+      this.expireCache(now);
+      const every = now < this.boostUntil ? AE_ROUND_INTERVAL_MS : AE_INTERVAL_MS;
+      if (!this.session && !this.opts.passive && now - this.lastAe >= every) {
+        this.lastAe = now;
+        this.maybeStartSession();
+      }
+    }
+    if (this.session) this.driveSession(now);
+    this.retryAppends(now);
+    this.pollRound(now);
+  }
+
+  // ---- appends -------------------------------------------------------------------------------
+
+  private onAppend(env: Envelope, from: Address, entry: Entry): void {
+    if (!this.sink) return;
+    if (entryProblem(entry)) {
+      this.rejected++;
+      return;
+    }
+    const added = this.sink.append([entry]);
+    if (added.length) this.ctx.emit({ kind: 'replica-append', entries: added, from: env.i, via: 'append' });
+    this.ctx.send(from, 'rp.ack', { o: entry.origin, s: entry.seq });
+  }
+
+  private onAck(env: Envelope, b: { o: string; s: number }): void {
+    const t = this.appends.get(`${b.o}:${b.s}`);
+    if (!t || t.acked.has(env.i)) return;
+    t.acked.add(env.i);
+    this.ctx.emit({ kind: 'replica-ack', id: entryId(t.entry), holder: env.i });
+  }
+
+  private retryAppends(now: number): void {
+    if (this.appends.size === 0) return;
+    const holders = this.liveHolders();
+    for (const t of this.appends.values()) {
+      if (now - t.lastSend < APPEND_RETRY_MS) continue;
+      t.lastSend = now;
+      for (const h of holders)
+        if (!t.acked.has(h.id)) this.ctx.send(h.address, 'rp.app', { e: toWire(t.entry) });
+    }
+  }
+
+  // ---- reconcile rounds ----------------------------------------------------------------------
+
+  private onRound(from: Address, b: { r: number }): void {
+    if (!this.sink) return;
+    this.boostUntil = this.ctx.now() + ROUND_BOOST_MS;
+    const mem = this.remember(b.r);
+    this.sendStatus(from, b.r, mem);
+  }
+
+  private onFinish(from: Address, b: { r: number; h: string }): void {
+    if (!this.sink) return;
+    const mem = this.remember(b.r);
+    if (!mem.sha256 && this.sink.set.digest() === b.h) {
+      mem.sha256 = this.sink.rewriteCanonical();
+      this.ctx.emit({ kind: 'replica-rewrite', round: b.r, sha256: mem.sha256, entries: this.sink.set.size });
+    }
+    this.sendStatus(from, b.r, mem);
+  }
+
+  private remember(r: number): RoundMemory {
+    let mem = this.rounds.get(r);
+    if (!mem) {
+      mem = { before: this.sink!.set.size, sha256: '' };
+      this.rounds.set(r, mem);
+      if (this.rounds.size > ROUNDS_REMEMBERED_MAX) this.rounds.delete(this.rounds.keys().next().value!);
+    }
+    return mem;
+  }
+
+  private sendStatus(to: Address, r: number, mem: RoundMemory): void {
+    const set = this.sink!.set;
+    // A rewrite is only current while the content it wrote is still the whole replica.
+    const sha = mem.sha256 && set.isCanonical() ? mem.sha256 : '';
+    this.ctx.send(to, 'rp.st', { r, n: set.size, h: set.digest(), b: mem.before, d: sha });
+  }
+
+  private onStatus(env: Envelope, b: { r: number; n: number; h: string; b: number; d: string }): void {
+    const round = this.round;
+    if (!round || b.r !== round.r) return;
+    const prev = round.reports.get(env.i);
+    round.reports.set(env.i, {
+      id: env.i,
+      name: env.n,
+      before: prev?.before ?? b.b,
+      entries: b.n,
+      digest: b.h,
+      sha256: b.d,
+    });
+  }
+
+  private pollRound(now: number): void {
+    const round = this.round;
+    if (!round || now - round.lastPoll < ROUND_POLL_MS) return;
+    round.lastPoll = now;
+    const live = this.liveHolders();
+    const reports = live.map((h) => round.reports.get(h.id));
+    const digests = new Set(reports.map((r) => r?.digest));
+    const agreed = live.length > 0 && reports.every((r) => r) && digests.size === 1;
+    round.target = agreed ? reports[0]!.digest : '';
+    for (const h of live) {
+      const rep = round.reports.get(h.id);
+      if (agreed && !rep?.sha256) this.ctx.send(h.address, 'rp.fin', { r: round.r, h: round.target });
+      else this.ctx.send(h.address, 'rp.rnd', { r: round.r });
+    }
+  }
+
+  // ---- tags ----------------------------------------------------------------------------------
+
+  private advertise(now: number): void {
+    const tag = this.digestTag;
+    if (tag === this.tagged || now - this.lastTag < DIGEST_TAG_INTERVAL_MS) return;
+    this.lastTag = now;
+    this.tagged = tag;
+    this.dir.setTags({ ...this.dir.ownTags, [REPLICA_TAG]: tag });
+  }
+
+  // ---- anti-entropy: initiator ---------------------------------------------------------------
+
+  private maybeStartSession(): void {
+    const own = this.sink!.set.digest();
+    const others = this.liveHolders().filter((h) => h.state === 'alive' && h.digest !== own);
+    if (others.length === 0) return;
+    const h = others[Math.floor(this.ctx.random() * others.length)]!;
+    this.startSession(h.id, h.address);
+  }
+
+  /** Starts a session against one holder (exposed for the pair harness and tests). */
+  startSession(peer: PeerId, address: Address): void {
+    const s: Session = {
+      z: 1 + Math.floor(this.ctx.random() * 2 ** 31),
+      peer,
+      address,
+      lane: (this.sessions++ % 2) as 0 | 1,
+      phase: 'tree',
+      level: 1,
+      queue: [],
+      outstanding: new Map(),
+      differing: [],
+      m: 0,
+      remote: null,
+      pushQueue: [],
+      fetched: 0,
+      pushed: 0,
+    };
+    this.session = s;
+    this.queueTreeLevel(s, [0]);
+    this.driveSession(this.ctx.now());
+  }
+
+  private queueTreeLevel(s: Session, parents: number[]): void {
+    const perMsg = Math.max(1, Math.floor(this.b64Bytes(40) / (DIGEST_FANOUT * HASH_BYTES)));
+    s.differing = [];
+    for (let i = 0; i < parents.length; i += perMsg) {
+      const p = parents.slice(i, i + perMsg);
+      s.queue.push({ type: 'rp.tq', body: { ln: s.lane, lv: s.level, p }, parents: p });
+    }
+  }
+
+  private queueIblt(s: Session, m: number): void {
+    s.phase = 'iblt';
+    s.m = m;
+    s.remote = new Iblt(m);
+    const perMsg = Math.min(256, Math.floor(this.b64Bytes(60) / IBLT_CELL_BYTES));
+    for (let f = 0; f < m; f += perMsg) {
+      const n = Math.min(perMsg, m - f);
+      s.queue.push({ type: 'rp.iq', body: { z: s.z, m, f, n }, from: f });
+    }
+  }
+
+  private driveSession(now: number): void {
+    const s = this.session!;
+    for (const [q, p] of s.outstanding) {
+      if (now - p.sentAt < REQUEST_TIMEOUT_MS) continue;
+      if (p.tries >= REQUEST_TRIES_MAX)
+        return this.endSession(false, `no answer from the holder after ${p.tries} tries`);
+      p.tries++;
+      p.sentAt = now;
+      if (p.keys) p.body.k = packKeys(p.keys);
+      this.ctx.send(s.address, p.type, { q, ...p.body });
+    }
+    while (s.outstanding.size < SESSION_WINDOW_REQUESTS && s.queue.length > 0) {
+      const next = s.queue.shift()!;
+      const q = ++this.q;
+      s.outstanding.set(q, { ...next, sentAt: now, tries: 1 });
+      this.ctx.send(s.address, next.type, { q, ...next.body });
+    }
+    for (let i = 0; i < PUSH_DATAGRAMS_PER_TICK && s.pushQueue.length > 0; i++) {
+      const batch = this.packEntries(s.pushQueue, 0);
+      s.pushed += batch.length;
+      this.ctx.send(s.address, 'rp.ent', { q: 0, e: batch.map(toWire) });
+    }
+    if (s.outstanding.size === 0 && s.queue.length === 0) this.advance(s);
+  }
+
+  private advance(s: Session): void {
+    if (s.phase === 'tree') {
+      const n = DIGEST_FANOUT ** s.level;
+      const x = s.differing.length;
+      if (x === 0) return this.endSession(true, 'equal');
+      if (x * 2 > n && s.level < DIGEST_LEVELS) {
+        const parents = s.differing;
+        s.level++;
+        this.queueTreeLevel(s, parents);
+        return this.driveSession(this.ctx.now());
+      }
+      const d = -n * Math.log(1 - Math.min(x, n - 0.5) / n);
+      this.queueIblt(s, ibltSize(d));
+      return this.driveSession(this.ctx.now());
+    }
+    if (s.phase === 'iblt') {
+      const own = Iblt.build(s.m, this.sink!.set);
+      const diff = own.subtract(s.remote!).decode();
+      if (!diff) {
+        if (s.m * 2 > IBLT_CELLS_MAX) return this.endSession(false, 'difference too large to decode');
+        this.queueIblt(s, s.m * 2);
+        return this.driveSession(this.ctx.now());
+      }
+      s.phase = 'fetch';
+      s.remote = null;
+      const set = this.sink!.set;
+      for (const [k1, k2] of diff.ours) {
+        const e = set.byIdHash(k1, k2);
+        if (e) s.pushQueue.push(e);
+      }
+      const missing = diff.theirs.filter(([k1, k2]) => !set.byIdHash(k1, k2));
+      const perMsg = Math.min(GET_KEYS_PER_REQUEST_MAX, Math.floor(this.b64Bytes(30) / KEY_BYTES));
+      for (let i = 0; i < missing.length; i += perMsg) {
+        const keys = missing.slice(i, i + perMsg);
+        s.queue.push({ type: 'rp.get', body: { k: packKeys(keys) }, keys });
+      }
+      if (diff.ours.length === 0 && diff.theirs.length === 0)
+        this.ctx.emit({ kind: 'replica-conflict', peer: s.peer });
+      if (s.queue.length > 0 || s.pushQueue.length > 0) return this.driveSession(this.ctx.now());
+      return this.endSession(true, 'repaired');
+    }
+    if (s.pushQueue.length === 0) this.endSession(true, 'repaired');
+  }
+
+  private endSession(ok: boolean, reason: string): void {
+    const s = this.session!;
+    this.session = null;
+    this.ctx.emit({ kind: 'replica-sync', peer: s.peer, fetched: s.fetched, pushed: s.pushed, ok, reason });
+  }
+
+  private onSessionReply(env: Envelope, b: { q: number; h?: string; c?: string }): void {
+    const s = this.session;
+    const p = s?.outstanding.get(b.q);
+    if (!s || !p || env.i !== s.peer) return;
+    const bytes = Buffer.from(b.h ?? b.c ?? '', 'base64');
+    if (p.type === 'rp.tq') {
+      const parents = p.parents!;
+      if (bytes.length !== parents.length * DIGEST_FANOUT * HASH_BYTES) return void this.rejected++;
+      const own = this.sink!.set.tree[s.level]!;
+      parents.forEach((parent, i) => {
+        for (let c = 0; c < DIGEST_FANOUT; c++) {
+          const bucket = parent * DIGEST_FANOUT + c;
+          const theirs = bytes.readUInt32LE((i * DIGEST_FANOUT + c) * HASH_BYTES);
+          if (own[2 * bucket + s.lane] !== theirs) s.differing.push(bucket);
+        }
+      });
+    } else if (p.type === 'rp.iq') {
+      const n = (p.body.n as number) ?? 0;
+      if (bytes.length !== n * IBLT_CELL_BYTES || (p.body.m as number) !== s.m) return void this.rejected++;
+      s.remote!.readCells(bytes, p.from!, n);
+    } else return;
+    s.outstanding.delete(b.q);
+    this.driveSession(this.ctx.now());
+  }
+
+  private onEntries(env: Envelope, b: { q: number; e: WireEntry[] }): void {
+    if (!this.sink) return;
+    const entries = b.e.map(fromWire).filter((e) => {
+      if (entryProblem(e) === null) return true;
+      this.rejected++;
+      return false;
+    });
+    const added = this.sink.append(entries);
+    if (added.length) this.ctx.emit({ kind: 'replica-append', entries: added, from: env.i, via: 'repair' });
+    const s = this.session;
+    const p = s && b.q !== 0 && env.i === s.peer ? s.outstanding.get(b.q) : undefined;
+    if (!s || !p?.keys) return;
+    s.fetched += added.length;
+    p.keys = p.keys.filter(([k1, k2]) => !this.sink!.set.byIdHash(k1, k2));
+    if (p.keys.length === 0) {
+      s.outstanding.delete(b.q);
+      this.driveSession(this.ctx.now());
+    }
+  }
+
+  // ---- anti-entropy: responder ---------------------------------------------------------------
+
+  private onTreeRequest(from: Address, b: { q: number; ln: 0 | 1; lv: number; p: number[] }): void {
+    if (!this.sink) return;
+    const level = this.sink.set.tree[b.lv]!;
+    const parentsMax = DIGEST_FANOUT ** (b.lv - 1);
+    if (b.p.some((p) => p >= parentsMax)) return void this.rejected++;
+    const out = Buffer.alloc(b.p.length * DIGEST_FANOUT * HASH_BYTES);
+    b.p.forEach((parent, i) => {
+      for (let c = 0; c < DIGEST_FANOUT; c++)
+        out.writeUInt32LE(
+          level[2 * (parent * DIGEST_FANOUT + c) + b.ln]!,
+          (i * DIGEST_FANOUT + c) * HASH_BYTES,
+        );
+    });
+    this.ctx.send(from, 'rp.tr', { q: b.q, h: out.toString('base64') });
+  }
+
+  private onIbltRequest(
+    env: Envelope,
+    from: Address,
+    b: { q: number; z: number; m: number; f: number; n: number },
+  ): void {
+    if (!this.sink || b.f + b.n > b.m) return void this.rejected++;
+    const key = `${env.i}:${b.z}:${b.m}`;
+    let cached = this.ibltCache.get(key);
+    if (!cached) {
+      while (this.ibltCache.size >= IBLT_CACHE_MAX)
+        this.ibltCache.delete(this.ibltCache.keys().next().value!);
+      cached = { iblt: Iblt.build(b.m, this.sink.set), at: this.ctx.now() };
+      this.ibltCache.set(key, cached);
+    }
+    this.ctx.send(from, 'rp.ir', { q: b.q, c: cached.iblt.writeCells(b.f, b.n).toString('base64') });
+  }
+
+  private onGet(from: Address, b: { q: number; k: string }): void {
+    if (!this.sink) return;
+    const keys = unpackKeys(b.k);
+    if (!keys) return void this.rejected++;
+    const found: Entry[] = [];
+    for (const [k1, k2] of keys) {
+      const e = this.sink.set.byIdHash(k1, k2);
+      if (e) found.push(e);
+    }
+    while (found.length > 0) {
+      const batch = this.packEntries(found, b.q);
+      this.ctx.send(from, 'rp.ent', { q: b.q, e: batch.map(toWire) });
+    }
+  }
+
+  private expireCache(now: number): void {
+    for (const [k, v] of this.ibltCache) if (now - v.at > IBLT_CACHE_MS) this.ibltCache.delete(k);
+  }
+
+  // ---- sizing --------------------------------------------------------------------------------
+
+  /** Raw bytes that fit, base64-encoded, in a body with `fixed` other bytes. */
+  private b64Bytes(fixed: number): number {
+    return Math.floor((this.bodyBytesMax - fixed) / 4) * 3;
+  }
+
+  /** Takes from the front of `queue` as many entries as fit one `rp.ent` body. */
+  private packEntries(queue: Entry[], q: number): Entry[] {
+    let bytes = Buffer.byteLength(JSON.stringify({ q, e: [] }));
+    let n = 0;
+    while (n < queue.length && n < 64) {
+      const size = Buffer.byteLength(JSON.stringify(toWire(queue[n]!))) + 1;
+      if (n > 0 && bytes + size > this.bodyBytesMax) break;
+      bytes += size;
+      n++;
+    }
+    return queue.splice(0, n);
+  }
+}
+
+function ibltSize(d: number): number {
+  const m = Math.ceil(1.5 * d) + IBLT_CELLS_MIN;
+  return Math.min(IBLT_CELLS_MAX, Math.ceil(m / IBLT_HASHES) * IBLT_HASHES);
+}
+
+function toWire(e: Entry): WireEntry {
+  return [e.origin, e.seq, e.lamport, e.text];
+}
+
+function fromWire(w: WireEntry): Entry {
+  return { origin: w[0], seq: w[1], lamport: w[2], text: w[3] };
+}
+
+function packKeys(keys: Array<[number, number]>): string {
+  const b = Buffer.alloc(keys.length * KEY_BYTES);
+  keys.forEach(([k1, k2], i) => {
+    b.writeUInt32LE(k1, i * KEY_BYTES);
+    b.writeUInt32LE(k2, i * KEY_BYTES + 4);
+  });
+  return b.toString('base64');
+}
+
+function unpackKeys(s: string): Array<[number, number]> | null {
+  const b = Buffer.from(s, 'base64');
+  if (b.length % KEY_BYTES !== 0 || b.length / KEY_BYTES > GET_KEYS_PER_REQUEST_MAX) return null;
+  const out: Array<[number, number]> = [];
+  for (let i = 0; i < b.length; i += KEY_BYTES) out.push([b.readUInt32LE(i), b.readUInt32LE(i + 4)]);
+  return out;
+}
+
+function mix32(x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x7feb352d);
+  x = Math.imul(x ^ (x >>> 15), 0x846ca68b);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+function keyCheck(k1: number, k2: number): number {
+  return mix32(k1 ^ mix32(k2 ^ 0x5bd1e995));
+}
+
+/**
+ * An invertible Bloom lookup table over 64-bit keys, partitioned into IBLT_HASHES sub-tables so a
+ * key never lands twice in one cell. Counts travel mod 2^16: a difference of two tables only needs
+ * small counts, and the wrap cancels in the subtraction.
+ */
+export class Iblt {
+  readonly count: Int32Array;
+  readonly k1: Uint32Array;
+  readonly k2: Uint32Array;
+  readonly chk: Uint32Array;
+  private readonly sub: number;
+
+  constructor(readonly m: number) {
+    this.count = new Int32Array(m);
+    this.k1 = new Uint32Array(m);
+    this.k2 = new Uint32Array(m);
+    this.chk = new Uint32Array(m);
+    this.sub = Math.floor(m / IBLT_HASHES);
+  }
+
+  static build(m: number, set: ReplicaSet): Iblt {
+    const t = new Iblt(m);
+    for (let i = 0; i < set.size; i++) {
+      const [k1, k2] = set.idHashAt(i);
+      t.toggle(k1, k2, 1);
+    }
+    return t;
+  }
+
+  toggle(k1: number, k2: number, sign: number): void {
+    const c = keyCheck(k1, k2);
+    for (let j = 0; j < IBLT_HASHES; j++) {
+      const i = j * this.sub + (mix32(k1 ^ Math.imul(j + 1, 0x9e3779b9) ^ k2) % this.sub);
+      this.count[i]! += sign;
+      this.k1[i] = (this.k1[i]! ^ k1) >>> 0;
+      this.k2[i] = (this.k2[i]! ^ k2) >>> 0;
+      this.chk[i] = (this.chk[i]! ^ c) >>> 0;
+    }
+  }
+
+  writeCells(from: number, n: number): Buffer {
+    const b = Buffer.alloc(n * IBLT_CELL_BYTES);
+    for (let i = 0; i < n; i++) {
+      const o = i * IBLT_CELL_BYTES;
+      b.writeUInt16LE(this.count[from + i]! & 0xffff, o);
+      b.writeUInt32LE(this.k1[from + i]!, o + 2);
+      b.writeUInt32LE(this.k2[from + i]!, o + 6);
+      b.writeUInt32LE(this.chk[from + i]!, o + 10);
+    }
+    return b;
+  }
+
+  readCells(b: Buffer, from: number, n: number): void {
+    for (let i = 0; i < n; i++) {
+      const o = i * IBLT_CELL_BYTES;
+      this.count[from + i] = b.readUInt16LE(o);
+      this.k1[from + i] = b.readUInt32LE(o + 2);
+      this.k2[from + i] = b.readUInt32LE(o + 6);
+      this.chk[from + i] = b.readUInt32LE(o + 10);
+    }
+  }
+
+  /** this - other, counts reduced to int16 (the difference is small; the wrap cancels). */
+  subtract(other: Iblt): Iblt {
+    const d = new Iblt(this.m);
+    for (let i = 0; i < this.m; i++) {
+      d.count[i] = (((this.count[i]! - other.count[i]!) << 16) >> 16) | 0;
+      d.k1[i] = (this.k1[i]! ^ other.k1[i]!) >>> 0;
+      d.k2[i] = (this.k2[i]! ^ other.k2[i]!) >>> 0;
+      d.chk[i] = (this.chk[i]! ^ other.chk[i]!) >>> 0;
+    }
+    return d;
+  }
+
+  /** Peels a difference table: keys only this side has (+1) and only the other side has (-1). */
+  decode(): { ours: Array<[number, number]>; theirs: Array<[number, number]> } | null {
+    const ours: Array<[number, number]> = [];
+    const theirs: Array<[number, number]> = [];
+    const pure = (i: number) =>
+      (this.count[i] === 1 || this.count[i] === -1) && this.chk[i] === keyCheck(this.k1[i]!, this.k2[i]!);
+    const stack: number[] = [];
+    for (let i = 0; i < this.m; i++) if (pure(i)) stack.push(i);
+    let guard = 0;
+    while (stack.length > 0) {
+      const i = stack.pop()!;
+      if (!pure(i)) continue;
+      if (++guard > this.m * 4) return null;
+      const k1 = this.k1[i]!;
+      const k2 = this.k2[i]!;
+      const sign = this.count[i]!;
+      (sign === 1 ? ours : theirs).push([k1, k2]);
+      this.toggle(k1, k2, -sign);
+      for (let j = 0; j < IBLT_HASHES; j++) {
+        const c = j * this.sub + (mix32(k1 ^ Math.imul(j + 1, 0x9e3779b9) ^ k2) % this.sub);
+        if (pure(c)) stack.push(c);
+      }
+    }
+    for (let i = 0; i < this.m; i++)
+      if (this.count[i] !== 0 || this.k1[i] !== 0 || this.k2[i] !== 0 || this.chk[i] !== 0) return null;
+    return { ours, theirs };
+  }
+}
+
+/** A replica held in memory: the simulation's model of a file (its lines survive a crash). */
+export class MemoryReplica implements ReplicaSink {
+  readonly set: ReplicaSet;
+  /** The "file": one formatted line per entry, in file order. */
+  lines: string[];
+
+  constructor(lines: string[] = []) {
+    this.set = new ReplicaSet();
+    this.lines = [];
+    for (const line of lines) {
+      const p = parseLine(line);
+      if (!p.ok) throw new Error(`bad line in memory replica: ${p.reason}`);
+      if (this.set.add(p.entry)) this.lines.push(line);
+    }
+  }
+
+  append(entries: readonly Entry[]): Entry[] {
+    const added = entries.filter((e) => this.set.add(e));
+    for (const e of added) this.lines.push(formatLine(e));
+    return added;
+  }
+
+  rewriteCanonical(): string {
+    this.set.sortCanonical();
+    this.lines = this.set.entries.map(formatLine);
+    return contentDigest(this.set.entries);
+  }
+}
+
+export interface PairResult {
+  converged: boolean;
+  /** Encoded envelope bytes both ways, every rp.* datagram counted. */
+  bytes: number;
+  datagrams: number;
+  bytesByType: Record<string, number>;
+  fetched: number;
+  pushed: number;
+  sessions: number;
+  virtualMs: number;
+}
+
+/**
+ * Reconciles two in-memory replicas with the real protocol over a lossless in-memory link and
+ * counts the bytes: for benchmarks (bytes exchanged against the bytes of the differing lines).
+ * `a` initiates sessions until both digests agree; both sets are modified in place.
+ */
+export function reconcilePair(
+  a: ReplicaSet,
+  b: ReplicaSet,
+  opts: { virtualMsMax?: number; tickMs?: number } = {},
+): PairResult {
+  const tickMs = opts.tickMs ?? 25;
+  const res: PairResult = {
+    converged: false,
+    bytes: 0,
+    datagrams: 0,
+    bytesByType: {},
+    fetched: 0,
+    pushed: 0,
+    sessions: 0,
+    virtualMs: 0,
+  };
+  let now = 0;
+  const queue: Array<{ to: number; env: Envelope; from: Address }> = [];
+  const ids = ['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb'];
+  const addrs = ['a:1', 'b:1'];
+  const codec = new Codec(MESSAGES);
+  const sets = [a, b];
+  const protos: Replication[] = [];
+  const tags: Tags[] = [{}, {}];
+  const seqs = [0, 0];
+  for (let i = 0; i < 2; i++) {
+    const other = 1 - i;
+    let lamport = 0;
+    const transmit = (to: number, type: string, body: unknown) => {
+      const env: Envelope = {
+        v: PROTOCOL_VERSION,
+        t: type,
+        i: ids[i]!,
+        n: `h${i}`,
+        c: 1,
+        s: ++seqs[i]!,
+        l: ++lamport,
+        b: body,
+      };
+      const data = codec.encode(env);
+      res.bytes += data.length;
+      res.datagrams++;
+      res.bytesByType[type] = (res.bytesByType[type] ?? 0) + data.length;
+      const decoded = codec.decode(data);
+      if (!decoded.ok) throw new Error(`pair harness: ${type} failed to decode (${decoded.reason})`);
+      queue.push({ to, env: decoded.env, from: addrs[i]! });
+      return lamport;
+    };
+    const ctx: ProtocolContext = {
+      self: { id: ids[i]!, name: `h${i}`, incarnation: 1 },
+      now: () => now,
+      wall: () => now,
+      random: seededUnit(i + 1),
+      lamport: () => lamport,
+      broadcast: (type, body) => transmit(other, type, body),
+      send: (_to, type, body) => transmit(other, type, body),
+      emit: (e) => {
+        if (e.kind === 'replica-sync' && i === 0) {
+          res.sessions++;
+          res.fetched += e.fetched;
+          res.pushed += e.pushed;
+        }
+      },
+    };
+    const dir: Directory = {
+      list: () => [
+        {
+          id: ids[other]!,
+          name: `h${other}`,
+          address: addrs[other]!,
+          state: 'alive',
+          incarnation: 1,
+          lastSeenMs: 0,
+          duplicateName: false,
+          tags: { [REPLICA_TAG]: `${sets[other]!.digest()}:${sets[other]!.size}` },
+        },
+      ],
+      get ownTags() {
+        return tags[i]!;
+      },
+      setTags: (t) => (tags[i] = t),
+    };
+    const sink: ReplicaSink = {
+      set: sets[i]!,
+      append: (es) => es.filter((e) => sets[i]!.add(e)),
+      rewriteCanonical: () => contentDigest(sets[i]!.canonical()),
+    };
+    protos.push(
+      new Replication(ctx, dir, { sink, envelopeBytes: envelopeOverhead(`h${i}`), passive: i === 1 }),
+    );
+  }
+  const limit = opts.virtualMsMax ?? 600_000;
+  while (now <= limit) {
+    for (const p of protos) p.tick(now);
+    while (queue.length > 0) {
+      const { to, env, from } = queue.shift()!;
+      protos[to]!.onMessage(env, from);
+    }
+    if (a.digest() === b.digest() && a.size === b.size && !protos[0]!.syncing) {
+      res.converged = true;
+      break;
+    }
+    now += tickMs;
+  }
+  res.virtualMs = now;
+  return res;
+}
+
+function seededUnit(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    return mix32(s) / 4294967296;
+  };
+}
