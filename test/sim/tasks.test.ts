@@ -1,0 +1,347 @@
+import { describe, expect, it } from 'vitest';
+import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { FakeElection, SimExecutor } from '../support/tasks.js';
+import { PROFILES } from '../../src/p2p/config.js';
+import Database from 'better-sqlite3';
+import { MemoryTaskLog, TaskInputError, Tasks, type TaskLog, type TaskSpec } from '../../src/p2p/tasks.js';
+import { TaskStore } from '../../src/storage/tasks.js';
+import { runTask } from '../../src/p2p/task-ops.js';
+import type { LinkFaults } from '../../src/p2p/transport/sim.js';
+import type { PeerEvent, PeerEventOf } from '../../src/p2p/protocol.js';
+
+const SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);
+const LOSSY: Partial<LinkFaults> = { loss: 0.1, duplicate: 0.05, delayMinMs: 0.1, delayMaxMs: 5 };
+
+interface World {
+  c: SimCluster;
+  fake: FakeElection;
+  tasks: Map<string, Tasks>;
+  logs: Map<string, TaskLog>;
+  executors: Map<string, SimExecutor>;
+  peer(name: string): SimPeer;
+  proto(name: string): Tasks;
+}
+
+/**
+ * A group of peers running the tasks protocol; `workers` maps a name to its thread count. Each
+ * peer's log survives its crashes, as its SQLite file would.
+ */
+async function world(
+  seed: number,
+  faults: Partial<LinkFaults>,
+  names: string[],
+  workers: Record<string, number>,
+  durationMs: (t: TaskSpec, random: () => number) => number,
+  /** Logs in SQLite (in memory) instead of MemoryTaskLog. */
+  sqlite = false,
+): Promise<World> {
+  const fake = new FakeElection();
+  const tasks = new Map<string, Tasks>();
+  const logs = new Map<string, TaskLog>();
+  const executors = new Map<string, SimExecutor>();
+  const c = new SimCluster(seed, faults, PROFILES.lan, (node, peer) => {
+    const log =
+      logs.get(peer.name) ?? (sqlite ? new TaskStore(new Database(':memory:')) : new MemoryTaskLog());
+    logs.set(peer.name, log);
+    const cap = workers[peer.name];
+    const executor =
+      cap === undefined
+        ? undefined
+        : new SimExecutor(
+            cap,
+            c.rt,
+            (t) => durationMs(t, c.rt.random),
+            () => (peer.up && peer.node === node ? (tasks.get(peer.name) ?? null) : null),
+          );
+    if (executor) executors.set(peer.name, executor);
+    const t = node.install(
+      (ctx, n) => new Tasks(ctx, n.membership, { view: fake.viewFor(() => n.id), log, executor }),
+    );
+    tasks.set(peer.name, t);
+  });
+  for (const n of names) await c.add(n);
+  const peer = (name: string) => c.peers.find((p) => p.name === name)!;
+  return { c, fake, tasks, logs, executors, peer, proto: (name) => tasks.get(name)! };
+}
+
+function randomTask(random: () => number): { op: string; args: number[] } {
+  const int = (max: number) => Math.floor(random() * (max + 1));
+  switch (int(3)) {
+    case 0:
+      return { op: 'sum', args: Array.from({ length: 1 + int(5) }, () => int(1000) - 500) };
+    case 1:
+      return { op: 'fibonacci', args: [int(300)] };
+    case 2:
+      return { op: 'sort', args: Array.from({ length: 1 + int(6) }, () => int(100) - 50) };
+    default:
+      return { op: 'primes', args: [int(5000)] };
+  }
+}
+
+function eventsOf<K extends PeerEvent['kind']>(p: SimPeer, kind: K): PeerEventOf<K>[] {
+  return p.events.filter((e) => e.kind === kind) as unknown as PeerEventOf<K>[];
+}
+
+/** Submits n random tasks from `from`; returns what each should yield. */
+function submitMany(w: World, from: string, n: number): Map<string, { op: string; args: number[] }> {
+  const out = new Map<string, { op: string; args: number[] }>();
+  for (let i = 0; i < n; i++) {
+    const t = randomTask(w.c.rt.random);
+    out.set(w.proto(from).submit(t.op, t.args), t);
+  }
+  return out;
+}
+
+/** Every task got exactly one result at its submitter, and it is the right one. */
+function expectResultsOnce(
+  w: World,
+  submitter: string,
+  submitted: Map<string, { op: string; args: number[] }>,
+) {
+  const results = eventsOf(w.peer(submitter), 'task-result');
+  expect(results.map((r) => r.id).sort()).toEqual([...submitted.keys()].sort());
+  for (const r of results) {
+    const t = submitted.get(r.id)!;
+    const want = runTask(t.op, t.args);
+    expect(want.ok).toBe(true);
+    expect({ ok: r.ok, value: r.value }).toEqual({ ok: true, value: want.ok ? want.value : '' });
+  }
+}
+
+/** On every peer, each task id was recorded as finished at most once; returns the ids recorded. */
+function recordedOnce(w: World): Set<string> {
+  const all = new Set<string>();
+  for (const p of w.c.peers) {
+    const ids = eventsOf(p, 'task-recorded').map((e) => e.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    ids.forEach((id) => all.add(id));
+  }
+  return all;
+}
+
+const fast = (_t: TaskSpec, random: () => number) => 5 + random() * 60;
+const slow = (_t: TaskSpec, random: () => number) => 300 + random() * 500;
+
+describe('tasks (simulation)', () => {
+  it.each(SEEDS)('at 10 percent loss every task gets one result, recorded once, seed %i', async (seed) => {
+    const w = await world(seed, LOSSY, ['coord', 'w0', 'w1', 'w2', 'client'], { w0: 2, w1: 2, w2: 1 }, fast);
+    w.fake.elect(w.peer('coord').node.id);
+    expect(w.c.rt.runUntilTrue(() => w.c.converged(), 3_000)).toBe(true);
+    const submitted = submitMany(w, 'client', 40);
+    expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 60_000)).toBe(true);
+    w.c.rt.runFor(2_000); // late duplicates and retries must change nothing
+
+    expectResultsOnce(w, 'client', submitted);
+    const recorded = eventsOf(w.peer('coord'), 'task-recorded').map((e) => e.id);
+    expect(recorded.sort()).toEqual([...submitted.keys()].sort());
+    recordedOnce(w);
+    // The coordinator's log holds every task as done, with its worker and result.
+    const log = w.logs.get('coord')!;
+    for (const [id, t] of submitted) {
+      const r = log.get(id)!;
+      expect(r.state).toBe('done');
+      expect(['w0', 'w1', 'w2']).toContain(r.workerName);
+      expect(r.result).toBe((runTask(t.op, t.args) as { value: string }).value);
+    }
+    // Everyone worked: the least-loaded choice spreads 40 tasks over the three workers.
+    for (const n of ['w0', 'w1', 'w2']) expect(w.executors.get(n)!.started.length).toBeGreaterThan(0);
+    expect(w.c.handlerErrors()).toEqual([]);
+  });
+
+  it.each(SEEDS.slice(0, 20))(
+    'a worker crashed mid-task: its tasks are reassigned and complete, seed %i',
+    async (seed) => {
+      const w = await world(
+        seed,
+        { loss: 0.05, delayMaxMs: 3 },
+        ['coord', 'w0', 'w1', 'client'],
+        { w0: 2, w1: 2 },
+        slow,
+      );
+      w.fake.elect(w.peer('coord').node.id);
+      expect(w.c.rt.runUntilTrue(() => w.c.converged(), 3_000)).toBe(true);
+      const submitted = submitMany(w, 'client', 16);
+      expect(w.c.rt.runUntilTrue(() => w.proto('w1').heldCount() > 0, 2_000)).toBe(true);
+      const victim = w.peer('w1');
+      const lost = new Set(w.executors.get('w1')!.started);
+      await w.c.crash(victim);
+      expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 60_000)).toBe(true);
+      w.c.rt.runFor(2_000);
+
+      expectResultsOnce(w, 'client', submitted);
+      recordedOnce(w);
+      const reassigned = eventsOf(w.peer('coord'), 'task-reassigned').filter(
+        (e) => e.worker === victim.node.id,
+      );
+      expect(reassigned.length).toBeGreaterThan(0);
+      // What the dead worker had started was finished by the survivor.
+      const log = w.logs.get('coord')!;
+      for (const id of lost)
+        if (log.get(id)?.state === 'done' && !eventsOf(victim, 'task-finished').some((e) => e.id === id))
+          expect(log.get(id)!.workerName).toBe('w0');
+      expect(w.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 20))(
+    'the coordinator crashes: outstanding tasks complete under the next one, seed %i',
+    async (seed) => {
+      const w = await world(
+        seed,
+        { loss: 0.05, delayMaxMs: 3 },
+        ['c0', 'c1', 'w0', 'client'],
+        { c0: 1, c1: 1, w0: 2 },
+        slow,
+        seed % 2 === 1, // half the seeds log to SQLite
+      );
+      w.fake.elect(w.peer('c0').node.id);
+      expect(w.c.rt.runUntilTrue(() => w.c.converged(), 3_000)).toBe(true);
+      const submitted = submitMany(w, 'client', 12);
+      w.c.rt.runFor(400); // some running, some queued, maybe one done
+      const old = w.peer('c0');
+      await w.c.crash(old);
+      // The election would pick the next coordinator once c0 is seen dead; the fake does it then.
+      const c1 = w.peer('c1');
+      expect(w.c.rt.runUntilTrue(() => c1.node.membership.get(old.node.id)?.state === 'dead', 5_000)).toBe(
+        true,
+      );
+      w.fake.elect(c1.node.id);
+      expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 60_000)).toBe(true);
+      w.c.rt.runFor(2_000);
+
+      expectResultsOnce(w, 'client', submitted);
+      const recorded = recordedOnce(w);
+      expect([...recorded].sort()).toEqual([...submitted.keys()].sort());
+      expect(eventsOf(c1, 'task-coordinator').length).toBe(1);
+      expect(w.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 10))(
+    'a submitter that left after acceptance: the next coordinator resumes its tasks from its log, seed %i',
+    async (seed) => {
+      // No loss here: a task then reaches the standby's log by the coordinator's multicast for sure.
+      const w = await world(seed, {}, ['c0', 'c1', 'w0', 'client'], { w0: 2 }, slow, true);
+      w.fake.elect(w.peer('c0').node.id);
+      expect(w.c.rt.runUntilTrue(() => w.c.converged(), 3_000)).toBe(true);
+      const submitted = submitMany(w, 'client', 10);
+      const client = w.peer('client');
+      expect(
+        w.c.rt.runUntilTrue(() => eventsOf(client, 'task-accepted').length === submitted.size, 2_000),
+      ).toBe(true);
+      await w.c.leave(client);
+      await w.c.crash(w.peer('c0'));
+      w.c.rt.runFor(1_500);
+      const c1 = w.peer('c1');
+      w.fake.elect(c1.node.id);
+      const done = () => [...submitted.keys()].every((id) => w.logs.get('c1')!.get(id)?.state === 'done');
+      expect(w.c.rt.runUntilTrue(done, 60_000)).toBe(true);
+      expect(eventsOf(c1, 'task-coordinator')[0]!.resumed).toBeGreaterThan(0);
+      for (const [id, t] of submitted)
+        expect(w.logs.get('c1')!.get(id)!.result).toBe((runTask(t.op, t.args) as { value: string }).value);
+      recordedOnce(w);
+      expect(w.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 5))(
+    'a peer that is coordinator, worker and submitter at once runs its own tasks, seed %i',
+    async (seed) => {
+      const w = await world(seed, LOSSY, ['solo', 'other'], { solo: 2 }, fast);
+      w.fake.elect(w.peer('solo').node.id);
+      w.c.rt.runFor(500);
+      const submitted = submitMany(w, 'solo', 10);
+      expect(w.c.rt.runUntilTrue(() => w.proto('solo').outstanding() === 0, 10_000)).toBe(true);
+      expectResultsOnce(w, 'solo', submitted);
+      expect(eventsOf(w.peer('solo'), 'task-recorded')).toHaveLength(10);
+      expect(w.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 5))(
+    'task list pages through the coordinator log over the network, seed %i',
+    async (seed) => {
+      const w = await world(seed, LOSSY, ['coord', 'w0', 'client', 'viewer'], { w0: 4 }, fast);
+      w.fake.elect(w.peer('coord').node.id);
+      expect(w.c.rt.runUntilTrue(() => w.c.converged(), 3_000)).toBe(true);
+      const submitted = submitMany(w, 'client', 30);
+      expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 60_000)).toBe(true);
+      w.proto('viewer').requestList(25);
+      const viewer = w.peer('viewer');
+      expect(w.c.rt.runUntilTrue(() => eventsOf(viewer, 'task-list').length === 1, 10_000)).toBe(true);
+      const [answer] = eventsOf(viewer, 'task-list');
+      expect(answer!.error).toBeNull();
+      expect(answer!.total).toBe(30);
+      expect(answer!.items).toHaveLength(25);
+      expect(new Set(answer!.items.map((i) => i.id)).size).toBe(25);
+      for (const item of answer!.items) {
+        expect(submitted.has(item.id)).toBe(true);
+        expect(item.state).toBe('done');
+        expect(item.worker).toBe('w0');
+        expect(item.durationMs).not.toBeNull();
+      }
+    },
+  );
+
+  it('without a coordinator a listing fails with a clear error', async () => {
+    const w = await world(3, {}, ['a', 'b'], {}, fast);
+    w.c.rt.runFor(300);
+    w.proto('a').requestList(10);
+    w.c.rt.runFor(5_000);
+    const [answer] = eventsOf(w.peer('a'), 'task-list');
+    expect(answer!.error).toMatch(/no coordinator/);
+  });
+
+  it('bad input is refused at the submitter; a bad task from the wire is answered as failed', async () => {
+    const w = await world(4, {}, ['coord', 'w0', 'client'], { w0: 1 }, fast);
+    w.fake.elect(w.peer('coord').node.id);
+    w.c.rt.runFor(500);
+    const client = w.proto('client');
+    expect(() => client.submit('nope', [1])).toThrow(TaskInputError);
+    expect(() => client.submit('fibonacci', [1e9])).toThrow(/out of range/);
+    expect(() =>
+      client.submit(
+        'sum',
+        Array.from({ length: 65 }, () => 1),
+      ),
+    ).toThrow(/limit of 64/);
+    expect(client.outstanding()).toBe(0);
+    // A peer that skips validation (another version): the coordinator records a failure and answers.
+    const coord = w.peer('coord');
+    w.peer('client').node.context.send(coord.address, 'tk.submit', {
+      id: 'abcdef0123456789',
+      op: 'fibonacci',
+      a: [5000],
+      term: w.fake.term,
+    });
+    w.c.rt.runFor(200);
+    const r = w.logs.get('coord')!.get('abcdef0123456789')!;
+    expect(r.state).toBe('failed');
+    expect(r.error).toMatch(/out of range/);
+    expect(w.logs.get('client')!.get('abcdef0123456789')?.state).toBe('failed');
+    expect(w.c.handlerErrors()).toEqual([]);
+  });
+
+  it('a full worker refuses more work and the coordinator keeps the rest queued', async () => {
+    const w = await world(5, {}, ['coord', 'w0', 'client'], { w0: 1 }, slow);
+    w.fake.elect(w.peer('coord').node.id);
+    w.c.rt.runFor(500);
+    submitMany(w, 'client', 6);
+    w.c.rt.runFor(100);
+    expect(w.proto('w0').heldCount()).toBeLessThanOrEqual(2);
+    expect(w.proto('coord').coordinatorCounts().queued).toBeGreaterThanOrEqual(4);
+    expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 30_000)).toBe(true);
+  });
+
+  it('worker load rides on membership tags, merged with the tags already set', async () => {
+    const w = await world(6, {}, ['coord', 'w0', 'client'], { w0: 3 }, slow);
+    w.peer('w0').node.membership.setTags({ role: 'gpu' });
+    w.fake.elect(w.peer('coord').node.id);
+    w.c.rt.runFor(500);
+    submitMany(w, 'client', 4);
+    w.c.rt.runFor(600);
+    const seen = w.peer('coord').node.membership.get(w.peer('w0').node.id)!.tags;
+    expect(seen).toMatchObject({ role: 'gpu', wk: 3 });
+    expect(seen.ld).toBeGreaterThan(0);
+  });
+});
