@@ -13,6 +13,8 @@
  *   2-core machine running a test suite can exceed 1 s, which the lan profile would call a death.
  */
 import type { MembershipTimings } from './membership.js';
+import type { ElectionTimings } from './election.js';
+import type { ClockSyncTimings } from './clock-sync.js';
 
 export const DEFAULT_GROUP = '239.255.77.77';
 export const DEFAULT_PORT = 47777;
@@ -25,6 +27,10 @@ export interface Profile {
   /** How often the node ticks its protocols; the granularity of every timeout. */
   tickMs: number;
   membership: MembershipTimings;
+  /** Bully election (election.ts): a few hundred ms, as Raft advises for election timeouts. */
+  election: ElectionTimings;
+  /** Berkeley clock sync (clock-sync.ts). */
+  clock: ClockSyncTimings;
 }
 
 export type ProfileName = 'lan' | 'local';
@@ -40,6 +46,20 @@ export const PROFILES: Record<ProfileName, Profile> = {
       pingIntervalMs: 100,
       deadRetentionMs: 60_000,
     },
+    election: {
+      startupListenMs: 150,
+      answerTimeoutMs: 150,
+      electRetryMs: 50,
+      claimTimeoutMs: 400,
+    },
+    clock: {
+      roundIntervalMs: 5_000,
+      messagesPerRound: 10,
+      roundGapMinMs: 250,
+      collectMs: 100,
+      rttMaxMs: 50,
+      slewRate: 0.5,
+    },
   },
   local: {
     name: 'local',
@@ -50,6 +70,20 @@ export const PROFILES: Record<ProfileName, Profile> = {
       deadAfterMs: 2500,
       pingIntervalMs: 250,
       deadRetentionMs: 60_000,
+    },
+    election: {
+      startupListenMs: 300,
+      answerTimeoutMs: 300,
+      electRetryMs: 100,
+      claimTimeoutMs: 800,
+    },
+    clock: {
+      roundIntervalMs: 5_000,
+      messagesPerRound: 10,
+      roundGapMinMs: 250,
+      collectMs: 200,
+      rttMaxMs: 100,
+      slewRate: 0.5,
     },
   },
 };

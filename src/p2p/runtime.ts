@@ -28,3 +28,46 @@ export const realRuntime: Runtime = {
     return () => clearTimeout(h);
   },
 };
+
+/** A fake wall clock for tests and benches: a fixed offset plus a drift against the real one. */
+export interface FakeClock {
+  offsetMs: number;
+  driftPpm: number;
+}
+
+/** Bounds on PEER_FAKE_CLOCK: a day of offset, 10 % of drift. */
+export const FAKE_CLOCK_OFFSET_MS_MAX = 86_400_000;
+export const FAKE_CLOCK_DRIFT_PPM_MAX = 100_000;
+
+/** Parses "offsetMs,driftPpm" (PEER_FAKE_CLOCK, e.g. "-850,75"); throws a RangeError that says what to pass. */
+export function parseFakeClock(spec: string): FakeClock {
+  const parts = spec.split(',').map((s) => s.trim());
+  const [offsetMs, driftPpm] = parts.map(Number);
+  if (
+    parts.length !== 2 ||
+    parts.some((p) => p === '') ||
+    !Number.isFinite(offsetMs) ||
+    !Number.isFinite(driftPpm) ||
+    Math.abs(offsetMs!) > FAKE_CLOCK_OFFSET_MS_MAX ||
+    Math.abs(driftPpm!) > FAKE_CLOCK_DRIFT_PPM_MAX
+  )
+    throw new RangeError(
+      `PEER_FAKE_CLOCK='${spec}' must be "offsetMs,driftPpm" with |offsetMs| <= ${FAKE_CLOCK_OFFSET_MS_MAX} and |driftPpm| <= ${FAKE_CLOCK_DRIFT_PPM_MAX}, e.g. "-850,75"`,
+    );
+  return { offsetMs: offsetMs!, driftPpm: driftPpm! };
+}
+
+/**
+ * The same runtime with its wall clock offset by `offsetMs` and running `driftPpm` parts per
+ * million fast (negative: slow) from now on. Only wall() changes: timeouts still use now().
+ */
+export function withFakeClock(base: Runtime, fake: FakeClock): Runtime {
+  const start = base.now();
+  return {
+    now: () => base.now(),
+    wall: () => base.wall() + fake.offsetMs + ((base.now() - start) * fake.driftPpm) / 1e6,
+    random: () => base.random(),
+    every: (ms, fn) => base.every(ms, fn),
+    after: (ms, fn) => base.after(ms, fn),
+  };
+}

@@ -1,0 +1,414 @@
+/**
+ * Group clock: Berkeley synchronisation (Gusella & Zatti 1989) led by the elected coordinator,
+ * with Cristian's round-trip compensation for each reading.
+ *
+ * Each peer keeps a *group clock*: its wall clock plus an offset. The system clock is never
+ * touched. Lamport time (kernel, on every message) orders events; the group clock gives the group
+ * one physical time for display and timestamps.
+ *
+ * A round. Every roundIntervalMs (T), after every messagesPerRound application messages (N, see
+ * noteMessage; seed 003: 10) and on request (`clk.req`, peer clock), the coordinator:
+ *   1. multicasts `clk.poll {term, round}` and reads its own group clock c0;
+ *   2. each peer answers by unicast `clk.time {g}` with its group clock when the poll arrived;
+ *      the coordinator reads c1 on arrival, so the round trip is rtt = c1 - c0 and, with symmetric
+ *      delays, the peer read g at the coordinator's (c0 + c1) / 2: delta = g - (c0 + c1) / 2, known
+ *      to +-rtt/2 (Cristian);
+ *   3. after collectMs (or every expected reply), drops replies slower than rttMaxMs (their
+ *      uncertainty is too large) and outliers (further than OUTLIER_MAD_FACTOR median absolute
+ *      deviations, and at least OUTLIER_FLOOR_MS, from the median delta: a broken clock must not
+ *      drag the group), averages the rest with its own delta 0;
+ *   4. sends every peer that answered, outliers too, its adjustment `clk.adj {a = avg - delta}`
+ *      and applies its own.
+ * A peer adds the adjustment to the offset it used for its reading. A forward correction is
+ * applied at once; a backward one is slewed: the offset shrinks at slewRate ms per ms, so the group
+ * clock keeps running forward (more slowly) and never goes back. Readings are also clamped to be
+ * non-decreasing, in case the system clock itself is stepped back.
+ *
+ * Failure modes. Messages carry the coordinator's term; polls and adjustments from an older term
+ * are ignored, so a deposed coordinator cannot move the group clock. A lost poll or reply leaves
+ * that peer out of one round; a lost adjustment leaves it at its old offset until the next round.
+ * Asymmetric delays bias an estimate by up to rtt/2: that is the accuracy each peer reports. Drift
+ * between rounds (up to 2 x 100 ppm x T between two peers) adds to it.
+ */
+import { is, type Envelope, type PeerId } from './wire.js';
+import type { Protocol, ProtocolContext } from './protocol.js';
+import type { Membership, Tags } from './membership.js';
+import type { CoordinatorView } from './election.js';
+import type { Address } from './transport/transport.js';
+
+export interface ClockSyncTimings {
+  /** T: the coordinator runs a round at least this often. Pairwise drift grows by up to 200 ppm x T. */
+  roundIntervalMs: number;
+  /** N: and after this many application messages (noteMessage). Seed 003 uses 10. */
+  messagesPerRound: number;
+  /** Rounds never start closer than this, whatever triggers them. */
+  roundGapMinMs: number;
+  /** How long the coordinator collects replies to a poll. Several LAN round trips. */
+  collectMs: number;
+  /** Replies with a longer round trip are not averaged: their offset is uncertain by rtt/2. */
+  rttMaxMs: number;
+  /** A backward correction is absorbed at this many ms per ms (0.5: the clock runs at half speed). */
+  slewRate: number;
+}
+
+/** Replies further than this many median absolute deviations from the median are outliers. */
+export const OUTLIER_MAD_FACTOR = 3;
+/** ...but a reply within this of the median is never an outlier (MAD is 0 when clocks agree). */
+export const OUTLIER_FLOOR_MS = 5;
+/** Largest adjustment accepted or sent: one day. Anything larger is a broken clock, not skew. */
+export const ADJUSTMENT_MS_MAX = 86_400_000;
+/** Group clock readings on the wire: any time from 1970 to year 33658, in ms. */
+export const READING_MS_MAX = 1e15;
+/** Status replies kept for `peer clock`. */
+export const STATUSES_MAX = 1024;
+/** The membership tag that says a peer runs clock sync (the coordinator expects its reply). */
+export const TAG_CLOCK = 'clk';
+
+declare module './protocol.js' {
+  interface PeerEventMap {
+    /** The coordinator finished a round. */
+    'clock-round': {
+      term: number;
+      round: number;
+      /** Peers that answered, the coordinator included. */
+      peers: number;
+      /** How many were averaged (not slow, not outliers). */
+      used: number;
+      /** Largest minus smallest estimated delta before the round, in ms. */
+      spreadMs: number;
+    };
+    /** This peer applied an adjustment to its group clock. */
+    'clock-adjusted': { term: number; round: number; adjustmentMs: number; accuracyMs: number };
+  }
+}
+
+export interface ClockStatus {
+  lamport: number;
+  /** Group clock minus wall clock, as applied now (moving while a backward correction slews). */
+  offsetMs: number;
+  /** The offset the last adjustment asked for. */
+  targetOffsetMs: number;
+  /** Group time of the last applied adjustment; null before the first. */
+  lastSyncMs: number | null;
+  /** Estimated error bound of this peer's group clock after the last sync, in ms. */
+  accuracyMs: number | null;
+  term: number;
+}
+
+export interface PeerClockStatus extends ClockStatus {
+  id: PeerId;
+  name: string;
+  /** This peer's group clock when the status arrived. */
+  receivedAtMs: number;
+}
+
+export interface ClockSyncOptions {
+  timings: ClockSyncTimings;
+  coordinator: CoordinatorView;
+}
+
+interface Reply {
+  from: Address;
+  delta: number;
+  rtt: number;
+}
+
+interface Round {
+  term: number;
+  round: number;
+  t0: number;
+  c0: number;
+  off0: number;
+  replies: Map<PeerId, Reply>;
+}
+
+const TERM = is.uint();
+const MS = is.num(-READING_MS_MAX, READING_MS_MAX);
+const POLL = is.object({ term: TERM, r: is.uint() });
+const TIME = is.object({ term: TERM, r: is.uint(), g: MS });
+const ADJ = is.object({
+  term: TERM,
+  r: is.uint(),
+  a: is.num(-ADJUSTMENT_MS_MAX, ADJUSTMENT_MS_MAX),
+  acc: is.num(0, ADJUSTMENT_MS_MAX),
+});
+const EMPTY = is.object({});
+const STATUS = is.object({
+  lamport: is.uint(),
+  off: MS,
+  target: MS,
+  last: is.nullable(MS),
+  acc: is.nullable(is.num(0, ADJUSTMENT_MS_MAX)),
+  term: TERM,
+});
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * Berkeley's fault-tolerant average of offset estimates: the indices kept and their mean.
+ * Exported for tests; `deltas` must not be empty.
+ */
+export function berkeleyAverage(deltas: readonly number[]): { kept: number[]; average: number } {
+  const med = median(deltas);
+  const mad = median(deltas.map((d) => Math.abs(d - med)));
+  const bound = Math.max(OUTLIER_FLOOR_MS, OUTLIER_MAD_FACTOR * mad);
+  const kept = deltas.flatMap((d, i) => (Math.abs(d - med) <= bound ? [i] : []));
+  const average = kept.reduce((sum, i) => sum + deltas[i]!, 0) / kept.length;
+  return { kept, average };
+}
+
+export class ClockSync implements Protocol {
+  readonly messages = {
+    'clk.poll': POLL,
+    'clk.time': TIME,
+    'clk.adj': ADJ,
+    'clk.req': EMPTY,
+    'clk.q': EMPTY,
+    'clk.st': STATUS,
+  };
+  /** Rounds this peer led. */
+  rounds = 0;
+  private readonly view: CoordinatorView;
+  // The applied offset moves from `base` (at monotonic time `since`) towards `target`.
+  private base = 0;
+  private target = 0;
+  private since = 0;
+  private lastReading = -Infinity;
+  private lastSync: number | null = null;
+  private accuracy: number | null = null;
+  /** The offset used for our latest reply to a poll: the adjustment is relative to it. */
+  private replied: { term: number; round: number; off: number; coordinator: PeerId } | null = null;
+  private current: Round | null = null;
+  private roundNo = 0;
+  private lastRoundAt = -Infinity;
+  private messagesSinceRound = 0;
+  private requested = false;
+  private tagged = false;
+  private readonly statuses = new Map<PeerId, PeerClockStatus>();
+
+  constructor(
+    private readonly ctx: ProtocolContext,
+    private readonly membership: Membership,
+    private readonly opts: ClockSyncOptions,
+  ) {
+    this.view = opts.coordinator;
+    this.since = ctx.now();
+  }
+
+  /** This peer's group clock, in ms since the epoch: never decreases. */
+  groupNow(): number {
+    const g = this.ctx.wall() + this.offsetAt(this.ctx.now());
+    this.lastReading = Math.max(this.lastReading, g);
+    return this.lastReading;
+  }
+
+  status(): ClockStatus {
+    return {
+      lamport: this.ctx.lamport(),
+      offsetMs: this.offsetAt(this.ctx.now()),
+      targetOffsetMs: this.target,
+      lastSyncMs: this.lastSync,
+      accuracyMs: this.accuracy,
+      term: this.view.term(),
+    };
+  }
+
+  /** Counts one application message; the coordinator syncs after every messagesPerRound. */
+  noteMessage(): void {
+    this.messagesSinceRound++;
+  }
+
+  /** Asks the coordinator for a round now (it honours roundGapMinMs). False if none is known. */
+  requestRound(): boolean {
+    const c = this.view.coordinator();
+    if (c === null) return false;
+    if (c === this.ctx.self.id) {
+      this.requested = true;
+      return true;
+    }
+    const m = this.membership.get(c);
+    if (!m) return false;
+    this.ctx.send(m.address, 'clk.req', {});
+    return true;
+  }
+
+  /** Multicasts a status query; the answers arrive in peerStatuses(). Clears older answers. */
+  queryStatuses(): void {
+    this.statuses.clear();
+    this.ctx.broadcast('clk.q', {});
+  }
+
+  /** Status answers received since the last queryStatuses(), by peer. */
+  peerStatuses(): PeerClockStatus[] {
+    return [...this.statuses.values()];
+  }
+
+  onMessage(env: Envelope, from: Address): void {
+    switch (env.t) {
+      case 'clk.poll': {
+        const { term, r } = env.b as { term: number; r: number };
+        if (term < this.view.term()) return; // a deposed coordinator
+        const off = this.offsetAt(this.ctx.now());
+        this.replied = { term, round: r, off, coordinator: env.i };
+        this.ctx.send(from, 'clk.time', { term, r, g: this.groupNow() });
+        return;
+      }
+      case 'clk.time':
+        return this.onTime(env, from);
+      case 'clk.adj':
+        return this.onAdjust(env);
+      case 'clk.req':
+        if (this.view.isCoordinator()) this.requested = true;
+        return;
+      case 'clk.q': {
+        const s = this.status();
+        this.ctx.send(from, 'clk.st', {
+          lamport: s.lamport,
+          off: s.offsetMs,
+          target: s.targetOffsetMs,
+          last: s.lastSyncMs,
+          acc: s.accuracyMs,
+          term: s.term,
+        });
+        return;
+      }
+      case 'clk.st': {
+        const b = env.b as {
+          lamport: number;
+          off: number;
+          target: number;
+          last: number | null;
+          acc: number | null;
+          term: number;
+        };
+        if (this.statuses.size >= STATUSES_MAX && !this.statuses.has(env.i)) return;
+        this.statuses.set(env.i, {
+          id: env.i,
+          name: env.n,
+          lamport: b.lamport,
+          offsetMs: b.off,
+          targetOffsetMs: b.target,
+          lastSyncMs: b.last,
+          accuracyMs: b.acc,
+          term: b.term,
+          receivedAtMs: this.groupNow(),
+        });
+        return;
+      }
+    }
+  }
+
+  tick(now: number): void {
+    if (!this.tagged) this.publishTag();
+    const round = this.current;
+    if (round) {
+      if (!this.view.isCoordinator() || this.view.term() !== round.term) this.current = null;
+      else if (now - round.t0 >= this.opts.timings.collectMs || this.allReplied(round)) this.finish(round);
+      return;
+    }
+    if (!this.view.isCoordinator()) {
+      this.messagesSinceRound = 0;
+      this.requested = false;
+      return;
+    }
+    const t = this.opts.timings;
+    const since = now - this.lastRoundAt;
+    const due = since >= t.roundIntervalMs || this.messagesSinceRound >= t.messagesPerRound || this.requested;
+    if (due && since >= t.roundGapMinMs) this.startRound(now);
+  }
+
+  private startRound(now: number): void {
+    this.requested = false;
+    this.messagesSinceRound = 0;
+    this.lastRoundAt = now;
+    const term = this.view.term();
+    const round = ++this.roundNo;
+    const off0 = this.offsetAt(now);
+    this.current = { term, round, t0: now, c0: this.groupNow(), off0, replies: new Map() };
+    this.ctx.broadcast('clk.poll', { term, r: round });
+  }
+
+  private onTime(env: Envelope, from: Address): void {
+    const { term, r, g } = env.b as { term: number; r: number; g: number };
+    const round = this.current;
+    if (!round || term !== round.term || r !== round.round || round.replies.has(env.i)) return;
+    const c1 = this.groupNow();
+    const rtt = Math.max(0, this.ctx.now() - round.t0);
+    // Cristian: the peer read g half a round trip after we read c0, by our clock (c0 + c1) / 2.
+    round.replies.set(env.i, { from, delta: g - (round.c0 + c1) / 2, rtt });
+  }
+
+  private allReplied(round: Round): boolean {
+    return this.membership.live().every((m) => m.tags[TAG_CLOCK] !== true || round.replies.has(m.id));
+  }
+
+  private finish(round: Round): void {
+    this.current = null;
+    this.rounds++;
+    const samples = [
+      { id: this.ctx.self.id, from: '', delta: 0, rtt: 0 },
+      ...[...round.replies].map(([id, r]) => ({ id, ...r })),
+    ];
+    const usable = samples.filter((s) => s.rtt <= this.opts.timings.rttMaxMs);
+    const { kept, average } = berkeleyAverage(usable.map((s) => s.delta));
+    // The average is known to within the mean uncertainty of the readings it is made of.
+    const avgError = kept.reduce((sum, i) => sum + usable[i]!.rtt / 2, 0) / kept.length;
+    const deltas = samples.map((s) => s.delta);
+    this.ctx.emit({
+      kind: 'clock-round',
+      term: round.term,
+      round: round.round,
+      peers: samples.length,
+      used: kept.length,
+      spreadMs: Math.max(...deltas) - Math.min(...deltas),
+    });
+    for (const s of samples) {
+      const a = clampAdjustment(average - s.delta);
+      const acc = s.rtt / 2 + avgError;
+      if (s.id === this.ctx.self.id) this.apply(round.off0 + a, a, acc, round.term, round.round);
+      else this.ctx.send(s.from, 'clk.adj', { term: round.term, r: round.round, a, acc });
+    }
+  }
+
+  private onAdjust(env: Envelope): void {
+    const { term, r, a, acc } = env.b as { term: number; r: number; a: number; acc: number };
+    const mine = this.replied;
+    if (!mine || mine.term !== term || mine.round !== r || mine.coordinator !== env.i) return;
+    // Stale terms are ignored; a newer term than ours is a coordinator we have not heard of yet.
+    if (term < this.view.term()) return;
+    if (term === this.view.term() && this.view.coordinator() !== env.i) return;
+    this.replied = null;
+    this.apply(mine.off + a, a, acc, term, r);
+  }
+
+  /** Moves towards a new target offset: at once if forward, by slewing if backward. */
+  private apply(target: number, a: number, acc: number, term: number, round: number): void {
+    const now = this.ctx.now();
+    this.base = this.offsetAt(now);
+    this.since = now;
+    this.target = target;
+    if (target > this.base) this.base = target;
+    this.accuracy = acc;
+    this.lastSync = this.groupNow();
+    this.ctx.emit({ kind: 'clock-adjusted', term, round, adjustmentMs: a, accuracyMs: acc });
+  }
+
+  private offsetAt(now: number): number {
+    if (this.target >= this.base) return this.target;
+    return Math.max(this.target, this.base - this.opts.timings.slewRate * (now - this.since));
+  }
+
+  private publishTag(): void {
+    this.tagged = true;
+    const tags: Tags = { ...this.membership.ownTags, [TAG_CLOCK]: true };
+    this.membership.setTags(tags);
+  }
+}
+
+function clampAdjustment(a: number): number {
+  return Math.max(-ADJUSTMENT_MS_MAX, Math.min(ADJUSTMENT_MS_MAX, a));
+}

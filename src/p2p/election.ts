@@ -1,0 +1,417 @@
+/**
+ * Coordinator election: the bully algorithm (Garcia-Molina 1982) with terms.
+ *
+ * Rank. A candidate's rank is (priority, peer id): the higher priority wins, and between equal
+ * priorities the greater id. The highest-ranked live candidate is the coordinator. A peer is a
+ * candidate when it publishes its priority in its membership tags (TAG_PRIORITY); peers that do
+ * not run this module, and followers built with `candidate: false` (one-shot commands), are never
+ * elected and never answer.
+ *
+ * Algorithm. A candidate that sees no coordinator (after a short listen at startup, or when the
+ * coordinator is dead or left in the membership view), or sees a lower-ranked one, starts an
+ * election for term T = (highest term seen) + 1: it multicasts `el.elect {T}` (resent every
+ * electRetryMs) and waits answerTimeoutMs. Every live higher-ranked candidate that hears it answers
+ * `el.ok` by unicast and runs its own election. No answer in time (or no higher-ranked candidate
+ * in its view at all): the candidate claims term T, multicasts `el.coord {T}` and marks itself in
+ * its tags. An answer: it waits claimTimeoutMs for a claim, and starts over with a higher term if
+ * none comes.
+ *
+ * Terms. A peer follows the claim with the highest term; a claim with a term below the one it
+ * follows is stale and ignored. A candidate that hears a claim from a lower-ranked peer does not
+ * follow it: it bullies, with an election for a higher term. So the terms a peer follows only rise.
+ *
+ * Anti-entropy. The coordinator's tags (coord = true, term) ride on its heartbeats every
+ * heartbeatIntervalMs; every tick a peer re-applies the claims it sees in live members' tags as if
+ * they were `el.coord` messages. A lost claim is thus repaired within a heartbeat, and after a
+ * partition heals the two sides' coordinators see each other's claims: the higher-ranked one takes
+ * a new, higher term and the other steps down, leaving exactly one.
+ *
+ * Failure modes. Without a quorum, each side of a partition elects its own coordinator (the side
+ * that kept the old one does not elect); both may even use the same term number if both elect.
+ * Two candidates can also claim one term when every election message between them is lost
+ * (each resend lost: about 0.2^(answerTimeoutMs / electRetryMs) at 10 % loss); the tags repair it
+ * within a heartbeat: the lower-ranked claimant steps down. A suspected (not yet dead) coordinator
+ * is still followed: SWIM suspicion is not death.
+ */
+import { is, type Envelope, type PeerId } from './wire.js';
+import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
+import type { Membership, Tags } from './membership.js';
+import type { Address } from './transport/transport.js';
+
+export interface ElectionTimings {
+  /** A newcomer listens this long for a coordinator's claim before electing: a few round trips. */
+  startupListenMs: number;
+  /** A candidate claims if no higher-ranked peer answers within this (Raft: 150-300 ms). */
+  answerTimeoutMs: number;
+  /** `el.elect` is resent this often while unanswered, so loss rarely yields two claims. */
+  electRetryMs: number;
+  /** After an answer, how long to wait for the higher peer's claim before a new election. */
+  claimTimeoutMs: number;
+}
+
+/** Largest accepted --priority; priorities are integers in [0, PRIORITY_MAX]. */
+export const PRIORITY_MAX = 1_000_000;
+/** A claim is multicast this many times back to back; tags repair any further loss. */
+export const CLAIM_COPIES = 2;
+/** Priorities learned from election messages, kept for peers whose tags are not known yet. */
+export const LEARNED_PRIORITIES_MAX = 1024;
+
+/** Membership tag keys this module publishes (other modules merge their own tags with these). */
+export const TAG_PRIORITY = 'prio';
+export const TAG_COORDINATOR = 'coord';
+export const TAG_TERM = 'term';
+
+export type ElectionReason =
+  | 'startup'
+  | 'coordinator-dead'
+  | 'coordinator-left'
+  | 'no-coordinator'
+  | 'outranks-coordinator'
+  | 'outranks-claimant'
+  | 'election-from-lower'
+  | 'claim-timeout';
+
+declare module './protocol.js' {
+  interface PeerEventMap {
+    /** This peer started an election for `term`. */
+    'election-started': { term: number; reason: ElectionReason };
+    /** This peer won the election for `term` and is now the coordinator. */
+    elected: { term: number };
+    /** The coordinator this peer follows changed (null: none known, an election is due). */
+    'coordinator-changed': {
+      term: number;
+      coordinator: PeerId | null;
+      previous: PeerId | null;
+      /** Display name of the new coordinator, when known. */
+      name: string | null;
+    };
+  }
+}
+
+/** The read-only view of the election that other modules (tasks, clock sync) code against. */
+export interface CoordinatorView {
+  /** The coordinator this peer follows, itself included; null while none is known. */
+  coordinator(): PeerId | null;
+  isCoordinator(): boolean;
+  /** The term of the coordinator followed; 0 before the first. Coordinator messages carry it. */
+  term(): number;
+  /** Calls `fn` after every change of coordinator or term; returns the unsubscribe function. */
+  onChange(fn: (coordinator: PeerId | null, term: number) => void): () => void;
+}
+
+export interface ElectionOptions {
+  timings: ElectionTimings;
+  /** This peer's priority, 0..PRIORITY_MAX (higher wins). */
+  priority: number;
+  /** False: follow the coordinator, never stand (one-shot commands). Default true. */
+  candidate?: boolean;
+}
+
+type Phase = 'starting' | 'idle' | 'electing' | 'waiting';
+
+const TERM = is.uint();
+const ELECT = is.object({ term: TERM, prio: is.int(0, PRIORITY_MAX) });
+const OK = is.object({ term: TERM });
+const COORD = is.object({ term: TERM, prio: is.int(0, PRIORITY_MAX) });
+
+export function isPriority(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= PRIORITY_MAX;
+}
+
+/** True when (prioA, a) ranks above (prioB, b). */
+export function ranksAbove(prioA: number, a: PeerId, prioB: number, b: PeerId): boolean {
+  return prioA > prioB || (prioA === prioB && a > b);
+}
+
+/**
+ * Ranks of the candidates among `members` (1 = highest), from their tags: for `peer peers`.
+ * Members that publish no priority are not candidates and get no rank.
+ */
+export function rankMembers(members: readonly MemberView[]): Map<PeerId, number> {
+  const c = members
+    .filter((m) => (m.state === 'alive' || m.state === 'suspect') && isPriority(m.tags[TAG_PRIORITY]))
+    .map((m) => ({ id: m.id, prio: m.tags[TAG_PRIORITY] as number }))
+    .sort((x, y) => (ranksAbove(x.prio, x.id, y.prio, y.id) ? -1 : 1));
+  return new Map(c.map((x, i) => [x.id, i + 1]));
+}
+
+/** The coordinator among `members` by their tags: the live claim with the highest (term, rank). */
+export function coordinatorFromTags(members: readonly MemberView[]): PeerId | null {
+  let best: { id: PeerId; term: number; prio: number } | null = null;
+  for (const m of members) {
+    if (m.state !== 'alive' && m.state !== 'suspect') continue;
+    const term = m.tags[TAG_TERM];
+    const prio = m.tags[TAG_PRIORITY];
+    if (m.tags[TAG_COORDINATOR] !== true || !is.uint()(term) || !isPriority(prio)) continue;
+    const t = term as number;
+    if (!best || t > best.term || (t === best.term && ranksAbove(prio, m.id, best.prio, best.id)))
+      best = { id: m.id, term: t, prio };
+  }
+  return best?.id ?? null;
+}
+
+export class Election implements Protocol, CoordinatorView {
+  readonly messages = { 'el.elect': ELECT, 'el.ok': OK, 'el.coord': COORD };
+  private readonly candidate: boolean;
+  private readonly priority: number;
+  private termNo = 0;
+  /** Highest term seen in any message or tag: a new election goes above it. */
+  private highestSeen = 0;
+  private leader: PeerId | null = null;
+  private phase: Phase = 'starting';
+  private phaseSince: number;
+  private electionTerm = 0;
+  private lastElectSent = -Infinity;
+  private lastReassert = -Infinity;
+  private fullWait = false;
+  private tagsPublished = false;
+  private publishedTerm = -1;
+  private readonly learned = new Map<PeerId, number>();
+  private listeners: Array<(coordinator: PeerId | null, term: number) => void> = [];
+
+  constructor(
+    private readonly ctx: ProtocolContext,
+    private readonly membership: Membership,
+    private readonly opts: ElectionOptions,
+  ) {
+    if (!isPriority(opts.priority))
+      throw new RangeError(`priority must be an integer in 0..${PRIORITY_MAX}, got ${opts.priority}`);
+    this.priority = opts.priority;
+    this.candidate = opts.candidate ?? true;
+    this.phaseSince = ctx.now();
+  }
+
+  coordinator(): PeerId | null {
+    return this.leader;
+  }
+  isCoordinator(): boolean {
+    return this.leader === this.ctx.self.id;
+  }
+  term(): number {
+    return this.termNo;
+  }
+  onChange(fn: (coordinator: PeerId | null, term: number) => void): () => void {
+    this.listeners.push(fn);
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== fn);
+    };
+  }
+  /** True while an election this peer started is unresolved. */
+  get electing(): boolean {
+    return this.phase === 'electing' || this.phase === 'waiting';
+  }
+
+  onMessage(env: Envelope, from: Address): void {
+    switch (env.t) {
+      case 'el.elect': {
+        const { term, prio } = env.b as { term: number; prio: number };
+        this.learn(env.i, prio);
+        this.highestSeen = Math.max(this.highestSeen, term);
+        // A newcomer above us learns the current term from the claim, and goes above it.
+        if (this.isCoordinator()) this.reassert();
+        if (!this.candidate) return;
+        if (!ranksAbove(this.priority, this.ctx.self.id, prio, env.i)) {
+          // A higher peer running its own election is alive and will claim: as good as its answer.
+          if (this.phase === 'electing') this.enter('waiting');
+          return;
+        }
+        this.ctx.send(from, 'el.ok', { term });
+        if (this.isCoordinator()) return;
+        else if (!this.followsHigherLeader()) this.startElection('election-from-lower');
+        // else: our leader outranks us and hears the same multicast; it answers and re-asserts.
+        return;
+      }
+      case 'el.ok': {
+        const { term } = env.b as { term: number };
+        if (this.phase === 'electing' && term === this.electionTerm) this.enter('waiting');
+        return;
+      }
+      case 'el.coord': {
+        const { term, prio } = env.b as { term: number; prio: number };
+        this.learn(env.i, prio);
+        this.onClaim(term, env.i);
+        return;
+      }
+    }
+  }
+
+  tick(now: number): void {
+    if (!this.tagsPublished) this.publishTags();
+    this.checkLeaderAlive();
+    // Anti-entropy: the claims in live members' tags, as if their el.coord had just arrived.
+    for (const m of this.membership.live()) {
+      const term = m.tags[TAG_TERM];
+      if (m.tags[TAG_COORDINATOR] === true && is.uint()(term)) this.onClaim(term as number, m.id);
+    }
+    switch (this.phase) {
+      case 'starting':
+        if (now - this.phaseSince >= this.opts.timings.startupListenMs) {
+          this.enter('idle');
+          if (this.candidate && (this.leader === null || this.outranks(this.ctx.self.id, this.leader)))
+            this.startElection('startup');
+        }
+        return;
+      case 'electing':
+        if (
+          (!this.fullWait && this.higherCandidates().length === 0) ||
+          now - this.phaseSince >= this.opts.timings.answerTimeoutMs
+        )
+          this.claim();
+        else if (now - this.lastElectSent >= this.opts.timings.electRetryMs) this.sendElect();
+        return;
+      case 'waiting':
+        if (now - this.phaseSince >= this.opts.timings.claimTimeoutMs) this.startElection('claim-timeout');
+        return;
+      case 'idle':
+        if (!this.candidate) return;
+        if (this.leader === null) this.startElection('no-coordinator');
+        else if (this.leader !== this.ctx.self.id && this.outranks(this.ctx.self.id, this.leader))
+          this.startElection('outranks-coordinator');
+        return;
+    }
+  }
+
+  /** The node is leaving: the membership's leave makes the others elect at once. */
+  leave(): void {}
+
+  private checkLeaderAlive(): void {
+    const leader = this.leader;
+    if (leader === null || leader === this.ctx.self.id) return;
+    const m = this.membership.get(leader);
+    if (m && (m.state === 'alive' || m.state === 'suspect')) return;
+    this.setLeader(null, this.termNo);
+    if (this.candidate && this.phase !== 'starting')
+      this.startElection(m?.state === 'left' ? 'coordinator-left' : 'coordinator-dead');
+  }
+
+  /** A claim of coordinatorship for `term` by `claimant`, from a message or from its tags. */
+  private onClaim(term: number, claimant: PeerId): void {
+    this.highestSeen = Math.max(this.highestSeen, term);
+    if (claimant === this.ctx.self.id) return;
+    if (term < this.termNo) return; // stale: from before an election we know of
+    if (term === this.termNo && claimant === this.leader) {
+      if (this.phase === 'waiting') this.enter('idle');
+      return;
+    }
+    // Only claims by members we know: a coordinator must be one whose death we can detect.
+    if (!this.membership.get(claimant)) return;
+    if (this.candidate && this.phase !== 'starting' && this.outranks(this.ctx.self.id, claimant)) {
+      this.startElection('outranks-claimant'); // bully: a lower-ranked peer must not lead us
+      return;
+    }
+    // Two claims for one term: follow the higher-ranked claimant while it lives.
+    if (term === this.termNo && this.leader !== null && this.outranks(this.leader, claimant)) {
+      const cur = this.leader === this.ctx.self.id ? undefined : this.membership.get(this.leader);
+      if (this.leader === this.ctx.self.id || (cur && cur.state !== 'dead' && cur.state !== 'left')) return;
+    }
+    this.termNo = term;
+    if (this.phase !== 'starting') this.enter('idle');
+    this.setLeader(claimant, term);
+  }
+
+  private startElection(reason: ElectionReason): void {
+    // One election at a time; only a missing claim after an answer starts the next one.
+    if ((this.phase === 'electing' || this.phase === 'waiting') && reason !== 'claim-timeout') return;
+    const term = Math.max(this.highestSeen, this.termNo) + 1;
+    this.electionTerm = term;
+    // A newcomer's view may still miss a higher peer's tags: it always asks and waits. Later, the
+    // view is complete and the highest survivor of a crash claims at once.
+    this.fullWait = reason === 'startup';
+    this.enter('electing');
+    this.ctx.emit({ kind: 'election-started', term, reason });
+    if (!this.fullWait && this.higherCandidates().length === 0) this.claim();
+    else this.sendElect();
+  }
+
+  /**
+   * The coordinator answers an election from below by repeating its claim in its current term: the
+   * coordinator does not change, so neither does the term. Rate-limited against election storms.
+   */
+  private reassert(): void {
+    const now = this.ctx.now();
+    if (now - this.lastReassert < this.opts.timings.electRetryMs) return;
+    this.lastReassert = now;
+    this.ctx.broadcast('el.coord', { term: this.termNo, prio: this.priority });
+  }
+
+  private followsHigherLeader(): boolean {
+    const l = this.leader;
+    if (l === null || l === this.ctx.self.id || !this.outranks(l, this.ctx.self.id)) return false;
+    const m = this.membership.get(l);
+    return m !== undefined && (m.state === 'alive' || m.state === 'suspect');
+  }
+
+  private sendElect(): void {
+    this.lastElectSent = this.ctx.now();
+    this.ctx.broadcast('el.elect', { term: this.electionTerm, prio: this.priority });
+  }
+
+  /** Claims the election's term, or a higher one if a higher term was seen meanwhile. */
+  private claim(): void {
+    const term = this.highestSeen >= this.electionTerm ? this.highestSeen + 1 : this.electionTerm;
+    this.termNo = term;
+    this.highestSeen = Math.max(this.highestSeen, term);
+    this.enter('idle');
+    this.setLeader(this.ctx.self.id, term);
+    for (let i = 0; i < CLAIM_COPIES; i++) this.ctx.broadcast('el.coord', { term, prio: this.priority });
+    this.ctx.emit({ kind: 'elected', term });
+  }
+
+  private setLeader(leader: PeerId | null, term: number): void {
+    const previous = this.leader;
+    this.leader = leader;
+    if (previous !== leader) {
+      const name =
+        leader === null
+          ? null
+          : leader === this.ctx.self.id
+            ? this.ctx.self.name
+            : (this.membership.get(leader)?.name ?? null);
+      this.ctx.emit({ kind: 'coordinator-changed', term, coordinator: leader, previous, name });
+    }
+    if (previous !== leader || this.publishedTerm !== term) this.publishTags();
+    for (const l of this.listeners) l(leader, term);
+  }
+
+  /** Merges this module's tags into the member's tags (other modules publish theirs too). */
+  private publishTags(): void {
+    this.tagsPublished = true;
+    this.publishedTerm = this.termNo;
+    const tags: Tags = { ...this.membership.ownTags };
+    if (this.candidate) tags[TAG_PRIORITY] = this.priority;
+    else delete tags[TAG_PRIORITY];
+    tags[TAG_COORDINATOR] = this.isCoordinator();
+    tags[TAG_TERM] = this.termNo;
+    this.membership.setTags(tags);
+  }
+
+  private enter(phase: Phase): void {
+    this.phase = phase;
+    this.phaseSince = this.ctx.now();
+  }
+
+  private higherCandidates(): MemberView[] {
+    const self = this.ctx.self.id;
+    return this.membership.live().filter((m) => m.id !== self && this.outranks(m.id, self));
+  }
+
+  private priorityOf(id: PeerId): number | undefined {
+    if (id === this.ctx.self.id) return this.candidate ? this.priority : undefined;
+    const tagged = this.membership.get(id)?.tags[TAG_PRIORITY];
+    if (isPriority(tagged)) return tagged;
+    return this.learned.get(id);
+  }
+
+  /** a ranks above b; a peer with no known priority is no candidate and ranks below everyone. */
+  private outranks(a: PeerId, b: PeerId): boolean {
+    const pa = this.priorityOf(a);
+    if (pa === undefined) return false;
+    const pb = this.priorityOf(b);
+    return pb === undefined || ranksAbove(pa, a, pb, b);
+  }
+
+  private learn(id: PeerId, prio: number): void {
+    if (this.learned.size >= LEARNED_PRIORITIES_MAX && !this.learned.has(id)) this.learned.clear();
+    this.learned.set(id, prio);
+  }
+}
