@@ -77,6 +77,8 @@ export interface StartOptions {
   observer?: boolean;
   /** Installs protocol modules before the node starts. */
   install?: (node: PeerNode, store: PeerStore | null) => void;
+  /** Lamport time to start from (e.g. the highest a capability stored), so order survives a restart. */
+  lamport?: (store: PeerStore | null) => number;
 }
 
 export async function startPeer(settings: NetworkSettings, opts: StartOptions = {}): Promise<RunningPeer> {
@@ -93,6 +95,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     id: identity.id,
     name: settings.name,
     incarnation: identity.incarnation,
+    lamport: opts.lamport?.(store) ?? 0,
     profile: PROFILES[settings.profile],
     transport: security.transport,
     runtime: realRuntime,
