@@ -17,8 +17,8 @@
  * B keeps no session state beyond a short cache of the IBLT it built):
  *   1. Estimate the difference with the digest tree (ReplicaSet.tree: 16^L buckets per level, each
  *      the XOR of the content hashes in it). A fetches B's level-1 bucket hashes (16 x 4 bytes); if
- *      over half differ it fetches the children of the differing buckets one level down, up to
- *      level 3 (4,096 buckets). d^ = -N ln(1 - x/N) for x differing of N buckets.
+ *      most differ (TREE_SATURATION_FRACTION) it fetches the children of the differing buckets one
+ *      level down, up to level 3 (4,096 buckets). d^ = -N ln(1 - x/N) for x differing of N.
  *   2. Find the difference exactly with an invertible Bloom lookup table (Eppstein et al., "What's
  *      the difference?", SIGCOMM 2011) of m = 1.5 d^ + IBLT_CELLS_MIN cells over entry id hashes:
  *      A fetches B's cells in chunks, subtracts its own and peels. A failed peel doubles m.
@@ -90,6 +90,11 @@ export const GET_KEYS_PER_REQUEST_MAX = 48;
 export const APPEND_RETRY_MS = 200;
 /** How often a reconcile coordinator polls every holder. */
 export const ROUND_POLL_MS = 150;
+/**
+ * Past this fraction of differing buckets a level says too little about the size of the difference
+ * (x/N = 0.8 means d is about 1.6 N), so the session looks one level deeper.
+ */
+export const TREE_SATURATION_FRACTION = 0.8;
 export const IBLT_HASHES = 3;
 export const IBLT_CELLS_MIN = 24;
 export const IBLT_CELLS_MAX = 1 << 21;
@@ -625,7 +630,7 @@ export class Replication implements Protocol {
       const n = DIGEST_FANOUT ** s.level;
       const x = s.differing.length;
       if (x === 0) return this.endSession(true, 'equal');
-      if (x * 2 > n && s.level < DIGEST_LEVELS) {
+      if (x > TREE_SATURATION_FRACTION * n && s.level < DIGEST_LEVELS) {
         const parents = s.differing;
         s.level++;
         this.queueTreeLevel(s, parents);

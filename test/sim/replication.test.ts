@@ -1,0 +1,325 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { SimCluster, type SimPeer } from '../support/cluster.js';
+import {
+  Iblt,
+  MemoryReplica,
+  Replication,
+  acksSatisfied,
+  envelopeOverhead,
+  parseAckPolicy,
+  reconcilePair,
+} from '../../src/p2p/replication.js';
+import { ReplicaSet, entryId, formatLine, parseLine, type Entry } from '../../src/storage/replica.js';
+import type { PeerNode } from '../../src/p2p/node.js';
+
+const SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);
+const LOSSY = { loss: 0.1, duplicate: 0.05, delayMinMs: 0.1, delayMaxMs: 20 };
+
+/**
+ * A cluster whose holders keep a MemoryReplica: its lines are the "file", which survives a crash
+ * (the restarted holder re-reads it) while everything else in memory is lost.
+ */
+class ReplicaCluster {
+  readonly c: SimCluster;
+  readonly files = new Map<string, MemoryReplica>();
+  readonly protocols = new Map<string, Replication>();
+
+  constructor(seed: number, faults = {}) {
+    this.c = new SimCluster(seed, faults, undefined, (node: PeerNode, peer: SimPeer) => {
+      const holder = peer.name.startsWith('h');
+      const sink = holder ? new MemoryReplica(this.files.get(peer.name)?.lines ?? []) : undefined;
+      if (sink) this.files.set(peer.name, sink);
+      const rp = node.install(
+        (ctx, n) => new Replication(ctx, n.membership, { sink, envelopeBytes: envelopeOverhead(peer.name) }),
+      );
+      this.protocols.set(peer.name, rp);
+    });
+  }
+
+  get rt() {
+    return this.c.rt;
+  }
+
+  async holders(n: number): Promise<SimPeer[]> {
+    const out: SimPeer[] = [];
+    for (let i = 0; i < n; i++) out.push(await this.c.add(`h${i}`));
+    return out;
+  }
+
+  rp(p: SimPeer): Replication {
+    return this.protocols.get(p.name)!;
+  }
+
+  file(p: SimPeer): MemoryReplica {
+    return this.files.get(p.name)!;
+  }
+
+  liveHolders(): SimPeer[] {
+    return this.c.live().filter((p) => p.name.startsWith('h'));
+  }
+
+  converged(): boolean {
+    const live = this.liveHolders();
+    const d = new Set(live.map((p) => this.file(p).set.digest()));
+    return d.size === 1;
+  }
+
+  /** No file ever holds a line twice, or two lines with one identity. */
+  assertNoDuplicates(): void {
+    for (const [name, f] of this.files) {
+      const ids = f.lines.map((l) => {
+        const p = parseLine(l);
+        expect(p.ok, `${name}: unparsable line ${l}`).toBe(true);
+        return p.ok ? entryId(p.entry) : '';
+      });
+      expect(new Set(ids).size, `${name} holds a duplicate`).toBe(ids.length);
+    }
+  }
+}
+
+function randomText(rnd: () => number, i: number): string {
+  const pool = ['a', 'b', ' ', '\t', '\n', 'é', '"', '\\', '😀', 'ü', 'x'];
+  let s = `m${i}:`;
+  const n = Math.floor(rnd() * 12);
+  for (let k = 0; k < n; k++) s += pool[Math.floor(rnd() * pool.length)];
+  return s;
+}
+
+describe('replication (simulation)', () => {
+  it.each(SEEDS)(
+    'holders converge to identical content under loss, duplication and reordering, seed %i',
+    async (seed) => {
+      const rc = new ReplicaCluster(seed, LOSSY);
+      const hs = await rc.holders(4);
+      const app = await rc.c.add('app', { observer: true });
+      rc.rt.runFor(500);
+      const appended: Entry[] = [];
+      for (let i = 0; i < 30; i++) {
+        const who = i % 3 === 0 ? app : hs[Math.floor(rc.rt.random() * hs.length)]!;
+        appended.push(rc.rp(who).append(randomText(rc.rt.random, i)));
+        rc.rt.runFor(rc.rt.random() * 40);
+      }
+      expect(rc.rt.runUntilTrue(() => rc.converged(), 10_000)).toBe(true);
+      for (const h of hs) {
+        const set = rc.file(h).set;
+        expect(set.size).toBe(appended.length);
+        for (const e of appended) expect(set.has(e)).toBe(true);
+      }
+      rc.assertNoDuplicates();
+      // Same set: canonical rewrites produce the same bytes everywhere.
+      const shas = new Set(hs.map((h) => rc.file(h).rewriteCanonical()));
+      expect(shas.size).toBe(1);
+      expect(new Set(hs.map((h) => rc.file(h).lines.join('\n'))).size).toBe(1);
+      expect(rc.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 20))(
+    'a partitioned and a crashed holder catch up when they return, keeping their file, seed %i',
+    async (seed) => {
+      const rc = new ReplicaCluster(seed, { loss: 0.05, duplicate: 0.02, delayMaxMs: 5 });
+      const hs = await rc.holders(4);
+      rc.rt.runFor(500);
+      const [h0, h1, h2, h3] = hs as [SimPeer, SimPeer, SimPeer, SimPeer];
+      rc.c.net.partition([h0.address, h1.address], [h2.address, h3.address]);
+      const written: Entry[] = [];
+      for (let i = 0; i < 10; i++) {
+        written.push(rc.rp(hs[i % 4]!).append(`during partition ${i}`));
+        rc.rt.runFor(30);
+      }
+      // h3 crashes with what it had; its file survives the crash.
+      const h3Before = rc.file(h3).lines.slice();
+      await rc.c.crash(h3);
+      for (let i = 0; i < 10; i++) {
+        written.push(rc.rp(hs[i % 3]!).append(`while h3 is down ${i}`));
+        rc.rt.runFor(30);
+      }
+      rc.c.net.heal();
+      rc.rt.runFor(2_000);
+      await rc.c.restart(h3);
+      expect(rc.file(h3).lines.slice(0, h3Before.length)).toEqual(h3Before);
+      expect(rc.rt.runUntilTrue(() => rc.converged(), 15_000)).toBe(true);
+      for (const h of hs) for (const e of written) expect(rc.file(h).set.has(e)).toBe(true);
+      rc.assertNoDuplicates();
+      expect(rc.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 15))(
+    'crashes and restarts during appends never duplicate a line, seed %i',
+    async (seed) => {
+      const rc = new ReplicaCluster(seed, LOSSY);
+      const hs = await rc.holders(3);
+      const app = await rc.c.add('app', { observer: true });
+      rc.rt.runFor(500);
+      const written: Entry[] = [];
+      for (let round = 0; round < 4; round++) {
+        const victim = hs[round % 3]!;
+        await rc.c.crash(victim);
+        for (let i = 0; i < 5; i++) {
+          written.push(rc.rp(app).append(`r${round} i${i}`));
+          rc.rt.runFor(50);
+        }
+        await rc.c.restart(victim);
+        rc.rt.runFor(300);
+      }
+      expect(rc.rt.runUntilTrue(() => rc.converged(), 15_000)).toBe(true);
+      for (const h of hs) {
+        expect(rc.file(h).set.size).toBe(written.length);
+        for (const e of written) expect(rc.file(h).set.has(e)).toBe(true);
+      }
+      rc.assertNoDuplicates();
+      expect(rc.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 10))(
+    'acks: all, majority and N, and the holders that did not ack, seed %i',
+    async (seed) => {
+      const rc = new ReplicaCluster(seed, { loss: 0.2, duplicate: 0.1, delayMaxMs: 10 });
+      const hs = await rc.holders(3);
+      const app = await rc.c.add('app', { observer: true });
+      rc.rt.runFor(600);
+      const rp = rc.rp(app);
+      const e1 = rp.append('to everyone');
+      const all = parseAckPolicy('all')!;
+      const status = () => rp.appendStatus(entryId(e1))!;
+      expect(
+        rc.rt.runUntilTrue(() => acksSatisfied(all, status().acked.length, rp.holders().length), 3_000),
+      ).toBe(true);
+      expect(status().missing).toEqual([]);
+      // Every ack was given after a durable write: each holder has the entry.
+      for (const h of hs) expect(rc.file(h).set.has(e1)).toBe(true);
+
+      // Cut one holder off: majority and 2 are met, all is not, and the silent one is named.
+      const cut = hs[2]!;
+      rc.c.net.setDown(cut.address, true);
+      const e2 = rp.append('while one is cut off');
+      const s2 = () => rp.appendStatus(entryId(e2))!;
+      expect(
+        rc.rt.runUntilTrue(
+          () => acksSatisfied(parseAckPolicy('majority')!, s2().acked.length, rp.holders().length),
+          3_000,
+        ),
+      ).toBe(true);
+      rc.rt.runFor(1_000);
+      expect(acksSatisfied(parseAckPolicy('2')!, s2().acked.length, rp.holders().length)).toBe(true);
+      expect(acksSatisfied(all, s2().acked.length, rp.holders().length)).toBe(false);
+      expect(s2().missing.map((m) => m.name)).toEqual([cut.name]);
+      expect(rc.file(cut).set.has(e2)).toBe(false);
+      // Back on the network: retries (or anti-entropy) bring it the entry; it acks.
+      rc.c.net.setDown(cut.address, false);
+      expect(rc.rt.runUntilTrue(() => s2().missing.length === 0, 5_000)).toBe(true);
+      expect(rc.file(cut).set.has(e2)).toBe(true);
+      rc.assertNoDuplicates();
+    },
+  );
+
+  it.each(SEEDS.slice(0, 10))(
+    'an online reconcile round rewrites every holder identically, seed %i',
+    async (seed) => {
+      const rc = new ReplicaCluster(seed, LOSSY);
+      const hs = await rc.holders(3);
+      // Each holder starts with entries the others lack (files from an earlier life).
+      rc.rt.runFor(300);
+      for (const [i, h] of hs.entries())
+        for (let k = 0; k < 5; k++)
+          rc.file(h).append([
+            { origin: 'f'.repeat(15) + i, seq: k + 1, lamport: k * 3 + i, text: `own ${i}.${k}` },
+          ]);
+      const co = await rc.c.add('coordinator', { observer: true });
+      rc.rt.runFor(100);
+      const rp = rc.rp(co);
+      rp.startRound();
+      expect(rc.rt.runUntilTrue(() => rp.roundStatus().done, 10_000)).toBe(true);
+      const st = rp.roundStatus();
+      expect(st.holders).toHaveLength(3);
+      for (const h of st.holders) {
+        // Anti-entropy runs in the background, so some entries may have arrived before the round.
+        expect(h.before).toBeGreaterThanOrEqual(5);
+        expect(h.before).toBeLessThanOrEqual(15);
+        expect(h.entries).toBe(15);
+      }
+      expect(new Set(hs.map((h) => rc.file(h).lines.join('\n'))).size).toBe(1);
+      const lines = rc.file(hs[0]!).lines;
+      expect(lines).toEqual([...rc.file(hs[0]!).set.canonical()].map(formatLine));
+      rc.assertNoDuplicates();
+    },
+  );
+});
+
+describe('set reconciliation', () => {
+  it('an IBLT difference decodes exactly what each side lacks', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.tuple(fc.integer({ min: 1, max: 1e6 }), fc.boolean(), fc.boolean()), {
+          maxLength: 300,
+          selector: (t) => t[0],
+        }),
+        (items) => {
+          const a = new ReplicaSet();
+          const b = new ReplicaSet();
+          let onlyA = 0;
+          let onlyB = 0;
+          for (const [seq, inA, inB] of items) {
+            const e = { origin: 'abcdef0123456789', seq, lamport: seq, text: String(seq) };
+            if (inA) a.add(e);
+            if (inB) b.add(e);
+            if (inA && !inB) onlyA++;
+            if (inB && !inA) onlyB++;
+          }
+          let m = 2 * Math.ceil((1.5 * (onlyA + onlyB) + 24) / 2 / 3) * 3;
+          let diff = null;
+          while (!diff) {
+            diff = Iblt.build(m, a).subtract(Iblt.build(m, b)).decode();
+            m *= 2;
+          }
+          expect(diff.ours).toHaveLength(onlyA);
+          expect(diff.theirs).toHaveLength(onlyB);
+          for (const [k1, k2] of diff.ours) expect(b.byIdHash(k1, k2)).toBeUndefined();
+          for (const [k1, k2] of diff.theirs) expect(a.byIdHash(k1, k2)).toBeUndefined();
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  // The 3x target holds once the difference outweighs a session's fixed cost (a few datagrams).
+  it.each([
+    [2_000, 0.01, 4096],
+    [20_000, 0.01, 0],
+    [100_000, 0.01, 0],
+    [20_000, 0.2, 0],
+  ])('%i entries differing in %f: converge moving at most 3x the differing bytes + %i', (n, frac, fixed) => {
+    let r = n;
+    const rnd = () => (r = (Math.imul(r, 1103515245) + 12345) >>> 0) / 4294967296;
+    const a = new ReplicaSet();
+    const b = new ReplicaSet();
+    let diffBytes = 0;
+    for (let i = 0; i < n; i++) {
+      const e = {
+        origin: '0123456789abcdef',
+        seq: i + 1,
+        lamport: i,
+        text: `entry ${i} ${Math.floor(rnd() * 1e9)}`,
+      };
+      const x = rnd();
+      if (x < frac / 2) a.add(e);
+      else if (x < frac) b.add(e);
+      else {
+        a.add(e);
+        b.add(e);
+        continue;
+      }
+      diffBytes += Buffer.byteLength(formatLine(e)) + 1;
+    }
+    const res = reconcilePair(a, b);
+    expect(res.converged).toBe(true);
+    expect(a.digest()).toBe(b.digest());
+    expect(a.size).toBe(b.size);
+    expect(res.bytes).toBeLessThanOrEqual(3 * diffBytes + fixed);
+    // Equal replicas cost nothing more: a second run sends no datagram.
+    expect(reconcilePair(a, b).bytes).toBe(0);
+  });
+});
