@@ -1,0 +1,148 @@
+/**
+ * The bench runner: `npm run bench` runs every module, `npm run bench -- membership` a subset.
+ * It rewrites BENCHMARKS.md: a header with this machine and the date, then one section per
+ * module. Sections of modules not run this time are kept from the existing file, each with the
+ * date it was measured, so one module can be re-measured without re-running the others.
+ *
+ * To add a module: write bench/<topic>.ts exporting `bench: BenchModule`, add one line to MODULES.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { progress, runCleanups, type BenchModule, type Section, type Table } from './lib.js';
+
+const MODULES: Record<string, () => Promise<BenchModule>> = {
+  membership: async () => (await import('./membership.js')).bench,
+};
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const OUT = path.join(ROOT, 'BENCHMARKS.md');
+
+function machine(): string {
+  const cpuinfo = safeRead('/proc/cpuinfo');
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown CPU';
+  const cores = os.availableParallelism();
+  const memGiB = (os.totalmem() / 2 ** 30).toFixed(1);
+  const kernel = `${os.type()} ${os.release()}`;
+  return `${model}, ${cores} cores, ${memGiB} GiB RAM, ${kernel}, Node ${process.version}`;
+}
+
+function safeRead(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function renderTable(t: Table): string {
+  const esc = (c: string | number) => String(c).replace(/\|/g, '\\|');
+  const lines = [
+    `| ${t.headers.map(esc).join(' | ')} |`,
+    `|${t.headers.map(() => '---').join('|')}|`,
+    ...t.rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
+  ];
+  return (t.caption ? `${t.caption}\n\n` : '') + lines.join('\n');
+}
+
+const begin = (name: string, date: string) => `<!-- bench:${name} measured ${date} -->`;
+const end = (name: string) => `<!-- /bench:${name} -->`;
+
+function renderSection(name: string, s: Section, date: string): string {
+  const parts = [begin(name, date), `## ${s.title}`, `_Measured ${date} on ${machine()}._`];
+  if (s.summary) parts.push(s.summary);
+  for (const t of s.tables) parts.push(renderTable(t));
+  parts.push(`**How it was measured.** ${s.method}`);
+  if (s.notes?.length) parts.push(s.notes.map((n) => `- ${n}`).join('\n'));
+  parts.push(end(name));
+  return parts.join('\n\n');
+}
+
+/** The sections already in BENCHMARKS.md, by module name, verbatim with their markers. */
+function previousSections(): Map<string, string> {
+  const text = safeRead(OUT);
+  const found = new Map<string, string>();
+  const re = /<!-- bench:([\w-]+) measured [^>]*-->[\s\S]*?<!-- \/bench:\1 -->/g;
+  for (const m of text.matchAll(re)) found.set(m[1]!, m[0]);
+  return found;
+}
+
+async function runModule(name: string): Promise<Section> {
+  const mod = await MODULES[name]!();
+  progress(`module ${name}: start (budget ${Math.round(mod.budgetMs / 1000)} s)`);
+  let timer: NodeJS.Timeout | undefined;
+  const overrun = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`module ${name} overran its budget of ${mod.budgetMs} ms`)),
+      mod.budgetMs,
+    );
+  });
+  try {
+    return await Promise.race([mod.run(), overrun]);
+  } finally {
+    clearTimeout(timer);
+    runCleanups();
+  }
+}
+
+async function main(): Promise<number> {
+  const asked = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const unknown = asked.filter((a) => !(a in MODULES));
+  if (unknown.length) {
+    console.error(
+      `unknown bench module(s): ${unknown.join(', ')}; known: ${Object.keys(MODULES).join(', ')}`,
+    );
+    return 2;
+  }
+  const names = asked.length ? asked : Object.keys(MODULES);
+  const previous = previousSections();
+  const fresh = new Map<string, string>();
+  let failed = 0;
+  for (const name of names) {
+    const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    try {
+      const section = await runModule(name);
+      fresh.set(name, renderSection(name, section, date));
+      progress(`module ${name}: done`);
+    } catch (err) {
+      failed++;
+      progress(`module ${name}: FAILED: ${(err as Error).stack ?? String(err)}`);
+    }
+    // Write after every module so a later failure does not lose an earlier result.
+    write(previous, fresh);
+  }
+  progress(`wrote ${path.relative(process.cwd(), OUT)}`);
+  return failed ? 1 : 0;
+}
+
+function write(previous: Map<string, string>, fresh: Map<string, string>): void {
+  // Registry order first, then any old section whose module is no longer registered (kept, not lost).
+  const order = [...Object.keys(MODULES), ...[...previous.keys()].filter((k) => !(k in MODULES))];
+  const blocks = order.map((n) => fresh.get(n) ?? previous.get(n)).filter((b): b is string => !!b);
+  const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const header = [
+    '# Benchmarks',
+    `Written by \`npm run bench\` (bench/run.ts) on ${date}. Machine: ${machine()}.`,
+    'Each section carries the date it was last measured; `npm run bench -- <module>` re-measures one ' +
+      'module and keeps the others. Numbers are from one run on a shared 2-core machine, not tuned.',
+  ].join('\n\n');
+  fs.writeFileSync(OUT, `${header}\n\n${blocks.join('\n\n')}\n`);
+}
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    progress(`${sig}: tearing down`);
+    runCleanups();
+    process.exit(130);
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error((err as Error).message);
+    runCleanups();
+    process.exit(1);
+  },
+);
