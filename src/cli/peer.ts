@@ -119,6 +119,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
       `cannot open the group ${settings.group}:${settings.port} on ${settings.interface} (${code ?? (err as Error).message}); check --interface, --group and --port`,
     );
   }
+  security.announce();
   let stopped: Promise<void> | null = null;
   return {
     node,

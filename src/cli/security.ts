@@ -40,6 +40,9 @@ export interface SecurityLayers {
   keyFile: string | null;
   /** Re-reads the key file into the running keyring (SIGHUP); throws UsageError on a bad file. */
   reload(): { keyIds: string[]; warning: string | null };
+  /** Prints the start-up notices (open group, key file mode); call once the peer is up, so a
+   * command that fails to start prints its error alone. */
+  announce(): void;
 }
 
 export function securityLayers(
@@ -50,16 +53,15 @@ export function securityLayers(
 ): SecurityLayers {
   const guard = new GuardedTransport(udp, { now: () => performance.now() });
   if (!keys) {
-    notify(`no --key-file: traffic on ${group} is neither encrypted nor authenticated`);
     return {
       transport: guard,
       guard,
       secure: null,
       keyFile: null,
       reload: () => ({ keyIds: [], warning: null }),
+      announce: () => notify(`no --key-file: traffic on ${group} is neither encrypted nor authenticated`),
     };
   }
-  if (keys.warning) notify(keys.warning);
   const keyring = new Keyring(keys.keys);
   const noticed = new Set<string>();
   const onDrop = (reason: SecureDropReason, from: Address) => {
@@ -85,6 +87,9 @@ export function securityLayers(
       const next = loadKeyFile(keys.file);
       keyring.replace(next.keys);
       return { keyIds: keyring.ids(), warning: next.warning };
+    },
+    announce: () => {
+      if (keys.warning) notify(keys.warning);
     },
   };
 }
