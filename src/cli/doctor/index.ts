@@ -1,0 +1,101 @@
+/**
+ * Runs the doctor's checks in order. Later checks need earlier ones (the round trip needs an
+ * interface, the probe needs a key file that parses), so a check that cannot run says 'skip'
+ * and names what it waits for, instead of failing twice for one cause.
+ */
+import type { ProfileName } from '../../p2p/config.js';
+import type { NetworkSettings } from '../peer.js';
+import { keySettings } from '../security.js';
+import {
+  checkDataDir,
+  checkDatabases,
+  checkGroupAddress,
+  checkInterfaceChoice,
+  checkInterfaces,
+  checkKeyFile,
+  checkMulticast,
+  checkPort,
+  checkTtl,
+  type CheckResult,
+} from './checks.js';
+import { checkPeersAnswer } from './probe.js';
+
+export type { CheckResult, CheckStatus } from './checks.js';
+
+export interface DoctorOptions {
+  name?: string;
+  group: string;
+  port: number;
+  interface?: string;
+  ttl: number;
+  dataDir: string;
+  profile: ProfileName;
+  keyFile?: string;
+  /** How long to wait for peers to answer, in ms. */
+  waitMs: number;
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  counts: Record<CheckResult['status'], number>;
+  checks: CheckResult[];
+}
+
+const skip = (id: string, title: string, needs: string): CheckResult => ({
+  id,
+  title,
+  status: 'skip',
+  detail: `not run: needs ${needs}`,
+});
+
+export async function runDoctor(
+  o: DoctorOptions,
+  onCheck: (c: CheckResult) => void = () => {},
+): Promise<DoctorReport> {
+  const checks: CheckResult[] = [];
+  const add = (c: CheckResult) => {
+    checks.push(c);
+    onCheck(c);
+    return c;
+  };
+  add(checkInterfaces());
+  const { check: ifaceCheck, address } = checkInterfaceChoice(o.interface, o.ttl);
+  add(ifaceCheck);
+  const groupOk = add(checkGroupAddress(o.group)).status !== 'fail';
+  add(checkTtl(o.ttl, address));
+  const portOk = groupOk
+    ? add(await checkPort(o.group, o.port)).status !== 'fail'
+    : add(skip('port', 'group port', 'a valid group address'));
+  let roundTripOk = false;
+  if (address && groupOk && portOk) {
+    const mc = await checkMulticast(o.group, o.port, address, o.ttl);
+    add(mc.join);
+    roundTripOk = add(mc.roundTrip).status === 'pass';
+  } else {
+    const needs = !address ? 'a usable interface' : !groupOk ? 'a valid group address' : 'a free group port';
+    add(skip('join', 'group join', needs));
+    add(skip('round-trip', 'loopback round trip', needs));
+  }
+  const keyCheck = add(checkKeyFile(o.keyFile));
+  if (address && roundTripOk && keyCheck.status !== 'fail') {
+    const settings: NetworkSettings = {
+      name: o.name ?? 'doctor',
+      group: o.group,
+      port: o.port,
+      interface: address,
+      ttl: o.ttl,
+      dataDir: o.dataDir,
+      profile: o.profile,
+      keys: keySettings(o.keyFile),
+    };
+    add(await checkPeersAnswer(settings, o.waitMs));
+  } else {
+    add(skip('peers', 'peers answer', !roundTripOk ? 'a working loopback round trip' : 'a valid key file'));
+  }
+  const dirOk = add(checkDataDir(o.dataDir)).status !== 'fail';
+  if (dirOk) for (const c of checkDatabases(o.dataDir, o.name)) add(c);
+  else add(skip('database', 'database', 'a usable data dir'));
+  const counts = { pass: 0, warn: 0, fail: 0, skip: 0 };
+  for (const c of checks) counts[c.status]++;
+  return { ok: counts.fail === 0, counts, checks };
+}

@@ -1,0 +1,70 @@
+import { Flags } from '@oclif/core';
+import chalk from 'chalk';
+import { PeerCommand } from '../cli/base.js';
+import { networkFlags } from '../cli/flags.js';
+import type { ProfileName } from '../p2p/config.js';
+import { runDoctor, type CheckResult, type DoctorReport } from '../cli/doctor/index.js';
+import { PROBE_WAIT_MS } from '../cli/doctor/probe.js';
+
+/** Exit code when at least one check failed (2 stays "bad flags", as for every command). */
+export const EXIT_CHECK_FAILED = 1;
+
+const MARK: Record<CheckResult['status'], string> = {
+  pass: chalk.green('PASS'),
+  warn: chalk.yellow('WARN'),
+  fail: chalk.red('FAIL'),
+  skip: chalk.gray('SKIP'),
+};
+
+export default class Doctor extends PeerCommand {
+  static override summary = 'Check that this machine can join the group, and say how to fix what cannot.';
+  static override description =
+    'Checks, in order: the interfaces and their IPv4 addresses, which one multicast uses, the group address, the TTL, whether another program holds the group port, joining the group, a multicast round trip through the group on this host, the key file, whether other peers answer a probe, the data dir, and the health of the peer databases (read-only). Each check prints PASS, WARN, FAIL or SKIP, and the fix. Exit code 0 when nothing failed, 1 otherwise. Changes nothing.';
+  static override examples = [
+    '<%= config.bin %> doctor',
+    '<%= config.bin %> doctor --interface 127.0.0.1 --ttl 0',
+    '<%= config.bin %> doctor --json --wait 3000',
+  ];
+  static override enableJsonFlag = true;
+  static override flags = {
+    ...networkFlags,
+    wait: Flags.integer({
+      summary: 'How long to wait for other peers to answer the probe, in ms.',
+      default: PROBE_WAIT_MS,
+      min: 0,
+      max: 60_000,
+    }),
+  };
+
+  async run(): Promise<DoctorReport> {
+    const { flags } = await this.parse(Doctor);
+    const json = this.jsonEnabled();
+    const report = await runDoctor(
+      {
+        name: flags.name,
+        group: flags.group,
+        port: flags.port,
+        interface: flags.interface,
+        ttl: flags.ttl,
+        dataDir: flags['data-dir'],
+        profile: flags.profile as ProfileName,
+        keyFile: flags['key-file'],
+        waitMs: flags.wait,
+      },
+      (c) => {
+        if (json) return;
+        this.log(`${MARK[c.status]}  ${chalk.bold(c.title)}: ${c.detail}`);
+        if (c.fix && c.status !== 'pass') this.log(`      ${chalk.cyan('fix:')} ${c.fix}`);
+      },
+    );
+    if (!json) {
+      const { pass, warn, fail, skip } = report.counts;
+      this.log(
+        `\n${report.ok ? chalk.green.bold('no check failed') : chalk.red.bold(`${fail} check(s) failed`)}: ${pass} passed, ${warn} warned, ${fail} failed, ${skip} skipped`,
+      );
+    }
+    // Set, not exit(): oclif still prints the --json result, and sockets close before the exit.
+    if (!report.ok) process.exitCode = EXIT_CHECK_FAILED;
+    return report;
+  }
+}
