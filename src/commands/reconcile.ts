@@ -1,0 +1,141 @@
+import { Flags } from '@oclif/core';
+import { PeerCommand } from '../cli/base.js';
+import { networkFlags } from '../cli/flags.js';
+import { networkSettings, startPeer } from '../cli/peer.js';
+import { UsageError } from '../cli/network.js';
+import {
+  HOLDER_DISCOVERY_MS,
+  Progress,
+  dirFlag,
+  replicaTable,
+  waitFor,
+  type ReplicaRow,
+} from '../cli/replica.js';
+import { Replication, envelopeOverhead } from '../p2p/replication.js';
+import { ReplicaError, reconcileDirectory } from '../storage/replica.js';
+
+export const EXIT_NOT_CONVERGED = 1;
+
+export interface ReconcileResult {
+  ok: boolean;
+  mode: 'online' | 'offline';
+  replicas: ReplicaRow[];
+}
+
+export default class Reconcile extends PeerCommand {
+  static override summary = 'Make every replica identical, in canonical order.';
+  static override description = `Online (default): runs a round among the live replica holders, waits until every holder reports the same digest (anti-entropy runs faster meanwhile), then has each rewrite its file atomically in canonical order (Lamport time, origin, sequence). Exits 1 if they do not converge within --timeout.
+
+--offline: merges the replica files found in --dir without any network: their union, without duplicates, in canonical order, written identically (and atomically) into every file. Lines that do not parse are kept aside in <name>.rejected. Do not run it while holders write to the same directory.`;
+  static override examples = [
+    '<%= config.bin %> reconcile --interface 127.0.0.1',
+    '<%= config.bin %> reconcile --json --timeout 20000',
+    '<%= config.bin %> reconcile --offline --dir replicas',
+  ];
+  static override enableJsonFlag = true;
+  static override flags = {
+    ...networkFlags,
+    ...dirFlag,
+    offline: Flags.boolean({ summary: 'Merge the files in --dir without the network.', default: false }),
+    timeout: Flags.integer({
+      summary: 'How long to wait for the holders to converge, in ms.',
+      default: 10_000,
+      min: 1,
+      max: 3_600_000,
+    }),
+  };
+
+  async run(): Promise<ReconcileResult> {
+    const { flags } = await this.parse(Reconcile);
+    try {
+      if (flags.offline) return this.offline(flags.dir);
+      return await this.online(flags);
+    } catch (err) {
+      if (err instanceof ReplicaError) this.error(err.message, { exit: 2 });
+      throw err;
+    }
+  }
+
+  private offline(dir: string): ReconcileResult {
+    const rows = reconcileDirectory(dir);
+    if (rows.length === 0) throw new UsageError(`no replica files (*.txt) in ${dir}; pass --dir`);
+    for (const r of rows.filter((x) => x.rejected > 0))
+      process.stderr.write(
+        `${this.config.bin}: ${r.rejected} line(s) of ${r.replica}.txt did not parse; kept aside in ${r.replica}.rejected\n`,
+      );
+    const replicas = rows.map((r) => ({
+      replica: r.replica,
+      before: r.before,
+      after: r.after,
+      added: r.added,
+      sha256: r.digest,
+    }));
+    if (!this.jsonEnabled()) this.log(replicaTable(replicas));
+    return { ok: true, mode: 'offline', replicas };
+  }
+
+  private async online(
+    flags: Parameters<typeof networkSettings>[0] & { timeout: number },
+  ): Promise<ReconcileResult> {
+    const settings = networkSettings(flags, flags.name ?? 'reconcile');
+    let rp!: Replication;
+    const peer = await startPeer(settings, {
+      observer: true,
+      install: (node) => {
+        rp = node.install(
+          (ctx, n) => new Replication(ctx, n.membership, { envelopeBytes: envelopeOverhead(settings.name) }),
+        );
+      },
+    });
+    const started = Date.now();
+    const progress = new Progress();
+    try {
+      await waitFor(
+        () => rp.liveHolders().length > 0 && Date.now() - started >= HOLDER_DISCOVERY_MS,
+        flags.timeout,
+      );
+      if (rp.liveHolders().length === 0)
+        throw new UsageError(
+          `no replica holder answered within ${flags.timeout} ms; start holders with 'peer replicate', and check --interface, --group and --port`,
+        );
+      rp.startRound();
+      const ok = await waitFor(
+        () => rp.roundStatus().done,
+        Math.max(0, flags.timeout - (Date.now() - started)),
+        () => {
+          const st = rp.roundStatus();
+          const agree = st.holders.length - st.waiting.length;
+          progress.update(
+            `reconciling ${st.holders.length} holders: ${st.agreed ? 'rewriting' : 'repairing'}, ${agree} done; waiting on ${st.waiting.join(', ')}`,
+          );
+        },
+      );
+      progress.done();
+      const st = rp.roundStatus();
+      const replicas: ReplicaRow[] = st.holders
+        .map((h) => ({
+          replica: h.name,
+          before: h.before,
+          after: h.entries,
+          added: h.entries - h.before,
+          sha256: h.sha256,
+          digest: h.digest,
+        }))
+        .sort((a, b) => a.replica.localeCompare(b.replica));
+      const result: ReconcileResult = { ok, mode: 'online', replicas };
+      if (ok) {
+        if (!this.jsonEnabled()) this.log(replicaTable(replicas));
+        return result;
+      }
+      if (this.jsonEnabled()) this.logJson(result);
+      else this.log(replicaTable(replicas));
+      process.stderr.write(
+        `${this.config.bin}: the holders did not converge within ${flags.timeout} ms; still waiting on: ${st.waiting.join(', ')}\n`,
+      );
+      return this.exit(EXIT_NOT_CONVERGED);
+    } finally {
+      progress.done();
+      await peer.stop();
+    }
+  }
+}
