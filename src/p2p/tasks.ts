@@ -36,6 +36,7 @@
 import { is, isPeerId, type Check, type Envelope, type PeerId } from './wire.js';
 import type { Protocol, ProtocolContext } from './protocol.js';
 import type { Membership } from './membership.js';
+import type { CoordinatorView as ElectionView } from './election.js';
 import type { Address } from './transport/transport.js';
 import {
   TASK_ARGS_JSON_CHARS_MAX,
@@ -46,12 +47,8 @@ import {
   type TaskOutcome,
 } from './task-ops.js';
 
-/** What the election offers; election.ts implements it. */
-export interface CoordinatorView {
-  coordinator(): PeerId | null;
-  isCoordinator(): boolean;
-  term(): number;
-}
+/** What tasks need of the election (election.ts): who coordinates, and in which term. */
+export type CoordinatorView = Pick<ElectionView, 'coordinator' | 'isCoordinator' | 'term'>;
 
 // Timings (ms). Independent of the profile: they only bound how fast losses are repaired.
 /** Re-send of a task not yet accepted. */

@@ -3,8 +3,16 @@ import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { FakeElection, SimExecutor } from '../support/tasks.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import Database from 'better-sqlite3';
-import { MemoryTaskLog, TaskInputError, Tasks, type TaskLog, type TaskSpec } from '../../src/p2p/tasks.js';
+import {
+  MemoryTaskLog,
+  TaskInputError,
+  Tasks,
+  type CoordinatorView,
+  type TaskLog,
+  type TaskSpec,
+} from '../../src/p2p/tasks.js';
 import { TaskStore } from '../../src/storage/tasks.js';
+import { Election } from '../../src/p2p/election.js';
 import { runTask } from '../../src/p2p/task-ops.js';
 import type { LinkFaults } from '../../src/p2p/transport/sim.js';
 import type { PeerEvent, PeerEventOf } from '../../src/p2p/protocol.js';
@@ -18,6 +26,8 @@ interface World {
   tasks: Map<string, Tasks>;
   logs: Map<string, TaskLog>;
   executors: Map<string, SimExecutor>;
+  /** The coordinator view each peer's tasks module uses (the current boot's). */
+  views: Map<string, CoordinatorView>;
   peer(name: string): SimPeer;
   proto(name: string): Tasks;
 }
@@ -34,11 +44,14 @@ async function world(
   durationMs: (t: TaskSpec, random: () => number) => number,
   /** Logs in SQLite (in memory) instead of MemoryTaskLog. */
   sqlite = false,
+  /** Run the real bully election (every peer but 'client' a candidate) instead of the fake view. */
+  election = false,
 ): Promise<World> {
   const fake = new FakeElection();
   const tasks = new Map<string, Tasks>();
   const logs = new Map<string, TaskLog>();
   const executors = new Map<string, SimExecutor>();
+  const views = new Map<string, CoordinatorView>();
   const c = new SimCluster(seed, faults, PROFILES.lan, (node, peer) => {
     const log =
       logs.get(peer.name) ?? (sqlite ? new TaskStore(new Database(':memory:')) : new MemoryTaskLog());
@@ -54,14 +67,24 @@ async function world(
             () => (peer.up && peer.node === node ? (tasks.get(peer.name) ?? null) : null),
           );
     if (executor) executors.set(peer.name, executor);
-    const t = node.install(
-      (ctx, n) => new Tasks(ctx, n.membership, { view: fake.viewFor(() => n.id), log, executor }),
-    );
+    // Installed first, so it ticks first: tasks see the view of this tick.
+    const view = election
+      ? node.install(
+          (ctx, n) =>
+            new Election(ctx, n.membership, {
+              timings: PROFILES.lan.election,
+              priority: 0,
+              candidate: peer.name !== 'client',
+            }),
+        )
+      : fake.viewFor(() => node.id);
+    views.set(peer.name, view);
+    const t = node.install((ctx, n) => new Tasks(ctx, n.membership, { view, log, executor }));
     tasks.set(peer.name, t);
   });
   for (const n of names) await c.add(n);
   const peer = (name: string) => c.peers.find((p) => p.name === name)!;
-  return { c, fake, tasks, logs, executors, peer, proto: (name) => tasks.get(name)! };
+  return { c, fake, tasks, logs, executors, views, peer, proto: (name) => tasks.get(name)! };
 }
 
 function randomTask(random: () => number): { op: string; args: number[] } {
@@ -213,6 +236,41 @@ describe('tasks (simulation)', () => {
       const recorded = recordedOnce(w);
       expect([...recorded].sort()).toEqual([...submitted.keys()].sort());
       expect(eventsOf(c1, 'task-coordinator').length).toBe(1);
+      expect(w.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 20))(
+    'with the bully election: the coordinator is killed mid-run and the elected successor completes every task, seed %i',
+    async (seed) => {
+      const w = await world(
+        seed,
+        { loss: 0.05, duplicate: 0.02, delayMaxMs: 3 },
+        ['w0', 'w1', 'w2', 'client'],
+        { w0: 1, w1: 2, w2: 2 },
+        slow,
+        seed % 2 === 0,
+        true,
+      );
+      const leader = () => {
+        const ids = new Set(w.c.live().map((p) => w.views.get(p.name)!.coordinator()));
+        return ids.size === 1 ? [...ids][0]! : null;
+      };
+      expect(w.c.rt.runUntilTrue(() => w.c.converged() && leader() !== null, 5_000)).toBe(true);
+      const first = w.c.peers.find((p) => p.node.id === leader())!;
+      expect(first.name).not.toBe('client');
+      const submitted = submitMany(w, 'client', 16);
+      w.c.rt.runFor(500);
+      await w.c.crash(first);
+      expect(w.c.rt.runUntilTrue(() => leader() !== null && leader() !== first.node.id, 5_000)).toBe(true);
+      expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 60_000)).toBe(true);
+      w.c.rt.runFor(2_000);
+
+      expectResultsOnce(w, 'client', submitted);
+      const recorded = recordedOnce(w);
+      for (const id of submitted.keys()) expect(recorded.has(id)).toBe(true);
+      const next = w.c.peers.find((p) => p.node.id === leader())!;
+      expect(eventsOf(next, 'task-coordinator').length).toBeGreaterThan(0);
       expect(w.c.handlerErrors()).toEqual([]);
     },
   );
