@@ -3,6 +3,7 @@
  * Same key: peers join. Another key or none: never seen, and counted. Rotation by SIGHUP without
  * a split. Key files: written 0600, refused clearly when bad.
  */
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -35,7 +36,10 @@ const keyLine = (fileText: string) => fileText.split('\n').find((l) => l && !l.s
 const events = (p: Lines, kind: string) => p.json().filter((e) => e.event === kind);
 const lastStats = (p: Lines) =>
   events(p, 'stats').at(-1) as unknown as {
-    secure: { dropped: Record<string, number>; openedByKey: Record<string, number> };
+    secure: {
+      dropped: { auth: number; replay: number; stale: number; key: number; plaintext: number };
+      openedByKey: Record<string, number>;
+    };
     decode: Record<string, number>;
   };
 
@@ -155,6 +159,80 @@ describe('group key over UDP on loopback (CLI)', () => {
     o.child.kill('SIGINT');
     await o.exited;
     expect((lastStats(o).decode as Record<string, number>).json).toBeGreaterThan(0);
+  });
+
+  it('a stranger on the group replays, tampers and forges: all dropped and counted, the group intact', async () => {
+    const dir = tempDir('attack-lo');
+    const port = testPort();
+    const k1 = path.join(dir, 'k1.key');
+    await keygen(k1);
+    const a = up(dir, port, 'a', k1);
+    const b = up(dir, port, 'b', k1);
+    await a.until((p) => loggedState(p, 'b') === 'alive', 10_000, 'a to see b');
+    await b.until((p) => loggedState(p, 'a') === 'alive', 10_000, 'b to see a');
+
+    // The stranger listens to the group like any host on the LAN, then sends from its own socket.
+    const GROUP = '239.255.77.77';
+    const captured: Buffer[] = [];
+    const listen = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    await new Promise<void>((resolve) => listen.bind(port, GROUP, () => resolve()));
+    listen.addMembership(GROUP, '127.0.0.1');
+    listen.on('message', (m) => captured.length < 20 && captured.push(m));
+    const send = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => send.bind(0, '127.0.0.1', () => resolve()));
+    send.setMulticastInterface('127.0.0.1');
+    send.setMulticastTTL(0);
+    try {
+      await a.until(() => captured.length === 20, 10_000, 'the stranger to capture 20 datagrams');
+      const out = (d: Buffer) => new Promise<void>((resolve) => send.send(d, port, GROUP, () => resolve()));
+      // Header offsets (secure.ts): counter at 13..17, ciphertext from 17. A forgery that reuses a
+      // seen nonce is refused as a replay before any decryption; with a fresh counter it must fail
+      // authentication.
+      const fresh = (d: Buffer, i: number) => {
+        const f = Buffer.from(d);
+        f.writeUInt32BE(d.readUInt32BE(13) + 500 + i, 13);
+        return f;
+      };
+      for (const [i, d] of captured.entries()) {
+        await out(d); // replayed as is
+        const t = fresh(d, i);
+        t[17 + (i % (t.length - 17))]! ^= 0x40; // one bit of the ciphertext or tag
+        await out(t);
+        await out(Buffer.concat([fresh(d, i + 100).subarray(0, 17), Buffer.alloc(d.length - 17, 0x55)]));
+      }
+      const want = (p: Lines) => {
+        const s = lastStats(p);
+        return (
+          s !== undefined &&
+          s.secure.dropped.auth >= 40 &&
+          s.secure.dropped.replay + s.secure.dropped.stale >= 20
+        );
+      };
+      for (const p of [a, b]) {
+        // The datagrams are in flight on loopback: ask for the counters until they show them all.
+        let askedAt = 0;
+        await p.until(
+          () => {
+            if (want(p)) return true;
+            if (Date.now() - askedAt > 200) {
+              askedAt = Date.now();
+              p.child.kill('SIGUSR1');
+            }
+            return false;
+          },
+          10_000,
+          'counters to show the attack',
+        );
+        const s = lastStats(p);
+        expect(s.secure.dropped.auth).toBe(40);
+        expect(s.secure.dropped.replay + s.secure.dropped.stale).toBe(20);
+        expect(Object.values(s.decode).every((n) => n === 0)).toBe(true);
+        expect(p.json().filter((e) => e.event === 'suspect' || e.event === 'dead')).toEqual([]);
+      }
+    } finally {
+      listen.close();
+      send.close();
+    }
   });
 
   it('rotation by SIGHUP (install, use, remove) keeps the group together', async () => {
