@@ -13,6 +13,7 @@
  *   2-core machine running a test suite can exceed 1 s, which the lan profile would call a death.
  */
 import type { MembershipTimings } from './membership.js';
+import type { TokenRingTimings } from './token-ring.js';
 import type { ElectionTimings } from './election.js';
 import type { ClockSyncTimings } from './clock-sync.js';
 
@@ -27,6 +28,12 @@ export interface Profile {
   /** How often the node ticks its protocols; the granularity of every timeout. */
   tickMs: number;
   membership: MembershipTimings;
+  /**
+   * Token ring (token-ring.ts). Loss timeout = lossBaseMs + ring size x lossPerPeerMs, and
+   * lossBaseMs >= leaseMs + leaseGuardMs so a claimer's own lease acks have expired when it claims.
+   * lan: a new token about 0.9 s after the holder's crash with 5 peers (target 1.5 s).
+   */
+  tokenRing: TokenRingTimings;
   /** Bully election (election.ts): a few hundred ms, as Raft advises for election timeouts. */
   election: ElectionTimings;
   /** Berkeley clock sync (clock-sync.ts). */
@@ -45,6 +52,19 @@ export const PROFILES: Record<ProfileName, Profile> = {
       deadAfterMs: 1100,
       pingIntervalMs: 100,
       deadRetentionMs: 60_000,
+    },
+    tokenRing: {
+      passRetryMs: 40,
+      passAttempts: 4,
+      idleHoldMs: 0,
+      leaseMs: 400,
+      leaseRenewMs: 100,
+      leaseGuardMs: 100,
+      leaseWaitMs: 300,
+      beatIntervalMs: 100,
+      lossBaseMs: 600,
+      lossPerPeerMs: 50,
+      claimTimeoutMs: 150,
     },
     election: {
       startupListenMs: 150,
@@ -70,6 +90,19 @@ export const PROFILES: Record<ProfileName, Profile> = {
       deadAfterMs: 2500,
       pingIntervalMs: 250,
       deadRetentionMs: 60_000,
+    },
+    tokenRing: {
+      passRetryMs: 80,
+      passAttempts: 4,
+      idleHoldMs: 0,
+      leaseMs: 800,
+      leaseRenewMs: 200,
+      leaseGuardMs: 200,
+      leaseWaitMs: 600,
+      beatIntervalMs: 200,
+      lossBaseMs: 1500,
+      lossPerPeerMs: 100,
+      claimTimeoutMs: 300,
     },
     election: {
       startupListenMs: 300,

@@ -1,0 +1,789 @@
+/**
+ * Token ring: mutual exclusion by one circulating token that carries a fencing number.
+ *
+ * Ring. The live members (membership.live()) plus this peer, ordered by id. A holder passes the
+ * token to its successor in that order; dead and left peers drop out of the order at once, and
+ * joiners enter it at once, so the ring repairs itself as the membership view changes.
+ *
+ * Token. (epoch, gen). `gen` rises at every pass and at every regeneration: it is the fencing
+ * token handed to the application. `epoch` rises only when a token is regenerated (or the quorum
+ * set is reconfigured); tokens compare by (epoch, gen), so a token from an old epoch is stale
+ * whatever its gen. Every peer remembers the newest token it has seen and discards anything older
+ * (`token-stale`); two different copies with the same (epoch, gen) are told apart by holder and
+ * the second one seen is discarded too.
+ *
+ * Passing. `tok.pass` is multicast (so every peer sees token activity) and addressed to one
+ * successor, identified by id and incarnation (a restarted peer never takes a pass meant for its
+ * previous life). The successor acknowledges by unicast (`tok.pack`); the holder resends every
+ * passRetryMs and, after passAttempts sends, skips to the next live peer with a new gen. A
+ * successor that got the token but whose acks were all lost then holds a copy: copies are safe
+ * (see leases) and die when they meet the newer one.
+ *
+ * Leases: what makes a holder safe to act. Holding the token is not enough to enter the critical
+ * section (CS): the holder multicasts `tok.lease` and needs acks from a majority of the epoch's
+ * quorum set `cfg`; the lease lasts leaseMs from when the request was sent, is renewed every
+ * leaseRenewMs while in the CS, and the holder leaves the CS when it lapses ('lease-lost').
+ * An acker backs a holder at once only if that is a renewal, a token of a newer epoch, or a token
+ * that descends by passes from the holder it backed last (the token carries that last lease holder
+ * and its gen: a holder exits the CS before it passes, so that lease is over). Any other holder
+ * (a copy from a skip, a leftover from a partition) waits until the acker's last lease has expired
+ * (leaseMs + leaseGuardMs). Two majorities of one cfg share an acker, so two leases never overlap
+ * and the later one has the higher gen: the resource sees increasing fencing tokens. A holder cut
+ * off from a majority cannot renew and stops acting within leaseMs.
+ *
+ * Regeneration. No token activity (pass, beat, lease request) for lossBaseMs + ring size x
+ * lossPerPeerMs means the token is lost (holder crashed, or every copy discarded). The lowest id
+ * of the live ring claims first; the next ones follow one claimTimeoutMs apart in rank order, in
+ * case the lowest is cut off. A claim `tok.claim {e, base}` for epoch e = (newest epoch known)+1
+ * needs `tok.conf` confirms from a majority of the base epoch's cfg (Paxos phase 1). A peer
+ * confirms at most one claim per epoch (durable `promised`), only when it has seen no live token
+ * activity for the loss timeout, and only once its own last lease ack has expired, so every lease
+ * of older epochs is over before the new token exists; after confirming it refuses tokens of older
+ * epochs. A confirmer that knows a newer epoch than the base says so, and the claimer starts over
+ * from it, so claims always chain from the latest epoch. The new token's gen is above every gen the
+ * confirmers have seen; its cfg is the claimer's live ring. The holder reconfigures the same way
+ * (claim from the token it holds) when the live ring and cfg differ, which is how joiners enter
+ * the quorum and dead peers leave it.
+ *
+ * Failure modes. A partition: the side with a majority of cfg regenerates (after the loss
+ * timeout) and carries on; the minority side cannot get leases or confirms and idles, even if it
+ * still passes a token around (by design: the majority side may have a holder). After healing, the
+ * minority's token is older and is discarded. The first epoch (no cfg yet) is bootstrapped from
+ * the claimer's live view: peers started on two sides of a partition can each make an epoch 1;
+ * their tokens meet when it heals, the lower is discarded, and its holder's lease lapses within
+ * leaseMs, but the two rings may overlap in that window: start a ring on a connected network.
+ * Leases assume clocks that run at the same rate within leaseGuardMs per lease (monotonic clocks
+ * on one LAN do); a stalled process (GC, SIGSTOP) may act past its lease, which is what the
+ * fencing token is for: the resource must refuse a token lower than one it has seen.
+ */
+import { is, type Envelope, type PeerId } from './wire.js';
+import type { Protocol, ProtocolContext } from './protocol.js';
+import type { Membership } from './membership.js';
+import type { Address } from './transport/transport.js';
+
+export interface TokenRingTimings {
+  /** An unacknowledged pass is resent after this long: a few LAN round trips. */
+  passRetryMs: number;
+  /** Sends to one successor before it is skipped for the next live peer. */
+  passAttempts: number;
+  /** How long a holder that does not want the CS keeps the token: sets the idle rotation rate. */
+  idleHoldMs: number;
+  /** A majority-acked lease lets the holder act for this long after it asked. */
+  leaseMs: number;
+  /** A holder in the CS asks again this often (several tries per lease at 10 % loss). */
+  leaseRenewMs: number;
+  /** Ackers wait leaseMs + this before backing an unrelated holder: tick granularity and clock rate error. */
+  leaseGuardMs: number;
+  /** A holder that wants the CS but gets no majority this long passes the token on (and asks again next time). */
+  leaseWaitMs: number;
+  /** A holder that keeps the token (alone, in a long CS) multicasts a beat this often. */
+  beatIntervalMs: number;
+  /** Token loss timeout = lossBaseMs + ring size x lossPerPeerMs of silence. */
+  lossBaseMs: number;
+  lossPerPeerMs: number;
+  /** A claim without a majority of confirms by then is abandoned; also the spacing of claimer ranks. */
+  claimTimeoutMs: number;
+}
+
+/** Quorum set carried in messages: 32 ids x 19 bytes keeps a pass well under the datagram limit. */
+export const RING_CONFIG_MAX = 32;
+/** A leaving holder multicasts its last pass this many times: it cannot wait for an ack. */
+export const LEAVE_PASS_COPIES = 3;
+
+/** What must survive a crash: promises to claimers and the newest epoch known (Paxos acceptor state). */
+export interface TokenRingDurable {
+  promised: number;
+  epoch: number;
+  gen: number;
+  /** Quorum set of `epoch`: a restarted claimer must count confirms against the real one. */
+  cfg: PeerId[];
+}
+
+export interface TokenRingOptions {
+  timings: TokenRingTimings;
+  /** Loads and saves the durable state (SQLite in the CLI, a map in simulations). */
+  durable?: { load(): TokenRingDurable | null; save(d: TokenRingDurable): void };
+}
+
+export type TokenExitReason = 'released' | 'lease-lost' | 'superseded' | 'stopped';
+
+declare module './protocol.js' {
+  interface PeerEventMap {
+    /** This peer now holds the token. */
+    'token-received': { epoch: number; generation: number; from: PeerId };
+    /** A pass of ours was acknowledged by `to`. */
+    'token-passed': { epoch: number; generation: number; to: PeerId };
+    /** The successor did not acknowledge; the token goes to the next live peer. */
+    'token-skipped': { peer: PeerId; generation: number };
+    /** This peer entered the critical section with fencing token `generation`. */
+    'token-enter': { epoch: number; generation: number };
+    'token-exit': { epoch: number; generation: number; reason: TokenExitReason; heldMs: number };
+    /** This peer made a new token (lost token, or the quorum set changed). */
+    'token-regenerated': { epoch: number; generation: number; ring: number; reason: 'lost' | 'reconfigure' };
+    /** A token older than one already seen was refused or dropped. */
+    'token-stale': { epoch: number; generation: number; from: PeerId };
+  }
+}
+
+const GEN = is.uint();
+const CFG = is.array(is.peerId(), RING_CONFIG_MAX);
+const HOLDER = (v: unknown) => v === '' || is.peerId()(v);
+const PASS = is.object({ e: GEN, g: GEN, to: is.peerId(), ti: GEN, lh: HOLDER, lg: GEN, cfg: CFG });
+const EG = is.object({ e: GEN, g: GEN });
+const BEAT = is.object({ e: GEN, g: GEN, cfg: CFG });
+const LEASE = is.object({ e: GEN, g: GEN, r: GEN, lh: HOLDER, lg: GEN });
+const LACK = is.object({ e: GEN, g: GEN, r: GEN });
+const CLAIM = is.object({ e: GEN, b: GEN, te: GEN, tg: GEN, lh: HOLDER, lg: GEN });
+const CONF = is.object({ e: GEN, ok: is.bool(), p: GEN, ke: GEN, kc: CFG, g: GEN });
+
+interface Token {
+  e: number;
+  g: number;
+  /** The last holder on this token's chain that had a lease, and its gen ('' and 0: none yet). */
+  lh: PeerId | '';
+  lg: number;
+  cfg: PeerId[];
+}
+
+interface Held extends Token {
+  since: number;
+  leased: boolean;
+}
+
+interface Pending {
+  tok: Token;
+  to: PeerId;
+  attempts: number;
+  nextAt: number;
+  skipped: Set<PeerId>;
+}
+
+interface Cs {
+  enteredAt: number;
+  holdUntil: number | null;
+}
+
+interface LeaseRound {
+  r: number;
+  sentAt: number;
+  acks: Set<PeerId>;
+}
+
+interface Claim {
+  e: number;
+  base: number;
+  cfg: PeerId[];
+  confirms: Set<PeerId>;
+  maxGen: number;
+  startedAt: number;
+  reason: 'lost' | 'reconfigure';
+}
+
+export interface TokenRingStatus {
+  epoch: number;
+  generation: number;
+  holder: PeerId | '';
+  holding: boolean;
+  inCriticalSection: boolean;
+  wanting: boolean;
+  ring: PeerId[];
+}
+
+/** (e1, g1) vs (e2, g2), epoch first. */
+function cmp(e1: number, g1: number, e2: number, g2: number): number {
+  return e1 !== e2 ? e1 - e2 : g1 - g2;
+}
+
+function majority(cfg: PeerId[], votes: Set<PeerId>): boolean {
+  let n = 0;
+  for (const id of cfg) if (votes.has(id)) n++;
+  return n > cfg.length / 2;
+}
+
+export class TokenRing implements Protocol {
+  readonly messages = {
+    'tok.pass': PASS,
+    'tok.pack': EG,
+    'tok.beat': BEAT,
+    'tok.lease': LEASE,
+    'tok.lack': LACK,
+    'tok.lnak': EG,
+    'tok.claim': CLAIM,
+    'tok.conf': CONF,
+  };
+  /** Counters for tests and the command's status line. */
+  readonly stats = { passes: 0, skips: 0, stale: 0, regenerations: 0, leaseRounds: 0, critical: 0 };
+
+  private readonly t: TokenRingTimings;
+  private readonly startIncarnation: number;
+  private readonly quietUntil: number;
+  /** Newest token seen, and who held it. */
+  private seenE = 0;
+  private seenG = 0;
+  private seenHolder: PeerId | '' = '';
+  /** Highest gen seen in any epoch: new tokens start above it. */
+  private maxGen = 0;
+  private promised = 0;
+  /** Highest promise any confirmer reported: the next claim must go above it. */
+  private promisedSeen = 0;
+  /** The newest epoch known and its quorum set. */
+  private known: { e: number; cfg: PeerId[] } = { e: 0, cfg: [] };
+  private lastActivity: number;
+  private lastAck: { e: number; g: number; holder: PeerId; at: number } | null = null;
+  private held: Held | null = null;
+  private pending: Pending | null = null;
+  private cs: Cs | null = null;
+  private lease: LeaseRound | null = null;
+  private leaseUntil = -Infinity;
+  private leaseAskedAt = -Infinity;
+  private round = 0;
+  private lastBeat = -Infinity;
+  private want = false;
+  private wantHoldMs: number | null = null;
+  private claim: Claim | null = null;
+  private nextClaimAt = -Infinity;
+  private nextReconfigAt = -Infinity;
+
+  constructor(
+    private readonly ctx: ProtocolContext,
+    private readonly membership: Membership,
+    private readonly opts: TokenRingOptions,
+  ) {
+    this.t = opts.timings;
+    const now = ctx.now();
+    this.startIncarnation = ctx.self.incarnation;
+    // After a restart this peer has forgotten whom it backed: it backs nobody until any lease it
+    // may have granted in its previous life has expired.
+    this.quietUntil = now + this.t.leaseMs + this.t.leaseGuardMs;
+    this.lastActivity = now;
+    const d = opts.durable?.load();
+    if (d) {
+      this.promised = d.promised;
+      this.seenE = d.epoch;
+      this.seenG = d.gen;
+      this.maxGen = d.gen;
+      this.known = { e: d.epoch, cfg: d.cfg };
+    }
+  }
+
+  // ---- application API ------------------------------------------------------------------------
+
+  /** Asks for the critical section; entered when the token comes and a majority grants a lease. */
+  request(holdMs: number | null = null): void {
+    this.want = true;
+    this.wantHoldMs = holdMs;
+  }
+
+  /** Leaves the critical section (or withdraws a request); the token moves on at the next tick. */
+  release(): void {
+    this.want = false;
+    if (this.cs) this.exit('released');
+  }
+
+  get inCriticalSection(): boolean {
+    return this.cs !== null;
+  }
+
+  get fencingToken(): number {
+    return this.held?.g ?? 0;
+  }
+
+  status(): TokenRingStatus {
+    return {
+      epoch: this.seenE,
+      generation: this.seenG,
+      holder: this.seenHolder,
+      holding: this.held !== null,
+      inCriticalSection: this.cs !== null,
+      wanting: this.want,
+      ring: this.ring(),
+    };
+  }
+
+  // ---- protocol --------------------------------------------------------------------------------
+
+  onMessage(env: Envelope, from: Address): void {
+    switch (env.t) {
+      case 'tok.pass':
+        return this.onPass(env.i, from, env.b as Token & { to: PeerId; ti: number });
+      case 'tok.pack':
+        return this.onPassAck(env.i, env.b as { e: number; g: number });
+      case 'tok.beat': {
+        const b = env.b as { e: number; g: number; cfg: PeerId[] };
+        this.observe(b.e, b.g, env.i, b.cfg);
+        return;
+      }
+      case 'tok.lease':
+        return this.onLease(
+          env.i,
+          from,
+          env.b as { e: number; g: number; r: number; lh: PeerId | ''; lg: number },
+        );
+      case 'tok.lack':
+        return this.onLeaseAck(env.i, env.b as { e: number; g: number; r: number });
+      case 'tok.lnak': {
+        const b = env.b as { e: number; g: number };
+        this.observe(b.e, b.g, '', null);
+        return;
+      }
+      case 'tok.claim':
+        return this.onClaim(env.i, from, env.b as ClaimBody);
+      case 'tok.conf':
+        return this.onConfirm(env.i, env.b as ConfBody);
+    }
+  }
+
+  tick(now: number): void {
+    if (this.cs) {
+      if (now >= this.leaseUntil) this.exit('lease-lost');
+      else if (this.cs.holdUntil !== null && now >= this.cs.holdUntil) this.release();
+    }
+    this.tickClaim(now);
+    this.tickPending(now);
+    if (this.held && !this.claim) this.tickHolder(this.held, now);
+    if (this.held && now - this.lastBeat >= this.t.beatIntervalMs) this.beat(this.held, now);
+  }
+
+  /** A graceful stop: leave the CS and hand the token to the successor without waiting for an ack. */
+  leave(): void {
+    if (this.cs) this.exit('stopped');
+    const held = this.held;
+    if (!held) return;
+    const to = this.successor(new Set());
+    if (!to) return;
+    const tok = this.nextToken(held);
+    for (let i = 0; i < LEAVE_PASS_COPIES; i++) this.sendPass(tok, to);
+    this.held = null;
+  }
+
+  // ---- passing ---------------------------------------------------------------------------------
+
+  private onPass(sender: PeerId, from: Address, b: Token & { to: PeerId; ti: number }): void {
+    if (b.to !== this.ctx.self.id) {
+      this.observe(b.e, b.g, b.to, b.cfg);
+      return;
+    }
+    // Always acknowledge: the sender stops resending whether we take the token or not.
+    this.ctx.send(from, 'tok.pack', { e: b.e, g: b.g });
+    if (b.ti < this.startIncarnation) return; // meant for our previous life
+    const c = cmp(b.e, b.g, this.seenE, this.seenG);
+    if (c === 0 && this.seenHolder === this.ctx.self.id) return; // a resend of what we took
+    if (b.e < this.promised || c < 0 || (c === 0 && this.seenHolder !== '')) {
+      this.stale(b.e, b.g, sender);
+      return;
+    }
+    this.see(b.e, b.g, this.ctx.self.id, b.cfg);
+    this.dropHeld('superseded');
+    this.held = { e: b.e, g: b.g, lh: b.lh, lg: b.lg, cfg: b.cfg, since: this.ctx.now(), leased: false };
+    this.leaseAskedAt = -Infinity;
+    this.lastBeat = this.ctx.now();
+    this.ctx.emit({ kind: 'token-received', epoch: b.e, generation: b.g, from: sender });
+  }
+
+  private onPassAck(sender: PeerId, b: { e: number; g: number }): void {
+    const p = this.pending;
+    if (!p || p.to !== sender || p.tok.e !== b.e || p.tok.g !== b.g) return;
+    this.pending = null;
+    this.stats.passes++;
+    this.ctx.emit({ kind: 'token-passed', epoch: b.e, generation: b.g, to: sender });
+  }
+
+  private tickPending(now: number): void {
+    const p = this.pending;
+    if (!p || now < p.nextAt) return;
+    // Superseded in flight (a newer token exists): nothing left to deliver.
+    if (cmp(p.tok.e, p.tok.g, this.seenE, this.seenG) < 0 || p.tok.e < this.promised) {
+      this.pending = null;
+      return;
+    }
+    const live = this.membership.get(p.to);
+    const gone = !live || live.state === 'dead' || live.state === 'left';
+    if (p.attempts < this.t.passAttempts && !gone) {
+      p.attempts++;
+      p.nextAt = now + this.t.passRetryMs;
+      this.sendPass(p.tok, p.to);
+      return;
+    }
+    p.skipped.add(p.to);
+    this.stats.skips++;
+    this.ctx.emit({ kind: 'token-skipped', peer: p.to, generation: p.tok.g });
+    const next = this.successor(p.skipped);
+    if (!next) {
+      // Everyone else skipped: start over with the full ring (a lone survivor keeps resending).
+      p.skipped.clear();
+    }
+    const to = next ?? this.successor(p.skipped);
+    if (!to) {
+      // We are alone: take the token back rather than hold a pass to nobody.
+      this.pending = null;
+      this.held = { ...p.tok, since: now, leased: false };
+      this.see(p.tok.e, p.tok.g, this.ctx.self.id, p.tok.cfg);
+      this.seenHolder = this.ctx.self.id;
+      return;
+    }
+    // A new gen: the skipped successor may hold the old one, and copies must never tie.
+    const tok = { ...p.tok, g: this.maxGen + 1 };
+    this.see(tok.e, tok.g, to, tok.cfg);
+    p.tok = tok;
+    p.to = to;
+    p.attempts = 1;
+    p.nextAt = now + this.t.passRetryMs;
+    this.sendPass(tok, to);
+  }
+
+  private tickHolder(held: Held, now: number): void {
+    const due = !this.lease || now - this.lease.sentAt >= this.t.leaseRenewMs;
+    if (this.cs) {
+      if (due) this.askLease(held, now);
+      return;
+    }
+    // One critical section per token: after it (held.leased), the token moves on, so the
+    // resource never sees one fencing token twice.
+    if (this.want && !held.leased) {
+      if (this.leaseAskedAt === -Infinity) this.leaseAskedAt = now;
+      if (now - this.leaseAskedAt < this.t.leaseWaitMs) {
+        if (due) this.askLease(held, now);
+        return;
+      }
+    } else if (now - held.since < this.t.idleHoldMs) return;
+    if (this.needsReconfigure(held, now)) {
+      this.startClaim(now, 'reconfigure');
+      return;
+    }
+    this.pass(held, now);
+  }
+
+  private pass(held: Held, now: number): void {
+    const to = this.successor(new Set());
+    if (!to) return; // alone: keep it, beat, and enter at will
+    const tok = this.nextToken(held);
+    this.held = null;
+    this.lease = null;
+    this.leaseAskedAt = -Infinity;
+    this.see(tok.e, tok.g, to, tok.cfg);
+    this.pending = { tok, to, attempts: 1, nextAt: now + this.t.passRetryMs, skipped: new Set() };
+    this.sendPass(tok, to);
+  }
+
+  /** The token as passed on: the next gen, and this peer as the chain's last lease holder if it had one. */
+  private nextToken(held: Held): Token {
+    const g = Math.max(this.maxGen, held.g) + 1;
+    return {
+      e: held.e,
+      g,
+      lh: held.leased ? this.ctx.self.id : held.lh,
+      lg: held.leased ? held.g : held.lg,
+      cfg: held.cfg,
+    };
+  }
+
+  private sendPass(tok: Token, to: PeerId): void {
+    const m = this.membership.get(to);
+    this.ctx.broadcast('tok.pass', { ...tok, to, ti: m?.incarnation ?? 0 });
+  }
+
+  private beat(held: Held, now: number): void {
+    this.lastBeat = now;
+    this.lastActivity = now;
+    this.ctx.broadcast('tok.beat', { e: held.e, g: held.g, cfg: held.cfg });
+  }
+
+  // ---- leases and the critical section ---------------------------------------------------------
+
+  private askLease(held: Held, now: number): void {
+    const r = ++this.round;
+    this.lease = { r, sentAt: now, acks: new Set() };
+    this.stats.leaseRounds++;
+    this.lastActivity = now;
+    if (this.mayAck(held.e, held.g, this.ctx.self.id, held.lh, held.lg, now))
+      this.lease.acks.add(this.ctx.self.id);
+    this.ctx.broadcast('tok.lease', { e: held.e, g: held.g, r, lh: held.lh, lg: held.lg });
+    this.checkLease(held, now);
+  }
+
+  private onLease(
+    sender: PeerId,
+    from: Address,
+    b: { e: number; g: number; r: number; lh: PeerId | ''; lg: number },
+  ): void {
+    const now = this.ctx.now();
+    const c = cmp(b.e, b.g, this.seenE, this.seenG);
+    if (b.e < this.promised || c < 0 || (c === 0 && this.seenHolder !== sender && this.seenHolder !== '')) {
+      this.ctx.send(from, 'tok.lnak', { e: this.seenE, g: this.seenG });
+      return;
+    }
+    this.observe(b.e, b.g, sender, null);
+    if (this.mayAck(b.e, b.g, sender, b.lh, b.lg, now))
+      this.ctx.send(from, 'tok.lack', { e: b.e, g: b.g, r: b.r });
+  }
+
+  /** The acker's rule (see the header): back this holder now, or not yet. Records the ack. */
+  private mayAck(e: number, g: number, holder: PeerId, lh: PeerId | '', lg: number, now: number): boolean {
+    if (now < this.quietUntil) return false;
+    if (e < this.promised) return false;
+    const last = this.lastAck;
+    const ok =
+      !last ||
+      e > last.e ||
+      (last.holder === holder && last.e === e && last.g === g) ||
+      (last.e === e && last.holder === lh && last.g === lg) ||
+      now >= last.at + this.t.leaseMs + this.t.leaseGuardMs;
+    if (ok) this.lastAck = { e, g, holder, at: now };
+    return ok;
+  }
+
+  private onLeaseAck(sender: PeerId, b: { e: number; g: number; r: number }): void {
+    const held = this.held;
+    if (!held || !this.lease || b.e !== held.e || b.g !== held.g || b.r !== this.lease.r) return;
+    this.lease.acks.add(sender);
+    this.checkLease(held, this.ctx.now());
+  }
+
+  private checkLease(held: Held, now: number): void {
+    const round = this.lease;
+    if (!round || !majority(held.cfg, round.acks)) return;
+    const until = round.sentAt + this.t.leaseMs;
+    if (until <= this.leaseUntil) return;
+    this.leaseUntil = until;
+    if (!this.cs && this.want && !held.leased && now < until) this.enter(held, now);
+  }
+
+  private enter(held: Held, now: number): void {
+    held.leased = true;
+    this.cs = { enteredAt: now, holdUntil: this.wantHoldMs === null ? null : now + this.wantHoldMs };
+    this.stats.critical++;
+    this.ctx.emit({ kind: 'token-enter', epoch: held.e, generation: held.g });
+  }
+
+  private exit(reason: TokenExitReason): void {
+    const cs = this.cs;
+    if (!cs) return;
+    this.cs = null;
+    this.lease = null;
+    this.leaseUntil = -Infinity;
+    this.leaseAskedAt = -Infinity;
+    const e = this.held?.e ?? this.seenE;
+    const g = this.held?.g ?? this.seenG;
+    if (reason === 'released') this.want = false;
+    this.ctx.emit({
+      kind: 'token-exit',
+      epoch: e,
+      generation: g,
+      reason,
+      heldMs: Math.round(this.ctx.now() - cs.enteredAt),
+    });
+  }
+
+  // ---- observing the token ---------------------------------------------------------------------
+
+  /** Records token activity (e, g) held by `holder`; drops our own token if it is now stale. */
+  private observe(e: number, g: number, holder: PeerId | '', cfg: PeerId[] | null): void {
+    if (e < this.promised) return;
+    const c = cmp(e, g, this.seenE, this.seenG);
+    if (c < 0) return;
+    if (c === 0 && holder !== '' && this.seenHolder !== '' && holder !== this.seenHolder) return;
+    if (c === 0 && this.seenHolder === '') this.seenHolder = holder;
+    this.lastActivity = this.ctx.now();
+    if (c > 0) {
+      this.see(e, g, holder, cfg);
+      if (this.held && cmp(this.held.e, this.held.g, e, g) < 0) {
+        this.stale(this.held.e, this.held.g, this.ctx.self.id);
+        this.dropHeld('superseded');
+      }
+    } else if (cfg && e > this.known.e) this.known = { e, cfg };
+  }
+
+  private see(e: number, g: number, holder: PeerId | '', cfg: PeerId[] | null): void {
+    const newEpoch = e > this.seenE;
+    if (cmp(e, g, this.seenE, this.seenG) > 0) {
+      this.seenE = e;
+      this.seenG = g;
+      this.seenHolder = holder;
+    }
+    this.maxGen = Math.max(this.maxGen, g);
+    this.lastActivity = this.ctx.now();
+    if (cfg && cfg.length > 0 && e >= this.known.e) this.known = { e, cfg };
+    if (newEpoch) this.persist();
+  }
+
+  private dropHeld(reason: TokenExitReason): void {
+    if (this.cs) this.exit(reason);
+    this.held = null;
+    this.lease = null;
+    if (this.claim?.reason === 'reconfigure') this.claim = null;
+  }
+
+  private stale(e: number, g: number, from: PeerId): void {
+    this.stats.stale++;
+    this.ctx.emit({ kind: 'token-stale', epoch: e, generation: g, from });
+  }
+
+  // ---- regeneration ----------------------------------------------------------------------------
+
+  private lossTimeoutMs(): number {
+    return this.t.lossBaseMs + this.ring().length * this.t.lossPerPeerMs;
+  }
+
+  private tickClaim(now: number): void {
+    if (this.claim) {
+      if (now - this.claim.startedAt > this.t.claimTimeoutMs) {
+        this.claim = null;
+        this.nextClaimAt = now + this.t.claimTimeoutMs * (1 + this.ctx.random());
+      }
+      return;
+    }
+    if (this.held || this.pending || now < this.nextClaimAt) return;
+    const rank = this.ring().indexOf(this.ctx.self.id);
+    if (now - this.lastActivity > this.lossTimeoutMs() + rank * this.t.claimTimeoutMs)
+      this.startClaim(now, 'lost');
+  }
+
+  private needsReconfigure(held: Held, now: number): boolean {
+    if (now < this.nextReconfigAt) return false;
+    const want = this.ring().slice(0, RING_CONFIG_MAX);
+    return want.length !== held.cfg.length || want.some((id, i) => held.cfg[i] !== id);
+  }
+
+  private startClaim(now: number, reason: Claim['reason']): void {
+    const base = this.known.e;
+    const cfg =
+      base === 0 || this.known.cfg.length === 0 ? this.ring().slice(0, RING_CONFIG_MAX) : this.known.cfg;
+    const e = Math.max(this.promised, this.promisedSeen, this.known.e, this.seenE) + 1;
+    const held = this.held;
+    this.claim = { e, base, cfg, confirms: new Set(), maxGen: this.maxGen, startedAt: now, reason };
+    if (reason === 'reconfigure') this.nextReconfigAt = now + this.lossTimeoutMs();
+    const body: ClaimBody = {
+      e,
+      b: base,
+      te: held?.e ?? 0,
+      tg: held?.g ?? 0,
+      lh: held ? (held.leased ? this.ctx.self.id : held.lh) : '',
+      lg: held ? (held.leased ? held.g : held.lg) : 0,
+    };
+    if (this.mayConfirm(this.ctx.self.id, body, now)) this.claim.confirms.add(this.ctx.self.id);
+    this.ctx.broadcast('tok.claim', body);
+    this.checkClaim(now);
+  }
+
+  private onClaim(sender: PeerId, from: Address, b: ClaimBody): void {
+    const ok = this.mayConfirm(sender, b, this.ctx.now());
+    this.ctx.send(from, 'tok.conf', {
+      e: b.e,
+      ok,
+      p: this.promised,
+      ke: this.known.e,
+      kc: this.known.cfg,
+      g: this.maxGen,
+    });
+  }
+
+  /** The confirmer's rule (see the header). Records the promise when it says yes. */
+  private mayConfirm(claimer: PeerId, b: ClaimBody, now: number): boolean {
+    if (now < this.quietUntil || b.e <= this.promised || b.e <= this.seenE || this.known.e > b.b)
+      return false;
+    const c = cmp(b.te, b.tg, this.seenE, this.seenG);
+    const claimerHoldsNewest =
+      b.te > 0 && (c > 0 || (c === 0 && (this.seenHolder === claimer || this.seenHolder === '')));
+    // Liveness only: do not kill a token that is moving. Half the loss timeout, so a claimer whose
+    // timer fired is not refused by peers that heard the last activity a little later.
+    if (!claimerHoldsNewest && now - this.lastActivity <= this.lossTimeoutMs() / 2) return false;
+    if (this.held && claimer !== this.ctx.self.id) return false; // we hold a token: it is not lost
+    const last = this.lastAck;
+    const leasesOver =
+      !last ||
+      now >= last.at + this.t.leaseMs + this.t.leaseGuardMs ||
+      (last.holder === claimer && claimerHoldsNewest) ||
+      (claimerHoldsNewest && last.e === b.te && last.holder === b.lh && last.g === b.lg);
+    if (!leasesOver) return false;
+    this.promised = b.e;
+    this.persist();
+    return true;
+  }
+
+  private onConfirm(sender: PeerId, b: ConfBody): void {
+    const claim = this.claim;
+    if (!claim || b.e !== claim.e) return;
+    this.maxGen = Math.max(this.maxGen, b.g);
+    this.promisedSeen = Math.max(this.promisedSeen, b.p);
+    if (b.ke > claim.base) {
+      // A newer epoch exists: the claim is moot; learn it and start over from it if still needed.
+      if (b.ke > this.known.e) this.known = { e: b.ke, cfg: b.kc };
+      this.claim = null;
+      this.nextClaimAt = this.ctx.now() + this.t.passRetryMs;
+      return;
+    }
+    if (!b.ok) return;
+    claim.confirms.add(sender);
+    claim.maxGen = Math.max(claim.maxGen, b.g);
+    this.checkClaim(this.ctx.now());
+  }
+
+  private checkClaim(now: number): void {
+    const claim = this.claim;
+    if (!claim || !majority(claim.cfg, claim.confirms)) return;
+    this.claim = null;
+    const cfg = this.ring().slice(0, RING_CONFIG_MAX);
+    const g = Math.max(claim.maxGen, this.maxGen) + 1;
+    if (this.cs) this.exit('superseded');
+    this.known = { e: claim.e, cfg };
+    this.see(claim.e, g, this.ctx.self.id, cfg);
+    this.held = { e: claim.e, g, lh: '', lg: 0, cfg, since: now, leased: false };
+    this.lease = null;
+    this.stats.regenerations++;
+    this.ctx.emit({
+      kind: 'token-regenerated',
+      epoch: claim.e,
+      generation: g,
+      ring: cfg.length,
+      reason: claim.reason,
+    });
+    this.beat(this.held, now);
+  }
+
+  // ---- ring ------------------------------------------------------------------------------------
+
+  /** Live members and this peer, by id. */
+  private ring(): PeerId[] {
+    const ids = this.membership.live().map((m) => m.id);
+    ids.push(this.ctx.self.id);
+    return ids.sort();
+  }
+
+  /** The next live peer after this one in id order, not in `skip`; null when alone. */
+  private successor(skip: Set<PeerId>): PeerId | null {
+    const ring = this.ring();
+    const i = ring.indexOf(this.ctx.self.id);
+    for (let k = 1; k < ring.length; k++) {
+      const id = ring[(i + k) % ring.length]!;
+      if (!skip.has(id)) return id;
+    }
+    return null;
+  }
+
+  private persist(): void {
+    this.opts.durable?.save({
+      promised: this.promised,
+      epoch: this.known.e,
+      gen: this.seenG,
+      cfg: this.known.cfg,
+    });
+  }
+}
+
+interface ClaimBody {
+  e: number;
+  b: number;
+  te: number;
+  tg: number;
+  lh: PeerId | '';
+  lg: number;
+}
+
+interface ConfBody {
+  e: number;
+  ok: boolean;
+  p: number;
+  ke: number;
+  kc: PeerId[];
+  g: number;
+}
