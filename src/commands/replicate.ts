@@ -121,7 +121,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
       const id = entryId(entry);
       const status = () => rp.appendStatus(id)!;
       const ok = await waitFor(
-        () => acksSatisfied(policy, status().acked.length, rp.holders().length),
+        () => acksSatisfied(policy, status().acked.length, status().known),
         Math.max(0, flags.timeout - (Date.now() - started)),
       );
       const nameOf = (pid: string) => rp.holders().find((h) => h.id === pid)?.name ?? pid.slice(0, 8);
@@ -144,7 +144,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
       }
       if (this.jsonEnabled()) this.logJson(result);
       process.stderr.write(
-        `${this.config.bin}: ${id} confirmed by ${result.confirmed.length} of ${rp.holders().length} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${result.missing.length ? `no confirmation from: ${result.missing.join(', ')}` : `only ${rp.holders().length} holder(s) are known`}\n`,
+        `${this.config.bin}: ${id} confirmed by ${result.confirmed.length} of ${status().known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${result.missing.length ? `no confirmation from: ${result.missing.join(', ')}` : `only ${status().known} holder(s) are known`}\n`,
       );
       return this.exit(EXIT_NOT_CONFIRMED);
     } finally {

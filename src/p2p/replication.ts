@@ -10,7 +10,11 @@
  * time, text). A holder appends it durably (fsync) unless it already holds that identity, then
  * unicasts `rp.ack` to the sender, so a retried or duplicated append is acknowledged again but
  * written once. The appender unicasts the entry again every APPEND_RETRY_MS to every holder that
- * has not acknowledged; the command decides when enough acks arrived (acksSatisfied).
+ * has not acknowledged; the command decides when enough acks arrived (acksSatisfied). "All" means
+ * every holder the group knows of: a one-shot appender only hears live holders answer its probe,
+ * so each ack also lists the holders its sender knows (alive, suspect or dead, not left); a
+ * crashed holder thus keeps `--acks all` from succeeding until the others forget it
+ * (membership's deadRetentionMs) or it comes back.
  *
  * Anti-entropy (pull with push-back). Every AE_INTERVAL_MS a holder that sees another holder
  * advertise a digest unlike its own runs one session against it (A = initiator, B = responder;
@@ -88,6 +92,8 @@ export const SESSION_WINDOW_REQUESTS = 8;
 export const PUSH_DATAGRAMS_PER_TICK = 16;
 export const GET_KEYS_PER_REQUEST_MAX = 48;
 export const APPEND_RETRY_MS = 200;
+/** Holder ids an ack lists (the holders its sender knows), so an appender learns of dead ones. */
+export const ACK_HOLDERS_MAX = 24;
 /** How often a reconcile coordinator polls every holder. */
 export const ROUND_POLL_MS = 150;
 /**
@@ -126,7 +132,7 @@ const B64 = is.str(B64_CHARS_MAX);
 
 const MESSAGES = {
   'rp.app': is.object({ e: wireEntry }),
-  'rp.ack': is.object({ o: is.peerId(), s: is.uint() }),
+  'rp.ack': is.object({ o: is.peerId(), s: is.uint(), k: is.array(is.peerId(), ACK_HOLDERS_MAX) }),
   'rp.tq': is.object({
     q: Q,
     ln: is.literal(0, 1),
@@ -261,6 +267,8 @@ interface RoundMemory {
 interface AppendTrack {
   entry: Entry;
   acked: Set<PeerId>;
+  /** Holders some acker knows of, beyond those this peer heard itself. */
+  known: Set<PeerId>;
   lastSend: number;
 }
 
@@ -350,20 +358,35 @@ export class Replication implements Protocol {
       if (added.length)
         this.ctx.emit({ kind: 'replica-append', entries: added, from: this.ctx.self.id, via: 'local' });
     } else {
-      this.appends.set(entryId(entry), { entry, acked: new Set(), lastSend: this.ctx.now() });
+      this.appends.set(entryId(entry), {
+        entry,
+        acked: new Set(),
+        known: new Set(),
+        lastSend: this.ctx.now(),
+      });
     }
     this.ctx.broadcast('rp.app', { e: toWire(entry) });
     return entry;
   }
 
   /** Acks an observer's append has collected, and the holders known that have not acked. */
-  appendStatus(id: string): { acked: PeerId[]; missing: Array<{ id: PeerId; name: string }> } | undefined {
+  appendStatus(
+    id: string,
+  ): { acked: PeerId[]; known: number; missing: Array<{ id: PeerId; name: string }> } | undefined {
     const t = this.appends.get(id);
     if (!t) return undefined;
-    const missing = this.holders()
-      .filter((h) => !t.acked.has(h.id))
-      .map((h) => ({ id: h.id, name: h.name }));
-    return { acked: [...t.acked], missing };
+    const names = new Map<PeerId, string>();
+    const left = new Set<PeerId>();
+    for (const m of this.dir.list()) {
+      names.set(m.id, m.name);
+      if (m.state === 'left') left.add(m.id);
+    }
+    const all = new Set([...this.holders().map((h) => h.id), ...t.known, ...t.acked]);
+    for (const x of left) if (!t.acked.has(x)) all.delete(x);
+    const missing = [...all]
+      .filter((x) => !t.acked.has(x))
+      .map((x) => ({ id: x, name: names.get(x) ?? x.slice(0, 8) }));
+    return { acked: [...t.acked], known: all.size, missing };
   }
 
   /** Starts (or restarts) a reconcile round as coordinator; returns its id. */
@@ -404,7 +427,7 @@ export class Replication implements Protocol {
       case 'rp.app':
         return this.onAppend(env, from, fromWire(b.e as WireEntry));
       case 'rp.ack':
-        return this.onAck(env, b as { o: string; s: number });
+        return this.onAck(env, b as { o: string; s: number; k: PeerId[] });
       case 'rp.tq':
         return this.onTreeRequest(from, b as { q: number; ln: 0 | 1; lv: number; p: number[] });
       case 'rp.iq':
@@ -450,12 +473,17 @@ export class Replication implements Protocol {
     }
     const added = this.sink.append([entry]);
     if (added.length) this.ctx.emit({ kind: 'replica-append', entries: added, from: env.i, via: 'append' });
-    this.ctx.send(from, 'rp.ack', { o: entry.origin, s: entry.seq });
+    const k = this.holders()
+      .map((h) => h.id)
+      .slice(0, ACK_HOLDERS_MAX);
+    this.ctx.send(from, 'rp.ack', { o: entry.origin, s: entry.seq, k });
   }
 
-  private onAck(env: Envelope, b: { o: string; s: number }): void {
+  private onAck(env: Envelope, b: { o: string; s: number; k: PeerId[] }): void {
     const t = this.appends.get(`${b.o}:${b.s}`);
-    if (!t || t.acked.has(env.i)) return;
+    if (!t) return;
+    for (const x of b.k) if (x !== this.ctx.self.id) t.known.add(x);
+    if (t.acked.has(env.i)) return;
     t.acked.add(env.i);
     this.ctx.emit({ kind: 'replica-ack', id: entryId(t.entry), holder: env.i });
   }

@@ -185,9 +185,9 @@ describe('replication (simulation)', () => {
       const e1 = rp.append('to everyone');
       const all = parseAckPolicy('all')!;
       const status = () => rp.appendStatus(entryId(e1))!;
-      expect(
-        rc.rt.runUntilTrue(() => acksSatisfied(all, status().acked.length, rp.holders().length), 3_000),
-      ).toBe(true);
+      expect(rc.rt.runUntilTrue(() => acksSatisfied(all, status().acked.length, status().known), 3_000)).toBe(
+        true,
+      );
       expect(status().missing).toEqual([]);
       // Every ack was given after a durable write: each holder has the entry.
       for (const h of hs) expect(rc.file(h).set.has(e1)).toBe(true);
@@ -199,19 +199,34 @@ describe('replication (simulation)', () => {
       const s2 = () => rp.appendStatus(entryId(e2))!;
       expect(
         rc.rt.runUntilTrue(
-          () => acksSatisfied(parseAckPolicy('majority')!, s2().acked.length, rp.holders().length),
+          () => acksSatisfied(parseAckPolicy('majority')!, s2().acked.length, s2().known),
           3_000,
         ),
       ).toBe(true);
       rc.rt.runFor(1_000);
-      expect(acksSatisfied(parseAckPolicy('2')!, s2().acked.length, rp.holders().length)).toBe(true);
-      expect(acksSatisfied(all, s2().acked.length, rp.holders().length)).toBe(false);
+      expect(acksSatisfied(parseAckPolicy('2')!, s2().acked.length, s2().known)).toBe(true);
+      expect(acksSatisfied(all, s2().acked.length, s2().known)).toBe(false);
       expect(s2().missing.map((m) => m.name)).toEqual([cut.name]);
       expect(rc.file(cut).set.has(e2)).toBe(false);
       // Back on the network: retries (or anti-entropy) bring it the entry; it acks.
       rc.c.net.setDown(cut.address, false);
       expect(rc.rt.runUntilTrue(() => s2().missing.length === 0, 5_000)).toBe(true);
       expect(rc.file(cut).set.has(e2)).toBe(true);
+
+      // A holder crashes; a fresh appender never hears it, but the acks tell it the holder exists.
+      const dead = hs[1]!;
+      await rc.c.crash(dead);
+      const late = await rc.c.add('app2', { observer: true });
+      rc.rt.runFor(300);
+      const rp2 = rc.rp(late);
+      expect(rp2.holders().some((h) => h.id === dead.node.id)).toBe(false);
+      const e3 = rp2.append('after a crash');
+      const s3 = () => rp2.appendStatus(entryId(e3))!;
+      rc.rt.runFor(2_000);
+      expect(s3().known).toBe(3);
+      expect(s3().missing.map((m) => m.name)).toEqual([dead.node.id.slice(0, 8)]);
+      expect(acksSatisfied(all, s3().acked.length, s3().known)).toBe(false);
+      expect(acksSatisfied(parseAckPolicy('majority')!, s3().acked.length, s3().known)).toBe(true);
       rc.assertNoDuplicates();
     },
   );

@@ -1,0 +1,148 @@
+/**
+ * The built CLI on loopback (127.0.0.1, TTL 0): three replica holders as real processes, one-shot
+ * appends with --acks, a holder killed and restarted, and `peer reconcile`: identical files.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import { compareEntries, entryId, parseLine, type Entry } from '../../src/storage/replica.js';
+
+const running: Lines[] = [];
+afterEach(async () => {
+  for (const p of running.splice(0)) {
+    p.child.kill('SIGKILL');
+    await p.exited;
+  }
+});
+
+function readReplica(file: string): Entry[] {
+  const text = fs.readFileSync(file, 'utf8');
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => {
+      const p = parseLine(l);
+      if (!p.ok) throw new Error(`${file}: ${p.reason}: ${l}`);
+      return p.entry;
+    });
+}
+
+describe('peer replicate and peer reconcile on loopback', () => {
+  it('three holders: acknowledged appends, a crashed holder catching up, reconcile to identical files', async () => {
+    const port = testPort();
+    const root = tempDir('replicate');
+    const net = [
+      '--interface',
+      '127.0.0.1',
+      '--ttl',
+      '0',
+      '--port',
+      String(port),
+      '--data-dir',
+      path.join(root, 'data'),
+    ];
+    const dir = path.join(root, 'replicas');
+    const holder = (name: string) => {
+      const p = startCli(['replicate', ...net, '--dir', dir, '--name', name, '--log-format', 'json']);
+      running.push(p);
+      return p;
+    };
+    const joined = (p: Lines, n: number) => p.json().filter((e) => e.event === 'join').length >= n;
+    const hs = ['h1', 'h2', 'h3'].map(holder);
+    await Promise.all(hs.map((h) => h.until((l) => joined(l, 2), 10_000, 'two joins')));
+
+    const texts = ['first', 'tab\there, "quotes" and \\ back', 'ünïcødé 😀', 'last'];
+    const ids: string[] = [];
+    for (const t of texts) {
+      const r = await runCli(['replicate', t, ...net, '--acks', 'all', '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as { ok: boolean; id: string; confirmed: string[] };
+      expect(out.ok).toBe(true);
+      expect(out.confirmed).toEqual(['h1', 'h2', 'h3']);
+      ids.push(out.id);
+    }
+    // Acknowledged means on disk: every file holds every entry right now.
+    for (const h of ['h1', 'h2', 'h3']) {
+      const got = readReplica(path.join(dir, `${h}.txt`)).map(entryId);
+      expect(new Set(got)).toEqual(new Set(ids));
+    }
+
+    // h3 dies: --acks all fails and names it, --acks majority succeeds.
+    const h3 = hs[2]!;
+    h3.child.kill('SIGKILL');
+    await h3.exited;
+    const failed = await runCli([
+      'replicate',
+      'while h3 is down',
+      ...net,
+      '--acks',
+      'all',
+      '--timeout',
+      '1500',
+    ]);
+    expect(failed.code).toBe(1);
+    // The one-shot appender never heard h3 (dead before it started); the acks named it by id.
+    const h3Id = String(h3.json().find((e) => e.event === 'up')!.id);
+    expect(failed.stderr).toContain(`no confirmation from: ${h3Id.slice(0, 8)}`);
+    const maj = await runCli(['replicate', 'majority only', ...net, '--acks', 'majority', '--json']);
+    expect(maj.code, maj.stderr).toBe(0);
+
+    // h3 comes back with its file and catches up by anti-entropy.
+    const back = holder('h3');
+    await back.until(
+      (l) => l.json().filter((e) => e.event === 'entry' && e.via === 'repair').length >= 2,
+      15_000,
+      'h3 to repair the two entries it missed',
+    );
+
+    const rec = await runCli(['reconcile', ...net, '--json', '--timeout', '15000'], { timeoutMs: 30_000 });
+    expect(rec.code, rec.stderr).toBe(0);
+    const result = JSON.parse(rec.stdout) as {
+      ok: boolean;
+      replicas: Array<{ replica: string; after: number; sha256: string }>;
+    };
+    expect(result.ok).toBe(true);
+    expect(result.replicas.map((r) => r.replica)).toEqual(['h1', 'h2', 'h3']);
+    expect(result.replicas.every((r) => r.after === 6)).toBe(true);
+    expect(new Set(result.replicas.map((r) => r.sha256)).size).toBe(1);
+
+    const files = ['h1', 'h2', 'h3'].map((h) => fs.readFileSync(path.join(dir, `${h}.txt`), 'utf8'));
+    expect(new Set(files).size).toBe(1);
+    const entries = readReplica(path.join(dir, 'h1.txt'));
+    expect(entries).toHaveLength(6);
+    expect(new Set(entries.map(entryId)).size).toBe(6);
+    expect(entries).toEqual([...entries].sort(compareEntries));
+    expect(entries.map((e) => e.text)).toEqual(
+      expect.arrayContaining([...texts, 'while h3 is down', 'majority only']),
+    );
+
+    // Offline, after the holders stop: already identical, nothing to add.
+    for (const p of running.splice(0)) {
+      p.child.kill('SIGTERM');
+      await p.exited;
+    }
+    const off = await runCli(['reconcile', '--offline', '--dir', dir, '--json']);
+    expect(off.code, off.stderr).toBe(0);
+    const offRows = (JSON.parse(off.stdout) as { replicas: Array<{ added: number; after: number }> })
+      .replicas;
+    expect(offRows.map((r) => [r.added, r.after])).toEqual([
+      [0, 6],
+      [0, 6],
+      [0, 6],
+    ]);
+  }, 90_000);
+
+  it('bad input is one line and exit 2', async () => {
+    const root = tempDir('replicate-bad');
+    const blocker = path.join(root, 'file');
+    fs.writeFileSync(blocker, '');
+    const r = await runCli(['reconcile', '--offline', '--dir', path.join(blocker, 'sub')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/ENOTDIR/);
+    const a = await runCli(['replicate', 'x', '--interface', '127.0.0.1', '--acks', 'some']);
+    expect(a.code).toBe(2);
+    expect(a.stderr).toMatch(/--acks some is not valid/);
+  });
+});
