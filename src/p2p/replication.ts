@@ -245,6 +245,8 @@ interface Pending {
 interface Session {
   z: number;
   peer: PeerId;
+  /** Body bytes the responder can put in one reply: its envelope, with its name, takes the rest. */
+  replyBodyBytes: number;
   address: Address;
   lane: 0 | 1;
   phase: 'tree' | 'iblt' | 'fetch';
@@ -511,7 +513,8 @@ export class Replication implements Protocol {
   private onFinish(from: Address, b: { r: number; h: string }): void {
     if (!this.sink) return;
     const mem = this.remember(b.r);
-    if (!mem.sha256 && this.sink.set.digest() === b.h) {
+    // Rewrite once per round, or again if entries arrived after the rewrite (file not canonical).
+    if ((!mem.sha256 || !this.sink.set.isCanonical()) && this.sink.set.digest() === b.h) {
       mem.sha256 = this.sink.rewriteCanonical();
       this.ctx.emit({ kind: 'replica-rewrite', round: b.r, sha256: mem.sha256, entries: this.sink.set.size });
     }
@@ -582,14 +585,15 @@ export class Replication implements Protocol {
     const others = this.liveHolders().filter((h) => h.state === 'alive' && h.digest !== own);
     if (others.length === 0) return;
     const h = others[Math.floor(this.ctx.random() * others.length)]!;
-    this.startSession(h.id, h.address);
+    this.startSession(h.id, h.address, h.name);
   }
 
   /** Starts a session against one holder (exposed for the pair harness and tests). */
-  startSession(peer: PeerId, address: Address): void {
+  startSession(peer: PeerId, address: Address, peerName: string): void {
     const s: Session = {
       z: 1 + Math.floor(this.ctx.random() * 2 ** 31),
       peer,
+      replyBodyBytes: DATAGRAM_PAYLOAD_BYTES_MAX - envelopeOverhead(peerName),
       address,
       lane: (this.sessions++ % 2) as 0 | 1,
       phase: 'tree',
@@ -609,7 +613,7 @@ export class Replication implements Protocol {
   }
 
   private queueTreeLevel(s: Session, parents: number[]): void {
-    const perMsg = Math.max(1, Math.floor(this.b64Bytes(40) / (DIGEST_FANOUT * HASH_BYTES)));
+    const perMsg = Math.max(1, Math.floor(b64Bytes(s.replyBodyBytes, 40) / (DIGEST_FANOUT * HASH_BYTES)));
     s.differing = [];
     for (let i = 0; i < parents.length; i += perMsg) {
       const p = parents.slice(i, i + perMsg);
@@ -621,7 +625,7 @@ export class Replication implements Protocol {
     s.phase = 'iblt';
     s.m = m;
     s.remote = new Iblt(m);
-    const perMsg = Math.min(256, Math.floor(this.b64Bytes(60) / IBLT_CELL_BYTES));
+    const perMsg = Math.min(256, Math.floor(b64Bytes(s.replyBodyBytes, 40) / IBLT_CELL_BYTES));
     for (let f = 0; f < m; f += perMsg) {
       const n = Math.min(perMsg, m - f);
       s.queue.push({ type: 'rp.iq', body: { z: s.z, m, f, n }, from: f });
@@ -684,7 +688,10 @@ export class Replication implements Protocol {
         if (e) s.pushQueue.push(e);
       }
       const missing = diff.theirs.filter(([k1, k2]) => !set.byIdHash(k1, k2));
-      const perMsg = Math.min(GET_KEYS_PER_REQUEST_MAX, Math.floor(this.b64Bytes(30) / KEY_BYTES));
+      const perMsg = Math.min(
+        GET_KEYS_PER_REQUEST_MAX,
+        Math.floor(b64Bytes(this.bodyBytesMax, 40) / KEY_BYTES),
+      );
       for (let i = 0; i < missing.length; i += perMsg) {
         const keys = missing.slice(i, i + perMsg);
         s.queue.push({ type: 'rp.get', body: { k: packKeys(keys) }, keys });
@@ -804,11 +811,6 @@ export class Replication implements Protocol {
 
   // ---- sizing --------------------------------------------------------------------------------
 
-  /** Raw bytes that fit, base64-encoded, in a body with `fixed` other bytes. */
-  private b64Bytes(fixed: number): number {
-    return Math.floor((this.bodyBytesMax - fixed) / 4) * 3;
-  }
-
   /** Takes from the front of `queue` as many entries as fit one `rp.ent` body. */
   private packEntries(queue: Entry[], q: number): Entry[] {
     let bytes = Buffer.byteLength(JSON.stringify({ q, e: [] }));
@@ -821,6 +823,11 @@ export class Replication implements Protocol {
     }
     return queue.splice(0, n);
   }
+}
+
+/** Raw bytes that fit, base64-encoded, in a body of `bodyBytes` with `fixed` other bytes. */
+function b64Bytes(bodyBytes: number, fixed: number): number {
+  return Math.floor((bodyBytes - fixed) / 4) * 3;
 }
 
 function ibltSize(d: number): number {

@@ -264,6 +264,32 @@ describe('replication (simulation)', () => {
   );
 });
 
+describe('replication with the longest names', () => {
+  it.each(SEEDS.slice(0, 5))(
+    'every datagram fits when names are 64 characters of 4-byte UTF-8, seed %i',
+    async (seed) => {
+      const rc = new ReplicaCluster(seed, { loss: 0.02, delayMaxMs: 5 });
+      const names = ['h' + '😀'.repeat(31) + 'a', 'h' + '😀'.repeat(31) + 'b'];
+      const [a, b] = [await rc.c.add(names[0]!), await rc.c.add(names[1]!)];
+      // Large, different replicas: every message kind is used, most of them full.
+      for (let i = 0; i < 600; i++) {
+        const e = { origin: 'abcdef0123456789', seq: i + 1, lamport: i, text: '€'.repeat(i % 230) };
+        if (i % 3 !== 0) rc.file(a!).append([e]);
+        if (i % 3 !== 1) rc.file(b!).append([e]);
+      }
+      expect(rc.rt.runUntilTrue(() => rc.converged() && rc.file(a!).set.size === 600, 20_000)).toBe(true);
+      const app = await rc.c.add('app', { observer: true });
+      rc.rt.runFor(300);
+      const long = rc.rp(app).append('€'.repeat(230));
+      expect(
+        rc.rt.runUntilTrue(() => rc.rp(app).appendStatus(entryId(long))!.acked.length === 2, 3_000),
+      ).toBe(true);
+      expect(rc.c.handlerErrors()).toEqual([]);
+      rc.assertNoDuplicates();
+    },
+  );
+});
+
 describe('set reconciliation', () => {
   it('an IBLT difference decodes exactly what each side lacks', () => {
     fc.assert(
