@@ -1,10 +1,13 @@
 /**
  * The security layers a CLI peer runs with, between its UDP transport and its node:
  *
- *   UdpTransport -> GuardedTransport (per-source rate limit) -> SecureTransport (if a key) -> PeerNode
+ *   with a key:  UdpTransport -> SecureTransport -> PeerNode
+ *   open group:  UdpTransport -> GuardedTransport (per-source rate limit) -> PeerNode
  *
- * The guard runs with or without a key, so an open group is still protected against a flood from
- * one host. Also here: the notices a user must see (the group is open; a key file is readable by
+ * With a key, the rate limits live inside SecureTransport and apply only to datagrams from senders
+ * not yet authenticated: a per-source limit in front of everything would let a stranger silence a
+ * member by flooding from the member's (spoofed) address. An open group has no way to tell a
+ * member from a stranger, so it limits every source. Also here: the notices a user must see (the group is open; a key file is readable by
  * others; a peer on the group uses another key or none) and the counters of what was dropped and
  * why, which are per process: `peer up` prints its own on SIGUSR1 and on exit, `peer stats`
  * listens as an observer and prints what it dropped.
@@ -34,7 +37,8 @@ export function keySettings(file: string | undefined): KeySettings | null {
 export interface SecurityLayers {
   /** What the node sends and receives through. */
   transport: Transport;
-  guard: GuardedTransport;
+  /** Open group only: the per-source rate limit. */
+  guard: GuardedTransport | null;
   /** Null when the group runs open. */
   secure: SecureTransport | null;
   keyFile: string | null;
@@ -51,8 +55,8 @@ export function securityLayers(
   keys: KeySettings | null,
   notify: (line: string) => void = (line) => process.stderr.write(`peer: ${line}\n`),
 ): SecurityLayers {
-  const guard = new GuardedTransport(udp, { now: () => performance.now() });
   if (!keys) {
+    const guard = new GuardedTransport(udp, { now: () => performance.now() });
     return {
       transport: guard,
       guard,
@@ -77,10 +81,10 @@ export function securityLayers(
     noticed.add(k);
     notify(`${from} ${text}; ignored`);
   };
-  const secure = new SecureTransport(guard, { keyring, group, onDrop });
+  const secure = new SecureTransport(udp, { keyring, group, onDrop, now: () => performance.now() });
   return {
     transport: secure,
-    guard,
+    guard: null,
     secure,
     keyFile: keys.file,
     reload: () => {
@@ -98,10 +102,11 @@ export function securityLayers(
 export interface SecurityReport {
   encrypted: boolean;
   keyIds: string[];
-  /** Datagrams refused by the rate guard, before any other work. */
+  /** Per-source rate limit: of every datagram in an open group; with a key, of datagrams from
+   * senders not yet authenticated (the key layer counts all of those it refused as `limited`). */
   guard: GuardStats;
   /** Sealing layer; null for an open group. */
-  secure: Omit<SecureStats, 'openedByKey'> & { openedByKey: Record<string, number> };
+  secure: SecureStats | null;
   /** Envelopes the kernel refused after decryption (or in an open group), by reason. */
   decode: NodeStats['dropped'];
   datagramsIn: number;
@@ -113,17 +118,15 @@ export function securityReport(layers: SecurityLayers, node: PeerNode): Security
   return {
     encrypted: s !== null,
     keyIds: s ? s.keyring.ids() : [],
-    guard: { ...layers.guard.stats },
+    guard: { ...(s ? s.stats.unverifiedSources : layers.guard!.stats) },
     secure: s
-      ? { ...s.stats, dropped: { ...s.stats.dropped }, openedByKey: { ...s.stats.openedByKey } }
-      : {
-          sealed: 0,
-          opened: 0,
-          dropped: { short: 0, oversize: 0, plaintext: 0, format: 0, key: 0, auth: 0, replay: 0, stale: 0 },
-          openedByKey: {},
-          sendersTracked: 0,
-          sendersEvicted: 0,
-        },
+      ? {
+          ...s.stats,
+          dropped: { ...s.stats.dropped },
+          openedByKey: { ...s.stats.openedByKey },
+          unverifiedSources: { ...s.stats.unverifiedSources },
+        }
+      : null,
     decode: { ...node.stats.dropped },
     datagramsIn: node.stats.datagramsIn,
     datagramsOut: node.stats.datagramsOut,
@@ -143,8 +146,10 @@ export function describeReport(r: SecurityReport): string {
       ? `encrypted, keys ${r.keyIds.join(' ')} (first: sending)`
       : 'open group: no encryption, no authentication',
     `accepted ${r.datagramsIn} datagrams, sent ${r.datagramsOut}`,
-    `rate-limited ${r.guard.rateLimited} (sources tracked ${r.guard.sourcesTracked}, evicted ${r.guard.sourcesEvicted})`,
-    ...(r.encrypted
+    r.secure
+      ? `not yet authenticated senders: sources tracked ${r.guard.sourcesTracked}, evicted ${r.guard.sourcesEvicted}`
+      : `rate-limited ${r.guard.rateLimited} (sources tracked ${r.guard.sourcesTracked}, evicted ${r.guard.sourcesEvicted})`,
+    ...(r.secure
       ? [
           `refused by the key layer: ${nonzero(r.secure.dropped)}`,
           `accepted per key: ${nonzero(r.secure.openedByKey)}; replay windows ${r.secure.sendersTracked}`,

@@ -39,19 +39,19 @@ function simHarness(): Harness {
   };
 }
 
-/** The same transport behind the security layers the CLI uses (rate guard, AES-GCM sealing). */
+/** The same transport behind the layers the CLI adds: AES-GCM sealing with a key, a rate guard without. */
 function sealed(make: () => Harness): () => Harness {
   return () => {
     const h = make();
     const keyring = new Keyring([Buffer.alloc(32, 5)]);
-    return {
-      make: () =>
-        new SecureTransport(new GuardedTransport(h.make(), { now: () => performance.now() }), {
-          keyring,
-          group: 'contract:1',
-        }),
-      settle: h.settle,
-    };
+    return { make: () => new SecureTransport(h.make(), { keyring, group: 'contract:1' }), settle: h.settle };
+  };
+}
+
+function guarded(make: () => Harness): () => Harness {
+  return () => {
+    const h = make();
+    return { make: () => new GuardedTransport(h.make(), { now: () => performance.now() }), settle: h.settle };
   };
 }
 
@@ -62,6 +62,7 @@ describe.each([
   ['simulated network', simHarness],
   ['sealed over udp on loopback', sealed(udpHarness)],
   ['sealed over the simulated network', sealed(simHarness)],
+  ['rate-guarded over udp on loopback', guarded(udpHarness)],
 ])('transport contract: %s', (_label, makeHarness) => {
   const open: Transport[] = [];
   afterEach(async () => {

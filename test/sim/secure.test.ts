@@ -11,12 +11,14 @@ import {
   SECURE_DROP_REASONS,
   SECURE_OVERHEAD_BYTES,
   SecureTransport,
+  UNVERIFIED_OPENS_BURST,
+  UNVERIFIED_OPENS_PER_S,
+  type SecureOptions,
 } from '../../src/p2p/transport/secure.js';
 import {
   GUARD_SOURCE_BURST_DATAGRAMS,
   GUARD_SOURCE_DATAGRAMS_PER_S,
   GUARD_SOURCES_MAX,
-  GuardedTransport,
   RateGuard,
 } from '../../src/p2p/transport/guard.js';
 import { DATAGRAM_PAYLOAD_BYTES_MAX } from '../../src/p2p/wire.js';
@@ -56,8 +58,14 @@ class Tap implements Transport {
   }
 }
 
-function secure(keys: Buffer[], group = GROUP, extra = {}) {
-  return new SecureTransport(new Tap(), { keyring: new Keyring(keys), group, ...extra });
+/** A sealing layer for unit tests: no limits on unverified senders unless the test sets them. */
+function secure(keys: Buffer[], group = GROUP, extra: Partial<SecureOptions> = {}) {
+  return new SecureTransport(new Tap(), {
+    keyring: new Keyring(keys),
+    group,
+    unverifiedLimits: false,
+    ...extra,
+  });
 }
 
 const envelope = (n = 0) => Buffer.from(JSON.stringify({ hello: 'group', n }));
@@ -247,18 +255,19 @@ describe('keyring', () => {
 function secureCluster(seed: number, rings: Map<string, Keyring>, faults = {}) {
   const c = new SimCluster(seed, faults);
   const secures = new Map<string, SecureTransport>();
-  const guards = new Map<string, GuardedTransport>();
   const taps = new Map<string, Tap>();
   c.wrapTransport = (t, peer: SimPeer) => {
     const tap = new Tap(t, t.address);
-    const guarded = new GuardedTransport(tap, { now: () => c.rt.now() });
-    const s = new SecureTransport(guarded, { keyring: rings.get(peer.name)!, group: GROUP });
+    const s = new SecureTransport(tap, {
+      keyring: rings.get(peer.name)!,
+      group: GROUP,
+      now: () => c.rt.now(),
+    });
     secures.set(peer.name, s);
-    guards.set(peer.name, guarded);
     taps.set(peer.name, tap);
     return s;
   };
-  return { c, secures, guards, taps };
+  return { c, secures, taps };
 }
 
 const idsSeenBy = (p: SimPeer) =>
@@ -378,13 +387,12 @@ describe('bounded resources under a flood (simulation)', () => {
   it('100,000 spoofed sources: tracked state stays at the caps, every forged datagram dropped, no false death', async () => {
     const names = ['p0', 'p1', 'p2'];
     const rings = new Map(names.map((n) => [n, new Keyring([key1])]));
-    const { c, secures, guards, taps } = secureCluster(11, rings, { loss: 0.02, delayMaxMs: 3 });
+    const { c, secures, taps } = secureCluster(11, rings, { loss: 0.02, delayMaxMs: 3 });
     for (const n of names) await c.add(n);
     expect(c.rt.runUntilTrue(() => c.converged(), 3_000)).toBe(true);
     const victim = 'p0';
     const tap = taps.get(victim)!;
     const s = secures.get(victim)!;
-    const g = guards.get(victim)!;
     const inBefore = c.peers[0]!.node.stats.datagramsIn;
     const openedBefore = s.stats.opened;
     // 100,000 datagrams in one virtual second, each from its own spoofed address: a third random
@@ -409,11 +417,18 @@ describe('bounded resources under a flood (simulation)', () => {
       });
     }
     c.rt.runFor(2_000);
-    expect(g.stats.sourcesTracked).toBeLessThanOrEqual(GUARD_SOURCES_MAX);
-    expect(g.stats.sourcesEvicted).toBeGreaterThanOrEqual(FLOOD - GUARD_SOURCES_MAX);
+    const forged = Math.ceil((FLOOD - 1) / 3);
+    // Per-source buckets exist only for datagrams that reached the decryption step.
+    const g = s.stats.unverifiedSources;
+    expect(g.sourcesTracked).toBeLessThanOrEqual(GUARD_SOURCES_MAX);
+    expect(g.sourcesEvicted).toBeGreaterThanOrEqual(forged - GUARD_SOURCES_MAX);
     expect(totalDropped(s)).toBeGreaterThanOrEqual(FLOOD);
-    expect(s.stats.dropped.auth).toBeGreaterThan(FLOOD / 3 - 100);
     expect(s.stats.dropped.plaintext).toBeGreaterThanOrEqual(Math.floor(FLOOD / 3));
+    // Every forgery was refused: most without decryption (`limited`), the rest by the tag, and
+    // the decryptions tried stayed within the budget for unverified senders (the flood lasts 1 s).
+    expect(s.stats.dropped.auth + s.stats.dropped.limited).toBeGreaterThanOrEqual(forged);
+    expect(s.stats.dropped.auth).toBeLessThanOrEqual(UNVERIFIED_OPENS_BURST + UNVERIFIED_OPENS_PER_S * 1);
+    expect(s.stats.dropped.limited).toBeGreaterThan(forged / 2);
     // Replay state is only created by authenticated senders: the 3 real peers.
     expect(s.stats.sendersTracked).toBe(3);
     // Nothing forged reached the node; the real peers' traffic kept flowing.
@@ -423,6 +438,99 @@ describe('bounded resources under a flood (simulation)', () => {
       [],
     );
     expect(c.handlerErrors()).toEqual([]);
+  });
+
+  it.each(SEEDS.slice(0, 5))(
+    "a stranger flooding forgeries from a member's own address cannot silence that member, seed %i",
+    async (seed) => {
+      const names = ['p0', 'p1', 'p2'];
+      const rings = new Map(names.map((n) => [n, new Keyring([key1])]));
+      const { c, secures, taps } = secureCluster(seed, rings, { loss: 0.02, delayMaxMs: 3 });
+      for (const n of names) await c.add(n);
+      expect(c.rt.runUntilTrue(() => c.converged(), 3_000)).toBe(true);
+      const [p0, p1] = c.peers as [SimPeer, SimPeer];
+      // Forgeries at 20,000/s for 5 s, all claiming p1's address, with random and with copied
+      // nonce prefixes: a source-address rate limit in front of decryption would starve p1.
+      const captured = [...taps.get('p1')!.sent];
+      expect(captured.length).toBeGreaterThan(0);
+      const forgedHeader = Buffer.concat([Buffer.from([1]), keyId(key1)]);
+      for (let b = 0; b < 500; b++) {
+        c.rt.schedule(b * 10, () => {
+          for (let i = 0; i < 200; i++) {
+            const d =
+              i % 2 === 0
+                ? Buffer.concat([forgedHeader, randomBytes(150)])
+                : Buffer.concat([captured[i % captured.length]!.subarray(0, 13), randomBytes(150)]);
+            taps.get('p0')!.inject(d, p1.address);
+          }
+        });
+      }
+      c.rt.runFor(5_500);
+      const s = secures.get('p0')!;
+      expect(s.stats.dropped.limited).toBeGreaterThan(0);
+      expect(s.stats.opened).toBeGreaterThan(0);
+      expect(p0.node.membership.get(p1.node.id)?.state).toBe('alive');
+      expect(c.converged()).toBe(true);
+      expect(
+        c.peers.flatMap((p) => p.events.filter((e) => e.kind === 'dead' || e.kind === 'suspect')),
+      ).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 5))(
+    'a new peer still joins during a flood of forgeries from spoofed sources, seed %i',
+    async (seed) => {
+      const names = ['p0', 'p1', 'new'];
+      const rings = new Map(names.map((n) => [n, new Keyring([key1])]));
+      const { c, secures, taps } = secureCluster(seed, rings, { loss: 0.02, delayMaxMs: 3 });
+      await c.add('p0');
+      await c.add('p1');
+      expect(c.rt.runUntilTrue(() => c.converged(), 3_000)).toBe(true);
+      // 20,000 forgeries/s at p0, each from a fresh address, for as long as the test runs.
+      const forgedHeader = Buffer.concat([Buffer.from([1]), keyId(key1)]);
+      let k = 0;
+      const flood = () => {
+        for (let i = 0; i < 200; i++, k++)
+          taps
+            .get('p0')!
+            .inject(
+              Buffer.concat([forgedHeader, randomBytes(100)]),
+              `172.16.${(k >> 8) & 255}.${k & 255}:${k % 60_000}`,
+            );
+        c.rt.schedule(10, flood);
+      };
+      flood();
+      c.rt.runFor(1_000);
+      const joiner = await c.add('new');
+      // Its datagrams compete for the unverified budget with 10 times as many forgeries; members
+      // already known are unaffected, and the newcomer gets through within a few heartbeats.
+      expect(c.rt.runUntilTrue(() => c.converged(), 10_000)).toBe(true);
+      expect(secures.get('p0')!.stats.dropped.limited).toBeGreaterThan(0);
+      expect(c.peers[0]!.node.membership.get(joiner.node.id)?.state).toBe('alive');
+    },
+  );
+
+  it('unverified senders: per-source and total budgets; authenticated senders bypass both', () => {
+    let now = 0;
+    const b = secure([key1], GROUP, {
+      now: () => now,
+      unverifiedLimits: { perSourcePerS: 10, perSourceBurst: 5, totalPerS: 100, totalBurst: 20 },
+    });
+    const forged = () => Buffer.concat([Buffer.from([1]), keyId(key1), randomBytes(120)]);
+    const results = Array.from(
+      { length: 10 },
+      () => b.open(forged(), '10.0.0.66:1').ok || b.stats.dropped.limited,
+    );
+    expect(results).toEqual([0, 0, 0, 0, 0, 1, 2, 3, 4, 5]); // 5 tried (auth), then limited
+    for (let i = 0; i < 30; i++) b.open(forged(), `10.1.0.${i}:1`);
+    expect(b.stats.dropped.auth).toBe(20); // the total burst of 20 tried, the rest limited
+    // A real sender's first datagram is limited now too; once one gets through, the rest flow.
+    const a = secure([key1]);
+    expect(b.open(a.seal(envelope()), '10.0.0.7:1')).toEqual({ ok: false, reason: 'limited' });
+    now += 1000;
+    expect(b.open(a.seal(envelope()), '10.0.0.7:1').ok).toBe(true);
+    for (let i = 0; i < 200; i++) b.open(forged(), '10.0.0.7:1'); // spoofing the sender's address
+    for (let i = 0; i < 100; i++) expect(b.open(a.seal(envelope()), '10.0.0.7:1').ok).toBe(true);
   });
 
   it('replay state is capped even for senders that hold the key (LRU over nonce prefixes)', () => {

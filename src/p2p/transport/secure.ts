@@ -27,15 +27,28 @@
  * Failure modes, all counted in `stats.dropped` and never thrown: too short or too long, a
  * plaintext envelope (a peer without a key on our group), an unknown format version, a key id we
  * do not hold, a failed tag (forged, tampered, wrong group), a replay, a datagram too old for the
- * window. Replay state is created only after a datagram authenticates, so forged datagrams cost
- * one failed decryption and no memory; the number of tracked senders is capped (LRU), so even
- * holders of the key cannot grow it without bound. What a capped window cannot do: refuse a replay
- * of a sender evicted from the table, or of a datagram recorded before this process started (the
+ * window, and `limited` (below). Replay state is created only after a datagram authenticates, so
+ * forged datagrams cost no memory; the number of tracked senders is capped (LRU), so even holders
+ * of the key cannot grow it without bound. What a capped window cannot do: refuse a replay of a
+ * sender evicted from the table, or of a datagram recorded before this process started (the
  * kernel's incarnations make such stale envelopes harmless to membership; see docs/security.md).
+ *
+ * CPU under a flood: the cheap checks (length, format, key id, replay) cost no cryptography; a
+ * decryption attempt costs about 10 us, most of it Node's per-call cipher setup. Datagrams from a
+ * sender that has already authenticated (its nonce prefix has a window) are always tried, so
+ * nothing a stranger sends can starve a member, even from the member's own spoofed source address.
+ * Datagrams from senders not yet authenticated (a new peer's first datagram, or a forgery) are
+ * tried only within two token buckets: per source address (UNVERIFIED_SOURCE_OPENS_PER_S) and in
+ * total (UNVERIFIED_OPENS_PER_S, about 2 % of a core); the rest are dropped as `limited`. The
+ * price: during a flood of forgeries, a peer that just started takes longer to be heard for the
+ * first time (each of its heartbeats competes for the budget); members already known are not
+ * affected. A forger who copies a member's nonce prefix from captured traffic gets past the
+ * budget, and costs one decryption per datagram (see docs/security.md).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { DATAGRAM_PAYLOAD_BYTES_MAX } from '../wire.js';
 import { KEY_ID_BYTES, type Keyring } from './keyring.js';
+import { GUARD_SOURCES_MAX, RateGuard, type GuardStats } from './guard.js';
 import type { Address, DatagramHandler, Transport } from './transport.js';
 
 export const SECURE_FORMAT_VERSION = 1;
@@ -51,12 +64,18 @@ export const SEALED_DATAGRAM_BYTES_MAX = DATAGRAM_PAYLOAD_BYTES_MAX + SECURE_OVE
 export const REPLAY_WINDOW_DATAGRAMS = 1024;
 /** Senders (nonce prefixes) whose replay window is kept; least recently heard evicted first. */
 export const REPLAY_SENDERS_MAX = 4096;
+/** Decryption attempts per second for datagrams from senders not yet authenticated, in total. */
+export const UNVERIFIED_OPENS_PER_S = 2000;
+export const UNVERIFIED_OPENS_BURST = 2000;
+/** The same, per source address: a new peer needs one success; a single flooder cannot take all. */
+export const UNVERIFIED_SOURCE_OPENS_PER_S = 50;
+export const UNVERIFIED_SOURCE_OPENS_BURST = 100;
 /** The counter value after which the prefix is redrawn (the counter field is 32 bits). */
 const NONCE_COUNTER_MAX = 0xffffffff;
 const PLAINTEXT_FIRST_BYTE = 0x7b; // '{': every JSON envelope starts with it
 
 export type SecureDropReason =
-  'short' | 'oversize' | 'plaintext' | 'format' | 'key' | 'auth' | 'replay' | 'stale';
+  'short' | 'oversize' | 'plaintext' | 'format' | 'key' | 'limited' | 'auth' | 'replay' | 'stale';
 
 export const SECURE_DROP_REASONS: readonly SecureDropReason[] = [
   'short',
@@ -64,6 +83,7 @@ export const SECURE_DROP_REASONS: readonly SecureDropReason[] = [
   'plaintext',
   'format',
   'key',
+  'limited',
   'auth',
   'replay',
   'stale',
@@ -78,6 +98,15 @@ export interface SecureStats {
   /** Replay windows held now (at most REPLAY_SENDERS_MAX). */
   sendersTracked: number;
   sendersEvicted: number;
+  /** Per-source buckets for datagrams from senders not yet authenticated. */
+  unverifiedSources: GuardStats;
+}
+
+export interface UnverifiedLimits {
+  totalPerS: number;
+  totalBurst: number;
+  perSourcePerS: number;
+  perSourceBurst: number;
 }
 
 export interface SecureOptions {
@@ -91,6 +120,10 @@ export interface SecureOptions {
   /** Tests only: the first counter value. */
   nonceCounter?: number;
   replaySendersMax?: number;
+  /** Clock of the limits on unverified datagrams; default performance.now (virtual in simulation). */
+  now?: () => number;
+  /** Limits on decrypting datagrams from senders not yet authenticated; `false`: none (unit tests). */
+  unverifiedLimits?: Partial<UnverifiedLimits> | false;
 }
 
 export type OpenResult = { ok: true; plaintext: Buffer } | { ok: false; reason: SecureDropReason };
@@ -131,10 +164,11 @@ export class SecureTransport implements Transport {
   readonly stats: SecureStats = {
     sealed: 0,
     opened: 0,
-    dropped: { short: 0, oversize: 0, plaintext: 0, format: 0, key: 0, auth: 0, replay: 0, stale: 0 },
+    dropped: emptyDrops(),
     openedByKey: {},
     sendersTracked: 0,
     sendersEvicted: 0,
+    unverifiedSources: { admitted: 0, rateLimited: 0, sourcesEvicted: 0, sourcesTracked: 0 },
   };
   private readonly group: Buffer;
   private prefix: Buffer;
@@ -142,6 +176,8 @@ export class SecureTransport implements Transport {
   /** Nonce prefix (hex) -> replay window; Map order is recency order (LRU). */
   private readonly windows = new Map<string, ReplayWindow>();
   private readonly sendersMax: number;
+  private readonly unverifiedTotal: RateGuard | null;
+  private readonly unverifiedBySource: RateGuard | null;
 
   constructor(
     private readonly inner: Transport,
@@ -153,6 +189,25 @@ export class SecureTransport implements Transport {
       throw new Error(`nonce prefix must be ${NONCE_PREFIX_BYTES} bytes`);
     this.counter = opts.nonceCounter ?? 0;
     this.sendersMax = opts.replaySendersMax ?? REPLAY_SENDERS_MAX;
+    const limits = opts.unverifiedLimits;
+    if (limits === false) {
+      this.unverifiedTotal = this.unverifiedBySource = null;
+    } else {
+      const now = opts.now ?? (() => performance.now());
+      this.unverifiedTotal = new RateGuard({
+        now,
+        ratePerS: limits?.totalPerS ?? UNVERIFIED_OPENS_PER_S,
+        burst: limits?.totalBurst ?? UNVERIFIED_OPENS_BURST,
+        sourcesMax: 1,
+      });
+      this.unverifiedBySource = new RateGuard({
+        now,
+        ratePerS: limits?.perSourcePerS ?? UNVERIFIED_SOURCE_OPENS_PER_S,
+        burst: limits?.perSourceBurst ?? UNVERIFIED_SOURCE_OPENS_BURST,
+        sourcesMax: GUARD_SOURCES_MAX,
+      });
+      this.stats.unverifiedSources = this.unverifiedBySource.stats;
+    }
   }
 
   get address(): Address {
@@ -165,12 +220,9 @@ export class SecureTransport implements Transport {
 
   start(onDatagram: DatagramHandler): Promise<void> {
     return this.inner.start((data, from) => {
-      const r = this.open(data);
+      const r = this.open(data, from);
       if (r.ok) onDatagram(r.plaintext, from);
-      else {
-        this.stats.dropped[r.reason]++;
-        this.opts.onDrop?.(r.reason, from);
-      }
+      else this.opts.onDrop?.(r.reason, from);
     });
   }
 
@@ -208,8 +260,17 @@ export class SecureTransport implements Transport {
     return out;
   }
 
-  /** Checks and decrypts one datagram; never throws. Exposed for tests and the fuzzer. */
-  open(data: Uint8Array): OpenResult {
+  /**
+   * Checks and decrypts one datagram from `from`, counting every drop by reason; never throws.
+   * Exposed for tests and the fuzzer.
+   */
+  open(data: Uint8Array, from: Address = ''): OpenResult {
+    const r = this.tryOpen(data, from);
+    if (!r.ok) this.stats.dropped[r.reason]++;
+    return r;
+  }
+
+  private tryOpen(data: Uint8Array, from: Address): OpenResult {
     if (data.length < SECURE_OVERHEAD_BYTES + 1)
       return { ok: false, reason: data[0] === PLAINTEXT_FIRST_BYTE ? 'plaintext' : 'short' };
     if (data[0] === PLAINTEXT_FIRST_BYTE) return { ok: false, reason: 'plaintext' };
@@ -222,8 +283,10 @@ export class SecureTransport implements Transport {
     const sender = buf.toString('hex', 1 + KEY_ID_BYTES, 1 + KEY_ID_BYTES + NONCE_PREFIX_BYTES);
     const counter = buf.readUInt32BE(1 + KEY_ID_BYTES + NONCE_PREFIX_BYTES);
     const known = this.windows.get(sender);
-    const seen = known?.check(counter) ?? 'new';
-    if (seen !== 'new') return { ok: false, reason: seen };
+    if (known) {
+      const seen = known.check(counter);
+      if (seen !== 'new') return { ok: false, reason: seen };
+    } else if (!this.admitUnverified(from)) return { ok: false, reason: 'limited' };
 
     let plaintext: Buffer;
     try {
@@ -244,6 +307,12 @@ export class SecureTransport implements Transport {
     return { ok: true, plaintext };
   }
 
+  /** Both buckets must have a token; the per-source one is asked first so a flooder pays its own. */
+  private admitUnverified(from: Address): boolean {
+    if (!this.unverifiedBySource || !this.unverifiedTotal) return true;
+    return this.unverifiedBySource.admit(from) && this.unverifiedTotal.admit('*');
+  }
+
   private aad(datagram: Buffer): Buffer {
     return Buffer.concat([datagram.subarray(0, 1 + KEY_ID_BYTES), this.group]);
   }
@@ -261,4 +330,8 @@ export class SecureTransport implements Transport {
     this.stats.sendersTracked = this.windows.size;
     return w;
   }
+}
+
+function emptyDrops(): Record<SecureDropReason, number> {
+  return Object.fromEntries(SECURE_DROP_REASONS.map((r) => [r, 0])) as Record<SecureDropReason, number>;
 }
