@@ -6,7 +6,7 @@ import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
-import { HOLDER_DISCOVERY_MS, dirFlag, fileSink, waitFor } from '../cli/replica.js';
+import { HOLDER_DISCOVERY_MS, POLL_MS, dirFlag, fileSink, waitFor } from '../cli/replica.js';
 import {
   Replication,
   acksSatisfied,
@@ -26,6 +26,15 @@ import type { PeerEvent } from '../p2p/protocol.js';
 
 export const EXIT_NOT_CONFIRMED = 1;
 
+/** Unconfirmed appends in flight at once when appending stdin lines (`peer replicate -`). */
+export const APPEND_WINDOW = 32;
+
+export interface AppendBatchResult {
+  ok: boolean;
+  appended: number;
+  entries: AppendResult[];
+}
+
 export interface AppendResult {
   ok: boolean;
   id: string;
@@ -41,12 +50,13 @@ export default class Replicate extends PeerCommand {
   static override summary = 'Keep a replica (no message), or append MESSAGE to every replica.';
   static override description = `Without MESSAGE: joins the group as a replica holder and keeps replicas/<name>.txt (--dir moves it), one entry per line. Entries appended anywhere arrive by multicast and are written durably (fsync) before they are acknowledged; holders repair each other in the background (anti-entropy), so a holder that was down or cut off catches up when it returns. Lines typed (or piped) on stdin are appended to the group.
 
-With MESSAGE: appends it and exits 0 once --acks holders have written it durably, printing the entry's id; otherwise exits 1 naming the holders that did not confirm within --timeout.`;
+With MESSAGE: appends it and exits 0 once --acks holders have written it durably, printing the entry's id; otherwise exits 1 naming the holders that did not confirm within --timeout. With MESSAGE '-': appends every line of stdin, up to ${APPEND_WINDOW} unconfirmed at a time, and exits 0 only if every one was confirmed.`;
   static override examples = [
     '<%= config.bin %> replicate --interface 127.0.0.1 --name h1',
     '<%= config.bin %> replicate "deploy 42 done" --interface 127.0.0.1 --acks all',
     '<%= config.bin %> replicate "hello" --acks majority --timeout 2000 --json',
     'tail -f app.log | <%= config.bin %> replicate --name h1',
+    'seq 1000 | <%= config.bin %> replicate - --acks all --json',
   ];
   static override enableJsonFlag = true;
   static override args = {
@@ -72,29 +82,49 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
     }),
   };
 
-  async run(): Promise<AppendResult | void> {
+  async run(): Promise<AppendResult | AppendBatchResult | void> {
     const { args, flags } = await this.parse(Replicate);
     try {
       if (args.message === undefined) return await this.hold(flags);
       const policy = parseAckPolicy(flags.acks);
       if (!policy)
         throw new UsageError(`--acks ${flags.acks} is not valid; use all, majority or a number >= 1`);
-      if (!isEntryText(args.message))
+      const batch = args.message === '-';
+      const texts = batch ? await readStdinLines() : [args.message];
+      const tooLong = texts.findIndex((t) => !isEntryText(t));
+      if (tooLong >= 0)
         throw new UsageError(
-          `the message is over ${ENTRY_TEXT_JSON_BYTES_MAX} bytes (as JSON); split it or shorten it`,
+          `${batch ? `line ${tooLong + 1} of stdin` : 'the message'} is over ${ENTRY_TEXT_JSON_BYTES_MAX} bytes (as JSON); split it or shorten it`,
         );
-      return await this.appendOnce(args.message, policy, flags);
+      if (texts.length === 0) throw new UsageError('no lines on stdin to append');
+      const results = await this.appendAll(texts, policy, flags);
+      const failed = results.filter((r) => !r.ok);
+      const out = batch
+        ? { ok: failed.length === 0, appended: results.length, entries: results }
+        : results[0]!;
+      if (failed.length === 0) return out;
+      if (this.jsonEnabled()) this.logJson(out);
+      const f = failed[0]!;
+      const known = f.confirmed.length + f.missing.length;
+      process.stderr.write(
+        `${this.config.bin}: ${batch ? `${failed.length} of ${results.length} entries were not confirmed; first ` : ''}${f.id} confirmed by ${f.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${f.missing.length ? `no confirmation from: ${f.missing.join(', ')}` : `only ${known} holder(s) are known`}\n`,
+      );
+      return this.exit(EXIT_NOT_CONFIRMED);
     } catch (err) {
       if (err instanceof ReplicaError) this.error(err.message, { exit: 2 });
       throw err;
     }
   }
 
-  private async appendOnce(
-    text: string,
+  /**
+   * Appends every text, at most APPEND_WINDOW unconfirmed at a time (flow control), each waiting
+   * up to --timeout for its acknowledgements.
+   */
+  private async appendAll(
+    texts: string[],
     policy: AckPolicy,
     flags: Parameters<typeof networkSettings>[0] & { acks: string; timeout: number },
-  ): Promise<AppendResult> {
+  ): Promise<AppendResult[]> {
     const settings = networkSettings(flags, flags.name ?? 'replicate');
     let rp!: Replication;
     const peer = await startPeer(settings, {
@@ -117,36 +147,38 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
           `no replica holder answered within ${flags.timeout} ms; start one with 'peer replicate' (no message), and check --interface, --group and --port`,
         );
       }
-      const entry = rp.append(text);
-      const id = entryId(entry);
-      const status = () => rp.appendStatus(id)!;
-      const ok = await waitFor(
-        () => acksSatisfied(policy, status().acked.length, status().known),
-        Math.max(0, flags.timeout - (Date.now() - started)),
-      );
       const nameOf = (pid: string) => rp.holders().find((h) => h.id === pid)?.name ?? pid.slice(0, 8);
-      const result: AppendResult = {
-        ok,
-        id,
-        origin: entry.origin,
-        seq: entry.seq,
-        lamport: entry.lamport,
-        acks: flags.acks,
-        confirmed: status().acked.map(nameOf).sort(),
-        missing: status()
-          .missing.map((m) => m.name)
-          .sort(),
-      };
-      if (ok) {
-        if (!this.jsonEnabled())
-          this.log(`${id} lamport ${entry.lamport}: confirmed by ${result.confirmed.join(', ')}`);
-        return result;
+      const results: AppendResult[] = [];
+      const pending = new Map<string, { entry: Entry; sentAt: number }>();
+      let next = 0;
+      while (next < texts.length || pending.size > 0) {
+        while (pending.size < APPEND_WINDOW && next < texts.length) {
+          const entry = rp.append(texts[next++]!);
+          pending.set(entryId(entry), { entry, sentAt: Date.now() });
+        }
+        for (const [id, { entry, sentAt }] of pending) {
+          const st = rp.appendStatus(id)!;
+          const ok = acksSatisfied(policy, st.acked.length, st.known);
+          if (!ok && Date.now() - sentAt < flags.timeout) continue;
+          pending.delete(id);
+          rp.settle(id);
+          const r: AppendResult = {
+            ok,
+            id,
+            origin: entry.origin,
+            seq: entry.seq,
+            lamport: entry.lamport,
+            acks: flags.acks,
+            confirmed: st.acked.map(nameOf).sort(),
+            missing: st.missing.map((m) => m.name).sort(),
+          };
+          results.push(r);
+          if (ok && !this.jsonEnabled())
+            this.log(`${id} lamport ${entry.lamport}: confirmed by ${r.confirmed.join(', ')}`);
+        }
+        if (pending.size > 0) await new Promise((r) => setTimeout(r, POLL_MS));
       }
-      if (this.jsonEnabled()) this.logJson(result);
-      process.stderr.write(
-        `${this.config.bin}: ${id} confirmed by ${result.confirmed.length} of ${status().known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${result.missing.length ? `no confirmation from: ${result.missing.join(', ')}` : `only ${status().known} holder(s) are known`}\n`,
-      );
-      return this.exit(EXIT_NOT_CONFIRMED);
+      return results;
     } finally {
       await peer.stop();
     }
@@ -265,4 +297,16 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
 
 function entryFields(event: string, e: Entry, via: string): Record<string, unknown> {
   return { event, via, id: entryId(e), lamport: e.lamport, text: e.text };
+}
+
+/** Every non-empty line of stdin (for `peer replicate -`). */
+async function readStdinLines(): Promise<string[]> {
+  if (process.stdin.isTTY)
+    throw new UsageError(
+      "'-' reads the lines to append from stdin; pipe them in (or run a holder to type them)",
+    );
+  const lines: string[] = [];
+  const rl = readline.createInterface({ input: process.stdin, terminal: false });
+  for await (const line of rl) if (line !== '') lines.push(line);
+  return lines;
 }

@@ -391,6 +391,11 @@ export class Replication implements Protocol {
     return { acked: [...t.acked], known: all.size, missing };
   }
 
+  /** Stops tracking (and retrying) an append once the caller is done with it. */
+  settle(id: string): void {
+    this.appends.delete(id);
+  }
+
   /** Starts (or restarts) a reconcile round as coordinator; returns its id. */
   startRound(): number {
     const r = 1 + Math.floor(this.ctx.random() * 2 ** 31);

@@ -96,6 +96,26 @@ describe('peer replicate and peer reconcile on loopback', () => {
       'h3 to repair the two entries it missed',
     );
 
+    // A line typed into a holder, and a batch of lines piped into one `peer replicate -`.
+    hs[0]!.child.stdin!.write('typed into h1\n');
+    await hs[1]!.until(
+      (l) => l.json().some((e) => e.event === 'entry' && e.text === 'typed into h1'),
+      5_000,
+      'h2 to receive the line typed into h1',
+    );
+    const batch = await runCli(['replicate', '-', ...net, '--acks', 'all', '--json'], {
+      input: 'b1\nb2\n\nb3\nb4\nb5\n',
+    });
+    expect(batch.code, batch.stderr).toBe(0);
+    const batchOut = JSON.parse(batch.stdout) as {
+      ok: boolean;
+      appended: number;
+      entries: Array<{ ok: boolean }>;
+    };
+    expect(batchOut.ok).toBe(true);
+    expect(batchOut.appended).toBe(5);
+    expect(batchOut.entries.every((e) => e.ok)).toBe(true);
+
     const rec = await runCli(['reconcile', ...net, '--json', '--timeout', '15000'], { timeoutMs: 30_000 });
     expect(rec.code, rec.stderr).toBe(0);
     const result = JSON.parse(rec.stdout) as {
@@ -104,17 +124,17 @@ describe('peer replicate and peer reconcile on loopback', () => {
     };
     expect(result.ok).toBe(true);
     expect(result.replicas.map((r) => r.replica)).toEqual(['h1', 'h2', 'h3']);
-    expect(result.replicas.every((r) => r.after === 6)).toBe(true);
+    expect(result.replicas.every((r) => r.after === 12)).toBe(true);
     expect(new Set(result.replicas.map((r) => r.sha256)).size).toBe(1);
 
     const files = ['h1', 'h2', 'h3'].map((h) => fs.readFileSync(path.join(dir, `${h}.txt`), 'utf8'));
     expect(new Set(files).size).toBe(1);
     const entries = readReplica(path.join(dir, 'h1.txt'));
-    expect(entries).toHaveLength(6);
-    expect(new Set(entries.map(entryId)).size).toBe(6);
+    expect(entries).toHaveLength(12);
+    expect(new Set(entries.map(entryId)).size).toBe(12);
     expect(entries).toEqual([...entries].sort(compareEntries));
     expect(entries.map((e) => e.text)).toEqual(
-      expect.arrayContaining([...texts, 'while h3 is down', 'majority only']),
+      expect.arrayContaining([...texts, 'while h3 is down', 'majority only', 'typed into h1', 'b1', 'b5']),
     );
 
     // Offline, after the holders stop: already identical, nothing to add.
@@ -127,9 +147,9 @@ describe('peer replicate and peer reconcile on loopback', () => {
     const offRows = (JSON.parse(off.stdout) as { replicas: Array<{ added: number; after: number }> })
       .replicas;
     expect(offRows.map((r) => [r.added, r.after])).toEqual([
-      [0, 6],
-      [0, 6],
-      [0, 6],
+      [0, 12],
+      [0, 12],
+      [0, 12],
     ]);
   }, 90_000);
 
