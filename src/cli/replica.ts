@@ -9,6 +9,8 @@ import { table } from './output.js';
 
 /** How long a one-shot command listens for holders' answers to its probe before acting. */
 export const HOLDER_DISCOVERY_MS = 300;
+/** Reconcile listens longer: a holder's probe answer lost costs one heartbeat interval (200 ms). */
+export const ROUND_DISCOVERY_MS = 600;
 export const POLL_MS = 20;
 /** A command that runs longer than this shows a progress line (on a terminal). */
 export const PROGRESS_AFTER_MS = 1_000;

@@ -4,7 +4,7 @@ import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
 import {
-  HOLDER_DISCOVERY_MS,
+  ROUND_DISCOVERY_MS,
   Progress,
   dirFlag,
   replicaTable,
@@ -91,7 +91,7 @@ export default class Reconcile extends PeerCommand {
     const progress = new Progress();
     try {
       await waitFor(
-        () => rp.liveHolders().length > 0 && Date.now() - started >= HOLDER_DISCOVERY_MS,
+        () => rp.liveHolders().length > 0 && Date.now() - started >= ROUND_DISCOVERY_MS,
         flags.timeout,
       );
       if (rp.liveHolders().length === 0)

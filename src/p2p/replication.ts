@@ -145,7 +145,14 @@ const MESSAGES = {
   'rp.get': is.object({ q: Q, k: B64 }),
   'rp.ent': is.object({ q: Q, e: is.array(wireEntry, 64) }),
   'rp.rnd': is.object({ r: Q }),
-  'rp.st': is.object({ r: Q, n: Q, h: is.str(16, 16), b: Q, d: is.str(64) }),
+  'rp.st': is.object({
+    r: Q,
+    n: Q,
+    h: is.str(16, 16),
+    b: Q,
+    d: is.str(64),
+    k: is.array(is.peerId(), ACK_HOLDERS_MAX),
+  }),
   'rp.fin': is.object({ r: Q, h: is.str(16, 16) }),
 } satisfies Record<string, Check>;
 
@@ -277,6 +284,8 @@ interface AppendTrack {
 interface RoundTrack {
   r: number;
   reports: Map<PeerId, HolderReport>;
+  /** Live holders the reporting holders see: the round waits for them too. */
+  heard: Set<PeerId>;
   lastPoll: number;
   target: string;
 }
@@ -399,15 +408,14 @@ export class Replication implements Protocol {
   /** Starts (or restarts) a reconcile round as coordinator; returns its id. */
   startRound(): number {
     const r = 1 + Math.floor(this.ctx.random() * 2 ** 31);
-    this.round = { r, reports: new Map(), lastPoll: -Infinity, target: '' };
+    this.round = { r, reports: new Map(), heard: new Set(), lastPoll: -Infinity, target: '' };
     return r;
   }
 
   /** The round's reports, and whether every live holder rewrote the same content. */
   roundStatus(): { holders: HolderReport[]; waiting: string[]; agreed: boolean; done: boolean } {
     const round = this.round;
-    const live = this.liveHolders();
-    const holders = live.map(
+    const holders = this.participants().map(
       (h) =>
         round?.reports.get(h.id) ?? {
           id: h.id,
@@ -418,14 +426,53 @@ export class Replication implements Protocol {
           sha256: '',
         },
     );
+    const reported = holders.every((h) => round?.reports.has(h.id));
     const digests = new Set(holders.map((h) => h.digest));
-    const agreed = holders.length > 0 && digests.size === 1 && live.every((h) => round?.reports.has(h.id));
+    const agreed = holders.length > 0 && reported && digests.size === 1;
     const shas = new Set(holders.map((h) => h.sha256));
     const done = agreed && shas.size === 1 && !shas.has('');
     const waiting = holders
       .filter((h) => !h.sha256 || (round?.target && h.digest !== round.target))
       .map((h) => h.name);
     return { holders, waiting, agreed, done };
+  }
+
+  /**
+   * Who takes part in the round: the live holders this peer hears, the holders that reported in
+   * this round (unless they left), and the live holders any reporting holder hears (a holder slow
+   * to answer our probe is not left out) unless this peer saw them die or leave.
+   */
+  private participants(): Array<{
+    id: PeerId;
+    name: string;
+    address: Address | null;
+    count: number;
+    digest: string;
+  }> {
+    const out = new Map<
+      PeerId,
+      { id: PeerId; name: string; address: Address | null; count: number; digest: string }
+    >();
+    for (const h of this.liveHolders())
+      out.set(h.id, { id: h.id, name: h.name, address: h.address, count: h.count, digest: h.digest });
+    if (!this.round) return [...out.values()];
+    const members = this.dir.list();
+    const states = new Map(members.map((m) => [m.id, m.state]));
+    const addresses = new Map(members.map((m) => [m.id, m.address]));
+    // A holder that reported in this round stays in it unless it left: a holder busy rewriting a
+    // large file can miss heartbeats long enough to look dead, and a crashed one must show up as
+    // not converged rather than vanish from the table.
+    for (const r of this.round.reports.values()) {
+      if (out.has(r.id) || states.get(r.id) === 'left') continue;
+      const address = addresses.get(r.id) ?? null;
+      out.set(r.id, { id: r.id, name: r.name, address, count: r.entries, digest: r.digest });
+    }
+    for (const x of this.round.heard) {
+      const st = states.get(x);
+      if (out.has(x) || x === this.ctx.self.id || st === 'dead' || st === 'left') continue;
+      out.set(x, { id: x, name: x.slice(0, 8), address: addresses.get(x) ?? null, count: 0, digest: '' });
+    }
+    return [...out.values()];
   }
 
   onMessage(env: Envelope, from: Address): void {
@@ -451,7 +498,10 @@ export class Replication implements Protocol {
       case 'rp.fin':
         return this.onFinish(from, b as { r: number; h: string });
       case 'rp.st':
-        return this.onStatus(env, b as { r: number; n: number; h: string; b: number; d: string });
+        return this.onStatus(
+          env,
+          b as { r: number; n: number; h: string; b: number; d: string; k: PeerId[] },
+        );
     }
   }
 
@@ -540,12 +590,19 @@ export class Replication implements Protocol {
     const set = this.sink!.set;
     // A rewrite is only current while the content it wrote is still the whole replica.
     const sha = mem.sha256 && set.isCanonical() ? mem.sha256 : '';
-    this.ctx.send(to, 'rp.st', { r, n: set.size, h: set.digest(), b: mem.before, d: sha });
+    const k = this.liveHolders()
+      .map((h) => h.id)
+      .slice(0, ACK_HOLDERS_MAX);
+    this.ctx.send(to, 'rp.st', { r, n: set.size, h: set.digest(), b: mem.before, d: sha, k });
   }
 
-  private onStatus(env: Envelope, b: { r: number; n: number; h: string; b: number; d: string }): void {
+  private onStatus(
+    env: Envelope,
+    b: { r: number; n: number; h: string; b: number; d: string; k: PeerId[] },
+  ): void {
     const round = this.round;
     if (!round || b.r !== round.r) return;
+    for (const x of b.k) round.heard.add(x);
     const prev = round.reports.get(env.i);
     round.reports.set(env.i, {
       id: env.i,
@@ -561,14 +618,12 @@ export class Replication implements Protocol {
     const round = this.round;
     if (!round || now - round.lastPoll < ROUND_POLL_MS) return;
     round.lastPoll = now;
-    const live = this.liveHolders();
-    const reports = live.map((h) => round.reports.get(h.id));
-    const digests = new Set(reports.map((r) => r?.digest));
-    const agreed = live.length > 0 && reports.every((r) => r) && digests.size === 1;
-    round.target = agreed ? reports[0]!.digest : '';
-    for (const h of live) {
+    const st = this.roundStatus();
+    round.target = st.agreed ? st.holders[0]!.digest : '';
+    for (const h of this.participants()) {
+      if (h.address === null) continue;
       const rep = round.reports.get(h.id);
-      if (agreed && !rep?.sha256) this.ctx.send(h.address, 'rp.fin', { r: round.r, h: round.target });
+      if (st.agreed && !rep?.sha256) this.ctx.send(h.address, 'rp.fin', { r: round.r, h: round.target });
       else this.ctx.send(h.address, 'rp.rnd', { r: round.r });
     }
   }

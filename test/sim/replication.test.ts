@@ -264,6 +264,38 @@ describe('replication (simulation)', () => {
   );
 });
 
+describe('online reconcile with a crash', () => {
+  it.each(SEEDS.slice(0, 8))(
+    'a holder that crashes mid-round is waited for, not dropped, and the round ends when it is back, seed %i',
+    async (seed) => {
+      const rc = new ReplicaCluster(seed, { loss: 0.05, delayMaxMs: 5 });
+      const hs = await rc.holders(3);
+      rc.rt.runFor(500);
+      const co = await rc.c.add('coordinator', { observer: true });
+      rc.rt.runFor(100);
+      const rp = rc.rp(co);
+      rp.startRound();
+      const victim = hs[2]!;
+      expect(
+        rc.rt.runUntilTrue(() => rp.roundStatus().holders.length === 3 && rp.roundStatus().agreed, 3_000),
+      ).toBe(true);
+      // It reported, then dies before the round is over: its file may or may not be rewritten.
+      await rc.c.crash(victim);
+      rc.rp(hs[0]!).append('after the crash');
+      rc.rt.runFor(3_000);
+      const during = rp.roundStatus();
+      expect(during.done).toBe(false);
+      expect(during.holders.map((h) => h.name)).toContain(victim.name);
+      expect(during.waiting).toContain(victim.name);
+      await rc.c.restart(victim);
+      expect(rc.rt.runUntilTrue(() => rp.roundStatus().done, 10_000)).toBe(true);
+      expect(new Set(hs.map((h) => rc.file(h).lines.join('\n'))).size).toBe(1);
+      expect(rc.file(victim).set.size).toBe(1);
+      rc.assertNoDuplicates();
+    },
+  );
+});
+
 describe('replication with the longest names', () => {
   it.each(SEEDS.slice(0, 5))(
     'every datagram fits when names are 64 characters of 4-byte UTF-8, seed %i',
