@@ -261,6 +261,14 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
     switch (e.kind) {
       case 'replica-append':
         if (e.via === 'local') return;
+        if (e.via === 'repair') {
+          // Repairs can be thousands of entries: one line per batch, the sync line sums them up.
+          log(
+            { event: 'repair', from: e.from, count: e.entries.length, ids: e.entries.map(entryId) },
+            `${chalk.cyan('repair')} ${e.entries.length} entr${e.entries.length === 1 ? 'y' : 'ies'} from ${e.from.slice(0, 8)}`,
+          );
+          return;
+        }
         for (const x of e.entries)
           log(
             entryFields('entry', x, e.via),

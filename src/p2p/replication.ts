@@ -27,7 +27,7 @@
  *      the difference?", SIGCOMM 2011) of m = 1.5 d^ + IBLT_CELLS_MIN cells over entry id hashes:
  *      A fetches B's cells in chunks, subtracts its own and peels. A failed peel doubles m.
  *   3. A fetches the entries it lacks (`rp.get` by id hash -> `rp.ent`) and pushes the ones B lacks
- *      (`rp.ent` unsolicited, paced); a push lost is found again by the next session.
+ *      (`rp.put` -> `rp.got` once B wrote them), both windowed and resent like every request.
  * Every request is one datagram and every answer fits datagrams under DATAGRAM_PAYLOAD_BYTES_MAX;
  * at most SESSION_WINDOW_REQUESTS are outstanding (flow control); a request unanswered for
  * REQUEST_TIMEOUT_MS is sent again, and REQUEST_TRIES_MAX failures end the session (B gone).
@@ -79,6 +79,8 @@ import {
 export const REPLICA_TAG = 'rp';
 /** How often a holder looks for a holder with another digest and starts a session. */
 export const AE_INTERVAL_MS = 400;
+/** How long the holder with the larger id waits before it starts a session itself. */
+export const AE_DEFER_MS = 2_000;
 /** Anti-entropy period while a reconcile round is fresh (peer reconcile waits on it). */
 export const AE_ROUND_INTERVAL_MS = 100;
 /** How long after the last `rp.rnd` a holder keeps the faster period. */
@@ -88,8 +90,6 @@ export const DIGEST_TAG_INTERVAL_MS = 100;
 export const REQUEST_TIMEOUT_MS = 250;
 export const REQUEST_TRIES_MAX = 6;
 export const SESSION_WINDOW_REQUESTS = 8;
-/** Pushed entry datagrams sent per tick: paces a large push so socket buffers do not overflow. */
-export const PUSH_DATAGRAMS_PER_TICK = 16;
 export const GET_KEYS_PER_REQUEST_MAX = 48;
 export const APPEND_RETRY_MS = 200;
 /** Holder ids an ack lists (the holders its sender knows), so an appender learns of dead ones. */
@@ -144,6 +144,8 @@ const MESSAGES = {
   'rp.ir': is.object({ q: Q, c: B64 }),
   'rp.get': is.object({ q: Q, k: B64 }),
   'rp.ent': is.object({ q: Q, e: is.array(wireEntry, 64) }),
+  'rp.put': is.object({ q: Q, e: is.array(wireEntry, 64) }),
+  'rp.got': is.object({ q: Q }),
   'rp.rnd': is.object({ r: Q }),
   'rp.st': is.object({
     r: Q,
@@ -246,6 +248,8 @@ interface Pending {
   /** rp.tq: parents asked; rp.iq: first cell; rp.get: keys still missing. */
   parents?: number[];
   from?: number;
+  /** rp.put: entries it carries. */
+  count?: number;
   keys?: Array<[number, number]>;
 }
 
@@ -263,7 +267,6 @@ interface Session {
   differing: number[];
   m: number;
   remote: Iblt | null;
-  pushQueue: Entry[];
   fetched: number;
   pushed: number;
 }
@@ -301,6 +304,8 @@ export class Replication implements Protocol {
   private session: Session | null = null;
   private sessions = 0;
   private lastAe = -Infinity;
+  /** When each holder was first seen advertising a digest unlike ours (for AE_DEFER_MS). */
+  private readonly differSince = new Map<PeerId, number>();
   private boostUntil = -Infinity;
   private lastTag = -Infinity;
   private tagged = '';
@@ -490,7 +495,10 @@ export class Replication implements Protocol {
         return this.onGet(from, b as { q: number; k: string });
       case 'rp.tr':
       case 'rp.ir':
+      case 'rp.got':
         return this.onSessionReply(env, b as { q: number; h?: string; c?: string });
+      case 'rp.put':
+        return this.onPut(env, from, b as { q: number; e: WireEntry[] });
       case 'rp.ent':
         return this.onEntries(env, b as { q: number; e: WireEntry[] });
       case 'rp.rnd':
@@ -642,7 +650,16 @@ export class Replication implements Protocol {
 
   private maybeStartSession(): void {
     const own = this.sink!.set.digest();
-    const others = this.liveHolders().filter((h) => h.state === 'alive' && h.digest !== own);
+    const now = this.ctx.now();
+    const differing = this.liveHolders().filter((h) => h.state === 'alive' && h.digest !== own);
+    for (const id of this.differSince.keys())
+      if (!differing.some((h) => h.id === id)) this.differSince.delete(id);
+    for (const h of differing) if (!this.differSince.has(h.id)) this.differSince.set(h.id, now);
+    // Of two holders that differ, the one with the smaller id starts; the other waits AE_DEFER_MS,
+    // so the pair does not run two sessions (and move the difference twice) at once.
+    const others = differing.filter(
+      (h) => this.ctx.self.id < h.id || now - this.differSince.get(h.id)! >= AE_DEFER_MS,
+    );
     if (others.length === 0) return;
     const h = others[Math.floor(this.ctx.random() * others.length)]!;
     this.startSession(h.id, h.address, h.name);
@@ -663,7 +680,6 @@ export class Replication implements Protocol {
       differing: [],
       m: 0,
       remote: null,
-      pushQueue: [],
       fetched: 0,
       pushed: 0,
     };
@@ -709,11 +725,6 @@ export class Replication implements Protocol {
       s.outstanding.set(q, { ...next, sentAt: now, tries: 1 });
       this.ctx.send(s.address, next.type, { q, ...next.body });
     }
-    for (let i = 0; i < PUSH_DATAGRAMS_PER_TICK && s.pushQueue.length > 0; i++) {
-      const batch = this.packEntries(s.pushQueue, 0);
-      s.pushed += batch.length;
-      this.ctx.send(s.address, 'rp.ent', { q: 0, e: batch.map(toWire) });
-    }
     if (s.outstanding.size === 0 && s.queue.length === 0) this.advance(s);
   }
 
@@ -743,9 +754,15 @@ export class Replication implements Protocol {
       s.phase = 'fetch';
       s.remote = null;
       const set = this.sink!.set;
+      const push: Entry[] = [];
       for (const [k1, k2] of diff.ours) {
         const e = set.byIdHash(k1, k2);
-        if (e) s.pushQueue.push(e);
+        if (e) push.push(e);
+      }
+      // Pushes are requests too (rp.put -> rp.got): windowed and resent, so none is lost silently.
+      while (push.length > 0) {
+        const batch = this.packEntries(push, 2 ** 31);
+        s.queue.push({ type: 'rp.put', body: { e: batch.map(toWire) }, count: batch.length });
       }
       const missing = diff.theirs.filter(([k1, k2]) => !set.byIdHash(k1, k2));
       const perMsg = Math.min(
@@ -758,10 +775,10 @@ export class Replication implements Protocol {
       }
       if (diff.ours.length === 0 && diff.theirs.length === 0)
         this.ctx.emit({ kind: 'replica-conflict', peer: s.peer });
-      if (s.queue.length > 0 || s.pushQueue.length > 0) return this.driveSession(this.ctx.now());
+      if (s.queue.length > 0) return this.driveSession(this.ctx.now());
       return this.endSession(true, 'repaired');
     }
-    if (s.pushQueue.length === 0) this.endSession(true, 'repaired');
+    this.endSession(true, 'repaired');
   }
 
   private endSession(ok: boolean, reason: string): void {
@@ -786,6 +803,8 @@ export class Replication implements Protocol {
           if (own[2 * bucket + s.lane] !== theirs) s.differing.push(bucket);
         }
       });
+    } else if (p.type === 'rp.put') {
+      s.pushed += p.count ?? 0;
     } else if (p.type === 'rp.iq') {
       const n = (p.body.n as number) ?? 0;
       if (bytes.length !== n * IBLT_CELL_BYTES || (p.body.m as number) !== s.m) return void this.rejected++;
@@ -795,15 +814,27 @@ export class Replication implements Protocol {
     this.driveSession(this.ctx.now());
   }
 
-  private onEntries(env: Envelope, b: { q: number; e: WireEntry[] }): void {
+  /** Entries pushed by a session's initiator: written (durably), then acknowledged. */
+  private onPut(env: Envelope, from: Address, b: { q: number; e: WireEntry[] }): void {
     if (!this.sink) return;
-    const entries = b.e.map(fromWire).filter((e) => {
+    this.applyRepair(env, b.e);
+    this.ctx.send(from, 'rp.got', { q: b.q });
+  }
+
+  private applyRepair(env: Envelope, wire: WireEntry[]): Entry[] {
+    const entries = wire.map(fromWire).filter((e) => {
       if (entryProblem(e) === null) return true;
       this.rejected++;
       return false;
     });
-    const added = this.sink.append(entries);
+    const added = this.sink!.append(entries);
     if (added.length) this.ctx.emit({ kind: 'replica-append', entries: added, from: env.i, via: 'repair' });
+    return added;
+  }
+
+  private onEntries(env: Envelope, b: { q: number; e: WireEntry[] }): void {
+    if (!this.sink) return;
+    const added = this.applyRepair(env, b.e);
     const s = this.session;
     const p = s && b.q !== 0 && env.i === s.peer ? s.outstanding.get(b.q) : undefined;
     if (!s || !p?.keys) return;

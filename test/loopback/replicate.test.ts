@@ -91,7 +91,11 @@ describe('peer replicate and peer reconcile on loopback', () => {
     // h3 comes back with its file and catches up by anti-entropy.
     const back = holder('h3');
     await back.until(
-      (l) => l.json().filter((e) => e.event === 'entry' && e.via === 'repair').length >= 2,
+      (l) =>
+        l
+          .json()
+          .filter((e) => e.event === 'repair')
+          .reduce((n, e) => n + (e.count as number), 0) >= 2,
       15_000,
       'h3 to repair the two entries it missed',
     );
