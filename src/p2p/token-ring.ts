@@ -194,10 +194,16 @@ function cmp(e1: number, g1: number, e2: number, g2: number): number {
   return e1 !== e2 ? e1 - e2 : g1 - g2;
 }
 
-function majority(cfg: PeerId[], votes: Set<PeerId>): boolean {
+/** More than half of `cfg` voted; members in `gone` (left long enough ago) no longer count. */
+function majority(cfg: PeerId[], votes: Set<PeerId>, gone: Set<PeerId>): boolean {
   let n = 0;
-  for (const id of cfg) if (votes.has(id)) n++;
-  return n > cfg.length / 2;
+  let size = 0;
+  for (const id of cfg) {
+    if (gone.has(id)) continue;
+    size++;
+    if (votes.has(id)) n++;
+  }
+  return n > size / 2;
 }
 
 export class TokenRing implements Protocol {
@@ -243,6 +249,9 @@ export class TokenRing implements Protocol {
   private claim: Claim | null = null;
   private nextClaimAt = -Infinity;
   private nextReconfigAt = -Infinity;
+  /** When we first saw each member as left; after leaseMs + leaseGuardMs it leaves the quorum (`gone`). */
+  private readonly leftAt = new Map<PeerId, number>();
+  private readonly gone = new Set<PeerId>();
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -334,6 +343,7 @@ export class TokenRing implements Protocol {
   }
 
   tick(now: number): void {
+    this.trackLeavers(now);
     if (this.cs) {
       if (now >= this.leaseUntil) this.exit('lease-lost');
       else if (this.cs.holdUntil !== null && now >= this.cs.holdUntil) this.release();
@@ -417,6 +427,7 @@ export class TokenRing implements Protocol {
       // We are alone: take the token back rather than hold a pass to nobody.
       this.pending = null;
       this.held = { ...p.tok, since: now, leased: false };
+      this.leaseAskedAt = -Infinity;
       this.see(p.tok.e, p.tok.g, this.ctx.self.id, p.tok.cfg);
       this.seenHolder = this.ctx.self.id;
       return;
@@ -450,12 +461,19 @@ export class TokenRing implements Protocol {
       this.startClaim(now, 'reconfigure');
       return;
     }
-    this.pass(held, now);
+    if (this.pass(held, now)) return;
+    // Alone: nobody to pass to. Pass to ourselves: a new gen, so the next CS has a new fencing token.
+    this.leaseAskedAt = -Infinity;
+    if (held.leased) {
+      const tok = this.nextToken(held);
+      this.see(tok.e, tok.g, this.ctx.self.id, tok.cfg);
+      this.held = { ...tok, since: now, leased: false };
+    }
   }
 
-  private pass(held: Held, now: number): void {
+  private pass(held: Held, now: number): boolean {
     const to = this.successor(new Set());
-    if (!to) return; // alone: keep it, beat, and enter at will
+    if (!to) return false; // alone: keep it, beat, and enter at will
     const tok = this.nextToken(held);
     this.held = null;
     this.lease = null;
@@ -463,6 +481,7 @@ export class TokenRing implements Protocol {
     this.see(tok.e, tok.g, to, tok.cfg);
     this.pending = { tok, to, attempts: 1, nextAt: now + this.t.passRetryMs, skipped: new Set() };
     this.sendPass(tok, to);
+    return true;
   }
 
   /** The token as passed on: the next gen, and this peer as the chain's last lease holder if it had one. */
@@ -541,7 +560,7 @@ export class TokenRing implements Protocol {
 
   private checkLease(held: Held, now: number): void {
     const round = this.lease;
-    if (!round || !majority(held.cfg, round.acks)) return;
+    if (!round || !majority(held.cfg, round.acks, this.gone)) return;
     const until = round.sentAt + this.t.leaseMs;
     if (until <= this.leaseUntil) return;
     this.leaseUntil = until;
@@ -720,7 +739,7 @@ export class TokenRing implements Protocol {
 
   private checkClaim(now: number): void {
     const claim = this.claim;
-    if (!claim || !majority(claim.cfg, claim.confirms)) return;
+    if (!claim || !majority(claim.cfg, claim.confirms, this.gone)) return;
     this.claim = null;
     const cfg = this.ring().slice(0, RING_CONFIG_MAX);
     const g = Math.max(claim.maxGen, this.maxGen) + 1;
@@ -729,6 +748,7 @@ export class TokenRing implements Protocol {
     this.see(claim.e, g, this.ctx.self.id, cfg);
     this.held = { e: claim.e, g, lh: '', lg: 0, cfg, since: now, leased: false };
     this.lease = null;
+    this.leaseAskedAt = -Infinity;
     this.stats.regenerations++;
     this.ctx.emit({
       kind: 'token-regenerated',
@@ -741,6 +761,29 @@ export class TokenRing implements Protocol {
   }
 
   // ---- ring ------------------------------------------------------------------------------------
+
+  /**
+   * A member that left gracefully has stopped for good: once every ack it gave has expired, it no
+   * longer counts in the quorum set, so the last peers standing can carry on (and reconfigure)
+   * after the others leave one by one. A crashed member is not `left`: it stays in the quorum
+   * until a reconfiguration removes it with a majority's consent.
+   */
+  private trackLeavers(now: number): void {
+    for (const m of this.membership.list()) {
+      if (m.state !== 'left') {
+        this.leftAt.delete(m.id);
+        this.gone.delete(m.id);
+        continue;
+      }
+      const at = this.leftAt.get(m.id);
+      if (at === undefined) this.leftAt.set(m.id, now);
+      else if (now - at >= this.t.leaseMs + this.t.leaseGuardMs) this.gone.add(m.id);
+    }
+    for (const id of this.leftAt.keys()) if (!this.membership.get(id)) this.leftAt.delete(id);
+    // A forgotten leaver stays gone while some quorum set may still name it.
+    for (const id of this.gone)
+      if (!this.membership.get(id) && !this.known.cfg.includes(id)) this.gone.delete(id);
+  }
 
   /** Live members and this peer, by id. */
   private ring(): PeerId[] {

@@ -327,6 +327,21 @@ describe('token ring (simulation)', () => {
     r.res.exit('p0', c.rt.now());
     const at = c.rt.now();
     expect(c.rt.runUntilTrue(() => entries(r, at) >= 6, 4_000)).toBe(true);
+    // The others leave one by one: the last peer standing still takes its turns alone.
+    for (const p of c.live().slice(0, -1)) {
+      await c.leave(p);
+      r.res.exit(p.name, c.rt.now());
+      c.rt.runFor(300);
+    }
+    const last = c.live()[0]!;
+    const alone = c.rt.now();
+    expect(
+      c.rt.runUntilTrue(
+        () => r.res.sections.filter((x) => x.peer === last.name && x.enter > alone).length >= 3,
+        5_000,
+      ),
+    ).toBe(true);
     expect(r.res.violations).toEqual([]);
+    expect(c.handlerErrors()).toEqual([]);
   });
 });

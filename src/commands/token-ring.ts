@@ -1,0 +1,324 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Flags } from '@oclif/core';
+import chalk from 'chalk';
+import { PeerCommand } from '../cli/base.js';
+import { networkFlags } from '../cli/flags.js';
+import { networkSettings, startPeer, untilSignal, type RunningPeer } from '../cli/peer.js';
+import { UsageError } from '../cli/network.js';
+import { clockTime, paintName } from '../cli/output.js';
+import { TokenRing, type TokenExitReason } from '../p2p/token-ring.js';
+import type { PeerEvent } from '../p2p/protocol.js';
+import { TokenRingStore } from '../storage/token-ring.js';
+
+/** How often the position of the token is shown while nothing else happens. */
+const STATUS_INTERVAL_MS = 1000;
+/** Longest --hold, in ms (an hour: a CS longer than that is a bug in a script). */
+const HOLD_MS_MAX = 3_600_000;
+const ROUNDS_MAX = 1_000_000;
+/** How long a child that lost its lease gets between SIGTERM and SIGKILL. */
+const EXEC_KILL_GRACE_MS = 2000;
+
+type Mode = 'exec' | 'hold' | 'interactive' | 'watch';
+
+export default class TokenRingCommand extends PeerCommand {
+  static override summary = 'Join the token ring: take turns on a shared resource, one peer at a time.';
+  static override description = `One token goes round the live peers (ordered by id). A peer that wants the critical section enters when the token reaches it and a majority of the ring grants it a lease; it holds it while --exec runs (or for --hold ms, or until you release it), then passes the token on.
+
+Every entry carries a fencing token (the token's generation) that only increases: give it to the shared resource and have the resource refuse any token lower than one it has seen (see scripts/check-fencing.mjs). A lost token (its holder crashed) is remade with a higher generation by one peer, with a majority's consent; a peer cut off from the majority stops acting.
+
+With --exec, CMD runs through the shell with PEER_FENCING_TOKEN (the generation), PEER_TOKEN_EPOCH and PEER_TOKEN_HOLDER (this peer's name) in its environment; the token moves on when it exits (a non-zero exit is reported, not fatal). If the lease is lost while CMD runs (this peer was cut off), CMD gets SIGTERM.
+
+Without --exec or --hold: a prompt to request the critical section when stdin is a terminal; otherwise it takes part in the ring and shows where the token is, until Ctrl-C.`;
+  static override examples = [
+    '<%= config.bin %> token-ring --interface 127.0.0.1 --name alice',
+    `<%= config.bin %> token-ring --interface 127.0.0.1 --name bob --exec 'echo "enter $PEER_FENCING_TOKEN" >> shared.log; sleep 0.2; echo "exit $PEER_FENCING_TOKEN" >> shared.log' --rounds 5`,
+    '<%= config.bin %> token-ring --interface 127.0.0.1 --name carol --hold 500 --rounds 3 --json',
+  ];
+  static override flags = {
+    ...networkFlags,
+    exec: Flags.string({
+      summary: 'Run CMD (shell) in each critical section; the token moves on when it exits.',
+      exclusive: ['hold'],
+    }),
+    hold: Flags.integer({
+      summary: 'Hold each critical section this many ms (no command).',
+      min: 0,
+      max: HOLD_MS_MAX,
+    }),
+    rounds: Flags.integer({
+      summary: 'Exit after this many critical sections (with --exec or --hold).',
+      min: 1,
+      max: ROUNDS_MAX,
+    }),
+    json: Flags.boolean({ summary: 'Print events as JSON lines.', default: false }),
+  };
+
+  private json = false;
+  private peer: RunningPeer | null = null;
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(TokenRingCommand);
+    this.json = flags.json;
+    const mode: Mode =
+      flags.exec !== undefined
+        ? 'exec'
+        : flags.hold !== undefined
+          ? 'hold'
+          : process.stdin.isTTY && !flags.json
+            ? 'interactive'
+            : 'watch';
+    if (flags.exec !== undefined && flags.exec.trim() === '')
+      throw new UsageError('--exec needs a command, e.g. --exec "./use-resource.sh"');
+    if (flags.rounds !== undefined && mode !== 'exec' && mode !== 'hold')
+      throw new UsageError('--rounds counts critical sections: use it with --exec CMD or --hold MS');
+    const settings = networkSettings(flags);
+    let ring: TokenRing | null = null;
+    const peer = await startPeer(settings, {
+      install: (node, store) => {
+        const durable = store ? TokenRingStore.on(store) : undefined;
+        ring = node.install(
+          (ctx, n) =>
+            new TokenRing(ctx, n.membership, {
+              timings: n.profile.tokenRing,
+              ...(durable ? { durable } : {}),
+            }),
+        );
+      },
+    });
+    this.peer = peer;
+    const tr = ring as unknown as TokenRing;
+    this.emit(
+      'up',
+      `${paintName(peer.node.name)} (${peer.node.id.slice(0, 8)}) joined the ring at ${peer.node.address}`,
+      {
+        name: peer.node.name,
+        id: peer.node.id,
+        address: peer.node.address,
+        mode,
+      },
+    );
+    peer.node.on((e) => this.onEvent(e));
+    const status = setInterval(() => this.showStatus(tr), STATUS_INTERVAL_MS);
+    try {
+      if (mode === 'interactive') await this.interactive(tr);
+      else if (mode === 'watch') await untilSignal();
+      else await this.turns(tr, mode, flags.exec, flags.hold ?? 0, flags.rounds ?? Infinity);
+    } finally {
+      clearInterval(status);
+      tr.release();
+      await peer.stop();
+      this.emit('down', 'left the ring', {});
+    }
+  }
+
+  // ---- modes -----------------------------------------------------------------------------------
+
+  /** --exec / --hold: ask for the CS again after every exit, until --rounds or a signal. */
+  private async turns(tr: TokenRing, mode: Mode, cmd: string | undefined, holdMs: number, rounds: number) {
+    const name = this.peer!.node.name;
+    let done = 0;
+    let child: ChildProcess | null = null;
+    let stop!: () => void;
+    const finished = new Promise<void>((resolve) => (stop = resolve));
+    const ask = () => tr.request(mode === 'hold' ? holdMs : null);
+    this.peer!.node.on((e) => {
+      if (e.kind === 'token-enter' && mode === 'exec') {
+        child = this.runExec(cmd!, e.generation, e.epoch, name, (code) => {
+          child = null;
+          if (tr.inCriticalSection) tr.release();
+          if (code !== 0)
+            this.emit(
+              'exec-failed',
+              chalk.red(`command exited with ${code} (fencing token ${e.generation})`),
+              {
+                generation: e.generation,
+                code,
+              },
+            );
+        });
+      } else if (e.kind === 'token-exit') {
+        if (e.reason !== 'released' && child) {
+          // Cut off from the majority: someone else may hold the resource soon. Stop acting.
+          const c = child as ChildProcess;
+          c.kill('SIGTERM');
+          setTimeout(() => c.exitCode === null && c.kill('SIGKILL'), EXEC_KILL_GRACE_MS).unref();
+        }
+        if (e.reason === 'released') done++;
+        if (done >= rounds) stop();
+        else ask();
+      }
+    });
+    ask();
+    const signalled = untilSignal().then(() => undefined);
+    await Promise.race([finished, signalled]);
+    // Let a running command finish before leaving (the token must not move while it runs).
+    if (child) await new Promise<void>((resolve) => (child as ChildProcess).once('exit', () => resolve()));
+  }
+
+  private runExec(
+    cmd: string,
+    generation: number,
+    epoch: number,
+    name: string,
+    onExit: (code: number | string) => void,
+  ): ChildProcess {
+    const child = spawn(cmd, {
+      shell: true,
+      // With --json our stdout carries JSON lines only: the command's output goes to stderr.
+      stdio: ['ignore', this.json ? process.stderr : 'inherit', 'inherit'],
+      env: {
+        ...process.env,
+        PEER_FENCING_TOKEN: String(generation),
+        PEER_TOKEN_EPOCH: String(epoch),
+        PEER_TOKEN_HOLDER: name,
+      },
+    });
+    child.once('error', (err) => onExit(`error: ${err.message}`));
+    child.once('exit', (code, signal) => onExit(code ?? `signal ${signal}`));
+    return child;
+  }
+
+  private async interactive(tr: TokenRing): Promise<void> {
+    const { select, input } = await import('@inquirer/prompts');
+    for (;;) {
+      const s = tr.status();
+      let action: string;
+      try {
+        action = await select({
+          message: `token at ${this.holderName(s.holder)} (generation ${s.generation}), ring of ${s.ring.length}`,
+          choices: [
+            { name: 'Request the critical section', value: 'request' },
+            { name: 'Show where the token is', value: 'status' },
+            { name: 'Leave the ring', value: 'quit' },
+          ],
+        });
+      } catch {
+        return; // Ctrl-C in the prompt
+      }
+      if (action === 'quit') return;
+      if (action === 'status') continue;
+      tr.request();
+      this.log(chalk.gray('waiting for the token...'));
+      await new Promise<void>((resolve) => {
+        const off = this.peer!.node.on((e) => {
+          if (e.kind === 'token-enter') {
+            off();
+            resolve();
+          }
+        });
+      });
+      try {
+        await input({
+          message: `in the critical section with fencing token ${tr.fencingToken}: Enter releases`,
+        });
+      } catch {
+        return;
+      }
+      tr.release();
+    }
+  }
+
+  // ---- output ----------------------------------------------------------------------------------
+
+  private onEvent(e: PeerEvent): void {
+    switch (e.kind) {
+      case 'token-enter':
+        return this.emit(
+          'enter',
+          `${chalk.green('enter')}   fencing token ${chalk.bold(e.generation)} (epoch ${e.epoch})`,
+          {
+            generation: e.generation,
+            epoch: e.epoch,
+          },
+        );
+      case 'token-exit':
+        return this.emit(
+          'exit',
+          `${chalk.cyan('exit')}    fencing token ${e.generation} after ${e.heldMs} ms${exitNote(e.reason)}`,
+          {
+            generation: e.generation,
+            epoch: e.epoch,
+            reason: e.reason,
+            heldMs: e.heldMs,
+          },
+        );
+      case 'token-regenerated':
+        return this.emit(
+          'regenerated',
+          `${chalk.yellow('new token')} generation ${e.generation}, epoch ${e.epoch}, ring of ${e.ring} (${e.reason === 'lost' ? 'the token was lost' : 'the ring changed'})`,
+          { generation: e.generation, epoch: e.epoch, ring: e.ring, reason: e.reason },
+        );
+      case 'token-stale':
+        return this.emit(
+          'stale',
+          chalk.gray(`discarded a stale token (generation ${e.generation}, epoch ${e.epoch})`),
+          {
+            generation: e.generation,
+            epoch: e.epoch,
+            from: e.from,
+          },
+        );
+      case 'token-skipped':
+        return this.emit(
+          'skipped',
+          chalk.yellow(`skipped ${this.holderName(e.peer)}: it did not acknowledge the token`),
+          {
+            peer: e.peer,
+            generation: e.generation,
+          },
+        );
+      case 'join':
+      case 'dead':
+      case 'left':
+        return this.emit(e.kind, `${chalk.gray(e.kind.padEnd(7))} ${paintName(e.member.name)}`, {
+          peer: e.member.name,
+          id: e.member.id,
+        });
+    }
+  }
+
+  private showStatus(tr: TokenRing): void {
+    const s = tr.status();
+    if (s.generation === 0) return;
+    this.emit(
+      'token',
+      chalk.gray(
+        `token at ${this.holderName(s.holder)}, generation ${s.generation}, epoch ${s.epoch}, ring of ${s.ring.length}`,
+      ),
+      {
+        holder: this.holderName(s.holder, false),
+        generation: s.generation,
+        epoch: s.epoch,
+        ring: s.ring.length,
+      },
+    );
+  }
+
+  private holderName(id: string, paint = true): string {
+    const node = this.peer?.node;
+    const name = !id
+      ? '(in flight)'
+      : id === node?.id
+        ? node.name
+        : (node?.membership.get(id)?.name ?? id.slice(0, 8));
+    return paint && id ? paintName(name) : name;
+  }
+
+  private emit(event: string, text: string, fields: Record<string, unknown>): void {
+    if (this.json) this.log(JSON.stringify({ event, at: new Date().toISOString(), ...fields }));
+    else this.log(`${clockTime(Date.now())} ${text}`);
+  }
+}
+
+function exitNote(reason: TokenExitReason): string {
+  switch (reason) {
+    case 'released':
+      return '';
+    case 'lease-lost':
+      return chalk.red(': lease lost (cut off from the majority)');
+    case 'superseded':
+      return chalk.red(': a newer token exists');
+    case 'stopped':
+      return ' (leaving)';
+  }
+}

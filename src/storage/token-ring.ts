@@ -1,0 +1,69 @@
+/**
+ * The token ring's durable state on the peer's SQLite file: the highest epoch this peer promised
+ * to a claimer, the newest epoch it knows with that epoch's quorum set, and the newest gen. This is
+ * Paxos acceptor state: a peer that forgot a promise after kill -9 could confirm two claims for one
+ * epoch. Written only when an epoch changes or a promise is made (rare), read once at start, and
+ * validated both ways; a row that fails validation is ignored, and the protocol's quiet period
+ * after a restart (no acks, no confirms for one lease) covers what it would have held.
+ */
+import type Database from 'better-sqlite3';
+import { isPeerId } from '../p2p/wire.js';
+import { RING_CONFIG_MAX, type TokenRingDurable } from '../p2p/token-ring.js';
+import type { PeerStore } from './store.js';
+
+function valid(d: unknown): d is TokenRingDurable {
+  if (typeof d !== 'object' || d === null) return false;
+  const o = d as Record<string, unknown>;
+  const uint = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  return (
+    uint(o.promised) &&
+    uint(o.epoch) &&
+    uint(o.gen) &&
+    Array.isArray(o.cfg) &&
+    o.cfg.length <= RING_CONFIG_MAX &&
+    o.cfg.every(isPeerId)
+  );
+}
+
+export class TokenRingStore {
+  private readonly read: Database.Statement;
+  private readonly write: Database.Statement;
+  /** Rows found damaged at load (counted, then ignored). */
+  damaged = 0;
+
+  constructor(db: Database.Database) {
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS token_ring_state (
+        k INTEGER PRIMARY KEY CHECK (k = 1),
+        state TEXT NOT NULL,
+        saved_at INTEGER NOT NULL
+      ) STRICT;
+    `);
+    this.read = db.prepare('SELECT state FROM token_ring_state WHERE k = 1');
+    this.write = db.prepare(
+      'INSERT INTO token_ring_state (k, state, saved_at) VALUES (1, ?, ?) ON CONFLICT (k) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at',
+    );
+  }
+
+  static on(store: PeerStore): TokenRingStore {
+    return new TokenRingStore(store.db);
+  }
+
+  load(): TokenRingDurable | null {
+    const row = this.read.get() as { state: string } | undefined;
+    if (!row) return null;
+    try {
+      const d: unknown = JSON.parse(row.state);
+      if (valid(d)) return d;
+    } catch {
+      /* counted below */
+    }
+    this.damaged++;
+    return null;
+  }
+
+  save(d: TokenRingDurable): void {
+    if (!valid(d)) throw new Error(`refusing to save an invalid token ring state: ${JSON.stringify(d)}`);
+    this.write.run(JSON.stringify(d), Date.now());
+  }
+}
