@@ -1,0 +1,486 @@
+import fs from 'node:fs';
+import readline from 'node:readline';
+import { Flags } from '@oclif/core';
+import chalk from 'chalk';
+import { PeerCommand } from '../cli/base.js';
+import { networkFlags } from '../cli/flags.js';
+import { defaultName, networkSettings, startPeer, untilSignal, type RunningPeer } from '../cli/peer.js';
+import { UsageError } from '../cli/network.js';
+import { clockTime, paintName } from '../cli/output.js';
+import { Chat, ChatError, CHAT_HISTORY_KEEP_MAX, CHAT_TAG, type ChatLine } from '../p2p/chat.js';
+import { ReliableDelivery, type AckStatus, type LostReport, type SendResult } from '../p2p/reliable.js';
+import type { MemberView, PeerEvent } from '../p2p/protocol.js';
+import { isPeerName } from '../p2p/wire.js';
+import { ChatStore } from '../storage/chat.js';
+import { PeerStore, databasePath } from '../storage/store.js';
+
+/** How long --send and piped input look for chat members before sending. */
+const CHAT_DISCOVERY_MS = 2000;
+/** Discovery ends early once the member list has not changed for this long. */
+const CHAT_DISCOVERY_SETTLE_MS = 300;
+/** History lines a newcomer asks for. */
+const CHAT_JOIN_HISTORY_LINES = 20;
+const POLL_MS = 10;
+export const EXIT_NOT_DELIVERED = 1;
+
+interface Joined {
+  peer: RunningPeer;
+  chat: Chat;
+  reliable: ReliableDelivery;
+  store: ChatStore;
+}
+
+export default class ChatCommand extends PeerCommand {
+  static override summary =
+    'Chat with the group: interactive, or scripted with --send, --listen, --bot, --history.';
+  static override description = `Group messages reach every chat member exactly once and in each sender's order, or the loss is shown ("3 messages from bob were lost"). Direct messages (/msg, --to) are acknowledged and retried. A newcomer receives the last ${CHAT_JOIN_HISTORY_LINES} lines from a member already there. Every line seen is stored in the peer's SQLite file.
+
+Interactive commands: /msg NAME text, /who, /history [N], /quit. When stdin is not a terminal, each line read is sent as a message and the command exits when input ends (exit 0 once every member acknowledged every line).
+
+Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 not delivered (the message names who did not acknowledge), 2 bad usage.`;
+  static override examples = [
+    '<%= config.bin %> chat --interface 127.0.0.1 --name alice',
+    '<%= config.bin %> chat --interface 127.0.0.1 --name bob --listen --json',
+    '<%= config.bin %> chat --interface 127.0.0.1 --name carol --send "hello everyone"',
+    '<%= config.bin %> chat --interface 127.0.0.1 --name carol --send "just for you" --to alice',
+    'echo "from a script" | <%= config.bin %> chat --interface 127.0.0.1 --name script',
+    '<%= config.bin %> chat --interface 127.0.0.1 --name robot --bot --every 2s',
+    '<%= config.bin %> chat --name alice --history 20',
+  ];
+  static override flags = {
+    ...networkFlags,
+    send: Flags.string({
+      summary: 'Send TEXT, wait until every member (or --to) acknowledged it, and exit.',
+      exclusive: ['listen', 'bot', 'history'],
+    }),
+    to: Flags.string({
+      summary: 'With --send: send to this member only (a direct message).',
+      dependsOn: ['send'],
+    }),
+    listen: Flags.boolean({
+      summary: 'Print every message as a line until Ctrl-C.',
+      default: false,
+      exclusive: ['bot', 'history'],
+    }),
+    json: Flags.boolean({
+      summary: 'With --listen, --history or --send: one JSON object per line.',
+      default: false,
+    }),
+    bot: Flags.boolean({
+      summary: 'Send a message periodically (see --every) until Ctrl-C.',
+      default: false,
+    }),
+    every: Flags.string({ summary: 'With --bot: period, like 500ms, 2s or 1m.', default: '2s' }),
+    history: Flags.integer({
+      summary: 'Print the last N stored lines of this peer, without joining the group.',
+      min: 1,
+      max: 100_000,
+    }),
+    wait: Flags.integer({
+      summary: 'How long --send waits for acknowledgements, in ms.',
+      default: 5000,
+      min: 100,
+      max: 600_000,
+    }),
+  };
+
+  private json = false;
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(ChatCommand);
+    this.json = flags.json;
+    if (flags.history !== undefined)
+      return this.printStored(flags['data-dir'], flags.name ?? defaultName(), flags.history);
+    if (flags.send !== undefined) return this.sendOnce(flags, flags.send, flags.to);
+    if (flags.listen) return this.listen(flags);
+    if (flags.bot) return this.bot(flags, parseDuration(flags.every));
+    if (!process.stdin.isTTY) return this.pipe(flags);
+    return this.interactive(flags);
+  }
+
+  // ---- modes ---------------------------------------------------------------------------------
+
+  private printStored(dataDir: string, name: string, n: number): void {
+    if (!isPeerName(name)) throw new UsageError(`--name '${name}' is not a valid name`);
+    const file = databasePath(dataDir, name);
+    if (!fs.existsSync(file))
+      throw new UsageError(
+        `no database for peer '${name}' in ${dataDir}: run peer chat --name ${name} first, or pass --data-dir`,
+      );
+    const store = PeerStore.open(dataDir, name);
+    try {
+      const lines = ChatStore.on(store).recent(n);
+      if (lines.length === 0 && !this.json) this.log(chalk.gray('no stored messages'));
+      for (const l of lines) this.printLine(l, store.getMeta('peer_id'));
+    } finally {
+      store.close();
+    }
+  }
+
+  private async sendOnce(flags: FlagValues, text: string, toName: string | undefined): Promise<void> {
+    checkText(text);
+    const j = await this.join(flags, 0);
+    try {
+      const members = await this.discover(j, toName);
+      if (toName !== undefined) {
+        const targets = members.filter((m) => m.name === toName);
+        if (targets.length === 0) {
+          const online = members.map((m) => m.name).join(', ') || 'nobody';
+          this.notDelivered(
+            `no chat member named '${toName}' is online (online: ${online}); nothing was sent`,
+          );
+        }
+        const results = await Promise.all(
+          targets.map(
+            (m) =>
+              new Promise<{ m: MemberView; r: SendResult; line: ChatLine }>((resolve) => {
+                const line = j.chat.whisper(m.id, text, (r) => resolve({ m, r, line }));
+              }),
+          ),
+        );
+        for (const { line } of results.slice(0, 1)) this.printLine(line, j.peer.node.id);
+        const failed = results.filter((x) => !x.r.ok);
+        if (failed.length > 0)
+          this.notDelivered(
+            `not acknowledged by ${failed.map((x) => `${x.m.name} (${x.r.ok ? '' : reasonText(x.r.reason)})`).join(', ')}`,
+          );
+        return;
+      }
+      if (members.length === 0)
+        this.notDelivered(
+          `no chat member answered within ${CHAT_DISCOVERY_MS} ms; the message was not delivered`,
+        );
+      const status = await this.sayAndWait(j, text, flags.wait);
+      this.failUnlessComplete(j, [status]);
+    } finally {
+      await j.peer.stop();
+    }
+  }
+
+  private async listen(flags: FlagValues): Promise<void> {
+    const j = await this.join(flags, CHAT_JOIN_HISTORY_LINES);
+    j.chat.onLine((l) => this.printLine(l, j.peer.node.id));
+    this.showPresence(j);
+    await untilSignal();
+    await j.peer.stop();
+  }
+
+  private async bot(flags: FlagValues, everyMs: number): Promise<void> {
+    const j = await this.join(flags, 0);
+    j.chat.onLine((l) => this.printLine(l, j.peer.node.id));
+    let n = 0;
+    const timer = setInterval(() => j.chat.say(`${j.peer.node.name} bot message ${++n}`), everyMs);
+    await untilSignal();
+    clearInterval(timer);
+    await j.peer.stop();
+  }
+
+  /** Stdin is not a terminal: each line is a message; exit once all are acknowledged. */
+  private async pipe(flags: FlagValues): Promise<void> {
+    const j = await this.join(flags, 0);
+    try {
+      const members = await this.discover(j, undefined);
+      if (members.length === 0) this.warn('no chat member answered yet; sending anyway');
+      const waits: Array<Promise<AckStatus>> = [];
+      const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+      for await (const raw of rl) {
+        const text = raw.trimEnd();
+        if (text.length === 0) continue;
+        try {
+          Chat.checkText(text);
+        } catch (err) {
+          this.warn(`line not sent: ${(err as Error).message}`);
+          continue;
+        }
+        waits.push(this.sayAndWait(j, text, flags.wait));
+      }
+      this.failUnlessComplete(j, await Promise.all(waits));
+    } finally {
+      await j.peer.stop();
+    }
+  }
+
+  private async interactive(flags: FlagValues): Promise<void> {
+    let name = flags.name;
+    if (!name) {
+      const { input } = await import('@inquirer/prompts');
+      name = await input({
+        message: 'Your name in the chat',
+        default: defaultName(),
+        validate: (v) => isPeerName(v) || '1-64 printable characters, no slashes, no surrounding spaces',
+      });
+    }
+    const j = await this.join({ ...flags, name }, CHAT_JOIN_HISTORY_LINES);
+    const me = j.peer.node.id;
+    const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: true });
+    rl.setPrompt(`${paintName(name)}> `);
+    // Lines arriving while the user types are printed above the prompt, which is then redrawn.
+    const print = (s: string) => {
+      readline.clearLine(process.stdout, 0);
+      readline.cursorTo(process.stdout, 0);
+      process.stdout.write(`${s}\n`);
+      rl.prompt(true);
+    };
+    this.out = print;
+    j.chat.onLine((l) => this.printLine(l, me));
+    this.showPresence(j);
+    print(
+      chalk.gray(
+        `you are ${name} at ${j.peer.node.address}; /msg NAME text, /who, /history [N], /quit (Ctrl-D) to leave`,
+      ),
+    );
+    const done = new Promise<void>((resolve) => {
+      rl.on('close', resolve);
+      process.once('SIGINT', () => rl.close());
+      process.once('SIGTERM', () => rl.close());
+    });
+    rl.on('line', (raw) => {
+      try {
+        if (this.command(j, raw.trim(), print) === 'quit') rl.close();
+      } catch (err) {
+        print(chalk.red((err as Error).message));
+      }
+      rl.prompt();
+    });
+    rl.prompt();
+    await done;
+    await j.peer.stop();
+    process.stdout.write('\n');
+  }
+
+  /** One line typed in interactive mode. */
+  private command(j: Joined, line: string, print: (s: string) => void): 'quit' | void {
+    if (line === '') return;
+    if (!line.startsWith('/')) {
+      j.chat.say(line);
+      return;
+    }
+    const [cmd = '', ...rest] = line.split(/\s+/);
+    switch (cmd) {
+      case '/quit':
+      case '/exit':
+        return 'quit';
+      case '/who': {
+        const ms = j.chat.members();
+        print(
+          ms.length === 0
+            ? chalk.gray('nobody else is here')
+            : `here: ${ms.map((m) => paintName(m.name)).join(', ')}`,
+        );
+        return;
+      }
+      case '/history': {
+        const n = rest[0] === undefined ? 20 : Number(rest[0]);
+        if (!Number.isSafeInteger(n) || n < 1)
+          throw new ChatError('usage: /history [N], N a positive number');
+        const lines = j.store.recent(Math.min(n, CHAT_HISTORY_KEEP_MAX * 10));
+        if (lines.length === 0) print(chalk.gray('no stored messages'));
+        for (const l of lines) print(this.formatLine(l, j.peer.node.id));
+        return;
+      }
+      case '/msg': {
+        const [to, ...words] = rest;
+        const text = words.join(' ');
+        if (!to || !text) throw new ChatError('usage: /msg NAME text');
+        const targets = j.chat.members().filter((m) => m.name === to);
+        if (targets.length === 0) throw new ChatError(`no chat member named '${to}' is online (see /who)`);
+        for (const m of targets)
+          j.chat.whisper(m.id, text, (r) => {
+            if (!r.ok) print(chalk.red(`direct message to ${m.name} failed: ${reasonText(r.reason)}`));
+          });
+        return;
+      }
+      case '/help':
+        print('/msg NAME text   direct message\n/who   members\n/history [N]   stored lines\n/quit   leave');
+        return;
+      default:
+        throw new ChatError(`unknown command ${cmd}; try /help`);
+    }
+  }
+
+  // ---- plumbing ------------------------------------------------------------------------------
+
+  private out: (s: string) => void = (s) => this.log(s);
+
+  /** Exit 1 with one line on stderr: the peer ran fine, the message did not get through. */
+  private notDelivered(message: string): never {
+    process.stderr.write(`${this.config.bin}: ${message}\n`);
+    return this.exit(EXIT_NOT_DELIVERED);
+  }
+
+  private async join(flags: FlagValues, historyWanted: number): Promise<Joined> {
+    const settings = networkSettings(flags);
+    let joined: Omit<Joined, 'peer'> | undefined;
+    const peer = await startPeer(settings, {
+      lamport: (store) => (store ? ChatStore.on(store).maxLamport() : 0),
+      install: (node, pstore) => {
+        const store = ChatStore.on(pstore!);
+        const reliable = node.install(
+          (ctx, n) =>
+            new ReliableDelivery(ctx, n.membership, {
+              audience: (m) => m.tags[CHAT_TAG] === true,
+              defer: (fn) => setImmediate(fn),
+            }),
+        );
+        const chat = node.install(
+          (ctx, n) =>
+            new Chat(ctx, n.membership, reliable, {
+              history: store.recent(CHAT_HISTORY_KEEP_MAX),
+              historyWanted,
+            }),
+        );
+        chat.onLine((l) => store.save(l, Date.now()));
+        chat.onLost((r) => {
+          store.saveLost(r, Date.now());
+          this.printLost(r);
+        });
+        joined = { chat, reliable, store };
+      },
+    });
+    return { peer, ...joined! };
+  }
+
+  /** Waits until the chat members are known (or `toName` is), at most CHAT_DISCOVERY_MS. */
+  private async discover(j: Joined, toName: string | undefined): Promise<MemberView[]> {
+    const start = Date.now();
+    let last = '';
+    let changedAt = start;
+    for (;;) {
+      const ms = j.chat.members();
+      const key = ms.map((m) => m.id).join(',');
+      if (key !== last) {
+        last = key;
+        changedAt = Date.now();
+      }
+      const now = Date.now();
+      if (toName !== undefined && ms.some((m) => m.name === toName)) return ms;
+      if (toName === undefined && ms.length > 0 && now - changedAt >= CHAT_DISCOVERY_SETTLE_MS) return ms;
+      if (now - start >= CHAT_DISCOVERY_MS) return ms;
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+
+  private sayAndWait(j: Joined, text: string, waitMs: number): Promise<AckStatus> {
+    return new Promise((resolve) => {
+      // The settle callback never runs inside say(): it comes from a later ack or tick.
+      const t: { timer?: NodeJS.Timeout } = {};
+      const line = j.chat.say(text, (s) => {
+        clearTimeout(t.timer);
+        resolve(s);
+      });
+      this.printLine(line, j.peer.node.id);
+      const id = line.messageId;
+      t.timer = setTimeout(() => {
+        const s = j.reliable.ackStatus(id);
+        resolve(s ?? { id, complete: false, acked: [], gone: [], pending: [] });
+      }, waitMs);
+    });
+  }
+
+  private failUnlessComplete(j: Joined, statuses: AckStatus[]): void {
+    const missing = new Map<string, string>();
+    const name = (id: string) => j.peer.node.membership.get(id)?.name ?? id.slice(0, 8);
+    for (const s of statuses) {
+      for (const p of s.pending) missing.set(p, `${name(p)} (no ack)`);
+      for (const p of s.gone) missing.set(p, `${name(p)} (gone)`);
+    }
+    if (missing.size > 0) this.notDelivered(`not acknowledged by ${[...missing.values()].join(', ')}`);
+  }
+
+  private showPresence(j: Joined): void {
+    if (this.json) return;
+    j.peer.node.on((e: PeerEvent) => {
+      if (e.kind === 'join')
+        this.out(chalk.gray(`${clockTime(Date.now())} ${paintName(e.member.name)} joined`));
+      else if (e.kind === 'left')
+        this.out(chalk.gray(`${clockTime(Date.now())} ${paintName(e.member.name)} left`));
+      else if (e.kind === 'dead')
+        this.out(chalk.gray(`${clockTime(Date.now())} ${paintName(e.member.name)} is gone (no heartbeat)`));
+    });
+  }
+
+  private printLine(l: ChatLine, me: string | undefined): void {
+    if (this.json) {
+      this.out(
+        JSON.stringify({
+          event: 'message',
+          id: l.id,
+          from: l.fromName,
+          fromId: l.from,
+          to: l.toName,
+          toId: l.to,
+          text: l.text,
+          lamport: l.lamport,
+          at: new Date(l.at).toISOString(),
+          history: l.history,
+        }),
+      );
+    } else this.out(this.formatLine(l, me));
+  }
+
+  private formatLine(l: ChatLine, me: string | undefined): string {
+    const to =
+      l.to === null
+        ? ''
+        : ` ${chalk.gray('→')} ${l.to === me ? chalk.bold('you') : paintName(l.toName ?? l.to)}`;
+    const tag = l.history ? chalk.gray(' (history)') : '';
+    return `${chalk.gray(`${clockTime(l.at)} L${l.lamport}`)} ${paintName(l.fromName)}${to}${tag}: ${l.text}`;
+  }
+
+  private printLost(r: LostReport): void {
+    const what = `${r.count} ${r.count === 1 ? 'message' : 'messages'} from ${r.fromName} ${r.count === 1 ? 'was' : 'were'} lost`;
+    if (this.json)
+      this.out(
+        JSON.stringify({
+          event: 'lost',
+          from: r.fromName,
+          fromId: r.from,
+          count: r.count,
+          reason: r.reason,
+          at: new Date().toISOString(),
+        }),
+      );
+    else this.out(chalk.red(`${clockTime(Date.now())} ${what} (${reasonText(r.reason)})`));
+  }
+}
+
+type FlagValues = Parameters<typeof networkSettings>[0] & { wait: number };
+
+function reasonText(reason: string): string {
+  switch (reason) {
+    case 'sender-gone':
+      return 'the sender left or crashed before repairing them';
+    case 'sender-restarted':
+      return 'the sender restarted before repairing them';
+    case 'evicted':
+      return 'too far behind: the sender no longer had them';
+    case 'timeout':
+      return 'repair did not arrive in time';
+    case 'abandoned':
+      return 'the sender gave up';
+    case 'gone':
+      return 'the peer is gone';
+    case 'busy':
+      return 'too many unacknowledged messages to that peer';
+    default:
+      return reason;
+  }
+}
+
+function checkText(text: string): void {
+  try {
+    Chat.checkText(text);
+  } catch (err) {
+    throw new UsageError(`--send: ${(err as Error).message}`);
+  }
+}
+
+/** "500ms", "2s", "1.5m", or a bare number of seconds. */
+export function parseDuration(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s.trim());
+  const unit = m?.[2] ?? 's';
+  const ms = m ? Number(m[1]) * (unit === 'ms' ? 1 : unit === 's' ? 1000 : 60_000) : NaN;
+  if (!Number.isFinite(ms) || ms < 10 || ms > 86_400_000)
+    throw new UsageError(`--every ${s} is not a period between 10ms and 24h; use e.g. 500ms, 2s or 1m`);
+  return Math.round(ms);
+}

@@ -1,0 +1,284 @@
+/**
+ * Chat: group messages and direct messages on top of reliable delivery, with history for late
+ * joiners.
+ *
+ * Algorithm.
+ * - A group message is one reliable multicast on topic `chat`; a direct message is one reliable
+ *   unicast (acked, retried) on the same topic. The payload is `<sender wall ms> <text>`: the
+ *   wall time is for display only, order comes from the Lamport time the sender stamped.
+ * - Members that run chat say so with the membership tag `chat`, so a `peer up` in the same group
+ *   is not waited for, and `/who` lists only chat members.
+ * - History: a newcomer asks one chat member (`ch.hreq {n}`, unicast) for its last n lines; the
+ *   member answers with one reliable unicast per line on topic `chat.h` (public lines and the
+ *   newcomer's own direct messages only). Lines are de-duplicated by message id, so history
+ *   that overlaps live traffic or a local store shows once. With no answer within
+ *   CHAT_HISTORY_RETRY_MS another member is asked, up to CHAT_HISTORY_ATTEMPTS_MAX times.
+ *
+ * Failure modes: what reliable delivery reports lost is passed on (`onLost`), never hidden; a
+ * history answer that would not fit one datagram is skipped and counted; a malformed payload from
+ * the wire is dropped and counted.
+ */
+import { is, type Envelope, type PeerId } from './wire.js';
+import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
+import type { Address } from './transport/transport.js';
+import {
+  RELIABLE_PAYLOAD_BYTES_MAX,
+  ReliableDelivery,
+  messageKey,
+  type AckStatus,
+  type Delivery,
+  type LostReport,
+  type MessageId,
+  type SendResult,
+} from './reliable.js';
+import type { Tags } from './membership.js';
+
+export const CHAT_TOPIC = 'chat';
+export const CHAT_HISTORY_TOPIC = 'chat.h';
+/** Membership tag of peers running chat. */
+export const CHAT_TAG = 'chat';
+/** Room for the wall-clock prefix of the payload ("1700000000000 "). */
+const WALL_PREFIX_BYTES_MAX = 17;
+/** Longest text, in bytes of its JSON encoding (what the datagram limit counts). */
+export const CHAT_TEXT_BYTES_MAX = RELIABLE_PAYLOAD_BYTES_MAX - WALL_PREFIX_BYTES_MAX;
+/** Lines one member sends a newcomer. */
+export const CHAT_HISTORY_SHARE_MAX = 50;
+/** Lines kept in memory to answer newcomers and /history. */
+export const CHAT_HISTORY_KEEP_MAX = 500;
+/** Message ids remembered to drop history that was already seen. */
+export const CHAT_SEEN_IDS_MAX = 20_000;
+export const CHAT_HISTORY_RETRY_MS = 1500;
+export const CHAT_HISTORY_ATTEMPTS_MAX = 3;
+
+export interface ChatLine {
+  /** Reliable message id as a string (messageKey). */
+  id: string;
+  from: PeerId;
+  fromName: string;
+  /** Null for a group message. */
+  to: PeerId | null;
+  toName: string | null;
+  text: string;
+  lamport: number;
+  /** Sender's wall clock at send, ms since the epoch. */
+  at: number;
+  /** Came as history from another member rather than live. */
+  history: boolean;
+}
+
+/** A line this peer sent, with the reliable id to ask about its acks. */
+export type SentLine = ChatLine & { messageId: MessageId };
+
+export interface ChatOptions {
+  /** Lines this peer already knows (from its store), oldest first: served to newcomers, never shown again. */
+  history?: ChatLine[];
+  /** How many lines to ask a member for at start (0: none). */
+  historyWanted?: number;
+}
+
+interface MembershipLike {
+  live(): MemberView[];
+  get(id: PeerId): MemberView | undefined;
+  setTags(tags: Tags): void;
+  readonly ownTags: Tags;
+}
+
+export class ChatError extends Error {
+  override name = 'ChatError';
+}
+
+const HREQ = is.object({ n: is.uint(CHAT_HISTORY_SHARE_MAX) });
+
+export class Chat implements Protocol {
+  readonly messages = { 'ch.hreq': HREQ };
+  readonly stats = { malformed: 0, historyReceived: 0, historySkipped: 0, historyServed: 0 };
+  private readonly lineHandlers: Array<(l: ChatLine) => void> = [];
+  private readonly lostHandlers: Array<(r: LostReport) => void> = [];
+  private readonly lines: ChatLine[] = [];
+  private readonly seen = new Set<string>();
+  private tagged = false;
+  private historyAsked: PeerId[] = [];
+  private historyAskedAt = -Infinity;
+  private historyDone: boolean;
+
+  constructor(
+    private readonly ctx: ProtocolContext,
+    private readonly membership: MembershipLike,
+    private readonly reliable: ReliableDelivery,
+    private readonly opts: ChatOptions = {},
+  ) {
+    for (const l of opts.history ?? []) this.remember(l);
+    this.historyDone = (opts.historyWanted ?? 0) === 0;
+    reliable.on(CHAT_TOPIC, (d) => this.onChat(d));
+    reliable.on(CHAT_HISTORY_TOPIC, (d) => this.onHistory(d));
+    reliable.onLost((r) => this.lostHandlers.forEach((h) => h(r)));
+  }
+
+  /** Every new line: live, own, or history not seen before. */
+  onLine(handler: (l: ChatLine) => void): void {
+    this.lineHandlers.push(handler);
+  }
+
+  onLost(handler: (r: LostReport) => void): void {
+    this.lostHandlers.push(handler);
+  }
+
+  /** Live members that run chat, by name. */
+  members(): MemberView[] {
+    return this.membership.live().filter((m) => m.tags[CHAT_TAG] === true);
+  }
+
+  /** Throws ChatError when the text cannot be sent as one message. */
+  static checkText(text: string): void {
+    if (text.length === 0) throw new ChatError('empty message: nothing to send');
+    const bytes = ReliableDelivery.payloadBytes(text);
+    if (bytes > CHAT_TEXT_BYTES_MAX)
+      throw new ChatError(`message is ${bytes} bytes, over the ${CHAT_TEXT_BYTES_MAX}-byte limit; split it`);
+  }
+
+  /** Sends a group message; `onSettled` runs once every chat member has acked it or is gone. */
+  say(text: string, onSettled?: (s: AckStatus) => void): SentLine {
+    Chat.checkText(text);
+    const at = Math.round(this.ctx.wall());
+    const lamport = this.ctx.lamport() + 1; // what publish() stamps
+    const id = this.reliable.publish(CHAT_TOPIC, `${at} ${text}`, onSettled);
+    return { ...this.own({ id: messageKey(id), to: null, toName: null, text, lamport, at }), messageId: id };
+  }
+
+  /** Sends a direct message to one member; `done` says whether it was acked. */
+  whisper(to: PeerId, text: string, done?: (r: SendResult) => void): SentLine {
+    Chat.checkText(text);
+    const at = Math.round(this.ctx.wall());
+    const lamport = this.ctx.lamport() + 1;
+    const id = this.reliable.sendTo(to, CHAT_TOPIC, `${at} ${text}`, done);
+    const toName = this.membership.get(to)?.name ?? to.slice(0, 8);
+    return { ...this.own({ id: messageKey(id), to, toName, text, lamport, at }), messageId: id };
+  }
+
+  /** The last n lines known, in Lamport order. */
+  recent(n: number): ChatLine[] {
+    return [...this.lines].sort(lamportOrder).slice(-n);
+  }
+
+  onMessage(env: Envelope, _from: Address): void {
+    if (env.t !== 'ch.hreq') return;
+    const { n } = env.b as { n: number };
+    const forThem = this.lines.filter((l) => l.to === null || l.to === env.i || l.from === env.i);
+    for (const l of forThem.sort(lamportOrder).slice(-n)) {
+      const payload = JSON.stringify([l.id, l.from, l.fromName, l.to, l.toName, l.text, l.lamport, l.at]);
+      if (ReliableDelivery.payloadBytes(payload) > RELIABLE_PAYLOAD_BYTES_MAX) {
+        this.stats.historySkipped++;
+        continue;
+      }
+      this.stats.historyServed++;
+      this.reliable.sendTo(env.i, CHAT_HISTORY_TOPIC, payload);
+    }
+  }
+
+  tick(now: number): void {
+    if (!this.tagged) {
+      // On the first tick, not in the constructor: the node sends nothing before it started.
+      this.tagged = true;
+      this.membership.setTags({ ...this.membership.ownTags, [CHAT_TAG]: true });
+    }
+    if (!this.historyDone && now - this.historyAskedAt >= CHAT_HISTORY_RETRY_MS) this.askHistory(now);
+  }
+
+  private askHistory(now: number): void {
+    if (this.historyAsked.length >= CHAT_HISTORY_ATTEMPTS_MAX) {
+      this.historyDone = true;
+      return;
+    }
+    const m = this.members().find((x) => !this.historyAsked.includes(x.id));
+    if (!m) return;
+    this.historyAsked.push(m.id);
+    this.historyAskedAt = now;
+    const n = Math.min(this.opts.historyWanted ?? 0, CHAT_HISTORY_SHARE_MAX);
+    this.ctx.send(m.address, 'ch.hreq', { n });
+  }
+
+  private own(l: Omit<ChatLine, 'from' | 'fromName' | 'history'>): ChatLine {
+    const line: ChatLine = { ...l, from: this.ctx.self.id, fromName: this.ctx.self.name, history: false };
+    this.add(line);
+    return line;
+  }
+
+  private onChat(d: Delivery): void {
+    const sp = d.payload.indexOf(' ');
+    const at = Number(d.payload.slice(0, sp));
+    if (sp <= 0 || !Number.isSafeInteger(at) || at < 0) {
+      this.stats.malformed++;
+      return;
+    }
+    this.add({
+      id: d.key,
+      from: d.from,
+      fromName: d.fromName,
+      to: d.to,
+      toName: d.to === null ? null : this.ctx.self.name,
+      text: d.payload.slice(sp + 1),
+      lamport: d.lamport,
+      at,
+      history: false,
+    });
+  }
+
+  private onHistory(d: Delivery): void {
+    let v: unknown;
+    try {
+      v = JSON.parse(d.payload);
+    } catch {
+      v = null;
+    }
+    if (!isHistoryItem(v)) {
+      this.stats.malformed++;
+      return;
+    }
+    const [id, from, fromName, to, toName, text, lamport, at] = v;
+    // Any answer ends the search, even one with nothing new.
+    this.historyDone = true;
+    this.stats.historyReceived++;
+    this.add({ id, from, fromName, to, toName, text, lamport, at, history: true });
+  }
+
+  private add(line: ChatLine): void {
+    if (this.seen.has(line.id)) return;
+    this.remember(line);
+    for (const h of this.lineHandlers) h(line);
+  }
+
+  private remember(line: ChatLine): void {
+    this.seen.add(line.id);
+    if (this.seen.size > CHAT_SEEN_IDS_MAX) {
+      const [oldest] = this.seen;
+      if (oldest !== undefined) this.seen.delete(oldest);
+    }
+    this.lines.push(line);
+    if (this.lines.length > CHAT_HISTORY_KEEP_MAX) this.lines.shift();
+  }
+}
+
+export function lamportOrder(a: ChatLine, b: ChatLine): number {
+  return a.lamport - b.lamport || a.from.localeCompare(b.from) || a.id.localeCompare(b.id);
+}
+
+const isName = is.str(64, 1);
+const isId = is.peerId();
+const isKey = is.str(120, 1);
+const isUint = is.uint();
+function isHistoryItem(
+  v: unknown,
+): v is [string, PeerId, string, PeerId | null, string | null, string, number, number] {
+  return (
+    Array.isArray(v) &&
+    v.length === 8 &&
+    isKey(v[0]) &&
+    isId(v[1]) &&
+    isName(v[2]) &&
+    (v[3] === null || isId(v[3])) &&
+    (v[4] === null || isName(v[4])) &&
+    typeof v[5] === 'string' &&
+    isUint(v[6]) &&
+    isUint(v[7])
+  );
+}

@@ -1,0 +1,141 @@
+/**
+ * Chat's tables on the peer's SQLite file (seed 000's `messages`): every line this peer saw, sent
+ * or received, live or as history, and every gap reported lost. The peers seen are in store.ts.
+ *
+ * Lines are keyed by their reliable message id, so a line that arrives twice (live and again as
+ * history) is stored once. Writes use the store's level (WAL, synchronous=NORMAL): a line
+ * survives kill -9 of the peer, not a power cut in the same instant.
+ */
+import type Database from 'better-sqlite3';
+import type { ChatLine } from '../p2p/chat.js';
+import type { LostReport } from '../p2p/reliable.js';
+import type { PeerStore } from './store.js';
+
+export interface LostRow extends LostReport {
+  at: number;
+}
+
+interface LineRow {
+  id: string;
+  sender_id: string;
+  sender_name: string;
+  recipient_id: string | null;
+  recipient_name: string | null;
+  text: string;
+  lamport: number;
+  sent_at: number;
+  history: number;
+}
+
+export class ChatStore {
+  private readonly insertLine: Database.Statement;
+  private readonly insertLost: Database.Statement;
+
+  constructor(private readonly db: Database.Database) {
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS chat_messages (
+        id TEXT PRIMARY KEY,
+        sender_id TEXT NOT NULL,
+        sender_name TEXT NOT NULL,
+        recipient_id TEXT,
+        recipient_name TEXT,
+        text TEXT NOT NULL,
+        lamport INTEGER NOT NULL,
+        sent_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        history INTEGER NOT NULL DEFAULT 0
+      ) STRICT;
+      CREATE INDEX IF NOT EXISTS chat_messages_lamport ON chat_messages (lamport, sender_id);
+      CREATE TABLE IF NOT EXISTS chat_lost (
+        sender_id TEXT NOT NULL,
+        sender_name TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        unicast INTEGER NOT NULL,
+        at INTEGER NOT NULL
+      ) STRICT;
+    `);
+    this.insertLine = db.prepare(
+      `INSERT OR IGNORE INTO chat_messages (id, sender_id, sender_name, recipient_id, recipient_name, text, lamport, sent_at, received_at, history)
+       VALUES (@id, @from, @fromName, @to, @toName, @text, @lamport, @at, @receivedAt, @history)`,
+    );
+    this.insertLost = db.prepare(
+      `INSERT INTO chat_lost (sender_id, sender_name, epoch, first_seq, last_seq, count, reason, unicast, at)
+       VALUES (@from, @fromName, @epoch, @firstSeq, @lastSeq, @count, @reason, @unicast, @at)`,
+    );
+  }
+
+  static on(store: PeerStore): ChatStore {
+    return new ChatStore(store.db);
+  }
+
+  /** Stores a line once; false when it was already there. */
+  save(line: ChatLine, receivedAt: number): boolean {
+    const r = this.insertLine.run({
+      ...line,
+      receivedAt: Math.round(receivedAt),
+      history: line.history ? 1 : 0,
+    });
+    return r.changes > 0;
+  }
+
+  saveLost(r: LostReport, at: number): void {
+    this.insertLost.run({ ...r, unicast: r.unicast ? 1 : 0, at: Math.round(at) });
+  }
+
+  /** The last n lines in Lamport order (ties by sender id). */
+  recent(n: number): ChatLine[] {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM (SELECT id, sender_id, sender_name, recipient_id, recipient_name, text, lamport, sent_at, history
+           FROM chat_messages ORDER BY lamport DESC, sender_id DESC, id DESC LIMIT ?)
+         ORDER BY lamport, sender_id, id`,
+      )
+      .all(n) as LineRow[];
+    return rows.map((r) => ({
+      id: r.id,
+      from: r.sender_id,
+      fromName: r.sender_name,
+      to: r.recipient_id,
+      toName: r.recipient_name,
+      text: r.text,
+      lamport: r.lamport,
+      at: r.sent_at,
+      history: r.history === 1,
+    }));
+  }
+
+  lost(): LostRow[] {
+    const rows = this.db.prepare('SELECT * FROM chat_lost ORDER BY at').all() as Array<{
+      sender_id: string;
+      sender_name: string;
+      epoch: number;
+      first_seq: number;
+      last_seq: number;
+      count: number;
+      reason: string;
+      unicast: number;
+      at: number;
+    }>;
+    return rows.map((r) => ({
+      from: r.sender_id,
+      fromName: r.sender_name,
+      epoch: r.epoch,
+      firstSeq: r.first_seq,
+      lastSeq: r.last_seq,
+      count: r.count,
+      reason: r.reason as LostReport['reason'],
+      unicast: r.unicast === 1,
+      at: r.at,
+    }));
+  }
+
+  /** The highest Lamport time stored, so a restarted peer stamps its next line above it. */
+  maxLamport(): number {
+    const row = this.db.prepare('SELECT MAX(lamport) AS m FROM chat_messages').get() as { m: number | null };
+    return row.m ?? 0;
+  }
+}
