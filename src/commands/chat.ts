@@ -390,7 +390,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
   private showPresence(j: Joined): void {
     if (this.json) return;
     j.peer.node.on((e: PeerEvent) => {
-      if (e.kind === 'join')
+      if (e.kind === 'join' || e.kind === 'restart' || (e.kind === 'alive' && !e.refuted))
         this.out(chalk.gray(`${clockTime(Date.now())} ${paintName(e.member.name)} joined`));
       else if (e.kind === 'left')
         this.out(chalk.gray(`${clockTime(Date.now())} ${paintName(e.member.name)} left`));
