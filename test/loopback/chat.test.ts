@@ -1,0 +1,132 @@
+/**
+ * The built CLI over real UDP on 127.0.0.1 with TTL 0 (nothing leaves the host): a `--listen
+ * --json` receiver and `--send` senders as separate processes. Needs `npm run build` first.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const BIN = path.join(ROOT, 'bin/run.js');
+
+interface Proc {
+  child: ChildProcess;
+  out: string;
+  err: string;
+  exit: Promise<number | null>;
+}
+
+const running: Proc[] = [];
+
+function run(args: string[], port: number, dataDir: string): Proc {
+  const child = spawn(
+    process.execPath,
+    [
+      BIN,
+      'chat',
+      ...args,
+      '--interface',
+      '127.0.0.1',
+      '--ttl',
+      '0',
+      '--port',
+      String(port),
+      '--data-dir',
+      dataDir,
+    ],
+    {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: '1', PEER_INTERFACE: '127.0.0.1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const p: Proc = {
+    child,
+    out: '',
+    err: '',
+    exit: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
+  };
+  child.stdout!.on('data', (d: Buffer) => (p.out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (p.err += d.toString()));
+  running.push(p);
+  return p;
+}
+
+async function until(cond: () => boolean, withinMs: number): Promise<boolean> {
+  const deadline = Date.now() + withinMs;
+  while (Date.now() < deadline) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return cond();
+}
+
+/** A listener is up once its database exists and the node is started (it announces itself then). */
+async function startListener(name: string, port: number, dataDir: string): Promise<Proc> {
+  const p = run(['--listen', '--json', '--name', name], port, dataDir);
+  expect(await until(() => fs.existsSync(path.join(dataDir, `${name}.db`)), 10_000)).toBe(true);
+  return p;
+}
+
+function setup() {
+  const port = 48000 + Math.floor(Math.random() * 1000);
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'peer-chat-'));
+  return { port, dataDir };
+}
+
+beforeAll(() => {
+  if (!fs.existsSync(path.join(ROOT, 'dist/commands/chat.js')))
+    throw new Error('dist/commands/chat.js is missing: run npm run build first');
+});
+
+afterEach(async () => {
+  for (const p of running.splice(0)) {
+    if (p.child.exitCode === null && p.child.signalCode === null) {
+      p.child.kill('SIGTERM');
+      await p.exit;
+    }
+  }
+});
+
+describe('peer chat on loopback', () => {
+  it('a --send message reaches a --listen --json receiver and --send exits 0', async () => {
+    const { port, dataDir } = setup();
+    const bob = await startListener('bob', port, dataDir);
+    const alice = run(['--name', 'alice', '--send', 'hello from alice'], port, dataDir);
+    expect(await alice.exit).toBe(0);
+    expect(await until(() => bob.out.includes('hello from alice'), 5_000)).toBe(true);
+    const line = JSON.parse(bob.out.split('\n').find((l) => l.includes('hello from alice'))!);
+    expect(line).toMatchObject({ event: 'message', from: 'alice', to: null, text: 'hello from alice' });
+    expect(typeof line.lamport).toBe('number');
+    expect(line.id).toMatch(/^[0-9a-f]{16}\/\d+\/\d+$/);
+    expect(Number.isNaN(Date.parse(line.at))).toBe(false);
+
+    // A direct message to the listener by name, acknowledged.
+    const dm = run(['--name', 'alice', '--send', 'just for bob', '--to', 'bob'], port, dataDir);
+    expect(await dm.exit).toBe(0);
+    expect(await until(() => bob.out.includes('just for bob'), 5_000)).toBe(true);
+    const dmLine = JSON.parse(bob.out.split('\n').find((l) => l.includes('just for bob'))!);
+    expect(dmLine).toMatchObject({ from: 'alice', to: 'bob', text: 'just for bob' });
+
+    // Stop the listener gracefully; its stored history has both lines, without joining.
+    bob.child.kill('SIGINT');
+    expect(await bob.exit).toBe(0);
+    const hist = run(['--name', 'bob', '--history', '10', '--json'], port, dataDir);
+    expect(await hist.exit).toBe(0);
+    const texts = hist.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).text);
+    expect(texts).toEqual(['hello from alice', 'just for bob']);
+  });
+
+  it('--send --to a name nobody has fails with a clear message and exit 1', async () => {
+    const { port, dataDir } = setup();
+    await startListener('bob', port, dataDir);
+    const alice = run(['--name', 'alice', '--send', 'anyone?', '--to', 'ghost'], port, dataDir);
+    expect(await alice.exit).toBe(1);
+    expect(alice.err).toContain("no chat member named 'ghost' is online (online: bob); nothing was sent");
+  });
+});
