@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { PROFILES } from '../../src/p2p/config.js';
+import { Chat, CHAT_TAG, CHAT_TEXT_BYTES_MAX, ChatError, type ChatLine } from '../../src/p2p/chat.js';
+import { ReliableDelivery, type AckStatus, type SendResult } from '../../src/p2p/reliable.js';
+
+const SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);
+
+interface H {
+  c: SimCluster;
+  chat: Map<SimPeer, Chat>;
+  lines: Map<SimPeer, ChatLine[]>;
+}
+
+/** Every peer whose name does not start with "plain" runs chat, as `peer chat` installs it. */
+async function harness(seed: number, names: string[], faults = {}, historyWanted = 20): Promise<H> {
+  const chat = new Map<SimPeer, Chat>();
+  const lines = new Map<SimPeer, ChatLine[]>();
+  const c = new SimCluster(seed, faults, PROFILES.lan, (node, peer) => {
+    if (peer.name.startsWith('plain')) return;
+    const rel = node.install(
+      (ctx, n) =>
+        new ReliableDelivery(ctx, n.membership, {
+          audience: (m) => m.tags[CHAT_TAG] === true,
+          defer: (fn) => n.runtime.after(0, fn),
+        }),
+    );
+    const ch = node.install((ctx, n) => new Chat(ctx, n.membership, rel, { historyWanted }));
+    chat.set(peer, ch);
+    lines.set(peer, []);
+    ch.onLine((l) => lines.get(peer)!.push(l));
+  });
+  for (const n of names) await c.add(n);
+  return { c, chat, lines };
+}
+
+const chatConverged = (h: H) =>
+  [...h.chat.entries()].every(([p, ch]) => ch.members().length === h.chat.size - 1 && p.up);
+
+describe('chat (simulation)', () => {
+  it.each(SEEDS)(
+    'a late joiner receives the last lines once each, in Lamport order, under 10 %% loss, seed %i',
+    async (seed) => {
+      const h = await harness(seed, ['alice', 'bob', 'carol'], { loss: 0.1, duplicate: 0.03, delayMaxMs: 4 });
+      expect(h.c.rt.runUntilTrue(() => chatConverged(h), 5_000)).toBe(true);
+      const [a, b] = h.c.peers as [SimPeer, SimPeer];
+      for (let i = 0; i < 15; i++) {
+        h.chat.get(a)!.say(`a${i}`);
+        h.chat.get(b)!.say(`b${i}`);
+        h.c.rt.runFor(5);
+      }
+      h.c.rt.runFor(1_000);
+      const dave = await h.c.add('dave');
+      expect(h.c.rt.runUntilTrue(() => h.lines.get(dave)!.length >= 20, 5_000)).toBe(true);
+      h.c.rt.runFor(500);
+      const got = h.lines.get(dave)!;
+      expect(got).toHaveLength(20);
+      expect(got.every((l) => l.history)).toBe(true);
+      expect(new Set(got.map((l) => l.id)).size).toBe(20);
+      // Exactly the 20 most recent of the 30, as the member that answered orders them.
+      const all = h.chat.get(a)!.recent(30);
+      expect(all).toHaveLength(30);
+      expect(got.map((l) => l.id)).toEqual(all.slice(-20).map((l) => l.id));
+      // Live lines after joining arrive too, not marked as history.
+      h.chat.get(b)!.say('welcome dave');
+      expect(h.c.rt.runUntilTrue(() => got.some((l) => l.text === 'welcome dave' && !l.history), 3_000)).toBe(
+        true,
+      );
+      expect(h.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 10))(
+    'a direct message reaches only its target; group acks ignore peers not running chat, seed %i',
+    async (seed) => {
+      const h = await harness(seed, ['alice', 'bob', 'carol', 'plain-up'], { loss: 0.05, delayMaxMs: 3 });
+      expect(h.c.rt.runUntilTrue(() => chatConverged(h), 5_000)).toBe(true);
+      const [a, b, c] = h.c.peers as [SimPeer, SimPeer, SimPeer];
+      let dm: SendResult | undefined;
+      h.chat.get(a)!.whisper(b.node.id, 'secret', (r) => (dm = r));
+      let st: AckStatus | undefined;
+      h.chat.get(a)!.say('public', (s) => (st = s));
+      expect(h.c.rt.runUntilTrue(() => dm !== undefined && st !== undefined, 3_000)).toBe(true);
+      expect(dm!.ok).toBe(true);
+      expect(st!.complete).toBe(true);
+      expect(st!.acked.sort()).toEqual([b.node.id, c.node.id].sort());
+      const bLine = h.lines.get(b)!.find((l) => l.text === 'secret')!;
+      expect(bLine).toMatchObject({ from: a.node.id, fromName: 'alice', to: b.node.id, toName: 'bob' });
+      expect(h.lines.get(c)!.some((l) => l.text === 'secret')).toBe(false);
+      expect(h.lines.get(c)!.filter((l) => l.text === 'public')).toHaveLength(1);
+    },
+  );
+
+  it('rejects empty and oversized text with a clear error', () => {
+    expect(() => Chat.checkText('')).toThrow(ChatError);
+    expect(() => Chat.checkText('x'.repeat(CHAT_TEXT_BYTES_MAX))).not.toThrow();
+    expect(() => Chat.checkText('x'.repeat(CHAT_TEXT_BYTES_MAX + 1))).toThrow(/over the \d+-byte limit/);
+  });
+});
