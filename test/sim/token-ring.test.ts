@@ -296,6 +296,36 @@ describe('token ring (simulation)', () => {
     },
   );
 
+  it.each([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])(
+    'a holder cut off in a long critical section stops at its lease end, before the majority enters, seed %i',
+    async (seed) => {
+      const r = await ring(seed, 5, { loss: 0.02, delayMaxMs: 2 }, false);
+      const { c, res, tok } = r;
+      c.rt.runFor(2_000);
+      const h = c.peers[seed % 5]!;
+      tok.get(h)!.request(60_000);
+      expect(c.rt.runUntilTrue(() => res.inside(h.name), 2_000)).toBe(true);
+      c.rt.runFor(1_000); // well inside, renewing its lease
+      expect(res.inside(h.name)).toBe(true);
+      for (const p of c.peers) if (p !== h) tok.get(p)!.request(50);
+      c.net.partition([h.address]);
+      const cutAt = c.rt.now();
+      expect(c.rt.runUntilTrue(() => !res.inside(h.name), T.leaseMs + 2 * TICK_MS)).toBe(true);
+      expect(h.events.some((e) => e.kind === 'token-exit' && e.reason === 'lease-lost')).toBe(true);
+      const exitAt = c.rt.now();
+      expect(exitAt - cutAt).toBeLessThanOrEqual(T.leaseMs + TICK_MS);
+      // The majority remakes the token and takes turns, all after the cut-off holder stopped.
+      expect(c.rt.runUntilTrue(() => entries(r, cutAt) >= 4, 5_000)).toBe(true);
+      const after = res.sections.filter((x) => x.enter >= cutAt);
+      expect(after.every((x) => x.peer !== h.name && x.enter >= exitAt)).toBe(true);
+      expect(c.peers.some((p) => p !== h && p.events.some((e) => e.kind === 'token-regenerated'))).toBe(true);
+      // The cut-off holder never enters again while cut off.
+      c.rt.runFor(3_000);
+      expect(res.sections.filter((x) => x.peer === h.name && x.enter > cutAt)).toEqual([]);
+      expect(res.violations).toEqual([]);
+    },
+  );
+
   it('stale tokens are discarded: the minority token dies when the partition heals', async () => {
     const r = await ring(42, 5, { delayMaxMs: 2 });
     const { c } = r;
