@@ -10,7 +10,9 @@ import {
   ReplicaSet,
   compareEntries,
   formatLine,
+  hash64,
   isEntryText,
+  preferred,
   parseLine,
   reconcileDirectory,
   serialize,
@@ -116,6 +118,83 @@ describe('replica set', () => {
           for (const x of entries) expect(a.has(x)).toBe(true);
         },
       ),
+    );
+  });
+});
+
+describe('conflicting versions of one identity', () => {
+  it('the preferred version wins in any order, and the indexes and digest follow', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.integer({ min: 1, max: 40 }),
+            fc.integer({ min: 0, max: 3 }),
+            fc.constantFrom('a', 'b', 'c'),
+          ),
+          {
+            maxLength: 300,
+          },
+        ),
+        (items) => {
+          const versions = items.map(([seq, l, t]) => e(O1, seq, l, t));
+          const set = new ReplicaSet();
+          for (const v of versions) set.resolve(v);
+          const reversed = ReplicaSet.of([...versions].reverse());
+          // The winner per identity, computed directly.
+          const best = new Map<number, Entry>();
+          for (const v of versions) {
+            const held = best.get(v.seq);
+            best.set(v.seq, held ? preferred(held, v) : v);
+          }
+          expect(set.size).toBe(best.size);
+          for (const w of best.values()) {
+            expect(set.get(w)).toEqual(w);
+            const key = hash64(formatLine(w), 1);
+            expect(set.byContentHash(key[0], key[1])).toEqual(w);
+          }
+          // Losing versions are not findable by content any more.
+          for (const v of versions) {
+            const w = best.get(v.seq)!;
+            if (v.lamport === w.lamport && v.text === w.text) continue;
+            const key = hash64(formatLine(v), 1);
+            expect(set.byContentHash(key[0], key[1])).toBeUndefined();
+          }
+          expect(set.digest()).toBe(ReplicaSet.of(best.values()).digest());
+          expect(reversed.digest()).toBe(set.digest());
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a file holding two versions keeps the preferred one and sets the other aside', () => {
+    const dir = tmp();
+    const older = formatLine(e(O1, 1, 1, 'old'));
+    const newer = formatLine(e(O1, 1, 5, 'new'));
+    const other = formatLine(e(O2, 1, 2, 'x'));
+    fs.writeFileSync(path.join(dir, 'h1.txt'), [older, other, newer].join('\n') + '\n');
+    const f = ReplicaFile.open(dir, 'h1');
+    f.close();
+    expect(f.rejected).toEqual([
+      { line: 1, reason: `another version of entry ${O1}:1 wins (line 3)`, text: older },
+    ]);
+    expect(fs.readFileSync(path.join(dir, 'h1.txt'), 'utf8')).toBe(`${newer}\n${other}\n`);
+  });
+
+  it('a replacement is written by flush, atomically', () => {
+    const dir = tmp();
+    const f = ReplicaFile.open(dir, 'h1');
+    f.append([e(O1, 1, 1, 'old'), e(O2, 1, 1, 'y')]);
+    expect(f.apply([e(O1, 1, 2, 'new'), e(O1, 1, 0, 'older')])).toEqual({
+      added: [],
+      replaced: [e(O1, 1, 2, 'new')],
+    });
+    f.flush();
+    f.append([e(O3, 1, 3, 'z')]);
+    f.close();
+    expect(fs.readFileSync(path.join(dir, 'h1.txt'), 'utf8')).toBe(
+      [e(O1, 1, 2, 'new'), e(O2, 1, 1, 'y'), e(O3, 1, 3, 'z')].map(formatLine).join('\n') + '\n',
     );
   });
 });
@@ -257,6 +336,21 @@ describe('offline reconcile', () => {
     expect(second.every((r) => r.added === 0)).toBe(true);
     expect(fs.readFileSync(path.join(dir, 'r1.txt'), 'utf8')).toBe(contents[0]);
     expect(fs.readFileSync(path.join(dir, 'notes.md'), 'utf8')).toBe('not a replica');
+  });
+
+  it('gives every file the preferred version where files hold different versions', () => {
+    const dir = tmp();
+    fs.writeFileSync(path.join(dir, 'a.txt'), serialize([e(O1, 1, 1, 'old'), e(O2, 1, 1, 'p')]));
+    fs.writeFileSync(path.join(dir, 'b.txt'), serialize([e(O1, 1, 4, 'new')]));
+    fs.writeFileSync(path.join(dir, 'c.txt'), serialize([e(O1, 1, 4, 'new'), e(O2, 1, 1, 'p')]));
+    const rows = reconcileDirectory(dir);
+    expect(rows.map((r) => [r.replica, r.before, r.after, r.added, r.replaced])).toEqual([
+      ['a', 2, 2, 0, 1],
+      ['b', 1, 2, 1, 0],
+      ['c', 2, 2, 0, 0],
+    ]);
+    const want = serialize([e(O1, 1, 4, 'new'), e(O2, 1, 1, 'p')].sort(compareEntries));
+    for (const n of ['a', 'b', 'c']) expect(fs.readFileSync(path.join(dir, `${n}.txt`), 'utf8')).toBe(want);
   });
 
   it('keeps a bad line of one file aside and still merges the rest', () => {

@@ -26,7 +26,8 @@ export const dirFlag = {
 export function fileSink(file: ReplicaFile): ReplicaSink {
   return {
     set: file.set,
-    append: (entries: readonly Entry[]) => file.append(entries),
+    apply: (entries: readonly Entry[]) => file.apply(entries),
+    flush: () => file.flush(),
     rewriteCanonical: () => file.rewriteCanonical(),
   };
 }

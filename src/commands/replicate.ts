@@ -253,6 +253,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
     const signal = await untilSignal();
     rl.close();
     await peer.stop();
+    file.flush();
     file.close();
     log({ event: 'down', signal }, `left the group (${signal})`);
   }
@@ -273,6 +274,13 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
           log(
             entryFields('entry', x, e.via),
             `${chalk.green(e.via)} ${entryId(x)} ${JSON.stringify(x.text)}`,
+          );
+        return;
+      case 'replica-replace':
+        for (const x of e.entries)
+          log(
+            { event: 'replace', from: e.from, id: entryId(x), lamport: x.lamport, text: x.text },
+            `${chalk.yellow('replace')} ${entryId(x)}: took the preferred of two versions (later Lamport time, then greater text)`,
           );
         return;
       case 'replica-sync':

@@ -68,6 +68,7 @@ import {
   ENTRY_TEXT_JSON_BYTES_MAX,
   ReplicaSet,
   contentDigest,
+  hash64,
   entryId,
   entryProblem,
   formatLine,
@@ -79,6 +80,10 @@ import {
 export const REPLICA_TAG = 'rp';
 /** How often a holder looks for a holder with another digest and starts a session. */
 export const AE_INTERVAL_MS = 400;
+/** Replacements (conflict winners) are written once none arrived for this long... */
+export const FLUSH_QUIET_MS = 500;
+/** ...or at the latest this long after the first one. */
+export const FLUSH_DELAY_MAX_MS = 10_000;
 /** How long the holder with the larger id waits before it starts a session itself. */
 export const AE_DEFER_MS = 2_000;
 /** Anti-entropy period while a reconcile round is fresh (peer reconcile waits on it). */
@@ -162,6 +167,8 @@ declare module './protocol.js' {
   interface PeerEventMap {
     /** A holder wrote entries it did not have (from an append or a repair). */
     'replica-append': { entries: Entry[]; from: PeerId; via: 'append' | 'repair' | 'local' };
+    /** A holder met another version of entries it held and took it (the preferred version). */
+    'replica-replace': { entries: Entry[]; from: PeerId };
     'replica-ack': { id: string; holder: PeerId };
     'replica-sync': { peer: PeerId; fetched: number; pushed: number; ok: boolean; reason: string };
     'replica-rewrite': { round: number; sha256: string; entries: number };
@@ -169,10 +176,16 @@ declare module './protocol.js' {
   }
 }
 
-/** Where a holder keeps its entries. append() returns only once the new entries are durable. */
+/** Where a holder keeps its entries. */
 export interface ReplicaSink {
   readonly set: ReplicaSet;
-  append(entries: readonly Entry[]): Entry[];
+  /**
+   * Adds new identities, durably before it returns; replaces a held version that loses a conflict
+   * (preferred()) in memory, written by the next flush().
+   */
+  apply(entries: readonly Entry[]): { added: Entry[]; replaced: Entry[] };
+  /** Writes pending replacements (an atomic rewrite of a file). */
+  flush(): void;
   /** Rewrites the replica in canonical order; returns the SHA-256 (hex) of its content. */
   rewriteCanonical(): string;
 }
@@ -260,7 +273,9 @@ interface Session {
   replyBodyBytes: number;
   address: Address;
   lane: 0 | 1;
-  phase: 'tree' | 'iblt' | 'fetch';
+  phase: 'tree' | 'iblt' | 'fetch' | 'push';
+  /** Content hashes only this side has, pushed once the fetches are done. */
+  ours: Array<[number, number]>;
   level: number;
   queue: Array<Omit<Pending, 'sentAt' | 'tries'>>;
   outstanding: Map<number, Pending>;
@@ -304,6 +319,8 @@ export class Replication implements Protocol {
   private session: Session | null = null;
   private sessions = 0;
   private lastAe = -Infinity;
+  private lastReplace = -Infinity;
+  private flushPendingSince: number | null = null;
   /** When each holder was first seen advertising a digest unlike ours (for AE_DEFER_MS). */
   private readonly differSince = new Map<PeerId, number>();
   private boostUntil = -Infinity;
@@ -370,7 +387,7 @@ export class Replication implements Protocol {
     const problem = entryProblem(entry);
     if (problem) throw new RangeError(`cannot append: ${problem}`);
     if (this.sink) {
-      const added = this.sink.append([entry]);
+      const { added } = this.sink.apply([entry]);
       if (added.length)
         this.ctx.emit({ kind: 'replica-append', entries: added, from: this.ctx.self.id, via: 'local' });
     } else {
@@ -515,6 +532,7 @@ export class Replication implements Protocol {
 
   tick(now: number): void {
     if (this.sink) {
+      this.maybeFlush(now);
       this.advertise(now);
       this.expireCache(now);
       const every = now < this.boostUntil ? AE_ROUND_INTERVAL_MS : AE_INTERVAL_MS;
@@ -536,8 +554,9 @@ export class Replication implements Protocol {
       this.rejected++;
       return;
     }
-    const added = this.sink.append([entry]);
+    const { added, replaced } = this.sink.apply([entry]);
     if (added.length) this.ctx.emit({ kind: 'replica-append', entries: added, from: env.i, via: 'append' });
+    if (replaced.length) this.noteReplaced(env, replaced);
     const k = this.holders()
       .map((h) => h.id)
       .slice(0, ACK_HOLDERS_MAX);
@@ -678,6 +697,7 @@ export class Replication implements Protocol {
       queue: [],
       outstanding: new Map(),
       differing: [],
+      ours: [],
       m: 0,
       remote: null,
       fetched: 0,
@@ -753,18 +773,9 @@ export class Replication implements Protocol {
       }
       s.phase = 'fetch';
       s.remote = null;
+      s.ours = diff.ours;
       const set = this.sink!.set;
-      const push: Entry[] = [];
-      for (const [k1, k2] of diff.ours) {
-        const e = set.byIdHash(k1, k2);
-        if (e) push.push(e);
-      }
-      // Pushes are requests too (rp.put -> rp.got): windowed and resent, so none is lost silently.
-      while (push.length > 0) {
-        const batch = this.packEntries(push, 2 ** 31);
-        s.queue.push({ type: 'rp.put', body: { e: batch.map(toWire) }, count: batch.length });
-      }
-      const missing = diff.theirs.filter(([k1, k2]) => !set.byIdHash(k1, k2));
+      const missing = diff.theirs.filter(([k1, k2]) => !set.byContentHash(k1, k2));
       const perMsg = Math.min(
         GET_KEYS_PER_REQUEST_MAX,
         Math.floor(b64Bytes(this.bodyBytesMax, 40) / KEY_BYTES),
@@ -775,8 +786,24 @@ export class Replication implements Protocol {
       }
       if (diff.ours.length === 0 && diff.theirs.length === 0)
         this.ctx.emit({ kind: 'replica-conflict', peer: s.peer });
+      return this.driveSession(this.ctx.now());
+    }
+    if (s.phase === 'fetch') {
+      // Pushed after fetching: a version of ours that lost a conflict to a fetched one is gone
+      // from the set, so only versions the other side lacks and should keep are sent.
+      s.phase = 'push';
+      const set = this.sink!.set;
+      const push: Entry[] = [];
+      for (const [k1, k2] of s.ours) {
+        const e = set.byContentHash(k1, k2);
+        if (e) push.push(e);
+      }
+      // Pushes are requests too (rp.put -> rp.got): windowed and resent, so none is lost silently.
+      while (push.length > 0) {
+        const batch = this.packEntries(push, 2 ** 31);
+        s.queue.push({ type: 'rp.put', body: { e: batch.map(toWire) }, count: batch.length });
+      }
       if (s.queue.length > 0) return this.driveSession(this.ctx.now());
-      return this.endSession(true, 'repaired');
     }
     this.endSession(true, 'repaired');
   }
@@ -827,19 +854,38 @@ export class Replication implements Protocol {
       this.rejected++;
       return false;
     });
-    const added = this.sink!.append(entries);
+    const { added, replaced } = this.sink!.apply(entries);
     if (added.length) this.ctx.emit({ kind: 'replica-append', entries: added, from: env.i, via: 'repair' });
-    return added;
+    if (replaced.length) this.noteReplaced(env, replaced);
+    return entries;
+  }
+
+  private noteReplaced(env: Envelope, replaced: Entry[]): void {
+    const now = this.ctx.now();
+    this.lastReplace = now;
+    if (this.flushPendingSince === null) this.flushPendingSince = now;
+    this.ctx.emit({ kind: 'replica-replace', entries: replaced, from: env.i });
+  }
+
+  /** Rewrites the file once replacements stop arriving (or at least every FLUSH_DELAY_MAX_MS). */
+  private maybeFlush(now: number): void {
+    const since = this.flushPendingSince;
+    if (since === null) return;
+    if (now - this.lastReplace < FLUSH_QUIET_MS && now - since < FLUSH_DELAY_MAX_MS) return;
+    this.flushPendingSince = null;
+    this.sink!.flush();
   }
 
   private onEntries(env: Envelope, b: { q: number; e: WireEntry[] }): void {
     if (!this.sink) return;
-    const added = this.applyRepair(env, b.e);
+    const received = this.applyRepair(env, b.e);
     const s = this.session;
     const p = s && b.q !== 0 && env.i === s.peer ? s.outstanding.get(b.q) : undefined;
     if (!s || !p?.keys) return;
-    s.fetched += added.length;
-    p.keys = p.keys.filter(([k1, k2]) => !this.sink!.set.byIdHash(k1, k2));
+    s.fetched += received.length;
+    // A version received settles its key even if ours won the conflict and stays.
+    const got = new Set(received.map((e) => hash64(formatLine(e), 1).join(':')));
+    p.keys = p.keys.filter(([k1, k2]) => !got.has(`${k1}:${k2}`) && !this.sink!.set.byContentHash(k1, k2));
     if (p.keys.length === 0) {
       s.outstanding.delete(b.q);
       this.driveSession(this.ctx.now());
@@ -887,7 +933,7 @@ export class Replication implements Protocol {
     if (!keys) return void this.rejected++;
     const found: Entry[] = [];
     for (const [k1, k2] of keys) {
-      const e = this.sink.set.byIdHash(k1, k2);
+      const e = this.sink.set.byContentHash(k1, k2);
       if (e) found.push(e);
     }
     while (found.length > 0) {
@@ -984,7 +1030,7 @@ export class Iblt {
   static build(m: number, set: ReplicaSet): Iblt {
     const t = new Iblt(m);
     for (let i = 0; i < set.size; i++) {
-      const [k1, k2] = set.idHashAt(i);
+      const [k1, k2] = set.contentHashAt(i);
       t.toggle(k1, k2, 1);
     }
     return t;
@@ -1067,28 +1113,47 @@ export class Iblt {
 /** A replica held in memory: the simulation's model of a file (its lines survive a crash). */
 export class MemoryReplica implements ReplicaSink {
   readonly set: ReplicaSet;
-  /** The "file": one formatted line per entry, in file order. */
+  /** The "file": one formatted line per entry, in file order (what survives a crash). */
   lines: string[];
+  private dirty = false;
 
   constructor(lines: string[] = []) {
     this.set = new ReplicaSet();
-    this.lines = [];
     for (const line of lines) {
       const p = parseLine(line);
       if (!p.ok) throw new Error(`bad line in memory replica: ${p.reason}`);
-      if (this.set.add(p.entry)) this.lines.push(line);
+      this.set.resolve(p.entry);
     }
+    this.lines = this.set.entries.map(formatLine);
+  }
+
+  apply(entries: readonly Entry[]): { added: Entry[]; replaced: Entry[] } {
+    const added: Entry[] = [];
+    const replaced: Entry[] = [];
+    for (const e of entries) {
+      const r = this.set.resolve(e);
+      if (r === 'added') added.push(e);
+      else if (r === 'replaced') replaced.push(e);
+    }
+    for (const e of added) this.lines.push(formatLine(e));
+    if (replaced.length > 0) this.dirty = true;
+    return { added, replaced };
   }
 
   append(entries: readonly Entry[]): Entry[] {
-    const added = entries.filter((e) => this.set.add(e));
-    for (const e of added) this.lines.push(formatLine(e));
-    return added;
+    return this.apply(entries).added;
+  }
+
+  flush(): void {
+    if (!this.dirty) return;
+    this.lines = this.set.entries.map(formatLine);
+    this.dirty = false;
   }
 
   rewriteCanonical(): string {
     this.set.sortCanonical();
     this.lines = this.set.entries.map(formatLine);
+    this.dirty = false;
     return contentDigest(this.set.entries);
   }
 }
@@ -1194,7 +1259,17 @@ export function reconcilePair(
     };
     const sink: ReplicaSink = {
       set: sets[i]!,
-      append: (es) => es.filter((e) => sets[i]!.add(e)),
+      apply: (es) => {
+        const added: Entry[] = [];
+        const replaced: Entry[] = [];
+        for (const e of es) {
+          const r = sets[i]!.resolve(e);
+          if (r === 'added') added.push(e);
+          else if (r === 'replaced') replaced.push(e);
+        }
+        return { added, replaced };
+      },
+      flush: () => {},
       rewriteCanonical: () => contentDigest(sets[i]!.canonical()),
     };
     protos.push(

@@ -126,11 +126,24 @@ const INDEX_LOAD_MAX = 0.5;
 const INDEX_CAPACITY_MIN = 64;
 
 /**
+ * Of two versions of one identity (only a hand edit or a reused id makes two), the one every
+ * replica keeps: the later Lamport time, then the greater text. Deterministic, so replicas that
+ * meet both versions in any order keep the same one.
+ */
+export function preferred(a: Entry, b: Entry): Entry {
+  if (a.lamport !== b.lamport) return a.lamport > b.lamport ? a : b;
+  return a.text >= b.text ? a : b;
+}
+
+export type Resolution = 'added' | 'same' | 'kept' | 'replaced';
+
+/**
  * The entries a holder has, in the order it learned them, with:
- *  - an index by id hash (open addressing over positions) for duplicate checks and lookups;
- *  - per-entry id hash (IBLT keys) and content hash (digest) in typed arrays;
+ *  - two indexes (open addressing over positions): by id hash, for duplicate checks, and by
+ *    content hash (the hash of the whole line), for lookups by the keys anti-entropy exchanges;
+ *  - per-entry id hash and content hash in typed arrays;
  *  - a digest tree: 16^L buckets per level L (L = 0..DIGEST_LEVELS), each the XOR of the content
- *    hashes of the entries whose id hash falls in it. Updated in O(levels) per insert. The root is
+ *    hashes of the entries whose id hash falls in it. Updated in O(levels) per change. The root is
  *    the replica's digest: equal sets give equal digests, and any difference in any byte of any
  *    line changes it (with probability 1 - 2^-64).
  */
@@ -140,7 +153,8 @@ export class ReplicaSet {
   private idH2 = new Uint32Array(INDEX_CAPACITY_MIN);
   private cH1 = new Uint32Array(INDEX_CAPACITY_MIN);
   private cH2 = new Uint32Array(INDEX_CAPACITY_MIN);
-  private table = new Int32Array(INDEX_CAPACITY_MIN * 2).fill(-1);
+  private idTable = new Int32Array(INDEX_CAPACITY_MIN * 2).fill(-1);
+  private cTable = new Int32Array(INDEX_CAPACITY_MIN * 2).fill(-1);
   /** tree[level] holds 2 lanes per bucket: [lane0, lane1, lane0, lane1, ...]. */
   readonly tree: Uint32Array[] = Array.from(
     { length: DIGEST_LEVELS + 1 },
@@ -149,7 +163,7 @@ export class ReplicaSet {
 
   static of(entries: Iterable<Entry>): ReplicaSet {
     const s = new ReplicaSet();
-    for (const e of entries) s.add(e);
+    for (const e of entries) s.resolve(e);
     return s;
   }
 
@@ -162,49 +176,59 @@ export class ReplicaSet {
     return this.list;
   }
 
-  /** The digest: 16 hex digits of the root, and the count. */
+  /** The digest: 16 hex digits of the root. */
   digest(): string {
     const r = this.tree[0]!;
     return hex32(r[0]!) + hex32(r[1]!);
   }
 
   has(e: Pick<Entry, 'origin' | 'seq'>): boolean {
-    const [h1, h2] = hash64(entryId(e));
-    return this.find(h1, h2, e) >= 0;
+    return this.findId(e) >= 0;
   }
 
-  /** The entry whose id hashes to (h1, h2), if any (IBLT keys name entries by id hash). */
-  byIdHash(h1: number, h2: number): Entry | undefined {
-    const p = this.find(h1 >>> 0, h2 >>> 0, null);
+  get(e: Pick<Entry, 'origin' | 'seq'>): Entry | undefined {
+    const p = this.findId(e);
     return p >= 0 ? this.list[p] : undefined;
   }
 
-  idHashAt(i: number): [number, number] {
-    return [this.idH1[i]!, this.idH2[i]!];
+  /** The entry whose line hashes to (c1, c2), if any (anti-entropy names entries this way). */
+  byContentHash(c1: number, c2: number): Entry | undefined {
+    c1 >>>= 0;
+    c2 >>>= 0;
+    const mask = this.cTable.length - 1;
+    for (let s = c1 & mask; ; s = (s + 1) & mask) {
+      const p = this.cTable[s]!;
+      if (p < 0) return undefined;
+      if (this.cH1[p] === c1 && this.cH2[p] === c2) return this.list[p];
+    }
   }
 
-  /** Adds an entry unless one with its identity is present; true when added. */
+  contentHashAt(i: number): [number, number] {
+    return [this.cH1[i]!, this.cH2[i]!];
+  }
+
+  /** Adds an entry unless one with its identity is present (whatever its text); true when added. */
   add(e: Entry): boolean {
-    const [h1, h2] = hash64(entryId(e));
-    if (this.find(h1, h2, e) >= 0) return false;
-    const i = this.list.length;
-    if (i >= this.idH1.length) this.growArrays();
-    if ((i + 1) / this.table.length > INDEX_LOAD_MAX) this.rehash(this.table.length * 2);
-    this.list.push(e);
-    this.idH1[i] = h1;
-    this.idH2[i] = h2;
-    const [c1, c2] = hash64(formatLine(e), 1);
-    this.cH1[i] = c1;
-    this.cH2[i] = c2;
-    this.insertSlot(i);
-    const leaf = h1 >>> (32 - LEAF_BITS);
-    for (let l = 0; l <= DIGEST_LEVELS; l++) {
-      const b = leaf >>> (4 * (DIGEST_LEVELS - l));
-      const t = this.tree[l]!;
-      t[2 * b] = (t[2 * b]! ^ c1) >>> 0;
-      t[2 * b + 1] = (t[2 * b + 1]! ^ c2) >>> 0;
-    }
+    if (this.findId(e) >= 0) return false;
+    this.push(e);
     return true;
+  }
+
+  /**
+   * Adds an entry, or settles a conflict with the version held: the preferred version stays (see
+   * preferred()). 'same' when this exact line is held already, 'kept' when the held version wins.
+   */
+  resolve(e: Entry): Resolution {
+    const p = this.findId(e);
+    if (p < 0) {
+      this.push(e);
+      return 'added';
+    }
+    const old = this.list[p]!;
+    if (old.lamport === e.lamport && old.text === e.text) return 'same';
+    if (preferred(old, e) === old) return 'kept';
+    this.replaceAt(p, e);
+    return 'replaced';
   }
 
   /** A sorted copy in canonical order. */
@@ -230,7 +254,7 @@ export class ReplicaSet {
     this.idH2 = permute(this.idH2);
     this.cH1 = permute(this.cH1);
     this.cH2 = permute(this.cH2);
-    this.rehash(this.table.length);
+    this.rehash(this.idTable.length);
   }
 
   isCanonical(): boolean {
@@ -239,23 +263,57 @@ export class ReplicaSet {
     return true;
   }
 
-  private find(h1: number, h2: number, exact: Pick<Entry, 'origin' | 'seq'> | null): number {
-    const mask = this.table.length - 1;
-    for (let s = h1 & mask; ; s = (s + 1) & mask) {
-      const p = this.table[s]!;
-      if (p < 0) return -1;
-      if (this.idH1[p] === h1 && this.idH2[p] === h2) {
-        const e = this.list[p]!;
-        if (!exact || (e.origin === exact.origin && e.seq === exact.seq)) return p;
-      }
+  private push(e: Entry): void {
+    const [h1, h2] = hash64(entryId(e));
+    const i = this.list.length;
+    if (i >= this.idH1.length) this.growArrays();
+    if ((i + 1) / this.idTable.length > INDEX_LOAD_MAX) this.rehash(this.idTable.length * 2);
+    this.list.push(e);
+    this.idH1[i] = h1;
+    this.idH2[i] = h2;
+    insertSlot(this.idTable, this.idH1, i);
+    this.setContent(i, e);
+  }
+
+  private replaceAt(p: number, e: Entry): void {
+    this.toggleTree(p);
+    deleteSlot(this.cTable, this.cH1, p);
+    this.list[p] = e;
+    this.setContent(p, e);
+  }
+
+  private setContent(i: number, e: Entry): void {
+    const [c1, c2] = hash64(formatLine(e), 1);
+    this.cH1[i] = c1;
+    this.cH2[i] = c2;
+    insertSlot(this.cTable, this.cH1, i);
+    this.toggleTree(i);
+  }
+
+  /** XORs entry i's content hash into (or out of) every level of the digest tree. */
+  private toggleTree(i: number): void {
+    const leaf = this.idH1[i]! >>> (32 - LEAF_BITS);
+    const c1 = this.cH1[i]!;
+    const c2 = this.cH2[i]!;
+    for (let l = 0; l <= DIGEST_LEVELS; l++) {
+      const b = leaf >>> (4 * (DIGEST_LEVELS - l));
+      const t = this.tree[l]!;
+      t[2 * b] = (t[2 * b]! ^ c1) >>> 0;
+      t[2 * b + 1] = (t[2 * b + 1]! ^ c2) >>> 0;
     }
   }
 
-  private insertSlot(i: number): void {
-    const mask = this.table.length - 1;
-    let s = this.idH1[i]! & mask;
-    while (this.table[s]! >= 0) s = (s + 1) & mask;
-    this.table[s] = i;
+  private findId(e: Pick<Entry, 'origin' | 'seq'>): number {
+    const [h1, h2] = hash64(entryId(e));
+    const mask = this.idTable.length - 1;
+    for (let s = h1 & mask; ; s = (s + 1) & mask) {
+      const p = this.idTable[s]!;
+      if (p < 0) return -1;
+      if (this.idH1[p] === h1 && this.idH2[p] === h2) {
+        const x = this.list[p]!;
+        if (x.origin === e.origin && x.seq === e.seq) return p;
+      }
+    }
   }
 
   private growArrays(): void {
@@ -272,9 +330,39 @@ export class ReplicaSet {
   }
 
   private rehash(capacity: number): void {
-    this.table = new Int32Array(capacity).fill(-1);
-    for (let i = 0; i < this.list.length; i++) this.insertSlot(i);
+    this.idTable = new Int32Array(capacity).fill(-1);
+    this.cTable = new Int32Array(capacity).fill(-1);
+    for (let i = 0; i < this.list.length; i++) {
+      insertSlot(this.idTable, this.idH1, i);
+      insertSlot(this.cTable, this.cH1, i);
+    }
   }
+}
+
+/** Linear probing: puts position i in the first free slot from its hash. */
+function insertSlot(table: Int32Array, h: Uint32Array, i: number): void {
+  const mask = table.length - 1;
+  let s = h[i]! & mask;
+  while (table[s]! >= 0) s = (s + 1) & mask;
+  table[s] = i;
+}
+
+/** Removes position i, shifting later entries of its probe run back (no tombstones). */
+function deleteSlot(table: Int32Array, h: Uint32Array, i: number): void {
+  const mask = table.length - 1;
+  let s = h[i]! & mask;
+  while (table[s] !== i) s = (s + 1) & mask;
+  let hole = s;
+  for (let j = (hole + 1) & mask; table[j]! >= 0; j = (j + 1) & mask) {
+    const home = h[table[j]!]! & mask;
+    // Entry at j may move to the hole if the hole lies cyclically in [home, j).
+    const movable = hole <= j ? home <= hole || home > j : home <= hole && home > j;
+    if (movable) {
+      table[hole] = table[j]!;
+      hole = j;
+    }
+  }
+  table[hole] = -1;
 }
 
 const hex32 = (n: number) => (n >>> 0).toString(16).padStart(8, '0');
@@ -358,12 +446,31 @@ export function parseReplica(content: string): { set: ReplicaSet; rejected: Reje
   const rejected: Rejection[] = [];
   const lines = content.split('\n');
   if (lines.at(-1) === '') lines.pop();
+  /** Line number of the line each identity was taken from, to report a superseded version. */
+  const lineOf = new Map<string, number>();
   lines.forEach((text, i) => {
     const p = parseLine(text);
-    if (!p.ok) rejected.push({ line: i + 1, reason: p.reason, text });
-    else if (!set.add(p.entry))
-      rejected.push({ line: i + 1, reason: `duplicate of entry ${entryId(p.entry)}`, text });
+    if (!p.ok) return void rejected.push({ line: i + 1, reason: p.reason, text });
+    const id = entryId(p.entry);
+    const held = set.get(p.entry);
+    const r = set.resolve(p.entry);
+    if (r === 'same') rejected.push({ line: i + 1, reason: `duplicate of entry ${id}`, text });
+    else if (r === 'kept')
+      rejected.push({
+        line: i + 1,
+        reason: `another version of entry ${id} wins (line ${lineOf.get(id)})`,
+        text,
+      });
+    else if (r === 'replaced') {
+      rejected.push({
+        line: lineOf.get(id)!,
+        reason: `another version of entry ${id} wins (line ${i + 1})`,
+        text: formatLine(held!),
+      });
+      lineOf.set(id, i + 1);
+    } else lineOf.set(id, i + 1);
   });
+  rejected.sort((a, b) => a.line - b.line);
   return { set, rejected };
 }
 
@@ -373,6 +480,8 @@ export function parseReplica(content: string): { set: ReplicaSet; rejected: Reje
  */
 export class ReplicaFile {
   private fd: number | null = null;
+  /** A held entry was replaced by the version that wins; the file needs a rewrite (flush). */
+  private dirty = false;
 
   private constructor(
     readonly file: string,
@@ -408,8 +517,23 @@ export class ReplicaFile {
 
   /** Appends the entries not present yet; they are on disk (fsynced) when this returns them. */
   append(entries: readonly Entry[]): Entry[] {
-    const added = entries.filter((e) => this.set.add(e));
-    if (added.length === 0) return added;
+    return this.apply(entries).added;
+  }
+
+  /**
+   * Appends new identities (on disk, fsynced, when this returns) and replaces held versions that
+   * lose a conflict (see preferred()) in memory; flush() writes those with one atomic rewrite.
+   */
+  apply(entries: readonly Entry[]): { added: Entry[]; replaced: Entry[] } {
+    const added: Entry[] = [];
+    const replaced: Entry[] = [];
+    for (const e of entries) {
+      const r = this.set.resolve(e);
+      if (r === 'added') added.push(e);
+      else if (r === 'replaced') replaced.push(e);
+    }
+    if (replaced.length > 0) this.dirty = true;
+    if (added.length === 0) return { added, replaced };
     if (this.fd === null) throw new ReplicaError(`${this.file} is closed`);
     try {
       fs.writeSync(this.fd, serialize(added));
@@ -417,21 +541,32 @@ export class ReplicaFile {
     } catch (err) {
       throw ioError('append to', this.file, err);
     }
-    return added;
+    return { added, replaced };
+  }
+
+  /** Writes pending replacements: one atomic rewrite in the current order. */
+  flush(): void {
+    if (!this.dirty) return;
+    this.rewrite(serialize(this.set.entries));
   }
 
   /** Rewrites the file atomically in canonical order; returns the SHA-256 of the new content. */
   rewriteCanonical(): string {
     this.set.sortCanonical();
     const data = serialize(this.set.entries);
+    this.rewrite(data);
+    return createHash('sha256').update(data).digest('hex');
+  }
+
+  private rewrite(data: string): void {
     this.close();
     writeFileAtomic(this.file, data);
+    this.dirty = false;
     try {
       this.fd = fs.openSync(this.file, 'a', 0o644);
     } catch (err) {
       throw ioError('open for appending', this.file, err);
     }
-    return createHash('sha256').update(data).digest('hex');
   }
 
   close(): void {
@@ -466,6 +601,8 @@ export interface ReconcileRow {
   before: number;
   after: number;
   added: number;
+  /** Entries whose version changed: another file held a version of the identity that wins. */
+  replaced: number;
   rejected: number;
   /** SHA-256 of the file after the rewrite. */
   digest: string;
@@ -489,12 +626,17 @@ export function reconcileDirectory(dir: string): ReconcileRow[] {
   }
   const files = names.map((name) => ReplicaFile.open(dir, name));
   try {
+    // Where two files hold two versions of one identity, every file gets the preferred one.
     const union = new ReplicaSet();
-    for (const f of files) for (const e of f.set.entries) union.add(e);
+    for (const f of files) for (const e of f.set.entries) union.resolve(e);
     const data = serialize(union.canonical());
     const digest = createHash('sha256').update(data).digest('hex');
     return files.map((f, i) => {
       const before = f.set.size;
+      const replaced = f.set.entries.filter((e) => {
+        const u = union.get(e)!;
+        return u.lamport !== e.lamport || u.text !== e.text;
+      }).length;
       f.close();
       writeFileAtomic(f.file, data);
       return {
@@ -502,6 +644,7 @@ export function reconcileDirectory(dir: string): ReconcileRow[] {
         before,
         after: union.size,
         added: union.size - before,
+        replaced,
         rejected: f.rejected.length,
         digest,
       };

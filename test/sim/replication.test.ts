@@ -264,6 +264,43 @@ describe('replication (simulation)', () => {
   );
 });
 
+describe('conflicting versions (hand-edited files)', () => {
+  it.each(SEEDS.slice(0, 10))(
+    'holders holding different versions of entries converge on the preferred ones, even across a crash, seed %i',
+    async (seed) => {
+      const rc = new ReplicaCluster(seed, LOSSY);
+      // Files from an earlier life: same identities, edited differently on each holder.
+      const base = Array.from({ length: 40 }, (_, i) => ({
+        origin: 'abcdef0123456789',
+        seq: i + 1,
+        lamport: i,
+        text: `line ${i}`,
+      }));
+      const edit = (h: number) =>
+        base.map((x) =>
+          x.seq % 5 === h ? { ...x, text: `${x.text} edited by ${h}`, lamport: x.lamport + (h % 2) } : x,
+        );
+      for (let h = 0; h < 3; h++) rc.files.set(`h${h}`, new MemoryReplica(edit(h).map(formatLine)));
+      const hs = await rc.holders(3);
+      const want = ReplicaSet.of([...edit(0), ...edit(1), ...edit(2)]);
+      rc.rt.runFor(300);
+      // One holder crashes before it could flush a replacement, and restarts from its old file.
+      await rc.c.crash(hs[1]!);
+      rc.rt.runFor(500);
+      await rc.c.restart(hs[1]!);
+      expect(rc.rt.runUntilTrue(() => rc.converged(), 20_000)).toBe(true);
+      for (const h of hs) expect(rc.file(h).set.digest()).toBe(want.digest());
+      // Once replacements are flushed the "files" hold the preferred lines, one per identity.
+      rc.rt.runFor(1_000);
+      for (const h of hs) {
+        expect(new Set(rc.file(h).lines)).toEqual(new Set(want.entries.map(formatLine)));
+      }
+      rc.assertNoDuplicates();
+      expect(rc.c.handlerErrors()).toEqual([]);
+    },
+  );
+});
+
 describe('online reconcile with a crash', () => {
   it.each(SEEDS.slice(0, 8))(
     'a holder that crashes mid-round is waited for, not dropped, and the round ends when it is back, seed %i',
@@ -350,8 +387,8 @@ describe('set reconciliation', () => {
           }
           expect(diff.ours).toHaveLength(onlyA);
           expect(diff.theirs).toHaveLength(onlyB);
-          for (const [k1, k2] of diff.ours) expect(b.byIdHash(k1, k2)).toBeUndefined();
-          for (const [k1, k2] of diff.theirs) expect(a.byIdHash(k1, k2)).toBeUndefined();
+          for (const [k1, k2] of diff.ours) expect(b.byContentHash(k1, k2)).toBeUndefined();
+          for (const [k1, k2] of diff.theirs) expect(a.byContentHash(k1, k2)).toBeUndefined();
         },
       ),
       { numRuns: 100 },
@@ -394,5 +431,36 @@ describe('set reconciliation', () => {
     expect(res.bytes).toBeLessThanOrEqual(3 * diffBytes + fixed);
     // Equal replicas cost nothing more: a second run sends no datagram.
     expect(reconcilePair(a, b).bytes).toBe(0);
+  });
+
+  it.each([
+    [20_000, 0.01],
+    [100_000, 0.01],
+  ])('%i entries with %f of them edited on one side: converge within 3x the differing lines', (n, frac) => {
+    let r = n + 1;
+    const rnd = () => (r = (Math.imul(r, 1103515245) + 12345) >>> 0) / 4294967296;
+    const a = new ReplicaSet();
+    const b = new ReplicaSet();
+    let diffBytes = 0;
+    for (let i = 0; i < n; i++) {
+      const e = {
+        origin: '0123456789abcdef',
+        seq: i + 1,
+        lamport: i,
+        text: `entry ${i} ${Math.floor(rnd() * 1e9)}`,
+      };
+      a.add(e);
+      if (rnd() < frac) {
+        const edited = { ...e, text: `${e.text} edited` };
+        b.add(edited);
+        // Both lines differ (as diff would show them); the edited one wins everywhere.
+        diffBytes += Buffer.byteLength(formatLine(e)) + Buffer.byteLength(formatLine(edited)) + 2;
+      } else b.add(e);
+    }
+    const res = reconcilePair(a, b);
+    expect(res.converged).toBe(true);
+    expect(a.digest()).toBe(b.digest());
+    expect(a.entries.every((e) => b.get(e)!.text === e.text)).toBe(true);
+    expect(res.bytes).toBeLessThanOrEqual(3 * diffBytes);
   });
 });
