@@ -180,7 +180,8 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     const j = await this.join(flags, 0);
     try {
       const members = await this.discover(j, undefined);
-      if (members.length === 0) this.warn('no chat member answered yet; sending anyway');
+      // Lines are still stored (and served as history later) when nobody is there.
+      const alone = members.length === 0;
       const waits: Array<Promise<AckStatus>> = [];
       const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
       for await (const raw of rl) {
@@ -194,7 +195,12 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         }
         waits.push(this.sayAndWait(j, text, flags.wait));
       }
-      this.failUnlessComplete(j, await Promise.all(waits));
+      const statuses = await Promise.all(waits);
+      if (alone && statuses.length > 0)
+        this.notDelivered(
+          `no chat member answered within ${CHAT_DISCOVERY_MS} ms; ${statuses.length} line(s) stored here only`,
+        );
+      this.failUnlessComplete(j, statuses);
     } finally {
       await j.peer.stop();
     }
