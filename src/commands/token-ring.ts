@@ -98,7 +98,9 @@ Without --exec or --hold: a prompt to request the critical section when stdin is
       },
     );
     peer.node.on((e) => this.onEvent(e));
-    const status = setInterval(() => this.showStatus(tr), STATUS_INTERVAL_MS);
+    // The interactive prompt shows where the token is; a periodic line would overwrite it.
+    const status =
+      mode === 'interactive' ? undefined : setInterval(() => this.showStatus(tr), STATUS_INTERVAL_MS);
     try {
       if (mode === 'interactive') await this.interactive(tr);
       else if (mode === 'watch') await untilSignal();
@@ -185,7 +187,10 @@ Without --exec or --hold: a prompt to request the critical section when stdin is
       let action: string;
       try {
         action = await select({
-          message: `token at ${this.holderName(s.holder)} (generation ${s.generation}), ring of ${s.ring.length}`,
+          message:
+            s.generation === 0
+              ? `no token yet (one is made after a short silence), ring of ${s.ring.length}`
+              : `token at ${this.holderName(s.holder)} (generation ${s.generation}), ring of ${s.ring.length}`,
           choices: [
             { name: 'Request the critical section', value: 'request' },
             { name: 'Show where the token is', value: 'status' },
