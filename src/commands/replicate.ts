@@ -299,7 +299,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
       case 'replica-conflict':
         log(
           { event: 'conflict', peer: e.peer },
-          `${chalk.red('conflict')} ${e.peer.slice(0, 8)} holds an entry with one of our ids but other text (hand-edited file?)`,
+          `${chalk.red('conflict')} digests differ from ${e.peer.slice(0, 8)} but no difference was found (hash collision?)`,
         );
         return;
       case 'join':

@@ -24,10 +24,12 @@
  *      most differ (TREE_SATURATION_FRACTION) it fetches the children of the differing buckets one
  *      level down, up to level 3 (4,096 buckets). d^ = -N ln(1 - x/N) for x differing of N.
  *   2. Find the difference exactly with an invertible Bloom lookup table (Eppstein et al., "What's
- *      the difference?", SIGCOMM 2011) of m = 1.5 d^ + IBLT_CELLS_MIN cells over entry id hashes:
- *      A fetches B's cells in chunks, subtracts its own and peels. A failed peel doubles m.
- *   3. A fetches the entries it lacks (`rp.get` by id hash -> `rp.ent`) and pushes the ones B lacks
- *      (`rp.put` -> `rp.got` once B wrote them), both windowed and resent like every request.
+ *      the difference?", SIGCOMM 2011) of m = 1.5 d^ + IBLT_CELLS_MIN cells over the content
+ *      hashes of the lines (so two versions of one identity differ too): A fetches B's cells in
+ *      chunks, subtracts its own and peels. A failed peel doubles m.
+ *   3. A fetches the lines it lacks (`rp.get` by content hash -> `rp.ent`), then pushes the ones B
+ *      lacks (`rp.put` -> `rp.got` once B wrote them), both windowed and resent like every
+ *      request. Pushing after fetching skips a version of ours that lost to a fetched one.
  * Every request is one datagram and every answer fits datagrams under DATAGRAM_PAYLOAD_BYTES_MAX;
  * at most SESSION_WINDOW_REQUESTS are outstanding (flow control); a request unanswered for
  * REQUEST_TIMEOUT_MS is sent again, and REQUEST_TRIES_MAX failures end the session (B gone).
@@ -36,7 +38,14 @@
  *
  * Hash collisions. Bucket hashes on the wire are one 32-bit lane of the 64-bit XOR; sessions
  * alternate lanes, so a collision that hides a difference in one session is seen by the next. IBLT
- * keys are 64-bit id hashes; a pure cell is recognised by a separate 32-bit check hash.
+ * keys are 64-bit content hashes; a pure cell is recognised by a separate 32-bit check hash.
+ *
+ * Conflicts. Entries are immutable, so two versions of one identity come only from a hand-edited
+ * file (or a reused origin id). Every holder keeps the preferred version (later Lamport time, then
+ * greater text: storage/replica.ts preferred()), whatever order it meets them in, so they still
+ * converge; a replacement is in memory at once and written by one atomic rewrite once
+ * replacements stop arriving (FLUSH_QUIET_MS). A crash before that leaves the old version in the
+ * file, and anti-entropy replaces it again.
  *
  * Online reconcile. A coordinator polls holders with `rp.rnd`; each answers `rp.st` (count at the
  * round's start, count and digest now) and, while a round is fresh, runs anti-entropy more often.
@@ -45,9 +54,8 @@
  *
  * Failure modes: loss, duplication and reordering are absorbed by idempotent appends, retries and
  * repeated sessions; a holder that crashed keeps its file and catches up through anti-entropy once
- * it is back; a partition heals the same way. Two entries with one identity but different text
- * (a hand-edited file) cannot be repaired: the digests never agree, and a session that finds no
- * difference in ids while the digests differ emits `replica-conflict`.
+ * it is back; a partition heals the same way. A session that decodes no difference while the
+ * digests differ (a 64-bit collision, or a bug) emits `replica-conflict` rather than hide it.
  */
 import {
   DATAGRAM_PAYLOAD_BYTES_MAX,
@@ -172,6 +180,7 @@ declare module './protocol.js' {
     'replica-ack': { id: string; holder: PeerId };
     'replica-sync': { peer: PeerId; fetched: number; pushed: number; ok: boolean; reason: string };
     'replica-rewrite': { round: number; sha256: string; entries: number };
+    /** Digests differ but a session found no difference to move (see the header). */
     'replica-conflict': { peer: PeerId };
   }
 }
