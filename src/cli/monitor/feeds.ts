@@ -1,0 +1,139 @@
+/**
+ * What feeds the monitor's model: an observer node (it never heartbeats, so it is never a member,
+ * never a candidate, never counted in a clock round, a token ring or a replica ack) and read-only
+ * instances of the protocol modules whose state it shows:
+ *  - Election as a follower (candidate: false): learns the coordinator from tags, never stands;
+ *  - Tasks without an executor: only asks the coordinator for its task list (requestList);
+ *  - ClockSync with a view that follows no coordinator and sits above every term, so it never
+ *    answers a poll (an observer's clock must not move the group's average) and never runs a
+ *    round; it only sends `clk.q` and collects every peer's status (Lamport time, offset).
+ * Node events go to the Logs tab; coordinator and replica changes are derived from tags.
+ */
+import { ClockSync } from '../../p2p/clock-sync.js';
+import { Election, type CoordinatorView } from '../../p2p/election.js';
+import type { PeerNode } from '../../p2p/node.js';
+import { Tasks } from '../../p2p/tasks.js';
+import type { PeerId } from '../../p2p/wire.js';
+import { DerivedEvents } from './derived.js';
+import { describeEvent, EventLog, type ClockReading, type MonitorInput, type TaskListing } from './model.js';
+
+/** How often the monitor asks every peer for its clock status (one small unicast answer each). */
+export const CLOCK_QUERY_INTERVAL_MS = 1000;
+/** How often it asks the coordinator for the task list. */
+export const TASK_LIST_INTERVAL_MS = 1000;
+/** Tasks fetched per listing: a screenful and some to scroll. */
+export const TASK_LIST_LIMIT = 100;
+
+/** Follows nobody, above every term: polls and adjustments are all "from a deposed coordinator". */
+const PASSIVE_VIEW: CoordinatorView = {
+  coordinator: () => null,
+  isCoordinator: () => false,
+  term: () => Number.MAX_SAFE_INTEGER,
+  onChange: () => () => {},
+};
+
+export interface Installed {
+  clock: ClockSync;
+  tasks: Tasks;
+  election: Election;
+}
+
+/** Installs the read-only protocol instances; call from startPeer's install hook. */
+export function installMonitorModules(node: PeerNode): Installed {
+  const election = node.install(
+    (ctx, n) =>
+      new Election(ctx, n.membership, { timings: n.profile.election, priority: 0, candidate: false }),
+  );
+  const clock = node.install(
+    (ctx, n) => new ClockSync(ctx, n.membership, { timings: n.profile.clock, coordinator: PASSIVE_VIEW }),
+  );
+  const tasks = node.install((ctx, n) => new Tasks(ctx, n.membership, { view: election }));
+  return { clock, tasks, election };
+}
+
+export interface FeedsOptions {
+  node: PeerNode;
+  group: string;
+  installed: Installed;
+}
+
+export class MonitorFeeds {
+  private readonly log = new EventLog();
+  private readonly derived = new DerivedEvents();
+  private readonly readings = new Map<PeerId, ClockReading>();
+  private readonly received = new Map<PeerId, number>();
+  private listing: TaskListing | null = null;
+  private timers: Array<() => void> = [];
+  private unsubscribe: () => void = () => {};
+  /** Timers and wall clock are the node's runtime: real in the CLI, virtual in simulation tests. */
+  private readonly wall: () => number;
+
+  constructor(private readonly o: FeedsOptions) {
+    this.wall = () => o.node.runtime.wall();
+  }
+
+  start(): void {
+    this.unsubscribe = this.o.node.on((e) => {
+      if (e.kind === 'task-list') {
+        this.listing = { items: e.items, total: e.total, error: e.error, atWall: this.wall() };
+        return;
+      }
+      const line = describeEvent(e, this.wall());
+      if (line) this.log.add(line);
+    });
+    const { clock, tasks } = this.o.installed;
+    const queryClock = () => {
+      this.collectClock();
+      clock.queryStatuses();
+    };
+    queryClock();
+    tasks.requestList(TASK_LIST_LIMIT);
+    const rt = this.o.node.runtime;
+    this.timers.push(rt.every(CLOCK_QUERY_INTERVAL_MS, queryClock));
+    this.timers.push(rt.every(TASK_LIST_INTERVAL_MS, () => tasks.requestList(TASK_LIST_LIMIT)));
+  }
+
+  stop(): void {
+    for (const cancel of this.timers) cancel();
+    this.timers = [];
+    this.unsubscribe();
+  }
+
+  /** A snapshot for the tabs. */
+  input(): MonitorInput {
+    const node = this.o.node;
+    const now = this.wall();
+    const members = node.membership.list();
+    for (const l of this.derived.update(members, now)) this.log.add(l);
+    this.collectClock();
+    return {
+      nowWall: now,
+      self: {
+        name: node.name,
+        id: node.id,
+        address: node.address,
+        group: this.o.group,
+        lamport: node.lamport,
+        role: 'observer',
+      },
+      members,
+      clock: this.readings,
+      tasks: { listing: this.listing },
+      log: this.log.all,
+    };
+  }
+
+  /** queryStatuses() clears the answers; keep the last of each peer across queries. */
+  private collectClock(): void {
+    for (const s of this.o.installed.clock.peerStatuses()) {
+      if (this.received.get(s.id) === s.receivedAtMs) continue; // seen at an earlier refresh
+      this.received.set(s.id, s.receivedAtMs);
+      this.readings.set(s.id, {
+        lamport: s.lamport,
+        offsetMs: s.offsetMs,
+        accuracyMs: s.accuracyMs,
+        atWall: this.wall(),
+      });
+    }
+  }
+}

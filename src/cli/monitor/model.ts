@@ -1,0 +1,214 @@
+/**
+ * The monitor's state model, pure: what each tab shows is a function of a MonitorInput (a
+ * snapshot the feeds take from the node and the protocol modules) and of the UI state (selected
+ * tab, scroll). No terminal, no clock, no sockets here, so tests can check every tab's content
+ * and every key without rendering.
+ */
+import type { MemberView, PeerEvent } from '../../p2p/protocol.js';
+import type { PeerId } from '../../p2p/wire.js';
+import type { TaskSummary } from '../../p2p/tasks.js';
+
+/** Lines kept in the Logs tab; older ones are dropped. */
+export const LOG_LINES_MAX = 1000;
+
+export type Tone = 'normal' | 'good' | 'warn' | 'bad' | 'dim' | 'accent' | 'title' | 'selected';
+export interface Cell {
+  text: string;
+  tone?: Tone;
+}
+export type Row = Cell[];
+
+/** What one tab shows: a note (one line), a table, or plain lines; or why it cannot show anything. */
+export type TabView =
+  | { kind: 'unavailable'; reason: string }
+  | { kind: 'content'; summary: Cell[]; headers: string[]; rows: Row[]; empty: string; after?: Cell[][] };
+
+export interface ClockReading {
+  lamport: number;
+  offsetMs: number;
+  accuracyMs: number | null;
+  /** Wall time (ms) when the reading arrived. */
+  atWall: number;
+}
+
+export interface TaskListing {
+  items: TaskSummary[];
+  total: number;
+  error: string | null;
+  atWall: number;
+}
+
+export interface LogLine {
+  atWall: number;
+  kind: string;
+  text: string;
+  tone: Tone;
+}
+
+export interface MonitorInput {
+  nowWall: number;
+  self: { name: string; id: PeerId; address: string; group: string; lamport: number; role: 'observer' };
+  members: MemberView[];
+  /** Clock statuses by peer, or null when clock sync is not in this build. */
+  clock: Map<PeerId, ClockReading> | null;
+  /** The coordinator's task listing, or null when tasks are not in this build. */
+  tasks: { listing: TaskListing | null } | null;
+  log: readonly LogLine[];
+}
+
+export const TAB_IDS = ['peers', 'chat', 'tasks', 'token', 'replicas', 'logs'] as const;
+export type TabId = (typeof TAB_IDS)[number];
+
+export interface Tab {
+  id: TabId;
+  title: string;
+  view(input: MonitorInput): TabView;
+}
+
+// ---- UI state and keys ----
+
+export interface UiState {
+  tab: number;
+  /** First row shown, per tab. */
+  scroll: Record<TabId, number>;
+}
+
+/** Scrolled to the end: the tab follows new rows (the Logs tab starts so). */
+export const FOLLOW = Number.MAX_SAFE_INTEGER;
+
+export const initialUi = (): UiState => ({
+  tab: 0,
+  scroll: { peers: 0, chat: 0, tasks: 0, token: 0, replicas: 0, logs: FOLLOW },
+});
+
+/** A key press, in the library-neutral form the reducer understands. */
+export type KeyName =
+  | 'left'
+  | 'right'
+  | 'tab'
+  | 'shift-tab'
+  | 'up'
+  | 'down'
+  | 'pageup'
+  | 'pagedown'
+  | 'home'
+  | 'end'
+  | 'quit'
+  | `digit-${number}`;
+
+export const KEY_HELP = '←/→ or Tab: switch tab   1-6: jump   ↑/↓ PgUp/PgDn Home/End: scroll   q: quit';
+
+/**
+ * Applies a key to the UI state; 'quit' ends the monitor. `pageRows` is the body height and
+ * `maxScroll` the last first-row the current tab can show (rows - pageRows).
+ */
+export function reduceKey(
+  ui: UiState,
+  key: KeyName,
+  tabCount: number,
+  pageRows: number,
+  maxScroll: number,
+): UiState | 'quit' {
+  const id = TAB_IDS[ui.tab]!;
+  const scrollBy = (d: number) => {
+    const next = Math.max(0, Math.min(ui.scroll[id], maxScroll) + d);
+    return { ...ui, scroll: { ...ui.scroll, [id]: next >= maxScroll && d > 0 ? FOLLOW : next } };
+  };
+  switch (key) {
+    case 'quit':
+      return 'quit';
+    case 'left':
+    case 'shift-tab':
+      return { ...ui, tab: (ui.tab + tabCount - 1) % tabCount };
+    case 'right':
+    case 'tab':
+      return { ...ui, tab: (ui.tab + 1) % tabCount };
+    case 'up':
+      return scrollBy(-1);
+    case 'down':
+      return scrollBy(1);
+    case 'pageup':
+      return scrollBy(-Math.max(1, pageRows - 1));
+    case 'pagedown':
+      return scrollBy(Math.max(1, pageRows - 1));
+    case 'home':
+      return { ...ui, scroll: { ...ui.scroll, [id]: 0 } };
+    case 'end':
+      return { ...ui, scroll: { ...ui.scroll, [id]: FOLLOW } };
+    default: {
+      const n = Number(key.slice('digit-'.length));
+      return n >= 1 && n <= tabCount ? { ...ui, tab: n - 1 } : ui;
+    }
+  }
+}
+
+// ---- the log ----
+
+/** The Logs tab's lines: a bounded ring, newest last. */
+export class EventLog {
+  private readonly lines: LogLine[] = [];
+  constructor(private readonly max = LOG_LINES_MAX) {}
+
+  add(line: LogLine): void {
+    this.lines.push(line);
+    if (this.lines.length > this.max) this.lines.splice(0, this.lines.length - this.max);
+  }
+
+  get all(): readonly LogLine[] {
+    return this.lines;
+  }
+}
+
+const short = (id: string) => id.slice(0, 8);
+const who = (m: Pick<MemberView, 'name' | 'id'>) => `${m.name} (${short(m.id)})`;
+
+/** One log line for a node event, or null for events too frequent to log (per-message ones). */
+export function describeEvent(e: PeerEvent, atWall: number): LogLine | null {
+  const line = (text: string, tone: Tone): LogLine => ({ atWall, kind: e.kind, text, tone });
+  switch (e.kind) {
+    case 'join':
+      return line(
+        `${who(e.member)} joined at ${e.member.address}, incarnation ${e.member.incarnation}`,
+        'good',
+      );
+    case 'suspect':
+      return line(`${who(e.member)} suspected: silent for ${e.member.lastSeenMs} ms`, 'warn');
+    case 'alive':
+      return line(`${who(e.member)} ${e.refuted ? 'refuted the suspicion' : 'is back'}`, 'good');
+    case 'dead':
+      return line(`${who(e.member)} died: silent for ${Math.round(e.silentMs)} ms`, 'bad');
+    case 'left':
+      return line(`${who(e.member)} left the group`, 'dim');
+    case 'restart':
+      return line(
+        `${who(e.member)} recovered: restarted, incarnation ${e.previousIncarnation} -> ${e.member.incarnation}`,
+        'accent',
+      );
+    case 'duplicate-name':
+      return line(`${e.ids.length} live peers are named ${e.name}`, 'bad');
+    case 'version-mismatch':
+      return line(`${e.from} speaks protocol version ${e.version}; ignored`, 'bad');
+    default:
+      // Other modules' events (clock statuses, task listings) feed the tabs, not the log.
+      return null;
+  }
+}
+
+// ---- formatting helpers shared by the tabs ----
+
+export function ago(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.round(ms / 60_000)} min`;
+}
+
+export function stateTone(state: MemberView['state']): Tone {
+  return state === 'alive' ? 'good' : state === 'suspect' ? 'warn' : state === 'dead' ? 'bad' : 'dim';
+}
+
+export const cell = (text: string, tone?: Tone): Cell => (tone ? { text, tone } : { text });
+
+/** Shown in place of a value this build cannot know. */
+export const NOT_AVAILABLE = 'n/a';
+/** Shown in place of a value not (yet) reported. */
+export const UNKNOWN = '—';

@@ -1,0 +1,141 @@
+/**
+ * The whole screen as lines of styled cells, from the model: header, tab bar, the tab's summary,
+ * its table (columns sized to their content, scrolled), a position line and the key help. Pure,
+ * so a test can check what a person would see at any size; the renderer only paints it.
+ */
+import {
+  FOLLOW,
+  KEY_HELP,
+  TAB_IDS,
+  cell,
+  type Cell,
+  type MonitorInput,
+  type Tab,
+  type UiState,
+} from './model.js';
+
+/** Lines around the table: header, tab bar, summary, table header, position, help. */
+export const CHROME_LINES = 6;
+/** A column never takes more than this many characters (the last one takes the rest). */
+export const COLUMN_CHARS_MAX = 40;
+/** Below this size the screen only asks for a larger terminal. */
+export const SCREEN_COLUMNS_MIN = 40;
+export const SCREEN_ROWS_MIN = 10;
+
+export type Line = Cell[];
+
+export interface Screen {
+  lines: Line[];
+  /** Rows the current tab's table has, and how many fit. */
+  tableRows: number;
+  pageRows: number;
+}
+
+/** Cuts or pads a line to exactly `width` characters. */
+export function fit(line: Line, width: number): Line {
+  const out: Line = [];
+  let left = width;
+  for (const c of line) {
+    if (left <= 0) break;
+    const text = c.text.length > left ? c.text.slice(0, Math.max(0, left - 1)) + '…' : c.text;
+    out.push({ ...c, text });
+    left -= text.length;
+  }
+  if (left > 0) out.push(cell(' '.repeat(left)));
+  return out;
+}
+
+function columnWidths(headers: string[], rows: Cell[][]): number[] {
+  return headers.map((h, i) => {
+    const w = Math.max(h.length, ...rows.map((r) => r[i]?.text.length ?? 0));
+    return i === headers.length - 1 ? w : Math.min(w, COLUMN_CHARS_MAX);
+  });
+}
+
+function tableLine(cells: Cell[], widths: number[]): Line {
+  const out: Line = [];
+  cells.forEach((c, i) => {
+    const w = widths[i]!;
+    const text = c.text.length > w ? c.text.slice(0, w - 1) + '…' : c.text.padEnd(w);
+    out.push({ ...c, text: i < cells.length - 1 ? text + '  ' : text.trimEnd() });
+  });
+  return out;
+}
+
+export function screen(
+  tabs: readonly Tab[],
+  input: MonitorInput,
+  ui: UiState,
+  columns: number,
+  rows: number,
+): Screen {
+  // One line fewer than the terminal: a frame as tall as the terminal would scroll it.
+  const height = rows - 1;
+  if (columns < SCREEN_COLUMNS_MIN || height < SCREEN_ROWS_MIN - 1)
+    return {
+      lines: [
+        fit(
+          [
+            cell(
+              `terminal too small (${columns}x${rows}); need ${SCREEN_COLUMNS_MIN}x${SCREEN_ROWS_MIN}`,
+              'warn',
+            ),
+          ],
+          columns,
+        ),
+      ],
+      tableRows: 0,
+      pageRows: 1,
+    };
+  const tab = tabs[ui.tab]!;
+  const view = tab.view(input);
+  const header: Line = [
+    cell('peer monitor', 'title'),
+    cell(`  ${input.self.group} via ${input.self.address.split(':')[0]}`),
+    cell(`  ${input.self.role} (not a member)`, 'dim'),
+    cell(`  ${new Date(input.nowWall).toTimeString().slice(0, 8)}`),
+  ];
+  // Brackets as well as inverse video: the selected tab shows without colour too (NO_COLOR).
+  const bar: Line = tabs.flatMap((t, i) => [
+    cell(
+      i === ui.tab ? `[${i + 1} ${t.title}]` : ` ${i + 1} ${t.title} `,
+      i === ui.tab ? 'selected' : 'normal',
+    ),
+    cell(' '),
+  ]);
+  const pageRows = height - CHROME_LINES;
+  const lines: Line[] = [header, bar];
+  let tableRows = 0;
+  if (view.kind === 'unavailable') {
+    lines.push([cell(view.reason, 'warn')]);
+    while (lines.length < height - 1) lines.push([]);
+  } else {
+    lines.push(view.summary);
+    const widths = columnWidths(view.headers, view.rows);
+    lines.push(
+      tableLine(
+        view.headers.map((h) => cell(h, 'title')),
+        widths,
+      ),
+    );
+    tableRows = view.rows.length;
+    const maxScroll = Math.max(0, tableRows - pageRows);
+    const first = Math.min(ui.scroll[TAB_IDS[ui.tab]!], maxScroll);
+    const shown = view.rows.slice(first, first + pageRows);
+    if (shown.length === 0) lines.push([cell(view.empty, 'dim')]);
+    for (const r of shown) lines.push(tableLine(r, widths));
+    while (lines.length < height - 2) lines.push([]);
+    const following = ui.scroll[TAB_IDS[ui.tab]!] === FOLLOW && maxScroll > 0;
+    lines.push([
+      cell(
+        tableRows > pageRows
+          ? `rows ${first + 1}-${first + shown.length} of ${tableRows}${following ? ' (following)' : ''}`
+          : '',
+        'dim',
+      ),
+    ]);
+  }
+  lines.push([cell(KEY_HELP, 'dim')]);
+  // One column short of the width: a full-width line leaves some terminals in a pending wrap.
+  return { lines: lines.map((l) => fit(l, columns - 1)), tableRows, pageRows };
+}

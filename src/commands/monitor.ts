@@ -1,0 +1,77 @@
+import React from 'react';
+import { render } from 'ink';
+import { PeerCommand } from '../cli/base.js';
+import { networkFlags } from '../cli/flags.js';
+import { UsageError } from '../cli/network.js';
+import { networkSettings, startPeer } from '../cli/peer.js';
+import { MonitorApp } from '../cli/monitor/app.js';
+import { installMonitorModules, MonitorFeeds, type Installed } from '../cli/monitor/feeds.js';
+import { TABS } from '../cli/monitor/tabs/index.js';
+import { FullScreen } from '../cli/monitor/terminal.js';
+
+export default class Monitor extends PeerCommand {
+  static override summary =
+    'A live full-screen dashboard of the group: peers, chat, tasks, token, replicas, logs.';
+  static override description =
+    'Joins the group as an observer: it reads everything the peers advertise (membership, the election’s and replication’s tags, clock statuses, the coordinator’s task list) but never heartbeats, so it is never a member, never elected, never counted in a clock round or a replica ack. Tabs: 1 Peers, 2 Chat, 3 Tasks, 4 Token, 5 Replicas, 6 Logs; a tab whose capability is not in this build says so. Keys: ←/→ or Tab to switch, 1-6 to jump, ↑/↓ PgUp/PgDn to scroll, q to quit. Needs a terminal (for scripts: peer peers --json).';
+  static override examples = [
+    '<%= config.bin %> monitor',
+    '<%= config.bin %> monitor --interface 127.0.0.1 --ttl 0 --port 47777',
+  ];
+  static override flags = { ...networkFlags };
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(Monitor);
+    if (!process.stdout.isTTY || !process.stdin.isTTY)
+      throw new UsageError(
+        'peer monitor needs a terminal on stdin and stdout; for scripts use peer peers --json',
+      );
+    const settings = networkSettings(flags, flags.name ?? 'monitor');
+    let installed: Installed | undefined;
+    const peer = await startPeer(settings, {
+      observer: true,
+      install: (node) => {
+        installed = installMonitorModules(node);
+      },
+    });
+    const feeds = new MonitorFeeds({
+      node: peer.node,
+      group: `${settings.group}:${settings.port}`,
+      installed: installed!,
+    });
+    feeds.start();
+    const screen = new FullScreen(process.stdout);
+    let quit: (reason: string) => void = () => {};
+    const done = new Promise<string>((resolve) => (quit = resolve));
+    const onSignal = (sig: NodeJS.Signals) => quit(sig);
+    const onCrash = (err: unknown) => quit(`error: ${err instanceof Error ? err.message : String(err)}`);
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
+    process.on('uncaughtException', onCrash);
+    process.on('unhandledRejection', onCrash);
+    screen.enter();
+    const snapshot = () => feeds.input();
+    const ink = render(React.createElement(MonitorApp, { tabs: TABS, snapshot, onQuit: () => quit('q') }), {
+      exitOnCtrlC: false,
+      incrementalRendering: false,
+      patchConsole: true,
+    });
+    let reason: string;
+    try {
+      reason = await done;
+    } finally {
+      ink.unmount();
+      screen.leave();
+      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, onSignal);
+      process.off('uncaughtException', onCrash);
+      process.off('unhandledRejection', onCrash);
+      feeds.stop();
+      await peer.stop();
+    }
+    if (reason.startsWith('error: ')) {
+      process.stderr.write(`peer monitor: ${reason.slice(7)}\n`);
+      process.exitCode = 1;
+    }
+    // stdin was put in raw, flowing mode by Ink: release it so the process can exit.
+    process.stdin.pause();
+  }
+}

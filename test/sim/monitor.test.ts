@@ -1,0 +1,91 @@
+/**
+ * The monitor's feeds over a simulated group, in virtual time: an observer with the read-only
+ * protocol instances sees every member, the coordinator, every peer's Lamport time and clock
+ * offset, and the log of joins and deaths; and it stays invisible: never a member, never in a
+ * clock round.
+ */
+import { describe, expect, it } from 'vitest';
+import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { PROFILES } from '../../src/p2p/config.js';
+import { ClockSync } from '../../src/p2p/clock-sync.js';
+import { Election } from '../../src/p2p/election.js';
+import { installMonitorModules, MonitorFeeds, type Installed } from '../../src/cli/monitor/feeds.js';
+import { peersTab } from '../../src/cli/monitor/tabs/peers.js';
+import { logsTab } from '../../src/cli/monitor/tabs/logs.js';
+import type { TabView } from '../../src/cli/monitor/model.js';
+
+const P = PROFILES.lan;
+const SEEDS = Array.from({ length: 8 }, (_, i) => i + 1);
+
+const rowsOf = (v: TabView) => {
+  if (v.kind !== 'content') throw new Error(`tab unavailable: ${v.kind === 'unavailable' ? v.reason : ''}`);
+  return v.rows.map((r) => r.map((c) => c.text));
+};
+
+async function group(seed: number) {
+  const elections = new Map<SimPeer, Election>();
+  let installed: Installed | undefined;
+  const c = new SimCluster(seed, { loss: 0.02, delayMinMs: 0.1, delayMaxMs: 3 }, P, (node, peer) => {
+    if (peer.name === 'monitor') {
+      installed = installMonitorModules(node);
+      return;
+    }
+    const e = node.install((ctx, n) => new Election(ctx, n.membership, { timings: P.election, priority: 5 }));
+    elections.set(peer, e);
+    node.install((ctx, n) => new ClockSync(ctx, n.membership, { timings: P.clock, coordinator: e }));
+  });
+  for (const name of ['ana', 'bea', 'cid']) await c.add(name);
+  const monitor = await c.add('monitor', { observer: true });
+  const feeds = new MonitorFeeds({ node: monitor.node, group: 'sim', installed: installed! });
+  feeds.start();
+  return { c, monitor, feeds, elections };
+}
+
+describe('monitor feeds (simulation)', () => {
+  it.each(SEEDS)(
+    'shows members, coordinator, Lamport time and offset, and stays invisible, seed %i',
+    async (seed) => {
+      const { c, monitor, feeds, elections } = await group(seed);
+      const members = c.peers.filter((p) => p !== monitor);
+      c.rt.runFor(P.clock.roundIntervalMs + 3000);
+
+      const input = feeds.input();
+      const rows = rowsOf(peersTab.view(input));
+      expect(rows.map((r) => r[0])).toEqual(['ana', 'bea', 'cid']);
+      for (const r of rows) {
+        expect(r[3]).toBe('alive');
+        expect(r[6]).toMatch(/^\d+$/); // LAMPORT from clock sync's status answers
+        expect(r[7]).toMatch(/^[+-]\d+\.\d ms$/); // OFFSET
+      }
+      const coordinator = members.find((p) => elections.get(p)!.isCoordinator())!;
+      expect(coordinator).toBeDefined();
+      expect(rows.filter((r) => r[4] === 'yes').map((r) => r[0])).toEqual([coordinator.name]);
+      expect(rows.map((r) => r[5]).sort()).toEqual(['1', '2', '3']);
+
+      // Invisible: no member lists the monitor, and no clock round counted it.
+      for (const p of members) expect(p.node.membership.list().map((m) => m.name)).not.toContain('monitor');
+      const rounds = coordinator.events.filter((e) => e.kind === 'clock-round');
+      expect(rounds.length).toBeGreaterThan(0);
+      for (const r of rounds) expect((r as { peers: number }).peers).toBeLessThanOrEqual(members.length);
+
+      const log = rowsOf(logsTab.view(input));
+      expect(log.filter((l) => l[1] === 'join').length).toBe(3);
+      expect(log.some((l) => l[1] === 'elected' && l[2]!.startsWith(coordinator.name))).toBe(true);
+
+      // A crash shows up as a death in the log and in the Peers tab, and a new coordinator if it led.
+      await c.crash(coordinator);
+      c.rt.runFor(P.membership.deadAfterMs + 1500);
+      const after = feeds.input();
+      const dead = rowsOf(peersTab.view(after)).find((r) => r[0] === coordinator.name)!;
+      expect(dead[3]).toBe('dead');
+      expect(dead[4]).toBe('');
+      const log2 = rowsOf(logsTab.view(after));
+      expect(log2.some((l) => l[1] === 'dead' && l[2]!.startsWith(coordinator.name))).toBe(true);
+      const next = members.find((p) => p !== coordinator && elections.get(p)!.isCoordinator())!;
+      expect(next).toBeDefined();
+      expect(log2.filter((l) => l[1] === 'elected').at(-1)![2]).toMatch(new RegExp(`^${next.name} `));
+      feeds.stop();
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+});

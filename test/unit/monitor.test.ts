@@ -1,0 +1,254 @@
+/**
+ * The monitor's pure parts: what each tab shows for a given snapshot, how keys move between tabs
+ * and scroll, and what the whole screen looks like at a given size, without a terminal.
+ */
+import { describe, expect, it } from 'vitest';
+import type { MemberView } from '../../src/p2p/protocol.js';
+import {
+  EventLog,
+  FOLLOW,
+  initialUi,
+  reduceKey,
+  TAB_IDS,
+  type MonitorInput,
+  type TabView,
+  type UiState,
+} from '../../src/cli/monitor/model.js';
+import { TABS } from '../../src/cli/monitor/tabs/index.js';
+import { peersTab } from '../../src/cli/monitor/tabs/peers.js';
+import { replicasTab } from '../../src/cli/monitor/tabs/replicas.js';
+import { tasksTab } from '../../src/cli/monitor/tabs/tasks.js';
+import { screen } from '../../src/cli/monitor/screen.js';
+import { DerivedEvents } from '../../src/cli/monitor/derived.js';
+
+const NOW = Date.UTC(2026, 0, 1, 12, 0, 0);
+
+function member(
+  name: string,
+  id: string,
+  tags: MemberView['tags'] = {},
+  state: MemberView['state'] = 'alive',
+): MemberView {
+  return {
+    id,
+    name,
+    address: `127.0.0.1:${4000 + name.length}`,
+    state,
+    incarnation: 1,
+    lastSeenMs: 120,
+    duplicateName: false,
+    tags,
+  };
+}
+
+function input(members: MemberView[], extra: Partial<MonitorInput> = {}): MonitorInput {
+  return {
+    nowWall: NOW,
+    self: {
+      name: 'monitor',
+      id: 'f'.repeat(16),
+      address: '127.0.0.1:5000',
+      group: '239.255.77.77:47777',
+      lamport: 9,
+      role: 'observer',
+    },
+    members,
+    clock: new Map(),
+    tasks: { listing: null },
+    log: [],
+    ...extra,
+  };
+}
+
+const text = (v: TabView) => {
+  if (v.kind !== 'content') throw new Error('unavailable');
+  return v.rows.map((r) => r.map((c) => c.text));
+};
+const summary = (v: TabView) => (v.kind === 'content' ? v.summary.map((c) => c.text).join('') : v.reason);
+
+const A = '0000000000000001';
+const B = '0000000000000002';
+const C = '0000000000000003';
+
+describe('Peers tab', () => {
+  it('shows coordinator and ranks from election tags, Lamport and offset from clock readings, load from worker tags', () => {
+    const members = [
+      member('ana', A, { prio: 5, coord: false, term: 2, wk: 4, ld: 1 }),
+      member('bea', B, { prio: 5, coord: true, term: 2 }),
+      member('cid', C, {}, 'suspect'),
+    ];
+    const clock = new Map([[A, { lamport: 42, offsetMs: -1.25, accuracyMs: 0.5, atWall: NOW - 100 }]]);
+    const v = peersTab.view(input(members, { clock }));
+    expect(summary(v)).toContain('coordinator: bea (00000000)');
+    const rows = text(v);
+    expect(rows[0]).toEqual([
+      'ana',
+      A.slice(0, 8),
+      '127.0.0.1:4003',
+      'alive',
+      '',
+      '2',
+      '42',
+      '-1.3 ms',
+      '1/4',
+      '120 ms',
+    ]);
+    expect(rows[1]!.slice(3, 7)).toEqual(['alive', 'yes', '1', '—']);
+    expect(rows[2]![3]).toBe('suspect');
+    expect(rows[2]![5]).toBe('—'); // not a candidate: no rank
+  });
+
+  it('says n/a for clock columns when clock sync is not in the build, and hides stale readings', () => {
+    const members = [member('ana', A)];
+    expect(text(peersTab.view(input(members, { clock: null })))[0]!.slice(6, 8)).toEqual(['n/a', 'n/a']);
+    const stale = new Map([[A, { lamport: 1, offsetMs: 0, accuracyMs: null, atWall: NOW - 60_000 }]]);
+    expect(text(peersTab.view(input(members, { clock: stale })))[0]!.slice(6, 8)).toEqual(['—', '—']);
+    expect(summary(peersTab.view(input(members)))).toContain('none (no peer runs the election)');
+  });
+});
+
+describe('Replicas tab', () => {
+  it('is converged when every live holder advertises one digest, and names the one behind otherwise', () => {
+    const d1 = 'aaaaaaaaaaaaaaaa';
+    const d2 = 'bbbbbbbbbbbbbbbb';
+    const same = [member('ana', A, { rp: `${d1}:3` }), member('bea', B, { rp: `${d1}:3` }), member('cid', C)];
+    expect(summary(replicasTab.view(input(same)))).toBe(`converged: 2 live holder(s), digest ${d1}`);
+    const diff = [
+      member('ana', A, { rp: `${d1}:3` }),
+      member('bea', B, { rp: `${d1}:3` }),
+      member('cid', C, { rp: `${d2}:2` }),
+    ];
+    const v = replicasTab.view(input(diff));
+    expect(summary(v)).toMatch(/not converged: 2 different digests among 3 live holders/);
+    expect(text(v).map((r) => [r[0], r[3], r[5]])).toEqual([
+      ['ana', '3', ''],
+      ['bea', '3', ''],
+      ['cid', '2', 'behind or diverged'],
+    ]);
+    // A dead holder does not count against convergence.
+    const deadBehind = [member('ana', A, { rp: `${d1}:3` }), member('cid', C, { rp: `${d2}:2` }, 'dead')];
+    expect(summary(replicasTab.view(input(deadBehind)))).toMatch(/^converged: 1 live/);
+  });
+});
+
+describe('Tasks tab', () => {
+  it('counts the coordinator’s listing by state and per worker, and lists workers from their tags', () => {
+    const members = [member('w1', A, { wk: 2, ld: 1 }), member('w2', B, { wk: 2, ld: 0 })];
+    const item = (id: string, state: 'queued' | 'running' | 'done' | 'failed', worker: string | null) => ({
+      id: id.padStart(16, '0'),
+      op: 'sum',
+      state,
+      worker,
+      durationMs: state === 'done' ? 30 : null,
+      text: state === 'done' ? '6' : null,
+      submittedAt: NOW,
+    });
+    const listing = {
+      items: [
+        item('1', 'done', 'w1'),
+        item('2', 'running', 'w1'),
+        item('3', 'queued', null),
+        item('4', 'failed', 'w2'),
+      ],
+      total: 4,
+      error: null,
+      atWall: NOW - 500,
+    };
+    const v = tasksTab.view(input(members, { tasks: { listing } }));
+    expect(summary(v)).toMatch(/^queue 1 {3}running 1 {3}done 1 {3}failed 1 /);
+    const rows = text(v);
+    expect(rows[0]!.slice(0, 4)).toEqual(['worker w1', 'alive', '1/2', '1 running, 1 done, 0 failed']);
+    expect(rows[1]![3]).toBe('0 running, 0 done, 1 failed');
+    expect(rows.slice(2).map((r) => r[1])).toEqual(['done', 'running', 'queued', 'failed']);
+    expect(tasksTab.view(input(members, { tasks: null }))).toEqual({
+      kind: 'unavailable',
+      reason: 'tasks are not available in this build',
+    });
+  });
+});
+
+describe('tabs not in this build', () => {
+  it('say so plainly and show no data', () => {
+    for (const id of ['chat', 'token'] as const) {
+      const v = TABS.find((t) => t.id === id)!.view(input([member('ana', A)]));
+      expect(v.kind).toBe('unavailable');
+      expect(summary(v)).toMatch(/is not available in this build$/);
+    }
+  });
+});
+
+describe('keys', () => {
+  const n = TABS.length;
+  it('switch tabs with arrows, Tab, Shift-Tab and digits, wrapping around, and quit with q', () => {
+    let ui: UiState = initialUi();
+    const press = (k: Parameters<typeof reduceKey>[1]) => {
+      const next = reduceKey(ui, k, n, 10, 0);
+      if (next === 'quit') throw new Error('quit');
+      ui = next;
+      return TAB_IDS[ui.tab];
+    };
+    expect(press('right')).toBe('chat');
+    expect(press('tab')).toBe('tasks');
+    expect(press('left')).toBe('chat');
+    expect(press('shift-tab')).toBe('peers');
+    expect(press('left')).toBe('logs');
+    expect(press('digit-5')).toBe('replicas');
+    expect(press('digit-9')).toBe('replicas');
+    expect(reduceKey(ui, 'quit', n, 10, 0)).toBe('quit');
+  });
+
+  it('scroll within bounds, and End follows new rows', () => {
+    const ui = initialUi();
+    const down = reduceKey(ui, 'down', n, 10, 5) as UiState;
+    expect(down.scroll.peers).toBe(1);
+    expect((reduceKey(down, 'pagedown', n, 10, 5) as UiState).scroll.peers).toBe(FOLLOW);
+    expect((reduceKey(ui, 'up', n, 10, 5) as UiState).scroll.peers).toBe(0);
+    const logs = { ...ui, tab: TAB_IDS.indexOf('logs') };
+    expect(logs.scroll.logs).toBe(FOLLOW);
+    expect((reduceKey(logs, 'up', n, 10, 7) as UiState).scroll.logs).toBe(6);
+  });
+});
+
+describe('screen', () => {
+  const members = [member('ana', A), member('bea', B)];
+  it('fills the terminal but one line, fits every line in the width, and shows tabs, members and help', () => {
+    const s = screen(TABS, input(members), initialUi(), 100, 30);
+    expect(s.lines.length).toBe(29);
+    const plain = s.lines.map((l) => l.map((c) => c.text).join(''));
+    for (const l of plain) expect(l.length).toBe(99);
+    expect(plain[1]).toMatch(/^\[1 Peers\] {2}2 Chat {3}3 Tasks {3}4 Token {3}5 Replicas {3}6 Logs/);
+    expect(plain[3]).toMatch(/^NAME +ID +ADDRESS +STATE/);
+    expect(plain[4]).toMatch(/^ana /);
+    expect(plain[5]).toMatch(/^bea /);
+    expect(plain.at(-1)).toMatch(/q: quit/);
+  });
+
+  it('scrolls long tables and says which rows are shown; asks for a larger terminal when too small', () => {
+    const log = new EventLog(50);
+    for (let i = 0; i < 80; i++) log.add({ atWall: NOW + i, kind: 'join', text: `line ${i}`, tone: 'good' });
+    expect(log.all.length).toBe(50);
+    const ui = { ...initialUi(), tab: TAB_IDS.indexOf('logs') };
+    const s = screen(TABS, input(members, { log: log.all }), ui, 80, 20);
+    const plain = s.lines.map((l) => l.map((c) => c.text).join(''));
+    expect(plain.at(-2)).toMatch(/rows 38-50 of 50 \(following\)/);
+    expect(plain.some((l) => l.includes('line 79'))).toBe(true);
+    const tiny = screen(TABS, input(members), initialUi(), 30, 8);
+    expect(tiny.lines.map((l) => l.map((c) => c.text).join('')).join('\n')).toMatch(/terminal too small/);
+  });
+});
+
+describe('derived events', () => {
+  it('logs a new coordinator once, and replicas converging or not', () => {
+    const d = new DerivedEvents();
+    const lead = [member('ana', A, { prio: 1, coord: true, term: 3 })];
+    expect(d.update(lead, NOW).map((l) => l.text)).toEqual(['ana (00000000) is the coordinator, term 3']);
+    expect(d.update(lead, NOW)).toEqual([]);
+    const held = [
+      member('ana', A, { rp: 'aaaaaaaaaaaaaaaa:1', prio: 1, coord: true, term: 3 }),
+      member('bea', B, { rp: 'bbbbbbbbbbbbbbbb:0' }),
+    ];
+    expect(d.update(held, NOW).map((l) => l.kind)).toEqual(['diverged']);
+    const same = held.map((m) => ({ ...m, tags: { ...m.tags, rp: 'aaaaaaaaaaaaaaaa:1' } }));
+    expect(d.update(same, NOW).map((l) => l.kind)).toEqual(['repaired']);
+  });
+});
