@@ -383,6 +383,7 @@ export class TokenRing implements Protocol {
       return;
     }
     this.see(b.e, b.g, this.ctx.self.id, b.cfg);
+    this.seenHolder = this.ctx.self.id; // also when (e, g) was known without its holder
     this.dropHeld('superseded');
     this.held = { e: b.e, g: b.g, lh: b.lh, lg: b.lg, cfg: b.cfg, since: this.ctx.now(), leased: false };
     this.leaseAskedAt = -Infinity;
