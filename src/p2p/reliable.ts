@@ -43,14 +43,7 @@
  *   forgotten first); unicast queues are bounded per destination and in total.
  * - Messages are not delivered to their own sender (the caller has them already).
  */
-import {
-  DATAGRAM_PAYLOAD_BYTES_MAX,
-  NAME_CHARS_MAX,
-  is,
-  type Check,
-  type Envelope,
-  type PeerId,
-} from './wire.js';
+import { DATAGRAM_PAYLOAD_BYTES_MAX, is, type Check, type Envelope, type PeerId } from './wire.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Address } from './transport/transport.js';
 
@@ -262,7 +255,7 @@ const BODIES = {
 
 type DataBody = { e: number; jp: number; m: Item[] };
 
-/** Bytes of an envelope around an `rm.d` body with no items, at the largest values every number can take. */
+/** Bytes of an envelope around an `rm.d` body with no items, at the largest values its numbers can take. */
 function datagramOverheadBytes(name: string): number {
   const big = Number.MAX_SAFE_INTEGER;
   const env = {
@@ -278,10 +271,9 @@ function datagramOverheadBytes(name: string): number {
   return Buffer.byteLength(JSON.stringify(env));
 }
 
-/** Bytes an item adds to a datagram at its largest numbers (seq and lamport may still grow). */
-function itemBytes(topic: string, payload: string): number {
-  const big = Number.MAX_SAFE_INTEGER;
-  return Buffer.byteLength(JSON.stringify([big, topic, payload, big])) + 1; // + the comma
+/** Bytes an item adds to a datagram (its numbers never change, so a repair has the same size). */
+function itemBytes(item: Item): number {
+  return Buffer.byteLength(JSON.stringify(item)) + 1; // + the comma
 }
 
 export class ReliableDelivery implements Protocol {
@@ -338,7 +330,7 @@ export class ReliableDelivery implements Protocol {
   ) {
     this.epoch = ctx.self.incarnation;
     this.audience = opts.audience ?? (() => true);
-    this.overheadBytes = datagramOverheadBytes(ctx.self.name.padEnd(NAME_CHARS_MAX, ' '));
+    this.overheadBytes = datagramOverheadBytes(ctx.self.name);
     this.repairRefilledAt = ctx.now();
   }
 
@@ -392,7 +384,7 @@ export class ReliableDelivery implements Protocol {
     const seq = ++this.hi;
     const id: MessageId = { origin: this.ctx.self.id, epoch: this.epoch, seq };
     const item: Item = [seq, topic, payload, this.ctx.lamport() + 1];
-    const b: Buffered = { item, bytes: itemBytes(topic, payload) };
+    const b: Buffered = { item, bytes: itemBytes(item) };
     this.stats.published++;
     this.buffer.set(seq, b);
     this.bufferBytes += b.bytes;
