@@ -260,6 +260,38 @@ describe('reliable delivery (simulation)', () => {
     expect(h.lost.get(r)).toEqual([]);
   });
 
+  it.each(SEEDS.slice(0, 20))(
+    "a sender that restarts before repairing reports its old stream's gap lost, seed %i",
+    async (seed) => {
+      const h = await harness(seed, 3, { delayMinMs: 0.1, delayMaxMs: 2 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 2_000)).toBe(true);
+      const [s, r] = h.c.peers as [SimPeer, SimPeer];
+      const sender = h.rm.get(s)!;
+      for (let i = 1; i <= 5; i++) sender.publish('t', `a${i}`);
+      h.c.rt.runFor(50);
+      h.c.net.setLink(s.address, r.address, { loss: 1 });
+      for (let i = 0; i < 3; i++) sender.publish('t', 'gap');
+      h.c.rt.runFor(1);
+      h.c.net.setLink(s.address, r.address, { loss: 0 });
+      sender.publish('t', 'after1');
+      sender.publish('t', 'after2');
+      sender.flush();
+      await h.c.crash(s);
+      h.c.rt.runFor(50); // far less than the death timeout: nobody sees s dead
+      await h.c.restart(s);
+      h.c.rt.runFor(500);
+      const oldEpoch = sender.epoch;
+      const old = h.got
+        .get(r)!
+        .filter((d) => d.from === s.node.id && d.id.epoch === oldEpoch)
+        .map((d) => d.id.seq);
+      expect(old).toEqual([1, 2, 3, 4, 5, 9, 10]);
+      expect(h.lost.get(r)).toEqual([
+        expect.objectContaining({ firstSeq: 6, lastSeq: 8, count: 3, reason: 'sender-restarted' }),
+      ]);
+    },
+  );
+
   it('memory stays bounded: send buffer, held messages and streams', async () => {
     const h = await harness(5, 2);
     h.c.rt.runFor(500);
