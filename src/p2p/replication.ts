@@ -119,7 +119,9 @@ export const IBLT_CELLS_MIN = 24;
 export const IBLT_CELLS_MAX = 1 << 21;
 /** Bytes of one IBLT cell on the wire: count mod 2^16, two key lanes, check hash. */
 export const IBLT_CELL_BYTES = 14;
-export const IBLT_CACHE_MAX = 4;
+/** IBLTs a responder keeps built (one per session it serves), and their total cells (16 B each). */
+export const IBLT_CACHE_MAX = 16;
+export const IBLT_CACHE_CELLS_MAX = 1 << 22;
 export const IBLT_CACHE_MS = 10_000;
 /** Rounds a holder remembers (entries before, rewrite result). */
 export const ROUNDS_REMEMBERED_MAX = 16;
@@ -563,6 +565,7 @@ export class Replication implements Protocol {
       this.rejected++;
       return;
     }
+    this.learnOwnSeqs([entry]);
     const { added, replaced } = this.sink.apply([entry]);
     if (added.length) this.ctx.emit({ kind: 'replica-append', entries: added, from: env.i, via: 'append' });
     if (replaced.length) this.noteReplaced(env, replaced);
@@ -863,10 +866,20 @@ export class Replication implements Protocol {
       this.rejected++;
       return false;
     });
+    this.learnOwnSeqs(entries);
     const { added, replaced } = this.sink!.apply(entries);
     if (added.length) this.ctx.emit({ kind: 'replica-append', entries: added, from: env.i, via: 'repair' });
     if (replaced.length) this.noteReplaced(env, replaced);
     return entries;
+  }
+
+  /**
+   * A holder whose file lost entries it created (deleted by hand) learns its own sequence numbers
+   * back from the others, so it does not reuse them for new entries.
+   */
+  private learnOwnSeqs(entries: Entry[]): void {
+    for (const e of entries)
+      if (e.origin === this.ctx.self.id && e.seq >= this.nextSeq) this.nextSeq = e.seq + 1;
   }
 
   private noteReplaced(env: Envelope, replaced: Entry[]): void {
@@ -928,8 +941,16 @@ export class Replication implements Protocol {
     const key = `${env.i}:${b.z}:${b.m}`;
     let cached = this.ibltCache.get(key);
     if (!cached) {
-      while (this.ibltCache.size >= IBLT_CACHE_MAX)
-        this.ibltCache.delete(this.ibltCache.keys().next().value!);
+      let cells = b.m;
+      for (const v of this.ibltCache.values()) cells += v.iblt.m;
+      while (
+        this.ibltCache.size > 0 &&
+        (this.ibltCache.size >= IBLT_CACHE_MAX || cells > IBLT_CACHE_CELLS_MAX)
+      ) {
+        const [oldest, v] = this.ibltCache.entries().next().value!;
+        cells -= v.iblt.m;
+        this.ibltCache.delete(oldest);
+      }
       cached = { iblt: Iblt.build(b.m, this.sink.set), at: this.ctx.now() };
       this.ibltCache.set(key, cached);
     }

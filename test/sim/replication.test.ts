@@ -301,6 +301,28 @@ describe('conflicting versions (hand-edited files)', () => {
   );
 });
 
+describe('a holder whose file was deleted', () => {
+  it.each(SEEDS.slice(0, 5))(
+    'learns its own sequence numbers back and does not reuse them, seed %i',
+    async (seed) => {
+      const rc = new ReplicaCluster(seed, LOSSY);
+      const hs = await rc.holders(3);
+      rc.rt.runFor(300);
+      const h0 = hs[0]!;
+      for (let i = 0; i < 3; i++) rc.rp(h0).append(`mine ${i}`);
+      expect(rc.rt.runUntilTrue(() => rc.converged() && rc.file(hs[2]!).set.size === 3, 5_000)).toBe(true);
+      await rc.c.crash(h0);
+      rc.files.set(h0.name, new MemoryReplica([])); // rm replicas/h0.txt
+      await rc.c.restart(h0);
+      expect(rc.rt.runUntilTrue(() => rc.converged() && rc.file(h0).set.size === 3, 10_000)).toBe(true);
+      const next = rc.rp(h0).append('after the loss');
+      expect(next.seq).toBe(4);
+      expect(rc.rt.runUntilTrue(() => rc.converged() && rc.file(hs[1]!).set.size === 4, 5_000)).toBe(true);
+      expect(hs.flatMap((h) => h.events).filter((e) => e.kind === 'replica-replace')).toEqual([]);
+    },
+  );
+});
+
 describe('online reconcile with a crash', () => {
   it.each(SEEDS.slice(0, 8))(
     'a holder that crashes mid-round is waited for, not dropped, and the round ends when it is back, seed %i',
