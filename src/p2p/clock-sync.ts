@@ -25,13 +25,15 @@
  * non-decreasing, in case the system clock itself is stepped back.
  *
  * Failure modes. Messages carry the coordinator's term; polls and adjustments from an older term
- * are ignored, so a deposed coordinator cannot move the group clock. A lost poll or reply leaves
- * that peer out of one round; a lost adjustment leaves it at its old offset until the next round.
+ * are ignored, so a deposed coordinator cannot move the group clock. A peer that has not answered
+ * halfway through collectMs is polled again by unicast (attempt k = 1; replies echo k, so each is
+ * timed against its own poll). A peer still left out, or whose adjustment is lost, asks for a
+ * round itself (`clk.req`) once it has gone 2 x T without a sync.
  * Asymmetric delays bias an estimate by up to rtt/2: that is the accuracy each peer reports. Drift
  * between rounds (up to 2 x 100 ppm x T between two peers) adds to it.
  */
 import { is, type Envelope, type PeerId } from './wire.js';
-import type { Protocol, ProtocolContext } from './protocol.js';
+import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Membership, Tags } from './membership.js';
 import type { CoordinatorView } from './election.js';
 import type { Address } from './transport/transport.js';
@@ -53,8 +55,11 @@ export interface ClockSyncTimings {
 
 /** Replies further than this many median absolute deviations from the median are outliers. */
 export const OUTLIER_MAD_FACTOR = 3;
-/** ...but a reply within this of the median is never an outlier (MAD is 0 when clocks agree). */
-export const OUTLIER_FLOOR_MS = 5;
+/**
+ * ...but a reply within this of the median is never an outlier: MAD is near 0 when clocks agree,
+ * and a clock tens of ms off (an unsynchronised host) must be pulled in, not left out.
+ */
+export const OUTLIER_FLOOR_MS = 50;
 /** Largest adjustment accepted or sent: one day. Anything larger is a broken clock, not skew. */
 export const ADJUSTMENT_MS_MAX = 86_400_000;
 /** Group clock readings on the wire: any time from 1970 to year 33658, in ms. */
@@ -90,7 +95,7 @@ export interface ClockStatus {
   targetOffsetMs: number;
   /** Group time of the last applied adjustment; null before the first. */
   lastSyncMs: number | null;
-  /** Estimated error bound of this peer's group clock after the last sync, in ms. */
+  /** Estimated error bound of this peer's group clock: the last sync's, plus any slew still to go. */
   accuracyMs: number | null;
   term: number;
 }
@@ -113,19 +118,28 @@ interface Reply {
   rtt: number;
 }
 
+interface Poll {
+  t0: number;
+  c0: number;
+}
+
 interface Round {
   term: number;
   round: number;
   t0: number;
-  c0: number;
   off0: number;
+  /** Attempt k was sent at polls[k] (0: the multicast, 1: the unicast retry to the silent). */
+  polls: Poll[];
   replies: Map<PeerId, Reply>;
 }
 
 const TERM = is.uint();
 const MS = is.num(-READING_MS_MAX, READING_MS_MAX);
-const POLL = is.object({ term: TERM, r: is.uint() });
-const TIME = is.object({ term: TERM, r: is.uint(), g: MS });
+/** Poll attempts per round: the multicast, then one unicast retry to the peers still silent. */
+export const POLL_ATTEMPTS = 2;
+const ATTEMPT = is.uint(POLL_ATTEMPTS - 1);
+const POLL = is.object({ term: TERM, r: is.uint(), k: ATTEMPT });
+const TIME = is.object({ term: TERM, r: is.uint(), k: ATTEMPT, g: MS });
 const ADJ = is.object({
   term: TERM,
   r: is.uint(),
@@ -187,6 +201,8 @@ export class ClockSync implements Protocol {
   private lastRoundAt = -Infinity;
   private messagesSinceRound = 0;
   private requested = false;
+  private lastSyncAt: number;
+  private lastRequestAt = -Infinity;
   private tagged = false;
   private readonly statuses = new Map<PeerId, PeerClockStatus>();
 
@@ -197,6 +213,7 @@ export class ClockSync implements Protocol {
   ) {
     this.view = opts.coordinator;
     this.since = ctx.now();
+    this.lastSyncAt = ctx.now();
   }
 
   /** This peer's group clock, in ms since the epoch: never decreases. */
@@ -207,12 +224,14 @@ export class ClockSync implements Protocol {
   }
 
   status(): ClockStatus {
+    const offsetMs = this.offsetAt(this.ctx.now());
     return {
       lamport: this.ctx.lamport(),
-      offsetMs: this.offsetAt(this.ctx.now()),
+      offsetMs,
       targetOffsetMs: this.target,
       lastSyncMs: this.lastSync,
-      accuracyMs: this.accuracy,
+      // While a backward correction slews, the clock is off by what remains of it.
+      accuracyMs: this.accuracy === null ? null : this.accuracy + Math.abs(offsetMs - this.target),
       term: this.view.term(),
     };
   }
@@ -250,11 +269,11 @@ export class ClockSync implements Protocol {
   onMessage(env: Envelope, from: Address): void {
     switch (env.t) {
       case 'clk.poll': {
-        const { term, r } = env.b as { term: number; r: number };
+        const { term, r, k } = env.b as { term: number; r: number; k: number };
         if (term < this.view.term()) return; // a deposed coordinator
         const off = this.offsetAt(this.ctx.now());
         this.replied = { term, round: r, off, coordinator: env.i };
-        this.ctx.send(from, 'clk.time', { term, r, g: this.groupNow() });
+        this.ctx.send(from, 'clk.time', { term, r, k, g: this.groupNow() });
         return;
       }
       case 'clk.time':
@@ -305,17 +324,25 @@ export class ClockSync implements Protocol {
   tick(now: number): void {
     if (!this.tagged) this.publishTag();
     const round = this.current;
+    const t = this.opts.timings;
     if (round) {
       if (!this.view.isCoordinator() || this.view.term() !== round.term) this.current = null;
-      else if (now - round.t0 >= this.opts.timings.collectMs || this.allReplied(round)) this.finish(round);
+      else if (now - round.t0 >= t.collectMs || this.silent(round).length === 0) this.finish(round);
+      else if (round.polls.length < POLL_ATTEMPTS && now - round.t0 >= t.collectMs / 2) this.repoll(round);
       return;
     }
     if (!this.view.isCoordinator()) {
       this.messagesSinceRound = 0;
       this.requested = false;
+      // Left out of rounds (lost polls, replies or adjustments): ask, at most once per T.
+      if (
+        now - this.lastSyncAt >= 2 * t.roundIntervalMs &&
+        now - this.lastRequestAt >= t.roundIntervalMs &&
+        this.requestRound()
+      )
+        this.lastRequestAt = now;
       return;
     }
-    const t = this.opts.timings;
     const since = now - this.lastRoundAt;
     const due = since >= t.roundIntervalMs || this.messagesSinceRound >= t.messagesPerRound || this.requested;
     if (due && since >= t.roundGapMinMs) this.startRound(now);
@@ -328,22 +355,38 @@ export class ClockSync implements Protocol {
     const term = this.view.term();
     const round = ++this.roundNo;
     const off0 = this.offsetAt(now);
-    this.current = { term, round, t0: now, c0: this.groupNow(), off0, replies: new Map() };
-    this.ctx.broadcast('clk.poll', { term, r: round });
+    this.current = {
+      term,
+      round,
+      t0: now,
+      off0,
+      polls: [{ t0: now, c0: this.groupNow() }],
+      replies: new Map(),
+    };
+    this.ctx.broadcast('clk.poll', { term, r: round, k: 0 });
+  }
+
+  private repoll(round: Round): void {
+    const k = round.polls.length;
+    round.polls.push({ t0: this.ctx.now(), c0: this.groupNow() });
+    for (const m of this.silent(round))
+      this.ctx.send(m.address, 'clk.poll', { term: round.term, r: round.round, k });
   }
 
   private onTime(env: Envelope, from: Address): void {
-    const { term, r, g } = env.b as { term: number; r: number; g: number };
+    const { term, r, k, g } = env.b as { term: number; r: number; k: number; g: number };
     const round = this.current;
-    if (!round || term !== round.term || r !== round.round || round.replies.has(env.i)) return;
+    const poll = round?.polls[k];
+    if (!round || !poll || term !== round.term || r !== round.round || round.replies.has(env.i)) return;
     const c1 = this.groupNow();
-    const rtt = Math.max(0, this.ctx.now() - round.t0);
+    const rtt = Math.max(0, this.ctx.now() - poll.t0);
     // Cristian: the peer read g half a round trip after we read c0, by our clock (c0 + c1) / 2.
-    round.replies.set(env.i, { from, delta: g - (round.c0 + c1) / 2, rtt });
+    round.replies.set(env.i, { from, delta: g - (poll.c0 + c1) / 2, rtt });
   }
 
-  private allReplied(round: Round): boolean {
-    return this.membership.live().every((m) => m.tags[TAG_CLOCK] !== true || round.replies.has(m.id));
+  /** Live members that run clock sync and have not answered this round yet. */
+  private silent(round: Round): MemberView[] {
+    return this.membership.live().filter((m) => m.tags[TAG_CLOCK] === true && !round.replies.has(m.id));
   }
 
   private finish(round: Round): void {
@@ -393,6 +436,7 @@ export class ClockSync implements Protocol {
     this.target = target;
     if (target > this.base) this.base = target;
     this.accuracy = acc;
+    this.lastSyncAt = now;
     this.lastSync = this.groupNow();
     this.ctx.emit({ kind: 'clock-adjusted', term, round, adjustmentMs: a, accuracyMs: acc });
   }
