@@ -55,6 +55,11 @@ export default class Monitor extends PeerCommand {
       incrementalRendering: false,
       patchConsole: true,
     });
+    // Ink ends the app itself on an error thrown while rendering: restore the terminal then too.
+    ink.waitUntilExit().then(
+      () => quit('q'),
+      (err: unknown) => onCrash(err),
+    );
     let reason: string;
     try {
       reason = await done;
