@@ -7,7 +7,14 @@ import { networkFlags } from '../cli/flags.js';
 import { defaultName, networkSettings, startPeer, untilSignal, type RunningPeer } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
-import { Chat, ChatError, CHAT_HISTORY_KEEP_MAX, CHAT_TAG, type ChatLine } from '../p2p/chat.js';
+import {
+  Chat,
+  ChatError,
+  CHAT_HISTORY_KEEP_MAX,
+  CHAT_TAG,
+  LamportOrderer,
+  type ChatLine,
+} from '../p2p/chat.js';
 import { ReliableDelivery, type AckStatus, type LostReport, type SendResult } from '../p2p/reliable.js';
 import type { MemberView, PeerEvent } from '../p2p/protocol.js';
 import { isPeerName } from '../p2p/wire.js';
@@ -21,6 +28,8 @@ const CHAT_DISCOVERY_SETTLE_MS = 300;
 /** History lines a newcomer asks for. */
 const CHAT_JOIN_HISTORY_LINES = 20;
 const POLL_MS = 10;
+/** How often held lines are checked for display. */
+const DISPLAY_POLL_MS = 20;
 export const EXIT_NOT_DELIVERED = 1;
 
 interface Joined {
@@ -159,19 +168,21 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
 
   private async listen(flags: FlagValues): Promise<void> {
     const j = await this.join(flags, CHAT_JOIN_HISTORY_LINES);
-    j.chat.onLine((l) => this.printLine(l, j.peer.node.id));
+    const stopDisplay = this.display(j);
     this.showPresence(j);
     await untilSignal();
+    stopDisplay();
     await j.peer.stop();
   }
 
   private async bot(flags: FlagValues, everyMs: number): Promise<void> {
     const j = await this.join(flags, 0);
-    j.chat.onLine((l) => this.printLine(l, j.peer.node.id));
+    const stopDisplay = this.display(j);
     let n = 0;
     const timer = setInterval(() => j.chat.say(`${j.peer.node.name} bot message ${++n}`), everyMs);
     await untilSignal();
     clearInterval(timer);
+    stopDisplay();
     await j.peer.stop();
   }
 
@@ -217,7 +228,6 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       });
     }
     const j = await this.join({ ...flags, name }, CHAT_JOIN_HISTORY_LINES);
-    const me = j.peer.node.id;
     const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: true });
     rl.setPrompt(`${paintName(name)}> `);
     // Lines arriving while the user types are printed above the prompt, which is then redrawn.
@@ -228,7 +238,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       rl.prompt(true);
     };
     this.out = print;
-    j.chat.onLine((l) => this.printLine(l, me));
+    const stopDisplay = this.display(j);
     this.showPresence(j);
     print(
       chalk.gray(
@@ -250,6 +260,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     });
     rl.prompt();
     await done;
+    stopDisplay();
     await j.peer.stop();
     process.stdout.write('\n');
   }
@@ -391,6 +402,26 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       for (const p of s.gone) missing.set(p, `${name(p)} (gone)`);
     }
     if (missing.size > 0) this.notDelivered(`not acknowledged by ${[...missing.values()].join(', ')}`);
+  }
+
+  /**
+   * Prints every new line: at once as JSON (scripts sort by the lamport field themselves), or
+   * held briefly and sorted by Lamport time for people. Returns a function that flushes and stops.
+   */
+  private display(j: Joined): () => void {
+    const me = j.peer.node.id;
+    if (this.json) {
+      j.chat.onLine((l) => this.printLine(l, me));
+      return () => {};
+    }
+    const orderer = new LamportOrderer();
+    j.chat.onLine((l) => orderer.push(l, performance.now()));
+    const drain = (now: number) => orderer.drain(now).forEach((l) => this.printLine(l, me));
+    const timer = setInterval(() => drain(performance.now()), DISPLAY_POLL_MS);
+    return () => {
+      clearInterval(timer);
+      drain(Infinity);
+    };
   }
 
   private showPresence(j: Joined): void {

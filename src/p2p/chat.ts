@@ -282,3 +282,43 @@ function isHistoryItem(
     isUint(v[7])
   );
 }
+
+/** How long a line waits before display, so lines delivered slightly out of Lamport order are sorted. */
+export const CHAT_DISPLAY_HOLD_MS = 100;
+/** Lines waiting for display at most; beyond it the oldest are released at once. */
+export const CHAT_DISPLAY_PENDING_MAX = 10_000;
+
+/**
+ * Display order: holds each line CHAT_DISPLAY_HOLD_MS and releases lines in Lamport order, so a
+ * reply never shows above what it answers when the original needed a repair of up to that long.
+ * A line later than that may still appear below a line with a higher Lamport time (it is not
+ * held back forever: a chat must stay live). Time is passed in, as everywhere in src/p2p.
+ */
+export class LamportOrderer {
+  private pending: Array<{ line: ChatLine; at: number }> = [];
+
+  constructor(private readonly holdMs = CHAT_DISPLAY_HOLD_MS) {}
+
+  push(line: ChatLine, now: number): void {
+    this.pending.push({ line, at: now });
+  }
+
+  /** Lines due at `now`, in Lamport order (plus any waiting line that sorts before them). */
+  drain(now: number): ChatLine[] {
+    if (this.pending.length === 0) return [];
+    const overflow = this.pending.length > CHAT_DISPLAY_PENDING_MAX;
+    let maxDue: ChatLine | null = null;
+    for (const p of this.pending)
+      if ((overflow || now - p.at >= this.holdMs) && (!maxDue || lamportOrder(p.line, maxDue) > 0))
+        maxDue = p.line;
+    if (!maxDue) return [];
+    const limit = maxDue;
+    const out = this.pending.filter((p) => lamportOrder(p.line, limit) <= 0).map((p) => p.line);
+    this.pending = this.pending.filter((p) => lamportOrder(p.line, limit) > 0);
+    return out.sort(lamportOrder);
+  }
+
+  get size(): number {
+    return this.pending.length;
+  }
+}

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
-import { Chat, CHAT_TAG, CHAT_TEXT_BYTES_MAX, ChatError, type ChatLine } from '../../src/p2p/chat.js';
+import {
+  Chat,
+  CHAT_TAG,
+  CHAT_TEXT_BYTES_MAX,
+  ChatError,
+  LamportOrderer,
+  type ChatLine,
+} from '../../src/p2p/chat.js';
 import { ReliableDelivery, type AckStatus, type SendResult } from '../../src/p2p/reliable.js';
 
 const SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);
@@ -95,5 +102,34 @@ describe('chat (simulation)', () => {
     expect(() => Chat.checkText('')).toThrow(ChatError);
     expect(() => Chat.checkText('x'.repeat(CHAT_TEXT_BYTES_MAX))).not.toThrow();
     expect(() => Chat.checkText('x'.repeat(CHAT_TEXT_BYTES_MAX + 1))).toThrow(/over the \d+-byte limit/);
+  });
+});
+
+describe('display order', () => {
+  const line = (lamport: number, from: string, id: string): ChatLine => ({
+    id,
+    from,
+    fromName: from,
+    to: null,
+    toName: null,
+    text: id,
+    lamport,
+    at: 0,
+    history: false,
+  });
+
+  it('holds lines briefly and releases them in Lamport order', () => {
+    const o = new LamportOrderer(100);
+    o.push(line(7, 'b', 'reply'), 0);
+    expect(o.drain(50)).toEqual([]);
+    o.push(line(5, 'a', 'original'), 60); // repaired late, but sorts first
+    expect(o.drain(100).map((l) => l.id)).toEqual(['original', 'reply']);
+    expect(o.size).toBe(0);
+    o.push(line(9, 'a', 'x'), 200);
+    o.push(line(9, 'b', 'y'), 250);
+    expect(o.drain(300).map((l) => l.id)).toEqual(['x']);
+    expect(o.drain(350).map((l) => l.id)).toEqual(['y']);
+    o.push(line(3, 'c', 'late'), 400);
+    expect(o.drain(Infinity).map((l) => l.id)).toEqual(['late']);
   });
 });
