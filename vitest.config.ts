@@ -1,14 +1,43 @@
 import { defineConfig } from 'vitest/config';
 
+const shared = {
+  // @oclif/test captures command output only when vitest leaves the console alone.
+  disableConsoleIntercept: true,
+  testTimeout: 30_000,
+  hookTimeout: 60_000,
+  pool: 'forks' as const,
+};
+
+/**
+ * Two groups, run one after the other:
+ *  - `sim`: simulation, unit and contract tests: CPU-bound, virtual time, run in parallel;
+ *  - `real`: tests that start real peer processes (loopback, CLI, LAN namespaces, crashes). They
+ *    run one file at a time and after `sim`, because a peer starved of CPU on a 2-core machine
+ *    misses heartbeats, and timing faults of the test machine must not look like protocol bugs.
+ */
+const REAL = [
+  'test/loopback/**/*.test.ts',
+  'test/cli/**/*.test.ts',
+  'test/lan/**/*.test.ts',
+  'test/crash/**/*.test.ts',
+];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    // @oclif/test captures command output only when vitest leaves the console alone.
-    disableConsoleIntercept: true,
-    testTimeout: 30_000,
-    hookTimeout: 60_000,
-    // LAN tests create network namespaces with fixed names per file; files run in parallel
-    // processes but each file owns a distinct namespace prefix.
-    pool: 'forks',
+    reporters: ['default', './test/support/summary-reporter.ts'],
+    projects: [
+      {
+        test: {
+          ...shared,
+          name: 'sim',
+          include: ['test/**/*.test.ts'],
+          exclude: REAL,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        test: { ...shared, name: 'real', include: REAL, fileParallelism: false, sequence: { groupOrder: 1 } },
+      },
+    ],
   },
 });
