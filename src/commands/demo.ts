@@ -53,5 +53,10 @@ export default class Demo extends PeerCommand {
     this.log(
       `\n${chalk.green.bold('demo complete')} in ${seconds(Date.now() - started)}.${flags.keep ? ` Files kept in ${scratch}.` : ''}`,
     );
+    // Where to go next: the same loopback group, live, in the dashboard.
+    const loopback = `--interface 127.0.0.1 --ttl 0 --port ${port}`;
+    this.log(
+      `\nWatch a group live: start a few peers, one per terminal (${chalk.cyan(`${this.config.bin} up ${loopback} --name alice`)}, then --name bob), and run:\n  ${chalk.cyan(`${this.config.bin} monitor ${loopback}`)}`,
+    );
   }
 }
