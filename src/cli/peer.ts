@@ -10,6 +10,9 @@ import { realRuntime } from '../p2p/runtime.js';
 import { UdpTransport } from '../p2p/transport/udp.js';
 import { isPeerName } from '../p2p/wire.js';
 import { PeerStore } from '../storage/store.js';
+import type { Checkpoints } from '../storage/checkpoint.js';
+import { recoveryLine, type RecoveryReport } from '../storage/recovery.js';
+import { startCheckpointing, worthReporting } from './checkpointing.js';
 import { checkGroup, resolveInterface, UsageError } from './network.js';
 import { keySettings, securityLayers, type KeySettings, type SecurityLayers } from './security.js';
 
@@ -69,6 +72,10 @@ export interface RunningPeer {
   /** Rate guard and (with a key) encryption between the UDP transport and the node. */
   security: SecurityLayers;
   settings: NetworkSettings;
+  /** Durable, group-committed writes (issue 8); null for an observer. */
+  checkpoints: Checkpoints | null;
+  /** What was recovered from the data dir at start; null for an observer. */
+  recovered: RecoveryReport | null;
   /** Graceful stop (leave) unless `crash`; closes the store. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -79,11 +86,20 @@ export interface StartOptions {
   install?: (node: PeerNode, store: PeerStore | null) => void;
   /** Lamport time to start from (e.g. the highest a capability stored), so order survives a restart. */
   lamport?: (store: PeerStore | null) => number;
+  /** Where the recovery line goes (default: stderr, only when there was something to recover). */
+  onRecovered?: (report: RecoveryReport, line: string) => void;
 }
 
 export async function startPeer(settings: NetworkSettings, opts: StartOptions = {}): Promise<RunningPeer> {
   const store = opts.observer ? null : PeerStore.open(settings.dataDir, settings.name);
   const identity = store ? store.startIdentity() : { id: randomBytes(8).toString('hex'), incarnation: 1 };
+  let checkpointing: ReturnType<typeof startCheckpointing> | null = null;
+  try {
+    checkpointing = store ? startCheckpointing(settings.dataDir, settings.name) : null;
+  } catch (err) {
+    store?.close();
+    throw err;
+  }
   const transport = new UdpTransport({
     group: settings.group,
     port: settings.port,
@@ -95,7 +111,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     id: identity.id,
     name: settings.name,
     incarnation: identity.incarnation,
-    lamport: opts.lamport?.(store) ?? 0,
+    lamport: Math.max(opts.lamport?.(store) ?? 0, checkpointing?.report.lamportStart ?? 0),
     profile: PROFILES[settings.profile],
     transport: security.transport,
     runtime: realRuntime,
@@ -113,6 +129,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
   try {
     await node.start();
   } catch (err) {
+    checkpointing?.close(true);
     store?.close();
     const code = (err as NodeJS.ErrnoException).code;
     throw new UsageError(
@@ -120,6 +137,12 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     );
   }
   security.announce();
+  if (checkpointing) {
+    checkpointing.attach(node);
+    const r = checkpointing.report;
+    if (opts.onRecovered) opts.onRecovered(r, recoveryLine(r));
+    else if (worthReporting(r)) process.stderr.write(`peer: ${recoveryLine(r)}\n`);
+  }
   let stopped: Promise<void> | null = null;
   return {
     node,
@@ -127,9 +150,12 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     transport,
     security,
     settings,
+    checkpoints: checkpointing?.cp ?? null,
+    recovered: checkpointing?.report ?? null,
     stop: () =>
       (stopped ??= (async () => {
         await node.stop();
+        checkpointing?.close(true);
         store?.close();
       })()),
   };

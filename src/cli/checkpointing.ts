@@ -1,0 +1,237 @@
+/**
+ * Checkpointing for every long-running command, called from startPeer: open the checkpoint
+ * connection, recover (replaying what was received but not processed), plug in the state every
+ * peer has (Lamport time, peers seen) and what the capabilities keep in their own tables (token
+ * generation, tasks, chat lines, replica log positions), checkpoint every CHECKPOINT_INTERVAL_MS,
+ * and write a clean final checkpoint on a graceful stop.
+ *
+ * Capability state is read from the capabilities' own tables on this connection (read-only), so
+ * no capability module had to change to appear in checkpoints and recovery lines. A capability
+ * with more to say registers its own source on `RunningPeer.checkpoints`.
+ */
+import fs from 'node:fs';
+import type Database from 'better-sqlite3';
+import type { PeerNode } from '../p2p/node.js';
+import type { ChatLine } from '../p2p/chat.js';
+import { ChatStore } from '../storage/chat.js';
+import { openCheckpoints, type Checkpoints, type StoredMessage } from '../storage/checkpoint.js';
+import {
+  CHECKPOINT_INTERVAL_MS,
+  recover,
+  type IntegrityLevel,
+  type RecoveryReport,
+  type ReplayHandler,
+} from '../storage/recovery.js';
+import {
+  ReplicaSet,
+  entryProblem,
+  keepAside,
+  parseReplica,
+  replicaPath,
+  serialize,
+  writeFileAtomic,
+  type Entry,
+} from '../storage/replica.js';
+
+/** Inbox topic of chat lines (payload: a ChatLine as JSON). */
+export const CHAT_INBOX_TOPIC = 'chat';
+
+const chatStores = new WeakMap<Database.Database, ChatStore>();
+
+/** Replays a chat line into chat's own table; already there means a duplicate, suppressed. */
+const replayChat: ReplayHandler = (m: StoredMessage, db) => {
+  let store = chatStores.get(db);
+  if (!store) chatStores.set(db, (store = new ChatStore(db)));
+  const line = JSON.parse(m.payload) as ChatLine;
+  return store.save(line, m.receivedAt) ? 'done' : 'duplicate';
+};
+
+/** What each topic's replay does when no command is there to do it (peer recover, a restart). */
+export const REPLAY_HANDLERS: Record<string, ReplayHandler> = { [CHAT_INBOX_TOPIC]: replayChat };
+
+function hasTable(db: Database.Database, table: string): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !== undefined;
+}
+
+function count(db: Database.Database, sql: string): number {
+  return (db.prepare(sql).get() as { n: number | null }).n ?? 0;
+}
+
+/** Sources every peer's checkpoint holds; each reads a capability table only if it exists. */
+export function registerStandardSources(cp: Checkpoints, lamport: () => number, clean: () => boolean): void {
+  const db = cp.db;
+  cp.register('lamport', { capture: () => ({ time: lamport(), clean: clean() }) });
+  cp.register('peers', {
+    capture: () => ({ seen: hasTable(db, 'peers') ? count(db, 'SELECT count(*) AS n FROM peers') : 0 }),
+    describe: (s) => ((s as { seen: number }).seen > 0 ? `${(s as { seen: number }).seen} peers seen` : null),
+  });
+  cp.register('token', {
+    capture: () => {
+      if (!hasTable(db, 'token_ring_state')) return null;
+      const row = db.prepare('SELECT state FROM token_ring_state WHERE k = 1').get() as
+        { state: string } | undefined;
+      try {
+        const d = row ? (JSON.parse(row.state) as { gen?: unknown; epoch?: unknown }) : null;
+        return d && Number.isSafeInteger(d.gen) ? { gen: d.gen, epoch: d.epoch } : null;
+      } catch {
+        return null;
+      }
+    },
+    describe: (s) => (s && typeof s === 'object' ? `token generation ${(s as { gen: number }).gen}` : null),
+  });
+  cp.register('tasks', {
+    capture: () =>
+      hasTable(db, 'tasks')
+        ? {
+            total: count(db, 'SELECT count(*) AS n FROM tasks'),
+            open: count(db, "SELECT count(*) AS n FROM tasks WHERE state NOT IN ('done', 'failed')"),
+          }
+        : null,
+    describe: (s) => {
+      const t = s as { total: number; open: number } | null;
+      return t && t.total > 0 ? `${t.total} tasks (${t.open} open)` : null;
+    },
+  });
+  cp.register('chat', {
+    capture: () =>
+      hasTable(db, 'chat_messages')
+        ? {
+            lines: count(db, 'SELECT count(*) AS n FROM chat_messages'),
+            lamport: count(db, 'SELECT MAX(lamport) AS n FROM chat_messages'),
+          }
+        : null,
+    describe: (s) => {
+      const c = s as { lines: number } | null;
+      return c && c.lines > 0 ? `${c.lines.toLocaleString('en-US')} chat lines` : null;
+    },
+  });
+  cp.register('replicas', {
+    capture: () =>
+      Object.fromEntries(
+        (
+          db
+            .prepare('SELECT replica, count(*) AS n FROM replica_log GROUP BY replica ORDER BY replica')
+            .all() as Array<{
+            replica: string;
+            n: number;
+          }>
+        ).map((r) => [r.replica, r.n]),
+      ),
+    describe: (s) => {
+      const entries = Object.entries((s ?? {}) as Record<string, number>);
+      return entries.length === 0
+        ? null
+        : entries.map(([name, n]) => `replica ${name} at ${n.toLocaleString('en-US')} entries`).join(', ');
+    },
+  });
+}
+
+export interface Checkpointing {
+  cp: Checkpoints;
+  report: RecoveryReport;
+  /** Starts periodic checkpoints of a running node. */
+  attach(node: PeerNode): void;
+  /** Final checkpoint (clean on a graceful stop) and close. Safe to call twice. */
+  close(clean: boolean): void;
+}
+
+/** Opens and recovers; the node is attached once it exists (its Lamport start comes from here). */
+export function startCheckpointing(
+  dataDir: string,
+  name: string,
+  integrity: IntegrityLevel = 'quick',
+): Checkpointing {
+  const cp = openCheckpoints(dataDir, name);
+  let node: PeerNode | null = null;
+  let clean = false;
+  let timer: NodeJS.Timeout | null = null;
+  registerStandardSources(
+    cp,
+    () => node?.lamport ?? 0,
+    () => clean,
+  );
+  let report: RecoveryReport;
+  try {
+    report = recover(cp, { integrity, handlers: REPLAY_HANDLERS });
+  } catch (err) {
+    cp.close();
+    throw err;
+  }
+  return {
+    cp,
+    report,
+    attach(n) {
+      node = n;
+      // Lamport time is the first thing a restart needs: write it at once, then periodically.
+      cp.checkpoint();
+      timer = setInterval(() => cp.checkpoint(), CHECKPOINT_INTERVAL_MS);
+      timer.unref();
+    },
+    close(isClean) {
+      if (timer) clearInterval(timer);
+      timer = null;
+      if (!cp.db.open) return;
+      clean = isClean;
+      if (node) cp.checkpoint();
+      cp.close();
+    },
+  };
+}
+
+/** Whether the report describes a previous life worth a line (not a first start). */
+export function worthReporting(r: RecoveryReport): boolean {
+  return r.checkpointSeq !== null || r.unprocessedBefore > 0 || r.checkpointsDamaged > 0;
+}
+
+// ---- replica files from the log ----------------------------------------------------------------
+
+export interface ReplicaRebuild {
+  replica: string;
+  file: string;
+  logged: number;
+  /** Entries in the file before (good lines), and lines that did not parse. */
+  before: number;
+  damagedLines: number;
+  /** Entries of the log the file lacked, written back. */
+  restored: number;
+  rewritten: boolean;
+}
+
+/**
+ * Rebuilds each logged replica's file under `dir` when it is behind the log or damaged: the
+ * file's good entries plus the logged ones, in canonical order, written atomically. Damaged
+ * lines are kept aside in `<name>.rejected` first, as replica.ts does.
+ */
+export function rebuildReplicas(cp: Checkpoints, dir: string): ReplicaRebuild[] {
+  const names = (
+    cp.db.prepare('SELECT DISTINCT replica FROM replica_log ORDER BY replica').all() as Array<{
+      replica: string;
+    }>
+  ).map((r) => r.replica);
+  const out: ReplicaRebuild[] = [];
+  for (const replica of names) {
+    const file = replicaPath(dir, replica);
+    const { entries: logged } = cp.replicaEntries(replica);
+    let set = new ReplicaSet();
+    let damagedLines = 0;
+    if (fs.existsSync(file)) {
+      const parsed = parseReplica(fs.readFileSync(file, 'utf8'));
+      set = parsed.set;
+      damagedLines = parsed.rejected.length;
+      if (damagedLines > 0) keepAside(file, parsed.rejected);
+    }
+    const before = set.size;
+    let restored = 0;
+    for (const e of logged as Entry[]) {
+      if (entryProblem(e)) continue;
+      if (set.resolve(e) === 'added') restored++;
+    }
+    const rewritten = restored > 0 || damagedLines > 0;
+    if (rewritten) {
+      fs.mkdirSync(dir, { recursive: true });
+      writeFileAtomic(file, serialize(set.canonical()));
+    }
+    out.push({ replica, file, logged: logged.length, before, damagedLines, restored, rewritten });
+  }
+  return out;
+}
