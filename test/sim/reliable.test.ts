@@ -116,6 +116,28 @@ describe('reliable delivery (simulation)', () => {
     },
   );
 
+  it.each(SEEDS.slice(0, 10))(
+    '8 peers all sending at 20 %% loss: everyone gets everything exactly once, in order, seed %i',
+    async (seed) => {
+      const h = await harness(seed, 8, { loss: 0.2, duplicate: 0.05, delayMinMs: 0.1, delayMaxMs: 5 });
+      h.c.rt.runUntilTrue(() => h.c.converged(), 5_000);
+      const N = 100;
+      for (let i = 1; i <= N; i++) {
+        for (const p of h.c.peers) h.rm.get(p)!.publish('t', `${p.name}:${i}`);
+        h.c.rt.runFor(2);
+      }
+      const done = () =>
+        h.c.peers.every((r) => h.c.peers.every((s) => s === r || seqsFrom(h, r, s).length >= N));
+      expect(h.c.rt.runUntilTrue(done, 10_000)).toBe(true);
+      h.c.rt.runFor(300);
+      for (const r of h.c.peers) {
+        for (const s of h.c.peers) if (s !== r) expect(seqsFrom(h, r, s)).toEqual(range(1, N));
+        expect(h.lost.get(r)).toEqual([]);
+      }
+      expect(h.c.handlerErrors()).toEqual([]);
+    },
+  );
+
   it.each(SEEDS.slice(0, 10))('packs a burst of small messages into few datagrams, seed %i', async (seed) => {
     const h = await harness(seed, 3);
     h.c.rt.runFor(500);
@@ -289,6 +311,30 @@ describe('reliable delivery (simulation)', () => {
       expect(h.lost.get(r)).toEqual([
         expect.objectContaining({ firstSeq: 6, lastSeq: 8, count: 3, reason: 'sender-restarted' }),
       ]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 10))(
+    'after a partition heals, a sender wrongly declared dead is followed again with nothing lost, seed %i',
+    async (seed) => {
+      const h = await harness(seed, 3, { loss: 0.05, delayMaxMs: 2 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 3_000)).toBe(true);
+      const [s, r] = h.c.peers as [SimPeer, SimPeer];
+      const sender = h.rm.get(s)!;
+      for (let i = 0; i < 10; i++) sender.publish('t', `before${i}`);
+      h.c.rt.runFor(300);
+      h.c.net.partition([s.address], [r.address]);
+      h.c.rt.runUntilTrue(() => r.node.membership.get(s.node.id)?.state === 'dead', 3_000);
+      expect(r.node.membership.get(s.node.id)?.state).toBe('dead');
+      for (let i = 0; i < 10; i++) sender.publish('t', `during${i}`);
+      h.c.rt.runFor(100);
+      h.c.net.heal();
+      h.c.rt.runFor(300);
+      for (let i = 0; i < 10; i++) sender.publish('t', `after${i}`);
+      expect(h.c.rt.runUntilTrue(() => seqsFrom(h, r, s).length === 30, 3_000)).toBe(true);
+      h.c.rt.runFor(200);
+      expect(seqsFrom(h, r, s)).toEqual(range(1, 30));
+      expect(h.lost.get(r)).toEqual([]);
     },
   );
 
