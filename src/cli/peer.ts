@@ -6,7 +6,6 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { PeerNode } from '../p2p/node.js';
 import { PROFILES, type ProfileName } from '../p2p/config.js';
-import { realRuntime } from '../p2p/runtime.js';
 import { UdpTransport } from '../p2p/transport/udp.js';
 import { isPeerName } from '../p2p/wire.js';
 import { PeerStore } from '../storage/store.js';
@@ -15,6 +14,7 @@ import { recoveryLine, type RecoveryReport } from '../storage/recovery.js';
 import { startCheckpointing, worthReporting } from './checkpointing.js';
 import { checkGroup, resolveInterface, UsageError } from './network.js';
 import { keySettings, securityLayers, type KeySettings, type SecurityLayers } from './security.js';
+import { runtimeFromEnv } from './coordination.js';
 
 export interface NetworkFlagValues {
   name?: string;
@@ -91,6 +91,7 @@ export interface StartOptions {
 }
 
 export async function startPeer(settings: NetworkSettings, opts: StartOptions = {}): Promise<RunningPeer> {
+  const runtime = runtimeFromEnv(); // PEER_FAKE_CLOCK: checked before anything is opened
   const store = opts.observer ? null : PeerStore.open(settings.dataDir, settings.name);
   const identity = store ? store.startIdentity() : { id: randomBytes(8).toString('hex'), incarnation: 1 };
   let checkpointing: ReturnType<typeof startCheckpointing> | null = null;
@@ -114,7 +115,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     lamport: Math.max(opts.lamport?.(store) ?? 0, checkpointing?.report.lamportStart ?? 0),
     profile: PROFILES[settings.profile],
     transport: security.transport,
-    runtime: realRuntime,
+    runtime,
     observer: opts.observer ?? false,
     persistIncarnation: (n) => store?.saveIncarnation(n),
   });

@@ -4,6 +4,7 @@ import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
 import { memberLabel, paintState, table } from '../cli/output.js';
 import type { MemberView } from '../p2p/protocol.js';
+import { coordinatorFromTags, rankMembers } from '../p2p/election.js';
 
 export interface PeerEntry {
   name: string;
@@ -14,6 +15,10 @@ export interface PeerEntry {
   lastSeenMs: number;
   duplicateName: boolean;
   tags: MemberView['tags'];
+  /** From the election tags: this member is the coordinator (the live claim with the highest term). */
+  coordinator: boolean;
+  /** Election rank among live candidates (1 = highest priority, then id); null if not a candidate. */
+  rank: number | null;
 }
 
 export default class Peers extends PeerCommand {
@@ -56,18 +61,21 @@ export default class Peers extends PeerCommand {
         await new Promise((r) => setTimeout(r, flags.wait));
         this.log(this.render(peer.node.membership.list()));
       }
-      return peer.node.membership
-        .list()
-        .map(({ name, id, address, state, incarnation, lastSeenMs, duplicateName, tags }) => ({
-          name,
-          id,
-          address,
-          state,
-          incarnation,
-          lastSeenMs,
-          duplicateName,
-          tags,
-        }));
+      const members = peer.node.membership.list();
+      const ranks = rankMembers(members);
+      const coordinator = coordinatorFromTags(members);
+      return members.map(({ name, id, address, state, incarnation, lastSeenMs, duplicateName, tags }) => ({
+        name,
+        id,
+        address,
+        state,
+        incarnation,
+        lastSeenMs,
+        duplicateName,
+        tags,
+        coordinator: id === coordinator,
+        rank: ranks.get(id) ?? null,
+      }));
     } finally {
       await peer.stop();
     }
@@ -76,14 +84,19 @@ export default class Peers extends PeerCommand {
   private render(members: MemberView[]): string {
     if (members.length === 0)
       return 'no peers answered (check --interface, --group and --port, or run peer doctor)';
+    const ranks = rankMembers(members);
+    const coordinator = coordinatorFromTags(members);
     return table(
-      ['NAME', 'ADDRESS', 'STATE', 'INC', 'LAST SEEN'],
+      ['NAME', 'ADDRESS', 'STATE', 'INC', 'LAST SEEN', 'RANK'],
       members.map((m) => [
-        memberLabel(m) + (m.duplicateName ? ' (duplicate name)' : ''),
+        memberLabel(m) +
+          (m.duplicateName ? ' (duplicate name)' : '') +
+          (m.id === coordinator ? ' *coordinator' : ''),
         m.address,
         paintState(m.state),
         String(m.incarnation),
         `${m.lastSeenMs} ms`,
+        String(ranks.get(m.id) ?? '-'),
       ]),
     );
   }

@@ -5,6 +5,7 @@ import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
 import { clockTime, describeMembershipEvent, eventJson, paintName } from '../cli/output.js';
 import { describeReport, securityReport } from '../cli/security.js';
 import { UsageError } from '../cli/network.js';
+import { describeCoordinationEvent, installCoordination, priorityFlag } from '../cli/coordination.js';
 
 export default class Up extends PeerCommand {
   static override summary = 'Run a headless peer that stays in the group until stopped.';
@@ -13,9 +14,11 @@ export default class Up extends PeerCommand {
   static override examples = [
     '<%= config.bin %> up --interface 127.0.0.1 --name alice',
     '<%= config.bin %> up --interface eth0 --log-format json',
+    '<%= config.bin %> up --interface 127.0.0.1 --name boss --priority 10',
   ];
   static override flags = {
     ...networkFlags,
+    ...priorityFlag,
     'log-format': Flags.string({
       summary: 'Log lines as text or as JSON objects.',
       options: ['text', 'json'],
@@ -27,7 +30,9 @@ export default class Up extends PeerCommand {
     const { flags } = await this.parse(Up);
     const settings = networkSettings(flags);
     const json = flags['log-format'] === 'json';
-    const peer = await startPeer(settings);
+    const peer = await startPeer(settings, {
+      install: (n) => installCoordination(n, { priority: flags.priority, candidate: true }),
+    });
     const { node } = peer;
     const log = (fields: Record<string, unknown>, text: string) =>
       this.log(json ? JSON.stringify(fields) : `${clockTime(Date.now())} ${text}`);
@@ -45,7 +50,7 @@ export default class Up extends PeerCommand {
       `${paintName(node.name)} (${node.id.slice(0, 8)}) up at ${node.address} in ${settings.group}:${settings.port}, incarnation ${node.incarnation}`,
     );
     node.on((e) => {
-      const text = describeMembershipEvent(e);
+      const text = describeMembershipEvent(e) ?? describeCoordinationEvent(e, node.id);
       if (text) log(eventJson(e, Date.now()), text);
     });
     // Counters are per process: SIGUSR1 prints ours, SIGHUP re-reads the key file (rotation).

@@ -110,12 +110,16 @@ export interface PeerClockStatus extends ClockStatus {
 export interface ClockSyncOptions {
   timings: ClockSyncTimings;
   coordinator: CoordinatorView;
+  /** A one-shot observer (peer clock): it syncs, but its clock never moves the group's. */
+  observer?: boolean;
 }
 
 interface Reply {
   from: Address;
   delta: number;
   rtt: number;
+  /** An observer: adjusted like the others, but its clock is not averaged into group time. */
+  observer: boolean;
 }
 
 interface Poll {
@@ -139,7 +143,7 @@ const MS = is.num(-READING_MS_MAX, READING_MS_MAX);
 export const POLL_ATTEMPTS = 2;
 const ATTEMPT = is.uint(POLL_ATTEMPTS - 1);
 const POLL = is.object({ term: TERM, r: is.uint(), k: ATTEMPT });
-const TIME = is.object({ term: TERM, r: is.uint(), k: ATTEMPT, g: MS });
+const TIME = is.object({ term: TERM, r: is.uint(), k: ATTEMPT, g: MS }, { o: is.bool() });
 const ADJ = is.object({
   term: TERM,
   r: is.uint(),
@@ -273,7 +277,8 @@ export class ClockSync implements Protocol {
         if (term < this.view.term()) return; // a deposed coordinator
         const off = this.offsetAt(this.ctx.now());
         this.replied = { term, round: r, off, coordinator: env.i };
-        this.ctx.send(from, 'clk.time', { term, r, k, g: this.groupNow() });
+        const reply = { term, r, k, g: this.groupNow() };
+        this.ctx.send(from, 'clk.time', this.opts.observer ? { ...reply, o: true } : reply);
         return;
       }
       case 'clk.time':
@@ -374,14 +379,14 @@ export class ClockSync implements Protocol {
   }
 
   private onTime(env: Envelope, from: Address): void {
-    const { term, r, k, g } = env.b as { term: number; r: number; k: number; g: number };
+    const { term, r, k, g, o } = env.b as { term: number; r: number; k: number; g: number; o?: boolean };
     const round = this.current;
     const poll = round?.polls[k];
     if (!round || !poll || term !== round.term || r !== round.round || round.replies.has(env.i)) return;
     const c1 = this.groupNow();
     const rtt = Math.max(0, this.ctx.now() - poll.t0);
     // Cristian: the peer read g half a round trip after we read c0, by our clock (c0 + c1) / 2.
-    round.replies.set(env.i, { from, delta: g - (poll.c0 + c1) / 2, rtt });
+    round.replies.set(env.i, { from, delta: g - (poll.c0 + c1) / 2, rtt, observer: o === true });
   }
 
   /** Live members that run clock sync and have not answered this round yet. */
@@ -393,10 +398,10 @@ export class ClockSync implements Protocol {
     this.current = null;
     this.rounds++;
     const samples = [
-      { id: this.ctx.self.id, from: '', delta: 0, rtt: 0 },
+      { id: this.ctx.self.id, from: '', delta: 0, rtt: 0, observer: false },
       ...[...round.replies].map(([id, r]) => ({ id, ...r })),
     ];
-    const usable = samples.filter((s) => s.rtt <= this.opts.timings.rttMaxMs);
+    const usable = samples.filter((s) => s.rtt <= this.opts.timings.rttMaxMs && !s.observer);
     const { kept, average } = berkeleyAverage(usable.map((s) => s.delta));
     // The average is known to within the mean uncertainty of the readings it is made of.
     const avgError = kept.reduce((sum, i) => sum + usable[i]!.rtt / 2, 0) / kept.length;
