@@ -123,16 +123,14 @@ export default class Reconcile extends PeerCommand {
         }))
         .sort((a, b) => a.replica.localeCompare(b.replica));
       const result: ReconcileResult = { ok, mode: 'online', replicas };
-      if (ok) {
-        if (!this.jsonEnabled()) this.log(replicaTable(replicas));
-        return result;
-      }
-      if (this.jsonEnabled()) this.logJson(result);
-      else this.log(replicaTable(replicas));
+      if (!this.jsonEnabled()) this.log(replicaTable(replicas));
+      if (ok) return result;
       process.stderr.write(
         `${this.config.bin}: the holders did not converge within ${flags.timeout} ms; still waiting on: ${st.waiting.join(', ')}\n`,
       );
-      return this.exit(EXIT_NOT_CONVERGED);
+      // Not this.exit(): oclif would print a second JSON object (an error) after ours.
+      process.exitCode = EXIT_NOT_CONVERGED;
+      return result;
     } finally {
       progress.done();
       await peer.stop();

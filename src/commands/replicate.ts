@@ -103,13 +103,14 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
         ? { ok: failed.length === 0, appended: results.length, entries: results }
         : results[0]!;
       if (failed.length === 0) return out;
-      if (this.jsonEnabled()) this.logJson(out);
       const f = failed[0]!;
       const known = f.confirmed.length + f.missing.length;
       process.stderr.write(
         `${this.config.bin}: ${batch ? `${failed.length} of ${results.length} entries were not confirmed; first ` : ''}${f.id} confirmed by ${f.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${f.missing.length ? `no confirmation from: ${f.missing.join(', ')}` : `only ${known} holder(s) are known`}\n`,
       );
-      return this.exit(EXIT_NOT_CONFIRMED);
+      // Not this.exit(): oclif would print a second JSON object (an error) after ours.
+      process.exitCode = EXIT_NOT_CONFIRMED;
+      return out;
     } catch (err) {
       if (err instanceof ReplicaError) this.error(err.message, { exit: 2 });
       throw err;

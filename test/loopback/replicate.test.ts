@@ -41,6 +41,9 @@ describe('peer replicate and peer reconcile on loopback', () => {
       String(port),
       '--data-dir',
       path.join(root, 'data'),
+      // Slower failure detection: this runs on a loaded 2-core machine next to other test files.
+      '--profile',
+      'local',
     ];
     const dir = path.join(root, 'replicas');
     const holder = (name: string) => {
@@ -50,7 +53,7 @@ describe('peer replicate and peer reconcile on loopback', () => {
     };
     const joined = (p: Lines, n: number) => p.json().filter((e) => e.event === 'join').length >= n;
     const hs = ['h1', 'h2', 'h3'].map(holder);
-    await Promise.all(hs.map((h) => h.until((l) => joined(l, 2), 10_000, 'two joins')));
+    await Promise.all(hs.map((h) => h.until((l) => joined(l, 2), 30_000, 'two joins')));
 
     const texts = ['first', 'tab\there, "quotes" and \\ back', 'ünïcødé 😀', 'last'];
     const ids: string[] = [];
@@ -80,8 +83,13 @@ describe('peer replicate and peer reconcile on loopback', () => {
       'all',
       '--timeout',
       '1500',
+      '--json',
     ]);
     expect(failed.code).toBe(1);
+    // One JSON object on stdout, saying what was and was not confirmed.
+    const failedOut = JSON.parse(failed.stdout) as { ok: boolean; confirmed: string[] };
+    expect(failedOut.ok).toBe(false);
+    expect(failedOut.confirmed).toEqual(['h1', 'h2']);
     // The one-shot appender never heard h3 (dead before it started); the acks named it by id.
     const h3Id = String(h3.json().find((e) => e.event === 'up')!.id);
     expect(failed.stderr).toContain(`no confirmation from: ${h3Id.slice(0, 8)}`);

@@ -3,6 +3,8 @@
  * and one entry here; each scene starts and stops its own peers.
  */
 import type { DemoScene } from '../context.js';
+import { chatScene } from './chat.js';
 import { membershipScene } from './membership.js';
+import { replicationScene } from './replication.js';
 
-export const SCENES: DemoScene[] = [membershipScene];
+export const SCENES: DemoScene[] = [membershipScene, chatScene, replicationScene];
