@@ -11,6 +11,8 @@ import { ClockSync } from '../../src/p2p/clock-sync.js';
 import { Election } from '../../src/p2p/election.js';
 import { installMonitorModules, MonitorFeeds, type Installed } from '../../src/cli/monitor/feeds.js';
 import { peersTab } from '../../src/cli/monitor/tabs/peers.js';
+import { tokenTab } from '../../src/cli/monitor/tabs/token.js';
+import { TokenRing } from '../../src/p2p/token-ring.js';
 import { logsTab } from '../../src/cli/monitor/tabs/logs.js';
 import type { TabView } from '../../src/cli/monitor/model.js';
 
@@ -84,6 +86,66 @@ describe('monitor feeds (simulation)', () => {
       const next = members.find((p) => p !== coordinator && elections.get(p)!.isCoordinator())!;
       expect(next).toBeDefined();
       expect(log2.filter((l) => l[1] === 'elected').at(-1)![2]).toMatch(new RegExp(`^${next.name} `));
+      feeds.stop();
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS)(
+    'follows the token: holder, generation, ring without itself, rate, and a regeneration, seed %i',
+    async (seed) => {
+      const rings = new Map<SimPeer, TokenRing>();
+      let installed: Installed | undefined;
+      const c = new SimCluster(seed, { loss: 0.02, delayMinMs: 0.1, delayMaxMs: 3 }, P, (node, peer) => {
+        if (peer.name === 'monitor') {
+          installed = installMonitorModules(node);
+          return;
+        }
+        rings.set(
+          peer,
+          node.install((ctx, n) => new TokenRing(ctx, n.membership, { timings: P.tokenRing })),
+        );
+      });
+      for (const name of ['ana', 'bea', 'cid']) await c.add(name);
+      const monitor = await c.add('monitor', { observer: true });
+      const feeds = new MonitorFeeds({ node: monitor.node, group: 'sim', installed: installed! });
+      feeds.start();
+      const members = c.peers.filter((p) => p !== monitor);
+      for (const p of members) rings.get(p)!.request(50); // keep the token moving
+      let input = feeds.input();
+      for (let t = 0; t < 6000; t += 250) {
+        c.rt.runFor(250);
+        input = feeds.input(); // one snapshot per refresh, as the dashboard takes them
+        if (t % 1000 === 0) for (const p of members) rings.get(p)!.request(50);
+      }
+      const token = input.token!;
+      const newest = members
+        .map((p) => rings.get(p)!.status())
+        .sort((a, b) => b.generation - a.generation)[0]!;
+      expect(token.generation).toBeGreaterThan(0);
+      expect(token.generation).toBeLessThanOrEqual(newest.generation);
+      expect(token.generation).toBeGreaterThanOrEqual(newest.generation - 2); // at most a pass or two behind
+      expect(token.ring).toEqual(members.map((p) => p.node.id).sort());
+      expect(token.ring).not.toContain(monitor.node.id);
+      expect(token.passesPerSecond).toBeGreaterThan(0);
+      const holderRow = rowsOf(tokenTab.view(input)).find((r) => r[4]!.startsWith('holds'));
+      expect(holderRow).toBeDefined();
+      // Never part of the ring: no peer ever passed to the monitor, and no peer lists it.
+      for (const p of members) expect(p.node.membership.list().map((m) => m.name)).not.toContain('monitor');
+      expect(monitor.events.filter((e) => e.kind === 'token-received')).toEqual([]);
+
+      // The holder crashes: the survivors regenerate in a new epoch, and the log says so.
+      const holder = members.find((p) => p.node.id === token.holder) ?? members[0]!;
+      await c.crash(holder);
+      for (let t = 0; t < 6000; t += 250) {
+        c.rt.runFor(250);
+        input = feeds.input();
+        if (t % 1000 === 0) for (const p of members) if (p !== holder) rings.get(p)!.request(50);
+      }
+      expect(input.token!.epoch).toBeGreaterThan(token.epoch);
+      expect(input.token!.holder).not.toBe(holder.node.id);
+      const log = rowsOf(logsTab.view(input));
+      expect(log.filter((l) => l[1] === 'token').length).toBeGreaterThanOrEqual(2);
       feeds.stop();
       expect(c.handlerErrors()).toEqual([]);
     },

@@ -18,6 +18,7 @@ import { TABS } from '../../src/cli/monitor/tabs/index.js';
 import { peersTab } from '../../src/cli/monitor/tabs/peers.js';
 import { replicasTab } from '../../src/cli/monitor/tabs/replicas.js';
 import { tasksTab } from '../../src/cli/monitor/tabs/tasks.js';
+import { tokenTab } from '../../src/cli/monitor/tabs/token.js';
 import { screen } from '../../src/cli/monitor/screen.js';
 import { DerivedEvents } from '../../src/cli/monitor/derived.js';
 
@@ -55,6 +56,7 @@ function input(members: MemberView[], extra: Partial<MonitorInput> = {}): Monito
     members,
     clock: new Map(),
     tasks: { listing: null },
+    token: null,
     log: [],
     ...extra,
   };
@@ -167,13 +169,30 @@ describe('Tasks tab', () => {
   });
 });
 
+describe('Token tab', () => {
+  it('shows the ring in id order, the holder, epoch, generation and rotation rate', () => {
+    const members = [member('ana', A), member('bea', B), member('cid', C, {}, 'suspect')];
+    const token = { epoch: 2, generation: 41, holder: B, ring: [A, B, C], passesPerSecond: 6 };
+    const v = tokenTab.view(input(members, { token }));
+    expect(summary(v)).toBe('holder bea   epoch 2   generation 41   6.0 passes/s (2.00 rotations/s)');
+    expect(text(v)).toEqual([
+      ['1', 'ana', A.slice(0, 8), 'alive', ''],
+      ['2', 'bea', B.slice(0, 8), 'alive', 'holds gen 41'],
+      ['3', 'cid', C.slice(0, 8), 'suspect', ''],
+    ]);
+    const none = { epoch: 0, generation: 0, holder: '' as const, ring: [A], passesPerSecond: null };
+    expect(summary(tokenTab.view(input(members, { token: none })))).toMatch(/^no token seen yet/);
+  });
+});
+
 describe('tabs not in this build', () => {
   it('say so plainly and show no data', () => {
-    for (const id of ['chat', 'token'] as const) {
-      const v = TABS.find((t) => t.id === id)!.view(input([member('ana', A)]));
-      expect(v.kind).toBe('unavailable');
-      expect(summary(v)).toMatch(/is not available in this build$/);
-    }
+    const v = TABS.find((t) => t.id === 'chat')!.view(input([member('ana', A)]));
+    expect(v).toEqual({ kind: 'unavailable', reason: 'chat (send and read) is not available in this build' });
+    expect(tokenTab.view(input([member('ana', A)], { token: null }))).toEqual({
+      kind: 'unavailable',
+      reason: 'the token ring is not available in this build',
+    });
   });
 });
 

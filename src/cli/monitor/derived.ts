@@ -5,16 +5,28 @@
  */
 import { coordinatorFromTags, TAG_TERM } from '../../p2p/election.js';
 import type { MemberView } from '../../p2p/protocol.js';
-import type { LogLine } from './model.js';
+import type { LogLine, TokenInfo } from './model.js';
 import { converged, holders } from './tabs/replicas.js';
 
 export class DerivedEvents {
   private coordinator: string | null = null;
   private converged: boolean | null = null;
+  private tokenEpoch = 0;
 
   /** The lines for what changed since the last call. */
-  update(members: MemberView[], atWall: number): LogLine[] {
+  update(members: MemberView[], atWall: number, token: TokenInfo | null = null): LogLine[] {
     const out: LogLine[] = [];
+    // A new epoch is a regenerated token: the old one was lost, or the ring was reconfigured.
+    if (token && token.epoch > this.tokenEpoch) {
+      const name = members.find((m) => m.id === token.holder)?.name;
+      out.push({
+        atWall,
+        kind: 'token',
+        text: `token epoch ${token.epoch} (generation ${token.generation})${name ? ` held by ${name}` : ''}`,
+        tone: this.tokenEpoch === 0 ? 'good' : 'warn',
+      });
+      this.tokenEpoch = token.epoch;
+    }
     const c = coordinatorFromTags(members);
     if (c !== this.coordinator) {
       const m = members.find((x) => x.id === c);

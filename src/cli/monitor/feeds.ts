@@ -6,16 +6,29 @@
  *  - Tasks without an executor: only asks the coordinator for its task list (requestList);
  *  - ClockSync with a view that follows no coordinator and sits above every term, so it never
  *    answers a poll (an observer's clock must not move the group's average) and never runs a
- *    round; it only sends `clk.q` and collects every peer's status (Lamport time, offset).
+ *    round; it only sends `clk.q` and collects every peer's status (Lamport time, offset);
+ *  - a TokenRing that is never ticked and only hears passes, beats and lease refusals (TokenWatch):
+ *    it tracks epoch, generation and holder, and can never hold, pass, ack a lease or confirm a
+ *    claim (no peer's ring contains an observer, so no pass is ever addressed to it).
  * Node events go to the Logs tab; coordinator and replica changes are derived from tags.
  */
 import { ClockSync } from '../../p2p/clock-sync.js';
 import { Election, type CoordinatorView } from '../../p2p/election.js';
 import type { PeerNode } from '../../p2p/node.js';
 import { Tasks } from '../../p2p/tasks.js';
-import type { PeerId } from '../../p2p/wire.js';
+import { TokenRing } from '../../p2p/token-ring.js';
+import type { Protocol } from '../../p2p/protocol.js';
+import type { Check, Envelope, PeerId } from '../../p2p/wire.js';
+import type { Address } from '../../p2p/transport/transport.js';
 import { DerivedEvents } from './derived.js';
-import { describeEvent, EventLog, type ClockReading, type MonitorInput, type TaskListing } from './model.js';
+import {
+  describeEvent,
+  EventLog,
+  type ClockReading,
+  type MonitorInput,
+  type TaskListing,
+  type TokenInfo,
+} from './model.js';
 
 /** How often the monitor asks every peer for its clock status (one small unicast answer each). */
 export const CLOCK_QUERY_INTERVAL_MS = 1000;
@@ -23,6 +36,26 @@ export const CLOCK_QUERY_INTERVAL_MS = 1000;
 export const TASK_LIST_INTERVAL_MS = 1000;
 /** Tasks fetched per listing: a screenful and some to scroll. */
 export const TASK_LIST_LIMIT = 100;
+/** The token's rotation rate is measured over this window. */
+export const ROTATION_WINDOW_MS = 10_000;
+/** Token samples kept for the rate (one per refresh, 4/s, over the window, with room). */
+const TOKEN_SAMPLES_MAX = 128;
+
+/** Token messages that only reveal where the token is; the others (leases, claims) are not heard. */
+const TOKEN_WATCHED = new Set(['tok.pass', 'tok.beat', 'tok.lnak']);
+
+/** A TokenRing that listens and never acts: no tick, and only the messages that reveal the token. */
+export class TokenWatch implements Protocol {
+  readonly messages: Record<string, Check>;
+  constructor(readonly ring: TokenRing) {
+    // The real schemas, so the wire stays defined in one place.
+    this.messages = ring.messages;
+  }
+  onMessage(env: Envelope, from: Address): void {
+    if (TOKEN_WATCHED.has(env.t)) this.ring.onMessage(env, from);
+  }
+  tick(): void {}
+}
 
 /** Follows nobody, above every term: polls and adjustments are all "from a deposed coordinator". */
 const PASSIVE_VIEW: CoordinatorView = {
@@ -36,6 +69,7 @@ export interface Installed {
   clock: ClockSync;
   tasks: Tasks;
   election: Election;
+  token: TokenWatch;
 }
 
 /** Installs the read-only protocol instances; call from startPeer's install hook. */
@@ -48,7 +82,10 @@ export function installMonitorModules(node: PeerNode): Installed {
     (ctx, n) => new ClockSync(ctx, n.membership, { timings: n.profile.clock, coordinator: PASSIVE_VIEW }),
   );
   const tasks = node.install((ctx, n) => new Tasks(ctx, n.membership, { view: election }));
-  return { clock, tasks, election };
+  const token = node.install(
+    (ctx, n) => new TokenWatch(new TokenRing(ctx, n.membership, { timings: n.profile.tokenRing })),
+  );
+  return { clock, tasks, election, token };
 }
 
 export interface FeedsOptions {
@@ -63,6 +100,7 @@ export class MonitorFeeds {
   private readonly readings = new Map<PeerId, ClockReading>();
   private readonly received = new Map<PeerId, number>();
   private listing: TaskListing | null = null;
+  private readonly tokenSamples: Array<{ at: number; generation: number }> = [];
   private timers: Array<() => void> = [];
   private unsubscribe: () => void = () => {};
   /** Timers and wall clock are the node's runtime: real in the CLI, virtual in simulation tests. */
@@ -104,7 +142,8 @@ export class MonitorFeeds {
     const node = this.o.node;
     const now = this.wall();
     const members = node.membership.list();
-    for (const l of this.derived.update(members, now)) this.log.add(l);
+    const token = this.token(now);
+    for (const l of this.derived.update(members, now, token)) this.log.add(l);
     this.collectClock();
     return {
       nowWall: now,
@@ -119,7 +158,30 @@ export class MonitorFeeds {
       members,
       clock: this.readings,
       tasks: { listing: this.listing },
+      token,
       log: this.log.all,
+    };
+  }
+
+  private token(now: number): TokenInfo {
+    const node = this.o.node;
+    const s = this.o.installed.token.ring.status();
+    const samples = this.tokenSamples;
+    samples.push({ at: now, generation: s.generation });
+    while (
+      samples.length > TOKEN_SAMPLES_MAX ||
+      (samples.length > 2 && now - samples[0]!.at > ROTATION_WINDOW_MS)
+    )
+      samples.shift();
+    const first = samples[0]!;
+    const span = now - first.at;
+    return {
+      epoch: s.epoch,
+      generation: s.generation,
+      holder: s.holder,
+      // Its ring() counts this observer in; no peer's ring does.
+      ring: s.ring.filter((id) => id !== node.id),
+      passesPerSecond: span >= 1000 ? ((s.generation - first.generation) * 1000) / span : null,
     };
   }
 

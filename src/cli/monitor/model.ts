@@ -38,6 +38,18 @@ export interface TaskListing {
   atWall: number;
 }
 
+export interface TokenInfo {
+  epoch: number;
+  /** The fencing number: rises at every pass and every regeneration. */
+  generation: number;
+  /** Who holds it, as last seen in a pass or a beat; '' when unknown. */
+  holder: PeerId | '';
+  /** The ring order the peers use: live members by id. */
+  ring: PeerId[];
+  /** Generations per second over the last ROTATION_WINDOW_MS, or null before two samples. */
+  passesPerSecond: number | null;
+}
+
 export interface LogLine {
   atWall: number;
   kind: string;
@@ -53,6 +65,8 @@ export interface MonitorInput {
   clock: Map<PeerId, ClockReading> | null;
   /** The coordinator's task listing, or null when tasks are not in this build. */
   tasks: { listing: TaskListing | null } | null;
+  /** What the token ring's passes and beats reveal, or null when it is not in this build. */
+  token: TokenInfo | null;
   log: readonly LogLine[];
 }
 

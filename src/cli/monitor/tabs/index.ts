@@ -2,8 +2,11 @@
 import type { Tab } from '../model.js';
 import { peersTab } from './peers.js';
 import { tasksTab } from './tasks.js';
+import { tokenTab } from './token.js';
 import { replicasTab } from './replicas.js';
 import { logsTab } from './logs.js';
-import { chatTab, tokenTab } from './unavailable.js';
+import { unavailableTab } from './unavailable.js';
+
+const chatTab = unavailableTab('chat', 'Chat', 'chat (send and read)');
 
 export const TABS: readonly Tab[] = [peersTab, chatTab, tasksTab, tokenTab, replicasTab, logsTab];

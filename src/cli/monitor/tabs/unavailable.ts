@@ -1,6 +1,6 @@
 /**
- * Tabs for capabilities this build does not have yet. They say so plainly and show no data:
- * a tab is wired to a protocol module's read API only once that module has landed.
+ * Tabs for capabilities this build does not have. They say so plainly and show no data: a tab is
+ * wired to a protocol module's read API only once that module has landed.
  */
 import type { Tab, TabId } from '../model.js';
 
@@ -11,10 +11,3 @@ export function unavailableTab(id: TabId, title: string, what: string): Tab {
     view: () => ({ kind: 'unavailable', reason: `${what} is not available in this build` }),
   };
 }
-
-export const chatTab = unavailableTab('chat', 'Chat', 'chat (send and read)');
-export const tokenTab = unavailableTab(
-  'token',
-  'Token',
-  'the token ring (order, holder, generation, rotation rate)',
-);
