@@ -79,7 +79,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       summary: 'Send a message periodically (see --every) until Ctrl-C.',
       default: false,
     }),
-    every: Flags.string({ summary: 'With --bot: period, like 500ms, 2s or 1m.', default: '2s' }),
+    every: Flags.string({ summary: 'With --bot: period, like 500ms, 2s, 1m or 1h.', default: '2s' }),
     history: Flags.integer({
       summary: 'Print the last N stored lines of this peer, without joining the group.',
       min: 1,
@@ -512,12 +512,12 @@ function checkText(text: string): void {
   }
 }
 
-/** "500ms", "2s", "1.5m", or a bare number of seconds. */
+/** "500ms", "2s", "1.5m", "1h", or a bare number of seconds. */
 export function parseDuration(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s.trim());
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
   const unit = m?.[2] ?? 's';
-  const ms = m ? Number(m[1]) * (unit === 'ms' ? 1 : unit === 's' ? 1000 : 60_000) : NaN;
+  const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms'] : NaN;
   if (!Number.isFinite(ms) || ms < 10 || ms > 86_400_000)
-    throw new UsageError(`--every ${s} is not a period between 10ms and 24h; use e.g. 500ms, 2s or 1m`);
+    throw new UsageError(`--every ${s} is not a period between 10ms and 24h; use e.g. 500ms, 2s, 1m or 1h`);
   return Math.round(ms);
 }
