@@ -261,6 +261,8 @@ export class Election implements Protocol, CoordinatorView {
         return;
       case 'waiting':
         if (now - this.phaseSince >= this.opts.timings.claimTimeoutMs) this.startElection('claim-timeout');
+        // Still no claim: a lost one. Asking again makes a coordinator repeat it (reassert).
+        else if (now - this.lastElectSent >= 2 * this.opts.timings.electRetryMs) this.sendElect();
         return;
       case 'idle':
         if (!this.candidate) return;
@@ -334,11 +336,14 @@ export class Election implements Protocol, CoordinatorView {
     this.ctx.broadcast('el.coord', { term: this.termNo, prio: this.priority });
   }
 
+  /**
+   * Our leader outranks us and is alive (not merely not yet dead): it hears the same election and
+   * answers it. A suspect leader that another peer already calls dead is not waited for.
+   */
   private followsHigherLeader(): boolean {
     const l = this.leader;
     if (l === null || l === this.ctx.self.id || !this.outranks(l, this.ctx.self.id)) return false;
-    const m = this.membership.get(l);
-    return m !== undefined && (m.state === 'alive' || m.state === 'suspect');
+    return this.membership.get(l)?.state === 'alive';
   }
 
   private sendElect(): void {
@@ -390,9 +395,15 @@ export class Election implements Protocol, CoordinatorView {
     this.phaseSince = this.ctx.now();
   }
 
+  /**
+   * Higher-ranked members that may still answer. A suspect is left out: it has been silent for
+   * suspectAfterMs, and if it is alive after all it hears our claim and bullies with a higher term.
+   * Waiting for it instead would add up to a heartbeat interval to every failover in which another
+   * peer detected the death first.
+   */
   private higherCandidates(): MemberView[] {
     const self = this.ctx.self.id;
-    return this.membership.live().filter((m) => m.id !== self && this.outranks(m.id, self));
+    return this.membership.live().filter((m) => m.state === 'alive' && this.outranks(m.id, self));
   }
 
   private priorityOf(id: PeerId): number | undefined {
