@@ -141,7 +141,7 @@ export function startCheckpointing(
   name: string,
   integrity: IntegrityLevel = 'quick',
 ): Checkpointing {
-  const cp = openCheckpoints(dataDir, name);
+  const cp = openCheckpoints(dataDir, name, { integrity });
   let node: PeerNode | null = null;
   let clean = false;
   let timer: NodeJS.Timeout | null = null;
@@ -152,7 +152,7 @@ export function startCheckpointing(
   );
   let report: RecoveryReport;
   try {
-    report = recover(cp, { integrity, handlers: REPLAY_HANDLERS });
+    report = { ...recover(cp, { integrity: 'none', handlers: REPLAY_HANDLERS }), integrity };
   } catch (err) {
     cp.close();
     throw err;

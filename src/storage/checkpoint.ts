@@ -33,6 +33,7 @@ import fs from 'node:fs';
 import { crc32 } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { StoreError, databasePath } from './store.js';
+import { checkIntegrity, type IntegrityLevel } from './recovery.js';
 
 /** Longest a queued write waits before its batch is committed. */
 export const GROUP_COMMIT_DELAY_MS_MAX = 10;
@@ -112,13 +113,13 @@ function sha(s: string): string {
 }
 
 /**
- * Opens the checkpoint connection. The file must already pass PeerStore.open (which creates it);
- * with `mustExist` (peer recover) a missing file is an error instead of a new database.
+ * Opens the checkpoint connection. With `mustExist` (peer recover) a missing file is an error
+ * instead of a new database; with `integrity` SQLite's own check runs before anything is written.
  */
 export function openCheckpoints(
   dataDir: string,
   name: string,
-  opts: { mustExist?: boolean } = {},
+  opts: { mustExist?: boolean; integrity?: IntegrityLevel } = {},
 ): Checkpoints {
   const file = databasePath(dataDir, name);
   if (opts.mustExist && !fs.existsSync(file))
@@ -130,6 +131,8 @@ export function openCheckpoints(
     db = new Database(file, { fileMustExist: opts.mustExist ?? false });
     // Reading the schema first makes a file that is not a database fail here, before any write.
     db.prepare('SELECT count(*) FROM sqlite_master').get();
+    // Checked before the constructor's CREATE TABLE and pragmas: a damaged file is never written.
+    checkIntegrity(db, file, opts.integrity ?? 'none');
     return new Checkpoints(db, file);
   } catch (err) {
     db?.close();

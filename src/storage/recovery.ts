@@ -72,7 +72,7 @@ export function checkIntegrity(db: Database.Database, file: string, level: Integ
     rows = db.pragma(level === 'full' ? 'integrity_check' : 'quick_check') as Array<Record<string, string>>;
   } catch (err) {
     throw new StoreError(
-      `${file} failed its integrity check (${(err as Error).message}); it was left untouched`,
+      `${file} is damaged (integrity check failed: ${(err as Error).message}); it was left untouched: restore a backup or move it aside`,
     );
   }
   const problems = rows.map((r) => Object.values(r)[0] ?? '').filter((v) => v !== 'ok');
