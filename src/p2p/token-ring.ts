@@ -24,10 +24,12 @@
  * quorum set `cfg`; the lease lasts leaseMs from when the request was sent, is renewed every
  * leaseRenewMs while in the CS, and the holder leaves the CS when it lapses ('lease-lost').
  * An acker backs a holder at once only if that is a renewal, a token of a newer epoch, or a token
- * that descends by passes from the holder it backed last (the token carries that last lease holder
- * and its gen: a holder exits the CS before it passes, so that lease is over). Any other holder
- * (a copy from a skip, a leftover from a partition) waits until the acker's last lease has expired
- * (leaseMs + leaseGuardMs). Two majorities of one cfg share an acker, so two leases never overlap
+ * that descends by passes from the one it backed last: same epoch, same branch, higher gen. A
+ * token gets a new random branch id when it is made and whenever a copy may stay behind (a skip,
+ * a take-back), so within a branch a higher gen exists only because every lower holder passed the
+ * token on, and a holder exits the CS before it passes. Any other holder (a copy from a skip, a
+ * leftover from a partition) waits until the acker's last lease has expired (leaseMs +
+ * leaseGuardMs). Two majorities of one cfg share an acker, so two leases never overlap
  * and the later one has the higher gen: the resource sees increasing fencing tokens. A holder cut
  * off from a majority cannot renew and stops acting within leaseMs.
  *
@@ -127,21 +129,25 @@ declare module './protocol.js' {
 
 const GEN = is.uint();
 const CFG = is.array(is.peerId(), RING_CONFIG_MAX);
-const HOLDER = (v: unknown) => v === '' || is.peerId()(v);
-const PASS = is.object({ e: GEN, g: GEN, to: is.peerId(), ti: GEN, lh: HOLDER, lg: GEN, cfg: CFG });
+/** Branch ids are random 32-bit numbers. */
+const BRANCH = is.uint(0xffffffff);
+const PASS = is.object({ e: GEN, g: GEN, br: BRANCH, to: is.peerId(), ti: GEN, cfg: CFG });
 const EG = is.object({ e: GEN, g: GEN });
 const BEAT = is.object({ e: GEN, g: GEN, cfg: CFG });
-const LEASE = is.object({ e: GEN, g: GEN, r: GEN, lh: HOLDER, lg: GEN });
+const LEASE = is.object({ e: GEN, g: GEN, br: BRANCH, r: GEN });
 const LACK = is.object({ e: GEN, g: GEN, r: GEN });
-const CLAIM = is.object({ e: GEN, b: GEN, te: GEN, tg: GEN, lh: HOLDER, lg: GEN });
+const CLAIM = is.object({ e: GEN, b: GEN, te: GEN, tg: GEN, tb: BRANCH });
 const CONF = is.object({ e: GEN, ok: is.bool(), p: GEN, ke: GEN, kc: CFG, g: GEN });
 
 interface Token {
   e: number;
   g: number;
-  /** The last holder on this token's chain that had a lease, and its gen ('' and 0: none yet). */
-  lh: PeerId | '';
-  lg: number;
+  /**
+   * Branch: a random id given when a token is made and whenever a copy may be left behind (a
+   * skip, a take-back). Within a branch, tokens form one line: a higher gen exists only because
+   * the holder of every lower gen passed it on, and so stopped acting.
+   */
+  br: number;
   cfg: PeerId[];
 }
 
@@ -235,7 +241,7 @@ export class TokenRing implements Protocol {
   /** The newest epoch known and its quorum set. */
   private known: { e: number; cfg: PeerId[] } = { e: 0, cfg: [] };
   private lastActivity: number;
-  private lastAck: { e: number; g: number; holder: PeerId; at: number } | null = null;
+  private lastAck: { e: number; g: number; br: number; holder: PeerId; at: number } | null = null;
   private held: Held | null = null;
   private pending: Pending | null = null;
   private cs: Cs | null = null;
@@ -323,11 +329,7 @@ export class TokenRing implements Protocol {
         return;
       }
       case 'tok.lease':
-        return this.onLease(
-          env.i,
-          from,
-          env.b as { e: number; g: number; r: number; lh: PeerId | ''; lg: number },
-        );
+        return this.onLease(env.i, from, env.b as { e: number; g: number; br: number; r: number });
       case 'tok.lack':
         return this.onLeaseAck(env.i, env.b as { e: number; g: number; r: number });
       case 'tok.lnak': {
@@ -385,7 +387,7 @@ export class TokenRing implements Protocol {
     this.see(b.e, b.g, this.ctx.self.id, b.cfg);
     this.seenHolder = this.ctx.self.id; // also when (e, g) was known without its holder
     this.dropHeld('superseded');
-    this.held = { e: b.e, g: b.g, lh: b.lh, lg: b.lg, cfg: b.cfg, since: this.ctx.now(), leased: false };
+    this.held = { e: b.e, g: b.g, br: b.br, cfg: b.cfg, since: this.ctx.now(), leased: false };
     this.leaseAskedAt = -Infinity;
     this.lastBeat = this.ctx.now();
     this.ctx.emit({ kind: 'token-received', epoch: b.e, generation: b.g, from: sender });
@@ -425,16 +427,17 @@ export class TokenRing implements Protocol {
     }
     const to = next ?? this.successor(p.skipped);
     if (!to) {
-      // We are alone: take the token back rather than hold a pass to nobody.
+      // We are alone: take the token back rather than hold a pass to nobody. A new gen and
+      // branch: the last successor may hold the pass we sent.
       this.pending = null;
-      this.held = { ...p.tok, since: now, leased: false };
+      const back = { ...p.tok, g: this.maxGen + 1, br: this.newBranch() };
+      this.held = { ...back, since: now, leased: false };
       this.leaseAskedAt = -Infinity;
-      this.see(p.tok.e, p.tok.g, this.ctx.self.id, p.tok.cfg);
-      this.seenHolder = this.ctx.self.id;
+      this.see(back.e, back.g, this.ctx.self.id, back.cfg);
       return;
     }
     // A new gen: the skipped successor may hold the old one, and copies must never tie.
-    const tok = { ...p.tok, g: this.maxGen + 1 };
+    const tok = { ...p.tok, g: this.maxGen + 1, br: this.newBranch() };
     this.see(tok.e, tok.g, to, tok.cfg);
     p.tok = tok;
     p.to = to;
@@ -485,14 +488,13 @@ export class TokenRing implements Protocol {
     return true;
   }
 
-  /** The token as passed on: the next gen, and this peer as the chain's last lease holder if it had one. */
+  /** The token as passed on: the next gen, same epoch, branch and quorum set. */
   private nextToken(held: Held): Token {
     const g = Math.max(this.maxGen, held.g) + 1;
     return {
       e: held.e,
       g,
-      lh: held.leased ? this.ctx.self.id : held.lh,
-      lg: held.leased ? held.g : held.lg,
+      br: held.br,
       cfg: held.cfg,
     };
   }
@@ -515,17 +517,12 @@ export class TokenRing implements Protocol {
     this.lease = { r, sentAt: now, acks: new Set() };
     this.stats.leaseRounds++;
     this.lastActivity = now;
-    if (this.mayAck(held.e, held.g, this.ctx.self.id, held.lh, held.lg, now))
-      this.lease.acks.add(this.ctx.self.id);
-    this.ctx.broadcast('tok.lease', { e: held.e, g: held.g, r, lh: held.lh, lg: held.lg });
+    if (this.mayAck(held.e, held.g, held.br, this.ctx.self.id, now)) this.lease.acks.add(this.ctx.self.id);
+    this.ctx.broadcast('tok.lease', { e: held.e, g: held.g, br: held.br, r });
     this.checkLease(held, now);
   }
 
-  private onLease(
-    sender: PeerId,
-    from: Address,
-    b: { e: number; g: number; r: number; lh: PeerId | ''; lg: number },
-  ): void {
+  private onLease(sender: PeerId, from: Address, b: { e: number; g: number; br: number; r: number }): void {
     const now = this.ctx.now();
     const c = cmp(b.e, b.g, this.seenE, this.seenG);
     if (b.e < this.promised || c < 0 || (c === 0 && this.seenHolder !== sender && this.seenHolder !== '')) {
@@ -533,12 +530,11 @@ export class TokenRing implements Protocol {
       return;
     }
     this.observe(b.e, b.g, sender, null);
-    if (this.mayAck(b.e, b.g, sender, b.lh, b.lg, now))
-      this.ctx.send(from, 'tok.lack', { e: b.e, g: b.g, r: b.r });
+    if (this.mayAck(b.e, b.g, b.br, sender, now)) this.ctx.send(from, 'tok.lack', { e: b.e, g: b.g, r: b.r });
   }
 
   /** The acker's rule (see the header): back this holder now, or not yet. Records the ack. */
-  private mayAck(e: number, g: number, holder: PeerId, lh: PeerId | '', lg: number, now: number): boolean {
+  private mayAck(e: number, g: number, br: number, holder: PeerId, now: number): boolean {
     if (now < this.quietUntil) return false;
     if (e < this.promised) return false;
     const last = this.lastAck;
@@ -546,9 +542,9 @@ export class TokenRing implements Protocol {
       !last ||
       e > last.e ||
       (last.holder === holder && last.e === e && last.g === g) ||
-      (last.e === e && last.holder === lh && last.g === lg) ||
+      (last.e === e && last.br === br && g > last.g) ||
       now >= last.at + this.t.leaseMs + this.t.leaseGuardMs;
-    if (ok) this.lastAck = { e, g, holder, at: now };
+    if (ok) this.lastAck = { e, g, br, holder, at: now };
     return ok;
   }
 
@@ -677,8 +673,7 @@ export class TokenRing implements Protocol {
       b: base,
       te: held?.e ?? 0,
       tg: held?.g ?? 0,
-      lh: held ? (held.leased ? this.ctx.self.id : held.lh) : '',
-      lg: held ? (held.leased ? held.g : held.lg) : 0,
+      tb: held?.br ?? 0,
     };
     if (this.mayConfirm(this.ctx.self.id, body, now)) this.claim.confirms.add(this.ctx.self.id);
     this.ctx.broadcast('tok.claim', body);
@@ -713,7 +708,7 @@ export class TokenRing implements Protocol {
       !last ||
       now >= last.at + this.t.leaseMs + this.t.leaseGuardMs ||
       (last.holder === claimer && claimerHoldsNewest) ||
-      (claimerHoldsNewest && last.e === b.te && last.holder === b.lh && last.g === b.lg);
+      (claimerHoldsNewest && last.e === b.te && last.br === b.tb && b.tg > last.g);
     if (!leasesOver) return false;
     this.promised = b.e;
     this.persist();
@@ -747,7 +742,7 @@ export class TokenRing implements Protocol {
     if (this.cs) this.exit('superseded');
     this.known = { e: claim.e, cfg };
     this.see(claim.e, g, this.ctx.self.id, cfg);
-    this.held = { e: claim.e, g, lh: '', lg: 0, cfg, since: now, leased: false };
+    this.held = { e: claim.e, g, br: this.newBranch(), cfg, since: now, leased: false };
     this.lease = null;
     this.leaseAskedAt = -Infinity;
     this.stats.regenerations++;
@@ -804,6 +799,10 @@ export class TokenRing implements Protocol {
     return null;
   }
 
+  private newBranch(): number {
+    return Math.floor(this.ctx.random() * 0x100000000);
+  }
+
   private persist(): void {
     this.opts.durable?.save({
       promised: this.promised,
@@ -819,8 +818,7 @@ interface ClaimBody {
   b: number;
   te: number;
   tg: number;
-  lh: PeerId | '';
-  lg: number;
+  tb: number;
 }
 
 interface ConfBody {

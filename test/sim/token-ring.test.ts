@@ -125,7 +125,9 @@ const pick = <X>(xs: X[], rnd: () => number): X => xs[Math.floor(rnd() * xs.leng
 describe('token ring (simulation)', () => {
   // 1,000 seeds, each a different mix of loss, duplication, delay, a crash (often of the holder),
   // a restart, a 2|3 partition and its healing. ~15 s of virtual time per seed.
-  const SEEDS = Array.from({ length: 1000 }, (_, i) => i + 1);
+  // TOKEN_RING_SEEDS / TOKEN_RING_SEED_FROM run a longer soak (e.g. 10000 from 1001) by hand.
+  const SEED_FROM = Number(process.env.TOKEN_RING_SEED_FROM ?? 1);
+  const SEEDS = Array.from({ length: Number(process.env.TOKEN_RING_SEEDS ?? 1000) }, (_, i) => SEED_FROM + i);
   const BATCH = 50;
   for (let b = 0; b < SEEDS.length; b += BATCH) {
     const batch = SEEDS.slice(b, b + BATCH);
