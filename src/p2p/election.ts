@@ -31,7 +31,11 @@
  * Two candidates can also claim one term when every election message between them is lost
  * (each resend lost: about 0.2^(answerTimeoutMs / electRetryMs) at 10 % loss); the tags repair it
  * within a heartbeat: the lower-ranked claimant steps down. A suspected (not yet dead) coordinator
- * is still followed: SWIM suspicion is not death.
+ * is still followed: SWIM suspicion is not death. But once some peer calls it dead and starts an
+ * election, a higher peer that merely suspects it does not wait for it: heartbeat losses make
+ * peers detect one death up to a heartbeat interval apart, and failover must not wait for the
+ * slowest. If it was alive after all (a false death at one peer), it hears the election or the
+ * claim and takes over again with a higher term.
  */
 import { is, type Envelope, type PeerId } from './wire.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';

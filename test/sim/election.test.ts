@@ -218,6 +218,29 @@ describe('bully election (simulation)', () => {
     },
   );
 
+  it.each(SEEDS.slice(0, 20))(
+    'a false death seen by one peer ends with the highest peer leading again, seed %i',
+    async (seed) => {
+      const s = await setup(seed, 5, { loss: 0.02, delayMaxMs: 2 });
+      const top = expected(s);
+      expect(s.c.rt.runUntilTrue(() => agreeOn(s, top), 3_000)).toBe(true);
+      // One peer stops hearing the coordinator (a one-way fault) long enough to call it dead.
+      const victim = s.c.peers.find((p) => p !== top)!;
+      s.c.net.setLink(top.address, victim.address, { loss: 1 });
+      expect(
+        s.c.rt.runUntilTrue(() => victim.node.membership.get(top.node.id)?.state === 'dead', 3_000),
+      ).toBe(true);
+      s.c.rt.runFor(300);
+      s.c.net.setLink(top.address, victim.address, { loss: 0.02 });
+      expect(s.c.rt.runUntilTrue(() => agreeOn(s, top), 3_000)).toBe(true);
+      s.c.rt.runFor(3_000);
+      expect(agreeOn(s, top)).toBe(true);
+      expectOneCoordinatorPerTerm(s);
+      expectTermsRise(s);
+      expect(s.c.handlerErrors()).toEqual([]);
+    },
+  );
+
   it.each(SEEDS.slice(0, 10))(
     'a follower (candidate: false) follows but never leads, seed %i',
     async (seed) => {
