@@ -79,7 +79,7 @@ export function describeCoordinationEvent(e: PeerEvent, selfId: PeerId): string 
     case 'coordinator-changed':
       if (e.coordinator === null)
         return `${chalk.red('no coordinator')} ${short(e.previous)} is gone (term ${e.term})`;
-      return `${chalk.cyan('coordinator')} ${e.name ? paintName(e.name) : '?'} ${chalk.gray(`(${short(e.coordinator)})`)}${e.coordinator === selfId ? ' (this peer)' : ''}, term ${e.term}`;
+      return `${chalk.cyan('coordinator')} ${e.coordinatorName ? paintName(e.coordinatorName) : '?'} ${chalk.gray(`(${short(e.coordinator)})`)}${e.coordinator === selfId ? ' (this peer)' : ''}, term ${e.term}`;
     case 'clock-round':
       return `${chalk.blue('clock')} round ${e.round} of term ${e.term}: ${e.peers} peers, ${e.used} averaged, spread ${e.spreadMs.toFixed(3)} ms`;
     case 'clock-adjusted':

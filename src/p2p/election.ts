@@ -87,7 +87,7 @@ declare module './protocol.js' {
       coordinator: PeerId | null;
       previous: PeerId | null;
       /** Display name of the new coordinator, when known. */
-      name: string | null;
+      coordinatorName: string | null;
     };
   }
 }
@@ -376,7 +376,13 @@ export class Election implements Protocol, CoordinatorView {
           : leader === this.ctx.self.id
             ? this.ctx.self.name
             : (this.membership.get(leader)?.name ?? null);
-      this.ctx.emit({ kind: 'coordinator-changed', term, coordinator: leader, previous, name });
+      this.ctx.emit({
+        kind: 'coordinator-changed',
+        term,
+        coordinator: leader,
+        previous,
+        coordinatorName: name,
+      });
     }
     if (previous !== leader || this.publishedTerm !== term) this.publishTags();
     for (const l of this.listeners) l(leader, term);
