@@ -13,7 +13,7 @@ export default class Monitor extends PeerCommand {
   static override summary =
     'A live full-screen dashboard of the group: peers, chat, tasks, token, replicas, logs.';
   static override description =
-    'Joins the group as an observer: it reads everything the peers advertise (membership, the election’s and replication’s tags, clock statuses, the coordinator’s task list) but never heartbeats, so it is never a member, never elected, never counted in a clock round or a replica ack. Tabs: 1 Peers, 2 Chat, 3 Tasks, 4 Token, 5 Replicas, 6 Logs; a tab whose capability is not in this build says so. Keys: ←/→ or Tab to switch, 1-6 to jump, ↑/↓ PgUp/PgDn to scroll, q to quit. Needs a terminal (for scripts: peer peers --json).';
+    'Joins the group as an observer: it reads everything the peers advertise (membership, the election’s and replication’s tags, clock statuses, the coordinator’s task list) but never heartbeats, so it is never a member, never elected, never counted in a clock round or a replica ack. Tabs: 1 Peers, 2 Chat, 3 Tasks, 4 Token, 5 Replicas, 6 Logs; a tab whose capability is not in this build says so. Keys: ←/→ or Tab to switch, 1-6 to jump, ↑/↓ PgUp/PgDn to scroll, q to quit; on the Chat tab, Enter writes a line to the group (the monitor sees chat from its start on: members send history only to members). Needs a terminal (for scripts: peer peers --json).';
   static override examples = [
     '<%= config.bin %> monitor',
     '<%= config.bin %> monitor --interface 127.0.0.1 --ttl 0 --port 47777',
@@ -50,11 +50,19 @@ export default class Monitor extends PeerCommand {
     process.on('unhandledRejection', onCrash);
     screen.enter();
     const snapshot = () => feeds.input();
-    const ink = render(React.createElement(MonitorApp, { tabs: TABS, snapshot, onQuit: () => quit('q') }), {
-      exitOnCtrlC: false,
-      incrementalRendering: false,
-      patchConsole: true,
-    });
+    const ink = render(
+      React.createElement(MonitorApp, {
+        tabs: TABS,
+        snapshot,
+        onQuit: () => quit('q'),
+        onSend: (text: string) => feeds.say(text),
+      }),
+      {
+        exitOnCtrlC: false,
+        incrementalRendering: false,
+        patchConsole: true,
+      },
+    );
     // Ink ends the app itself on an error thrown while rendering: restore the terminal then too.
     ink.waitUntilExit().then(
       () => quit('q'),

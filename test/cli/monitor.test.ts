@@ -25,7 +25,8 @@ async function until(what: string, pred: () => boolean, timeoutMs = 15_000): Pro
 
 const running: Lines[] = [];
 
-async function loopbackGroup(): Promise<string[]> {
+/** alice runs `peer up`, bob `peer chat --listen` (a chat member); returns the network flags. */
+async function loopbackGroup(): Promise<{ net: string[]; bob: Lines }> {
   const port = String(testPort());
   const dir = tempDir('mon');
   const net = [
@@ -40,12 +41,12 @@ async function loopbackGroup(): Promise<string[]> {
     '--profile',
     'local',
   ];
-  for (const name of ['alice', 'bob']) {
-    const p = startCli(['up', '--name', name, '--log-format', 'json', ...net]);
-    running.push(p);
-    await p.until((l) => l.json().some((e) => e.event === 'up'), 10_000, `${name} up`);
-  }
-  return net;
+  const alice = startCli(['up', '--name', 'alice', '--log-format', 'json', ...net]);
+  running.push(alice);
+  await alice.until((l) => l.json().some((e) => e.event === 'up'), 10_000, 'alice up');
+  const bob = startCli(['chat', '--name', 'bob', '--listen', '--json', ...net]);
+  running.push(bob);
+  return { net, bob };
 }
 
 function startMonitor(net: string[]): void {
@@ -74,8 +75,8 @@ afterAll(() => {
 });
 
 describe('peer monitor in a terminal', () => {
-  it('shows the tabs and the group, switches tabs by key, redraws on resize, and q restores the terminal', async () => {
-    const net = await loopbackGroup();
+  it('shows the tabs and the group, chats both ways, switches tabs by key, redraws on resize, and q restores the terminal', async () => {
+    const { net, bob } = await loopbackGroup();
     startMonitor(net);
     await until('the dashboard', () => /\[1 Peers\]/.test(pane()));
     expect(alternateOn()).toBe(true);
@@ -85,6 +86,26 @@ describe('peer monitor in a terminal', () => {
     expect(peers).toMatch(/NAME +ID +ADDRESS +STATE +COORD +RANK +LAMPORT +OFFSET +LOAD +LAST SEEN/);
     expect(peers).toMatch(/q: quit/);
     expect(peers).not.toMatch(/BEFORE-MONITOR/); // full screen: the shell is hidden
+
+    // Chat: a line from another peer shows up; a line typed here reaches bob. Typing 'q' and '1'
+    // in the draft neither quits nor switches tabs.
+    tmux('send-keys', '-t', 'mon', '2');
+    await until('the Chat tab', () => /\[2 Chat\]/.test(pane()) && /Enter: write to the group/.test(pane()));
+    const carol = await runCli(['chat', '--name', 'carol', '--send', 'hi monitor', ...net]);
+    expect(carol.code, carol.stderr).toBe(0);
+    await until('carol’s line', () => /carol +all +hi monitor/.test(pane()));
+    tmux('send-keys', '-t', 'mon', 'Enter');
+    await until('the draft line', () => /^> ▏/m.test(pane()));
+    tmux('send-keys', '-t', 'mon', '-l', 'hello from tmux q1');
+    await until('the typed text', () => /^> hello from tmux q1▏/m.test(pane()));
+    tmux('send-keys', '-t', 'mon', 'Enter');
+    await until('our line', () => /monitor +all +hello from tmux q1/.test(pane()));
+    expect(pane()).toMatch(/\[2 Chat\]/);
+    await bob.until(
+      (l) => l.lines.some((x) => x.includes('hello from tmux q1')),
+      10_000,
+      'bob hears the monitor',
+    );
 
     tmux('send-keys', '-t', 'mon', '6');
     await until('the Logs tab', () => /\[6 Logs\]/.test(pane()));
@@ -96,8 +117,7 @@ describe('peer monitor in a terminal', () => {
     tmux('send-keys', '-t', 'mon', 'Right');
     await until('wrap to Peers', () => /\[1 Peers\]/.test(pane()));
     tmux('send-keys', '-t', 'mon', 'Right');
-    await until('the Chat tab', () => /\[2 Chat\]/.test(pane()));
-    expect(pane()).toMatch(/not available in this build/);
+    await until('the Chat tab again', () => /\[2 Chat\]/.test(pane()));
 
     tmux('resize-window', '-t', 'mon', '-x', '70', '-y', '16');
     await until('a redraw at 70 columns', () => {
@@ -121,7 +141,7 @@ describe('peer monitor in a terminal', () => {
   });
 
   it('SIGTERM also restores the terminal and ends the monitor with exit code 0', async () => {
-    const net = await loopbackGroup();
+    const { net } = await loopbackGroup();
     startMonitor(net);
     await until('the dashboard', () => /\[1 Peers\]/.test(pane()));
     const shell = tmux('display-message', '-p', '-t', 'mon', '#{pane_pid}').trim();

@@ -13,6 +13,9 @@ import { installMonitorModules, MonitorFeeds, type Installed } from '../../src/c
 import { peersTab } from '../../src/cli/monitor/tabs/peers.js';
 import { tokenTab } from '../../src/cli/monitor/tabs/token.js';
 import { TokenRing } from '../../src/p2p/token-ring.js';
+import { Chat, CHAT_TAG, type ChatLine } from '../../src/p2p/chat.js';
+import { ReliableDelivery } from '../../src/p2p/reliable.js';
+import { chatTab } from '../../src/cli/monitor/tabs/chat.js';
 import { logsTab } from '../../src/cli/monitor/tabs/logs.js';
 import type { TabView } from '../../src/cli/monitor/model.js';
 
@@ -146,6 +149,69 @@ describe('monitor feeds (simulation)', () => {
       expect(input.token!.holder).not.toBe(holder.node.id);
       const log = rowsOf(logsTab.view(input));
       expect(log.filter((l) => l[1] === 'token').length).toBeGreaterThanOrEqual(2);
+      feeds.stop();
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS)(
+    'reads the chat from its start, and what it sends reaches every member once, seed %i',
+    async (seed) => {
+      const chats = new Map<SimPeer, Chat>();
+      const heard = new Map<SimPeer, ChatLine[]>();
+      let installed: Installed | undefined;
+      const c = new SimCluster(seed, { loss: 0.05, delayMinMs: 0.1, delayMaxMs: 3 }, P, (node, peer) => {
+        if (peer.name === 'monitor') {
+          installed = installMonitorModules(node);
+          return;
+        }
+        const reliable = node.install(
+          (ctx, n) =>
+            new ReliableDelivery(ctx, n.membership, {
+              audience: (m) => m.tags[CHAT_TAG] === true,
+              defer: (fn) => n.runtime.after(0, fn),
+            }),
+        );
+        const chat = node.install((ctx, n) => new Chat(ctx, n.membership, reliable));
+        chat.onLine((l) => heard.get(peer)!.push(l));
+        chats.set(peer, chat);
+      });
+      for (const name of ['ana', 'bea']) {
+        const p = await c.add(name);
+        heard.set(p, []);
+      }
+      const [ana, bea] = c.peers;
+      c.rt.runFor(1500);
+      chats.get(ana!)!.say('before the monitor');
+      c.rt.runFor(500);
+      const monitor = await c.add('monitor', { observer: true });
+      const feeds = new MonitorFeeds({ node: monitor.node, group: 'sim', installed: installed! });
+      feeds.start();
+      c.rt.runFor(3000);
+      chats.get(bea!)!.say('after the monitor');
+      c.rt.runFor(1000);
+      feeds.say('hello from the monitor');
+      c.rt.runFor(3000);
+
+      const rows = rowsOf(chatTab.view(feeds.input())).map((r) => [r[1], r[3]]);
+      // No history: members answer a history request by reliable unicast, which needs the
+      // requester in their membership, and an observer never is. Lines from its start are there.
+      expect(rows).toEqual([
+        ['bea', 'after the monitor'],
+        ['monitor', 'hello from the monitor'],
+      ]);
+      for (const p of [ana!, bea!]) {
+        const got = heard
+          .get(p)!
+          .filter((l) => l.fromName === 'monitor')
+          .map((l) => l.text);
+        expect(got).toEqual(['hello from the monitor']);
+      }
+      // Still no member: chat did not make the monitor one.
+      for (const p of [ana!, bea!])
+        expect(p.node.membership.list().map((m) => m.name)).not.toContain('monitor');
+      feeds.say('x'.repeat(5000));
+      expect(feeds.input().chat!.error).toMatch(/over the \d+-byte limit/);
       feeds.stop();
       expect(c.handlerErrors()).toEqual([]);
     },

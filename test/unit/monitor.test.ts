@@ -10,6 +10,7 @@ import {
   initialUi,
   reduceKey,
   TAB_IDS,
+  type KeyName,
   type MonitorInput,
   type TabView,
   type UiState,
@@ -19,6 +20,7 @@ import { peersTab } from '../../src/cli/monitor/tabs/peers.js';
 import { replicasTab } from '../../src/cli/monitor/tabs/replicas.js';
 import { tasksTab } from '../../src/cli/monitor/tabs/tasks.js';
 import { tokenTab } from '../../src/cli/monitor/tabs/token.js';
+import { chatTab } from '../../src/cli/monitor/tabs/chat.js';
 import { screen } from '../../src/cli/monitor/screen.js';
 import { DerivedEvents } from '../../src/cli/monitor/derived.js';
 
@@ -57,6 +59,7 @@ function input(members: MemberView[], extra: Partial<MonitorInput> = {}): Monito
     clock: new Map(),
     tasks: { listing: null },
     token: null,
+    chat: null,
     log: [],
     ...extra,
   };
@@ -185,46 +188,125 @@ describe('Token tab', () => {
   });
 });
 
+describe('Chat tab', () => {
+  it('shows lines with sender, group or direct, history marked, and a prompt; errors in the summary', () => {
+    const line = (from: string, name: string, text: string, extra = {}) => ({
+      id: `${from}:1:1`,
+      from,
+      fromName: name,
+      to: null,
+      toName: null,
+      text,
+      lamport: 1,
+      at: NOW,
+      history: false,
+      ...extra,
+    });
+    const chat = {
+      lines: [
+        line(A, 'ana', 'hello', { history: true }),
+        line('f'.repeat(16), 'monitor', 'hi all'),
+        line(B, 'bea', 'psst', { to: C, toName: 'cid' }),
+      ],
+      members: 2,
+      error: 'message is 900 bytes, over the 683-byte limit; split it',
+    };
+    const v = chatTab.view(input([member('ana', A)], { chat }));
+    expect(summary(v)).toBe(
+      '3 line(s)   2 chat member(s) online   not sent: message is 900 bytes, over the 683-byte limit; split it',
+    );
+    expect(text(v).map((r) => r.slice(1))).toEqual([
+      ['ana', 'all', 'hello  (history)'],
+      ['monitor', 'all', 'hi all'],
+      ['bea', 'cid (direct)', 'psst'],
+    ]);
+    const s = screen(TABS, input([], { chat }), { ...initialUi(), tab: 1 }, 80, 20);
+    expect(
+      s.lines
+        .at(-2)!
+        .map((c) => c.text)
+        .join(''),
+    ).toMatch(/^Enter: write to the group/);
+    const typing = screen(TABS, input([], { chat }), { ...initialUi(), tab: 1, draft: 'abc' }, 80, 20);
+    expect(
+      typing.lines
+        .at(-2)!
+        .map((c) => c.text)
+        .join(''),
+    ).toMatch(/^> abc▏/);
+    expect(
+      typing.lines
+        .at(-1)!
+        .map((c) => c.text)
+        .join(''),
+    ).toMatch(/^Enter: send to the group/);
+  });
+});
+
 describe('tabs not in this build', () => {
   it('say so plainly and show no data', () => {
-    const v = TABS.find((t) => t.id === 'chat')!.view(input([member('ana', A)]));
-    expect(v).toEqual({ kind: 'unavailable', reason: 'chat (send and read) is not available in this build' });
-    expect(tokenTab.view(input([member('ana', A)], { token: null }))).toEqual({
+    const one = [member('ana', A)];
+    expect(chatTab.view(input(one, { chat: null }))).toEqual({
+      kind: 'unavailable',
+      reason: 'chat (send and read) is not available in this build',
+    });
+    expect(tokenTab.view(input(one, { token: null }))).toEqual({
       kind: 'unavailable',
       reason: 'the token ring is not available in this build',
     });
+    expect(tasksTab.view(input(one, { tasks: null })).kind).toBe('unavailable');
   });
 });
 
 describe('keys', () => {
-  const n = TABS.length;
-  it('switch tabs with arrows, Tab, Shift-Tab and digits, wrapping around, and quit with q', () => {
+  const ctx = (maxScroll = 0, canCompose = false) => ({
+    tabCount: TABS.length,
+    pageRows: 10,
+    maxScroll,
+    canCompose,
+  });
+  const step = (ui: UiState, k: KeyName, c = ctx()) => {
+    const next = reduceKey(ui, k, c);
+    if (next === 'quit' || 'send' in next) throw new Error(`unexpected ${JSON.stringify(next)}`);
+    return next;
+  };
+
+  it('switch tabs with arrows, Tab, Shift-Tab and digits, wrapping around, and quit with q, Esc or Ctrl-C', () => {
     let ui: UiState = initialUi();
-    const press = (k: Parameters<typeof reduceKey>[1]) => {
-      const next = reduceKey(ui, k, n, 10, 0);
-      if (next === 'quit') throw new Error('quit');
-      ui = next;
-      return TAB_IDS[ui.tab];
-    };
+    const press = (k: KeyName) => TAB_IDS[(ui = step(ui, k)).tab];
     expect(press('right')).toBe('chat');
     expect(press('tab')).toBe('tasks');
     expect(press('left')).toBe('chat');
     expect(press('shift-tab')).toBe('peers');
     expect(press('left')).toBe('logs');
-    expect(press('digit-5')).toBe('replicas');
-    expect(press('digit-9')).toBe('replicas');
-    expect(reduceKey(ui, 'quit', n, 10, 0)).toBe('quit');
+    expect(press('char:5')).toBe('replicas');
+    expect(press('char:9')).toBe('replicas');
+    for (const k of ['char:q', 'escape', 'interrupt'] as const) expect(reduceKey(ui, k, ctx())).toBe('quit');
   });
 
   it('scroll within bounds, and End follows new rows', () => {
     const ui = initialUi();
-    const down = reduceKey(ui, 'down', n, 10, 5) as UiState;
+    const down = step(ui, 'down', ctx(5));
     expect(down.scroll.peers).toBe(1);
-    expect((reduceKey(down, 'pagedown', n, 10, 5) as UiState).scroll.peers).toBe(FOLLOW);
-    expect((reduceKey(ui, 'up', n, 10, 5) as UiState).scroll.peers).toBe(0);
+    expect(step(down, 'pagedown', ctx(5)).scroll.peers).toBe(FOLLOW);
+    expect(step(ui, 'up', ctx(5)).scroll.peers).toBe(0);
     const logs = { ...ui, tab: TAB_IDS.indexOf('logs') };
     expect(logs.scroll.logs).toBe(FOLLOW);
-    expect((reduceKey(logs, 'up', n, 10, 7) as UiState).scroll.logs).toBe(6);
+    expect(step(logs, 'up', ctx(7)).scroll.logs).toBe(6);
+  });
+
+  it('compose a chat line: Enter starts, keys type (q and digits too), Backspace, Enter sends, Esc cancels', () => {
+    const chat = { ...initialUi(), tab: TAB_IDS.indexOf('chat') };
+    expect(step(chat, 'enter', ctx(0, false)).draft).toBeNull(); // chat not in the build: nothing to type
+    let ui = step(chat, 'enter', ctx(0, true));
+    expect(ui.draft).toBe('');
+    for (const k of ['char:h', 'char:i q1', 'char:x', 'backspace', 'right'] as const) ui = step(ui, k);
+    expect(ui.draft).toBe('hi q1');
+    expect(ui.tab).toBe(TAB_IDS.indexOf('chat'));
+    expect(reduceKey(ui, 'enter', ctx())).toEqual({ ui: { ...ui, draft: null }, send: 'hi q1' });
+    expect(step(ui, 'escape').draft).toBeNull();
+    expect(reduceKey(ui, 'interrupt', ctx())).toBe('quit');
+    expect(step({ ...ui, draft: '   ' }, 'enter').draft).toBeNull(); // blank: nothing sent
   });
 });
 

@@ -1,7 +1,10 @@
 /**
  * The monitor's renderer, with Ink (React for terminals): it paints the lines screen() computes
- * and turns key presses into reduceKey() calls. Ink's incremental rendering rewrites only the
- * lines that changed, so a refresh every REFRESH_MS does not flicker, locally or over SSH.
+ * and turns key presses into reduceKey() calls. Ink writes a frame only when its text changed, and
+ * on a TTY wraps each write in a synchronized update (DEC mode 2026), so terminals that support it
+ * (and tmux, kitty, iTerm2, WezTerm, Windows Terminal, foot...) swap whole frames: no flicker at
+ * REFRESH_MS, locally or over SSH. Ink's incrementalRendering option is not used: in 6.8.0 it
+ * redraws a frame shorter than the terminal one line lower each time.
  * No JSX: React.createElement keeps the build's tsconfig as it is.
  */
 import React, { useEffect, useState } from 'react';
@@ -26,25 +29,31 @@ const STYLE: Record<Tone, { color?: string; dimColor?: boolean; bold?: boolean; 
 };
 
 export function keyName(input: string, key: Key): KeyName | null {
-  if (key.ctrl && input === 'c') return 'quit';
-  if (input === 'q' || input === 'Q' || key.escape) return 'quit';
+  if (key.ctrl && input === 'c') return 'interrupt';
+  if (key.escape) return 'escape';
+  if (key.return) return 'enter';
+  if (key.backspace || key.delete) return 'backspace';
   if (key.tab) return key.shift ? 'shift-tab' : 'tab';
   if (key.leftArrow) return 'left';
   if (key.rightArrow) return 'right';
-  if (key.upArrow || input === 'k') return 'up';
-  if (key.downArrow || input === 'j') return 'down';
+  if (key.upArrow) return 'up';
+  if (key.downArrow) return 'down';
   if (key.pageUp) return 'pageup';
-  if (key.pageDown || input === ' ') return 'pagedown';
-  if (key.home || input === 'g') return 'home';
-  if (key.end || input === 'G') return 'end';
-  if (/^[1-9]$/.test(input)) return `digit-${Number(input)}`;
-  return null;
+  if (key.pageDown) return 'pagedown';
+  if (key.home) return 'home';
+  if (key.end) return 'end';
+  if (key.ctrl || key.meta) return null;
+  // Printable text (a paste arrives as one string): control characters are dropped.
+  const text = [...input].filter((ch) => ch >= ' ' && ch !== '\u007f').join('');
+  return text ? `char:${text}` : null;
 }
 
 interface Props {
   tabs: readonly Tab[];
   snapshot: () => MonitorInput;
   onQuit: () => void;
+  /** Sends a chat line to the group. */
+  onSend: (text: string) => void;
 }
 
 function useTerminalSize(): { columns: number; rows: number } {
@@ -61,7 +70,7 @@ function useTerminalSize(): { columns: number; rows: number } {
   return size;
 }
 
-export function MonitorApp({ tabs, snapshot, onQuit }: Props): React.ReactElement {
+export function MonitorApp({ tabs, snapshot, onQuit, onSend }: Props): React.ReactElement {
   const { columns, rows } = useTerminalSize();
   const [ui, setUi] = useState(initialUi);
   const [input, setInput] = useState(snapshot);
@@ -73,9 +82,20 @@ export function MonitorApp({ tabs, snapshot, onQuit }: Props): React.ReactElemen
   useInput((text, key) => {
     const name = keyName(text, key);
     if (!name) return;
-    const next = reduceKey(ui, name, tabs.length, s.pageRows, Math.max(0, s.tableRows - s.pageRows));
-    if (next === 'quit') onQuit();
-    else setUi(next);
+    const next = reduceKey(ui, name, {
+      tabCount: tabs.length,
+      pageRows: s.pageRows,
+      maxScroll: Math.max(0, s.tableRows - s.pageRows),
+      canCompose: tabs[ui.tab]!.id === 'chat' && input.chat !== null,
+    });
+    if (next === 'quit') return onQuit();
+    if ('send' in next) {
+      onSend(next.send);
+      setUi(next.ui);
+      setInput(snapshot()); // show the line at once
+      return;
+    }
+    setUi(next);
   });
   return h(
     Box,

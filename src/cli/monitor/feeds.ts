@@ -9,7 +9,10 @@
  *    round; it only sends `clk.q` and collects every peer's status (Lamport time, offset);
  *  - a TokenRing that is never ticked and only hears passes, beats and lease refusals (TokenWatch):
  *    it tracks epoch, generation and holder, and can never hold, pass, ack a lease or confirm a
- *    claim (no peer's ring contains an observer, so no pass is ever addressed to it).
+ *    claim (no peer's ring contains an observer, so no pass is ever addressed to it);
+ *  - ReliableDelivery + Chat: reads the group's lines from its start on (no history: see below)
+ *    and sends what the user types. Members do not wait for the monitor's acks (it is not in their
+ *    membership).
  * Node events go to the Logs tab; coordinator and replica changes are derived from tags.
  */
 import { ClockSync } from '../../p2p/clock-sync.js';
@@ -17,6 +20,8 @@ import { Election, type CoordinatorView } from '../../p2p/election.js';
 import type { PeerNode } from '../../p2p/node.js';
 import { Tasks } from '../../p2p/tasks.js';
 import { TokenRing } from '../../p2p/token-ring.js';
+import { Chat, CHAT_TAG, ChatError } from '../../p2p/chat.js';
+import { ReliableDelivery } from '../../p2p/reliable.js';
 import type { Protocol } from '../../p2p/protocol.js';
 import type { Check, Envelope, PeerId } from '../../p2p/wire.js';
 import type { Address } from '../../p2p/transport/transport.js';
@@ -27,6 +32,7 @@ import {
   type ClockReading,
   type MonitorInput,
   type TaskListing,
+  type ChatView,
   type TokenInfo,
 } from './model.js';
 
@@ -36,6 +42,8 @@ export const CLOCK_QUERY_INTERVAL_MS = 1000;
 export const TASK_LIST_INTERVAL_MS = 1000;
 /** Tasks fetched per listing: a screenful and some to scroll. */
 export const TASK_LIST_LIMIT = 100;
+/** Chat lines shown (the most recent, in Lamport order). */
+export const CHAT_LINES_SHOWN = 200;
 /** The token's rotation rate is measured over this window. */
 export const ROTATION_WINDOW_MS = 10_000;
 /** Token samples kept for the rate (one per refresh, 4/s, over the window, with room). */
@@ -70,6 +78,7 @@ export interface Installed {
   tasks: Tasks;
   election: Election;
   token: TokenWatch;
+  chat: Chat;
 }
 
 /** Installs the read-only protocol instances; call from startPeer's install hook. */
@@ -85,7 +94,19 @@ export function installMonitorModules(node: PeerNode): Installed {
   const token = node.install(
     (ctx, n) => new TokenWatch(new TokenRing(ctx, n.membership, { timings: n.profile.tokenRing })),
   );
-  return { clock, tasks, election, token };
+  const reliable = node.install(
+    (ctx, n) =>
+      new ReliableDelivery(ctx, n.membership, {
+        audience: (m) => m.tags[CHAT_TAG] === true,
+        defer: (fn) => n.runtime.after(0, fn),
+      }),
+  );
+  const chat = node.install(
+    // No history request: members answer it by reliable unicast, which needs the requester in their
+    // membership, and an observer never is. The tab shows the lines from the monitor's start on.
+    (ctx, n) => new Chat(ctx, n.membership, reliable),
+  );
+  return { clock, tasks, election, token, chat };
 }
 
 export interface FeedsOptions {
@@ -100,6 +121,7 @@ export class MonitorFeeds {
   private readonly readings = new Map<PeerId, ClockReading>();
   private readonly received = new Map<PeerId, number>();
   private listing: TaskListing | null = null;
+  private chatError: string | null = null;
   private readonly tokenSamples: Array<{ at: number; generation: number }> = [];
   private timers: Array<() => void> = [];
   private unsubscribe: () => void = () => {};
@@ -111,6 +133,14 @@ export class MonitorFeeds {
   }
 
   start(): void {
+    this.o.installed.chat.onLost((r) =>
+      this.log.add({
+        atWall: this.wall(),
+        kind: 'lost',
+        text: `${r.count} chat message(s) from ${r.fromName} lost (${r.reason})`,
+        tone: 'bad',
+      }),
+    );
     this.unsubscribe = this.o.node.on((e) => {
       if (e.kind === 'task-list') {
         this.listing = { items: e.items, total: e.total, error: e.error, atWall: this.wall() };
@@ -159,8 +189,25 @@ export class MonitorFeeds {
       clock: this.readings,
       tasks: { listing: this.listing },
       token,
+      chat: this.chatView(),
       log: this.log.all,
     };
+  }
+
+  /** Sends a line to the group; a refusal (empty, too long) becomes the chat tab's error line. */
+  say(text: string): void {
+    try {
+      this.o.installed.chat.say(text);
+      this.chatError = null;
+    } catch (err) {
+      if (!(err instanceof ChatError)) throw err;
+      this.chatError = err.message;
+    }
+  }
+
+  private chatView(): ChatView {
+    const chat = this.o.installed.chat;
+    return { lines: chat.recent(CHAT_LINES_SHOWN), members: chat.members().length, error: this.chatError };
   }
 
   private token(now: number): TokenInfo {

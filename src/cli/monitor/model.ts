@@ -7,6 +7,7 @@
 import type { MemberView, PeerEvent } from '../../p2p/protocol.js';
 import type { PeerId } from '../../p2p/wire.js';
 import type { TaskSummary } from '../../p2p/tasks.js';
+import type { ChatLine } from '../../p2p/chat.js';
 
 /** Lines kept in the Logs tab; older ones are dropped. */
 export const LOG_LINES_MAX = 1000;
@@ -21,7 +22,15 @@ export type Row = Cell[];
 /** What one tab shows: a note (one line), a table, or plain lines; or why it cannot show anything. */
 export type TabView =
   | { kind: 'unavailable'; reason: string }
-  | { kind: 'content'; summary: Cell[]; headers: string[]; rows: Row[]; empty: string; after?: Cell[][] };
+  | {
+      kind: 'content';
+      summary: Cell[];
+      headers: string[];
+      rows: Row[];
+      empty: string;
+      /** A tab that takes typed lines: what to show on the line under the table when not typing. */
+      prompt?: Cell[];
+    };
 
 export interface ClockReading {
   lamport: number;
@@ -50,6 +59,15 @@ export interface TokenInfo {
   passesPerSecond: number | null;
 }
 
+export interface ChatView {
+  /** Recent lines in Lamport order, own lines included. */
+  lines: ChatLine[];
+  /** Live members running chat. */
+  members: number;
+  /** Why the last line typed was not sent, or null. */
+  error: string | null;
+}
+
 export interface LogLine {
   atWall: number;
   kind: string;
@@ -67,6 +85,8 @@ export interface MonitorInput {
   tasks: { listing: TaskListing | null } | null;
   /** What the token ring's passes and beats reveal, or null when it is not in this build. */
   token: TokenInfo | null;
+  /** Chat lines, or null when chat is not in this build. */
+  chat: ChatView | null;
   log: readonly LogLine[];
 }
 
@@ -85,17 +105,22 @@ export interface UiState {
   tab: number;
   /** First row shown, per tab. */
   scroll: Record<TabId, number>;
+  /** The chat line being typed, or null when not composing. */
+  draft: string | null;
 }
 
-/** Scrolled to the end: the tab follows new rows (the Logs tab starts so). */
+/** Scrolled to the end: the tab follows new rows (the Logs and Chat tabs start so). */
 export const FOLLOW = Number.MAX_SAFE_INTEGER;
+/** Longest chat draft, in characters (the chat module checks the exact byte limit on send). */
+export const DRAFT_CHARS_MAX = 700;
 
 export const initialUi = (): UiState => ({
   tab: 0,
-  scroll: { peers: 0, chat: 0, tasks: 0, token: 0, replicas: 0, logs: FOLLOW },
+  scroll: { peers: 0, chat: FOLLOW, tasks: 0, token: 0, replicas: 0, logs: FOLLOW },
+  draft: null,
 });
 
-/** A key press, in the library-neutral form the reducer understands. */
+/** A key press, in the library-neutral form the reducer understands; `char:x` is a printable key. */
 export type KeyName =
   | 'left'
   | 'right'
@@ -107,52 +132,87 @@ export type KeyName =
   | 'pagedown'
   | 'home'
   | 'end'
-  | 'quit'
-  | `digit-${number}`;
+  | 'enter'
+  | 'escape'
+  | 'backspace'
+  | 'interrupt'
+  | `char:${string}`;
 
 export const KEY_HELP = '←/→ or Tab: switch tab   1-6: jump   ↑/↓ PgUp/PgDn Home/End: scroll   q: quit';
+export const COMPOSE_HELP = 'Enter: send to the group   Esc: cancel   Ctrl-C: quit';
 
-/**
- * Applies a key to the UI state; 'quit' ends the monitor. `pageRows` is the body height and
- * `maxScroll` the last first-row the current tab can show (rows - pageRows).
- */
-export function reduceKey(
-  ui: UiState,
-  key: KeyName,
-  tabCount: number,
-  pageRows: number,
-  maxScroll: number,
-): UiState | 'quit' {
+export interface KeyContext {
+  tabCount: number;
+  /** Body height. */
+  pageRows: number;
+  /** The last first-row the current tab can show (rows - pageRows). */
+  maxScroll: number;
+  /** The current tab takes typed lines (Chat, when available). */
+  canCompose: boolean;
+}
+
+export type KeyResult = UiState | 'quit' | { ui: UiState; send: string };
+
+/** Applies a key to the UI state: a new state, 'quit', or a line to send. */
+export function reduceKey(ui: UiState, key: KeyName, k: KeyContext): KeyResult {
+  if (key === 'interrupt') return 'quit';
+  if (ui.draft !== null) return compose(ui, ui.draft, key);
   const id = TAB_IDS[ui.tab]!;
   const scrollBy = (d: number) => {
-    const next = Math.max(0, Math.min(ui.scroll[id], maxScroll) + d);
-    return { ...ui, scroll: { ...ui.scroll, [id]: next >= maxScroll && d > 0 ? FOLLOW : next } };
+    const next = Math.max(0, Math.min(ui.scroll[id], k.maxScroll) + d);
+    return { ...ui, scroll: { ...ui.scroll, [id]: next >= k.maxScroll && d > 0 ? FOLLOW : next } };
   };
+  const page = Math.max(1, k.pageRows - 1);
   switch (key) {
-    case 'quit':
+    case 'escape':
+    case 'char:q':
+    case 'char:Q':
       return 'quit';
     case 'left':
     case 'shift-tab':
-      return { ...ui, tab: (ui.tab + tabCount - 1) % tabCount };
+      return { ...ui, tab: (ui.tab + k.tabCount - 1) % k.tabCount };
     case 'right':
     case 'tab':
-      return { ...ui, tab: (ui.tab + 1) % tabCount };
+      return { ...ui, tab: (ui.tab + 1) % k.tabCount };
     case 'up':
+    case 'char:k':
       return scrollBy(-1);
     case 'down':
+    case 'char:j':
       return scrollBy(1);
     case 'pageup':
-      return scrollBy(-Math.max(1, pageRows - 1));
+      return scrollBy(-page);
     case 'pagedown':
-      return scrollBy(Math.max(1, pageRows - 1));
+    case 'char: ':
+      return scrollBy(page);
     case 'home':
+    case 'char:g':
       return { ...ui, scroll: { ...ui.scroll, [id]: 0 } };
     case 'end':
+    case 'char:G':
       return { ...ui, scroll: { ...ui.scroll, [id]: FOLLOW } };
+    case 'enter':
+      return k.canCompose ? { ...ui, draft: '' } : ui;
     default: {
-      const n = Number(key.slice('digit-'.length));
-      return n >= 1 && n <= tabCount ? { ...ui, tab: n - 1 } : ui;
+      const digit = /^char:([1-9])$/.exec(key);
+      const n = digit ? Number(digit[1]) : 0;
+      return n >= 1 && n <= k.tabCount ? { ...ui, tab: n - 1 } : ui;
     }
+  }
+}
+
+function compose(ui: UiState, draft: string, key: KeyName): KeyResult {
+  switch (key) {
+    case 'escape':
+      return { ...ui, draft: null };
+    case 'enter':
+      return draft.trim() === '' ? { ...ui, draft: null } : { ui: { ...ui, draft: null }, send: draft };
+    case 'backspace':
+      return { ...ui, draft: [...draft].slice(0, -1).join('') };
+    default:
+      if (key.startsWith('char:') && draft.length < DRAFT_CHARS_MAX)
+        return { ...ui, draft: (draft + key.slice(5)).slice(0, DRAFT_CHARS_MAX) };
+      return ui;
   }
 }
 

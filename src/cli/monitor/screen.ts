@@ -4,6 +4,7 @@
  * so a test can check what a person would see at any size; the renderer only paints it.
  */
 import {
+  COMPOSE_HELP,
   FOLLOW,
   KEY_HELP,
   TAB_IDS,
@@ -109,6 +110,8 @@ export function screen(
   if (view.kind === 'unavailable') {
     lines.push([cell(view.reason, 'warn')]);
     while (lines.length < height - 1) lines.push([]);
+    lines.push([cell(KEY_HELP, 'dim')]);
+    return { lines: lines.map((l) => fit(l, columns - 1)), tableRows, pageRows };
   } else {
     lines.push(view.summary);
     const widths = columnWidths(view.headers, view.rows);
@@ -126,16 +129,20 @@ export function screen(
     for (const r of shown) lines.push(tableLine(r, widths));
     while (lines.length < height - 2) lines.push([]);
     const following = ui.scroll[TAB_IDS[ui.tab]!] === FOLLOW && maxScroll > 0;
-    lines.push([
-      cell(
-        tableRows > pageRows
-          ? `rows ${first + 1}-${first + shown.length} of ${tableRows}${following ? ' (following)' : ''}`
-          : '',
-        'dim',
-      ),
-    ]);
+    const position = cell(
+      tableRows > pageRows
+        ? `rows ${first + 1}-${first + shown.length} of ${tableRows}${following ? ' (following)' : ''}`
+        : '',
+      'dim',
+    );
+    // A tab that takes typed lines shows the draft (with a cursor) or how to start one.
+    if (ui.draft !== null) {
+      const room = Math.max(1, columns - 5); // the end of a long draft stays in view
+      const text = ui.draft.length > room ? '…' + ui.draft.slice(-(room - 1)) : ui.draft;
+      lines.push([cell('> ', 'accent'), cell(`${text}▏`)]);
+    } else if (view.prompt) lines.push([...view.prompt, cell('   '), position]);
+    else lines.push([position]);
   }
-  lines.push([cell(KEY_HELP, 'dim')]);
-  // One column short of the width: a full-width line leaves some terminals in a pending wrap.
+  lines.push([cell(ui.draft !== null ? COMPOSE_HELP : KEY_HELP, 'dim')]);
   return { lines: lines.map((l) => fit(l, columns - 1)), tableRows, pageRows };
 }
