@@ -1,0 +1,131 @@
+/**
+ * What the task commands share: installing the election and the tasks protocol on a peer, and
+ * describing task events. The election runs in every task command, as the coordinator must be
+ * known: `peer worker` stands as a candidate (rank: --priority, then peer id); one-shot commands
+ * only follow.
+ */
+import { Flags } from '@oclif/core';
+import chalk from 'chalk';
+import type { PeerNode } from '../p2p/node.js';
+import type { PeerEvent } from '../p2p/protocol.js';
+import { Election, PRIORITY_MAX } from '../p2p/election.js';
+import { Tasks, type TaskExecutor, type TaskLog } from '../p2p/tasks.js';
+import { memberLabel, paintName } from './output.js';
+import { oneLine, PeerCommand } from './base.js';
+
+/** Exit code of a task that failed, or of a group that did not answer in time (bad input: 2). */
+export const EXIT_TASK_FAILED = 1;
+
+/** The task failed or nobody answered: one line, exit 1 (not a usage error). */
+export class TaskFailure extends Error {
+  override name = 'TaskFailure';
+  constructor(
+    message: string,
+    /** Printed with the error under --json (the failed task's fields). */
+    readonly json: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+export abstract class TaskCommand extends PeerCommand {
+  protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
+    if (!(err instanceof TaskFailure)) return super.catch(err);
+    const line = oneLine(err.message);
+    if (this.jsonEnabled()) this.logJson({ ...err.json, error: line });
+    process.stderr.write(`${this.config.bin}: ${line}\n`);
+    return this.exit(EXIT_TASK_FAILED);
+  }
+}
+
+export const priorityFlag = Flags.integer({
+  summary: 'Election priority: the highest-priority live worker coordinates (ties: the greater peer id).',
+  env: 'PEER_PRIORITY',
+  default: 0,
+  min: 0,
+  max: PRIORITY_MAX,
+});
+
+export const timeoutFlag = (defaultMs: number) =>
+  Flags.integer({
+    summary: 'How long to wait for the group, in ms.',
+    default: defaultMs,
+    min: 100,
+    max: 3_600_000,
+  });
+
+export interface TaskPeer {
+  election: Election;
+  tasks: Tasks;
+}
+
+/** Installs the election (first: it ticks first) and the tasks protocol. Call from startPeer's install. */
+export function installTasks(
+  node: PeerNode,
+  opts: { candidate: boolean; priority?: number; log?: TaskLog; executor?: TaskExecutor },
+): TaskPeer {
+  const election = node.install(
+    (ctx, n) =>
+      new Election(ctx, n.membership, {
+        timings: n.profile.election,
+        priority: opts.priority ?? 0,
+        candidate: opts.candidate,
+      }),
+  );
+  const tasks = node.install(
+    (ctx, n) => new Tasks(ctx, n.membership, { view: election, log: opts.log, executor: opts.executor }),
+  );
+  return { election, tasks };
+}
+
+/** Resolves when `pred` holds for an event, or with null after `timeoutMs`. */
+export function nextEvent<E extends PeerEvent>(
+  node: PeerNode,
+  pred: (e: PeerEvent) => e is E,
+  timeoutMs: number,
+): Promise<E | null> {
+  return new Promise((resolve) => {
+    const off = node.on((e) => {
+      if (!pred(e)) return;
+      clearTimeout(timer);
+      off();
+      resolve(e);
+    });
+    const timer = setTimeout(() => {
+      off();
+      resolve(null);
+    }, timeoutMs);
+  });
+}
+
+const short = (id: string) => chalk.gray(id.slice(0, 8));
+
+/** One readable line for an election or task event, or null for kinds described elsewhere. */
+export function describeTaskEvent(e: PeerEvent, node: PeerNode): string | null {
+  const who = (id: string | null) => {
+    if (!id) return 'nobody';
+    if (id === node.id) return `${paintName(node.name)} (this peer)`;
+    const m = node.membership.get(id);
+    return m ? memberLabel(m) : short(id);
+  };
+  switch (e.kind) {
+    case 'elected':
+      return `${chalk.green('elected')} this peer coordinates, term ${e.term}`;
+    case 'coordinator-changed':
+      return `${chalk.cyan('coord')}   ${who(e.coordinator)} coordinates, term ${e.term}`;
+    case 'task-coordinator':
+      return `${chalk.cyan('tasks')}   coordinating tasks (term ${e.term}); ${e.resumed} resumed from the log`;
+    case 'task-assigned':
+      return `${chalk.blue('assign')}  task ${short(e.id)} -> ${paintName(e.workerName)}`;
+    case 'task-reassigned':
+      return `${chalk.yellow('requeue')} task ${short(e.id)} from ${who(e.worker)}: ${e.why}`;
+    case 'task-recorded':
+      return `${e.ok ? chalk.green('done') : chalk.red('failed')}    task ${short(e.id)} (${e.op}) by ${who(e.worker)}`;
+    case 'task-started':
+      return `${chalk.blue('run')}     task ${short(e.id)} (${e.op})`;
+    case 'task-finished':
+      return `${e.ok ? chalk.green('ran') : chalk.red('ran')}     task ${short(e.id)} (${e.op})${e.ok ? '' : ': failed'}`;
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * Distributed tasks end to end: the built CLI as real processes on loopback (127.0.0.1, TTL 0).
+ * Two `peer worker` processes (one is elected and also coordinates), one-shot `peer task submit`
+ * and `peer task list`, a worker killed with SIGKILL in the middle of a task.
+ */
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+
+const running: Lines[] = [];
+afterEach(async () => {
+  for (const p of running.splice(0)) {
+    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    await p.exited;
+  }
+});
+
+const net = (port: number, dir: string) => [
+  '--interface',
+  '127.0.0.1',
+  '--ttl',
+  '0',
+  '--port',
+  String(port),
+  '--data-dir',
+  dir,
+];
+
+function worker(port: number, dir: string, name: string, concurrency = 1): Lines {
+  const p = startCli(
+    [
+      'worker',
+      ...net(port, dir),
+      '--name',
+      name,
+      '--concurrency',
+      String(concurrency),
+      '--log-format',
+      'json',
+    ],
+    {
+      PEER_KEY_FILE: '',
+    },
+  );
+  running.push(p);
+  return p;
+}
+
+const events = (p: Lines, kind: string) => p.json().filter((e) => e.event === kind);
+
+/** Both workers up and agreeing on one coordinator. */
+async function twoWorkers(port: number, dir: string): Promise<[Lines, Lines]> {
+  const w1 = worker(port, dir, 'w1');
+  const w2 = worker(port, dir, 'w2');
+  const coordinatorOf = (p: Lines) => events(p, 'coordinator-changed').at(-1)?.coordinator;
+  await w1.until(
+    (l) => coordinatorOf(l) !== undefined && coordinatorOf(l) !== null,
+    10_000,
+    'w1 to follow a coordinator',
+  );
+  await w2.until((l) => coordinatorOf(l) === coordinatorOf(w1), 10_000, 'w2 to follow the same coordinator');
+  return [w1, w2];
+}
+
+describe('tasks over UDP on loopback (CLI)', () => {
+  it('two workers: a submitted task is run and its result returned; list shows it', async () => {
+    const port = testPort();
+    const dir = tempDir('tasks');
+    await twoWorkers(port, dir);
+    const r = await runCli([
+      'task',
+      'submit',
+      'sum',
+      '1',
+      '2',
+      '3',
+      '--wait',
+      '--json',
+      ...net(port, path.join(dir, 'client')),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { id: string; state: string; result: string; worker: string };
+    expect(out).toMatchObject({ op: 'sum', args: [1, 2, 3], state: 'done', result: '6' });
+    expect(['w1', 'w2']).toContain(out.worker);
+
+    const fib = await runCli(['task', 'submit', 'fibonacci', '90', '--wait', '--json', ...net(port, dir)]);
+    expect(fib.code, fib.stderr).toBe(0);
+    expect(JSON.parse(fib.stdout).result).toBe('2880067194370816120');
+
+    const list = await runCli(['task', 'list', '--json', ...net(port, dir)]);
+    expect(list.code, list.stderr).toBe(0);
+    const listed = JSON.parse(list.stdout) as {
+      total: number;
+      tasks: Array<{ id: string; state: string; text: string }>;
+    };
+    expect(listed.total).toBe(2);
+    expect(listed.tasks.find((t) => t.id === out.id)).toMatchObject({ state: 'done', text: '6' });
+  });
+
+  it('bad input: one line on stderr, exit 2, nothing sent', async () => {
+    const port = testPort();
+    const dir = tempDir('tasks-bad');
+    const cases: Array<[string[], RegExp]> = [
+      [['pow', '2'], /^peer: unknown operation 'pow'; use one of: sum, fibonacci, sort, primes$/],
+      [['sum', '1', 'x'], /^peer: sum: 'x' is not a number/],
+      [['fibonacci', '100000'], /^peer: fibonacci: 100000 is out of range/],
+      [['primes', '1', '2'], /^peer: primes: takes exactly one argument, got 2/],
+      [['sum', ...Array.from({ length: 65 }, () => '1')], /^peer: sum: 65 arguments, over the limit of 64$/],
+    ];
+    for (const [args, expected] of cases) {
+      const r = await runCli(['task', 'submit', ...args, '--wait', ...net(port, dir)]);
+      expect(r.code).toBe(2);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(expected);
+    }
+  });
+
+  it('no worker: submit fails with a clear line and exit 1 after --timeout', async () => {
+    const r = await runCli([
+      'task',
+      'submit',
+      'sum',
+      '1',
+      '--wait',
+      '--timeout',
+      '800',
+      ...net(testPort(), tempDir('tasks-none')),
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/no coordinator answered within 800 ms: start a worker \(peer worker\)/);
+  });
+
+  it('the worker running a task is killed (SIGKILL): the task completes on the other one', async () => {
+    const port = testPort();
+    const dir = tempDir('tasks-kill');
+    const [w1, w2] = await twoWorkers(port, dir);
+    // About a second of CPU: long enough to kill its worker while it runs.
+    const submit = runCli(
+      ['task', 'submit', 'primes', '150000000', '--wait', '--json', '--timeout', '40000', ...net(port, dir)],
+      {
+        timeoutMs: 45_000,
+      },
+    );
+    const runner = await Promise.race(
+      [w1, w2].map((w) =>
+        w.until((l) => events(l, 'task-started').length > 0, 15_000, 'a task to start').then(() => w),
+      ),
+    );
+    runner.child.kill('SIGKILL');
+    const survivor = runner === w1 ? w2 : w1;
+    const r = await submit;
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { state: string; result: string; worker: string };
+    expect(out).toMatchObject({ state: 'done', result: '8444396' });
+    expect(out.worker).toBe(runner === w1 ? 'w2' : 'w1');
+    expect(events(survivor, 'task-started').length).toBeGreaterThan(0);
+  }, 60_000);
+});
