@@ -16,6 +16,9 @@ import { TokenRing } from '../../src/p2p/token-ring.js';
 import { Chat, CHAT_TAG, type ChatLine } from '../../src/p2p/chat.js';
 import { ReliableDelivery } from '../../src/p2p/reliable.js';
 import { chatTab } from '../../src/cli/monitor/tabs/chat.js';
+import { tasksTab } from '../../src/cli/monitor/tabs/tasks.js';
+import { Tasks } from '../../src/p2p/tasks.js';
+import { SimExecutor } from '../support/tasks.js';
 import { logsTab } from '../../src/cli/monitor/tabs/logs.js';
 import type { TabView } from '../../src/cli/monitor/model.js';
 
@@ -212,6 +215,64 @@ describe('monitor feeds (simulation)', () => {
         expect(p.node.membership.list().map((m) => m.name)).not.toContain('monitor');
       feeds.say('x'.repeat(5000));
       expect(feeds.input().chat!.error).toMatch(/over the \d+-byte limit/);
+      feeds.stop();
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS)(
+    'lists the coordinator’s tasks by state and per worker, and the workers’ load, seed %i',
+    async (seed) => {
+      const tasks = new Map<SimPeer, Tasks>();
+      let installed: Installed | undefined;
+      let c!: SimCluster;
+      c = new SimCluster(seed, { loss: 0.02, delayMinMs: 0.1, delayMaxMs: 3 }, P, (node, peer) => {
+        if (peer.name === 'monitor') {
+          installed = installMonitorModules(node);
+          return;
+        }
+        const e = node.install(
+          (ctx, n) => new Election(ctx, n.membership, { timings: P.election, priority: 5 }),
+        );
+        // ana only submits; the others work, two threads each, a task taking 400 ms.
+        const executor =
+          peer.name === 'ana'
+            ? undefined
+            : new SimExecutor(
+                2,
+                c.rt,
+                () => 400,
+                () => (peer.up ? tasks.get(peer)! : null),
+              );
+        tasks.set(
+          peer,
+          node.install((ctx, n) => new Tasks(ctx, n.membership, { view: e, executor })),
+        );
+      });
+      for (const name of ['ana', 'bea', 'cid']) await c.add(name);
+      const monitor = await c.add('monitor', { observer: true });
+      const feeds = new MonitorFeeds({ node: monitor.node, group: 'sim', installed: installed! });
+      feeds.start();
+      c.rt.runFor(2000);
+      const ana = c.peers[0]!;
+      for (let i = 1; i <= 10; i++) tasks.get(ana)!.submit('sum', [i, i]);
+      c.rt.runFor(10_000);
+
+      const v = tasksTab.view(feeds.input());
+      if (v.kind !== 'content') throw new Error('tasks tab unavailable');
+      expect(v.summary[0]!.text).toMatch(/^queue 0 {3}running 0 {3}done 10 {3}failed 0 /);
+      const rows = rowsOf(v);
+      const workers = rows.filter((r) => r[0]!.startsWith('worker '));
+      expect(workers.map((r) => r[0])).toEqual(['worker bea', 'worker cid']);
+      for (const w of workers) expect(w[2]).toBe('0/2'); // idle now, two threads
+      const done = workers.map((w) => Number(/(\d+) done/.exec(w[3]!)![1]));
+      expect(done.reduce((a, b) => a + b, 0)).toBe(10);
+      const listed = rows.filter((r) => !r[0]!.startsWith('worker '));
+      expect(listed.length).toBe(10);
+      expect(listed.every((r) => r[1] === 'done' && r[2] === 'sum')).toBe(true);
+      expect(listed.map((r) => Number(r[5])).sort((a, b) => a - b)).toEqual([
+        2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+      ]);
       feeds.stop();
       expect(c.handlerErrors()).toEqual([]);
     },
