@@ -53,8 +53,13 @@ export type CoordinatorView = Pick<ElectionView, 'coordinator' | 'isCoordinator'
 // Timings (ms). Independent of the profile: they only bound how fast losses are repaired.
 /** Re-send of a task not yet accepted. */
 export const SUBMIT_RETRY_MS = 250;
-/** Re-send of an accepted task (a poll): results are pushed twice, so this is a rare repair. */
+/**
+ * First re-send of an accepted task (a poll); each later one waits twice as long, up to
+ * RESULT_POLL_MS_MAX. Results are pushed twice (unicast and multicast), so a poll is a rare repair,
+ * and a batch of thousands of queued tasks must not flood the coordinator with polls.
+ */
 export const RESULT_POLL_MS = 3000;
+export const RESULT_POLL_MS_MAX = 30_000;
 /** Re-send of an assignment not yet acknowledged by its worker. */
 export const ASSIGN_RETRY_MS = 300;
 /** Sends of one assignment before the task goes to another worker. */
@@ -296,6 +301,8 @@ interface Pending {
   args: number[];
   accepted: boolean;
   lastSend: number;
+  /** Polls sent since acceptance: the poll interval doubles with each. */
+  polls: number;
 }
 
 interface CoordTask {
@@ -412,7 +419,7 @@ export class Tasks implements Protocol {
       );
     let id = this.newId();
     while (this.pending.has(id)) id = this.newId();
-    this.pending.set(id, { id, op: v.op, args: v.args, accepted: false, lastSend: -Infinity });
+    this.pending.set(id, { id, op: v.op, args: v.args, accepted: false, lastSend: -Infinity, polls: 0 });
     this.submitterTick(this.ctx.now());
     this.drain();
     return id;
@@ -545,7 +552,9 @@ export class Tasks implements Protocol {
     let budget = SENDS_PER_TICK_MAX;
     for (const p of this.pending.values()) {
       if (budget <= 0) break;
-      if (now - p.lastSend < (p.accepted ? RESULT_POLL_MS : SUBMIT_RETRY_MS)) continue;
+      const wait = p.accepted ? Math.min(RESULT_POLL_MS_MAX, RESULT_POLL_MS * 2 ** p.polls) : SUBMIT_RETRY_MS;
+      if (now - p.lastSend < wait) continue;
+      if (p.accepted) p.polls++;
       p.lastSend = now;
       budget--;
       this.post(target, 'tk.submit', { id: p.id, op: p.op, a: p.args, term: this.view.term() });
@@ -556,6 +565,8 @@ export class Tasks implements Protocol {
     const p = this.pending.get(b.id);
     if (!p || b.term < this.view.term() || p.accepted) return;
     p.accepted = true;
+    p.polls = 0;
+    p.lastSend = this.ctx.now(); // the first poll is RESULT_POLL_MS after acceptance
     this.ctx.emit({ kind: 'task-accepted', id: b.id });
   }
 

@@ -171,6 +171,32 @@ describe('tasks (simulation)', () => {
     expect(w.c.handlerErrors()).toEqual([]);
   });
 
+  it.each(SEEDS.slice(0, 3))(
+    '1000 tasks at 5 percent loss with a worker killed midway: every result recorded exactly once, seed %i',
+    async (seed) => {
+      const w = await world(
+        seed,
+        { loss: 0.05, delayMaxMs: 3 },
+        ['coord', 'w0', 'w1', 'client'],
+        { w0: 2, w1: 2 },
+        fast,
+      );
+      w.fake.elect(w.peer('coord').node.id);
+      expect(w.c.rt.runUntilTrue(() => w.c.converged(), 3_000)).toBe(true);
+      const submitted = submitMany(w, 'client', 1000);
+      const client = w.peer('client');
+      expect(w.c.rt.runUntilTrue(() => eventsOf(client, 'task-result').length >= 500, 120_000)).toBe(true);
+      await w.c.crash(w.peer('w1'));
+      expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 300_000)).toBe(true);
+      w.c.rt.runFor(2_000);
+      expectResultsOnce(w, 'client', submitted);
+      const recorded = eventsOf(w.peer('coord'), 'task-recorded').map((e) => e.id);
+      expect(recorded.sort()).toEqual([...submitted.keys()].sort());
+      expect(w.c.handlerErrors()).toEqual([]);
+    },
+    60_000,
+  );
+
   it.each(SEEDS.slice(0, 20))(
     'a worker crashed mid-task: its tasks are reassigned and complete, seed %i',
     async (seed) => {
