@@ -3,6 +3,7 @@ import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { Election, ranksAbove, rankMembers, coordinatorFromTags } from '../../src/p2p/election.js';
 import type { LinkFaults } from '../../src/p2p/transport/sim.js';
+import { Codec, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
 
 const P = PROFILES.lan;
 const SEEDS = Array.from({ length: 40 }, (_, i) => i + 1);
@@ -267,6 +268,42 @@ describe('bully election (simulation)', () => {
     const ranks = rankMembers(members);
     expect(ranks.get(top.node.id)).toBe(1);
     expect([...ranks.values()].sort()).toEqual([1, 2, 3, 4]);
+  });
+
+  it('ignores stale, unknown and malformed claims', async () => {
+    const s = await setup(12, 3);
+    const top = expected(s);
+    expect(s.c.rt.runUntilTrue(() => agreeOn(s, top), 3_000)).toBe(true);
+    const target = s.c.peers.find((p) => p !== top)!;
+    const term = s.el.get(target)!.term();
+    const codec = new Codec({ 'el.coord': () => true, hb: () => true });
+    const rogue = s.c.net.transport();
+    await rogue.start(() => {});
+    let seq = 0;
+    const send = (t: string, b: unknown, id = 'ffffffffffffffff') =>
+      rogue.send(
+        target.address,
+        codec.encode({ v: PROTOCOL_VERSION, t, i: id, n: 'rogue', c: 1, s: ++seq, l: 1, b }),
+      );
+    // Not a member (no heartbeat yet): a claim, even for a higher term and top priority, is ignored.
+    send('el.coord', { term: term + 5, prio: 1_000_000 });
+    s.c.rt.runFor(5);
+    expect(s.el.get(target)!.coordinator()).toBe(top.node.id);
+    // A member now, but claiming a stale term: ignored.
+    send('hb', { g: { prio: 1_000_000, coord: false, term: 0 } });
+    send('el.coord', { term: term - 1, prio: 1_000_000 });
+    s.c.rt.runFor(5);
+    expect(s.el.get(target)!.coordinator()).toBe(top.node.id);
+    expect(s.el.get(target)!.term()).toBe(term);
+    // Malformed bodies are dropped by the codec and counted, never handled.
+    const before = target.node.stats.dropped.body;
+    send('el.coord', { term: -1, prio: 1 });
+    send('el.coord', { term: 1, prio: 1_000_001 });
+    send('el.coord', { term: 1, prio: 1, extra: true });
+    s.c.rt.runFor(5);
+    expect(target.node.stats.dropped.body - before).toBe(3);
+    expect(s.el.get(target)!.coordinator()).toBe(top.node.id);
+    expect(s.c.handlerErrors()).toEqual([]);
   });
 
   it('refuses a priority out of range', async () => {
