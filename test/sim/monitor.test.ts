@@ -225,30 +225,35 @@ describe('monitor feeds (simulation)', () => {
     async (seed) => {
       const tasks = new Map<SimPeer, Tasks>();
       let installed: Installed | undefined;
-      let c!: SimCluster;
-      c = new SimCluster(seed, { loss: 0.02, delayMinMs: 0.1, delayMaxMs: 3 }, P, (node, peer) => {
-        if (peer.name === 'monitor') {
-          installed = installMonitorModules(node);
-          return;
-        }
-        const e = node.install(
-          (ctx, n) => new Election(ctx, n.membership, { timings: P.election, priority: 5 }),
-        );
-        // ana only submits; the others work, two threads each, a task taking 400 ms.
-        const executor =
-          peer.name === 'ana'
-            ? undefined
-            : new SimExecutor(
-                2,
-                c.rt,
-                () => 400,
-                () => (peer.up ? tasks.get(peer)! : null),
-              );
-        tasks.set(
-          peer,
-          node.install((ctx, n) => new Tasks(ctx, n.membership, { view: e, executor })),
-        );
-      });
+      // The callback runs at each boot, after construction, so it may use c.rt.
+      const c: SimCluster = new SimCluster(
+        seed,
+        { loss: 0.02, delayMinMs: 0.1, delayMaxMs: 3 },
+        P,
+        (node, peer) => {
+          if (peer.name === 'monitor') {
+            installed = installMonitorModules(node);
+            return;
+          }
+          const e = node.install(
+            (ctx, n) => new Election(ctx, n.membership, { timings: P.election, priority: 5 }),
+          );
+          // ana only submits; the others work, two threads each, a task taking 400 ms.
+          const executor =
+            peer.name === 'ana'
+              ? undefined
+              : new SimExecutor(
+                  2,
+                  c.rt,
+                  () => 400,
+                  () => (peer.up ? tasks.get(peer)! : null),
+                );
+          tasks.set(
+            peer,
+            node.install((ctx, n) => new Tasks(ctx, n.membership, { view: e, executor })),
+          );
+        },
+      );
       for (const name of ['ana', 'bea', 'cid']) await c.add(name);
       const monitor = await c.add('monitor', { observer: true });
       const feeds = new MonitorFeeds({ node: monitor.node, group: 'sim', installed: installed! });
