@@ -13,8 +13,10 @@ export interface ClockEntry {
   self: boolean;
   coordinator: boolean;
   lamport: number;
-  /** Group clock minus this peer's wall clock, in ms. */
+  /** Group clock minus this peer's wall clock, in ms, as applied now. */
   offsetMs: number;
+  /** Where the offset is going: differs from offsetMs while a backward correction slews. */
+  targetOffsetMs: number;
   /** Group time of the peer's last applied sync (ISO), null if never synced. */
   lastSync: string | null;
   /** How long before this report that sync was, in ms. */
@@ -102,6 +104,7 @@ function entry(
   s: {
     lamport: number;
     offsetMs: number;
+    targetOffsetMs: number;
     lastSyncMs: number | null;
     accuracyMs: number | null;
     term: number;
@@ -115,6 +118,7 @@ function entry(
     coordinator,
     lamport: s.lamport,
     offsetMs: s.offsetMs,
+    targetOffsetMs: s.targetOffsetMs,
     lastSync: s.lastSyncMs === null ? null : new Date(s.lastSyncMs).toISOString(),
     lastSyncAgoMs: s.lastSyncMs === null ? null : Math.max(0, Math.round(at - s.lastSyncMs)),
     accuracyMs: s.accuracyMs,
