@@ -711,6 +711,13 @@ export class Tasks implements Protocol {
     this.log.save(this.record(t));
     this.ctx.broadcast('tk.new', { id: t.id, op: t.op, a: t.args, s: t.submitter, term });
     this.post(from, 'tk.accept', { id: b.id, term });
+    this.dispatchNow();
+  }
+
+  /** Dispatches at once instead of at the next tick: a free slot idles for no tick interval. */
+  private dispatchNow(): void {
+    const now = this.ctx.now();
+    if (this.leading && now >= this.dispatchAfter) this.dispatch(now);
   }
 
   private onAck(from: Sender, b: Bodies['ack']): void {
@@ -736,6 +743,7 @@ export class Tasks implements Protocol {
     const t = this.ctasks.get(b.id) ?? this.newCoordTask(b.id, b.op, [], null, null, this.ctx.wall());
     const outcome: TaskOutcome = b.ok ? { ok: true, value: b.v } : { ok: false, error: b.v };
     this.finish(t, outcome, from);
+    this.dispatchNow();
   }
 
   private onStatus(from: Sender, b: Bodies['status']): void {

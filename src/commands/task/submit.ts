@@ -13,6 +13,8 @@ import {
 } from '../../cli/tasks.js';
 import type { PeerEventOf } from '../../p2p/protocol.js';
 import { parseTaskArgs, TASK_OPS, validateTask } from '../../p2p/task-ops.js';
+import { SUBMITTER_TASKS_MAX, type Tasks } from '../../p2p/tasks.js';
+import type { PeerNode } from '../../p2p/node.js';
 
 export interface SubmitResult {
   id: string;
@@ -26,6 +28,25 @@ export interface SubmitResult {
   durationMs?: number | null;
 }
 
+/** The outcome of --repeat N: counts and throughput, not N results. */
+export interface BatchResult {
+  op: string;
+  args: number[];
+  count: number;
+  /** Tasks whose result came (done or failed); with --wait all of them must. */
+  done: number;
+  failed: number;
+  /** Accepted and still without a result when the command ended (always 0 with --wait on success). */
+  outstanding: number;
+  elapsedMs: number;
+  /** Results per second over elapsedMs (with --wait). */
+  tasksPerSecond: number | null;
+  /** Results by worker name. */
+  workers: Record<string, number>;
+  /** The first error, if any task failed. */
+  firstError: string | null;
+}
+
 export default class TaskSubmit extends TaskCommand {
   static override summary = 'Submit a task to the group and (with --wait) print its result.';
   static override description = `Operations: sum N..., fibonacci N (0-2000), sort N..., primes N (counts primes below N, up to 200000000). The arguments are checked here first, so bad input fails at once with one line. The task goes to the elected coordinator, which assigns it to the least-loaded worker; it is re-sent until accepted, and re-sent to a new coordinator if the old one fails. Without --wait the command ends once the task is accepted. Exit codes: 0 done (or accepted), 1 the task failed or nobody answered in time, 2 bad input. Put negative numbers after --: peer task submit sum -- 1 -2.`;
@@ -34,6 +55,7 @@ export default class TaskSubmit extends TaskCommand {
     '<%= config.bin %> task submit fibonacci 100 --wait --json',
     '<%= config.bin %> task submit primes 10000000 --wait',
     '<%= config.bin %> task submit sort --wait -- 3 -1 2',
+    '<%= config.bin %> task submit sum 1 2 --repeat 1000 --wait --timeout 120000',
   ];
   static override enableJsonFlag = true;
   static override strict = false;
@@ -44,9 +66,15 @@ export default class TaskSubmit extends TaskCommand {
     ...networkFlags,
     wait: Flags.boolean({ summary: 'Wait for the result and print it.', default: false }),
     timeout: timeoutFlag(30_000),
+    repeat: Flags.integer({
+      summary: 'Submit the task N times, with N ids (a load test); prints counts and throughput.',
+      default: 1,
+      min: 1,
+      max: SUBMITTER_TASKS_MAX,
+    }),
   };
 
-  async run(): Promise<SubmitResult> {
+  async run(): Promise<SubmitResult | BatchResult> {
     const { args, argv, flags } = await this.parse(TaskSubmit);
     const op = args.op;
     const words = (argv as string[]).slice(1);
@@ -66,6 +94,13 @@ export default class TaskSubmit extends TaskCommand {
     });
     const { tasks, election } = proto as unknown as TaskPeer;
     const { node } = peer;
+    if (flags.repeat > 1) {
+      try {
+        return await this.batch(node, tasks, valid.op, valid.args, flags);
+      } finally {
+        await peer.stop();
+      }
+    }
     try {
       let id = '';
       // Subscribe before submitting: a local answer could come at once.
@@ -122,5 +157,84 @@ export default class TaskSubmit extends TaskCommand {
     } finally {
       await peer.stop();
     }
+  }
+
+  private async batch(
+    node: PeerNode,
+    tasks: Tasks,
+    op: string,
+    args: number[],
+    flags: { repeat: number; wait: boolean; timeout: number },
+  ): Promise<BatchResult> {
+    const accepted = new Set<string>();
+    const workers: Record<string, number> = {};
+    let done = 0;
+    let failed = 0;
+    let firstError: string | null = null;
+    const ids = new Set<string>();
+    let wake: () => void = () => {};
+    const off = node.on((e) => {
+      if ((e.kind !== 'task-accepted' && e.kind !== 'task-result') || !ids.has(e.id)) return;
+      if (e.kind === 'task-accepted') accepted.add(e.id);
+      else {
+        accepted.delete(e.id);
+        if (e.ok) done++;
+        else {
+          failed++;
+          firstError ??= e.value;
+        }
+        const w = e.workerName ?? e.worker ?? '?';
+        workers[w] = (workers[w] ?? 0) + 1;
+      }
+      wake();
+    });
+    const started = Date.now();
+    const finished = () =>
+      flags.wait ? done + failed === flags.repeat : accepted.size + done + failed === flags.repeat;
+    try {
+      for (let i = 0; i < flags.repeat; i++) ids.add(tasks.submit(op, args));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, flags.timeout);
+        wake = () => {
+          if (!finished()) return;
+          clearTimeout(timer);
+          resolve();
+        };
+        wake();
+      });
+    } finally {
+      off();
+    }
+    const elapsedMs = Date.now() - started;
+    const out: BatchResult = {
+      op,
+      args,
+      count: flags.repeat,
+      done,
+      failed,
+      outstanding: flags.repeat - done - failed,
+      elapsedMs,
+      tasksPerSecond: flags.wait && elapsedMs > 0 ? Math.round(((done + failed) * 1000) / elapsedMs) : null,
+      workers,
+      firstError,
+    };
+    if (!finished())
+      throw new TaskFailure(
+        `${flags.wait ? done + failed : accepted.size + done + failed} of ${flags.repeat} tasks ${flags.wait ? 'finished' : 'were accepted'} within ${flags.timeout} ms; raise --timeout`,
+        { ...out },
+      );
+    if (failed > 0)
+      throw new TaskFailure(`${failed} of ${flags.repeat} tasks failed; first error: ${firstError}`, {
+        ...out,
+      });
+    const by = Object.entries(workers)
+      .map(([w, n]) => `${w} ${n}`)
+      .join(', ');
+    this.log(
+      flags.wait
+        ? `${done} tasks done in ${elapsedMs} ms (${out.tasksPerSecond}/s)${by ? `; by worker: ${by}` : ''}`
+        : `${flags.repeat} tasks accepted in ${elapsedMs} ms`,
+    );
+    return out;
   }
 }
