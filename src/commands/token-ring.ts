@@ -310,7 +310,10 @@ Without --exec or --hold: a prompt to request the critical section when stdin is
   }
 
   private emit(event: string, text: string, fields: Record<string, unknown>): void {
-    if (this.json) this.log(JSON.stringify({ event, at: new Date().toISOString(), ...fields }));
+    if (this.json)
+      this.log(
+        JSON.stringify({ event, at: new Date().toISOString(), name: this.peer?.node.name, ...fields }),
+      );
     else this.log(`${clockTime(Date.now())} ${text}`);
   }
 }
