@@ -1,0 +1,440 @@
+/**
+ * `peer kv`: a replicated key-value store built on the replication module.
+ *
+ * Writes. A put or delete is one replicated entry whose text encodes the operation
+ * (storage/kv.ts). It travels, is acknowledged durably per holder, and is repaired between
+ * holders by the replication protocol itself (src/p2p/replication.ts), run here on its own
+ * channel: the same Replication class, with its message types renamed `rp.*` -> `kvr.*` and its
+ * membership tag `rp` -> `kv`, through a thin context and directory adapter. So a kv group and a
+ * replica group share no entries, and one process may hold both; there is no second anti-entropy.
+ * Each holder keeps the operation log and folds it into a table in its SQLite file, last writer
+ * wins by (Lamport time, origin id, origin seq): every holder with the same log has the same
+ * table, whatever order the operations arrived in.
+ *
+ * Reads. `kv.read {q, k}` is multicast; every holder answers `kv.val {q, w}` by unicast with its
+ * winning version of the key (or null). The client resends by unicast every READ_RETRY_MS to live
+ * holders that have not answered, and the command decides when enough answered (the --read
+ * policy); the answer is the winning version among the answers. `kv.scan {q, a, n}` asks one
+ * holder for the rows after key `a`; `kv.rows {q, r, m}` returns as many as fit one datagram (m:
+ * more follow), and the client asks again after the last key (a new q per page, so a late
+ * duplicate of an old page is never taken for the next one).
+ *
+ * Consistency. Holders converge: once they hold the same operations they hold the same table.
+ * A write acknowledged by W holders and a read answered by R holders out of N intersect when
+ * W + R > N (e.g. --acks majority with --read majority, or --acks all with any read), so the
+ * read returns that write or a later one. Lamport times order a write after everything its
+ * writer heard before it; a client listens to the holders' probe answers (which carry their
+ * Lamport times) before writing, so a write made after another was acknowledged by a holder the
+ * writer heard from wins over it. Concurrent writes are ordered arbitrarily but identically
+ * everywhere.
+ *
+ * Failure modes. Loss, duplication and reordering: idempotent appends, retries and anti-entropy
+ * (see replication.ts). A crashed holder keeps its SQLite log and catches up after a restart. A
+ * read or scan whose holder does not answer is retried, then reported failed (SCAN_TRIES_MAX).
+ */
+import { DATAGRAM_PAYLOAD_BYTES_MAX, is, isPeerId, type Check, type Envelope, type PeerId } from './wire.js';
+import type { MemberView, PeerEvent, Protocol, ProtocolContext } from './protocol.js';
+import type { Address } from './transport/transport.js';
+import type { Tags } from './membership.js';
+import { REPLICA_TAG, Replication, type Directory } from './replication.js';
+import type { Entry } from '../storage/replica.js';
+import {
+  KV_KEY_BYTES_MAX,
+  KV_SCAN_ROWS_MAX,
+  KV_VALUE_BYTES_MAX,
+  encodeOp,
+  keyProblem,
+  opProblem,
+  wins,
+  type KvHolderStore,
+  type KvOp,
+  type KvVersion,
+} from '../storage/kv.js';
+
+/** Message types of the replication channel kv runs on: `kvr.app`, `kvr.ack`, ... */
+export const KV_CHANNEL_PREFIX = 'kvr.';
+/** Membership tag a kv holder advertises its log digest in ("<digest>:<count>"). */
+export const KV_TAG = 'kv';
+export const READ_RETRY_MS = 200;
+export const SCAN_RETRY_MS = 250;
+/** Unanswered sends of one scan page before the scan is reported failed. */
+export const SCAN_TRIES_MAX = 8;
+/** Reads and scans a client tracks at once; beyond it the oldest are dropped (never unbounded). */
+export const KV_TRACKED_MAX = 4096;
+
+/** A version on the wire: [key, value or null (tombstone), lamport, origin, seq]. */
+type WireRow = [string, string | null, number, string, number];
+
+const row: Check = (v) =>
+  Array.isArray(v) &&
+  v.length === 5 &&
+  is.str(KV_KEY_BYTES_MAX, 1)(v[0]) &&
+  (v[1] === null || is.str(KV_VALUE_BYTES_MAX)(v[1])) &&
+  is.uint()(v[2]) &&
+  isPeerId(v[3]) &&
+  is.uint()(v[4]) &&
+  (v[4] as number) >= 1;
+const Q = is.uint();
+
+const OWN_MESSAGES = {
+  'kv.read': is.object({ q: Q, k: is.str(KV_KEY_BYTES_MAX, 1) }),
+  'kv.val': is.object({ q: Q, w: is.nullable(row) }),
+  'kv.scan': is.object({ q: Q, a: is.nullable(is.str(KV_KEY_BYTES_MAX, 1)), n: is.int(1, KV_SCAN_ROWS_MAX) }),
+  'kv.rows': is.object({ q: Q, r: is.array(row, KV_SCAN_ROWS_MAX), m: is.bool() }),
+} satisfies Record<string, Check>;
+
+declare module './protocol.js' {
+  interface PeerEventMap {
+    /** A kv holder stored operations it did not have (from a write, a repair, or itself). */
+    'kv-apply': { entries: Entry[]; from: PeerId; via: 'append' | 'repair' | 'local' };
+    'kv-ack': { id: string; holder: PeerId };
+    'kv-sync': { peer: PeerId; fetched: number; pushed: number; ok: boolean; reason: string };
+    /** Digests differ but a session found no difference (a hash collision; see replication.ts). */
+    'kv-conflict': { peer: PeerId };
+    /** A read got an answer (q), or a scan a page (q of the scan's first page). */
+    'kv-answer': { q: number };
+  }
+}
+
+export interface KeyValueOptions {
+  /** Present for a holder. */
+  store?: KvHolderStore;
+  /** Bytes an encoded envelope adds around its body, for this peer's name (envelopeOverhead). */
+  envelopeBytes: number;
+}
+
+export interface ReadStatus {
+  key: string;
+  /** Holders that answered, and what each holds (null: never written). */
+  answers: Map<PeerId, KvVersion | null>;
+  /** Holders the group knows of (any state but left), the denominator of a read policy. */
+  known: number;
+  /** The winning version among the answers (null: none of them holds the key). */
+  latest: KvVersion | null;
+}
+
+/** A scan of one holder's table, page by page; read its fields as it progresses. */
+export interface ScanHandle {
+  readonly id: number;
+  readonly holder: PeerId;
+  rows: KvVersion[];
+  done: boolean;
+  failed: string;
+}
+
+interface ReadTrack {
+  key: string;
+  answers: Map<PeerId, KvVersion | null>;
+  lastSend: number;
+}
+
+interface ScanTrack {
+  handle: ScanHandle;
+  address: Address;
+  after: string | null;
+  q: number;
+  lastSend: number;
+  tries: number;
+}
+
+export class KeyValue implements Protocol {
+  readonly messages: Record<string, Check>;
+  /** The replication protocol on the kv channel (appends, acks, anti-entropy). */
+  readonly replication: Replication;
+  /** Datagrams whose content was invalid past the schema. */
+  rejected = 0;
+  private readonly store: KvHolderStore | null;
+  private readonly bodyBytesMax: number;
+  private q = 0;
+  private readonly reads = new Map<number, ReadTrack>();
+  private readonly scans = new Map<number, ScanTrack>();
+
+  constructor(
+    private readonly ctx: ProtocolContext,
+    dir: Directory,
+    opts: KeyValueOptions,
+  ) {
+    this.store = opts.store ?? null;
+    this.bodyBytesMax = DATAGRAM_PAYLOAD_BYTES_MAX - opts.envelopeBytes;
+    this.replication = new Replication(
+      channelContext(ctx, (e) => this.relay(e)),
+      channelDirectory(dir),
+      {
+        sink: this.store ?? undefined,
+        envelopeBytes: opts.envelopeBytes,
+      },
+    );
+    const renamed: Record<string, Check> = {};
+    for (const [t, check] of Object.entries(this.replication.messages)) renamed[toChannel(t)] = check;
+    this.messages = { ...renamed, ...OWN_MESSAGES };
+  }
+
+  get isHolder(): boolean {
+    return this.store !== null;
+  }
+
+  /** Holders this peer knows of (any state but left), with their advertised log digest. */
+  holders(): Array<MemberView & { digest: string; count: number }> {
+    return this.replication.holders();
+  }
+
+  liveHolders(): Array<MemberView & { digest: string; count: number }> {
+    return this.replication.liveHolders();
+  }
+
+  // ---- writes ------------------------------------------------------------------------------
+
+  /** Writes an operation; throws RangeError (with a one-line reason) on a bad key or value. */
+  write(op: KvOp): Entry {
+    const problem = opProblem(op);
+    if (problem) throw new RangeError(problem);
+    return this.replication.append(encodeOp(op));
+  }
+
+  writeStatus(id: string): ReturnType<Replication['appendStatus']> {
+    return this.replication.appendStatus(id);
+  }
+
+  /** Stops retrying a write (the caller has what it needs). */
+  settle(id: string): void {
+    this.replication.settle(id);
+  }
+
+  // ---- reads -------------------------------------------------------------------------------
+
+  /** Asks every holder for `key`; returns the read's id for readStatus. */
+  read(key: string): number {
+    const problem = keyProblem(key);
+    if (problem) throw new RangeError(problem);
+    const q = this.nextQ();
+    this.bound(this.reads);
+    this.reads.set(q, { key, answers: new Map(), lastSend: this.ctx.now() });
+    this.ctx.broadcast('kv.read', { q, k: key });
+    return q;
+  }
+
+  readStatus(q: number): ReadStatus | undefined {
+    const t = this.reads.get(q);
+    if (!t) return undefined;
+    let latest: KvVersion | null = null;
+    for (const v of t.answers.values()) if (v && (!latest || wins(v, latest))) latest = v;
+    const known = new Set([...this.holders().map((h) => h.id), ...t.answers.keys()]).size;
+    return { key: t.key, answers: new Map(t.answers), known, latest };
+  }
+
+  endRead(q: number): void {
+    this.reads.delete(q);
+  }
+
+  /** Pages through one holder's table (tombstones included). */
+  scan(holder: { id: PeerId; address: Address }): ScanHandle {
+    const q = this.nextQ();
+    const handle: ScanHandle = { id: q, holder: holder.id, rows: [], done: false, failed: '' };
+    this.bound(this.scans);
+    const t: ScanTrack = {
+      handle,
+      address: holder.address,
+      after: null,
+      q,
+      lastSend: this.ctx.now(),
+      tries: 1,
+    };
+    this.scans.set(q, t);
+    this.sendScan(t);
+    return handle;
+  }
+
+  endScan(h: ScanHandle): void {
+    for (const [q, t] of this.scans) if (t.handle === h) this.scans.delete(q);
+  }
+
+  // ---- dispatch ----------------------------------------------------------------------------
+
+  onMessage(env: Envelope, from: Address): void {
+    if (env.t.startsWith(KV_CHANNEL_PREFIX))
+      return this.replication.onMessage({ ...env, t: fromChannel(env.t) }, from);
+    const b = env.b as Record<string, unknown>;
+    switch (env.t) {
+      case 'kv.read':
+        return this.onRead(from, b as { q: number; k: string });
+      case 'kv.val':
+        return this.onValue(env, b as { q: number; w: WireRow | null });
+      case 'kv.scan':
+        return this.onScan(from, b as { q: number; a: string | null; n: number });
+      case 'kv.rows':
+        return this.onRows(env, b as { q: number; r: WireRow[]; m: boolean });
+    }
+  }
+
+  tick(now: number): void {
+    this.replication.tick(now);
+    if (this.reads.size > 0) this.retryReads(now);
+    for (const t of [...this.scans.values()]) {
+      if (t.handle.done || now - t.lastSend < SCAN_RETRY_MS) continue;
+      if (t.tries >= SCAN_TRIES_MAX) {
+        t.handle.failed = `no answer from the holder after ${t.tries} tries`;
+        t.handle.done = true;
+        this.scans.delete(t.q);
+        this.ctx.emit({ kind: 'kv-answer', q: t.handle.id });
+        continue;
+      }
+      t.tries++;
+      this.sendScan(t);
+    }
+  }
+
+  // ---- holder side -------------------------------------------------------------------------
+
+  private onRead(from: Address, b: { q: number; k: string }): void {
+    if (!this.store) return;
+    if (keyProblem(b.k)) return void this.rejected++;
+    const v = this.store.get(b.k);
+    this.ctx.send(from, 'kv.val', { q: b.q, w: v ? toRow(v) : null });
+  }
+
+  private onScan(from: Address, b: { q: number; a: string | null; n: number }): void {
+    if (!this.store) return;
+    const rows = this.store.scan(b.a, b.n);
+    // Every row fits with room to spare (an op is at most ENTRY_TEXT_JSON_BYTES_MAX as JSON), so
+    // a page always carries at least one; `m` says whether the holder has more after the last.
+    let bytes = Buffer.byteLength(JSON.stringify({ q: b.q, r: [], m: false }));
+    const out: WireRow[] = [];
+    for (const v of rows) {
+      const w = toRow(v);
+      const size = Buffer.byteLength(JSON.stringify(w)) + 1;
+      if (out.length > 0 && bytes + size > this.bodyBytesMax) break;
+      bytes += size;
+      out.push(w);
+    }
+    const more = out.length < rows.length || rows.length === b.n;
+    this.ctx.send(from, 'kv.rows', { q: b.q, r: out, m: more });
+  }
+
+  // ---- client side -------------------------------------------------------------------------
+
+  private onValue(env: Envelope, b: { q: number; w: WireRow | null }): void {
+    const t = this.reads.get(b.q);
+    if (!t || (b.w && b.w[0] !== t.key)) return;
+    t.answers.set(env.i, b.w ? fromRow(b.w) : null);
+    this.ctx.emit({ kind: 'kv-answer', q: b.q });
+  }
+
+  private onRows(env: Envelope, b: { q: number; r: WireRow[]; m: boolean }): void {
+    const t = this.scans.get(b.q);
+    if (!t || env.i !== t.handle.holder) return;
+    const rows = b.r.map(fromRow);
+    // Rows come in key order (SQLite's: UTF-8 bytes) after `after`; anything else is a confused
+    // or hostile holder, and taking it could page forever.
+    let prev = t.after;
+    for (const r of rows) {
+      if (prev !== null && Buffer.compare(Buffer.from(r.key), Buffer.from(prev)) <= 0)
+        return void this.rejected++;
+      prev = r.key;
+    }
+    t.handle.rows.push(...rows);
+    this.scans.delete(b.q);
+    if (b.m && rows.length > 0) {
+      t.after = rows[rows.length - 1]!.key;
+      t.q = this.nextQ();
+      t.tries = 1;
+      this.scans.set(t.q, t);
+      this.sendScan(t);
+    } else t.handle.done = true;
+    this.ctx.emit({ kind: 'kv-answer', q: t.handle.id });
+  }
+
+  private sendScan(t: ScanTrack): void {
+    t.lastSend = this.ctx.now();
+    this.ctx.send(t.address, 'kv.scan', { q: t.q, a: t.after, n: KV_SCAN_ROWS_MAX });
+  }
+
+  private retryReads(now: number): void {
+    const live = this.liveHolders();
+    for (const [q, t] of this.reads) {
+      if (now - t.lastSend < READ_RETRY_MS) continue;
+      t.lastSend = now;
+      for (const h of live) if (!t.answers.has(h.id)) this.ctx.send(h.address, 'kv.read', { q, k: t.key });
+    }
+  }
+
+  private nextQ(): number {
+    this.q = (this.q + 1) % Number.MAX_SAFE_INTEGER;
+    return this.q;
+  }
+
+  private bound<V>(m: Map<number, V>): void {
+    while (m.size >= KV_TRACKED_MAX) m.delete(m.keys().next().value!);
+  }
+
+  /** Replication's events, renamed for kv (a process may also run `peer replicate`). */
+  private relay(e: PeerEvent): void {
+    switch (e.kind) {
+      case 'replica-append':
+        return this.ctx.emit({ kind: 'kv-apply', entries: e.entries, from: e.from, via: e.via });
+      case 'replica-replace':
+        return this.ctx.emit({ kind: 'kv-apply', entries: e.entries, from: e.from, via: 'repair' });
+      case 'replica-ack':
+        return this.ctx.emit({ kind: 'kv-ack', id: e.id, holder: e.holder });
+      case 'replica-sync':
+        return this.ctx.emit({ ...e, kind: 'kv-sync' });
+      case 'replica-conflict':
+        return this.ctx.emit({ kind: 'kv-conflict', peer: e.peer });
+      case 'replica-rewrite':
+        return; // kv holders are not rewritten (no file order); no coordinator asks them.
+      default:
+        return this.ctx.emit(e);
+    }
+  }
+}
+
+function toChannel(type: string): string {
+  return KV_CHANNEL_PREFIX + type.slice(type.indexOf('.') + 1);
+}
+
+function fromChannel(type: string): string {
+  return 'rp.' + type.slice(KV_CHANNEL_PREFIX.length);
+}
+
+/** The node's context with replication's message types moved to the kv channel. */
+function channelContext(ctx: ProtocolContext, emit: (e: PeerEvent) => void): ProtocolContext {
+  return {
+    self: ctx.self,
+    now: () => ctx.now(),
+    wall: () => ctx.wall(),
+    random: () => ctx.random(),
+    lamport: () => ctx.lamport(),
+    broadcast: (type, body) => ctx.broadcast(toChannel(type), body),
+    send: (to, type, body) => ctx.send(to, toChannel(type), body),
+    emit,
+  };
+}
+
+/**
+ * Membership as replication sees it on the kv channel: a member's `kv` tag shown as `rp`, and
+ * replication's `rp` tag written as ours `kv`, leaving every other tag (a real `rp` included) alone.
+ */
+function channelDirectory(dir: Directory): Directory {
+  return {
+    list: () =>
+      dir.list().map((m): MemberView => {
+        const kv = m.tags[KV_TAG];
+        const tags: Tags = kv === undefined ? {} : { [REPLICA_TAG]: kv };
+        return { ...m, tags };
+      }),
+    get ownTags(): Tags {
+      return {};
+    },
+    setTags: (t: Tags) => {
+      const v = t[REPLICA_TAG];
+      if (v !== undefined) dir.setTags({ ...dir.ownTags, [KV_TAG]: v });
+    },
+  };
+}
+
+function toRow(v: KvVersion): WireRow {
+  return [v.key, v.value, v.lamport, v.origin, v.seq];
+}
+
+function fromRow(w: WireRow): KvVersion {
+  return { key: w[0], value: w[1], lamport: w[2], origin: w[3], seq: w[4] };
+}
