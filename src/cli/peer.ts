@@ -12,6 +12,8 @@ import { PeerStore } from '../storage/store.js';
 import type { Checkpoints } from '../storage/checkpoint.js';
 import { recoveryLine, type RecoveryReport } from '../storage/recovery.js';
 import { startCheckpointing, worthReporting } from './checkpointing.js';
+import { Snapshot } from '../p2p/snapshot.js';
+import type { ReliableDelivery } from '../p2p/reliable.js';
 import { checkGroup, resolveInterface, UsageError } from './network.js';
 import { keySettings, securityLayers, type KeySettings, type SecurityLayers } from './security.js';
 import { runtimeFromEnv } from './coordination.js';
@@ -88,6 +90,11 @@ export interface StartOptions {
   lamport?: (store: PeerStore | null) => number;
   /** Where the recovery line goes (default: stderr, only when there was something to recover). */
   onRecovered?: (report: RecoveryReport, line: string) => void;
+  /**
+   * The reliable stream whose topics form this peer's snapshot channels (called after install).
+   * Without it snapshot markers go as plain datagrams and channels record no messages.
+   */
+  snapshotChannels?: () => { reliable: ReliableDelivery; topics: string[] } | null;
 }
 
 export async function startPeer(settings: NetworkSettings, opts: StartOptions = {}): Promise<RunningPeer> {
@@ -127,6 +134,19 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     });
   }
   opts.install?.(node, store);
+  // Every long-running peer answers snapshot markers (peer snapshot), recording its checkpoint state.
+  if (checkpointing) {
+    const cp = checkpointing.cp;
+    const channels = opts.snapshotChannels?.() ?? null;
+    node.install(
+      (ctx, n) =>
+        new Snapshot(ctx, n.membership, {
+          record: () => ({ ...cp.capture(), lamport: ctx.lamport() }),
+          reliable: channels?.reliable ?? null,
+          topics: channels?.topics ?? [],
+        }),
+    );
+  }
   try {
     await node.start();
   } catch (err) {

@@ -20,6 +20,10 @@
  * unicast is not covered. A peer without a reliable stream sends its marker as a plain datagram
  * (sn.mk): it has no tracked channel traffic, so FIFO is moot for it.
  *
+ * The collector (`peer snapshot`, an observer) records nothing, but when a peer counts it as a
+ * member and sends it a marker it answers with its own marker like any process, so that peer's
+ * channel from it closes (empty: a collector sends no application messages).
+ *
  * Failure modes. A lost plain marker or a crashed sender leaves a channel open: after
  * SNAPSHOT_CHANNEL_TIMEOUT_MS the local snapshot is reported incomplete, naming the open
  * channels, never silently as complete. A peer that restarts mid-snapshot starts a new stream

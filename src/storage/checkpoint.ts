@@ -353,6 +353,13 @@ export class Checkpoints {
     this.sources.set(name, source);
   }
 
+  /** Every registered source's state now (what a checkpoint or a snapshot records). */
+  capture(): Record<string, unknown> {
+    const states: Record<string, unknown> = {};
+    for (const [name, s] of this.sources) states[name] = s.capture();
+    return states;
+  }
+
   describe(name: string, state: unknown): string | null {
     return this.sources.get(name)?.describe?.(state) ?? null;
   }
@@ -363,9 +370,7 @@ export class Checkpoints {
    */
   checkpoint(now = Date.now()): number {
     this.flush();
-    const states: Record<string, unknown> = {};
-    for (const [name, s] of this.sources) states[name] = s.capture();
-    const json = JSON.stringify(states);
+    const json = JSON.stringify(this.capture());
     if (Buffer.byteLength(json) > CHECKPOINT_STATE_BYTES_MAX)
       throw new Error(
         `checkpoint state is ${Buffer.byteLength(json)} bytes, over ${CHECKPOINT_STATE_BYTES_MAX}`,
