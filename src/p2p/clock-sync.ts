@@ -8,8 +8,8 @@
  *
  * A round. Every roundIntervalMs (T), after every messagesPerRound application messages (N, see
  * noteMessage; seed 003: 10) and on request (`clk.req`, peer clock), the coordinator:
- *   1. multicasts `clk.poll {term, round}` and reads its own group clock c0;
- *   2. each peer answers by unicast `clk.time {g}` with its group clock when the poll arrived;
+ *   1. multicasts `clk.poll {term, round}` and reads its own (target, see below) clock c0;
+ *   2. each peer answers by unicast `clk.time {g}` with its target clock when the poll arrived;
  *      the coordinator reads c1 on arrival, so the round trip is rtt = c1 - c0 and, with symmetric
  *      delays, the peer read g at the coordinator's (c0 + c1) / 2: delta = g - (c0 + c1) / 2, known
  *      to +-rtt/2 (Cristian);
@@ -19,9 +19,11 @@
  *      drag the group), averages the rest with its own delta 0;
  *   4. sends every peer that answered, outliers too, its adjustment `clk.adj {a = avg - delta}`
  *      and applies its own.
- * A peer adds the adjustment to the offset it used for its reading. A forward correction is
- * applied at once; a backward one is slewed: the offset shrinks at slewRate ms per ms, so the group
- * clock keeps running forward (more slowly) and never goes back. Readings are also clamped to be
+ * Readings and adjustments are about each peer's *target* clock (wall + the offset the last
+ * adjustment asked for), so a clock still slewing is measured where it is going. A peer adds the
+ * adjustment to its target offset. Its group clock moves there: a forward correction at once, a
+ * backward one by slewing (the offset shrinks at slewRate ms per ms), so the group clock keeps
+ * running forward (more slowly) and never goes back. Readings are also clamped to be
  * non-decreasing, in case the system clock itself is stepped back.
  *
  * Failure modes. Messages carry the coordinator's term; polls and adjustments from an older term
@@ -227,6 +229,16 @@ export class ClockSync implements Protocol {
     return this.lastReading;
   }
 
+  /**
+   * The clock this peer's group clock is converging to: wall + target offset. Rounds measure and
+   * adjust this one, so a peer (or coordinator) still slewing a backward correction is measured
+   * where it is going, not where it lags: every target agrees after one round, and the slew is
+   * only how each clock gets there without going back.
+   */
+  private targetNow(): number {
+    return this.ctx.wall() + this.target;
+  }
+
   status(): ClockStatus {
     const offsetMs = this.offsetAt(this.ctx.now());
     return {
@@ -275,9 +287,8 @@ export class ClockSync implements Protocol {
       case 'clk.poll': {
         const { term, r, k } = env.b as { term: number; r: number; k: number };
         if (term < this.view.term()) return; // a deposed coordinator
-        const off = this.offsetAt(this.ctx.now());
-        this.replied = { term, round: r, off, coordinator: env.i };
-        const reply = { term, r, k, g: this.groupNow() };
+        this.replied = { term, round: r, off: this.target, coordinator: env.i };
+        const reply = { term, r, k, g: this.targetNow() };
         this.ctx.send(from, 'clk.time', this.opts.observer ? { ...reply, o: true } : reply);
         return;
       }
@@ -359,13 +370,13 @@ export class ClockSync implements Protocol {
     this.lastRoundAt = now;
     const term = this.view.term();
     const round = ++this.roundNo;
-    const off0 = this.offsetAt(now);
+    const off0 = this.target;
     this.current = {
       term,
       round,
       t0: now,
       off0,
-      polls: [{ t0: now, c0: this.groupNow() }],
+      polls: [{ t0: now, c0: this.targetNow() }],
       replies: new Map(),
     };
     this.ctx.broadcast('clk.poll', { term, r: round, k: 0 });
@@ -373,7 +384,7 @@ export class ClockSync implements Protocol {
 
   private repoll(round: Round): void {
     const k = round.polls.length;
-    round.polls.push({ t0: this.ctx.now(), c0: this.groupNow() });
+    round.polls.push({ t0: this.ctx.now(), c0: this.targetNow() });
     for (const m of this.silent(round))
       this.ctx.send(m.address, 'clk.poll', { term: round.term, r: round.round, k });
   }
@@ -383,7 +394,7 @@ export class ClockSync implements Protocol {
     const round = this.current;
     const poll = round?.polls[k];
     if (!round || !poll || term !== round.term || r !== round.round || round.replies.has(env.i)) return;
-    const c1 = this.groupNow();
+    const c1 = this.targetNow();
     const rtt = Math.max(0, this.ctx.now() - poll.t0);
     // Cristian: the peer read g half a round trip after we read c0, by our clock (c0 + c1) / 2.
     round.replies.set(env.i, { from, delta: g - (poll.c0 + c1) / 2, rtt, observer: o === true });

@@ -30,17 +30,17 @@ function net(port: number, dataDir: string): string[] {
   return ['--interface', '127.0.0.1', '--ttl', '0', '--port', String(port), '--data-dir', dataDir];
 }
 
-function up(name: string, priority: number, port: number, dataDir: string): Lines {
-  const p = startCli([
-    'up',
-    ...net(port, dataDir),
-    '--name',
-    name,
-    '--log-format',
-    'json',
-    '--priority',
-    String(priority),
-  ]);
+function up(
+  name: string,
+  priority: number,
+  port: number,
+  dataDir: string,
+  env: NodeJS.ProcessEnv = {},
+): Lines {
+  const p = startCli(
+    ['up', ...net(port, dataDir), '--name', name, '--log-format', 'json', '--priority', String(priority)],
+    env,
+  );
   running.push(p);
   return p;
 }
@@ -126,6 +126,34 @@ describe('election over loopback (built CLI)', () => {
       // One host, one clock: only scheduling jitter separates them.
       expect(c.accuracyMs!).toBeLessThan(50);
     }
+  }, 60_000);
+
+  it('PEER_FAKE_CLOCK skews three peers by up to +-1 s; one round brings their group clocks together', async () => {
+    const port = testPort();
+    const dataDir = tempDir('clock');
+    const fake = { c1: [900, 100], c2: [-1000, -100], c3: [250, 40] } as const;
+    const peers = Object.entries(fake).map(([name, [offsetMs, ppm]], i) =>
+      up(name, i, port, dataDir, { PEER_FAKE_CLOCK: `${offsetMs},${ppm}` }),
+    );
+    for (const p of peers) await p.until((l) => idOf(l) !== undefined, 15_000, "the 'up' line");
+    await allFollow(peers, idOf(peers[2]!)!, 10_000);
+    // A round that saw all three: the coordinator logs it.
+    await peers[2]!.until(
+      (l) => l.json().some((e) => e.event === 'clock-round' && (e.peers as number) >= 3),
+      15_000,
+      'a clock round over three peers',
+    );
+    const out = await runCli(['clock', ...net(port, dataDir), '--json', '--wait', '5000']);
+    expect(out.code, out.stderr).toBe(0);
+    const rows = JSON.parse(out.stdout) as Array<{ name: string; self: boolean; targetOffsetMs: number }>;
+    // Each peer's group clock is its (fake) wall clock plus its offset; the system clock is the
+    // same for all, so fake offset + target offset must agree across peers.
+    const group = rows
+      .filter((r) => !r.self)
+      .map((r) => fake[r.name as keyof typeof fake][0] + r.targetOffsetMs);
+    expect(group).toHaveLength(3);
+    // Loopback on a loaded 2-core host: event-loop delays, not the network, bound the error.
+    expect(Math.max(...group) - Math.min(...group)).toBeLessThan(10);
   }, 60_000);
 
   it('refuses a bad --priority and a bad PEER_FAKE_CLOCK with one line', async () => {

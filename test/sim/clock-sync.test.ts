@@ -120,6 +120,32 @@ describe('Berkeley clock sync (simulation)', () => {
     },
   );
 
+  it.each(SEEDS.slice(0, 20))(
+    'a second round while clocks still slew keeps the targets and the group time, seed %i',
+    async (seed) => {
+      const s = await setup(seed, 5);
+      expect(s.c.rt.runUntilTrue(() => coordinatorOf(s) !== undefined, 3_000)).toBe(true);
+      const leader = coordinatorOf(s)!;
+      expect(
+        s.c.rt.runUntilTrue(
+          () => leader.events.some((e) => e.kind === 'clock-round' && e.peers === 5),
+          3_000,
+        ),
+      ).toBe(true);
+      s.c.rt.runFor(P.tickMs);
+      const target = (p: SimPeer) => p.node.runtime.wall() + s.clk.get(p)!.status().targetOffsetMs;
+      const groupBefore = target(leader) - s.c.rt.now();
+      // Ask for another round at once: backward corrections of up to 2 s are still slewing.
+      const follower = s.c.live().find((p) => p !== leader)!;
+      s.clk.get(follower)!.requestRound();
+      expect(s.c.rt.runUntilTrue(() => roundsDone(s, leader) === 2, 2_000)).toBe(true);
+      s.c.rt.runFor(P.tickMs);
+      expect(spread(s, target)).toBeLessThan(PAIRWISE_ERROR_MS_MAX);
+      // The round measured targets, not lagging clocks: group time did not jump.
+      expect(Math.abs(target(leader) - s.c.rt.now() - groupBefore)).toBeLessThan(PAIRWISE_ERROR_MS_MAX);
+    },
+  );
+
   it.each(SEEDS.slice(0, 10))('periodic rounds keep drifting clocks together, seed %i', async (seed) => {
     const s = await setup(seed, 5);
     const mono = watchMonotonic(s);
