@@ -6,5 +6,6 @@ import type { DemoScene } from '../context.js';
 import { chatScene } from './chat.js';
 import { membershipScene } from './membership.js';
 import { replicationScene } from './replication.js';
+import { recoverScene } from './recover.js';
 
-export const SCENES: DemoScene[] = [membershipScene, chatScene, replicationScene];
+export const SCENES: DemoScene[] = [membershipScene, chatScene, replicationScene, recoverScene];
