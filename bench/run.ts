@@ -14,6 +14,7 @@ import { progress, runCleanups, type BenchModule, type Section, type Table } fro
 
 const MODULES: Record<string, () => Promise<BenchModule>> = {
   membership: async () => (await import('./membership.js')).bench,
+  chat: async () => (await import('./chat.js')).bench,
 };
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -1,0 +1,565 @@
+/**
+ * Chat / reliable delivery targets of issue 4, measured on a namespace LAN (test/support/netns.ts)
+ * with the real code: one bench/chat-driver.ts process per namespace (UdpTransport, the open-group
+ * rate guard, PeerNode with the lan profile, ReliableDelivery packing with setImmediate, as `peer
+ * chat` runs them), so every datagram crosses a real veth and bridge.
+ *
+ *  a. 8 peers, 2,000 messages/s in total (250/s each): one-way delivery latency p50/p99.
+ *  b. the same with nftables dropping 10 % of incoming UDP on every host: duplicates and missing.
+ *  c. one sender to 4 receivers, as fast as flow control allows, zero loss: delivered messages/s
+ *     per receiver, as the CLI runs (rate guard on) and with the guard off; and Redis pub/sub
+ *     (Debian redis-server, loopback inside a namespace, a publisher and 4 subscribers, same
+ *     payload size) in the same run.
+ *
+ * Parameters (environment): PEER_BENCH_CHAT_S (seconds per rate phase, default 10),
+ * PEER_BENCH_CHAT_BLAST (messages per throughput run, default 200000).
+ */
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ChildLines } from '../src/cli/child.js';
+import { NetnsLan, netnsCapability, nftAvailable } from '../test/support/netns.js';
+import { envInt, onCleanup, progress, summarize, type BenchModule, type Section, type Table } from './lib.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const DRIVER = path.join(ROOT, 'bench/chat-driver.ts');
+const REDIS_CLIENT = path.join(ROOT, 'bench/redis-client.ts');
+const PORT = 47777;
+const REDIS_PORT = 6390;
+
+const RATE_S = envInt('PEER_BENCH_CHAT_S', 10);
+const BLAST_MESSAGES = envInt('PEER_BENCH_CHAT_BLAST', 200_000);
+const LATENCY_PEERS = 8;
+const TOTAL_RATE_PER_S = 2000;
+const THROUGHPUT_RECEIVERS = 4;
+/** Payload bytes of every message, peer and Redis alike (a short chat line). */
+const PAYLOAD_BYTES = 64;
+const LOSS_PERCENT = 10;
+const TARGET_P99_MS = 5;
+const REDIS_REFERENCE_PER_S = 150_000;
+/** The experiment row: what a larger kernel receive buffer and faster acks (one per tick) change. */
+const TUNED_RCVBUF_BYTES = 4 * 2 ** 20;
+const TUNED_TICK_MS = 5;
+/** USER_HZ on Linux: the unit of utime and stime in /proc/<pid>/stat. */
+const CLOCK_TICKS_PER_S = 100;
+
+/** Start-up of node + tsx processes on a loaded 2-core machine, and membership convergence. */
+const START_TIMEOUT_MS = 60_000;
+/** After the senders stop, how long receivers may take to catch up (repairs included). */
+const DRAIN_TIMEOUT_MS = 30_000;
+const BLAST_TIMEOUT_MS = 120_000;
+
+export const bench: BenchModule = {
+  name: 'chat',
+  budgetMs: (2 * RATE_S + 240) * 1000 + 3 * BLAST_TIMEOUT_MS,
+  run,
+};
+
+type Ev = Record<string, unknown>;
+
+interface Report {
+  perSender: Record<string, { distinct: number; duplicates: number }>;
+  latenciesUs: number[];
+  deliveries: number;
+  lastAt: string;
+  firstSentAt: string;
+  lostReported: number;
+  cpuPercent: number;
+  /** CPU time (user + system) since the last reset, µs. */
+  cpuUs: number;
+  reliable: Record<string, number>;
+  node: { datagramsIn: number; datagramsOut: number };
+  guard: { rateLimited: number; admitted: number } | null;
+  udpErrors: { send: number; socket: number };
+}
+
+/** One driver process in one namespace, spoken to over stdin/stdout JSON lines. */
+class Driver {
+  readonly lines: ChildLines;
+  constructor(
+    readonly lan: NetnsLan,
+    readonly index: number,
+    config: BlastConfig,
+  ) {
+    const opts = { name: `p${index}`, index, interface: lan.host(index).address, port: PORT, ...config };
+    const child = lan.spawn(index, process.execPath, ['--import', 'tsx', DRIVER, JSON.stringify(opts)]);
+    this.lines = new ChildLines(child);
+  }
+  /** Sends a command and waits for the next event `ev` printed after it. */
+  async ask(cmd: Ev, ev: string, timeoutMs: number): Promise<Ev> {
+    const from = this.lines.json().length;
+    this.lines.child.stdin!.write(`${JSON.stringify(cmd)}\n`);
+    let found: Ev | undefined;
+    await this.lines.until(
+      (l) =>
+        (found = l
+          .json()
+          .slice(from)
+          .find((e) => e.ev === ev || e.ev === 'error')) !== undefined,
+      timeoutMs,
+      `p${this.index}: ${ev}`,
+    );
+    if (found!.ev === 'error') throw new Error(`p${this.index}: ${String(found!.message)}`);
+    return found!;
+  }
+  async ready(): Promise<void> {
+    await this.lines.until(
+      (l) => l.json().some((e) => e.ev === 'ready'),
+      START_TIMEOUT_MS,
+      `p${this.index} ready`,
+    );
+  }
+  async live(): Promise<number> {
+    return (await this.ask({ cmd: 'members' }, 'members', 10_000)).live as number;
+  }
+  async report(latencies = true): Promise<Report> {
+    return (await this.ask({ cmd: 'report', latencies }, 'report', 30_000)) as unknown as Report;
+  }
+}
+
+async function startDrivers(lan: NetnsLan, n: number, config: BlastConfig): Promise<Driver[]> {
+  const ds = Array.from({ length: n }, (_, i) => new Driver(lan, i, config));
+  await Promise.all(ds.map((d) => d.ready()));
+  // Everyone sees everyone (live() lists the others).
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (const d of ds) {
+    while ((await d.live()) < n - 1) {
+      if (Date.now() > deadline) throw new Error(`p${d.index} does not see all ${n - 1} others`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return ds;
+}
+
+function stopDrivers(ds: Driver[]): Promise<unknown> {
+  return Promise.all(
+    ds.map((d) => {
+      d.lines.child.stdin!.end();
+      return Promise.race([d.lines.exited, new Promise((r) => setTimeout(r, 5000))]);
+    }),
+  );
+}
+
+const us = (v: number) => (Number.isFinite(v) ? `${(v / 1000).toFixed(2)} ms` : 'n/a');
+const pct = (v: number) => `${v.toFixed(1)} %`;
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const fmtRate = (v: number) => `${Math.round(v).toLocaleString('en-US')}/s`;
+
+interface RatePhase {
+  sent: number[];
+  reports: Report[];
+  missing: number;
+  duplicates: number;
+  lost: number;
+  latency: ReturnType<typeof summarize>;
+  perReceiverP99: number[];
+}
+
+/** Every driver sends at TOTAL_RATE_PER_S / n for RATE_S seconds; waits until all delivered. */
+async function ratePhase(ds: Driver[], label: string): Promise<RatePhase> {
+  await Promise.all(ds.map((d) => d.ask({ cmd: 'reset' }, 'reset', 10_000)));
+  progress(`${label}: ${ds.length} senders x ${TOTAL_RATE_PER_S / ds.length}/s for ${RATE_S} s`);
+  const sentEv = await Promise.all(
+    ds.map((d) =>
+      d.ask(
+        { cmd: 'rate', perS: TOTAL_RATE_PER_S / ds.length, ms: RATE_S * 1000, size: PAYLOAD_BYTES },
+        'sent',
+        RATE_S * 1000 + 30_000,
+      ),
+    ),
+  );
+  const sent = sentEv.map((e) => e.count as number);
+  const expected = (i: number) => sum(sent) - sent[i]!;
+  // Wait (bounded) until every receiver holds every other sender's messages.
+  const drainDeadline = Date.now() + DRAIN_TIMEOUT_MS;
+  for (;;) {
+    const counts = await Promise.all(ds.map((d) => d.report(false)));
+    const done = counts.every((r, i) => distinctOf(r) >= expected(i));
+    if (done || Date.now() > drainDeadline) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const reports = await Promise.all(ds.map((d) => d.report(true)));
+  let missing = 0;
+  let duplicates = 0;
+  for (const [i, r] of reports.entries()) {
+    for (const [k, n] of sent.entries()) {
+      if (k === i) continue;
+      const got = r.perSender[k];
+      missing += n - (got?.distinct ?? 0);
+      duplicates += got?.duplicates ?? 0;
+    }
+  }
+  const all = reports.flatMap((r) => r.latenciesUs);
+  return {
+    sent,
+    reports,
+    missing,
+    duplicates,
+    lost: sum(reports.map((r) => r.lostReported)),
+    latency: summarize(all),
+    perReceiverP99: reports.map((r) => summarize(r.latenciesUs).p99),
+  };
+}
+
+function distinctOf(r: Report): number {
+  return sum(Object.values(r.perSender).map((s) => s.distinct));
+}
+
+function rateRow(label: string, p: RatePhase): Array<string | number> {
+  const l = p.latency;
+  const rs = (k: string) => sum(p.reports.map((r) => r.reliable[k] ?? 0));
+  return [
+    label,
+    sum(p.sent).toLocaleString('en-US'),
+    l.n.toLocaleString('en-US'),
+    us(l.p50),
+    us(l.p95),
+    us(l.p99),
+    us(l.max),
+    p.missing,
+    p.duplicates,
+    p.lost,
+    rs('nacksSent'),
+    rs('repairsSent'),
+    pct(sum(p.reports.map((r) => r.cpuPercent)) / p.reports.length),
+  ];
+}
+
+interface Throughput {
+  label: string;
+  perReceiver: number[];
+  complete: boolean[];
+  duplicates: number;
+  datagramsOut: number;
+  packing: number;
+  rateLimited: number;
+  nacks: number;
+  repairs: number;
+  senderCpu: number;
+  receiverCpu: number;
+  /** CPU µs per message: the sender's per published message, the receivers' mean per delivered one. */
+  senderUsPerMsg: number;
+  receiverUsPerMsg: number;
+  seconds: number;
+}
+
+/** How a throughput run's drivers are configured. */
+interface BlastConfig {
+  guard: boolean;
+  rcvbufBytes?: number;
+  tickMs?: number;
+}
+
+/** One sender (host 0) blasts BLAST_MESSAGES to the receivers, with flow control from acks. */
+async function blastPhase(lan: NetnsLan, config: BlastConfig, label: string): Promise<Throughput> {
+  const ds = await startDrivers(lan, 1 + THROUGHPUT_RECEIVERS, config);
+  try {
+    await Promise.all(ds.map((d) => d.ask({ cmd: 'reset' }, 'reset', 10_000)));
+    progress(`${label}: blasting ${BLAST_MESSAGES} messages`);
+    const sentEv = await ds[0]!.ask(
+      { cmd: 'blast', count: BLAST_MESSAGES, size: PAYLOAD_BYTES },
+      'sent',
+      BLAST_TIMEOUT_MS,
+    );
+    const receivers = ds.slice(1);
+    const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+    let reports: Report[] = [];
+    for (;;) {
+      reports = await Promise.all(receivers.map((d) => d.report(false)));
+      if (reports.every((r) => (r.perSender['0']?.distinct ?? 0) >= BLAST_MESSAGES) || Date.now() > deadline)
+        break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const sender = await ds[0]!.report(false);
+    const perReceiver = reports.map((r) => {
+      const got = r.perSender['0']?.distinct ?? 0;
+      const s = Number(BigInt(r.lastAt) - BigInt(r.firstSentAt)) / 1e9;
+      return got / s;
+    });
+    const dataDatagrams = sender.reliable.datagramsSent ?? 0;
+    return {
+      label,
+      perReceiver,
+      complete: reports.map((r) => (r.perSender['0']?.distinct ?? 0) === BLAST_MESSAGES),
+      duplicates: sum(reports.map((r) => r.perSender['0']?.duplicates ?? 0)),
+      datagramsOut: dataDatagrams,
+      // Repairs are counted in datagramsSent too; with no loss they are few.
+      packing: BLAST_MESSAGES / Math.max(1, dataDatagrams),
+      rateLimited: sum(reports.map((r) => r.guard?.rateLimited ?? 0)),
+      nacks: sum(reports.map((r) => r.reliable.nacksSent ?? 0)),
+      repairs: sender.reliable.repairsSent ?? 0,
+      senderCpu: sender.cpuPercent,
+      receiverCpu: sum(reports.map((r) => r.cpuPercent)) / reports.length,
+      senderUsPerMsg: sender.cpuUs / BLAST_MESSAGES,
+      receiverUsPerMsg:
+        sum(reports.map((r) => r.cpuUs / Math.max(1, r.perSender['0']?.distinct ?? 0))) / reports.length,
+      seconds: (sentEv.ms as number) / 1000,
+    };
+  } finally {
+    await stopDrivers(ds);
+  }
+}
+
+interface RedisResult {
+  perSubscriber: number[];
+  /** CPU µs per message: redis-server per published message, subscribers' mean per received one. */
+  serverUsPerMsg: number;
+  subscriberUsPerMsg: number;
+  receivers: number;
+  seconds: number;
+  version: string;
+}
+
+async function redisPhase(lan: NetnsLan): Promise<RedisResult> {
+  const version = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim();
+  const server = new ChildLines(
+    lan.spawn(0, 'redis-server', [
+      '--port',
+      String(REDIS_PORT),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      // Subscribers are never disconnected for a full output buffer: we measure speed, not limits.
+      '--client-output-buffer-limit',
+      'pubsub 0 0 0',
+    ]),
+  );
+  try {
+    await server.until(
+      (l) => l.lines.some((x) => x.includes('Ready to accept connections')),
+      20_000,
+      'redis',
+    );
+    const client = (mode: string) =>
+      new ChildLines(
+        lan.spawn(0, process.execPath, [
+          '--import',
+          'tsx',
+          REDIS_CLIENT,
+          mode,
+          String(REDIS_PORT),
+          'bench',
+          String(PAYLOAD_BYTES),
+          String(BLAST_MESSAGES),
+        ]),
+      );
+    const subs = Array.from({ length: THROUGHPUT_RECEIVERS }, () => client('sub'));
+    for (const s of subs)
+      await s.until((l) => l.json().some((e) => e.ev === 'ready'), START_TIMEOUT_MS, 'redis subscriber');
+    progress(`redis: publishing ${BLAST_MESSAGES} messages to ${subs.length} subscribers`);
+    const serverCpu0 = cpuUsOf(server.child.pid!);
+    const pub = client('pub');
+    await pub.until(
+      (l) => l.json().some((e) => e.ev === 'sent' || e.ev === 'error'),
+      BLAST_TIMEOUT_MS,
+      'redis pub',
+    );
+    const sent = pub.json().find((e) => e.ev === 'sent');
+    if (!sent) throw new Error(`redis publisher: ${JSON.stringify(pub.json())}`);
+    const startAt = BigInt(sent.startAt as string);
+    const perSubscriber: number[] = [];
+    const subUs: number[] = [];
+    for (const [i, s] of subs.entries()) {
+      await s.until(
+        (l) => l.json().some((e) => e.ev === 'done') || l.child.exitCode !== null,
+        DRAIN_TIMEOUT_MS,
+        'redis subscriber done',
+      );
+      const done = s.json().find((e) => e.ev === 'done');
+      if (!done) throw new Error(`redis subscriber ${i} exited without its count`);
+      subUs.push(done.cpuUs as number);
+      perSubscriber.push((done.count as number) / (Number(BigInt(done.lastAt as string) - startAt) / 1e9));
+    }
+    const serverUs = cpuUsOf(server.child.pid!) - serverCpu0;
+    return {
+      perSubscriber,
+      serverUsPerMsg: serverUs / BLAST_MESSAGES,
+      subscriberUsPerMsg: sum(subUs) / subUs.length / BLAST_MESSAGES,
+      receivers: sent.receivers as number,
+      seconds: (sent.ms as number) / 1000,
+      version,
+    };
+  } finally {
+    server.child.kill('SIGTERM');
+    await Promise.race([server.exited, new Promise((r) => setTimeout(r, 5000))]);
+  }
+}
+
+/** utime + stime of a process from /proc/<pid>/stat, µs (resolution: one clock tick, 10 ms). */
+function cpuUsOf(pid: number): number {
+  try {
+    const stat = execFileSync('cat', [`/proc/${pid}/stat`], { encoding: 'utf8' });
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS_PER_S;
+  } catch {
+    return NaN;
+  }
+}
+
+function loadavg(): string {
+  try {
+    return execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join('/');
+  } catch {
+    return 'n/a';
+  }
+}
+
+async function run(): Promise<Section> {
+  const cap = netnsCapability();
+  if (!cap.ok) throw new Error(`the chat bench needs network namespaces: ${cap.why}`);
+  if (!nftAvailable()) throw new Error('the chat bench needs nft for the loss phase');
+  const started = Date.now();
+  const loadBefore = loadavg();
+
+  // ---- a and b: 8 peers at 2,000 messages/s in total, then with 10 % loss ----
+  const lanA = new NetnsLan(LATENCY_PEERS).up();
+  const undoA = onCleanup(() => lanA.down());
+  let clean: RatePhase;
+  let lossy: RatePhase;
+  let liveAfterLoss: number[];
+  try {
+    const ds = await startDrivers(lanA, LATENCY_PEERS, { guard: true });
+    clean = await ratePhase(ds, 'latency');
+    lanA.addLossAll(LOSS_PERCENT);
+    lossy = await ratePhase(ds, `${LOSS_PERCENT} % loss`);
+    liveAfterLoss = await Promise.all(ds.map((d) => d.live()));
+    await stopDrivers(ds);
+  } finally {
+    lanA.down();
+    undoA();
+  }
+
+  // ---- c: one sender, 4 receivers, as fast as it goes; Redis side by side ----
+  const lanC = new NetnsLan(1 + THROUGHPUT_RECEIVERS).up();
+  const undoC = onCleanup(() => lanC.down());
+  let guarded: Throughput;
+  let unguarded: Throughput;
+  let tuned: Throughput;
+  let redis: RedisResult | null = null;
+  let redisError = '';
+  try {
+    guarded = await blastPhase(lanC, { guard: true }, 'peer, as the CLI runs (open group)');
+    unguarded = await blastPhase(lanC, { guard: false }, 'peer, rate guard off');
+    tuned = await blastPhase(
+      lanC,
+      { guard: false, rcvbufBytes: TUNED_RCVBUF_BYTES, tickMs: TUNED_TICK_MS },
+      `peer, guard off, ${TUNED_RCVBUF_BYTES / 2 ** 20} MiB SO_RCVBUF, ${TUNED_TICK_MS} ms tick (experiment)`,
+    );
+    try {
+      redis = await redisPhase(lanC);
+    } catch (err) {
+      redisError = (err as Error).message;
+      progress(`redis failed: ${redisError}`);
+    }
+  } finally {
+    lanC.down();
+    undoC();
+  }
+
+  // ---- the section ----
+  const p99ms = clean.latency.p99 / 1000;
+  const metLatency = p99ms < TARGET_P99_MS && clean.missing === 0;
+  const exact = lossy.missing === 0 && lossy.duplicates === 0;
+  const redisMin = redis ? Math.min(...redis.perSubscriber) : NaN;
+  const cli = Math.min(...guarded.perReceiver);
+  const slowest = (t: Throughput) => fmtRate(Math.min(...t.perReceiver));
+  const summary = [
+    `- 8 peers, 2,000 messages/s in total, p99 < ${TARGET_P99_MS} ms: **${metLatency ? 'met' : 'not met'}**: p50 ${us(clean.latency.p50)}, p99 ${us(clean.latency.p99)} over ${clean.latency.n.toLocaleString('en-US')} deliveries; ${clean.missing} missing, ${clean.duplicates} duplicates.`,
+    `- With ${LOSS_PERCENT} % random loss on every host, every message to every live member exactly once: **${exact ? 'met' : 'not met'}**: ${lossy.missing} missing, ${lossy.duplicates} duplicates, ${lossy.lost} reported lost, over ${(sum(lossy.sent) * (LATENCY_PEERS - 1)).toLocaleString('en-US')} expected deliveries; all ${LATENCY_PEERS} peers still live for each other at the end: ${liveAfterLoss.every((n) => n === LATENCY_PEERS - 1) ? 'yes' : `no (${liveAfterLoss.join(', ')})`}.`,
+    `- One sender to ${THROUGHPUT_RECEIVERS} receivers, at least Redis pub/sub's rate: **${redis && cli >= redisMin ? 'met' : 'not met'}**: peer delivers ${slowest(guarded)} per receiver as the CLI runs (slowest receiver), ${slowest(unguarded)} with the per-source rate guard off, ${slowest(tuned)} in the tuning experiment; ` +
+      (redis
+        ? `Redis ${fmtRate(redisMin)} per subscriber (slowest) in the same run. CPU per message: a peer receiver ${guarded.receiverUsPerMsg.toFixed(1)} µs, the sender ${guarded.senderUsPerMsg.toFixed(1)} µs; a Redis subscriber ${redis.subscriberUsPerMsg.toFixed(2)} µs, redis-server ${redis.serverUsPerMsg.toFixed(2)} µs for all ${redis.receivers} subscribers.`
+        : `Redis could not be measured: ${redisError}.`),
+  ].join('\n');
+
+  const latencyTable: Table = {
+    caption: `**Rate phases**: ${LATENCY_PEERS} peers, each publishing ${TOTAL_RATE_PER_S / LATENCY_PEERS} messages/s of ${PAYLOAD_BYTES} bytes for ${RATE_S} s; latency = receiver's delivery time minus the sender's publish time, over every (message, receiver) pair.`,
+    headers: [
+      'phase',
+      'messages sent',
+      'deliveries',
+      'p50',
+      'p95',
+      'p99',
+      'max',
+      'missing',
+      'duplicates',
+      'reported lost',
+      'NACKs',
+      'repairs',
+      'CPU per peer',
+    ],
+    rows: [rateRow('no loss', clean), rateRow(`${LOSS_PERCENT} % loss on every host`, lossy)],
+  };
+  const tpRow = (t: Throughput): Array<string | number> => [
+    t.label,
+    t.perReceiver.map(fmtRate).join(', '),
+    t.complete.every(Boolean) ? 'yes' : `no (${t.complete.map((c) => (c ? 'y' : 'n')).join('')})`,
+    t.duplicates,
+    t.datagramsOut.toLocaleString('en-US'),
+    t.packing.toFixed(1),
+    t.rateLimited.toLocaleString('en-US'),
+    t.nacks.toLocaleString('en-US'),
+    t.repairs.toLocaleString('en-US'),
+    `${t.senderUsPerMsg.toFixed(1)} µs (${pct(t.senderCpu)})`,
+    `${t.receiverUsPerMsg.toFixed(1)} µs (${pct(t.receiverCpu)})`,
+  ];
+  const throughputTable: Table = {
+    caption: `**Throughput**: one sender, ${THROUGHPUT_RECEIVERS} receivers, ${BLAST_MESSAGES.toLocaleString('en-US')} messages of ${PAYLOAD_BYTES} bytes, no injected loss. Rate per receiver = messages / (its last delivery − the first publish). CPU: user + system time per message (sender: per published message; receiver: mean per delivered message), and in brackets the share of one core it used over the run.`,
+    headers: [
+      'system',
+      'delivered/s per receiver',
+      'all delivered',
+      'duplicates',
+      'data datagrams sent',
+      'messages per datagram',
+      'datagrams dropped by the guard',
+      'NACKs',
+      'repairs',
+      'sender CPU / message',
+      'receiver CPU / message',
+    ],
+    rows: [
+      tpRow(guarded),
+      tpRow(unguarded),
+      tpRow(tuned),
+      redis
+        ? [
+            `Redis pub/sub (${redis.version.split(' ')[2] ?? redis.version}), ${redis.receivers} subscribers`,
+            redis.perSubscriber.map(fmtRate).join(', '),
+            'yes',
+            'n/a',
+            'n/a (TCP)',
+            'n/a',
+            'n/a',
+            'n/a',
+            'n/a',
+            `redis-server ${redis.serverUsPerMsg.toFixed(2)} µs`,
+            `${redis.subscriberUsPerMsg.toFixed(2)} µs`,
+          ]
+        : ['Redis pub/sub', `not measured: ${redisError}`, '', '', '', '', '', '', '', '', ''],
+    ],
+  };
+  const method = [
+    `One process per network namespace on a bridge (test/support/netns.ts), each \`node --import tsx bench/chat-driver.ts\`: the real stack under \`peer chat\` (UdpTransport bound to the namespace's 10.77.x address, the open-group per-source rate guard from securityLayers as startPeer wires it, PeerNode with the lan profile and membership, ReliableDelivery with \`defer: setImmediate\`, the packing \`peer chat\` uses), driven over stdin/stdout by bench/chat.ts. The driver skips the Chat module and SQLite because the CLI offers neither rate control nor per-message timestamps.`,
+    `**Latency**: each payload carries the sender's CLOCK_MONOTONIC time (process.hrtime) at publish; the receiver subtracts it from its own CLOCK_MONOTONIC time at delivery (in the handler, after de-duplication and ordering). All namespaces run on one kernel and share that clock (no time namespace is used), so the difference is a valid one-way latency with no clock sync error. Senders wake every 2 ms and publish what is due, so messages due in the same wake are packed into one datagram, as chat packs a burst.`,
+    `**Loss**: the same 8 processes, then nftables on every host drops ${LOSS_PERCENT} % of incoming UDP at random (\`meta l4proto udp numgen random mod 100 < ${LOSS_PERCENT} drop\`, data, NACKs, repairs, acks and heartbeats alike); the same ${RATE_S} s of traffic; each receiver counts, per sender and message number, how often the handler ran (missing = sent − distinct, duplicates = deliveries beyond the first), after waiting up to ${DRAIN_TIMEOUT_MS / 1000} s for repairs.`,
+    `**Throughput**: a fresh LAN of ${1 + THROUGHPUT_RECEIVERS} namespaces, one sender publishing as fast as flow control allows: every ${256}th publish asks for a settle callback (all receivers acked) and at most 16 such chunks (4,096 messages, half the 8,192-message repair buffer) are unsettled at once, so nothing is ever evicted unrepaired. Run once as the CLI runs, once with the rate guard left out (the driver's \`guard: false\`), and once as an experiment on what limits the rate: guard off, both sockets' SO_RCVBUF raised to ${TUNED_RCVBUF_BYTES / 2 ** 20} MiB (the kernel default is 208 KiB), and a ${TUNED_TICK_MS} ms node tick instead of 25 ms (receivers ack once per tick, and the sender's window moves on acks). **Redis**: \`redis-server --port ${REDIS_PORT} --bind 127.0.0.1 --save '' --appendonly no --client-output-buffer-limit 'pubsub 0 0 0'\` inside the sender's namespace (its own loopback), ${THROUGHPUT_RECEIVERS} subscriber processes and one publisher process (bench/redis-client.ts: RESP over a raw TCP socket, PUBLISH pipelined with at most 4,096 unanswered), the same ${PAYLOAD_BYTES}-byte payload and message count; a subscriber's rate = messages / (its last message − the publisher's first write).`,
+    `Rerun: \`npm run bench -- chat\` (root, iproute2, nftables, redis-server); PEER_BENCH_CHAT_S and PEER_BENCH_CHAT_BLAST change the phase length and message count.`,
+  ].join(' ');
+  const notes = [
+    `Whole module took ${((Date.now() - started) / 60000).toFixed(1)} min. Load average (1/5/15 min) before: ${loadBefore}, after: ${loadavg()} on a 2-core machine shared with other work: ${LATENCY_PEERS} peer processes plus the bench share those 2 cores, so latency tails include scheduling delay.`,
+    `The issue quotes Redis at about ${REDIS_REFERENCE_PER_S.toLocaleString('en-US')} messages/s per subscriber with 3 subscribers; the number above is what this run measured with ${THROUGHPUT_RECEIVERS}.`,
+    `Guard: an open group (no --key-file) admits ${2000} datagrams/s per source address, burst 4,000 (src/p2p/transport/guard.ts); a receiver drops the excess before decoding, then NACKs it, so as the CLI runs a single sender's rate is bounded by about 2,000 × messages per datagram.`,
+  ];
+  return {
+    title: 'Chat and reliable delivery (issue 4 targets)',
+    summary,
+    tables: [latencyTable, throughputTable],
+    method,
+    notes,
+  };
+}
