@@ -1,0 +1,221 @@
+/**
+ * The client side of `peer kv`: one observer peer running the KeyValue protocol, with promise
+ * APIs for writes (until --acks holders confirmed), reads (until --read holders answered) and
+ * dumps, woken by the protocol's events rather than by polling, so latencies are measured well.
+ */
+import { Flags } from '@oclif/core';
+import { KeyValue } from '../p2p/kv.js';
+import { acksSatisfied, envelopeOverhead, parseAckPolicy, type AckPolicy } from '../p2p/replication.js';
+import { entryId } from '../storage/replica.js';
+import type { KvOp, KvVersion } from '../storage/kv.js';
+import { UsageError } from './network.js';
+import { startPeer, type NetworkSettings, type RunningPeer } from './peer.js';
+import { HOLDER_DISCOVERY_MS } from './replica.js';
+
+/** A waiter also re-checks this often (a holder dying changes what "all" means without an event). */
+export const KV_RECHECK_MS = 50;
+export const EXIT_NOT_CONFIRMED = 1;
+export const EXIT_NOT_FOUND = 3;
+
+export const writeFlags = {
+  acks: Flags.string({
+    summary: 'Holders that must confirm the write durably: all, majority, or a number.',
+    default: 'all',
+  }),
+  timeout: Flags.integer({
+    summary: 'How long to wait for the holders, in ms.',
+    default: 5_000,
+    min: 1,
+    max: 3_600_000,
+  }),
+};
+
+export const readFlags = {
+  read: Flags.string({
+    summary: 'Holders that must answer a read: all, majority, or a number (the newest answer wins).',
+    default: 'majority',
+  }),
+  timeout: writeFlags.timeout,
+};
+
+export function policyFlag(name: string, value: string): AckPolicy {
+  const p = parseAckPolicy(value);
+  if (!p) throw new UsageError(`--${name} ${value} is not valid; use all, majority or a number >= 1`);
+  return p;
+}
+
+export interface WriteResult {
+  ok: boolean;
+  op: 'put' | 'delete';
+  key: string;
+  id: string;
+  lamport: number;
+  acks: string;
+  confirmed: string[];
+  missing: string[];
+  ms: number;
+}
+
+export interface ReadResult {
+  ok: boolean;
+  key: string;
+  found: boolean;
+  value: string | null;
+  /** The winning version among the answers (a tombstone for a deleted key). */
+  version: KvVersion | null;
+  answered: string[];
+  known: number;
+  ms: number;
+}
+
+interface Waiter {
+  check: () => boolean;
+  done: () => void;
+}
+
+export class KvClient {
+  private readonly waiters = new Set<Waiter>();
+  private readonly sweep: NodeJS.Timeout;
+
+  private constructor(
+    readonly peer: RunningPeer,
+    readonly kv: KeyValue,
+  ) {
+    peer.node.on((e) => {
+      if (e.kind === 'kv-ack' || e.kind === 'kv-answer') this.wake();
+    });
+    this.sweep = setInterval(() => this.wake(), KV_RECHECK_MS);
+  }
+
+  /**
+   * Starts an observer and waits until at least one kv holder answered its probe (and a moment
+   * more, so `all` counts every holder). Their answers carry their Lamport times, so a write made
+   * now is ordered after every write those holders had acknowledged.
+   */
+  static async start(settings: NetworkSettings, timeoutMs: number): Promise<KvClient> {
+    let kv!: KeyValue;
+    const peer = await startPeer(settings, {
+      observer: true,
+      install: (node) => {
+        kv = node.install(
+          (ctx, n) => new KeyValue(ctx, n.membership, { envelopeBytes: envelopeOverhead(settings.name) }),
+        );
+      },
+    });
+    const client = new KvClient(peer, kv);
+    const started = Date.now();
+    await client.until(
+      () => kv.liveHolders().length > 0 && Date.now() - started >= HOLDER_DISCOVERY_MS,
+      timeoutMs,
+    );
+    if (kv.liveHolders().length === 0) {
+      await client.stop();
+      throw new UsageError(
+        `no kv holder answered within ${timeoutMs} ms; start one with 'peer kv serve', and check --interface, --group and --port`,
+      );
+    }
+    return client;
+  }
+
+  nameOf(id: string): string {
+    return this.kv.holders().find((h) => h.id === id)?.name ?? id.slice(0, 8);
+  }
+
+  /**
+   * Writes and waits until `policy` holders confirmed or `timeoutMs` passed. With `keep`, a write
+   * that timed out stays tracked (and retried) until settle(): the bench waits for it at the end.
+   */
+  async write(
+    op: KvOp,
+    policy: AckPolicy,
+    acks: string,
+    timeoutMs: number,
+    keep = false,
+  ): Promise<WriteResult> {
+    const started = performance.now();
+    const entry = this.kv.write(op);
+    const id = entryId(entry);
+    const satisfied = () => {
+      const st = this.kv.writeStatus(id)!;
+      return acksSatisfied(policy, st.acked.length, st.known);
+    };
+    const ok = await this.until(satisfied, timeoutMs);
+    const ms = performance.now() - started;
+    const st = this.kv.writeStatus(id)!;
+    if (ok || !keep) this.kv.settle(id);
+    return {
+      ok,
+      op: op.kind,
+      key: op.key,
+      id,
+      lamport: entry.lamport,
+      acks,
+      confirmed: st.acked.map((x) => this.nameOf(x)).sort(),
+      missing: st.missing.map((m) => m.name).sort(),
+      ms,
+    };
+  }
+
+  async read(key: string, policy: AckPolicy, timeoutMs: number): Promise<ReadResult> {
+    const started = performance.now();
+    const q = this.kv.read(key);
+    const ok = await this.until(() => {
+      const st = this.kv.readStatus(q)!;
+      return acksSatisfied(policy, st.answers.size, st.known);
+    }, timeoutMs);
+    const st = this.kv.readStatus(q)!;
+    this.kv.endRead(q);
+    const v = st.latest;
+    return {
+      ok,
+      key,
+      found: v !== null && v.value !== null,
+      value: v?.value ?? null,
+      version: v,
+      answered: [...st.answers.keys()].map((x) => this.nameOf(x)).sort(),
+      known: st.known,
+      ms: performance.now() - started,
+    };
+  }
+
+  /** Every row of one holder's table, tombstones included. */
+  async dump(holder: { id: string; address: string }, timeoutMs: number): Promise<KvVersion[]> {
+    const h = this.kv.scan(holder);
+    const ok = await this.until(() => h.done, timeoutMs);
+    this.kv.endScan(h);
+    if (!ok || h.failed)
+      throw new UsageError(
+        `the dump from ${this.nameOf(holder.id)} did not finish (${h.failed || `timed out after ${timeoutMs} ms`}); try another holder with --from`,
+      );
+    return h.rows;
+  }
+
+  /** Resolves true once `cond` holds (checked on every kv event and every KV_RECHECK_MS). */
+  until(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (cond()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w: Waiter = {
+        check: cond,
+        done: () => {
+          clearTimeout(timer);
+          this.waiters.delete(w);
+          resolve(true);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(w);
+        resolve(cond());
+      }, timeoutMs);
+      this.waiters.add(w);
+    });
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.sweep);
+    await this.peer.stop();
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) if (w.check()) w.done();
+  }
+}

@@ -1,0 +1,50 @@
+import { Args } from '@oclif/core';
+import { PeerCommand } from '../../cli/base.js';
+import { networkFlags } from '../../cli/flags.js';
+import { networkSettings } from '../../cli/peer.js';
+import { UsageError } from '../../cli/network.js';
+import {
+  EXIT_NOT_CONFIRMED,
+  EXIT_NOT_FOUND,
+  KvClient,
+  policyFlag,
+  readFlags,
+  type ReadResult,
+} from '../../cli/kv.js';
+import { keyProblem } from '../../storage/kv.js';
+
+export default class KvGet extends PeerCommand {
+  static override summary = 'Print the value of KEY.';
+  static override description =
+    'Asks every kv holder and waits until --read of them answered (default: a majority); prints the newest value among the answers (last writer wins). With --read majority after a write with --acks majority (or any read after --acks all), the read returns that write or a later one. Exits 0 with the value, 3 if the key does not exist (or was deleted), 1 if too few holders answered within --timeout, 2 on bad input.';
+  static override examples = [
+    '<%= config.bin %> kv get color --interface 127.0.0.1',
+    '<%= config.bin %> kv get color --read all --json',
+  ];
+  static override enableJsonFlag = true;
+  static override args = { key: Args.string({ description: 'The key.', required: true }) };
+  static override flags = { ...networkFlags, ...readFlags };
+
+  async run(): Promise<ReadResult> {
+    const { args, flags } = await this.parse(KvGet);
+    const policy = policyFlag('read', flags.read);
+    const problem = keyProblem(args.key);
+    if (problem) throw new UsageError(problem);
+    const client = await KvClient.start(networkSettings(flags, flags.name ?? 'kv'), flags.timeout);
+    try {
+      const r = await client.read(args.key, policy, flags.timeout);
+      if (!r.ok) {
+        process.stderr.write(
+          `${this.config.bin}: ${r.answered.length} of ${r.known} holders answered within ${flags.timeout} ms (--read ${flags.read})${r.answered.length ? `: ${r.answered.join(', ')}` : ''}\n`,
+        );
+        process.exitCode = EXIT_NOT_CONFIRMED;
+      } else if (!r.found) {
+        process.stderr.write(`${this.config.bin}: ${args.key}: not found${r.version ? ' (deleted)' : ''}\n`);
+        process.exitCode = EXIT_NOT_FOUND;
+      } else if (!this.jsonEnabled()) this.log(r.value!);
+      return r;
+    } finally {
+      await client.stop();
+    }
+  }
+}

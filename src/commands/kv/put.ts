@@ -1,0 +1,59 @@
+import { Args } from '@oclif/core';
+import { PeerCommand } from '../../cli/base.js';
+import { networkFlags } from '../../cli/flags.js';
+import { networkSettings } from '../../cli/peer.js';
+import { UsageError } from '../../cli/network.js';
+import { EXIT_NOT_CONFIRMED, KvClient, policyFlag, writeFlags, type WriteResult } from '../../cli/kv.js';
+import { opProblem, type KvOp } from '../../storage/kv.js';
+
+export default class KvPut extends PeerCommand {
+  static override summary = 'Set KEY to VALUE in the replicated key-value store.';
+  static override description =
+    'Writes and exits 0 once --acks holders committed the write durably, printing its id and Lamport time; exits 1 naming the holders that did not confirm within --timeout, 2 on bad input. Keys: 1-128 bytes, printable, no whitespace. Values: up to 512 bytes.';
+  static override examples = [
+    '<%= config.bin %> kv put color blue --interface 127.0.0.1',
+    '<%= config.bin %> kv put greeting "hello world" --acks majority --json',
+  ];
+  static override enableJsonFlag = true;
+  static override args = {
+    key: Args.string({ description: 'The key.', required: true }),
+    value: Args.string({ description: 'The value.', required: true }),
+  };
+  static override flags = { ...networkFlags, ...writeFlags };
+
+  async run(): Promise<WriteResult> {
+    const { args, flags } = await this.parse(KvPut);
+    return writeCommand(this, { kind: 'put', key: args.key, value: args.value }, flags);
+  }
+}
+
+/** Shared by put and delete: validate, write, report. */
+export async function writeCommand(
+  cmd: PeerCommand & { log(s: string): void },
+  op: KvOp,
+  flags: Parameters<typeof networkSettings>[0] & { acks: string; timeout: number },
+): Promise<WriteResult> {
+  const policy = policyFlag('acks', flags.acks);
+  const problem = opProblem(op);
+  if (problem) throw new UsageError(`${problem}`);
+  const client = await KvClient.start(networkSettings(flags, flags.name ?? 'kv'), flags.timeout);
+  try {
+    const r = await client.write(op, policy, flags.acks, flags.timeout);
+    if (r.ok) {
+      if (!cmd.jsonEnabled())
+        cmd.log(
+          `${r.op === 'put' ? 'OK' : 'DELETED'} ${r.id} lamport ${r.lamport}: confirmed by ${r.confirmed.join(', ')}`,
+        );
+      return r;
+    }
+    const known = r.confirmed.length + r.missing.length;
+    process.stderr.write(
+      `${cmd.config.bin}: ${r.id} confirmed by ${r.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${r.missing.length ? `no confirmation from: ${r.missing.join(', ')}` : `only ${known} holder(s) are known`}\n`,
+    );
+    // Not this.exit(): oclif would print a second JSON object (an error) after ours.
+    process.exitCode = EXIT_NOT_CONFIRMED;
+    return r;
+  } finally {
+    await client.stop();
+  }
+}

@@ -1,0 +1,117 @@
+import { Flags } from '@oclif/core';
+import chalk from 'chalk';
+import { PeerCommand } from '../../cli/base.js';
+import { networkFlags } from '../../cli/flags.js';
+import { networkSettings, startPeer, untilSignal } from '../../cli/peer.js';
+import { UsageError } from '../../cli/network.js';
+import { clockTime, paintName } from '../../cli/output.js';
+import { KeyValue } from '../../p2p/kv.js';
+import { envelopeOverhead } from '../../p2p/replication.js';
+import type { PeerEvent } from '../../p2p/protocol.js';
+import { KvStore, KvStoreError, decodeOp } from '../../storage/kv.js';
+import { entryId } from '../../storage/replica.js';
+
+export default class KvServe extends PeerCommand {
+  static override summary = 'Hold the replicated key-value store (until Ctrl-C).';
+  static override description =
+    "Joins the group as a kv holder: keeps the operation log and the key-value table in this peer's SQLite file (--data-dir, one file per --name), acknowledges a write only once it is committed with synchronous=FULL, answers reads and dumps, and repairs the other holders' logs in the background (anti-entropy), so a holder that was down or cut off catches up when it returns. Conflicting writes resolve the same way everywhere: last writer wins by (Lamport time, peer id).";
+  static override examples = [
+    '<%= config.bin %> kv serve --interface 127.0.0.1 --name h1',
+    '<%= config.bin %> kv serve --name h2 --log-format json',
+  ];
+  static override flags = {
+    ...networkFlags,
+    'log-format': Flags.string({
+      summary: 'Log lines as text or as JSON objects.',
+      options: ['text', 'json'],
+      default: 'text',
+    }),
+  };
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(KvServe);
+    const settings = networkSettings(flags);
+    const json = flags['log-format'] === 'json';
+    const log = (fields: Record<string, unknown>, text: string) =>
+      this.log(
+        json
+          ? JSON.stringify({ at: new Date().toISOString(), ...fields })
+          : `${clockTime(Date.now())} ${text}`,
+      );
+    let store!: KvStore;
+    let kv!: KeyValue;
+    const peer = await startPeer(settings, {
+      // Opened here, before the node: a restarted holder starts its clock above its own log.
+      lamport: (s) => {
+        try {
+          store = KvStore.open(s!.db, { durable: true });
+        } catch (err) {
+          if (err instanceof KvStoreError) throw new UsageError(`${s!.file}: ${err.message}`);
+          throw err;
+        }
+        return store.maxLamport();
+      },
+      install: (node) => {
+        kv = node.install(
+          (ctx, n) =>
+            new KeyValue(ctx, n.membership, { store, envelopeBytes: envelopeOverhead(settings.name) }),
+        );
+      },
+    });
+    const { node } = peer;
+    const keys = store.all().filter((v) => v.value !== null).length;
+    log(
+      { event: 'up', name: node.name, id: node.id, address: node.address, keys, operations: store.set.size },
+      `${paintName(node.name)} holds the kv store (${keys} keys, ${store.set.size} operations, digest ${store.set.digest()}) at ${node.address}`,
+    );
+    node.on((e) => this.describe(e, log));
+    const signal = await untilSignal();
+    await peer.stop();
+    log({ event: 'down', signal, holder: kv.isHolder }, `left the group (${signal})`);
+  }
+
+  private describe(e: PeerEvent, log: (f: Record<string, unknown>, t: string) => void): void {
+    switch (e.kind) {
+      case 'kv-apply':
+        if (e.via === 'repair') {
+          log(
+            { event: 'repair', from: e.from, count: e.entries.length },
+            `${chalk.cyan('repair')} ${e.entries.length} operation(s) from ${e.from.slice(0, 8)}`,
+          );
+          return;
+        }
+        for (const x of e.entries) {
+          const op = decodeOp(x.text);
+          log(
+            {
+              event: 'apply',
+              id: entryId(x),
+              lamport: x.lamport,
+              op: op?.kind ?? 'unknown',
+              key: op?.key ?? null,
+            },
+            `${chalk.green(op?.kind ?? 'ignored')} ${op ? JSON.stringify(op.key) : '(not a kv operation)'} ${entryId(x)} lamport ${x.lamport}`,
+          );
+        }
+        return;
+      case 'kv-sync':
+        if (e.fetched + e.pushed === 0 && e.ok) return;
+        log(
+          { event: 'sync', peer: e.peer, fetched: e.fetched, pushed: e.pushed, ok: e.ok, reason: e.reason },
+          `${e.ok ? chalk.cyan('sync') : chalk.yellow('sync')} with ${e.peer.slice(0, 8)}: fetched ${e.fetched}, pushed ${e.pushed}${e.ok ? '' : ` (${e.reason})`}`,
+        );
+        return;
+      case 'kv-conflict':
+        log(
+          { event: 'conflict', peer: e.peer },
+          `${chalk.red('conflict')} digests differ from ${e.peer.slice(0, 8)} but no difference was found (hash collision?)`,
+        );
+        return;
+      case 'join':
+      case 'dead':
+      case 'left':
+        log({ event: e.kind, name: e.member.name, id: e.member.id }, `${e.kind} ${paintName(e.member.name)}`);
+        return;
+    }
+  }
+}
