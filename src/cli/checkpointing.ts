@@ -63,7 +63,10 @@ export function registerStandardSources(cp: Checkpoints, lamport: () => number, 
   cp.register('lamport', { capture: () => ({ time: lamport(), clean: clean() }) });
   cp.register('peers', {
     capture: () => ({ seen: hasTable(db, 'peers') ? count(db, 'SELECT count(*) AS n FROM peers') : 0 }),
-    describe: (s) => ((s as { seen: number }).seen > 0 ? `${(s as { seen: number }).seen} peers seen` : null),
+    describe: (s) => {
+      const n = (s as { seen: number }).seen;
+      return n > 0 ? `${n} peer${n === 1 ? '' : 's'} seen` : null;
+    },
   });
   cp.register('token', {
     capture: () => {
