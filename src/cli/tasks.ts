@@ -1,15 +1,15 @@
 /**
- * What the task commands share: installing the election and the tasks protocol on a peer, and
- * describing task events. The election runs in every task command, as the coordinator must be
- * known: `peer worker` stands as a candidate (rank: --priority, then peer id); one-shot commands
- * only follow.
+ * What the task commands share: installing the election, the group clock and the tasks protocol
+ * on a peer, and describing task events. The election runs in every task command, as the
+ * coordinator must be known: `peer worker` stands as a candidate (rank: --priority, then peer id);
+ * one-shot commands only follow.
  */
 import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import type { PeerNode } from '../p2p/node.js';
 import type { PeerEvent } from '../p2p/protocol.js';
-import { Election, PRIORITY_MAX } from '../p2p/election.js';
-import { Tasks, type TaskExecutor, type TaskLog } from '../p2p/tasks.js';
+import { Tasks, type CoordinatorView, type TaskExecutor, type TaskLog } from '../p2p/tasks.js';
+import { installCoordination, type Coordination } from './coordination.js';
 import { memberLabel, paintName } from './output.js';
 import { oneLine, PeerCommand } from './base.js';
 
@@ -38,14 +38,6 @@ export abstract class TaskCommand extends PeerCommand {
   }
 }
 
-export const priorityFlag = Flags.integer({
-  summary: 'Election priority: the highest-priority live worker coordinates (ties: the greater peer id).',
-  env: 'PEER_PRIORITY',
-  default: 0,
-  min: 0,
-  max: PRIORITY_MAX,
-});
-
 export const timeoutFlag = (defaultMs: number) =>
   Flags.integer({
     summary: 'How long to wait for the group, in ms.',
@@ -54,28 +46,38 @@ export const timeoutFlag = (defaultMs: number) =>
     max: 3_600_000,
   });
 
-export interface TaskPeer {
-  election: Election;
+export interface TaskPeer extends Coordination {
   tasks: Tasks;
 }
 
-/** Installs the election (first: it ticks first) and the tasks protocol. Call from startPeer's install. */
+/**
+ * Installs the election and the group clock (cli/coordination.ts, first: they tick first), then
+ * the tasks protocol. Any peer that stands in the election must run the tasks protocol too, or a
+ * group whose coordinator cannot coordinate tasks would leave them queued: `peer up` calls
+ * installTasks on its coordination; `peer worker` stands with an executor; one-shot task
+ * commands follow as observers.
+ */
+export function installTaskPeer(
+  node: PeerNode,
+  opts: { candidate: boolean; observer?: boolean; priority?: number; log?: TaskLog; executor?: TaskExecutor },
+): TaskPeer {
+  const coordination = installCoordination(node, {
+    priority: opts.priority ?? 0,
+    candidate: opts.candidate,
+    observer: opts.observer ?? false,
+  });
+  return { ...coordination, tasks: installTasks(node, coordination.election, opts) };
+}
+
+/** The tasks protocol alone, on a node whose election is installed already. */
 export function installTasks(
   node: PeerNode,
-  opts: { candidate: boolean; priority?: number; log?: TaskLog; executor?: TaskExecutor },
-): TaskPeer {
-  const election = node.install(
-    (ctx, n) =>
-      new Election(ctx, n.membership, {
-        timings: n.profile.election,
-        priority: opts.priority ?? 0,
-        candidate: opts.candidate,
-      }),
+  view: CoordinatorView,
+  opts: { log?: TaskLog; executor?: TaskExecutor } = {},
+): Tasks {
+  return node.install(
+    (ctx, n) => new Tasks(ctx, n.membership, { view, log: opts.log, executor: opts.executor }),
   );
-  const tasks = node.install(
-    (ctx, n) => new Tasks(ctx, n.membership, { view: election, log: opts.log, executor: opts.executor }),
-  );
-  return { election, tasks };
 }
 
 /** Resolves when `pred` holds for an event, or with null after `timeoutMs`. */
@@ -100,7 +102,7 @@ export function nextEvent<E extends PeerEvent>(
 
 const short = (id: string) => chalk.gray(id.slice(0, 8));
 
-/** One readable line for an election or task event, or null for kinds described elsewhere. */
+/** One readable line for a task event, or null for kinds described elsewhere (election: coordination.ts). */
 export function describeTaskEvent(e: PeerEvent, node: PeerNode): string | null {
   const who = (id: string | null) => {
     if (!id) return 'nobody';
@@ -109,10 +111,6 @@ export function describeTaskEvent(e: PeerEvent, node: PeerNode): string | null {
     return m ? memberLabel(m) : short(id);
   };
   switch (e.kind) {
-    case 'elected':
-      return `${chalk.green('elected')} this peer coordinates, term ${e.term}`;
-    case 'coordinator-changed':
-      return `${chalk.cyan('coord')}   ${who(e.coordinator)} coordinates, term ${e.term}`;
     case 'task-coordinator':
       return `${chalk.cyan('tasks')}   coordinating tasks (term ${e.term}); ${e.resumed} resumed from the log`;
     case 'task-assigned':

@@ -6,6 +6,8 @@ import { clockTime, describeMembershipEvent, eventJson, paintName } from '../cli
 import { describeReport, securityReport } from '../cli/security.js';
 import { UsageError } from '../cli/network.js';
 import { describeCoordinationEvent, installCoordination, priorityFlag } from '../cli/coordination.js';
+import { describeTaskEvent, installTasks } from '../cli/tasks.js';
+import { TaskStore } from '../storage/tasks.js';
 
 export default class Up extends PeerCommand {
   static override summary = 'Run a headless peer that stays in the group until stopped.';
@@ -31,7 +33,11 @@ export default class Up extends PeerCommand {
     const settings = networkSettings(flags);
     const json = flags['log-format'] === 'json';
     const peer = await startPeer(settings, {
-      install: (n) => installCoordination(n, { priority: flags.priority, candidate: true }),
+      install: (n, store) => {
+        const { election } = installCoordination(n, { priority: flags.priority, candidate: true });
+        // A candidate must be able to coordinate tasks when elected (docs/tasks.md); it runs none.
+        installTasks(n, election, { log: store ? TaskStore.of(store) : undefined });
+      },
     });
     const { node } = peer;
     const log = (fields: Record<string, unknown>, text: string) =>
@@ -50,7 +56,8 @@ export default class Up extends PeerCommand {
       `${paintName(node.name)} (${node.id.slice(0, 8)}) up at ${node.address} in ${settings.group}:${settings.port}, incarnation ${node.incarnation}`,
     );
     node.on((e) => {
-      const text = describeMembershipEvent(e) ?? describeCoordinationEvent(e, node.id);
+      const text =
+        describeMembershipEvent(e) ?? describeCoordinationEvent(e, node.id) ?? describeTaskEvent(e, node);
       if (text) log(eventJson(e, Date.now()), text);
     });
     // Counters are per process: SIGUSR1 prints ours, SIGHUP re-reads the key file (rotation).

@@ -4,7 +4,8 @@ import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
 import { clockTime, describeMembershipEvent, eventJson, paintName } from '../cli/output.js';
-import { describeTaskEvent, installTasks, priorityFlag, type TaskPeer } from '../cli/tasks.js';
+import { describeTaskEvent, installTaskPeer, type TaskPeer } from '../cli/tasks.js';
+import { describeCoordinationEvent, priorityFlag } from '../cli/coordination.js';
 import { WorkerPool } from '../cli/worker-pool.js';
 import { WORKER_CONCURRENCY_MAX } from '../p2p/tasks.js';
 import { TaskStore } from '../storage/tasks.js';
@@ -24,7 +25,7 @@ export default class Worker extends PeerCommand {
       min: 1,
       max: WORKER_CONCURRENCY_MAX,
     }),
-    priority: priorityFlag,
+    ...priorityFlag,
     'log-format': Flags.string({
       summary: 'Log lines as text or as JSON objects.',
       options: ['text', 'json'],
@@ -43,7 +44,7 @@ export default class Worker extends PeerCommand {
     try {
       peer = await startPeer(settings, {
         install: (node, store) => {
-          proto = installTasks(node, {
+          proto = installTaskPeer(node, {
             candidate: true,
             priority: flags.priority,
             log: store ? TaskStore.of(store) : undefined,
@@ -73,7 +74,8 @@ export default class Worker extends PeerCommand {
       `${paintName(node.name)} (${node.id.slice(0, 8)}) worker with ${concurrency} threads up at ${node.address} in ${settings.group}:${settings.port}`,
     );
     node.on((e) => {
-      const text = describeMembershipEvent(e) ?? describeTaskEvent(e, node);
+      const text =
+        describeMembershipEvent(e) ?? describeCoordinationEvent(e, node.id) ?? describeTaskEvent(e, node);
       if (text) log(eventJson(e, Date.now()), text);
     });
     const signal = await untilSignal();

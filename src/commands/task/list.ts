@@ -3,7 +3,7 @@ import { networkFlags } from '../../cli/flags.js';
 import { networkSettings, startPeer, defaultName } from '../../cli/peer.js';
 import { paintName, table } from '../../cli/output.js';
 import {
-  installTasks,
+  installTaskPeer,
   nextEvent,
   TaskCommand,
   TaskFailure,
@@ -79,7 +79,7 @@ export default class TaskList extends TaskCommand {
     const peer = await startPeer(settings, {
       observer: true,
       install: (node) => {
-        proto = installTasks(node, { candidate: false });
+        proto = installTaskPeer(node, { candidate: false, observer: true });
       },
     });
     const { tasks, election } = proto as unknown as TaskPeer;

@@ -4,7 +4,7 @@ import { networkFlags } from '../../cli/flags.js';
 import { UsageError } from '../../cli/network.js';
 import { networkSettings, startPeer } from '../../cli/peer.js';
 import {
-  installTasks,
+  installTaskPeer,
   nextEvent,
   TaskCommand,
   TaskFailure,
@@ -89,7 +89,7 @@ export default class TaskSubmit extends TaskCommand {
     const peer = await startPeer(settings, {
       observer: true,
       install: (node) => {
-        proto = installTasks(node, { candidate: false });
+        proto = installTaskPeer(node, { candidate: false, observer: true });
       },
     });
     const { tasks, election } = proto as unknown as TaskPeer;
