@@ -33,7 +33,7 @@ const FINISH_MS = 30_000;
 
 /** pids of every descendant of `pid`, deepest last (read before the parent dies). */
 function descendants(pid: number): number[] {
-  let kids: number[] = [];
+  let kids: number[];
   try {
     kids = fs
       .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
