@@ -301,6 +301,47 @@ describe('tasks (simulation)', () => {
     },
   );
 
+  it.each(SEEDS.slice(0, 15))(
+    'with the bully election across a partition and its healing: one result per task, recorded once per log, seed %i',
+    async (seed) => {
+      const w = await world(
+        seed,
+        { loss: 0.02, delayMaxMs: 3 },
+        ['w0', 'w1', 'w2', 'w3', 'client'],
+        { w0: 1, w1: 1, w2: 1, w3: 1 },
+        slow,
+        false,
+        true,
+      );
+      const leaderOf = (group: SimPeer[]) => {
+        const ids = new Set(group.map((p) => w.views.get(p.name)!.coordinator()));
+        return ids.size === 1 ? [...ids][0]! : null;
+      };
+      expect(w.c.rt.runUntilTrue(() => w.c.converged() && leaderOf(w.c.live()) !== null, 5_000)).toBe(true);
+      const first = w.c.peers.find((p) => p.node.id === leaderOf(w.c.live()))!;
+      const submitted = submitMany(w, 'client', 12);
+      w.c.rt.runFor(400);
+      // The old coordinator keeps one worker; the client's side has the other two and elects its own.
+      const sideA = [first, w.c.peers.find((p) => p !== first && p.name !== 'client')!];
+      const sideB = w.c.peers.filter((p) => !sideA.includes(p));
+      w.c.net.partition(
+        sideA.map((p) => p.address),
+        sideB.map((p) => p.address),
+      );
+      expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 60_000)).toBe(true);
+      w.c.net.heal();
+      expect(w.c.rt.runUntilTrue(() => w.c.converged() && leaderOf(w.c.live()) !== null, 10_000)).toBe(true);
+      w.c.rt.runFor(3_000);
+
+      expectResultsOnce(w, 'client', submitted);
+      recordedOnce(w);
+      // After healing, one coordinator, which alone holds coordinator state.
+      const leaders = w.c.peers.filter((p) => w.views.get(p.name)!.isCoordinator());
+      expect(leaders).toHaveLength(1);
+      expect(w.c.handlerErrors()).toEqual([]);
+    },
+  );
+
   it.each(SEEDS.slice(0, 10))(
     'a submitter that left after acceptance: the next coordinator resumes its tasks from its log, seed %i',
     async (seed) => {
