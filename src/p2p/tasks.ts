@@ -957,7 +957,11 @@ export class Tasks implements Protocol {
     this.remember(fin);
     if (first) this.ctx.emit({ kind: 'task-recorded', id: t.id, op: t.op, ok: out.ok, worker: fin.w });
     else this.stats.duplicateResults++;
-    if (t.submitter) this.post({ id: t.submitter, address: t.submitterAddr ?? '' }, 'tk.fin', fin);
+    // A task resumed from the log has no submitter address until the submitter re-sends it; then
+    // the multicast below is its only copy (and its polls fetch the rest).
+    const to =
+      t.submitter === this.me.id ? '' : (t.submitterAddr ?? this.membership.get(t.submitter ?? '')?.address);
+    if (t.submitter && to !== undefined) this.post({ id: t.submitter, address: to }, 'tk.fin', fin);
     this.ctx.broadcast('tk.fin', fin);
   }
 
