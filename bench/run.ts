@@ -14,6 +14,7 @@ import { progress, runCleanups, type BenchModule, type Section, type Table } fro
 
 const MODULES: Record<string, () => Promise<BenchModule>> = {
   membership: async () => (await import('./membership.js')).bench,
+  'token-ring': async () => (await import('./token-ring.js')).bench,
   chat: async () => (await import('./chat.js')).bench,
 };
 
