@@ -39,7 +39,17 @@ export default class Worker extends PeerCommand {
     const concurrency = flags.concurrency ?? Math.min(WORKER_CONCURRENCY_MAX, os.availableParallelism());
     const json = flags['log-format'] === 'json';
     let proto: TaskPeer | null = null;
-    const pool = new WorkerPool({ concurrency, onDone: (id, outcome) => proto?.tasks.complete(id, outcome) });
+    const pool = new WorkerPool({
+      concurrency,
+      onDone: (id, outcome) => {
+        // Outside the node's guard (a thread's message): a bug here must not take the peer down.
+        try {
+          proto?.tasks.complete(id, outcome);
+        } catch (err) {
+          process.stderr.write(`peer: could not report task ${id}: ${(err as Error).message}\n`);
+        }
+      },
+    });
     let peer;
     try {
       peer = await startPeer(settings, {

@@ -408,6 +408,30 @@ describe('tasks (simulation)', () => {
     },
   );
 
+  it('the largest tasks and results fit in one datagram, with 64-character peer names', async () => {
+    const long = (c: string) => c.repeat(64);
+    const [coord, worker, client] = [long('c'), long('w'), long('s')];
+    const w = await world(8, {}, [coord, worker, client], { [worker]: 1 }, fast);
+    w.fake.elect(w.peer(coord).node.id);
+    w.c.rt.runFor(500);
+    // 19 numbers of 24 characters: 475 characters of JSON, just under TASK_ARGS_JSON_CHARS_MAX.
+    const big = Array.from({ length: 19 }, (_, i) => -(1.2345678901234567 + i / 1e15) * 1e-300);
+    expect(JSON.stringify(big).length).toBeGreaterThan(470);
+    const ids = [
+      w.proto(client).submit('sort', big),
+      w.proto(client).submit('fibonacci', [2000]),
+      w.proto(client).submit('sum', big),
+    ];
+    expect(w.c.rt.runUntilTrue(() => w.proto(client).outstanding() === 0, 10_000)).toBe(true);
+    const results = eventsOf(w.peer(client), 'task-result');
+    expect(results.map((r) => r.id).sort()).toEqual([...ids].sort());
+    expect(results.every((r) => r.ok)).toBe(true);
+    w.proto(long('s')).requestList(10);
+    expect(w.c.rt.runUntilTrue(() => eventsOf(w.peer(client), 'task-list').length === 1, 5_000)).toBe(true);
+    expect(eventsOf(w.peer(client), 'task-list')[0]!.items).toHaveLength(3);
+    expect(w.c.handlerErrors()).toEqual([]);
+  });
+
   it('without a coordinator a listing fails with a clear error', async () => {
     const w = await world(3, {}, ['a', 'b'], {}, fast);
     w.c.rt.runFor(300);
