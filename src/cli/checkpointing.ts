@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import type Database from 'better-sqlite3';
 import type { PeerNode } from '../p2p/node.js';
 import type { ChatLine } from '../p2p/chat.js';
+import type { ReplicaSink } from '../p2p/replication.js';
 import { ChatStore } from '../storage/chat.js';
 import { openCheckpoints, type Checkpoints, type StoredMessage } from '../storage/checkpoint.js';
 import {
@@ -237,4 +238,42 @@ export function rebuildReplicas(cp: Checkpoints, dir: string): ReplicaRebuild[] 
     out.push({ replica, file, logged: logged.length, before, damagedLines, restored, rewritten });
   }
   return out;
+}
+
+// ---- replica holders: the replica log ----------------------------------------------------------
+
+/** Entries per replica-log write when a holder logs the entries its file already had. */
+export const REPLICA_LOG_CHUNK_ENTRIES = 10_000;
+
+/** A replica sink that also logs every entry it adds to the checkpoint store's replica log. */
+export function loggedSink(sink: ReplicaSink, replica: string, cp: () => Checkpoints | null): ReplicaSink {
+  return {
+    get set() {
+      return sink.set;
+    },
+    apply(entries) {
+      const r = sink.apply(entries);
+      const c = cp();
+      const changed = [...r.added, ...r.replaced];
+      if (c && changed.length > 0)
+        c.logReplica(replica, changed).catch((err: unknown) =>
+          process.stderr.write(`peer: replica log write failed: ${(err as Error).message}\n`),
+        );
+      return r;
+    },
+    flush: () => sink.flush(),
+    rewriteCanonical: () => sink.rewriteCanonical(),
+  };
+}
+
+/** Logs what the file held before the log existed, in chunks so the event loop stays free. */
+export async function logExisting(
+  cp: Checkpoints | null,
+  replica: string,
+  entries: readonly Entry[],
+): Promise<void> {
+  if (!cp || cp.replicaLogged(replica) >= entries.length) return;
+  const copy = entries.slice();
+  for (let i = 0; i < copy.length && cp.db.open; i += REPLICA_LOG_CHUNK_ENTRIES)
+    await cp.logReplica(replica, copy.slice(i, i + REPLICA_LOG_CHUNK_ENTRIES));
 }

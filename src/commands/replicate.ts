@@ -3,7 +3,8 @@ import { Args, Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
-import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
+import { networkSettings, startPeer, untilSignal, type RunningPeer } from '../cli/peer.js';
+import { logExisting, loggedSink } from '../cli/checkpointing.js';
 import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
 import { HOLDER_DISCOVERY_MS, POLL_MS, dirFlag, fileSink, waitFor } from '../cli/replica.js';
@@ -202,19 +203,24 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
     }
     let rp!: Replication;
     const maxLamport = file.set.entries.reduce((m, e) => Math.max(m, e.lamport), 0);
-    const peer = await startPeer(settings, {
+    // Entries also go to the replica log in SQLite (issue 8), from which peer recover rebuilds a
+    // damaged or truncated file; the file's own fsync is what an ack waits for.
+    let peer: RunningPeer | null = null;
+    const sink = loggedSink(fileSink(file), settings.name, () => peer?.checkpoints ?? null);
+    peer = await startPeer(settings, {
       lamport: () => maxLamport,
       install: (node) => {
         rp = node.install(
           (ctx, n) =>
             new Replication(ctx, n.membership, {
-              sink: fileSink(file),
+              sink,
               envelopeBytes: envelopeOverhead(settings.name),
             }),
         );
       },
     });
     const { node } = peer;
+    void logExisting(peer.checkpoints, settings.name, file.set.entries);
     log(
       {
         event: 'up',

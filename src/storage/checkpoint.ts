@@ -209,7 +209,7 @@ export class Checkpoints {
         'SELECT seq, taken_at, inbox_rowid, state, sha FROM checkpoints ORDER BY seq DESC',
       ),
       logReplica: db.prepare(
-        'INSERT OR IGNORE INTO replica_log (replica, origin, seq, lamport, text, crc) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT OR REPLACE INTO replica_log (replica, origin, seq, lamport, text, crc) VALUES (?, ?, ?, ?, ?, ?)',
       ),
       replicaRows: db.prepare(
         'SELECT origin, seq, lamport, text, crc FROM replica_log WHERE replica = ? ORDER BY lamport, origin, seq',
@@ -223,6 +223,7 @@ export class Checkpoints {
   /** Queues an operation; resolves with its result once the batch holding it is durable. */
   submit<T>(op: (db: Database.Database) => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
+      if (!this.db.open) return reject(new Error(`checkpoint store ${this.file} is closed`));
       this.queue.push({ op, resolve: resolve as (v: unknown) => void, reject });
       if (this.queue.length >= GROUP_COMMIT_OPS_MAX) this.flush();
       else this.timer ??= setTimeout(() => this.flush(), GROUP_COMMIT_DELAY_MS_MAX);
@@ -236,6 +237,10 @@ export class Checkpoints {
     const batch = this.queue;
     if (batch.length === 0) return;
     this.queue = [];
+    if (!this.db.open) {
+      for (const p of batch) p.reject(new Error(`checkpoint store ${this.file} is closed`));
+      return;
+    }
     let results: unknown[];
     try {
       results = this.db.transaction(() => batch.map((p) => p.op(this.db)))();
@@ -429,7 +434,7 @@ export class Checkpoints {
 
   // ---- replica log ----------------------------------------------------------------------------
 
-  /** Logs replica entries of replica `replica`; resolves once durable (then the holder may ack). */
+  /** Logs replica entries (a later version of an identity replaces the logged one); resolves once durable. */
   logReplica(replica: string, entries: readonly ReplicaLogEntry[]): Promise<number> {
     return this.submit(() => {
       let added = 0;
