@@ -39,6 +39,12 @@ import type { Delivery, ReliableDelivery } from './reliable.js';
 export const SNAPSHOT_MARKER_TOPIC = 'snap.mk';
 /** A local snapshot with a channel still open this long after recording is reported incomplete. */
 export const SNAPSHOT_CHANNEL_TIMEOUT_MS = 3000;
+/**
+ * Plain (datagram) markers are repeated this often while a recording is younger than
+ * SNAPSHOT_CHANNEL_TIMEOUT_MS: a lost one would leave a channel open, and a repeat is harmless
+ * (a marker on a closed channel changes nothing; plain channels carry no tracked messages).
+ */
+export const SNAPSHOT_MARKER_RETRY_MS = 200;
 /** The collector repeats its request this often until every live peer reported. */
 export const SNAPSHOT_REQUEST_RETRY_MS = 300;
 /** Bytes of report JSON per datagram, sent as base64 (800 characters, no JSON escaping to grow it). */
@@ -246,6 +252,8 @@ export class Snapshot implements Protocol {
   readonly core: SnapshotCore;
   readonly stats = { requests: 0, markers: 0, reports: 0, badReports: 0 };
   private collecting: Collecting | null = null;
+  private readonly plain: boolean;
+  private markerSentAt = 0;
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -253,6 +261,7 @@ export class Snapshot implements Protocol {
     private readonly opts: SnapshotOptions,
   ) {
     const reliable = opts.reliable ?? null;
+    this.plain = reliable === null;
     this.core = new SnapshotCore(
       ctx.self.id,
       opts.record,
@@ -295,8 +304,11 @@ export class Snapshot implements Protocol {
   }
 
   tick(now: number): void {
+    const resend = this.plain && now - this.markerSentAt >= SNAPSHOT_MARKER_RETRY_MS;
+    if (resend) this.markerSentAt = now;
     for (const id of this.core.ids()) {
       const r = this.core.recording(id)!;
+      if (resend && now - r.recordedAt < SNAPSHOT_CHANNEL_TIMEOUT_MS) this.ctx.broadcast('sn.mk', { id });
       if (r.reported || r.requesters.size === 0) continue;
       if (r.open.size === 0 || now - r.recordedAt >= SNAPSHOT_CHANNEL_TIMEOUT_MS) {
         r.reported = true;

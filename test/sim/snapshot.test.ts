@@ -232,4 +232,33 @@ describe('Chandy–Lamport snapshot (simulation)', () => {
       ),
     );
   });
+
+  it('without a reliable stream: plain markers, multi-datagram reports with multi-byte text reassembled exactly', async () => {
+    const big = { text: 'é€𝄞'.repeat(700), n: 42 };
+    const snaps = new Map<SimPeer, Snapshot>();
+    const c = new SimCluster(
+      11,
+      { loss: 0.1, duplicate: 0.1, delayMinMs: 0.1, delayMaxMs: 5 },
+      PROFILES.lan,
+      (node, peer) => {
+        snaps.set(
+          peer,
+          node.install(
+            (ctx, n) => new Snapshot(ctx, n.membership, { record: () => ({ who: peer.name, ...big }) }),
+          ),
+        );
+      },
+    );
+    for (let i = 0; i < 3; i++) await c.add(`q${i}`);
+    const collector = await c.add('collector', { observer: true });
+    expect(c.rt.runUntilTrue(() => collector.node.membership.live().length === 3, 5_000)).toBe(true);
+    const s = snaps.get(collector)!;
+    s.request('plain-1');
+    expect(c.rt.runUntilTrue(() => s.collected() && s.result()!.complete, 10_000)).toBe(true);
+    const g = s.result()!;
+    expect(g.peers.map((p) => p.state)).toEqual(['q0', 'q1', 'q2'].map((who) => ({ who, ...big })));
+    expect(g.inFlight).toBe(0);
+    expect(c.peers.reduce((t, p) => t + snaps.get(p)!.stats.badReports, 0)).toBe(0);
+    expect(c.handlerErrors()).toEqual([]);
+  });
 });
