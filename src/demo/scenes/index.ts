@@ -7,5 +7,12 @@ import { chatScene } from './chat.js';
 import { membershipScene } from './membership.js';
 import { replicationScene } from './replication.js';
 import { recoverScene } from './recover.js';
+import { tokenRingScene } from './token-ring.js';
 
-export const SCENES: DemoScene[] = [membershipScene, chatScene, replicationScene, recoverScene];
+export const SCENES: DemoScene[] = [
+  membershipScene,
+  chatScene,
+  replicationScene,
+  recoverScene,
+  tokenRingScene,
+];
