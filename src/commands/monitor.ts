@@ -1,10 +1,7 @@
-import React from 'react';
-import { render } from 'ink';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { UsageError } from '../cli/network.js';
 import { networkSettings, startPeer } from '../cli/peer.js';
-import { MonitorApp } from '../cli/monitor/app.js';
 import { installMonitorModules, MonitorFeeds, type Installed } from '../cli/monitor/feeds.js';
 import { TABS } from '../cli/monitor/tabs/index.js';
 import { FullScreen } from '../cli/monitor/terminal.js';
@@ -40,6 +37,13 @@ export default class Monitor extends PeerCommand {
       installed: installed!,
     });
     feeds.start();
+    // Ink and React take most of a second to load; importing them here keeps every other
+    // command's start-up (oclif loads all command files when it has no manifest) free of them.
+    const [{ default: React }, { render }, { MonitorApp }] = await Promise.all([
+      import('react'),
+      import('ink'),
+      import('../cli/monitor/app.js'),
+    ]);
     const screen = new FullScreen(process.stdout);
     let quit: (reason: string) => void = () => {};
     const done = new Promise<string>((resolve) => (quit = resolve));
