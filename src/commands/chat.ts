@@ -23,8 +23,15 @@ import { PeerStore, databasePath } from '../storage/store.js';
 
 /** How long --send and piped input look for chat members before sending. */
 const CHAT_DISCOVERY_MS = 2000;
-/** Discovery ends early once the member list has not changed for this long. */
-const CHAT_DISCOVERY_SETTLE_MS = 300;
+/**
+ * Discovery ends early once the member list has not changed for this long: 5 heartbeats of the lan
+ * profile. A reader whose answer to our probe was lost is then still found unless 5 heartbeats in
+ * a row are lost too (1e-5 at 10 % loss). With 300 ms (1-2 heartbeats) the LAN test at 10 % loss
+ * caught a --send that missed a reader, exited 0, and the reader, having lost the one datagram,
+ * joined the stream past it (a sender treats a member it meets after publishing as not needing
+ * what came before): a silent loss.
+ */
+const CHAT_DISCOVERY_SETTLE_MS = 1000;
 /** History lines a newcomer asks for. */
 const CHAT_JOIN_HISTORY_LINES = 20;
 const POLL_MS = 10;
@@ -128,7 +135,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
 
   private async sendOnce(flags: FlagValues, text: string, toName: string | undefined): Promise<void> {
     checkText(text);
-    const j = await this.join(flags, 0);
+    const j = await this.join(flags, 0, false);
     try {
       const members = await this.discover(j, toName);
       if (toName !== undefined) {
@@ -188,7 +195,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
 
   /** Stdin is not a terminal: each line is a message; exit once all are acknowledged. */
   private async pipe(flags: FlagValues): Promise<void> {
-    const j = await this.join(flags, 0);
+    const j = await this.join(flags, 0, false);
     try {
       const members = await this.discover(j, undefined);
       // Lines are still stored (and served as history later) when nobody is there.
@@ -325,7 +332,8 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     return this.exit(EXIT_NOT_DELIVERED);
   }
 
-  private async join(flags: FlagValues, historyWanted: number): Promise<Joined> {
+  /** `reader` false: a one-shot sender, which other senders must not wait for (see ChatOptions). */
+  private async join(flags: FlagValues, historyWanted: number, reader = true): Promise<Joined> {
     const settings = networkSettings(flags);
     let joined: Omit<Joined, 'peer'> | undefined;
     const peer = await startPeer(settings, {
@@ -344,6 +352,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
             new Chat(ctx, n.membership, reliable, {
               history: store.recent(CHAT_HISTORY_KEEP_MAX),
               historyWanted,
+              reader,
             }),
         );
         chat.onLine((l) => store.save(l, Date.now()));

@@ -74,6 +74,12 @@ export interface ChatOptions {
   history?: ChatLine[];
   /** How many lines to ask a member for at start (0: none). */
   historyWanted?: number;
+  /**
+   * Whether this peer reads the chat (default true). A one-shot sender (`--send`, piped stdin)
+   * does not: it goes without the `chat` tag, so other senders do not wait for its acks (nor name
+   * it "gone" when it exits a moment later), `/who` does not list it, nobody asks it for history.
+   */
+  reader?: boolean;
 }
 
 interface MembershipLike {
@@ -179,7 +185,8 @@ export class Chat implements Protocol {
     if (!this.tagged) {
       // On the first tick, not in the constructor: the node sends nothing before it started.
       this.tagged = true;
-      this.membership.setTags({ ...this.membership.ownTags, [CHAT_TAG]: true });
+      if (this.opts.reader !== false)
+        this.membership.setTags({ ...this.membership.ownTags, [CHAT_TAG]: true });
     }
     if (!this.historyDone && now - this.historyAskedAt >= CHAT_HISTORY_RETRY_MS) this.askHistory(now);
   }
