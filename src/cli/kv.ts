@@ -74,6 +74,8 @@ interface Waiter {
 }
 
 export class KvClient {
+  /** Every holder a write's acknowledgements named (acked or known to an acker), by id. */
+  readonly namedHolders = new Map<string, string>();
   private readonly waiters = new Set<Waiter>();
   private readonly sweep: NodeJS.Timeout;
 
@@ -142,6 +144,8 @@ export class KvClient {
     const ok = await this.until(satisfied, timeoutMs);
     const ms = performance.now() - started;
     const st = this.kv.writeStatus(id)!;
+    for (const a of st.acked) this.namedHolders.set(a, this.nameOf(a));
+    for (const m of st.missing) this.namedHolders.set(m.id, m.name);
     if (ok || !keep) this.kv.settle(id);
     return {
       ok,

@@ -152,12 +152,24 @@ export default class KvBench extends PeerCommand {
       progress.update('waiting for every write to be confirmed');
       await clients[0]!.until(() => unconfirmedNow().length === 0, flags.settle);
       const unconfirmed = unconfirmedNow().map((w) => `${w.entry.origin}:${w.entry.seq}`);
-      for (const w of written) w.client.kv.settle(`${w.entry.origin}:${w.entry.seq}`);
+      // Holders the acks named (each ack lists the holders its sender knows): a holder that died
+      // before this client heard of it is still one the check must account for.
+      const named = new Map<string, string>();
+      for (const w of written) {
+        const id = `${w.entry.origin}:${w.entry.seq}`;
+        const st = w.client.kv.writeStatus(id);
+        for (const m of st?.missing ?? []) named.set(m.id, m.name);
+        for (const a of st?.acked ?? []) named.set(a, w.client.nameOf(a));
+        w.client.kv.settle(id);
+      }
+      for (const c of clients) for (const [id, name] of c.namedHolders) named.set(id, name);
       const observer = clients[0]!;
       const converged = () => {
         const hs = observer.kv.holders();
+        const heard = new Set(hs.map((h) => h.id));
         return (
           hs.length > 0 &&
+          [...named.keys()].every((id) => heard.has(id)) &&
           hs.every((h) => h.state === 'alive') &&
           new Set(hs.map((h) => `${h.digest}:${h.count}`)).size === 1
         );
@@ -183,6 +195,15 @@ export default class KvBench extends PeerCommand {
       const holders: HolderCheck[] = [];
       const live = observer.kv.liveHolders().sort((a, b) => (a.name < b.name ? -1 : 1));
       const liveIds = new Set(live.map((h) => h.id));
+      const heardIds = new Set(observer.kv.holders().map((h) => h.id));
+      for (const [id, name] of named)
+        if (!heardIds.has(id))
+          holders.push({
+            name,
+            ok: false,
+            keys: 0,
+            differences: [`holder ${name} was known to the group but is not live: not checked`],
+          });
       for (const h of observer.kv.holders())
         if (!liveIds.has(h.id))
           holders.push({
