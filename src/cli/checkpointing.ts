@@ -41,11 +41,40 @@ const chatStores = new WeakMap<Database.Database, ChatStore>();
 
 /** Replays a chat line into chat's own table; already there means a duplicate, suppressed. */
 const replayChat: ReplayHandler = (m: StoredMessage, db) => {
+  const line = JSON.parse(m.payload) as ChatLine;
+  return chatStore(db).save(line, m.receivedAt) ? 'done' : 'duplicate';
+};
+
+/**
+ * The hook for chat: stores a received line in the inbox and in chat's table in ONE group-committed
+ * transaction, so it is recorded and processed exactly once; resolves once durable with 'new', or
+ * 'duplicate' for a line already received (nothing written). A command that acknowledges or
+ * exits 0 after this resolves never reports a line a crash can take back.
+ */
+export function receiveChatLine(
+  cp: Checkpoints,
+  line: ChatLine,
+  receivedAt = Date.now(),
+): Promise<'new' | 'duplicate'> {
+  const m = {
+    id: line.id,
+    topic: CHAT_INBOX_TOPIC,
+    sender: line.from,
+    lamport: line.lamport,
+    payload: JSON.stringify(line),
+  };
+  return cp.submit((db) => {
+    if (!cp.receiveNow(m, receivedAt)) return 'duplicate';
+    cp.processNow(m.id, () => chatStore(db).save(line, receivedAt));
+    return 'new';
+  });
+}
+
+function chatStore(db: Database.Database): ChatStore {
   let store = chatStores.get(db);
   if (!store) chatStores.set(db, (store = new ChatStore(db)));
-  const line = JSON.parse(m.payload) as ChatLine;
-  return store.save(line, m.receivedAt) ? 'done' : 'duplicate';
-};
+  return store;
+}
 
 /** What each topic's replay does when no command is there to do it (peer recover, a restart). */
 export const REPLAY_HANDLERS: Record<string, ReplayHandler> = { [CHAT_INBOX_TOPIC]: replayChat };

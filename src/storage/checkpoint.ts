@@ -276,19 +276,22 @@ export class Checkpoints {
    */
   receive(m: InboxMessage, receivedAt = Date.now()): Promise<{ duplicate: boolean }> {
     checkMessage(m);
-    const crc = inboxCrc(m);
-    return this.submit(() => {
-      const r = this.stmt.receive!.run(
-        m.id,
-        m.topic,
-        m.sender,
-        m.lamport,
-        m.payload,
-        Math.round(receivedAt),
-        crc,
-      );
-      return { duplicate: r.changes === 0 };
-    });
+    return this.submit(() => ({ duplicate: !this.receiveNow(m, receivedAt) }));
+  }
+
+  /** The body of receive(), for an operation that receives and processes in one transaction. */
+  receiveNow(m: InboxMessage, receivedAt = Date.now()): boolean {
+    checkMessage(m);
+    const r = this.stmt.receive!.run(
+      m.id,
+      m.topic,
+      m.sender,
+      m.lamport,
+      m.payload,
+      Math.round(receivedAt),
+      inboxCrc(m),
+    );
+    return r.changes > 0;
   }
 
   /**
