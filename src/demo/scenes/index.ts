@@ -8,6 +8,7 @@ import { membershipScene } from './membership.js';
 import { replicationScene } from './replication.js';
 import { recoverScene } from './recover.js';
 import { tokenRingScene } from './token-ring.js';
+import { kvScene } from './kv.js';
 
 export const SCENES: DemoScene[] = [
   membershipScene,
@@ -15,4 +16,5 @@ export const SCENES: DemoScene[] = [
   replicationScene,
   recoverScene,
   tokenRingScene,
+  kvScene,
 ];
