@@ -740,9 +740,13 @@ export class TokenRing implements Protocol {
     const cfg = this.ring().slice(0, RING_CONFIG_MAX);
     const g = Math.max(claim.maxGen, this.maxGen) + 1;
     if (this.cs) this.exit('superseded');
+    // A holder that remakes a token it has already used (reconfiguring on its way to pass it) keeps
+    // it marked used, so it moves on: otherwise the holder takes a second turn in a row while its
+    // successors wait (fairness, not safety: the new token has a new gen).
+    const used = this.held?.leased ?? false;
     this.known = { e: claim.e, cfg };
     this.see(claim.e, g, this.ctx.self.id, cfg);
-    this.held = { e: claim.e, g, br: this.newBranch(), cfg, since: now, leased: false };
+    this.held = { e: claim.e, g, br: this.newBranch(), cfg, since: now, leased: used };
     this.lease = null;
     this.leaseAskedAt = -Infinity;
     this.stats.regenerations++;
