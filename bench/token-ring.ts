@@ -113,7 +113,8 @@ function ringOf5(peers: Peer[]): boolean {
 
 interface Rotation {
   perPeer: number[];
-  regenerations: number;
+  /** Regenerations in the window, by reason (only the peer that makes a token logs it). */
+  regenerations: Record<string, number>;
   skips: number;
 }
 
@@ -122,11 +123,12 @@ async function idleRotation(peers: Peer[]): Promise<Rotation> {
   const t0 = Date.now();
   await waitFor(() => Date.now() - t0 >= IDLE_S * 1000, IDLE_S * 1000 + 5000, 'idle window', 250);
   const perPeer: number[] = [];
-  let regenerations = 0;
+  const regenerations: Record<string, number> = {};
   let skips = 0;
   peers.forEach((p, i) => {
     const lines = p.events('token', marks[i]);
-    regenerations += p.events('regenerated', marks[i]).length;
+    for (const e of p.events('regenerated', marks[i]))
+      regenerations[String(e.reason)] = (regenerations[String(e.reason)] ?? 0) + 1;
     skips += p.events('skipped', marks[i]).length;
     if (lines.length < 2) return;
     const a = lines[0]!;
@@ -303,7 +305,9 @@ function render(
           rate.toFixed(1),
           Math.min(...rot.perPeer).toFixed(1),
           Math.max(...rot.perPeer).toFixed(1),
-          rot.regenerations,
+          Object.entries(rot.regenerations)
+            .map(([why, n]) => `${n} ${why}`)
+            .join(', ') || '0',
           rot.skips,
         ],
       ],
