@@ -19,7 +19,11 @@ import {
 import type { Entry } from '../../src/storage/replica.js';
 import type { PeerNode } from '../../src/p2p/node.js';
 
-const SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);
+// KV_SEEDS=500 for a soak; KV_SEED_FROM to replay a range.
+const SEEDS = Array.from(
+  { length: Number(process.env.KV_SEEDS ?? 30) },
+  (_, i) => i + Number(process.env.KV_SEED_FROM ?? 1),
+);
 const LOSSY = { loss: 0.1, duplicate: 0.05, delayMinMs: 0.1, delayMaxMs: 20 };
 const KEYS = ['a', 'b', 'c', 'dé', '😀'];
 
@@ -160,6 +164,32 @@ describe('kv (simulation)', () => {
         reader.endRead(q);
       }
       expect(kc.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 15))(
+    'a fresh client that listened to the holders writes after an acknowledged write and wins, under loss, seed %i',
+    async (seed) => {
+      const kc = new KvCluster(seed, LOSSY);
+      for (let i = 0; i < 3; i++) await kc.c.add(`h${i}`);
+      kc.rt.runFor(600);
+      const writes: Entry[] = [];
+      for (let i = 0; i < 6; i++) {
+        // As a one-shot `kv put` does: a new peer, listening to the holders a moment, then writing.
+        const c = await kc.c.add(`c${i}`, { observer: true });
+        kc.rt.runFor(300);
+        const e = kc.kv(c).write({ kind: 'put', key: 'k', value: `v${i}` });
+        writes.push(e);
+        const id = `${e.origin}:${e.seq}`;
+        const acked = () => {
+          const st = kc.kv(c).writeStatus(id)!;
+          return acksSatisfied({ kind: 'all' }, st.acked.length, st.known);
+        };
+        expect(kc.rt.runUntilTrue(acked, 5_000)).toBe(true);
+        if (i > 0) expect(e.lamport).toBeGreaterThan(writes[i - 1]!.lamport);
+        await kc.c.leave(c);
+      }
+      for (const h of kc.holders()) expect(kc.store(h).get('k')?.value).toBe('v5');
     },
   );
 
