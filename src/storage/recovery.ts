@@ -165,7 +165,9 @@ export function replay(
 
 /** The one line a restarted command prints. */
 export function recoveryLine(r: RecoveryReport): string {
-  const parts = [`Lamport ${r.lamport.toLocaleString('en-US')}`];
+  const parts = [
+    `Lamport ${r.lamport.toLocaleString('en-US')}${r.lamportStart > r.lamport ? ` (restarting at ${r.lamportStart.toLocaleString('en-US')})` : ''}`,
+  ];
   if (r.checkpointSeq === null) parts.push('no checkpoint yet');
   if (r.checkpointsDamaged > 0) parts.push(`${r.checkpointsDamaged} damaged checkpoint(s) skipped`);
   parts.push(

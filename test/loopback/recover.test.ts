@@ -33,7 +33,7 @@ describe('recovery on loopback', () => {
     ben = up('ben');
     await ben.until((l) => l.stderr.join('').includes('recovered:'), 20_000, 'ben to say what it recovered');
     expect(ben.stderr.join('')).toMatch(
-      /peer: recovered: Lamport [\d,]+, 0 unprocessed messages replayed, 1 peer seen/,
+      /peer: recovered: Lamport [\d,]+ \(restarting at [\d,]+\), 0 unprocessed messages replayed, 1 peer seen/,
     );
     await ana.until((l) => loggedState(l, 'ben') === 'alive', 10_000, 'ana to see ben back');
 
