@@ -15,9 +15,55 @@ export interface Runtime {
   after(ms: number, fn: () => void): Cancel;
 }
 
+/** Date.now() counts whole milliseconds: the true time lies in [Date.now(), Date.now() + this). */
+export const DATE_NOW_RESOLUTION_MS = 1;
+/** Calibration waits at most this long for Date.now() to tick (a frozen clock must not hang us). */
+const WALL_CALIBRATION_SPIN_MS_MAX = 5;
+/** A reading this far below Date.now() is a step of the system clock (re-calibrate), not jitter. */
+const WALL_STEP_MS_MIN = 0.1;
+
+/**
+ * A wall clock with sub-millisecond resolution. Date.now() is truncated to the millisecond, which
+ * alone would cap clock sync at about a millisecond of error (each Cristian reading is off by up
+ * to 1 ms); the monotonic clock (performance.now(), slewed by NTP like the system clock) has
+ * microseconds but no epoch. So: anchor the monotonic clock to the instant Date.now() ticks (a
+ * spin of at most 1 ms, once), and at every reading keep the result inside the millisecond that
+ * Date.now() reports, re-anchoring when it leaves it: a step of the system clock is followed at
+ * the next reading, and between steps readings have the monotonic clock's resolution.
+ */
+export function fineWallClock(
+  coarse: () => number = () => Date.now(),
+  mono: () => number = () => performance.now(),
+): () => number {
+  let anchor: number | null = null;
+  const calibrate = (): number => {
+    const w0 = coarse();
+    const giveUp = mono() + WALL_CALIBRATION_SPIN_MS_MAX;
+    for (;;) {
+      const m = mono();
+      const w = coarse();
+      if (w !== w0 || m >= giveUp) return w - m;
+    }
+  };
+  return () => {
+    anchor ??= calibrate();
+    let m = mono();
+    const w = coarse();
+    const fine = anchor + m;
+    // Below the reported millisecond by more than a reading's own jitter: the clock stepped forward.
+    if (fine < w - WALL_STEP_MS_MIN) anchor = calibrate();
+    else if (fine < w) anchor = w - m;
+    // At or past its end: the clock stepped back.
+    else if (fine >= w + DATE_NOW_RESOLUTION_MS) anchor = calibrate();
+    else return fine;
+    m = mono(); // calibration spun: read again
+    return anchor + m;
+  };
+}
+
 export const realRuntime: Runtime = {
   now: () => performance.now(),
-  wall: () => Date.now(),
+  wall: fineWallClock(),
   random: () => Math.random(),
   every(ms, fn) {
     const h = setInterval(fn, ms);

@@ -1,0 +1,60 @@
+/**
+ * The real runtime's wall clock: sub-millisecond resolution from the monotonic clock, kept within
+ * the millisecond Date.now() reports (so clock sync is not capped by Date.now()'s truncation),
+ * and following steps of the system clock.
+ */
+import { describe, expect, it } from 'vitest';
+import { fineWallClock, realRuntime } from '../../src/p2p/runtime.js';
+
+/** A monotonic clock that advances a little at every read, and a system clock truncated to the ms. */
+function fakeClocks(epochOffsetMs: number) {
+  const c = { t: 5_000.123, offset: epochOffsetMs, step: 0.0007 };
+  return {
+    c,
+    mono: () => (c.t += c.step),
+    coarse: () => Math.floor(c.t + c.offset),
+    truth: () => c.t + c.offset,
+  };
+}
+
+describe('fineWallClock', () => {
+  it('reads the true time to within microseconds, not to the millisecond', () => {
+    const f = fakeClocks(1_700_000_000_000.4567);
+    const wall = fineWallClock(f.coarse, f.mono);
+    for (let i = 0; i < 200; i++) {
+      f.c.t += 0.37; // between readings
+      const w = wall();
+      expect(Math.abs(w - f.truth())).toBeLessThan(0.01);
+      expect(w - Math.floor(w)).not.toBe(0);
+    }
+  });
+
+  it('follows a step of the system clock forward and backward at the next reading', () => {
+    const f = fakeClocks(1_700_000_000_000.25);
+    const wall = fineWallClock(f.coarse, f.mono);
+    wall();
+    f.c.offset += 5_000.3;
+    expect(Math.abs(wall() - f.truth())).toBeLessThan(0.01);
+    f.c.offset -= 60_000.9;
+    expect(Math.abs(wall() - f.truth())).toBeLessThan(0.01);
+  });
+
+  it('does not hang on a system clock that never ticks', () => {
+    let t = 0;
+    const wall = fineWallClock(
+      () => 42,
+      () => (t += 0.01),
+    );
+    expect(Math.abs(wall() - 42)).toBeLessThan(1);
+  });
+
+  it('realRuntime.wall stays within the millisecond Date.now() reports', () => {
+    for (let i = 0; i < 1000; i++) {
+      const before = Date.now();
+      const w = realRuntime.wall();
+      const after = Date.now();
+      expect(w).toBeGreaterThanOrEqual(before);
+      expect(w).toBeLessThan(after + 1);
+    }
+  });
+});
