@@ -19,7 +19,7 @@ function fakeClocks(epochOffsetMs: number) {
 
 describe('fineWallClock', () => {
   it('reads the true time to within microseconds, not to the millisecond', () => {
-    const f = fakeClocks(1_700_000_000_000.4567);
+    const f = fakeClocks(1_700_000_000_000.25 + 0.2);
     const wall = fineWallClock(f.coarse, f.mono);
     for (let i = 0; i < 200; i++) {
       f.c.t += 0.37; // between readings
