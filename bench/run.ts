@@ -16,6 +16,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   membership: async () => (await import('./membership.js')).bench,
   'token-ring': async () => (await import('./token-ring.js')).bench,
   chat: async () => (await import('./chat.js')).bench,
+  election: async () => (await import('./election.js')).bench,
 };
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
