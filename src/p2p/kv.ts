@@ -61,6 +61,8 @@ export const SCAN_RETRY_MS = 250;
 export const SCAN_TRIES_MAX = 8;
 /** Reads and scans a client tracks at once; beyond it the oldest are dropped (never unbounded). */
 export const KV_TRACKED_MAX = 4096;
+/** Largest holder count an answer may report (membership never tracks more members). */
+export const HOLDERS_COUNT_MAX = 4096;
 
 /** A version on the wire: [key, value or null (tombstone), lamport, origin, seq]. */
 type WireRow = [string, string | null, number, string, number];
@@ -78,7 +80,7 @@ const Q = is.uint();
 
 const OWN_MESSAGES = {
   'kv.read': is.object({ q: Q, k: is.str(KV_KEY_BYTES_MAX, 1) }),
-  'kv.val': is.object({ q: Q, w: is.nullable(row) }),
+  'kv.val': is.object({ q: Q, w: is.nullable(row), n: is.uint(HOLDERS_COUNT_MAX) }),
   'kv.scan': is.object({ q: Q, a: is.nullable(is.str(KV_KEY_BYTES_MAX, 1)), n: is.int(1, KV_SCAN_ROWS_MAX) }),
   'kv.rows': is.object({ q: Q, r: is.array(row, KV_SCAN_ROWS_MAX), m: is.bool() }),
 } satisfies Record<string, Check>;
@@ -125,6 +127,8 @@ export interface ScanHandle {
 interface ReadTrack {
   key: string;
   answers: Map<PeerId, KvVersion | null>;
+  /** The most holders any answerer knows of (a holder dead before this client started counts). */
+  knownByAnswerers: number;
   lastSend: number;
 }
 
@@ -208,7 +212,7 @@ export class KeyValue implements Protocol {
     if (problem) throw new RangeError(problem);
     const q = this.nextQ();
     this.bound(this.reads);
-    this.reads.set(q, { key, answers: new Map(), lastSend: this.ctx.now() });
+    this.reads.set(q, { key, answers: new Map(), knownByAnswerers: 0, lastSend: this.ctx.now() });
     this.ctx.broadcast('kv.read', { q, k: key });
     return q;
   }
@@ -218,7 +222,10 @@ export class KeyValue implements Protocol {
     if (!t) return undefined;
     let latest: KvVersion | null = null;
     for (const v of t.answers.values()) if (v && (!latest || wins(v, latest))) latest = v;
-    const known = new Set([...this.holders().map((h) => h.id), ...t.answers.keys()]).size;
+    const known = Math.max(
+      new Set([...this.holders().map((h) => h.id), ...t.answers.keys()]).size,
+      t.knownByAnswerers,
+    );
     return { key: t.key, answers: new Map(t.answers), known, latest };
   }
 
@@ -258,7 +265,7 @@ export class KeyValue implements Protocol {
       case 'kv.read':
         return this.onRead(from, b as { q: number; k: string });
       case 'kv.val':
-        return this.onValue(env, b as { q: number; w: WireRow | null });
+        return this.onValue(env, b as { q: number; w: WireRow | null; n: number });
       case 'kv.scan':
         return this.onScan(from, b as { q: number; a: string | null; n: number });
       case 'kv.rows':
@@ -289,7 +296,9 @@ export class KeyValue implements Protocol {
     if (!this.store) return;
     if (keyProblem(b.k)) return void this.rejected++;
     const v = this.store.get(b.k);
-    this.ctx.send(from, 'kv.val', { q: b.q, w: v ? toRow(v) : null });
+    // Itself included: the holders it knows (any state but left), like an ack's list.
+    const n = Math.min(HOLDERS_COUNT_MAX, this.holders().length + 1);
+    this.ctx.send(from, 'kv.val', { q: b.q, w: v ? toRow(v) : null, n });
   }
 
   private onScan(from: Address, b: { q: number; a: string | null; n: number }): void {
@@ -312,10 +321,11 @@ export class KeyValue implements Protocol {
 
   // ---- client side -------------------------------------------------------------------------
 
-  private onValue(env: Envelope, b: { q: number; w: WireRow | null }): void {
+  private onValue(env: Envelope, b: { q: number; w: WireRow | null; n: number }): void {
     const t = this.reads.get(b.q);
     if (!t || (b.w && b.w[0] !== t.key)) return;
     t.answers.set(env.i, b.w ? fromRow(b.w) : null);
+    t.knownByAnswerers = Math.max(t.knownByAnswerers, b.n);
     this.ctx.emit({ kind: 'kv-answer', q: b.q });
   }
 

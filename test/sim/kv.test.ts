@@ -193,6 +193,26 @@ describe('kv (simulation)', () => {
     },
   );
 
+  it('a read counts holders the answering holders know, so a majority does not shrink when holders die unseen', async () => {
+    const kc = new KvCluster(11);
+    const hs: SimPeer[] = [];
+    for (let i = 0; i < 5; i++) hs.push(await kc.c.add(`h${i}`));
+    kc.rt.runFor(600);
+    await kc.c.crash(hs[3]!);
+    await kc.c.crash(hs[4]!);
+    kc.rt.runFor(3_000);
+    // A client that starts now never hears h3 or h4; the answers say there are five holders.
+    const c = await kc.c.add('late', { observer: true });
+    kc.rt.runFor(300);
+    expect(kc.kv(c).holders()).toHaveLength(3);
+    const q = kc.kv(c).read('x');
+    expect(kc.rt.runUntilTrue(() => kc.kv(c).readStatus(q)!.answers.size === 3, 2_000)).toBe(true);
+    const st = kc.kv(c).readStatus(q)!;
+    expect(st.known).toBe(5);
+    expect(acksSatisfied({ kind: 'majority' }, 2, st.known)).toBe(false);
+    expect(acksSatisfied({ kind: 'majority' }, st.answers.size, st.known)).toBe(true);
+  });
+
   it('a holder with the longest name pages the largest rows to a client within one datagram each', async () => {
     const kc = new KvCluster(7);
     // The widest name in bytes: 64 UTF-16 units of three UTF-8 bytes each.
