@@ -16,6 +16,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   membership: async () => (await import('./membership.js')).bench,
   'token-ring': async () => (await import('./token-ring.js')).bench,
   chat: async () => (await import('./chat.js')).bench,
+  security: async () => (await import('./security.js')).bench,
   election: async () => (await import('./election.js')).bench,
 };
 
