@@ -18,6 +18,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   chat: async () => (await import('./chat.js')).bench,
   security: async () => (await import('./security.js')).bench,
   election: async () => (await import('./election.js')).bench,
+  tasks: async () => (await import('./tasks.js')).bench,
 };
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
