@@ -9,6 +9,7 @@ import { replicationScene } from './replication.js';
 import { recoverScene } from './recover.js';
 import { tokenRingScene } from './token-ring.js';
 import { kvScene } from './kv.js';
+import { tasksScene } from './tasks.js';
 
 export const SCENES: DemoScene[] = [
   membershipScene,
@@ -17,4 +18,5 @@ export const SCENES: DemoScene[] = [
   recoverScene,
   tokenRingScene,
   kvScene,
+  tasksScene,
 ];
