@@ -136,6 +136,7 @@ interface ScanTrack {
   handle: ScanHandle;
   address: Address;
   after: string | null;
+  pageRows: number;
   q: number;
   lastSend: number;
   tries: number;
@@ -233,8 +234,8 @@ export class KeyValue implements Protocol {
     this.reads.delete(q);
   }
 
-  /** Pages through one holder's table (tombstones included). */
-  scan(holder: { id: PeerId; address: Address }): ScanHandle {
+  /** Pages through one holder's table (tombstones included), up to `pageRows` rows a page. */
+  scan(holder: { id: PeerId; address: Address }, pageRows = KV_SCAN_ROWS_MAX): ScanHandle {
     const q = this.nextQ();
     const handle: ScanHandle = { id: q, holder: holder.id, rows: [], done: false, failed: '' };
     this.bound(this.scans);
@@ -242,6 +243,7 @@ export class KeyValue implements Protocol {
       handle,
       address: holder.address,
       after: null,
+      pageRows: Math.max(1, Math.min(KV_SCAN_ROWS_MAX, Math.floor(pageRows))),
       q,
       lastSend: this.ctx.now(),
       tries: 1,
@@ -355,7 +357,7 @@ export class KeyValue implements Protocol {
 
   private sendScan(t: ScanTrack): void {
     t.lastSend = this.ctx.now();
-    this.ctx.send(t.address, 'kv.scan', { q: t.q, a: t.after, n: KV_SCAN_ROWS_MAX });
+    this.ctx.send(t.address, 'kv.scan', { q: t.q, a: t.after, n: t.pageRows });
   }
 
   private retryReads(now: number): void {

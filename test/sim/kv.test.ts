@@ -130,6 +130,11 @@ describe('kv (simulation)', () => {
         true,
       );
       const fold = foldLww(written);
+      // A dump pages through a holder's table over the same lossy links (small pages: 2 rows).
+      const scan = c.scan({ id: hs[0]!.node.id, address: hs[0]!.address }, 2);
+      expect(kc.rt.runUntilTrue(() => scan.done, 10_000)).toBe(true);
+      expect(scan.failed).toBe('');
+      expect(sorted(scan.rows)).toEqual(expected);
       KEYS.forEach((k, i) => {
         const st = c.readStatus(qs[i]!)!;
         expect(st.latest ?? undefined).toEqual(fold.get(k));
