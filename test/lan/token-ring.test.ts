@@ -84,7 +84,13 @@ describe.runIf(decision.run)('peer token-ring on a namespace LAN with 10 % loss'
 
   it('a holder killed with kill -9 mid-turn: survivors get a new token, the file stays fenced', async () => {
     // tempDir names have no quotes, so the file name can sit in single quotes.
+    // The first turn waits for the gate, opened once all three see each other: a process that
+    // started seconds before the others (a loaded machine) would otherwise take all its turns in
+    // a ring of its own, and a ring formed later by peers that never met it starts its fencing
+    // tokens again at 1 (docs/token-ring.md, Limits).
+    const gate = path.join(dir, 'gate');
     const cmd =
+      `while [ ! -e '${gate}' ]; do sleep 0.05; done; ` +
       `echo "enter $PEER_FENCING_TOKEN $PEER_TOKEN_HOLDER" >> '${shared}'; sleep ${TURN_S}; ` +
       `echo "exit $PEER_FENCING_TOKEN $PEER_TOKEN_HOLDER" >> '${shared}'`;
     NAMES.forEach((name, i) => {
@@ -97,6 +103,14 @@ describe.runIf(decision.run)('peer token-ring on a namespace LAN with 10 % loss'
     const enters = (l: Lines) => l.json().filter((e) => e.event === 'enter');
     const victim = peers[VICTIM]!;
     const victimName = NAMES[VICTIM]!;
+    const sees = (l: Lines, name: string) => l.json().some((e) => e.event === 'join' && e.peer === name);
+    for (const [i, p] of peers.entries())
+      await p.until(
+        (l) => NAMES.every((n) => n === NAMES[i] || sees(l, n)),
+        FIRST_TURN_MS,
+        `${NAMES[i]} to see the others`,
+      );
+    fs.writeFileSync(gate, '');
 
     await victim.until((l) => enters(l).length >= 1, FIRST_TURN_MS, `${victimName}'s first turn`);
     await victim.until(

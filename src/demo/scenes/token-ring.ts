@@ -74,7 +74,11 @@ export const tokenRingScene: DemoScene = {
     // The scratch dir holding the data dir: its name (from mkdtemp) has no quotes.
     const shared = path.join(path.dirname(ctx.dataDir), 'token-shared.log');
     fs.writeFileSync(shared, '');
+    // Turns start once all three see each other: a peer started well before the others would
+    // otherwise take its turns alone, and peers that never met it would start again at token 1.
+    const gate = path.join(path.dirname(ctx.dataDir), 'token-gate');
     const cmd =
+      `while [ ! -e '${gate}' ]; do sleep 0.05; done; ` +
       `echo "enter $PEER_FENCING_TOKEN $PEER_TOKEN_HOLDER" >> '${shared}'; sleep ${TURN_S}; ` +
       `echo "exit $PEER_FENCING_TOKEN $PEER_TOKEN_HOLDER" >> '${shared}'`;
     ctx.step(
@@ -83,6 +87,14 @@ export const tokenRingScene: DemoScene = {
     const peers = new Map<string, ChildLines>(
       NAMES.map((n) => [n, ctx.start(['token-ring', '--name', n, '--exec', cmd, '--json', ...ctx.network])]),
     );
+    for (const [n, p] of peers)
+      await p.until(
+        (l) => NAMES.every((o) => o === n || l.json().some((e) => e.event === 'join' && e.peer === o)),
+        FIRST_TURN_MS,
+        `${n} to see the others`,
+      );
+    fs.writeFileSync(gate, '');
+    ctx.ok('the three see each other; turns begin');
     const read = () => turnsOf(shared);
     const waitTurns = async (pred: (t: Turn[]) => boolean, ms: number, what: string) => {
       await peers.get(NAMES[0]!)!.until(() => pred(read().turns), ms, what);
