@@ -45,7 +45,11 @@ describe('peer token-ring on loopback', () => {
     const shared = path.join(dir, 'shared.log');
     fs.writeFileSync(shared, '');
     // The file name goes into the shell command quoted; tempDir names have no quotes.
-    const cmd = `echo "enter $PEER_FENCING_TOKEN $PEER_TOKEN_HOLDER" >> '${shared}'; sleep 0.05; echo "exit $PEER_FENCING_TOKEN $PEER_TOKEN_HOLDER" >> '${shared}'`;
+    // Turns start once all three see each other (the gate file): on a loaded machine one process
+    // may start seconds before the others and take all its rounds in a ring of its own; the ring
+    // the others form afterwards never met it and starts its fencing tokens again at 1.
+    const gate = path.join(dir, 'gate');
+    const cmd = `while [ ! -e '${gate}' ]; do sleep 0.05; done; echo "enter $PEER_FENCING_TOKEN $PEER_TOKEN_HOLDER" >> '${shared}'; sleep 0.05; echo "exit $PEER_FENCING_TOKEN $PEER_TOKEN_HOLDER" >> '${shared}'`;
     const procs = PEERS.map((name) => {
       const p = startCli(
         [
@@ -71,6 +75,15 @@ describe('peer token-ring on loopback', () => {
       running.push(p);
       return p;
     });
+
+    const sees = (p: Lines, name: string) => p.json().some((e) => e.event === 'join' && e.peer === name);
+    for (const [i, p] of procs.entries())
+      await p.until(
+        (l) => PEERS.every((n) => n === PEERS[i] || sees(l, n)),
+        FINISH_WITHIN_MS,
+        `${PEERS[i]} to see the others`,
+      );
+    fs.writeFileSync(gate, '');
 
     const codes = await deadline(
       Promise.all(procs.map((p) => p.exited)),
