@@ -9,6 +9,7 @@ import { replicationScene } from './replication.js';
 import { recoverScene } from './recover.js';
 import { tokenRingScene } from './token-ring.js';
 import { kvScene } from './kv.js';
+import { electionScene } from './election.js';
 import { tasksScene } from './tasks.js';
 
 export const SCENES: DemoScene[] = [
@@ -18,5 +19,6 @@ export const SCENES: DemoScene[] = [
   recoverScene,
   tokenRingScene,
   kvScene,
+  electionScene,
   tasksScene,
 ];
