@@ -16,8 +16,9 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   membership: async () => (await import('./membership.js')).bench,
   'token-ring': async () => (await import('./token-ring.js')).bench,
   chat: async () => (await import('./chat.js')).bench,
-  security: async () => (await import('./security.js')).bench,
   election: async () => (await import('./election.js')).bench,
+  replication: async () => (await import('./replication.js')).bench,
+  security: async () => (await import('./security.js')).bench,
   tasks: async () => (await import('./tasks.js')).bench,
 };
 
