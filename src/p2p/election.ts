@@ -81,7 +81,10 @@ declare module './protocol.js' {
     'election-started': { term: number; reason: ElectionReason };
     /** This peer won the election for `term` and is now the coordinator. */
     elected: { term: number };
-    /** The coordinator this peer follows changed (null: none known, an election is due). */
+    /**
+     * The coordinator this peer follows changed, or the same one now leads in a higher term
+     * (`previous` is then the coordinator itself); null: none known, an election is due.
+     */
     'coordinator-changed': {
       term: number;
       coordinator: PeerId | null;
@@ -170,6 +173,8 @@ export class Election implements Protocol, CoordinatorView {
   private fullWait = false;
   private tagsPublished = false;
   private publishedTerm = -1;
+  /** The term of the last coordinator-changed event emitted. */
+  private announcedTerm = -1;
   private readonly learned = new Map<PeerId, number>();
   private listeners: Array<(coordinator: PeerId | null, term: number) => void> = [];
 
@@ -369,7 +374,10 @@ export class Election implements Protocol, CoordinatorView {
   private setLeader(leader: PeerId | null, term: number): void {
     const previous = this.leader;
     this.leader = leader;
-    if (previous !== leader) {
+    // Also when the same coordinator is followed in a new term (it won again, e.g. after a heal):
+    // a log that shows only changes of person would leave followers at a stale term.
+    if (previous !== leader || (leader !== null && term !== this.announcedTerm)) {
+      this.announcedTerm = term;
       const name =
         leader === null
           ? null
