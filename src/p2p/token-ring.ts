@@ -76,7 +76,11 @@ export interface TokenRingTimings {
   leaseRenewMs: number;
   /** Ackers wait leaseMs + this before backing an unrelated holder: tick granularity and clock rate error. */
   leaseGuardMs: number;
-  /** A holder that wants the CS but gets no majority this long passes the token on (and asks again next time). */
+  /**
+   * A holder that wants the CS but gets no majority this long passes the token on (and asks again
+   * next time). Must exceed leaseMs + leaseGuardMs: after a skip, the others back the new branch
+   * only once their last ack has expired, and a holder that gave up sooner would lose its visit.
+   */
   leaseWaitMs: number;
   /** A holder that keeps the token (alone, in a long CS) multicasts a beat this often. */
   beatIntervalMs: number;
