@@ -94,6 +94,14 @@ export const FLUSH_QUIET_MS = 500;
 export const FLUSH_DELAY_MAX_MS = 10_000;
 /** How long the holder with the larger id waits before it starts a session itself. */
 export const AE_DEFER_MS = 2_000;
+/**
+ * A holder does not start a session against a holder that sent it a session request this recently:
+ * that one is running a session against it already, which repairs both sides. Without this, a
+ * session longer than AE_DEFER_MS (a large replica on a slow or busy host) ran twice at once and
+ * moved the difference twice. A stalled initiator gives up after REQUEST_TRIES_MAX tries of
+ * REQUEST_TIMEOUT_MS each, so this is about that long.
+ */
+export const AE_SERVED_QUIET_MS = 1_500;
 /** Anti-entropy period while a reconcile round is fresh (peer reconcile waits on it). */
 export const AE_ROUND_INTERVAL_MS = 100;
 /** How long after the last `rp.rnd` a holder keeps the faster period. */
@@ -334,6 +342,8 @@ export class Replication implements Protocol {
   private flushPendingSince: number | null = null;
   /** When each holder was first seen advertising a digest unlike ours (for AE_DEFER_MS). */
   private readonly differSince = new Map<PeerId, number>();
+  /** When each holder last sent this one a session request (see AE_SERVED_QUIET_MS). */
+  private readonly servedAt = new Map<PeerId, number>();
   private boostUntil = -Infinity;
   private lastTag = -Infinity;
   private tagged = '';
@@ -510,6 +520,8 @@ export class Replication implements Protocol {
 
   onMessage(env: Envelope, from: Address): void {
     const b = env.b as Record<string, unknown>;
+    if (env.t === 'rp.tq' || env.t === 'rp.iq' || env.t === 'rp.get' || env.t === 'rp.put')
+      this.servedAt.set(env.i, this.ctx.now());
     switch (env.t) {
       case 'rp.app':
         return this.onAppend(env, from, fromWire(b.e as WireEntry));
@@ -685,11 +697,14 @@ export class Replication implements Protocol {
     const differing = this.liveHolders().filter((h) => h.state === 'alive' && h.digest !== own);
     for (const id of this.differSince.keys())
       if (!differing.some((h) => h.id === id)) this.differSince.delete(id);
+    for (const [id, at] of this.servedAt) if (now - at >= AE_SERVED_QUIET_MS) this.servedAt.delete(id);
     for (const h of differing) if (!this.differSince.has(h.id)) this.differSince.set(h.id, now);
     // Of two holders that differ, the one with the smaller id starts; the other waits AE_DEFER_MS,
     // so the pair does not run two sessions (and move the difference twice) at once.
     const others = differing.filter(
-      (h) => this.ctx.self.id < h.id || now - this.differSince.get(h.id)! >= AE_DEFER_MS,
+      (h) =>
+        !this.servedAt.has(h.id) &&
+        (this.ctx.self.id < h.id || now - this.differSince.get(h.id)! >= AE_DEFER_MS),
     );
     if (others.length === 0) return;
     const h = others[Math.floor(this.ctx.random() * others.length)]!;

@@ -486,3 +486,32 @@ describe('set reconciliation', () => {
     expect(res.bytes).toBeLessThanOrEqual(3 * diffBytes);
   });
 });
+
+describe('a session slower than AE_DEFER_MS', () => {
+  it.each(SEEDS.slice(0, 10))(
+    'is not doubled by the other holder starting its own against the same pair, seed %i',
+    async (seed) => {
+      // 2 x 1,500 differing lines over a 100 ms round trip: one session takes longer than
+      // AE_DEFER_MS. The holder being served must not start a second one (bench/replication.ts
+      // saw two full sessions, twice the bytes, between two real holders of 1,000,000 lines).
+      const rc = new ReplicaCluster(seed, { delayMinMs: 40, delayMaxMs: 60 });
+      const lines = (tag: string) =>
+        Array.from({ length: 1_500 }, (_, i) =>
+          formatLine({ origin: tag.repeat(16), seq: i + 1, lamport: i + 1, text: `line ${i} of ${tag}` }),
+        );
+      rc.files.set('h0', new MemoryReplica(lines('a')));
+      rc.files.set('h1', new MemoryReplica(lines('b')));
+      const hs = await rc.holders(2);
+      expect(rc.rt.runUntilTrue(() => rc.converged() && rc.file(hs[0]!).set.size === 3_000, 60_000)).toBe(
+        true,
+      );
+      rc.rt.runFor(3_000); // a second session, had one started, would have ended and been counted
+      const syncs = hs.map((h) => h.events.filter((e) => e.kind === 'replica-sync'));
+      // One holder ran the sessions; each differing line moved exactly once.
+      expect(syncs.filter((s) => s.length > 0)).toHaveLength(1);
+      expect(syncs.flat().reduce((n, e) => n + e.fetched + e.pushed, 0)).toBe(3_000);
+      rc.assertNoDuplicates();
+      expect(rc.c.handlerErrors()).toEqual([]);
+    },
+  );
+});
