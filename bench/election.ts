@@ -35,6 +35,7 @@ import { UdpTransport } from '../src/p2p/transport/udp.js';
 import { SimCluster, type SimPeer } from '../test/support/cluster.js';
 import { NetnsLan, netnsCapability } from '../test/support/netns.js';
 import {
+  delay,
   envInt,
   ms,
   onCleanup,
@@ -73,6 +74,12 @@ const FAILOVER_TIMEOUT_MS = 10_000;
 const ETCD_FAILOVER_TIMEOUT_MS = 20_000;
 /** A clock trial: membership, election, one round, then every backward correction slewed. */
 const CLOCK_TRIAL_TIMEOUT_MS = 10_000;
+/**
+ * Each kill waits a random 0..this first: a trial starts right after a settling log line, which
+ * follows a heartbeat, so without it every kill would land at the same heartbeat phase (the worst
+ * one for failure detection). Two heartbeat intervals of peer's lan profile, four of etcd's.
+ */
+const KILL_PHASE_MS_MAX = 400;
 
 export const bench: BenchModule = {
   name: 'election',
@@ -247,6 +254,13 @@ class Peer {
   }
 }
 
+/** What a peer follows and last logged: for a failure message. */
+function describePeer(p: Peer): string {
+  const tail = p.lines.lines.slice(-12).join('\n    ');
+  const states = LAN_PEERS.filter((n) => n !== p.name).map((n) => `${n}=${loggedState(p.lines, n)}`);
+  return `  ${p.name} (${p.id}, exit ${p.lines.child.exitCode}) follows ${JSON.stringify(p.followed())}, sees ${states.join(' ')}:\n    ${tail}\n    ${p.lines.stderr.join('').slice(-500)}`;
+}
+
 function peersSettled(peers: Peer[], leader: Peer): boolean {
   const f = peers.map((p) => p.followed());
   return (
@@ -277,6 +291,7 @@ async function peerLanTrials(): Promise<LanResult> {
   const r: LanResult = { killToAgree: [], afterDetect: [], missed: 0, twoAfter: 0 };
   for (let t = 0; t < LAN_TRIALS; t++) {
     const survivors = peers.filter((p) => p !== top);
+    await delay(Math.random() * KILL_PHASE_MS_MAX);
     const marks = survivors.map((p) => p.mark());
     const killAt = Date.now();
     top.lines.child.kill('SIGKILL');
@@ -305,11 +320,15 @@ async function peerLanTrials(): Promise<LanResult> {
     if (new Set(f.map((x) => x?.coordinator)).size > 1) r.twoAfter++;
     await top.lines.exited;
     top.start();
-    await waitFor(
-      () => peersSettled(peers, top),
-      CONVERGE_TIMEOUT_MS,
-      `${top.name} to rejoin and lead again`,
-    );
+    try {
+      await waitFor(
+        () => peersSettled(peers, top),
+        CONVERGE_TIMEOUT_MS,
+        `${top.name} to rejoin and lead again`,
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${peers.map(describePeer).join('\n')}`, { cause: err });
+    }
   }
   lan.down();
   return r;
@@ -427,6 +446,7 @@ async function etcdTrials(): Promise<{ killToAgree: number[]; missed: number; ve
     const leaderRow = status.find((s) => s.leader)!;
     const victim = members[leaderRow.index]!;
     const survivors = members.filter((m) => m !== victim);
+    await delay(Math.random() * KILL_PHASE_MS_MAX);
     const marks = survivors.map((m) => m.lines.lines.length);
     const killAt = Date.now();
     victim.lines.child.kill('SIGKILL');
