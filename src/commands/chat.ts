@@ -10,6 +10,7 @@ import { clockTime, paintName } from '../cli/output.js';
 import {
   Chat,
   ChatError,
+  CHAT_TOPIC,
   CHAT_HISTORY_KEEP_MAX,
   CHAT_TAG,
   LamportOrderer,
@@ -19,6 +20,8 @@ import { ReliableDelivery, type AckStatus, type LostReport, type SendResult } fr
 import type { MemberView, PeerEvent } from '../p2p/protocol.js';
 import { isPeerName } from '../p2p/wire.js';
 import { ChatStore } from '../storage/chat.js';
+import type { Checkpoints } from '../storage/checkpoint.js';
+import { receiveChatLine } from '../cli/checkpointing.js';
 import { PeerStore, databasePath } from '../storage/store.js';
 
 /** How long --send and piped input look for chat members before sending. */
@@ -336,6 +339,9 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
   private async join(flags: FlagValues, historyWanted: number, reader = true): Promise<Joined> {
     const settings = networkSettings(flags);
     let joined: Omit<Joined, 'peer'> | undefined;
+    // Lines can arrive while startPeer is still starting the node: their writes wait for the store.
+    let storeReady: (cp: Checkpoints) => void = () => {};
+    const checkpoints = new Promise<Checkpoints>((resolve) => (storeReady = resolve));
     const peer = await startPeer(settings, {
       lamport: (store) => (store ? ChatStore.on(store).maxLamport() : 0),
       install: (node, pstore) => {
@@ -355,14 +361,30 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
               reader,
             }),
         );
-        chat.onLine((l) => store.save(l, Date.now()));
+        // Inbox row, chat line and processed flag in one group commit (synchronous=FULL). The
+        // promise holds the line's ack to its sender until that commit (reliable.ts), so a line
+        // acknowledged (a --send exiting 0) survives kill -9 and a power cut here.
+        chat.onLine((l) =>
+          checkpoints
+            .then((cp) => receiveChatLine(cp, l))
+            .catch((err: unknown) => {
+              process.stderr.write(
+                `peer: chat line from ${l.fromName} not stored: ${(err as Error).message}\n`,
+              );
+              throw err; // keeps the line unacknowledged
+            }),
+        );
         chat.onLost((r) => {
           store.saveLost(r, Date.now());
           this.printLost(r);
         });
         joined = { chat, reliable, store };
       },
+      // Chat lines are the messages a snapshot records in flight on each channel.
+      snapshotChannels: () => (joined ? { reliable: joined.reliable, topics: [CHAT_TOPIC] } : null),
     });
+    if (!peer.checkpoints) throw new Error('chat runs a full peer: it has a checkpoint store');
+    storeReady(peer.checkpoints);
     return { peer, ...joined! };
   }
 

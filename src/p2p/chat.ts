@@ -98,7 +98,7 @@ const HREQ = is.object({ n: is.uint(CHAT_HISTORY_SHARE_MAX) });
 export class Chat implements Protocol {
   readonly messages = { 'ch.hreq': HREQ };
   readonly stats = { malformed: 0, historyReceived: 0, historySkipped: 0, historyServed: 0 };
-  private readonly lineHandlers: Array<(l: ChatLine) => void> = [];
+  private readonly lineHandlers: Array<(l: ChatLine) => unknown> = [];
   private readonly lostHandlers: Array<(r: LostReport) => void> = [];
   private readonly lines: ChatLine[] = [];
   private readonly seen = new Set<string>();
@@ -120,8 +120,11 @@ export class Chat implements Protocol {
     reliable.onLost((r) => this.lostHandlers.forEach((h) => h(r)));
   }
 
-  /** Every new line: live, own, or history not seen before. */
-  onLine(handler: (l: ChatLine) => void): void {
+  /**
+   * Every new line: live, own, or history not seen before. A handler that returns a promise (its
+   * durable write) delays the line's ack to its sender until the promise resolves (reliable.ts).
+   */
+  onLine(handler: (l: ChatLine) => unknown): void {
     this.lineHandlers.push(handler);
   }
 
@@ -206,18 +209,19 @@ export class Chat implements Protocol {
 
   private own(l: Omit<ChatLine, 'from' | 'fromName' | 'history'>): ChatLine {
     const line: ChatLine = { ...l, from: this.ctx.self.id, fromName: this.ctx.self.name, history: false };
-    this.add(line);
+    // Nobody waits for an ack of our own line; a failed write was reported by the handler itself.
+    this.add(line)?.catch(() => {});
     return line;
   }
 
-  private onChat(d: Delivery): void {
+  private onChat(d: Delivery): Promise<unknown> | undefined {
     const sp = d.payload.indexOf(' ');
     const at = Number(d.payload.slice(0, sp));
     if (sp <= 0 || !Number.isSafeInteger(at) || at < 0) {
       this.stats.malformed++;
       return;
     }
-    this.add({
+    return this.add({
       id: d.key,
       from: d.from,
       fromName: d.fromName,
@@ -230,7 +234,7 @@ export class Chat implements Protocol {
     });
   }
 
-  private onHistory(d: Delivery): void {
+  private onHistory(d: Delivery): Promise<unknown> | undefined {
     let v: unknown;
     try {
       v = JSON.parse(d.payload);
@@ -245,13 +249,20 @@ export class Chat implements Protocol {
     // Any answer ends the search, even one with nothing new.
     this.historyDone = true;
     this.stats.historyReceived++;
-    this.add({ id, from, fromName, to, toName, text, lamport, at, history: true });
+    return this.add({ id, from, fromName, to, toName, text, lamport, at, history: true });
   }
 
-  private add(line: ChatLine): void {
+  /** Hands a new line to the handlers; the promise of their writes, if any returned one. */
+  private add(line: ChatLine): Promise<unknown> | undefined {
     if (this.seen.has(line.id)) return;
     this.remember(line);
-    for (const h of this.lineHandlers) h(line);
+    const writes: Array<PromiseLike<unknown>> = [];
+    for (const h of this.lineHandlers) {
+      const r = h(line);
+      if (typeof r === 'object' && r !== null && typeof (r as { then?: unknown }).then === 'function')
+        writes.push(r as PromiseLike<unknown>);
+    }
+    return writes.length > 0 ? Promise.all(writes) : undefined;
   }
 
   private remember(line: ChatLine): void {

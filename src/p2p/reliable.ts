@@ -28,6 +28,14 @@
  *   unicasts to one peer in its own per-destination stream (`rm.u`, FIFO, acked by `rm.ua`),
  *   retried every RELIABLE_UNICAST_RETRY_MS until acked, the peer is gone, or
  *   RELIABLE_UNICAST_TIMEOUT_MS passes; its callback says which.
+ * - Acks after durability. A topic handler that must make a message durable before the sender
+ *   may count it as received returns a promise (e.g. of its group-committed write). The message
+ *   is then acked (multicast `rm.ack`, unicast `rm.ua`) only once every promise returned for it
+ *   has resolved; being cumulative, the ack also waits for every earlier message of the stream.
+ *   Resolution only marks the ack due; the next tick sends it through the context. A promise that
+ *   rejects withholds the ack of that message and of everything after it in its stream for good
+ *   (counted in `stats.writesFailed`): the sender sees the receiver as pending, then gone, never
+ *   as having acked what it may not hold. A handler that returns nothing is acked at delivery.
  *
  * Failure modes:
  * - Sender crash: messages no receiver got are gone with it; a receiver that saw a gap, or heard
@@ -115,6 +123,13 @@ export interface Delivery {
   /** Lamport time the sender stamped at publish. */
   lamport: number;
 }
+
+/**
+ * A topic handler. Returning a promise (any thenable) defers the message's ack until it resolves
+ * (the handler's durable write committed); any other result is ignored and the message is acked at
+ * delivery. See "Acks after durability" above.
+ */
+export type DeliveryHandler = (d: Delivery) => unknown;
 
 export type LostReason = 'evicted' | 'sender-gone' | 'sender-restarted' | 'timeout' | 'abandoned';
 
@@ -206,6 +221,8 @@ interface InStream {
   ackedSent: number;
   ackDue: boolean;
   closedAt: number | null;
+  /** Delivered messages whose handlers' writes have not committed yet, in increasing order. */
+  unacked: Set<number>;
 }
 
 interface OutUnicast {
@@ -219,6 +236,10 @@ interface InUnicast {
   epoch: number;
   next: number;
   held: Map<number, Item>;
+  /** As InStream.unacked; `ackTo` is where a deferred ack goes once due. */
+  unacked: Set<number>;
+  ackTo: Address;
+  ackDue: boolean;
 }
 
 /** `rm.gone` lo meaning "that stream ended with a restart". */
@@ -294,9 +315,11 @@ export class ReliableDelivery implements Protocol {
     unicastFailed: 0,
     handlerErrors: 0,
     lastHandlerError: '',
+    /** Messages whose handler's durable write failed: never acked (see the header). */
+    writesFailed: 0,
   };
 
-  private readonly handlers = new Map<string, Array<(d: Delivery) => void>>();
+  private readonly handlers = new Map<string, DeliveryHandler[]>();
   private readonly lostHandlers: Array<(r: LostReport) => void> = [];
   private readonly audience: (m: MemberView) => boolean;
   private readonly overheadBytes: number;
@@ -336,8 +359,11 @@ export class ReliableDelivery implements Protocol {
 
   // ---- public API ------------------------------------------------------------------------------
 
-  /** Registers a delivery handler for a topic; returns a function that removes it. */
-  on(topic: string, handler: (d: Delivery) => void): () => void {
+  /**
+   * Registers a delivery handler for a topic; returns a function that removes it. A handler that
+   * returns a promise defers the message's ack until it resolves.
+   */
+  on(topic: string, handler: DeliveryHandler): () => void {
     const list = this.handlers.get(topic) ?? [];
     list.push(handler);
     this.handlers.set(topic, list);
@@ -564,6 +590,11 @@ export class ReliableDelivery implements Protocol {
     this.announce(now);
     this.retryUnicast(now);
     for (const s of this.streams.values()) this.tickStream(s, now);
+    for (const u of this.inUnicast.values()) {
+      if (!u.ackDue) continue;
+      u.ackDue = false;
+      this.ctx.send(u.ackTo, 'rm.ua', { e: u.epoch, a: ackable(u.next, u.unacked) });
+    }
   }
 
   /** Sends what is queued and announces our highest sequence, so receivers can detect a lost tail. */
@@ -805,6 +836,7 @@ export class ReliableDelivery implements Protocol {
       ackedSent: start - 1,
       ackDue: true,
       closedAt: null,
+      unacked: new Set(),
     };
     this.streams.set(env.i, s);
     return s;
@@ -915,7 +947,7 @@ export class ReliableDelivery implements Protocol {
         this.nack(s, now);
       }
     }
-    const upTo = s.next - 1;
+    const upTo = ackable(s.next, s.unacked);
     if (upTo > s.ackedSent || s.ackDue) {
       s.ackedSent = upTo;
       s.ackDue = false;
@@ -958,7 +990,15 @@ export class ReliableDelivery implements Protocol {
         if (first) this.dropUnicastStream(first);
       }
       if (u) this.dropUnicastStream(env.i);
-      u = { from: env.i, epoch: b.e, next: Math.max(b.b, 1), held: new Map() };
+      u = {
+        from: env.i,
+        epoch: b.e,
+        next: Math.max(b.b, 1),
+        held: new Map(),
+        unacked: new Set(),
+        ackTo: from,
+        ackDue: false,
+      };
       this.inUnicast.set(env.i, u);
     }
     if (b.b > u.next) {
@@ -971,7 +1011,7 @@ export class ReliableDelivery implements Protocol {
           u.held.delete(u.next);
           this.heldTotal--;
           delivered++;
-          this.deliverUnicast(env, it);
+          this.deliverUnicast(env, it, u);
         }
         u.next++;
       }
@@ -983,12 +1023,12 @@ export class ReliableDelivery implements Protocol {
     if (seq < u.next || u.held.has(seq)) this.stats.duplicates++;
     else if (seq === u.next) {
       u.next++;
-      this.deliverUnicast(env, item);
+      this.deliverUnicast(env, item, u);
       for (let it = u.held.get(u.next); it; it = u.held.get(u.next)) {
         u.held.delete(u.next);
         this.heldTotal--;
         u.next++;
-        this.deliverUnicast(env, it);
+        this.deliverUnicast(env, it, u);
       }
     } else if (
       seq - u.next <= RELIABLE_UNICAST_PENDING_MAX &&
@@ -997,7 +1037,8 @@ export class ReliableDelivery implements Protocol {
       u.held.set(seq, item);
       this.heldTotal++;
     }
-    this.ctx.send(from, 'rm.ua', { e: b.e, a: u.next - 1 });
+    u.ackTo = from;
+    this.ctx.send(from, 'rm.ua', { e: b.e, a: ackable(u.next, u.unacked) });
   }
 
   private dropUnicastStream(from: PeerId): void {
@@ -1012,7 +1053,7 @@ export class ReliableDelivery implements Protocol {
     const [seq, topic, payload, lamport] = item;
     s.next = seq + 1;
     const id: MessageId = { origin: s.from, epoch: s.epoch, seq };
-    this.dispatch({
+    const writes = this.dispatch({
       id,
       key: messageKey(id),
       from: s.from,
@@ -1022,13 +1063,14 @@ export class ReliableDelivery implements Protocol {
       payload,
       lamport,
     });
+    if (writes.length > 0) this.holdAck(s.unacked, seq, writes, () => (s.ackDue = true));
   }
 
-  private deliverUnicast(env: Envelope<{ e: number }>, item: Item): void {
+  private deliverUnicast(env: Envelope<{ e: number }>, item: Item, u: InUnicast): void {
     const [seq, topic, payload, lamport] = item;
     const self = this.ctx.self.id;
     const id: MessageId = { origin: env.i, epoch: env.b.e, seq, to: self };
-    this.dispatch({
+    const writes = this.dispatch({
       id,
       key: messageKey(id),
       from: env.i,
@@ -1038,19 +1080,48 @@ export class ReliableDelivery implements Protocol {
       payload,
       lamport,
     });
+    if (writes.length > 0) this.holdAck(u.unacked, seq, writes, () => (u.ackDue = true));
   }
 
-  private dispatch(d: Delivery): void {
+  /** Runs the topic's handlers; returns the promises of those that defer the ack. */
+  private dispatch(d: Delivery): Array<PromiseLike<unknown>> {
     this.stats.delivered++;
+    const writes: Array<PromiseLike<unknown>> = [];
     for (const h of this.handlers.get(d.topic) ?? []) {
       try {
-        h(d);
+        const r = h(d);
+        if (isThenable(r)) writes.push(r);
       } catch (err) {
         // A caller's bug must not stall the stream; tests assert this stays zero.
         this.stats.handlerErrors++;
         this.stats.lastHandlerError = (err as Error).stack ?? String(err);
       }
     }
+    return writes;
+  }
+
+  /**
+   * Keeps `seq` out of the stream's acks until every write resolved, then marks the ack due (the
+   * next tick sends it). Messages are delivered in increasing order, so `unacked` stays sorted.
+   * A rejected write leaves `seq` in `unacked` for good: nothing from it on is ever acked.
+   */
+  private holdAck(
+    unacked: Set<number>,
+    seq: number,
+    writes: Array<PromiseLike<unknown>>,
+    due: () => void,
+  ): void {
+    unacked.add(seq);
+    Promise.all(writes).then(
+      () => {
+        unacked.delete(seq);
+        due();
+      },
+      (err: unknown) => {
+        this.stats.writesFailed++;
+        this.stats.lastHandlerError = (err as Error)?.stack ?? String(err);
+      },
+    );
   }
 
   private reportLost(
@@ -1068,6 +1139,16 @@ export class ReliableDelivery implements Protocol {
     for (const h of this.lostHandlers) h(r);
     this.ctx.emit({ kind: 'lost', ...r });
   }
+}
+
+/** Highest sequence a stream may ack: everything delivered, up to the first write not yet durable. */
+function ackable(next: number, unacked: Set<number>): number {
+  for (const seq of unacked) return seq - 1; // the first is the lowest (see holdAck)
+  return next - 1;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }
 
 function isLive(m: MemberView): boolean {
