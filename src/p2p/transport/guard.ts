@@ -19,10 +19,15 @@
  */
 import type { Address, DatagramHandler, Transport } from './transport.js';
 
-/** Sustained datagrams per second accepted from one source: about 100 times a busy peer's rate. */
-export const GUARD_SOURCE_DATAGRAMS_PER_S = 2000;
+/**
+ * Sustained datagrams per second accepted from one source. A sender pushing chat or replication
+ * as fast as it goes packs about 10 messages per datagram and reaches 10-20k datagrams/s on these
+ * machines (BENCHMARKS.md, chat); 2,000 capped a single open-group sender at about 21k messages/s.
+ * At about 5 µs of validation each, 20,000/s from one source costs at most a tenth of a core.
+ */
+export const GUARD_SOURCE_DATAGRAMS_PER_S = 20_000;
 /** Datagrams one source may send at once after being quiet (a replication or chat burst). */
-export const GUARD_SOURCE_BURST_DATAGRAMS = 4000;
+export const GUARD_SOURCE_BURST_DATAGRAMS = 40_000;
 /** Source addresses tracked at once: 4 times MEMBERS_MAX, about 200 KB. */
 export const GUARD_SOURCES_MAX = 4096;
 
