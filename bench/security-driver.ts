@@ -135,6 +135,7 @@ async function source(): Promise<void> {
   const endAt = performance.now() + opts.seconds! * 1000;
   let sent = 0;
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   await new Promise<void>((resolve) => {
     const turn = () => {
       for (let i = 0; i < SOURCE_BATCH_MESSAGES; i++) node.context.broadcast('sb.m', body);
@@ -145,8 +146,16 @@ async function source(): Promise<void> {
     turn();
   });
   const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
   await node.stop();
-  out({ ev: 'sent', n: sent, ms, sendErrors: udp.errors.send, lastError: udp.errors.lastError });
+  out({
+    ev: 'sent',
+    n: sent,
+    ms,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    sendErrors: udp.errors.send,
+    lastError: udp.errors.lastError,
+  });
   process.exit(0);
 }
 
@@ -268,6 +277,7 @@ async function flood(): Promise<void> {
   const t0 = performance.now();
   const endAt = t0 + opts.seconds! * 1000;
   let nextTick = t0 + 1000;
+  const cpu0 = process.cpuUsage();
   out({ ev: 'flooding' });
   await new Promise<void>((resolve) => {
     const turn = () => {
@@ -292,9 +302,10 @@ async function flood(): Promise<void> {
     turn();
   });
   const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
   // Let the last callbacks run before counting errors.
   await new Promise((r) => setTimeout(r, 200));
-  out({ ev: 'done', sent, toGroup, ms, errors, lastError, perKind });
+  out({ ev: 'done', sent, toGroup, ms, cpuMs: (cpu.user + cpu.system) / 1000, errors, lastError, perKind });
   for (const s of sockets) s.close();
   process.exit(0);
 }
