@@ -31,7 +31,7 @@ export class TokenRingStore {
   /** Rows found damaged at load (counted, then ignored). */
   damaged = 0;
 
-  constructor(db: Database.Database) {
+  constructor(private readonly db: Database.Database) {
     db.exec(`
       CREATE TABLE IF NOT EXISTS token_ring_state (
         k INTEGER PRIMARY KEY CHECK (k = 1),
@@ -62,8 +62,20 @@ export class TokenRingStore {
     return null;
   }
 
+  /**
+   * Commits at synchronous=FULL (one fsync; this connection is otherwise at NORMAL): the caller
+   * sends a confirm right after, and a promise forgotten in a power cut could let two claims of
+   * one epoch be confirmed. Rare (an epoch change or a promise), so no group commit is needed; the
+   * connection's own level is restored after.
+   */
   save(d: TokenRingDurable): void {
     if (!valid(d)) throw new Error(`refusing to save an invalid token ring state: ${JSON.stringify(d)}`);
-    this.write.run(JSON.stringify(d), Date.now());
+    const level = this.db.pragma('synchronous', { simple: true }) as number;
+    this.db.pragma('synchronous = FULL');
+    try {
+      this.write.run(JSON.stringify(d), Date.now());
+    } finally {
+      this.db.pragma(`synchronous = ${level}`);
+    }
   }
 }
