@@ -13,6 +13,10 @@
  *   newcomer's own direct messages only). Lines are de-duplicated by message id, so history
  *   that overlaps live traffic or a local store shows once. With no answer within
  *   CHAT_HISTORY_RETRY_MS another member is asked, up to CHAT_HISTORY_ATTEMPTS_MAX times.
+ * - Re-sync after a partition: when a chat member we knew comes back after being gone from our
+ *   view (a partition healed, our link came back), we ask it for its recent lines too. What a
+ *   sender still alive missed is repaired by reliable delivery; this covers a sender that finished
+ *   and left while we were cut off (a one-shot `peer chat --send`), whose stream nobody can repair.
  *
  * Failure modes: what reliable delivery reports lost is passed on (`onLost`), never hidden; a
  * history answer that would not fit one datagram is skipped and counted; a malformed payload from
@@ -49,6 +53,10 @@ export const CHAT_HISTORY_KEEP_MAX = 500;
 export const CHAT_SEEN_IDS_MAX = 20_000;
 export const CHAT_HISTORY_RETRY_MS = 1500;
 export const CHAT_HISTORY_ATTEMPTS_MAX = 3;
+/** Chat members remembered, to recognise one that comes back after a partition. */
+export const CHAT_KNOWN_MEMBERS_MAX = 1024;
+/** Copies of a re-sync request: it is one unacknowledged datagram, and 10 % loss is common. */
+const RESYNC_COPIES = 2;
 
 export interface ChatLine {
   /** Reliable message id as a string (messageKey). */
@@ -106,6 +114,9 @@ export class Chat implements Protocol {
   private historyAsked: PeerId[] = [];
   private historyAskedAt = -Infinity;
   private historyDone: boolean;
+  /** Chat members seen live at some point, and those live at the last tick. */
+  private readonly known = new Set<PeerId>();
+  private liveLastTick = new Set<PeerId>();
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -192,6 +203,23 @@ export class Chat implements Protocol {
         this.membership.setTags({ ...this.membership.ownTags, [CHAT_TAG]: true });
     }
     if (!this.historyDone && now - this.historyAskedAt >= CHAT_HISTORY_RETRY_MS) this.askHistory(now);
+    if (this.opts.reader !== false) this.resyncReturning();
+  }
+
+  /** Asks every known chat member that is live again after being gone for what it has. */
+  private resyncReturning(): void {
+    const live = new Set(this.members().map((m) => m.id));
+    for (const id of live) {
+      if (this.liveLastTick.has(id)) continue;
+      const m = this.membership.get(id);
+      if (this.known.has(id) && m) {
+        for (let i = 0; i < RESYNC_COPIES; i++)
+          this.ctx.send(m.address, 'ch.hreq', { n: CHAT_HISTORY_SHARE_MAX });
+      } else if (this.known.size < CHAT_KNOWN_MEMBERS_MAX) {
+        this.known.add(id);
+      }
+    }
+    this.liveLastTick = live;
   }
 
   private askHistory(now: number): void {

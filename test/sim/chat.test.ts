@@ -133,3 +133,32 @@ describe('display order', () => {
     expect(o.drain(Infinity).map((l) => l.id)).toEqual(['late']);
   });
 });
+
+describe('chat re-sync after a partition (simulation)', () => {
+  it.each(SEEDS.slice(0, 15))(
+    'a reader cut off while a sender came, spoke and left gets the line once the partition heals, seed %i',
+    async (seed) => {
+      const h = await harness(seed, ['alice', 'bob', 'carol'], { loss: 0.1, delayMaxMs: 3 }, 0);
+      expect(h.c.rt.runUntilTrue(() => chatConverged(h), 5_000)).toBe(true);
+      const [alice, bob, carol] = h.c.peers as [SimPeer, SimPeer, SimPeer];
+      h.c.net.setDown(carol.address, true);
+      h.c.rt.runFor(PROFILES.lan.membership.deadAfterMs + 500);
+      // A sender that only ever knew alice and bob: it speaks, is acknowledged, and leaves.
+      const zed = await h.c.add('zed');
+      expect(h.c.rt.runUntilTrue(() => h.chat.get(zed)!.members().length === 2, 3_000)).toBe(true);
+      let settled: AckStatus | undefined;
+      h.chat.get(zed)!.say('said while carol was away', (s) => (settled = s));
+      expect(h.c.rt.runUntilTrue(() => settled?.complete === true, 5_000)).toBe(true);
+      await h.c.leave(zed);
+      h.c.rt.runFor(500);
+      h.c.net.setDown(carol.address, false);
+      const got = () => h.lines.get(carol)!.filter((l) => l.text === 'said while carol was away');
+      expect(h.c.rt.runUntilTrue(() => got().length > 0, 5_000)).toBe(true);
+      h.c.rt.runFor(1_000);
+      expect(got()).toHaveLength(1);
+      for (const p of [alice, bob])
+        expect(h.lines.get(p)!.filter((l) => l.text === 'said while carol was away')).toHaveLength(1);
+      expect(h.c.handlerErrors()).toEqual([]);
+    },
+  );
+});
