@@ -102,7 +102,6 @@ async function main(): Promise<number> {
     return 2;
   }
   const names = asked.length ? asked : Object.keys(MODULES);
-  const previous = previousSections();
   const fresh = new Map<string, string>();
   let failed = 0;
   for (const name of names) {
@@ -116,13 +115,15 @@ async function main(): Promise<number> {
       progress(`module ${name}: FAILED: ${(err as Error).stack ?? String(err)}`);
     }
     // Write after every module so a later failure does not lose an earlier result.
-    write(previous, fresh);
+    write(fresh);
   }
   progress(`wrote ${path.relative(process.cwd(), OUT)}`);
   return failed ? 1 : 0;
 }
 
-function write(previous: Map<string, string>, fresh: Map<string, string>): void {
+function write(fresh: Map<string, string>): void {
+  // Read again now, not at start: another bench run may have written its section meanwhile.
+  const previous = previousSections();
   // Registry order first, then any old section whose module is no longer registered (kept, not lost).
   const order = [...Object.keys(MODULES), ...[...previous.keys()].filter((k) => !(k in MODULES))];
   const blocks = order.map((n) => fresh.get(n) ?? previous.get(n)).filter((b): b is string => !!b);
