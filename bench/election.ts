@@ -80,6 +80,9 @@ const CLOCK_TRIAL_TIMEOUT_MS = 10_000;
  * one for failure detection). Two heartbeat intervals of peer's lan profile, four of etcd's.
  */
 const KILL_PHASE_MS_MAX = 400;
+/** A restarted peer that exits at once is started again this many times, this long apart. */
+const RESTART_ATTEMPTS = 5;
+const RESTART_RETRY_MS = 2_000;
 
 export const bench: BenchModule = {
   name: 'election',
@@ -275,6 +278,8 @@ interface LanResult {
   afterDetect: number[];
   missed: number;
   twoAfter: number;
+  /** Restarts between trials that exited at once (dist/ being rebuilt by other work). */
+  restartsFailed: number;
 }
 
 async function peerLanTrials(): Promise<LanResult> {
@@ -288,7 +293,7 @@ async function peerLanTrials(): Promise<LanResult> {
   const top = peers[peers.length - 1]!;
   const second = peers[peers.length - 2]!;
   await waitFor(() => peersSettled(peers, top), CONVERGE_TIMEOUT_MS, 'all to follow the top peer');
-  const r: LanResult = { killToAgree: [], afterDetect: [], missed: 0, twoAfter: 0 };
+  const r: LanResult = { killToAgree: [], afterDetect: [], missed: 0, twoAfter: 0, restartsFailed: 0 };
   for (let t = 0; t < LAN_TRIALS; t++) {
     const survivors = peers.filter((p) => p !== top);
     await delay(Math.random() * KILL_PHASE_MS_MAX);
@@ -321,11 +326,23 @@ async function peerLanTrials(): Promise<LanResult> {
     await top.lines.exited;
     top.start();
     try {
-      await waitFor(
-        () => peersSettled(peers, top),
-        CONVERGE_TIMEOUT_MS,
-        `${top.name} to rejoin and lead again`,
-      );
+      // Other work in this tree may rebuild dist/ meanwhile (npm run bench builds first): a
+      // restart that dies at once on a half-written module is started again, not a failed trial.
+      for (let attempt = 1; ; attempt++) {
+        await waitFor(
+          () => peersSettled(peers, top) || top.lines.child.exitCode !== null,
+          CONVERGE_TIMEOUT_MS,
+          `${top.name} to rejoin and lead again`,
+        );
+        if (top.lines.child.exitCode === null) break;
+        if (attempt >= RESTART_ATTEMPTS) throw new Error(`${top.name} exited at start ${attempt} times`);
+        r.restartsFailed++;
+        progress(
+          `${top.name} exited at start (${top.lines.stderr.join('').trim().split('\n')[0]}); starting it again`,
+        );
+        await delay(RESTART_RETRY_MS);
+        top.start();
+      }
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${peers.map(describePeer).join('\n')}`, { cause: err });
     }
@@ -773,6 +790,7 @@ function section(r: {
         .map(({ c, i }) => `#${i + 1}: ${f3(c.targetSpread)}, ${f3(c.groupSpread)}, ±${f3(c.accuracy)}`)
         .join('; ') || 'none'
     }. Each reading is Cristian's: exact only if the poll and the reply take equally long; on this loaded host (five peers sharing one event loop, load average above) a reply that waits behind others' work skews its reading by up to rtt/2, which is the accuracy bound each peer reports. Trial #1 runs cold (JIT, first sockets).`,
+    `Restarts between LAN trials that exited at once and were started again: ${r.lanR.restartsFailed} (another build rewriting dist/ at that moment; they are not part of any measured interval).`,
     `Clock trials not counted: ${
       r.clock
         .filter((c) => !c.valid)
