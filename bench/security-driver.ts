@@ -286,8 +286,11 @@ async function flood(): Promise<void> {
       for (let k = 0; k < due; k++, sent++) {
         const d = pool[sent % FLOOD_POOL_DATAGRAMS]!;
         perKind[kinds[(sent % FLOOD_POOL_DATAGRAMS) % kinds.length]!]!++;
-        const s = sockets[sent % FLOOD_SOCKETS]!;
-        if (sent % 2 === 0) {
+        // The kind is sent % FLOOD_KINDS.length; destination and socket change every round of
+        // kinds instead, so every kind reaches both destinations from every source port.
+        const round = Math.floor(sent / FLOOD_KINDS.length);
+        const s = sockets[Math.floor(round / 2) % FLOOD_SOCKETS]!;
+        if (round % 2 === 0) {
           toGroup++;
           s.send(d, opts.port, GROUP, onSent);
         } else s.send(d, victim.port, victim.host, onSent);
