@@ -20,6 +20,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   replication: async () => (await import('./replication.js')).bench,
   security: async () => (await import('./security.js')).bench,
   tasks: async () => (await import('./tasks.js')).bench,
+  recovery: async () => (await import('./recovery.js')).bench,
 };
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
