@@ -20,6 +20,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   replication: async () => (await import('./replication.js')).bench,
   security: async () => (await import('./security.js')).bench,
   tasks: async () => (await import('./tasks.js')).bench,
+  kv: async () => (await import('./kv.js')).bench,
   recovery: async () => (await import('./recovery.js')).bench,
 };
 
