@@ -12,7 +12,9 @@
  *   2. each peer answers by unicast `clk.time {g}` with its target clock when the poll arrived;
  *      the coordinator reads c1 on arrival, so the round trip is rtt = c1 - c0 and, with symmetric
  *      delays, the peer read g at the coordinator's (c0 + c1) / 2: delta = g - (c0 + c1) / 2, known
- *      to +-rtt/2 (Cristian);
+ *      to +-rtt/2 (Cristian); each reply is followed by a unicast poll to that peer, up to
+ *      READINGS_PER_PEER readings, and the reading with the shortest round trip is kept (NTP's
+ *      clock filter: a reply that waited behind other work has a long round trip and a bias);
  *   3. after collectMs (or every expected reply), drops replies slower than rttMaxMs (their
  *      uncertainty is too large) and outliers (further than OUTLIER_MAD_FACTOR median absolute
  *      deviations, and at least OUTLIER_FLOOR_MS, from the median delta: a broken clock must not
@@ -28,7 +30,7 @@
  *
  * Failure modes. Messages carry the coordinator's term; polls and adjustments from an older term
  * are ignored, so a deposed coordinator cannot move the group clock. A peer that has not answered
- * halfway through collectMs is polled again by unicast (attempt k = 1; replies echo k, so each is
+ * halfway through collectMs is polled again by unicast (replies echo the attempt k, so each is
  * timed against its own poll). A peer still left out, or whose adjustment is lost, asks for a
  * round itself (`clk.req`) once it has gone 2 x T without a sync.
  * Asymmetric delays bias an estimate by up to rtt/2: that is the accuracy each peer reports. Drift
@@ -129,21 +131,40 @@ interface Poll {
   c0: number;
 }
 
+/** One peer's readings in a round: the outstanding unicast polls and the best reading so far. */
+interface PeerRound {
+  /** Unicast polls to this peer not yet answered, by attempt k (k >= 1). */
+  polls: Map<number, Poll>;
+  nextK: number;
+  answeredMulticast: boolean;
+  readings: number;
+  best: Reply | null;
+}
+
 interface Round {
   term: number;
   round: number;
   t0: number;
   off0: number;
-  /** Attempt k was sent at polls[k] (0: the multicast, 1: the unicast retry to the silent). */
-  polls: Poll[];
-  replies: Map<PeerId, Reply>;
+  /** The multicast poll (attempt k = 0). */
+  multicast: Poll;
+  retried: boolean;
+  peers: Map<PeerId, PeerRound>;
 }
 
 const TERM = is.uint();
 const MS = is.num(-READING_MS_MAX, READING_MS_MAX);
-/** Poll attempts per round: the multicast, then one unicast retry to the peers still silent. */
-export const POLL_ATTEMPTS = 2;
-const ATTEMPT = is.uint(POLL_ATTEMPTS - 1);
+/**
+ * Readings taken from each peer per round. After each reply the coordinator polls that peer again
+ * by unicast and keeps the reading with the shortest round trip (NTP's clock filter): a reply that
+ * waited behind other work on a busy host has a long round trip and a reading biased by the wait.
+ */
+export const READINGS_PER_PEER = 4;
+/** Unicast retries of the first poll, to peers still silent halfway through collectMs. */
+export const POLL_RETRIES = 1;
+/** Attempt numbers per peer: 0 is the multicast, then the retries and the follow-up polls. */
+const ATTEMPT_MAX = READINGS_PER_PEER + POLL_RETRIES;
+const ATTEMPT = is.uint(ATTEMPT_MAX);
 const POLL = is.object({ term: TERM, r: is.uint(), k: ATTEMPT });
 const TIME = is.object({ term: TERM, r: is.uint(), k: ATTEMPT, g: MS }, { o: is.bool() });
 const ADJ = is.object({
@@ -343,8 +364,8 @@ export class ClockSync implements Protocol {
     const t = this.opts.timings;
     if (round) {
       if (!this.view.isCoordinator() || this.view.term() !== round.term) this.current = null;
-      else if (now - round.t0 >= t.collectMs || this.silent(round).length === 0) this.finish(round);
-      else if (round.polls.length < POLL_ATTEMPTS && now - round.t0 >= t.collectMs / 2) this.repoll(round);
+      else if (now - round.t0 >= t.collectMs || this.complete(round)) this.finish(round);
+      else if (!round.retried && now - round.t0 >= t.collectMs / 2) this.retrySilent(round);
       return;
     }
     if (!this.view.isCoordinator()) {
@@ -376,33 +397,67 @@ export class ClockSync implements Protocol {
       round,
       t0: now,
       off0,
-      polls: [{ t0: now, c0: this.targetNow() }],
-      replies: new Map(),
+      multicast: { t0: now, c0: this.targetNow() },
+      retried: false,
+      peers: new Map(),
     };
     this.ctx.broadcast('clk.poll', { term, r: round, k: 0 });
   }
 
-  private repoll(round: Round): void {
-    const k = round.polls.length;
-    round.polls.push({ t0: this.ctx.now(), c0: this.targetNow() });
-    for (const m of this.silent(round))
-      this.ctx.send(m.address, 'clk.poll', { term: round.term, r: round.round, k });
+  private retrySilent(round: Round): void {
+    round.retried = true;
+    for (const m of this.clockMembers())
+      if (!round.peers.get(m.id)?.best) this.pollOne(round, this.peerRound(round, m.id), m.address);
+  }
+
+  private peerRound(round: Round, id: PeerId): PeerRound {
+    let pr = round.peers.get(id);
+    if (!pr) {
+      pr = { polls: new Map(), nextK: 1, answeredMulticast: false, readings: 0, best: null };
+      round.peers.set(id, pr);
+    }
+    return pr;
+  }
+
+  private pollOne(round: Round, pr: PeerRound, to: Address): void {
+    if (pr.nextK > ATTEMPT_MAX) return;
+    const k = pr.nextK++;
+    pr.polls.set(k, { t0: this.ctx.now(), c0: this.targetNow() });
+    this.ctx.send(to, 'clk.poll', { term: round.term, r: round.round, k });
   }
 
   private onTime(env: Envelope, from: Address): void {
     const { term, r, k, g, o } = env.b as { term: number; r: number; k: number; g: number; o?: boolean };
     const round = this.current;
-    const poll = round?.polls[k];
-    if (!round || !poll || term !== round.term || r !== round.round || round.replies.has(env.i)) return;
+    if (!round || term !== round.term || r !== round.round) return;
+    const pr = this.peerRound(round, env.i);
+    let poll: Poll | undefined;
+    if (k === 0) {
+      if (pr.answeredMulticast) return; // a duplicate
+      pr.answeredMulticast = true;
+      poll = round.multicast;
+    } else {
+      poll = pr.polls.get(k);
+      pr.polls.delete(k);
+    }
+    if (!poll) return;
     const c1 = this.targetNow();
     const rtt = Math.max(0, this.ctx.now() - poll.t0);
     // Cristian: the peer read g half a round trip after we read c0, by our clock (c0 + c1) / 2.
-    round.replies.set(env.i, { from, delta: g - (poll.c0 + c1) / 2, rtt, observer: o === true });
+    const reading: Reply = { from, delta: g - (poll.c0 + c1) / 2, rtt, observer: o === true };
+    pr.readings++;
+    if (!pr.best || reading.rtt < pr.best.rtt) pr.best = reading;
+    if (pr.readings < READINGS_PER_PEER) this.pollOne(round, pr, from);
   }
 
-  /** Live members that run clock sync and have not answered this round yet. */
-  private silent(round: Round): MemberView[] {
-    return this.membership.live().filter((m) => m.tags[TAG_CLOCK] === true && !round.replies.has(m.id));
+  /** Live members that run clock sync. */
+  private clockMembers(): MemberView[] {
+    return this.membership.live().filter((m) => m.tags[TAG_CLOCK] === true);
+  }
+
+  /** Every clock member has given all its readings: the round need not wait for collectMs. */
+  private complete(round: Round): boolean {
+    return this.clockMembers().every((m) => (round.peers.get(m.id)?.readings ?? 0) >= READINGS_PER_PEER);
   }
 
   private finish(round: Round): void {
@@ -410,7 +465,7 @@ export class ClockSync implements Protocol {
     this.rounds++;
     const samples = [
       { id: this.ctx.self.id, from: '', delta: 0, rtt: 0, observer: false },
-      ...[...round.replies].map(([id, r]) => ({ id, ...r })),
+      ...[...round.peers].flatMap(([id, pr]) => (pr.best ? [{ id, ...pr.best }] : [])),
     ];
     const usable = samples.filter((s) => s.rtt <= this.opts.timings.rttMaxMs && !s.observer);
     const { kept, average } = berkeleyAverage(usable.map((s) => s.delta));
