@@ -37,6 +37,11 @@ export default class Monitor extends PeerCommand {
       installed: installed!,
     });
     feeds.start();
+    // Ink draws only the final frame when it believes it runs in CI (is-in-ci reads CI and
+    // CONTINUOUS_INTEGRATION once, when first imported). The monitor runs only on a terminal
+    // (checked above), where live frames are the point, so those variables must not reach it.
+    delete process.env.CI;
+    delete process.env.CONTINUOUS_INTEGRATION;
     // Ink and React take most of a second to load; importing them here keeps every other
     // command's start-up (oclif loads all command files when it has no manifest) free of them.
     const [{ default: React }, { render }, { MonitorApp }] = await Promise.all([
