@@ -52,6 +52,16 @@ export function memberLabel(m: Pick<MemberView, 'name' | 'id'>): string {
   return `${paintName(m.name)} ${chalk.gray(`(${m.id.slice(0, 8)})`)}`;
 }
 
+/** How a long-running command logs: readable lines stamped with the time, or JSON objects with `at`. */
+export type EventLog = (fields: Record<string, unknown>, text: string) => void;
+
+export function eventLog(print: (line: string) => void, json: boolean): EventLog {
+  return (fields, text) =>
+    print(
+      json ? JSON.stringify({ at: new Date().toISOString(), ...fields }) : `${clockTime(Date.now())} ${text}`,
+    );
+}
+
 /** One readable line for a membership event, or null for kinds another module describes. */
 export function describeMembershipEvent(e: PeerEvent): string | null {
   switch (e.kind) {

@@ -6,7 +6,7 @@ import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, untilSignal, type RunningPeer } from '../cli/peer.js';
 import { logExisting, loggedSink } from '../cli/checkpointing.js';
 import { UsageError } from '../cli/network.js';
-import { clockTime, paintName } from '../cli/output.js';
+import { describeMembershipEvent, eventJson, eventLog, paintName, type EventLog } from '../cli/output.js';
 import { HOLDER_DISCOVERY_MS, POLL_MS, dirFlag, fileSink, waitFor } from '../cli/replica.js';
 import {
   Replication,
@@ -189,12 +189,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
   private async hold(flags: Parameters<typeof networkSettings>[0] & { dir: string; 'log-format': string }) {
     const settings = networkSettings(flags);
     const json = flags['log-format'] === 'json';
-    const log = (fields: Record<string, unknown>, text: string) =>
-      this.log(
-        json
-          ? JSON.stringify({ at: new Date().toISOString(), ...fields })
-          : `${clockTime(Date.now())} ${text}`,
-      );
+    const log = eventLog((l) => this.log(l), json);
     const file = ReplicaFile.open(flags.dir, settings.name);
     if (file.rejected.length > 0) {
       process.stderr.write(
@@ -265,7 +260,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
     log({ event: 'down', signal }, `left the group (${signal})`);
   }
 
-  private describe(e: PeerEvent, log: (f: Record<string, unknown>, t: string) => void): void {
+  private describe(e: PeerEvent, log: EventLog): void {
     switch (e.kind) {
       case 'replica-append':
         if (e.via === 'local') return;
@@ -309,11 +304,10 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
           `${chalk.red('conflict')} digests differ from ${e.peer.slice(0, 8)} but no difference was found (hash collision?)`,
         );
         return;
-      case 'join':
-      case 'dead':
-      case 'left':
-        log({ event: e.kind, name: e.member.name, id: e.member.id }, `${e.kind} ${paintName(e.member.name)}`);
-        return;
+      default: {
+        const text = describeMembershipEvent(e);
+        if (text) log(eventJson(e, Date.now()), text);
+      }
     }
   }
 }

@@ -2,7 +2,7 @@ import { Flags } from '@oclif/core';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
-import { clockTime, describeMembershipEvent, eventJson, paintName } from '../cli/output.js';
+import { describeMembershipEvent, eventJson, eventLog, paintName } from '../cli/output.js';
 import { describeReport, securityReport } from '../cli/security.js';
 import { UsageError } from '../cli/network.js';
 import { describeCoordinationEvent, installCoordination, priorityFlag } from '../cli/coordination.js';
@@ -40,8 +40,7 @@ export default class Up extends PeerCommand {
       },
     });
     const { node } = peer;
-    const log = (fields: Record<string, unknown>, text: string) =>
-      this.log(json ? JSON.stringify(fields) : `${clockTime(Date.now())} ${text}`);
+    const log = eventLog((l) => this.log(l), json);
 
     log(
       {

@@ -3,7 +3,7 @@ import { Flags } from '@oclif/core';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
-import { clockTime, describeMembershipEvent, eventJson, paintName } from '../cli/output.js';
+import { describeMembershipEvent, eventJson, eventLog, paintName } from '../cli/output.js';
 import { describeTaskEvent, installTaskPeer, type TaskPeer } from '../cli/tasks.js';
 import { describeCoordinationEvent, priorityFlag } from '../cli/coordination.js';
 import { WorkerPool } from '../cli/worker-pool.js';
@@ -67,8 +67,7 @@ export default class Worker extends PeerCommand {
       throw err;
     }
     const { node } = peer;
-    const log = (fields: Record<string, unknown>, text: string) =>
-      this.log(json ? JSON.stringify(fields) : `${clockTime(Date.now())} ${text}`);
+    const log = eventLog((l) => this.log(l), json);
     log(
       {
         event: 'up',

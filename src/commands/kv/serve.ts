@@ -4,7 +4,7 @@ import { PeerCommand } from '../../cli/base.js';
 import { networkFlags } from '../../cli/flags.js';
 import { networkSettings, startPeer, untilSignal } from '../../cli/peer.js';
 import { UsageError } from '../../cli/network.js';
-import { clockTime, paintName } from '../../cli/output.js';
+import { describeMembershipEvent, eventJson, eventLog, paintName, type EventLog } from '../../cli/output.js';
 import { KeyValue } from '../../p2p/kv.js';
 import { envelopeOverhead } from '../../p2p/replication.js';
 import type { PeerEvent } from '../../p2p/protocol.js';
@@ -32,12 +32,7 @@ export default class KvServe extends PeerCommand {
     const { flags } = await this.parse(KvServe);
     const settings = networkSettings(flags);
     const json = flags['log-format'] === 'json';
-    const log = (fields: Record<string, unknown>, text: string) =>
-      this.log(
-        json
-          ? JSON.stringify({ at: new Date().toISOString(), ...fields })
-          : `${clockTime(Date.now())} ${text}`,
-      );
+    const log = eventLog((l) => this.log(l), json);
     let store!: KvStore;
     let kv!: KeyValue;
     const peer = await startPeer(settings, {
@@ -70,7 +65,7 @@ export default class KvServe extends PeerCommand {
     log({ event: 'down', signal, holder: kv.isHolder }, `left the group (${signal})`);
   }
 
-  private describe(e: PeerEvent, log: (f: Record<string, unknown>, t: string) => void): void {
+  private describe(e: PeerEvent, log: EventLog): void {
     switch (e.kind) {
       case 'kv-apply':
         if (e.via === 'repair') {
@@ -107,11 +102,10 @@ export default class KvServe extends PeerCommand {
           `${chalk.red('conflict')} digests differ from ${e.peer.slice(0, 8)} but no difference was found (hash collision?)`,
         );
         return;
-      case 'join':
-      case 'dead':
-      case 'left':
-        log({ event: e.kind, name: e.member.name, id: e.member.id }, `${e.kind} ${paintName(e.member.name)}`);
-        return;
+      default: {
+        const text = describeMembershipEvent(e);
+        if (text) log(eventJson(e, Date.now()), text);
+      }
     }
   }
 }
