@@ -17,7 +17,7 @@
  * Parameters (environment): PEER_BENCH_ELECTION_SIM_TRIALS, PEER_BENCH_ELECTION_TRIALS,
  * PEER_BENCH_ETCD_TRIALS, PEER_BENCH_CLOCK_TRIALS.
  */
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -45,6 +45,7 @@ import {
   type BenchModule,
   type Section,
   type Table,
+  TimedLines,
 } from './lib.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -181,27 +182,6 @@ async function simTrials(loss: number, seedBase: number): Promise<SimResult> {
 
 // ---------------------------------------------------------------------------------------------
 // b. peer on a namespace LAN
-
-/** A child's stdout and stderr as lines, each stamped with when this process read it. */
-class TimedLines {
-  readonly lines: Array<{ at: number; text: string }> = [];
-  readonly exited: Promise<number | null>;
-  constructor(readonly child: ChildProcess) {
-    for (const stream of [child.stdout, child.stderr]) {
-      let buf = '';
-      stream?.setEncoding('utf8').on('data', (d: string) => {
-        const at = Date.now();
-        buf += d;
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          this.lines.push({ at, text: buf.slice(0, i) });
-          buf = buf.slice(i + 1);
-        }
-      });
-    }
-    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
-  }
-}
 
 class Peer {
   lines!: ChildLines;

@@ -3,6 +3,7 @@
  * cleanup hooks the runner calls if a module overruns its time budget or the run is interrupted
  * (so namespaces and processes never outlive the bench).
  */
+import type { ChildProcess } from 'node:child_process';
 
 export interface Table {
   /** A line above the table, e.g. what it measures. */
@@ -111,5 +112,32 @@ export async function waitFor(
   while (!pred()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await delay(everyMs);
+  }
+}
+
+/** A child's stdout and stderr as lines, each stamped with when this process read it. */
+export class TimedLines {
+  readonly lines: Array<{ at: number; text: string }> = [];
+  readonly exited: Promise<number | null>;
+  constructor(readonly child: ChildProcess) {
+    for (const stream of [child.stdout, child.stderr]) {
+      let buf = '';
+      stream?.setEncoding('utf8').on('data', (d: string) => {
+        const at = Date.now();
+        buf += d;
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          this.lines.push({ at, text: buf.slice(0, i) });
+          buf = buf.slice(i + 1);
+        }
+      });
+    }
+    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  }
+  /** The first line after index `from` that contains `needle`. */
+  find(needle: string, from: number): { at: number; text: string } | undefined {
+    for (let i = from; i < this.lines.length; i++)
+      if (this.lines[i]!.text.includes(needle)) return this.lines[i];
+    return undefined;
   }
 }

@@ -13,7 +13,7 @@
  * Parameters (environment): PEER_BENCH_CRASH_TRIALS, PEER_BENCH_SERF_TRIALS, PEER_BENCH_SOAK_S,
  * PEER_BENCH_LEAVE_TRIALS, PEER_BENCH_IDLE_S.
  */
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,6 +31,7 @@ import {
   type BenchModule,
   type Section,
   type Table,
+  TimedLines,
 } from './lib.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -62,33 +63,6 @@ export const bench: BenchModule = {
   budgetMs: (CRASH_TRIALS * 15 + SERF_TRIALS * 45 + LEAVE_TRIALS * 12 + SOAK_S + 3 * IDLE_S + 180) * 1000,
   run,
 };
-
-/** A child's stdout and stderr as lines, each stamped with when this process read it. */
-class TimedLines {
-  readonly lines: Array<{ at: number; text: string }> = [];
-  readonly exited: Promise<number | null>;
-  constructor(readonly child: ChildProcess) {
-    for (const stream of [child.stdout, child.stderr]) {
-      let buf = '';
-      stream?.setEncoding('utf8').on('data', (d: string) => {
-        const at = Date.now();
-        buf += d;
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          this.lines.push({ at, text: buf.slice(0, i) });
-          buf = buf.slice(i + 1);
-        }
-      });
-    }
-    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
-  }
-  /** The first line after index `from` that contains `needle`. */
-  find(needle: string, from: number): { at: number; text: string } | undefined {
-    for (let i = from; i < this.lines.length; i++)
-      if (this.lines[i]!.text.includes(needle)) return this.lines[i];
-    return undefined;
-  }
-}
 
 type Ev = Record<string, unknown>;
 

@@ -2,6 +2,7 @@
  * A child process whose stdout is read as lines (and JSON objects), with waits on conditions
  * with deadlines. Used by `peer demo` to narrate real peers, and by the tests and benches.
  */
+import fs from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 
 export class ChildLines {
@@ -88,4 +89,22 @@ export function loggedState(peer: ChildLines, name: string): string | undefined 
 export function loggedAt(peer: ChildLines, name: string, event: string): number | undefined {
   const e = peer.json().find((x) => x.name === name && x.event === event);
   return e ? Date.parse(e.at as string) : undefined;
+}
+
+/**
+ * The pids below `pid` (the command a peer runs under --exec), read from /proc while the peer
+ * still lives, so a crash of the whole host can be simulated by killing them too.
+ */
+export function descendants(pid: number): number[] {
+  let kids: number[];
+  try {
+    kids = fs
+      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .split(' ')
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+  return kids.flatMap((k) => [k, ...descendants(k)]);
 }

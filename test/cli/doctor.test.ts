@@ -7,7 +7,7 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import { runCli, startCli, tempDir, testPort, type Lines, loopbackFlags } from '../support/proc.js';
 
 interface Check {
   id: string;
@@ -21,14 +21,7 @@ interface Report {
 }
 
 const loopback = (port = testPort(), dataDir = tempDir('doc')) => [
-  '--interface',
-  '127.0.0.1',
-  '--ttl',
-  '0',
-  '--port',
-  String(port),
-  '--data-dir',
-  dataDir,
+  ...loopbackFlags(port, dataDir),
   '--wait',
   '300',
 ];

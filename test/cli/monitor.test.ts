@@ -6,7 +6,16 @@
  */
 import { execFileSync } from 'node:child_process';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { BIN, ROOT, runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import {
+  BIN,
+  ROOT,
+  runCli,
+  startCli,
+  tempDir,
+  testPort,
+  type Lines,
+  loopbackFlags,
+} from '../support/proc.js';
 
 const SERVER = `peer-monitor-test-${process.pid}`;
 const tmux = (...args: string[]) => execFileSync('tmux', ['-L', SERVER, ...args], { encoding: 'utf8' });
@@ -27,20 +36,7 @@ const running: Lines[] = [];
 
 /** alice runs `peer up`, bob `peer chat --listen` (a chat member); returns the network flags. */
 async function loopbackGroup(): Promise<{ net: string[]; bob: Lines }> {
-  const port = String(testPort());
-  const dir = tempDir('mon');
-  const net = [
-    '--interface',
-    '127.0.0.1',
-    '--ttl',
-    '0',
-    '--port',
-    port,
-    '--data-dir',
-    dir,
-    '--profile',
-    'local',
-  ];
+  const net = loopbackFlags(testPort(), tempDir('mon'), 'local');
   const alice = startCli(['up', '--name', 'alice', '--log-format', 'json', ...net]);
   running.push(alice);
   await alice.until((l) => l.json().some((e) => e.event === 'up'), 10_000, 'alice up');

@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lanTierDecision, NetnsLan, nftAvailable } from '../support/netns.js';
 import { BIN, Lines, ROOT, tempDir } from '../support/proc.js';
+import { descendants } from '../../src/cli/child.js';
 
 const decision = lanTierDecision();
 const PORT = 47777;
@@ -30,21 +31,6 @@ const FIRST_TURN_MS = 30_000;
 const VICTIM_TURN_MS = 15_000;
 /** From the kill to the survivors' exits: regeneration (about 1 s) and ~10 turns of ~0.5 s. */
 const FINISH_MS = 30_000;
-
-/** pids of every descendant of `pid`, deepest last (read before the parent dies). */
-function descendants(pid: number): number[] {
-  let kids: number[];
-  try {
-    kids = fs
-      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .split(' ')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-  return kids.flatMap((k) => [k, ...descendants(k)]);
-}
 
 function lastLine(file: string): string {
   const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n');

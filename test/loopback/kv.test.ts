@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import { runCli, startCli, tempDir, testPort, type Lines, loopbackFlags } from '../support/proc.js';
 
 const running: Lines[] = [];
 afterEach(async () => {
@@ -20,19 +20,8 @@ describe('peer kv on loopback', () => {
   it('three holders: put, get, delete, dump, shell, bench SUCCESS; a killed holder fails the check until it is back', async () => {
     const port = testPort();
     const root = tempDir('kv');
-    const net = [
-      '--interface',
-      '127.0.0.1',
-      '--ttl',
-      '0',
-      '--port',
-      String(port),
-      '--data-dir',
-      path.join(root, 'data'),
-      // Slower failure detection: this runs on a loaded 2-core machine next to other test files.
-      '--profile',
-      'local',
-    ];
+    // Slower failure detection: this runs on a loaded 2-core machine next to other test files.
+    const net = loopbackFlags(port, path.join(root, 'data'), 'local');
     const holder = (name: string) => {
       const p = startCli(['kv', 'serve', ...net, '--name', name, '--log-format', 'json']);
       running.push(p);

@@ -5,7 +5,15 @@
  * snapshot` gathers a complete snapshot of the live peers.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { loggedState, runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import {
+  loggedState,
+  runCli,
+  startCli,
+  tempDir,
+  testPort,
+  type Lines,
+  loopbackFlags,
+} from '../support/proc.js';
 
 describe('recovery on loopback', () => {
   const procs: Lines[] = [];
@@ -15,7 +23,7 @@ describe('recovery on loopback', () => {
 
   it('kill -9, automatic recovery on restart, recover --rejoin, and a complete snapshot', async () => {
     const dir = tempDir('recover-lo');
-    const net = ['--interface', '127.0.0.1', '--ttl', '0', '--port', String(testPort()), '--data-dir', dir];
+    const net = loopbackFlags(testPort(), dir);
     const up = (name: string) => {
       const p = startCli(['up', '--name', name, '--log-format', 'json', ...net]);
       procs.push(p);

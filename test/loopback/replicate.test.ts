@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import { runCli, startCli, tempDir, testPort, type Lines, loopbackFlags } from '../support/proc.js';
 import { compareEntries, entryId, parseLine, type Entry } from '../../src/storage/replica.js';
 
 const running: Lines[] = [];
@@ -32,19 +32,8 @@ describe('peer replicate and peer reconcile on loopback', () => {
   it('three holders: acknowledged appends, a crashed holder catching up, reconcile to identical files', async () => {
     const port = testPort();
     const root = tempDir('replicate');
-    const net = [
-      '--interface',
-      '127.0.0.1',
-      '--ttl',
-      '0',
-      '--port',
-      String(port),
-      '--data-dir',
-      path.join(root, 'data'),
-      // Slower failure detection: this runs on a loaded 2-core machine next to other test files.
-      '--profile',
-      'local',
-    ];
+    // Slower failure detection: this runs on a loaded 2-core machine next to other test files.
+    const net = loopbackFlags(port, path.join(root, 'data'), 'local');
     const dir = path.join(root, 'replicas');
     const holder = (name: string) => {
       const p = startCli(['replicate', ...net, '--dir', dir, '--name', name, '--log-format', 'json']);

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import { runCli, startCli, tempDir, testPort, type Lines, loopbackFlags } from '../support/proc.js';
 
 const running: Lines[] = [];
 afterEach(async () => {
@@ -15,19 +15,8 @@ afterEach(async () => {
   }
 });
 
-const net = (port: number, dir: string) => [
-  '--interface',
-  '127.0.0.1',
-  '--ttl',
-  '0',
-  '--port',
-  String(port),
-  '--data-dir',
-  dir,
-  // Slower failure detection: a CPU stall of a loaded test machine is not a death.
-  '--profile',
-  'local',
-];
+// Slower failure detection: a CPU stall of a loaded test machine is not a death.
+const net = (port: number, dir: string) => loopbackFlags(port, dir, 'local');
 
 function worker(port: number, dir: string, name: string, concurrency = 1): Lines {
   const p = startCli(

@@ -18,6 +18,15 @@ export function tempDir(label: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `peer-${label}-`));
 }
 
+/**
+ * Flags that keep a CLI peer on this host: loopback, TTL 0, a group port and a data dir of its
+ * own. `local` picks the slower failure detection, for tests whose peers share a loaded machine.
+ */
+export function loopbackFlags(port: number, dataDir: string, profile?: 'local'): string[] {
+  const flags = ['--interface', '127.0.0.1', '--ttl', '0', '--port', String(port), '--data-dir', dataDir];
+  return profile ? [...flags, '--profile', profile] : flags;
+}
+
 /** A port unlikely to collide with another test file running in parallel. */
 export function testPort(): number {
   return 40000 + Math.floor(Math.random() * 20000);

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ChildLines } from '../../cli/child.js';
+import { descendants, type ChildLines } from '../../cli/child.js';
 import { seconds, type DemoContext, type DemoScene } from '../context.js';
 
 const NAMES = ['tia', 'tom', 'tus'];
@@ -49,21 +49,6 @@ function turnsOf(file: string): { turns: Turn[]; problems: string[] } {
     }
   }
   return { turns, problems };
-}
-
-/** The pids below `pid` (the command a peer runs), read while the peer still lives. */
-function descendants(pid: number): number[] {
-  let kids: number[];
-  try {
-    kids = fs
-      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .split(' ')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-  return kids.flatMap((k) => [k, ...descendants(k)]);
 }
 
 export const tokenRingScene: DemoScene = {
