@@ -38,7 +38,7 @@ import { Keyring } from '../src/p2p/transport/keyring.js';
 import { SecureTransport, HEADER_BYTES, TAG_BYTES } from '../src/p2p/transport/secure.js';
 import { GUARD_SOURCE_BURST_DATAGRAMS, GUARD_SOURCE_DATAGRAMS_PER_S } from '../src/p2p/transport/guard.js';
 import type { Transport } from '../src/p2p/transport/transport.js';
-import { Codec, is, type Envelope } from '../src/p2p/wire.js';
+import { Codec, is, PROTOCOL_VERSION, type Envelope } from '../src/p2p/wire.js';
 import { NetnsLan, netnsCapability } from '../test/support/netns.js';
 import {
   delay,
@@ -126,7 +126,16 @@ function rate(op: (i: number) => void, maxOps = Infinity): number {
 }
 
 function envelopeOf(size: number): { env: Envelope; bytes: Buffer } {
-  const env: Envelope = { v: 1, t: 'sb.m', i: 'a1b2c3d4e5f60718', n: 'bench', c: 1, s: 1, l: 1, b: '' };
+  const env: Envelope = {
+    v: PROTOCOL_VERSION,
+    t: 'sb.m',
+    i: 'a1b2c3d4e5f60718',
+    n: 'bench',
+    c: 1,
+    s: 1,
+    l: 1,
+    b: '',
+  };
   env.b = 'x'.repeat(size - Buffer.byteLength(JSON.stringify(env)));
   const bytes = Buffer.from(JSON.stringify(env));
   return { env, bytes };

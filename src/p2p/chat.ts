@@ -43,7 +43,7 @@ export const CHAT_HISTORY_TOPIC = 'chat.h';
 export const CHAT_TAG = 'chat';
 /** Room for the wall-clock prefix of the payload ("1700000000000 "). */
 const WALL_PREFIX_BYTES_MAX = 17;
-/** Longest text, in bytes of its JSON encoding (what the datagram limit counts). */
+/** Longest text, in UTF-8 bytes (what the payload limit counts). */
 export const CHAT_TEXT_BYTES_MAX = RELIABLE_PAYLOAD_BYTES_MAX - WALL_PREFIX_BYTES_MAX;
 /** Lines one member sends a newcomer. */
 export const CHAT_HISTORY_SHARE_MAX = 50;

@@ -4,7 +4,15 @@
  * sequence number and Lamport time on every send, decodes and validates every datagram, merges
  * the Lamport time, and dispatches the envelope to the module that owns its type.
  */
-import { Codec, PROTOCOL_VERSION, type Check, type DropReason, type Envelope, type PeerId } from './wire.js';
+import {
+  Codec,
+  PROTOCOL_VERSION,
+  type AttachmentDecoder,
+  type Check,
+  type DropReason,
+  type Envelope,
+  type PeerId,
+} from './wire.js';
 import { LamportClock } from './lamport.js';
 import { Membership } from './membership.js';
 import { MEMBERS_MAX, type Profile } from './config.js';
@@ -32,8 +40,8 @@ export interface NodeStats {
   datagramsOut: number;
   bytesIn: number;
   bytesOut: number;
-  /** Our own multicasts looped back to us (not an error). */
-  ownEchoes: number;
+  /** Datagrams carrying our own id: another process started with our data dir, or a replay. */
+  ownId: number;
   dropped: Record<DropReason, number>;
   /** Valid messages a protocol failed to handle: always a bug of ours, so tests assert zero. */
   handlerErrors: number;
@@ -49,8 +57,8 @@ export class PeerNode {
     datagramsOut: 0,
     bytesIn: 0,
     bytesOut: 0,
-    ownEchoes: 0,
-    dropped: { oversize: 0, json: 0, envelope: 0, version: 0, type: 0, body: 0 },
+    ownId: 0,
+    dropped: { oversize: 0, json: 0, envelope: 0, version: 0, type: 0, body: 0, attachment: 0 },
     handlerErrors: 0,
     lastHandlerError: '',
   };
@@ -76,8 +84,8 @@ export class PeerNode {
       wall: () => opts.runtime.wall(),
       random: () => opts.runtime.random(),
       lamport: () => this.clock.time,
-      broadcast: (type, body) => this.transmit(null, type, body),
-      send: (to, type, body) => this.transmit(to, type, body),
+      broadcast: (type, body, attachment) => this.transmit(null, type, body, attachment),
+      send: (to, type, body, attachment) => this.transmit(to, type, body, attachment),
       emit: (e) => this.emit(e),
     };
     this.membership = new Membership(this.context, {
@@ -159,8 +167,12 @@ export class PeerNode {
     }
     this.protocols.push(p);
     const bodies: Record<string, Check> = {};
-    for (const q of this.protocols) Object.assign(bodies, q.messages);
-    return new Codec(bodies);
+    const attachments: Record<string, AttachmentDecoder> = {};
+    for (const q of this.protocols) {
+      Object.assign(bodies, q.messages);
+      Object.assign(attachments, q.attachments);
+    }
+    return new Codec(bodies, attachments);
   }
 
   private tick(): void {
@@ -168,7 +180,7 @@ export class PeerNode {
     for (const p of this.protocols) this.guard(() => p.tick(now));
   }
 
-  private transmit(to: Address | null, type: string, body: unknown): number {
+  private transmit(to: Address | null, type: string, body: unknown, attachment?: Uint8Array): number {
     const l = this.clock.tick();
     const env: Envelope = {
       v: PROTOCOL_VERSION,
@@ -180,7 +192,7 @@ export class PeerNode {
       l,
       b: body,
     };
-    const data = this.codec.encode(env);
+    const data = this.codec.encode(env, attachment);
     this.stats.datagramsOut++;
     this.stats.bytesOut += data.length;
     if (to === null) this.opts.transport.broadcast(data);
@@ -203,7 +215,7 @@ export class PeerNode {
     }
     const env = r.env;
     if (env.i === this.self.id) {
-      this.stats.ownEchoes++;
+      this.stats.ownId++;
       return;
     }
     this.clock.merge(env.l);

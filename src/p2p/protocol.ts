@@ -4,7 +4,7 @@
  * socket, reads no clock of its own and starts no timer, so it runs unchanged over UDP and over
  * the simulated network.
  */
-import type { Check, Envelope, PeerId } from './wire.js';
+import type { AttachmentDecoder, Check, Envelope, PeerId } from './wire.js';
 import type { Address } from './transport/transport.js';
 
 export interface Self {
@@ -23,16 +23,18 @@ export interface ProtocolContext {
   random(): number;
   /** The current Lamport time (read-only; the node ticks it on every send). */
   lamport(): number;
-  /** Multicasts a message to the group; returns its Lamport time. */
-  broadcast(type: string, body: unknown): number;
+  /** Multicasts a message to the group; returns its Lamport time. See wire.ts for attachments. */
+  broadcast(type: string, body: unknown, attachment?: Uint8Array): number;
   /** Unicasts a message to one address; returns its Lamport time. */
-  send(to: Address, type: string, body: unknown): number;
+  send(to: Address, type: string, body: unknown, attachment?: Uint8Array): number;
   emit(event: PeerEvent): void;
 }
 
 export interface Protocol {
   /** Message types this module owns, with the schema of each body. */
   readonly messages: Record<string, Check>;
+  /** Types among `messages` that carry a binary attachment, with its decoder (wire.ts). */
+  readonly attachments?: Record<string, AttachmentDecoder>;
   onMessage(env: Envelope, from: Address): void;
   tick(now: number): void;
   /** Called once before the node stops gracefully, while sending still works. */
@@ -54,6 +56,9 @@ export interface MemberView {
   tags: Record<string, string | number | boolean>;
 }
 
+/** What moved the local health score (membership.ts). */
+export type HealthCause = 'heartbeat-loss' | 'stall' | 'recovering';
+
 /**
  * Typed events a node emits, by kind. Each protocol module adds its own kinds by declaration
  * merging in its own file, so no module edits another:
@@ -67,6 +72,16 @@ export interface PeerEventMap {
   left: { member: MemberView };
   restart: { member: MemberView; previousIncarnation: number };
   refute: { incarnation: number; by: PeerId };
+  /** Our own health score changed (membership.ts, Lifeguard): timeouts are x(1 + score). */
+  health: {
+    score: number;
+    previous: number;
+    cause: HealthCause;
+    /** Heartbeat loss measured over the members (0..1), null with fewer than 2 to measure. */
+    heartbeatLoss: number | null;
+    /** With cause 'stall': how late our tick was. */
+    stalledMs?: number;
+  };
   'duplicate-name': { name: string; ids: PeerId[] };
   'version-mismatch': { from: Address; version: number };
 }

@@ -8,7 +8,12 @@
  *   for the life of the process (the incarnation also rises on refutation, the stream must not).
  *   A restart gives a higher incarnation, hence a new stream.
  * - Packing. Messages published in one burst (before the injected `defer` callback runs) are
- *   packed into as few datagrams as fit DATAGRAM_PAYLOAD_BYTES_MAX: `rm.d {e, jp, m: [items]}`.
+ *   packed into as few datagrams as fit DATAGRAM_PAYLOAD_BYTES_MAX: `rm.d {e, jp, k: [topics]}`
+ *   with the messages in the binary attachment (wire.ts), each encoded as
+ *     varint seq delta (>= 1; the first from 0) | varint Lamport delta (the first from 0)
+ *     | u8 index into k | varint payload bytes | payload, UTF-8
+ *   A message is written into the open datagram when it is published, so a burst costs one copy
+ *   of each payload and no JSON; Lamport times never fall along a stream, so the deltas are >= 0.
  * - Receivers deliver in sequence order per stream and hold out-of-order messages (bounded
  *   window). A gap older than RELIABLE_NACK_DELAY_MS is asked for by a unicast `rm.nak` listing
  *   the missing ranges, again every RELIABLE_NACK_INTERVAL_MS while it lasts.
@@ -16,7 +21,8 @@
  *   (token bucket). What left the buffer is answered with `rm.gone {lo}`: the receiver then
  *   reports the missing messages below lo as a `lost` event with their count and moves on.
  * - Receivers send cumulative acks (`rm.ack {e, f, a}`: "I hold everything from f to a") at most
- *   once per tick. While a tracked receiver lags, the sender multicasts `rm.hi {e, hi, jp}` every
+ *   once per tick, and at once whenever RELIABLE_ACK_EVERY_MESSAGES more can be acked, so a fast
+ *   sender's window moves faster than the tick (window / tick would cap its rate). While a tracked receiver lags, the sender multicasts `rm.hi {e, hi, jp}` every
  *   RELIABLE_ANNOUNCE_MS, and every RELIABLE_IDLE_ANNOUNCE_MS anyway, so a lost tail message is
  *   detected as a gap, and a lost ack is sent again.
  * - Joining. A receiver that meets a stream for the first time starts at the join point `jp`
@@ -51,7 +57,18 @@
  *   forgotten first); unicast queues are bounded per destination and in total.
  * - Messages are not delivered to their own sender (the caller has them already).
  */
-import { DATAGRAM_PAYLOAD_BYTES_MAX, is, type Check, type Envelope, type PeerId } from './wire.js';
+import {
+  ByteReader,
+  DATAGRAM_PAYLOAD_BYTES_MAX,
+  is,
+  PROTOCOL_VERSION,
+  varintBytes,
+  writeVarint,
+  type AttachmentDecoder,
+  type Check,
+  type Envelope,
+  type PeerId,
+} from './wire.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Address } from './transport/transport.js';
 
@@ -71,6 +88,8 @@ export const RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX = 8192;
 export const RELIABLE_HELD_MESSAGES_TOTAL_MAX = 65_536;
 /** Streams (senders) tracked at once by a receiver. */
 export const RELIABLE_STREAMS_MAX = 1024;
+/** A receiver acks at once, without waiting for its tick, when this many more messages can be acked. */
+export const RELIABLE_ACK_EVERY_MESSAGES = 512;
 /** A gap must be this old before it is NACKed: datagrams reordered by a few ms fill it first. */
 export const RELIABLE_NACK_DELAY_MS = 5;
 /** Between two NACKs for the same gap (the repair may itself be lost). */
@@ -181,10 +200,13 @@ export interface MembershipView {
   get(id: PeerId): MemberView | undefined;
 }
 
-type Item = [seq: number, topic: string, payload: string, lamport: number];
-
-interface Buffered {
-  item: Item;
+/** One message, as the send buffer and the receivers' hold queues keep it. */
+interface Item {
+  seq: number;
+  topic: string;
+  payload: string;
+  lamport: number;
+  /** The payload's UTF-8 bytes. */
   bytes: number;
 }
 
@@ -249,56 +271,142 @@ export const RELIABLE_SILENT_RECEIVER_MS = 5000;
 
 const TOPIC_RE = /^[a-z0-9][a-z0-9.-]*$/;
 const uint = is.uint();
-const ITEM: Check = (v) =>
-  Array.isArray(v) &&
-  v.length === 4 &&
-  uint(v[0]) &&
-  v[0] > 0 &&
-  typeof v[1] === 'string' &&
-  v[1].length <= RELIABLE_TOPIC_CHARS_MAX &&
-  TOPIC_RE.test(v[1]) &&
-  typeof v[2] === 'string' &&
-  // The codec has bounded the whole datagram; this bounds one payload's characters.
-  v[2].length <= RELIABLE_PAYLOAD_BYTES_MAX &&
-  uint(v[3]);
-const ITEMS = is.array(ITEM, RELIABLE_BATCH_MESSAGES_MAX);
+const TOPIC: Check = (v) => typeof v === 'string' && v.length <= RELIABLE_TOPIC_CHARS_MAX && TOPIC_RE.test(v);
+const TOPICS: Check = (v) =>
+  Array.isArray(v) && v.length >= 1 && v.length <= RELIABLE_BATCH_MESSAGES_MAX && v.every(TOPIC);
 const RANGE: Check = (v) => Array.isArray(v) && v.length === 2 && uint(v[0]) && uint(v[1]) && v[0] <= v[1];
 
 const BODIES = {
-  'rm.d': is.object({ e: uint, jp: uint, m: ITEMS }),
+  'rm.d': is.object({ e: uint, jp: uint, k: TOPICS }),
   'rm.hi': is.object({ e: uint, hi: uint, jp: uint }),
   'rm.nak': is.object({ e: uint, r: is.array(RANGE, RELIABLE_NACK_RANGES_MAX) }),
   'rm.gone': is.object({ e: uint, lo: uint }),
   'rm.ack': is.object({ e: uint, f: uint, a: uint }),
-  'rm.u': is.object({ e: uint, to: is.peerId(), b: uint, m: is.array(ITEM, 1) }),
+  'rm.u': is.object({ e: uint, to: is.peerId(), b: uint, k: TOPICS }),
   'rm.ua': is.object({ e: uint, a: uint }),
 };
 
-type DataBody = { e: number; jp: number; m: Item[] };
+/** Parses the messages of an `rm.d` or `rm.u` attachment (layout in the header); undefined if malformed. */
+function decodeItems(maxItems: number): AttachmentDecoder {
+  return (bytes, body) => {
+    const topics = (body as { k: string[] }).k;
+    const r = new ByteReader(bytes);
+    const items: Item[] = [];
+    let seq = 0;
+    let lamport = 0;
+    while (!r.done) {
+      if (items.length >= maxItems) return undefined;
+      const dSeq = r.varint();
+      const dLamport = r.varint();
+      const topic = topics[r.u8()];
+      const len = r.varint();
+      if (r.bad || dSeq === 0 || topic === undefined || len > RELIABLE_PAYLOAD_BYTES_MAX) return undefined;
+      seq += dSeq;
+      lamport += dLamport;
+      if (seq > Number.MAX_SAFE_INTEGER || lamport > Number.MAX_SAFE_INTEGER) return undefined;
+      const payload = r.utf8(len);
+      if (r.bad) return undefined;
+      items.push({ seq, topic, payload, lamport, bytes: len });
+    }
+    return items.length > 0 ? items : undefined;
+  };
+}
 
-/** Bytes of an envelope around an `rm.d` body with no items, at the largest values its numbers can take. */
+const ATTACHMENTS: Record<string, AttachmentDecoder> = {
+  'rm.d': decodeItems(RELIABLE_BATCH_MESSAGES_MAX),
+  'rm.u': decodeItems(1),
+};
+
+type DataBody = { e: number; jp: number; k: string[] };
+type UnicastBody = { e: number; to: PeerId; b: number; k: string[] };
+
+/**
+ * Bytes of the JSON part of an `rm.d` or `rm.u` datagram with an empty topic list, at the largest
+ * values its numbers can take, plus the byte that ends the JSON. Each topic adds its length + 3.
+ */
 function datagramOverheadBytes(name: string): number {
   const big = Number.MAX_SAFE_INTEGER;
-  const env = {
-    v: 1,
-    t: 'rm.d',
+  const env = (t: string, b: unknown) => ({
+    v: PROTOCOL_VERSION,
+    t,
     i: '0'.repeat(16),
     n: name,
     c: big,
     s: big,
     l: big,
-    b: { e: big, jp: big, m: [] },
-  };
-  return Buffer.byteLength(JSON.stringify(env));
+    b,
+  });
+  return (
+    Math.max(
+      Buffer.byteLength(JSON.stringify(env('rm.d', { e: big, jp: big, k: [] }))),
+      Buffer.byteLength(JSON.stringify(env('rm.u', { e: big, to: '0'.repeat(16), b: big, k: [] }))),
+    ) + 1
+  );
 }
 
-/** Bytes an item adds to a datagram (its numbers never change, so a repair has the same size). */
-function itemBytes(item: Item): number {
-  return Buffer.byteLength(JSON.stringify(item)) + 1; // + the comma
+/**
+ * Builds datagram attachments message by message: add() writes a message into the open
+ * datagram, sending it first when the message does not fit; flush() sends the open datagram.
+ * `send` gets the topic list and the attachment, which it must encode before returning (the
+ * bytes are reused).
+ */
+class Packer {
+  count = 0;
+  private readonly buf = Buffer.allocUnsafe(DATAGRAM_PAYLOAD_BYTES_MAX);
+  private off = 0;
+  private topics: string[] = [];
+  private topicBytes = 0;
+  private prevSeq = 0;
+  private prevLamport = 0;
+
+  constructor(
+    private readonly overheadBytes: number,
+    private readonly send: (topics: string[], attachment: Buffer) => void,
+  ) {}
+
+  add(it: Item): void {
+    if (this.count > 0 && (this.count >= RELIABLE_BATCH_MESSAGES_MAX || !this.fits(it))) this.flush();
+    let t = this.topics.indexOf(it.topic);
+    if (t < 0) {
+      t = this.topics.push(it.topic) - 1;
+      this.topicBytes += it.topic.length + 3;
+    }
+    let o = writeVarint(this.buf, this.off, it.seq - this.prevSeq);
+    o = writeVarint(this.buf, o, it.lamport - this.prevLamport);
+    this.buf[o++] = t;
+    o = writeVarint(this.buf, o, it.bytes);
+    this.off = o + this.buf.write(it.payload, o, 'utf8');
+    this.prevSeq = it.seq;
+    this.prevLamport = it.lamport;
+    this.count++;
+  }
+
+  flush(): void {
+    if (this.count === 0) return;
+    const topics = this.topics;
+    const attachment = this.buf.subarray(0, this.off);
+    this.off = this.count = this.topicBytes = this.prevSeq = this.prevLamport = 0;
+    this.topics = [];
+    this.send(topics, attachment);
+  }
+
+  private fits(it: Item): boolean {
+    const topicBytes = this.topics.includes(it.topic) ? 0 : it.topic.length + 3;
+    const itemBytes =
+      varintBytes(it.seq - this.prevSeq) +
+      varintBytes(it.lamport - this.prevLamport) +
+      1 +
+      varintBytes(it.bytes) +
+      it.bytes;
+    return (
+      this.overheadBytes + this.topicBytes + topicBytes + this.off + itemBytes <= DATAGRAM_PAYLOAD_BYTES_MAX
+    );
+  }
 }
 
 export class ReliableDelivery implements Protocol {
   readonly messages: Record<string, Check> = BODIES;
+  readonly attachments = ATTACHMENTS;
   /** The stream epoch: our incarnation when built, fixed for the life of the process. */
   readonly epoch: number;
   readonly stats = {
@@ -323,14 +431,17 @@ export class ReliableDelivery implements Protocol {
   private readonly lostHandlers: Array<(r: LostReport) => void> = [];
   private readonly audience: (m: MemberView) => boolean;
   private readonly overheadBytes: number;
+  /** The open multicast datagram of publish(), and one for repairs to `repairTo`. */
+  private readonly outbox: Packer;
+  private readonly repairs: Packer;
+  private repairTo: Address = '';
+  private repairJp = 0;
 
   // Sender side.
   private hi = 0;
   private bufferLo = 1;
-  private readonly buffer = new Map<number, Buffered>();
+  private readonly buffer = new Map<number, Item>();
   private bufferBytes = 0;
-  private outbox: Buffered[] = [];
-  private outboxBytes = 0;
   private flushScheduled = false;
   private readonly receivers = new Map<PeerId, Receiver>();
   private readonly waiters = new Map<number, Waiter>();
@@ -354,6 +465,10 @@ export class ReliableDelivery implements Protocol {
     this.epoch = ctx.self.incarnation;
     this.audience = opts.audience ?? (() => true);
     this.overheadBytes = datagramOverheadBytes(ctx.self.name);
+    this.outbox = new Packer(this.overheadBytes, (k, a) => this.sendData(null, k, a, this.joinPoint()));
+    this.repairs = new Packer(this.overheadBytes, (k, a) =>
+      this.sendData(this.repairTo, k, a, this.repairJp),
+    );
     this.repairRefilledAt = ctx.now();
   }
 
@@ -384,7 +499,8 @@ export class ReliableDelivery implements Protocol {
   }
 
   /** Throws a RangeError when a topic or payload breaks the limits (a caller's bug, or user input to check first). */
-  static check(topic: string, payload: string): void {
+  /** Returns the payload's size in bytes, or throws a RangeError when a topic or payload breaks the limits. */
+  static check(topic: string, payload: string): number {
     if (topic.length === 0 || topic.length > RELIABLE_TOPIC_CHARS_MAX || !TOPIC_RE.test(topic))
       throw new RangeError(`topic '${topic}' must be 1-${RELIABLE_TOPIC_CHARS_MAX} chars of a-z 0-9 . -`);
     const bytes = ReliableDelivery.payloadBytes(payload);
@@ -392,11 +508,15 @@ export class ReliableDelivery implements Protocol {
       throw new RangeError(
         `payload is ${bytes} bytes encoded, over the ${RELIABLE_PAYLOAD_BYTES_MAX}-byte limit`,
       );
+    return bytes;
   }
 
-  /** A payload's size as the limit counts it: its JSON encoding in UTF-8. */
+  /**
+   * A payload's size as the limit counts it: its UTF-8 bytes (a lone surrogate, which UTF-8
+   * cannot carry, counts and travels as U+FFFD).
+   */
   static payloadBytes(payload: string): number {
-    return Buffer.byteLength(JSON.stringify(payload)) - 2;
+    return Buffer.byteLength(payload);
   }
 
   /**
@@ -404,26 +524,19 @@ export class ReliableDelivery implements Protocol {
    * audience) now has acked it or is gone; `complete` says whether all acked.
    */
   publish(topic: string, payload: string, onSettled?: (s: AckStatus) => void): MessageId {
-    ReliableDelivery.check(topic, payload);
+    const bytes = ReliableDelivery.check(topic, payload);
     // Members tracked from now on need only what comes after: track before numbering this one.
     if (onSettled) this.trackReceivers();
     const seq = ++this.hi;
     const id: MessageId = { origin: this.ctx.self.id, epoch: this.epoch, seq };
-    const item: Item = [seq, topic, payload, this.ctx.lamport() + 1];
-    const b: Buffered = { item, bytes: itemBytes(item) };
+    const item: Item = { seq, topic, payload, lamport: this.ctx.lamport() + 1, bytes };
     this.stats.published++;
-    this.buffer.set(seq, b);
-    this.bufferBytes += b.bytes;
+    this.buffer.set(seq, item);
+    this.bufferBytes += bytes;
     this.trimBuffer();
     if (onSettled) this.addWaiter(id, onSettled);
-    // Full datagram: send what is queued, and queue this one for the next.
-    if (
-      this.outboxBytes + b.bytes + this.overheadBytes > DATAGRAM_PAYLOAD_BYTES_MAX ||
-      this.outbox.length >= RELIABLE_BATCH_MESSAGES_MAX
-    )
-      this.flush();
-    this.outbox.push(b);
-    this.outboxBytes += b.bytes;
+    // A full datagram goes out at once, and this message opens the next.
+    this.outbox.add(item);
     if (!this.opts.defer) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -437,7 +550,7 @@ export class ReliableDelivery implements Protocol {
    * from inside this call): ok when acked, or the reason it failed.
    */
   sendTo(to: PeerId, topic: string, payload: string, done?: (r: SendResult) => void): MessageId {
-    ReliableDelivery.check(topic, payload);
+    const bytes = ReliableDelivery.check(topic, payload);
     const m = this.membership.get(to);
     // A restarted peer keeps our stream: its new process starts it afresh at the base we send.
     let out = this.outUnicast.get(to);
@@ -464,7 +577,7 @@ export class ReliableDelivery implements Protocol {
     }
     const now = this.ctx.now();
     const p = {
-      item: [seq, topic, payload, this.ctx.lamport() + 1] as Item,
+      item: { seq, topic, payload, lamport: this.ctx.lamport() + 1, bytes },
       firstSent: now,
       lastSent: now,
       done,
@@ -487,28 +600,10 @@ export class ReliableDelivery implements Protocol {
     return { id, complete: pending.length === 0, acked, gone: [], pending };
   }
 
-  /** Sends what publish() queued; called by `defer`, by tick, and when a datagram is full. */
+  /** Sends the open datagram of publish(); called by `defer` and by tick. */
   flush(): void {
     this.flushScheduled = false;
-    if (this.outbox.length === 0) return;
-    const jp = this.joinPoint();
-    let batch: Item[] = [];
-    let bytes = this.overheadBytes;
-    for (const b of this.outbox) {
-      if (
-        batch.length > 0 &&
-        (bytes + b.bytes > DATAGRAM_PAYLOAD_BYTES_MAX || batch.length >= RELIABLE_BATCH_MESSAGES_MAX)
-      ) {
-        this.sendData(null, batch, jp);
-        batch = [];
-        bytes = this.overheadBytes;
-      }
-      batch.push(b.item);
-      bytes += b.bytes;
-    }
-    if (batch.length > 0) this.sendData(null, batch, jp);
-    this.outbox = [];
-    this.outboxBytes = 0;
+    this.outbox.flush();
   }
 
   /** Highest sequence published in our stream. */
@@ -566,7 +661,7 @@ export class ReliableDelivery implements Protocol {
       case 'rm.ack':
         return this.onAck(env.i, env.b as { e: number; f: number; a: number });
       case 'rm.u':
-        return this.onUnicast(env as Envelope<{ e: number; to: PeerId; b: number; m: Item[] }>, from);
+        return this.onUnicast(env as Envelope<UnicastBody>, from);
       case 'rm.ua': {
         const b = env.b as { e: number; a: number };
         const out = this.outUnicast.get(env.i);
@@ -605,11 +700,11 @@ export class ReliableDelivery implements Protocol {
 
   // ---- sender ----------------------------------------------------------------------------------
 
-  private sendData(to: Address | null, items: Item[], jp: number): void {
-    const body = { e: this.epoch, jp, m: items };
+  private sendData(to: Address | null, topics: string[], attachment: Buffer, jp: number): void {
+    const body: DataBody = { e: this.epoch, jp, k: topics };
     this.stats.datagramsSent++;
-    if (to === null) this.ctx.broadcast('rm.d', body);
-    else this.ctx.send(to, 'rm.d', body);
+    if (to === null) this.ctx.broadcast('rm.d', body, attachment);
+    else this.ctx.send(to, 'rm.d', body, attachment);
   }
 
   private trimBuffer(): void {
@@ -617,8 +712,8 @@ export class ReliableDelivery implements Protocol {
       this.buffer.size > RELIABLE_BUFFER_MESSAGES_MAX ||
       (this.bufferBytes > RELIABLE_BUFFER_BYTES_MAX && this.buffer.size > 1)
     ) {
-      const b = this.buffer.get(this.bufferLo);
-      if (b) this.bufferBytes -= b.bytes;
+      const it = this.buffer.get(this.bufferLo);
+      if (it) this.bufferBytes -= it.bytes;
       this.buffer.delete(this.bufferLo);
       const w = this.waiters.get(this.bufferLo);
       // Past the buffer nobody can repair it: whoever has not acked by now never will.
@@ -726,7 +821,7 @@ export class ReliableDelivery implements Protocol {
     this.repairRefilledAt = now;
     let asked = 0;
     let goneBelow = 0;
-    const items: Buffered[] = [];
+    const items: Item[] = [];
     for (const [a, z] of b.r) {
       for (let seq = Math.max(a, 1); seq <= Math.min(z, this.hi); seq++) {
         if (++asked > RELIABLE_NACK_MESSAGES_MAX) break;
@@ -747,29 +842,21 @@ export class ReliableDelivery implements Protocol {
     }
     if (goneBelow > 0) this.ctx.send(from, 'rm.gone', { e: this.epoch, lo: goneBelow });
     if (items.length === 0) return;
-    const jp = this.joinPoint();
-    let batch: Item[] = [];
-    let bytes = this.overheadBytes;
-    for (const b2 of items) {
-      if (
-        batch.length > 0 &&
-        (bytes + b2.bytes > DATAGRAM_PAYLOAD_BYTES_MAX || batch.length >= RELIABLE_BATCH_MESSAGES_MAX)
-      ) {
-        this.sendData(from, batch, jp);
-        batch = [];
-        bytes = this.overheadBytes;
-      }
-      batch.push(b2.item);
-      bytes += b2.bytes;
-      this.stats.repairsSent++;
-    }
-    if (batch.length > 0) this.sendData(from, batch, jp);
+    this.repairTo = from;
+    this.repairJp = this.joinPoint();
+    for (const it of items) this.repairs.add(it);
+    this.repairs.flush();
+    this.stats.repairsSent += items.length;
   }
 
   private sendUnicast(out: OutUnicast, item: Item, address: Address): void {
     let base = out.nextSeq;
     for (const seq of out.pending.keys()) base = Math.min(base, seq);
-    this.ctx.send(address, 'rm.u', { e: this.epoch, to: out.to, b: base, m: [item] });
+    const one = new Packer(this.overheadBytes, (k, a) =>
+      this.ctx.send(address, 'rm.u', { e: this.epoch, to: out.to, b: base, k } satisfies UnicastBody, a),
+    );
+    one.add(item);
+    one.flush();
   }
 
   private retryUnicast(now: number): void {
@@ -854,8 +941,8 @@ export class ReliableDelivery implements Protocol {
     const b = env.b;
     const s = this.stream(env, from, b.e, b.jp);
     if (!s) return;
-    for (const item of b.m) {
-      const seq = item[0];
+    for (const item of env.a as Item[]) {
+      const seq = item.seq;
       if (seq > s.hi) s.hi = seq;
       if (seq < s.next || s.held.has(seq)) {
         this.stats.duplicates++;
@@ -878,6 +965,14 @@ export class ReliableDelivery implements Protocol {
     }
     this.drain(s);
     if (s.hi >= s.next) this.noteGap(s);
+    const upTo = ackable(s.next, s.unacked);
+    if (upTo - s.ackedSent >= RELIABLE_ACK_EVERY_MESSAGES) this.sendAck(s, upTo);
+  }
+
+  private sendAck(s: InStream, upTo: number): void {
+    s.ackedSent = upTo;
+    s.ackDue = false;
+    this.ctx.send(s.address, 'rm.ack', { e: s.epoch, f: s.start, a: upTo });
   }
 
   private noteGap(s: InStream): void {
@@ -948,11 +1043,7 @@ export class ReliableDelivery implements Protocol {
       }
     }
     const upTo = ackable(s.next, s.unacked);
-    if (upTo > s.ackedSent || s.ackDue) {
-      s.ackedSent = upTo;
-      s.ackDue = false;
-      this.ctx.send(s.address, 'rm.ack', { e: s.epoch, f: s.start, a: upTo });
-    }
+    if (upTo > s.ackedSent || s.ackDue) this.sendAck(s, upTo);
   }
 
   private nack(s: InStream, now: number): void {
@@ -978,7 +1069,7 @@ export class ReliableDelivery implements Protocol {
     this.ctx.send(s.address, 'rm.nak', { e: s.epoch, r: ranges });
   }
 
-  private onUnicast(env: Envelope<{ e: number; to: PeerId; b: number; m: Item[] }>, from: Address): void {
+  private onUnicast(env: Envelope<UnicastBody>, from: Address): void {
     const b = env.b;
     if (b.to !== this.ctx.self.id) return; // meant for a previous owner of this address
     let u = this.inUnicast.get(env.i);
@@ -1018,8 +1109,8 @@ export class ReliableDelivery implements Protocol {
       const count = b.b - lostFrom - delivered;
       if (count > 0) this.reportLost(env.i, env.n, b.e, lostFrom, b.b - 1, 'abandoned', true, count);
     }
-    const item = b.m[0]!;
-    const seq = item[0];
+    const item = (env.a as Item[])[0]!;
+    const seq = item.seq;
     if (seq < u.next || u.held.has(seq)) this.stats.duplicates++;
     else if (seq === u.next) {
       u.next++;
@@ -1050,47 +1141,30 @@ export class ReliableDelivery implements Protocol {
 
   /** Delivers the next message of a stream; the position moves first, so a throwing handler cannot cause a redelivery. */
   private deliver(s: InStream, item: Item): void {
-    const [seq, topic, payload, lamport] = item;
+    const seq = item.seq;
     s.next = seq + 1;
     const id: MessageId = { origin: s.from, epoch: s.epoch, seq };
-    const writes = this.dispatch({
-      id,
-      key: messageKey(id),
-      from: s.from,
-      fromName: s.name,
-      to: null,
-      topic,
-      payload,
-      lamport,
-    });
-    if (writes.length > 0) this.holdAck(s.unacked, seq, writes, () => (s.ackDue = true));
+    const writes = this.dispatch(new Received(id, s.from, s.name, null, item));
+    if (writes) this.holdAck(s.unacked, seq, writes, () => (s.ackDue = true));
   }
 
   private deliverUnicast(env: Envelope<{ e: number }>, item: Item, u: InUnicast): void {
-    const [seq, topic, payload, lamport] = item;
     const self = this.ctx.self.id;
-    const id: MessageId = { origin: env.i, epoch: env.b.e, seq, to: self };
-    const writes = this.dispatch({
-      id,
-      key: messageKey(id),
-      from: env.i,
-      fromName: env.n,
-      to: self,
-      topic,
-      payload,
-      lamport,
-    });
-    if (writes.length > 0) this.holdAck(u.unacked, seq, writes, () => (u.ackDue = true));
+    const id: MessageId = { origin: env.i, epoch: env.b.e, seq: item.seq, to: self };
+    const writes = this.dispatch(new Received(id, env.i, env.n, self, item));
+    if (writes) this.holdAck(u.unacked, item.seq, writes, () => (u.ackDue = true));
   }
 
-  /** Runs the topic's handlers; returns the promises of those that defer the ack. */
-  private dispatch(d: Delivery): Array<PromiseLike<unknown>> {
+  /** Runs the topic's handlers; returns the promises of those that defer the ack, if any. */
+  private dispatch(d: Delivery): Array<PromiseLike<unknown>> | null {
     this.stats.delivered++;
-    const writes: Array<PromiseLike<unknown>> = [];
-    for (const h of this.handlers.get(d.topic) ?? []) {
+    let writes: Array<PromiseLike<unknown>> | null = null;
+    const handlers = this.handlers.get(d.topic);
+    if (!handlers) return null;
+    for (const h of handlers) {
       try {
         const r = h(d);
-        if (isThenable(r)) writes.push(r);
+        if (isThenable(r)) (writes ??= []).push(r);
       } catch (err) {
         // A caller's bug must not stall the stream; tests assert this stays zero.
         this.stats.handlerErrors++;
@@ -1145,6 +1219,29 @@ export class ReliableDelivery implements Protocol {
 function ackable(next: number, unacked: Set<number>): number {
   for (const seq of unacked) return seq - 1; // the first is the lowest (see holdAck)
   return next - 1;
+}
+
+/** A Delivery whose key is built only if a handler reads it (most never do). */
+class Received implements Delivery {
+  readonly topic: string;
+  readonly payload: string;
+  readonly lamport: number;
+
+  constructor(
+    readonly id: MessageId,
+    readonly from: PeerId,
+    readonly fromName: string,
+    readonly to: PeerId | null,
+    item: Item,
+  ) {
+    this.topic = item.topic;
+    this.payload = item.payload;
+    this.lamport = item.lamport;
+  }
+
+  get key(): string {
+    return messageKey(this.id);
+  }
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {

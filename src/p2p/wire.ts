@@ -11,12 +11,20 @@
  *   l  Lamport time of the send
  *   b  body, validated by the schema its protocol registered for `t`
  *
+ * A message type may also carry a binary attachment after the JSON: `<JSON> 0x00 <bytes>`. JSON
+ * never contains a raw 0x00 byte (control characters in strings must be escaped), so the first
+ * 0x00 ends the JSON unambiguously. Bulk data uses it: reliable delivery packs its messages there
+ * (reliable.ts), where JSON would spend most of a sender's and a receiver's CPU on quoting and
+ * parsing. The type's owner registers an AttachmentDecoder, which validates and parses the bytes
+ * in one pass; a type without one refuses an attachment, a type with one requires it.
+ *
  * Every field is validated on decode; a datagram that fails is dropped with a reason and never
  * throws past the codec. Encoding refuses anything over DATAGRAM_PAYLOAD_BYTES_MAX so that a
  * datagram never fragments on an Ethernet LAN (1500 MTU minus IP/UDP headers leaves room).
  */
 
-export const PROTOCOL_VERSION = 1;
+/** 2: binary attachments (reliable delivery's messages moved out of the JSON body). */
+export const PROTOCOL_VERSION = 2;
 /** Largest encoded envelope we send or accept, in bytes. */
 export const DATAGRAM_PAYLOAD_BYTES_MAX = 1200;
 export const NAME_CHARS_MAX = 64;
@@ -34,14 +42,25 @@ export interface Envelope<B = unknown> {
   s: number;
   l: number;
   b: B;
+  /** The attachment as its type's AttachmentDecoder parsed it (received envelopes only). */
+  a?: unknown;
 }
 
-export type DropReason = 'oversize' | 'json' | 'envelope' | 'version' | 'type' | 'body';
+export type DropReason = 'oversize' | 'json' | 'envelope' | 'version' | 'type' | 'body' | 'attachment';
 
 export type DecodeResult = { ok: true; env: Envelope } | { ok: false; reason: DropReason; version?: number };
 
 /** A body check: true when the value has the exact shape the protocol expects. */
 export type Check = (value: unknown) => boolean;
+
+/**
+ * Parses a type's binary attachment, given the envelope's body (already checked): the parsed value,
+ * or undefined when the bytes are malformed in any way (the datagram is then dropped). Must not throw.
+ */
+export type AttachmentDecoder = (bytes: Buffer, body: unknown) => unknown;
+
+/** Separates the JSON envelope from its attachment. */
+const ATTACHMENT_MARK = 0x00;
 
 export class OversizeError extends Error {
   constructor(
@@ -141,9 +160,13 @@ export function isPeerName(v: unknown): v is string {
  */
 export class Codec {
   private readonly bodies: Map<string, Check>;
+  private readonly attachments: Map<string, AttachmentDecoder>;
 
-  constructor(bodies: Record<string, Check>) {
+  constructor(bodies: Record<string, Check>, attachments: Record<string, AttachmentDecoder> = {}) {
     this.bodies = new Map(Object.entries(bodies));
+    this.attachments = new Map(Object.entries(attachments));
+    for (const t of this.attachments.keys())
+      if (!this.bodies.has(t)) throw new Error(`attachment for unknown message type '${t}'`);
     for (const t of this.bodies.keys()) {
       if (t.length === 0 || t.length > TYPE_CHARS_MAX)
         throw new Error(`message type '${t}' must be 1-${TYPE_CHARS_MAX} chars`);
@@ -154,17 +177,40 @@ export class Codec {
     return this.bodies.has(type);
   }
 
-  encode(env: Envelope): Buffer {
-    const buf = Buffer.from(JSON.stringify(env));
-    if (buf.length > DATAGRAM_PAYLOAD_BYTES_MAX) throw new OversizeError(env.t, buf.length);
+  /** The datagram for an envelope (its `a` is not sent) and, for types that take one, its attachment. */
+  encode(env: Envelope, attachment?: Uint8Array): Buffer {
+    const json = JSON.stringify({
+      v: env.v,
+      t: env.t,
+      i: env.i,
+      n: env.n,
+      c: env.c,
+      s: env.s,
+      l: env.l,
+      b: env.b,
+    });
+    if (!attachment) {
+      const buf = Buffer.from(json);
+      if (buf.length > DATAGRAM_PAYLOAD_BYTES_MAX) throw new OversizeError(env.t, buf.length);
+      return buf;
+    }
+    const jsonBytes = Buffer.byteLength(json);
+    const bytes = jsonBytes + 1 + attachment.length;
+    if (bytes > DATAGRAM_PAYLOAD_BYTES_MAX) throw new OversizeError(env.t, bytes);
+    const buf = Buffer.allocUnsafe(bytes);
+    buf.write(json, 0, 'utf8');
+    buf[jsonBytes] = ATTACHMENT_MARK;
+    buf.set(attachment, jsonBytes + 1);
     return buf;
   }
 
   decode(data: Uint8Array): DecodeResult {
     if (data.length > DATAGRAM_PAYLOAD_BYTES_MAX) return { ok: false, reason: 'oversize' };
+    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const mark = buf.indexOf(ATTACHMENT_MARK);
     let raw: unknown;
     try {
-      raw = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
+      raw = JSON.parse(buf.toString('utf8', 0, mark < 0 ? buf.length : mark));
     } catch {
       return { ok: false, reason: 'json' };
     }
@@ -191,6 +237,90 @@ export class Codec {
     const check = this.bodies.get(e.t);
     if (!check) return { ok: false, reason: 'type' };
     if (!check(e.b)) return { ok: false, reason: 'body' };
+    const parse = this.attachments.get(e.t);
+    if (!parse)
+      return mark < 0 ? { ok: true, env: e as unknown as Envelope } : { ok: false, reason: 'attachment' };
+    if (mark < 0) return { ok: false, reason: 'attachment' };
+    const a = parse(buf.subarray(mark + 1), e.b);
+    if (a === undefined) return { ok: false, reason: 'attachment' };
+    e.a = a;
     return { ok: true, env: e as unknown as Envelope };
+  }
+}
+
+/**
+ * Unsigned LEB128 varints for attachments: up to Number.MAX_SAFE_INTEGER in at most 8 bytes.
+ * Arithmetic, not bit operators, because those are 32-bit in JavaScript.
+ */
+export const VARINT_BYTES_MAX = 8;
+
+export function varintBytes(n: number): number {
+  let bytes = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80);
+    bytes++;
+  }
+  return bytes;
+}
+
+/** Writes `n` (a safe non-negative integer) at `offset`; returns the offset after it. */
+export function writeVarint(buf: Uint8Array, offset: number, n: number): number {
+  while (n >= 0x80) {
+    buf[offset++] = (n % 0x80) | 0x80;
+    n = Math.floor(n / 0x80);
+  }
+  buf[offset++] = n;
+  return offset;
+}
+
+/**
+ * Reads attachments without throwing: every read checks the bounds, and a failed read sets `bad`
+ * (the decoder then returns undefined). Values past Number.MAX_SAFE_INTEGER are bad too.
+ */
+export class ByteReader {
+  bad = false;
+  constructor(
+    readonly buf: Buffer,
+    public offset = 0,
+  ) {}
+
+  get done(): boolean {
+    return this.offset >= this.buf.length;
+  }
+
+  u8(): number {
+    if (this.offset >= this.buf.length) {
+      this.bad = true;
+      return 0;
+    }
+    return this.buf[this.offset++]!;
+  }
+
+  varint(): number {
+    let n = 0;
+    let scale = 1;
+    for (let i = 0; i < VARINT_BYTES_MAX; i++) {
+      const b = this.u8();
+      n += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        if (n > Number.MAX_SAFE_INTEGER || (b === 0 && i > 0)) this.bad = true; // too big, or not minimal
+        return n;
+      }
+      scale *= 0x80;
+    }
+    this.bad = true;
+    return 0;
+  }
+
+  /** `bytes` bytes as UTF-8 text (malformed sequences become U+FFFD, as TextDecoder does). */
+  utf8(bytes: number): string {
+    const end = this.offset + bytes;
+    if (end > this.buf.length) {
+      this.bad = true;
+      return '';
+    }
+    const s = this.buf.toString('utf8', this.offset, end);
+    this.offset = end;
+    return s;
   }
 }

@@ -142,7 +142,7 @@ describe('membership (simulation)', () => {
   it('memory stays bounded whatever senders arrive', async () => {
     const c = await cluster(5, 1);
     const [p] = c.peers;
-    const { Codec } = await import('../../src/p2p/wire.js');
+    const { Codec, PROTOCOL_VERSION } = await import('../../src/p2p/wire.js');
     const codec = new Codec({ hb: () => true });
     const flood = c.net.transport();
     await flood.start(() => {});
@@ -150,7 +150,7 @@ describe('membership (simulation)', () => {
       const id = i.toString(16).padStart(16, '0');
       flood.send(
         p!.address,
-        codec.encode({ v: 1, t: 'hb', i: id, n: `x${i}`, c: 1, s: 1, l: 1, b: { g: {} } }),
+        codec.encode({ v: PROTOCOL_VERSION, t: 'hb', i: id, n: `x${i}`, c: 1, s: 1, l: 1, b: { g: {} } }),
       );
     }
     c.rt.runFor(100);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
-import { Codec, DATAGRAM_PAYLOAD_BYTES_MAX, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
+import { Codec, DATAGRAM_PAYLOAD_BYTES_MAX, PROTOCOL_VERSION, writeVarint } from '../../src/p2p/wire.js';
 import {
   RELIABLE_BUFFER_MESSAGES_MAX,
   RELIABLE_HELD_MESSAGES_TOTAL_MAX,
@@ -53,6 +53,27 @@ function seqsFrom(h: Harness, receiver: SimPeer, sender: SimPeer, topic = 't'): 
 }
 
 const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+
+/**
+ * An `rm.d`/`rm.u` attachment built by hand from the layout in reliable.ts's header, so these
+ * tests pin the wire format: [seq, lamport, topic index, payload] per message.
+ */
+function attachment(items: Array<[number, number, number, string]>): Buffer {
+  const buf = Buffer.alloc(DATAGRAM_PAYLOAD_BYTES_MAX * 2);
+  let o = 0;
+  let seq = 0;
+  let lamport = 0;
+  for (const [q, l, t, payload] of items) {
+    o = writeVarint(buf, o, q - seq);
+    o = writeVarint(buf, o, l - lamport);
+    buf[o++] = t;
+    o = writeVarint(buf, o, Buffer.byteLength(payload));
+    o += buf.write(payload, o);
+    seq = q;
+    lamport = l;
+  }
+  return buf.subarray(0, o);
+}
 
 describe('reliable delivery (simulation)', () => {
   it.each(SEEDS)(
@@ -349,24 +370,27 @@ describe('reliable delivery (simulation)', () => {
     expect(h.rm.get(r)!.memory().held).toBe(0);
 
     // A flood of streams from ids nobody knows, each with a gap, to one peer.
-    const codec = new Codec(h.rm.get(r)!.messages);
+    const codec = new Codec(h.rm.get(r)!.messages, h.rm.get(r)!.attachments);
     const flood = h.c.net.transport();
     await flood.start(() => {});
     for (let i = 0; i < RELIABLE_STREAMS_MAX + 500; i++) {
       const id = (i + 1).toString(16).padStart(16, '0');
-      const m = Array.from({ length: 30 }, (_, k) => [k * 2 + 3, 't', 'y', 1]);
+      const m = attachment(Array.from({ length: 30 }, (_, k) => [k * 2 + 3, 1, 0, 'y'] as const));
       flood.send(
         r.address,
-        codec.encode({
-          v: PROTOCOL_VERSION,
-          t: 'rm.d',
-          i: id,
-          n: `f${i}`,
-          c: 1,
-          s: 1,
-          l: 1,
-          b: { e: 1, jp: 1, m },
-        }),
+        codec.encode(
+          {
+            v: PROTOCOL_VERSION,
+            t: 'rm.d',
+            i: id,
+            n: `f${i}`,
+            c: 1,
+            s: 1,
+            l: 1,
+            b: { e: 1, jp: 1, k: ['t'] },
+          },
+          m,
+        ),
       );
     }
     h.c.rt.runFor(100);
@@ -380,31 +404,120 @@ describe('reliable delivery (simulation)', () => {
   it('the largest message fits one datagram with the longest name and largest numbers', () => {
     const name = '€'.repeat(64); // 3 UTF-8 bytes each
     const big = Number.MAX_SAFE_INTEGER;
-    // A payload whose JSON encoding is exactly the limit, made of characters JSON escapes.
-    const payload = '"'.repeat(RELIABLE_PAYLOAD_BYTES_MAX / 2);
+    const payload = '€'.repeat(RELIABLE_PAYLOAD_BYTES_MAX / 3) + 'x'.repeat(RELIABLE_PAYLOAD_BYTES_MAX % 3);
     expect(ReliableDelivery.payloadBytes(payload)).toBe(RELIABLE_PAYLOAD_BYTES_MAX);
-    const codec = new Codec(
-      new ReliableDelivery(
-        {
-          self: { id: '0'.repeat(16), name, incarnation: 1 },
-          now: () => 0,
-          wall: () => 0,
-          random: () => 0,
-          lamport: () => 0,
-          broadcast: () => 0,
-          send: () => 0,
-          emit: () => {},
-        },
-        { live: () => [], get: () => undefined },
-      ).messages,
+    const sent: Buffer[] = [];
+    let codec: Codec | null = null;
+    const capture = (t: string, b: unknown, a?: Uint8Array) => {
+      sent.push(
+        codec!.encode({ v: PROTOCOL_VERSION, t, i: 'f'.repeat(16), n: name, c: big, s: big, l: big, b }, a),
+      );
+      return 0;
+    };
+    const rd = new ReliableDelivery(
+      {
+        self: { id: 'f'.repeat(16), name, incarnation: big },
+        now: () => 0,
+        wall: () => 0,
+        random: () => 0,
+        lamport: () => big - 1,
+        broadcast: capture,
+        send: (_to, t, b, a) => capture(t, b, a),
+        emit: () => {},
+      },
+      { live: () => [], get: () => undefined },
     );
-    const item = [big, 'a'.repeat(24), payload, big];
+    codec = new Codec(rd.messages, rd.attachments);
+    const topic = 'a'.repeat(24);
+    rd.publish(topic, payload);
+    rd.publish(topic, payload);
+    rd.flush();
+    expect(sent).toHaveLength(2); // one message per datagram, neither refused as oversize
+    const decoded = codec.decode(sent[0]!);
+    expect(decoded.ok && decoded.env.a).toEqual([{ seq: 1, topic, payload, lamport: big, bytes: 700 }]);
+
+    // The largest numbers the format can carry, by hand: still one datagram.
     const env = { v: PROTOCOL_VERSION, i: 'f'.repeat(16), n: name, c: big, s: big, l: big };
-    const d = codec.encode({ ...env, t: 'rm.d', b: { e: big, jp: big, m: [item] } });
-    const u = codec.encode({ ...env, t: 'rm.u', b: { e: big, to: 'f'.repeat(16), b: big, m: [item] } });
+    const a = attachment([[big, big, 0, payload]]);
+    const d = codec.encode({ ...env, t: 'rm.d', b: { e: big, jp: big, k: [topic] } }, a);
+    const u = codec.encode({ ...env, t: 'rm.u', b: { e: big, to: 'f'.repeat(16), b: big, k: [topic] } }, a);
     expect(d.length).toBeLessThanOrEqual(DATAGRAM_PAYLOAD_BYTES_MAX);
     expect(u.length).toBeLessThanOrEqual(DATAGRAM_PAYLOAD_BYTES_MAX);
+    expect(codec.decode(u).ok).toBe(true);
     expect(() => ReliableDelivery.check('t', payload + 'x')).toThrow(/over the 700-byte limit/);
     expect(() => ReliableDelivery.check('Bad Topic', 'x')).toThrow(/topic/);
+  });
+
+  it('packs a burst into full datagrams and refuses malformed attachments', () => {
+    const sent: Array<{ b: { k: string[] }; a: Uint8Array }> = [];
+    const rd = new ReliableDelivery(
+      {
+        self: { id: 'f'.repeat(16), name: 'p', incarnation: 1 },
+        now: () => 0,
+        wall: () => 0,
+        random: () => 0,
+        lamport: () => 10,
+        // The attachment's bytes are reused after the call (the node encodes at once): copy them.
+        broadcast: (_t, b, a) => (sent.push({ b: b as { k: string[] }, a: Buffer.from(a!) }), 0),
+        send: () => 0,
+        emit: () => {},
+      },
+      { live: () => [], get: () => undefined },
+      { defer: () => {} },
+    );
+    const codec = new Codec(rd.messages, rd.attachments);
+    for (let i = 0; i < 100; i++) rd.publish(i % 2 ? 'odd' : 'even', 'x'.repeat(64));
+    rd.flush();
+    // 64-byte payloads with 4 bytes of header each, after the JSON part reserved at its largest
+    // (numbers of 16 digits): 12 or more fit in a datagram, against 10 when messages were JSON.
+    expect(sent.length).toBeLessThanOrEqual(Math.ceil(100 / 12));
+    const env = { v: PROTOCOL_VERSION, t: 'rm.d', i: 'e'.repeat(16), n: 'q', c: 1, s: 1, l: 1 };
+    const seqs: number[] = [];
+    for (const { b, a } of sent) {
+      const r = codec.decode(codec.encode({ ...env, b: { e: 1, jp: 1, k: b.k } }, a));
+      expect(r.ok).toBe(true);
+      if (r.ok)
+        for (const it of r.env.a as Array<{ seq: number; topic: string }>) {
+          seqs.push(it.seq);
+          expect(it.topic).toBe(it.seq % 2 ? 'even' : 'odd');
+        }
+    }
+    expect(seqs).toEqual(range(1, 100));
+
+    const body = { e: 1, jp: 1, k: ['t'] };
+    const good = attachment([
+      [1, 1, 0, 'hi'],
+      [2, 1, 0, 'yo'],
+    ]);
+    const bad: Array<[string, Buffer]> = [
+      ['no attachment', Buffer.alloc(0)],
+      [
+        'a repeated sequence number',
+        attachment([
+          [1, 1, 0, 'a'],
+          [1, 1, 0, 'b'],
+        ]),
+      ],
+      ['a topic index past the list', attachment([[1, 1, 1, 'a']])],
+      ['a payload past the end', good.subarray(0, good.length - 1)],
+      ['a truncated varint', Buffer.from([0x81])],
+      ['a non-minimal varint', Buffer.from([0x81, 0x00, 1, 0, 0])],
+      ['a payload over the limit', attachment([[1, 1, 0, 'x'.repeat(RELIABLE_PAYLOAD_BYTES_MAX + 1)]])],
+    ];
+    expect(codec.decode(codec.encode({ ...env, b: body }, good)).ok).toBe(true);
+    for (const [what, a] of bad) {
+      const data = Buffer.concat([Buffer.from(JSON.stringify({ ...env, b: body })), Buffer.from([0]), a]);
+      expect(codec.decode(data), what).toEqual({ ok: false, reason: 'attachment' });
+    }
+    // rm.d without its attachment, and a type that takes none given one.
+    expect(codec.decode(Buffer.from(JSON.stringify({ ...env, b: body })))).toEqual({
+      ok: false,
+      reason: 'attachment',
+    });
+    const ack = { ...env, t: 'rm.ack', b: { e: 1, f: 1, a: 1 } };
+    expect(codec.decode(Buffer.concat([Buffer.from(JSON.stringify(ack)), Buffer.from([0, 1])]))).toEqual({
+      ok: false,
+      reason: 'attachment',
+    });
   });
 });

@@ -47,7 +47,7 @@ describe('wire codec', () => {
   });
 
   it.each([
-    ['another version', { ...valid, v: 2 }, 'version'],
+    ['another version', { ...valid, v: PROTOCOL_VERSION + 1 }, 'version'],
     ['a bad id', { ...valid, i: 'XYZ' }, 'envelope'],
     ['a control character in the name', { ...valid, n: 'a\u0007' }, 'envelope'],
     ['a negative incarnation', { ...valid, c: -1 }, 'envelope'],
