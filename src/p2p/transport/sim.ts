@@ -232,7 +232,7 @@ export class SimNetwork {
     const targets = to === null ? [...this.hosts.keys()] : [to];
     for (const addr of targets) {
       const dst = this.hosts.get(addr);
-      if (!dst) continue;
+      if (!dst || addr === from) continue; // nobody hears itself (transport.ts)
       this.deliverOne(from, src, addr, dst, copy);
     }
   }

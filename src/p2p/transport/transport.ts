@@ -4,7 +4,9 @@
  * (udp.ts) and an in-memory network in virtual time (sim.ts). Both pass test/contract.
  *
  * Addresses are "host:port" strings. A peer multicasts from its unicast socket, so the source
- * address of every datagram, multicast or not, is where replies go.
+ * address of every datagram, multicast or not, is where replies go. A peer never receives its own
+ * datagrams: multicast loopback must stay on for peers sharing a host, and the echo would cost
+ * the sender a full receive (decryption, decoding) of everything it sends.
  */
 export type Address = string;
 
@@ -14,7 +16,7 @@ export interface Transport {
   /** This peer's unicast address; valid after start(). */
   readonly address: Address;
   start(onDatagram: DatagramHandler): Promise<void>;
-  /** Multicast to the group. Never throws: a failed send is counted and reported via onError. */
+  /** Multicast to every other member of the group. Never throws: a failed send is counted and reported via onError. */
   broadcast(data: Uint8Array): void;
   /** Unicast to one peer. Never throws. */
   send(to: Address, data: Uint8Array): void;

@@ -9,6 +9,14 @@
  *    on the same host hear each other), so the source address of every datagram is the sender's
  *    unicast address: replies need no address inside the message.
  *
+ * Both sockets ask for a UDP_RECEIVE_BUFFER_BYTES kernel receive buffer: the default (208 KiB on
+ * Linux) overflows when a fast sender's window of packed messages (hundreds of datagrams) lands
+ * while this process is not scheduled, and every datagram the kernel drops costs a NACK and a
+ * repair. The kernel caps the request at net.core.rmem_max without an error.
+ *
+ * Our own multicasts come back on the group socket (loopback is on for the peers on this host) and
+ * are dropped by source address before anything else looks at them.
+ *
  * Binding the group socket to the group address (not 0.0.0.0) keeps unicast traffic to the group
  * port out of it. Send errors (a link going down, ENOBUFS under load) are counted, never thrown.
  */
@@ -20,6 +28,9 @@ import {
   type DatagramHandler,
   type Transport,
 } from './transport.js';
+
+/** Requested SO_RCVBUF per socket (see the header). */
+export const UDP_RECEIVE_BUFFER_BYTES = 2 * 1024 * 1024;
 
 export interface UdpOptions {
   group: string;
@@ -49,14 +60,17 @@ export class UdpTransport implements Transport {
   async start(onDatagram: DatagramHandler): Promise<void> {
     const { group, port, ttl } = this.options;
     const iface = this.options.interface;
-    const onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo) =>
-      onDatagram(msg, formatAddress(rinfo.address, rinfo.port));
+    const onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo) => {
+      const from = formatAddress(rinfo.address, rinfo.port);
+      if (from === this.addr) return; // our own multicast, looped back for the peers on this host
+      onDatagram(msg, from);
+    };
     const onError = (err: Error) => {
       this.errors.socket++;
       this.errors.lastError = err.message;
     };
 
-    const uni = dgram.createSocket({ type: 'udp4' });
+    const uni = dgram.createSocket({ type: 'udp4', recvBufferSize: UDP_RECEIVE_BUFFER_BYTES });
     uni.on('message', onMessage).on('error', onError);
     await bind(uni, this.options.unicastPort ?? 0, iface);
     uni.setMulticastInterface(iface);
@@ -65,7 +79,11 @@ export class UdpTransport implements Transport {
     this.unicast = uni;
     this.addr = formatAddress(iface, uni.address().port);
 
-    const grp = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    const grp = dgram.createSocket({
+      type: 'udp4',
+      reuseAddr: true,
+      recvBufferSize: UDP_RECEIVE_BUFFER_BYTES,
+    });
     grp.on('message', onMessage).on('error', onError);
     try {
       await bind(grp, port, group);
