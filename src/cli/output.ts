@@ -3,7 +3,7 @@
  */
 import { stripVTControlCharacters } from 'node:util';
 import chalk, { type ChalkInstance } from 'chalk';
-import type { MemberState, MemberView, PeerEvent } from '../p2p/protocol.js';
+import type { MemberState, MemberView, PeerEvent, PeerEventOf } from '../p2p/protocol.js';
 
 if ('NO_COLOR' in process.env) chalk.level = 0;
 
@@ -79,6 +79,8 @@ export function describeMembershipEvent(e: PeerEvent): string | null {
       return `${chalk.cyan('restart')} ${memberLabel(e.member)} restarted (incarnation ${e.previousIncarnation} -> ${e.member.incarnation}) at ${e.member.address}`;
     case 'refute':
       return `${chalk.yellow('refute')}  suspected by ${e.by.slice(0, 8)}; now incarnation ${e.incarnation}`;
+    case 'health':
+      return describeHealth(e);
     case 'duplicate-name':
       return `${chalk.red('warning')} ${e.ids.length} live peers are named ${paintName(e.name)}: ${e.ids.map((i) => i.slice(0, 8)).join(', ')}`;
     case 'version-mismatch':
@@ -86,6 +88,19 @@ export function describeMembershipEvent(e: PeerEvent): string | null {
     default:
       return null;
   }
+}
+
+/** Local health (membership.ts): why this peer now waits longer before it calls a member dead. */
+function describeHealth(e: PeerEventOf<'health'>): string {
+  if (e.score === 0) return `${chalk.green('health')}  local health recovered: detection at normal speed`;
+  const why =
+    e.cause === 'stall'
+      ? `our event loop stalled for ${e.stalledMs} ms`
+      : e.heartbeatLoss === null
+        ? 'too few members to measure heartbeat loss'
+        : `${Math.round(e.heartbeatLoss * 100)} % of members' heartbeats lost`;
+  const verb = e.score > e.previous ? 'degraded' : 'improving';
+  return `${chalk.yellow('health')}  local health ${verb}: detection slowed x${e.score + 1} (${why})`;
 }
 
 /** The JSON-lines form of an event: flat, with the member's fields inlined. */

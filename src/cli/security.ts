@@ -17,6 +17,7 @@ import { Keyring } from '../p2p/transport/keyring.js';
 import { SecureTransport, type SecureDropReason, type SecureStats } from '../p2p/transport/secure.js';
 import type { Address, Transport } from '../p2p/transport/transport.js';
 import type { NodeStats, PeerNode } from '../p2p/node.js';
+import type { LocalHealth } from '../p2p/membership.js';
 import { loadKeyFile } from './keyfile.js';
 
 /** Sources named in "uses another key" notices per process: enough to diagnose, not to flood a terminal. */
@@ -111,6 +112,8 @@ export interface SecurityReport {
   decode: NodeStats['dropped'];
   datagramsIn: number;
   datagramsOut: number;
+  /** This peer's local health (membership.ts): under a flood, why it is slower to call deaths. */
+  health: LocalHealth;
 }
 
 export function securityReport(layers: SecurityLayers, node: PeerNode): SecurityReport {
@@ -130,6 +133,7 @@ export function securityReport(layers: SecurityLayers, node: PeerNode): Security
     decode: { ...node.stats.dropped },
     datagramsIn: node.stats.datagramsIn,
     datagramsOut: node.stats.datagramsOut,
+    health: node.membership.health,
   };
 }
 
@@ -156,5 +160,9 @@ export function describeReport(r: SecurityReport): string {
         ]
       : []),
     `refused by the decoder: ${nonzero(r.decode)}`,
+    `local health: score ${r.health.score} (suspicion and death timeouts x${r.health.score + 1})` +
+      (r.health.heartbeatLoss === null
+        ? ''
+        : `, heartbeat loss ${Math.round(r.health.heartbeatLoss * 100)} %`),
   ].join('\n');
 }

@@ -19,9 +19,47 @@
  * Failure modes: a peer cut off sees everyone dead and is seen dead; when the link heals,
  * heartbeats flow again and both sides mark each other alive. Memory is bounded by membersMax:
  * dead and left entries are evicted first, then newcomers are refused and counted.
+ *
+ * Local health (Lifeguard, Dadgar et al. 2018; memberlist's "awareness"). Every peer decides on
+ * its own who died, so a peer whose own receive path is impaired (a flood fills its socket
+ * buffers, its CPU is starved) hears everyone fall silent and would declare healthy members dead.
+ * Each peer therefore keeps a health score in [0, HEALTH_SCORE_MAX] and waits (1 + score) times
+ * longer before suspecting and before declaring death. Signals, and why these:
+ *   - Heartbeat loss spread over members. Multicast heartbeats carry a counter (`h`), so a gap
+ *     in one member's counters, seen when it is heard again, is heartbeats lost between it and
+ *     us. Each member keeps its last arrivals; the loss is measured over a window of
+ *     LOSS_MEMORY_HEARTBEATS intervals (2 s on lan, about 10 heartbeats per member). Only when at
+ *     least two members, and a majority of those with enough evidence, each lose at least
+ *     HEALTH_LOSS_THRESHOLD of their heartbeats is the loss ours; one lossy or silent member is
+ *     that member's problem. The score is then the one that keeps the detector's designed margin:
+ *     the timeouts are sized so that a live peer must lose about deadAfterMs / heartbeatIntervalMs
+ *     heartbeats in a row at DESIGN_LOSS (config.ts); at a loss p the same confidence needs
+ *     ln(DESIGN_LOSS) / ln(p) times as many, so the multiplier is that, rounded up (p = 0.45: x3;
+ *     0.6: x5; 0.75 and over: x9). HEALTH_LOSS_THRESHOLD = sqrt(DESIGN_LOSS), where it passes 2.
+ *   - The same question asked again right before a member is declared dead, over the time it has
+ *     been silent: did the others lose heartbeats too? A flood starts at once, and the window
+ *     above needs a second or two of gaps to show it, by when a member can already look dead.
+ *     Here the silent member counts as one more member we do not hear, and a member that lost
+ *     heartbeats and was heard again counts the ones it is overdue now. A partition does not
+ *     look like this: the members cut off with the silent one lose nothing and come back; they
+ *     fall silent too, and their silence is not counted.
+ *   - A late tick: if our own tick comes more than a heartbeat interval after the previous one,
+ *     our event loop was starved and every member looks silent for that long through no fault
+ *     of theirs; the score rises by one per heartbeat interval missed, before the timeouts of that
+ *     same tick are checked.
+ *   Not signals here: having to refute a suspicion of ourselves (memberlist counts it). With
+ *   every peer detecting on its own, a suspicion of us is as often the suspecter's impairment as
+ *   ours: a flooded peer suspects its healthy neighbours, and raising their scores would slow the
+ *   healthy peers' detection instead of the impaired one's. Nor suspicions of others that proved
+ *   wrong: tried, they come in pairs often enough at 10 % loss to raise the score without cause.
+ * The score rises at once and falls by one per window once the evidence is gone, so a flood that
+ * comes and goes keeps it raised. At DESIGN_LOSS and without stalls it stays 0 (test/sim:
+ * 5 peers at 10 % loss for 5 minutes, 20 seeds) and detection is unchanged. Each change emits a
+ * `health` event. Bound: a member that really died is declared dead by an impaired peer at most
+ * (1 + HEALTH_SCORE_MAX) x deadAfterMs after its last heartbeat.
  */
 import { is, type Envelope, type PeerId } from './wire.js';
-import type { MemberState, MemberView, Protocol, ProtocolContext } from './protocol.js';
+import type { HealthCause, MemberState, MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Address } from './transport/transport.js';
 
 export interface MembershipTimings {
@@ -44,6 +82,24 @@ export const LEAVE_COPIES = 3;
 
 export type Tags = Record<string, string | number | boolean>;
 
+/** Largest local health score: timeouts at most (1 + this) times longer (memberlist's default). */
+export const HEALTH_SCORE_MAX = 8;
+/** The heartbeat loss the profiles' timeouts are designed for (config.ts: lan up to 10 %). */
+export const DESIGN_LOSS = 0.1;
+/** A member losing this share of its heartbeats or more counts towards "the loss is ours". */
+export const HEALTH_LOSS_THRESHOLD = Math.sqrt(DESIGN_LOSS);
+/** The window over which heartbeat loss is measured, in heartbeat intervals (2 s on lan). */
+export const LOSS_MEMORY_HEARTBEATS = 10;
+/** Heartbeats (received + lost) a member needs in a window before its loss counts as evidence. */
+const MEMBER_EVIDENCE_MIN = 4;
+
+export interface LocalHealth {
+  /** 0 (healthy) .. HEALTH_SCORE_MAX; suspicion and death timeouts are multiplied by 1 + score. */
+  score: number;
+  /** Heartbeat loss measured over the members with enough evidence (0..1); null with fewer than 2. */
+  heartbeatLoss: number | null;
+}
+
 interface Member {
   id: PeerId;
   name: string;
@@ -54,6 +110,24 @@ interface Member {
   stateSince: number;
   lastPing: number;
   tags: Tags;
+  /** Last heartbeat counter heard (-1: none yet at this incarnation). */
+  hbCounter: number;
+  /** Its last heartbeats heard: when, and how many were lost just before each (oldest first). */
+  arrivals: Arrival[];
+}
+
+interface Arrival {
+  at: number;
+  lost: number;
+}
+
+/** Heartbeat loss over the members with enough evidence. */
+interface LossMeasure {
+  /** Lost / (received + lost) over them; 0 when there are none. */
+  loss: number;
+  /** How many members had enough evidence, and how many of them lost HEALTH_LOSS_THRESHOLD or more. */
+  members: number;
+  lossy: number;
 }
 
 export interface MembershipOptions {
@@ -65,7 +139,8 @@ export interface MembershipOptions {
   raiseIncarnation(min: number): number;
 }
 
-const HB = is.object({ g: is.tags(TAGS_KEYS_MAX, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX) });
+/** `h`: the sender's multicast heartbeat counter (absent on answers to probes and pings). */
+const HB = is.object({ g: is.tags(TAGS_KEYS_MAX, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX) }, { h: is.uint() });
 const EMPTY = is.object({});
 const SUSPECT = is.object({ target: is.peerId(), inc: is.uint() });
 
@@ -76,6 +151,12 @@ export class Membership implements Protocol {
   private readonly members = new Map<PeerId, Member>();
   private tags: Tags = {};
   private lastHeartbeat = -Infinity;
+  private heartbeats = 0;
+  private lastTick: number | null = null;
+  private score = 0;
+  private scoreChangedAt = -Infinity;
+  private heartbeatLoss: number | null = null;
+  private lossMeasuredAt = -Infinity;
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -113,7 +194,11 @@ export class Membership implements Protocol {
     if (before === 'left' && env.c === m.incarnation) return; // late datagrams after a leave
     m.lastSeen = now;
     m.incarnation = env.c;
-    if (env.t === 'hb') m.tags = (env.b as { g: Tags }).g;
+    if (env.t === 'hb') {
+      const { g, h } = env.b as { g: Tags; h?: number };
+      m.tags = g;
+      if (h !== undefined) this.countHeartbeat(m, h, before === 'dead', env.c > wasIncarnation, now);
+    }
     const moved = m.address !== from;
     m.address = from;
     if (env.c > wasIncarnation && moved) {
@@ -158,10 +243,12 @@ export class Membership implements Protocol {
   tick(now: number): void {
     if (!this.opts.observer && now - this.lastHeartbeat >= this.opts.timings.heartbeatIntervalMs)
       this.heartbeat();
+    this.assessHealth(now);
     const t = this.opts.timings;
+    const slower = 1 + this.score;
     for (const m of this.members.values()) {
       const silent = now - m.lastSeen;
-      if (m.state === 'alive' && silent > t.suspectAfterMs) {
+      if (m.state === 'alive' && silent > t.suspectAfterMs * slower) {
         this.setState(m, 'suspect', now);
         this.ctx.emit({ kind: 'suspect', member: this.view(m), by: 'timeout' });
         if (!this.opts.observer) {
@@ -169,7 +256,7 @@ export class Membership implements Protocol {
           this.ping(m, now);
         }
       } else if (m.state === 'suspect') {
-        if (silent > t.deadAfterMs) {
+        if (silent > t.deadAfterMs * slower && !this.ourLossWhileSilent(m, now)) {
           this.setState(m, 'dead', now);
           this.ctx.emit({ kind: 'dead', member: this.view(m), silentMs: silent });
         } else if (!this.opts.observer && now - m.lastPing >= t.pingIntervalMs) {
@@ -193,6 +280,11 @@ export class Membership implements Protocol {
       .sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
   }
 
+  /** This peer's own health (Lifeguard): how much slower it is to suspect and declare death. */
+  get health(): LocalHealth {
+    return { score: this.score, heartbeatLoss: this.heartbeatLoss };
+  }
+
   get(id: PeerId): MemberView | undefined {
     const m = this.members.get(id);
     return m && this.view(m);
@@ -205,7 +297,121 @@ export class Membership implements Protocol {
 
   private heartbeat(): void {
     this.lastHeartbeat = this.ctx.now();
-    this.ctx.broadcast('hb', { g: this.tags });
+    this.ctx.broadcast('hb', { g: this.tags, h: ++this.heartbeats });
+  }
+
+  /**
+   * One multicast heartbeat `h` from `m`: received, and the gap since the last one lost. Counting
+   * starts afresh after a death (a gap across a partition says nothing about our receive path)
+   * and after a restart (the counter starts again; a refutation raises the incarnation too, but
+   * the counter goes on, and the gaps around a refutation are the very evidence wanted here).
+   */
+  private countHeartbeat(m: Member, h: number, fresh: boolean, restarted: boolean, now: number): void {
+    if (fresh || m.hbCounter < 0 || (restarted && h <= m.hbCounter)) {
+      m.hbCounter = h;
+      return;
+    }
+    if (h <= m.hbCounter) return; // duplicated or reordered
+    // A gap longer than the window tells nothing more about it (and bounds a member's weight).
+    m.arrivals.push({ at: now, lost: Math.min(h - m.hbCounter - 1, LOSS_MEMORY_HEARTBEATS) });
+    if (m.arrivals.length > 2 * LOSS_MEMORY_HEARTBEATS) m.arrivals.shift();
+    m.hbCounter = h;
+  }
+
+  /**
+   * Heartbeat loss seen since `since` over the live members other than `except`. With `now`, a
+   * member that lost heartbeats and came back in that time (so it is neither dead nor cut off
+   * from us) also counts the heartbeats it is overdue now: its current silence is likely more of
+   * the same loss, which the gap counts would reveal only when it is heard again.
+   */
+  private lossSince(since: number, except?: Member, now?: number): LossMeasure {
+    const interval = this.opts.timings.heartbeatIntervalMs;
+    let received = 0;
+    let lost = 0;
+    let members = 0;
+    let lossy = 0;
+    for (const m of this.members.values()) {
+      if (m === except || (m.state !== 'alive' && m.state !== 'suspect')) continue;
+      let r = 0;
+      let l = 0;
+      for (let i = m.arrivals.length - 1; i >= 0 && m.arrivals[i]!.at > since; i--) {
+        r++;
+        l += m.arrivals[i]!.lost;
+      }
+      if (now !== undefined && l > 0)
+        l += Math.max(0, Math.floor((now - m.arrivals[m.arrivals.length - 1]!.at) / interval) - 1);
+      if (r + l < MEMBER_EVIDENCE_MIN) continue;
+      members++;
+      received += r;
+      lost += l;
+      if (l / (r + l) >= HEALTH_LOSS_THRESHOLD) lossy++;
+    }
+    return { loss: members > 0 ? lost / (received + lost) : 0, members, lossy };
+  }
+
+  /**
+   * Before `m` is declared dead: were the other members' heartbeats lost too while it was silent?
+   * Then the silence is ours, and the score rises to what that loss calls for. This catches the
+   * sudden onset of a flood, which the window would show only after a death. A partition does not
+   * look like this: the members cut off with `m` lose no heartbeat and then come back; they just
+   * fall silent.
+   */
+  private ourLossWhileSilent(m: Member, now: number): boolean {
+    const { loss, members, lossy } = this.lossSince(m.lastSeen, m, now);
+    // `m` itself is silent: it counts as one more member that we do not hear.
+    if (members === 0 || (lossy + 1) * 2 <= members + 1 || loss < HEALTH_LOSS_THRESHOLD) return false;
+    this.setScore(Math.max(this.score, scoreForLoss(loss)), now, 'heartbeat-loss', loss);
+    return now - m.lastSeen <= this.opts.timings.deadAfterMs * (1 + this.score);
+  }
+
+  /**
+   * Updates the health score: at every tick from its lateness, and once per heartbeat interval
+   * (when new evidence can have arrived) from the members' heartbeat loss over the window.
+   */
+  private assessHealth(now: number): void {
+    const interval = this.opts.timings.heartbeatIntervalMs;
+    const sinceTick = this.lastTick === null ? 0 : now - this.lastTick;
+    this.lastTick = now;
+    if (sinceTick > interval)
+      this.setScore(
+        this.score + Math.floor(sinceTick / interval),
+        now,
+        'stall',
+        this.heartbeatLoss,
+        sinceTick,
+      );
+    if (now - this.lossMeasuredAt < interval) return;
+    this.lossMeasuredAt = now;
+    const window = LOSS_MEMORY_HEARTBEATS * interval;
+    const { loss, members, lossy } = this.lossSince(now - window);
+    this.heartbeatLoss = members >= 2 ? loss : null;
+    const ours = members >= 2 && lossy * 2 > members && loss >= HEALTH_LOSS_THRESHOLD;
+    const target = ours ? scoreForLoss(loss) : 0;
+    if (target > this.score) this.setScore(target, now, 'heartbeat-loss', loss);
+    else if (target < this.score && now - this.scoreChangedAt >= window)
+      this.setScore(this.score - 1, now, 'recovering', this.heartbeatLoss);
+  }
+
+  private setScore(
+    score: number,
+    now: number,
+    cause: HealthCause,
+    heartbeatLoss: number | null,
+    stalledMs = 0,
+  ): void {
+    score = Math.min(HEALTH_SCORE_MAX, score);
+    if (score === this.score) return;
+    const previous = this.score;
+    this.score = score;
+    this.scoreChangedAt = now;
+    this.ctx.emit({
+      kind: 'health',
+      score,
+      previous,
+      cause,
+      heartbeatLoss,
+      ...(cause === 'stall' ? { stalledMs: Math.round(stalledMs) } : {}),
+    });
   }
 
   private ping(m: Member, now: number): void {
@@ -229,6 +435,8 @@ export class Membership implements Protocol {
       stateSince: now,
       lastPing: -Infinity,
       tags: (env.b as { g: Tags }).g,
+      hbCounter: (env.b as { h?: number }).h ?? -1,
+      arrivals: [],
     };
     this.members.set(m.id, m);
     this.ctx.emit({ kind: 'join', member: this.view(m) });
@@ -272,4 +480,14 @@ export class Membership implements Protocol {
       tags: m.tags,
     };
   }
+}
+
+/**
+ * The score that keeps the detector's designed margin at heartbeat loss `p`: the timeouts need
+ * ln(DESIGN_LOSS) / ln(p) times as many heartbeats lost in a row for the same confidence.
+ */
+export function scoreForLoss(p: number): number {
+  if (p <= DESIGN_LOSS) return 0;
+  if (p >= 1) return HEALTH_SCORE_MAX;
+  return Math.max(0, Math.min(HEALTH_SCORE_MAX, Math.ceil(Math.log(DESIGN_LOSS) / Math.log(p)) - 1));
 }

@@ -1,0 +1,155 @@
+import { describe, expect, it } from 'vitest';
+import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { PROFILES } from '../../src/p2p/config.js';
+import { HEALTH_SCORE_MAX, Membership, scoreForLoss } from '../../src/p2p/membership.js';
+import type { PeerEvent, ProtocolContext } from '../../src/p2p/protocol.js';
+
+const T = PROFILES.lan.membership;
+const TICK = PROFILES.lan.tickMs;
+const SEEDS = Array.from({ length: 20 }, (_, i) => i + 1);
+
+async function cluster(seed: number, n: number, faults = {}) {
+  const c = new SimCluster(seed, faults);
+  for (let i = 0; i < n; i++) await c.add(`p${i}`);
+  expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+  return c;
+}
+
+/** Every datagram towards `victim` is lost with probability `loss` (its own receive path). */
+function impairInbound(c: SimCluster, victim: SimPeer, loss: number) {
+  for (const p of c.peers) if (p !== victim) c.net.setLink(p.address, victim.address, { loss });
+}
+
+const deaths = (p: SimPeer) => p.events.filter((e) => e.kind === 'dead');
+const scores = (p: SimPeer) => p.events.flatMap((e) => (e.kind === 'health' ? [e.score] : []));
+
+describe('local health (Lifeguard) in simulation', () => {
+  it.each(SEEDS)(
+    'a peer losing 60 percent of its inbound datagrams for 3 min declares no false death, and recovers, seed %i',
+    async (seed) => {
+      const c = await cluster(seed, 5, { loss: 0.01, delayMaxMs: 2 });
+      const victim = c.peers[0]!;
+      impairInbound(c, victim, 0.6);
+      const measured: number[] = [];
+      for (let s = 0; s < 180; s++) {
+        c.rt.runFor(1_000);
+        measured.push(victim.node.membership.health.heartbeatLoss ?? 0);
+      }
+      expect(deaths(victim)).toEqual([]);
+      // It knew why: its score rose, and it measured the loss (gaps show when a member is heard
+      // again, so the 2-second window reads a little under the real 60 %).
+      expect(Math.max(...scores(victim))).toBeGreaterThanOrEqual(3);
+      expect(victim.node.membership.health.score).toBeGreaterThan(0);
+      expect(measured.reduce((a, b) => a + b) / measured.length).toBeGreaterThan(0.5);
+      // Its neighbours hear it fine: their detectors stay at normal speed.
+      for (const p of c.peers.slice(1)) expect(scores(p)).toEqual([]);
+
+      impairInbound(c, victim, 0);
+      const recovered = () => victim.node.membership.health.score === 0;
+      // The decayed loss counts fade within a few memories, then one step per the loss memory.
+      expect(c.rt.runUntilTrue(recovered, 30_000)).toBe(true);
+      expect(victim.events.at(-1)).toMatchObject({ kind: 'health', score: 0 });
+      expect(c.converged()).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS)(
+    'while one peer is impaired, a crash is detected in the normal bound by the others and within the max multiplier by it, seed %i',
+    async (seed) => {
+      const c = await cluster(seed, 5, { loss: 0.01, delayMaxMs: 2 });
+      const [victim, , , dying] = c.peers as [SimPeer, SimPeer, SimPeer, SimPeer, SimPeer];
+      impairInbound(c, victim, 0.6);
+      c.rt.runFor(20_000);
+      const crashedAt = c.rt.now();
+      await c.crash(dying);
+      const healthy = c.live().filter((p) => p !== victim);
+      const seenDeadBy = (p: SimPeer) => p.node.membership.get(dying.node.id)?.state === 'dead';
+      expect(c.rt.runUntilTrue(() => healthy.every(seenDeadBy), 5_000)).toBe(true);
+      expect(c.rt.now() - crashedAt).toBeLessThanOrEqual(T.deadAfterMs + TICK + 5);
+      expect(c.rt.runUntilTrue(() => seenDeadBy(victim), 20_000)).toBe(true);
+      expect(c.rt.now() - crashedAt).toBeLessThanOrEqual((1 + HEALTH_SCORE_MAX) * T.deadAfterMs + TICK + 5);
+      // The victim still declared nobody else dead.
+      expect(deaths(victim).map((e) => e.member.id)).toEqual([dying.node.id]);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS)(
+    'at 10 percent loss everywhere the score stays 0 for 5 minutes (5 peers), seed %i',
+    async (seed) => {
+      const c = await cluster(seed, 5, { loss: 0.1, duplicate: 0.01, delayMinMs: 0.1, delayMaxMs: 3 });
+      c.rt.runFor(5 * 60_000);
+      for (const p of c.peers) expect(scores(p)).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS)(
+    'one member losing 90 percent of its datagrams is its own problem, seed %i',
+    async (seed) => {
+      const c = await cluster(seed, 4, { loss: 0.01, delayMaxMs: 2 });
+      const flaky = c.peers[3]!;
+      for (const p of c.peers) if (p !== flaky) c.net.setLink(flaky.address, p.address, { loss: 0.9 });
+      c.rt.runFor(60_000);
+      for (const p of c.peers.slice(0, 3)) expect(scores(p)).toEqual([]);
+    },
+  );
+});
+
+describe('local health: the stalled tick', () => {
+  function lone() {
+    let now = 0;
+    const events: PeerEvent[] = [];
+    const ctx: ProtocolContext = {
+      self: { id: '00000000000000aa', name: 'me', incarnation: 1 },
+      now: () => now,
+      wall: () => now,
+      random: () => 0.5,
+      lamport: () => 0,
+      broadcast: () => 0,
+      send: () => 0,
+      emit: (e) => events.push(e),
+    };
+    const m = new Membership(ctx, {
+      timings: T,
+      observer: false,
+      membersMax: 16,
+      raiseIncarnation: (n) => n,
+    });
+    const at = (t: number) => {
+      now = t;
+      m.tick(t);
+    };
+    return { m, events, at, setNow: (t: number) => (now = t) };
+  }
+
+  it('a tick late by N heartbeat intervals raises the score by N before the timeouts are checked', () => {
+    const { m, events, at, setNow } = lone();
+    at(0);
+    setNow(10);
+    m.observe(
+      { v: 1, t: 'hb', i: '00000000000000bb', n: 'other', c: 1, s: 1, l: 1, b: { g: {}, h: 1 } },
+      'x:1',
+    );
+    at(TICK);
+    // Starved for 1.2 s: the member looks silent past suspectAfterMs, through no fault of its own.
+    at(TICK + 1_200);
+    expect(events.filter((e) => e.kind === 'suspect')).toEqual([]);
+    expect(m.health.score).toBe(Math.floor(1_200 / T.heartbeatIntervalMs));
+    expect(events.at(-1)).toMatchObject({ kind: 'health', cause: 'stall', stalledMs: 1_200 });
+    // On time again: one step down per the loss memory.
+    for (let t = TICK + 1_200; t <= 20_000; t += TICK) at(t);
+    expect(m.health.score).toBe(0);
+    // The member stayed silent all along: declared dead once the score came down.
+    expect(m.get('00000000000000bb')?.state).toBe('dead');
+  });
+
+  it('the score for a measured loss keeps the designed margin and is bounded', () => {
+    // The timeouts need ln(0.1) / ln(p) times as many heartbeats lost in a row: x4 at 55 %, x5 at 60 %.
+    expect(scoreForLoss(0.1)).toBe(0);
+    expect(scoreForLoss(0.55)).toBe(3);
+    expect(scoreForLoss(0.6)).toBe(4);
+    expect(scoreForLoss(0.75)).toBe(HEALTH_SCORE_MAX);
+    expect(scoreForLoss(1)).toBe(HEALTH_SCORE_MAX);
+  });
+});
