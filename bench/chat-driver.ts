@@ -45,10 +45,6 @@ interface Options {
   interface: string;
   port: number;
   guard: boolean;
-  /** Experiments on what limits throughput (not how the CLI runs): a larger kernel receive buffer ... */
-  rcvbufBytes?: number;
-  /** ... and a shorter node tick (receivers ack once per tick). */
-  tickMs?: number;
 }
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as Options;
@@ -62,7 +58,7 @@ const node = new PeerNode({
   id: randomBytes(8).toString('hex'),
   name: opts.name,
   incarnation: 1,
-  profile: opts.tickMs ? { ...PROFILES.lan, tickMs: opts.tickMs } : PROFILES.lan,
+  profile: PROFILES.lan,
   transport,
   runtime: realRuntime,
 });
@@ -197,12 +193,6 @@ function report(withLatencies: boolean): Record<string, unknown> {
 }
 
 await node.start();
-if (opts.rcvbufBytes) {
-  // UdpTransport keeps its sockets private; multicast data arrives on the group socket.
-  const sockets = udp as unknown as Record<'group' | 'unicast', { setRecvBufferSize(n: number): void }>;
-  sockets.group.setRecvBufferSize(opts.rcvbufBytes);
-  sockets.unicast.setRecvBufferSize(opts.rcvbufBytes);
-}
 out({ ev: 'ready', id: node.id, address: node.address });
 
 const rl = readline.createInterface({ input: process.stdin });

@@ -10,6 +10,8 @@
  *     per receiver, as the CLI runs (rate guard on) and with the guard off; and Redis pub/sub
  *     (Debian redis-server, loopback inside a namespace, a publisher and 4 subscribers, same
  *     payload size) in the same run.
+ *  Controls for a and c: the same traffic with no protocol, Node's dgram alone
+ *  (bench/raw-multicast.ts), so the peer rows can be read against what Node on this machine can do.
  *
  * Parameters (environment): PEER_BENCH_CHAT_S (seconds per rate phase, default 10),
  * PEER_BENCH_CHAT_BLAST (messages per throughput run, default 200000).
@@ -33,7 +35,12 @@ import {
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DRIVER = path.join(ROOT, 'bench/chat-driver.ts');
 const REDIS_CLIENT = path.join(ROOT, 'bench/redis-client.ts');
+const RAW = path.join(ROOT, 'bench/raw-multicast.ts');
 const PORT = 47777;
+/** The raw control's port: no peer of an earlier phase can hear it. */
+const RAW_PORT = 47778;
+/** After the raw senders finish, how long their last datagrams get to land before the count. */
+const RAW_SETTLE_MS = 1000;
 const REDIS_PORT = 6390;
 
 const RATE_S = envInt('PEER_BENCH_CHAT_S', 10);
@@ -48,9 +55,6 @@ const PAYLOAD_BYTES = 64;
 const LOSS_PERCENT = 10;
 const TARGET_P99_MS = 5;
 const REDIS_REFERENCE_PER_S = 150_000;
-/** The experiment row: what a larger kernel receive buffer and faster acks (one per tick) change. */
-const TUNED_RCVBUF_BYTES = 4 * 2 ** 20;
-const TUNED_TICK_MS = 5;
 /** The scheduling-delay control sleeps this long, again and again, during each rate phase. */
 const WAKEUP_SLEEP_MS = 1;
 /** USER_HZ on Linux: the unit of utime and stime in /proc/<pid>/stat. */
@@ -110,7 +114,7 @@ interface Report {
   /** CPU time (user + system) since the last reset, µs. */
   cpuUs: number;
   reliable: Record<string, number>;
-  node: { datagramsIn: number; datagramsOut: number };
+  node: { datagramsIn: number; datagramsOut: number; bytesOut: number };
   guard: { rateLimited: number; admitted: number } | null;
   udpErrors: { send: number; socket: number };
 }
@@ -311,13 +315,13 @@ interface Throughput {
   senderUsPerMsg: number;
   receiverUsPerMsg: number;
   seconds: number;
+  /** Mean size of every datagram the sender sent (rm.d and the rest), bytes. */
+  datagramBytes: number;
 }
 
 /** How a throughput run's drivers are configured. */
 interface BlastConfig {
   guard: boolean;
-  rcvbufBytes?: number;
-  tickMs?: number;
 }
 
 /** One sender (host 0) blasts BLAST_MESSAGES to the receivers, with flow control from acks. */
@@ -365,10 +369,119 @@ async function blastPhase(lan: NetnsLan, config: BlastConfig, label: string): Pr
       receiverUsPerMsg:
         sum(reports.map((r) => r.cpuUs / Math.max(1, r.perSender['0']?.distinct ?? 0))) / reports.length,
       seconds: (sentEv.ms as number) / 1000,
+      datagramBytes: sender.node.bytesOut / Math.max(1, sender.node.datagramsOut),
     };
   } finally {
     await stopDrivers(ds);
   }
+}
+
+type RawSend =
+  { mode: 'blast'; count: number; size: number } | { mode: 'rate'; perS: number; ms: number; size: number };
+interface RawReport {
+  received: number;
+  firstAt: string;
+  lastAt: string;
+  latenciesUs: number[];
+  cpuUs: number;
+}
+
+/** The no-protocol control: one bench/raw-multicast.ts per host, `send(i)` says what host i sends. */
+async function rawPhase(
+  lan: NetnsLan,
+  hosts: number,
+  send: (i: number) => RawSend | null,
+): Promise<{ sent: Array<Ev | null>; reports: RawReport[] }> {
+  const procs = Array.from(
+    { length: hosts },
+    (_, i) =>
+      new ChildLines(
+        lan.spawn(i, process.execPath, [
+          '--import',
+          'tsx',
+          RAW,
+          JSON.stringify({ index: i, interface: lan.host(i).address, port: RAW_PORT, send: send(i) }),
+        ]),
+      ),
+  );
+  const event = async (p: ChildLines, ev: string, timeoutMs: number): Promise<Ev> => {
+    await p.until((l) => l.json().some((e) => e.ev === ev), timeoutMs, `raw ${ev}`);
+    return p.json().find((e) => e.ev === ev)!;
+  };
+  try {
+    await Promise.all(procs.map((p) => event(p, 'ready', START_TIMEOUT_MS)));
+    for (const p of procs) p.child.stdin!.write('go\n');
+    const sent = await Promise.all(
+      procs.map((p, i) => (send(i) ? event(p, 'sent', BLAST_TIMEOUT_MS) : Promise.resolve(null))),
+    );
+    await new Promise((r) => setTimeout(r, RAW_SETTLE_MS));
+    for (const p of procs) p.child.stdin!.end();
+    const reports = await Promise.all(procs.map((p) => event(p, 'report', 30_000)));
+    return { sent, reports: reports as unknown as RawReport[] };
+  } finally {
+    for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+  }
+}
+
+interface RawRate {
+  latency: ReturnType<typeof summarize>;
+  wakeupLate: ReturnType<typeof summarize>;
+  expected: number;
+  received: number;
+  size: number;
+  cpuPercent: number;
+}
+
+/** The 8-peer rate phase without the protocol: datagrams of the size the peers sent, at the same rates. */
+async function rawRatePhase(lan: NetnsLan, hosts: number, size: number): Promise<RawRate> {
+  progress(`control: raw dgram, ${hosts} senders x ${TOTAL_RATE_PER_S / hosts}/s of ${size} B`);
+  const stopSampler = wakeupSampler();
+  const { sent, reports } = await rawPhase(lan, hosts, () => ({
+    mode: 'rate',
+    perS: TOTAL_RATE_PER_S / hosts,
+    ms: RATE_S * 1000,
+    size,
+  }));
+  const wakeupLate = summarize(stopSampler());
+  const counts = sent.map((e) => (e?.count as number) ?? 0);
+  return {
+    latency: summarize(reports.flatMap((r) => r.latenciesUs)),
+    wakeupLate,
+    expected: sum(counts) * (hosts - 1),
+    received: sum(reports.map((r) => r.received)),
+    size,
+    cpuPercent:
+      (sum(reports.map((r) => r.cpuUs)) / reports.length / (RATE_S * 1e6 + RAW_SETTLE_MS * 1e3)) * 100,
+  };
+}
+
+interface RawBlast {
+  datagrams: number;
+  size: number;
+  /** Datagrams/s each receiver took, and the share of what was sent. */
+  perReceiver: number[];
+  share: number[];
+  senderUsPerDatagram: number;
+  receiverUsPerDatagram: number;
+}
+
+/** One raw sender blasts as many datagrams, of the same size, as the peer sender sent. */
+async function rawBlastPhase(lan: NetnsLan, datagrams: number, size: number): Promise<RawBlast> {
+  progress(`control: raw dgram, blasting ${datagrams} datagrams of ${size} B`);
+  const { sent, reports } = await rawPhase(lan, 1 + THROUGHPUT_RECEIVERS, (i) =>
+    i === 0 ? { mode: 'blast', count: datagrams, size } : null,
+  );
+  const s = sent[0]!;
+  const startAt = BigInt(s.startAt as string);
+  const receivers = reports.slice(1);
+  return {
+    datagrams,
+    size,
+    perReceiver: receivers.map((r) => r.received / (Number(BigInt(r.lastAt) - startAt) / 1e9)),
+    share: receivers.map((r) => r.received / datagrams),
+    senderUsPerDatagram: (s.cpuUs as number) / datagrams,
+    receiverUsPerDatagram: sum(receivers.map((r) => r.cpuUs / Math.max(1, r.received))) / receivers.length,
+  };
 }
 
 interface RedisResult {
@@ -491,6 +604,7 @@ async function run(): Promise<Section> {
   let clean: RatePhase;
   let lossy: RatePhase;
   let liveAfterLoss: number[];
+  let rawRate: RawRate;
   try {
     const ds = await startDrivers(lanA, LATENCY_PEERS, { guard: true });
     clean = await ratePhase(ds, 'latency');
@@ -498,6 +612,13 @@ async function run(): Promise<Section> {
     lossy = await ratePhase(ds, `${LOSS_PERCENT} % loss`);
     liveAfterLoss = await Promise.all(ds.map((d) => d.live()));
     await stopDrivers(ds);
+    lanA.clearLoss();
+    const meanBytes = (r: Report) => r.node.bytesOut / Math.max(1, r.node.datagramsOut);
+    rawRate = await rawRatePhase(
+      lanA,
+      LATENCY_PEERS,
+      Math.round(sum(clean.reports.map(meanBytes)) / LATENCY_PEERS),
+    );
   } finally {
     lanA.down();
     undoA();
@@ -508,7 +629,7 @@ async function run(): Promise<Section> {
   const undoC = onCleanup(() => lanC.down());
   let guarded: Throughput;
   let unguarded: Throughput;
-  let tuned: Throughput;
+  let rawBlast: RawBlast;
   let few: RatePhase;
   let redis: RedisResult | null = null;
   let redisError = '';
@@ -519,11 +640,7 @@ async function run(): Promise<Section> {
     await stopDrivers(three);
     guarded = await blastPhase(lanC, { guard: true }, 'peer, as the CLI runs (open group)');
     unguarded = await blastPhase(lanC, { guard: false }, 'peer, rate guard off');
-    tuned = await blastPhase(
-      lanC,
-      { guard: false, rcvbufBytes: TUNED_RCVBUF_BYTES, tickMs: TUNED_TICK_MS },
-      `peer, guard off, ${TUNED_RCVBUF_BYTES / 2 ** 20} MiB SO_RCVBUF, ${TUNED_TICK_MS} ms tick (experiment)`,
-    );
+    rawBlast = await rawBlastPhase(lanC, guarded.datagramsOut, Math.round(guarded.datagramBytes));
     try {
       redis = await redisPhase(lanC);
     } catch (err) {
@@ -543,9 +660,9 @@ async function run(): Promise<Section> {
   const cli = Math.min(...guarded.perReceiver);
   const slowest = (t: Throughput) => fmtRate(Math.min(...t.perReceiver));
   const summary = [
-    `- 8 peers, 2,000 messages/s in total, p99 < ${TARGET_P99_MS} ms: **${metLatency ? 'met' : 'not met'}**: p50 ${us(clean.latency.p50)}, p99 ${us(clean.latency.p99)} over ${clean.latency.n.toLocaleString('en-US')} deliveries; ${clean.missing} missing, ${clean.duplicates} duplicates. The same 2,000 messages/s from ${CONTROL_PEERS} peers: p50 ${us(few.latency.p50)}, p99 ${us(few.latency.p99)}${few.latency.p99 / 1000 < TARGET_P99_MS ? ' (under the target)' : ''}; a bench process that only sleeps 1 ms woke up to ${us(clean.wakeupLate.p99)} late (p99) during the 8-peer phase: the tail is the run queue of this shared 2-core machine, see the notes.`,
+    `- 8 peers, 2,000 messages/s in total, p99 < ${TARGET_P99_MS} ms: **${metLatency ? 'met' : 'not met'}**: p50 ${us(clean.latency.p50)}, p99 ${us(clean.latency.p99)} over ${clean.latency.n.toLocaleString('en-US')} deliveries; ${clean.missing} missing, ${clean.duplicates} duplicates. The same 2,000 messages/s from ${CONTROL_PEERS} peers: p50 ${us(few.latency.p50)}, p99 ${us(few.latency.p99)}${few.latency.p99 / 1000 < TARGET_P99_MS ? ' (under the target)' : ''}; the same traffic with no protocol (Node's dgram alone, same 8 hosts, rates and datagram size): p50 ${us(rawRate.latency.p50)}, p99 ${us(rawRate.latency.p99)}; a bench process that only sleeps 1 ms woke up to ${us(clean.wakeupLate.p99)} late (p99) during the 8-peer phase: the tail is the run queue of this shared 2-core machine, see the notes.`,
     `- With ${LOSS_PERCENT} % random loss on every host, every message to every live member exactly once: **${exact ? 'met' : 'not met'}**: ${lossy.missing} missing, ${lossy.duplicates} duplicates, ${lossy.lost} reported lost, over ${(sum(lossy.sent) * (LATENCY_PEERS - 1)).toLocaleString('en-US')} expected deliveries; all ${LATENCY_PEERS} peers still live for each other at the end: ${liveAfterLoss.every((n) => n === LATENCY_PEERS - 1) ? 'yes' : `no (${liveAfterLoss.join(', ')})`}.`,
-    `- One sender to ${THROUGHPUT_RECEIVERS} receivers, at least Redis pub/sub's rate: **${redis && cli >= redisMin ? 'met' : 'not met'}**: peer delivers ${slowest(guarded)} per receiver as the CLI runs (slowest receiver), ${slowest(unguarded)} with the per-source rate guard off, ${slowest(tuned)} in the tuning experiment; ` +
+    `- One sender to ${THROUGHPUT_RECEIVERS} receivers, at least Redis pub/sub's rate: **${redis && cli >= redisMin ? 'met' : 'not met'}**: peer delivers ${slowest(guarded)} per receiver as the CLI runs (slowest receiver), ${slowest(unguarded)} with the per-source rate guard off; with no protocol at all, Node's dgram on the same hosts took ${fmtRate(Math.min(...rawBlast.perReceiver))} datagrams of this size per receiver, ${fmtRate(Math.min(...rawBlast.perReceiver) * guarded.packing)} messages at the same packing (the ceiling for any Node implementation here); ` +
       (redis
         ? `Redis ${fmtRate(redisMin)} per subscriber (slowest) in the same run. CPU per message: a peer receiver ${guarded.receiverUsPerMsg.toFixed(1)} µs, the sender ${guarded.senderUsPerMsg.toFixed(1)} µs; a Redis subscriber ${redis.subscriberUsPerMsg.toFixed(2)} µs, redis-server ${redis.serverUsPerMsg.toFixed(2)} µs for all ${redis.receivers} subscribers.`
         : `Redis could not be measured: ${redisError}.`),
@@ -576,6 +693,22 @@ async function run(): Promise<Section> {
         `control: ${CONTROL_PEERS} peers (${Math.round(TOTAL_RATE_PER_S / CONTROL_PEERS)}/s each), no loss`,
         few,
       ),
+      [
+        `control: no protocol, Node's dgram alone (${LATENCY_PEERS} hosts, same rates, ${rawRate.size}-byte datagrams)`,
+        (rawRate.expected / (LATENCY_PEERS - 1)).toLocaleString('en-US'),
+        rawRate.latency.n.toLocaleString('en-US'),
+        us(rawRate.latency.p50),
+        us(rawRate.latency.p95),
+        us(rawRate.latency.p99),
+        us(rawRate.latency.max),
+        `${rawRate.expected - rawRate.received} (not repaired)`,
+        'n/a',
+        'n/a',
+        'n/a',
+        'n/a',
+        pct(rawRate.cpuPercent),
+        `${us(rawRate.wakeupLate.p50)} / ${us(rawRate.wakeupLate.p99)}`,
+      ],
     ],
   };
   const tpRow = (t: Throughput): Array<string | number> => [
@@ -609,7 +742,21 @@ async function run(): Promise<Section> {
     rows: [
       tpRow(guarded),
       tpRow(unguarded),
-      tpRow(tuned),
+      [
+        `control: no protocol, Node's dgram alone (${rawBlast.datagrams.toLocaleString('en-US')} datagrams of ${rawBlast.size} bytes, no flow control)`,
+        rawBlast.perReceiver
+          .map((r) => `${fmtRate(r)} datagrams = ${fmtRate(r * guarded.packing)} messages`)
+          .join(', '),
+        `no (${rawBlast.share.map((x) => `${Math.round(x * 100)} %`).join(', ')} of datagrams)`,
+        'n/a',
+        rawBlast.datagrams.toLocaleString('en-US'),
+        `${guarded.packing.toFixed(1)} (as the peer's)`,
+        'n/a',
+        'n/a',
+        'n/a',
+        `${(rawBlast.senderUsPerDatagram / guarded.packing).toFixed(1)} µs (${rawBlast.senderUsPerDatagram.toFixed(1)} µs / datagram)`,
+        `${(rawBlast.receiverUsPerDatagram / guarded.packing).toFixed(1)} µs (${rawBlast.receiverUsPerDatagram.toFixed(1)} µs / datagram)`,
+      ],
       redis
         ? [
             `Redis pub/sub (${redis.version.split(' ')[2] ?? redis.version}), ${redis.receivers} subscribers`,
@@ -631,13 +778,13 @@ async function run(): Promise<Section> {
     `One process per network namespace on a bridge (test/support/netns.ts), each \`node --import tsx bench/chat-driver.ts\`: the real stack under \`peer chat\` (UdpTransport bound to the namespace's 10.77.x address, the open-group per-source rate guard from securityLayers as startPeer wires it, PeerNode with the lan profile and membership, ReliableDelivery with \`defer: setImmediate\`, the packing \`peer chat\` uses), driven over stdin/stdout by bench/chat.ts. The driver skips the Chat module and SQLite because the CLI offers neither rate control nor per-message timestamps.`,
     `**Latency**: each payload carries the sender's CLOCK_MONOTONIC time (process.hrtime) at publish; the receiver subtracts it from its own CLOCK_MONOTONIC time at delivery (in the handler, after de-duplication and ordering). All namespaces run on one kernel and share that clock (no time namespace is used), so the difference is a valid one-way latency with no clock sync error. Senders wake every 2 ms and publish what is due, so messages due in the same wake are packed into one datagram, as chat packs a burst. Control column: during each phase the bench process sleeps 1 ms again and again and records how late it wakes, a measure of the machine's run-queue delay that involves no networking.`,
     `**Loss**: the same 8 processes, then nftables on every host drops ${LOSS_PERCENT} % of incoming UDP at random (\`meta l4proto udp numgen random mod 100 < ${LOSS_PERCENT} drop\`, data, NACKs, repairs, acks and heartbeats alike); the same ${RATE_S} s of traffic; each receiver counts, per sender and message number, how often the handler ran (missing = sent − distinct, duplicates = deliveries beyond the first), after waiting up to ${DRAIN_TIMEOUT_MS / 1000} s for repairs.`,
-    `**Throughput**: a fresh LAN of ${1 + THROUGHPUT_RECEIVERS} namespaces, one sender publishing as fast as flow control allows: every ${256}th publish asks for a settle callback (all receivers acked) and at most 16 such chunks (4,096 messages, half the 8,192-message repair buffer) are unsettled at once, so nothing is ever evicted unrepaired. Run once as the CLI runs, once with the rate guard left out (the driver's \`guard: false\`), and once as an experiment on what limits the rate: guard off, both sockets' SO_RCVBUF raised to ${TUNED_RCVBUF_BYTES / 2 ** 20} MiB (the kernel default is 208 KiB), and a ${TUNED_TICK_MS} ms node tick instead of 25 ms (receivers ack once per tick, and the sender's window moves on acks). **Redis**: \`redis-server --port ${REDIS_PORT} --bind 127.0.0.1 --save '' --appendonly no --client-output-buffer-limit 'pubsub 0 0 0'\` inside the sender's namespace (its own loopback), ${THROUGHPUT_RECEIVERS} subscriber processes and one publisher process (bench/redis-client.ts: RESP over a raw TCP socket, PUBLISH pipelined with at most 4,096 unanswered), the same ${PAYLOAD_BYTES}-byte payload and message count; a subscriber's rate = messages / (its last message − the publisher's first write).`,
+    `**Throughput**: a fresh LAN of ${1 + THROUGHPUT_RECEIVERS} namespaces, one sender publishing as fast as flow control allows: every ${256}th publish asks for a settle callback (all receivers acked) and at most 16 such chunks (4,096 messages, half the 8,192-message repair buffer) are unsettled at once, so nothing is ever evicted unrepaired. Run once as the CLI runs and once with the rate guard left out (the driver's \`guard: false\`). **Controls with no protocol** (bench/raw-multicast.ts, one process per host, Node's dgram only, a 2 MiB receive buffer as UdpTransport asks for): for latency, every host sends datagrams of the mean size the peers sent in the no-loss phase, at the same rate, waking every 2 ms, stamped with CLOCK_MONOTONIC as the driver stamps messages; for throughput, one host sends as many datagrams as the peer sender did, of the same mean size, ${16} per event-loop turn with no flow control, and each receiver's rate is what it took / (its last datagram − the first send); multiplied by the peer's messages per datagram it is the message rate a protocol costing nothing would reach. **Redis**: \`redis-server --port ${REDIS_PORT} --bind 127.0.0.1 --save '' --appendonly no --client-output-buffer-limit 'pubsub 0 0 0'\` inside the sender's namespace (its own loopback), ${THROUGHPUT_RECEIVERS} subscriber processes and one publisher process (bench/redis-client.ts: RESP over a raw TCP socket, PUBLISH pipelined with at most 4,096 unanswered), the same ${PAYLOAD_BYTES}-byte payload and message count; a subscriber's rate = messages / (its last message − the publisher's first write).`,
     `Rerun: \`npm run bench -- chat\` (root, iproute2, nftables, redis-server); PEER_BENCH_CHAT_S and PEER_BENCH_CHAT_BLAST change the phase length and message count.`,
   ].join(' ');
   const notes = [
     `Latency: with ${LATENCY_PEERS} Node processes each waking ${Math.round(((LATENCY_PEERS - 1) * TOTAL_RATE_PER_S) / LATENCY_PEERS).toLocaleString('en-US')} times a second to receive, plus the bridge's softirq work, on 2 cores already loaded by other jobs (load average below), a datagram often waits for its receiver to be scheduled; each peer used only ${pct(sum(clean.reports.map((r) => r.cpuPercent)) / clean.reports.length)} of a core, so this is waiting, not work. The protocol adds nothing on the path of a message that is not lost: it is delivered in the datagram handler, and publish() sends at the next setImmediate. With loss, a repair costs a NACK delay of 5 ms plus the wait for the next 25 ms tick (NACKs and acks go out on ticks), and at 10 % loss some need two rounds: hence the higher percentiles of the loss row.`,
-    `What limits throughput here: CPU. The sender spends ${guarded.senderUsPerMsg.toFixed(1)} µs of CPU per message (JSON envelope and item encoding, the flow-control callbacks, 4 receivers' acks) and each receiver ${guarded.receiverUsPerMsg.toFixed(1)} µs (guard, JSON.parse and validation of each datagram, ordering, the handler); on a machine where every process gets a fraction of a core (the sender got ${pct(guarded.senderCpu)}), rate ≈ CPU share / CPU per message. Redis spends ${redis ? redis.serverUsPerMsg.toFixed(2) : 'n/a'} µs in redis-server per message for all subscribers (C, one TCP write carries many messages) and ${redis ? redis.subscriberUsPerMsg.toFixed(2) : 'n/a'} µs per subscriber, whose client here only counts bytes (fixed-size frames) and parses nothing, which flatters Redis a little. The network's datagram rate is not the limit (only the guard's, see below, as the CLI runs): ${Math.round(guarded.datagramsOut / guarded.seconds).toLocaleString('en-US')} datagrams/s were sent, far below what the bridge carries, with ${guarded.packing.toFixed(1)} messages of ${PAYLOAD_BYTES} bytes per datagram (JSON overhead: under about ${Math.round(1200 / guarded.packing - PAYLOAD_BYTES)} bytes per message).`,
-    `Repairs without injected loss: bursts of the sender's window (up to 4,096 messages, about 400 datagrams) overflow a receiver's default 208 KiB socket receive buffer when that receiver is not scheduled in time; the kernel drops, the receiver NACKs and the sender repairs by unicast to each receiver that asks. The experiment row, with a 4 MiB SO_RCVBUF, had ${tuned.nacks} NACKs and ${tuned.repairs} repairs: UdpTransport could set a larger receive buffer (the kernel caps it at net.core.rmem_max).`,
+    `What limits throughput here: CPU. The sender spends ${guarded.senderUsPerMsg.toFixed(1)} µs of CPU per message (the send system call per datagram, a small JSON envelope per datagram and each message's binary encoding, the flow-control callbacks, 4 receivers' acks) and each receiver ${guarded.receiverUsPerMsg.toFixed(1)} µs (the receive per datagram, the guard, parsing and validating the envelope and the messages, ordering, the handler); on a machine where every process gets a fraction of a core (the sender got ${pct(guarded.senderCpu)}), rate ≈ CPU share / CPU per message. Redis spends ${redis ? redis.serverUsPerMsg.toFixed(2) : 'n/a'} µs in redis-server per message for all subscribers (C, one TCP write carries many messages) and ${redis ? redis.subscriberUsPerMsg.toFixed(2) : 'n/a'} µs per subscriber, whose client here only counts bytes (fixed-size frames) and parses nothing, which flatters Redis a little. The network's datagram rate is not the limit (only the guard's, see below, as the CLI runs): ${Math.round(guarded.datagramsOut / guarded.seconds).toLocaleString('en-US')} datagrams/s were sent, far below what the bridge carries, with ${guarded.packing.toFixed(1)} messages of ${PAYLOAD_BYTES} bytes per datagram (envelope and message headers: about ${Math.round(guarded.datagramBytes / guarded.packing - PAYLOAD_BYTES)} bytes per message).`,
+    `Where the time goes: per datagram the kernel and Node cost the raw sender ${rawBlast.senderUsPerDatagram.toFixed(1)} µs and each raw receiver ${rawBlast.receiverUsPerDatagram.toFixed(1)} µs (the syscall, the multicast copy to every socket, waking the receiver, Node's event); with ${guarded.packing.toFixed(1)} messages per datagram that is ${(rawBlast.senderUsPerDatagram / guarded.packing).toFixed(1)} and ${(rawBlast.receiverUsPerDatagram / guarded.packing).toFixed(1)} µs per message before any protocol work, against ${guarded.senderUsPerMsg.toFixed(1)} and ${guarded.receiverUsPerMsg.toFixed(1)} µs for the peer in all. Redis moves many messages per system call over TCP; UDP in Node moves one datagram per call (no sendmmsg or GSO in dgram), and the datagram is capped at 1,200 bytes so it never fragments.`,
     `Guard: an open group (no --key-file) admits ${GUARD_SOURCE_DATAGRAMS_PER_S.toLocaleString('en-US')} datagrams/s per source address, burst ${GUARD_SOURCE_BURST_DATAGRAMS.toLocaleString('en-US')} (src/p2p/transport/guard.ts); a receiver drops the excess before decoding and NACKs it, so a single sender in an open group is held to about ${GUARD_SOURCE_DATAGRAMS_PER_S.toLocaleString('en-US')} × ${guarded.packing.toFixed(1)} ≈ ${Math.round(GUARD_SOURCE_DATAGRAMS_PER_S * guarded.packing).toLocaleString('en-US')} messages/s of this size for long, whatever the CPU: ${guarded.rateLimited.toLocaleString('en-US')} datagrams were dropped by it in this run.`,
     `Whole module took ${((Date.now() - started) / 60000).toFixed(1)} min. Load average (1/5/15 min) before: ${loadBefore}, after: ${loadavg()} on a 2-core machine shared with other work: ${LATENCY_PEERS} peer processes plus the bench share those 2 cores, so latency tails include scheduling delay.`,
     `The issue quotes Redis at about ${REDIS_REFERENCE_PER_S.toLocaleString('en-US')} messages/s per subscriber with 3 subscribers; the number above is what this run measured with ${THROUGHPUT_RECEIVERS}.`,

@@ -177,6 +177,19 @@ export class NetnsLan {
     }
   }
 
+  /** Removes the loss rules of addLoss/addLossAll from every host. */
+  clearLoss(): void {
+    for (const h of this.hosts) {
+      try {
+        execFileSync('ip', ['netns', 'exec', h.ns, 'nft', 'delete', 'table', 'inet', 'f'], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+      } catch {
+        // No table on this host: nothing to clear.
+      }
+    }
+  }
+
   /** Kills every process started here and deletes every namespace (veths go with them). */
   down(): void {
     for (const c of this.children) c.kill('SIGKILL');
