@@ -22,9 +22,12 @@
  *   reports the missing messages below lo as a `lost` event with their count and moves on.
  * - Receivers send cumulative acks (`rm.ack {e, f, a}`: "I hold everything from f to a") at most
  *   once per tick, and at once whenever RELIABLE_ACK_EVERY_MESSAGES more can be acked, so a fast
- *   sender's window moves faster than the tick (window / tick would cap its rate). While a tracked receiver lags, the sender multicasts `rm.hi {e, hi, jp}` every
- *   RELIABLE_ANNOUNCE_MS, and every RELIABLE_IDLE_ANNOUNCE_MS anyway, so a lost tail message is
- *   detected as a gap, and a lost ack is sent again.
+ *   sender's window moves faster than the tick (window / tick would cap its rate). While a
+ *   tracked receiver lags, the sender multicasts `rm.hi {e, hi, jp}` every RELIABLE_ANNOUNCE_MS,
+ *   and every RELIABLE_IDLE_ANNOUNCE_MS anyway, so a lost tail message is detected as a gap, and
+ *   a lost ack is sent again. A multicast data datagram counts as an announcement (it shows the
+ *   newest sequence and the join point too), so a sender that keeps sending announces nothing:
+ *   its next datagram reveals a gap, and announcing on top of it only cost every member a receive.
  * - Joining. A receiver that meets a stream for the first time starts at the join point `jp`
  *   carried by every data and announce message: the lowest position a receiver the sender tracks
  *   still needs (or the start of the buffer when it tracks none). So a member that was there
@@ -703,8 +706,10 @@ export class ReliableDelivery implements Protocol {
   private sendData(to: Address | null, topics: string[], attachment: Buffer, jp: number): void {
     const body: DataBody = { e: this.epoch, jp, k: topics };
     this.stats.datagramsSent++;
-    if (to === null) this.ctx.broadcast('rm.d', body, attachment);
-    else this.ctx.send(to, 'rm.d', body, attachment);
+    if (to === null) {
+      this.ctx.broadcast('rm.d', body, attachment);
+      this.lastAnnounce = this.ctx.now();
+    } else this.ctx.send(to, 'rm.d', body, attachment);
   }
 
   private trimBuffer(): void {
