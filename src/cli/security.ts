@@ -156,7 +156,7 @@ export function describeReport(r: SecurityReport): string {
     ...(r.secure
       ? [
           `refused by the key layer: ${nonzero(r.secure.dropped)}`,
-          `accepted per key: ${nonzero(r.secure.openedByKey)}; replay windows ${r.secure.sendersTracked}`,
+          `accepted per key: ${nonzero(r.secure.openedByKey)}; replay windows ${r.secure.sendersTracked} (moved to a new address ${r.secure.sendersMoved})`,
         ]
       : []),
     `refused by the decoder: ${nonzero(r.decode)}`,

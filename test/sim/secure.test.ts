@@ -5,6 +5,7 @@ import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { Keyring, keyId, KEYS_MAX } from '../../src/p2p/transport/keyring.js';
 import {
   HEADER_BYTES,
+  REBIND_QUIET_MS,
   REPLAY_SENDERS_MAX,
   REPLAY_WINDOW_DATAGRAMS,
   SEALED_DATAGRAM_BYTES_MAX,
@@ -533,6 +534,67 @@ describe('bounded resources under a flood (simulation)', () => {
     expect(b.open(a.seal(envelope()), '10.0.0.7:1').ok).toBe(true);
     for (let i = 0; i < 200; i++) b.open(forged(), '10.0.0.7:1'); // spoofing the sender's address
     for (let i = 0; i < 100; i++) expect(b.open(a.seal(envelope()), '10.0.0.7:1').ok).toBe(true);
+  });
+
+  it("a forger copying a member's nonce prefix from another address is held to the unverified budget", () => {
+    let now = 0;
+    const b = secure([key1], GROUP, {
+      now: () => now,
+      unverifiedLimits: { perSourcePerS: 10, perSourceBurst: 5, totalPerS: 100, totalBurst: 20 },
+    });
+    const a = secure([key1]);
+    now += 1000;
+    expect(b.open(a.seal(envelope()), '10.0.0.7:1').ok).toBe(true); // a's window, bound to 10.0.0.7
+    // Copied header, counter ahead, random tag: tried once per budget token, then `limited`.
+    const copied = (i: number) => {
+      const d = a.seal(envelope(i));
+      d.writeUInt32BE(d.readUInt32BE(13) + 10_000, 13);
+      return Buffer.concat([d.subarray(0, HEADER_BYTES), randomBytes(150)]);
+    };
+    for (let i = 0; i < 1_000; i++) b.open(copied(i), `10.6.6.${i % 50}:4000`);
+    // The total burst of 20, less the token a's first datagram took; no more decryptions.
+    expect(b.stats.dropped.auth).toBe(19);
+    expect(b.stats.dropped.limited).toBe(981);
+    // The member, heard from its own address, is still always tried (any port of that address).
+    for (let i = 0; i < 50; i++)
+      expect(b.open(a.seal(envelope()), `10.0.0.7:${i % 2 ? 1 : 2}`).ok).toBe(true);
+    // The same copied forgeries from the member's own address cost a decryption each, as before.
+    for (let i = 0; i < 10; i++) b.open(copied(i), '10.0.0.7:1');
+    expect(b.stats.dropped.auth).toBe(29);
+  });
+
+  it('a window moves to a new address once the old one is quiet, and not while the member is heard there', () => {
+    let now = 0;
+    const limits = { perSourcePerS: 10, perSourceBurst: 5, totalPerS: 100, totalBurst: 20 };
+    const b = secure([key1], GROUP, { now: () => now, unverifiedLimits: limits });
+    const a = secure([key1]);
+    const spend = () => {
+      for (let i = 0; i < 100; i++)
+        b.open(Buffer.concat([Buffer.from([1]), keyId(key1), randomBytes(120)]), `10.1.0.${i}:1`);
+    };
+    expect(b.open(a.seal(envelope()), '10.0.0.7:1').ok).toBe(true);
+    // A datagram of a's that b never got (captured on the wire), replayed from a stranger's address:
+    // authentic and new, so accepted once, but the window stays with a, who is still heard.
+    const captured = a.seal(envelope());
+    now += 10;
+    expect(b.open(captured, '10.6.6.6:1').ok).toBe(true);
+    expect(b.stats.sendersMoved).toBe(0);
+    now += 1;
+    spend(); // the budget is empty: only a bound sender gets through
+    expect(b.open(a.seal(envelope()), '10.0.0.7:1').ok).toBe(true);
+    expect(b.open(a.seal(envelope()), '10.6.6.6:1')).toEqual({ ok: false, reason: 'limited' });
+
+    // a moves to 10.0.0.8 and its old address falls quiet: its datagrams compete for the budget
+    // until REBIND_QUIET_MS has passed since the old address was last heard, then move the window.
+    now += REBIND_QUIET_MS / 2;
+    expect(b.open(a.seal(envelope()), '10.0.0.8:1').ok).toBe(true); // within the refilled budget
+    expect(b.stats.sendersMoved).toBe(0);
+    now += REBIND_QUIET_MS / 2;
+    expect(b.open(a.seal(envelope()), '10.0.0.8:1').ok).toBe(true);
+    expect(b.stats.sendersMoved).toBe(1);
+    spend();
+    for (let i = 0; i < 20; i++) expect(b.open(a.seal(envelope()), '10.0.0.8:1').ok).toBe(true);
+    expect(b.open(a.seal(envelope()), '10.0.0.7:1')).toEqual({ ok: false, reason: 'limited' });
   });
 
   it('replay state is capped even for senders that hold the key (LRU over nonce prefixes)', () => {

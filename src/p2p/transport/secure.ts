@@ -35,21 +35,29 @@
  *
  * CPU under a flood: the cheap checks (length, format, key id, replay) cost no cryptography; a
  * decryption attempt costs about 10 us, most of it Node's per-call cipher setup. Datagrams from a
- * sender that has already authenticated (its nonce prefix has a window) are always tried, so
- * nothing a stranger sends can starve a member, even from the member's own spoofed source address.
- * Datagrams from senders not yet authenticated (a new peer's first datagram, or a forgery) are
+ * sender that has already authenticated (its nonce prefix has a window) are always tried when they
+ * come from the IP address the window is bound to: the address its first authenticated datagram
+ * came from. So nothing a stranger sends can starve a member, even from the member's own spoofed
+ * address. Everything else (a new peer's first datagram, a forgery with a random prefix, and a
+ * forgery that copies a member's prefix from captured traffic but comes from another address) is
  * tried only within two token buckets: per source address (UNVERIFIED_SOURCE_OPENS_PER_S) and in
- * total (UNVERIFIED_OPENS_PER_S, about 2 % of a core); the rest are dropped as `limited`. The
- * price: during a flood of forgeries, a peer that just started takes longer to be heard for the
- * first time (each of its heartbeats competes for the budget); members already known are not
- * affected. A forger who copies a member's nonce prefix from captured traffic gets past the
- * budget, and costs one decryption per datagram (see docs/security.md).
+ * total (UNVERIFIED_OPENS_PER_S, about 2 % of a core); the rest are dropped as `limited`. Without
+ * the binding, a copied prefix got past the budget and cost a decryption per datagram.
+ * A member whose address changed (DHCP, a roaming laptop) is heard within the budget from its new
+ * address, and its window moves there once an authenticated datagram comes from it while the old
+ * address has been quiet for REBIND_QUIET_MS. Moving on the first authenticated datagram would let
+ * a stranger move it: a member's datagram captured on the wire but lost on the way to us (easy
+ * during a flood) is authentic and new to us, and replayed from the stranger's address it would
+ * pull the window away from the member, whose own datagrams would then compete for the budget.
+ * The price: during a flood of forgeries, a peer that just started, or just changed address,
+ * takes longer to be heard (each of its datagrams competes for the budget); members already known
+ * at their address are not affected (see docs/security.md).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { DATAGRAM_PAYLOAD_BYTES_MAX } from '../wire.js';
 import { KEY_ID_BYTES, type Keyring } from './keyring.js';
 import { GUARD_SOURCES_MAX, RateGuard, type GuardStats } from './guard.js';
-import type { Address, DatagramHandler, Transport } from './transport.js';
+import { parseAddress, type Address, type DatagramHandler, type Transport } from './transport.js';
 
 export const SECURE_FORMAT_VERSION = 1;
 export const NONCE_PREFIX_BYTES = 8;
@@ -70,6 +78,11 @@ export const UNVERIFIED_OPENS_BURST = 2000;
 /** The same, per source address: a new peer needs one success; a single flooder cannot take all. */
 export const UNVERIFIED_SOURCE_OPENS_PER_S = 50;
 export const UNVERIFIED_SOURCE_OPENS_BURST = 100;
+/**
+ * A window moves to a new source address only once its bound address has authenticated nothing for
+ * this long: 5 heartbeat intervals of the lan profile, far more than any flood lets through.
+ */
+export const REBIND_QUIET_MS = 1000;
 /** The counter value after which the prefix is redrawn (the counter field is 32 bits). */
 const NONCE_COUNTER_MAX = 0xffffffff;
 const PLAINTEXT_FIRST_BYTE = 0x7b; // '{': every JSON envelope starts with it
@@ -98,6 +111,8 @@ export interface SecureStats {
   /** Replay windows held now (at most REPLAY_SENDERS_MAX). */
   sendersTracked: number;
   sendersEvicted: number;
+  /** Windows moved to a sender's new source address. */
+  sendersMoved: number;
   /** Per-source buckets for datagrams from senders not yet authenticated. */
   unverifiedSources: GuardStats;
 }
@@ -160,6 +175,14 @@ class ReplayWindow {
   }
 }
 
+/** One authenticated sender (nonce prefix): its replay window, bound to one source IP address. */
+interface Sender {
+  window: ReplayWindow;
+  host: string;
+  /** When the bound address last authenticated a datagram. */
+  heardAt: number;
+}
+
 export class SecureTransport implements Transport {
   readonly stats: SecureStats = {
     sealed: 0,
@@ -168,13 +191,15 @@ export class SecureTransport implements Transport {
     openedByKey: {},
     sendersTracked: 0,
     sendersEvicted: 0,
+    sendersMoved: 0,
     unverifiedSources: { admitted: 0, rateLimited: 0, sourcesEvicted: 0, sourcesTracked: 0 },
   };
   private readonly group: Buffer;
   private prefix: Buffer;
   private counter: number;
-  /** Nonce prefix (hex) -> replay window; Map order is recency order (LRU). */
-  private readonly windows = new Map<string, ReplayWindow>();
+  /** Nonce prefix (hex) -> replay window and its address; Map order is recency order (LRU). */
+  private readonly windows = new Map<string, Sender>();
+  private readonly now: () => number;
   private readonly sendersMax: number;
   private readonly unverifiedTotal: RateGuard | null;
   private readonly unverifiedBySource: RateGuard | null;
@@ -189,11 +214,12 @@ export class SecureTransport implements Transport {
       throw new Error(`nonce prefix must be ${NONCE_PREFIX_BYTES} bytes`);
     this.counter = opts.nonceCounter ?? 0;
     this.sendersMax = opts.replaySendersMax ?? REPLAY_SENDERS_MAX;
+    const now = opts.now ?? (() => performance.now());
+    this.now = now;
     const limits = opts.unverifiedLimits;
     if (limits === false) {
       this.unverifiedTotal = this.unverifiedBySource = null;
     } else {
-      const now = opts.now ?? (() => performance.now());
       this.unverifiedTotal = new RateGuard({
         now,
         ratePerS: limits?.totalPerS ?? UNVERIFIED_OPENS_PER_S,
@@ -282,11 +308,14 @@ export class SecureTransport implements Transport {
     if (!key) return { ok: false, reason: 'key' };
     const sender = buf.toString('hex', 1 + KEY_ID_BYTES, 1 + KEY_ID_BYTES + NONCE_PREFIX_BYTES);
     const counter = buf.readUInt32BE(1 + KEY_ID_BYTES + NONCE_PREFIX_BYTES);
+    const host = parseAddress(from).host;
     const known = this.windows.get(sender);
     if (known) {
-      const seen = known.check(counter);
+      const seen = known.window.check(counter);
       if (seen !== 'new') return { ok: false, reason: seen };
-    } else if (!this.admitUnverified(from)) return { ok: false, reason: 'limited' };
+    }
+    if ((!known || known.host !== host) && !this.admitUnverified(from))
+      return { ok: false, reason: 'limited' };
 
     let plaintext: Buffer;
     try {
@@ -301,7 +330,7 @@ export class SecureTransport implements Transport {
       return { ok: false, reason: 'auth' };
     }
 
-    this.remember(sender, known).accept(counter);
+    this.remember(sender, known, host).window.accept(counter);
     this.stats.opened++;
     this.stats.openedByKey[id] = (this.stats.openedByKey[id] ?? 0) + 1;
     return { ok: true, plaintext };
@@ -317,18 +346,27 @@ export class SecureTransport implements Transport {
     return Buffer.concat([datagram.subarray(0, 1 + KEY_ID_BYTES), this.group]);
   }
 
-  /** The sender's window, created if new and moved to the recent end; evicts the stalest sender. */
-  private remember(sender: string, known: ReplayWindow | undefined): ReplayWindow {
-    const w = known ?? new ReplayWindow();
-    this.windows.delete(sender);
-    this.windows.set(sender, w);
+  /**
+   * The sender's window, created if new (bound to `host`) and moved to the recent end; evicts the
+   * stalest sender. Moves it to `host` if its bound address has been quiet for REBIND_QUIET_MS.
+   */
+  private remember(prefix: string, known: Sender | undefined, host: string): Sender {
+    const now = this.now();
+    const s = known ?? { window: new ReplayWindow(), host, heardAt: now };
+    if (s.host !== host && now - s.heardAt >= REBIND_QUIET_MS) {
+      s.host = host;
+      this.stats.sendersMoved++;
+    }
+    if (s.host === host) s.heardAt = now;
+    this.windows.delete(prefix);
+    this.windows.set(prefix, s);
     if (this.windows.size > this.sendersMax) {
       const oldest = this.windows.keys().next().value as string;
       this.windows.delete(oldest);
       this.stats.sendersEvicted++;
     }
     this.stats.sendersTracked = this.windows.size;
-    return w;
+    return s;
   }
 }
 
