@@ -79,7 +79,7 @@ import type { Address } from './transport/transport.js';
 export const RELIABLE_BUFFER_MESSAGES_MAX = 8192;
 /** Payload bytes the sender keeps for repair (with RELIABLE_BUFFER_MESSAGES_MAX, whichever is hit first). */
 export const RELIABLE_BUFFER_BYTES_MAX = 4 * 1024 * 1024;
-/** Largest payload, measured as its JSON encoding in UTF-8 bytes; one message always fits one datagram. */
+/** Largest payload, in UTF-8 bytes; one message always fits one datagram. */
 export const RELIABLE_PAYLOAD_BYTES_MAX = 700;
 /** Topic names: short, [a-z0-9.-]. */
 export const RELIABLE_TOPIC_CHARS_MAX = 24;
