@@ -16,7 +16,8 @@
  *     half to one peer's (the victim's) unicast port. Measured: the flooder's actual rate (its
  *     namespace's kernel UDP counters), the victim's RSS (/proc/<pid>/status, sampled) and CPU
  *     (/proc/<pid>/stat), its drop counters by reason (SIGUSR1 stats line before and after), the
- *     kernel's socket-buffer drops in its namespace, and every membership event the 3 peers log.
+ *     kernel's socket-buffer drops in its namespace, and every membership event the 3 peers log,
+ *     their local health score among them (docs/membership.md).
  *
  *  d. an experiment: the same flood with the peers' socket receive buffers forced to 4 MiB
  *     (bench/security-rcvbuf.mjs preloaded into `peer up`), to see whether the members' heartbeats
@@ -201,17 +202,31 @@ function micro(): { tables: Table[]; authUs: number } {
   const forgedMember = Array.from({ length: 4096 }, (_, k) => tamper(k + 1));
   const forgedNew = Array.from({ length: 4096 }, () => tamper(1, randomBytes(8)));
   const random = Array.from({ length: 4096 }, () => randomBytes(200));
-  const cost: Array<[string, string, Buffer[]]> = [
-    ['replay of a captured datagram', 'replay', [good]],
-    ['random bytes', 'format etc.', random],
-    ['valid header, unknown sender (after the budget)', 'limited', forgedNew],
-    ["valid header, a member's nonce prefix, bad tag", 'auth', forgedMember],
+  // Sources: a stranger's many ports, or the address the member's window is bound to ('a').
+  const stranger = (k: number) => `10.0.0.${k % 200}:${1000 + (k % 16)}`;
+  const member = () => 'a:1';
+  const cost: Array<[string, string, Buffer[], (k: number) => string]> = [
+    ['replay of a captured datagram', 'replay', [good], stranger],
+    ['random bytes', 'format etc.', random, stranger],
+    ['valid header, unknown sender (after the budget)', 'limited', forgedNew, stranger],
+    [
+      "valid header, a member's nonce prefix, bad tag, from another address (after the budget)",
+      'limited',
+      forgedMember,
+      stranger,
+    ],
+    [
+      "valid header, a member's nonce prefix, bad tag, from the member's own address (spoofed)",
+      'auth',
+      forgedMember,
+      member,
+    ],
   ];
   const dropRows: Array<Array<string | number>> = [];
   let authUs = NaN;
-  for (const [what, reason, list] of cost) {
+  for (const [what, reason, list, from] of cost) {
     let k = 0;
-    const r = rate(() => rx.open(list[k++ % list.length]!, `10.0.0.${k % 200}:${1000 + (k % 16)}`));
+    const r = rate(() => rx.open(list[k++ % list.length]!, from(k)));
     if (reason === 'auth') authUs = 1e6 / r;
     dropRows.push([what, reason, fmt(r), us(1e6 / r)]);
   }
@@ -379,6 +394,7 @@ interface Stats {
   secure: { opened: number; dropped: Record<string, number>; sendersTracked: number };
   guard: { sourcesTracked: number; sourcesEvicted: number; rateLimited: number };
   decode: Record<string, number>;
+  health: { score: number; heartbeatLoss: number | null };
 }
 
 class UpPeer {
@@ -587,6 +603,30 @@ async function floodBench(
           `observer→suspected: ${[...pairs].map(([k, n]) => `${k} ${n}`).join(', ')}; ` +
           `each cleared (refuted) after ${fmt(Math.min(...suspectMs))}-${Number.isFinite(Math.max(...suspectMs)) ? fmt(Math.max(...suspectMs)) : 'NEVER'} ms`;
     const allAlive = peers.every((p) => peers.every((q) => q === p || sees(p, q.name) === 'alive'));
+    // Local health (docs/membership.md): how far each peer slowed its failure detector, and when.
+    const healthOf = (p: UpPeer, i: number) => {
+      const changes = p
+        .events()
+        .slice(mark[i])
+        .filter((e) => e.event === 'health')
+        .map((e) => ({ at: Date.parse(String(e.at)), score: Number(e.score), cause: String(e.cause) }));
+      const during = changes.filter((c) => phase(c.at) === 'during');
+      const atStart = changes.filter((c) => c.at < floodStartMs).at(-1)?.score ?? 0;
+      const maxDuring = Math.max(atStart, ...during.map((c) => c.score));
+      const raised = changes.find((c) => c.score > 0);
+      const back = changes.findLast((c) => c.score === 0);
+      const last = changes.at(-1)?.score ?? 0;
+      if (changes.length === 0) return `${p.name} 0 throughout`;
+      const causes = [...new Set(changes.filter((c) => c.cause !== 'recovering').map((c) => c.cause))];
+      return (
+        `${p.name} at most ${maxDuring} during the flood (x${maxDuring + 1}; first raised at ${raised ? rel({ at: new Date(raised.at).toISOString() }) : '-'}, ${causes.join(', ')}), ` +
+        (last === 0 && back
+          ? `back to 0 at ${rel({ at: new Date(back.at).toISOString() })}`
+          : `${last} at the end`)
+      );
+    };
+    const health = peers.map(healthOf);
+    const victimHealth = health[0]!;
 
     const drops = diff(s0.secure.dropped, s1.secure.dropped);
     const droppedTotal = Object.values(drops).reduce((a, b) => a + b, 0);
@@ -656,6 +696,10 @@ async function floodBench(
           trouble.length === 0 ? 'none' : trouble.join('; '),
         ],
         ['suspicions (refuted or cleared) in the same span', suspicions],
+        [
+          "local health score (timeouts x(1 + score); docs/membership.md), from the peers' health events",
+          health.join('; '),
+        ],
         ['every peer sees the other two alive at the end', allAlive ? 'yes' : 'NO'],
         [
           'captured by the flooder before the flood',
@@ -685,7 +729,7 @@ async function floodBench(
         [
           "forgedMember: a member's captured nonce prefix, counter ahead, random tag",
           kinds.forgedMember!,
-          'auth (always tried: costs a decryption)',
+          "limited (or auth within the budget): not from the address the member's window is bound to",
         ],
         ['replay: a captured sealed datagram, verbatim', kinds.replay!, 'replay, stale'],
       ],
@@ -697,6 +741,7 @@ async function floodBench(
         `${trouble.length === 0 ? 'no false death: no peer logged a dead, left or join' : `FALSE DEATHS OR FORGED JOINS: ${trouble.join('; ')}`}` +
         `${suspicionsTotal === 0 ? ', and no suspicion either; ' : ` (but ${suspectCount.during} suspicions during the flood, ${suspectCount.before + suspectCount.after} around it, each refuted within ${fmt(Math.max(...suspectMs))} ms; table ${v.label}); `}` +
         `the kernel dropped ${fmt(kv.RcvbufErrors!)} datagrams at the victim's full socket buffers (members' heartbeats among them, before any of our code runs); ` +
+        `local health score (suspicion and death timeouts x(1 + score)): ${victimHealth}; ` +
         `the victim authenticated ${openedPerS.toFixed(1)} datagrams/s during the flood against ${quietOpenedPerS.toFixed(1)}/s before it (its members' traffic only) and its decoder refused ${decodeTotal}: no forged datagram got through; ` +
         `RSS ${fmt(rssStart / 1024)} MiB before, ${fmt(Math.max(...rssFlood) / 1024)} MiB at most, ${fmt(rssAfter / 1024)} MiB after; victim CPU ${(cpu[0]! * 100).toFixed(0)} % of a core.`,
     ].join(' ');
@@ -704,7 +749,7 @@ async function floodBench(
       title: '',
       summary,
       tables: [floodTable, kindTable],
-      method: `forged-member datagrams are the costly kind: about ${authUs.toFixed(1)} µs each in-process (table a2).`,
+      method: `forged-member datagrams cost a decryption (about ${authUs.toFixed(1)} µs in-process, table a2) only from the address the member's replay window is bound to; from the flooder's they are held to the unverified budget.`,
     };
   } finally {
     for (const p of peers) p.lines.child.kill('SIGTERM');
