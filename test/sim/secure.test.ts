@@ -563,6 +563,18 @@ describe('bounded resources under a flood (simulation)', () => {
     expect(b.stats.dropped.auth).toBe(29);
   });
 
+  it('a copy of one of our own datagrams is refused as a replay before any decryption, and binds nothing', () => {
+    const b = secure([key1]);
+    const mine = b.seal(envelope());
+    for (let i = 0; i < 3; i++) expect(b.open(mine, '10.6.6.6:1')).toEqual({ ok: false, reason: 'replay' });
+    const ahead = Buffer.from(b.seal(envelope()));
+    ahead.writeUInt32BE(ahead.readUInt32BE(13) + 1_000, 13);
+    ahead[ahead.length - 1]! ^= 0xff;
+    expect(b.open(ahead, '10.6.6.6:1')).toEqual({ ok: false, reason: 'replay' });
+    expect(b.stats.dropped.auth).toBe(0);
+    expect(b.stats.sendersTracked).toBe(0);
+  });
+
   it('a window moves to a new address once the old one is quiet, and not while the member is heard there', () => {
     let now = 0;
     const limits = { perSourcePerS: 10, perSourceBurst: 5, totalPerS: 100, totalBurst: 20 };

@@ -26,8 +26,9 @@
  *
  * Failure modes, all counted in `stats.dropped` and never thrown: too short or too long, a
  * plaintext envelope (a peer without a key on our group), an unknown format version, a key id we
- * do not hold, a failed tag (forged, tampered, wrong group), a replay, a datagram too old for the
- * window, and `limited` (below). Replay state is created only after a datagram authenticates, so
+ * do not hold, a failed tag (forged, tampered, wrong group), a replay (including anything that
+ * carries our own nonce prefix: transports never hand a peer its own datagrams, so it is a copy
+ * or a forgery), a datagram too old for the window, and `limited` (below). Replay state is created only after a datagram authenticates, so
  * forged datagrams cost no memory; the number of tracked senders is capped (LRU), so even holders
  * of the key cannot grow it without bound. What a capped window cannot do: refuse a replay of a
  * sender evicted from the table, or of a datagram recorded before this process started (the
@@ -306,6 +307,19 @@ export class SecureTransport implements Transport {
     const id = buf.toString('hex', 1, 1 + KEY_ID_BYTES);
     const key = this.opts.keyring.lookup(id);
     if (!key) return { ok: false, reason: 'key' };
+    // Our own prefix: a copy of a datagram we sent (transports never hand us our own). Refused, or
+    // its first copy would authenticate and bind our prefix's window to the sender's address,
+    // and further forgeries with our prefix from there would be tried at a decryption each.
+    if (
+      buf.compare(
+        this.prefix,
+        0,
+        NONCE_PREFIX_BYTES,
+        1 + KEY_ID_BYTES,
+        HEADER_BYTES - NONCE_COUNTER_BYTES,
+      ) === 0
+    )
+      return { ok: false, reason: 'replay' };
     const sender = buf.toString('hex', 1 + KEY_ID_BYTES, 1 + KEY_ID_BYTES + NONCE_PREFIX_BYTES);
     const counter = buf.readUInt32BE(1 + KEY_ID_BYTES + NONCE_PREFIX_BYTES);
     const host = parseAddress(from).host;
