@@ -12,12 +12,20 @@
  *    of `size` bytes as fast as the event loop goes (SOURCE_BATCH_MESSAGES per turn, then
  *    setImmediate so the socket's send callbacks run) for `seconds`; prints {"ev":"sent",...}.
  *  - flood: no key. Joins the group to capture sealed datagrams for `captureMs` (what any stranger
- *    on the LAN sees), builds a pool of forged and malformed datagrams from them, then sends from
- *    FLOOD_SOCKETS sockets (distinct source ports) at `rate` datagrams/s for `seconds`, alternating
- *    between the group port (multicast: every member gets those) and the victim's unicast port.
- *    Prints {"ev":"captured",...}, {"ev":"tick",...} every second and {"ev":"done",...}.
+ *    on the LAN sees), builds a pool of forged and malformed datagrams from them, then sends them
+ *    from FLOOD_SOCKETS sockets (distinct source ports) at `rate` datagrams/s for `seconds`,
+ *    alternating between the group port (multicast: every member gets those) and the victim's
+ *    unicast port. With `flooder` (bench/flood.c, compiled), the pool goes to a temporary file and
+ *    that program sends it (sendmmsg, batches); without, this process does (one dgram send per
+ *    datagram, much slower). Prints {"ev":"captured",...}, {"ev":"flooding"} and {"ev":"done",...}
+ *    (the Node sender also {"ev":"tick",...} every second).
  */
+import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { randomBytes, randomInt } from 'node:crypto';
 import readline from 'node:readline';
 import { PeerNode } from '../src/p2p/node.js';
@@ -61,8 +69,11 @@ interface Options {
   rate?: number;
   captureMs?: number;
   victim?: string;
+  /** flood: the compiled bench/flood.c; without it, the datagrams are sent by this process. */
+  flooder?: string;
 }
 
+const execFileAsync = promisify(execFile);
 const opts = JSON.parse(process.argv[2] ?? '{}') as Options;
 const out = (o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
@@ -227,6 +238,19 @@ function forge(kind: FloodKind, captured: Buffer[]): Buffer {
   }
 }
 
+interface FloodDone {
+  sent: number;
+  toGroup: number;
+  ms: number;
+  cpuMs: number;
+  errors: number;
+  lastError: string;
+  perKind: Record<string, number>;
+}
+
+/** Destination of the pool's datagram i: every kind reaches both, alternating by round of kinds. */
+const toVictim = (i: number) => Math.floor(i / FLOOD_KINDS.length) % 2 === 1;
+
 async function flood(): Promise<void> {
   const group = dgram.createSocket({ type: 'udp4', reuseAddr: true });
   const captured: Buffer[] = [];
@@ -241,13 +265,50 @@ async function flood(): Promise<void> {
     out({ ev: 'error', error: 'captured nothing on the group' });
     process.exit(1);
   }
-  const kinds = FLOOD_KINDS.map((k) => k);
+  // Datagram i is of kind i % FLOOD_KINDS.length (the pool's length is a multiple of 16).
   const pool = Array.from({ length: FLOOD_POOL_DATAGRAMS }, (_, i) =>
-    forge(kinds[i % kinds.length]!, captured),
+    forge(FLOOD_KINDS[i % FLOOD_KINDS.length]!, captured),
   );
   const prefixes = new Set(captured.map((c) => c.toString('hex', 1 + KEY_ID_BYTES, 1 + KEY_ID_BYTES + 8)));
   out({ ev: 'captured', datagrams: captured.length, senders: prefixes.size });
+  const done = opts.flooder ? await floodWithC(pool, opts.flooder) : await floodWithNode(pool);
+  out({ ev: 'done', ...done });
+  process.exit(0);
+}
 
+/**
+ * Hands the pool to bench/flood.c (compiled by bench/security.ts to `flooder`): records of
+ * [destination byte][kind byte][4-byte big-endian length][datagram] in a temporary file.
+ */
+async function floodWithC(pool: Buffer[], flooder: string): Promise<FloodDone> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peer-flood-pool-'));
+  const file = path.join(dir, 'pool');
+  fs.writeFileSync(
+    file,
+    Buffer.concat(
+      pool.flatMap((d, i) => {
+        const head = Buffer.alloc(6);
+        head[0] = toVictim(i) ? 1 : 0;
+        head[1] = i % FLOOD_KINDS.length;
+        head.writeUInt32BE(d.length, 2);
+        return [head, d];
+      }),
+    ),
+  );
+  const args = [file, opts.interface, String(FLOOD_SOCKETS), `${GROUP}:${opts.port}`, opts.victim!];
+  args.push(String(opts.rate), String(opts.seconds));
+  out({ ev: 'flooding' });
+  try {
+    const { stdout } = await execFileAsync(flooder, args);
+    const r = JSON.parse(stdout) as Omit<FloodDone, 'perKind'> & { perKind: number[] };
+    return { ...r, perKind: Object.fromEntries(FLOOD_KINDS.map((k, i) => [k, r.perKind[i] ?? 0])) };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Sends the pool from FLOOD_SOCKETS dgram sockets, paced by the event loop (the fallback). */
+async function floodWithNode(pool: Buffer[]): Promise<FloodDone> {
   const sockets: dgram.Socket[] = [];
   let errors = 0;
   let lastError = '';
@@ -284,16 +345,16 @@ async function flood(): Promise<void> {
       const now = performance.now();
       const due = Math.min(FLOOD_TURN_DATAGRAMS_MAX, Math.floor(((now - t0) * rate) / 1000) - sent);
       for (let k = 0; k < due; k++, sent++) {
-        const d = pool[sent % FLOOD_POOL_DATAGRAMS]!;
-        perKind[kinds[(sent % FLOOD_POOL_DATAGRAMS) % kinds.length]!]!++;
-        // The kind is sent % FLOOD_KINDS.length; destination and socket change every round of
-        // kinds instead, so every kind reaches both destinations from every source port.
-        const round = Math.floor(sent / FLOOD_KINDS.length);
-        const s = sockets[Math.floor(round / 2) % FLOOD_SOCKETS]!;
-        if (round % 2 === 0) {
+        const i = sent % FLOOD_POOL_DATAGRAMS;
+        perKind[FLOOD_KINDS[i % FLOOD_KINDS.length]!]!++;
+        // The socket changes every two rounds of kinds, so every kind reaches both destinations
+        // from every source port.
+        const s = sockets[Math.floor(sent / FLOOD_KINDS.length / 2) % FLOOD_SOCKETS]!;
+        if (toVictim(i)) s.send(pool[i]!, victim.port, victim.host, onSent);
+        else {
           toGroup++;
-          s.send(d, opts.port, GROUP, onSent);
-        } else s.send(d, victim.port, victim.host, onSent);
+          s.send(pool[i]!, opts.port, GROUP, onSent);
+        }
       }
       if (now >= nextTick) {
         out({ ev: 'tick', sent, t: now - t0 });
@@ -308,9 +369,8 @@ async function flood(): Promise<void> {
   const cpu = process.cpuUsage(cpu0);
   // Let the last callbacks run before counting errors.
   await new Promise((r) => setTimeout(r, 200));
-  out({ ev: 'done', sent, toGroup, ms, cpuMs: (cpu.user + cpu.system) / 1000, errors, lastError, perKind });
   for (const s of sockets) s.close();
-  process.exit(0);
+  return { sent, toGroup, ms, cpuMs: (cpu.user + cpu.system) / 1000, errors, lastError, perKind };
 }
 
 const run = { sink, source, flood }[opts.mode];
