@@ -243,6 +243,8 @@ interface FloodDone {
   toGroup: number;
   ms: number;
   cpuMs: number;
+  userMs: number;
+  sysMs: number;
   errors: number;
   lastError: string;
   perKind: Record<string, number>;
@@ -370,7 +372,8 @@ async function floodWithNode(pool: Buffer[]): Promise<FloodDone> {
   // Let the last callbacks run before counting errors.
   await new Promise((r) => setTimeout(r, 200));
   for (const s of sockets) s.close();
-  return { sent, toGroup, ms, cpuMs: (cpu.user + cpu.system) / 1000, errors, lastError, perKind };
+  const [userMs, sysMs] = [cpu.user / 1000, cpu.system / 1000];
+  return { sent, toGroup, ms, cpuMs: userMs + sysMs, userMs, sysMs, errors, lastError, perKind };
 }
 
 const run = { sink, source, flood }[opts.mode];
