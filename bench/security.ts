@@ -21,9 +21,10 @@
  *     kernel's socket-buffer drops in its namespace, and every membership event the 3 peers log,
  *     their local health score among them (docs/membership.md).
  *
- *  d. an experiment: the same flood with the peers' socket receive buffers forced to 4 MiB
- *     (bench/security-rcvbuf.mjs preloaded into `peer up`), to see whether the members' heartbeats
- *     the kernel drops at a full socket buffer in c are what causes suspicions there.
+ *  d. the same flood with the flooder at nice -10: an attacker the scheduler favours over the
+ *     peers. On this 2-core machine the kernel's delivery into the peers' namespaces is charged to
+ *     the flooder, which in c falls behind the 100,000/s asked; favoured, it gets closer, and the
+ *     victim gets less CPU: a harder test, not an easier one.
  *  e. an experiment: the same flood with the 3 peers at nice -10, i.e. the CPU share a host not
  *     shared with other sessions' benches would give them.
  *
@@ -58,7 +59,6 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.join(ROOT, 'bin/run.js');
 const DRIVER = path.join(ROOT, 'bench/security-driver.ts');
 const FLOOD_C = path.join(ROOT, 'bench/flood.c');
-const PRELOAD = path.join(ROOT, 'bench/security-rcvbuf.mjs');
 const PORT = 47777;
 const GROUP = '239.255.77.77';
 const NAMES = ['vic', 'amy', 'bob'];
@@ -81,7 +81,8 @@ const RSS_SAMPLE_MS = 250;
 const START_TIMEOUT_MS = 60_000;
 const CLOCK_TICKS_PER_S = 100;
 /** The experiment of table d: a receive buffer that absorbs scheduling gaps of tens of ms. */
-const RCVBUF_EXPERIMENT_BYTES = 4 * 2 ** 20;
+/** Experiment d: the flooder's nice value (the peers stay at 0). */
+const FLOODER_NICE_EXPERIMENT = -10;
 const FLOOD_EXPERIMENT_S = envInt('PEER_BENCH_SECURITY_FLOOD2_S', 20);
 /** The experiment of table e: peers scheduled ahead of the other sessions' work on this machine. */
 const NICE_EXPERIMENT = -10;
@@ -266,9 +267,13 @@ function micro(): { tables: Table[]; authUs: number } {
 // ---------------------------------------------------------------------------------------------
 // shared: processes, /proc
 
-function driver(lan: NetnsLan, host: number, o: Record<string, unknown>): ChildLines {
+/** A bench/security-driver.ts process; with `nice`, at that priority (bench/flood.c inherits it). */
+function driver(lan: NetnsLan, host: number, o: Record<string, unknown>, nice = 0): ChildLines {
+  const args = ['--import', 'tsx', DRIVER, JSON.stringify(o)];
   return new ChildLines(
-    lan.spawn(host, process.execPath, ['--import', 'tsx', DRIVER, JSON.stringify(o)], { NO_COLOR: '1' }),
+    nice
+      ? lan.spawn(host, 'nice', ['-n', String(nice), process.execPath, ...args], { NO_COLOR: '1' })
+      : lan.spawn(host, process.execPath, args, { NO_COLOR: '1' }),
   );
 }
 
@@ -297,14 +302,6 @@ function udpCounters(ns: string): Record<string, number> {
   const names = lines[0]!.split(/\s+/).slice(1);
   const values = lines[1]!.split(/\s+/).slice(1).map(Number);
   return Object.fromEntries(names.map((n, i) => [n, values[i]!]));
-}
-
-function rmemMax(): number {
-  try {
-    return Number(fs.readFileSync('/proc/sys/net/core/rmem_max', 'utf8').trim());
-  } catch {
-    return NaN;
-  }
 }
 
 /** The receive-buffer sizes (skmem rb, bytes) of a process's UDP sockets, from ss. */
@@ -407,15 +404,13 @@ class UpPeer {
     readonly index: number,
     keyFile: string,
     dataDir: string,
-    rcvbufBytes: number | null,
     nice: number,
   ) {
-    const pre = rcvbufBytes ? ['--import', PRELOAD] : [];
-    const args = [...pre, BIN, 'up', '--name', NAMES[index]!, '--interface', lan.host(index).address];
+    const args = [BIN, 'up', '--name', NAMES[index]!, '--interface', lan.host(index).address];
     args.push('--port', String(PORT), '--data-dir', dataDir, '--profile', 'lan', '--key-file', keyFile);
     args.push('--log-format', 'json');
     // `ip netns exec` execs node, so the child's pid is the peer's pid.
-    const env = { NO_COLOR: '1', PEER_BENCH_RCVBUF_BYTES: rcvbufBytes ? String(rcvbufBytes) : '' };
+    const env = { NO_COLOR: '1' };
     // `nice` execs node in turn, so the pid stays the peer's.
     this.lines = new ChildLines(
       nice
@@ -484,10 +479,10 @@ function flooderIn(dir: string): Flooder {
 interface FloodVariant {
   label: string;
   seconds: number;
-  /** SO_RCVBUF forced on the peers' sockets (bench/security-rcvbuf.mjs), or null: as shipped. */
-  rcvbufBytes: number | null;
   /** Scheduling priority of the peers (nice value; 0: as the bench runs). */
   nice: number;
+  /** Scheduling priority of the flooder. */
+  flooderNice: number;
 }
 
 async function floodBench(
@@ -500,7 +495,7 @@ async function floodBench(
 ): Promise<Section> {
   const FLOOD_S = v.seconds;
   const peers = NAMES.map(
-    (_, i) => new UpPeer(lan, i, keyFile, path.join(dataDir, `${v.label}p${i}`), v.rcvbufBytes, v.nice),
+    (_, i) => new UpPeer(lan, i, keyFile, path.join(dataDir, `${v.label}p${i}`), v.nice),
   );
   const [victim] = peers;
   try {
@@ -534,16 +529,21 @@ async function floodBench(
 
     // Each flooder process sends its share; they start together once all have captured.
     const flooders = Array.from({ length: flooder.procs }, () =>
-      driver(lan, 3, {
-        mode: 'flood',
-        interface: lan.host(3).address,
-        port: PORT,
-        victim: victimAddress,
-        rate: Math.ceil(FLOOD_RATE_PER_S / flooder.procs),
-        seconds: FLOOD_S,
-        captureMs: 2000,
-        flooder: flooder.binary ?? undefined,
-      }),
+      driver(
+        lan,
+        3,
+        {
+          mode: 'flood',
+          interface: lan.host(3).address,
+          port: PORT,
+          victim: victimAddress,
+          rate: Math.ceil(FLOOD_RATE_PER_S / flooder.procs),
+          seconds: FLOOD_S,
+          captureMs: 2000,
+          flooder: flooder.binary ?? undefined,
+        },
+        v.flooderNice,
+      ),
     );
     for (const f of flooders) {
       await f.until((c) => !!lastEv(c, 'flooding') || !!lastEv(c, 'error'), START_TIMEOUT_MS, 'flooder');
@@ -670,7 +670,7 @@ async function floodBench(
     const reachedApp = droppedTotal + opened;
 
     const floodTable: Table = {
-      caption: `${v.label}. The flood${v.rcvbufBytes ? `, again, with the peers' socket receive buffers forced to ${v.rcvbufBytes / 2 ** 20} MiB (an experiment: bench/security-rcvbuf.mjs preloaded into \`peer up\`)` : ''}${v.nice ? `, again, with the 3 peers at nice ${v.nice} (an experiment: the CPU share a host not shared with other benches would give them)` : ''}: ${FLOOD_S} s, half to ${GROUP}:${PORT} (all 3 peers get those), half to the victim's unicast port, from ${flooder.what}, 16 source ports of one host. Times are relative to the start of the flood.`,
+      caption: `${v.label}. The flood${v.flooderNice ? `, again, with the flooder at nice ${v.flooderNice} (an attacker the scheduler favours over the peers)` : ''}${v.nice ? `, again, with the 3 peers at nice ${v.nice} (an experiment: the CPU share a host not shared with other benches would give them)` : ''}: ${FLOOD_S} s, half to ${GROUP}:${PORT} (all 3 peers get those), half to the victim's unicast port, from ${flooder.what}, 16 source ports of one host. Times are relative to the start of the flood.`,
       headers: ['measure', 'value'],
       rows: [
         ['flooder asked for', `${fmt(FLOOD_RATE_PER_S)} datagrams/s`],
@@ -830,22 +830,22 @@ async function run(): Promise<Section> {
     const flood = await floodBench(lan, flooder, keyFile, dataDir, m.authUs, {
       label: 'c',
       seconds: FLOOD_S,
-      rcvbufBytes: null,
       nice: 0,
+      flooderNice: 0,
     });
-    progress(`security: flood again, peers' receive buffers ${RCVBUF_EXPERIMENT_BYTES} bytes`);
+    progress(`security: flood again, flooder at nice ${FLOODER_NICE_EXPERIMENT}`);
     const flood2 = await floodBench(lan, flooder, keyFile, dataDir, m.authUs, {
       label: 'd',
       seconds: FLOOD_EXPERIMENT_S,
-      rcvbufBytes: RCVBUF_EXPERIMENT_BYTES,
       nice: 0,
+      flooderNice: FLOODER_NICE_EXPERIMENT,
     });
     progress(`security: flood again, peers at nice ${NICE_EXPERIMENT}`);
     const flood3 = await floodBench(lan, flooder, keyFile, dataDir, m.authUs, {
       label: 'e',
       seconds: FLOOD_EXPERIMENT_S,
-      rcvbufBytes: null,
       nice: NICE_EXPERIMENT,
+      flooderNice: 0,
     });
     const microRow = m.tables[0]!.rows;
     return {
@@ -855,7 +855,7 @@ async function run(): Promise<Section> {
           `End to end over UDP between two namespaces (table b), a sink took ${fmt(sealed200.deliveredPerS)} sealed 200-byte messages/s against ${fmt(raw200.deliveredPerS)} on the raw UDP stack (${((sealed200.deliveredPerS / raw200.deliveredPerS - 1) * 100).toFixed(0)} %); ${[sealed200, raw200].every((r) => r.deliveredPerS >= 0.9 * r.sentPerS) ? "in both cases the source's event loop is the limit (the sink delivers 90 % or more of what is sent)" : `the sink delivered ${((raw200.deliveredPerS / raw200.sentPerS) * 100).toFixed(0)} % (raw) and ${((sealed200.deliveredPerS / sealed200.sentPerS) * 100).toFixed(0)} % (sealed) of what was sent, the rest lost at its socket`}; sealing adds ${us(sealed200.sourceUs - raw200.sourceUs)} of CPU per message sent and ${us(sealed200.sinkUs - raw200.sinkUs)} per message delivered. ` +
           `An open group holds every source to ${fmt(GUARD_SOURCE_DATAGRAMS_PER_S)} datagrams/s (bursts of ${fmt(GUARD_SOURCE_BURST_DATAGRAMS)}) by design (the per-source guard: its drops are in the note column); with a key, members are not rate-limited at all.`,
         flood.summary!,
-        `**Experiment (d): the same flood for ${FLOOD_EXPERIMENT_S} s with the peers' sockets given a ${RCVBUF_EXPERIMENT_BYTES / 2 ** 20} MiB receive buffer** (what \`peer\` could ask for; the kernel caps it at net.core.rmem_max, ${fmt(rmemMax())} bytes here): ${flood2.summary!.replace(/^\*\*Flood: [^*]+\*\* — /, '')}`,
+        `**(d): the same flood for ${FLOOD_EXPERIMENT_S} s with the flooder at nice ${FLOODER_NICE_EXPERIMENT}** (an attacker the scheduler favours: the peers get less CPU): ${flood2.summary!.replace(/^\*\*Flood: [^*]+\*\* — /, '')}`,
         `**Experiment (e): the same flood for ${FLOOD_EXPERIMENT_S} s with the 3 peers at nice ${NICE_EXPERIMENT}** (default buffers; the CPU a host not shared with other benches would give them): ${flood3.summary!.replace(/^\*\*Flood: [^*]+\*\* — /, '')}`,
       ].join('\n\n'),
       tables: [
@@ -882,7 +882,7 @@ async function run(): Promise<Section> {
         '`npm run bench -- security` (bench/security.ts, as root: it creates network namespaces).',
         `a: in one process, SecureTransport.seal/open (unverified limits off) and Codec.encode/decode of an \`sb.m\` envelope padded to the size, each op run for ${MICRO_CPU_MS} ms of process CPU time after a warm-up and counted per CPU-second (process.cpuUsage); a2 times open() of prepared bad datagrams with the CLI limits and a frozen clock.`,
         "b: test/support/netns.ts bridge; bench/security-driver.ts `sink` and `source` (UdpTransport, then securityLayers as startPeer wires it, PeerNode lan profile, a counting protocol); the source waits until it sees the sink, then broadcasts 64 messages per event-loop turn; delivered/s = messages the sink node delivered / the source's sending time; CPU per message: the source's process.cpuUsage over its loop / messages sent, the sink's /proc/<pid>/stat over the run / messages delivered.",
-        `c: three \`peer up --key-file K --log-format json --profile lan\` (bin/run.js, the built dist/) in three namespaces; \`bench/security-driver.ts flood\` in a fourth joins the group for 2 s to capture sealed datagrams and prepares a pool of 8192 forged and malformed ones (table c2), which bench/flood.c (compiled at the start of c with \`cc -O2\`) sends round robin from 16 UDP sockets, 64 datagrams per sendmmsg(2) call, paced to the rate by CLOCK_MONOTONIC with sleeps between batches (without a C compiler, PEER_BENCH_SECURITY_FLOOD_PROCS Node processes send it with dgram instead, and a note says so); the flooder's CPU is its own getrusage (bench/flood.c) or process.cpuUsage (Node) over the flood, and includes kernel work on the receiving side too (veth and bridge deliver into the peers' namespaces in softirq, mostly on the sending CPU); victim counters from its SIGUSR1 \`stats\` line right before and after the flood; kernel counters from /proc/net/snmp inside the victim's and the flooder's namespaces; RSS from /proc/<pid>/status every ${RSS_SAMPLE_MS} ms; membership from every peer's JSON log lines. Parameters: PEER_BENCH_SECURITY_FLOOD_S (${FLOOD_S}), PEER_BENCH_SECURITY_FLOOD_RATE (${FLOOD_RATE_PER_S}), PEER_BENCH_SECURITY_E2E_S (${E2E_S}), PEER_BENCH_SECURITY_FLOOD_PROCS (${FLOOD_PROCS}), PEER_BENCH_SECURITY_FLOOD2_S (${FLOOD_EXPERIMENT_S}). d: as c, the peers started as \`node --import bench/security-rcvbuf.mjs bin/run.js up ...\` with PEER_BENCH_RCVBUF_BYTES=${RCVBUF_EXPERIMENT_BYTES}. e: as c, the peers started under \`nice -n ${NICE_EXPERIMENT}\`.`,
+        `c: three \`peer up --key-file K --log-format json --profile lan\` (bin/run.js, the built dist/) in three namespaces; \`bench/security-driver.ts flood\` in a fourth joins the group for 2 s to capture sealed datagrams and prepares a pool of 8192 forged and malformed ones (table c2), which bench/flood.c (compiled at the start of c with \`cc -O2\`) sends round robin from 16 UDP sockets, 64 datagrams per sendmmsg(2) call, paced to the rate by CLOCK_MONOTONIC with sleeps between batches (without a C compiler, PEER_BENCH_SECURITY_FLOOD_PROCS Node processes send it with dgram instead, and a note says so); the flooder's CPU is its own getrusage (bench/flood.c) or process.cpuUsage (Node) over the flood, and includes kernel work on the receiving side too (veth and bridge deliver into the peers' namespaces in softirq, mostly on the sending CPU); victim counters from its SIGUSR1 \`stats\` line right before and after the flood; kernel counters from /proc/net/snmp inside the victim's and the flooder's namespaces; RSS from /proc/<pid>/status every ${RSS_SAMPLE_MS} ms; membership from every peer's JSON log lines. Parameters: PEER_BENCH_SECURITY_FLOOD_S (${FLOOD_S}), PEER_BENCH_SECURITY_FLOOD_RATE (${FLOOD_RATE_PER_S}), PEER_BENCH_SECURITY_E2E_S (${E2E_S}), PEER_BENCH_SECURITY_FLOOD_PROCS (${FLOOD_PROCS}), PEER_BENCH_SECURITY_FLOOD2_S (${FLOOD_EXPERIMENT_S}). d: as c, the flood driver (and so bench/flood.c) started under \`nice -n ${FLOODER_NICE_EXPERIMENT}\`. e: as c, the peers started under \`nice -n ${NICE_EXPERIMENT}\`.`,
         flood.method,
       ].join(' '),
       notes: [
