@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { HEALTH_SCORE_MAX } from '../../src/p2p/membership.js';
@@ -451,6 +452,76 @@ describe('reliable delivery (simulation)', () => {
     expect(codec.decode(u).ok).toBe(true);
     expect(() => ReliableDelivery.check('t', payload + 'x')).toThrow(/over the 700-byte limit/);
     expect(() => ReliableDelivery.check('Bad Topic', 'x')).toThrow(/topic/);
+  });
+
+  it('decoding never throws on mutated or random attachments, and lets through only valid messages', () => {
+    const rd = new ReliableDelivery(
+      {
+        self: { id: 'f'.repeat(16), name: 'p', incarnation: 1 },
+        now: () => 0,
+        wall: () => 0,
+        random: () => 0,
+        lamport: () => 0,
+        broadcast: () => 0,
+        send: () => 0,
+        emit: () => {},
+      },
+      { live: () => [], get: () => undefined },
+    );
+    const codec = new Codec(rd.messages, rd.attachments);
+    const env = { v: PROTOCOL_VERSION, t: 'rm.d', i: 'e'.repeat(16), n: 'q', c: 1, s: 1, l: 1 };
+    const base = codec.encode(
+      { ...env, b: { e: 1, jp: 1, k: ['t', 'u'] } },
+      attachment([
+        [1, 5, 0, 'hello'],
+        [2, 5, 1, '€ and more'],
+        [300, 9, 0, 'x'.repeat(200)],
+      ]),
+    );
+    const head = base.indexOf(0) + 1;
+    const check = (bytes: Uint8Array) => {
+      const r = codec.decode(bytes);
+      if (!r.ok || r.env.t !== 'rm.d') return;
+      const items = r.env.a as Array<{
+        seq: number;
+        topic: string;
+        payload: string;
+        lamport: number;
+        bytes: number;
+      }>;
+      const topics = (r.env.b as { k: string[] }).k;
+      expect(items.length).toBeGreaterThan(0);
+      let prev = 0;
+      for (const it of items) {
+        expect(it.seq).toBeGreaterThan(prev);
+        expect(Number.isSafeInteger(it.seq) && Number.isSafeInteger(it.lamport)).toBe(true);
+        expect(topics).toContain(it.topic);
+        expect(it.bytes).toBeLessThanOrEqual(RELIABLE_PAYLOAD_BYTES_MAX);
+        prev = it.seq;
+      }
+    };
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          // Bytes of the attachment changed, cut or extended.
+          fc
+            .tuple(
+              fc.array(fc.tuple(fc.nat(base.length - head - 1), fc.nat(255)), { maxLength: 6 }),
+              fc.nat(base.length - head),
+              fc.uint8Array({ maxLength: 40 }),
+            )
+            .map(([edits, cut, tail]) => {
+              const b = Buffer.from(base);
+              for (const [at, byte] of edits) b[head + at] = byte;
+              return Buffer.concat([b.subarray(0, head + cut), tail]);
+            }),
+          // A valid JSON part followed by random bytes.
+          fc.uint8Array({ maxLength: 1000 }).map((a) => Buffer.concat([base.subarray(0, head), a])),
+        ),
+        (bytes) => check(bytes),
+      ),
+      { numRuns: 3000 },
+    );
   });
 
   it('packs a burst into full datagrams and refuses malformed attachments', () => {

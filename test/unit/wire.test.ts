@@ -115,7 +115,16 @@ describe('a live peer under garbage', () => {
     const attacker = c.net.transport();
     await attacker.start(() => {});
     const sample = Buffer.from(
-      JSON.stringify({ v: 1, t: 'hb', i: 'fedcba9876543210', n: 'x', c: 1, s: 1, l: 5, b: { g: {} } }),
+      JSON.stringify({
+        v: PROTOCOL_VERSION,
+        t: 'hb',
+        i: 'fedcba9876543210',
+        n: 'x',
+        c: 1,
+        s: 1,
+        l: 5,
+        b: { g: {} },
+      }),
     );
     fc.assert(
       fc.property(
