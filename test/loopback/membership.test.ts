@@ -73,7 +73,15 @@ describe('membership over UDP on loopback', () => {
       events.filter((e) => e.kind === 'dead').map((e) => (e.kind === 'dead' ? e.member.name : '')),
     ).toEqual(['c']);
     expect(a.stats.handlerErrors).toBe(0);
-    expect(a.stats.dropped).toEqual({ oversize: 0, json: 0, envelope: 0, version: 0, type: 0, body: 0, attachment: 0 });
+    expect(a.stats.dropped).toEqual({
+      oversize: 0,
+      json: 0,
+      envelope: 0,
+      version: 0,
+      type: 0,
+      body: 0,
+      attachment: 0,
+    });
   });
 
   it('an observer learns the members from the answers to its probe', async () => {

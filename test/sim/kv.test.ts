@@ -240,7 +240,15 @@ describe('kv (simulation)', () => {
     expect(kc.c.handlerErrors()).toEqual([]);
     expect(scan.failed).toBe('');
     expect(sorted(scan.rows)).toEqual(sorted(foldLww(written).values()));
-    expect(c.node.stats.dropped).toEqual({ oversize: 0, json: 0, envelope: 0, version: 0, type: 0, body: 0, attachment: 0 });
+    expect(c.node.stats.dropped).toEqual({
+      oversize: 0,
+      json: 0,
+      envelope: 0,
+      version: 0,
+      type: 0,
+      body: 0,
+      attachment: 0,
+    });
     expect(kc.c.handlerErrors()).toEqual([]);
     // The holder advertised its digest under the kv tag, not replication's.
     expect(typeof h.node.membership.ownTags[KV_TAG]).toBe('string');

@@ -13,8 +13,10 @@ import {
   type AckStatus,
   type Delivery,
   type LostReport,
+  type ReliableOptions,
   type SendResult,
 } from '../../src/p2p/reliable.js';
+import type { ProtocolContext } from '../../src/p2p/protocol.js';
 
 const SEEDS = Array.from({ length: 60 }, (_, i) => i + 1);
 const T = PROFILES.lan.membership;
@@ -55,6 +57,21 @@ function seqsFrom(h: Harness, receiver: SimPeer, sender: SimPeer, topic = 't'): 
 }
 
 const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+
+/** A ReliableDelivery outside any cluster: a stub context (parts replaced by `ctx`), no members. */
+function standalone(ctx: Partial<ProtocolContext> = {}, opts?: ReliableOptions): ReliableDelivery {
+  const stub: ProtocolContext = {
+    self: { id: 'f'.repeat(16), name: 'p', incarnation: 1 },
+    now: () => 0,
+    wall: () => 0,
+    random: () => 0,
+    lamport: () => 0,
+    broadcast: () => 0,
+    send: () => 0,
+    emit: () => {},
+  };
+  return new ReliableDelivery({ ...stub, ...ctx }, { live: () => [], get: () => undefined }, opts);
+}
 
 /**
  * An `rm.d`/`rm.u` attachment built by hand from the layout in reliable.ts's header, so these
@@ -420,19 +437,12 @@ describe('reliable delivery (simulation)', () => {
       );
       return 0;
     };
-    const rd = new ReliableDelivery(
-      {
-        self: { id: 'f'.repeat(16), name, incarnation: big },
-        now: () => 0,
-        wall: () => 0,
-        random: () => 0,
-        lamport: () => big - 1,
-        broadcast: capture,
-        send: (_to, t, b, a) => capture(t, b, a),
-        emit: () => {},
-      },
-      { live: () => [], get: () => undefined },
-    );
+    const rd = standalone({
+      self: { id: 'f'.repeat(16), name, incarnation: big },
+      lamport: () => big - 1,
+      broadcast: capture,
+      send: (_to, t, b, a) => capture(t, b, a),
+    });
     codec = new Codec(rd.messages, rd.attachments);
     const topic = 'a'.repeat(24);
     rd.publish(topic, payload);
@@ -455,19 +465,7 @@ describe('reliable delivery (simulation)', () => {
   });
 
   it('decoding never throws on mutated or random attachments, and lets through only valid messages', () => {
-    const rd = new ReliableDelivery(
-      {
-        self: { id: 'f'.repeat(16), name: 'p', incarnation: 1 },
-        now: () => 0,
-        wall: () => 0,
-        random: () => 0,
-        lamport: () => 0,
-        broadcast: () => 0,
-        send: () => 0,
-        emit: () => {},
-      },
-      { live: () => [], get: () => undefined },
-    );
+    const rd = standalone();
     const codec = new Codec(rd.messages, rd.attachments);
     const env = { v: PROTOCOL_VERSION, t: 'rm.d', i: 'e'.repeat(16), n: 'q', c: 1, s: 1, l: 1 };
     const base = codec.encode(
@@ -526,19 +524,12 @@ describe('reliable delivery (simulation)', () => {
 
   it('packs a burst into full datagrams and refuses malformed attachments', () => {
     const sent: Array<{ b: { k: string[] }; a: Uint8Array }> = [];
-    const rd = new ReliableDelivery(
+    const rd = standalone(
       {
-        self: { id: 'f'.repeat(16), name: 'p', incarnation: 1 },
-        now: () => 0,
-        wall: () => 0,
-        random: () => 0,
         lamport: () => 10,
         // The attachment's bytes are reused after the call (the node encodes at once): copy them.
         broadcast: (_t, b, a) => (sent.push({ b: b as { k: string[] }, a: Buffer.from(a!) }), 0),
-        send: () => 0,
-        emit: () => {},
       },
-      { live: () => [], get: () => undefined },
       { defer: () => {} },
     );
     const codec = new Codec(rd.messages, rd.attachments);
