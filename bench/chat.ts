@@ -747,7 +747,9 @@ async function run(): Promise<Section> {
         rawBlast.perReceiver
           .map((r) => `${fmtRate(r)} datagrams = ${fmtRate(r * guarded.packing)} messages`)
           .join(', '),
-        `no (${rawBlast.share.map((x) => `${Math.round(x * 100)} %`).join(', ')} of datagrams)`,
+        rawBlast.share.every((x) => x === 1)
+          ? 'yes'
+          : `no (${rawBlast.share.map((x) => `${(x * 100).toFixed(1)} %`).join(', ')} of datagrams)`,
         'n/a',
         rawBlast.datagrams.toLocaleString('en-US'),
         `${guarded.packing.toFixed(1)} (as the peer's)`,

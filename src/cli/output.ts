@@ -62,6 +62,18 @@ export function eventLog(print: (line: string) => void, json: boolean): EventLog
     );
 }
 
+/** An anti-entropy round with one peer (replication's and kv's sync events), unless it moved nothing. */
+export function logSync(
+  log: EventLog,
+  e: { peer: string; fetched: number; pushed: number; ok: boolean; reason: string },
+): void {
+  if (e.fetched + e.pushed === 0 && e.ok) return;
+  log(
+    { event: 'sync', peer: e.peer, fetched: e.fetched, pushed: e.pushed, ok: e.ok, reason: e.reason },
+    `${e.ok ? chalk.cyan('sync') : chalk.yellow('sync')} with ${e.peer.slice(0, 8)}: fetched ${e.fetched}, pushed ${e.pushed}${e.ok ? '' : ` (${e.reason})`}`,
+  );
+}
+
 /** One readable line for a membership event, or null for kinds another module describes. */
 export function describeMembershipEvent(e: PeerEvent): string | null {
   switch (e.kind) {

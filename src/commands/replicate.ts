@@ -6,7 +6,14 @@ import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, untilSignal, type RunningPeer } from '../cli/peer.js';
 import { logExisting, loggedSink } from '../cli/checkpointing.js';
 import { UsageError } from '../cli/network.js';
-import { describeMembershipEvent, eventJson, eventLog, paintName, type EventLog } from '../cli/output.js';
+import {
+  describeMembershipEvent,
+  eventJson,
+  eventLog,
+  logSync,
+  paintName,
+  type EventLog,
+} from '../cli/output.js';
 import { HOLDER_DISCOVERY_MS, POLL_MS, dirFlag, fileSink, waitFor } from '../cli/replica.js';
 import {
   Replication,
@@ -286,12 +293,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
           );
         return;
       case 'replica-sync':
-        if (e.fetched + e.pushed === 0 && e.ok) return;
-        log(
-          { event: 'sync', peer: e.peer, fetched: e.fetched, pushed: e.pushed, ok: e.ok, reason: e.reason },
-          `${e.ok ? chalk.cyan('sync') : chalk.yellow('sync')} with ${e.peer.slice(0, 8)}: fetched ${e.fetched}, pushed ${e.pushed}${e.ok ? '' : ` (${e.reason})`}`,
-        );
-        return;
+        return logSync(log, e);
       case 'replica-rewrite':
         log(
           { event: 'rewrite', round: e.round, sha256: e.sha256, entries: e.entries },

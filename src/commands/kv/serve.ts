@@ -4,7 +4,14 @@ import { PeerCommand } from '../../cli/base.js';
 import { networkFlags } from '../../cli/flags.js';
 import { networkSettings, startPeer, untilSignal } from '../../cli/peer.js';
 import { UsageError } from '../../cli/network.js';
-import { describeMembershipEvent, eventJson, eventLog, paintName, type EventLog } from '../../cli/output.js';
+import {
+  describeMembershipEvent,
+  eventJson,
+  eventLog,
+  logSync,
+  paintName,
+  type EventLog,
+} from '../../cli/output.js';
 import { KeyValue } from '../../p2p/kv.js';
 import { envelopeOverhead } from '../../p2p/replication.js';
 import type { PeerEvent } from '../../p2p/protocol.js';
@@ -90,12 +97,7 @@ export default class KvServe extends PeerCommand {
         }
         return;
       case 'kv-sync':
-        if (e.fetched + e.pushed === 0 && e.ok) return;
-        log(
-          { event: 'sync', peer: e.peer, fetched: e.fetched, pushed: e.pushed, ok: e.ok, reason: e.reason },
-          `${e.ok ? chalk.cyan('sync') : chalk.yellow('sync')} with ${e.peer.slice(0, 8)}: fetched ${e.fetched}, pushed ${e.pushed}${e.ok ? '' : ` (${e.reason})`}`,
-        );
-        return;
+        return logSync(log, e);
       case 'kv-conflict':
         log(
           { event: 'conflict', peer: e.peer },
