@@ -10,13 +10,14 @@
  *
  * Control: one JSON command per stdin line, one JSON event per stdout line.
  *   {"cmd":"members"}                                → {"ev":"members","live":N}
- *   {"cmd":"reset"}                                  → {"ev":"reset"}   (clears what was received; numbering restarts at 1)
+ *   {"cmd":"reset","latencies":false}                → {"ev":"reset"}   (clears what was received; numbering restarts at 1;
+ *                                                       latencies: keep each message's latency, true by default)
  *   {"cmd":"rate","perS":R,"ms":T,"size":B}          → {"ev":"sent","count":N,"ms":..}
  *   {"cmd":"blast","count":N,"size":B,"window":W}    → {"ev":"sent","count":N,"ms":..} (W chunks of 256 in flight)
  *   {"cmd":"report","latencies":false}               → {"ev":"report",...} (latencies: true by default)
  *
- * Payload: `<sender index> <message number> <send time, ns of CLOCK_MONOTONIC> <padding>`, exactly
- * `size` bytes. CLOCK_MONOTONIC (process.hrtime) is one clock for every process on the machine,
+ * Payload and what a receiver does with it: bench/tally.ts (the Redis subscriber does the same).
+ * CLOCK_MONOTONIC (process.hrtime) is one clock for every process on the machine,
  * namespaces included (no time namespace is used), so receive time minus send time is a valid
  * one-way latency.
  */
@@ -29,6 +30,7 @@ import { realRuntime } from '../src/p2p/runtime.js';
 import { UdpTransport } from '../src/p2p/transport/udp.js';
 import { securityLayers } from '../src/cli/security.js';
 import type { Transport } from '../src/p2p/transport/transport.js';
+import { benchPayload, hr, Tally } from './tally.js';
 
 const GROUP = '239.255.77.77';
 const TOPIC = 'bench';
@@ -49,7 +51,6 @@ interface Options {
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as Options;
 const out = (o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(o)}\n`);
-const hr = () => process.hrtime.bigint();
 
 const udp = new UdpTransport({ group: GROUP, port: opts.port, interface: opts.interface, ttl: 1 });
 const layers = opts.guard ? securityLayers(udp, `${GROUP}:${opts.port}`, null, () => {}) : null;
@@ -68,47 +69,30 @@ const rd = node.install(
 
 // ---- receiving -------------------------------------------------------------------------------
 
-/** Per sender index: how often each message number was delivered (index = number). */
-let counts = new Map<number, Uint8Array>();
+let tally = new Tally();
+/** Whether to keep every message's latency (the rate phases); throughput runs only count. */
+let keepLatencies = true;
 let latenciesUs: number[] = [];
 let firstAt = 0n;
 let lastAt = 0n;
-let firstSentAt = 0n;
-let deliveries = 0;
+let firstSentAt = 0;
 let lostReported = 0;
 
 rd.on(TOPIC, (d) => {
   const now = hr();
-  const p = d.payload;
-  const a = p.indexOf(' ');
-  const b = p.indexOf(' ', a + 1);
-  const c = p.indexOf(' ', b + 1);
-  const k = Number(p.slice(0, a));
-  const n = Number(p.slice(a + 1, b));
-  const sentAt = BigInt(p.slice(b + 1, c));
-  let arr = counts.get(k);
-  if (!arr || arr.length <= n) {
-    const bigger = new Uint8Array(Math.max(1024, (n + 1) * 2));
-    if (arr) bigger.set(arr);
-    arr = bigger;
-    counts.set(k, arr);
-  }
-  if (arr[n]! < 255) arr[n]!++;
-  latenciesUs.push(Number(now - sentAt) / 1000);
-  if (deliveries === 0) firstAt = now;
-  if (firstSentAt === 0n || sentAt < firstSentAt) firstSentAt = sentAt;
+  const n = tally.add(d.payload);
+  if (keepLatencies) latenciesUs.push((Number(now) - tally.sentAt) / 1000);
+  if (tally.deliveries === 1) firstAt = now;
+  // Numbering restarts at 1 on reset, so message 1 is the first each sender published.
+  if (n === 1 && (firstSentAt === 0 || tally.sentAt < firstSentAt)) firstSentAt = tally.sentAt;
   lastAt = now;
-  deliveries++;
 });
 rd.onLost((r) => (lostReported += r.count));
 
 // ---- sending ---------------------------------------------------------------------------------
 
 let seq = 0;
-function payload(size: number): string {
-  const head = `${opts.index} ${++seq} ${hr()} `;
-  return head.length >= size ? head : head + 'x'.repeat(size - head.length);
-}
+const payload = (size: number) => benchPayload(opts.index, ++seq, size);
 
 async function rate(perS: number, ms: number, size: number): Promise<number> {
   const start = performance.now();
@@ -159,26 +143,12 @@ let cpuAt = process.cpuUsage();
 let cpuWallAt = performance.now();
 
 function report(withLatencies: boolean): Record<string, unknown> {
-  const perSender: Record<string, { distinct: number; duplicates: number; maxN: number; holes: number }> = {};
-  for (const [k, arr] of counts) {
-    let distinct = 0;
-    let duplicates = 0;
-    let maxN = 0;
-    for (let n = 1; n < arr.length; n++) {
-      if (arr[n]! > 0) {
-        distinct++;
-        duplicates += arr[n]! - 1;
-        maxN = n;
-      }
-    }
-    perSender[k] = { distinct, duplicates, maxN, holes: maxN - distinct };
-  }
   const cpu = process.cpuUsage(cpuAt);
   return {
     ev: 'report',
-    perSender,
+    perSender: tally.perSender(),
     latenciesUs: withLatencies ? latenciesUs : [],
-    deliveries,
+    deliveries: tally.deliveries,
     firstAt: String(firstAt),
     lastAt: String(lastAt),
     firstSentAt: String(firstSentAt),
@@ -216,10 +186,11 @@ rl.on('line', (line) => {
     case 'members':
       return out({ ev: 'members', live: node.membership.live().length });
     case 'reset':
-      counts = new Map();
+      tally = new Tally();
+      keepLatencies = c.latencies !== false;
       latenciesUs = [];
-      deliveries = 0;
-      firstAt = lastAt = firstSentAt = 0n;
+      firstAt = lastAt = 0n;
+      firstSentAt = 0;
       lostReported = 0;
       seq = 0;
       cpuAt = process.cpuUsage();

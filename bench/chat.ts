@@ -8,8 +8,9 @@
  *  b. the same with nftables dropping 10 % of incoming UDP on every host: duplicates and missing.
  *  c. one sender to 4 receivers, as fast as flow control allows, zero loss: delivered messages/s
  *     per receiver, as the CLI runs (rate guard on) and with the guard off; and Redis pub/sub
- *     (Debian redis-server, loopback inside a namespace, a publisher and 4 subscribers, same
- *     payload size) in the same run.
+ *     (Debian redis-server, loopback inside a namespace, a pipelining publisher and 4 ioredis
+ *     subscribers doing the same work per message as the peer's handler, bench/tally.ts, same
+ *     payloads) in the same run, plus Redis with subscribers that parse nothing, as a control.
  *  Controls for a and c: the same traffic with no protocol, Node's dgram alone
  *  (bench/raw-multicast.ts), so the peer rows can be read against what Node on this machine can do.
  *
@@ -18,6 +19,7 @@
  */
 import { GUARD_SOURCE_BURST_DATAGRAMS, GUARD_SOURCE_DATAGRAMS_PER_S } from '../src/p2p/transport/guard.js';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ChildLines } from '../src/cli/child.js';
@@ -42,6 +44,11 @@ const RAW_PORT = 47778;
 /** After the raw senders finish, how long their last datagrams get to land before the count. */
 const RAW_SETTLE_MS = 1000;
 const REDIS_PORT = 6390;
+const IOREDIS_VERSION = (
+  JSON.parse(readFileSync(path.join(ROOT, 'node_modules/ioredis/package.json'), 'utf8')) as {
+    version: string;
+  }
+).version;
 
 const RATE_S = envInt('PEER_BENCH_CHAT_S', 10);
 const BLAST_MESSAGES = envInt('PEER_BENCH_CHAT_BLAST', 200_000);
@@ -328,7 +335,7 @@ interface BlastConfig {
 async function blastPhase(lan: NetnsLan, config: BlastConfig, label: string): Promise<Throughput> {
   const ds = await startDrivers(lan, 1 + THROUGHPUT_RECEIVERS, config);
   try {
-    await Promise.all(ds.map((d) => d.ask({ cmd: 'reset' }, 'reset', 10_000)));
+    await Promise.all(ds.map((d) => d.ask({ cmd: 'reset', latencies: false }, 'reset', 10_000)));
     progress(`${label}: blasting ${BLAST_MESSAGES} messages`);
     const sentEv = await ds[0]!.ask(
       { cmd: 'blast', count: BLAST_MESSAGES, size: PAYLOAD_BYTES },
@@ -484,14 +491,24 @@ async function rawBlastPhase(lan: NetnsLan, datagrams: number, size: number): Pr
   };
 }
 
-interface RedisResult {
+/** One Redis run: a publisher and THROUGHPUT_RECEIVERS subscribers of one kind. */
+interface RedisRun {
   perSubscriber: number[];
+  /** Per subscriber: every message exactly once (null: the byte counter cannot tell). */
+  complete: boolean[] | null;
+  duplicates: number | null;
   /** CPU µs per message: redis-server per published message, subscribers' mean per received one. */
   serverUsPerMsg: number;
   subscriberUsPerMsg: number;
   receivers: number;
-  seconds: number;
+}
+
+interface RedisResult {
   version: string;
+  /** Subscribers as an application runs them (ioredis, each message a string, counted). */
+  client: RedisRun;
+  /** Subscribers that only count frame bytes: Redis's delivery ceiling here. */
+  bytes: RedisRun;
 }
 
 async function redisPhase(lan: NetnsLan): Promise<RedisResult> {
@@ -511,29 +528,24 @@ async function redisPhase(lan: NetnsLan): Promise<RedisResult> {
       'pubsub 0 0 0',
     ]),
   );
-  try {
-    await server.until(
-      (l) => l.lines.some((x) => x.includes('Ready to accept connections')),
-      20_000,
-      'redis',
+  const client = (mode: string) =>
+    new ChildLines(
+      lan.spawn(0, process.execPath, [
+        '--import',
+        'tsx',
+        REDIS_CLIENT,
+        mode,
+        String(REDIS_PORT),
+        'bench',
+        String(PAYLOAD_BYTES),
+        String(BLAST_MESSAGES),
+      ]),
     );
-    const client = (mode: string) =>
-      new ChildLines(
-        lan.spawn(0, process.execPath, [
-          '--import',
-          'tsx',
-          REDIS_CLIENT,
-          mode,
-          String(REDIS_PORT),
-          'bench',
-          String(PAYLOAD_BYTES),
-          String(BLAST_MESSAGES),
-        ]),
-      );
-    const subs = Array.from({ length: THROUGHPUT_RECEIVERS }, () => client('sub'));
+  const run = async (mode: 'sub' | 'count'): Promise<RedisRun> => {
+    const subs = Array.from({ length: THROUGHPUT_RECEIVERS }, () => client(mode));
     for (const s of subs)
       await s.until((l) => l.json().some((e) => e.ev === 'ready'), START_TIMEOUT_MS, 'redis subscriber');
-    progress(`redis: publishing ${BLAST_MESSAGES} messages to ${subs.length} subscribers`);
+    progress(`redis: publishing ${BLAST_MESSAGES} messages to ${subs.length} subscribers (${mode})`);
     const serverCpu0 = cpuUsOf(server.child.pid!);
     const pub = client('pub');
     await pub.until(
@@ -545,6 +557,8 @@ async function redisPhase(lan: NetnsLan): Promise<RedisResult> {
     if (!sent) throw new Error(`redis publisher: ${JSON.stringify(pub.json())}`);
     const startAt = BigInt(sent.startAt as string);
     const perSubscriber: number[] = [];
+    const complete: boolean[] = [];
+    let duplicates = 0;
     const subUs: number[] = [];
     for (const [i, s] of subs.entries()) {
       await s.until(
@@ -555,21 +569,49 @@ async function redisPhase(lan: NetnsLan): Promise<RedisResult> {
       const done = s.json().find((e) => e.ev === 'done');
       if (!done) throw new Error(`redis subscriber ${i} exited without its count`);
       subUs.push(done.cpuUs as number);
-      perSubscriber.push((done.count as number) / (Number(BigInt(done.lastAt as string) - startAt) / 1e9));
+      const tally = (done.perSender as Report['perSender'] | undefined)?.['0'];
+      complete.push(tally?.distinct === BLAST_MESSAGES);
+      duplicates += tally?.duplicates ?? 0;
+      const got = mode === 'count' ? (done.count as number) : (tally?.distinct ?? 0);
+      perSubscriber.push(got / (Number(BigInt(done.lastAt as string) - startAt) / 1e9));
     }
     const serverUs = cpuUsOf(server.child.pid!) - serverCpu0;
     return {
       perSubscriber,
+      complete: mode === 'count' ? null : complete,
+      duplicates: mode === 'count' ? null : duplicates,
       serverUsPerMsg: serverUs / BLAST_MESSAGES,
       subscriberUsPerMsg: sum(subUs) / subUs.length / BLAST_MESSAGES,
       receivers: sent.receivers as number,
-      seconds: (sent.ms as number) / 1000,
-      version,
     };
+  };
+  try {
+    await server.until(
+      (l) => l.lines.some((x) => x.includes('Ready to accept connections')),
+      20_000,
+      'redis',
+    );
+    return { version, client: await run('sub'), bytes: await run('count') };
   } finally {
     server.child.kill('SIGTERM');
     await Promise.race([server.exited, new Promise((r) => setTimeout(r, 5000))]);
   }
+}
+
+function redisRow(r: RedisRun, label: string): string[] {
+  return [
+    label,
+    r.perSubscriber.map(fmtRate).join(', '),
+    r.complete === null ? 'n/a (counts bytes)' : r.complete.every(Boolean) ? 'yes' : 'no',
+    r.duplicates === null ? 'n/a' : String(r.duplicates),
+    'n/a (TCP)',
+    'n/a',
+    'n/a',
+    'n/a',
+    'n/a',
+    `redis-server ${r.serverUsPerMsg.toFixed(2)} µs`,
+    `${r.subscriberUsPerMsg.toFixed(2)} µs`,
+  ];
 }
 
 /** utime + stime of a process from /proc/<pid>/stat, µs (resolution: one clock tick, 10 ms). */
@@ -656,15 +698,16 @@ async function run(): Promise<Section> {
   const p99ms = clean.latency.p99 / 1000;
   const metLatency = p99ms < TARGET_P99_MS && clean.missing === 0;
   const exact = lossy.missing === 0 && lossy.duplicates === 0;
-  const redisMin = redis ? Math.min(...redis.perSubscriber) : NaN;
+  const redisMin = redis ? Math.min(...redis.client.perSubscriber) : NaN;
   const cli = Math.min(...guarded.perReceiver);
   const slowest = (t: Throughput) => fmtRate(Math.min(...t.perReceiver));
+  const redisOk = redis !== null && redis.client.complete!.every(Boolean);
   const summary = [
     `- 8 peers, 2,000 messages/s in total, p99 < ${TARGET_P99_MS} ms: **${metLatency ? 'met' : 'not met'}**: p50 ${us(clean.latency.p50)}, p99 ${us(clean.latency.p99)} over ${clean.latency.n.toLocaleString('en-US')} deliveries; ${clean.missing} missing, ${clean.duplicates} duplicates. The same 2,000 messages/s from ${CONTROL_PEERS} peers: p50 ${us(few.latency.p50)}, p99 ${us(few.latency.p99)}${few.latency.p99 / 1000 < TARGET_P99_MS ? ' (under the target)' : ''}; the same traffic with no protocol (Node's dgram alone, same 8 hosts, rates and datagram size): p50 ${us(rawRate.latency.p50)}, p99 ${us(rawRate.latency.p99)}; a bench process that only sleeps 1 ms woke up to ${us(clean.wakeupLate.p99)} late (p99) during the 8-peer phase: the tail is the run queue of this shared 2-core machine, see the notes.`,
     `- With ${LOSS_PERCENT} % random loss on every host, every message to every live member exactly once: **${exact ? 'met' : 'not met'}**: ${lossy.missing} missing, ${lossy.duplicates} duplicates, ${lossy.lost} reported lost, over ${(sum(lossy.sent) * (LATENCY_PEERS - 1)).toLocaleString('en-US')} expected deliveries; all ${LATENCY_PEERS} peers still live for each other at the end: ${liveAfterLoss.every((n) => n === LATENCY_PEERS - 1) ? 'yes' : `no (${liveAfterLoss.join(', ')})`}.`,
-    `- One sender to ${THROUGHPUT_RECEIVERS} receivers, at least Redis pub/sub's rate: **${redis && cli >= redisMin ? 'met' : 'not met'}**: peer delivers ${slowest(guarded)} per receiver as the CLI runs (slowest receiver), ${slowest(unguarded)} with the per-source rate guard off; with no protocol at all, Node's dgram on the same hosts took ${fmtRate(Math.min(...rawBlast.perReceiver))} datagrams of this size per receiver, ${fmtRate(Math.min(...rawBlast.perReceiver) * guarded.packing)} messages at the same packing (the ceiling for any Node implementation here); ` +
+    `- One sender to ${THROUGHPUT_RECEIVERS} receivers, at least Redis pub/sub's rate: **${redisOk && cli >= redisMin ? 'met' : 'not met'}**: peer delivers ${slowest(guarded)} per receiver as the CLI runs (slowest receiver), ${slowest(unguarded)} with the per-source rate guard off; with no protocol at all, Node's dgram on the same hosts took ${fmtRate(Math.min(...rawBlast.perReceiver))} datagrams of this size per receiver, ${fmtRate(Math.min(...rawBlast.perReceiver) * guarded.packing)} messages at the same packing (the ceiling for any Node implementation here); ` +
       (redis
-        ? `Redis ${fmtRate(redisMin)} per subscriber (slowest) in the same run. CPU per message: a peer receiver ${guarded.receiverUsPerMsg.toFixed(1)} µs, the sender ${guarded.senderUsPerMsg.toFixed(1)} µs; a Redis subscriber ${redis.subscriberUsPerMsg.toFixed(2)} µs, redis-server ${redis.serverUsPerMsg.toFixed(2)} µs for all ${redis.receivers} subscribers.`
+        ? `Redis ${fmtRate(redisMin)} per subscriber (slowest; ioredis subscribers, each message handed to the application as a string and counted, as the peer's handler does) in the same run, ${redisOk ? 'every message exactly once' : 'NOT every message exactly once'}; subscribers that only count the bytes of message frames, which no application can use as such, took ${fmtRate(Math.min(...redis.bytes.perSubscriber))}. CPU per message: a peer receiver ${guarded.receiverUsPerMsg.toFixed(1)} µs, the sender ${guarded.senderUsPerMsg.toFixed(1)} µs; an ioredis subscriber ${redis.client.subscriberUsPerMsg.toFixed(2)} µs, redis-server ${redis.client.serverUsPerMsg.toFixed(2)} µs for all ${redis.client.receivers} subscribers.`
         : `Redis could not be measured: ${redisError}.`),
   ].join('\n');
 
@@ -759,33 +802,30 @@ async function run(): Promise<Section> {
         `${(rawBlast.senderUsPerDatagram / guarded.packing).toFixed(1)} µs (${rawBlast.senderUsPerDatagram.toFixed(1)} µs / datagram)`,
         `${(rawBlast.receiverUsPerDatagram / guarded.packing).toFixed(1)} µs (${rawBlast.receiverUsPerDatagram.toFixed(1)} µs / datagram)`,
       ],
-      redis
+      ...(redis
         ? [
-            `Redis pub/sub (${redis.version.split(' ')[2] ?? redis.version}), ${redis.receivers} subscribers`,
-            redis.perSubscriber.map(fmtRate).join(', '),
-            'yes',
-            'n/a',
-            'n/a (TCP)',
-            'n/a',
-            'n/a',
-            'n/a',
-            'n/a',
-            `redis-server ${redis.serverUsPerMsg.toFixed(2)} µs`,
-            `${redis.subscriberUsPerMsg.toFixed(2)} µs`,
+            redisRow(
+              redis.client,
+              `Redis pub/sub (${redis.version.split(' ')[2] ?? redis.version}), ${redis.client.receivers} ioredis subscribers`,
+            ),
+            redisRow(
+              redis.bytes,
+              `control: Redis pub/sub, ${redis.bytes.receivers} subscribers counting frame bytes (no parsing)`,
+            ),
           ]
-        : ['Redis pub/sub', `not measured: ${redisError}`, '', '', '', '', '', '', '', '', ''],
+        : [['Redis pub/sub', `not measured: ${redisError}`, '', '', '', '', '', '', '', '', '']]),
     ],
   };
   const method = [
     `One process per network namespace on a bridge (test/support/netns.ts), each \`node --import tsx bench/chat-driver.ts\`: the real stack under \`peer chat\` (UdpTransport bound to the namespace's 10.77.x address, the open-group per-source rate guard from securityLayers as startPeer wires it, PeerNode with the lan profile and membership, ReliableDelivery with \`defer: setImmediate\`, the packing \`peer chat\` uses), driven over stdin/stdout by bench/chat.ts. The driver skips the Chat module and SQLite because the CLI offers neither rate control nor per-message timestamps.`,
     `**Latency**: each payload carries the sender's CLOCK_MONOTONIC time (process.hrtime) at publish; the receiver subtracts it from its own CLOCK_MONOTONIC time at delivery (in the handler, after de-duplication and ordering). All namespaces run on one kernel and share that clock (no time namespace is used), so the difference is a valid one-way latency with no clock sync error. Senders wake every 2 ms and publish what is due, so messages due in the same wake are packed into one datagram, as chat packs a burst. Control column: during each phase the bench process sleeps 1 ms again and again and records how late it wakes, a measure of the machine's run-queue delay that involves no networking.`,
     `**Loss**: the same 8 processes, then nftables on every host drops ${LOSS_PERCENT} % of incoming UDP at random (\`meta l4proto udp numgen random mod 100 < ${LOSS_PERCENT} drop\`, data, NACKs, repairs, acks and heartbeats alike); the same ${RATE_S} s of traffic; each receiver counts, per sender and message number, how often the handler ran (missing = sent − distinct, duplicates = deliveries beyond the first), after waiting up to ${DRAIN_TIMEOUT_MS / 1000} s for repairs.`,
-    `**Throughput**: a fresh LAN of ${1 + THROUGHPUT_RECEIVERS} namespaces, one sender publishing as fast as flow control allows: every ${256}th publish asks for a settle callback (all receivers acked) and at most 16 such chunks (4,096 messages, half the 8,192-message repair buffer) are unsettled at once, so nothing is ever evicted unrepaired. Run once as the CLI runs and once with the rate guard left out (the driver's \`guard: false\`). **Controls with no protocol** (bench/raw-multicast.ts, one process per host, Node's dgram only, a 2 MiB receive buffer as UdpTransport asks for): for latency, every host sends datagrams of the mean size the peers sent in the no-loss phase, at the same rate, waking every 2 ms, stamped with CLOCK_MONOTONIC as the driver stamps messages; for throughput, one host sends as many datagrams as the peer sender did, of the same mean size, ${16} per event-loop turn with no flow control, and each receiver's rate is what it took / (its last datagram − the first send); multiplied by the peer's messages per datagram it is the message rate a protocol costing nothing would reach. **Redis**: \`redis-server --port ${REDIS_PORT} --bind 127.0.0.1 --save '' --appendonly no --client-output-buffer-limit 'pubsub 0 0 0'\` inside the sender's namespace (its own loopback), ${THROUGHPUT_RECEIVERS} subscriber processes and one publisher process (bench/redis-client.ts: RESP over a raw TCP socket, PUBLISH pipelined with at most 4,096 unanswered), the same ${PAYLOAD_BYTES}-byte payload and message count; a subscriber's rate = messages / (its last message − the publisher's first write).`,
+    `**Throughput**: a fresh LAN of ${1 + THROUGHPUT_RECEIVERS} namespaces, one sender publishing as fast as flow control allows: every ${256}th publish asks for a settle callback (all receivers acked) and at most 16 such chunks (4,096 messages, half the 8,192-message repair buffer) are unsettled at once, so nothing is ever evicted unrepaired. Run once as the CLI runs and once with the rate guard left out (the driver's \`guard: false\`). **Controls with no protocol** (bench/raw-multicast.ts, one process per host, Node's dgram only, a 2 MiB receive buffer as UdpTransport asks for): for latency, every host sends datagrams of the mean size the peers sent in the no-loss phase, at the same rate, waking every 2 ms, stamped with CLOCK_MONOTONIC as the driver stamps messages; for throughput, one host sends as many datagrams as the peer sender did, of the same mean size, ${16} per event-loop turn with no flow control, and each receiver's rate is what it took / (its last datagram − the first send); multiplied by the peer's messages per datagram it is the message rate a protocol costing nothing would reach. **Redis**: \`redis-server --port ${REDIS_PORT} --bind 127.0.0.1 --save '' --appendonly no --client-output-buffer-limit 'pubsub 0 0 0'\` inside the sender's namespace (its own loopback), ${THROUGHPUT_RECEIVERS} subscriber processes and one publisher process (bench/redis-client.ts), the same ${PAYLOAD_BYTES}-byte payloads and message count; a subscriber's rate = messages / (its last message − the publisher's first write). The publisher writes RESP on a raw TCP socket, PUBLISH pipelined with at most 4,096 unanswered (the fastest a client can feed Redis). The subscribers are ioredis ${IOREDIS_VERSION}, the most used Node client, as an application would receive; **the same work per message on both sides** (bench/tally.ts): a peer driver's handler and an ioredis 'message' listener each get the message as a string, read sender, number and send time from it and count it, which is also how exactly-once is checked for both. Control row: the same run with subscribers that count the bytes of the fixed-size message frames on a raw socket and parse nothing, the rate Redis delivers at when no client work is done (the target compares with the ioredis row; this bench's earlier runs compared with this one).`,
     `Rerun: \`npm run bench -- chat\` (root, iproute2, nftables, redis-server); PEER_BENCH_CHAT_S and PEER_BENCH_CHAT_BLAST change the phase length and message count.`,
   ].join(' ');
   const notes = [
     `Latency: with ${LATENCY_PEERS} Node processes each waking ${Math.round(((LATENCY_PEERS - 1) * TOTAL_RATE_PER_S) / LATENCY_PEERS).toLocaleString('en-US')} times a second to receive, plus the bridge's softirq work, on 2 cores already loaded by other jobs (load average below), a datagram often waits for its receiver to be scheduled; each peer used only ${pct(sum(clean.reports.map((r) => r.cpuPercent)) / clean.reports.length)} of a core, so this is waiting, not work. The protocol adds nothing on the path of a message that is not lost: it is delivered in the datagram handler, and publish() sends at the next setImmediate. With loss, a repair costs a NACK delay of 5 ms plus the wait for the next 25 ms tick (NACKs and acks go out on ticks), and at 10 % loss some need two rounds: hence the higher percentiles of the loss row.`,
-    `What limits throughput here: CPU. The sender spends ${guarded.senderUsPerMsg.toFixed(1)} µs of CPU per message (the send system call per datagram, a small JSON envelope per datagram and each message's binary encoding, the flow-control callbacks, 4 receivers' acks) and each receiver ${guarded.receiverUsPerMsg.toFixed(1)} µs (the receive per datagram, the guard, parsing and validating the envelope and the messages, ordering, the handler); on a machine where every process gets a fraction of a core (the sender got ${pct(guarded.senderCpu)}), rate ≈ CPU share / CPU per message. Redis spends ${redis ? redis.serverUsPerMsg.toFixed(2) : 'n/a'} µs in redis-server per message for all subscribers (C, one TCP write carries many messages) and ${redis ? redis.subscriberUsPerMsg.toFixed(2) : 'n/a'} µs per subscriber, whose client here only counts bytes (fixed-size frames) and parses nothing, which flatters Redis a little. The network's datagram rate is not the limit (only the guard's, see below, as the CLI runs): ${Math.round(guarded.datagramsOut / guarded.seconds).toLocaleString('en-US')} datagrams/s were sent, far below what the bridge carries, with ${guarded.packing.toFixed(1)} messages of ${PAYLOAD_BYTES} bytes per datagram (envelope and message headers: about ${Math.round(guarded.datagramBytes / guarded.packing - PAYLOAD_BYTES)} bytes per message).`,
+    `What limits throughput here: CPU. The sender spends ${guarded.senderUsPerMsg.toFixed(1)} µs of CPU per message (the send system call per datagram, a small JSON envelope per datagram and each message's binary encoding, the flow-control callbacks, 4 receivers' acks) and each receiver ${guarded.receiverUsPerMsg.toFixed(1)} µs (the receive per datagram, the guard, parsing and validating the envelope and the messages, ordering, the handler); on a machine where every process gets a fraction of a core (the sender got ${pct(guarded.senderCpu)}), rate ≈ CPU share / CPU per message. Redis spends ${redis ? redis.client.serverUsPerMsg.toFixed(2) : 'n/a'} µs in redis-server per message for all subscribers (C, one TCP write carries many messages) and ${redis ? redis.client.subscriberUsPerMsg.toFixed(2) : 'n/a'} µs per ioredis subscriber, most of it in the client's parsing; a subscriber that parses nothing costs ${redis ? redis.bytes.subscriberUsPerMsg.toFixed(2) : 'n/a'} µs. The network's datagram rate is not the limit (only the guard's, see below, as the CLI runs): ${Math.round(guarded.datagramsOut / guarded.seconds).toLocaleString('en-US')} datagrams/s were sent, far below what the bridge carries, with ${guarded.packing.toFixed(1)} messages of ${PAYLOAD_BYTES} bytes per datagram (envelope and message headers: about ${Math.round(guarded.datagramBytes / guarded.packing - PAYLOAD_BYTES)} bytes per message).`,
     `Where the time goes: per datagram the kernel and Node cost the raw sender ${rawBlast.senderUsPerDatagram.toFixed(1)} µs and each raw receiver ${rawBlast.receiverUsPerDatagram.toFixed(1)} µs (the syscall, the multicast copy to every socket, waking the receiver, Node's event); with ${guarded.packing.toFixed(1)} messages per datagram that is ${(rawBlast.senderUsPerDatagram / guarded.packing).toFixed(1)} and ${(rawBlast.receiverUsPerDatagram / guarded.packing).toFixed(1)} µs per message before any protocol work, against ${guarded.senderUsPerMsg.toFixed(1)} and ${guarded.receiverUsPerMsg.toFixed(1)} µs for the peer in all. Redis moves many messages per system call over TCP; UDP in Node moves one datagram per call (no sendmmsg or GSO in dgram), and the datagram is capped at 1,200 bytes so it never fragments.`,
     `Guard: an open group (no --key-file) admits ${GUARD_SOURCE_DATAGRAMS_PER_S.toLocaleString('en-US')} datagrams/s per source address, burst ${GUARD_SOURCE_BURST_DATAGRAMS.toLocaleString('en-US')} (src/p2p/transport/guard.ts); a receiver drops the excess before decoding and NACKs it, so a single sender in an open group is held to about ${GUARD_SOURCE_DATAGRAMS_PER_S.toLocaleString('en-US')} × ${guarded.packing.toFixed(1)} ≈ ${Math.round(GUARD_SOURCE_DATAGRAMS_PER_S * guarded.packing).toLocaleString('en-US')} messages/s of this size for long, whatever the CPU: ${guarded.rateLimited.toLocaleString('en-US')} datagrams were dropped by it in this run.`,
     `Whole module took ${((Date.now() - started) / 60000).toFixed(1)} min. Load average (1/5/15 min) before: ${loadBefore}, after: ${loadavg()} on a 2-core machine shared with other work: ${LATENCY_PEERS} peer processes plus the bench share those 2 cores, so latency tails include scheduling delay.`,
