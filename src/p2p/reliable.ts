@@ -73,9 +73,10 @@ import {
   type PeerId,
 } from './wire.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
+import { SendBuffer } from './send-buffer.js';
 import type { Address } from './transport/transport.js';
 
-/** Messages the sender keeps for repair. A receiver further behind loses the difference. */
+/** Messages the sender keeps for repair (a power of two). A receiver further behind loses the difference. */
 export const RELIABLE_BUFFER_MESSAGES_MAX = 8192;
 /** Payload bytes the sender keeps for repair (with RELIABLE_BUFFER_MESSAGES_MAX, whichever is hit first). */
 export const RELIABLE_BUFFER_BYTES_MAX = 4 * 1024 * 1024;
@@ -203,7 +204,7 @@ export interface MembershipView {
   get(id: PeerId): MemberView | undefined;
 }
 
-/** One message, as the send buffer and the receivers' hold queues keep it. */
+/** One message, as unicast and the receivers' hold queues keep it (the send buffer keeps bytes). */
 interface Item {
   seq: number;
   topic: string;
@@ -368,20 +369,14 @@ class Packer {
   ) {}
 
   add(it: Item): void {
-    if (this.count > 0 && (this.count >= RELIABLE_BATCH_MESSAGES_MAX || !this.fits(it))) this.flush();
-    let t = this.topics.indexOf(it.topic);
-    if (t < 0) {
-      t = this.topics.push(it.topic) - 1;
-      this.topicBytes += it.topic.length + 3;
-    }
-    let o = writeVarint(this.buf, this.off, it.seq - this.prevSeq);
-    o = writeVarint(this.buf, o, it.lamport - this.prevLamport);
-    this.buf[o++] = t;
-    o = writeVarint(this.buf, o, it.bytes);
+    const o = this.header(it.seq, it.lamport, it.topic, it.bytes);
     this.off = o + this.buf.write(it.payload, o, 'utf8');
-    this.prevSeq = it.seq;
-    this.prevLamport = it.lamport;
-    this.count++;
+  }
+
+  /** As add(), the payload being `bytes` bytes of `src` from `start` (the send buffer's ring). */
+  addBytes(seq: number, lamport: number, topic: string, bytes: number, src: Buffer, start: number): void {
+    const o = this.header(seq, lamport, topic, bytes);
+    this.off = o + src.copy(this.buf, o, start, start + bytes);
   }
 
   flush(): void {
@@ -393,14 +388,36 @@ class Packer {
     this.send(topics, attachment);
   }
 
-  private fits(it: Item): boolean {
-    const topicBytes = this.topics.includes(it.topic) ? 0 : it.topic.length + 3;
+  /** Opens room for one message (sending the datagram first if full) and writes all of it but the payload. */
+  private header(seq: number, lamport: number, topic: string, bytes: number): number {
+    if (
+      this.count > 0 &&
+      (this.count >= RELIABLE_BATCH_MESSAGES_MAX || !this.fits(seq, lamport, topic, bytes))
+    )
+      this.flush();
+    let t = this.topics.indexOf(topic);
+    if (t < 0) {
+      t = this.topics.push(topic) - 1;
+      this.topicBytes += topic.length + 3;
+    }
+    let o = writeVarint(this.buf, this.off, seq - this.prevSeq);
+    o = writeVarint(this.buf, o, lamport - this.prevLamport);
+    this.buf[o++] = t;
+    o = writeVarint(this.buf, o, bytes);
+    this.prevSeq = seq;
+    this.prevLamport = lamport;
+    this.count++;
+    return o;
+  }
+
+  private fits(seq: number, lamport: number, topic: string, bytes: number): boolean {
+    const topicBytes = this.topics.includes(topic) ? 0 : topic.length + 3;
     const itemBytes =
-      varintBytes(it.seq - this.prevSeq) +
-      varintBytes(it.lamport - this.prevLamport) +
+      varintBytes(seq - this.prevSeq) +
+      varintBytes(lamport - this.prevLamport) +
       1 +
-      varintBytes(it.bytes) +
-      it.bytes;
+      varintBytes(bytes) +
+      bytes;
     return (
       this.overheadBytes + this.topicBytes + topicBytes + this.off + itemBytes <= DATAGRAM_PAYLOAD_BYTES_MAX
     );
@@ -441,10 +458,15 @@ export class ReliableDelivery implements Protocol {
   private repairJp = 0;
 
   // Sender side.
-  private hi = 0;
-  private bufferLo = 1;
-  private readonly buffer = new Map<number, Item>();
-  private bufferBytes = 0;
+  /** Our messages kept for repair: `sent.lo` is the oldest still repairable, `sent.hi` our newest. */
+  private readonly sent = new SendBuffer(
+    RELIABLE_BUFFER_MESSAGES_MAX,
+    RELIABLE_BUFFER_BYTES_MAX,
+    RELIABLE_PAYLOAD_BYTES_MAX,
+  );
+  private get hi(): number {
+    return this.sent.hi;
+  }
   private flushScheduled = false;
   private readonly receivers = new Map<PeerId, Receiver>();
   private readonly waiters = new Map<number, Waiter>();
@@ -530,16 +552,15 @@ export class ReliableDelivery implements Protocol {
     const bytes = ReliableDelivery.check(topic, payload);
     // Members tracked from now on need only what comes after: track before numbering this one.
     if (onSettled) this.trackReceivers();
-    const seq = ++this.hi;
+    this.makeRoom(bytes);
+    const lamport = this.ctx.lamport() + 1;
+    const at = this.sent.push(topic, payload, bytes, lamport);
+    const seq = this.sent.hi;
     const id: MessageId = { origin: this.ctx.self.id, epoch: this.epoch, seq };
-    const item: Item = { seq, topic, payload, lamport: this.ctx.lamport() + 1, bytes };
     this.stats.published++;
-    this.buffer.set(seq, item);
-    this.bufferBytes += bytes;
-    this.trimBuffer();
     if (onSettled) this.addWaiter(id, onSettled);
     // A full datagram goes out at once, and this message opens the next.
-    this.outbox.add(item);
+    this.outbox.addBytes(seq, lamport, topic, bytes, this.sent.ring, at);
     if (!this.opts.defer) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -596,7 +617,7 @@ export class ReliableDelivery implements Protocol {
     if (id.to || id.origin !== this.ctx.self.id || id.epoch !== this.epoch) return undefined;
     const w = this.waiters.get(id.seq);
     if (w) return statusOf(w);
-    if (!this.buffer.has(id.seq)) return undefined;
+    if (!this.sent.has(id.seq)) return undefined;
     const acked: PeerId[] = [];
     const pending: PeerId[] = [];
     for (const r of this.receivers.values()) (r.acked >= id.seq ? acked : pending).push(r.id);
@@ -624,8 +645,8 @@ export class ReliableDelivery implements Protocol {
     waiters: number;
   } {
     return {
-      buffered: this.buffer.size,
-      bufferBytes: this.bufferBytes,
+      buffered: this.sent.size,
+      bufferBytes: this.sent.bytes,
       held: this.heldTotal,
       streams: this.streams.size,
       unicastPending: this.unicastPending,
@@ -712,18 +733,12 @@ export class ReliableDelivery implements Protocol {
     } else this.ctx.send(to, 'rm.d', body, attachment);
   }
 
-  private trimBuffer(): void {
-    while (
-      this.buffer.size > RELIABLE_BUFFER_MESSAGES_MAX ||
-      (this.bufferBytes > RELIABLE_BUFFER_BYTES_MAX && this.buffer.size > 1)
-    ) {
-      const it = this.buffer.get(this.bufferLo);
-      if (it) this.bufferBytes -= it.bytes;
-      this.buffer.delete(this.bufferLo);
-      const w = this.waiters.get(this.bufferLo);
+  /** Drops our oldest messages until one of `bytes` more fits the send buffer. */
+  private makeRoom(bytes: number): void {
+    while (!this.sent.fits(bytes)) {
+      const w = this.waiters.get(this.sent.dropOldest());
       // Past the buffer nobody can repair it: whoever has not acked by now never will.
       if (w) this.settle(w, true);
-      this.bufferLo++;
     }
   }
 
@@ -732,8 +747,8 @@ export class ReliableDelivery implements Protocol {
     let jp = Infinity;
     const now = this.ctx.now();
     for (const r of this.receivers.values()) if (this.waitedFor(r, now)) jp = Math.min(jp, r.acked + 1);
-    if (jp === Infinity) jp = this.bufferLo;
-    return Math.max(this.bufferLo, Math.min(jp, this.hi + 1));
+    if (jp === Infinity) jp = this.sent.lo;
+    return Math.max(this.sent.lo, Math.min(jp, this.hi + 1));
   }
 
   /** A member that never acked anything for long probably does not run this module. */
@@ -826,32 +841,32 @@ export class ReliableDelivery implements Protocol {
     this.repairRefilledAt = now;
     let asked = 0;
     let goneBelow = 0;
-    const items: Item[] = [];
+    const seqs: number[] = [];
     for (const [a, z] of b.r) {
       for (let seq = Math.max(a, 1); seq <= Math.min(z, this.hi); seq++) {
         if (++asked > RELIABLE_NACK_MESSAGES_MAX) break;
-        if (seq < this.bufferLo) {
-          goneBelow = this.bufferLo;
-          seq = this.bufferLo - 1;
+        if (seq < this.sent.lo) {
+          goneBelow = this.sent.lo;
+          seq = this.sent.lo - 1;
           continue;
         }
         if (this.repairTokens < 1) {
           this.stats.repairsRateLimited++;
           break;
         }
-        const it = this.buffer.get(seq);
-        if (!it) continue;
         this.repairTokens--;
-        items.push(it);
+        seqs.push(seq);
       }
     }
     if (goneBelow > 0) this.ctx.send(from, 'rm.gone', { e: this.epoch, lo: goneBelow });
-    if (items.length === 0) return;
+    if (seqs.length === 0) return;
     this.repairTo = from;
     this.repairJp = this.joinPoint();
-    for (const it of items) this.repairs.add(it);
+    const s = this.sent;
+    for (const seq of seqs)
+      this.repairs.addBytes(seq, s.lamportOf(seq), s.topicOf(seq), s.bytesOf(seq), s.ring, s.offsetOf(seq));
     this.repairs.flush();
-    this.stats.repairsSent += items.length;
+    this.stats.repairsSent += seqs.length;
   }
 
   private sendUnicast(out: OutUnicast, item: Item, address: Address): void {
