@@ -204,14 +204,37 @@ export interface MembershipView {
   get(id: PeerId): MemberView | undefined;
 }
 
-/** One message, as unicast and the receivers' hold queues keep it (the send buffer keeps bytes). */
-interface Item {
-  seq: number;
-  topic: string;
-  payload: string;
-  lamport: number;
-  /** The payload's UTF-8 bytes. */
-  bytes: number;
+/**
+ * One message as decoded from a datagram (held while out of order) and then handed to the
+ * handlers: the same object, so a delivery allocates nothing beyond what decoding did. The
+ * stream's fields are filled in at delivery. Unicast senders keep their pending messages as
+ * Items too (the multicast send buffer keeps bytes).
+ */
+class Item implements Delivery {
+  from: PeerId = '';
+  fromName = '';
+  to: PeerId | null = null;
+  epoch = 0;
+
+  constructor(
+    readonly seq: number,
+    readonly topic: string,
+    readonly payload: string,
+    readonly lamport: number,
+    /** The payload's UTF-8 bytes. */
+    readonly bytes: number,
+  ) {}
+
+  get id(): MessageId {
+    return this.to === null
+      ? { origin: this.from, epoch: this.epoch, seq: this.seq }
+      : { origin: this.from, epoch: this.epoch, seq: this.seq, to: this.to };
+  }
+
+  /** Built only if a handler reads it (most never do). */
+  get key(): string {
+    return messageKey(this.id);
+  }
 }
 
 interface Receiver {
@@ -310,7 +333,7 @@ function decodeItems(maxItems: number): AttachmentDecoder {
       if (seq > Number.MAX_SAFE_INTEGER || lamport > Number.MAX_SAFE_INTEGER) return undefined;
       const payload = r.utf8(len);
       if (r.bad) return undefined;
-      items.push({ seq, topic, payload, lamport, bytes: len });
+      items.push(new Item(seq, topic, payload, lamport, len));
     }
     return items.length > 0 ? items : undefined;
   };
@@ -601,7 +624,7 @@ export class ReliableDelivery implements Protocol {
     }
     const now = this.ctx.now();
     const p = {
-      item: { seq, topic, payload, lamport: this.ctx.lamport() + 1, bytes },
+      item: new Item(seq, topic, payload, this.ctx.lamport() + 1, bytes),
       firstSent: now,
       lastSent: now,
       done,
@@ -1163,15 +1186,19 @@ export class ReliableDelivery implements Protocol {
   private deliver(s: InStream, item: Item): void {
     const seq = item.seq;
     s.next = seq + 1;
-    const id: MessageId = { origin: s.from, epoch: s.epoch, seq };
-    const writes = this.dispatch(new Received(id, s.from, s.name, null, item));
+    item.from = s.from;
+    item.fromName = s.name;
+    item.epoch = s.epoch;
+    const writes = this.dispatch(item);
     if (writes) this.holdAck(s.unacked, seq, writes, () => (s.ackDue = true));
   }
 
   private deliverUnicast(env: Envelope<{ e: number }>, item: Item, u: InUnicast): void {
-    const self = this.ctx.self.id;
-    const id: MessageId = { origin: env.i, epoch: env.b.e, seq: item.seq, to: self };
-    const writes = this.dispatch(new Received(id, env.i, env.n, self, item));
+    item.from = env.i;
+    item.fromName = env.n;
+    item.epoch = env.b.e;
+    item.to = this.ctx.self.id;
+    const writes = this.dispatch(item);
     if (writes) this.holdAck(u.unacked, item.seq, writes, () => (u.ackDue = true));
   }
 
@@ -1239,29 +1266,6 @@ export class ReliableDelivery implements Protocol {
 function ackable(next: number, unacked: Set<number>): number {
   for (const seq of unacked) return seq - 1; // the first is the lowest (see holdAck)
   return next - 1;
-}
-
-/** A Delivery whose key is built only if a handler reads it (most never do). */
-class Received implements Delivery {
-  readonly topic: string;
-  readonly payload: string;
-  readonly lamport: number;
-
-  constructor(
-    readonly id: MessageId,
-    readonly from: PeerId,
-    readonly fromName: string,
-    readonly to: PeerId | null,
-    item: Item,
-  ) {
-    this.topic = item.topic;
-    this.payload = item.payload;
-    this.lamport = item.lamport;
-  }
-
-  get key(): string {
-    return messageKey(this.id);
-  }
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {

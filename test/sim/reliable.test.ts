@@ -450,7 +450,7 @@ describe('reliable delivery (simulation)', () => {
     rd.flush();
     expect(sent).toHaveLength(2); // one message per datagram, neither refused as oversize
     const decoded = codec.decode(sent[0]!);
-    expect(decoded.ok && decoded.env.a).toEqual([{ seq: 1, topic, payload, lamport: big, bytes: 700 }]);
+    expect(decoded.ok && decoded.env.a).toMatchObject([{ seq: 1, topic, payload, lamport: big, bytes: 700 }]);
 
     // The largest numbers the format can carry, by hand: still one datagram.
     const env = { v: PROTOCOL_VERSION, i: 'f'.repeat(16), n: name, c: big, s: big, l: big };
