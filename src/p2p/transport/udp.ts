@@ -15,7 +15,8 @@
  * repair. The kernel caps the request at net.core.rmem_max without an error.
  *
  * Our own multicasts come back on the group socket (loopback is on for the peers on this host) and
- * are dropped by source address before anything else looks at them.
+ * are dropped by source address (compared without building the address string) before anything
+ * else looks at them.
  *
  * Binding the group socket to the group address (not 0.0.0.0) keeps unicast traffic to the group
  * port out of it. Send errors (a link going down, ENOBUFS under load) are counted, never thrown.
@@ -60,10 +61,11 @@ export class UdpTransport implements Transport {
   async start(onDatagram: DatagramHandler): Promise<void> {
     const { group, port, ttl } = this.options;
     const iface = this.options.interface;
+    let ownPort = -1;
     const onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo) => {
-      const from = formatAddress(rinfo.address, rinfo.port);
-      if (from === this.addr) return; // our own multicast, looped back for the peers on this host
-      onDatagram(msg, from);
+      // Our own multicast, looped back for the peers on this host.
+      if (rinfo.port === ownPort && rinfo.address === iface) return;
+      onDatagram(msg, formatAddress(rinfo.address, rinfo.port));
     };
     const onError = (err: Error) => {
       this.errors.socket++;
@@ -77,7 +79,8 @@ export class UdpTransport implements Transport {
     uni.setMulticastTTL(ttl);
     uni.setMulticastLoopback(true);
     this.unicast = uni;
-    this.addr = formatAddress(iface, uni.address().port);
+    ownPort = uni.address().port;
+    this.addr = formatAddress(iface, ownPort);
 
     const grp = dgram.createSocket({
       type: 'udp4',
