@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SendBuffer } from '../../src/p2p/send-buffer.js';
-
-/** A small deterministic PRNG (mulberry32), so a failing seed can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../../src/p2p/transport/sim.js';
 
 const PAYLOAD_MAX = 700;
 
@@ -25,7 +14,7 @@ function payloadOf(seq: number, bytes: number): string {
 describe('SendBuffer (repair buffer of reliable delivery)', () => {
   it('holds exactly what a model holds, byte for byte, under random pushes and drops (50 seeds)', () => {
     for (let seed = 1; seed <= 50; seed++) {
-      const r = rng(seed);
+      const r = seededRandom(seed);
       const messagesMax = 64;
       const bytesMax = 8 * 1024;
       const b = new SendBuffer(messagesMax, bytesMax, PAYLOAD_MAX, 1024);
