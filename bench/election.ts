@@ -22,7 +22,6 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ChildLines, loggedState } from '../src/cli/child.js';
 import { installCoordination } from '../src/cli/coordination.js';
 import { PROFILES } from '../src/p2p/config.js';
@@ -47,9 +46,8 @@ import {
   type Table,
   TimedLines,
 } from './lib.js';
+import { ROOT, BIN } from '../test/support/proc.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(ROOT, 'bin/run.js');
 const PORT = 47777;
 
 const SIM_TRIALS = envInt('PEER_BENCH_ELECTION_SIM_TRIALS', 200);

@@ -24,15 +24,13 @@ import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ChildLines } from '../src/cli/child.js';
 import { READ_RETRY_MS } from '../src/p2p/kv.js';
 import { APPEND_RETRY_MS } from '../src/p2p/replication.js';
 import { NetnsLan, netnsCapability, nftAvailable } from '../test/support/netns.js';
 import { delay, envInt, onCleanup, progress, type BenchModule, type Section, type Table } from './lib.js';
+import { BIN } from '../test/support/proc.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(ROOT, 'bin/run.js');
 const PORT = 47811;
 const PROFILE = 'lan';
 const HOLDERS = ['h1', 'h2', 'h3'];

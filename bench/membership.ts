@@ -17,7 +17,6 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ChildLines, loggedState } from '../src/cli/child.js';
 import { PROFILES } from '../src/p2p/config.js';
 import { NetnsLan, netnsCapability, nftAvailable } from '../test/support/netns.js';
@@ -33,9 +32,8 @@ import {
   type Table,
   TimedLines,
 } from './lib.js';
+import { BIN } from '../test/support/proc.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(ROOT, 'bin/run.js');
 const PORT = 47777;
 const PEER_NAMES = ['ana', 'ben', 'cai', 'dia', 'eva'];
 const SERF_NAMES = ['s1', 's2', 's3'];

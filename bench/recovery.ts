@@ -18,7 +18,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import {
   GROUP_COMMIT_DELAY_MS_MAX,
@@ -38,8 +37,8 @@ import {
   type Section,
   type Table,
 } from './lib.js';
+import { ROOT } from '../test/support/proc.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const WRITER_SRC = path.join(ROOT, 'test/fixtures/checkpoint-writer.ts');
 /** Inside the repo so the bundle resolves better-sqlite3 from node_modules. */
 const WRITER = path.join(ROOT, 'node_modules/.cache/peer-bench/checkpoint-writer.mjs');

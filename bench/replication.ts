@@ -20,7 +20,6 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ChildLines } from '../src/cli/child.js';
 import { reconcilePair } from '../src/p2p/replication.js';
 import { ReplicaSet, compareEntries, formatLine, serialize, type Entry } from '../src/storage/replica.js';
@@ -36,9 +35,8 @@ import {
   type Section,
   type Table,
 } from './lib.js';
+import { BIN } from '../test/support/proc.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(ROOT, 'bin/run.js');
 const PORT = 47777;
 
 const APPENDS = envInt('PEER_BENCH_RP_APPENDS', 2000);

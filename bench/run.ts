@@ -9,8 +9,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { progress, runCleanups, type BenchModule, type Section, type Table } from './lib.js';
+import { ROOT } from '../test/support/proc.js';
 
 const MODULES: Record<string, () => Promise<BenchModule>> = {
   membership: async () => (await import('./membership.js')).bench,
@@ -24,7 +24,6 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   recovery: async () => (await import('./recovery.js')).bench,
 };
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = path.join(ROOT, 'BENCHMARKS.md');
 
 function machine(): string {

@@ -36,7 +36,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { ChildLines } from '../src/cli/child.js';
 import { Keyring } from '../src/p2p/transport/keyring.js';
 import { SecureTransport, HEADER_BYTES, TAG_BYTES } from '../src/p2p/transport/secure.js';
@@ -54,9 +53,8 @@ import {
   type Section,
   type Table,
 } from './lib.js';
+import { ROOT, BIN } from '../test/support/proc.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(ROOT, 'bin/run.js');
 const DRIVER = path.join(ROOT, 'bench/security-driver.ts');
 const FLOOD_C = path.join(ROOT, 'bench/flood.c');
 const PORT = 47777;

@@ -22,7 +22,6 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ChildLines } from '../src/cli/child.js';
 import { runTask } from '../src/p2p/task-ops.js';
 import { PeerStore } from '../src/storage/store.js';
@@ -38,9 +37,8 @@ import {
   type Section,
   type Table,
 } from './lib.js';
+import { ROOT, BIN } from '../test/support/proc.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(ROOT, 'bin/run.js');
 const DRIVER = path.join(ROOT, 'bench/tasks-driver.ts');
 const PORT = 47791;
 const PROFILE = 'lan';

@@ -19,7 +19,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ChildLines } from '../src/cli/child.js';
 import { PROFILES } from '../src/p2p/config.js';
 import { NetnsLan, netnsCapability } from '../test/support/netns.js';
@@ -34,9 +33,8 @@ import {
   type Section,
   type Table,
 } from './lib.js';
+import { BIN } from '../test/support/proc.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(ROOT, 'bin/run.js');
 const PORT = 47777;
 const NAMES = ['ana', 'ben', 'cai', 'dia', 'eva'];
 
