@@ -9,8 +9,8 @@ import chalk from 'chalk';
 import type { PeerNode } from '../p2p/node.js';
 import type { PeerEvent } from '../p2p/protocol.js';
 import { Tasks, type CoordinatorView, type TaskExecutor, type TaskLog } from '../p2p/tasks.js';
-import { installCoordination, type Coordination } from './coordination.js';
-import { memberLabel, paintName } from './output.js';
+import { describeCoordinationEvent, installCoordination, type Coordination } from './coordination.js';
+import { describeMembershipEvent, eventJson, memberLabel, paintName, type EventLog } from './output.js';
 import { oneLine, PeerCommand } from './base.js';
 
 /** Exit code of a task that failed, or of a group that did not answer in time (bad input: 2). */
@@ -126,4 +126,36 @@ export function describeTaskEvent(e: PeerEvent, node: PeerNode): string | null {
     default:
       return null;
   }
+}
+
+/**
+ * The log of a long-running peer that can take part in tasks (`peer up`, `peer worker`): the
+ * `up` line (the node's identity and group, plus `extra` fields), then every membership,
+ * coordination and task event as it happens.
+ */
+export function logTaskPeer(
+  log: EventLog,
+  node: PeerNode,
+  group: string,
+  extra: Record<string, unknown>,
+  text: string,
+): void {
+  log(
+    {
+      event: 'up',
+      at: new Date().toISOString(),
+      name: node.name,
+      id: node.id,
+      address: node.address,
+      incarnation: node.incarnation,
+      group,
+      ...extra,
+    },
+    text,
+  );
+  node.on((e) => {
+    const line =
+      describeMembershipEvent(e) ?? describeCoordinationEvent(e, node.id) ?? describeTaskEvent(e, node);
+    if (line) log(eventJson(e, Date.now()), line);
+  });
 }

@@ -2,11 +2,11 @@ import { Flags } from '@oclif/core';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
-import { describeMembershipEvent, eventJson, eventLog, paintName } from '../cli/output.js';
+import { eventLog, paintName } from '../cli/output.js';
 import { describeReport, securityReport } from '../cli/security.js';
 import { UsageError } from '../cli/network.js';
-import { describeCoordinationEvent, installCoordination, priorityFlag } from '../cli/coordination.js';
-import { describeTaskEvent, installTasks } from '../cli/tasks.js';
+import { installCoordination, priorityFlag } from '../cli/coordination.js';
+import { installTasks, logTaskPeer } from '../cli/tasks.js';
 import { TaskStore } from '../storage/tasks.js';
 
 export default class Up extends PeerCommand {
@@ -42,23 +42,14 @@ export default class Up extends PeerCommand {
     const { node } = peer;
     const log = eventLog((l) => this.log(l), json);
 
-    log(
-      {
-        event: 'up',
-        at: new Date().toISOString(),
-        name: node.name,
-        id: node.id,
-        address: node.address,
-        incarnation: node.incarnation,
-        group: `${settings.group}:${settings.port}`,
-      },
-      `${paintName(node.name)} (${node.id.slice(0, 8)}) up at ${node.address} in ${settings.group}:${settings.port}, incarnation ${node.incarnation}`,
+    const group = `${settings.group}:${settings.port}`;
+    logTaskPeer(
+      log,
+      node,
+      group,
+      {},
+      `${paintName(node.name)} (${node.id.slice(0, 8)}) up at ${node.address} in ${group}, incarnation ${node.incarnation}`,
     );
-    node.on((e) => {
-      const text =
-        describeMembershipEvent(e) ?? describeCoordinationEvent(e, node.id) ?? describeTaskEvent(e, node);
-      if (text) log(eventJson(e, Date.now()), text);
-    });
     // Counters are per process: SIGUSR1 prints ours, SIGHUP re-reads the key file (rotation).
     const stats = () => {
       const r = securityReport(peer.security, node);

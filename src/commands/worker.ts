@@ -3,9 +3,9 @@ import { Flags } from '@oclif/core';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
-import { describeMembershipEvent, eventJson, eventLog, paintName } from '../cli/output.js';
-import { describeTaskEvent, installTaskPeer, type TaskPeer } from '../cli/tasks.js';
-import { describeCoordinationEvent, priorityFlag } from '../cli/coordination.js';
+import { eventLog, paintName } from '../cli/output.js';
+import { installTaskPeer, logTaskPeer, type TaskPeer } from '../cli/tasks.js';
+import { priorityFlag } from '../cli/coordination.js';
 import { WorkerPool } from '../cli/worker-pool.js';
 import { WORKER_CONCURRENCY_MAX } from '../p2p/tasks.js';
 import { TaskStore } from '../storage/tasks.js';
@@ -68,25 +68,14 @@ export default class Worker extends PeerCommand {
     }
     const { node } = peer;
     const log = eventLog((l) => this.log(l), json);
-    log(
-      {
-        event: 'up',
-        at: new Date().toISOString(),
-        name: node.name,
-        id: node.id,
-        address: node.address,
-        incarnation: node.incarnation,
-        group: `${settings.group}:${settings.port}`,
-        concurrency,
-        priority: flags.priority,
-      },
-      `${paintName(node.name)} (${node.id.slice(0, 8)}) worker with ${concurrency} threads up at ${node.address} in ${settings.group}:${settings.port}`,
+    const group = `${settings.group}:${settings.port}`;
+    logTaskPeer(
+      log,
+      node,
+      group,
+      { concurrency, priority: flags.priority },
+      `${paintName(node.name)} (${node.id.slice(0, 8)}) worker with ${concurrency} threads up at ${node.address} in ${group}`,
     );
-    node.on((e) => {
-      const text =
-        describeMembershipEvent(e) ?? describeCoordinationEvent(e, node.id) ?? describeTaskEvent(e, node);
-      if (text) log(eventJson(e, Date.now()), text);
-    });
     const signal = await untilSignal();
     await peer.stop();
     await pool.close();
