@@ -18,7 +18,19 @@ import { Membership } from './membership.js';
 import { MEMBERS_MAX, type Profile } from './config.js';
 import type { PeerEvent, Protocol, ProtocolContext, Self } from './protocol.js';
 import type { Cancel, Runtime } from './runtime.js';
-import type { Address, Transport } from './transport/transport.js';
+import { parseAddress, type Address, type Transport } from './transport/transport.js';
+
+/**
+ * Multicast loopback (Transport.setMulticastLoopback) is on only while it serves another peer on
+ * our host, plus two safety windows:
+ * - the grace after start: a peer already on this host may have turned its own off (it had no
+ *   neighbour); it hears us, sees a neighbour and turns it on, and only then do we hear it;
+ * - a probe window at a fixed period: if two neighbours ever both turned it off without having
+ *   met (each cut off from the other at start), each window lets the other hear us again.
+ */
+export const MULTICAST_LOOPBACK_GRACE_MS = 2000;
+export const MULTICAST_LOOPBACK_PROBE_EVERY_MS = 30_000;
+export const MULTICAST_LOOPBACK_PROBE_MS = 1000;
 
 export interface NodeOptions {
   id: PeerId;
@@ -73,6 +85,8 @@ export class PeerNode {
   private cancelTick: Cancel | null = null;
   private readonly versionWarned = new Set<Address>();
   private running = false;
+  private startedAt = 0;
+  private loopback = true;
 
   constructor(private readonly opts: NodeOptions) {
     this.self = { id: opts.id, name: opts.name, incarnation: opts.incarnation };
@@ -118,6 +132,10 @@ export class PeerNode {
   get runtime(): Runtime {
     return this.opts.runtime;
   }
+  /** Whether our multicasts are looped back to this host's other processes (see MULTICAST_LOOPBACK_GRACE_MS). */
+  get multicastLoopback(): boolean {
+    return this.loopback;
+  }
 
   /** Adds a protocol module; call before start(). */
   install<P extends Protocol>(make: Installer<P>): P {
@@ -137,6 +155,7 @@ export class PeerNode {
   async start(): Promise<void> {
     await this.opts.transport.start((data, from) => this.receive(data, from));
     this.running = true;
+    this.startedAt = this.opts.runtime.now();
     this.membership.start();
     this.cancelTick = this.opts.runtime.every(this.opts.profile.tickMs, () => this.tick());
   }
@@ -178,6 +197,19 @@ export class PeerNode {
   private tick(): void {
     const now = this.opts.runtime.now();
     for (const p of this.protocols) this.guard(() => p.tick(now));
+    this.updateLoopback(now);
+  }
+
+  private updateLoopback(now: number): void {
+    if (!this.opts.transport.setMulticastLoopback) return;
+    const age = now - this.startedAt;
+    const on =
+      age < MULTICAST_LOOPBACK_GRACE_MS ||
+      age % MULTICAST_LOOPBACK_PROBE_EVERY_MS < MULTICAST_LOOPBACK_PROBE_MS ||
+      sharesHost(this.address, this.membership.live());
+    if (on === this.loopback) return;
+    this.loopback = on;
+    this.opts.transport.setMulticastLoopback(on);
   }
 
   private transmit(to: Address | null, type: string, body: unknown, attachment?: Uint8Array): number {
@@ -246,4 +278,10 @@ export class PeerNode {
   private emit(e: PeerEvent): void {
     for (const l of this.listeners) l(e);
   }
+}
+
+/** Whether any of `members` runs on the host of `self` (same IP address). */
+export function sharesHost(self: Address, members: ReadonlyArray<{ address: Address }>): boolean {
+  const host = parseAddress(self).host;
+  return members.some((m) => parseAddress(m.address).host === host);
 }

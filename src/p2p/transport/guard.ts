@@ -128,4 +128,8 @@ export class GuardedTransport implements Transport {
   close(): Promise<void> {
     return this.inner.close();
   }
+
+  setMulticastLoopback(on: boolean): void {
+    this.inner.setMulticastLoopback?.(on);
+  }
 }

@@ -265,6 +265,10 @@ export class SecureTransport implements Transport {
     return this.inner.close();
   }
 
+  setMulticastLoopback(on: boolean): void {
+    this.inner.setMulticastLoopback?.(on);
+  }
+
   /** Seals one envelope under the primary key with a fresh nonce. */
   seal(plaintext: Uint8Array): Buffer {
     if (this.counter > NONCE_COUNTER_MAX) {

@@ -10,7 +10,7 @@
  * Faults are set per network and overridden per directed link.
  */
 import type { Cancel, Runtime } from '../runtime.js';
-import type { Address, DatagramHandler, Transport } from './transport.js';
+import { parseAddress, type Address, type DatagramHandler, type Transport } from './transport.js';
 
 /** mulberry32: a tiny, fast, well-distributed 32-bit PRNG; enough for fault injection. */
 export function seededRandom(seed: number): () => number {
@@ -174,6 +174,8 @@ export class SimNetwork {
   readonly runtime: VirtualRuntime;
   faults: LinkFaults;
   private readonly hosts = new Map<Address, Host>();
+  /** Senders whose multicast loopback is off (setMulticastLoopback). */
+  private readonly noLoopback = new Set<Address>();
   private readonly links = new Map<string, Partial<LinkFaults>>();
   private nextHost = 1;
   /** Datagrams handed to the network and delivered, for tests that measure traffic. */
@@ -224,15 +226,23 @@ export class SimNetwork {
     this.hostOf(address).handler = handler;
   }
 
+  /** @internal */ setLoopback(address: Address, on: boolean): void {
+    if (on) this.noLoopback.delete(address);
+    else this.noLoopback.add(address);
+  }
+
   /** @internal */ deliver(from: Address, to: Address | null, data: Uint8Array): void {
     this.counters.sent++;
     const src = this.hostOf(from);
     // Copy once: the sender may reuse its buffer, and receivers must not share mutations.
     const copy = Uint8Array.from(data);
     const targets = to === null ? [...this.hosts.keys()] : [to];
+    // Multicast loopback off: processes on the sender's machine (same IP) do not get its multicasts.
+    const ip = to === null && this.noLoopback.has(from) ? parseAddress(from).host : null;
     for (const addr of targets) {
       const dst = this.hosts.get(addr);
       if (!dst || addr === from) continue; // nobody hears itself (transport.ts)
+      if (ip !== null && parseAddress(addr).host === ip) continue;
       this.deliverOne(from, src, addr, dst, copy);
     }
   }
@@ -279,6 +289,10 @@ export class SimTransport implements Transport {
 
   send(to: Address, data: Uint8Array): void {
     this.net.deliver(this.address, to, data);
+  }
+
+  setMulticastLoopback(on: boolean): void {
+    this.net.setLoopback(this.address, on);
   }
 
   async close(): Promise<void> {

@@ -21,6 +21,12 @@ export interface Transport {
   /** Unicast to one peer. Never throws. */
   send(to: Address, data: Uint8Array): void;
   close(): Promise<void>;
+  /**
+   * Whether our multicasts also reach the other processes on this host (on at start). PeerNode
+   * turns it off while no other peer shares our host: every copy looped back costs the kernel a
+   * local delivery, our own group socket included (a third of a multicast send's CPU on a veth).
+   */
+  setMulticastLoopback?(on: boolean): void;
 }
 
 export function formatAddress(host: string, port: number): Address {

@@ -5,18 +5,20 @@
  *  - the group socket binds the group address and port with reuseAddr, so several peers on one
  *    host share the port, and joins the group on the chosen interface only;
  *  - the unicast socket binds the interface address on an ephemeral port. It sends everything,
- *    multicast included (IP_MULTICAST_IF = the interface, TTL as configured, loopback on so peers
- *    on the same host hear each other), so the source address of every datagram is the sender's
- *    unicast address: replies need no address inside the message.
+ *    multicast included (IP_MULTICAST_IF = the interface, TTL as configured), so the source
+ *    address of every datagram is the sender's unicast address: replies need no address inside
+ *    the message. Multicast loopback starts on, so peers on the same host hear each other;
+ *    PeerNode turns it off while no other peer shares the host (setMulticastLoopback). On the
+ *    loopback interface itself it makes no difference: every multicast comes back in through lo.
  *
  * Both sockets ask for a UDP_RECEIVE_BUFFER_BYTES kernel receive buffer: the default (208 KiB on
  * Linux) overflows when a fast sender's window of packed messages (hundreds of datagrams) lands
  * while this process is not scheduled, and every datagram the kernel drops costs a NACK and a
  * repair. The kernel caps the request at net.core.rmem_max without an error.
  *
- * Our own multicasts come back on the group socket (loopback is on for the peers on this host) and
- * are dropped by source address (compared without building the address string) before anything
- * else looks at them.
+ * While loopback is on, our own multicasts come back on the group socket too; they are dropped by
+ * source address (compared without building the address string) before anything else looks at
+ * them.
  *
  * Binding the group socket to the group address (not 0.0.0.0) keeps unicast traffic to the group
  * port out of it. Send errors (a link going down, ENOBUFS under load) are counted, never thrown.
@@ -123,6 +125,15 @@ export class UdpTransport implements Transport {
     } catch (err) {
       this.pending--;
       this.errors.send++;
+      this.errors.lastError = (err as Error).message;
+    }
+  }
+
+  setMulticastLoopback(on: boolean): void {
+    try {
+      this.unicast?.setMulticastLoopback(on);
+    } catch (err) {
+      this.errors.socket++;
       this.errors.lastError = (err as Error).message;
     }
   }
