@@ -5,8 +5,8 @@
  *
  *   node --import tsx bench/raw-multicast.ts '{"index":1,"interface":"10.77.3.2","port":47778,"send":null}'
  *
- * Every process joins the group and counts the datagrams of the others (its own multicast comes
- * back and is skipped by source address, as UdpTransport does). It prints {"ev":"ready"} once
+ * Every process joins the group and counts the datagrams of the others. Multicast loopback is off,
+ * as a peer alone on its host turns it off (src/p2p/node.ts). It prints {"ev":"ready"} once
  * bound; a "go" line on stdin zeroes its counters and starts its sending, after which it prints
  * {"ev":"sent",...}; when stdin closes it prints {"ev":"report",...} and exits. Sending, by
  * `send.mode`:
@@ -46,9 +46,7 @@ let cpuAt = process.cpuUsage();
 
 const sock = dgram.createSocket({ type: 'udp4', reuseAddr: true, recvBufferSize: RECEIVE_BUFFER_BYTES });
 const tx = dgram.createSocket({ type: 'udp4' });
-let self = '';
-sock.on('message', (msg, rinfo) => {
-  if (`${rinfo.address}:${rinfo.port}` === self) return;
+sock.on('message', (msg) => {
   const now = hr();
   if (received++ === 0) firstAt = now;
   lastAt = now;
@@ -67,7 +65,8 @@ sock.addMembership(GROUP, opts.interface);
 await new Promise<void>((resolve) => tx.bind(0, opts.interface, () => resolve()));
 tx.setMulticastInterface(opts.interface);
 tx.setMulticastTTL(1);
-self = `${opts.interface}:${tx.address().port}`;
+// Each process is alone on its host here: no loopback copy, as a peer turns it off with no neighbour.
+tx.setMulticastLoopback(false);
 out({ ev: 'ready' });
 
 async function send(): Promise<void> {
