@@ -114,6 +114,8 @@ export interface SecurityReport {
   datagramsOut: number;
   /** This peer's local health (membership.ts): under a flood, why it is slower to call deaths. */
   health: LocalHealth;
+  /** Whether our multicasts reach other processes on this host (off while no peer shares it: node.ts). */
+  multicastLoopback: boolean;
 }
 
 export function securityReport(layers: SecurityLayers, node: PeerNode): SecurityReport {
@@ -134,6 +136,7 @@ export function securityReport(layers: SecurityLayers, node: PeerNode): Security
     datagramsIn: node.stats.datagramsIn,
     datagramsOut: node.stats.datagramsOut,
     health: node.membership.health,
+    multicastLoopback: node.multicastLoopback,
   };
 }
 
@@ -164,5 +167,8 @@ export function describeReport(r: SecurityReport): string {
       (r.health.heartbeatLoss === null
         ? ''
         : `, heartbeat loss ${Math.round(r.health.heartbeatLoss * 100)} %`),
+    r.multicastLoopback
+      ? 'multicast loopback: on (another peer on this host, or start-up)'
+      : 'multicast loopback: off (no other peer on this host; a new one is heard and turns it back on)',
   ].join('\n');
 }

@@ -7,6 +7,7 @@ import { lanTierDecision, NetnsLan, nftAvailable } from '../support/netns.js';
 import { BIN, Lines, loggedState, tempDir } from '../support/proc.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { HEALTH_SCORE_MAX } from '../../src/p2p/membership.js';
+import { MULTICAST_LOOPBACK_GRACE_MS } from '../../src/p2p/node.js';
 
 const decision = lanTierDecision();
 const PORT = 47777;
@@ -62,6 +63,22 @@ describe.runIf(decision.run)('membership on a namespace LAN', () => {
         `${names[i]} to see all join`,
       );
     }
+  });
+
+  it('a peer alone on its host turns multicast loopback off once started (stats on SIGUSR1)', async () => {
+    const p = peers[0]!;
+    const off = () =>
+      p
+        .json()
+        .some(
+          (e) => e.event === 'stats' && (e as { multicastLoopback?: boolean }).multicastLoopback === false,
+        );
+    const deadline = Date.now() + MULTICAST_LOOPBACK_GRACE_MS + 10_000;
+    while (!off() && Date.now() < deadline) {
+      p.child.kill('SIGUSR1');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(off()).toBe(true);
   });
 
   it('a peer killed with kill -9 is seen dead by every survivor', async () => {
