@@ -245,6 +245,9 @@ interface RatePhase {
   duplicates: number;
   lost: number;
   latency: ReturnType<typeof summarize>;
+  /** The same over each receiver's first fifth of deliveries (the first RATE_S / 5 s), and the rest. */
+  latencyEarly: ReturnType<typeof summarize>;
+  latencyLate: ReturnType<typeof summarize>;
   perReceiverP99: number[];
 }
 
@@ -294,6 +297,11 @@ async function ratePhase(ds: Driver[], label: string): Promise<RatePhase> {
     duplicates,
     lost: sum(reports.map((r) => r.lostReported)),
     latency: summarize(all),
+    // A receiver's latencies are in delivery order, which is about time order at a steady rate.
+    latencyEarly: summarize(
+      reports.flatMap((r) => r.latenciesUs.slice(0, Math.floor(r.latenciesUs.length / 5))),
+    ),
+    latencyLate: summarize(reports.flatMap((r) => r.latenciesUs.slice(Math.floor(r.latenciesUs.length / 5)))),
     perReceiverP99: reports.map((r) => summarize(r.latenciesUs).p99),
   };
 }
@@ -863,6 +871,7 @@ async function run(): Promise<Section> {
   ].join(' ');
   const notes = [
     `Latency: with ${LATENCY_PEERS} Node processes each waking ${Math.round(((LATENCY_PEERS - 1) * TOTAL_RATE_PER_S) / LATENCY_PEERS).toLocaleString('en-US')} times a second to receive, plus the bridge's softirq work, on 2 cores already loaded by other jobs (load average below), a datagram often waits for its receiver to be scheduled; each peer used only ${pct(sum(clean.reports.map((r) => r.cpuPercent)) / clean.reports.length)} of a core, so this is waiting, not work. The protocol adds nothing on the path of a message that is not lost: it is delivered in the datagram handler, and publish() sends at the next setImmediate. With loss, a repair costs a NACK delay of 5 ms plus the wait for the next 25 ms tick (NACKs and acks go out on ticks), and at 10 % loss some need two rounds: hence the higher percentiles of the loss row.`,
+    `Cold start: the first of the ${RUNS} 8-peer runs starts right after the processes do. Its p99 over the first ${RATE_S / 5} s was ${us(cleanRuns[0]!.latencyEarly.p99)} and over the remaining ${(RATE_S * 4) / 5} s ${us(cleanRuns[0]!.latencyLate.p99)}; in the last run ${us(cleanRuns.at(-1)!.latencyEarly.p99)} and ${us(cleanRuns.at(-1)!.latencyLate.p99)}. The likely cause is warm-up: fresh processes still optimizing their hot code (V8 compiles on background threads, 9 processes at once on 2 cores); a peer that has been up for a while does not pay it, which is why the verdict is taken on the median run, with every run's p99 listed above.`,
     `What limits throughput here: CPU. The sender spends ${guarded.senderUsPerMsg.toFixed(1)} µs of CPU per message (the send system call per datagram, a small JSON envelope per datagram and each message's binary encoding, the flow-control callbacks, 4 receivers' acks) and each receiver ${guarded.receiverUsPerMsg.toFixed(1)} µs (the receive per datagram, the guard, parsing and validating the envelope and the messages, ordering, the handler); on a machine where every process gets a fraction of a core (the sender got ${pct(guarded.senderCpu)}), rate ≈ CPU share / CPU per message. Redis spends ${redis ? redis.client.serverUsPerMsg.toFixed(2) : 'n/a'} µs in redis-server per message for all subscribers (C, one TCP write carries many messages) and ${redis ? redis.client.subscriberUsPerMsg.toFixed(2) : 'n/a'} µs per ioredis subscriber, most of it in the client's parsing; a subscriber that parses nothing costs ${redis?.bytes ? redis.bytes.subscriberUsPerMsg.toFixed(2) : 'n/a'} µs. The network's datagram rate is not the limit (only the guard's, see below, as the CLI runs): ${Math.round(guarded.datagramsOut / guarded.seconds).toLocaleString('en-US')} datagrams/s were sent, far below what the bridge carries, with ${guarded.packing.toFixed(1)} messages of ${PAYLOAD_BYTES} bytes per datagram (envelope and message headers: about ${Math.round(guarded.datagramBytes / guarded.packing - PAYLOAD_BYTES)} bytes per message).`,
     `Where the time goes: per datagram the kernel and Node cost the raw sender ${rawBlast.senderUsPerDatagram.toFixed(1)} µs and each raw receiver ${rawBlast.receiverUsPerDatagram.toFixed(1)} µs (the syscall, the multicast copy to every socket, waking the receiver, Node's event); with ${guarded.packing.toFixed(1)} messages per datagram that is ${(rawBlast.senderUsPerDatagram / guarded.packing).toFixed(1)} and ${(rawBlast.receiverUsPerDatagram / guarded.packing).toFixed(1)} µs per message before any protocol work, against ${guarded.senderUsPerMsg.toFixed(1)} and ${guarded.receiverUsPerMsg.toFixed(1)} µs for the peer in all. Redis moves many messages per system call over TCP; UDP in Node moves one datagram per call (no sendmmsg or GSO in dgram), and the datagram is capped at 1,200 bytes so it never fragments.`,
     `Guard: an open group (no --key-file) admits ${GUARD_SOURCE_DATAGRAMS_PER_S.toLocaleString('en-US')} datagrams/s per source address, burst ${GUARD_SOURCE_BURST_DATAGRAMS.toLocaleString('en-US')} (src/p2p/transport/guard.ts); a receiver drops the excess before decoding and NACKs it, so a single sender in an open group is held to about ${GUARD_SOURCE_DATAGRAMS_PER_S.toLocaleString('en-US')} × ${guarded.packing.toFixed(1)} ≈ ${Math.round(GUARD_SOURCE_DATAGRAMS_PER_S * guarded.packing).toLocaleString('en-US')} messages/s of this size for long, whatever the CPU: ${guarded.rateLimited.toLocaleString('en-US')} datagrams were dropped by it in this run.`,
