@@ -87,6 +87,12 @@ async function world(
   return { c, fake, tasks, logs, executors, views, peer, proto: (name) => tasks.get(name)! };
 }
 
+/** The fake election names 'coord' coordinator, and the group converges. */
+function coordLeads(w: World): void {
+  w.fake.elect(w.peer('coord').node.id);
+  expect(w.c.rt.runUntilTrue(() => w.c.converged(), 3_000)).toBe(true);
+}
+
 function randomTask(random: () => number): { op: string; args: number[] } {
   const int = (max: number) => Math.floor(random() * (max + 1));
   switch (int(3)) {
@@ -148,8 +154,7 @@ const slow = (_t: TaskSpec, random: () => number) => 300 + random() * 500;
 describe('tasks (simulation)', () => {
   it.each(SEEDS)('at 10 percent loss every task gets one result, recorded once, seed %i', async (seed) => {
     const w = await world(seed, LOSSY, ['coord', 'w0', 'w1', 'w2', 'client'], { w0: 2, w1: 2, w2: 1 }, fast);
-    w.fake.elect(w.peer('coord').node.id);
-    expect(w.c.rt.runUntilTrue(() => w.c.converged(), 3_000)).toBe(true);
+    coordLeads(w);
     const submitted = submitMany(w, 'client', 40);
     expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 60_000)).toBe(true);
     w.c.rt.runFor(2_000); // late duplicates and retries must change nothing
@@ -181,8 +186,7 @@ describe('tasks (simulation)', () => {
         { w0: 2, w1: 2 },
         fast,
       );
-      w.fake.elect(w.peer('coord').node.id);
-      expect(w.c.rt.runUntilTrue(() => w.c.converged(), 3_000)).toBe(true);
+      coordLeads(w);
       const submitted = submitMany(w, 'client', 1000);
       const client = w.peer('client');
       expect(w.c.rt.runUntilTrue(() => eventsOf(client, 'task-result').length >= 500, 120_000)).toBe(true);
@@ -207,8 +211,7 @@ describe('tasks (simulation)', () => {
         { w0: 2, w1: 2 },
         slow,
       );
-      w.fake.elect(w.peer('coord').node.id);
-      expect(w.c.rt.runUntilTrue(() => w.c.converged(), 3_000)).toBe(true);
+      coordLeads(w);
       const submitted = submitMany(w, 'client', 16);
       expect(w.c.rt.runUntilTrue(() => w.proto('w1').heldCount() > 0, 2_000)).toBe(true);
       const victim = w.peer('w1');
@@ -387,8 +390,7 @@ describe('tasks (simulation)', () => {
     'task list pages through the coordinator log over the network, seed %i',
     async (seed) => {
       const w = await world(seed, LOSSY, ['coord', 'w0', 'client', 'viewer'], { w0: 4 }, fast);
-      w.fake.elect(w.peer('coord').node.id);
-      expect(w.c.rt.runUntilTrue(() => w.c.converged(), 3_000)).toBe(true);
+      coordLeads(w);
       const submitted = submitMany(w, 'client', 30);
       expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 60_000)).toBe(true);
       w.proto('viewer').requestList(25);
