@@ -90,6 +90,33 @@ describe('multicast loopback follows the peers on our host', () => {
     }
   });
 
+  it('the simulated network: loopback off skips the same IP for multicast only; a new socket starts with it on', async () => {
+    const net = new SimNetwork(1);
+    const got = new Map<string, string[]>();
+    const open = async (address: string) => {
+      const t = net.transport(address);
+      await t.start((data, from) =>
+        got.set(address, [...(got.get(address) ?? []), `${Buffer.from(data)} from ${from}`]),
+      );
+      return t;
+    };
+    const a = await open('10.0.0.1:7000');
+    await open('10.0.0.1:7001');
+    await open('10.0.0.2:7000');
+    a.setMulticastLoopback(false);
+    a.broadcast(Buffer.from('m1'));
+    a.send('10.0.0.1:7001', Buffer.from('u1'));
+    net.runtime.runFor(10);
+    expect(got.get('10.0.0.1:7001')).toEqual(['u1 from 10.0.0.1:7000']);
+    expect(got.get('10.0.0.2:7000')).toEqual(['m1 from 10.0.0.1:7000']);
+    // The process restarts on the same address: its new socket has loopback on again.
+    await a.close();
+    const again = await open('10.0.0.1:7000');
+    again.broadcast(Buffer.from('m2'));
+    net.runtime.runFor(10);
+    expect(got.get('10.0.0.1:7001')).toEqual(['u1 from 10.0.0.1:7000', 'm2 from 10.0.0.1:7000']);
+  });
+
   it('compares hosts by IP address only', () => {
     expect(sharesHost('10.0.0.1:7000', [{ address: '10.0.0.1:41234' }])).toBe(true);
     expect(sharesHost('10.0.0.1:7000', [{ address: '10.0.0.11:7000' }, { address: '10.0.0.2:7000' }])).toBe(

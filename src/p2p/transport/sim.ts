@@ -193,6 +193,8 @@ export class SimNetwork {
     if (existing && existing.handler) throw new Error(`sim address ${addr} is in use`);
     const t = new SimTransport(this, addr);
     this.hosts.set(addr, { transport: t, handler: null, down: false, partition: existing?.partition ?? 0 });
+    // A new socket starts with multicast loopback on, whatever the crashed one had set.
+    this.noLoopback.delete(addr);
     return t;
   }
 
