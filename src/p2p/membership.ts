@@ -40,9 +40,11 @@
  *     been silent: did the others lose heartbeats too? A flood starts at once, and the window
  *     above needs a second or two of gaps to show it, by when a member can already look dead.
  *     Here the silent member counts as one more member we do not hear, and a member that lost
- *     heartbeats and was heard again counts the ones it is overdue now. A partition does not
- *     look like this: the members cut off with the silent one lose nothing and come back; they
- *     fall silent too, and their silence is not counted.
+ *     heartbeats and was heard again counts the ones it is overdue now. Asked only while some
+ *     member is still heard (within SILENCE_IS_PARTITION_INTERVALS): a flood lets a share of the
+ *     heartbeats through, a partition (or a cable pulled on our side) stops all of them at once.
+ *     Without that condition, a member that happened to lose a heartbeat or two to ordinary loss
+ *     just before we were cut off made the cut look like a flood and slowed detection up to x9.
  *   - A late tick: if our own tick comes more than a heartbeat interval after the previous one,
  *     our event loop was starved and every member looks silent for that long through no fault
  *     of theirs; the score rises by one per heartbeat interval missed, before the timeouts of that
@@ -92,6 +94,12 @@ export const HEALTH_LOSS_THRESHOLD = Math.sqrt(DESIGN_LOSS);
 export const LOSS_MEMORY_HEARTBEATS = 10;
 /** Heartbeats (received + lost) a member needs in a window before its loss counts as evidence. */
 const MEMBER_EVIDENCE_MIN = 4;
+/**
+ * Nobody heard for this many heartbeat intervals: we are cut off (or a flood lets nothing
+ * through, which looks the same), so neither a death nor the loss window raises the score. Under a flood at
+ * 70 % loss with 4 members, all of 12 heartbeats in a row are lost with probability 1.4 %.
+ */
+export const SILENCE_IS_PARTITION_INTERVALS = 3;
 
 export interface LocalHealth {
   /** 0 (healthy) .. HEALTH_SCORE_MAX; suspicion and death timeouts are multiplied by 1 + score. */
@@ -357,11 +365,23 @@ export class Membership implements Protocol {
    * fall silent.
    */
   private ourLossWhileSilent(m: Member, now: number): boolean {
+    if (!this.heardWithin(SILENCE_IS_PARTITION_INTERVALS * this.opts.timings.heartbeatIntervalMs, now))
+      return false;
     const { loss, members, lossy } = this.lossSince(m.lastSeen, m, now);
     // `m` itself is silent: it counts as one more member that we do not hear.
     if (members === 0 || (lossy + 1) * 2 <= members + 1 || loss < HEALTH_LOSS_THRESHOLD) return false;
     this.setScore(Math.max(this.score, scoreForLoss(loss)), now, 'heartbeat-loss', loss);
     return now - m.lastSeen <= this.opts.timings.deadAfterMs * (1 + this.score);
+  }
+
+  /** Whether any live member's heartbeat arrived in the last `ms`. */
+  private heardWithin(ms: number, now: number): boolean {
+    for (const x of this.members.values()) {
+      if (x.state !== 'alive' && x.state !== 'suspect') continue;
+      const last = x.arrivals.at(-1);
+      if (last && now - last.at <= ms) return true;
+    }
+    return false;
   }
 
   /**
@@ -385,7 +405,13 @@ export class Membership implements Protocol {
     const window = LOSS_MEMORY_HEARTBEATS * interval;
     const { loss, members, lossy } = this.lossSince(now - window);
     this.heartbeatLoss = members >= 2 ? loss : null;
-    const ours = members >= 2 && lossy * 2 > members && loss >= HEALTH_LOSS_THRESHOLD;
+    // Cut off, the window holds only what came before the cut, fewer heartbeats each interval:
+    // chance gaps in them are no evidence about our receive path now.
+    const ours =
+      members >= 2 &&
+      lossy * 2 > members &&
+      loss >= HEALTH_LOSS_THRESHOLD &&
+      this.heardWithin(SILENCE_IS_PARTITION_INTERVALS * interval, now);
     const target = ours ? scoreForLoss(loss) : 0;
     if (target > this.score) this.setScore(target, now, 'heartbeat-loss', loss);
     else if (target < this.score && now - this.scoreChangedAt >= window)

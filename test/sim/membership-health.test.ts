@@ -123,6 +123,29 @@ describe('local health: the stalled tick', () => {
     return { m, events, at, setNow: (t: number) => (now = t) };
   }
 
+  it.each(SEEDS.flatMap((seed) => [3, 4].map((n) => [seed, n] as const)))(
+    'a peer cut off from the others under 10 percent loss sees them dead in the normal bound: a cut is not a flood, seed %i, %i peers',
+    async (seed, n) => {
+      const c = await cluster(seed, n, { loss: 0.1, delayMaxMs: 2 });
+      c.rt.runFor(3_000); // heartbeat gaps from the background loss fill the loss memory
+      const [cut, ...rest] = c.peers;
+      c.net.partition(
+        [cut!.address],
+        rest.map((p) => p.address),
+      );
+      c.rt.runFor(T.deadAfterMs + 2 * TICK);
+      for (const q of rest) expect(cut!.node.membership.get(q.node.id)?.state, q.name).toBe('dead');
+      expect(scores(cut!)).toEqual([]);
+      // The others still hear each other. With 1 or 2 members to go by, ordinary loss can make one
+      // look lossy over the 5 heartbeats of a silence and raise the score a little by chance
+      // (docs/membership.md); they still see the cut-off peer dead within the design bound.
+      const seen = () => rest.every((p) => p.node.membership.get(cut!.node.id)?.state === 'dead');
+      expect(c.rt.runUntilTrue(seen, HEALTH_SCORE_MAX * T.deadAfterMs)).toBe(true);
+      c.net.heal();
+      expect(c.rt.runUntilTrue(() => c.converged(), T.heartbeatIntervalMs * 5)).toBe(true);
+    },
+  );
+
   it('a tick late by N heartbeat intervals raises the score by N before the timeouts are checked', () => {
     const { m, events, at, setNow } = lone();
     at(0);
