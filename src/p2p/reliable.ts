@@ -575,15 +575,18 @@ export class ReliableDelivery implements Protocol {
     const bytes = ReliableDelivery.check(topic, payload);
     // Members tracked from now on need only what comes after: track before numbering this one.
     if (onSettled) this.trackReceivers();
-    this.makeRoom(bytes);
+    const evicted = this.makeRoom(bytes);
     const lamport = this.ctx.lamport() + 1;
     const at = this.sent.push(topic, payload, bytes, lamport);
     const seq = this.sent.hi;
     const id: MessageId = { origin: this.ctx.self.id, epoch: this.epoch, seq };
     this.stats.published++;
-    if (onSettled) this.addWaiter(id, onSettled);
     // A full datagram goes out at once, and this message opens the next.
     this.outbox.addBytes(seq, lamport, topic, bytes, this.sent.ring, at);
+    // Callbacks only now that this message is in place: one may publish again at once.
+    if (onSettled) this.addWaiter(id, onSettled);
+    // Past the buffer nobody can repair them: whoever has not acked by now never will.
+    for (const w of evicted) this.settle(w, true);
     if (!this.opts.defer) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -756,13 +759,14 @@ export class ReliableDelivery implements Protocol {
     } else this.ctx.send(to, 'rm.d', body, attachment);
   }
 
-  /** Drops our oldest messages until one of `bytes` more fits the send buffer. */
-  private makeRoom(bytes: number): void {
+  /** Drops our oldest messages until one of `bytes` more fits the send buffer; returns their waiters. */
+  private makeRoom(bytes: number): Waiter[] {
+    const evicted: Waiter[] = [];
     while (!this.sent.fits(bytes)) {
       const w = this.waiters.get(this.sent.dropOldest());
-      // Past the buffer nobody can repair it: whoever has not acked by now never will.
-      if (w) this.settle(w, true);
+      if (w) evicted.push(w);
     }
+    return evicted;
   }
 
   /** Where a receiver meeting our stream starts: the lowest position a tracked receiver needs. */
@@ -781,16 +785,17 @@ export class ReliableDelivery implements Protocol {
 
   private addWaiter(id: MessageId, done: (s: AckStatus) => void): void {
     this.trackReceivers();
-    if (this.waiters.size >= RELIABLE_WAITERS_MAX) {
-      // Oldest first: it has had the longest to settle.
-      const [oldest] = this.waiters.values();
-      if (oldest) this.settle(oldest, true);
-    }
     const required = new Set<PeerId>();
     for (const r of this.receivers.values()) if (r.acked < id.seq) required.add(r.id);
     const w: Waiter = { id, required, acked: new Set(), gone: new Set(), done };
     this.waiters.set(id.seq, w);
     if (required.size === 0) this.deferredResults.push(() => this.settle(w, false));
+    if (this.waiters.size > RELIABLE_WAITERS_MAX) {
+      // Oldest first: it has had the longest to settle. Ours is in place first, so a callback
+      // that publishes again keeps the waiters in sequence order.
+      const [oldest] = this.waiters.values();
+      if (oldest) this.settle(oldest, true);
+    }
   }
 
   private settle(w: Waiter, abandon: boolean): void {

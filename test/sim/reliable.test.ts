@@ -382,6 +382,34 @@ describe('reliable delivery (simulation)', () => {
     },
   );
 
+  it.each([
+    [1, 'every message: past RELIABLE_WAITERS_MAX the oldest waiter settles'],
+    [4, 'every 4th message: the send buffer evicts messages that still have waiters'],
+  ])('an onSettled callback may publish again at once; callbacks on %i: %s', async (every) => {
+    const h = await harness(9, 2);
+    h.c.rt.runFor(500);
+    const [s, r] = h.c.peers as [SimPeer, SimPeer];
+    const sender = h.rm.get(s)!;
+    // No time passes while publishing, so nothing is acked: waiters settle incomplete inside
+    // later publish() calls, and each callback publishes a follow-up right there.
+    let followUps = 0;
+    const total = 3 * RELIABLE_BUFFER_MESSAGES_MAX;
+    const again = (st: AckStatus) => {
+      if (!st.complete) sender.publish('t', `f${++followUps}`);
+    };
+    for (let i = 1; i <= total; i++) sender.publish('t', `m${i}`, i % every === 0 ? again : undefined);
+    expect(followUps).toBeGreaterThan(RELIABLE_BUFFER_MESSAGES_MAX / 8);
+    expect(sender.highestSeq).toBe(total + followUps);
+    // This many messages at one instant overrun the receiver's window and the sender's buffer, so
+    // not all arrive; what does arrives once and in order, in well-formed datagrams (a callback
+    // that published between numbering a message and packing it wrote a backwards sequence delta).
+    h.c.rt.runFor(5_000);
+    const seqs = seqsFrom(h, r, s);
+    expect(seqs.length).toBeGreaterThan(RELIABLE_BUFFER_MESSAGES_MAX);
+    expect(seqs.every((q, i) => i === 0 || q > seqs[i - 1]!)).toBe(true);
+    expect(r.node.stats.dropped.attachment).toBe(0);
+  });
+
   it('memory stays bounded: send buffer, held messages and streams', async () => {
     const h = await harness(5, 2);
     h.c.rt.runFor(500);
