@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import Database from 'better-sqlite3';
-import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { NO_DROPS, SimCluster, type SimPeer } from '../support/cluster.js';
 import { KeyValue, KV_TAG } from '../../src/p2p/kv.js';
 import { envelopeOverhead } from '../../src/p2p/replication.js';
 import { acksSatisfied } from '../../src/p2p/replication.js';
@@ -240,15 +240,7 @@ describe('kv (simulation)', () => {
     expect(kc.c.handlerErrors()).toEqual([]);
     expect(scan.failed).toBe('');
     expect(sorted(scan.rows)).toEqual(sorted(foldLww(written).values()));
-    expect(c.node.stats.dropped).toEqual({
-      oversize: 0,
-      json: 0,
-      envelope: 0,
-      version: 0,
-      type: 0,
-      body: 0,
-      attachment: 0,
-    });
+    expect(c.node.stats.dropped).toEqual(NO_DROPS);
     expect(kc.c.handlerErrors()).toEqual([]);
     // The holder advertised its digest under the kv tag, not replication's.
     expect(typeof h.node.membership.ownTags[KV_TAG]).toBe('string');

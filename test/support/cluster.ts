@@ -3,7 +3,7 @@
  * keep only what a peer persisted (its id and incarnation), as a real crash keeps only SQLite.
  */
 import { randomBytes } from 'node:crypto';
-import { PeerNode, type NodeOptions } from '../../src/p2p/node.js';
+import { PeerNode, type NodeOptions, type NodeStats } from '../../src/p2p/node.js';
 import { PROFILES, type Profile } from '../../src/p2p/config.js';
 import { SimNetwork, type LinkFaults } from '../../src/p2p/transport/sim.js';
 import type { PeerEvent } from '../../src/p2p/protocol.js';
@@ -127,3 +127,14 @@ export function idFrom(random: () => number): string {
 export function randomId(): string {
   return randomBytes(8).toString('hex');
 }
+
+/** A node's `stats.dropped` when it refused no datagram: what a clean run must end with. */
+export const NO_DROPS: NodeStats['dropped'] = {
+  oversize: 0,
+  json: 0,
+  envelope: 0,
+  version: 0,
+  type: 0,
+  body: 0,
+  attachment: 0,
+};
