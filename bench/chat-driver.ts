@@ -73,7 +73,6 @@ let tally = new Tally();
 /** Whether to keep every message's latency (the rate phases); throughput runs only count. */
 let keepLatencies = true;
 let latenciesUs: number[] = [];
-let firstAt = 0n;
 let lastAt = 0n;
 let firstSentAt = 0;
 let lostReported = 0;
@@ -82,7 +81,6 @@ rd.on(TOPIC, (d) => {
   const now = hr();
   const n = tally.add(d.payload);
   if (keepLatencies) latenciesUs.push((Number(now) - tally.sentAt) / 1000);
-  if (tally.deliveries === 1) firstAt = now;
   // Numbering restarts at 1 on reset, so message 1 is the first each sender published.
   if (n === 1 && (firstSentAt === 0 || tally.sentAt < firstSentAt)) firstSentAt = tally.sentAt;
   lastAt = now;
@@ -149,7 +147,6 @@ function report(withLatencies: boolean): Record<string, unknown> {
     perSender: tally.perSender(),
     latenciesUs: withLatencies ? latenciesUs : [],
     deliveries: tally.deliveries,
-    firstAt: String(firstAt),
     lastAt: String(lastAt),
     firstSentAt: String(firstSentAt),
     lostReported,
@@ -189,7 +186,7 @@ rl.on('line', (line) => {
       tally = new Tally();
       keepLatencies = c.latencies !== false;
       latenciesUs = [];
-      firstAt = lastAt = 0n;
+      lastAt = 0n;
       firstSentAt = 0;
       lostReported = 0;
       seq = 0;

@@ -99,7 +99,7 @@ const MEMBER_EVIDENCE_MIN = 4;
  * through, which looks the same), so neither a death nor the loss window raises the score. Under a flood at
  * 70 % loss with 4 members, all of 12 heartbeats in a row are lost with probability 1.4 %.
  */
-export const SILENCE_IS_PARTITION_INTERVALS = 3;
+const SILENCE_IS_PARTITION_INTERVALS = 3;
 
 export interface LocalHealth {
   /** 0 (healthy) .. HEALTH_SCORE_MAX; suspicion and death timeouts are multiplied by 1 + score. */

@@ -30,7 +30,7 @@ import { parseAddress, type Address, type Transport } from './transport/transpor
  */
 export const MULTICAST_LOOPBACK_GRACE_MS = 2000;
 export const MULTICAST_LOOPBACK_PROBE_EVERY_MS = 30_000;
-export const MULTICAST_LOOPBACK_PROBE_MS = 1000;
+const MULTICAST_LOOPBACK_PROBE_MS = 1000;
 
 export interface NodeOptions {
   id: PeerId;
