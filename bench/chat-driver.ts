@@ -10,8 +10,9 @@
  *
  * Control: one JSON command per stdin line, one JSON event per stdout line.
  *   {"cmd":"members"}                                → {"ev":"members","live":N}
- *   {"cmd":"reset","latencies":false}                → {"ev":"reset"}   (clears what was received; numbering restarts at 1;
- *                                                       latencies: keep each message's latency, true by default)
+ *   {"cmd":"reset","latencies":false,"mark":M}       → {"ev":"reset"}   (clears what was received; numbering restarts at 1;
+ *                                                       latencies: keep each message's latency, true by default;
+ *                                                       mark: report when the M-th message was delivered, as markedAt)
  *   {"cmd":"rate","perS":R,"ms":T,"size":B}          → {"ev":"sent","count":N,"ms":..}
  *   {"cmd":"blast","count":N,"size":B,"window":W}    → {"ev":"sent","count":N,"ms":..} (W chunks of 256 in flight)
  *   {"cmd":"report","latencies":false}               → {"ev":"report",...} (latencies: true by default)
@@ -148,6 +149,7 @@ function report(withLatencies: boolean): Record<string, unknown> {
     latenciesUs: withLatencies ? latenciesUs : [],
     deliveries: tally.deliveries,
     lastAt: String(lastAt),
+    markedAt: String(tally.markedAt),
     firstSentAt: String(firstSentAt),
     lostReported,
     cpuPercent: ((cpu.user + cpu.system) / 1000 / (performance.now() - cpuWallAt)) * 100,
@@ -171,6 +173,7 @@ rl.on('line', (line) => {
     size?: number;
     count?: number;
     latencies?: boolean;
+    mark?: number;
     window?: number;
   };
   try {
@@ -183,7 +186,7 @@ rl.on('line', (line) => {
     case 'members':
       return out({ ev: 'members', live: node.membership.live().length });
     case 'reset':
-      tally = new Tally();
+      tally = new Tally(c.mark ?? 0);
       keepLatencies = c.latencies !== false;
       latenciesUs = [];
       lastAt = 0n;

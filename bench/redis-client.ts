@@ -1,13 +1,14 @@
 /**
  * Redis pub/sub clients for bench/chat.ts, one process per client like the peer drivers:
- *   node --import tsx bench/redis-client.ts sub PORT CHANNEL SIZE COUNT
+ *   node --import tsx bench/redis-client.ts sub PORT CHANNEL SIZE COUNT [MARK]
  *   node --import tsx bench/redis-client.ts count PORT CHANNEL SIZE COUNT
  *   node --import tsx bench/redis-client.ts pub PORT CHANNEL SIZE COUNT
  *
  * sub: SUBSCRIBE with ioredis, prints {"ev":"ready"} on the confirmation, counts each message as
- *      the peer driver does (bench/tally.ts) and prints {"ev":"done",count,perSender,lastAt,cpuUs}
- *      when COUNT arrived (lastAt: CLOCK_MONOTONIC ns, the clock every process shares; cpuUs: its
- *      CPU time since the subscription was confirmed).
+ *      the peer driver does (bench/tally.ts) and prints {"ev":"done",count,perSender,lastAt,markedAt,cpuUs}
+ *      when COUNT arrived (lastAt: CLOCK_MONOTONIC ns, the clock every process shares; markedAt:
+ *      the same when the MARK-th message arrived; cpuUs: its CPU time since the subscription was
+ *      confirmed).
  * count: a raw socket that SUBSCRIBEs and counts message frames by their bytes (all the same
  *      length: fixed channel and payload size), parsing nothing; prints the same "ready" and
  *      "done" (without perSender).
@@ -24,7 +25,7 @@ const PUB_BATCH_COMMANDS = 256;
 /** Unanswered PUBLISH commands at most, so Redis's output buffers stay bounded. */
 const PUB_IN_FLIGHT_MAX = 4096;
 
-const [mode, portArg, channel = 'bench', sizeArg, countArg] = process.argv.slice(2);
+const [mode, portArg, channel = 'bench', sizeArg, countArg, markArg = '0'] = process.argv.slice(2);
 const port = Number(portArg);
 const size = Number(sizeArg);
 const count = Number(countArg);
@@ -45,7 +46,7 @@ const rawSocket = () => {
 if (mode === 'sub') {
   // The subscriber is what a Node application would run: ioredis, the most used client, which
   // parses every push and hands each message to a listener as a string, as the peer does.
-  const tally = new Tally();
+  const tally = new Tally(Number(markArg));
   const sub = new Redis({ host: '127.0.0.1', port, lazyConnect: true, enableOfflineQueue: false });
   let cpuAt = process.cpuUsage();
   sub.on('message', (_channel: string, message: string) => {
@@ -57,6 +58,7 @@ if (mode === 'sub') {
       count: tally.deliveries,
       perSender: tally.perSender(),
       lastAt: String(hr()),
+      markedAt: String(tally.markedAt),
       cpuUs: cpu.user + cpu.system,
     });
     sub.disconnect();
@@ -141,6 +143,9 @@ if (mode === 'sub') {
   });
   sock.on('connect', pump);
 } else {
-  out({ ev: 'error', message: `usage: redis-client.ts sub|count|pub PORT CHANNEL SIZE COUNT (got ${mode})` });
+  out({
+    ev: 'error',
+    message: `usage: redis-client.ts sub|count|pub PORT CHANNEL SIZE COUNT [MARK] (got ${mode})`,
+  });
   process.exit(2);
 }

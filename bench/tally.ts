@@ -26,10 +26,15 @@ export interface SenderTally {
 
 export class Tally {
   deliveries = 0;
+  /** CLOCK_MONOTONIC ns when the `markAt`-th message was counted (0n until then). */
+  markedAt = 0n;
   /** Send time of the last payload counted, ns of CLOCK_MONOTONIC. */
   sentAt = 0;
   /** Per sender index: how often each message number was delivered (index = number). */
   private counts = new Map<number, Uint8Array>();
+
+  /** markAt: the delivery count to stamp `markedAt` at (0: never), e.g. the end of a run's early part. */
+  constructor(private readonly markAt = 0) {}
 
   /** Counts one payload and returns its message number (0 if the payload is malformed). */
   add(p: string): number {
@@ -51,7 +56,7 @@ export class Tally {
     }
     if (arr[n]! < 255) arr[n]!++;
     this.sentAt = t;
-    this.deliveries++;
+    if (++this.deliveries === this.markAt) this.markedAt = hr();
     return n;
   }
 
