@@ -49,6 +49,12 @@ interface Joined {
   store: ChatStore;
 }
 
+/** The human display of lines (see display()). */
+interface Display {
+  flush(): void;
+  stop(): void;
+}
+
 export default class ChatCommand extends PeerCommand {
   static override summary =
     'Chat with the group: interactive, or scripted with --send, --listen, --bot, --history.';
@@ -178,21 +184,21 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
 
   private async listen(flags: FlagValues): Promise<void> {
     const j = await this.join(flags, CHAT_JOIN_HISTORY_LINES);
-    const stopDisplay = this.display(j);
-    this.showPresence(j);
+    const display = this.display(j);
+    this.showPresence(j, display);
     await untilSignal();
-    stopDisplay();
+    display.stop();
     await j.peer.stop();
   }
 
   private async bot(flags: FlagValues, everyMs: number): Promise<void> {
     const j = await this.join(flags, 0);
-    const stopDisplay = this.display(j);
+    const display = this.display(j);
     let n = 0;
     const timer = setInterval(() => j.chat.say(`${j.peer.node.name} bot message ${++n}`), everyMs);
     await untilSignal();
     clearInterval(timer);
-    stopDisplay();
+    display.stop();
     await j.peer.stop();
   }
 
@@ -248,8 +254,8 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       rl.prompt(true);
     };
     this.out = print;
-    const stopDisplay = this.display(j);
-    this.showPresence(j);
+    const display = this.display(j);
+    this.showPresence(j, display);
     print(
       chalk.gray(
         `you are ${name} at ${j.peer.node.address}; /msg NAME text, /who, /history [N], /quit (Ctrl-D) to leave`,
@@ -270,7 +276,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     });
     rl.prompt();
     await done;
-    stopDisplay();
+    display.stop();
     await j.peer.stop();
     process.stdout.write('\n');
   }
@@ -437,33 +443,40 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
 
   /**
    * Prints every new line: at once as JSON (scripts sort by the lamport field themselves), or
-   * held briefly and sorted by Lamport time for people. Returns a function that flushes and stops.
+   * held briefly and sorted by Lamport time for people. `flush` prints every held line now,
+   * `stop` flushes and stops.
    */
-  private display(j: Joined): () => void {
+  private display(j: Joined): Display {
     const me = j.peer.node.id;
     if (this.json) {
       j.chat.onLine((l) => this.printLine(l, me));
-      return () => {};
+      return { flush: () => {}, stop: () => {} };
     }
     const orderer = new LamportOrderer();
     j.chat.onLine((l) => orderer.push(l, performance.now()));
     const drain = (now: number) => orderer.drain(now).forEach((l) => this.printLine(l, me));
     const timer = setInterval(() => drain(performance.now()), DISPLAY_POLL_MS);
-    return () => {
-      clearInterval(timer);
-      drain(Infinity);
+    return {
+      flush: () => drain(Infinity),
+      stop: () => {
+        clearInterval(timer);
+        drain(Infinity);
+      },
     };
   }
 
-  private showPresence(j: Joined): void {
+  private showPresence(j: Joined, display: Display): void {
     if (this.json) return;
     j.peer.node.on((e: PeerEvent) => {
       if (e.kind === 'join' || e.kind === 'restart' || (e.kind === 'alive' && !e.refuted))
         this.out(chalk.gray(`${clockTime(Date.now())} ${paintName(e.member.name)} joined`));
-      else if (e.kind === 'left')
-        this.out(chalk.gray(`${clockTime(Date.now())} ${paintName(e.member.name)} left`));
-      else if (e.kind === 'dead')
-        this.out(chalk.gray(`${clockTime(Date.now())} ${paintName(e.member.name)} is gone (no heartbeat)`));
+      else if (e.kind === 'left' || e.kind === 'dead') {
+        // Whatever the member said arrived before it left, and may still be held for ordering:
+        // print it first, so its last words never show below "left".
+        display.flush();
+        const how = e.kind === 'left' ? 'left' : 'is gone (no heartbeat)';
+        this.out(chalk.gray(`${clockTime(Date.now())} ${paintName(e.member.name)} ${how}`));
+      }
     });
   }
 

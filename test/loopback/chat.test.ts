@@ -64,8 +64,8 @@ async function until(cond: () => boolean, withinMs: number): Promise<boolean> {
 }
 
 /** A listener is up once its database exists and the node is started (it announces itself then). */
-async function startListener(name: string, port: number, dataDir: string): Promise<Proc> {
-  const p = run(['--listen', '--json', '--name', name], port, dataDir);
+async function startListener(name: string, port: number, dataDir: string, json = true): Promise<Proc> {
+  const p = run(['--listen', ...(json ? ['--json'] : []), '--name', name], port, dataDir);
   expect(await until(() => fs.existsSync(path.join(dataDir, `${name}.db`)), 10_000)).toBe(true);
   return p;
 }
@@ -120,6 +120,22 @@ describe('peer chat on loopback', () => {
       .split('\n')
       .map((l) => JSON.parse(l).text);
     expect(texts).toEqual(['hello from alice', 'just for bob']);
+  });
+
+  it("for people, a sender's last line shows before it left, though lines are held for ordering", async () => {
+    const { port, dataDir } = setup();
+    const bob = await startListener('bob', port, dataDir, false);
+    for (const text of ['first words', 'last words']) {
+      const alice = run(['--name', 'alice', '--send', text], port, dataDir);
+      expect(await alice.exit).toBe(0);
+    }
+    // --send leaves right after the ack, well within the display's hold (CHAT_DISPLAY_HOLD_MS).
+    expect(await until(() => (bob.out.match(/alice left/g) ?? []).length === 2, 5_000)).toBe(true);
+    const seen = bob.out
+      .split('\n')
+      .map((l) => (l.endsWith('alice left') ? 'left' : /alice: (.*)$/.exec(l)?.[1]))
+      .filter((l) => l !== undefined);
+    expect(seen).toEqual(['first words', 'left', 'last words', 'left']);
   });
 
   it('--send --to a name nobody has fails with a clear message and exit 1', async () => {
