@@ -9,11 +9,14 @@ import { StoreError } from '../storage/store.js';
 
 export const EXIT_USAGE = 2;
 
+/** oclif's framing of flag errors: a header above them and a pointer to --help below. */
+const OCLIF_FRAMING = /^(See more help with|The following errors? occurred:?$)/;
+
 export function oneLine(message: string): string {
   return message
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => l !== '' && !/^See more help with/.test(l))
+    .filter((l) => l !== '' && !OCLIF_FRAMING.test(l))
     .join('; ');
 }
 

@@ -45,6 +45,12 @@ describe('one-line errors for bad input', () => {
     expectOneLineError(r, pattern);
   });
 
+  it('a flag that needs another names it, without oclif framing around it', async () => {
+    const r = await runCli(['chat', ...base(), '--to', 'bob', '--listen']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('peer: All of the following must be provided when using --to: --send');
+  });
+
   it('peer up refuses a port out of range', async () => {
     const r = await runCli(['up', ...base(), '--port', '70000']);
     expect(r.code).toBe(2);
