@@ -107,7 +107,7 @@ const SILENCE_IS_PARTITION_INTERVALS = 3;
  * check, e.g. 3 of the 5 heartbeats of the one other member of a group of 3 (0.86 %), 6 of 15
  * from 3 others. In groups of 3 and 4, where a check has only 1 or 2 others to go by, the ratio
  * threshold alone let ordinary loss slow a crash's detection (x3) in 23 of 200 simulated cuts at
- * 10 % loss; 3 with this (test/sim/membership-health.test.ts).
+ * 10 % loss; 3 with this (the cut-off test of test/sim/membership-health.test.ts, seeds 1-100).
  */
 const HEALTH_EVIDENCE_P = 0.01;
 
