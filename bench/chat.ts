@@ -395,8 +395,9 @@ async function blastPhase(lan: NetnsLan, config: BlastConfig, label: string): Pr
       const s = Number(BigInt(r.lastAt) - BigInt(r.firstSentAt)) / 1e9;
       return got / s;
     });
-    const perReceiverEarly = reports.map(
-      (r) => EARLY_MESSAGES / (Number(BigInt(r.markedAt) - BigInt(r.firstSentAt)) / 1e9),
+    // markedAt stays 0 at a receiver that never got EARLY_MESSAGES: no rate (NaN), not a negative one.
+    const perReceiverEarly = reports.map((r) =>
+      r.markedAt === '0' ? NaN : EARLY_MESSAGES / (Number(BigInt(r.markedAt) - BigInt(r.firstSentAt)) / 1e9),
     );
     const datagrams = sender.reliable.datagramsSent ?? 0;
     const repairs = sender.reliable.repairsSent ?? 0;
