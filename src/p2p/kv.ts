@@ -418,6 +418,7 @@ function channelContext(ctx: ProtocolContext, emit: (e: PeerEvent) => void): Pro
     broadcast: (type, body) => ctx.broadcast(toChannel(type), body),
     send: (to, type, body) => ctx.send(to, toChannel(type), body),
     emit,
+    refuse: (counter) => ctx.refuse(counter),
   };
 }
 

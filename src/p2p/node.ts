@@ -55,6 +55,8 @@ export interface NodeStats {
   /** Datagrams carrying our own id: another process started with our data dir, or a replay. */
   ownId: number;
   dropped: Record<DropReason, number>;
+  /** Messages dropped because a counter in them would move ours past its bound (bounds.ts), by counter. */
+  refused: Record<string, number>;
   /** Valid messages a protocol failed to handle: always a bug of ours, so tests assert zero. */
   handlerErrors: number;
   lastHandlerError: string;
@@ -71,6 +73,7 @@ export class PeerNode {
     bytesOut: 0,
     ownId: 0,
     dropped: { oversize: 0, json: 0, envelope: 0, version: 0, type: 0, body: 0, attachment: 0 },
+    refused: {},
     handlerErrors: 0,
     lastHandlerError: '',
   };
@@ -101,6 +104,9 @@ export class PeerNode {
       broadcast: (type, body, attachment) => this.transmit(null, type, body, attachment),
       send: (to, type, body, attachment) => this.transmit(to, type, body, attachment),
       emit: (e) => this.emit(e),
+      refuse: (counter) => {
+        this.stats.refused[counter] = (this.stats.refused[counter] ?? 0) + 1;
+      },
     };
     this.membership = new Membership(this.context, {
       timings: opts.profile.membership,

@@ -28,6 +28,11 @@ export interface ProtocolContext {
   /** Unicasts a message to one address; returns its Lamport time. */
   send(to: Address, type: string, body: unknown, attachment?: Uint8Array): number;
   emit(event: PeerEvent): void;
+  /**
+   * Counts a message dropped because a counter in it would move ours past its bound (bounds.ts),
+   * under the counter's name ('lamport', 'incarnation', 'term'...).
+   */
+  refuse(counter: string): void;
 }
 
 export interface Protocol {

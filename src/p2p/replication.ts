@@ -1276,6 +1276,7 @@ export function reconcilePair(
       lamport: () => lamport,
       broadcast: (type, body) => transmit(other, type, body),
       send: (_to, type, body) => transmit(other, type, body),
+      refuse: () => {},
       emit: (e) => {
         if (e.kind === 'replica-sync' && i === 0) {
           res.sessions++;

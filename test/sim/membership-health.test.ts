@@ -109,6 +109,7 @@ describe('local health: the stalled tick', () => {
       broadcast: () => 0,
       send: () => 0,
       emit: (e) => events.push(e),
+      refuse: () => {},
     };
     const m = new Membership(ctx, {
       timings: T,

@@ -69,6 +69,7 @@ function standalone(ctx: Partial<ProtocolContext> = {}, opts?: ReliableOptions):
     broadcast: () => 0,
     send: () => 0,
     emit: () => {},
+    refuse: () => {},
   };
   return new ReliableDelivery({ ...stub, ...ctx }, { live: () => [], get: () => undefined }, opts);
 }
