@@ -18,19 +18,22 @@
  * accepted datagrams, over an hour of a 100,000/s flood.
  *
  * Catching up. A legitimate group can be much further ahead: a fresh peer joins a group that has
- * counted for months, a partition heals after a busy side counted on, a lone peer keeps the time
- * of a long history. Such a peer must not be cut off for good, so a far-ahead time is adopted
- * once it has been claimed for a while: claims that agree (all within one step of each other),
- * at least LAMPORT_CATCH_UP_CLAIMS_MIN of them, spread over at least LAMPORT_CATCH_UP_MS, with no
- * silence of that length between two of them. A live group heartbeats several times a second, so
- * the peer behind catches up about a second after it first hears the group (its heartbeats are
- * refused until then, as if it heard nobody); one forged datagram, or a burst of copies, cannot.
- * The lowest agreeing claim is adopted (the least harm if it was forged), and a lower cluster of
- * claims replaces a higher one, so a forger claiming higher cannot hold back a real catch-up. The
- * trade-off, stated: in an open group, a forger that keeps sending one time for a second moves
- * every clock to it, as a far-ahead member would; that is why catching up stops at
- * LAMPORT_CATCH_UP_MAX, which no group reaches by counting (350 years at 100,000 events/s),
- * so the clocks keep 7.9 x 10^15 of room to count on afterwards. A keyed group admits no forger.
+ * counted for days (2^24 is 4 days at 50 events/s), a partition heals after a busy side counted
+ * on, a lone peer keeps the time of a long history. Such a peer must not be cut off, so a
+ * far-ahead time is adopted once claims that agree (all within one step of each other) come
+ *   - from LAMPORT_CATCH_UP_SENDERS_MIN different addresses: a newcomer's probe is answered at
+ *     once by every member, so it joins a group of two or more within a round trip; or
+ *   - for a while: at least LAMPORT_CATCH_UP_CLAIMS_MIN of them over at least LAMPORT_CATCH_UP_MS,
+ *     with no silence that long between two; a lone member heartbeats 4-5 times a second, so a
+ *     peer behind it catches up about a second after it first hears it (refusing its datagrams
+ *     until then, as if it heard nobody).
+ * One forged datagram, or a burst of copies from one socket, does neither. The lowest agreeing
+ * claim is adopted (the least harm if it was forged), and a lower cluster of claims replaces a
+ * higher one, so a forger claiming higher cannot hold back a real catch-up. The trade-off,
+ * stated: in an open group, a forger sending one time from two sockets, or from one for a
+ * second, moves every clock to it, as a far-ahead group would. That is why catching up stops at
+ * LAMPORT_CATCH_UP_MAX, which no group reaches by counting (350 years at 100,000 events/s), so
+ * the clocks keep 7.9 x 10^15 of room to count on afterwards. A keyed group admits no forger.
  */
 import { adoptable, loadable } from './bounds.js';
 
@@ -40,16 +43,20 @@ export const LAMPORT_STEP_MAX = 2 ** 24;
 export const LAMPORT_CATCH_UP_MS = 1000;
 /** ... and by at least this many envelopes (a live member heartbeats 4-5 times per second). */
 export const LAMPORT_CATCH_UP_CLAIMS_MIN = 3;
+/** Agreeing far-ahead claims from this many addresses are adopted at once (a group answering a probe). */
+export const LAMPORT_CATCH_UP_SENDERS_MIN = 2;
 /** No time above this is ever caught up with, only reached by counting or in steps. */
 export const LAMPORT_CATCH_UP_MAX = 2 ** 50;
 
-/** Far-ahead claims that agree: their lowest and highest time, and when they came. */
+/** Far-ahead claims that agree: their lowest and highest time, when and from where they came. */
 interface Claim {
   low: number;
   high: number;
   first: number;
   last: number;
   count: number;
+  /** Addresses they came from, up to LAMPORT_CATCH_UP_SENDERS_MIN. */
+  senders: Set<string>;
 }
 
 export class LamportClock {
@@ -73,12 +80,12 @@ export class LamportClock {
   }
 
   /**
-   * A received time at `now` (ms): merged, returning true, when the bounds allow it or it
-   * completes a catch-up; false when the whole envelope must be refused.
+   * A time received at `now` (ms) from address `from`: merged, returning true, when the bounds
+   * allow it or it completes a catch-up; false when the whole envelope must be refused.
    */
-  receive(received: number, now: number): boolean {
+  receive(received: number, now: number, from: string): boolean {
     if (!adoptable(this.t, received, LAMPORT_STEP_MAX)) {
-      if (received > LAMPORT_CATCH_UP_MAX || !this.claimed(received, now)) return false;
+      if (received > LAMPORT_CATCH_UP_MAX || !this.claimed(received, now, from)) return false;
       this.merge(this.claim!.low);
       this.claim = null;
     }
@@ -91,11 +98,11 @@ export class LamportClock {
   }
 
   /** Records a far-ahead claim; true once the agreeing claims are enough to adopt. */
-  private claimed(time: number, now: number): boolean {
+  private claimed(time: number, now: number, from: string): boolean {
     const c = this.claim;
     if (!c || now - c.last > LAMPORT_CATCH_UP_MS || time < c.high - LAMPORT_STEP_MAX) {
       // None yet, gone silent, or a lower cluster: start over from this claim.
-      this.claim = { low: time, high: time, first: now, last: now, count: 1 };
+      this.claim = { low: time, high: time, first: now, last: now, count: 1, senders: new Set([from]) };
       return false;
     }
     if (time > c.low + LAMPORT_STEP_MAX) return false; // a higher claim that disagrees
@@ -103,6 +110,10 @@ export class LamportClock {
     c.high = Math.max(c.high, time);
     c.last = now;
     c.count++;
-    return c.count >= LAMPORT_CATCH_UP_CLAIMS_MIN && now - c.first >= LAMPORT_CATCH_UP_MS;
+    if (c.senders.size < LAMPORT_CATCH_UP_SENDERS_MIN) c.senders.add(from);
+    return (
+      c.senders.size >= LAMPORT_CATCH_UP_SENDERS_MIN ||
+      (c.count >= LAMPORT_CATCH_UP_CLAIMS_MIN && now - c.first >= LAMPORT_CATCH_UP_MS)
+    );
   }
 }

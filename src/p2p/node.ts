@@ -261,7 +261,7 @@ export class PeerNode {
     }
     // An impostor or an out-of-bound counter refuses the whole envelope, before anything reads it.
     if (!this.membership.admit(env, from)) return;
-    if (!this.clock.receive(env.l, this.opts.runtime.now())) {
+    if (!this.clock.receive(env.l, this.opts.runtime.now(), from)) {
       this.context.refuse('lamport');
       return;
     }
