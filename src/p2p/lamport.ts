@@ -13,8 +13,8 @@
  * sender's time + 1, so two members in contact differ by the events one of them counts between two
  * of its datagrams the other hears: events/s x a heartbeat interval or two. Even at 1,000,000
  * events/s (a chat or kv bench ticks once per message) and 1.1 s of loss that is about 2^20;
- * LAMPORT_STEP_MAX is 2^24, about 15 times that. What the step costs a forger: with catching up capped
- * (below), walking a clock from LAMPORT_CATCH_UP_MAX to COUNTER_MAX takes about 4.7 x 10^8
+ * LAMPORT_STEP_MAX is 2^24, about 15 times that. What the step costs a forger: with catching up
+ * capped (below), walking a clock from LAMPORT_CATCH_UP_MAX to COUNTER_MAX takes about 4.7 x 10^8
  * accepted datagrams, over an hour of a 100,000/s flood.
  *
  * Catching up. A legitimate group can be much further ahead: a fresh peer joins a group that has
