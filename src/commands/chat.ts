@@ -7,6 +7,7 @@ import { networkFlags } from '../cli/flags.js';
 import { defaultName, networkSettings, startPeer, untilSignal, type RunningPeer } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
+import { escapeForTerminal } from '../cli/sanitize.js';
 import {
   Chat,
   ChatError,
@@ -270,7 +271,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       try {
         if (this.command(j, raw.trim(), print) === 'quit') rl.close();
       } catch (err) {
-        print(chalk.red((err as Error).message));
+        print(chalk.red(escapeForTerminal((err as Error).message)));
       }
       rl.prompt();
     });
@@ -319,7 +320,8 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         if (targets.length === 0) throw new ChatError(`no chat member named '${to}' is online (see /who)`);
         for (const m of targets)
           j.chat.whisper(m.id, text, (r) => {
-            if (!r.ok) print(chalk.red(`direct message to ${m.name} failed: ${reasonText(r.reason)}`));
+            if (!r.ok)
+              print(chalk.red(`direct message to ${paintName(m.name)} failed: ${reasonText(r.reason)}`));
           });
         return;
       }
@@ -337,7 +339,8 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
 
   /** Exit 1 with one line on stderr: the peer ran fine, the message did not get through. */
   private notDelivered(message: string): never {
-    process.stderr.write(`${this.config.bin}: ${message}\n`);
+    // The message names members: escaped like every remote name.
+    process.stderr.write(`${this.config.bin}: ${escapeForTerminal(message)}\n`);
     return this.exit(EXIT_NOT_DELIVERED);
   }
 
@@ -375,7 +378,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
             .then((cp) => receiveChatLine(cp, l))
             .catch((err: unknown) => {
               process.stderr.write(
-                `peer: chat line from ${l.fromName} not stored: ${(err as Error).message}\n`,
+                `peer: chat line from ${escapeForTerminal(l.fromName)} not stored: ${(err as Error).message}\n`,
               );
               throw err; // keeps the line unacknowledged
             }),
@@ -505,11 +508,11 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         ? ''
         : ` ${chalk.gray('→')} ${l.to === me ? chalk.bold('you') : paintName(l.toName ?? l.to)}`;
     const tag = l.history ? chalk.gray(' (history)') : '';
-    return `${chalk.gray(`${clockTime(l.at)} L${l.lamport}`)} ${paintName(l.fromName)}${to}${tag}: ${l.text}`;
+    return `${chalk.gray(`${clockTime(l.at)} L${l.lamport}`)} ${paintName(l.fromName)}${to}${tag}: ${escapeForTerminal(l.text)}`;
   }
 
   private printLost(r: LostReport): void {
-    const what = `${r.count} ${r.count === 1 ? 'message' : 'messages'} from ${r.fromName} ${r.count === 1 ? 'was' : 'were'} lost`;
+    const what = `${r.count} ${r.count === 1 ? 'message' : 'messages'} from ${paintName(r.fromName)} ${r.count === 1 ? 'was' : 'were'} lost`;
     if (this.json)
       this.out(
         JSON.stringify({
@@ -544,7 +547,7 @@ function reasonText(reason: string): string {
     case 'busy':
       return 'too many unacknowledged messages to that peer';
     default:
-      return reason;
+      return escapeForTerminal(reason);
   }
 }
 

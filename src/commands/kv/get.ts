@@ -12,6 +12,7 @@ import {
   type ReadResult,
 } from '../../cli/kv.js';
 import { keyProblem } from '../../storage/kv.js';
+import { escapeForTerminal } from '../../cli/sanitize.js';
 
 export default class KvGet extends PeerCommand {
   static override summary = 'Print the value of KEY.';
@@ -35,13 +36,14 @@ export default class KvGet extends PeerCommand {
       const r = await client.read(args.key, policy, flags.timeout);
       if (!r.ok) {
         process.stderr.write(
-          `${this.config.bin}: ${r.answered.length} of ${r.known} holders answered within ${flags.timeout} ms (--read ${flags.read})${r.answered.length ? `: ${r.answered.join(', ')}` : ''}\n`,
+          `${this.config.bin}: ${r.answered.length} of ${r.known} holders answered within ${flags.timeout} ms (--read ${flags.read})${r.answered.length ? `: ${escapeForTerminal(r.answered.join(', '))}` : ''}\n`,
         );
         process.exitCode = EXIT_NOT_CONFIRMED;
       } else if (!r.found) {
         process.stderr.write(`${this.config.bin}: ${args.key}: not found${r.version ? ' (deleted)' : ''}\n`);
         process.exitCode = EXIT_NOT_FOUND;
-      } else if (!this.jsonEnabled()) this.log(r.value!);
+        // A value is any text a writer chose: escaped for a person, exact with --json.
+      } else if (!this.jsonEnabled()) this.log(escapeForTerminal(r.value!));
       return r;
     } finally {
       await client.stop();
