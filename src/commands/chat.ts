@@ -135,9 +135,11 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       );
     const store = PeerStore.open(dataDir, name);
     try {
-      const lines = ChatStore.on(store).recent(n);
+      const chat = ChatStore.on(store);
+      const lines = chat.recent(n);
       if (lines.length === 0 && !this.json) this.log(chalk.gray('no stored messages'));
       for (const l of lines) this.printLine(l, store.getMeta('peer_id'));
+      warnRejected(chat);
     } finally {
       store.close();
     }
@@ -308,8 +310,11 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         if (!Number.isSafeInteger(n) || n < 1)
           throw new ChatError('usage: /history [N], N a positive number');
         const lines = j.store.recent(Math.min(n, CHAT_HISTORY_KEEP_MAX * 10));
+        const skipped = j.store.rejected;
         if (lines.length === 0) print(chalk.gray('no stored messages'));
         for (const l of lines) print(this.formatLine(l, j.peer.node.id));
+        if (skipped > 0) print(chalk.yellow(rejectedText(skipped)));
+        j.store.rejected = 0;
         return;
       }
       case '/msg': {
@@ -394,6 +399,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     });
     if (!peer.checkpoints) throw new Error('chat runs a full peer: it has a checkpoint store');
     storeReady(peer.checkpoints);
+    warnRejected(joined!.store);
     return { peer, ...joined! };
   }
 
@@ -549,6 +555,16 @@ function reasonText(reason: string): string {
     default:
       return escapeForTerminal(reason);
   }
+}
+
+function rejectedText(n: number): string {
+  return `${n} stored line(s) failed validation (damaged or forged) and were skipped; see docs/chat.md`;
+}
+
+/** Stored lines that failed validation are never shown or served; say how many, once. */
+function warnRejected(store: ChatStore): void {
+  if (store.rejected > 0) process.stderr.write(`peer: ${rejectedText(store.rejected)}\n`);
+  store.rejected = 0;
 }
 
 function checkText(text: string): void {
