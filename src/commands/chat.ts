@@ -310,11 +310,9 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         if (!Number.isSafeInteger(n) || n < 1)
           throw new ChatError('usage: /history [N], N a positive number');
         const lines = j.store.recent(Math.min(n, CHAT_HISTORY_KEEP_MAX * 10));
-        const skipped = j.store.rejected;
         if (lines.length === 0) print(chalk.gray('no stored messages'));
         for (const l of lines) print(this.formatLine(l, j.peer.node.id));
-        if (skipped > 0) print(chalk.yellow(rejectedText(skipped)));
-        j.store.rejected = 0;
+        if (j.store.rejectedLastRead > 0) print(chalk.yellow(rejectedText(j.store.rejectedLastRead)));
         return;
       }
       case '/msg': {
@@ -561,10 +559,9 @@ function rejectedText(n: number): string {
   return `${n} stored line(s) failed validation (damaged or forged) and were skipped; see docs/chat.md`;
 }
 
-/** Stored lines that failed validation are never shown or served; say how many, once. */
+/** Stored lines that failed validation are never shown or served: say how many the last read skipped. */
 function warnRejected(store: ChatStore): void {
-  if (store.rejected > 0) process.stderr.write(`peer: ${rejectedText(store.rejected)}\n`);
-  store.rejected = 0;
+  if (store.rejectedLastRead > 0) process.stderr.write(`peer: ${rejectedText(store.rejectedLastRead)}\n`);
 }
 
 function checkText(text: string): void {

@@ -8,7 +8,7 @@
  *
  * Lines read back are validated like datagrams (isChatLine: the wire's limits), because what they
  * hold came from the network and the file may be damaged: a bad row is skipped and counted in
- * `rejected`, never shown, served to a newcomer, or used to set the Lamport clock.
+ * `rejectedLastRead`, never shown, served to a newcomer, or used to set the Lamport clock.
  */
 import type Database from 'better-sqlite3';
 import { isChatLine, type ChatLine } from '../p2p/chat.js';
@@ -35,8 +35,8 @@ interface LineRow {
 export class ChatStore {
   private readonly insertLine: Database.Statement;
   private readonly insertLost: Database.Statement;
-  /** Rows recent() skipped because they failed validation. */
-  rejected = 0;
+  /** Rows the last recent() skipped because they failed validation. */
+  rejectedLastRead = 0;
 
   constructor(private readonly db: Database.Database) {
     db.exec(`
@@ -103,6 +103,7 @@ export class ChatStore {
       )
       .all(n) as LineRow[];
     const lines: ChatLine[] = [];
+    this.rejectedLastRead = 0;
     for (const r of rows) {
       const line: ChatLine = {
         id: r.id,
@@ -116,7 +117,7 @@ export class ChatStore {
         history: r.history === 1,
       };
       if ((r.history === 0 || r.history === 1) && isChatLine(line)) lines.push(line);
-      else this.rejected++;
+      else this.rejectedLastRead++;
     }
     return lines;
   }

@@ -44,7 +44,10 @@ describe('ChatStore reads', () => {
 
     const got = store.recent(100);
     expect(got).toEqual([hostileText, line(10)]);
-    expect(store.rejected).toBe(bad.length + 1);
+    expect(store.rejectedLastRead).toBe(bad.length + 1);
+    // The count is per read: the newest row alone is the one past the bound.
+    expect(store.recent(1)).toEqual([]);
+    expect(store.rejectedLastRead).toBe(1);
     // A Lamport time past the bound must not be where a restarted peer stamps from.
     expect(store.maxLamport()).toBe(10);
     db.close();
