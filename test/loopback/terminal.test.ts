@@ -6,6 +6,7 @@
  * network namespace (see the working rules).
  */
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli, startCli, tempDir, testPort, type Lines, loopbackFlags } from '../support/proc.js';
 
@@ -33,7 +34,8 @@ const text = (p: Lines) => p.lines.join('\n');
 
 describe('remote text reaches a terminal escaped, and --json exact', () => {
   it('chat: a --listen reader, a late joiner, and --history show the hostile line escaped', async () => {
-    const net = loopbackFlags(testPort(), path.join(tempDir('term-chat'), 'data'), 'local');
+    const dataDir = path.join(tempDir('term-chat'), 'data');
+    const net = loopbackFlags(testPort(), dataDir, 'local');
     const bob = start(['chat', ...net, '--name', 'bob', '--listen']);
     const carol = start(['chat', ...net, '--name', 'carol', '--listen', '--json']);
     await bob.until((l) => text(l).includes('carol joined'), 20_000, 'bob to see carol');
@@ -62,6 +64,23 @@ describe('remote text reaches a terminal escaped, and --json exact', () => {
     const histJson = await runCli(['chat', ...net, '--name', 'bob', '--history', '10', '--json']);
     expect(histJson.code, histJson.stderr).toBe(0);
     expect(JSON.parse(histJson.stdout.trim()).text).toBe(HOSTILE);
+
+    // A row the wire would refuse (a name with an ESC), written into the file behind chat's back:
+    // skipped and counted, in both forms.
+    const db = new Database(path.join(dataDir, 'bob.db'));
+    db.prepare(
+      `INSERT INTO chat_messages (id, sender_id, sender_name, text, lamport, sent_at, received_at)
+       VALUES ('0123456789abcdef/1/1', '0123456789abcdef', 'mallory\x1b[2J', 'forged', 1, 0, 0)`,
+    ).run();
+    db.close();
+    for (const json of [[], ['--json']]) {
+      const checked = await runCli(['chat', ...net, '--name', 'bob', '--history', '10', ...json]);
+      expect(checked.code, checked.stderr).toBe(0);
+      expect(checked.stdout).not.toContain('forged');
+      expect(checked.stderr).toContain(
+        '1 stored line(s) failed validation (damaged or forged) and were skipped',
+      );
+    }
   }, 90_000);
 
   it('kv: get, dump and the shell show a hostile value escaped; get --json carries it exactly', async () => {
