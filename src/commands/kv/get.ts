@@ -17,7 +17,7 @@ import { escapeForTerminal } from '../../cli/sanitize.js';
 export default class KvGet extends PeerCommand {
   static override summary = 'Print the value of KEY.';
   static override description =
-    'Asks every kv holder and waits until --read of them answered (default: a majority); prints the newest value among the answers (last writer wins). With --read majority after a write with --acks majority (or any read after --acks all), the read returns that write or a later one. Exits 0 with the value, 3 if the key does not exist (or was deleted), 1 if too few holders answered within --timeout, 2 on bad input.';
+    'Asks every kv holder and waits until --read of them answered (default: a majority); prints the newest value among the answers (last writer wins). With --read majority after a write with --acks majority (or any read after --acks all), the read returns that write or a later one. Exits 0 with the value, 3 if the key does not exist (or was deleted), 1 if too few holders answered within --timeout, 2 on bad input. Control characters, escape sequences, CR/LF/TAB and bidi characters in the value are printed as visible escapes (\\x1b, \\n, \\u202e), so a value cannot drive the terminal; --json prints the exact value.';
   static override examples = [
     '<%= config.bin %> kv get color --interface 127.0.0.1',
     '<%= config.bin %> kv get color --read all --json',
