@@ -18,6 +18,7 @@ import type { ReliableDelivery } from '../p2p/reliable.js';
 import { checkGroup, resolveInterface, UsageError } from './network.js';
 import { keySettings, securityLayers, type KeySettings, type SecurityLayers } from './security.js';
 import { runtimeFromEnv } from './coordination.js';
+import { escapeForTerminal } from './sanitize.js';
 
 export interface NetworkFlagValues {
   name?: string;
@@ -172,7 +173,8 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     checkpointing.attach(node);
     const r = checkpointing.report;
     if (opts.onRecovered) opts.onRecovered(r, recoveryLine(r));
-    else if (worthReporting(r)) process.stderr.write(`peer: ${recoveryLine(r)}\n`);
+    // The line quotes what the database held: escaped.
+    else if (worthReporting(r)) process.stderr.write(`peer: ${escapeForTerminal(recoveryLine(r))}\n`);
   }
   let stopped: Promise<void> | null = null;
   return {
