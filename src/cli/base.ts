@@ -9,8 +9,11 @@ import { StoreError } from '../storage/store.js';
 
 export const EXIT_USAGE = 2;
 
-/** oclif's framing of flag errors: a header above them and a pointer to --help below. */
-const OCLIF_FRAMING = /^(See more help with|The following errors? occurred:?$)/;
+/**
+ * oclif's framing of flag errors: a header above them, "Parsing --flag" above an error thrown by
+ * a flag's own check (which names the flag itself), and a pointer to --help below.
+ */
+const OCLIF_FRAMING = /^(See more help with|The following errors? occurred:?$|Parsing --[a-z-]+$)/;
 
 export function oneLine(message: string): string {
   return message
