@@ -20,9 +20,8 @@
  * `peer doctor`) do not: SQLite's WAL lets them read while the peer writes.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import Database from 'better-sqlite3';
-import { StoreError, ensureDataDir } from './store.js';
+import { StoreError, ensureDataDir, peerFile } from './store.js';
 
 export const LOCK_FILE_SUFFIX = '.lock';
 export const HOLDER_FILE_SUFFIX = '.pid';
@@ -37,9 +36,8 @@ export class DataDirLock {
   /** Takes the lock of peer `name` in `dataDir` (creating the dir), or throws one line saying who holds it. */
   static acquire(dataDir: string, name: string): DataDirLock {
     ensureDataDir(dataDir);
-    const base = path.join(dataDir, encodeURIComponent(name));
-    const file = base + LOCK_FILE_SUFFIX;
-    const holderFile = base + HOLDER_FILE_SUFFIX;
+    const file = peerFile(dataDir, name, LOCK_FILE_SUFFIX);
+    const holderFile = peerFile(dataDir, name, HOLDER_FILE_SUFFIX);
     let db: Database.Database | undefined;
     try {
       db = new Database(file, { timeout: 0 });

@@ -56,9 +56,14 @@ export interface PeerRow {
   connected: boolean;
 }
 
-export function databasePath(dataDir: string, name: string): string {
+/** A file of peer `name` in the data dir: `<name><suffix>` (the database, its lock, ...). */
+export function peerFile(dataDir: string, name: string, suffix: string): string {
   // Names may hold characters a file system dislikes; encoding keeps simple names readable.
-  return path.join(dataDir, `${encodeURIComponent(name)}.db`);
+  return path.join(dataDir, `${encodeURIComponent(name)}${suffix}`);
+}
+
+export function databasePath(dataDir: string, name: string): string {
+  return peerFile(dataDir, name, '.db');
 }
 
 export class PeerStore {
