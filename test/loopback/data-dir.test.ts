@@ -4,7 +4,7 @@
  * - a second `peer kv serve` with the same --name and --data-dir exits 2 with one line naming the
  *   first one's pid, and the first runs on (it still acknowledges writes); `peer recover` is
  *   refused the same way while it runs, and the read-only `task list --local` still works; after
- *   kill -9 of the first, a restart takes the lock.
+ *   kill -9 of the first, `peer recover` and then a restart take the lock.
  * - the WAL of a running holder is deleted after 20 acknowledged puts (small enough to stay in the
  *   WAL): the holder says so in one line, and after kill -9 and a restart all 20 are there.
  */
@@ -68,7 +68,10 @@ describe('a data dir on loopback', () => {
     const put = await runCli(['kv', 'put', 'k', 'v', ...net, '--acks', 'all']);
     expect(put.code, put.stderr).toBe(0);
 
+    // The kernel dropped the lock with its holder: nothing stale blocks recover or a restart.
     await killHard(first);
+    const recovered = await runCli(['recover', '--name', 'h1', '--data-dir', dir]);
+    expect(recovered.code, recovered.stderr).toBe(0);
     const restarted = serve(net, 'h1');
     await restarted.until((l) => up(l) !== undefined || l.child.exitCode !== null, 20_000, 'the restart up');
     expect(restarted.child.exitCode, restarted.stderr.join('')).toBeNull();
