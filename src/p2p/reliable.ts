@@ -61,12 +61,16 @@
  *   from a crashed sender stays lost for the second one (and is reported).
  * - A receiver more than RELIABLE_BUFFER_MESSAGES_MAX messages behind loses the difference
  *   (reported as lost with reason 'evicted').
- * - Forged or corrupt numbers (open group: anyone can claim a sender's id). A stream's epoch is
- *   never above its sender's incarnation (as membership knows it, and as the envelope says); a
- *   sequence further than RELIABLE_SEQ_STEP_MAX ahead of where a stream stands is refused
- *   (bounds.ts). Skipping a gap reports the missing run as one range whatever its length. A
- *   sender repairs only what it sent, once and in order, whatever ranges a NACK lists, and takes
- *   no ack past what it sent.
+ * - Forged or corrupt numbers (open group: anyone can claim a sender's id). A stream is taken
+ *   only from one address, its sender's (a process sends everything from its unicast socket):
+ *   membership's word decides where that is. A stream's epoch is never above its sender's
+ *   incarnation (as membership knows it, and as the envelope says); a sequence further than
+ *   RELIABLE_SEQ_STEP_MAX ahead of where a stream stands is refused (bounds.ts). Skipping a gap
+ *   reports the missing run as one range whatever its length. A sender repairs only what it
+ *   sent, once and in order, whatever ranges a NACK lists, and takes acks only from the member's
+ *   address and never past what it sent. Each refusal is counted under its bound's name
+ *   ('address', 'epoch', 'seq', 'lamport'). Limit: while a forger can move membership's idea of
+ *   a member's address (membership.ts decides), it can interleave with that member's stream.
  * - Memory: the send buffer is bounded in messages and bytes; each receiver stream holds at most
  *   RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX out-of-order messages and all streams together at most
  *   RELIABLE_HELD_MESSAGES_TOTAL_MAX; streams are at most RELIABLE_STREAMS_MAX (closed ones are
