@@ -1032,7 +1032,7 @@ export class ReliableDelivery implements Protocol {
     if (s && impostor)
       this.heldTotal -= s.held.size; // nothing of it was the sender's to report
     else if (s) this.close(s, 'sender-restarted'); // a new epoch: the old stream cannot be repaired
-    if (!s && this.streams.size >= RELIABLE_STREAMS_MAX && !this.evictClosedStream()) {
+    if (!s && this.streams.size >= RELIABLE_STREAMS_MAX && !this.evictStream()) {
       this.stats.streamsRefused++;
       return null;
     }
@@ -1105,12 +1105,27 @@ export class ReliableDelivery implements Protocol {
     return false;
   }
 
-  private evictClosedStream(): boolean {
+  /**
+   * Makes room for a new stream: forgets the oldest closed one or, failing that, the oldest open
+   * one whose sender membership does not know. Made-up sender ids never close (nobody declares
+   * them dead), so without the second a flood of them would lock every new sender out for good;
+   * a real sender is known within a heartbeat, and one forgotten before that rejoins at its join
+   * point.
+   */
+  private evictStream(): boolean {
     let oldest: InStream | undefined;
     for (const s of this.streams.values())
       if (s.closedAt !== null && (!oldest || s.closedAt < (oldest.closedAt ?? 0))) oldest = s;
-    if (oldest) this.streams.delete(oldest.from);
-    return oldest !== undefined;
+    if (!oldest)
+      for (const s of this.streams.values())
+        if (!this.membership.get(s.from)) {
+          oldest = s;
+          break;
+        }
+    if (!oldest) return false;
+    this.heldTotal -= oldest.held.size;
+    this.streams.delete(oldest.from);
+    return true;
   }
 
   private onData(env: Envelope<DataBody>, from: Address): void {
