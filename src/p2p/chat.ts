@@ -274,6 +274,13 @@ export class Chat implements Protocol {
       return;
     }
     const [id, from, fromName, to, toName, text, lamport, at] = v;
+    // A line served as history was stamped before the message serving it (a member's clock is
+    // past every line it holds). A later time is forged, and would outlast its forger: stored,
+    // served again, and a restarted peer starts its clock above the lines it stored.
+    if (lamport >= d.lamport) {
+      this.ctx.refuse('lamport');
+      return;
+    }
     // Any answer ends the search, even one with nothing new.
     this.historyDone = true;
     this.stats.historyReceived++;
