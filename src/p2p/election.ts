@@ -38,6 +38,7 @@
  * claim and takes over again with a higher term.
  */
 import { is, type Envelope, type PeerId } from './wire.js';
+import { adoptable } from './bounds.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Membership, Tags } from './membership.js';
 import type { Address } from './transport/transport.js';
@@ -57,6 +58,14 @@ export interface ElectionTimings {
 export const PRIORITY_MAX = 1_000_000;
 /** A claim is multicast this many times back to back; tags repair any further loss. */
 export const CLAIM_COPIES = 2;
+/**
+ * Largest step a term from another peer may take above the highest term we know (bounds.ts).
+ * Terms rise by one per election, so after a partition the two sides differ by the elections each
+ * held alone: hours of back-to-back elections to reach this. A forged claim further ahead is
+ * refused, so no single message can push the group's term near the end of the safe range, where
+ * the next election's term (+1) is one that every decoder refuses and each candidate leads alone.
+ */
+export const TERM_STEP_MAX = 65_536;
 /** Priorities learned from election messages, kept for peers whose tags are not known yet. */
 export const LEARNED_PRIORITIES_MAX = 1024;
 
@@ -211,6 +220,10 @@ export class Election implements Protocol, CoordinatorView {
   }
 
   onMessage(env: Envelope, from: Address): void {
+    if (env.t !== 'el.ok' && !this.termAdoptable((env.b as { term: number }).term)) {
+      this.ctx.refuse('term');
+      return;
+    }
     switch (env.t) {
       case 'el.elect': {
         const { term, prio } = env.b as { term: number; prio: number };
@@ -250,7 +263,8 @@ export class Election implements Protocol, CoordinatorView {
     // Anti-entropy: the claims in live members' tags, as if their el.coord had just arrived.
     for (const m of this.membership.live()) {
       const term = m.tags[TAG_TERM];
-      if (m.tags[TAG_COORDINATOR] === true && is.uint()(term)) this.onClaim(term as number, m.id);
+      // A tag past the bound is refused like a message (counted once, when the message came).
+      if (m.tags[TAG_COORDINATOR] === true && this.termAdoptable(term)) this.onClaim(term, m.id);
     }
     switch (this.phase) {
       case 'starting':
@@ -293,6 +307,11 @@ export class Election implements Protocol, CoordinatorView {
     this.setLeader(null, this.termNo);
     if (this.candidate && this.phase !== 'starting')
       this.startElection(m?.state === 'left' ? 'coordinator-left' : 'coordinator-dead');
+  }
+
+  /** Whether a term from another peer is within TERM_STEP_MAX of the highest we know. */
+  private termAdoptable(term: unknown): term is number {
+    return adoptable(Math.max(this.highestSeen, this.termNo), term as number, TERM_STEP_MAX);
   }
 
   /** A claim of coordinatorship for `term` by `claimant`, from a message or from its tags. */
