@@ -59,6 +59,7 @@
  * fencing token is for: the resource must refuse a token lower than one it has seen.
  */
 import { is, type Envelope, type PeerId } from './wire.js';
+import { adoptable } from './bounds.js';
 import type { Protocol, ProtocolContext } from './protocol.js';
 import type { Membership } from './membership.js';
 import type { Address } from './transport/transport.js';
@@ -93,6 +94,21 @@ export interface TokenRingTimings {
 
 /** Quorum set carried in messages: 32 ids x 19 bytes keeps a pass well under the datagram limit. */
 export const RING_CONFIG_MAX = 32;
+/**
+ * Largest step an epoch from another peer may take above the newest we know (bounds.ts). Epochs
+ * rise only by regenerations a majority confirmed, at most about one per loss timeout, so a peer
+ * that slept through months of churn is still well within it. Further ahead is a forged or corrupt
+ * message: adopted, its epoch would supersede every real token, and near the end of the safe range
+ * the next claim (+1) would be an epoch every decoder refuses, stopping the ring for good.
+ */
+export const EPOCH_STEP_MAX = 2 ** 24;
+/**
+ * Largest step a generation from another peer may take above the highest we know. Gens rise at
+ * every pass (a few dozen a second at most), and a restarted peer knows only the gen saved at the
+ * last epoch change, so the step covers years of passing; a forger must still send some two
+ * million messages to push the gens to COUNTER_MAX, where new tokens would no longer be adopted.
+ */
+export const GEN_STEP_MAX = 2 ** 32;
 /** A leaving holder multicasts its last pass this many times: it cannot wait for an ack. */
 export const LEAVE_PASS_COPIES = 3;
 
@@ -322,6 +338,7 @@ export class TokenRing implements Protocol {
   // ---- protocol --------------------------------------------------------------------------------
 
   onMessage(env: Envelope, from: Address): void {
+    if (!this.bounded(env)) return;
     switch (env.t) {
       case 'tok.pass':
         return this.onPass(env.i, from, env.b as Token & { to: PeerId; ti: number });
@@ -370,6 +387,44 @@ export class TokenRing implements Protocol {
     const tok = this.nextToken(held);
     for (let i = 0; i < LEAVE_PASS_COPIES; i++) this.sendPass(tok, to);
     this.held = null;
+  }
+
+  /**
+   * Whether every epoch and gen `env` would have us adopt is within its step of the newest we know
+   * (EPOCH_STEP_MAX, GEN_STEP_MAX); if not, the message is refused and counted. Acks (tok.pack,
+   * tok.lack) and a confirm's `e` only match our own numbers and adopt nothing.
+   */
+  private bounded(env: Envelope): boolean {
+    const b = env.b as Record<string, number>;
+    let epochs: number[];
+    let gens: number[];
+    switch (env.t) {
+      case 'tok.pass':
+      case 'tok.beat':
+      case 'tok.lease':
+      case 'tok.lnak':
+        [epochs, gens] = [[b.e!], [b.g!]];
+        break;
+      case 'tok.claim':
+        [epochs, gens] = [[b.e!, b.te!], [b.tg!]];
+        break;
+      case 'tok.conf':
+        [epochs, gens] = [[b.p!, b.ke!], [b.g!]];
+        break;
+      default:
+        return true;
+    }
+    const e = Math.max(this.seenE, this.known.e, this.promised, this.promisedSeen);
+    if (!epochs.every((x) => adoptable(e, x, EPOCH_STEP_MAX))) {
+      this.ctx.refuse('epoch');
+      return false;
+    }
+    const g = Math.max(this.seenG, this.maxGen);
+    if (!gens.every((x) => adoptable(g, x, GEN_STEP_MAX))) {
+      this.ctx.refuse('generation');
+      return false;
+    }
+    return true;
   }
 
   // ---- passing ---------------------------------------------------------------------------------

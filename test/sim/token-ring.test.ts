@@ -8,6 +8,7 @@ import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
 import { seededRandom, type LinkFaults } from '../../src/p2p/transport/sim.js';
+import { rogue } from '../support/rogue.js';
 
 const T = PROFILES.lan.tokenRing;
 const TICK_MS = PROFILES.lan.tickMs;
@@ -376,4 +377,40 @@ describe('token ring (simulation)', () => {
     expect(r.res.violations).toEqual([]);
     expect(c.handlerErrors()).toEqual([]);
   });
+});
+
+describe('token ring under forged epochs and generations (simulation)', () => {
+  const MAX = Number.MAX_SAFE_INTEGER;
+
+  it.each([1, 2, 3, 4, 5])(
+    'a forged token, claim or pass at the end of the safe range is refused and the ring goes on, seed %i',
+    async (seed) => {
+      const r = await ring(seed, 4, { delayMaxMs: 2 });
+      const { c } = r;
+      c.rt.runFor(2_000);
+      expect(entries(r, 0)).toBeGreaterThan(0);
+      const f = await rogue(c.net);
+      const cfg = c.peers.map((p) => p.node.id).sort();
+      // A beat from a token nobody holds, a claim whose promise would bind everyone, and a pass.
+      f.broadcast('tok.beat', { e: MAX, g: MAX, cfg });
+      f.broadcast('tok.claim', { e: MAX, b: 0, te: 0, tg: 0, tb: 0 });
+      for (const p of c.peers)
+        f.broadcast('tok.pass', { e: 1, g: MAX, br: 1, to: p.node.id, ti: p.node.incarnation, cfg });
+      const at = c.rt.now();
+      // Every peer keeps taking turns, one at a time.
+      for (let t = 0; t < 5_000; t += 25) {
+        c.rt.runFor(25);
+        expect(holders(r).length).toBeLessThanOrEqual(1);
+      }
+      for (const p of c.peers)
+        expect(r.res.sections.some((x) => x.peer === p.name && x.enter > at)).toBe(true);
+      expect(r.res.violations).toEqual([]);
+      for (const p of c.peers) {
+        expect(r.tok.get(p)!.status().epoch).toBeLessThan(MAX);
+        expect(p.node.stats.refused.epoch).toBe(2);
+        expect(p.node.stats.refused.generation).toBe(4);
+      }
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
 });
