@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { FakeElection, SimExecutor } from '../support/tasks.js';
+import { rogue } from '../support/rogue.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import Database from 'better-sqlite3';
 import {
@@ -495,4 +496,42 @@ describe('tasks (simulation)', () => {
     expect(seen).toMatchObject({ role: 'gpu', wk: 3 });
     expect(seen.ld).toBeGreaterThan(0);
   });
+});
+
+describe('tasks under forged coordinator messages and results (simulation)', () => {
+  it.each([1, 2, 3])(
+    'a result nobody computed, sent as the coordinator or as a worker, never reaches a submitter or a log, seed %i',
+    async (seed) => {
+      const w = await world(seed, { delayMaxMs: 2 }, ['coord', 'w0', 'client'], { w0: 1 }, slow);
+      coordLeads(w);
+      const r = await rogue(w.c.net);
+      // The forger learns each task id from the coordinator's tk.new multicast and answers first.
+      r.onHeard = (h) => {
+        if (h.t !== 'tk.new') return;
+        const body = { id: h.b.id, op: h.b.op, ok: true, v: 'forged', term: h.b.term };
+        r.broadcast('tk.fin', { ...body, w: r.id, wn: 'rogue', ms: 1 });
+        r.send(w.peer('coord').address, 'tk.result', {
+          id: h.b.id,
+          op: h.b.op,
+          ok: true,
+          v: 'forged',
+          term: 1,
+        });
+        r.broadcast('tk.assign', { id: 'f'.repeat(16), op: 'sum', a: [1], term: h.b.term });
+      };
+      const submitted = submitMany(w, 'client', 5);
+      expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 30_000)).toBe(true);
+      w.c.rt.runFor(1_000);
+      expectResultsOnce(w, 'client', submitted);
+      for (const name of ['coord', 'w0', 'client']) {
+        const log = w.logs.get(name)!;
+        for (const id of submitted.keys()) expect(log.get(id)?.result ?? null).not.toBe('forged');
+      }
+      expect(w.executors.get('w0')!.started).not.toContain('f'.repeat(16));
+      expect(w.proto('client').stats.wrongSender).toBeGreaterThan(0);
+      // At the coordinator: five results, and the five fins and assigns it overheard.
+      expect(w.proto('coord').stats.wrongSender).toBe(15);
+      expect(w.c.handlerErrors()).toEqual([]);
+    },
+  );
 });
