@@ -534,4 +534,25 @@ describe('tasks under forged coordinator messages and results (simulation)', () 
       expect(w.c.handlerErrors()).toEqual([]);
     },
   );
+
+  it('a stored row whose id is not a task id reads as failed and is never resumed', () => {
+    const store = new TaskStore(new Database(':memory:'));
+    const rec = {
+      op: 'sum',
+      args: [1, 2],
+      state: 'queued' as const,
+      worker: null,
+      workerName: null,
+      submitter: null,
+      submittedAt: 1,
+      startedAt: null,
+      finishedAt: null,
+      result: null,
+      error: null,
+    };
+    store.save({ ...rec, id: '0123456789abcdef' });
+    store.save({ ...rec, id: 'not a task id' });
+    expect(store.outstanding(10).map((r) => r.id)).toEqual(['0123456789abcdef']);
+    expect(store.get('not a task id')?.state).toBe('failed');
+  });
 });
