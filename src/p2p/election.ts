@@ -19,6 +19,7 @@
  * Terms. A peer follows the claim with the highest term; a claim with a term below the one it
  * follows is stale and ignored. A candidate that hears a claim from a lower-ranked peer does not
  * follow it: it bullies, with an election for a higher term. So the terms a peer follows only rise.
+ * A term more than TERM_STEP_MAX above the highest known, or past COUNTER_MAX, is refused.
  *
  * Anti-entropy. The coordinator's tags (coord = true, term) ride on its heartbeats every
  * heartbeatIntervalMs; every tick a peer re-applies the claims it sees in live members' tags as if
