@@ -23,7 +23,8 @@
  * section (CS): the holder multicasts `tok.lease` and needs acks from a majority of the epoch's
  * quorum set `cfg`; the lease lasts leaseMs from when the request was sent, is renewed every
  * leaseRenewMs while in the CS, and the holder leaves the CS when it lapses ('lease-lost').
- * An acker backs a holder at once only if that is a renewal, a token of a newer epoch, or a token
+ * An acker backs a holder at once only if that is a renewal, a token of a newer epoch that it
+ * confirmed (a newer one it never confirmed may be forged: a pass needs no claim), or a token
  * that descends by passes from the one it backed last: same epoch, same branch, higher gen. A
  * token gets a new random branch id when it is made and whenever a copy may stay behind (a skip,
  * a take-back), so within a branch a higher gen exists only because every lower holder passed the
@@ -597,9 +598,12 @@ export class TokenRing implements Protocol {
     if (now < this.quietUntil) return false;
     if (e < this.promised) return false;
     const last = this.lastAck;
+    // A newer epoch at once only if we confirmed it (or a later one): confirming waited for our
+    // last ack to expire. One we never confirmed may be forged (a pass needs no claim), or made by
+    // a majority without us: it waits like any unrelated holder.
     const ok =
       !last ||
-      e > last.e ||
+      (e > last.e && e <= this.promised) ||
       (last.holder === holder && last.e === e && last.g === g) ||
       (last.e === e && last.br === br && g > last.g) ||
       now >= last.at + this.t.leaseMs + this.t.leaseGuardMs;

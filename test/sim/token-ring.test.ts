@@ -413,4 +413,35 @@ describe('token ring under forged epochs and generations (simulation)', () => {
       expect(c.handlerErrors()).toEqual([]);
     },
   );
+
+  it.each([1, 2, 3, 4, 5])(
+    'a forged pass of a newer epoch does not let its taker into the critical section beside the holder, seed %i',
+    async (seed) => {
+      const r = await ring(seed, 4, { delayMaxMs: 2 }, false);
+      const { c } = r;
+      c.rt.runFor(2_000);
+      const [a, p] = c.peers;
+      r.tok.get(a!)!.request(2_000);
+      expect(c.rt.runUntilTrue(() => r.res.inside(a!.name), 3_000)).toBe(true);
+      c.rt.runFor(200);
+      // p wants in too; its multicasts reach a only 150 ms later (a slow link).
+      r.tok.get(p!)!.request(500);
+      c.net.setLink(p!.address, a!.address, { delayMinMs: 150, delayMaxMs: 150 });
+      const st = r.tok.get(p!)!.status();
+      const f = await rogue(c.net);
+      // Unicast to p alone: a token of the next epoch, never claimed, never confirmed.
+      f.send(p!.address, 'tok.pass', {
+        e: st.epoch + 1,
+        g: st.generation + 1,
+        br: 7,
+        to: p!.node.id,
+        ti: p!.node.incarnation,
+        cfg: c.peers.map((x) => x.node.id).sort(),
+      });
+      c.rt.runFor(3_000);
+      expect(r.res.violations).toEqual([]);
+      expect(r.res.sections.some((x) => x.peer === p!.name)).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
 });
