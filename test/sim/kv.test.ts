@@ -310,6 +310,46 @@ describe('kv (simulation)', () => {
   );
 });
 
+describe('kv reads under forged answers (simulation)', () => {
+  it.each([1, 2, 3])(
+    'answers from a non-holder, or stamped ahead of the clock, do not count and do not win, seed %i',
+    async (seed) => {
+      const kc = new KvCluster(seed, { delayMaxMs: 2 });
+      const hs: SimPeer[] = [];
+      for (let i = 0; i < 3; i++) hs.push(await kc.c.add(`h${i}`));
+      const c = await kc.c.add('c', { observer: true });
+      kc.rt.runFor(600);
+      const w = kc.kv(c).write({ kind: 'put', key: 'a', value: 'real' });
+      expect(
+        kc.rt.runUntilTrue(() => kc.kv(c).writeStatus(`${w.origin}:${w.seq}`)!.acked.length === 3, 2_000),
+      ).toBe(true);
+      const r = await rogue(kc.c.net);
+      const h0 = hs[0]!.node.id;
+      // After the real answers: one in a holder's name, stamped at the end of the range, and one
+      // from an id no holder has, claiming the group has thousands of holders.
+      r.onHeard = (h) => {
+        if (h.t !== 'kv.read') return;
+        kc.rt.schedule(5, () => {
+          r.send(
+            h.from,
+            'kv.val',
+            { q: h.b.q, w: ['a', 'forged', Number.MAX_SAFE_INTEGER, h0, 1], n: 3 },
+            h0,
+          );
+          r.send(h.from, 'kv.val', { q: h.b.q, w: ['a', 'forged', 1, r.id, 1], n: 4096 });
+        });
+      };
+      const q = kc.kv(c).read('a');
+      kc.rt.runFor(50);
+      const st = kc.kv(c).readStatus(q)!;
+      expect(st.latest?.value).toBe('real');
+      expect(st.answers.size).toBe(3);
+      expect(st.known).toBe(3);
+      expect(c.node.stats.refused.lamport).toBe(1);
+    },
+  );
+});
+
 describe('kv operations and the conflict rule', () => {
   const keyArb = fc
     .string({ minLength: 1, maxLength: 20, unit: 'grapheme' })
