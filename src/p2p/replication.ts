@@ -626,6 +626,9 @@ export class Replication implements Protocol {
   private onAck(env: Envelope, b: { o: string; s: number; k: PeerId[] }): void {
     const t = this.appends.get(`${b.o}:${b.s}`);
     if (!t) return;
+    // An ack says "durable on my disk": only a holder we know of can say it, or an id anyone makes
+    // up would count towards --acks for a write nobody stored.
+    if (!this.holders().some((h) => h.id === env.i)) return void this.rejected++;
     for (const x of b.k) if (x !== this.ctx.self.id) t.known.add(x);
     if (t.acked.has(env.i)) return;
     t.acked.add(env.i);

@@ -350,6 +350,25 @@ describe('kv reads under forged answers (simulation)', () => {
   );
 });
 
+describe('kv write acks under forgery (simulation)', () => {
+  it('an ack from an id that is no holder does not count', async () => {
+    const kc = new KvCluster(4, { delayMaxMs: 2 });
+    const h = await kc.c.add('h0');
+    const c = await kc.c.add('c', { observer: true });
+    kc.rt.runFor(600);
+    const r = await rogue(kc.c.net);
+    // Whoever hears the append multicast acks it at once, under its own made-up id.
+    r.onHeard = (x) => {
+      if (x.t !== 'kvr.app') return;
+      const [o, s] = x.b.e as [string, number];
+      r.send(x.from, 'kvr.ack', { o, s, k: [] });
+    };
+    const w = kc.kv(c).write({ kind: 'put', key: 'a', value: '1' });
+    kc.rt.runFor(100);
+    expect(kc.kv(c).writeStatus(`${w.origin}:${w.seq}`)!.acked).toEqual([h.node.id]);
+  });
+});
+
 describe('kv operations and the conflict rule', () => {
   const keyArb = fc
     .string({ minLength: 1, maxLength: 20, unit: 'grapheme' })
