@@ -366,7 +366,7 @@ export interface TasksStats {
   reassigned: number;
   /**
    * Messages dropped for their sender: coordinator messages (accept, reject, new, assign, done,
-   * fin) from anyone but the coordinator we follow, and results from anyone but a live worker.
+   * fin, page) from anyone but the coordinator we follow, and results from anyone but a live worker.
    * Forged (anyone on an open LAN can send them) or from a deposed coordinator, which retries.
    */
   wrongSender: number;
@@ -380,6 +380,7 @@ const FROM_COORDINATOR: ReadonlySet<string> = new Set([
   'tk.assign',
   'tk.done',
   'tk.fin',
+  'tk.page',
 ]);
 
 export class Tasks implements Protocol {

@@ -535,6 +535,22 @@ describe('tasks under forged coordinator messages and results (simulation)', () 
     },
   );
 
+  it('a list page from anyone but the coordinator is not taken for the answer', async () => {
+    const w = await world(5, { delayMaxMs: 2 }, ['coord', 'w0', 'client'], { w0: 1 }, fast);
+    coordLeads(w);
+    const submitted = submitMany(w, 'client', 2);
+    expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 10_000)).toBe(true);
+    const r = await rogue(w.c.net);
+    const item = { id: 'f'.repeat(16), op: 'sum', st: 'done', w: 'rogue', ms: 1, x: 'forged', at: 1 };
+    w.proto('client').requestList(10);
+    // List numbers count from 1: the forger answers the first few before the coordinator can.
+    for (let q = 1; q <= 3; q++)
+      r.send(w.peer('client').address, 'tk.page', { q, off: 0, total: 1, end: true, items: [item] });
+    expect(w.c.rt.runUntilTrue(() => eventsOf(w.peer('client'), 'task-list').length === 1, 5_000)).toBe(true);
+    const [answer] = eventsOf(w.peer('client'), 'task-list');
+    expect(answer!.items.map((i) => i.id).sort()).toEqual([...submitted.keys()].sort());
+  });
+
   it('a stored row whose id is not a task id reads as failed and is never resumed', () => {
     const store = new TaskStore(new Database(':memory:'));
     const rec = {
