@@ -43,7 +43,8 @@
  * activity for the loss timeout, and only once its own last lease ack has expired, so every lease
  * of older epochs is over before the new token exists; after confirming it refuses tokens of older
  * epochs. A confirmer that knows a newer epoch than the base says so, and the claimer starts over
- * from it, so claims always chain from the latest epoch. The new token's gen is above every gen the
+ * from it (taking its quorum set only if it knows every member), so claims always chain from the
+ * latest epoch. The new token's gen is above every gen the
  * confirmers have seen; its cfg is the claimer's live ring. The holder reconfigures the same way
  * (claim from the token it holds) when the live ring and cfg differ, which is how joiners enter
  * the quorum and dead peers leave it.
@@ -785,7 +786,11 @@ export class TokenRing implements Protocol {
     this.promisedSeen = Math.max(this.promisedSeen, b.p);
     if (b.ke > claim.base) {
       // A newer epoch exists: the claim is moot; learn it and start over from it if still needed.
-      if (b.ke > this.known.e) this.known = { e: b.ke, cfg: b.kc };
+      // Anyone can send a confirm, and a quorum set of made-up ids, once ours, would refuse every
+      // later claim a majority, for good: a set is learned only if we know each of its members.
+      this.promisedSeen = Math.max(this.promisedSeen, b.ke);
+      if (b.ke > this.known.e && b.kc.length > 0 && b.kc.every((id) => this.knows(id)))
+        this.known = { e: b.ke, cfg: b.kc };
       this.claim = null;
       this.nextClaimAt = this.ctx.now() + this.t.passRetryMs;
       return;
@@ -846,6 +851,11 @@ export class TokenRing implements Protocol {
     // A forgotten leaver stays gone while some quorum set may still name it.
     for (const id of this.gone)
       if (!this.membership.get(id) && !this.known.cfg.includes(id)) this.gone.delete(id);
+  }
+
+  /** This peer, or a member of any state (the dead and left stay known for a while). */
+  private knows(id: PeerId): boolean {
+    return id === this.ctx.self.id || this.membership.get(id) !== undefined;
   }
 
   /** Live members and this peer, by id. */

@@ -444,4 +444,34 @@ describe('token ring under forged epochs and generations (simulation)', () => {
       expect(c.handlerErrors()).toEqual([]);
     },
   );
+
+  it.each([1, 2, 3])(
+    'confirms that name a made-up quorum set do not stop the ring once the forger stops, seed %i',
+    async (seed) => {
+      const r = await ring(seed, 4, { delayMaxMs: 2 });
+      const { c } = r;
+      c.rt.runFor(2_000);
+      const f = await rogue(c.net);
+      let forging = true;
+      // Every claim gets a confirm saying "a newer epoch exists, and its quorum set is ...".
+      f.onHeard = (h) => {
+        if (!forging || h.t !== 'tok.claim') return;
+        const b = h.b as { e: number; b: number };
+        f.send(h.from, 'tok.conf', { e: b.e, ok: false, p: 0, ke: b.b + 1, kc: ['0000000000000abc'], g: 0 });
+      };
+      // The holder crashes: the token must be made again, by a claim.
+      const h = holders(r)[0] ?? c.peers[0]!;
+      await crash(r, h);
+      c.rt.runFor(3_000);
+      forging = false;
+      const at = c.rt.now();
+      for (const p of c.live())
+        expect(
+          c.rt.runUntilTrue(() => r.res.sections.some((x) => x.peer === p.name && x.enter > at), 10_000),
+          p.name,
+        ).toBe(true);
+      expect(r.res.violations).toEqual([]);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
 });
