@@ -61,12 +61,13 @@ export const PRIORITY_MAX = 1_000_000;
 export const CLAIM_COPIES = 2;
 /**
  * Largest step a term from another peer may take above the highest term we know (bounds.ts).
- * Terms rise by one per election, so after a partition the two sides differ by the elections each
- * held alone: hours of back-to-back elections to reach this. A forged claim further ahead is
- * refused, so no single message can push the group's term near the end of the safe range, where
- * the next election's term (+1) is one that every decoder refuses and each candidate leads alone.
+ * Terms are not saved, so a restarted peer knows none and must take the group's, however many
+ * elections (one term each) it has held in its life: 2^32 is never reached. A forged claim further
+ * ahead, or near the end of the safe range, is refused: no single message can push the group to a
+ * term whose successor (+1) every decoder refuses, leaving each candidate to lead alone; it takes
+ * two million adopted claims to climb from 0 to COUNTER_MAX.
  */
-export const TERM_STEP_MAX = 65_536;
+export const TERM_STEP_MAX = 2 ** 32;
 /** Priorities learned from election messages, kept for peers whose tags are not known yet. */
 export const LEARNED_PRIORITIES_MAX = 1024;
 

@@ -78,4 +78,29 @@ describe('election under forged terms (simulation)', () => {
     c.rt.runFor(5);
     for (const p of c.peers) expect(el.get(p)!.coordinator()).toBe(r.id);
   });
+
+  it('a peer that restarts knowing no term follows a group whose term has grown large', async () => {
+    const { c, el, whole } = await setup(8, 3);
+    expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+    // A long history of elections, compressed: a member that outranks all claims two far terms.
+    const r = await rogue(c.net);
+    r.broadcast('hb', { g: { prio: PRIORITY_MAX, coord: false, term: 0 } });
+    c.rt.runFor(5);
+    for (const step of [1, 2]) {
+      r.broadcast('el.coord', { term: step * 60_000, prio: PRIORITY_MAX });
+      c.rt.runFor(5);
+    }
+    for (const p of c.peers) expect(el.get(p)!.term()).toBe(120_000);
+    expect(
+      c.rt.runUntilTrue(() => c.peers.every((p) => p.node.membership.get(r.id)?.state === 'dead'), 3_000),
+    ).toBe(true);
+    expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+    // Terms are not saved: a restarted peer starts from nothing and must take the group's.
+    const p = c.peers.find((x) => !el.get(x)!.isCoordinator())!;
+    await c.crash(p);
+    c.rt.runFor(100);
+    await c.restart(p);
+    expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+    expect(el.get(p)!.term()).toBeGreaterThan(120_000);
+  });
 });
