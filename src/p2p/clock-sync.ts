@@ -25,16 +25,17 @@
  * adjustment asked for), so a clock still slewing is measured where it is going. A peer adds the
  * adjustment to its target offset. Its group clock moves there: a forward correction at once (up
  * to FORWARD_JUMP_MS_MAX, the rest by slewing), a backward one by slewing (the offset shrinks at
- * slewRate ms per ms), so the group clock keeps running forward (more slowly) and never goes back. Readings are also clamped to be
- * non-decreasing, in case the system clock itself is stepped back.
+ * slewRate ms per ms), so the group clock keeps running forward (more slowly) and never goes
+ * back. Readings are also clamped to be non-decreasing, in case the system clock itself is
+ * stepped back.
  *
  * Failure modes. Messages carry the coordinator's term; polls from an older term are ignored, and
  * adjustments are taken only from the coordinator followed in its own term, so neither a deposed
  * coordinator nor a bystander can move a clock. Only live clock members are averaged, and a round
- * moves the group time by at most GROUP_STEP_MS_MAX (see there for the one exception). A peer that has not answered
- * halfway through collectMs is polled again by unicast (replies echo the attempt k, so each is
- * timed against its own poll). A peer still left out, or whose adjustment is lost, asks for a
- * round itself (`clk.req`) once it has gone 2 x T without a sync.
+ * moves the group time by at most GROUP_STEP_MS_MAX (see there for the one exception). A peer
+ * that has not answered halfway through collectMs is polled again by unicast (replies echo the
+ * attempt k, so each is timed against its own poll). A peer still left out, or whose adjustment
+ * is lost, asks for a round itself (`clk.req`) once it has gone 2 x T without a sync.
  * Asymmetric delays bias an estimate by up to rtt/2: that is the accuracy each peer reports. Drift
  * between rounds (up to 2 x 100 ppm x T between two peers) adds to it.
  */

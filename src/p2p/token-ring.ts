@@ -44,10 +44,9 @@
  * of older epochs is over before the new token exists; after confirming it refuses tokens of older
  * epochs. A confirmer that knows a newer epoch than the base says so, and the claimer starts over
  * from it (taking its quorum set only if it knows every member), so claims always chain from the
- * latest epoch. The new token's gen is above every gen the
- * confirmers have seen; its cfg is the claimer's live ring. The holder reconfigures the same way
- * (claim from the token it holds) when the live ring and cfg differ, which is how joiners enter
- * the quorum and dead peers leave it.
+ * latest epoch. The new token's gen is above every gen the confirmers have seen; its cfg is the
+ * claimer's live ring. The holder reconfigures the same way (claim from the token it holds) when
+ * the live ring and cfg differ, which is how joiners enter the quorum and dead peers leave it.
  *
  * Failure modes. A partition: the side with a majority of cfg regenerates (after the loss
  * timeout) and carries on; the minority side cannot get leases or confirms and idles, even if it

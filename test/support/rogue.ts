@@ -1,7 +1,7 @@
 /**
  * A rogue host on a SimNetwork: it sends well-formed envelopes with whatever bodies a test crafts,
- * as anyone on an open LAN could, and hears what the group sends it. Its Lamport time stays low so that only the
- * crafted body field is under test.
+ * as anyone on an open LAN could, and hears what the group sends it. Its Lamport time stays low,
+ * so that only the crafted body field is under test.
  */
 import { Codec, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
 import type { SimNetwork } from '../../src/p2p/transport/sim.js';
