@@ -39,7 +39,7 @@
  * claim and takes over again with a higher term.
  */
 import { is, type Envelope, type PeerId } from './wire.js';
-import { adoptable } from './bounds.js';
+import { COUNTER_MAX, adoptable } from './bounds.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Membership, Tags } from './membership.js';
 import type { Address } from './transport/transport.js';
@@ -153,14 +153,17 @@ export function rankMembers(members: readonly MemberView[]): Map<PeerId, number>
   return new Map(c.map((x, i) => [x.id, i + 1]));
 }
 
-/** The coordinator among `members` by their tags: the live claim with the highest (term, rank). */
+/**
+ * The coordinator among `members` by their tags: the live claim with the highest (term, rank). A
+ * term past COUNTER_MAX is no claim: every peer refuses it (termAdoptable), and so does this view.
+ */
 export function coordinatorFromTags(members: readonly MemberView[]): PeerId | null {
   let best: { id: PeerId; term: number; prio: number } | null = null;
   for (const m of members) {
     if (m.state !== 'alive' && m.state !== 'suspect') continue;
     const term = m.tags[TAG_TERM];
     const prio = m.tags[TAG_PRIORITY];
-    if (m.tags[TAG_COORDINATOR] !== true || !is.uint()(term) || !isPriority(prio)) continue;
+    if (m.tags[TAG_COORDINATOR] !== true || !is.uint(COUNTER_MAX)(term) || !isPriority(prio)) continue;
     const t = term as number;
     if (!best || t > best.term || (t === best.term && ranksAbove(prio, m.id, best.prio, best.id)))
       best = { id: m.id, term: t, prio };

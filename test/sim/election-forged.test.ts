@@ -2,12 +2,18 @@ import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { rogue } from '../support/rogue.js';
 import { PROFILES } from '../../src/p2p/config.js';
-import { Election, PRIORITY_MAX, TERM_STEP_MAX, ranksAbove } from '../../src/p2p/election.js';
+import {
+  Election,
+  PRIORITY_MAX,
+  TERM_STEP_MAX,
+  coordinatorFromTags,
+  ranksAbove,
+} from '../../src/p2p/election.js';
 import { COUNTER_MAX } from '../../src/p2p/bounds.js';
 
 const P = PROFILES.lan;
 
-/** N candidates with priorities 0..2, each running an Election. */
+/** N candidates with priorities 0..2, each running an Election; peers added later only follow. */
 async function setup(seed: number, n: number) {
   const el = new Map<SimPeer, Election>();
   const prio = new Map<string, number>();
@@ -16,7 +22,11 @@ async function setup(seed: number, n: number) {
       peer,
       node.install(
         (ctx, nd) =>
-          new Election(ctx, nd.membership, { timings: P.election, priority: prio.get(peer.name)! }),
+          new Election(ctx, nd.membership, {
+            timings: P.election,
+            priority: prio.get(peer.name) ?? 0,
+            candidate: prio.has(peer.name),
+          }),
       ),
     );
   });
@@ -102,5 +112,18 @@ describe('election under forged terms (simulation)', () => {
     await c.restart(p);
     expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
     expect(el.get(p)!.term()).toBeGreaterThan(120_000);
+  });
+
+  it('an observer does not show a member whose tags claim a term past the safe range as coordinator', async () => {
+    const { c, top, whole } = await setup(9, 3);
+    expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+    const r = await rogue(c.net);
+    const obs = await c.add('observer', { observer: true });
+    c.rt.runFor(50);
+    r.broadcast('hb', { g: { prio: PRIORITY_MAX, coord: true, term: Number.MAX_SAFE_INTEGER } });
+    c.rt.runFor(5);
+    expect(obs.node.membership.get(r.id)).toBeDefined();
+    expect(coordinatorFromTags(obs.node.membership.list())).toBe(top.node.id);
+    expect(c.rt.runUntilTrue(whole, 1_000)).toBe(true);
   });
 });
