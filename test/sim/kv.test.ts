@@ -325,8 +325,9 @@ describe('kv reads under forged answers (simulation)', () => {
       ).toBe(true);
       const r = await rogue(kc.c.net);
       const h0 = hs[0]!.node.id;
-      // After the real answers: one in a holder's name, stamped at the end of the range, and one
-      // from an id no holder has, claiming the group has thousands of holders.
+      // After the real answers: one in a holder's name and from its address (spoofed, so that
+      // membership takes it as the holder's word), stamped at the end of the range, and one from an
+      // id no holder has, claiming the group has thousands of holders.
       r.onHeard = (h) => {
         if (h.t !== 'kv.read') return;
         kc.rt.schedule(5, () => {
@@ -335,6 +336,7 @@ describe('kv reads under forged answers (simulation)', () => {
             'kv.val',
             { q: h.b.q, w: ['a', 'forged', Number.MAX_SAFE_INTEGER, h0, 1], n: 3 },
             h0,
+            hs[0]!.address,
           );
           r.send(h.from, 'kv.val', { q: h.b.q, w: ['a', 'forged', 1, r.id, 1], n: 4096 });
         });

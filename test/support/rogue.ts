@@ -20,8 +20,8 @@ export interface Rogue {
   readonly address: Address;
   /** Called for every datagram the rogue hears. */
   onHeard: (h: Heard) => void;
-  /** Unicasts; `as` sends under another made-up id. */
-  send(to: Address, type: string, body: unknown, as?: string): void;
+  /** Unicasts; `as` sends under another id, `spoofFrom` from another host's address. */
+  send(to: Address, type: string, body: unknown, as?: string, spoofFrom?: Address): void;
   broadcast(type: string, body: unknown): void;
 }
 
@@ -36,7 +36,10 @@ export async function rogue(net: SimNetwork, id = 'ffffffffffffffff', name = 'ro
     id,
     address: transport.address,
     onHeard: () => {},
-    send: (to, type, body, as) => transport.send(to, encode(type, body, as)),
+    send: (to, type, body, as, spoofFrom) =>
+      spoofFrom
+        ? net.deliver(spoofFrom, to, encode(type, body, as))
+        : transport.send(to, encode(type, body, as)),
     broadcast: (type, body) => transport.broadcast(encode(type, body)),
   };
   await transport.start((data, from) => {
