@@ -10,6 +10,7 @@ import { UdpTransport } from '../p2p/transport/udp.js';
 import { isPeerName } from '../p2p/wire.js';
 import { PeerStore } from '../storage/store.js';
 import type { Checkpoints } from '../storage/checkpoint.js';
+import { StorageHealth } from '../storage/health.js';
 import { recoveryLine, type RecoveryReport } from '../storage/recovery.js';
 import { startCheckpointing, worthReporting } from './checkpointing.js';
 import { Snapshot } from '../p2p/snapshot.js';
@@ -78,12 +79,16 @@ export interface RunningPeer {
   checkpoints: Checkpoints | null;
   /** What was recovered from the data dir at start; null for an observer. */
   recovered: RecoveryReport | null;
+  /** Where failed writes are reported (one line when they start failing, one when they recover). */
+  health: StorageHealth;
   /** Graceful stop (leave) unless `crash`; closes the store. Safe to call twice. */
   stop(): Promise<void>;
 }
 
 export interface StartOptions {
   observer?: boolean;
+  /** Where failed writes are reported; by default a StorageHealth that writes to stderr. */
+  health?: StorageHealth;
   /** Installs protocol modules before the node starts. */
   install?: (node: PeerNode, store: PeerStore | null) => void;
   /** Lamport time to start from (e.g. the highest a capability stored), so order survives a restart. */
@@ -99,11 +104,12 @@ export interface StartOptions {
 
 export async function startPeer(settings: NetworkSettings, opts: StartOptions = {}): Promise<RunningPeer> {
   const runtime = runtimeFromEnv(); // PEER_FAKE_CLOCK: checked before anything is opened
+  const health = opts.health ?? stderrHealth();
   const store = opts.observer ? null : PeerStore.open(settings.dataDir, settings.name);
   const identity = store ? store.startIdentity() : { id: randomBytes(8).toString('hex'), incarnation: 1 };
   let checkpointing: ReturnType<typeof startCheckpointing> | null = null;
   try {
-    checkpointing = store ? startCheckpointing(settings.dataDir, settings.name) : null;
+    checkpointing = store ? startCheckpointing(settings.dataDir, settings.name, health) : null;
   } catch (err) {
     store?.close();
     throw err;
@@ -124,13 +130,16 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     transport: security.transport,
     runtime,
     observer: opts.observer ?? false,
-    persistIncarnation: (n) => store?.saveIncarnation(n),
+    persistIncarnation: (n) => {
+      if (store) health.attempt(store.file, 'identity', () => store.saveIncarnation(n));
+    },
   });
   if (store) {
+    // The peers seen are a record, not a promise: a write that fails is reported, never thrown.
     node.on((e) => {
-      if (e.kind === 'join' || e.kind === 'alive' || e.kind === 'restart')
-        store.recordPeer(e.member, true, Date.now());
-      else if (e.kind === 'dead' || e.kind === 'left') store.recordPeer(e.member, false, Date.now());
+      const connected = e.kind === 'join' || e.kind === 'alive' || e.kind === 'restart';
+      if (connected || e.kind === 'dead' || e.kind === 'left')
+        health.attempt(store.file, 'peers', () => store.recordPeer(e.member, connected, Date.now()));
     });
   }
   opts.install?.(node, store);
@@ -173,6 +182,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     settings,
     checkpoints: checkpointing?.cp ?? null,
     recovered: checkpointing?.report ?? null,
+    health,
     stop: () =>
       (stopped ??= (async () => {
         await node.stop();
@@ -180,6 +190,11 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
         store?.close();
       })()),
   };
+}
+
+/** A StorageHealth whose lines go to stderr, as `peer: storage: ...`. */
+export function stderrHealth(): StorageHealth {
+  return new StorageHealth((line) => process.stderr.write(`peer: ${line}\n`));
 }
 
 /** Resolves on the first SIGINT or SIGTERM (the graceful ways to stop a peer). */
