@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import {
   ReplicaError,
@@ -27,6 +27,7 @@ function tmp(): string {
   return d;
 }
 afterEach(() => {
+  vi.restoreAllMocks();
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
@@ -363,5 +364,53 @@ describe('offline reconcile', () => {
       ['b', 1, 2, 0],
     ]);
     expect(fs.readFileSync(path.join(dir, 'a.rejected'), 'utf8')).toContain('line 2');
+  });
+});
+
+describe('replica file on a failing disk', () => {
+  /** Makes the next write store `bytes` bytes and the one after fail with `code`, as a disk filling up does. */
+  function failNextWrite(bytes: number, code: string): void {
+    const real = fs.writeSync.bind(fs) as (fd: number, b: Buffer, off: number, len?: number) => number;
+    let calls = 0;
+    vi.spyOn(fs, 'writeSync').mockImplementation(((fd: number, b: Buffer, off = 0) => {
+      if (calls++ === 0 && bytes > 0) return real(fd, b, off, bytes);
+      vi.restoreAllMocks();
+      throw Object.assign(new Error(`${code}: simulated`), { code });
+    }) as typeof fs.writeSync);
+  }
+
+  it('a short write then ENOSPC: nothing held, the torn part cut off, the retry written whole', () => {
+    const dir = tmp();
+    const f = ReplicaFile.open(dir, 'h1');
+    f.append([e(O1, 1, 1, 'kept')]);
+    const lost = e(O1, 2, 2, 'x'.repeat(100));
+    failNextWrite(20, 'ENOSPC');
+    let failure: unknown;
+    try {
+      failure = f.apply([lost]).failure;
+    } catch (err) {
+      failure = err; // the code before the fix threw here
+    }
+    expect(failure).toMatchObject({ code: 'ENOSPC' });
+    expect(f.set.has(lost), 'an entry the disk refused is held').toBe(false);
+    expect(fs.readFileSync(path.join(dir, 'h1.txt'), 'utf8')).toBe(formatLine(e(O1, 1, 1, 'kept')) + '\n');
+    // Space returns: the same entry is written (not taken for a duplicate), and reads back whole.
+    expect(f.apply([lost]).added).toEqual([lost]);
+    f.close();
+    const again = ReplicaFile.open(dir, 'h1');
+    expect(again.rejected).toEqual([]);
+    expect(again.set.entries.map((x) => x.seq)).toEqual([1, 2]);
+    again.close();
+  });
+
+  it('an EIO with nothing written leaves the file and the set as they were', () => {
+    const dir = tmp();
+    const f = ReplicaFile.open(dir, 'h1');
+    failNextWrite(0, 'EIO');
+    const r = f.apply([e(O2, 1, 1, 'a')]);
+    expect(r).toEqual({ added: [], replaced: [], failure: { kind: 'io', file: f.file, code: 'EIO' } });
+    expect(f.set.size).toBe(0);
+    expect(f.apply([e(O2, 1, 1, 'a')]).added).toHaveLength(1);
+    f.close();
   });
 });
