@@ -372,8 +372,8 @@ describe('replica file on a failing disk', () => {
   function failNextWrite(bytes: number, code: string): void {
     const real = fs.writeSync.bind(fs) as (fd: number, b: Buffer, off: number, len?: number) => number;
     let calls = 0;
-    vi.spyOn(fs, 'writeSync').mockImplementation(((fd: number, b: Buffer, off = 0) => {
-      if (calls++ === 0 && bytes > 0) return real(fd, b, off, bytes);
+    vi.spyOn(fs, 'writeSync').mockImplementation(((fd: number, b: Buffer, off?: number | null) => {
+      if (calls++ === 0 && bytes > 0) return real(fd, b, off ?? 0, bytes);
       vi.restoreAllMocks();
       throw Object.assign(new Error(`${code}: simulated`), { code });
     }) as typeof fs.writeSync);

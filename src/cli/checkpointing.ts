@@ -202,7 +202,7 @@ export function startCheckpointing(
     attach(n) {
       node = n;
       // Lamport time is the first thing a restart needs: write it at once, then periodically.
-      const checkpoint = () => health.attempt(cp.file, 'checkpoint', () => cp.checkpoint());
+      const checkpoint = () => health.attempt(cp.file, 'background', () => cp.checkpoint());
       checkpoint();
       timer = setInterval(checkpoint, CHECKPOINT_INTERVAL_MS);
       timer.unref();
@@ -213,7 +213,7 @@ export function startCheckpointing(
       if (!cp.db.open) return;
       clean = isClean;
       // A final checkpoint that cannot be written leaves the last one: recovery starts from it.
-      if (node) health.attempt(cp.file, 'checkpoint', () => cp.checkpoint());
+      if (node) health.attempt(cp.file, 'background', () => cp.checkpoint());
       cp.close();
     },
   };
@@ -303,8 +303,8 @@ export function loggedSink(
       const changed = [...r.added, ...r.replaced];
       if (c && changed.length > 0)
         c.logReplica(replica, changed).then(
-          () => health.succeeded(c.file, 'replica log'),
-          (err: unknown) => health.failed(writeFailure(c.file, err), 'replica log'),
+          () => health.succeeded(c.file, 'background'),
+          (err: unknown) => health.failed(writeFailure(c.file, err), 'background'),
         );
       return r;
     },
@@ -329,6 +329,6 @@ export async function logExisting(
     for (let i = 0; i < copy.length && cp.db.open; i += REPLICA_LOG_CHUNK_ENTRIES)
       await cp.logReplica(replica, copy.slice(i, i + REPLICA_LOG_CHUNK_ENTRIES));
   } catch (err) {
-    health.failed(writeFailure(cp.file, err), 'replica log');
+    health.failed(writeFailure(cp.file, err), 'background');
   }
 }

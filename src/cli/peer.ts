@@ -131,7 +131,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     runtime,
     observer: opts.observer ?? false,
     persistIncarnation: (n) => {
-      if (store) health.attempt(store.file, 'identity', () => store.saveIncarnation(n));
+      if (store) health.attempt(store.file, 'background', () => store.saveIncarnation(n));
     },
   });
   if (store) {
@@ -139,7 +139,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     node.on((e) => {
       const connected = e.kind === 'join' || e.kind === 'alive' || e.kind === 'restart';
       if (connected || e.kind === 'dead' || e.kind === 'left')
-        health.attempt(store.file, 'peers', () => store.recordPeer(e.member, connected, Date.now()));
+        health.attempt(store.file, 'background', () => store.recordPeer(e.member, connected, Date.now()));
     });
   }
   opts.install?.(node, store);

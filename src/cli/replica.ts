@@ -35,10 +35,10 @@ export function fileSink(file: ReplicaFile, health: StorageHealth): ReplicaSink 
       if (r.failure || r.added.length > 0) health.record(file.file, 'replica', r.failure ?? null);
       return r;
     },
-    flush: () => health.attempt(file.file, 'replica rewrite', () => file.flush()) === null,
+    flush: () => health.attempt(file.file, 'replica', () => file.flush()) === null,
     rewriteCanonical: () => {
       let sha: string | null = null;
-      health.attempt(file.file, 'replica rewrite', () => (sha = file.rewriteCanonical()));
+      health.attempt(file.file, 'replica', () => (sha = file.rewriteCanonical()));
       return sha;
     },
   };

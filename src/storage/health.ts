@@ -66,6 +66,14 @@ export class WriteFailedError extends Error {
 }
 
 /**
+ * Who writes, for StorageHealth: a recovery is announced only once each writer that failed has
+ * written again. SQLite's small background writes (checkpoints every second, the replica log,
+ * peers seen, the incarnation) are one writer: they share a WAL, and the checkpoint timer retries
+ * them all every second. A replica file's appends and rewrites are another, kv commits a third.
+ */
+export type Writer = 'background' | 'replica' | 'kv';
+
+/**
  * One line when writes to a directory start failing, one when every writer whose write there
  * failed has written again. Keyed by directory, so a replica file and the SQLite file next to it
  * on one full disk make one line, not two; and by writer (kv, checkpoint...), so a small write
@@ -78,7 +86,7 @@ export class StorageHealth {
   constructor(private readonly say: (line: string) => void) {}
 
   /** Records a failed write; says so if it is the first failure in its directory. */
-  failed(f: WriteFailure, writer = ''): void {
+  failed(f: WriteFailure, writer: Writer): void {
     const dir = path.dirname(f.file);
     let files = this.failing.get(dir);
     if (!files) {
@@ -92,7 +100,7 @@ export class StorageHealth {
   }
 
   /** Records a write that reached the disk; says so once its directory has no failing file left. */
-  succeeded(file: string, writer = ''): void {
+  succeeded(file: string, writer: Writer): void {
     const dir = path.dirname(file);
     const files = this.failing.get(dir);
     if (!files?.delete(`${writer}\0${file}`) || files.size > 0) return;
@@ -101,7 +109,7 @@ export class StorageHealth {
   }
 
   /** Runs a background write (a checkpoint, a log): a failure is recorded, never thrown. */
-  attempt(file: string, writer: string, write: () => void): WriteFailure | null {
+  attempt(file: string, writer: Writer, write: () => void): WriteFailure | null {
     try {
       write();
     } catch (err) {
@@ -114,7 +122,7 @@ export class StorageHealth {
   }
 
   /** Records the outcome of a write that returned its failure (or null when it is durable). */
-  record(file: string, writer: string, failure: WriteFailure | null): void {
+  record(file: string, writer: Writer, failure: WriteFailure | null): void {
     if (failure) this.failed(failure, writer);
     else this.succeeded(file, writer);
   }
