@@ -278,7 +278,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
     const signal = await untilSignal();
     rl.close();
     await peer.stop();
-    file.flush();
+    sink.flush(); // a rewrite that fails on a full disk is reported, not thrown
     file.close();
     log({ event: 'down', signal }, `left the group (${signal})`);
   }

@@ -69,9 +69,10 @@ export class WriteFailedError extends Error {
  * Who writes, for StorageHealth: a recovery is announced only once each writer that failed has
  * written again. SQLite's small background writes (checkpoints every second, the replica log,
  * peers seen, the incarnation) are one writer: they share a WAL, and the checkpoint timer retries
- * them all every second. A replica file's appends and rewrites are another, kv commits a third.
+ * them all every second. A replica file's appends and rewrites are another; kv commits and chat
+ * lines (each a write a sender waits on) are one each.
  */
-export type Writer = 'background' | 'replica' | 'kv';
+export type Writer = 'background' | 'replica' | 'kv' | 'chat';
 
 /**
  * One line when writes to a directory start failing, one when every writer whose write there

@@ -69,11 +69,11 @@ function inside(p: Lines, file: string): string {
   return `/proc/${p.child.pid}/root${file}`;
 }
 
-/** Fills the holder's tmpfs until ROOM_BYTES are left. */
-function fill(p: Lines, mount: string): void {
+/** Fills the holder's tmpfs until `room` bytes are left. */
+function fill(p: Lines, mount: string, room = ROOM_BYTES): void {
   const at = inside(p, mount);
   const st = fs.statfsSync(at);
-  fs.writeFileSync(path.join(at, 'filler'), Buffer.alloc(Math.max(0, st.bavail * st.bsize - ROOM_BYTES)));
+  fs.writeFileSync(path.join(at, 'filler'), Buffer.alloc(Math.max(0, st.bavail * st.bsize - room)));
 }
 
 const count = (p: Lines, re: RegExp) => (p.stderr.join('').match(re) ?? []).length;
@@ -221,4 +221,46 @@ describe('peer replicate and peer kv serve on a full disk', () => {
       expect(alive(h.p)).toBe(true);
     }
   }, 300_000);
+
+  it('a chat listener on a full disk stays up, says so once, and stores lines again when space returns', async () => {
+    const port = testPort();
+    const root = tempDir('disk-chat');
+    const mount = path.join(root, 'bob');
+    const dir = path.join(mount, 'd');
+    const bob = startOnTmpfs(mount, [
+      'chat',
+      '--listen',
+      '--json',
+      '--name',
+      'bob',
+      ...loopbackFlags(port, dir, 'local'),
+    ]);
+    await bob.until(() => fs.existsSync(inside(bob, path.join(dir, 'bob.db'))), 30_000, 'bob up');
+    const send = (text: string, waitMs: number) =>
+      runCli([
+        'chat',
+        '--name',
+        'alice',
+        '--send',
+        text,
+        '--wait',
+        String(waitMs),
+        ...loopbackFlags(port, path.join(root, 'alice'), 'local'),
+      ]);
+    const first = await send('before the disk filled', 10_000);
+    expect(first.code, first.stderr).toBe(0);
+    fill(bob, mount, 0);
+    // Lines bob cannot store are not acknowledged: each sender gives up (exit 1).
+    for (let i = 0; i < 3; i++) expect((await send(`while full ${i}`, 1_500)).code).toBe(1);
+    expect(alive(bob), bob.stderr.join('')).toBe(true);
+    expect(count(bob, FAILING), bob.stderr.join('')).toBe(1);
+    fs.rmSync(inside(bob, path.join(mount, 'filler')));
+    const after = await send('after the disk was freed', 10_000);
+    expect(after.code, after.stderr).toBe(0);
+    await bob.until((l) => count(l, RECOVERED) > 0, 15_000, 'bob says writes work again');
+    expect(count(bob, FAILING)).toBe(1);
+    expect(count(bob, RECOVERED)).toBe(1);
+    expect(bob.lines.join('\n')).toContain('after the disk was freed');
+    expect(bob.stderr.join('')).not.toMatch(/SqliteError|not stored/);
+  }, 120_000);
 });
