@@ -23,6 +23,9 @@ export interface WriteFailure {
   code: string;
 }
 
+/** An error without a code is named by the first line of its message, cut to this length. */
+export const FAILURE_CODE_CHARS_MAX = 200;
+
 /** Error codes that mean "no space": the disk, or the user's quota, is full. */
 const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
 
@@ -34,7 +37,7 @@ export function writeFailure(file: string, err: unknown): WriteFailure {
       ? e.code
       : String(e?.message ?? err)
           .split('\n')[0]!
-          .slice(0, 200);
+          .slice(0, FAILURE_CODE_CHARS_MAX);
   const kind: WriteFailureKind = FULL_CODES.has(code)
     ? 'full'
     : code === 'EIO' || code.startsWith('SQLITE_IOERR')
