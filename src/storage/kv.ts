@@ -21,6 +21,8 @@
  *   kv      the fold: one row per key, the winning version (value NULL for a tombstone)
  * Both change in one transaction, so the table always equals the fold of the log. A holder opens
  * its database at synchronous=FULL (see KvStore.open): an acknowledged write survives a power loss.
+ * An operation joins the in-memory set (what anti-entropy advertises and what counts as a
+ * duplicate) only once its transaction committed; a commit that failed holds nothing (apply()).
  */
 import type Database from 'better-sqlite3';
 import { ReplicaSet, entryProblem, type ApplyResult, type Entry } from './replica.js';

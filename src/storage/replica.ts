@@ -14,8 +14,11 @@
  * at most, so 1,000,000 entries cost about 16 MB besides the entries themselves).
  *
  * Durability: ReplicaFile.append writes and fsyncs before it returns, so a holder acknowledges an
- * entry only once it is on disk. A rewrite goes to a temp file that is fsynced, renamed over the
- * replica, and the directory is fsynced, so a crash leaves either the old or the new file, whole.
+ * entry only once it is on disk; an entry joins the in-memory set (and so the digest, and what
+ * counts as a duplicate) only after that, and a failed append (disk full, I/O error, a short
+ * write) is returned as a failure with its torn tail cut off (see ReplicaFile.apply). A rewrite
+ * goes to a temp file that is fsynced, renamed over the replica, and the directory is fsynced, so
+ * a crash leaves either the old or the new file, whole.
  * A line that does not parse is never dropped silently: it is appended, with its line number and
  * the reason, to `<name>.rejected` next to the replica (fsynced) before the file is rewritten
  * without it, and the caller gets the list to report.
