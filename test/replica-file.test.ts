@@ -372,9 +372,13 @@ describe('replica file on a failing disk', () => {
   function failNextWrite(bytes: number, code: string): void {
     const real = fs.writeSync.bind(fs) as (fd: number, b: Buffer, off: number, len?: number) => number;
     let calls = 0;
-    vi.spyOn(fs, 'writeSync').mockImplementation(((fd: number, b: Buffer, off?: number | null) => {
+    const spy = vi.spyOn(fs, 'writeSync').mockImplementation(((
+      fd: number,
+      b: Buffer,
+      off?: number | null,
+    ) => {
       if (calls++ === 0 && bytes > 0) return real(fd, b, off ?? 0, bytes);
-      vi.restoreAllMocks();
+      spy.mockRestore();
       throw Object.assign(new Error(`${code}: simulated`), { code });
     }) as typeof fs.writeSync);
   }
@@ -400,6 +404,31 @@ describe('replica file on a failing disk', () => {
     const again = ReplicaFile.open(dir, 'h1');
     expect(again.rejected).toEqual([]);
     expect(again.set.entries.map((x) => x.seq)).toEqual([1, 2]);
+    again.close();
+  });
+
+  it('a torn tail that could not be cut survives a failed rewrite and is cut before the next append', () => {
+    const dir = tmp();
+    const f = ReplicaFile.open(dir, 'h1');
+    f.append([e(O1, 1, 1, 'kept')]);
+    failNextWrite(20, 'ENOSPC');
+    const cut = vi.spyOn(fs, 'ftruncateSync').mockImplementationOnce(() => {
+      throw Object.assign(new Error('EIO: simulated'), { code: 'EIO' });
+    });
+    expect(f.apply([e(O1, 2, 2, 'x'.repeat(100))]).failure?.kind).toBe('full');
+    cut.mockRestore();
+    // The torn part is still there; a canonical rewrite then fails too (the rename is refused).
+    vi.spyOn(fs, 'renameSync').mockImplementationOnce(() => {
+      throw Object.assign(new Error('ENOSPC: simulated'), { code: 'ENOSPC' });
+    });
+    expect(() => f.rewriteCanonical()).toThrow(ReplicaError);
+    vi.restoreAllMocks();
+    // The next append cuts the torn part first: the file reads back whole.
+    expect(f.apply([e(O1, 3, 3, 'after')]).added).toHaveLength(1);
+    f.close();
+    const again = ReplicaFile.open(dir, 'h1');
+    expect(again.rejected).toEqual([]);
+    expect(again.set.entries.map((x) => x.text)).toEqual(['kept', 'after']);
     again.close();
   });
 

@@ -570,10 +570,11 @@ export class ReplicaFile {
     return rf;
   }
 
-  private reopen(): void {
+  /** Opens the file for appends; `measure`: it was (re)written whole, so all of it is `whole`. */
+  private reopen(measure = true): void {
     try {
       this.fd = fs.openSync(this.file, 'a', 0o644);
-      this.whole = fs.fstatSync(this.fd).size;
+      if (measure) this.whole = fs.fstatSync(this.fd).size;
     } catch (err) {
       throw ioError('open for appending', this.file, err);
     }
@@ -640,12 +641,15 @@ export class ReplicaFile {
   /** A failed rewrite leaves the old file (and `dirty`) as they were, open for appends. */
   private rewrite(data: string): void {
     this.close();
+    let written = false;
     try {
       writeFileAtomic(this.file, data);
+      written = true;
       this.dirty = false;
       this.torn = false;
     } finally {
-      this.reopen();
+      // After a failed rewrite the old file may still end in a torn tail: `whole` stays as it was.
+      this.reopen(written);
     }
   }
 
