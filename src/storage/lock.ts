@@ -21,7 +21,7 @@
  */
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
-import { StoreError, ensureDataDir, peerFile } from './store.js';
+import { StoreError, diskFullError, ensureDataDir, peerFile } from './store.js';
 
 export const LOCK_FILE_SUFFIX = '.lock';
 export const HOLDER_FILE_SUFFIX = '.pid';
@@ -55,8 +55,11 @@ export class DataDirLock {
         );
       if (code === 'SQLITE_NOTADB')
         throw new StoreError(`${file} is not a lock file (no peer holds it); delete it and start again`);
-      throw new StoreError(
-        `cannot lock ${file} (${code ?? (err as Error).message}); pass --data-dir with a writable directory`,
+      throw (
+        diskFullError(file, err) ??
+        new StoreError(
+          `cannot lock ${file} (${code ?? (err as Error).message}); pass --data-dir with a writable directory`,
+        )
       );
     }
     try {

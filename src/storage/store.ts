@@ -25,6 +25,18 @@ import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { MemberView } from '../p2p/protocol.js';
 import { loadable } from '../p2p/bounds.js';
+import { writeFailure } from './health.js';
+
+/**
+ * The error to give when opening `file` failed because its disk is full, or undefined for any other
+ * failure: the file is not at fault then, so the usual advice (move it aside) would be wrong.
+ */
+export function diskFullError(file: string, err: unknown): StoreError | undefined {
+  if (writeFailure(file, err).kind !== 'full') return undefined;
+  return new StoreError(
+    `cannot open ${file}: the disk holding ${path.dirname(file)} is full; free some space there (or pass another --data-dir) and start again`,
+  );
+}
 
 export class StoreError extends Error {
   override name = 'StoreError';
@@ -106,8 +118,11 @@ export class PeerStore {
     } catch (err) {
       db?.close();
       if (err instanceof StoreError) throw err;
-      throw new StoreError(
-        `${file} cannot be opened as a peer database (${(err as Error).message}); it was left untouched: move it aside or run 'peer recover'`,
+      throw (
+        diskFullError(file, err) ??
+        new StoreError(
+          `${file} cannot be opened as a peer database (${(err as Error).message}); it was left untouched: move it aside or run 'peer recover'`,
+        )
       );
     }
     const store = new PeerStore(db, file);

@@ -142,4 +142,39 @@ describe('an odd data dir', () => {
       `peer: data dir ${dir} is read-only (EROFS: read-only file system); make it writable, or copy it to a writable directory and pass that as --data-dir\n`,
     );
   });
+
+  it.each([
+    ['with no room at all', ''],
+    [
+      'with room for the lock but not the database',
+      'rm "$1/filler" && dd if=/dev/zero of="$1/filler" bs=1k count=200 2>/dev/null;',
+    ],
+  ])('peer up on a full disk (%s): exit 2, one line that says the disk is full', (_what, leaveRoom) => {
+    const dir = tempDir('full');
+    // A 256 KiB tmpfs in a mount namespace of its own, filled before the peer starts.
+    const script = `mount -t tmpfs -o size=256k tmpfs "$1" && (dd if=/dev/zero of="$1/filler" bs=4k 2>/dev/null; true) && ${leaveRoom} exec "$2" "$3" up --name alice --interface 127.0.0.1 --ttl 0 --data-dir "$1"`;
+    let code = 0;
+    let stderr = '';
+    try {
+      execFileSync(
+        'unshare',
+        ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', dir, process.execPath, BIN],
+        {
+          env: { ...process.env, NO_COLOR: '1' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+          timeout: REFUSAL_TIMEOUT_MS,
+        },
+      );
+    } catch (err) {
+      const e = err as { status: number; stderr: Buffer };
+      code = e.status;
+      stderr = e.stderr.toString();
+    }
+    expect(code, stderr).toBe(2);
+    expect(stderr).toMatch(
+      new RegExp(
+        `^peer: cannot open ${dir}/alice\\.(lock|db): the disk holding ${dir} is full; free some space there \\(or pass another --data-dir\\) and start again\n$`,
+      ),
+    );
+  });
 });
