@@ -31,7 +31,7 @@ import { SNAPSHOT_MARKER_TOPIC, SNAPSHOT_REPORT_CHUNKS_MAX } from '../../src/p2p
 import { ACK_HOLDERS_MAX, IBLT_CELLS_MAX, IBLT_CELLS_MIN } from '../../src/p2p/replication.js';
 import { HOLDERS_COUNT_MAX, KV_CHANNEL_PREFIX } from '../../src/p2p/kv.js';
 import { KV_KEY_BYTES_MAX, KV_SCAN_ROWS_MAX, KV_VALUE_BYTES_MAX, encodeOp } from '../../src/storage/kv.js';
-import { DIGEST_LEVELS } from '../../src/storage/replica.js';
+import { DIGEST_FANOUT, DIGEST_LEVELS } from '../../src/storage/replica.js';
 import { LIST_LIMIT_MAX, TASK_STATES } from '../../src/p2p/tasks.js';
 import { FIBONACCI_N_MAX, PRIMES_N_MAX, TASK_OPS } from '../../src/p2p/task-ops.js';
 import type { Address } from '../../src/p2p/transport/transport.js';
@@ -353,7 +353,15 @@ function replication(entryText: G<string>): Record<string, fc.Arbitrary<(f: Forg
   return {
     'rp.app': bodyOf(rec({ e: entry })),
     'rp.ack': bodyOf(rec({ o: peerId, s: uint(), k: peerIds(ACK_HOLDERS_MAX) })),
-    'rp.tq': bodyOf(rec({ q, ln: bounded(0, 1), lv: bounded(1, DIGEST_LEVELS), p: arr(uint(), 64) })),
+    'rp.tq': bodyOf(
+      rec({
+        q,
+        ln: bounded(0, 1),
+        lv: bounded(1, DIGEST_LEVELS),
+        // Parents that exist at the deepest level, many of them, or any.
+        p: fc.oneof(arr(bounded(0, DIGEST_FANOUT ** (DIGEST_LEVELS - 1) - 1), 64), arr(uint(), 64)),
+      }),
+    ),
     'rp.tr': bodyOf(rec({ q, h: b64(1200) })),
     'rp.iq': bodyOf(
       rec({ q, z: uint(), m: bounded(IBLT_CELLS_MIN, IBLT_CELLS_MAX), f: uint(), n: bounded(1, 256) }),
