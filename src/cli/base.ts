@@ -2,10 +2,13 @@
  * The base of every command: user errors (bad flags, files, databases) become exactly one line on
  * stderr ("peer: what was wrong; what to do") and exit code 2, never a stack trace and never
  * wrapped to the terminal width. With --json the error is also printed as {"error": "..."}.
+ * An error may quote remote text (a member's name, a holder's answer): the line on stderr is
+ * escaped (sanitize.ts), the JSON one exact.
  */
 import { Command, Errors } from '@oclif/core';
 import { UsageError } from './network.js';
 import { StoreError } from '../storage/store.js';
+import { escapeForTerminal } from './sanitize.js';
 
 export const EXIT_USAGE = 2;
 
@@ -29,7 +32,7 @@ export abstract class PeerCommand extends Command {
     if (!userError) return super.catch(err);
     const line = oneLine(err.message);
     if (this.jsonEnabled()) this.logJson({ error: line });
-    process.stderr.write(`${this.config.bin}: ${line}\n`);
+    process.stderr.write(`${this.config.bin}: ${escapeForTerminal(line)}\n`);
     return this.exit(EXIT_USAGE);
   }
 }

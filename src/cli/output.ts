@@ -1,9 +1,11 @@
 /**
- * Terminal output: colour (off when not a TTY or with NO_COLOR), tables, event lines.
+ * Terminal output: colour (off when not a TTY or with NO_COLOR), tables, event lines. Names and
+ * other remote text pass through escapeForTerminal (sanitize.ts) before they are painted.
  */
 import { stripVTControlCharacters } from 'node:util';
 import chalk, { type ChalkInstance } from 'chalk';
 import type { MemberState, MemberView, PeerEvent, PeerEventOf } from '../p2p/protocol.js';
+import { escapeForTerminal } from './sanitize.js';
 
 if ('NO_COLOR' in process.env) chalk.level = 0;
 
@@ -18,11 +20,11 @@ const PALETTE: ChalkInstance[] = [
   chalk.magentaBright,
 ];
 
-/** The same name gets the same colour on every screen and every run. */
+/** The same name gets the same colour on every screen and every run; shown escaped (names are remote). */
 export function paintName(name: string): string {
   let h = 2166136261;
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
-  return PALETTE[(h >>> 0) % PALETTE.length]!(name);
+  return PALETTE[(h >>> 0) % PALETTE.length]!(escapeForTerminal(name));
 }
 
 export function paintState(state: MemberState): string {
@@ -70,7 +72,7 @@ export function logSync(
   if (e.fetched + e.pushed === 0 && e.ok) return;
   log(
     { event: 'sync', peer: e.peer, fetched: e.fetched, pushed: e.pushed, ok: e.ok, reason: e.reason },
-    `${e.ok ? chalk.cyan('sync') : chalk.yellow('sync')} with ${e.peer.slice(0, 8)}: fetched ${e.fetched}, pushed ${e.pushed}${e.ok ? '' : ` (${e.reason})`}`,
+    `${e.ok ? chalk.cyan('sync') : chalk.yellow('sync')} with ${e.peer.slice(0, 8)}: fetched ${e.fetched}, pushed ${e.pushed}${e.ok ? '' : ` (${escapeForTerminal(e.reason)})`}`,
   );
 }
 

@@ -8,7 +8,8 @@ import { PeerNode } from '../p2p/node.js';
 import { PROFILES, type ProfileName } from '../p2p/config.js';
 import { UdpTransport } from '../p2p/transport/udp.js';
 import { isPeerName } from '../p2p/wire.js';
-import { PeerStore } from '../storage/store.js';
+import { PeerStore, StoreError } from '../storage/store.js';
+import { loadable } from '../p2p/bounds.js';
 import type { Checkpoints } from '../storage/checkpoint.js';
 import { recoveryLine, type RecoveryReport } from '../storage/recovery.js';
 import { startCheckpointing, worthReporting } from './checkpointing.js';
@@ -17,6 +18,7 @@ import type { ReliableDelivery } from '../p2p/reliable.js';
 import { checkGroup, resolveInterface, UsageError } from './network.js';
 import { keySettings, securityLayers, type KeySettings, type SecurityLayers } from './security.js';
 import { runtimeFromEnv } from './coordination.js';
+import { escapeForTerminal } from './sanitize.js';
 
 export interface NetworkFlagValues {
   name?: string;
@@ -100,11 +102,20 @@ export interface StartOptions {
 export async function startPeer(settings: NetworkSettings, opts: StartOptions = {}): Promise<RunningPeer> {
   const runtime = runtimeFromEnv(); // PEER_FAKE_CLOCK: checked before anything is opened
   const store = opts.observer ? null : PeerStore.open(settings.dataDir, settings.name);
-  const identity = store ? store.startIdentity() : { id: randomBytes(8).toString('hex'), incarnation: 1 };
+  let identity: { id: string; incarnation: number };
   let checkpointing: ReturnType<typeof startCheckpointing> | null = null;
+  let lamport: number;
   try {
+    identity = store ? store.startIdentity() : { id: randomBytes(8).toString('hex'), incarnation: 1 };
     checkpointing = store ? startCheckpointing(settings.dataDir, settings.name) : null;
+    lamport = Math.max(opts.lamport?.(store) ?? 0, checkpointing?.report.lamportStart ?? 0);
+    // A saved time we could not have counted to (bounds.ts) is damage, never a time to adopt.
+    if (!loadable(lamport))
+      throw new StoreError(
+        `${store?.file ?? settings.dataDir} is damaged: its saved Lamport time ${lamport} is past what a peer can count from; restore a backup, or move it aside to start this peer afresh under a new id`,
+      );
   } catch (err) {
+    checkpointing?.close(false);
     store?.close();
     throw err;
   }
@@ -119,7 +130,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     id: identity.id,
     name: settings.name,
     incarnation: identity.incarnation,
-    lamport: Math.max(opts.lamport?.(store) ?? 0, checkpointing?.report.lamportStart ?? 0),
+    lamport,
     profile: PROFILES[settings.profile],
     transport: security.transport,
     runtime,
@@ -162,7 +173,8 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     checkpointing.attach(node);
     const r = checkpointing.report;
     if (opts.onRecovered) opts.onRecovered(r, recoveryLine(r));
-    else if (worthReporting(r)) process.stderr.write(`peer: ${recoveryLine(r)}\n`);
+    // The line quotes what the database held: escaped.
+    else if (worthReporting(r)) process.stderr.write(`peer: ${escapeForTerminal(recoveryLine(r))}\n`);
   }
   let stopped: Promise<void> | null = null;
   return {

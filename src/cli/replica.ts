@@ -6,6 +6,7 @@ import { Flags } from '@oclif/core';
 import { ReplicaFile, type Entry } from '../storage/replica.js';
 import type { ReplicaSink } from '../p2p/replication.js';
 import { table } from './output.js';
+import { escapeForTerminal } from './sanitize.js';
 
 /** How long a one-shot command listens for holders' answers to its probe before acting. */
 export const HOLDER_DISCOVERY_MS = 300;
@@ -58,11 +59,11 @@ export function replicaTable(rows: ReplicaRow[]): string {
   return table(
     ['REPLICA', 'BEFORE', 'AFTER', 'ADDED', 'DIGEST'],
     rows.map((r) => [
-      r.replica,
+      escapeForTerminal(r.replica), // a holder's name, or a file name on disk
       String(r.before),
       String(r.after),
       String(r.added),
-      r.sha256 ? r.sha256.slice(0, 16) : `(set ${r.digest ?? '?'})`,
+      escapeForTerminal(r.sha256 ? r.sha256.slice(0, 16) : `(set ${r.digest ?? '?'})`),
     ]),
   );
 }
@@ -75,7 +76,7 @@ export class Progress {
   update(text: string): void {
     if (!process.stderr.isTTY || Date.now() - this.started < PROGRESS_AFTER_MS) return;
     const spin = '|/-\\'[Math.floor((Date.now() - this.started) / 120) % 4];
-    process.stderr.write(`\r\x1b[2K${spin} ${text}`);
+    process.stderr.write(`\r\x1b[2K${spin} ${escapeForTerminal(text)}`); // text names holders
     this.shown = true;
   }
 

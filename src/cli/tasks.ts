@@ -12,6 +12,7 @@ import { Tasks, type CoordinatorView, type TaskExecutor, type TaskLog } from '..
 import { describeCoordinationEvent, installCoordination, type Coordination } from './coordination.js';
 import { describeMembershipEvent, eventJson, memberLabel, paintName, type EventLog } from './output.js';
 import { oneLine, PeerCommand } from './base.js';
+import { escapeForTerminal } from './sanitize.js';
 
 /** Exit code of a task that failed, or of a group that did not answer in time (bad input: 2). */
 export const EXIT_TASK_FAILED = 1;
@@ -33,7 +34,8 @@ export abstract class TaskCommand extends PeerCommand {
     if (!(err instanceof TaskFailure)) return super.catch(err);
     const line = oneLine(err.message);
     if (this.jsonEnabled()) this.logJson({ ...err.json, error: line });
-    process.stderr.write(`${this.config.bin}: ${line}\n`);
+    // A task's error text comes from the worker that ran it: escaped here, exact in the JSON.
+    process.stderr.write(`${this.config.bin}: ${escapeForTerminal(line)}\n`);
     return this.exit(EXIT_TASK_FAILED);
   }
 }
@@ -116,13 +118,13 @@ export function describeTaskEvent(e: PeerEvent, node: PeerNode): string | null {
     case 'task-assigned':
       return `${chalk.blue('assign')}  task ${short(e.id)} -> ${paintName(e.workerName)}`;
     case 'task-reassigned':
-      return `${chalk.yellow('requeue')} task ${short(e.id)} from ${who(e.worker)}: ${e.why}`;
+      return `${chalk.yellow('requeue')} task ${short(e.id)} from ${who(e.worker)}: ${escapeForTerminal(e.why)}`;
     case 'task-recorded':
-      return `${e.ok ? chalk.green('done') : chalk.red('failed')}    task ${short(e.id)} (${e.op}) by ${who(e.worker)}`;
+      return `${e.ok ? chalk.green('done') : chalk.red('failed')}    task ${short(e.id)} (${escapeForTerminal(e.op)}) by ${who(e.worker)}`;
     case 'task-started':
-      return `${chalk.blue('run')}     task ${short(e.id)} (${e.op})`;
+      return `${chalk.blue('run')}     task ${short(e.id)} (${escapeForTerminal(e.op)})`;
     case 'task-finished':
-      return `${e.ok ? chalk.green('ran') : chalk.red('ran')}     task ${short(e.id)} (${e.op})${e.ok ? '' : ': failed'}`;
+      return `${e.ok ? chalk.green('ran') : chalk.red('ran')}     task ${short(e.id)} (${escapeForTerminal(e.op)})${e.ok ? '' : ': failed'}`;
     default:
       return null;
   }

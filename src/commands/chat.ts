@@ -7,6 +7,7 @@ import { networkFlags } from '../cli/flags.js';
 import { defaultName, networkSettings, startPeer, untilSignal, type RunningPeer } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
+import { escapeForTerminal } from '../cli/sanitize.js';
 import {
   Chat,
   ChatError,
@@ -134,9 +135,11 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       );
     const store = PeerStore.open(dataDir, name);
     try {
-      const lines = ChatStore.on(store).recent(n);
+      const chat = ChatStore.on(store);
+      const lines = chat.recent(n);
       if (lines.length === 0 && !this.json) this.log(chalk.gray('no stored messages'));
       for (const l of lines) this.printLine(l, store.getMeta('peer_id'));
+      warnRejected(chat);
     } finally {
       store.close();
     }
@@ -270,7 +273,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       try {
         if (this.command(j, raw.trim(), print) === 'quit') rl.close();
       } catch (err) {
-        print(chalk.red((err as Error).message));
+        print(chalk.red(escapeForTerminal((err as Error).message)));
       }
       rl.prompt();
     });
@@ -309,6 +312,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         const lines = j.store.recent(Math.min(n, CHAT_HISTORY_KEEP_MAX * 10));
         if (lines.length === 0) print(chalk.gray('no stored messages'));
         for (const l of lines) print(this.formatLine(l, j.peer.node.id));
+        if (j.store.rejectedLastRead > 0) print(chalk.yellow(rejectedText(j.store.rejectedLastRead)));
         return;
       }
       case '/msg': {
@@ -319,7 +323,8 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         if (targets.length === 0) throw new ChatError(`no chat member named '${to}' is online (see /who)`);
         for (const m of targets)
           j.chat.whisper(m.id, text, (r) => {
-            if (!r.ok) print(chalk.red(`direct message to ${m.name} failed: ${reasonText(r.reason)}`));
+            if (!r.ok)
+              print(chalk.red(`direct message to ${paintName(m.name)} failed: ${reasonText(r.reason)}`));
           });
         return;
       }
@@ -337,7 +342,8 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
 
   /** Exit 1 with one line on stderr: the peer ran fine, the message did not get through. */
   private notDelivered(message: string): never {
-    process.stderr.write(`${this.config.bin}: ${message}\n`);
+    // The message names members: escaped like every remote name.
+    process.stderr.write(`${this.config.bin}: ${escapeForTerminal(message)}\n`);
     return this.exit(EXIT_NOT_DELIVERED);
   }
 
@@ -375,7 +381,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
             .then((cp) => receiveChatLine(cp, l))
             .catch((err: unknown) => {
               process.stderr.write(
-                `peer: chat line from ${l.fromName} not stored: ${(err as Error).message}\n`,
+                `peer: chat line from ${escapeForTerminal(l.fromName)} not stored: ${(err as Error).message}\n`,
               );
               throw err; // keeps the line unacknowledged
             }),
@@ -391,6 +397,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     });
     if (!peer.checkpoints) throw new Error('chat runs a full peer: it has a checkpoint store');
     storeReady(peer.checkpoints);
+    warnRejected(joined!.store);
     return { peer, ...joined! };
   }
 
@@ -505,11 +512,11 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         ? ''
         : ` ${chalk.gray('→')} ${l.to === me ? chalk.bold('you') : paintName(l.toName ?? l.to)}`;
     const tag = l.history ? chalk.gray(' (history)') : '';
-    return `${chalk.gray(`${clockTime(l.at)} L${l.lamport}`)} ${paintName(l.fromName)}${to}${tag}: ${l.text}`;
+    return `${chalk.gray(`${clockTime(l.at)} L${l.lamport}`)} ${paintName(l.fromName)}${to}${tag}: ${escapeForTerminal(l.text)}`;
   }
 
   private printLost(r: LostReport): void {
-    const what = `${r.count} ${r.count === 1 ? 'message' : 'messages'} from ${r.fromName} ${r.count === 1 ? 'was' : 'were'} lost`;
+    const what = `${r.count} ${r.count === 1 ? 'message' : 'messages'} from ${paintName(r.fromName)} ${r.count === 1 ? 'was' : 'were'} lost`;
     if (this.json)
       this.out(
         JSON.stringify({
@@ -544,8 +551,17 @@ function reasonText(reason: string): string {
     case 'busy':
       return 'too many unacknowledged messages to that peer';
     default:
-      return reason;
+      return escapeForTerminal(reason);
   }
+}
+
+function rejectedText(n: number): string {
+  return `${n} stored line(s) failed validation (damaged or forged) and were skipped; see docs/chat.md`;
+}
+
+/** Stored lines that failed validation are never shown or served: say how many the last read skipped. */
+function warnRejected(store: ChatStore): void {
+  if (store.rejectedLastRead > 0) process.stderr.write(`peer: ${rejectedText(store.rejectedLastRead)}\n`);
 }
 
 function checkText(text: string): void {

@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
+import { escapeForTerminal } from '../cli/sanitize.js';
 import type { ProfileName } from '../p2p/config.js';
 import { runDoctor, type CheckResult, type DoctorReport } from '../cli/doctor/index.js';
 import { PROBE_WAIT_MS } from '../cli/doctor/probe.js';
@@ -53,8 +54,11 @@ export default class Doctor extends PeerCommand {
       },
       (c) => {
         if (json) return;
-        this.log(`${MARK[c.status]}  ${chalk.bold(c.title)}: ${c.detail}`);
-        if (c.fix && c.status !== 'pass') this.log(`      ${chalk.cyan('fix:')} ${c.fix}`);
+        // Details name peers that answered, files on disk and database errors: escaped.
+        this.log(
+          `${MARK[c.status]}  ${chalk.bold(escapeForTerminal(c.title))}: ${escapeForTerminal(c.detail)}`,
+        );
+        if (c.fix && c.status !== 'pass') this.log(`      ${chalk.cyan('fix:')} ${escapeForTerminal(c.fix)}`);
       },
     );
     if (!json) {

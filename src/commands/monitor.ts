@@ -1,6 +1,7 @@
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { UsageError } from '../cli/network.js';
+import { escapeForTerminal } from '../cli/sanitize.js';
 import { networkSettings, startPeer } from '../cli/peer.js';
 import { installMonitorModules, MonitorFeeds, type Installed } from '../cli/monitor/feeds.js';
 import { TABS } from '../cli/monitor/tabs/index.js';
@@ -90,7 +91,7 @@ export default class Monitor extends PeerCommand {
       await peer.stop();
     }
     if (reason.startsWith('error: ')) {
-      process.stderr.write(`peer monitor: ${reason.slice(7)}\n`);
+      process.stderr.write(`peer monitor: ${escapeForTerminal(reason.slice(7))}\n`);
       process.exitCode = 1;
     }
     // stdin was put in raw, flowing mode by Ink: release it so the process can exit.

@@ -3,6 +3,7 @@ import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
+import { escapeForTerminal } from '../cli/sanitize.js';
 import {
   ROUND_DISCOVERY_MS,
   Progress,
@@ -61,7 +62,7 @@ export default class Reconcile extends PeerCommand {
     if (rows.length === 0) throw new UsageError(`no replica files (*.txt) in ${dir}; pass --dir`);
     for (const r of rows.filter((x) => x.rejected > 0))
       process.stderr.write(
-        `${this.config.bin}: ${r.rejected} line(s) of ${r.replica}.txt did not parse; kept aside in ${r.replica}.rejected\n`,
+        `${this.config.bin}: ${r.rejected} line(s) of ${escapeForTerminal(r.replica)}.txt did not parse; kept aside in ${escapeForTerminal(r.replica)}.rejected\n`,
       );
     const replicas = rows.map((r) => ({
       replica: r.replica,
@@ -126,7 +127,7 @@ export default class Reconcile extends PeerCommand {
       if (!this.jsonEnabled()) this.log(replicaTable(replicas));
       if (ok) return result;
       process.stderr.write(
-        `${this.config.bin}: the holders did not converge within ${flags.timeout} ms; still waiting on: ${st.waiting.join(', ')}\n`,
+        `${this.config.bin}: the holders did not converge within ${flags.timeout} ms; still waiting on: ${escapeForTerminal(st.waiting.join(', '))}\n`,
       );
       // Not this.exit(): oclif would print a second JSON object (an error) after ours.
       process.exitCode = EXIT_NOT_CONVERGED;

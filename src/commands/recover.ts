@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { dirFlag } from '../cli/replica.js';
+import { escapeForTerminal } from '../cli/sanitize.js';
 import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
 import {
   REPLAY_HANDLERS,
@@ -110,21 +111,26 @@ export default class Recover extends PeerCommand {
     return result;
   }
 
+  /** Replica names and checkpoint fields were read from the database: escaped. */
   private print(r: RecoverResult, report: RecoveryReport): void {
     this.log(`${r.file}: integrity ok, checksums checked`);
     this.log(
-      r.checkpoint.seq === null
-        ? 'no checkpoint found: state starts from the tables alone'
-        : `restored checkpoint ${r.checkpoint.seq} of ${r.checkpoint.takenAt}${r.checkpoint.damagedSkipped ? ` (${r.checkpoint.damagedSkipped} newer damaged checkpoint(s) skipped)` : ''}`,
+      escapeForTerminal(
+        r.checkpoint.seq === null
+          ? 'no checkpoint found: state starts from the tables alone'
+          : `restored checkpoint ${r.checkpoint.seq} of ${r.checkpoint.takenAt}${r.checkpoint.damagedSkipped ? ` (${r.checkpoint.damagedSkipped} newer damaged checkpoint(s) skipped)` : ''}`,
+      ),
     );
     this.log(
       `messages: ${r.unprocessedBefore} unprocessed found, ${r.replayed} replayed, ${r.duplicatesSuppressed} duplicates suppressed, ${r.pendingForCommand} kept for their command, ${r.damagedMessages} damaged kept aside`,
     );
     for (const x of r.replicas)
       this.log(
-        `replica ${x.replica}: ${x.logged} logged, ${x.before} in ${x.file}${x.damagedLines ? `, ${x.damagedLines} damaged lines kept aside` : ''}, ${x.restored} entries restored${x.rewritten ? ' (file rewritten)' : ''}`,
+        escapeForTerminal(
+          `replica ${x.replica}: ${x.logged} logged, ${x.before} in ${x.file}${x.damagedLines ? `, ${x.damagedLines} damaged lines kept aside` : ''}, ${x.restored} entries restored${x.rewritten ? ' (file rewritten)' : ''}`,
+        ),
       );
     this.log(`replica entries restored: ${r.replicaEntriesRestored}`);
-    this.log(`${recoveryLine(report)} (${r.ms} ms)`);
+    this.log(escapeForTerminal(`${recoveryLine(report)} (${r.ms} ms)`));
   }
 }

@@ -14,6 +14,7 @@ import {
   paintName,
   type EventLog,
 } from '../cli/output.js';
+import { escapeForTerminal } from '../cli/sanitize.js';
 import { HOLDER_DISCOVERY_MS, POLL_MS, dirFlag, fileSink, waitFor } from '../cli/replica.js';
 import {
   Replication,
@@ -114,7 +115,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
       const f = failed[0]!;
       const known = f.confirmed.length + f.missing.length;
       process.stderr.write(
-        `${this.config.bin}: ${batch ? `${failed.length} of ${results.length} entries were not confirmed; first ` : ''}${f.id} confirmed by ${f.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${f.missing.length ? `no confirmation from: ${f.missing.join(', ')}` : `only ${known} holder(s) are known`}\n`,
+        `${this.config.bin}: ${batch ? `${failed.length} of ${results.length} entries were not confirmed; first ` : ''}${f.id} confirmed by ${f.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${f.missing.length ? `no confirmation from: ${escapeForTerminal(f.missing.join(', '))}` : `only ${known} holder(s) are known`}\n`,
       );
       // Not this.exit(): oclif would print a second JSON object (an error) after ours.
       process.exitCode = EXIT_NOT_CONFIRMED;
@@ -183,7 +184,9 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
           };
           results.push(r);
           if (ok && !this.jsonEnabled())
-            this.log(`${id} lamport ${entry.lamport}: confirmed by ${r.confirmed.join(', ')}`);
+            this.log(
+              `${id} lamport ${entry.lamport}: confirmed by ${escapeForTerminal(r.confirmed.join(', '))}`,
+            );
         }
         if (pending.size > 0) await new Promise((r) => setTimeout(r, POLL_MS));
       }
@@ -282,7 +285,8 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
         for (const x of e.entries)
           log(
             entryFields('entry', x, e.via),
-            `${chalk.green(e.via)} ${entryId(x)} ${JSON.stringify(x.text)}`,
+            // Quoted, and escaped rather than JSON: JSON leaves U+009B and bidi controls raw.
+            `${chalk.green(e.via)} ${entryId(x)} "${escapeForTerminal(x.text)}"`,
           );
         return;
       case 'replica-replace':

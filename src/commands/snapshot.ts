@@ -6,6 +6,7 @@ import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer } from '../cli/peer.js';
 import { table } from '../cli/output.js';
+import { escapeForTerminal } from '../cli/sanitize.js';
 import { UsageError } from '../cli/network.js';
 import { waitFor, HOLDER_DISCOVERY_MS } from '../cli/replica.js';
 import { Snapshot, type GlobalSnapshot } from '../p2p/snapshot.js';
@@ -74,20 +75,23 @@ export default class SnapshotCommand extends PeerCommand {
     }
   }
 
+  /** Every report came from a peer: its names and state are escaped before they are shown. */
   private print(r: SnapshotResult): void {
     this.log(
       table(
         ['PEER', 'LAMPORT', 'COMPLETE', 'IN FLIGHT', 'STATE'],
-        r.peers.map((p) => [
-          p.name,
-          String(p.lamport),
-          p.complete ? 'yes' : `no (open: ${p.open.map((x) => x.slice(0, 8)).join(' ')})`,
-          String(Object.values(p.channels).reduce((t, c) => t + c.count, 0)),
-          summarize(p.state),
-        ]),
+        r.peers.map((p) =>
+          [
+            p.name,
+            String(p.lamport),
+            p.complete ? 'yes' : `no (open: ${p.open.map((x) => x.slice(0, 8)).join(' ')})`,
+            String(Object.values(p.channels).reduce((t, c) => t + c.count, 0)),
+            summarize(p.state),
+          ].map(escapeForTerminal),
+        ),
       ),
     );
-    for (const m of r.missing) this.log(`${m.name} (${m.id.slice(0, 8)}) did not report`);
+    for (const m of r.missing) this.log(escapeForTerminal(`${m.name} (${m.id.slice(0, 8)}) did not report`));
     this.log(
       `snapshot ${r.id}: ${r.peers.length} peers, ${r.inFlight} messages in flight, ${r.complete ? 'complete' : 'INCOMPLETE'}; saved to ${r.file}`,
     );

@@ -1,11 +1,13 @@
 /**
  * What a demo scene gets: a private loopback group (127.0.0.1, TTL 0, a port of its own), a
- * scratch data dir, and helpers to start real `peer` processes and narrate what they do.
+ * scratch data dir, and helpers to start real `peer` processes and narrate what they do. The
+ * narration quotes what the peers printed (names, chat lines): escaped, as all remote text.
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import chalk from 'chalk';
 import { ChildLines } from '../cli/child.js';
+import { escapeForTerminal } from '../cli/sanitize.js';
 
 export interface DemoScene {
   title: string;
@@ -62,15 +64,15 @@ export class DemoContext {
   }
 
   step(text: string): void {
-    this.out(`  ${chalk.gray('•')} ${text}`);
+    this.out(`  ${chalk.gray('•')} ${escapeForTerminal(text)}`);
   }
 
   ok(text: string): void {
-    this.out(`  ${chalk.green('✓')} ${text}`);
+    this.out(`  ${chalk.green('✓')} ${escapeForTerminal(text)}`);
   }
 
   note(text: string): void {
-    this.out(`    ${chalk.gray(text)}`);
+    this.out(`    ${chalk.gray(escapeForTerminal(text))}`);
   }
 
   replicaFile(name: string): string {

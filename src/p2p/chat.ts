@@ -22,7 +22,8 @@
  * history answer that would not fit one datagram is skipped and counted; a malformed payload from
  * the wire is dropped and counted.
  */
-import { is, type Envelope, type PeerId } from './wire.js';
+import { is, isPeerName, type Envelope, type PeerId } from './wire.js';
+import { loadable } from './bounds.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Address } from './transport/transport.js';
 import {
@@ -105,7 +106,14 @@ const HREQ = is.object({ n: is.uint(CHAT_HISTORY_SHARE_MAX) });
 
 export class Chat implements Protocol {
   readonly messages = { 'ch.hreq': HREQ };
-  readonly stats = { malformed: 0, historyReceived: 0, historySkipped: 0, historyServed: 0 };
+  readonly stats = {
+    malformed: 0,
+    historyReceived: 0,
+    historySkipped: 0,
+    historyServed: 0,
+    /** Lines from the store that failed isChatLine: never shown or served. */
+    storedRejected: 0,
+  };
   private readonly lineHandlers: Array<(l: ChatLine) => unknown> = [];
   private readonly lostHandlers: Array<(r: LostReport) => void> = [];
   private readonly lines: ChatLine[] = [];
@@ -124,7 +132,10 @@ export class Chat implements Protocol {
     private readonly reliable: ReliableDelivery,
     private readonly opts: ChatOptions = {},
   ) {
-    for (const l of opts.history ?? []) this.remember(l);
+    for (const l of opts.history ?? []) {
+      if (isChatLine(l)) this.remember(l);
+      else this.stats.storedRejected++;
+    }
     this.historyDone = (opts.historyWanted ?? 0) === 0;
     reliable.on(CHAT_TOPIC, (d) => this.onChat(d));
     reliable.on(CHAT_HISTORY_TOPIC, (d) => this.onHistory(d));
@@ -308,10 +319,27 @@ export function lamportOrder(a: ChatLine, b: ChatLine): number {
   return a.lamport - b.lamport || a.from.localeCompare(b.from) || a.id.localeCompare(b.id);
 }
 
-const isName = is.str(64, 1);
+/**
+ * The limits a line has when it comes over the wire: names as the envelope's `n` (no control or
+ * format characters), text within CHAT_TEXT_BYTES_MAX, a Lamport time a peer could have stamped
+ * (bounds.ts). History received from a member and lines read back from storage are checked with
+ * them, so a forged item or a damaged row is dropped and counted, never shown or served again.
+ */
+const isName = isPeerName;
 const isId = is.peerId();
 const isKey = is.str(120, 1);
 const isUint = is.uint();
+const isText = (v: unknown) =>
+  typeof v === 'string' && ReliableDelivery.payloadBytes(v) <= CHAT_TEXT_BYTES_MAX;
+
+/** Whether a line (from storage, say) has the shape and limits of one received over the wire. */
+export function isChatLine(l: ChatLine): boolean {
+  return (
+    typeof l.history === 'boolean' &&
+    isHistoryItem([l.id, l.from, l.fromName, l.to, l.toName, l.text, l.lamport, l.at])
+  );
+}
+
 function isHistoryItem(
   v: unknown,
 ): v is [string, PeerId, string, PeerId | null, string | null, string, number, number] {
@@ -323,8 +351,8 @@ function isHistoryItem(
     isName(v[2]) &&
     (v[3] === null || isId(v[3])) &&
     (v[4] === null || isName(v[4])) &&
-    typeof v[5] === 'string' &&
-    isUint(v[6]) &&
+    isText(v[5]) &&
+    loadable(v[6]) &&
     isUint(v[7])
   );
 }

@@ -16,6 +16,30 @@
  * learn the group in a round trip instead of a heartbeat interval. An observer (peer peers)
  * probes and listens but never heartbeats, so it never appears as a member.
  *
+ * Who may speak for a member (issue 17; SWIM and memberlist take the same line). In an open group
+ * anyone on the LAN can send a datagram claiming any id, so an envelope claiming a known member's
+ * id counts as that member's word only when it comes
+ *   - from the member's known address (its unicast socket: every datagram it sends, multicast or
+ *     not, comes from there); or
+ *   - from another port of the same host with a higher incarnation: the member restarted (a new
+ *     process binds a new port, and its start raised its incarnation). It is moved there at once,
+ *     and its old process's late datagrams, from the old port, are refused from then on; or
+ *   - from anywhere, once the member is dead or left here: its known address fell silent, so a
+ *     restart on another host, or a process back from a partition, is taken as it is, at
+ *     whatever incarnation it brings (memberlist's reclaim of a dead node's name).
+ * Anything else claiming its id (another host while it is alive or suspect, or its own host with
+ * no higher incarnation) is an impostor: the whole envelope is dropped and counted (`impostors`),
+ * so it can neither move the member, nor raise its incarnation until the real member's datagrams
+ * look stale, nor speak for it to any other protocol. A process on the member's own host can
+ * still pass for its restart, and one that can send from the member's very address can say
+ * anything: only a keyed group stops those (docs/security.md).
+ * Statements about a member: its `leave` counts only from its known address; a suspicion is
+ * acted on only by its target, which refutes only a suspicion of its current incarnation (only
+ * the target ever raises it, so a higher one is forged: refused and counted in
+ * `stats.refused.incarnation`, never refuted to one above our own + 1).
+ * Incarnations adopted from others are bounded (bounds.ts): one more than INCARNATION_STEP_MAX
+ * above what we know of a member, or beyond COUNTER_MAX, is refused and counted the same way.
+ *
  * Failure modes: a peer cut off sees everyone dead and is seen dead; when the link heals,
  * heartbeats flow again and both sides mark each other alive. Memory is bounded by membersMax:
  * dead and left entries are evicted first, then newcomers are refused and counted.
@@ -63,8 +87,9 @@
  * (1 + HEALTH_SCORE_MAX) x deadAfterMs after its last heartbeat.
  */
 import { is, type Envelope, type PeerId } from './wire.js';
+import { adoptable, loadable } from './bounds.js';
 import type { HealthCause, MemberState, MemberView, Protocol, ProtocolContext } from './protocol.js';
-import type { Address } from './transport/transport.js';
+import { parseAddress, type Address } from './transport/transport.js';
 
 export interface MembershipTimings {
   /** How often a member multicasts its heartbeat. Bytes/s per peer scale with 1/this. */
@@ -83,6 +108,14 @@ export const TAGS_KEYS_MAX = 16;
 export const TAG_KEY_CHARS_MAX = 24;
 export const TAG_VALUE_CHARS_MAX = 64;
 export const LEAVE_COPIES = 3;
+/**
+ * Largest rise of a member's incarnation we take from one envelope. It rises by one per start
+ * and per refuted suspicion; we forget a member deadRetentionMs (60 s) after its death, and in
+ * that time even 1024 members suspecting it every suspectAfterMs (0.7 s) make it refute about
+ * 2^17 times. So 2^20 is never reached legitimately, and a forger able to send from a member's
+ * own address still needs 2^33 datagrams to walk our record of it to the end of the range.
+ */
+export const INCARNATION_STEP_MAX = 2 ** 20;
 
 export type Tags = Record<string, string | number | boolean>;
 
@@ -169,6 +202,8 @@ export class Membership implements Protocol {
   readonly messages = { hb: HB, probe: EMPTY, ping: EMPTY, suspect: SUSPECT, leave: EMPTY };
   /** Newcomers refused because membersMax was reached with no dead entry to evict. */
   refused = 0;
+  /** Envelopes claiming a known member's id that were not its own (see the header): dropped. */
+  impostors = 0;
   private readonly members = new Map<PeerId, Member>();
   private tags: Tags = {};
   private lastHeartbeat = -Infinity;
@@ -200,27 +235,44 @@ export class Membership implements Protocol {
     return this.tags;
   }
 
-  /** Every valid datagram from another peer is evidence that it is alive. */
+  /**
+   * Whether an envelope may be taken as the word of the peer whose id it carries (see the header),
+   * checked before anything else reads it; what it refuses is counted, and dropped by the node.
+   */
+  admit(env: Envelope, from: Address): boolean {
+    const m = this.members.get(env.i);
+    if (m ? !adoptable(m.incarnation, env.c, INCARNATION_STEP_MAX) : !loadable(env.c)) {
+      this.ctx.refuse('incarnation');
+      return false;
+    }
+    if (!m || speaksFor(m, env.c, from)) return true;
+    this.impostors++;
+    return false;
+  }
+
+  /** Every admitted datagram from another peer is evidence that it is alive. */
   observe(env: Envelope, from: Address): void {
     const m = this.members.get(env.i);
     if (!m) {
       if (env.t === 'hb') this.add(env, from);
       return;
     }
-    if (env.c < m.incarnation) return; // from before a restart or a refutation: stale
+    const moved = m.address !== from;
+    // From its own address, one from before a restart or a refutation is stale (a dead or left
+    // member reclaimed from another address is taken at the incarnation it brings).
+    if (!moved && env.c < m.incarnation) return;
     const now = this.ctx.now();
     if (env.t === 'leave') return; // handled in onMessage, must not revive
     const wasIncarnation = m.incarnation;
     const before = m.state;
-    if (before === 'left' && env.c === m.incarnation) return; // late datagrams after a leave
+    if (!moved && before === 'left' && env.c === m.incarnation) return; // late datagrams after a leave
     m.lastSeen = now;
     m.incarnation = env.c;
     if (env.t === 'hb') {
       const { g, h } = env.b as { g: Tags; h?: number };
       m.tags = g;
-      if (h !== undefined) this.countHeartbeat(m, h, before === 'dead', env.c > wasIncarnation, now);
+      if (h !== undefined) this.countHeartbeat(m, h, before === 'dead' || moved, env.c > wasIncarnation, now);
     }
-    const moved = m.address !== from;
     m.address = from;
     if (env.c > wasIncarnation && moved) {
       this.setState(m, 'alive', now);
@@ -243,16 +295,21 @@ export class Membership implements Protocol {
         return;
       case 'suspect': {
         const { target, inc } = env.b as { target: PeerId; inc: number };
-        if (target === this.ctx.self.id && !this.opts.observer && inc >= this.ctx.self.incarnation) {
-          const now = this.opts.raiseIncarnation(inc + 1);
-          this.ctx.emit({ kind: 'refute', incarnation: now, by: env.i });
-          this.heartbeat();
+        if (target !== this.ctx.self.id || this.opts.observer || inc < this.ctx.self.incarnation) return;
+        // Only we raise our incarnation: a suspicion of a higher one was never ours to refute.
+        if (inc > this.ctx.self.incarnation) {
+          this.ctx.refuse('incarnation');
+          return;
         }
+        const now = this.opts.raiseIncarnation(inc + 1);
+        this.ctx.emit({ kind: 'refute', incarnation: now, by: env.i });
+        this.heartbeat();
         return;
       }
       case 'leave': {
+        // Only the member itself, from its own address, can say it leaves.
         const m = this.members.get(env.i);
-        if (!m || env.c < m.incarnation || m.state === 'left') return;
+        if (!m || from !== m.address || env.c < m.incarnation || m.state === 'left') return;
         this.setState(m, 'left', this.ctx.now());
         this.ctx.emit({ kind: 'left', member: this.view(m) });
         return;
@@ -529,6 +586,15 @@ export class Membership implements Protocol {
       tags: m.tags,
     };
   }
+}
+
+/**
+ * Whether a datagram from `from` at incarnation `c` is member `m`'s own word: from its address,
+ * from a restart on its host (a higher incarnation), or from anywhere once it is dead or left.
+ */
+function speaksFor(m: Member, c: number, from: Address): boolean {
+  if (from === m.address || m.state === 'dead' || m.state === 'left') return true;
+  return c > m.incarnation && parseAddress(from).host === parseAddress(m.address).host;
 }
 
 /** P(X >= k) for X ~ Binomial(n, p): how likely losing k or more of n heartbeats is at loss p. */

@@ -3,6 +3,9 @@
  * modules a command installs. The node owns the envelope: it stamps id, name, incarnation,
  * sequence number and Lamport time on every send, decodes and validates every datagram, merges
  * the Lamport time, and dispatches the envelope to the module that owns its type.
+ * An envelope is dropped whole, before any module reads it, when membership does not take it as
+ * its sender's word (an impostor using a member's id, an incarnation past its bound) or when its
+ * Lamport time is past the clock's bound (lamport.ts); both are counted.
  */
 import {
   Codec,
@@ -256,7 +259,12 @@ export class PeerNode {
       this.stats.ownId++;
       return;
     }
-    this.clock.merge(env.l);
+    // An impostor or an out-of-bound counter refuses the whole envelope, before anything reads it.
+    if (!this.membership.admit(env, from)) return;
+    if (!this.clock.receive(env.l, this.opts.runtime.now(), from)) {
+      this.context.refuse('lamport');
+      return;
+    }
     this.guard(() => {
       this.membership.observe(env, from);
       this.owners.get(env.t)?.onMessage(env, from);

@@ -5,9 +5,14 @@
  * Lines are keyed by their reliable message id, so a line that arrives twice (live and again as
  * history) is stored once. Writes use the store's level (WAL, synchronous=NORMAL): a line
  * survives kill -9 of the peer, not a power cut in the same instant.
+ *
+ * Lines read back are validated like datagrams (isChatLine: the wire's limits), because what they
+ * hold came from the network and the file may be damaged: a bad row is skipped and counted in
+ * `rejectedLastRead`, never shown, served to a newcomer, or used to set the Lamport clock.
  */
 import type Database from 'better-sqlite3';
-import type { ChatLine } from '../p2p/chat.js';
+import { isChatLine, type ChatLine } from '../p2p/chat.js';
+import { COUNTER_MAX } from '../p2p/bounds.js';
 import type { LostReport } from '../p2p/reliable.js';
 import type { PeerStore } from './store.js';
 
@@ -30,6 +35,8 @@ interface LineRow {
 export class ChatStore {
   private readonly insertLine: Database.Statement;
   private readonly insertLost: Database.Statement;
+  /** Rows the last recent() skipped because they failed validation. */
+  rejectedLastRead = 0;
 
   constructor(private readonly db: Database.Database) {
     db.exec(`
@@ -86,7 +93,7 @@ export class ChatStore {
     this.insertLost.run({ ...r, unicast: r.unicast ? 1 : 0, at: Math.round(at) });
   }
 
-  /** The last n lines in Lamport order (ties by sender id). */
+  /** The last n lines in Lamport order (ties by sender id), minus rows that fail validation. */
   recent(n: number): ChatLine[] {
     const rows = this.db
       .prepare(
@@ -95,17 +102,24 @@ export class ChatStore {
          ORDER BY lamport, sender_id, id`,
       )
       .all(n) as LineRow[];
-    return rows.map((r) => ({
-      id: r.id,
-      from: r.sender_id,
-      fromName: r.sender_name,
-      to: r.recipient_id,
-      toName: r.recipient_name,
-      text: r.text,
-      lamport: r.lamport,
-      at: r.sent_at,
-      history: r.history === 1,
-    }));
+    const lines: ChatLine[] = [];
+    this.rejectedLastRead = 0;
+    for (const r of rows) {
+      const line: ChatLine = {
+        id: r.id,
+        from: r.sender_id,
+        fromName: r.sender_name,
+        to: r.recipient_id,
+        toName: r.recipient_name,
+        text: r.text,
+        lamport: r.lamport,
+        at: r.sent_at,
+        history: r.history === 1,
+      };
+      if ((r.history === 0 || r.history === 1) && isChatLine(line)) lines.push(line);
+      else this.rejectedLastRead++;
+    }
+    return lines;
   }
 
   lost(): LostRow[] {
@@ -133,9 +147,14 @@ export class ChatStore {
     }));
   }
 
-  /** The highest Lamport time stored, so a restarted peer stamps its next line above it. */
+  /**
+   * The highest Lamport time stored, so a restarted peer stamps its next line above it. A row
+   * past COUNTER_MAX (bounds.ts) is damage or a forgery that got stored: it must not set our clock.
+   */
   maxLamport(): number {
-    const row = this.db.prepare('SELECT MAX(lamport) AS m FROM chat_messages').get() as { m: number | null };
+    const row = this.db
+      .prepare('SELECT MAX(lamport) AS m FROM chat_messages WHERE lamport BETWEEN 0 AND ?')
+      .get(COUNTER_MAX) as { m: number | null };
     return row.m ?? 0;
   }
 }

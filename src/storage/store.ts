@@ -15,6 +15,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { MemberView } from '../p2p/protocol.js';
+import { loadable } from '../p2p/bounds.js';
 
 export class StoreError extends Error {
   override name = 'StoreError';
@@ -88,7 +89,14 @@ export class PeerStore {
         id = randomBytes(8).toString('hex');
         this.setMeta('peer_id', id);
       }
-      const incarnation = Number(this.getMeta('incarnation') ?? '0') + 1;
+      const saved = this.getMeta('incarnation') ?? '0';
+      const incarnation = Number(saved) + 1;
+      // A value we could not have saved (bounds.ts) is damage: counting on from it would be refused
+      // by every other peer, so say so rather than start as a peer nobody hears.
+      if (!loadable(incarnation))
+        throw new StoreError(
+          `${this.file} is damaged: its saved incarnation '${saved}' is past what a peer can count from; it was left untouched: restore a backup, or move it aside to start this peer afresh under a new id`,
+        );
       this.setMeta('incarnation', String(incarnation));
       return { id, incarnation };
     })();

@@ -150,6 +150,27 @@ describe('peer monitor in a terminal', () => {
     expect(alternateOn()).toBe(false);
   });
 
+  it('shows a chat line with escape sequences escaped in the Chat tab: the title and the screen stay', async () => {
+    const { net } = await loopbackGroup();
+    startMonitor(net);
+    await until('the dashboard', () => /\[1 Peers\]/.test(pane()));
+    const title = tmux('display-message', '-p', '-t', 'mon', '#{pane_title}').trim();
+    tmux('send-keys', '-t', 'mon', '2');
+    await until('the Chat tab', () => /\[2 Chat\]/.test(pane()));
+    // A title change, a screen clear, an 8-bit CSI, a CR and a right-to-left override.
+    const hostile = 'A\x1b]0;pwned\x07B\x1b[2J\x9b1m\rC\u202eD';
+    const carol = await runCli(['chat', '--name', 'carol', '--send', hostile, ...net]);
+    expect(carol.code, carol.stderr).toBe(0);
+    await until(
+      'carol’s line, escaped',
+      () =>
+        /carol +all +A\\x1b/.test(pane()) &&
+        pane().includes('A\\x1b]0;pwned\\x07B\\x1b[2J\\x9b1m\\rC\\u202eD'),
+    );
+    expect(pane()).toMatch(/\[2 Chat\]/); // the screen was not cleared
+    expect(tmux('display-message', '-p', '-t', 'mon', '#{pane_title}').trim()).toBe(title);
+  });
+
   it('refuses to run without a terminal, in one line', async () => {
     const r = await runCli([
       'monitor',

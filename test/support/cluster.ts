@@ -5,9 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import { PeerNode, type NodeOptions, type NodeStats } from '../../src/p2p/node.js';
 import { PROFILES, type Profile } from '../../src/p2p/config.js';
-import { SimNetwork, type LinkFaults } from '../../src/p2p/transport/sim.js';
+import { SimNetwork, type LinkFaults, type SimTransport } from '../../src/p2p/transport/sim.js';
 import type { PeerEvent } from '../../src/p2p/protocol.js';
-import type { Transport } from '../../src/p2p/transport/transport.js';
+import type { Address, Transport } from '../../src/p2p/transport/transport.js';
+import { Codec, PROTOCOL_VERSION, type Envelope } from '../../src/p2p/wire.js';
 
 export interface SimPeer {
   node: PeerNode;
@@ -92,6 +93,13 @@ export class SimCluster {
     peer.up = false;
   }
 
+  /** A stranger on this network that sends envelopes of its own making (SimForger). */
+  async forger(address?: Address): Promise<SimForger> {
+    const transport = this.net.transport(address);
+    await transport.start(() => {});
+    return new SimForger(this.net, transport);
+  }
+
   live(): SimPeer[] {
     return this.peers.filter((p) => p.up);
   }
@@ -115,6 +123,43 @@ export class SimCluster {
     return this.peers
       .filter((p) => p.node.stats.handlerErrors > 0)
       .map((p) => `${p.name}: ${p.node.stats.lastHandlerError}`);
+  }
+}
+
+/**
+ * A stranger on the simulated LAN that sends hand-made envelopes: any id, name, incarnation,
+ * Lamport time and body, well-formed or not as the test chooses, from its own address or (with
+ * `spoofFrom`) from any host's address, as a LAN attacker can. Fields left out get the stranger's
+ * own values (SimForger.ID, incarnation 1, Lamport 1, a fresh sequence number).
+ */
+export class SimForger {
+  static readonly ID = 'f0f0f0f0f0f0f0f0';
+  /** Encodes any type: the codec only checks types and bodies on decode. */
+  private readonly codec = new Codec({});
+  private seq = 0;
+
+  constructor(
+    private readonly net: SimNetwork,
+    private readonly transport: SimTransport,
+  ) {}
+
+  get address(): Address {
+    return this.transport.address;
+  }
+
+  /** Sends one envelope to `to`, or multicasts it with `to` null. */
+  send(
+    to: Address | null,
+    env: Pick<Envelope, 't' | 'b'> & Partial<Envelope>,
+    opts: { attachment?: Uint8Array; spoofFrom?: Address } = {},
+  ): void {
+    const data = this.codec.encode(
+      { v: PROTOCOL_VERSION, i: SimForger.ID, n: 'stranger', c: 1, s: ++this.seq, l: 1, ...env },
+      opts.attachment,
+    );
+    if (opts.spoofFrom) this.net.deliver(opts.spoofFrom, to, data);
+    else if (to === null) this.transport.broadcast(data);
+    else this.transport.send(to, data);
   }
 }
 

@@ -353,3 +353,66 @@ describe('derived events', () => {
     expect(d.update(same, NOW).map((l) => l.kind)).toEqual(['repaired']);
   });
 });
+
+describe('terminal safety', () => {
+  /** A title change, a screen clear, an 8-bit CSI, a CR and a right-to-left override. */
+  const HOSTILE = 'A\x1b]0;pwned\x07B\x1b[2J\x9b1m\rC\u202eD';
+  const SHOWN = 'A\\x1b]0;pwned\\x07B\\x1b[2J\\x9b1m\\rC\\u202eD';
+  // eslint-disable-next-line no-control-regex -- finding control characters is the point
+  const RAW = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+
+  it('shows remote names, chat lines, task results and log lines escaped on every tab', () => {
+    const evil = member(HOSTILE, A, {
+      wk: 2,
+      ld: 1,
+      rp: 'aaaaaaaaaaaaaaaa:1',
+      prio: 1,
+      coord: true,
+      term: 3,
+    });
+    const chat = {
+      lines: [
+        {
+          id: `${A}/1/1`,
+          from: A,
+          fromName: HOSTILE,
+          to: B,
+          toName: HOSTILE,
+          text: HOSTILE,
+          lamport: 1,
+          at: NOW,
+          history: true,
+        },
+      ],
+      members: 1,
+      error: HOSTILE,
+    };
+    const listing = {
+      items: [
+        {
+          id: '1'.padStart(16, '0'),
+          op: HOSTILE,
+          state: 'failed' as const,
+          worker: HOSTILE,
+          durationMs: 5,
+          text: HOSTILE,
+          submittedAt: NOW,
+        },
+      ],
+      total: 1,
+      error: null,
+      atWall: NOW,
+    };
+    const token = { epoch: 1, generation: 2, holder: A, ring: [A], passesPerSecond: 1 };
+    const log = [{ atWall: NOW, kind: 'join', text: HOSTILE, tone: 'good' as const }];
+    const all = input([evil], { chat, tasks: { listing }, token, log });
+    for (let tab = 0; tab < TABS.length; tab++) {
+      const s = screen(TABS, all, { ...initialUi(), tab }, 400, 30);
+      const plain = s.lines.map((l) => l.map((c) => c.text).join(''));
+      for (const l of plain) expect(l, `${TABS[tab]!.title}: ${JSON.stringify(l)}`).not.toMatch(RAW);
+      // Columns other than the last are cut at 40 characters: the escaped start shows.
+      expect(plain.join('\n'), TABS[tab]!.title).toContain(SHOWN.slice(0, 30));
+    }
+    expect(text(chatTab.view(all))[0]!.slice(1)).toEqual([SHOWN, `${SHOWN} (direct)`, `${SHOWN}  (history)`]);
+  });
+});

@@ -8,6 +8,7 @@ import type { MemberView, PeerEvent } from '../../p2p/protocol.js';
 import type { PeerId } from '../../p2p/wire.js';
 import type { TaskSummary } from '../../p2p/tasks.js';
 import type { ChatLine } from '../../p2p/chat.js';
+import { escapeForTerminal } from '../sanitize.js';
 
 /** Lines kept in the Logs tab; older ones are dropped. */
 export const LOG_LINES_MAX = 1000;
@@ -280,7 +281,14 @@ export function stateTone(state: MemberView['state']): Tone {
   return state === 'alive' ? 'good' : state === 'suspect' ? 'warn' : state === 'dead' ? 'bad' : 'dim';
 }
 
-export const cell = (text: string, tone?: Tone): Cell => (tone ? { text, tone } : { text });
+/**
+ * Every cell on the screen is made here, so its text is escaped here (sanitize.ts): names, tags,
+ * chat lines and task results are remote, and the screen's widths count what is shown.
+ */
+export const cell = (raw: string, tone?: Tone): Cell => {
+  const text = escapeForTerminal(raw);
+  return tone ? { text, tone } : { text };
+};
 
 /** Shown in place of a value this build cannot know. */
 export const NOT_AVAILABLE = 'n/a';

@@ -6,6 +6,7 @@ import { networkFlags } from '../../cli/flags.js';
 import { networkSettings } from '../../cli/peer.js';
 import { UsageError } from '../../cli/network.js';
 import { table } from '../../cli/output.js';
+import { escapeForTerminal } from '../../cli/sanitize.js';
 import { Progress } from '../../cli/replica.js';
 import { KvClient, policyFlag } from '../../cli/kv.js';
 import { encodeOp, foldLww, type KvOp, type KvVersion } from '../../storage/kv.js';
@@ -286,7 +287,7 @@ export default class KvBench extends PeerCommand {
 
   private render(r: BenchResult, holders: string[], keys: number): void {
     this.log(
-      `${r.clients} clients x ${r.opsPerClient} ops (get:put:delete ${r.mix}) on ${r.keys} keys, --acks ${r.acks}, --read ${r.read}; holders: ${holders.join(', ') || '(none)'}`,
+      `${r.clients} clients x ${r.opsPerClient} ops (get:put:delete ${r.mix}) on ${r.keys} keys, --acks ${r.acks}, --read ${r.read}; holders: ${escapeForTerminal(holders.join(', ')) || '(none)'}`,
     );
     this.log(
       `${r.clients * r.opsPerClient} operations in ${(r.elapsedMs / 1000).toFixed(2)} s: ${r.opsPerSec} ops/s`,
@@ -315,12 +316,13 @@ export default class KvBench extends PeerCommand {
     if (r.ok)
       this.log(
         chalk.green(
-          `SUCCESS: every holder (${r.holders.map((h) => h.name).join(', ')}) holds the expected state of ${keys} key(s), last writer wins over ${r.writes} write(s)`,
+          `SUCCESS: every holder (${escapeForTerminal(r.holders.map((h) => h.name).join(', '))}) holds the expected state of ${keys} key(s), last writer wins over ${r.writes} write(s)`,
         ),
       );
     else {
       this.log(chalk.red(`FAILURE: ${r.problems.length} problem(s)`));
-      for (const p of r.problems.slice(0, 50)) this.log(`  ${p}`);
+      // Problems quote holders' names, keys and values: escaped.
+      for (const p of r.problems.slice(0, 50)) this.log(`  ${escapeForTerminal(p)}`);
       if (r.problems.length > 50) this.log(`  ... and ${r.problems.length - 50} more (--json lists all)`);
     }
   }

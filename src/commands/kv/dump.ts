@@ -4,6 +4,7 @@ import { networkFlags } from '../../cli/flags.js';
 import { networkSettings } from '../../cli/peer.js';
 import { UsageError } from '../../cli/network.js';
 import { table } from '../../cli/output.js';
+import { escapeForTerminal } from '../../cli/sanitize.js';
 import { KvClient } from '../../cli/kv.js';
 import type { KvVersion } from '../../storage/kv.js';
 
@@ -53,14 +54,15 @@ export default class KvDump extends PeerCommand {
             table(
               ['KEY', 'VALUE', 'LAMPORT', 'WRITER'],
               rows.map((v) => [
-                v.key,
-                v.value === null ? '(deleted)' : JSON.stringify(v.value),
+                escapeForTerminal(v.key),
+                // Quoted so that spaces show; escaped, not JSON: JSON leaves U+009B and bidi controls raw.
+                v.value === null ? '(deleted)' : `"${escapeForTerminal(v.value)}"`,
                 String(v.lamport),
                 `${v.origin.slice(0, 8)}:${v.seq}`,
               ]),
             ),
           );
-        process.stderr.write(`${Object.keys(entries).length} key(s) from ${h.name}\n`);
+        process.stderr.write(`${Object.keys(entries).length} key(s) from ${escapeForTerminal(h.name)}\n`);
       }
       return { holder: h.name, keys: Object.keys(entries).length, entries, rows };
     } finally {

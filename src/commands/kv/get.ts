@@ -12,11 +12,12 @@ import {
   type ReadResult,
 } from '../../cli/kv.js';
 import { keyProblem } from '../../storage/kv.js';
+import { escapeForTerminal } from '../../cli/sanitize.js';
 
 export default class KvGet extends PeerCommand {
   static override summary = 'Print the value of KEY.';
   static override description =
-    'Asks every kv holder and waits until --read of them answered (default: a majority); prints the newest value among the answers (last writer wins). With --read majority after a write with --acks majority (or any read after --acks all), the read returns that write or a later one. Exits 0 with the value, 3 if the key does not exist (or was deleted), 1 if too few holders answered within --timeout, 2 on bad input.';
+    'Asks every kv holder and waits until --read of them answered (default: a majority); prints the newest value among the answers (last writer wins). With --read majority after a write with --acks majority (or any read after --acks all), the read returns that write or a later one. Exits 0 with the value, 3 if the key does not exist (or was deleted), 1 if too few holders answered within --timeout, 2 on bad input. Control characters, escape sequences, CR/LF/TAB and bidi characters in the value are printed as visible escapes (\\x1b, \\n, \\u202e), so a value cannot drive the terminal; --json prints the exact value.';
   static override examples = [
     '<%= config.bin %> kv get color --interface 127.0.0.1',
     '<%= config.bin %> kv get color --read all --json',
@@ -35,13 +36,14 @@ export default class KvGet extends PeerCommand {
       const r = await client.read(args.key, policy, flags.timeout);
       if (!r.ok) {
         process.stderr.write(
-          `${this.config.bin}: ${r.answered.length} of ${r.known} holders answered within ${flags.timeout} ms (--read ${flags.read})${r.answered.length ? `: ${r.answered.join(', ')}` : ''}\n`,
+          `${this.config.bin}: ${r.answered.length} of ${r.known} holders answered within ${flags.timeout} ms (--read ${flags.read})${r.answered.length ? `: ${escapeForTerminal(r.answered.join(', '))}` : ''}\n`,
         );
         process.exitCode = EXIT_NOT_CONFIRMED;
       } else if (!r.found) {
         process.stderr.write(`${this.config.bin}: ${args.key}: not found${r.version ? ' (deleted)' : ''}\n`);
         process.exitCode = EXIT_NOT_FOUND;
-      } else if (!this.jsonEnabled()) this.log(r.value!);
+        // A value is any text a writer chose: escaped for a person, exact with --json.
+      } else if (!this.jsonEnabled()) this.log(escapeForTerminal(r.value!));
       return r;
     } finally {
       await client.stop();

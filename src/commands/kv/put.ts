@@ -3,6 +3,7 @@ import { PeerCommand } from '../../cli/base.js';
 import { networkFlags } from '../../cli/flags.js';
 import { networkSettings } from '../../cli/peer.js';
 import { UsageError } from '../../cli/network.js';
+import { escapeForTerminal } from '../../cli/sanitize.js';
 import { EXIT_NOT_CONFIRMED, KvClient, policyFlag, writeFlags, type WriteResult } from '../../cli/kv.js';
 import { opProblem, type KvOp } from '../../storage/kv.js';
 
@@ -42,13 +43,13 @@ export async function writeCommand(
     if (r.ok) {
       if (!cmd.jsonEnabled())
         cmd.log(
-          `${r.op === 'put' ? 'OK' : 'DELETED'} ${r.id} lamport ${r.lamport}: confirmed by ${r.confirmed.join(', ')}`,
+          `${r.op === 'put' ? 'OK' : 'DELETED'} ${r.id} lamport ${r.lamport}: confirmed by ${escapeForTerminal(r.confirmed.join(', '))}`,
         );
       return r;
     }
     const known = r.confirmed.length + r.missing.length;
     process.stderr.write(
-      `${cmd.config.bin}: ${r.id} confirmed by ${r.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${r.missing.length ? `no confirmation from: ${r.missing.join(', ')}` : `only ${known} holder(s) are known`}\n`,
+      `${cmd.config.bin}: ${r.id} confirmed by ${r.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${r.missing.length ? `no confirmation from: ${escapeForTerminal(r.missing.join(', '))}` : `only ${known} holder(s) are known`}\n`,
     );
     // Not this.exit(): oclif would print a second JSON object (an error) after ours.
     process.exitCode = EXIT_NOT_CONFIRMED;

@@ -12,6 +12,7 @@ import {
   paintName,
   type EventLog,
 } from '../../cli/output.js';
+import { escapeForTerminal } from '../../cli/sanitize.js';
 import { KeyValue } from '../../p2p/kv.js';
 import { envelopeOverhead } from '../../p2p/replication.js';
 import type { PeerEvent } from '../../p2p/protocol.js';
@@ -92,7 +93,8 @@ export default class KvServe extends PeerCommand {
               op: op?.kind ?? 'unknown',
               key: op?.key ?? null,
             },
-            `${chalk.green(op?.kind ?? 'ignored')} ${op ? JSON.stringify(op.key) : '(not a kv operation)'} ${entryId(x)} lamport ${x.lamport}`,
+            // A key is any printable text its writer chose: quoted and escaped, never raw.
+            `${chalk.green(op?.kind ?? 'ignored')} ${op ? `"${escapeForTerminal(op.key)}"` : '(not a kv operation)'} ${entryId(x)} lamport ${x.lamport}`,
           );
         }
         return;

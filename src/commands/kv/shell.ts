@@ -5,6 +5,7 @@ import { networkSettings } from '../../cli/peer.js';
 import { KvClient, policyFlag, readFlags, writeFlags } from '../../cli/kv.js';
 import { keyProblem, opProblem } from '../../storage/kv.js';
 import type { AckPolicy } from '../../p2p/replication.js';
+import { escapeForTerminal } from '../../cli/sanitize.js';
 
 export const EXIT_SOME_FAILED = 1;
 
@@ -70,7 +71,9 @@ export default class KvShell extends PeerCommand {
     let failed = 0;
     const fail = (n: number, message: string) => {
       failed++;
-      process.stderr.write(`${this.config.bin}: ${n > 0 ? `line ${n}: ` : ''}${message}\n`);
+      process.stderr.write(
+        `${this.config.bin}: ${n > 0 ? `line ${n}: ` : ''}${escapeForTerminal(message)}\n`,
+      );
     };
     try {
       if (process.stdin.isTTY) {
@@ -135,7 +138,7 @@ export default class KvShell extends PeerCommand {
             n,
             `${r.answered.length} of ${r.known} holders answered within ${flags.timeout} ms (--read ${flags.read})`,
           );
-        else this.log(r.found ? r.value! : 'NOT FOUND');
+        else this.log(r.found ? escapeForTerminal(r.value!) : 'NOT FOUND');
         return true;
       }
       case 'dump': {
@@ -146,7 +149,8 @@ export default class KvShell extends PeerCommand {
         }
         try {
           const rows = (await client.dump(live[0]!, flags.timeout)).filter((v) => v.value !== null);
-          for (const v of rows) this.log(`${v.key} = ${v.value}`);
+          // Keys and values were written by anyone in the group: escaped, one line each.
+          for (const v of rows) this.log(`${escapeForTerminal(v.key)} = ${escapeForTerminal(v.value!)}`);
           this.log(`(${rows.length} key${rows.length === 1 ? '' : 's'})`);
         } catch (err) {
           fail(n, (err as Error).message);

@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core';
 import { networkFlags } from '../../cli/flags.js';
 import { networkSettings, startPeer, defaultName } from '../../cli/peer.js';
 import { paintName, table } from '../../cli/output.js';
+import { escapeForTerminal } from '../../cli/sanitize.js';
 import {
   installTaskPeer,
   nextEvent,
@@ -118,15 +119,20 @@ export default class TaskList extends TaskCommand {
 
 function render(r: TaskListResult): string {
   const from =
-    'coordinator' in r.source ? `coordinator ${paintName(r.source.coordinator)}` : r.source.database;
+    'coordinator' in r.source
+      ? `coordinator ${paintName(r.source.coordinator)}`
+      : escapeForTerminal(r.source.database);
   if (r.tasks.length === 0) return `no tasks (from ${from})`;
-  const rows = r.tasks.map((t) => [
-    t.id.slice(0, 8),
-    t.op,
-    t.state,
-    t.worker ?? '-',
-    t.durationMs === null ? '-' : `${t.durationMs} ms`,
-    t.text ?? '',
-  ]);
+  // Ops, workers and results come from the coordinator (or a database): escaped.
+  const rows = r.tasks.map((t) =>
+    [
+      t.id.slice(0, 8),
+      t.op,
+      t.state,
+      t.worker ?? '-',
+      t.durationMs === null ? '-' : `${t.durationMs} ms`,
+      t.text ?? '',
+    ].map(escapeForTerminal),
+  );
   return `${table(['ID', 'OP', 'STATE', 'WORKER', 'DURATION', 'RESULT'], rows)}\n${r.tasks.length} of ${r.total} tasks, newest first (from ${from})`;
 }

@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { networkFlags } from '../../cli/flags.js';
+import { escapeForTerminal } from '../../cli/sanitize.js';
 import { UsageError } from '../../cli/network.js';
 import { networkSettings, startPeer } from '../../cli/peer.js';
 import {
@@ -151,7 +152,7 @@ export default class TaskSubmit extends TaskCommand {
           { ...out },
         );
       this.log(
-        `${r.value}  ${chalk.gray(`(${valid.op}, task ${id.slice(0, 8)}, worker ${out.worker ?? '?'}, ${r.durationMs ?? '?'} ms)`)}`,
+        `${escapeForTerminal(r.value)}  ${chalk.gray(`(${valid.op}, task ${id.slice(0, 8)}, worker ${escapeForTerminal(out.worker ?? '?')}, ${r.durationMs ?? '?'} ms)`)}`,
       );
       return out;
     } finally {
@@ -228,7 +229,7 @@ export default class TaskSubmit extends TaskCommand {
         ...out,
       });
     const by = Object.entries(workers)
-      .map(([w, n]) => `${w} ${n}`)
+      .map(([w, n]) => `${escapeForTerminal(w)} ${n}`)
       .join(', ');
     this.log(
       flags.wait

@@ -1,0 +1,253 @@
+/**
+ * What one forged datagram can do to membership and to the envelope's counters (issue 17): a
+ * stranger on the LAN sends well-formed envelopes with extreme counters or another member's id.
+ * None of them may do lasting harm, and the legitimate cases they look like (a restart, a group
+ * whose Lamport time is far ahead) must still work.
+ */
+import { describe, expect, it } from 'vitest';
+import { SimCluster, SimForger, type SimPeer } from '../support/cluster.js';
+import { PROFILES } from '../../src/p2p/config.js';
+import { COUNTER_MAX } from '../../src/p2p/bounds.js';
+import { LAMPORT_CATCH_UP_MS, LAMPORT_STEP_MAX } from '../../src/p2p/lamport.js';
+import { INCARNATION_STEP_MAX } from '../../src/p2p/membership.js';
+import { Election } from '../../src/p2p/election.js';
+import { Chat, type ChatLine } from '../../src/p2p/chat.js';
+import { ReliableDelivery } from '../../src/p2p/reliable.js';
+
+const P = PROFILES.lan;
+const T = P.membership;
+const SEEDS = Array.from({ length: 10 }, (_, i) => i + 1);
+const FAR_AHEAD = 2 ** 40;
+
+async function cluster(seed: number, n: number, configure?: ConstructorParameters<typeof SimCluster>[3]) {
+  const c = new SimCluster(seed, { loss: 0.01, delayMaxMs: 2 }, P, configure);
+  for (let i = 0; i < n; i++) await c.add(`p${i}`);
+  expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+  return c;
+}
+
+/** Runs `ms` of virtual time, checking `ok` after every tick; the first tick where it fails, or null. */
+function holdsFor(c: SimCluster, ms: number, ok: () => boolean): number | null {
+  const end = c.rt.now() + ms;
+  while (c.rt.now() < end) {
+    c.rt.runFor(P.tickMs);
+    if (!ok()) return c.rt.now();
+  }
+  return null;
+}
+
+/** Every live peer other than `m` sees `m` alive at its own address. */
+const aliveAtHome = (c: SimCluster, m: SimPeer) => () =>
+  c.live().every((p) => {
+    if (p === m) return true;
+    const v = p.node.membership.get(m.node.id);
+    return v?.state === 'alive' && v.address === m.address;
+  });
+
+/** A stranger whose datagrams all arrive, so that the counts below are exact. */
+async function stranger(c: SimCluster): Promise<SimForger> {
+  const f = await c.forger();
+  for (const p of c.peers) c.net.setLink(f.address, p.address, { loss: 0 });
+  return f;
+}
+
+const refused = (p: SimPeer, counter: string) => p.node.stats.refused[counter] ?? 0;
+const eventsOf = (c: SimCluster, kind: string) =>
+  c.peers.flatMap((p) => p.events.filter((e) => e.kind === kind));
+
+describe('forged counters and member ids (simulation)', () => {
+  it.each(SEEDS)(
+    'a forged Lamport time near the end of the safe range, or far ahead, moves no clock, seed %i',
+    async (seed) => {
+      const chats = new Map<SimPeer, { chat: Chat; lines: ChatLine[] }>();
+      const c = await cluster(seed, 3, (node, peer) => {
+        const rel = node.install(
+          (ctx, n) => new ReliableDelivery(ctx, n.membership, { audience: () => true }),
+        );
+        const chat = node.install((ctx, n) => new Chat(ctx, n.membership, rel, { historyWanted: 0 }));
+        const lines: ChatLine[] = [];
+        chat.onLine((l) => lines.push(l));
+        chats.set(peer, { chat, lines });
+      });
+      c.rt.runFor(500);
+      const forger = await stranger(c);
+      const before = c.peers.map((p) => p.node.lamport);
+      // One at the very end of the safe range, then (a while later, as a second try) one that
+      // is within the bound but far beyond any step a live group could take.
+      forger.send(null, { t: 'hb', b: { g: {} }, l: Number.MAX_SAFE_INTEGER });
+      c.rt.runFor(300);
+      forger.send(null, { t: 'hb', b: { g: {} }, l: COUNTER_MAX - 1 });
+      // A few times far ahead, but for less than the catch-up time: still refused.
+      for (let k = 0; k < 4; k++) {
+        forger.send(null, { t: 'probe', b: {}, l: FAR_AHEAD + k });
+        c.rt.runFor((LAMPORT_CATCH_UP_MS * 0.9) / 4);
+      }
+      for (const [i, p] of c.peers.entries()) {
+        expect(p.node.lamport).toBeLessThan(before[i]! + LAMPORT_STEP_MAX);
+        expect(refused(p, 'lamport')).toBe(6);
+        // Dropped whole: the stranger's heartbeats did not make it a member.
+        expect(p.node.membership.get(SimForger.ID)).toBeUndefined();
+      }
+      // Clocks go on counting, and a chat line (a write stamped with the clock) gets through.
+      const mid = c.peers.map((p) => p.node.lamport);
+      const [a, b, d] = c.peers as [SimPeer, SimPeer, SimPeer];
+      chats.get(a)!.chat.say('still here');
+      const heard = () => [b, d].every((p) => chats.get(p)!.lines.some((l) => l.text === 'still here'));
+      expect(c.rt.runUntilTrue(heard, 2_000)).toBe(true);
+      c.rt.runFor(500);
+      for (const [i, p] of c.peers.entries()) expect(p.node.lamport).toBeGreaterThan(mid[i]!);
+      expect(c.converged()).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS)(
+    'a forged suspicion with an incarnation beyond the target own leaves it alive, also after a restart, seed %i',
+    async (seed) => {
+      const c = await cluster(seed, 4);
+      const victim = c.peers[1]!;
+      const inc = victim.node.incarnation;
+      const forger = await stranger(c);
+      forger.send(null, { t: 'suspect', b: { target: victim.node.id, inc: Number.MAX_SAFE_INTEGER } });
+      forger.send(victim.address, { t: 'suspect', b: { target: victim.node.id, inc: inc + 5 } });
+      expect(holdsFor(c, 3 * T.deadAfterMs, aliveAtHome(c, victim))).toBeNull();
+      expect(victim.node.incarnation).toBe(inc);
+      expect(victim.events.filter((e) => e.kind === 'refute')).toEqual([]);
+      expect(refused(victim, 'incarnation')).toBe(2);
+
+      await c.crash(victim);
+      c.rt.runFor(200);
+      await c.restart(victim);
+      expect(victim.node.incarnation).toBe(inc + 1);
+      expect(c.rt.runUntilTrue(aliveAtHome(c, victim), 2 * T.heartbeatIntervalMs)).toBe(true);
+      expect(holdsFor(c, 3 * T.deadAfterMs, aliveAtHome(c, victim))).toBeNull();
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS)(
+    'a forged leave from a stranger address marks nobody left and starts no election, seed %i',
+    async (seed) => {
+      const elections = new Map<SimPeer, Election>();
+      const c = await cluster(seed, 4, (node, peer) => {
+        // p3 ranks highest: the victim is the coordinator, whose leave would start an election.
+        const priority = peer.name === 'p3' ? 2 : 0;
+        elections.set(
+          peer,
+          node.install((ctx, n) => new Election(ctx, n.membership, { timings: P.election, priority })),
+        );
+      });
+      const victim = c.peers[3]!;
+      const leads = () => c.peers.every((p) => elections.get(p)!.coordinator() === victim.node.id);
+      expect(c.rt.runUntilTrue(leads, 3_000)).toBe(true);
+      c.rt.runFor(1_000);
+      const started = eventsOf(c, 'election-started').length;
+      const forger = await stranger(c);
+      const claim = { i: victim.node.id, n: victim.name, c: victim.node.incarnation };
+      for (let k = 0; k < 3; k++) forger.send(null, { t: 'leave', b: {}, ...claim });
+      expect(holdsFor(c, 3 * T.deadAfterMs, aliveAtHome(c, victim))).toBeNull();
+      expect(eventsOf(c, 'left')).toEqual([]);
+      expect(eventsOf(c, 'election-started').length).toBe(started);
+      expect(leads()).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS)(
+    'a forged heartbeat with a member id and a higher incarnation from another address changes nothing, seed %i',
+    async (seed) => {
+      const c = await cluster(seed, 4);
+      const victim = c.peers[2]!;
+      const inc = victim.node.incarnation;
+      const forger = await stranger(c);
+      const claim = { i: victim.node.id, n: victim.name };
+      forger.send(null, { t: 'hb', b: { g: { role: 'forged' } }, ...claim, c: inc + 1 });
+      expect(holdsFor(c, 300, aliveAtHome(c, victim))).toBeNull();
+      forger.send(null, { t: 'hb', b: { g: {} }, ...claim, c: COUNTER_MAX });
+      expect(holdsFor(c, 3 * T.deadAfterMs, aliveAtHome(c, victim))).toBeNull();
+      for (const p of c.live()) {
+        if (p === victim) continue;
+        const v = p.node.membership.get(victim.node.id)!;
+        expect(v.incarnation).toBe(inc);
+        expect(v.tags).toEqual({});
+        // The first is an impostor; the second is refused already for its incarnation.
+        expect(p.node.membership.impostors).toBe(1);
+        expect(refused(p, 'incarnation')).toBe(1);
+      }
+      expect(victim.node.incarnation).toBe(inc);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS)(
+    'a heartbeat spoofed from a member own address with an incarnation past the step is refused, seed %i',
+    async (seed) => {
+      const c = await cluster(seed, 3);
+      const victim = c.peers[0]!;
+      const inc = victim.node.incarnation;
+      const forger = await stranger(c);
+      const claim = { i: victim.node.id, n: victim.name, c: inc + INCARNATION_STEP_MAX + 1 };
+      for (const p of c.peers) c.net.setLink(victim.address, p.address, { loss: 0 });
+      forger.send(null, { t: 'hb', b: { g: {} }, ...claim }, { spoofFrom: victim.address });
+      expect(holdsFor(c, 3 * T.deadAfterMs, aliveAtHome(c, victim))).toBeNull();
+      for (const p of c.live()) {
+        if (p === victim) continue;
+        expect(p.node.membership.get(victim.node.id)!.incarnation).toBe(inc);
+        expect(refused(p, 'incarnation')).toBe(1);
+      }
+    },
+  );
+
+  it.each(SEEDS)(
+    'a member restarted on a new port of its host is seen as restarted at once, seed %i',
+    async (seed) => {
+      const c = await cluster(seed, 4);
+      const p = c.peers[1]!;
+      const before = p.node.incarnation;
+      await c.crash(p);
+      c.rt.runFor(T.heartbeatIntervalMs);
+      const host = p.address.slice(0, p.address.lastIndexOf(':'));
+      p.address = `${host}:7001`;
+      await c.restart(p);
+      const restartedAt = c.rt.now();
+      const seen = () =>
+        c
+          .live()
+          .every((q) => q === p || q.events.some((e) => e.kind === 'restart' && e.member.id === p.node.id));
+      expect(c.rt.runUntilTrue(seen, 2 * T.heartbeatIntervalMs)).toBe(true);
+      expect(c.rt.now() - restartedAt).toBeLessThanOrEqual(T.heartbeatIntervalMs);
+      expect(holdsFor(c, 2 * T.deadAfterMs, aliveAtHome(c, p))).toBeNull();
+      for (const q of c.live())
+        if (q !== p) expect(q.node.membership.get(p.node.id)!.incarnation).toBe(before + 1);
+      expect(eventsOf(c, 'dead')).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS)(
+    'a fresh peer joins a group whose Lamport time is far ahead at once, and a group catches up with a lone peer ahead, seed %i',
+    async (seed) => {
+      const c = new SimCluster(seed, { loss: 0.01, delayMaxMs: 2 }, P);
+      await c.add('p0', { lamport: FAR_AHEAD });
+      await c.add('p1', { lamport: FAR_AHEAD });
+      expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+      // Two members answer the newcomer's probe at once: two addresses agree, it catches up.
+      const fresh = await c.add('fresh');
+      expect(c.rt.runUntilTrue(() => c.converged(), 2 * T.heartbeatIntervalMs)).toBe(true);
+      expect(refused(fresh, 'lamport')).toBeGreaterThan(0);
+      expect(fresh.node.lamport).toBeGreaterThan(FAR_AHEAD);
+
+      // A lone peer far ahead of a group (its own history) is not cut off either, but one sender
+      // has to keep claiming its time for the catch-up time first.
+      const addedAt = c.rt.now();
+      const ahead = await c.add('ahead', { lamport: 2 * FAR_AHEAD });
+      expect(c.rt.runUntilTrue(() => c.converged(), LAMPORT_CATCH_UP_MS + 4 * T.heartbeatIntervalMs)).toBe(
+        true,
+      );
+      expect(c.rt.now() - addedAt).toBeGreaterThanOrEqual(LAMPORT_CATCH_UP_MS);
+      for (const p of c.peers) expect(p.node.lamport).toBeGreaterThan(2 * FAR_AHEAD);
+      expect(holdsFor(c, 2 * T.deadAfterMs, () => c.converged())).toBeNull();
+      expect(ahead.node.stats.refused.lamport ?? 0).toBe(0);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+});
