@@ -16,7 +16,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FORGERIES, planArbitrary, corrupted, encodeForged, type Forge } from '../support/forger.js';
 import { ForgerGroup, FORGE_MS, protocolsOf, registered, runForgerSeed } from '../support/forger-group.js';
 import { ForgerWorker } from '../support/forger-worker.js';
-import { Codec } from '../../src/p2p/wire.js';
+import { Codec, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
+import { DIGEST_LEVELS } from '../../src/storage/replica.js';
 
 const SEEDS = process.env.FORGER_SEEDS
   ? process.env.FORGER_SEEDS.split(',').map(Number)
@@ -24,6 +25,7 @@ const SEEDS = process.env.FORGER_SEEDS
 /** Wall time one seed may take on a loaded 2-core machine before it counts as stuck (a seed takes about 1 s). */
 const SEED_WALL_MS_MAX = 30_000;
 const CONTROL_SEEDS = [1, 2, 3];
+const STRANGER = '5151515151515151';
 
 /** A formed group, for what it registers. */
 async function formedGroup(): Promise<ForgerGroup> {
@@ -62,7 +64,7 @@ describe('the forger covers every message type', () => {
     const { bodies, attachments } = registered(g.members[0]!);
     const codec = new Codec(bodies, attachments);
     const members = g.victims();
-    const f: Forge = { victim: members[0]!, members, strangers: ['5151515151515151'] };
+    const f: Forge = { victim: members[0]!, members, strangers: [STRANGER] };
     const [plan] = fc.sample(
       planArbitrary({
         types: Object.keys(bodies),
@@ -92,6 +94,27 @@ describe('the forger covers every message type', () => {
     expect(refusedWhole).toBe(0);
     // ...and some are broken on purpose.
     expect(broken).toBeGreaterThan(plan!.length / 20);
+  });
+});
+
+describe('holes the forger found, one datagram each', () => {
+  it('a holder asked for more tree parents or IBLT cells than one answer holds refuses, and throws nothing', async () => {
+    const g = await formedGroup();
+    g.rt.runFor(FORGE_MS);
+    const forger = g.c.net.transport();
+    const holder = g.members[0]!;
+    const before = holder.replication.rejected;
+    const send = (type: string, body: unknown) =>
+      forger.send(
+        holder.peer.address,
+        encodeForged(type, { v: PROTOCOL_VERSION, i: STRANGER, n: 'forger', c: 1, s: 1, l: 1 }, { body }),
+      );
+    // 64 parents at the deepest level answer 4,096 bytes; 256 cells 3,584: neither fits a datagram.
+    send('rp.tq', { q: 1, ln: 0, lv: DIGEST_LEVELS, p: Array.from({ length: 64 }, (_, j) => j) });
+    send('rp.iq', { q: 2, z: 1, m: 1024, f: 0, n: 256 });
+    g.rt.runFor(10);
+    expect(g.handlerErrors()).toEqual([]);
+    expect(holder.replication.rejected - before).toBe(2);
   });
 });
 
