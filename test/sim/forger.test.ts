@@ -64,7 +64,7 @@ describe('the forger covers every message type', () => {
     const { bodies, attachments } = registered(g.members[0]!);
     const codec = new Codec(bodies, attachments);
     const members = g.victims();
-    const f: Forge = { victim: members[0]!, members, strangers: [STRANGER] };
+    const f: Forge = { victim: members[0]!, members, strangers: [STRANGER], coordinator: g.coordinator() };
     const [plan] = fc.sample(
       planArbitrary({
         types: Object.keys(bodies),

@@ -488,10 +488,16 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
 /** Builds and sends one step's datagram from the group's state now; returns what it sent. */
 function forge(g: ForgerGroup, step: Step, send: (data: Uint8Array) => void): string {
   const members = g.victims();
-  const f: Forge = { victim: members[step.victim]!, members, strangers: STRANGERS };
+  const f: Forge = {
+    victim: members[step.victim]!,
+    members,
+    strangers: STRANGERS,
+    coordinator: g.coordinator(),
+  };
   let env = step.envelope(f);
   let message = step.message(f);
   if (step.corrupt) [env, message] = corrupted(step.corrupt, env, message);
+  if (message.before) send(encodeForged(message.before.type, env, message.before));
   send(encodeForged(step.type, env, message));
   return describeStep(step, env, message);
 }

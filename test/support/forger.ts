@@ -56,6 +56,8 @@ export interface Forge {
   members: readonly Victim[];
   /** Ids no member has: the forger's own identities. */
   strangers: readonly string[];
+  /** The coordinator the group follows (its heartbeats say so), if any. */
+  coordinator: string | null;
 }
 
 /** A value computed from the group at send time. */
@@ -64,6 +66,8 @@ export type G<T> = fc.Arbitrary<(f: Forge) => T>;
 export interface Forged {
   body: unknown;
   attachment?: Uint8Array;
+  /** Sent just before, with the same envelope: what makes the receiver expect this one. */
+  before?: Forged & { type: string };
 }
 
 /** Fields of the envelope the forger chooses; the rest (v, t) come from the step. */
@@ -96,8 +100,8 @@ export const EXTREME_UINTS: readonly number[] = [
   SAFE_MAX - 1,
   SAFE_MAX,
 ];
-/** Steps a forged counter takes from the victim's: next, a little ahead, a large gap, to the end. */
-const GAPS: readonly number[] = [1, 2, 1000, 2 ** 20, 2 ** 31, 2 ** 40];
+/** Steps a forged counter takes from the victim's: the same, next, a little ahead, a large gap. */
+const GAPS: readonly number[] = [0, 1, 2, 1000, 2 ** 20, 2 ** 31, 2 ** 40];
 /** Values no schema of ours takes for a number (or for most strings): they test the decoder. */
 const BAD_VALUES: readonly unknown[] = [-1, 0.5, 2 ** 53, 1e300, '1', null, 'x'.repeat(2000), {}, []];
 /** Names the decoder must refuse: control characters, a bidi override, too long, padded, empty. */
@@ -190,9 +194,10 @@ function text(maxChars: number, minChars = 0): G<string> {
 
 const hex16 = fc.stringMatching(/^[0-9a-f]{16}$/);
 
-/** A peer id: the victim's, another member's, one of the forger's, or any. */
-const peerId: G<unknown> = fc.oneof(
+/** A peer id: the victim's, the coordinator's, another member's, one of the forger's, or any. */
+const peerId: G<string> = fc.oneof(
   { arbitrary: fc.constant((f: Forge) => f.victim.id), weight: 5 },
+  { arbitrary: fc.constant((f: Forge) => f.coordinator ?? f.victim.id), weight: 3 },
   { arbitrary: fc.nat().map((j) => (f: Forge) => f.members[j % f.members.length]!.id), weight: 3 },
   { arbitrary: fc.nat().map((j) => (f: Forge) => f.strangers[j % f.strangers.length]!), weight: 3 },
   { arbitrary: k(fc.constantFrom('0'.repeat(16), 'f'.repeat(16))), weight: 1 },
@@ -241,6 +246,7 @@ const ms = float(-READING_MS_MAX, READING_MS_MAX);
 const adjustment = float(-ADJUSTMENT_MS_MAX, ADJUSTMENT_MS_MAX);
 const accuracy = float(0, ADJUSTMENT_MS_MAX);
 const attempt = bounded(0, READINGS_PER_PEER + 1);
+const clockRound = fc.oneof(uint(), k(fc.nat({ max: 8 })));
 const gen = uint('tokenGen');
 const epoch = uint('tokenEpoch');
 const branch = bounded(0, 0xffffffff);
@@ -423,9 +429,18 @@ export const FORGERIES: Record<string, fc.Arbitrary<(f: Forge) => Forged>> = {
   'el.ok': bodyOf(rec({ term: uint('term') })),
   'el.coord': bodyOf(rec({ term: uint('term'), prio })),
   // clock sync
-  'clk.poll': bodyOf(rec({ term: uint('term'), r: uint(), k: attempt })),
-  'clk.time': bodyOf(rec({ term: uint('term'), r: uint(), k: attempt, g: ms }, { o: bool })),
-  'clk.adj': bodyOf(rec({ term: uint('term'), r: uint(), a: adjustment, acc: accuracy })),
+  'clk.poll': bodyOf(rec({ term: uint('term'), r: clockRound, k: attempt })),
+  'clk.time': bodyOf(rec({ term: uint('term'), r: clockRound, k: attempt, g: ms }, { o: bool })),
+  // An adjustment is taken only for a round the receiver answered: poll it first, same round.
+  'clk.adj': fc
+    .tuple(uint('term'), clockRound, attempt, adjustment, accuracy)
+    .map(([term, r, k, a, acc]) => (f: Forge) => {
+      const [t, round] = [term(f), r(f)];
+      return {
+        body: { term: t, r: round, a: a(f), acc: acc(f) },
+        before: { type: 'clk.poll', body: { term: t, r: round, k: k(f) } },
+      };
+    }),
   'clk.req': bodyOf(empty),
   'clk.q': bodyOf(empty),
   'clk.st': bodyOf(
