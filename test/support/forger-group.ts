@@ -57,6 +57,8 @@ export const DETECTION_MS = PROFILE.membership.deadAfterMs + PROFILE.tickMs;
 export const RECOVERY_MS = 2 * DETECTION_MS;
 /** The formed group works this long before the forger starts. */
 export const SETTLE_MS = 2000;
+/** ...and then until every health score is back to 0, at most this long (8 steps of 2 s). */
+export const HEALTHY_MS_MAX = 20_000;
 /** How long the forger sends. */
 export const FORGE_MS = 3000;
 /** Datagrams per message type in one run, at least and at most. */
@@ -341,6 +343,17 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
   for (const m of g.members) m.chat.say(`before the forger: ${m.peer.name}`);
   for (const m of g.members) m.ring.request(TOKEN_HOLD_MS);
   rt.runFor(SETTLE_MS);
+  // Detection is only as fast as twice the detection time allows with every health score at 0;
+  // a score raised while the group formed (Lifeguard, membership.ts) decays one step per window.
+  const healthy = () =>
+    g.notWhole().length === 0 && g.members.every((m) => m.peer.node.membership.health.score === 0);
+  if (!rt.runUntilTrue(healthy, HEALTHY_MS_MAX))
+    return done([
+      `the group was not whole and healthy within ${HEALTHY_MS_MAX} ms: ${[
+        ...g.notWhole(),
+        ...g.members.map((m) => `${m.peer.name} health ${m.peer.node.membership.health.score}`),
+      ].join('; ')}`,
+    ]);
 
   if (opts.forge) {
     const { bodies, attachments } = registered(g.members[0]!);
