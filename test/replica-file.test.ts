@@ -364,4 +364,29 @@ describe('offline reconcile', () => {
     ]);
     expect(fs.readFileSync(path.join(dir, 'a.rejected'), 'utf8')).toContain('line 2');
   });
+
+  it('keeps a line that is not valid UTF-8 aside byte for byte, never rewritten as U+FFFD, reported once', () => {
+    const dir = tmp();
+    // "café" written by a Latin-1 editor: 0xE9 alone is not UTF-8.
+    const latin1 = Buffer.concat([Buffer.from(`2\t${O1}\t2\t"caf`), Buffer.from([0xe9]), Buffer.from('"')]);
+    const good = formatLine(e(O1, 1, 1, 'x'));
+    fs.writeFileSync(
+      path.join(dir, 'a.txt'),
+      Buffer.concat([Buffer.from(`${good}\n`), latin1, Buffer.from('\n')]),
+    );
+    fs.writeFileSync(path.join(dir, 'b.txt'), `${formatLine(e(O2, 1, 1, 'y'))}\n`);
+    const rows = reconcileDirectory(dir);
+    expect(rows.map((r) => [r.replica, r.before, r.after, r.rejected])).toEqual([
+      ['a', 1, 2, 1],
+      ['b', 1, 2, 0],
+    ]);
+    const merged = fs.readFileSync(path.join(dir, 'a.txt'));
+    expect(merged.toString('utf8')).not.toContain('\ufffd');
+    expect(merged.equals(fs.readFileSync(path.join(dir, 'b.txt')))).toBe(true);
+    const aside = fs.readFileSync(path.join(dir, 'a.rejected'));
+    expect(aside.includes(Buffer.concat([Buffer.from('\n'), latin1, Buffer.from('\n')]))).toBe(true);
+    expect(aside.toString('latin1')).toMatch(/a\.txt line 2: not valid UTF-8\n/);
+    // Reported once: the line is aside now, so a second reconcile rejects nothing.
+    expect(reconcileDirectory(dir).map((r) => r.rejected)).toEqual([0, 0]);
+  });
 });

@@ -14,12 +14,20 @@ export const EXIT_USAGE = 2;
 
 /** oclif's framing of flag errors: a header above them and a pointer to --help below. */
 const OCLIF_FRAMING = /^(See more help with|The following errors? occurred:?$)/;
+/** oclif's header above an error a flag's parser threw. */
+const OCLIF_PARSING = /^Parsing (--[a-z-]+)$/;
 
 export function oneLine(message: string): string {
-  return message
+  const lines = message
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => l !== '' && !OCLIF_FRAMING.test(l))
+    .filter((l) => l !== '' && !OCLIF_FRAMING.test(l));
+  // "Parsing --flag" is kept where it is the only mention of the flag (oclif's own checks).
+  return lines
+    .filter((l, i) => {
+      const flag = OCLIF_PARSING.exec(l)?.[1];
+      return flag === undefined || !lines[i + 1]?.includes(flag);
+    })
     .join('; ');
 }
 

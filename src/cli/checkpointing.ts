@@ -248,7 +248,7 @@ export function rebuildReplicas(cp: Checkpoints, dir: string): ReplicaRebuild[] 
     let set = new ReplicaSet();
     let damagedLines = 0;
     if (fs.existsSync(file)) {
-      const parsed = parseReplica(fs.readFileSync(file, 'utf8'));
+      const parsed = parseReplica(fs.readFileSync(file));
       set = parsed.set;
       damagedLines = parsed.rejected.length;
       if (damagedLines > 0) keepAside(file, parsed.rejected);

@@ -5,7 +5,18 @@
 import os from 'node:os';
 import path from 'node:path';
 import { Flags } from '@oclif/core';
+import { notADirectory } from '../storage/store.js';
+import { UsageError } from './network.js';
 import { DEFAULT_GROUP, DEFAULT_PORT, DEFAULT_TTL, PROFILES, type ProfileName } from '../p2p/config.js';
+
+const dataDirOptions = {
+  summary: 'Directory of the peer databases.',
+  env: 'PEER_DATA_DIR',
+  default: path.join(os.homedir(), '.peer'),
+};
+
+/** --data-dir without the "not a directory" check, for `peer doctor`, which reports it itself. */
+export const uncheckedDataDirFlag = Flags.string(dataDirOptions);
 
 export const networkFlags = {
   name: Flags.string({ summary: 'Name shown to the group (default: the host name).', env: 'PEER_NAME' }),
@@ -29,9 +40,13 @@ export const networkFlags = {
     max: 255,
   }),
   'data-dir': Flags.string({
-    summary: 'Directory of the peer databases.',
-    env: 'PEER_DATA_DIR',
-    default: path.join(os.homedir(), '.peer'),
+    ...dataDirOptions,
+    // Checked here so that every command says it, even those that never open a database.
+    parse: async (dir) => {
+      const problem = notADirectory(dir);
+      if (problem) throw new UsageError(`--data-dir ${problem}; pass a directory`);
+      return dir;
+    },
   }),
   'key-file': Flags.string({
     summary:

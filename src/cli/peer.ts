@@ -8,11 +8,12 @@ import { PeerNode } from '../p2p/node.js';
 import { PROFILES, type ProfileName } from '../p2p/config.js';
 import { UdpTransport } from '../p2p/transport/udp.js';
 import { isPeerName } from '../p2p/wire.js';
-import { PeerStore, StoreError } from '../storage/store.js';
+import { PeerStore, StoreError, WAL_CHECK_INTERVAL_MS } from '../storage/store.js';
+import { DataDirLock } from '../storage/lock.js';
 import { loadable } from '../p2p/bounds.js';
 import type { Checkpoints } from '../storage/checkpoint.js';
 import { recoveryLine, type RecoveryReport } from '../storage/recovery.js';
-import { startCheckpointing, worthReporting } from './checkpointing.js';
+import { startCheckpointing, worthReporting, type Checkpointing } from './checkpointing.js';
 import { Snapshot } from '../p2p/snapshot.js';
 import type { ReliableDelivery } from '../p2p/reliable.js';
 import { checkGroup, resolveInterface, UsageError } from './network.js';
@@ -101,11 +102,14 @@ export interface StartOptions {
 
 export async function startPeer(settings: NetworkSettings, opts: StartOptions = {}): Promise<RunningPeer> {
   const runtime = runtimeFromEnv(); // PEER_FAKE_CLOCK: checked before anything is opened
-  const store = opts.observer ? null : PeerStore.open(settings.dataDir, settings.name);
+  // One process per name and data dir, taken before the database is opened (storage/lock.ts).
+  const lock = opts.observer ? null : DataDirLock.acquire(settings.dataDir, settings.name);
+  let store: PeerStore | null = null;
   let identity: { id: string; incarnation: number };
   let checkpointing: ReturnType<typeof startCheckpointing> | null = null;
   let lamport: number;
   try {
+    store = opts.observer ? null : PeerStore.open(settings.dataDir, settings.name);
     identity = store ? store.startIdentity() : { id: randomBytes(8).toString('hex'), incarnation: 1 };
     checkpointing = store ? startCheckpointing(settings.dataDir, settings.name) : null;
     lamport = Math.max(opts.lamport?.(store) ?? 0, checkpointing?.report.lamportStart ?? 0);
@@ -117,6 +121,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
   } catch (err) {
     checkpointing?.close(false);
     store?.close();
+    lock?.release();
     throw err;
   }
   const transport = new UdpTransport({
@@ -163,6 +168,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
   } catch (err) {
     checkpointing?.close(true);
     store?.close();
+    lock?.release();
     const code = (err as NodeJS.ErrnoException).code;
     throw new UsageError(
       `cannot open the group ${settings.group}:${settings.port} on ${settings.interface} (${code ?? (err as Error).message}); check --interface, --group and --port`,
@@ -176,6 +182,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     // The line quotes what the database held: escaped.
     else if (worthReporting(r)) process.stderr.write(`peer: ${escapeForTerminal(recoveryLine(r))}\n`);
   }
+  const walWatch = store && checkpointing ? watchWal(store, checkpointing) : null;
   let stopped: Promise<void> | null = null;
   return {
     node,
@@ -188,10 +195,37 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     stop: () =>
       (stopped ??= (async () => {
         await node.stop();
+        if (walWatch) clearInterval(walWatch);
         checkpointing?.close(true);
         store?.close();
+        lock?.release();
       })()),
   };
+}
+
+/**
+ * Checks every WAL_CHECK_INTERVAL_MS that the WAL is still there. When it was deleted or replaced,
+ * the queued writes and a last checkpoint go into the WAL SQLite still holds open, everything in
+ * it is copied into the main file, every later write is refused, and one line says so. The peer
+ * keeps running (it still answers the group) until it is restarted.
+ */
+function watchWal(store: PeerStore, checkpointing: Checkpointing): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    const problem = store.walProblem();
+    if (!problem) return;
+    clearInterval(timer);
+    try {
+      checkpointing.close(false);
+    } catch {
+      // What was committed is in the WAL; the copy below saves it.
+    }
+    const saved = store.saveAndRefuseWrites();
+    process.stderr.write(
+      `peer: storage: ${problem}; ${saved}; refusing new writes: stop this peer and start it again\n`,
+    );
+  }, WAL_CHECK_INTERVAL_MS);
+  timer.unref();
+  return timer;
 }
 
 /** Resolves on the first SIGINT or SIGTERM (the graceful ways to stop a peer). */

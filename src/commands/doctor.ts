@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { PeerCommand } from '../cli/base.js';
-import { networkFlags } from '../cli/flags.js';
+import { networkFlags, uncheckedDataDirFlag } from '../cli/flags.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
 import type { ProfileName } from '../p2p/config.js';
 import { runDoctor, type CheckResult, type DoctorReport } from '../cli/doctor/index.js';
@@ -29,6 +29,8 @@ export default class Doctor extends PeerCommand {
   static override enableJsonFlag = true;
   static override flags = {
     ...networkFlags,
+    // Without the shared check: a data dir that is a file is one of the doctor's own findings.
+    'data-dir': uncheckedDataDirFlag,
     wait: Flags.integer({
       summary: 'How long to wait for other peers to answer the probe, in ms.',
       default: PROBE_WAIT_MS,

@@ -13,7 +13,8 @@ import {
 import { UsageError } from '../cli/network.js';
 import { isPeerName } from '../p2p/wire.js';
 import { openCheckpoints } from '../storage/checkpoint.js';
-import { PeerStore } from '../storage/store.js';
+import { PeerStore, requireDatabase } from '../storage/store.js';
+import { DataDirLock } from '../storage/lock.js';
 import { recover, recoveryLine, type RecoveryReport } from '../storage/recovery.js';
 
 export interface RecoverResult {
@@ -38,7 +39,7 @@ export interface RecoverResult {
 export default class Recover extends PeerCommand {
   static override summary = "Check and restore a peer's state after a crash.";
   static override description =
-    "Checks the peer's SQLite file (PRAGMA integrity_check and the checksums of checkpoints and messages), restores the newest good checkpoint (a damaged one falls back to the previous), processes every message that was received but not processed exactly once, and rebuilds replica files under --dir that are behind the replica log or damaged. A file that cannot be read is reported and left untouched (exit 2). With --rejoin it then runs as a peer in the group (like 'peer up') until Ctrl-C. Long-running commands do the same recovery by themselves when restarted; see docs/recovery.md.";
+    "Checks the peer's SQLite file (PRAGMA integrity_check and the checksums of checkpoints and messages), restores the newest good checkpoint (a damaged one falls back to the previous), processes every message that was received but not processed exactly once, and rebuilds replica files under --dir that are behind the replica log or damaged. A file that cannot be read is reported and left untouched (exit 2), and so is a peer of that name still running on the data dir, or a read-only data dir. With --rejoin it then runs as a peer in the group (like 'peer up') until Ctrl-C. Long-running commands do the same recovery by themselves when restarted; see docs/recovery.md.";
   static override examples = [
     '<%= config.bin %> recover --name alice --data-dir ~/.peer',
     '<%= config.bin %> recover --name alice --json',
@@ -57,23 +58,31 @@ export default class Recover extends PeerCommand {
     if (!isPeerName(flags.name)) throw new UsageError(`--name '${flags.name}' is not a valid peer name`);
     if (flags.rejoin && flags.json)
       throw new UsageError('--rejoin runs until stopped: it cannot be combined with --json');
-    // Opened read-check first: a missing or unreadable file is an error, never a new database.
-    const cp = openCheckpoints(flags['data-dir'], flags.name, { mustExist: true, integrity: 'full' });
+    // A missing file is an error, never a new database; then nobody else may write while we do.
+    requireDatabase(flags['data-dir'], flags.name);
+    const lock = DataDirLock.acquire(flags['data-dir'], flags.name);
     let report: RecoveryReport;
     let replicas: ReplicaRebuild[];
     try {
-      registerStandardSources(
-        cp,
-        () => 0,
-        () => true,
-      );
-      report = recover(cp, { integrity: 'none', handlers: REPLAY_HANDLERS });
-      replicas = rebuildReplicas(cp, flags.dir);
+      // Opened read-check first: an unreadable file is an error, never written to.
+      const cp = openCheckpoints(flags['data-dir'], flags.name, { mustExist: true, integrity: 'full' });
+      try {
+        registerStandardSources(
+          cp,
+          () => 0,
+          () => true,
+        );
+        report = recover(cp, { integrity: 'none', handlers: REPLAY_HANDLERS });
+        replicas = rebuildReplicas(cp, flags.dir);
+      } finally {
+        cp.close();
+      }
+      // The identity tables: PeerStore checks the file once more the way every command does.
+      PeerStore.open(flags['data-dir'], flags.name).close();
     } finally {
-      cp.close();
+      // --rejoin takes it again through startPeer, like any peer.
+      lock.release();
     }
-    // The identity tables: PeerStore checks the file once more the way every command does.
-    PeerStore.open(flags['data-dir'], flags.name).close();
     const result: RecoverResult = {
       name: flags.name,
       file: report.file,

@@ -171,8 +171,8 @@ export class Chat implements Protocol {
   say(text: string, onSettled?: (s: AckStatus) => void): SentLine {
     Chat.checkText(text);
     const at = Math.round(this.ctx.wall());
-    const lamport = this.ctx.lamport() + 1; // what publish() stamps
     const id = this.reliable.publish(CHAT_TOPIC, `${at} ${text}`, onSettled);
+    const lamport = this.reliable.lastLamport; // the line's own time, as it goes on the wire
     return { ...this.own({ id: messageKey(id), to: null, toName: null, text, lamport, at }), messageId: id };
   }
 
@@ -180,8 +180,8 @@ export class Chat implements Protocol {
   whisper(to: PeerId, text: string, done?: (r: SendResult) => void): SentLine {
     Chat.checkText(text);
     const at = Math.round(this.ctx.wall());
-    const lamport = this.ctx.lamport() + 1;
     const id = this.reliable.sendTo(to, CHAT_TOPIC, `${at} ${text}`, done);
+    const lamport = this.reliable.lastLamport;
     const toName = this.membership.get(to)?.name ?? to.slice(0, 8);
     return { ...this.own({ id: messageKey(id), to, toName, text, lamport, at }), messageId: id };
   }
@@ -285,6 +285,13 @@ export class Chat implements Protocol {
       return;
     }
     const [id, from, fromName, to, toName, text, lamport, at] = v;
+    // A line served as history was stamped before the message serving it (a member's clock is
+    // past every line it holds). A later time is forged, and would outlast its forger: stored,
+    // served again, and a restarted peer starts its clock above the lines it stored.
+    if (lamport >= d.lamport) {
+      this.ctx.refuse('lamport');
+      return;
+    }
     // Any answer ends the search, even one with nothing new.
     this.historyDone = true;
     this.stats.historyReceived++;
@@ -315,8 +322,27 @@ export class Chat implements Protocol {
   }
 }
 
+/**
+ * Display order: Lamport time, then sender, then the sender's own order (its stream's epoch, then
+ * sequence, read from the message id), so one sender's lines always show in the order it sent
+ * them. Ids are compared as text only when one is not a message id (a malformed history item).
+ */
 export function lamportOrder(a: ChatLine, b: ChatLine): number {
-  return a.lamport - b.lamport || a.from.localeCompare(b.from) || a.id.localeCompare(b.id);
+  if (a.lamport !== b.lamport) return a.lamport - b.lamport;
+  if (a.from !== b.from) return a.from < b.from ? -1 : 1;
+  const x = sendOrder(a.id);
+  const y = sendOrder(b.id);
+  if (x && y) return x[0] - y[0] || x[1] - y[1];
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/** [epoch, sequence] of a message id (messageKey: `origin/epoch/seq` or `origin/epoch/to/seq`), or null. */
+function sendOrder(id: string): [number, number] | null {
+  const parts = id.split('/');
+  if (parts.length !== 3 && parts.length !== 4) return null;
+  const epoch = Number(parts[1]);
+  const seq = Number(parts[parts.length - 1]);
+  return Number.isSafeInteger(epoch) && Number.isSafeInteger(seq) ? [epoch, seq] : null;
 }
 
 /**

@@ -415,6 +415,7 @@ function channelContext(ctx: ProtocolContext, emit: (e: PeerEvent) => void): Pro
     wall: () => ctx.wall(),
     random: () => ctx.random(),
     lamport: () => ctx.lamport(),
+    stamp: () => ctx.stamp(),
     broadcast: (type, body) => ctx.broadcast(toChannel(type), body),
     send: (to, type, body) => ctx.send(to, toChannel(type), body),
     emit,

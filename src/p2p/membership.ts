@@ -28,7 +28,8 @@
  *     restart on another host, or a process back from a partition, is taken as it is, at
  *     whatever incarnation it brings (memberlist's reclaim of a dead node's name).
  * Anything else claiming its id (another host while it is alive or suspect, or its own host with
- * no higher incarnation) is an impostor: the whole envelope is dropped and counted (`impostors`),
+ * no higher incarnation) is an impostor: the whole envelope is dropped and counted
+ * (`refused.impostor` in the node's stats),
  * so it can neither move the member, nor raise its incarnation until the real member's datagrams
  * look stale, nor speak for it to any other protocol. A process on the member's own host can
  * still pass for its restart, and one that can send from the member's very address can say
@@ -202,8 +203,6 @@ export class Membership implements Protocol {
   readonly messages = { hb: HB, probe: EMPTY, ping: EMPTY, suspect: SUSPECT, leave: EMPTY };
   /** Newcomers refused because membersMax was reached with no dead entry to evict. */
   refused = 0;
-  /** Envelopes claiming a known member's id that were not its own (see the header): dropped. */
-  impostors = 0;
   private readonly members = new Map<PeerId, Member>();
   private tags: Tags = {};
   private lastHeartbeat = -Infinity;
@@ -246,7 +245,7 @@ export class Membership implements Protocol {
       return false;
     }
     if (!m || speaksFor(m, env.c, from)) return true;
-    this.impostors++;
+    this.ctx.refuse('impostor');
     return false;
   }
 

@@ -104,6 +104,7 @@ export class PeerNode {
       wall: () => opts.runtime.wall(),
       random: () => opts.runtime.random(),
       lamport: () => this.clock.time,
+      stamp: () => this.clock.tick(),
       broadcast: (type, body, attachment) => this.transmit(null, type, body, attachment),
       send: (to, type, body, attachment) => this.transmit(to, type, body, attachment),
       emit: (e) => this.emit(e),

@@ -23,6 +23,12 @@ export interface ProtocolContext {
   random(): number;
   /** The current Lamport time (read-only; the node ticks it on every send). */
   lamport(): number;
+  /**
+   * Ticks the Lamport clock for one message of ours and returns its time. A protocol that carries
+   * several messages in one datagram (reliable delivery packs a burst) stamps each with its own
+   * time when it is created, never guesses `lamport() + 1`: the envelope's time is one per datagram.
+   */
+  stamp(): number;
   /** Multicasts a message to the group; returns its Lamport time. See wire.ts for attachments. */
   broadcast(type: string, body: unknown, attachment?: Uint8Array): number;
   /** Unicasts a message to one address; returns its Lamport time. */

@@ -14,6 +14,13 @@
  *     | u8 index into k | varint payload bytes | payload, UTF-8
  *   A message is written into the open datagram when it is published, so a burst costs one copy
  *   of each payload and no JSON; Lamport times never fall along a stream, so the deltas are >= 0.
+ * - Lamport times. Each message is stamped with its own time when it is published (ctx.stamp(),
+ *   one clock tick per message), so a burst packed into one datagram keeps its order in Lamport
+ *   time too. Every message's time is below its datagram's envelope time (the node ticks again to
+ *   send the datagram, and repairs and retries are sent later still), and a datagram carrying a
+ *   message at or above it is refused and counted as 'lamport': so merging the envelope's time,
+ *   which the node bounds, also merges every message's, and a forged message time cannot reach
+ *   further than a forged envelope time could.
  * - Receivers deliver in sequence order per stream and hold out-of-order messages (bounded
  *   window). A gap older than RELIABLE_NACK_DELAY_MS is asked for by a unicast `rm.nak` listing
  *   the missing ranges, again every RELIABLE_NACK_INTERVAL_MS while it lasts.
@@ -54,6 +61,16 @@
  *   from a crashed sender stays lost for the second one (and is reported).
  * - A receiver more than RELIABLE_BUFFER_MESSAGES_MAX messages behind loses the difference
  *   (reported as lost with reason 'evicted').
+ * - Forged or corrupt numbers (open group: anyone can claim a sender's id). A stream is taken
+ *   only from one address, its sender's (a process sends everything from its unicast socket):
+ *   membership's word decides where that is. A stream's epoch is never above its sender's
+ *   incarnation (as membership knows it, and as the envelope says); a sequence further than
+ *   RELIABLE_SEQ_STEP_MAX ahead of where a stream stands is refused (bounds.ts). Skipping a gap
+ *   reports the missing run as one range whatever its length. A sender repairs only what it
+ *   sent, once and in order, whatever ranges a NACK lists, and takes acks only from the member's
+ *   address and never past what it sent. Each refusal is counted under its bound's name
+ *   ('address', 'epoch', 'seq', 'lamport'). Limit: while a forger can move membership's idea of
+ *   a member's address (membership.ts decides), it can interleave with that member's stream.
  * - Memory: the send buffer is bounded in messages and bytes; each receiver stream holds at most
  *   RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX out-of-order messages and all streams together at most
  *   RELIABLE_HELD_MESSAGES_TOTAL_MAX; streams are at most RELIABLE_STREAMS_MAX (closed ones are
@@ -73,6 +90,7 @@ import {
   type PeerId,
 } from './wire.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
+import { adoptable, COUNTER_MAX } from './bounds.js';
 import { SendBuffer } from './send-buffer.js';
 import type { Address } from './transport/transport.js';
 
@@ -119,6 +137,23 @@ export const RELIABLE_UNICAST_PENDING_MAX = 1024;
 export const RELIABLE_UNICAST_PENDING_TOTAL_MAX = 8192;
 /** publish() callbacks waiting for acks at once. */
 export const RELIABLE_WAITERS_MAX = 4096;
+/**
+ * How far ahead of a stream's next position a sequence from the network may be (a message's
+ * sequence, an announced `hi`, a unicast base): further is refused and counted as 'seq'
+ * (bounds.ts), never adopted, so one forged number cannot move a stream past everything its sender
+ * will ever send. Why 2^23 (8.4 million messages):
+ * - at least RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX + RELIABLE_BUFFER_MESSAGES_MAX (16,384), so no
+ *   message we could still hold or have repaired is ever refused;
+ * - a live sender is ahead of us by what it published while none of its datagrams reached us.
+ *   Publishing is not flow-controlled, so that is its rate times the silence: the fastest sender
+ *   measured (bench/chat.ts) publishes about 200,000 messages/s, and a sender silent for longer
+ *   than membership's death timeout, at most (1 + HEALTH_SCORE_MAX) x deadAfterMs (22.5 s with
+ *   the local profile), is declared dead, its stream closed, and rejoined at its join point when
+ *   it comes back (a rejoin is gated by membership, not by this step). 200,000 x 22.5 s is 4.5
+ *   million: the step leaves about twice that.
+ * A forged value within the step is still adopted: the step makes the damage bounded, not nil.
+ */
+export const RELIABLE_SEQ_STEP_MAX = 2 ** 23;
 
 export interface MessageId {
   origin: PeerId;
@@ -285,8 +320,9 @@ interface InUnicast {
   epoch: number;
   next: number;
   held: Map<number, Item>;
-  /** As InStream.unacked; `ackTo` is where a deferred ack goes once due. */
+  /** As InStream.unacked. */
   unacked: Set<number>;
+  /** The sender's address: where acks go, and the one address its messages are taken from. */
   ackTo: Address;
   ackDue: boolean;
 }
@@ -576,7 +612,7 @@ export class ReliableDelivery implements Protocol {
     // Members tracked from now on need only what comes after: track before numbering this one.
     if (onSettled) this.trackReceivers();
     const evicted = this.makeRoom(bytes);
-    const lamport = this.ctx.lamport() + 1;
+    const lamport = (this.lastLamport = this.ctx.stamp());
     const at = this.sent.push(topic, payload, bytes, lamport);
     const seq = this.sent.hi;
     const id: MessageId = { origin: this.ctx.self.id, epoch: this.epoch, seq };
@@ -609,6 +645,7 @@ export class ReliableDelivery implements Protocol {
       this.outUnicast.set(to, out);
     }
     const seq = out.nextSeq++;
+    const lamport = (this.lastLamport = this.ctx.stamp());
     const id: MessageId = { origin: this.ctx.self.id, epoch: this.epoch, seq, to };
     const fail = (reason: 'gone' | 'busy') => {
       this.stats.unicastFailed++;
@@ -627,7 +664,7 @@ export class ReliableDelivery implements Protocol {
     }
     const now = this.ctx.now();
     const p = {
-      item: new Item(seq, topic, payload, this.ctx.lamport() + 1, bytes),
+      item: new Item(seq, topic, payload, lamport, bytes),
       firstSent: now,
       lastSent: now,
       done,
@@ -655,6 +692,9 @@ export class ReliableDelivery implements Protocol {
     this.flushScheduled = false;
     this.outbox.flush();
   }
+
+  /** Lamport time stamped on the message of the last publish() or sendTo(). */
+  lastLamport = 0;
 
   /** Highest sequence published in our stream. */
   get highestSeq(): number {
@@ -688,7 +728,7 @@ export class ReliableDelivery implements Protocol {
         return this.onData(env as Envelope<DataBody>, from);
       case 'rm.hi': {
         const b = env.b as { e: number; hi: number; jp: number };
-        const s = this.stream(env, from, b.e, b.jp);
+        const s = this.stream(env, from, b.e, b.jp, b.hi);
         if (!s) return;
         if (b.hi > s.hi) s.hi = b.hi;
         if (s.hi >= s.next) this.noteGap(s);
@@ -701,6 +741,10 @@ export class ReliableDelivery implements Protocol {
         const b = env.b as { e: number; lo: number };
         const s = this.streams.get(env.i);
         if (!s || s.epoch !== b.e || s.closedAt !== null) return;
+        if (from !== s.address) {
+          this.ctx.refuse('address'); // see stream()
+          return;
+        }
         if (b.lo === RESTARTED_LO) this.close(s, 'sender-restarted');
         else {
           this.skipTo(s, Math.min(b.lo, s.hi + 1), 'evicted');
@@ -709,13 +753,17 @@ export class ReliableDelivery implements Protocol {
         return;
       }
       case 'rm.ack':
-        return this.onAck(env.i, env.b as { e: number; f: number; a: number });
+        return this.onAck(env.i, env.b as { e: number; f: number; a: number }, from);
       case 'rm.u':
         return this.onUnicast(env as Envelope<UnicastBody>, from);
       case 'rm.ua': {
         const b = env.b as { e: number; a: number };
         const out = this.outUnicast.get(env.i);
-        if (!out || b.e !== this.epoch) return;
+        if (!out || b.e !== this.epoch || !this.fromMember(env.i, from)) return;
+        if (b.a >= out.nextSeq) {
+          this.ctx.refuse('seq'); // an ack of messages we never sent
+          return;
+        }
         for (const [seq, p] of out.pending) {
           if (seq > b.a) continue;
           out.pending.delete(seq);
@@ -833,10 +881,15 @@ export class ReliableDelivery implements Protocol {
     }
   }
 
-  private onAck(peer: PeerId, b: { e: number; f: number; a: number }): void {
-    if (b.e !== this.epoch || b.a > this.hi) return;
+  private onAck(peer: PeerId, b: { e: number; f: number; a: number }, from: Address): void {
     const r = this.receivers.get(peer);
-    if (!r) return;
+    if (b.e !== this.epoch || !r || !this.fromMember(peer, from)) return;
+    // A receiver acks what it got from where it joined: never past what we sent, never from past
+    // what it acks (it joined at f <= a + 1).
+    if (b.a > this.hi || b.f > b.a + 1) {
+      this.ctx.refuse('seq');
+      return;
+    }
     // The receiver joined our stream at f: what lies between its known position and f it never got.
     const missed = b.f > r.acked + 1 ? b.f : 0;
     r.heard = true;
@@ -867,20 +920,24 @@ export class ReliableDelivery implements Protocol {
       this.repairTokens + ((now - this.repairRefilledAt) * RELIABLE_REPAIR_MESSAGES_PER_S) / 1000,
     );
     this.repairRefilledAt = now;
-    let asked = 0;
     let goneBelow = 0;
     const seqs: number[] = [];
-    for (const [a, z] of b.r) {
-      for (let seq = Math.max(a, 1); seq <= Math.min(z, this.hi); seq++) {
-        if (++asked > RELIABLE_NACK_MESSAGES_MAX) break;
-        if (seq < this.sent.lo) {
-          goneBelow = this.sent.lo;
-          seq = this.sent.lo - 1;
-          continue;
-        }
+    // Ranges in order, each taken from past the previous one, and only what we sent: a crafted
+    // NACK with overlapping, unordered or far-off ranges must not make us repair a message twice
+    // or out of order (a datagram's sequences must rise), nor walk sequences we never had.
+    const ranges = b.r.length > 1 ? [...b.r].sort((x, y) => x[0] - y[0]) : b.r;
+    let past = 1;
+    nack: for (const [a, z] of ranges) {
+      const lo = Math.max(a, past);
+      const hi = Math.min(z, this.hi);
+      if (lo > hi) continue;
+      past = hi + 1;
+      if (lo < this.sent.lo) goneBelow = this.sent.lo;
+      for (let seq = Math.max(lo, this.sent.lo); seq <= hi; seq++) {
+        if (seqs.length >= RELIABLE_NACK_MESSAGES_MAX) break nack;
         if (this.repairTokens < 1) {
           this.stats.repairsRateLimited++;
-          break;
+          break nack;
         }
         this.repairTokens--;
         seqs.push(seq);
@@ -933,26 +990,49 @@ export class ReliableDelivery implements Protocol {
 
   // ---- receiver --------------------------------------------------------------------------------
 
-  /** The stream of this envelope's sender, created (at the join point) or replaced (restart). */
-  private stream(env: Envelope, from: Address, epoch: number, jp: number): InStream | null {
+  /**
+   * The stream of this envelope's sender, created (at the join point) or replaced (restart);
+   * null, changing nothing, when the message must be dropped: from an older epoch, from another
+   * address than the stream's, or carrying an epoch or a sequence (`highest`, the highest it
+   * shows) past its bound.
+   */
+  private stream(env: Envelope, from: Address, epoch: number, jp: number, highest: number): InStream | null {
     let s = this.streams.get(env.i);
     if (s && epoch < s.epoch) return null; // from before the sender restarted
+    let impostor = false;
     if (s && epoch === s.epoch) {
-      if (s.closedAt !== null) {
-        // Declared dead, yet here it is (a healed partition, a false death): same process, same
-        // stream. What we skipped was reported lost; what it sends from now on is repairable.
-        const m = this.membership.get(env.i);
-        if (!m || !isLive(m)) return null;
-        s.closedAt = null;
+      if (from === s.address) return this.resume(s, env, jp, highest);
+      // A process sends everything from one address (udp.ts) and a stream lives as long as its
+      // process, so the same stream from another address is an impostor's: unless membership
+      // places the sender there, and then it was the stream we hold that an impostor opened.
+      if (this.membership.get(env.i)?.address !== from) {
+        this.ctx.refuse('address');
+        return null;
       }
-      s.address = from;
-      return s;
+      impostor = true;
     }
-    if (s) {
-      // A new epoch: the sender restarted, its old stream can never be repaired.
-      this.close(s, 'sender-restarted');
+    // A stream's epoch is its sender's incarnation when it started: never above the one it has
+    // now, as membership knows it (bounded there) and as this envelope says. And a stream is
+    // opened only from where membership places its sender, when it knows it.
+    const m = this.membership.get(env.i);
+    if (m && m.address !== from) {
+      this.ctx.refuse('address');
+      return null;
     }
-    if (!s && this.streams.size >= RELIABLE_STREAMS_MAX && !this.evictClosedStream()) {
+    if (epoch > env.c || (m && epoch > m.incarnation)) {
+      this.ctx.refuse('epoch');
+      return null;
+    }
+    // A new stream starts at the join point: nothing of ours to measure it from but the range.
+    if (jp > COUNTER_MAX) {
+      this.ctx.refuse('seq');
+      return null;
+    }
+    if (!this.seqAdoptable(Math.max(jp, 1), highest)) return null;
+    if (s && impostor)
+      this.heldTotal -= s.held.size; // nothing of it was the sender's to report
+    else if (s) this.close(s, 'sender-restarted'); // a new epoch: the old stream cannot be repaired
+    if (!s && this.streams.size >= RELIABLE_STREAMS_MAX && !this.evictStream()) {
       this.stats.streamsRefused++;
       return null;
     }
@@ -977,19 +1057,84 @@ export class ReliableDelivery implements Protocol {
     return s;
   }
 
-  private evictClosedStream(): boolean {
+  /**
+   * Whether a statement in `peer`'s name (an ack: "I hold these") comes from where membership
+   * places it; counts it if not. Only the member itself may say what it holds.
+   */
+  private fromMember(peer: PeerId, from: Address): boolean {
+    if (this.membership.get(peer)?.address === from) return true;
+    this.ctx.refuse('address');
+    return false;
+  }
+
+  /** `s` for a message of its sender from its address, or null when the message must be dropped (see stream()). */
+  private resume(s: InStream, env: Envelope, jp: number, highest: number): InStream | null {
+    let rejoin = false;
+    if (s.closedAt !== null) {
+      // Declared dead, yet here it is (a healed partition, a false death): same process, same
+      // stream. What we skipped was reported lost; what it sends from now on is repairable. If
+      // it got further ahead than the step meanwhile, we rejoin at its join point: membership
+      // vouches for it being back, and what lies before was never ours to repair.
+      const m = this.membership.get(env.i);
+      if (!m || !isLive(m)) return null;
+      rejoin = jp - s.next > RELIABLE_SEQ_STEP_MAX && jp <= COUNTER_MAX;
+    }
+    if (!this.seqAdoptable(rejoin ? jp : s.next, highest)) return null;
+    if (s.closedAt !== null) {
+      s.closedAt = null;
+      if (rejoin) this.skipTo(s, jp, 'sender-gone');
+    }
+    return s;
+  }
+
+  /** Whether `seq` may be adopted by a stream that stands at `next` (bounds.ts); counts it if not. */
+  private seqAdoptable(next: number, seq: number): boolean {
+    if (adoptable(next, seq, RELIABLE_SEQ_STEP_MAX)) return true;
+    this.ctx.refuse('seq');
+    return false;
+  }
+
+  /**
+   * Whether every message of a datagram is stamped below the datagram's own Lamport time (see
+   * "Lamport times" in the header); counts it if not. The last message has the highest time.
+   */
+  private stampedBefore(env: Envelope): boolean {
+    const items = env.a as Item[];
+    if (items[items.length - 1]!.lamport < env.l) return true;
+    this.ctx.refuse('lamport');
+    return false;
+  }
+
+  /**
+   * Makes room for a new stream: forgets the oldest closed one or, failing that, the oldest open
+   * one whose sender membership does not know. Made-up sender ids never close (nobody declares
+   * them dead), so without the second a flood of them would lock every new sender out for good;
+   * a real sender is known within a heartbeat, and one forgotten before that rejoins at its join
+   * point.
+   */
+  private evictStream(): boolean {
     let oldest: InStream | undefined;
     for (const s of this.streams.values())
       if (s.closedAt !== null && (!oldest || s.closedAt < (oldest.closedAt ?? 0))) oldest = s;
-    if (oldest) this.streams.delete(oldest.from);
-    return oldest !== undefined;
+    if (!oldest)
+      for (const s of this.streams.values())
+        if (!this.membership.get(s.from)) {
+          oldest = s;
+          break;
+        }
+    if (!oldest) return false;
+    this.heldTotal -= oldest.held.size;
+    this.streams.delete(oldest.from);
+    return true;
   }
 
   private onData(env: Envelope<DataBody>, from: Address): void {
     const b = env.b;
-    const s = this.stream(env, from, b.e, b.jp);
+    const items = env.a as Item[];
+    if (!this.stampedBefore(env)) return;
+    const s = this.stream(env, from, b.e, b.jp, items[items.length - 1]!.seq);
     if (!s) return;
-    for (const item of env.a as Item[]) {
+    for (const item of items) {
       const seq = item.seq;
       if (seq > s.hi) s.hi = seq;
       if (seq < s.next || s.held.has(seq)) {
@@ -1039,26 +1184,24 @@ export class ReliableDelivery implements Protocol {
     if (s.next > s.hi) s.gapSince = null;
   }
 
-  /** Gives up on everything below `to`: held messages are delivered, missing runs reported lost. */
+  /**
+   * Gives up on everything below `to`: held messages are delivered, each missing run between them
+   * reported lost as one range. The work is in the held messages (bounded), never in the length
+   * of the runs, which a sender's number sets.
+   */
   private skipTo(s: InStream, to: number, reason: LostReason): void {
-    let runStart = 0;
-    const endRun = (last: number) => {
-      if (runStart > 0) this.reportLost(s.from, s.name, s.epoch, runStart, last, reason, false);
-      runStart = 0;
-    };
-    while (s.next < to) {
-      const item = s.held.get(s.next);
-      if (item) {
-        endRun(s.next - 1);
-        s.held.delete(s.next);
-        this.heldTotal--;
-        this.deliver(s, item);
-      } else {
-        if (runStart === 0) runStart = s.next;
-        s.next++;
-      }
+    for (const seq of heldBelow(s.held, to)) {
+      if (seq > s.next) this.reportLost(s.from, s.name, s.epoch, s.next, seq - 1, reason, false);
+      const item = s.held.get(seq)!;
+      s.held.delete(seq);
+      this.heldTotal--;
+      this.deliver(s, item);
     }
-    endRun(to - 1);
+    if (to > s.next) {
+      this.reportLost(s.from, s.name, s.epoch, s.next, to - 1, reason, false);
+      s.next = to;
+    }
+    if (s.hi < s.next - 1) s.hi = s.next - 1;
     if (s.next > s.hi) s.gapSince = null;
     s.ackDue = true;
   }
@@ -1120,9 +1263,26 @@ export class ReliableDelivery implements Protocol {
   private onUnicast(env: Envelope<UnicastBody>, from: Address): void {
     const b = env.b;
     if (b.to !== this.ctx.self.id) return; // meant for a previous owner of this address
+    if (!this.stampedBefore(env)) return;
+    const item = (env.a as Item[])[0]!;
     let u = this.inUnicast.get(env.i);
     if (u && b.e < u.epoch) return;
-    if (!u || b.e > u.epoch) {
+    // As for multicast streams (stream()): one stream, one address, unless membership places the
+    // sender at the new one (then an impostor opened the stream we hold, and it starts afresh).
+    if (u && b.e === u.epoch && from !== u.ackTo && !this.fromMember(env.i, from)) return;
+    const fresh = !u || b.e > u.epoch || from !== u.ackTo;
+    if (fresh) {
+      // As for multicast streams (stream()): the epoch is bounded by the sender's incarnation.
+      const m = this.membership.get(env.i);
+      if (b.e > env.c || (m && b.e > m.incarnation)) {
+        this.ctx.refuse('epoch');
+        return;
+      }
+    }
+    // The base and the message's sequence, from where the stream stands (or starts: at the base).
+    const at = fresh ? Math.max(b.b, 1) : u!.next;
+    if (!this.seqAdoptable(at, b.b) || !this.seqAdoptable(Math.max(at, b.b), item.seq)) return;
+    if (!u || fresh) {
       if (!u && this.inUnicast.size >= RELIABLE_STREAMS_MAX) {
         // Forget the oldest stream; a sender coming back starts afresh at its base.
         const [first] = this.inUnicast.keys();
@@ -1141,23 +1301,21 @@ export class ReliableDelivery implements Protocol {
       this.inUnicast.set(env.i, u);
     }
     if (b.b > u.next) {
-      // The sender gave up on these (its caller was told); say so here too.
+      // The sender gave up on these (its caller was told); say so here too. As in skipTo, the
+      // work is in the held messages, not in the length of the run.
       const lostFrom = u.next;
       let delivered = 0;
-      while (u.next < b.b) {
-        const it = u.held.get(u.next);
-        if (it) {
-          u.held.delete(u.next);
-          this.heldTotal--;
-          delivered++;
-          this.deliverUnicast(env, it, u);
-        }
-        u.next++;
+      for (const seq of heldBelow(u.held, b.b)) {
+        const it = u.held.get(seq)!;
+        u.held.delete(seq);
+        this.heldTotal--;
+        delivered++;
+        this.deliverUnicast(env, it, u);
       }
+      u.next = b.b;
       const count = b.b - lostFrom - delivered;
       if (count > 0) this.reportLost(env.i, env.n, b.e, lostFrom, b.b - 1, 'abandoned', true, count);
     }
-    const item = (env.a as Item[])[0]!;
     const seq = item.seq;
     if (seq < u.next || u.held.has(seq)) this.stats.duplicates++;
     else if (seq === u.next) {
@@ -1176,7 +1334,6 @@ export class ReliableDelivery implements Protocol {
       u.held.set(seq, item);
       this.heldTotal++;
     }
-    u.ackTo = from;
     this.ctx.send(from, 'rm.ua', { e: b.e, a: ackable(u.next, u.unacked) });
   }
 
@@ -1265,6 +1422,13 @@ export class ReliableDelivery implements Protocol {
     for (const h of this.lostHandlers) h(r);
     this.ctx.emit({ kind: 'lost', ...r });
   }
+}
+
+/** Sequences of the held messages below `to`, in increasing order. */
+function heldBelow(held: Map<number, Item>, to: number): number[] {
+  const seqs: number[] = [];
+  for (const seq of held.keys()) if (seq < to) seqs.push(seq);
+  return seqs.sort((a, b) => a - b);
 }
 
 /** Highest sequence a stream may ack: everything delivered, up to the first write not yet durable. */

@@ -410,7 +410,7 @@ export class Replication implements Protocol {
     const entry: Entry = {
       origin: this.ctx.self.id,
       seq: this.nextSeq++,
-      lamport: this.ctx.lamport() + 1,
+      lamport: this.ctx.stamp(),
       text,
     };
     const problem = entryProblem(entry);
@@ -1297,6 +1297,7 @@ export function reconcilePair(
       wall: () => now,
       random: seededUnit(i + 1),
       lamport: () => lamport,
+      stamp: () => ++lamport,
       broadcast: (type, body) => transmit(other, type, body),
       send: (_to, type, body) => transmit(other, type, body),
       refuse: () => {},

@@ -21,18 +21,18 @@
  * Integrity. Each inbox row and each replica-log row carries a CRC-32 of its content; each
  * checkpoint carries a SHA-256 of its JSON. Rows are validated on read: a damaged row is counted
  * and skipped (reported, never silently used), and a damaged checkpoint falls back to the previous
- * good one (CHECKPOINTS_KEPT are kept). A file SQLite itself cannot read is refused with one line
- * and never written to (PeerStore.open and openCheckpoints both check before any write).
+ * good one (CHECKPOINTS_KEPT are kept). A file SQLite itself cannot read, an empty or foreign
+ * database and a lost WAL are refused with one line and never written to (PeerStore.open and
+ * openCheckpoints both check before any write, through store.ts's checks).
  *
  * Exactly once. `processed(id, effect)` runs the effect's SQL and sets the processed flag in one
  * transaction, so after any crash a message is either processed with its effect or neither:
  * replay (recovery.ts) processes exactly the rows still flagged unprocessed.
  */
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
 import { crc32 } from 'node:zlib';
 import Database from 'better-sqlite3';
-import { StoreError, databasePath } from './store.js';
+import { StoreError, checkDatabaseFiles, checkNotForeign, databasePath, requireDatabase } from './store.js';
 import { checkIntegrity, type IntegrityLevel } from './recovery.js';
 
 /** Longest a queued write waits before its batch is committed. */
@@ -121,16 +121,14 @@ export function openCheckpoints(
   name: string,
   opts: { mustExist?: boolean; integrity?: IntegrityLevel } = {},
 ): Checkpoints {
-  const file = databasePath(dataDir, name);
-  if (opts.mustExist && !fs.existsSync(file))
-    throw new StoreError(
-      `no database for peer '${name}' in ${dataDir} (${file}); check --name and --data-dir`,
-    );
+  const file = opts.mustExist ? requireDatabase(dataDir, name) : databasePath(dataDir, name);
+  // An empty database, or a WAL lost with pages the database lacks, is refused before any write.
+  checkDatabaseFiles(file);
   let db: Database.Database | undefined;
   try {
     db = new Database(file, { fileMustExist: opts.mustExist ?? false });
     // Reading the schema first makes a file that is not a database fail here, before any write.
-    db.prepare('SELECT count(*) FROM sqlite_master').get();
+    checkNotForeign(db, file);
     // Checked before the constructor's CREATE TABLE and pragmas: a damaged file is never written.
     checkIntegrity(db, file, opts.integrity ?? 'none');
     return new Checkpoints(db, file);

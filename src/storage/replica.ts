@@ -18,7 +18,8 @@
  * replica, and the directory is fsynced, so a crash leaves either the old or the new file, whole.
  * A line that does not parse is never dropped silently: it is appended, with its line number and
  * the reason, to `<name>.rejected` next to the replica (fsynced) before the file is rewritten
- * without it, and the caller gets the list to report.
+ * without it, and the caller gets the list to report. A file is read as bytes, so a line that is
+ * not valid UTF-8 is rejected and kept aside byte for byte, never decoded into U+FFFD and rewritten.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -378,6 +379,8 @@ export interface Rejection {
   line: number;
   reason: string;
   text: string;
+  /** The line's bytes when they are not valid UTF-8: kept aside as they are, never as U+FFFD. */
+  raw?: Buffer;
 }
 
 export function replicaPath(dir: string, name: string): string {
@@ -440,15 +443,52 @@ export function serialize(entries: readonly Entry[]): string {
   return out;
 }
 
-/** Parses a file's text; duplicates and bad lines come back as rejections with line numbers. */
-export function parseReplica(content: string): { set: ReplicaSet; rejected: Rejection[] } {
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A file's lines from its bytes. A line that is not valid UTF-8 stays bytes: decoding it would turn
+ * it into U+FFFD, which then parses as a good line and is rewritten, and the original is lost.
+ */
+function decodeLines(bytes: Buffer): Array<string | Buffer> {
+  try {
+    return strictUtf8.decode(bytes).split('\n');
+  } catch {
+    // Some line is not UTF-8 (rare): find which, one line at a time.
+  }
+  const lines: Array<string | Buffer> = [];
+  for (let from = 0; from <= bytes.length;) {
+    const nl = bytes.indexOf(0x0a, from);
+    const end = nl < 0 ? bytes.length : nl;
+    const raw = bytes.subarray(from, end);
+    try {
+      lines.push(strictUtf8.decode(raw));
+    } catch {
+      lines.push(Buffer.from(raw));
+    }
+    from = end + 1;
+  }
+  return lines;
+}
+
+/**
+ * Parses a file (its bytes, or text already decoded); duplicates, bad lines and lines that are not
+ * valid UTF-8 come back as rejections with line numbers.
+ */
+export function parseReplica(content: string | Buffer): { set: ReplicaSet; rejected: Rejection[] } {
   const set = new ReplicaSet();
   const rejected: Rejection[] = [];
-  const lines = content.split('\n');
+  const lines = typeof content === 'string' ? content.split('\n') : decodeLines(content);
   if (lines.at(-1) === '') lines.pop();
   /** Line number of the line each identity was taken from, to report a superseded version. */
   const lineOf = new Map<string, number>();
   lines.forEach((text, i) => {
+    if (typeof text !== 'string')
+      return void rejected.push({
+        line: i + 1,
+        reason: 'not valid UTF-8',
+        text: text.toString('utf8'),
+        raw: text,
+      });
     const p = parseLine(text);
     if (!p.ok) return void rejected.push({ line: i + 1, reason: p.reason, text });
     const id = entryId(p.entry);
@@ -492,9 +532,9 @@ export class ReplicaFile {
   static open(dir: string, name: string): ReplicaFile {
     ensureWritableDir(dir);
     const file = replicaPath(dir, name);
-    let content = '';
+    let content = Buffer.alloc(0);
     try {
-      content = fs.readFileSync(file, 'utf8');
+      content = fs.readFileSync(file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('read', file, err);
     }
@@ -502,7 +542,7 @@ export class ReplicaFile {
     if (rejected.length > 0) {
       keepAside(file, rejected);
       writeFileAtomic(file, serialize(set.entries));
-    } else if (content.length > 0 && !content.endsWith('\n')) {
+    } else if (content.length > 0 && content.at(-1) !== 0x0a) {
       // A last line without its newline (a crash mid-append, or an editor): complete it.
       writeFileAtomic(file, serialize(set.entries));
     }
@@ -575,13 +615,20 @@ export class ReplicaFile {
   }
 }
 
-/** Appends rejected lines, with their line numbers and reasons, to `<name>.rejected` (fsynced). */
+/**
+ * Appends rejected lines, with their line numbers and reasons, to `<name>.rejected` (fsynced). A
+ * line that is not valid UTF-8 is written byte for byte.
+ */
 export function keepAside(file: string, rejected: Rejection[]): string {
   const aside = file.slice(0, -REPLICA_FILE_SUFFIX.length) + REJECTED_FILE_SUFFIX;
   const stamp = new Date().toISOString();
-  const text = rejected
-    .map((r) => `# ${stamp} ${path.basename(file)} line ${r.line}: ${r.reason}\n${r.text}\n`)
-    .join('');
+  const text = Buffer.concat(
+    rejected.flatMap((r) => [
+      Buffer.from(`# ${stamp} ${path.basename(file)} line ${r.line}: ${r.reason}\n`),
+      r.raw ?? Buffer.from(r.text),
+      Buffer.from('\n'),
+    ]),
+  );
   try {
     const fd = fs.openSync(aside, 'a', 0o644);
     try {

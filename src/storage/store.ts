@@ -9,8 +9,17 @@
  * This module owns identity (id, incarnation) and the peers seen (seed 000's `clients` table).
  * Each capability keeps its own tables in its own store module on the same connection, created
  * idempotently, so a capability plugs its state in without touching this file.
+ *
+ * A file that is not what it should be is never taken for a new peer. Before SQLite touches it,
+ * `checkDatabaseFiles` refuses an empty database, a database missing beside its WAL, and a WAL
+ * missing while the WAL index (`-shm`) says it held pages the database lacks; after opening, a
+ * database holding tables but none of ours is refused as foreign, and a database that lost its
+ * peer id is refused instead of given a new one. Only a data dir with no file for the name starts a
+ * new peer. While a peer runs, `walProblem` notices a WAL deleted or replaced under it (see
+ * docs/recovery.md, "A lost WAL").
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
@@ -21,6 +30,24 @@ export class StoreError extends Error {
   override name = 'StoreError';
 }
 
+/** How often a running peer checks that its WAL is still the file SQLite writes (startPeer). */
+export const WAL_CHECK_INTERVAL_MS = 250;
+/** Tables named in the error line about a foreign database before "...". */
+const FOREIGN_TABLES_SHOWN = 3;
+/** Tables that only a peer database holds (store.ts and checkpoint.ts). */
+const PEER_TABLES = ['meta', 'checkpoints'];
+
+/**
+ * The WAL index header (sqlite.org/walformat.html): two copies of 48 bytes, then the checkpoint
+ * information. Written in the machine's byte order.
+ */
+const WAL_INDEX_VERSION = 3007000;
+const WAL_INDEX_HEADER_BYTES = 48;
+const WAL_INDEX_IS_INIT_OFFSET = 12;
+const WAL_INDEX_MX_FRAME_OFFSET = 16;
+const WAL_INDEX_N_BACKFILL_OFFSET = 96;
+const WAL_INDEX_READ_BYTES = WAL_INDEX_N_BACKFILL_OFFSET + 4;
+
 export interface PeerRow {
   id: string;
   name: string;
@@ -30,31 +57,38 @@ export interface PeerRow {
   connected: boolean;
 }
 
-export function databasePath(dataDir: string, name: string): string {
+/** A file of peer `name` in the data dir: `<name><suffix>` (the database, its lock, ...). */
+export function peerFile(dataDir: string, name: string, suffix: string): string {
   // Names may hold characters a file system dislikes; encoding keeps simple names readable.
-  return path.join(dataDir, `${encodeURIComponent(name)}.db`);
+  return path.join(dataDir, `${encodeURIComponent(name)}${suffix}`);
+}
+
+export function databasePath(dataDir: string, name: string): string {
+  return peerFile(dataDir, name, '.db');
 }
 
 export class PeerStore {
+  /** Device and inode of the WAL this connection writes, as found at open. */
+  private wal: string | null = null;
+
   private constructor(
     readonly db: Database.Database,
     readonly file: string,
   ) {}
 
+  get walFile(): string {
+    return `${this.file}-wal`;
+  }
+
   /** Opens (creating if needed) the database of peer `name`. Never overwrites a damaged file. */
   static open(dataDir: string, name: string): PeerStore {
-    try {
-      fs.mkdirSync(dataDir, { recursive: true });
-      fs.accessSync(dataDir, fs.constants.W_OK);
-    } catch (err) {
-      throw new StoreError(
-        `data dir ${dataDir} is not writable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); pass --data-dir with a writable directory`,
-      );
-    }
+    ensureDataDir(dataDir);
     const file = databasePath(dataDir, name);
+    checkDatabaseFiles(file);
     let db: Database.Database | undefined;
     try {
       db = new Database(file);
+      checkNotForeign(db, file);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
@@ -71,11 +105,14 @@ export class PeerStore {
       `);
     } catch (err) {
       db?.close();
+      if (err instanceof StoreError) throw err;
       throw new StoreError(
         `${file} cannot be opened as a peer database (${(err as Error).message}); it was left untouched: move it aside or run 'peer recover'`,
       );
     }
-    return new PeerStore(db, file);
+    const store = new PeerStore(db, file);
+    store.wal = fileIdentity(store.walFile);
+    return store;
   }
 
   /**
@@ -85,10 +122,14 @@ export class PeerStore {
   startIdentity(): { id: string; incarnation: number } {
     return this.db.transaction(() => {
       let id = this.getMeta('peer_id');
-      if (!id || !/^[0-9a-f]{16}$/.test(id)) {
+      if (id === undefined && this.metaKeys() === 0) {
         id = randomBytes(8).toString('hex');
         this.setMeta('peer_id', id);
-      }
+      } else if (id === undefined || !/^[0-9a-f]{16}$/.test(id))
+        // A peer that was started before: a new id would be a new peer under the old name.
+        throw new StoreError(
+          `${this.file} has ${id === undefined ? 'lost its peer id' : 'a damaged peer id'}, and starting would make this name a new peer; it was left untouched: restore it from a backup, or move it aside to start a new peer`,
+        );
       const saved = this.getMeta('incarnation') ?? '0';
       const incarnation = Number(saved) + 1;
       // A value we could not have saved (bounds.ts) is damage: counting on from it would be refused
@@ -104,6 +145,10 @@ export class PeerStore {
 
   saveIncarnation(incarnation: number): void {
     this.setMeta('incarnation', String(incarnation));
+  }
+
+  private metaKeys(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM meta').get() as { n: number }).n;
   }
 
   getMeta(key: string): string | undefined {
@@ -151,7 +196,168 @@ export class PeerStore {
     }));
   }
 
+  /**
+   * One line when the WAL this connection writes is no longer the file at `<file>-wal` (deleted
+   * or replaced under the running peer), else null. SQLite keeps writing the file it opened, so
+   * what goes there now would vanish with the process.
+   */
+  walProblem(): string | null {
+    const now = fileIdentity(this.walFile);
+    if (this.wal === null) this.wal = now;
+    if (now === this.wal) return null;
+    return `${this.walFile} was ${now === null ? 'deleted' : 'replaced'} while the peer ran`;
+  }
+
+  /**
+   * After the WAL was lost: copies every page SQLite still holds in it (it keeps the deleted file
+   * open) into the main file, which the checkpoint fsyncs, then refuses every later write on this
+   * connection and `others` (query_only), so nothing more is acknowledged into a file that is
+   * gone. Returns what was saved, as a phrase for the log line.
+   */
+  saveAndRefuseWrites(others: readonly Database.Database[] = []): string {
+    let saved: string;
+    try {
+      const [r] = this.db.pragma('wal_checkpoint(FULL)') as Array<{
+        busy: number;
+        log: number;
+        checkpointed: number;
+      }>;
+      saved =
+        r && r.busy === 0 && r.log === r.checkpointed
+          ? `its ${r.log} page(s) were saved into ${this.file}`
+          : `only ${r?.checkpointed ?? 0} of its ${r?.log ?? '?'} page(s) could be saved into ${this.file}`;
+    } catch (err) {
+      saved = `nothing could be saved into ${this.file} (${(err as Error).message})`;
+    }
+    for (const db of [this.db, ...others]) if (db.open) db.pragma('query_only = ON');
+    return saved;
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }
+}
+
+/** Why `dir` cannot be a data dir because it, or a part of its path, is a file; else null. */
+export function notADirectory(dir: string): string | null {
+  try {
+    return fs.statSync(dir).isDirectory() ? null : `${dir} is not a directory`;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOTDIR'
+      ? `${dir} is not a directory (a part of its path is a file)`
+      : null;
+  }
+}
+
+/** Creates the data dir if needed and checks that it can be written; one line saying why not. */
+export function ensureDataDir(dir: string): void {
+  const notDir = notADirectory(dir);
+  if (notDir) throw new StoreError(`data dir ${notDir}; pass --data-dir with a directory`);
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new StoreError(
+      code === 'EROFS'
+        ? `data dir ${dir} is read-only (EROFS: read-only file system); make it writable, or copy it to a writable directory and pass that as --data-dir`
+        : `data dir ${dir} is not writable (${code}); pass --data-dir with a writable directory`,
+    );
+  }
+}
+
+/** Throws when the database of peer `name` is not in `dataDir` (peer recover's precondition). */
+export function requireDatabase(dataDir: string, name: string): string {
+  const file = databasePath(dataDir, name);
+  const notDir = notADirectory(dataDir);
+  if (notDir) throw new StoreError(`data dir ${notDir}; pass --data-dir with a directory`);
+  if (!fs.existsSync(file))
+    throw new StoreError(
+      `no database for peer '${name}' in ${dataDir} (${file}); check --name and --data-dir`,
+    );
+  return file;
+}
+
+/**
+ * Checks the files of a database before SQLite opens it (SQLite would take each of these for a
+ * new or a smaller database without a word). Every refusal leaves the files untouched.
+ */
+export function checkDatabaseFiles(file: string): void {
+  const wal = `${file}-wal`;
+  const shm = `${file}-shm`;
+  const size = fileSize(file);
+  if (size === null) {
+    if (fs.existsSync(wal) || fs.existsSync(shm))
+      throw new StoreError(
+        `${file} is missing but ${fs.existsSync(wal) ? wal : shm} is there: the database was moved or deleted; put it back, or move ${wal} and ${shm} aside to start a new peer`,
+      );
+    return;
+  }
+  if (size === 0)
+    throw new StoreError(
+      `${file} is empty (0 bytes): it no longer holds this peer's id or state; it was left untouched: restore it from a backup, or move it aside to start a new peer`,
+    );
+  if (fileSize(wal) !== null) return;
+  const frames = walIndexFrames(shm);
+  if (frames && frames.written > frames.saved)
+    throw new StoreError(
+      `${wal} is missing but ${shm} says it held ${frames.written - frames.saved} page(s) not yet in ${file}: the last writes went with it; restore ${wal} from a backup, or move ${shm} aside to start from what ${file} holds`,
+    );
+}
+
+/** Refuses a database that holds tables but none of a peer's: another program's file. */
+export function checkNotForeign(db: Database.Database, file: string): void {
+  const tables = (
+    db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{
+      name: string;
+    }>
+  ).map((r) => r.name);
+  if (tables.length > 0 && !tables.some((t) => PEER_TABLES.includes(t)))
+    throw new StoreError(
+      `${file} is not a peer database (it holds the tables ${tables.slice(0, FOREIGN_TABLES_SHOWN).join(', ')}${tables.length > FOREIGN_TABLES_SHOWN ? ', ...' : ''}); it was left untouched: pass another --data-dir or --name`,
+    );
+}
+
+function fileSize(file: string): number | null {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return null;
+  }
+}
+
+function fileIdentity(file: string): string | null {
+  try {
+    const st = fs.statSync(file);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Frames written to the WAL and frames already copied into the database, from the WAL index; null
+ * when there is no index or its header does not check out (then it says nothing).
+ */
+function walIndexFrames(shm: string): { written: number; saved: number } | null {
+  const buf = Buffer.alloc(WAL_INDEX_READ_BYTES);
+  let n: number;
+  try {
+    const fd = fs.openSync(shm, 'r');
+    try {
+      n = fs.readSync(fd, buf, 0, buf.length, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
+  if (n < buf.length) return null;
+  const le = os.endianness() === 'LE';
+  const u32 = (at: number) => (le ? buf.readUInt32LE(at) : buf.readUInt32BE(at));
+  const first = buf.subarray(0, WAL_INDEX_HEADER_BYTES);
+  const second = buf.subarray(WAL_INDEX_HEADER_BYTES, 2 * WAL_INDEX_HEADER_BYTES);
+  if (u32(0) !== WAL_INDEX_VERSION || buf[WAL_INDEX_IS_INIT_OFFSET] !== 1 || !first.equals(second))
+    return null;
+  return { written: u32(WAL_INDEX_MX_FRAME_OFFSET), saved: u32(WAL_INDEX_N_BACKFILL_OFFSET) };
 }

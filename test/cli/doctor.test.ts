@@ -134,6 +134,20 @@ describe('peer doctor', () => {
     expect(fs.readdirSync(dir)).toEqual(['zed.db']); // no -wal, -shm or probe file left behind
   });
 
+  it('fails the database check for an empty database, which a peer would refuse, and leaves it', async () => {
+    const dir = tempDir('doc');
+    fs.writeFileSync(path.join(dir, 'zed.db'), '');
+    const { code, report } = await doctor([...loopback(testPort(), dir), '--name', 'zed']);
+    expect(code).toBe(1);
+    expect(check(report, 'database')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/zed\.db is empty \(0 bytes\)/),
+      fix: expect.stringMatching(/left untouched/),
+    });
+    expect(fs.readdirSync(dir)).toEqual(['zed.db']);
+    expect(fs.statSync(path.join(dir, 'zed.db')).size).toBe(0);
+  });
+
   it('fails the port check when another program holds the group port', async () => {
     const port = testPort();
     const squatter = dgram.createSocket({ type: 'udp4' }); // no SO_REUSEADDR: not a peer

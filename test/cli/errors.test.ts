@@ -79,7 +79,7 @@ describe('one-line errors for bad input', () => {
     expect(fs.readFileSync(file).equals(garbage)).toBe(true);
   });
 
-  it('peer up refuses a data dir it cannot write', async () => {
+  it('peer up refuses a data dir under a plain file', async () => {
     const dir = tempDir('ro');
     const file = path.join(dir, 'plain-file');
     fs.writeFileSync(file, '');
@@ -96,7 +96,7 @@ describe('one-line errors for bad input', () => {
       '--data-dir',
       path.join(file, 'sub'),
     ]);
-    expectOneLineError(r, /data dir .* is not writable/);
+    expectOneLineError(r, /--data-dir .*plain-file\/sub is not a directory \(a part of its path is a file\)/);
   });
 
   it('peer peers --json prints an empty list when nobody answers', async () => {

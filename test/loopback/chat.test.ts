@@ -20,7 +20,8 @@ interface Proc {
 
 const running: Proc[] = [];
 
-function run(args: string[], port: number, dataDir: string): Proc {
+/** Runs `peer chat`; with `input`, that is piped to its stdin (then closed). */
+function run(args: string[], port: number, dataDir: string, input?: string): Proc {
   const child = spawn(
     process.execPath,
     [
@@ -39,9 +40,10 @@ function run(args: string[], port: number, dataDir: string): Proc {
     {
       cwd: ROOT,
       env: { ...process.env, NO_COLOR: '1', PEER_INTERFACE: '127.0.0.1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     },
   );
+  if (input !== undefined) child.stdin!.end(input);
   const p: Proc = {
     child,
     out: '',
@@ -136,6 +138,29 @@ describe('peer chat on loopback', () => {
       .map((l) => (l.endsWith('alice left') ? 'left' : /alice: (.*)$/.exec(l)?.[1]))
       .filter((l) => l !== undefined);
     expect(seen).toEqual(['first words', 'left', 'last words', 'left']);
+  });
+
+  it('lines piped in one burst show in order on every listener, each with its own rising Lamport time', async () => {
+    const { port, dataDir } = setup();
+    const bob = await startListener('bob', port, dataDir, false);
+    const carol = await startListener('carol', port, dataDir);
+    const texts = Array.from({ length: 50 }, (_, i) => `line${i + 1}`);
+    const alice = run(['--name', 'alice'], port, dataDir, texts.join('\n') + '\n');
+    expect(await alice.exit).toBe(0);
+    const shown = () => [...bob.out.matchAll(/L(\d+) alice: (line\d+)$/gm)];
+    const json = () =>
+      carol.out
+        .split('\n')
+        .filter((l) => l.includes('"line'))
+        .map((l) => JSON.parse(l) as { text: string; lamport: number });
+    expect(await until(() => shown().length === 50 && json().length === 50, 5_000)).toBe(true);
+    // For people: in the order sent, with rising times.
+    expect(shown().map((m) => m[2])).toEqual(texts);
+    const times = shown().map((m) => Number(m[1]));
+    expect(times.every((t, i) => i === 0 || t > times[i - 1]!)).toBe(true);
+    // For scripts (printed as they arrive): the same times, one per line.
+    const byText = new Map(json().map((l) => [l.text, l.lamport]));
+    expect(texts.map((t) => byText.get(t))).toEqual(times);
   });
 
   it('--send --to a name nobody has fails with a clear message and exit 1', async () => {

@@ -10,6 +10,8 @@ import {
   type ChatLine,
 } from '../../src/p2p/chat.js';
 import { ReliableDelivery, type AckStatus, type SendResult } from '../../src/p2p/reliable.js';
+import type { MemberView, ProtocolContext } from '../../src/p2p/protocol.js';
+import { Codec, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
 
 const SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);
 
@@ -98,6 +100,91 @@ describe('chat (simulation)', () => {
     },
   );
 
+  it.each(SEEDS.slice(0, 5))(
+    "lines piped in one burst show in the sender's order on every listener, with rising Lamport times, seed %i",
+    async (seed) => {
+      const h = await harness(seed, ['alice', 'bob', 'carol'], { loss: 0.1, delayMaxMs: 4 }, 0);
+      expect(h.c.rt.runUntilTrue(() => chatConverged(h), 5_000)).toBe(true);
+      const [a, ...listeners] = h.c.peers as [SimPeer, ...SimPeer[]];
+      const texts = Array.from({ length: 50 }, (_, i) => `line${i + 1}`);
+      const sent = texts.map((t) => h.chat.get(a)!.say(t));
+      expect(sent.every((l, i) => i === 0 || l.lamport > sent[i - 1]!.lamport)).toBe(true);
+      expect(
+        h.chat
+          .get(a)!
+          .recent(50)
+          .map((l) => l.text),
+      ).toEqual(texts);
+      for (const r of listeners) {
+        const got = () => h.lines.get(r)!.filter((l) => l.from === a.node.id);
+        expect(h.c.rt.runUntilTrue(() => got().length === texts.length, 3_000)).toBe(true);
+        expect(got().map((l) => [l.text, l.lamport])).toEqual(sent.map((l) => [l.text, l.lamport]));
+        // What the reader shows: the display orderer, fed in whatever order lines came.
+        const o = new LamportOrderer(0);
+        for (const l of [...got()].reverse()) o.push(l, 0);
+        expect(o.drain(0).map((l) => l.text)).toEqual(texts);
+      }
+    },
+  );
+
+  it('a history line stamped later than the message serving it is refused: its time would outlast the forger', async () => {
+    const h = await harness(7, ['alice', 'bob'], {}, 0);
+    expect(h.c.rt.runUntilTrue(() => chatConverged(h), 5_000)).toBe(true);
+    const [a, b] = h.c.peers as [SimPeer, SimPeer];
+    // A stranger (its own id and address) serves bob two history lines, one stamped after the
+    // message that carries it (within the counter bound, so only this rule refuses it).
+    // Its datagrams come from a ReliableDelivery of its own, so they are well formed.
+    const strangerId = 'e'.repeat(16);
+    const out: Array<{ body: unknown; att: Buffer }> = [];
+    const ctx: ProtocolContext = {
+      self: { id: strangerId, name: 'mallory', incarnation: 1 },
+      now: () => 0,
+      wall: () => 0,
+      random: () => 0,
+      lamport: () => 5,
+      stamp: () => 5, // the time of each history message; its envelope says 10
+      broadcast: () => 0,
+      send: (_to, _t, body, att) => (out.push({ body, att: Buffer.from(att!) }), 0),
+      emit: () => {},
+      refuse: () => {},
+    };
+    const bob: MemberView = {
+      id: b.node.id,
+      name: 'bob',
+      address: b.address,
+      state: 'alive',
+      incarnation: 1,
+      lastSeenMs: 0,
+      duplicateName: false,
+      tags: {},
+    };
+    const rd = new ReliableDelivery(ctx, { live: () => [bob], get: () => bob });
+    for (const [text, lamport] of [
+      ['kept', 3],
+      ['forged', 1_000_000],
+    ] as const)
+      rd.sendTo(
+        b.node.id,
+        'chat.h',
+        JSON.stringify([`${strangerId}/1/${lamport}`, a.node.id, 'alice', null, null, text, lamport, 0]),
+      );
+    const codec = new Codec(rd.messages, rd.attachments);
+    const stranger = h.c.net.transport();
+    await stranger.start(() => {});
+    for (const { body, att } of out)
+      stranger.send(
+        b.address,
+        codec.encode(
+          { v: PROTOCOL_VERSION, t: 'rm.u', i: strangerId, n: 'mallory', c: 1, s: 1, l: 10, b: body },
+          att,
+        ),
+      );
+    h.c.rt.runFor(50);
+    expect(h.lines.get(b)!.map((l) => [l.text, l.lamport])).toEqual([['kept', 3]]);
+    expect(b.node.stats.refused.lamport).toBe(1);
+    await stranger.close();
+  });
+
   it('rejects empty and oversized text with a clear error', () => {
     expect(() => Chat.checkText('')).toThrow(ChatError);
     expect(() => Chat.checkText('x'.repeat(CHAT_TEXT_BYTES_MAX))).not.toThrow();
@@ -131,6 +218,13 @@ describe('display order', () => {
     expect(o.drain(350).map((l) => l.id)).toEqual(['y']);
     o.push(line(3, 'c', 'late'), 400);
     expect(o.drain(Infinity).map((l) => l.id)).toEqual(['late']);
+  });
+
+  it("orders one sender's lines of equal Lamport time by its sequence, not by the id's text", () => {
+    const o = new LamportOrderer(0);
+    const ids = ['a/1/2', 'a/1/10', 'a/2/1', 'a/1/1', 'a/1/9'];
+    for (const id of ids) o.push(line(4, 'a', id), 0);
+    expect(o.drain(0).map((l) => l.id)).toEqual(['a/1/1', 'a/1/2', 'a/1/9', 'a/1/10', 'a/2/1']);
   });
 });
 

@@ -171,7 +171,7 @@ describe('forged counters and member ids (simulation)', () => {
         expect(v.incarnation).toBe(inc);
         expect(v.tags).toEqual({});
         // The first is an impostor; the second is refused already for its incarnation.
-        expect(p.node.membership.impostors).toBe(1);
+        expect(p.node.stats.refused.impostor).toBe(1);
         expect(refused(p, 'incarnation')).toBe(1);
       }
       expect(victim.node.incarnation).toBe(inc);

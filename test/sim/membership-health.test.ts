@@ -106,6 +106,7 @@ describe('local health: the stalled tick', () => {
       wall: () => now,
       random: () => 0.5,
       lamport: () => 0,
+      stamp: () => 0,
       broadcast: () => 0,
       send: () => 0,
       emit: (e) => events.push(e),

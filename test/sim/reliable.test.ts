@@ -6,17 +6,21 @@ import { HEALTH_SCORE_MAX } from '../../src/p2p/membership.js';
 import { Codec, DATAGRAM_PAYLOAD_BYTES_MAX, PROTOCOL_VERSION, writeVarint } from '../../src/p2p/wire.js';
 import {
   RELIABLE_BUFFER_MESSAGES_MAX,
+  RELIABLE_GAP_TIMEOUT_MS,
   RELIABLE_HELD_MESSAGES_TOTAL_MAX,
   RELIABLE_PAYLOAD_BYTES_MAX,
+  RELIABLE_SEQ_STEP_MAX,
   RELIABLE_STREAMS_MAX,
   ReliableDelivery,
+  type MembershipView,
   type AckStatus,
   type Delivery,
   type LostReport,
   type ReliableOptions,
   type SendResult,
 } from '../../src/p2p/reliable.js';
-import type { ProtocolContext } from '../../src/p2p/protocol.js';
+import type { MemberView, ProtocolContext } from '../../src/p2p/protocol.js';
+import type { Envelope } from '../../src/p2p/wire.js';
 
 const SEEDS = Array.from({ length: 60 }, (_, i) => i + 1);
 const T = PROFILES.lan.membership;
@@ -58,20 +62,26 @@ function seqsFrom(h: Harness, receiver: SimPeer, sender: SimPeer, topic = 't'): 
 
 const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
 
-/** A ReliableDelivery outside any cluster: a stub context (parts replaced by `ctx`), no members. */
-function standalone(ctx: Partial<ProtocolContext> = {}, opts?: ReliableOptions): ReliableDelivery {
+/** A ReliableDelivery outside any cluster: a stub context (parts replaced by `ctx`), no members by default. */
+function standalone(
+  ctx: Partial<ProtocolContext> = {},
+  opts?: ReliableOptions,
+  members: MembershipView = { live: () => [], get: () => undefined },
+): ReliableDelivery {
+  let clock = 0;
   const stub: ProtocolContext = {
     self: { id: 'f'.repeat(16), name: 'p', incarnation: 1 },
     now: () => 0,
     wall: () => 0,
     random: () => 0,
-    lamport: () => 0,
+    lamport: () => clock,
+    stamp: () => ++clock,
     broadcast: () => 0,
     send: () => 0,
     emit: () => {},
     refuse: () => {},
   };
-  return new ReliableDelivery({ ...stub, ...ctx }, { live: () => [], get: () => undefined }, opts);
+  return new ReliableDelivery({ ...stub, ...ctx }, members, opts);
 }
 
 /**
@@ -438,7 +448,7 @@ describe('reliable delivery (simulation)', () => {
             n: `f${i}`,
             c: 1,
             s: 1,
-            l: 1,
+            l: 2, // above its messages' own time (1), as a sender stamps them
             b: { e: 1, jp: 1, k: ['t'] },
           },
           m,
@@ -449,7 +459,12 @@ describe('reliable delivery (simulation)', () => {
     const mem = h.rm.get(r)!.memory();
     expect(mem.streams).toBeLessThanOrEqual(RELIABLE_STREAMS_MAX);
     expect(mem.held).toBeLessThanOrEqual(RELIABLE_HELD_MESSAGES_TOTAL_MAX);
-    expect(h.rm.get(r)!.stats.streamsRefused).toBeGreaterThan(0);
+    // The flood's made-up senders never close; they must not lock a real new sender out.
+    const late = await h.c.add('late');
+    expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+    h.rm.get(late)!.publish('t', 'after the flood');
+    expect(h.c.rt.runUntilTrue(() => seqsFrom(h, r, late).length === 1, 2_000)).toBe(true);
+    expect(h.rm.get(r)!.memory().streams).toBeLessThanOrEqual(RELIABLE_STREAMS_MAX);
     expect(h.c.handlerErrors()).toEqual([]);
   });
 
@@ -468,7 +483,7 @@ describe('reliable delivery (simulation)', () => {
     };
     const rd = standalone({
       self: { id: 'f'.repeat(16), name, incarnation: big },
-      lamport: () => big - 1,
+      stamp: () => big,
       broadcast: capture,
       send: (_to, t, b, a) => capture(t, b, a),
     });
@@ -615,5 +630,319 @@ describe('reliable delivery (simulation)', () => {
       ok: false,
       reason: 'attachment',
     });
+  });
+});
+
+describe('Lamport times', () => {
+  it.each(SEEDS.slice(0, 5))(
+    'a burst published in one go reaches every listener in order, each message with its own rising Lamport time, seed %i',
+    async (seed) => {
+      const h = await harness(seed, 3, { loss: 0.1, delayMaxMs: 4 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+      const [s, ...listeners] = h.c.peers as [SimPeer, ...SimPeer[]];
+      const BURST = 50;
+      for (let i = 1; i <= BURST; i++) h.rm.get(s)!.publish('t', `line${i}`);
+      for (const r of listeners) {
+        expect(h.c.rt.runUntilTrue(() => seqsFrom(h, r, s).length === BURST, 3_000)).toBe(true);
+        const got = h.got.get(r)!.filter((d) => d.from === s.node.id);
+        expect(got.map((d) => d.payload)).toEqual(range(1, BURST).map((i) => `line${i}`));
+        expect(got.every((d, i) => i === 0 || d.lamport > got[i - 1]!.lamport)).toBe(true);
+        // The receiver's clock is past every time it was given.
+        expect(r.node.lamport).toBeGreaterThan(got.at(-1)!.lamport);
+      }
+      expect(h.rm.get(s)!.lastLamport).toBe(h.got.get(listeners[0]!)!.at(-1)!.lamport);
+    },
+  );
+});
+
+describe('forged and extreme sequence numbers', () => {
+  const MAX = Number.MAX_SAFE_INTEGER;
+
+  /** Sends `r` one datagram from a stranger's address claiming to come from `s` (any field overridable). */
+  async function forge(
+    h: Harness,
+    s: SimPeer,
+    r: SimPeer,
+    t: string,
+    b: unknown,
+    a?: Buffer,
+    env: Partial<Envelope> = {},
+  ): Promise<void> {
+    const codec = new Codec(h.rm.get(r)!.messages, h.rm.get(r)!.attachments);
+    const stranger = h.c.net.transport();
+    await stranger.start(() => {});
+    const base = { v: PROTOCOL_VERSION, t, i: s.node.id, n: s.name, c: s.node.incarnation, s: 1, l: 5 };
+    stranger.send(r.address, codec.encode({ ...base, ...env, b }, a));
+    h.c.rt.runFor(1);
+    await stranger.close();
+  }
+
+  /** Messages `p` refused for a bound, whichever bound (address, epoch, sequence, Lamport time). */
+  const refused = (p: SimPeer) => Object.values(p.node.stats.refused).reduce((n, k) => n + k, 0);
+
+  /** s publishes `n` more messages; true once r delivered all of s's messages so far, in order. */
+  function deliversOn(h: Harness, s: SimPeer, r: SimPeer, n: number): boolean {
+    const sender = h.rm.get(s)!;
+    for (let i = 0; i < n; i++) sender.publish('t', `later${i}`);
+    const total = sender.highestSeq;
+    return (
+      h.c.rt.runUntilTrue(() => seqsFrom(h, r, s).length === total, 3_000) &&
+      seqsFrom(h, r, s).every((q, i) => q === i + 1)
+    );
+  }
+
+  const cases: Array<[string, string, (epoch: number, hi: number) => [unknown, Buffer?]]> = [
+    [
+      'an announced hi far past the step',
+      'seq',
+      (e, hi) => [{ e, hi: hi + 2 * RELIABLE_SEQ_STEP_MAX, jp: 1 }],
+    ],
+    ['an announced hi of 2^53-1', 'seq', (e) => [{ e, hi: MAX, jp: 1 }]],
+    [
+      'a message numbered far past the step',
+      'seq',
+      (e, hi) => [{ e, jp: 1, k: ['t'] }, attachment([[hi + 2 * RELIABLE_SEQ_STEP_MAX, 1, 0, 'forged']])],
+    ],
+    [
+      'a message numbered 2^53-1',
+      'seq',
+      (e) => [{ e, jp: 1, k: ['t'] }, attachment([[MAX, 1, 0, 'forged']])],
+    ],
+    ['an epoch of 2^53-1', 'epoch', () => [{ e: MAX, jp: 1, k: ['t'] }, attachment([[1, 1, 0, 'forged']])]],
+    [
+      "a message stamped after its datagram's time",
+      'lamport',
+      (e, hi) => [{ e, jp: 1, k: ['t'] }, attachment([[hi + 1, MAX, 0, 'forged']])],
+    ],
+  ];
+
+  it.each(cases)(
+    '%s from a stranger is refused; the stream goes on delivering',
+    async (_what, _counter, make) => {
+      const h = await harness(21, 2);
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 2_000)).toBe(true);
+      const [s, r] = h.c.peers as [SimPeer, SimPeer];
+      expect(deliversOn(h, s, r, 3)).toBe(true);
+      const [body, att] = make(h.rm.get(s)!.epoch, h.rm.get(s)!.highestSeq);
+      await forge(h, s, r, att ? 'rm.d' : 'rm.hi', body, att);
+      expect(refused(r)).toBe(1);
+      expect(h.got.get(r)!.some((d) => d.payload === 'forged')).toBe(false);
+      // Past the time a gap is given up on: nothing was skipped, later messages still arrive.
+      h.c.rt.runFor(RELIABLE_GAP_TIMEOUT_MS + 1_000);
+      expect(deliversOn(h, s, r, 5)).toBe(true);
+      expect(h.lost.get(r)).toEqual([]);
+      expect(h.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it('a sender takes no ack past what it sent, nor one that claims a join point past its ack', async () => {
+    const h = await harness(23, 2);
+    expect(h.c.rt.runUntilTrue(() => h.c.converged(), 2_000)).toBe(true);
+    const [s, r] = h.c.peers as [SimPeer, SimPeer];
+    const e = h.rm.get(s)!.epoch;
+    // Multicast: before r's own ack, an ack in r's name saying it joined after this message.
+    let st: AckStatus | undefined;
+    h.rm.get(s)!.publish('t', 'm1', (x) => (st = x));
+    await forge(h, r, s, 'rm.ack', { e, f: 1e9, a: 1 });
+    await forge(h, r, s, 'rm.ack', { e, f: 1, a: 1e9 });
+    expect(refused(s)).toBe(2);
+    expect(h.c.rt.runUntilTrue(() => st !== undefined, 2_000)).toBe(true);
+    expect(st).toMatchObject({ complete: true, acked: [r.node.id], gone: [] });
+    // Unicast: r cannot hear s; an ack in r's name of messages never sent must not count.
+    h.c.net.setLink(s.address, r.address, { loss: 1 });
+    const results: SendResult[] = [];
+    h.rm.get(s)!.sendTo(r.node.id, 'u', 'never heard', (x) => results.push(x));
+    await forge(h, r, s, 'rm.ua', { e, a: 1e6 });
+    expect(refused(s)).toBe(3);
+    h.c.rt.runFor(200);
+    expect(results).toEqual([]);
+  });
+
+  it('a NACK with unordered, overlapping and far-off ranges is repaired once each, in order, only what was sent', async () => {
+    const h = await harness(24, 1);
+    const [s] = h.c.peers as [SimPeer];
+    for (let i = 1; i <= 5; i++) h.rm.get(s)!.publish('t', `m${i}`);
+    h.c.rt.runFor(50);
+    const codec = new Codec(h.rm.get(s)!.messages, h.rm.get(s)!.attachments);
+    const stranger = h.c.net.transport();
+    const repaired: number[][] = [];
+    let bad = 0;
+    await stranger.start((data) => {
+      const d = codec.decode(data);
+      if (!d.ok) bad++;
+      else if (d.env.t === 'rm.d') repaired.push((d.env.a as Array<{ seq: number }>).map((x) => x.seq));
+    });
+    const env = { v: PROTOCOL_VERSION, t: 'rm.nak', i: 'e'.repeat(16), n: 'x', c: 1, s: 1, l: 1 };
+    const r: Array<[number, number]> = [
+      [4, 4],
+      [1, 3],
+      [2, 2],
+      [3, MAX],
+    ];
+    stranger.send(s.address, codec.encode({ ...env, b: { e: h.rm.get(s)!.epoch, r } }));
+    h.c.rt.runFor(10);
+    expect(bad).toBe(0);
+    expect(repaired).toEqual([[1, 2, 3, 4, 5]]);
+    await stranger.close();
+  });
+
+  /**
+   * A receiver on its own, fed datagrams of one sender `e…e` that `view` says is alive or dead
+   * (and where), or that membership does not know yet while `known.value` is false.
+   */
+  function receiverOf(view: MemberView) {
+    let now = 0;
+    const lost: LostReport[] = [];
+    const got: Delivery[] = [];
+    const counted: string[] = [];
+    const known = { value: true };
+    const rd = standalone({ now: () => now, refuse: (c) => counted.push(c) }, undefined, {
+      live: () => (known.value ? [view] : []),
+      get: (id) => (known.value && id === view.id ? view : undefined),
+    });
+    rd.on('t', (d) => got.push(d));
+    rd.onLost((l) => lost.push(l));
+    const codec = new Codec(rd.messages, rd.attachments);
+    let l = 100;
+    const feed = (t: string, b: unknown, a?: Buffer, from = view.address) => {
+      const env = { v: PROTOCOL_VERSION, t, i: view.id, n: view.name, c: 1, s: 1, l: (l += 10) };
+      const d = codec.decode(codec.encode({ ...env, b }, a));
+      if (!d.ok) throw new Error(`test datagram refused: ${d.reason}`);
+      rd.onMessage(d.env, from);
+    };
+    const at = (ms: number) => {
+      now = ms;
+      rd.tick(now);
+    };
+    return { rd, lost, got, counted, feed, at, known };
+  }
+
+  const member = (): MemberView => ({
+    id: 'e'.repeat(16),
+    name: 'q',
+    address: 'q:1',
+    state: 'alive',
+    incarnation: 1,
+    lastSeenMs: 0,
+    duplicateName: false,
+    tags: {},
+  });
+
+  it.each(cases)('%s is refused and counted under its bound', (_what, counter, make) => {
+    const x = receiverOf(member());
+    x.feed(
+      'rm.d',
+      { e: 1, jp: 1, k: ['t'] },
+      attachment([
+        [1, 1, 0, 'a'],
+        [2, 2, 0, 'b'],
+      ]),
+    );
+    const [body, att] = make(1, 2);
+    x.feed(att ? 'rm.d' : 'rm.hi', body, att);
+    expect(x.counted).toEqual([counter]);
+    x.at(RELIABLE_GAP_TIMEOUT_MS + 1);
+    x.feed('rm.d', { e: 1, jp: 1, k: ['t'] }, attachment([[3, 3, 0, 'c']]));
+    expect(x.got.map((d) => d.payload)).toEqual(['a', 'b', 'c']);
+    expect(x.lost).toEqual([]);
+  });
+
+  it('a unicast base or message number past the step is refused; the unicast stream goes on', () => {
+    const x = receiverOf(member());
+    const to = 'f'.repeat(16); // the standalone receiver's id
+    const far = 1 + 2 * RELIABLE_SEQ_STEP_MAX;
+    x.feed('rm.u', { e: 1, to, b: 1, k: ['t'] }, attachment([[1, 1, 0, 'd1']]));
+    x.feed('rm.u', { e: 1, to, b: far, k: ['t'] }, attachment([[far, 1, 0, 'forged']]));
+    x.feed('rm.u', { e: 1, to, b: 2, k: ['t'] }, attachment([[MAX, 1, 0, 'forged']]));
+    x.feed('rm.u', { e: MAX, to, b: 1, k: ['t'] }, attachment([[1, 1, 0, 'forged']]));
+    expect(x.counted).toEqual(['seq', 'seq', 'epoch']);
+    x.feed('rm.u', { e: 1, to, b: 2, k: ['t'] }, attachment([[2, 2, 0, 'd2']]));
+    expect(x.got.map((d) => d.payload)).toEqual(['d1', 'd2']);
+    expect(x.lost).toEqual([]);
+  });
+
+  it('a sender counts acks past what it sent as refused, and settles on the real one', () => {
+    const view = member();
+    const x = receiverOf(view);
+    let st: AckStatus | undefined;
+    x.rd.publish('t', 'm1', (v) => (st = v));
+    x.feed('rm.ack', { e: 1, f: 1e9, a: 1 });
+    x.feed('rm.ack', { e: 1, f: 1, a: 1e9 });
+    expect(x.counted).toEqual(['seq', 'seq']);
+    x.feed('rm.ack', { e: 1, f: 1, a: 1 });
+    expect(st).toMatchObject({ complete: true, acked: [view.id], gone: [] });
+  });
+
+  it("a sender's stream is taken only from its address; one an impostor opened first gives way to it", () => {
+    const x = receiverOf(member());
+    const data = (seq: number, jp: number, text: string) =>
+      [{ e: 1, jp, k: ['t'] }, attachment([[seq, 1, 0, text]])] as const;
+    // Membership places the sender at q:1: a datagram of its stream from elsewhere is refused,
+    // whether it would open the stream or move one that exists.
+    x.feed('rm.d', ...data(1, 1, 'forged'), 'x:9');
+    x.feed('rm.d', ...data(1, 1, 'a'));
+    x.feed('rm.hi', { e: 1, hi: 1000, jp: 1 }, undefined, 'x:9');
+    x.feed('rm.d', ...data(2, 1, 'forged'), 'x:9');
+    expect(x.counted).toEqual(['address', 'address', 'address']);
+    x.feed('rm.d', ...data(2, 1, 'b'));
+    expect(x.got.map((d) => d.payload)).toEqual(['a', 'b']);
+
+    // Before membership knows it, an impostor opens its stream far ahead; the sender, once
+    // membership places it, gets its stream back from its join point.
+    const y = receiverOf(member());
+    y.known.value = false;
+    y.feed('rm.d', ...data(5000, 5000, 'forged'), 'x:9');
+    y.known.value = true;
+    y.feed('rm.d', ...data(1, 1, 'a'));
+    y.feed('rm.d', ...data(2, 1, 'b'));
+    expect(y.got.map((d) => d.payload)).toEqual(['forged', 'a', 'b']);
+    expect(y.lost).toEqual([]);
+  });
+
+  it('a long gap is given up on in one step and reported lost as one range', () => {
+    const view = member();
+    const x = receiverOf(view);
+    x.feed(
+      'rm.d',
+      { e: 1, jp: 1, k: ['t'] },
+      attachment([
+        [1, 1, 0, 'a'],
+        [2, 2, 0, 'b'],
+      ]),
+    );
+    const hi = 2 + RELIABLE_SEQ_STEP_MAX;
+    x.feed('rm.hi', { e: 1, hi, jp: 1 });
+    x.feed('rm.d', { e: 1, jp: 1, k: ['t'] }, attachment([[1000, 3, 0, 'held']]));
+    x.at(RELIABLE_GAP_TIMEOUT_MS + 1);
+    expect(x.lost.map((l) => [l.firstSeq, l.lastSeq, l.count, l.reason])).toEqual([
+      [3, 999, 997, 'timeout'],
+      [1001, hi, hi - 1000, 'timeout'],
+    ]);
+    expect(x.got.map((d) => d.payload)).toEqual(['a', 'b', 'held']);
+    x.feed('rm.d', { e: 1, jp: 1, k: ['t'] }, attachment([[hi + 1, 4, 0, 'next']]));
+    expect(x.got.at(-1)?.payload).toBe('next');
+    expect(x.counted).toEqual([]);
+  });
+
+  it('a sender back from the dead further ahead than the step is rejoined at its join point', () => {
+    const view = member();
+    const x = receiverOf(view);
+    x.feed('rm.d', { e: 1, jp: 1, k: ['t'] }, attachment([[1, 1, 0, 'a']]));
+    view.state = 'dead';
+    x.at(25);
+    view.state = 'alive';
+    // It went on publishing while we saw it dead (a partition): far more than the step.
+    const jp = 2 + RELIABLE_SEQ_STEP_MAX * 3;
+    x.feed(
+      'rm.d',
+      { e: 1, jp, k: ['t'] },
+      attachment([
+        [jp, 2, 0, 'back'],
+        [jp + 1, 3, 0, 'again'],
+      ]),
+    );
+    expect(x.got.map((d) => d.payload)).toEqual(['a', 'back', 'again']);
+    expect(x.lost.map((l) => [l.firstSeq, l.lastSeq, l.reason])).toEqual([[2, jp - 1, 'sender-gone']]);
+    expect(x.counted).toEqual([]);
   });
 });

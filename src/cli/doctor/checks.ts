@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import { checkGroup, defaultRouteInterface, localIPv4, resolveInterface, UsageError } from '../network.js';
 import { loadKeyFile } from '../keyfile.js';
 import { keyId } from '../../p2p/transport/keyring.js';
-import { databasePath } from '../../storage/store.js';
+import { StoreError, checkDatabaseFiles, checkNotForeign, databasePath } from '../../storage/store.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
 
@@ -414,7 +414,10 @@ export function checkDatabase(file: string): CheckResult {
   const fix = `it was left untouched: move it aside (peer up then starts a new one, losing this peer's history) or run 'peer recover'`;
   let db: Database.Database | undefined;
   try {
+    // What a peer would refuse at start (empty, lost WAL, foreign) fails here too.
+    checkDatabaseFiles(file);
     db = new Database(file, { readonly: true, fileMustExist: true });
+    checkNotForeign(db, file);
     const rows = db.pragma('integrity_check') as Array<{ integrity_check: string }>;
     const problems = rows.map((r) => r.integrity_check).filter((r) => r !== 'ok');
     if (problems.length === 0) return result('database', title, 'pass', `${file}: integrity_check ok`);
@@ -426,6 +429,10 @@ export function checkDatabase(file: string): CheckResult {
       fix,
     );
   } catch (err) {
+    if (err instanceof StoreError) {
+      const [what, ...how] = err.message.split('; ');
+      return result('database', title, 'fail', what!, how.join('; '));
+    }
     return result(
       'database',
       title,
