@@ -21,8 +21,8 @@ import { DIGEST_LEVELS } from '../../src/storage/replica.js';
 
 const SEEDS = process.env.FORGER_SEEDS
   ? process.env.FORGER_SEEDS.split(',').map(Number)
-  : Array.from({ length: 20 }, (_, i) => i + 1);
-/** Wall time one seed may take on a loaded 2-core machine before it counts as stuck (a seed takes about 1 s). */
+  : Array.from({ length: 40 }, (_, i) => i + 1);
+/** Wall time one seed may take on a loaded 2-core machine before it counts as stuck (a seed takes under 1 s). */
 const SEED_WALL_MS_MAX = 30_000;
 const CONTROL_SEEDS = [1, 2, 3];
 const STRANGER = '5151515151515151';
@@ -45,7 +45,7 @@ describe('the forger covers every message type', () => {
   it('runs every protocol module there is in src/p2p', async () => {
     // A new module's types are forged only if the forger's group installs it.
     const dir = path.join(import.meta.dirname, '../../src/p2p');
-    const declared = readdirSync(dir)
+    const declared = readdirSync(dir, { recursive: true, encoding: 'utf8' })
       .filter((f) => f.endsWith('.ts'))
       .flatMap((f) => [
         ...readFileSync(path.join(dir, f), 'utf8').matchAll(
