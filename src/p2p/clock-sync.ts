@@ -23,16 +23,19 @@
  *      and applies its own.
  * Readings and adjustments are about each peer's *target* clock (wall + the offset the last
  * adjustment asked for), so a clock still slewing is measured where it is going. A peer adds the
- * adjustment to its target offset. Its group clock moves there: a forward correction at once, a
- * backward one by slewing (the offset shrinks at slewRate ms per ms), so the group clock keeps
- * running forward (more slowly) and never goes back. Readings are also clamped to be
- * non-decreasing, in case the system clock itself is stepped back.
+ * adjustment to its target offset. Its group clock moves there: a forward correction at once (up
+ * to FORWARD_JUMP_MS_MAX, the rest by slewing), a backward one by slewing (the offset shrinks at
+ * slewRate ms per ms), so the group clock keeps running forward (more slowly) and never goes
+ * back. Readings are also clamped to be non-decreasing, in case the system clock itself is
+ * stepped back.
  *
- * Failure modes. Messages carry the coordinator's term; polls and adjustments from an older term
- * are ignored, so a deposed coordinator cannot move the group clock. A peer that has not answered
- * halfway through collectMs is polled again by unicast (replies echo the attempt k, so each is
- * timed against its own poll). A peer still left out, or whose adjustment is lost, asks for a
- * round itself (`clk.req`) once it has gone 2 x T without a sync.
+ * Failure modes. Messages carry the coordinator's term; polls from an older term are ignored, and
+ * adjustments are taken only from the coordinator followed in its own term, so neither a deposed
+ * coordinator nor a bystander can move a clock. Only live clock members are averaged, and a round
+ * moves the group time by at most GROUP_STEP_MS_MAX (see there for the one exception). A peer
+ * that has not answered halfway through collectMs is polled again by unicast (replies echo the
+ * attempt k, so each is timed against its own poll). A peer still left out, or whose adjustment
+ * is lost, asks for a round itself (`clk.req`) once it has gone 2 x T without a sync.
  * Asymmetric delays bias an estimate by up to rtt/2: that is the accuracy each peer reports. Drift
  * between rounds (up to 2 x 100 ppm x T between two peers) adds to it.
  */
@@ -41,6 +44,7 @@ import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Membership, Tags } from './membership.js';
 import type { CoordinatorView } from './election.js';
 import type { Address } from './transport/transport.js';
+import { MEMBERS_MAX } from './config.js';
 
 export interface ClockSyncTimings {
   /** T: the coordinator runs a round at least this often. Pairwise drift grows by up to 200 ppm x T. */
@@ -64,6 +68,22 @@ export const OUTLIER_MAD_FACTOR = 3;
  * and a clock tens of ms off (an unsynchronised host) must be pulled in, not left out.
  */
 export const OUTLIER_FLOOR_MS = 50;
+/**
+ * Largest move of the group time in one round, in ms: the round's average is clamped to it while
+ * the coordinator's own clock is not an outlier. A clock far from the others is an outlier and is
+ * corrected without moving the group; but with only one other peer, forged readings are not
+ * outliers: this bounds what they do to every clock at once. Clocks still agree after one round;
+ * only the group time stays nearer the coordinator's. (Forgers running most of the members can
+ * make the coordinator the outlier: a keyed group is the answer to that, docs/security.md.)
+ */
+export const GROUP_STEP_MS_MAX = 1_000;
+/**
+ * Largest forward step a follower's group clock takes at once, in ms; the rest of a forward
+ * adjustment is slewed at slewRate, as a backward one is. A group clock never goes back, so a
+ * forward step cannot be undone: this bounds what one wrong adjustment does for good, while the
+ * next round measures the target and so stops any slew still to go.
+ */
+export const FORWARD_JUMP_MS_MAX = 10_000;
 /** Largest adjustment accepted or sent: one day. Anything larger is a broken clock, not skew. */
 export const ADJUSTMENT_MS_MAX = 86_400_000;
 /** Group clock readings on the wire: any time from 1970 to year 33658, in ms. */
@@ -308,7 +328,10 @@ export class ClockSync implements Protocol {
       case 'clk.poll': {
         const { term, r, k } = env.b as { term: number; r: number; k: number };
         if (term < this.view.term()) return; // a deposed coordinator
-        this.replied = { term, round: r, off: this.target, coordinator: env.i };
+        // Only the coordinator we follow may adjust us: a poll from anyone else gets a reading,
+        // which is harmless, but must not make way for an adjustment (see onAdjust).
+        if (term === this.view.term() && env.i === this.view.coordinator())
+          this.replied = { term, round: r, off: this.target, coordinator: env.i };
         const reply = { term, r, k, g: this.targetNow() };
         this.ctx.send(from, 'clk.time', this.opts.observer ? { ...reply, o: true } : reply);
         return;
@@ -430,6 +453,7 @@ export class ClockSync implements Protocol {
     const { term, r, k, g, o } = env.b as { term: number; r: number; k: number; g: number; o?: boolean };
     const round = this.current;
     if (!round || term !== round.term || r !== round.round) return;
+    if (!round.peers.has(env.i) && round.peers.size >= MEMBERS_MAX) return;
     const pr = this.peerRound(round, env.i);
     let poll: Poll | undefined;
     if (k === 0) {
@@ -444,7 +468,12 @@ export class ClockSync implements Protocol {
     const c1 = this.targetNow();
     const rtt = Math.max(0, this.ctx.now() - poll.t0);
     // Cristian: the peer read g half a round trip after we read c0, by our clock (c0 + c1) / 2.
-    const reading: Reply = { from, delta: g - (poll.c0 + c1) / 2, rtt, observer: o === true };
+    // A reading is averaged only from a live member that runs clock sync: anyone can send one, and
+    // a reading under an id nobody heard from (or many) must not move the group's time. Others,
+    // observers (peer clock) among them, are adjusted but not averaged.
+    const member = this.membership.get(env.i);
+    const averaged = o !== true && member?.state === 'alive' && member.tags[TAG_CLOCK] === true;
+    const reading: Reply = { from, delta: g - (poll.c0 + c1) / 2, rtt, observer: !averaged };
     pr.readings++;
     if (!pr.best || reading.rtt < pr.best.rtt) pr.best = reading;
     if (pr.readings < READINGS_PER_PEER) this.pollOne(round, pr, from);
@@ -468,7 +497,11 @@ export class ClockSync implements Protocol {
       ...[...round.peers].flatMap(([id, pr]) => (pr.best ? [{ id, ...pr.best }] : [])),
     ];
     const usable = samples.filter((s) => s.rtt <= this.opts.timings.rttMaxMs && !s.observer);
-    const { kept, average } = berkeleyAverage(usable.map((s) => s.delta));
+    const { kept, average: mean } = berkeleyAverage(usable.map((s) => s.delta));
+    // usable[0] is our own reading. Left out as an outlier, it is our clock that is broken, and
+    // the others' average is the group's time: then no clamp (each clock's FORWARD_JUMP_MS_MAX
+    // still applies).
+    const average = kept.includes(0) ? Math.max(-GROUP_STEP_MS_MAX, Math.min(GROUP_STEP_MS_MAX, mean)) : mean;
     // The average is known to within the mean uncertainty of the readings it is made of.
     const avgError = kept.reduce((sum, i) => sum + usable[i]!.rtt / 2, 0) / kept.length;
     const deltas = samples.map((s) => s.delta);
@@ -492,20 +525,23 @@ export class ClockSync implements Protocol {
     const { term, r, a, acc } = env.b as { term: number; r: number; a: number; acc: number };
     const mine = this.replied;
     if (!mine || mine.term !== term || mine.round !== r || mine.coordinator !== env.i) return;
-    // Stale terms are ignored; a newer term than ours is a coordinator we have not heard of yet.
-    if (term < this.view.term()) return;
-    if (term === this.view.term() && this.view.coordinator() !== env.i) return;
+    // Only from the coordinator we follow, in its term: a newer term may be a coordinator we have
+    // not heard of yet, or anyone claiming to be one; a real one's next round reaches us anyway.
+    if (term !== this.view.term() || this.view.coordinator() !== env.i) return;
     this.replied = null;
     this.apply(mine.off + a, a, acc, term, r);
   }
 
-  /** Moves towards a new target offset: at once if forward, by slewing if backward. */
+  /**
+   * Moves towards a new target offset: forward at once up to FORWARD_JUMP_MS_MAX (then by
+   * slewing), backward by slewing.
+   */
   private apply(target: number, a: number, acc: number, term: number, round: number): void {
     const now = this.ctx.now();
     this.base = this.offsetAt(now);
     this.since = now;
     this.target = target;
-    if (target > this.base) this.base = target;
+    if (target > this.base) this.base = Math.min(target, this.base + FORWARD_JUMP_MS_MAX);
     this.accuracy = acc;
     this.lastSyncAt = now;
     this.lastSync = this.groupNow();
@@ -513,8 +549,9 @@ export class ClockSync implements Protocol {
   }
 
   private offsetAt(now: number): number {
-    if (this.target >= this.base) return this.target;
-    return Math.max(this.target, this.base - this.opts.timings.slewRate * (now - this.since));
+    const slewed = this.opts.timings.slewRate * (now - this.since);
+    if (this.target >= this.base) return Math.min(this.target, this.base + slewed);
+    return Math.max(this.target, this.base - slewed);
   }
 
   private publishTag(): void {

@@ -19,6 +19,7 @@
  * Terms. A peer follows the claim with the highest term; a claim with a term below the one it
  * follows is stale and ignored. A candidate that hears a claim from a lower-ranked peer does not
  * follow it: it bullies, with an election for a higher term. So the terms a peer follows only rise.
+ * A term more than TERM_STEP_MAX above the highest known, or past COUNTER_MAX, is refused.
  *
  * Anti-entropy. The coordinator's tags (coord = true, term) ride on its heartbeats every
  * heartbeatIntervalMs; every tick a peer re-applies the claims it sees in live members' tags as if
@@ -38,6 +39,7 @@
  * claim and takes over again with a higher term.
  */
 import { is, type Envelope, type PeerId } from './wire.js';
+import { COUNTER_MAX, adoptable } from './bounds.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Membership, Tags } from './membership.js';
 import type { Address } from './transport/transport.js';
@@ -57,6 +59,15 @@ export interface ElectionTimings {
 export const PRIORITY_MAX = 1_000_000;
 /** A claim is multicast this many times back to back; tags repair any further loss. */
 export const CLAIM_COPIES = 2;
+/**
+ * Largest step a term from another peer may take above the highest term we know (bounds.ts).
+ * Terms are not saved, so a restarted peer knows none and must take the group's, however many
+ * elections (one term each) it has held in its life: 2^32 is never reached. A forged claim further
+ * ahead, or near the end of the safe range, is refused: no single message can push the group to a
+ * term whose successor (+1) every decoder refuses, leaving each candidate to lead alone; it takes
+ * two million adopted claims to climb from 0 to COUNTER_MAX.
+ */
+export const TERM_STEP_MAX = 2 ** 32;
 /** Priorities learned from election messages, kept for peers whose tags are not known yet. */
 export const LEARNED_PRIORITIES_MAX = 1024;
 
@@ -142,14 +153,17 @@ export function rankMembers(members: readonly MemberView[]): Map<PeerId, number>
   return new Map(c.map((x, i) => [x.id, i + 1]));
 }
 
-/** The coordinator among `members` by their tags: the live claim with the highest (term, rank). */
+/**
+ * The coordinator among `members` by their tags: the live claim with the highest (term, rank). A
+ * term past COUNTER_MAX is no claim: every peer refuses it (termAdoptable), and so does this view.
+ */
 export function coordinatorFromTags(members: readonly MemberView[]): PeerId | null {
   let best: { id: PeerId; term: number; prio: number } | null = null;
   for (const m of members) {
     if (m.state !== 'alive' && m.state !== 'suspect') continue;
     const term = m.tags[TAG_TERM];
     const prio = m.tags[TAG_PRIORITY];
-    if (m.tags[TAG_COORDINATOR] !== true || !is.uint()(term) || !isPriority(prio)) continue;
+    if (m.tags[TAG_COORDINATOR] !== true || !is.uint(COUNTER_MAX)(term) || !isPriority(prio)) continue;
     const t = term as number;
     if (!best || t > best.term || (t === best.term && ranksAbove(prio, m.id, best.prio, best.id)))
       best = { id: m.id, term: t, prio };
@@ -211,6 +225,10 @@ export class Election implements Protocol, CoordinatorView {
   }
 
   onMessage(env: Envelope, from: Address): void {
+    if (env.t !== 'el.ok' && !this.termAdoptable((env.b as { term: number }).term)) {
+      this.ctx.refuse('term');
+      return;
+    }
     switch (env.t) {
       case 'el.elect': {
         const { term, prio } = env.b as { term: number; prio: number };
@@ -250,7 +268,8 @@ export class Election implements Protocol, CoordinatorView {
     // Anti-entropy: the claims in live members' tags, as if their el.coord had just arrived.
     for (const m of this.membership.live()) {
       const term = m.tags[TAG_TERM];
-      if (m.tags[TAG_COORDINATOR] === true && is.uint()(term)) this.onClaim(term as number, m.id);
+      // A tag past the bound is refused like a message (counted once, when the message came).
+      if (m.tags[TAG_COORDINATOR] === true && this.termAdoptable(term)) this.onClaim(term, m.id);
     }
     switch (this.phase) {
       case 'starting':
@@ -293,6 +312,11 @@ export class Election implements Protocol, CoordinatorView {
     this.setLeader(null, this.termNo);
     if (this.candidate && this.phase !== 'starting')
       this.startElection(m?.state === 'left' ? 'coordinator-left' : 'coordinator-dead');
+  }
+
+  /** Whether a term from another peer is within TERM_STEP_MAX of the highest we know. */
+  private termAdoptable(term: unknown): term is number {
+    return adoptable(Math.max(this.highestSeen, this.termNo), term as number, TERM_STEP_MAX);
   }
 
   /** A claim of coordinatorship for `term` by `claimant`, from a message or from its tags. */

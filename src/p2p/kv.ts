@@ -36,7 +36,8 @@ import { DATAGRAM_PAYLOAD_BYTES_MAX, is, isPeerId, type Check, type Envelope, ty
 import type { MemberView, PeerEvent, Protocol, ProtocolContext } from './protocol.js';
 import type { Address } from './transport/transport.js';
 import type { Tags } from './membership.js';
-import { REPLICA_TAG, Replication, type Directory } from './replication.js';
+import { ENTRY_LAMPORT_AHEAD_MAX, REPLICA_TAG, Replication, type Directory } from './replication.js';
+import { adoptable } from './bounds.js';
 import type { Entry } from '../storage/replica.js';
 import {
   KV_KEY_BYTES_MAX,
@@ -326,6 +327,9 @@ export class KeyValue implements Protocol {
   private onValue(env: Envelope, b: { q: number; w: WireRow | null; n: number }): void {
     const t = this.reads.get(b.q);
     if (!t || (b.w && b.w[0] !== t.key)) return;
+    // Answers count towards a read policy and the winning version: only from holders we know of.
+    if (!this.holders().some((h) => h.id === env.i)) return void this.rejected++;
+    if (b.w && !this.versionBounded(b.w)) return;
     t.answers.set(env.i, b.w ? fromRow(b.w) : null);
     t.knownByAnswerers = Math.max(t.knownByAnswerers, b.n);
     this.ctx.emit({ kind: 'kv-answer', q: b.q });
@@ -333,7 +337,7 @@ export class KeyValue implements Protocol {
 
   private onRows(env: Envelope, b: { q: number; r: WireRow[]; m: boolean }): void {
     const t = this.scans.get(b.q);
-    if (!t || env.i !== t.handle.holder) return;
+    if (!t || env.i !== t.handle.holder || !b.r.every((w) => this.versionBounded(w))) return;
     const rows = b.r.map(fromRow);
     // Rows come in key order (SQLite's: UTF-8 bytes) after `after`; anything else is a confused
     // or hostile holder, and taking it could page forever.
@@ -353,6 +357,17 @@ export class KeyValue implements Protocol {
       this.sendScan(t);
     } else t.handle.done = true;
     this.ctx.emit({ kind: 'kv-answer', q: t.handle.id });
+  }
+
+  /**
+   * A version a holder answers with is one of its entries, so it is bounded like one
+   * (ENTRY_LAMPORT_AHEAD_MAX): later than our clock, which merged the holder's, it is forged and
+   * would win over every real version. Refused and counted otherwise.
+   */
+  private versionBounded(w: WireRow): boolean {
+    if (adoptable(this.ctx.lamport(), w[2], ENTRY_LAMPORT_AHEAD_MAX)) return true;
+    this.ctx.refuse('lamport');
+    return false;
   }
 
   private sendScan(t: ScanTrack): void {

@@ -68,6 +68,7 @@ import {
   type PeerId,
 } from './wire.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
+import { adoptable, loadable } from './bounds.js';
 import type { Address } from './transport/transport.js';
 import type { Tags } from './membership.js';
 import {
@@ -135,6 +136,15 @@ export const IBLT_CACHE_CELLS_MAX = 1 << 22;
 export const IBLT_CACHE_MS = 10_000;
 /** Rounds a holder remembers (entries before, rewrite result). */
 export const ROUNDS_REMEMBERED_MAX = 16;
+
+/**
+ * How far an entry's Lamport time may be ahead of our clock when it arrives: not at all. An entry
+ * is never newer than the clock of the peer that sends it (an appender stamps it with the time of
+ * its send, a holder's clock is above every entry it holds, even after a restart), and ours has
+ * merged that clock before we see the entry. A later one is forged: it would win every
+ * last-writer-wins comparison (kv) for good, and a holder's clock restarts above its entries.
+ */
+export const ENTRY_LAMPORT_AHEAD_MAX = 0;
 
 const HASH_BYTES = 4;
 const KEY_BYTES = 8;
@@ -528,6 +538,7 @@ export class Replication implements Protocol {
 
   onMessage(env: Envelope, from: Address): void {
     const b = env.b as Record<string, unknown>;
+    if (!this.entriesBounded(env.t, b)) return;
     if (env.t === 'rp.tq' || env.t === 'rp.iq' || env.t === 'rp.get' || env.t === 'rp.put')
       this.servedAt.set(env.i, this.ctx.now());
     switch (env.t) {
@@ -559,6 +570,31 @@ export class Replication implements Protocol {
           b as { r: number; n: number; h: string; b: number; d: string; k: PeerId[] },
         );
     }
+  }
+
+  /**
+   * Whether the entries a message carries are bounded (bounds.ts): Lamport times by
+   * ENTRY_LAMPORT_AHEAD_MAX, and seqs below COUNTER_MAX, so that an origin tricked into learning its
+   * own seq back (learnOwnSeqs) can still count. If not, the message is refused and counted.
+   */
+  private entriesBounded(type: string, b: Record<string, unknown>): boolean {
+    const entries =
+      type === 'rp.app'
+        ? [b.e as WireEntry]
+        : type === 'rp.put' || type === 'rp.ent'
+          ? (b.e as WireEntry[])
+          : [];
+    for (const [, seq, lamport] of entries) {
+      if (!adoptable(this.ctx.lamport(), lamport, ENTRY_LAMPORT_AHEAD_MAX)) {
+        this.ctx.refuse('lamport');
+        return false;
+      }
+      if (!loadable(seq)) {
+        this.ctx.refuse('sequence');
+        return false;
+      }
+    }
+    return true;
   }
 
   tick(now: number): void {
@@ -598,6 +634,9 @@ export class Replication implements Protocol {
   private onAck(env: Envelope, b: { o: string; s: number; k: PeerId[] }): void {
     const t = this.appends.get(`${b.o}:${b.s}`);
     if (!t) return;
+    // An ack says "durable on my disk": only a holder we know of can say it, or an id anyone makes
+    // up would count towards --acks for a write nobody stored.
+    if (!this.holders().some((h) => h.id === env.i)) return void this.rejected++;
     for (const x of b.k) if (x !== this.ctx.self.id) t.known.add(x);
     if (t.acked.has(env.i)) return;
     t.acked.add(env.i);
@@ -1268,9 +1307,11 @@ export function reconcilePair(
   const protos: Replication[] = [];
   const tags: Tags[] = [{}, {}];
   const seqs = [0, 0];
+  // Each side's Lamport clock starts above every entry it holds and merges what it receives, as
+  // a node's does (see ENTRY_LAMPORT_AHEAD_MAX).
+  const clocks = sets.map((s) => s.entries.reduce((m, e) => Math.max(m, e.lamport), 0));
   for (let i = 0; i < 2; i++) {
     const other = 1 - i;
-    let lamport = 0;
     const transmit = (to: number, type: string, body: unknown) => {
       const env: Envelope = {
         v: PROTOCOL_VERSION,
@@ -1279,7 +1320,7 @@ export function reconcilePair(
         n: `h${i}`,
         c: 1,
         s: ++seqs[i]!,
-        l: ++lamport,
+        l: ++clocks[i]!,
         b: body,
       };
       const data = codec.encode(env);
@@ -1289,15 +1330,15 @@ export function reconcilePair(
       const decoded = codec.decode(data);
       if (!decoded.ok) throw new Error(`pair harness: ${type} failed to decode (${decoded.reason})`);
       queue.push({ to, env: decoded.env, from: addrs[i]! });
-      return lamport;
+      return clocks[i]!;
     };
     const ctx: ProtocolContext = {
       self: { id: ids[i]!, name: `h${i}`, incarnation: 1 },
       now: () => now,
       wall: () => now,
       random: seededUnit(i + 1),
-      lamport: () => lamport,
-      stamp: () => ++lamport,
+      lamport: () => clocks[i]!,
+      stamp: () => ++clocks[i]!,
       broadcast: (type, body) => transmit(other, type, body),
       send: (_to, type, body) => transmit(other, type, body),
       refuse: () => {},
@@ -1351,6 +1392,7 @@ export function reconcilePair(
     for (const p of protos) p.tick(now);
     while (queue.length > 0) {
       const { to, env, from } = queue.shift()!;
+      clocks[to] = Math.max(clocks[to]!, env.l) + 1;
       protos[to]!.onMessage(env, from);
     }
     if (a.digest() === b.digest() && a.size === b.size && !protos[0]!.syncing) {

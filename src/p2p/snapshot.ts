@@ -53,6 +53,12 @@ const CHUNK_BASE64_CHARS = Math.ceil(SNAPSHOT_REPORT_CHUNK_BYTES / 3) * 4;
 export const SNAPSHOT_REPORT_CHUNKS_MAX = 64;
 /** Ids listed per channel in a report (the count is always exact). */
 export const SNAPSHOT_INFLIGHT_IDS_MAX = 32;
+/**
+ * Addresses one snapshot's report is sent to. A collector asks from one address (a second one
+ * rarely); anyone can send `sn.go` from many, and each would get up to SNAPSHOT_REPORT_CHUNKS_MAX
+ * datagrams back: a bound on what one request can make a peer send, and on the set's memory.
+ */
+export const SNAPSHOT_REQUESTERS_MAX = 4;
 /** Snapshots a peer remembers (older ones are dropped). */
 export const SNAPSHOTS_KEPT_MAX = 8;
 const SNAPSHOT_ID_RE = /^[0-9a-z-]{1,40}$/;
@@ -289,9 +295,9 @@ export class Snapshot implements Protocol {
         this.stats.requests++;
         this.core.begin(id, this.peers(), this.ctx.now());
         const r = this.core.recording(id)!;
-        r.requesters.add(from);
+        if (r.requesters.size < SNAPSHOT_REQUESTERS_MAX) r.requesters.add(from);
         // A repeated request after we reported means our report was lost: send it again.
-        if (r.reported) this.report(id, from);
+        if (r.reported && r.requesters.has(from)) this.report(id, from);
         return;
       }
       case 'sn.mk':

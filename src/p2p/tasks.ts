@@ -364,11 +364,28 @@ export interface TasksStats {
   /** Assignments refused because this worker was full. */
   refusedAssignments: number;
   reassigned: number;
+  /**
+   * Messages dropped for their sender: coordinator messages (accept, reject, new, assign, done,
+   * fin, page) from anyone but the coordinator we follow, and results from anyone but a live worker.
+   * Forged (anyone on an open LAN can send them) or from a deposed coordinator, which retries.
+   */
+  wrongSender: number;
 }
+
+/** Message types only the coordinator sends. */
+const FROM_COORDINATOR: ReadonlySet<string> = new Set([
+  'tk.accept',
+  'tk.reject',
+  'tk.new',
+  'tk.assign',
+  'tk.done',
+  'tk.fin',
+  'tk.page',
+]);
 
 export class Tasks implements Protocol {
   readonly messages = MESSAGES;
-  readonly stats: TasksStats = { duplicateResults: 0, refusedAssignments: 0, reassigned: 0 };
+  readonly stats: TasksStats = { duplicateResults: 0, refusedAssignments: 0, reassigned: 0, wrongSender: 0 };
   readonly log: TaskLog;
   private readonly view: CoordinatorView;
   private readonly executor: TaskExecutor | null;
@@ -477,6 +494,15 @@ export class Tasks implements Protocol {
   }
 
   private handle(from: Sender, type: string, body: unknown): void {
+    // A forged fin would hand a submitter a result no worker computed, and record it in every log;
+    // a forged assign would run work nobody asked for. Lost to a coordinator change, the real ones
+    // are sent again (see the header).
+    if (
+      FROM_COORDINATOR.has(type)
+        ? from.id !== this.view.coordinator()
+        : type === 'tk.result' && !this.isWorker(from)
+    )
+      return void this.stats.wrongSender++;
     switch (type) {
       case 'tk.submit':
         return this.onSubmit(from, body as Bodies['submit']);
@@ -503,6 +529,13 @@ export class Tasks implements Protocol {
       case 'tk.page':
         return this.onPage(body as Bodies['page']);
     }
+  }
+
+  /** This peer, or a live member that advertises worker threads: who may send a result. */
+  private isWorker(s: Sender): boolean {
+    if (s.id === this.me.id) return true;
+    const m = this.membership.get(s.id);
+    return (m?.state === 'alive' || m?.state === 'suspect') && m.tags[TAG_CAPACITY] !== undefined;
   }
 
   /** Unicast, or a local delivery when the recipient is this peer. */

@@ -23,7 +23,8 @@
  * section (CS): the holder multicasts `tok.lease` and needs acks from a majority of the epoch's
  * quorum set `cfg`; the lease lasts leaseMs from when the request was sent, is renewed every
  * leaseRenewMs while in the CS, and the holder leaves the CS when it lapses ('lease-lost').
- * An acker backs a holder at once only if that is a renewal, a token of a newer epoch, or a token
+ * An acker backs a holder at once only if that is a renewal, a token of a newer epoch that it
+ * confirmed (a newer one it never confirmed may be forged: a pass needs no claim), or a token
  * that descends by passes from the one it backed last: same epoch, same branch, higher gen. A
  * token gets a new random branch id when it is made and whenever a copy may stay behind (a skip,
  * a take-back), so within a branch a higher gen exists only because every lower holder passed the
@@ -42,10 +43,10 @@
  * activity for the loss timeout, and only once its own last lease ack has expired, so every lease
  * of older epochs is over before the new token exists; after confirming it refuses tokens of older
  * epochs. A confirmer that knows a newer epoch than the base says so, and the claimer starts over
- * from it, so claims always chain from the latest epoch. The new token's gen is above every gen the
- * confirmers have seen; its cfg is the claimer's live ring. The holder reconfigures the same way
- * (claim from the token it holds) when the live ring and cfg differ, which is how joiners enter
- * the quorum and dead peers leave it.
+ * from it (taking its quorum set only if it knows every member), so claims always chain from the
+ * latest epoch. The new token's gen is above every gen the confirmers have seen; its cfg is the
+ * claimer's live ring. The holder reconfigures the same way (claim from the token it holds) when
+ * the live ring and cfg differ, which is how joiners enter the quorum and dead peers leave it.
  *
  * Failure modes. A partition: the side with a majority of cfg regenerates (after the loss
  * timeout) and carries on; the minority side cannot get leases or confirms and idles, even if it
@@ -59,6 +60,7 @@
  * fencing token is for: the resource must refuse a token lower than one it has seen.
  */
 import { is, type Envelope, type PeerId } from './wire.js';
+import { adoptable } from './bounds.js';
 import type { Protocol, ProtocolContext } from './protocol.js';
 import type { Membership } from './membership.js';
 import type { Address } from './transport/transport.js';
@@ -93,6 +95,21 @@ export interface TokenRingTimings {
 
 /** Quorum set carried in messages: 32 ids x 19 bytes keeps a pass well under the datagram limit. */
 export const RING_CONFIG_MAX = 32;
+/**
+ * Largest step an epoch from another peer may take above the newest we know (bounds.ts). Epochs
+ * rise only by regenerations a majority confirmed, at most about one per loss timeout, so a peer
+ * that slept through months of churn is still well within it. Further ahead is a forged or corrupt
+ * message: adopted, its epoch would supersede every real token, and near the end of the safe range
+ * the next claim (+1) would be an epoch every decoder refuses, stopping the ring for good.
+ */
+export const EPOCH_STEP_MAX = 2 ** 24;
+/**
+ * Largest step a generation from another peer may take above the highest we know. Gens rise at
+ * every pass (a few dozen a second at most), and a restarted peer knows only the gen saved at the
+ * last epoch change, so the step covers years of passing; a forger must still send some two
+ * million messages to push the gens to COUNTER_MAX, where new tokens would no longer be adopted.
+ */
+export const GEN_STEP_MAX = 2 ** 32;
 /** A leaving holder multicasts its last pass this many times: it cannot wait for an ack. */
 export const LEAVE_PASS_COPIES = 3;
 
@@ -322,6 +339,7 @@ export class TokenRing implements Protocol {
   // ---- protocol --------------------------------------------------------------------------------
 
   onMessage(env: Envelope, from: Address): void {
+    if (!this.bounded(env)) return;
     switch (env.t) {
       case 'tok.pass':
         return this.onPass(env.i, from, env.b as Token & { to: PeerId; ti: number });
@@ -370,6 +388,44 @@ export class TokenRing implements Protocol {
     const tok = this.nextToken(held);
     for (let i = 0; i < LEAVE_PASS_COPIES; i++) this.sendPass(tok, to);
     this.held = null;
+  }
+
+  /**
+   * Whether every epoch and gen `env` would have us adopt is within its step of the newest we know
+   * (EPOCH_STEP_MAX, GEN_STEP_MAX); if not, the message is refused and counted. Acks (tok.pack,
+   * tok.lack) and a confirm's `e` only match our own numbers and adopt nothing.
+   */
+  private bounded(env: Envelope): boolean {
+    const b = env.b as Record<string, number>;
+    let epochs: number[];
+    let gens: number[];
+    switch (env.t) {
+      case 'tok.pass':
+      case 'tok.beat':
+      case 'tok.lease':
+      case 'tok.lnak':
+        [epochs, gens] = [[b.e!], [b.g!]];
+        break;
+      case 'tok.claim':
+        [epochs, gens] = [[b.e!, b.te!], [b.tg!]];
+        break;
+      case 'tok.conf':
+        [epochs, gens] = [[b.p!, b.ke!], [b.g!]];
+        break;
+      default:
+        return true;
+    }
+    const e = Math.max(this.seenE, this.known.e, this.promised, this.promisedSeen);
+    if (!epochs.every((x) => adoptable(e, x, EPOCH_STEP_MAX))) {
+      this.ctx.refuse('epoch');
+      return false;
+    }
+    const g = Math.max(this.seenG, this.maxGen);
+    if (!gens.every((x) => adoptable(g, x, GEN_STEP_MAX))) {
+      this.ctx.refuse('generation');
+      return false;
+    }
+    return true;
   }
 
   // ---- passing ---------------------------------------------------------------------------------
@@ -542,9 +598,12 @@ export class TokenRing implements Protocol {
     if (now < this.quietUntil) return false;
     if (e < this.promised) return false;
     const last = this.lastAck;
+    // A newer epoch at once only if we confirmed it (or a later one): confirming waited for our
+    // last ack to expire. One we never confirmed may be forged (a pass needs no claim), or made by
+    // a majority without us: it waits like any unrelated holder.
     const ok =
       !last ||
-      e > last.e ||
+      (e > last.e && e <= this.promised) ||
       (last.holder === holder && last.e === e && last.g === g) ||
       (last.e === e && last.br === br && g > last.g) ||
       now >= last.at + this.t.leaseMs + this.t.leaseGuardMs;
@@ -726,7 +785,11 @@ export class TokenRing implements Protocol {
     this.promisedSeen = Math.max(this.promisedSeen, b.p);
     if (b.ke > claim.base) {
       // A newer epoch exists: the claim is moot; learn it and start over from it if still needed.
-      if (b.ke > this.known.e) this.known = { e: b.ke, cfg: b.kc };
+      // Anyone can send a confirm, and a quorum set of made-up ids, once ours, would refuse every
+      // later claim a majority, for good: a set is learned only if we know each of its members.
+      this.promisedSeen = Math.max(this.promisedSeen, b.ke);
+      if (b.ke > this.known.e && b.kc.length > 0 && b.kc.every((id) => this.knows(id)))
+        this.known = { e: b.ke, cfg: b.kc };
       this.claim = null;
       this.nextClaimAt = this.ctx.now() + this.t.passRetryMs;
       return;
@@ -787,6 +850,11 @@ export class TokenRing implements Protocol {
     // A forgotten leaver stays gone while some quorum set may still name it.
     for (const id of this.gone)
       if (!this.membership.get(id) && !this.known.cfg.includes(id)) this.gone.delete(id);
+  }
+
+  /** This peer, or a member of any state (the dead and left stay known for a while). */
+  private knows(id: PeerId): boolean {
+    return id === this.ctx.self.id || this.membership.get(id) !== undefined;
   }
 
   /** Live members and this peer, by id. */

@@ -24,6 +24,7 @@
  */
 import type Database from 'better-sqlite3';
 import { ReplicaSet, entryProblem, type Entry } from './replica.js';
+import { loadable } from '../p2p/bounds.js';
 
 /** Longest key, in UTF-8 bytes. */
 export const KV_KEY_BYTES_MAX = 128;
@@ -254,7 +255,9 @@ export class KvStore implements KvHolderStore {
         text = undefined;
       }
       const e: Entry = { origin: r.origin, seq: r.seq, lamport: r.lamport, text: text as string };
-      if (typeof text !== 'string' || entryProblem(e))
+      // A Lamport time or seq past COUNTER_MAX is damage: entries from others are refused before
+      // that (replication.ts), and a restarted holder's clock would start above it.
+      if (typeof text !== 'string' || entryProblem(e) || !loadable(e.lamport) || !loadable(e.seq))
         throw new KvStoreError(
           `kv_log row ${r.origin}:${r.seq} is damaged; move the database aside or run 'peer recover'`,
         );

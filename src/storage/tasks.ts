@@ -6,12 +6,12 @@
  *
  * Exactly-once recording is enforced here too: an upsert never touches a row that is done or
  * failed (the WHERE of ON CONFLICT), and finish() reports whether it wrote.
- * Rows read back are validated (args must parse to numbers, the state must be known), so a hand-
+ * Rows read back are validated (a task id, args that parse to numbers, a known state), so a hand-
  * edited or damaged row shows up as failed instead of crashing a coordinator.
  */
 import type Database from 'better-sqlite3';
 import type { PeerStore } from './store.js';
-import { TASK_STATES, type TaskLog, type TaskRecord, type TaskState } from '../p2p/tasks.js';
+import { TASK_STATES, isTaskId, type TaskLog, type TaskRecord, type TaskState } from '../p2p/tasks.js';
 
 interface Row {
   id: string;
@@ -144,7 +144,8 @@ function fromRow(r: Row): TaskRecord {
     args = null;
   }
   const known = (TASK_STATES as readonly string[]).includes(r.state);
-  const damaged = args === null || !known;
+  // An id that is not a task id could never be sent: resumed, it would be assigned forever.
+  const damaged = args === null || !known || !isTaskId(r.id);
   return {
     id: r.id,
     op: r.op,
@@ -157,6 +158,6 @@ function fromRow(r: Row): TaskRecord {
     startedAt: r.started_at,
     finishedAt: r.finished_at,
     result: damaged ? null : r.result,
-    error: damaged ? `damaged row in the tasks table (state '${r.state}')` : r.error,
+    error: damaged ? `damaged row in the tasks table (id '${r.id}', state '${r.state}')` : r.error,
   };
 }

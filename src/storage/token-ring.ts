@@ -8,17 +8,23 @@
  */
 import type Database from 'better-sqlite3';
 import { isPeerId } from '../p2p/wire.js';
+import { loadable } from '../p2p/bounds.js';
 import { RING_CONFIG_MAX, type TokenRingDurable } from '../p2p/token-ring.js';
 import type { PeerStore } from './store.js';
 
-function valid(d: unknown): d is TokenRingDurable {
+const uint = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/**
+ * A well-formed state whose counters pass `counter`: on save any safe uint (our own counting may
+ * go on past COUNTER_MAX); on load `loadable`, since a saved counter past COUNTER_MAX is damage.
+ */
+function valid(d: unknown, counter: (v: unknown) => boolean): d is TokenRingDurable {
   if (typeof d !== 'object' || d === null) return false;
   const o = d as Record<string, unknown>;
-  const uint = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
   return (
-    uint(o.promised) &&
-    uint(o.epoch) &&
-    uint(o.gen) &&
+    counter(o.promised) &&
+    counter(o.epoch) &&
+    counter(o.gen) &&
     Array.isArray(o.cfg) &&
     o.cfg.length <= RING_CONFIG_MAX &&
     o.cfg.every(isPeerId)
@@ -54,7 +60,7 @@ export class TokenRingStore {
     if (!row) return null;
     try {
       const d: unknown = JSON.parse(row.state);
-      if (valid(d)) return d;
+      if (valid(d, loadable)) return d;
     } catch {
       /* counted below */
     }
@@ -69,7 +75,8 @@ export class TokenRingStore {
    * connection's own level is restored after.
    */
   save(d: TokenRingDurable): void {
-    if (!valid(d)) throw new Error(`refusing to save an invalid token ring state: ${JSON.stringify(d)}`);
+    if (!valid(d, uint))
+      throw new Error(`refusing to save an invalid token ring state: ${JSON.stringify(d)}`);
     const level = this.db.pragma('synchronous', { simple: true }) as number;
     this.db.pragma('synchronous = FULL');
     try {

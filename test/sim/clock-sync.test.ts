@@ -2,10 +2,18 @@ import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { Election } from '../../src/p2p/election.js';
-import { ClockSync, berkeleyAverage, median, TAG_CLOCK } from '../../src/p2p/clock-sync.js';
+import {
+  ClockSync,
+  FORWARD_JUMP_MS_MAX,
+  GROUP_STEP_MS_MAX,
+  berkeleyAverage,
+  median,
+  TAG_CLOCK,
+} from '../../src/p2p/clock-sync.js';
 import { parseFakeClock, withFakeClock, type FakeClock } from '../../src/p2p/runtime.js';
 import { Codec, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
 import type { LinkFaults } from '../../src/p2p/transport/sim.js';
+import { rogue } from '../support/rogue.js';
 
 const P = PROFILES.lan;
 const SEEDS = Array.from({ length: 40 }, (_, i) => i + 1);
@@ -327,5 +335,87 @@ describe('Berkeley average and fake clocks', () => {
     expect(w0).toBe(500);
     expect(rt.wall() - base.wall()).toBeCloseTo(501, 6);
     expect(rt.now()).toBe(base.now());
+  });
+});
+
+describe('Berkeley clock sync under forged readings and adjustments', () => {
+  const DAY_MS = 86_400_000;
+  const EPOCH_MS = 1_700_000_000_000;
+  const noSkew = () => ({ offsetMs: 0, driftPpm: 0 });
+  /** How far a peer's group clock is from true time (every wall clock here is exact). */
+  const error = (s: Setup, p: SimPeer) => s.clk.get(p)!.groupNow() - EPOCH_MS - s.c.rt.now();
+
+  it('an adjustment from anyone but the coordinator followed, in its term, is ignored', async () => {
+    const s = await setup(21, 3, SYMMETRIC, noSkew);
+    expect(s.c.rt.runUntilTrue(() => coordinatorOf(s) !== undefined, 3_000)).toBe(true);
+    s.c.rt.runFor(1_000);
+    const target = s.c.live().find((p) => !s.el.get(p)!.isCoordinator())!;
+    const term = s.el.get(target)!.term();
+    const r = await rogue(s.c.net);
+    // A poll and an adjustment "from a coordinator of a newer term" that nobody elected.
+    r.send(target.address, 'clk.poll', { term: term + 1, r: 1, k: 0 });
+    s.c.rt.runFor(5);
+    r.send(target.address, 'clk.adj', { term: term + 1, r: 1, a: DAY_MS, acc: 0 });
+    s.c.rt.runFor(5);
+    expect(Math.abs(error(s, target))).toBeLessThan(1);
+    s.c.rt.runFor(2 * P.clock.roundIntervalMs);
+    for (const p of s.c.live()) expect(Math.abs(error(s, p))).toBeLessThan(1);
+  });
+
+  it('readings under ids that are not clock members are not averaged', async () => {
+    const s = await setup(22, 3, SYMMETRIC, noSkew);
+    expect(s.c.rt.runUntilTrue(() => coordinatorOf(s) !== undefined, 3_000)).toBe(true);
+    const r = await rogue(s.c.net);
+    // Five made-up ids answer every poll a day ahead: a majority of the readings.
+    r.onHeard = (h) => {
+      if (h.t !== 'clk.poll') return;
+      for (let k = 0; k < 5; k++)
+        r.send(h.from, 'clk.time', { ...h.b, g: EPOCH_MS + s.c.rt.now() + DAY_MS }, `e0000000000000${k}0`);
+    };
+    const leader = coordinatorOf(s)!;
+    expect(
+      s.c.rt.runUntilTrue(() => leader.events.some((e) => e.kind === 'clock-round' && e.peers === 8), 6_000),
+    ).toBe(true);
+    s.c.rt.runFor(100);
+    for (const p of s.c.live()) expect(Math.abs(error(s, p))).toBeLessThan(1);
+  });
+
+  it('a forging member alone with the coordinator moves the group time at most GROUP_STEP_MS_MAX a round', async () => {
+    const s = await setup(23, 1, SYMMETRIC, noSkew);
+    expect(s.c.rt.runUntilTrue(() => coordinatorOf(s) !== undefined, 3_000)).toBe(true);
+    const leader = coordinatorOf(s)!;
+    const r = await rogue(s.c.net, '0000000000000001');
+    const hb = () => r.broadcast('hb', { g: { [TAG_CLOCK]: true } });
+    hb();
+    const stop = s.c.rt.forPeer().every(P.membership.heartbeatIntervalMs, hb);
+    r.onHeard = (h) => {
+      if (h.t === 'clk.poll') r.send(h.from, 'clk.time', { ...h.b, g: EPOCH_MS + s.c.rt.now() + DAY_MS });
+    };
+    expect(s.c.rt.runUntilTrue(() => roundsDone(s, leader) === 1, 2 * P.clock.roundIntervalMs)).toBe(true);
+    s.c.rt.runFor(100);
+    stop();
+    expect(error(s, leader)).toBeGreaterThan(0);
+    expect(error(s, leader)).toBeLessThanOrEqual(GROUP_STEP_MS_MAX + 1);
+  });
+
+  it('a forward adjustment past FORWARD_JUMP_MS_MAX is slewed, not stepped', async () => {
+    const s = await setup(24, 2, SYMMETRIC, noSkew);
+    expect(s.c.rt.runUntilTrue(() => coordinatorOf(s) !== undefined, 3_000)).toBe(true);
+    const leader = coordinatorOf(s)!;
+    const follower = s.c.live().find((p) => p !== leader)!;
+    expect(s.c.rt.runUntilTrue(() => roundsDone(s, leader) === 1, 2 * P.clock.roundIntervalMs)).toBe(true);
+    s.c.rt.runFor(100);
+    const term = s.el.get(follower)!.term();
+    // As a coordinator gone wrong would: its own poll, then a day forward. It binds the follower
+    // only through its slew, which its own next round (or the next coordinator's) corrects.
+    const send = (t: string, b: unknown) => leader.node.context.send(follower.address, t, b);
+    send('clk.poll', { term, r: 999, k: 0 });
+    s.c.rt.runFor(5);
+    send('clk.adj', { term, r: 999, a: DAY_MS, acc: 0 });
+    s.c.rt.runFor(5);
+    expect(error(s, follower)).toBeGreaterThanOrEqual(FORWARD_JUMP_MS_MAX);
+    expect(error(s, follower)).toBeLessThan(FORWARD_JUMP_MS_MAX + 10);
+    s.c.rt.runFor(1_000);
+    expect(error(s, follower)).toBeCloseTo(FORWARD_JUMP_MS_MAX + 1_000 * P.clock.slewRate, -1);
   });
 });

@@ -9,6 +9,7 @@ import {
   KV_KEY_BYTES_MAX,
   KV_VALUE_BYTES_MAX,
   KvStore,
+  KvStoreError,
   decodeOp,
   encodeOp,
   foldLww,
@@ -18,6 +19,8 @@ import {
 } from '../../src/storage/kv.js';
 import type { Entry } from '../../src/storage/replica.js';
 import type { PeerNode } from '../../src/p2p/node.js';
+import { rogue } from '../support/rogue.js';
+import { COUNTER_MAX } from '../../src/p2p/bounds.js';
 
 // KV_SEEDS=500 for a soak; KV_SEED_FROM to replay a range.
 const SEEDS = Array.from(
@@ -265,6 +268,107 @@ describe('kv (simulation)', () => {
     expect(kc.rt.runUntilTrue(() => kc.kv(c).readStatus(q)!.answers.size === 1, 2_000)).toBe(true);
     expect(kc.kv(c).readStatus(q)!.latest?.value).toBe('1');
   });
+
+  it.each([1, 2, 3])(
+    'a forged write stamped far ahead of the clocks is refused, and writes made after it win, seed %i',
+    async (seed) => {
+      const kc = new KvCluster(seed, { delayMaxMs: 2 });
+      const hs: SimPeer[] = [];
+      for (let i = 0; i < 3; i++) hs.push(await kc.c.add(`h${i}`));
+      const c = await kc.c.add('c', { observer: true });
+      kc.rt.runFor(600);
+      const r = await rogue(kc.c.net);
+      const forged = (lamport: number, origin = r.id, seq = 1): unknown[] => [
+        origin,
+        seq,
+        lamport,
+        encodeOp({ kind: 'put', key: 'a', value: `forged at ${lamport}` }),
+      ];
+      const ahead = Math.max(...hs.map((h) => h.node.lamport)) + 1_000;
+      // Appended, and pushed as a repair; one also takes a holder's own id with the last seq.
+      r.broadcast('kvr.app', { e: forged(Number.MAX_SAFE_INTEGER) });
+      r.broadcast('kvr.app', { e: forged(ahead) });
+      for (const h of hs) r.send(h.address, 'kvr.put', { q: 1, e: [forged(ahead, r.id, 2)] });
+      r.broadcast('kvr.app', { e: forged(1, hs[0]!.node.id, Number.MAX_SAFE_INTEGER) });
+      kc.rt.runFor(50);
+      const w = kc.kv(c).write({ kind: 'put', key: 'a', value: 'real' });
+      expect(
+        kc.rt.runUntilTrue(() => kc.kv(c).writeStatus(`${w.origin}:${w.seq}`)!.acked.length === 3, 2_000),
+      ).toBe(true);
+      kc.rt.runFor(2_000);
+      for (const h of hs) {
+        expect(kc.store(h).get('a')?.value).toBe('real');
+        expect(h.node.lamport).toBeLessThan(ahead);
+        expect(h.node.stats.refused.lamport).toBe(3);
+        expect(h.node.stats.refused.sequence).toBe(1);
+      }
+      // The holder whose id was borrowed still writes with its own next seq.
+      const own = kc.kv(hs[0]!).write({ kind: 'put', key: 'b', value: 'mine' });
+      expect(own.seq).toBeLessThan(10);
+      expect(kc.c.handlerErrors()).toEqual([]);
+    },
+  );
+});
+
+describe('kv reads under forged answers (simulation)', () => {
+  it.each([1, 2, 3])(
+    'answers from a non-holder, or stamped ahead of the clock, do not count and do not win, seed %i',
+    async (seed) => {
+      const kc = new KvCluster(seed, { delayMaxMs: 2 });
+      const hs: SimPeer[] = [];
+      for (let i = 0; i < 3; i++) hs.push(await kc.c.add(`h${i}`));
+      const c = await kc.c.add('c', { observer: true });
+      kc.rt.runFor(600);
+      const w = kc.kv(c).write({ kind: 'put', key: 'a', value: 'real' });
+      expect(
+        kc.rt.runUntilTrue(() => kc.kv(c).writeStatus(`${w.origin}:${w.seq}`)!.acked.length === 3, 2_000),
+      ).toBe(true);
+      const r = await rogue(kc.c.net);
+      const h0 = hs[0]!.node.id;
+      // After the real answers: one in a holder's name and from its address (spoofed, so that
+      // membership takes it as the holder's word), stamped at the end of the range, and one from an
+      // id no holder has, claiming the group has thousands of holders.
+      r.onHeard = (h) => {
+        if (h.t !== 'kv.read') return;
+        kc.rt.schedule(5, () => {
+          r.send(
+            h.from,
+            'kv.val',
+            { q: h.b.q, w: ['a', 'forged', Number.MAX_SAFE_INTEGER, h0, 1], n: 3 },
+            h0,
+            hs[0]!.address,
+          );
+          r.send(h.from, 'kv.val', { q: h.b.q, w: ['a', 'forged', 1, r.id, 1], n: 4096 });
+        });
+      };
+      const q = kc.kv(c).read('a');
+      kc.rt.runFor(50);
+      const st = kc.kv(c).readStatus(q)!;
+      expect(st.latest?.value).toBe('real');
+      expect(st.answers.size).toBe(3);
+      expect(st.known).toBe(3);
+      expect(c.node.stats.refused.lamport).toBe(1);
+    },
+  );
+});
+
+describe('kv write acks under forgery (simulation)', () => {
+  it('an ack from an id that is no holder does not count', async () => {
+    const kc = new KvCluster(4, { delayMaxMs: 2 });
+    const h = await kc.c.add('h0');
+    const c = await kc.c.add('c', { observer: true });
+    kc.rt.runFor(600);
+    const r = await rogue(kc.c.net);
+    // Whoever hears the append multicast acks it at once, under its own made-up id.
+    r.onHeard = (x) => {
+      if (x.t !== 'kvr.app') return;
+      const [o, s] = x.b.e as [string, number];
+      r.send(x.from, 'kvr.ack', { o, s, k: [] });
+    };
+    const w = kc.kv(c).write({ kind: 'put', key: 'a', value: '1' });
+    kc.rt.runFor(100);
+    expect(kc.kv(c).writeStatus(`${w.origin}:${w.seq}`)!.acked).toEqual([h.node.id]);
+  });
 });
 
 describe('kv operations and the conflict rule', () => {
@@ -344,6 +448,35 @@ describe('kv operations and the conflict rule', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('a saved Lamport time or seq past COUNTER_MAX is damage: the store refuses to open', () => {
+    for (const [seq, lamport] of [
+      [1, COUNTER_MAX + 1],
+      [Number.MAX_SAFE_INTEGER, 1],
+    ]) {
+      const db = new Database(':memory:');
+      KvStore.open(db).apply([
+        {
+          origin: 'a'.repeat(16),
+          seq: seq!,
+          lamport: lamport!,
+          text: encodeOp({ kind: 'delete', key: 'k' }),
+        },
+      ]);
+      expect(() => KvStore.open(db)).toThrow(KvStoreError);
+      expect(() => KvStore.open(db)).toThrow(/damaged.*peer recover/);
+    }
+    const db = new Database(':memory:');
+    KvStore.open(db).apply([
+      {
+        origin: 'a'.repeat(16),
+        seq: COUNTER_MAX,
+        lamport: COUNTER_MAX,
+        text: encodeOp({ kind: 'delete', key: 'k' }),
+      },
+    ]);
+    expect(KvStore.open(db).set.size).toBe(1);
   });
 
   it('a reused identity with a later version refolds the key it named', () => {

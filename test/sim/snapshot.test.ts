@@ -12,7 +12,8 @@ import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { tempDir } from '../support/proc.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { ReliableDelivery } from '../../src/p2p/reliable.js';
-import { Snapshot, SNAPSHOT_CHANNEL_TIMEOUT_MS } from '../../src/p2p/snapshot.js';
+import { Snapshot, SNAPSHOT_CHANNEL_TIMEOUT_MS, SNAPSHOT_REQUESTERS_MAX } from '../../src/p2p/snapshot.js';
+import { rogue } from '../support/rogue.js';
 
 const SEEDS = Array.from({ length: 8 }, (_, i) => i + 1);
 const START_BALANCE = 1000;
@@ -260,5 +261,27 @@ describe('Chandy–Lamport snapshot (simulation)', () => {
     expect(g.inFlight).toBe(0);
     expect(c.peers.reduce((t, p) => t + snaps.get(p)!.stats.badReports, 0)).toBe(0);
     expect(c.handlerErrors()).toEqual([]);
+  });
+});
+
+describe('snapshot requests from many addresses', () => {
+  it('one snapshot is reported to at most SNAPSHOT_REQUESTERS_MAX addresses', async () => {
+    const b = await bank(3);
+    b.c.rt.runFor(1_000);
+    const target = b.c.peers[0]!;
+    const got = new Set<string>();
+    for (let i = 0; i < 3 * SNAPSHOT_REQUESTERS_MAX; i++) {
+      const r = await rogue(b.c.net, `e00000000000000${i.toString(16)}`);
+      r.onHeard = (h) => {
+        if (h.t === 'sn.rep') got.add(r.address);
+      };
+      // Asked twice: once to start, once more after the report, as a collector whose report was lost.
+      r.send(target.address, 'sn.go', { id: 'one-snapshot' });
+      b.c.rt.schedule(SNAPSHOT_CHANNEL_TIMEOUT_MS * 2, () =>
+        r.send(target.address, 'sn.go', { id: 'one-snapshot' }),
+      );
+    }
+    b.c.rt.runFor(SNAPSHOT_CHANNEL_TIMEOUT_MS * 3);
+    expect(got.size).toBe(SNAPSHOT_REQUESTERS_MAX);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { FakeElection, SimExecutor } from '../support/tasks.js';
+import { rogue } from '../support/rogue.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import Database from 'better-sqlite3';
 import {
@@ -494,5 +495,80 @@ describe('tasks (simulation)', () => {
     const seen = w.peer('coord').node.membership.get(w.peer('w0').node.id)!.tags;
     expect(seen).toMatchObject({ role: 'gpu', wk: 3 });
     expect(seen.ld).toBeGreaterThan(0);
+  });
+});
+
+describe('tasks under forged coordinator messages and results (simulation)', () => {
+  it.each([1, 2, 3])(
+    'a result nobody computed, sent as the coordinator or as a worker, never reaches a submitter or a log, seed %i',
+    async (seed) => {
+      const w = await world(seed, { delayMaxMs: 2 }, ['coord', 'w0', 'client'], { w0: 1 }, slow);
+      coordLeads(w);
+      const r = await rogue(w.c.net);
+      // The forger learns each task id from the coordinator's tk.new multicast and answers first.
+      r.onHeard = (h) => {
+        if (h.t !== 'tk.new') return;
+        const body = { id: h.b.id, op: h.b.op, ok: true, v: 'forged', term: h.b.term };
+        r.broadcast('tk.fin', { ...body, w: r.id, wn: 'rogue', ms: 1 });
+        r.send(w.peer('coord').address, 'tk.result', {
+          id: h.b.id,
+          op: h.b.op,
+          ok: true,
+          v: 'forged',
+          term: 1,
+        });
+        r.broadcast('tk.assign', { id: 'f'.repeat(16), op: 'sum', a: [1], term: h.b.term });
+      };
+      const submitted = submitMany(w, 'client', 5);
+      expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 30_000)).toBe(true);
+      w.c.rt.runFor(1_000);
+      expectResultsOnce(w, 'client', submitted);
+      for (const name of ['coord', 'w0', 'client']) {
+        const log = w.logs.get(name)!;
+        for (const id of submitted.keys()) expect(log.get(id)?.result ?? null).not.toBe('forged');
+      }
+      expect(w.executors.get('w0')!.started).not.toContain('f'.repeat(16));
+      expect(w.proto('client').stats.wrongSender).toBeGreaterThan(0);
+      // At the coordinator: five results, and the five fins and assigns it overheard.
+      expect(w.proto('coord').stats.wrongSender).toBe(15);
+      expect(w.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it('a list page from anyone but the coordinator is not taken for the answer', async () => {
+    const w = await world(5, { delayMaxMs: 2 }, ['coord', 'w0', 'client'], { w0: 1 }, fast);
+    coordLeads(w);
+    const submitted = submitMany(w, 'client', 2);
+    expect(w.c.rt.runUntilTrue(() => w.proto('client').outstanding() === 0, 10_000)).toBe(true);
+    const r = await rogue(w.c.net);
+    const item = { id: 'f'.repeat(16), op: 'sum', st: 'done', w: 'rogue', ms: 1, x: 'forged', at: 1 };
+    w.proto('client').requestList(10);
+    // List numbers count from 1: the forger answers the first few before the coordinator can.
+    for (let q = 1; q <= 3; q++)
+      r.send(w.peer('client').address, 'tk.page', { q, off: 0, total: 1, end: true, items: [item] });
+    expect(w.c.rt.runUntilTrue(() => eventsOf(w.peer('client'), 'task-list').length === 1, 5_000)).toBe(true);
+    const [answer] = eventsOf(w.peer('client'), 'task-list');
+    expect(answer!.items.map((i) => i.id).sort()).toEqual([...submitted.keys()].sort());
+  });
+
+  it('a stored row whose id is not a task id reads as failed and is never resumed', () => {
+    const store = new TaskStore(new Database(':memory:'));
+    const rec = {
+      op: 'sum',
+      args: [1, 2],
+      state: 'queued' as const,
+      worker: null,
+      workerName: null,
+      submitter: null,
+      submittedAt: 1,
+      startedAt: null,
+      finishedAt: null,
+      result: null,
+      error: null,
+    };
+    store.save({ ...rec, id: '0123456789abcdef' });
+    store.save({ ...rec, id: 'not a task id' });
+    expect(store.outstanding(10).map((r) => r.id)).toEqual(['0123456789abcdef']);
+    expect(store.get('not a task id')?.state).toBe('failed');
   });
 });

@@ -8,6 +8,7 @@ import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
 import { seededRandom, type LinkFaults } from '../../src/p2p/transport/sim.js';
+import { rogue } from '../support/rogue.js';
 
 const T = PROFILES.lan.tokenRing;
 const TICK_MS = PROFILES.lan.tickMs;
@@ -376,4 +377,101 @@ describe('token ring (simulation)', () => {
     expect(r.res.violations).toEqual([]);
     expect(c.handlerErrors()).toEqual([]);
   });
+});
+
+describe('token ring under forged epochs and generations (simulation)', () => {
+  const MAX = Number.MAX_SAFE_INTEGER;
+
+  it.each([1, 2, 3, 4, 5])(
+    'a forged token, claim or pass at the end of the safe range is refused and the ring goes on, seed %i',
+    async (seed) => {
+      const r = await ring(seed, 4, { delayMaxMs: 2 });
+      const { c } = r;
+      c.rt.runFor(2_000);
+      expect(entries(r, 0)).toBeGreaterThan(0);
+      const f = await rogue(c.net);
+      const cfg = c.peers.map((p) => p.node.id).sort();
+      // A beat from a token nobody holds, a claim whose promise would bind everyone, and a pass.
+      f.broadcast('tok.beat', { e: MAX, g: MAX, cfg });
+      f.broadcast('tok.claim', { e: MAX, b: 0, te: 0, tg: 0, tb: 0 });
+      for (const p of c.peers)
+        f.broadcast('tok.pass', { e: 1, g: MAX, br: 1, to: p.node.id, ti: p.node.incarnation, cfg });
+      const at = c.rt.now();
+      // Every peer keeps taking turns, one at a time.
+      for (let t = 0; t < 5_000; t += 25) {
+        c.rt.runFor(25);
+        expect(holders(r).length).toBeLessThanOrEqual(1);
+      }
+      for (const p of c.peers)
+        expect(r.res.sections.some((x) => x.peer === p.name && x.enter > at)).toBe(true);
+      expect(r.res.violations).toEqual([]);
+      for (const p of c.peers) {
+        expect(r.tok.get(p)!.status().epoch).toBeLessThan(MAX);
+        expect(p.node.stats.refused.epoch).toBe(2);
+        expect(p.node.stats.refused.generation).toBe(4);
+      }
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each([1, 2, 3, 4, 5])(
+    'a forged pass of a newer epoch does not let its taker into the critical section beside the holder, seed %i',
+    async (seed) => {
+      const r = await ring(seed, 4, { delayMaxMs: 2 }, false);
+      const { c } = r;
+      c.rt.runFor(2_000);
+      const [a, p] = c.peers;
+      r.tok.get(a!)!.request(2_000);
+      expect(c.rt.runUntilTrue(() => r.res.inside(a!.name), 3_000)).toBe(true);
+      c.rt.runFor(200);
+      // p wants in too; its multicasts reach a only 150 ms later (a slow link).
+      r.tok.get(p!)!.request(500);
+      c.net.setLink(p!.address, a!.address, { delayMinMs: 150, delayMaxMs: 150 });
+      const st = r.tok.get(p!)!.status();
+      const f = await rogue(c.net);
+      // Unicast to p alone: a token of the next epoch, never claimed, never confirmed.
+      f.send(p!.address, 'tok.pass', {
+        e: st.epoch + 1,
+        g: st.generation + 1,
+        br: 7,
+        to: p!.node.id,
+        ti: p!.node.incarnation,
+        cfg: c.peers.map((x) => x.node.id).sort(),
+      });
+      c.rt.runFor(3_000);
+      expect(r.res.violations).toEqual([]);
+      expect(r.res.sections.some((x) => x.peer === p!.name)).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each([1, 2, 3])(
+    'confirms that name a made-up quorum set do not stop the ring once the forger stops, seed %i',
+    async (seed) => {
+      const r = await ring(seed, 4, { delayMaxMs: 2 });
+      const { c } = r;
+      c.rt.runFor(2_000);
+      const f = await rogue(c.net);
+      let forging = true;
+      // Every claim gets a confirm saying "a newer epoch exists, and its quorum set is ...".
+      f.onHeard = (h) => {
+        if (!forging || h.t !== 'tok.claim') return;
+        const b = h.b as { e: number; b: number };
+        f.send(h.from, 'tok.conf', { e: b.e, ok: false, p: 0, ke: b.b + 1, kc: ['0000000000000abc'], g: 0 });
+      };
+      // The holder crashes: the token must be made again, by a claim.
+      const h = holders(r)[0] ?? c.peers[0]!;
+      await crash(r, h);
+      c.rt.runFor(3_000);
+      forging = false;
+      const at = c.rt.now();
+      for (const p of c.live())
+        expect(
+          c.rt.runUntilTrue(() => r.res.sections.some((x) => x.peer === p.name && x.enter > at), 10_000),
+          p.name,
+        ).toBe(true);
+      expect(r.res.violations).toEqual([]);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
 });

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { PeerStore } from '../../src/storage/store.js';
 import { TokenRingStore } from '../../src/storage/token-ring.js';
 import { tempDir } from '../support/proc.js';
+import { COUNTER_MAX } from '../../src/p2p/bounds.js';
 
 describe('TokenRingStore durability', () => {
   it('saves a promise that a reopened store loads, and restores the connection level', () => {
@@ -33,5 +34,25 @@ describe('TokenRingStore durability', () => {
       cfg: ['0123456789abcdef'],
     });
     again.close();
+  });
+
+  it('treats a saved counter past COUNTER_MAX as damage, not state', () => {
+    const store = PeerStore.open(tempDir('token-store'), 'tr');
+    const trs = TokenRingStore.on(store);
+    for (const [field, value] of [
+      ['promised', Number.MAX_SAFE_INTEGER],
+      ['epoch', COUNTER_MAX + 1],
+      ['gen', Number.MAX_SAFE_INTEGER],
+    ] as const) {
+      trs.save({ promised: 7, epoch: 6, gen: 41, cfg: [] });
+      // As a torn or hostile write would leave it: the row bypasses save()'s own check.
+      const state = JSON.stringify({ promised: 7, epoch: 6, gen: 41, cfg: [], [field]: value });
+      store.db.prepare('UPDATE token_ring_state SET state = ? WHERE k = 1').run(state);
+      expect(trs.load()).toBeNull();
+    }
+    expect(trs.damaged).toBe(3);
+    trs.save({ promised: 7, epoch: COUNTER_MAX, gen: COUNTER_MAX, cfg: [] });
+    expect(trs.load()).toEqual({ promised: 7, epoch: COUNTER_MAX, gen: COUNTER_MAX, cfg: [] });
+    store.close();
   });
 });

@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { rogue } from '../support/rogue.js';
+import { PROFILES } from '../../src/p2p/config.js';
+import {
+  Election,
+  PRIORITY_MAX,
+  TERM_STEP_MAX,
+  coordinatorFromTags,
+  ranksAbove,
+} from '../../src/p2p/election.js';
+import { COUNTER_MAX } from '../../src/p2p/bounds.js';
+
+const P = PROFILES.lan;
+
+/** N candidates with priorities 0..2, each running an Election; peers added later only follow. */
+async function setup(seed: number, n: number) {
+  const el = new Map<SimPeer, Election>();
+  const prio = new Map<string, number>();
+  const c = new SimCluster(seed, { delayMaxMs: 2 }, P, (node, peer) => {
+    el.set(
+      peer,
+      node.install(
+        (ctx, nd) =>
+          new Election(ctx, nd.membership, {
+            timings: P.election,
+            priority: prio.get(peer.name) ?? 0,
+            candidate: prio.has(peer.name),
+          }),
+      ),
+    );
+  });
+  for (let i = 0; i < n; i++) {
+    prio.set(`p${i}`, i % 3);
+    await c.add(`p${i}`);
+  }
+  const top = c.peers.reduce((best, p) =>
+    ranksAbove(prio.get(p.name)!, p.node.id, prio.get(best.name)!, best.node.id) ? p : best,
+  );
+  /** Every peer follows `top`, and only `top` thinks it leads. */
+  const whole = () =>
+    c.peers.every(
+      (p) => el.get(p)!.coordinator() === top.node.id && el.get(p)!.isCoordinator() === (p === top),
+    );
+  return { c, el, top, whole };
+}
+
+describe('election under forged terms (simulation)', () => {
+  it.each([1, 2, 3, 4, 5])(
+    'a member claiming term 2^53-1 is refused, and one coordinator remains after it goes quiet, seed %i',
+    async (seed) => {
+      const { c, el, whole } = await setup(seed, 4);
+      expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+      // The forger joins as a member that outranks everyone, then claims the last safe term.
+      const r = await rogue(c.net);
+      r.broadcast('hb', { g: { prio: PRIORITY_MAX, coord: false, term: 0 } });
+      c.rt.runFor(5);
+      r.broadcast('el.coord', { term: Number.MAX_SAFE_INTEGER, prio: PRIORITY_MAX });
+      r.broadcast('el.elect', { term: Number.MAX_SAFE_INTEGER, prio: PRIORITY_MAX });
+      c.rt.runFor(5);
+      // Then it falls silent: it is declared dead and must leave exactly one coordinator behind.
+      expect(
+        c.rt.runUntilTrue(() => c.peers.every((p) => p.node.membership.get(r.id)?.state === 'dead'), 3_000),
+      ).toBe(true);
+      expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+      c.rt.runFor(3_000);
+      expect(whole()).toBe(true);
+      for (const p of c.peers) {
+        expect(el.get(p)!.term()).toBeLessThan(COUNTER_MAX);
+        expect(p.node.stats.refused.term).toBe(2);
+      }
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it('a claim within the step is followed, one beyond it is not', async () => {
+    const { c, el, top, whole } = await setup(7, 3);
+    expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+    const r = await rogue(c.net);
+    r.broadcast('hb', { g: { prio: PRIORITY_MAX, coord: false, term: 0 } });
+    c.rt.runFor(5);
+    const term = el.get(top)!.term();
+    r.broadcast('el.coord', { term: term + TERM_STEP_MAX + 1, prio: PRIORITY_MAX });
+    c.rt.runFor(5);
+    expect(whole()).toBe(true);
+    // The highest-ranked member in an open group may lead: a step within the bound is a claim like any.
+    r.broadcast('el.coord', { term: term + TERM_STEP_MAX, prio: PRIORITY_MAX });
+    c.rt.runFor(5);
+    for (const p of c.peers) expect(el.get(p)!.coordinator()).toBe(r.id);
+  });
+
+  it('a peer that restarts knowing no term follows a group whose term has grown large', async () => {
+    const { c, el, whole } = await setup(8, 3);
+    expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+    // A long history of elections, compressed: a member that outranks all claims two far terms.
+    const r = await rogue(c.net);
+    r.broadcast('hb', { g: { prio: PRIORITY_MAX, coord: false, term: 0 } });
+    c.rt.runFor(5);
+    for (const step of [1, 2]) {
+      r.broadcast('el.coord', { term: step * 60_000, prio: PRIORITY_MAX });
+      c.rt.runFor(5);
+    }
+    for (const p of c.peers) expect(el.get(p)!.term()).toBe(120_000);
+    expect(
+      c.rt.runUntilTrue(() => c.peers.every((p) => p.node.membership.get(r.id)?.state === 'dead'), 3_000),
+    ).toBe(true);
+    expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+    // Terms are not saved: a restarted peer starts from nothing and must take the group's.
+    const p = c.peers.find((x) => !el.get(x)!.isCoordinator())!;
+    await c.crash(p);
+    c.rt.runFor(100);
+    await c.restart(p);
+    expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+    expect(el.get(p)!.term()).toBeGreaterThan(120_000);
+  });
+
+  it('an observer does not show a member whose tags claim a term past the safe range as coordinator', async () => {
+    const { c, top, whole } = await setup(9, 3);
+    expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+    const r = await rogue(c.net);
+    const obs = await c.add('observer', { observer: true });
+    c.rt.runFor(50);
+    r.broadcast('hb', { g: { prio: PRIORITY_MAX, coord: true, term: Number.MAX_SAFE_INTEGER } });
+    c.rt.runFor(5);
+    expect(obs.node.membership.get(r.id)).toBeDefined();
+    expect(coordinatorFromTags(obs.node.membership.list())).toBe(top.node.id);
+    expect(c.rt.runUntilTrue(whole, 1_000)).toBe(true);
+  });
+});
