@@ -20,16 +20,24 @@
  * Catching up. A legitimate group can be much further ahead: a fresh peer joins a group that has
  * counted for days (2^24 is 4 days at 50 events/s), a partition heals after a busy side counted
  * on, a lone peer keeps the time of a long history. Such a peer must not be cut off, so a
- * far-ahead time is adopted once claims that agree (all within one step of each other) come
- *   - from LAMPORT_CATCH_UP_SENDERS_MIN different addresses: a newcomer's probe is answered at
- *     once by every member, so it joins a group of two or more within a round trip; or
+ * far-ahead time is adopted once claims that agree (within one step of each other) come
+ *   - from LAMPORT_CATCH_UP_SENDERS_MIN different addresses within LAMPORT_CATCH_UP_MS: a
+ *     newcomer's probe is answered at once by every member, so it joins a group of two or more
+ *     within a round trip; or
  *   - for a while: at least LAMPORT_CATCH_UP_CLAIMS_MIN of them over at least LAMPORT_CATCH_UP_MS,
  *     with no silence that long between two; a lone member heartbeats 4-5 times a second, so a
  *     peer behind it catches up about a second after it first hears it (refusing its datagrams
- *     until then, as if it heard nobody).
+ *     until then, though membership still counts them as signs of life: node.ts).
  * One forged datagram, or a burst of copies from one socket, does neither. The lowest agreeing
- * claim is adopted (the least harm if it was forged), and a lower cluster of claims replaces a
- * higher one, so a forger claiming higher cannot hold back a real catch-up. The trade-off,
+ * claim is adopted (the least harm if it was forged). For the first rule each address's latest
+ * far-ahead claim is kept on its own, so what one address sends can neither stand in for a
+ * second address nor push another address's claim out: a forger sending disagreeing times in
+ * between cannot keep a peer from catching up with two members that agree. That matters once a
+ * forger has split the group (members that caught up with different forged times at different
+ * moments): the members left behind then catch up with the others at their next heartbeats,
+ * whatever the forger goes on sending. For the second rule all claims form one cluster, a lower
+ * cluster replacing a higher one, so a forger claiming higher cannot hold back a real catch-up
+ * from a lone member either (one claiming lower, in between, can, while it sends). The trade-off,
  * stated: in an open group, a forger sending one time from two sockets, or from one for a
  * second, moves every clock to it, as a far-ahead group would. That is why catching up stops at
  * LAMPORT_CATCH_UP_MAX, which no group reaches by counting (350 years at 100,000 events/s), so
@@ -47,21 +55,33 @@ export const LAMPORT_CATCH_UP_CLAIMS_MIN = 3;
 export const LAMPORT_CATCH_UP_SENDERS_MIN = 2;
 /** No time above this is ever caught up with, only reached by counting or in steps. */
 export const LAMPORT_CATCH_UP_MAX = 2 ** 50;
+/**
+ * Addresses whose latest far-ahead claim is kept for the rule of several senders (the oldest is
+ * pushed out), so each far-ahead claim costs at most this many comparisons under a flood. Hiding
+ * members' claims takes this many sockets, and two sockets already make their own agreement.
+ */
+export const LAMPORT_CLAIMERS_MAX = 16;
 
-/** Far-ahead claims that agree: their lowest and highest time, when and from where they came. */
+/** Far-ahead claims that agree: their lowest and highest time, and when they came. */
 interface Claim {
   low: number;
   high: number;
   first: number;
   last: number;
   count: number;
-  /** Addresses they came from, up to LAMPORT_CATCH_UP_SENDERS_MIN. */
-  senders: Set<string>;
+}
+
+/** One address's latest far-ahead claim. */
+interface Latest {
+  time: number;
+  at: number;
 }
 
 export class LamportClock {
   private t: number;
   private claim: Claim | null = null;
+  /** By address, oldest first: the latest far-ahead claim of each, for the rule of several senders. */
+  private readonly latest = new Map<string, Latest>();
 
   constructor(start = 0) {
     if (!loadable(start))
@@ -85,9 +105,13 @@ export class LamportClock {
    */
   receive(received: number, now: number, from: string): boolean {
     if (!adoptable(this.t, received, LAMPORT_STEP_MAX)) {
-      if (received > LAMPORT_CATCH_UP_MAX || !this.claimed(received, now, from)) return false;
-      this.merge(this.claim!.low);
+      if (received > LAMPORT_CATCH_UP_MAX) return false;
+      const agreed = this.agreed(received, now, from);
+      const sustained = this.claimed(received, now) ? this.claim!.low : null;
+      if (agreed === null && sustained === null) return false;
+      this.merge(Math.min(agreed ?? Infinity, sustained ?? Infinity));
       this.claim = null;
+      this.latest.clear();
     }
     this.merge(received);
     return true;
@@ -97,12 +121,32 @@ export class LamportClock {
     this.t = Math.min(Math.max(this.t, received) + 1, Number.MAX_SAFE_INTEGER);
   }
 
-  /** Records a far-ahead claim; true once the agreeing claims are enough to adopt. */
-  private claimed(time: number, now: number, from: string): boolean {
+  /**
+   * Records `from`'s latest far-ahead claim; once other addresses' recent claims agree with it,
+   * enough of them to adopt, the lowest of those times, else null.
+   */
+  private agreed(time: number, now: number, from: string): number | null {
+    this.latest.delete(from); // re-inserted below, so the map stays oldest first
+    let agreeing = 1;
+    let lowest = time;
+    for (const [address, claim] of this.latest) {
+      if (now - claim.at > LAMPORT_CATCH_UP_MS) this.latest.delete(address);
+      else if (Math.abs(claim.time - time) <= LAMPORT_STEP_MAX) {
+        agreeing++;
+        lowest = Math.min(lowest, claim.time);
+      }
+    }
+    this.latest.set(from, { time, at: now });
+    if (this.latest.size > LAMPORT_CLAIMERS_MAX) this.latest.delete(this.latest.keys().next().value!);
+    return agreeing >= LAMPORT_CATCH_UP_SENDERS_MIN ? lowest : null;
+  }
+
+  /** Records a far-ahead claim in the cluster; true once it has been claimed long enough to adopt. */
+  private claimed(time: number, now: number): boolean {
     const c = this.claim;
     if (!c || now - c.last > LAMPORT_CATCH_UP_MS || time < c.high - LAMPORT_STEP_MAX) {
       // None yet, gone silent, or a lower cluster: start over from this claim.
-      this.claim = { low: time, high: time, first: now, last: now, count: 1, senders: new Set([from]) };
+      this.claim = { low: time, high: time, first: now, last: now, count: 1 };
       return false;
     }
     if (time > c.low + LAMPORT_STEP_MAX) return false; // a higher claim that disagrees
@@ -110,10 +154,6 @@ export class LamportClock {
     c.high = Math.max(c.high, time);
     c.last = now;
     c.count++;
-    if (c.senders.size < LAMPORT_CATCH_UP_SENDERS_MIN) c.senders.add(from);
-    return (
-      c.senders.size >= LAMPORT_CATCH_UP_SENDERS_MIN ||
-      (c.count >= LAMPORT_CATCH_UP_CLAIMS_MIN && now - c.first >= LAMPORT_CATCH_UP_MS)
-    );
+    return c.count >= LAMPORT_CATCH_UP_CLAIMS_MIN && now - c.first >= LAMPORT_CATCH_UP_MS;
   }
 }

@@ -84,4 +84,23 @@ describe('Lamport clock bounds', () => {
     expect(clock.time).toBeGreaterThan(group);
     expect(clock.time).toBeLessThan(group + LAMPORT_STEP_MAX);
   });
+
+  it('two members that agree are caught up with at once, whatever a third address sends in between', () => {
+    const group = 2 ** 40;
+    const clock = new LamportClock();
+    // The forger's claims are ever lower, each starting a new cluster, and fall between the
+    // members' heartbeats; each address's claim still counts on its own.
+    for (let k = 0; k < 10; k++)
+      clock.receive(group - (k + 2) * 2 * LAMPORT_STEP_MAX, k * 10, '10.0.0.66:7000');
+    expect(clock.receive(group, 100, A)).toBe(false);
+    clock.receive(group - 20 * 2 * LAMPORT_STEP_MAX, 110, '10.0.0.66:7000');
+    expect(clock.receive(group + 7, 120, '10.0.0.2:7000')).toBe(true);
+    // The lower of the two agreeing times.
+    expect(clock.time).toBe(group + 8);
+    // A claim older than the catch-up time does not count as agreement.
+    const late = new LamportClock();
+    expect(late.receive(group, 0, A)).toBe(false);
+    expect(late.receive(group, LAMPORT_CATCH_UP_MS + 1, '10.0.0.2:7000')).toBe(false);
+    expect(late.time).toBe(0);
+  });
 });
