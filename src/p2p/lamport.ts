@@ -40,11 +40,11 @@
  * forged times at different moments) cannot keep the members left behind from catching up with
  * the others, by their agreement or after a second of one's heartbeats, whatever it sends in
  * between; repeated lower times can delay it only while they go on, and for at most
- * LAMPORT_CATCH_UP_MS after. The trade-off,
- * stated: in an open group, a forger sending one time from two sockets, or from one for a
- * second, moves every clock to it, as a far-ahead group would. That is why catching up stops at
- * LAMPORT_CATCH_UP_MAX, which no group reaches by counting (350 years at 100,000 events/s), so
- * the clocks keep 7.9 x 10^15 of room to count on afterwards. A keyed group admits no forger.
+ * LAMPORT_CATCH_UP_MS after. The trade-off, stated: in an open group, a forger sending one time
+ * from two sockets, or from one for a second, moves every clock to it, as a far-ahead group
+ * would. That is why catching up stops at LAMPORT_CATCH_UP_MAX, which no group reaches by
+ * counting (350 years at 100,000 events/s), so the clocks keep 7.9 x 10^15 of room to count on
+ * afterwards. A keyed group admits no forger.
  */
 import { adoptable, loadable } from './bounds.js';
 
