@@ -12,7 +12,7 @@
  *  3. within RECOVERY_MS (twice the detection time) every member must be alive to every other
  *     and all must follow one coordinator;
  *  4. then, each within its own bound: a kv put and a replicated append are acknowledged by every
- *     holder; every member's Lamport clock and group clock advance and the group clocks agree;
+ *     holder, and the put is what every holder reads back (the forger wrote that key too); every member's Lamport clock and group clock advance and the group clocks agree;
  *     every member enters the critical section once, one at a time, with rising fencing tokens;
  *     every member's chat line reaches every other; a task gets its result; and the group is
  *     still whole with the same coordinator. No handler error anywhere.
@@ -24,6 +24,7 @@ import Database from 'better-sqlite3';
 import { SimCluster, type SimPeer } from './cluster.js';
 import {
   FORGERIES,
+  KV_CHECKED_KEY,
   corrupted,
   describeStep,
   encodeForged,
@@ -395,10 +396,11 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
   const clocks = g.members.map((m) => m.clock.groupNow());
   const client = g.members.find((m) => m.peer.name === CLIENT)!;
   const holders = g.members.filter((m) => m.peer.name !== CLIENT).map((m) => m.peer.node.id);
+  const written = `after the forger, seed ${seed}`;
   const ackedByAll = (status: { acked: string[] } | undefined) =>
     status !== undefined && holders.every((h) => status.acked.includes(h));
   try {
-    const put = entryId(client.kv.write({ kind: 'put', key: `after-forger-${seed}`, value: 'v' }));
+    const put = entryId(client.kv.write({ kind: 'put', key: KV_CHECKED_KEY, value: written }));
     const app = entryId(client.replication.append(`after the forger, seed ${seed}`));
     if (
       !rt.runUntilTrue(
@@ -410,6 +412,15 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
         `writes not acknowledged by every holder within ${WRITE_ACK_MS_MAX} ms: kv put acked by ${JSON.stringify(
           client.kv.writeStatus(put)?.acked,
         )}, append by ${JSON.stringify(client.replication.appendStatus(app)?.acked)}`,
+      );
+    // Read back from every holder: the put acknowledged is the value they hold, whatever the forger wrote.
+    const q = client.kv.read(KV_CHECKED_KEY);
+    const answered = () => client.kv.readStatus(q)!.answers.size >= holders.length;
+    if (!rt.runUntilTrue(answered, WRITE_ACK_MS_MAX) || client.kv.readStatus(q)!.latest?.value !== written)
+      failures.push(
+        `reading the key back gave ${JSON.stringify(client.kv.readStatus(q)?.latest ?? null)} from ${
+          client.kv.readStatus(q)?.answers.size
+        } holders, not the value written (${written})`,
       );
   } catch (err) {
     failures.push(`a write was refused: ${(err as Error).message}`);

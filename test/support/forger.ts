@@ -342,7 +342,12 @@ function wireEntry(textOf: G<string>): G<unknown> {
     .map(([o, s, l, t]) => (f: Forge) => [o(f), Math.max(1, s(f)), l(f), t(f)]);
 }
 const replicaText = text(700);
-const kvKey = text(KV_KEY_BYTES_MAX, 1);
+/** The key the group writes and reads back after the forger (forger-group.ts): the forger writes it too. */
+export const KV_CHECKED_KEY = 'checked-after-the-forger';
+const kvKey: G<string> = fc.oneof(
+  { arbitrary: text(KV_KEY_BYTES_MAX, 1), weight: 3 },
+  { arbitrary: konst(KV_CHECKED_KEY), weight: 1 },
+);
 const kvText: G<string> = fc.oneof(
   fc.tuple(kvKey, text(KV_VALUE_BYTES_MAX)).map(
     ([key, v]) =>
