@@ -15,7 +15,9 @@
  *     holder, and the put is what every holder reads back (the forger wrote that key too); every member's Lamport clock and group clock advance and the group clocks agree;
  *     every member enters the critical section once, one at a time, with rising fencing tokens;
  *     every member's chat line reaches every other; a task gets its result; and the group is
- *     still whole with the same coordinator. No handler error anywhere.
+ *     still whole with the same coordinator;
+ *  5. the client crashes and restarts from what it saved: whole again within RECOVERY_MS, and it
+ *     gets the critical section. No handler error anywhere.
  * A run that never returns (a loop stepping through 2^53 values) is caught by the caller's wall
  * deadline (forger.test.ts runs each seed in a worker thread).
  */
@@ -246,7 +248,10 @@ export class ForgerGroup {
         if (s && s.exit === null) s.exit = this.rt.now();
       } else if (e.kind === 'task-result') member.results.add(e.id);
     });
-    this.members.push(member);
+    // A restart installs afresh: the member's entry is its new process.
+    const at = this.members.findIndex((m) => m.peer === peer);
+    if (at >= 0) this.members[at] = member;
+    else this.members.push(member);
   }
 
   /** What the wire shows of each member now. */
@@ -293,6 +298,10 @@ export class ForgerGroup {
           .join(', ')}; claiming: ${claiming.join(', ') || 'nobody'}`,
       );
     return problems;
+  }
+
+  member(name: string): Member {
+    return this.members.find((m) => m.peer.name === name)!;
   }
 
   coordinator(): string | null {
@@ -394,7 +403,7 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
   progress('writing');
   const lamports = g.members.map((m) => m.peer.node.lamport);
   const clocks = g.members.map((m) => m.clock.groupNow());
-  const client = g.members.find((m) => m.peer.name === CLIENT)!;
+  const client = g.member(CLIENT);
   const holders = g.members.filter((m) => m.peer.name !== CLIENT).map((m) => m.peer.node.id);
   const written = `after the forger, seed ${seed}`;
   const ackedByAll = (status: { acked: string[] } | undefined) =>
@@ -489,6 +498,7 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
   if (still.length > 0) failures.push('the group fell apart again:', ...still);
   else if (g.coordinator() !== leader)
     failures.push(`the coordinator changed from ${leader?.slice(0, 4)} to ${g.coordinator()?.slice(0, 4)}`);
+  else failures.push(...(await restartChecked(g)));
   if (failures.length > 0) failures.unshift(`(whole again ${recoveredIn} ms after the forger stopped)`);
   return done(failures);
 
@@ -507,6 +517,29 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
       virtualMs: rt.now(),
     };
   }
+}
+
+/**
+ * What a member saved while the forger sent (its incarnation, its token ring promises) must let
+ * it come back: the client crashes and restarts, the group is whole again within RECOVERY_MS and
+ * the restarted member gets the critical section.
+ */
+async function restartChecked(g: ForgerGroup): Promise<string[]> {
+  const rt = g.rt;
+  await g.c.crash(g.member(CLIENT).peer);
+  await g.c.restart(g.member(CLIENT).peer);
+  if (!rt.runUntilTrue(() => g.notWhole().length === 0, RECOVERY_MS))
+    return [`${CLIENT} restarted, and the group was not whole ${RECOVERY_MS} ms later:`, ...g.notWhole()];
+  const back = g.member(CLIENT);
+  const asked = rt.now();
+  back.ring.request(TOKEN_HOLD_MS);
+  if (
+    !rt.runUntilTrue(() => back.sections.some((s) => s.enter >= asked && s.exit !== null), TOKEN_ROUND_MS_MAX)
+  )
+    return [
+      `${CLIENT} restarted and got no critical section within ${TOKEN_ROUND_MS_MAX} ms: ${JSON.stringify(back.ring.status())}`,
+    ];
+  return [];
 }
 
 /** Builds and sends one step's datagram from the group's state now; returns what it sent. */
