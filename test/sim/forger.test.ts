@@ -71,6 +71,7 @@ describe('the forger covers every message type', () => {
       planArbitrary({
         types: Object.keys(bodies),
         members: members.length,
+        targets: members.length,
         forgeMs: FORGE_MS,
         perTypeMin: 20,
         perTypeMax: 20,

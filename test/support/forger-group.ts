@@ -4,7 +4,8 @@
  *
  * Members h0..h2 hold a replica and a kv store and work on tasks; c3 is a client of both (its
  * writes are the ones acknowledged by the holders). Everyone stands for election, syncs its clock,
- * is in the token ring, chats, and answers snapshots.
+ * is in the token ring, chats, and answers snapshots. m4 is an observer running the monitor's
+ * modules: not a member, but it is forged at too and must see the group and stay unstuck.
  *
  * The run, in virtual time (lan profile):
  *  1. the group forms (the same checks as after the forger, so the harness itself is tested);
@@ -50,6 +51,7 @@ import { MemoryReplica, Replication, envelopeOverhead } from '../../src/p2p/repl
 import { KeyValue } from '../../src/p2p/kv.js';
 import { MemoryTaskLog, Tasks, type TaskExecutor } from '../../src/p2p/tasks.js';
 import { runTask } from '../../src/p2p/task-ops.js';
+import { installMonitorModules } from '../../src/cli/monitor/feeds.js';
 import { KvStore } from '../../src/storage/kv.js';
 import { entryId } from '../../src/storage/replica.js';
 
@@ -84,6 +86,8 @@ export const CLOCK_SPREAD_MS_MAX = 1000;
 
 const HOLDERS = ['h0', 'h1', 'h2'];
 const CLIENT = 'c3';
+/** An observer running what `peer monitor` runs: not a member, but it must not be stuck either. */
+const MONITOR = 'm4';
 /** Ids the forger uses as its own: fixed, so a seed replays. */
 const STRANGERS = ['5151515151515151', 'a0a0a0a0a0a0a0a0', 'ffffffffffffffff'];
 
@@ -138,6 +142,7 @@ export function registered(m: Member): {
 export class ForgerGroup {
   readonly c: SimCluster;
   readonly members: Member[] = [];
+  monitor: SimPeer | null = null;
   private readonly durable = new Map<string, TokenRingDurable>();
 
   constructor(seed: number) {
@@ -150,9 +155,11 @@ export class ForgerGroup {
 
   async start(): Promise<void> {
     for (const name of [...HOLDERS, CLIENT]) await this.c.add(name);
+    this.monitor = await this.c.add(MONITOR, { observer: true });
   }
 
   private install(node: PeerNode, peer: SimPeer): void {
+    if (peer.name === MONITOR) return void installMonitorModules(node);
     const holder = HOLDERS.includes(peer.name);
     const rank = [...HOLDERS, CLIENT].indexOf(peer.name);
     const election = node.install(
@@ -276,7 +283,23 @@ export class ForgerGroup {
   /** Why the group is not whole (empty: it is): membership views and the coordinator followed. */
   notWhole(): string[] {
     const problems: string[] = [];
-    if (!this.c.converged())
+    const ids = this.members.map((m) => m.peer.node.id);
+    const seesAll = (p: SimPeer) => {
+      const alive = p.node.membership
+        .list()
+        .filter((v) => v.state === 'alive')
+        .map((v) => v.id);
+      const others = ids.filter((id) => id !== p.node.id);
+      return alive.length === others.length && others.every((id) => alive.includes(id));
+    };
+    if (this.monitor && !seesAll(this.monitor))
+      problems.push(
+        `the monitor sees ${this.monitor.node.membership
+          .list()
+          .map((v) => `${v.name}(${v.id.slice(0, 4)}):${v.state}`)
+          .join(' ')}`,
+      );
+    if (!this.members.every((m) => seesAll(m.peer)))
       for (const m of this.members) {
         const view = m.peer.node.membership
           .list()
@@ -368,10 +391,12 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
   if (opts.forge) {
     const { bodies, attachments } = registered(g.members[0]!);
     const codec = new Codec(bodies, attachments);
+    const targets = [...g.members.map((m) => m.peer.address), g.monitor!.address];
     const [plan] = fc.sample(
       planArbitrary({
         types: opts.types ?? Object.keys(bodies),
         members: g.members.length,
+        targets: targets.length,
         forgeMs: FORGE_MS,
         perTypeMin: FORGED_PER_TYPE_MIN,
         perTypeMax: FORGED_PER_TYPE_MAX,
@@ -386,7 +411,7 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
           sent++;
           if (codec.decode(data).ok) accepted[step.type] = (accepted[step.type] ?? 0) + 1;
           if (step.to === 'group') forger.broadcast(data);
-          else forger.send(g.members[step.to]!.peer.address, data);
+          else forger.send(targets[step.to]!, data);
         });
         progress(`forging: ${line}`);
       });

@@ -542,7 +542,7 @@ export interface Step {
   type: string;
   /** Index of the member the datagram is about (claimed id, counters near its own). */
   victim: number;
-  /** Multicast to the group, or unicast to the member with this index. */
+  /** Multicast to the group, or unicast to the target with this index (PlanOptions.targets). */
   to: 'group' | number;
   envelope: (f: Forge) => ForgedEnvelope;
   message: (f: Forge) => Forged;
@@ -615,6 +615,8 @@ export function corrupted(c: Corruption, env: ForgedEnvelope, m: Forged): [Forge
 export interface PlanOptions {
   types: readonly string[];
   members: number;
+  /** Addresses a datagram may be unicast to: the members' and then others' (an observer). */
+  targets: number;
   forgeMs: number;
   /** Datagrams per type, at least and at most. */
   perTypeMin: number;
@@ -630,7 +632,7 @@ export function planArbitrary(o: PlanOptions): fc.Arbitrary<Step[]> {
       .record({
         at: fc.integer({ min: 0, max: o.forgeMs - 1 }),
         victim: fc.nat({ max: o.members - 1 }),
-        to: fc.oneof(fc.constant('group' as const), fc.nat({ max: o.members - 1 })),
+        to: fc.oneof(fc.constant('group' as const), fc.nat({ max: o.targets - 1 })),
         envelope,
         message,
         corrupt: corruption,
