@@ -25,6 +25,9 @@ const SEEDS = process.env.FORGER_SEEDS
   : Array.from({ length: 40 }, (_, i) => i + 1);
 /** Wall time one seed may take on a loaded 2-core machine before it counts as stuck (a seed takes under 1 s). */
 const SEED_WALL_MS_MAX = 30_000;
+/** Seeds also run on a LAN losing, duplicating and reordering datagrams, as the lan profile is built for. */
+const LOSSY_SEEDS = process.env.FORGER_SEEDS ? [] : Array.from({ length: 20 }, (_, i) => i + 101);
+const LOSSY = { loss: 0.05, duplicate: 0.02, delayMinMs: 0.1, delayMaxMs: 5 };
 const TYPES = process.env.FORGER_TYPES ? process.env.FORGER_TYPES.split(',') : undefined;
 const CONTROL_SEEDS = [1, 2, 3];
 const STRANGER = '5151515151515151';
@@ -140,6 +143,19 @@ describe('the group is whole again after the forger stops', () => {
       );
       expect(outcome.failures).toEqual([]);
       expect(outcome.sent).toBeGreaterThan(0);
+    },
+    SEED_WALL_MS_MAX + 5_000,
+  );
+
+  it.each(LOSSY_SEEDS)(
+    'seed %i, on a network losing 5 percent of datagrams',
+    async (seed) => {
+      const outcome = await worker.run(
+        seed,
+        { forge: true, faults: LOSSY, ...(TYPES ? { types: TYPES } : {}) },
+        SEED_WALL_MS_MAX,
+      );
+      expect(outcome.failures).toEqual([]);
     },
     SEED_WALL_MS_MAX + 5_000,
   );

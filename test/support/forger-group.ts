@@ -38,6 +38,7 @@ import {
 } from './forger.js';
 import { COUNTER_MAX } from '../../src/p2p/bounds.js';
 import { PROFILES } from '../../src/p2p/config.js';
+import type { LinkFaults } from '../../src/p2p/transport/sim.js';
 import { Codec, type AttachmentDecoder, type Check } from '../../src/p2p/wire.js';
 import type { PeerNode } from '../../src/p2p/node.js';
 import type { Protocol } from '../../src/p2p/protocol.js';
@@ -145,8 +146,8 @@ export class ForgerGroup {
   monitor: SimPeer | null = null;
   private readonly durable = new Map<string, TokenRingDurable>();
 
-  constructor(seed: number) {
-    this.c = new SimCluster(seed, {}, PROFILE, (node, peer) => this.install(node, peer));
+  constructor(seed: number, faults: Partial<LinkFaults> = {}) {
+    this.c = new SimCluster(seed, faults, PROFILE, (node, peer) => this.install(node, peer));
   }
 
   get rt() {
@@ -354,6 +355,8 @@ export interface SeedOutcome {
 export interface RunOptions {
   /** False: the same run and checks without the forger (the control). */
   forge: boolean;
+  /** Network faults besides the forger (default: a perfect network). */
+  faults?: Partial<LinkFaults>;
   /** Forge only these types (default: every registered type), to find which one does harm. */
   types?: readonly string[];
   /** Told what the run is doing, so a run that never returns can say where it was. */
@@ -361,7 +364,7 @@ export interface RunOptions {
 }
 
 export async function runForgerSeed(seed: number, opts: RunOptions): Promise<SeedOutcome> {
-  const g = new ForgerGroup(seed);
+  const g = new ForgerGroup(seed, opts.faults);
   const rt = g.rt;
   const progress = (what: string) => opts.progress?.(`${what} (at ${Math.round(rt.now())} ms)`);
   const failures: string[] = [];
@@ -415,7 +418,8 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
         });
         progress(`forging: ${line}`);
       });
-    rt.runFor(FORGE_MS);
+    // The forger has stopped once its last datagram has arrived: the network may delay it.
+    rt.runFor(FORGE_MS + g.c.net.faults.delayMaxMs);
   }
 
   progress('recovering');
