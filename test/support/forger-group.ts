@@ -346,10 +346,6 @@ export interface SeedOutcome {
   /** Datagrams forged, and how many of each type the members' decoder accepted. */
   sent: number;
   accepted: Record<string, number>;
-  /** Counters the members refused to adopt (bounds.ts), summed over members. */
-  refused: Record<string, number>;
-  /** Virtual time the run took. */
-  virtualMs: number;
 }
 
 export interface RunOptions {
@@ -533,17 +529,11 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
 
   function done(f: string[]): SeedOutcome {
     const errors = g.handlerErrors();
-    const refused: Record<string, number> = {};
-    for (const m of g.members)
-      for (const [counter, n] of Object.entries(m.peer.node.stats.refused))
-        refused[counter] = (refused[counter] ?? 0) + n;
     return {
       seed,
       failures: [...f, ...errors.map((e) => `handler error: ${e.split('\n').slice(0, 3).join(' | ')}`)],
       sent,
       accepted,
-      refused,
-      virtualMs: rt.now(),
     };
   }
 }
