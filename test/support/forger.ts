@@ -11,8 +11,9 @@
  * gap), read when the datagram is sent.
  *
  * Generators are fast-check arbitraries of functions of the group as it is at send time
- * (`Forge`), so a plan drawn from a seed replays exactly. A small share of fields are out of their
- * schema (negative, fractional, past 2^53, too long) on purpose: those datagrams test the decoder.
+ * (`Forge`), so a plan drawn from a seed replays exactly. One datagram in DECODER_TEST_EVERY has one
+ * field out of its schema (negative, fractional, past 2^53, too long, a name with control
+ * characters, another version) on purpose: those test the decoder.
  */
 import fc from 'fast-check';
 import { COUNTER_MAX } from '../../src/p2p/bounds.js';
@@ -87,7 +88,7 @@ type Counter = 'incarnation' | 'lamport' | 'term' | 'tokenEpoch' | 'tokenGen' | 
 
 const SAFE_MAX = Number.MAX_SAFE_INTEGER;
 /** Where fixed-width and safe-integer arithmetic ends, and where the counter bound sits. */
-export const EXTREME_UINTS: readonly number[] = [
+const EXTREME_UINTS: readonly number[] = [
   0,
   1,
   2 ** 31 - 1,
@@ -559,7 +560,7 @@ export interface Corruption {
 }
 
 /** One datagram in DECODER_TEST_EVERY breaks one field on purpose. */
-export const DECODER_TEST_EVERY = 8;
+const DECODER_TEST_EVERY = 8;
 const corruption: fc.Arbitrary<Corruption | null> = fc.oneof(
   { arbitrary: fc.constant(null), weight: DECODER_TEST_EVERY - 1 },
   {
