@@ -365,6 +365,8 @@ function replication(entryText: G<string>): Record<string, fc.Arbitrary<(f: Forg
   return {
     'rp.app': bodyOf(rec({ e: entry })),
     'rp.ack': bodyOf(rec({ o: peerId, s: uint(), k: peerIds(ACK_HOLDERS_MAX) })),
+    // A holder that could not store an append says why (its disk is full, failing, or else).
+    'rp.nak': bodyOf(rec({ o: peerId, s: uint(), r: k(fc.constantFrom('full', 'io', 'other')) })),
     'rp.tq': bodyOf(
       rec({
         q,
