@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import {
   ReplicaError,
@@ -27,6 +27,7 @@ function tmp(): string {
   return d;
 }
 afterEach(() => {
+  vi.restoreAllMocks();
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
@@ -388,5 +389,82 @@ describe('offline reconcile', () => {
     expect(aside.toString('latin1')).toMatch(/a\.txt line 2: not valid UTF-8\n/);
     // Reported once: the line is aside now, so a second reconcile rejects nothing.
     expect(reconcileDirectory(dir).map((r) => r.rejected)).toEqual([0, 0]);
+  });
+});
+
+describe('replica file on a failing disk', () => {
+  /** Makes the next write store `bytes` bytes and the one after fail with `code`, as a disk filling up does. */
+  function failNextWrite(bytes: number, code: string): void {
+    const real = fs.writeSync.bind(fs) as (fd: number, b: Buffer, off: number, len?: number) => number;
+    let calls = 0;
+    const spy = vi.spyOn(fs, 'writeSync').mockImplementation(((
+      fd: number,
+      b: Buffer,
+      off?: number | null,
+    ) => {
+      if (calls++ === 0 && bytes > 0) return real(fd, b, off ?? 0, bytes);
+      spy.mockRestore();
+      throw Object.assign(new Error(`${code}: simulated`), { code });
+    }) as typeof fs.writeSync);
+  }
+
+  it('a short write then ENOSPC: nothing held, the torn part cut off, the retry written whole', () => {
+    const dir = tmp();
+    const f = ReplicaFile.open(dir, 'h1');
+    f.append([e(O1, 1, 1, 'kept')]);
+    const lost = e(O1, 2, 2, 'x'.repeat(100));
+    failNextWrite(20, 'ENOSPC');
+    let failure: unknown;
+    try {
+      failure = f.apply([lost]).failure;
+    } catch (err) {
+      failure = err; // the code before the fix threw here
+    }
+    expect(failure).toMatchObject({ code: 'ENOSPC' });
+    expect(f.set.has(lost), 'an entry the disk refused is held').toBe(false);
+    expect(fs.readFileSync(path.join(dir, 'h1.txt'), 'utf8')).toBe(formatLine(e(O1, 1, 1, 'kept')) + '\n');
+    // Space returns: the same entry is written (not taken for a duplicate), and reads back whole.
+    expect(f.apply([lost]).added).toEqual([lost]);
+    f.close();
+    const again = ReplicaFile.open(dir, 'h1');
+    expect(again.rejected).toEqual([]);
+    expect(again.set.entries.map((x) => x.seq)).toEqual([1, 2]);
+    again.close();
+  });
+
+  it('a torn tail that could not be cut survives a failed rewrite and is cut before the next append', () => {
+    const dir = tmp();
+    const f = ReplicaFile.open(dir, 'h1');
+    f.append([e(O1, 1, 1, 'kept')]);
+    failNextWrite(20, 'ENOSPC');
+    const cut = vi.spyOn(fs, 'ftruncateSync').mockImplementationOnce(() => {
+      throw Object.assign(new Error('EIO: simulated'), { code: 'EIO' });
+    });
+    expect(f.apply([e(O1, 2, 2, 'x'.repeat(100))]).failure?.kind).toBe('full');
+    cut.mockRestore();
+    // The torn part is still there; a canonical rewrite then fails too (the rename is refused).
+    vi.spyOn(fs, 'renameSync').mockImplementationOnce(() => {
+      throw Object.assign(new Error('ENOSPC: simulated'), { code: 'ENOSPC' });
+    });
+    expect(() => f.rewriteCanonical()).toThrow(ReplicaError);
+    vi.restoreAllMocks();
+    // The next append cuts the torn part first: the file reads back whole.
+    expect(f.apply([e(O1, 3, 3, 'after')]).added).toHaveLength(1);
+    f.close();
+    const again = ReplicaFile.open(dir, 'h1');
+    expect(again.rejected).toEqual([]);
+    expect(again.set.entries.map((x) => x.text)).toEqual(['kept', 'after']);
+    again.close();
+  });
+
+  it('an EIO with nothing written leaves the file and the set as they were', () => {
+    const dir = tmp();
+    const f = ReplicaFile.open(dir, 'h1');
+    failNextWrite(0, 'EIO');
+    const r = f.apply([e(O2, 1, 1, 'a')]);
+    expect(r).toEqual({ added: [], replaced: [], failure: { kind: 'io', file: f.file, code: 'EIO' } });
+    expect(f.set.size).toBe(0);
+    expect(f.apply([e(O2, 1, 1, 'a')]).added).toHaveLength(1);
+    f.close();
   });
 });

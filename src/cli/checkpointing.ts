@@ -16,6 +16,7 @@ import type { ChatLine } from '../p2p/chat.js';
 import type { ReplicaSink } from '../p2p/replication.js';
 import { ChatStore } from '../storage/chat.js';
 import { openCheckpoints, type Checkpoints, type StoredMessage } from '../storage/checkpoint.js';
+import { writeFailure, type StorageHealth } from '../storage/health.js';
 import {
   CHECKPOINT_INTERVAL_MS,
   recover,
@@ -168,10 +169,15 @@ export interface Checkpointing {
   close(clean: boolean): void;
 }
 
-/** Opens and recovers; the node is attached once it exists (its Lamport start comes from here). */
+/**
+ * Opens and recovers; the node is attached once it exists (its Lamport start comes from here).
+ * Checkpoints are background writes: one that fails (a full disk) goes to `health`, never up the
+ * stack, and the next one is tried on time, so checkpoints resume by themselves when space returns.
+ */
 export function startCheckpointing(
   dataDir: string,
   name: string,
+  health: StorageHealth,
   integrity: IntegrityLevel = 'quick',
 ): Checkpointing {
   const cp = openCheckpoints(dataDir, name, { integrity });
@@ -196,8 +202,9 @@ export function startCheckpointing(
     attach(n) {
       node = n;
       // Lamport time is the first thing a restart needs: write it at once, then periodically.
-      cp.checkpoint();
-      timer = setInterval(() => cp.checkpoint(), CHECKPOINT_INTERVAL_MS);
+      const checkpoint = () => health.attempt(cp.file, 'background', () => cp.checkpoint());
+      checkpoint();
+      timer = setInterval(checkpoint, CHECKPOINT_INTERVAL_MS);
       timer.unref();
     },
     close(isClean) {
@@ -205,7 +212,8 @@ export function startCheckpointing(
       timer = null;
       if (!cp.db.open) return;
       clean = isClean;
-      if (node) cp.checkpoint();
+      // A final checkpoint that cannot be written leaves the last one: recovery starts from it.
+      if (node) health.attempt(cp.file, 'background', () => cp.checkpoint());
       cp.close();
     },
   };
@@ -274,8 +282,17 @@ export function rebuildReplicas(cp: Checkpoints, dir: string): ReplicaRebuild[] 
 /** Entries per replica-log write when a holder logs the entries its file already had. */
 export const REPLICA_LOG_CHUNK_ENTRIES = 10_000;
 
-/** A replica sink that also logs every entry it adds to the checkpoint store's replica log. */
-export function loggedSink(sink: ReplicaSink, replica: string, cp: () => Checkpoints | null): ReplicaSink {
+/**
+ * A replica sink that also logs every entry it adds to the checkpoint store's replica log. The
+ * file's own fsync is what an ack waits for; a log write that fails goes to `health` (the file
+ * still holds the entry, and a later log write of the file's entries is not needed for acks).
+ */
+export function loggedSink(
+  sink: ReplicaSink,
+  replica: string,
+  cp: () => Checkpoints | null,
+  health: StorageHealth,
+): ReplicaSink {
   return {
     get set() {
       return sink.set;
@@ -285,8 +302,9 @@ export function loggedSink(sink: ReplicaSink, replica: string, cp: () => Checkpo
       const c = cp();
       const changed = [...r.added, ...r.replaced];
       if (c && changed.length > 0)
-        c.logReplica(replica, changed).catch((err: unknown) =>
-          process.stderr.write(`peer: replica log write failed: ${(err as Error).message}\n`),
+        c.logReplica(replica, changed).then(
+          () => health.succeeded(c.file, 'background'),
+          (err: unknown) => health.failed(writeFailure(c.file, err), 'background'),
         );
       return r;
     },
@@ -295,14 +313,22 @@ export function loggedSink(sink: ReplicaSink, replica: string, cp: () => Checkpo
   };
 }
 
-/** Logs what the file held before the log existed, in chunks so the event loop stays free. */
+/**
+ * Logs what the file held before the log existed, in chunks so the event loop stays free. A chunk
+ * that cannot be written goes to `health` and ends the copy (the next start tries again).
+ */
 export async function logExisting(
   cp: Checkpoints | null,
   replica: string,
   entries: readonly Entry[],
+  health: StorageHealth,
 ): Promise<void> {
   if (!cp || cp.replicaLogged(replica) >= entries.length) return;
   const copy = entries.slice();
-  for (let i = 0; i < copy.length && cp.db.open; i += REPLICA_LOG_CHUNK_ENTRIES)
-    await cp.logReplica(replica, copy.slice(i, i + REPLICA_LOG_CHUNK_ENTRIES));
+  try {
+    for (let i = 0; i < copy.length && cp.db.open; i += REPLICA_LOG_CHUNK_ENTRIES)
+      await cp.logReplica(replica, copy.slice(i, i + REPLICA_LOG_CHUNK_ENTRIES));
+  } catch (err) {
+    health.failed(writeFailure(cp.file, err), 'background');
+  }
 }

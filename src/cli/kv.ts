@@ -7,10 +7,11 @@ import { Flags } from '@oclif/core';
 import { KeyValue } from '../p2p/kv.js';
 import { acksSatisfied, envelopeOverhead, parseAckPolicy, type AckPolicy } from '../p2p/replication.js';
 import { entryId } from '../storage/replica.js';
-import type { KvOp, KvVersion } from '../storage/kv.js';
+import type { KvHolderStore, KvOp, KvStore, KvVersion } from '../storage/kv.js';
+import type { StorageHealth } from '../storage/health.js';
 import { UsageError } from './network.js';
 import { startPeer, type NetworkSettings, type RunningPeer } from './peer.js';
-import { HOLDER_DISCOVERY_MS } from './replica.js';
+import { HOLDER_DISCOVERY_MS, refusals, refusedTooMany } from './replica.js';
 
 /** A waiter also re-checks this often (a holder dying changes what "all" means without an event). */
 export const KV_RECHECK_MS = 50;
@@ -44,6 +45,24 @@ export function policyFlag(name: string, value: string): AckPolicy {
   return p;
 }
 
+/** A holder's store as the protocol sees it, with every write's outcome reported to `health`. */
+export function reportingStore(store: KvStore, file: string, health: StorageHealth): KvHolderStore {
+  return {
+    set: store.set,
+    apply: (entries) => {
+      const r = store.apply(entries);
+      // Only a commit that was tried says something about the disk.
+      if (r.failure || r.added.length > 0 || r.replaced.length > 0)
+        health.record(file, 'kv', r.failure ?? null);
+      return r;
+    },
+    flush: () => store.flush(),
+    rewriteCanonical: () => store.rewriteCanonical(),
+    get: (key) => store.get(key),
+    scan: (after, limit) => store.scan(after, limit),
+  };
+}
+
 export interface WriteResult {
   ok: boolean;
   op: 'put' | 'delete';
@@ -53,6 +72,8 @@ export interface WriteResult {
   acks: string;
   confirmed: string[];
   missing: string[];
+  /** Holders that could not store it, with why: "h1 (disk full)". */
+  refused: string[];
   ms: number;
 }
 
@@ -84,7 +105,7 @@ export class KvClient {
     readonly kv: KeyValue,
   ) {
     peer.node.on((e) => {
-      if (e.kind === 'kv-ack' || e.kind === 'kv-answer') this.wake();
+      if (e.kind === 'kv-ack' || e.kind === 'kv-answer' || e.kind === 'kv-refused') this.wake();
     });
     this.sweep = setInterval(() => this.wake(), KV_RECHECK_MS);
   }
@@ -141,7 +162,9 @@ export class KvClient {
       const st = this.kv.writeStatus(id)!;
       return acksSatisfied(policy, st.acked.length, st.known);
     };
-    const ok = await this.until(satisfied, timeoutMs);
+    // Holders that said they cannot store it (a full disk) end the wait early when too many did.
+    await this.until(() => satisfied() || refusedTooMany(policy, this.kv.writeStatus(id)!), timeoutMs);
+    const ok = satisfied();
     const ms = performance.now() - started;
     const st = this.kv.writeStatus(id)!;
     for (const a of st.acked) this.namedHolders.set(a, this.nameOf(a));
@@ -156,6 +179,7 @@ export class KvClient {
       acks,
       confirmed: st.acked.map((x) => this.nameOf(x)).sort(),
       missing: st.missing.map((m) => m.name).sort(),
+      refused: ok ? [] : refusals(st.refused),
       ms,
     };
   }

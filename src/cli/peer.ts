@@ -12,6 +12,7 @@ import { PeerStore, StoreError, WAL_CHECK_INTERVAL_MS } from '../storage/store.j
 import { DataDirLock } from '../storage/lock.js';
 import { loadable } from '../p2p/bounds.js';
 import type { Checkpoints } from '../storage/checkpoint.js';
+import { StorageHealth } from '../storage/health.js';
 import { recoveryLine, type RecoveryReport } from '../storage/recovery.js';
 import { startCheckpointing, worthReporting, type Checkpointing } from './checkpointing.js';
 import { Snapshot } from '../p2p/snapshot.js';
@@ -81,12 +82,16 @@ export interface RunningPeer {
   checkpoints: Checkpoints | null;
   /** What was recovered from the data dir at start; null for an observer. */
   recovered: RecoveryReport | null;
+  /** Where failed writes are reported (one line when they start failing, one when they recover). */
+  health: StorageHealth;
   /** Graceful stop (leave) unless `crash`; closes the store. Safe to call twice. */
   stop(): Promise<void>;
 }
 
 export interface StartOptions {
   observer?: boolean;
+  /** Where failed writes are reported; by default a StorageHealth that writes to stderr. */
+  health?: StorageHealth;
   /** Installs protocol modules before the node starts. */
   install?: (node: PeerNode, store: PeerStore | null) => void;
   /** Lamport time to start from (e.g. the highest a capability stored), so order survives a restart. */
@@ -102,6 +107,7 @@ export interface StartOptions {
 
 export async function startPeer(settings: NetworkSettings, opts: StartOptions = {}): Promise<RunningPeer> {
   const runtime = runtimeFromEnv(); // PEER_FAKE_CLOCK: checked before anything is opened
+  const health = opts.health ?? stderrHealth();
   // One process per name and data dir, taken before the database is opened (storage/lock.ts).
   const lock = opts.observer ? null : DataDirLock.acquire(settings.dataDir, settings.name);
   let store: PeerStore | null = null;
@@ -111,7 +117,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
   try {
     store = opts.observer ? null : PeerStore.open(settings.dataDir, settings.name);
     identity = store ? store.startIdentity() : { id: randomBytes(8).toString('hex'), incarnation: 1 };
-    checkpointing = store ? startCheckpointing(settings.dataDir, settings.name) : null;
+    checkpointing = store ? startCheckpointing(settings.dataDir, settings.name, health) : null;
     lamport = Math.max(opts.lamport?.(store) ?? 0, checkpointing?.report.lamportStart ?? 0);
     // A saved time we could not have counted to (bounds.ts) is damage, never a time to adopt.
     if (!loadable(lamport))
@@ -140,13 +146,16 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     transport: security.transport,
     runtime,
     observer: opts.observer ?? false,
-    persistIncarnation: (n) => store?.saveIncarnation(n),
+    persistIncarnation: (n) => {
+      if (store) health.attempt(store.file, 'background', () => store.saveIncarnation(n));
+    },
   });
   if (store) {
+    // The peers seen are a record, not a promise: a write that fails is reported, never thrown.
     node.on((e) => {
-      if (e.kind === 'join' || e.kind === 'alive' || e.kind === 'restart')
-        store.recordPeer(e.member, true, Date.now());
-      else if (e.kind === 'dead' || e.kind === 'left') store.recordPeer(e.member, false, Date.now());
+      const connected = e.kind === 'join' || e.kind === 'alive' || e.kind === 'restart';
+      if (connected || e.kind === 'dead' || e.kind === 'left')
+        health.attempt(store.file, 'background', () => store.recordPeer(e.member, connected, Date.now()));
     });
   }
   opts.install?.(node, store);
@@ -192,6 +201,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     settings,
     checkpoints: checkpointing?.cp ?? null,
     recovered: checkpointing?.report ?? null,
+    health,
     stop: () =>
       (stopped ??= (async () => {
         await node.stop();
@@ -226,6 +236,11 @@ function watchWal(store: PeerStore, checkpointing: Checkpointing): NodeJS.Timeou
   }, WAL_CHECK_INTERVAL_MS);
   timer.unref();
   return timer;
+}
+
+/** A StorageHealth whose lines go to stderr, as `peer: storage: ...`. */
+export function stderrHealth(): StorageHealth {
+  return new StorageHealth((line) => process.stderr.write(`peer: ${line}\n`));
 }
 
 /** Resolves on the first SIGINT or SIGTERM (the graceful ways to stop a peer). */

@@ -4,7 +4,9 @@
  */
 import { Flags } from '@oclif/core';
 import { ReplicaFile, type Entry } from '../storage/replica.js';
-import type { ReplicaSink } from '../p2p/replication.js';
+import type { StorageHealth } from '../storage/health.js';
+import { acksSatisfied, type AckPolicy, type ReplicaSink } from '../p2p/replication.js';
+import { failureReason, type WriteFailureKind } from '../storage/health.js';
 import { table } from './output.js';
 import { escapeForTerminal } from './sanitize.js';
 
@@ -24,13 +26,39 @@ export const dirFlag = {
   }),
 };
 
-export function fileSink(file: ReplicaFile): ReplicaSink {
+/** The replica file as the protocol's sink; every write's outcome goes to `health`. */
+export function fileSink(file: ReplicaFile, health: StorageHealth): ReplicaSink {
   return {
     set: file.set,
-    apply: (entries: readonly Entry[]) => file.apply(entries),
-    flush: () => file.flush(),
-    rewriteCanonical: () => file.rewriteCanonical(),
+    apply: (entries: readonly Entry[]) => {
+      const r = file.apply(entries);
+      // Only an append that was tried says something about the disk.
+      if (r.failure || r.added.length > 0) health.record(file.file, 'replica', r.failure ?? null);
+      return r;
+    },
+    flush: () => health.attempt(file.file, 'replica', () => file.flush()) === null,
+    rewriteCanonical: () => {
+      let sha: string | null = null;
+      health.attempt(file.file, 'replica', () => (sha = file.rewriteCanonical()));
+      return sha;
+    },
   };
+}
+
+/**
+ * Whether holders that said they cannot store a write (a full or failing disk) leave too few
+ * others to satisfy `policy`: the writer then fails at once instead of waiting out --timeout.
+ */
+export function refusedTooMany(
+  policy: AckPolicy,
+  st: { acked: readonly unknown[]; known: number; refused: readonly unknown[] },
+): boolean {
+  return st.refused.length > 0 && !acksSatisfied(policy, st.known - st.refused.length, st.known);
+}
+
+/** ["h1 (disk full)", "h2 (I/O error)"]: the holders that refused a write, and why, sorted. */
+export function refusals(refused: ReadonlyArray<{ name: string; reason: WriteFailureKind }>): string[] {
+  return refused.map((r) => `${r.name} (${failureReason(r.reason)})`).sort();
 }
 
 /** Resolves true once `cond` holds, false at the deadline; checks every POLL_MS. */

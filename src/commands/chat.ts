@@ -4,7 +4,14 @@ import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
-import { defaultName, networkSettings, startPeer, untilSignal, type RunningPeer } from '../cli/peer.js';
+import {
+  defaultName,
+  networkSettings,
+  startPeer,
+  stderrHealth,
+  untilSignal,
+  type RunningPeer,
+} from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
@@ -23,6 +30,7 @@ import { isPeerName } from '../p2p/wire.js';
 import { ChatStore } from '../storage/chat.js';
 import type { Checkpoints } from '../storage/checkpoint.js';
 import { receiveChatLine } from '../cli/checkpointing.js';
+import { writeFailure } from '../storage/health.js';
 import { PeerStore, databasePath } from '../storage/store.js';
 
 /** How long --send and piped input look for chat members before sending. */
@@ -354,7 +362,10 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     // Lines can arrive while startPeer is still starting the node: their writes wait for the store.
     let storeReady: (cp: Checkpoints) => void = () => {};
     const checkpoints = new Promise<Checkpoints>((resolve) => (storeReady = resolve));
+    // A full disk fails every line: one line says so, one when lines are stored again.
+    const health = stderrHealth();
     const peer = await startPeer(settings, {
+      health,
       lamport: (store) => (store ? ChatStore.on(store).maxLamport() : 0),
       install: (node, pstore) => {
         const store = ChatStore.on(pstore!);
@@ -377,17 +388,21 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         // promise holds the line's ack to its sender until that commit (reliable.ts), so a line
         // acknowledged (a --send exiting 0) survives kill -9 and a power cut here.
         chat.onLine((l) =>
-          checkpoints
-            .then((cp) => receiveChatLine(cp, l))
-            .catch((err: unknown) => {
-              process.stderr.write(
-                `peer: chat line from ${escapeForTerminal(l.fromName)} not stored: ${(err as Error).message}\n`,
-              );
-              throw err; // keeps the line unacknowledged
-            }),
+          checkpoints.then((cp) =>
+            receiveChatLine(cp, l).then(
+              (r) => {
+                health.succeeded(cp.file, 'chat');
+                return r;
+              },
+              (err: unknown) => {
+                health.failed(writeFailure(cp.file, err), 'chat');
+                throw err; // keeps the line unacknowledged
+              },
+            ),
+          ),
         );
         chat.onLost((r) => {
-          store.saveLost(r, Date.now());
+          health.attempt(pstore!.file, 'chat', () => store.saveLost(r, Date.now()));
           this.printLost(r);
         });
         joined = { chat, reliable, store };

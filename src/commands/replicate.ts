@@ -3,7 +3,7 @@ import { Args, Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
-import { networkSettings, startPeer, untilSignal, type RunningPeer } from '../cli/peer.js';
+import { networkSettings, startPeer, stderrHealth, untilSignal, type RunningPeer } from '../cli/peer.js';
 import { logExisting, loggedSink } from '../cli/checkpointing.js';
 import { UsageError } from '../cli/network.js';
 import {
@@ -15,7 +15,15 @@ import {
   type EventLog,
 } from '../cli/output.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
-import { HOLDER_DISCOVERY_MS, POLL_MS, dirFlag, fileSink, waitFor } from '../cli/replica.js';
+import {
+  HOLDER_DISCOVERY_MS,
+  POLL_MS,
+  dirFlag,
+  fileSink,
+  refusals,
+  refusedTooMany,
+  waitFor,
+} from '../cli/replica.js';
 import {
   Replication,
   acksSatisfied,
@@ -53,6 +61,8 @@ export interface AppendResult {
   acks: string;
   confirmed: string[];
   missing: string[];
+  /** Holders that could not store it, with why: "h1 (disk full)". */
+  refused: string[];
 }
 
 export default class Replicate extends PeerCommand {
@@ -114,8 +124,11 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
       if (failed.length === 0) return out;
       const f = failed[0]!;
       const known = f.confirmed.length + f.missing.length;
+      const first = batch ? `${failed.length} of ${results.length} entries were not confirmed; first ` : '';
       process.stderr.write(
-        `${this.config.bin}: ${batch ? `${failed.length} of ${results.length} entries were not confirmed; first ` : ''}${f.id} confirmed by ${f.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${f.missing.length ? `no confirmation from: ${escapeForTerminal(f.missing.join(', '))}` : `only ${known} holder(s) are known`}\n`,
+        f.refused.length > 0
+          ? `${this.config.bin}: ${first}${f.id} could not be stored by ${escapeForTerminal(f.refused.join(', '))} (--acks ${flags.acks}); free space there (or fix the disk) and append again\n`
+          : `${this.config.bin}: ${first}${f.id} confirmed by ${f.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${f.missing.length ? `no confirmation from: ${escapeForTerminal(f.missing.join(', '))}` : `only ${known} holder(s) are known`}\n`,
       );
       // Not this.exit(): oclif would print a second JSON object (an error) after ours.
       process.exitCode = EXIT_NOT_CONFIRMED;
@@ -169,7 +182,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
         for (const [id, { entry, sentAt }] of pending) {
           const st = rp.appendStatus(id)!;
           const ok = acksSatisfied(policy, st.acked.length, st.known);
-          if (!ok && Date.now() - sentAt < flags.timeout) continue;
+          if (!ok && !refusedTooMany(policy, st) && Date.now() - sentAt < flags.timeout) continue;
           pending.delete(id);
           rp.settle(id);
           const r: AppendResult = {
@@ -181,6 +194,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
             acks: flags.acks,
             confirmed: st.acked.map(nameOf).sort(),
             missing: st.missing.map((m) => m.name).sort(),
+            refused: ok ? [] : refusals(st.refused),
           };
           results.push(r);
           if (ok && !this.jsonEnabled())
@@ -211,8 +225,10 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
     // Entries also go to the replica log in SQLite (issue 8), from which peer recover rebuilds a
     // damaged or truncated file; the file's own fsync is what an ack waits for.
     let peer: RunningPeer | null = null;
-    const sink = loggedSink(fileSink(file), settings.name, () => peer?.checkpoints ?? null);
+    const health = stderrHealth();
+    const sink = loggedSink(fileSink(file, health), settings.name, () => peer?.checkpoints ?? null, health);
     peer = await startPeer(settings, {
+      health,
       lamport: () => maxLamport,
       install: (node) => {
         rp = node.install(
@@ -225,7 +241,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
       },
     });
     const { node } = peer;
-    void logExisting(peer.checkpoints, settings.name, file.set.entries);
+    void logExisting(peer.checkpoints, settings.name, file.set.entries, health);
     log(
       {
         event: 'up',
@@ -265,7 +281,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
     const signal = await untilSignal();
     rl.close();
     await peer.stop();
-    file.flush();
+    sink.flush(); // a rewrite that fails on a full disk is reported, not thrown
     file.close();
     log({ event: 'down', signal }, `left the group (${signal})`);
   }

@@ -39,6 +39,7 @@ import type { Tags } from './membership.js';
 import { ENTRY_LAMPORT_AHEAD_MAX, REPLICA_TAG, Replication, type Directory } from './replication.js';
 import { adoptable } from './bounds.js';
 import type { Entry } from '../storage/replica.js';
+import type { WriteFailureKind } from '../storage/health.js';
 import {
   KV_KEY_BYTES_MAX,
   KV_SCAN_ROWS_MAX,
@@ -91,6 +92,8 @@ declare module './protocol.js' {
     /** A kv holder stored operations it did not have (from a write, a repair, or itself). */
     'kv-apply': { entries: Entry[]; from: PeerId; via: 'append' | 'repair' | 'local' };
     'kv-ack': { id: string; holder: PeerId };
+    /** A holder could not store a write of ours (its disk is full or failing). */
+    'kv-refused': { id: string; holder: PeerId; reason: WriteFailureKind };
     'kv-sync': { peer: PeerId; fetched: number; pushed: number; ok: boolean; reason: string };
     /** Digests differ but a session found no difference (a hash collision; see replication.ts). */
     'kv-conflict': { peer: PeerId };
@@ -402,6 +405,8 @@ export class KeyValue implements Protocol {
         return this.ctx.emit({ kind: 'kv-apply', entries: e.entries, from: e.from, via: 'repair' });
       case 'replica-ack':
         return this.ctx.emit({ kind: 'kv-ack', id: e.id, holder: e.holder });
+      case 'replica-refused':
+        return this.ctx.emit({ kind: 'kv-refused', id: e.id, holder: e.holder, reason: e.reason });
       case 'replica-sync':
         return this.ctx.emit({ ...e, kind: 'kv-sync' });
       case 'replica-conflict':

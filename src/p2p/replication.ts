@@ -82,8 +82,13 @@ import {
   entryProblem,
   formatLine,
   parseLine,
+  parseReplica,
+  serialize,
+  type ApplyResult,
   type Entry,
 } from '../storage/replica.js';
+import { WriteFailedError, type WriteFailureKind } from '../storage/health.js';
+import type { SimDisk } from '../storage/sim-disk.js';
 
 /** Membership tag a holder advertises: "<digest>:<count>". */
 export const REPLICA_TAG = 'rp';
@@ -168,6 +173,8 @@ const B64 = is.str(B64_CHARS_MAX);
 const MESSAGES = {
   'rp.app': is.object({ e: wireEntry }),
   'rp.ack': is.object({ o: is.peerId(), s: is.uint(), k: is.array(is.peerId(), ACK_HOLDERS_MAX) }),
+  /** A holder could not store an append (r: why, as a word: remote text never reaches a terminal). */
+  'rp.nak': is.object({ o: is.peerId(), s: is.uint(), r: is.literal('full', 'io', 'other') }),
   'rp.tq': is.object({
     q: Q,
     ln: is.literal(0, 1),
@@ -206,6 +213,8 @@ declare module './protocol.js' {
     /** A holder met another version of entries it held and took it (the preferred version). */
     'replica-replace': { entries: Entry[]; from: PeerId };
     'replica-ack': { id: string; holder: PeerId };
+    /** A holder could not store an append of ours (its disk is full or failing); it may later. */
+    'replica-refused': { id: string; holder: PeerId; reason: WriteFailureKind };
     'replica-sync': { peer: PeerId; fetched: number; pushed: number; ok: boolean; reason: string };
     'replica-rewrite': { round: number; sha256: string; entries: number };
     /** Digests differ but a session found no difference to move (see the header). */
@@ -218,13 +227,15 @@ export interface ReplicaSink {
   readonly set: ReplicaSet;
   /**
    * Adds new identities, durably before it returns; replaces a held version that loses a conflict
-   * (preferred()) in memory, written by the next flush().
+   * (preferred()) in memory, written by the next flush(). A write that failed comes back as
+   * `failure` and leaves `set` as it was: what is not durable is never held (nor acknowledged,
+   * nor in the digest anti-entropy compares).
    */
-  apply(entries: readonly Entry[]): { added: Entry[]; replaced: Entry[] };
-  /** Writes pending replacements (an atomic rewrite of a file). */
-  flush(): void;
-  /** Rewrites the replica in canonical order; returns the SHA-256 (hex) of its content. */
-  rewriteCanonical(): string;
+  apply(entries: readonly Entry[]): ApplyResult;
+  /** Writes pending replacements (an atomic rewrite of a file); false when that failed. */
+  flush(): boolean;
+  /** Rewrites the replica in canonical order; the SHA-256 (hex) of its content, null on failure. */
+  rewriteCanonical(): string | null;
 }
 
 /** The part of Membership replication uses (the pair harness fakes it). */
@@ -331,6 +342,8 @@ interface RoundMemory {
 interface AppendTrack {
   entry: Entry;
   acked: Set<PeerId>;
+  /** Holders that said they could not store it (until they ack a retry). */
+  refused: Map<PeerId, WriteFailureKind>;
   /** Holders some acker knows of, beyond those this peer heard itself. */
   known: Set<PeerId>;
   lastSend: number;
@@ -413,8 +426,9 @@ export class Replication implements Protocol {
   }
 
   /**
-   * Appends a text. A holder writes it to its own replica first and multicasts it; an observer
-   * multicasts it and retries to every holder until acknowledged (see appendStatus).
+   * Appends a text. A holder writes it to its own replica first and multicasts it (a failed write
+   * throws WriteFailedError and sends nothing); an observer multicasts it and retries to every
+   * holder until acknowledged (see appendStatus).
    */
   append(text: string): Entry {
     const entry: Entry = {
@@ -426,13 +440,15 @@ export class Replication implements Protocol {
     const problem = entryProblem(entry);
     if (problem) throw new RangeError(`cannot append: ${problem}`);
     if (this.sink) {
-      const { added } = this.sink.apply([entry]);
+      const { added, failure } = this.sink.apply([entry]);
+      if (failure) throw new WriteFailedError(failure);
       if (added.length)
         this.ctx.emit({ kind: 'replica-append', entries: added, from: this.ctx.self.id, via: 'local' });
     } else {
       this.appends.set(entryId(entry), {
         entry,
         acked: new Set(),
+        refused: new Map(),
         known: new Set(),
         lastSend: this.ctx.now(),
       });
@@ -441,10 +457,18 @@ export class Replication implements Protocol {
     return entry;
   }
 
-  /** Acks an observer's append has collected, and the holders known that have not acked. */
-  appendStatus(
-    id: string,
-  ): { acked: PeerId[]; known: number; missing: Array<{ id: PeerId; name: string }> } | undefined {
+  /**
+   * Acks an observer's append has collected, the holders known that have not acked, and those of
+   * them that said they cannot store it now (a full or failing disk).
+   */
+  appendStatus(id: string):
+    | {
+        acked: PeerId[];
+        known: number;
+        missing: Array<{ id: PeerId; name: string }>;
+        refused: Array<{ id: PeerId; name: string; reason: WriteFailureKind }>;
+      }
+    | undefined {
     const t = this.appends.get(id);
     if (!t) return undefined;
     const names = new Map<PeerId, string>();
@@ -458,7 +482,12 @@ export class Replication implements Protocol {
     const missing = [...all]
       .filter((x) => !t.acked.has(x))
       .map((x) => ({ id: x, name: names.get(x) ?? x.slice(0, 8) }));
-    return { acked: [...t.acked], known: all.size, missing };
+    const refused = [...t.refused].map(([x, reason]) => ({
+      id: x,
+      name: names.get(x) ?? x.slice(0, 8),
+      reason,
+    }));
+    return { acked: [...t.acked], known: all.size, missing, refused };
   }
 
   /** Stops tracking (and retrying) an append once the caller is done with it. */
@@ -546,6 +575,8 @@ export class Replication implements Protocol {
         return this.onAppend(env, from, fromWire(b.e as WireEntry));
       case 'rp.ack':
         return this.onAck(env, b as { o: string; s: number; k: PeerId[] });
+      case 'rp.nak':
+        return this.onNak(env, b as { o: string; s: number; r: WriteFailureKind });
       case 'rp.tq':
         return this.onTreeRequest(from, b as { q: number; ln: 0 | 1; lv: number; p: number[] });
       case 'rp.iq':
@@ -622,7 +653,10 @@ export class Replication implements Protocol {
       return;
     }
     this.learnOwnSeqs([entry]);
-    const { added, replaced } = this.sink.apply([entry]);
+    const { added, replaced, failure } = this.sink.apply([entry]);
+    // Not stored, so not acknowledged: the appender hears why, and its retry is written again.
+    if (failure)
+      return void this.ctx.send(from, 'rp.nak', { o: entry.origin, s: entry.seq, r: failure.kind });
     if (added.length) this.ctx.emit({ kind: 'replica-append', entries: added, from: env.i, via: 'append' });
     if (replaced.length) this.noteReplaced(env, replaced);
     const k = this.holders()
@@ -640,7 +674,15 @@ export class Replication implements Protocol {
     for (const x of b.k) if (x !== this.ctx.self.id) t.known.add(x);
     if (t.acked.has(env.i)) return;
     t.acked.add(env.i);
+    t.refused.delete(env.i);
     this.ctx.emit({ kind: 'replica-ack', id: entryId(t.entry), holder: env.i });
+  }
+
+  private onNak(env: Envelope, b: { o: string; s: number; r: WriteFailureKind }): void {
+    const t = this.appends.get(`${b.o}:${b.s}`);
+    if (!t || t.acked.has(env.i) || t.refused.get(env.i) === b.r) return;
+    t.refused.set(env.i, b.r);
+    this.ctx.emit({ kind: 'replica-refused', id: entryId(t.entry), holder: env.i, reason: b.r });
   }
 
   private retryAppends(now: number): void {
@@ -668,8 +710,12 @@ export class Replication implements Protocol {
     const mem = this.remember(b.r);
     // Rewrite once per round, or again if entries arrived after the rewrite (file not canonical).
     if ((!mem.sha256 || !this.sink.set.isCanonical()) && this.sink.set.digest() === b.h) {
-      mem.sha256 = this.sink.rewriteCanonical();
-      this.ctx.emit({ kind: 'replica-rewrite', round: b.r, sha256: mem.sha256, entries: this.sink.set.size });
+      // A failed rewrite leaves the old file; the round sees no SHA from us and asks again.
+      const sha = this.sink.rewriteCanonical();
+      if (sha !== null) {
+        mem.sha256 = sha;
+        this.ctx.emit({ kind: 'replica-rewrite', round: b.r, sha256: sha, entries: this.sink.set.size });
+      }
     }
     this.sendStatus(from, b.r, mem);
   }
@@ -918,21 +964,22 @@ export class Replication implements Protocol {
   /** Entries pushed by a session's initiator: written (durably), then acknowledged. */
   private onPut(env: Envelope, from: Address, b: { q: number; e: WireEntry[] }): void {
     if (!this.sink) return;
-    this.applyRepair(env, b.e);
-    this.ctx.send(from, 'rp.got', { q: b.q });
+    // Entries not stored are not confirmed: the initiator sends them again, or a later session does.
+    if (this.applyRepair(env, b.e).stored) this.ctx.send(from, 'rp.got', { q: b.q });
   }
 
-  private applyRepair(env: Envelope, wire: WireEntry[]): Entry[] {
+  /** Stores repaired entries; `stored` is false when the write failed (nothing was stored). */
+  private applyRepair(env: Envelope, wire: WireEntry[]): { entries: Entry[]; stored: boolean } {
     const entries = wire.map(fromWire).filter((e) => {
       if (entryProblem(e) === null) return true;
       this.rejected++;
       return false;
     });
     this.learnOwnSeqs(entries);
-    const { added, replaced } = this.sink!.apply(entries);
+    const { added, replaced, failure } = this.sink!.apply(entries);
     if (added.length) this.ctx.emit({ kind: 'replica-append', entries: added, from: env.i, via: 'repair' });
     if (replaced.length) this.noteReplaced(env, replaced);
-    return entries;
+    return { entries, stored: !failure };
   }
 
   /**
@@ -957,12 +1004,15 @@ export class Replication implements Protocol {
     if (since === null) return;
     if (now - this.lastReplace < FLUSH_QUIET_MS && now - since < FLUSH_DELAY_MAX_MS) return;
     this.flushPendingSince = null;
-    this.sink!.flush();
+    // A failed rewrite keeps the replacements pending: try again after another quiet period.
+    if (!this.sink!.flush()) this.lastReplace = this.flushPendingSince = now;
   }
 
   private onEntries(env: Envelope, b: { q: number; e: WireEntry[] }): void {
     if (!this.sink) return;
-    const received = this.applyRepair(env, b.e);
+    const { entries, stored } = this.applyRepair(env, b.e);
+    // Entries we could not store leave their keys missing: the request is sent again.
+    const received = stored ? entries : [];
     const s = this.session;
     const p = s && b.q !== 0 && env.i === s.peer ? s.outstanding.get(b.q) : undefined;
     if (!s || !p?.keys) return;
@@ -1217,14 +1267,27 @@ export class Iblt {
   }
 }
 
-/** A replica held in memory: the simulation's model of a file (its lines survive a crash). */
+/**
+ * A replica held in memory: the simulation's model of a file (its content survives a crash). With
+ * a SimDisk it meets the disk's faults and handles them as ReplicaFile does: the set changes only
+ * after an append was stored whole; a failed append may leave a torn tail, cut off before the next
+ * append; a restart (reopen) reads the content back with the file's own parser, which rejects a
+ * torn line (a line parses only when whole: it ends with the closing quote of its JSON text).
+ */
 export class MemoryReplica implements ReplicaSink {
   readonly set: ReplicaSet;
   /** The "file": one formatted line per entry, in file order (what survives a crash). */
   lines: string[];
+  /** Part of a failed append after the last whole line (a torn write), until it is cut off. */
+  tail = '';
+  /** Lines a reopen rejected (torn or damaged), as ReplicaFile.open keeps them aside. */
+  rejected = 0;
   private dirty = false;
 
-  constructor(lines: string[] = []) {
+  constructor(
+    lines: string[] = [],
+    private readonly disk: SimDisk | null = null,
+  ) {
     this.set = new ReplicaSet();
     for (const line of lines) {
       const p = parseLine(line);
@@ -1234,15 +1297,39 @@ export class MemoryReplica implements ReplicaSink {
     this.lines = this.set.entries.map(formatLine);
   }
 
-  apply(entries: readonly Entry[]): { added: Entry[]; replaced: Entry[] } {
-    const added: Entry[] = [];
-    const replaced: Entry[] = [];
-    for (const e of entries) {
-      const r = this.set.resolve(e);
-      if (r === 'added') added.push(e);
-      else if (r === 'replaced') replaced.push(e);
+  /** The file's content: whole lines, then any torn tail. */
+  content(): string {
+    return (this.lines.length > 0 ? this.lines.join('\n') + '\n' : '') + this.tail;
+  }
+
+  /** A restart: the content read back, torn or damaged lines rejected (counted in `rejected`). */
+  static reopen(content: string, disk: SimDisk | null = null): MemoryReplica {
+    const { set, rejected } = parseReplica(content);
+    const r = new MemoryReplica(set.entries.map(formatLine), disk);
+    r.rejected = rejected.length;
+    return r;
+  }
+
+  apply(entries: readonly Entry[]): ApplyResult {
+    const { added, replaced } = this.set.plan(entries);
+    if (added.length > 0) {
+      if (this.tail) {
+        this.disk?.release(this.tail.length);
+        this.tail = '';
+      }
+      const data = serialize(added);
+      const w = this.disk?.write(data.length) ?? { stored: data.length, error: null };
+      if (w.error) {
+        this.tail = data.slice(0, w.stored);
+        return {
+          added: [],
+          replaced: [],
+          failure: { kind: w.error.code === 'ENOSPC' ? 'full' : 'io', file: 'memory', code: w.error.code },
+        };
+      }
+      for (const e of added) this.lines.push(formatLine(e));
     }
-    for (const e of added) this.lines.push(formatLine(e));
+    for (const e of [...added, ...replaced]) this.set.resolve(e);
     if (replaced.length > 0) this.dirty = true;
     return { added, replaced };
   }
@@ -1251,15 +1338,18 @@ export class MemoryReplica implements ReplicaSink {
     return this.apply(entries).added;
   }
 
-  flush(): void {
-    if (!this.dirty) return;
+  flush(): boolean {
+    if (!this.dirty) return true;
     this.lines = this.set.entries.map(formatLine);
+    this.tail = '';
     this.dirty = false;
+    return true;
   }
 
   rewriteCanonical(): string {
     this.set.sortCanonical();
     this.lines = this.set.entries.map(formatLine);
+    this.tail = '';
     this.dirty = false;
     return contentDigest(this.set.entries);
   }
@@ -1371,16 +1461,11 @@ export function reconcilePair(
     const sink: ReplicaSink = {
       set: sets[i]!,
       apply: (es) => {
-        const added: Entry[] = [];
-        const replaced: Entry[] = [];
-        for (const e of es) {
-          const r = sets[i]!.resolve(e);
-          if (r === 'added') added.push(e);
-          else if (r === 'replaced') replaced.push(e);
-        }
-        return { added, replaced };
+        const r = sets[i]!.plan(es);
+        for (const e of [...r.added, ...r.replaced]) sets[i]!.resolve(e);
+        return r;
       },
-      flush: () => {},
+      flush: () => true,
       rewriteCanonical: () => contentDigest(sets[i]!.canonical()),
     };
     protos.push(

@@ -21,9 +21,12 @@
  *   kv      the fold: one row per key, the winning version (value NULL for a tombstone)
  * Both change in one transaction, so the table always equals the fold of the log. A holder opens
  * its database at synchronous=FULL (see KvStore.open): an acknowledged write survives a power loss.
+ * An operation joins the in-memory set (what anti-entropy advertises and what counts as a
+ * duplicate) only once its transaction committed; a commit that failed holds nothing (apply()).
  */
 import type Database from 'better-sqlite3';
-import { ReplicaSet, entryProblem, type Entry } from './replica.js';
+import { ReplicaSet, entryProblem, type ApplyResult, type Entry } from './replica.js';
+import { writeFailure } from './health.js';
 import { loadable } from '../p2p/bounds.js';
 
 /** Longest key, in UTF-8 bytes. */
@@ -150,9 +153,9 @@ export function foldLww(entries: Iterable<Entry>): Map<string, KvVersion> {
 /** What a kv holder offers the protocol: the replica (a ReplicaSink's shape) and reads. */
 export interface KvHolderStore {
   readonly set: ReplicaSet;
-  apply(entries: readonly Entry[]): { added: Entry[]; replaced: Entry[] };
-  flush(): void;
-  rewriteCanonical(): string;
+  apply(entries: readonly Entry[]): ApplyResult;
+  flush(): boolean;
+  rewriteCanonical(): string | null;
   get(key: string): KvVersion | undefined;
   /** Rows in key order after `after` (null: from the start), tombstones included. */
   scan(after: string | null, limit: number): KvVersion[];
@@ -194,7 +197,10 @@ export class KvStore implements KvHolderStore {
     scanAll: Database.Statement;
   };
 
-  private constructor(private readonly db: Database.Database) {
+  private constructor(
+    private readonly db: Database.Database,
+    private readonly beforeCommit: ((bytes: number) => void) | null,
+  ) {
     this.st = {
       insertLog: db.prepare(
         'INSERT OR IGNORE INTO kv_log (origin, seq, lamport, text, key) VALUES (?, ?, ?, ?, ?)',
@@ -221,7 +227,17 @@ export class KvStore implements KvHolderStore {
    * compares). `durable` sets synchronous=FULL on the connection: the holder acknowledges a write
    * only after the transaction holding it is fsynced, like a replica file's append.
    */
-  static open(db: Database.Database, opts: { durable?: boolean } = {}): KvStore {
+  static open(
+    db: Database.Database,
+    opts: {
+      durable?: boolean;
+      /**
+       * Called inside every write transaction before it commits, with the bytes of text written;
+       * a throw rolls the transaction back as a failed commit would (simulated disk faults).
+       */
+      beforeCommit?: (bytes: number) => void;
+    } = {},
+  ): KvStore {
     try {
       if (opts.durable) db.pragma('synchronous = FULL');
       db.exec(`
@@ -245,7 +261,7 @@ export class KvStore implements KvHolderStore {
     } catch (err) {
       throw new KvStoreError(`cannot open the kv tables (${(err as Error).message})`);
     }
-    const store = new KvStore(db);
+    const store = new KvStore(db, opts.beforeCommit ?? null);
     const rows = db.prepare('SELECT origin, seq, lamport, text FROM kv_log').all() as LogRow[];
     for (const r of rows) {
       let text: unknown;
@@ -274,35 +290,52 @@ export class KvStore implements KvHolderStore {
     return m;
   }
 
-  apply(entries: readonly Entry[]): { added: Entry[]; replaced: Entry[] } {
-    const added: Entry[] = [];
-    const replaced: Entry[] = [];
-    this.db.transaction(() => {
-      for (const e of entries) {
-        // Which key a replaced version named, read before the in-memory set changes.
-        const before = this.st.logKey.get(e.origin, e.seq) as { key: string | null } | undefined;
-        const r = this.set.resolve(e);
-        const v = versionOf(e);
-        if (r === 'added') {
-          this.st.insertLog.run(e.origin, e.seq, e.lamport, JSON.stringify(e.text), v?.key ?? null);
+  /**
+   * Writes the operations the log lacks (and preferred versions of held ones) in one transaction,
+   * and only once it committed puts them in the in-memory set anti-entropy advertises: a commit
+   * that failed (SQLITE_FULL, SQLITE_IOERR) is returned as `failure` with nothing held, so a retry
+   * is written again instead of being taken for a duplicate.
+   */
+  apply(entries: readonly Entry[]): ApplyResult {
+    const { added, replaced } = this.set.plan(entries);
+    if (added.length === 0 && replaced.length === 0) return { added, replaced };
+    let ignored = 0;
+    try {
+      this.db.transaction(() => {
+        let bytes = 0;
+        for (const e of added) {
+          const v = versionOf(e);
+          const text = JSON.stringify(e.text);
+          bytes += text.length;
+          this.st.insertLog.run(e.origin, e.seq, e.lamport, text, v?.key ?? null);
           if (v) this.foldOne(v);
-          else this.ignored++;
-          added.push(e);
-        } else if (r === 'replaced') {
+          else ignored++;
+        }
+        for (const e of replaced) {
           // Another version of an identity (a reused id): keep the preferred one and fold the
           // affected keys again from the log, since the loser may have been a key's winner.
-          this.st.updateLog.run(e.lamport, JSON.stringify(e.text), v?.key ?? null, e.origin, e.seq);
+          const before = this.st.logKey.get(e.origin, e.seq) as { key: string | null } | undefined;
+          const v = versionOf(e);
+          const text = JSON.stringify(e.text);
+          bytes += text.length;
+          this.st.updateLog.run(e.lamport, text, v?.key ?? null, e.origin, e.seq);
           for (const key of new Set([before?.key ?? null, v?.key ?? null]))
             if (key !== null) this.refold(key);
-          replaced.push(e);
         }
-      }
-    })();
+        this.beforeCommit?.(bytes);
+      })();
+    } catch (err) {
+      return { added: [], replaced: [], failure: writeFailure(this.db.name, err) };
+    }
+    this.ignored += ignored;
+    for (const e of [...added, ...replaced]) this.set.resolve(e);
     return { added, replaced };
   }
 
   /** SQLite is written in apply(): nothing is pending. */
-  flush(): void {}
+  flush(): boolean {
+    return true;
+  }
 
   /** The kv log has no file order to rewrite; the content hash names the set. */
   rewriteCanonical(): string {

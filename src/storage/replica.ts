@@ -14,8 +14,11 @@
  * at most, so 1,000,000 entries cost about 16 MB besides the entries themselves).
  *
  * Durability: ReplicaFile.append writes and fsyncs before it returns, so a holder acknowledges an
- * entry only once it is on disk. A rewrite goes to a temp file that is fsynced, renamed over the
- * replica, and the directory is fsynced, so a crash leaves either the old or the new file, whole.
+ * entry only once it is on disk; an entry joins the in-memory set (and so the digest, and what
+ * counts as a duplicate) only after that, and a failed append (disk full, I/O error, a short
+ * write) is returned as a failure with its torn tail cut off (see ReplicaFile.apply). A rewrite
+ * goes to a temp file that is fsynced, renamed over the replica, and the directory is fsynced, so
+ * a crash leaves either the old or the new file, whole.
  * A line that does not parse is never dropped silently: it is appended, with its line number and
  * the reason, to `<name>.rejected` next to the replica (fsynced) before the file is rewritten
  * without it, and the caller gets the list to report. A file is read as bytes, so a line that is
@@ -24,6 +27,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
+import { writeFailure, type WriteFailure } from './health.js';
 
 export interface Entry {
   /** Id of the peer that created the entry (16 lowercase hex digits). */
@@ -44,6 +48,16 @@ const UINT_RE = /^(0|[1-9][0-9]{0,15})$/;
 
 export class ReplicaError extends Error {
   override name = 'ReplicaError';
+  /** The error code of the failed operation (ENOSPC, EIO...), when it had one. */
+  code?: string;
+}
+
+/** What a write of entries did: what it added and replaced, or why it wrote nothing. */
+export interface ApplyResult {
+  added: Entry[];
+  replaced: Entry[];
+  /** The write failed: nothing was added or replaced, in memory or on disk. */
+  failure?: WriteFailure;
 }
 
 export function entryId(e: Pick<Entry, 'origin' | 'seq'>): string {
@@ -232,6 +246,29 @@ export class ReplicaSet {
     return 'replaced';
   }
 
+  /**
+   * What resolve() would do with a batch, without changing the set: the identities it would add
+   * and the held versions it would replace (a batch's own duplicates settled among themselves, as
+   * preferred() does). A store writes these first and resolves them only once they are durable.
+   */
+  plan(entries: readonly Entry[]): { added: Entry[]; replaced: Entry[] } {
+    const batch = new Map<string, Entry>();
+    for (const e of entries) {
+      const id = entryId(e);
+      const other = batch.get(id);
+      batch.set(id, other ? preferred(other, e) : e);
+    }
+    const added: Entry[] = [];
+    const replaced: Entry[] = [];
+    for (const e of batch.values()) {
+      const held = this.get(e);
+      if (!held) added.push(e);
+      else if ((held.lamport !== e.lamport || held.text !== e.text) && preferred(held, e) === e)
+        replaced.push(e);
+    }
+    return { added, replaced };
+  }
+
   /** A sorted copy in canonical order. */
   canonical(): Entry[] {
     return [...this.list].sort(compareEntries);
@@ -389,9 +426,23 @@ export function replicaPath(dir: string, name: string): string {
 
 function ioError(what: string, file: string, err: unknown): ReplicaError {
   const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-  return new ReplicaError(
+  const e = new ReplicaError(
     `cannot ${what} ${file} (${code}); check the directory's permissions or pass --dir`,
   );
+  e.code = (err as NodeJS.ErrnoException).code;
+  return e;
+}
+
+/**
+ * Writes all of `data` at the end of an O_APPEND file: a write may store only part (a disk that
+ * fills up mid-write), so it loops; a write that stores nothing is an error.
+ */
+function writeAll(fd: number, data: Buffer): void {
+  for (let off = 0; off < data.length;) {
+    const n = fs.writeSync(fd, data, off);
+    if (n <= 0) throw Object.assign(new Error('write stored no byte'), { code: 'EIO' });
+    off += n;
+  }
 }
 
 /** Creates the directory if needed and checks that it is writable: one clear error otherwise. */
@@ -522,6 +573,14 @@ export class ReplicaFile {
   private fd: number | null = null;
   /** A held entry was replaced by the version that wins; the file needs a rewrite (flush). */
   private dirty = false;
+  /**
+   * Bytes of the file that hold whole, fsynced lines. A failed append may leave part of a line
+   * after them (a torn write); it is cut off before anything else is appended, since a line
+   * appended after a torn one would join it and be rejected at the next open, acknowledged or not.
+   */
+  private whole = 0;
+  /** A failed append's torn tail could not be cut off yet (see `whole`). */
+  private torn = false;
 
   private constructor(
     readonly file: string,
@@ -547,41 +606,62 @@ export class ReplicaFile {
       writeFileAtomic(file, serialize(set.entries));
     }
     const rf = new ReplicaFile(file, set, rejected);
-    try {
-      rf.fd = fs.openSync(file, 'a', 0o644);
-    } catch (err) {
-      throw ioError('open for appending', file, err);
-    }
+    rf.reopen();
     return rf;
+  }
+
+  /** Opens the file for appends; `measure`: it was (re)written whole, so all of it is `whole`. */
+  private reopen(measure = true): void {
+    try {
+      this.fd = fs.openSync(this.file, 'a', 0o644);
+      if (measure) this.whole = fs.fstatSync(this.fd).size;
+    } catch (err) {
+      throw ioError('open for appending', this.file, err);
+    }
   }
 
   /** Appends the entries not present yet; they are on disk (fsynced) when this returns them. */
   append(entries: readonly Entry[]): Entry[] {
-    return this.apply(entries).added;
+    const r = this.apply(entries);
+    if (r.failure) throw ioError('append to', this.file, r.failure);
+    return r.added;
   }
 
   /**
    * Appends new identities (on disk, fsynced, when this returns) and replaces held versions that
    * lose a conflict (see preferred()) in memory; flush() writes those with one atomic rewrite.
+   * The set changes only after the append is durable: a failed one (disk full, I/O error) is
+   * returned as `failure`, with nothing added or replaced, so a retry is written again.
    */
-  apply(entries: readonly Entry[]): { added: Entry[]; replaced: Entry[] } {
-    const added: Entry[] = [];
-    const replaced: Entry[] = [];
-    for (const e of entries) {
-      const r = this.set.resolve(e);
-      if (r === 'added') added.push(e);
-      else if (r === 'replaced') replaced.push(e);
+  apply(entries: readonly Entry[]): ApplyResult {
+    const { added, replaced } = this.set.plan(entries);
+    if (added.length > 0) {
+      if (this.fd === null) throw new ReplicaError(`${this.file} is closed`);
+      const data = Buffer.from(serialize(added));
+      try {
+        if (this.torn) this.cutTornTail();
+        writeAll(this.fd, data);
+        fs.fsyncSync(this.fd);
+      } catch (err) {
+        this.torn = true;
+        try {
+          this.cutTornTail();
+        } catch {
+          // cut before the next append (torn stays set)
+        }
+        return { added: [], replaced: [], failure: writeFailure(this.file, err) };
+      }
+      this.whole += data.length;
     }
+    for (const e of [...added, ...replaced]) this.set.resolve(e);
     if (replaced.length > 0) this.dirty = true;
-    if (added.length === 0) return { added, replaced };
-    if (this.fd === null) throw new ReplicaError(`${this.file} is closed`);
-    try {
-      fs.writeSync(this.fd, serialize(added));
-      fs.fsyncSync(this.fd);
-    } catch (err) {
-      throw ioError('append to', this.file, err);
-    }
     return { added, replaced };
+  }
+
+  private cutTornTail(): void {
+    fs.ftruncateSync(this.fd!, this.whole);
+    fs.fsyncSync(this.fd!);
+    this.torn = false;
   }
 
   /** Writes pending replacements: one atomic rewrite in the current order. */
@@ -598,14 +678,18 @@ export class ReplicaFile {
     return createHash('sha256').update(data).digest('hex');
   }
 
+  /** A failed rewrite leaves the old file (and `dirty`) as they were, open for appends. */
   private rewrite(data: string): void {
     this.close();
-    writeFileAtomic(this.file, data);
-    this.dirty = false;
+    let written = false;
     try {
-      this.fd = fs.openSync(this.file, 'a', 0o644);
-    } catch (err) {
-      throw ioError('open for appending', this.file, err);
+      writeFileAtomic(this.file, data);
+      written = true;
+      this.dirty = false;
+      this.torn = false;
+    } finally {
+      // After a failed rewrite the old file may still end in a torn tail: `whole` stays as it was.
+      this.reopen(written);
     }
   }
 

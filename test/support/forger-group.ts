@@ -4,7 +4,8 @@
  *
  * Members h0..h2 hold a replica and a kv store and work on tasks; c3 is a client of both (its
  * writes are the ones acknowledged by the holders). Everyone stands for election, syncs its clock,
- * is in the token ring, chats, and answers snapshots.
+ * is in the token ring, chats, and answers snapshots. m4 is an observer running the monitor's
+ * modules: not a member, but it is forged at too and must see the group and stay unstuck.
  *
  * The run, in virtual time (lan profile):
  *  1. the group forms (the same checks as after the forger, so the harness itself is tested);
@@ -12,10 +13,12 @@
  *  3. within RECOVERY_MS (twice the detection time) every member must be alive to every other
  *     and all must follow one coordinator;
  *  4. then, each within its own bound: a kv put and a replicated append are acknowledged by every
- *     holder; every member's Lamport clock and group clock advance and the group clocks agree;
+ *     holder, and the put is what every holder reads back (the forger wrote that key too); every member's Lamport clock and group clock advance and the group clocks agree;
  *     every member enters the critical section once, one at a time, with rising fencing tokens;
  *     every member's chat line reaches every other; a task gets its result; and the group is
- *     still whole with the same coordinator. No handler error anywhere.
+ *     still whole with the same coordinator;
+ *  5. the client crashes and restarts from what it saved: whole again within RECOVERY_MS, and it
+ *     gets the critical section. No handler error anywhere.
  * A run that never returns (a loop stepping through 2^53 values) is caught by the caller's wall
  * deadline (forger.test.ts runs each seed in a worker thread).
  */
@@ -24,6 +27,7 @@ import Database from 'better-sqlite3';
 import { SimCluster, type SimPeer } from './cluster.js';
 import {
   FORGERIES,
+  KV_CHECKED_KEY,
   corrupted,
   describeStep,
   encodeForged,
@@ -34,6 +38,7 @@ import {
 } from './forger.js';
 import { COUNTER_MAX } from '../../src/p2p/bounds.js';
 import { PROFILES } from '../../src/p2p/config.js';
+import type { LinkFaults } from '../../src/p2p/transport/sim.js';
 import { Codec, type AttachmentDecoder, type Check } from '../../src/p2p/wire.js';
 import type { PeerNode } from '../../src/p2p/node.js';
 import type { Protocol } from '../../src/p2p/protocol.js';
@@ -47,6 +52,7 @@ import { MemoryReplica, Replication, envelopeOverhead } from '../../src/p2p/repl
 import { KeyValue } from '../../src/p2p/kv.js';
 import { MemoryTaskLog, Tasks, type TaskExecutor } from '../../src/p2p/tasks.js';
 import { runTask } from '../../src/p2p/task-ops.js';
+import { installMonitorModules } from '../../src/cli/monitor/feeds.js';
 import { KvStore } from '../../src/storage/kv.js';
 import { entryId } from '../../src/storage/replica.js';
 
@@ -81,6 +87,8 @@ export const CLOCK_SPREAD_MS_MAX = 1000;
 
 const HOLDERS = ['h0', 'h1', 'h2'];
 const CLIENT = 'c3';
+/** An observer running what `peer monitor` runs: not a member, but it must not be stuck either. */
+const MONITOR = 'm4';
 /** Ids the forger uses as its own: fixed, so a seed replays. */
 const STRANGERS = ['5151515151515151', 'a0a0a0a0a0a0a0a0', 'ffffffffffffffff'];
 
@@ -135,10 +143,11 @@ export function registered(m: Member): {
 export class ForgerGroup {
   readonly c: SimCluster;
   readonly members: Member[] = [];
+  monitor: SimPeer | null = null;
   private readonly durable = new Map<string, TokenRingDurable>();
 
-  constructor(seed: number) {
-    this.c = new SimCluster(seed, {}, PROFILE, (node, peer) => this.install(node, peer));
+  constructor(seed: number, faults: Partial<LinkFaults> = {}) {
+    this.c = new SimCluster(seed, faults, PROFILE, (node, peer) => this.install(node, peer));
   }
 
   get rt() {
@@ -147,9 +156,11 @@ export class ForgerGroup {
 
   async start(): Promise<void> {
     for (const name of [...HOLDERS, CLIENT]) await this.c.add(name);
+    this.monitor = await this.c.add(MONITOR, { observer: true });
   }
 
   private install(node: PeerNode, peer: SimPeer): void {
+    if (peer.name === MONITOR) return void installMonitorModules(node);
     const holder = HOLDERS.includes(peer.name);
     const rank = [...HOLDERS, CLIENT].indexOf(peer.name);
     const election = node.install(
@@ -245,7 +256,10 @@ export class ForgerGroup {
         if (s && s.exit === null) s.exit = this.rt.now();
       } else if (e.kind === 'task-result') member.results.add(e.id);
     });
-    this.members.push(member);
+    // A restart installs afresh: the member's entry is its new process.
+    const at = this.members.findIndex((m) => m.peer === peer);
+    if (at >= 0) this.members[at] = member;
+    else this.members.push(member);
   }
 
   /** What the wire shows of each member now. */
@@ -270,7 +284,23 @@ export class ForgerGroup {
   /** Why the group is not whole (empty: it is): membership views and the coordinator followed. */
   notWhole(): string[] {
     const problems: string[] = [];
-    if (!this.c.converged())
+    const ids = this.members.map((m) => m.peer.node.id);
+    const seesAll = (p: SimPeer) => {
+      const alive = p.node.membership
+        .list()
+        .filter((v) => v.state === 'alive')
+        .map((v) => v.id);
+      const others = ids.filter((id) => id !== p.node.id);
+      return alive.length === others.length && others.every((id) => alive.includes(id));
+    };
+    if (this.monitor && !seesAll(this.monitor))
+      problems.push(
+        `the monitor sees ${this.monitor.node.membership
+          .list()
+          .map((v) => `${v.name}(${v.id.slice(0, 4)}):${v.state}`)
+          .join(' ')}`,
+      );
+    if (!this.members.every((m) => seesAll(m.peer)))
       for (const m of this.members) {
         const view = m.peer.node.membership
           .list()
@@ -294,6 +324,10 @@ export class ForgerGroup {
     return problems;
   }
 
+  member(name: string): Member {
+    return this.members.find((m) => m.peer.name === name)!;
+  }
+
   coordinator(): string | null {
     return this.members[0]!.election.coordinator();
   }
@@ -312,15 +346,13 @@ export interface SeedOutcome {
   /** Datagrams forged, and how many of each type the members' decoder accepted. */
   sent: number;
   accepted: Record<string, number>;
-  /** Counters the members refused to adopt (bounds.ts), summed over members. */
-  refused: Record<string, number>;
-  /** Virtual time the run took. */
-  virtualMs: number;
 }
 
 export interface RunOptions {
   /** False: the same run and checks without the forger (the control). */
   forge: boolean;
+  /** Network faults besides the forger (default: a perfect network). */
+  faults?: Partial<LinkFaults>;
   /** Forge only these types (default: every registered type), to find which one does harm. */
   types?: readonly string[];
   /** Told what the run is doing, so a run that never returns can say where it was. */
@@ -328,7 +360,7 @@ export interface RunOptions {
 }
 
 export async function runForgerSeed(seed: number, opts: RunOptions): Promise<SeedOutcome> {
-  const g = new ForgerGroup(seed);
+  const g = new ForgerGroup(seed, opts.faults);
   const rt = g.rt;
   const progress = (what: string) => opts.progress?.(`${what} (at ${Math.round(rt.now())} ms)`);
   const failures: string[] = [];
@@ -358,10 +390,12 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
   if (opts.forge) {
     const { bodies, attachments } = registered(g.members[0]!);
     const codec = new Codec(bodies, attachments);
+    const targets = [...g.members.map((m) => m.peer.address), g.monitor!.address];
     const [plan] = fc.sample(
       planArbitrary({
         types: opts.types ?? Object.keys(bodies),
         members: g.members.length,
+        targets: targets.length,
         forgeMs: FORGE_MS,
         perTypeMin: FORGED_PER_TYPE_MIN,
         perTypeMax: FORGED_PER_TYPE_MAX,
@@ -376,11 +410,12 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
           sent++;
           if (codec.decode(data).ok) accepted[step.type] = (accepted[step.type] ?? 0) + 1;
           if (step.to === 'group') forger.broadcast(data);
-          else forger.send(g.members[step.to]!.peer.address, data);
+          else forger.send(targets[step.to]!, data);
         });
         progress(`forging: ${line}`);
       });
-    rt.runFor(FORGE_MS);
+    // The forger has stopped once its last datagram has arrived: the network may delay it.
+    rt.runFor(FORGE_MS + g.c.net.faults.delayMaxMs);
   }
 
   progress('recovering');
@@ -393,12 +428,13 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
   progress('writing');
   const lamports = g.members.map((m) => m.peer.node.lamport);
   const clocks = g.members.map((m) => m.clock.groupNow());
-  const client = g.members.find((m) => m.peer.name === CLIENT)!;
+  const client = g.member(CLIENT);
   const holders = g.members.filter((m) => m.peer.name !== CLIENT).map((m) => m.peer.node.id);
+  const written = `after the forger, seed ${seed}`;
   const ackedByAll = (status: { acked: string[] } | undefined) =>
     status !== undefined && holders.every((h) => status.acked.includes(h));
   try {
-    const put = entryId(client.kv.write({ kind: 'put', key: `after-forger-${seed}`, value: 'v' }));
+    const put = entryId(client.kv.write({ kind: 'put', key: KV_CHECKED_KEY, value: written }));
     const app = entryId(client.replication.append(`after the forger, seed ${seed}`));
     if (
       !rt.runUntilTrue(
@@ -410,6 +446,15 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
         `writes not acknowledged by every holder within ${WRITE_ACK_MS_MAX} ms: kv put acked by ${JSON.stringify(
           client.kv.writeStatus(put)?.acked,
         )}, append by ${JSON.stringify(client.replication.appendStatus(app)?.acked)}`,
+      );
+    // Read back from every holder: the put acknowledged is the value they hold, whatever the forger wrote.
+    const q = client.kv.read(KV_CHECKED_KEY);
+    const answered = () => client.kv.readStatus(q)!.answers.size >= holders.length;
+    if (!rt.runUntilTrue(answered, WRITE_ACK_MS_MAX) || client.kv.readStatus(q)!.latest?.value !== written)
+      failures.push(
+        `reading the key back gave ${JSON.stringify(client.kv.readStatus(q)?.latest ?? null)} from ${
+          client.kv.readStatus(q)?.answers.size
+        } holders, not the value written (${written})`,
       );
   } catch (err) {
     failures.push(`a write was refused: ${(err as Error).message}`);
@@ -478,24 +523,42 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
   if (still.length > 0) failures.push('the group fell apart again:', ...still);
   else if (g.coordinator() !== leader)
     failures.push(`the coordinator changed from ${leader?.slice(0, 4)} to ${g.coordinator()?.slice(0, 4)}`);
+  else failures.push(...(await restartChecked(g)));
   if (failures.length > 0) failures.unshift(`(whole again ${recoveredIn} ms after the forger stopped)`);
   return done(failures);
 
   function done(f: string[]): SeedOutcome {
     const errors = g.handlerErrors();
-    const refused: Record<string, number> = {};
-    for (const m of g.members)
-      for (const [counter, n] of Object.entries(m.peer.node.stats.refused))
-        refused[counter] = (refused[counter] ?? 0) + n;
     return {
       seed,
       failures: [...f, ...errors.map((e) => `handler error: ${e.split('\n').slice(0, 3).join(' | ')}`)],
       sent,
       accepted,
-      refused,
-      virtualMs: rt.now(),
     };
   }
+}
+
+/**
+ * What a member saved while the forger sent (its incarnation, its token ring promises) must let
+ * it come back: the client crashes and restarts, the group is whole again within RECOVERY_MS and
+ * the restarted member gets the critical section.
+ */
+async function restartChecked(g: ForgerGroup): Promise<string[]> {
+  const rt = g.rt;
+  await g.c.crash(g.member(CLIENT).peer);
+  await g.c.restart(g.member(CLIENT).peer);
+  if (!rt.runUntilTrue(() => g.notWhole().length === 0, RECOVERY_MS))
+    return [`${CLIENT} restarted, and the group was not whole ${RECOVERY_MS} ms later:`, ...g.notWhole()];
+  const back = g.member(CLIENT);
+  const asked = rt.now();
+  back.ring.request(TOKEN_HOLD_MS);
+  if (
+    !rt.runUntilTrue(() => back.sections.some((s) => s.enter >= asked && s.exit !== null), TOKEN_ROUND_MS_MAX)
+  )
+    return [
+      `${CLIENT} restarted and got no critical section within ${TOKEN_ROUND_MS_MAX} ms: ${JSON.stringify(back.ring.status())}`,
+    ];
+  return [];
 }
 
 /** Builds and sends one step's datagram from the group's state now; returns what it sent. */

@@ -51,8 +51,6 @@ export class ForgerWorker {
           failures: [`seed ${seed} did not finish within ${deadlineMs} ms of wall time; last: ${last}`],
           sent: 0,
           accepted: {},
-          refused: {},
-          virtualMs: 0,
         });
       }, deadlineMs);
       const onMessage = (r: Reply) => {

@@ -11,8 +11,9 @@
  * gap), read when the datagram is sent.
  *
  * Generators are fast-check arbitraries of functions of the group as it is at send time
- * (`Forge`), so a plan drawn from a seed replays exactly. A small share of fields are out of their
- * schema (negative, fractional, past 2^53, too long) on purpose: those datagrams test the decoder.
+ * (`Forge`), so a plan drawn from a seed replays exactly. One datagram in DECODER_TEST_EVERY has one
+ * field out of its schema (negative, fractional, past 2^53, too long, a name with control
+ * characters, another version) on purpose: those test the decoder.
  */
 import fc from 'fast-check';
 import { COUNTER_MAX } from '../../src/p2p/bounds.js';
@@ -87,7 +88,7 @@ type Counter = 'incarnation' | 'lamport' | 'term' | 'tokenEpoch' | 'tokenGen' | 
 
 const SAFE_MAX = Number.MAX_SAFE_INTEGER;
 /** Where fixed-width and safe-integer arithmetic ends, and where the counter bound sits. */
-export const EXTREME_UINTS: readonly number[] = [
+const EXTREME_UINTS: readonly number[] = [
   0,
   1,
   2 ** 31 - 1,
@@ -342,7 +343,12 @@ function wireEntry(textOf: G<string>): G<unknown> {
     .map(([o, s, l, t]) => (f: Forge) => [o(f), Math.max(1, s(f)), l(f), t(f)]);
 }
 const replicaText = text(700);
-const kvKey = text(KV_KEY_BYTES_MAX, 1);
+/** The key the group writes and reads back after the forger (forger-group.ts): the forger writes it too. */
+export const KV_CHECKED_KEY = 'checked-after-the-forger';
+const kvKey: G<string> = fc.oneof(
+  { arbitrary: text(KV_KEY_BYTES_MAX, 1), weight: 3 },
+  { arbitrary: konst(KV_CHECKED_KEY), weight: 1 },
+);
 const kvText: G<string> = fc.oneof(
   fc.tuple(kvKey, text(KV_VALUE_BYTES_MAX)).map(
     ([key, v]) =>
@@ -359,6 +365,8 @@ function replication(entryText: G<string>): Record<string, fc.Arbitrary<(f: Forg
   return {
     'rp.app': bodyOf(rec({ e: entry })),
     'rp.ack': bodyOf(rec({ o: peerId, s: uint(), k: peerIds(ACK_HOLDERS_MAX) })),
+    // A holder that could not store an append says why (its disk is full, failing, or else).
+    'rp.nak': bodyOf(rec({ o: peerId, s: uint(), r: k(fc.constantFrom('full', 'io', 'other')) })),
     'rp.tq': bodyOf(
       rec({
         q,
@@ -537,7 +545,7 @@ export interface Step {
   type: string;
   /** Index of the member the datagram is about (claimed id, counters near its own). */
   victim: number;
-  /** Multicast to the group, or unicast to the member with this index. */
+  /** Multicast to the group, or unicast to the target with this index (PlanOptions.targets). */
   to: 'group' | number;
   envelope: (f: Forge) => ForgedEnvelope;
   message: (f: Forge) => Forged;
@@ -554,7 +562,7 @@ export interface Corruption {
 }
 
 /** One datagram in DECODER_TEST_EVERY breaks one field on purpose. */
-export const DECODER_TEST_EVERY = 8;
+const DECODER_TEST_EVERY = 8;
 const corruption: fc.Arbitrary<Corruption | null> = fc.oneof(
   { arbitrary: fc.constant(null), weight: DECODER_TEST_EVERY - 1 },
   {
@@ -610,6 +618,8 @@ export function corrupted(c: Corruption, env: ForgedEnvelope, m: Forged): [Forge
 export interface PlanOptions {
   types: readonly string[];
   members: number;
+  /** Addresses a datagram may be unicast to: the members' and then others' (an observer). */
+  targets: number;
   forgeMs: number;
   /** Datagrams per type, at least and at most. */
   perTypeMin: number;
@@ -625,7 +635,7 @@ export function planArbitrary(o: PlanOptions): fc.Arbitrary<Step[]> {
       .record({
         at: fc.integer({ min: 0, max: o.forgeMs - 1 }),
         victim: fc.nat({ max: o.members - 1 }),
-        to: fc.oneof(fc.constant('group' as const), fc.nat({ max: o.members - 1 })),
+        to: fc.oneof(fc.constant('group' as const), fc.nat({ max: o.targets - 1 })),
         envelope,
         message,
         corrupt: corruption,

@@ -49,7 +49,9 @@ export async function writeCommand(
     }
     const known = r.confirmed.length + r.missing.length;
     process.stderr.write(
-      `${cmd.config.bin}: ${r.id} confirmed by ${r.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${r.missing.length ? `no confirmation from: ${escapeForTerminal(r.missing.join(', '))}` : `only ${known} holder(s) are known`}\n`,
+      r.refused.length > 0
+        ? `${cmd.config.bin}: ${r.id} could not be stored by ${escapeForTerminal(r.refused.join(', '))} (--acks ${flags.acks}); free space there (or fix the disk) and write again\n`
+        : `${cmd.config.bin}: ${r.id} confirmed by ${r.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${r.missing.length ? `no confirmation from: ${escapeForTerminal(r.missing.join(', '))}` : `only ${known} holder(s) are known`}\n`,
     );
     // Not this.exit(): oclif would print a second JSON object (an error) after ours.
     process.exitCode = EXIT_NOT_CONFIRMED;

@@ -2,7 +2,8 @@ import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { PeerCommand } from '../../cli/base.js';
 import { networkFlags } from '../../cli/flags.js';
-import { networkSettings, startPeer, untilSignal } from '../../cli/peer.js';
+import { networkSettings, startPeer, stderrHealth, untilSignal } from '../../cli/peer.js';
+import { reportingStore } from '../../cli/kv.js';
 import { UsageError } from '../../cli/network.js';
 import {
   describeMembershipEvent,
@@ -43,7 +44,9 @@ export default class KvServe extends PeerCommand {
     const log = eventLog((l) => this.log(l), json);
     let store!: KvStore;
     let kv!: KeyValue;
+    const health = stderrHealth();
     const peer = await startPeer(settings, {
+      health,
       // Opened here, before the node: a restarted holder starts its clock above its own log.
       lamport: (s) => {
         try {
@@ -54,10 +57,14 @@ export default class KvServe extends PeerCommand {
         }
         return store.maxLamport();
       },
-      install: (node) => {
+      install: (node, s) => {
+        const holder = reportingStore(store, s!.file, health);
         kv = node.install(
           (ctx, n) =>
-            new KeyValue(ctx, n.membership, { store, envelopeBytes: envelopeOverhead(settings.name) }),
+            new KeyValue(ctx, n.membership, {
+              store: holder,
+              envelopeBytes: envelopeOverhead(settings.name),
+            }),
         );
       },
     });

@@ -127,7 +127,9 @@ export default class KvShell extends PeerCommand {
         else
           fail(
             n,
-            `${r.id} confirmed by ${r.confirmed.length} holder(s) within ${flags.timeout} ms (--acks ${flags.acks})${r.missing.length ? `; no confirmation from: ${r.missing.join(', ')}` : ''}`,
+            r.refused.length > 0
+              ? `${r.id} could not be stored by ${r.refused.join(', ')} (--acks ${flags.acks})`
+              : `${r.id} confirmed by ${r.confirmed.length} holder(s) within ${flags.timeout} ms (--acks ${flags.acks})${r.missing.length ? `; no confirmation from: ${r.missing.join(', ')}` : ''}`,
           );
         return true;
       }

@@ -1,0 +1,271 @@
+/**
+ * The built CLI on a real, tiny, full disk. Each holder runs in a mount namespace of its own on a
+ * 2 MB tmpfs (`unshare --mount`, so nothing is mounted on the host); the test reaches its files
+ * through /proc/<pid>/root and fills the disk with a filler file:
+ *   - `peer replicate` holders r1 (full) and r2 (healthy), written to with `--acks all` until r1
+ *     refuses; `peer kv serve` holder k1 (full), written to through `peer kv shell`;
+ *   - every write a holder acknowledged is in its file (replica file, kv_log) while the disk is full;
+ *   - the holders stay up through the full disk, their checkpoint timers included, and each says
+ *     ONE line that writes fail; writers get a one-line refusal and exit 1;
+ *   - the filler deleted, new writes succeed without a restart and each holder says ONE line that
+ *     writes work again (for r1 that needs its checkpoint timer to have kept running).
+ * A loopback test, not a LAN one: a tmpfs per process needs no network namespace per peer, and
+ * loopback is what the other real-process kv and replicate tests use.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BIN, Lines, loopbackFlags, runCli, tempDir, testPort } from '../support/proc.js';
+import { parseReplica, entryId } from '../../src/storage/replica.js';
+
+/** Size of each holder's tmpfs, and the room left when it is filled. */
+const TMPFS_SIZE = '2m';
+const ROOM_BYTES = 96 * 1024;
+/** Writes per batch, each with a text of this many bytes: a few batches fill the room. */
+const BATCH_LINES = 100;
+const TEXT_BYTES = 500;
+const BATCHES_MAX = 30;
+
+const FAILING = /storage: writes to \S+ failing \(disk full\); refusing new writes until space returns/g;
+const RECOVERED = /storage: writes to \S+ work again; accepting new writes/g;
+
+const running: Lines[] = [];
+afterEach(async () => {
+  for (const p of running.splice(0)) {
+    p.child.kill('SIGKILL');
+    await p.exited;
+  }
+});
+
+/** Starts the CLI in its own mount namespace with a fresh tmpfs mounted on `mount`. */
+function startOnTmpfs(mount: string, args: string[]): Lines {
+  fs.mkdirSync(mount, { recursive: true });
+  const child = spawn(
+    'unshare',
+    [
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      `mount -t tmpfs -o size=${TMPFS_SIZE} tmpfs "$1" && shift && exec "$@"`,
+      'sh',
+      mount,
+      process.execPath,
+      BIN,
+      ...args,
+    ],
+    { env: { ...process.env, NO_COLOR: '1' }, stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  const p = new Lines(child);
+  running.push(p);
+  return p;
+}
+
+/** A path inside a holder's mount namespace, as seen from here. */
+function inside(p: Lines, file: string): string {
+  return `/proc/${p.child.pid}/root${file}`;
+}
+
+/** Fills the holder's tmpfs until `room` bytes are left. */
+function fill(p: Lines, mount: string, room = ROOM_BYTES): void {
+  const at = inside(p, mount);
+  const st = fs.statfsSync(at);
+  fs.writeFileSync(path.join(at, 'filler'), Buffer.alloc(Math.max(0, st.bavail * st.bsize - room)));
+}
+
+const count = (p: Lines, re: RegExp) => (p.stderr.join('').match(re) ?? []).length;
+const up = (p: Lines) => p.json().some((e) => e.event === 'up');
+const alive = (p: Lines) => p.child.exitCode === null && p.child.signalCode === null;
+
+describe('peer replicate and peer kv serve on a full disk', () => {
+  it('acknowledge only what they stored, stay up, say so once, and resume when space returns', async () => {
+    const port = testPort();
+    const root = tempDir('disk');
+    const net = (dir: string) => loopbackFlags(port, dir, 'local');
+    const holder = (name: string, command: string[]) => {
+      const mount = path.join(root, name);
+      const dir = path.join(mount, 'd');
+      const extra = command[0] === 'replicate' ? ['--dir', dir] : [];
+      const p = startOnTmpfs(mount, [
+        ...command,
+        ...net(dir),
+        ...extra,
+        '--name',
+        name,
+        '--log-format',
+        'json',
+      ]);
+      return { p, mount, dir };
+    };
+    const r1 = holder('r1', ['replicate']);
+    const r2 = holder('r2', ['replicate']);
+    const k1 = holder('k1', ['kv', 'serve']);
+    for (const h of [r1, r2, k1]) await h.p.until(up, 30_000, 'up');
+    await r1.p.until(
+      (l) => l.json().some((e) => e.event === 'join' && e.name === 'r2'),
+      30_000,
+      'r1 sees r2',
+    );
+    fill(r1.p, r1.mount);
+    fill(k1.p, k1.mount);
+    const client = net(path.join(root, 'client'));
+
+    // Replicate until r1 refuses; every entry acknowledged by a holder must be in its file.
+    const ackedBy = new Map<string, string[]>([
+      ['r1', []],
+      ['r2', []],
+    ]);
+    let refusal = '';
+    let refusedByR1 = false;
+    for (let b = 0; b < BATCHES_MAX && !refusal; b++) {
+      const input = Array.from(
+        { length: BATCH_LINES },
+        (_, i) => `b${b} i${i} ${'x'.repeat(TEXT_BYTES)}`,
+      ).join('\n');
+      const r = await runCli(['replicate', '-', ...client, '--acks', 'all', '--timeout', '3000', '--json'], {
+        input,
+        timeoutMs: 60_000,
+      });
+      expect(r.stdout, `replicate exited ${r.code}: ${r.stderr}`).toMatch(/^\{/);
+      const out = JSON.parse(r.stdout) as {
+        entries: Array<{ ok: boolean; id: string; confirmed: string[]; refused?: string[] }>;
+      };
+      for (const e of out.entries) for (const h of e.confirmed) ackedBy.get(h)?.push(e.id);
+      if (r.code !== 0) {
+        refusal = r.stderr;
+        refusedByR1 = r.code === 1 && out.entries.some((e) => e.refused?.includes('r1 (disk full)'));
+      }
+    }
+    for (const h of [r1, r2, k1]) expect(alive(h.p), h.p.stderr.join('')).toBe(true);
+    for (const [name, h] of [
+      ['r1', r1],
+      ['r2', r2],
+    ] as const) {
+      // The holder keeps repairing from the other one meanwhile: an append in progress (or failing,
+      // before its torn part is cut off) may show as a last line without its newline. Whole lines
+      // are what counts, and every one of them must parse.
+      const content = fs.readFileSync(inside(h.p, path.join(h.dir, `${name}.txt`)), 'utf8');
+      const file = parseReplica(content.slice(0, content.lastIndexOf('\n') + 1));
+      const stored = new Set(file.set.entries.map(entryId));
+      const lost = ackedBy.get(name)!.filter((id) => !stored.has(id));
+      expect(lost, `${name} acknowledged entries its file lacks`).toEqual([]);
+      expect(file.rejected).toEqual([]);
+    }
+    expect(ackedBy.get('r2')!.length).toBeGreaterThan(ackedBy.get('r1')!.length);
+    // The writer exited 1, and one line (besides the open-group notice every command prints) says
+    // who refused and why.
+    expect(refusedByR1, refusal).toBe(true);
+    const said = refusal.split('\n').filter((l) => l !== '' && !l.includes('--key-file'));
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(
+      /^peer: .*could not be stored by r1 \(disk full\) \(--acks all\); free space there/,
+    );
+
+    // kv: put through the shell until k1 refuses; every write it confirmed is in its kv_log.
+    const okIds: string[] = [];
+    let kvRefusal = '';
+    for (let b = 0; b < BATCHES_MAX && !kvRefusal; b++) {
+      const input = Array.from(
+        { length: BATCH_LINES },
+        (_, i) => `POST k${b}_${i} ${'v'.repeat(TEXT_BYTES)}`,
+      ).join('\n');
+      const r = await runCli(['kv', 'shell', ...client, '--acks', 'all', '--timeout', '3000'], {
+        input: `${input}\nexit\n`,
+        timeoutMs: 120_000,
+      });
+      for (const m of r.stdout.matchAll(/^OK ([0-9a-f]{16}:\d+) /gm)) okIds.push(m[1]!);
+      if (r.code !== 0) kvRefusal = r.stderr;
+    }
+    // SQLite resolves the /proc/<pid>/root link (to the host's empty mount point): read a copy of
+    // the database and its WAL, exactly what is on k1's disk now.
+    const copy = path.join(root, 'k1-copy.db');
+    for (const suffix of ['', '-wal'])
+      fs.copyFileSync(inside(k1.p, path.join(k1.dir, `k1.db${suffix}`)), copy + suffix);
+    const db = new Database(copy, { fileMustExist: true });
+    const rows = db.prepare('SELECT origin, seq FROM kv_log').all() as Array<{ origin: string; seq: number }>;
+    db.close();
+    const logged = new Set(rows.map(entryId));
+    expect(okIds.length).toBeGreaterThan(0);
+    expect(
+      okIds.filter((id) => !logged.has(id)),
+      'k1 confirmed writes its kv_log lacks',
+    ).toEqual([]);
+    expect(kvRefusal).toMatch(/could not be stored by k1 \(disk full\)/);
+
+    // Still up (the checkpoint timers ran on the full disk meanwhile), one line each.
+    for (const h of [r1, r2, k1]) expect(alive(h.p), h.p.stderr.join('')).toBe(true);
+    expect(count(r1.p, FAILING), r1.p.stderr.join('')).toBe(1);
+    expect(count(k1.p, FAILING), k1.p.stderr.join('')).toBe(1);
+    expect(count(r2.p, FAILING)).toBe(0);
+    for (const h of [r1, r2, k1])
+      expect(h.p.stderr.join('')).not.toMatch(/SqliteError|Uncaught|at .*\.js:\d+/);
+
+    // Space returns: writes succeed without a restart, and each holder says so once.
+    fs.rmSync(inside(r1.p, path.join(r1.mount, 'filler')));
+    fs.rmSync(inside(k1.p, path.join(k1.mount, 'filler')));
+    const after = await runCli([
+      'replicate',
+      'after the disk was freed',
+      ...client,
+      '--acks',
+      'all',
+      '--json',
+    ]);
+    expect(after.code, after.stderr).toBe(0);
+    expect((JSON.parse(after.stdout) as { confirmed: string[] }).confirmed).toEqual(['r1', 'r2']);
+    const put = await runCli(['kv', 'put', 'after', 'freed', ...client, '--acks', 'all']);
+    expect(put.code, put.stderr).toBe(0);
+    await r1.p.until((l) => count(l, RECOVERED) > 0, 15_000, 'r1 says writes work again');
+    await k1.p.until((l) => count(l, RECOVERED) > 0, 15_000, 'k1 says writes work again');
+    for (const h of [r1, k1]) {
+      expect(count(h.p, FAILING)).toBe(1);
+      expect(count(h.p, RECOVERED)).toBe(1);
+      expect(alive(h.p)).toBe(true);
+    }
+  }, 300_000);
+
+  it('a chat listener on a full disk stays up, says so once, and stores lines again when space returns', async () => {
+    const port = testPort();
+    const root = tempDir('disk-chat');
+    const mount = path.join(root, 'bob');
+    const dir = path.join(mount, 'd');
+    const bob = startOnTmpfs(mount, [
+      'chat',
+      '--listen',
+      '--json',
+      '--name',
+      'bob',
+      ...loopbackFlags(port, dir, 'local'),
+    ]);
+    await bob.until(() => fs.existsSync(inside(bob, path.join(dir, 'bob.db'))), 30_000, 'bob up');
+    const send = (text: string, waitMs: number) =>
+      runCli([
+        'chat',
+        '--name',
+        'alice',
+        '--send',
+        text,
+        '--wait',
+        String(waitMs),
+        ...loopbackFlags(port, path.join(root, 'alice'), 'local'),
+      ]);
+    const first = await send('before the disk filled', 10_000);
+    expect(first.code, first.stderr).toBe(0);
+    fill(bob, mount, 0);
+    // Lines bob cannot store are not acknowledged: each sender gives up (exit 1).
+    for (let i = 0; i < 3; i++) expect((await send(`while full ${i}`, 1_500)).code).toBe(1);
+    expect(alive(bob), bob.stderr.join('')).toBe(true);
+    expect(count(bob, FAILING), bob.stderr.join('')).toBe(1);
+    fs.rmSync(inside(bob, path.join(mount, 'filler')));
+    const after = await send('after the disk was freed', 10_000);
+    expect(after.code, after.stderr).toBe(0);
+    await bob.until((l) => count(l, RECOVERED) > 0, 15_000, 'bob says writes work again');
+    expect(count(bob, FAILING)).toBe(1);
+    expect(count(bob, RECOVERED)).toBe(1);
+    expect(bob.lines.join('\n')).toContain('after the disk was freed');
+    expect(bob.stderr.join('')).not.toMatch(/SqliteError|not stored/);
+  }, 120_000);
+});
