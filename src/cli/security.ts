@@ -110,6 +110,8 @@ export interface SecurityReport {
   secure: SecureStats | null;
   /** Envelopes the kernel refused after decryption (or in an open group), by reason. */
   decode: NodeStats['dropped'];
+  /** Messages refused because a counter in them went past its bound, or because they spoke for a member from elsewhere (bounds.ts, membership.ts). */
+  refused: NodeStats['refused'];
   datagramsIn: number;
   datagramsOut: number;
   /** This peer's local health (membership.ts): under a flood, why it is slower to call deaths. */
@@ -133,6 +135,7 @@ export function securityReport(layers: SecurityLayers, node: PeerNode): Security
         }
       : null,
     decode: { ...node.stats.dropped },
+    refused: { ...node.stats.refused },
     datagramsIn: node.stats.datagramsIn,
     datagramsOut: node.stats.datagramsOut,
     health: node.membership.health,
@@ -163,6 +166,7 @@ export function describeReport(r: SecurityReport): string {
         ]
       : []),
     `refused by the decoder: ${nonzero(r.decode)}`,
+    `refused for a counter past its bound or a member spoken for from elsewhere: ${nonzero(r.refused)}`,
     `local health: score ${r.health.score} (suspicion and death timeouts x${r.health.score + 1})` +
       (r.health.heartbeatLoss === null
         ? ''
