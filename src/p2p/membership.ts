@@ -26,7 +26,12 @@
  *     and its old process's late datagrams, from the old port, are refused from then on; or
  *   - from anywhere, once the member is dead or left here: its known address fell silent, so a
  *     restart on another host, or a process back from a partition, is taken as it is, at
- *     whatever incarnation it brings (memberlist's reclaim of a dead node's name).
+ *     whatever incarnation it brings (memberlist's reclaim of a dead node's name); or
+ *   - from the address it was reclaimed from, at no lower an incarnation than it had there. A
+ *     member can look dead here without being dead (a partition, a flood at our socket), and
+ *     then one datagram from a stranger claiming it would take it over: the member heard at its
+ *     old address again wins it back at once, and the stranger is an impostor from then on.
+ *     A real restart elsewhere loses nothing by this: its old process is gone and stays silent.
  * Anything else claiming its id (another host while it is alive or suspect, or its own host with
  * no higher incarnation) is an impostor: the whole envelope is dropped and counted
  * (`refused.impostor` in the node's stats),
@@ -40,6 +45,10 @@
  * `stats.refused.incarnation`, never refuted to one above our own + 1).
  * Incarnations adopted from others are bounded (bounds.ts): one more than INCARNATION_STEP_MAX
  * above what we know of a member, or beyond COUNTER_MAX, is refused and counted the same way.
+ * A datagram whose Lamport time the node's clock refused (lamport.ts) still reaches observe()
+ * when it passed these checks and comes from a known member: it is that member's word that it is
+ * alive, only out of step with our clock. So a forger that splits the group's clocks cannot make
+ * members declare each other dead, and then reclaim them, while the clocks catch up.
  *
  * Failure modes: a peer cut off sees everyone dead and is seen dead; when the link heals,
  * heartbeats flow again and both sides mark each other alive. Memory is bounded by membersMax:
@@ -76,6 +85,9 @@
  *     our event loop was starved and every member looks silent for that long through no fault
  *     of theirs; the score rises by one per heartbeat interval missed, before the timeouts of that
  *     same tick are checked.
+ *   Only datagrams taken as their sender's word count: an impostor's or one refused for its
+ *   incarnation never reaches observe(), so a forger's flood of them adds no arrivals and no
+ *   gaps; a member's own datagram refused only for its Lamport time counts as the arrival it is.
  *   Not signals here: having to refute a suspicion of ourselves (memberlist counts it). With
  *   every peer detecting on its own, a suspicion of us is as often the suspecter's impairment as
  *   ours: a flooded peer suspects its healthy neighbours, and raising their scores would slow the
@@ -166,6 +178,8 @@ interface Member {
   hbCounter: number;
   /** Its last heartbeats heard: when, and how many were lost just before each (oldest first). */
   arrivals: Arrival[];
+  /** Where it was, and at what incarnation, before it was reclaimed from another address. */
+  home: { address: Address; incarnation: number } | null;
 }
 
 interface Arrival {
@@ -249,11 +263,15 @@ export class Membership implements Protocol {
     return false;
   }
 
-  /** Every admitted datagram from another peer is evidence that it is alive. */
-  observe(env: Envelope, from: Address): void {
+  /**
+   * Every admitted datagram from another peer is evidence that it is alive. With `join` false (its
+   * Lamport time was refused, node.ts) only for a member we know: a newcomer joins once its
+   * datagrams are taken whole.
+   */
+  observe(env: Envelope, from: Address, { join } = { join: true }): void {
     const m = this.members.get(env.i);
     if (!m) {
-      if (env.t === 'hb') this.add(env, from);
+      if (env.t === 'hb' && join) this.add(env, from);
       return;
     }
     const moved = m.address !== from;
@@ -272,6 +290,12 @@ export class Membership implements Protocol {
       m.tags = g;
       if (h !== undefined) this.countHeartbeat(m, h, before === 'dead' || moved, env.c > wasIncarnation, now);
     }
+    // Reclaimed from another address: the one it leaves may win it back (see speaksFor).
+    if (moved)
+      m.home =
+        (before === 'dead' || before === 'left') && from !== m.home?.address
+          ? { address: m.address, incarnation: wasIncarnation }
+          : null;
     m.address = from;
     if (env.c > wasIncarnation && moved) {
       this.setState(m, 'alive', now);
@@ -542,6 +566,7 @@ export class Membership implements Protocol {
       tags: (env.b as { g: Tags }).g,
       hbCounter: (env.b as { h?: number }).h ?? -1,
       arrivals: [],
+      home: null,
     };
     this.members.set(m.id, m);
     this.ctx.emit({ kind: 'join', member: this.view(m) });
@@ -589,10 +614,12 @@ export class Membership implements Protocol {
 
 /**
  * Whether a datagram from `from` at incarnation `c` is member `m`'s own word: from its address,
- * from a restart on its host (a higher incarnation), or from anywhere once it is dead or left.
+ * from a restart on its host (a higher incarnation), from anywhere once it is dead or left, or
+ * from the address it was reclaimed from, at no lower an incarnation than it had there.
  */
 function speaksFor(m: Member, c: number, from: Address): boolean {
   if (from === m.address || m.state === 'dead' || m.state === 'left') return true;
+  if (from === m.home?.address && c >= m.home.incarnation) return true;
   return c > m.incarnation && parseAddress(from).host === parseAddress(m.address).host;
 }
 

@@ -4,8 +4,11 @@
  * sequence number and Lamport time on every send, decodes and validates every datagram, merges
  * the Lamport time, and dispatches the envelope to the module that owns its type.
  * An envelope is dropped whole, before any module reads it, when membership does not take it as
- * its sender's word (an impostor using a member's id, an incarnation past its bound) or when its
- * Lamport time is past the clock's bound (lamport.ts); both are counted.
+ * its sender's word (an impostor using a member's id, an incarnation past its bound). One whose
+ * Lamport time is past the clock's bound (lamport.ts) is withheld from every protocol too, but
+ * membership still counts it as a sign of life from a member it knows: the sender is who it says
+ * (admitted), only its clock is out of step with ours, and a forger able to split the group's
+ * clocks must not make members give each other up for dead. Both are counted.
  */
 import {
   Codec,
@@ -264,6 +267,9 @@ export class PeerNode {
     if (!this.membership.admit(env, from)) return;
     if (!this.clock.receive(env.l, this.opts.runtime.now(), from)) {
       this.context.refuse('lamport');
+      // Still its sender's own word that it is alive: a member whose clock is out of step with
+      // ours (a forger split the group's clocks, lamport.ts) must not look dead until it mends.
+      this.guard(() => this.membership.observe(env, from, { join: false }));
       return;
     }
     this.guard(() => {

@@ -133,6 +133,8 @@ export const IBLT_CELLS_MIN = 24;
 export const IBLT_CELLS_MAX = 1 << 21;
 /** Bytes of one IBLT cell on the wire: count mod 2^16, two key lanes, check hash. */
 export const IBLT_CELL_BYTES = 14;
+/** IBLT cells one `rp.iq` may ask for (fewer when the responder's answer would not fit a datagram). */
+export const IBLT_CELLS_PER_REQUEST_MAX = 256;
 /** IBLTs a responder keeps built (one per session it serves), and their total cells (16 B each). */
 export const IBLT_CACHE_MAX = 16;
 export const IBLT_CACHE_CELLS_MAX = 1 << 22;
@@ -180,7 +182,13 @@ const MESSAGES = {
     p: is.array(is.uint(), 64),
   }),
   'rp.tr': is.object({ q: Q, h: B64 }),
-  'rp.iq': is.object({ q: Q, z: Q, m: is.int(IBLT_CELLS_MIN, IBLT_CELLS_MAX), f: Q, n: is.int(1, 256) }),
+  'rp.iq': is.object({
+    q: Q,
+    z: Q,
+    m: is.int(IBLT_CELLS_MIN, IBLT_CELLS_MAX),
+    f: Q,
+    n: is.int(1, IBLT_CELLS_PER_REQUEST_MAX),
+  }),
   'rp.ir': is.object({ q: Q, c: B64 }),
   'rp.get': is.object({ q: Q, k: B64 }),
   'rp.ent': is.object({ q: Q, e: is.array(wireEntry, 64) }),
@@ -821,7 +829,7 @@ export class Replication implements Protocol {
   }
 
   private queueTreeLevel(s: Session, parents: number[]): void {
-    const perMsg = Math.max(1, Math.floor(b64Bytes(s.replyBodyBytes, 40) / (DIGEST_FANOUT * HASH_BYTES)));
+    const perMsg = treeParentsPerReply(s.replyBodyBytes);
     s.differing = [];
     for (let i = 0; i < parents.length; i += perMsg) {
       const p = parents.slice(i, i + perMsg);
@@ -833,7 +841,7 @@ export class Replication implements Protocol {
     s.phase = 'iblt';
     s.m = m;
     s.remote = new Iblt(m);
-    const perMsg = Math.min(256, Math.floor(b64Bytes(s.replyBodyBytes, 40) / IBLT_CELL_BYTES));
+    const perMsg = ibltCellsPerReply(s.replyBodyBytes);
     for (let f = 0; f < m; f += perMsg) {
       const n = Math.min(perMsg, m - f);
       s.queue.push({ type: 'rp.iq', body: { z: s.z, m, f, n }, from: f });
@@ -1024,7 +1032,9 @@ export class Replication implements Protocol {
     if (!this.sink) return;
     const level = this.sink.set.tree[b.lv]!;
     const parentsMax = DIGEST_FANOUT ** (b.lv - 1);
-    if (b.p.some((p) => p >= parentsMax)) return void this.rejected++;
+    // More parents than our answer holds: no initiator of ours asks that (it sizes by our name).
+    if (b.p.length > treeParentsPerReply(this.bodyBytesMax) || b.p.some((p) => p >= parentsMax))
+      return void this.rejected++;
     const out = Buffer.alloc(b.p.length * DIGEST_FANOUT * HASH_BYTES);
     b.p.forEach((parent, i) => {
       for (let c = 0; c < DIGEST_FANOUT; c++)
@@ -1041,7 +1051,8 @@ export class Replication implements Protocol {
     from: Address,
     b: { q: number; z: number; m: number; f: number; n: number },
   ): void {
-    if (!this.sink || b.f + b.n > b.m) return void this.rejected++;
+    if (!this.sink || b.f + b.n > b.m || b.n > ibltCellsPerReply(this.bodyBytesMax))
+      return void this.rejected++;
     const key = `${env.i}:${b.z}:${b.m}`;
     let cached = this.ibltCache.get(key);
     if (!cached) {
@@ -1099,6 +1110,18 @@ export class Replication implements Protocol {
 /** Raw bytes that fit, base64-encoded, in a body of `bodyBytes` with `fixed` other bytes. */
 function b64Bytes(bodyBytes: number, fixed: number): number {
   return Math.floor((bodyBytes - fixed) / 4) * 3;
+}
+
+/**
+ * Parents whose bucket hashes fit one `rp.tr`, and IBLT cells one `rp.ir`, from a responder whose
+ * reply bodies may be `bodyBytes` long: the initiator asks for no more, the responder takes no more.
+ */
+function treeParentsPerReply(bodyBytes: number): number {
+  return Math.max(1, Math.floor(b64Bytes(bodyBytes, 40) / (DIGEST_FANOUT * HASH_BYTES)));
+}
+
+function ibltCellsPerReply(bodyBytes: number): number {
+  return Math.min(IBLT_CELLS_PER_REQUEST_MAX, Math.floor(b64Bytes(bodyBytes, 40) / IBLT_CELL_BYTES));
 }
 
 function ibltSize(d: number): number {

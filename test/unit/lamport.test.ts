@@ -84,4 +84,38 @@ describe('Lamport clock bounds', () => {
     expect(clock.time).toBeGreaterThan(group);
     expect(clock.time).toBeLessThan(group + LAMPORT_STEP_MAX);
   });
+
+  it('two members that agree are caught up with at once, whatever a third address sends in between', () => {
+    const group = 2 ** 40;
+    const clock = new LamportClock();
+    // The forger's claims are ever lower, each starting a new cluster, and fall between the
+    // members' heartbeats; each address's claim still counts on its own.
+    for (let k = 0; k < 10; k++)
+      clock.receive(group - (k + 2) * 2 * LAMPORT_STEP_MAX, k * 10, '10.0.0.66:7000');
+    expect(clock.receive(group, 100, A)).toBe(false);
+    clock.receive(group - 20 * 2 * LAMPORT_STEP_MAX, 110, '10.0.0.66:7000');
+    expect(clock.receive(group + 7, 120, '10.0.0.2:7000')).toBe(true);
+    // The lower of the two agreeing times.
+    expect(clock.time).toBe(group + 8);
+    // A claim older than the catch-up time does not count as agreement.
+    const late = new LamportClock();
+    expect(late.receive(group, 0, A)).toBe(false);
+    expect(late.receive(group, LAMPORT_CATCH_UP_MS + 1, '10.0.0.2:7000')).toBe(false);
+    expect(late.time).toBe(0);
+  });
+
+  it('a lone member ahead is caught up with after the catch-up time, whatever another address sends in between', () => {
+    const lone = 2 ** 40;
+    const forger = '10.0.0.66:7000';
+    // Ever lower times, each disagreeing with the last, every 20 ms; the member heartbeats every 200 ms.
+    const clock = new LamportClock();
+    let accepted = -1;
+    for (let k = 0; k < 100 && accepted < 0; k++) {
+      clock.receive(lone - (k + 2) * 2 * LAMPORT_STEP_MAX, k * 20, forger);
+      if (k % 10 === 5 && clock.receive(lone + k, k * 20, A)) accepted = k * 20;
+    }
+    expect(accepted - 100).toBe(LAMPORT_CATCH_UP_MS);
+    // The first of the member's claims in its run, then the one that completed it.
+    expect(clock.time).toBe(lone + accepted / 20 + 1);
+  });
 });
