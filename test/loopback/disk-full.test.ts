@@ -15,11 +15,19 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BIN, Lines, loopbackFlags, runCli, tempDir, testPort } from '../support/proc.js';
-import { countStderr, FAILING, fill, inside, onTmpfs, RECOVERED, unfill } from '../support/tmpfs.js';
-import { parseReplica, entryId } from '../../src/storage/replica.js';
+import {
+  countStderr,
+  FAILING,
+  fill,
+  inside,
+  onTmpfs,
+  RECOVERED,
+  storedKvLog,
+  storedReplica,
+  unfill,
+} from '../support/tmpfs.js';
 
 /** The room left on each holder's tmpfs when it is filled. */
 const ROOM_BYTES = 96 * 1024;
@@ -115,13 +123,8 @@ describe('peer replicate and peer kv serve on a full disk', () => {
       ['r1', r1],
       ['r2', r2],
     ] as const) {
-      // The holder keeps repairing from the other one meanwhile: an append in progress (or failing,
-      // before its torn part is cut off) may show as a last line without its newline. Whole lines
-      // are what counts, and every one of them must parse.
-      const content = fs.readFileSync(inside(h.p, path.join(h.dir, `${name}.txt`)), 'utf8');
-      const file = parseReplica(content.slice(0, content.lastIndexOf('\n') + 1));
-      const stored = new Set(file.set.entries.map(entryId));
-      const lost = ackedBy.get(name)!.filter((id) => !stored.has(id));
+      const file = storedReplica(h.p, path.join(h.dir, `${name}.txt`));
+      const lost = ackedBy.get(name)!.filter((id) => !file.ids.has(id));
       expect(lost, `${name} acknowledged entries its file lacks`).toEqual([]);
       expect(file.rejected).toEqual([]);
     }
@@ -150,15 +153,7 @@ describe('peer replicate and peer kv serve on a full disk', () => {
       for (const m of r.stdout.matchAll(/^OK ([0-9a-f]{16}:\d+) /gm)) okIds.push(m[1]!);
       if (r.code !== 0) kvRefusal = r.stderr;
     }
-    // SQLite resolves the /proc/<pid>/root link (to the host's empty mount point): read a copy of
-    // the database and its WAL, exactly what is on k1's disk now.
-    const copy = path.join(root, 'k1-copy.db');
-    for (const suffix of ['', '-wal'])
-      fs.copyFileSync(inside(k1.p, path.join(k1.dir, `k1.db${suffix}`)), copy + suffix);
-    const db = new Database(copy, { fileMustExist: true });
-    const rows = db.prepare('SELECT origin, seq FROM kv_log').all() as Array<{ origin: string; seq: number }>;
-    db.close();
-    const logged = new Set(rows.map(entryId));
+    const logged = storedKvLog(k1.p, path.join(k1.dir, 'k1.db'), root);
     expect(okIds.length).toBeGreaterThan(0);
     expect(
       okIds.filter((id) => !logged.has(id)),

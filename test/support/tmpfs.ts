@@ -6,7 +6,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import type { ChildLines } from '../../src/cli/child.js';
+import { entryId, parseReplica } from '../../src/storage/replica.js';
 
 /** Size of each tmpfs: small enough to fill in a moment, big enough for a peer to start on. */
 export const TMPFS_SIZE = '2m';
@@ -62,4 +64,32 @@ export function unfill(p: ChildLines, mount: string): void {
 /** How many times `re` (global) matches what `p` printed on stderr. */
 export function countStderr(p: ChildLines, re: RegExp): number {
   return (p.stderr.join('').match(re) ?? []).length;
+}
+
+/**
+ * The ids of the entries in a replica file inside p's namespace, and the lines that did not parse.
+ * The holder keeps repairing meanwhile: an append in progress (or failing, before its torn part
+ * is cut off) may show as a last line without its newline. Whole lines are what counts.
+ */
+export function storedReplica(p: ChildLines, file: string): { ids: Set<string>; rejected: unknown[] } {
+  const content = fs.readFileSync(inside(p, file), 'utf8');
+  const parsed = parseReplica(content.slice(0, content.lastIndexOf('\n') + 1));
+  return { ids: new Set(parsed.set.entries.map(entryId)), rejected: parsed.rejected };
+}
+
+/**
+ * The ids of the writes in kv_log of a kv database inside p's namespace. SQLite resolves the
+ * /proc/<pid>/root link (to the host's empty mount point), so this reads a copy, made in
+ * `copyDir`, of the database and its WAL: exactly what is on that disk now.
+ */
+export function storedKvLog(p: ChildLines, dbFile: string, copyDir: string): Set<string> {
+  const copy = path.join(copyDir, `${path.basename(dbFile)}-copy`);
+  for (const suffix of ['', '-wal']) fs.copyFileSync(inside(p, dbFile + suffix), copy + suffix);
+  const db = new Database(copy, { fileMustExist: true });
+  try {
+    const rows = db.prepare('SELECT origin, seq FROM kv_log').all() as Array<{ origin: string; seq: number }>;
+    return new Set(rows.map(entryId));
+  } finally {
+    db.close();
+  }
 }
