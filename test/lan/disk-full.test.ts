@@ -14,7 +14,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lanTierDecision, NetnsLan } from '../support/netns.js';
-import { BIN, Lines, tempDir } from '../support/proc.js';
+import { BIN, Lines, alive, tempDir } from '../support/proc.js';
 import {
   countStderr,
   FAILING,
@@ -45,7 +45,6 @@ const RUN_TIMEOUT_MS = 20_000;
 /** How long a writer waits for the acks it asked for, per write. */
 const ACK_TIMEOUT_MS = 3_000;
 
-const alive = (p: Lines) => p.child.exitCode === null && p.child.signalCode === null;
 /** The lines a writer printed on stderr, less the open-group notice every command prints. */
 const said = (stderr: string) => stderr.split('\n').filter((l) => l !== '' && !l.includes('--key-file'));
 

@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BIN, Lines, loopbackFlags, runCli, tempDir, testPort } from '../support/proc.js';
+import { BIN, Lines, alive, loopbackFlags, runCli, tempDir, testPort } from '../support/proc.js';
 import {
   countStderr,
   FAILING,
@@ -57,7 +57,6 @@ function startOnTmpfs(mount: string, args: string[]): Lines {
 }
 
 const up = (p: Lines) => p.json().some((e) => e.event === 'up');
-const alive = (p: Lines) => p.child.exitCode === null && p.child.signalCode === null;
 
 describe('peer replicate and peer kv serve on a full disk', () => {
   it('acknowledge only what they stored, stay up, say so once, and resume when space returns', async () => {
