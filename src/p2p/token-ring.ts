@@ -43,10 +43,21 @@
  * activity for the loss timeout, and only once its own last lease ack has expired, so every lease
  * of older epochs is over before the new token exists; after confirming it refuses tokens of older
  * epochs. A confirmer that knows a newer epoch than the base says so, and the claimer starts over
- * from it (taking its quorum set only if it knows every member), so claims always chain from the
- * latest epoch. The new token's gen is above every gen the confirmers have seen; its cfg is the
- * claimer's live ring. The holder reconfigures the same way (claim from the token it holds) when
- * the live ring and cfg differ, which is how joiners enter the quorum and dead peers leave it.
+ * from it, so claims always chain from the latest epoch. The new token's gen is above every gen
+ * the confirmers have seen; its cfg is the claimer's live ring. The holder reconfigures the same
+ * way (claim from the token it holds) when the live ring and cfg differ, which is how joiners
+ * enter the quorum and dead peers leave it.
+ *
+ * Learning a quorum set. A peer learns the cfg of a newer epoch from tokens (pass, beat) and
+ * confirms, and its next claim needs a majority of that cfg. Anyone can send those (a pass needs
+ * no claim), and one forged beat naming made-up ids, taken as every peer's quorum set, would
+ * refuse every later claim a majority, for good. So a cfg is learned only if a majority of its ids
+ * are in our live ring: a claim from it can then succeed. Not "every id known": a real cfg is its
+ * claimer's live ring, which may name a peer that others never saw (a stranger that reached one
+ * peer only), and peers that refuse to learn the newest cfg are refused by every peer that knows
+ * it, for good. The epoch and gen of a message whose cfg is not learned are still seen (bounded),
+ * so its token counts as the newest until the loss timeout; then the claim goes from the last cfg
+ * learned, and every peer that did not learn it confirms.
  *
  * Failure modes. A partition: the side with a majority of cfg regenerates (after the loss
  * timeout) and carries on; the minority side cannot get leases or confirms and idles, even if it
@@ -669,7 +680,7 @@ export class TokenRing implements Protocol {
         this.stale(this.held.e, this.held.g, this.ctx.self.id);
         this.dropHeld('superseded');
       }
-    } else if (cfg && e > this.known.e) this.known = { e, cfg };
+    } else if (cfg && e > this.known.e) this.learn(e, cfg);
   }
 
   private see(e: number, g: number, holder: PeerId | '', cfg: PeerId[] | null): void {
@@ -681,7 +692,7 @@ export class TokenRing implements Protocol {
     }
     this.maxGen = Math.max(this.maxGen, g);
     this.lastActivity = this.ctx.now();
-    if (cfg && cfg.length > 0 && e >= this.known.e) this.known = { e, cfg };
+    if (cfg && e >= this.known.e) this.learn(e, cfg);
     if (newEpoch) this.persist();
   }
 
@@ -785,11 +796,8 @@ export class TokenRing implements Protocol {
     this.promisedSeen = Math.max(this.promisedSeen, b.p);
     if (b.ke > claim.base) {
       // A newer epoch exists: the claim is moot; learn it and start over from it if still needed.
-      // Anyone can send a confirm, and a quorum set of made-up ids, once ours, would refuse every
-      // later claim a majority, for good: a set is learned only if we know each of its members.
       this.promisedSeen = Math.max(this.promisedSeen, b.ke);
-      if (b.ke > this.known.e && b.kc.length > 0 && b.kc.every((id) => this.knows(id)))
-        this.known = { e: b.ke, cfg: b.kc };
+      if (b.ke > this.known.e) this.learn(b.ke, b.kc);
       this.claim = null;
       this.nextClaimAt = this.ctx.now() + this.t.passRetryMs;
       return;
@@ -852,9 +860,12 @@ export class TokenRing implements Protocol {
       if (!this.membership.get(id) && !this.known.cfg.includes(id)) this.gone.delete(id);
   }
 
-  /** This peer, or a member of any state (the dead and left stay known for a while). */
-  private knows(id: PeerId): boolean {
-    return id === this.ctx.self.id || this.membership.get(id) !== undefined;
+  /**
+   * Takes `cfg` as the quorum set of epoch `e` if a majority of it is in our live ring, so that a
+   * claim from it can get a majority (see "Learning a quorum set" in the header).
+   */
+  private learn(e: number, cfg: PeerId[]): void {
+    if (majority(cfg, new Set(this.ring()), this.gone)) this.known = { e, cfg };
   }
 
   /** Live members and this peer, by id. */
