@@ -7,11 +7,14 @@
  *   - the ring keeps moving: the two others keep taking turns, strictly increasing, never overlapping;
  *   - once the fault clears it takes turns again, without a restart;
  *   - no handler error anywhere.
+ * And in a ring of five whose holder crashes while one member's disk fails: that member confirms
+ * no claim whose promise it could not store, and the three healthy ones make a new token and go on.
  */
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
+import type { ProtocolContext } from '../../src/p2p/protocol.js';
 import { SimDisk } from '../../src/storage/sim-disk.js';
 
 const T = PROFILES.lan.tokenRing;
@@ -31,17 +34,50 @@ interface Turn {
   storedGen: number;
 }
 
-async function setup(seed: number) {
+/** A confirm a member sent, with the promise it had stored when it sent it. */
+interface Confirm {
+  peer: string;
+  e: number;
+  ok: boolean;
+  storedPromise: number;
+}
+
+async function setup(seed: number, members = 3) {
   const tok = new Map<string, TokenRing>();
   const disks = new Map<string, SimDisk>();
   const stored = new Map<string, TokenRingDurable>();
   const turns: Turn[] = [];
+  const confirms: Confirm[] = [];
   const c: SimCluster = new SimCluster(seed, LINKS, PROFILES.lan, (node, peer) => {
     const disk = new SimDisk(c.rt.random);
     disks.set(peer.name, disk);
+    // Sees every confirm the member sends, beside what its disk held at that moment.
+    const tap = (ctx: ProtocolContext): ProtocolContext => ({
+      self: ctx.self,
+      now: () => ctx.now(),
+      wall: () => ctx.wall(),
+      random: () => ctx.random(),
+      lamport: () => ctx.lamport(),
+      stamp: () => ctx.stamp(),
+      broadcast: (type, body, att) => ctx.broadcast(type, body, att),
+      send: (to, type, body, att) => {
+        if (type === 'tok.conf') {
+          const b = body as { e: number; ok: boolean };
+          confirms.push({
+            peer: peer.name,
+            e: b.e,
+            ok: b.ok,
+            storedPromise: stored.get(peer.name)?.promised ?? 0,
+          });
+        }
+        return ctx.send(to, type, body, att);
+      },
+      emit: (e) => ctx.emit(e),
+      refuse: (counter) => ctx.refuse(counter),
+    });
     const ring = node.install(
       (ctx, nd) =>
-        new TokenRing(ctx, nd.membership, {
+        new TokenRing(tap(ctx), nd.membership, {
           timings: T,
           durable: {
             load: () => stored.get(peer.name) ?? null,
@@ -72,8 +108,8 @@ async function setup(seed: number) {
       }
     });
   });
-  for (let i = 0; i < 3; i++) await c.add(`p${i}`);
-  return { c, tok, disks, turns };
+  for (let i = 0; i < members; i++) await c.add(`p${i}`);
+  return { c, tok, disks, turns, confirms };
 }
 
 describe('token ring: a member whose disk fails skips its turns, the ring goes on', () => {
@@ -122,6 +158,42 @@ describe('token ring: a member whose disk fails skips its turns, the ring goes o
       expect(a.exit, `turn ${i - 1} (${a.peer}) ended before turn ${i} began`).not.toBeNull();
       expect(a.exit!).toBeLessThanOrEqual(b.enter);
     }
+    expect(c.handlerErrors()).toEqual([]);
+  });
+});
+
+describe('token ring: a member whose disk fails confirms no claim it could not store', () => {
+  it.each(SEEDS)('seed %i', async (seed) => {
+    const { c, tok, disks, turns, confirms } = await setup(seed, 5);
+    c.rt.runFor(3_000);
+    const holding = () => c.peers.find((p) => tok.get(p.name)!.status().holding);
+    expect(
+      c.rt.runUntilTrue(() => holding() !== undefined, 2_000),
+      'someone holds the token',
+    ).toBe(true);
+    const holder = holding();
+    const others = c.peers.filter((p) => p !== holder);
+    const victim = others[seed % others.length]!;
+    const disk = disks.get(victim.name)!;
+    if (seed % 2 === 0) disk.fill(0);
+    else disk.flaky(1, 0);
+    const regenerations = () =>
+      others.reduce((n, p) => n + p.events.filter((e) => e.kind === 'token-regenerated').length, 0);
+    const before = regenerations();
+    await c.crash(holder!);
+    const crashedAt = c.rt.now();
+    c.rt.runFor(FAULT_MS);
+    // The three healthy members are a majority of five without the victim: a new token, and turns.
+    expect(regenerations(), 'a new token after the crash').toBeGreaterThan(before);
+    for (const p of others.filter((x) => x !== victim))
+      expect(
+        turns.filter((t) => t.peer === p.name && t.enter > crashedAt).length,
+        `${p.name}'s turns after the crash`,
+      ).toBeGreaterThan(0);
+    // Every confirm the victim said yes to was backed by a promise on its disk.
+    const unstored = confirms.filter((x) => x.peer === victim.name && x.ok && x.e > x.storedPromise);
+    expect(unstored, `${victim.name} confirmed claims it had not stored`).toEqual([]);
+    expect(turns.filter((t) => t.gen > t.storedGen)).toEqual([]);
     expect(c.handlerErrors()).toEqual([]);
   });
 });
