@@ -11,7 +11,9 @@
  *     writes work again (for r1 that needs its checkpoint timer to have kept running);
  *   - `peer token-ring`: one member of three on a full disk skips its turns (it cannot store its
  *     fencing token) while the two others keep taking theirs, and takes turns again once space
- *     returns.
+ *     returns;
+ *   - `peer worker` coordinating on a full disk refuses new tasks: `peer task submit` exits 1 at
+ *     once with one line, and the same submission is done once space returns.
  * A loopback test, not a LAN one: a tmpfs per process needs no network namespace per peer, and
  * loopback is what the other real-process kv and replicate tests use.
  */
@@ -325,4 +327,61 @@ describe('peer token-ring with one member on a full disk', () => {
     );
     expect(new Set(gens).size).toBe(gens.length);
   }, 180_000);
+});
+
+describe('peer worker coordinating on a full disk', () => {
+  it('refuses new tasks at once with one line (exit 1), says so once, and takes them when space returns', async () => {
+    const port = testPort();
+    const root = tempDir('disk-tasks');
+    const mount = path.join(root, 'w1');
+    const w1 = startOnTmpfs(mount, [
+      'worker',
+      '--concurrency',
+      '1',
+      '--log-format',
+      'json',
+      '--name',
+      'w1',
+      ...loopbackFlags(port, path.join(mount, 'd'), 'local'),
+    ]);
+    await w1.until(up, 30_000, 'w1 up');
+    const submit = () =>
+      runCli([
+        'task',
+        'submit',
+        'sum',
+        '1',
+        '2',
+        '--wait',
+        '--timeout',
+        '15000',
+        ...loopbackFlags(port, path.join(root, 'client'), 'local'),
+      ]);
+    const first = await submit();
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/^3 /);
+
+    fill(w1, mount, 0);
+    const started = Date.now();
+    const refused = await submit();
+    expect(refused.code, refused.stderr).toBe(1);
+    // At once, not after --timeout: the coordinator said why.
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const said = refused.stderr.split('\n').filter((l) => l !== '' && !l.includes('--key-file'));
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(
+      /^peer: task \S+ was refused: the coordinator w1 cannot store the task: its disk is full; free space/,
+    );
+    expect(alive(w1), w1.stderr.join('')).toBe(true);
+    expect(count(w1, FAILING), w1.stderr.join('')).toBe(1);
+
+    fs.rmSync(inside(w1, path.join(mount, 'filler')));
+    const after = await submit();
+    expect(after.code, after.stderr).toBe(0);
+    expect(after.stdout).toMatch(/^3 /);
+    await w1.until((l) => count(l, RECOVERED) > 0, 15_000, 'w1 says writes work again');
+    expect(count(w1, FAILING)).toBe(1);
+    expect(count(w1, RECOVERED)).toBe(1);
+    expect(w1.stderr.join('')).not.toMatch(/SqliteError|Uncaught|at .*\.js:\d+/);
+  }, 120_000);
 });
