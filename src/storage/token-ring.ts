@@ -2,9 +2,10 @@
  * The token ring's durable state on the peer's SQLite file: the highest epoch this peer promised
  * to a claimer, the newest epoch it knows with that epoch's quorum set, and the newest gen. This is
  * Paxos acceptor state: a peer that forgot a promise after kill -9 could confirm two claims for one
- * epoch. Written only when an epoch changes or a promise is made (rare), read once at start, and
- * validated both ways; a row that fails validation is ignored, and the protocol's quiet period
- * after a restart (no acks, no confirms for one lease) covers what it would have held.
+ * epoch. Written when an epoch changes, a promise is made, or before a turn with a fencing token
+ * above the stored gen (so a restarted ring starts above every token a resource saw); read once at
+ * start, and validated both ways; a row that fails validation is ignored, and the protocol's quiet
+ * period after a restart (no acks, no confirms for one lease) covers what it would have held.
  */
 import type Database from 'better-sqlite3';
 import { isPeerId } from '../p2p/wire.js';
@@ -76,7 +77,7 @@ export class TokenRingStore {
   /**
    * Commits at synchronous=FULL (one fsync; this connection is otherwise at NORMAL): the caller
    * sends a confirm right after, and a promise forgotten in a power cut could let two claims of
-   * one epoch be confirmed. Rare (an epoch change or a promise), so no group commit is needed; the
+   * one epoch be confirmed. At most once per turn, so no group commit is needed; the
    * connection's own level is restored after. A write that failed (SQLITE_FULL, an I/O error) is
    * returned, never thrown: the protocol then acts as if nothing was stored.
    */
