@@ -8,7 +8,12 @@
  *   - the holders stay up through the full disk, their checkpoint timers included, and each says
  *     ONE line that writes fail; writers get a one-line refusal and exit 1;
  *   - the filler deleted, new writes succeed without a restart and each holder says ONE line that
- *     writes work again (for r1 that needs its checkpoint timer to have kept running).
+ *     writes work again (for r1 that needs its checkpoint timer to have kept running);
+ *   - `peer token-ring`: one member of three on a full disk skips its turns (it cannot store its
+ *     fencing token) while the two others keep taking theirs, and takes turns again once space
+ *     returns;
+ *   - `peer worker` coordinating on a full disk refuses new tasks: `peer task submit` exits 1 at
+ *     once with one line, and the same submission is done once space returns.
  * Loopback, like the other real-process kv and replicate tests; test/lan/disk-full.test.ts runs
  * the same disk on separate hosts of a namespace LAN.
  */
@@ -232,5 +237,116 @@ describe('peer replicate and peer kv serve on a full disk', () => {
     expect(countStderr(bob, RECOVERED)).toBe(1);
     expect(bob.lines.join('\n')).toContain('after the disk was freed');
     expect(bob.stderr.join('')).not.toMatch(/SqliteError|not stored/);
+  }, 120_000);
+});
+
+describe('peer token-ring with one member on a full disk', () => {
+  it('the others keep taking turns; the full one skips its turns, says so once, and resumes', async () => {
+    const port = testPort();
+    const root = tempDir('disk-ring');
+    const names = ['ann', 'bob', 'cat'];
+    const members = names.map((name) => {
+      const mount = path.join(root, name);
+      const p = startOnTmpfs(mount, [
+        'token-ring',
+        '--hold',
+        '30',
+        '--json',
+        '--name',
+        name,
+        ...loopbackFlags(port, path.join(mount, 'd'), 'local'),
+      ]);
+      return { name, mount, p };
+    });
+    const [ann, bob, cat] = members as [(typeof members)[0], (typeof members)[0], (typeof members)[0]];
+    const turns = (p: Lines) => p.json().filter((e) => e.event === 'enter').length;
+    for (const m of members) await m.p.until(up, 30_000, `${m.name} up`);
+    for (const m of members) await m.p.until((l) => turns(l) > 0, 30_000, `${m.name} takes a turn`);
+
+    fill(cat.p, cat.mount, 0);
+    await cat.p.until((l) => countStderr(l, FAILING) > 0, 15_000, 'cat says writes fail');
+    // A turn whose token was stored before the disk filled may still be under way: start after it.
+    const catBefore = turns(cat.p) + 1;
+    const othersBefore = [turns(ann.p), turns(bob.p)];
+    await ann.p.until((l) => turns(l) >= othersBefore[0]! + 10, 30_000, 'ann keeps taking turns');
+    await bob.p.until((l) => turns(l) >= othersBefore[1]! + 10, 30_000, 'bob keeps taking turns');
+    expect(turns(cat.p), 'cat took turns it could not fence').toBeLessThanOrEqual(catBefore);
+    for (const m of members) expect(alive(m.p), m.p.stderr.join('')).toBe(true);
+
+    unfill(cat.p, cat.mount);
+    const catAfter = turns(cat.p);
+    await cat.p.until((l) => turns(l) > catAfter, 30_000, 'cat takes turns again');
+    await cat.p.until((l) => countStderr(l, RECOVERED) > 0, 15_000, 'cat says writes work again');
+    expect(countStderr(cat.p, FAILING)).toBe(1);
+    expect(countStderr(cat.p, RECOVERED)).toBe(1);
+    for (const m of members) {
+      expect(alive(m.p)).toBe(true);
+      expect(m.p.stderr.join('')).not.toMatch(/SqliteError|Uncaught|at .*\.js:\d+/);
+    }
+    // No two turns, on any member, shared a fencing token.
+    const gens = members.flatMap((m) =>
+      m.p
+        .json()
+        .filter((e) => e.event === 'enter')
+        .map((e) => e.generation as number),
+    );
+    expect(new Set(gens).size).toBe(gens.length);
+  }, 180_000);
+});
+
+describe('peer worker coordinating on a full disk', () => {
+  it('refuses new tasks at once with one line (exit 1), says so once, and takes them when space returns', async () => {
+    const port = testPort();
+    const root = tempDir('disk-tasks');
+    const mount = path.join(root, 'w1');
+    const w1 = startOnTmpfs(mount, [
+      'worker',
+      '--concurrency',
+      '1',
+      '--log-format',
+      'json',
+      '--name',
+      'w1',
+      ...loopbackFlags(port, path.join(mount, 'd'), 'local'),
+    ]);
+    await w1.until(up, 30_000, 'w1 up');
+    const submit = () =>
+      runCli([
+        'task',
+        'submit',
+        'sum',
+        '1',
+        '2',
+        '--wait',
+        '--timeout',
+        '15000',
+        ...loopbackFlags(port, path.join(root, 'client'), 'local'),
+      ]);
+    const first = await submit();
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/^3 /);
+
+    fill(w1, mount, 0);
+    const started = Date.now();
+    const refused = await submit();
+    expect(refused.code, refused.stderr).toBe(1);
+    // At once, not after --timeout: the coordinator said why.
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const said = refused.stderr.split('\n').filter((l) => l !== '' && !l.includes('--key-file'));
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(
+      /^peer: task \S+ was refused: the coordinator w1 cannot store the task: its disk is full; free space/,
+    );
+    expect(alive(w1), w1.stderr.join('')).toBe(true);
+    expect(countStderr(w1, FAILING), w1.stderr.join('')).toBe(1);
+
+    unfill(w1, mount);
+    const after = await submit();
+    expect(after.code, after.stderr).toBe(0);
+    expect(after.stdout).toMatch(/^3 /);
+    await w1.until((l) => countStderr(l, RECOVERED) > 0, 15_000, 'w1 says writes work again');
+    expect(countStderr(w1, FAILING)).toBe(1);
+    expect(countStderr(w1, RECOVERED)).toBe(1);
+    expect(w1.stderr.join('')).not.toMatch(/SqliteError|Uncaught|at .*\.js:\d+/);
   }, 120_000);
 });

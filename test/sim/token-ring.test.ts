@@ -87,7 +87,13 @@ async function ring(
       (ctx, nd) =>
         new TokenRing(ctx, nd.membership, {
           timings: T,
-          durable: { load: () => disk.get(peer.name) ?? null, save: (d) => disk.set(peer.name, d) },
+          durable: {
+            load: () => disk.get(peer.name) ?? null,
+            save: (d) => {
+              disk.set(peer.name, d);
+              return true;
+            },
+          },
         }),
     );
     tok.set(peer, t);
