@@ -118,27 +118,10 @@ describe('an odd data dir', () => {
   it('peer recover on a read-only data dir says so in one line, exit 2', () => {
     const dir = tempDir('ro');
     livePeer(dir).close();
-    // A read-only bind mount in a mount namespace of its own: root ignores file modes.
-    const script = `mount --bind -o ro "$1" "$1" && exec "$2" "$3" recover --name alice --data-dir "$1"`;
-    let code = 0;
-    let stderr = '';
-    try {
-      execFileSync(
-        'unshare',
-        ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', dir, process.execPath, BIN],
-        {
-          env: { ...process.env, NO_COLOR: '1' },
-          stdio: ['ignore', 'pipe', 'pipe'],
-          timeout: REFUSAL_TIMEOUT_MS,
-        },
-      );
-    } catch (err) {
-      const e = err as { status: number; stderr: Buffer };
-      code = e.status;
-      stderr = e.stderr.toString();
-    }
-    expect(code).toBe(2);
-    expect(stderr).toBe(
+    // A read-only bind mount: root ignores file modes.
+    const r = inMountNamespace(dir, 'mount --bind -o ro "$1" "$1"', ['recover', '--name', 'alice']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
       `peer: data dir ${dir} is read-only (EROFS: read-only file system); make it writable, or copy it to a writable directory and pass that as --data-dir\n`,
     );
   });
@@ -147,34 +130,49 @@ describe('an odd data dir', () => {
     ['with no room at all', ''],
     [
       'with room for the lock but not the database',
-      'rm "$1/filler" && dd if=/dev/zero of="$1/filler" bs=1k count=200 2>/dev/null;',
+      ' && rm "$1/filler" && dd if=/dev/zero of="$1/filler" bs=1k count=200 2>/dev/null',
     ],
   ])('peer up on a full disk (%s): exit 2, one line that says the disk is full', (_what, leaveRoom) => {
     const dir = tempDir('full');
-    // A 256 KiB tmpfs in a mount namespace of its own, filled before the peer starts.
-    const script = `mount -t tmpfs -o size=256k tmpfs "$1" && (dd if=/dev/zero of="$1/filler" bs=4k 2>/dev/null; true) && ${leaveRoom} exec "$2" "$3" up --name alice --interface 127.0.0.1 --ttl 0 --data-dir "$1"`;
-    let code = 0;
-    let stderr = '';
-    try {
-      execFileSync(
-        'unshare',
-        ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', dir, process.execPath, BIN],
-        {
-          env: { ...process.env, NO_COLOR: '1' },
-          stdio: ['ignore', 'pipe', 'pipe'],
-          timeout: REFUSAL_TIMEOUT_MS,
-        },
-      );
-    } catch (err) {
-      const e = err as { status: number; stderr: Buffer };
-      code = e.status;
-      stderr = e.stderr.toString();
-    }
-    expect(code, stderr).toBe(2);
-    expect(stderr).toMatch(
+    // A 256 KiB tmpfs, filled before the peer starts.
+    const prepare = `mount -t tmpfs -o size=256k tmpfs "$1" && (dd if=/dev/zero of="$1/filler" bs=4k 2>/dev/null; true)${leaveRoom}`;
+    const r = inMountNamespace(dir, prepare, [
+      'up',
+      '--name',
+      'alice',
+      '--interface',
+      '127.0.0.1',
+      '--ttl',
+      '0',
+    ]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(
       new RegExp(
         `^peer: cannot open ${dir}/alice\\.(lock|db): the disk holding ${dir} is full; free some space there \\(or pass another --data-dir\\) and start again\n$`,
       ),
     );
   });
 });
+
+/**
+ * Runs `peer ARGS --data-dir DIR` in a mount namespace of its own (nothing is mounted on the host),
+ * after the shell command `prepare` ran there with DIR as $1; returns its exit code and stderr.
+ */
+function inMountNamespace(dir: string, prepare: string, args: string[]): { code: number; stderr: string } {
+  const script = `${prepare} && d="$1" node="$2" bin="$3" && shift 3 && exec "$node" "$bin" "$@" --data-dir "$d"`;
+  try {
+    execFileSync(
+      'unshare',
+      ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', dir, process.execPath, BIN, ...args],
+      {
+        env: { ...process.env, NO_COLOR: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: REFUSAL_TIMEOUT_MS,
+      },
+    );
+    return { code: 0, stderr: '' };
+  } catch (err) {
+    const e = err as { status: number; stderr: Buffer };
+    return { code: e.status, stderr: e.stderr.toString() };
+  }
+}
