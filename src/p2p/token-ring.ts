@@ -21,14 +21,18 @@
  *
  * Leases: what makes a holder safe to act. Holding the token is not enough to enter the critical
  * section (CS): the holder multicasts `tok.lease` and needs acks from a majority of the epoch's
- * quorum set `cfg`; the lease lasts leaseMs from when the request was sent, is renewed every
+ * quorum set `cfg` as this peer learned it (made it, or took it by the rules below), never the
+ * set the token names: a forged pass may name a set of its taker alone; the lease lasts leaseMs from when the request was sent, is renewed every
  * leaseRenewMs while in the CS, and the holder leaves the CS when it lapses ('lease-lost').
  * An acker backs a holder at once only if that is a renewal, a token of a newer epoch that it
  * confirmed (a newer one it never confirmed may be forged: a pass needs no claim), or a token
- * that descends by passes from the one it backed last: same epoch, same branch, higher gen. A
- * token gets a new random branch id when it is made and whenever a copy may stay behind (a skip,
- * a take-back), so within a branch a higher gen exists only because every lower holder passed the
- * token on, and a holder exits the CS before it passes. Any other holder (a copy from a skip, a
+ * that descends by passes from the one it backed last: same epoch, same branch, higher gen, and
+ * the acker has seen that holder's own pass of it (from its own address). A token gets a new
+ * random branch id when it is made and whenever a copy may stay behind (a skip, a take-back), so
+ * within a branch a higher gen exists only because every lower holder passed the token on, and a
+ * holder exits the CS before it passes. The branch and gen travel in multicasts, so a forger can
+ * send a pass that looks like a descendant; the holder's own pass is what a forger cannot send.
+ * Any other holder (a copy from a skip, a
  * leftover from a partition) waits until the acker's last lease has expired (leaseMs +
  * leaseGuardMs). Two majorities of one cfg share an acker, so two leases never overlap
  * and the later one has the higher gen: the resource sees increasing fencing tokens. A holder cut
@@ -57,7 +61,14 @@
  * peer only), and peers that refuse to learn the newest cfg are refused by every peer that knows
  * it, for good. The epoch and gen of a message whose cfg is not learned are still seen (bounded),
  * so its token counts as the newest until the loss timeout; then the claim goes from the last cfg
- * learned, and every peer that did not learn it confirms.
+ * learned, and every peer that did not learn it confirms. Leases are counted against the learned
+ * cfg too, so it must also hold a majority of our live ring: a forged set of a few members (one,
+ * alone) would otherwise be a quorum that misses every acker of the real holder. And the cfg of an
+ * epoch is learned once, from the first message of that epoch that passes these rules (or made by
+ * our own claim): a later token of the same epoch naming another set does not change it. Left
+ * open: a peer that has not yet learned an epoch's real cfg (the minority side of a partition,
+ * whose live ring has shrunk) can be given a forged one that passes these rules; a keyed group
+ * stops that (docs/security.md).
  *
  * Storage. The durable state (promises, the newest epoch, the gen) goes through `durable.save`,
  * which says whether the write reached the disk. A write that failed (a full disk, EIO) is never
@@ -300,7 +311,19 @@ export class TokenRing implements Protocol {
   /** The newest epoch known and its quorum set. */
   private known: { e: number; cfg: PeerId[] } = { e: 0, cfg: [] };
   private lastActivity: number;
-  private lastAck: { e: number; g: number; br: number; holder: PeerId; at: number } | null = null;
+  /**
+   * The holder we backed last, and whether we have since seen it pass that token on (its own
+   * `tok.pass`, from its own address: membership refuses impostors). Only then does a higher gen of
+   * the same branch mean it left the CS: anyone can forge a pass of a branch seen in a multicast.
+   */
+  private lastAck: {
+    e: number;
+    g: number;
+    br: number;
+    holder: PeerId;
+    at: number;
+    passedOn: boolean;
+  } | null = null;
   private held: Held | null = null;
   private pending: Pending | null = null;
   private cs: Cs | null = null;
@@ -475,6 +498,7 @@ export class TokenRing implements Protocol {
   // ---- passing ---------------------------------------------------------------------------------
 
   private onPass(sender: PeerId, from: Address, b: Token & { to: PeerId; ti: number }): void {
+    this.sawPassOn(sender, b.e, b.g, b.br);
     if (b.to !== this.ctx.self.id) {
       this.observe(b.e, b.g, b.to, b.cfg);
       return;
@@ -491,7 +515,9 @@ export class TokenRing implements Protocol {
     this.see(b.e, b.g, this.ctx.self.id, b.cfg);
     this.seenHolder = this.ctx.self.id; // also when (e, g) was known without its holder
     this.dropHeld('superseded');
-    this.held = { e: b.e, g: b.g, br: b.br, cfg: b.cfg, since: this.ctx.now(), leased: false };
+    // The token's own set is only its sender's word: it is passed on as learned (see quorum()).
+    const cfg = this.known.e === b.e ? this.known.cfg : b.cfg;
+    this.held = { e: b.e, g: b.g, br: b.br, cfg, since: this.ctx.now(), leased: false };
     this.leaseAskedAt = -Infinity;
     this.lastBeat = this.ctx.now();
     this.ctx.emit({ kind: 'token-received', epoch: b.e, generation: b.g, from: sender });
@@ -590,6 +616,7 @@ export class TokenRing implements Protocol {
     const to = this.successor(new Set());
     if (!to) return false; // alone: keep it, beat, and enter at will
     const tok = this.nextToken(held);
+    this.sawPassOn(this.ctx.self.id, tok.e, tok.g, tok.br);
     this.held = null;
     this.lease = null;
     this.leaseAskedAt = -Infinity;
@@ -656,9 +683,9 @@ export class TokenRing implements Protocol {
       !last ||
       (e > last.e && e <= this.promised) ||
       (last.holder === holder && last.e === e && last.g === g) ||
-      (last.e === e && last.br === br && g > last.g) ||
+      (last.passedOn && last.e === e && last.br === br && g > last.g) ||
       now >= last.at + this.t.leaseMs + this.t.leaseGuardMs;
-    if (ok) this.lastAck = { e, g, br, holder, at: now };
+    if (ok) this.lastAck = { e, g, br, holder, at: now, passedOn: false };
     return ok;
   }
 
@@ -671,7 +698,7 @@ export class TokenRing implements Protocol {
 
   private checkLease(held: Held, now: number): void {
     const round = this.lease;
-    if (!round || !majority(held.cfg, round.acks, this.gone)) return;
+    if (!round || !majority(this.quorum(held.e), round.acks, this.gone)) return;
     const until = round.sentAt + this.t.leaseMs;
     if (until <= this.leaseUntil) return;
     this.leaseUntil = until;
@@ -732,7 +759,7 @@ export class TokenRing implements Protocol {
     }
     this.maxGen = Math.max(this.maxGen, g);
     this.lastActivity = this.ctx.now();
-    if (cfg && e >= this.known.e) this.learn(e, cfg);
+    if (cfg && e > this.known.e) this.learn(e, cfg);
     if (newEpoch) this.persist();
   }
 
@@ -771,7 +798,8 @@ export class TokenRing implements Protocol {
   private needsReconfigure(held: Held, now: number): boolean {
     if (now < this.nextReconfigAt) return false;
     const want = this.ring().slice(0, RING_CONFIG_MAX);
-    return want.length !== held.cfg.length || want.some((id, i) => held.cfg[i] !== id);
+    const cfg = this.quorum(held.e);
+    return want.length !== cfg.length || want.some((id, i) => cfg[i] !== id);
   }
 
   private startClaim(now: number, reason: Claim['reason']): void {
@@ -822,7 +850,7 @@ export class TokenRing implements Protocol {
       !last ||
       now >= last.at + this.t.leaseMs + this.t.leaseGuardMs ||
       (last.holder === claimer && claimerHoldsNewest) ||
-      (claimerHoldsNewest && last.e === b.te && last.br === b.tb && b.tg > last.g);
+      (claimerHoldsNewest && last.passedOn && last.e === b.te && last.br === b.tb && b.tg > last.g);
     if (!leasesOver) return false;
     // Acknowledged means durable: a promise that did not reach the disk could be forgotten in a
     // crash, and two claims of one epoch confirmed. Not stored, it is taken back and refused.
@@ -905,11 +933,29 @@ export class TokenRing implements Protocol {
   }
 
   /**
-   * Takes `cfg` as the quorum set of epoch `e` if a majority of it is in our live ring, so that a
-   * claim from it can get a majority (see "Learning a quorum set" in the header).
+   * Takes `cfg` as the quorum set of epoch `e` (newer than any learned) if a majority of it is in
+   * our live ring, so that a claim from it can get a majority, and it holds a majority of our live
+   * ring, so that a forged set of a few members cannot make them a quorum (see "Learning a quorum
+   * set" in the header).
    */
   private learn(e: number, cfg: PeerId[]): void {
-    if (majority(cfg, new Set(this.ring()), this.gone)) this.known = { e, cfg };
+    const ring = this.ring();
+    if (majority(cfg, new Set(ring), this.gone) && majority(ring, new Set(cfg), this.gone))
+      this.known = { e, cfg };
+  }
+
+  /**
+   * The quorum set leases of epoch `e` are counted against: the one learned for it (or made by us),
+   * never the set a token names, which anyone can forge. Empty when none was learned: no lease.
+   */
+  private quorum(e: number): PeerId[] {
+    return this.known.e === e ? this.known.cfg : [];
+  }
+
+  /** `holder` passed on its token (e, g, br): if it is the one we backed last, it left its CS. */
+  private sawPassOn(holder: PeerId, e: number, g: number, br: number): void {
+    const last = this.lastAck;
+    if (last && last.holder === holder && last.e === e && last.br === br && g > last.g) last.passedOn = true;
   }
 
   /** Live members and this peer, by id. */
