@@ -70,6 +70,16 @@
  * whose live ring has shrunk) can be given a forged one that passes these rules; a keyed group
  * stops that (docs/security.md).
  *
+ * Falling back. An epoch within the step (EPOCH_STEP_MAX) of ours is taken as newest from any
+ * token message, so one forged datagram can tell a peer of an epoch exactly the step ahead. That
+ * peer then refuses every real token as stale, and its claims (one further) are past what the
+ * others adopt: left out for good, the token lost at each of its visits. But a real epoch shows
+ * itself: its token moves. So a peer whose newest token has shown no activity for the loss timeout,
+ * while a token of an older epoch (not below its promise) was in use within it, does not claim: it
+ * takes that older token as newest again, and the quorum set it knew before. Safe, because the
+ * stale rule is not what keeps turns apart: a peer that confirmed a newer epoch refuses older
+ * tokens by its promise, and leases of an older token need a majority that includes such peers.
+ *
  * Storage. The durable state (promises, the newest epoch, the gen) goes through `durable.save`,
  * which says whether the write reached the disk. A write that failed (a full disk, EIO) is never
  * acted on: a confirm whose promise was not stored is not sent (the promise is taken back), and a
@@ -310,7 +320,14 @@ export class TokenRing implements Protocol {
   private promisedSeen = 0;
   /** The newest epoch known and its quorum set. */
   private known: { e: number; cfg: PeerId[] } = { e: 0, cfg: [] };
+  /** The one before, learned from messages: what falling back returns to (see fallBack()). */
+  private knownBefore: { e: number; cfg: PeerId[] } | null = null;
   private lastActivity: number;
+  /**
+   * The newest token of an older epoch than our newest (but not below our promise) seen in use,
+   * and when: what we fall back to if our newest never shows itself (see "Falling back").
+   */
+  private older: { e: number; g: number; holder: PeerId | ''; at: number } | null = null;
   /**
    * The holder we backed last, and whether we have since seen it pass that token on (its own
    * `tok.pass`, from its own address: membership refuses impostors). Only then does a higher gen of
@@ -509,6 +526,8 @@ export class TokenRing implements Protocol {
     const c = cmp(b.e, b.g, this.seenE, this.seenG);
     if (c === 0 && this.seenHolder === this.ctx.self.id) return; // a resend of what we took
     if (b.e < this.promised || c < 0 || (c === 0 && this.seenHolder !== '')) {
+      // If our newest was never real, we fall back to this one (and take it if it comes again).
+      if (c < 0 && b.e >= this.promised) this.seeOlder(b.e, b.g, '');
       this.stale(b.e, b.g, sender);
       return;
     }
@@ -737,7 +756,10 @@ export class TokenRing implements Protocol {
   private observe(e: number, g: number, holder: PeerId | '', cfg: PeerId[] | null): void {
     if (e < this.promised) return;
     const c = cmp(e, g, this.seenE, this.seenG);
-    if (c < 0) return;
+    if (c < 0) {
+      if (holder !== '') this.seeOlder(e, g, holder); // a token in use, not hearsay (tok.lnak)
+      return;
+    }
     if (c === 0 && holder !== '' && this.seenHolder !== '' && holder !== this.seenHolder) return;
     if (c === 0 && this.seenHolder === '') this.seenHolder = holder;
     this.lastActivity = this.ctx.now();
@@ -791,8 +813,37 @@ export class TokenRing implements Protocol {
     }
     if (this.held || this.pending || now < this.nextClaimAt) return;
     const rank = this.ring().indexOf(this.ctx.self.id);
-    if (now - this.lastActivity > this.lossTimeoutMs() + rank * this.t.claimTimeoutMs)
-      this.startClaim(now, 'lost');
+    if (now - this.lastActivity <= this.lossTimeoutMs() + rank * this.t.claimTimeoutMs) return;
+    if (!this.fallBack(now)) this.startClaim(now, 'lost');
+  }
+
+  private seeOlder(e: number, g: number, holder: PeerId | ''): void {
+    const o = this.older;
+    if (!o || cmp(e, g, o.e, o.g) >= 0) this.older = { e, g, holder, at: this.ctx.now() };
+  }
+
+  /**
+   * Our newest token has shown no activity for the loss timeout, while a token of an older epoch
+   * (not below our promise) was in use within it: our newest was only ever heard of (a forged
+   * message can name any epoch within the step), so we take the older one as newest again.
+   */
+  private fallBack(now: number): boolean {
+    const o = this.older;
+    this.older = null;
+    if (!o || o.e < this.promised || now - o.at > this.lossTimeoutMs()) return false;
+    if (cmp(o.e, o.g, this.seenE, this.seenG) >= 0) return false;
+    this.seenE = o.e;
+    this.seenG = o.g;
+    this.seenHolder = o.holder;
+    this.lastActivity = o.at;
+    // The set learned with our newest is as unreal as it: the one before counts again.
+    const before = this.knownBefore;
+    if (this.known.e > o.e && before && before.e <= o.e) {
+      this.known = before;
+      this.knownBefore = null;
+      this.persist();
+    }
+    return true;
   }
 
   private needsReconfigure(held: Held, now: number): boolean {
@@ -940,8 +991,9 @@ export class TokenRing implements Protocol {
    */
   private learn(e: number, cfg: PeerId[]): void {
     const ring = this.ring();
-    if (majority(cfg, new Set(ring), this.gone) && majority(ring, new Set(cfg), this.gone))
-      this.known = { e, cfg };
+    if (!majority(cfg, new Set(ring), this.gone) || !majority(ring, new Set(cfg), this.gone)) return;
+    this.knownBefore = this.known;
+    this.known = { e, cfg };
   }
 
   /**

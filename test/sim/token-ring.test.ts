@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
-import { TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
+import { EPOCH_STEP_MAX, TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
 import { seededRandom, type LinkFaults } from '../../src/p2p/transport/sim.js';
 import { rogue } from '../support/rogue.js';
 
@@ -601,6 +601,51 @@ describe('token ring after a token names a quorum set (simulation)', () => {
       expect(c.handlerErrors()).toEqual([]);
     }
   });
+
+  // One forged datagram unicast to one member of an idle ring, at exactly the largest epoch step a
+  // peer adopts: "a newer token exists" (`tok.lnak`), or a beat of that token naming the real set.
+  // Taken, it made the member refuse every real token as stale and acknowledge the pass, so the
+  // token was lost at every visit, while its own claims, one epoch further and rising, were past
+  // what the others adopt: left out of the ring for good.
+  const stepAhead: Array<
+    [string, (e: number, g: number, cfg: string[]) => [string, Record<string, unknown>]]
+  > = [
+    ['told of a newer token', (e, g) => ['tok.lnak', { e, g }]],
+    ['sent a beat naming the real quorum set', (e, g, cfg) => ['tok.beat', { e, g, cfg }]],
+  ];
+  for (const [what, forge] of stepAhead)
+    it.each([1, 2, 3, 4, 5])(
+      `a member ${what} exactly the largest epoch step ahead is back in the ring, seed %i`,
+      async (seed) => {
+        const r = await ring(seed, 4, { delayMaxMs: 2 }, false);
+        const { c } = r;
+        c.rt.runFor(2_000);
+        const p = c.peers[seed % 4]!;
+        const st = r.tok.get(p)!.status();
+        const f = await rogue(c.net, '2eea267b002f426a');
+        const cfg = c.peers.map((x) => x.node.id).sort();
+        const [type, body] = forge(st.epoch + EPOCH_STEP_MAX, st.generation, cfg);
+        f.send(p.address, type, body);
+        c.rt.runFor(TICK_MS);
+        expect(r.tok.get(p)!.status().epoch, 'the forged epoch was taken').toBe(st.epoch + EPOCH_STEP_MAX);
+        c.rt.runFor(RECOVERY_MS);
+        // Whole again: the token reaches every peer, this one included, and each takes a turn.
+        const received = new Set<SimPeer>();
+        for (const q of c.peers)
+          q.node.on((e) => {
+            if (e.kind === 'token-received') received.add(q);
+          });
+        const at = c.rt.now();
+        for (const q of c.peers) r.tok.get(q)!.request(HOLD_MAX_MS);
+        const turn = (q: SimPeer) => r.res.sections.some((s) => s.enter > at && s.peer === q.name);
+        expect(
+          c.rt.runUntilTrue(() => c.peers.every((q) => received.has(q) && turn(q)), ROUND_MS_MAX),
+          'every peer gets the token and a turn',
+        ).toBe(true);
+        expect(r.res.violations).toEqual([]);
+        expect(c.handlerErrors()).toEqual([]);
+      },
+    );
 
   it.each([1, 2, 3, 4, 5])(
     'an epoch whose quorum set names a peer only one member saw is learned by all, and the ring turns again, seed %i',
