@@ -22,8 +22,9 @@
  * Leases: what makes a holder safe to act. Holding the token is not enough to enter the critical
  * section (CS): the holder multicasts `tok.lease` and needs acks from a majority of the epoch's
  * quorum set `cfg` as this peer learned it (made it, or took it by the rules below), never the
- * set the token names: a forged pass may name a set of its taker alone; the lease lasts leaseMs from when the request was sent, is renewed every
- * leaseRenewMs while in the CS, and the holder leaves the CS when it lapses ('lease-lost').
+ * set the token names: a forged pass may name a set of its taker alone. The lease lasts leaseMs
+ * from when the request was sent, is renewed every leaseRenewMs while in the CS, and the holder
+ * leaves the CS when it lapses ('lease-lost').
  * An acker backs a holder at once only if that is a renewal, a token of a newer epoch that it
  * confirmed (a newer one it never confirmed may be forged: a pass needs no claim), or a token
  * that descends by passes from the one it backed last: same epoch, same branch, higher gen, and
@@ -32,11 +33,10 @@
  * within a branch a higher gen exists only because every lower holder passed the token on, and a
  * holder exits the CS before it passes. The branch and gen travel in multicasts, so a forger can
  * send a pass that looks like a descendant; the holder's own pass is what a forger cannot send.
- * Any other holder (a copy from a skip, a
- * leftover from a partition) waits until the acker's last lease has expired (leaseMs +
- * leaseGuardMs). Two majorities of one cfg share an acker, so two leases never overlap
- * and the later one has the higher gen: the resource sees increasing fencing tokens. A holder cut
- * off from a majority cannot renew and stops acting within leaseMs.
+ * Any other holder (a copy from a skip, a leftover from a partition) waits until the acker's last
+ * lease has expired (leaseMs + leaseGuardMs). Two majorities of one cfg share an acker, so two
+ * leases never overlap and the later one has the higher gen: the resource sees increasing fencing
+ * tokens. A holder cut off from a majority cannot renew and stops acting within leaseMs.
  *
  * Regeneration. No token activity (pass, beat, lease request) for lossBaseMs + ring size x
  * lossPerPeerMs means the token is lost (holder crashed, or every copy discarded). The lowest id
