@@ -15,11 +15,20 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FORGERIES, planArbitrary, corrupted, encodeForged, type Forge } from '../support/forger.js';
-import { ForgerGroup, FORGE_MS, protocolsOf, registered, runForgerSeed } from '../support/forger-group.js';
+import {
+  ForgerGroup,
+  FORGE_MS,
+  TOKEN_HOLD_MS,
+  TOKEN_ROUND_MS_MAX,
+  protocolsOf,
+  registered,
+  runForgerSeed,
+} from '../support/forger-group.js';
 import { ForgerWorker } from '../support/forger-worker.js';
 import { Codec, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
 import type { LinkFaults } from '../../src/p2p/transport/sim.js';
 import { DIGEST_LEVELS } from '../../src/storage/replica.js';
+import { RING_CONFIG_MAX } from '../../src/p2p/token-ring.js';
 
 const SEEDS = process.env.FORGER_SEEDS
   ? process.env.FORGER_SEEDS.split(',').map(Number)
@@ -122,6 +131,25 @@ describe('holes the forger found, one datagram each', () => {
     g.rt.runFor(10);
     expect(g.handlerErrors()).toEqual([]);
     expect(holder.replication.rejected - before).toBe(2);
+  });
+
+  it('one forged token beat with a made-up quorum set does not stop the ring', async () => {
+    const g = await formedGroup();
+    g.rt.runFor(FORGE_MS);
+    const forger = g.c.net.transport();
+    const { epoch, generation } = g.members[0]!.ring.status();
+    const cfg = Array.from({ length: RING_CONFIG_MAX }, (_, j) => j.toString(16).padStart(16, '0'));
+    forger.broadcast(
+      encodeForged(
+        'tok.beat',
+        { v: PROTOCOL_VERSION, i: STRANGER, n: 'forger', c: 1, s: 1, l: 1 },
+        { body: { e: epoch + 1, g: generation + 1, cfg } },
+      ),
+    );
+    const asked = g.rt.now();
+    for (const m of g.members) m.ring.request(TOKEN_HOLD_MS);
+    const entered = (m: (typeof g.members)[number]) => m.sections.some((s) => s.enter >= asked);
+    expect(g.rt.runUntilTrue(() => g.members.every(entered), TOKEN_ROUND_MS_MAX)).toBe(true);
   });
 });
 
