@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PeerStore } from '../src/storage/store.js';
 import { TaskStore } from '../src/storage/tasks.js';
+import { StorageHealth } from '../src/storage/health.js';
 import type { TaskRecord } from '../src/p2p/tasks.js';
 
 const dirs: string[] = [];
@@ -60,8 +61,8 @@ describe('task store (SQLite)', () => {
       finishedAt: 1300,
       result: '3',
     });
-    expect(tasks.finish(done)).toBe(true);
-    expect(tasks.finish({ ...done, result: '4', workerName: 'w2' })).toBe(false);
+    expect(tasks.finish(done)).toEqual({ first: true, failed: null });
+    expect(tasks.finish({ ...done, result: '4', workerName: 'w2' })).toEqual({ first: false, failed: null });
     tasks.save(rec('0000000000000001', { state: 'queued' }));
     expect(tasks.get('0000000000000001')).toMatchObject({
       state: 'done',
@@ -103,5 +104,29 @@ describe('task store (SQLite)', () => {
     });
     expect(t2.outstanding(10).map((r) => r.id)).toEqual(['0000000000000001']);
     again.close();
+  });
+
+  it('a write SQLite refuses (a full database) is returned and said once, never stored; writes resume', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peer-tasks-store-'));
+    dirs.push(dir);
+    const store = PeerStore.open(dir, 'alice');
+    const lines: string[] = [];
+    const tasks = TaskStore.of(store, new StorageHealth((l) => lines.push(l)));
+    // A page limit makes SQLite fail as on a full disk (SQLITE_FULL), from the next new page on.
+    store.db.pragma(`max_page_count = ${store.db.pragma('page_count', { simple: true }) as number}`);
+    const id = (i: number) => i.toString(16).padStart(16, '0');
+    let full = 0;
+    for (let i = 1; i <= 2000 && full === 0; i++) if (tasks.save(rec(id(i))).failed) full = i;
+    expect(full, 'the page limit was never reached').toBeGreaterThan(0);
+    expect(tasks.save(rec(id(full)))).toEqual({ first: false, failed: 'full' });
+    expect(tasks.get(id(full))).toBeUndefined();
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/failing \(disk full\)/);
+    store.db.pragma('max_page_count = 1000000');
+    expect(tasks.save(rec(id(full)))).toEqual({ first: true, failed: null });
+    expect(tasks.get(id(full))).toMatchObject({ state: 'queued' });
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(/work again/);
+    store.close();
   });
 });

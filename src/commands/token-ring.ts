@@ -3,12 +3,12 @@ import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
-import { networkSettings, startPeer, untilSignal, type RunningPeer } from '../cli/peer.js';
+import { networkSettings, startPeer, stderrHealth, untilSignal, type RunningPeer } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
 import { TokenRing, type TokenExitReason } from '../p2p/token-ring.js';
 import type { PeerEvent } from '../p2p/protocol.js';
-import { TokenRingStore } from '../storage/token-ring.js';
+import { reportingDurable, TokenRingStore } from '../storage/token-ring.js';
 
 /** How often the position of the token is shown while nothing else happens. */
 const STATUS_INTERVAL_MS = 1000;
@@ -73,9 +73,13 @@ Without --exec or --hold: a prompt to request the critical section when stdin is
       throw new UsageError('--rounds counts critical sections: use it with --exec CMD or --hold MS');
     const settings = networkSettings(flags);
     let ring: TokenRing | null = null;
+    // A write of the ring's state that fails (a full disk) is said once here, and this peer skips
+    // its turns until writes work again (docs/token-ring.md).
+    const health = stderrHealth();
     const peer = await startPeer(settings, {
+      health,
       install: (node, store) => {
-        const durable = store ? TokenRingStore.on(store) : undefined;
+        const durable = store ? reportingDurable(TokenRingStore.on(store), health) : undefined;
         ring = node.install(
           (ctx, n) =>
             new TokenRing(ctx, n.membership, {

@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
-import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
+import { networkSettings, startPeer, stderrHealth, untilSignal } from '../cli/peer.js';
 import { eventLog, paintName } from '../cli/output.js';
 import { describeReport, securityReport } from '../cli/security.js';
 import { UsageError } from '../cli/network.js';
@@ -32,11 +32,14 @@ export default class Up extends PeerCommand {
     const { flags } = await this.parse(Up);
     const settings = networkSettings(flags);
     const json = flags['log-format'] === 'json';
+    // Task records that cannot be written (a full disk) are said once, and tasks refused meanwhile.
+    const health = stderrHealth();
     const peer = await startPeer(settings, {
+      health,
       install: (n, store) => {
         const { election } = installCoordination(n, { priority: flags.priority, candidate: true });
         // A candidate must be able to coordinate tasks when elected (docs/tasks.md); it runs none.
-        installTasks(n, election, { log: store ? TaskStore.of(store) : undefined });
+        installTasks(n, election, { log: store ? TaskStore.of(store, health) : undefined });
       },
     });
     const { node } = peer;

@@ -2,7 +2,7 @@ import os from 'node:os';
 import { Flags } from '@oclif/core';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
-import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
+import { networkSettings, startPeer, stderrHealth, untilSignal } from '../cli/peer.js';
 import { eventLog, paintName } from '../cli/output.js';
 import { installTaskPeer, logTaskPeer, type TaskPeer } from '../cli/tasks.js';
 import { priorityFlag } from '../cli/coordination.js';
@@ -51,13 +51,16 @@ export default class Worker extends PeerCommand {
       },
     });
     let peer;
+    // Task records that cannot be written (a full disk) are said once, and tasks refused meanwhile.
+    const health = stderrHealth();
     try {
       peer = await startPeer(settings, {
+        health,
         install: (node, store) => {
           proto = installTaskPeer(node, {
             candidate: true,
             priority: flags.priority,
-            log: store ? TaskStore.of(store) : undefined,
+            log: store ? TaskStore.of(store, health) : undefined,
             executor: pool,
           });
         },

@@ -32,12 +32,22 @@
  * a takeover racing a status) and harmless. A task whose submitter left before acceptance is lost,
  * as it never reached anyone. Every queue is bounded: a full coordinator rejects (the submitter
  * retries later), a full worker refuses an assignment (the coordinator tries another).
+ *
+ * A failing disk (TaskLog writes that fail: a full disk, EIO). Acknowledged means durable, and two
+ * writes are acknowledged: the task's record at acceptance, and its result. A coordinator that
+ * cannot store a new task does not accept it: it rejects it saying why (`st`), and the submitter
+ * gives up with that reason instead of waiting. A result it cannot store is not acknowledged
+ * (no `tk.done`, no `tk.fin`): the task stays with its worker, which keeps the result and re-sends
+ * it every RESULT_RETRY_MS, so the result is recorded by itself once writes work again. The other
+ * writes (a task's state while it moves between workers, what followers hear) only speed up a
+ * takeover: one that fails costs at most a second execution of a task, which is harmless.
  */
 import { is, isPeerId, type Check, type Envelope, type PeerId } from './wire.js';
 import type { Protocol, ProtocolContext } from './protocol.js';
 import type { Membership } from './membership.js';
 import type { CoordinatorView as ElectionView } from './election.js';
 import type { Address } from './transport/transport.js';
+import type { WriteFailureKind } from '../storage/health.js';
 import {
   TASK_ARGS_JSON_CHARS_MAX,
   TASK_ARGS_MAX,
@@ -133,13 +143,26 @@ export interface TaskRecord {
   error: string | null;
 }
 
-/** Where task states are recorded: SQLite in the CLI (storage/tasks.ts), memory otherwise. */
+/**
+ * What a write to the log did: `first` is false when a finished task was left as it was; `failed`
+ * says why the write did not reach the disk (then nothing was written and `first` is false).
+ */
+export interface LogWrite {
+  first: boolean;
+  failed: WriteFailureKind | null;
+}
+
+/**
+ * Where task states are recorded: SQLite in the CLI (storage/tasks.ts), memory otherwise. Writes
+ * return their failure (a full disk, EIO) instead of throwing; a failed write is never taken as
+ * stored.
+ */
 export interface TaskLog {
   get(id: string): TaskRecord | undefined;
   /** Inserts or updates a task that is not done or failed; a finished task is never touched. */
-  save(rec: TaskRecord): void;
-  /** Records a terminal state once: false, and nothing written, if the task already finished. */
-  finish(rec: TaskRecord): boolean;
+  save(rec: TaskRecord): LogWrite;
+  /** Records a terminal state once: `first` false, and nothing written, if the task already finished. */
+  finish(rec: TaskRecord): LogWrite;
   /** Most recently submitted first. */
   list(offset: number, limit: number): TaskRecord[];
   count(): number;
@@ -184,6 +207,8 @@ declare module './protocol.js' {
     'task-accepted': { id: string };
     /** Submitter: the coordinator is full; the task will be re-sent. */
     'task-rejected': { id: string; why: string };
+    /** Submitter: the coordinator cannot store the task (its disk fails); it is not re-sent. */
+    'task-refused': { id: string; why: string; reason: WriteFailureKind };
     /** Coordinator: a result written to the log (once per task id). */
     'task-recorded': { id: string; op: string; ok: boolean; worker: PeerId | null };
     'task-assigned': { id: string; worker: PeerId; workerName: string };
@@ -225,7 +250,11 @@ const ITEM = is.object({
 const MESSAGES = {
   'tk.submit': is.object({ id: ID, op: OP, a: ARGS, term: TERM }),
   'tk.accept': is.object({ id: ID, term: TERM }),
-  'tk.reject': is.object({ id: ID, term: TERM, why: is.str(WHY_CHARS_MAX) }),
+  // st: the coordinator could not store the task (a final refusal, not "full, re-send").
+  'tk.reject': is.object(
+    { id: ID, term: TERM, why: is.str(WHY_CHARS_MAX) },
+    { st: is.literal('full', 'io', 'other') },
+  ),
   'tk.new': is.object({ id: ID, op: OP, a: ARGS, s: is.nullable(is.peerId()), term: TERM }),
   'tk.assign': is.object({ id: ID, op: OP, a: ARGS, term: TERM }),
   'tk.ack': is.object({ id: ID, ok: is.bool(), term: TERM }),
@@ -258,7 +287,7 @@ const MESSAGES = {
 type Bodies = {
   submit: { id: string; op: string; a: number[]; term: number };
   accept: { id: string; term: number };
-  reject: { id: string; term: number; why: string };
+  reject: { id: string; term: number; why: string; st?: WriteFailureKind };
   new: { id: string; op: string; a: number[]; s: PeerId | null; term: number };
   assign: { id: string; op: string; a: number[]; term: number };
   ack: { id: string; ok: boolean; term: number };
@@ -361,6 +390,8 @@ export interface TasksOptions {
 export interface TasksStats {
   /** Results received for a task already finished: ignored (acknowledged only). */
   duplicateResults: number;
+  /** Results not acknowledged because the log could not store them (the worker re-sends). */
+  unstoredResults: number;
   /** Assignments refused because this worker was full. */
   refusedAssignments: number;
   reassigned: number;
@@ -385,7 +416,13 @@ const FROM_COORDINATOR: ReadonlySet<string> = new Set([
 
 export class Tasks implements Protocol {
   readonly messages = MESSAGES;
-  readonly stats: TasksStats = { duplicateResults: 0, refusedAssignments: 0, reassigned: 0, wrongSender: 0 };
+  readonly stats: TasksStats = {
+    duplicateResults: 0,
+    unstoredResults: 0,
+    refusedAssignments: 0,
+    reassigned: 0,
+    wrongSender: 0,
+  };
   readonly log: TaskLog;
   private readonly view: CoordinatorView;
   private readonly executor: TaskExecutor | null;
@@ -606,6 +643,12 @@ export class Tasks implements Protocol {
   private onReject(b: Bodies['reject']): void {
     const p = this.pending.get(b.id);
     if (!p || b.term < this.view.term()) return;
+    if (b.st) {
+      // Re-sending would meet the same disk: the submitter is told now, not after its timeout.
+      this.pending.delete(b.id);
+      this.ctx.emit({ kind: 'task-refused', id: b.id, why: b.why, reason: b.st });
+      return;
+    }
     p.accepted = false;
     this.ctx.emit({ kind: 'task-rejected', id: b.id, why: b.why });
   }
@@ -736,15 +779,33 @@ export class Tasks implements Protocol {
     const v = validateTask(b.op, b.a);
     if (!v.ok) {
       // A submitter validates first, so this is another version or a hostile peer: answer clearly.
-      this.finish(t, { ok: false, error: v.error }, null);
+      const failed = this.finish(t, { ok: false, error: v.error }, null);
+      if (failed) this.refuse(from, b.id, failed);
+      return;
+    }
+    // Accepted means stored: a task accepted and then lost in a crash would never run.
+    const failed = this.log.save(this.record(t)).failed;
+    if (failed) {
+      this.refuse(from, b.id, failed);
       return;
     }
     this.ctasks.set(t.id, t);
     this.queue.add(t.id);
-    this.log.save(this.record(t));
     this.ctx.broadcast('tk.new', { id: t.id, op: t.op, a: t.args, s: t.submitter, term });
     this.post(from, 'tk.accept', { id: b.id, term });
     this.dispatchNow();
+  }
+
+  /** Tells a submitter that its task cannot be stored here: final, not re-sent. */
+  private refuse(to: Sender, id: string, reason: WriteFailureKind): void {
+    const what =
+      reason === 'full' ? 'its disk is full' : reason === 'io' ? 'its disk fails (I/O error)' : 'writes fail';
+    this.post(to, 'tk.reject', {
+      id,
+      term: this.view.term(),
+      why: `the coordinator ${this.me.name.slice(0, 64)} cannot store the task: ${what}`,
+      st: reason,
+    });
   }
 
   /** Dispatches at once instead of at the next tick: a free slot idles for no tick interval. */
@@ -768,14 +829,19 @@ export class Tasks implements Protocol {
   private onResult(from: Sender, b: Bodies['result']): void {
     if (!this.view.isCoordinator()) return; // the worker re-sends to the new coordinator
     if (!this.leading) this.takeOver(this.ctx.now());
-    this.post(from, 'tk.done', { id: b.id, term: this.view.term() });
     if (this.finished(b.id)) {
+      this.post(from, 'tk.done', { id: b.id, term: this.view.term() });
       this.stats.duplicateResults++;
       return;
     }
     const t = this.ctasks.get(b.id) ?? this.newCoordTask(b.id, b.op, [], null, null, this.ctx.wall());
     const outcome: TaskOutcome = b.ok ? { ok: true, value: b.v } : { ok: false, error: b.v };
-    this.finish(t, outcome, from);
+    // Acknowledged only once stored: unacknowledged, the worker keeps the result and re-sends it.
+    if (this.finish(t, outcome, from)) {
+      this.stats.unstoredResults++;
+      return;
+    }
+    this.post(from, 'tk.done', { id: b.id, term: this.view.term() });
     this.dispatchNow();
   }
 
@@ -959,11 +1025,11 @@ export class Tasks implements Protocol {
     return best;
   }
 
-  /** Records the result once, tells the worker, the submitter and the group. */
-  private finish(t: CoordTask, outcome: TaskOutcome, worker: Sender | null): void {
-    this.unplace(t);
-    this.ctasks.delete(t.id);
-    this.queue.delete(t.id);
+  /**
+   * Records the result once, tells the submitter and the group. When the write fails, nothing
+   * changes (the task stays where it was) and the reason is returned.
+   */
+  private finish(t: CoordTask, outcome: TaskOutcome, worker: Sender | null): WriteFailureKind | null {
     const wall = Math.round(this.ctx.wall());
     const out = clipOutcome(outcome);
     const workerName = worker ? (this.membership.get(worker.id)?.name ?? worker.name) : null;
@@ -976,7 +1042,11 @@ export class Tasks implements Protocol {
       result: out.ok ? out.value : null,
       error: out.ok ? null : out.error,
     };
-    const first = this.log.finish(rec);
+    const { first, failed } = this.log.finish(rec);
+    if (failed) return failed;
+    this.unplace(t);
+    this.ctasks.delete(t.id);
+    this.queue.delete(t.id);
     const fin: Bodies['fin'] = {
       id: t.id,
       op: t.op.slice(0, 16),
@@ -996,6 +1066,7 @@ export class Tasks implements Protocol {
       t.submitter === this.me.id ? '' : (t.submitterAddr ?? this.membership.get(t.submitter ?? '')?.address);
     if (t.submitter && to !== undefined) this.post({ id: t.submitter, address: to }, 'tk.fin', fin);
     this.ctx.broadcast('tk.fin', fin);
+    return null;
   }
 
   /** The result of a finished task, from memory or from the log. */
@@ -1256,16 +1327,17 @@ export class MemoryTaskLog implements TaskLog {
     return r && { ...r };
   }
 
-  save(rec: TaskRecord): void {
+  save(rec: TaskRecord): LogWrite {
     const old = this.rows.get(rec.id);
-    if (old && (old.state === 'done' || old.state === 'failed')) return;
+    if (old && (old.state === 'done' || old.state === 'failed')) return { first: false, failed: null };
     this.rows.set(rec.id, { ...rec, submittedAt: old?.submittedAt ?? rec.submittedAt });
     this.bound();
+    return { first: true, failed: null };
   }
 
-  finish(rec: TaskRecord): boolean {
+  finish(rec: TaskRecord): LogWrite {
     const old = this.rows.get(rec.id);
-    if (old && (old.state === 'done' || old.state === 'failed')) return false;
+    if (old && (old.state === 'done' || old.state === 'failed')) return { first: false, failed: null };
     this.rows.set(rec.id, {
       ...rec,
       args: rec.args.length > 0 ? rec.args : (old?.args ?? []),
@@ -1273,7 +1345,7 @@ export class MemoryTaskLog implements TaskLog {
       submittedAt: old?.submittedAt ?? rec.submittedAt,
     });
     this.bound();
-    return true;
+    return { first: true, failed: null };
   }
 
   list(offset: number, limit: number): TaskRecord[] {

@@ -43,10 +43,29 @@
  * activity for the loss timeout, and only once its own last lease ack has expired, so every lease
  * of older epochs is over before the new token exists; after confirming it refuses tokens of older
  * epochs. A confirmer that knows a newer epoch than the base says so, and the claimer starts over
- * from it (taking its quorum set only if it knows every member), so claims always chain from the
- * latest epoch. The new token's gen is above every gen the confirmers have seen; its cfg is the
- * claimer's live ring. The holder reconfigures the same way (claim from the token it holds) when
- * the live ring and cfg differ, which is how joiners enter the quorum and dead peers leave it.
+ * from it, so claims always chain from the latest epoch. The new token's gen is above every gen
+ * the confirmers have seen; its cfg is the claimer's live ring. The holder reconfigures the same
+ * way (claim from the token it holds) when the live ring and cfg differ, which is how joiners
+ * enter the quorum and dead peers leave it.
+ *
+ * Learning a quorum set. A peer learns the cfg of a newer epoch from tokens (pass, beat) and
+ * confirms, and its next claim needs a majority of that cfg. Anyone can send those (a pass needs
+ * no claim), and one forged beat naming made-up ids, taken as every peer's quorum set, would
+ * refuse every later claim a majority, for good. So a cfg is learned only if a majority of its ids
+ * are in our live ring: a claim from it can then succeed. Not "every id known": a real cfg is its
+ * claimer's live ring, which may name a peer that others never saw (a stranger that reached one
+ * peer only), and peers that refuse to learn the newest cfg are refused by every peer that knows
+ * it, for good. The epoch and gen of a message whose cfg is not learned are still seen (bounded),
+ * so its token counts as the newest until the loss timeout; then the claim goes from the last cfg
+ * learned, and every peer that did not learn it confirms.
+ *
+ * Storage. The durable state (promises, the newest epoch, the gen) goes through `durable.save`,
+ * which says whether the write reached the disk. A write that failed (a full disk, EIO) is never
+ * acted on: a confirm whose promise was not stored is not sent (the promise is taken back), and a
+ * holder whose fencing token is not stored does not take its turn: it passes the token on unused,
+ * so the ring keeps moving among the others, and takes its turns again once a write succeeds. The
+ * state is rewritten every DURABLE_RETRY_MS while it is not stored, which is how a peer notices by
+ * itself that writes work again.
  *
  * Failure modes. A partition: the side with a majority of cfg regenerates (after the loss
  * timeout) and carries on; the minority side cannot get leases or confirms and idles, even if it
@@ -110,6 +129,12 @@ export const EPOCH_STEP_MAX = 2 ** 24;
  * million messages to push the gens to COUNTER_MAX, where new tokens would no longer be adopted.
  */
 export const GEN_STEP_MAX = 2 ** 32;
+/**
+ * While the durable state is not stored (a write failed), it is written again at most this often:
+ * a full disk fails every write, and trying at every tick would only burn fsyncs; a second is how
+ * soon a holder takes its turns again once space returns.
+ */
+export const DURABLE_RETRY_MS = 1000;
 /** A leaving holder multicasts its last pass this many times: it cannot wait for an ack. */
 export const LEAVE_PASS_COPIES = 3;
 
@@ -124,8 +149,12 @@ export interface TokenRingDurable {
 
 export interface TokenRingOptions {
   timings: TokenRingTimings;
-  /** Loads and saves the durable state (SQLite in the CLI, a map in simulations). */
-  durable?: { load(): TokenRingDurable | null; save(d: TokenRingDurable): void };
+  /**
+   * Loads and saves the durable state (SQLite in the CLI, a map in simulations). `save` returns
+   * true once the state is durable and false when the write failed (a full disk, EIO): it never
+   * throws for a failed write, and a failure is never taken as stored.
+   */
+  durable?: { load(): TokenRingDurable | null; save(d: TokenRingDurable): boolean };
 }
 
 export type TokenExitReason = 'released' | 'lease-lost' | 'superseded' | 'stopped';
@@ -245,7 +274,16 @@ export class TokenRing implements Protocol {
     'tok.conf': CONF,
   };
   /** Counters for tests and the command's status line. */
-  readonly stats = { passes: 0, skips: 0, stale: 0, regenerations: 0, leaseRounds: 0, critical: 0 };
+  readonly stats = {
+    passes: 0,
+    skips: 0,
+    stale: 0,
+    regenerations: 0,
+    leaseRounds: 0,
+    critical: 0,
+    /** Turns given up because the fencing token could not be stored (a failing disk). */
+    unstoredTurns: 0,
+  };
 
   private readonly t: TokenRingTimings;
   private readonly startIncarnation: number;
@@ -279,6 +317,10 @@ export class TokenRing implements Protocol {
   /** When we first saw each member as left; after leaseMs + leaseGuardMs it leaves the quorum (`gone`). */
   private readonly leftAt = new Map<PeerId, number>();
   private readonly gone = new Set<PeerId>();
+  /** The gen in the last state stored, and whether the state in memory differs from it. */
+  private storedGen = 0;
+  private unstored = false;
+  private lastSaveAt = -Infinity;
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -298,6 +340,7 @@ export class TokenRing implements Protocol {
       this.seenE = d.epoch;
       this.seenG = d.gen;
       this.maxGen = d.gen;
+      this.storedGen = d.gen;
       this.known = { e: d.epoch, cfg: d.cfg };
     }
   }
@@ -372,6 +415,7 @@ export class TokenRing implements Protocol {
       if (now >= this.leaseUntil) this.exit('lease-lost');
       else if (this.cs.holdUntil !== null && now >= this.cs.holdUntil) this.release();
     }
+    if (this.unstored && now - this.lastSaveAt >= DURABLE_RETRY_MS) this.persist();
     this.tickClaim(now);
     this.tickPending(now);
     if (this.held && !this.claim) this.tickHolder(this.held, now);
@@ -511,6 +555,13 @@ export class TokenRing implements Protocol {
     if (this.cs) {
       if (due) this.askLease(held, now);
       return;
+    }
+    // A fencing token must be stored before the resource sees it: after a restart of the whole
+    // ring, new tokens start above the highest stored. Unstored, the turn is given up (the token
+    // moves on as if used); the next visit tries again.
+    if (this.want && !held.leased && !this.storedUpTo(held.g, now)) {
+      held.leased = true;
+      this.stats.unstoredTurns++;
     }
     // One critical section per token: after it (held.leased), the token moves on, so the
     // resource never sees one fencing token twice.
@@ -669,7 +720,7 @@ export class TokenRing implements Protocol {
         this.stale(this.held.e, this.held.g, this.ctx.self.id);
         this.dropHeld('superseded');
       }
-    } else if (cfg && e > this.known.e) this.known = { e, cfg };
+    } else if (cfg && e > this.known.e) this.learn(e, cfg);
   }
 
   private see(e: number, g: number, holder: PeerId | '', cfg: PeerId[] | null): void {
@@ -681,7 +732,7 @@ export class TokenRing implements Protocol {
     }
     this.maxGen = Math.max(this.maxGen, g);
     this.lastActivity = this.ctx.now();
-    if (cfg && cfg.length > 0 && e >= this.known.e) this.known = { e, cfg };
+    if (cfg && e >= this.known.e) this.learn(e, cfg);
     if (newEpoch) this.persist();
   }
 
@@ -773,9 +824,13 @@ export class TokenRing implements Protocol {
       (last.holder === claimer && claimerHoldsNewest) ||
       (claimerHoldsNewest && last.e === b.te && last.br === b.tb && b.tg > last.g);
     if (!leasesOver) return false;
+    // Acknowledged means durable: a promise that did not reach the disk could be forgotten in a
+    // crash, and two claims of one epoch confirmed. Not stored, it is taken back and refused.
+    const before = this.promised;
     this.promised = b.e;
-    this.persist();
-    return true;
+    if (this.persist()) return true;
+    this.promised = before;
+    return false;
   }
 
   private onConfirm(sender: PeerId, b: ConfBody): void {
@@ -785,11 +840,8 @@ export class TokenRing implements Protocol {
     this.promisedSeen = Math.max(this.promisedSeen, b.p);
     if (b.ke > claim.base) {
       // A newer epoch exists: the claim is moot; learn it and start over from it if still needed.
-      // Anyone can send a confirm, and a quorum set of made-up ids, once ours, would refuse every
-      // later claim a majority, for good: a set is learned only if we know each of its members.
       this.promisedSeen = Math.max(this.promisedSeen, b.ke);
-      if (b.ke > this.known.e && b.kc.length > 0 && b.kc.every((id) => this.knows(id)))
-        this.known = { e: b.ke, cfg: b.kc };
+      if (b.ke > this.known.e) this.learn(b.ke, b.kc);
       this.claim = null;
       this.nextClaimAt = this.ctx.now() + this.t.passRetryMs;
       return;
@@ -852,9 +904,12 @@ export class TokenRing implements Protocol {
       if (!this.membership.get(id) && !this.known.cfg.includes(id)) this.gone.delete(id);
   }
 
-  /** This peer, or a member of any state (the dead and left stay known for a while). */
-  private knows(id: PeerId): boolean {
-    return id === this.ctx.self.id || this.membership.get(id) !== undefined;
+  /**
+   * Takes `cfg` as the quorum set of epoch `e` if a majority of it is in our live ring, so that a
+   * claim from it can get a majority (see "Learning a quorum set" in the header).
+   */
+  private learn(e: number, cfg: PeerId[]): void {
+    if (majority(cfg, new Set(this.ring()), this.gone)) this.known = { e, cfg };
   }
 
   /** Live members and this peer, by id. */
@@ -879,13 +934,25 @@ export class TokenRing implements Protocol {
     return Math.floor(this.ctx.random() * 0x100000000);
   }
 
-  private persist(): void {
-    this.opts.durable?.save({
-      promised: this.promised,
-      epoch: this.known.e,
-      gen: this.seenG,
-      cfg: this.known.cfg,
-    });
+  /** Whether gen `g` (or a later one) is stored; writes the state if not. */
+  private storedUpTo(g: number, now: number): boolean {
+    if (!this.opts.durable) return true;
+    if (!this.unstored && this.storedGen >= g) return true;
+    // A failed write is not retried at every visit of the token: see DURABLE_RETRY_MS.
+    if (this.unstored && now - this.lastSaveAt < DURABLE_RETRY_MS) return false;
+    return this.persist() && this.storedGen >= g;
+  }
+
+  /** Writes the durable state; false (and retried from tick) when the write failed. */
+  private persist(): boolean {
+    const durable = this.opts.durable;
+    if (!durable) return true;
+    const gen = Math.max(this.seenG, this.held?.g ?? 0);
+    this.lastSaveAt = this.ctx.now();
+    const ok = durable.save({ promised: this.promised, epoch: this.known.e, gen, cfg: this.known.cfg });
+    this.unstored = !ok;
+    if (ok) this.storedGen = gen;
+    return ok;
   }
 }
 

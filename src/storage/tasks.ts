@@ -8,10 +8,22 @@
  * failed (the WHERE of ON CONFLICT), and finish() reports whether it wrote.
  * Rows read back are validated (a task id, args that parse to numbers, a known state), so a hand-
  * edited or damaged row shows up as failed instead of crashing a coordinator.
+ *
+ * A write that fails (SQLITE_FULL, an I/O error) is returned, never thrown, and goes to the
+ * StorageHealth given (one line when writes start failing, one when they work again): the
+ * protocol then does not acknowledge what it could not store (p2p/tasks.ts).
  */
 import type Database from 'better-sqlite3';
 import type { PeerStore } from './store.js';
-import { TASK_STATES, isTaskId, type TaskLog, type TaskRecord, type TaskState } from '../p2p/tasks.js';
+import { writeFailure, type StorageHealth } from './health.js';
+import {
+  TASK_STATES,
+  isTaskId,
+  type LogWrite,
+  type TaskLog,
+  type TaskRecord,
+  type TaskState,
+} from '../p2p/tasks.js';
 
 interface Row {
   id: string;
@@ -54,7 +66,13 @@ export class TaskStore implements TaskLog {
   private readonly total: Database.Statement;
   private readonly open: Database.Statement;
 
-  constructor(readonly db: Database.Database) {
+  constructor(
+    readonly db: Database.Database,
+    /** Where failed writes are reported; none: the protocol still learns of them. */
+    private readonly health: StorageHealth | null = null,
+    /** The database file, named in write failures. */
+    readonly file: string = db.name,
+  ) {
     db.exec(`
       CREATE TABLE IF NOT EXISTS tasks (
         id TEXT PRIMARY KEY,
@@ -82,8 +100,8 @@ export class TaskStore implements TaskLog {
     );
   }
 
-  static of(store: PeerStore): TaskStore {
-    return new TaskStore(store.db);
+  static of(store: PeerStore, health: StorageHealth | null = null): TaskStore {
+    return new TaskStore(store.db, health, store.file);
   }
 
   get(id: string): TaskRecord | undefined {
@@ -91,16 +109,29 @@ export class TaskStore implements TaskLog {
     return r && fromRow(r);
   }
 
-  save(rec: TaskRecord): void {
+  save(rec: TaskRecord): LogWrite {
     if (rec.state === 'done' || rec.state === 'failed')
       throw new Error('save() is for open tasks; use finish()');
-    this.upsert.run(toRow(rec));
+    return this.write(rec);
   }
 
-  finish(rec: TaskRecord): boolean {
+  finish(rec: TaskRecord): LogWrite {
     if (rec.state !== 'done' && rec.state !== 'failed')
       throw new Error('finish() needs a done or failed task');
-    return this.upsert.run(toRow(rec)).changes > 0;
+    return this.write(rec);
+  }
+
+  private write(rec: TaskRecord): LogWrite {
+    let changes: number;
+    try {
+      changes = this.upsert.run(toRow(rec)).changes;
+    } catch (err) {
+      const f = writeFailure(this.file, err);
+      this.health?.failed(f, 'tasks');
+      return { first: false, failed: f.kind };
+    }
+    this.health?.succeeded(this.file, 'tasks');
+    return { first: changes > 0, failed: null };
   }
 
   list(offset: number, limit: number): TaskRecord[] {

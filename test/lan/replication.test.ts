@@ -66,21 +66,10 @@ describe.runIf(decision.run)('replication on a namespace LAN', () => {
 
   /** Runs `peer ...` to completion inside host i's namespace. */
   const run = (i: number, args: string[], input = ''): Promise<Run> =>
-    new Promise((resolve, reject) => {
-      const child = lan.spawn(i, process.execPath, [BIN, ...args], { NO_COLOR: '1' });
-      let stdout = '';
-      let stderr = '';
-      child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new Error(`peer ${args.join(' ')} on host ${i} overran ${ONE_SHOT_TIMEOUT_MS} ms: ${stderr}`));
-      }, ONE_SHOT_TIMEOUT_MS);
-      child.on('exit', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-      child.stdin!.end(input);
+    lan.run(i, process.execPath, [BIN, ...args], {
+      env: { NO_COLOR: '1' },
+      input,
+      timeoutMs: ONE_SHOT_TIMEOUT_MS,
     });
 
   /** A one-shot append from host i that must succeed; records the acknowledged entry. */

@@ -1,35 +1,45 @@
 /**
  * The built CLI on a real, tiny, full disk. Each holder runs in a mount namespace of its own on a
- * 2 MB tmpfs (`unshare --mount`, so nothing is mounted on the host); the test reaches its files
- * through /proc/<pid>/root and fills the disk with a filler file:
+ * 2 MB tmpfs (test/support/tmpfs.ts: `unshare --mount`, so nothing is mounted on the host); the
+ * test reaches its files through /proc/<pid>/root and fills the disk with a filler file:
  *   - `peer replicate` holders r1 (full) and r2 (healthy), written to with `--acks all` until r1
  *     refuses; `peer kv serve` holder k1 (full), written to through `peer kv shell`;
  *   - every write a holder acknowledged is in its file (replica file, kv_log) while the disk is full;
  *   - the holders stay up through the full disk, their checkpoint timers included, and each says
  *     ONE line that writes fail; writers get a one-line refusal and exit 1;
  *   - the filler deleted, new writes succeed without a restart and each holder says ONE line that
- *     writes work again (for r1 that needs its checkpoint timer to have kept running).
- * A loopback test, not a LAN one: a tmpfs per process needs no network namespace per peer, and
- * loopback is what the other real-process kv and replicate tests use.
+ *     writes work again (for r1 that needs its checkpoint timer to have kept running);
+ *   - `peer token-ring`: one member of three on a full disk skips its turns (it cannot store its
+ *     fencing token) while the two others keep taking theirs, and takes turns again once space
+ *     returns;
+ *   - `peer worker` coordinating on a full disk refuses new tasks: `peer task submit` exits 1 at
+ *     once with one line, and the same submission is done once space returns.
+ * Loopback, like the other real-process kv and replicate tests; test/lan/disk-full.test.ts runs
+ * the same disk on separate hosts of a namespace LAN.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BIN, Lines, loopbackFlags, runCli, tempDir, testPort } from '../support/proc.js';
-import { parseReplica, entryId } from '../../src/storage/replica.js';
+import { BIN, Lines, alive, loopbackFlags, runCli, tempDir, testPort } from '../support/proc.js';
+import {
+  countStderr,
+  FAILING,
+  fill,
+  inside,
+  onTmpfs,
+  RECOVERED,
+  storedKvLog,
+  storedReplica,
+  unfill,
+} from '../support/tmpfs.js';
 
-/** Size of each holder's tmpfs, and the room left when it is filled. */
-const TMPFS_SIZE = '2m';
+/** The room left on each holder's tmpfs when it is filled. */
 const ROOM_BYTES = 96 * 1024;
 /** Writes per batch, each with a text of this many bytes: a few batches fill the room. */
 const BATCH_LINES = 100;
 const TEXT_BYTES = 500;
 const BATCHES_MAX = 30;
-
-const FAILING = /storage: writes to \S+ failing \(disk full\); refusing new writes until space returns/g;
-const RECOVERED = /storage: writes to \S+ work again; accepting new writes/g;
 
 const running: Lines[] = [];
 afterEach(async () => {
@@ -41,44 +51,17 @@ afterEach(async () => {
 
 /** Starts the CLI in its own mount namespace with a fresh tmpfs mounted on `mount`. */
 function startOnTmpfs(mount: string, args: string[]): Lines {
-  fs.mkdirSync(mount, { recursive: true });
-  const child = spawn(
-    'unshare',
-    [
-      '--mount',
-      '--propagation',
-      'private',
-      'sh',
-      '-c',
-      `mount -t tmpfs -o size=${TMPFS_SIZE} tmpfs "$1" && shift && exec "$@"`,
-      'sh',
-      mount,
-      process.execPath,
-      BIN,
-      ...args,
-    ],
-    { env: { ...process.env, NO_COLOR: '1' }, stdio: ['pipe', 'pipe', 'pipe'] },
-  );
+  const run = onTmpfs(mount, process.execPath, [BIN, ...args]);
+  const child = spawn(run.command, run.args, {
+    env: { ...process.env, NO_COLOR: '1' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   const p = new Lines(child);
   running.push(p);
   return p;
 }
 
-/** A path inside a holder's mount namespace, as seen from here. */
-function inside(p: Lines, file: string): string {
-  return `/proc/${p.child.pid}/root${file}`;
-}
-
-/** Fills the holder's tmpfs until `room` bytes are left. */
-function fill(p: Lines, mount: string, room = ROOM_BYTES): void {
-  const at = inside(p, mount);
-  const st = fs.statfsSync(at);
-  fs.writeFileSync(path.join(at, 'filler'), Buffer.alloc(Math.max(0, st.bavail * st.bsize - room)));
-}
-
-const count = (p: Lines, re: RegExp) => (p.stderr.join('').match(re) ?? []).length;
 const up = (p: Lines) => p.json().some((e) => e.event === 'up');
-const alive = (p: Lines) => p.child.exitCode === null && p.child.signalCode === null;
 
 describe('peer replicate and peer kv serve on a full disk', () => {
   it('acknowledge only what they stored, stay up, say so once, and resume when space returns', async () => {
@@ -109,8 +92,8 @@ describe('peer replicate and peer kv serve on a full disk', () => {
       30_000,
       'r1 sees r2',
     );
-    fill(r1.p, r1.mount);
-    fill(k1.p, k1.mount);
+    fill(r1.p, r1.mount, ROOM_BYTES);
+    fill(k1.p, k1.mount, ROOM_BYTES);
     const client = net(path.join(root, 'client'));
 
     // Replicate until r1 refuses; every entry acknowledged by a holder must be in its file.
@@ -144,13 +127,8 @@ describe('peer replicate and peer kv serve on a full disk', () => {
       ['r1', r1],
       ['r2', r2],
     ] as const) {
-      // The holder keeps repairing from the other one meanwhile: an append in progress (or failing,
-      // before its torn part is cut off) may show as a last line without its newline. Whole lines
-      // are what counts, and every one of them must parse.
-      const content = fs.readFileSync(inside(h.p, path.join(h.dir, `${name}.txt`)), 'utf8');
-      const file = parseReplica(content.slice(0, content.lastIndexOf('\n') + 1));
-      const stored = new Set(file.set.entries.map(entryId));
-      const lost = ackedBy.get(name)!.filter((id) => !stored.has(id));
+      const file = storedReplica(h.p, path.join(h.dir, `${name}.txt`));
+      const lost = ackedBy.get(name)!.filter((id) => !file.ids.has(id));
       expect(lost, `${name} acknowledged entries its file lacks`).toEqual([]);
       expect(file.rejected).toEqual([]);
     }
@@ -179,15 +157,7 @@ describe('peer replicate and peer kv serve on a full disk', () => {
       for (const m of r.stdout.matchAll(/^OK ([0-9a-f]{16}:\d+) /gm)) okIds.push(m[1]!);
       if (r.code !== 0) kvRefusal = r.stderr;
     }
-    // SQLite resolves the /proc/<pid>/root link (to the host's empty mount point): read a copy of
-    // the database and its WAL, exactly what is on k1's disk now.
-    const copy = path.join(root, 'k1-copy.db');
-    for (const suffix of ['', '-wal'])
-      fs.copyFileSync(inside(k1.p, path.join(k1.dir, `k1.db${suffix}`)), copy + suffix);
-    const db = new Database(copy, { fileMustExist: true });
-    const rows = db.prepare('SELECT origin, seq FROM kv_log').all() as Array<{ origin: string; seq: number }>;
-    db.close();
-    const logged = new Set(rows.map(entryId));
+    const logged = storedKvLog(k1.p, path.join(k1.dir, 'k1.db'), root);
     expect(okIds.length).toBeGreaterThan(0);
     expect(
       okIds.filter((id) => !logged.has(id)),
@@ -197,15 +167,15 @@ describe('peer replicate and peer kv serve on a full disk', () => {
 
     // Still up (the checkpoint timers ran on the full disk meanwhile), one line each.
     for (const h of [r1, r2, k1]) expect(alive(h.p), h.p.stderr.join('')).toBe(true);
-    expect(count(r1.p, FAILING), r1.p.stderr.join('')).toBe(1);
-    expect(count(k1.p, FAILING), k1.p.stderr.join('')).toBe(1);
-    expect(count(r2.p, FAILING)).toBe(0);
+    expect(countStderr(r1.p, FAILING), r1.p.stderr.join('')).toBe(1);
+    expect(countStderr(k1.p, FAILING), k1.p.stderr.join('')).toBe(1);
+    expect(countStderr(r2.p, FAILING)).toBe(0);
     for (const h of [r1, r2, k1])
       expect(h.p.stderr.join('')).not.toMatch(/SqliteError|Uncaught|at .*\.js:\d+/);
 
     // Space returns: writes succeed without a restart, and each holder says so once.
-    fs.rmSync(inside(r1.p, path.join(r1.mount, 'filler')));
-    fs.rmSync(inside(k1.p, path.join(k1.mount, 'filler')));
+    unfill(r1.p, r1.mount);
+    unfill(k1.p, k1.mount);
     const after = await runCli([
       'replicate',
       'after the disk was freed',
@@ -218,11 +188,11 @@ describe('peer replicate and peer kv serve on a full disk', () => {
     expect((JSON.parse(after.stdout) as { confirmed: string[] }).confirmed).toEqual(['r1', 'r2']);
     const put = await runCli(['kv', 'put', 'after', 'freed', ...client, '--acks', 'all']);
     expect(put.code, put.stderr).toBe(0);
-    await r1.p.until((l) => count(l, RECOVERED) > 0, 15_000, 'r1 says writes work again');
-    await k1.p.until((l) => count(l, RECOVERED) > 0, 15_000, 'k1 says writes work again');
+    await r1.p.until((l) => countStderr(l, RECOVERED) > 0, 15_000, 'r1 says writes work again');
+    await k1.p.until((l) => countStderr(l, RECOVERED) > 0, 15_000, 'k1 says writes work again');
     for (const h of [r1, k1]) {
-      expect(count(h.p, FAILING)).toBe(1);
-      expect(count(h.p, RECOVERED)).toBe(1);
+      expect(countStderr(h.p, FAILING)).toBe(1);
+      expect(countStderr(h.p, RECOVERED)).toBe(1);
       expect(alive(h.p)).toBe(true);
     }
   }, 300_000);
@@ -258,14 +228,125 @@ describe('peer replicate and peer kv serve on a full disk', () => {
     // Lines bob cannot store are not acknowledged: each sender gives up (exit 1).
     for (let i = 0; i < 3; i++) expect((await send(`while full ${i}`, 1_500)).code).toBe(1);
     expect(alive(bob), bob.stderr.join('')).toBe(true);
-    expect(count(bob, FAILING), bob.stderr.join('')).toBe(1);
-    fs.rmSync(inside(bob, path.join(mount, 'filler')));
+    expect(countStderr(bob, FAILING), bob.stderr.join('')).toBe(1);
+    unfill(bob, mount);
     const after = await send('after the disk was freed', 10_000);
     expect(after.code, after.stderr).toBe(0);
-    await bob.until((l) => count(l, RECOVERED) > 0, 15_000, 'bob says writes work again');
-    expect(count(bob, FAILING)).toBe(1);
-    expect(count(bob, RECOVERED)).toBe(1);
+    await bob.until((l) => countStderr(l, RECOVERED) > 0, 15_000, 'bob says writes work again');
+    expect(countStderr(bob, FAILING)).toBe(1);
+    expect(countStderr(bob, RECOVERED)).toBe(1);
     expect(bob.lines.join('\n')).toContain('after the disk was freed');
     expect(bob.stderr.join('')).not.toMatch(/SqliteError|not stored/);
+  }, 120_000);
+});
+
+describe('peer token-ring with one member on a full disk', () => {
+  it('the others keep taking turns; the full one skips its turns, says so once, and resumes', async () => {
+    const port = testPort();
+    const root = tempDir('disk-ring');
+    const names = ['ann', 'bob', 'cat'];
+    const members = names.map((name) => {
+      const mount = path.join(root, name);
+      const p = startOnTmpfs(mount, [
+        'token-ring',
+        '--hold',
+        '30',
+        '--json',
+        '--name',
+        name,
+        ...loopbackFlags(port, path.join(mount, 'd'), 'local'),
+      ]);
+      return { name, mount, p };
+    });
+    const [ann, bob, cat] = members as [(typeof members)[0], (typeof members)[0], (typeof members)[0]];
+    const turns = (p: Lines) => p.json().filter((e) => e.event === 'enter').length;
+    for (const m of members) await m.p.until(up, 30_000, `${m.name} up`);
+    for (const m of members) await m.p.until((l) => turns(l) > 0, 30_000, `${m.name} takes a turn`);
+
+    fill(cat.p, cat.mount, 0);
+    await cat.p.until((l) => countStderr(l, FAILING) > 0, 15_000, 'cat says writes fail');
+    // A turn whose token was stored before the disk filled may still be under way: start after it.
+    const catBefore = turns(cat.p) + 1;
+    const othersBefore = [turns(ann.p), turns(bob.p)];
+    await ann.p.until((l) => turns(l) >= othersBefore[0]! + 10, 30_000, 'ann keeps taking turns');
+    await bob.p.until((l) => turns(l) >= othersBefore[1]! + 10, 30_000, 'bob keeps taking turns');
+    expect(turns(cat.p), 'cat took turns it could not fence').toBeLessThanOrEqual(catBefore);
+    for (const m of members) expect(alive(m.p), m.p.stderr.join('')).toBe(true);
+
+    unfill(cat.p, cat.mount);
+    const catAfter = turns(cat.p);
+    await cat.p.until((l) => turns(l) > catAfter, 30_000, 'cat takes turns again');
+    await cat.p.until((l) => countStderr(l, RECOVERED) > 0, 15_000, 'cat says writes work again');
+    expect(countStderr(cat.p, FAILING)).toBe(1);
+    expect(countStderr(cat.p, RECOVERED)).toBe(1);
+    for (const m of members) {
+      expect(alive(m.p)).toBe(true);
+      expect(m.p.stderr.join('')).not.toMatch(/SqliteError|Uncaught|at .*\.js:\d+/);
+    }
+    // No two turns, on any member, shared a fencing token.
+    const gens = members.flatMap((m) =>
+      m.p
+        .json()
+        .filter((e) => e.event === 'enter')
+        .map((e) => e.generation as number),
+    );
+    expect(new Set(gens).size).toBe(gens.length);
+  }, 180_000);
+});
+
+describe('peer worker coordinating on a full disk', () => {
+  it('refuses new tasks at once with one line (exit 1), says so once, and takes them when space returns', async () => {
+    const port = testPort();
+    const root = tempDir('disk-tasks');
+    const mount = path.join(root, 'w1');
+    const w1 = startOnTmpfs(mount, [
+      'worker',
+      '--concurrency',
+      '1',
+      '--log-format',
+      'json',
+      '--name',
+      'w1',
+      ...loopbackFlags(port, path.join(mount, 'd'), 'local'),
+    ]);
+    await w1.until(up, 30_000, 'w1 up');
+    const submit = () =>
+      runCli([
+        'task',
+        'submit',
+        'sum',
+        '1',
+        '2',
+        '--wait',
+        '--timeout',
+        '15000',
+        ...loopbackFlags(port, path.join(root, 'client'), 'local'),
+      ]);
+    const first = await submit();
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/^3 /);
+
+    fill(w1, mount, 0);
+    const started = Date.now();
+    const refused = await submit();
+    expect(refused.code, refused.stderr).toBe(1);
+    // At once, not after --timeout: the coordinator said why.
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const said = refused.stderr.split('\n').filter((l) => l !== '' && !l.includes('--key-file'));
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(
+      /^peer: task \S+ was refused: the coordinator w1 cannot store the task: its disk is full; free space/,
+    );
+    expect(alive(w1), w1.stderr.join('')).toBe(true);
+    expect(countStderr(w1, FAILING), w1.stderr.join('')).toBe(1);
+
+    unfill(w1, mount);
+    const after = await submit();
+    expect(after.code, after.stderr).toBe(0);
+    expect(after.stdout).toMatch(/^3 /);
+    await w1.until((l) => countStderr(l, RECOVERED) > 0, 15_000, 'w1 says writes work again');
+    expect(countStderr(w1, FAILING)).toBe(1);
+    expect(countStderr(w1, RECOVERED)).toBe(1);
+    expect(w1.stderr.join('')).not.toMatch(/SqliteError|Uncaught|at .*\.js:\d+/);
   }, 120_000);
 });

@@ -87,7 +87,13 @@ async function ring(
       (ctx, nd) =>
         new TokenRing(ctx, nd.membership, {
           timings: T,
-          durable: { load: () => disk.get(peer.name) ?? null, save: (d) => disk.set(peer.name, d) },
+          durable: {
+            load: () => disk.get(peer.name) ?? null,
+            save: (d) => {
+              disk.set(peer.name, d);
+              return true;
+            },
+          },
         }),
     );
     tok.set(peer, t);
@@ -470,6 +476,87 @@ describe('token ring under forged epochs and generations (simulation)', () => {
           c.rt.runUntilTrue(() => r.res.sections.some((x) => x.peer === p.name && x.enter > at), 10_000),
           p.name,
         ).toBe(true);
+      expect(r.res.violations).toEqual([]);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+});
+
+describe('token ring after a token names a quorum set (simulation)', () => {
+  /** The ring must turn again within twice the profile's crash detection time (issue 17). */
+  const RECOVERY_MS = 2 * (PROFILES.lan.membership.deadAfterMs + TICK_MS);
+  /** ...and every peer get a turn within this: a few rotations of a busy ring. */
+  const ROUND_MS_MAX = 5_000;
+  /** As many ids as a quorum set may hold, none of them a member. */
+  const MADE_UP = Array.from({ length: 32 }, (_, i) => i.toString(16).padStart(16, '0'));
+  type Forgery = (e: number, g: number, to: SimPeer) => [string, Record<string, unknown>];
+
+  // One forged datagram each, as the forger sent them: a beat of the next epoch (forger seed 12),
+  // a pass of the next epoch to a member's earlier life, which it ignores (seed 26), and a pass of
+  // the current epoch 2^31 gens ahead (lossy seed 114; 2^31 is just a value within GEN_STEP_MAX:
+  // gens are not 32-bit anywhere). Every peer took the made-up set as the quorum of the newest
+  // epoch, so no claim could ever get a majority again: the ring stopped for good.
+  const forgeries: Array<[string, Forgery]> = [
+    ['a beat of the next epoch', (e, g) => ['tok.beat', { e: e + 1, g: g + 1, cfg: MADE_UP }]],
+    [
+      "a pass of the next epoch to a member's earlier life",
+      (e, _g, to) => ['tok.pass', { e: e + 1, g: 0, br: 1, to: to.node.id, ti: 0, cfg: MADE_UP }],
+    ],
+    [
+      'a pass of the current epoch far ahead',
+      (e, g, to) => [
+        'tok.pass',
+        { e, g: g + 2 ** 31, br: 1, to: to.node.id, ti: to.node.incarnation, cfg: MADE_UP },
+      ],
+    ],
+  ];
+
+  it.each(forgeries)('%s: the ring turns again, every peer in turn, one at a time', async (_, forge) => {
+    for (const seed of [1, 2, 3]) {
+      const r = await ring(seed, 4, { delayMaxMs: 2 });
+      const { c } = r;
+      c.rt.runFor(2_000);
+      const last = c.peers.at(-1)!;
+      const st = r.tok.get(last)!.status();
+      const f = await rogue(c.net, '2eea267b002f426a');
+      const [type, body] = forge(st.epoch, st.generation, last);
+      f.broadcast(type, body);
+      const at = c.rt.now();
+      const turnSince = (p?: SimPeer) =>
+        r.res.sections.some((s) => s.enter > at && (!p || s.peer === p.name));
+      expect(
+        c.rt.runUntilTrue(() => turnSince(), RECOVERY_MS),
+        `seed ${seed}: a turn`,
+      ).toBe(true);
+      expect(
+        c.rt.runUntilTrue(() => c.peers.every(turnSince), ROUND_MS_MAX),
+        `seed ${seed}: every peer gets a turn`,
+      ).toBe(true);
+      expect(r.res.violations).toEqual([]);
+      expect(c.handlerErrors()).toEqual([]);
+    }
+  });
+
+  it.each([1, 2, 3, 4, 5])(
+    'an epoch whose quorum set names a peer only one member saw is learned by all, and the ring turns again, seed %i',
+    async (seed) => {
+      const r = await ring(seed, 4, { delayMaxMs: 2 });
+      const { c } = r;
+      c.rt.runFor(2_000);
+      // A stranger reaches one member only, which counts it in its live ring: the next epoch that
+      // member makes names it (the beat stands for that epoch's token). Then the stranger goes
+      // quiet and the token is lost. A peer that refused the set for naming an id it never saw
+      // would claim from the old epoch, refused by that member and never able to learn the new one.
+      const f = await rogue(c.net, '0000000000000001');
+      const [p0] = c.peers;
+      f.send(p0!.address, 'hb', { g: {}, h: 1 });
+      c.rt.runFor(TICK_MS);
+      const st = r.tok.get(p0!)!.status();
+      const cfg = [...c.peers.map((p) => p.node.id), f.id].sort();
+      f.broadcast('tok.beat', { e: st.epoch + 1, g: st.generation + 1, cfg });
+      const at = c.rt.now();
+      const turnSince = (p: SimPeer) => r.res.sections.some((s) => s.enter > at && s.peer === p.name);
+      expect(c.rt.runUntilTrue(() => c.peers.every(turnSince), ROUND_MS_MAX)).toBe(true);
       expect(r.res.violations).toEqual([]);
       expect(c.handlerErrors()).toEqual([]);
     },

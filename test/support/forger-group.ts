@@ -175,7 +175,7 @@ export class ForgerGroup {
           timings: n.profile.tokenRing,
           durable: {
             load: () => this.durable.get(peer.name) ?? null,
-            save: (d) => void this.durable.set(peer.name, d),
+            save: (d) => (this.durable.set(peer.name, d), true),
           },
         }),
     );

@@ -118,6 +118,37 @@ export class NetnsLan {
     return child;
   }
 
+  /**
+   * Runs a process inside host i's namespace to completion (stdin is `input`) and returns its exit
+   * code and output; kills it and rejects once it overruns `timeoutMs`.
+   */
+  run(
+    i: number,
+    command: string,
+    args: string[],
+    opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs: number },
+  ): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      const child = this.spawn(i, command, args, opts.env);
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(
+          new Error(`${command} ${args.join(' ')} on host ${i} overran ${opts.timeoutMs} ms: ${stderr}`),
+        );
+      }, opts.timeoutMs);
+      // 'close', not 'exit': the output pipes are drained by then.
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, stdout, stderr });
+      });
+      child.stdin!.end(opts.input ?? '');
+    });
+  }
+
   /** Cuts host i off the LAN (or reconnects it), at the switch, like pulling its cable. */
   setCut(i: number, cut: boolean): void {
     sh(['-n', this.switchNs, 'link', 'set', this.host(i).switchLeg, cut ? 'down' : 'up']);

@@ -14,6 +14,9 @@ export { ChildLines as Lines, loggedState } from '../../src/cli/child.js';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = path.join(ROOT, 'bin/run.js');
 
+/** Whether a started process is still running (neither exited nor killed by a signal). */
+export const alive = (p: ChildLines): boolean => p.child.exitCode === null && p.child.signalCode === null;
+
 export function tempDir(label: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `peer-${label}-`));
 }

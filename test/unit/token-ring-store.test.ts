@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { PeerStore } from '../../src/storage/store.js';
-import { TokenRingStore } from '../../src/storage/token-ring.js';
+import { reportingDurable, TokenRingStore } from '../../src/storage/token-ring.js';
+import { StorageHealth } from '../../src/storage/health.js';
 import { tempDir } from '../support/proc.js';
 import { COUNTER_MAX } from '../../src/p2p/bounds.js';
 
@@ -53,6 +54,36 @@ describe('TokenRingStore durability', () => {
     expect(trs.damaged).toBe(3);
     trs.save({ promised: 7, epoch: COUNTER_MAX, gen: COUNTER_MAX, cfg: [] });
     expect(trs.load()).toEqual({ promised: 7, epoch: COUNTER_MAX, gen: COUNTER_MAX, cfg: [] });
+    store.close();
+  });
+
+  it('a failed write is returned, said once, and never taken as stored; writes resume by themselves', () => {
+    const store = PeerStore.open(tempDir('token-store'), 'tr');
+    const trs = TokenRingStore.on(store);
+    const lines: string[] = [];
+    const durable = reportingDurable(trs, new StorageHealth((l) => lines.push(l)));
+    expect(durable.save({ promised: 1, epoch: 1, gen: 5, cfg: [] })).toBe(true);
+    // What better-sqlite3 throws on a full disk (SqliteError, code SQLITE_FULL).
+    const write = (trs as unknown as { write: { run: (...a: unknown[]) => unknown } }).write;
+    const run = write.run.bind(write);
+    write.run = () => {
+      throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+    };
+    expect(trs.save({ promised: 2, epoch: 2, gen: 9, cfg: [] })).toMatchObject({
+      kind: 'full',
+      code: 'SQLITE_FULL',
+    });
+    expect(durable.save({ promised: 2, epoch: 2, gen: 9, cfg: [] })).toBe(false);
+    expect(durable.save({ promised: 2, epoch: 2, gen: 9, cfg: [] })).toBe(false);
+    expect(store.db.pragma('synchronous', { simple: true })).toBe(1);
+    expect(trs.load()).toEqual({ promised: 1, epoch: 1, gen: 5, cfg: [] });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/writes to .* failing \(disk full\)/);
+    write.run = run;
+    expect(durable.save({ promised: 2, epoch: 2, gen: 9, cfg: [] })).toBe(true);
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(/work again/);
+    expect(trs.load()).toEqual({ promised: 2, epoch: 2, gen: 9, cfg: [] });
     store.close();
   });
 });

@@ -50,7 +50,7 @@ export interface BatchResult {
 
 export default class TaskSubmit extends TaskCommand {
   static override summary = 'Submit a task to the group and (with --wait) print its result.';
-  static override description = `Operations: sum N..., fibonacci N (0-2000), sort N..., primes N (counts primes below N, up to 200000000). The arguments are checked here first, so bad input fails at once with one line. The task goes to the elected coordinator, which assigns it to the least-loaded worker; it is re-sent until accepted, and re-sent to a new coordinator if the old one fails. Without --wait the command ends once the task is accepted. Exit codes: 0 done (or accepted), 1 the task failed or nobody answered in time, 2 bad input. Put negative numbers after --: peer task submit sum -- 1 -2.`;
+  static override description = `Operations: sum N..., fibonacci N (0-2000), sort N..., primes N (counts primes below N, up to 200000000). The arguments are checked here first, so bad input fails at once with one line. The task goes to the elected coordinator, which assigns it to the least-loaded worker; it is re-sent until accepted, and re-sent to a new coordinator if the old one fails. Without --wait the command ends once the task is accepted. Exit codes: 0 done (or accepted), 1 the task failed, the coordinator could not store it (its disk is full or failing) or nobody answered in time, 2 bad input. Put negative numbers after --: peer task submit sum -- 1 -2.`;
   static override examples = [
     '<%= config.bin %> task submit sum 1 2 3 --wait --interface 127.0.0.1',
     '<%= config.bin %> task submit fibonacci 100 --wait --json',
@@ -107,8 +107,9 @@ export default class TaskSubmit extends TaskCommand {
       // Subscribe before submitting: a local answer could come at once.
       const accepted = nextEvent(
         node,
-        (e): e is PeerEventOf<'task-accepted'> | PeerEventOf<'task-result'> =>
-          (e.kind === 'task-accepted' || e.kind === 'task-result') && e.id === id,
+        (e): e is PeerEventOf<'task-accepted'> | PeerEventOf<'task-result'> | PeerEventOf<'task-refused'> =>
+          (e.kind === 'task-accepted' || e.kind === 'task-result' || e.kind === 'task-refused') &&
+          e.id === id,
         flags.timeout,
       );
       const result = nextEvent(
@@ -127,6 +128,17 @@ export default class TaskSubmit extends TaskCommand {
           { id, op: valid.op, args: valid.args },
         );
       }
+      if (first.kind === 'task-refused')
+        throw new TaskFailure(
+          `task ${id} was refused: ${first.why}; free space or fix that disk, then submit again`,
+          {
+            id,
+            op: valid.op,
+            args: valid.args,
+            state: 'refused',
+            reason: first.reason,
+          },
+        );
       if (!flags.wait && first.kind === 'task-accepted') {
         this.log(`task ${id} accepted (${valid.op})`);
         return { id, op: valid.op, args: valid.args, state: 'accepted' };
@@ -175,6 +187,11 @@ export default class TaskSubmit extends TaskCommand {
     const ids = new Set<string>();
     let wake: () => void = () => {};
     const off = node.on((e) => {
+      if (e.kind === 'task-refused' && ids.has(e.id)) {
+        failed++;
+        firstError ??= `refused: ${e.why}`;
+        return wake();
+      }
       if ((e.kind !== 'task-accepted' && e.kind !== 'task-result') || !ids.has(e.id)) return;
       if (e.kind === 'task-accepted') accepted.add(e.id);
       else {
