@@ -18,6 +18,7 @@ import { FORGERIES, planArbitrary, corrupted, encodeForged, type Forge } from '.
 import {
   ForgerGroup,
   FORGE_MS,
+  RECOVERY_MS,
   TOKEN_HOLD_MS,
   TOKEN_ROUND_MS_MAX,
   protocolsOf,
@@ -29,6 +30,7 @@ import { Codec, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
 import type { LinkFaults } from '../../src/p2p/transport/sim.js';
 import { DIGEST_LEVELS } from '../../src/storage/replica.js';
 import { RING_CONFIG_MAX } from '../../src/p2p/token-ring.js';
+import { PRIORITY_MAX } from '../../src/p2p/election.js';
 
 const SEEDS = process.env.FORGER_SEEDS
   ? process.env.FORGER_SEEDS.split(',').map(Number)
@@ -131,6 +133,25 @@ describe('holes the forger found, one datagram each', () => {
     g.rt.runFor(10);
     expect(g.handlerErrors()).toEqual([]);
     expect(holder.replication.rejected - before).toBe(2);
+  });
+
+  it('a stranger that claims to coordinate one member at a far higher term, then falls silent, leaves it following the group again', async () => {
+    const g = await formedGroup();
+    g.rt.runFor(FORGE_MS);
+    const forger = g.c.net.transport();
+    const victim = g.members[0]!;
+    const envelope = { v: PROTOCOL_VERSION, i: STRANGER, n: 'forger', c: 1, s: 1, l: 1 };
+    // A heartbeat makes the stranger a member; its claim, to this member alone, outranks everyone.
+    forger.send(victim.peer.address, encodeForged('hb', envelope, { body: { g: {} } }));
+    forger.send(
+      victim.peer.address,
+      encodeForged('el.coord', envelope, {
+        body: { term: victim.election.term() + 2 ** 32 - 1, prio: PRIORITY_MAX },
+      }),
+    );
+    g.rt.runFor(1);
+    expect(victim.election.coordinator()).toBe(STRANGER);
+    expect(g.rt.runUntilTrue(() => g.notWhole().length === 0, RECOVERY_MS)).toBe(true);
   });
 
   it('one forged token beat with a made-up quorum set does not stop the ring', async () => {
