@@ -21,6 +21,24 @@
  * follow it: it bullies, with an election for a higher term. So the terms a peer follows only rise.
  * A term more than TERM_STEP_MAX above the highest known, or past COUNTER_MAX, is refused.
  *
+ * A member ahead of the coordinator. Every peer publishes the term it follows in its tags. A member
+ * can follow a term above the coordinator's: it took that term from a claimant now gone (a
+ * stranger's claim sent to it alone, or a coordinator that died before the others heard its
+ * claim). Its terms only rise, so the coordinator's claims are stale to it, and its elections,
+ * answered by a claim in the coordinator's old term, never end: it stays apart for good. So a
+ * coordinator that sees a live member's tags at a term above its own holds an election above it
+ * (which it wins at once unless a higher-ranked peer has joined): all follow it again, in a term
+ * above every one of theirs. Every peer counts the terms in live members' tags into the highest
+ * term seen (the coordinator must, to go above them; the others then accept the new claim even
+ * if it is more than a step above the term they follow). A forger gains nothing new by it: a
+ * claim or a tag within the step already moves the group's term as far. What is left: a member
+ * pushed exactly TERM_STEP_MAX ahead by one claim sent to it alone, whose tags at that term
+ * another member misses (a heartbeat lost) before the coordinator's new claim, one above it,
+ * arrives: that member refuses the claim and follows the same coordinator a term behind (so it
+ * takes no clock adjustment) until the next election. Several claims in a row sent to one member,
+ * each within the step of the last, can likewise take it beyond the step of all others before its
+ * tags show the first: it then stays apart until it restarts (terms are not saved).
+ *
  * Anti-entropy. The coordinator's tags (coord = true, term) ride on its heartbeats every
  * heartbeatIntervalMs; every tick a peer re-applies the claims it sees in live members' tags as if
  * they were `el.coord` messages. A lost claim is thus repaired within a heartbeat, and after a
@@ -84,7 +102,8 @@ export type ElectionReason =
   | 'outranks-coordinator'
   | 'outranks-claimant'
   | 'election-from-lower'
-  | 'claim-timeout';
+  | 'claim-timeout'
+  | 'member-in-higher-term';
 
 declare module './protocol.js' {
   interface PeerEventMap {
@@ -265,12 +284,19 @@ export class Election implements Protocol, CoordinatorView {
   tick(now: number): void {
     if (!this.tagsPublished) this.publishTags();
     this.checkLeaderAlive();
-    // Anti-entropy: the claims in live members' tags, as if their el.coord had just arrived.
+    // Anti-entropy: the claims in live members' tags, as if their el.coord had just arrived, and
+    // the terms they follow, so that a new election goes above them.
+    let ahead = false;
     for (const m of this.membership.live()) {
       const term = m.tags[TAG_TERM];
       // A tag past the bound is refused like a message (counted once, when the message came).
-      if (m.tags[TAG_COORDINATOR] === true && this.termAdoptable(term)) this.onClaim(term, m.id);
+      if (!this.termAdoptable(term)) continue;
+      this.highestSeen = Math.max(this.highestSeen, term);
+      if (m.tags[TAG_COORDINATOR] === true) this.onClaim(term, m.id);
+      else if (term > this.termNo) ahead = true;
     }
+    // After the claims: a member ahead because it follows a higher-ranked claimant is no reason.
+    if (ahead && this.phase === 'idle' && this.isCoordinator()) this.startElection('member-in-higher-term');
     switch (this.phase) {
       case 'starting':
         if (now - this.phaseSince >= this.opts.timings.startupListenMs) {

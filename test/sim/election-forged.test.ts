@@ -10,14 +10,19 @@ import {
   ranksAbove,
 } from '../../src/p2p/election.js';
 import { COUNTER_MAX } from '../../src/p2p/bounds.js';
+import type { LinkFaults } from '../../src/p2p/transport/sim.js';
 
 const P = PROFILES.lan;
+/** Crash detection of the profile: silent for deadAfterMs, seen at the next tick (config.ts). */
+const DETECTION_MS = P.membership.deadAfterMs + P.tickMs;
+/** Issue 17: after a forger stops, the group is whole again within twice the detection time. */
+const RECOVERY_MS = 2 * DETECTION_MS;
 
 /** N candidates with priorities 0..2, each running an Election; peers added later only follow. */
-async function setup(seed: number, n: number) {
+async function setup(seed: number, n: number, faults: Partial<LinkFaults> = {}) {
   const el = new Map<SimPeer, Election>();
   const prio = new Map<string, number>();
-  const c = new SimCluster(seed, { delayMaxMs: 2 }, P, (node, peer) => {
+  const c = new SimCluster(seed, { delayMaxMs: 2, ...faults }, P, (node, peer) => {
     el.set(
       peer,
       node.install(
@@ -126,4 +131,43 @@ describe('election under forged terms (simulation)', () => {
     expect(coordinatorFromTags(obs.node.membership.list())).toBe(top.node.id);
     expect(c.rt.runUntilTrue(whole, 1_000)).toBe(true);
   });
+
+  it.each([
+    ['a lower-ranked candidate', 1, 0],
+    ['a lower-ranked candidate', 2, 0],
+    ['a lower-ranked candidate', 3, 0.1],
+    ['a lower-ranked candidate', 4, 0.1],
+    ['a member that never stands', 5, 0],
+    ['a member that never stands', 6, 0],
+    ['a member that never stands', 7, 0.1],
+    ['a member that never stands', 8, 0.1],
+  ] as const)(
+    'a stranger that claims to lead %s alone, nearly a step ahead, does not keep it apart, seed %i, loss %d',
+    async (kind, seed, loss) => {
+      const { c, el, top, whole } = await setup(seed, 4, { loss });
+      if (kind === 'a member that never stands') await c.add('follower');
+      expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+      const victim = c.peers.find((p) =>
+        kind === 'a member that never stands' ? p.name === 'follower' : p !== top,
+      )!;
+      // The stranger becomes a member of the victim's view alone and claims, to it alone, a term
+      // nearly a full step ahead. Nobody else hears of that term but from the victim's tags.
+      const r = await rogue(c.net, '5151515151515151', 'stranger');
+      c.net.setLink(r.address, victim.address, { loss: 0 }); // its two datagrams arrive; all else is lossy
+      r.send(victim.address, 'hb', { g: {} });
+      expect(c.rt.runUntilTrue(() => victim.node.membership.get(r.id) !== undefined, 10)).toBe(true);
+      const forged = el.get(victim)!.term() + TERM_STEP_MAX - 1;
+      r.send(victim.address, 'el.coord', { term: forged, prio: PRIORITY_MAX });
+      expect(c.rt.runUntilTrue(() => el.get(victim)!.coordinator() === r.id, 10)).toBe(true);
+      expect(el.get(victim)!.term()).toBe(forged);
+      // Within twice the detection time (by then the silent stranger is dead to the victim), all
+      // follow the top peer again in one term, above the forged one: terms a peer follows only rise.
+      const oneTerm = () => c.peers.every((p) => el.get(p)!.term() === el.get(top)!.term());
+      expect(c.rt.runUntilTrue(() => whole() && oneTerm(), RECOVERY_MS)).toBe(true);
+      expect(el.get(top)!.term()).toBeGreaterThan(forged);
+      c.rt.runFor(3_000);
+      expect(whole() && oneTerm()).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
 });

@@ -1,11 +1,11 @@
 /**
  * A rogue host on a SimNetwork: it sends well-formed envelopes with whatever bodies a test crafts,
- * as anyone on an open LAN could, and hears what the group sends it. Its Lamport time stays low,
- * so that only the crafted body field is under test.
+ * as anyone on an open LAN could, and hears what the group sends it. Its envelopes are SimForger's
+ * (cluster.ts), whose Lamport time stays low, so that only the crafted body field is under test.
  */
-import { Codec, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
 import type { SimNetwork } from '../../src/p2p/transport/sim.js';
 import type { Address } from '../../src/p2p/transport/transport.js';
+import { SimForger } from './cluster.js';
 
 /** An envelope the rogue heard, read leniently (no body checks; any attachment is ignored). */
 export interface Heard {
@@ -26,21 +26,14 @@ export interface Rogue {
 }
 
 export async function rogue(net: SimNetwork, id = 'ffffffffffffffff', name = 'rogue'): Promise<Rogue> {
-  // Encoding checks only the size; the receivers' codecs judge the bodies.
-  const codec = new Codec({});
-  let seq = 0;
-  const encode = (t: string, b: unknown, i = id) =>
-    codec.encode({ v: PROTOCOL_VERSION, t, i, n: name, c: 1, s: ++seq, l: 1, b });
   const transport = net.transport();
+  const forger = new SimForger(net, transport);
   const r: Rogue = {
     id,
     address: transport.address,
     onHeard: () => {},
-    send: (to, type, body, as, spoofFrom) =>
-      spoofFrom
-        ? net.deliver(spoofFrom, to, encode(type, body, as))
-        : transport.send(to, encode(type, body, as)),
-    broadcast: (type, body) => transport.broadcast(encode(type, body)),
+    send: (to, t, b, as, spoofFrom) => forger.send(to, { t, b, i: as ?? id, n: name }, { spoofFrom }),
+    broadcast: (t, b) => forger.send(null, { t, b, i: id, n: name }),
   };
   await transport.start((data, from) => {
     const buf = Buffer.from(data);
