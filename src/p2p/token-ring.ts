@@ -21,18 +21,22 @@
  *
  * Leases: what makes a holder safe to act. Holding the token is not enough to enter the critical
  * section (CS): the holder multicasts `tok.lease` and needs acks from a majority of the epoch's
- * quorum set `cfg`; the lease lasts leaseMs from when the request was sent, is renewed every
- * leaseRenewMs while in the CS, and the holder leaves the CS when it lapses ('lease-lost').
+ * quorum set `cfg` as this peer learned it (made it, or took it by the rules below), never the
+ * set the token names: a forged pass may name a set of its taker alone. The lease lasts leaseMs
+ * from when the request was sent, is renewed every leaseRenewMs while in the CS, and the holder
+ * leaves the CS when it lapses ('lease-lost').
  * An acker backs a holder at once only if that is a renewal, a token of a newer epoch that it
  * confirmed (a newer one it never confirmed may be forged: a pass needs no claim), or a token
- * that descends by passes from the one it backed last: same epoch, same branch, higher gen. A
- * token gets a new random branch id when it is made and whenever a copy may stay behind (a skip,
- * a take-back), so within a branch a higher gen exists only because every lower holder passed the
- * token on, and a holder exits the CS before it passes. Any other holder (a copy from a skip, a
- * leftover from a partition) waits until the acker's last lease has expired (leaseMs +
- * leaseGuardMs). Two majorities of one cfg share an acker, so two leases never overlap
- * and the later one has the higher gen: the resource sees increasing fencing tokens. A holder cut
- * off from a majority cannot renew and stops acting within leaseMs.
+ * that descends by passes from the one it backed last: same epoch, same branch, higher gen, and
+ * the acker has seen that holder's own pass of it (from its own address). A token gets a new
+ * random branch id when it is made and whenever a copy may stay behind (a skip, a take-back), so
+ * within a branch a higher gen exists only because every lower holder passed the token on, and a
+ * holder exits the CS before it passes. The branch and gen travel in multicasts, so a forger can
+ * send a pass that looks like a descendant; the holder's own pass is what a forger cannot send.
+ * Any other holder (a copy from a skip, a leftover from a partition) waits until the acker's last
+ * lease has expired (leaseMs + leaseGuardMs). Two majorities of one cfg share an acker, so two
+ * leases never overlap and the later one has the higher gen: the resource sees increasing fencing
+ * tokens. A holder cut off from a majority cannot renew and stops acting within leaseMs.
  *
  * Regeneration. No token activity (pass, beat, lease request) for lossBaseMs + ring size x
  * lossPerPeerMs means the token is lost (holder crashed, or every copy discarded). The lowest id
@@ -57,7 +61,24 @@
  * peer only), and peers that refuse to learn the newest cfg are refused by every peer that knows
  * it, for good. The epoch and gen of a message whose cfg is not learned are still seen (bounded),
  * so its token counts as the newest until the loss timeout; then the claim goes from the last cfg
- * learned, and every peer that did not learn it confirms.
+ * learned, and every peer that did not learn it confirms. Leases are counted against the learned
+ * cfg too, so it must also hold a majority of our live ring: a forged set of a few members (one,
+ * alone) would otherwise be a quorum that misses every acker of the real holder. And the cfg of an
+ * epoch is learned once, from the first message of that epoch that passes these rules (or made by
+ * our own claim): a later token of the same epoch naming another set does not change it. Left
+ * open: a peer that has not yet learned an epoch's real cfg (the minority side of a partition,
+ * whose live ring has shrunk) can be given a forged one that passes these rules; a keyed group
+ * stops that (docs/security.md).
+ *
+ * Falling back. An epoch within the step (EPOCH_STEP_MAX) of ours is taken as newest from any
+ * token message, so one forged datagram can tell a peer of an epoch exactly the step ahead. That
+ * peer then refuses every real token as stale, and its claims (one further) are past what the
+ * others adopt: left out for good, the token lost at each of its visits. But a real epoch shows
+ * itself: its token moves. So a peer whose newest token has shown no activity for the loss timeout,
+ * while a token of an older epoch (not below its promise) was in use within it, does not claim: it
+ * takes that older token as newest again, and the quorum set it knew before. Safe, because the
+ * stale rule is not what keeps turns apart: a peer that confirmed a newer epoch refuses older
+ * tokens by its promise, and leases of an older token need a majority that includes such peers.
  *
  * Storage. The durable state (promises, the newest epoch, the gen) goes through `durable.save`,
  * which says whether the write reached the disk. A write that failed (a full disk, EIO) is never
@@ -299,8 +320,27 @@ export class TokenRing implements Protocol {
   private promisedSeen = 0;
   /** The newest epoch known and its quorum set. */
   private known: { e: number; cfg: PeerId[] } = { e: 0, cfg: [] };
+  /** The one before, learned from messages: what falling back returns to (see fallBack()). */
+  private knownBefore: { e: number; cfg: PeerId[] } | null = null;
   private lastActivity: number;
-  private lastAck: { e: number; g: number; br: number; holder: PeerId; at: number } | null = null;
+  /**
+   * The newest token of an older epoch than our newest (but not below our promise) seen in use,
+   * and when: what we fall back to if our newest never shows itself (see "Falling back").
+   */
+  private older: { e: number; g: number; holder: PeerId | ''; at: number } | null = null;
+  /**
+   * The holder we backed last, and whether we have since seen it pass that token on (its own
+   * `tok.pass`, from its own address: membership refuses impostors). Only then does a higher gen of
+   * the same branch mean it left the CS: anyone can forge a pass of a branch seen in a multicast.
+   */
+  private lastAck: {
+    e: number;
+    g: number;
+    br: number;
+    holder: PeerId;
+    at: number;
+    passedOn: boolean;
+  } | null = null;
   private held: Held | null = null;
   private pending: Pending | null = null;
   private cs: Cs | null = null;
@@ -475,6 +515,7 @@ export class TokenRing implements Protocol {
   // ---- passing ---------------------------------------------------------------------------------
 
   private onPass(sender: PeerId, from: Address, b: Token & { to: PeerId; ti: number }): void {
+    this.sawPassOn(sender, b.e, b.g, b.br);
     if (b.to !== this.ctx.self.id) {
       this.observe(b.e, b.g, b.to, b.cfg);
       return;
@@ -485,13 +526,17 @@ export class TokenRing implements Protocol {
     const c = cmp(b.e, b.g, this.seenE, this.seenG);
     if (c === 0 && this.seenHolder === this.ctx.self.id) return; // a resend of what we took
     if (b.e < this.promised || c < 0 || (c === 0 && this.seenHolder !== '')) {
+      // If our newest was never real, we fall back to this one (and take it if it comes again).
+      if (c < 0 && b.e >= this.promised) this.seeOlder(b.e, b.g, '');
       this.stale(b.e, b.g, sender);
       return;
     }
     this.see(b.e, b.g, this.ctx.self.id, b.cfg);
     this.seenHolder = this.ctx.self.id; // also when (e, g) was known without its holder
     this.dropHeld('superseded');
-    this.held = { e: b.e, g: b.g, br: b.br, cfg: b.cfg, since: this.ctx.now(), leased: false };
+    // The token's own set is only its sender's word: it is passed on as learned (see quorum()).
+    const cfg = this.known.e === b.e ? this.known.cfg : b.cfg;
+    this.held = { e: b.e, g: b.g, br: b.br, cfg, since: this.ctx.now(), leased: false };
     this.leaseAskedAt = -Infinity;
     this.lastBeat = this.ctx.now();
     this.ctx.emit({ kind: 'token-received', epoch: b.e, generation: b.g, from: sender });
@@ -590,6 +635,7 @@ export class TokenRing implements Protocol {
     const to = this.successor(new Set());
     if (!to) return false; // alone: keep it, beat, and enter at will
     const tok = this.nextToken(held);
+    this.sawPassOn(this.ctx.self.id, tok.e, tok.g, tok.br);
     this.held = null;
     this.lease = null;
     this.leaseAskedAt = -Infinity;
@@ -656,9 +702,9 @@ export class TokenRing implements Protocol {
       !last ||
       (e > last.e && e <= this.promised) ||
       (last.holder === holder && last.e === e && last.g === g) ||
-      (last.e === e && last.br === br && g > last.g) ||
+      (last.passedOn && last.e === e && last.br === br && g > last.g) ||
       now >= last.at + this.t.leaseMs + this.t.leaseGuardMs;
-    if (ok) this.lastAck = { e, g, br, holder, at: now };
+    if (ok) this.lastAck = { e, g, br, holder, at: now, passedOn: false };
     return ok;
   }
 
@@ -671,7 +717,7 @@ export class TokenRing implements Protocol {
 
   private checkLease(held: Held, now: number): void {
     const round = this.lease;
-    if (!round || !majority(held.cfg, round.acks, this.gone)) return;
+    if (!round || !majority(this.quorum(held.e), round.acks, this.gone)) return;
     const until = round.sentAt + this.t.leaseMs;
     if (until <= this.leaseUntil) return;
     this.leaseUntil = until;
@@ -710,7 +756,10 @@ export class TokenRing implements Protocol {
   private observe(e: number, g: number, holder: PeerId | '', cfg: PeerId[] | null): void {
     if (e < this.promised) return;
     const c = cmp(e, g, this.seenE, this.seenG);
-    if (c < 0) return;
+    if (c < 0) {
+      if (holder !== '') this.seeOlder(e, g, holder); // a token in use, not hearsay (tok.lnak)
+      return;
+    }
     if (c === 0 && holder !== '' && this.seenHolder !== '' && holder !== this.seenHolder) return;
     if (c === 0 && this.seenHolder === '') this.seenHolder = holder;
     this.lastActivity = this.ctx.now();
@@ -732,7 +781,7 @@ export class TokenRing implements Protocol {
     }
     this.maxGen = Math.max(this.maxGen, g);
     this.lastActivity = this.ctx.now();
-    if (cfg && e >= this.known.e) this.learn(e, cfg);
+    if (cfg && e > this.known.e) this.learn(e, cfg);
     if (newEpoch) this.persist();
   }
 
@@ -764,14 +813,44 @@ export class TokenRing implements Protocol {
     }
     if (this.held || this.pending || now < this.nextClaimAt) return;
     const rank = this.ring().indexOf(this.ctx.self.id);
-    if (now - this.lastActivity > this.lossTimeoutMs() + rank * this.t.claimTimeoutMs)
-      this.startClaim(now, 'lost');
+    if (now - this.lastActivity <= this.lossTimeoutMs() + rank * this.t.claimTimeoutMs) return;
+    if (!this.fallBack(now)) this.startClaim(now, 'lost');
+  }
+
+  private seeOlder(e: number, g: number, holder: PeerId | ''): void {
+    const o = this.older;
+    if (!o || cmp(e, g, o.e, o.g) >= 0) this.older = { e, g, holder, at: this.ctx.now() };
+  }
+
+  /**
+   * Our newest token has shown no activity for the loss timeout, while a token of an older epoch
+   * (not below our promise) was in use within it: our newest was only ever heard of (a forged
+   * message can name any epoch within the step), so we take the older one as newest again.
+   */
+  private fallBack(now: number): boolean {
+    const o = this.older;
+    this.older = null;
+    if (!o || o.e < this.promised || now - o.at > this.lossTimeoutMs()) return false;
+    if (cmp(o.e, o.g, this.seenE, this.seenG) >= 0) return false;
+    this.seenE = o.e;
+    this.seenG = o.g;
+    this.seenHolder = o.holder;
+    this.lastActivity = o.at;
+    // The set learned with our newest is as unreal as it: the one before counts again.
+    const before = this.knownBefore;
+    if (this.known.e > o.e && before && before.e <= o.e) {
+      this.known = before;
+      this.knownBefore = null;
+      this.persist();
+    }
+    return true;
   }
 
   private needsReconfigure(held: Held, now: number): boolean {
     if (now < this.nextReconfigAt) return false;
     const want = this.ring().slice(0, RING_CONFIG_MAX);
-    return want.length !== held.cfg.length || want.some((id, i) => held.cfg[i] !== id);
+    const cfg = this.quorum(held.e);
+    return want.length !== cfg.length || want.some((id, i) => cfg[i] !== id);
   }
 
   private startClaim(now: number, reason: Claim['reason']): void {
@@ -822,7 +901,7 @@ export class TokenRing implements Protocol {
       !last ||
       now >= last.at + this.t.leaseMs + this.t.leaseGuardMs ||
       (last.holder === claimer && claimerHoldsNewest) ||
-      (claimerHoldsNewest && last.e === b.te && last.br === b.tb && b.tg > last.g);
+      (claimerHoldsNewest && last.passedOn && last.e === b.te && last.br === b.tb && b.tg > last.g);
     if (!leasesOver) return false;
     // Acknowledged means durable: a promise that did not reach the disk could be forgotten in a
     // crash, and two claims of one epoch confirmed. Not stored, it is taken back and refused.
@@ -905,11 +984,30 @@ export class TokenRing implements Protocol {
   }
 
   /**
-   * Takes `cfg` as the quorum set of epoch `e` if a majority of it is in our live ring, so that a
-   * claim from it can get a majority (see "Learning a quorum set" in the header).
+   * Takes `cfg` as the quorum set of epoch `e` (newer than any learned) if a majority of it is in
+   * our live ring, so that a claim from it can get a majority, and it holds a majority of our live
+   * ring, so that a forged set of a few members cannot make them a quorum (see "Learning a quorum
+   * set" in the header).
    */
   private learn(e: number, cfg: PeerId[]): void {
-    if (majority(cfg, new Set(this.ring()), this.gone)) this.known = { e, cfg };
+    const ring = this.ring();
+    if (!majority(cfg, new Set(ring), this.gone) || !majority(ring, new Set(cfg), this.gone)) return;
+    this.knownBefore = this.known;
+    this.known = { e, cfg };
+  }
+
+  /**
+   * The quorum set leases of epoch `e` are counted against: the one learned for it (or made by us),
+   * never the set a token names, which anyone can forge. Empty when none was learned: no lease.
+   */
+  private quorum(e: number): PeerId[] {
+    return this.known.e === e ? this.known.cfg : [];
+  }
+
+  /** `holder` passed on its token (e, g, br): if it is the one we backed last, it left its CS. */
+  private sawPassOn(holder: PeerId, e: number, g: number, br: number): void {
+    const last = this.lastAck;
+    if (last && last.holder === holder && last.e === e && last.br === br && g > last.g) last.passedOn = true;
   }
 
   /** Live members and this peer, by id. */

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
-import { TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
+import { EPOCH_STEP_MAX, TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
 import { seededRandom, type LinkFaults } from '../../src/p2p/transport/sim.js';
 import { rogue } from '../support/rogue.js';
 
@@ -451,6 +451,71 @@ describe('token ring under forged epochs and generations (simulation)', () => {
     },
   );
 
+  // A forger on an open LAN hears the holder's lease requests (multicast): its epoch, gen and
+  // branch. It unicasts to another member a pass of that branch one gen on, as if the holder had
+  // passed it, naming a quorum set of that member alone (or the real set). The member must not
+  // enter while the real holder is inside, even for one turn: its multicasts reach the holder only
+  // 150 ms later, so the holder cannot step aside in time. When the member no longer hears the
+  // holder (a lossy link), its own last lease ack has expired and it would back itself.
+  interface PassForgery {
+    what: string;
+    /** Epochs above the holder's. */
+    ahead: number;
+    alone: boolean;
+    /** The member hears nothing from the holder from the holder's entry on. */
+    deaf: boolean;
+  }
+  const passForgeries: PassForgery[] = [
+    { what: 'of the current branch naming the member alone', ahead: 0, alone: true, deaf: false },
+    { what: 'of the current branch naming the real quorum set', ahead: 0, alone: false, deaf: false },
+    {
+      what: 'of the current branch naming the member alone, to a member cut off from the holder',
+      ahead: 0,
+      alone: true,
+      deaf: true,
+    },
+    {
+      what: 'of the next epoch naming the member alone, to a member cut off from the holder',
+      ahead: 1,
+      alone: true,
+      deaf: true,
+    },
+  ];
+  for (const { what, ahead, alone, deaf } of passForgeries)
+    it.each([1, 2, 3, 4, 5])(
+      `a forged pass ${what} lets nobody in beside the holder, seed %i`,
+      async (seed) => {
+        const r = await ring(seed, 4, { delayMaxMs: 2 }, false);
+        const { c } = r;
+        c.rt.runFor(2_000);
+        const f = await rogue(c.net);
+        let heard: { e: number; g: number; br: number } | null = null;
+        f.onHeard = (h) => {
+          if (h.t === 'tok.lease') heard = h.b as { e: number; g: number; br: number };
+        };
+        const [h, m] = c.peers;
+        r.tok.get(h!)!.request(3_000);
+        expect(c.rt.runUntilTrue(() => r.res.inside(h!.name) && heard !== null, 3_000)).toBe(true);
+        if (deaf) c.net.setLink(h!.address, m!.address, { loss: 1 });
+        // Longer than a lease and its guard: a deaf member's last ack of the holder has expired.
+        c.rt.runFor(T.leaseMs + T.leaseGuardMs + 100);
+        r.tok.get(m!)!.request(500);
+        c.net.setLink(m!.address, h!.address, { delayMinMs: 150, delayMaxMs: 150 });
+        const { e, g, br } = heard!;
+        f.send(m!.address, 'tok.pass', {
+          e: e + ahead,
+          g: g + 1,
+          br,
+          to: m!.node.id,
+          ti: m!.node.incarnation,
+          cfg: alone ? [m!.node.id] : c.peers.map((x) => x.node.id).sort(),
+        });
+        c.rt.runFor(2_000);
+        expect(r.res.violations).toEqual([]);
+        expect(c.handlerErrors()).toEqual([]);
+      },
+    );
+
   it.each([1, 2, 3])(
     'confirms that name a made-up quorum set do not stop the ring once the forger stops, seed %i',
     async (seed) => {
@@ -536,6 +601,51 @@ describe('token ring after a token names a quorum set (simulation)', () => {
       expect(c.handlerErrors()).toEqual([]);
     }
   });
+
+  // One forged datagram unicast to one member of an idle ring, at exactly the largest epoch step a
+  // peer adopts: "a newer token exists" (`tok.lnak`), or a beat of that token naming the real set.
+  // Taken, it made the member refuse every real token as stale and acknowledge the pass, so the
+  // token was lost at every visit, while its own claims, one epoch further and rising, were past
+  // what the others adopt: left out of the ring for good.
+  const stepAhead: Array<
+    [string, (e: number, g: number, cfg: string[]) => [string, Record<string, unknown>]]
+  > = [
+    ['told of a newer token', (e, g) => ['tok.lnak', { e, g }]],
+    ['sent a beat naming the real quorum set', (e, g, cfg) => ['tok.beat', { e, g, cfg }]],
+  ];
+  for (const [what, forge] of stepAhead)
+    it.each([1, 2, 3, 4, 5])(
+      `a member ${what} exactly the largest epoch step ahead is back in the ring, seed %i`,
+      async (seed) => {
+        const r = await ring(seed, 4, { delayMaxMs: 2 }, false);
+        const { c } = r;
+        c.rt.runFor(2_000);
+        const p = c.peers[seed % 4]!;
+        const st = r.tok.get(p)!.status();
+        const f = await rogue(c.net, '2eea267b002f426a');
+        const cfg = c.peers.map((x) => x.node.id).sort();
+        const [type, body] = forge(st.epoch + EPOCH_STEP_MAX, st.generation, cfg);
+        f.send(p.address, type, body);
+        c.rt.runFor(TICK_MS);
+        expect(r.tok.get(p)!.status().epoch, 'the forged epoch was taken').toBe(st.epoch + EPOCH_STEP_MAX);
+        c.rt.runFor(RECOVERY_MS);
+        // Whole again: the token reaches every peer, this one included, and each takes a turn.
+        const received = new Set<SimPeer>();
+        for (const q of c.peers)
+          q.node.on((e) => {
+            if (e.kind === 'token-received') received.add(q);
+          });
+        const at = c.rt.now();
+        for (const q of c.peers) r.tok.get(q)!.request(HOLD_MAX_MS);
+        const turn = (q: SimPeer) => r.res.sections.some((s) => s.enter > at && s.peer === q.name);
+        expect(
+          c.rt.runUntilTrue(() => c.peers.every((q) => received.has(q) && turn(q)), ROUND_MS_MAX),
+          'every peer gets the token and a turn',
+        ).toBe(true);
+        expect(r.res.violations).toEqual([]);
+        expect(c.handlerErrors()).toEqual([]);
+      },
+    );
 
   it.each([1, 2, 3, 4, 5])(
     'an epoch whose quorum set names a peer only one member saw is learned by all, and the ring turns again, seed %i',
