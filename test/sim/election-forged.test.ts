@@ -47,7 +47,38 @@ async function setup(seed: number, n: number, faults: Partial<LinkFaults> = {}) 
     c.peers.every(
       (p) => el.get(p)!.coordinator() === top.node.id && el.get(p)!.isCoordinator() === (p === top),
     );
-  return { c, el, top, whole };
+  return { c, el, prio, top, whole };
+}
+
+/**
+ * A group whose term is past one step from 0: a member that outranks all claims a term a full step
+ * ahead (within the bound), then falls silent and the group holds an ordinary election.
+ */
+async function farAheadGroup(seed: number, n = 4) {
+  const s = await setup(seed, n);
+  const { c, el, top, whole } = s;
+  expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+  const r = await rogue(c.net);
+  r.broadcast('hb', { g: { prio: PRIORITY_MAX, coord: false, term: 0 } });
+  c.rt.runFor(5);
+  r.broadcast('el.coord', { term: el.get(top)!.term() + TERM_STEP_MAX, prio: PRIORITY_MAX });
+  c.rt.runFor(5);
+  for (const p of c.peers) expect(el.get(p)!.coordinator()).toBe(r.id);
+  expect(
+    c.rt.runUntilTrue(() => c.peers.every((p) => p.node.membership.get(r.id)?.state === 'dead'), 3_000),
+  ).toBe(true);
+  expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+  const groupTerm = el.get(top)!.term();
+  expect(groupTerm).toBeGreaterThan(TERM_STEP_MAX);
+  /** Every peer follows `leader` in one term, and only `leader` thinks it leads. */
+  const allFollow = (leader: SimPeer) =>
+    c.peers.every(
+      (p) =>
+        el.get(p)!.coordinator() === leader.node.id &&
+        el.get(p)!.isCoordinator() === (p === leader) &&
+        el.get(p)!.term() === el.get(leader)!.term(),
+    );
+  return { ...s, groupTerm, allFollow };
 }
 
 describe('election under forged terms (simulation)', () => {
@@ -117,6 +148,73 @@ describe('election under forged terms (simulation)', () => {
     await c.restart(p);
     expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
     expect(el.get(p)!.term()).toBeGreaterThan(120_000);
+  });
+
+  it.each([
+    [1, 4],
+    [2, 4],
+    [3, 4],
+    [4, 2],
+    [5, 2],
+  ])(
+    'the top-ranked peer restarted knowing no term leads again above a group term past one step, seed %i, %i peers',
+    async (seed, n) => {
+      const { c, el, top, groupTerm, allFollow } = await farAheadGroup(seed, n);
+      await c.crash(top);
+      // The others elect among themselves first, in a term above the group's.
+      const rest = c.peers.filter((p) => p !== top);
+      const restLed = () => {
+        const leaders = new Set(rest.map((p) => el.get(p)!.coordinator()));
+        return leaders.size === 1 && rest.some((p) => el.get(p)!.isCoordinator());
+      };
+      expect(c.rt.runUntilTrue(restLed, 3_000)).toBe(true);
+      await c.restart(top);
+      // Within twice the detection time of the restart, all follow it again, above the group's term.
+      expect(c.rt.runUntilTrue(() => allFollow(top), RECOVERY_MS)).toBe(true);
+      expect(el.get(top)!.term()).toBeGreaterThan(groupTerm);
+      c.rt.runFor(3_000);
+      expect(allFollow(top)).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each([1, 2, 3])(
+    'a lower-ranked peer restarted knowing no term follows a group term past one step, seed %i',
+    async (seed) => {
+      const { c, el, top, groupTerm, allFollow } = await farAheadGroup(seed);
+      const p = c.peers.find((x) => x !== top)!;
+      await c.crash(p);
+      c.rt.runFor(100);
+      await c.restart(p);
+      expect(c.rt.runUntilTrue(() => allFollow(top), RECOVERY_MS)).toBe(true);
+      expect(el.get(p)!.term()).toBeGreaterThanOrEqual(groupTerm);
+      c.rt.runFor(3_000);
+      expect(allFollow(top)).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each([1, 2, 3])(
+    'a brand-new peer that outranks all takes over a group whose term is past one step, seed %i',
+    async (seed) => {
+      const { c, el, prio, groupTerm, allFollow } = await farAheadGroup(seed);
+      prio.set('newcomer', PRIORITY_MAX);
+      const n = await c.add('newcomer');
+      expect(c.rt.runUntilTrue(() => allFollow(n), RECOVERY_MS)).toBe(true);
+      expect(el.get(n)!.term()).toBeGreaterThan(groupTerm);
+      c.rt.runFor(3_000);
+      expect(allFollow(n)).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it('one forged heartbeat whose tags show a term far past the step moves no term', async () => {
+    const { c, el, groupTerm, allFollow, top } = await farAheadGroup(11);
+    const r = await rogue(c.net, '5151515151515151', 'stranger');
+    r.broadcast('hb', { g: { prio: 0, coord: false, term: groupTerm + 3 * TERM_STEP_MAX } });
+    c.rt.runFor(3_000);
+    expect(allFollow(top)).toBe(true);
+    for (const p of c.peers) expect(el.get(p)!.term()).toBe(groupTerm);
   });
 
   it('an observer does not show a member whose tags claim a term past the safe range as coordinator', async () => {
