@@ -86,6 +86,21 @@ export const CLAIM_COPIES = 2;
  * two million adopted claims to climb from 0 to COUNTER_MAX.
  */
 export const TERM_STEP_MAX = 2 ** 32;
+/**
+ * A term further than TERM_STEP_MAX ahead of ours, published in one live member's tags, is caught
+ * up with once that member has kept publishing it this long, in ms (Lamport: LAMPORT_CATCH_UP_MS).
+ */
+export const TERM_CATCH_UP_MS = 1000;
+/** ... and we heard from it at least this many times meanwhile (it heartbeats 5 times a second). */
+export const TERM_CATCH_UP_HEARD_MIN = 3;
+/** Far-ahead terms that agree (within a step) in the tags of members at this many addresses: at once. */
+export const TERM_CATCH_UP_SENDERS_MIN = 2;
+/**
+ * No term above this is caught up with, only reached in steps: a group caught up with COUNTER_MAX
+ * could hold no further election (every peer refuses a term above it). 2^50 leaves 7.9 x 10^15
+ * elections of room, and no group reaches it by electing (one term per election).
+ */
+export const TERM_CATCH_UP_MAX = 2 ** 50;
 /** Priorities learned from election messages, kept for peers whose tags are not known yet. */
 export const LEARNED_PRIORITIES_MAX = 1024;
 
@@ -145,6 +160,17 @@ export interface ElectionOptions {
 }
 
 type Phase = 'starting' | 'idle' | 'electing' | 'waiting';
+
+/** One member's run of far-ahead terms in its tags, each within a step of the others. */
+interface FarAhead {
+  address: Address;
+  low: number;
+  high: number;
+  /** When we first and last heard from the member during the run (its lastSeenMs), and how often. */
+  first: number;
+  lastHeard: number;
+  heard: number;
+}
 
 const TERM = is.uint();
 const ELECT = is.object({ term: TERM, prio: is.int(0, PRIORITY_MAX) });
@@ -209,6 +235,8 @@ export class Election implements Protocol, CoordinatorView {
   /** The term of the last coordinator-changed event emitted. */
   private announcedTerm = -1;
   private readonly learned = new Map<PeerId, number>();
+  /** Live members whose tags show a term beyond the step: at most one entry per live member. */
+  private readonly farAhead = new Map<PeerId, FarAhead>();
   private listeners: Array<(coordinator: PeerId | null, term: number) => void> = [];
 
   constructor(
@@ -284,6 +312,7 @@ export class Election implements Protocol, CoordinatorView {
   tick(now: number): void {
     if (!this.tagsPublished) this.publishTags();
     this.checkLeaderAlive();
+    this.catchUp(now);
     // Anti-entropy: the claims in live members' tags, as if their el.coord had just arrived, and
     // the terms they follow, so that a new election goes above them.
     let ahead = false;
@@ -338,6 +367,58 @@ export class Election implements Protocol, CoordinatorView {
     this.setLeader(null, this.termNo);
     if (this.candidate && this.phase !== 'starting')
       this.startElection(m?.state === 'left' ? 'coordinator-left' : 'coordinator-dead');
+  }
+
+  /**
+   * Raises the highest term seen to a far-ahead term in live members' tags once they corroborate
+   * it (see the header): agreeing tags of members at TERM_CATCH_UP_SENDERS_MIN addresses, or one
+   * member's tags held for TERM_CATCH_UP_MS while we kept hearing from it. The lowest such term is
+   * taken (the least harm if one was forged); a higher one waits for its own turn.
+   */
+  private catchUp(now: number): void {
+    const ours = Math.max(this.highestSeen, this.termNo);
+    const live = new Set<PeerId>();
+    for (const m of this.membership.live()) {
+      const term = m.tags[TAG_TERM];
+      if (!is.uint(TERM_CATCH_UP_MAX)(term)) continue;
+      const t = term as number;
+      if (adoptable(ours, t, TERM_STEP_MAX)) continue;
+      live.add(m.id);
+      const heardAt = now - m.lastSeenMs;
+      let run = this.farAhead.get(m.id);
+      if (
+        !run ||
+        run.address !== m.address ||
+        Math.abs(t - run.high) > TERM_STEP_MAX ||
+        Math.abs(t - run.low) > TERM_STEP_MAX
+      )
+        run = { address: m.address, low: t, high: t, first: heardAt, lastHeard: -Infinity, heard: 0 };
+      run.low = Math.min(run.low, t);
+      run.high = Math.max(run.high, t);
+      if (heardAt > run.lastHeard) {
+        run.lastHeard = heardAt;
+        run.heard++;
+      }
+      this.farAhead.set(m.id, run);
+    }
+    for (const id of this.farAhead.keys()) if (!live.has(id)) this.farAhead.delete(id);
+    let lowest: number | null = null;
+    for (const [id, run] of this.farAhead) {
+      const alive = this.membership.get(id)?.state === 'alive';
+      const held =
+        alive && run.heard >= TERM_CATCH_UP_HEARD_MIN && run.lastHeard - run.first >= TERM_CATCH_UP_MS;
+      let agreeing = 1;
+      for (const other of this.farAhead.values())
+        if (
+          other !== run &&
+          other.address !== run.address &&
+          Math.abs(other.high - run.high) <= TERM_STEP_MAX
+        )
+          agreeing++;
+      if ((held || agreeing >= TERM_CATCH_UP_SENDERS_MIN) && (lowest === null || run.low < lowest))
+        lowest = run.low;
+    }
+    if (lowest !== null) this.highestSeen = Math.max(this.highestSeen, lowest);
   }
 
   /** Whether a term from another peer is within TERM_STEP_MAX of the highest we know. */
