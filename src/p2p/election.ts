@@ -93,6 +93,8 @@ export const TERM_STEP_MAX = 2 ** 32;
 export const TERM_CATCH_UP_MS = 1000;
 /** ... and we heard from it at least this many times meanwhile (it heartbeats 5 times a second). */
 export const TERM_CATCH_UP_HEARD_MIN = 3;
+/** A member's lastSeenMs is rounded to the ms: heard-at times closer than this are one datagram. */
+const LAST_SEEN_ROUNDING_MS = 1;
 /** Far-ahead terms that agree (within a step) in the tags of members at this many addresses: at once. */
 export const TERM_CATCH_UP_SENDERS_MIN = 2;
 /**
@@ -395,7 +397,7 @@ export class Election implements Protocol, CoordinatorView {
         run = { address: m.address, low: t, high: t, first: heardAt, lastHeard: -Infinity, heard: 0 };
       run.low = Math.min(run.low, t);
       run.high = Math.max(run.high, t);
-      if (heardAt > run.lastHeard) {
+      if (heardAt > run.lastHeard + LAST_SEEN_ROUNDING_MS) {
         run.lastHeard = heardAt;
         run.heard++;
       }
