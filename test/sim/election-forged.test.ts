@@ -268,4 +268,36 @@ describe('election under forged terms (simulation)', () => {
       expect(c.handlerErrors()).toEqual([]);
     },
   );
+
+  it.each([
+    [1, 0],
+    [2, 0],
+    [3, 0.1],
+    [4, 0.1],
+  ] as const)(
+    'a member pushed several steps ahead by claims sent to it alone is followed again, seed %i, loss %d',
+    async (seed, loss) => {
+      const { c, el, top, whole } = await setup(seed, 4, { loss });
+      expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+      const victim = c.peers.find((p) => p !== top)!;
+      const r = await rogue(c.net, '5151515151515151', 'stranger');
+      c.net.setLink(r.address, victim.address, { loss: 0 });
+      r.send(victim.address, 'hb', { g: {} });
+      expect(c.rt.runUntilTrue(() => victim.node.membership.get(r.id) !== undefined, 10)).toBe(true);
+      // Three claims in a few ms, each within the step of the last: before its tags (sent every
+      // 200 ms) show the first, the victim is beyond the step of every other member.
+      let forged = el.get(victim)!.term();
+      for (let i = 0; i < 3; i++) {
+        forged += TERM_STEP_MAX - 1;
+        r.send(victim.address, 'el.coord', { term: forged, prio: PRIORITY_MAX });
+        expect(c.rt.runUntilTrue(() => el.get(victim)!.term() === forged, 10)).toBe(true);
+      }
+      const oneTerm = () => c.peers.every((p) => el.get(p)!.term() === el.get(top)!.term());
+      expect(c.rt.runUntilTrue(() => whole() && oneTerm(), RECOVERY_MS)).toBe(true);
+      expect(el.get(top)!.term()).toBeGreaterThan(forged);
+      c.rt.runFor(3_000);
+      expect(whole() && oneTerm()).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
 });
