@@ -5,6 +5,7 @@ import { PROFILES } from '../../src/p2p/config.js';
 import {
   Election,
   PRIORITY_MAX,
+  TERM_CATCH_UP_MAX,
   TERM_STEP_MAX,
   coordinatorFromTags,
   ranksAbove,
@@ -215,6 +216,28 @@ describe('election under forged terms (simulation)', () => {
     c.rt.runFor(3_000);
     expect(allFollow(top)).toBe(true);
     for (const p of c.peers) expect(el.get(p)!.term()).toBe(groupTerm);
+  });
+
+  it('members at two addresses agreeing on a far-ahead term move the group to it, but never past the catch-up cap', async () => {
+    const { c, el, top, whole } = await setup(12, 3);
+    expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+    const a = await rogue(c.net, '5151515151515151', 'a');
+    const b = await rogue(c.net, '5252525252525252', 'b');
+    const publish = (term: number) => {
+      for (let t = 0; t < 1_500; t += 200) {
+        a.broadcast('hb', { g: { coord: false, term } });
+        b.broadcast('hb', { g: { coord: false, term } });
+        c.rt.runFor(200);
+      }
+    };
+    publish(TERM_CATCH_UP_MAX + 1);
+    expect(whole()).toBe(true);
+    for (const p of c.peers) expect(el.get(p)!.term()).toBeLessThan(TERM_STEP_MAX);
+    // The open group's trade-off, as for Lamport time: two agreeing sockets look like a group.
+    publish(TERM_CATCH_UP_MAX);
+    expect(whole()).toBe(true);
+    expect(el.get(top)!.term()).toBe(TERM_CATCH_UP_MAX + 1);
+    for (const p of c.peers) expect(el.get(p)!.term()).toBe(TERM_CATCH_UP_MAX + 1);
   });
 
   it('an observer does not show a member whose tags claim a term past the safe range as coordinator', async () => {
