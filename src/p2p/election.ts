@@ -21,6 +21,27 @@
  * follow it: it bullies, with an election for a higher term. So the terms a peer follows only rise.
  * A term more than TERM_STEP_MAX above the highest known, or past COUNTER_MAX, is refused.
  *
+ * Catching up with a far-ahead group. Terms are not saved (the module has no storage, and a peer
+ * with a new data dir would know none anyway), so a restarted or new peer starts from 0. A group
+ * can legitimately be more than a step ahead of that: one claim within the step and one election
+ * take it past 2^32. Refusing it for good would leave such a peer leading alone at term 1, or
+ * following nobody. So, as the Lamport clock does (lamport.ts), a far-ahead term in live members'
+ * tags is caught up with (made the highest term seen; the claims and tags within the step then
+ * apply as usual) once it is corroborated:
+ *  - members at TERM_CATCH_UP_SENDERS_MIN different addresses publish terms within a step of each
+ *    other: a peer joining a group of two or more catches up as soon as their heartbeats arrive;
+ *  - or one member has published it for TERM_CATCH_UP_MS, heard from TERM_CATCH_UP_HEARD_MIN times
+ *    meanwhile, and is alive (not suspect): a peer next to a lone member catches up within about
+ *    a second, and refuses its claims until then.
+ * The lowest corroborated term is taken (the least harm if one was forged). One datagram does
+ * neither: it makes one member, heard from once, and a member gone silent (suspect) counts no more.
+ * Tags are states, not messages: el.coord and el.elect beyond the step stay refused and counted.
+ * The trade-off, stated as for Lamport time: in an open group a forger publishing one term from
+ * two sockets, or from one for a second, moves the group's term to it, as a far-ahead group would.
+ * That is why catching up stops at TERM_CATCH_UP_MAX (2^50), far below COUNTER_MAX: above it
+ * terms only rise by steps, over a million adopted claims to the end, and a group caught up with
+ * keeps room for 7.9 x 10^15 elections. A keyed group admits no forger.
+ *
  * A member ahead of the coordinator. Every peer publishes the term it follows in its tags. A member
  * can follow a term above the coordinator's: it took that term from a claimant now gone (a
  * stranger's claim sent to it alone, or a coordinator that died before the others heard its
@@ -31,13 +52,10 @@
  * above every one of theirs. Every peer counts the terms in live members' tags into the highest
  * term seen (the coordinator must, to go above them; the others then accept the new claim even
  * if it is more than a step above the term they follow). A forger gains nothing new by it: a
- * claim or a tag within the step already moves the group's term as far. What is left: a member
- * pushed exactly TERM_STEP_MAX ahead by one claim sent to it alone, whose tags at that term
- * another member misses (a heartbeat lost) before the coordinator's new claim, one above it,
- * arrives: that member refuses the claim and follows the same coordinator a term behind (so it
- * takes no clock adjustment) until the next election. Several claims in a row sent to one member,
- * each within the step of the last, can likewise take it beyond the step of all others before its
- * tags show the first: it then stays apart until it restarts (terms are not saved).
+ * claim or a tag within the step already moves the group's term as far. A member pushed beyond
+ * the step of all others (several claims in a row sent to it alone, each within the step of the
+ * last) is caught up with like a far-ahead group: after a second of its heartbeats, or at once by
+ * a member that also sees the coordinator's claim above it.
  *
  * Anti-entropy. The coordinator's tags (coord = true, term) ride on its heartbeats every
  * heartbeatIntervalMs; every tick a peer re-applies the claims it sees in live members' tags as if
@@ -78,12 +96,12 @@ export const PRIORITY_MAX = 1_000_000;
 /** A claim is multicast this many times back to back; tags repair any further loss. */
 export const CLAIM_COPIES = 2;
 /**
- * Largest step a term from another peer may take above the highest term we know (bounds.ts).
- * Terms are not saved, so a restarted peer knows none and must take the group's, however many
- * elections (one term each) it has held in its life: 2^32 is never reached. A forged claim further
+ * Largest step a term from another peer may take above the highest term we know (bounds.ts):
+ * more than the elections a group holds in its life (one term each). A forged claim further
  * ahead, or near the end of the safe range, is refused: no single message can push the group to a
  * term whose successor (+1) every decoder refuses, leaving each candidate to lead alone; it takes
- * two million adopted claims to climb from 0 to COUNTER_MAX.
+ * two million adopted claims to climb from 0 to COUNTER_MAX. A group further ahead of a restarted
+ * or new peer than this is caught up with from corroborating tags (see the header).
  */
 export const TERM_STEP_MAX = 2 ** 32;
 /**
