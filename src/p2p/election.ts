@@ -30,11 +30,12 @@
  * apply as usual) once it is corroborated:
  *  - members at TERM_CATCH_UP_SENDERS_MIN different addresses publish terms within a step of each
  *    other: a peer joining a group of two or more catches up as soon as their heartbeats arrive;
- *  - or one member has published it for TERM_CATCH_UP_MS, heard from TERM_CATCH_UP_HEARD_MIN times
- *    meanwhile, and is alive (not suspect): a peer next to a lone member catches up within about
- *    a second, and refuses its claims until then.
- * The lowest corroborated term is taken (the least harm if one was forged). One datagram does
- * neither: it makes one member, heard from once, and a member gone silent (suspect) counts no more.
+ *  - or members at one address have published it for TERM_CATCH_UP_MS, heard from at least
+ *    TERM_CATCH_UP_HEARD_MIN times and never silent that long meanwhile: a peer next to a lone
+ *    member catches up within about a second, and refuses its claims until then.
+ * Each address's tags are kept on their own, so forged members from one socket can neither stand
+ * in for a second address nor disturb another's run. The lowest corroborated term is taken (the
+ * least harm if one was forged). One datagram does neither: it is heard once, from one address.
  * Tags are states, not messages: el.coord and el.elect beyond the step stay refused and counted.
  * The trade-off, stated as for Lamport time: in an open group a forger publishing one term from
  * two sockets, or from one for a second, moves the group's term to it, as a far-ahead group would.
@@ -116,6 +117,12 @@ const LAST_SEEN_ROUNDING_MS = 1;
 /** Far-ahead terms that agree (within a step) in the tags of members at this many addresses: at once. */
 export const TERM_CATCH_UP_SENDERS_MIN = 2;
 /**
+ * Addresses whose far-ahead tags are kept (the one heard from longest ago is pushed out), so a
+ * tick costs at most this squared whatever a flood of forged members shows. Hiding the members'
+ * tags takes this many sockets, and two already make their own agreement (see the header).
+ */
+export const TERM_CATCH_UP_ADDRESSES_MAX = 16;
+/**
  * No term above this is caught up with, only reached in steps: a group caught up with COUNTER_MAX
  * could hold no further election (every peer refuses a term above it). 2^50 leaves 7.9 x 10^15
  * elections of room, and no group reaches it by electing (one term per election).
@@ -181,12 +188,14 @@ export interface ElectionOptions {
 
 type Phase = 'starting' | 'idle' | 'electing' | 'waiting';
 
-/** One member's run of far-ahead terms in its tags, each within a step of the others. */
+/**
+ * One address's run of far-ahead terms in its members' tags, each within a step of the highest,
+ * started over when one disagrees or after a silence of TERM_CATCH_UP_MS.
+ */
 interface FarAhead {
-  address: Address;
   low: number;
   high: number;
-  /** When we first and last heard from the member during the run (its lastSeenMs), and how often. */
+  /** When we first and last heard from there during the run (members' lastSeenMs), and how often. */
   first: number;
   lastHeard: number;
   heard: number;
@@ -255,8 +264,8 @@ export class Election implements Protocol, CoordinatorView {
   /** The term of the last coordinator-changed event emitted. */
   private announcedTerm = -1;
   private readonly learned = new Map<PeerId, number>();
-  /** Live members whose tags show a term beyond the step: at most one entry per live member. */
-  private readonly farAhead = new Map<PeerId, FarAhead>();
+  /** By address, the runs of live members' tags that show a term beyond the step. */
+  private readonly farAhead = new Map<Address, FarAhead>();
   private listeners: Array<(coordinator: PeerId | null, term: number) => void> = [];
 
   constructor(
@@ -391,50 +400,43 @@ export class Election implements Protocol, CoordinatorView {
 
   /**
    * Raises the highest term seen to a far-ahead term in live members' tags once they corroborate
-   * it (see the header): agreeing tags of members at TERM_CATCH_UP_SENDERS_MIN addresses, or one
-   * member's tags held for TERM_CATCH_UP_MS while we kept hearing from it. The lowest such term is
-   * taken (the least harm if one was forged); a higher one waits for its own turn.
+   * it (see the header): agreeing tags at TERM_CATCH_UP_SENDERS_MIN addresses, or one address's
+   * tags held for TERM_CATCH_UP_MS while we kept hearing from it. The lowest such term is taken
+   * (the least harm if one was forged); a higher one waits for its own turn.
    */
   private catchUp(now: number): void {
     const ours = Math.max(this.highestSeen, this.termNo);
-    const live = new Set<PeerId>();
+    const seen = new Set<Address>();
     for (const m of this.membership.live()) {
       const term = m.tags[TAG_TERM];
       if (!is.uint(TERM_CATCH_UP_MAX)(term)) continue;
       const t = term as number;
       if (adoptable(ours, t, TERM_STEP_MAX)) continue;
-      live.add(m.id);
+      seen.add(m.address);
       const heardAt = now - m.lastSeenMs;
-      let run = this.farAhead.get(m.id);
-      if (
-        !run ||
-        run.address !== m.address ||
-        Math.abs(t - run.high) > TERM_STEP_MAX ||
-        Math.abs(t - run.low) > TERM_STEP_MAX
-      )
-        run = { address: m.address, low: t, high: t, first: heardAt, lastHeard: -Infinity, heard: 0 };
-      run.low = Math.min(run.low, t);
-      run.high = Math.max(run.high, t);
-      if (heardAt > run.lastHeard + LAST_SEEN_ROUNDING_MS) {
+      let run = this.farAhead.get(m.address);
+      if (!run || heardAt - run.lastHeard > TERM_CATCH_UP_MS || Math.abs(t - run.high) > TERM_STEP_MAX)
+        run = { low: t, high: t, first: heardAt, lastHeard: heardAt, heard: 1 };
+      else if (heardAt > run.lastHeard + LAST_SEEN_ROUNDING_MS) {
         run.lastHeard = heardAt;
         run.heard++;
       }
-      this.farAhead.set(m.id, run);
+      run.low = Math.min(run.low, t);
+      run.high = Math.max(run.high, t);
+      this.farAhead.set(m.address, run);
+      if (this.farAhead.size > TERM_CATCH_UP_ADDRESSES_MAX) {
+        const [oldest] = [...this.farAhead].reduce((x, y) => (y[1].lastHeard < x[1].lastHeard ? y : x));
+        this.farAhead.delete(oldest);
+      }
     }
-    for (const id of this.farAhead.keys()) if (!live.has(id)) this.farAhead.delete(id);
+    // No longer ahead, or no live member there: forgotten.
+    for (const address of this.farAhead.keys()) if (!seen.has(address)) this.farAhead.delete(address);
     let lowest: number | null = null;
-    for (const [id, run] of this.farAhead) {
-      const alive = this.membership.get(id)?.state === 'alive';
-      const held =
-        alive && run.heard >= TERM_CATCH_UP_HEARD_MIN && run.lastHeard - run.first >= TERM_CATCH_UP_MS;
-      let agreeing = 1;
+    for (const run of this.farAhead.values()) {
+      const held = run.heard >= TERM_CATCH_UP_HEARD_MIN && run.lastHeard - run.first >= TERM_CATCH_UP_MS;
+      let agreeing = 0;
       for (const other of this.farAhead.values())
-        if (
-          other !== run &&
-          other.address !== run.address &&
-          Math.abs(other.high - run.high) <= TERM_STEP_MAX
-        )
-          agreeing++;
+        if (Math.abs(other.high - run.high) <= TERM_STEP_MAX) agreeing++; // itself included
       if ((held || agreeing >= TERM_CATCH_UP_SENDERS_MIN) && (lowest === null || run.low < lowest))
         lowest = run.low;
     }
