@@ -240,6 +240,25 @@ describe('election under forged terms (simulation)', () => {
     for (const p of c.peers) expect(el.get(p)!.term()).toBe(TERM_CATCH_UP_MAX + 1);
   });
 
+  it('members forged from one socket are one address: their far-ahead tags wait a second like a lone member', async () => {
+    const { c, el, whole } = await setup(13, 3);
+    expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
+    const r = await rogue(c.net, '5151515151515151', 'a');
+    const far = 3 * TERM_STEP_MAX;
+    const publish = (ms: number) => {
+      for (let t = 0; t < ms; t += 200) {
+        for (const as of ['5151515151515151', '5252525252525252', '5353535353535353'])
+          for (const p of c.peers) r.send(p.address, 'hb', { g: { coord: false, term: far } }, as);
+        c.rt.runFor(200);
+      }
+    };
+    publish(800);
+    for (const p of c.peers) expect(el.get(p)!.term()).toBeLessThan(TERM_STEP_MAX);
+    publish(600);
+    for (const p of c.peers) expect(el.get(p)!.term()).toBeGreaterThan(far);
+    expect(whole()).toBe(true);
+  });
+
   it('an observer does not show a member whose tags claim a term past the safe range as coordinator', async () => {
     const { c, top, whole } = await setup(9, 3);
     expect(c.rt.runUntilTrue(whole, 3_000)).toBe(true);
