@@ -21,6 +21,28 @@
  * follow it: it bullies, with an election for a higher term. So the terms a peer follows only rise.
  * A term more than TERM_STEP_MAX above the highest known, or past COUNTER_MAX, is refused.
  *
+ * Catching up with a far-ahead group. Terms are not saved (the module has no storage, and a peer
+ * with a new data dir would know none anyway), so a restarted or new peer starts from 0. A group
+ * can legitimately be more than a step ahead of that: one claim within the step and one election
+ * take it past 2^32. Refusing it for good would leave such a peer leading alone at term 1, or
+ * following nobody. So, as the Lamport clock does (lamport.ts), a far-ahead term in live members'
+ * tags is caught up with (made the highest term seen; the claims and tags within the step then
+ * apply as usual) once it is corroborated:
+ *  - members at TERM_CATCH_UP_SENDERS_MIN different addresses publish terms within a step of each
+ *    other: a peer joining a group of two or more catches up as soon as their heartbeats arrive;
+ *  - or members at one address have published it for TERM_CATCH_UP_MS, heard from at least
+ *    TERM_CATCH_UP_HEARD_MIN times and never silent that long meanwhile: a peer next to a lone
+ *    member catches up within about a second, and refuses its claims until then.
+ * Each address's tags are kept on their own, so forged members from one socket can neither stand
+ * in for a second address nor disturb another's run. The lowest corroborated term is taken (the
+ * least harm if one was forged). One datagram does neither: it is heard once, from one address.
+ * Tags are states, not messages: el.coord and el.elect beyond the step stay refused and counted.
+ * The trade-off, stated as for Lamport time: in an open group a forger publishing one term from
+ * two sockets, or from one for a second, moves the group's term to it, as a far-ahead group would.
+ * That is why catching up stops at TERM_CATCH_UP_MAX (2^50), far below COUNTER_MAX: above it
+ * terms only rise by steps, over a million adopted claims to the end, and a group caught up with
+ * keeps room for 7.9 x 10^15 elections. A keyed group admits no forger.
+ *
  * A member ahead of the coordinator. Every peer publishes the term it follows in its tags. A member
  * can follow a term above the coordinator's: it took that term from a claimant now gone (a
  * stranger's claim sent to it alone, or a coordinator that died before the others heard its
@@ -31,13 +53,10 @@
  * above every one of theirs. Every peer counts the terms in live members' tags into the highest
  * term seen (the coordinator must, to go above them; the others then accept the new claim even
  * if it is more than a step above the term they follow). A forger gains nothing new by it: a
- * claim or a tag within the step already moves the group's term as far. What is left: a member
- * pushed exactly TERM_STEP_MAX ahead by one claim sent to it alone, whose tags at that term
- * another member misses (a heartbeat lost) before the coordinator's new claim, one above it,
- * arrives: that member refuses the claim and follows the same coordinator a term behind (so it
- * takes no clock adjustment) until the next election. Several claims in a row sent to one member,
- * each within the step of the last, can likewise take it beyond the step of all others before its
- * tags show the first: it then stays apart until it restarts (terms are not saved).
+ * claim or a tag within the step already moves the group's term as far. A member pushed beyond
+ * the step of all others (several claims in a row sent to it alone, each within the step of the
+ * last) is caught up with like a far-ahead group: after a second of its heartbeats, or at once by
+ * a member that also sees the coordinator's claim above it.
  *
  * Anti-entropy. The coordinator's tags (coord = true, term) ride on its heartbeats every
  * heartbeatIntervalMs; every tick a peer re-applies the claims it sees in live members' tags as if
@@ -78,14 +97,37 @@ export const PRIORITY_MAX = 1_000_000;
 /** A claim is multicast this many times back to back; tags repair any further loss. */
 export const CLAIM_COPIES = 2;
 /**
- * Largest step a term from another peer may take above the highest term we know (bounds.ts).
- * Terms are not saved, so a restarted peer knows none and must take the group's, however many
- * elections (one term each) it has held in its life: 2^32 is never reached. A forged claim further
+ * Largest step a term from another peer may take above the highest term we know (bounds.ts):
+ * more than the elections a group holds in its life (one term each). A forged claim further
  * ahead, or near the end of the safe range, is refused: no single message can push the group to a
  * term whose successor (+1) every decoder refuses, leaving each candidate to lead alone; it takes
- * two million adopted claims to climb from 0 to COUNTER_MAX.
+ * two million adopted claims to climb from 0 to COUNTER_MAX. A group further ahead of a restarted
+ * or new peer than this is caught up with from corroborating tags (see the header).
  */
 export const TERM_STEP_MAX = 2 ** 32;
+/**
+ * A term further than TERM_STEP_MAX ahead of ours, published in one live member's tags, is caught
+ * up with once that member has kept publishing it this long, in ms (Lamport: LAMPORT_CATCH_UP_MS).
+ */
+export const TERM_CATCH_UP_MS = 1000;
+/** ... and we heard from it at least this many times meanwhile (it heartbeats 5 times a second). */
+export const TERM_CATCH_UP_HEARD_MIN = 3;
+/** A member's lastSeenMs is rounded to the ms: heard-at times closer than this are one datagram. */
+const LAST_SEEN_ROUNDING_MS = 1;
+/** Far-ahead terms that agree (within a step) in the tags of members at this many addresses: at once. */
+export const TERM_CATCH_UP_SENDERS_MIN = 2;
+/**
+ * Addresses whose far-ahead tags are kept (the one heard from longest ago is pushed out), so a
+ * tick costs at most this squared whatever a flood of forged members shows. Hiding the members'
+ * tags takes this many sockets, and two already make their own agreement (see the header).
+ */
+export const TERM_CATCH_UP_ADDRESSES_MAX = 16;
+/**
+ * No term above this is caught up with, only reached in steps: a group caught up with COUNTER_MAX
+ * could hold no further election (every peer refuses a term above it). 2^50 leaves 7.9 x 10^15
+ * elections of room, and no group reaches it by electing (one term per election).
+ */
+export const TERM_CATCH_UP_MAX = 2 ** 50;
 /** Priorities learned from election messages, kept for peers whose tags are not known yet. */
 export const LEARNED_PRIORITIES_MAX = 1024;
 
@@ -145,6 +187,19 @@ export interface ElectionOptions {
 }
 
 type Phase = 'starting' | 'idle' | 'electing' | 'waiting';
+
+/**
+ * One address's run of far-ahead terms in its members' tags, each within a step of the highest,
+ * started over when one disagrees or after a silence of TERM_CATCH_UP_MS.
+ */
+interface FarAhead {
+  low: number;
+  high: number;
+  /** When we first and last heard from there during the run (members' lastSeenMs), and how often. */
+  first: number;
+  lastHeard: number;
+  heard: number;
+}
 
 const TERM = is.uint();
 const ELECT = is.object({ term: TERM, prio: is.int(0, PRIORITY_MAX) });
@@ -209,6 +264,8 @@ export class Election implements Protocol, CoordinatorView {
   /** The term of the last coordinator-changed event emitted. */
   private announcedTerm = -1;
   private readonly learned = new Map<PeerId, number>();
+  /** By address, the runs of live members' tags that show a term beyond the step. */
+  private readonly farAhead = new Map<Address, FarAhead>();
   private listeners: Array<(coordinator: PeerId | null, term: number) => void> = [];
 
   constructor(
@@ -284,6 +341,7 @@ export class Election implements Protocol, CoordinatorView {
   tick(now: number): void {
     if (!this.tagsPublished) this.publishTags();
     this.checkLeaderAlive();
+    this.catchUp(now);
     // Anti-entropy: the claims in live members' tags, as if their el.coord had just arrived, and
     // the terms they follow, so that a new election goes above them.
     let ahead = false;
@@ -338,6 +396,51 @@ export class Election implements Protocol, CoordinatorView {
     this.setLeader(null, this.termNo);
     if (this.candidate && this.phase !== 'starting')
       this.startElection(m?.state === 'left' ? 'coordinator-left' : 'coordinator-dead');
+  }
+
+  /**
+   * Raises the highest term seen to a far-ahead term in live members' tags once they corroborate
+   * it (see the header): agreeing tags at TERM_CATCH_UP_SENDERS_MIN addresses, or one address's
+   * tags held for TERM_CATCH_UP_MS while we kept hearing from it. The lowest such term is taken
+   * (the least harm if one was forged); a higher one waits for its own turn.
+   */
+  private catchUp(now: number): void {
+    const ours = Math.max(this.highestSeen, this.termNo);
+    const seen = new Set<Address>();
+    for (const m of this.membership.live()) {
+      const term = m.tags[TAG_TERM];
+      if (!is.uint(TERM_CATCH_UP_MAX)(term)) continue;
+      const t = term as number;
+      if (adoptable(ours, t, TERM_STEP_MAX)) continue;
+      seen.add(m.address);
+      const heardAt = now - m.lastSeenMs;
+      let run = this.farAhead.get(m.address);
+      if (!run || heardAt - run.lastHeard > TERM_CATCH_UP_MS || Math.abs(t - run.high) > TERM_STEP_MAX)
+        run = { low: t, high: t, first: heardAt, lastHeard: heardAt, heard: 1 };
+      else if (heardAt > run.lastHeard + LAST_SEEN_ROUNDING_MS) {
+        run.lastHeard = heardAt;
+        run.heard++;
+      }
+      run.low = Math.min(run.low, t);
+      run.high = Math.max(run.high, t);
+      this.farAhead.set(m.address, run);
+      if (this.farAhead.size > TERM_CATCH_UP_ADDRESSES_MAX) {
+        const [oldest] = [...this.farAhead].reduce((x, y) => (y[1].lastHeard < x[1].lastHeard ? y : x));
+        this.farAhead.delete(oldest);
+      }
+    }
+    // No longer ahead, or no live member there: forgotten.
+    for (const address of this.farAhead.keys()) if (!seen.has(address)) this.farAhead.delete(address);
+    let lowest: number | null = null;
+    for (const run of this.farAhead.values()) {
+      const held = run.heard >= TERM_CATCH_UP_HEARD_MIN && run.lastHeard - run.first >= TERM_CATCH_UP_MS;
+      let agreeing = 0;
+      for (const other of this.farAhead.values())
+        if (Math.abs(other.high - run.high) <= TERM_STEP_MAX) agreeing++; // itself included
+      if ((held || agreeing >= TERM_CATCH_UP_SENDERS_MIN) && (lowest === null || run.low < lowest))
+        lowest = run.low;
+    }
+    if (lowest !== null) this.highestSeen = Math.max(this.highestSeen, lowest);
   }
 
   /** Whether a term from another peer is within TERM_STEP_MAX of the highest we know. */

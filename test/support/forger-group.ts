@@ -281,7 +281,10 @@ export class ForgerGroup {
     });
   }
 
-  /** Why the group is not whole (empty: it is): membership views and the coordinator followed. */
+  /**
+   * Why the group is not whole (empty: it is): membership views, and the coordinator followed and
+   * its term (a member a term behind takes no clock adjustment from it).
+   */
   notWhole(): string[] {
     const problems: string[] = [];
     const ids = this.members.map((m) => m.peer.node.id);
@@ -312,9 +315,16 @@ export class ForgerGroup {
     const [leader] = leaders;
     const real = this.members.find((m) => m.peer.node.id === leader);
     const claiming = this.members.filter((m) => m.election.isCoordinator()).map((m) => m.peer.name);
-    if (leaders.size !== 1 || !real || claiming.length !== 1 || claiming[0] !== real.peer.name)
+    const terms = new Set(this.members.map((m) => m.election.term()));
+    if (
+      leaders.size !== 1 ||
+      !real ||
+      claiming.length !== 1 ||
+      claiming[0] !== real.peer.name ||
+      terms.size !== 1
+    )
       problems.push(
-        `not one coordinator followed by all: ${this.members
+        `not one coordinator followed by all in one term: ${this.members
           .map(
             (m) =>
               `${m.peer.name} follows ${m.election.coordinator()?.slice(0, 4) ?? 'none'} (term ${m.election.term()})`,
