@@ -89,6 +89,7 @@ const BLAST_TIMEOUT_MS = 120_000;
 
 export const bench: BenchModule = {
   name: 'chat',
+  anchors: [{ command: 'redis-server', debianPackage: 'redis-server' }],
   budgetMs: (2 * RATE_S + 240) * 1000 + 3 * BLAST_TIMEOUT_MS,
   run,
 };

@@ -85,6 +85,7 @@ const RESTART_RETRY_MS = 2_000;
 
 export const bench: BenchModule = {
   name: 'election',
+  anchors: [{ command: 'etcd', debianPackage: 'etcd-server' }],
   budgetMs: (SIM_TRIALS * 0.5 + LAN_TRIALS * 12 + ETCD_TRIALS * 10 + CLOCK_TRIALS * 8 + 120) * 1000,
   run,
 };

@@ -28,6 +28,8 @@ export interface BenchModule {
   name: string;
   /** Hard upper bound on the module's run time; the runner aborts it (and cleans up) after that. */
   budgetMs: number;
+  /** Commands the module compares against, with the Debian package of each; the runner installs what is missing. */
+  anchors?: Array<{ command: string; debianPackage: string }>;
   run(): Promise<Section>;
 }
 

@@ -58,6 +58,10 @@ const SOAK_PROGRESS_EVERY_MS = 30_000;
 
 export const bench: BenchModule = {
   name: 'membership',
+  anchors: [
+    { command: 'serf', debianPackage: 'serf' },
+    { command: 'nft', debianPackage: 'nftables' },
+  ],
   budgetMs: (CRASH_TRIALS * 15 + SERF_TRIALS * 45 + LEAVE_TRIALS * 12 + SOAK_S + 3 * IDLE_S + 180) * 1000,
   run,
 };

@@ -58,6 +58,7 @@ const ORIGINS = 16;
 
 export const bench: BenchModule = {
   name: 'replication',
+  anchors: [{ command: 'rsync', debianPackage: 'rsync' }],
   budgetMs: 300_000,
   run,
 };

@@ -7,6 +7,7 @@
  * To add a module: write bench/<topic>.ts exporting `bench: BenchModule`, add one line to MODULES.
  */
 import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { progress, runCleanups, type BenchModule, type Section, type Table } from './lib.js';
@@ -75,8 +76,36 @@ function previousSections(): Map<string, string> {
   return found;
 }
 
+/** Whether `command` is on the PATH. */
+function onPath(command: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
+}
+
+let aptUpdated = false;
+
+/**
+ * Installs the Debian packages of the anchors a module compares against, as the bench's own setup
+ * (a fresh machine has none of them). One that cannot be installed (no registry reachable, e.g. in
+ * a network namespace of its own) is left to the module, which reports it as not measured.
+ */
+function installAnchors(mod: BenchModule): void {
+  const missing = (mod.anchors ?? []).filter((a) => !onPath(a.command));
+  if (missing.length === 0) return;
+  const packages = missing.map((a) => a.debianPackage);
+  progress(`${mod.name}: installing ${packages.join(', ')}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  if (!aptUpdated)
+    aptUpdated = spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env }).status === 0;
+  const r = spawnSync('apt-get', ['install', '-y', '-qq', ...packages], { stdio: 'ignore', env });
+  if (r.status !== 0)
+    progress(`${mod.name}: could not install ${packages.join(', ')} (apt-get exit ${r.status})`);
+  // Debian starts some servers on install; a bench starts its own, on its own ports.
+  for (const a of missing) spawnSync('systemctl', ['stop', a.debianPackage], { stdio: 'ignore' });
+}
+
 async function runModule(name: string): Promise<Section> {
   const mod = await MODULES[name]!();
+  installAnchors(mod);
   progress(`module ${name}: start (budget ${Math.round(mod.budgetMs / 1000)} s)`);
   let timer: NodeJS.Timeout | undefined;
   const overrun = new Promise<never>((_, reject) => {
