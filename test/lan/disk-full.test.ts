@@ -16,11 +16,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lanTierDecision, NetnsLan } from '../support/netns.js';
 import { BIN, Lines, alive, tempDir } from '../support/proc.js';
 import {
-  countStderr,
-  FAILING,
+  expectRecoveredOnce,
+  expectUpAndSaidOnce,
   fill,
   onTmpfs,
-  RECOVERED,
   storedKvLog,
   storedReplica,
   unfill,
@@ -144,9 +143,11 @@ describe.runIf(decision.run)('a full disk on a namespace LAN', () => {
     expect(said(refused!.stderr)[0]).toMatch(
       /^peer: .*could not be stored by r1 \(disk full\) \(--acks all\); free space there/,
     );
-    // r1 acknowledged some before its disk ran out, r2 all of those and more.
+    // r1 acknowledged some before its disk ran out, and r2 at least those. (Not "more": the writer
+    // exits as soon as r1's refusal makes --acks all impossible, often before r2's acks of that
+    // batch arrive.)
     expect(ackedBy.get('r1')!.length).toBeGreaterThan(0);
-    expect(ackedBy.get('r2')!.length).toBeGreaterThan(ackedBy.get('r1')!.length);
+    expect(ackedBy.get('r2')!.length).toBeGreaterThanOrEqual(ackedBy.get('r1')!.length);
 
     // kv: put through the shell until k1 refuses; every write it confirmed is in its kv_log.
     const okIds: string[] = [];
@@ -170,12 +171,7 @@ describe.runIf(decision.run)('a full disk on a namespace LAN', () => {
     ).toEqual([]);
 
     // Still up (their checkpoint timers ran on the full disk meanwhile), one line each.
-    for (const h of [r1, r2, k1]) expect(alive(h.p), h.p.stderr.join('')).toBe(true);
-    expect(countStderr(r1.p, FAILING), r1.p.stderr.join('')).toBe(1);
-    expect(countStderr(k1.p, FAILING), k1.p.stderr.join('')).toBe(1);
-    expect(countStderr(r2.p, FAILING)).toBe(0);
-    for (const h of [r1, r2, k1])
-      expect(h.p.stderr.join('')).not.toMatch(/SqliteError|Uncaught|at .*\.js:\d+/);
+    expectUpAndSaidOnce([r1.p, k1.p], [r2.p]);
 
     // Space returns: writes succeed without a restart, and each full holder says so once.
     unfill(r1.p, r1.mount);
@@ -185,12 +181,6 @@ describe.runIf(decision.run)('a full disk on a namespace LAN', () => {
     expect((JSON.parse(after.stdout) as { confirmed: string[] }).confirmed).toEqual(['r1', 'r2']);
     const put = await writer(['kv', 'put', 'after', 'freed']);
     expect(put.code, put.stderr).toBe(0);
-    await r1.p.until((l) => countStderr(l, RECOVERED) > 0, RUN_TIMEOUT_MS, 'r1 says writes work again');
-    await k1.p.until((l) => countStderr(l, RECOVERED) > 0, RUN_TIMEOUT_MS, 'k1 says writes work again');
-    for (const h of [r1, k1]) {
-      expect(countStderr(h.p, FAILING)).toBe(1);
-      expect(countStderr(h.p, RECOVERED)).toBe(1);
-      expect(alive(h.p)).toBe(true);
-    }
+    await expectRecoveredOnce([r1.p, k1.p], RUN_TIMEOUT_MS);
   }, 90_000);
 });

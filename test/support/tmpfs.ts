@@ -7,7 +7,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { expect } from 'vitest';
 import type { ChildLines } from '../../src/cli/child.js';
+import { alive } from './proc.js';
 import { entryId, parseReplica } from '../../src/storage/replica.js';
 
 /** Size of each tmpfs: small enough to fill in a moment, big enough for a peer to start on. */
@@ -91,5 +93,29 @@ export function storedKvLog(p: ChildLines, dbFile: string, copyDir: string): Set
     return new Set(rows.map(entryId));
   } finally {
     db.close();
+  }
+}
+
+/**
+ * While the disks are full: every holder is still up (its checkpoint timer ran on the full disk
+ * meanwhile), each one on a full disk said ONE failing line, the healthy ones none, and nobody
+ * printed a stack trace or an uncaught SQLite error.
+ */
+export function expectUpAndSaidOnce(full: ChildLines[], healthy: ChildLines[]): void {
+  for (const p of [...full, ...healthy]) {
+    const stderr = p.stderr.join('');
+    expect(alive(p), stderr).toBe(true);
+    expect(countStderr(p, FAILING), stderr).toBe(full.includes(p) ? 1 : 0);
+    expect(stderr).not.toMatch(/SqliteError|Uncaught|at .*\.js:\d+/);
+  }
+}
+
+/** Once space returned: each holder that was full said ONE recovery line (after its one failing line) and runs on. */
+export async function expectRecoveredOnce(full: ChildLines[], timeoutMs: number): Promise<void> {
+  for (const p of full) {
+    await p.until((l) => countStderr(l, RECOVERED) > 0, timeoutMs, 'the holder says writes work again');
+    expect(countStderr(p, FAILING)).toBe(1);
+    expect(countStderr(p, RECOVERED)).toBe(1);
+    expect(alive(p)).toBe(true);
   }
 }
