@@ -185,10 +185,6 @@ interface Member {
 interface Arrival {
   at: number;
   lost: number;
-  /** The counter that arrived; the lost ones were those just below it. */
-  counter: number;
-  /** Counters of the gap that arrived late after all (reordered), each taken back from `lost` once. */
-  late: number[];
 }
 
 /** Heartbeat loss over the members with enough evidence. */
@@ -416,38 +412,11 @@ export class Membership implements Protocol {
       m.hbCounter = h;
       return;
     }
-    if (h <= m.hbCounter) {
-      this.lateHeartbeat(m, h);
-      return;
-    }
+    if (h <= m.hbCounter) return; // duplicated or reordered
     // A gap longer than the window tells nothing more about it (and bounds a member's weight).
-    m.arrivals.push({
-      at: now,
-      lost: Math.min(h - m.hbCounter - 1, LOSS_MEMORY_HEARTBEATS),
-      counter: h,
-      late: [],
-    });
+    m.arrivals.push({ at: now, lost: Math.min(h - m.hbCounter - 1, LOSS_MEMORY_HEARTBEATS) });
     if (m.arrivals.length > 2 * LOSS_MEMORY_HEARTBEATS) m.arrivals.shift();
     m.hbCounter = h;
-  }
-
-  /**
-   * A heartbeat at or below the last counter heard: a duplicate, or one reordered behind a later
-   * one (a burst of heartbeats at start, as each protocol sets its tags, can arrive out of order).
-   * A reordered one was counted as lost in the gap before the later one: take it back, once, so
-   * reordering alone never looks like loss on our side.
-   */
-  private lateHeartbeat(m: Member, h: number): void {
-    for (let i = m.arrivals.length - 1; i >= 0; i--) {
-      const a = m.arrivals[i]!;
-      if (h >= a.counter) return; // a duplicate of one that arrived in order
-      if (h < a.counter - a.lost - a.late.length) continue; // an earlier gap, or none
-      if (a.lost > 0 && !a.late.includes(h)) {
-        a.lost--;
-        a.late.push(h);
-      }
-      return;
-    }
   }
 
   /**
