@@ -14,7 +14,11 @@
  *
  * A newcomer multicasts `probe`, and members answer at once by unicast, so one-shot commands
  * learn the group in a round trip instead of a heartbeat interval. An observer (peer peers)
- * probes and listens but never heartbeats, so it never appears as a member.
+ * probes and listens but never heartbeats, so it never appears as a member. It probes again,
+ * OBSERVER_PROBE_FIRST_MS after the first and then at doubling gaps up to
+ * OBSERVER_PROBE_EVERY_MAX_MS: one lost probe or answer must not hide a member for long (a member
+ * on the observer's host with multicast loopback off is heard only through answers until it has
+ * heard the observer, node.ts), and a member on its host keeps hearing it while it runs.
  *
  * Who may speak for a member (issue 17; SWIM and memberlist take the same line). In an open group
  * anyone on the LAN can send a datagram claiming any id, so an envelope claiming a known member's
@@ -199,6 +203,11 @@ interface LossMeasure {
   lossy: number;
 }
 
+/** An observer's second probe, after its first, in ms; each later gap doubles (see the header). */
+export const OBSERVER_PROBE_FIRST_MS = 250;
+/** The longest gap between an observer's probes, in ms. */
+export const OBSERVER_PROBE_EVERY_MAX_MS = 4000;
+
 export interface MembershipOptions {
   timings: MembershipTimings;
   /** Listen and probe, never heartbeat: not a member of the group. */
@@ -206,20 +215,26 @@ export interface MembershipOptions {
   membersMax: number;
   /** Raises the node's incarnation to at least `min` (persisted by the node); returns it. */
   raiseIncarnation(min: number): number;
+  /** An observer at `from` probed (the node keeps multicast loopback on for one on its host). */
+  observerProbed(from: Address): void;
 }
 
 /** `h`: the sender's multicast heartbeat counter (absent on answers to probes and pings). */
 const HB = is.object({ g: is.tags(TAGS_KEYS_MAX, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX) }, { h: is.uint() });
 const EMPTY = is.object({});
+/** `o`: sent by an observer (it never heartbeats, so this is how a neighbour learns it is there). */
+const PROBE = is.object({}, { o: is.literal(1) });
 const SUSPECT = is.object({ target: is.peerId(), inc: is.uint() });
 
 export class Membership implements Protocol {
-  readonly messages = { hb: HB, probe: EMPTY, ping: EMPTY, suspect: SUSPECT, leave: EMPTY };
+  readonly messages = { hb: HB, probe: PROBE, ping: EMPTY, suspect: SUSPECT, leave: EMPTY };
   /** Newcomers refused because membersMax was reached with no dead entry to evict. */
   refused = 0;
   private readonly members = new Map<PeerId, Member>();
   private tags: Tags = {};
   private lastHeartbeat = -Infinity;
+  /** An observer's next probe, and the gap to the one after it. */
+  private nextProbe = { at: Infinity, gap: OBSERVER_PROBE_FIRST_MS };
   private heartbeats = 0;
   private lastTick: number | null = null;
   private score = 0;
@@ -234,8 +249,10 @@ export class Membership implements Protocol {
 
   /** Announces this peer: a probe (members answer at once) and, for a member, a heartbeat. */
   start(): void {
-    this.ctx.broadcast('probe', {});
-    if (!this.opts.observer) this.heartbeat();
+    this.probe();
+    if (this.opts.observer)
+      this.nextProbe = { at: this.ctx.now() + OBSERVER_PROBE_FIRST_MS, gap: OBSERVER_PROBE_FIRST_MS };
+    else this.heartbeat();
   }
 
   /** Tags ride on every heartbeat (Serf's tags): role, priority, load. A change is sent at once. */
@@ -313,6 +330,9 @@ export class Membership implements Protocol {
   onMessage(env: Envelope, from: Address): void {
     switch (env.t) {
       case 'probe':
+        if ((env.b as { o?: 1 }).o === 1) this.opts.observerProbed(from);
+        if (!this.opts.observer) this.ctx.send(from, 'hb', { g: this.tags });
+        return;
       case 'ping':
         if (!this.opts.observer) this.ctx.send(from, 'hb', { g: this.tags });
         return;
@@ -344,6 +364,11 @@ export class Membership implements Protocol {
   tick(now: number): void {
     if (!this.opts.observer && now - this.lastHeartbeat >= this.opts.timings.heartbeatIntervalMs)
       this.heartbeat();
+    if (now >= this.nextProbe.at) {
+      this.probe();
+      const gap = Math.min(this.nextProbe.gap * 2, OBSERVER_PROBE_EVERY_MAX_MS);
+      this.nextProbe = { at: now + gap, gap };
+    }
     this.assessHealth(now);
     const t = this.opts.timings;
     const slower = 1 + this.score;
@@ -367,6 +392,10 @@ export class Membership implements Protocol {
         this.members.delete(m.id);
       }
     }
+  }
+
+  private probe(): void {
+    this.ctx.broadcast('probe', this.opts.observer ? { o: 1 } : {});
   }
 
   leave(): void {

@@ -20,7 +20,7 @@ import {
   type PeerId,
 } from './wire.js';
 import { LamportClock } from './lamport.js';
-import { Membership } from './membership.js';
+import { Membership, OBSERVER_PROBE_EVERY_MAX_MS } from './membership.js';
 import { MEMBERS_MAX, type Profile } from './config.js';
 import type { PeerEvent, Protocol, ProtocolContext, Self } from './protocol.js';
 import type { Cancel, Runtime } from './runtime.js';
@@ -33,10 +33,17 @@ import { parseAddress, type Address, type Transport } from './transport/transpor
  *   neighbour); it hears us, sees a neighbour and turns it on, and only then do we hear it;
  * - a probe window at a fixed period: if two neighbours ever both turned it off without having
  *   met (each cut off from the other at start), each window lets the other hear us again.
+ * A neighbour is a member on our host, or an observer on our host that probed within
+ * MULTICAST_LOOPBACK_OBSERVER_MS: an observer (a one-shot `peer replicate MSG`, `peer kv get`, the
+ * monitor) never heartbeats, so it is never a member, yet it needs our heartbeats to know us; it
+ * probes again (membership.ts) more often than that window, so we keep hearing it while it runs.
+ * An observer keeps its own loopback on: its probes are what tell a neighbour it is there. (A
+ * process on our host can keep our loopback on by probing: that costs us only the looped copies.)
  */
 export const MULTICAST_LOOPBACK_GRACE_MS = 2000;
 export const MULTICAST_LOOPBACK_PROBE_EVERY_MS = 30_000;
 const MULTICAST_LOOPBACK_PROBE_MS = 1000;
+export const MULTICAST_LOOPBACK_OBSERVER_MS = 3 * OBSERVER_PROBE_EVERY_MAX_MS + 1000;
 
 export interface NodeOptions {
   id: PeerId;
@@ -96,6 +103,8 @@ export class PeerNode {
   private running = false;
   private startedAt = 0;
   private loopback = true;
+  /** When an observer on our host last probed (see MULTICAST_LOOPBACK_OBSERVER_MS). */
+  private observerHeardAt = -Infinity;
 
   constructor(private readonly opts: NodeOptions) {
     this.self = { id: opts.id, name: opts.name, incarnation: opts.incarnation };
@@ -120,6 +129,9 @@ export class PeerNode {
       observer: opts.observer ?? false,
       membersMax: MEMBERS_MAX,
       raiseIncarnation: (min) => this.raiseIncarnation(min),
+      observerProbed: (from) => {
+        if (sharesHost(this.address, [{ address: from }])) this.observerHeardAt = opts.runtime.now();
+      },
     });
     this.codec = this.register(this.membership);
   }
@@ -217,8 +229,10 @@ export class PeerNode {
     if (!this.opts.transport.setMulticastLoopback) return;
     const age = now - this.startedAt;
     const on =
+      this.opts.observer === true ||
       age < MULTICAST_LOOPBACK_GRACE_MS ||
       age % MULTICAST_LOOPBACK_PROBE_EVERY_MS < MULTICAST_LOOPBACK_PROBE_MS ||
+      now - this.observerHeardAt < MULTICAST_LOOPBACK_OBSERVER_MS ||
       sharesHost(this.address, this.membership.live());
     if (on === this.loopback) return;
     this.loopback = on;

@@ -117,6 +117,7 @@ describe('local health: the stalled tick', () => {
       observer: false,
       membersMax: 16,
       raiseIncarnation: (n) => n,
+      observerProbed: () => {},
     });
     const at = (t: number) => {
       now = t;

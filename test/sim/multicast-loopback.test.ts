@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   MULTICAST_LOOPBACK_GRACE_MS,
+  MULTICAST_LOOPBACK_OBSERVER_MS,
   MULTICAST_LOOPBACK_PROBE_EVERY_MS,
   PeerNode,
   sharesHost,
@@ -15,8 +16,9 @@ import { PROFILES } from '../../src/p2p/config.js';
 import { SimNetwork } from '../../src/p2p/transport/sim.js';
 import { idFrom } from '../support/cluster.js';
 
-async function peer(net: SimNetwork, address: string, name: string): Promise<PeerNode> {
+async function peer(net: SimNetwork, address: string, name: string, observer = false): Promise<PeerNode> {
   const node = new PeerNode({
+    observer,
     id: idFrom(net.runtime.random),
     name,
     incarnation: 1,
@@ -87,6 +89,39 @@ describe('multicast loopback follows the peers on our host', () => {
       expect(knows(a, b) && knows(b, a)).toBe(true);
       await a.stop();
       await b.stop();
+    }
+  });
+
+  it('an observer on the host of a member with loopback off learns it though its probe or the answer is lost, and keeps hearing it (10 seeds each)', async () => {
+    for (const lost of ['probe', 'answer'] as const) {
+      for (let seed = 1; seed <= 10; seed++) {
+        const net = new SimNetwork(seed);
+        const a = await peer(net, '10.0.0.1:7000', 'a');
+        const b = await peer(net, '10.0.0.2:7000', 'b');
+        net.runtime.runFor(MULTICAST_LOOPBACK_GRACE_MS * 3);
+        expect(a.multicastLoopback).toBe(false);
+        // A one-shot command on a's machine: the one datagram that would have introduced them is lost.
+        const [from, to] = lost === 'probe' ? ['10.0.0.1:7001', a.address] : [a.address, '10.0.0.1:7001'];
+        net.setLink(from, to, { loss: 1 });
+        const o = await peer(net, '10.0.0.1:7001', 'o', true);
+        net.runtime.runFor(50);
+        net.setLink(from, to, {});
+        expect(
+          net.runtime.runUntilTrue(() => knows(o, a) && knows(o, b), MULTICAST_LOOPBACK_GRACE_MS),
+          `${lost} lost, seed ${seed}`,
+        ).toBe(true);
+        // While the observer runs (a long `peer monitor`), a keeps its loopback on and stays known.
+        net.runtime.runFor(MULTICAST_LOOPBACK_OBSERVER_MS * 2);
+        expect([a.multicastLoopback, knows(o, a)], `${lost} lost, seed ${seed}`).toEqual([true, true]);
+        expect(knows(a, o)).toBe(false); // an observer is never a member
+        await o.stop();
+        expect(
+          net.runtime.runUntilTrue(() => !a.multicastLoopback, MULTICAST_LOOPBACK_OBSERVER_MS + 1000),
+          `${lost} lost, seed ${seed}`,
+        ).toBe(true);
+        await a.stop();
+        await b.stop();
+      }
     }
   });
 
