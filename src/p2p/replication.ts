@@ -336,7 +336,9 @@ interface Session {
 
 interface RoundMemory {
   before: number;
+  /** The SHA-256 of this round's rewrite, and the digest of the content it wrote. */
   sha256: string;
+  digest: string;
 }
 
 interface AppendTrack {
@@ -708,12 +710,13 @@ export class Replication implements Protocol {
   private onFinish(from: Address, b: { r: number; h: string }): void {
     if (!this.sink) return;
     const mem = this.remember(b.r);
-    // Rewrite once per round, or again if entries arrived after the rewrite (file not canonical).
-    if ((!mem.sha256 || !this.sink.set.isCanonical()) && this.sink.set.digest() === b.h) {
+    // Rewrite once per round, or again if entries arrived after the rewrite.
+    if (!this.rewriteCurrent(mem) && this.sink.set.digest() === b.h) {
       // A failed rewrite leaves the old file; the round sees no SHA from us and asks again.
       const sha = this.sink.rewriteCanonical();
       if (sha !== null) {
         mem.sha256 = sha;
+        mem.digest = this.sink.set.digest();
         this.ctx.emit({ kind: 'replica-rewrite', round: b.r, sha256: sha, entries: this.sink.set.size });
       }
     }
@@ -723,17 +726,26 @@ export class Replication implements Protocol {
   private remember(r: number): RoundMemory {
     let mem = this.rounds.get(r);
     if (!mem) {
-      mem = { before: this.sink!.set.size, sha256: '' };
+      mem = { before: this.sink!.set.size, sha256: '', digest: '' };
       this.rounds.set(r, mem);
       if (this.rounds.size > ROUNDS_REMEMBERED_MAX) this.rounds.delete(this.rounds.keys().next().value!);
     }
     return mem;
   }
 
+  /**
+   * Whether the round's rewrite is still the file: canonical, and no entry arrived since. (An entry
+   * appended after it can leave the file canonical, a rewritten empty file then one line, while the
+   * SHA-256 the round saw is of the old content: every holder then reported another SHA for good.)
+   */
+  private rewriteCurrent(mem: RoundMemory): boolean {
+    const set = this.sink!.set;
+    return mem.sha256 !== '' && set.isCanonical() && set.digest() === mem.digest;
+  }
+
   private sendStatus(to: Address, r: number, mem: RoundMemory): void {
     const set = this.sink!.set;
-    // A rewrite is only current while the content it wrote is still the whole replica.
-    const sha = mem.sha256 && set.isCanonical() ? mem.sha256 : '';
+    const sha = this.rewriteCurrent(mem) ? mem.sha256 : '';
     const k = this.liveHolders()
       .map((h) => h.id)
       .slice(0, ACK_HOLDERS_MAX);

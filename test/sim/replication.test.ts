@@ -10,7 +10,14 @@ import {
   parseAckPolicy,
   reconcilePair,
 } from '../../src/p2p/replication.js';
-import { ReplicaSet, entryId, formatLine, parseLine, type Entry } from '../../src/storage/replica.js';
+import {
+  ReplicaSet,
+  contentDigest,
+  entryId,
+  formatLine,
+  parseLine,
+  type Entry,
+} from '../../src/storage/replica.js';
 import type { PeerNode } from '../../src/p2p/node.js';
 
 const SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);
@@ -351,6 +358,30 @@ describe('online reconcile with a crash', () => {
       expect(new Set(hs.map((h) => rc.file(h).lines.join('\n'))).size).toBe(1);
       expect(rc.file(victim).set.size).toBe(1);
       rc.assertNoDuplicates();
+    },
+  );
+});
+
+describe('online reconcile when entries arrive after the rewrite', () => {
+  it.each(SEEDS.slice(0, 5))(
+    'a holder rewritten empty that then gets an entry rewrites again: the round never reports a stale SHA-256, seed %i',
+    async (seed) => {
+      const rc = new ReplicaCluster(seed, { loss: 0.05, delayMaxMs: 5 });
+      const hs = await rc.holders(2);
+      rc.rt.runFor(500);
+      const co = await rc.c.add('coordinator', { observer: true });
+      rc.rt.runFor(100);
+      const rp = rc.rp(co);
+      rp.startRound();
+      expect(rc.rt.runUntilTrue(() => rp.roundStatus().done, 5_000)).toBe(true);
+      // One line now: the rewritten (empty) files are still canonical, but not what was rewritten.
+      rc.rp(hs[0]!).append('after the rewrite');
+      const current = () =>
+        rp.roundStatus().done &&
+        rp.roundStatus().holders.every((h) => h.sha256 === contentDigest(rc.file(hs[0]!).set.entries)) &&
+        hs.every((h) => rc.file(h).set.size === 1);
+      expect(rc.rt.runUntilTrue(current, 10_000)).toBe(true);
+      expect(new Set(hs.map((h) => rc.file(h).lines.join('\n'))).size).toBe(1);
     },
   );
 });
