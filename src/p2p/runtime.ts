@@ -36,12 +36,16 @@ export function fineWallClock(
   mono: () => number = () => performance.now(),
 ): () => number {
   let anchor: number | null = null;
+  // Every anchor is taken as Date.now() minus a monotonic reading made AFTER it: the true time
+  // then is at least that millisecond, so a reading is never ahead of the true time, however long
+  // the thread stops between the two reads (a loaded machine). Read the other way round, a stop
+  // put the result ahead by the stop's length, past the millisecond Date.now() reports.
   const calibrate = (): number => {
     const w0 = coarse();
     const giveUp = mono() + WALL_CALIBRATION_SPIN_MS_MAX;
     for (;;) {
-      const m = mono();
       const w = coarse();
+      const m = mono();
       if (w !== w0 || m >= giveUp) return w - m;
     }
   };
@@ -52,7 +56,7 @@ export function fineWallClock(
     const fine = anchor + m;
     // Below the reported millisecond by more than a reading's own jitter: the clock stepped forward.
     if (fine < w - WALL_STEP_MS_MIN) anchor = calibrate();
-    else if (fine < w) anchor = w - m;
+    else if (fine < w) anchor = w - mono();
     // At or past its end: the clock stepped back.
     else if (fine >= w + DATE_NOW_RESOLUTION_MS) anchor = calibrate();
     else return fine;

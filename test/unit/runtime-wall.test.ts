@@ -39,6 +39,26 @@ describe('fineWallClock', () => {
     expect(Math.abs(wall() - f.truth())).toBeLessThan(0.01);
   });
 
+  it('is never ahead of the true time, nor behind the millisecond reported before it, when a reading is preempted between its two clocks', () => {
+    const f = fakeClocks(1_700_000_000_000.25);
+    let seed = 7;
+    const rand = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+    // A loaded machine: the thread stops for up to 3 ms between reading one clock and the other.
+    const coarse = () => {
+      if (rand() < 0.3) f.c.t += rand() * 3;
+      return f.coarse();
+    };
+    const wall = fineWallClock(coarse, f.mono);
+    for (let i = 0; i < 2000; i++) {
+      f.c.t += rand();
+      if (i % 250 === 0) f.c.offset += (rand() - 0.5) * 100; // and the system clock steps now and then
+      const before = f.coarse();
+      const w = wall();
+      expect(w, `reading ${i}`).toBeLessThanOrEqual(f.truth());
+      expect(w, `reading ${i}`).toBeGreaterThanOrEqual(before);
+    }
+  });
+
   it('does not hang on a system clock that never ticks', () => {
     let t = 0;
     const wall = fineWallClock(
