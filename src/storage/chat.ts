@@ -1,5 +1,5 @@
 /**
- * Chat's tables on the peer's SQLite file (seed 000's `messages`): every line this peer saw, sent
+ * Chat's tables on the peer's SQLite file (`chat_messages`, `chat_lost`): every line this peer saw, sent
  * or received, live or as history, and every gap reported lost. The peers seen are in store.ts.
  *
  * Lines are keyed by their reliable message id, so a line that arrives twice (live and again as
