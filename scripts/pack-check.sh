@@ -16,7 +16,7 @@ started=$SECONDS
 name="$(node -p "require('$repo/package.json').name")"
 version="$(node -p "require('$repo/package.json').version")"
 tarball="$tmp/$name-$version.tgz"
-(cd "$repo" && npm pack --silent --pack-destination "$tmp" >/dev/null)
+(cd "$repo" && npm pack --silent --pack-destination "$tmp")
 [ -f "$tarball" ] || { echo "pack-check: npm pack did not write $tarball" >&2; exit 1; }
 
 # What must be in it, and what must not (tests, benchmarks, sources, source maps, the dev entry).
