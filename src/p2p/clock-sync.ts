@@ -7,7 +7,7 @@
  * one physical time for display and timestamps.
  *
  * A round. Every roundIntervalMs (T), after every messagesPerRound application messages (N, see
- * noteMessage; seed 003: 10) and on request (`clk.req`, peer clock), the coordinator:
+ * noteMessage; 10 by default) and on request (`clk.req`, peer clock), the coordinator:
  *   1. multicasts `clk.poll {term, round}` and reads its own (target, see below) clock c0;
  *   2. each peer answers by unicast `clk.time {g}` with its target clock when the poll arrived;
  *      the coordinator reads c1 on arrival, so the round trip is rtt = c1 - c0 and, with symmetric
@@ -49,7 +49,7 @@ import { MEMBERS_MAX } from './config.js';
 export interface ClockSyncTimings {
   /** T: the coordinator runs a round at least this often. Pairwise drift grows by up to 200 ppm x T. */
   roundIntervalMs: number;
-  /** N: and after this many application messages (noteMessage). Seed 003 uses 10. */
+  /** N: and after this many application messages (noteMessage). */
   messagesPerRound: number;
   /** Rounds never start closer than this, whatever triggers them. */
   roundGapMinMs: number;

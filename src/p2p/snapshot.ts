@@ -1,5 +1,5 @@
 /**
- * Consistent global snapshots (Chandy–Lamport 1985, seed 002): each peer records its own state
+ * Consistent global snapshots (Chandy–Lamport 1985): each peer records its own state
  * and, for every incoming channel, the messages that were in flight when the cut passed it.
  *
  * Algorithm. A snapshot has an id. A peer records its state when it first hears of the id (a

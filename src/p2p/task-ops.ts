@@ -1,5 +1,5 @@
 /**
- * The operations a worker runs (seed 000's `calculate`/sum, fibonacci and sort, plus primes as a
+ * The operations a worker runs (sum, fibonacci and sort, plus primes as a
  * CPU-heavy one). Pure functions with validation: the submitter validates before anything goes on
  * the wire (so bad input gets a clear error at the command line), and the worker validates again
  * before it runs anything (a datagram may come from a buggy or hostile peer), so no input can

@@ -1,5 +1,5 @@
 /**
- * Distributed tasks (seed 000's workers and task clients, without a server).
+ * Distributed tasks (workers and task clients, without a server).
  *
  * Roles, all in one module so one peer may hold several:
  *  - worker: has an executor (threads in the CLI, virtual time in tests). It advertises its

@@ -1,10 +1,12 @@
 /**
- * Chat's tables on the peer's SQLite file (seed 000's `messages`): every line this peer saw, sent
+ * Chat's tables on the peer's SQLite file (`chat_messages`, `chat_lost`): every line this peer saw, sent
  * or received, live or as history, and every gap reported lost. The peers seen are in store.ts.
  *
  * Lines are keyed by their reliable message id, so a line that arrives twice (live and again as
- * history) is stored once. Writes use the store's level (WAL, synchronous=NORMAL): a line
- * survives kill -9 of the peer, not a power cut in the same instant.
+ * history) is stored once. A line is saved with its inbox row in one group commit at
+ * synchronous=FULL on the checkpoint connection (receiveChatLine, src/cli/checkpointing.ts) before
+ * it is acknowledged; lost reports use the store's connection (synchronous=NORMAL: they survive
+ * kill -9, not a power cut in the same instant).
  *
  * Lines read back are validated like datagrams (isChatLine: the wire's limits), because what they
  * hold came from the network and the file may be damaged: a bad row is skipped and counted in

@@ -740,7 +740,7 @@ export interface ReconcileRow {
 }
 
 /**
- * Seed 004's reconciler done right: the union of every replica in `dir`, without duplicates, in
+ * The offline reconciler: the union of every replica in `dir`, without duplicates, in
  * canonical order, written identically (and atomically) into every file.
  */
 export function reconcileDirectory(dir: string): ReconcileRow[] {

@@ -6,7 +6,7 @@
  * kernel crash can take the last transactions back. Capabilities that promise more (issue 8's
  * acknowledged messages) set their own level on their own writes.
  *
- * This module owns identity (id, incarnation) and the peers seen (seed 000's `clients` table).
+ * This module owns identity (id, incarnation) and the peers seen (the `peers` table).
  * Each capability keeps its own tables in its own store module on the same connection, created
  * idempotently, so a capability plugs its state in without touching this file.
  *

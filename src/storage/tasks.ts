@@ -1,5 +1,5 @@
 /**
- * Task states in the peer's SQLite file (seed 000's task history): the coordinator writes every
+ * Task states in the peer's SQLite file (the task history): the coordinator writes every
  * state change of its tasks, and every other peer writes what it hears (`tk.new`, `tk.fin`), so a
  * peer that becomes coordinator resumes the outstanding tasks it knows of, and `peer task list
  * --local` works without a network.

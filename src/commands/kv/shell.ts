@@ -20,7 +20,7 @@ export type ShellCommand =
 
 const USAGE = 'use PUT KEY VALUE (or POST), GET KEY, DELETE KEY, DUMP or exit';
 
-/** One line of the seed's client protocol; the verb is case-insensitive, VALUE is the rest. */
+/** One line of the shell's commands (PUT, GET, ...); the verb is case-insensitive, VALUE is the rest. */
 export function parseShellLine(line: string): ShellCommand {
   const m = /^\s*(\S+)(?:\s+(\S+))?(?:\s(.*))?$/s.exec(line);
   if (!m) return { kind: 'empty' };
@@ -55,7 +55,7 @@ export function parseShellLine(line: string): ShellCommand {
 }
 
 export default class KvShell extends PeerCommand {
-  static override summary = "An interactive prompt with seed 001's commands: PUT/POST, GET, DELETE, DUMP.";
+  static override summary = 'An interactive prompt for the kv store: PUT/POST, GET, DELETE, DUMP.';
   static override description = `Joins the group as a client and reads commands, one per line: PUT KEY VALUE (POST is the same: the store has no create-only write), GET KEY, DELETE KEY, DUMP, exit. VALUE is the rest of the line, spaces included. On a terminal it prompts; otherwise it reads lines from stdin (for scripts) and exits ${EXIT_SOME_FAILED} if any command failed (an error is one line on stderr; a key not found is an answer, not a failure).`;
   static override examples = [
     '<%= config.bin %> kv shell --interface 127.0.0.1',

@@ -10,7 +10,7 @@ function fail(what: string): never {
 export const kvScene: DemoScene = {
   title: 'Key-value store',
   about:
-    "Seed 001's key-value server, serverless: three holders, PUT/GET/DELETE from one-shot clients, a holder killed and caught up, and the seed's tester with concurrent clients checking every holder.",
+    'A replicated key-value store with no server: three holders, PUT/GET/DELETE from one-shot clients, a holder killed and caught up, and a load test with concurrent clients checking every holder.',
   async run(ctx: DemoContext) {
     const holder = (name: string) =>
       ctx.start(['kv', 'serve', '--name', name, '--log-format', 'json', ...ctx.network]);
@@ -65,7 +65,9 @@ export const kvScene: DemoScene = {
       `k3 caught up ${seconds(Date.now() - restarted)} after restarting: minha_chave = "novo valor", outra deleted`,
     );
 
-    ctx.step("the seed's tester: peer kv bench --clients 4 --ops 50 (conflicting writes on 8 keys)");
+    ctx.step(
+      'the load and consistency test: peer kv bench --clients 4 --ops 50 (conflicting writes on 8 keys)',
+    );
     const bench = await kv(['bench', '--clients', '4', '--ops', '50', '--keys', '8', '--json'], 60_000);
     const r = JSON.parse(bench.out || '{}') as {
       ok?: boolean;

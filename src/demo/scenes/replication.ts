@@ -11,7 +11,7 @@ function fail(what: string): never {
 export const replicationScene: DemoScene = {
   title: 'Replication',
   about:
-    "Seed 004's three replica files, between processes: appends acknowledged after fsync, a crashed holder repaired, files reconciled byte for byte.",
+    'Three replica files, one per holder process: appends acknowledged after fsync, a crashed holder repaired, files reconciled byte for byte.',
   async run(ctx: DemoContext) {
     const holder = (name: string) =>
       ctx.start([
