@@ -23,9 +23,10 @@ import {
   CHAT_TAG,
   LamportOrderer,
   type ChatLine,
+  type Presence,
 } from '../p2p/chat.js';
 import { ReliableDelivery, type AckStatus, type LostReport, type SendResult } from '../p2p/reliable.js';
-import type { MemberView, PeerEvent } from '../p2p/protocol.js';
+import type { MemberView } from '../p2p/protocol.js';
 import { isPeerName } from '../p2p/wire.js';
 import { ChatStore } from '../storage/chat.js';
 import type { Checkpoints } from '../storage/checkpoint.js';
@@ -69,7 +70,9 @@ export default class ChatCommand extends PeerCommand {
     'Chat with the group: interactive, or scripted with --send, --listen, --bot, --history.';
   static override description = `Group messages reach every chat member exactly once and in each sender's order, or the loss is shown ("3 messages from bob were lost"). Direct messages (/msg, --to) are acknowledged and retried. A newcomer receives the last ${CHAT_JOIN_HISTORY_LINES} lines from a member already there. Every line seen is stored in the peer's SQLite file.
 
-Interactive commands: /msg NAME text, /who, /history [N], /quit. When stdin is not a terminal, each line read is sent as a message and the command exits when input ends (exit 0 once every member acknowledged every line).
+Each line reads "12:03:04.120 alice: hello": the sender's clock, its name, the text. Lines are shown in Lamport order (a logical clock every message carries, so a reply never shows above what it answers); --show-lamport prints that time too ("12:03:04.120 L42 alice: hello").
+
+Interactive commands: /msg NAME text, /who, /history [N], /quit (or Ctrl-D, Ctrl-C). Only chat members are announced as joining or leaving and listed by /who: a peer running peer up, a worker or a one-shot --send is not in the chat (a --send line still shows under its sender's name). When stdin is not a terminal, each line read is sent as a message and the command exits when input ends (exit 0 once every member acknowledged every line).
 
 Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 not delivered (the message names who did not acknowledge), 2 bad usage.`;
   static override examples = [
@@ -80,6 +83,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     'echo "from a script" | <%= config.bin %> chat --interface 127.0.0.1 --name script',
     '<%= config.bin %> chat --interface 127.0.0.1 --name robot --bot --every 2s',
     '<%= config.bin %> chat --name alice --history 20',
+    '<%= config.bin %> chat --name alice --history 20 --show-lamport',
   ];
   static override flags = {
     ...networkFlags,
@@ -98,6 +102,10 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     }),
     json: Flags.boolean({
       summary: 'With --listen, --history or --send: one JSON object per line.',
+      default: false,
+    }),
+    'show-lamport': Flags.boolean({
+      summary: "Show each line's Lamport time (L42), the logical time that orders lines across peers.",
       default: false,
     }),
     bot: Flags.boolean({
@@ -119,10 +127,12 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
   };
 
   private json = false;
+  private showLamport = false;
 
   async run(): Promise<void> {
     const { flags } = await this.parse(ChatCommand);
     this.json = flags.json;
+    this.showLamport = flags['show-lamport'];
     if (flags.history !== undefined)
       return this.printStored(flags['data-dir'], flags.name ?? defaultName(), flags.history);
     if (flags.send !== undefined) return this.sendOnce(flags, flags.send, flags.to);
@@ -257,29 +267,39 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     const j = await this.join({ ...flags, name }, CHAT_JOIN_HISTORY_LINES);
     const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: true });
     rl.setPrompt(`${paintName(name)}> `);
-    // Lines arriving while the user types are printed above the prompt, which is then redrawn.
+    let open = true;
+    // Lines arriving while the user types are printed above the prompt, which is then redrawn;
+    // never once it closed: prompting again resumes the terminal's input, and the process would
+    // stay, waiting for keys nobody reads (what /quit did).
     const print = (s: string) => {
-      readline.clearLine(process.stdout, 0);
-      readline.cursorTo(process.stdout, 0);
+      if (open) {
+        readline.clearLine(process.stdout, 0);
+        readline.cursorTo(process.stdout, 0);
+      }
       process.stdout.write(`${s}\n`);
-      rl.prompt(true);
+      if (open) rl.prompt(true);
     };
     this.out = print;
     const display = this.display(j);
     this.showPresence(j, display);
     print(
       chalk.gray(
-        `you are ${name} at ${j.peer.node.address}; /msg NAME text, /who, /history [N], /quit (Ctrl-D) to leave`,
+        `you are ${name} at ${j.peer.node.address}; /msg NAME text, /who, /history [N]; /quit, Ctrl-D or Ctrl-C to leave`,
       ),
     );
-    const done = new Promise<void>((resolve) => {
-      rl.on('close', resolve);
-      process.once('SIGINT', () => rl.close());
-      process.once('SIGTERM', () => rl.close());
-    });
+    const done = new Promise<void>((resolve) =>
+      rl.on('close', () => {
+        open = false;
+        resolve();
+      }),
+    );
+    // Ctrl-C leaves at once, as /quit and Ctrl-D do (and as kv shell and the monitor do).
+    rl.on('SIGINT', () => rl.close());
+    process.once('SIGINT', () => rl.close());
+    process.once('SIGTERM', () => rl.close());
     rl.on('line', (raw) => {
       try {
-        if (this.command(j, raw.trim(), print) === 'quit') rl.close();
+        if (this.command(j, raw.trim(), print) === 'quit') return rl.close();
       } catch (err) {
         print(chalk.red(escapeForTerminal((err as Error).message)));
       }
@@ -337,7 +357,9 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         return;
       }
       case '/help':
-        print('/msg NAME text   direct message\n/who   members\n/history [N]   stored lines\n/quit   leave');
+        print(
+          '/msg NAME text   direct message\n/who   members\n/history [N]   stored lines\n/quit   leave (or Ctrl-D, Ctrl-C)',
+        );
         return;
       default:
         throw new ChatError(`unknown command ${cmd}; try /help`);
@@ -487,18 +509,15 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     };
   }
 
+  /** Chat members joining and leaving (never a `peer up` or a one-shot sender: chat.ts). */
   private showPresence(j: Joined, display: Display): void {
     if (this.json) return;
-    j.peer.node.on((e: PeerEvent) => {
-      if (e.kind === 'join' || e.kind === 'restart' || (e.kind === 'alive' && !e.refuted))
-        this.out(chalk.gray(`${clockTime(Date.now())} ${paintName(e.member.name)} joined`));
-      else if (e.kind === 'left' || e.kind === 'dead') {
-        // Whatever the member said arrived before it left, and may still be held for ordering:
-        // print it first, so its last words never show below "left".
-        display.flush();
-        const how = e.kind === 'left' ? 'left' : 'is gone (no heartbeat)';
-        this.out(chalk.gray(`${clockTime(Date.now())} ${paintName(e.member.name)} ${how}`));
-      }
+    j.chat.onPresence((p: Presence) => {
+      // Whatever a member said arrived before it left, and may still be held for ordering: print
+      // it first, so its last words never show below "left".
+      if (p.kind !== 'joined') display.flush();
+      const how = p.kind === 'gone' ? 'is gone (no heartbeat)' : p.kind;
+      this.out(chalk.gray(`${clockTime(Date.now())} ${paintName(p.member.name)} ${how}`));
     });
   }
 
@@ -527,7 +546,8 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         ? ''
         : ` ${chalk.gray('→')} ${l.to === me ? chalk.bold('you') : paintName(l.toName ?? l.to)}`;
     const tag = l.history ? chalk.gray(' (history)') : '';
-    return `${chalk.gray(`${clockTime(l.at)} L${l.lamport}`)} ${paintName(l.fromName)}${to}${tag}: ${escapeForTerminal(l.text)}`;
+    const time = this.showLamport ? `${clockTime(l.at)} L${l.lamport}` : clockTime(l.at);
+    return `${chalk.gray(time)} ${paintName(l.fromName)}${to}${tag}: ${escapeForTerminal(l.text)}`;
   }
 
   private printLost(r: LostReport): void {

@@ -7,7 +7,12 @@
  *   unicast (acked, retried) on the same topic. The payload is `<sender wall ms> <text>`: the
  *   wall time is for display only, order comes from the Lamport time the sender stamped.
  * - Members that run chat say so with the membership tag `chat`, so a `peer up` in the same group
- *   is not waited for, and `/who` lists only chat members.
+ *   is not waited for, and `/who` lists only chat members. Presence (`onPresence`) is derived
+ *   from the same list at each tick: a member is announced when it first shows with the tag, and
+ *   its departure when membership says it left or is dead. A member still live whose tag went
+ *   missing at the same incarnation is not announced gone: that is an older heartbeat arriving
+ *   late (reordering), not a departure. One-shot senders never carry the tag: their lines show
+ *   under their name, but they are never announced.
  * - History: a newcomer asks one chat member (`ch.hreq {n}`, unicast) for its last n lines; the
  *   member answers with one reliable unicast per line on topic `chat.h` (public lines and the
  *   newcomer's own direct messages only). Lines are de-duplicated by message id, so history
@@ -98,6 +103,12 @@ interface MembershipLike {
   readonly ownTags: Tags;
 }
 
+/** A chat member came (`joined`), said goodbye (`left`), or fell silent (`gone`, no heartbeat). */
+export interface Presence {
+  kind: 'joined' | 'left' | 'gone';
+  member: MemberView;
+}
+
 export class ChatError extends Error {
   override name = 'ChatError';
 }
@@ -116,6 +127,9 @@ export class Chat implements Protocol {
   };
   private readonly lineHandlers: Array<(l: ChatLine) => unknown> = [];
   private readonly lostHandlers: Array<(r: LostReport) => void> = [];
+  private readonly presenceHandlers: Array<(p: Presence) => void> = [];
+  /** Chat members announced as here, as last seen with the tag. */
+  private readonly present = new Map<PeerId, MemberView>();
   private readonly lines: ChatLine[] = [];
   private readonly seen = new Set<string>();
   private tagged = false;
@@ -152,6 +166,11 @@ export class Chat implements Protocol {
 
   onLost(handler: (r: LostReport) => void): void {
     this.lostHandlers.push(handler);
+  }
+
+  /** Chat members arriving and departing, as a person in the chat should hear of them. */
+  onPresence(handler: (p: Presence) => void): void {
+    this.presenceHandlers.push(handler);
   }
 
   /** Live members that run chat, by name. */
@@ -215,6 +234,29 @@ export class Chat implements Protocol {
     }
     if (!this.historyDone && now - this.historyAskedAt >= CHAT_HISTORY_RETRY_MS) this.askHistory(now);
     if (this.opts.reader !== false) this.resyncReturning();
+    this.updatePresence();
+  }
+
+  /** Announces chat members that came and went since the last tick (see the header). */
+  private updatePresence(): void {
+    const here = this.members();
+    const ids = new Set(here.map((m) => m.id));
+    for (const [id, last] of this.present) {
+      if (ids.has(id)) continue;
+      const m = this.membership.get(id);
+      const live = m?.state === 'alive' || m?.state === 'suspect';
+      if (live && m.incarnation === last.incarnation) continue;
+      this.present.delete(id);
+      this.announce({ kind: m?.state === 'dead' ? 'gone' : 'left', member: m ?? last });
+    }
+    for (const m of here) {
+      if (!this.present.has(m.id)) this.announce({ kind: 'joined', member: m });
+      this.present.set(m.id, m);
+    }
+  }
+
+  private announce(p: Presence): void {
+    for (const h of this.presenceHandlers) h(p);
   }
 
   /** Asks every known chat member that is live again after being gone for what it has. */

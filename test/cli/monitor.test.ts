@@ -6,31 +6,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import {
-  BIN,
-  ROOT,
-  runCli,
-  startCli,
-  tempDir,
-  testPort,
-  type Lines,
-  loopbackFlags,
-} from '../support/proc.js';
+import { BIN, runCli, startCli, tempDir, testPort, type Lines, loopbackFlags } from '../support/proc.js';
+import { Tmux } from '../support/tmux.js';
 
-const SERVER = `peer-monitor-test-${process.pid}`;
-const tmux = (...args: string[]) => execFileSync('tmux', ['-L', SERVER, ...args], { encoding: 'utf8' });
-const pane = () => tmux('capture-pane', '-p', '-t', 'mon');
-/** The pane with its scrollback: a resize may push the shell's first lines into history. */
-const paneAndHistory = () => tmux('capture-pane', '-p', '-S', '-100', '-t', 'mon');
-const alternateOn = () => tmux('display-message', '-p', '-t', 'mon', '#{alternate_on}').trim() === '1';
-
-async function until(what: string, pred: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; pane:\n${pane()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const term = new Tmux('monitor', 'mon');
+const pane = () => term.pane();
+const until = (what: string, pred: () => boolean, timeoutMs?: number) => term.until(what, pred, timeoutMs);
 
 const running: Lines[] = [];
 
@@ -45,37 +26,30 @@ async function loopbackGroup(): Promise<{ net: string[]; bob: Lines }> {
   return { net, bob };
 }
 
-function startMonitor(net: string[]): void {
+function startMonitor(net: string[], columns = 120, rows = 30): void {
   // The shell prints a marker before and the exit code after: what the screen must show again.
-  const cmd = `echo BEFORE-MONITOR; NO_COLOR=1 ${process.execPath} ${BIN} monitor ${net.join(' ')}; echo EXIT=$?; sleep 600`;
-  tmux('new-session', '-d', '-s', 'mon', '-x', '120', '-y', '30', '-c', ROOT, 'sh', '-c', cmd);
+  term.start(
+    `echo BEFORE-MONITOR; NO_COLOR=1 ${process.execPath} ${BIN} monitor ${net.join(' ')}; echo EXIT=$?; sleep 600`,
+    columns,
+    rows,
+  );
 }
 
 afterEach(async () => {
-  try {
-    tmux('kill-session', '-t', 'mon');
-  } catch {
-    /* already gone */
-  }
+  term.killSession();
   for (const p of running.splice(0)) {
     p.child.kill('SIGTERM');
     await p.exited;
   }
 });
-afterAll(() => {
-  try {
-    tmux('kill-server');
-  } catch {
-    /* no server left */
-  }
-});
+afterAll(() => term.killServer());
 
 describe('peer monitor in a terminal', () => {
   it('shows the tabs and the group, chats both ways, switches tabs by key, redraws on resize, and q restores the terminal', async () => {
     const { net, bob } = await loopbackGroup();
     startMonitor(net);
     await until('the dashboard', () => /\[1 Peers\]/.test(pane()));
-    expect(alternateOn()).toBe(true);
+    expect(term.alternateOn()).toBe(true);
     await until('both members', () => /^alice .* alive /m.test(pane()) && /^bob .* alive /m.test(pane()));
     const peers = pane();
     expect(peers).toMatch(/\[1 Peers\] {2}2 Chat {3}3 Tasks {3}4 Token {3}5 Replicas {3}6 Logs/);
@@ -85,37 +59,41 @@ describe('peer monitor in a terminal', () => {
 
     // Chat: a line from another peer shows up; a line typed here reaches bob. Typing 'q' and '1'
     // in the draft neither quits nor switches tabs.
-    tmux('send-keys', '-t', 'mon', '2');
+    term.keys('2');
     await until('the Chat tab', () => /\[2 Chat\]/.test(pane()) && /Enter: write to the group/.test(pane()));
     const carol = await runCli(['chat', '--name', 'carol', '--send', 'hi monitor', ...net]);
     expect(carol.code, carol.stderr).toBe(0);
     await until('carol’s line', () => /carol +all +hi monitor/.test(pane()));
-    tmux('send-keys', '-t', 'mon', 'Enter');
+    term.keys('Enter');
     await until('the draft line', () => /^> ▏/m.test(pane()));
-    tmux('send-keys', '-t', 'mon', '-l', 'hello from tmux q1');
+    term.keys('-l', 'hello from tmux q1');
     await until('the typed text', () => /^> hello from tmux q1▏/m.test(pane()));
-    tmux('send-keys', '-t', 'mon', 'Enter');
+    term.keys('Enter');
     await until('our line', () => /monitor +all +hello from tmux q1/.test(pane()));
     expect(pane()).toMatch(/\[2 Chat\]/);
+    // Still writing (the next line is a chat line too) until Esc.
+    expect(pane()).toMatch(/^> ▏/m);
+    term.keys('Escape');
+    await until('writing ended', () => /Enter: write to the group/.test(pane()));
     await bob.until(
       (l) => l.lines.some((x) => x.includes('hello from tmux q1')),
       10_000,
       'bob hears the monitor',
     );
 
-    tmux('send-keys', '-t', 'mon', '6');
+    term.keys('6');
     await until('the Logs tab', () => /\[6 Logs\]/.test(pane()));
     await until(
       'join lines',
       () => /join +alice .* joined/.test(pane()) && /join +bob .* joined/.test(pane()),
     );
 
-    tmux('send-keys', '-t', 'mon', 'Right');
+    term.keys('Right');
     await until('wrap to Peers', () => /\[1 Peers\]/.test(pane()));
-    tmux('send-keys', '-t', 'mon', 'Right');
+    term.keys('Right');
     await until('the Chat tab again', () => /\[2 Chat\]/.test(pane()));
 
-    tmux('resize-window', '-t', 'mon', '-x', '70', '-y', '16');
+    term.run('resize-window', '-t', 'mon', '-x', '70', '-y', '16');
     await until('a redraw at 70 columns', () => {
       const lines = pane().split('\n');
       const shown = lines.filter((l) => l.trim() !== '');
@@ -128,34 +106,71 @@ describe('peer monitor in a terminal', () => {
       );
     });
 
-    tmux('send-keys', '-t', 'mon', 'q');
+    term.keys('q');
     await until('the shell again', () => /EXIT=0/.test(pane()));
-    const after = paneAndHistory();
+    const after = term.paneAndHistory();
     expect(after).toMatch(/BEFORE-MONITOR/);
     expect(after).not.toMatch(/peer monitor|\[\d \w+\]/); // nothing of the dashboard left
-    expect(alternateOn()).toBe(false);
+    expect(term.alternateOn()).toBe(false);
+  });
+
+  it('sends every line typed fast or pasted in the Chat tab, Enter right after the text', async () => {
+    const { net, bob } = await loopbackGroup();
+    startMonitor(net);
+    await until('the dashboard', () => /\[1 Peers\]/.test(pane()));
+    await until('bob', () => /^bob .* alive /m.test(pane()));
+    term.keys('2');
+    await until('the Chat tab', () => /Enter: write to the group/.test(pane()));
+    term.keys('Enter');
+    await until('the draft line', () => /^> ▏/m.test(pane()));
+    // Typed fast: every key in one burst, each Enter right behind its text.
+    term.keys('fast one', 'Enter', 'fast two', 'Enter', 'fast three', 'Enter');
+    // Pasted: text and line ends in one write.
+    term.keys('-l', 'pasted four\rpasted five\r');
+    const texts = ['fast one', 'fast two', 'fast three', 'pasted four', 'pasted five'];
+    await bob.until(
+      (l) => texts.every((t) => l.json().some((e) => e.event === 'message' && e.text === t)),
+      10_000,
+      'bob to hear all five lines',
+    );
+    for (const t of texts)
+      await until(`our line ${t}`, () => new RegExp(`monitor +all +${t}$`, 'm').test(pane()));
+    const sent = bob.json().filter((e) => e.event === 'message' && e.from === 'monitor');
+    expect(sent.map((e) => e.text)).toEqual(texts); // each once, in the order typed
+  });
+
+  it('shows every Peers column at 80x24, LAST SEEN included', async () => {
+    const { net } = await loopbackGroup();
+    startMonitor(net, 80, 24);
+    await until('both members', () => /^alice .* alive /m.test(pane()) && /^bob .* alive /m.test(pane()));
+    const lines = pane().split('\n');
+    expect(lines.every((l) => l.length <= 80)).toBe(true);
+    expect(pane()).toMatch(/^NAME +ID +ADDRESS +STATE +COORD +RANK +LAMPORT +OFFSET +LOAD +LAST SEEN$/m);
+    // Every row ends with its LAST SEEN value, whole.
+    for (const name of ['alice', 'bob'])
+      expect(pane()).toMatch(new RegExp(`^${name} .* alive .* \\d+(\\.\\d)? (ms|s|min)$`, 'm'));
   });
 
   it('SIGTERM also restores the terminal and ends the monitor with exit code 0', async () => {
     const { net } = await loopbackGroup();
     startMonitor(net);
     await until('the dashboard', () => /\[1 Peers\]/.test(pane()));
-    const shell = tmux('display-message', '-p', '-t', 'mon', '#{pane_pid}').trim();
+    const shell = term.display('#{pane_pid}');
     const monitorPid = Number(
       execFileSync('pgrep', ['-P', shell], { encoding: 'utf8' }).trim().split('\n')[0],
     );
     process.kill(monitorPid, 'SIGTERM');
     await until('the shell again', () => /EXIT=0/.test(pane()));
     expect(pane()).toMatch(/BEFORE-MONITOR/);
-    expect(alternateOn()).toBe(false);
+    expect(term.alternateOn()).toBe(false);
   });
 
   it('shows a chat line with escape sequences escaped in the Chat tab: the title and the screen stay', async () => {
     const { net } = await loopbackGroup();
     startMonitor(net);
     await until('the dashboard', () => /\[1 Peers\]/.test(pane()));
-    const title = tmux('display-message', '-p', '-t', 'mon', '#{pane_title}').trim();
-    tmux('send-keys', '-t', 'mon', '2');
+    const title = term.display('#{pane_title}');
+    term.keys('2');
     await until('the Chat tab', () => /\[2 Chat\]/.test(pane()));
     // A title change, a screen clear, an 8-bit CSI, a CR and a right-to-left override.
     const hostile = 'A\x1b]0;pwned\x07B\x1b[2J\x9b1m\rC\u202eD';
@@ -168,7 +183,7 @@ describe('peer monitor in a terminal', () => {
         pane().includes('A\\x1b]0;pwned\\x07B\\x1b[2J\\x9b1m\\rC\\u202eD'),
     );
     expect(pane()).toMatch(/\[2 Chat\]/); // the screen was not cleared
-    expect(tmux('display-message', '-p', '-t', 'mon', '#{pane_title}').trim()).toBe(title);
+    expect(term.display('#{pane_title}')).toBe(title);
   });
 
   it('refuses to run without a terminal, in one line', async () => {

@@ -66,8 +66,14 @@ async function until(cond: () => boolean, withinMs: number): Promise<boolean> {
 }
 
 /** A listener is up once its database exists and the node is started (it announces itself then). */
-async function startListener(name: string, port: number, dataDir: string, json = true): Promise<Proc> {
-  const p = run(['--listen', ...(json ? ['--json'] : []), '--name', name], port, dataDir);
+async function startListener(
+  name: string,
+  port: number,
+  dataDir: string,
+  json = true,
+  extra: string[] = [],
+): Promise<Proc> {
+  const p = run(['--listen', ...(json ? ['--json'] : []), '--name', name, ...extra], port, dataDir);
   expect(await until(() => fs.existsSync(path.join(dataDir, `${name}.db`)), 10_000)).toBe(true);
   return p;
 }
@@ -124,25 +130,34 @@ describe('peer chat on loopback', () => {
     expect(texts).toEqual(['hello from alice', 'just for bob']);
   });
 
-  it("for people, a sender's last line shows before it left, though lines are held for ordering", async () => {
+  it("for people, a member's last line shows before it left, though lines are held for ordering", async () => {
     const { port, dataDir } = setup();
     const bob = await startListener('bob', port, dataDir, false);
-    for (const text of ['first words', 'last words']) {
-      const alice = run(['--name', 'alice', '--send', text], port, dataDir);
-      expect(await alice.exit).toBe(0);
-    }
-    // --send leaves right after the ack, well within the display's hold (CHAT_DISPLAY_HOLD_MS).
-    expect(await until(() => (bob.out.match(/alice left/g) ?? []).length === 2, 5_000)).toBe(true);
-    const seen = bob.out
+    // A bot is a chat member: it is announced, and its lines come faster than the display's hold.
+    const alice = run(['--name', 'alice', '--bot', '--every', '50ms'], port, dataDir);
+    const said = () => bob.out.match(/alice: alice bot message \d+$/gm) ?? [];
+    expect(await until(() => said().length >= 3, 10_000)).toBe(true);
+    // It leaves right after its last line, well within the display's hold (CHAT_DISPLAY_HOLD_MS).
+    alice.child.kill('SIGTERM');
+    expect(await alice.exit).toBe(0);
+    expect(await until(() => /alice left$/m.test(bob.out), 5_000)).toBe(true);
+    const events = bob.out
       .split('\n')
-      .map((l) => (l.endsWith('alice left') ? 'left' : /alice: (.*)$/.exec(l)?.[1]))
-      .filter((l) => l !== undefined);
-    expect(seen).toEqual(['first words', 'left', 'last words', 'left']);
+      .map((l) => /alice (joined|left)$/.exec(l)?.[1] ?? (/alice: alice bot/.test(l) ? 'line' : null))
+      .filter((e) => e !== null);
+    expect(events[0]).toBe('joined');
+    expect(events.at(-1)).toBe('left');
+    expect(events.filter((e) => e !== 'line')).toEqual(['joined', 'left']);
+    // A one-shot --send is not in the chat: its line shows under its name, no join or leave.
+    const carol = run(['--name', 'carol', '--send', 'drive-by'], port, dataDir);
+    expect(await carol.exit).toBe(0);
+    expect(await until(() => /^[\d:.]+ carol: drive-by$/m.test(bob.out), 5_000)).toBe(true);
+    expect(bob.out).not.toMatch(/carol (joined|left)/);
   });
 
   it('lines piped in one burst show in order on every listener, each with its own rising Lamport time', async () => {
     const { port, dataDir } = setup();
-    const bob = await startListener('bob', port, dataDir, false);
+    const bob = await startListener('bob', port, dataDir, false, ['--show-lamport']);
     const carol = await startListener('carol', port, dataDir);
     const texts = Array.from({ length: 50 }, (_, i) => `line${i + 1}`);
     const alice = run(['--name', 'alice'], port, dataDir, texts.join('\n') + '\n');

@@ -22,6 +22,9 @@ import { tasksTab } from '../../src/cli/monitor/tabs/tasks.js';
 import { tokenTab } from '../../src/cli/monitor/tabs/token.js';
 import { chatTab } from '../../src/cli/monitor/tabs/chat.js';
 import { screen } from '../../src/cli/monitor/screen.js';
+import { keyNames } from '../../src/cli/monitor/app.js';
+import type { Key } from 'ink';
+import ReplicateCommand from '../../src/commands/replicate.js';
 import { DerivedEvents } from '../../src/cli/monitor/derived.js';
 
 const NOW = Date.UTC(2026, 0, 1, 12, 0, 0);
@@ -133,6 +136,16 @@ describe('Replicas tab', () => {
     // A dead holder does not count against convergence.
     const deadBehind = [member('ana', A, { rp: `${d1}:3` }), member('cid', C, { rp: `${d2}:2` }, 'dead')];
     expect(summary(replicasTab.view(input(deadBehind)))).toMatch(/^converged: 1 live/);
+  });
+});
+
+describe('Replicas tab hint', () => {
+  it('names the real way to hold a replica (peer replicate with no message), no flag that does not exist', () => {
+    const v = replicasTab.view(input([member('ana', A)]));
+    if (v.kind !== 'content') throw new Error('unavailable');
+    expect(v.empty).toMatch(/peer replicate, with no message/);
+    const named = [...v.empty.matchAll(/--([\w-]+)/g)].map((m) => m[1]!);
+    for (const flag of named) expect(['help', ...Object.keys(ReplicateCommand.flags)]).toContain(flag);
   });
 });
 
@@ -295,7 +308,7 @@ describe('keys', () => {
     expect(step(logs, 'up', ctx(7)).scroll.logs).toBe(6);
   });
 
-  it('compose a chat line: Enter starts, keys type (q and digits too), Backspace, Enter sends, Esc cancels', () => {
+  it('compose chat lines: Enter starts, keys type (q and digits too), Backspace, Enter sends and stays, an empty Enter or Esc stops', () => {
     const chat = { ...initialUi(), tab: TAB_IDS.indexOf('chat') };
     expect(step(chat, 'enter', ctx(0, false)).draft).toBeNull(); // chat not in the build: nothing to type
     let ui = step(chat, 'enter', ctx(0, true));
@@ -303,10 +316,23 @@ describe('keys', () => {
     for (const k of ['char:h', 'char:i q1', 'char:x', 'backspace', 'right'] as const) ui = step(ui, k);
     expect(ui.draft).toBe('hi q1');
     expect(ui.tab).toBe(TAB_IDS.indexOf('chat'));
-    expect(reduceKey(ui, 'enter', ctx())).toEqual({ ui: { ...ui, draft: null }, send: 'hi q1' });
+    // Sent, and still writing: the next line (typed fast, or pasted) is a chat line too.
+    expect(reduceKey(ui, 'enter', ctx())).toEqual({ ui: { ...ui, draft: '' }, send: 'hi q1' });
     expect(step(ui, 'escape').draft).toBeNull();
     expect(reduceKey(ui, 'interrupt', ctx())).toBe('quit');
+    expect(step({ ...ui, draft: '' }, 'enter').draft).toBeNull(); // an empty line ends writing
     expect(step({ ...ui, draft: '   ' }, 'enter').draft).toBeNull(); // blank: nothing sent
+  });
+});
+
+describe('keys from one read of the terminal', () => {
+  const none = {} as Key;
+  it('split text and Enter typed fast or pasted into the keys they are, in order', () => {
+    expect(keyNames('one\rtwo\r', none)).toEqual(['char:one', 'enter', 'char:two', 'enter']);
+    expect(keyNames('a\r\nb', none)).toEqual(['char:a', 'enter', 'char:b']);
+    expect(keyNames('\r', { ...none, return: true })).toEqual(['enter']);
+    expect(keyNames('x\x07y', none)).toEqual(['char:xy']);
+    expect(keyNames('c', { ...none, ctrl: true })).toEqual(['interrupt']);
   });
 });
 
@@ -322,6 +348,24 @@ describe('screen', () => {
     expect(plain[4]).toMatch(/^ana /);
     expect(plain[5]).toMatch(/^bea /);
     expect(plain.at(-1)).toMatch(/q: quit/);
+  });
+
+  it('keeps every Peers column at 80 columns, cutting long names and addresses with an ellipsis', () => {
+    const long = {
+      ...member('a-rather-long-peer-name-for-a-lab', A),
+      address: '192.168.100.200:47777',
+      lastSeenMs: 1500,
+    };
+    const s = screen(TABS, input([long, member('bea', B)]), initialUi(), 80, 24);
+    const plain = s.lines.map((l) => l.map((c) => c.text).join(''));
+    for (const l of plain) expect(l.length).toBe(79);
+    expect(plain[3]).toMatch(/^NAME +ID +ADDRESS +STATE +COORD +RANK +LAMPORT +OFFSET +LOAD +LAST SEEN *$/);
+    const row = plain[4]!;
+    expect(row).toMatch(/^a-rather-\S*… /);
+    expect(row).toMatch(/1\.5 s *$/); // LAST SEEN, whole
+    // Every row is cut at the same places: the columns stay aligned.
+    expect(plain[5]).toMatch(/^bea +\S+… 127\.0\.0\.1:\S* +alive /);
+    expect(plain[5]).toMatch(/120 ms *$/);
   });
 
   it('scrolls long tables and says which rows are shown; asks for a larger terminal when too small', () => {

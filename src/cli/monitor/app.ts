@@ -7,7 +7,7 @@
  * redraws a frame shorter than the terminal one line lower each time.
  * No JSX: React.createElement keeps the build's tsconfig as it is.
  */
-import React, { useEffect, useState } from 'react';
+import React, { useEffect, useRef, useState } from 'react';
 import { Box, Text, useInput, useStdout, type Key } from 'ink';
 import { reduceKey, initialUi, type KeyName, type MonitorInput, type Tab, type Tone } from './model.js';
 import { screen } from './screen.js';
@@ -28,24 +28,33 @@ const STYLE: Record<Tone, { color?: string; dimColor?: boolean; bold?: boolean; 
   selected: { inverse: true, bold: true },
 };
 
-export function keyName(input: string, key: Key): KeyName | null {
-  if (key.ctrl && input === 'c') return 'interrupt';
-  if (key.escape) return 'escape';
-  if (key.return) return 'enter';
-  if (key.backspace || key.delete) return 'backspace';
-  if (key.tab) return key.shift ? 'shift-tab' : 'tab';
-  if (key.leftArrow) return 'left';
-  if (key.rightArrow) return 'right';
-  if (key.upArrow) return 'up';
-  if (key.downArrow) return 'down';
-  if (key.pageUp) return 'pageup';
-  if (key.pageDown) return 'pagedown';
-  if (key.home) return 'home';
-  if (key.end) return 'end';
-  if (key.ctrl || key.meta) return null;
-  // Printable text (a paste arrives as one string): control characters are dropped.
-  const text = [...input].filter((ch) => ch >= ' ' && ch !== '\u007f').join('');
-  return text ? `char:${text}` : null;
+/**
+ * The keys one read of the terminal holds. A key alone comes with its flags set; text typed fast
+ * or pasted comes as one string, line ends included ("one\rtwo\r"): each line end is an Enter,
+ * in its place. Control characters in the text are dropped.
+ */
+export function keyNames(input: string, key: Key): KeyName[] {
+  if (key.ctrl && input === 'c') return ['interrupt'];
+  if (key.escape) return ['escape'];
+  if (key.return) return ['enter'];
+  if (key.backspace || key.delete) return ['backspace'];
+  if (key.tab) return [key.shift ? 'shift-tab' : 'tab'];
+  if (key.leftArrow) return ['left'];
+  if (key.rightArrow) return ['right'];
+  if (key.upArrow) return ['up'];
+  if (key.downArrow) return ['down'];
+  if (key.pageUp) return ['pageup'];
+  if (key.pageDown) return ['pagedown'];
+  if (key.home) return ['home'];
+  if (key.end) return ['end'];
+  if (key.ctrl || key.meta) return [];
+  const out: KeyName[] = [];
+  input.split(/\r\n|\r|\n/).forEach((part, i) => {
+    if (i > 0) out.push('enter');
+    const text = [...part].filter((ch) => ch >= ' ' && ch !== '\u007f').join('');
+    if (text) out.push(`char:${text}`);
+  });
+  return out;
 }
 
 interface Props {
@@ -73,6 +82,10 @@ function useTerminalSize(): { columns: number; rows: number } {
 export function MonitorApp({ tabs, snapshot, onQuit, onSend }: Props): React.ReactElement {
   const { columns, rows } = useTerminalSize();
   const [ui, setUi] = useState(initialUi);
+  // Keys are applied to this, never to the `ui` of the last render: keys that come faster than
+  // React renders (a paste, fast typing: Enter right behind the text) each see the state the one
+  // before left, instead of all starting from the same stale copy and losing lines.
+  const current = useRef(ui);
   const [input, setInput] = useState(snapshot);
   useEffect(() => {
     const t = setInterval(() => setInput(snapshot()), REFRESH_MS);
@@ -80,22 +93,24 @@ export function MonitorApp({ tabs, snapshot, onQuit, onSend }: Props): React.Rea
   }, [snapshot]);
   const s = screen(tabs, input, ui, columns, rows);
   useInput((text, key) => {
-    const name = keyName(text, key);
-    if (!name) return;
-    const next = reduceKey(ui, name, {
-      tabCount: tabs.length,
-      pageRows: s.pageRows,
-      maxScroll: Math.max(0, s.tableRows - s.pageRows),
-      canCompose: tabs[ui.tab]!.id === 'chat' && input.chat !== null,
-    });
-    if (next === 'quit') return onQuit();
-    if ('send' in next) {
-      onSend(next.send);
-      setUi(next.ui);
-      setInput(snapshot()); // show the line at once
-      return;
+    let sent = false;
+    for (const name of keyNames(text, key)) {
+      const now = current.current;
+      const next = reduceKey(now, name, {
+        tabCount: tabs.length,
+        pageRows: s.pageRows,
+        maxScroll: Math.max(0, s.tableRows - s.pageRows),
+        canCompose: tabs[now.tab]!.id === 'chat' && input.chat !== null,
+      });
+      if (next === 'quit') return onQuit();
+      if ('send' in next) {
+        onSend(next.send);
+        sent = true;
+      }
+      current.current = 'send' in next ? next.ui : next;
     }
-    setUi(next);
+    setUi(current.current);
+    if (sent) setInput(snapshot()); // show the lines at once
   });
   return h(
     Box,

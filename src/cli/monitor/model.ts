@@ -31,6 +31,11 @@ export type TabView =
       empty: string;
       /** A tab that takes typed lines: what to show on the line under the table when not typing. */
       prompt?: Cell[];
+      /**
+       * Columns that may be cut (with an ellipsis) when the table is wider than the screen, in
+       * groups: the first group gives up characters first (screen.ts).
+       */
+      shrink?: readonly (readonly number[])[];
     };
 
 export interface ClockReading {
@@ -140,7 +145,8 @@ export type KeyName =
   | `char:${string}`;
 
 export const KEY_HELP = '←/→ or Tab: switch tab   1-6: jump   ↑/↓ PgUp/PgDn Home/End: scroll   q: quit';
-export const COMPOSE_HELP = 'Enter: send to the group   Esc: cancel   Ctrl-C: quit';
+export const COMPOSE_HELP =
+  'Enter: send to the group   Esc or Enter on an empty line: stop writing   Ctrl-C: quit';
 
 export interface KeyContext {
   tabCount: number;
@@ -207,7 +213,9 @@ function compose(ui: UiState, draft: string, key: KeyName): KeyResult {
     case 'escape':
       return { ...ui, draft: null };
     case 'enter':
-      return draft.trim() === '' ? { ...ui, draft: null } : { ui: { ...ui, draft: null }, send: draft };
+      // After a line is sent the next one is written at once, as in any chat (and a paste of
+      // several lines sends each); an empty line ends writing.
+      return draft.trim() === '' ? { ...ui, draft: null } : { ui: { ...ui, draft: '' }, send: draft };
     case 'backspace':
       return { ...ui, draft: [...draft].slice(0, -1).join('') };
     default:

@@ -19,6 +19,10 @@ import {
 export const CHROME_LINES = 6;
 /** A column never takes more than this many characters (the last one takes the rest). */
 export const COLUMN_CHARS_MAX = 40;
+/** Spaces between columns; one when the table would not fit with more. */
+const COLUMN_GAP_CHARS = 2;
+/** A column cut to fit (TabView's `shrink`) keeps at least this many characters, and its header. */
+export const COLUMN_CHARS_MIN = 6;
 /** Below this size the screen only asks for a larger terminal. */
 export const SCREEN_COLUMNS_MIN = 40;
 export const SCREEN_ROWS_MIN = 10;
@@ -53,12 +57,42 @@ function columnWidths(headers: string[], rows: Cell[][]): number[] {
   });
 }
 
-function tableLine(cells: Cell[], widths: number[]): Line {
+/**
+ * Column widths and the gap between columns for `room` characters: the gap narrows to one space,
+ * then the columns in `shrink` give up characters (group by group, the widest first within a
+ * group, none below COLUMN_CHARS_MIN or its header), so every column shows, the last one
+ * included, and only long names and addresses are cut (with an ellipsis). The last column is
+ * counted at its header's width: it takes whatever is left, and its end is cut if need be.
+ */
+function columnLayout(
+  headers: string[],
+  rows: Cell[][],
+  room: number,
+  shrink: readonly (readonly number[])[],
+): { widths: number[]; gap: number } {
+  const widths = columnWidths(headers, rows);
+  const last = headers.length - 1;
+  const total = (gap: number) =>
+    widths.reduce((sum, w, i) => sum + (i === last ? Math.min(w, headers[i]!.length) : w), 0) + gap * last;
+  const gap = total(COLUMN_GAP_CHARS) <= room ? COLUMN_GAP_CHARS : 1;
+  for (const group of shrink) {
+    while (total(gap) > room) {
+      const floor = (i: number) => Math.max(headers[i]!.length, COLUMN_CHARS_MIN);
+      const cuttable = group.filter((i) => widths[i]! > floor(i));
+      if (cuttable.length === 0) break;
+      const widest = cuttable.reduce((a, b) => (widths[b]! > widths[a]! ? b : a));
+      widths[widest]!--;
+    }
+  }
+  return { widths, gap };
+}
+
+function tableLine(cells: Cell[], widths: number[], gap: number): Line {
   const out: Line = [];
   cells.forEach((c, i) => {
     const w = widths[i]!;
     const text = c.text.length > w ? c.text.slice(0, w - 1) + '…' : c.text.padEnd(w);
-    out.push({ ...c, text: i < cells.length - 1 ? text + '  ' : text.trimEnd() });
+    out.push({ ...c, text: i < cells.length - 1 ? text + ' '.repeat(gap) : text.trimEnd() });
   });
   return out;
 }
@@ -114,11 +148,12 @@ export function screen(
     return { lines: lines.map((l) => fit(l, columns - 1)), tableRows, pageRows };
   } else {
     lines.push(view.summary);
-    const widths = columnWidths(view.headers, view.rows);
+    const { widths, gap } = columnLayout(view.headers, view.rows, columns - 1, view.shrink ?? []);
     lines.push(
       tableLine(
         view.headers.map((h) => cell(h, 'title')),
         widths,
+        gap,
       ),
     );
     tableRows = view.rows.length;
@@ -126,7 +161,7 @@ export function screen(
     const first = Math.min(ui.scroll[TAB_IDS[ui.tab]!], maxScroll);
     const shown = view.rows.slice(first, first + pageRows);
     if (shown.length === 0) lines.push([cell(view.empty, 'dim')]);
-    for (const r of shown) lines.push(tableLine(r, widths));
+    for (const r of shown) lines.push(tableLine(r, widths, gap));
     while (lines.length < height - 2) lines.push([]);
     const following = ui.scroll[TAB_IDS[ui.tab]!] === FOLLOW && maxScroll > 0;
     const position = cell(

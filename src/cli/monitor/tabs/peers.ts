@@ -67,6 +67,9 @@ export const peersTab: Tab = {
       ],
       headers: ['NAME', 'ID', 'ADDRESS', 'STATE', 'COORD', 'RANK', 'LAMPORT', 'OFFSET', 'LOAD', 'LAST SEEN'],
       rows,
+      // Narrow terminals: the short id gives first, then the longer of name and address, so
+      // LAST SEEN and the protocol columns always show (80 columns fit every column).
+      shrink: [[1], [0, 2]],
       empty:
         'no peer seen yet (probing the group; check --interface, --group and --port, or run peer doctor)',
     };

@@ -69,7 +69,8 @@ export const replicasTab: Tab = {
         cell(h.digest, h.digest === majority ? undefined : 'warn'),
         cell(ok === false && h.digest !== majority ? 'behind or diverged' : '', 'warn'),
       ]),
-      empty: 'no peer advertises a replica (holders run: peer replicate --hold, see peer replicate --help)',
+      empty:
+        'no peer holds a replica (to hold one: peer replicate, with no message; see peer replicate --help)',
     };
   },
 };
