@@ -102,6 +102,8 @@ export default class TaskSubmit extends TaskCommand {
         await peer.stop();
       }
     }
+    // Ends the waits this command no longer needs (the result, once accepted without --wait).
+    const done = new AbortController();
     try {
       let id = '';
       // Subscribe before submitting: a local answer could come at once.
@@ -111,11 +113,13 @@ export default class TaskSubmit extends TaskCommand {
           (e.kind === 'task-accepted' || e.kind === 'task-result' || e.kind === 'task-refused') &&
           e.id === id,
         flags.timeout,
+        done.signal,
       );
       const result = nextEvent(
         node,
         (e): e is PeerEventOf<'task-result'> => e.kind === 'task-result' && e.id === id,
         flags.timeout,
+        done.signal,
       );
       id = tasks.submit(valid.op, valid.args);
       const first = await accepted;
@@ -168,6 +172,7 @@ export default class TaskSubmit extends TaskCommand {
       );
       return out;
     } finally {
+      done.abort();
       await peer.stop();
     }
   }
