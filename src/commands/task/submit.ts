@@ -3,6 +3,7 @@ import chalk from 'chalk';
 import { networkFlags } from '../../cli/flags.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { UsageError } from '../../cli/network.js';
+import { showingWait } from '../../cli/progress.js';
 import { networkSettings, startPeer } from '../../cli/peer.js';
 import {
   installTaskPeer,
@@ -97,7 +98,11 @@ export default class TaskSubmit extends TaskCommand {
     const { node } = peer;
     if (flags.repeat > 1) {
       try {
-        return await this.batch(node, tasks, valid.op, valid.args, flags);
+        return await showingWait(
+          `waiting for ${flags.repeat} tasks to be ${flags.wait ? 'done' : 'accepted'}`,
+          this.batch(node, tasks, valid.op, valid.args, flags),
+          { json: this.jsonEnabled() },
+        );
       } finally {
         await peer.stop();
       }
@@ -122,7 +127,11 @@ export default class TaskSubmit extends TaskCommand {
         done.signal,
       );
       id = tasks.submit(valid.op, valid.args);
-      const first = await accepted;
+      const first = await showingWait(
+        'waiting for the task coordinator (a peer worker) to accept the task',
+        accepted,
+        { json: this.jsonEnabled() },
+      );
       if (!first) {
         const coord = election.coordinator();
         throw new TaskFailure(
@@ -147,7 +156,12 @@ export default class TaskSubmit extends TaskCommand {
         this.log(`task ${id} accepted (${valid.op})`);
         return { id, op: valid.op, args: valid.args, state: 'accepted' };
       }
-      const r = first.kind === 'task-result' ? first : await result;
+      const r =
+        first.kind === 'task-result'
+          ? first
+          : await showingWait(`waiting for the result of task ${id.slice(0, 8)}`, result, {
+              json: this.jsonEnabled(),
+            });
       if (!r)
         throw new TaskFailure(
           `task ${id} was accepted but no result came within ${flags.timeout} ms; see peer task list`,
