@@ -91,7 +91,7 @@ export function securityLayers(
         if (opts.openOnPurpose || openNoticeSaid) return;
         openNoticeSaid = true;
         notify(
-          `no --key-file: traffic on ${group} is neither encrypted nor authenticated (pass --open or set PEER_OPEN=1 if that is intended)`,
+          `no --key-file: traffic on ${group} is neither encrypted nor authenticated (if intended, pass --open)`,
         );
       },
     };

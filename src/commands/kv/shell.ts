@@ -6,6 +6,7 @@ import { KvClient, policyFlag, readFlags, writeFlags } from '../../cli/kv.js';
 import { keyProblem, opProblem } from '../../storage/kv.js';
 import type { AckPolicy } from '../../p2p/replication.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
+import { showingWait } from '../../cli/progress.js';
 
 export const EXIT_SOME_FAILED = 1;
 
@@ -84,7 +85,10 @@ export default class KvShell extends PeerCommand {
     const { flags } = await this.parse(KvShell);
     const acks = policyFlag('acks', flags.acks);
     const read = policyFlag('read', flags.read);
-    const client = await KvClient.start(networkSettings(flags, flags.name ?? 'kv-shell'), flags.timeout);
+    const client = await showingWait(
+      'looking for kv holders',
+      KvClient.start(networkSettings(flags, flags.name ?? 'kv-shell'), flags.timeout),
+    );
     let failed = 0;
     const fail = (n: number, message: string) => {
       failed++;
@@ -151,7 +155,10 @@ export default class KvShell extends PeerCommand {
         return true;
       case 'put':
       case 'delete': {
-        const r = await client.write(cmd, acks, flags.acks, flags.timeout);
+        const r = await showingWait(
+          'waiting for kv holders to confirm',
+          client.write(cmd, acks, flags.acks, flags.timeout),
+        );
         if (r.ok)
           this.log(`${cmd.kind === 'put' ? 'OK' : 'DELETED'} ${r.id} (${r.confirmed.length} holders)`);
         else
@@ -164,7 +171,10 @@ export default class KvShell extends PeerCommand {
         return true;
       }
       case 'get': {
-        const r = await client.read(cmd.key, read, flags.timeout);
+        const r = await showingWait(
+          'waiting for kv holders to answer',
+          client.read(cmd.key, read, flags.timeout),
+        );
         if (!r.ok)
           fail(
             n,
@@ -180,7 +190,9 @@ export default class KvShell extends PeerCommand {
           return true;
         }
         try {
-          const rows = (await client.dump(live[0]!, flags.timeout)).filter((v) => v.value !== null);
+          const rows = (
+            await showingWait(`waiting for ${live[0]!.name}'s table`, client.dump(live[0]!, flags.timeout))
+          ).filter((v) => v.value !== null);
           // Keys and values were written by anyone in the group: escaped, one line each.
           for (const v of rows) this.log(`${escapeForTerminal(v.key)} = ${escapeForTerminal(v.value!)}`);
           this.log(`(${rows.length} key${rows.length === 1 ? '' : 's'})`);
