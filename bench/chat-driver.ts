@@ -54,7 +54,7 @@ const opts = JSON.parse(process.argv[2] ?? '{}') as Options;
 const out = (o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
 const udp = new UdpTransport({ group: GROUP, port: opts.port, interface: opts.interface, ttl: 1 });
-const layers = opts.guard ? securityLayers(udp, `${GROUP}:${opts.port}`, null, () => {}) : null;
+const layers = opts.guard ? securityLayers(udp, `${GROUP}:${opts.port}`, null, { notify: () => {} }) : null;
 const transport: Transport = layers?.transport ?? udp;
 const node = new PeerNode({
   id: randomBytes(8).toString('hex'),

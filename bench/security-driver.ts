@@ -90,7 +90,8 @@ function stack(layer: Layer) {
   const udp = new UdpTransport({ group: GROUP, port: opts.port, interface: opts.interface, ttl: 1 });
   const keys =
     layer === 'sealed' ? { file: '(bench)', keys: [Buffer.from(opts.keyHex!, 'hex')], warning: null } : null;
-  const layers = layer === 'raw' ? null : securityLayers(udp, `${GROUP}:${opts.port}`, keys, () => {});
+  const layers =
+    layer === 'raw' ? null : securityLayers(udp, `${GROUP}:${opts.port}`, keys, { notify: () => {} });
   const transport: Transport = layers?.transport ?? udp;
   const node = new PeerNode({
     id: randomBytes(8).toString('hex'),

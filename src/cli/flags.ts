@@ -53,6 +53,12 @@ export const networkFlags = {
       'Group key file (peer keygen): encrypts and authenticates all traffic. Without it the group runs open.',
     env: 'PEER_KEY_FILE',
   }),
+  open: Flags.boolean({
+    summary:
+      'The group runs without a key on purpose: do not warn that its traffic is neither encrypted nor authenticated (docs/security.md).',
+    env: 'PEER_OPEN',
+    default: false,
+  }),
   profile: Flags.string({
     summary: 'Timing profile: lan (fast failure detection) or local (many peers on one busy host).',
     env: 'PEER_PROFILE',

@@ -31,6 +31,7 @@ export interface NetworkFlagValues {
   'data-dir': string;
   profile: string;
   'key-file'?: string;
+  open?: boolean;
 }
 
 export interface NetworkSettings {
@@ -43,6 +44,8 @@ export interface NetworkSettings {
   profile: ProfileName;
   /** The group keys from --key-file; null or absent: the group runs open. */
   keys?: KeySettings | null;
+  /** --open: the group runs open on purpose, so the warning that it is open is not printed. */
+  openOnPurpose?: boolean;
 }
 
 export function defaultName(): string {
@@ -66,7 +69,8 @@ export function networkSettings(
     ttl: flags.ttl,
     dataDir: flags['data-dir'],
     profile: flags.profile as ProfileName,
-    keys: keySettings(flags['key-file']),
+    keys: keySettings(flags['key-file'], flags.open),
+    openOnPurpose: flags.open ?? false,
   };
 }
 
@@ -136,7 +140,9 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
     interface: settings.interface,
     ttl: settings.ttl,
   });
-  const security = securityLayers(transport, `${settings.group}:${settings.port}`, settings.keys ?? null);
+  const security = securityLayers(transport, `${settings.group}:${settings.port}`, settings.keys ?? null, {
+    openOnPurpose: settings.openOnPurpose,
+  });
   const node = new PeerNode({
     id: identity.id,
     name: settings.name,

@@ -14,8 +14,6 @@ export const HOLDER_DISCOVERY_MS = 300;
 /** Reconcile listens longer: a holder's probe answer lost costs one heartbeat interval (200 ms). */
 export const ROUND_DISCOVERY_MS = 600;
 export const POLL_MS = 20;
-/** A command that runs longer than this shows a progress line (on a terminal). */
-export const PROGRESS_AFTER_MS = 1_000;
 
 export const dirFlag = {
   dir: Flags.string({
@@ -93,22 +91,4 @@ export function replicaTable(rows: ReplicaRow[]): string {
       escapeForTerminal(r.sha256 ? r.sha256.slice(0, 16) : `(set ${r.digest ?? '?'})`),
     ]),
   );
-}
-
-/** A one-line progress indicator on stderr, only on a terminal. */
-export class Progress {
-  private shown = false;
-  private readonly started = Date.now();
-
-  update(text: string): void {
-    if (!process.stderr.isTTY || Date.now() - this.started < PROGRESS_AFTER_MS) return;
-    const spin = '|/-\\'[Math.floor((Date.now() - this.started) / 120) % 4];
-    process.stderr.write(`\r\x1b[2K${spin} ${escapeForTerminal(text)}`); // text names holders
-    this.shown = true;
-  }
-
-  done(): void {
-    if (this.shown) process.stderr.write('\r\x1b[2K');
-    this.shown = false;
-  }
 }

@@ -19,6 +19,7 @@ import type { Address, Transport } from '../p2p/transport/transport.js';
 import type { NodeStats, PeerNode } from '../p2p/node.js';
 import type { LocalHealth } from '../p2p/membership.js';
 import { loadKeyFile } from './keyfile.js';
+import { UsageError } from './network.js';
 
 /** Sources named in "uses another key" notices per process: enough to diagnose, not to flood a terminal. */
 export const DROP_NOTICES_MAX = 8;
@@ -29,11 +30,25 @@ export interface KeySettings {
   warning: string | null;
 }
 
-/** Reads and checks --key-file; null when none was given (an open group). */
-export function keySettings(file: string | undefined): KeySettings | null {
-  if (file === undefined || file === '') return null;
+/**
+ * Reads and checks --key-file; null when none was given (an open group). `open` is --open (or
+ * PEER_OPEN): the user says the group runs without a key on purpose, which a key file contradicts.
+ */
+export function keySettings(file: string | undefined, open = false): KeySettings | null {
+  const none = file === undefined || file === '';
+  if (open && !none)
+    throw new UsageError(
+      `--open (or PEER_OPEN) runs the group without a key, but --key-file (or PEER_KEY_FILE) gives ${file}; pass one of them`,
+    );
+  if (none) return null;
   return { file, ...loadKeyFile(file) };
 }
+
+/**
+ * Whether this process has said that its group is open. Said once per process, however many peers
+ * it starts (kv bench starts one per client): a warning repeated on every line is one nobody reads.
+ */
+let openNoticeSaid = false;
 
 export interface SecurityLayers {
   /** What the node sends and receives through. */
@@ -50,12 +65,20 @@ export interface SecurityLayers {
   announce(): void;
 }
 
+export interface SecurityOptions {
+  /** The group runs open on purpose (--open, PEER_OPEN): no notice that it is open. */
+  openOnPurpose?: boolean;
+  /** Where notices go (default: stderr). */
+  notify?: (line: string) => void;
+}
+
 export function securityLayers(
   udp: Transport,
   group: string,
   keys: KeySettings | null,
-  notify: (line: string) => void = (line) => process.stderr.write(`peer: ${line}\n`),
+  opts: SecurityOptions = {},
 ): SecurityLayers {
+  const notify = opts.notify ?? ((line: string) => process.stderr.write(`peer: ${line}\n`));
   if (!keys) {
     const guard = new GuardedTransport(udp, { now: () => performance.now() });
     return {
@@ -64,7 +87,13 @@ export function securityLayers(
       secure: null,
       keyFile: null,
       reload: () => ({ keyIds: [], warning: null }),
-      announce: () => notify(`no --key-file: traffic on ${group} is neither encrypted nor authenticated`),
+      announce: () => {
+        if (opts.openOnPurpose || openNoticeSaid) return;
+        openNoticeSaid = true;
+        notify(
+          `no --key-file: traffic on ${group} is neither encrypted nor authenticated (if intended, pass --open)`,
+        );
+      },
     };
   }
   const keyring = new Keyring(keys.keys);

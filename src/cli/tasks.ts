@@ -82,23 +82,31 @@ export function installTasks(
   );
 }
 
-/** Resolves when `pred` holds for an event, or with null after `timeoutMs`. */
+/**
+ * Resolves when `pred` holds for an event, or with null after `timeoutMs` or once `signal` is
+ * aborted. A wait the command no longer needs must be aborted: its timer would keep the process
+ * alive until it runs out.
+ */
 export function nextEvent<E extends PeerEvent>(
   node: PeerNode,
   pred: (e: PeerEvent) => e is E,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<E | null> {
   return new Promise((resolve) => {
-    const off = node.on((e) => {
-      if (!pred(e)) return;
+    const settle = (e: E | null) => {
       clearTimeout(timer);
       off();
+      signal?.removeEventListener('abort', abort);
       resolve(e);
+    };
+    const abort = () => settle(null);
+    const off = node.on((e) => {
+      if (pred(e)) settle(e);
     });
-    const timer = setTimeout(() => {
-      off();
-      resolve(null);
-    }, timeoutMs);
+    const timer = setTimeout(abort, timeoutMs);
+    signal?.addEventListener('abort', abort);
+    if (signal?.aborted) abort();
   });
 }
 

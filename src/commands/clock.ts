@@ -4,6 +4,7 @@ import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer } from '../cli/peer.js';
 import { clockTime, memberLabel, table } from '../cli/output.js';
 import { installCoordination } from '../cli/coordination.js';
+import { Progress } from '../cli/progress.js';
 import { TAG_CLOCK } from '../p2p/clock-sync.js';
 
 export interface ClockEntry {
@@ -62,6 +63,8 @@ export default class Clock extends PeerCommand {
     const { election, clock } = coordination!;
     const { node } = peer;
     const deadline = Date.now() + flags.wait;
+    const progress = new Progress({ json: this.jsonEnabled() });
+    progress.update('waiting for the coordinator (a peer up) and its clock sync round');
     try {
       if (!(await until(() => election.coordinator() !== null, deadline)))
         this.error(
@@ -91,6 +94,7 @@ export default class Clock extends PeerCommand {
       this.log(render(rows));
       return rows;
     } finally {
+      progress.done();
       await peer.stop();
     }
   }

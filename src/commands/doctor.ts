@@ -52,6 +52,7 @@ export default class Doctor extends PeerCommand {
         dataDir: flags['data-dir'],
         profile: flags.profile as ProfileName,
         keyFile: flags['key-file'],
+        open: flags.open,
         waitMs: flags.wait,
       },
       (c) => {

@@ -17,11 +17,13 @@ export interface KeygenResult {
 
 /** Owner read and write only: the key is the group's only secret. */
 const KEY_FILE_MODE = 0o600;
+/** Directories keygen creates for --out (e.g. ~/.peer on a fresh machine): the owner's alone. */
+const KEY_DIR_MODE = 0o700;
 
 export default class Keygen extends PeerCommand {
   static override summary = 'Create a new 256-bit group key.';
   static override description =
-    'Writes a random AES-256 key, base64, to --out (mode 0600, never over an existing file unless --force) or to stdout. Give the same file to every peer with --key-file or PEER_KEY_FILE. To rotate, see docs/security.md.';
+    'Writes a random AES-256 key, base64, to --out (mode 0600, creating missing directories with mode 0700; never over an existing file unless --force) or to stdout. Give the same file to every peer with --key-file or PEER_KEY_FILE. To rotate, see docs/security.md.';
   static override examples = [
     '<%= config.bin %> keygen --out ~/.peer/group.key',
     '<%= config.bin %> up --interface 127.0.0.1 --key-file ~/.peer/group.key',
@@ -29,7 +31,10 @@ export default class Keygen extends PeerCommand {
   ];
   static override enableJsonFlag = true;
   static override flags = {
-    out: Flags.string({ summary: 'File to write the key to (mode 0600); stdout if absent.' }),
+    out: Flags.string({
+      summary:
+        'File to write the key to (mode 0600; missing directories are created 0700); stdout if absent.',
+    }),
     force: Flags.boolean({ summary: 'Replace --out if it exists.', dependsOn: ['out'] }),
   };
 
@@ -60,6 +65,12 @@ function writeKeyFile(file: string, text: string, force: boolean): void {
       `cannot write ${file} (${code ?? (err as Error).message}); check the path and permissions`,
     );
   };
+  // Only the directories that are missing are created; an existing one keeps its mode.
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: KEY_DIR_MODE });
+  } catch (err) {
+    fail(err);
+  }
   if (!force) {
     // 'wx': created exclusively, with the mode from the start: never a moment when others can read it.
     try {

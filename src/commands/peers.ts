@@ -3,6 +3,7 @@ import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, untilSignal } from '../cli/peer.js';
 import { memberLabel, paintState, table } from '../cli/output.js';
+import { showingWait } from '../cli/progress.js';
 import type { MemberView } from '../p2p/protocol.js';
 import { coordinatorFromTags, rankMembers } from '../p2p/election.js';
 
@@ -58,7 +59,9 @@ export default class Peers extends PeerCommand {
         await untilSignal();
         clearInterval(timer);
       } else {
-        await new Promise((r) => setTimeout(r, flags.wait));
+        await showingWait('listening for peers', new Promise((r) => setTimeout(r, flags.wait)), {
+          json: this.jsonEnabled(),
+        });
         this.log(this.render(peer.node.membership.list()));
       }
       const members = peer.node.membership.list();

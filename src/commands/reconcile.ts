@@ -4,14 +4,8 @@ import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
-import {
-  ROUND_DISCOVERY_MS,
-  Progress,
-  dirFlag,
-  replicaTable,
-  waitFor,
-  type ReplicaRow,
-} from '../cli/replica.js';
+import { Progress } from '../cli/progress.js';
+import { ROUND_DISCOVERY_MS, dirFlag, replicaTable, waitFor, type ReplicaRow } from '../cli/replica.js';
 import { Replication, envelopeOverhead } from '../p2p/replication.js';
 import { ReplicaError, reconcileDirectory } from '../storage/replica.js';
 
@@ -89,8 +83,9 @@ export default class Reconcile extends PeerCommand {
       },
     });
     const started = Date.now();
-    const progress = new Progress();
+    const progress = new Progress({ json: this.jsonEnabled() });
     try {
+      progress.update('looking for replica holders');
       await waitFor(
         () => rp.liveHolders().length > 0 && Date.now() - started >= ROUND_DISCOVERY_MS,
         flags.timeout,

@@ -15,11 +15,13 @@ import { isPeerName } from '../p2p/wire.js';
 import { openCheckpoints } from '../storage/checkpoint.js';
 import { PeerStore, requireDatabase } from '../storage/store.js';
 import { DataDirLock } from '../storage/lock.js';
-import { recover, recoveryLine, type RecoveryReport } from '../storage/recovery.js';
+import { recover, recoveryLine, type PreviousExit, type RecoveryReport } from '../storage/recovery.js';
 
 export interface RecoverResult {
   name: string;
   file: string;
+  /** How the run before ended: a graceful stop (clean), a crash, or unknown (no checkpoint). */
+  previousExit: PreviousExit;
   integrity: 'ok';
   checkpoint: { seq: number | null; takenAt: string | null; damagedSkipped: number };
   lamport: number;
@@ -86,6 +88,7 @@ export default class Recover extends PeerCommand {
     const result: RecoverResult = {
       name: flags.name,
       file: report.file,
+      previousExit: report.previousExit,
       integrity: 'ok',
       checkpoint: {
         seq: report.checkpointSeq,

@@ -15,6 +15,7 @@ import {
   type EventLog,
 } from '../cli/output.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
+import { showingWait } from '../cli/progress.js';
 import {
   HOLDER_DISCOVERY_MS,
   POLL_MS,
@@ -116,7 +117,11 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
           `${batch ? `line ${tooLong + 1} of stdin` : 'the message'} is over ${ENTRY_TEXT_JSON_BYTES_MAX} bytes (as JSON); split it or shorten it`,
         );
       if (texts.length === 0) throw new UsageError('no lines on stdin to append');
-      const results = await this.appendAll(texts, policy, flags);
+      const results = await showingWait(
+        'waiting for replica holders to confirm',
+        this.appendAll(texts, policy, flags),
+        { json: this.jsonEnabled() },
+      );
       const failed = results.filter((r) => !r.ok);
       const out = batch
         ? { ok: failed.length === 0, appended: results.length, entries: results }

@@ -7,6 +7,7 @@ import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer } from '../cli/peer.js';
 import { table } from '../cli/output.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
+import { Progress } from '../cli/progress.js';
 import { UsageError } from '../cli/network.js';
 import { waitFor, HOLDER_DISCOVERY_MS } from '../cli/replica.js';
 import { Snapshot, type GlobalSnapshot } from '../p2p/snapshot.js';
@@ -46,6 +47,8 @@ export default class SnapshotCommand extends PeerCommand {
       },
     });
     const s = snap as unknown as Snapshot;
+    const progress = new Progress({ json: flags.json });
+    progress.update('waiting for every peer to record its state');
     try {
       await waitFor(() => peer.node.membership.live().length > 0, HOLDER_DISCOVERY_MS * 3);
       if (peer.node.membership.live().length === 0)
@@ -71,6 +74,7 @@ export default class SnapshotCommand extends PeerCommand {
       if (!g.complete) process.exitCode = 1;
       return result;
     } finally {
+      progress.done();
       await peer.stop();
     }
   }

@@ -40,8 +40,16 @@ export interface LamportState {
   clean: boolean;
 }
 
+/**
+ * How the previous run ended, as its newest good checkpoint says: `clean` when it was the final
+ * checkpoint of a graceful stop, `crash` when it was a periodic one (nothing ran the stop), and
+ * `unknown` without any checkpoint.
+ */
+export type PreviousExit = 'clean' | 'crash' | 'unknown';
+
 export interface RecoveryReport {
   file: string;
+  previousExit: PreviousExit;
   integrity: IntegrityLevel;
   checkpointSeq: number | null;
   checkpointAt: number | null;
@@ -114,6 +122,7 @@ export function recover(cp: Checkpoints, opts: RecoverOptions = {}): RecoveryRep
   const r = replay(cp, opts.handlers ?? {});
   return {
     file: cp.file,
+    previousExit: !checkpoint || !isLamportState(states.lamport) ? 'unknown' : lam.clean ? 'clean' : 'crash',
     integrity,
     checkpointSeq: checkpoint?.seq ?? null,
     checkpointAt: checkpoint?.takenAt ?? null,
@@ -163,10 +172,23 @@ export function replay(
   return { replayed, duplicatesSuppressed, pending, damagedMessages };
 }
 
-/** The one line a restarted command prints. */
+const RECOVERY_LINE_HEAD: Record<PreviousExit, string> = {
+  clean: 'resumed after a clean exit',
+  crash: 'recovered after a crash',
+  unknown: 'recovered',
+};
+
+/**
+ * The one line a restarted command prints: how the last run ended, then what was restored. The
+ * Lamport time is called the message clock (the counter that orders messages), and a jump after a
+ * crash says why it happened.
+ */
 export function recoveryLine(r: RecoveryReport): string {
+  const n = (x: number) => x.toLocaleString('en-US');
   const parts = [
-    `Lamport ${r.lamport.toLocaleString('en-US')}${r.lamportStart > r.lamport ? ` (restarting at ${r.lamportStart.toLocaleString('en-US')})` : ''}`,
+    r.lamportStart <= r.lamport
+      ? `message clock at ${n(r.lamport)}`
+      : `message clock moved ahead from ${n(r.lamport)} to ${n(r.lamportStart)} (${r.previousExit === 'clean' ? 'past the messages received after the last save' : 'past any time stamped before the crash'})`,
   ];
   if (r.checkpointSeq === null) parts.push('no checkpoint yet');
   if (r.checkpointsDamaged > 0) parts.push(`${r.checkpointsDamaged} damaged checkpoint(s) skipped`);
@@ -177,5 +199,5 @@ export function recoveryLine(r: RecoveryReport): string {
     ...(r.damagedMessages > 0 ? [`${r.damagedMessages} damaged messages kept aside`] : []),
     ...r.phrases,
   );
-  return `recovered: ${parts.join(', ')}`;
+  return `${RECOVERY_LINE_HEAD[r.previousExit]}: ${parts.join(', ')}`;
 }

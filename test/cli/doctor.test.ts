@@ -56,6 +56,16 @@ describe('peer doctor', () => {
     expect(report.checks.some((c) => c.status === 'fail')).toBe(false);
   });
 
+  it('--open: the peers check runs without the open-group warning', async () => {
+    const [open, plain] = await Promise.all([
+      runCli(['doctor', '--json', '--open', ...loopback()], { env: { PEER_KEY_FILE: '' } }),
+      runCli(['doctor', '--json', ...loopback()], { env: { PEER_KEY_FILE: '' } }),
+    ]);
+    expect(open.code, open.stderr).toBe(0);
+    expect(open.stderr).not.toMatch(/no --key-file/);
+    expect(plain.stderr).toMatch(/no --key-file/);
+  });
+
   it('prints one PASS/WARN/FAIL/SKIP line per check, with the fix, in text mode', async () => {
     const r = await runCli(['doctor', ...loopback(testPort(), path.join(tempDir('doc'), 'x-file'))]);
     expect(r.code).toBe(0); // a data dir that does not exist yet is fine: a peer creates it

@@ -39,9 +39,13 @@ describe('recovery on loopback', () => {
     await ana.until((l) => loggedState(l, 'ben') === 'dead', 10_000, 'ana to see ben dead');
 
     ben = up('ben');
-    await ben.until((l) => l.stderr.join('').includes('recovered:'), 20_000, 'ben to say what it recovered');
+    await ben.until(
+      (l) => l.stderr.join('').includes('recovered after a crash:'),
+      20_000,
+      'ben to say what it recovered',
+    );
     expect(ben.stderr.join('')).toMatch(
-      /peer: recovered: Lamport [\d,]+ \(restarting at [\d,]+\), 0 unprocessed messages replayed, 1 peer seen/,
+      /peer: recovered after a crash: message clock moved ahead from [\d,]+ to [\d,]+ \(past any time stamped before the crash\), 0 unprocessed messages replayed, 1 peer seen/,
     );
     await ana.until((l) => loggedState(l, 'ben') === 'alive', 10_000, 'ana to see ben back');
 
@@ -75,5 +79,11 @@ describe('recovery on loopback', () => {
     rejoin.child.kill('SIGTERM');
     expect(await rejoin.exited).toBe(0);
     await ana.until((l) => loggedState(l, 'ben') === 'left', 10_000, 'ana to see ben leave');
+
+    // After a clean exit a restart says so, not that it recovered from a crash.
+    ben = up('ben');
+    await ben.until((l) => l.stderr.join('').includes('after a'), 20_000, 'ben to say how it resumed');
+    expect(ben.stderr.join('')).toMatch(/peer: resumed after a clean exit: message clock at [\d,]+, /);
+    expect(ben.stderr.join('')).not.toMatch(/crash/);
   }, 120_000);
 });

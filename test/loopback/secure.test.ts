@@ -134,6 +134,29 @@ describe('group key over UDP on loopback (CLI)', () => {
     );
   });
 
+  it('an open group on purpose (--open or PEER_OPEN=1): no warning; --open with a key file: refused', async () => {
+    const port = String(testPort());
+    const stats = ['stats', '--interface', '127.0.0.1', '--ttl', '0', '--port', port, '--wait', '0'];
+    const [flag, env, neither] = await Promise.all([
+      runCli([...stats, '--open'], { env: { PEER_KEY_FILE: '' } }),
+      runCli(stats, { env: { PEER_KEY_FILE: '', PEER_OPEN: '1' } }),
+      runCli(stats, { env: { PEER_KEY_FILE: '' } }),
+    ]);
+    for (const r of [flag, env]) {
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).not.toMatch(/key-file/);
+    }
+    expect(neither.stderr.match(/no --key-file: /g)).toHaveLength(1);
+    const dir = tempDir('open-key');
+    const key = path.join(dir, 'group.key');
+    await keygen(key);
+    const both = await runCli([...stats, '--open', '--key-file', key]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(
+      /^peer: --open \(or PEER_OPEN\) runs the group without a key, but .* pass one of them\n$/,
+    );
+  });
+
   it('same key joins; another key and no key are never seen, and are counted', async () => {
     const dir = tempDir('secure-lo');
     const port = testPort();

@@ -107,6 +107,24 @@ describe('tasks over UDP on loopback (CLI)', () => {
     expect(Object.values(b.workers).reduce((x, y) => x + y, 0)).toBe(200);
   }, 90_000);
 
+  it('without --wait: the command ends as soon as the task is accepted, not after --timeout', async () => {
+    const port = testPort();
+    const dir = tempDir('tasks-nowait');
+    await twoWorkers(port, dir);
+    // A --timeout far above what starting node takes on a loaded machine: a command that stays
+    // until it runs out (a timer still armed after the answer) cannot pass.
+    const timeoutMs = 60_000;
+    const started = Date.now();
+    const r = await cli(
+      ['task', 'submit', 'sum', '4', '5', '--timeout', String(timeoutMs), ...net(port, path.join(dir, 'c'))],
+      timeoutMs + 30_000,
+    );
+    const elapsedMs = Date.now() - started;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^task [0-9a-f]+ accepted \(sum\)$/m);
+    expect(elapsedMs).toBeLessThan(timeoutMs / 3);
+  }, 120_000);
+
   it('bad input: one line on stderr, exit 2, nothing sent', async () => {
     const port = testPort();
     const dir = tempDir('tasks-bad');

@@ -7,9 +7,11 @@ import { tempDir } from '../support/proc.js';
 import { PeerStore } from '../../src/storage/store.js';
 import { openCheckpoints } from '../../src/storage/checkpoint.js';
 import { ChatStore } from '../../src/storage/chat.js';
-import { receiveChatLine } from '../../src/cli/checkpointing.js';
-import { recover } from '../../src/storage/recovery.js';
+import { receiveChatLine, startCheckpointing } from '../../src/cli/checkpointing.js';
+import { recover, recoveryLine } from '../../src/storage/recovery.js';
+import { StorageHealth } from '../../src/storage/health.js';
 import type { ChatLine } from '../../src/p2p/chat.js';
+import type { PeerNode } from '../../src/p2p/node.js';
 
 const line: ChatLine = {
   id: '00112233445566ff/3/9',
@@ -36,5 +38,31 @@ describe('receiveChatLine', () => {
     // Nothing is left for a replay to do.
     expect(recover(cp, { integrity: 'full' }).unprocessedBefore).toBe(0);
     cp.close();
+  });
+});
+
+describe('the line a restarted peer prints', () => {
+  it('says whether the last run stopped cleanly or crashed, and what happened to its clock', () => {
+    const dir = tempDir('exit-kind');
+    PeerStore.open(dir, 'eve').close();
+    const health = new StorageHealth(() => {});
+    // Only the node's Lamport time is read by the checkpoints.
+    const run = (lamport: number) => {
+      const c = startCheckpointing(dir, 'eve', health);
+      c.attach({ lamport } as unknown as PeerNode);
+      return c;
+    };
+    run(130).close(true); // a graceful stop
+    const afterClean = run(140);
+    expect(recoveryLine(afterClean.report)).toMatch(
+      /^resumed after a clean exit: message clock at 130, 0 unprocessed messages replayed/,
+    );
+    // A crash: the last checkpoint is a periodic one (the first is written on attach), not a final one.
+    afterClean.close(false);
+    const afterCrash = startCheckpointing(dir, 'eve', health);
+    expect(recoveryLine(afterCrash.report)).toMatch(
+      /^recovered after a crash: message clock moved ahead from 140 to 100,140 \(past any time stamped before the crash\), 0 unprocessed messages replayed/,
+    );
+    afterCrash.close(true);
   });
 });

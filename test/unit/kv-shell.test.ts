@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseShellLine } from '../../src/commands/kv/shell.js';
 
-describe('kv shell line parser (seed 001 commands)', () => {
+describe('kv shell line parser', () => {
   it('takes the seed commands, verbs in any case, VALUE as the rest of the line', () => {
     expect(parseShellLine('PUT k v')).toEqual({ kind: 'put', key: 'k', value: 'v' });
     expect(parseShellLine('post minha_chave meu  valor ')).toEqual({
@@ -14,6 +14,8 @@ describe('kv shell line parser (seed 001 commands)', () => {
     expect(parseShellLine('DUMP')).toEqual({ kind: 'dump' });
     expect(parseShellLine('exit')).toEqual({ kind: 'exit' });
     expect(parseShellLine('QUIT')).toEqual({ kind: 'exit' });
+    expect(parseShellLine('help')).toEqual({ kind: 'help' });
+    expect(parseShellLine('?')).toEqual({ kind: 'help' });
     expect(parseShellLine('   ')).toEqual({ kind: 'empty' });
     expect(parseShellLine('PUT k ')).toEqual({ kind: 'put', key: 'k', value: '' });
   });

@@ -31,6 +31,8 @@ export interface DoctorOptions {
   dataDir: string;
   profile: ProfileName;
   keyFile?: string;
+  /** --open: the group runs open on purpose (no warning that it is open). */
+  open?: boolean;
   /** How long to wait for peers to answer, in ms. */
   waitMs: number;
 }
@@ -87,6 +89,7 @@ export async function runDoctor(
       dataDir: o.dataDir,
       profile: o.profile,
       keys: keySettings(o.keyFile),
+      openOnPurpose: o.open,
     };
     add(await checkPeersAnswer(settings, o.waitMs));
   } else {

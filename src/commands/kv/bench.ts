@@ -7,7 +7,7 @@ import { networkSettings } from '../../cli/peer.js';
 import { UsageError } from '../../cli/network.js';
 import { table } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
-import { Progress } from '../../cli/replica.js';
+import { Progress } from '../../cli/progress.js';
 import { KvClient, policyFlag } from '../../cli/kv.js';
 import { encodeOp, foldLww, type KvOp, type KvVersion } from '../../storage/kv.js';
 import type { Entry } from '../../storage/replica.js';
@@ -98,7 +98,7 @@ export default class KvBench extends PeerCommand {
     const keyOf = (i: number) => `bench-${run}-k${i}`;
     const value = (c: number, i: number) =>
       `c${c}o${i}-`.padEnd(flags['value-bytes'], 'x').slice(0, flags['value-bytes']);
-    const progress = new Progress();
+    const progress = new Progress({ json: this.jsonEnabled() });
 
     const clients: KvClient[] = [];
     try {

@@ -5,6 +5,7 @@ import { networkSettings } from '../../cli/peer.js';
 import { UsageError } from '../../cli/network.js';
 import { table } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
+import { showingWait } from '../../cli/progress.js';
 import { KvClient } from '../../cli/kv.js';
 import type { KvVersion } from '../../storage/kv.js';
 
@@ -35,7 +36,11 @@ export default class KvDump extends PeerCommand {
 
   async run(): Promise<DumpResult> {
     const { flags } = await this.parse(KvDump);
-    const client = await KvClient.start(networkSettings(flags, flags.name ?? 'kv'), flags.timeout);
+    const client = await showingWait(
+      'looking for kv holders',
+      KvClient.start(networkSettings(flags, flags.name ?? 'kv'), flags.timeout),
+      { json: this.jsonEnabled() },
+    );
     try {
       const live = client.kv.liveHolders().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       const h = flags.from === undefined ? live[0] : live.find((x) => x.name === flags.from);
@@ -43,7 +48,9 @@ export default class KvDump extends PeerCommand {
         throw new UsageError(
           `no live kv holder named '${flags.from}'; live holders: ${live.map((x) => x.name).join(', ')}`,
         );
-      const all = await client.dump(h, flags.timeout);
+      const all = await showingWait(`waiting for ${h.name}'s table`, client.dump(h, flags.timeout), {
+        json: this.jsonEnabled(),
+      });
       const rows = flags.tombstones ? all : all.filter((v) => v.value !== null);
       // No prototype: a key named __proto__ must be an ordinary entry.
       const entries = Object.create(null) as Record<string, string>;

@@ -13,6 +13,7 @@ import {
 } from '../../cli/kv.js';
 import { keyProblem } from '../../storage/kv.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
+import { showingWait } from '../../cli/progress.js';
 
 export default class KvGet extends PeerCommand {
   static override summary = 'Print the value of KEY.';
@@ -31,9 +32,17 @@ export default class KvGet extends PeerCommand {
     const policy = policyFlag('read', flags.read);
     const problem = keyProblem(args.key);
     if (problem) throw new UsageError(problem);
-    const client = await KvClient.start(networkSettings(flags, flags.name ?? 'kv'), flags.timeout);
+    const client = await showingWait(
+      'looking for kv holders',
+      KvClient.start(networkSettings(flags, flags.name ?? 'kv'), flags.timeout),
+      { json: this.jsonEnabled() },
+    );
     try {
-      const r = await client.read(args.key, policy, flags.timeout);
+      const r = await showingWait(
+        'waiting for kv holders to answer',
+        client.read(args.key, policy, flags.timeout),
+        { json: this.jsonEnabled() },
+      );
       if (!r.ok) {
         process.stderr.write(
           `${this.config.bin}: ${r.answered.length} of ${r.known} holders answered within ${flags.timeout} ms (--read ${flags.read})${r.answered.length ? `: ${escapeForTerminal(r.answered.join(', '))}` : ''}\n`,

@@ -4,6 +4,7 @@ import { networkFlags } from '../../cli/flags.js';
 import { networkSettings } from '../../cli/peer.js';
 import { UsageError } from '../../cli/network.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
+import { showingWait } from '../../cli/progress.js';
 import { EXIT_NOT_CONFIRMED, KvClient, policyFlag, writeFlags, type WriteResult } from '../../cli/kv.js';
 import { opProblem, type KvOp } from '../../storage/kv.js';
 
@@ -37,9 +38,17 @@ export async function writeCommand(
   const policy = policyFlag('acks', flags.acks);
   const problem = opProblem(op);
   if (problem) throw new UsageError(`${problem}`);
-  const client = await KvClient.start(networkSettings(flags, flags.name ?? 'kv'), flags.timeout);
+  const client = await showingWait(
+    'looking for kv holders',
+    KvClient.start(networkSettings(flags, flags.name ?? 'kv'), flags.timeout),
+    { json: cmd.jsonEnabled() },
+  );
   try {
-    const r = await client.write(op, policy, flags.acks, flags.timeout);
+    const r = await showingWait(
+      'waiting for kv holders to confirm',
+      client.write(op, policy, flags.acks, flags.timeout),
+      { json: cmd.jsonEnabled() },
+    );
     if (r.ok) {
       if (!cmd.jsonEnabled())
         cmd.log(

@@ -6,6 +6,7 @@ import { KvClient, policyFlag, readFlags, writeFlags } from '../../cli/kv.js';
 import { keyProblem, opProblem } from '../../storage/kv.js';
 import type { AckPolicy } from '../../p2p/replication.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
+import { showingWait } from '../../cli/progress.js';
 
 export const EXIT_SOME_FAILED = 1;
 
@@ -14,11 +15,24 @@ export type ShellCommand =
   | { kind: 'get'; key: string }
   | { kind: 'delete'; key: string }
   | { kind: 'dump' }
+  | { kind: 'help' }
   | { kind: 'exit' }
   | { kind: 'empty' }
   | { kind: 'error'; message: string };
 
-const USAGE = 'use PUT KEY VALUE (or POST), GET KEY, DELETE KEY, DUMP or exit';
+const USAGE = 'use PUT KEY VALUE (or POST), GET KEY, DELETE KEY, DUMP, help or exit';
+/** What `help` prints: one command a line. */
+const HELP = [
+  'PUT KEY VALUE    store VALUE (the rest of the line, spaces included) under KEY; POST is the same',
+  'GET KEY          print the value of KEY, or NOT FOUND',
+  'DELETE KEY       delete KEY',
+  'DUMP             list every key and value of one holder',
+  'help             this list',
+  'exit             leave (also quit, or Ctrl-D)',
+  'Up and Down recall earlier lines; commands are case-insensitive.',
+].join('\n');
+/** Lines the interactive prompt keeps for Up-arrow recall. */
+const HISTORY_LINES_MAX = 500;
 
 /** One line of the shell's commands (PUT, GET, ...); the verb is case-insensitive, VALUE is the rest. */
 export function parseShellLine(line: string): ShellCommand {
@@ -31,6 +45,9 @@ export function parseShellLine(line: string): ShellCommand {
     case 'EXIT':
     case 'QUIT':
       return { kind: 'exit' };
+    case 'HELP':
+    case '?':
+      return { kind: 'help' };
     case 'DUMP':
       return key === undefined ? { kind: 'dump' } : { kind: 'error', message: 'DUMP takes no arguments' };
     case 'GET':
@@ -56,7 +73,7 @@ export function parseShellLine(line: string): ShellCommand {
 
 export default class KvShell extends PeerCommand {
   static override summary = 'An interactive prompt for the kv store: PUT/POST, GET, DELETE, DUMP.';
-  static override description = `Joins the group as a client and reads commands, one per line: PUT KEY VALUE (POST is the same: the store has no create-only write), GET KEY, DELETE KEY, DUMP, exit. VALUE is the rest of the line, spaces included. On a terminal it prompts; otherwise it reads lines from stdin (for scripts) and exits ${EXIT_SOME_FAILED} if any command failed (an error is one line on stderr; a key not found is an answer, not a failure).`;
+  static override description = `Joins the group as a client and reads commands, one per line: PUT KEY VALUE (POST is the same: the store has no create-only write), GET KEY, DELETE KEY, DUMP, help, exit. VALUE is the rest of the line, spaces included. On a terminal it prompts (Up and Down recall earlier lines; exit, quit, Ctrl-D or Ctrl-C leave); otherwise it reads lines from stdin (for scripts) and exits ${EXIT_SOME_FAILED} if any command failed (an error is one line on stderr; a key not found is an answer, not a failure).`;
   static override examples = [
     '<%= config.bin %> kv shell --interface 127.0.0.1',
     'printf "PUT a 1\\nGET a\\nDUMP\\n" | <%= config.bin %> kv shell --interface 127.0.0.1',
@@ -67,7 +84,10 @@ export default class KvShell extends PeerCommand {
     const { flags } = await this.parse(KvShell);
     const acks = policyFlag('acks', flags.acks);
     const read = policyFlag('read', flags.read);
-    const client = await KvClient.start(networkSettings(flags, flags.name ?? 'kv-shell'), flags.timeout);
+    const client = await showingWait(
+      'looking for kv holders',
+      KvClient.start(networkSettings(flags, flags.name ?? 'kv-shell'), flags.timeout),
+    );
     let failed = 0;
     const fail = (n: number, message: string) => {
       failed++;
@@ -77,17 +97,26 @@ export default class KvShell extends PeerCommand {
     };
     try {
       if (process.stdin.isTTY) {
-        const { input } = await import('@inquirer/prompts');
+        // node:readline, not a prompt library: it gives line editing, Up-arrow history and Ctrl-D
+        // as the end of input, and draws nothing but the prompt.
+        const rl = readline.createInterface({
+          input: process.stdin,
+          output: process.stdout,
+          prompt: 'kv> ',
+          historySize: HISTORY_LINES_MAX,
+        });
+        rl.on('SIGINT', () => rl.close()); // Ctrl-C leaves, as Ctrl-D does
         this.log(`connected to ${client.kv.liveHolders().length} kv holder(s); ${USAGE}`);
-        for (;;) {
-          let line: string;
-          try {
-            line = await input({ message: 'kv>' });
-          } catch {
-            break; // Ctrl-C or Ctrl-D
-          }
-          if (!(await this.execute(client, parseShellLine(line), 0, acks, read, flags, fail))) break;
+        rl.prompt();
+        let typedExit = false;
+        for await (const line of rl) {
+          typedExit = !(await this.execute(client, parseShellLine(line), 0, acks, read, flags, fail));
+          if (typedExit) break;
+          rl.prompt();
         }
+        rl.close();
+        // After Ctrl-D or Ctrl-C the cursor is still on our prompt: the shell's starts below it.
+        if (!typedExit) process.stdout.write('\n');
       } else {
         const rl = readline.createInterface({ input: process.stdin, terminal: false });
         let n = 0;
@@ -98,7 +127,8 @@ export default class KvShell extends PeerCommand {
     } finally {
       await client.stop();
     }
-    if (failed > 0) process.exitCode = EXIT_SOME_FAILED;
+    // At a prompt an error was shown and answered; a script needs the exit code to know.
+    if (failed > 0 && !process.stdin.isTTY) process.exitCode = EXIT_SOME_FAILED;
   }
 
   /** Runs one command; false on exit. */
@@ -116,12 +146,18 @@ export default class KvShell extends PeerCommand {
         return true;
       case 'exit':
         return false;
+      case 'help':
+        this.log(HELP);
+        return true;
       case 'error':
         fail(n, cmd.message);
         return true;
       case 'put':
       case 'delete': {
-        const r = await client.write(cmd, acks, flags.acks, flags.timeout);
+        const r = await showingWait(
+          'waiting for kv holders to confirm',
+          client.write(cmd, acks, flags.acks, flags.timeout),
+        );
         if (r.ok)
           this.log(`${cmd.kind === 'put' ? 'OK' : 'DELETED'} ${r.id} (${r.confirmed.length} holders)`);
         else
@@ -134,7 +170,10 @@ export default class KvShell extends PeerCommand {
         return true;
       }
       case 'get': {
-        const r = await client.read(cmd.key, read, flags.timeout);
+        const r = await showingWait(
+          'waiting for kv holders to answer',
+          client.read(cmd.key, read, flags.timeout),
+        );
         if (!r.ok)
           fail(
             n,
@@ -150,7 +189,9 @@ export default class KvShell extends PeerCommand {
           return true;
         }
         try {
-          const rows = (await client.dump(live[0]!, flags.timeout)).filter((v) => v.value !== null);
+          const rows = (
+            await showingWait(`waiting for ${live[0]!.name}'s table`, client.dump(live[0]!, flags.timeout))
+          ).filter((v) => v.value !== null);
           // Keys and values were written by anyone in the group: escaped, one line each.
           for (const v of rows) this.log(`${escapeForTerminal(v.key)} = ${escapeForTerminal(v.value!)}`);
           this.log(`(${rows.length} key${rows.length === 1 ? '' : 's'})`);

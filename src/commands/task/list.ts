@@ -11,6 +11,7 @@ import {
   timeoutFlag,
   type TaskPeer,
 } from '../../cli/tasks.js';
+import { Progress, showingWait } from '../../cli/progress.js';
 import type { PeerEventOf } from '../../p2p/protocol.js';
 import { LIST_LIMIT_MAX, summarize, type TaskSummary } from '../../p2p/tasks.js';
 import { PeerStore } from '../../storage/store.js';
@@ -88,7 +89,10 @@ export default class TaskList extends TaskCommand {
     try {
       // Learn the coordinator first (probe answers carry its tags), then ask it.
       const deadline = Date.now() + flags.timeout;
+      const progress = new Progress({ json: this.jsonEnabled() });
+      progress.update('waiting for the task coordinator (a peer worker)');
       while (!election.coordinator() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      progress.done();
       const coord = election.coordinator();
       if (!coord)
         throw new TaskFailure(
@@ -100,7 +104,9 @@ export default class TaskList extends TaskCommand {
         Math.max(100, deadline - Date.now()),
       );
       tasks.requestList(flags.limit);
-      const r = await answer;
+      const r = await showingWait("waiting for the coordinator's task list", answer, {
+        json: this.jsonEnabled(),
+      });
       if (!r)
         throw new TaskFailure(
           `the coordinator did not answer within ${flags.timeout} ms; try again or use --local`,

@@ -3,6 +3,7 @@ import chalk from 'chalk';
 import { networkFlags } from '../../cli/flags.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { UsageError } from '../../cli/network.js';
+import { showingWait } from '../../cli/progress.js';
 import { networkSettings, startPeer } from '../../cli/peer.js';
 import {
   installTaskPeer,
@@ -97,11 +98,17 @@ export default class TaskSubmit extends TaskCommand {
     const { node } = peer;
     if (flags.repeat > 1) {
       try {
-        return await this.batch(node, tasks, valid.op, valid.args, flags);
+        return await showingWait(
+          `waiting for ${flags.repeat} tasks to be ${flags.wait ? 'done' : 'accepted'}`,
+          this.batch(node, tasks, valid.op, valid.args, flags),
+          { json: this.jsonEnabled() },
+        );
       } finally {
         await peer.stop();
       }
     }
+    // Ends the waits this command no longer needs (the result, once accepted without --wait).
+    const done = new AbortController();
     try {
       let id = '';
       // Subscribe before submitting: a local answer could come at once.
@@ -111,14 +118,20 @@ export default class TaskSubmit extends TaskCommand {
           (e.kind === 'task-accepted' || e.kind === 'task-result' || e.kind === 'task-refused') &&
           e.id === id,
         flags.timeout,
+        done.signal,
       );
       const result = nextEvent(
         node,
         (e): e is PeerEventOf<'task-result'> => e.kind === 'task-result' && e.id === id,
         flags.timeout,
+        done.signal,
       );
       id = tasks.submit(valid.op, valid.args);
-      const first = await accepted;
+      const first = await showingWait(
+        'waiting for the task coordinator (a peer worker) to accept the task',
+        accepted,
+        { json: this.jsonEnabled() },
+      );
       if (!first) {
         const coord = election.coordinator();
         throw new TaskFailure(
@@ -143,7 +156,12 @@ export default class TaskSubmit extends TaskCommand {
         this.log(`task ${id} accepted (${valid.op})`);
         return { id, op: valid.op, args: valid.args, state: 'accepted' };
       }
-      const r = first.kind === 'task-result' ? first : await result;
+      const r =
+        first.kind === 'task-result'
+          ? first
+          : await showingWait(`waiting for the result of task ${id.slice(0, 8)}`, result, {
+              json: this.jsonEnabled(),
+            });
       if (!r)
         throw new TaskFailure(
           `task ${id} was accepted but no result came within ${flags.timeout} ms; see peer task list`,
@@ -168,6 +186,7 @@ export default class TaskSubmit extends TaskCommand {
       );
       return out;
     } finally {
+      done.abort();
       await peer.stop();
     }
   }

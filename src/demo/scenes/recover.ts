@@ -63,14 +63,14 @@ export const recoverScene: DemoScene = {
     const fox = up('fox');
     peers.set('fox', fox);
     await fox.until(
-      (l) => l.stderr.join('').includes('recovered:'),
+      (l) => l.stderr.join('').includes('recovered after a crash:'),
       15_000,
       'fox to print its recovery line',
     );
     const line = fox.stderr
       .join('')
       .split('\n')
-      .find((x) => x.includes('recovered:'))!;
+      .find((x) => x.includes('recovered after a crash:'))!;
     ctx.ok(line.replace(/^peer: /, 'fox: '));
     await peers.get('eva')!.until((l) => loggedState(l, 'fox') === 'alive', 10_000, 'eva to see fox back');
     ctx.ok('eva sees fox alive again, with a higher incarnation');

@@ -1,0 +1,115 @@
+/**
+ * What a command is waiting for, on a terminal: once a wait has lasted PROGRESS_AFTER_MS, one
+ * status line on stderr (a spinner, what is awaited, the seconds waited), replaced as the wait
+ * changes and cleared when it ends. Nothing at all when stdout or stderr is not a terminal (piped,
+ * a script, a test) or with --json: the output is then exactly what the command prints.
+ *
+ * While the line is up, anything else written to stdout or stderr (a result, a warning) clears it
+ * first and the next frame draws it again below, so a line of output never lands after the
+ * spinner's text. Its timer is unref'd: a wait shown never keeps a process alive.
+ */
+import { escapeForTerminal } from './sanitize.js';
+
+/** A wait shorter than this shows nothing (most answers on a LAN come in milliseconds). */
+export const PROGRESS_AFTER_MS = 1_000;
+/** Redraw period of the status line (the spinner's speed and the seconds counter). */
+export const PROGRESS_FRAME_MS = 120;
+
+const SPINNER = '|/-\\';
+/** Back to column 0 and erase the line. */
+const CLEAR_LINE = '\r\x1b[2K';
+
+/** The part of a stream the progress line uses (process.stdout and process.stderr are ones). */
+export interface ProgressStream {
+  isTTY?: boolean;
+  write(chunk: string | Uint8Array, ...rest: never[]): boolean;
+}
+
+export interface ProgressOptions {
+  /** --json: never show anything. */
+  json?: boolean;
+  /** For tests: the streams (default: process.stdout and process.stderr). */
+  stdout?: ProgressStream;
+  stderr?: ProgressStream;
+}
+
+export class Progress {
+  private text = '';
+  private shown = false;
+  private readonly started = Date.now();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly out: ProgressStream;
+  private readonly err: ProgressStream;
+  private readonly enabled: boolean;
+  /** The streams' own write functions while ours stand in for them (only while shown). */
+  private originals: Array<[ProgressStream, ProgressStream['write']]> = [];
+
+  constructor(opts: ProgressOptions = {}) {
+    this.out = opts.stdout ?? process.stdout;
+    this.err = opts.stderr ?? process.stderr;
+    this.enabled = !opts.json && this.out.isTTY === true && this.err.isTTY === true;
+  }
+
+  /** Says what the command waits for now (text may name remote peers: it is escaped). */
+  update(text: string): void {
+    if (!this.enabled) return;
+    this.text = text;
+    if (this.timer) return;
+    this.timer = setInterval(() => this.draw(), PROGRESS_FRAME_MS);
+    this.timer.unref();
+  }
+
+  /** The wait is over: the line is cleared and the streams are left as they were. */
+  done(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.clear();
+    for (const [stream, write] of this.originals) stream.write = write;
+    this.originals = [];
+  }
+
+  private draw(): void {
+    const waited = Date.now() - this.started;
+    if (waited < PROGRESS_AFTER_MS) return;
+    if (this.originals.length === 0) this.interceptWrites();
+    const spin = SPINNER[Math.floor(waited / PROGRESS_FRAME_MS) % SPINNER.length];
+    const line = `${spin} ${escapeForTerminal(this.text)} (${Math.floor(waited / 1000)} s)`;
+    this.write(`${CLEAR_LINE}${line}`);
+    this.shown = true;
+  }
+
+  private clear(): void {
+    if (!this.shown) return;
+    this.shown = false;
+    this.write(CLEAR_LINE);
+  }
+
+  /** Writes to stderr past our own stand-in. */
+  private write(s: string): void {
+    const original = this.originals.find(([stream]) => stream === this.err)?.[1];
+    if (original) original.call(this.err, s);
+    else this.err.write(s);
+  }
+
+  private interceptWrites(): void {
+    for (const stream of this.out === this.err ? [this.out] : [this.out, this.err]) {
+      const write = stream.write;
+      this.originals.push([stream, write]);
+      stream.write = (chunk, ...rest) => {
+        this.clear();
+        return write.call(stream, chunk, ...rest);
+      };
+    }
+  }
+}
+
+/** `work`, with `text` shown as what the command waits for until it settles (see Progress). */
+export async function showingWait<T>(text: string, work: Promise<T>, opts: ProgressOptions = {}): Promise<T> {
+  const progress = new Progress(opts);
+  progress.update(text);
+  try {
+    return await work;
+  } finally {
+    progress.done();
+  }
+}
