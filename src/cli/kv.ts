@@ -180,7 +180,7 @@ export class KvClient {
       id,
       lamport: entry.lamport,
       acks,
-      confirmed: st.acked.map((x) => this.nameOf(x)).sort(),
+      confirmed: st.confirmed,
       missing: st.missing.map((m) => m.name).sort(),
       refused: ok ? [] : refusals(st.refused),
       ms,

@@ -41,7 +41,6 @@ import {
   type Entry,
 } from '../storage/replica.js';
 import type { PeerEvent } from '../p2p/protocol.js';
-import { nameOrUnheard } from '../p2p/names.js';
 import type { PeerNode } from '../p2p/node.js';
 
 /** Unconfirmed appends in flight at once when appending stdin lines (`peer replicate -`). */
@@ -169,7 +168,6 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
           `no replica holder answered within ${flags.timeout} ms; start one with 'peer replicate' (no message), and check --interface, --group and --port`,
         );
       }
-      const nameOf = (pid: string) => nameOrUnheard(rp.holders().find((h) => h.id === pid)?.name, pid);
       const results: AppendResult[] = [];
       const pending = new Map<string, { entry: Entry; sentAt: number }>();
       let next = 0;
@@ -191,7 +189,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
             seq: entry.seq,
             lamport: entry.lamport,
             acks: flags.acks,
-            confirmed: st.acked.map(nameOf).sort(),
+            confirmed: st.confirmed,
             missing: st.missing.map((m) => m.name).sort(),
             refused: ok ? [] : refusals(st.refused),
           };

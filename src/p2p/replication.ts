@@ -468,6 +468,8 @@ export class Replication implements Protocol {
   appendStatus(id: string):
     | {
         acked: PeerId[];
+        /** The ackers by the names their acks carried, sorted. */
+        confirmed: string[];
         known: number;
         missing: Array<{ id: PeerId; name: string }>;
         refused: Array<{ id: PeerId; name: string; reason: WriteFailureKind }>;
@@ -486,7 +488,8 @@ export class Replication implements Protocol {
     const nameOf = (x: PeerId) => nameOrUnheard(t.names.get(x) ?? names.get(x), x);
     const missing = [...all].filter((x) => !t.acked.has(x)).map((x) => ({ id: x, name: nameOf(x) }));
     const refused = [...t.refused].map(([x, reason]) => ({ id: x, name: nameOf(x), reason }));
-    return { acked: [...t.acked], known: all.size, missing, refused };
+    const confirmed = [...t.acked].map(nameOf).sort();
+    return { acked: [...t.acked], confirmed, known: all.size, missing, refused };
   }
 
   /** Stops tracking (and retrying) an append once the caller is done with it. */

@@ -189,6 +189,8 @@ describe('replication (simulation)', () => {
         true,
       );
       expect(status().missing).toEqual([]);
+      // The ackers by the names their acks carried.
+      expect(status().confirmed).toEqual(hs.map((h) => h.name).sort());
       // Every ack was given after a durable write: each holder has the entry.
       for (const h of hs) expect(rc.file(h).set.has(e1)).toBe(true);
 
