@@ -1,16 +1,39 @@
 /**
- * The base of every command: user errors (bad flags, files, databases) become exactly one line on
- * stderr ("peer: what was wrong; what to do") and exit code 2, never a stack trace and never
- * wrapped to the terminal width. With --json the error is also printed as {"error": "..."}.
- * An error may quote remote text (a member's name, a holder's answer): the line on stderr is
- * escaped (sanitize.ts), the JSON one exact.
+ * The base of every command and its one exit-code rule (EXIT_STATUS_HELP): user errors (bad
+ * flags, files, databases) become exactly one line on stderr ("peer: what was wrong; what to do")
+ * and exit code 2; a GroupError (the group could not do it) one line and exit code 1; never a
+ * stack trace and never wrapped to the terminal width. With --json the error is also printed as
+ * {"error": "..."}. An error may quote remote text (a member's name, a holder's answer): the line
+ * on stderr is escaped (sanitize.ts), the JSON one exact.
  */
 import { Command, Errors } from '@oclif/core';
 import { UsageError } from './network.js';
 import { StoreError } from '../storage/store.js';
 import { escapeForTerminal } from './sanitize.js';
 
+/** The group could not do it: nobody answered, too few confirmations, a job failed, no coordinator. */
+export const EXIT_GROUP = 1;
+/** Bad input or a local error: a flag, the interface, a damaged database, the disk, a lock. */
 export const EXIT_USAGE = 2;
+
+/** The EXIT STATUS section of every command's help (help.ts): one rule, in the same words everywhere. */
+export const EXIT_STATUS_HELP = [
+  '0  done',
+  '1  the group could not do it: nobody answered, too few confirmations, a job failed, no coordinator',
+  '2  bad input or a local error: a flag, the interface, a damaged database, the disk, a lock held by another process',
+].join('\n');
+
+/** The group could not do what was asked: one line that says what to do, exit code 1. */
+export class GroupError extends Error {
+  override name = 'GroupError';
+  constructor(
+    message: string,
+    /** Printed with the error under --json (what was gathered before the failure). */
+    readonly json: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
 
 /** oclif's framing of flag errors: a header above them and a pointer to --help below. */
 const OCLIF_FRAMING = /^(See more help with|The following errors? occurred:?$)/;
@@ -33,14 +56,19 @@ export function oneLine(message: string): string {
 
 export abstract class PeerCommand extends Command {
   protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
+    if (err instanceof GroupError) return this.fail(err.message, EXIT_GROUP, err.json);
     const userError =
       err instanceof UsageError ||
       err instanceof StoreError ||
       (err instanceof Errors.CLIError && !(err instanceof Errors.ExitError));
     if (!userError) return super.catch(err);
-    const line = oneLine(err.message);
-    if (this.jsonEnabled()) this.logJson({ error: line });
+    return this.fail(err.message, EXIT_USAGE);
+  }
+
+  private fail(message: string, code: number, json: Record<string, unknown> = {}): never {
+    const line = oneLine(message);
+    if (this.jsonEnabled()) this.logJson({ ...json, error: line });
     process.stderr.write(`${this.config.bin}: ${escapeForTerminal(line)}\n`);
-    return this.exit(EXIT_USAGE);
+    return this.exit(code);
   }
 }

@@ -11,7 +11,8 @@ import type { PeerNode } from '../p2p/node.js';
 import type { PeerEvent } from '../p2p/protocol.js';
 import type { PeerId } from '../p2p/wire.js';
 import { UsageError } from './network.js';
-import { paintName } from './output.js';
+import { memberLabel, paintName } from './output.js';
+import { nameOrUnheard } from '../p2p/names.js';
 
 /** Only for commands that run a long-lived member which may lead the group (peer up). */
 export const priorityFlag = {
@@ -67,8 +68,6 @@ export function runtimeFromEnv(env: NodeJS.ProcessEnv = process.env): Runtime {
   }
 }
 
-const short = (id: PeerId | null) => (id === null ? 'none' : id.slice(0, 8));
-
 /** One line for an election or clock event, or null for kinds described elsewhere. */
 export function describeCoordinationEvent(e: PeerEvent, selfId: PeerId): string | null {
   switch (e.kind) {
@@ -78,8 +77,8 @@ export function describeCoordinationEvent(e: PeerEvent, selfId: PeerId): string 
       return `${chalk.green('elected')} this peer coordinates the group, term ${e.term}`;
     case 'coordinator-changed':
       if (e.coordinator === null)
-        return `${chalk.red('no coordinator')} ${short(e.previous)} is gone (term ${e.term})`;
-      return `${chalk.cyan('coordinator')} ${e.coordinatorName ? paintName(e.coordinatorName) : '?'} ${chalk.gray(`(${short(e.coordinator)})`)}${e.coordinator === selfId ? ' (this peer)' : ''}, term ${e.term}`;
+        return `${chalk.red('no coordinator')} ${e.previous === null ? 'none' : paintName(nameOrUnheard(e.previousName ?? undefined, e.previous))} is gone (term ${e.term})`;
+      return `${chalk.cyan('coordinator')} ${e.coordinatorName === null ? paintName(nameOrUnheard(undefined, e.coordinator)) : memberLabel({ name: e.coordinatorName, id: e.coordinator })}${e.coordinator === selfId ? ' (this peer)' : ''}, term ${e.term}`;
     case 'clock-round':
       return `${chalk.blue('clock')} round ${e.round} of term ${e.term}: ${e.peers} peers, ${e.used} averaged, spread ${e.spreadMs.toFixed(3)} ms`;
     case 'clock-adjusted':

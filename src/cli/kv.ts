@@ -5,17 +5,20 @@
  */
 import { Flags } from '@oclif/core';
 import { KeyValue } from '../p2p/kv.js';
+import { nameOrUnheard } from '../p2p/names.js';
 import { acksSatisfied, envelopeOverhead, parseAckPolicy, type AckPolicy } from '../p2p/replication.js';
 import { entryId } from '../storage/replica.js';
 import type { KvHolderStore, KvOp, KvStore, KvVersion } from '../storage/kv.js';
 import type { StorageHealth } from '../storage/health.js';
+import { GroupError } from './base.js';
 import { UsageError } from './network.js';
+import { jsonMs } from './output.js';
 import { startPeer, type NetworkSettings, type RunningPeer } from './peer.js';
 import { HOLDER_DISCOVERY_MS, refusals, refusedTooMany } from './replica.js';
 
 /** A waiter also re-checks this often (a holder dying changes what "all" means without an event). */
 export const KV_RECHECK_MS = 50;
-export const EXIT_NOT_CONFIRMED = 1;
+/** `kv get` of a key that does not exist: an answer, not a failure (1 and 2 keep base.ts's meaning). */
 export const EXIT_NOT_FOUND = 3;
 
 export const writeFlags = {
@@ -133,7 +136,7 @@ export class KvClient {
     );
     if (kv.liveHolders().length === 0) {
       await client.stop();
-      throw new UsageError(
+      throw new GroupError(
         `no kv holder answered within ${timeoutMs} ms; start one with 'peer kv serve', and check --interface, --group and --port`,
       );
     }
@@ -141,7 +144,7 @@ export class KvClient {
   }
 
   nameOf(id: string): string {
-    return this.kv.holders().find((h) => h.id === id)?.name ?? id.slice(0, 8);
+    return nameOrUnheard(this.kv.holders().find((h) => h.id === id)?.name, id);
   }
 
   /**
@@ -165,7 +168,7 @@ export class KvClient {
     // Holders that said they cannot store it (a full disk) end the wait early when too many did.
     await this.until(() => satisfied() || refusedTooMany(policy, this.kv.writeStatus(id)!), timeoutMs);
     const ok = satisfied();
-    const ms = performance.now() - started;
+    const ms = jsonMs(performance.now() - started);
     const st = this.kv.writeStatus(id)!;
     for (const a of st.acked) this.namedHolders.set(a, this.nameOf(a));
     for (const m of st.missing) this.namedHolders.set(m.id, m.name);
@@ -177,7 +180,7 @@ export class KvClient {
       id,
       lamport: entry.lamport,
       acks,
-      confirmed: st.acked.map((x) => this.nameOf(x)).sort(),
+      confirmed: st.confirmed,
       missing: st.missing.map((m) => m.name).sort(),
       refused: ok ? [] : refusals(st.refused),
       ms,
@@ -202,7 +205,7 @@ export class KvClient {
       version: v,
       answered: [...st.answers.keys()].map((x) => this.nameOf(x)).sort(),
       known: st.known,
-      ms: performance.now() - started,
+      ms: jsonMs(performance.now() - started),
     };
   }
 
@@ -212,7 +215,7 @@ export class KvClient {
     const ok = await this.until(() => h.done, timeoutMs);
     this.kv.endScan(h);
     if (!ok || h.failed)
-      throw new UsageError(
+      throw new GroupError(
         `the dump from ${this.nameOf(holder.id)} did not finish (${h.failed || `timed out after ${timeoutMs} ms`}); try another holder with --from`,
       );
     return h.rows;

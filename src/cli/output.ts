@@ -5,6 +5,8 @@
 import { stripVTControlCharacters } from 'node:util';
 import chalk, { type ChalkInstance } from 'chalk';
 import type { MemberState, MemberView, PeerEvent, PeerEventOf } from '../p2p/protocol.js';
+import type { PeerId } from '../p2p/wire.js';
+import { SHORT_ID_CHARS, nameOrUnheard } from '../p2p/names.js';
 import { escapeForTerminal } from './sanitize.js';
 
 if ('NO_COLOR' in process.env) chalk.level = 0;
@@ -25,6 +27,11 @@ export function paintName(name: string): string {
   let h = 2166136261;
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
   return PALETTE[(h >>> 0) % PALETTE.length]!(escapeForTerminal(name));
+}
+
+/** A peer by the name the membership directory has for it, painted (so escaped); ids only for peers never heard. */
+export function paintPeer(members: { get(id: PeerId): MemberView | undefined }, id: PeerId): string {
+  return paintName(nameOrUnheard(members.get(id)?.name, id));
 }
 
 export function paintState(state: MemberState): string {
@@ -51,7 +58,16 @@ export function clockTime(wallMs: number): string {
 }
 
 export function memberLabel(m: Pick<MemberView, 'name' | 'id'>): string {
-  return `${paintName(m.name)} ${chalk.gray(`(${m.id.slice(0, 8)})`)}`;
+  return `${paintName(m.name)} ${chalk.gray(`(${m.id.slice(0, SHORT_ID_CHARS)})`)}`;
+}
+
+/** Decimals of a duration in ms printed by --json: a microsecond, finer than anything measured here. */
+export const JSON_MS_DECIMALS = 3;
+
+/** A duration for --json, rounded to JSON_MS_DECIMALS (4.802677000000017 -> 4.803). */
+export function jsonMs(ms: number): number {
+  const scale = 10 ** JSON_MS_DECIMALS;
+  return Math.round(ms * scale) / scale;
 }
 
 /** How a long-running command logs: readable lines stamped with the time, or JSON objects with `at`. */
@@ -68,11 +84,12 @@ export function eventLog(print: (line: string) => void, json: boolean): EventLog
 export function logSync(
   log: EventLog,
   e: { peer: string; fetched: number; pushed: number; ok: boolean; reason: string },
+  members: { get(id: PeerId): MemberView | undefined },
 ): void {
   if (e.fetched + e.pushed === 0 && e.ok) return;
   log(
     { event: 'sync', peer: e.peer, fetched: e.fetched, pushed: e.pushed, ok: e.ok, reason: e.reason },
-    `${e.ok ? chalk.cyan('sync') : chalk.yellow('sync')} with ${e.peer.slice(0, 8)}: fetched ${e.fetched}, pushed ${e.pushed}${e.ok ? '' : ` (${escapeForTerminal(e.reason)})`}`,
+    `${e.ok ? chalk.cyan('sync') : chalk.yellow('sync')} with ${paintPeer(members, e.peer)}: fetched ${e.fetched}, pushed ${e.pushed}${e.ok ? '' : ` (${escapeForTerminal(e.reason)})`}`,
   );
 }
 
@@ -92,7 +109,7 @@ export function describeMembershipEvent(e: PeerEvent): string | null {
     case 'restart':
       return `${chalk.cyan('restart')} ${memberLabel(e.member)} restarted (incarnation ${e.previousIncarnation} -> ${e.member.incarnation}) at ${e.member.address}`;
     case 'refute':
-      return `${chalk.yellow('refute')}  suspected by ${e.by.slice(0, 8)}; now incarnation ${e.incarnation}`;
+      return `${chalk.yellow('refute')}  suspected by ${paintName(e.byName)}; now incarnation ${e.incarnation}`;
     case 'health':
       return describeHealth(e);
     case 'duplicate-name':
@@ -117,9 +134,11 @@ function describeHealth(e: PeerEventOf<'health'>): string {
   return `${chalk.yellow('health')}  local health ${verb}: detection slowed x${e.score + 1} (${why})`;
 }
 
-/** The JSON-lines form of an event: flat, with the member's fields inlined. */
+/** The JSON-lines form of an event: flat, with the member's fields inlined, durations (…Ms) rounded. */
 export function eventJson(e: PeerEvent, wallMs: number): Record<string, unknown> {
   const { kind, ...rest } = e as { kind: string } & Record<string, unknown>;
+  for (const [k, v] of Object.entries(rest))
+    if (k.endsWith('Ms') && typeof v === 'number') rest[k] = jsonMs(v);
   const member = (rest as { member?: MemberView }).member;
   delete (rest as { member?: MemberView }).member;
   return {

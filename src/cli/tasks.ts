@@ -10,35 +10,24 @@ import type { PeerNode } from '../p2p/node.js';
 import type { PeerEvent } from '../p2p/protocol.js';
 import { Tasks, type CoordinatorView, type TaskExecutor, type TaskLog } from '../p2p/tasks.js';
 import { describeCoordinationEvent, installCoordination, type Coordination } from './coordination.js';
-import { describeMembershipEvent, eventJson, memberLabel, paintName, type EventLog } from './output.js';
-import { oneLine, PeerCommand } from './base.js';
+import {
+  describeMembershipEvent,
+  eventJson,
+  memberLabel,
+  paintName,
+  paintPeer,
+  type EventLog,
+} from './output.js';
+import { GroupError, PeerCommand } from './base.js';
 import { escapeForTerminal } from './sanitize.js';
 
-/** Exit code of a task that failed, or of a group that did not answer in time (bad input: 2). */
-export const EXIT_TASK_FAILED = 1;
-
-/** The task failed or nobody answered: one line, exit 1 (not a usage error). */
-export class TaskFailure extends Error {
+/** The task failed or nobody answered: one line, exit 1 (PeerCommand's rule for a GroupError). */
+export class TaskFailure extends GroupError {
   override name = 'TaskFailure';
-  constructor(
-    message: string,
-    /** Printed with the error under --json (the failed task's fields). */
-    readonly json: Record<string, unknown> = {},
-  ) {
-    super(message);
-  }
 }
 
-export abstract class TaskCommand extends PeerCommand {
-  protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
-    if (!(err instanceof TaskFailure)) return super.catch(err);
-    const line = oneLine(err.message);
-    if (this.jsonEnabled()) this.logJson({ ...err.json, error: line });
-    // A task's error text comes from the worker that ran it: escaped here, exact in the JSON.
-    process.stderr.write(`${this.config.bin}: ${escapeForTerminal(line)}\n`);
-    return this.exit(EXIT_TASK_FAILED);
-  }
-}
+/** A task's error text comes from the worker that ran it: PeerCommand escapes it, exact in the JSON. */
+export abstract class TaskCommand extends PeerCommand {}
 
 export const timeoutFlag = (defaultMs: number) =>
   Flags.integer({
@@ -118,7 +107,7 @@ export function describeTaskEvent(e: PeerEvent, node: PeerNode): string | null {
     if (!id) return 'nobody';
     if (id === node.id) return `${paintName(node.name)} (this peer)`;
     const m = node.membership.get(id);
-    return m ? memberLabel(m) : short(id);
+    return m ? memberLabel(m) : paintPeer(node.membership, id);
   };
   switch (e.kind) {
     case 'task-coordinator':

@@ -1,8 +1,8 @@
 import { Flags } from '@oclif/core';
-import { PeerCommand } from '../cli/base.js';
+import { GroupError, PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer } from '../cli/peer.js';
-import { clockTime, memberLabel, table } from '../cli/output.js';
+import { clockTime, jsonMs, memberLabel, table } from '../cli/output.js';
 import { installCoordination } from '../cli/coordination.js';
 import { Progress } from '../cli/progress.js';
 import { TAG_CLOCK } from '../p2p/clock-sync.js';
@@ -35,7 +35,7 @@ const STATUS_COLLECT_MS = 300;
 export default class Clock extends PeerCommand {
   static override summary = "Show every peer's Lamport time and group clock: offset, last sync, accuracy.";
   static override description =
-    "Listens as an observer (it never shows up as a member and keeps no database), learns the coordinator, asks it for a Berkeley round and takes part in it (its own clock is adjusted but never averaged into the group's), then asks every peer for its clock status. Exit code 1 if no coordinator answers within --wait.";
+    "Listens as an observer (it never shows up as a member and keeps no database), learns the coordinator, asks it for a Berkeley round and takes part in it (its own clock is adjusted but never averaged into the group's), then asks every peer for its clock status. Exits 1 if no coordinator answers within --wait.";
   static override examples = [
     '<%= config.bin %> clock --interface 127.0.0.1',
     '<%= config.bin %> clock --interface 127.0.0.1 --json',
@@ -67,9 +67,8 @@ export default class Clock extends PeerCommand {
     progress.update('waiting for the coordinator (a peer up) and its clock sync round');
     try {
       if (!(await until(() => election.coordinator() !== null, deadline)))
-        this.error(
-          `no coordinator answered within ${flags.wait} ms: is a 'peer up' running on this group (check --interface, --group and --port)?`,
-          { exit: 1 },
+        throw new GroupError(
+          `no coordinator answered within ${flags.wait} ms; start 'peer up' on this group, and check --interface, --group and --port`,
         );
       clock.requestRound();
       const synced = await until(() => clock.status().lastSyncMs !== null, deadline);
@@ -121,11 +120,11 @@ function entry(
     self,
     coordinator,
     lamport: s.lamport,
-    offsetMs: s.offsetMs,
-    targetOffsetMs: s.targetOffsetMs,
+    offsetMs: jsonMs(s.offsetMs),
+    targetOffsetMs: jsonMs(s.targetOffsetMs),
     lastSync: s.lastSyncMs === null ? null : new Date(s.lastSyncMs).toISOString(),
     lastSyncAgoMs: s.lastSyncMs === null ? null : Math.max(0, Math.round(at - s.lastSyncMs)),
-    accuracyMs: s.accuracyMs,
+    accuracyMs: s.accuracyMs === null ? null : jsonMs(s.accuracyMs),
     term: s.term,
   };
 }

@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { PeerCommand } from '../cli/base.js';
+import { GroupError, PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
@@ -8,8 +8,6 @@ import { Progress } from '../cli/progress.js';
 import { ROUND_DISCOVERY_MS, dirFlag, replicaTable, waitFor, type ReplicaRow } from '../cli/replica.js';
 import { Replication, envelopeOverhead } from '../p2p/replication.js';
 import { ReplicaError, reconcileDirectory } from '../storage/replica.js';
-
-export const EXIT_NOT_CONVERGED = 1;
 
 export interface ReconcileResult {
   ok: boolean;
@@ -91,7 +89,7 @@ export default class Reconcile extends PeerCommand {
         flags.timeout,
       );
       if (rp.liveHolders().length === 0)
-        throw new UsageError(
+        throw new GroupError(
           `no replica holder answered within ${flags.timeout} ms; start holders with 'peer replicate', and check --interface, --group and --port`,
         );
       rp.startRound();
@@ -121,12 +119,10 @@ export default class Reconcile extends PeerCommand {
       const result: ReconcileResult = { ok, mode: 'online', replicas };
       if (!this.jsonEnabled()) this.log(replicaTable(replicas));
       if (ok) return result;
-      process.stderr.write(
-        `${this.config.bin}: the holders did not converge within ${flags.timeout} ms; still waiting on: ${escapeForTerminal(st.waiting.join(', '))}\n`,
+      throw new GroupError(
+        `the holders did not converge within ${flags.timeout} ms; still waiting on: ${st.waiting.join(', ')}; check that they run, or reconcile again with a longer --timeout`,
+        { ...result },
       );
-      // Not this.exit(): oclif would print a second JSON object (an error) after ours.
-      process.exitCode = EXIT_NOT_CONVERGED;
-      return result;
     } finally {
       progress.done();
       await peer.stop();

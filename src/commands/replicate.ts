@@ -1,7 +1,7 @@
 import readline from 'node:readline';
 import { Args, Flags } from '@oclif/core';
 import chalk from 'chalk';
-import { PeerCommand } from '../cli/base.js';
+import { GroupError, PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, stderrHealth, untilSignal, type RunningPeer } from '../cli/peer.js';
 import { logExisting, loggedSink } from '../cli/checkpointing.js';
@@ -12,6 +12,7 @@ import {
   eventLog,
   logSync,
   paintName,
+  paintPeer,
   type EventLog,
 } from '../cli/output.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
@@ -41,8 +42,7 @@ import {
   type Entry,
 } from '../storage/replica.js';
 import type { PeerEvent } from '../p2p/protocol.js';
-
-export const EXIT_NOT_CONFIRMED = 1;
+import type { PeerNode } from '../p2p/node.js';
 
 /** Unconfirmed appends in flight at once when appending stdin lines (`peer replicate -`). */
 export const APPEND_WINDOW = 32;
@@ -130,14 +130,12 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
       const f = failed[0]!;
       const known = f.confirmed.length + f.missing.length;
       const first = batch ? `${failed.length} of ${results.length} entries were not confirmed; first ` : '';
-      process.stderr.write(
+      throw new GroupError(
         f.refused.length > 0
-          ? `${this.config.bin}: ${first}${f.id} could not be stored by ${escapeForTerminal(f.refused.join(', '))} (--acks ${flags.acks}); free space there (or fix the disk) and append again\n`
-          : `${this.config.bin}: ${first}${f.id} confirmed by ${f.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${f.missing.length ? `no confirmation from: ${escapeForTerminal(f.missing.join(', '))}` : `only ${known} holder(s) are known`}\n`,
+          ? `${first}${f.id} could not be stored by ${f.refused.join(', ')} (--acks ${flags.acks}); free space there (or fix the disk) and append again`
+          : `${first}${f.id} confirmed by ${f.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${f.missing.length ? `no confirmation from: ${f.missing.join(', ')}; check that they run${f.confirmed.length ? ' (they get it from the others by repair)' : ', then append again'}` : `only ${known} holder(s) are known; start more ('peer replicate') or lower --acks`}`,
+        { ...out },
       );
-      // Not this.exit(): oclif would print a second JSON object (an error) after ours.
-      process.exitCode = EXIT_NOT_CONFIRMED;
-      return out;
     } catch (err) {
       if (err instanceof ReplicaError) this.error(err.message, { exit: 2 });
       throw err;
@@ -171,11 +169,10 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
         flags.timeout,
       );
       if (rp.liveHolders().length === 0) {
-        throw new UsageError(
+        throw new GroupError(
           `no replica holder answered within ${flags.timeout} ms; start one with 'peer replicate' (no message), and check --interface, --group and --port`,
         );
       }
-      const nameOf = (pid: string) => rp.holders().find((h) => h.id === pid)?.name ?? pid.slice(0, 8);
       const results: AppendResult[] = [];
       const pending = new Map<string, { entry: Entry; sentAt: number }>();
       let next = 0;
@@ -197,7 +194,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
             seq: entry.seq,
             lamport: entry.lamport,
             acks: flags.acks,
-            confirmed: st.acked.map(nameOf).sort(),
+            confirmed: st.confirmed,
             missing: st.missing.map((m) => m.name).sort(),
             refused: ok ? [] : refusals(st.refused),
           };
@@ -259,7 +256,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
       },
       `${paintName(node.name)} holds ${file.file} (${file.set.size} entries, digest ${file.set.digest()}) at ${node.address}`,
     );
-    node.on((e) => this.describe(e, log));
+    node.on((e) => this.describe(e, log, node.membership));
 
     const rl = readline.createInterface({ input: process.stdin, terminal: process.stdin.isTTY === true });
     if (process.stdin.isTTY) {
@@ -291,7 +288,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
     log({ event: 'down', signal }, `left the group (${signal})`);
   }
 
-  private describe(e: PeerEvent, log: EventLog): void {
+  private describe(e: PeerEvent, log: EventLog, members: PeerNode['membership']): void {
     switch (e.kind) {
       case 'replica-append':
         if (e.via === 'local') return;
@@ -299,7 +296,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
           // Repairs can be thousands of entries: one line per batch, the sync line sums them up.
           log(
             { event: 'repair', from: e.from, count: e.entries.length, ids: e.entries.map(entryId) },
-            `${chalk.cyan('repair')} ${e.entries.length} entr${e.entries.length === 1 ? 'y' : 'ies'} from ${e.from.slice(0, 8)}`,
+            `${chalk.cyan('repair')} ${e.entries.length} entr${e.entries.length === 1 ? 'y' : 'ies'} from ${paintPeer(members, e.from)}`,
           );
           return;
         }
@@ -318,7 +315,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
           );
         return;
       case 'replica-sync':
-        return logSync(log, e);
+        return logSync(log, e, members);
       case 'replica-rewrite':
         log(
           { event: 'rewrite', round: e.round, sha256: e.sha256, entries: e.entries },
@@ -328,7 +325,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
       case 'replica-conflict':
         log(
           { event: 'conflict', peer: e.peer },
-          `${chalk.red('conflict')} digests differ from ${e.peer.slice(0, 8)} but no difference was found (hash collision?)`,
+          `${chalk.red('conflict')} digests differ from ${paintPeer(members, e.peer)} but no difference was found (hash collision?)`,
         );
         return;
       default: {

@@ -2,15 +2,16 @@ import path from 'node:path';
 import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { Flags } from '@oclif/core';
-import { PeerCommand } from '../cli/base.js';
+import { GroupError, PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer } from '../cli/peer.js';
-import { table } from '../cli/output.js';
+import { memberLabel, table } from '../cli/output.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
 import { Progress } from '../cli/progress.js';
 import { UsageError } from '../cli/network.js';
 import { waitFor, HOLDER_DISCOVERY_MS } from '../cli/replica.js';
 import { Snapshot, type GlobalSnapshot } from '../p2p/snapshot.js';
+import { nameOrUnheard } from '../p2p/names.js';
 import { writeFileAtomic } from '../storage/replica.js';
 
 export type SnapshotResult = GlobalSnapshot & { takenAt: string; file: string };
@@ -52,8 +53,8 @@ export default class SnapshotCommand extends PeerCommand {
     try {
       await waitFor(() => peer.node.membership.live().length > 0, HOLDER_DISCOVERY_MS * 3);
       if (peer.node.membership.live().length === 0)
-        throw new UsageError(
-          'no live peers answered in the group; check --interface, --group and --port, or run peer doctor',
+        throw new GroupError(
+          `no live peer answered within ${HOLDER_DISCOVERY_MS * 3} ms; start one with 'peer up', and check --interface, --group and --port (or run peer doctor)`,
         );
       const id = `s-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
       const takenAt = new Date().toISOString();
@@ -71,8 +72,18 @@ export default class SnapshotCommand extends PeerCommand {
         );
       }
       if (!flags.json) this.print(result);
-      if (!g.complete) process.exitCode = 1;
-      return result;
+      if (g.complete) return result;
+      const silent = g.missing.map((m) => m.name);
+      const open = g.peers.filter((p) => !p.complete).map((p) => p.name);
+      throw new GroupError(
+        `the snapshot is incomplete after ${flags.wait} ms (${[
+          silent.length ? `no report from: ${silent.join(', ')}` : '',
+          open.length ? `channels still open at: ${open.join(', ')}` : '',
+        ]
+          .filter(Boolean)
+          .join('; ')}); what was gathered is saved to ${file}; take it again with a longer --wait`,
+        { ...result },
+      );
     } finally {
       progress.done();
       await peer.stop();
@@ -81,6 +92,11 @@ export default class SnapshotCommand extends PeerCommand {
 
   /** Every report came from a peer: its names and state are escaped before they are shown. */
   private print(r: SnapshotResult): void {
+    const names = new Map([
+      ...r.peers.map((p) => [p.peer, p.name] as const),
+      ...r.missing.map((m) => [m.id, m.name] as const),
+    ]);
+    const nameOf = (id: string) => nameOrUnheard(names.get(id), id);
     this.log(
       table(
         ['PEER', 'LAMPORT', 'COMPLETE', 'IN FLIGHT', 'STATE'],
@@ -88,14 +104,14 @@ export default class SnapshotCommand extends PeerCommand {
           [
             p.name,
             String(p.lamport),
-            p.complete ? 'yes' : `no (open: ${p.open.map((x) => x.slice(0, 8)).join(' ')})`,
+            p.complete ? 'yes' : `no (open: ${p.open.map(nameOf).join(', ')})`,
             String(Object.values(p.channels).reduce((t, c) => t + c.count, 0)),
             summarize(p.state),
           ].map(escapeForTerminal),
         ),
       ),
     );
-    for (const m of r.missing) this.log(escapeForTerminal(`${m.name} (${m.id.slice(0, 8)}) did not report`));
+    for (const m of r.missing) this.log(`${memberLabel(m)} did not report`);
     this.log(
       `snapshot ${r.id}: ${r.peers.length} peers, ${r.inFlight} messages in flight, ${r.complete ? 'complete' : 'INCOMPLETE'}; saved to ${r.file}`,
     );

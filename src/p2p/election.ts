@@ -163,6 +163,8 @@ declare module './protocol.js' {
       previous: PeerId | null;
       /** Display name of the new coordinator, when known. */
       coordinatorName: string | null;
+      /** Display name of the previous one, when known. */
+      previousName: string | null;
     };
   }
 }
@@ -531,18 +533,19 @@ export class Election implements Protocol, CoordinatorView {
     // a log that shows only changes of person would leave followers at a stale term.
     if (previous !== leader || (leader !== null && term !== this.announcedTerm)) {
       this.announcedTerm = term;
-      const name =
-        leader === null
+      const nameOf = (id: PeerId | null) =>
+        id === null
           ? null
-          : leader === this.ctx.self.id
+          : id === this.ctx.self.id
             ? this.ctx.self.name
-            : (this.membership.get(leader)?.name ?? null);
+            : (this.membership.get(id)?.name ?? null);
       this.ctx.emit({
         kind: 'coordinator-changed',
         term,
         coordinator: leader,
         previous,
-        coordinatorName: name,
+        coordinatorName: nameOf(leader),
+        previousName: nameOf(previous),
       });
     }
     if (previous !== leader || this.publishedTerm !== term) this.publishTags();

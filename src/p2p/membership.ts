@@ -345,7 +345,7 @@ export class Membership implements Protocol {
           return;
         }
         const now = this.opts.raiseIncarnation(inc + 1);
-        this.ctx.emit({ kind: 'refute', incarnation: now, by: env.i });
+        this.ctx.emit({ kind: 'refute', incarnation: now, by: env.i, byName: env.n });
         this.heartbeat();
         return;
       }

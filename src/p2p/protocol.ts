@@ -82,7 +82,8 @@ export interface PeerEventMap {
   dead: { member: MemberView; silentMs: number };
   left: { member: MemberView };
   restart: { member: MemberView; previousIncarnation: number };
-  refute: { incarnation: number; by: PeerId };
+  /** `byName`: the suspecter's name, from its envelope (logs name peers, not ids). */
+  refute: { incarnation: number; by: PeerId; byName: string };
   /** Our own health score changed (membership.ts, Lifeguard): timeouts are x(1 + score). */
   health: {
     score: number;

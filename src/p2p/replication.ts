@@ -69,6 +69,7 @@ import {
 } from './wire.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import { adoptable, loadable } from './bounds.js';
+import { nameOrUnheard } from './names.js';
 import type { Address } from './transport/transport.js';
 import type { Tags } from './membership.js';
 import {
@@ -348,6 +349,8 @@ interface AppendTrack {
   refused: Map<PeerId, WriteFailureKind>;
   /** Holders some acker knows of, beyond those this peer heard itself. */
   known: Set<PeerId>;
+  /** The names the ackers and refusers gave in their envelopes (they may leave the directory). */
+  names: Map<PeerId, string>;
   lastSend: number;
 }
 
@@ -452,6 +455,7 @@ export class Replication implements Protocol {
         acked: new Set(),
         refused: new Map(),
         known: new Set(),
+        names: new Map(),
         lastSend: this.ctx.now(),
       });
     }
@@ -466,6 +470,8 @@ export class Replication implements Protocol {
   appendStatus(id: string):
     | {
         acked: PeerId[];
+        /** The ackers by the names their acks carried, sorted. */
+        confirmed: string[];
         known: number;
         missing: Array<{ id: PeerId; name: string }>;
         refused: Array<{ id: PeerId; name: string; reason: WriteFailureKind }>;
@@ -481,15 +487,11 @@ export class Replication implements Protocol {
     }
     const all = new Set([...this.holders().map((h) => h.id), ...t.known, ...t.acked]);
     for (const x of left) if (!t.acked.has(x)) all.delete(x);
-    const missing = [...all]
-      .filter((x) => !t.acked.has(x))
-      .map((x) => ({ id: x, name: names.get(x) ?? x.slice(0, 8) }));
-    const refused = [...t.refused].map(([x, reason]) => ({
-      id: x,
-      name: names.get(x) ?? x.slice(0, 8),
-      reason,
-    }));
-    return { acked: [...t.acked], known: all.size, missing, refused };
+    const nameOf = (x: PeerId) => nameOrUnheard(t.names.get(x) ?? names.get(x), x);
+    const missing = [...all].filter((x) => !t.acked.has(x)).map((x) => ({ id: x, name: nameOf(x) }));
+    const refused = [...t.refused].map(([x, reason]) => ({ id: x, name: nameOf(x), reason }));
+    const confirmed = [...t.acked].map(nameOf).sort();
+    return { acked: [...t.acked], confirmed, known: all.size, missing, refused };
   }
 
   /** Stops tracking (and retrying) an append once the caller is done with it. */
@@ -551,6 +553,7 @@ export class Replication implements Protocol {
     const members = this.dir.list();
     const states = new Map(members.map((m) => [m.id, m.state]));
     const addresses = new Map(members.map((m) => [m.id, m.address]));
+    const names = new Map(members.map((m) => [m.id, m.name]));
     // A holder that reported in this round stays in it unless it left: a holder busy rewriting a
     // large file can miss heartbeats long enough to look dead, and a crashed one must show up as
     // not converged rather than vanish from the table.
@@ -562,7 +565,8 @@ export class Replication implements Protocol {
     for (const x of this.round.heard) {
       const st = states.get(x);
       if (out.has(x) || x === this.ctx.self.id || st === 'dead' || st === 'left') continue;
-      out.set(x, { id: x, name: x.slice(0, 8), address: addresses.get(x) ?? null, count: 0, digest: '' });
+      const name = nameOrUnheard(names.get(x), x);
+      out.set(x, { id: x, name, address: addresses.get(x) ?? null, count: 0, digest: '' });
     }
     return [...out.values()];
   }
@@ -676,6 +680,7 @@ export class Replication implements Protocol {
     for (const x of b.k) if (x !== this.ctx.self.id) t.known.add(x);
     if (t.acked.has(env.i)) return;
     t.acked.add(env.i);
+    t.names.set(env.i, env.n);
     t.refused.delete(env.i);
     this.ctx.emit({ kind: 'replica-ack', id: entryId(t.entry), holder: env.i });
   }
@@ -684,6 +689,7 @@ export class Replication implements Protocol {
     const t = this.appends.get(`${b.o}:${b.s}`);
     if (!t || t.acked.has(env.i) || t.refused.get(env.i) === b.r) return;
     t.refused.set(env.i, b.r);
+    t.names.set(env.i, env.n);
     this.ctx.emit({ kind: 'replica-refused', id: entryId(t.entry), holder: env.i, reason: b.r });
   }
 

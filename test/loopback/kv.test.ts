@@ -33,9 +33,12 @@ describe('peer kv on loopback', () => {
 
     const put = await runCli(['kv', 'put', 'color', 'blue', ...net, '--acks', 'all', '--json']);
     expect(put.code, put.stderr).toBe(0);
-    const putOut = JSON.parse(put.stdout) as { ok: boolean; confirmed: string[]; id: string };
+    const putOut = JSON.parse(put.stdout) as { ok: boolean; confirmed: string[]; id: string; ms: number };
     expect(putOut.ok).toBe(true);
     expect(putOut.confirmed).toEqual(['h1', 'h2', 'h3']);
+    // Durations in --json are rounded to a microsecond, never 4.802677000000017.
+    const ROUNDED_MS = /^\d+(\.\d{1,3})?$/;
+    expect(String(putOut.ms)).toMatch(ROUNDED_MS);
 
     const spaced = await runCli(['kv', 'put', 'greeting', 'olá "mundo"\ttab', ...net, '--acks', 'all']);
     expect(spaced.code, spaced.stderr).toBe(0);
@@ -46,8 +49,9 @@ describe('peer kv on loopback', () => {
     expect(get.stdout).toBe('blue\n');
     const getJson = await runCli(['kv', 'get', 'greeting', ...net, '--read', 'all', '--json']);
     expect(getJson.code, getJson.stderr).toBe(0);
-    const g = JSON.parse(getJson.stdout) as { found: boolean; value: string; answered: string[] };
+    const g = JSON.parse(getJson.stdout) as { found: boolean; value: string; answered: string[]; ms: number };
     expect(g).toMatchObject({ found: true, value: 'olá "mundo"\ttab', answered: ['h1', 'h2', 'h3'] });
+    expect(String(g.ms)).toMatch(ROUNDED_MS);
 
     const del = await runCli(['kv', 'delete', 'color', ...net]);
     expect(del.code, del.stderr).toBe(0);
@@ -116,8 +120,14 @@ describe('peer kv on loopback', () => {
       timeoutMs: 60_000,
     });
     expect(again.code, again.stdout + again.stderr).toBe(0);
-    const a = JSON.parse(again.stdout) as { ok: boolean; holders: Array<{ name: string; ok: boolean }> };
+    const a = JSON.parse(again.stdout) as {
+      ok: boolean;
+      holders: Array<{ name: string; ok: boolean }>;
+      latency: Record<string, Record<string, number>>;
+    };
     expect(a.ok).toBe(true);
+    for (const row of Object.values(a.latency))
+      for (const k of ['p50Ms', 'p90Ms', 'p99Ms', 'maxMs']) expect(String(row[k])).toMatch(ROUNDED_MS);
     expect(a.holders.map((h) => h.name)).toEqual(['h1', 'h2', 'h3']);
     const caught = await runCli(['kv', 'dump', ...net, '--from', 'h3', '--json']);
     expect(caught.code, caught.stderr).toBe(0);

@@ -79,9 +79,10 @@ describe('peer replicate and peer reconcile on loopback', () => {
     const failedOut = JSON.parse(failed.stdout) as { ok: boolean; confirmed: string[] };
     expect(failedOut.ok).toBe(false);
     expect(failedOut.confirmed).toEqual(['h1', 'h2']);
-    // The one-shot appender never heard h3 (dead before it started); the acks named it by id.
+    // The one-shot appender never heard h3 (dead before it started), whose name it cannot know:
+    // the acks named it by id, and the line says that this is an id, not a name.
     const h3Id = String(h3.json().find((e) => e.event === 'up')!.id);
-    expect(failed.stderr).toContain(`no confirmation from: ${h3Id.slice(0, 8)}`);
+    expect(failed.stderr).toContain(`no confirmation from: ${h3Id.slice(0, 8)} (not heard from); check`);
     const maj = await runCli(['replicate', 'majority only', ...net, '--acks', 'majority', '--json']);
     expect(maj.code, maj.stderr).toBe(0);
 

@@ -46,13 +46,16 @@ describe('output helpers escape remote text', () => {
       expect(plain(describeMembershipEvent({ kind, member })!)).toContain(SHOWN);
     const dup = describeMembershipEvent({ kind: 'duplicate-name', name: HOSTILE, ids: [member.id] })!;
     expect(plain(dup)).toContain(SHOWN);
+    const refute = { kind: 'refute', incarnation: 2, by: member.id, byName: HOSTILE } as const;
+    expect(plain(describeMembershipEvent(refute)!)).toContain(`suspected by ${SHOWN};`);
   });
 
-  it('a sync failure reason, a replica name, and the demo narration', () => {
+  it('a sync partner and failure reason, a replica name, and the demo narration', () => {
     const lines: string[] = [];
     const log: EventLog = (_fields, text) => lines.push(text);
-    logSync(log, { peer: member.id, fetched: 1, pushed: 0, ok: false, reason: HOSTILE });
-    expect(plain(lines[0]!)).toContain(`(${SHOWN})`);
+    const members = { get: (id: string) => (id === member.id ? member : undefined) };
+    logSync(log, { peer: member.id, fetched: 1, pushed: 0, ok: false, reason: HOSTILE }, members);
+    expect(plain(lines[0]!)).toBe(`sync with ${SHOWN}: fetched 1, pushed 0 (${SHOWN})`);
     const t = replicaTable([
       { replica: HOSTILE, before: 1, after: 2, added: 1, sha256: '', digest: HOSTILE },
     ]);

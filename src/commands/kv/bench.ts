@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { Flags } from '@oclif/core';
 import chalk from 'chalk';
-import { PeerCommand } from '../../cli/base.js';
+import { EXIT_GROUP, PeerCommand } from '../../cli/base.js';
 import { networkFlags } from '../../cli/flags.js';
 import { networkSettings } from '../../cli/peer.js';
 import { UsageError } from '../../cli/network.js';
-import { table } from '../../cli/output.js';
+import { jsonMs, table } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { Progress } from '../../cli/progress.js';
 import { KvClient, policyFlag } from '../../cli/kv.js';
@@ -13,7 +13,6 @@ import { encodeOp, foldLww, type KvOp, type KvVersion } from '../../storage/kv.j
 import type { Entry } from '../../storage/replica.js';
 
 export const BENCH_CLIENTS_MAX = 64;
-export const EXIT_INCONSISTENT = 1;
 /** How often a holder whose dump still differs is dumped again while the settle time lasts. */
 const REDUMP_INTERVAL_MS = 250;
 
@@ -59,7 +58,7 @@ export interface BenchResult {
 
 export default class KvBench extends PeerCommand {
   static override summary = 'Hammer the kv store with concurrent clients, then check every holder.';
-  static override description = `A load and consistency test of the replicated store: --clients clients (each its own peer, so its own writer id) run --ops random operations each on --keys shared keys (conflicts on purpose), in the --mix proportions of get:put:delete. Prints throughput and latency percentiles per operation (a write's latency: until --acks holders confirmed; a read's: until --read holders answered). Then waits until every write was confirmed and every holder the group knows holds the same log (up to --settle ms), dumps every holder and compares its table with the expected one: last writer wins, by (Lamport time, writer id), over every write made. Prints SUCCESS, or FAILURE with each difference, and exits ${EXIT_INCONSISTENT}. Keys are named after the run, so earlier data does not interfere.`;
+  static override description = `A load and consistency test of the replicated store: --clients clients (each its own peer, so its own writer id) run --ops random operations each on --keys shared keys (conflicts on purpose), in the --mix proportions of get:put:delete. Prints throughput and latency percentiles per operation (a write's latency: until --acks holders confirmed; a read's: until --read holders answered). Then waits until every write was confirmed and every holder the group knows holds the same log (up to --settle ms), dumps every holder and compares its table with the expected one: last writer wins, by (Lamport time, writer id), over every write made. Prints SUCCESS, or FAILURE with each difference, and exits ${EXIT_GROUP}. Keys are named after the run, so earlier data does not interfere.`;
   static override examples = [
     '<%= config.bin %> kv bench --interface 127.0.0.1',
     '<%= config.bin %> kv bench --clients 8 --ops 500 --mix 50:40:10 --acks majority --json',
@@ -277,7 +276,7 @@ export default class KvBench extends PeerCommand {
           live.map((h) => h.name),
           expected.size,
         );
-      if (!result.ok) process.exitCode = EXIT_INCONSISTENT;
+      if (!result.ok) process.exitCode = EXIT_GROUP;
       return result;
     } finally {
       progress.done();
@@ -355,10 +354,10 @@ function summarize(ms: number[], ok: number, failed: number): LatencyRow {
     count: s.length,
     ok,
     failed,
-    p50Ms: at(50),
-    p90Ms: at(90),
-    p99Ms: at(99),
-    maxMs: s.length ? s[s.length - 1]! : 0,
+    p50Ms: jsonMs(at(50)),
+    p90Ms: jsonMs(at(90)),
+    p99Ms: jsonMs(at(99)),
+    maxMs: jsonMs(s.length ? s[s.length - 1]! : 0),
   };
 }
 

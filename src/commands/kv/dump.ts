@@ -1,8 +1,7 @@
 import { Flags } from '@oclif/core';
-import { PeerCommand } from '../../cli/base.js';
+import { GroupError, PeerCommand } from '../../cli/base.js';
 import { networkFlags } from '../../cli/flags.js';
 import { networkSettings } from '../../cli/peer.js';
-import { UsageError } from '../../cli/network.js';
 import { table } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { showingWait } from '../../cli/progress.js';
@@ -45,8 +44,8 @@ export default class KvDump extends PeerCommand {
       const live = client.kv.liveHolders().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       const h = flags.from === undefined ? live[0] : live.find((x) => x.name === flags.from);
       if (!h)
-        throw new UsageError(
-          `no live kv holder named '${flags.from}'; live holders: ${live.map((x) => x.name).join(', ')}`,
+        throw new GroupError(
+          `no live kv holder named '${flags.from}'; pass one of the live holders with --from: ${live.map((x) => x.name).join(', ')}`,
         );
       const all = await showingWait(`waiting for ${h.name}'s table`, client.dump(h, flags.timeout), {
         json: this.jsonEnabled(),

@@ -1,16 +1,9 @@
 import { Args } from '@oclif/core';
-import { PeerCommand } from '../../cli/base.js';
+import { GroupError, PeerCommand } from '../../cli/base.js';
 import { networkFlags } from '../../cli/flags.js';
 import { networkSettings } from '../../cli/peer.js';
 import { UsageError } from '../../cli/network.js';
-import {
-  EXIT_NOT_CONFIRMED,
-  EXIT_NOT_FOUND,
-  KvClient,
-  policyFlag,
-  readFlags,
-  type ReadResult,
-} from '../../cli/kv.js';
+import { EXIT_NOT_FOUND, KvClient, policyFlag, readFlags, type ReadResult } from '../../cli/kv.js';
 import { keyProblem } from '../../storage/kv.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { showingWait } from '../../cli/progress.js';
@@ -43,12 +36,12 @@ export default class KvGet extends PeerCommand {
         client.read(args.key, policy, flags.timeout),
         { json: this.jsonEnabled() },
       );
-      if (!r.ok) {
-        process.stderr.write(
-          `${this.config.bin}: ${r.answered.length} of ${r.known} holders answered within ${flags.timeout} ms (--read ${flags.read})${r.answered.length ? `: ${escapeForTerminal(r.answered.join(', '))}` : ''}\n`,
+      if (!r.ok)
+        throw new GroupError(
+          `${r.answered.length} of ${r.known} holders answered within ${flags.timeout} ms (--read ${flags.read})${r.answered.length ? `: ${r.answered.join(', ')}` : ''}; start the others ('peer kv serve') or read again with a longer --timeout`,
+          { ...r },
         );
-        process.exitCode = EXIT_NOT_CONFIRMED;
-      } else if (!r.found) {
+      if (!r.found) {
         process.stderr.write(`${this.config.bin}: ${args.key}: not found${r.version ? ' (deleted)' : ''}\n`);
         process.exitCode = EXIT_NOT_FOUND;
         // A value is any text a writer chose: escaped for a person, exact with --json.

@@ -1,11 +1,11 @@
 import { Args } from '@oclif/core';
-import { PeerCommand } from '../../cli/base.js';
+import { GroupError, PeerCommand } from '../../cli/base.js';
 import { networkFlags } from '../../cli/flags.js';
 import { networkSettings } from '../../cli/peer.js';
 import { UsageError } from '../../cli/network.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { showingWait } from '../../cli/progress.js';
-import { EXIT_NOT_CONFIRMED, KvClient, policyFlag, writeFlags, type WriteResult } from '../../cli/kv.js';
+import { KvClient, policyFlag, writeFlags, type WriteResult } from '../../cli/kv.js';
 import { opProblem, type KvOp } from '../../storage/kv.js';
 
 export default class KvPut extends PeerCommand {
@@ -57,14 +57,12 @@ export async function writeCommand(
       return r;
     }
     const known = r.confirmed.length + r.missing.length;
-    process.stderr.write(
+    throw new GroupError(
       r.refused.length > 0
-        ? `${cmd.config.bin}: ${r.id} could not be stored by ${escapeForTerminal(r.refused.join(', '))} (--acks ${flags.acks}); free space there (or fix the disk) and write again\n`
-        : `${cmd.config.bin}: ${r.id} confirmed by ${r.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${r.missing.length ? `no confirmation from: ${escapeForTerminal(r.missing.join(', '))}` : `only ${known} holder(s) are known`}\n`,
+        ? `${r.id} could not be stored by ${r.refused.join(', ')} (--acks ${flags.acks}); free space there (or fix the disk) and write again`
+        : `${r.id} confirmed by ${r.confirmed.length} of ${known} holders within ${flags.timeout} ms (--acks ${flags.acks}); ${r.missing.length ? `no confirmation from: ${r.missing.join(', ')}; check that they run, then write again` : `only ${known} holder(s) are known; start more ('peer kv serve') or lower --acks`}`,
+      { ...r },
     );
-    // Not this.exit(): oclif would print a second JSON object (an error) after ours.
-    process.exitCode = EXIT_NOT_CONFIRMED;
-    return r;
   } finally {
     await client.stop();
   }

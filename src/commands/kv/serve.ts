@@ -11,12 +11,14 @@ import {
   eventLog,
   logSync,
   paintName,
+  paintPeer,
   type EventLog,
 } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { KeyValue } from '../../p2p/kv.js';
 import { envelopeOverhead } from '../../p2p/replication.js';
 import type { PeerEvent } from '../../p2p/protocol.js';
+import type { PeerNode } from '../../p2p/node.js';
 import { KvStore, KvStoreError, decodeOp } from '../../storage/kv.js';
 import { entryId } from '../../storage/replica.js';
 
@@ -74,19 +76,19 @@ export default class KvServe extends PeerCommand {
       { event: 'up', name: node.name, id: node.id, address: node.address, keys, operations: store.set.size },
       `${paintName(node.name)} holds the kv store (${keys} keys, ${store.set.size} operations, digest ${store.set.digest()}) at ${node.address}`,
     );
-    node.on((e) => this.describe(e, log));
+    node.on((e) => this.describe(e, log, node.membership));
     const signal = await untilSignal();
     await peer.stop();
     log({ event: 'down', signal, holder: kv.isHolder }, `left the group (${signal})`);
   }
 
-  private describe(e: PeerEvent, log: EventLog): void {
+  private describe(e: PeerEvent, log: EventLog, members: PeerNode['membership']): void {
     switch (e.kind) {
       case 'kv-apply':
         if (e.via === 'repair') {
           log(
             { event: 'repair', from: e.from, count: e.entries.length },
-            `${chalk.cyan('repair')} ${e.entries.length} operation(s) from ${e.from.slice(0, 8)}`,
+            `${chalk.cyan('repair')} ${e.entries.length} operation(s) from ${paintPeer(members, e.from)}`,
           );
           return;
         }
@@ -106,11 +108,11 @@ export default class KvServe extends PeerCommand {
         }
         return;
       case 'kv-sync':
-        return logSync(log, e);
+        return logSync(log, e, members);
       case 'kv-conflict':
         log(
           { event: 'conflict', peer: e.peer },
-          `${chalk.red('conflict')} digests differ from ${e.peer.slice(0, 8)} but no difference was found (hash collision?)`,
+          `${chalk.red('conflict')} digests differ from ${paintPeer(members, e.peer)} but no difference was found (hash collision?)`,
         );
         return;
       default: {
