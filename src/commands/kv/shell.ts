@@ -107,12 +107,30 @@ export default class KvShell extends PeerCommand {
         });
         rl.on('SIGINT', () => rl.close()); // Ctrl-C leaves, as Ctrl-D does
         this.log(`connected to ${client.kv.liveHolders().length} kv holder(s); ${USAGE}`);
+        // Lines are queued as they come and run one at a time; the prompt is drawn only when none
+        // is waiting, so a pasted or typed-ahead line's answer is never printed after a prompt.
+        const queued: string[] = [];
+        let ended = false;
+        let wake = (): void => {};
+        rl.on('line', (line) => {
+          queued.push(line);
+          wake();
+        });
+        rl.on('close', () => {
+          ended = true;
+          wake();
+        });
         rl.prompt();
         let typedExit = false;
-        for await (const line of rl) {
+        while (!typedExit) {
+          const line = queued.shift();
+          if (line === undefined) {
+            if (ended) break;
+            await new Promise<void>((resolve) => (wake = resolve));
+            continue;
+          }
           typedExit = !(await this.execute(client, parseShellLine(line), 0, acks, read, flags, fail));
-          if (typedExit) break;
-          rl.prompt();
+          if (!typedExit && queued.length === 0) rl.prompt();
         }
         rl.close();
         // After Ctrl-D or Ctrl-C the cursor is still on our prompt: the shell's starts below it.
