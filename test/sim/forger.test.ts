@@ -142,7 +142,9 @@ describe('holes the forger found, one datagram each', () => {
     const victim = g.members[0]!;
     const envelope = { v: PROTOCOL_VERSION, i: STRANGER, n: 'forger', c: 1, s: 1, l: 1 };
     // A heartbeat makes the stranger a member; its claim, to this member alone, outranks everyone.
+    // The claim goes once the heartbeat is in: sent together, a random delay may reorder them.
     forger.send(victim.peer.address, encodeForged('hb', envelope, { body: { g: {} } }));
+    g.rt.runFor(1);
     forger.send(
       victim.peer.address,
       encodeForged('el.coord', envelope, {
