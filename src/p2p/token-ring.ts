@@ -211,6 +211,8 @@ declare module './protocol.js' {
     'token-regenerated': { epoch: number; generation: number; ring: number; reason: 'lost' | 'reconfigure' };
     /** A token older than one already seen was refused or dropped. */
     'token-stale': { epoch: number; generation: number; from: PeerId };
+    /** Peers entered or left the live ring (seen at a tick); `ring` is the live ring now. */
+    'token-ring-changed': { joined: PeerId[]; departed: PeerId[]; ring: PeerId[] };
   }
 }
 
@@ -379,6 +381,8 @@ export class TokenRing implements Protocol {
   private lastSaveAt = -Infinity;
   /** Whether RING_TAG is on our heartbeats yet. */
   private tagged = false;
+  /** The live ring at the last tick, for 'token-ring-changed'. */
+  private lastRing: PeerId[] = [];
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -473,6 +477,7 @@ export class TokenRing implements Protocol {
       this.tagged = true;
       this.membership.setTags({ ...this.membership.ownTags, [RING_TAG]: true });
     }
+    this.noteRingChange();
     this.trackLeavers(now);
     if (this.cs) {
       if (now >= this.leaseUntil) this.exit('lease-lost');
@@ -1031,6 +1036,17 @@ export class TokenRing implements Protocol {
   private sawPassOn(holder: PeerId, e: number, g: number, br: number): void {
     const last = this.lastAck;
     if (last && last.holder === holder && last.e === e && last.br === br && g > last.g) last.passedOn = true;
+  }
+
+  private noteRingChange(): void {
+    const ring = this.ring();
+    const last = this.lastRing;
+    if (ring.length === last.length && ring.every((id, i) => last[i] === id)) return;
+    this.lastRing = ring;
+    const joined = ring.filter((id) => id !== this.ctx.self.id && !last.includes(id));
+    const departed = last.filter((id) => !ring.includes(id));
+    if (joined.length + departed.length > 0)
+      this.ctx.emit({ kind: 'token-ring-changed', joined, departed, ring });
   }
 
   /** The live members that run the ring (RING_TAG) and this peer, by id. */

@@ -448,7 +448,13 @@ describe('token ring among peers that do not run it (simulation)', () => {
       ).toBe(true);
       c.rt.runFor(2_000);
       expect(problems()).toEqual([]);
-      for (const [p, t] of r.tok) expect(t.status().ring, p.name).toHaveLength(3);
+      for (const [p, t] of r.tok) {
+        expect(t.status().ring, p.name).toHaveLength(3);
+        // What the command announces: the other two joined the ring, and nobody else.
+        const joined = p.events.flatMap((e) => (e.kind === 'token-ring-changed' ? e.joined : []));
+        const others = members.filter((q) => q !== p).map((q) => q.node.id);
+        expect(joined.sort(), p.name).toEqual(others.sort());
+      }
       expect(r.res.violations).toEqual([]);
       expect(c.handlerErrors()).toEqual([]);
     },
