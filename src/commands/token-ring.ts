@@ -301,7 +301,7 @@ Without --exec or --hold: a menu to request and release the critical section whe
       case 'token-regenerated':
         return this.emit(
           'regenerated',
-          `${chalk.yellow('new token')} generation ${e.generation}, epoch ${e.epoch}, ring of ${e.ring} (${e.reason === 'lost' ? 'the token was lost' : 'the ring changed'})`,
+          `${chalk.yellow('new token')} generation ${e.generation}, epoch ${e.epoch}, ring of ${e.ring} (${REGENERATED_WHY[e.reason]})`,
           { generation: e.generation, epoch: e.epoch, ring: e.ring, reason: e.reason },
         );
       case 'token-stale':
@@ -408,6 +408,12 @@ const MENU: Record<MenuState, Array<{ name: string; value: MenuAction }>> = {
     { name: 'Leave the ring (releases the critical section)', value: 'leave' },
   ],
 };
+
+const REGENERATED_WHY = {
+  first: 'the first token of this ring',
+  lost: 'the token was lost',
+  reconfigure: 'the ring changed',
+} as const;
 
 function exitNote(reason: TokenExitReason): string {
   switch (reason) {

@@ -207,8 +207,16 @@ declare module './protocol.js' {
     /** This peer entered the critical section with fencing token `generation`. */
     'token-enter': { epoch: number; generation: number };
     'token-exit': { epoch: number; generation: number; reason: TokenExitReason; heldMs: number };
-    /** This peer made a new token (lost token, or the quorum set changed). */
-    'token-regenerated': { epoch: number; generation: number; ring: number; reason: 'lost' | 'reconfigure' };
+    /**
+     * This peer made a new token: the first one (no epoch was known to the majority that confirmed
+     * it), one for a lost token, or one for a changed quorum set.
+     */
+    'token-regenerated': {
+      epoch: number;
+      generation: number;
+      ring: number;
+      reason: 'first' | 'lost' | 'reconfigure';
+    };
     /** A token older than one already seen was refused or dropped. */
     'token-stale': { epoch: number; generation: number; from: PeerId };
     /** Peers entered or left the live ring (seen at a tick); `ring` is the live ring now. */
@@ -981,7 +989,7 @@ export class TokenRing implements Protocol {
       epoch: claim.e,
       generation: g,
       ring: cfg.length,
-      reason: claim.reason,
+      reason: claim.reason === 'lost' && claim.base === 0 ? 'first' : claim.reason,
     });
     this.beat(this.held, now);
   }
