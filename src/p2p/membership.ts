@@ -219,6 +219,7 @@ export class Membership implements Protocol {
   refused = 0;
   private readonly members = new Map<PeerId, Member>();
   private tags: Tags = {};
+  private started = false;
   private lastHeartbeat = -Infinity;
   private heartbeats = 0;
   private lastTick: number | null = null;
@@ -234,14 +235,19 @@ export class Membership implements Protocol {
 
   /** Announces this peer: a probe (members answer at once) and, for a member, a heartbeat. */
   start(): void {
+    this.started = true;
     this.ctx.broadcast('probe', {});
     if (!this.opts.observer) this.heartbeat();
   }
 
-  /** Tags ride on every heartbeat (Serf's tags): role, priority, load. A change is sent at once. */
+  /**
+   * Tags ride on every heartbeat (Serf's tags): role, priority, load. A change is sent at once;
+   * tags set before start() ride on the first heartbeat (a restarted member is then never seen
+   * without them).
+   */
   setTags(tags: Tags): void {
     this.tags = { ...tags };
-    if (!this.opts.observer) this.heartbeat();
+    if (!this.opts.observer && this.started) this.heartbeat();
   }
 
   get ownTags(): Tags {

@@ -387,8 +387,6 @@ export class TokenRing implements Protocol {
   private storedGen = 0;
   private unstored = false;
   private lastSaveAt = -Infinity;
-  /** Whether RING_TAG is on our heartbeats yet. */
-  private tagged = false;
   /** The live ring at the last tick, for 'token-ring-changed'. */
   private lastRing: PeerId[] = [];
 
@@ -404,6 +402,10 @@ export class TokenRing implements Protocol {
     // may have granted in its previous life has expired.
     this.quietUntil = now + this.t.leaseMs + this.t.leaseGuardMs;
     this.lastActivity = now;
+    // On our first heartbeat already (set before the node starts), so that a restart of ours is
+    // never seen without it: the others would see us leave the ring and come back, and remake the
+    // quorum set twice. (An observer, the monitor's watch-only instance, sends no heartbeat.)
+    membership.setTags({ ...membership.ownTags, [RING_TAG]: true });
     const d = opts.durable?.load();
     if (d) {
       this.promised = d.promised;
@@ -480,11 +482,6 @@ export class TokenRing implements Protocol {
   }
 
   tick(now: number): void {
-    if (!this.tagged) {
-      // On the first tick, not in the constructor: the node sends nothing before it started.
-      this.tagged = true;
-      this.membership.setTags({ ...this.membership.ownTags, [RING_TAG]: true });
-    }
     this.noteRingChange();
     this.trackLeavers(now);
     if (this.cs) {

@@ -367,6 +367,35 @@ describe('token ring (simulation)', () => {
     expect(r.res.violations).toEqual([]);
   });
 
+  it.each([1, 2, 3, 4, 5])(
+    "a member restarted at once stays in the others' ring: no departure, no new quorum set, seed %i",
+    async (seed) => {
+      const r = await ring(seed, 3, { delayMaxMs: 2 });
+      const { c } = r;
+      c.rt.runFor(2_000);
+      const p = c.peers[seed % 3]!;
+      const others = c.peers.filter((q) => q !== p);
+      const reconfigurations = () =>
+        c.peers.flatMap((q) =>
+          q.events.filter((e) => e.kind === 'token-regenerated' && e.reason === 'reconfigure'),
+        ).length;
+      const before = reconfigurations();
+      const at = c.rt.now();
+      await crash(r, p);
+      await c.restart(p);
+      c.rt.runFor(2_000);
+      // Its new process is the same ring member: it says so from its first heartbeat, so nobody
+      // sees it leave and come back, and the quorum set stays as it was.
+      for (const q of others) {
+        const departed = q.events.flatMap((e) => (e.kind === 'token-ring-changed' ? e.departed : []));
+        expect(departed, q.name).not.toContain(p.node.id);
+      }
+      expect(reconfigurations()).toBe(before);
+      expect(r.res.sections.some((x) => x.peer === p.name && x.enter > at)).toBe(true);
+      expect(r.res.violations).toEqual([]);
+    },
+  );
+
   it('joiners enter the ring and the quorum set; leavers hand the token on', async () => {
     const r = await ring(7, 3, { loss: 0.02, delayMaxMs: 2 });
     const { c } = r;
