@@ -11,10 +11,10 @@
  * one crash). So nothing here is ever addressed to a bystander, and successors, claimer ranks, the
  * loss timeout, quorum sets and the sets we learn all come from the live ring alone. A holder
  * passes the token to its successor in that order; dead and left peers drop out of the order at
- * once, and joiners enter it with their first tagged heartbeat, so the ring repairs itself as the
- * membership view changes. In an open group anyone can send a heartbeat with the tag, as anyone
- * could join the group before: a stranger counts in the ring no more than it counted as a member
- * (see "Learning a quorum set"); a keyed group stops it.
+ * once, and joiners enter it with their first heartbeat (it carries the tag), so the ring repairs
+ * itself as the membership view changes. In an open group anyone can send a heartbeat with the
+ * tag, as anyone could join the group before: a stranger counts in the ring no more than it counted
+ * as a member (see "Learning a quorum set"); a keyed group stops it.
  *
  * Token. (epoch, gen). `gen` rises at every pass and at every regeneration: it is the fencing
  * token handed to the application. `epoch` rises only when a token is regenerated (or the quorum
