@@ -1043,6 +1043,7 @@ export class TokenRing implements Protocol {
     if (last && last.holder === holder && last.e === e && last.br === br && g > last.g) last.passedOn = true;
   }
 
+  /** Emits 'token-ring-changed' when the live ring differs from the one at the last tick. */
   private noteRingChange(): void {
     const ring = this.ring();
     const last = this.lastRing;
