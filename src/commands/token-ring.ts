@@ -8,10 +8,13 @@ import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
 import { TokenRing, type TokenExitReason } from '../p2p/token-ring.js';
 import type { PeerEvent } from '../p2p/protocol.js';
+import type { PeerId } from '../p2p/wire.js';
 import { reportingDurable, TokenRingStore } from '../storage/token-ring.js';
 
 /** How often the position of the token is shown while nothing else happens. */
 const STATUS_INTERVAL_MS = 1000;
+/** Ring members named in a status line; a bigger ring is "... and N more". */
+const RING_NAMES_SHOWN_MAX = 8;
 /** Longest --hold, in ms (an hour: a CS longer than that is a bug in a script). */
 const HOLD_MS_MAX = 3_600_000;
 const ROUNDS_MAX = 1_000_000;
@@ -22,13 +25,13 @@ type Mode = 'exec' | 'hold' | 'interactive' | 'watch';
 
 export default class TokenRingCommand extends PeerCommand {
   static override summary = 'Join the token ring: take turns on a shared resource, one peer at a time.';
-  static override description = `One token goes round the live peers (ordered by id). A peer that wants the critical section enters when the token reaches it and a majority of the ring grants it a lease; it holds it while --exec runs (or for --hold ms, or until you release it), then passes the token on.
+  static override description = `One token goes round the peers that run peer token-ring (ordered by id); other peers of the group (peer up, workers, chat...) are not in the ring. A peer that wants the critical section enters when the token reaches it and a majority of the ring grants it a lease; it holds it while --exec runs (or for --hold ms, or until you release it), then passes the token on.
 
 Every entry carries a fencing token (the token's generation) that only increases: give it to the shared resource and have the resource refuse any token lower than one it has seen (see scripts/check-fencing.mjs). A lost token (its holder crashed) is remade with a higher generation by one peer, with a majority's consent; a peer cut off from the majority stops acting.
 
 With --exec, CMD runs through the shell with PEER_FENCING_TOKEN (the generation), PEER_TOKEN_EPOCH and PEER_TOKEN_HOLDER (this peer's name) in its environment; the token moves on when it exits (a non-zero exit is reported, not fatal). If the lease is lost while CMD runs (this peer was cut off), CMD gets SIGTERM.
 
-Without --exec or --hold: a prompt to request the critical section when stdin is a terminal; otherwise it takes part in the ring and shows where the token is, until Ctrl-C.`;
+Without --exec or --hold: a menu to request and release the critical section when stdin is a terminal; otherwise it takes part in the ring and shows where the token is, until Ctrl-C.`;
   static override examples = [
     '<%= config.bin %> token-ring --interface 127.0.0.1 --name alice',
     `<%= config.bin %> token-ring --interface 127.0.0.1 --name bob --exec 'echo "enter $PEER_FENCING_TOKEN" >> shared.log; sleep 0.2; echo "exit $PEER_FENCING_TOKEN" >> shared.log' --rounds 5`,
@@ -55,6 +58,10 @@ Without --exec or --hold: a prompt to request the critical section when stdin is
 
   private json = false;
   private peer: RunningPeer | null = null;
+  /** The interactive menu while it is open, the header it shows, and lines held until it is down. */
+  private menu: AbortController | null = null;
+  private menuHeader = '';
+  private readonly held: string[] = [];
 
   async run(): Promise<void> {
     const { flags } = await this.parse(TokenRingCommand);
@@ -184,47 +191,87 @@ Without --exec or --hold: a prompt to request the critical section when stdin is
     return child;
   }
 
+  /**
+   * A menu at the bottom of the terminal whose header and choices follow the state: what can be
+   * done now, and who is in the ring. Event lines (enter, exit, join...) are printed above it: the
+   * menu is taken down (AbortSignal, cleared), the lines printed, and the menu drawn again, as it
+   * is when the header no longer says what is true (checked every STATUS_INTERVAL_MS).
+   */
   private async interactive(tr: TokenRing): Promise<void> {
-    const { select, input } = await import('@inquirer/prompts');
-    for (;;) {
-      const s = tr.status();
-      let action: string;
-      try {
-        action = await select({
-          message:
-            s.generation === 0
-              ? `no token yet (one is made after a short silence), ring of ${s.ring.length}`
-              : `token at ${this.holderName(s.holder)} (generation ${s.generation}), ring of ${s.ring.length}`,
-          choices: [
-            { name: 'Request the critical section', value: 'request' },
-            { name: 'Show where the token is', value: 'status' },
-            { name: 'Leave the ring', value: 'quit' },
-          ],
-        });
-      } catch {
-        return; // Ctrl-C in the prompt
+    const { select } = await import('@inquirer/prompts');
+    // SIGINT between two menus, SIGTERM at any time: leave gracefully (the token is handed on).
+    // Our own listener, kept until the end: the menu's signal-exit kills the process on a signal
+    // that finds no other listener, and untilSignal() takes its listener off at the first signal.
+    let signalled = false;
+    const onSignal = () => {
+      signalled = true;
+      this.menu?.abort();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    const check = setInterval(() => {
+      if (this.menu && this.menuHeader !== this.header(tr)) this.menu.abort();
+    }, STATUS_INTERVAL_MS);
+    let last: MenuAction | undefined;
+    try {
+      while (!signalled) {
+        const state = this.state(tr);
+        const choices = MENU[state].filter((c) => c.value !== 'where' || tr.status().generation > 0);
+        this.menu = new AbortController();
+        this.menuHeader = this.header(tr);
+        let action: MenuAction;
+        try {
+          action = await select(
+            {
+              message: this.menuHeader,
+              choices,
+              loop: false,
+              ...(choices.some((c) => c.value === last) ? { default: last } : {}),
+            },
+            { signal: this.menu.signal, clearPromptOnDone: true },
+          );
+        } catch (err) {
+          if ((err as Error).name === 'AbortPromptError') continue; // redrawn with what is true now
+          return; // Ctrl-C in the menu
+        } finally {
+          this.menu = null;
+          for (const line of this.held.splice(0)) this.log(line);
+        }
+        last = action;
+        if (action === 'leave') return;
+        if (action === 'where') this.showStatus(tr, true);
+        else if (action === 'request') {
+          tr.request();
+          this.emit('request', chalk.gray('asked for the critical section: waiting for the token'), {});
+        } else if (action === 'withdraw') {
+          tr.release();
+          this.emit('withdraw', chalk.gray('request withdrawn'), {});
+        } else tr.release();
       }
-      if (action === 'quit') return;
-      if (action === 'status') continue;
-      tr.request();
-      this.log(chalk.gray('waiting for the token...'));
-      await new Promise<void>((resolve) => {
-        const off = this.peer!.node.on((e) => {
-          if (e.kind === 'token-enter') {
-            off();
-            resolve();
-          }
-        });
-      });
-      try {
-        await input({
-          message: `in the critical section with fencing token ${tr.fencingToken}: Enter releases`,
-        });
-      } catch {
-        return;
-      }
-      tr.release();
+    } finally {
+      clearInterval(check);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
     }
+  }
+
+  /** What this peer is doing in the ring, as the interactive menu shows it. */
+  private state(tr: TokenRing): MenuState {
+    const s = tr.status();
+    return s.inCriticalSection ? 'inside' : s.wanting ? 'waiting' : 'idle';
+  }
+
+  /** The menu's header: this peer's state and the ring, nothing that changes at every pass. */
+  private header(tr: TokenRing): string {
+    const s = tr.status();
+    const doing = s.inCriticalSection
+      ? `in the critical section with fencing token ${tr.fencingToken}`
+      : s.wanting
+        ? 'waiting for the token'
+        : s.generation === 0
+          ? 'no token yet (one is made after a short silence)'
+          : 'the token is going round';
+    return `${doing}; ${this.ringText(s.ring)}`;
   }
 
   // ---- output ----------------------------------------------------------------------------------
@@ -254,7 +301,7 @@ Without --exec or --hold: a prompt to request the critical section when stdin is
       case 'token-regenerated':
         return this.emit(
           'regenerated',
-          `${chalk.yellow('new token')} generation ${e.generation}, epoch ${e.epoch}, ring of ${e.ring} (${e.reason === 'lost' ? 'the token was lost' : 'the ring changed'})`,
+          `${chalk.yellow('new token')} generation ${e.generation}, epoch ${e.epoch}, ring of ${e.ring} (${REGENERATED_WHY[e.reason]})`,
           { generation: e.generation, epoch: e.epoch, ring: e.ring, reason: e.reason },
         );
       case 'token-stale':
@@ -276,31 +323,45 @@ Without --exec or --hold: a prompt to request the critical section when stdin is
             generation: e.generation,
           },
         );
-      case 'join':
-      case 'dead':
-      case 'left':
-        return this.emit(e.kind, `${chalk.gray(e.kind.padEnd(7))} ${paintName(e.member.name)}`, {
-          peer: e.member.name,
-          id: e.member.id,
-        });
+      case 'token-ring-changed': {
+        // Only peers that run the ring: `peer up` and other bystanders are not announced.
+        for (const id of e.joined) this.ringEvent('join', id);
+        for (const id of e.departed)
+          this.ringEvent(this.peer?.node.membership.get(id)?.state === 'dead' ? 'dead' : 'left', id);
+        return;
+      }
     }
   }
 
-  private showStatus(tr: TokenRing): void {
+  private ringEvent(kind: 'join' | 'dead' | 'left', id: PeerId): void {
+    this.emit(kind, `${chalk.gray(kind.padEnd(7))} ${this.holderName(id)}`, {
+      peer: this.holderName(id, false),
+      id,
+    });
+  }
+
+  /** Where the token is; `asked` also when no token was seen yet. */
+  private showStatus(tr: TokenRing, asked = false): void {
     const s = tr.status();
-    if (s.generation === 0) return;
-    this.emit(
-      'token',
-      chalk.gray(
-        `token at ${this.holderName(s.holder)}, generation ${s.generation}, epoch ${s.epoch}, ring of ${s.ring.length}`,
-      ),
-      {
-        holder: this.holderName(s.holder, false),
-        generation: s.generation,
-        epoch: s.epoch,
-        ring: s.ring.length,
-      },
-    );
+    if (s.generation === 0 && !asked) return;
+    const where =
+      s.generation === 0
+        ? 'no token seen yet'
+        : `token at ${this.holderName(s.holder)}, generation ${s.generation}, epoch ${s.epoch}`;
+    this.emit('token', chalk.gray(`${where}, ${this.ringText(s.ring)}`), {
+      holder: this.holderName(s.holder, false),
+      generation: s.generation,
+      epoch: s.epoch,
+      ring: s.ring.length,
+      members: s.ring.map((id) => this.holderName(id, false)),
+    });
+  }
+
+  /** "ring of 3: ann, bob, cat": the peers that run the ring, in ring order, the first few by name. */
+  private ringText(ring: PeerId[]): string {
+    const names = ring.slice(0, RING_NAMES_SHOWN_MAX).map((id) => this.holderName(id));
+    const more = ring.length - names.length;
+    return `ring of ${ring.length}: ${names.join(', ')}${more > 0 ? ` and ${more} more` : ''}`;
   }
 
   private holderName(id: string, paint = true): string {
@@ -318,9 +379,41 @@ Without --exec or --hold: a prompt to request the critical section when stdin is
       this.log(
         JSON.stringify({ event, at: new Date().toISOString(), name: this.peer?.node.name, ...fields }),
       );
-    else this.log(`${clockTime(Date.now())} ${text}`);
+    else if (this.menu) {
+      // A line printed under an open menu would break it: print it once the menu is down.
+      this.held.push(`${clockTime(Date.now())} ${text}`);
+      this.menu.abort();
+    } else this.log(`${clockTime(Date.now())} ${text}`);
   }
 }
+
+type MenuState = 'idle' | 'waiting' | 'inside';
+type MenuAction = 'request' | 'withdraw' | 'release' | 'where' | 'leave';
+
+/** What can be done in each state: never a release while outside, never a request while waiting. */
+const MENU: Record<MenuState, Array<{ name: string; value: MenuAction }>> = {
+  idle: [
+    { name: 'Request the critical section', value: 'request' },
+    { name: 'Show where the token is', value: 'where' },
+    { name: 'Leave the ring', value: 'leave' },
+  ],
+  waiting: [
+    { name: 'Withdraw the request', value: 'withdraw' },
+    { name: 'Show where the token is', value: 'where' },
+    { name: 'Leave the ring', value: 'leave' },
+  ],
+  inside: [
+    { name: 'Release the critical section', value: 'release' },
+    { name: 'Show where the token is', value: 'where' },
+    { name: 'Leave the ring (releases the critical section)', value: 'leave' },
+  ],
+};
+
+const REGENERATED_WHY = {
+  first: 'the first token of this ring',
+  lost: 'the token was lost',
+  reconfigure: 'the ring changed',
+} as const;
 
 function exitNote(reason: TokenExitReason): string {
   switch (reason) {

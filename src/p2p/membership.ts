@@ -232,6 +232,7 @@ export class Membership implements Protocol {
   refused = 0;
   private readonly members = new Map<PeerId, Member>();
   private tags: Tags = {};
+  private started = false;
   private lastHeartbeat = -Infinity;
   /** An observer's next probe, and the gap to the one after it. */
   private nextProbe = { at: Infinity, gap: OBSERVER_PROBE_FIRST_MS };
@@ -249,16 +250,21 @@ export class Membership implements Protocol {
 
   /** Announces this peer: a probe (members answer at once) and, for a member, a heartbeat. */
   start(): void {
+    this.started = true;
     this.probe();
     if (this.opts.observer)
       this.nextProbe = { at: this.ctx.now() + OBSERVER_PROBE_FIRST_MS, gap: OBSERVER_PROBE_FIRST_MS };
     else this.heartbeat();
   }
 
-  /** Tags ride on every heartbeat (Serf's tags): role, priority, load. A change is sent at once. */
+  /**
+   * Tags ride on every heartbeat (Serf's tags): role, priority, load. A change is sent at once;
+   * tags set before start() ride on the first heartbeat (a restarted member is then never seen
+   * without them).
+   */
   setTags(tags: Tags): void {
     this.tags = { ...tags };
-    if (!this.opts.observer) this.heartbeat();
+    if (!this.opts.observer && this.started) this.heartbeat();
   }
 
   get ownTags(): Tags {

@@ -1,9 +1,20 @@
 /**
  * Token ring: mutual exclusion by one circulating token that carries a fencing number.
  *
- * Ring. The live members (membership.live()) plus this peer, ordered by id. A holder passes the
- * token to its successor in that order; dead and left peers drop out of the order at once, and
- * joiners enter it at once, so the ring repairs itself as the membership view changes.
+ * Ring. The live members (membership.live()) that run the ring, plus this peer, ordered by id: the
+ * "live ring" below. A peer running the ring says so by a tag on its heartbeats (RING_TAG); the
+ * other members of the group (`peer up`, workers, kv and replica holders, chat, one-shot commands)
+ * are bystanders. A bystander runs no TokenRing: its node drops every tok.* message as a type it
+ * does not know, so it would neither take a pass nor answer a lease or a claim. Counting it in the
+ * ring made passes to it time out and be skipped, let a leaving holder hand it the token for good,
+ * and put it in quorum sets where it never votes (a ring of 3 among 2 bystanders stopped after
+ * one crash). So nothing here is ever addressed to a bystander, and successors, claimer ranks, the
+ * loss timeout, quorum sets and the sets we learn all come from the live ring alone. A holder
+ * passes the token to its successor in that order; dead and left peers drop out of the order at
+ * once, and joiners enter it with their first heartbeat (it carries the tag), so the ring repairs
+ * itself as the membership view changes. In an open group anyone can send a heartbeat with the
+ * tag, as anyone could join the group before: a stranger counts in the ring no more than it counted
+ * as a member (see "Learning a quorum set"); a keyed group stops it.
  *
  * Token. (epoch, gen). `gen` rises at every pass and at every regeneration: it is the fencing
  * token handed to the application. `epoch` rises only when a token is regenerated (or the quorum
@@ -15,7 +26,7 @@
  * Passing. `tok.pass` is multicast (so every peer sees token activity) and addressed to one
  * successor, identified by id and incarnation (a restarted peer never takes a pass meant for its
  * previous life). The successor acknowledges by unicast (`tok.pack`); the holder resends every
- * passRetryMs and, after passAttempts sends, skips to the next live peer with a new gen. A
+ * passRetryMs and, after passAttempts sends, skips to the next in the live ring with a new gen. A
  * successor that got the token but whose acks were all lost then holds a copy: copies are safe
  * (see leases) and die when they meet the newer one.
  *
@@ -92,7 +103,7 @@
  * timeout) and carries on; the minority side cannot get leases or confirms and idles, even if it
  * still passes a token around (by design: the majority side may have a holder). After healing, the
  * minority's token is older and is discarded. The first epoch (no cfg yet) is bootstrapped from
- * the claimer's live view: peers started on two sides of a partition can each make an epoch 1;
+ * the claimer's live ring: peers started on two sides of a partition can each make an epoch 1;
  * their tokens meet when it heals, the lower is discarded, and its holder's lease lapses within
  * leaseMs, but the two rings may overlap in that window: start a ring on a connected network.
  * Leases assume clocks that run at the same rate within leaseGuardMs per lease (monotonic clocks
@@ -108,7 +119,7 @@ import type { Address } from './transport/transport.js';
 export interface TokenRingTimings {
   /** An unacknowledged pass is resent after this long: a few LAN round trips. */
   passRetryMs: number;
-  /** Sends to one successor before it is skipped for the next live peer. */
+  /** Sends to one successor before it is skipped for the next in the live ring. */
   passAttempts: number;
   /** How long a holder that does not want the CS keeps the token: sets the idle rotation rate. */
   idleHoldMs: number;
@@ -158,6 +169,11 @@ export const GEN_STEP_MAX = 2 ** 32;
 export const DURABLE_RETRY_MS = 1000;
 /** A leaving holder multicasts its last pass this many times: it cannot wait for an ack. */
 export const LEAVE_PASS_COPIES = 3;
+/**
+ * Membership tag (on every heartbeat) of a peer that runs the ring: `true`. Members without it
+ * (`peer up`, workers, chat...) are not in the ring (see "Ring" in the header).
+ */
+export const RING_TAG = 'ring';
 
 /** What must survive a crash: promises to claimers and the newest epoch known (Paxos acceptor state). */
 export interface TokenRingDurable {
@@ -186,15 +202,25 @@ declare module './protocol.js' {
     'token-received': { epoch: number; generation: number; from: PeerId };
     /** A pass of ours was acknowledged by `to`. */
     'token-passed': { epoch: number; generation: number; to: PeerId };
-    /** The successor did not acknowledge; the token goes to the next live peer. */
+    /** The successor did not acknowledge; the token goes to the next in the live ring. */
     'token-skipped': { peer: PeerId; generation: number };
     /** This peer entered the critical section with fencing token `generation`. */
     'token-enter': { epoch: number; generation: number };
     'token-exit': { epoch: number; generation: number; reason: TokenExitReason; heldMs: number };
-    /** This peer made a new token (lost token, or the quorum set changed). */
-    'token-regenerated': { epoch: number; generation: number; ring: number; reason: 'lost' | 'reconfigure' };
+    /**
+     * This peer made a new token: the first one (no epoch was known to the majority that confirmed
+     * it), one for a lost token, or one for a changed quorum set.
+     */
+    'token-regenerated': {
+      epoch: number;
+      generation: number;
+      ring: number;
+      reason: 'first' | 'lost' | 'reconfigure';
+    };
     /** A token older than one already seen was refused or dropped. */
     'token-stale': { epoch: number; generation: number; from: PeerId };
+    /** Peers entered or left the live ring (seen at a tick); `ring` is the live ring now. */
+    'token-ring-changed': { joined: PeerId[]; departed: PeerId[]; ring: PeerId[] };
   }
 }
 
@@ -361,6 +387,8 @@ export class TokenRing implements Protocol {
   private storedGen = 0;
   private unstored = false;
   private lastSaveAt = -Infinity;
+  /** The live ring at the last tick, for 'token-ring-changed'. */
+  private lastRing: PeerId[] = [];
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -374,6 +402,10 @@ export class TokenRing implements Protocol {
     // may have granted in its previous life has expired.
     this.quietUntil = now + this.t.leaseMs + this.t.leaseGuardMs;
     this.lastActivity = now;
+    // On our first heartbeat already (set before the node starts), so that a restart of ours is
+    // never seen without it: the others would see us leave the ring and come back, and remake the
+    // quorum set twice. (An observer, the monitor's watch-only instance, sends no heartbeat.)
+    membership.setTags({ ...membership.ownTags, [RING_TAG]: true });
     const d = opts.durable?.load();
     if (d) {
       this.promised = d.promised;
@@ -450,6 +482,7 @@ export class TokenRing implements Protocol {
   }
 
   tick(now: number): void {
+    this.noteRingChange();
     this.trackLeavers(now);
     if (this.cs) {
       if (now >= this.leaseUntil) this.exit('lease-lost');
@@ -953,7 +986,7 @@ export class TokenRing implements Protocol {
       epoch: claim.e,
       generation: g,
       ring: cfg.length,
-      reason: claim.reason,
+      reason: claim.reason === 'lost' && claim.base === 0 ? 'first' : claim.reason,
     });
     this.beat(this.held, now);
   }
@@ -1010,14 +1043,29 @@ export class TokenRing implements Protocol {
     if (last && last.holder === holder && last.e === e && last.br === br && g > last.g) last.passedOn = true;
   }
 
-  /** Live members and this peer, by id. */
+  /** Emits 'token-ring-changed' when the live ring differs from the one at the last tick. */
+  private noteRingChange(): void {
+    const ring = this.ring();
+    const last = this.lastRing;
+    if (ring.length === last.length && ring.every((id, i) => last[i] === id)) return;
+    this.lastRing = ring;
+    const joined = ring.filter((id) => id !== this.ctx.self.id && !last.includes(id));
+    const departed = last.filter((id) => !ring.includes(id));
+    if (joined.length + departed.length > 0)
+      this.ctx.emit({ kind: 'token-ring-changed', joined, departed, ring });
+  }
+
+  /** The live members that run the ring (RING_TAG) and this peer, by id. */
   private ring(): PeerId[] {
-    const ids = this.membership.live().map((m) => m.id);
+    const ids = this.membership
+      .live()
+      .filter((m) => m.tags[RING_TAG] === true)
+      .map((m) => m.id);
     ids.push(this.ctx.self.id);
     return ids.sort();
   }
 
-  /** The next live peer after this one in id order, not in `skip`; null when alone. */
+  /** The next peer of the live ring after this one in id order, not in `skip`; null when alone. */
   private successor(skip: Set<PeerId>): PeerId | null {
     const ring = this.ring();
     const i = ring.indexOf(this.ctx.self.id);

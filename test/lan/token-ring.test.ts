@@ -6,6 +6,10 @@
  * whole machine crashes); the two survivors regenerate the token and finish their rounds, and
  * scripts/check-fencing.mjs --allow-abandoned accepts the file: no overlap, strictly increasing
  * fencing tokens, the killed turn the only one without an exit.
+ * Then (issue 18) three `--exec --rounds 3` processes on a LAN where two `peer up` run too: the
+ * ring is the three, whatever else is on the group, so all three finish their turns and exit 0,
+ * though each that leaves first hands the token on and leaves the quorum (with the bystanders
+ * counted in the ring, the token went to a bystander and no new one could be made: it hung).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -36,6 +40,23 @@ function lastLine(file: string): string {
   const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n');
   return lines[lines.length - 1] ?? '';
 }
+
+/**
+ * A turn's shell command: wait for the gate file (opened once all see each other: a process that
+ * started seconds before the others, on a loaded machine, would take all its turns in a ring of
+ * its own, and a ring formed later by peers that never met it starts its fencing tokens again at
+ * 1, docs/token-ring.md, Limits), then append "enter TOKEN NAME", use the resource `turnS`, and
+ * append "exit TOKEN NAME". tempDir names have no quotes, so the file names sit in single quotes.
+ */
+function turnCommand(gate: string, shared: string, turnS: number): string {
+  return (
+    `while [ ! -e '${gate}' ]; do sleep 0.05; done; ` +
+    `echo "enter $PEER_FENCING_TOKEN $PEER_TOKEN_HOLDER" >> '${shared}'; sleep ${turnS}; ` +
+    `echo "exit $PEER_FENCING_TOKEN $PEER_TOKEN_HOLDER" >> '${shared}'`
+  );
+}
+
+const sees = (l: Lines, name: string) => l.json().some((e) => e.event === 'join' && e.peer === name);
 
 function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
@@ -69,16 +90,8 @@ describe.runIf(decision.run)('peer token-ring on a namespace LAN with 10 % loss'
   });
 
   it('a holder killed with kill -9 mid-turn: survivors get a new token, the file stays fenced', async () => {
-    // tempDir names have no quotes, so the file name can sit in single quotes.
-    // The first turn waits for the gate, opened once all three see each other: a process that
-    // started seconds before the others (a loaded machine) would otherwise take all its turns in
-    // a ring of its own, and a ring formed later by peers that never met it starts its fencing
-    // tokens again at 1 (docs/token-ring.md, Limits).
     const gate = path.join(dir, 'gate');
-    const cmd =
-      `while [ ! -e '${gate}' ]; do sleep 0.05; done; ` +
-      `echo "enter $PEER_FENCING_TOKEN $PEER_TOKEN_HOLDER" >> '${shared}'; sleep ${TURN_S}; ` +
-      `echo "exit $PEER_FENCING_TOKEN $PEER_TOKEN_HOLDER" >> '${shared}'`;
+    const cmd = turnCommand(gate, shared, TURN_S);
     NAMES.forEach((name, i) => {
       const args = [BIN, 'token-ring', '--name', name, '--interface', lan.host(i).address];
       args.push('--port', String(PORT), '--data-dir', path.join(dir, 'data'), '--profile', 'lan');
@@ -89,7 +102,6 @@ describe.runIf(decision.run)('peer token-ring on a namespace LAN with 10 % loss'
     const enters = (l: Lines) => l.json().filter((e) => e.event === 'enter');
     const victim = peers[VICTIM]!;
     const victimName = NAMES[VICTIM]!;
-    const sees = (l: Lines, name: string) => l.json().some((e) => e.event === 'join' && e.peer === name);
     for (const [i, p] of peers.entries())
       await p.until(
         (l) => NAMES.every((n) => n === NAMES[i] || sees(l, n)),
@@ -185,4 +197,110 @@ describe.runIf(decision.run)('peer token-ring on a namespace LAN with 10 % loss'
       new RegExp(`entered while token ${killedToken} \\(line \\d+\\) was inside`),
     );
   }, 90_000);
+});
+
+describe.runIf(decision.run)('peer token-ring beside `peer up` on a namespace LAN with 10 % loss', () => {
+  /** Hosts 0 and 1 run `peer up`; the ring runs on the others. */
+  const BYSTANDERS = ['upa', 'upb'];
+  const RING = ['ann', 'bob', 'cat'];
+  const ROUNDS = 3;
+  const TURN_S = 0.1;
+  /** From the gate to the last exit: 9 turns of ~0.2 s, and two leaves (each a reconfiguration). */
+  const ROUNDS_MS = 30_000;
+  let lan: NetnsLan;
+  let dir: string;
+  const procs: Lines[] = [];
+
+  beforeAll(() => {
+    lan = new NetnsLan(BYSTANDERS.length + RING.length).up();
+    if (process.env.PEER_REQUIRE_LAN === '1' && !nftAvailable())
+      throw new Error('nft is required in CI for the loss scenario');
+    if (nftAvailable()) lan.addLossAll(10);
+    dir = tempDir('lan-token-bystanders');
+  });
+
+  afterAll(() => {
+    lan?.down();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('three --exec --rounds 3 processes among two `peer up`: all exit 0 after their turns, tokens increasing', async () => {
+    const shared = path.join(dir, 'shared.log');
+    fs.writeFileSync(shared, '');
+    const gate = path.join(dir, 'gate');
+    const net = (i: number) => [
+      '--interface',
+      lan.host(i).address,
+      '--port',
+      String(PORT),
+      '--profile',
+      'lan',
+    ];
+    const env = { NO_COLOR: '1', PEER_KEY_FILE: '' };
+    const bystanders = BYSTANDERS.map((name, i) => {
+      const args = [BIN, 'up', '--name', name, ...net(i), '--data-dir', path.join(dir, 'data')];
+      const p = new Lines(lan.spawn(i, process.execPath, [...args, '--log-format', 'json'], env));
+      procs.push(p);
+      return p;
+    });
+    for (const [i, b] of bystanders.entries())
+      await b.until((l) => l.json().some((e) => e.event === 'up'), FIRST_TURN_MS, `${BYSTANDERS[i]} up`);
+    const ring = RING.map((name, k) => {
+      const i = BYSTANDERS.length + k;
+      const args = [BIN, 'token-ring', '--name', name, ...net(i), '--data-dir', path.join(dir, 'data')];
+      args.push('--exec', turnCommand(gate, shared, TURN_S), '--rounds', String(ROUNDS), '--json');
+      const p = new Lines(lan.spawn(i, process.execPath, args, env));
+      procs.push(p);
+      return p;
+    });
+    for (const [k, p] of ring.entries())
+      await p.until(
+        (l) => RING.every((n) => n === RING[k] || sees(l, n)),
+        FIRST_TURN_MS,
+        `${RING[k]} to see the others`,
+      );
+    fs.writeFileSync(gate, '');
+
+    const codes = await deadline(
+      Promise.all(ring.map((p) => p.exited)),
+      ROUNDS_MS,
+      'all three to finish their rounds',
+    ).catch((err: Error) => {
+      const diag = ring.map((p, k) => `${RING[k]}: ${p.lines.slice(-3).join(' | ')}`);
+      throw new Error(`${err.message}\n${diag.join('\n')}`);
+    });
+    const diag = ring.map(
+      (p, k) => `${RING[k]}: ${p.lines.slice(-4).join(' | ')} ${p.stderr.join('').slice(-300)}`,
+    );
+    expect(codes, diag.join('\n')).toEqual([0, 0, 0]);
+
+    // Each took its turns (a turn cut short by a lost lease is not counted by --rounds: >=), its
+    // fencing tokens rising, and the file saw them one at a time, tokens strictly increasing.
+    for (const p of ring) {
+      const mine = p
+        .json()
+        .filter((e) => e.event === 'enter')
+        .map((e) => e.generation as number);
+      expect(mine.length).toBeGreaterThanOrEqual(ROUNDS);
+      expect([...mine].sort((a, b) => a - b)).toEqual(mine);
+      expect(p.json().some((e) => e.event === 'exec-failed')).toBe(false);
+      // Bystanders are not announced as ring members.
+      expect(p.json().some((e) => BYSTANDERS.includes(e.peer as string))).toBe(false);
+    }
+    const check = spawnSync(
+      process.execPath,
+      [path.join(ROOT, 'scripts/check-fencing.mjs'), shared, '--allow-abandoned'],
+      { encoding: 'utf8' },
+    );
+    expect(check.stdout, check.stdout).toMatch(/no overlap, strictly increasing$/m);
+    expect(check.status).toBe(0);
+    const enters = fs
+      .readFileSync(shared, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('enter '));
+    for (const name of RING)
+      expect(enters.filter((l) => l.endsWith(` ${name}`)).length).toBeGreaterThanOrEqual(ROUNDS);
+    // The bystanders ran throughout.
+    for (const b of bystanders) expect(b.child.exitCode).toBeNull();
+  }, 120_000);
 });

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
-import { EPOCH_STEP_MAX, TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
+import { EPOCH_STEP_MAX, RING_TAG, TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
 import { seededRandom, type LinkFaults } from '../../src/p2p/transport/sim.js';
 import { rogue } from '../support/rogue.js';
 
@@ -65,6 +65,8 @@ interface Ring {
 /**
  * n peers that each ask for the CS again a random 0-100 ms after leaving it (when `busy`) and hold
  * it 0-HOLD_MAX_MS. Durable token-ring state survives crashes, like the CLI's SQLite table.
+ * `bystanders` other members join the group first and run no ring, as `peer up` does (BYSTANDER
+ * names them).
  */
 async function ring(
   seed: number,
@@ -72,12 +74,14 @@ async function ring(
   faults: Partial<LinkFaults>,
   busy = true,
   holdMaxMs = HOLD_MAX_MS,
+  bystanders = 0,
 ): Promise<Ring> {
   const res = new Resource();
   const tok = new Map<SimPeer, TokenRing>();
   const asked = new Map<SimPeer, number>();
   const disk = new Map<string, TokenRingDurable>();
   const c: SimCluster = new SimCluster(seed, faults, PROFILES.lan, (node, peer) => {
+    if (BYSTANDER.test(peer.name)) return;
     const ask = () => {
       if (!peer.up || peer.node !== node) return;
       asked.set(peer, c.rt.now());
@@ -108,9 +112,13 @@ async function ring(
     });
     if (busy) c.rt.schedule(c.rt.random() * 100, ask);
   });
+  for (let i = 0; i < bystanders; i++) await c.add(`up${i}`);
   for (let i = 0; i < n; i++) await c.add(`p${i}`);
   return { c, res, tok, asked };
 }
+
+/** Names of the peers ring() starts without a token ring. */
+const BYSTANDER = /^up\d+$/;
 
 /** A crash ends whatever the peer was doing to the resource at that instant. */
 async function crash(r: Ring, p: SimPeer): Promise<void> {
@@ -120,7 +128,7 @@ async function crash(r: Ring, p: SimPeer): Promise<void> {
 }
 
 function holders(r: Ring): SimPeer[] {
-  return r.c.live().filter((p) => r.tok.get(p)!.status().holding);
+  return r.c.live().filter((p) => r.tok.get(p)?.status().holding);
 }
 
 function entries(r: Ring, since: number): number {
@@ -226,6 +234,11 @@ describe('token ring (simulation)', () => {
       expect(c.rt.runUntilTrue(() => holders(r).length === 1, 1_000)).toBe(true);
       const holder = holders(r)[0]!;
       const genBefore = r.tok.get(holder)!.status().generation;
+      // The ring's first token is said to be the first, not a lost one (so that `regenerated()`
+      // below sees the regeneration for this crash only).
+      const made = c.peers.flatMap((p) => p.events.filter((e) => e.kind === 'token-regenerated'));
+      expect(made.length).toBeGreaterThan(0);
+      expect(made.every((e) => e.kind === 'token-regenerated' && e.reason === 'first')).toBe(true);
       await crash(r, holder);
       const at = c.rt.now();
       const regenerated = () =>
@@ -354,6 +367,35 @@ describe('token ring (simulation)', () => {
     expect(r.res.violations).toEqual([]);
   });
 
+  it.each([1, 2, 3, 4, 5])(
+    "a member restarted at once stays in the others' ring: no departure, no new quorum set, seed %i",
+    async (seed) => {
+      const r = await ring(seed, 3, { delayMaxMs: 2 });
+      const { c } = r;
+      c.rt.runFor(2_000);
+      const p = c.peers[seed % 3]!;
+      const others = c.peers.filter((q) => q !== p);
+      const reconfigurations = () =>
+        c.peers.flatMap((q) =>
+          q.events.filter((e) => e.kind === 'token-regenerated' && e.reason === 'reconfigure'),
+        ).length;
+      const before = reconfigurations();
+      const at = c.rt.now();
+      await crash(r, p);
+      await c.restart(p);
+      c.rt.runFor(2_000);
+      // Its new process is the same ring member: it says so from its first heartbeat, so nobody
+      // sees it leave and come back, and the quorum set stays as it was.
+      for (const q of others) {
+        const departed = q.events.flatMap((e) => (e.kind === 'token-ring-changed' ? e.departed : []));
+        expect(departed, q.name).not.toContain(p.node.id);
+      }
+      expect(reconfigurations()).toBe(before);
+      expect(r.res.sections.some((x) => x.peer === p.name && x.enter > at)).toBe(true);
+      expect(r.res.violations).toEqual([]);
+    },
+  );
+
   it('joiners enter the ring and the quorum set; leavers hand the token on', async () => {
     const r = await ring(7, 3, { loss: 0.02, delayMaxMs: 2 });
     const { c } = r;
@@ -383,6 +425,109 @@ describe('token ring (simulation)', () => {
     expect(r.res.violations).toEqual([]);
     expect(c.handlerErrors()).toEqual([]);
   });
+});
+
+describe('token ring among peers that do not run it (simulation)', () => {
+  // Issue 18: every live member used to count as part of the ring, `peer up` and the like
+  // included. Passes to them went unanswered and were skipped; a leaving holder handed the token
+  // to one, where it stayed; and quorum sets named them, so a ring of 3 among 2 of them could not
+  // make a new token after one crash (2 votes of 5).
+  /** Every ring member takes a turn within this after the ring changes: a few rotations. */
+  const TURNS_MS_MAX = 5_000;
+
+  /**
+   * Watches the ring for what a bystander must never be part of: a pass addressed to it (heard on
+   * the wire by a listener that is no member), or a ring member's view that it holds the token
+   * or is in the ring. Returns the problems seen so far.
+   */
+  async function watchBystanders(r: Ring): Promise<() => string[]> {
+    // The first time each problem is seen.
+    const problems = new Map<string, number>();
+    const seen = (what: string) => {
+      if (!problems.has(what)) problems.set(what, Math.round(r.c.rt.now()));
+    };
+    const bystanders = new Map(r.c.peers.filter((p) => !r.tok.has(p)).map((p) => [p.node.id, p.name]));
+    expect(bystanders.size).toBeGreaterThan(0);
+    const ear = await rogue(r.c.net);
+    ear.onHeard = (h) => {
+      const to = h.b.to as string;
+      if (h.t === 'tok.pass' && bystanders.has(to)) seen(`a pass to ${bystanders.get(to)}`);
+    };
+    const look = () => {
+      for (const [p, t] of r.tok) {
+        if (!p.up) continue;
+        const s = t.status();
+        if (bystanders.has(s.holder)) seen(`${p.name} sees the token at ${bystanders.get(s.holder)}`);
+        if (s.ring.some((id) => bystanders.has(id))) seen(`${p.name} counts a bystander in its ring`);
+      }
+      r.c.rt.schedule(TICK_MS, look);
+    };
+    look();
+    return () => [...problems].map(([what, at]) => `t=${at}: ${what}`);
+  }
+
+  const turnsSince = (r: Ring, p: SimPeer, at: number) =>
+    r.res.sections.filter((s) => s.peer === p.name && s.enter > at).length;
+
+  it.each([1, 2, 3, 4, 5, 6, 7, 8])(
+    'a ring of 3 among 2 bystanders: every member takes turns, no pass or token goes to a bystander, seed %i',
+    async (seed) => {
+      const r = await ring(seed, 3, { loss: 0.05, duplicate: 0.02, delayMaxMs: 3 }, true, HOLD_MAX_MS, 2);
+      const { c } = r;
+      const problems = await watchBystanders(r);
+      const members = [...r.tok.keys()];
+      expect(
+        c.rt.runUntilTrue(() => members.every((p) => turnsSince(r, p, 0) >= 5), 3_000 + TURNS_MS_MAX),
+        'every ring member takes 5 turns',
+      ).toBe(true);
+      c.rt.runFor(2_000);
+      expect(problems()).toEqual([]);
+      for (const [p, t] of r.tok) {
+        expect(t.status().ring, p.name).toHaveLength(3);
+        // What the command announces: the other two joined the ring, and nobody else.
+        const joined = p.events.flatMap((e) => (e.kind === 'token-ring-changed' ? e.joined : []));
+        const others = members.filter((q) => q !== p).map((q) => q.node.id);
+        expect(joined.sort(), p.name).toEqual(others.sort());
+      }
+      expect(r.res.violations).toEqual([]);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each([1, 2, 3, 4, 5, 6, 7, 8])(
+    'among 2 bystanders, the holder of a ring of 4 leaves, then another member crashes: the others go on taking turns, seed %i',
+    async (seed) => {
+      const r = await ring(seed, 4, { loss: 0.02, delayMaxMs: 2 }, true, HOLD_MAX_MS, 2);
+      const { c } = r;
+      const problems = await watchBystanders(r);
+      const members = () => [...r.tok.keys()].filter((p) => p.up);
+      expect(c.rt.runUntilTrue(() => r.res.sections.length >= 8, 3_000 + TURNS_MS_MAX)).toBe(true);
+
+      // The holder leaves (it hands the token to its successor on its way out).
+      expect(c.rt.runUntilTrue(() => holders(r).length === 1, 1_000)).toBe(true);
+      const leaver = holders(r)[0]!;
+      await c.leave(leaver);
+      r.res.exit(leaver.name, c.rt.now());
+      r.asked.delete(leaver);
+      const leftAt = c.rt.now();
+      expect(
+        c.rt.runUntilTrue(() => members().every((p) => turnsSince(r, p, leftAt) >= 2), TURNS_MS_MAX),
+        `after ${leaver.name} left, every other ring member takes turns`,
+      ).toBe(true);
+
+      // Another member crashes, the holder when there is one.
+      const victim = holders(r)[0] ?? pick(members(), c.rt.random);
+      await crash(r, victim);
+      const crashedAt = c.rt.now();
+      expect(
+        c.rt.runUntilTrue(() => members().every((p) => turnsSince(r, p, crashedAt) >= 2), TURNS_MS_MAX),
+        `after ${victim.name} crashed, the last two take turns`,
+      ).toBe(true);
+      expect(problems()).toEqual([]);
+      expect(r.res.violations).toEqual([]);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
 });
 
 describe('token ring under forged epochs and generations (simulation)', () => {
@@ -653,13 +798,13 @@ describe('token ring after a token names a quorum set (simulation)', () => {
       const r = await ring(seed, 4, { delayMaxMs: 2 });
       const { c } = r;
       c.rt.runFor(2_000);
-      // A stranger reaches one member only, which counts it in its live ring: the next epoch that
-      // member makes names it (the beat stands for that epoch's token). Then the stranger goes
+      // A stranger running the ring reaches one member only, which counts it in its live ring: the
+      // next epoch that member makes names it (the beat stands for that epoch's token). Then it goes
       // quiet and the token is lost. A peer that refused the set for naming an id it never saw
       // would claim from the old epoch, refused by that member and never able to learn the new one.
       const f = await rogue(c.net, '0000000000000001');
       const [p0] = c.peers;
-      f.send(p0!.address, 'hb', { g: {}, h: 1 });
+      f.send(p0!.address, 'hb', { g: { [RING_TAG]: true }, h: 1 });
       c.rt.runFor(TICK_MS);
       const st = r.tok.get(p0!)!.status();
       const cfg = [...c.peers.map((p) => p.node.id), f.id].sort();

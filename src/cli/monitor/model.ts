@@ -59,7 +59,7 @@ export interface TokenInfo {
   generation: number;
   /** Who holds it, as last seen in a pass or a beat; '' when unknown. */
   holder: PeerId | '';
-  /** The ring order the peers use: live members by id. */
+  /** The ring order the peers use: live members that run the ring, by id. */
   ring: PeerId[];
   /** Generations per second over the last ROTATION_WINDOW_MS, or null before two samples. */
   passesPerSecond: number | null;

@@ -1,7 +1,8 @@
 /**
- * Token: the ring order (live members by id, as every peer orders it), who holds the token, its
- * epoch and generation (the fencing number), and how fast it moves, all from the `tok.pass` and
- * `tok.beat` multicasts every peer sees (token-ring.ts), read by a watch-only instance.
+ * Token: the ring order (the live members that run peer token-ring, by id, as every peer orders
+ * it), who holds the token, its epoch and generation (the fencing number), and how fast it moves,
+ * all from the `tok.pass` and `tok.beat` multicasts every peer sees (token-ring.ts), read by a
+ * watch-only instance.
  */
 import { cell, stateTone, UNKNOWN, type MonitorInput, type Tab, type TabView } from '../model.js';
 
@@ -39,7 +40,7 @@ export const tokenTab: Tab = {
           cell(id === t.holder ? `holds gen ${t.generation}` : '', 'accent'),
         ];
       }),
-      empty: 'the ring is empty: no live member',
+      empty: 'the ring is empty: no peer runs peer token-ring',
     };
   },
 };
