@@ -23,8 +23,12 @@
  * datagram never fragments on an Ethernet LAN (1500 MTU minus IP/UDP headers leaves room).
  */
 
-/** 2: binary attachments (reliable delivery's messages moved out of the JSON body). */
-export const PROTOCOL_VERSION = 2;
+/**
+ * 2: binary attachments (reliable delivery's messages moved out of the JSON body).
+ * 3: the token ring is the members tagged `ring` (a version-2 ring peer would be left out of it),
+ *    and an observer's probe carries `o` (a version-2 peer refuses it).
+ */
+export const PROTOCOL_VERSION = 3;
 /** Largest encoded envelope we send or accept, in bytes. */
 export const DATAGRAM_PAYLOAD_BYTES_MAX = 1200;
 export const NAME_CHARS_MAX = 64;
