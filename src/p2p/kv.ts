@@ -39,7 +39,7 @@ import type { Tags } from './membership.js';
 import { ENTRY_LAMPORT_AHEAD_MAX, REPLICA_TAG, Replication, type Directory } from './replication.js';
 import { adoptable } from './bounds.js';
 import type { Entry } from '../storage/replica.js';
-import type { WriteFailureKind } from '../storage/health.js';
+import type { WriteFailureKind } from './write-failure.js';
 import {
   KV_KEY_BYTES_MAX,
   KV_SCAN_ROWS_MAX,

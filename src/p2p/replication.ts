@@ -88,7 +88,7 @@ import {
   type ApplyResult,
   type Entry,
 } from '../storage/replica.js';
-import { WriteFailedError, type WriteFailureKind } from '../storage/health.js';
+import { WriteFailedError, type WriteFailureKind } from './write-failure.js';
 import type { SimDisk } from '../storage/sim-disk.js';
 
 /** Membership tag a holder advertises: "<digest>:<count>". */

@@ -47,7 +47,7 @@ import type { Protocol, ProtocolContext } from './protocol.js';
 import type { Membership } from './membership.js';
 import type { CoordinatorView as ElectionView } from './election.js';
 import type { Address } from './transport/transport.js';
-import type { WriteFailureKind } from '../storage/health.js';
+import type { WriteFailureKind } from './write-failure.js';
 import {
   TASK_ARGS_JSON_CHARS_MAX,
   TASK_ARGS_MAX,

@@ -12,16 +12,7 @@
  * timer of its own.
  */
 import path from 'node:path';
-
-export type WriteFailureKind = 'full' | 'io' | 'other';
-
-export interface WriteFailure {
-  kind: WriteFailureKind;
-  /** The file the write went to. */
-  file: string;
-  /** The error code (ENOSPC, SQLITE_FULL...) or message, one line. */
-  code: string;
-}
+import { failureReason, type WriteFailure, type WriteFailureKind } from '../p2p/write-failure.js';
 
 /** An error without a code is named by the first line of its message, cut to this length. */
 export const FAILURE_CODE_CHARS_MAX = 200;
@@ -44,28 +35,6 @@ export function writeFailure(file: string, err: unknown): WriteFailure {
       ? 'io'
       : 'other';
   return { kind, file, code };
-}
-
-/** The failure in a few words, for a log line or an error message. */
-export function failureReason(kind: WriteFailureKind, code = ''): string {
-  switch (kind) {
-    case 'full':
-      return 'disk full';
-    case 'io':
-      return 'I/O error';
-    default:
-      return code ? `write error ${code}` : 'write error';
-  }
-}
-
-/** Thrown by a local write (a holder appending its own entry) that storage refused. */
-export class WriteFailedError extends Error {
-  override name = 'WriteFailedError';
-  constructor(readonly failure: WriteFailure) {
-    super(
-      `cannot store the entry: writes to ${failure.file} fail (${failureReason(failure.kind, failure.code)}); free space or fix the disk, then write again`,
-    );
-  }
 }
 
 /**

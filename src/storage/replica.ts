@@ -27,7 +27,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { writeFailure, type WriteFailure } from './health.js';
+import { writeFailure } from './health.js';
+import type { WriteFailure } from '../p2p/write-failure.js';
 
 export interface Entry {
   /** Id of the peer that created the entry (16 lowercase hex digits). */

@@ -12,7 +12,8 @@ import { isPeerId } from '../p2p/wire.js';
 import { loadable } from '../p2p/bounds.js';
 import { RING_CONFIG_MAX, type TokenRingDurable, type TokenRingOptions } from '../p2p/token-ring.js';
 import type { PeerStore } from './store.js';
-import { writeFailure, type StorageHealth, type WriteFailure } from './health.js';
+import { writeFailure, type StorageHealth } from './health.js';
+import type { WriteFailure } from '../p2p/write-failure.js';
 
 const uint = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { StorageHealth, WriteFailedError, writeFailure } from '../../src/storage/health.js';
+import { StorageHealth, writeFailure } from '../../src/storage/health.js';
+import { WriteFailedError } from '../../src/p2p/write-failure.js';
 
 describe('StorageHealth', () => {
   it('says one line when writes to a directory start failing and one when every failed writer wrote again', () => {
