@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerPool } from '../src/cli/worker-pool.js';
-import type { TaskOutcome } from '../src/p2p/task-ops.js';
+import type { TaskOutcome } from '../src/p2p/tasks/ops.js';
 
 const FIXTURE = new URL('./fixtures/task-thread.mjs', import.meta.url);
 const pools: WorkerPool[] = [];

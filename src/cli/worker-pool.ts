@@ -9,9 +9,9 @@
  * never crashes. Every outcome reaches `onDone` exactly once per run().
  */
 import { Worker } from 'node:worker_threads';
-import type { TaskExecutor, TaskSpec } from '../p2p/tasks.js';
-import { WORKER_BACKLOG_PER_THREAD, WORKER_CONCURRENCY_MAX } from '../p2p/tasks.js';
-import type { TaskOutcome } from '../p2p/task-ops.js';
+import type { TaskExecutor, TaskSpec } from '../p2p/tasks/coordinator.js';
+import { WORKER_BACKLOG_PER_THREAD, WORKER_CONCURRENCY_MAX } from '../p2p/tasks/coordinator.js';
+import type { TaskOutcome } from '../p2p/tasks/ops.js';
 
 /** A task running longer than this is stopped and reported failed (primes at its bound takes ~2 s). */
 export const TASK_RUN_MS_MAX = 60_000;

@@ -23,7 +23,7 @@ import {
   type TaskLog,
   type TaskRecord,
   type TaskState,
-} from '../p2p/tasks.js';
+} from '../p2p/tasks/coordinator.js';
 
 interface Row {
   id: string;

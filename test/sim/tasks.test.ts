@@ -11,10 +11,10 @@ import {
   type CoordinatorView,
   type TaskLog,
   type TaskSpec,
-} from '../../src/p2p/tasks.js';
+} from '../../src/p2p/tasks/coordinator.js';
 import { TaskStore } from '../../src/storage/tasks.js';
 import { Election } from '../../src/p2p/election.js';
-import { runTask } from '../../src/p2p/task-ops.js';
+import { runTask } from '../../src/p2p/tasks/ops.js';
 import type { LinkFaults } from '../../src/p2p/transport/sim.js';
 import type { PeerEvent, PeerEventOf } from '../../src/p2p/protocol.js';
 

@@ -4,8 +4,8 @@
  * hand, for tests that must not depend on the election.
  */
 import type { PeerId } from '../../src/p2p/wire.js';
-import type { CoordinatorView, TaskExecutor, TaskSpec, Tasks } from '../../src/p2p/tasks.js';
-import { runTask } from '../../src/p2p/task-ops.js';
+import type { CoordinatorView, TaskExecutor, TaskSpec, Tasks } from '../../src/p2p/tasks/coordinator.js';
+import { runTask } from '../../src/p2p/tasks/ops.js';
 import type { VirtualRuntime } from '../../src/p2p/transport/sim.js';
 
 export class SimExecutor implements TaskExecutor {

@@ -42,12 +42,12 @@
  * writes (a task's state while it moves between workers, what followers hear) only speed up a
  * takeover: one that fails costs at most a second execution of a task, which is harmless.
  */
-import { is, isPeerId, type Check, type Envelope, type PeerId } from './wire.js';
-import type { Protocol, ProtocolContext } from './protocol.js';
-import type { Membership } from './membership.js';
-import type { CoordinatorView as ElectionView } from './election.js';
-import type { Address } from './transport/transport.js';
-import type { WriteFailureKind } from './write-failure.js';
+import { is, isPeerId, type Check, type Envelope, type PeerId } from '../wire.js';
+import type { Protocol, ProtocolContext } from '../protocol.js';
+import type { Membership } from '../membership.js';
+import type { CoordinatorView as ElectionView } from '../election.js';
+import type { Address } from '../transport/transport.js';
+import type { WriteFailureKind } from '../write-failure.js';
 import {
   TASK_ARGS_JSON_CHARS_MAX,
   TASK_ARGS_MAX,
@@ -55,7 +55,7 @@ import {
   TASK_RESULT_CHARS_MAX,
   validateTask,
   type TaskOutcome,
-} from './task-ops.js';
+} from './ops.js';
 
 /** What tasks need of the election (election.ts): who coordinates, and in which term. */
 export type CoordinatorView = Pick<ElectionView, 'coordinator' | 'isCoordinator' | 'term'>;
@@ -199,7 +199,7 @@ export interface TaskResultEvent {
   durationMs: number | null;
 }
 
-declare module './protocol.js' {
+declare module '../protocol.js' {
   interface PeerEventMap {
     /** Submitter: the result of one of our tasks (once per task). */
     'task-result': TaskResultEvent;
