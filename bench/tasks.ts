@@ -23,7 +23,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ChildLines } from '../src/cli/child.js';
-import { runTask } from '../src/p2p/tasks/ops.js';
+import { runTask } from '../src/p2p/tasks/index.js';
 import { PeerStore } from '../src/storage/store.js';
 import { TaskStore } from '../src/storage/tasks.js';
 import { NetnsLan, netnsCapability } from '../test/support/netns.js';

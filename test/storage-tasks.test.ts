@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { PeerStore } from '../src/storage/store.js';
 import { TaskStore } from '../src/storage/tasks.js';
 import { StorageHealth } from '../src/storage/health.js';
-import type { TaskRecord } from '../src/p2p/tasks/coordinator.js';
+import type { TaskRecord } from '../src/p2p/tasks/index.js';
 
 const dirs: string[] = [];
 afterEach(() => {

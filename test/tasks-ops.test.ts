@@ -11,7 +11,7 @@ import {
   parseTaskArgs,
   runTask,
   validateTask,
-} from '../src/p2p/tasks/ops.js';
+} from '../src/p2p/tasks/index.js';
 
 const value = (op: string, args: unknown) => {
   const r = runTask(op, args);

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerPool } from '../src/cli/worker-pool.js';
-import type { TaskOutcome } from '../src/p2p/tasks/ops.js';
+import type { TaskOutcome } from '../src/p2p/tasks/index.js';
 
 const FIXTURE = new URL('./fixtures/task-thread.mjs', import.meta.url);
 const pools: WorkerPool[] = [];

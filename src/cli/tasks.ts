@@ -8,7 +8,7 @@ import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import type { PeerNode } from '../p2p/node.js';
 import type { PeerEvent } from '../p2p/protocol.js';
-import { Tasks, type CoordinatorView, type TaskExecutor, type TaskLog } from '../p2p/tasks/coordinator.js';
+import { Tasks, type CoordinatorView, type TaskExecutor, type TaskLog } from '../p2p/tasks/index.js';
 import { describeCoordinationEvent, installCoordination, type Coordination } from './coordination.js';
 import {
   describeMembershipEvent,

@@ -9,9 +9,13 @@
  * never crashes. Every outcome reaches `onDone` exactly once per run().
  */
 import { Worker } from 'node:worker_threads';
-import type { TaskExecutor, TaskSpec } from '../p2p/tasks/coordinator.js';
-import { WORKER_BACKLOG_PER_THREAD, WORKER_CONCURRENCY_MAX } from '../p2p/tasks/coordinator.js';
-import type { TaskOutcome } from '../p2p/tasks/ops.js';
+import {
+  WORKER_BACKLOG_PER_THREAD,
+  WORKER_CONCURRENCY_MAX,
+  type TaskExecutor,
+  type TaskOutcome,
+  type TaskSpec,
+} from '../p2p/tasks/index.js';
 
 /** A task running longer than this is stopped and reported failed (primes at its bound takes ~2 s). */
 export const TASK_RUN_MS_MAX = 60_000;

@@ -7,7 +7,7 @@ import { eventLog, paintName } from '../cli/output.js';
 import { installTaskPeer, logTaskPeer, type TaskPeer } from '../cli/tasks.js';
 import { priorityFlag } from '../cli/coordination.js';
 import { WorkerPool } from '../cli/worker-pool.js';
-import { WORKER_CONCURRENCY_MAX } from '../p2p/tasks/coordinator.js';
+import { WORKER_CONCURRENCY_MAX } from '../p2p/tasks/index.js';
 import { TaskStore } from '../storage/tasks.js';
 
 export default class Worker extends PeerCommand {

@@ -11,7 +11,7 @@
  *
  * A write that fails (SQLITE_FULL, an I/O error) is returned, never thrown, and goes to the
  * StorageHealth given (one line when writes start failing, one when they work again): the
- * protocol then does not acknowledge what it could not store (p2p/tasks.ts).
+ * protocol then does not acknowledge what it could not store (p2p/tasks/coordinator.ts).
  */
 import type Database from 'better-sqlite3';
 import type { PeerStore } from './store.js';
@@ -23,7 +23,7 @@ import {
   type TaskLog,
   type TaskRecord,
   type TaskState,
-} from '../p2p/tasks/coordinator.js';
+} from '../p2p/tasks/index.js';
 
 interface Row {
   id: string;

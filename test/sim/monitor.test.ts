@@ -17,7 +17,7 @@ import { Chat, CHAT_TAG, type ChatLine } from '../../src/p2p/chat.js';
 import { ReliableDelivery } from '../../src/p2p/reliable.js';
 import { chatTab } from '../../src/cli/monitor/tabs/chat.js';
 import { tasksTab } from '../../src/cli/monitor/tabs/tasks.js';
-import { Tasks } from '../../src/p2p/tasks/coordinator.js';
+import { Tasks } from '../../src/p2p/tasks/index.js';
 import { SimExecutor } from '../support/tasks.js';
 import { logsTab } from '../../src/cli/monitor/tabs/logs.js';
 import type { TabView } from '../../src/cli/monitor/model.js';

@@ -12,7 +12,13 @@ import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { FakeElection, SimExecutor } from '../support/tasks.js';
 import { PROFILES } from '../../src/p2p/config.js';
-import { MemoryTaskLog, Tasks, type LogWrite, type TaskLog, type TaskRecord } from '../../src/p2p/tasks/coordinator.js';
+import {
+  MemoryTaskLog,
+  Tasks,
+  type LogWrite,
+  type TaskLog,
+  type TaskRecord,
+} from '../../src/p2p/tasks/index.js';
 import { SimDisk } from '../../src/storage/sim-disk.js';
 import { writeFailure } from '../../src/storage/health.js';
 import type { PeerEvent, PeerEventOf } from '../../src/p2p/protocol.js';

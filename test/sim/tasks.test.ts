@@ -6,15 +6,15 @@ import { PROFILES } from '../../src/p2p/config.js';
 import Database from 'better-sqlite3';
 import {
   MemoryTaskLog,
+  runTask,
   TaskInputError,
   Tasks,
   type CoordinatorView,
   type TaskLog,
   type TaskSpec,
-} from '../../src/p2p/tasks/coordinator.js';
+} from '../../src/p2p/tasks/index.js';
 import { TaskStore } from '../../src/storage/tasks.js';
 import { Election } from '../../src/p2p/election.js';
-import { runTask } from '../../src/p2p/tasks/ops.js';
 import type { LinkFaults } from '../../src/p2p/transport/sim.js';
 import type { PeerEvent, PeerEventOf } from '../../src/p2p/protocol.js';
 

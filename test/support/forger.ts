@@ -33,8 +33,13 @@ import { ACK_HOLDERS_MAX, IBLT_CELLS_MAX, IBLT_CELLS_MIN } from '../../src/p2p/r
 import { HOLDERS_COUNT_MAX, KV_CHANNEL_PREFIX } from '../../src/p2p/kv.js';
 import { KV_KEY_BYTES_MAX, KV_SCAN_ROWS_MAX, KV_VALUE_BYTES_MAX, encodeOp } from '../../src/storage/kv.js';
 import { DIGEST_FANOUT, DIGEST_LEVELS } from '../../src/storage/replica.js';
-import { LIST_LIMIT_MAX, TASK_STATES } from '../../src/p2p/tasks/coordinator.js';
-import { FIBONACCI_N_MAX, PRIMES_N_MAX, TASK_OPS } from '../../src/p2p/tasks/ops.js';
+import {
+  FIBONACCI_N_MAX,
+  LIST_LIMIT_MAX,
+  PRIMES_N_MAX,
+  TASK_OPS,
+  TASK_STATES,
+} from '../../src/p2p/tasks/index.js';
 import type { Address } from '../../src/p2p/transport/transport.js';
 
 /** What the wire shows of one real member when a forged datagram is sent. */

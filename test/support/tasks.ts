@@ -4,8 +4,13 @@
  * hand, for tests that must not depend on the election.
  */
 import type { PeerId } from '../../src/p2p/wire.js';
-import type { CoordinatorView, TaskExecutor, TaskSpec, Tasks } from '../../src/p2p/tasks/coordinator.js';
-import { runTask } from '../../src/p2p/tasks/ops.js';
+import {
+  runTask,
+  type CoordinatorView,
+  type TaskExecutor,
+  type TaskSpec,
+  type Tasks,
+} from '../../src/p2p/tasks/index.js';
 import type { VirtualRuntime } from '../../src/p2p/transport/sim.js';
 
 export class SimExecutor implements TaskExecutor {

@@ -6,7 +6,7 @@
  */
 import type { MemberView, PeerEvent } from '../../p2p/protocol.js';
 import type { PeerId } from '../../p2p/wire.js';
-import type { TaskSummary } from '../../p2p/tasks/coordinator.js';
+import type { TaskSummary } from '../../p2p/tasks/index.js';
 import type { ChatLine } from '../../p2p/chat.js';
 import { escapeForTerminal } from '../sanitize.js';
 

@@ -13,7 +13,7 @@ import {
 } from '../../cli/tasks.js';
 import { Progress, showingWait } from '../../cli/progress.js';
 import type { PeerEventOf } from '../../p2p/protocol.js';
-import { LIST_LIMIT_MAX, summarize, type TaskSummary } from '../../p2p/tasks/coordinator.js';
+import { LIST_LIMIT_MAX, summarize, type TaskSummary } from '../../p2p/tasks/index.js';
 import { PeerStore } from '../../storage/store.js';
 import { TaskStore } from '../../storage/tasks.js';
 

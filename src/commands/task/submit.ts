@@ -14,8 +14,13 @@ import {
   type TaskPeer,
 } from '../../cli/tasks.js';
 import type { PeerEventOf } from '../../p2p/protocol.js';
-import { parseTaskArgs, TASK_OPS, validateTask } from '../../p2p/tasks/ops.js';
-import { SUBMITTER_TASKS_MAX, type Tasks } from '../../p2p/tasks/coordinator.js';
+import {
+  parseTaskArgs,
+  SUBMITTER_TASKS_MAX,
+  TASK_OPS,
+  validateTask,
+  type Tasks,
+} from '../../p2p/tasks/index.js';
 import type { PeerNode } from '../../p2p/node.js';
 
 export interface SubmitResult {

@@ -5,7 +5,7 @@
  * the task workers' tags.
  */
 import { coordinatorFromTags, rankMembers, TAG_PRIORITY } from '../../../p2p/election.js';
-import { TAG_CAPACITY, TAG_LOAD } from '../../../p2p/tasks/coordinator.js';
+import { TAG_CAPACITY, TAG_LOAD } from '../../../p2p/tasks/index.js';
 import {
   ago,
   cell,

@@ -3,7 +3,7 @@
  * and the coordinator's task log, fetched with Tasks.requestList (the same listing
  * `peer task list` shows): queue, running, done, failed, and per worker.
  */
-import { TAG_CAPACITY, TAG_LOAD } from '../../../p2p/tasks/coordinator.js';
+import { TAG_CAPACITY, TAG_LOAD } from '../../../p2p/tasks/index.js';
 import {
   ago,
   cell,
