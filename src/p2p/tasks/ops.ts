@@ -53,13 +53,15 @@ export function validateTask(op: unknown, args: unknown): Validation {
       error: `unknown operation '${clip(String(op), 32)}'; use one of: ${TASK_OPS.join(', ')}`,
     };
   if (!Array.isArray(args)) return { ok: false, error: `${op}: arguments must be a list of numbers` };
-  const bad = args.findIndex((a) => typeof a !== 'number' || !Number.isFinite(a));
-  if (bad >= 0)
-    return {
-      ok: false,
-      error: `${op}: argument ${bad + 1} (${clip(String(args[bad]), 32)}) is not a finite number; usage: ${TASK_USAGE[op]}`,
-    };
-  const nums = args as number[];
+  const nums: number[] = [];
+  for (const [i, a] of args.entries()) {
+    if (typeof a !== 'number' || !Number.isFinite(a))
+      return {
+        ok: false,
+        error: `${op}: argument ${i + 1} (${clip(String(a), 32)}) is not a finite number; usage: ${TASK_USAGE[op]}`,
+      };
+    nums.push(a);
+  }
   if (nums.length > TASK_ARGS_MAX)
     return { ok: false, error: `${op}: ${nums.length} arguments, over the limit of ${TASK_ARGS_MAX}` };
   const chars = JSON.stringify(nums).length;
