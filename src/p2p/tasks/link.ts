@@ -28,7 +28,7 @@ export class Link {
 
   constructor(
     private readonly ctx: ProtocolContext,
-    readonly membership: Membership,
+    private readonly membership: Membership,
     readonly view: CoordinatorView,
   ) {
     this.me = { id: ctx.self.id, name: ctx.self.name, address: '' };
