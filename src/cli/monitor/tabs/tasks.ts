@@ -1,5 +1,5 @@
 /**
- * Tasks: workers and their load from their heartbeat tags (`wk` capacity, `ld` load, tasks.ts),
+ * Tasks: workers and their load from their heartbeat tags (`wk` capacity, `ld` load, p2p/tasks/messages.ts),
  * and the coordinator's task log, fetched with Tasks.requestList (the same listing
  * `peer task list` shows): queue, running, done, failed, and per worker.
  */
