@@ -68,6 +68,17 @@ interface CoordTask {
   startedAt: number | null;
 }
 
+/** What the coordinator holds while it leads, and only then: dropped when it resigns. */
+interface Leadership {
+  /** Dispatch waits until then for workers' statuses (TAKEOVER_DISPATCH_DELAY_MS). */
+  dispatchAfter: number;
+  tasks: Map<string, CoordTask>;
+  /** Tasks waiting for a worker, oldest first. */
+  queue: Set<string>;
+  /** The tasks placed on each worker. */
+  byWorker: Map<PeerId, Set<string>>;
+}
+
 interface Candidate {
   id: PeerId;
   address: Address;
@@ -77,13 +88,9 @@ interface Candidate {
 }
 
 export class Coordinator {
-  /** We coordinate and have taken over; the maps below are empty otherwise. */
-  private leading = false;
-  private dispatchAfter = 0;
-  private readonly tasks = new Map<string, CoordTask>();
-  private readonly queue = new Set<string>();
-  private readonly byWorker = new Map<PeerId, Set<string>>();
-  /** Recent results, to answer repeats without reading the log. */
+  /** Present while we coordinate and have taken over; a peer that never leads holds none. */
+  private lead: Leadership | null = null;
+  /** Recent results, to answer repeats without reading the log (kept across terms). */
   private readonly recent = new Map<string, FinishedTask>();
 
   constructor(
@@ -97,25 +104,32 @@ export class Coordinator {
 
   /** Whether this peer leads: then it records results itself and ignores others' announcements. */
   get isLeading(): boolean {
-    return this.leading;
+    return this.lead !== null;
+  }
+
+  /** The state of our lead, for what only runs while we lead (asserted: a bug otherwise). */
+  private get leadership(): Leadership {
+    if (!this.lead) throw new Error('tasks coordinator: used while not leading');
+    return this.lead;
   }
 
   /** Outstanding tasks by state. */
   counts(): Record<'queued' | 'assigned' | 'running', number> {
     const c = { queued: 0, assigned: 0, running: 0 };
-    for (const t of this.tasks.values()) c[t.state]++;
+    for (const t of this.lead?.tasks.values() ?? []) c[t.state]++;
     return c;
   }
 
   tick(now: number): void {
     if (!this.link.view.isCoordinator()) {
-      if (this.leading) this.resign();
+      // No longer coordinator: the next one rebuilds from re-announcements; we keep only our log.
+      this.lead = null;
       return;
     }
-    if (!this.leading) this.takeOver(now);
+    if (!this.lead) this.takeOver(now);
     this.reapWorkers();
     this.retryAssignments(now);
-    if (now >= this.dispatchAfter) this.dispatch(now);
+    if (now >= this.leadership.dispatchAfter) this.dispatch(now);
   }
 
   /** This peer, or a live member that advertises worker threads: who may send a result. */
@@ -127,9 +141,9 @@ export class Coordinator {
 
   onSubmit(from: Sender, m: TaskMessageOf<'submit'>): void {
     if (!this.link.view.isCoordinator()) return;
-    if (!this.leading) this.takeOver(this.ctx.now());
+    if (!this.lead) this.takeOver(this.ctx.now());
     const term = this.link.view.term();
-    const known = this.tasks.get(m.id);
+    const known = this.leadership.tasks.get(m.id);
     if (known) {
       known.submitter = from.id;
       known.submitterAddr = from.address;
@@ -141,12 +155,12 @@ export class Coordinator {
       this.link.post(from, { kind: 'fin', task: fin, term });
       return;
     }
-    if (this.tasks.size >= COORDINATOR_TASKS_MAX) {
+    if (this.leadership.tasks.size >= COORDINATOR_TASKS_MAX) {
       this.link.post(from, {
         kind: 'reject',
         id: m.id,
         term,
-        why: `the coordinator holds ${this.tasks.size} tasks (limit ${COORDINATOR_TASKS_MAX}); re-sending`,
+        why: `the coordinator holds ${this.leadership.tasks.size} tasks (limit ${COORDINATOR_TASKS_MAX}); re-sending`,
         unstored: null,
       });
       return;
@@ -165,16 +179,16 @@ export class Coordinator {
       this.refuse(from, m.id, failed);
       return;
     }
-    this.tasks.set(t.id, t);
-    this.queue.add(t.id);
+    this.leadership.tasks.set(t.id, t);
+    this.leadership.queue.add(t.id);
     this.link.broadcast({ kind: 'new', id: t.id, op: t.op, args: t.args, submitter: t.submitter, term });
     this.link.post(from, { kind: 'accept', id: m.id, term });
     this.dispatchNow();
   }
 
   onAck(from: Sender, m: TaskMessageOf<'ack'>): void {
-    const t = this.tasks.get(m.id);
-    if (!this.leading || !t || t.worker !== from.id || t.state !== 'assigned') return;
+    const t = this.lead?.tasks.get(m.id);
+    if (!t || t.worker !== from.id || t.state !== 'assigned') return;
     if (!m.taken) {
       this.requeue(t, 'worker full');
       return;
@@ -186,13 +200,13 @@ export class Coordinator {
 
   onResult(from: Sender, m: TaskMessageOf<'result'>): void {
     if (!this.link.view.isCoordinator()) return; // the worker re-sends to the new coordinator
-    if (!this.leading) this.takeOver(this.ctx.now());
+    if (!this.lead) this.takeOver(this.ctx.now());
     if (this.finished(m.id)) {
       this.link.post(from, { kind: 'done', id: m.id, term: this.link.view.term() });
       this.stats.duplicateResults++;
       return;
     }
-    const t = this.tasks.get(m.id) ?? newCoordTask(m.id, m.op, [], null, null, this.ctx.wall());
+    const t = this.leadership.tasks.get(m.id) ?? newCoordTask(m.id, m.op, [], null, null, this.ctx.wall());
     // Acknowledged only once stored: unacknowledged, the worker keeps the result and re-sends it.
     if (this.finish(t, m.outcome, from)) {
       this.stats.unstoredResults++;
@@ -203,22 +217,22 @@ export class Coordinator {
   }
 
   onStatus(from: Sender, m: TaskMessageOf<'status'>): void {
-    if (!this.leading) return;
+    if (!this.lead) return;
     const held = new Set(m.held);
     for (const id of held) {
-      const t = this.tasks.get(id);
+      const t = this.leadership.tasks.get(id);
       if (!t) continue;
       if (t.worker === from.id) {
         if (t.state === 'assigned') t.state = 'running';
         t.misses = 0;
       } else if (t.state === 'queued') {
         // Assigned by an earlier coordinator: let it finish there instead of running it twice.
-        this.queue.delete(id);
+        this.leadership.queue.delete(id);
         this.place(t, this.candidate(from), 'running');
       }
     }
-    for (const id of this.byWorker.get(from.id) ?? []) {
-      const t = this.tasks.get(id);
+    for (const id of this.leadership.byWorker.get(from.id) ?? []) {
+      const t = this.leadership.tasks.get(id);
       if (!t || t.state !== 'running' || held.has(id)) continue;
       if (++t.misses >= STATUS_MISSES_MAX) this.requeue(t, 'the worker no longer holds it');
     }
@@ -244,25 +258,22 @@ export class Coordinator {
 
   /** Resumes the outstanding tasks of our log; workers' statuses and submitters fill in the rest. */
   private takeOver(now: number): void {
-    this.leading = true;
-    this.dispatchAfter = now + TAKEOVER_DISPATCH_DELAY_MS;
+    const lead: Leadership = {
+      dispatchAfter: now + TAKEOVER_DISPATCH_DELAY_MS,
+      tasks: new Map(),
+      queue: new Set(),
+      byWorker: new Map(),
+    };
+    this.lead = lead;
     let resumed = 0;
     for (const r of this.log.outstanding(COORDINATOR_TASKS_MAX)) {
-      if (this.tasks.has(r.id) || !validateTask(r.op, r.args).ok) continue;
+      if (lead.tasks.has(r.id) || !validateTask(r.op, r.args).ok) continue;
       resumed++;
       const t = newCoordTask(r.id, r.op, r.args, r.submitter, null, r.submittedAt ?? this.ctx.wall());
-      this.tasks.set(t.id, t);
-      this.queue.add(t.id);
+      lead.tasks.set(t.id, t);
+      lead.queue.add(t.id);
     }
     this.ctx.emit({ kind: 'task-coordinator', term: this.link.view.term(), resumed });
-  }
-
-  /** No longer coordinator: the next one rebuilds from re-announcements; we keep only our log. */
-  private resign(): void {
-    this.leading = false;
-    this.tasks.clear();
-    this.queue.clear();
-    this.byWorker.clear();
   }
 
   /** Tells a submitter that its task cannot be stored here: final, not re-sent. */
@@ -281,7 +292,7 @@ export class Coordinator {
   /** Dispatches at once instead of at the next tick: a free slot idles for no tick interval. */
   private dispatchNow(): void {
     const now = this.ctx.now();
-    if (this.leading && now >= this.dispatchAfter) this.dispatch(now);
+    if (this.lead && now >= this.lead.dispatchAfter) this.dispatch(now);
   }
 
   private candidate(s: Sender): Candidate {
@@ -292,7 +303,7 @@ export class Coordinator {
 
   /** Gives the tasks of dead, departed or forgotten workers back to the queue. */
   private reapWorkers(): void {
-    for (const [wid, ids] of this.byWorker) {
+    for (const [wid, ids] of this.leadership.byWorker) {
       if (wid === this.link.me.id) {
         if (this.worker) continue;
       } else {
@@ -300,18 +311,18 @@ export class Coordinator {
         if (m && m.state !== 'dead' && m.state !== 'left') continue;
       }
       for (const id of [...ids]) {
-        const t = this.tasks.get(id);
+        const t = this.leadership.tasks.get(id);
         if (t) this.requeue(t, 'the worker is gone');
       }
-      this.byWorker.delete(wid);
+      this.leadership.byWorker.delete(wid);
     }
   }
 
   private retryAssignments(now: number): void {
     let budget = SENDS_PER_TICK_MAX;
-    for (const ids of this.byWorker.values()) {
+    for (const ids of this.leadership.byWorker.values()) {
       for (const id of [...ids]) {
-        const t = this.tasks.get(id);
+        const t = this.leadership.tasks.get(id);
         if (!t || t.state !== 'assigned' || now - t.lastSend < ASSIGN_RETRY_MS) continue;
         if (budget-- <= 0) return;
         if (t.sends >= ASSIGN_SENDS_MAX) this.requeue(t, 'the worker does not answer');
@@ -321,20 +332,20 @@ export class Coordinator {
   }
 
   private dispatch(now: number): void {
-    if (this.queue.size === 0) return;
+    if (this.leadership.queue.size === 0) return;
     const workers = this.workers();
     if (workers.length === 0) return;
     let budget = SENDS_PER_TICK_MAX;
-    for (const id of this.queue) {
+    for (const id of this.leadership.queue) {
       if (budget-- <= 0) return;
-      const t = this.tasks.get(id);
+      const t = this.leadership.tasks.get(id);
       if (!t) {
-        this.queue.delete(id);
+        this.leadership.queue.delete(id);
         continue;
       }
       const w = this.leastLoaded(workers);
       if (!w) return;
-      this.queue.delete(id);
+      this.leadership.queue.delete(id);
       this.place(t, w, 'assigned');
       this.sendAssign(t, now);
       this.ctx.emit({ kind: 'task-assigned', id, worker: w.id, workerName: w.name });
@@ -350,14 +361,14 @@ export class Coordinator {
     t.sends = 0;
     t.misses = 0;
     t.startedAt = Math.round(this.ctx.wall());
-    let set = this.byWorker.get(w.id);
-    if (!set) this.byWorker.set(w.id, (set = new Set()));
+    let set = this.leadership.byWorker.get(w.id);
+    if (!set) this.leadership.byWorker.set(w.id, (set = new Set()));
     set.add(t.id);
     this.log.save(record(t));
   }
 
   private unplace(t: CoordTask): void {
-    if (t.worker) this.byWorker.get(t.worker)?.delete(t.id);
+    if (t.worker) this.leadership.byWorker.get(t.worker)?.delete(t.id);
   }
 
   private sendAssign(t: CoordTask, now: number): void {
@@ -377,7 +388,7 @@ export class Coordinator {
     t.worker = null;
     t.workerName = null;
     t.startedAt = null;
-    this.queue.add(t.id);
+    this.leadership.queue.add(t.id);
     this.log.save(record(t));
     this.stats.reassigned++;
     if (worker) this.ctx.emit({ kind: 'task-reassigned', id: t.id, worker, why });
@@ -425,7 +436,7 @@ export class Coordinator {
     let bestScore = Infinity;
     let bestCount = Infinity;
     for (const w of workers) {
-      const count = this.byWorker.get(w.id)?.size ?? 0;
+      const count = this.leadership.byWorker.get(w.id)?.size ?? 0;
       if (count >= w.capacity * WORKER_BACKLOG_PER_THREAD) continue;
       const score = Math.max(count, w.load) / w.capacity;
       if (
@@ -460,8 +471,8 @@ export class Coordinator {
     const { first, failed } = this.log.finish(rec);
     if (failed) return failed;
     this.unplace(t);
-    this.tasks.delete(t.id);
-    this.queue.delete(t.id);
+    this.leadership.tasks.delete(t.id);
+    this.leadership.queue.delete(t.id);
     const fin: FinishedTask = {
       id: t.id,
       op: t.op.slice(0, OP_CHARS_MAX),
