@@ -103,10 +103,11 @@ export class KvClient {
   private readonly waiters = new Set<Waiter>();
   private readonly sweep: NodeJS.Timeout;
 
-  private constructor(
-    readonly peer: RunningPeer,
-    readonly kv: KeyValue,
-  ) {
+  /** The protocol the client's peer installed (peer.installed). */
+  readonly kv: KeyValue;
+
+  private constructor(readonly peer: RunningPeer<KeyValue>) {
+    this.kv = peer.installed;
     peer.node.on((e) => {
       if (e.kind === 'kv-ack' || e.kind === 'kv-answer' || e.kind === 'kv-refused') this.wake();
     });
@@ -119,16 +120,15 @@ export class KvClient {
    * now is ordered after every write those holders had acknowledged.
    */
   static async start(settings: NetworkSettings, timeoutMs: number): Promise<KvClient> {
-    let kv!: KeyValue;
     const peer = await startPeer(settings, {
       observer: true,
-      install: (node) => {
-        kv = node.install(
+      install: (node) =>
+        node.install(
           (ctx, n) => new KeyValue(ctx, n.membership, { envelopeBytes: envelopeOverhead(settings.name) }),
-        );
-      },
+        ),
     });
-    const client = new KvClient(peer, kv);
+    const client = new KvClient(peer);
+    const { kv } = client;
     const started = Date.now();
     await client.until(
       () => kv.liveHolders().length > 0 && Date.now() - started >= HOLDER_DISCOVERY_MS,

@@ -53,7 +53,7 @@ const DISPLAY_POLL_MS = 20;
 export const EXIT_NOT_DELIVERED = 1;
 
 interface Joined {
-  peer: RunningPeer;
+  peer: RunningPeer<Omit<Joined, 'peer'>>;
   chat: Chat;
   reliable: ReliableDelivery;
   store: ChatStore;
@@ -380,7 +380,6 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
   /** `reader` false: a one-shot sender, which other senders must not wait for (see ChatOptions). */
   private async join(flags: FlagValues, historyWanted: number, reader = true): Promise<Joined> {
     const settings = networkSettings(flags);
-    let joined: Omit<Joined, 'peer'> | undefined;
     // Lines can arrive while startPeer is still starting the node: their writes wait for the store.
     let storeReady: (cp: Checkpoints) => void = () => {};
     const checkpoints = new Promise<Checkpoints>((resolve) => (storeReady = resolve));
@@ -388,9 +387,9 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     const health = stderrHealth();
     const peer = await startPeer(settings, {
       health,
-      lamport: (store) => (store ? ChatStore.on(store).maxLamport() : 0),
-      install: (node, pstore) => {
-        const store = ChatStore.on(pstore!);
+      open: (pstore) => ChatStore.on(pstore!),
+      lamport: (store) => store.maxLamport(),
+      install: (node, pstore, store): Omit<Joined, 'peer'> => {
         const reliable = node.install(
           (ctx, n) =>
             new ReliableDelivery(ctx, n.membership, {
@@ -427,15 +426,15 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
           health.attempt(pstore!.file, 'chat', () => store.saveLost(r, Date.now()));
           this.printLost(r);
         });
-        joined = { chat, reliable, store };
+        return { chat, reliable, store };
       },
       // Chat lines are the messages a snapshot records in flight on each channel.
-      snapshotChannels: () => (joined ? { reliable: joined.reliable, topics: [CHAT_TOPIC] } : null),
+      snapshotChannels: ({ reliable }) => ({ reliable, topics: [CHAT_TOPIC] }),
     });
     if (!peer.checkpoints) throw new Error('chat runs a full peer: it has a checkpoint store');
     storeReady(peer.checkpoints);
-    warnRejected(joined!.store);
-    return { peer, ...joined! };
+    warnRejected(peer.installed.store);
+    return { peer, ...peer.installed };
   }
 
   /** Waits until the chat members are known (or `toName` is), at most CHAT_DISCOVERY_MS. */
