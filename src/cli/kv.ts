@@ -4,11 +4,11 @@
  * dumps, woken by the protocol's events rather than by polling, so latencies are measured well.
  */
 import { Flags } from '@oclif/core';
-import { KeyValue } from '../p2p/kv.js';
+import { KeyValue, type KvHolderStore, type KvOp, type KvVersion } from '../p2p/kv/index.js';
 import { nameOrUnheard } from '../p2p/names.js';
 import { acksSatisfied, envelopeOverhead, parseAckPolicy, type AckPolicy } from '../p2p/replication.js';
 import { entryId } from '../storage/replica.js';
-import type { KvHolderStore, KvOp, KvStore, KvVersion } from '../storage/kv.js';
+import type { KvStore } from '../storage/kv.js';
 import type { StorageHealth } from '../storage/health.js';
 import { GroupError } from './base.js';
 import { UsageError } from './network.js';

@@ -49,7 +49,7 @@ import { ReliableDelivery } from '../../src/p2p/reliable.js';
 import { CHAT_TAG, CHAT_TOPIC, Chat } from '../../src/p2p/chat.js';
 import { Snapshot } from '../../src/p2p/snapshot.js';
 import { MemoryReplica, Replication, envelopeOverhead } from '../../src/p2p/replication.js';
-import { KeyValue } from '../../src/p2p/kv.js';
+import { KeyValue } from '../../src/p2p/kv/index.js';
 import { MemoryTaskLog, Tasks, type TaskExecutor } from '../../src/p2p/tasks.js';
 import { runTask } from '../../src/p2p/task-ops.js';
 import { installMonitorModules } from '../../src/cli/monitor/feeds.js';

@@ -15,11 +15,11 @@ import {
   type EventLog,
 } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
-import { KeyValue } from '../../p2p/kv.js';
+import { KeyValue, decodeOp } from '../../p2p/kv/index.js';
 import { envelopeOverhead } from '../../p2p/replication.js';
 import type { PeerEvent } from '../../p2p/protocol.js';
 import type { PeerNode } from '../../p2p/node.js';
-import { KvStore, KvStoreError, decodeOp } from '../../storage/kv.js';
+import { KvStore, KvStoreError } from '../../storage/kv.js';
 import { entryId } from '../../storage/replica.js';
 
 export default class KvServe extends PeerCommand {
