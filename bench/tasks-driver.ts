@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { startPeer } from '../src/cli/peer.js';
-import { installTaskPeer, type TaskPeer } from '../src/cli/tasks.js';
+import { installTaskPeer } from '../src/cli/tasks.js';
 import { DEFAULT_GROUP } from '../src/p2p/config.js';
 
 interface Options {
@@ -37,7 +37,6 @@ const TIMEOUT_MS_DEFAULT = 240_000;
 const opts = JSON.parse(process.argv[2] ?? '{}') as Options;
 const out = (o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
-let proto: TaskPeer | null = null;
 const peer = await startPeer(
   {
     name: `bench-submitter-${process.pid}`,
@@ -51,13 +50,13 @@ const peer = await startPeer(
   },
   {
     observer: true,
-    install: (node) => {
-      proto = installTaskPeer(node, { candidate: false, observer: true });
-    },
+    install: (node) => installTaskPeer(node, { candidate: false, observer: true }),
   },
 );
-const { tasks, election } = proto as unknown as TaskPeer;
-const { node } = peer;
+const {
+  node,
+  installed: { tasks, election },
+} = peer;
 
 const deadline = Date.now() + COORDINATOR_WAIT_MS;
 while (!election.coordinator() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));

@@ -4,11 +4,11 @@
  * dumps, woken by the protocol's events rather than by polling, so latencies are measured well.
  */
 import { Flags } from '@oclif/core';
-import { KeyValue } from '../p2p/kv.js';
+import { KeyValue, type KvHolderStore, type KvOp, type KvVersion } from '../p2p/kv/index.js';
 import { nameOrUnheard } from '../p2p/names.js';
 import { acksSatisfied, envelopeOverhead, parseAckPolicy, type AckPolicy } from '../p2p/replication.js';
 import { entryId } from '../storage/replica.js';
-import type { KvHolderStore, KvOp, KvStore, KvVersion } from '../storage/kv.js';
+import type { KvStore } from '../storage/kv.js';
 import type { StorageHealth } from '../storage/health.js';
 import { GroupError } from './base.js';
 import { UsageError } from './network.js';
@@ -103,10 +103,11 @@ export class KvClient {
   private readonly waiters = new Set<Waiter>();
   private readonly sweep: NodeJS.Timeout;
 
-  private constructor(
-    readonly peer: RunningPeer,
-    readonly kv: KeyValue,
-  ) {
+  /** The protocol the client's peer installed (peer.installed). */
+  readonly kv: KeyValue;
+
+  private constructor(readonly peer: RunningPeer<KeyValue>) {
+    this.kv = peer.installed;
     peer.node.on((e) => {
       if (e.kind === 'kv-ack' || e.kind === 'kv-answer' || e.kind === 'kv-refused') this.wake();
     });
@@ -119,16 +120,15 @@ export class KvClient {
    * now is ordered after every write those holders had acknowledged.
    */
   static async start(settings: NetworkSettings, timeoutMs: number): Promise<KvClient> {
-    let kv!: KeyValue;
     const peer = await startPeer(settings, {
       observer: true,
-      install: (node) => {
-        kv = node.install(
+      install: (node) =>
+        node.install(
           (ctx, n) => new KeyValue(ctx, n.membership, { envelopeBytes: envelopeOverhead(settings.name) }),
-        );
-      },
+        ),
     });
-    const client = new KvClient(peer, kv);
+    const client = new KvClient(peer);
+    const { kv } = client;
     const started = Date.now();
     await client.until(
       () => kv.liveHolders().length > 0 && Date.now() - started >= HOLDER_DISCOVERY_MS,

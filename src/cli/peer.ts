@@ -74,8 +74,11 @@ export function networkSettings(
   };
 }
 
-export interface RunningPeer {
+/** A started peer, with `installed`: what the command's `install` hook returned. */
+export interface RunningPeer<Installed = void> {
   node: PeerNode;
+  /** The protocol modules the command installed (StartOptions.install's result). */
+  installed: Installed;
   /** Null for an observer, which keeps nothing. */
   store: PeerStore | null;
   transport: UdpTransport;
@@ -92,24 +95,37 @@ export interface RunningPeer {
   stop(): Promise<void>;
 }
 
-export interface StartOptions {
+/**
+ * What a command runs on its peer. `open` opens the command's own tables before the node exists;
+ * `install` receives what `open` returned and returns the protocol modules it installed, which the
+ * running peer hands back as `installed`, typed.
+ */
+export interface StartOptions<Installed = void, Opened = void> {
   observer?: boolean;
   /** Where failed writes are reported; by default a StorageHealth that writes to stderr. */
   health?: StorageHealth;
-  /** Installs protocol modules before the node starts. */
-  install?: (node: PeerNode, store: PeerStore | null) => void;
-  /** Lamport time to start from (e.g. the highest a capability stored), so order survives a restart. */
-  lamport?: (store: PeerStore | null) => number;
+  /** Opens what the command keeps in the peer's database (null for an observer), before the node. */
+  open?: (store: PeerStore | null) => Opened;
+  /** Installs protocol modules before the node starts; the running peer's `installed` is its result. */
+  install?: (node: PeerNode, store: PeerStore | null, opened: Opened) => Installed;
+  /**
+   * Lamport time to start from (e.g. the highest a capability stored in what `open` opened), so
+   * order survives a restart.
+   */
+  lamport?: (opened: Opened) => number;
   /** Where the recovery line goes (default: stderr, only when there was something to recover). */
   onRecovered?: (report: RecoveryReport, line: string) => void;
   /**
    * The reliable stream whose topics form this peer's snapshot channels (called after install).
    * Without it snapshot markers go as plain datagrams and channels record no messages.
    */
-  snapshotChannels?: () => { reliable: ReliableDelivery; topics: string[] } | null;
+  snapshotChannels?: (installed: Installed) => { reliable: ReliableDelivery; topics: string[] };
 }
 
-export async function startPeer(settings: NetworkSettings, opts: StartOptions = {}): Promise<RunningPeer> {
+export async function startPeer<Installed = void, Opened = void>(
+  settings: NetworkSettings,
+  opts: StartOptions<Installed, Opened> = {},
+): Promise<RunningPeer<Installed>> {
   const runtime = runtimeFromEnv(); // PEER_FAKE_CLOCK: checked before anything is opened
   const health = opts.health ?? stderrHealth();
   // One process per name and data dir, taken before the database is opened (storage/lock.ts).
@@ -117,12 +133,15 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
   let store: PeerStore | null = null;
   let identity: { id: string; incarnation: number };
   let checkpointing: ReturnType<typeof startCheckpointing> | null = null;
+  let opened: Opened;
   let lamport: number;
   try {
     store = opts.observer ? null : PeerStore.open(settings.dataDir, settings.name);
     identity = store ? store.startIdentity() : { id: randomBytes(8).toString('hex'), incarnation: 1 };
     checkpointing = store ? startCheckpointing(settings.dataDir, settings.name, health) : null;
-    lamport = Math.max(opts.lamport?.(store) ?? 0, checkpointing?.report.lamportStart ?? 0);
+    // Without an `open` hook Opened is void: nothing was opened.
+    opened = opts.open ? opts.open(store) : (undefined as Opened);
+    lamport = Math.max(opts.lamport?.(opened) ?? 0, checkpointing?.report.lamportStart ?? 0);
     // A saved time we could not have counted to (bounds.ts) is damage, never a time to adopt.
     if (!loadable(lamport))
       throw new StoreError(
@@ -164,11 +183,12 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
         health.attempt(store.file, 'background', () => store.recordPeer(e.member, connected, Date.now()));
     });
   }
-  opts.install?.(node, store);
+  // Without an `install` hook Installed is void: nothing was installed.
+  const installed = opts.install ? opts.install(node, store, opened) : (undefined as Installed);
   // Every long-running peer answers snapshot markers (peer snapshot), recording its checkpoint state.
   if (checkpointing) {
     const cp = checkpointing.cp;
-    const channels = opts.snapshotChannels?.() ?? null;
+    const channels = opts.snapshotChannels?.(installed) ?? null;
     node.install(
       (ctx, n) =>
         new Snapshot(ctx, n.membership, {
@@ -201,6 +221,7 @@ export async function startPeer(settings: NetworkSettings, opts: StartOptions = 
   let stopped: Promise<void> | null = null;
   return {
     node,
+    installed,
     store,
     transport,
     security,

@@ -1,69 +1,25 @@
-import fs from 'node:fs';
 import readline from 'node:readline';
 import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { PeerCommand } from '../cli/base.js';
-import { networkFlags } from '../cli/flags.js';
 import {
-  defaultName,
-  networkSettings,
-  startPeer,
-  stderrHealth,
-  untilSignal,
-  type RunningPeer,
-} from '../cli/peer.js';
+  CHAT_DISCOVERY_MS,
+  CHAT_JOIN_HISTORY_LINES,
+  ChatSession,
+  storedLines,
+  type LineFeed,
+} from '../cli/chat.js';
+import { networkFlags } from '../cli/flags.js';
+import { defaultName, networkSettings, untilSignal } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
-import {
-  Chat,
-  ChatError,
-  CHAT_TOPIC,
-  CHAT_HISTORY_KEEP_MAX,
-  CHAT_TAG,
-  LamportOrderer,
-  type ChatLine,
-  type Presence,
-} from '../p2p/chat.js';
-import { ReliableDelivery, type AckStatus, type LostReport, type SendResult } from '../p2p/reliable.js';
+import { Chat, ChatError, CHAT_HISTORY_KEEP_MAX, type ChatLine, type Presence } from '../p2p/chat.js';
+import type { AckStatus, LostReport, SendResult } from '../p2p/reliable.js';
 import type { MemberView } from '../p2p/protocol.js';
 import { isPeerName } from '../p2p/wire.js';
-import { ChatStore } from '../storage/chat.js';
-import type { Checkpoints } from '../storage/checkpoint.js';
-import { receiveChatLine } from '../cli/checkpointing.js';
-import { writeFailure } from '../storage/health.js';
-import { PeerStore, databasePath } from '../storage/store.js';
 
-/** How long --send and piped input look for chat members before sending. */
-const CHAT_DISCOVERY_MS = 2000;
-/**
- * Discovery ends early once the member list has not changed for this long: 5 heartbeats of the lan
- * profile. A reader whose answer to our probe was lost is then still found unless 5 heartbeats in
- * a row are lost too (1e-5 at 10 % loss). With 300 ms (1-2 heartbeats) the LAN test at 10 % loss
- * caught a --send that missed a reader, exited 0, and the reader, having lost the one datagram,
- * joined the stream past it (a sender treats a member it meets after publishing as not needing
- * what came before): a silent loss.
- */
-const CHAT_DISCOVERY_SETTLE_MS = 1000;
-/** History lines a newcomer asks for. */
-const CHAT_JOIN_HISTORY_LINES = 20;
-const POLL_MS = 10;
-/** How often held lines are checked for display. */
-const DISPLAY_POLL_MS = 20;
 export const EXIT_NOT_DELIVERED = 1;
-
-interface Joined {
-  peer: RunningPeer;
-  chat: Chat;
-  reliable: ReliableDelivery;
-  store: ChatStore;
-}
-
-/** The human display of lines (see display()). */
-interface Display {
-  flush(): void;
-  stop(): void;
-}
 
 export default class ChatCommand extends PeerCommand {
   static override summary =
@@ -146,28 +102,17 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
 
   private printStored(dataDir: string, name: string, n: number): void {
     if (!isPeerName(name)) throw new UsageError(`--name '${name}' is not a valid name`);
-    const file = databasePath(dataDir, name);
-    if (!fs.existsSync(file))
-      throw new UsageError(
-        `no database for peer '${name}' in ${dataDir}: run peer chat --name ${name} first, or pass --data-dir`,
-      );
-    const store = PeerStore.open(dataDir, name);
-    try {
-      const chat = ChatStore.on(store);
-      const lines = chat.recent(n);
-      if (lines.length === 0 && !this.json) this.log(chalk.gray('no stored messages'));
-      for (const l of lines) this.printLine(l, store.getMeta('peer_id'));
-      warnRejected(chat);
-    } finally {
-      store.close();
-    }
+    const { lines, me, rejected } = storedLines(dataDir, name, n);
+    if (lines.length === 0 && !this.json) this.log(chalk.gray('no stored messages'));
+    for (const l of lines) this.printLine(l, me);
+    warnRejected(rejected);
   }
 
   private async sendOnce(flags: FlagValues, text: string, toName: string | undefined): Promise<void> {
     checkText(text);
     const j = await this.join(flags, 0, false);
     try {
-      const members = await this.discover(j, toName);
+      const members = await j.discover(toName);
       if (toName !== undefined) {
         const targets = members.filter((m) => m.name === toName);
         if (targets.length === 0) {
@@ -184,7 +129,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
               }),
           ),
         );
-        for (const { line } of results.slice(0, 1)) this.printLine(line, j.peer.node.id);
+        for (const { line } of results.slice(0, 1)) this.printLine(line, j.me);
         const failed = results.filter((x) => !x.r.ok);
         if (failed.length > 0)
           this.notDelivered(
@@ -199,7 +144,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       const status = await this.sayAndWait(j, text, flags.wait);
       this.failUnlessComplete(j, [status]);
     } finally {
-      await j.peer.stop();
+      await j.stop();
     }
   }
 
@@ -209,7 +154,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     this.showPresence(j, display);
     await untilSignal();
     display.stop();
-    await j.peer.stop();
+    await j.stop();
   }
 
   private async bot(flags: FlagValues, everyMs: number): Promise<void> {
@@ -220,14 +165,14 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     await untilSignal();
     clearInterval(timer);
     display.stop();
-    await j.peer.stop();
+    await j.stop();
   }
 
   /** Stdin is not a terminal: each line is a message; exit once all are acknowledged. */
   private async pipe(flags: FlagValues): Promise<void> {
     const j = await this.join(flags, 0, false);
     try {
-      const members = await this.discover(j, undefined);
+      const members = await j.discover(undefined);
       // Lines are still stored (and served as history later) when nobody is there.
       const alone = members.length === 0;
       const waits: Array<Promise<AckStatus>> = [];
@@ -250,7 +195,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         );
       this.failUnlessComplete(j, statuses);
     } finally {
-      await j.peer.stop();
+      await j.stop();
     }
   }
 
@@ -308,12 +253,12 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     rl.prompt();
     await done;
     display.stop();
-    await j.peer.stop();
+    await j.stop();
     process.stdout.write('\n');
   }
 
   /** One line typed in interactive mode. */
-  private command(j: Joined, line: string, print: (s: string) => void): 'quit' | void {
+  private command(j: ChatSession, line: string, print: (s: string) => void): 'quit' | void {
     if (line === '') return;
     if (!line.startsWith('/')) {
       j.chat.say(line);
@@ -337,10 +282,10 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         const n = rest[0] === undefined ? 20 : Number(rest[0]);
         if (!Number.isSafeInteger(n) || n < 1)
           throw new ChatError('usage: /history [N], N a positive number');
-        const lines = j.store.recent(Math.min(n, CHAT_HISTORY_KEEP_MAX * 10));
+        const lines = j.history(Math.min(n, CHAT_HISTORY_KEEP_MAX * 10));
         if (lines.length === 0) print(chalk.gray('no stored messages'));
-        for (const l of lines) print(this.formatLine(l, j.peer.node.id));
-        if (j.store.rejectedLastRead > 0) print(chalk.yellow(rejectedText(j.store.rejectedLastRead)));
+        for (const l of lines) print(this.formatLine(l, j.me));
+        if (j.rejected > 0) print(chalk.yellow(rejectedText(j.rejected)));
         return;
       }
       case '/msg': {
@@ -378,144 +323,34 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
   }
 
   /** `reader` false: a one-shot sender, which other senders must not wait for (see ChatOptions). */
-  private async join(flags: FlagValues, historyWanted: number, reader = true): Promise<Joined> {
-    const settings = networkSettings(flags);
-    let joined: Omit<Joined, 'peer'> | undefined;
-    // Lines can arrive while startPeer is still starting the node: their writes wait for the store.
-    let storeReady: (cp: Checkpoints) => void = () => {};
-    const checkpoints = new Promise<Checkpoints>((resolve) => (storeReady = resolve));
-    // A full disk fails every line: one line says so, one when lines are stored again.
-    const health = stderrHealth();
-    const peer = await startPeer(settings, {
-      health,
-      lamport: (store) => (store ? ChatStore.on(store).maxLamport() : 0),
-      install: (node, pstore) => {
-        const store = ChatStore.on(pstore!);
-        const reliable = node.install(
-          (ctx, n) =>
-            new ReliableDelivery(ctx, n.membership, {
-              audience: (m) => m.tags[CHAT_TAG] === true,
-              defer: (fn) => setImmediate(fn),
-            }),
-        );
-        const chat = node.install(
-          (ctx, n) =>
-            new Chat(ctx, n.membership, reliable, {
-              history: store.recent(CHAT_HISTORY_KEEP_MAX),
-              historyWanted,
-              reader,
-            }),
-        );
-        // Inbox row, chat line and processed flag in one group commit (synchronous=FULL). The
-        // promise holds the line's ack to its sender until that commit (reliable.ts), so a line
-        // acknowledged (a --send exiting 0) survives kill -9 and a power cut here.
-        chat.onLine((l) =>
-          checkpoints.then((cp) =>
-            receiveChatLine(cp, l).then(
-              (r) => {
-                health.succeeded(cp.file, 'chat');
-                return r;
-              },
-              (err: unknown) => {
-                health.failed(writeFailure(cp.file, err), 'chat');
-                throw err; // keeps the line unacknowledged
-              },
-            ),
-          ),
-        );
-        chat.onLost((r) => {
-          health.attempt(pstore!.file, 'chat', () => store.saveLost(r, Date.now()));
-          this.printLost(r);
-        });
-        joined = { chat, reliable, store };
-      },
-      // Chat lines are the messages a snapshot records in flight on each channel.
-      snapshotChannels: () => (joined ? { reliable: joined.reliable, topics: [CHAT_TOPIC] } : null),
+  private async join(flags: FlagValues, historyWanted: number, reader = true): Promise<ChatSession> {
+    const j = await ChatSession.join(networkSettings(flags), {
+      historyWanted,
+      reader,
+      onLost: (r) => this.printLost(r),
     });
-    if (!peer.checkpoints) throw new Error('chat runs a full peer: it has a checkpoint store');
-    storeReady(peer.checkpoints);
-    warnRejected(joined!.store);
-    return { peer, ...joined! };
+    warnRejected(j.rejected);
+    return j;
   }
 
-  /** Waits until the chat members are known (or `toName` is), at most CHAT_DISCOVERY_MS. */
-  private async discover(j: Joined, toName: string | undefined): Promise<MemberView[]> {
-    const start = Date.now();
-    let last = '';
-    let changedAt = start;
-    for (;;) {
-      const ms = j.chat.members();
-      const key = ms.map((m) => m.id).join(',');
-      if (key !== last) {
-        last = key;
-        changedAt = Date.now();
-      }
-      const now = Date.now();
-      if (toName !== undefined && ms.some((m) => m.name === toName)) return ms;
-      if (toName === undefined && ms.length > 0 && now - changedAt >= CHAT_DISCOVERY_SETTLE_MS) return ms;
-      if (now - start >= CHAT_DISCOVERY_MS) return ms;
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
+  private sayAndWait(j: ChatSession, text: string, waitMs: number): Promise<AckStatus> {
+    return j.sayAndWait(text, waitMs, (line) => this.printLine(line, j.me));
   }
 
-  private sayAndWait(j: Joined, text: string, waitMs: number): Promise<AckStatus> {
-    return new Promise((resolve) => {
-      // The settle callback never runs inside say(): it comes from a later ack or tick.
-      const t: { timer?: NodeJS.Timeout } = {};
-      const line = j.chat.say(text, (s) => {
-        clearTimeout(t.timer);
-        resolve(s);
-      });
-      this.printLine(line, j.peer.node.id);
-      const id = line.messageId;
-      t.timer = setTimeout(() => {
-        const s = j.reliable.ackStatus(id);
-        resolve(s ?? { id, complete: false, acked: [], gone: [], pending: [] });
-      }, waitMs);
-    });
+  private failUnlessComplete(j: ChatSession, statuses: AckStatus[]): void {
+    const missing = j.unacknowledged(statuses);
+    if (missing.length > 0) this.notDelivered(`not acknowledged by ${missing.join(', ')}`);
   }
 
-  private failUnlessComplete(j: Joined, statuses: AckStatus[]): void {
-    const missing = new Map<string, string>();
-    const name = (id: string) => j.peer.node.membership.get(id)?.name ?? id.slice(0, 8);
-    for (const s of statuses) {
-      for (const p of s.pending) missing.set(p, `${name(p)} (no ack)`);
-      for (const p of s.gone) missing.set(p, `${name(p)} (gone)`);
-    }
-    if (missing.size > 0) this.notDelivered(`not acknowledged by ${[...missing.values()].join(', ')}`);
+  /** Lines as JSON at once (scripts sort by the lamport field), or in Lamport order for people. */
+  private display(j: ChatSession): LineFeed {
+    return j.feed(!this.json, (l) => this.printLine(l, j.me));
   }
 
-  /**
-   * Prints every new line: at once as JSON (scripts sort by the lamport field themselves), or
-   * held briefly and sorted by Lamport time for people. `flush` prints every held line now,
-   * `stop` flushes and stops.
-   */
-  private display(j: Joined): Display {
-    const me = j.peer.node.id;
-    if (this.json) {
-      j.chat.onLine((l) => this.printLine(l, me));
-      return { flush: () => {}, stop: () => {} };
-    }
-    const orderer = new LamportOrderer();
-    j.chat.onLine((l) => orderer.push(l, performance.now()));
-    const drain = (now: number) => orderer.drain(now).forEach((l) => this.printLine(l, me));
-    const timer = setInterval(() => drain(performance.now()), DISPLAY_POLL_MS);
-    return {
-      flush: () => drain(Infinity),
-      stop: () => {
-        clearInterval(timer);
-        drain(Infinity);
-      },
-    };
-  }
-
-  /** Chat members joining and leaving (never a `peer up` or a one-shot sender: chat.ts). */
-  private showPresence(j: Joined, display: Display): void {
+  /** Chat members joining and leaving. */
+  private showPresence(j: ChatSession, display: LineFeed): void {
     if (this.json) return;
-    j.chat.onPresence((p: Presence) => {
-      // Whatever a member said arrived before it left, and may still be held for ordering: print
-      // it first, so its last words never show below "left".
-      if (p.kind !== 'joined') display.flush();
+    j.onPresence(display, (p: Presence) => {
       const how = p.kind === 'gone' ? 'is gone (no heartbeat)' : p.kind;
       this.out(chalk.gray(`${clockTime(Date.now())} ${paintName(p.member.name)} ${how}`));
     });
@@ -595,8 +430,8 @@ function rejectedText(n: number): string {
 }
 
 /** Stored lines that failed validation are never shown or served: say how many the last read skipped. */
-function warnRejected(store: ChatStore): void {
-  if (store.rejectedLastRead > 0) process.stderr.write(`peer: ${rejectedText(store.rejectedLastRead)}\n`);
+function warnRejected(rejected: number): void {
+  if (rejected > 0) process.stderr.write(`peer: ${rejectedText(rejected)}\n`);
 }
 
 function checkText(text: string): void {

@@ -54,14 +54,14 @@ export default class Clock extends PeerCommand {
   async run(): Promise<ClockEntry[]> {
     const { flags } = await this.parse(Clock);
     const settings = networkSettings(flags, flags.name ?? 'clock');
-    let coordination: ReturnType<typeof installCoordination> | undefined;
     const peer = await startPeer(settings, {
       observer: true,
-      install: (n) =>
-        (coordination = installCoordination(n, { priority: 0, candidate: false, observer: true })),
+      install: (n) => installCoordination(n, { priority: 0, candidate: false, observer: true }),
     });
-    const { election, clock } = coordination!;
-    const { node } = peer;
+    const {
+      node,
+      installed: { election, clock },
+    } = peer;
     const deadline = Date.now() + flags.wait;
     const progress = new Progress({ json: this.jsonEnabled() });
     progress.update('waiting for the coordinator (a peer up) and its clock sync round');

@@ -3,7 +3,7 @@ import { networkFlags } from '../cli/flags.js';
 import { UsageError } from '../cli/network.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
 import { networkSettings, startPeer } from '../cli/peer.js';
-import { installMonitorModules, MonitorFeeds, type Installed } from '../cli/monitor/feeds.js';
+import { installMonitorModules, MonitorFeeds } from '../cli/monitor/feeds.js';
 import { TABS } from '../cli/monitor/tabs/index.js';
 import { FullScreen } from '../cli/monitor/terminal.js';
 
@@ -25,17 +25,11 @@ export default class Monitor extends PeerCommand {
         'peer monitor needs a terminal on stdin and stdout; for scripts use peer peers --json',
       );
     const settings = networkSettings(flags, flags.name ?? 'monitor');
-    let installed: Installed | undefined;
-    const peer = await startPeer(settings, {
-      observer: true,
-      install: (node) => {
-        installed = installMonitorModules(node);
-      },
-    });
+    const peer = await startPeer(settings, { observer: true, install: installMonitorModules });
     const feeds = new MonitorFeeds({
       node: peer.node,
       group: `${settings.group}:${settings.port}`,
-      installed: installed!,
+      installed: peer.installed,
     });
     feeds.start();
     // Ink draws only the final frame when it believes it runs in CI (is-in-ci reads CI and

@@ -71,15 +71,14 @@ export default class Reconcile extends PeerCommand {
     flags: Parameters<typeof networkSettings>[0] & { timeout: number },
   ): Promise<ReconcileResult> {
     const settings = networkSettings(flags, flags.name ?? 'reconcile');
-    let rp!: Replication;
     const peer = await startPeer(settings, {
       observer: true,
-      install: (node) => {
-        rp = node.install(
+      install: (node) =>
+        node.install(
           (ctx, n) => new Replication(ctx, n.membership, { envelopeBytes: envelopeOverhead(settings.name) }),
-        );
-      },
+        ),
     });
+    const rp = peer.installed;
     const started = Date.now();
     const progress = new Progress({ json: this.jsonEnabled() });
     try {

@@ -152,15 +152,14 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
     flags: Parameters<typeof networkSettings>[0] & { acks: string; timeout: number },
   ): Promise<AppendResult[]> {
     const settings = networkSettings(flags, flags.name ?? 'replicate');
-    let rp!: Replication;
     const peer = await startPeer(settings, {
       observer: true,
-      install: (node) => {
-        rp = node.install(
+      install: (node) =>
+        node.install(
           (ctx, n) => new Replication(ctx, n.membership, { envelopeBytes: envelopeOverhead(settings.name) }),
-        );
-      },
+        ),
     });
+    const rp = peer.installed;
     const started = Date.now();
     try {
       // Holders answer the probe at once; listen a moment more so `all` counts every one of them.
@@ -222,27 +221,25 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
         `${this.config.bin}: ${file.rejected.length} line(s) of ${file.file} did not parse (first: line ${file.rejected[0]!.line}, ${file.rejected[0]!.reason}); kept aside in ${file.file.replace(/\.txt$/, '.rejected')}\n`,
       );
     }
-    let rp!: Replication;
     const maxLamport = file.set.entries.reduce((m, e) => Math.max(m, e.lamport), 0);
     // Entries also go to the replica log in SQLite (issue 8), from which peer recover rebuilds a
     // damaged or truncated file; the file's own fsync is what an ack waits for.
-    let peer: RunningPeer | null = null;
+    let peer: RunningPeer<Replication> | null = null;
     const health = stderrHealth();
     const sink = loggedSink(fileSink(file, health), settings.name, () => peer?.checkpoints ?? null, health);
     peer = await startPeer(settings, {
       health,
       lamport: () => maxLamport,
-      install: (node) => {
-        rp = node.install(
+      install: (node) =>
+        node.install(
           (ctx, n) =>
             new Replication(ctx, n.membership, {
               sink,
               envelopeBytes: envelopeOverhead(settings.name),
             }),
-        );
-      },
+        ),
     });
-    const { node } = peer;
+    const { node, installed: rp } = peer;
     void logExisting(peer.checkpoints, settings.name, file.set.entries, health);
     log(
       {

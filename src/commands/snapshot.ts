@@ -40,14 +40,11 @@ export default class SnapshotCommand extends PeerCommand {
     const { flags } = await this.parse(SnapshotCommand);
     const settings = networkSettings(flags, flags.name ?? 'snapshot');
     const out = flags.out ?? path.join(flags['data-dir'], 'snapshots');
-    let snap: Snapshot | null = null;
     const peer = await startPeer(settings, {
       observer: true,
-      install: (node) => {
-        snap = node.install((ctx, n) => new Snapshot(ctx, n.membership, { record: () => null }));
-      },
+      install: (node) => node.install((ctx, n) => new Snapshot(ctx, n.membership, { record: () => null })),
     });
-    const s = snap as unknown as Snapshot;
+    const s = peer.installed;
     const progress = new Progress({ json: flags.json });
     progress.update('waiting for every peer to record its state');
     try {

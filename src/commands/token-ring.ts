@@ -57,7 +57,7 @@ Without --exec or --hold: a menu to request and release the critical section whe
   };
 
   private json = false;
-  private peer: RunningPeer | null = null;
+  private peer: RunningPeer<TokenRing> | null = null;
   /** The interactive menu while it is open, the header it shows, and lines held until it is down. */
   private menu: AbortController | null = null;
   private menuHeader = '';
@@ -79,7 +79,6 @@ Without --exec or --hold: a menu to request and release the critical section whe
     if (flags.rounds !== undefined && mode !== 'exec' && mode !== 'hold')
       throw new UsageError('--rounds counts critical sections: use it with --exec CMD or --hold MS');
     const settings = networkSettings(flags);
-    let ring: TokenRing | null = null;
     // A write of the ring's state that fails (a full disk) is said once here, and this peer skips
     // its turns until writes work again (docs/token-ring.md).
     const health = stderrHealth();
@@ -87,7 +86,7 @@ Without --exec or --hold: a menu to request and release the critical section whe
       health,
       install: (node, store) => {
         const durable = store ? reportingDurable(TokenRingStore.on(store), health) : undefined;
-        ring = node.install(
+        return node.install(
           (ctx, n) =>
             new TokenRing(ctx, n.membership, {
               timings: n.profile.tokenRing,
@@ -97,7 +96,7 @@ Without --exec or --hold: a menu to request and release the critical section whe
       },
     });
     this.peer = peer;
-    const tr = ring as unknown as TokenRing;
+    const tr = peer.installed;
     this.emit(
       'up',
       `${paintName(peer.node.name)} (${peer.node.id.slice(0, 8)}) joined the ring at ${peer.node.address}`,

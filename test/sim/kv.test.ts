@@ -2,21 +2,21 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import Database from 'better-sqlite3';
 import { NO_DROPS, SimCluster, type SimPeer } from '../support/cluster.js';
-import { KeyValue, KV_TAG } from '../../src/p2p/kv.js';
-import { envelopeOverhead } from '../../src/p2p/replication.js';
-import { acksSatisfied } from '../../src/p2p/replication.js';
 import {
+  KeyValue,
+  KV_TAG,
   KV_KEY_BYTES_MAX,
   KV_VALUE_BYTES_MAX,
-  KvStore,
-  KvStoreError,
   decodeOp,
   encodeOp,
   foldLww,
   opProblem,
   type KvOp,
   type KvVersion,
-} from '../../src/storage/kv.js';
+} from '../../src/p2p/kv/index.js';
+import { envelopeOverhead } from '../../src/p2p/replication.js';
+import { acksSatisfied } from '../../src/p2p/replication.js';
+import { KvStore, KvStoreError } from '../../src/storage/kv.js';
 import type { Entry } from '../../src/storage/replica.js';
 import type { PeerNode } from '../../src/p2p/node.js';
 import { rogue } from '../support/rogue.js';

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { MemoryReplica, Replication, envelopeOverhead } from '../../src/p2p/replication.js';
-import { KeyValue } from '../../src/p2p/kv.js';
+import { KeyValue } from '../../src/p2p/kv/index.js';
 import { KvStore } from '../../src/storage/kv.js';
 import { SimDisk } from '../../src/storage/sim-disk.js';
 import { entryId, parseReplica, type Entry } from '../../src/storage/replica.js';

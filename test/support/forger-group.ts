@@ -49,7 +49,7 @@ import { ReliableDelivery } from '../../src/p2p/reliable.js';
 import { CHAT_TAG, CHAT_TOPIC, Chat } from '../../src/p2p/chat.js';
 import { Snapshot } from '../../src/p2p/snapshot.js';
 import { MemoryReplica, Replication, envelopeOverhead } from '../../src/p2p/replication.js';
-import { KeyValue } from '../../src/p2p/kv.js';
+import { KeyValue } from '../../src/p2p/kv/index.js';
 import { MemoryTaskLog, runTask, Tasks, type TaskExecutor } from '../../src/p2p/tasks/index.js';
 import { installMonitorModules } from '../../src/cli/monitor/feeds.js';
 import { KvStore } from '../../src/storage/kv.js';

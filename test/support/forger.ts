@@ -30,8 +30,14 @@ import { RELIABLE_PAYLOAD_BYTES_MAX } from '../../src/p2p/reliable.js';
 import { CHAT_HISTORY_SHARE_MAX, CHAT_HISTORY_TOPIC, CHAT_TOPIC } from '../../src/p2p/chat.js';
 import { SNAPSHOT_MARKER_TOPIC, SNAPSHOT_REPORT_CHUNKS_MAX } from '../../src/p2p/snapshot.js';
 import { ACK_HOLDERS_MAX, IBLT_CELLS_MAX, IBLT_CELLS_MIN } from '../../src/p2p/replication.js';
-import { HOLDERS_COUNT_MAX, KV_CHANNEL_PREFIX } from '../../src/p2p/kv.js';
-import { KV_KEY_BYTES_MAX, KV_SCAN_ROWS_MAX, KV_VALUE_BYTES_MAX, encodeOp } from '../../src/storage/kv.js';
+import {
+  HOLDERS_COUNT_MAX,
+  KV_CHANNEL_PREFIX,
+  KV_KEY_BYTES_MAX,
+  KV_SCAN_ROWS_MAX,
+  KV_VALUE_BYTES_MAX,
+  encodeOp,
+} from '../../src/p2p/kv/index.js';
 import { DIGEST_FANOUT, DIGEST_LEVELS } from '../../src/storage/replica.js';
 import {
   FIBONACCI_N_MAX,

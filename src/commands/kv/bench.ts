@@ -9,7 +9,7 @@ import { jsonMs, table } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { Progress } from '../../cli/progress.js';
 import { KvClient, policyFlag } from '../../cli/kv.js';
-import { encodeOp, foldLww, type KvOp, type KvVersion } from '../../storage/kv.js';
+import { encodeOp, foldLww, type KvOp, type KvVersion } from '../../p2p/kv/index.js';
 import type { Entry } from '../../storage/replica.js';
 
 export const BENCH_CLIENTS_MAX = 64;

@@ -6,7 +6,7 @@ import { table } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { showingWait } from '../../cli/progress.js';
 import { KvClient } from '../../cli/kv.js';
-import type { KvVersion } from '../../storage/kv.js';
+import type { KvVersion } from '../../p2p/kv/index.js';
 
 export interface DumpResult {
   holder: string;

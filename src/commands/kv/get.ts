@@ -4,7 +4,7 @@ import { networkFlags } from '../../cli/flags.js';
 import { networkSettings } from '../../cli/peer.js';
 import { UsageError } from '../../cli/network.js';
 import { EXIT_NOT_FOUND, KvClient, policyFlag, readFlags, type ReadResult } from '../../cli/kv.js';
-import { keyProblem } from '../../storage/kv.js';
+import { keyProblem } from '../../p2p/kv/index.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { showingWait } from '../../cli/progress.js';
 

@@ -6,7 +6,7 @@ import { UsageError } from '../../cli/network.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { showingWait } from '../../cli/progress.js';
 import { KvClient, policyFlag, writeFlags, type WriteResult } from '../../cli/kv.js';
-import { opProblem, type KvOp } from '../../storage/kv.js';
+import { opProblem, type KvOp } from '../../p2p/kv/index.js';
 
 export default class KvPut extends PeerCommand {
   static override summary = 'Set KEY to VALUE in the replicated key-value store.';

@@ -15,11 +15,11 @@ import {
   type EventLog,
 } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
-import { KeyValue } from '../../p2p/kv.js';
+import { KeyValue, decodeOp } from '../../p2p/kv/index.js';
 import { envelopeOverhead } from '../../p2p/replication.js';
 import type { PeerEvent } from '../../p2p/protocol.js';
 import type { PeerNode } from '../../p2p/node.js';
-import { KvStore, KvStoreError, decodeOp } from '../../storage/kv.js';
+import { KvStore, KvStoreError } from '../../storage/kv.js';
 import { entryId } from '../../storage/replica.js';
 
 export default class KvServe extends PeerCommand {
@@ -44,33 +44,35 @@ export default class KvServe extends PeerCommand {
     const settings = networkSettings(flags);
     const json = flags['log-format'] === 'json';
     const log = eventLog((l) => this.log(l), json);
-    let store!: KvStore;
-    let kv!: KeyValue;
     const health = stderrHealth();
     const peer = await startPeer(settings, {
       health,
-      // Opened here, before the node: a restarted holder starts its clock above its own log.
-      lamport: (s) => {
+      // Opened before the node: a restarted holder starts its clock above its own log.
+      open: (s) => {
         try {
-          store = KvStore.open(s!.db, { durable: true });
+          return { store: KvStore.open(s!.db, { durable: true }), file: s!.file };
         } catch (err) {
           if (err instanceof KvStoreError) throw new UsageError(`${s!.file}: ${err.message}`);
           throw err;
         }
-        return store.maxLamport();
       },
-      install: (node, s) => {
-        const holder = reportingStore(store, s!.file, health);
-        kv = node.install(
+      lamport: ({ store }) => store.maxLamport(),
+      install: (node, _s, { store, file }) => {
+        const holder = reportingStore(store, file, health);
+        const kv = node.install(
           (ctx, n) =>
             new KeyValue(ctx, n.membership, {
               store: holder,
               envelopeBytes: envelopeOverhead(settings.name),
             }),
         );
+        return { store, kv };
       },
     });
-    const { node } = peer;
+    const {
+      node,
+      installed: { store, kv },
+    } = peer;
     const keys = store.all().filter((v) => v.value !== null).length;
     log(
       { event: 'up', name: node.name, id: node.id, address: node.address, keys, operations: store.set.size },

@@ -3,7 +3,7 @@ import { PeerCommand } from '../../cli/base.js';
 import { networkFlags } from '../../cli/flags.js';
 import { networkSettings } from '../../cli/peer.js';
 import { KvClient, policyFlag, readFlags, writeFlags } from '../../cli/kv.js';
-import { keyProblem, opProblem } from '../../storage/kv.js';
+import { keyProblem, opProblem } from '../../p2p/kv/index.js';
 import type { AckPolicy } from '../../p2p/replication.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { showingWait } from '../../cli/progress.js';

@@ -3,14 +3,7 @@ import { networkFlags } from '../../cli/flags.js';
 import { networkSettings, startPeer, defaultName } from '../../cli/peer.js';
 import { paintName, table } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
-import {
-  installTaskPeer,
-  nextEvent,
-  TaskCommand,
-  TaskFailure,
-  timeoutFlag,
-  type TaskPeer,
-} from '../../cli/tasks.js';
+import { installTaskPeer, nextEvent, TaskCommand, TaskFailure, timeoutFlag } from '../../cli/tasks.js';
 import { Progress, showingWait } from '../../cli/progress.js';
 import type { PeerEventOf } from '../../p2p/protocol.js';
 import { LIST_LIMIT_MAX, summarize, type TaskSummary } from '../../p2p/tasks/index.js';
@@ -77,15 +70,14 @@ export default class TaskList extends TaskCommand {
     flags: Parameters<typeof networkSettings>[0] & { limit: number; timeout: number },
   ): Promise<TaskListResult> {
     const settings = networkSettings(flags, flags.name ?? `task-list-${process.pid}`);
-    let proto: TaskPeer | null = null;
     const peer = await startPeer(settings, {
       observer: true,
-      install: (node) => {
-        proto = installTaskPeer(node, { candidate: false, observer: true });
-      },
+      install: (node) => installTaskPeer(node, { candidate: false, observer: true }),
     });
-    const { tasks, election } = proto as unknown as TaskPeer;
-    const { node } = peer;
+    const {
+      node,
+      installed: { tasks, election },
+    } = peer;
     try {
       // Learn the coordinator first (probe answers carry its tags), then ask it.
       const deadline = Date.now() + flags.timeout;

@@ -5,14 +5,7 @@ import { escapeForTerminal } from '../../cli/sanitize.js';
 import { UsageError } from '../../cli/network.js';
 import { showingWait } from '../../cli/progress.js';
 import { networkSettings, startPeer } from '../../cli/peer.js';
-import {
-  installTaskPeer,
-  nextEvent,
-  TaskCommand,
-  TaskFailure,
-  timeoutFlag,
-  type TaskPeer,
-} from '../../cli/tasks.js';
+import { installTaskPeer, nextEvent, TaskCommand, TaskFailure, timeoutFlag } from '../../cli/tasks.js';
 import type { PeerEventOf } from '../../p2p/protocol.js';
 import {
   parseTaskArgs,
@@ -92,15 +85,14 @@ export default class TaskSubmit extends TaskCommand {
     if (!valid.ok) throw new UsageError(valid.error);
 
     const settings = networkSettings(flags, flags.name ?? `task-client-${process.pid}`);
-    let proto: TaskPeer | null = null;
     const peer = await startPeer(settings, {
       observer: true,
-      install: (node) => {
-        proto = installTaskPeer(node, { candidate: false, observer: true });
-      },
+      install: (node) => installTaskPeer(node, { candidate: false, observer: true }),
     });
-    const { tasks, election } = proto as unknown as TaskPeer;
-    const { node } = peer;
+    const {
+      node,
+      installed: { tasks, election },
+    } = peer;
     if (flags.repeat > 1) {
       try {
         return await showingWait(

@@ -2,7 +2,7 @@
  * `peer kv`: a replicated key-value store built on the replication module.
  *
  * Writes. A put or delete is one replicated entry whose text encodes the operation
- * (storage/kv.ts). It travels, is acknowledged durably per holder, and is repaired between
+ * (ops.ts). It travels, is acknowledged durably per holder, and is repaired between
  * holders by the replication protocol itself (src/p2p/replication.ts), run here on its own
  * channel: the same Replication class, with its message types renamed `rp.*` -> `kvr.*` and its
  * membership tag `rp` -> `kv`, through a thin context and directory adapter. So a kv group and a
@@ -32,26 +32,30 @@
  * (see replication.ts). A crashed holder keeps its SQLite log and catches up after a restart. A
  * read or scan whose holder does not answer is retried, then reported failed (SCAN_TRIES_MAX).
  */
-import { DATAGRAM_PAYLOAD_BYTES_MAX, is, isPeerId, type Check, type Envelope, type PeerId } from './wire.js';
-import type { MemberView, PeerEvent, Protocol, ProtocolContext } from './protocol.js';
-import type { Address } from './transport/transport.js';
-import type { Tags } from './membership.js';
-import { ENTRY_LAMPORT_AHEAD_MAX, REPLICA_TAG, Replication, type Directory } from './replication.js';
-import { adoptable } from './bounds.js';
-import type { Entry } from '../storage/replica.js';
-import type { WriteFailureKind } from './write-failure.js';
+import { DATAGRAM_PAYLOAD_BYTES_MAX, is, isPeerId, type Check, type Envelope, type PeerId } from '../wire.js';
+import type { MemberView, PeerEvent, Protocol, ProtocolContext } from '../protocol.js';
+import type { Address } from '../transport/transport.js';
+import type { Tags } from '../membership.js';
+import {
+  ENTRY_LAMPORT_AHEAD_MAX,
+  REPLICA_TAG,
+  Replication,
+  type Directory,
+  type ReplicaSink,
+} from '../replication.js';
+import { adoptable } from '../bounds.js';
+import type { Entry } from '../../storage/replica.js';
+import type { WriteFailureKind } from '../write-failure.js';
 import {
   KV_KEY_BYTES_MAX,
-  KV_SCAN_ROWS_MAX,
   KV_VALUE_BYTES_MAX,
   encodeOp,
   keyProblem,
   opProblem,
   wins,
-  type KvHolderStore,
   type KvOp,
   type KvVersion,
-} from '../storage/kv.js';
+} from './ops.js';
 
 /** Message types of the replication channel kv runs on: `kvr.app`, `kvr.ack`, ... */
 export const KV_CHANNEL_PREFIX = 'kvr.';
@@ -65,6 +69,8 @@ export const SCAN_TRIES_MAX = 8;
 export const KV_TRACKED_MAX = 4096;
 /** Largest holder count an answer may report (membership never tracks more members). */
 export const HOLDERS_COUNT_MAX = 4096;
+/** Rows a scan returns at most per call (a dump pages through the table). */
+export const KV_SCAN_ROWS_MAX = 64;
 
 /** A version on the wire: [key, value or null (tombstone), lamport, origin, seq]. */
 type WireRow = [string, string | null, number, string, number];
@@ -87,7 +93,7 @@ const OWN_MESSAGES = {
   'kv.rows': is.object({ q: Q, r: is.array(row, KV_SCAN_ROWS_MAX), m: is.bool() }),
 } satisfies Record<string, Check>;
 
-declare module './protocol.js' {
+declare module '../protocol.js' {
   interface PeerEventMap {
     /** A kv holder stored operations it did not have (from a write, a repair, or itself). */
     'kv-apply': { entries: Entry[]; from: PeerId; via: 'append' | 'repair' | 'local' };
@@ -100,6 +106,16 @@ declare module './protocol.js' {
     /** A read got an answer (q), or a scan a page (q of the scan's first page). */
     'kv-answer': { q: number };
   }
+}
+
+/**
+ * What a kv holder offers the protocol: the replica of the op log (a ReplicaSink) and reads of the
+ * table it folds into (ops.ts); SQLite in the CLI (storage/kv.ts).
+ */
+export interface KvHolderStore extends ReplicaSink {
+  get(key: string): KvVersion | undefined;
+  /** Rows in key order after `after` (null: from the start), tombstones included. */
+  scan(after: string | null, limit: number): KvVersion[];
 }
 
 export interface KeyValueOptions {

@@ -1,0 +1,259 @@
+/**
+ * The peer under `peer chat`: reliable delivery to the chat members and the chat protocol on a
+ * full peer, every line stored durably before it is acknowledged, history from the peer's SQLite
+ * file, presence, and the waits the command's modes share (finding the members, a line's
+ * acknowledgements). The command parses flags and prints; this is the wiring below it.
+ */
+import fs from 'node:fs';
+import {
+  CHAT_HISTORY_KEEP_MAX,
+  CHAT_TAG,
+  CHAT_TOPIC,
+  Chat,
+  LamportOrderer,
+  type ChatLine,
+  type Presence,
+} from '../p2p/chat.js';
+import { ReliableDelivery, type AckStatus, type LostReport } from '../p2p/reliable.js';
+import type { MemberView } from '../p2p/protocol.js';
+import { ChatStore } from '../storage/chat.js';
+import type { Checkpoints } from '../storage/checkpoint.js';
+import { writeFailure } from '../storage/health.js';
+import { PeerStore, databasePath } from '../storage/store.js';
+import { receiveChatLine } from './checkpointing.js';
+import { UsageError } from './network.js';
+import { startPeer, stderrHealth, type NetworkSettings, type RunningPeer } from './peer.js';
+
+/** How long --send and piped input look for chat members before sending. */
+export const CHAT_DISCOVERY_MS = 2000;
+/**
+ * Discovery ends early once the member list has not changed for this long: 5 heartbeats of the lan
+ * profile. A reader whose answer to our probe was lost is then still found unless 5 heartbeats in
+ * a row are lost too (1e-5 at 10 % loss). With 300 ms (1-2 heartbeats) the LAN test at 10 % loss
+ * caught a --send that missed a reader, exited 0, and the reader, having lost the one datagram,
+ * joined the stream past it (a sender treats a member it meets after publishing as not needing
+ * what came before): a silent loss.
+ */
+const CHAT_DISCOVERY_SETTLE_MS = 1000;
+/** History lines a newcomer asks for. */
+export const CHAT_JOIN_HISTORY_LINES = 20;
+const POLL_MS = 10;
+/** How often held lines are checked for display. */
+const DISPLAY_POLL_MS = 20;
+
+/** What `peer chat` installs on its peer. */
+interface ChatModules {
+  chat: Chat;
+  reliable: ReliableDelivery;
+  store: ChatStore;
+}
+
+/** The lines a feed shows (see ChatSession.feed). */
+export interface LineFeed {
+  /** Shows every held line now. */
+  flush(): void;
+  /** Flushes and stops. */
+  stop(): void;
+}
+
+export interface JoinOptions {
+  /** History lines to ask a member already there for (0: none). */
+  historyWanted: number;
+  /** False: a one-shot sender, which other senders must not wait for (see ChatOptions). */
+  reader: boolean;
+  /** Messages from a sender that can no longer be repaired (stored before this is called). */
+  onLost: (r: LostReport) => void;
+}
+
+/** Lines stored on disk, read without joining the group (--history). */
+export interface StoredLines {
+  lines: ChatLine[];
+  /** This peer's id, so lines addressed to it read "you". */
+  me: string | undefined;
+  /** Stored lines that failed validation (damaged or forged), skipped. */
+  rejected: number;
+}
+
+/** The last `n` lines stored in the database of peer `name`; a UsageError when it has none. */
+export function storedLines(dataDir: string, name: string, n: number): StoredLines {
+  const file = databasePath(dataDir, name);
+  if (!fs.existsSync(file))
+    throw new UsageError(
+      `no database for peer '${name}' in ${dataDir}: run peer chat --name ${name} first, or pass --data-dir`,
+    );
+  const store = PeerStore.open(dataDir, name);
+  try {
+    const chat = ChatStore.on(store);
+    const lines = chat.recent(n);
+    return { lines, me: store.getMeta('peer_id'), rejected: chat.rejectedLastRead };
+  } finally {
+    store.close();
+  }
+}
+
+export class ChatSession {
+  readonly chat: Chat;
+  private readonly reliable: ReliableDelivery;
+  private readonly store: ChatStore;
+
+  private constructor(readonly peer: RunningPeer<ChatModules>) {
+    ({ chat: this.chat, reliable: this.reliable, store: this.store } = peer.installed);
+  }
+
+  /** Starts a full peer in the chat (its lines stored in the peer's SQLite file). */
+  static async join(settings: NetworkSettings, opts: JoinOptions): Promise<ChatSession> {
+    // Lines can arrive while startPeer is still starting the node: their writes wait for the store.
+    let storeReady: (cp: Checkpoints) => void = () => {};
+    const checkpoints = new Promise<Checkpoints>((resolve) => (storeReady = resolve));
+    // A full disk fails every line: one line says so, one when lines are stored again.
+    const health = stderrHealth();
+    const peer = await startPeer(settings, {
+      health,
+      open: (pstore) => ChatStore.on(pstore!),
+      lamport: (store) => store.maxLamport(),
+      install: (node, pstore, store): ChatModules => {
+        const reliable = node.install(
+          (ctx, n) =>
+            new ReliableDelivery(ctx, n.membership, {
+              audience: (m) => m.tags[CHAT_TAG] === true,
+              defer: (fn) => setImmediate(fn),
+            }),
+        );
+        const chat = node.install(
+          (ctx, n) =>
+            new Chat(ctx, n.membership, reliable, {
+              history: store.recent(CHAT_HISTORY_KEEP_MAX),
+              historyWanted: opts.historyWanted,
+              reader: opts.reader,
+            }),
+        );
+        // Inbox row, chat line and processed flag in one group commit (synchronous=FULL). The
+        // promise holds the line's ack to its sender until that commit (reliable.ts), so a line
+        // acknowledged (a --send exiting 0) survives kill -9 and a power cut here.
+        chat.onLine((l) =>
+          checkpoints.then((cp) =>
+            receiveChatLine(cp, l).then(
+              (r) => {
+                health.succeeded(cp.file, 'chat');
+                return r;
+              },
+              (err: unknown) => {
+                health.failed(writeFailure(cp.file, err), 'chat');
+                throw err; // keeps the line unacknowledged
+              },
+            ),
+          ),
+        );
+        chat.onLost((r) => {
+          health.attempt(pstore!.file, 'chat', () => store.saveLost(r, Date.now()));
+          opts.onLost(r);
+        });
+        return { chat, reliable, store };
+      },
+      // Chat lines are the messages a snapshot records in flight on each channel.
+      snapshotChannels: ({ reliable }) => ({ reliable, topics: [CHAT_TOPIC] }),
+    });
+    if (!peer.checkpoints) throw new Error('chat runs a full peer: it has a checkpoint store');
+    storeReady(peer.checkpoints);
+    return new ChatSession(peer);
+  }
+
+  get me(): string {
+    return this.peer.node.id;
+  }
+
+  /** Stored lines that failed validation in the last read of history (never shown or served). */
+  get rejected(): number {
+    return this.store.rejectedLastRead;
+  }
+
+  /** The last `n` stored lines. */
+  history(n: number): ChatLine[] {
+    return this.store.recent(n);
+  }
+
+  /** Waits until the chat members are known (or `toName` is), at most CHAT_DISCOVERY_MS. */
+  async discover(toName: string | undefined): Promise<MemberView[]> {
+    const start = Date.now();
+    let last = '';
+    let changedAt = start;
+    for (;;) {
+      const ms = this.chat.members();
+      const key = ms.map((m) => m.id).join(',');
+      if (key !== last) {
+        last = key;
+        changedAt = Date.now();
+      }
+      const now = Date.now();
+      if (toName !== undefined && ms.some((m) => m.name === toName)) return ms;
+      if (toName === undefined && ms.length > 0 && now - changedAt >= CHAT_DISCOVERY_SETTLE_MS) return ms;
+      if (now - start >= CHAT_DISCOVERY_MS) return ms;
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+
+  /** Says `text` (shown through `shown` at once) and resolves once it is settled or `waitMs` passed. */
+  sayAndWait(text: string, waitMs: number, shown: (line: ChatLine) => void): Promise<AckStatus> {
+    return new Promise((resolve) => {
+      // The settle callback never runs inside say(): it comes from a later ack or tick.
+      const t: { timer?: NodeJS.Timeout } = {};
+      const line = this.chat.say(text, (s) => {
+        clearTimeout(t.timer);
+        resolve(s);
+      });
+      shown(line);
+      const id = line.messageId;
+      t.timer = setTimeout(() => {
+        const s = this.reliable.ackStatus(id);
+        resolve(s ?? { id, complete: false, acked: [], gone: [], pending: [] });
+      }, waitMs);
+    });
+  }
+
+  /** The members that did not acknowledge every line, each with why: "bob (no ack)". */
+  unacknowledged(statuses: AckStatus[]): string[] {
+    const missing = new Map<string, string>();
+    const name = (id: string) => this.peer.node.membership.get(id)?.name ?? id.slice(0, 8);
+    for (const s of statuses) {
+      for (const p of s.pending) missing.set(p, `${name(p)} (no ack)`);
+      for (const p of s.gone) missing.set(p, `${name(p)} (gone)`);
+    }
+    return [...missing.values()];
+  }
+
+  /**
+   * Shows every new line: at once (`ordered` false: scripts sort by the lamport field
+   * themselves), or held briefly and sorted by Lamport time for people.
+   */
+  feed(ordered: boolean, show: (line: ChatLine) => void): LineFeed {
+    if (!ordered) {
+      this.chat.onLine((l) => show(l));
+      return { flush: () => {}, stop: () => {} };
+    }
+    const orderer = new LamportOrderer();
+    this.chat.onLine((l) => orderer.push(l, performance.now()));
+    const drain = (now: number) => orderer.drain(now).forEach(show);
+    const timer = setInterval(() => drain(performance.now()), DISPLAY_POLL_MS);
+    return {
+      flush: () => drain(Infinity),
+      stop: () => {
+        clearInterval(timer);
+        drain(Infinity);
+      },
+    };
+  }
+
+  /** Chat members joining and leaving (never a `peer up` or a one-shot sender: chat.ts). */
+  onPresence(feed: LineFeed, show: (p: Presence) => void): void {
+    this.chat.onPresence((p) => {
+      // Whatever a member said arrived before it left, and may still be held for ordering: show
+      // it first, so its last words never show below "left".
+      if (p.kind !== 'joined') feed.flush();
+      show(p);
+    });
+  }
+
+  stop(): Promise<void> {
+    return this.peer.stop();
+  }
+}
