@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ChildLines } from '../src/cli/child.js';
-import { reconcilePair } from '../src/p2p/replication.js';
+import { reconcilePair } from '../src/p2p/replication/index.js';
 import { ReplicaSet, compareEntries, formatLine, serialize, type Entry } from '../src/storage/replica.js';
 import { NetnsLan, netnsCapability } from '../test/support/netns.js';
 import {

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import type Database from 'better-sqlite3';
 import type { PeerNode } from '../p2p/node.js';
 import type { ChatLine } from '../p2p/chat.js';
-import type { ReplicaSink } from '../p2p/replication.js';
+import type { ReplicaSink } from '../p2p/replication/index.js';
 import { ChatStore } from '../storage/chat.js';
 import { openCheckpoints, type Checkpoints, type StoredMessage } from '../storage/checkpoint.js';
 import { writeFailure, type StorageHealth } from '../storage/health.js';

@@ -32,7 +32,7 @@ import {
   envelopeOverhead,
   parseAckPolicy,
   type AckPolicy,
-} from '../p2p/replication.js';
+} from '../p2p/replication/index.js';
 import {
   ENTRY_TEXT_JSON_BYTES_MAX,
   ReplicaError,

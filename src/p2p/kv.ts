@@ -36,7 +36,7 @@ import { DATAGRAM_PAYLOAD_BYTES_MAX, is, isPeerId, type Check, type Envelope, ty
 import type { MemberView, PeerEvent, Protocol, ProtocolContext } from './protocol.js';
 import type { Address } from './transport/transport.js';
 import type { Tags } from './membership.js';
-import { ENTRY_LAMPORT_AHEAD_MAX, REPLICA_TAG, Replication, type Directory } from './replication.js';
+import { ENTRY_LAMPORT_AHEAD_MAX, REPLICA_TAG, Replication, type Directory } from './replication/index.js';
 import { adoptable } from './bounds.js';
 import type { Entry } from '../storage/replica.js';
 import type { WriteFailureKind } from './write-failure.js';

@@ -3,8 +3,8 @@ import fc from 'fast-check';
 import Database from 'better-sqlite3';
 import { NO_DROPS, SimCluster, type SimPeer } from '../support/cluster.js';
 import { KeyValue, KV_TAG } from '../../src/p2p/kv.js';
-import { envelopeOverhead } from '../../src/p2p/replication.js';
-import { acksSatisfied } from '../../src/p2p/replication.js';
+import { envelopeOverhead } from '../../src/p2p/replication/index.js';
+import { acksSatisfied } from '../../src/p2p/replication/index.js';
 import {
   KV_KEY_BYTES_MAX,
   KV_VALUE_BYTES_MAX,

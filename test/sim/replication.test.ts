@@ -9,7 +9,7 @@ import {
   envelopeOverhead,
   parseAckPolicy,
   reconcilePair,
-} from '../../src/p2p/replication.js';
+} from '../../src/p2p/replication/index.js';
 import {
   ReplicaSet,
   contentDigest,

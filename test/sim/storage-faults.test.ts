@@ -10,10 +10,10 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
-import { MemoryReplica, Replication, envelopeOverhead } from '../../src/p2p/replication.js';
+import { MemoryReplica, Replication, envelopeOverhead } from '../../src/p2p/replication/index.js';
 import { KeyValue } from '../../src/p2p/kv.js';
 import { KvStore } from '../../src/storage/kv.js';
-import { SimDisk } from '../../src/storage/sim-disk.js';
+import { SimDisk } from '../support/sim-disk.js';
 import { entryId, parseReplica, type Entry } from '../../src/storage/replica.js';
 import type { PeerNode } from '../../src/p2p/node.js';
 

@@ -13,7 +13,7 @@ import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { FakeElection, SimExecutor } from '../support/tasks.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { MemoryTaskLog, Tasks, type LogWrite, type TaskLog, type TaskRecord } from '../../src/p2p/tasks.js';
-import { SimDisk } from '../../src/storage/sim-disk.js';
+import { SimDisk } from '../support/sim-disk.js';
 import { writeFailure } from '../../src/storage/health.js';
 import type { PeerEvent, PeerEventOf } from '../../src/p2p/protocol.js';
 

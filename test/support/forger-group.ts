@@ -48,7 +48,7 @@ import { TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
 import { ReliableDelivery } from '../../src/p2p/reliable.js';
 import { CHAT_TAG, CHAT_TOPIC, Chat } from '../../src/p2p/chat.js';
 import { Snapshot } from '../../src/p2p/snapshot.js';
-import { MemoryReplica, Replication, envelopeOverhead } from '../../src/p2p/replication.js';
+import { MemoryReplica, Replication, envelopeOverhead } from '../../src/p2p/replication/index.js';
 import { KeyValue } from '../../src/p2p/kv.js';
 import { MemoryTaskLog, Tasks, type TaskExecutor } from '../../src/p2p/tasks.js';
 import { runTask } from '../../src/p2p/task-ops.js';

@@ -66,12 +66,12 @@ import {
   type Check,
   type Envelope,
   type PeerId,
-} from './wire.js';
-import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
-import { adoptable, loadable } from './bounds.js';
-import { nameOrUnheard } from './names.js';
-import type { Address } from './transport/transport.js';
-import type { Tags } from './membership.js';
+} from '../wire.js';
+import type { MemberView, Protocol, ProtocolContext } from '../protocol.js';
+import { adoptable, loadable } from '../bounds.js';
+import { nameOrUnheard } from '../names.js';
+import type { Address } from '../transport/transport.js';
+import type { Tags } from '../membership.js';
 import {
   DIGEST_FANOUT,
   DIGEST_LEVELS,
@@ -87,9 +87,9 @@ import {
   serialize,
   type ApplyResult,
   type Entry,
-} from '../storage/replica.js';
-import { WriteFailedError, type WriteFailureKind } from './write-failure.js';
-import type { SimDisk } from '../storage/sim-disk.js';
+} from '../../storage/replica.js';
+import { WriteFailedError, type WriteFailureKind } from '../write-failure.js';
+import type { SimDisk } from '../../../test/support/sim-disk.js';
 
 /** Membership tag a holder advertises: "<digest>:<count>". */
 export const REPLICA_TAG = 'rp';
@@ -207,7 +207,7 @@ const MESSAGES = {
   'rp.fin': is.object({ r: Q, h: is.str(16, 16) }),
 } satisfies Record<string, Check>;
 
-declare module './protocol.js' {
+declare module '../protocol.js' {
   interface PeerEventMap {
     /** A holder wrote entries it did not have (from an append or a repair). */
     'replica-append': { entries: Entry[]; from: PeerId; via: 'append' | 'repair' | 'local' };
