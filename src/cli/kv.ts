@@ -6,8 +6,13 @@
 import { Flags } from '@oclif/core';
 import { KeyValue } from '../p2p/kv.js';
 import { nameOrUnheard } from '../p2p/names.js';
-import { acksSatisfied, envelopeOverhead, parseAckPolicy, type AckPolicy } from '../p2p/replication/index.js';
-import { entryId } from '../storage/replica.js';
+import {
+  acksSatisfied,
+  envelopeOverhead,
+  parseAckPolicy,
+  type AckPolicy,
+  entryId,
+} from '../p2p/replication/index.js';
 import type { KvHolderStore, KvOp, KvStore, KvVersion } from '../storage/kv.js';
 import type { StorageHealth } from '../storage/health.js';
 import { GroupError } from './base.js';

@@ -38,7 +38,7 @@ import type { Address } from './transport/transport.js';
 import type { Tags } from './membership.js';
 import { ENTRY_LAMPORT_AHEAD_MAX, REPLICA_TAG, Replication, type Directory } from './replication/index.js';
 import { adoptable } from './bounds.js';
-import type { Entry } from '../storage/replica.js';
+import type { Entry } from './replication/index.js';
 import type { WriteFailureKind } from './write-failure.js';
 import {
   KV_KEY_BYTES_MAX,

@@ -2,7 +2,7 @@
  * The key-value store of `peer kv`: the operation encoding, the conflict rule, and a holder's
  * tables in its SQLite file.
  *
- * A kv operation is a replicated entry (storage/replica.ts Entry: origin, seq, Lamport time, text)
+ * A kv operation is a replicated entry (p2p/replication/entry.ts Entry: origin, seq, Lamport time, text)
  * whose text encodes the operation:
  *     put:    'P' <key length in UTF-16 units> ':' <key> <value>     e.g. P5:colorblue
  *     delete: 'D' <key>                                              e.g. Dcolor
@@ -25,7 +25,7 @@
  * duplicate) only once its transaction committed; a commit that failed holds nothing (apply()).
  */
 import type Database from 'better-sqlite3';
-import { ReplicaSet, entryProblem, type ApplyResult, type Entry } from './replica.js';
+import { ReplicaSet, entryProblem, type ApplyResult, type Entry } from '../p2p/replication/index.js';
 import { writeFailure } from './health.js';
 import { loadable } from '../p2p/bounds.js';
 

@@ -3,8 +3,7 @@ import fc from 'fast-check';
 import Database from 'better-sqlite3';
 import { NO_DROPS, SimCluster, type SimPeer } from '../support/cluster.js';
 import { KeyValue, KV_TAG } from '../../src/p2p/kv.js';
-import { envelopeOverhead } from '../../src/p2p/replication/index.js';
-import { acksSatisfied } from '../../src/p2p/replication/index.js';
+import { envelopeOverhead, acksSatisfied, type Entry } from '../../src/p2p/replication/index.js';
 import {
   KV_KEY_BYTES_MAX,
   KV_VALUE_BYTES_MAX,
@@ -17,7 +16,6 @@ import {
   type KvOp,
   type KvVersion,
 } from '../../src/storage/kv.js';
-import type { Entry } from '../../src/storage/replica.js';
 import type { PeerNode } from '../../src/p2p/node.js';
 import { rogue } from '../support/rogue.js';
 import { COUNTER_MAX } from '../../src/p2p/bounds.js';
