@@ -1,10 +1,9 @@
 /** Replication, as the rest of the code uses it: the protocol, its replica model and its bounds. */
-export { Replication, type ReplicationOptions } from './replication.js';
-export { REPLICA_TAG, type Directory, type HolderView } from './directory.js';
+export { Replication } from './replication.js';
+export { REPLICA_TAG, type Directory } from './directory.js';
 export type { ApplyResult, ReplicaSink } from './sink.js';
 export { acksSatisfied, parseAckPolicy, type AckPolicy } from './acks.js';
-export { APPEND_RETRY_MS, type AppendStatus } from './appender.js';
-export type { HolderReport, RoundStatus } from './round-coordinator.js';
+export { APPEND_RETRY_MS } from './appender.js';
 export { ACK_HOLDERS_MAX } from './messages.js';
 export { envelopeOverhead } from './sizing.js';
 export { IBLT_CELLS_MAX, IBLT_CELLS_MIN, Iblt } from './iblt.js';
@@ -18,7 +17,7 @@ export {
   preferred,
   type Entry,
 } from './entry.js';
-export { contentDigest, formatLine, parseLine, serialize, type ParsedLine } from './line.js';
+export { contentDigest, formatLine, parseLine, serialize } from './line.js';
 export { hash64 } from './hash.js';
-export { DIGEST_FANOUT, DIGEST_LEVELS, ReplicaSet, type Resolution } from './replica-set.js';
+export { DIGEST_FANOUT, DIGEST_LEVELS, ReplicaSet } from './replica-set.js';
 export { parseReplica, type Rejection } from './parse-replica.js';

@@ -1,6 +1,7 @@
 /**
- * Where a holder keeps its entries, declared here and implemented below p2p: a file in the CLI
- * (src/storage/replica.ts), memory in the simulation (test/support/memory-replica.ts).
+ * Where a holder keeps its entries, declared here and implemented outside p2p: a replica file in
+ * the CLI (src/cli/replica.ts fileSink over src/storage/replica.ts ReplicaFile), memory in the
+ * simulation (test/support/memory-replica.ts).
  */
 import type { WriteFailure } from '../write-failure.js';
 import type { Entry } from './entry.js';
