@@ -26,7 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ChildLines } from '../src/cli/child.js';
 import { READ_RETRY_MS } from '../src/p2p/kv/index.js';
-import { APPEND_RETRY_MS } from '../src/p2p/replication.js';
+import { APPEND_RETRY_MS } from '../src/p2p/replication/index.js';
 import { NetnsLan, netnsCapability, nftAvailable } from '../test/support/netns.js';
 import { delay, envInt, onCleanup, progress, type BenchModule, type Section, type Table } from './lib.js';
 import { BIN } from '../test/support/proc.js';

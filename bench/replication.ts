@@ -21,8 +21,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ChildLines } from '../src/cli/child.js';
-import { reconcilePair } from '../src/p2p/replication.js';
-import { ReplicaSet, compareEntries, formatLine, serialize, type Entry } from '../src/storage/replica.js';
+import { reconcilePair } from '../test/support/replica-pair.js';
+import {
+  ReplicaSet,
+  compareEntries,
+  formatLine,
+  serialize,
+  type Entry,
+} from '../src/p2p/replication/index.js';
 import { NetnsLan, netnsCapability } from '../test/support/netns.js';
 import {
   delay,
@@ -679,7 +685,7 @@ async function run(): Promise<Section> {
     tables,
     method:
       `\`npm run bench -- replication\` (bench/replication.ts). a: 3 holders \`peer replicate --name hN\` in network namespaces on a bridge (test/support/netns.ts, 10.77.x addresses that exist only inside them), replica files on this machine's disk (fsync per entry); a fourth namespace runs \`peer replicate - --acks all --json\` with 1 line, then with ${APPENDS} lines on stdin (the command keeps 32 unconfirmed), ${RUNS} times; T = wall time of the appender process, rate = (N - 1) / (T(N) - T(1)) so process start-up and the 300 ms holder discovery cancel out. ` +
-      `b: ${LINES.toLocaleString('en')} generated log-like entries (16 origins, seed 7), 1 % of them chosen at random (seed 11), half removed from replica a and half from b; \`reconcilePair(a, b)\` from src/p2p/replication.ts runs the real protocol over a lossless in-memory link and counts every encoded envelope both ways; fresh ReplicaSets per run, ${RUNS} runs; differing bytes = sum of Buffer.byteLength(formatLine(e)) + 1 over the differing entries; wall and CPU of reconcilePair alone (building the sets excluded). ` +
+      `b: ${LINES.toLocaleString('en')} generated log-like entries (16 origins, seed 7), 1 % of them chosen at random (seed 11), half removed from replica a and half from b; \`reconcilePair(a, b)\` from test/support/replica-pair.ts runs the real protocol over a lossless in-memory link and counts every encoded envelope both ways; fresh ReplicaSets per run, ${RUNS} runs; differing bytes = sum of Buffer.byteLength(formatLine(e)) + 1 over the differing entries; wall and CPU of reconcilePair alone (building the sets excluded). ` +
       `c: the two replicas written in canonical order (what \`peer reconcile\` leaves); \`rsync --daemon\` and the client on 127.0.0.1 inside a namespace, \`rsync --no-whole-file --stats a.txt rsync://127.0.0.1:${RSYNC_PORT}/m/replica.txt\` with replica.txt a fresh copy of b each run; bytes = "Total bytes sent" + "Total bytes received". ` +
       `d: the same two files as the replicas of two \`peer replicate\` holders in two namespaces; time from the later holder's \`up\` log line (file loaded, peer started) to the last \`repair\` line; bytes = rx + tx of both hosts' eth0 (\`ip -s link\`) from before start to convergence, halved (each datagram crosses both legs), counted until the link is quiet (under ${QUIET_BYTES / 1000} kB in ${QUIET_WINDOW_MS / 1000} s, i.e. heartbeats only), so the tails of the sessions are included; "minus idle traffic" subtracts the heartbeat rate measured over ${IDLE_WINDOW_MS / 1000} s afterwards, times the run's duration.`,
     notes: [

@@ -4,9 +4,8 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
+import { ReplicaError, ReplicaFile, reconcileDirectory, writeFileAtomic } from '../src/storage/replica.js';
 import {
-  ReplicaError,
-  ReplicaFile,
   ReplicaSet,
   compareEntries,
   formatLine,
@@ -14,11 +13,9 @@ import {
   isEntryText,
   preferred,
   parseLine,
-  reconcileDirectory,
   serialize,
-  writeFileAtomic,
   type Entry,
-} from '../src/storage/replica.js';
+} from '../src/p2p/replication/index.js';
 
 const dirs: string[] = [];
 function tmp(): string {

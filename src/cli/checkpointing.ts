@@ -13,7 +13,15 @@ import fs from 'node:fs';
 import type Database from 'better-sqlite3';
 import type { PeerNode } from '../p2p/node.js';
 import type { ChatLine } from '../p2p/chat.js';
-import type { ReplicaSink } from '../p2p/replication.js';
+import {
+  type ReplicaSink,
+  ReplicaSet,
+  entryProblem,
+  parseReplica,
+  serialize,
+  type Entry,
+} from '../p2p/replication/index.js';
+import { keepAside, replicaPath, writeFileAtomic } from '../storage/replica.js';
 import { ChatStore } from '../storage/chat.js';
 import { openCheckpoints, type Checkpoints, type StoredMessage } from '../storage/checkpoint.js';
 import { writeFailure, type StorageHealth } from '../storage/health.js';
@@ -24,16 +32,6 @@ import {
   type RecoveryReport,
   type ReplayHandler,
 } from '../storage/recovery.js';
-import {
-  ReplicaSet,
-  entryProblem,
-  keepAside,
-  parseReplica,
-  replicaPath,
-  serialize,
-  writeFileAtomic,
-  type Entry,
-} from '../storage/replica.js';
 
 /** Inbox topic of chat lines (payload: a ChatLine as JSON). */
 export const CHAT_INBOX_TOPIC = 'chat';

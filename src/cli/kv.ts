@@ -6,8 +6,13 @@
 import { Flags } from '@oclif/core';
 import { KeyValue, type KvHolderStore, type KvOp, type KvVersion } from '../p2p/kv/index.js';
 import { nameOrUnheard } from '../p2p/names.js';
-import { acksSatisfied, envelopeOverhead, parseAckPolicy, type AckPolicy } from '../p2p/replication.js';
-import { entryId } from '../storage/replica.js';
+import {
+  acksSatisfied,
+  envelopeOverhead,
+  parseAckPolicy,
+  type AckPolicy,
+  entryId,
+} from '../p2p/replication/index.js';
 import type { KvStore } from '../storage/kv.js';
 import type { StorageHealth } from '../storage/health.js';
 import { GroupError } from './base.js';

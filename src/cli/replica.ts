@@ -3,10 +3,10 @@
  * protocol sink, waiting on conditions with deadlines, and the reconcile table.
  */
 import { Flags } from '@oclif/core';
-import { ReplicaFile, type Entry } from '../storage/replica.js';
+import { ReplicaFile } from '../storage/replica.js';
+import { type Entry, acksSatisfied, type AckPolicy, type ReplicaSink } from '../p2p/replication/index.js';
 import type { StorageHealth } from '../storage/health.js';
 import { failureReason, type WriteFailureKind } from '../p2p/write-failure.js';
-import { acksSatisfied, type AckPolicy, type ReplicaSink } from '../p2p/replication.js';
 import { table } from './output.js';
 import { escapeForTerminal } from './sanitize.js';
 

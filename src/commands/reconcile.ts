@@ -6,7 +6,7 @@ import { UsageError } from '../cli/network.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
 import { Progress } from '../cli/progress.js';
 import { ROUND_DISCOVERY_MS, dirFlag, replicaTable, waitFor, type ReplicaRow } from '../cli/replica.js';
-import { Replication, envelopeOverhead } from '../p2p/replication.js';
+import { Replication, envelopeOverhead } from '../p2p/replication/index.js';
 import { ReplicaError, reconcileDirectory } from '../storage/replica.js';
 
 export interface ReconcileResult {

@@ -32,15 +32,12 @@ import {
   envelopeOverhead,
   parseAckPolicy,
   type AckPolicy,
-} from '../p2p/replication.js';
-import {
   ENTRY_TEXT_JSON_BYTES_MAX,
-  ReplicaError,
-  ReplicaFile,
   entryId,
   isEntryText,
   type Entry,
-} from '../storage/replica.js';
+} from '../p2p/replication/index.js';
+import { ReplicaError, ReplicaFile } from '../storage/replica.js';
 import type { PeerEvent } from '../p2p/protocol.js';
 import type { PeerNode } from '../p2p/node.js';
 

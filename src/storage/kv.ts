@@ -12,7 +12,7 @@
  * duplicate) only once its transaction committed; a commit that failed holds nothing (apply()).
  */
 import type Database from 'better-sqlite3';
-import { ReplicaSet, entryProblem, type ApplyResult, type Entry } from './replica.js';
+import { ReplicaSet, entryProblem, type ApplyResult, type Entry } from '../p2p/replication/index.js';
 import { writeFailure } from './health.js';
 import { loadable } from '../p2p/bounds.js';
 import {

@@ -13,7 +13,7 @@ import { PeerStore, databasePath } from '../../src/storage/store.js';
 import { fillInbox, openCheckpoints } from '../../src/storage/checkpoint.js';
 import { registerStandardSources } from '../../src/cli/checkpointing.js';
 import { ChatStore } from '../../src/storage/chat.js';
-import { parseReplica, formatLine, type Entry } from '../../src/storage/replica.js';
+import { parseReplica, formatLine, type Entry } from '../../src/p2p/replication/index.js';
 import type { ChatLine } from '../../src/p2p/chat.js';
 import type { RecoverResult } from '../../src/commands/recover.js';
 

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lanTierDecision, NetnsLan, nftAvailable } from '../support/netns.js';
 import { BIN, Lines, tempDir } from '../support/proc.js';
-import { compareEntries, entryId, parseLine, type Entry } from '../../src/storage/replica.js';
+import { compareEntries, entryId, parseLine, type Entry } from '../../src/p2p/replication/index.js';
 
 const decision = lanTierDecision();
 const PORT = 47777;

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli, startCli, tempDir, testPort, type Lines, loopbackFlags } from '../support/proc.js';
-import { compareEntries, entryId, parseLine, type Entry } from '../../src/storage/replica.js';
+import { compareEntries, entryId, parseLine, type Entry } from '../../src/p2p/replication/index.js';
 
 const running: Lines[] = [];
 afterEach(async () => {

@@ -14,10 +14,8 @@ import {
   type KvOp,
   type KvVersion,
 } from '../../src/p2p/kv/index.js';
-import { envelopeOverhead } from '../../src/p2p/replication.js';
-import { acksSatisfied } from '../../src/p2p/replication.js';
+import { envelopeOverhead, acksSatisfied, type Entry } from '../../src/p2p/replication/index.js';
 import { KvStore, KvStoreError } from '../../src/storage/kv.js';
-import type { Entry } from '../../src/storage/replica.js';
 import type { PeerNode } from '../../src/p2p/node.js';
 import { rogue } from '../support/rogue.js';
 import { COUNTER_MAX } from '../../src/p2p/bounds.js';

@@ -3,21 +3,19 @@ import fc from 'fast-check';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import {
   Iblt,
-  MemoryReplica,
   Replication,
   acksSatisfied,
   envelopeOverhead,
   parseAckPolicy,
-  reconcilePair,
-} from '../../src/p2p/replication.js';
-import {
   ReplicaSet,
   contentDigest,
   entryId,
   formatLine,
   parseLine,
   type Entry,
-} from '../../src/storage/replica.js';
+} from '../../src/p2p/replication/index.js';
+import { MemoryReplica } from '../support/memory-replica.js';
+import { reconcilePair } from '../support/replica-pair.js';
 import type { PeerNode } from '../../src/p2p/node.js';
 
 const SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);

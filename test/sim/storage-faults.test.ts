@@ -1,5 +1,5 @@
 /**
- * Storage faults in the simulation tier, injected from the seed (src/storage/sim-disk.ts): a full
+ * Storage faults in the simulation tier, injected from the seed (test/support/sim-disk.ts): a full
  * disk, EIO and torn writes on replica holders and kv holders. Over many seeds:
  *   - every write a holder acknowledged is in what it stored (its file, its kv_log), while the
  *     fault lasts, after a crash and restart, and after the fault clears;
@@ -10,11 +10,17 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
-import { MemoryReplica, Replication, envelopeOverhead } from '../../src/p2p/replication.js';
+import { MemoryReplica } from '../support/memory-replica.js';
+import {
+  Replication,
+  envelopeOverhead,
+  entryId,
+  parseReplica,
+  type Entry,
+} from '../../src/p2p/replication/index.js';
+import { SimDisk } from '../support/sim-disk.js';
 import { KeyValue } from '../../src/p2p/kv/index.js';
 import { KvStore } from '../../src/storage/kv.js';
-import { SimDisk } from '../../src/storage/sim-disk.js';
-import { entryId, parseReplica, type Entry } from '../../src/storage/replica.js';
 import type { PeerNode } from '../../src/p2p/node.js';
 
 const SEEDS = Array.from({ length: Number(process.env.DISK_SEEDS ?? 24) }, (_, i) => i + 1);

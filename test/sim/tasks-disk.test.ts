@@ -19,7 +19,7 @@ import {
   type TaskLog,
   type TaskRecord,
 } from '../../src/p2p/tasks/index.js';
-import { SimDisk } from '../../src/storage/sim-disk.js';
+import { SimDisk } from '../support/sim-disk.js';
 import { writeFailure } from '../../src/storage/health.js';
 import type { PeerEvent, PeerEventOf } from '../../src/p2p/protocol.js';
 

@@ -15,7 +15,7 @@ import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
 import type { ProtocolContext } from '../../src/p2p/protocol.js';
-import { SimDisk } from '../../src/storage/sim-disk.js';
+import { SimDisk } from '../support/sim-disk.js';
 
 const T = PROFILES.lan.tokenRing;
 const SEEDS = Array.from({ length: Number(process.env.TOKEN_DISK_SEEDS ?? 8) }, (_, i) => i + 1);

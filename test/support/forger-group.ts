@@ -48,12 +48,12 @@ import { TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
 import { ReliableDelivery } from '../../src/p2p/reliable.js';
 import { CHAT_TAG, CHAT_TOPIC, Chat } from '../../src/p2p/chat.js';
 import { Snapshot } from '../../src/p2p/snapshot.js';
-import { MemoryReplica, Replication, envelopeOverhead } from '../../src/p2p/replication.js';
+import { MemoryReplica } from './memory-replica.js';
+import { Replication, envelopeOverhead, entryId } from '../../src/p2p/replication/index.js';
 import { KeyValue } from '../../src/p2p/kv/index.js';
 import { MemoryTaskLog, runTask, Tasks, type TaskExecutor } from '../../src/p2p/tasks/index.js';
 import { installMonitorModules } from '../../src/cli/monitor/feeds.js';
 import { KvStore } from '../../src/storage/kv.js';
-import { entryId } from '../../src/storage/replica.js';
 
 export const PROFILE = PROFILES.lan;
 /** Crash detection of the profile: silent for deadAfterMs, seen at the next tick (config.ts). */

@@ -29,7 +29,13 @@ import { RING_CONFIG_MAX } from '../../src/p2p/token-ring.js';
 import { RELIABLE_PAYLOAD_BYTES_MAX } from '../../src/p2p/reliable.js';
 import { CHAT_HISTORY_SHARE_MAX, CHAT_HISTORY_TOPIC, CHAT_TOPIC } from '../../src/p2p/chat.js';
 import { SNAPSHOT_MARKER_TOPIC, SNAPSHOT_REPORT_CHUNKS_MAX } from '../../src/p2p/snapshot.js';
-import { ACK_HOLDERS_MAX, IBLT_CELLS_MAX, IBLT_CELLS_MIN } from '../../src/p2p/replication.js';
+import {
+  ACK_HOLDERS_MAX,
+  IBLT_CELLS_MAX,
+  IBLT_CELLS_MIN,
+  DIGEST_FANOUT,
+  DIGEST_LEVELS,
+} from '../../src/p2p/replication/index.js';
 import {
   HOLDERS_COUNT_MAX,
   KV_CHANNEL_PREFIX,
@@ -38,7 +44,6 @@ import {
   KV_VALUE_BYTES_MAX,
   encodeOp,
 } from '../../src/p2p/kv/index.js';
-import { DIGEST_FANOUT, DIGEST_LEVELS } from '../../src/storage/replica.js';
 import {
   FIBONACCI_N_MAX,
   LIST_LIMIT_MAX,

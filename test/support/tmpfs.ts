@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import { expect } from 'vitest';
 import type { ChildLines } from '../../src/cli/child.js';
 import { alive } from './proc.js';
-import { entryId, parseReplica } from '../../src/storage/replica.js';
+import { entryId, parseReplica } from '../../src/p2p/replication/index.js';
 
 /** Size of each tmpfs: small enough to fill in a moment, big enough for a peer to start on. */
 export const TMPFS_SIZE = '2m';

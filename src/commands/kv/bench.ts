@@ -10,7 +10,7 @@ import { escapeForTerminal } from '../../cli/sanitize.js';
 import { Progress } from '../../cli/progress.js';
 import { KvClient, policyFlag } from '../../cli/kv.js';
 import { encodeOp, foldLww, type KvOp, type KvVersion } from '../../p2p/kv/index.js';
-import type { Entry } from '../../storage/replica.js';
+import type { Entry } from '../../p2p/replication/index.js';
 
 export const BENCH_CLIENTS_MAX = 64;
 /** How often a holder whose dump still differs is dumped again while the settle time lasts. */

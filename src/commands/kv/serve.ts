@@ -16,11 +16,10 @@ import {
 } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { KeyValue, decodeOp } from '../../p2p/kv/index.js';
-import { envelopeOverhead } from '../../p2p/replication.js';
+import { envelopeOverhead, entryId } from '../../p2p/replication/index.js';
 import type { PeerEvent } from '../../p2p/protocol.js';
 import type { PeerNode } from '../../p2p/node.js';
 import { KvStore, KvStoreError } from '../../storage/kv.js';
-import { entryId } from '../../storage/replica.js';
 
 export default class KvServe extends PeerCommand {
   static override summary = 'Hold the replicated key-value store (until Ctrl-C).';

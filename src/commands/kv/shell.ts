@@ -4,7 +4,7 @@ import { networkFlags } from '../../cli/flags.js';
 import { networkSettings } from '../../cli/peer.js';
 import { KvClient, policyFlag, readFlags, writeFlags } from '../../cli/kv.js';
 import { keyProblem, opProblem } from '../../p2p/kv/index.js';
-import type { AckPolicy } from '../../p2p/replication.js';
+import type { AckPolicy } from '../../p2p/replication/index.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { showingWait } from '../../cli/progress.js';
 

@@ -15,7 +15,7 @@
  * is a tombstone: a row with no value that wins and loses like a put, so an older put arriving
  * late never brings a deleted key back. Tombstones are kept (no garbage collection yet).
  */
-import { entryProblem, type Entry } from '../../storage/replica.js';
+import { entryProblem, type Entry } from '../replication/index.js';
 
 /** Longest key, in UTF-8 bytes. */
 export const KV_KEY_BYTES_MAX = 128;

@@ -41,10 +41,10 @@ import {
   REPLICA_TAG,
   Replication,
   type Directory,
+  type Entry,
   type ReplicaSink,
-} from '../replication.js';
+} from '../replication/index.js';
 import { adoptable } from '../bounds.js';
-import type { Entry } from '../../storage/replica.js';
 import type { WriteFailureKind } from '../write-failure.js';
 import {
   KV_KEY_BYTES_MAX,

@@ -4,7 +4,7 @@
  * holder advertises the same digest.
  */
 import type { MemberView } from '../../../p2p/protocol.js';
-import { REPLICA_TAG } from '../../../p2p/replication.js';
+import { REPLICA_TAG } from '../../../p2p/replication/index.js';
 import { cell, stateTone, type MonitorInput, type Tab, type TabView } from '../model.js';
 
 const DIGEST_TAG_RE = /^([0-9a-f]{16}):([0-9]{1,16})$/;

@@ -1,0 +1,147 @@
+/**
+ * Appends, the appender's side. The appender multicasts `rp.app` with the entry (origin id, origin
+ * sequence, Lamport time, text). A holder that appends writes it to its own replica first. An
+ * observer (a one-shot `peer replicate`) unicasts the entry again every APPEND_RETRY_MS to every
+ * holder that has not acknowledged; the command decides when enough acks arrived (acksSatisfied).
+ * "All" means every holder the group knows of: a one-shot appender only hears live holders answer
+ * its probe, so each ack also lists the holders its sender knows (alive, suspect or dead, not
+ * left); a crashed holder thus keeps `--acks all` from succeeding until the others forget it
+ * (membership's deadRetentionMs) or it comes back.
+ */
+import type { ProtocolContext } from '../protocol.js';
+import type { Envelope, PeerId } from '../wire.js';
+import { nameOrUnheard } from '../names.js';
+import { WriteFailedError, type WriteFailureKind } from '../write-failure.js';
+import { holdersIn, liveHoldersIn, type Directory } from './directory.js';
+import { entryId, entryProblem, type Entry } from './entry.js';
+import type { Holder } from './holder.js';
+import { broadcast, send, type Bodies } from './messages.js';
+import type { OwnSequence } from './own-sequence.js';
+
+export const APPEND_RETRY_MS = 200;
+
+interface AppendTrack {
+  entry: Entry;
+  acked: Set<PeerId>;
+  /** Holders that said they could not store it (until they ack a retry). */
+  refused: Map<PeerId, WriteFailureKind>;
+  /** Holders some acker knows of, beyond those this peer heard itself. */
+  known: Set<PeerId>;
+  /** The names the ackers and refusers gave in their envelopes (they may leave the directory). */
+  names: Map<PeerId, string>;
+  lastSend: number;
+}
+
+export interface AppendStatus {
+  acked: PeerId[];
+  /** The ackers by the names their acks carried, sorted. */
+  confirmed: string[];
+  known: number;
+  missing: Array<{ id: PeerId; name: string }>;
+  refused: Array<{ id: PeerId; name: string; reason: WriteFailureKind }>;
+}
+
+export class Appender {
+  private readonly appends = new Map<string, AppendTrack>();
+
+  constructor(
+    private readonly ctx: ProtocolContext,
+    private readonly dir: Directory,
+    private readonly ownSeqs: OwnSequence,
+    private readonly holder: Holder | null,
+    private readonly reject: () => void,
+  ) {}
+
+  /**
+   * Appends a text. A holder writes it to its own replica first and multicasts it (a failed write
+   * throws WriteFailedError and sends nothing); an observer multicasts it and retries to every
+   * holder until acknowledged (see status).
+   */
+  append(text: string): Entry {
+    const entry: Entry = {
+      origin: this.ctx.self.id,
+      seq: this.ownSeqs.take(),
+      lamport: this.ctx.stamp(),
+      text,
+    };
+    const problem = entryProblem(entry);
+    if (problem) throw new RangeError(`cannot append: ${problem}`);
+    if (this.holder) {
+      const { added, failure } = this.holder.sink.apply([entry]);
+      if (failure) throw new WriteFailedError(failure);
+      if (added.length)
+        this.ctx.emit({ kind: 'replica-append', entries: added, from: this.ctx.self.id, via: 'local' });
+    } else {
+      this.appends.set(entryId(entry), {
+        entry,
+        acked: new Set(),
+        refused: new Map(),
+        known: new Set(),
+        names: new Map(),
+        lastSend: this.ctx.now(),
+      });
+    }
+    broadcast(this.ctx, 'rp.app', { entry });
+    return entry;
+  }
+
+  /**
+   * Acks an observer's append has collected, the holders known that have not acked, and those of
+   * them that said they cannot store it now (a full or failing disk).
+   */
+  status(id: string): AppendStatus | undefined {
+    const t = this.appends.get(id);
+    if (!t) return undefined;
+    const names = new Map<PeerId, string>();
+    const left = new Set<PeerId>();
+    for (const m of this.dir.list()) {
+      names.set(m.id, m.name);
+      if (m.state === 'left') left.add(m.id);
+    }
+    const all = new Set([...holdersIn(this.dir).map((h) => h.id), ...t.known, ...t.acked]);
+    for (const x of left) if (!t.acked.has(x)) all.delete(x);
+    const nameOf = (x: PeerId) => nameOrUnheard(t.names.get(x) ?? names.get(x), x);
+    const missing = [...all].filter((x) => !t.acked.has(x)).map((x) => ({ id: x, name: nameOf(x) }));
+    const refused = [...t.refused].map(([x, reason]) => ({ id: x, name: nameOf(x), reason }));
+    const confirmed = [...t.acked].map(nameOf).sort();
+    return { acked: [...t.acked], confirmed, known: all.size, missing, refused };
+  }
+
+  /** Stops tracking (and retrying) an append once the caller is done with it. */
+  settle(id: string): void {
+    this.appends.delete(id);
+  }
+
+  onAck(env: Envelope, ack: Bodies['rp.ack']): void {
+    const t = this.appends.get(entryId(ack));
+    if (!t) return;
+    // An ack says "durable on my disk": only a holder we know of can say it, or an id anyone makes
+    // up would count towards --acks for a write nobody stored.
+    if (!holdersIn(this.dir).some((h) => h.id === env.i)) return this.reject();
+    for (const x of ack.holders) if (x !== this.ctx.self.id) t.known.add(x);
+    if (t.acked.has(env.i)) return;
+    t.acked.add(env.i);
+    t.names.set(env.i, env.n);
+    t.refused.delete(env.i);
+    this.ctx.emit({ kind: 'replica-ack', id: entryId(t.entry), holder: env.i });
+  }
+
+  onRefusal(env: Envelope, nak: Bodies['rp.nak']): void {
+    const t = this.appends.get(entryId(nak));
+    if (!t || t.acked.has(env.i) || t.refused.get(env.i) === nak.reason) return;
+    t.refused.set(env.i, nak.reason);
+    t.names.set(env.i, env.n);
+    this.ctx.emit({ kind: 'replica-refused', id: entryId(t.entry), holder: env.i, reason: nak.reason });
+  }
+
+  retry(now: number): void {
+    if (this.appends.size === 0) return;
+    const holders = liveHoldersIn(this.dir);
+    for (const t of this.appends.values()) {
+      if (now - t.lastSend < APPEND_RETRY_MS) continue;
+      t.lastSend = now;
+      for (const h of holders)
+        if (!t.acked.has(h.id)) send(this.ctx, h.address, 'rp.app', { entry: t.entry });
+    }
+  }
+}

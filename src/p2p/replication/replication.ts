@@ -1,0 +1,240 @@
+/**
+ * Replication: appends acknowledged by every holder's disk, and anti-entropy that repairs the rest.
+ * This class is the protocol the node runs; it holds one state machine per role and hands each
+ * message to the role it is for.
+ *
+ * Roles. A holder keeps a replica (a ReplicaSink: a file in the CLI, memory in the simulation) and
+ * advertises it in its membership tags (directory.ts). A one-shot appender or a reconcile
+ * coordinator is an observer without a sink. Every peer runs
+ *   - the appender (appender.ts): multicasts appends, retries them and counts acks;
+ *   - the round coordinator (round-coordinator.ts), when a command starts a reconcile round;
+ * and a holder also runs
+ *   - the append holder (append-holder.ts): stores appends and acknowledges them;
+ *   - the round holder (round-holder.ts): answers a round and rewrites its replica at its end;
+ *   - the anti-entropy initiator and responder (anti-entropy-*.ts): one session at a time against
+ *     a holder with another digest, and answers to the sessions others run against it.
+ * Pure data: the entry model (entry.ts, line.ts, replica-set.ts), the IBLT (iblt.ts); the messages
+ * are declared in messages.ts, what fits a datagram in sizing.ts.
+ *
+ * Every request is one datagram and every answer fits datagrams under DATAGRAM_PAYLOAD_BYTES_MAX.
+ * Bytes: O(1) when equal (digests ride on heartbeats); about 64 B x (differing level-1..3 buckets)
+ * plus 14 B x 1.5 d for the IBLT plus the differing entries themselves (see docs/replication.md).
+ *
+ * Failure modes: loss, duplication and reordering are absorbed by idempotent appends, retries and
+ * repeated sessions; a holder that crashed keeps its file and catches up through anti-entropy once
+ * it is back; a partition heals the same way. Entries whose Lamport time or sequence is past its
+ * bound (bounds.ts) are refused whole, whichever message carries them.
+ */
+import { DATAGRAM_PAYLOAD_BYTES_MAX, type Envelope, type PeerId } from '../wire.js';
+import type { Protocol, ProtocolContext } from '../protocol.js';
+import type { Address } from '../transport/transport.js';
+import { adoptable, loadable } from '../bounds.js';
+import type { WriteFailureKind } from '../write-failure.js';
+import { AntiEntropyInitiator, AE_INTERVAL_MS, AE_ROUND_INTERVAL_MS } from './anti-entropy-initiator.js';
+import { AntiEntropyResponder } from './anti-entropy-responder.js';
+import { AppendHolder } from './append-holder.js';
+import { Appender, type AppendStatus } from './appender.js';
+import { holdersIn, liveHoldersIn, type Directory, type HolderView } from './directory.js';
+import { ENTRY_LAMPORT_AHEAD_MAX, type Entry } from './entry.js';
+import { Holder } from './holder.js';
+import { MESSAGES, isMessageType, readBody } from './messages.js';
+import { OwnSequence } from './own-sequence.js';
+import { RoundCoordinator, type RoundStatus } from './round-coordinator.js';
+import { RoundHolder } from './round-holder.js';
+import type { ReplicaSink } from './sink.js';
+
+declare module '../protocol.js' {
+  interface PeerEventMap {
+    /** A holder wrote entries it did not have (from an append or a repair). */
+    'replica-append': { entries: Entry[]; from: PeerId; via: 'append' | 'repair' | 'local' };
+    /** A holder met another version of entries it held and took it (the preferred version). */
+    'replica-replace': { entries: Entry[]; from: PeerId };
+    'replica-ack': { id: string; holder: PeerId };
+    /** A holder could not store an append of ours (its disk is full or failing); it may later. */
+    'replica-refused': { id: string; holder: PeerId; reason: WriteFailureKind };
+    'replica-sync': { peer: PeerId; fetched: number; pushed: number; ok: boolean; reason: string };
+    'replica-rewrite': { round: number; sha256: string; entries: number };
+    /** Digests differ but a session found no difference to move (see anti-entropy-initiator.ts). */
+    'replica-conflict': { peer: PeerId };
+  }
+}
+
+export interface ReplicationOptions {
+  /** Present for a holder. */
+  sink?: ReplicaSink;
+  /** Bytes an encoded envelope adds around its body, for this peer's name (see envelopeOverhead). */
+  envelopeBytes: number;
+  /** The holder never starts sessions (it still answers them); the pair harness uses it. */
+  passive?: boolean;
+}
+
+/** The roles only a holder runs. */
+interface HolderRoles {
+  holder: Holder;
+  appends: AppendHolder;
+  rounds: RoundHolder;
+  initiator: AntiEntropyInitiator;
+  responder: AntiEntropyResponder;
+}
+
+export class Replication implements Protocol {
+  readonly messages = MESSAGES;
+  private readonly appender: Appender;
+  private readonly coordinator: RoundCoordinator;
+  private readonly holding: HolderRoles | null;
+  private rejectedCount = 0;
+
+  constructor(
+    private readonly ctx: ProtocolContext,
+    private readonly dir: Directory,
+    private readonly opts: ReplicationOptions,
+  ) {
+    const reject = () => void this.rejectedCount++;
+    const bodyBytesMax = DATAGRAM_PAYLOAD_BYTES_MAX - opts.envelopeBytes;
+    const ownSeqs = new OwnSequence(ctx.self.id);
+    const holder = opts.sink ? new Holder(ctx, dir, opts.sink, ownSeqs, reject) : null;
+    this.holding = holder && {
+      holder,
+      appends: new AppendHolder(ctx, dir, holder, reject),
+      rounds: new RoundHolder(ctx, dir, holder),
+      initiator: new AntiEntropyInitiator(ctx, dir, holder, bodyBytesMax, reject),
+      responder: new AntiEntropyResponder(ctx, holder, bodyBytesMax, reject),
+    };
+    this.appender = new Appender(ctx, dir, ownSeqs, holder, reject);
+    this.coordinator = new RoundCoordinator(ctx, dir);
+  }
+
+  /** Datagrams dropped because their content was invalid past the schema (bad entry). */
+  get rejected(): number {
+    return this.rejectedCount;
+  }
+
+  /** Whether an anti-entropy session of ours is running. */
+  get syncing(): boolean {
+    return this.holding?.initiator.syncing ?? false;
+  }
+
+  /** Holders this peer knows of (any state but left), with their advertised digest. */
+  holders(): HolderView[] {
+    return holdersIn(this.dir);
+  }
+
+  liveHolders(): HolderView[] {
+    return liveHoldersIn(this.dir);
+  }
+
+  /** See Appender.append. */
+  append(text: string): Entry {
+    return this.appender.append(text);
+  }
+
+  /** See Appender.status. */
+  appendStatus(id: string): AppendStatus | undefined {
+    return this.appender.status(id);
+  }
+
+  /** Stops tracking (and retrying) an append once the caller is done with it. */
+  settle(id: string): void {
+    this.appender.settle(id);
+  }
+
+  /** Starts (or restarts) a reconcile round as coordinator; returns its id. */
+  startRound(): number {
+    return this.coordinator.start();
+  }
+
+  /** The round's reports, and whether every live holder rewrote the same content. */
+  roundStatus(): RoundStatus {
+    return this.coordinator.status();
+  }
+
+  onMessage(env: Envelope, from: Address): void {
+    const type = env.t;
+    if (!isMessageType(type)) return;
+    const h = this.holding;
+    switch (type) {
+      case 'rp.app': {
+        const body = readBody(type, env);
+        if (!this.entriesBounded([body.entry])) return;
+        return h?.appends.onAppend(env, from, body);
+      }
+      case 'rp.ack':
+        return this.appender.onAck(env, readBody(type, env));
+      case 'rp.nak':
+        return this.appender.onRefusal(env, readBody(type, env));
+      case 'rp.tq':
+        if (!h) return;
+        h.initiator.served(env.i, this.ctx.now());
+        return h.responder.onTreeRequest(from, readBody(type, env));
+      case 'rp.iq':
+        if (!h) return;
+        h.initiator.served(env.i, this.ctx.now());
+        return h.responder.onIbltRequest(env, from, readBody(type, env));
+      case 'rp.get':
+        if (!h) return;
+        h.initiator.served(env.i, this.ctx.now());
+        return h.responder.onGet(from, readBody(type, env));
+      case 'rp.put': {
+        const body = readBody(type, env);
+        if (!this.entriesBounded(body.entries) || !h) return;
+        h.initiator.served(env.i, this.ctx.now());
+        return h.responder.onPut(env, from, body);
+      }
+      case 'rp.tr': {
+        const { request, hashes } = readBody(type, env);
+        return h?.initiator.onReply(env, request, hashes);
+      }
+      case 'rp.ir': {
+        const { request, cells } = readBody(type, env);
+        return h?.initiator.onReply(env, request, cells);
+      }
+      case 'rp.got':
+        return h?.initiator.onReply(env, readBody(type, env).request, Buffer.alloc(0));
+      case 'rp.ent': {
+        const body = readBody(type, env);
+        if (!this.entriesBounded(body.entries) || !h) return;
+        // Stored even outside a fetch of ours: what a holder sends us is a repair all the same.
+        const { stored } = h.holder.storeRepair(body.entries, env.i);
+        return h.initiator.onFetched(env, body, stored);
+      }
+      case 'rp.rnd':
+        return h?.rounds.onPoll(from, readBody(type, env));
+      case 'rp.fin':
+        return h?.rounds.onFinish(from, readBody(type, env));
+      case 'rp.st':
+        return this.coordinator.onStatus(env, readBody(type, env));
+    }
+  }
+
+  /**
+   * Whether the entries a message carries are bounded (bounds.ts): Lamport times by
+   * ENTRY_LAMPORT_AHEAD_MAX, and seqs below COUNTER_MAX, so that an origin tricked into learning its
+   * own seq back (OwnSequence.learn) can still count. If not, the message is refused and counted.
+   */
+  private entriesBounded(entries: readonly Entry[]): boolean {
+    for (const { seq, lamport } of entries) {
+      if (!adoptable(this.ctx.lamport(), lamport, ENTRY_LAMPORT_AHEAD_MAX)) {
+        this.ctx.refuse('lamport');
+        return false;
+      }
+      if (!loadable(seq)) {
+        this.ctx.refuse('sequence');
+        return false;
+      }
+    }
+    return true;
+  }
+
+  tick(now: number): void {
+    const h = this.holding;
+    if (h) {
+      h.holder.maybeFlush(now);
+      h.holder.advertise(now);
+      h.responder.expire(now);
+      const interval = h.rounds.boosted(now) ? AE_ROUND_INTERVAL_MS : AE_INTERVAL_MS;
+      h.initiator.tick(now, interval, this.opts.passive ?? false);
+    }
+    this.appender.retry(now);
+    this.coordinator.poll(now);
+  }
+}

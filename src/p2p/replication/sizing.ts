@@ -1,0 +1,64 @@
+/**
+ * How much of each answer fits one datagram. Every request is one datagram and every answer fits
+ * datagrams under DATAGRAM_PAYLOAD_BYTES_MAX: the responder's envelope (with its name) takes the
+ * rest, so the initiator sizes its requests by the responder's name and the responder checks them.
+ */
+import { PROTOCOL_VERSION } from '../wire.js';
+import type { Entry } from './entry.js';
+import { IBLT_CELL_BYTES } from './iblt.js';
+import { DIGEST_FANOUT } from './replica-set.js';
+import {
+  ENTRIES_PER_MESSAGE_MAX,
+  HASH_BYTES,
+  IBLT_CELLS_PER_REQUEST_MAX,
+  toWire,
+  wireBody,
+} from './messages.js';
+
+/** Bytes of a reply body besides its base64 payload (request number, keys, quotes), at most. */
+const REPLY_FIXED_BYTES = 40;
+
+/** Bytes an envelope from `name` adds around its body, with every number at its widest. */
+export function envelopeOverhead(name: string): number {
+  const env = {
+    v: PROTOCOL_VERSION,
+    t: 'x'.repeat(16),
+    i: '0'.repeat(16),
+    n: name,
+    c: 2 ** 53,
+    s: 2 ** 53,
+    l: 2 ** 53,
+    b: 0,
+  };
+  return Buffer.byteLength(JSON.stringify(env)) - 1;
+}
+
+/** Raw bytes that fit, base64-encoded, in a body of `bodyBytes` besides its fixed part. */
+export function b64Bytes(bodyBytes: number): number {
+  return Math.floor((bodyBytes - REPLY_FIXED_BYTES) / 4) * 3;
+}
+
+/**
+ * Parents whose bucket hashes fit one `rp.tr`, and IBLT cells one `rp.ir`, from a responder whose
+ * reply bodies may be `bodyBytes` long: the initiator asks for no more, the responder takes no more.
+ */
+export function treeParentsPerReply(bodyBytes: number): number {
+  return Math.max(1, Math.floor(b64Bytes(bodyBytes) / (DIGEST_FANOUT * HASH_BYTES)));
+}
+
+export function ibltCellsPerReply(bodyBytes: number): number {
+  return Math.min(IBLT_CELLS_PER_REQUEST_MAX, Math.floor(b64Bytes(bodyBytes) / IBLT_CELL_BYTES));
+}
+
+/** Takes from the front of `queue` as many entries as fit one `rp.ent` or `rp.put` body. */
+export function takeEntries(queue: Entry[], request: number, bodyBytesMax: number): Entry[] {
+  let bytes = Buffer.byteLength(JSON.stringify(wireBody('rp.ent', { request, entries: [] })));
+  let n = 0;
+  while (n < queue.length && n < ENTRIES_PER_MESSAGE_MAX) {
+    const size = Buffer.byteLength(JSON.stringify(toWire(queue[n]!))) + 1;
+    if (n > 0 && bytes + size > bodyBytesMax) break;
+    bytes += size;
+    n++;
+  }
+  return queue.splice(0, n);
+}
