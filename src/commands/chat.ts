@@ -25,7 +25,7 @@ import {
   type ChatLine,
   type Presence,
 } from '../p2p/chat.js';
-import { ReliableDelivery, type AckStatus, type LostReport, type SendResult } from '../p2p/reliable.js';
+import { ReliableDelivery, type AckStatus, type LostReport, type SendResult } from '../p2p/reliable/index.js';
 import type { MemberView } from '../p2p/protocol.js';
 import { isPeerName } from '../p2p/wire.js';
 import { ChatStore } from '../storage/chat.js';

@@ -40,7 +40,7 @@ import {
   type LostReport,
   type MessageId,
   type SendResult,
-} from './reliable.js';
+} from './reliable/index.js';
 import type { Tags } from './membership.js';
 
 export const CHAT_TOPIC = 'chat';

@@ -88,11 +88,11 @@ import {
   type Check,
   type Envelope,
   type PeerId,
-} from './wire.js';
-import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
-import { adoptable, COUNTER_MAX } from './bounds.js';
+} from '../wire.js';
+import type { MemberView, Protocol, ProtocolContext } from '../protocol.js';
+import { adoptable, COUNTER_MAX } from '../bounds.js';
 import { SendBuffer } from './send-buffer.js';
-import type { Address } from './transport/transport.js';
+import type { Address } from '../transport/transport.js';
 
 /** Messages the sender keeps for repair (a power of two). A receiver further behind loses the difference. */
 export const RELIABLE_BUFFER_MESSAGES_MAX = 8192;
@@ -217,7 +217,7 @@ export interface AckStatus {
 export type SendResult =
   { ok: true; id: MessageId } | { ok: false; id: MessageId; reason: 'gone' | 'timeout' | 'busy' };
 
-declare module './protocol.js' {
+declare module '../protocol.js' {
   interface PeerEventMap {
     lost: LostReport;
   }
