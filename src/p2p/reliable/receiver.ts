@@ -54,7 +54,7 @@ import {
   type GoneBody,
   type SeqRange,
 } from './messages.js';
-import type { Shared } from './shared.js';
+import { heldBelow, type Shared } from './shared.js';
 
 /** One sender's multicast stream, as this receiver follows it. */
 interface InStream {
@@ -67,7 +67,7 @@ interface InStream {
   /** Next sequence to deliver. */
   next: number;
   /** Highest sequence known to exist. */
-  hi: number;
+  highest: number;
   held: Map<number, StreamMessage>;
   gapSince: number | null;
   lastNack: number;
@@ -93,13 +93,14 @@ export class MulticastReceiver {
   onData(env: Envelope<DataBody>, from: Address): void {
     const { e: epoch, jp: joinPoint } = env.b;
     const messages = messagesOf(env);
+    const newest = messages[messages.length - 1];
     const { stats } = this.shared;
-    if (!this.shared.stampedBefore(env, messages)) return;
-    const s = this.stream(env, from, epoch, joinPoint, messages[messages.length - 1]!.seq);
+    if (!newest || !this.shared.stampedBefore(env, newest)) return;
+    const s = this.stream(env, from, epoch, joinPoint, newest.seq);
     if (!s) return;
     for (const message of messages) {
       const seq = message.seq;
-      if (seq > s.hi) s.hi = seq;
+      if (seq > s.highest) s.highest = seq;
       if (seq < s.next || s.held.has(seq)) {
         stats.duplicates++;
         s.ackDue = true;
@@ -117,7 +118,7 @@ export class MulticastReceiver {
       this.shared.heldTotal++;
     }
     this.drain(s);
-    if (s.hi >= s.next) this.noteGap(s);
+    if (s.highest >= s.next) this.noteGap(s);
     const upTo = s.writes.ackable(s.next);
     if (upTo - s.ackedSent >= RELIABLE_ACK_EVERY_MESSAGES) this.sendAck(s, upTo);
   }
@@ -126,8 +127,8 @@ export class MulticastReceiver {
     const { e: epoch, hi: highest, jp: joinPoint } = env.b;
     const s = this.stream(env, from, epoch, joinPoint, highest);
     if (!s) return;
-    if (highest > s.hi) s.hi = highest;
-    if (s.hi >= s.next) this.noteGap(s);
+    if (highest > s.highest) s.highest = highest;
+    if (s.highest >= s.next) this.noteGap(s);
     else s.ackDue = true; // we are up to date: the sender lacks our ack
   }
 
@@ -141,7 +142,7 @@ export class MulticastReceiver {
     }
     if (oldestKept === RESTARTED_LO) this.close(s, 'sender-restarted');
     else {
-      this.skipTo(s, Math.min(oldestKept, s.hi + 1), 'evicted');
+      this.skipTo(s, Math.min(oldestKept, s.highest + 1), 'evicted');
       this.drain(s);
     }
   }
@@ -206,7 +207,7 @@ export class MulticastReceiver {
       address: from,
       start,
       next: start,
-      hi: start - 1,
+      highest: start - 1,
       held: new Map(),
       gapSince: null,
       lastNack: -Infinity,
@@ -281,7 +282,7 @@ export class MulticastReceiver {
       this.shared.heldTotal--;
       this.deliver(s, message);
     }
-    if (s.next > s.hi) s.gapSince = null;
+    if (s.next > s.highest) s.gapSince = null;
   }
 
   /**
@@ -301,13 +302,13 @@ export class MulticastReceiver {
       this.handlers.reportLost(s.from, s.name, s.epoch, s.next, to - 1, reason, false);
       s.next = to;
     }
-    if (s.hi < s.next - 1) s.hi = s.next - 1;
-    if (s.next > s.hi) s.gapSince = null;
+    if (s.highest < s.next - 1) s.highest = s.next - 1;
+    if (s.next > s.highest) s.gapSince = null;
     s.ackDue = true;
   }
 
   private close(s: InStream, reason: LostReason): void {
-    this.skipTo(s, s.hi + 1, reason);
+    this.skipTo(s, s.highest + 1, reason);
     this.shared.heldTotal -= s.held.size;
     s.held.clear();
     s.closedAt = this.shared.ctx.now();
@@ -325,7 +326,7 @@ export class MulticastReceiver {
     }
     if (s.gapSince !== null) {
       if (now - s.gapSince > RELIABLE_GAP_TIMEOUT_MS) {
-        this.skipTo(s, s.hi + 1, 'timeout');
+        this.skipTo(s, s.highest + 1, 'timeout');
       } else if (
         now - s.gapSince >= RELIABLE_NACK_DELAY_MS &&
         now - s.lastNack >= RELIABLE_NACK_INTERVAL_MS
@@ -340,7 +341,7 @@ export class MulticastReceiver {
   private nack(s: InStream, now: number): void {
     const missing: SeqRange[] = [];
     let asked = 0;
-    const last = Math.min(s.hi, s.next + RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX);
+    const last = Math.min(s.highest, s.next + RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX);
     let seq = s.next;
     while (seq <= last && missing.length < RELIABLE_NACK_RANGES_MAX && asked < RELIABLE_NACK_MESSAGES_MAX) {
       if (s.held.has(seq)) {
@@ -370,11 +371,4 @@ export class MulticastReceiver {
     const writes = this.handlers.dispatch(message);
     if (writes) s.writes.hold(seq, writes);
   }
-}
-
-/** Sequences of the held messages below `to`, in increasing order. */
-export function heldBelow(held: Map<number, StreamMessage>, to: number): number[] {
-  const seqs: number[] = [];
-  for (const seq of held.keys()) if (seq < to) seqs.push(seq);
-  return seqs.sort((a, b) => a - b);
 }

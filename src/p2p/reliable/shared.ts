@@ -7,8 +7,7 @@ import type { Envelope, PeerId } from '../wire.js';
 import type { ProtocolContext } from '../protocol.js';
 import type { Address } from '../transport/transport.js';
 import { adoptable } from '../bounds.js';
-import type { MembershipView } from './delivery.js';
-import type { StreamMessage } from './delivery.js';
+import type { MembershipView, StreamMessage } from './delivery.js';
 import { RELIABLE_HELD_MESSAGES_TOTAL_MAX, RELIABLE_SEQ_STEP_MAX } from './limits.js';
 
 export function newStats() {
@@ -91,12 +90,18 @@ export class Shared {
 
   /**
    * Whether every message of a datagram is stamped below the datagram's own Lamport time (see
-   * "Lamport times" in sender.ts); counts it if not. The last message has the highest time.
+   * "Lamport times" in sender.ts), given its newest (the highest time); counts it if not.
    */
-  stampedBefore(env: Envelope, messages: StreamMessage[]): boolean {
-    const last = messages[messages.length - 1];
-    if (last && last.lamport < env.l) return true;
+  stampedBefore(env: Envelope, newest: StreamMessage): boolean {
+    if (newest.lamport < env.l) return true;
     this.ctx.refuse('lamport');
     return false;
   }
+}
+
+/** Sequences of the held messages below `to`, in increasing order. */
+export function heldBelow(held: Map<number, StreamMessage>, to: number): number[] {
+  const seqs: number[] = [];
+  for (const seq of held.keys()) if (seq < to) seqs.push(seq);
+  return seqs.sort((a, b) => a - b);
 }

@@ -32,8 +32,7 @@ import {
   type UnicastBody,
 } from './messages.js';
 import { Packer } from './packer.js';
-import { heldBelow } from './receiver.js';
-import type { Shared } from './shared.js';
+import { heldBelow, type Shared } from './shared.js';
 
 /** A message sent and not acked yet. */
 interface Pending {
@@ -192,9 +191,8 @@ export class UnicastReceiver {
     const { e: epoch, to, b: base } = env.b;
     const { ctx, stats } = this.shared;
     if (to !== ctx.self.id) return; // meant for a previous owner of this address
-    const messages = messagesOf(env);
-    if (!this.shared.stampedBefore(env, messages)) return;
-    const message = messages[0]!;
+    const [message] = messagesOf(env); // one: its decoder takes no more
+    if (!message || !this.shared.stampedBefore(env, message)) return;
     let u = this.streams.get(env.i);
     if (u && epoch < u.epoch) return;
     // As for multicast streams (receiver.ts): one stream, one address, unless membership places
@@ -203,7 +201,7 @@ export class UnicastReceiver {
     const fresh = !u || epoch > u.epoch || from !== u.ackTo;
     if (fresh && !this.shared.epochPlausible(env, epoch)) return;
     // The base and the message's sequence, from where the stream stands (or starts: at the base).
-    const at = fresh ? Math.max(base, 1) : u!.next;
+    const at = u && !fresh ? u.next : Math.max(base, 1);
     if (!this.shared.seqAdoptable(at, base) || !this.shared.seqAdoptable(Math.max(at, base), message.seq))
       return;
     if (!u || fresh) {
