@@ -12,7 +12,11 @@ import { dataBody, MESSAGE, unicastBody } from './messages.js';
 
 /** The byte between the JSON and the attachment (wire.ts). */
 const ATTACHMENT_MARK_BYTES = 1;
-/** What a topic adds to the JSON topic list beyond its characters: two quotes and a comma. */
+/**
+ * What a topic adds to the JSON topic list beyond its characters: two quotes and a comma. The
+ * first topic has no comma, so a full datagram keeps one byte to spare (counted so since the
+ * packing began; exact counting would move messages between datagrams).
+ */
 const TOPIC_LIST_ENTRY_EXTRA_BYTES = 3;
 /** A message's index into the topic list, in the attachment (one byte: see packer.ts). */
 const TOPIC_INDEX_BYTES = 1;
