@@ -13,6 +13,8 @@ export const RELIABLE_PAYLOAD_BYTES_MAX = 700;
 export const RELIABLE_TOPIC_CHARS_MAX = 24;
 /** Messages in one datagram (the byte limit usually binds first). */
 export const RELIABLE_BATCH_MESSAGES_MAX = 128;
+/** Messages in one unicast datagram: each is acked and retried on its own. */
+export const RELIABLE_UNICAST_BATCH_MESSAGES_MAX = 1;
 /** Out-of-order messages one receiver holds per stream while waiting for a gap to be repaired. */
 export const RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX = 8192;
 /** Out-of-order messages held over all streams. */

@@ -20,6 +20,7 @@ import {
   RELIABLE_NACK_RANGES_MAX,
   RELIABLE_PAYLOAD_BYTES_MAX,
   RELIABLE_TOPIC_CHARS_MAX,
+  RELIABLE_UNICAST_BATCH_MESSAGES_MAX,
 } from './limits.js';
 
 export const MESSAGE = {
@@ -105,7 +106,8 @@ export const BODIES: Record<MessageType, Check> = {
 export const ATTACHMENTS: Record<typeof MESSAGE.data | typeof MESSAGE.unicast, AttachmentDecoder> = {
   'rm.d': (bytes, body) =>
     hasTopics(body) ? decodeMessages(bytes, body.k, RELIABLE_BATCH_MESSAGES_MAX) : undefined,
-  'rm.u': (bytes, body) => (hasTopics(body) ? decodeMessages(bytes, body.k, 1) : undefined),
+  'rm.u': (bytes, body) =>
+    hasTopics(body) ? decodeMessages(bytes, body.k, RELIABLE_UNICAST_BATCH_MESSAGES_MAX) : undefined,
 };
 
 /**
