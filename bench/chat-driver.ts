@@ -26,7 +26,7 @@ import { randomBytes } from 'node:crypto';
 import readline from 'node:readline';
 import { PeerNode } from '../src/p2p/node.js';
 import { PROFILES } from '../src/p2p/config.js';
-import { ReliableDelivery } from '../src/p2p/reliable.js';
+import { ReliableDelivery } from '../src/p2p/reliable/index.js';
 import { realRuntime } from '../src/p2p/runtime.js';
 import { UdpTransport } from '../src/p2p/transport/udp.js';
 import { securityLayers } from '../src/cli/security.js';

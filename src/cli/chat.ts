@@ -14,7 +14,7 @@ import {
   type ChatLine,
   type Presence,
 } from '../p2p/chat.js';
-import { ReliableDelivery, type AckStatus, type LostReport } from '../p2p/reliable.js';
+import { ReliableDelivery, type AckStatus, type LostReport } from '../p2p/reliable/index.js';
 import type { MemberView } from '../p2p/protocol.js';
 import { ChatStore } from '../storage/chat.js';
 import type { Checkpoints } from '../storage/checkpoint.js';

@@ -16,7 +16,7 @@ import { StorageHealth } from '../storage/health.js';
 import { recoveryLine, type RecoveryReport } from '../storage/recovery.js';
 import { startCheckpointing, worthReporting, type Checkpointing } from './checkpointing.js';
 import { Snapshot } from '../p2p/snapshot.js';
-import type { ReliableDelivery } from '../p2p/reliable.js';
+import type { ReliableDelivery } from '../p2p/reliable/index.js';
 import { checkGroup, resolveInterface, UsageError } from './network.js';
 import { keySettings, securityLayers, type KeySettings, type SecurityLayers } from './security.js';
 import { runtimeFromEnv } from './coordination.js';

@@ -15,7 +15,7 @@ import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
 import { Chat, ChatError, CHAT_HISTORY_KEEP_MAX, type ChatLine, type Presence } from '../p2p/chat.js';
-import type { AckStatus, LostReport, SendResult } from '../p2p/reliable.js';
+import type { AckStatus, LostReport, SendResult } from '../p2p/reliable/index.js';
 import type { MemberView } from '../p2p/protocol.js';
 import { isPeerName } from '../p2p/wire.js';
 

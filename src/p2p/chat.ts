@@ -40,7 +40,7 @@ import {
   type LostReport,
   type MessageId,
   type SendResult,
-} from './reliable.js';
+} from './reliable/index.js';
 import type { Tags } from './membership.js';
 
 export const CHAT_TOPIC = 'chat';
@@ -158,7 +158,7 @@ export class Chat implements Protocol {
 
   /**
    * Every new line: live, own, or history not seen before. A handler that returns a promise (its
-   * durable write) delays the line's ack to its sender until the promise resolves (reliable.ts).
+   * durable write) delays the line's ack to its sender until the promise resolves (reliable/durable.ts).
    */
   onLine(handler: (l: ChatLine) => unknown): void {
     this.lineHandlers.push(handler);

@@ -34,7 +34,7 @@
 import { is, type Envelope, type PeerId } from './wire.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Address } from './transport/transport.js';
-import type { Delivery, ReliableDelivery } from './reliable.js';
+import type { Delivery, ReliableDelivery } from './reliable/index.js';
 
 export const SNAPSHOT_MARKER_TOPIC = 'snap.mk';
 /** A local snapshot with a channel still open this long after recording is reported incomplete. */

@@ -15,7 +15,7 @@
 import type Database from 'better-sqlite3';
 import { isChatLine, type ChatLine } from '../p2p/chat.js';
 import { COUNTER_MAX } from '../p2p/bounds.js';
-import type { LostReport } from '../p2p/reliable.js';
+import type { LostReport } from '../p2p/reliable/index.js';
 import type { PeerStore } from './store.js';
 
 export interface LostRow extends LostReport {

@@ -13,7 +13,7 @@ import {
   CHAT_TEXT_BYTES_MAX,
   type ChatLine,
 } from '../../src/p2p/chat.js';
-import { ReliableDelivery } from '../../src/p2p/reliable.js';
+import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 
 const ALICE_ID = 'a'.repeat(16);
 const stored = (id: string, extra: Partial<ChatLine> = {}): ChatLine => ({

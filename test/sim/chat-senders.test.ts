@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { Chat, CHAT_TAG, type ChatLine } from '../../src/p2p/chat.js';
-import { ReliableDelivery, type AckStatus } from '../../src/p2p/reliable.js';
+import { ReliableDelivery, type AckStatus } from '../../src/p2p/reliable/index.js';
 
 const SEEDS = Array.from({ length: 20 }, (_, i) => i + 1);
 

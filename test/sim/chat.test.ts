@@ -9,7 +9,7 @@ import {
   LamportOrderer,
   type ChatLine,
 } from '../../src/p2p/chat.js';
-import { ReliableDelivery, type AckStatus, type SendResult } from '../../src/p2p/reliable.js';
+import { ReliableDelivery, type AckStatus, type SendResult } from '../../src/p2p/reliable/index.js';
 import type { MemberView, ProtocolContext } from '../../src/p2p/protocol.js';
 import { Codec, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
 

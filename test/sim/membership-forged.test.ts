@@ -12,7 +12,7 @@ import { LAMPORT_CATCH_UP_MS, LAMPORT_STEP_MAX } from '../../src/p2p/lamport.js'
 import { INCARNATION_STEP_MAX } from '../../src/p2p/membership.js';
 import { Election } from '../../src/p2p/election.js';
 import { Chat, type ChatLine } from '../../src/p2p/chat.js';
-import { ReliableDelivery } from '../../src/p2p/reliable.js';
+import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 
 const P = PROFILES.lan;
 const T = P.membership;

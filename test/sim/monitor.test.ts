@@ -14,7 +14,7 @@ import { peersTab } from '../../src/cli/monitor/tabs/peers.js';
 import { tokenTab } from '../../src/cli/monitor/tabs/token.js';
 import { TokenRing } from '../../src/p2p/token-ring.js';
 import { Chat, CHAT_TAG, type ChatLine } from '../../src/p2p/chat.js';
-import { ReliableDelivery } from '../../src/p2p/reliable.js';
+import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 import { chatTab } from '../../src/cli/monitor/tabs/chat.js';
 import { tasksTab } from '../../src/cli/monitor/tabs/tasks.js';
 import { Tasks } from '../../src/p2p/tasks/index.js';

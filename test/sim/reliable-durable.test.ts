@@ -9,7 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
-import { ReliableDelivery, type AckStatus, type MessageId } from '../../src/p2p/reliable.js';
+import { ReliableDelivery, type AckStatus, type MessageId } from '../../src/p2p/reliable/index.js';
 
 const SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);
 /** Virtual time advanced between two turns of the microtask queue (promise callbacks). */

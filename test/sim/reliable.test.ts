@@ -18,7 +18,7 @@ import {
   type LostReport,
   type ReliableOptions,
   type SendResult,
-} from '../../src/p2p/reliable.js';
+} from '../../src/p2p/reliable/index.js';
 import type { MemberView, ProtocolContext } from '../../src/p2p/protocol.js';
 import type { Envelope } from '../../src/p2p/wire.js';
 

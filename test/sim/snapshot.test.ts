@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { tempDir } from '../support/proc.js';
 import { PROFILES } from '../../src/p2p/config.js';
-import { ReliableDelivery } from '../../src/p2p/reliable.js';
+import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 import { Snapshot, SNAPSHOT_CHANNEL_TIMEOUT_MS, SNAPSHOT_REQUESTERS_MAX } from '../../src/p2p/snapshot.js';
 import { rogue } from '../support/rogue.js';
 

@@ -45,7 +45,7 @@ import type { Protocol } from '../../src/p2p/protocol.js';
 import { Election } from '../../src/p2p/election.js';
 import { ClockSync } from '../../src/p2p/clock-sync.js';
 import { TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
-import { ReliableDelivery } from '../../src/p2p/reliable.js';
+import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 import { CHAT_TAG, CHAT_TOPIC, Chat } from '../../src/p2p/chat.js';
 import { Snapshot } from '../../src/p2p/snapshot.js';
 import { MemoryReplica } from './memory-replica.js';

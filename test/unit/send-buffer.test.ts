@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SendBuffer } from '../../src/p2p/send-buffer.js';
+import { SendBuffer } from '../../src/p2p/reliable/send-buffer.js';
 import { seededRandom } from '../../src/p2p/transport/sim.js';
 
 const PAYLOAD_MAX = 700;

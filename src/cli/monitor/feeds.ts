@@ -21,7 +21,7 @@ import type { PeerNode } from '../../p2p/node.js';
 import { Tasks } from '../../p2p/tasks/index.js';
 import { TokenRing } from '../../p2p/token-ring.js';
 import { Chat, CHAT_TAG, ChatError } from '../../p2p/chat.js';
-import { ReliableDelivery } from '../../p2p/reliable.js';
+import { ReliableDelivery } from '../../p2p/reliable/index.js';
 import type { Protocol } from '../../p2p/protocol.js';
 import type { Check, Envelope, PeerId } from '../../p2p/wire.js';
 import type { Address } from '../../p2p/transport/transport.js';

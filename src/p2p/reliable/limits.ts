@@ -1,0 +1,69 @@
+/**
+ * Every limit of reliable delivery, in one place: what a sender keeps, what a receiver holds, how
+ * often each side speaks, and how far a number from the network may move a stream. The roles
+ * (sender.ts, receiver.ts, unicast.ts) read them from here; each says why it is what it is.
+ */
+/** Messages the sender keeps for repair (a power of two). A receiver further behind loses the difference. */
+export const RELIABLE_BUFFER_MESSAGES_MAX = 8192;
+/** Payload bytes the sender keeps for repair (with RELIABLE_BUFFER_MESSAGES_MAX, whichever is hit first). */
+export const RELIABLE_BUFFER_BYTES_MAX = 4 * 1024 * 1024;
+/** Largest payload, in UTF-8 bytes; one message always fits one datagram. */
+export const RELIABLE_PAYLOAD_BYTES_MAX = 700;
+/** Topic names: short, [a-z0-9.-]. */
+export const RELIABLE_TOPIC_CHARS_MAX = 24;
+/** Messages in one datagram (the byte limit usually binds first). */
+export const RELIABLE_BATCH_MESSAGES_MAX = 128;
+/** Messages in one unicast datagram: each is acked and retried on its own. */
+export const RELIABLE_UNICAST_BATCH_MESSAGES_MAX = 1;
+/** Out-of-order messages one receiver holds per stream while waiting for a gap to be repaired. */
+export const RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX = 8192;
+/** Out-of-order messages held over all streams. */
+export const RELIABLE_HELD_MESSAGES_TOTAL_MAX = 65_536;
+/** Streams (senders) tracked at once by a receiver. */
+export const RELIABLE_STREAMS_MAX = 1024;
+/** A receiver acks at once, without waiting for its tick, when this many more messages can be acked. */
+export const RELIABLE_ACK_EVERY_MESSAGES = 512;
+/** A gap must be this old before it is NACKed: datagrams reordered by a few ms fill it first. */
+export const RELIABLE_NACK_DELAY_MS = 5;
+/** Between two NACKs for the same gap (the repair may itself be lost). */
+export const RELIABLE_NACK_INTERVAL_MS = 40;
+/** Ranges and messages asked for in one NACK. */
+export const RELIABLE_NACK_RANGES_MAX = 32;
+export const RELIABLE_NACK_MESSAGES_MAX = 1024;
+/** Repair rate per sender: a token bucket of messages. */
+export const RELIABLE_REPAIR_MESSAGES_PER_S = 100_000;
+export const RELIABLE_REPAIR_BURST_MESSAGES = 4096;
+/** While a tracked receiver has not acked the newest message, the sender announces it this often. */
+export const RELIABLE_ANNOUNCE_MS = 50;
+/** Announce period otherwise, for receivers the sender does not know yet. */
+export const RELIABLE_IDLE_ANNOUNCE_MS = 1000;
+/** A gap not repaired for this long, while the sender still looks alive, is reported lost. */
+export const RELIABLE_GAP_TIMEOUT_MS = 10_000;
+/** Closed streams (sender dead, left or restarted) are remembered this long to ignore late datagrams. */
+export const RELIABLE_CLOSED_RETENTION_MS = 60_000;
+/** Unicast: retry period, give-up time, and queue bounds. */
+export const RELIABLE_UNICAST_RETRY_MS = 100;
+export const RELIABLE_UNICAST_TIMEOUT_MS = 5000;
+export const RELIABLE_UNICAST_PENDING_MAX = 1024;
+export const RELIABLE_UNICAST_PENDING_TOTAL_MAX = 8192;
+/** publish() callbacks waiting for acks at once. */
+export const RELIABLE_WAITERS_MAX = 4096;
+/**
+ * How far ahead of a stream's next position a sequence from the network may be (a message's
+ * sequence, an announced `hi`, a unicast base): further is refused and counted as 'seq'
+ * (bounds.ts), never adopted, so one forged number cannot move a stream past everything its sender
+ * will ever send. Why 2^23 (8.4 million messages):
+ * - at least RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX + RELIABLE_BUFFER_MESSAGES_MAX (16,384), so no
+ *   message we could still hold or have repaired is ever refused;
+ * - a live sender is ahead of us by what it published while none of its datagrams reached us.
+ *   Publishing is not flow-controlled, so that is its rate times the silence: the fastest sender
+ *   measured (bench/chat.ts) publishes about 200,000 messages/s, and a sender silent for longer
+ *   than membership's death timeout, at most (1 + HEALTH_SCORE_MAX) x deadAfterMs (22.5 s with
+ *   the local profile), is declared dead, its stream closed, and rejoined at its join point when
+ *   it comes back (a rejoin is gated by membership, not by this step). 200,000 x 22.5 s is 4.5
+ *   million: the step leaves about twice that.
+ * A forged value within the step is still adopted: the step makes the damage bounded, not nil.
+ */
+export const RELIABLE_SEQ_STEP_MAX = 2 ** 23;
+/** A tracked receiver that never acked for this long is not waited for by announces and join points. */
+export const RELIABLE_SILENT_RECEIVER_MS = 5000;

@@ -1,0 +1,374 @@
+/**
+ * The multicast receiver: one stream per sender, delivered in sequence order, gaps NACKed,
+ * acks sent, and what cannot be repaired reported as lost.
+ *
+ * - Streams. Each sender numbers its messages 1, 2, 3 ... in one stream keyed by (sender id,
+ *   epoch). The epoch is the sender's incarnation when its module was built and never changes
+ *   for the life of the process (the incarnation also rises on refutation, the stream must not).
+ *   A restart gives a higher incarnation, hence a new stream.
+ * - Receivers deliver in sequence order per stream and hold out-of-order messages (bounded
+ *   window). A gap older than RELIABLE_NACK_DELAY_MS is asked for by a unicast `rm.nak` listing
+ *   the missing ranges, again every RELIABLE_NACK_INTERVAL_MS while it lasts.
+ * - Receivers send cumulative acks (`rm.ack`: "I hold everything from f to a") at most once per
+ *   tick, and at once whenever RELIABLE_ACK_EVERY_MESSAGES more can be acked, so a fast sender's
+ *   window moves faster than the tick (window / tick would cap its rate). An ack waits for the
+ *   handlers' durable writes (durable.ts).
+ * - Joining. A receiver that meets a stream for the first time starts at the join point `jp`
+ *   carried by every data and announce message (sender.ts). So a member that was there before a
+ *   message was published gets it even if the first datagrams it heard came later.
+ * - Loss. A receiver that saw a gap, or heard a higher sequence announced, reports the missing
+ *   count as lost once membership declares the sender dead or left (or after
+ *   RELIABLE_GAP_TIMEOUT_MS without repair), or when the sender says it can no longer repair
+ *   (`rm.gone`). Repair comes only from the original sender, never from other receivers.
+ * - Forged numbers. A stream is taken only from one address, its sender's; its epoch is bounded by
+ *   its sender's incarnation, and a sequence further than RELIABLE_SEQ_STEP_MAX ahead of where it
+ *   stands is refused (shared.ts). Skipping a gap reports the missing run as one range whatever
+ *   its length.
+ */
+import { COUNTER_MAX } from '../bounds.js';
+import type { Envelope, PeerId } from '../wire.js';
+import type { Address } from '../transport/transport.js';
+import { isLive, type LostReason, type StreamMessage } from './delivery.js';
+import { PendingWrites } from './durable.js';
+import type { Handlers } from './handlers.js';
+import {
+  RELIABLE_ACK_EVERY_MESSAGES,
+  RELIABLE_CLOSED_RETENTION_MS,
+  RELIABLE_GAP_TIMEOUT_MS,
+  RELIABLE_NACK_DELAY_MS,
+  RELIABLE_NACK_INTERVAL_MS,
+  RELIABLE_NACK_MESSAGES_MAX,
+  RELIABLE_NACK_RANGES_MAX,
+  RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX,
+  RELIABLE_SEQ_STEP_MAX,
+  RELIABLE_STREAMS_MAX,
+} from './limits.js';
+import {
+  ackBody,
+  MESSAGE,
+  messagesOf,
+  nackBody,
+  RESTARTED_LO,
+  type AnnounceBody,
+  type DataBody,
+  type GoneBody,
+  type SeqRange,
+} from './messages.js';
+import { heldBelow, type Shared } from './shared.js';
+
+/** One sender's multicast stream, as this receiver follows it. */
+interface InStream {
+  from: PeerId;
+  name: string;
+  epoch: number;
+  address: Address;
+  /** Where we joined the stream. */
+  start: number;
+  /** Next sequence to deliver. */
+  next: number;
+  /** Highest sequence known to exist. */
+  highest: number;
+  held: Map<number, StreamMessage>;
+  gapSince: number | null;
+  lastNack: number;
+  ackedSent: number;
+  ackDue: boolean;
+  closedAt: number | null;
+  /** Delivered messages whose handlers' writes have not committed yet. */
+  writes: PendingWrites;
+}
+
+export class MulticastReceiver {
+  private readonly streams = new Map<PeerId, InStream>();
+
+  constructor(
+    private readonly shared: Shared,
+    private readonly handlers: Handlers,
+  ) {}
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  onData(env: Envelope<DataBody>, from: Address): void {
+    const { e: epoch, jp: joinPoint } = env.b;
+    const messages = messagesOf(env);
+    const newest = messages[messages.length - 1];
+    const { stats } = this.shared;
+    if (!newest || !this.shared.stampedBefore(env, newest)) return;
+    const s = this.stream(env, from, epoch, joinPoint, newest.seq);
+    if (!s) return;
+    for (const message of messages) {
+      const seq = message.seq;
+      if (seq > s.highest) s.highest = seq;
+      if (seq < s.next || s.held.has(seq)) {
+        stats.duplicates++;
+        s.ackDue = true;
+        continue;
+      }
+      if (seq === s.next) {
+        this.deliver(s, message);
+        continue;
+      }
+      if (seq - s.next > RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX || !this.shared.mayHold()) {
+        stats.droppedOutOfWindow++; // NACKed again once the window moves
+        continue;
+      }
+      s.held.set(seq, message);
+      this.shared.heldTotal++;
+    }
+    this.drain(s);
+    if (s.highest >= s.next) this.noteGap(s);
+    const upTo = s.writes.ackable(s.next);
+    if (upTo - s.ackedSent >= RELIABLE_ACK_EVERY_MESSAGES) this.sendAck(s, upTo);
+  }
+
+  onAnnounce(env: Envelope<AnnounceBody>, from: Address): void {
+    const { e: epoch, hi: highest, jp: joinPoint } = env.b;
+    const s = this.stream(env, from, epoch, joinPoint, highest);
+    if (!s) return;
+    if (highest > s.highest) s.highest = highest;
+    if (s.highest >= s.next) this.noteGap(s);
+    else s.ackDue = true; // we are up to date: the sender lacks our ack
+  }
+
+  onGone(env: Envelope<GoneBody>, from: Address): void {
+    const { e: epoch, lo: oldestKept } = env.b;
+    const s = this.streams.get(env.i);
+    if (!s || s.epoch !== epoch || s.closedAt !== null) return;
+    if (from !== s.address) {
+      this.shared.ctx.refuse('address'); // see stream()
+      return;
+    }
+    if (oldestKept === RESTARTED_LO) this.close(s, 'sender-restarted');
+    else {
+      this.skipTo(s, Math.min(oldestKept, s.highest + 1), 'evicted');
+      this.drain(s);
+    }
+  }
+
+  tick(now: number): void {
+    for (const s of this.streams.values()) this.tickStream(s, now);
+  }
+
+  /**
+   * The stream of this envelope's sender, created (at the join point) or replaced (restart);
+   * null, changing nothing, when the message must be dropped: from an older epoch, from another
+   * address than the stream's, or carrying an epoch or a sequence (`highest`, the highest it
+   * shows) past its bound.
+   */
+  private stream(
+    env: Envelope,
+    from: Address,
+    epoch: number,
+    joinPoint: number,
+    highest: number,
+  ): InStream | null {
+    const { ctx, membership } = this.shared;
+    const s = this.streams.get(env.i);
+    if (s && epoch < s.epoch) return null; // from before the sender restarted
+    let impostor = false;
+    if (s && epoch === s.epoch) {
+      if (from === s.address) return this.resume(s, env, joinPoint, highest);
+      // A process sends everything from one address (udp.ts) and a stream lives as long as its
+      // process, so the same stream from another address is an impostor's: unless membership
+      // places the sender there, and then it was the stream we hold that an impostor opened.
+      if (membership.get(env.i)?.address !== from) {
+        ctx.refuse('address');
+        return null;
+      }
+      impostor = true;
+    }
+    // A stream is opened only from where membership places its sender, when it knows it.
+    const m = membership.get(env.i);
+    if (m && m.address !== from) {
+      ctx.refuse('address');
+      return null;
+    }
+    if (!this.shared.epochPlausible(env, epoch)) return null;
+    // A new stream starts at the join point: nothing of ours to measure it from but the range.
+    if (joinPoint > COUNTER_MAX) {
+      ctx.refuse('seq');
+      return null;
+    }
+    if (!this.shared.seqAdoptable(Math.max(joinPoint, 1), highest)) return null;
+    if (s && impostor)
+      this.shared.heldTotal -= s.held.size; // nothing of it was the sender's to report
+    else if (s) this.close(s, 'sender-restarted'); // a new epoch: the old stream cannot be repaired
+    if (!s && this.streams.size >= RELIABLE_STREAMS_MAX && !this.evictStream()) {
+      this.shared.stats.streamsRefused++;
+      return null;
+    }
+    const start = Math.max(joinPoint, 1);
+    const opened: InStream = {
+      from: env.i,
+      name: env.n,
+      epoch,
+      address: from,
+      start,
+      next: start,
+      highest: start - 1,
+      held: new Map(),
+      gapSince: null,
+      lastNack: -Infinity,
+      ackedSent: start - 1,
+      ackDue: true,
+      closedAt: null,
+      writes: new PendingWrites(this.shared.stats, () => (opened.ackDue = true)),
+    };
+    this.streams.set(env.i, opened);
+    return opened;
+  }
+
+  /** `s` for a message of its sender from its address, or null when the message must be dropped (see stream()). */
+  private resume(s: InStream, env: Envelope, joinPoint: number, highest: number): InStream | null {
+    let rejoin = false;
+    if (s.closedAt !== null) {
+      // Declared dead, yet here it is (a healed partition, a false death): same process, same
+      // stream. What we skipped was reported lost; what it sends from now on is repairable. If
+      // it got further ahead than the step meanwhile, we rejoin at its join point: membership
+      // vouches for it being back, and what lies before was never ours to repair.
+      const m = this.shared.membership.get(env.i);
+      if (!m || !isLive(m)) return null;
+      rejoin = joinPoint - s.next > RELIABLE_SEQ_STEP_MAX && joinPoint <= COUNTER_MAX;
+    }
+    if (!this.shared.seqAdoptable(rejoin ? joinPoint : s.next, highest)) return null;
+    if (s.closedAt !== null) {
+      s.closedAt = null;
+      if (rejoin) this.skipTo(s, joinPoint, 'sender-gone');
+    }
+    return s;
+  }
+
+  /**
+   * Makes room for a new stream: forgets the oldest closed one or, failing that, the oldest open
+   * one whose sender membership does not know. Made-up sender ids never close (nobody declares
+   * them dead), so without the second a flood of them would lock every new sender out for good;
+   * a real sender is known within a heartbeat, and one forgotten before that rejoins at its join
+   * point.
+   */
+  private evictStream(): boolean {
+    let oldest: InStream | undefined;
+    for (const s of this.streams.values())
+      if (s.closedAt !== null && (!oldest || s.closedAt < (oldest.closedAt ?? 0))) oldest = s;
+    if (!oldest)
+      for (const s of this.streams.values())
+        if (!this.shared.membership.get(s.from)) {
+          oldest = s;
+          break;
+        }
+    if (!oldest) return false;
+    this.shared.heldTotal -= oldest.held.size;
+    this.streams.delete(oldest.from);
+    return true;
+  }
+
+  private sendAck(s: InStream, upTo: number): void {
+    s.ackedSent = upTo;
+    s.ackDue = false;
+    this.shared.ctx.send(s.address, MESSAGE.ack, ackBody(s.epoch, s.start, upTo));
+  }
+
+  private noteGap(s: InStream): void {
+    if (s.gapSince === null) s.gapSince = this.shared.ctx.now();
+  }
+
+  /** Delivers held messages that have become next in line. */
+  private drain(s: InStream): void {
+    for (;;) {
+      const message = s.held.get(s.next);
+      if (!message) break;
+      s.held.delete(s.next);
+      this.shared.heldTotal--;
+      this.deliver(s, message);
+    }
+    if (s.next > s.highest) s.gapSince = null;
+  }
+
+  /**
+   * Gives up on everything below `to`: held messages are delivered, each missing run between them
+   * reported lost as one range. The work is in the held messages (bounded), never in the length
+   * of the runs, which a sender's number sets.
+   */
+  private skipTo(s: InStream, to: number, reason: LostReason): void {
+    for (const seq of heldBelow(s.held, to)) {
+      if (seq > s.next) this.handlers.reportLost(s.from, s.name, s.epoch, s.next, seq - 1, reason, false);
+      const message = s.held.get(seq)!;
+      s.held.delete(seq);
+      this.shared.heldTotal--;
+      this.deliver(s, message);
+    }
+    if (to > s.next) {
+      this.handlers.reportLost(s.from, s.name, s.epoch, s.next, to - 1, reason, false);
+      s.next = to;
+    }
+    if (s.highest < s.next - 1) s.highest = s.next - 1;
+    if (s.next > s.highest) s.gapSince = null;
+    s.ackDue = true;
+  }
+
+  private close(s: InStream, reason: LostReason): void {
+    this.skipTo(s, s.highest + 1, reason);
+    this.shared.heldTotal -= s.held.size;
+    s.held.clear();
+    s.closedAt = this.shared.ctx.now();
+  }
+
+  private tickStream(s: InStream, now: number): void {
+    if (s.closedAt !== null) {
+      if (now - s.closedAt > RELIABLE_CLOSED_RETENTION_MS) this.streams.delete(s.from);
+      return;
+    }
+    const m = this.shared.membership.get(s.from);
+    if (m && (m.state === 'dead' || m.state === 'left')) {
+      this.close(s, 'sender-gone');
+      return;
+    }
+    if (s.gapSince !== null) {
+      if (now - s.gapSince > RELIABLE_GAP_TIMEOUT_MS) {
+        this.skipTo(s, s.highest + 1, 'timeout');
+      } else if (
+        now - s.gapSince >= RELIABLE_NACK_DELAY_MS &&
+        now - s.lastNack >= RELIABLE_NACK_INTERVAL_MS
+      ) {
+        this.nack(s, now);
+      }
+    }
+    const upTo = s.writes.ackable(s.next);
+    if (upTo > s.ackedSent || s.ackDue) this.sendAck(s, upTo);
+  }
+
+  private nack(s: InStream, now: number): void {
+    const missing: SeqRange[] = [];
+    let asked = 0;
+    const last = Math.min(s.highest, s.next + RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX);
+    let seq = s.next;
+    while (seq <= last && missing.length < RELIABLE_NACK_RANGES_MAX && asked < RELIABLE_NACK_MESSAGES_MAX) {
+      if (s.held.has(seq)) {
+        seq++;
+        continue;
+      }
+      const first = seq;
+      while (seq <= last && !s.held.has(seq) && asked < RELIABLE_NACK_MESSAGES_MAX) {
+        seq++;
+        asked++;
+      }
+      missing.push([first, seq - 1]);
+    }
+    if (missing.length === 0) return;
+    s.lastNack = now;
+    this.shared.stats.nacksSent++;
+    this.shared.ctx.send(s.address, MESSAGE.nack, nackBody(s.epoch, missing));
+  }
+
+  /** Delivers the next message of a stream; the position moves first, so a throwing handler cannot cause a redelivery. */
+  private deliver(s: InStream, message: StreamMessage): void {
+    const seq = message.seq;
+    s.next = seq + 1;
+    message.from = s.from;
+    message.fromName = s.name;
+    message.epoch = s.epoch;
+    const writes = this.handlers.dispatch(message);
+    if (writes) s.writes.hold(seq, writes);
+  }
+}

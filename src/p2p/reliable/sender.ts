@@ -1,0 +1,344 @@
+/**
+ * The multicast sender: numbers our messages in one stream, packs them into datagrams, keeps the
+ * newest for repair, answers NACKs, announces its highest sequence, and tells callers when every
+ * member has acked.
+ *
+ * - Lamport times. Each message is stamped with its own time when it is published (ctx.stamp(),
+ *   one clock tick per message), so a burst packed into one datagram keeps its order in Lamport
+ *   time too. Every message's time is below its datagram's envelope time (the node ticks again to
+ *   send the datagram, and repairs and retries are sent later still), and a datagram carrying a
+ *   message at or above it is refused and counted as 'lamport': so merging the envelope's time,
+ *   which the node bounds, also merges every message's, and a forged message time cannot reach
+ *   further than a forged envelope time could.
+ * - Repair. The sender repairs by unicast from a bounded buffer of its last messages
+ *   (send-buffer.ts), at a bounded rate (token bucket). What left the buffer is answered with
+ *   `rm.gone {lo}`: the receiver then reports the missing messages below lo as lost and moves on.
+ *   It repairs only what it sent, once and in order, whatever ranges a NACK lists.
+ * - Announcing. While a tracked receiver lags, the sender multicasts `rm.hi` every
+ *   RELIABLE_ANNOUNCE_MS, and every RELIABLE_IDLE_ANNOUNCE_MS anyway, so a lost tail message is
+ *   detected as a gap, and a lost ack is sent again. A multicast data datagram counts as an
+ *   announcement (it shows the newest sequence and the join point too), so a sender that keeps
+ *   sending announces nothing: its next datagram reveals a gap, and announcing on top of it only
+ *   cost every member a receive.
+ * - Join point. Every data and announce message carries `jp`: the lowest position a receiver the
+ *   sender tracks still needs (or the start of the buffer when it tracks none), where a receiver
+ *   meeting the stream for the first time starts.
+ * - Acks for callers: publish() can take a callback that runs once every member that was live
+ *   (and in the audience) when the message was published has acked it or is gone. Acks are taken
+ *   only from the member's address and never past what we sent.
+ */
+import type { PeerId } from '../wire.js';
+import type { MemberView } from '../protocol.js';
+import type { Address } from '../transport/transport.js';
+import type { AckStatus, MessageId } from './delivery.js';
+import type { DatagramRoom } from './datagram.js';
+import {
+  RELIABLE_ANNOUNCE_MS,
+  RELIABLE_BUFFER_BYTES_MAX,
+  RELIABLE_BUFFER_MESSAGES_MAX,
+  RELIABLE_IDLE_ANNOUNCE_MS,
+  RELIABLE_NACK_MESSAGES_MAX,
+  RELIABLE_PAYLOAD_BYTES_MAX,
+  RELIABLE_REPAIR_BURST_MESSAGES,
+  RELIABLE_REPAIR_MESSAGES_PER_S,
+  RELIABLE_SILENT_RECEIVER_MS,
+  RELIABLE_WAITERS_MAX,
+} from './limits.js';
+import {
+  announceBody,
+  dataBody,
+  goneBody,
+  MESSAGE,
+  RESTARTED_LO,
+  type AckBody,
+  type NackBody,
+} from './messages.js';
+import { Packer } from './packer.js';
+import { SendBuffer } from './send-buffer.js';
+import type { Shared } from './shared.js';
+
+const MS_PER_S = 1000;
+
+/** A member we expect to ack our stream. */
+interface Receiver {
+  id: PeerId;
+  /** Highest sequence known acked (or assumed: what was published before we tracked it). */
+  acked: number;
+  trackedAt: number;
+  heard: boolean;
+}
+
+/** A publish() callback waiting for the acks of its message. */
+interface Waiter {
+  id: MessageId;
+  required: Set<PeerId>;
+  acked: Set<PeerId>;
+  gone: Set<PeerId>;
+  done: (s: AckStatus) => void;
+}
+
+export class MulticastSender {
+  /** Our messages kept for repair: `sent.lo` is the oldest still repairable, `sent.hi` our newest. */
+  private readonly sent = new SendBuffer(
+    RELIABLE_BUFFER_MESSAGES_MAX,
+    RELIABLE_BUFFER_BYTES_MAX,
+    RELIABLE_PAYLOAD_BYTES_MAX,
+  );
+  /** The open multicast datagram of publish(), and one for repairs to `repairTo`. */
+  private readonly outbox: Packer;
+  private readonly repairs: Packer;
+  private repairTo: Address = '';
+  private repairJoinPoint = 0;
+  private readonly receivers = new Map<PeerId, Receiver>();
+  private readonly waiters = new Map<number, Waiter>();
+  private lastAnnounce = -Infinity;
+  private repairTokens = RELIABLE_REPAIR_BURST_MESSAGES;
+  private repairRefilledAt: number;
+
+  constructor(
+    private readonly shared: Shared,
+    room: DatagramRoom,
+    /** Which live members are expected to run this module and ack. */
+    private readonly audience: (m: MemberView) => boolean,
+  ) {
+    this.outbox = new Packer(room, (topics, a) => this.sendData(null, topics, a, this.joinPoint()));
+    this.repairs = new Packer(room, (topics, a) =>
+      this.sendData(this.repairTo, topics, a, this.repairJoinPoint),
+    );
+    this.repairRefilledAt = shared.ctx.now();
+  }
+
+  /** Highest sequence published in our stream. */
+  get highest(): number {
+    return this.sent.hi;
+  }
+
+  /**
+   * Numbers a message (of `bytes` payload bytes, already checked) and writes it into the open
+   * datagram. `onSettled` runs once every member live (and in the audience) now has acked it or
+   * is gone.
+   */
+  publish(topic: string, payload: string, bytes: number, onSettled?: (s: AckStatus) => void): MessageId {
+    const { ctx, stats, epoch } = this.shared;
+    // Members tracked from now on need only what comes after: track before numbering this one.
+    if (onSettled) this.trackReceivers();
+    const evicted = this.makeRoom(bytes);
+    const lamport = this.shared.stamp();
+    const at = this.sent.push(topic, payload, bytes, lamport);
+    const seq = this.sent.hi;
+    const id: MessageId = { origin: ctx.self.id, epoch, seq };
+    stats.published++;
+    // A full datagram goes out at once, and this message opens the next.
+    this.outbox.addBytes(seq, lamport, topic, bytes, this.sent.ring, at);
+    // Callbacks only now that this message is in place: one may publish again at once.
+    if (onSettled) this.addWaiter(id, onSettled);
+    // Past the buffer nobody can repair them: whoever has not acked by now never will.
+    for (const w of evicted) this.settle(w, true);
+    return id;
+  }
+
+  /** Sends the open datagram of publish(). */
+  flush(): void {
+    this.outbox.flush();
+  }
+
+  /** Ack status of a message still in the send buffer (undefined once it left it). */
+  ackStatus(id: MessageId): AckStatus | undefined {
+    const w = this.waiters.get(id.seq);
+    if (w) return statusOf(w);
+    if (!this.sent.has(id.seq)) return undefined;
+    const acked: PeerId[] = [];
+    const pending: PeerId[] = [];
+    for (const r of this.receivers.values()) (r.acked >= id.seq ? acked : pending).push(r.id);
+    return { id, complete: pending.length === 0, acked, gone: [], pending };
+  }
+
+  tick(now: number): void {
+    this.trackReceivers();
+    this.announce(now);
+  }
+
+  /** Announces our highest sequence, so receivers can detect a lost tail. */
+  leave(): void {
+    const hi = this.sent.hi;
+    if (hi > 0)
+      this.shared.ctx.broadcast(MESSAGE.announce, announceBody(this.shared.epoch, hi, this.joinPoint()));
+  }
+
+  memory(): { buffered: number; bufferBytes: number; waiters: number } {
+    return { buffered: this.sent.size, bufferBytes: this.sent.bytes, waiters: this.waiters.size };
+  }
+
+  onAck(peer: PeerId, body: AckBody, from: Address): void {
+    const { e: epoch, f: joinedAt, a: ackedUpTo } = body;
+    const r = this.receivers.get(peer);
+    if (epoch !== this.shared.epoch || !r || !this.shared.fromMember(peer, from)) return;
+    // A receiver acks what it got from where it joined: never past what we sent, never from past
+    // what it acks (it joined at f <= a + 1).
+    if (ackedUpTo > this.sent.hi || joinedAt > ackedUpTo + 1) {
+      this.shared.ctx.refuse('seq');
+      return;
+    }
+    // The receiver joined our stream at f: what lies between its known position and f it never got.
+    const missed = joinedAt > r.acked + 1 ? joinedAt : 0;
+    r.heard = true;
+    if (ackedUpTo > r.acked) r.acked = ackedUpTo;
+    this.checkWaiters(peer, ackedUpTo, missed);
+  }
+
+  onNack(body: NackBody, from: Address): void {
+    const { e: epoch, r: missing } = body;
+    const { ctx, stats } = this.shared;
+    if (epoch < this.shared.epoch) {
+      // A stream of our previous life: nothing of it survived the restart.
+      ctx.send(from, MESSAGE.gone, goneBody(epoch, RESTARTED_LO));
+      return;
+    }
+    if (epoch !== this.shared.epoch) return;
+    const now = ctx.now();
+    this.repairTokens = Math.min(
+      RELIABLE_REPAIR_BURST_MESSAGES,
+      this.repairTokens + ((now - this.repairRefilledAt) * RELIABLE_REPAIR_MESSAGES_PER_S) / MS_PER_S,
+    );
+    this.repairRefilledAt = now;
+    let goneBelow = 0;
+    const seqs: number[] = [];
+    // Ranges in order, each taken from past the previous one, and only what we sent: a crafted
+    // NACK with overlapping, unordered or far-off ranges must not make us repair a message twice
+    // or out of order (a datagram's sequences must rise), nor walk sequences we never had.
+    const ranges = missing.length > 1 ? [...missing].sort((x, y) => x[0] - y[0]) : missing;
+    let past = 1;
+    nack: for (const [first, last] of ranges) {
+      const lo = Math.max(first, past);
+      const hi = Math.min(last, this.sent.hi);
+      if (lo > hi) continue;
+      past = hi + 1;
+      if (lo < this.sent.lo) goneBelow = this.sent.lo;
+      for (let seq = Math.max(lo, this.sent.lo); seq <= hi; seq++) {
+        if (seqs.length >= RELIABLE_NACK_MESSAGES_MAX) break nack;
+        if (this.repairTokens < 1) {
+          stats.repairsRateLimited++;
+          break nack;
+        }
+        this.repairTokens--;
+        seqs.push(seq);
+      }
+    }
+    if (goneBelow > 0) ctx.send(from, MESSAGE.gone, goneBody(this.shared.epoch, goneBelow));
+    if (seqs.length === 0) return;
+    this.repairTo = from;
+    this.repairJoinPoint = this.joinPoint();
+    const s = this.sent;
+    for (const seq of seqs)
+      this.repairs.addBytes(seq, s.lamportOf(seq), s.topicOf(seq), s.bytesOf(seq), s.ring, s.offsetOf(seq));
+    this.repairs.flush();
+    stats.repairsSent += seqs.length;
+  }
+
+  private sendData(to: Address | null, topics: string[], attachment: Buffer, joinPoint: number): void {
+    const { ctx, stats, epoch } = this.shared;
+    const body = dataBody(epoch, joinPoint, topics);
+    stats.datagramsSent++;
+    if (to === null) {
+      ctx.broadcast(MESSAGE.data, body, attachment);
+      this.lastAnnounce = ctx.now();
+    } else ctx.send(to, MESSAGE.data, body, attachment);
+  }
+
+  /** Drops our oldest messages until one of `bytes` more fits the send buffer; returns their waiters. */
+  private makeRoom(bytes: number): Waiter[] {
+    const evicted: Waiter[] = [];
+    while (!this.sent.fits(bytes)) {
+      const w = this.waiters.get(this.sent.dropOldest());
+      if (w) evicted.push(w);
+    }
+    return evicted;
+  }
+
+  /** Where a receiver meeting our stream starts: the lowest position a tracked receiver needs. */
+  private joinPoint(): number {
+    let joinPoint = Infinity;
+    const now = this.shared.ctx.now();
+    for (const r of this.receivers.values())
+      if (this.waitedFor(r, now)) joinPoint = Math.min(joinPoint, r.acked + 1);
+    if (joinPoint === Infinity) joinPoint = this.sent.lo;
+    return Math.max(this.sent.lo, Math.min(joinPoint, this.sent.hi + 1));
+  }
+
+  /** A member that never acked anything for long probably does not run this module. */
+  private waitedFor(r: Receiver, now: number): boolean {
+    return r.heard || now - r.trackedAt < RELIABLE_SILENT_RECEIVER_MS;
+  }
+
+  private addWaiter(id: MessageId, done: (s: AckStatus) => void): void {
+    this.trackReceivers();
+    const required = new Set<PeerId>();
+    for (const r of this.receivers.values()) if (r.acked < id.seq) required.add(r.id);
+    const w: Waiter = { id, required, acked: new Set(), gone: new Set(), done };
+    this.waiters.set(id.seq, w);
+    if (required.size === 0) this.shared.deferredResults.push(() => this.settle(w, false));
+    if (this.waiters.size > RELIABLE_WAITERS_MAX) {
+      // Oldest first: it has had the longest to settle. Ours is in place first, so a callback
+      // that publishes again keeps the waiters in sequence order.
+      const [oldest] = this.waiters.values();
+      if (oldest) this.settle(oldest, true);
+    }
+  }
+
+  private settle(w: Waiter, abandon: boolean): void {
+    if (!this.waiters.delete(w.id.seq)) return;
+    if (abandon) for (const p of w.required) if (!w.acked.has(p)) w.gone.add(p);
+    w.done({ ...statusOf(w), pending: [] });
+  }
+
+  private checkWaiters(peer: PeerId, upTo: number, goneBelow = 0): void {
+    for (const w of this.waiters.values()) {
+      if (!w.required.has(peer) || w.acked.has(peer) || w.gone.has(peer)) continue;
+      if (w.id.seq < goneBelow) w.gone.add(peer);
+      else if (w.id.seq <= upTo) w.acked.add(peer);
+      else continue;
+      if (w.acked.size + w.gone.size === w.required.size) this.settle(w, false);
+    }
+  }
+
+  /** Follows membership: new audience members are tracked, departed ones released. */
+  private trackReceivers(): void {
+    const live = new Map<PeerId, MemberView>();
+    for (const m of this.shared.membership.live()) if (this.audience(m)) live.set(m.id, m);
+    // A higher incarnation may be a refutation (same process) or a restart: a restarted receiver
+    // shows itself by acking from a later start (onAck), so both keep their record here.
+    for (const id of this.receivers.keys()) {
+      if (!live.has(id)) {
+        this.receivers.delete(id);
+        this.checkWaiters(id, 0, Infinity);
+      }
+    }
+    const now = this.shared.ctx.now();
+    for (const m of live.values()) {
+      if (!this.receivers.has(m.id))
+        this.receivers.set(m.id, { id: m.id, acked: this.sent.hi, trackedAt: now, heard: false });
+    }
+  }
+
+  private announce(now: number): void {
+    const hi = this.sent.hi;
+    if (hi === 0) return;
+    let lagging = false;
+    for (const r of this.receivers.values()) if (r.acked < hi && this.waitedFor(r, now)) lagging = true;
+    const period = lagging ? RELIABLE_ANNOUNCE_MS : RELIABLE_IDLE_ANNOUNCE_MS;
+    if (now - this.lastAnnounce < period) return;
+    this.lastAnnounce = now;
+    this.shared.ctx.broadcast(MESSAGE.announce, announceBody(this.shared.epoch, hi, this.joinPoint()));
+  }
+}
+
+function statusOf(w: Waiter): AckStatus {
+  const pending = [...w.required].filter((p) => !w.acked.has(p) && !w.gone.has(p));
+  return {
+    id: w.id,
+    complete: w.acked.size === w.required.size,
+    acked: [...w.acked],
+    gone: [...w.gone],
+    pending,
+  };
+}
