@@ -128,7 +128,7 @@ export class ChatSession {
             }),
         );
         // Inbox row, chat line and processed flag in one group commit (synchronous=FULL). The
-        // promise holds the line's ack to its sender until that commit (reliable.ts), so a line
+        // promise holds the line's ack to its sender until that commit (p2p/reliable/durable.ts), so a line
         // acknowledged (a --send exiting 0) survives kill -9 and a power cut here.
         chat.onLine((l) =>
           checkpoints.then((cp) =>

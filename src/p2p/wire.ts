@@ -14,7 +14,7 @@
  * A message type may also carry a binary attachment after the JSON: `<JSON> 0x00 <bytes>`. JSON
  * never contains a raw 0x00 byte (control characters in strings must be escaped), so the first
  * 0x00 ends the JSON unambiguously. Bulk data uses it: reliable delivery packs its messages there
- * (reliable.ts), where JSON would spend most of a sender's and a receiver's CPU on quoting and
+ * (p2p/reliable/), where JSON would spend most of a sender's and a receiver's CPU on quoting and
  * parsing. The type's owner registers an AttachmentDecoder, which validates and parses the bytes
  * in one pass; a type without one refuses an attachment, a type with one requires it.
  *

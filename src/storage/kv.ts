@@ -135,7 +135,7 @@ export class KvStore implements KvHolderStore {
       }
       const e: Entry = { origin: r.origin, seq: r.seq, lamport: r.lamport, text: text as string };
       // A Lamport time or seq past COUNTER_MAX is damage: entries from others are refused before
-      // that (replication.ts), and a restarted holder's clock would start above it.
+      // that (p2p/replication/), and a restarted holder's clock would start above it.
       if (typeof text !== 'string' || entryProblem(e) || !loadable(e.lamport) || !loadable(e.seq))
         throw new KvStoreError(
           `kv_log row ${r.origin}:${r.seq} is damaged; move the database aside or run 'peer recover'`,

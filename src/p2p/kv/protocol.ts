@@ -3,7 +3,7 @@
  *
  * Writes. A put or delete is one replicated entry whose text encodes the operation
  * (ops.ts). It travels, is acknowledged durably per holder, and is repaired between
- * holders by the replication protocol itself (src/p2p/replication.ts), run here on its own
+ * holders by the replication protocol itself (src/p2p/replication/), run here on its own
  * channel: the same Replication class, with its message types renamed `rp.*` -> `kvr.*` and its
  * membership tag `rp` -> `kv`, through a thin context and directory adapter. So a kv group and a
  * replica group share no entries, and one process may hold both; there is no second anti-entropy.
@@ -29,7 +29,7 @@
  * everywhere.
  *
  * Failure modes. Loss, duplication and reordering: idempotent appends, retries and anti-entropy
- * (see replication.ts). A crashed holder keeps its SQLite log and catches up after a restart. A
+ * (see ../replication/). A crashed holder keeps its SQLite log and catches up after a restart. A
  * read or scan whose holder does not answer is retried, then reported failed (SCAN_TRIES_MAX).
  */
 import { DATAGRAM_PAYLOAD_BYTES_MAX, is, isPeerId, type Check, type Envelope, type PeerId } from '../wire.js';

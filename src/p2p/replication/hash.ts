@@ -1,6 +1,6 @@
 /**
  * Fast non-cryptographic hashes for digests and tables: a collision only delays a repair (see
- * replication.ts on lanes), it never loses data.
+ * replica-set.ts on lanes), it never loses data.
  */
 
 /** Two independent 32-bit lanes of a fast string hash (cyrb53's mixing, kept as 64 bits). */

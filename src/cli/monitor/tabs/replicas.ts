@@ -1,6 +1,6 @@
 /**
  * Replicas: every holder advertises `rp = "<digest>:<count>"` in its heartbeat tags
- * (replication.ts), so the monitor sees what each holds without asking. Converged: every live
+ * (p2p/replication/holder.ts), so the monitor sees what each holds without asking. Converged: every live
  * holder advertises the same digest.
  */
 import type { MemberView } from '../../../p2p/protocol.js';
