@@ -31,7 +31,8 @@
  * and bounded (SNAPSHOT_REPORT_CHUNKS_MAX); in-flight lists beyond SNAPSHOT_INFLIGHT_IDS_MAX are
  * reported as counts only.
  */
-import type { PeerId } from './wire.js';
+import { is, isPeerId, isPeerName, type Check, type PeerId } from './wire.js';
+import { MEMBERS_MAX } from './config.js';
 import { f, message, messages, type Body } from './kit/message.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Address } from './transport/transport.js';
@@ -64,6 +65,8 @@ export const SNAPSHOT_INFLIGHT_IDS_MAX = 32;
  * datagrams back: a bound on what one request can make a peer send, and on the set's memory.
  */
 export const SNAPSHOT_REQUESTERS_MAX = 4;
+/** Characters of one in-flight message id in a report (reliable delivery's keys are far shorter). */
+export const SNAPSHOT_INFLIGHT_ID_CHARS_MAX = 120;
 /** Snapshots a peer remembers (older ones are dropped). */
 export const SNAPSHOTS_KEPT_MAX = 8;
 const SNAPSHOT_ID_RE = /^[0-9a-z-]{1,40}$/;
@@ -193,6 +196,40 @@ export interface SnapshotReport {
   complete: boolean;
   open: PeerId[];
   channels: Record<PeerId, { count: number; ids: string[] }>;
+}
+
+/** Up to MEMBERS_MAX channels by sender id, each a count and its first ids. */
+const isChannels: Check = (() => {
+  const channel = is.object({
+    count: is.uint(),
+    ids: is.array(is.str(SNAPSHOT_INFLIGHT_ID_CHARS_MAX), SNAPSHOT_INFLIGHT_IDS_MAX),
+  });
+  return (v) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+    const entries = Object.entries(v);
+    return entries.length <= MEMBERS_MAX && entries.every(([from, ch]) => isPeerId(from) && channel(ch));
+  };
+})();
+
+/**
+ * A report as a collector reassembles it from the network: the shape toReport gives, with every
+ * field bounded (the state is the peer's own JSON, bounded by the report's chunks).
+ */
+const isReport = is.object(
+  {
+    id: isSnapshotId,
+    peer: is.peerId(),
+    name: isPeerName,
+    lamport: is.uint(),
+    complete: is.bool(),
+    open: is.array(is.peerId(), MEMBERS_MAX),
+    channels: isChannels,
+  },
+  { state: () => true },
+);
+
+function isSnapshotReport(v: unknown): v is SnapshotReport {
+  return isReport(v);
 }
 
 export function toReport(s: LocalSnapshot): SnapshotReport {
@@ -420,13 +457,13 @@ export class Snapshot implements Protocol {
     const chunks: Buffer[] = [];
     for (let k = 0; k < p.n; k++) chunks.push(Buffer.from(p.got.get(k)!, 'base64'));
     c.parts.delete(from);
+    let rep: unknown;
     try {
-      const rep = JSON.parse(Buffer.concat(chunks).toString('utf8')) as SnapshotReport;
-      if (rep.peer !== from || rep.id !== c.id || typeof rep.channels !== 'object' || rep.channels === null)
-        throw new Error('mismatch');
-      c.reports.set(from, rep);
+      rep = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     } catch {
-      this.stats.badReports++;
+      rep = null;
     }
+    if (isSnapshotReport(rep) && rep.peer === from && rep.id === c.id) c.reports.set(from, rep);
+    else this.stats.badReports++;
   }
 }
