@@ -61,6 +61,11 @@ export interface NodeContext extends ProtocolContext {
   bodyBytesMax(type: string): number;
 }
 
+/**
+ * A protocol module. Its messages are best declared with the kit (kit/message.ts: `messages` and
+ * `onMessage` then come from one declaration per type, with typed bodies); a hand-written
+ * `messages` record with an `onMessage` that switches on `env.t` is the same shape to the node.
+ */
 export interface Protocol {
   /** Message types this module owns, with the schema of each body. */
   readonly messages: Record<string, Check>;
