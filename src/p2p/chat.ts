@@ -27,10 +27,10 @@
  * history answer that would not fit one datagram is skipped and counted; a malformed payload from
  * the wire is dropped and counted.
  */
-import { is, isPeerName, type Envelope, type PeerId } from './wire.js';
+import { is, isPeerName, type PeerId } from './wire.js';
+import { f, message, messages, type Origin } from './kit/message.js';
 import { loadable } from './bounds.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
-import type { Address } from './transport/transport.js';
 import {
   RELIABLE_PAYLOAD_BYTES_MAX,
   ReliableDelivery,
@@ -113,10 +113,15 @@ export class ChatError extends Error {
   override name = 'ChatError';
 }
 
-const HREQ = is.object({ n: is.uint(CHAT_HISTORY_SHARE_MAX) });
+/** A member's last `lines` lines, please (the asker's direct messages among them). */
+export const HISTORY_REQUEST = message('ch.hreq', { lines: f.uint(CHAT_HISTORY_SHARE_MAX).wire('n') });
+const MESSAGES = messages(HISTORY_REQUEST);
 
 export class Chat implements Protocol {
-  readonly messages = { 'ch.hreq': HREQ };
+  readonly messages = MESSAGES.checks;
+  readonly onMessage = MESSAGES.dispatch({
+    'ch.hreq': ({ lines }, from) => this.serveHistory(lines, from),
+  });
   readonly stats = {
     malformed: 0,
     historyReceived: 0,
@@ -210,10 +215,8 @@ export class Chat implements Protocol {
     return [...this.lines].sort(lamportOrder).slice(-n);
   }
 
-  onMessage(env: Envelope, _from: Address): void {
-    if (env.t !== 'ch.hreq') return;
-    const { n } = env.b as { n: number };
-    const forThem = this.lines.filter((l) => l.to === null || l.to === env.i || l.from === env.i);
+  private serveHistory(n: number, from: Origin): void {
+    const forThem = this.lines.filter((l) => l.to === null || l.to === from.id || l.from === from.id);
     for (const l of forThem.sort(lamportOrder).slice(-n)) {
       const payload = JSON.stringify([l.id, l.from, l.fromName, l.to, l.toName, l.text, l.lamport, l.at]);
       if (ReliableDelivery.payloadBytes(payload) > RELIABLE_PAYLOAD_BYTES_MAX) {
@@ -221,7 +224,7 @@ export class Chat implements Protocol {
         continue;
       }
       this.stats.historyServed++;
-      this.reliable.sendTo(env.i, CHAT_HISTORY_TOPIC, payload);
+      this.reliable.sendTo(from.id, CHAT_HISTORY_TOPIC, payload);
     }
   }
 
@@ -267,7 +270,7 @@ export class Chat implements Protocol {
       const m = this.membership.get(id);
       if (this.known.has(id) && m) {
         for (let i = 0; i < RESYNC_COPIES; i++)
-          this.ctx.send(m.address, 'ch.hreq', { n: CHAT_HISTORY_SHARE_MAX });
+          this.ctx.send(m.address, ...HISTORY_REQUEST.out({ lines: CHAT_HISTORY_SHARE_MAX }));
       } else if (this.known.size < CHAT_KNOWN_MEMBERS_MAX) {
         this.known.add(id);
       }
@@ -285,7 +288,7 @@ export class Chat implements Protocol {
     this.historyAsked.push(m.id);
     this.historyAskedAt = now;
     const n = Math.min(this.opts.historyWanted ?? 0, CHAT_HISTORY_SHARE_MAX);
-    this.ctx.send(m.address, 'ch.hreq', { n });
+    this.ctx.send(m.address, ...HISTORY_REQUEST.out({ lines: n }));
   }
 
   private own(l: Omit<ChatLine, 'from' | 'fromName' | 'history'>): ChatLine {

@@ -39,7 +39,8 @@
  * Asymmetric delays bias an estimate by up to rtt/2: that is the accuracy each peer reports. Drift
  * between rounds (up to 2 x 100 ppm x T between two peers) adds to it.
  */
-import { is, type Envelope, type PeerId } from './wire.js';
+import type { PeerId } from './wire.js';
+import { f, message, messages, type Body, type Origin } from './kit/message.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Membership, Tags } from './membership.js';
 import type { CoordinatorView } from './election.js';
@@ -172,8 +173,8 @@ interface Round {
   peers: Map<PeerId, PeerRound>;
 }
 
-const TERM = is.uint();
-const MS = is.num(-READING_MS_MAX, READING_MS_MAX);
+const ms = () => f.num(-READING_MS_MAX, READING_MS_MAX);
+const accuracy = () => f.num(0, ADJUSTMENT_MS_MAX);
 /**
  * Readings taken from each peer per round. After each reply the coordinator polls that peer again
  * by unicast and keeps the reading with the shortest round trip (NTP's clock filter): a reply that
@@ -184,24 +185,36 @@ export const READINGS_PER_PEER = 4;
 export const POLL_RETRIES = 1;
 /** Attempt numbers per peer: 0 is the multicast, then the retries and the follow-up polls. */
 const ATTEMPT_MAX = READINGS_PER_PEER + POLL_RETRIES;
-const ATTEMPT = is.uint(ATTEMPT_MAX);
-const POLL = is.object({ term: TERM, r: is.uint(), k: ATTEMPT });
-const TIME = is.object({ term: TERM, r: is.uint(), k: ATTEMPT, g: MS }, { o: is.bool() });
-const ADJ = is.object({
-  term: TERM,
-  r: is.uint(),
-  a: is.num(-ADJUSTMENT_MS_MAX, ADJUSTMENT_MS_MAX),
-  acc: is.num(0, ADJUSTMENT_MS_MAX),
+const POLL = message('clk.poll', {
+  term: f.uint(),
+  round: f.uint().wire('r'),
+  attempt: f.uint(ATTEMPT_MAX).wire('k'),
 });
-const EMPTY = is.object({});
-const STATUS = is.object({
-  lamport: is.uint(),
-  off: MS,
-  target: MS,
-  last: is.nullable(MS),
-  acc: is.nullable(is.num(0, ADJUSTMENT_MS_MAX)),
-  term: TERM,
+/** `reading`: the peer's target clock when the poll arrived; `observer`: a one-shot `peer clock`. */
+export const TIME = message('clk.time', {
+  term: f.uint(),
+  round: f.uint().wire('r'),
+  attempt: f.uint(ATTEMPT_MAX).wire('k'),
+  reading: ms().wire('g'),
+  observer: f.optional(f.bool()).wire('o'),
 });
+const ADJ = message('clk.adj', {
+  term: f.uint(),
+  round: f.uint().wire('r'),
+  adjustment: f.num(-ADJUSTMENT_MS_MAX, ADJUSTMENT_MS_MAX).wire('a'),
+  accuracy: accuracy().wire('acc'),
+});
+const REQUEST = message('clk.req', {});
+const QUERY = message('clk.q', {});
+export const STATUS = message('clk.st', {
+  lamport: f.uint(),
+  offset: ms().wire('off'),
+  targetOffset: ms().wire('target'),
+  lastSync: f.nullable(ms()).wire('last'),
+  accuracy: f.nullable(accuracy()).wire('acc'),
+  term: f.uint(),
+});
+const MESSAGES = messages(POLL, TIME, ADJ, REQUEST, QUERY, STATUS);
 
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -223,14 +236,43 @@ export function berkeleyAverage(deltas: readonly number[]): { kept: number[]; av
 }
 
 export class ClockSync implements Protocol {
-  readonly messages = {
-    'clk.poll': POLL,
-    'clk.time': TIME,
-    'clk.adj': ADJ,
-    'clk.req': EMPTY,
-    'clk.q': EMPTY,
-    'clk.st': STATUS,
-  };
+  readonly messages = MESSAGES.checks;
+  readonly onMessage = MESSAGES.dispatch({
+    'clk.poll': (b, from) => this.onPoll(b, from),
+    'clk.time': (b, from) => this.onTime(b, from),
+    'clk.adj': (b, from) => this.onAdjust(b, from),
+    'clk.req': () => {
+      if (this.view.isCoordinator()) this.requested = true;
+    },
+    'clk.q': (_b, from) => {
+      const s = this.status();
+      this.ctx.send(
+        from.address,
+        ...STATUS.out({
+          lamport: s.lamport,
+          offset: s.offsetMs,
+          targetOffset: s.targetOffsetMs,
+          lastSync: s.lastSyncMs,
+          accuracy: s.accuracyMs,
+          term: s.term,
+        }),
+      );
+    },
+    'clk.st': (b, from) => {
+      if (this.statuses.size >= STATUSES_MAX && !this.statuses.has(from.id)) return;
+      this.statuses.set(from.id, {
+        id: from.id,
+        name: from.name,
+        lamport: b.lamport,
+        offsetMs: b.offset,
+        targetOffsetMs: b.targetOffset,
+        lastSyncMs: b.lastSync,
+        accuracyMs: b.accuracy,
+        term: b.term,
+        receivedAtMs: this.groupNow(),
+      });
+    },
+  });
   /** Rounds this peer led. */
   rounds = 0;
   private readonly view: CoordinatorView;
@@ -308,14 +350,14 @@ export class ClockSync implements Protocol {
     }
     const m = this.membership.get(c);
     if (!m) return false;
-    this.ctx.send(m.address, 'clk.req', {});
+    this.ctx.send(m.address, ...REQUEST.out({}));
     return true;
   }
 
   /** Multicasts a status query; the answers arrive in peerStatuses(). Clears older answers. */
   queryStatuses(): void {
     this.statuses.clear();
-    this.ctx.broadcast('clk.q', {});
+    this.ctx.broadcast(...QUERY.out({}));
   }
 
   /** Status answers received since the last queryStatuses(), by peer. */
@@ -323,62 +365,14 @@ export class ClockSync implements Protocol {
     return [...this.statuses.values()];
   }
 
-  onMessage(env: Envelope, from: Address): void {
-    switch (env.t) {
-      case 'clk.poll': {
-        const { term, r, k } = env.b as { term: number; r: number; k: number };
-        if (term < this.view.term()) return; // a deposed coordinator
-        // Only the coordinator we follow may adjust us: a poll from anyone else gets a reading,
-        // which is harmless, but must not make way for an adjustment (see onAdjust).
-        if (term === this.view.term() && env.i === this.view.coordinator())
-          this.replied = { term, round: r, off: this.target, coordinator: env.i };
-        const reply = { term, r, k, g: this.targetNow() };
-        this.ctx.send(from, 'clk.time', this.opts.observer ? { ...reply, o: true } : reply);
-        return;
-      }
-      case 'clk.time':
-        return this.onTime(env, from);
-      case 'clk.adj':
-        return this.onAdjust(env);
-      case 'clk.req':
-        if (this.view.isCoordinator()) this.requested = true;
-        return;
-      case 'clk.q': {
-        const s = this.status();
-        this.ctx.send(from, 'clk.st', {
-          lamport: s.lamport,
-          off: s.offsetMs,
-          target: s.targetOffsetMs,
-          last: s.lastSyncMs,
-          acc: s.accuracyMs,
-          term: s.term,
-        });
-        return;
-      }
-      case 'clk.st': {
-        const b = env.b as {
-          lamport: number;
-          off: number;
-          target: number;
-          last: number | null;
-          acc: number | null;
-          term: number;
-        };
-        if (this.statuses.size >= STATUSES_MAX && !this.statuses.has(env.i)) return;
-        this.statuses.set(env.i, {
-          id: env.i,
-          name: env.n,
-          lamport: b.lamport,
-          offsetMs: b.off,
-          targetOffsetMs: b.target,
-          lastSyncMs: b.last,
-          accuracyMs: b.acc,
-          term: b.term,
-          receivedAtMs: this.groupNow(),
-        });
-        return;
-      }
-    }
+  private onPoll({ term, round, attempt }: Body<typeof POLL>, from: Origin): void {
+    if (term < this.view.term()) return; // a deposed coordinator
+    // Only the coordinator we follow may adjust us: a poll from anyone else gets a reading,
+    // which is harmless, but must not make way for an adjustment (see onAdjust).
+    if (term === this.view.term() && from.id === this.view.coordinator())
+      this.replied = { term, round, off: this.target, coordinator: from.id };
+    const reply = { term, round, attempt, reading: this.targetNow() };
+    this.ctx.send(from.address, ...TIME.out(this.opts.observer ? { ...reply, observer: true } : reply));
   }
 
   tick(now: number): void {
@@ -424,7 +418,7 @@ export class ClockSync implements Protocol {
       retried: false,
       peers: new Map(),
     };
-    this.ctx.broadcast('clk.poll', { term, r: round, k: 0 });
+    this.ctx.broadcast(...POLL.out({ term, round, attempt: 0 }));
   }
 
   private retrySilent(round: Round): void {
@@ -446,15 +440,17 @@ export class ClockSync implements Protocol {
     if (pr.nextK > ATTEMPT_MAX) return;
     const k = pr.nextK++;
     pr.polls.set(k, { t0: this.ctx.now(), c0: this.targetNow() });
-    this.ctx.send(to, 'clk.poll', { term: round.term, r: round.round, k });
+    this.ctx.send(to, ...POLL.out({ term: round.term, round: round.round, attempt: k }));
   }
 
-  private onTime(env: Envelope, from: Address): void {
-    const { term, r, k, g, o } = env.b as { term: number; r: number; k: number; g: number; o?: boolean };
+  private onTime(
+    { term, round: r, attempt: k, reading: g, observer: o }: Body<typeof TIME>,
+    from: Origin,
+  ): void {
     const round = this.current;
     if (!round || term !== round.term || r !== round.round) return;
-    if (!round.peers.has(env.i) && round.peers.size >= MEMBERS_MAX) return;
-    const pr = this.peerRound(round, env.i);
+    if (!round.peers.has(from.id) && round.peers.size >= MEMBERS_MAX) return;
+    const pr = this.peerRound(round, from.id);
     let poll: Poll | undefined;
     if (k === 0) {
       if (pr.answeredMulticast) return; // a duplicate
@@ -471,12 +467,12 @@ export class ClockSync implements Protocol {
     // A reading is averaged only from a live member that runs clock sync: anyone can send one, and
     // a reading under an id nobody heard from (or many) must not move the group's time. Others,
     // observers (peer clock) among them, are adjusted but not averaged.
-    const member = this.membership.get(env.i);
+    const member = this.membership.get(from.id);
     const averaged = o !== true && member?.state === 'alive' && member.tags[TAG_CLOCK] === true;
-    const reading: Reply = { from, delta: g - (poll.c0 + c1) / 2, rtt, observer: !averaged };
+    const reading: Reply = { from: from.address, delta: g - (poll.c0 + c1) / 2, rtt, observer: !averaged };
     pr.readings++;
     if (!pr.best || reading.rtt < pr.best.rtt) pr.best = reading;
-    if (pr.readings < READINGS_PER_PEER) this.pollOne(round, pr, from);
+    if (pr.readings < READINGS_PER_PEER) this.pollOne(round, pr, from.address);
   }
 
   /** Live members that run clock sync. */
@@ -517,17 +513,20 @@ export class ClockSync implements Protocol {
       const a = clampAdjustment(average - s.delta);
       const acc = s.rtt / 2 + avgError;
       if (s.id === this.ctx.self.id) this.apply(round.off0 + a, a, acc, round.term, round.round);
-      else this.ctx.send(s.from, 'clk.adj', { term: round.term, r: round.round, a, acc });
+      else
+        this.ctx.send(
+          s.from,
+          ...ADJ.out({ term: round.term, round: round.round, adjustment: a, accuracy: acc }),
+        );
     }
   }
 
-  private onAdjust(env: Envelope): void {
-    const { term, r, a, acc } = env.b as { term: number; r: number; a: number; acc: number };
+  private onAdjust({ term, round: r, adjustment: a, accuracy: acc }: Body<typeof ADJ>, from: Origin): void {
     const mine = this.replied;
-    if (!mine || mine.term !== term || mine.round !== r || mine.coordinator !== env.i) return;
+    if (!mine || mine.term !== term || mine.round !== r || mine.coordinator !== from.id) return;
     // Only from the coordinator we follow, in its term: a newer term may be a coordinator we have
     // not heard of yet, or anyone claiming to be one; a real one's next round reaches us anyway.
-    if (term !== this.view.term() || this.view.coordinator() !== env.i) return;
+    if (term !== this.view.term() || this.view.coordinator() !== from.id) return;
     this.replied = null;
     this.apply(mine.off + a, a, acc, term, r);
   }

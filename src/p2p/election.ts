@@ -75,7 +75,8 @@
  * slowest. If it was alive after all (a false death at one peer), it hears the election or the
  * claim and takes over again with a higher term.
  */
-import { is, type Envelope, type PeerId } from './wire.js';
+import { is, type PeerId } from './wire.js';
+import { f, message, messages, type Body, type Origin } from './kit/message.js';
 import { COUNTER_MAX, adoptable } from './bounds.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Membership, Tags } from './membership.js';
@@ -203,10 +204,10 @@ interface FarAhead {
   heard: number;
 }
 
-const TERM = is.uint();
-const ELECT = is.object({ term: TERM, prio: is.int(0, PRIORITY_MAX) });
-const OK = is.object({ term: TERM });
-const COORD = is.object({ term: TERM, prio: is.int(0, PRIORITY_MAX) });
+export const ELECT = message('el.elect', { term: f.uint(), priority: f.int(0, PRIORITY_MAX).wire('prio') });
+const OK = message('el.ok', { term: f.uint() });
+const COORD = message('el.coord', { term: f.uint(), priority: f.int(0, PRIORITY_MAX).wire('prio') });
+const MESSAGES = messages(ELECT, OK, COORD);
 
 export function isPriority(v: unknown): v is number {
   return Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= PRIORITY_MAX;
@@ -248,7 +249,18 @@ export function coordinatorFromTags(members: readonly MemberView[]): PeerId | nu
 }
 
 export class Election implements Protocol, CoordinatorView {
-  readonly messages = { 'el.elect': ELECT, 'el.ok': OK, 'el.coord': COORD };
+  readonly messages = MESSAGES.checks;
+  readonly onMessage = MESSAGES.dispatch({
+    'el.elect': (b, from) => this.onElect(b, from),
+    'el.ok': ({ term }) => {
+      if (this.phase === 'electing' && term === this.electionTerm) this.enter('waiting');
+    },
+    'el.coord': ({ term, priority }, from) => {
+      if (!this.adopt(term)) return;
+      this.learn(from.id, priority);
+      this.onClaim(term, from.id);
+    },
+  });
   private readonly candidate: boolean;
   private readonly priority: number;
   private termNo = 0;
@@ -302,42 +314,29 @@ export class Election implements Protocol, CoordinatorView {
     return this.phase === 'electing' || this.phase === 'waiting';
   }
 
-  onMessage(env: Envelope, from: Address): void {
-    if (env.t !== 'el.ok' && !this.termAdoptable((env.b as { term: number }).term)) {
-      this.ctx.refuse('term');
+  private onElect({ term, priority }: Body<typeof ELECT>, from: Origin): void {
+    if (!this.adopt(term)) return;
+    this.learn(from.id, priority);
+    this.highestSeen = Math.max(this.highestSeen, term);
+    // A newcomer above us learns the current term from the claim, and goes above it.
+    if (this.isCoordinator()) this.reassert();
+    if (!this.candidate) return;
+    if (!ranksAbove(this.priority, this.ctx.self.id, priority, from.id)) {
+      // A higher peer running its own election is alive and will claim: as good as its answer.
+      if (this.phase === 'electing') this.enter('waiting');
       return;
     }
-    switch (env.t) {
-      case 'el.elect': {
-        const { term, prio } = env.b as { term: number; prio: number };
-        this.learn(env.i, prio);
-        this.highestSeen = Math.max(this.highestSeen, term);
-        // A newcomer above us learns the current term from the claim, and goes above it.
-        if (this.isCoordinator()) this.reassert();
-        if (!this.candidate) return;
-        if (!ranksAbove(this.priority, this.ctx.self.id, prio, env.i)) {
-          // A higher peer running its own election is alive and will claim: as good as its answer.
-          if (this.phase === 'electing') this.enter('waiting');
-          return;
-        }
-        this.ctx.send(from, 'el.ok', { term });
-        if (this.isCoordinator()) return;
-        else if (!this.followsHigherLeader()) this.startElection('election-from-lower');
-        // else: our leader outranks us and hears the same multicast; it answers and re-asserts.
-        return;
-      }
-      case 'el.ok': {
-        const { term } = env.b as { term: number };
-        if (this.phase === 'electing' && term === this.electionTerm) this.enter('waiting');
-        return;
-      }
-      case 'el.coord': {
-        const { term, prio } = env.b as { term: number; prio: number };
-        this.learn(env.i, prio);
-        this.onClaim(term, env.i);
-        return;
-      }
-    }
+    this.ctx.send(from.address, ...OK.out({ term }));
+    if (this.isCoordinator()) return;
+    else if (!this.followsHigherLeader()) this.startElection('election-from-lower');
+    // else: our leader outranks us and hears the same multicast; it answers and re-asserts.
+  }
+
+  /** Whether a term in a message may be taken; one past the bound is refused and counted. */
+  private adopt(term: number): boolean {
+    if (this.termAdoptable(term)) return true;
+    this.ctx.refuse('term');
+    return false;
   }
 
   tick(now: number): void {
@@ -497,7 +496,7 @@ export class Election implements Protocol, CoordinatorView {
     const now = this.ctx.now();
     if (now - this.lastReassert < this.opts.timings.electRetryMs) return;
     this.lastReassert = now;
-    this.ctx.broadcast('el.coord', { term: this.termNo, prio: this.priority });
+    this.ctx.broadcast(...COORD.out({ term: this.termNo, priority: this.priority }));
   }
 
   /**
@@ -512,7 +511,7 @@ export class Election implements Protocol, CoordinatorView {
 
   private sendElect(): void {
     this.lastElectSent = this.ctx.now();
-    this.ctx.broadcast('el.elect', { term: this.electionTerm, prio: this.priority });
+    this.ctx.broadcast(...ELECT.out({ term: this.electionTerm, priority: this.priority }));
   }
 
   /** Claims the election's term, or a higher one if a higher term was seen meanwhile. */
@@ -522,7 +521,8 @@ export class Election implements Protocol, CoordinatorView {
     this.highestSeen = Math.max(this.highestSeen, term);
     this.enter('idle');
     this.setLeader(this.ctx.self.id, term);
-    for (let i = 0; i < CLAIM_COPIES; i++) this.ctx.broadcast('el.coord', { term, prio: this.priority });
+    for (let i = 0; i < CLAIM_COPIES; i++)
+      this.ctx.broadcast(...COORD.out({ term, priority: this.priority }));
     this.ctx.emit({ kind: 'elected', term });
   }
 

@@ -103,7 +103,8 @@
  * `health` event. Bound: a member that really died is declared dead by an impaired peer at most
  * (1 + HEALTH_SCORE_MAX) x deadAfterMs after its last heartbeat.
  */
-import { is, type Envelope, type PeerId } from './wire.js';
+import type { Envelope, PeerId } from './wire.js';
+import { f, message, messages, type Body, type Origin } from './kit/message.js';
 import { adoptable, loadable } from './bounds.js';
 import type { HealthCause, MemberState, MemberView, Protocol, ProtocolContext } from './protocol.js';
 import { parseAddress, type Address } from './transport/transport.js';
@@ -219,15 +220,33 @@ export interface MembershipOptions {
   observerProbed(from: Address): void;
 }
 
-/** `h`: the sender's multicast heartbeat counter (absent on answers to probes and pings). */
-const HB = is.object({ g: is.tags(TAGS_KEYS_MAX, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX) }, { h: is.uint() });
-const EMPTY = is.object({});
-/** `o`: sent by an observer (it never heartbeats, so this is how a neighbour learns it is there). */
-const PROBE = is.object({}, { o: is.literal(1) });
-const SUSPECT = is.object({ target: is.peerId(), inc: is.uint() });
+/** `counter`: the sender's multicast heartbeat counter (absent on answers to probes and pings). */
+export const HB = message('hb', {
+  tags: f.tags(TAGS_KEYS_MAX, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX).wire('g'),
+  counter: f.optional(f.uint()).wire('h'),
+});
+/** `observer`: sent by an observer (it never heartbeats, so this is how a neighbour learns it is there). */
+export const PROBE = message('probe', { observer: f.optional(f.literal(1)).wire('o') });
+const PING = message('ping', {});
+export const SUSPECT = message('suspect', { target: f.peerId(), incarnation: f.uint().wire('inc') });
+const LEAVE = message('leave', {});
+const MESSAGES = messages(HB, PROBE, PING, SUSPECT, LEAVE);
 
 export class Membership implements Protocol {
-  readonly messages = { hb: HB, probe: PROBE, ping: EMPTY, suspect: SUSPECT, leave: EMPTY };
+  readonly messages = MESSAGES.checks;
+  readonly onMessage = MESSAGES.dispatch({
+    // hb carries nothing beyond what observe() took from it.
+    hb: () => {},
+    probe: (b, from) => {
+      if (b.observer === 1) this.opts.observerProbed(from.address);
+      if (!this.opts.observer) this.ctx.send(from.address, ...HB.out({ tags: this.tags }));
+    },
+    ping: (_b, from) => {
+      if (!this.opts.observer) this.ctx.send(from.address, ...HB.out({ tags: this.tags }));
+    },
+    suspect: (b, from) => this.onSuspect(b, from),
+    leave: (_b, from) => this.onLeave(from),
+  });
   /** Newcomers refused because membersMax was reached with no dead entry to evict. */
   refused = 0;
   private readonly members = new Map<PeerId, Member>();
@@ -293,8 +312,9 @@ export class Membership implements Protocol {
    */
   observe(env: Envelope, from: Address, { join } = { join: true }): void {
     const m = this.members.get(env.i);
+    const hb = HB.of(env);
     if (!m) {
-      if (env.t === 'hb' && join) this.add(env, from);
+      if (hb && join) this.add(env, hb, from);
       return;
     }
     const moved = m.address !== from;
@@ -308,10 +328,10 @@ export class Membership implements Protocol {
     if (!moved && before === 'left' && env.c === m.incarnation) return; // late datagrams after a leave
     m.lastSeen = now;
     m.incarnation = env.c;
-    if (env.t === 'hb') {
-      const { g, h } = env.b as { g: Tags; h?: number };
-      m.tags = g;
-      if (h !== undefined) this.countHeartbeat(m, h, before === 'dead' || moved, env.c > wasIncarnation, now);
+    if (hb) {
+      m.tags = hb.tags;
+      if (hb.counter !== undefined)
+        this.countHeartbeat(m, hb.counter, before === 'dead' || moved, env.c > wasIncarnation, now);
     }
     // Reclaimed from another address: the one it leaves may win it back (see speaksFor).
     if (moved)
@@ -333,38 +353,24 @@ export class Membership implements Protocol {
     }
   }
 
-  onMessage(env: Envelope, from: Address): void {
-    switch (env.t) {
-      case 'probe':
-        if ((env.b as { o?: 1 }).o === 1) this.opts.observerProbed(from);
-        if (!this.opts.observer) this.ctx.send(from, 'hb', { g: this.tags });
-        return;
-      case 'ping':
-        if (!this.opts.observer) this.ctx.send(from, 'hb', { g: this.tags });
-        return;
-      case 'suspect': {
-        const { target, inc } = env.b as { target: PeerId; inc: number };
-        if (target !== this.ctx.self.id || this.opts.observer || inc < this.ctx.self.incarnation) return;
-        // Only we raise our incarnation: a suspicion of a higher one was never ours to refute.
-        if (inc > this.ctx.self.incarnation) {
-          this.ctx.refuse('incarnation');
-          return;
-        }
-        const now = this.opts.raiseIncarnation(inc + 1);
-        this.ctx.emit({ kind: 'refute', incarnation: now, by: env.i, byName: env.n });
-        this.heartbeat();
-        return;
-      }
-      case 'leave': {
-        // Only the member itself, from its own address, can say it leaves.
-        const m = this.members.get(env.i);
-        if (!m || from !== m.address || env.c < m.incarnation || m.state === 'left') return;
-        this.setState(m, 'left', this.ctx.now());
-        this.ctx.emit({ kind: 'left', member: this.view(m) });
-        return;
-      }
-      // hb carries nothing beyond what observe() took from it.
+  private onSuspect({ target, incarnation }: Body<typeof SUSPECT>, from: Origin): void {
+    if (target !== this.ctx.self.id || this.opts.observer || incarnation < this.ctx.self.incarnation) return;
+    // Only we raise our incarnation: a suspicion of a higher one was never ours to refute.
+    if (incarnation > this.ctx.self.incarnation) {
+      this.ctx.refuse('incarnation');
+      return;
     }
+    const now = this.opts.raiseIncarnation(incarnation + 1);
+    this.ctx.emit({ kind: 'refute', incarnation: now, by: from.id, byName: from.name });
+    this.heartbeat();
+  }
+
+  /** Only the member itself, from its own address, can say it leaves. */
+  private onLeave(from: Origin): void {
+    const m = this.members.get(from.id);
+    if (!m || from.address !== m.address || from.incarnation < m.incarnation || m.state === 'left') return;
+    this.setState(m, 'left', this.ctx.now());
+    this.ctx.emit({ kind: 'left', member: this.view(m) });
   }
 
   tick(now: number): void {
@@ -384,7 +390,7 @@ export class Membership implements Protocol {
         this.setState(m, 'suspect', now);
         this.ctx.emit({ kind: 'suspect', member: this.view(m), by: 'timeout' });
         if (!this.opts.observer) {
-          this.ctx.broadcast('suspect', { target: m.id, inc: m.incarnation });
+          this.ctx.broadcast(...SUSPECT.out({ target: m.id, incarnation: m.incarnation }));
           this.ping(m, now);
         }
       } else if (m.state === 'suspect') {
@@ -401,12 +407,12 @@ export class Membership implements Protocol {
   }
 
   private probe(): void {
-    this.ctx.broadcast('probe', this.opts.observer ? { o: 1 } : {});
+    this.ctx.broadcast(...PROBE.out(this.opts.observer ? { observer: 1 } : {}));
   }
 
   leave(): void {
     if (this.opts.observer) return;
-    for (let i = 0; i < LEAVE_COPIES; i++) this.ctx.broadcast('leave', {});
+    for (let i = 0; i < LEAVE_COPIES; i++) this.ctx.broadcast(...LEAVE.out({}));
   }
 
   /** Every known member except this peer, ordered by name then id. */
@@ -433,7 +439,7 @@ export class Membership implements Protocol {
 
   private heartbeat(): void {
     this.lastHeartbeat = this.ctx.now();
-    this.ctx.broadcast('hb', { g: this.tags, h: ++this.heartbeats });
+    this.ctx.broadcast(...HB.out({ tags: this.tags, counter: ++this.heartbeats }));
   }
 
   /**
@@ -580,10 +586,10 @@ export class Membership implements Protocol {
 
   private ping(m: Member, now: number): void {
     m.lastPing = now;
-    this.ctx.send(m.address, 'ping', {});
+    this.ctx.send(m.address, ...PING.out({}));
   }
 
-  private add(env: Envelope, from: Address): void {
+  private add(env: Envelope, hb: Body<typeof HB>, from: Address): void {
     if (this.members.size >= this.opts.membersMax && !this.evictOne()) {
       this.refused++;
       return;
@@ -598,8 +604,8 @@ export class Membership implements Protocol {
       lastSeen: now,
       stateSince: now,
       lastPing: -Infinity,
-      tags: (env.b as { g: Tags }).g,
-      hbCounter: (env.b as { h?: number }).h ?? -1,
+      tags: hb.tags,
+      hbCounter: hb.counter ?? -1,
       arrivals: [],
       home: null,
     };

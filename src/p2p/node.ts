@@ -13,6 +13,7 @@
 import {
   Codec,
   PROTOCOL_VERSION,
+  bodyBytesMax,
   type AttachmentDecoder,
   type Check,
   type DropReason,
@@ -22,7 +23,7 @@ import {
 import { LamportClock } from './lamport.js';
 import { Membership, OBSERVER_PROBE_EVERY_MAX_MS } from './membership.js';
 import { MEMBERS_MAX, type Profile } from './config.js';
-import type { PeerEvent, Protocol, ProtocolContext, Self } from './protocol.js';
+import type { NodeContext, PeerEvent, Protocol, Self } from './protocol.js';
 import type { Cancel, Runtime } from './runtime.js';
 import { parseAddress, type Address, type Transport } from './transport/transport.js';
 
@@ -75,7 +76,7 @@ export interface NodeStats {
   lastHandlerError: string;
 }
 
-export type Installer<P extends Protocol> = (ctx: ProtocolContext, node: PeerNode) => P;
+export type Installer<P extends Protocol> = (ctx: NodeContext, node: PeerNode) => P;
 
 export class PeerNode {
   readonly membership: Membership;
@@ -90,7 +91,7 @@ export class PeerNode {
     handlerErrors: 0,
     lastHandlerError: '',
   };
-  readonly context: ProtocolContext;
+  readonly context: NodeContext;
   private readonly self: { id: PeerId; name: string; incarnation: number };
   private readonly clock: LamportClock;
   private readonly protocols: Protocol[] = [];
@@ -105,6 +106,13 @@ export class PeerNode {
   private loopback = true;
   /** When an observer on our host last probed (see MULTICAST_LOOPBACK_OBSERVER_MS). */
   private observerHeardAt = -Infinity;
+  /** ProtocolContext.soon: what runs once the current message or tick is handled. */
+  private soonQueue: Array<() => void> = [];
+  /** Messages and ticks being handled (a transport may deliver within a send): soon() waits for them. */
+  private handling = 0;
+  /** A runtime turn is booked to run soon() callbacks queued outside any message or tick. */
+  private soonBooked = false;
+  private readonly bodyRoom = new Map<string, number>();
 
   constructor(private readonly opts: NodeOptions) {
     this.self = { id: opts.id, name: opts.name, incarnation: opts.incarnation };
@@ -122,6 +130,12 @@ export class PeerNode {
       emit: (e) => this.emit(e),
       refuse: (counter) => {
         this.stats.refused[counter] = (this.stats.refused[counter] ?? 0) + 1;
+      },
+      soon: (fn) => this.soon(fn),
+      bodyBytesMax: (type) => {
+        let room = this.bodyRoom.get(type);
+        if (room === undefined) this.bodyRoom.set(type, (room = bodyBytesMax(type, this.self.name)));
+        return room;
       },
     };
     this.membership = new Membership(this.context, {
@@ -221,8 +235,40 @@ export class PeerNode {
 
   private tick(): void {
     const now = this.opts.runtime.now();
-    for (const p of this.protocols) this.guard(() => p.tick(now));
+    this.turn(() => {
+      for (const p of this.protocols) this.guard(() => p.tick(now));
+    });
     this.updateLoopback(now);
+  }
+
+  /** Handles one message or tick, then runs what the protocols asked to run soon. */
+  private turn(fn: () => void): void {
+    this.handling++;
+    try {
+      fn();
+    } finally {
+      if (--this.handling === 0) this.runSoon();
+    }
+  }
+
+  private soon(fn: () => void): void {
+    this.soonQueue.push(fn);
+    if (this.handling > 0 || this.soonBooked) return;
+    this.soonBooked = true;
+    this.opts.runtime.after(0, () => {
+      this.soonBooked = false;
+      this.runSoon();
+    });
+  }
+
+  /** Callbacks queued while these run (a flush that queues another) run in the same turn. */
+  private runSoon(): void {
+    while (this.soonQueue.length > 0) {
+      const fns = this.soonQueue;
+      this.soonQueue = [];
+      if (!this.running) return;
+      for (const fn of fns) this.guard(fn);
+    }
   }
 
   private updateLoopback(now: number): void {
@@ -261,6 +307,10 @@ export class PeerNode {
 
   private receive(data: Uint8Array, from: Address): void {
     if (!this.running) return;
+    this.turn(() => this.handle(data, from));
+  }
+
+  private handle(data: Uint8Array, from: Address): void {
     this.stats.datagramsIn++;
     this.stats.bytesIn += data.length;
     const r = this.codec.decode(data);

@@ -41,6 +41,31 @@ export interface ProtocolContext {
   refuse(counter: string): void;
 }
 
+/**
+ * The context the node gives every protocol: ProtocolContext and what it owns that protocols
+ * must not guess. Apart while the stubs and wrappers written against ProtocolContext (kv's channel
+ * renaming, replication's pair harness, tests' stub contexts) adopt these two; then they merge.
+ */
+export interface NodeContext extends ProtocolContext {
+  /**
+   * Runs `fn` once the current message or tick has been handled (or, called from outside both,
+   * on the runtime's next turn): a protocol batches what one burst of calls produces without a
+   * timer of its own. Dropped if the node stops first: a stopped peer sends nothing.
+   */
+  soon(fn: () => void): void;
+  /**
+   * Bytes a JSON body of message type `type` may take so that our envelope fits one datagram
+   * (wire.ts: the envelope with our name and every number at its widest). Computed once per type.
+   * A type with an attachment shares the same room with it (one more byte marks where it starts).
+   */
+  bodyBytesMax(type: string): number;
+}
+
+/**
+ * A protocol module. Its messages are best declared with the kit (kit/message.ts: `messages` and
+ * `onMessage` then come from one declaration per type, with typed bodies); a hand-written
+ * `messages` record with an `onMessage` that switches on `env.t` is the same shape to the node.
+ */
 export interface Protocol {
   /** Message types this module owns, with the schema of each body. */
   readonly messages: Record<string, Check>;

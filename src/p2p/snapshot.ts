@@ -31,7 +31,9 @@
  * and bounded (SNAPSHOT_REPORT_CHUNKS_MAX); in-flight lists beyond SNAPSHOT_INFLIGHT_IDS_MAX are
  * reported as counts only.
  */
-import { is, type Envelope, type PeerId } from './wire.js';
+import { is, isPeerId, isPeerName, type Check, type PeerId } from './wire.js';
+import { MEMBERS_MAX } from './config.js';
+import { f, message, messages, type Body } from './kit/message.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Address } from './transport/transport.js';
 import type { Delivery, ReliableDelivery } from './reliable/index.js';
@@ -47,7 +49,11 @@ export const SNAPSHOT_CHANNEL_TIMEOUT_MS = 3000;
 export const SNAPSHOT_MARKER_RETRY_MS = 200;
 /** The collector repeats its request this often until every live peer reported. */
 export const SNAPSHOT_REQUEST_RETRY_MS = 300;
-/** Bytes of report JSON per datagram, sent as base64 (800 characters, no JSON escaping to grow it). */
+/**
+ * Bytes of report JSON per datagram, sent as base64 (800 characters, no JSON escaping to grow it):
+ * the largest `sn.rep` body then fits the datagram from a peer with the longest name
+ * (test/unit/kit.test.ts checks it against bodyBytesMax).
+ */
 export const SNAPSHOT_REPORT_CHUNK_BYTES = 600;
 const CHUNK_BASE64_CHARS = Math.ceil(SNAPSHOT_REPORT_CHUNK_BYTES / 3) * 4;
 export const SNAPSHOT_REPORT_CHUNKS_MAX = 64;
@@ -59,6 +65,8 @@ export const SNAPSHOT_INFLIGHT_IDS_MAX = 32;
  * datagrams back: a bound on what one request can make a peer send, and on the set's memory.
  */
 export const SNAPSHOT_REQUESTERS_MAX = 4;
+/** Characters of one in-flight message id in a report (reliable delivery's keys are far shorter). */
+export const SNAPSHOT_INFLIGHT_ID_CHARS_MAX = 120;
 /** Snapshots a peer remembers (older ones are dropped). */
 export const SNAPSHOTS_KEPT_MAX = 8;
 const SNAPSHOT_ID_RE = /^[0-9a-z-]{1,40}$/;
@@ -190,6 +198,40 @@ export interface SnapshotReport {
   channels: Record<PeerId, { count: number; ids: string[] }>;
 }
 
+/** Up to MEMBERS_MAX channels by sender id, each a count and its first ids. */
+const isChannels: Check = (() => {
+  const channel = is.object({
+    count: is.uint(),
+    ids: is.array(is.str(SNAPSHOT_INFLIGHT_ID_CHARS_MAX), SNAPSHOT_INFLIGHT_IDS_MAX),
+  });
+  return (v) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+    const entries = Object.entries(v);
+    return entries.length <= MEMBERS_MAX && entries.every(([from, ch]) => isPeerId(from) && channel(ch));
+  };
+})();
+
+/**
+ * A report as a collector reassembles it from the network: the shape toReport gives, with every
+ * field bounded (the state is the peer's own JSON, bounded by the report's chunks).
+ */
+const isReport = is.object(
+  {
+    id: isSnapshotId,
+    peer: is.peerId(),
+    name: isPeerName,
+    lamport: is.uint(),
+    complete: is.bool(),
+    open: is.array(is.peerId(), MEMBERS_MAX),
+    channels: isChannels,
+  },
+  { state: () => true },
+);
+
+function isSnapshotReport(v: unknown): v is SnapshotReport {
+  return isReport(v);
+}
+
 export function toReport(s: LocalSnapshot): SnapshotReport {
   const channels: SnapshotReport['channels'] = {};
   for (const [from, list] of Object.entries(s.channels))
@@ -240,21 +282,35 @@ interface Collecting {
   expected: Map<PeerId, string>;
 }
 
+const REQUEST = message('sn.go', { id: f.guard(isSnapshotId) });
+const MARKER = message('sn.mk', { id: f.guard(isSnapshotId) });
+/** Chunk `chunk` of `chunks` of a report's JSON, as base64. */
+export const REPORT = message('sn.rep', {
+  id: f.guard(isSnapshotId),
+  chunk: f.uint(SNAPSHOT_REPORT_CHUNKS_MAX - 1).wire('k'),
+  chunks: f.int(1, SNAPSHOT_REPORT_CHUNKS_MAX).wire('n'),
+  data: f.str(CHUNK_BASE64_CHARS).wire('d'),
+});
+const MESSAGES = messages(REQUEST, MARKER, REPORT);
+
 /**
  * The protocol: answers requests and markers on every long-running peer (a participant), and
  * collects reports in `peer snapshot` (a collector, which records nothing itself).
  */
 export class Snapshot implements Protocol {
-  readonly messages = {
-    'sn.go': is.object({ id: isSnapshotId }),
-    'sn.mk': is.object({ id: isSnapshotId }),
-    'sn.rep': is.object({
-      id: isSnapshotId,
-      k: is.uint(SNAPSHOT_REPORT_CHUNKS_MAX - 1),
-      n: is.int(1, SNAPSHOT_REPORT_CHUNKS_MAX),
-      d: is.str(CHUNK_BASE64_CHARS),
-    }),
-  };
+  readonly messages = MESSAGES.checks;
+  readonly onMessage = MESSAGES.dispatch({
+    'sn.go': ({ id }, from) => {
+      this.stats.requests++;
+      this.core.begin(id, this.peers(), this.ctx.now());
+      const r = this.core.recording(id)!;
+      if (r.requesters.size < SNAPSHOT_REQUESTERS_MAX) r.requesters.add(from.address);
+      // A repeated request after we reported means our report was lost: send it again.
+      if (r.reported && r.requesters.has(from.address)) this.report(id, from.address);
+    },
+    'sn.mk': ({ id }, from) => this.onMarker(id, from.id),
+    'sn.rep': (b, from) => this.onReport(from.id, b),
+  });
   readonly core: SnapshotCore;
   readonly stats = { requests: 0, markers: 0, reports: 0, badReports: 0 };
   private collecting: Collecting | null = null;
@@ -274,7 +330,7 @@ export class Snapshot implements Protocol {
       () => ctx.lamport(),
       (id) => {
         if (reliable) reliable.publish(SNAPSHOT_MARKER_TOPIC, id);
-        else ctx.broadcast('sn.mk', { id });
+        else ctx.broadcast(...MARKER.out({ id }));
       },
     );
     if (reliable) {
@@ -288,33 +344,13 @@ export class Snapshot implements Protocol {
     }
   }
 
-  onMessage(env: Envelope, from: Address): void {
-    switch (env.t) {
-      case 'sn.go': {
-        const { id } = env.b as { id: string };
-        this.stats.requests++;
-        this.core.begin(id, this.peers(), this.ctx.now());
-        const r = this.core.recording(id)!;
-        if (r.requesters.size < SNAPSHOT_REQUESTERS_MAX) r.requesters.add(from);
-        // A repeated request after we reported means our report was lost: send it again.
-        if (r.reported && r.requesters.has(from)) this.report(id, from);
-        return;
-      }
-      case 'sn.mk':
-        this.onMarker((env.b as { id: string }).id, env.i);
-        return;
-      case 'sn.rep':
-        this.onReport(env.i, env.b as { id: string; k: number; n: number; d: string });
-        return;
-    }
-  }
-
   tick(now: number): void {
     const resend = this.plain && now - this.markerSentAt >= SNAPSHOT_MARKER_RETRY_MS;
     if (resend) this.markerSentAt = now;
     for (const id of this.core.ids()) {
       const r = this.core.recording(id)!;
-      if (resend && now - r.recordedAt < SNAPSHOT_CHANNEL_TIMEOUT_MS) this.ctx.broadcast('sn.mk', { id });
+      if (resend && now - r.recordedAt < SNAPSHOT_CHANNEL_TIMEOUT_MS)
+        this.ctx.broadcast(...MARKER.out({ id }));
       if (r.reported || r.requesters.size === 0) continue;
       if (r.open.size === 0 || now - r.recordedAt >= SNAPSHOT_CHANNEL_TIMEOUT_MS) {
         r.reported = true;
@@ -325,7 +361,7 @@ export class Snapshot implements Protocol {
     if (c && now - c.lastAsk >= SNAPSHOT_REQUEST_RETRY_MS && !this.collected()) {
       c.lastAsk = now;
       for (const m of this.membership.live())
-        if (!c.reports.has(m.id)) this.ctx.send(m.address, 'sn.go', { id: c.id });
+        if (!c.reports.has(m.id)) this.ctx.send(m.address, ...REQUEST.out({ id: c.id }));
     }
   }
 
@@ -341,7 +377,7 @@ export class Snapshot implements Protocol {
       reports: new Map(),
       expected: new Map(),
     };
-    this.ctx.broadcast('sn.go', { id });
+    this.ctx.broadcast(...REQUEST.out({ id }));
   }
 
   /** Every live member has reported. */
@@ -397,37 +433,37 @@ export class Snapshot implements Protocol {
     }
     const n = Math.ceil(bytes.length / SNAPSHOT_REPORT_CHUNK_BYTES);
     for (let k = 0; k < n; k++) {
-      const d = bytes
+      const data = bytes
         .subarray(k * SNAPSHOT_REPORT_CHUNK_BYTES, (k + 1) * SNAPSHOT_REPORT_CHUNK_BYTES)
         .toString('base64');
-      this.ctx.send(to, 'sn.rep', { id, k, n, d });
+      this.ctx.send(to, ...REPORT.out({ id, chunk: k, chunks: n, data }));
     }
     this.stats.reports++;
   }
 
-  private onReport(from: PeerId, b: { id: string; k: number; n: number; d: string }): void {
+  private onReport(from: PeerId, b: Body<typeof REPORT>): void {
     const c = this.collecting;
     if (!c || b.id !== c.id || c.reports.has(from)) return;
-    // The codec bounded n, k and d; k must also fall inside n.
-    if (b.k >= b.n) {
+    // The codec bounded the counts and the data; the chunk must also fall inside the count.
+    if (b.chunk >= b.chunks) {
       this.stats.badReports++;
       return;
     }
-    const p = c.parts.get(from) ?? { n: b.n, got: new Map<number, string>() };
-    if (p.n !== b.n) return;
-    p.got.set(b.k, b.d);
+    const p = c.parts.get(from) ?? { n: b.chunks, got: new Map<number, string>() };
+    if (p.n !== b.chunks) return;
+    p.got.set(b.chunk, b.data);
     c.parts.set(from, p);
     if (p.got.size < p.n) return;
     const chunks: Buffer[] = [];
     for (let k = 0; k < p.n; k++) chunks.push(Buffer.from(p.got.get(k)!, 'base64'));
     c.parts.delete(from);
+    let rep: unknown;
     try {
-      const rep = JSON.parse(Buffer.concat(chunks).toString('utf8')) as SnapshotReport;
-      if (rep.peer !== from || rep.id !== c.id || typeof rep.channels !== 'object' || rep.channels === null)
-        throw new Error('mismatch');
-      c.reports.set(from, rep);
+      rep = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     } catch {
-      this.stats.badReports++;
+      rep = null;
     }
+    if (isSnapshotReport(rep) && rep.peer === from && rep.id === c.id) c.reports.set(from, rep);
+    else this.stats.badReports++;
   }
 }

@@ -145,6 +145,18 @@ export const is = {
     },
 };
 
+/**
+ * Bytes a JSON body of `type` may take in an envelope from `senderName` that must fit one
+ * datagram: the limit minus the envelope around the body, with the sequence number, incarnation
+ * and Lamport time at their widest (so the room never shrinks as the counters grow).
+ */
+export function bodyBytesMax(type: string, senderName: string): number {
+  const widest = Number.MAX_SAFE_INTEGER;
+  const envelope = { v: PROTOCOL_VERSION, t: type, i: '0'.repeat(PEER_ID_HEX_CHARS), n: senderName };
+  const empty = JSON.stringify({ ...envelope, c: widest, s: widest, l: widest, b: 0 });
+  return DATAGRAM_PAYLOAD_BYTES_MAX - (Buffer.byteLength(empty) - 1);
+}
+
 const PEER_ID_RE = /^[0-9a-f]{16}$/;
 export function isPeerId(v: unknown): v is PeerId {
   return typeof v === 'string' && PEER_ID_RE.test(v);

@@ -285,3 +285,32 @@ describe('snapshot requests from many addresses', () => {
     expect(got.size).toBe(SNAPSHOT_REQUESTERS_MAX);
   });
 });
+
+describe('snapshot reports are checked like any datagram', () => {
+  it('a report of the wrong shape (open not a list, a count not a number) is refused and counted, never shown', async () => {
+    const snaps = new Map<string, Snapshot>();
+    const c = new SimCluster(1, {}, PROFILES.lan, (node, peer) => {
+      snaps.set(
+        peer.name,
+        node.install((ctx, n) => new Snapshot(ctx, n.membership, { record: () => null })),
+      );
+    });
+    const a = await c.add('a');
+    await c.add('b');
+    c.rt.runFor(1000);
+    const r = await rogue(c.net, 'e000000000000001');
+    const forged = (report: object) => {
+      const d = Buffer.from(JSON.stringify(report)).toString('base64');
+      r.send(a.address, 'sn.rep', { id: 'forged-shape', k: 0, n: 1, d });
+    };
+    snaps.get('a')!.request('forged-shape');
+    const base = { id: 'forged-shape', peer: r.id, name: 'rogue', state: null, lamport: 1, complete: false };
+    forged({ ...base, open: 5, channels: {} });
+    c.rt.runFor(10);
+    forged({ ...base, open: [], channels: { [a.node.id]: { count: 'many', ids: [] } } });
+    expect(c.rt.runUntilTrue(() => snaps.get('a')!.collected(), 5000)).toBe(true);
+    const result = snaps.get('a')!.result()!;
+    expect(result.peers.map((p) => p.name).sort()).toEqual(['b']);
+    expect(snaps.get('a')!.stats.badReports).toBe(2);
+  });
+});
