@@ -46,6 +46,13 @@ export const MULTICAST_LOOPBACK_PROBE_EVERY_MS = 30_000;
 const MULTICAST_LOOPBACK_PROBE_MS = 1000;
 export const MULTICAST_LOOPBACK_OBSERVER_MS = 3 * OBSERVER_PROBE_EVERY_MAX_MS + 1000;
 
+/**
+ * Rounds of soon() callbacks run at the end of one message or tick when callbacks keep queueing
+ * more (a flush that queues another flush); what is left then waits for the runtime's next turn,
+ * so a callback that requeues itself for ever cannot hold the event loop.
+ */
+export const SOON_ROUNDS_MAX = 16;
+
 export interface NodeOptions {
   id: PeerId;
   name: string;
@@ -106,7 +113,7 @@ export class PeerNode {
   private loopback = true;
   /** When an observer on our host last probed (see MULTICAST_LOOPBACK_OBSERVER_MS). */
   private observerHeardAt = -Infinity;
-  /** ProtocolContext.soon: what runs once the current message or tick is handled. */
+  /** NodeContext.soon: what runs once the current message or tick is handled. */
   private soonQueue: Array<() => void> = [];
   /** Messages and ticks being handled (a transport may deliver within a send): soon() waits for them. */
   private handling = 0;
@@ -253,7 +260,11 @@ export class PeerNode {
 
   private soon(fn: () => void): void {
     this.soonQueue.push(fn);
-    if (this.handling > 0 || this.soonBooked) return;
+    if (this.handling === 0) this.bookSoon();
+  }
+
+  private bookSoon(): void {
+    if (this.soonBooked) return;
     this.soonBooked = true;
     this.opts.runtime.after(0, () => {
       this.soonBooked = false;
@@ -261,9 +272,10 @@ export class PeerNode {
     });
   }
 
-  /** Callbacks queued while these run (a flush that queues another) run in the same turn. */
+  /** Callbacks queued while these run (a flush that queues another) run in the same turn, up to SOON_ROUNDS_MAX. */
   private runSoon(): void {
-    while (this.soonQueue.length > 0) {
+    for (let round = 0; this.soonQueue.length > 0; round++) {
+      if (round === SOON_ROUNDS_MAX) return this.bookSoon();
       const fns = this.soonQueue;
       this.soonQueue = [];
       if (!this.running) return;

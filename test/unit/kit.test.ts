@@ -39,6 +39,7 @@ import { REPORT, SNAPSHOT_REPORT_CHUNK_BYTES, SNAPSHOT_REPORT_CHUNKS_MAX } from 
 import { CHAT_HISTORY_SHARE_MAX, HISTORY_REQUEST } from '../../src/p2p/chat.js';
 import type { NodeContext, Protocol } from '../../src/p2p/protocol.js';
 import { SimCluster } from '../support/cluster.js';
+import { SOON_ROUNDS_MAX } from '../../src/p2p/node.js';
 import { registered, ForgerGroup } from '../support/forger-group.js';
 
 const MS = is.num(-READING_MS_MAX, READING_MS_MAX);
@@ -386,6 +387,23 @@ describe('context: soon', () => {
     expect(log).toEqual([]);
     r.rt.runFor(1);
     expect(log).toEqual(['outside']);
+  });
+
+  it('callbacks that keep queueing more run SOON_ROUNDS_MAX rounds a turn, then yield to the event loop', async () => {
+    const r = new SimCluster(5);
+    const q = await r.add('q');
+    let runs = 0;
+    const again = () => {
+      runs++;
+      if (runs < 3 * SOON_ROUNDS_MAX) q.node.context.soon(again);
+    };
+    q.node.context.soon(again); // outside a message: booked for the runtime's next turn
+    let seenByTheNextEvent = -1;
+    r.rt.schedule(0, () => (seenByTheNextEvent = runs)); // due at the same instant, booked after it
+    r.rt.runFor(0);
+    expect(seenByTheNextEvent).toBe(SOON_ROUNDS_MAX);
+    expect(runs).toBe(3 * SOON_ROUNDS_MAX);
+    await q.node.stop();
   });
 
   it('drops what is still queued when the node stops: a stopped peer sends nothing', async () => {
