@@ -8,11 +8,11 @@ import type { Entry } from './entry.js';
 import { IBLT_CELL_BYTES } from './iblt.js';
 import { DIGEST_FANOUT } from './replica-set.js';
 import {
+  ENTRIES,
   ENTRIES_PER_MESSAGE_MAX,
   HASH_BYTES,
   IBLT_CELLS_PER_REQUEST_MAX,
-  toWire,
-  wireBody,
+  wireEntry,
 } from './messages.js';
 
 /** Bytes of a reply body besides its base64 payload (request number, keys, quotes), at most. */
@@ -52,10 +52,10 @@ export function ibltCellsPerReply(bodyBytes: number): number {
 
 /** Takes from the front of `queue` as many entries as fit one `rp.ent` or `rp.put` body. */
 export function takeEntries(queue: Entry[], request: number, bodyBytesMax: number): Entry[] {
-  let bytes = Buffer.byteLength(JSON.stringify(wireBody('rp.ent', { request, entries: [] })));
+  let bytes = Buffer.byteLength(JSON.stringify(ENTRIES.toWire({ request, entries: [] })));
   let n = 0;
   while (n < queue.length && n < ENTRIES_PER_MESSAGE_MAX) {
-    const size = Buffer.byteLength(JSON.stringify(toWire(queue[n]!))) + 1;
+    const size = Buffer.byteLength(JSON.stringify(wireEntry(queue[n]!))) + 1;
     if (n > 0 && bytes + size > bodyBytesMax) break;
     bytes += size;
     n++;
