@@ -35,11 +35,13 @@ import {
   ENTRY_TEXT_JSON_BYTES_MAX,
   IBLT_CELLS_MAX,
   IBLT_CELLS_MIN,
+  envelopeOverhead,
 } from '../../src/p2p/replication/index.js';
 import type { Message } from '../../src/p2p/kit/message.js';
 import {
   Codec,
   DATAGRAM_PAYLOAD_BYTES_MAX,
+  NAME_CHARS_MAX,
   PROTOCOL_VERSION,
   is,
   isPeerId,
@@ -214,5 +216,34 @@ describe('replication messages', () => {
         { numRuns: 300, seed: 7 },
       );
     }
+  });
+});
+
+describe('replication sizing', () => {
+  /** The envelope arithmetic replication did by hand before it used wire.ts's bodyBytesMax. */
+  function overheadBefore(name: string): number {
+    const env = {
+      v: PROTOCOL_VERSION,
+      t: 'x'.repeat(16),
+      i: '0'.repeat(16),
+      n: name,
+      c: 2 ** 53,
+      s: 2 ** 53,
+      l: 2 ** 53,
+      b: 0,
+    };
+    return Buffer.byteLength(JSON.stringify(env)) - 1;
+  }
+
+  it('sizes bodies for an envelope exactly as it did, for any name', () => {
+    const names = fc.oneof(
+      fc.string({ maxLength: NAME_CHARS_MAX }),
+      fc.string({ unit: 'grapheme', maxLength: 16 }),
+    );
+    fc.assert(
+      fc.property(names, (name) => envelopeOverhead(name) === overheadBefore(name)),
+      { numRuns: 500, seed: 7 },
+    );
+    expect(envelopeOverhead('h1')).toBe(overheadBefore('h1'));
   });
 });
