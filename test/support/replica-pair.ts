@@ -51,7 +51,7 @@ export function reconcilePair(
   const queue: Array<{ to: number; env: Envelope; from: Address }> = [];
   const ids = ['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb'];
   const addrs = ['a:1', 'b:1'];
-  const codec = new Codec(MESSAGES);
+  const codec = new Codec(MESSAGES.checks);
   const sets = [a, b];
   const protos: Replication[] = [];
   const tags: Tags[] = [{}, {}];

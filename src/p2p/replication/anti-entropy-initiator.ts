@@ -20,7 +20,8 @@
  * emits `replica-conflict` rather than hide it.
  */
 import type { ProtocolContext } from '../protocol.js';
-import { DATAGRAM_PAYLOAD_BYTES_MAX, type Envelope, type PeerId } from '../wire.js';
+import { DATAGRAM_PAYLOAD_BYTES_MAX, type PeerId } from '../wire.js';
+import type { Origin } from '../kit/message.js';
 import type { Address } from '../transport/transport.js';
 import { liveHoldersIn, type Directory } from './directory.js';
 import type { Entry } from './entry.js';
@@ -28,7 +29,17 @@ import { hash64 } from './hash.js';
 import type { Holder } from './holder.js';
 import { IBLT_CELLS_MAX, IBLT_CELL_BYTES, Iblt, ibltSize } from './iblt.js';
 import { formatLine } from './line.js';
-import { GET_KEYS_PER_REQUEST_MAX, HASH_BYTES, KEY_BYTES, packKeys, send, type Bodies } from './messages.js';
+import {
+  GET,
+  GET_KEYS_PER_REQUEST_MAX,
+  HASH_BYTES,
+  IBLT_REQUEST,
+  KEY_BYTES,
+  PUT,
+  TREE_REQUEST,
+  packKeys,
+  wireEntry,
+} from './messages.js';
 import { DIGEST_FANOUT, DIGEST_LEVELS } from './replica-set.js';
 import { b64Bytes, envelopeOverhead, ibltCellsPerReply, takeEntries, treeParentsPerReply } from './sizing.js';
 
@@ -208,26 +219,19 @@ export class AntiEntropyInitiator {
   }
 
   private sendRequest(s: Session, request: number, r: Request): void {
+    this.ctx.send(s.address, ...this.requestMessage(s, request, r));
+  }
+
+  private requestMessage(s: Session, request: number, r: Request): [string, Record<string, unknown>] {
     switch (r.type) {
       case 'rp.tq':
-        return send(this.ctx, s.address, r.type, {
-          request,
-          lane: s.lane,
-          level: r.level,
-          parents: r.parents,
-        });
+        return TREE_REQUEST.out({ request, lane: s.lane, level: r.level, parents: r.parents });
       case 'rp.iq':
-        return send(this.ctx, s.address, r.type, {
-          request,
-          session: s.id,
-          cells: r.cells,
-          first: r.first,
-          count: r.count,
-        });
+        return IBLT_REQUEST.out({ request, session: s.id, cells: r.cells, first: r.first, count: r.count });
       case 'rp.get':
-        return send(this.ctx, s.address, r.type, { request, keys: packKeys(r.keys) });
+        return GET.out({ request, keys: packKeys(r.keys) });
       case 'rp.put':
-        return send(this.ctx, s.address, r.type, { request, entries: r.entries });
+        return PUT.out({ request, entries: r.entries.map(wireEntry) });
     }
   }
 
@@ -294,10 +298,10 @@ export class AntiEntropyInitiator {
    * An answer to a tree, IBLT or push request (`rp.tr`, `rp.ir`, `rp.got`), with the bytes it
    * carries (none for `rp.got`); an answer that does not fit its request is rejected.
    */
-  onReply(env: Envelope, request: number, bytes: Buffer): void {
+  onReply(from: Origin, request: number, bytes: Buffer): void {
     const s = this.session;
     const p = s?.outstanding.get(request);
-    if (!s || !p || env.i !== s.peer) return;
+    if (!s || !p || from.id !== s.peer) return;
     if (p.type === 'rp.tq') {
       if (bytes.length !== p.parents.length * DIGEST_FANOUT * HASH_BYTES) return this.reject();
       const own = this.holder.set.tree[s.level]!;
@@ -322,9 +326,9 @@ export class AntiEntropyInitiator {
    * Entries an `rp.ent` brought (the holder stored `stored` of them already): they settle the keys
    * of our fetch they answer; the fetch is done once none is missing.
    */
-  onFetched(env: Envelope, { request }: Bodies['rp.ent'], stored: Entry[]): void {
+  onFetched(from: Origin, request: number, stored: Entry[]): void {
     const s = this.session;
-    const p = s && request !== 0 && env.i === s.peer ? s.outstanding.get(request) : undefined;
+    const p = s && request !== 0 && from.id === s.peer ? s.outstanding.get(request) : undefined;
     if (!s || p?.type !== 'rp.get') return;
     s.fetched += stored.length;
     // A version received settles its key even if ours won the conflict and stays.

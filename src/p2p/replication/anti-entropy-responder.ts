@@ -6,12 +6,22 @@
  * initiator pushes (`rp.put`), confirming with `rp.got` only once the entries are durable.
  */
 import type { ProtocolContext } from '../protocol.js';
-import type { Envelope } from '../wire.js';
-import type { Address } from '../transport/transport.js';
+import type { Body, Origin } from '../kit/message.js';
 import type { Entry } from './entry.js';
 import type { Holder } from './holder.js';
 import { Iblt } from './iblt.js';
-import { HASH_BYTES, send, unpackKeys, type Bodies } from './messages.js';
+import {
+  ENTRIES,
+  GET,
+  HASH_BYTES,
+  IBLT_REPLY,
+  IBLT_REQUEST,
+  PUT_STORED,
+  TREE_REPLY,
+  TREE_REQUEST,
+  unpackKeys,
+  wireEntry,
+} from './messages.js';
 import { DIGEST_FANOUT } from './replica-set.js';
 import { ibltCellsPerReply, takeEntries, treeParentsPerReply } from './sizing.js';
 
@@ -31,7 +41,7 @@ export class AntiEntropyResponder {
     private readonly reject: () => void,
   ) {}
 
-  onTreeRequest(from: Address, req: Bodies['rp.tq']): void {
+  onTreeRequest(from: Origin, req: Body<typeof TREE_REQUEST>): void {
     const level = this.holder.set.tree[req.level]!;
     const parentsMax = DIGEST_FANOUT ** (req.level - 1);
     // More parents than our answer holds: no initiator of ours asks that (it sizes by our name).
@@ -48,13 +58,16 @@ export class AntiEntropyResponder {
           (i * DIGEST_FANOUT + c) * HASH_BYTES,
         );
     });
-    send(this.ctx, from, 'rp.tr', { request: req.request, hashes });
+    this.ctx.send(
+      from.address,
+      ...TREE_REPLY.out({ request: req.request, hashes: hashes.toString('base64') }),
+    );
   }
 
-  onIbltRequest(env: Envelope, from: Address, req: Bodies['rp.iq']): void {
+  onIbltRequest(from: Origin, req: Body<typeof IBLT_REQUEST>): void {
     if (req.first + req.count > req.cells || req.count > ibltCellsPerReply(this.bodyBytesMax))
       return this.reject();
-    const key = `${env.i}:${req.session}:${req.cells}`;
+    const key = `${from.id}:${req.session}:${req.cells}`;
     let cached = this.ibltCache.get(key);
     if (!cached) {
       let cells = req.cells;
@@ -70,13 +83,11 @@ export class AntiEntropyResponder {
       cached = { iblt: Iblt.build(req.cells, this.holder.set), at: this.ctx.now() };
       this.ibltCache.set(key, cached);
     }
-    send(this.ctx, from, 'rp.ir', {
-      request: req.request,
-      cells: cached.iblt.writeCells(req.first, req.count),
-    });
+    const cells = cached.iblt.writeCells(req.first, req.count).toString('base64');
+    this.ctx.send(from.address, ...IBLT_REPLY.out({ request: req.request, cells }));
   }
 
-  onGet(from: Address, req: Bodies['rp.get']): void {
+  onGet(from: Origin, req: Body<typeof GET>): void {
     const keys = unpackKeys(req.keys);
     if (!keys) return this.reject();
     const found: Entry[] = [];
@@ -86,15 +97,15 @@ export class AntiEntropyResponder {
     }
     while (found.length > 0) {
       const entries = takeEntries(found, req.request, this.bodyBytesMax);
-      send(this.ctx, from, 'rp.ent', { request: req.request, entries });
+      this.ctx.send(from.address, ...ENTRIES.out({ request: req.request, entries: entries.map(wireEntry) }));
     }
   }
 
   /** Entries pushed by a session's initiator: written (durably), then acknowledged. */
-  onPut(env: Envelope, from: Address, put: Bodies['rp.put']): void {
+  onPut(from: Origin, request: number, entries: Entry[]): void {
     // Entries not stored are not confirmed: the initiator sends them again, or a later session does.
-    if (!this.holder.storeRepair(put.entries, env.i).failed)
-      send(this.ctx, from, 'rp.got', { request: put.request });
+    if (!this.holder.storeRepair(entries, from.id).failed)
+      this.ctx.send(from.address, ...PUT_STORED.out({ request }));
   }
 
   expire(now: number): void {

@@ -5,12 +5,11 @@
  * why (`rp.nak`), and its retry is written again.
  */
 import type { ProtocolContext } from '../protocol.js';
-import type { Envelope } from '../wire.js';
-import type { Address } from '../transport/transport.js';
+import type { Origin } from '../kit/message.js';
 import { holdersIn, type Directory } from './directory.js';
-import { entryProblem } from './entry.js';
+import { entryProblem, type Entry } from './entry.js';
 import type { Holder } from './holder.js';
-import { ACK_HOLDERS_MAX, send, type Bodies } from './messages.js';
+import { ACK, ACK_HOLDERS_MAX, REFUSAL } from './messages.js';
 
 export class AppendHolder {
   constructor(
@@ -20,14 +19,14 @@ export class AppendHolder {
     private readonly reject: () => void,
   ) {}
 
-  onAppend(env: Envelope, from: Address, { entry }: Bodies['rp.app']): void {
+  onAppend(from: Origin, entry: Entry): void {
     if (entryProblem(entry)) return this.reject();
-    const { failure } = this.holder.store([entry], env.i, 'append');
+    const { failure } = this.holder.store([entry], from.id, 'append');
     const id = { origin: entry.origin, seq: entry.seq };
-    if (failure) return send(this.ctx, from, 'rp.nak', { ...id, reason: failure.kind });
+    if (failure) return void this.ctx.send(from.address, ...REFUSAL.out({ ...id, reason: failure.kind }));
     const holders = holdersIn(this.dir)
       .map((h) => h.id)
       .slice(0, ACK_HOLDERS_MAX);
-    send(this.ctx, from, 'rp.ack', { ...id, holders });
+    this.ctx.send(from.address, ...ACK.out({ ...id, holders }));
   }
 }

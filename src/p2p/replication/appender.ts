@@ -9,13 +9,14 @@
  * (membership's deadRetentionMs) or it comes back.
  */
 import type { ProtocolContext } from '../protocol.js';
-import type { Envelope, PeerId } from '../wire.js';
+import type { PeerId } from '../wire.js';
+import type { Body, Origin } from '../kit/message.js';
 import { nameOrUnheard } from '../names.js';
 import { WriteFailedError, type WriteFailureKind } from '../write-failure.js';
 import { holdersIn, liveHoldersIn, type Directory } from './directory.js';
 import { entryId, entryProblem, type Entry } from './entry.js';
 import type { Holder } from './holder.js';
-import { broadcast, send, type Bodies } from './messages.js';
+import { ACK, APPEND, REFUSAL, wireEntry } from './messages.js';
 import type { OwnSequence } from './own-sequence.js';
 
 export const APPEND_RETRY_MS = 200;
@@ -81,7 +82,7 @@ export class Appender {
         lastSend: this.ctx.now(),
       });
     }
-    broadcast(this.ctx, 'rp.app', { entry });
+    this.ctx.broadcast(...APPEND.out({ entry: wireEntry(entry) }));
     return entry;
   }
 
@@ -112,26 +113,26 @@ export class Appender {
     this.appends.delete(id);
   }
 
-  onAck(env: Envelope, ack: Bodies['rp.ack']): void {
+  onAck(from: Origin, ack: Body<typeof ACK>): void {
     const t = this.appends.get(entryId(ack));
     if (!t) return;
     // An ack says "durable on my disk": only a holder we know of can say it, or an id anyone makes
     // up would count towards --acks for a write nobody stored.
-    if (!holdersIn(this.dir).some((h) => h.id === env.i)) return this.reject();
+    if (!holdersIn(this.dir).some((h) => h.id === from.id)) return this.reject();
     for (const x of ack.holders) if (x !== this.ctx.self.id) t.known.add(x);
-    if (t.acked.has(env.i)) return;
-    t.acked.add(env.i);
-    t.names.set(env.i, env.n);
-    t.refused.delete(env.i);
-    this.ctx.emit({ kind: 'replica-ack', id: entryId(t.entry), holder: env.i });
+    if (t.acked.has(from.id)) return;
+    t.acked.add(from.id);
+    t.names.set(from.id, from.name);
+    t.refused.delete(from.id);
+    this.ctx.emit({ kind: 'replica-ack', id: entryId(t.entry), holder: from.id });
   }
 
-  onRefusal(env: Envelope, nak: Bodies['rp.nak']): void {
+  onRefusal(from: Origin, nak: Body<typeof REFUSAL>): void {
     const t = this.appends.get(entryId(nak));
-    if (!t || t.acked.has(env.i) || t.refused.get(env.i) === nak.reason) return;
-    t.refused.set(env.i, nak.reason);
-    t.names.set(env.i, env.n);
-    this.ctx.emit({ kind: 'replica-refused', id: entryId(t.entry), holder: env.i, reason: nak.reason });
+    if (!t || t.acked.has(from.id) || t.refused.get(from.id) === nak.reason) return;
+    t.refused.set(from.id, nak.reason);
+    t.names.set(from.id, from.name);
+    this.ctx.emit({ kind: 'replica-refused', id: entryId(t.entry), holder: from.id, reason: nak.reason });
   }
 
   retry(now: number): void {
@@ -141,7 +142,7 @@ export class Appender {
       if (now - t.lastSend < APPEND_RETRY_MS) continue;
       t.lastSend = now;
       for (const h of holders)
-        if (!t.acked.has(h.id)) send(this.ctx, h.address, 'rp.app', { entry: t.entry });
+        if (!t.acked.has(h.id)) this.ctx.send(h.address, ...APPEND.out({ entry: wireEntry(t.entry) }));
     }
   }
 }

@@ -25,9 +25,9 @@
  * it is back; a partition heals the same way. Entries whose Lamport time or sequence is past its
  * bound (bounds.ts) are refused whole, whichever message carries them.
  */
-import { DATAGRAM_PAYLOAD_BYTES_MAX, type Envelope, type PeerId } from '../wire.js';
+import { DATAGRAM_PAYLOAD_BYTES_MAX, type PeerId } from '../wire.js';
 import type { Protocol, ProtocolContext } from '../protocol.js';
-import type { Address } from '../transport/transport.js';
+import type { Origin } from '../kit/message.js';
 import { adoptable, loadable } from '../bounds.js';
 import type { WriteFailureKind } from '../write-failure.js';
 import { AntiEntropyInitiator, AE_INTERVAL_MS, AE_ROUND_INTERVAL_MS } from './anti-entropy-initiator.js';
@@ -37,7 +37,7 @@ import { Appender, type AppendStatus } from './appender.js';
 import { holdersIn, liveHoldersIn, type Directory, type HolderView } from './directory.js';
 import { ENTRY_LAMPORT_AHEAD_MAX, type Entry } from './entry.js';
 import { Holder } from './holder.js';
-import { MESSAGES, isMessageType, readBody } from './messages.js';
+import { MESSAGES, entryOf } from './messages.js';
 import { OwnSequence } from './own-sequence.js';
 import { RoundCoordinator, type RoundStatus } from './round-coordinator.js';
 import { RoundHolder } from './round-holder.js';
@@ -78,7 +78,37 @@ interface HolderRoles {
 }
 
 export class Replication implements Protocol {
-  readonly messages = MESSAGES;
+  readonly messages = MESSAGES.checks;
+  /** Each message to the role it is for; a holder's roles see only what a holder is sent. */
+  readonly onMessage = MESSAGES.dispatch({
+    'rp.app': (b, from) => {
+      const entry = entryOf(b.entry);
+      if (this.entriesBounded([entry])) this.holding?.appends.onAppend(from, entry);
+    },
+    'rp.ack': (b, from) => this.appender.onAck(from, b),
+    'rp.nak': (b, from) => this.appender.onRefusal(from, b),
+    'rp.tq': (b, from) => this.served(from)?.responder.onTreeRequest(from, b),
+    'rp.iq': (b, from) => this.served(from)?.responder.onIbltRequest(from, b),
+    'rp.get': (b, from) => this.served(from)?.responder.onGet(from, b),
+    'rp.put': (b, from) => {
+      const entries = b.entries.map(entryOf);
+      if (this.entriesBounded(entries)) this.served(from)?.responder.onPut(from, b.request, entries);
+    },
+    'rp.tr': (b, from) => this.holding?.initiator.onReply(from, b.request, Buffer.from(b.hashes, 'base64')),
+    'rp.ir': (b, from) => this.holding?.initiator.onReply(from, b.request, Buffer.from(b.cells, 'base64')),
+    'rp.got': (b, from) => this.holding?.initiator.onReply(from, b.request, Buffer.alloc(0)),
+    'rp.ent': (b, from) => {
+      const entries = b.entries.map(entryOf);
+      const h = this.holding;
+      if (!this.entriesBounded(entries) || !h) return;
+      // Stored even outside a fetch of ours: what a holder sends us is a repair all the same.
+      const { stored } = h.holder.storeRepair(entries, from.id);
+      h.initiator.onFetched(from, b.request, stored);
+    },
+    'rp.rnd': (b, from) => this.holding?.rounds.onPoll(from.address, b),
+    'rp.fin': (b, from) => this.holding?.rounds.onFinish(from.address, b),
+    'rp.st': (b, from) => this.coordinator.onStatus(from, b),
+  });
   private readonly appender: Appender;
   private readonly coordinator: RoundCoordinator;
   private readonly holding: HolderRoles | null;
@@ -148,62 +178,14 @@ export class Replication implements Protocol {
     return this.coordinator.status();
   }
 
-  onMessage(env: Envelope, from: Address): void {
-    const type = env.t;
-    if (!isMessageType(type)) return;
+  /**
+   * A session request came from `from`: a holder notes that it is being served (its initiator then
+   * leaves that peer alone for a while) and returns its roles; a peer that holds nothing ignores it.
+   */
+  private served(from: Origin): HolderRoles | null {
     const h = this.holding;
-    switch (type) {
-      case 'rp.app': {
-        const body = readBody(type, env);
-        if (!this.entriesBounded([body.entry])) return;
-        return h?.appends.onAppend(env, from, body);
-      }
-      case 'rp.ack':
-        return this.appender.onAck(env, readBody(type, env));
-      case 'rp.nak':
-        return this.appender.onRefusal(env, readBody(type, env));
-      case 'rp.tq':
-        if (!h) return;
-        h.initiator.served(env.i, this.ctx.now());
-        return h.responder.onTreeRequest(from, readBody(type, env));
-      case 'rp.iq':
-        if (!h) return;
-        h.initiator.served(env.i, this.ctx.now());
-        return h.responder.onIbltRequest(env, from, readBody(type, env));
-      case 'rp.get':
-        if (!h) return;
-        h.initiator.served(env.i, this.ctx.now());
-        return h.responder.onGet(from, readBody(type, env));
-      case 'rp.put': {
-        const body = readBody(type, env);
-        if (!this.entriesBounded(body.entries) || !h) return;
-        h.initiator.served(env.i, this.ctx.now());
-        return h.responder.onPut(env, from, body);
-      }
-      case 'rp.tr': {
-        const { request, hashes } = readBody(type, env);
-        return h?.initiator.onReply(env, request, hashes);
-      }
-      case 'rp.ir': {
-        const { request, cells } = readBody(type, env);
-        return h?.initiator.onReply(env, request, cells);
-      }
-      case 'rp.got':
-        return h?.initiator.onReply(env, readBody(type, env).request, Buffer.alloc(0));
-      case 'rp.ent': {
-        const body = readBody(type, env);
-        if (!this.entriesBounded(body.entries) || !h) return;
-        // Stored even outside a fetch of ours: what a holder sends us is a repair all the same.
-        const { stored } = h.holder.storeRepair(body.entries, env.i);
-        return h.initiator.onFetched(env, body, stored);
-      }
-      case 'rp.rnd':
-        return h?.rounds.onPoll(from, readBody(type, env));
-      case 'rp.fin':
-        return h?.rounds.onFinish(from, readBody(type, env));
-      case 'rp.st':
-        return this.coordinator.onStatus(env, readBody(type, env));
-    }
+    h?.initiator.served(from.id, this.ctx.now());
+    return h;
   }
 
   /**

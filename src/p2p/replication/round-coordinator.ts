@@ -5,11 +5,12 @@
  * content (one SHA-256).
  */
 import type { ProtocolContext } from '../protocol.js';
-import type { Envelope, PeerId } from '../wire.js';
+import type { PeerId } from '../wire.js';
+import type { Body, Origin } from '../kit/message.js';
 import type { Address } from '../transport/transport.js';
 import { nameOrUnheard } from '../names.js';
 import { liveHoldersIn, type Directory } from './directory.js';
-import { send, type Bodies } from './messages.js';
+import { ROUND_FINISH, ROUND_POLL, ROUND_STATUS } from './messages.js';
 
 /** How often a reconcile coordinator polls every holder. */
 export const ROUND_POLL_MS = 150;
@@ -90,14 +91,14 @@ export class RoundCoordinator {
     return { holders, waiting, agreed, done };
   }
 
-  onStatus(env: Envelope, st: Bodies['rp.st']): void {
+  onStatus(from: Origin, st: Body<typeof ROUND_STATUS>): void {
     const round = this.round;
     if (!round || st.round !== round.id) return;
     for (const x of st.holders) round.heard.add(x);
-    const prev = round.reports.get(env.i);
-    round.reports.set(env.i, {
-      id: env.i,
-      name: env.n,
+    const prev = round.reports.get(from.id);
+    round.reports.set(from.id, {
+      id: from.id,
+      name: from.name,
       before: prev?.before ?? st.before,
       entries: st.entries,
       digest: st.digest,
@@ -115,8 +116,8 @@ export class RoundCoordinator {
       if (h.address === null) continue;
       const rep = round.reports.get(h.id);
       if (st.agreed && !rep?.sha256)
-        send(this.ctx, h.address, 'rp.fin', { round: round.id, digest: round.target });
-      else send(this.ctx, h.address, 'rp.rnd', { round: round.id });
+        this.ctx.send(h.address, ...ROUND_FINISH.out({ round: round.id, digest: round.target }));
+      else this.ctx.send(h.address, ...ROUND_POLL.out({ round: round.id }));
     }
   }
 

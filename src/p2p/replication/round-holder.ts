@@ -5,10 +5,11 @@
  * order, once per round, and reports the file's SHA-256.
  */
 import type { ProtocolContext } from '../protocol.js';
+import type { Body } from '../kit/message.js';
 import type { Address } from '../transport/transport.js';
 import { liveHoldersIn, type Directory } from './directory.js';
 import type { Holder } from './holder.js';
-import { ACK_HOLDERS_MAX, send, type Bodies } from './messages.js';
+import { ACK_HOLDERS_MAX, ROUND_FINISH, ROUND_POLL, ROUND_STATUS } from './messages.js';
 
 /** How long after the last `rp.rnd` a holder keeps the faster anti-entropy period. */
 export const ROUND_BOOST_MS = 5_000;
@@ -37,12 +38,12 @@ export class RoundHolder {
     return now < this.boostUntil;
   }
 
-  onPoll(from: Address, { round }: Bodies['rp.rnd']): void {
+  onPoll(from: Address, { round }: Body<typeof ROUND_POLL>): void {
     this.boostUntil = this.ctx.now() + ROUND_BOOST_MS;
     this.sendStatus(from, round, this.remember(round));
   }
 
-  onFinish(from: Address, { round, digest }: Bodies['rp.fin']): void {
+  onFinish(from: Address, { round, digest }: Body<typeof ROUND_FINISH>): void {
     const mem = this.remember(round);
     const set = this.holder.set;
     // Rewrite once per round, or again if entries arrived after the rewrite.
@@ -83,13 +84,16 @@ export class RoundHolder {
     const holders = liveHoldersIn(this.dir)
       .map((h) => h.id)
       .slice(0, ACK_HOLDERS_MAX);
-    send(this.ctx, to, 'rp.st', {
-      round,
-      entries: set.size,
-      digest: set.digest(),
-      before: mem.before,
-      sha256: this.rewriteCurrent(mem) ? mem.sha256 : '',
-      holders,
-    });
+    this.ctx.send(
+      to,
+      ...ROUND_STATUS.out({
+        round,
+        entries: set.size,
+        digest: set.digest(),
+        before: mem.before,
+        sha256: this.rewriteCurrent(mem) ? mem.sha256 : '',
+        holders,
+      }),
+    );
   }
 }

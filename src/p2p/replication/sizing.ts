@@ -3,34 +3,31 @@
  * datagrams under DATAGRAM_PAYLOAD_BYTES_MAX: the responder's envelope (with its name) takes the
  * rest, so the initiator sizes its requests by the responder's name and the responder checks them.
  */
-import { PROTOCOL_VERSION } from '../wire.js';
+import { DATAGRAM_PAYLOAD_BYTES_MAX, TYPE_CHARS_MAX, bodyBytesMax } from '../wire.js';
 import type { Entry } from './entry.js';
 import { IBLT_CELL_BYTES } from './iblt.js';
 import { DIGEST_FANOUT } from './replica-set.js';
 import {
+  ENTRIES,
   ENTRIES_PER_MESSAGE_MAX,
   HASH_BYTES,
   IBLT_CELLS_PER_REQUEST_MAX,
-  toWire,
-  wireBody,
+  wireEntry,
 } from './messages.js';
 
 /** Bytes of a reply body besides its base64 payload (request number, keys, quotes), at most. */
 const REPLY_FIXED_BYTES = 40;
 
-/** Bytes an envelope from `name` adds around its body, with every number at its widest. */
+/**
+ * Bytes an envelope from `name` adds around its body, with every number at its widest and a type
+ * name of TYPE_CHARS_MAX characters. Replication sizes every body for that widest type rather
+ * than by the context's bodyBytesMax(type), which counts the type's own length: so it packs the
+ * same on kv's channel (`kvr.*`) as on its own, and an initiator sizes a responder's answers from
+ * the responder's name alone. (bodyBytesMax(type) would give each `rp.*` type 10 bytes more and
+ * change how many hashes, cells and entries a datagram carries: other datagrams.)
+ */
 export function envelopeOverhead(name: string): number {
-  const env = {
-    v: PROTOCOL_VERSION,
-    t: 'x'.repeat(16),
-    i: '0'.repeat(16),
-    n: name,
-    c: 2 ** 53,
-    s: 2 ** 53,
-    l: 2 ** 53,
-    b: 0,
-  };
-  return Buffer.byteLength(JSON.stringify(env)) - 1;
+  return DATAGRAM_PAYLOAD_BYTES_MAX - bodyBytesMax('x'.repeat(TYPE_CHARS_MAX), name);
 }
 
 /** Raw bytes that fit, base64-encoded, in a body of `bodyBytes` besides its fixed part. */
@@ -52,10 +49,10 @@ export function ibltCellsPerReply(bodyBytes: number): number {
 
 /** Takes from the front of `queue` as many entries as fit one `rp.ent` or `rp.put` body. */
 export function takeEntries(queue: Entry[], request: number, bodyBytesMax: number): Entry[] {
-  let bytes = Buffer.byteLength(JSON.stringify(wireBody('rp.ent', { request, entries: [] })));
+  let bytes = Buffer.byteLength(JSON.stringify(ENTRIES.toWire({ request, entries: [] })));
   let n = 0;
   while (n < queue.length && n < ENTRIES_PER_MESSAGE_MAX) {
-    const size = Buffer.byteLength(JSON.stringify(toWire(queue[n]!))) + 1;
+    const size = Buffer.byteLength(JSON.stringify(wireEntry(queue[n]!))) + 1;
     if (n > 0 && bytes + size > bodyBytesMax) break;
     bytes += size;
     n++;
