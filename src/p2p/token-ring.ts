@@ -110,7 +110,8 @@
  * on one LAN do); a stalled process (GC, SIGSTOP) may act past its lease, which is what the
  * fencing token is for: the resource must refuse a token lower than one it has seen.
  */
-import { is, type Envelope, type PeerId } from './wire.js';
+import type { Envelope, PeerId } from './wire.js';
+import { f, message, messages, type Body } from './kit/message.js';
 import { adoptable } from './bounds.js';
 import type { Protocol, ProtocolContext } from './protocol.js';
 import type { Membership } from './membership.js';
@@ -224,17 +225,51 @@ declare module './protocol.js' {
   }
 }
 
-const GEN = is.uint();
-const CFG = is.array(is.peerId(), RING_CONFIG_MAX);
+// The messages, declared once (kit/message.ts). Field order is the order on the wire.
+const EPOCH = f.uint().wire('e');
+const GEN = f.uint().wire('g');
+const CFG = f.array(f.peerId(), RING_CONFIG_MAX);
 /** Branch ids are random 32-bit numbers. */
-const BRANCH = is.uint(0xffffffff);
-const PASS = is.object({ e: GEN, g: GEN, br: BRANCH, to: is.peerId(), ti: GEN, cfg: CFG });
-const EG = is.object({ e: GEN, g: GEN });
-const BEAT = is.object({ e: GEN, g: GEN, cfg: CFG });
-const LEASE = is.object({ e: GEN, g: GEN, br: BRANCH, r: GEN });
-const LACK = is.object({ e: GEN, g: GEN, r: GEN });
-const CLAIM = is.object({ e: GEN, b: GEN, te: GEN, tg: GEN, tb: BRANCH });
-const CONF = is.object({ e: GEN, ok: is.bool(), p: GEN, ke: GEN, kc: CFG, g: GEN });
+const BRANCH_MAX = 0xffffffff;
+/** A token (epoch, gen, branch, quorum set) handed to `to` in its life `toIncarnation`. */
+export const PASS = message('tok.pass', {
+  epoch: EPOCH,
+  gen: GEN,
+  branch: f.uint(BRANCH_MAX).wire('br'),
+  cfg: CFG,
+  to: f.peerId(),
+  toIncarnation: f.uint().wire('ti'),
+});
+export const PASS_ACK = message('tok.pack', { epoch: EPOCH, gen: GEN });
+export const BEAT = message('tok.beat', { epoch: EPOCH, gen: GEN, cfg: CFG });
+export const LEASE = message('tok.lease', {
+  epoch: EPOCH,
+  gen: GEN,
+  branch: f.uint(BRANCH_MAX).wire('br'),
+  round: f.uint().wire('r'),
+});
+export const LEASE_ACK = message('tok.lack', { epoch: EPOCH, gen: GEN, round: f.uint().wire('r') });
+/** A refused lease, with the newest token the refuser knows. */
+export const LEASE_NAK = message('tok.lnak', { epoch: EPOCH, gen: GEN });
+/** A claim of `epoch` from the quorum set of epoch `base`, by the holder of the token `token*` (0: none). */
+export const CLAIM = message('tok.claim', {
+  epoch: EPOCH,
+  base: f.uint().wire('b'),
+  tokenEpoch: f.uint().wire('te'),
+  tokenGen: f.uint().wire('tg'),
+  tokenBranch: f.uint(BRANCH_MAX).wire('tb'),
+});
+/** The answer to the claim of `epoch`, with what the confirmer knows: promise, newest epoch and set, highest gen. */
+export const CONF = message('tok.conf', {
+  epoch: EPOCH,
+  ok: f.bool(),
+  promised: f.uint().wire('p'),
+  knownEpoch: f.uint().wire('ke'),
+  knownCfg: CFG.wire('kc'),
+  maxGen: GEN,
+});
+const MESSAGES = messages(PASS, PASS_ACK, BEAT, LEASE, LEASE_ACK, LEASE_NAK, CLAIM, CONF);
+type ClaimBody = Body<typeof CLAIM>;
 
 interface Token {
   e: number;
@@ -310,16 +345,17 @@ function majority(cfg: PeerId[], votes: Set<PeerId>, gone: Set<PeerId>): boolean
 }
 
 export class TokenRing implements Protocol {
-  readonly messages = {
-    'tok.pass': PASS,
-    'tok.pack': EG,
-    'tok.beat': BEAT,
-    'tok.lease': LEASE,
-    'tok.lack': LACK,
-    'tok.lnak': EG,
-    'tok.claim': CLAIM,
-    'tok.conf': CONF,
-  };
+  readonly messages = MESSAGES.checks;
+  private readonly dispatch = MESSAGES.dispatch({
+    'tok.pass': (b, from) => this.onPass(from.id, from.address, b),
+    'tok.pack': (b, from) => this.onPassAck(from.id, b),
+    'tok.beat': (b, from) => this.observe(b.epoch, b.gen, from.id, b.cfg),
+    'tok.lease': (b, from) => this.onLease(from.id, from.address, b),
+    'tok.lack': (b, from) => this.onLeaseAck(from.id, b),
+    'tok.lnak': (b) => this.observe(b.epoch, b.gen, '', null),
+    'tok.claim': (b, from) => this.onClaim(from.id, from.address, b),
+    'tok.conf': (b, from) => this.onConfirm(from.id, b),
+  });
   /** Counters for tests and the command's status line. */
   readonly stats = {
     passes: 0,
@@ -454,31 +490,7 @@ export class TokenRing implements Protocol {
   // ---- protocol --------------------------------------------------------------------------------
 
   onMessage(env: Envelope, from: Address): void {
-    if (!this.bounded(env)) return;
-    switch (env.t) {
-      case 'tok.pass':
-        return this.onPass(env.i, from, env.b as Token & { to: PeerId; ti: number });
-      case 'tok.pack':
-        return this.onPassAck(env.i, env.b as { e: number; g: number });
-      case 'tok.beat': {
-        const b = env.b as { e: number; g: number; cfg: PeerId[] };
-        this.observe(b.e, b.g, env.i, b.cfg);
-        return;
-      }
-      case 'tok.lease':
-        return this.onLease(env.i, from, env.b as { e: number; g: number; br: number; r: number });
-      case 'tok.lack':
-        return this.onLeaseAck(env.i, env.b as { e: number; g: number; r: number });
-      case 'tok.lnak': {
-        const b = env.b as { e: number; g: number };
-        this.observe(b.e, b.g, '', null);
-        return;
-      }
-      case 'tok.claim':
-        return this.onClaim(env.i, from, env.b as ClaimBody);
-      case 'tok.conf':
-        return this.onConfirm(env.i, env.b as ConfBody);
-    }
+    if (this.bounded(env)) this.dispatch(env, from);
   }
 
   tick(now: number): void {
@@ -513,25 +525,15 @@ export class TokenRing implements Protocol {
    * tok.lack) and a confirm's `e` only match our own numbers and adopt nothing.
    */
   private bounded(env: Envelope): boolean {
-    const b = env.b as Record<string, number>;
+    const token = PASS.of(env) ?? BEAT.of(env) ?? LEASE.of(env) ?? LEASE_NAK.of(env);
+    const claim = CLAIM.of(env);
+    const conf = CONF.of(env);
     let epochs: number[];
     let gens: number[];
-    switch (env.t) {
-      case 'tok.pass':
-      case 'tok.beat':
-      case 'tok.lease':
-      case 'tok.lnak':
-        [epochs, gens] = [[b.e!], [b.g!]];
-        break;
-      case 'tok.claim':
-        [epochs, gens] = [[b.e!, b.te!], [b.tg!]];
-        break;
-      case 'tok.conf':
-        [epochs, gens] = [[b.p!, b.ke!], [b.g!]];
-        break;
-      default:
-        return true;
-    }
+    if (token) [epochs, gens] = [[token.epoch], [token.gen]];
+    else if (claim) [epochs, gens] = [[claim.epoch, claim.tokenEpoch], [claim.tokenGen]];
+    else if (conf) [epochs, gens] = [[conf.promised, conf.knownEpoch], [conf.maxGen]];
+    else return true;
     const e = Math.max(this.seenE, this.known.e, this.promised, this.promisedSeen);
     if (!epochs.every((x) => adoptable(e, x, EPOCH_STEP_MAX))) {
       this.ctx.refuse('epoch');
@@ -547,40 +549,40 @@ export class TokenRing implements Protocol {
 
   // ---- passing ---------------------------------------------------------------------------------
 
-  private onPass(sender: PeerId, from: Address, b: Token & { to: PeerId; ti: number }): void {
-    this.sawPassOn(sender, b.e, b.g, b.br);
+  private onPass(sender: PeerId, from: Address, b: Body<typeof PASS>): void {
+    this.sawPassOn(sender, b.epoch, b.gen, b.branch);
     if (b.to !== this.ctx.self.id) {
-      this.observe(b.e, b.g, b.to, b.cfg);
+      this.observe(b.epoch, b.gen, b.to, b.cfg);
       return;
     }
     // Always acknowledge: the sender stops resending whether we take the token or not.
-    this.ctx.send(from, 'tok.pack', { e: b.e, g: b.g });
-    if (b.ti < this.startIncarnation) return; // meant for our previous life
-    const c = cmp(b.e, b.g, this.seenE, this.seenG);
+    this.ctx.send(from, ...PASS_ACK.out({ epoch: b.epoch, gen: b.gen }));
+    if (b.toIncarnation < this.startIncarnation) return; // meant for our previous life
+    const c = cmp(b.epoch, b.gen, this.seenE, this.seenG);
     if (c === 0 && this.seenHolder === this.ctx.self.id) return; // a resend of what we took
-    if (b.e < this.promised || c < 0 || (c === 0 && this.seenHolder !== '')) {
+    if (b.epoch < this.promised || c < 0 || (c === 0 && this.seenHolder !== '')) {
       // If our newest was never real, we fall back to this one (and take it if it comes again).
-      if (c < 0 && b.e >= this.promised) this.seeOlder(b.e, b.g, '');
-      this.stale(b.e, b.g, sender);
+      if (c < 0 && b.epoch >= this.promised) this.seeOlder(b.epoch, b.gen, '');
+      this.stale(b.epoch, b.gen, sender);
       return;
     }
-    this.see(b.e, b.g, this.ctx.self.id, b.cfg);
+    this.see(b.epoch, b.gen, this.ctx.self.id, b.cfg);
     this.seenHolder = this.ctx.self.id; // also when (e, g) was known without its holder
     this.dropHeld('superseded');
     // The token's own set is only its sender's word: it is passed on as learned (see quorum()).
-    const cfg = this.known.e === b.e ? this.known.cfg : b.cfg;
-    this.held = { e: b.e, g: b.g, br: b.br, cfg, since: this.ctx.now(), leased: false };
+    const cfg = this.known.e === b.epoch ? this.known.cfg : b.cfg;
+    this.held = { e: b.epoch, g: b.gen, br: b.branch, cfg, since: this.ctx.now(), leased: false };
     this.leaseAskedAt = -Infinity;
     this.lastBeat = this.ctx.now();
-    this.ctx.emit({ kind: 'token-received', epoch: b.e, generation: b.g, from: sender });
+    this.ctx.emit({ kind: 'token-received', epoch: b.epoch, generation: b.gen, from: sender });
   }
 
-  private onPassAck(sender: PeerId, b: { e: number; g: number }): void {
+  private onPassAck(sender: PeerId, b: Body<typeof PASS_ACK>): void {
     const p = this.pending;
-    if (!p || p.to !== sender || p.tok.e !== b.e || p.tok.g !== b.g) return;
+    if (!p || p.to !== sender || p.tok.e !== b.epoch || p.tok.g !== b.gen) return;
     this.pending = null;
     this.stats.passes++;
-    this.ctx.emit({ kind: 'token-passed', epoch: b.e, generation: b.g, to: sender });
+    this.ctx.emit({ kind: 'token-passed', epoch: b.epoch, generation: b.gen, to: sender });
   }
 
   private tickPending(now: number): void {
@@ -691,13 +693,22 @@ export class TokenRing implements Protocol {
 
   private sendPass(tok: Token, to: PeerId): void {
     const m = this.membership.get(to);
-    this.ctx.broadcast('tok.pass', { ...tok, to, ti: m?.incarnation ?? 0 });
+    this.ctx.broadcast(
+      ...PASS.out({
+        epoch: tok.e,
+        gen: tok.g,
+        branch: tok.br,
+        cfg: tok.cfg,
+        to,
+        toIncarnation: m?.incarnation ?? 0,
+      }),
+    );
   }
 
   private beat(held: Held, now: number): void {
     this.lastBeat = now;
     this.lastActivity = now;
-    this.ctx.broadcast('tok.beat', { e: held.e, g: held.g, cfg: held.cfg });
+    this.ctx.broadcast(...BEAT.out({ epoch: held.e, gen: held.g, cfg: held.cfg }));
   }
 
   // ---- leases and the critical section ---------------------------------------------------------
@@ -708,19 +719,24 @@ export class TokenRing implements Protocol {
     this.stats.leaseRounds++;
     this.lastActivity = now;
     if (this.mayAck(held.e, held.g, held.br, this.ctx.self.id, now)) this.lease.acks.add(this.ctx.self.id);
-    this.ctx.broadcast('tok.lease', { e: held.e, g: held.g, br: held.br, r });
+    this.ctx.broadcast(...LEASE.out({ epoch: held.e, gen: held.g, branch: held.br, round: r }));
     this.checkLease(held, now);
   }
 
-  private onLease(sender: PeerId, from: Address, b: { e: number; g: number; br: number; r: number }): void {
+  private onLease(sender: PeerId, from: Address, b: Body<typeof LEASE>): void {
     const now = this.ctx.now();
-    const c = cmp(b.e, b.g, this.seenE, this.seenG);
-    if (b.e < this.promised || c < 0 || (c === 0 && this.seenHolder !== sender && this.seenHolder !== '')) {
-      this.ctx.send(from, 'tok.lnak', { e: this.seenE, g: this.seenG });
+    const c = cmp(b.epoch, b.gen, this.seenE, this.seenG);
+    if (
+      b.epoch < this.promised ||
+      c < 0 ||
+      (c === 0 && this.seenHolder !== sender && this.seenHolder !== '')
+    ) {
+      this.ctx.send(from, ...LEASE_NAK.out({ epoch: this.seenE, gen: this.seenG }));
       return;
     }
-    this.observe(b.e, b.g, sender, null);
-    if (this.mayAck(b.e, b.g, b.br, sender, now)) this.ctx.send(from, 'tok.lack', { e: b.e, g: b.g, r: b.r });
+    this.observe(b.epoch, b.gen, sender, null);
+    if (this.mayAck(b.epoch, b.gen, b.branch, sender, now))
+      this.ctx.send(from, ...LEASE_ACK.out({ epoch: b.epoch, gen: b.gen, round: b.round }));
   }
 
   /** The acker's rule (see the header): back this holder now, or not yet. Records the ack. */
@@ -741,9 +757,9 @@ export class TokenRing implements Protocol {
     return ok;
   }
 
-  private onLeaseAck(sender: PeerId, b: { e: number; g: number; r: number }): void {
+  private onLeaseAck(sender: PeerId, b: Body<typeof LEASE_ACK>): void {
     const held = this.held;
-    if (!held || !this.lease || b.e !== held.e || b.g !== held.g || b.r !== this.lease.r) return;
+    if (!held || !this.lease || b.epoch !== held.e || b.gen !== held.g || b.round !== this.lease.r) return;
     this.lease.acks.add(sender);
     this.checkLease(held, this.ctx.now());
   }
@@ -895,36 +911,39 @@ export class TokenRing implements Protocol {
     this.claim = { e, base, cfg, confirms: new Set(), maxGen: this.maxGen, startedAt: now, reason };
     if (reason === 'reconfigure') this.nextReconfigAt = now + this.lossTimeoutMs();
     const body: ClaimBody = {
-      e,
-      b: base,
-      te: held?.e ?? 0,
-      tg: held?.g ?? 0,
-      tb: held?.br ?? 0,
+      epoch: e,
+      base,
+      tokenEpoch: held?.e ?? 0,
+      tokenGen: held?.g ?? 0,
+      tokenBranch: held?.br ?? 0,
     };
     if (this.mayConfirm(this.ctx.self.id, body, now)) this.claim.confirms.add(this.ctx.self.id);
-    this.ctx.broadcast('tok.claim', body);
+    this.ctx.broadcast(...CLAIM.out(body));
     this.checkClaim(now);
   }
 
   private onClaim(sender: PeerId, from: Address, b: ClaimBody): void {
     const ok = this.mayConfirm(sender, b, this.ctx.now());
-    this.ctx.send(from, 'tok.conf', {
-      e: b.e,
-      ok,
-      p: this.promised,
-      ke: this.known.e,
-      kc: this.known.cfg,
-      g: this.maxGen,
-    });
+    this.ctx.send(
+      from,
+      ...CONF.out({
+        epoch: b.epoch,
+        ok,
+        promised: this.promised,
+        knownEpoch: this.known.e,
+        knownCfg: this.known.cfg,
+        maxGen: this.maxGen,
+      }),
+    );
   }
 
   /** The confirmer's rule (see the header). Records the promise when it says yes. */
   private mayConfirm(claimer: PeerId, b: ClaimBody, now: number): boolean {
-    if (now < this.quietUntil || b.e <= this.promised || b.e <= this.seenE || this.known.e > b.b)
+    if (now < this.quietUntil || b.epoch <= this.promised || b.epoch <= this.seenE || this.known.e > b.base)
       return false;
-    const c = cmp(b.te, b.tg, this.seenE, this.seenG);
+    const c = cmp(b.tokenEpoch, b.tokenGen, this.seenE, this.seenG);
     const claimerHoldsNewest =
-      b.te > 0 && (c > 0 || (c === 0 && (this.seenHolder === claimer || this.seenHolder === '')));
+      b.tokenEpoch > 0 && (c > 0 || (c === 0 && (this.seenHolder === claimer || this.seenHolder === '')));
     // Liveness only: do not kill a token that is moving. Half the loss timeout, so a claimer whose
     // timer fired is not refused by peers that heard the last activity a little later.
     if (!claimerHoldsNewest && now - this.lastActivity <= this.lossTimeoutMs() / 2) return false;
@@ -934,33 +953,37 @@ export class TokenRing implements Protocol {
       !last ||
       now >= last.at + this.t.leaseMs + this.t.leaseGuardMs ||
       (last.holder === claimer && claimerHoldsNewest) ||
-      (claimerHoldsNewest && last.passedOn && last.e === b.te && last.br === b.tb && b.tg > last.g);
+      (claimerHoldsNewest &&
+        last.passedOn &&
+        last.e === b.tokenEpoch &&
+        last.br === b.tokenBranch &&
+        b.tokenGen > last.g);
     if (!leasesOver) return false;
     // Acknowledged means durable: a promise that did not reach the disk could be forgotten in a
     // crash, and two claims of one epoch confirmed. Not stored, it is taken back and refused.
     const before = this.promised;
-    this.promised = b.e;
+    this.promised = b.epoch;
     if (this.persist()) return true;
     this.promised = before;
     return false;
   }
 
-  private onConfirm(sender: PeerId, b: ConfBody): void {
+  private onConfirm(sender: PeerId, b: Body<typeof CONF>): void {
     const claim = this.claim;
-    if (!claim || b.e !== claim.e) return;
-    this.maxGen = Math.max(this.maxGen, b.g);
-    this.promisedSeen = Math.max(this.promisedSeen, b.p);
-    if (b.ke > claim.base) {
+    if (!claim || b.epoch !== claim.e) return;
+    this.maxGen = Math.max(this.maxGen, b.maxGen);
+    this.promisedSeen = Math.max(this.promisedSeen, b.promised);
+    if (b.knownEpoch > claim.base) {
       // A newer epoch exists: the claim is moot; learn it and start over from it if still needed.
-      this.promisedSeen = Math.max(this.promisedSeen, b.ke);
-      if (b.ke > this.known.e) this.learn(b.ke, b.kc);
+      this.promisedSeen = Math.max(this.promisedSeen, b.knownEpoch);
+      if (b.knownEpoch > this.known.e) this.learn(b.knownEpoch, b.knownCfg);
       this.claim = null;
       this.nextClaimAt = this.ctx.now() + this.t.passRetryMs;
       return;
     }
     if (!b.ok) return;
     claim.confirms.add(sender);
-    claim.maxGen = Math.max(claim.maxGen, b.g);
+    claim.maxGen = Math.max(claim.maxGen, b.maxGen);
     this.checkClaim(this.ctx.now());
   }
 
@@ -1100,21 +1123,4 @@ export class TokenRing implements Protocol {
     if (ok) this.storedGen = gen;
     return ok;
   }
-}
-
-interface ClaimBody {
-  e: number;
-  b: number;
-  te: number;
-  tg: number;
-  tb: number;
-}
-
-interface ConfBody {
-  e: number;
-  ok: boolean;
-  p: number;
-  ke: number;
-  kc: PeerId[];
-  g: number;
 }

@@ -37,7 +37,7 @@ import {
   WORKER_CONCURRENCY_MAX,
 } from './limits.js';
 import type { Link, Sender } from './link.js';
-import { TAG_CAPACITY, TAG_LOAD, wireItemChars, type TaskMessageOf } from './messages.js';
+import { TAG_CAPACITY, TAG_LOAD, outcomeOf, wireItem, wireItemChars, type TaskBody } from './messages.js';
 import { validateTask, type TaskOutcome } from './ops.js';
 import { clipOutcome, listedSummary } from './records.js';
 import type { FinishedTask, TaskLog, TaskRecord, TaskSummary, TasksStats } from './types.js';
@@ -139,7 +139,7 @@ export class Coordinator {
     return (m?.state === 'alive' || m?.state === 'suspect') && m.tags[TAG_CAPACITY] !== undefined;
   }
 
-  onSubmit(from: Sender, m: TaskMessageOf<'submit'>): void {
+  onSubmit(from: Sender, m: TaskBody<'tk.submit'>): void {
     if (!this.link.view.isCoordinator()) return;
     if (!this.lead) this.takeOver(this.ctx.now());
     const term = this.link.view.term();
@@ -147,21 +147,19 @@ export class Coordinator {
     if (known) {
       known.submitter = from.id;
       known.submitterAddr = from.address;
-      this.link.post(from, { kind: 'accept', id: m.id, term });
+      this.link.post(from, 'tk.accept', { id: m.id, term });
       return;
     }
     const fin = this.finished(m.id);
     if (fin) {
-      this.link.post(from, { kind: 'fin', task: fin, term });
+      this.link.post(from, 'tk.fin', { ...fin, term });
       return;
     }
     if (this.leadership.tasks.size >= COORDINATOR_TASKS_MAX) {
-      this.link.post(from, {
-        kind: 'reject',
+      this.link.post(from, 'tk.reject', {
         id: m.id,
         term,
         why: `the coordinator holds ${this.leadership.tasks.size} tasks (limit ${COORDINATOR_TASKS_MAX}); re-sending`,
-        unstored: null,
       });
       return;
     }
@@ -181,12 +179,12 @@ export class Coordinator {
     }
     this.leadership.tasks.set(t.id, t);
     this.leadership.queue.add(t.id);
-    this.link.broadcast({ kind: 'new', id: t.id, op: t.op, args: t.args, submitter: t.submitter, term });
-    this.link.post(from, { kind: 'accept', id: m.id, term });
+    this.link.broadcast('tk.new', { id: t.id, op: t.op, args: t.args, submitter: t.submitter, term });
+    this.link.post(from, 'tk.accept', { id: m.id, term });
     this.dispatchNow();
   }
 
-  onAck(from: Sender, m: TaskMessageOf<'ack'>): void {
+  onAck(from: Sender, m: TaskBody<'tk.ack'>): void {
     const t = this.lead?.tasks.get(m.id);
     if (!t || t.worker !== from.id || t.state !== 'assigned') return;
     if (!m.taken) {
@@ -198,25 +196,25 @@ export class Coordinator {
     this.log.save(record(t));
   }
 
-  onResult(from: Sender, m: TaskMessageOf<'result'>): void {
+  onResult(from: Sender, m: TaskBody<'tk.result'>): void {
     if (!this.link.view.isCoordinator()) return; // the worker re-sends to the new coordinator
     if (!this.lead) this.takeOver(this.ctx.now());
     if (this.finished(m.id)) {
-      this.link.post(from, { kind: 'done', id: m.id, term: this.link.view.term() });
+      this.link.post(from, 'tk.done', { id: m.id, term: this.link.view.term() });
       this.stats.duplicateResults++;
       return;
     }
     const t = this.leadership.tasks.get(m.id) ?? newCoordTask(m.id, m.op, [], null, null, this.ctx.wall());
     // Acknowledged only once stored: unacknowledged, the worker keeps the result and re-sends it.
-    if (this.finish(t, m.outcome, from)) {
+    if (this.finish(t, outcomeOf(m), from)) {
       this.stats.unstoredResults++;
       return;
     }
-    this.link.post(from, { kind: 'done', id: m.id, term: this.link.view.term() });
+    this.link.post(from, 'tk.done', { id: m.id, term: this.link.view.term() });
     this.dispatchNow();
   }
 
-  onStatus(from: Sender, m: TaskMessageOf<'status'>): void {
+  onStatus(from: Sender, m: TaskBody<'tk.status'>): void {
     if (!this.lead) return;
     const held = new Set(m.held);
     for (const id of held) {
@@ -239,7 +237,7 @@ export class Coordinator {
   }
 
   /** Answers a listing with one page of the log, as many tasks as fit one datagram. */
-  onList(from: Sender, m: TaskMessageOf<'list'>): void {
+  onList(from: Sender, m: TaskBody<'tk.list'>): void {
     if (!this.link.view.isCoordinator()) return;
     const total = this.log.count();
     const rows = this.log.list(m.offset, Math.min(m.limit, LIST_PAGE_ITEMS_MAX));
@@ -253,7 +251,13 @@ export class Coordinator {
       items.push(item);
     }
     const end = m.offset + items.length >= total || items.length >= m.limit;
-    this.link.post(from, { kind: 'page', query: m.query, offset: m.offset, total, end, items });
+    this.link.post(from, 'tk.page', {
+      query: m.query,
+      offset: m.offset,
+      total,
+      end,
+      items: items.map(wireItem),
+    });
   }
 
   /** Resumes the outstanding tasks of our log; workers' statuses and submitters fill in the rest. */
@@ -280,8 +284,7 @@ export class Coordinator {
   private refuse(to: Sender, id: string, reason: WriteFailureKind): void {
     const what =
       reason === 'full' ? 'its disk is full' : reason === 'io' ? 'its disk fails (I/O error)' : 'writes fail';
-    this.link.post(to, {
-      kind: 'reject',
+    this.link.post(to, 'tk.reject', {
       id,
       term: this.link.view.term(),
       why: `the coordinator ${this.link.me.name.slice(0, NAME_CHARS_MAX)} cannot store the task: ${what}`,
@@ -375,10 +378,12 @@ export class Coordinator {
     if (!t.worker) return;
     t.sends++;
     t.lastSend = now;
-    this.link.post(
-      { id: t.worker, address: t.workerAddr },
-      { kind: 'assign', id: t.id, op: t.op, args: t.args, term: this.link.view.term() },
-    );
+    this.link.post({ id: t.worker, address: t.workerAddr }, 'tk.assign', {
+      id: t.id,
+      op: t.op,
+      args: t.args,
+      term: this.link.view.term(),
+    });
   }
 
   private requeue(t: CoordTask, why: string): void {
@@ -493,8 +498,8 @@ export class Coordinator {
         : (t.submitterAddr ?? this.membership.get(t.submitter ?? '')?.address);
     const term = this.link.view.term();
     if (t.submitter && to !== undefined)
-      this.link.post({ id: t.submitter, address: to }, { kind: 'fin', task: fin, term });
-    this.link.broadcast({ kind: 'fin', task: fin, term });
+      this.link.post({ id: t.submitter, address: to }, 'tk.fin', { ...fin, term });
+    this.link.broadcast('tk.fin', { ...fin, term });
     return null;
   }
 

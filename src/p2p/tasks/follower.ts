@@ -5,7 +5,7 @@
  * without a network. A failed write here only costs a takeover a second execution of a task.
  */
 import type { ProtocolContext } from '../protocol.js';
-import type { TaskMessageOf } from './messages.js';
+import type { TaskBody } from './messages.js';
 import { finishedRecord } from './records.js';
 import type { FinishedTask, TaskLog } from './types.js';
 
@@ -17,7 +17,7 @@ export class Follower {
     private readonly leading: () => boolean,
   ) {}
 
-  onNew(m: TaskMessageOf<'new'>): void {
+  onNew(m: TaskBody<'tk.new'>): void {
     if (this.leading() || this.log.get(m.id)) return;
     this.log.save({
       id: m.id,

@@ -8,7 +8,7 @@ import type { PeerId } from '../wire.js';
 import type { ProtocolContext } from '../protocol.js';
 import type { Membership } from '../membership.js';
 import type { Address } from '../transport/transport.js';
-import { toWire, type TaskMessage } from './messages.js';
+import { toWire, type TaskBodies, type TaskType } from './messages.js';
 import type { CoordinatorView } from './types.js';
 
 /** Where a message goes; address '' is this peer itself (local delivery). */
@@ -22,9 +22,15 @@ export interface Sender extends Peer {
   name: string;
 }
 
+/** A message this peer posted to itself, waiting in the local inbox. */
+export interface Posted<T extends TaskType = TaskType> {
+  type: T;
+  body: TaskBodies[T];
+}
+
 export class Link {
   readonly me: Sender;
-  private readonly inbox: TaskMessage[] = [];
+  private readonly inbox: Posted[] = [];
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -35,21 +41,17 @@ export class Link {
   }
 
   /** Unicast, or a local delivery when the recipient is this peer. */
-  post(to: Peer, m: TaskMessage): void {
-    if (to.id === this.me.id) this.inbox.push(m);
-    else {
-      const { type, body } = toWire(m);
-      this.ctx.send(to.address, type, body);
-    }
+  post<T extends TaskType>(to: Peer, type: T, body: TaskBodies[T]): void {
+    if (to.id === this.me.id) this.inbox.push({ type, body });
+    else this.ctx.send(to.address, type, toWire(type, body));
   }
 
-  broadcast(m: TaskMessage): void {
-    const { type, body } = toWire(m);
-    this.ctx.broadcast(type, body);
+  broadcast<T extends TaskType>(type: T, body: TaskBodies[T]): void {
+    this.ctx.broadcast(type, toWire(type, body));
   }
 
   /** The next message this peer posted to itself, if any. */
-  takeLocal(): TaskMessage | undefined {
+  takeLocal(): Posted | undefined {
     return this.inbox.shift();
   }
 

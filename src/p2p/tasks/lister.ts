@@ -8,7 +8,7 @@
 import type { ProtocolContext } from '../protocol.js';
 import { LIST_LIMIT_MAX, LIST_RETRY_MS, LIST_SENDS_MAX } from './limits.js';
 import type { Link } from './link.js';
-import type { TaskMessageOf } from './messages.js';
+import { summaryOf, type TaskBody } from './messages.js';
 import type { TaskSummary } from './types.js';
 
 interface Listing {
@@ -55,20 +55,19 @@ export class Lister {
     l.lastSend = now;
     l.sends++;
     if (target)
-      this.link.post(target, {
-        kind: 'list',
+      this.link.post(target, 'tk.list', {
         query: l.query,
         offset: l.items.length,
         limit: l.limit - l.items.length,
       });
   }
 
-  onPage(m: TaskMessageOf<'page'>): void {
+  onPage(m: TaskBody<'tk.page'>): void {
     const l = this.listing;
     if (!l || m.query !== l.query || m.offset !== l.items.length) return;
     l.total = m.total;
     l.sends = 0;
-    l.items.push(...m.items);
+    l.items.push(...m.items.map(summaryOf));
     if (m.end || m.items.length === 0 || l.items.length >= l.limit) {
       this.listing = null;
       this.ctx.emit({ kind: 'task-list', items: l.items, total: l.total, error: null });

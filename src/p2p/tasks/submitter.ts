@@ -16,7 +16,7 @@ import {
   TASK_ID_HEX_CHARS,
 } from './limits.js';
 import type { Link } from './link.js';
-import type { TaskMessageOf } from './messages.js';
+import type { TaskBody } from './messages.js';
 import { validateTask } from './ops.js';
 import { TaskInputError, type FinishedTask } from './types.js';
 
@@ -82,11 +82,11 @@ export class Submitter {
       if (p.accepted) p.polls++;
       p.lastSend = now;
       budget--;
-      this.link.post(target, { kind: 'submit', id: p.id, op: p.op, args: p.args, term });
+      this.link.post(target, 'tk.submit', { id: p.id, op: p.op, args: p.args, term });
     }
   }
 
-  onAccept(m: TaskMessageOf<'accept'>): void {
+  onAccept(m: TaskBody<'tk.accept'>): void {
     const p = this.pending.get(m.id);
     if (!p || m.term < this.link.view.term() || p.accepted) return;
     p.accepted = true;
@@ -95,7 +95,7 @@ export class Submitter {
     this.ctx.emit({ kind: 'task-accepted', id: m.id });
   }
 
-  onReject(m: TaskMessageOf<'reject'>): void {
+  onReject(m: TaskBody<'tk.reject'>): void {
     const p = this.pending.get(m.id);
     if (!p || m.term < this.link.view.term()) return;
     if (m.unstored) {

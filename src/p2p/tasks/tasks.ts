@@ -52,7 +52,7 @@ import { INBOX_DRAIN_MAX } from './limits.js';
 import { Link, type Sender } from './link.js';
 import { Lister } from './lister.js';
 import { MemoryTaskLog } from './memory-log.js';
-import { FROM_COORDINATOR, MESSAGES, fromWire, type TaskMessage } from './messages.js';
+import { FROM_COORDINATOR, MESSAGES, type TaskBodies, type TaskType } from './messages.js';
 import type { TaskOutcome } from './ops.js';
 import { Submitter } from './submitter.js';
 import type { CoordinatorView, TaskExecutor, TaskLog, TasksStats } from './types.js';
@@ -68,7 +68,7 @@ export interface TasksOptions {
 
 /** One peer's tasks protocol: the roles it runs, and the routing of each message to its role. */
 export class Tasks implements Protocol {
-  readonly messages = MESSAGES;
+  readonly messages = MESSAGES.checks;
   readonly stats: TasksStats = {
     duplicateResults: 0,
     unstoredResults: 0,
@@ -84,6 +84,26 @@ export class Tasks implements Protocol {
   /** Only on a peer with an executor. */
   private readonly worker: Worker | null;
   private readonly lister: Lister;
+  /** The role that handles each message type, from the network or from this peer itself. */
+  private readonly roles: { [T in TaskType]: (body: TaskBodies[T], from: Sender) => void } = {
+    'tk.submit': (b, from) => this.coordinator.onSubmit(from, b),
+    'tk.accept': (b) => this.submitter.onAccept(b),
+    'tk.reject': (b) => this.submitter.onReject(b),
+    'tk.new': (b) => this.follower.onNew(b),
+    'tk.assign': (b, from) => this.worker?.onAssign(from, b),
+    'tk.ack': (b, from) => this.coordinator.onAck(from, b),
+    'tk.result': (b, from) => this.coordinator.onResult(from, b),
+    'tk.done': (b) => this.worker?.onDone(b),
+    'tk.fin': (b) => {
+      // Every peer records what it sees; the submitter also delivers its result, once.
+      this.follower.onFinished(b);
+      this.submitter.onFinished(b);
+    },
+    'tk.status': (b, from) => this.coordinator.onStatus(from, b),
+    'tk.list': (b, from) => this.coordinator.onList(from, b),
+    'tk.page': (b) => this.lister.onPage(b),
+  };
+  private readonly dispatch = MESSAGES.dispatch(this.roles);
 
   constructor(ctx: ProtocolContext, membership: Membership, opts: TasksOptions) {
     this.log = opts.log ?? new MemoryTaskLog();
@@ -135,8 +155,7 @@ export class Tasks implements Protocol {
   // ---- Protocol ----
 
   onMessage(env: Envelope, from: Address): void {
-    const m = fromWire(env.t, env.b);
-    if (m) this.handle({ id: env.i, name: env.n, address: from }, m);
+    if (this.accepts(env.t, { id: env.i, name: env.n, address: from })) this.dispatch(env, from);
     this.drain();
   }
 
@@ -148,51 +167,28 @@ export class Tasks implements Protocol {
     this.drain();
   }
 
-  private handle(from: Sender, m: TaskMessage): void {
+  /** False (and counted) for a message its sender may not send. */
+  private accepts(type: string, from: Sender): boolean {
     // A forged fin would hand a submitter a result no worker computed, and record it in every log;
     // a forged assign would run work nobody asked for. Lost to a coordinator change, the real ones
     // are sent again (see the header).
-    if (
-      FROM_COORDINATOR.has(m.kind)
-        ? from.id !== this.link.view.coordinator()
-        : m.kind === 'result' && !this.coordinator.isWorker(from)
-    )
-      return void this.stats.wrongSender++;
-    switch (m.kind) {
-      case 'submit':
-        return this.coordinator.onSubmit(from, m);
-      case 'accept':
-        return this.submitter.onAccept(m);
-      case 'reject':
-        return this.submitter.onReject(m);
-      case 'new':
-        return this.follower.onNew(m);
-      case 'assign':
-        return this.worker?.onAssign(from, m);
-      case 'ack':
-        return this.coordinator.onAck(from, m);
-      case 'result':
-        return this.coordinator.onResult(from, m);
-      case 'done':
-        return this.worker?.onDone(m);
-      case 'fin':
-        // Every peer records what it sees; the submitter also delivers its result, once.
-        this.follower.onFinished(m.task);
-        return this.submitter.onFinished(m.task);
-      case 'status':
-        return this.coordinator.onStatus(from, m);
-      case 'list':
-        return this.coordinator.onList(from, m);
-      case 'page':
-        return this.lister.onPage(m);
-    }
+    const wrong = FROM_COORDINATOR.has(type)
+      ? from.id !== this.link.view.coordinator()
+      : type === 'tk.result' && !this.coordinator.isWorker(from);
+    if (wrong) this.stats.wrongSender++;
+    return !wrong;
+  }
+
+  /** Delivers what this peer posted to itself, as the network delivers to the same handlers. */
+  private deliver<T extends TaskType>(type: T, body: TaskBodies[T]): void {
+    if (this.accepts(type, this.link.me)) this.roles[type](body, this.link.me);
   }
 
   private drain(): void {
     for (let n = 0; n < INBOX_DRAIN_MAX; n++) {
       const m = this.link.takeLocal();
       if (!m) return;
-      this.handle(this.link.me, m);
+      this.deliver(m.type, m.body);
     }
   }
 }

@@ -17,7 +17,7 @@ import {
   WORKER_STATUS_INTERVAL_MS,
 } from './limits.js';
 import type { Link, Sender } from './link.js';
-import { TAG_CAPACITY, TAG_LOAD, type TaskMessageOf } from './messages.js';
+import { TAG_CAPACITY, TAG_LOAD, valueOf, type TaskBody } from './messages.js';
 import type { TaskOutcome } from './ops.js';
 import { clipOutcome } from './records.js';
 import type { TaskExecutor, TasksStats } from './types.js';
@@ -80,7 +80,7 @@ export class Worker {
     this.reportedTo = key;
     if (changed || now - this.lastStatus >= WORKER_STATUS_INTERVAL_MS) {
       this.lastStatus = now;
-      this.link.post(target, { kind: 'status', held: [...this.held.keys()], term });
+      this.link.post(target, 'tk.status', { held: [...this.held.keys()], term });
     }
     let budget = SENDS_PER_TICK_MAX;
     for (const h of this.held.values()) {
@@ -91,18 +91,18 @@ export class Worker {
     }
   }
 
-  onAssign(from: Sender, m: TaskMessageOf<'assign'>): void {
+  onAssign(from: Sender, m: TaskBody<'tk.assign'>): void {
     if (m.term < this.link.view.term()) return;
     const term = this.link.view.term();
     const h = this.held.get(m.id);
     if (h) {
-      this.link.post(from, { kind: 'ack', id: m.id, taken: true, term });
+      this.link.post(from, 'tk.ack', { id: m.id, taken: true, term });
       if (h.outcome) this.sendResult(h, this.ctx.now());
       return;
     }
     if (this.held.size >= this.executor.capacity * WORKER_BACKLOG_PER_THREAD) {
       this.stats.refusedAssignments++;
-      this.link.post(from, { kind: 'ack', id: m.id, taken: false, term });
+      this.link.post(from, 'tk.ack', { id: m.id, taken: false, term });
       return;
     }
     const task: Held = {
@@ -114,13 +114,13 @@ export class Worker {
       lastSend: -Infinity,
     };
     this.held.set(m.id, task);
-    this.link.post(from, { kind: 'ack', id: m.id, taken: true, term });
+    this.link.post(from, 'tk.ack', { id: m.id, taken: true, term });
     this.ctx.emit({ kind: 'task-started', id: m.id, op: m.op });
     // The executor validates again: a task from the wire is never trusted to be sane.
     this.executor.run({ id: m.id, op: m.op, args: m.args });
   }
 
-  onDone(m: TaskMessageOf<'done'>): void {
+  onDone(m: TaskBody<'tk.done'>): void {
     const h = this.held.get(m.id);
     if (!h) return;
     if (h.outcome) this.held.delete(m.id);
@@ -131,11 +131,11 @@ export class Worker {
     const target = this.link.coordinator();
     h.lastSend = now;
     if (!target || !h.outcome) return;
-    this.link.post(target, {
-      kind: 'result',
+    this.link.post(target, 'tk.result', {
       id: h.id,
       op: h.op,
-      outcome: h.outcome,
+      ok: h.outcome.ok,
+      value: valueOf(h.outcome),
       term: this.link.view.term(),
     });
   }
