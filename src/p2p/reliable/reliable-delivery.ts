@@ -51,14 +51,24 @@ import type {
 } from './delivery.js';
 import { DatagramRoom } from './datagram.js';
 import { Handlers } from './handlers.js';
-import { ATTACHMENTS, BODIES, carries, checkMessage, MESSAGE, payloadBytes } from './messages.js';
+import {
+  ATTACHMENTS,
+  checkMessage,
+  DATA,
+  MESSAGES,
+  messagesOf,
+  originOf,
+  payloadBytes,
+  REPLIES,
+  UNICAST,
+} from './messages.js';
 import { MulticastReceiver } from './receiver.js';
 import { MulticastSender } from './sender.js';
 import { newStats, Shared } from './shared.js';
 import { UnicastReceiver, UnicastSender } from './unicast.js';
 
 export class ReliableDelivery implements Protocol {
-  readonly messages = BODIES;
+  readonly messages = MESSAGES.checks;
   readonly attachments = ATTACHMENTS;
   /** The stream epoch: our incarnation when built, fixed for the life of the process. */
   readonly epoch: number;
@@ -184,14 +194,20 @@ export class ReliableDelivery implements Protocol {
   // ---- protocol --------------------------------------------------------------------------------
 
   onMessage(env: Envelope, from: Address): void {
-    if (carries(env, MESSAGE.data)) this.receiver.onData(env, from);
-    else if (carries(env, MESSAGE.announce)) this.receiver.onAnnounce(env, from);
-    else if (carries(env, MESSAGE.gone)) this.receiver.onGone(env, from);
-    else if (carries(env, MESSAGE.nack)) this.sender.onNack(env.b, from);
-    else if (carries(env, MESSAGE.ack)) this.sender.onAck(env.i, env.b, from);
-    else if (carries(env, MESSAGE.unicast)) this.unicastIn.onMessage(env, from);
-    else if (carries(env, MESSAGE.unicastAck)) this.unicastOut.onAck(env, from);
+    const data = DATA.of(env);
+    if (data) return this.receiver.onData(data, originOf(env, from), messagesOf(env));
+    const unicast = UNICAST.of(env);
+    if (unicast) return this.unicastIn.onMessage(unicast, originOf(env, from), messagesOf(env));
+    this.onReply(env, from);
   }
+
+  private readonly onReply = REPLIES.dispatch({
+    'rm.hi': (body, origin) => this.receiver.onAnnounce(body, origin),
+    'rm.gone': (body, origin) => this.receiver.onGone(body, origin),
+    'rm.nak': (body, origin) => this.sender.onNack(body, origin.address),
+    'rm.ack': (body, origin) => this.sender.onAck(origin.id, body, origin.address),
+    'rm.ua': (body, origin) => this.unicastOut.onAck(body, origin),
+  });
 
   tick(now: number): void {
     this.flush();
