@@ -38,7 +38,7 @@
  * - Messages are not delivered to their own sender (the caller has them already).
  */
 import type { Envelope, PeerId } from '../wire.js';
-import type { Protocol, ProtocolContext } from '../protocol.js';
+import type { NodeContext, Protocol, ProtocolContext } from '../protocol.js';
 import type { Address } from '../transport/transport.js';
 import type {
   AckStatus,
@@ -67,6 +67,12 @@ import { MulticastSender } from './sender.js';
 import { newStats, Shared } from './shared.js';
 import { UnicastReceiver, UnicastSender } from './unicast.js';
 
+/**
+ * What reliable delivery needs of the node: the protocol context, and soon() to send a burst of
+ * publish() calls packed once the burst is over.
+ */
+export type ReliableContext = ProtocolContext & Pick<NodeContext, 'soon'>;
+
 export class ReliableDelivery implements Protocol {
   readonly messages = MESSAGES.checks;
   readonly attachments = ATTACHMENTS;
@@ -83,9 +89,9 @@ export class ReliableDelivery implements Protocol {
   private flushScheduled = false;
 
   constructor(
-    ctx: ProtocolContext,
+    private readonly ctx: ReliableContext,
     membership: MembershipView,
-    private readonly opts: ReliableOptions = {},
+    opts: ReliableOptions = {},
   ) {
     this.shared = new Shared(ctx, membership, this.stats);
     this.epoch = this.shared.epoch;
@@ -127,15 +133,15 @@ export class ReliableDelivery implements Protocol {
 
   /**
    * Multicasts a message to the group. `onSettled` runs once every member live (and in the
-   * audience) now has acked it or is gone; `complete` says whether all acked.
+   * audience) now has acked it or is gone; `complete` says whether all acked. The message is
+   * sent soon (ctx.soon), packed with the others published in the same burst.
    */
   publish(topic: string, payload: string, onSettled?: (s: AckStatus) => void): MessageId {
     const bytes = checkMessage(topic, payload);
     const id = this.sender.publish(topic, payload, bytes, onSettled);
-    if (!this.opts.defer) this.flush();
-    else if (!this.flushScheduled) {
+    if (!this.flushScheduled) {
       this.flushScheduled = true;
-      this.opts.defer(() => this.flush());
+      this.ctx.soon(() => this.flush());
     }
     return id;
   }
@@ -155,7 +161,7 @@ export class ReliableDelivery implements Protocol {
     return this.sender.ackStatus(id);
   }
 
-  /** Sends the open datagram of publish(); called by `defer` and by tick. */
+  /** Sends the open datagram of publish(); called soon after a publish() and by tick. */
   flush(): void {
     this.flushScheduled = false;
     this.sender.flush();
