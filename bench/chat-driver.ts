@@ -4,8 +4,8 @@
  *
  * It is the real stack of `peer chat` below the command: UdpTransport, the open-group rate guard
  * (securityLayers, exactly as startPeer wires it; `"guard": false` leaves it out), PeerNode with
- * the lan profile and membership, and ReliableDelivery with `defer: setImmediate` (the packing
- * chat uses). Not the Chat module or SQLite: the bench needs rate control and per-message
+ * the lan profile and membership, and ReliableDelivery sending each burst through the node's
+ * soon() (the packing chat uses). Not the Chat module or SQLite: the bench needs rate control and per-message
  * timestamps, which the CLI does not offer.
  *
  * Control: one JSON command per stdin line, one JSON event per stdout line.
@@ -64,9 +64,7 @@ const node = new PeerNode({
   transport,
   runtime: realRuntime,
 });
-const rd = node.install(
-  (ctx, n) => new ReliableDelivery(ctx, n.membership, { defer: (fn) => setImmediate(fn) }),
-);
+const rd = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
 
 // ---- receiving -------------------------------------------------------------------------------
 

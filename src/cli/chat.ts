@@ -116,7 +116,6 @@ export class ChatSession {
           (ctx, n) =>
             new ReliableDelivery(ctx, n.membership, {
               audience: (m) => m.tags[CHAT_TAG] === true,
-              defer: (fn) => setImmediate(fn),
             }),
         );
         const chat = node.install(

@@ -42,7 +42,6 @@ async function cluster(history: Map<string, ChatLine[]>) {
       (ctx, n) =>
         new ReliableDelivery(ctx, n.membership, {
           audience: (m) => m.tags[CHAT_TAG] === true,
-          defer: (fn) => n.runtime.after(0, fn),
         }),
     );
     const chat = node.install(

@@ -25,7 +25,6 @@ async function harness(seed: number, names: string[]) {
         (ctx, n) =>
           new ReliableDelivery(ctx, n.membership, {
             audience: (m) => m.tags[CHAT_TAG] === true,
-            defer: (fn) => n.runtime.after(0, fn),
           }),
       );
       const reader = !peer.name.startsWith('s');

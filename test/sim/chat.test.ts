@@ -9,8 +9,13 @@ import {
   LamportOrderer,
   type ChatLine,
 } from '../../src/p2p/chat.js';
-import { ReliableDelivery, type AckStatus, type SendResult } from '../../src/p2p/reliable/index.js';
-import type { MemberView, ProtocolContext } from '../../src/p2p/protocol.js';
+import {
+  ReliableDelivery,
+  type AckStatus,
+  type ReliableContext,
+  type SendResult,
+} from '../../src/p2p/reliable/index.js';
+import type { MemberView } from '../../src/p2p/protocol.js';
 import { Codec, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
 
 const SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);
@@ -31,7 +36,6 @@ async function harness(seed: number, names: string[], faults = {}, historyWanted
       (ctx, n) =>
         new ReliableDelivery(ctx, n.membership, {
           audience: (m) => m.tags[CHAT_TAG] === true,
-          defer: (fn) => n.runtime.after(0, fn),
         }),
     );
     const ch = node.install((ctx, n) => new Chat(ctx, n.membership, rel, { historyWanted }));
@@ -136,7 +140,7 @@ describe('chat (simulation)', () => {
     // Its datagrams come from a ReliableDelivery of its own, so they are well formed.
     const strangerId = 'e'.repeat(16);
     const out: Array<{ body: unknown; att: Buffer }> = [];
-    const ctx: ProtocolContext = {
+    const ctx: ReliableContext = {
       self: { id: strangerId, name: 'mallory', incarnation: 1 },
       now: () => 0,
       wall: () => 0,
@@ -147,6 +151,7 @@ describe('chat (simulation)', () => {
       send: (_to, _t, body, att) => (out.push({ body, att: Buffer.from(att!) }), 0),
       emit: () => {},
       refuse: () => {},
+      soon: (fn) => fn(), // unused: sendTo() sends at once
     };
     const bob: MemberView = {
       id: b.node.id,

@@ -172,7 +172,6 @@ describe('monitor feeds (simulation)', () => {
           (ctx, n) =>
             new ReliableDelivery(ctx, n.membership, {
               audience: (m) => m.tags[CHAT_TAG] === true,
-              defer: (fn) => n.runtime.after(0, fn),
             }),
         );
         const chat = node.install((ctx, n) => new Chat(ctx, n.membership, reliable));

@@ -43,9 +43,7 @@ async function harness(
   const rm = new Map<SimPeer, ReliableDelivery>();
   const stores = new Map<SimPeer, DurableStore>();
   const c: SimCluster = new SimCluster(seed, faults, PROFILES.lan, (node, peer) => {
-    const r = node.install(
-      (ctx, nd) => new ReliableDelivery(ctx, nd.membership, { defer: (fn) => nd.runtime.after(0, fn) }),
-    );
+    const r = node.install((ctx, nd) => new ReliableDelivery(ctx, nd.membership));
     rm.set(peer, r);
     const store = stores.get(peer) ?? { disk: [], life: { alive: true, batch: [], scheduled: false } };
     const life = { alive: true, batch: [] as DurableStore['life']['batch'], scheduled: false };

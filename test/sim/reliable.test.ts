@@ -16,10 +16,11 @@ import {
   type AckStatus,
   type Delivery,
   type LostReport,
+  type ReliableContext,
   type ReliableOptions,
   type SendResult,
 } from '../../src/p2p/reliable/index.js';
-import type { MemberView, ProtocolContext } from '../../src/p2p/protocol.js';
+import type { MemberView } from '../../src/p2p/protocol.js';
 import type { Envelope } from '../../src/p2p/wire.js';
 
 const SEEDS = Array.from({ length: 60 }, (_, i) => i + 1);
@@ -38,9 +39,7 @@ async function harness(seed: number, n: number, faults = {}): Promise<Harness> {
   const got = new Map<SimPeer, Delivery[]>();
   const lost = new Map<SimPeer, LostReport[]>();
   const c = new SimCluster(seed, faults, PROFILES.lan, (node, peer) => {
-    const r = node.install(
-      (ctx, nd) => new ReliableDelivery(ctx, nd.membership, { defer: (fn) => nd.runtime.after(0, fn) }),
-    );
+    const r = node.install((ctx, nd) => new ReliableDelivery(ctx, nd.membership));
     rm.set(peer, r);
     got.set(peer, []);
     lost.set(peer, []);
@@ -64,12 +63,12 @@ const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i)
 
 /** A ReliableDelivery outside any cluster: a stub context (parts replaced by `ctx`), no members by default. */
 function standalone(
-  ctx: Partial<ProtocolContext> = {},
+  ctx: Partial<ReliableContext> = {},
   opts?: ReliableOptions,
   members: MembershipView = { live: () => [], get: () => undefined },
 ): ReliableDelivery {
   let clock = 0;
-  const stub: ProtocolContext = {
+  const stub: ReliableContext = {
     self: { id: 'f'.repeat(16), name: 'p', incarnation: 1 },
     now: () => 0,
     wall: () => 0,
@@ -80,6 +79,7 @@ function standalone(
     send: () => 0,
     emit: () => {},
     refuse: () => {},
+    soon: (fn) => fn(), // at once: no other message or tick would come before it
   };
   return new ReliableDelivery({ ...stub, ...ctx }, members, opts);
 }
@@ -568,14 +568,12 @@ describe('reliable delivery (simulation)', () => {
 
   it('packs a burst into full datagrams and refuses malformed attachments', () => {
     const sent: Array<{ b: { k: string[] }; a: Uint8Array }> = [];
-    const rd = standalone(
-      {
-        lamport: () => 10,
-        // The attachment's bytes are reused after the call (the node encodes at once): copy them.
-        broadcast: (_t, b, a) => (sent.push({ b: b as { k: string[] }, a: Buffer.from(a!) }), 0),
-      },
-      { defer: () => {} },
-    );
+    const rd = standalone({
+      lamport: () => 10,
+      // The attachment's bytes are reused after the call (the node encodes at once): copy them.
+      broadcast: (_t, b, a) => (sent.push({ b: b as { k: string[] }, a: Buffer.from(a!) }), 0),
+      soon: () => {}, // the test flushes the whole burst itself
+    });
     const codec = new Codec(rd.messages, rd.attachments);
     for (let i = 0; i < 100; i++) rd.publish(i % 2 ? 'odd' : 'even', 'x'.repeat(64));
     rd.flush();

@@ -45,9 +45,7 @@ async function bank(seed: number, faults = {}): Promise<Bank> {
     db.exec('CREATE TABLE IF NOT EXISTS bal (k INTEGER PRIMARY KEY CHECK (k = 1), v INTEGER NOT NULL)');
     db.prepare('INSERT OR IGNORE INTO bal (k, v) VALUES (1, ?)').run(START_BALANCE);
     dbs.set(peer.name, db);
-    const r = node.install(
-      (ctx, nd) => new ReliableDelivery(ctx, nd.membership, { defer: (fn) => nd.runtime.after(0, fn) }),
-    );
+    const r = node.install((ctx, nd) => new ReliableDelivery(ctx, nd.membership));
     r.on('bank', (d) => {
       const [to, amount] = d.payload.split(':');
       if (to === peer.node.id) add(peer, Number(amount));

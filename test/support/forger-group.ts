@@ -182,7 +182,6 @@ export class ForgerGroup {
       (ctx, n) =>
         new ReliableDelivery(ctx, n.membership, {
           audience: (m) => m.tags[CHAT_TAG] === true,
-          defer: (fn) => n.runtime.after(0, fn),
         }),
     );
     const chat = node.install((ctx, n) => new Chat(ctx, n.membership, reliable));

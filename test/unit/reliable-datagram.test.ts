@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
-import type { ProtocolContext } from '../../src/p2p/protocol.js';
+import { ReliableDelivery, type ReliableContext } from '../../src/p2p/reliable/index.js';
 import {
   Codec,
   DATAGRAM_PAYLOAD_BYTES_MAX,
@@ -87,7 +86,7 @@ describe('reliable delivery: the room in a datagram', () => {
             sent.push({ messages: r.env.a });
             return 0;
           };
-          const ctx: ProtocolContext = {
+          const ctx: ReliableContext = {
             self: { id: ID, name, incarnation: 1 },
             now: () => 0,
             wall: () => 0,
@@ -98,8 +97,9 @@ describe('reliable delivery: the room in a datagram', () => {
             send: (_to, _t, b, a) => capture(b, a),
             emit: () => {},
             refuse: () => {},
+            soon: () => {}, // the test flushes the whole burst itself
           };
-          const rd = new ReliableDelivery(ctx, { live: () => [], get: () => undefined }, { defer: () => {} });
+          const rd = new ReliableDelivery(ctx, { live: () => [], get: () => undefined });
           const codec = new Codec(rd.messages, rd.attachments);
           for (const m of burst) {
             lamport += m.lamportStep;

@@ -98,7 +98,6 @@ export function installMonitorModules(node: PeerNode): Installed {
     (ctx, n) =>
       new ReliableDelivery(ctx, n.membership, {
         audience: (m) => m.tags[CHAT_TAG] === true,
-        defer: (fn) => n.runtime.after(0, fn),
       }),
   );
   const chat = node.install(

@@ -33,6 +33,7 @@
  * read or scan whose holder does not answer is retried, then reported failed (SCAN_TRIES_MAX).
  */
 import { DATAGRAM_PAYLOAD_BYTES_MAX, is, isPeerId, type Check, type Envelope, type PeerId } from '../wire.js';
+import { f, message, messages, type Origin } from '../kit/message.js';
 import type { MemberView, PeerEvent, Protocol, ProtocolContext } from '../protocol.js';
 import type { Address } from '../transport/transport.js';
 import type { Tags } from '../membership.js';
@@ -75,7 +76,7 @@ export const KV_SCAN_ROWS_MAX = 64;
 /** A version on the wire: [key, value or null (tombstone), lamport, origin, seq]. */
 type WireRow = [string, string | null, number, string, number];
 
-const row: Check = (v) =>
+const isRow = (v: unknown): v is WireRow =>
   Array.isArray(v) &&
   v.length === 5 &&
   is.str(KV_KEY_BYTES_MAX, 1)(v[0]) &&
@@ -83,15 +84,33 @@ const row: Check = (v) =>
   is.uint()(v[2]) &&
   isPeerId(v[3]) &&
   is.uint()(v[4]) &&
-  (v[4] as number) >= 1;
-const Q = is.uint();
+  v[4] >= 1;
+/** A read's or a scan page's number, so an answer finds what it answers. */
+const query = () => f.uint().wire('q');
+const key = () => f.str(KV_KEY_BYTES_MAX, 1);
 
-const OWN_MESSAGES = {
-  'kv.read': is.object({ q: Q, k: is.str(KV_KEY_BYTES_MAX, 1) }),
-  'kv.val': is.object({ q: Q, w: is.nullable(row), n: is.uint(HOLDERS_COUNT_MAX) }),
-  'kv.scan': is.object({ q: Q, a: is.nullable(is.str(KV_KEY_BYTES_MAX, 1)), n: is.int(1, KV_SCAN_ROWS_MAX) }),
-  'kv.rows': is.object({ q: Q, r: is.array(row, KV_SCAN_ROWS_MAX), m: is.bool() }),
-} satisfies Record<string, Check>;
+/** A client asks every holder for a key's winning version. */
+export const READ = message('kv.read', { query: query(), key: key().wire('k') });
+/** A holder's answer: its version of the key (null: never written) and how many holders it knows. */
+export const VALUE = message('kv.val', {
+  query: query(),
+  version: f.nullable(f.guard(isRow)).wire('w'),
+  holders: f.uint(HOLDERS_COUNT_MAX).wire('n'),
+});
+/** A client asks one holder for up to `pageRows` rows after the key `after` (null: from the start). */
+export const SCAN = message('kv.scan', {
+  query: query(),
+  after: f.nullable(key()).wire('a'),
+  pageRows: f.int(1, KV_SCAN_ROWS_MAX).wire('n'),
+});
+/** A page of rows in key order; `more`: the holder has rows after the last. */
+export const ROWS = message('kv.rows', {
+  query: query(),
+  rows: f.array(f.guard(isRow), KV_SCAN_ROWS_MAX).wire('r'),
+  more: f.bool().wire('m'),
+});
+/** kv's own messages; replication's, on the kv channel, are added to them in KeyValue. */
+export const KV_MESSAGES = messages(READ, VALUE, SCAN, ROWS);
 
 declare module '../protocol.js' {
   interface PeerEventMap {
@@ -191,7 +210,7 @@ export class KeyValue implements Protocol {
     );
     const renamed: Record<string, Check> = {};
     for (const [t, check] of Object.entries(this.replication.messages)) renamed[toChannel(t)] = check;
-    this.messages = { ...renamed, ...OWN_MESSAGES };
+    this.messages = { ...renamed, ...KV_MESSAGES.checks };
   }
 
   get isHolder(): boolean {
@@ -234,7 +253,7 @@ export class KeyValue implements Protocol {
     const q = this.nextQ();
     this.bound(this.reads);
     this.reads.set(q, { key, answers: new Map(), knownByAnswerers: 0, lastSend: this.ctx.now() });
-    this.ctx.broadcast('kv.read', { q, k: key });
+    this.ctx.broadcast(...READ.out({ query: q, key }));
     return q;
   }
 
@@ -282,18 +301,15 @@ export class KeyValue implements Protocol {
   onMessage(env: Envelope, from: Address): void {
     if (env.t.startsWith(KV_CHANNEL_PREFIX))
       return this.replication.onMessage({ ...env, t: fromChannel(env.t) }, from);
-    const b = env.b as Record<string, unknown>;
-    switch (env.t) {
-      case 'kv.read':
-        return this.onRead(from, b as { q: number; k: string });
-      case 'kv.val':
-        return this.onValue(env, b as { q: number; w: WireRow | null; n: number });
-      case 'kv.scan':
-        return this.onScan(from, b as { q: number; a: string | null; n: number });
-      case 'kv.rows':
-        return this.onRows(env, b as { q: number; r: WireRow[]; m: boolean });
-    }
+    this.onOwn(env, from);
   }
+
+  private readonly onOwn = KV_MESSAGES.dispatch({
+    'kv.read': (b, from) => this.onRead(from.address, b.query, b.key),
+    'kv.val': (b, from) => this.onValue(from, b.query, b.version, b.holders),
+    'kv.scan': (b, from) => this.onScan(from.address, b.query, b.after, b.pageRows),
+    'kv.rows': (b, from) => this.onRows(from, b.query, b.rows, b.more),
+  });
 
   tick(now: number): void {
     this.replication.tick(now);
@@ -314,21 +330,21 @@ export class KeyValue implements Protocol {
 
   // ---- holder side -------------------------------------------------------------------------
 
-  private onRead(from: Address, b: { q: number; k: string }): void {
+  private onRead(from: Address, q: number, key: string): void {
     if (!this.store) return;
-    if (keyProblem(b.k)) return void this.rejected++;
-    const v = this.store.get(b.k);
+    if (keyProblem(key)) return void this.rejected++;
+    const v = this.store.get(key);
     // Itself included: the holders it knows (any state but left), like an ack's list.
-    const n = Math.min(HOLDERS_COUNT_MAX, this.holders().length + 1);
-    this.ctx.send(from, 'kv.val', { q: b.q, w: v ? toRow(v) : null, n });
+    const holders = Math.min(HOLDERS_COUNT_MAX, this.holders().length + 1);
+    this.ctx.send(from, ...VALUE.out({ query: q, version: v ? toRow(v) : null, holders }));
   }
 
-  private onScan(from: Address, b: { q: number; a: string | null; n: number }): void {
+  private onScan(from: Address, q: number, after: string | null, pageRows: number): void {
     if (!this.store) return;
-    const rows = this.store.scan(b.a, b.n);
+    const rows = this.store.scan(after, pageRows);
     // Every row fits with room to spare (an op is at most ENTRY_TEXT_JSON_BYTES_MAX as JSON), so
     // a page always carries at least one; `m` says whether the holder has more after the last.
-    let bytes = Buffer.byteLength(JSON.stringify({ q: b.q, r: [], m: false }));
+    let bytes = Buffer.byteLength(JSON.stringify(ROWS.toWire({ query: q, rows: [], more: false })));
     const out: WireRow[] = [];
     for (const v of rows) {
       const w = toRow(v);
@@ -337,27 +353,27 @@ export class KeyValue implements Protocol {
       bytes += size;
       out.push(w);
     }
-    const more = out.length < rows.length || rows.length === b.n;
-    this.ctx.send(from, 'kv.rows', { q: b.q, r: out, m: more });
+    const more = out.length < rows.length || rows.length === pageRows;
+    this.ctx.send(from, ...ROWS.out({ query: q, rows: out, more }));
   }
 
   // ---- client side -------------------------------------------------------------------------
 
-  private onValue(env: Envelope, b: { q: number; w: WireRow | null; n: number }): void {
-    const t = this.reads.get(b.q);
-    if (!t || (b.w && b.w[0] !== t.key)) return;
+  private onValue(from: Origin, q: number, version: WireRow | null, holders: number): void {
+    const t = this.reads.get(q);
+    if (!t || (version && version[0] !== t.key)) return;
     // Answers count towards a read policy and the winning version: only from holders we know of.
-    if (!this.holders().some((h) => h.id === env.i)) return void this.rejected++;
-    if (b.w && !this.versionBounded(b.w)) return;
-    t.answers.set(env.i, b.w ? fromRow(b.w) : null);
-    t.knownByAnswerers = Math.max(t.knownByAnswerers, b.n);
-    this.ctx.emit({ kind: 'kv-answer', q: b.q });
+    if (!this.holders().some((h) => h.id === from.id)) return void this.rejected++;
+    if (version && !this.versionBounded(version)) return;
+    t.answers.set(from.id, version ? fromRow(version) : null);
+    t.knownByAnswerers = Math.max(t.knownByAnswerers, holders);
+    this.ctx.emit({ kind: 'kv-answer', q });
   }
 
-  private onRows(env: Envelope, b: { q: number; r: WireRow[]; m: boolean }): void {
-    const t = this.scans.get(b.q);
-    if (!t || env.i !== t.handle.holder || !b.r.every((w) => this.versionBounded(w))) return;
-    const rows = b.r.map(fromRow);
+  private onRows(from: Origin, q: number, page: WireRow[], more: boolean): void {
+    const t = this.scans.get(q);
+    if (!t || from.id !== t.handle.holder || !page.every((w) => this.versionBounded(w))) return;
+    const rows = page.map(fromRow);
     // Rows come in key order (SQLite's: UTF-8 bytes) after `after`; anything else is a confused
     // or hostile holder, and taking it could page forever.
     let prev = t.after;
@@ -367,8 +383,8 @@ export class KeyValue implements Protocol {
       prev = r.key;
     }
     t.handle.rows.push(...rows);
-    this.scans.delete(b.q);
-    if (b.m && rows.length > 0) {
+    this.scans.delete(q);
+    if (more && rows.length > 0) {
       t.after = rows[rows.length - 1]!.key;
       t.q = this.nextQ();
       t.tries = 1;
@@ -391,7 +407,7 @@ export class KeyValue implements Protocol {
 
   private sendScan(t: ScanTrack): void {
     t.lastSend = this.ctx.now();
-    this.ctx.send(t.address, 'kv.scan', { q: t.q, a: t.after, n: t.pageRows });
+    this.ctx.send(t.address, ...SCAN.out({ query: t.q, after: t.after, pageRows: t.pageRows }));
   }
 
   private retryReads(now: number): void {
@@ -399,7 +415,8 @@ export class KeyValue implements Protocol {
     for (const [q, t] of this.reads) {
       if (now - t.lastSend < READ_RETRY_MS) continue;
       t.lastSend = now;
-      for (const h of live) if (!t.answers.has(h.id)) this.ctx.send(h.address, 'kv.read', { q, k: t.key });
+      for (const h of live)
+        if (!t.answers.has(h.id)) this.ctx.send(h.address, ...READ.out({ query: q, key: t.key }));
     }
   }
 

@@ -8,7 +8,7 @@
  * whatever the node stamps on it.
  */
 import { DATAGRAM_PAYLOAD_BYTES_MAX, PEER_ID_HEX_CHARS, PROTOCOL_VERSION, varintBytes } from '../wire.js';
-import { dataBody, MESSAGE, unicastBody } from './messages.js';
+import { DATA, UNICAST } from './messages.js';
 
 /** The byte between the JSON and the attachment (wire.ts). */
 const ATTACHMENT_MARK_BYTES = 1;
@@ -56,7 +56,7 @@ export class DatagramRoom {
 function envelopeBytesMax(senderName: string): number {
   const big = Number.MAX_SAFE_INTEGER;
   const peerId = '0'.repeat(PEER_ID_HEX_CHARS);
-  const env = (t: string, b: unknown) => ({
+  const env = ([t, b]: [string, unknown]) => ({
     v: PROTOCOL_VERSION,
     t,
     i: peerId,
@@ -67,7 +67,7 @@ function envelopeBytesMax(senderName: string): number {
     b,
   });
   return Math.max(
-    Buffer.byteLength(JSON.stringify(env(MESSAGE.data, dataBody(big, big, [])))),
-    Buffer.byteLength(JSON.stringify(env(MESSAGE.unicast, unicastBody(big, peerId, big, [])))),
+    Buffer.byteLength(JSON.stringify(env(DATA.out({ epoch: big, joinPoint: big, topics: [] })))),
+    Buffer.byteLength(JSON.stringify(env(UNICAST.out({ epoch: big, to: peerId, base: big, topics: [] })))),
   );
 }

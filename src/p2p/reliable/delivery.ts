@@ -77,11 +77,6 @@ declare module '../protocol.js' {
 export interface ReliableOptions {
   /** Which live members are expected to run this module and ack (default: every live member). */
   audience?: (m: MemberView) => boolean;
-  /**
-   * Runs `fn` soon, after the current burst of publish() calls (setImmediate in a process, a
-   * zero-delay event in the simulation). Without it every publish is sent at once, unpacked.
-   */
-  defer?: (fn: () => void) => void;
 }
 
 /** What the module needs from membership (kept narrow so tests can fake it). */

@@ -1,8 +1,7 @@
 /**
- * The messages of reliable delivery, declared once: each type's wire name, its body as it travels
- * (short field names, JSON), the check the node runs on it before any role sees it, and the
- * builder the roles send it with. Short names live only here and where a role reads a body
- * (destructured at once into domain names); the field order of each builder is the wire's.
+ * The messages of reliable delivery, declared once with the message kit (kit/message.ts): each
+ * type's wire name, its fields by domain name with the short name the datagram uses, and the
+ * check the node runs on it before any role sees it. Field order is the wire's:
  *
  *   rm.d    data, multicast or repair  {e: epoch, jp: join point, k: topics} + messages (packer.ts)
  *   rm.hi   announce                   {e: epoch, hi: highest sequence, jp: join point}
@@ -12,7 +11,9 @@
  *   rm.u    unicast message            {e: epoch, to: destination, b: oldest unacked (base), k: topics} + one message
  *   rm.ua   unicast ack                {e: epoch, a: acked up to}
  */
-import { is, type AttachmentDecoder, type Check, type Envelope, type PeerId } from '../wire.js';
+import { is, type AttachmentDecoder, type Check, type Envelope } from '../wire.js';
+import { f, message, messages, type Body, type Origin } from '../kit/message.js';
+import type { Address } from '../transport/transport.js';
 import { StreamMessage } from './delivery.js';
 import { decodeMessages } from './packer.js';
 import {
@@ -23,103 +24,82 @@ import {
   RELIABLE_UNICAST_BATCH_MESSAGES_MAX,
 } from './limits.js';
 
-export const MESSAGE = {
-  data: 'rm.d',
-  announce: 'rm.hi',
-  nack: 'rm.nak',
-  gone: 'rm.gone',
-  ack: 'rm.ack',
-  unicast: 'rm.u',
-  unicastAck: 'rm.ua',
-} as const;
-
 /** A run of sequences, first and last inclusive. */
 export type SeqRange = [number, number];
-
-export interface DataBody {
-  e: number;
-  jp: number;
-  k: string[];
-}
-export interface AnnounceBody {
-  e: number;
-  hi: number;
-  jp: number;
-}
-export interface NackBody {
-  e: number;
-  r: SeqRange[];
-}
-export interface GoneBody {
-  e: number;
-  lo: number;
-}
-export interface AckBody {
-  e: number;
-  f: number;
-  a: number;
-}
-export interface UnicastBody {
-  e: number;
-  to: PeerId;
-  b: number;
-  k: string[];
-}
-export interface UnicastAckBody {
-  e: number;
-  a: number;
-}
-
-interface Bodies {
-  'rm.d': DataBody;
-  'rm.hi': AnnounceBody;
-  'rm.nak': NackBody;
-  'rm.gone': GoneBody;
-  'rm.ack': AckBody;
-  'rm.u': UnicastBody;
-  'rm.ua': UnicastAckBody;
-}
-export type MessageType = keyof Bodies;
 
 /** `rm.gone` lo meaning "that stream ended with a restart". */
 export const RESTARTED_LO = Number.MAX_SAFE_INTEGER;
 
 const TOPIC_RE = /^[a-z0-9][a-z0-9.-]*$/;
 const uint = is.uint();
-const TOPIC: Check = (v) => typeof v === 'string' && v.length <= RELIABLE_TOPIC_CHARS_MAX && TOPIC_RE.test(v);
-const TOPICS: Check = (v) =>
-  Array.isArray(v) && v.length >= 1 && v.length <= RELIABLE_BATCH_MESSAGES_MAX && v.every(TOPIC);
-const RANGE: Check = (v) => Array.isArray(v) && v.length === 2 && uint(v[0]) && uint(v[1]) && v[0] <= v[1];
+const isTopic: Check = (v) =>
+  typeof v === 'string' && v.length <= RELIABLE_TOPIC_CHARS_MAX && TOPIC_RE.test(v);
+const isTopics = (v: unknown): v is string[] =>
+  Array.isArray(v) && v.length >= 1 && v.length <= RELIABLE_BATCH_MESSAGES_MAX && v.every(isTopic);
+const isRange = (v: unknown): v is SeqRange =>
+  Array.isArray(v) && v.length === 2 && uint(v[0]) && uint(v[1]) && v[0] <= v[1];
 
-/** The check of each body, run by the node before onMessage. */
-export const BODIES: Record<MessageType, Check> = {
-  'rm.d': is.object({ e: uint, jp: uint, k: TOPICS }),
-  'rm.hi': is.object({ e: uint, hi: uint, jp: uint }),
-  'rm.nak': is.object({ e: uint, r: is.array(RANGE, RELIABLE_NACK_RANGES_MAX) }),
-  'rm.gone': is.object({ e: uint, lo: uint }),
-  'rm.ack': is.object({ e: uint, f: uint, a: uint }),
-  'rm.u': is.object({ e: uint, to: is.peerId(), b: uint, k: TOPICS }),
-  'rm.ua': is.object({ e: uint, a: uint }),
-};
+/** Our stream epoch: the sender's incarnation when its module was built. */
+const epoch = () => f.uint().wire('e');
+/** The topics of the messages in the attachment, each message naming its topic by index. */
+const topics = () => f.guard(isTopics).wire('k');
+
+export const DATA = message('rm.d', { epoch: epoch(), joinPoint: f.uint().wire('jp'), topics: topics() });
+export const ANNOUNCE = message('rm.hi', {
+  epoch: epoch(),
+  highest: f.uint().wire('hi'),
+  joinPoint: f.uint().wire('jp'),
+});
+export const NACK = message('rm.nak', {
+  epoch: epoch(),
+  missing: f.array(f.guard(isRange), RELIABLE_NACK_RANGES_MAX).wire('r'),
+});
+export const GONE = message('rm.gone', { epoch: epoch(), oldestKept: f.uint().wire('lo') });
+export const ACK = message('rm.ack', {
+  epoch: epoch(),
+  joinedAt: f.uint().wire('f'),
+  ackedUpTo: f.uint().wire('a'),
+});
+export const UNICAST = message('rm.u', {
+  epoch: epoch(),
+  to: f.peerId(),
+  base: f.uint().wire('b'),
+  topics: topics(),
+});
+export const UNICAST_ACK = message('rm.ua', { epoch: epoch(), ackedUpTo: f.uint().wire('a') });
+
+/** Every type of reliable delivery: their checks are what the node's codec runs. */
+export const MESSAGES = messages(DATA, ANNOUNCE, NACK, GONE, ACK, UNICAST, UNICAST_ACK);
+/**
+ * The types without an attachment, dispatched by the kit. The two that carry messages (DATA,
+ * UNICAST) are read with `.of(env)` instead: their handlers need the attachment, which the kit's
+ * dispatch does not hand over.
+ */
+export const REPLIES = messages(ANNOUNCE, NACK, GONE, ACK, UNICAST_ACK);
+
+export type DataBody = Body<typeof DATA>;
+export type AnnounceBody = Body<typeof ANNOUNCE>;
+export type NackBody = Body<typeof NACK>;
+export type GoneBody = Body<typeof GONE>;
+export type AckBody = Body<typeof ACK>;
+export type UnicastBody = Body<typeof UNICAST>;
+export type UnicastAckBody = Body<typeof UNICAST_ACK>;
 
 /** The types that carry messages in a binary attachment, with its decoder (layout in packer.ts). */
-export const ATTACHMENTS: Record<typeof MESSAGE.data | typeof MESSAGE.unicast, AttachmentDecoder> = {
+export const ATTACHMENTS: Record<typeof DATA.type | typeof UNICAST.type, AttachmentDecoder> = {
   'rm.d': (bytes, body) =>
     hasTopics(body) ? decodeMessages(bytes, body.k, RELIABLE_BATCH_MESSAGES_MAX) : undefined,
   'rm.u': (bytes, body) =>
     hasTopics(body) ? decodeMessages(bytes, body.k, RELIABLE_UNICAST_BATCH_MESSAGES_MAX) : undefined,
 };
 
-/**
- * Narrows an envelope to its type's body. The node delivers an envelope only after BODIES[type]
- * accepted its body, so the type name is all that is left to tell.
- */
-export function carries<T extends MessageType>(env: Envelope, type: T): env is Envelope<Bodies[T]> {
-  return env.t === type;
+/** Who sent an envelope, as the kit's dispatch tells its handlers (for the types read with `.of`). */
+export function originOf(env: Envelope, address: Address): Origin {
+  return { id: env.i, name: env.n, incarnation: env.c, lamport: env.l, address };
 }
 
 /** The messages of an `rm.d` or `rm.u` envelope, as its attachment decoder (ATTACHMENTS) parsed them. */
-export function messagesOf(env: Envelope<DataBody | UnicastBody>): StreamMessage[] {
+export function messagesOf(env: Envelope): StreamMessage[] {
   return isMessageList(env.a) ? env.a : [];
 }
 
@@ -130,34 +110,6 @@ function isMessageList(v: unknown): v is StreamMessage[] {
 function hasTopics(body: unknown): body is { k: string[] } {
   return typeof body === 'object' && body !== null && 'k' in body && Array.isArray(body.k);
 }
-
-export const dataBody = (epoch: number, joinPoint: number, topics: string[]): DataBody => ({
-  e: epoch,
-  jp: joinPoint,
-  k: topics,
-});
-export const announceBody = (epoch: number, highest: number, joinPoint: number): AnnounceBody => ({
-  e: epoch,
-  hi: highest,
-  jp: joinPoint,
-});
-export const nackBody = (epoch: number, missing: SeqRange[]): NackBody => ({ e: epoch, r: missing });
-export const goneBody = (epoch: number, oldestKept: number): GoneBody => ({ e: epoch, lo: oldestKept });
-export const ackBody = (epoch: number, joinedAt: number, ackedUpTo: number): AckBody => ({
-  e: epoch,
-  f: joinedAt,
-  a: ackedUpTo,
-});
-export const unicastBody = (epoch: number, to: PeerId, base: number, topics: string[]): UnicastBody => ({
-  e: epoch,
-  to,
-  b: base,
-  k: topics,
-});
-export const unicastAckBody = (epoch: number, ackedUpTo: number): UnicastAckBody => ({
-  e: epoch,
-  a: ackedUpTo,
-});
 
 /** Returns the payload's size in bytes, or throws a RangeError when a topic or payload breaks the limits. */
 export function checkMessage(topic: string, payload: string): number {

@@ -26,7 +26,8 @@
  *   its length.
  */
 import { COUNTER_MAX } from '../bounds.js';
-import type { Envelope, PeerId } from '../wire.js';
+import type { PeerId } from '../wire.js';
+import type { Origin } from '../kit/message.js';
 import type { Address } from '../transport/transport.js';
 import { isLive, type LostReason, type StreamMessage } from './delivery.js';
 import { PendingWrites } from './durable.js';
@@ -44,10 +45,8 @@ import {
   RELIABLE_STREAMS_MAX,
 } from './limits.js';
 import {
-  ackBody,
-  MESSAGE,
-  messagesOf,
-  nackBody,
+  ACK,
+  NACK,
   RESTARTED_LO,
   type AnnounceBody,
   type DataBody,
@@ -90,13 +89,12 @@ export class MulticastReceiver {
     return this.streams.size;
   }
 
-  onData(env: Envelope<DataBody>, from: Address): void {
-    const { e: epoch, jp: joinPoint } = env.b;
-    const messages = messagesOf(env);
+  /** `messages`: those of the datagram's attachment. */
+  onData({ epoch, joinPoint }: DataBody, origin: Origin, messages: StreamMessage[]): void {
     const newest = messages[messages.length - 1];
     const { stats } = this.shared;
-    if (!newest || !this.shared.stampedBefore(env, newest)) return;
-    const s = this.stream(env, from, epoch, joinPoint, newest.seq);
+    if (!newest || !this.shared.stampedBefore(origin, newest)) return;
+    const s = this.stream(origin, epoch, joinPoint, newest.seq);
     if (!s) return;
     for (const message of messages) {
       const seq = message.seq;
@@ -123,20 +121,18 @@ export class MulticastReceiver {
     if (upTo - s.ackedSent >= RELIABLE_ACK_EVERY_MESSAGES) this.sendAck(s, upTo);
   }
 
-  onAnnounce(env: Envelope<AnnounceBody>, from: Address): void {
-    const { e: epoch, hi: highest, jp: joinPoint } = env.b;
-    const s = this.stream(env, from, epoch, joinPoint, highest);
+  onAnnounce({ epoch, highest, joinPoint }: AnnounceBody, origin: Origin): void {
+    const s = this.stream(origin, epoch, joinPoint, highest);
     if (!s) return;
     if (highest > s.highest) s.highest = highest;
     if (s.highest >= s.next) this.noteGap(s);
     else s.ackDue = true; // we are up to date: the sender lacks our ack
   }
 
-  onGone(env: Envelope<GoneBody>, from: Address): void {
-    const { e: epoch, lo: oldestKept } = env.b;
-    const s = this.streams.get(env.i);
+  onGone({ epoch, oldestKept }: GoneBody, origin: Origin): void {
+    const s = this.streams.get(origin.id);
     if (!s || s.epoch !== epoch || s.closedAt !== null) return;
-    if (from !== s.address) {
+    if (origin.address !== s.address) {
       this.shared.ctx.refuse('address'); // see stream()
       return;
     }
@@ -157,35 +153,30 @@ export class MulticastReceiver {
    * address than the stream's, or carrying an epoch or a sequence (`highest`, the highest it
    * shows) past its bound.
    */
-  private stream(
-    env: Envelope,
-    from: Address,
-    epoch: number,
-    joinPoint: number,
-    highest: number,
-  ): InStream | null {
+  private stream(origin: Origin, epoch: number, joinPoint: number, highest: number): InStream | null {
     const { ctx, membership } = this.shared;
-    const s = this.streams.get(env.i);
+    const { id, address: from } = origin;
+    const s = this.streams.get(id);
     if (s && epoch < s.epoch) return null; // from before the sender restarted
     let impostor = false;
     if (s && epoch === s.epoch) {
-      if (from === s.address) return this.resume(s, env, joinPoint, highest);
+      if (from === s.address) return this.resume(s, id, joinPoint, highest);
       // A process sends everything from one address (udp.ts) and a stream lives as long as its
       // process, so the same stream from another address is an impostor's: unless membership
       // places the sender there, and then it was the stream we hold that an impostor opened.
-      if (membership.get(env.i)?.address !== from) {
+      if (membership.get(id)?.address !== from) {
         ctx.refuse('address');
         return null;
       }
       impostor = true;
     }
     // A stream is opened only from where membership places its sender, when it knows it.
-    const m = membership.get(env.i);
+    const m = membership.get(id);
     if (m && m.address !== from) {
       ctx.refuse('address');
       return null;
     }
-    if (!this.shared.epochPlausible(env, epoch)) return null;
+    if (!this.shared.epochPlausible(origin, epoch)) return null;
     // A new stream starts at the join point: nothing of ours to measure it from but the range.
     if (joinPoint > COUNTER_MAX) {
       ctx.refuse('seq');
@@ -201,8 +192,8 @@ export class MulticastReceiver {
     }
     const start = Math.max(joinPoint, 1);
     const opened: InStream = {
-      from: env.i,
-      name: env.n,
+      from: id,
+      name: origin.name,
       epoch,
       address: from,
       start,
@@ -216,19 +207,19 @@ export class MulticastReceiver {
       closedAt: null,
       writes: new PendingWrites(this.shared.stats, () => (opened.ackDue = true)),
     };
-    this.streams.set(env.i, opened);
+    this.streams.set(id, opened);
     return opened;
   }
 
   /** `s` for a message of its sender from its address, or null when the message must be dropped (see stream()). */
-  private resume(s: InStream, env: Envelope, joinPoint: number, highest: number): InStream | null {
+  private resume(s: InStream, sender: PeerId, joinPoint: number, highest: number): InStream | null {
     let rejoin = false;
     if (s.closedAt !== null) {
       // Declared dead, yet here it is (a healed partition, a false death): same process, same
       // stream. What we skipped was reported lost; what it sends from now on is repairable. If
       // it got further ahead than the step meanwhile, we rejoin at its join point: membership
       // vouches for it being back, and what lies before was never ours to repair.
-      const m = this.shared.membership.get(env.i);
+      const m = this.shared.membership.get(sender);
       if (!m || !isLive(m)) return null;
       rejoin = joinPoint - s.next > RELIABLE_SEQ_STEP_MAX && joinPoint <= COUNTER_MAX;
     }
@@ -266,7 +257,7 @@ export class MulticastReceiver {
   private sendAck(s: InStream, upTo: number): void {
     s.ackedSent = upTo;
     s.ackDue = false;
-    this.shared.ctx.send(s.address, MESSAGE.ack, ackBody(s.epoch, s.start, upTo));
+    this.shared.ctx.send(s.address, ...ACK.out({ epoch: s.epoch, joinedAt: s.start, ackedUpTo: upTo }));
   }
 
   private noteGap(s: InStream): void {
@@ -358,7 +349,7 @@ export class MulticastReceiver {
     if (missing.length === 0) return;
     s.lastNack = now;
     this.shared.stats.nacksSent++;
-    this.shared.ctx.send(s.address, MESSAGE.nack, nackBody(s.epoch, missing));
+    this.shared.ctx.send(s.address, ...NACK.out({ epoch: s.epoch, missing }));
   }
 
   /** Delivers the next message of a stream; the position moves first, so a throwing handler cannot cause a redelivery. */

@@ -38,7 +38,7 @@
  * - Messages are not delivered to their own sender (the caller has them already).
  */
 import type { Envelope, PeerId } from '../wire.js';
-import type { Protocol, ProtocolContext } from '../protocol.js';
+import type { NodeContext, Protocol, ProtocolContext } from '../protocol.js';
 import type { Address } from '../transport/transport.js';
 import type {
   AckStatus,
@@ -51,14 +51,30 @@ import type {
 } from './delivery.js';
 import { DatagramRoom } from './datagram.js';
 import { Handlers } from './handlers.js';
-import { ATTACHMENTS, BODIES, carries, checkMessage, MESSAGE, payloadBytes } from './messages.js';
+import {
+  ATTACHMENTS,
+  checkMessage,
+  DATA,
+  MESSAGES,
+  messagesOf,
+  originOf,
+  payloadBytes,
+  REPLIES,
+  UNICAST,
+} from './messages.js';
 import { MulticastReceiver } from './receiver.js';
 import { MulticastSender } from './sender.js';
 import { newStats, Shared } from './shared.js';
 import { UnicastReceiver, UnicastSender } from './unicast.js';
 
+/**
+ * What reliable delivery needs of the node: the protocol context, and soon() to send a burst of
+ * publish() calls packed once the burst is over.
+ */
+export type ReliableContext = ProtocolContext & Pick<NodeContext, 'soon'>;
+
 export class ReliableDelivery implements Protocol {
-  readonly messages = BODIES;
+  readonly messages = MESSAGES.checks;
   readonly attachments = ATTACHMENTS;
   /** The stream epoch: our incarnation when built, fixed for the life of the process. */
   readonly epoch: number;
@@ -73,9 +89,9 @@ export class ReliableDelivery implements Protocol {
   private flushScheduled = false;
 
   constructor(
-    ctx: ProtocolContext,
+    private readonly ctx: ReliableContext,
     membership: MembershipView,
-    private readonly opts: ReliableOptions = {},
+    opts: ReliableOptions = {},
   ) {
     this.shared = new Shared(ctx, membership, this.stats);
     this.epoch = this.shared.epoch;
@@ -117,15 +133,15 @@ export class ReliableDelivery implements Protocol {
 
   /**
    * Multicasts a message to the group. `onSettled` runs once every member live (and in the
-   * audience) now has acked it or is gone; `complete` says whether all acked.
+   * audience) now has acked it or is gone; `complete` says whether all acked. The message is
+   * sent soon (ctx.soon), packed with the others published in the same burst.
    */
   publish(topic: string, payload: string, onSettled?: (s: AckStatus) => void): MessageId {
     const bytes = checkMessage(topic, payload);
     const id = this.sender.publish(topic, payload, bytes, onSettled);
-    if (!this.opts.defer) this.flush();
-    else if (!this.flushScheduled) {
+    if (!this.flushScheduled) {
       this.flushScheduled = true;
-      this.opts.defer(() => this.flush());
+      this.ctx.soon(() => this.flush());
     }
     return id;
   }
@@ -145,7 +161,7 @@ export class ReliableDelivery implements Protocol {
     return this.sender.ackStatus(id);
   }
 
-  /** Sends the open datagram of publish(); called by `defer` and by tick. */
+  /** Sends the open datagram of publish(); called soon after a publish() and by tick. */
   flush(): void {
     this.flushScheduled = false;
     this.sender.flush();
@@ -184,14 +200,20 @@ export class ReliableDelivery implements Protocol {
   // ---- protocol --------------------------------------------------------------------------------
 
   onMessage(env: Envelope, from: Address): void {
-    if (carries(env, MESSAGE.data)) this.receiver.onData(env, from);
-    else if (carries(env, MESSAGE.announce)) this.receiver.onAnnounce(env, from);
-    else if (carries(env, MESSAGE.gone)) this.receiver.onGone(env, from);
-    else if (carries(env, MESSAGE.nack)) this.sender.onNack(env.b, from);
-    else if (carries(env, MESSAGE.ack)) this.sender.onAck(env.i, env.b, from);
-    else if (carries(env, MESSAGE.unicast)) this.unicastIn.onMessage(env, from);
-    else if (carries(env, MESSAGE.unicastAck)) this.unicastOut.onAck(env, from);
+    const data = DATA.of(env);
+    if (data) return this.receiver.onData(data, originOf(env, from), messagesOf(env));
+    const unicast = UNICAST.of(env);
+    if (unicast) return this.unicastIn.onMessage(unicast, originOf(env, from), messagesOf(env));
+    this.onReply(env, from);
   }
+
+  private readonly onReply = REPLIES.dispatch({
+    'rm.hi': (body, origin) => this.receiver.onAnnounce(body, origin),
+    'rm.gone': (body, origin) => this.receiver.onGone(body, origin),
+    'rm.nak': (body, origin) => this.sender.onNack(body, origin.address),
+    'rm.ack': (body, origin) => this.sender.onAck(origin.id, body, origin.address),
+    'rm.ua': (body, origin) => this.unicastOut.onAck(body, origin),
+  });
 
   tick(now: number): void {
     this.flush();

@@ -44,15 +44,7 @@ import {
   RELIABLE_SILENT_RECEIVER_MS,
   RELIABLE_WAITERS_MAX,
 } from './limits.js';
-import {
-  announceBody,
-  dataBody,
-  goneBody,
-  MESSAGE,
-  RESTARTED_LO,
-  type AckBody,
-  type NackBody,
-} from './messages.js';
+import { ANNOUNCE, DATA, GONE, RESTARTED_LO, type AckBody, type NackBody } from './messages.js';
 import { Packer } from './packer.js';
 import { SendBuffer } from './send-buffer.js';
 import type { Shared } from './shared.js';
@@ -162,36 +154,36 @@ export class MulticastSender {
   leave(): void {
     const hi = this.sent.hi;
     if (hi > 0)
-      this.shared.ctx.broadcast(MESSAGE.announce, announceBody(this.shared.epoch, hi, this.joinPoint()));
+      this.shared.ctx.broadcast(
+        ...ANNOUNCE.out({ epoch: this.shared.epoch, highest: hi, joinPoint: this.joinPoint() }),
+      );
   }
 
   memory(): { buffered: number; bufferBytes: number; waiters: number } {
     return { buffered: this.sent.size, bufferBytes: this.sent.bytes, waiters: this.waiters.size };
   }
 
-  onAck(peer: PeerId, body: AckBody, from: Address): void {
-    const { e: epoch, f: joinedAt, a: ackedUpTo } = body;
+  onAck(peer: PeerId, { epoch, joinedAt, ackedUpTo }: AckBody, from: Address): void {
     const r = this.receivers.get(peer);
     if (epoch !== this.shared.epoch || !r || !this.shared.fromMember(peer, from)) return;
     // A receiver acks what it got from where it joined: never past what we sent, never from past
-    // what it acks (it joined at f <= a + 1).
+    // what it acks (it joined at joinedAt <= ackedUpTo + 1).
     if (ackedUpTo > this.sent.hi || joinedAt > ackedUpTo + 1) {
       this.shared.ctx.refuse('seq');
       return;
     }
-    // The receiver joined our stream at f: what lies between its known position and f it never got.
+    // The receiver joined our stream at joinedAt: what lies between its known position and f it never got.
     const missed = joinedAt > r.acked + 1 ? joinedAt : 0;
     r.heard = true;
     if (ackedUpTo > r.acked) r.acked = ackedUpTo;
     this.checkWaiters(peer, ackedUpTo, missed);
   }
 
-  onNack(body: NackBody, from: Address): void {
-    const { e: epoch, r: missing } = body;
+  onNack({ epoch, missing }: NackBody, from: Address): void {
     const { ctx, stats } = this.shared;
     if (epoch < this.shared.epoch) {
       // A stream of our previous life: nothing of it survived the restart.
-      ctx.send(from, MESSAGE.gone, goneBody(epoch, RESTARTED_LO));
+      ctx.send(from, ...GONE.out({ epoch, oldestKept: RESTARTED_LO }));
       return;
     }
     if (epoch !== this.shared.epoch) return;
@@ -224,7 +216,7 @@ export class MulticastSender {
         seqs.push(seq);
       }
     }
-    if (goneBelow > 0) ctx.send(from, MESSAGE.gone, goneBody(this.shared.epoch, goneBelow));
+    if (goneBelow > 0) ctx.send(from, ...GONE.out({ epoch: this.shared.epoch, oldestKept: goneBelow }));
     if (seqs.length === 0) return;
     this.repairTo = from;
     this.repairJoinPoint = this.joinPoint();
@@ -237,12 +229,12 @@ export class MulticastSender {
 
   private sendData(to: Address | null, topics: string[], attachment: Buffer, joinPoint: number): void {
     const { ctx, stats, epoch } = this.shared;
-    const body = dataBody(epoch, joinPoint, topics);
+    const [type, body] = DATA.out({ epoch, joinPoint, topics });
     stats.datagramsSent++;
     if (to === null) {
-      ctx.broadcast(MESSAGE.data, body, attachment);
+      ctx.broadcast(type, body, attachment);
       this.lastAnnounce = ctx.now();
-    } else ctx.send(to, MESSAGE.data, body, attachment);
+    } else ctx.send(to, type, body, attachment);
   }
 
   /** Drops our oldest messages until one of `bytes` more fits the send buffer; returns their waiters. */
@@ -328,7 +320,9 @@ export class MulticastSender {
     const period = lagging ? RELIABLE_ANNOUNCE_MS : RELIABLE_IDLE_ANNOUNCE_MS;
     if (now - this.lastAnnounce < period) return;
     this.lastAnnounce = now;
-    this.shared.ctx.broadcast(MESSAGE.announce, announceBody(this.shared.epoch, hi, this.joinPoint()));
+    this.shared.ctx.broadcast(
+      ...ANNOUNCE.out({ epoch: this.shared.epoch, highest: hi, joinPoint: this.joinPoint() }),
+    );
   }
 }
 

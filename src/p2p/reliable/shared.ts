@@ -3,7 +3,8 @@
  * counters, the budget of held messages, and the checks every role runs on numbers and
  * addresses from the network before it adopts them (bounds.ts).
  */
-import type { Envelope, PeerId } from '../wire.js';
+import type { PeerId } from '../wire.js';
+import type { Origin } from '../kit/message.js';
 import type { ProtocolContext } from '../protocol.js';
 import type { Address } from '../transport/transport.js';
 import { adoptable } from '../bounds.js';
@@ -74,9 +75,9 @@ export class Shared {
    * sender's incarnation when it started, so never above the one it has now, as membership knows
    * it (bounded there) and as this envelope says. Counts it if not.
    */
-  epochPlausible(env: Envelope, epoch: number): boolean {
-    const m = this.membership.get(env.i);
-    if (epoch <= env.c && (!m || epoch <= m.incarnation)) return true;
+  epochPlausible(origin: Origin, epoch: number): boolean {
+    const m = this.membership.get(origin.id);
+    if (epoch <= origin.incarnation && (!m || epoch <= m.incarnation)) return true;
     this.ctx.refuse('epoch');
     return false;
   }
@@ -92,8 +93,8 @@ export class Shared {
    * Whether every message of a datagram is stamped below the datagram's own Lamport time (see
    * "Lamport times" in sender.ts), given its newest (the highest time); counts it if not.
    */
-  stampedBefore(env: Envelope, newest: StreamMessage): boolean {
-    if (newest.lamport < env.l) return true;
+  stampedBefore(origin: Origin, newest: StreamMessage): boolean {
+    if (newest.lamport < origin.lamport) return true;
     this.ctx.refuse('lamport');
     return false;
   }

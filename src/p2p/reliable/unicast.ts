@@ -10,7 +10,8 @@
  * only from the member's address and never past what was sent. Queues are bounded per
  * destination and in total; the acks wait for durable writes (durable.ts).
  */
-import type { Envelope, PeerId } from '../wire.js';
+import type { PeerId } from '../wire.js';
+import type { Origin } from '../kit/message.js';
 import type { Address } from '../transport/transport.js';
 import { isLive, StreamMessage, type MessageId, type SendResult } from './delivery.js';
 import type { DatagramRoom } from './datagram.js';
@@ -23,14 +24,7 @@ import {
   RELIABLE_UNICAST_RETRY_MS,
   RELIABLE_UNICAST_TIMEOUT_MS,
 } from './limits.js';
-import {
-  MESSAGE,
-  messagesOf,
-  unicastAckBody,
-  unicastBody,
-  type UnicastAckBody,
-  type UnicastBody,
-} from './messages.js';
+import { UNICAST, UNICAST_ACK, type UnicastAckBody, type UnicastBody } from './messages.js';
 import { Packer } from './packer.js';
 import { heldBelow, type Shared } from './shared.js';
 
@@ -123,11 +117,10 @@ export class UnicastSender {
     return id;
   }
 
-  onAck(env: Envelope<UnicastAckBody>, from: Address): void {
-    const { e: epoch, a: ackedUpTo } = env.b;
+  onAck({ epoch, ackedUpTo }: UnicastAckBody, origin: Origin): void {
     const { ctx } = this.shared;
-    const out = this.streams.get(env.i);
-    if (!out || epoch !== this.shared.epoch || !this.shared.fromMember(env.i, from)) return;
+    const out = this.streams.get(origin.id);
+    if (!out || epoch !== this.shared.epoch || !this.shared.fromMember(origin.id, origin.address)) return;
     if (ackedUpTo >= out.nextSeq) {
       ctx.refuse('seq'); // an ack of messages we never sent
       return;
@@ -169,8 +162,7 @@ export class UnicastSender {
     const one = new Packer(this.room, (topics, attachment) =>
       this.shared.ctx.send(
         address,
-        MESSAGE.unicast,
-        unicastBody(this.shared.epoch, out.to, base, topics),
+        ...UNICAST.out({ epoch: this.shared.epoch, to: out.to, base, topics }),
         attachment,
       ),
     );
@@ -187,19 +179,20 @@ export class UnicastReceiver {
     private readonly handlers: Handlers,
   ) {}
 
-  onMessage(env: Envelope<UnicastBody>, from: Address): void {
-    const { e: epoch, to, b: base } = env.b;
+  /** `messages`: those of the datagram's attachment (one: its decoder takes no more). */
+  onMessage({ epoch, to, base }: UnicastBody, origin: Origin, messages: StreamMessage[]): void {
     const { ctx, stats } = this.shared;
+    const { id: sender, address: from } = origin;
     if (to !== ctx.self.id) return; // meant for a previous owner of this address
-    const [message] = messagesOf(env); // one: its decoder takes no more
-    if (!message || !this.shared.stampedBefore(env, message)) return;
-    let u = this.streams.get(env.i);
+    const [message] = messages;
+    if (!message || !this.shared.stampedBefore(origin, message)) return;
+    let u = this.streams.get(sender);
     if (u && epoch < u.epoch) return;
     // As for multicast streams (receiver.ts): one stream, one address, unless membership places
     // the sender at the new one (then an impostor opened the stream we hold, and it starts afresh).
-    if (u && epoch === u.epoch && from !== u.ackTo && !this.shared.fromMember(env.i, from)) return;
+    if (u && epoch === u.epoch && from !== u.ackTo && !this.shared.fromMember(sender, from)) return;
     const fresh = !u || epoch > u.epoch || from !== u.ackTo;
-    if (fresh && !this.shared.epochPlausible(env, epoch)) return;
+    if (fresh && !this.shared.epochPlausible(origin, epoch)) return;
     // The base and the message's sequence, from where the stream stands (or starts: at the base).
     const at = u && !fresh ? u.next : Math.max(base, 1);
     if (!this.shared.seqAdoptable(at, base) || !this.shared.seqAdoptable(Math.max(at, base), message.seq))
@@ -210,9 +203,9 @@ export class UnicastReceiver {
         const [first] = this.streams.keys();
         if (first) this.drop(first);
       }
-      if (u) this.drop(env.i);
+      if (u) this.drop(sender);
       const opened: InStream = {
-        from: env.i,
+        from: sender,
         epoch,
         next: Math.max(base, 1),
         held: new Map(),
@@ -221,7 +214,7 @@ export class UnicastReceiver {
         ackDue: false,
       };
       u = opened;
-      this.streams.set(env.i, u);
+      this.streams.set(sender, u);
     }
     if (base > u.next) {
       // The sender gave up on these (its caller was told); say so here too. As in the multicast
@@ -233,29 +226,29 @@ export class UnicastReceiver {
         u.held.delete(seq);
         this.shared.heldTotal--;
         delivered++;
-        this.deliver(env, held, u);
+        this.deliver(origin, held, u);
       }
       u.next = base;
       const count = base - lostFrom - delivered;
       if (count > 0)
-        this.handlers.reportLost(env.i, env.n, epoch, lostFrom, base - 1, 'abandoned', true, count);
+        this.handlers.reportLost(sender, origin.name, epoch, lostFrom, base - 1, 'abandoned', true, count);
     }
     const seq = message.seq;
     if (seq < u.next || u.held.has(seq)) stats.duplicates++;
     else if (seq === u.next) {
       u.next++;
-      this.deliver(env, message, u);
+      this.deliver(origin, message, u);
       for (let held = u.held.get(u.next); held; held = u.held.get(u.next)) {
         u.held.delete(u.next);
         this.shared.heldTotal--;
         u.next++;
-        this.deliver(env, held, u);
+        this.deliver(origin, held, u);
       }
     } else if (seq - u.next <= RELIABLE_UNICAST_PENDING_MAX && this.shared.mayHold()) {
       u.held.set(seq, message);
       this.shared.heldTotal++;
     }
-    ctx.send(from, MESSAGE.unicastAck, unicastAckBody(epoch, u.writes.ackable(u.next)));
+    ctx.send(from, ...UNICAST_ACK.out({ epoch, ackedUpTo: u.writes.ackable(u.next) }));
   }
 
   /** Sends the acks that durable writes made due since the last tick. */
@@ -263,7 +256,10 @@ export class UnicastReceiver {
     for (const u of this.streams.values()) {
       if (!u.ackDue) continue;
       u.ackDue = false;
-      this.shared.ctx.send(u.ackTo, MESSAGE.unicastAck, unicastAckBody(u.epoch, u.writes.ackable(u.next)));
+      this.shared.ctx.send(
+        u.ackTo,
+        ...UNICAST_ACK.out({ epoch: u.epoch, ackedUpTo: u.writes.ackable(u.next) }),
+      );
     }
   }
 
@@ -274,10 +270,10 @@ export class UnicastReceiver {
     this.streams.delete(from);
   }
 
-  private deliver(env: Envelope<UnicastBody>, message: StreamMessage, u: InStream): void {
-    message.from = env.i;
-    message.fromName = env.n;
-    message.epoch = env.b.e;
+  private deliver(origin: Origin, message: StreamMessage, u: InStream): void {
+    message.from = origin.id;
+    message.fromName = origin.name;
+    message.epoch = u.epoch;
     message.to = this.shared.ctx.self.id;
     const writes = this.handlers.dispatch(message);
     if (writes) u.writes.hold(message.seq, writes);
