@@ -74,6 +74,12 @@ export const realRuntime: Runtime = {
     return () => clearInterval(h);
   },
   after(ms, fn) {
+    // "As soon as possible" (the node's soon(), a chat publish) must not wait for a timer: Node
+    // clamps setTimeout(0) to 1 ms, which would add a millisecond to every message sent on its own.
+    if (ms <= 0) {
+      const h = setImmediate(fn);
+      return () => clearImmediate(h);
+    }
     const h = setTimeout(fn, ms);
     return () => clearTimeout(h);
   },

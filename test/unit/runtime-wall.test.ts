@@ -3,6 +3,7 @@
  * the millisecond Date.now() reports (so clock sync is not capped by Date.now()'s truncation),
  * and following steps of the system clock.
  */
+import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { fineWallClock, realRuntime } from '../../src/p2p/runtime.js';
 
@@ -76,5 +77,22 @@ describe('fineWallClock', () => {
       expect(w).toBeGreaterThanOrEqual(before);
       expect(w).toBeLessThan(after + 1);
     }
+  });
+});
+
+describe('realRuntime.after', () => {
+  it('runs a zero delay at once, not after a timer (setTimeout(0) waits at least 1 ms)', async () => {
+    const order: string[] = [];
+    // In an I/O callback an immediate always runs before any timer, so the order is fixed.
+    await new Promise<void>((done) =>
+      fs.stat('.', () => {
+        setTimeout(() => {
+          order.push('timer');
+          done();
+        }, 0);
+        realRuntime.after(0, () => order.push('after(0)'));
+      }),
+    );
+    expect(order).toEqual(['after(0)', 'timer']);
   });
 });
