@@ -23,7 +23,7 @@ import {
 import { LamportClock } from './lamport.js';
 import { Membership, OBSERVER_PROBE_EVERY_MAX_MS } from './membership.js';
 import { MEMBERS_MAX, type Profile } from './config.js';
-import type { NodeContext, PeerEvent, Protocol, Self } from './protocol.js';
+import type { PeerEvent, Protocol, ProtocolContext, Self } from './protocol.js';
 import type { Cancel, Runtime } from './runtime.js';
 import { parseAddress, type Address, type Transport } from './transport/transport.js';
 
@@ -83,7 +83,7 @@ export interface NodeStats {
   lastHandlerError: string;
 }
 
-export type Installer<P extends Protocol> = (ctx: NodeContext, node: PeerNode) => P;
+export type Installer<P extends Protocol> = (ctx: ProtocolContext, node: PeerNode) => P;
 
 export class PeerNode {
   readonly membership: Membership;
@@ -98,7 +98,7 @@ export class PeerNode {
     handlerErrors: 0,
     lastHandlerError: '',
   };
-  readonly context: NodeContext;
+  readonly context: ProtocolContext;
   private readonly self: { id: PeerId; name: string; incarnation: number };
   private readonly clock: LamportClock;
   private readonly protocols: Protocol[] = [];
@@ -113,7 +113,7 @@ export class PeerNode {
   private loopback = true;
   /** When an observer on our host last probed (see MULTICAST_LOOPBACK_OBSERVER_MS). */
   private observerHeardAt = -Infinity;
-  /** NodeContext.soon: what runs once the current message or tick is handled. */
+  /** ProtocolContext.soon: what runs once the current message or tick is handled. */
   private soonQueue: Array<() => void> = [];
   /** Messages and ticks being handled (a transport may deliver within a send): soon() waits for them. */
   private handling = 0;

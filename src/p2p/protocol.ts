@@ -39,14 +39,6 @@ export interface ProtocolContext {
    * under the counter's name ('lamport', 'incarnation', 'term'...).
    */
   refuse(counter: string): void;
-}
-
-/**
- * The context the node gives every protocol: ProtocolContext and what it owns that protocols
- * must not guess. Apart while the stubs and wrappers written against ProtocolContext (kv's channel
- * renaming, replication's pair harness, tests' stub contexts) adopt these two; then they merge.
- */
-export interface NodeContext extends ProtocolContext {
   /**
    * Runs `fn` once the current message or tick has been handled (or, called from outside both,
    * on the runtime's next turn): a protocol batches what one burst of calls produces without a

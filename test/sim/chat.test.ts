@@ -9,13 +9,8 @@ import {
   LamportOrderer,
   type ChatLine,
 } from '../../src/p2p/chat.js';
-import {
-  ReliableDelivery,
-  type AckStatus,
-  type ReliableContext,
-  type SendResult,
-} from '../../src/p2p/reliable/index.js';
-import type { MemberView } from '../../src/p2p/protocol.js';
+import { ReliableDelivery, type AckStatus, type SendResult } from '../../src/p2p/reliable/index.js';
+import type { MemberView, ProtocolContext } from '../../src/p2p/protocol.js';
 import { Codec, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
 
 const SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);
@@ -140,7 +135,7 @@ describe('chat (simulation)', () => {
     // Its datagrams come from a ReliableDelivery of its own, so they are well formed.
     const strangerId = 'e'.repeat(16);
     const out: Array<{ body: unknown; att: Buffer }> = [];
-    const ctx: ReliableContext = {
+    const ctx: ProtocolContext = {
       self: { id: strangerId, name: 'mallory', incarnation: 1 },
       now: () => 0,
       wall: () => 0,
@@ -152,6 +147,7 @@ describe('chat (simulation)', () => {
       emit: () => {},
       refuse: () => {},
       soon: (fn) => fn(), // unused: sendTo() sends at once
+      bodyBytesMax: () => 0, // reliable delivery sizes its datagrams itself (datagram.ts)
     };
     const bob: MemberView = {
       id: b.node.id,

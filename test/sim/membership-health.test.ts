@@ -109,6 +109,8 @@ describe('local health: the stalled tick', () => {
       stamp: () => 0,
       broadcast: () => 0,
       send: () => 0,
+      soon: (fn) => fn(),
+      bodyBytesMax: () => 0,
       emit: (e) => events.push(e),
       refuse: () => {},
     };

@@ -16,11 +16,10 @@ import {
   type AckStatus,
   type Delivery,
   type LostReport,
-  type ReliableContext,
   type ReliableOptions,
   type SendResult,
 } from '../../src/p2p/reliable/index.js';
-import type { MemberView } from '../../src/p2p/protocol.js';
+import type { MemberView, ProtocolContext } from '../../src/p2p/protocol.js';
 import type { Envelope } from '../../src/p2p/wire.js';
 
 const SEEDS = Array.from({ length: 60 }, (_, i) => i + 1);
@@ -63,12 +62,12 @@ const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i)
 
 /** A ReliableDelivery outside any cluster: a stub context (parts replaced by `ctx`), no members by default. */
 function standalone(
-  ctx: Partial<ReliableContext> = {},
+  ctx: Partial<ProtocolContext> = {},
   opts?: ReliableOptions,
   members: MembershipView = { live: () => [], get: () => undefined },
 ): ReliableDelivery {
   let clock = 0;
-  const stub: ReliableContext = {
+  const stub: ProtocolContext = {
     self: { id: 'f'.repeat(16), name: 'p', incarnation: 1 },
     now: () => 0,
     wall: () => 0,
@@ -80,6 +79,7 @@ function standalone(
     emit: () => {},
     refuse: () => {},
     soon: (fn) => fn(), // at once: no other message or tick would come before it
+    bodyBytesMax: () => 0, // reliable delivery sizes its datagrams itself (datagram.ts)
   };
   return new ReliableDelivery({ ...stub, ...ctx }, members, opts);
 }

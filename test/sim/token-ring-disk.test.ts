@@ -74,6 +74,8 @@ async function setup(seed: number, members = 3) {
       },
       emit: (e) => ctx.emit(e),
       refuse: (counter) => ctx.refuse(counter),
+      soon: (fn) => ctx.soon(fn),
+      bodyBytesMax: (type) => ctx.bodyBytesMax(type),
     });
     const ring = node.install(
       (ctx, nd) =>

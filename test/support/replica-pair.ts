@@ -1,4 +1,4 @@
-import { Codec, PROTOCOL_VERSION, type Envelope } from '../../src/p2p/wire.js';
+import { Codec, PROTOCOL_VERSION, bodyBytesMax, type Envelope } from '../../src/p2p/wire.js';
 import type { ProtocolContext } from '../../src/p2p/protocol.js';
 import type { Address } from '../../src/p2p/transport/transport.js';
 import type { Tags } from '../../src/p2p/membership.js';
@@ -90,6 +90,8 @@ export function reconcilePair(
       stamp: () => ++clocks[i]!,
       broadcast: (type, body) => transmit(other, type, body),
       send: (_to, type, body) => transmit(other, type, body),
+      soon: (fn) => fn(),
+      bodyBytesMax: (type) => bodyBytesMax(type, `h${i}`),
       refuse: () => {},
       emit: (e) => {
         if (e.kind === 'replica-sync' && i === 0) {

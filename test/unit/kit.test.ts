@@ -37,7 +37,7 @@ import {
 } from '../../src/p2p/clock-sync.js';
 import { REPORT, SNAPSHOT_REPORT_CHUNK_BYTES, SNAPSHOT_REPORT_CHUNKS_MAX } from '../../src/p2p/snapshot.js';
 import { CHAT_HISTORY_SHARE_MAX, HISTORY_REQUEST } from '../../src/p2p/chat.js';
-import type { NodeContext, Protocol } from '../../src/p2p/protocol.js';
+import type { Protocol, ProtocolContext } from '../../src/p2p/protocol.js';
 import { SimCluster } from '../support/cluster.js';
 import { SOON_ROUNDS_MAX } from '../../src/p2p/node.js';
 import { registered, ForgerGroup } from '../support/forger-group.js';
@@ -359,7 +359,7 @@ describe('context: bodyBytesMax', () => {
 describe('context: soon', () => {
   /** A protocol of the older shape (hand-written checks, onMessage): the node still takes it. */
   function recorder(log: string[]) {
-    return (ctx: NodeContext): Protocol => ({
+    return (ctx: ProtocolContext): Protocol => ({
       messages: { 't.go': is.object({ n: is.uint() }) },
       onMessage: (env) => {
         const n = (env.b as { n: number }).n;

@@ -473,6 +473,8 @@ function channelContext(ctx: ProtocolContext, emit: (e: PeerEvent) => void): Pro
     send: (to, type, body) => ctx.send(to, toChannel(type), body),
     emit,
     refuse: (counter) => ctx.refuse(counter),
+    soon: (fn) => ctx.soon(fn),
+    bodyBytesMax: (type) => ctx.bodyBytesMax(toChannel(type)),
   };
 }
 

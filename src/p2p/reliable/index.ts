@@ -15,4 +15,4 @@ export {
   type ReliableOptions,
   type SendResult,
 } from './delivery.js';
-export { ReliableDelivery, type ReliableContext } from './reliable-delivery.js';
+export { ReliableDelivery } from './reliable-delivery.js';

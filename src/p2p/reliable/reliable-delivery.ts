@@ -38,7 +38,7 @@
  * - Messages are not delivered to their own sender (the caller has them already).
  */
 import type { Envelope, PeerId } from '../wire.js';
-import type { NodeContext, Protocol, ProtocolContext } from '../protocol.js';
+import type { Protocol, ProtocolContext } from '../protocol.js';
 import type { Address } from '../transport/transport.js';
 import type {
   AckStatus,
@@ -67,12 +67,6 @@ import { MulticastSender } from './sender.js';
 import { newStats, Shared } from './shared.js';
 import { UnicastReceiver, UnicastSender } from './unicast.js';
 
-/**
- * What reliable delivery needs of the node: the protocol context, and soon() to send a burst of
- * publish() calls packed once the burst is over.
- */
-export type ReliableContext = ProtocolContext & Pick<NodeContext, 'soon'>;
-
 export class ReliableDelivery implements Protocol {
   readonly messages = MESSAGES.checks;
   readonly attachments = ATTACHMENTS;
@@ -89,7 +83,7 @@ export class ReliableDelivery implements Protocol {
   private flushScheduled = false;
 
   constructor(
-    private readonly ctx: ReliableContext,
+    private readonly ctx: ProtocolContext,
     membership: MembershipView,
     opts: ReliableOptions = {},
   ) {
