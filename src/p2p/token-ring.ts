@@ -159,7 +159,7 @@ export const EPOCH_STEP_MAX = 2 ** 24;
  * Largest step a generation from another peer may take above the highest we know. Gens rise at
  * every pass (a few dozen a second at most), and a restarted peer knows only the gen saved at the
  * last epoch change, so the step covers years of passing; a forger must still send some two
- * million messages to push the gens to COUNTER_MAX, where new tokens would no longer be adopted.
+ * million messages to push the generations to COUNTER_MAX, where new tokens would no longer be adopted.
  */
 export const GEN_STEP_MAX = 2 ** 32;
 /**
@@ -192,7 +192,7 @@ export interface TokenRingOptions {
    * true once the state is durable and false when the write failed (a full disk, EIO): it never
    * throws for a failed write, and a failure is never taken as stored.
    */
-  durable?: { load(): TokenRingDurable | null; save(d: TokenRingDurable): boolean };
+  durable?: { load(): TokenRingDurable | null; save(stored: TokenRingDurable): boolean };
 }
 
 export type TokenExitReason = 'released' | 'lease-lost' | 'superseded' | 'stopped';
@@ -272,14 +272,14 @@ const MESSAGES = messages(PASS, PASS_ACK, BEAT, LEASE, LEASE_ACK, LEASE_NAK, CLA
 type ClaimBody = Body<typeof CLAIM>;
 
 interface Token {
-  e: number;
-  g: number;
+  epoch: number;
+  generation: number;
   /**
    * Branch: a random id given when a token is made and whenever a copy may be left behind (a
    * skip, a take-back). Within a branch, tokens form one line: a higher gen exists only because
    * the holder of every lower gen passed it on, and so stopped acting.
    */
-  br: number;
+  branch: number;
   cfg: PeerId[];
 }
 
@@ -289,30 +289,30 @@ interface Held extends Token {
 }
 
 interface Pending {
-  tok: Token;
+  token: Token;
   to: PeerId;
   attempts: number;
   nextAt: number;
   skipped: Set<PeerId>;
 }
 
-interface Cs {
+interface CriticalSection {
   enteredAt: number;
   holdUntil: number | null;
 }
 
 interface LeaseRound {
-  r: number;
+  round: number;
   sentAt: number;
   acks: Set<PeerId>;
 }
 
 interface Claim {
-  e: number;
+  epoch: number;
   base: number;
   cfg: PeerId[];
   confirms: Set<PeerId>;
-  maxGen: number;
+  highestGeneration: number;
   startedAt: number;
   reason: 'lost' | 'reconfigure';
 }
@@ -327,34 +327,34 @@ export interface TokenRingStatus {
   ring: PeerId[];
 }
 
-/** (e1, g1) vs (e2, g2), epoch first. */
-function cmp(e1: number, g1: number, e2: number, g2: number): number {
-  return e1 !== e2 ? e1 - e2 : g1 - g2;
+/** Token (epochA, generationA) vs (epochB, generationB), epoch first. */
+function compareTokens(epochA: number, generationA: number, epochB: number, generationB: number): number {
+  return epochA !== epochB ? epochA - epochB : generationA - generationB;
 }
 
 /** More than half of `cfg` voted; members in `gone` (left long enough ago) no longer count. */
 function majority(cfg: PeerId[], votes: Set<PeerId>, gone: Set<PeerId>): boolean {
-  let n = 0;
+  let votesFor = 0;
   let size = 0;
   for (const id of cfg) {
     if (gone.has(id)) continue;
     size++;
-    if (votes.has(id)) n++;
+    if (votes.has(id)) votesFor++;
   }
-  return n > size / 2;
+  return votesFor > size / 2;
 }
 
 export class TokenRing implements Protocol {
   readonly messages = MESSAGES.checks;
   private readonly dispatch = MESSAGES.dispatch({
-    'tok.pass': (b, from) => this.onPass(from.id, from.address, b),
-    'tok.pack': (b, from) => this.onPassAck(from.id, b),
-    'tok.beat': (b, from) => this.observe(b.epoch, b.gen, from.id, b.cfg),
-    'tok.lease': (b, from) => this.onLease(from.id, from.address, b),
-    'tok.lack': (b, from) => this.onLeaseAck(from.id, b),
-    'tok.lnak': (b) => this.observe(b.epoch, b.gen, '', null),
-    'tok.claim': (b, from) => this.onClaim(from.id, from.address, b),
-    'tok.conf': (b, from) => this.onConfirm(from.id, b),
+    'tok.pass': (body, from) => this.onPass(from.id, from.address, body),
+    'tok.pack': (body, from) => this.onPassAck(from.id, body),
+    'tok.beat': (body, from) => this.observe(body.epoch, body.gen, from.id, body.cfg),
+    'tok.lease': (body, from) => this.onLease(from.id, from.address, body),
+    'tok.lack': (body, from) => this.onLeaseAck(from.id, body),
+    'tok.lnak': (body) => this.observe(body.epoch, body.gen, '', null),
+    'tok.claim': (body, from) => this.onClaim(from.id, from.address, body),
+    'tok.conf': (body, from) => this.onConfirm(from.id, body),
   });
   /** Counters for tests and the command's status line. */
   readonly stats = {
@@ -368,44 +368,44 @@ export class TokenRing implements Protocol {
     unstoredTurns: 0,
   };
 
-  private readonly t: TokenRingTimings;
+  private readonly timings: TokenRingTimings;
   private readonly startIncarnation: number;
   private readonly quietUntil: number;
   /** Newest token seen, and who held it. */
-  private seenE = 0;
-  private seenG = 0;
-  private seenHolder: PeerId | '' = '';
+  private newestEpoch = 0;
+  private newestGeneration = 0;
+  private newestHolder: PeerId | '' = '';
   /** Highest gen seen in any epoch: new tokens start above it. */
-  private maxGen = 0;
+  private highestGeneration = 0;
   private promised = 0;
   /** Highest promise any confirmer reported: the next claim must go above it. */
   private promisedSeen = 0;
   /** The newest epoch known and its quorum set. */
-  private known: { e: number; cfg: PeerId[] } = { e: 0, cfg: [] };
+  private known: { epoch: number; cfg: PeerId[] } = { epoch: 0, cfg: [] };
   /** The one before, learned from messages: what falling back returns to (see fallBack()). */
-  private knownBefore: { e: number; cfg: PeerId[] } | null = null;
+  private knownBefore: { epoch: number; cfg: PeerId[] } | null = null;
   private lastActivity: number;
   /**
    * The newest token of an older epoch than our newest (but not below our promise) seen in use,
    * and when: what we fall back to if our newest never shows itself (see "Falling back").
    */
-  private older: { e: number; g: number; holder: PeerId | ''; at: number } | null = null;
+  private older: { epoch: number; generation: number; holder: PeerId | ''; at: number } | null = null;
   /**
    * The holder we backed last, and whether we have since seen it pass that token on (its own
    * `tok.pass`, from its own address: membership refuses impostors). Only then does a higher gen of
    * the same branch mean it left the CS: anyone can forge a pass of a branch seen in a multicast.
    */
   private lastAck: {
-    e: number;
-    g: number;
-    br: number;
+    epoch: number;
+    generation: number;
+    branch: number;
     holder: PeerId;
     at: number;
     passedOn: boolean;
   } | null = null;
   private held: Held | null = null;
   private pending: Pending | null = null;
-  private cs: Cs | null = null;
+  private criticalSection: CriticalSection | null = null;
   private lease: LeaseRound | null = null;
   private leaseUntil = -Infinity;
   private leaseAskedAt = -Infinity;
@@ -420,7 +420,7 @@ export class TokenRing implements Protocol {
   private readonly leftAt = new Map<PeerId, number>();
   private readonly gone = new Set<PeerId>();
   /** The gen in the last state stored, and whether the state in memory differs from it. */
-  private storedGen = 0;
+  private storedGeneration = 0;
   private unstored = false;
   private lastSaveAt = -Infinity;
   /** The live ring at the last tick, for 'token-ring-changed'. */
@@ -431,25 +431,25 @@ export class TokenRing implements Protocol {
     private readonly membership: Membership,
     private readonly opts: TokenRingOptions,
   ) {
-    this.t = opts.timings;
+    this.timings = opts.timings;
     const now = ctx.now();
     this.startIncarnation = ctx.self.incarnation;
     // After a restart this peer has forgotten whom it backed: it backs nobody until any lease it
     // may have granted in its previous life has expired.
-    this.quietUntil = now + this.t.leaseMs + this.t.leaseGuardMs;
+    this.quietUntil = now + this.timings.leaseMs + this.timings.leaseGuardMs;
     this.lastActivity = now;
     // On our first heartbeat already (set before the node starts), so that a restart of ours is
     // never seen without it: the others would see us leave the ring and come back, and remake the
     // quorum set twice. (An observer, the monitor's watch-only instance, sends no heartbeat.)
     membership.setTags({ ...membership.ownTags, [RING_TAG]: true });
-    const d = opts.durable?.load();
-    if (d) {
-      this.promised = d.promised;
-      this.seenE = d.epoch;
-      this.seenG = d.gen;
-      this.maxGen = d.gen;
-      this.storedGen = d.gen;
-      this.known = { e: d.epoch, cfg: d.cfg };
+    const stored = opts.durable?.load();
+    if (stored) {
+      this.promised = stored.promised;
+      this.newestEpoch = stored.epoch;
+      this.newestGeneration = stored.gen;
+      this.highestGeneration = stored.gen;
+      this.storedGeneration = stored.gen;
+      this.known = { epoch: stored.epoch, cfg: stored.cfg };
     }
   }
 
@@ -464,24 +464,24 @@ export class TokenRing implements Protocol {
   /** Leaves the critical section (or withdraws a request); the token moves on at the next tick. */
   release(): void {
     this.want = false;
-    if (this.cs) this.exit('released');
+    if (this.criticalSection) this.exit('released');
   }
 
   get inCriticalSection(): boolean {
-    return this.cs !== null;
+    return this.criticalSection !== null;
   }
 
   get fencingToken(): number {
-    return this.held?.g ?? 0;
+    return this.held?.generation ?? 0;
   }
 
   status(): TokenRingStatus {
     return {
-      epoch: this.seenE,
-      generation: this.seenG,
-      holder: this.seenHolder,
+      epoch: this.newestEpoch,
+      generation: this.newestGeneration,
+      holder: this.newestHolder,
       holding: this.held !== null,
-      inCriticalSection: this.cs !== null,
+      inCriticalSection: this.criticalSection !== null,
       wanting: this.want,
       ring: this.ring(),
     };
@@ -496,51 +496,52 @@ export class TokenRing implements Protocol {
   tick(now: number): void {
     this.noteRingChange();
     this.trackLeavers(now);
-    if (this.cs) {
+    if (this.criticalSection) {
       if (now >= this.leaseUntil) this.exit('lease-lost');
-      else if (this.cs.holdUntil !== null && now >= this.cs.holdUntil) this.release();
+      else if (this.criticalSection.holdUntil !== null && now >= this.criticalSection.holdUntil)
+        this.release();
     }
     if (this.unstored && now - this.lastSaveAt >= DURABLE_RETRY_MS) this.persist();
     this.tickClaim(now);
     this.tickPending(now);
     if (this.held && !this.claim) this.tickHolder(this.held, now);
-    if (this.held && now - this.lastBeat >= this.t.beatIntervalMs) this.beat(this.held, now);
+    if (this.held && now - this.lastBeat >= this.timings.beatIntervalMs) this.beat(this.held, now);
   }
 
   /** A graceful stop: leave the CS and hand the token to the successor without waiting for an ack. */
   leave(): void {
-    if (this.cs) this.exit('stopped');
+    if (this.criticalSection) this.exit('stopped');
     const held = this.held;
     if (!held) return;
     const to = this.successor(new Set());
     if (!to) return;
-    const tok = this.nextToken(held);
-    for (let i = 0; i < LEAVE_PASS_COPIES; i++) this.sendPass(tok, to);
+    const token = this.nextToken(held);
+    for (let i = 0; i < LEAVE_PASS_COPIES; i++) this.sendPass(token, to);
     this.held = null;
   }
 
   /**
    * Whether every epoch and gen `env` would have us adopt is within its step of the newest we know
    * (EPOCH_STEP_MAX, GEN_STEP_MAX); if not, the message is refused and counted. Acks (tok.pack,
-   * tok.lack) and a confirm's `e` only match our own numbers and adopt nothing.
+   * tok.lack) and a confirm's `epoch` only match our own numbers and adopt nothing.
    */
   private bounded(env: Envelope): boolean {
     const token = PASS.of(env) ?? BEAT.of(env) ?? LEASE.of(env) ?? LEASE_NAK.of(env);
     const claim = CLAIM.of(env);
     const conf = CONF.of(env);
     let epochs: number[];
-    let gens: number[];
-    if (token) [epochs, gens] = [[token.epoch], [token.gen]];
-    else if (claim) [epochs, gens] = [[claim.epoch, claim.tokenEpoch], [claim.tokenGen]];
-    else if (conf) [epochs, gens] = [[conf.promised, conf.knownEpoch], [conf.maxGen]];
+    let generations: number[];
+    if (token) [epochs, generations] = [[token.epoch], [token.gen]];
+    else if (claim) [epochs, generations] = [[claim.epoch, claim.tokenEpoch], [claim.tokenGen]];
+    else if (conf) [epochs, generations] = [[conf.promised, conf.knownEpoch], [conf.maxGen]];
     else return true;
-    const e = Math.max(this.seenE, this.known.e, this.promised, this.promisedSeen);
-    if (!epochs.every((x) => adoptable(e, x, EPOCH_STEP_MAX))) {
+    const newest = Math.max(this.newestEpoch, this.known.epoch, this.promised, this.promisedSeen);
+    if (!epochs.every((x) => adoptable(newest, x, EPOCH_STEP_MAX))) {
       this.ctx.refuse('epoch');
       return false;
     }
-    const g = Math.max(this.seenG, this.maxGen);
-    if (!gens.every((x) => adoptable(g, x, GEN_STEP_MAX))) {
+    const highest = Math.max(this.newestGeneration, this.highestGeneration);
+    if (!generations.every((x) => adoptable(highest, x, GEN_STEP_MAX))) {
       this.ctx.refuse('generation');
       return false;
     }
@@ -549,97 +550,114 @@ export class TokenRing implements Protocol {
 
   // ---- passing ---------------------------------------------------------------------------------
 
-  private onPass(sender: PeerId, from: Address, b: Body<typeof PASS>): void {
-    this.sawPassOn(sender, b.epoch, b.gen, b.branch);
-    if (b.to !== this.ctx.self.id) {
-      this.observe(b.epoch, b.gen, b.to, b.cfg);
+  private onPass(sender: PeerId, from: Address, body: Body<typeof PASS>): void {
+    this.sawPassOn(sender, body.epoch, body.gen, body.branch);
+    if (body.to !== this.ctx.self.id) {
+      this.observe(body.epoch, body.gen, body.to, body.cfg);
       return;
     }
     // Always acknowledge: the sender stops resending whether we take the token or not.
-    this.ctx.send(from, ...PASS_ACK.out({ epoch: b.epoch, gen: b.gen }));
-    if (b.toIncarnation < this.startIncarnation) return; // meant for our previous life
-    const c = cmp(b.epoch, b.gen, this.seenE, this.seenG);
-    if (c === 0 && this.seenHolder === this.ctx.self.id) return; // a resend of what we took
-    if (b.epoch < this.promised || c < 0 || (c === 0 && this.seenHolder !== '')) {
+    this.ctx.send(from, ...PASS_ACK.out({ epoch: body.epoch, gen: body.gen }));
+    if (body.toIncarnation < this.startIncarnation) return; // meant for our previous life
+    const order = compareTokens(body.epoch, body.gen, this.newestEpoch, this.newestGeneration);
+    if (order === 0 && this.newestHolder === this.ctx.self.id) return; // a resend of what we took
+    if (body.epoch < this.promised || order < 0 || (order === 0 && this.newestHolder !== '')) {
       // If our newest was never real, we fall back to this one (and take it if it comes again).
-      if (c < 0 && b.epoch >= this.promised) this.seeOlder(b.epoch, b.gen, '');
-      this.stale(b.epoch, b.gen, sender);
+      if (order < 0 && body.epoch >= this.promised) this.seeOlder(body.epoch, body.gen, '');
+      this.stale(body.epoch, body.gen, sender);
       return;
     }
-    this.see(b.epoch, b.gen, this.ctx.self.id, b.cfg);
-    this.seenHolder = this.ctx.self.id; // also when (e, g) was known without its holder
+    this.see(body.epoch, body.gen, this.ctx.self.id, body.cfg);
+    this.newestHolder = this.ctx.self.id; // also when (epoch, generation) was known without its holder
     this.dropHeld('superseded');
     // The token's own set is only its sender's word: it is passed on as learned (see quorum()).
-    const cfg = this.known.e === b.epoch ? this.known.cfg : b.cfg;
-    this.held = { e: b.epoch, g: b.gen, br: b.branch, cfg, since: this.ctx.now(), leased: false };
+    const cfg = this.known.epoch === body.epoch ? this.known.cfg : body.cfg;
+    this.held = {
+      epoch: body.epoch,
+      generation: body.gen,
+      branch: body.branch,
+      cfg,
+      since: this.ctx.now(),
+      leased: false,
+    };
     this.leaseAskedAt = -Infinity;
     this.lastBeat = this.ctx.now();
-    this.ctx.emit({ kind: 'token-received', epoch: b.epoch, generation: b.gen, from: sender });
+    this.ctx.emit({ kind: 'token-received', epoch: body.epoch, generation: body.gen, from: sender });
   }
 
-  private onPassAck(sender: PeerId, b: Body<typeof PASS_ACK>): void {
-    const p = this.pending;
-    if (!p || p.to !== sender || p.tok.e !== b.epoch || p.tok.g !== b.gen) return;
+  private onPassAck(sender: PeerId, body: Body<typeof PASS_ACK>): void {
+    const pending = this.pending;
+    if (
+      !pending ||
+      pending.to !== sender ||
+      pending.token.epoch !== body.epoch ||
+      pending.token.generation !== body.gen
+    )
+      return;
     this.pending = null;
     this.stats.passes++;
-    this.ctx.emit({ kind: 'token-passed', epoch: b.epoch, generation: b.gen, to: sender });
+    this.ctx.emit({ kind: 'token-passed', epoch: body.epoch, generation: body.gen, to: sender });
   }
 
   private tickPending(now: number): void {
-    const p = this.pending;
-    if (!p || now < p.nextAt) return;
+    const pending = this.pending;
+    if (!pending || now < pending.nextAt) return;
     // Superseded in flight (a newer token exists): nothing left to deliver.
-    if (cmp(p.tok.e, p.tok.g, this.seenE, this.seenG) < 0 || p.tok.e < this.promised) {
+    if (
+      compareTokens(pending.token.epoch, pending.token.generation, this.newestEpoch, this.newestGeneration) <
+        0 ||
+      pending.token.epoch < this.promised
+    ) {
       this.pending = null;
       return;
     }
-    const live = this.membership.get(p.to);
+    const live = this.membership.get(pending.to);
     const gone = !live || live.state === 'dead' || live.state === 'left';
-    if (p.attempts < this.t.passAttempts && !gone) {
-      p.attempts++;
-      p.nextAt = now + this.t.passRetryMs;
-      this.sendPass(p.tok, p.to);
+    if (pending.attempts < this.timings.passAttempts && !gone) {
+      pending.attempts++;
+      pending.nextAt = now + this.timings.passRetryMs;
+      this.sendPass(pending.token, pending.to);
       return;
     }
-    p.skipped.add(p.to);
+    pending.skipped.add(pending.to);
     this.stats.skips++;
-    this.ctx.emit({ kind: 'token-skipped', peer: p.to, generation: p.tok.g });
-    const next = this.successor(p.skipped);
+    this.ctx.emit({ kind: 'token-skipped', peer: pending.to, generation: pending.token.generation });
+    const next = this.successor(pending.skipped);
     if (!next) {
       // Everyone else skipped: start over with the full ring (a lone survivor keeps resending).
-      p.skipped.clear();
+      pending.skipped.clear();
     }
-    const to = next ?? this.successor(p.skipped);
+    const to = next ?? this.successor(pending.skipped);
     if (!to) {
       // We are alone: take the token back rather than hold a pass to nobody. A new gen and
       // branch: the last successor may hold the pass we sent.
       this.pending = null;
-      const back = { ...p.tok, g: this.maxGen + 1, br: this.newBranch() };
+      const back = { ...pending.token, generation: this.highestGeneration + 1, branch: this.newBranch() };
       this.held = { ...back, since: now, leased: false };
       this.leaseAskedAt = -Infinity;
-      this.see(back.e, back.g, this.ctx.self.id, back.cfg);
+      this.see(back.epoch, back.generation, this.ctx.self.id, back.cfg);
       return;
     }
     // A new gen: the skipped successor may hold the old one, and copies must never tie.
-    const tok = { ...p.tok, g: this.maxGen + 1, br: this.newBranch() };
-    this.see(tok.e, tok.g, to, tok.cfg);
-    p.tok = tok;
-    p.to = to;
-    p.attempts = 1;
-    p.nextAt = now + this.t.passRetryMs;
-    this.sendPass(tok, to);
+    const token = { ...pending.token, generation: this.highestGeneration + 1, branch: this.newBranch() };
+    this.see(token.epoch, token.generation, to, token.cfg);
+    pending.token = token;
+    pending.to = to;
+    pending.attempts = 1;
+    pending.nextAt = now + this.timings.passRetryMs;
+    this.sendPass(token, to);
   }
 
   private tickHolder(held: Held, now: number): void {
-    const due = !this.lease || now - this.lease.sentAt >= this.t.leaseRenewMs;
-    if (this.cs) {
+    const due = !this.lease || now - this.lease.sentAt >= this.timings.leaseRenewMs;
+    if (this.criticalSection) {
       if (due) this.askLease(held, now);
       return;
     }
     // A fencing token must be stored before the resource sees it: after a restart of the whole
     // ring, new tokens start above the highest stored. Unstored, the turn is given up (the token
     // moves on as if used); the next visit tries again.
-    if (this.want && !held.leased && !this.storedUpTo(held.g, now)) {
+    if (this.want && !held.leased && !this.storedUpTo(held.generation, now)) {
       held.leased = true;
       this.stats.unstoredTurns++;
     }
@@ -647,11 +665,11 @@ export class TokenRing implements Protocol {
     // resource never sees one fencing token twice.
     if (this.want && !held.leased) {
       if (this.leaseAskedAt === -Infinity) this.leaseAskedAt = now;
-      if (now - this.leaseAskedAt < this.t.leaseWaitMs) {
+      if (now - this.leaseAskedAt < this.timings.leaseWaitMs) {
         if (due) this.askLease(held, now);
         return;
       }
-    } else if (now - held.since < this.t.idleHoldMs) return;
+    } else if (now - held.since < this.timings.idleHoldMs) return;
     if (this.needsReconfigure(held, now)) {
       this.startClaim(now, 'reconfigure');
       return;
@@ -660,47 +678,47 @@ export class TokenRing implements Protocol {
     // Alone: nobody to pass to. Pass to ourselves: a new gen, so the next CS has a new fencing token.
     this.leaseAskedAt = -Infinity;
     if (held.leased) {
-      const tok = this.nextToken(held);
-      this.see(tok.e, tok.g, this.ctx.self.id, tok.cfg);
-      this.held = { ...tok, since: now, leased: false };
+      const token = this.nextToken(held);
+      this.see(token.epoch, token.generation, this.ctx.self.id, token.cfg);
+      this.held = { ...token, since: now, leased: false };
     }
   }
 
   private pass(held: Held, now: number): boolean {
     const to = this.successor(new Set());
     if (!to) return false; // alone: keep it, beat, and enter at will
-    const tok = this.nextToken(held);
-    this.sawPassOn(this.ctx.self.id, tok.e, tok.g, tok.br);
+    const token = this.nextToken(held);
+    this.sawPassOn(this.ctx.self.id, token.epoch, token.generation, token.branch);
     this.held = null;
     this.lease = null;
     this.leaseAskedAt = -Infinity;
-    this.see(tok.e, tok.g, to, tok.cfg);
-    this.pending = { tok, to, attempts: 1, nextAt: now + this.t.passRetryMs, skipped: new Set() };
-    this.sendPass(tok, to);
+    this.see(token.epoch, token.generation, to, token.cfg);
+    this.pending = { token, to, attempts: 1, nextAt: now + this.timings.passRetryMs, skipped: new Set() };
+    this.sendPass(token, to);
     return true;
   }
 
   /** The token as passed on: the next gen, same epoch, branch and quorum set. */
   private nextToken(held: Held): Token {
-    const g = Math.max(this.maxGen, held.g) + 1;
+    const generation = Math.max(this.highestGeneration, held.generation) + 1;
     return {
-      e: held.e,
-      g,
-      br: held.br,
+      epoch: held.epoch,
+      generation,
+      branch: held.branch,
       cfg: held.cfg,
     };
   }
 
-  private sendPass(tok: Token, to: PeerId): void {
-    const m = this.membership.get(to);
+  private sendPass(token: Token, to: PeerId): void {
+    const member = this.membership.get(to);
     this.ctx.broadcast(
       ...PASS.out({
-        epoch: tok.e,
-        gen: tok.g,
-        branch: tok.br,
-        cfg: tok.cfg,
+        epoch: token.epoch,
+        gen: token.generation,
+        branch: token.branch,
+        cfg: token.cfg,
         to,
-        toIncarnation: m?.incarnation ?? 0,
+        toIncarnation: member?.incarnation ?? 0,
       }),
     );
   }
@@ -708,167 +726,179 @@ export class TokenRing implements Protocol {
   private beat(held: Held, now: number): void {
     this.lastBeat = now;
     this.lastActivity = now;
-    this.ctx.broadcast(...BEAT.out({ epoch: held.e, gen: held.g, cfg: held.cfg }));
+    this.ctx.broadcast(...BEAT.out({ epoch: held.epoch, gen: held.generation, cfg: held.cfg }));
   }
 
   // ---- leases and the critical section ---------------------------------------------------------
 
   private askLease(held: Held, now: number): void {
-    const r = ++this.round;
-    this.lease = { r, sentAt: now, acks: new Set() };
+    const round = ++this.round;
+    this.lease = { round, sentAt: now, acks: new Set() };
     this.stats.leaseRounds++;
     this.lastActivity = now;
-    if (this.mayAck(held.e, held.g, held.br, this.ctx.self.id, now)) this.lease.acks.add(this.ctx.self.id);
-    this.ctx.broadcast(...LEASE.out({ epoch: held.e, gen: held.g, branch: held.br, round: r }));
+    if (this.mayAck(held.epoch, held.generation, held.branch, this.ctx.self.id, now))
+      this.lease.acks.add(this.ctx.self.id);
+    this.ctx.broadcast(...LEASE.out({ epoch: held.epoch, gen: held.generation, branch: held.branch, round }));
     this.checkLease(held, now);
   }
 
-  private onLease(sender: PeerId, from: Address, b: Body<typeof LEASE>): void {
+  private onLease(sender: PeerId, from: Address, body: Body<typeof LEASE>): void {
     const now = this.ctx.now();
-    const c = cmp(b.epoch, b.gen, this.seenE, this.seenG);
+    const order = compareTokens(body.epoch, body.gen, this.newestEpoch, this.newestGeneration);
     if (
-      b.epoch < this.promised ||
-      c < 0 ||
-      (c === 0 && this.seenHolder !== sender && this.seenHolder !== '')
+      body.epoch < this.promised ||
+      order < 0 ||
+      (order === 0 && this.newestHolder !== sender && this.newestHolder !== '')
     ) {
-      this.ctx.send(from, ...LEASE_NAK.out({ epoch: this.seenE, gen: this.seenG }));
+      this.ctx.send(from, ...LEASE_NAK.out({ epoch: this.newestEpoch, gen: this.newestGeneration }));
       return;
     }
-    this.observe(b.epoch, b.gen, sender, null);
-    if (this.mayAck(b.epoch, b.gen, b.branch, sender, now))
-      this.ctx.send(from, ...LEASE_ACK.out({ epoch: b.epoch, gen: b.gen, round: b.round }));
+    this.observe(body.epoch, body.gen, sender, null);
+    if (this.mayAck(body.epoch, body.gen, body.branch, sender, now))
+      this.ctx.send(from, ...LEASE_ACK.out({ epoch: body.epoch, gen: body.gen, round: body.round }));
   }
 
   /** The acker's rule (see the header): back this holder now, or not yet. Records the ack. */
-  private mayAck(e: number, g: number, br: number, holder: PeerId, now: number): boolean {
+  private mayAck(epoch: number, generation: number, branch: number, holder: PeerId, now: number): boolean {
     if (now < this.quietUntil) return false;
-    if (e < this.promised) return false;
+    if (epoch < this.promised) return false;
     const last = this.lastAck;
     // A newer epoch at once only if we confirmed it (or a later one): confirming waited for our
     // last ack to expire. One we never confirmed may be forged (a pass needs no claim), or made by
     // a majority without us: it waits like any unrelated holder.
     const ok =
       !last ||
-      (e > last.e && e <= this.promised) ||
-      (last.holder === holder && last.e === e && last.g === g) ||
-      (last.passedOn && last.e === e && last.br === br && g > last.g) ||
-      now >= last.at + this.t.leaseMs + this.t.leaseGuardMs;
-    if (ok) this.lastAck = { e, g, br, holder, at: now, passedOn: false };
+      (epoch > last.epoch && epoch <= this.promised) ||
+      (last.holder === holder && last.epoch === epoch && last.generation === generation) ||
+      (last.passedOn && last.epoch === epoch && last.branch === branch && generation > last.generation) ||
+      now >= last.at + this.timings.leaseMs + this.timings.leaseGuardMs;
+    if (ok) this.lastAck = { epoch, generation, branch, holder, at: now, passedOn: false };
     return ok;
   }
 
-  private onLeaseAck(sender: PeerId, b: Body<typeof LEASE_ACK>): void {
+  private onLeaseAck(sender: PeerId, body: Body<typeof LEASE_ACK>): void {
     const held = this.held;
-    if (!held || !this.lease || b.epoch !== held.e || b.gen !== held.g || b.round !== this.lease.r) return;
+    if (
+      !held ||
+      !this.lease ||
+      body.epoch !== held.epoch ||
+      body.gen !== held.generation ||
+      body.round !== this.lease.round
+    )
+      return;
     this.lease.acks.add(sender);
     this.checkLease(held, this.ctx.now());
   }
 
   private checkLease(held: Held, now: number): void {
     const round = this.lease;
-    if (!round || !majority(this.quorum(held.e), round.acks, this.gone)) return;
-    const until = round.sentAt + this.t.leaseMs;
+    if (!round || !majority(this.quorum(held.epoch), round.acks, this.gone)) return;
+    const until = round.sentAt + this.timings.leaseMs;
     if (until <= this.leaseUntil) return;
     this.leaseUntil = until;
-    if (!this.cs && this.want && !held.leased && now < until) this.enter(held, now);
+    if (!this.criticalSection && this.want && !held.leased && now < until) this.enter(held, now);
   }
 
   private enter(held: Held, now: number): void {
     held.leased = true;
-    this.cs = { enteredAt: now, holdUntil: this.wantHoldMs === null ? null : now + this.wantHoldMs };
+    this.criticalSection = {
+      enteredAt: now,
+      holdUntil: this.wantHoldMs === null ? null : now + this.wantHoldMs,
+    };
     this.stats.critical++;
-    this.ctx.emit({ kind: 'token-enter', epoch: held.e, generation: held.g });
+    this.ctx.emit({ kind: 'token-enter', epoch: held.epoch, generation: held.generation });
   }
 
   private exit(reason: TokenExitReason): void {
-    const cs = this.cs;
-    if (!cs) return;
-    this.cs = null;
+    const section = this.criticalSection;
+    if (!section) return;
+    this.criticalSection = null;
     this.lease = null;
     this.leaseUntil = -Infinity;
     this.leaseAskedAt = -Infinity;
-    const e = this.held?.e ?? this.seenE;
-    const g = this.held?.g ?? this.seenG;
+    const epoch = this.held?.epoch ?? this.newestEpoch;
+    const generation = this.held?.generation ?? this.newestGeneration;
     if (reason === 'released') this.want = false;
     this.ctx.emit({
       kind: 'token-exit',
-      epoch: e,
-      generation: g,
+      epoch,
+      generation,
       reason,
-      heldMs: Math.round(this.ctx.now() - cs.enteredAt),
+      heldMs: Math.round(this.ctx.now() - section.enteredAt),
     });
   }
 
   // ---- observing the token ---------------------------------------------------------------------
 
-  /** Records token activity (e, g) held by `holder`; drops our own token if it is now stale. */
-  private observe(e: number, g: number, holder: PeerId | '', cfg: PeerId[] | null): void {
-    if (e < this.promised) return;
-    const c = cmp(e, g, this.seenE, this.seenG);
-    if (c < 0) {
-      if (holder !== '') this.seeOlder(e, g, holder); // a token in use, not hearsay (tok.lnak)
+  /** Records token activity (epoch, generation) held by `holder`; drops our own token if it is now stale. */
+  private observe(epoch: number, generation: number, holder: PeerId | '', cfg: PeerId[] | null): void {
+    if (epoch < this.promised) return;
+    const order = compareTokens(epoch, generation, this.newestEpoch, this.newestGeneration);
+    if (order < 0) {
+      if (holder !== '') this.seeOlder(epoch, generation, holder); // a token in use, not hearsay (tok.lnak)
       return;
     }
-    if (c === 0 && holder !== '' && this.seenHolder !== '' && holder !== this.seenHolder) return;
-    if (c === 0 && this.seenHolder === '') this.seenHolder = holder;
+    if (order === 0 && holder !== '' && this.newestHolder !== '' && holder !== this.newestHolder) return;
+    if (order === 0 && this.newestHolder === '') this.newestHolder = holder;
     this.lastActivity = this.ctx.now();
-    if (c > 0) {
-      this.see(e, g, holder, cfg);
-      if (this.held && cmp(this.held.e, this.held.g, e, g) < 0) {
-        this.stale(this.held.e, this.held.g, this.ctx.self.id);
+    if (order > 0) {
+      this.see(epoch, generation, holder, cfg);
+      if (this.held && compareTokens(this.held.epoch, this.held.generation, epoch, generation) < 0) {
+        this.stale(this.held.epoch, this.held.generation, this.ctx.self.id);
         this.dropHeld('superseded');
       }
-    } else if (cfg && e > this.known.e) this.learn(e, cfg);
+    } else if (cfg && epoch > this.known.epoch) this.learn(epoch, cfg);
   }
 
-  private see(e: number, g: number, holder: PeerId | '', cfg: PeerId[] | null): void {
-    const newEpoch = e > this.seenE;
-    if (cmp(e, g, this.seenE, this.seenG) > 0) {
-      this.seenE = e;
-      this.seenG = g;
-      this.seenHolder = holder;
+  private see(epoch: number, generation: number, holder: PeerId | '', cfg: PeerId[] | null): void {
+    const newEpoch = epoch > this.newestEpoch;
+    if (compareTokens(epoch, generation, this.newestEpoch, this.newestGeneration) > 0) {
+      this.newestEpoch = epoch;
+      this.newestGeneration = generation;
+      this.newestHolder = holder;
     }
-    this.maxGen = Math.max(this.maxGen, g);
+    this.highestGeneration = Math.max(this.highestGeneration, generation);
     this.lastActivity = this.ctx.now();
-    if (cfg && e > this.known.e) this.learn(e, cfg);
+    if (cfg && epoch > this.known.epoch) this.learn(epoch, cfg);
     if (newEpoch) this.persist();
   }
 
   private dropHeld(reason: TokenExitReason): void {
-    if (this.cs) this.exit(reason);
+    if (this.criticalSection) this.exit(reason);
     this.held = null;
     this.lease = null;
     if (this.claim?.reason === 'reconfigure') this.claim = null;
   }
 
-  private stale(e: number, g: number, from: PeerId): void {
+  private stale(epoch: number, generation: number, from: PeerId): void {
     this.stats.stale++;
-    this.ctx.emit({ kind: 'token-stale', epoch: e, generation: g, from });
+    this.ctx.emit({ kind: 'token-stale', epoch, generation, from });
   }
 
   // ---- regeneration ----------------------------------------------------------------------------
 
   private lossTimeoutMs(): number {
-    return this.t.lossBaseMs + this.ring().length * this.t.lossPerPeerMs;
+    return this.timings.lossBaseMs + this.ring().length * this.timings.lossPerPeerMs;
   }
 
   private tickClaim(now: number): void {
     if (this.claim) {
-      if (now - this.claim.startedAt > this.t.claimTimeoutMs) {
+      if (now - this.claim.startedAt > this.timings.claimTimeoutMs) {
         this.claim = null;
-        this.nextClaimAt = now + this.t.claimTimeoutMs * (1 + this.ctx.random());
+        this.nextClaimAt = now + this.timings.claimTimeoutMs * (1 + this.ctx.random());
       }
       return;
     }
     if (this.held || this.pending || now < this.nextClaimAt) return;
     const rank = this.ring().indexOf(this.ctx.self.id);
-    if (now - this.lastActivity <= this.lossTimeoutMs() + rank * this.t.claimTimeoutMs) return;
+    if (now - this.lastActivity <= this.lossTimeoutMs() + rank * this.timings.claimTimeoutMs) return;
     if (!this.fallBack(now)) this.startClaim(now, 'lost');
   }
 
-  private seeOlder(e: number, g: number, holder: PeerId | ''): void {
-    const o = this.older;
-    if (!o || cmp(e, g, o.e, o.g) >= 0) this.older = { e, g, holder, at: this.ctx.now() };
+  private seeOlder(epoch: number, generation: number, holder: PeerId | ''): void {
+    const older = this.older;
+    if (!older || compareTokens(epoch, generation, older.epoch, older.generation) >= 0)
+      this.older = { epoch, generation, holder, at: this.ctx.now() };
   }
 
   /**
@@ -877,17 +907,18 @@ export class TokenRing implements Protocol {
    * message can name any epoch within the step), so we take the older one as newest again.
    */
   private fallBack(now: number): boolean {
-    const o = this.older;
+    const older = this.older;
     this.older = null;
-    if (!o || o.e < this.promised || now - o.at > this.lossTimeoutMs()) return false;
-    if (cmp(o.e, o.g, this.seenE, this.seenG) >= 0) return false;
-    this.seenE = o.e;
-    this.seenG = o.g;
-    this.seenHolder = o.holder;
-    this.lastActivity = o.at;
+    if (!older || older.epoch < this.promised || now - older.at > this.lossTimeoutMs()) return false;
+    if (compareTokens(older.epoch, older.generation, this.newestEpoch, this.newestGeneration) >= 0)
+      return false;
+    this.newestEpoch = older.epoch;
+    this.newestGeneration = older.generation;
+    this.newestHolder = older.holder;
+    this.lastActivity = older.at;
     // The set learned with our newest is as unreal as it: the one before counts again.
     const before = this.knownBefore;
-    if (this.known.e > o.e && before && before.e <= o.e) {
+    if (this.known.epoch > older.epoch && before && before.epoch <= older.epoch) {
       this.known = before;
       this.knownBefore = null;
       this.persist();
@@ -898,52 +929,66 @@ export class TokenRing implements Protocol {
   private needsReconfigure(held: Held, now: number): boolean {
     if (now < this.nextReconfigAt) return false;
     const want = this.ring().slice(0, RING_CONFIG_MAX);
-    const cfg = this.quorum(held.e);
+    const cfg = this.quorum(held.epoch);
     return want.length !== cfg.length || want.some((id, i) => cfg[i] !== id);
   }
 
   private startClaim(now: number, reason: Claim['reason']): void {
-    const base = this.known.e;
+    const base = this.known.epoch;
     const cfg =
       base === 0 || this.known.cfg.length === 0 ? this.ring().slice(0, RING_CONFIG_MAX) : this.known.cfg;
-    const e = Math.max(this.promised, this.promisedSeen, this.known.e, this.seenE) + 1;
+    const epoch = Math.max(this.promised, this.promisedSeen, this.known.epoch, this.newestEpoch) + 1;
     const held = this.held;
-    this.claim = { e, base, cfg, confirms: new Set(), maxGen: this.maxGen, startedAt: now, reason };
+    this.claim = {
+      epoch,
+      base,
+      cfg,
+      confirms: new Set(),
+      highestGeneration: this.highestGeneration,
+      startedAt: now,
+      reason,
+    };
     if (reason === 'reconfigure') this.nextReconfigAt = now + this.lossTimeoutMs();
     const body: ClaimBody = {
-      epoch: e,
+      epoch,
       base,
-      tokenEpoch: held?.e ?? 0,
-      tokenGen: held?.g ?? 0,
-      tokenBranch: held?.br ?? 0,
+      tokenEpoch: held?.epoch ?? 0,
+      tokenGen: held?.generation ?? 0,
+      tokenBranch: held?.branch ?? 0,
     };
     if (this.mayConfirm(this.ctx.self.id, body, now)) this.claim.confirms.add(this.ctx.self.id);
     this.ctx.broadcast(...CLAIM.out(body));
     this.checkClaim(now);
   }
 
-  private onClaim(sender: PeerId, from: Address, b: ClaimBody): void {
-    const ok = this.mayConfirm(sender, b, this.ctx.now());
+  private onClaim(sender: PeerId, from: Address, body: ClaimBody): void {
+    const ok = this.mayConfirm(sender, body, this.ctx.now());
     this.ctx.send(
       from,
       ...CONF.out({
-        epoch: b.epoch,
+        epoch: body.epoch,
         ok,
         promised: this.promised,
-        knownEpoch: this.known.e,
+        knownEpoch: this.known.epoch,
         knownCfg: this.known.cfg,
-        maxGen: this.maxGen,
+        maxGen: this.highestGeneration,
       }),
     );
   }
 
   /** The confirmer's rule (see the header). Records the promise when it says yes. */
-  private mayConfirm(claimer: PeerId, b: ClaimBody, now: number): boolean {
-    if (now < this.quietUntil || b.epoch <= this.promised || b.epoch <= this.seenE || this.known.e > b.base)
+  private mayConfirm(claimer: PeerId, body: ClaimBody, now: number): boolean {
+    if (
+      now < this.quietUntil ||
+      body.epoch <= this.promised ||
+      body.epoch <= this.newestEpoch ||
+      this.known.epoch > body.base
+    )
       return false;
-    const c = cmp(b.tokenEpoch, b.tokenGen, this.seenE, this.seenG);
+    const order = compareTokens(body.tokenEpoch, body.tokenGen, this.newestEpoch, this.newestGeneration);
     const claimerHoldsNewest =
-      b.tokenEpoch > 0 && (c > 0 || (c === 0 && (this.seenHolder === claimer || this.seenHolder === '')));
+      body.tokenEpoch > 0 &&
+      (order > 0 || (order === 0 && (this.newestHolder === claimer || this.newestHolder === '')));
     // Liveness only: do not kill a token that is moving. Half the loss timeout, so a claimer whose
     // timer fired is not refused by peers that heard the last activity a little later.
     if (!claimerHoldsNewest && now - this.lastActivity <= this.lossTimeoutMs() / 2) return false;
@@ -951,39 +996,39 @@ export class TokenRing implements Protocol {
     const last = this.lastAck;
     const leasesOver =
       !last ||
-      now >= last.at + this.t.leaseMs + this.t.leaseGuardMs ||
+      now >= last.at + this.timings.leaseMs + this.timings.leaseGuardMs ||
       (last.holder === claimer && claimerHoldsNewest) ||
       (claimerHoldsNewest &&
         last.passedOn &&
-        last.e === b.tokenEpoch &&
-        last.br === b.tokenBranch &&
-        b.tokenGen > last.g);
+        last.epoch === body.tokenEpoch &&
+        last.branch === body.tokenBranch &&
+        body.tokenGen > last.generation);
     if (!leasesOver) return false;
     // Acknowledged means durable: a promise that did not reach the disk could be forgotten in a
     // crash, and two claims of one epoch confirmed. Not stored, it is taken back and refused.
     const before = this.promised;
-    this.promised = b.epoch;
+    this.promised = body.epoch;
     if (this.persist()) return true;
     this.promised = before;
     return false;
   }
 
-  private onConfirm(sender: PeerId, b: Body<typeof CONF>): void {
+  private onConfirm(sender: PeerId, body: Body<typeof CONF>): void {
     const claim = this.claim;
-    if (!claim || b.epoch !== claim.e) return;
-    this.maxGen = Math.max(this.maxGen, b.maxGen);
-    this.promisedSeen = Math.max(this.promisedSeen, b.promised);
-    if (b.knownEpoch > claim.base) {
+    if (!claim || body.epoch !== claim.epoch) return;
+    this.highestGeneration = Math.max(this.highestGeneration, body.maxGen);
+    this.promisedSeen = Math.max(this.promisedSeen, body.promised);
+    if (body.knownEpoch > claim.base) {
       // A newer epoch exists: the claim is moot; learn it and start over from it if still needed.
-      this.promisedSeen = Math.max(this.promisedSeen, b.knownEpoch);
-      if (b.knownEpoch > this.known.e) this.learn(b.knownEpoch, b.knownCfg);
+      this.promisedSeen = Math.max(this.promisedSeen, body.knownEpoch);
+      if (body.knownEpoch > this.known.epoch) this.learn(body.knownEpoch, body.knownCfg);
       this.claim = null;
-      this.nextClaimAt = this.ctx.now() + this.t.passRetryMs;
+      this.nextClaimAt = this.ctx.now() + this.timings.passRetryMs;
       return;
     }
-    if (!b.ok) return;
+    if (!body.ok) return;
     claim.confirms.add(sender);
-    claim.maxGen = Math.max(claim.maxGen, b.maxGen);
+    claim.highestGeneration = Math.max(claim.highestGeneration, body.maxGen);
     this.checkClaim(this.ctx.now());
   }
 
@@ -992,22 +1037,22 @@ export class TokenRing implements Protocol {
     if (!claim || !majority(claim.cfg, claim.confirms, this.gone)) return;
     this.claim = null;
     const cfg = this.ring().slice(0, RING_CONFIG_MAX);
-    const g = Math.max(claim.maxGen, this.maxGen) + 1;
-    if (this.cs) this.exit('superseded');
+    const generation = Math.max(claim.highestGeneration, this.highestGeneration) + 1;
+    if (this.criticalSection) this.exit('superseded');
     // A holder that remakes a token it has already used (reconfiguring on its way to pass it) keeps
     // it marked used, so it moves on: otherwise the holder takes a second turn in a row while its
     // successors wait (fairness, not safety: the new token has a new gen).
     const used = this.held?.leased ?? false;
-    this.known = { e: claim.e, cfg };
-    this.see(claim.e, g, this.ctx.self.id, cfg);
-    this.held = { e: claim.e, g, br: this.newBranch(), cfg, since: now, leased: used };
+    this.known = { epoch: claim.epoch, cfg };
+    this.see(claim.epoch, generation, this.ctx.self.id, cfg);
+    this.held = { epoch: claim.epoch, generation, branch: this.newBranch(), cfg, since: now, leased: used };
     this.lease = null;
     this.leaseAskedAt = -Infinity;
     this.stats.regenerations++;
     this.ctx.emit({
       kind: 'token-regenerated',
-      epoch: claim.e,
-      generation: g,
+      epoch: claim.epoch,
+      generation,
       ring: cfg.length,
       reason: claim.reason === 'lost' && claim.base === 0 ? 'first' : claim.reason,
     });
@@ -1023,15 +1068,15 @@ export class TokenRing implements Protocol {
    * until a reconfiguration removes it with a majority's consent.
    */
   private trackLeavers(now: number): void {
-    for (const m of this.membership.list()) {
-      if (m.state !== 'left') {
-        this.leftAt.delete(m.id);
-        this.gone.delete(m.id);
+    for (const member of this.membership.list()) {
+      if (member.state !== 'left') {
+        this.leftAt.delete(member.id);
+        this.gone.delete(member.id);
         continue;
       }
-      const at = this.leftAt.get(m.id);
-      if (at === undefined) this.leftAt.set(m.id, now);
-      else if (now - at >= this.t.leaseMs + this.t.leaseGuardMs) this.gone.add(m.id);
+      const at = this.leftAt.get(member.id);
+      if (at === undefined) this.leftAt.set(member.id, now);
+      else if (now - at >= this.timings.leaseMs + this.timings.leaseGuardMs) this.gone.add(member.id);
     }
     for (const id of this.leftAt.keys()) if (!this.membership.get(id)) this.leftAt.delete(id);
     // A forgotten leaver stays gone while some quorum set may still name it.
@@ -1040,30 +1085,37 @@ export class TokenRing implements Protocol {
   }
 
   /**
-   * Takes `cfg` as the quorum set of epoch `e` (newer than any learned) if a majority of it is in
+   * Takes `cfg` as the quorum set of `epoch` (newer than any learned) if a majority of it is in
    * our live ring, so that a claim from it can get a majority, and it holds a majority of our live
    * ring, so that a forged set of a few members cannot make them a quorum (see "Learning a quorum
    * set" in the header).
    */
-  private learn(e: number, cfg: PeerId[]): void {
+  private learn(epoch: number, cfg: PeerId[]): void {
     const ring = this.ring();
     if (!majority(cfg, new Set(ring), this.gone) || !majority(ring, new Set(cfg), this.gone)) return;
     this.knownBefore = this.known;
-    this.known = { e, cfg };
+    this.known = { epoch, cfg };
   }
 
   /**
-   * The quorum set leases of epoch `e` are counted against: the one learned for it (or made by us),
+   * The quorum set leases of `epoch` are counted against: the one learned for it (or made by us),
    * never the set a token names, which anyone can forge. Empty when none was learned: no lease.
    */
-  private quorum(e: number): PeerId[] {
-    return this.known.e === e ? this.known.cfg : [];
+  private quorum(epoch: number): PeerId[] {
+    return this.known.epoch === epoch ? this.known.cfg : [];
   }
 
-  /** `holder` passed on its token (e, g, br): if it is the one we backed last, it left its CS. */
-  private sawPassOn(holder: PeerId, e: number, g: number, br: number): void {
+  /** `holder` passed on its token (epoch, generation, branch): if it is the one we backed last, it left its CS. */
+  private sawPassOn(holder: PeerId, epoch: number, generation: number, branch: number): void {
     const last = this.lastAck;
-    if (last && last.holder === holder && last.e === e && last.br === br && g > last.g) last.passedOn = true;
+    if (
+      last &&
+      last.holder === holder &&
+      last.epoch === epoch &&
+      last.branch === branch &&
+      generation > last.generation
+    )
+      last.passedOn = true;
   }
 
   /** Emits 'token-ring-changed' when the live ring differs from the one at the last tick. */
@@ -1082,8 +1134,8 @@ export class TokenRing implements Protocol {
   private ring(): PeerId[] {
     const ids = this.membership
       .live()
-      .filter((m) => m.tags[RING_TAG] === true)
-      .map((m) => m.id);
+      .filter((member) => member.tags[RING_TAG] === true)
+      .map((member) => member.id);
     ids.push(this.ctx.self.id);
     return ids.sort();
   }
@@ -1103,24 +1155,29 @@ export class TokenRing implements Protocol {
     return Math.floor(this.ctx.random() * 0x100000000);
   }
 
-  /** Whether gen `g` (or a later one) is stored; writes the state if not. */
-  private storedUpTo(g: number, now: number): boolean {
+  /** Whether `generation` (or a later one) is stored; writes the state if not. */
+  private storedUpTo(generation: number, now: number): boolean {
     if (!this.opts.durable) return true;
-    if (!this.unstored && this.storedGen >= g) return true;
+    if (!this.unstored && this.storedGeneration >= generation) return true;
     // A failed write is not retried at every visit of the token: see DURABLE_RETRY_MS.
     if (this.unstored && now - this.lastSaveAt < DURABLE_RETRY_MS) return false;
-    return this.persist() && this.storedGen >= g;
+    return this.persist() && this.storedGeneration >= generation;
   }
 
   /** Writes the durable state; false (and retried from tick) when the write failed. */
   private persist(): boolean {
     const durable = this.opts.durable;
     if (!durable) return true;
-    const gen = Math.max(this.seenG, this.held?.g ?? 0);
+    const generation = Math.max(this.newestGeneration, this.held?.generation ?? 0);
     this.lastSaveAt = this.ctx.now();
-    const ok = durable.save({ promised: this.promised, epoch: this.known.e, gen, cfg: this.known.cfg });
+    const ok = durable.save({
+      promised: this.promised,
+      epoch: this.known.epoch,
+      gen: generation,
+      cfg: this.known.cfg,
+    });
     this.unstored = !ok;
-    if (ok) this.storedGen = gen;
+    if (ok) this.storedGeneration = generation;
     return ok;
   }
 }
