@@ -32,54 +32,54 @@
  *
  * Leases: what makes a holder safe to act. Holding the token is not enough to enter the critical
  * section (CS): the holder multicasts `tok.lease` and needs acks from a majority of the epoch's
- * quorum set `cfg` as this peer learned it (made it, or took it by the rules below), never the
+ * quorum set as this peer learned it (made it, or took it by the rules below), never the
  * set the token names: a forged pass may name a set of its taker alone. The lease lasts leaseMs
  * from when the request was sent, is renewed every leaseRenewMs while in the CS, and the holder
  * leaves the CS when it lapses ('lease-lost').
  * An acker backs a holder at once only if that is a renewal, a token of a newer epoch that it
- * confirmed (a newer one it never confirmed may be forged: a pass needs no claim), or a token
- * that descends by passes from the one it backed last: same epoch, same branch, higher gen, and
- * the acker has seen that holder's own pass of it (from its own address). A token gets a new
- * random branch id when it is made and whenever a copy may stay behind (a skip, a take-back), so
- * within a branch a higher gen exists only because every lower holder passed the token on, and a
- * holder exits the CS before it passes. The branch and gen travel in multicasts, so a forger can
- * send a pass that looks like a descendant; the holder's own pass is what a forger cannot send.
- * Any other holder (a copy from a skip, a leftover from a partition) waits until the acker's last
- * lease has expired (leaseMs + leaseGuardMs). Two majorities of one cfg share an acker, so two
- * leases never overlap and the later one has the higher gen: the resource sees increasing fencing
- * tokens. A holder cut off from a majority cannot renew and stops acting within leaseMs.
+ * confirmed (a newer one it never confirmed may be forged: a pass needs no claim), or a token that
+ * descends by passes from the one it backed last: same epoch, same branch, higher gen, and the
+ * acker has seen that holder's own pass of it (from its own address). A token gets a new random
+ * branch id when it is made and whenever a copy may stay behind (a skip, a take-back), so within a
+ * branch a higher gen exists only because every lower holder passed the token on, and a holder
+ * exits the CS before it passes. The branch and gen travel in multicasts, so a forger can send a
+ * pass that looks like a descendant; the holder's own pass is what a forger cannot send. Any other
+ * holder (a copy from a skip, a leftover from a partition) waits until the acker's last lease has
+ * expired (leaseMs + leaseGuardMs). Two majorities of one quorum set share an acker, so two leases
+ * never overlap and the later one has the higher gen: the resource sees increasing fencing tokens.
+ * A holder cut off from a majority cannot renew and stops acting within leaseMs.
  *
  * Regeneration. No token activity (pass, beat, lease request) for lossBaseMs + ring size x
- * lossPerPeerMs means the token is lost (holder crashed, or every copy discarded). The lowest id
- * of the live ring claims first; the next ones follow one claimTimeoutMs apart in rank order, in
- * case the lowest is cut off. A claim `tok.claim {e, base}` for epoch e = (newest epoch known)+1
- * needs `tok.conf` confirms from a majority of the base epoch's cfg (Paxos phase 1). A peer
+ * lossPerPeerMs means the token is lost (holder crashed, or every copy discarded). The lowest id of
+ * the live ring claims first; the next ones follow one claimTimeoutMs apart in rank order, in case
+ * the lowest is cut off. A claim `tok.claim {e, base}` for epoch e = (newest epoch known)+1 needs
+ * `tok.conf` confirms from a majority of the base epoch's quorum set (Paxos phase 1). A peer
  * confirms at most one claim per epoch (durable `promised`), only when it has seen no live token
  * activity for the loss timeout, and only once its own last lease ack has expired, so every lease
  * of older epochs is over before the new token exists; after confirming it refuses tokens of older
  * epochs. A confirmer that knows a newer epoch than the base says so, and the claimer starts over
- * from it, so claims always chain from the latest epoch. The new token's gen is above every gen
- * the confirmers have seen; its cfg is the claimer's live ring. The holder reconfigures the same
- * way (claim from the token it holds) when the live ring and cfg differ, which is how joiners
- * enter the quorum and dead peers leave it.
+ * from it, so claims always chain from the latest epoch. The new token's gen is above every gen the
+ * confirmers have seen; its quorum set is the claimer's live ring. The holder reconfigures the same
+ * way (claim from the token it holds) when the live ring and the quorum set differ, which is how
+ * joiners enter the quorum and dead peers leave it.
  *
- * Learning a quorum set. A peer learns the cfg of a newer epoch from tokens (pass, beat) and
- * confirms, and its next claim needs a majority of that cfg. Anyone can send those (a pass needs
- * no claim), and one forged beat naming made-up ids, taken as every peer's quorum set, would
- * refuse every later claim a majority, for good. So a cfg is learned only if a majority of its ids
- * are in our live ring: a claim from it can then succeed. Not "every id known": a real cfg is its
+ * Learning a quorum set. A peer learns the quorum set of a newer epoch from tokens (pass, beat) and
+ * confirms, and its next claim needs a majority of that set. Anyone can send those (a pass needs no
+ * claim), and one forged beat naming made-up ids, taken as every peer's quorum set, would refuse
+ * every later claim a majority, for good. So a quorum set is learned only if a majority of its ids
+ * are in our live ring: a claim from it can then succeed. Not "every id known": a real one is its
  * claimer's live ring, which may name a peer that others never saw (a stranger that reached one
- * peer only), and peers that refuse to learn the newest cfg are refused by every peer that knows
- * it, for good. The epoch and gen of a message whose cfg is not learned are still seen (bounded),
- * so its token counts as the newest until the loss timeout; then the claim goes from the last cfg
- * learned, and every peer that did not learn it confirms. Leases are counted against the learned
- * cfg too, so it must also hold a majority of our live ring: a forged set of a few members (one,
- * alone) would otherwise be a quorum that misses every acker of the real holder. And the cfg of an
- * epoch is learned once, from the first message of that epoch that passes these rules (or made by
- * our own claim): a later token of the same epoch naming another set does not change it. Left
- * open: a peer that has not yet learned an epoch's real cfg (the minority side of a partition,
- * whose live ring has shrunk) can be given a forged one that passes these rules; a keyed group
- * stops that (docs/security.md).
+ * peer only), and peers that refuse to learn the newest quorum set are refused by every peer that
+ * knows it, for good. The epoch and gen of a message whose set is not learned are still seen
+ * (bounded), so its token counts as the newest until the loss timeout; then the claim goes from the
+ * last set learned, and every peer that did not learn it confirms. Leases are counted against the
+ * learned set too, so it must also hold a majority of our live ring: a forged set of a few members
+ * (one, alone) would otherwise be a quorum that misses every acker of the real holder. And the
+ * quorum set of an epoch is learned once, from the first message of that epoch that passes these
+ * rules (or made by our own claim): a later token of the same epoch naming another set does not
+ * change it. Left open: a peer that has not yet learned an epoch's real quorum set (the minority
+ * side of a partition, whose live ring has shrunk) can be given a forged one that passes these
+ * rules; a keyed group stops that (docs/security.md).
  *
  * Falling back. An epoch within the step (EPOCH_STEP_MAX) of ours is taken as newest from any
  * token message, so one forged datagram can tell a peer of an epoch exactly the step ahead. That
@@ -99,15 +99,15 @@
  * state is rewritten every DURABLE_RETRY_MS while it is not stored, which is how a peer notices by
  * itself that writes work again.
  *
- * Failure modes. A partition: the side with a majority of cfg regenerates (after the loss
- * timeout) and carries on; the minority side cannot get leases or confirms and idles, even if it
- * still passes a token around (by design: the majority side may have a holder). After healing, the
- * minority's token is older and is discarded. The first epoch (no cfg yet) is bootstrapped from
- * the claimer's live ring: peers started on two sides of a partition can each make an epoch 1;
- * their tokens meet when it heals, the lower is discarded, and its holder's lease lapses within
- * leaseMs, but the two rings may overlap in that window: start a ring on a connected network.
- * Leases assume clocks that run at the same rate within leaseGuardMs per lease (monotonic clocks
- * on one LAN do); a stalled process (GC, SIGSTOP) may act past its lease, which is what the
+ * Failure modes. A partition: the side with a majority of the quorum set regenerates (after the
+ * loss timeout) and carries on; the minority side cannot get leases or confirms and idles, even if
+ * it still passes a token around (by design: the majority side may have a holder). After healing,
+ * the minority's token is older and is discarded. The first epoch (no quorum set yet) is
+ * bootstrapped from the claimer's live ring: peers started on two sides of a partition can each
+ * make an epoch 1; their tokens meet when it heals, the lower is discarded, and its holder's lease
+ * lapses within leaseMs, but the two rings may overlap in that window: start a ring on a connected
+ * network. Leases assume clocks that run at the same rate within leaseGuardMs per lease (monotonic
+ * clocks on one LAN do); a stalled process (GC, SIGSTOP) may act past its lease, which is what the
  * fencing token is for: the resource must refuse a token lower than one it has seen.
  */
 import type { Envelope, PeerId } from './wire.js';
@@ -228,7 +228,7 @@ declare module './protocol.js' {
 // The messages, declared once (kit/message.ts). Field order is the order on the wire.
 const EPOCH = f.uint().wire('e');
 const GEN = f.uint().wire('g');
-const CFG = f.array(f.peerId(), RING_CONFIG_MAX);
+const QUORUM_SET = f.array(f.peerId(), RING_CONFIG_MAX);
 /** Branch ids are random 32-bit numbers. */
 const BRANCH_MAX = 0xffffffff;
 /** A token (epoch, gen, branch, quorum set) handed to `to` in its life `toIncarnation`. */
@@ -236,12 +236,12 @@ export const PASS = message('tok.pass', {
   epoch: EPOCH,
   gen: GEN,
   branch: f.uint(BRANCH_MAX).wire('br'),
-  cfg: CFG,
+  cfg: QUORUM_SET,
   to: f.peerId(),
   toIncarnation: f.uint().wire('ti'),
 });
 export const PASS_ACK = message('tok.pack', { epoch: EPOCH, gen: GEN });
-export const BEAT = message('tok.beat', { epoch: EPOCH, gen: GEN, cfg: CFG });
+export const BEAT = message('tok.beat', { epoch: EPOCH, gen: GEN, cfg: QUORUM_SET });
 export const LEASE = message('tok.lease', {
   epoch: EPOCH,
   gen: GEN,
@@ -265,7 +265,7 @@ export const CONF = message('tok.conf', {
   ok: f.bool(),
   promised: f.uint().wire('p'),
   knownEpoch: f.uint().wire('ke'),
-  knownCfg: CFG.wire('kc'),
+  knownCfg: QUORUM_SET.wire('kc'),
   maxGen: GEN,
 });
 const MESSAGES = messages(PASS, PASS_ACK, BEAT, LEASE, LEASE_ACK, LEASE_NAK, CLAIM, CONF);
@@ -280,7 +280,7 @@ interface Token {
    * the holder of every lower gen passed it on, and so stopped acting.
    */
   branch: number;
-  cfg: PeerId[];
+  quorumSet: PeerId[];
 }
 
 interface Held extends Token {
@@ -310,7 +310,7 @@ interface LeaseRound {
 interface Claim {
   epoch: number;
   base: number;
-  cfg: PeerId[];
+  quorumSet: PeerId[];
   confirms: Set<PeerId>;
   highestGeneration: number;
   startedAt: number;
@@ -332,11 +332,11 @@ function compareTokens(epochA: number, generationA: number, epochB: number, gene
   return epochA !== epochB ? epochA - epochB : generationA - generationB;
 }
 
-/** More than half of `cfg` voted; members in `gone` (left long enough ago) no longer count. */
-function majority(cfg: PeerId[], votes: Set<PeerId>, gone: Set<PeerId>): boolean {
+/** More than half of `quorumSet` voted; members in `gone` (left long enough ago) no longer count. */
+function majority(quorumSet: PeerId[], votes: Set<PeerId>, gone: Set<PeerId>): boolean {
   let votesFor = 0;
   let size = 0;
-  for (const id of cfg) {
+  for (const id of quorumSet) {
     if (gone.has(id)) continue;
     size++;
     if (votes.has(id)) votesFor++;
@@ -381,9 +381,9 @@ export class TokenRing implements Protocol {
   /** Highest promise any confirmer reported: the next claim must go above it. */
   private promisedSeen = 0;
   /** The newest epoch known and its quorum set. */
-  private known: { epoch: number; cfg: PeerId[] } = { epoch: 0, cfg: [] };
+  private known: { epoch: number; quorumSet: PeerId[] } = { epoch: 0, quorumSet: [] };
   /** The one before, learned from messages: what falling back returns to (see fallBack()). */
-  private knownBefore: { epoch: number; cfg: PeerId[] } | null = null;
+  private knownBefore: { epoch: number; quorumSet: PeerId[] } | null = null;
   private lastActivity: number;
   /**
    * The newest token of an older epoch than our newest (but not below our promise) seen in use,
@@ -449,7 +449,7 @@ export class TokenRing implements Protocol {
       this.newestGeneration = stored.gen;
       this.highestGeneration = stored.gen;
       this.storedGeneration = stored.gen;
-      this.known = { epoch: stored.epoch, cfg: stored.cfg };
+      this.known = { epoch: stored.epoch, quorumSet: stored.cfg };
     }
   }
 
@@ -571,12 +571,12 @@ export class TokenRing implements Protocol {
     this.newestHolder = this.ctx.self.id; // also when (epoch, generation) was known without its holder
     this.dropHeld('superseded');
     // The token's own set is only its sender's word: it is passed on as learned (see quorum()).
-    const cfg = this.known.epoch === body.epoch ? this.known.cfg : body.cfg;
+    const quorumSet = this.known.epoch === body.epoch ? this.known.quorumSet : body.cfg;
     this.held = {
       epoch: body.epoch,
       generation: body.gen,
       branch: body.branch,
-      cfg,
+      quorumSet,
       since: this.ctx.now(),
       leased: false,
     };
@@ -635,12 +635,12 @@ export class TokenRing implements Protocol {
       const back = { ...pending.token, generation: this.highestGeneration + 1, branch: this.newBranch() };
       this.held = { ...back, since: now, leased: false };
       this.leaseAskedAt = -Infinity;
-      this.see(back.epoch, back.generation, this.ctx.self.id, back.cfg);
+      this.see(back.epoch, back.generation, this.ctx.self.id, back.quorumSet);
       return;
     }
     // A new gen: the skipped successor may hold the old one, and copies must never tie.
     const token = { ...pending.token, generation: this.highestGeneration + 1, branch: this.newBranch() };
-    this.see(token.epoch, token.generation, to, token.cfg);
+    this.see(token.epoch, token.generation, to, token.quorumSet);
     pending.token = token;
     pending.to = to;
     pending.attempts = 1;
@@ -679,7 +679,7 @@ export class TokenRing implements Protocol {
     this.leaseAskedAt = -Infinity;
     if (held.leased) {
       const token = this.nextToken(held);
-      this.see(token.epoch, token.generation, this.ctx.self.id, token.cfg);
+      this.see(token.epoch, token.generation, this.ctx.self.id, token.quorumSet);
       this.held = { ...token, since: now, leased: false };
     }
   }
@@ -692,7 +692,7 @@ export class TokenRing implements Protocol {
     this.held = null;
     this.lease = null;
     this.leaseAskedAt = -Infinity;
-    this.see(token.epoch, token.generation, to, token.cfg);
+    this.see(token.epoch, token.generation, to, token.quorumSet);
     this.pending = { token, to, attempts: 1, nextAt: now + this.timings.passRetryMs, skipped: new Set() };
     this.sendPass(token, to);
     return true;
@@ -705,7 +705,7 @@ export class TokenRing implements Protocol {
       epoch: held.epoch,
       generation,
       branch: held.branch,
-      cfg: held.cfg,
+      quorumSet: held.quorumSet,
     };
   }
 
@@ -716,7 +716,7 @@ export class TokenRing implements Protocol {
         epoch: token.epoch,
         gen: token.generation,
         branch: token.branch,
-        cfg: token.cfg,
+        cfg: token.quorumSet,
         to,
         toIncarnation: member?.incarnation ?? 0,
       }),
@@ -726,7 +726,7 @@ export class TokenRing implements Protocol {
   private beat(held: Held, now: number): void {
     this.lastBeat = now;
     this.lastActivity = now;
-    this.ctx.broadcast(...BEAT.out({ epoch: held.epoch, gen: held.generation, cfg: held.cfg }));
+    this.ctx.broadcast(...BEAT.out({ epoch: held.epoch, gen: held.generation, cfg: held.quorumSet }));
   }
 
   // ---- leases and the critical section ---------------------------------------------------------
@@ -831,7 +831,7 @@ export class TokenRing implements Protocol {
   // ---- observing the token ---------------------------------------------------------------------
 
   /** Records token activity (epoch, generation) held by `holder`; drops our own token if it is now stale. */
-  private observe(epoch: number, generation: number, holder: PeerId | '', cfg: PeerId[] | null): void {
+  private observe(epoch: number, generation: number, holder: PeerId | '', quorumSet: PeerId[] | null): void {
     if (epoch < this.promised) return;
     const order = compareTokens(epoch, generation, this.newestEpoch, this.newestGeneration);
     if (order < 0) {
@@ -842,15 +842,15 @@ export class TokenRing implements Protocol {
     if (order === 0 && this.newestHolder === '') this.newestHolder = holder;
     this.lastActivity = this.ctx.now();
     if (order > 0) {
-      this.see(epoch, generation, holder, cfg);
+      this.see(epoch, generation, holder, quorumSet);
       if (this.held && compareTokens(this.held.epoch, this.held.generation, epoch, generation) < 0) {
         this.stale(this.held.epoch, this.held.generation, this.ctx.self.id);
         this.dropHeld('superseded');
       }
-    } else if (cfg && epoch > this.known.epoch) this.learn(epoch, cfg);
+    } else if (quorumSet && epoch > this.known.epoch) this.learn(epoch, quorumSet);
   }
 
-  private see(epoch: number, generation: number, holder: PeerId | '', cfg: PeerId[] | null): void {
+  private see(epoch: number, generation: number, holder: PeerId | '', quorumSet: PeerId[] | null): void {
     const newEpoch = epoch > this.newestEpoch;
     if (compareTokens(epoch, generation, this.newestEpoch, this.newestGeneration) > 0) {
       this.newestEpoch = epoch;
@@ -859,7 +859,7 @@ export class TokenRing implements Protocol {
     }
     this.highestGeneration = Math.max(this.highestGeneration, generation);
     this.lastActivity = this.ctx.now();
-    if (cfg && epoch > this.known.epoch) this.learn(epoch, cfg);
+    if (quorumSet && epoch > this.known.epoch) this.learn(epoch, quorumSet);
     if (newEpoch) this.persist();
   }
 
@@ -929,20 +929,22 @@ export class TokenRing implements Protocol {
   private needsReconfigure(held: Held, now: number): boolean {
     if (now < this.nextReconfigAt) return false;
     const want = this.ring().slice(0, RING_CONFIG_MAX);
-    const cfg = this.quorum(held.epoch);
-    return want.length !== cfg.length || want.some((id, i) => cfg[i] !== id);
+    const quorumSet = this.quorum(held.epoch);
+    return want.length !== quorumSet.length || want.some((id, i) => quorumSet[i] !== id);
   }
 
   private startClaim(now: number, reason: Claim['reason']): void {
     const base = this.known.epoch;
-    const cfg =
-      base === 0 || this.known.cfg.length === 0 ? this.ring().slice(0, RING_CONFIG_MAX) : this.known.cfg;
+    const quorumSet =
+      base === 0 || this.known.quorumSet.length === 0
+        ? this.ring().slice(0, RING_CONFIG_MAX)
+        : this.known.quorumSet;
     const epoch = Math.max(this.promised, this.promisedSeen, this.known.epoch, this.newestEpoch) + 1;
     const held = this.held;
     this.claim = {
       epoch,
       base,
-      cfg,
+      quorumSet,
       confirms: new Set(),
       highestGeneration: this.highestGeneration,
       startedAt: now,
@@ -970,7 +972,7 @@ export class TokenRing implements Protocol {
         ok,
         promised: this.promised,
         knownEpoch: this.known.epoch,
-        knownCfg: this.known.cfg,
+        knownCfg: this.known.quorumSet,
         maxGen: this.highestGeneration,
       }),
     );
@@ -1034,18 +1036,25 @@ export class TokenRing implements Protocol {
 
   private checkClaim(now: number): void {
     const claim = this.claim;
-    if (!claim || !majority(claim.cfg, claim.confirms, this.gone)) return;
+    if (!claim || !majority(claim.quorumSet, claim.confirms, this.gone)) return;
     this.claim = null;
-    const cfg = this.ring().slice(0, RING_CONFIG_MAX);
+    const quorumSet = this.ring().slice(0, RING_CONFIG_MAX);
     const generation = Math.max(claim.highestGeneration, this.highestGeneration) + 1;
     if (this.criticalSection) this.exit('superseded');
     // A holder that remakes a token it has already used (reconfiguring on its way to pass it) keeps
     // it marked used, so it moves on: otherwise the holder takes a second turn in a row while its
     // successors wait (fairness, not safety: the new token has a new gen).
     const used = this.held?.leased ?? false;
-    this.known = { epoch: claim.epoch, cfg };
-    this.see(claim.epoch, generation, this.ctx.self.id, cfg);
-    this.held = { epoch: claim.epoch, generation, branch: this.newBranch(), cfg, since: now, leased: used };
+    this.known = { epoch: claim.epoch, quorumSet };
+    this.see(claim.epoch, generation, this.ctx.self.id, quorumSet);
+    this.held = {
+      epoch: claim.epoch,
+      generation,
+      branch: this.newBranch(),
+      quorumSet,
+      since: now,
+      leased: used,
+    };
     this.lease = null;
     this.leaseAskedAt = -Infinity;
     this.stats.regenerations++;
@@ -1053,7 +1062,7 @@ export class TokenRing implements Protocol {
       kind: 'token-regenerated',
       epoch: claim.epoch,
       generation,
-      ring: cfg.length,
+      ring: quorumSet.length,
       reason: claim.reason === 'lost' && claim.base === 0 ? 'first' : claim.reason,
     });
     this.beat(this.held, now);
@@ -1081,20 +1090,21 @@ export class TokenRing implements Protocol {
     for (const id of this.leftAt.keys()) if (!this.membership.get(id)) this.leftAt.delete(id);
     // A forgotten leaver stays gone while some quorum set may still name it.
     for (const id of this.gone)
-      if (!this.membership.get(id) && !this.known.cfg.includes(id)) this.gone.delete(id);
+      if (!this.membership.get(id) && !this.known.quorumSet.includes(id)) this.gone.delete(id);
   }
 
   /**
-   * Takes `cfg` as the quorum set of `epoch` (newer than any learned) if a majority of it is in
+   * Takes `quorumSet` as the one of `epoch` (newer than any learned) if a majority of it is in
    * our live ring, so that a claim from it can get a majority, and it holds a majority of our live
    * ring, so that a forged set of a few members cannot make them a quorum (see "Learning a quorum
    * set" in the header).
    */
-  private learn(epoch: number, cfg: PeerId[]): void {
+  private learn(epoch: number, quorumSet: PeerId[]): void {
     const ring = this.ring();
-    if (!majority(cfg, new Set(ring), this.gone) || !majority(ring, new Set(cfg), this.gone)) return;
+    if (!majority(quorumSet, new Set(ring), this.gone) || !majority(ring, new Set(quorumSet), this.gone))
+      return;
     this.knownBefore = this.known;
-    this.known = { epoch, cfg };
+    this.known = { epoch, quorumSet };
   }
 
   /**
@@ -1102,7 +1112,7 @@ export class TokenRing implements Protocol {
    * never the set a token names, which anyone can forge. Empty when none was learned: no lease.
    */
   private quorum(epoch: number): PeerId[] {
-    return this.known.epoch === epoch ? this.known.cfg : [];
+    return this.known.epoch === epoch ? this.known.quorumSet : [];
   }
 
   /** `holder` passed on its token (epoch, generation, branch): if it is the one we backed last, it left its CS. */
@@ -1174,7 +1184,7 @@ export class TokenRing implements Protocol {
       promised: this.promised,
       epoch: this.known.epoch,
       gen: generation,
-      cfg: this.known.cfg,
+      cfg: this.known.quorumSet,
     });
     this.unstored = !ok;
     if (ok) this.storedGeneration = generation;
