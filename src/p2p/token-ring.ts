@@ -227,30 +227,30 @@ declare module './protocol.js' {
 
 // The messages, declared once (kit/message.ts). Field order is the order on the wire.
 const EPOCH = f.uint().wire('e');
-const GEN = f.uint().wire('g');
+const GENERATION = f.uint().wire('g');
 const QUORUM_SET = f.array(f.peerId(), RING_CONFIG_MAX);
 /** Branch ids are random 32-bit numbers. */
 const BRANCH_MAX = 0xffffffff;
 /** A token (epoch, gen, branch, quorum set) handed to `to` in its life `toIncarnation`. */
 export const PASS = message('tok.pass', {
   epoch: EPOCH,
-  gen: GEN,
+  gen: GENERATION,
   branch: f.uint(BRANCH_MAX).wire('br'),
   cfg: QUORUM_SET,
   to: f.peerId(),
   toIncarnation: f.uint().wire('ti'),
 });
-export const PASS_ACK = message('tok.pack', { epoch: EPOCH, gen: GEN });
-export const BEAT = message('tok.beat', { epoch: EPOCH, gen: GEN, cfg: QUORUM_SET });
+export const PASS_ACK = message('tok.pack', { epoch: EPOCH, gen: GENERATION });
+export const BEAT = message('tok.beat', { epoch: EPOCH, gen: GENERATION, cfg: QUORUM_SET });
 export const LEASE = message('tok.lease', {
   epoch: EPOCH,
-  gen: GEN,
+  gen: GENERATION,
   branch: f.uint(BRANCH_MAX).wire('br'),
   round: f.uint().wire('r'),
 });
-export const LEASE_ACK = message('tok.lack', { epoch: EPOCH, gen: GEN, round: f.uint().wire('r') });
+export const LEASE_ACK = message('tok.lack', { epoch: EPOCH, gen: GENERATION, round: f.uint().wire('r') });
 /** A refused lease, with the newest token the refuser knows. */
-export const LEASE_NAK = message('tok.lnak', { epoch: EPOCH, gen: GEN });
+export const LEASE_NAK = message('tok.lnak', { epoch: EPOCH, gen: GENERATION });
 /** A claim of `epoch` from the quorum set of epoch `base`, by the holder of the token `token*` (0: none). */
 export const CLAIM = message('tok.claim', {
   epoch: EPOCH,
@@ -266,7 +266,7 @@ export const CONF = message('tok.conf', {
   promised: f.uint().wire('p'),
   knownEpoch: f.uint().wire('ke'),
   knownCfg: QUORUM_SET.wire('kc'),
-  maxGen: GEN,
+  maxGen: GENERATION,
 });
 const MESSAGES = messages(PASS, PASS_ACK, BEAT, LEASE, LEASE_ACK, LEASE_NAK, CLAIM, CONF);
 type ClaimBody = Body<typeof CLAIM>;
