@@ -1,0 +1,34 @@
+import fc from 'fast-check';
+import { expect } from 'vitest';
+import type { Check } from '../../src/p2p/wire.js';
+
+/**
+ * A message type's new check accepts and refuses exactly what its former one did: on every
+ * sample, and on each sample with one key's value replaced by any JSON value (or the key removed),
+ * and on any JSON value at all (fast-check, fixed seed so a failure replays).
+ */
+export function expectSameVerdicts(
+  type: string,
+  before: Check,
+  after: Check,
+  samples: readonly unknown[],
+): void {
+  for (const body of samples) expect([type, body, after(body)]).toEqual([type, body, before(body)]);
+  const keys = [...new Set(samples.flatMap((b) => Object.keys(b as object))), 'x'];
+  const mutated = fc
+    .tuple(
+      fc.constantFrom(...samples),
+      fc.constantFrom(...keys),
+      fc.option(fc.oneof(fc.jsonValue(), fc.maxSafeNat(), fc.integer(), fc.double())),
+    )
+    .map(([b, k, v]) => {
+      const o: Record<string, unknown> = { ...(b as object) };
+      if (v === null) delete o[k];
+      else o[k] = v;
+      return o;
+    });
+  fc.assert(
+    fc.property(fc.oneof(mutated, fc.jsonValue()), (v) => after(v) === before(v)),
+    { numRuns: 300, seed: 7 },
+  );
+}
