@@ -4,59 +4,31 @@
  * awaits and clears the line when done; the kv shell leaves on Ctrl-D with code 0, recalls history
  * with Up, lists its commands on `help`, and draws nothing but its prompt.
  */
-import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import {
-  BIN,
-  ROOT,
-  runCli,
-  startCli,
-  tempDir,
-  testPort,
-  type Lines,
-  loopbackFlags,
-} from '../support/proc.js';
+import { Tmux } from '../support/tmux.js';
+import { BIN, runCli, startCli, tempDir, testPort, type Lines, loopbackFlags } from '../support/proc.js';
 
-const SERVER = `peer-waits-test-${process.pid}`;
-const SESSION = 'waits';
-const tmux = (...args: string[]) => execFileSync('tmux', ['-L', SERVER, ...args], { encoding: 'utf8' });
-const pane = () => tmux('capture-pane', '-p', '-t', SESSION);
-const keys = (...k: string[]) => tmux('send-keys', '-t', SESSION, ...k);
-
-async function until(what: string, pred: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; pane:\n${pane()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const term = new Tmux('waits', 'waits');
+const pane = () => term.pane();
+const keys = (...k: string[]) => term.keys(...k);
+const until = (what: string, pred: () => boolean, timeoutMs = 20_000) => term.until(what, pred, timeoutMs);
 
 /** Runs `peer ARGS` in the pane; the shell prints EXIT=<code> after it, then waits. */
 function inTerminal(args: string[]): void {
   const cmd = `NO_COLOR=1 PEER_KEY_FILE= ${process.execPath} ${BIN} ${args.join(' ')}; echo EXIT=$?; sleep 600`;
-  tmux('new-session', '-d', '-s', SESSION, '-x', '120', '-y', '30', '-c', ROOT, 'sh', '-c', cmd);
+  term.start(cmd);
 }
 
 const running: Lines[] = [];
 afterEach(async () => {
-  try {
-    tmux('kill-session', '-t', SESSION);
-  } catch {
-    /* already gone */
-  }
+  term.killSession();
   for (const p of running.splice(0)) {
     p.child.kill('SIGTERM');
     await p.exited;
   }
 });
-afterAll(() => {
-  try {
-    tmux('kill-server');
-  } catch {
-    /* no server left */
-  }
-});
+afterAll(() => term.killServer());
 
 describe('waits in a terminal', () => {
   it('kv get with no holder says what it waits for, then clears that line; piped it says nothing', async () => {

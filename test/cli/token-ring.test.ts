@@ -5,13 +5,12 @@
  * offer only what can be done now (no release outside the critical section, no second request
  * while waiting); event lines must not land inside the menu; leaving gives the shell back with 0.
  */
-import { execFileSync } from 'node:child_process';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { BIN, ROOT, startCli, tempDir, testPort, type Lines, loopbackFlags } from '../support/proc.js';
+import { Tmux } from '../support/tmux.js';
+import { BIN, startCli, tempDir, testPort, type Lines, loopbackFlags } from '../support/proc.js';
 
-const SERVER = `peer-token-ring-test-${process.pid}`;
-const tmux = (...args: string[]) => execFileSync('tmux', ['-L', SERVER, ...args], { encoding: 'utf8' });
-const pane = () => tmux('capture-pane', '-p', '-t', 'ring');
+const term = new Tmux('token-ring', 'ring');
+const pane = () => term.pane();
 /** bob's turns: long enough to ask for the critical section while bob is inside his. */
 const BOB_HOLD_MS = 3000;
 
@@ -43,23 +42,13 @@ function menu(text: string): { header: string; choices: string[] } {
 const running: Lines[] = [];
 
 afterEach(async () => {
-  try {
-    tmux('kill-session', '-t', 'ring');
-  } catch {
-    /* already gone */
-  }
+  term.killSession();
   for (const p of running.splice(0)) {
     p.child.kill('SIGTERM');
     await p.exited;
   }
 });
-afterAll(() => {
-  try {
-    tmux('kill-server');
-  } catch {
-    /* no server left */
-  }
-});
+afterAll(() => term.killServer());
 
 describe('peer token-ring in a terminal', () => {
   it('the menu says who is in the ring and offers only what can be done now', async () => {
@@ -73,7 +62,7 @@ describe('peer token-ring in a terminal', () => {
     await upa.until((l) => l.json().some((e) => e.event === 'up'), 10_000, 'upa up');
     await bob.until((l) => l.json().some((e) => e.event === 'up'), 10_000, 'bob up');
     const cmd = `PEER_KEY_FILE= NO_COLOR=1 ${process.execPath} ${BIN} token-ring --name alice ${net.join(' ')}; echo EXIT=$?; sleep 600`;
-    tmux('new-session', '-d', '-s', 'ring', '-x', '120', '-y', '40', '-c', ROOT, 'sh', '-c', cmd);
+    term.start(cmd, 120, 40);
 
     // The ring is alice and bob: upa runs `peer up`, it is not in the ring and not announced.
     const first = await until('the ring of 2 and a token', (t) =>
@@ -88,7 +77,7 @@ describe('peer token-ring in a terminal', () => {
     expect(first).not.toMatch(/upa/);
 
     // Where the token is: one line, naming ring members only.
-    tmux('send-keys', '-t', 'ring', 'Down', 'Enter');
+    term.keys('Down', 'Enter');
     await until('the token line', (t) =>
       /token at (alice|bob), generation \d+, epoch \d+, ring of 2: (alice, bob|bob, alice)$/m.test(t),
     );
@@ -97,18 +86,18 @@ describe('peer token-ring in a terminal', () => {
     const bobEnters = () => bob.json().filter((e) => e.event === 'enter').length;
     const before = bobEnters();
     await bob.until(() => bobEnters() > before, 2 * BOB_HOLD_MS + 5_000, 'bob enters');
-    tmux('send-keys', '-t', 'ring', 'Up', 'Enter');
+    term.keys('Up', 'Enter');
     const waiting = await until('waiting', (t) => menu(t).header.startsWith('waiting for the token;'));
     expect(menu(waiting).choices).toEqual([
       'Withdraw the request',
       'Show where the token is',
       'Leave the ring',
     ]);
-    tmux('send-keys', '-t', 'ring', 'Enter');
+    term.keys('Enter');
     await until('withdrawn', (t) => /request withdrawn$/m.test(t) && menu(t).header.startsWith('the token'));
 
     // Asked again: alice enters when bob passes the token on, and can release but not ask.
-    tmux('send-keys', '-t', 'ring', 'Enter');
+    term.keys('Enter');
     const inside = await until(
       'the critical section',
       (t) => /^in the critical section with fencing token \d+; ring of 2/.test(menu(t).header),
@@ -120,7 +109,7 @@ describe('peer token-ring in a terminal', () => {
       'Show where the token is',
       'Leave the ring (releases the critical section)',
     ]);
-    tmux('send-keys', '-t', 'ring', 'Enter');
+    term.keys('Enter');
     const released = await until(
       'released',
       (t) => / exit +fencing token \d+ after \d+ ms$/m.test(t) && menu(t).header.startsWith('the token'),
@@ -128,7 +117,7 @@ describe('peer token-ring in a terminal', () => {
     expect(menu(released).choices[0]).toBe('Request the critical section');
 
     // Leaving: the shell gets its screen back, exit code 0, and bob sees alice leave the ring.
-    tmux('send-keys', '-t', 'ring', 'Down', 'Down', 'Enter');
+    term.keys('Down', 'Down', 'Enter');
     await until('the shell again', (t) => /EXIT=0/.test(t));
     expect(pane()).toMatch(/ left the ring$/m);
     await bob.until(
