@@ -4,14 +4,13 @@
  * The protocols converted to it must accept, refuse and send exactly what their hand-written
  * checks and literal bodies did: the reference checks below are those, as they were.
  */
-import { expectSameVerdicts } from '../support/same-verdicts.js';
+import { envelopeOf, expectSameVerdicts } from '../support/messages.js';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import {
   Codec,
   DATAGRAM_PAYLOAD_BYTES_MAX,
   NAME_CHARS_MAX,
   OversizeError,
-  PROTOCOL_VERSION,
   bodyBytesMax,
   is,
   type Check,
@@ -148,16 +147,7 @@ describe('message kit: the converted protocols check what they checked before', 
 });
 
 /** An envelope around `b`, as the node stamps it. */
-const envelope = (t: string, b: unknown): Envelope => ({
-  v: PROTOCOL_VERSION,
-  t,
-  i: '0123456789abcdef',
-  n: 'alice',
-  c: 2,
-  s: 5,
-  l: 40,
-  b,
-});
+const envelope = (t: string, b: unknown): Envelope => envelopeOf(t, b);
 
 describe('message kit: wire names', () => {
   // Each converted body as the protocol wrote it on the wire before, and as it now declares it.

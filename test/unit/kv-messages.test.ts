@@ -5,9 +5,9 @@
  * checks below are those, as they were before the kit. (Replication's messages on the kv channel
  * are replication's, checked in replication-messages.test.ts.)
  */
-import { expectSameVerdicts } from '../support/same-verdicts.js';
+import { envelopeOf, expectSameVerdicts } from '../support/messages.js';
 import { describe, expect, it } from 'vitest';
-import { Codec, PROTOCOL_VERSION, is, isPeerId, type Check, type Envelope } from '../../src/p2p/wire.js';
+import { Codec, is, isPeerId, type Check, type Envelope } from '../../src/p2p/wire.js';
 import {
   HOLDERS_COUNT_MAX,
   KV_KEY_BYTES_MAX,
@@ -59,16 +59,7 @@ const CASES: Array<[type: string, before: unknown, after: [string, Record<string
 ];
 
 /** An envelope around `b`, as the node stamps it. */
-const envelope = (t: string, b: unknown): Envelope => ({
-  v: PROTOCOL_VERSION,
-  t,
-  i: PEER,
-  n: 'alice',
-  c: 2,
-  s: 5,
-  l: 40,
-  b,
-});
+const envelope = (t: string, b: unknown): Envelope => envelopeOf(t, b, PEER);
 
 describe('kv messages: the wire is unchanged', () => {
   it('every type is encoded byte for byte as the literal body the protocol built', () => {

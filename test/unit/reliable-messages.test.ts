@@ -4,9 +4,9 @@
  * exactly as the hand-written checks did: the reference builders and checks below are those, as
  * they were before the kit.
  */
-import { expectSameVerdicts } from '../support/same-verdicts.js';
+import { envelopeOf, expectSameVerdicts } from '../support/messages.js';
 import { describe, expect, it } from 'vitest';
-import { Codec, PROTOCOL_VERSION, is, type Check, type Envelope } from '../../src/p2p/wire.js';
+import { Codec, is, type Check, type Envelope } from '../../src/p2p/wire.js';
 import {
   ACK,
   ANNOUNCE,
@@ -86,16 +86,7 @@ const CASES: Array<[type: string, before: unknown, after: [string, Record<string
 ];
 
 /** An envelope around `b`, as the node stamps it. */
-const envelope = (t: string, b: unknown): Envelope => ({
-  v: PROTOCOL_VERSION,
-  t,
-  i: PEER,
-  n: 'alice',
-  c: 2,
-  s: 5,
-  l: 40,
-  b,
-});
+const envelope = (t: string, b: unknown): Envelope => envelopeOf(t, b, PEER);
 
 describe('reliable delivery messages: the wire is unchanged', () => {
   it('every type is encoded byte for byte as its hand-written builder encoded it', () => {

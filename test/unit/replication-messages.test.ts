@@ -4,7 +4,7 @@
  * included), reach the roles by domain names, and be accepted or refused exactly as the
  * hand-written checks did. BEFORE and WIRE below are those checks and bodies, as they were.
  */
-import { expectSameVerdicts } from '../support/same-verdicts.js';
+import { expectSameVerdicts } from '../support/messages.js';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {

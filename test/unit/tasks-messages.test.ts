@@ -3,8 +3,9 @@
  * put on the wire the very bytes the hand-written bodies did: each case below is a body as the old
  * code built it (short names, its field order) and the same message as the roles now give it.
  */
+import { envelopeOf } from '../support/messages.js';
 import { describe, expect, it } from 'vitest';
-import { Codec, PROTOCOL_VERSION, type Envelope } from '../../src/p2p/wire.js';
+import { Codec, type Envelope } from '../../src/p2p/wire.js';
 import {
   MESSAGES,
   summaryOf,
@@ -15,16 +16,7 @@ import {
 } from '../../src/p2p/tasks/messages.js';
 import type { TaskSummary } from '../../src/p2p/tasks/types.js';
 
-const envelope = (t: string, b: unknown): Envelope => ({
-  v: PROTOCOL_VERSION,
-  t,
-  i: '0123456789abcdef',
-  n: 'alice',
-  c: 2,
-  s: 5,
-  l: 40,
-  b,
-});
+const envelope = (t: string, b: unknown): Envelope => envelopeOf(t, b);
 
 const ID = '0123456789abcdef';
 const PEER = 'fedcba9876543210';

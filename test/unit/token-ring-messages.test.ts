@@ -4,21 +4,13 @@
  * (short names, in its order: a pass was the token `{ e, g, br, cfg }` spread, then `to`, `ti`) and
  * the same message by the names the protocol now uses.
  */
+import { envelopeOf } from '../support/messages.js';
 import { describe, expect, it } from 'vitest';
-import { Codec, PROTOCOL_VERSION, type Envelope } from '../../src/p2p/wire.js';
+import { Codec, type Envelope } from '../../src/p2p/wire.js';
 import type { Message } from '../../src/p2p/kit/message.js';
 import { BEAT, CLAIM, CONF, LEASE, LEASE_ACK, LEASE_NAK, PASS, PASS_ACK } from '../../src/p2p/token-ring.js';
 
-const envelope = (t: string, b: unknown): Envelope => ({
-  v: PROTOCOL_VERSION,
-  t,
-  i: '0123456789abcdef',
-  n: 'alice',
-  c: 2,
-  s: 5,
-  l: 40,
-  b,
-});
+const envelope = (t: string, b: unknown): Envelope => envelopeOf(t, b);
 
 const A = '0123456789abcdef';
 const B = 'fedcba9876543210';

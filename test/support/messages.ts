@@ -1,6 +1,7 @@
+/** Helpers of the message tests: one envelope to encode bodies in, and old-vs-new check verdicts. */
 import fc from 'fast-check';
 import { expect } from 'vitest';
-import type { Check } from '../../src/p2p/wire.js';
+import { PROTOCOL_VERSION, type Check, type Envelope } from '../../src/p2p/wire.js';
 
 /**
  * A message type's new check accepts and refuses exactly what its former one did: on every
@@ -32,3 +33,15 @@ export function expectSameVerdicts(
     { numRuns: 300, seed: 7 },
   );
 }
+
+/** An envelope around `b` as message type `t`, from `sender`; the other fields fixed. */
+export const envelopeOf = (t: string, b: unknown, sender = '0123456789abcdef'): Envelope => ({
+  v: PROTOCOL_VERSION,
+  t,
+  i: sender,
+  n: 'alice',
+  c: 2,
+  s: 5,
+  l: 40,
+  b,
+});
