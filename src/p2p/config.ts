@@ -13,7 +13,7 @@
  *   2-core machine running a test suite can exceed 1 s, which the lan profile would call a death.
  */
 import type { MembershipTimings } from './membership.js';
-import type { TokenRingTimings } from './token-ring.js';
+import type { TokenRingTimings } from './token-ring/index.js';
 import type { ElectionTimings } from './election.js';
 import type { ClockSyncTimings } from './clock-sync.js';
 

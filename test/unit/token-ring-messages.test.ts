@@ -8,7 +8,16 @@ import { envelopeOf } from '../support/messages.js';
 import { describe, expect, it } from 'vitest';
 import { Codec, type Envelope } from '../../src/p2p/wire.js';
 import type { Message } from '../../src/p2p/kit/message.js';
-import { BEAT, CLAIM, CONF, LEASE, LEASE_ACK, LEASE_NAK, PASS, PASS_ACK } from '../../src/p2p/token-ring.js';
+import {
+  BEAT,
+  CLAIM,
+  CONF,
+  LEASE,
+  LEASE_ACK,
+  LEASE_NAK,
+  PASS,
+  PASS_ACK,
+} from '../../src/p2p/token-ring/token-ring.js';
 
 const envelope = (t: string, b: unknown): Envelope => envelopeOf(t, b);
 

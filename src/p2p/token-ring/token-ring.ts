@@ -110,12 +110,12 @@
  * clocks on one LAN do); a stalled process (GC, SIGSTOP) may act past its lease, which is what the
  * fencing token is for: the resource must refuse a token lower than one it has seen.
  */
-import type { Envelope, PeerId } from './wire.js';
-import { f, message, messages, type Body } from './kit/message.js';
-import { adoptable } from './bounds.js';
-import type { Protocol, ProtocolContext } from './protocol.js';
-import type { Membership } from './membership.js';
-import type { Address } from './transport/transport.js';
+import type { Envelope, PeerId } from '../wire.js';
+import { f, message, messages, type Body } from '../kit/message.js';
+import { adoptable } from '../bounds.js';
+import type { Protocol, ProtocolContext } from '../protocol.js';
+import type { Membership } from '../membership.js';
+import type { Address } from '../transport/transport.js';
 
 export interface TokenRingTimings {
   /** An unacknowledged pass is resent after this long: a few LAN round trips. */
@@ -197,7 +197,7 @@ export interface TokenRingOptions {
 
 export type TokenExitReason = 'released' | 'lease-lost' | 'superseded' | 'stopped';
 
-declare module './protocol.js' {
+declare module '../protocol.js' {
   interface PeerEventMap {
     /** This peer now holds the token. */
     'token-received': { epoch: number; generation: number; from: PeerId };
