@@ -29,7 +29,7 @@ export interface Profile {
   tickMs: number;
   membership: MembershipTimings;
   /**
-   * Token ring (token-ring.ts). Loss timeout = lossBaseMs + ring size x lossPerPeerMs, and
+   * Token ring (token-ring/). Loss timeout = lossBaseMs + ring size x lossPerPeerMs, and
    * lossBaseMs >= leaseMs + leaseGuardMs so a claimer's own lease acks have expired when it claims.
    * lan: a new token about 0.9 s after the holder's crash with 5 peers (target 1.5 s).
    */

@@ -2,17 +2,15 @@
  * The token ring (see token-ring.ts for how it works): what commands, storage, tests and benches
  * use of it. The roles and the wire messages stay inside the folder.
  */
+export { TokenRing, type TokenRingOptions, type TokenRingStatus } from './token-ring.js';
+export type { TokenExitReason } from './lease.js';
+export { LEAVE_PASS_COPIES } from './holder.js';
+export { EPOCH_STEP_MAX, GEN_STEP_MAX, RING_CONFIG_MAX } from './messages.js';
 export {
   DURABLE_RETRY_MS,
-  EPOCH_STEP_MAX,
-  GEN_STEP_MAX,
-  LEAVE_PASS_COPIES,
-  RING_CONFIG_MAX,
-  RING_TAG,
-  TokenRing,
-  type TokenExitReason,
+  type DurableRing,
   type TokenRingDurable,
-  type TokenRingOptions,
-  type TokenRingStatus,
-  type TokenRingTimings,
-} from './token-ring.js';
+  type TokenRingStats,
+} from './ring-state.js';
+export { RING_TAG } from './ring-view.js';
+export type { TokenRingTimings } from './timings.js';
