@@ -4,13 +4,7 @@
  */
 export { TokenRing, type TokenRingOptions, type TokenRingStatus } from './token-ring.js';
 export type { TokenExitReason } from './lease.js';
-export { LEAVE_PASS_COPIES } from './holder.js';
-export { EPOCH_STEP_MAX, GEN_STEP_MAX, RING_CONFIG_MAX } from './messages.js';
-export {
-  DURABLE_RETRY_MS,
-  type DurableRing,
-  type TokenRingDurable,
-  type TokenRingStats,
-} from './ring-state.js';
+export { EPOCH_STEP_MAX, RING_CONFIG_MAX } from './messages.js';
+export type { TokenRingDurable } from './ring-state.js';
 export { RING_TAG } from './ring-view.js';
 export type { TokenRingTimings } from './timings.js';
