@@ -25,7 +25,7 @@ import {
 } from '../../src/p2p/wire.js';
 import { PRIORITY_MAX } from '../../src/p2p/election.js';
 import { ADJUSTMENT_MS_MAX, READING_MS_MAX, READINGS_PER_PEER } from '../../src/p2p/clock-sync.js';
-import { RING_CONFIG_MAX } from '../../src/p2p/token-ring.js';
+import { RING_CONFIG_MAX } from '../../src/p2p/token-ring/index.js';
 import {
   RELIABLE_FRAGMENTS_MAX,
   RELIABLE_MESSAGE_BYTES_MAX,
