@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import {
+  messageKey,
   ReliableDelivery,
   RELIABLE_BULK_BUFFER_BYTES_MAX,
   type AckStatus,
@@ -283,5 +284,25 @@ describe('reliable delivery of large messages (simulation)', () => {
     h.rm.get(sender)!.publish('big', blob(3, 0, 100_000), (s) => settled.push(s));
     expect(h.c.rt.runUntilTrue(() => settled.length === 1, 30_000)).toBe(true);
     expect(settled[0]!.complete).toBe(true);
+  });
+
+  it('a large message and a small one numbered alike in their lanes have different ids: both delivered, both acked', async () => {
+    const h = await harness(5, 2);
+    expect(
+      h.c.rt.runUntilTrue(() => [...h.rm.keys()].every((p) => p.node.membership.live().length === 1), 5_000),
+    ).toBe(true);
+    const [sender, receiver] = h.c.peers as [SimPeer, SimPeer];
+    const keys: string[] = [];
+    h.rm.get(receiver)!.on('keyed', (d) => void keys.push(d.key));
+    const settled: AckStatus[] = [];
+    const rd = h.rm.get(sender)!;
+    // The first of each lane: sequence 1 of the small lane, sequence 1 of the bulk lane.
+    const small = rd.publish('keyed', 'short', (s) => settled.push(s));
+    const large = rd.publish('keyed', 'x'.repeat(5000), (s) => settled.push(s));
+    expect(small.seq).toBe(large.seq);
+    expect(h.c.rt.runUntilTrue(() => settled.length === 2, 5_000)).toBe(true);
+    expect(new Set(keys).size).toBe(2);
+    expect(keys).toEqual([small, large].map(messageKey));
+    expect(settled.every((s) => s.complete)).toBe(true);
   });
 });

@@ -246,8 +246,8 @@ export class Reassembler implements StreamSink<Fragment> {
     }
     const id: MessageId =
       s.to === null
-        ? { origin: s.from, epoch: s.epoch, seq: p.firstSeq }
-        : { origin: s.from, epoch: s.epoch, seq: p.firstSeq, to: s.to };
+        ? { origin: s.from, epoch: s.epoch, seq: p.firstSeq, bulk: true }
+        : { origin: s.from, epoch: s.epoch, seq: p.firstSeq, to: s.to, bulk: true };
     return this.handlers.dispatch(new WholeMessage(id, s.from, s.fromName, s.to, p.topic, p.lamport, p.buf));
   }
 

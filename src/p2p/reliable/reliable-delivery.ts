@@ -151,7 +151,7 @@ export class ReliableDelivery implements Protocol {
       new UnicastReceiver(shared, BULK, this.reassembler),
       fragmentsOf,
     );
-    this.bulkOut = new BulkSender(shared, bulkSender, room);
+    this.bulkOut = new BulkSender(shared, bulkSender, room, this.small.sender);
   }
 
   // ---- public API ------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ export class ReliableDelivery implements Protocol {
   /** Ack status of a message still in a send buffer (undefined once it left it). */
   ackStatus(id: MessageId): AckStatus | undefined {
     if (id.to || id.origin !== this.shared.ctx.self.id || id.epoch !== this.epoch) return undefined;
-    return this.small.sender.ackStatus(id) ?? this.bulk.sender.ackStatus(id);
+    return (id.bulk ? this.bulk : this.small).sender.ackStatus(id);
   }
 
   /** Sends the open datagrams of publish(); called soon after a publish() and by tick. */

@@ -318,6 +318,20 @@ export class MulticastSender {
     return slowest;
   }
 
+  /**
+   * Whether every tracked receiver acked `seq`. One never heard from is waited for at most
+   * RELIABLE_SILENT_RECEIVER_MS from `since` (or from when it was tracked, if later): it may not
+   * run this module, or it may only have had nothing from us yet, which slowestAcked() cannot tell
+   * apart once it has been tracked for that long.
+   */
+  ackedByAll(seq: number, since: number): boolean {
+    const now = this.shared.ctx.now();
+    for (const r of this.receivers.values())
+      if (r.acked < seq && (r.heard || now - Math.max(r.trackedAt, since) < RELIABLE_SILENT_RECEIVER_MS))
+        return false;
+    return true;
+  }
+
   /** Where a receiver meeting our stream starts: the lowest position a tracked receiver needs. */
   private joinPoint(): number {
     let joinPoint = Infinity;
