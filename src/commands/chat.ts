@@ -476,7 +476,7 @@ const PASTE_PROMPT = CONTINUATION_INDENT;
  * ones indented, so a long message reads as lines yet cannot pass for another sender's line (those
  * start with a time, never with the indent).
  */
-export function textLines(text: string): string {
+function textLines(text: string): string {
   return text
     .split('\n')
     .map((line) => escapeForTerminal(line))
