@@ -59,6 +59,7 @@ import { Handlers } from './handlers.js';
 import { Lane } from './lane.js';
 import {
   RELIABLE_BUFFER_BYTES_MAX,
+  RELIABLE_BULK_ACK_EVERY_MESSAGES,
   RELIABLE_BUFFER_MESSAGES_MAX,
   RELIABLE_BULK_BUFFER_BYTES_MAX,
   RELIABLE_BULK_BUFFER_MESSAGES_MAX,
@@ -146,7 +147,7 @@ export class ReliableDelivery implements Protocol {
     this.bulk = new Lane(
       BULK,
       bulkSender,
-      new MulticastReceiver(shared, BULK, this.reassembler),
+      new MulticastReceiver(shared, BULK, this.reassembler, RELIABLE_BULK_ACK_EVERY_MESSAGES),
       new UnicastSender(shared, BULK, room),
       new UnicastReceiver(shared, BULK, this.reassembler),
       fragmentsOf,
