@@ -11,7 +11,7 @@
  */
 import type { AckStatus, MessageId } from './delivery.js';
 import type { DatagramRoom } from './datagram.js';
-import { Split } from './fragments.js';
+import { framedRoom, Split } from './fragments.js';
 import { RELIABLE_QUEUE_BYTES_MAX } from './limits.js';
 import type { MulticastSender } from './sender.js';
 import type { Shared } from './shared.js';
@@ -52,7 +52,7 @@ export class BulkSender {
       throw new RangeError(
         `${this.queuedBytes} bytes are still waiting to be sent; publish more once queuedBytes() is lower`,
       );
-    const split = new Split(data.length, this.room.payloadRoom(topic));
+    const split = new Split(data.length, this.room.payloadRoom(topic), framedRoom(this.shared.epoch));
     const first = Math.max(this.reserved, this.sender.highest) + 1;
     this.reserved = first + split.count - 1;
     const id: MessageId = { origin: this.shared.ctx.self.id, epoch: this.shared.epoch, seq: first };
