@@ -158,6 +158,7 @@ describe('chat (simulation)', () => {
       emit: () => {},
       refuse: () => {},
       soon: (fn) => fn(), // unused: sendTo() sends at once
+      sendFrame: () => {},
       bodyBytesMax: () => 0, // reliable delivery sizes its datagrams itself (datagram.ts)
     };
     const bob: MemberView = {

@@ -17,7 +17,8 @@
  */
 import type { AckStatus, MessageId } from './delivery.js';
 import type { DatagramRoom } from './datagram.js';
-import { Split } from './fragments.js';
+import { framedRoom, Split } from './fragments.js';
+import { RELIABLE_QUEUE_BYTES_MAX } from './limits.js';
 import type { MulticastSender } from './sender.js';
 import type { Shared } from './shared.js';
 
@@ -55,9 +56,16 @@ export class BulkSender {
     small.onProgress = () => this.pump();
   }
 
-  /** Numbers a message's fragments and sends what the window allows now. */
+  /**
+   * Numbers a message's fragments and sends what the window allows now; throws a RangeError when
+   * RELIABLE_QUEUE_BYTES_MAX would be passed.
+   */
   publish(topic: string, data: Buffer, onSettled?: (s: AckStatus) => void): MessageId {
-    const split = new Split(data.length, this.room.payloadRoom(topic));
+    if (this.queuedBytes + data.length > RELIABLE_QUEUE_BYTES_MAX)
+      throw new RangeError(
+        `${this.queuedBytes} bytes are still waiting to be sent; publish more once queuedBytes() is lower`,
+      );
+    const split = new Split(data.length, this.room.payloadRoom(topic), framedRoom(this.shared.epoch));
     const first = Math.max(this.reserved, this.sender.highest) + 1;
     this.reserved = first + split.count - 1;
     const id: MessageId = {
