@@ -13,7 +13,7 @@ import { installMonitorModules, MonitorFeeds, type Installed } from '../../src/c
 import { peersTab } from '../../src/cli/monitor/tabs/peers.js';
 import { tokenTab } from '../../src/cli/monitor/tabs/token.js';
 import { TokenRing } from '../../src/p2p/token-ring/index.js';
-import { Chat, CHAT_TAG, type ChatLine } from '../../src/p2p/chat.js';
+import { Chat, CHAT_TAG, CHAT_TEXT_BYTES_MAX, type ChatLine } from '../../src/p2p/chat.js';
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 import { chatTab } from '../../src/cli/monitor/tabs/chat.js';
 import { tasksTab } from '../../src/cli/monitor/tabs/tasks.js';
@@ -212,7 +212,7 @@ describe('monitor feeds (simulation)', () => {
       // Still no member: chat did not make the monitor one.
       for (const p of [ana!, bea!])
         expect(p.node.membership.list().map((m) => m.name)).not.toContain('monitor');
-      feeds.say('x'.repeat(5000));
+      feeds.say('x'.repeat(CHAT_TEXT_BYTES_MAX + 1)); // over the chat's limit: told, not sent
       expect(feeds.input().chat!.error).toMatch(/over the \d+-byte limit/);
       feeds.stop();
       expect(c.handlerErrors()).toEqual([]);
