@@ -391,3 +391,28 @@ describe("frames: the fragments after a message's first, without an envelope", (
     expect(receiver.node.stats.handlerErrors).toBe(0);
   });
 });
+
+describe('order across the lanes, one topic, unicast', () => {
+  it.each(SEEDS)(
+    'small, large, small to one peer on one topic arrive in that order under loss; seed %i',
+    async (seed) => {
+      const h = await harness(seed, 2, { loss: 0.3, delayMinMs: 0.1, delayMaxMs: 3 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 10_000)).toBe(true);
+      const [sender, to] = h.c.peers as [SimPeer, SimPeer];
+      const rd = h.rm.get(sender)!;
+      const results: SendResult[] = [];
+      const large = blob(seed, 0, 30_000);
+      rd.sendTo(to.node.id, 'small', 'before', (r) => results.push(r));
+      rd.sendTo(to.node.id, 'small', large, (r) => results.push(r));
+      rd.sendTo(to.node.id, 'small', 'after', (r) => results.push(r));
+      expect(h.c.rt.runUntilTrue(() => results.length === 3, 30_000)).toBe(true);
+      expect(results.every((r) => r.ok)).toBe(true);
+      const got = h.got.get(to)!.filter((g) => g.topic === 'small');
+      expect(got.map((g) => g.sha)).toEqual([
+        sha(Buffer.from('before')),
+        sha(large),
+        sha(Buffer.from('after')),
+      ]);
+    },
+  );
+});

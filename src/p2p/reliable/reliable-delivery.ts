@@ -172,7 +172,7 @@ export class ReliableDelivery implements Protocol {
       BULK,
       bulkSender,
       new MulticastReceiver(shared, BULK, this.reassembler, RELIABLE_BULK_ACK_EVERY_MESSAGES),
-      new UnicastSender(shared, BULK, room),
+      new UnicastSender(shared, BULK, room, this.small.unicastOut),
       new UnicastReceiver(shared, BULK, this.reassembler),
       fragmentsOf,
     );

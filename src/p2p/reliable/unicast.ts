@@ -66,6 +66,8 @@ interface Queued {
   split: Split;
   /** The next fragment to send. */
   next: number;
+  /** The small lane's last sequence to the same peer when this was sent: its first fragment waits for that. */
+  after: number;
 }
 
 /** Our stream to one destination. */
@@ -101,6 +103,11 @@ export class UnicastSender {
     private readonly shared: Shared,
     private readonly wire: LaneWire,
     private readonly room: DatagramRoom,
+    /**
+     * The bulk lane's: the small lane's sender, whose earlier messages to a peer a large one
+     * waits for (each lane is delivered on its own, so it would overtake one being retried).
+     */
+    private readonly small: UnicastSender | null = null,
   ) {}
 
   /**
@@ -128,11 +135,25 @@ export class UnicastSender {
         this.queuedBytes + data.length > RELIABLE_QUEUE_BYTES_MAX,
     );
     if (b.ok) {
-      b.out.queue.push({ owner: b.owner, topic, lamport: b.lamport, data, split, next: 0 });
+      const after = this.small?.lastSentTo(to) ?? 0;
+      b.out.queue.push({ owner: b.owner, topic, lamport: b.lamport, data, split, next: 0, after });
       this.queuedBytes += data.length;
       this.pump(b.out, b.address);
     }
     return b.owner.id;
+  }
+
+  /** The last sequence numbered in our stream to `to`. */
+  lastSentTo(to: PeerId): number {
+    return (this.streams.get(to)?.nextSeq ?? 1) - 1;
+  }
+
+  /** Whether everything numbered up to `seq` in our stream to `to` is acked or given up. */
+  settledTo(to: PeerId, seq: number): boolean {
+    const out = this.streams.get(to);
+    if (!out) return true;
+    for (const s of out.pending.keys()) if (s <= seq) return false;
+    return true;
   }
 
   /** Whether a message of `topic` to `to` is still on its way (so a small one must follow it here). */
@@ -274,7 +295,7 @@ export class UnicastSender {
   private pump(out: OutStream, address: Address): void {
     while (out.pending.size < RELIABLE_UNICAST_WINDOW_MESSAGES) {
       const q = out.queue[0];
-      if (!q) return;
+      if (!q || (q.next === 0 && this.small && !this.small.settledTo(out.to, q.after))) return;
       const i = q.next++;
       const [start, end] = q.split.range(i);
       const payload = Buffer.concat([q.split.header(i), q.data.subarray(start, end)]);
