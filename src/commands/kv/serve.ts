@@ -15,6 +15,7 @@ import {
   type EventLog,
 } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
+import { ReliableDelivery } from '../../p2p/reliable/index.js';
 import { KeyValue, decodeOp } from '../../p2p/kv/index.js';
 import { envelopeOverhead, entryId } from '../../p2p/replication/index.js';
 import type { PeerEvent } from '../../p2p/protocol.js';
@@ -58,11 +59,13 @@ export default class KvServe extends PeerCommand {
       lamport: ({ store }) => store.maxLamport(),
       install: (node, _s, { store, file }) => {
         const holder = reportingStore(store, file, health);
+        const large = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
         const kv = node.install(
           (ctx, n) =>
             new KeyValue(ctx, n.membership, {
               store: holder,
               envelopeBytes: envelopeOverhead(settings.name),
+              large,
             }),
         );
         return { store, kv };
