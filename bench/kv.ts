@@ -67,7 +67,7 @@ const FIRST_WRITE_TIMEOUT_MS = 30_000;
 /** One `peer kv dump` when a failed check is re-checked. */
 const RECHECK_TIMEOUT_MS = 20_000;
 
-export const bench: BenchModule = { name: 'kv', budgetMs: 300_000, run };
+export const bench: BenchModule = { name: 'kv', budgetMs: 420_000, run };
 
 type Ev = Record<string, unknown>;
 

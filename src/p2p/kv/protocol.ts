@@ -56,6 +56,7 @@ import {
   type ReplicaSink,
 } from '../replication/index.js';
 import type { Delivery } from '../reliable/index.js';
+import { isLive } from '../reliable/delivery.js';
 import { adoptable } from '../bounds.js';
 import type { WriteFailureKind } from '../write-failure.js';
 import {
@@ -367,11 +368,11 @@ export class KeyValue implements Protocol {
 
   /**
    * A holder's answer too large for a datagram: checked as its datagram would be, taken only from
-   * a member (reliable delivery reassembles nothing else) and handled the same way.
+   * a live member (reliable delivery reassembles nothing else) and handled the same way.
    */
   private onLarge(d: Delivery): void {
     const m = decodeLarge(d.payload, KV_MESSAGES.checks, [VALUE.type, ROWS.type]);
-    const member = this.dir.list().find((x) => x.id === d.from);
+    const member = this.dir.list().find((x) => x.id === d.from && isLive(x));
     if (!m || !member || d.to === null) return void this.rejected++;
     const from: Origin = {
       id: d.from,

@@ -31,6 +31,7 @@ import { DATAGRAM_PAYLOAD_BYTES_MAX, type PeerId } from '../wire.js';
 import type { Protocol, ProtocolContext } from '../protocol.js';
 import type { Body, Origin } from '../kit/message.js';
 import type { Delivery } from '../reliable/index.js';
+import { isLive } from '../reliable/delivery.js';
 import { adoptable, loadable } from '../bounds.js';
 import type { WriteFailureKind } from '../write-failure.js';
 import { AntiEntropyInitiator, AE_INTERVAL_MS, AE_ROUND_INTERVAL_MS } from './anti-entropy-initiator.js';
@@ -202,12 +203,13 @@ export class Replication implements Protocol {
 
   /**
    * A large message (large.ts): checked as its datagram would be, then handled by the same role.
-   * Only a member can have sent it (reliable delivery reassembles nothing else); answers go to
-   * the address membership has for it.
+   * Only a live member can have sent it (reliable delivery reassembles nothing else; a small one,
+   * which it does not reassemble, is held to the same rule); answers go to the address membership
+   * has for it.
    */
   private onLarge(d: Delivery): void {
     const m = decodeLarge(d.payload, MESSAGES.checks, LARGE_TYPES);
-    const member = this.dir.list().find((x) => x.id === d.from);
+    const member = this.dir.list().find((x) => x.id === d.from && isLive(x));
     if (!m || !member || d.to === null) return void this.rejectedCount++;
     const from: Origin = {
       id: d.from,
