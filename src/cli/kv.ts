@@ -12,6 +12,7 @@ import { nameOrUnheard } from '../p2p/names.js';
 import {
   acksSatisfied,
   appendFits,
+  LARGE_MESSAGE_BYTES_MAX,
   envelopeOverhead,
   parseAckPolicy,
   type AckPolicy,
@@ -139,7 +140,9 @@ export class KvClient {
       observer: !transient,
       transient,
       install: (node) => {
-        const large = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
+        const large = node.install(
+          (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
+        );
         return node.install(
           (ctx, n) =>
             new KeyValue(ctx, n.membership, { envelopeBytes: envelopeOverhead(settings.name), large }),

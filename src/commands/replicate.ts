@@ -34,6 +34,7 @@ import {
   type AckPolicy,
   ENTRY_TEXT_BYTES_MAX,
   appendFits,
+  LARGE_MESSAGE_BYTES_MAX,
   entryId,
   isEntryText,
   type Entry,
@@ -160,7 +161,9 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
       observer: !transient,
       transient,
       install: (node) => {
-        const large = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
+        const large = node.install(
+          (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
+        );
         return node.install((ctx, n) => new Replication(ctx, n.membership, { envelopeBytes, large }));
       },
     });
@@ -236,7 +239,9 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
       health,
       lamport: () => maxLamport,
       install: (node) => {
-        const large = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
+        const large = node.install(
+          (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
+        );
         return node.install(
           (ctx, n) =>
             new Replication(ctx, n.membership, {

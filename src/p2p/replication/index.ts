@@ -7,6 +7,7 @@ export { APPEND_RETRY_MS } from './appender.js';
 export { ACK_HOLDERS_MAX } from './messages.js';
 export { appendFits, envelopeOverhead } from './sizing.js';
 export {
+  LARGE_MESSAGE_BYTES_MAX,
   LARGE_QUEUED_BYTES_MAX,
   LARGE_TOPIC,
   LargeOutbox,

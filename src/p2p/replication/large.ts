@@ -19,6 +19,7 @@
 import type { PeerId } from '../wire.js';
 import type { Check } from '../wire.js';
 import type { Delivery, MessageId, SendResult } from '../reliable/index.js';
+import { ENTRY_TEXT_BYTES_MAX } from './entry.js';
 
 /** Replication's topic for them (kv's channel renames it, as it renames every replication type). */
 export const LARGE_TOPIC = 'rp.large';
@@ -27,6 +28,13 @@ export const LARGE_TOPIC = 'rp.large';
  * go on the wire: four 1 MiB entries, enough to keep the windows full on a LAN.
  */
 export const LARGE_QUEUED_BYTES_MAX = 4 * 1024 * 1024;
+/**
+ * The largest message replication or kv sends this way: an entry of ENTRY_TEXT_BYTES_MAX whose
+ * every byte is escaped in JSON (\u00XX, 6 bytes), and the message around it. A process that runs
+ * only replication or kv refuses larger reliable messages (ReliableOptions.messageBytesMax), so
+ * others' large traffic on the group (a file shared in chat) cannot make it hold more.
+ */
+export const LARGE_MESSAGE_BYTES_MAX = 6 * ENTRY_TEXT_BYTES_MAX + 1024;
 /** Messages a LargeOutbox keeps waiting; beyond it an offer is dropped (its asker asks again). */
 export const LARGE_OUTBOX_MAX = 4096;
 
