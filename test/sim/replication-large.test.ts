@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
-import { KeyValue } from '../../src/p2p/kv/index.js';
+import { KeyValue, type KvHolderStore } from '../../src/p2p/kv/index.js';
 import {
   ENTRY_TEXT_BYTES_MAX,
   LARGE_QUEUED_BYTES_MAX,
@@ -170,6 +170,45 @@ describe('large entries (simulation)', () => {
     c.rt.runFor(2_000);
     expect(files.get('h0')!.set.size).toBe(1);
     expect(of.get('h0')!.rejected).toBe(3);
+    expect(c.handlerErrors()).toEqual([]);
+  });
+  it("a holder answering a read with a value over 1 MiB in UTF-8 bytes (within the schema's characters) is refused", async () => {
+    const { c, of } = cluster(5, {}, (node, peer, large) => {
+      let store: KvHolderStore | undefined;
+      if (peer.name.startsWith('h')) {
+        const real = KvStore.open(new Database(':memory:'));
+        // The rogue holder answers every read with 1 Mi three-byte characters: 3 MiB.
+        const forged = { key: 'k', value: '€'.repeat(MIB), lamport: 1, origin: '00000000000000aa', seq: 1 };
+        store =
+          peer.name === 'h-rogue'
+            ? {
+                set: real.set,
+                apply: (e) => real.apply(e),
+                flush: () => real.flush(),
+                rewriteCanonical: () => real.rewriteCanonical(),
+                get: () => forged,
+                scan: (after, limit) => real.scan(after, limit),
+              }
+            : real;
+      }
+      return node.install(
+        (ctx, n) =>
+          new KeyValue(ctx, n.membership, { store, envelopeBytes: envelopeOverhead(peer.name), large }),
+      );
+    });
+    await c.add('h0');
+    await c.add('h-rogue');
+    await c.add('client');
+    c.rt.runFor(1_000);
+    const kv = of.get('client')!;
+    const e = kv.write({ kind: 'put', key: 'k', value: 'v' });
+    expect(c.rt.runUntilTrue(() => kv.writeStatus(entryId(e))!.acked.length === 2, 10_000)).toBe(true);
+    const q = kv.read('k');
+    c.rt.runFor(3_000);
+    const st = kv.readStatus(q)!;
+    expect([...st.answers.keys()]).toEqual([c.peers.find((p) => p.name === 'h0')!.node.id]);
+    expect(st.latest?.value).toBe('v');
+    expect(kv.rejected).toBeGreaterThan(0);
     expect(c.handlerErrors()).toEqual([]);
   });
 });

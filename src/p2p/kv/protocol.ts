@@ -65,6 +65,7 @@ import {
   encodeOp,
   keyProblem,
   opProblem,
+  valueProblem,
   wins,
   type KvOp,
   type KvVersion,
@@ -446,9 +447,14 @@ export class KeyValue implements Protocol {
   /**
    * A version a holder answers with is one of its entries, so it is bounded like one
    * (ENTRY_LAMPORT_AHEAD_MAX): later than our clock, which merged the holder's, it is forged and
-   * would win over every real version. Refused and counted otherwise.
+   * would win over every real version. Refused and counted otherwise. Its value is held to
+   * KV_VALUE_BYTES_MAX in bytes (the schema counts characters, up to 3 bytes each in UTF-8).
    */
   private versionBounded(w: WireRow): boolean {
+    if (w[1] !== null && valueProblem(w[1])) {
+      this.rejected++;
+      return false;
+    }
     if (adoptable(this.ctx.lamport(), w[2], ENTRY_LAMPORT_AHEAD_MAX)) return true;
     this.ctx.refuse('lamport');
     return false;
