@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { ReplicaError, ReplicaFile, reconcileDirectory, writeFileAtomic } from '../src/storage/replica.js';
 import {
+  ENTRY_TEXT_BYTES_MAX,
   ReplicaSet,
   compareEntries,
   formatLine,
@@ -77,7 +78,7 @@ describe('replica line format', () => {
       `1\t${O1}\t1\ta`,
       `1\t${O1}\t1\t"a`,
       `1\t${O1}\t1\t"\\u0041"`,
-      `1\t${O1}\t1\t"${'x'.repeat(800)}"`,
+      `1\t${O1}\t1\t"${'x'.repeat(ENTRY_TEXT_BYTES_MAX + 1)}"`,
       `99999999999999999\t${O1}\t1\t"a"`,
     ];
     for (const line of bad) {

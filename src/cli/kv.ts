@@ -1,13 +1,18 @@
 /**
- * The client side of `peer kv`: one observer peer running the KeyValue protocol, with promise
+ * The client side of `peer kv`: one peer running the KeyValue protocol, with promise
  * APIs for writes (until --acks holders confirmed), reads (until --read holders answered) and
  * dumps, woken by the protocol's events rather than by polling, so latencies are measured well.
+ * It listens as an observer, or joins for its run (`transient`) when it may send or receive a value
+ * too large for one datagram: reliable delivery carries those only between members.
  */
 import { Flags } from '@oclif/core';
-import { KeyValue, type KvHolderStore, type KvOp, type KvVersion } from '../p2p/kv/index.js';
+import { KeyValue, encodeOp, type KvHolderStore, type KvOp, type KvVersion } from '../p2p/kv/index.js';
+import { ReliableDelivery } from '../p2p/reliable/index.js';
 import { nameOrUnheard } from '../p2p/names.js';
 import {
   acksSatisfied,
+  appendFits,
+  LARGE_MESSAGE_BYTES_MAX,
   envelopeOverhead,
   parseAckPolicy,
   type AckPolicy,
@@ -71,6 +76,11 @@ export function reportingStore(store: KvStore, file: string, health: StorageHeal
   };
 }
 
+/** Whether `op` fits one datagram from a client named `name`: if not, the client must join. */
+export function opFitsDatagram(op: KvOp, name: string): boolean {
+  return appendFits(encodeOp(op), envelopeOverhead(name));
+}
+
 export interface WriteResult {
   ok: boolean;
   op: 'put' | 'delete';
@@ -120,17 +130,24 @@ export class KvClient {
   }
 
   /**
-   * Starts an observer and waits until at least one kv holder answered its probe (and a moment
-   * more, so `all` counts every holder). Their answers carry their Lamport times, so a write made
-   * now is ordered after every write those holders had acknowledged.
+   * Starts an observer (a member for its run if `transient`: see the header) and waits until at
+   * least one kv holder answered its probe (and a moment more, so `all` counts every holder).
+   * Their answers carry their Lamport times, so a write made now is ordered after every write
+   * those holders had acknowledged.
    */
-  static async start(settings: NetworkSettings, timeoutMs: number): Promise<KvClient> {
+  static async start(settings: NetworkSettings, timeoutMs: number, transient: boolean): Promise<KvClient> {
     const peer = await startPeer(settings, {
-      observer: true,
-      install: (node) =>
-        node.install(
-          (ctx, n) => new KeyValue(ctx, n.membership, { envelopeBytes: envelopeOverhead(settings.name) }),
-        ),
+      observer: !transient,
+      transient,
+      install: (node) => {
+        const large = node.install(
+          (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
+        );
+        return node.install(
+          (ctx, n) =>
+            new KeyValue(ctx, n.membership, { envelopeBytes: envelopeOverhead(settings.name), large }),
+        );
+      },
     });
     const client = new KvClient(peer);
     const { kv } = client;

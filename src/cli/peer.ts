@@ -102,6 +102,12 @@ export interface RunningPeer<Installed = void> {
  */
 export interface StartOptions<Installed = void, Opened = void> {
   observer?: boolean;
+  /**
+   * Joins as a member for the command's run but keeps nothing, as an observer keeps nothing (no
+   * data-dir lock, no database): a one-shot client that sends or receives messages too large for
+   * a datagram, which reliable delivery takes only from members and sends only to members.
+   */
+  transient?: boolean;
   /** Where failed writes are reported; by default a StorageHealth that writes to stderr. */
   health?: StorageHealth;
   /** Opens what the command keeps in the peer's database (null for an observer), before the node. */
@@ -129,14 +135,15 @@ export async function startPeer<Installed = void, Opened = void>(
   const runtime = runtimeFromEnv(); // PEER_FAKE_CLOCK: checked before anything is opened
   const health = opts.health ?? stderrHealth();
   // One process per name and data dir, taken before the database is opened (storage/lock.ts).
-  const lock = opts.observer ? null : DataDirLock.acquire(settings.dataDir, settings.name);
+  const keeps = !opts.observer && !opts.transient;
+  const lock = keeps ? DataDirLock.acquire(settings.dataDir, settings.name) : null;
   let store: PeerStore | null = null;
   let identity: { id: string; incarnation: number };
   let checkpointing: ReturnType<typeof startCheckpointing> | null = null;
   let opened: Opened;
   let lamport: number;
   try {
-    store = opts.observer ? null : PeerStore.open(settings.dataDir, settings.name);
+    store = keeps ? PeerStore.open(settings.dataDir, settings.name) : null;
     identity = store ? store.startIdentity() : { id: randomBytes(8).toString('hex'), incarnation: 1 };
     checkpointing = store ? startCheckpointing(settings.dataDir, settings.name, health) : null;
     // Without an `open` hook Opened is void: nothing was opened.

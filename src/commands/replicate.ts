@@ -32,12 +32,15 @@ import {
   envelopeOverhead,
   parseAckPolicy,
   type AckPolicy,
-  ENTRY_TEXT_JSON_BYTES_MAX,
+  ENTRY_TEXT_BYTES_MAX,
+  appendFits,
+  LARGE_MESSAGE_BYTES_MAX,
   entryId,
   isEntryText,
   type Entry,
 } from '../p2p/replication/index.js';
 import { ReplicaError, ReplicaFile } from '../storage/replica.js';
+import { ReliableDelivery } from '../p2p/reliable/index.js';
 import type { PeerEvent } from '../p2p/protocol.js';
 import type { PeerNode } from '../p2p/node.js';
 
@@ -67,7 +70,9 @@ export default class Replicate extends PeerCommand {
   static override summary = 'Keep a replica (no message), or append MESSAGE to every replica.';
   static override description = `Without MESSAGE: joins the group as a replica holder and keeps replicas/<name>.txt (--dir moves it), one entry per line. Entries appended anywhere arrive by multicast and are written durably (fsync) before they are acknowledged; holders repair each other in the background (anti-entropy), so a holder that was down or cut off catches up when it returns. Lines typed (or piped) on stdin are appended to the group.
 
-With MESSAGE: appends it and exits 0 once --acks holders have written it durably, printing the entry's id; otherwise exits 1 naming the holders that did not confirm within --timeout. With MESSAGE '-': appends every line of stdin, up to ${APPEND_WINDOW} unconfirmed at a time, and exits 0 only if every one was confirmed.`;
+With MESSAGE: appends it and exits 0 once --acks holders have written it durably, printing the entry's id; otherwise exits 1 naming the holders that did not confirm within --timeout. With MESSAGE '-': appends every line of stdin, up to ${APPEND_WINDOW} unconfirmed at a time, and exits 0 only if every one was confirmed.
+
+An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One too large for a datagram travels to each holder as a reliable message, and the command then joins the group for its run (holders take large messages only from members); anti-entropy and 'peer reconcile' move such entries too.`;
   static override examples = [
     '<%= config.bin %> replicate --interface 127.0.0.1 --name h1',
     '<%= config.bin %> replicate "deploy 42 done" --interface 127.0.0.1 --acks all',
@@ -111,7 +116,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
       const tooLong = texts.findIndex((t) => !isEntryText(t));
       if (tooLong >= 0)
         throw new UsageError(
-          `${batch ? `line ${tooLong + 1} of stdin` : 'the message'} is over ${ENTRY_TEXT_JSON_BYTES_MAX} bytes (as JSON); split it or shorten it`,
+          `${batch ? `line ${tooLong + 1} of stdin` : 'the message'} is over ${ENTRY_TEXT_BYTES_MAX} bytes (1 MiB and 2 KiB, as UTF-8); split it into several entries`,
         );
       if (texts.length === 0) throw new UsageError('no lines on stdin to append');
       const results = await showingWait(
@@ -149,12 +154,18 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
     flags: Parameters<typeof networkSettings>[0] & { acks: string; timeout: number },
   ): Promise<AppendResult[]> {
     const settings = networkSettings(flags, flags.name ?? 'replicate');
+    const envelopeBytes = envelopeOverhead(settings.name);
+    // An observer cannot send large messages (large.ts): join only when a text needs them.
+    const transient = texts.some((t) => !appendFits(t, envelopeBytes));
     const peer = await startPeer(settings, {
-      observer: true,
-      install: (node) =>
-        node.install(
-          (ctx, n) => new Replication(ctx, n.membership, { envelopeBytes: envelopeOverhead(settings.name) }),
-        ),
+      observer: !transient,
+      transient,
+      install: (node) => {
+        const large = node.install(
+          (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
+        );
+        return node.install((ctx, n) => new Replication(ctx, n.membership, { envelopeBytes, large }));
+      },
     });
     const rp = peer.installed;
     const started = Date.now();
@@ -227,14 +238,19 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
     peer = await startPeer(settings, {
       health,
       lamport: () => maxLamport,
-      install: (node) =>
-        node.install(
+      install: (node) => {
+        const large = node.install(
+          (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
+        );
+        return node.install(
           (ctx, n) =>
             new Replication(ctx, n.membership, {
               sink,
               envelopeBytes: envelopeOverhead(settings.name),
+              large,
             }),
-        ),
+        );
+      },
     });
     const { node, installed: rp } = peer;
     void logExisting(peer.checkpoints, settings.name, file.set.entries, health);
@@ -261,7 +277,7 @@ With MESSAGE: appends it and exits 0 once --acks holders have written it durably
       if (line.length > 0) {
         if (!isEntryText(line)) {
           process.stderr.write(
-            `${this.config.bin}: line over ${ENTRY_TEXT_JSON_BYTES_MAX} bytes, not appended\n`,
+            `${this.config.bin}: line over ${ENTRY_TEXT_BYTES_MAX} bytes (1 MiB and 2 KiB), not appended; split it\n`,
           );
         } else {
           try {

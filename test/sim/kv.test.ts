@@ -14,7 +14,14 @@ import {
   type KvOp,
   type KvVersion,
 } from '../../src/p2p/kv/index.js';
-import { envelopeOverhead, acksSatisfied, type Entry } from '../../src/p2p/replication/index.js';
+import {
+  appendFits,
+  entryProblem,
+  envelopeOverhead,
+  acksSatisfied,
+  type Entry,
+} from '../../src/p2p/replication/index.js';
+import { DATAGRAM_PAYLOAD_BYTES_MAX } from '../../src/p2p/wire.js';
 import { KvStore, KvStoreError } from '../../src/storage/kv.js';
 import type { PeerNode } from '../../src/p2p/node.js';
 import { rogue } from '../support/rogue.js';
@@ -229,9 +236,11 @@ describe('kv (simulation)', () => {
     const key = (i: number) => `${String(i).padStart(2, '0')}${'😀'.repeat(31)}`;
     const written: Entry[] = [];
     for (let i = 0; i < 20; i++) {
-      // The largest value whose op still fits an entry: quotes escape to two bytes each.
-      let value = '"'.repeat(KV_VALUE_BYTES_MAX);
-      while (opProblem({ kind: 'put', key: key(i), value })) value = value.slice(1);
+      // The largest value whose op still fits one datagram of the holder's: quotes escape to two
+      // bytes each.
+      let value = '"'.repeat(DATAGRAM_PAYLOAD_BYTES_MAX);
+      while (!appendFits(encodeOp({ kind: 'put', key: key(i), value }), envelopeOverhead(long)))
+        value = value.slice(1);
       written.push(kc.kv(c).write({ kind: 'put', key: key(i), value }));
       kc.rt.runFor(20);
     }
@@ -393,12 +402,22 @@ describe('kv operations and the conflict rule', () => {
   it('limits are enforced at their boundary, with one-line reasons', () => {
     const k = 'k'.repeat(KV_KEY_BYTES_MAX);
     expect(opProblem({ kind: 'delete', key: k })).toBeNull();
-    expect(opProblem({ kind: 'delete', key: `${k}k` })).toMatch(/at most 128 bytes/);
+    expect(opProblem({ kind: 'delete', key: `${k}k` })).toMatch(/at most 1024 bytes \(1 KiB\)/);
     expect(opProblem({ kind: 'put', key: 'k', value: 'v'.repeat(KV_VALUE_BYTES_MAX) })).toBeNull();
     expect(opProblem({ kind: 'put', key: 'k', value: 'v'.repeat(KV_VALUE_BYTES_MAX + 1) })).toMatch(
-      /at most 512 bytes/,
+      /at most 1048576 bytes \(1 MiB\)/,
     );
-    expect(opProblem({ kind: 'put', key: 'k', value: '\u0001'.repeat(200) })).toMatch(/escaped/);
+    // The longest key with the longest value, or a value that escapes to 6 bytes a character in
+    // JSON, still makes one entry: limits are on the text, not on its escaped form.
+    expect(opProblem({ kind: 'put', key: k, value: '\u0001'.repeat(KV_VALUE_BYTES_MAX) })).toBeNull();
+    expect(
+      entryProblem({
+        origin: '0'.repeat(16),
+        seq: 1,
+        lamport: 0,
+        text: encodeOp({ kind: 'put', key: k, value: 'v'.repeat(KV_VALUE_BYTES_MAX) }),
+      }),
+    ).toBeNull();
     expect(opProblem({ kind: 'put', key: '', value: 'v' })).toMatch(/empty/);
     expect(opProblem({ kind: 'put', key: 'a b', value: 'v' })).toMatch(/whitespace/);
     expect(opProblem({ kind: 'put', key: 'a', value: '\uD800' })).toMatch(/lone surrogate/);

@@ -199,6 +199,7 @@ export class ForgerGroup {
         new Replication(ctx, n.membership, {
           sink: holder ? new MemoryReplica() : undefined,
           envelopeBytes,
+          large: reliable,
         }),
     );
     const kv = node.install(
@@ -206,6 +207,7 @@ export class ForgerGroup {
         new KeyValue(ctx, n.membership, {
           store: holder ? KvStore.open(new Database(':memory:')) : undefined,
           envelopeBytes,
+          large: reliable,
         }),
     );
     let tasks: Tasks | null = null;

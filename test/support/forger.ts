@@ -40,11 +40,14 @@ import {
   IBLT_CELLS_MIN,
   DIGEST_FANOUT,
   DIGEST_LEVELS,
+  LARGE_TOPIC,
+  encodeLarge,
 } from '../../src/p2p/replication/index.js';
 import {
   HOLDERS_COUNT_MAX,
   KV_CHANNEL_PREFIX,
   KV_KEY_BYTES_MAX,
+  KV_LARGE_TOPIC,
   KV_SCAN_ROWS_MAX,
   KV_VALUE_BYTES_MAX,
   encodeOp,
@@ -279,6 +282,11 @@ const topics: G<unknown> = fc.oneof(
   { arbitrary: k(fc.constantFrom([CHAT_TOPIC], [CHAT_HISTORY_TOPIC], [SNAPSHOT_MARKER_TOPIC])), weight: 6 },
   { arbitrary: konst([CHAT_TOPIC, CHAT_HISTORY_TOPIC, SNAPSHOT_MARKER_TOPIC]), weight: 2 },
   { arbitrary: k(fc.constantFrom(['x'.repeat(24)], ['a-1.b'])), weight: 1 },
+  // Where entries and kv answers too large for a datagram travel (replication/large.ts).
+  {
+    arbitrary: k(fc.constantFrom([LARGE_TOPIC], [`${KV_CHANNEL_PREFIX}large`], [KV_LARGE_TOPIC])),
+    weight: 2,
+  },
 );
 /** A payload for each topic: well-formed, hostile, or broken. */
 const payload: G<string> = fc.oneof(
@@ -293,6 +301,23 @@ const payload: G<string> = fc.oneof(
         JSON.stringify([`${String(from(f))}/1/1`, from(f), name(f), null, null, t(f), l(f), at(f)]),
   ),
   k(fc.constantFrom('snap-1', 'a'.repeat(40), 'NOT A SNAPSHOT', '{', '')),
+  // A large message's [type, body] (replication/large.ts): entries and kv answers, or other types.
+  fc.tuple(peerId, uint(), uint('lamport'), text(200)).map(
+    ([o, seq, l, t]) =>
+      (f: Forge) =>
+        encodeLarge('rp.app', { e: [o(f), seq(f), l(f), t(f)] }),
+  ),
+  fc.tuple(fc.constantFrom('rp.put', 'rp.ent'), uint(), peerId, uint(), uint('lamport'), text(200)).map(
+    ([type, q, o, seq, l, t]) =>
+      (f: Forge) =>
+        encodeLarge(type, { q: q(f), e: [[o(f), seq(f), l(f), t(f)]] }),
+  ),
+  fc.tuple(uint(), peerId, uint(), uint('lamport'), text(200)).map(
+    ([q, o, seq, l, v]) =>
+      (f: Forge) =>
+        encodeLarge('kv.val', { q: q(f), w: ['k', v(f), l(f), o(f), seq(f)], n: 3 }),
+  ),
+  k(fc.constantFrom('["rp.rnd",{"r":1}]', '["kv.rows",{"q":1,"r":[],"m":false}]', '["rp.app"]', '[1,2]')),
   konst('z'.repeat(RELIABLE_PAYLOAD_BYTES_MAX)),
 );
 /** Deltas between the messages of one attachment after the first: the next one, or a gap. */

@@ -30,7 +30,7 @@ describe('kv shell line parser', () => {
     expect(err('GET a b')).toMatch(/GET takes one argument/);
     expect(err('DUMP x')).toMatch(/DUMP takes no arguments/);
     expect(err('FETCH k')).toMatch(/unknown command 'FETCH'/);
-    expect(err(`PUT k ${'v'.repeat(513)}`)).toMatch(/at most 512 bytes/);
-    expect(err(`GET ${'k'.repeat(129)}`)).toMatch(/at most 128 bytes/);
+    expect(err(`PUT k ${'v'.repeat(1024 * 1024 + 1)}`)).toMatch(/at most 1048576 bytes \(1 MiB\)/);
+    expect(err(`GET ${'k'.repeat(1025)}`)).toMatch(/at most 1024 bytes \(1 KiB\)/);
   });
 });

@@ -33,7 +33,7 @@ import {
 } from '../../src/p2p/replication/messages.js';
 import {
   DIGEST_LEVELS,
-  ENTRY_TEXT_JSON_BYTES_MAX,
+  ENTRY_TEXT_BYTES_MAX,
   IBLT_CELLS_MAX,
   IBLT_CELLS_MIN,
   envelopeOverhead,
@@ -62,7 +62,7 @@ const wireEntryBefore: Check = (v) =>
   isPeerId(v[0]) &&
   is.int(1, Number.MAX_SAFE_INTEGER)(v[1]) &&
   is.uint()(v[2]) &&
-  is.str(ENTRY_TEXT_JSON_BYTES_MAX)(v[3]);
+  is.str(ENTRY_TEXT_BYTES_MAX)(v[3]);
 const Q = is.uint();
 const B64_BEFORE = is.str(DATAGRAM_PAYLOAD_BYTES_MAX);
 const BEFORE: Record<string, Check> = {

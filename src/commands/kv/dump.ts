@@ -37,7 +37,7 @@ export default class KvDump extends PeerCommand {
     const { flags } = await this.parse(KvDump);
     const client = await showingWait(
       'looking for kv holders',
-      KvClient.start(networkSettings(flags, flags.name ?? 'kv'), flags.timeout),
+      KvClient.start(networkSettings(flags, flags.name ?? 'kv'), flags.timeout, true),
       { json: this.jsonEnabled() },
     );
     try {

@@ -27,7 +27,7 @@ export default class KvGet extends PeerCommand {
     if (problem) throw new UsageError(problem);
     const client = await showingWait(
       'looking for kv holders',
-      KvClient.start(networkSettings(flags, flags.name ?? 'kv'), flags.timeout),
+      KvClient.start(networkSettings(flags, flags.name ?? 'kv'), flags.timeout, true),
       { json: this.jsonEnabled() },
     );
     try {

@@ -15,8 +15,9 @@ import {
   type EventLog,
 } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
+import { ReliableDelivery } from '../../p2p/reliable/index.js';
 import { KeyValue, decodeOp } from '../../p2p/kv/index.js';
-import { envelopeOverhead, entryId } from '../../p2p/replication/index.js';
+import { LARGE_MESSAGE_BYTES_MAX, envelopeOverhead, entryId } from '../../p2p/replication/index.js';
 import type { PeerEvent } from '../../p2p/protocol.js';
 import type { PeerNode } from '../../p2p/node.js';
 import { KvStore, KvStoreError } from '../../storage/kv.js';
@@ -58,11 +59,15 @@ export default class KvServe extends PeerCommand {
       lamport: ({ store }) => store.maxLamport(),
       install: (node, _s, { store, file }) => {
         const holder = reportingStore(store, file, health);
+        const large = node.install(
+          (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
+        );
         const kv = node.install(
           (ctx, n) =>
             new KeyValue(ctx, n.membership, {
               store: holder,
               envelopeBytes: envelopeOverhead(settings.name),
+              large,
             }),
         );
         return { store, kv };

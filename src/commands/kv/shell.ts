@@ -86,7 +86,7 @@ export default class KvShell extends PeerCommand {
     const read = policyFlag('read', flags.read);
     const client = await showingWait(
       'looking for kv holders',
-      KvClient.start(networkSettings(flags, flags.name ?? 'kv-shell'), flags.timeout),
+      KvClient.start(networkSettings(flags, flags.name ?? 'kv-shell'), flags.timeout, true),
     );
     let failed = 0;
     const fail = (n: number, message: string) => {

@@ -113,8 +113,11 @@ export interface Message<N extends string = string, B = unknown> {
   toWire(body: B): Record<string, unknown>;
   /** The arguments of `ctx.broadcast` (and, after the address, of `ctx.send`) for this body. */
   out(body: B): [type: N, body: Record<string, unknown>];
-  /** The body of `env` by domain names when it is of this type (the codec checked it), else undefined. */
-  of(env: Envelope): B | undefined;
+  /**
+   * The body of `env` by domain names when it is of this type (the codec, or the check of a large
+   * message that carried it, checked it), else undefined.
+   */
+  of(env: Pick<Envelope, 't' | 'b'>): B | undefined;
 }
 
 export type Body<M> = M extends Message<string, infer B> ? B : never;

@@ -15,12 +15,16 @@
  * is a tombstone: a row with no value that wins and loses like a put, so an older put arriving
  * late never brings a deleted key back. Tombstones are kept (no garbage collection yet).
  */
-import { entryProblem, type Entry } from '../replication/index.js';
+import type { Entry } from '../replication/index.js';
 
-/** Longest key, in UTF-8 bytes. */
-export const KV_KEY_BYTES_MAX = 128;
-/** Longest value, in UTF-8 bytes. With the key and the op header it fits one replicated entry. */
-export const KV_VALUE_BYTES_MAX = 512;
+/** Longest key, in UTF-8 bytes (a key is at most as many UTF-16 units, so its header has 4 digits). */
+export const KV_KEY_BYTES_MAX = 1024;
+/**
+ * Longest value, in UTF-8 bytes: a config file or a JSON document, as etcd allows (1.5 MiB per
+ * request). With the key and the op header it fits one replicated entry (ENTRY_TEXT_BYTES_MAX);
+ * one that does not fit a datagram travels as a reliable message.
+ */
+export const KV_VALUE_BYTES_MAX = 1024 * 1024;
 
 export type KvOp = { kind: 'put'; key: string; value: string } | { kind: 'delete'; key: string };
 
@@ -47,7 +51,7 @@ export function keyProblem(key: string): string | null {
   if (!wellFormed(key)) return 'the key is not valid Unicode (a lone surrogate)';
   const bytes = Buffer.byteLength(key);
   if (bytes > KV_KEY_BYTES_MAX)
-    return `the key is ${bytes} bytes; keys are at most ${KV_KEY_BYTES_MAX} bytes`;
+    return `the key is ${bytes} bytes; keys are at most ${KV_KEY_BYTES_MAX} bytes (1 KiB): use a shorter key`;
   if (!KEY_RE.test(key))
     return 'the key holds whitespace or control characters; use printable characters only';
   return null;
@@ -56,26 +60,20 @@ export function keyProblem(key: string): string | null {
 /** Why a value is not acceptable, or null. */
 export function valueProblem(value: string): string | null {
   if (!wellFormed(value)) return 'the value is not valid Unicode (a lone surrogate)';
-  const bytes = Buffer.byteLength(value);
+  const bytes = value.length > KV_VALUE_BYTES_MAX ? value.length : Buffer.byteLength(value);
   if (bytes > KV_VALUE_BYTES_MAX)
-    return `the value is ${bytes} bytes; values are at most ${KV_VALUE_BYTES_MAX} bytes`;
+    return `the value is ${bytes} bytes; values are at most ${KV_VALUE_BYTES_MAX} bytes (1 MiB): store a larger one in parts under several keys`;
   return null;
 }
 
-/** Why an operation cannot be written, or null: the limits above, and one entry per operation. */
+/**
+ * Why an operation cannot be written, or null: the limits above. Within them an operation always
+ * fits one entry (ENTRY_TEXT_BYTES_MAX has room for the longest key and the header).
+ */
 export function opProblem(op: KvOp): string | null {
   const k = keyProblem(op.key);
   if (k) return k;
-  if (op.kind === 'put') {
-    const v = valueProblem(op.value);
-    if (v) return v;
-  }
-  // Escaping (quotes, backslashes, control characters in the value) can push an op that is within
-  // both limits over the entry limit; say so rather than fail later.
-  const probe: Entry = { origin: '0'.repeat(16), seq: 1, lamport: 0, text: encodeOp(op) };
-  if (entryProblem(probe))
-    return 'the key and value are too long once escaped (quotes, backslashes and control characters count double or more); shorten them';
-  return null;
+  return op.kind === 'put' ? valueProblem(op.value) : null;
 }
 
 export function encodeOp(op: KvOp): string {

@@ -28,6 +28,11 @@
  * writer heard from wins over it. Concurrent writes are ordered arbitrarily but identically
  * everywhere.
  *
+ * Large values. An operation, or an answer, too large for one datagram travels as a reliable
+ * unicast message (../replication/large.ts): replication's on its channel's topic (`kvr.large`),
+ * a holder's answers (`kv.val`, a page of one large row `kv.rows`) on KV_LARGE_TOPIC, through an
+ * outbox that sends one copy however often the client asks again meanwhile.
+ *
  * Failure modes. Loss, duplication and reordering: idempotent appends, retries and anti-entropy
  * (see ../replication/). A crashed holder keeps its SQLite log and catches up after a restart. A
  * read or scan whose holder does not answer is retried, then reported failed (SCAN_TRIES_MAX).
@@ -39,12 +44,19 @@ import type { Address } from '../transport/transport.js';
 import type { Tags } from '../membership.js';
 import {
   ENTRY_LAMPORT_AHEAD_MAX,
+  LargeOutbox,
   REPLICA_TAG,
   Replication,
+  decodeLarge,
+  encodeLarge,
+  fitsDatagram,
   type Directory,
   type Entry,
+  type LargeLane,
   type ReplicaSink,
 } from '../replication/index.js';
+import type { Delivery } from '../reliable/index.js';
+import { isLive } from '../reliable/delivery.js';
 import { adoptable } from '../bounds.js';
 import type { WriteFailureKind } from '../write-failure.js';
 import {
@@ -53,6 +65,7 @@ import {
   encodeOp,
   keyProblem,
   opProblem,
+  valueProblem,
   wins,
   type KvOp,
   type KvVersion,
@@ -72,6 +85,8 @@ export const KV_TRACKED_MAX = 4096;
 export const HOLDERS_COUNT_MAX = 4096;
 /** Rows a scan returns at most per call (a dump pages through the table). */
 export const KV_SCAN_ROWS_MAX = 64;
+/** Topic of a holder's answers too large for one datagram (a large value). */
+export const KV_LARGE_TOPIC = 'kv.large';
 
 /** A version on the wire: [key, value or null (tombstone), lamport, origin, seq]. */
 type WireRow = [string, string | null, number, string, number];
@@ -142,6 +157,8 @@ export interface KeyValueOptions {
   store?: KvHolderStore;
   /** Bytes an encoded envelope adds around its body, for this peer's name (envelopeOverhead). */
   envelopeBytes: number;
+  /** Reliable delivery, for operations and answers too large for one datagram (large values). */
+  large?: LargeLane;
 }
 
 export interface ReadStatus {
@@ -189,23 +206,27 @@ export class KeyValue implements Protocol {
   rejected = 0;
   private readonly store: KvHolderStore | null;
   private readonly bodyBytesMax: number;
+  private readonly outbox: LargeOutbox | null;
   private q = 0;
   private readonly reads = new Map<number, ReadTrack>();
   private readonly scans = new Map<number, ScanTrack>();
 
   constructor(
     private readonly ctx: ProtocolContext,
-    dir: Directory,
+    private readonly dir: Directory,
     opts: KeyValueOptions,
   ) {
     this.store = opts.store ?? null;
     this.bodyBytesMax = DATAGRAM_PAYLOAD_BYTES_MAX - opts.envelopeBytes;
+    this.outbox = opts.large ? new LargeOutbox(opts.large, KV_LARGE_TOPIC) : null;
+    opts.large?.on(KV_LARGE_TOPIC, (d) => this.onLarge(d));
     this.replication = new Replication(
       channelContext(ctx, (e) => this.relay(e)),
       channelDirectory(dir),
       {
         sink: this.store ?? undefined,
         envelopeBytes: opts.envelopeBytes,
+        large: opts.large && channelLane(opts.large),
       },
     );
     const renamed: Record<string, Check> = {};
@@ -305,14 +326,15 @@ export class KeyValue implements Protocol {
   }
 
   private readonly onOwn = KV_MESSAGES.dispatch({
-    'kv.read': (b, from) => this.onRead(from.address, b.query, b.key),
+    'kv.read': (b, from) => this.onRead(from, b.query, b.key),
     'kv.val': (b, from) => this.onValue(from, b.query, b.version, b.holders),
-    'kv.scan': (b, from) => this.onScan(from.address, b.query, b.after, b.pageRows),
+    'kv.scan': (b, from) => this.onScan(from, b.query, b.after, b.pageRows),
     'kv.rows': (b, from) => this.onRows(from, b.query, b.rows, b.more),
   });
 
   tick(now: number): void {
     this.replication.tick(now);
+    this.outbox?.pump();
     if (this.reads.size > 0) this.retryReads(now);
     for (const t of [...this.scans.values()]) {
       if (t.handle.done || now - t.lastSend < SCAN_RETRY_MS) continue;
@@ -330,20 +352,48 @@ export class KeyValue implements Protocol {
 
   // ---- holder side -------------------------------------------------------------------------
 
-  private onRead(from: Address, q: number, key: string): void {
+  private onRead(from: Origin, q: number, key: string): void {
     if (!this.store) return;
     if (keyProblem(key)) return void this.rejected++;
     const v = this.store.get(key);
     // Itself included: the holders it knows (any state but left), like an ack's list.
     const holders = Math.min(HOLDERS_COUNT_MAX, this.holders().length + 1);
-    this.ctx.send(from, ...VALUE.out({ query: q, version: v ? toRow(v) : null, holders }));
+    this.answer(from, q, VALUE.type, VALUE.toWire({ query: q, version: v ? toRow(v) : null, holders }));
   }
 
-  private onScan(from: Address, q: number, after: string | null, pageRows: number): void {
+  /** Sends an answer in a datagram, or, too large for one, as a reliable message (see the header). */
+  private answer(to: Origin, q: number, type: string, body: Record<string, unknown>): void {
+    if (fitsDatagram(body, this.bodyBytesMax)) this.ctx.send(to.address, type, body);
+    else this.outbox?.offer(to.id, `${q}`, () => encodeLarge(type, body));
+  }
+
+  /**
+   * A holder's answer too large for a datagram: checked as its datagram would be, taken only from
+   * a live member (reliable delivery reassembles nothing else) and handled the same way.
+   */
+  private onLarge(d: Delivery): void {
+    const m = decodeLarge(d.payload, KV_MESSAGES.checks, [VALUE.type, ROWS.type]);
+    const member = this.dir.list().find((x) => x.id === d.from && isLive(x));
+    if (!m || !member || d.to === null) return void this.rejected++;
+    const from: Origin = {
+      id: d.from,
+      name: d.fromName,
+      incarnation: member.incarnation,
+      lamport: d.lamport,
+      address: member.address,
+    };
+    const env = { t: m.type, b: m.body };
+    const value = VALUE.of(env);
+    if (value) return this.onValue(from, value.query, value.version, value.holders);
+    const rows = ROWS.of(env);
+    if (rows) this.onRows(from, rows.query, rows.rows, rows.more);
+  }
+
+  private onScan(from: Origin, q: number, after: string | null, pageRows: number): void {
     if (!this.store) return;
     const rows = this.store.scan(after, pageRows);
-    // Every row fits with room to spare (an op is at most ENTRY_TEXT_JSON_BYTES_MAX as JSON), so
-    // a page always carries at least one; `m` says whether the holder has more after the last.
+    // A page carries at least one row (one too large for a datagram goes alone, as a reliable
+    // message); `m` says whether the holder has more after the last.
     let bytes = Buffer.byteLength(JSON.stringify(ROWS.toWire({ query: q, rows: [], more: false })));
     const out: WireRow[] = [];
     for (const v of rows) {
@@ -354,7 +404,7 @@ export class KeyValue implements Protocol {
       out.push(w);
     }
     const more = out.length < rows.length || rows.length === pageRows;
-    this.ctx.send(from, ...ROWS.out({ query: q, rows: out, more }));
+    this.answer(from, q, ROWS.type, ROWS.toWire({ query: q, rows: out, more }));
   }
 
   // ---- client side -------------------------------------------------------------------------
@@ -397,9 +447,14 @@ export class KeyValue implements Protocol {
   /**
    * A version a holder answers with is one of its entries, so it is bounded like one
    * (ENTRY_LAMPORT_AHEAD_MAX): later than our clock, which merged the holder's, it is forged and
-   * would win over every real version. Refused and counted otherwise.
+   * would win over every real version. Refused and counted otherwise. Its value is held to
+   * KV_VALUE_BYTES_MAX in bytes (the schema counts characters, up to 3 bytes each in UTF-8).
    */
   private versionBounded(w: WireRow): boolean {
+    if (w[1] !== null && valueProblem(w[1])) {
+      this.rejected++;
+      return false;
+    }
     if (adoptable(this.ctx.lamport(), w[2], ENTRY_LAMPORT_AHEAD_MAX)) return true;
     this.ctx.refuse('lamport');
     return false;
@@ -476,6 +531,15 @@ function channelContext(ctx: ProtocolContext, emit: (e: PeerEvent) => void): Pro
     refuse: (counter) => ctx.refuse(counter),
     soon: (fn) => ctx.soon(fn),
     bodyBytesMax: (type) => ctx.bodyBytesMax(toChannel(type)),
+  };
+}
+
+/** Reliable delivery with replication's topic moved to the kv channel (`kvr.large`). */
+function channelLane(lane: LargeLane): LargeLane {
+  return {
+    sendTo: (to, topic, payload, done) => lane.sendTo(to, toChannel(topic), payload, done),
+    on: (topic, handler) => lane.on(toChannel(topic), handler),
+    queuedBytes: () => lane.queuedBytes(),
   };
 }
 

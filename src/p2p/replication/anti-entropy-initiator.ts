@@ -14,6 +14,11 @@
  * At most SESSION_WINDOW_REQUESTS are outstanding (flow control); a request unanswered for
  * REQUEST_TIMEOUT_MS is sent again, and REQUEST_TRIES_MAX failures end the session (B gone).
  *
+ * Large entries (large.ts). An entry too large for one datagram is pushed alone as a reliable
+ * message; its request waits while reliable delivery carries it (it is repaired there, not resent
+ * here) and for its `rp.got` after. B sends one we fetch the same way; each that arrives counts as
+ * progress for its fetch, which a run of large entries would otherwise outlast.
+ *
  * Hash collisions. Bucket hashes on the wire are one 32-bit lane of the 64-bit XOR; sessions
  * alternate lanes, so a collision that hides a difference in one session is seen by the next. A
  * session that decodes no difference while the digests differ (a 64-bit collision, or a bug)
@@ -28,6 +33,7 @@ import type { Entry } from './entry.js';
 import { hash64 } from './hash.js';
 import type { Holder } from './holder.js';
 import { IBLT_CELLS_MAX, IBLT_CELL_BYTES, Iblt, ibltSize } from './iblt.js';
+import { encodeLarge, LARGE_TOPIC, type LargeLane } from './large.js';
 import { formatLine } from './line.js';
 import {
   GET,
@@ -41,7 +47,14 @@ import {
   wireEntry,
 } from './messages.js';
 import { DIGEST_FANOUT, DIGEST_LEVELS } from './replica-set.js';
-import { b64Bytes, envelopeOverhead, ibltCellsPerReply, takeEntries, treeParentsPerReply } from './sizing.js';
+import {
+  b64Bytes,
+  envelopeOverhead,
+  fitsOne,
+  ibltCellsPerReply,
+  takeEntries,
+  treeParentsPerReply,
+} from './sizing.js';
 
 /** How often a holder looks for a holder with another digest and starts a session. */
 export const AE_INTERVAL_MS = 400;
@@ -76,9 +89,11 @@ type Request =
   | { type: 'rp.iq'; cells: number; first: number; count: number }
   /** `keys`: the content hashes still missing (a resend asks only for those). */
   | { type: 'rp.get'; keys: ContentHash[] }
-  | { type: 'rp.put'; entries: Entry[] };
+  /** `large`: one entry too large for a datagram, sent as a reliable message. */
+  | { type: 'rp.put'; entries: Entry[]; large?: true };
 
-type Pending = Request & { sentAt: number; tries: number };
+/** `carrying`: a large push that reliable delivery is still carrying (not timed out meanwhile). */
+type Pending = Request & { sentAt: number; tries: number; carrying?: boolean };
 
 interface Session {
   /** Names the session to the responder (its IBLT cache). */
@@ -120,6 +135,8 @@ export class AntiEntropyInitiator {
     /** Body bytes of our requests: our envelope, with our name, takes the rest of a datagram. */
     private readonly bodyBytesMax: number,
     private readonly reject: () => void,
+    /** Where entries too large for a datagram go; null: they are not pushed (never, in the CLI). */
+    private readonly large: LargeLane | null,
   ) {}
 
   get syncing(): boolean {
@@ -202,9 +219,17 @@ export class AntiEntropyInitiator {
   private drive(now: number): void {
     const s = this.session!;
     for (const [request, p] of s.outstanding) {
-      if (now - p.sentAt < REQUEST_TIMEOUT_MS) continue;
+      if (p.carrying || now - p.sentAt < REQUEST_TIMEOUT_MS) continue;
       if (p.tries >= REQUEST_TRIES_MAX)
         return this.end(false, `no answer from the holder after ${p.tries} tries`);
+      if (p.type === 'rp.get') {
+        // What arrived meanwhile (a large entry of an earlier fetch, an append) is not asked again.
+        p.keys = p.keys.filter(([k1, k2]) => !this.holder.set.byContentHash(k1, k2));
+        if (p.keys.length === 0) {
+          s.outstanding.delete(request);
+          continue;
+        }
+      }
       p.tries++;
       p.sentAt = now;
       this.sendRequest(s, request, p);
@@ -219,7 +244,22 @@ export class AntiEntropyInitiator {
   }
 
   private sendRequest(s: Session, request: number, r: Request): void {
+    if (r.type === 'rp.put' && r.large) return this.pushLarge(s, request, r.entries[0]!);
     this.ctx.send(s.address, ...this.requestMessage(s, request, r));
+  }
+
+  /** Pushes one large entry; its request times out only once reliable delivery is done with it. */
+  private pushLarge(s: Session, request: number, entry: Entry): void {
+    const p = s.outstanding.get(request)!;
+    p.carrying = true;
+    const payload = encodeLarge(PUT.type, PUT.toWire({ request, entries: [wireEntry(entry)] }));
+    this.large!.sendTo(s.peer, LARGE_TOPIC, payload, (r) => {
+      if (this.session !== s || s.outstanding.get(request) !== p) return;
+      p.carrying = false;
+      // Carried: wait REQUEST_TIMEOUT_MS for its `rp.got`. Not carried: send it again at once.
+      p.sentAt = r.ok ? this.ctx.now() : -Infinity;
+      this.drive(this.ctx.now());
+    });
   }
 
   private requestMessage(s: Session, request: number, r: Request): [string, Record<string, unknown>] {
@@ -278,7 +318,9 @@ export class AntiEntropyInitiator {
       const push: Entry[] = [];
       for (const [k1, k2] of s.ours) {
         const e = set.byContentHash(k1, k2);
-        if (e) push.push(e);
+        if (!e) continue;
+        if (fitsOne(e, PUSH_SIZING_REQUEST, this.bodyBytesMax)) push.push(e);
+        else if (this.large) s.queue.push({ type: 'rp.put', entries: [e], large: true });
       }
       // Pushes are requests too (rp.put -> rp.got): windowed and resent, so none is lost silently.
       while (push.length > 0)
@@ -326,7 +368,7 @@ export class AntiEntropyInitiator {
    * Entries an `rp.ent` brought (the holder stored `stored` of them already): they settle the keys
    * of our fetch they answer; the fetch is done once none is missing.
    */
-  onFetched(from: Origin, request: number, stored: Entry[]): void {
+  onFetched(from: Origin, request: number, stored: Entry[], large = false): void {
     const s = this.session;
     const p = s && request !== 0 && from.id === s.peer ? s.outstanding.get(request) : undefined;
     if (!s || p?.type !== 'rp.get') return;
@@ -334,6 +376,11 @@ export class AntiEntropyInitiator {
     // A version received settles its key even if ours won the conflict and stays.
     const got = new Set(stored.map((e) => hash64(formatLine(e), 1).join(':')));
     p.keys = p.keys.filter(([k1, k2]) => !got.has(`${k1}:${k2}`) && !this.holder.set.byContentHash(k1, k2));
+    if (large && stored.length > 0) {
+      // The responder is sending: give the rest of this fetch its full time again.
+      p.sentAt = this.ctx.now();
+      p.tries = 1;
+    }
     if (p.keys.length === 0) {
       s.outstanding.delete(request);
       this.drive(this.ctx.now());

@@ -3,13 +3,16 @@
  * keeps no session state beyond a short cache of the IBLTs it built (one per session it serves, so
  * the chunks of one table come from one snapshot): bucket hashes of the digest tree (`rp.tq`), IBLT
  * cells (`rp.iq`), the entries some content hashes name (`rp.get`), and it stores what the
- * initiator pushes (`rp.put`), confirming with `rp.got` only once the entries are durable.
+ * initiator pushes (`rp.put`), confirming with `rp.got` only once the entries are durable. An
+ * entry too large for one `rp.ent` datagram goes alone as a reliable message (large.ts), through
+ * the outbox that bounds what is in flight; a fetch resent meanwhile does not send it twice.
  */
 import type { ProtocolContext } from '../protocol.js';
 import type { Body, Origin } from '../kit/message.js';
 import type { Entry } from './entry.js';
 import type { Holder } from './holder.js';
 import { Iblt } from './iblt.js';
+import { encodeLarge, type LargeOutbox } from './large.js';
 import {
   ENTRIES,
   GET,
@@ -23,7 +26,7 @@ import {
   wireEntry,
 } from './messages.js';
 import { DIGEST_FANOUT } from './replica-set.js';
-import { ibltCellsPerReply, takeEntries, treeParentsPerReply } from './sizing.js';
+import { fitsOne, ibltCellsPerReply, takeEntries, treeParentsPerReply } from './sizing.js';
 
 /** IBLTs a responder keeps built (one per session it serves), and their total cells (16 B each). */
 export const IBLT_CACHE_MAX = 16;
@@ -39,6 +42,8 @@ export class AntiEntropyResponder {
     /** Body bytes of our replies: our envelope, with our name, takes the rest of a datagram. */
     private readonly bodyBytesMax: number,
     private readonly reject: () => void,
+    /** Where entries too large for a datagram go; null: they are not sent (never, in the CLI). */
+    private readonly large: LargeOutbox | null,
   ) {}
 
   onTreeRequest(from: Origin, req: Body<typeof TREE_REQUEST>): void {
@@ -93,7 +98,12 @@ export class AntiEntropyResponder {
     const found: Entry[] = [];
     for (const [k1, k2] of keys) {
       const e = this.holder.set.byContentHash(k1, k2);
-      if (e) found.push(e);
+      if (!e) continue;
+      if (fitsOne(e, req.request, this.bodyBytesMax)) found.push(e);
+      else
+        this.large?.offer(from.id, `${k1}:${k2}`, () =>
+          encodeLarge(ENTRIES.type, ENTRIES.toWire({ request: req.request, entries: [wireEntry(e)] })),
+        );
     }
     while (found.length > 0) {
       const entries = takeEntries(found, req.request, this.bodyBytesMax);

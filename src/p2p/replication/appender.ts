@@ -7,6 +7,9 @@
  * its probe, so each ack also lists the holders its sender knows (alive, suspect or dead, not
  * left); a crashed holder thus keeps `--acks all` from succeeding until the others forget it
  * (membership's deadRetentionMs) or it comes back.
+ *
+ * An entry too large for one datagram (large.ts) is sent to each live holder as a reliable unicast
+ * message instead of multicast, and retried the same way, one copy in flight per holder.
  */
 import type { ProtocolContext } from '../protocol.js';
 import type { PeerId } from '../wire.js';
@@ -16,6 +19,7 @@ import { WriteFailedError, type WriteFailureKind } from '../write-failure.js';
 import { holdersIn, liveHoldersIn, type Directory } from './directory.js';
 import { entryId, entryProblem, type Entry } from './entry.js';
 import type { Holder } from './holder.js';
+import { encodeLarge, fitsDatagram, type LargeOutbox } from './large.js';
 import { ACK, APPEND, REFUSAL, wireEntry } from './messages.js';
 import type { OwnSequence } from './own-sequence.js';
 
@@ -31,6 +35,8 @@ interface AppendTrack {
   /** The names the ackers and refusers gave in their envelopes (they may leave the directory). */
   names: Map<PeerId, string>;
   lastSend: number;
+  /** Too large for one datagram: sent to each holder as a reliable message. */
+  large: boolean;
 }
 
 export interface AppendStatus {
@@ -51,6 +57,10 @@ export class Appender {
     private readonly ownSeqs: OwnSequence,
     private readonly holder: Holder | null,
     private readonly reject: () => void,
+    /** Body bytes of our datagrams (our envelope, with our name, takes the rest). */
+    private readonly bodyBytesMax: number,
+    /** Where entries too large for a datagram go; null: this peer cannot send them. */
+    private readonly large: LargeOutbox | null,
   ) {}
 
   /**
@@ -67,6 +77,12 @@ export class Appender {
     };
     const problem = entryProblem(entry);
     if (problem) throw new RangeError(`cannot append: ${problem}`);
+    const body = APPEND.toWire({ entry: wireEntry(entry) });
+    const large = !fitsDatagram(body, this.bodyBytesMax);
+    if (large && !this.large)
+      throw new RangeError(
+        'cannot append: the entry does not fit one datagram and this peer sends no large messages',
+      );
     if (this.holder) {
       const { added, failure } = this.holder.sink.apply([entry]);
       if (failure) throw new WriteFailedError(failure);
@@ -80,10 +96,18 @@ export class Appender {
         known: new Set(),
         names: new Map(),
         lastSend: this.ctx.now(),
+        large,
       });
     }
-    this.ctx.broadcast(...APPEND.out({ entry: wireEntry(entry) }));
+    if (!large) this.ctx.broadcast(APPEND.type, body);
+    else for (const h of liveHoldersIn(this.dir)) this.sendLarge(h.id, entry);
     return entry;
+  }
+
+  private sendLarge(to: PeerId, entry: Entry): void {
+    this.large!.offer(to, entryId(entry), () =>
+      encodeLarge(APPEND.type, APPEND.toWire({ entry: wireEntry(entry) })),
+    );
   }
 
   /**
@@ -141,8 +165,11 @@ export class Appender {
     for (const t of this.appends.values()) {
       if (now - t.lastSend < APPEND_RETRY_MS) continue;
       t.lastSend = now;
-      for (const h of holders)
-        if (!t.acked.has(h.id)) this.ctx.send(h.address, ...APPEND.out({ entry: wireEntry(t.entry) }));
+      for (const h of holders) {
+        if (t.acked.has(h.id)) continue;
+        if (t.large) this.sendLarge(h.id, t.entry);
+        else this.ctx.send(h.address, ...APPEND.out({ entry: wireEntry(t.entry) }));
+      }
     }
   }
 }

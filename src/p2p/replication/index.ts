@@ -5,11 +5,21 @@ export type { ApplyResult, ReplicaSink } from './sink.js';
 export { acksSatisfied, parseAckPolicy, type AckPolicy } from './acks.js';
 export { APPEND_RETRY_MS } from './appender.js';
 export { ACK_HOLDERS_MAX } from './messages.js';
-export { envelopeOverhead } from './sizing.js';
+export { appendFits, envelopeOverhead } from './sizing.js';
+export {
+  LARGE_MESSAGE_BYTES_MAX,
+  LARGE_QUEUED_BYTES_MAX,
+  LARGE_TOPIC,
+  LargeOutbox,
+  decodeLarge,
+  encodeLarge,
+  fitsDatagram,
+  type LargeLane,
+} from './large.js';
 export { IBLT_CELLS_MAX, IBLT_CELLS_MIN, Iblt } from './iblt.js';
 export {
   ENTRY_LAMPORT_AHEAD_MAX,
-  ENTRY_TEXT_JSON_BYTES_MAX,
+  ENTRY_TEXT_BYTES_MAX,
   compareEntries,
   entryId,
   entryProblem,

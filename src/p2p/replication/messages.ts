@@ -21,7 +21,7 @@
  */
 import { DATAGRAM_PAYLOAD_BYTES_MAX, is, isPeerId, type PeerId } from '../wire.js';
 import { f, message, messages } from '../kit/message.js';
-import { ENTRY_TEXT_JSON_BYTES_MAX, type Entry } from './entry.js';
+import { ENTRY_TEXT_BYTES_MAX, type Entry } from './entry.js';
 import { DIGEST_LEVELS } from './replica-set.js';
 import { IBLT_CELLS_MAX, IBLT_CELLS_MIN } from './iblt.js';
 
@@ -53,7 +53,7 @@ const isWireEntry = (v: unknown): v is WireEntry =>
   isPeerId(v[0]) &&
   is.int(1, Number.MAX_SAFE_INTEGER)(v[1]) &&
   is.uint()(v[2]) &&
-  is.str(ENTRY_TEXT_JSON_BYTES_MAX)(v[3]);
+  is.str(ENTRY_TEXT_BYTES_MAX)(v[3]);
 
 /** Numbers a session's request; its answer echoes it. */
 const request = () => f.uint().wire('q');

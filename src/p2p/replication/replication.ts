@@ -16,7 +16,9 @@
  * Pure data: the entry model (entry.ts, line.ts, replica-set.ts), the IBLT (iblt.ts); the messages
  * are declared in messages.ts, what fits a datagram in sizing.ts.
  *
- * Every request is one datagram and every answer fits datagrams under DATAGRAM_PAYLOAD_BYTES_MAX.
+ * Every request is one datagram and every answer fits datagrams under DATAGRAM_PAYLOAD_BYTES_MAX,
+ * but an entry too large for one: an append, a push or a fetched entry carrying one travels alone
+ * as a reliable unicast message (large.ts), checked and handled as its datagram would be.
  * Bytes: O(1) when equal (digests ride on heartbeats); about 64 B x (differing level-1..3 buckets)
  * plus 14 B x 1.5 d for the IBLT plus the differing entries themselves (see docs/replication.md).
  *
@@ -27,7 +29,9 @@
  */
 import { DATAGRAM_PAYLOAD_BYTES_MAX, type PeerId } from '../wire.js';
 import type { Protocol, ProtocolContext } from '../protocol.js';
-import type { Origin } from '../kit/message.js';
+import type { Body, Origin } from '../kit/message.js';
+import type { Delivery } from '../reliable/index.js';
+import { isLive } from '../reliable/delivery.js';
 import { adoptable, loadable } from '../bounds.js';
 import type { WriteFailureKind } from '../write-failure.js';
 import { AntiEntropyInitiator, AE_INTERVAL_MS, AE_ROUND_INTERVAL_MS } from './anti-entropy-initiator.js';
@@ -37,7 +41,8 @@ import { Appender, type AppendStatus } from './appender.js';
 import { holdersIn, liveHoldersIn, type Directory, type HolderView } from './directory.js';
 import { ENTRY_LAMPORT_AHEAD_MAX, type Entry } from './entry.js';
 import { Holder } from './holder.js';
-import { MESSAGES, entryOf } from './messages.js';
+import { LargeOutbox, LARGE_TOPIC, decodeLarge, type LargeLane } from './large.js';
+import { APPEND, ENTRIES, MESSAGES, PUT, entryOf } from './messages.js';
 import { OwnSequence } from './own-sequence.js';
 import { RoundCoordinator, type RoundStatus } from './round-coordinator.js';
 import { RoundHolder } from './round-holder.js';
@@ -66,7 +71,15 @@ export interface ReplicationOptions {
   envelopeBytes: number;
   /** The holder never starts sessions (it still answers them); the pair harness uses it. */
   passive?: boolean;
+  /**
+   * Reliable delivery, for entries too large for one datagram (large.ts). Without it such entries
+   * are neither appended nor moved by anti-entropy.
+   */
+  large?: LargeLane;
 }
+
+/** The messages that carry entries, the only ones that can be too large for a datagram. */
+const LARGE_TYPES = [APPEND.type, PUT.type, ENTRIES.type];
 
 /** The roles only a holder runs. */
 interface HolderRoles {
@@ -81,30 +94,17 @@ export class Replication implements Protocol {
   readonly messages = MESSAGES.checks;
   /** Each message to the role it is for; a holder's roles see only what a holder is sent. */
   readonly onMessage = MESSAGES.dispatch({
-    'rp.app': (b, from) => {
-      const entry = entryOf(b.entry);
-      if (this.entriesBounded([entry])) this.holding?.appends.onAppend(from, entry);
-    },
+    'rp.app': (b, from) => this.onAppend(b, from),
     'rp.ack': (b, from) => this.appender.onAck(from, b),
     'rp.nak': (b, from) => this.appender.onRefusal(from, b),
     'rp.tq': (b, from) => this.served(from)?.responder.onTreeRequest(from, b),
     'rp.iq': (b, from) => this.served(from)?.responder.onIbltRequest(from, b),
     'rp.get': (b, from) => this.served(from)?.responder.onGet(from, b),
-    'rp.put': (b, from) => {
-      const entries = b.entries.map(entryOf);
-      if (this.entriesBounded(entries)) this.served(from)?.responder.onPut(from, b.request, entries);
-    },
+    'rp.put': (b, from) => this.onPut(b, from),
     'rp.tr': (b, from) => this.holding?.initiator.onReply(from, b.request, Buffer.from(b.hashes, 'base64')),
     'rp.ir': (b, from) => this.holding?.initiator.onReply(from, b.request, Buffer.from(b.cells, 'base64')),
     'rp.got': (b, from) => this.holding?.initiator.onReply(from, b.request, Buffer.alloc(0)),
-    'rp.ent': (b, from) => {
-      const entries = b.entries.map(entryOf);
-      const h = this.holding;
-      if (!this.entriesBounded(entries) || !h) return;
-      // Stored even outside a fetch of ours: what a holder sends us is a repair all the same.
-      const { stored } = h.holder.storeRepair(entries, from.id);
-      h.initiator.onFetched(from, b.request, stored);
-    },
+    'rp.ent': (b, from) => this.onEntries(b, from, false),
     'rp.rnd': (b, from) => this.holding?.rounds.onPoll(from.address, b),
     'rp.fin': (b, from) => this.holding?.rounds.onFinish(from.address, b),
     'rp.st': (b, from) => this.coordinator.onStatus(from, b),
@@ -112,6 +112,7 @@ export class Replication implements Protocol {
   private readonly appender: Appender;
   private readonly coordinator: RoundCoordinator;
   private readonly holding: HolderRoles | null;
+  private readonly outbox: LargeOutbox | null;
   private rejectedCount = 0;
 
   constructor(
@@ -123,14 +124,17 @@ export class Replication implements Protocol {
     const bodyBytesMax = DATAGRAM_PAYLOAD_BYTES_MAX - opts.envelopeBytes;
     const ownSeqs = new OwnSequence(ctx.self.id);
     const holder = opts.sink ? new Holder(ctx, dir, opts.sink, ownSeqs, reject) : null;
+    const large = opts.large ?? null;
+    const outbox = (this.outbox = large && new LargeOutbox(large, LARGE_TOPIC));
     this.holding = holder && {
       holder,
       appends: new AppendHolder(ctx, dir, holder, reject),
       rounds: new RoundHolder(ctx, dir, holder),
-      initiator: new AntiEntropyInitiator(ctx, dir, holder, bodyBytesMax, reject),
-      responder: new AntiEntropyResponder(ctx, holder, bodyBytesMax, reject),
+      initiator: new AntiEntropyInitiator(ctx, dir, holder, bodyBytesMax, reject, large),
+      responder: new AntiEntropyResponder(ctx, holder, bodyBytesMax, reject, outbox),
     };
-    this.appender = new Appender(ctx, dir, ownSeqs, holder, reject);
+    this.appender = new Appender(ctx, dir, ownSeqs, holder, reject, bodyBytesMax, outbox);
+    large?.on(LARGE_TOPIC, (d) => this.onLarge(d));
     this.coordinator = new RoundCoordinator(ctx, dir);
   }
 
@@ -178,6 +182,51 @@ export class Replication implements Protocol {
     return this.coordinator.status();
   }
 
+  private onAppend(b: Body<typeof APPEND>, from: Origin): void {
+    const entry = entryOf(b.entry);
+    if (this.entriesBounded([entry])) this.holding?.appends.onAppend(from, entry);
+  }
+
+  private onPut(b: Body<typeof PUT>, from: Origin): void {
+    const entries = b.entries.map(entryOf);
+    if (this.entriesBounded(entries)) this.served(from)?.responder.onPut(from, b.request, entries);
+  }
+
+  private onEntries(b: Body<typeof ENTRIES>, from: Origin, large: boolean): void {
+    const entries = b.entries.map(entryOf);
+    const h = this.holding;
+    if (!this.entriesBounded(entries) || !h) return;
+    // Stored even outside a fetch of ours: what a holder sends us is a repair all the same.
+    const { stored } = h.holder.storeRepair(entries, from.id);
+    h.initiator.onFetched(from, b.request, stored, large);
+  }
+
+  /**
+   * A large message (large.ts): checked as its datagram would be, then handled by the same role.
+   * Only a live member can have sent it (reliable delivery reassembles nothing else; a small one,
+   * which it does not reassemble, is held to the same rule); answers go to the address membership
+   * has for it.
+   */
+  private onLarge(d: Delivery): void {
+    const m = decodeLarge(d.payload, MESSAGES.checks, LARGE_TYPES);
+    const member = this.dir.list().find((x) => x.id === d.from && isLive(x));
+    if (!m || !member || d.to === null) return void this.rejectedCount++;
+    const from: Origin = {
+      id: d.from,
+      name: d.fromName,
+      incarnation: member.incarnation,
+      lamport: d.lamport,
+      address: member.address,
+    };
+    const env = { t: m.type, b: m.body };
+    const append = APPEND.of(env);
+    if (append) return this.onAppend(append, from);
+    const put = PUT.of(env);
+    if (put) return this.onPut(put, from);
+    const entries = ENTRIES.of(env);
+    if (entries) this.onEntries(entries, from, true);
+  }
+
   /**
    * A session request came from `from`: a holder notes that it is being served (its initiator then
    * leaves that peer alone for a while) and returns its roles; a peer that holds nothing ignores it.
@@ -217,6 +266,7 @@ export class Replication implements Protocol {
       h.initiator.tick(now, interval, this.opts.passive ?? false);
     }
     this.appender.retry(now);
+    this.outbox?.pump();
     this.coordinator.poll(now);
   }
 }

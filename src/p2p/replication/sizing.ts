@@ -6,8 +6,10 @@
 import { DATAGRAM_PAYLOAD_BYTES_MAX, TYPE_CHARS_MAX, bodyBytesMax } from '../wire.js';
 import type { Entry } from './entry.js';
 import { IBLT_CELL_BYTES } from './iblt.js';
+import { fitsDatagram } from './large.js';
 import { DIGEST_FANOUT } from './replica-set.js';
 import {
+  APPEND,
   ENTRIES,
   ENTRIES_PER_MESSAGE_MAX,
   HASH_BYTES,
@@ -47,7 +49,32 @@ export function ibltCellsPerReply(bodyBytes: number): number {
   return Math.min(IBLT_CELLS_PER_REQUEST_MAX, Math.floor(b64Bytes(bodyBytes) / IBLT_CELL_BYTES));
 }
 
-/** Takes from the front of `queue` as many entries as fit one `rp.ent` or `rp.put` body. */
+/**
+ * Whether an append of `text` fits one datagram from a peer whose envelope takes `envelopeBytes`
+ * (envelopeOverhead), whatever its sequence and Lamport time: a command decides by it, before it
+ * has a peer, whether it must join the group to send it as a large message (large.ts).
+ */
+export function appendFits(text: string, envelopeBytes: number): boolean {
+  const bodyBytesMax = DATAGRAM_PAYLOAD_BYTES_MAX - envelopeBytes;
+  if (text.length > bodyBytesMax) return false;
+  const widest: Entry = {
+    origin: '0'.repeat(16),
+    seq: Number.MAX_SAFE_INTEGER,
+    lamport: Number.MAX_SAFE_INTEGER,
+    text,
+  };
+  return fitsDatagram(APPEND.toWire({ entry: wireEntry(widest) }), bodyBytesMax);
+}
+
+/** Whether `entry` fits an `rp.ent` or `rp.put` body of `bodyBytesMax` bytes on its own. */
+export function fitsOne(entry: Entry, request: number, bodyBytesMax: number): boolean {
+  return fitsDatagram(ENTRIES.toWire({ request, entries: [wireEntry(entry)] }), bodyBytesMax);
+}
+
+/**
+ * Takes from the front of `queue` as many entries as fit one `rp.ent` or `rp.put` body (at least one: the
+ * caller sends entries that do not fit alone as large messages, large.ts).
+ */
 export function takeEntries(queue: Entry[], request: number, bodyBytesMax: number): Entry[] {
   let bytes = Buffer.byteLength(JSON.stringify(ENTRIES.toWire({ request, entries: [] })));
   let n = 0;
