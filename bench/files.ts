@@ -141,6 +141,23 @@ function vmHwmKiB(pid: number): number | undefined {
   }
 }
 
+/**
+ * UDP datagrams the kernel dropped on hosts 1..4 because a socket's receive buffer was full
+ * (RcvbufErrors in /proc/net/snmp, per namespace): loss that no nftables rule made.
+ */
+function receiverBufferDrops(lan: NetnsLan): number {
+  let sum = 0;
+  for (let i = 1; i <= RECEIVERS; i++) {
+    const snmp = execFileSync('ip', ['netns', 'exec', lan.host(i).ns, 'cat', '/proc/net/snmp'], {
+      encoding: 'utf8',
+    });
+    const [names, values] = snmp.split('\n').filter((l) => l.startsWith('Udp:'));
+    const at = names?.split(/\s+/).indexOf('RcvbufErrors') ?? -1;
+    sum += Number(values?.split(/\s+/)[at] ?? NaN);
+  }
+  return sum;
+}
+
 const LOSS_TABLE = 'benchfileloss';
 
 /**
@@ -372,6 +389,8 @@ interface RunResult {
   verified: number;
   txRatio: number;
   rxRatio: number;
+  /** Datagrams the receivers' kernels dropped for a full socket buffer during the run. */
+  bufferDrops: number;
   /** Each receiver's peak RSS, KiB. */
   rssKiB: number[];
   repairs: string;
@@ -413,6 +432,7 @@ async function oneRun(
     await waitFor(() => receivers.every((r) => t.ready(r)), READY_TIMEOUT_MS, `${tool} receivers to start`);
     const tx0 = linkStat(lan, SENDER_HOST, 'tx_bytes');
     const rx0 = linkStat(lan, SENDER_HOST, 'rx_bytes');
+    const drops0 = receiverBufferDrops(lan);
     const t0 = Date.now();
     sender = new TimedLines(t.sender(lan, source, path.join(dir, 'data-sender')));
     let senderExitAt: number | undefined;
@@ -435,6 +455,7 @@ async function oneRun(
     }
     const tx = linkStat(lan, SENDER_HOST, 'tx_bytes') - tx0;
     const rx = linkStat(lan, SENDER_HOST, 'rx_bytes') - rx0;
+    const bufferDrops = receiverBufferDrops(lan) - drops0;
     sampleRss();
     polling = false;
     await poller;
@@ -464,6 +485,7 @@ async function oneRun(
       verified,
       txRatio: tx / (FILE_MIB * MIB),
       rxRatio: rx / (FILE_MIB * MIB),
+      bufferDrops,
       rssKiB: hwm,
       repairs: t.repairs(sender),
       problems,
@@ -528,7 +550,7 @@ async function run(): Promise<Section> {
           if (r.senderExitMs === undefined) stuck.add(tool);
           progress(
             `files: ${tool}, ${loss} % loss, run ${k}: ${secs(r.ms)}, ${r.verified}/${RECEIVERS} verified, ` +
-              `tx ${r.txRatio.toFixed(3)}x, RSS ${r.rssKiB.map(mib).join('/')}, ${r.repairs}` +
+              `tx ${r.txRatio.toFixed(3)}x, ${r.bufferDrops} socket-buffer drops, RSS ${r.rssKiB.map(mib).join('/')}, ${r.repairs}` +
               (r.problems.length ? `; ${r.problems.join('; ')}` : ''),
           );
           for (const p of r.problems) notes.push(`${tool}, ${loss} % loss, run ${k}: ${p}.`);
@@ -566,6 +588,7 @@ async function run(): Promise<Section> {
           'sender exit p50',
           'sender link tx / file',
           'sender link rx / file',
+          "datagrams dropped in the receivers' full socket buffers (per run)",
           'receiver peak RSS (max of 4 receivers, per run)',
           'repairs (tool-reported, per run)',
         ],
@@ -593,6 +616,7 @@ function row(tool: Tool, loss: number, rs: RunResult[]): Table['rows'][number] {
     exits.length ? secs(percentile(exits, 50)) : 'n/a',
     ratio(rs.map((r) => r.txRatio)),
     ratio(rs.map((r) => r.rxRatio)),
+    rs.map((r) => r.bufferDrops.toLocaleString('en')).join(', '),
     rs.map((r) => mib(Math.max(...r.rssKiB))).join(', '),
     rs.map((r) => r.repairs).join('; '),
   ];
@@ -603,6 +627,7 @@ function methodText(): string {
     `\`npm run bench -- files\` (bench/files.ts). A LAN of ${RECEIVERS + 1} network namespaces, each with a veth leg on one bridge (test/support/netns.ts; multicast snooping off, so the bridge floods group traffic like a plain switch), MTU ${LAN_MTU_BYTES} as on Ethernet (checked), 10.77.x addresses with a broadcast address, existing only inside the namespaces: no packet leaves the machine. Host 0 sends, hosts 1-${RECEIVERS} receive.`,
     `The file: ${FILE_MIB} MiB from crypto.randomBytes, on tmpfs (/dev/shm), and the receivers write to tmpfs too, so the shared machine's disk is not part of any figure (fsync is free there).`,
     `Each run starts the ${RECEIVERS} receivers, waits until each says it is ready, reads the sender veth's tx_bytes and rx_bytes (/sys/class/net/${DEV}/statistics inside its namespace: link-level bytes, Ethernet, IP and UDP headers included), starts the sender, and waits until the sender has exited and every receiver holds the whole file: **uftp**, the file under its final name (uftpd -t receives into a temp file and renames it once whole; polled every ${POLL_MS} ms); **udpcast**, the receiver's file at full length (udp-receiver writes in order, as it can write to a pipe; polled every ${POLL_MS} ms; its "Transfer complete." line comes only after a 500 ms exit wait), or the receiver's exit if it ends short (dropped by the sender); **peer**, the receiver's \`{"type":"file",...}\` line (it verifies the SHA-256 itself before the file appears). Time = the last receiver's moment minus the sender's start, so it includes the tools' session set-up (uftp's announce/register, udpcast's HELLO/connect, peer's discovery). A receiver still not done ${AFTER_SENDER_MS / 1000} s after the sender exited fails the run. Then the bench hashes each receiver's file (SHA-256, not timed) against the source: a receiver whose file differs or is missing fails the run, whatever the tool said. Times and the sender's exit are the median over the runs in which all ${RECEIVERS} receivers got the file; failed runs are counted, and listed in the notes.`,
+    `Socket-buffer drops: the receivers' namespaces' RcvbufErrors (/proc/net/snmp) over the run, datagrams the kernel dropped because a receiving socket's buffer was full: on this shared 2-core machine a receiver that is not scheduled for a few tens of milliseconds overflows even a 4 MiB buffer at LAN speed, so the tools repair loss at "no loss" too.`,
     `Peak RSS: VmHWM from /proc/<pid>/status of each receiver process, polled every ${POLL_MS} ms while it runs (ip netns exec execs the tool, so the pid is the tool's; VmHWM is the kernel's own high-water mark, so polling misses nothing before the last read).`,
     `Loss: nftables on each receiver's input hook, \`meta l4proto udp numgen random mod 100 < ${LOSS_PERCENT} counter drop\`, with a counter on all UDP so the loss applied is reported; the sender's own input is not filtered (its feedback from the receivers arrives whole, as each receiver's loss is on the path to it).`,
     `**uftp** (Debian uftp 4.10.2): \`uftpd -d -I ${DEV} -D DIR -t -q -B ${UFTP_SOCKET_BUFFER_BYTES}\` on each receiver; \`uftp -I ${DEV} -R -1 -b ${UFTP_BLOCK_BYTES} -B ${UFTP_SOCKET_BUFFER_BYTES} -r ${UFTP_INIT_GRTT_S} -H ID1,ID2,ID3,ID4 FILE\` on the sender. Why: -R -1 (as fast as the interface allows) is what uftp's man page recommends when the path to every client is as fast as the sender's own interface, true on one bridge; -C tfmcc (congestion control) was tried and was several times slower here (it paces from loss, and ramps up from a low rate); -b ${UFTP_BLOCK_BYTES} follows the man page (100-200 bytes under the path MTU) without IP fragments; -H names the 4 receivers (closed group: the transfer starts as soon as all 4 registered, instead of announcing for the whole robustness window, several seconds); -r ${UFTP_INIT_GRTT_S} starts from a LAN-like round-trip time instead of 0.5 s; -B asks for this machine's largest socket buffer (net.core.rmem_max) so a burst at interface speed is not dropped in the receiver's socket; -t makes completion visible; -q skips a reverse DNS lookup. No encryption (-Y none, the default), as peer's open group.`,
