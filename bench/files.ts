@@ -55,9 +55,18 @@ const READY_TIMEOUT_MS = 30_000;
 /**
  * One run's deadline, scaled to the file: 120 s for 256 MiB is 17 Mbit/s, far below what any of
  * the three reaches here; a run past it is reported as not finished, and that tool's later runs
- * under the same loss are skipped so a stuck tool cannot eat the module's budget.
+ * under the same loss are skipped so a slow tool cannot eat the module's budget.
  */
 const RUN_TIMEOUT_MS = Math.max(30_000, Math.round((120_000 * FILE_MIB) / 256));
+/**
+ * A run is stalled, and ended at once, when the sender's link sent less than STALL_BYTES over
+ * the last STALL_WINDOW_MS while its sender still runs: a transfer moving data sends megabytes a
+ * second, a stuck one only its retries. Not a timeout: the tool's later runs still run.
+ */
+const STALL_WINDOW_MS = 15_000;
+const STALL_BYTES = MIB;
+/** How often the sender's link counter is sampled for the stall check. */
+const STALL_SAMPLE_MS = 1_000;
 /** How often the receivers' VmHWM is read and their output files looked at. */
 const POLL_MS = 10;
 /**
@@ -381,6 +390,8 @@ function peerCanSendFiles(): boolean {
 // one run
 
 interface RunResult {
+  /** Whether the run hit RUN_TIMEOUT_MS still moving data (a stall is not a timeout). */
+  timedOut: boolean;
   /** Sender start to the last receiver done, ms; undefined if not all were in time. */
   ms?: number;
   senderExitMs?: number;
@@ -442,16 +453,36 @@ async function oneRun(
       senderCode = code;
     });
     const problems: string[] = [];
-    try {
-      await waitFor(
-        () =>
-          senderExitAt !== undefined &&
-          (receivers.every((r) => r.doneAt() !== undefined) || Date.now() - senderExitAt > AFTER_SENDER_MS),
-        RUN_TIMEOUT_MS,
-        `${tool}: the sender to exit and all ${RECEIVERS} receivers to hold the file`,
-      );
-    } catch (err) {
-      problems.push((err as Error).message);
+    const finished = () =>
+      senderExitAt !== undefined &&
+      (receivers.every((r) => r.doneAt() !== undefined) || Date.now() - senderExitAt > AFTER_SENDER_MS);
+    const sent: Array<{ at: number; tx: number }> = [{ at: t0, tx: tx0 }];
+    let timedOut = false;
+    for (;;) {
+      if (finished()) break;
+      const now = Date.now();
+      if (now - t0 > RUN_TIMEOUT_MS) {
+        timedOut = true;
+        problems.push(`not finished after ${RUN_TIMEOUT_MS / 1000} s`);
+        break;
+      }
+      if (now - sent.at(-1)!.at >= STALL_SAMPLE_MS)
+        sent.push({ at: now, tx: linkStat(lan, SENDER_HOST, 'tx_bytes') });
+      const back = sent.findLast((x) => now - x.at >= STALL_WINDOW_MS);
+      if (senderExitAt === undefined && back && sent.at(-1)!.tx - back.tx < STALL_BYTES) {
+        // Its last line says where it waits (e.g. udp-sender's connected receivers, uftp's pass).
+        const last =
+          sender.lines
+            .findLast((l) => l.text.trim() !== '')
+            ?.text.split('\r')
+            .at(-1)
+            ?.trim() ?? '';
+        problems.push(
+          `stalled: the sender sent under ${STALL_BYTES / MIB} MiB in ${STALL_WINDOW_MS / 1000} s; its last line: "${last.slice(0, 160)}"`,
+        );
+        break;
+      }
+      await delay(POLL_MS);
     }
     const tx = linkStat(lan, SENDER_HOST, 'tx_bytes') - tx0;
     const rx = linkStat(lan, SENDER_HOST, 'rx_bytes') - rx0;
@@ -461,10 +492,11 @@ async function oneRun(
     await poller;
     const dones = receivers.map((r) => r.doneAt());
     const allDone = dones.every((d) => d !== undefined);
-    dones.forEach((d, k) => {
-      if (d === undefined)
-        problems.push(`receiver ${k + 1} was not done ${AFTER_SENDER_MS} ms after the sender`);
-    });
+    if (senderExitAt !== undefined)
+      dones.forEach((d, k) => {
+        if (d === undefined)
+          problems.push(`receiver ${k + 1} was not done ${AFTER_SENDER_MS} ms after the sender`);
+      });
     if (senderCode !== 0 && senderExitAt !== undefined) problems.push(`the sender exited with ${senderCode}`);
     let verified = 0;
     for (const [k, r] of receivers.entries()) {
@@ -479,6 +511,7 @@ async function oneRun(
         problems.push(`receiver ${k + 1}'s file differs from the source (${fs.statSync(file).size} bytes)`);
     }
     return {
+      timedOut,
       ms: allDone ? Math.max(...(dones as number[])) - t0 : undefined,
       senderExitMs: senderExitAt !== undefined ? senderExitAt - t0 : undefined,
       senderCode,
@@ -540,14 +573,14 @@ async function run(): Promise<Section> {
     for (const loss of [0, LOSS_PERCENT]) {
       if (loss > 0) addReceiverLoss(lan, loss);
       const results = new Map<Tool, RunResult[]>(measured.map((tool) => [tool, []]));
-      const stuck = new Set<Tool>();
+      const slow = new Set<Tool>();
       // Tools interleaved run by run, so a noisy minute on the machine does not land on one tool.
       for (let k = 1; k <= RUNS; k++)
         for (const tool of measured) {
-          if (stuck.has(tool)) continue;
+          if (slow.has(tool)) continue;
           const r = await oneRun(lan, tool, source, sourceSha, root, `${tool}-${loss}-${k}`);
           results.get(tool)!.push(r);
-          if (r.senderExitMs === undefined) stuck.add(tool);
+          if (r.timedOut) slow.add(tool);
           progress(
             `files: ${tool}, ${loss} % loss, run ${k}: ${secs(r.ms)}, ${r.verified}/${RECEIVERS} verified, ` +
               `tx ${r.txRatio.toFixed(3)}x, ${r.bufferDrops} socket-buffer drops, RSS ${r.rssKiB.map(mib).join('/')}, ${r.repairs}` +
@@ -626,7 +659,7 @@ function methodText(): string {
   return [
     `\`npm run bench -- files\` (bench/files.ts). A LAN of ${RECEIVERS + 1} network namespaces, each with a veth leg on one bridge (test/support/netns.ts; multicast snooping off, so the bridge floods group traffic like a plain switch), MTU ${LAN_MTU_BYTES} as on Ethernet (checked), 10.77.x addresses with a broadcast address, existing only inside the namespaces: no packet leaves the machine. Host 0 sends, hosts 1-${RECEIVERS} receive.`,
     `The file: ${FILE_MIB} MiB from crypto.randomBytes, on tmpfs (/dev/shm), and the receivers write to tmpfs too, so the shared machine's disk is not part of any figure (fsync is free there).`,
-    `Each run starts the ${RECEIVERS} receivers, waits until each says it is ready, reads the sender veth's tx_bytes and rx_bytes (/sys/class/net/${DEV}/statistics inside its namespace: link-level bytes, Ethernet, IP and UDP headers included), starts the sender, and waits until the sender has exited and every receiver holds the whole file: **uftp**, the file under its final name (uftpd -t receives into a temp file and renames it once whole; polled every ${POLL_MS} ms); **udpcast**, the receiver's file at full length (udp-receiver writes in order, as it can write to a pipe; polled every ${POLL_MS} ms; its "Transfer complete." line comes only after a 500 ms exit wait), or the receiver's exit if it ends short (dropped by the sender); **peer**, the receiver's \`{"type":"file",...}\` line (it verifies the SHA-256 itself before the file appears). Time = the last receiver's moment minus the sender's start, so it includes the tools' session set-up (uftp's announce/register, udpcast's HELLO/connect, peer's discovery). A receiver still not done ${AFTER_SENDER_MS / 1000} s after the sender exited fails the run. Then the bench hashes each receiver's file (SHA-256, not timed) against the source: a receiver whose file differs or is missing fails the run, whatever the tool said. Times and the sender's exit are the median over the runs in which all ${RECEIVERS} receivers got the file; failed runs are counted, and listed in the notes.`,
+    `Each run starts the ${RECEIVERS} receivers, waits until each says it is ready, reads the sender veth's tx_bytes and rx_bytes (/sys/class/net/${DEV}/statistics inside its namespace: link-level bytes, Ethernet, IP and UDP headers included), starts the sender, and waits until the sender has exited and every receiver holds the whole file: **uftp**, the file under its final name (uftpd -t receives into a temp file and renames it once whole; polled every ${POLL_MS} ms); **udpcast**, the receiver's file at full length (udp-receiver writes in order, as it can write to a pipe; polled every ${POLL_MS} ms; its "Transfer complete." line comes only after a 500 ms exit wait), or the receiver's exit if it ends short (dropped by the sender); **peer**, the receiver's \`{"type":"file",...}\` line (it verifies the SHA-256 itself before the file appears). Time = the last receiver's moment minus the sender's start, so it includes the tools' session set-up (uftp's announce/register, udpcast's HELLO/connect, peer's discovery). A receiver still not done ${AFTER_SENDER_MS / 1000} s after the sender exited fails the run; so does a stall (the sender still running but its link sending under ${STALL_BYTES / MIB} MiB in ${STALL_WINDOW_MS / 1000} s), which ends the run there, and a run still going after ${RUN_TIMEOUT_MS / 1000} s (the tool's later runs at that loss are then skipped, to keep the module's time bounded). Then the bench hashes each receiver's file (SHA-256, not timed) against the source: a receiver whose file differs or is missing fails the run, whatever the tool said. Times and the sender's exit are the median over the runs in which all ${RECEIVERS} receivers got the file; failed runs are counted, and listed in the notes.`,
     `Socket-buffer drops: the receivers' namespaces' RcvbufErrors (/proc/net/snmp) over the run, datagrams the kernel dropped because a receiving socket's buffer was full: on this shared 2-core machine a receiver that is not scheduled for a few tens of milliseconds overflows even a 4 MiB buffer at LAN speed, so the tools repair loss at "no loss" too.`,
     `Peak RSS: VmHWM from /proc/<pid>/status of each receiver process, polled every ${POLL_MS} ms while it runs (ip netns exec execs the tool, so the pid is the tool's; VmHWM is the kernel's own high-water mark, so polling misses nothing before the last read).`,
     `Loss: nftables on each receiver's input hook, \`meta l4proto udp numgen random mod 100 < ${LOSS_PERCENT} counter drop\`, with a counter on all UDP so the loss applied is reported; the sender's own input is not filtered (its feedback from the receivers arrives whole, as each receiver's loss is on the path to it).`,
