@@ -23,6 +23,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   tasks: async () => (await import('./tasks.js')).bench,
   kv: async () => (await import('./kv.js')).bench,
   recovery: async () => (await import('./recovery.js')).bench,
+  files: async () => (await import('./files.js')).bench,
 };
 
 const OUT = path.join(ROOT, 'BENCHMARKS.md');

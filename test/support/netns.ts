@@ -88,7 +88,8 @@ export class NetnsLan {
         // Create the pair inside the host namespace, then move the switch end into the switch.
         sh(['-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', leg]);
         sh(['-n', ns, 'link', 'set', leg, 'netns', this.switchNs]);
-        sh(['-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
+        // With its broadcast address, as DHCP gives a real LAN's interface (udpcast finds peers by it).
+        sh(['-n', ns, 'addr', 'add', `${address}/24`, 'brd', '+', 'dev', 'eth0']);
         sh(['-n', ns, 'link', 'set', 'eth0', 'up']);
         sh(['-n', this.switchNs, 'link', 'set', leg, 'master', 'br0']);
         sh(['-n', this.switchNs, 'link', 'set', leg, 'up']);
