@@ -572,11 +572,16 @@ export const FORGERIES: Record<string, fc.Arbitrary<(f: Forge) => Forged>> = {
   'rm.ack': bodyOf(
     rec(
       { e: uint('rmEpoch'), f: uint('rmHi'), a: uint('rmHi') },
-      { rf: arr(refusal, RELIABLE_REFUSALS_MAX) },
+      { rf: arr(refusal, RELIABLE_REFUSALS_MAX), rc: uint('rmHi') },
     ),
   ),
   'rm.u': reliableData(1, { e: uint('rmEpoch'), to: peerId, b: uint('rmHi') }),
-  'rm.ua': bodyOf(rec({ e: uint('rmEpoch'), a: uint('rmHi') }, { rf: arr(refusal, RELIABLE_REFUSALS_MAX) })),
+  'rm.ua': bodyOf(
+    rec(
+      { e: uint('rmEpoch'), a: uint('rmHi') },
+      { rf: arr(refusal, RELIABLE_REFUSALS_MAX), rc: uint('rmHi') },
+    ),
+  ),
   // reliable delivery's bulk lane: the same streams, carrying fragments
   'rb.d': reliableData(8, { e: uint('rmEpoch'), jp: uint('rmHi') }, fragment),
   'rb.hi': bodyOf(rec({ e: uint('rmEpoch'), hi: uint('rmHi'), jp: uint('rmHi') })),
@@ -585,11 +590,16 @@ export const FORGERIES: Record<string, fc.Arbitrary<(f: Forge) => Forged>> = {
   'rb.ack': bodyOf(
     rec(
       { e: uint('rmEpoch'), f: uint('rmHi'), a: uint('rmHi') },
-      { rf: arr(refusal, RELIABLE_REFUSALS_MAX) },
+      { rf: arr(refusal, RELIABLE_REFUSALS_MAX), rc: uint('rmHi') },
     ),
   ),
   'rb.u': reliableData(1, { e: uint('rmEpoch'), to: peerId, b: uint('rmHi') }, fragment),
-  'rb.ua': bodyOf(rec({ e: uint('rmEpoch'), a: uint('rmHi') }, { rf: arr(refusal, RELIABLE_REFUSALS_MAX) })),
+  'rb.ua': bodyOf(
+    rec(
+      { e: uint('rmEpoch'), a: uint('rmHi') },
+      { rf: arr(refusal, RELIABLE_REFUSALS_MAX), rc: uint('rmHi') },
+    ),
+  ),
   // chat
   'ch.hreq': bodyOf(rec({ n: bounded(0, CHAT_HISTORY_SHARE_MAX) })),
   // replication, and the same protocol on kv's channel

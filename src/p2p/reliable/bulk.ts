@@ -115,7 +115,7 @@ export class BulkSender {
   outstanding(topic: string): boolean {
     const last = this.lastOfTopic.get(topic);
     if (last === undefined) return false;
-    if (last > this.sender.slowestAcked()) return true;
+    if (last > this.sender.slowestReceived()) return true;
     this.lastOfTopic.delete(topic);
     return false;
   }

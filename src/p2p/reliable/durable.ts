@@ -42,6 +42,11 @@ export class PendingWrites {
     );
   }
 
+  /** Delivered messages whose writes are not durable yet. */
+  get pending(): number {
+    return this.seqs.size;
+  }
+
   /** Highest sequence the stream may ack, `next` being its next to deliver: up to the first write not yet durable. */
   ackable(next: number): number {
     for (const seq of this.seqs) return seq - 1; // the first is the lowest

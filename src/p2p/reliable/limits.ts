@@ -59,6 +59,12 @@ export const RELIABLE_BULK_WINDOW_CUT = 0.75;
  * not once per tick.
  */
 export const RELIABLE_BULK_ACK_EVERY_MESSAGES = 64;
+/**
+ * Delivered messages a stream lets wait for their durable writes while it still acks what it
+ * received, so the sender's window moves on (durable.ts): 8 file chunks of 1 MiB being written
+ * while the next ones arrive.
+ */
+export const RELIABLE_WRITES_AHEAD_MAX = 8;
 /** Fragments of one unicast stream sent and not yet acked: its window. */
 export const RELIABLE_UNICAST_WINDOW_MESSAGES = 256;
 /** Topic names: short, [a-z0-9.-]. */

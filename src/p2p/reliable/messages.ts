@@ -73,12 +73,16 @@ function laneMessages<const P extends string>(prefix: P) {
     missing: f.array(f.guard(isRange), RELIABLE_NACK_RANGES_MAX).wire('r'),
   });
   const GONE = message(`${prefix}.gone`, { epoch: epoch(), oldestKept: f.uint().wire('lo') });
-  /** `rf`: the first fragments of messages this receiver refused (bulk lane only; see fragments.ts). */
+  /**
+   * `rf`: the first fragments of messages this receiver refused (bulk lane only; see fragments.ts);
+   * `rc`: received up to, when past `a` (what is durable: durable.ts).
+   */
   const ACK = message(`${prefix}.ack`, {
     epoch: epoch(),
     joinedAt: f.uint().wire('f'),
     ackedUpTo: f.uint().wire('a'),
     refused: f.optional(f.guard(isRefusals)).wire('rf'),
+    received: f.optional(f.uint()).wire('rc'),
   });
   const UNICAST = message(`${prefix}.u`, {
     epoch: epoch(),
@@ -90,6 +94,7 @@ function laneMessages<const P extends string>(prefix: P) {
     epoch: epoch(),
     ackedUpTo: f.uint().wire('a'),
     refused: f.optional(f.guard(isRefusals)).wire('rf'),
+    received: f.optional(f.uint()).wire('rc'),
   });
   return { DATA, ANNOUNCE, NACK, GONE, ACK, UNICAST, UNICAST_ACK };
 }

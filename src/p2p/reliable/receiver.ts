@@ -43,6 +43,7 @@ import {
   RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX,
   RELIABLE_SEQ_STEP_MAX,
   RELIABLE_STREAMS_MAX,
+  RELIABLE_WRITES_AHEAD_MAX,
 } from './limits.js';
 import {
   RESTARTED_LO,
@@ -71,6 +72,8 @@ interface InStream<M> {
   gapSince: number | null;
   lastNack: number;
   ackedSent: number;
+  /** What the last ack said was received (durable.ts: flow control does not wait for the disk). */
+  receivedSent: number;
   ackDue: boolean;
   closedAt: number | null;
   /** Delivered messages whose handlers' writes have not committed yet. */
@@ -140,7 +143,13 @@ export class MulticastReceiver<M extends Sequenced> {
     this.drain(s);
     if (s.highest >= s.next) this.noteGap(s);
     const upTo = s.writes.ackable(s.next);
-    if (upTo - s.ackedSent >= this.ackEvery) this.sendAck(s, upTo);
+    if (Math.max(upTo, this.receivable(s)) - Math.max(s.ackedSent, s.receivedSent) >= this.ackEvery)
+      this.sendAck(s, upTo);
+  }
+
+  /** What an ack may say was received: all delivered, while few writes wait (durable.ts). */
+  private receivable(s: InStream<M>): number {
+    return s.writes.pending <= RELIABLE_WRITES_AHEAD_MAX ? s.next - 1 : s.receivedSent;
   }
 
   onAnnounce({ epoch, highest, joinPoint }: AnnounceBody, origin: Origin): void {
@@ -225,6 +234,7 @@ export class MulticastReceiver<M extends Sequenced> {
       gapSince: null,
       lastNack: -Infinity,
       ackedSent: start - 1,
+      receivedSent: start - 1,
       ackDue: true,
       closedAt: null,
       writes: new PendingWrites(this.shared.stats, () => (opened.ackDue = true)),
@@ -278,11 +288,13 @@ export class MulticastReceiver<M extends Sequenced> {
 
   private sendAck(s: InStream<M>, upTo: number): void {
     s.ackedSent = upTo;
+    s.receivedSent = Math.max(s.receivedSent, this.receivable(s));
     s.ackDue = false;
     const refused = this.sink.refused(s.ref);
+    const received = s.receivedSent > upTo ? s.receivedSent : undefined;
     this.shared.ctx.send(
       s.address,
-      ...this.wire.ACK.out({ epoch: s.epoch, joinedAt: s.start, ackedUpTo: upTo, refused }),
+      ...this.wire.ACK.out({ epoch: s.epoch, joinedAt: s.start, ackedUpTo: upTo, refused, received }),
     );
   }
 
@@ -353,7 +365,7 @@ export class MulticastReceiver<M extends Sequenced> {
       }
     }
     const upTo = s.writes.ackable(s.next);
-    if (upTo > s.ackedSent || s.ackDue) this.sendAck(s, upTo);
+    if (upTo > s.ackedSent || this.receivable(s) > s.receivedSent || s.ackDue) this.sendAck(s, upTo);
   }
 
   private nack(s: InStream<M>, now: number): void {

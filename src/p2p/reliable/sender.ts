@@ -61,6 +61,8 @@ interface Receiver {
   id: PeerId;
   /** Highest sequence known acked (or assumed: what was published before we tracked it). */
   acked: number;
+  /** Highest sequence it said it received, durable or not (durable.ts): what flow control waits for. */
+  received: number;
   trackedAt: number;
   heard: boolean;
 }
@@ -158,7 +160,7 @@ export class MulticastSender {
    * without dropping one a waited-for receiver has not acked.
    */
   mayPush(bytes: number): boolean {
-    const slowest = this.slowestAcked();
+    const slowest = this.slowestReceived();
     const inFlight = this.sent.bytesAfter(slowest);
     if (this.window && inFlight > 0 && inFlight + bytes > this.window.bytes) return false;
     while (!this.sent.fits(bytes)) {
@@ -223,12 +225,12 @@ export class MulticastSender {
     return { buffered: this.sent.size, bufferBytes: this.sent.bytes, waiters: this.waiters.size };
   }
 
-  onAck(peer: PeerId, { epoch, joinedAt, ackedUpTo, refused }: AckBody, from: Address): void {
+  onAck(peer: PeerId, { epoch, joinedAt, ackedUpTo, refused, received }: AckBody, from: Address): void {
     const r = this.receivers.get(peer);
     if (epoch !== this.shared.epoch || !r || !this.shared.fromMember(peer, from)) return;
     // A receiver acks what it got from where it joined: never past what we sent, never from past
     // what it acks (it joined at joinedAt <= ackedUpTo + 1).
-    if (ackedUpTo > this.sent.hi || joinedAt > ackedUpTo + 1) {
+    if (ackedUpTo > this.sent.hi || joinedAt > ackedUpTo + 1 || (received ?? 0) > this.sent.hi) {
       this.shared.ctx.refuse('seq');
       return;
     }
@@ -236,6 +238,7 @@ export class MulticastSender {
     const missed = joinedAt > r.acked + 1 ? joinedAt : 0;
     r.heard = true;
     if (ackedUpTo > r.acked) r.acked = ackedUpTo;
+    r.received = Math.max(r.received, r.acked, received ?? 0);
     // Refused messages were acked without being held: say so before the ack counts them.
     for (const [firstSeq, reason] of refused ?? []) {
       const w = this.waiters.get(firstSeq);
@@ -244,7 +247,7 @@ export class MulticastSender {
       w.refused.set(peer, REFUSAL_REASONS[reason]!);
     }
     this.checkWaiters(peer, ackedUpTo, missed);
-    const slowest = this.slowestAcked();
+    const slowest = this.slowestReceived();
     if (slowest > this.slowestSeen) {
       this.window?.acked(this.sent.bytesAfter(this.slowestSeen) - this.sent.bytesAfter(slowest));
       this.slowestSeen = slowest;
@@ -260,7 +263,7 @@ export class MulticastSender {
       return;
     }
     if (epoch !== this.shared.epoch) return;
-    this.window?.loss(this.sent.hi, this.slowestAcked());
+    this.window?.loss(this.sent.hi, this.slowestReceived());
     const now = ctx.now();
     this.repairTokens = Math.min(
       RELIABLE_REPAIR_BURST_MESSAGES,
@@ -339,19 +342,19 @@ export class MulticastSender {
     return evicted;
   }
 
-  /** The position of the slowest receiver we wait for (our newest when we wait for none). */
-  slowestAcked(): number {
+  /** What the slowest receiver we wait for has received (our newest when we wait for none). */
+  slowestReceived(): number {
     let slowest = this.sent.hi;
     const now = this.shared.ctx.now();
     for (const r of this.receivers.values())
-      if (this.waitedFor(r, now) && r.acked < slowest) slowest = r.acked;
+      if (this.waitedFor(r, now) && r.received < slowest) slowest = r.received;
     return slowest;
   }
 
   /**
    * Whether every tracked receiver acked `seq`. One never heard from is waited for at most
    * RELIABLE_SILENT_RECEIVER_MS from `since` (or from when it was tracked, if later): it may not
-   * run this module, or it may only have had nothing from us yet, which slowestAcked() cannot tell
+   * run this module, or it may only have had nothing from us yet, which slowestReceived() cannot tell
    * apart once it has been tracked for that long.
    */
   ackedByAll(seq: number, since: number): boolean {
@@ -367,7 +370,7 @@ export class MulticastSender {
     let joinPoint = Infinity;
     const now = this.shared.ctx.now();
     for (const r of this.receivers.values())
-      if (this.waitedFor(r, now)) joinPoint = Math.min(joinPoint, r.acked + 1);
+      if (this.waitedFor(r, now)) joinPoint = Math.min(joinPoint, r.received + 1);
     if (joinPoint === Infinity) joinPoint = this.sent.lo;
     return Math.max(this.sent.lo, Math.min(joinPoint, this.sent.hi + 1));
   }
@@ -424,7 +427,13 @@ export class MulticastSender {
     const now = this.shared.ctx.now();
     for (const m of live.values()) {
       if (!this.receivers.has(m.id))
-        this.receivers.set(m.id, { id: m.id, acked: this.sent.hi, trackedAt: now, heard: false });
+        this.receivers.set(m.id, {
+          id: m.id,
+          acked: this.sent.hi,
+          received: this.sent.hi,
+          trackedAt: now,
+          heard: false,
+        });
     }
   }
 

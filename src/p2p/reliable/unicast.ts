@@ -32,6 +32,7 @@ import {
   RELIABLE_UNICAST_RETRY_MS,
   RELIABLE_UNICAST_TIMEOUT_MS,
   RELIABLE_UNICAST_WINDOW_MESSAGES,
+  RELIABLE_WRITES_AHEAD_MAX,
 } from './limits.js';
 import { BULK, type LaneWire, type UnicastAckBody, type UnicastBody } from './messages.js';
 import { Packer } from './packer.js';
@@ -76,6 +77,8 @@ interface OutStream {
   nextSeq: number;
   pending: Map<number, Pending>;
   queue: Queued[];
+  /** Messages received whole, their callbacks waiting for the receiver's durable write (durable.ts), since when. */
+  writing: Map<OutMessage, number>;
 }
 
 /** One sender's stream to us. */
@@ -164,11 +167,11 @@ export class UnicastSender {
     return out.queue.some((q) => q.topic === topic);
   }
 
-  onAck({ epoch, ackedUpTo, refused }: UnicastAckBody, origin: Origin): void {
+  onAck({ epoch, ackedUpTo, refused, received }: UnicastAckBody, origin: Origin): void {
     const { ctx } = this.shared;
     const out = this.streams.get(origin.id);
     if (!out || epoch !== this.shared.epoch || !this.shared.fromMember(origin.id, origin.address)) return;
-    if (ackedUpTo >= out.nextSeq) {
+    if (ackedUpTo >= out.nextSeq || (received ?? 0) >= out.nextSeq) {
       ctx.refuse('seq'); // an ack of messages we never sent
       return;
     }
@@ -179,15 +182,21 @@ export class UnicastSender {
       this.fail(owner, REFUSAL_REASONS[reason]!);
       this.dequeue(out, owner);
     }
+    // Received (durable or not) leaves the window; the callback waits for durable.
+    const now = ctx.now();
+    const got = Math.max(ackedUpTo, received ?? 0);
     for (const [seq, p] of out.pending) {
-      if (seq > ackedUpTo) continue;
+      if (seq > got) continue;
       out.pending.delete(seq);
       this.pendingTotal--;
-      const owner = p.owner;
-      if (seq === owner.lastSeq && !owner.settled) {
-        owner.settled = true;
-        owner.done?.({ ok: true, id: owner.id });
-      }
+      if (seq === p.owner.lastSeq && !p.owner.settled) out.writing.set(p.owner, now);
+    }
+    for (const owner of out.writing.keys()) {
+      if (owner.lastSeq > ackedUpTo) continue;
+      out.writing.delete(owner);
+      if (owner.settled) continue;
+      owner.settled = true;
+      owner.done?.({ ok: true, id: owner.id });
     }
     this.pump(out, origin.address);
   }
@@ -195,9 +204,15 @@ export class UnicastSender {
   /** Retries what is due, fails what can no longer be sent, and sends what the windows allow. */
   tick(now: number): void {
     for (const out of this.streams.values()) {
-      if (out.pending.size === 0 && out.queue.length === 0) continue;
+      if (out.pending.size === 0 && out.queue.length === 0 && out.writing.size === 0) continue;
       const m = this.shared.membership.get(out.to);
       const live = m !== undefined && isLive(m);
+      for (const [owner, since] of out.writing) {
+        const reason = !live ? 'gone' : now - since >= RELIABLE_UNICAST_TIMEOUT_MS ? 'timeout' : null;
+        if (!reason) continue;
+        out.writing.delete(owner);
+        this.fail(owner, reason, false);
+      }
       for (const p of out.pending.values()) {
         const reason = !live ? 'gone' : now - p.firstSent >= RELIABLE_UNICAST_TIMEOUT_MS ? 'timeout' : null;
         if (reason) {
@@ -233,7 +248,7 @@ export class UnicastSender {
     // A restarted peer keeps our stream: its new process starts it afresh at the base we send.
     let out = this.streams.get(to);
     if (!out) {
-      out = { to, nextSeq: 1, pending: new Map(), queue: [] };
+      out = { to, nextSeq: 1, pending: new Map(), queue: [], writing: new Map() };
       this.streams.set(to, out);
     }
     const seq = out.nextSeq;
@@ -276,6 +291,7 @@ export class UnicastSender {
       out.pending.delete(seq);
       this.pendingTotal--;
     }
+    out.writing.delete(owner);
     this.dequeue(out, owner);
   }
 
@@ -428,7 +444,11 @@ export class UnicastReceiver<M extends Sequenced> {
   }
 
   private sendAck(u: InStream<M>, to: Address): void {
-    const ack = { epoch: u.epoch, ackedUpTo: u.writes.ackable(u.next), refused: this.sink.refused(u.ref) };
+    const ackedUpTo = u.writes.ackable(u.next);
+    // What was received, while few writes wait (durable.ts): the sender's window moves on it.
+    const received =
+      u.writes.pending <= RELIABLE_WRITES_AHEAD_MAX && u.next - 1 > ackedUpTo ? u.next - 1 : undefined;
+    const ack = { epoch: u.epoch, ackedUpTo, refused: this.sink.refused(u.ref), received };
     this.shared.ctx.send(to, ...this.wire.UNICAST_ACK.out(ack));
   }
 
