@@ -46,7 +46,7 @@ export function writeFailure(file: string, err: unknown): WriteFailure {
  * a fencing token, written before it is acted on) and task records (written before a task is
  * accepted or its result acknowledged).
  */
-export type Writer = 'background' | 'replica' | 'kv' | 'chat' | 'token-ring' | 'tasks';
+export type Writer = 'background' | 'replica' | 'kv' | 'chat' | 'token-ring' | 'tasks' | 'files';
 
 /**
  * One line when writes to a directory start failing, one when every writer whose write there
