@@ -12,5 +12,5 @@ export {
   type TransferId,
 } from './messages.js';
 export type { IncomingEvent } from './receiver.js';
-export type { ReceiverOutcome, ReceiverStatus, SendProgress, TransferResult } from './sender.js';
+export type { FileSender, ReceiverOutcome, ReceiverStatus, SendProgress, TransferResult } from './sender.js';
 export * from './store.js';
