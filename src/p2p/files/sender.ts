@@ -24,7 +24,7 @@
 import type { PeerId } from '../wire.js';
 import type { MemberView, ProtocolContext } from '../protocol.js';
 import type { FileChannel, MemberLookup, Settled, Sent } from './channel.js';
-import { chunkCount, chunkLength } from './chunks.js';
+import { ChunkSet, chunkCount, chunkLength } from './chunks.js';
 import {
   FILE_TOPIC,
   OFFER,
@@ -86,6 +86,12 @@ export class FileSender {
   /** Next chunk to publish to everyone. */
   private next = 0;
   private reading = false;
+  /**
+   * Chunks reliable delivery is done with (every receiver acked, or is gone): only those are sent
+   * again on request, so a receiver that asks while a chunk is still on its way to it does not
+   * get it twice.
+   */
+  private readonly settledChunks: ChunkSet;
   private ackedBytes = 0;
   private readError: string | null = null;
 
@@ -105,6 +111,7 @@ export class FileSender {
     },
   ) {
     this.chunks = chunkCount(file.bytes, opts.chunkBytes);
+    this.settledChunks = new ChunkSet(this.chunks);
     for (const m of targets)
       this.receivers.set(m.id, {
         peer: m.id,
@@ -172,7 +179,7 @@ export class FileSender {
     r.status = 'accepted';
     for (const [first, last] of n.missing)
       for (let i = first; i <= last && i < this.next && r.repair.size < FILE_REPAIR_CHUNKS_MAX; i++)
-        if (!r.inFlight.has(i)) r.repair.add(i);
+        if (this.settledChunks.has(i) && !r.inFlight.has(i)) r.repair.add(i);
     this.pump();
   }
 
@@ -229,10 +236,11 @@ export class FileSender {
       for (const r of this.receivers.values()) if (r.status === 'accepted') this.sendRepair(r, index, data);
       return;
     }
-    this.channel.publish(FILE_TOPIC, payload, (s) => this.settled(s, data.length));
+    this.channel.publish(FILE_TOPIC, payload, (s) => this.settled(s, index, data.length));
   }
 
-  private settled(s: Settled, bytes: number): void {
+  private settled(s: Settled, index: number, bytes: number): void {
+    this.settledChunks.add(index);
     const now = this.ctx.now();
     for (const p of s.acked) {
       const r = this.receivers.get(p);
@@ -253,6 +261,7 @@ export class FileSender {
     r.inFlight.add(index);
     this.channel.sendTo(r.peer, FILE_TOPIC, encodeChunk(this.id, index, data), (res: Sent) => {
       r.inFlight.delete(index);
+      this.settledChunks.add(index);
       if (res.ok) {
         r.heardAt = this.ctx.now();
         if (this.opts.unicast) this.ackedBytes += data.length;
