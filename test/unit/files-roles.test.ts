@@ -74,6 +74,8 @@ class Endpoint implements FileChannel {
   up = true;
   files: Files | null = null;
   readonly events: IncomingEvent[] = [];
+  /** Multicast offers this peer never sees (it joined the sender's stream just after one). */
+  missesOffers = false;
   private handlers = new Map<string, (d: FileDelivery) => unknown>();
 
   constructor(
@@ -109,7 +111,8 @@ class Endpoint implements FileChannel {
   }
 
   publish(topic: string, payload: string | Uint8Array, onSettled?: (s: Settled) => void): void {
-    const others = [...this.bus.peers.values()].filter((p) => p !== this);
+    const isOffer = typeof payload === 'string';
+    const others = [...this.bus.peers.values()].filter((p) => p !== this && !(isOffer && p.missesOffers));
     this.onWire(payload, () => {
       const acks = others.map((p) => p.deliver(this, topic, payload, null).then((ok) => [p.id, ok] as const));
       void Promise.all(acks).then((rs) =>
@@ -245,6 +248,25 @@ describe('a file to the group', () => {
     expect(rs[0]!.e.events).toEqual([expect.objectContaining({ kind: 'refused', reason: bob.reason })]);
     expect(rs[0]!.disk.partial.size + rs[0]!.disk.files.size).toBe(0);
     expect(rs[1]!.disk.files.size).toBe(1);
+  });
+
+  it('a receiver that missed the offer in the stream gets it by unicast, and the file', async () => {
+    const { bus, alice, rs } = group(2);
+    for (const r of rs) r.e.boot(r.disk);
+    rs[0]!.e.missesOffers = true;
+    const file = memoryFile('notes.bin', 10_500);
+    const out = send(
+      alice,
+      bus,
+      file,
+      rs.map((r) => r.e),
+    );
+    await bus.until(() => out.result !== undefined, 20_000);
+    expect(out.result!.receivers.map((r) => [r.name, r.status])).toEqual([
+      ['bob', 'done'],
+      ['carol', 'done'],
+    ]);
+    expect(rs[0]!.disk.files.get('alice/notes.bin')).toEqual(file.content);
   });
 
   it('a receiver without the disk space refuses', async () => {

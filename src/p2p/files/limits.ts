@@ -30,6 +30,8 @@ export const FILE_QUEUED_BYTES_MAX = 4 * 1024 * 1024;
  * chunks to those that accepted (a receiver that answers later still gets them, or asks for them).
  */
 export const FILE_OFFER_WAIT_MS = 5000;
+/** A receiver that has not answered the offer gets it again, by unicast, this often. */
+export const FILE_OFFER_RETRY_MS = 1000;
 /**
  * A receiver that has not said done and from which nothing came (an answer, an ack of a chunk, a
  * request for chunks) for this long is given up on: named "gone" when membership no longer sees

@@ -114,7 +114,12 @@ export class FileReceiver {
   onOffer(d: FileDelivery, offer: Offer): Promise<void> | undefined {
     const done = this.ended.get(offer.id);
     if (done) return void this.answer(d.from, offer.id, done.status, done.reason);
-    if (this.transfers.has(offer.id)) return;
+    const known = this.transfers.get(offer.id);
+    if (known) {
+      // The offer again: our answer was lost, or is still on its way.
+      if (known.state === 'receiving') this.answer(d.from, offer.id, 'accepted', '');
+      return;
+    }
     const transfer: IncomingTransfer = { ...offer, from: d.from, fromName: d.fromName };
     const refusal = this.refusal(offer);
     if (refusal) return void this.refuse(transfer, refusal);

@@ -4,7 +4,9 @@
  *
  * Algorithm.
  * 1. Offer: the offer goes to the receivers on FILE_TOPIC (multicast to the group; unicast to a
- *    `--to` target). Each answers accepted or refused (with its reason) by unicast.
+ *    `--to` target). Each answers accepted or refused (with its reason) by unicast. A receiver
+ *    that has not answered gets the offer again by unicast every FILE_OFFER_RETRY_MS: one that
+ *    joined our stream just after the offer never sees it in the stream.
  * 2. Chunks: once every receiver answered, or FILE_OFFER_WAIT_MS passed, the chunks follow on the
  *    same topic, read from the file one at a time and only while reliable delivery holds fewer than
  *    FILE_QUEUED_BYTES_MAX bytes not yet on the wire: memory is a few chunks whatever the file's
@@ -35,6 +37,7 @@ import {
   type TransferId,
 } from './messages.js';
 import {
+  FILE_OFFER_RETRY_MS,
   FILE_OFFER_WAIT_MS,
   FILE_QUEUED_BYTES_MAX,
   FILE_RECEIVER_SILENT_MS,
@@ -70,6 +73,8 @@ export interface SendProgress {
 
 interface Receiver extends ReceiverOutcome {
   heardAt: number;
+  /** When the offer last went to it. */
+  offeredAt: number;
   /** Chunks it asked for, to send it by unicast. */
   repair: Set<number>;
   /** Chunks on their way to it by unicast. */
@@ -83,6 +88,7 @@ export class FileSender {
   private readonly receivers = new Map<PeerId, Receiver>();
   private phase: 'offering' | 'sending' | 'ended' = 'offering';
   private offeredAt = 0;
+  private readonly offer: string;
   /** Next chunk to publish to everyone. */
   private next = 0;
   private reading = false;
@@ -112,6 +118,13 @@ export class FileSender {
   ) {
     this.chunks = chunkCount(file.bytes, opts.chunkBytes);
     this.settledChunks = new ChunkSet(this.chunks);
+    this.offer = encodeControl(OFFER, {
+      id,
+      name: file.name,
+      bytes: file.bytes,
+      sha256: file.sha256,
+      chunkBytes: opts.chunkBytes,
+    });
     for (const m of targets)
       this.receivers.set(m.id, {
         peer: m.id,
@@ -119,6 +132,7 @@ export class FileSender {
         status: 'offered',
         reason: '',
         heardAt: 0,
+        offeredAt: 0,
         repair: new Set(),
         inFlight: new Set(),
       });
@@ -191,6 +205,12 @@ export class FileSender {
       const live = m?.state === 'alive' || m?.state === 'suspect';
       r.status = live ? 'timeout' : 'gone';
       this.opts.onAnswer(this.outcomeOf(r));
+    }
+    for (const r of this.receivers.values()) {
+      // A receiver that joined our stream just after the offer never sees it there: to it again, by unicast.
+      if (r.status !== 'offered' || now - r.offeredAt < FILE_OFFER_RETRY_MS) continue;
+      r.offeredAt = now;
+      this.channel.sendTo(r.peer, FILE_TOPIC, this.offer);
     }
     if (this.phase === 'offering') {
       const answered = [...this.receivers.values()].every((r) => r.status !== 'offered');
