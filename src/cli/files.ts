@@ -171,7 +171,7 @@ export class ReceivingBars {
       this.progress = null;
       return;
     }
-    this.progress ??= new Progress({ json: this.json });
+    this.progress ??= new Progress({ json: this.json, afterMs: 0 });
     const others = more.length > 0 ? ` and ${more.length} more` : '';
     this.progress.update(
       `receiving ${first.name} from ${first.from} ${progressBar(first.held, first.bytes)}${others}`,
