@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PeerStore } from '../src/storage/store.js';
 import { TaskStore } from '../src/storage/tasks.js';
-import { StorageHealth } from '../src/storage/health.js';
+import { STORAGE_RECOVERED_AFTER_MS, StorageHealth } from '../src/storage/health.js';
 import type { TaskRecord } from '../src/p2p/tasks/index.js';
 
 const dirs: string[] = [];
@@ -111,7 +111,12 @@ describe('task store (SQLite)', () => {
     dirs.push(dir);
     const store = PeerStore.open(dir, 'alice');
     const lines: string[] = [];
-    const tasks = TaskStore.of(store, new StorageHealth((l) => lines.push(l)));
+    let now = 0;
+    const health = new StorageHealth(
+      (l) => lines.push(l),
+      () => now,
+    );
+    const tasks = TaskStore.of(store, health);
     // A page limit makes SQLite fail as on a full disk (SQLITE_FULL), from the next new page on.
     store.db.pragma(`max_page_count = ${store.db.pragma('page_count', { simple: true }) as number}`);
     const id = (i: number) => i.toString(16).padStart(16, '0');
@@ -125,6 +130,10 @@ describe('task store (SQLite)', () => {
     store.db.pragma('max_page_count = 1000000');
     expect(tasks.save(rec(id(full)))).toEqual({ first: true, failed: null });
     expect(tasks.get(id(full))).toMatchObject({ state: 'queued' });
+    // Said once the quiet period passed with no failure (health.ts).
+    expect(lines).toHaveLength(1);
+    now += STORAGE_RECOVERED_AFTER_MS;
+    health.tick();
     expect(lines).toHaveLength(2);
     expect(lines[1]).toMatch(/work again/);
     store.close();

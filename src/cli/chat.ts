@@ -204,7 +204,7 @@ export class ChatSession {
       const id = line.messageId;
       t.timer = setTimeout(() => {
         const s = this.reliable.ackStatus(id);
-        resolve(s ?? { id, complete: false, acked: [], gone: [], pending: [] });
+        resolve(s ?? { id, complete: false, acked: [], gone: [], pending: [], refused: [] });
       }, waitMs);
     });
   }

@@ -171,6 +171,7 @@ export interface Checkpointing {
  * Opens and recovers; the node is attached once it exists (its Lamport start comes from here).
  * Checkpoints are background writes: one that fails (a full disk) goes to `health`, never up the
  * stack, and the next one is tried on time, so checkpoints resume by themselves when space returns.
+ * The same timer ticks `health`, which says when writes work again once its quiet period passed.
  */
 export function startCheckpointing(
   dataDir: string,
@@ -202,7 +203,10 @@ export function startCheckpointing(
       // Lamport time is the first thing a restart needs: write it at once, then periodically.
       const checkpoint = () => health.attempt(cp.file, 'background', () => cp.checkpoint());
       checkpoint();
-      timer = setInterval(checkpoint, CHECKPOINT_INTERVAL_MS);
+      timer = setInterval(() => {
+        checkpoint();
+        health.tick();
+      }, CHECKPOINT_INTERVAL_MS);
       timer.unref();
     },
     close(isClean) {

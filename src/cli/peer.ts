@@ -265,9 +265,16 @@ function watchWal(store: PeerStore, checkpointing: Checkpointing): NodeJS.Timeou
   return timer;
 }
 
-/** A StorageHealth whose lines go to stderr, as `peer: storage: ...`. */
+/**
+ * A StorageHealth whose lines go to stderr, as `peer: storage: ...`. Its quiet period is measured
+ * on the monotonic clock: a wall clock set back must not hold a recovery line, nor one set forward
+ * announce it early. The checkpoint timer (checkpointing.ts) ticks it.
+ */
 export function stderrHealth(): StorageHealth {
-  return new StorageHealth((line) => process.stderr.write(`peer: ${line}\n`));
+  return new StorageHealth(
+    (line) => process.stderr.write(`peer: ${line}\n`),
+    () => performance.now(),
+  );
 }
 
 /** Resolves on the first SIGINT or SIGTERM (the graceful ways to stop a peer). */

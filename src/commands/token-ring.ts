@@ -6,7 +6,7 @@ import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, stderrHealth, untilSignal, type RunningPeer } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
-import { TokenRing, type TokenExitReason } from '../p2p/token-ring.js';
+import { TokenRing, type TokenExitReason } from '../p2p/token-ring/index.js';
 import type { PeerEvent } from '../p2p/protocol.js';
 import type { PeerId } from '../p2p/wire.js';
 import { reportingDurable, TokenRingStore } from '../storage/token-ring.js';

@@ -13,7 +13,7 @@
  *   2-core machine running a test suite can exceed 1 s, which the lan profile would call a death.
  */
 import type { MembershipTimings } from './membership.js';
-import type { TokenRingTimings } from './token-ring.js';
+import type { TokenRingTimings } from './token-ring/index.js';
 import type { ElectionTimings } from './election.js';
 import type { ClockSyncTimings } from './clock-sync.js';
 
@@ -29,7 +29,7 @@ export interface Profile {
   tickMs: number;
   membership: MembershipTimings;
   /**
-   * Token ring (token-ring.ts). Loss timeout = lossBaseMs + ring size x lossPerPeerMs, and
+   * Token ring (token-ring/). Loss timeout = lossBaseMs + ring size x lossPerPeerMs, and
    * lossBaseMs >= leaseMs + leaseGuardMs so a claimer's own lease acks have expired when it claims.
    * lan: a new token about 0.9 s after the holder's crash with 5 peers (target 1.5 s).
    */

@@ -27,8 +27,10 @@
  * 2: binary attachments (reliable delivery's messages moved out of the JSON body).
  * 3: the token ring is the members tagged `ring` (a version-2 ring peer would be left out of it),
  *    and an observer's probe carries `o` (a version-2 peer refuses it).
+ * 4: reliable delivery's bulk lane (`rb.*`: messages larger than a datagram, in fragments), which
+ *    a version-3 peer refuses: its sender would wait for acks that never come.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /** Largest encoded envelope we send or accept, in bytes. */
 export const DATAGRAM_PAYLOAD_BYTES_MAX = 1200;
 export const NAME_CHARS_MAX = 64;

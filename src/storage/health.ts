@@ -8,8 +8,9 @@
  *
  * A full disk fails thousands of writes in a row; StorageHealth turns them into one line when
  * writes to a directory start failing and one when they work again. Writes keep being tried (each
- * failure is cheap), which is how a peer notices by itself that space came back: no restart, no
- * timer of its own.
+ * failure is cheap), which is how a peer notices by itself that space came back: no restart. The
+ * recovery is announced only after a quiet period without a failure (STORAGE_RECOVERED_AFTER_MS),
+ * from `tick()`, which the peer's checkpoint timer calls: no timer of its own.
  */
 import path from 'node:path';
 import { failureReason, type WriteFailure, type WriteFailureKind } from '../p2p/write-failure.js';
@@ -49,38 +50,72 @@ export function writeFailure(file: string, err: unknown): WriteFailure {
 export type Writer = 'background' | 'replica' | 'kv' | 'chat' | 'token-ring' | 'tasks' | 'files';
 
 /**
+ * How long writes to a directory must go without a failure, once every writer that failed there
+ * has written again, before they are said to work again. On a full disk a small write can squeeze
+ * into space something else just freed (a WAL reset, a temporary file removed), and the next one
+ * fails again: announcing at the first success made the lines flap "work again" / "failing". What
+ * failed is retried about every second (the checkpoint timer, a sender's retransmissions, a
+ * token-ring turn), so on a disk still full a failure comes well within five seconds, and a disk
+ * really freed is announced a few seconds late, no more.
+ */
+export const STORAGE_RECOVERED_AFTER_MS = 5_000;
+
+/** A directory whose writes were said to fail, until they are said to work again. */
+interface Episode {
+  /** The writers (writer and file) whose last write there failed. */
+  failing: Set<string>;
+  /** When the last of them wrote again (the injected clock), or null while one still fails. */
+  quietSince: number | null;
+}
+
+/**
  * One line when writes to a directory start failing, one when every writer whose write there
- * failed has written again. Keyed by directory, so a replica file and the SQLite file next to it
- * on one full disk make one line, not two; and by writer (kv, checkpoint...), so a small write
- * that squeezes into a freed page does not announce a recovery the next large one takes back.
+ * failed has written again and STORAGE_RECOVERED_AFTER_MS passed with no failure there. Keyed by
+ * directory, so a replica file and the SQLite file next to it on one full disk make one line, not
+ * two; and by writer (kv, checkpoint...), so a small write that squeezes into a freed page does
+ * not start the quiet period while the next large one still fails. A failure during the quiet
+ * period keeps the episode open without a line: failing is said at most once per episode.
  */
 export class StorageHealth {
-  /** Per directory: the writers (writer and file) whose last write failed. */
-  private readonly failing = new Map<string, Set<string>>();
+  /** Per directory whose writes were said to fail: what still fails, and since when none does. */
+  private readonly episodes = new Map<string, Episode>();
 
-  constructor(private readonly say: (line: string) => void) {}
+  /** `now`: a monotonic clock in milliseconds (the quiet period is measured on it). */
+  constructor(
+    private readonly say: (line: string) => void,
+    private readonly now: () => number,
+  ) {}
 
-  /** Records a failed write; says so if it is the first failure in its directory. */
+  /** Records a failed write; says so if it opens an episode in its directory. */
   failed(f: WriteFailure, writer: Writer): void {
     const dir = path.dirname(f.file);
-    let files = this.failing.get(dir);
-    if (!files) {
-      this.failing.set(dir, (files = new Set()));
+    let episode = this.episodes.get(dir);
+    if (!episode) {
+      this.episodes.set(dir, (episode = { failing: new Set(), quietSince: null }));
       const until = f.kind === 'full' ? 'until space returns' : 'until a write succeeds again';
       this.say(
         `storage: writes to ${dir} failing (${failureReason(f.kind, f.code)}); refusing new writes ${until}`,
       );
     }
-    files.add(`${writer}\0${f.file}`);
+    episode.failing.add(`${writer}\0${f.file}`);
+    episode.quietSince = null;
   }
 
-  /** Records a write that reached the disk; says so once its directory has no failing file left. */
+  /** Records a write that reached the disk; the last failing writer of a directory starts its quiet period. */
   succeeded(file: string, writer: Writer): void {
-    const dir = path.dirname(file);
-    const files = this.failing.get(dir);
-    if (!files?.delete(`${writer}\0${file}`) || files.size > 0) return;
-    this.failing.delete(dir);
-    this.say(`storage: writes to ${dir} work again; accepting new writes`);
+    const episode = this.episodes.get(path.dirname(file));
+    if (!episode?.failing.delete(`${writer}\0${file}`) || episode.failing.size > 0) return;
+    episode.quietSince = this.now();
+  }
+
+  /** Says "work again" for each directory whose quiet period has passed; called periodically. */
+  tick(): void {
+    const now = this.now();
+    for (const [dir, episode] of this.episodes) {
+      if (episode.quietSince === null || now - episode.quietSince < STORAGE_RECOVERED_AFTER_MS) continue;
+      this.episodes.delete(dir);
+      this.say(`storage: writes to ${dir} work again; accepting new writes`);
+    }
   }
 
   /** Runs a background write (a checkpoint, a log): a failure is recorded, never thrown. */
@@ -102,7 +137,8 @@ export class StorageHealth {
     else this.succeeded(file, writer);
   }
 
+  /** Whether writes somewhere were said to fail and not yet said to work again. */
   get isFailing(): boolean {
-    return this.failing.size > 0;
+    return this.episodes.size > 0;
   }
 }

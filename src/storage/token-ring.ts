@@ -10,7 +10,7 @@
 import type Database from 'better-sqlite3';
 import { isPeerId } from '../p2p/wire.js';
 import { loadable } from '../p2p/bounds.js';
-import { RING_CONFIG_MAX, type TokenRingDurable, type TokenRingOptions } from '../p2p/token-ring.js';
+import { RING_CONFIG_MAX, type TokenRingDurable, type TokenRingOptions } from '../p2p/token-ring/index.js';
 import type { PeerStore } from './store.js';
 import { writeFailure, type StorageHealth } from './health.js';
 import type { WriteFailure } from '../p2p/write-failure.js';

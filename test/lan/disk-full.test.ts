@@ -8,7 +8,7 @@
  *   - the full holders stay up and each says ONE line that writes fail; the writer gets a one-line
  *     refusal that names the holder and the full disk, and exits 1;
  *   - the filler deleted, writes succeed again without a restart and each full holder says ONE line
- *     that writes work again.
+ *     that writes work again, once they went a few seconds without a failure.
  * Every wait is on a condition with a deadline. No packet loss here: the disk is the fault.
  */
 import path from 'node:path';

@@ -8,7 +8,8 @@
  *   - the holders stay up through the full disk, their checkpoint timers included, and each says
  *     ONE line that writes fail; writers get a one-line refusal and exit 1;
  *   - the filler deleted, new writes succeed without a restart and each holder says ONE line that
- *     writes work again (for r1 that needs its checkpoint timer to have kept running);
+ *     writes work again, once they went a few seconds without a failure (said from the checkpoint
+ *     timer, which must have kept running);
  *   - `peer token-ring`: one member of three on a full disk skips its turns (it cannot store its
  *     fencing token) while the two others keep taking theirs, and takes turns again once space
  *     returns;
@@ -35,6 +36,7 @@ import {
   storedReplica,
   unfill,
 } from '../support/tmpfs.js';
+import { STORAGE_RECOVERED_AFTER_MS } from '../../src/storage/health.js';
 
 /** The room left on each holder's tmpfs when it is filled. */
 const ROOM_BYTES = 96 * 1024;
@@ -223,7 +225,11 @@ describe('peer replicate and peer kv serve on a full disk', () => {
     unfill(bob, mount);
     const after = await send('after the disk was freed', 10_000);
     expect(after.code, after.stderr).toBe(0);
-    await bob.until((l) => countStderr(l, RECOVERED) > 0, 15_000, 'bob says writes work again');
+    await bob.until(
+      (l) => countStderr(l, RECOVERED) > 0,
+      STORAGE_RECOVERED_AFTER_MS + 15_000,
+      'bob says writes work again',
+    );
     expect(countStderr(bob, FAILING)).toBe(1);
     expect(countStderr(bob, RECOVERED)).toBe(1);
     expect(bob.lines.join('\n')).toContain('after the disk was freed');
@@ -267,7 +273,11 @@ describe('peer token-ring with one member on a full disk', () => {
     unfill(cat.p, cat.mount);
     const catAfter = turns(cat.p);
     await cat.p.until((l) => turns(l) > catAfter, 30_000, 'cat takes turns again');
-    await cat.p.until((l) => countStderr(l, RECOVERED) > 0, 15_000, 'cat says writes work again');
+    await cat.p.until(
+      (l) => countStderr(l, RECOVERED) > 0,
+      STORAGE_RECOVERED_AFTER_MS + 15_000,
+      'cat says writes work again',
+    );
     expect(countStderr(cat.p, FAILING)).toBe(1);
     expect(countStderr(cat.p, RECOVERED)).toBe(1);
     for (const m of members) {
@@ -335,7 +345,11 @@ describe('peer worker coordinating on a full disk', () => {
     const after = await submit();
     expect(after.code, after.stderr).toBe(0);
     expect(after.stdout).toMatch(/^3 /);
-    await w1.until((l) => countStderr(l, RECOVERED) > 0, 15_000, 'w1 says writes work again');
+    await w1.until(
+      (l) => countStderr(l, RECOVERED) > 0,
+      STORAGE_RECOVERED_AFTER_MS + 15_000,
+      'w1 says writes work again',
+    );
     expect(countStderr(w1, FAILING)).toBe(1);
     expect(countStderr(w1, RECOVERED)).toBe(1);
     expect(w1.stderr.join('')).not.toMatch(/SqliteError|Uncaught|at .*\.js:\d+/);

@@ -29,7 +29,7 @@ import { ForgerWorker } from '../support/forger-worker.js';
 import { Codec, PROTOCOL_VERSION } from '../../src/p2p/wire.js';
 import type { LinkFaults } from '../../src/p2p/transport/sim.js';
 import { DIGEST_LEVELS } from '../../src/p2p/replication/index.js';
-import { RING_CONFIG_MAX } from '../../src/p2p/token-ring.js';
+import { RING_CONFIG_MAX } from '../../src/p2p/token-ring/index.js';
 import { PRIORITY_MAX } from '../../src/p2p/election.js';
 
 const SEEDS = process.env.FORGER_SEEDS

@@ -12,7 +12,7 @@ import { Election } from '../../src/p2p/election.js';
 import { installMonitorModules, MonitorFeeds, type Installed } from '../../src/cli/monitor/feeds.js';
 import { peersTab } from '../../src/cli/monitor/tabs/peers.js';
 import { tokenTab } from '../../src/cli/monitor/tabs/token.js';
-import { TokenRing } from '../../src/p2p/token-ring.js';
+import { TokenRing } from '../../src/p2p/token-ring/index.js';
 import { Chat, CHAT_TAG, type ChatLine } from '../../src/p2p/chat.js';
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 import { chatTab } from '../../src/cli/monitor/tabs/chat.js';

@@ -8,6 +8,7 @@ import {
   RELIABLE_BUFFER_MESSAGES_MAX,
   RELIABLE_GAP_TIMEOUT_MS,
   RELIABLE_HELD_MESSAGES_TOTAL_MAX,
+  RELIABLE_MESSAGE_BYTES_MAX,
   RELIABLE_PAYLOAD_BYTES_MAX,
   RELIABLE_SEQ_STEP_MAX,
   RELIABLE_STREAMS_MAX,
@@ -504,7 +505,11 @@ describe('reliable delivery (simulation)', () => {
     expect(d.length).toBeLessThanOrEqual(DATAGRAM_PAYLOAD_BYTES_MAX);
     expect(u.length).toBeLessThanOrEqual(DATAGRAM_PAYLOAD_BYTES_MAX);
     expect(codec.decode(u).ok).toBe(true);
-    expect(() => ReliableDelivery.check('t', payload + 'x')).toThrow(/over the 700-byte limit/);
+    // One byte more no longer fits one datagram: it is accepted, and goes in fragments (the bulk lane).
+    expect(ReliableDelivery.check('t', payload + 'x')).toBe(701);
+    expect(() => ReliableDelivery.check('t', Buffer.alloc(RELIABLE_MESSAGE_BYTES_MAX + 1))).toThrow(
+      /over the 67108864-byte limit/,
+    );
     expect(() => ReliableDelivery.check('Bad Topic', 'x')).toThrow(/topic/);
   });
 

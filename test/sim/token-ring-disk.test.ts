@@ -13,7 +13,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
-import { TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
+import { TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring/index.js';
 import type { ProtocolContext } from '../../src/p2p/protocol.js';
 import { SimDisk } from '../support/sim-disk.js';
 

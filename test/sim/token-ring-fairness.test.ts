@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
-import { TokenRing } from '../../src/p2p/token-ring.js';
+import { TokenRing } from '../../src/p2p/token-ring/index.js';
 
 const T = PROFILES.lan.tokenRing;
 /** P's turn outlasts the dead peer's detection (dead after ~1.1 s), so P reconfigures right after it. */

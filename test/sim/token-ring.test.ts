@@ -6,7 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
-import { EPOCH_STEP_MAX, RING_TAG, TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
+import {
+  EPOCH_STEP_MAX,
+  RING_TAG,
+  TokenRing,
+  type TokenRingDurable,
+} from '../../src/p2p/token-ring/index.js';
 import { seededRandom, type LinkFaults } from '../../src/p2p/transport/sim.js';
 import { rogue } from '../support/rogue.js';
 

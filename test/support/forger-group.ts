@@ -44,7 +44,7 @@ import type { PeerNode } from '../../src/p2p/node.js';
 import type { Protocol } from '../../src/p2p/protocol.js';
 import { Election } from '../../src/p2p/election.js';
 import { ClockSync } from '../../src/p2p/clock-sync.js';
-import { TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring.js';
+import { TokenRing, type TokenRingDurable } from '../../src/p2p/token-ring/index.js';
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 import { CHAT_TAG, CHAT_TOPIC, Chat } from '../../src/p2p/chat.js';
 import { Snapshot } from '../../src/p2p/snapshot.js';

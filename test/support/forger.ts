@@ -25,8 +25,13 @@ import {
 } from '../../src/p2p/wire.js';
 import { PRIORITY_MAX } from '../../src/p2p/election.js';
 import { ADJUSTMENT_MS_MAX, READING_MS_MAX, READINGS_PER_PEER } from '../../src/p2p/clock-sync.js';
-import { RING_CONFIG_MAX } from '../../src/p2p/token-ring.js';
-import { RELIABLE_PAYLOAD_BYTES_MAX } from '../../src/p2p/reliable/index.js';
+import { RING_CONFIG_MAX } from '../../src/p2p/token-ring/index.js';
+import {
+  RELIABLE_FRAGMENTS_MAX,
+  RELIABLE_MESSAGE_BYTES_MAX,
+  RELIABLE_PAYLOAD_BYTES_MAX,
+  RELIABLE_REFUSALS_MAX,
+} from '../../src/p2p/reliable/index.js';
 import { CHAT_HISTORY_SHARE_MAX, CHAT_HISTORY_TOPIC, CHAT_TOPIC } from '../../src/p2p/chat.js';
 import { SNAPSHOT_MARKER_TOPIC, SNAPSHOT_REPORT_CHUNKS_MAX } from '../../src/p2p/snapshot.js';
 import {
@@ -296,21 +301,24 @@ const SEQ_DELTAS: readonly number[] = [1, 1, 1, 2, 1000, 2 ** 40];
  * The bytes of `rm.d` / `rm.u` attachments: the first message's sequence and Lamport time near
  * the victim's stream and clock or extreme, then deltas.
  */
-function items(maxItems: number): fc.Arbitrary<(f: Forge, topicCount: number) => Uint8Array> {
+function items(
+  maxItems: number,
+  body: G<string | Uint8Array> = payload,
+): fc.Arbitrary<(f: Forge, topicCount: number) => Uint8Array> {
   const later = fc.tuple(
     fc.constantFrom(...SEQ_DELTAS),
     fc.constantFrom(0, 1, 2 ** 31),
     fc.nat({ max: 3 }),
-    payload,
+    body,
   );
   return fc
     .tuple(
-      fc.tuple(uint('rmHi'), uint('lamport'), fc.nat({ max: 3 }), payload),
+      fc.tuple(uint('rmHi'), uint('lamport'), fc.nat({ max: 3 }), body),
       fc.array(later, { maxLength: maxItems - 1 }),
     )
     .map(([[seq, lamport, firstTopic, firstBody], rest]) => (f: Forge, topicCount: number) => {
       const buf = Buffer.alloc(DATAGRAM_PAYLOAD_BYTES_MAX);
-      const first: [number, number, number, string] = [
+      const first: [number, number, number, string | Uint8Array] = [
         Math.max(1, seq(f)),
         lamport(f),
         firstTopic,
@@ -333,11 +341,56 @@ function items(maxItems: number): fc.Arbitrary<(f: Forge, topicCount: number) =>
     });
 }
 
+/**
+ * A bulk-lane fragment (fragments.ts): a first fragment announcing a size and a count (within
+ * the bounds, at them, or past them), a later fragment, or an unknown kind; then some bytes.
+ */
+const fragmentHead = (kind: number, bytes: number, count: number): Buffer => {
+  const head = Buffer.alloc(1 + 2 * VARINT_BYTES_MAX);
+  head[0] = kind;
+  return head.subarray(0, kind === 1 ? writeVarint(head, writeVarint(head, 1, bytes), count) : 1);
+};
+const fragment: G<Uint8Array> = fc
+  .tuple(
+    fc.oneof(
+      // Well-formed: a first fragment whose count its size allows, or a later one.
+      {
+        arbitrary: fc.constantFrom([1, 5000, 6], [1, 0, 1], [1, RELIABLE_MESSAGE_BYTES_MAX, 70_000]),
+        weight: 3,
+      },
+      { arbitrary: fc.constant([0, 0, 0]), weight: 4 },
+      // Past the bounds, or of no kind.
+      {
+        arbitrary: fc.constantFrom(
+          [1, RELIABLE_MESSAGE_BYTES_MAX + 1, 2],
+          [1, SAFE_MAX, 2],
+          [1, 5, 7],
+          [1, 5000, 0],
+          [1, 2 * RELIABLE_FRAGMENTS_MAX, RELIABLE_FRAGMENTS_MAX + 1],
+          [2, 0, 0],
+        ),
+        weight: 1,
+      },
+    ),
+    fc.uint8Array({ maxLength: 600 }),
+  )
+  .map(
+    ([[kind, bytes, count], data]) =>
+      () =>
+        Buffer.concat([fragmentHead(kind!, bytes!, count!), data]),
+  );
+
+/** A refusal as acks carry it: a message's first sequence and a reason's index. */
+const refusal: G<unknown> = fc
+  .tuple(uint('rmHi'), fc.constantFrom(0, 1, 2))
+  .map(([seq, reason]) => (f: Forge) => [seq(f), reason]);
+
 function reliableData(
   maxItems: number,
   shape: Record<string, G<unknown>>,
+  body?: G<string | Uint8Array>,
 ): fc.Arbitrary<(f: Forge) => Forged> {
-  return fc.tuple(rec({ ...shape, k: topics }), items(maxItems)).map(([body, attach]) => (f: Forge) => {
+  return fc.tuple(rec({ ...shape, k: topics }), items(maxItems, body)).map(([body, attach]) => (f: Forge) => {
     const b = body(f) as { k?: unknown };
     return { body: b, attachment: attach(f, Array.isArray(b.k) ? b.k.length : 0) };
   });
@@ -491,9 +544,27 @@ export const FORGERIES: Record<string, fc.Arbitrary<(f: Forge) => Forged>> = {
   'rm.hi': bodyOf(rec({ e: uint('rmEpoch'), hi: uint('rmHi'), jp: uint('rmHi') })),
   'rm.nak': bodyOf(rec({ e: uint('rmEpoch'), r: arr(range, 32) })),
   'rm.gone': bodyOf(rec({ e: uint('rmEpoch'), lo: uint('rmHi') })),
-  'rm.ack': bodyOf(rec({ e: uint('rmEpoch'), f: uint('rmHi'), a: uint('rmHi') })),
+  'rm.ack': bodyOf(
+    rec(
+      { e: uint('rmEpoch'), f: uint('rmHi'), a: uint('rmHi') },
+      { rf: arr(refusal, RELIABLE_REFUSALS_MAX) },
+    ),
+  ),
   'rm.u': reliableData(1, { e: uint('rmEpoch'), to: peerId, b: uint('rmHi') }),
-  'rm.ua': bodyOf(rec({ e: uint('rmEpoch'), a: uint('rmHi') })),
+  'rm.ua': bodyOf(rec({ e: uint('rmEpoch'), a: uint('rmHi') }, { rf: arr(refusal, RELIABLE_REFUSALS_MAX) })),
+  // reliable delivery's bulk lane: the same streams, carrying fragments
+  'rb.d': reliableData(8, { e: uint('rmEpoch'), jp: uint('rmHi') }, fragment),
+  'rb.hi': bodyOf(rec({ e: uint('rmEpoch'), hi: uint('rmHi'), jp: uint('rmHi') })),
+  'rb.nak': bodyOf(rec({ e: uint('rmEpoch'), r: arr(range, 32) })),
+  'rb.gone': bodyOf(rec({ e: uint('rmEpoch'), lo: uint('rmHi') })),
+  'rb.ack': bodyOf(
+    rec(
+      { e: uint('rmEpoch'), f: uint('rmHi'), a: uint('rmHi') },
+      { rf: arr(refusal, RELIABLE_REFUSALS_MAX) },
+    ),
+  ),
+  'rb.u': reliableData(1, { e: uint('rmEpoch'), to: peerId, b: uint('rmHi') }, fragment),
+  'rb.ua': bodyOf(rec({ e: uint('rmEpoch'), a: uint('rmHi') }, { rf: arr(refusal, RELIABLE_REFUSALS_MAX) })),
   // chat
   'ch.hreq': bodyOf(rec({ n: bounded(0, CHAT_HISTORY_SHARE_MAX) })),
   // replication, and the same protocol on kv's channel

@@ -11,6 +11,7 @@ import { expect } from 'vitest';
 import type { ChildLines } from '../../src/cli/child.js';
 import { alive } from './proc.js';
 import { entryId, parseReplica } from '../../src/p2p/replication/index.js';
+import { STORAGE_RECOVERED_AFTER_MS } from '../../src/storage/health.js';
 
 /** Size of each tmpfs: small enough to fill in a moment, big enough for a peer to start on. */
 export const TMPFS_SIZE = '2m';
@@ -110,10 +111,18 @@ export function expectUpAndSaidOnce(full: ChildLines[], healthy: ChildLines[]): 
   }
 }
 
-/** Once space returned: each holder that was full said ONE recovery line (after its one failing line) and runs on. */
+/**
+ * Once space returned: each holder that was full said ONE recovery line (after its one failing
+ * line) and runs on. The line comes only after writes went STORAGE_RECOVERED_AFTER_MS without a
+ * failure, so each holder gets that long on top of `timeoutMs`.
+ */
 export async function expectRecoveredOnce(full: ChildLines[], timeoutMs: number): Promise<void> {
   for (const p of full) {
-    await p.until((l) => countStderr(l, RECOVERED) > 0, timeoutMs, 'the holder says writes work again');
+    await p.until(
+      (l) => countStderr(l, RECOVERED) > 0,
+      STORAGE_RECOVERED_AFTER_MS + timeoutMs,
+      'the holder says writes work again',
+    );
     expect(countStderr(p, FAILING)).toBe(1);
     expect(countStderr(p, RECOVERED)).toBe(1);
     expect(alive(p)).toBe(true);

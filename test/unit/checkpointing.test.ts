@@ -2,14 +2,14 @@
  * The chat hook of the checkpoint store: a received line is recorded and processed in one durable
  * transaction, exactly once however often it arrives.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { tempDir } from '../support/proc.js';
 import { PeerStore } from '../../src/storage/store.js';
 import { openCheckpoints } from '../../src/storage/checkpoint.js';
 import { ChatStore } from '../../src/storage/chat.js';
 import { receiveChatLine, startCheckpointing } from '../../src/cli/checkpointing.js';
-import { recover, recoveryLine } from '../../src/storage/recovery.js';
-import { StorageHealth } from '../../src/storage/health.js';
+import { CHECKPOINT_INTERVAL_MS, recover, recoveryLine } from '../../src/storage/recovery.js';
+import { STORAGE_RECOVERED_AFTER_MS, StorageHealth, writeFailure } from '../../src/storage/health.js';
 import type { ChatLine } from '../../src/p2p/chat.js';
 import type { PeerNode } from '../../src/p2p/node.js';
 
@@ -45,7 +45,10 @@ describe('the line a restarted peer prints', () => {
   it('says whether the last run stopped cleanly or crashed, and what happened to its clock', () => {
     const dir = tempDir('exit-kind');
     PeerStore.open(dir, 'eve').close();
-    const health = new StorageHealth(() => {});
+    const health = new StorageHealth(
+      () => {},
+      () => 0,
+    );
     // Only the node's Lamport time is read by the checkpoints.
     const run = (lamport: number) => {
       const c = startCheckpointing(dir, 'eve', health);
@@ -64,5 +67,35 @@ describe('the line a restarted peer prints', () => {
       /^recovered after a crash: message clock moved ahead from 140 to 100,140 \(past any time stamped before the crash\), 0 unprocessed messages replayed/,
     );
     afterCrash.close(true);
+  });
+});
+
+describe('the checkpoint timer', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('says writes work again once the quiet period passed with no failure, not before', () => {
+    vi.useFakeTimers();
+    const dir = tempDir('health-tick');
+    PeerStore.open(dir, 'eve').close();
+    const said: string[] = [];
+    const health = new StorageHealth(
+      (l) => said.push(l),
+      () => Date.now(),
+    );
+    const c = startCheckpointing(dir, 'eve', health);
+    // A kv write failed, then one got through: only the timer's tick can say so, after the quiet period.
+    health.failed(writeFailure(c.cp.file, { code: 'SQLITE_FULL' }), 'kv');
+    health.succeeded(c.cp.file, 'kv');
+    c.attach({ lamport: 1 } as unknown as PeerNode);
+    vi.advanceTimersByTime(STORAGE_RECOVERED_AFTER_MS - 1);
+    expect(said).toHaveLength(1);
+    vi.advanceTimersByTime(CHECKPOINT_INTERVAL_MS);
+    expect(said).toEqual([
+      expect.stringMatching(/failing \(disk full\)/),
+      expect.stringMatching(/work again/),
+    ]);
+    c.close(true);
   });
 });

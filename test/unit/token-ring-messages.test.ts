@@ -1,5 +1,5 @@
 /**
- * The token ring's messages, declared with the message kit (src/p2p/token-ring.ts), must put on the
+ * The token ring's messages, declared with the message kit (src/p2p/token-ring/messages.ts), must put on the
  * wire the very bytes the hand-written bodies did: each case is a body as the old code built it
  * (short names, in its order: a pass was the token `{ e, g, br, cfg }` spread, then `to`, `ti`) and
  * the same message by the names the protocol now uses.
@@ -8,7 +8,16 @@ import { envelopeOf } from '../support/messages.js';
 import { describe, expect, it } from 'vitest';
 import { Codec, type Envelope } from '../../src/p2p/wire.js';
 import type { Message } from '../../src/p2p/kit/message.js';
-import { BEAT, CLAIM, CONF, LEASE, LEASE_ACK, LEASE_NAK, PASS, PASS_ACK } from '../../src/p2p/token-ring.js';
+import {
+  BEAT,
+  CLAIM,
+  CONF,
+  LEASE,
+  LEASE_ACK,
+  LEASE_NAK,
+  PASS,
+  PASS_ACK,
+} from '../../src/p2p/token-ring/messages.js';
 
 const envelope = (t: string, b: unknown): Envelope => envelopeOf(t, b);
 

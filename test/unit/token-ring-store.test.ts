@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { PeerStore } from '../../src/storage/store.js';
 import { reportingDurable, TokenRingStore } from '../../src/storage/token-ring.js';
-import { StorageHealth } from '../../src/storage/health.js';
+import { STORAGE_RECOVERED_AFTER_MS, StorageHealth } from '../../src/storage/health.js';
 import { tempDir } from '../support/proc.js';
 import { COUNTER_MAX } from '../../src/p2p/bounds.js';
 
@@ -61,7 +61,12 @@ describe('TokenRingStore durability', () => {
     const store = PeerStore.open(tempDir('token-store'), 'tr');
     const trs = TokenRingStore.on(store);
     const lines: string[] = [];
-    const durable = reportingDurable(trs, new StorageHealth((l) => lines.push(l)));
+    let now = 0;
+    const health = new StorageHealth(
+      (l) => lines.push(l),
+      () => now,
+    );
+    const durable = reportingDurable(trs, health);
     expect(durable.save({ promised: 1, epoch: 1, gen: 5, cfg: [] })).toBe(true);
     // What better-sqlite3 throws on a full disk (SqliteError, code SQLITE_FULL).
     const write = (trs as unknown as { write: { run: (...a: unknown[]) => unknown } }).write;
@@ -81,6 +86,10 @@ describe('TokenRingStore durability', () => {
     expect(lines[0]).toMatch(/writes to .* failing \(disk full\)/);
     write.run = run;
     expect(durable.save({ promised: 2, epoch: 2, gen: 9, cfg: [] })).toBe(true);
+    // Said once the quiet period passed with no failure (health.ts).
+    expect(lines).toHaveLength(1);
+    now += STORAGE_RECOVERED_AFTER_MS;
+    health.tick();
     expect(lines).toHaveLength(2);
     expect(lines[1]).toMatch(/work again/);
     expect(trs.load()).toEqual({ promised: 2, epoch: 2, gen: 9, cfg: [] });

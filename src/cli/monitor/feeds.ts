@@ -19,7 +19,7 @@ import { ClockSync } from '../../p2p/clock-sync.js';
 import { Election, type CoordinatorView } from '../../p2p/election.js';
 import type { PeerNode } from '../../p2p/node.js';
 import { Tasks } from '../../p2p/tasks/index.js';
-import { TokenRing } from '../../p2p/token-ring.js';
+import { TokenRing } from '../../p2p/token-ring/index.js';
 import { Chat, CHAT_TAG, ChatError } from '../../p2p/chat.js';
 import { ReliableDelivery } from '../../p2p/reliable/index.js';
 import type { Protocol } from '../../p2p/protocol.js';

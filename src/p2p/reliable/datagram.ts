@@ -8,7 +8,7 @@
  * whatever the node stamps on it.
  */
 import { DATAGRAM_PAYLOAD_BYTES_MAX, PEER_ID_HEX_CHARS, PROTOCOL_VERSION, varintBytes } from '../wire.js';
-import { DATA, UNICAST } from './messages.js';
+import { BULK, SMALL } from './messages.js';
 
 /** The byte between the JSON and the attachment (wire.ts). */
 const ATTACHMENT_MARK_BYTES = 1;
@@ -46,11 +46,26 @@ export class DatagramRoom {
     );
   }
 
+  /**
+   * The largest payload of one message alone in a datagram of `topic`, whatever its sequence and
+   * Lamport time (the first message's deltas are the numbers themselves): a fragment's size.
+   */
+  payloadRoom(topic: string): number {
+    const fixed = this.envelopeBytes + this.topicEntryBytes(topic);
+    const header = this.messageEntryBytes(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, 0);
+    let room = DATAGRAM_PAYLOAD_BYTES_MAX - fixed - header;
+    // The payload's own length grows its varint: give back the bytes that takes.
+    while (!this.fits(this.topicEntryBytes(topic), this.messageEntryBytes(BIG, BIG, room))) room--;
+    return room;
+  }
+
   /** Whether a datagram with this topic list and this attachment fits. */
   fits(topicListBytes: number, attachmentBytes: number): boolean {
     return this.envelopeBytes + topicListBytes + attachmentBytes <= DATAGRAM_PAYLOAD_BYTES_MAX;
   }
 }
+
+const BIG = Number.MAX_SAFE_INTEGER;
 
 /** Bytes of the JSON of an `rm.d` or `rm.u` envelope with an empty topic list, at the largest values its numbers can take. */
 function envelopeBytesMax(senderName: string): number {
@@ -66,8 +81,11 @@ function envelopeBytesMax(senderName: string): number {
     l: big,
     b,
   });
+  // Both lanes: their type names are as long, their bodies the same.
   return Math.max(
-    Buffer.byteLength(JSON.stringify(env(DATA.out({ epoch: big, joinPoint: big, topics: [] })))),
-    Buffer.byteLength(JSON.stringify(env(UNICAST.out({ epoch: big, to: peerId, base: big, topics: [] })))),
+    ...[SMALL, BULK].flatMap(({ DATA, UNICAST }) => [
+      Buffer.byteLength(JSON.stringify(env(DATA.out({ epoch: big, joinPoint: big, topics: [] })))),
+      Buffer.byteLength(JSON.stringify(env(UNICAST.out({ epoch: big, to: peerId, base: big, topics: [] })))),
+    ]),
   );
 }

@@ -5,6 +5,7 @@
  */
 import type { PeerId } from '../wire.js';
 import type { MemberView } from '../protocol.js';
+import type { RefusalReason } from './fragments.js';
 
 export interface MessageId {
   origin: PeerId;
@@ -28,7 +29,10 @@ export interface Delivery {
   /** This peer for a unicast message, null for a multicast one. */
   to: PeerId | null;
   topic: string;
+  /** The message as text: its bytes decoded as UTF-8. */
   payload: string;
+  /** The message's bytes (a text message's UTF-8). */
+  data: Buffer;
   /** Lamport time the sender stamped at publish. */
   lamport: number;
 }
@@ -63,10 +67,14 @@ export interface AckStatus {
   gone: PeerId[];
   /** Still live, not acked yet (only when the status is read before it settles). */
   pending: PeerId[];
+  /** Required members that refused the message for their bounds (fragments.ts): they acked without holding it. */
+  refused: Array<{ peer: PeerId; reason: RefusalReason }>;
 }
 
-export type SendResult =
-  { ok: true; id: MessageId } | { ok: false; id: MessageId; reason: 'gone' | 'timeout' | 'busy' };
+/** Why sendTo() failed: the peer is gone, it never acked, our queue was full, or it refused the message. */
+export type SendFailure = 'gone' | 'timeout' | 'busy' | RefusalReason;
+
+export type SendResult = { ok: true; id: MessageId } | { ok: false; id: MessageId; reason: SendFailure };
 
 declare module '../protocol.js' {
   interface PeerEventMap {
@@ -77,6 +85,8 @@ declare module '../protocol.js' {
 export interface ReliableOptions {
   /** Which live members are expected to run this module and ack (default: every live member). */
   audience?: (m: MemberView) => boolean;
+  /** This receiver refuses larger messages (default RELIABLE_MESSAGE_BYTES_MAX); their senders are told. */
+  messageBytesMax?: number;
 }
 
 /** What the module needs from membership (kept narrow so tests can fake it). */
@@ -105,6 +115,11 @@ export class StreamMessage implements Delivery {
     /** The payload's UTF-8 bytes. */
     readonly bytes: number,
   ) {}
+
+  /** Built only if a handler reads it. */
+  get data(): Buffer {
+    return Buffer.from(this.payload, 'utf8');
+  }
 
   get id(): MessageId {
     return this.to === null

@@ -7,8 +7,38 @@
 export const RELIABLE_BUFFER_MESSAGES_MAX = 8192;
 /** Payload bytes the sender keeps for repair (with RELIABLE_BUFFER_MESSAGES_MAX, whichever is hit first). */
 export const RELIABLE_BUFFER_BYTES_MAX = 4 * 1024 * 1024;
-/** Largest payload, in UTF-8 bytes; one message always fits one datagram. */
+/**
+ * Largest payload of the small lane, in UTF-8 bytes: one such message always fits one datagram.
+ * Larger messages, and binary ones, go in the bulk lane as fragments (fragments.ts).
+ */
 export const RELIABLE_PAYLOAD_BYTES_MAX = 700;
+/** Largest message, in bytes (fragmented): a transfer of more goes as several (files go in chunks). */
+export const RELIABLE_MESSAGE_BYTES_MAX = 64 * 1024 * 1024;
+/** Fragments in one message: RELIABLE_MESSAGE_BYTES_MAX in fragments of at least 64 bytes. */
+export const RELIABLE_FRAGMENTS_MAX = 2 ** 20;
+/** Partial messages a receiver holds from one sender, in bytes: one message of the largest size. */
+export const RELIABLE_REASSEMBLY_BYTES_PER_SENDER_MAX = RELIABLE_MESSAGE_BYTES_MAX;
+/** Partial messages a receiver holds from all senders, in bytes. */
+export const RELIABLE_REASSEMBLY_BYTES_TOTAL_MAX = 256 * 1024 * 1024;
+/** A receiver repeats a refusal on its acks this long (acks may be lost; each tick sends one). */
+export const RELIABLE_REFUSAL_REPEAT_MS = 2000;
+/** Refusals one ack carries. */
+export const RELIABLE_REFUSALS_MAX = 16;
+/** The bulk lane's repair buffer: fragments kept until every receiver acked them (flow control). */
+export const RELIABLE_BULK_BUFFER_MESSAGES_MAX = 8192;
+export const RELIABLE_BULK_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * The bulk sender's window: bytes sent and not yet acked by the slowest live receiver. It starts
+ * at RELIABLE_BULK_WINDOW_START_BYTES, grows by what is acked (doubling each round trip) up to
+ * RELIABLE_BULK_WINDOW_BYTES_MAX, and shrinks by RELIABLE_BULK_WINDOW_CUT on a round trip with
+ * NACKs, down to RELIABLE_BULK_WINDOW_MIN_BYTES (flow.ts says why these).
+ */
+export const RELIABLE_BULK_WINDOW_START_BYTES = 256 * 1024;
+export const RELIABLE_BULK_WINDOW_MIN_BYTES = 64 * 1024;
+export const RELIABLE_BULK_WINDOW_BYTES_MAX = 4 * 1024 * 1024;
+export const RELIABLE_BULK_WINDOW_CUT = 0.75;
+/** Fragments of one unicast stream sent and not yet acked: its window. */
+export const RELIABLE_UNICAST_WINDOW_MESSAGES = 256;
 /** Topic names: short, [a-z0-9.-]. */
 export const RELIABLE_TOPIC_CHARS_MAX = 24;
 /** Messages in one datagram (the byte limit usually binds first). */

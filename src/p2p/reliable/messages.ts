@@ -11,15 +11,17 @@
  *   rm.u    unicast message            {e: epoch, to: destination, b: oldest unacked (base), k: topics} + one message
  *   rm.ua   unicast ack                {e: epoch, a: acked up to}
  */
-import { is, type AttachmentDecoder, type Check, type Envelope } from '../wire.js';
+import { is, type AttachmentDecoder, type ByteReader, type Check, type Envelope } from '../wire.js';
 import { f, message, messages, type Body, type Origin } from '../kit/message.js';
 import type { Address } from '../transport/transport.js';
 import { StreamMessage } from './delivery.js';
+import { decodeFragment, Fragment, REFUSAL_REASONS, type WireRefusal } from './fragments.js';
 import { decodeMessages } from './packer.js';
 import {
   RELIABLE_BATCH_MESSAGES_MAX,
   RELIABLE_NACK_RANGES_MAX,
   RELIABLE_PAYLOAD_BYTES_MAX,
+  RELIABLE_REFUSALS_MAX,
   RELIABLE_TOPIC_CHARS_MAX,
   RELIABLE_UNICAST_BATCH_MESSAGES_MAX,
 } from './limits.js';
@@ -43,39 +45,75 @@ const isRange = (v: unknown): v is SeqRange =>
 const epoch = () => f.uint().wire('e');
 /** The topics of the messages in the attachment, each message naming its topic by index. */
 const topics = () => f.guard(isTopics).wire('k');
+const isRefusal = (v: unknown): v is WireRefusal =>
+  Array.isArray(v) &&
+  v.length === 2 &&
+  uint(v[0]) &&
+  Number.isInteger(v[1]) &&
+  v[1] >= 0 &&
+  v[1] < REFUSAL_REASONS.length;
+const isRefusals = (v: unknown): v is WireRefusal[] =>
+  Array.isArray(v) && v.length <= RELIABLE_REFUSALS_MAX && v.every(isRefusal);
 
-export const DATA = message('rm.d', { epoch: epoch(), joinPoint: f.uint().wire('jp'), topics: topics() });
-export const ANNOUNCE = message('rm.hi', {
-  epoch: epoch(),
-  highest: f.uint().wire('hi'),
-  joinPoint: f.uint().wire('jp'),
-});
-export const NACK = message('rm.nak', {
-  epoch: epoch(),
-  missing: f.array(f.guard(isRange), RELIABLE_NACK_RANGES_MAX).wire('r'),
-});
-export const GONE = message('rm.gone', { epoch: epoch(), oldestKept: f.uint().wire('lo') });
-export const ACK = message('rm.ack', {
-  epoch: epoch(),
-  joinedAt: f.uint().wire('f'),
-  ackedUpTo: f.uint().wire('a'),
-});
-export const UNICAST = message('rm.u', {
-  epoch: epoch(),
-  to: f.peerId(),
-  base: f.uint().wire('b'),
-  topics: topics(),
-});
-export const UNICAST_ACK = message('rm.ua', { epoch: epoch(), ackedUpTo: f.uint().wire('a') });
-
-/** Every type of reliable delivery: their checks are what the node's codec runs. */
-export const MESSAGES = messages(DATA, ANNOUNCE, NACK, GONE, ACK, UNICAST, UNICAST_ACK);
 /**
- * The types without an attachment, dispatched by the kit. The two that carry messages (DATA,
- * UNICAST) are read with `.of(env)` instead: their handlers need the attachment, which the kit's
- * dispatch does not hand over.
+ * The messages of one lane. Reliable delivery runs two lanes of streams side by side, each its
+ * own sequence space with the same algorithm: `rm.*` for messages that fit one datagram, `rb.*`
+ * (bulk) for fragments of larger ones (fragments.ts), so a burst of small messages never waits
+ * behind a large one's fragments.
  */
-export const REPLIES = messages(ANNOUNCE, NACK, GONE, ACK, UNICAST_ACK);
+function laneMessages<const P extends string>(prefix: P) {
+  const DATA = message(`${prefix}.d`, { epoch: epoch(), joinPoint: f.uint().wire('jp'), topics: topics() });
+  const ANNOUNCE = message(`${prefix}.hi`, {
+    epoch: epoch(),
+    highest: f.uint().wire('hi'),
+    joinPoint: f.uint().wire('jp'),
+  });
+  const NACK = message(`${prefix}.nak`, {
+    epoch: epoch(),
+    missing: f.array(f.guard(isRange), RELIABLE_NACK_RANGES_MAX).wire('r'),
+  });
+  const GONE = message(`${prefix}.gone`, { epoch: epoch(), oldestKept: f.uint().wire('lo') });
+  /** `rf`: the first fragments of messages this receiver refused (bulk lane only; see fragments.ts). */
+  const ACK = message(`${prefix}.ack`, {
+    epoch: epoch(),
+    joinedAt: f.uint().wire('f'),
+    ackedUpTo: f.uint().wire('a'),
+    refused: f.optional(f.guard(isRefusals)).wire('rf'),
+  });
+  const UNICAST = message(`${prefix}.u`, {
+    epoch: epoch(),
+    to: f.peerId(),
+    base: f.uint().wire('b'),
+    topics: topics(),
+  });
+  const UNICAST_ACK = message(`${prefix}.ua`, {
+    epoch: epoch(),
+    ackedUpTo: f.uint().wire('a'),
+    refused: f.optional(f.guard(isRefusals)).wire('rf'),
+  });
+  return { DATA, ANNOUNCE, NACK, GONE, ACK, UNICAST, UNICAST_ACK };
+}
+
+/** Messages that fit one datagram. */
+export const SMALL = laneMessages('rm');
+/** Fragments of messages that do not (fragments.ts). */
+export const BULK = laneMessages('rb');
+/** The messages of one lane, as its roles use them. */
+export type LaneWire = ReturnType<typeof laneMessages<string>>;
+
+export const { DATA, ANNOUNCE, NACK, GONE, ACK, UNICAST, UNICAST_ACK } = SMALL;
+
+/** The small lane's types: their checks are what the node's codec runs (with BULK_MESSAGES). */
+export const MESSAGES = messages(DATA, ANNOUNCE, NACK, GONE, ACK, UNICAST, UNICAST_ACK);
+export const BULK_MESSAGES = messages(
+  BULK.DATA,
+  BULK.ANNOUNCE,
+  BULK.NACK,
+  BULK.GONE,
+  BULK.ACK,
+  BULK.UNICAST,
+  BULK.UNICAST_ACK,
+);
 
 export type DataBody = Body<typeof DATA>;
 export type AnnounceBody = Body<typeof ANNOUNCE>;
@@ -85,13 +123,38 @@ export type AckBody = Body<typeof ACK>;
 export type UnicastBody = Body<typeof UNICAST>;
 export type UnicastAckBody = Body<typeof UNICAST_ACK>;
 
-/** The types that carry messages in a binary attachment, with its decoder (layout in packer.ts). */
-export const ATTACHMENTS: Record<typeof DATA.type | typeof UNICAST.type, AttachmentDecoder> = {
+/**
+ * The types that carry messages in a binary attachment, with its decoder (layout in packer.ts):
+ * the small lane's payloads are text, the bulk lane's are fragments (fragments.ts).
+ */
+export const ATTACHMENTS: Record<string, AttachmentDecoder> = {
   'rm.d': (bytes, body) =>
-    hasTopics(body) ? decodeMessages(bytes, body.k, RELIABLE_BATCH_MESSAGES_MAX) : undefined,
+    hasTopics(body) ? decodeMessages(bytes, body.k, RELIABLE_BATCH_MESSAGES_MAX, textMessage) : undefined,
   'rm.u': (bytes, body) =>
-    hasTopics(body) ? decodeMessages(bytes, body.k, RELIABLE_UNICAST_BATCH_MESSAGES_MAX) : undefined,
+    hasTopics(body)
+      ? decodeMessages(bytes, body.k, RELIABLE_UNICAST_BATCH_MESSAGES_MAX, textMessage)
+      : undefined,
 };
+export const BULK_ATTACHMENTS: Record<string, AttachmentDecoder> = {
+  'rb.d': (bytes, body) =>
+    hasTopics(body) ? decodeMessages(bytes, body.k, RELIABLE_BATCH_MESSAGES_MAX, decodeFragment) : undefined,
+  'rb.u': (bytes, body) =>
+    hasTopics(body)
+      ? decodeMessages(bytes, body.k, RELIABLE_UNICAST_BATCH_MESSAGES_MAX, decodeFragment)
+      : undefined,
+};
+
+/** The PayloadReader (packer.ts) of the small lane: text of at most RELIABLE_PAYLOAD_BYTES_MAX bytes. */
+const textMessage = (
+  seq: number,
+  topic: string,
+  lamport: number,
+  r: ByteReader,
+  length: number,
+): StreamMessage | undefined =>
+  length > RELIABLE_PAYLOAD_BYTES_MAX
+    ? undefined
+    : new StreamMessage(seq, topic, r.utf8(length), lamport, length);
 
 /** Who sent an envelope, as the kit's dispatch tells its handlers (for the types read with `.of`). */
 export function originOf(env: Envelope, address: Address): Origin {
@@ -100,27 +163,27 @@ export function originOf(env: Envelope, address: Address): Origin {
 
 /** The messages of an `rm.d` or `rm.u` envelope, as its attachment decoder (ATTACHMENTS) parsed them. */
 export function messagesOf(env: Envelope): StreamMessage[] {
-  return isMessageList(env.a) ? env.a : [];
+  return isListOf(env.a, StreamMessage) ? env.a : [];
 }
 
-function isMessageList(v: unknown): v is StreamMessage[] {
-  return Array.isArray(v) && v[0] instanceof StreamMessage; // the decoder builds all or none
+/** The fragments of an `rb.d` or `rb.u` envelope, as its attachment decoder parsed them. */
+export function fragmentsOf(env: Envelope): Fragment[] {
+  return isListOf(env.a, Fragment) ? env.a : [];
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function isListOf<T>(v: unknown, kind: new (...args: any[]) => T): v is T[] {
+  return Array.isArray(v) && v[0] instanceof kind; // the decoders build all or none
 }
 
 function hasTopics(body: unknown): body is { k: string[] } {
   return typeof body === 'object' && body !== null && 'k' in body && Array.isArray(body.k);
 }
 
-/** Returns the payload's size in bytes, or throws a RangeError when a topic or payload breaks the limits. */
-export function checkMessage(topic: string, payload: string): number {
+/** Throws a RangeError when a topic breaks the limits. */
+export function checkTopic(topic: string): void {
   if (topic.length === 0 || topic.length > RELIABLE_TOPIC_CHARS_MAX || !TOPIC_RE.test(topic))
     throw new RangeError(`topic '${topic}' must be 1-${RELIABLE_TOPIC_CHARS_MAX} chars of a-z 0-9 . -`);
-  const bytes = payloadBytes(payload);
-  if (bytes > RELIABLE_PAYLOAD_BYTES_MAX)
-    throw new RangeError(
-      `payload is ${bytes} bytes encoded, over the ${RELIABLE_PAYLOAD_BYTES_MAX}-byte limit`,
-    );
-  return bytes;
 }
 
 /**

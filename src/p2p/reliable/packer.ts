@@ -10,21 +10,34 @@
  * each payload and no JSON; Lamport times never fall along a stream, so the deltas are >= 0.
  */
 import { ByteReader, DATAGRAM_PAYLOAD_BYTES_MAX, writeVarint } from '../wire.js';
-import { StreamMessage } from './delivery.js';
+import type { StreamMessage } from './delivery.js';
 import type { DatagramRoom } from './datagram.js';
-import { RELIABLE_BATCH_MESSAGES_MAX, RELIABLE_PAYLOAD_BYTES_MAX } from './limits.js';
+import { RELIABLE_BATCH_MESSAGES_MAX } from './limits.js';
+
+/**
+ * Reads one message's payload of `length` bytes at the reader's position into the lane's message
+ * object (a text message, or a fragment: fragments.ts); undefined when malformed.
+ */
+export type PayloadReader<T> = (
+  seq: number,
+  topic: string,
+  lamport: number,
+  r: ByteReader,
+  length: number,
+) => T | undefined;
 
 /**
  * Parses the messages of an attachment, given the body's topic list (already checked); undefined
  * if malformed in any way, or holding none or more than `messagesMax`.
  */
-export function decodeMessages(
+export function decodeMessages<T>(
   bytes: Buffer,
   topics: string[],
   messagesMax: number,
-): StreamMessage[] | undefined {
+  read: PayloadReader<T>,
+): T[] | undefined {
   const r = new ByteReader(bytes);
-  const messages: StreamMessage[] = [];
+  const messages: T[] = [];
   let seq = 0;
   let lamport = 0;
   while (!r.done) {
@@ -33,14 +46,14 @@ export function decodeMessages(
     const lamportDelta = r.varint();
     const topic = topics[r.u8()];
     const length = r.varint();
-    if (r.bad || seqDelta === 0 || topic === undefined || length > RELIABLE_PAYLOAD_BYTES_MAX)
+    if (r.bad || seqDelta === 0 || topic === undefined || length > DATAGRAM_PAYLOAD_BYTES_MAX)
       return undefined;
     seq += seqDelta;
     lamport += lamportDelta;
     if (seq > Number.MAX_SAFE_INTEGER || lamport > Number.MAX_SAFE_INTEGER) return undefined;
-    const payload = r.utf8(length);
-    if (r.bad) return undefined;
-    messages.push(new StreamMessage(seq, topic, payload, lamport, length));
+    const message = read(seq, topic, lamport, r, length);
+    if (r.bad || message === undefined) return undefined;
+    messages.push(message);
   }
   return messages.length > 0 ? messages : undefined;
 }

@@ -29,9 +29,9 @@ import { COUNTER_MAX } from '../bounds.js';
 import type { PeerId } from '../wire.js';
 import type { Origin } from '../kit/message.js';
 import type { Address } from '../transport/transport.js';
-import { isLive, type LostReason, type StreamMessage } from './delivery.js';
+import { isLive, type LostReason } from './delivery.js';
 import { PendingWrites } from './durable.js';
-import type { Handlers } from './handlers.js';
+import type { StreamRef } from './fragments.js';
 import {
   RELIABLE_ACK_EVERY_MESSAGES,
   RELIABLE_CLOSED_RETENTION_MS,
@@ -45,20 +45,20 @@ import {
   RELIABLE_STREAMS_MAX,
 } from './limits.js';
 import {
-  ACK,
-  NACK,
   RESTARTED_LO,
   type AnnounceBody,
   type DataBody,
   type GoneBody,
+  type LaneWire,
   type SeqRange,
 } from './messages.js';
 import { heldBelow, type Shared } from './shared.js';
+import type { Sequenced, StreamSink } from './sink.js';
 
 /** One sender's multicast stream, as this receiver follows it. */
-interface InStream {
+interface InStream<M> {
+  ref: StreamRef;
   from: PeerId;
-  name: string;
   epoch: number;
   address: Address;
   /** Where we joined the stream. */
@@ -67,7 +67,7 @@ interface InStream {
   next: number;
   /** Highest sequence known to exist. */
   highest: number;
-  held: Map<number, StreamMessage>;
+  held: Map<number, M>;
   gapSince: number | null;
   lastNack: number;
   ackedSent: number;
@@ -77,12 +77,13 @@ interface InStream {
   writes: PendingWrites;
 }
 
-export class MulticastReceiver {
-  private readonly streams = new Map<PeerId, InStream>();
+export class MulticastReceiver<M extends Sequenced> {
+  private readonly streams = new Map<PeerId, InStream<M>>();
 
   constructor(
     private readonly shared: Shared,
-    private readonly handlers: Handlers,
+    private readonly wire: LaneWire,
+    private readonly sink: StreamSink<M>,
   ) {}
 
   get streamCount(): number {
@@ -90,7 +91,7 @@ export class MulticastReceiver {
   }
 
   /** `messages`: those of the datagram's attachment. */
-  onData({ epoch, joinPoint }: DataBody, origin: Origin, messages: StreamMessage[]): void {
+  onData({ epoch, joinPoint }: DataBody, origin: Origin, messages: M[]): void {
     const newest = messages[messages.length - 1];
     const { stats } = this.shared;
     if (!newest || !this.shared.stampedBefore(origin, newest)) return;
@@ -153,7 +154,7 @@ export class MulticastReceiver {
    * address than the stream's, or carrying an epoch or a sequence (`highest`, the highest it
    * shows) past its bound.
    */
-  private stream(origin: Origin, epoch: number, joinPoint: number, highest: number): InStream | null {
+  private stream(origin: Origin, epoch: number, joinPoint: number, highest: number): InStream<M> | null {
     const { ctx, membership } = this.shared;
     const { id, address: from } = origin;
     const s = this.streams.get(id);
@@ -191,9 +192,9 @@ export class MulticastReceiver {
       return null;
     }
     const start = Math.max(joinPoint, 1);
-    const opened: InStream = {
+    const opened: InStream<M> = {
+      ref: { from: id, fromName: origin.name, epoch, to: null },
       from: id,
-      name: origin.name,
       epoch,
       address: from,
       start,
@@ -212,7 +213,7 @@ export class MulticastReceiver {
   }
 
   /** `s` for a message of its sender from its address, or null when the message must be dropped (see stream()). */
-  private resume(s: InStream, sender: PeerId, joinPoint: number, highest: number): InStream | null {
+  private resume(s: InStream<M>, sender: PeerId, joinPoint: number, highest: number): InStream<M> | null {
     let rejoin = false;
     if (s.closedAt !== null) {
       // Declared dead, yet here it is (a healed partition, a false death): same process, same
@@ -239,7 +240,7 @@ export class MulticastReceiver {
    * point.
    */
   private evictStream(): boolean {
-    let oldest: InStream | undefined;
+    let oldest: InStream<M> | undefined;
     for (const s of this.streams.values())
       if (s.closedAt !== null && (!oldest || s.closedAt < (oldest.closedAt ?? 0))) oldest = s;
     if (!oldest)
@@ -254,18 +255,22 @@ export class MulticastReceiver {
     return true;
   }
 
-  private sendAck(s: InStream, upTo: number): void {
+  private sendAck(s: InStream<M>, upTo: number): void {
     s.ackedSent = upTo;
     s.ackDue = false;
-    this.shared.ctx.send(s.address, ...ACK.out({ epoch: s.epoch, joinedAt: s.start, ackedUpTo: upTo }));
+    const refused = this.sink.refused(s.ref);
+    this.shared.ctx.send(
+      s.address,
+      ...this.wire.ACK.out({ epoch: s.epoch, joinedAt: s.start, ackedUpTo: upTo, refused }),
+    );
   }
 
-  private noteGap(s: InStream): void {
+  private noteGap(s: InStream<M>): void {
     if (s.gapSince === null) s.gapSince = this.shared.ctx.now();
   }
 
   /** Delivers held messages that have become next in line. */
-  private drain(s: InStream): void {
+  private drain(s: InStream<M>): void {
     for (;;) {
       const message = s.held.get(s.next);
       if (!message) break;
@@ -281,16 +286,16 @@ export class MulticastReceiver {
    * reported lost as one range. The work is in the held messages (bounded), never in the length
    * of the runs, which a sender's number sets.
    */
-  private skipTo(s: InStream, to: number, reason: LostReason): void {
+  private skipTo(s: InStream<M>, to: number, reason: LostReason): void {
     for (const seq of heldBelow(s.held, to)) {
-      if (seq > s.next) this.handlers.reportLost(s.from, s.name, s.epoch, s.next, seq - 1, reason, false);
+      if (seq > s.next) this.sink.lost(s.ref, s.next, seq - 1, reason);
       const message = s.held.get(seq)!;
       s.held.delete(seq);
       this.shared.heldTotal--;
       this.deliver(s, message);
     }
     if (to > s.next) {
-      this.handlers.reportLost(s.from, s.name, s.epoch, s.next, to - 1, reason, false);
+      this.sink.lost(s.ref, s.next, to - 1, reason);
       s.next = to;
     }
     if (s.highest < s.next - 1) s.highest = s.next - 1;
@@ -298,14 +303,15 @@ export class MulticastReceiver {
     s.ackDue = true;
   }
 
-  private close(s: InStream, reason: LostReason): void {
+  private close(s: InStream<M>, reason: LostReason): void {
     this.skipTo(s, s.highest + 1, reason);
     this.shared.heldTotal -= s.held.size;
     s.held.clear();
     s.closedAt = this.shared.ctx.now();
+    this.sink.closed(s.ref, reason);
   }
 
-  private tickStream(s: InStream, now: number): void {
+  private tickStream(s: InStream<M>, now: number): void {
     if (s.closedAt !== null) {
       if (now - s.closedAt > RELIABLE_CLOSED_RETENTION_MS) this.streams.delete(s.from);
       return;
@@ -329,7 +335,7 @@ export class MulticastReceiver {
     if (upTo > s.ackedSent || s.ackDue) this.sendAck(s, upTo);
   }
 
-  private nack(s: InStream, now: number): void {
+  private nack(s: InStream<M>, now: number): void {
     const missing: SeqRange[] = [];
     let asked = 0;
     const last = Math.min(s.highest, s.next + RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX);
@@ -349,17 +355,14 @@ export class MulticastReceiver {
     if (missing.length === 0) return;
     s.lastNack = now;
     this.shared.stats.nacksSent++;
-    this.shared.ctx.send(s.address, ...NACK.out({ epoch: s.epoch, missing }));
+    this.shared.ctx.send(s.address, ...this.wire.NACK.out({ epoch: s.epoch, missing }));
   }
 
   /** Delivers the next message of a stream; the position moves first, so a throwing handler cannot cause a redelivery. */
-  private deliver(s: InStream, message: StreamMessage): void {
+  private deliver(s: InStream<M>, message: M): void {
     const seq = message.seq;
     s.next = seq + 1;
-    message.from = s.from;
-    message.fromName = s.name;
-    message.epoch = s.epoch;
-    const writes = this.handlers.dispatch(message);
+    const writes = this.sink.deliver(s.ref, message);
     if (writes) s.writes.hold(seq, writes);
   }
 }

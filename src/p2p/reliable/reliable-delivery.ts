@@ -40,46 +40,62 @@
 import type { Envelope, PeerId } from '../wire.js';
 import type { Protocol, ProtocolContext } from '../protocol.js';
 import type { Address } from '../transport/transport.js';
-import type {
-  AckStatus,
-  DeliveryHandler,
-  LostReport,
-  MembershipView,
-  MessageId,
-  ReliableOptions,
-  SendResult,
+import {
+  isLive,
+  type AckStatus,
+  type DeliveryHandler,
+  type LostReport,
+  type MembershipView,
+  type MessageId,
+  type ReliableOptions,
+  type SendResult,
+  type StreamMessage,
 } from './delivery.js';
+import { BulkSender } from './bulk.js';
 import { DatagramRoom } from './datagram.js';
+import { Window } from './flow.js';
+import { DEFAULT_REASSEMBLY_LIMITS, Reassembler, type Fragment } from './fragments.js';
 import { Handlers } from './handlers.js';
+import { Lane } from './lane.js';
+import {
+  RELIABLE_BUFFER_BYTES_MAX,
+  RELIABLE_BUFFER_MESSAGES_MAX,
+  RELIABLE_BULK_BUFFER_BYTES_MAX,
+  RELIABLE_BULK_BUFFER_MESSAGES_MAX,
+  RELIABLE_MESSAGE_BYTES_MAX,
+  RELIABLE_PAYLOAD_BYTES_MAX,
+} from './limits.js';
 import {
   ATTACHMENTS,
-  checkMessage,
-  DATA,
+  BULK,
+  BULK_ATTACHMENTS,
+  BULK_MESSAGES,
+  checkTopic,
+  fragmentsOf,
   MESSAGES,
   messagesOf,
-  originOf,
   payloadBytes,
-  REPLIES,
-  UNICAST,
+  SMALL,
 } from './messages.js';
 import { MulticastReceiver } from './receiver.js';
 import { MulticastSender } from './sender.js';
 import { newStats, Shared } from './shared.js';
+import { TextSink } from './sink.js';
 import { UnicastReceiver, UnicastSender } from './unicast.js';
 
 export class ReliableDelivery implements Protocol {
-  readonly messages = MESSAGES.checks;
-  readonly attachments = ATTACHMENTS;
+  readonly messages = { ...MESSAGES.checks, ...BULK_MESSAGES.checks };
+  readonly attachments = { ...ATTACHMENTS, ...BULK_ATTACHMENTS };
   /** The stream epoch: our incarnation when built, fixed for the life of the process. */
   readonly epoch: number;
   readonly stats = newStats();
 
   private readonly shared: Shared;
   private readonly handlers: Handlers;
-  private readonly sender: MulticastSender;
-  private readonly receiver: MulticastReceiver;
-  private readonly unicastOut: UnicastSender;
-  private readonly unicastIn: UnicastReceiver;
+  private readonly small: Lane<StreamMessage>;
+  private readonly bulk: Lane<Fragment>;
+  private readonly bulkOut: BulkSender;
+  private readonly reassembler: Reassembler;
   private flushScheduled = false;
 
   constructor(
@@ -87,14 +103,55 @@ export class ReliableDelivery implements Protocol {
     membership: MembershipView,
     opts: ReliableOptions = {},
   ) {
-    this.shared = new Shared(ctx, membership, this.stats);
-    this.epoch = this.shared.epoch;
+    const shared = (this.shared = new Shared(ctx, membership, this.stats));
+    this.epoch = shared.epoch;
     this.handlers = new Handlers(ctx, this.stats);
     const room = new DatagramRoom(ctx.self.name);
-    this.sender = new MulticastSender(this.shared, room, opts.audience ?? (() => true));
-    this.receiver = new MulticastReceiver(this.shared, this.handlers);
-    this.unicastOut = new UnicastSender(this.shared, room);
-    this.unicastIn = new UnicastReceiver(this.shared, this.handlers);
+    const audience = opts.audience ?? (() => true);
+    const text = new TextSink(this.handlers);
+    this.small = new Lane(
+      SMALL,
+      new MulticastSender(shared, SMALL, room, audience, {
+        messagesMax: RELIABLE_BUFFER_MESSAGES_MAX,
+        bytesMax: RELIABLE_BUFFER_BYTES_MAX,
+        payloadBytesMax: RELIABLE_PAYLOAD_BYTES_MAX,
+      }),
+      new MulticastReceiver(shared, SMALL, text),
+      new UnicastSender(shared, SMALL, room),
+      new UnicastReceiver(shared, SMALL, text),
+      messagesOf,
+    );
+    this.reassembler = new Reassembler(
+      this.handlers,
+      this.stats,
+      { ...DEFAULT_REASSEMBLY_LIMITS, messageBytesMax: opts.messageBytesMax ?? RELIABLE_MESSAGE_BYTES_MAX },
+      () => ctx.now(),
+      (id) => {
+        const m = membership.get(id);
+        return m !== undefined && isLive(m);
+      },
+    );
+    const bulkSender = new MulticastSender(
+      shared,
+      BULK,
+      room,
+      audience,
+      {
+        messagesMax: RELIABLE_BULK_BUFFER_MESSAGES_MAX,
+        bytesMax: RELIABLE_BULK_BUFFER_BYTES_MAX,
+        payloadBytesMax: room.payloadRoom('x'.repeat(1)),
+      },
+      new Window(),
+    );
+    this.bulk = new Lane(
+      BULK,
+      bulkSender,
+      new MulticastReceiver(shared, BULK, this.reassembler),
+      new UnicastSender(shared, BULK, room),
+      new UnicastReceiver(shared, BULK, this.reassembler),
+      fragmentsOf,
+    );
+    this.bulkOut = new BulkSender(shared, bulkSender, room);
   }
 
   // ---- public API ------------------------------------------------------------------------------
@@ -113,8 +170,12 @@ export class ReliableDelivery implements Protocol {
   }
 
   /** Returns the payload's size in bytes, or throws a RangeError when a topic or payload breaks the limits. */
-  static check(topic: string, payload: string): number {
-    return checkMessage(topic, payload);
+  static check(topic: string, payload: string | Uint8Array): number {
+    checkTopic(topic);
+    const bytes = typeof payload === 'string' ? payloadBytes(payload) : payload.length;
+    if (bytes > RELIABLE_MESSAGE_BYTES_MAX)
+      throw new RangeError(`message is ${bytes} bytes, over the ${RELIABLE_MESSAGE_BYTES_MAX}-byte limit`);
+    return bytes;
   }
 
   /**
@@ -126,13 +187,21 @@ export class ReliableDelivery implements Protocol {
   }
 
   /**
-   * Multicasts a message to the group. `onSettled` runs once every member live (and in the
-   * audience) now has acked it or is gone; `complete` says whether all acked. The message is
-   * sent soon (ctx.soon), packed with the others published in the same burst.
+   * Multicasts a message of up to RELIABLE_MESSAGE_BYTES_MAX bytes to the group. `onSettled` runs
+   * once every member live (and in the audience) now has acked it, refused it, or is gone;
+   * `complete` says whether all acked and none refused. A message that fits one datagram is
+   * sent soon (ctx.soon), packed with the others published in the same burst; a larger one (or
+   * binary) goes in fragments as the bulk lane's window allows.
+   *
+   * Order: the messages of one topic are delivered in publish order; another topic's small
+   * messages may overtake a large one (they do not wait for its fragments).
    */
-  publish(topic: string, payload: string, onSettled?: (s: AckStatus) => void): MessageId {
-    const bytes = checkMessage(topic, payload);
-    const id = this.sender.publish(topic, payload, bytes, onSettled);
+  publish(topic: string, payload: string | Uint8Array, onSettled?: (s: AckStatus) => void): MessageId {
+    const bytes = ReliableDelivery.check(topic, payload);
+    const id =
+      typeof payload === 'string' && bytes <= RELIABLE_PAYLOAD_BYTES_MAX && !this.bulkOut.outstanding(topic)
+        ? this.small.sender.publish(topic, payload, bytes, onSettled)
+        : this.bulkOut.publish(topic, bufferOf(payload), onSettled);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       this.ctx.soon(() => this.flush());
@@ -141,24 +210,37 @@ export class ReliableDelivery implements Protocol {
   }
 
   /**
-   * Unicasts a message to one peer, acknowledged and retried. `done` runs exactly once (never
-   * from inside this call): ok when acked, or the reason it failed.
+   * Unicasts a message of up to RELIABLE_MESSAGE_BYTES_MAX bytes to one peer, acknowledged and
+   * retried. `done` runs exactly once (never from inside this call): ok when acked, or the reason
+   * it failed. Order as for publish(), per destination.
    */
-  sendTo(to: PeerId, topic: string, payload: string, done?: (r: SendResult) => void): MessageId {
-    const bytes = checkMessage(topic, payload);
-    return this.unicastOut.sendTo(to, topic, payload, bytes, done);
+  sendTo(to: PeerId, topic: string, payload: string | Uint8Array, done?: (r: SendResult) => void): MessageId {
+    const bytes = ReliableDelivery.check(topic, payload);
+    const bulk = this.bulk.unicastOut;
+    return typeof payload === 'string' && bytes <= RELIABLE_PAYLOAD_BYTES_MAX && !bulk.outstanding(to, topic)
+      ? this.small.unicastOut.sendTo(to, topic, payload, done)
+      : bulk.sendFragments(to, topic, bufferOf(payload), done);
   }
 
-  /** Ack status of a message still in the send buffer (undefined once it left it). */
+  /**
+   * Bytes published or sent and not on the wire yet, waiting for the bulk lane's windows: a long
+   * transfer publishes its next part while this is small.
+   */
+  queuedBytes(): number {
+    return this.bulkOut.queuedBytes + this.bulk.unicastOut.queuedBytes;
+  }
+
+  /** Ack status of a message still in a send buffer (undefined once it left it). */
   ackStatus(id: MessageId): AckStatus | undefined {
     if (id.to || id.origin !== this.shared.ctx.self.id || id.epoch !== this.epoch) return undefined;
-    return this.sender.ackStatus(id);
+    return this.small.sender.ackStatus(id) ?? this.bulk.sender.ackStatus(id);
   }
 
-  /** Sends the open datagram of publish(); called soon after a publish() and by tick. */
+  /** Sends the open datagrams of publish(); called soon after a publish() and by tick. */
   flush(): void {
     this.flushScheduled = false;
-    this.sender.flush();
+    this.small.sender.flush();
+    this.bulk.sender.flush();
   }
 
   /** Lamport time stamped on the message of the last publish() or sendTo(). */
@@ -166,12 +248,12 @@ export class ReliableDelivery implements Protocol {
     return this.shared.lastLamport;
   }
 
-  /** Highest sequence published in our stream. */
+  /** Highest sequence published in our stream of small messages. */
   get highestSeq(): number {
-    return this.sender.highest;
+    return this.small.sender.highest;
   }
 
-  /** Memory in use, for tests and `peer doctor`: messages held by each part. */
+  /** Memory in use, for tests and `peer doctor`: messages and bytes held by each part. */
   memory(): {
     buffered: number;
     bufferBytes: number;
@@ -179,48 +261,50 @@ export class ReliableDelivery implements Protocol {
     streams: number;
     unicastPending: number;
     waiters: number;
+    bulkBufferBytes: number;
+    queuedBytes: number;
+    reassemblyBytes: number;
   } {
-    const sent = this.sender.memory();
+    const sent = this.small.sender.memory();
+    const bulk = this.bulk.sender.memory();
     return {
-      buffered: sent.buffered,
+      buffered: sent.buffered + bulk.buffered,
       bufferBytes: sent.bufferBytes,
       held: this.shared.heldTotal,
-      streams: this.receiver.streamCount,
-      unicastPending: this.unicastOut.pendingTotal,
-      waiters: sent.waiters,
+      streams: this.small.receiver.streamCount + this.bulk.receiver.streamCount,
+      unicastPending: this.small.unicastOut.pendingTotal + this.bulk.unicastOut.pendingTotal,
+      waiters: sent.waiters + bulk.waiters,
+      bulkBufferBytes: bulk.bufferBytes,
+      queuedBytes: this.queuedBytes(),
+      reassemblyBytes: this.reassembler.heldBytes,
     };
   }
 
   // ---- protocol --------------------------------------------------------------------------------
 
   onMessage(env: Envelope, from: Address): void {
-    const data = DATA.of(env);
-    if (data) return this.receiver.onData(data, originOf(env, from), messagesOf(env));
-    const unicast = UNICAST.of(env);
-    if (unicast) return this.unicastIn.onMessage(unicast, originOf(env, from), messagesOf(env));
-    this.onReply(env, from);
+    if (!this.small.onMessage(env, from)) this.bulk.onMessage(env, from);
   }
-
-  private readonly onReply = REPLIES.dispatch({
-    'rm.hi': (body, origin) => this.receiver.onAnnounce(body, origin),
-    'rm.gone': (body, origin) => this.receiver.onGone(body, origin),
-    'rm.nak': (body, origin) => this.sender.onNack(body, origin.address),
-    'rm.ack': (body, origin) => this.sender.onAck(origin.id, body, origin.address),
-    'rm.ua': (body, origin) => this.unicastOut.onAck(body, origin),
-  });
 
   tick(now: number): void {
     this.flush();
     for (const f of this.shared.deferredResults.splice(0)) f();
-    this.sender.tick(now);
-    this.unicastOut.tick(now);
-    this.receiver.tick(now);
-    this.unicastIn.tick();
+    this.small.tick(now);
+    this.bulkOut.pump();
+    this.bulk.tick(now);
   }
 
-  /** Sends what is queued and announces our highest sequence, so receivers can detect a lost tail. */
+  /** Sends what is queued and announces our highest sequences, so receivers can detect a lost tail. */
   leave(): void {
     this.flush();
-    this.sender.leave();
+    this.small.sender.leave();
+    this.bulk.sender.leave();
   }
+}
+
+/** The bytes of a payload: a string's UTF-8, or a view of the caller's bytes (not copied). */
+function bufferOf(payload: string | Uint8Array): Buffer {
+  return typeof payload === 'string'
+    ? Buffer.from(payload, 'utf8')
+    : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
 }

@@ -30,6 +30,9 @@ export class SendBuffer {
   private readonly offsets: Int32Array;
   private readonly lengths: Int32Array;
   private readonly lamports: Float64Array;
+  /** Bytes pushed since the start, up to and including each held message (for bytesAfter). */
+  private readonly ends: Float64Array;
+  private pushedBytes = 0;
   private readonly topics: string[];
 
   constructor(
@@ -45,6 +48,7 @@ export class SendBuffer {
     this.offsets = new Int32Array(messagesMax);
     this.lengths = new Int32Array(messagesMax);
     this.lamports = new Float64Array(messagesMax);
+    this.ends = new Float64Array(messagesMax);
     this.topics = new Array<string>(messagesMax).fill('');
   }
 
@@ -87,6 +91,35 @@ export class SendBuffer {
    * in `ring`.
    */
   push(topic: string, payload: string, bytes: number, lamport: number): number {
+    const at = this.place(topic, bytes, lamport);
+    this.ring.write(payload, at, 'utf8');
+    return at;
+  }
+
+  /** As push(), the payload being `head` then `body` from `start` to `end`. */
+  pushBytes(
+    topic: string,
+    head: Uint8Array,
+    body: Buffer,
+    start: number,
+    end: number,
+    lamport: number,
+  ): number {
+    const at = this.place(topic, head.length + end - start, lamport);
+    this.ring.set(head, at);
+    body.copy(this.ring, at + head.length, start, end);
+    return at;
+  }
+
+  /** Payload bytes held of the messages after `seq` (all held ones when `seq` is older). */
+  bytesAfter(seq: number): number {
+    if (seq >= this.hi) return 0;
+    if (seq < this.lo) return this.bytes;
+    return this.pushedBytes - this.ends[seq & this.mask]!;
+  }
+
+  /** Numbers message `hi + 1` and books its room; returns where its bytes go in `ring`. */
+  private place(topic: string, bytes: number, lamport: number): number {
     const at = this.room(bytes);
     if (at < 0) throw new Error('SendBuffer.push without room: call fits() first');
     const seq = ++this.hi;
@@ -95,7 +128,8 @@ export class SendBuffer {
       this.tail = at;
     } else if (at < this.head) this.wrapped = true;
     const slot = seq & this.mask;
-    this.ring.write(payload, at, 'utf8');
+    this.pushedBytes += bytes;
+    this.ends[slot] = this.pushedBytes;
     this.offsets[slot] = at;
     this.lengths[slot] = bytes;
     this.lamports[slot] = lamport;

@@ -32,19 +32,18 @@ import type { MemberView } from '../protocol.js';
 import type { Address } from '../transport/transport.js';
 import type { AckStatus, MessageId } from './delivery.js';
 import type { DatagramRoom } from './datagram.js';
+import type { Window } from './flow.js';
+import { REFUSAL_REASONS, type RefusalReason } from './fragments.js';
 import {
   RELIABLE_ANNOUNCE_MS,
-  RELIABLE_BUFFER_BYTES_MAX,
-  RELIABLE_BUFFER_MESSAGES_MAX,
   RELIABLE_IDLE_ANNOUNCE_MS,
   RELIABLE_NACK_MESSAGES_MAX,
-  RELIABLE_PAYLOAD_BYTES_MAX,
   RELIABLE_REPAIR_BURST_MESSAGES,
   RELIABLE_REPAIR_MESSAGES_PER_S,
   RELIABLE_SILENT_RECEIVER_MS,
   RELIABLE_WAITERS_MAX,
 } from './limits.js';
-import { ANNOUNCE, DATA, GONE, RESTARTED_LO, type AckBody, type NackBody } from './messages.js';
+import { RESTARTED_LO, type AckBody, type LaneWire, type NackBody } from './messages.js';
 import { Packer } from './packer.js';
 import { SendBuffer } from './send-buffer.js';
 import type { Shared } from './shared.js';
@@ -60,22 +59,29 @@ interface Receiver {
   heard: boolean;
 }
 
-/** A publish() callback waiting for the acks of its message. */
+/** A publish() callback waiting for the acks of its message (keyed by its first sequence). */
 interface Waiter {
   id: MessageId;
+  /** The message's last sequence (a large message's last fragment). */
+  lastSeq: number;
   required: Set<PeerId>;
   acked: Set<PeerId>;
   gone: Set<PeerId>;
+  refused: Map<PeerId, RefusalReason>;
   done: (s: AckStatus) => void;
+}
+
+/** The bounds of a lane's repair buffer. */
+export interface BufferBounds {
+  messagesMax: number;
+  bytesMax: number;
+  /** The largest message the lane sends. */
+  payloadBytesMax: number;
 }
 
 export class MulticastSender {
   /** Our messages kept for repair: `sent.lo` is the oldest still repairable, `sent.hi` our newest. */
-  private readonly sent = new SendBuffer(
-    RELIABLE_BUFFER_MESSAGES_MAX,
-    RELIABLE_BUFFER_BYTES_MAX,
-    RELIABLE_PAYLOAD_BYTES_MAX,
-  );
+  private readonly sent: SendBuffer;
   /** The open multicast datagram of publish(), and one for repairs to `repairTo`. */
   private readonly outbox: Packer;
   private readonly repairs: Packer;
@@ -86,13 +92,22 @@ export class MulticastSender {
   private lastAnnounce = -Infinity;
   private repairTokens = RELIABLE_REPAIR_BURST_MESSAGES;
   private repairRefilledAt: number;
+  /** The slowest waited-for receiver's position when the window last heard of it. */
+  private slowestSeen = 0;
+  /** Runs when acks moved the slowest receiver (the bulk sender sends more: bulk.ts). */
+  onProgress: () => void = () => {};
 
   constructor(
     private readonly shared: Shared,
+    private readonly wire: LaneWire,
     room: DatagramRoom,
     /** Which live members are expected to run this module and ack. */
     private readonly audience: (m: MemberView) => boolean,
+    bounds: BufferBounds,
+    /** The bulk lane's flow control (flow.ts); null: the small lane, which publishes at once. */
+    private readonly window: Window | null = null,
   ) {
+    this.sent = new SendBuffer(bounds.messagesMax, bounds.bytesMax, bounds.payloadBytesMax);
     this.outbox = new Packer(room, (topics, a) => this.sendData(null, topics, a, this.joinPoint()));
     this.repairs = new Packer(room, (topics, a) =>
       this.sendData(this.repairTo, topics, a, this.repairJoinPoint),
@@ -123,10 +138,42 @@ export class MulticastSender {
     // A full datagram goes out at once, and this message opens the next.
     this.outbox.addBytes(seq, lamport, topic, bytes, this.sent.ring, at);
     // Callbacks only now that this message is in place: one may publish again at once.
-    if (onSettled) this.addWaiter(id, onSettled);
+    if (onSettled) this.addWaiter(id, seq, onSettled);
     // Past the buffer nobody can repair them: whoever has not acked by now never will.
     for (const w of evicted) this.settle(w, true);
     return id;
+  }
+
+  /**
+   * Whether the window (flow.ts) and the repair buffer have room for a fragment of `bytes` now,
+   * without dropping one a waited-for receiver has not acked.
+   */
+  mayPush(bytes: number): boolean {
+    const slowest = this.slowestAcked();
+    const inFlight = this.sent.bytesAfter(slowest);
+    if (this.window && inFlight > 0 && inFlight + bytes > this.window.bytes) return false;
+    while (!this.sent.fits(bytes)) {
+      if (this.sent.size === 0 || this.sent.lo > slowest) return false;
+      this.sent.dropOldest();
+    }
+    return true;
+  }
+
+  /**
+   * Numbers a fragment (`head` then `data` from `start` to `end`; mayPush() said yes) and writes
+   * it into the open datagram.
+   */
+  pushFragment(
+    topic: string,
+    head: Uint8Array,
+    data: Buffer,
+    start: number,
+    end: number,
+    lamport: number,
+  ): void {
+    const at = this.sent.pushBytes(topic, head, data, start, end, lamport);
+    this.shared.stats.published++;
+    this.outbox.addBytes(this.sent.hi, lamport, topic, head.length + end - start, this.sent.ring, at);
   }
 
   /** Sends the open datagram of publish(). */
@@ -142,7 +189,7 @@ export class MulticastSender {
     const acked: PeerId[] = [];
     const pending: PeerId[] = [];
     for (const r of this.receivers.values()) (r.acked >= id.seq ? acked : pending).push(r.id);
-    return { id, complete: pending.length === 0, acked, gone: [], pending };
+    return { id, complete: pending.length === 0, acked, gone: [], pending, refused: [] };
   }
 
   tick(now: number): void {
@@ -155,7 +202,7 @@ export class MulticastSender {
     const hi = this.sent.hi;
     if (hi > 0)
       this.shared.ctx.broadcast(
-        ...ANNOUNCE.out({ epoch: this.shared.epoch, highest: hi, joinPoint: this.joinPoint() }),
+        ...this.wire.ANNOUNCE.out({ epoch: this.shared.epoch, highest: hi, joinPoint: this.joinPoint() }),
       );
   }
 
@@ -163,7 +210,7 @@ export class MulticastSender {
     return { buffered: this.sent.size, bufferBytes: this.sent.bytes, waiters: this.waiters.size };
   }
 
-  onAck(peer: PeerId, { epoch, joinedAt, ackedUpTo }: AckBody, from: Address): void {
+  onAck(peer: PeerId, { epoch, joinedAt, ackedUpTo, refused }: AckBody, from: Address): void {
     const r = this.receivers.get(peer);
     if (epoch !== this.shared.epoch || !r || !this.shared.fromMember(peer, from)) return;
     // A receiver acks what it got from where it joined: never past what we sent, never from past
@@ -176,17 +223,31 @@ export class MulticastSender {
     const missed = joinedAt > r.acked + 1 ? joinedAt : 0;
     r.heard = true;
     if (ackedUpTo > r.acked) r.acked = ackedUpTo;
+    // Refused messages were acked without being held: say so before the ack counts them.
+    for (const [firstSeq, reason] of refused ?? []) {
+      const w = this.waiters.get(firstSeq);
+      if (!w || !w.required.has(peer) || w.refused.has(peer)) continue;
+      this.shared.stats.refusalsHeard++;
+      w.refused.set(peer, REFUSAL_REASONS[reason]!);
+    }
     this.checkWaiters(peer, ackedUpTo, missed);
+    const slowest = this.slowestAcked();
+    if (slowest > this.slowestSeen) {
+      this.window?.acked(this.sent.bytesAfter(this.slowestSeen) - this.sent.bytesAfter(slowest));
+      this.slowestSeen = slowest;
+      this.onProgress();
+    }
   }
 
   onNack({ epoch, missing }: NackBody, from: Address): void {
     const { ctx, stats } = this.shared;
     if (epoch < this.shared.epoch) {
       // A stream of our previous life: nothing of it survived the restart.
-      ctx.send(from, ...GONE.out({ epoch, oldestKept: RESTARTED_LO }));
+      ctx.send(from, ...this.wire.GONE.out({ epoch, oldestKept: RESTARTED_LO }));
       return;
     }
     if (epoch !== this.shared.epoch) return;
+    this.window?.loss(this.sent.hi, this.slowestAcked());
     const now = ctx.now();
     this.repairTokens = Math.min(
       RELIABLE_REPAIR_BURST_MESSAGES,
@@ -216,7 +277,8 @@ export class MulticastSender {
         seqs.push(seq);
       }
     }
-    if (goneBelow > 0) ctx.send(from, ...GONE.out({ epoch: this.shared.epoch, oldestKept: goneBelow }));
+    if (goneBelow > 0)
+      ctx.send(from, ...this.wire.GONE.out({ epoch: this.shared.epoch, oldestKept: goneBelow }));
     if (seqs.length === 0) return;
     this.repairTo = from;
     this.repairJoinPoint = this.joinPoint();
@@ -229,7 +291,7 @@ export class MulticastSender {
 
   private sendData(to: Address | null, topics: string[], attachment: Buffer, joinPoint: number): void {
     const { ctx, stats, epoch } = this.shared;
-    const [type, body] = DATA.out({ epoch, joinPoint, topics });
+    const [type, body] = this.wire.DATA.out({ epoch, joinPoint, topics });
     stats.datagramsSent++;
     if (to === null) {
       ctx.broadcast(type, body, attachment);
@@ -247,6 +309,15 @@ export class MulticastSender {
     return evicted;
   }
 
+  /** The position of the slowest receiver we wait for (our newest when we wait for none). */
+  slowestAcked(): number {
+    let slowest = this.sent.hi;
+    const now = this.shared.ctx.now();
+    for (const r of this.receivers.values())
+      if (this.waitedFor(r, now) && r.acked < slowest) slowest = r.acked;
+    return slowest;
+  }
+
   /** Where a receiver meeting our stream starts: the lowest position a tracked receiver needs. */
   private joinPoint(): number {
     let joinPoint = Infinity;
@@ -262,11 +333,12 @@ export class MulticastSender {
     return r.heard || now - r.trackedAt < RELIABLE_SILENT_RECEIVER_MS;
   }
 
-  private addWaiter(id: MessageId, done: (s: AckStatus) => void): void {
+  /** Calls `done` once every receiver tracked now has acked up to `lastSeq` or is gone. */
+  addWaiter(id: MessageId, lastSeq: number, done: (s: AckStatus) => void): void {
     this.trackReceivers();
     const required = new Set<PeerId>();
-    for (const r of this.receivers.values()) if (r.acked < id.seq) required.add(r.id);
-    const w: Waiter = { id, required, acked: new Set(), gone: new Set(), done };
+    for (const r of this.receivers.values()) if (r.acked < lastSeq) required.add(r.id);
+    const w: Waiter = { id, lastSeq, required, acked: new Set(), gone: new Set(), refused: new Map(), done };
     this.waiters.set(id.seq, w);
     if (required.size === 0) this.shared.deferredResults.push(() => this.settle(w, false));
     if (this.waiters.size > RELIABLE_WAITERS_MAX) {
@@ -287,14 +359,14 @@ export class MulticastSender {
     for (const w of this.waiters.values()) {
       if (!w.required.has(peer) || w.acked.has(peer) || w.gone.has(peer)) continue;
       if (w.id.seq < goneBelow) w.gone.add(peer);
-      else if (w.id.seq <= upTo) w.acked.add(peer);
+      else if (w.lastSeq <= upTo) w.acked.add(peer);
       else continue;
       if (w.acked.size + w.gone.size === w.required.size) this.settle(w, false);
     }
   }
 
   /** Follows membership: new audience members are tracked, departed ones released. */
-  private trackReceivers(): void {
+  trackReceivers(): void {
     const live = new Map<PeerId, MemberView>();
     for (const m of this.shared.membership.live()) if (this.audience(m)) live.set(m.id, m);
     // A higher incarnation may be a refutation (same process) or a restart: a restarted receiver
@@ -321,18 +393,20 @@ export class MulticastSender {
     if (now - this.lastAnnounce < period) return;
     this.lastAnnounce = now;
     this.shared.ctx.broadcast(
-      ...ANNOUNCE.out({ epoch: this.shared.epoch, highest: hi, joinPoint: this.joinPoint() }),
+      ...this.wire.ANNOUNCE.out({ epoch: this.shared.epoch, highest: hi, joinPoint: this.joinPoint() }),
     );
   }
 }
 
 function statusOf(w: Waiter): AckStatus {
   const pending = [...w.required].filter((p) => !w.acked.has(p) && !w.gone.has(p));
+  const refused = [...w.refused].map(([peer, reason]) => ({ peer, reason }));
   return {
     id: w.id,
-    complete: w.acked.size === w.required.size,
-    acked: [...w.acked],
+    complete: w.acked.size === w.required.size && refused.length === 0,
+    acked: [...w.acked].filter((p) => !w.refused.has(p)),
     gone: [...w.gone],
     pending,
+    refused,
   };
 }

@@ -8,7 +8,7 @@ import type { Origin } from '../kit/message.js';
 import type { ProtocolContext } from '../protocol.js';
 import type { Address } from '../transport/transport.js';
 import { adoptable } from '../bounds.js';
-import type { MembershipView, StreamMessage } from './delivery.js';
+import type { MembershipView } from './delivery.js';
 import { RELIABLE_HELD_MESSAGES_TOTAL_MAX, RELIABLE_SEQ_STEP_MAX } from './limits.js';
 
 export function newStats() {
@@ -28,6 +28,13 @@ export function newStats() {
     lastHandlerError: '',
     /** Messages whose handler's durable write failed: never acked (see durable.ts). */
     writesFailed: 0,
+    /** Fragments of messages this receiver did not see begin, or already lost or refused. */
+    fragmentsDropped: 0,
+    /** Fragments that did not continue their message as its first fragment said (dropped whole). */
+    fragmentsMalformed: 0,
+    /** Messages refused for a receiver's bounds (fragments.ts), and refusals senders heard of. */
+    messagesRefused: 0,
+    refusalsHeard: 0,
   };
 }
 export type ReliableStats = ReturnType<typeof newStats>;
@@ -93,7 +100,7 @@ export class Shared {
    * Whether every message of a datagram is stamped below the datagram's own Lamport time (see
    * "Lamport times" in sender.ts), given its newest (the highest time); counts it if not.
    */
-  stampedBefore(origin: Origin, newest: StreamMessage): boolean {
+  stampedBefore(origin: Origin, newest: { lamport: number }): boolean {
     if (newest.lamport < origin.lamport) return true;
     this.ctx.refuse('lamport');
     return false;
@@ -101,7 +108,7 @@ export class Shared {
 }
 
 /** Sequences of the held messages below `to`, in increasing order. */
-export function heldBelow(held: Map<number, StreamMessage>, to: number): number[] {
+export function heldBelow(held: Map<number, unknown>, to: number): number[] {
   const seqs: number[] = [];
   for (const seq of held.keys()) if (seq < to) seqs.push(seq);
   return seqs.sort((a, b) => a - b);

@@ -5,6 +5,13 @@
  * carries one message and the stream's base (its oldest unacked sequence): what lies below the
  * base the sender gave up on, and the receiver reports it as lost ('abandoned').
  *
+ * The bulk lane (`rb.u`) runs the same streams for the fragments of large messages
+ * (fragments.ts): a message's fragments take consecutive sequences, at most
+ * RELIABLE_UNICAST_WINDOW_MESSAGES of a stream are in flight, the rest wait in its queue, and the
+ * callback runs once for the whole message: ok when its last fragment is acked, failed (and the
+ * rest of it given up, so the receiver drops what it holds) when any fragment fails, or refused
+ * when the receiver said so on its acks.
+ *
  * As for multicast streams (receiver.ts): a stream is taken from one address, its epoch is
  * bounded by its sender's incarnation, and its numbers by RELIABLE_SEQ_STEP_MAX; acks are taken
  * only from the member's address and never past what was sent. Queues are bounded per
@@ -13,27 +20,51 @@
 import type { PeerId } from '../wire.js';
 import type { Origin } from '../kit/message.js';
 import type { Address } from '../transport/transport.js';
-import { isLive, StreamMessage, type MessageId, type SendResult } from './delivery.js';
+import { isLive, type MessageId, type SendFailure, type SendResult } from './delivery.js';
 import type { DatagramRoom } from './datagram.js';
 import { PendingWrites } from './durable.js';
-import type { Handlers } from './handlers.js';
+import { REFUSAL_REASONS, Split, type StreamRef } from './fragments.js';
 import {
   RELIABLE_STREAMS_MAX,
   RELIABLE_UNICAST_PENDING_MAX,
   RELIABLE_UNICAST_PENDING_TOTAL_MAX,
   RELIABLE_UNICAST_RETRY_MS,
   RELIABLE_UNICAST_TIMEOUT_MS,
+  RELIABLE_UNICAST_WINDOW_MESSAGES,
 } from './limits.js';
-import { UNICAST, UNICAST_ACK, type UnicastAckBody, type UnicastBody } from './messages.js';
+import type { LaneWire, UnicastAckBody, UnicastBody } from './messages.js';
 import { Packer } from './packer.js';
 import { heldBelow, type Shared } from './shared.js';
+import type { Sequenced, StreamSink } from './sink.js';
 
-/** A message sent and not acked yet. */
+/** One message of sendTo(): its callback runs once, for the whole of it. */
+interface OutMessage {
+  id: MessageId;
+  lastSeq: number;
+  done?: (r: SendResult) => void;
+  settled: boolean;
+}
+
+/** A datagram's message sent and not acked yet (a whole small message, or one fragment). */
 interface Pending {
-  message: StreamMessage;
+  seq: number;
+  topic: string;
+  lamport: number;
+  payload: Buffer;
   firstSent: number;
   lastSent: number;
-  done?: (r: SendResult) => void;
+  owner: OutMessage;
+}
+
+/** A large message whose fragments are not all sent yet. */
+interface Queued {
+  owner: OutMessage;
+  topic: string;
+  lamport: number;
+  data: Buffer;
+  split: Split;
+  /** The next fragment to send. */
+  next: number;
 }
 
 /** Our stream to one destination. */
@@ -41,14 +72,16 @@ interface OutStream {
   to: PeerId;
   nextSeq: number;
   pending: Map<number, Pending>;
+  queue: Queued[];
 }
 
 /** One sender's stream to us. */
-interface InStream {
+interface InStream<M> {
+  ref: StreamRef;
   from: PeerId;
   epoch: number;
   next: number;
-  held: Map<number, StreamMessage>;
+  held: Map<number, M>;
   /** Delivered messages whose handlers' writes have not committed yet. */
   writes: PendingWrites;
   /** The sender's address: where acks go, and the one address its messages are taken from. */
@@ -58,66 +91,51 @@ interface InStream {
 
 export class UnicastSender {
   private readonly streams = new Map<PeerId, OutStream>();
-  /** Messages pending over all destinations. */
+  /** Messages (fragments) pending over all destinations. */
   pendingTotal = 0;
+  /** Bytes of large messages waiting for their turn in a stream's window. */
+  queuedBytes = 0;
 
   constructor(
     private readonly shared: Shared,
+    private readonly wire: LaneWire,
     private readonly room: DatagramRoom,
   ) {}
 
   /**
-   * Sends a message (of `bytes` payload bytes, already checked) to one peer, acknowledged and
-   * retried. `done` runs exactly once (never from inside this call): ok when acked, or the reason
-   * it failed.
+   * Sends a message (checked already) to one peer, acknowledged and retried. `done` runs exactly
+   * once (never from inside this call): ok when acked, or the reason it failed.
    */
-  sendTo(
-    to: PeerId,
-    topic: string,
-    payload: string,
-    bytes: number,
-    done?: (r: SendResult) => void,
-  ): MessageId {
-    const { ctx, stats, epoch } = this.shared;
-    const m = this.shared.membership.get(to);
-    // A restarted peer keeps our stream: its new process starts it afresh at the base we send.
-    let out = this.streams.get(to);
-    if (!out) {
-      out = { to, nextSeq: 1, pending: new Map() };
-      this.streams.set(to, out);
+  sendTo(to: PeerId, topic: string, payload: string, done?: (r: SendResult) => void): MessageId {
+    const b = this.begin(to, 1, done, (out) => out.pending.size >= RELIABLE_UNICAST_PENDING_MAX);
+    if (b.ok) {
+      const p = { seq: b.owner.id.seq, topic, lamport: b.lamport, payload: Buffer.from(payload, 'utf8') };
+      this.sendPending(b.out, { ...p, owner: b.owner }, b.address);
     }
-    const seq = out.nextSeq++;
-    const lamport = this.shared.stamp();
-    const id: MessageId = { origin: ctx.self.id, epoch, seq, to };
-    const fail = (reason: 'gone' | 'busy') => {
-      stats.unicastFailed++;
-      if (done) this.shared.deferredResults.push(() => done({ ok: false, id, reason }));
-    };
-    if (!m || !isLive(m)) {
-      fail('gone');
-      return id;
-    }
-    if (
-      out.pending.size >= RELIABLE_UNICAST_PENDING_MAX ||
-      this.pendingTotal >= RELIABLE_UNICAST_PENDING_TOTAL_MAX
-    ) {
-      fail('busy');
-      return id;
-    }
-    const now = ctx.now();
-    const p: Pending = {
-      message: new StreamMessage(seq, topic, payload, lamport, bytes),
-      firstSent: now,
-      lastSent: now,
-      done,
-    };
-    out.pending.set(seq, p);
-    this.pendingTotal++;
-    this.send(out, p.message, m.address);
-    return id;
+    return b.owner.id;
   }
 
-  onAck({ epoch, ackedUpTo }: UnicastAckBody, origin: Origin): void {
+  /** As sendTo(), a message of any size, in fragments (fragments.ts) sent as the window allows. */
+  sendFragments(to: PeerId, topic: string, data: Buffer, done?: (r: SendResult) => void): MessageId {
+    const split = new Split(data.length, this.room.payloadRoom(topic));
+    const b = this.begin(to, split.count, done, (out) => out.queue.length >= RELIABLE_UNICAST_PENDING_MAX);
+    if (b.ok) {
+      b.out.queue.push({ owner: b.owner, topic, lamport: b.lamport, data, split, next: 0 });
+      this.queuedBytes += data.length;
+      this.pump(b.out, b.address);
+    }
+    return b.owner.id;
+  }
+
+  /** Whether a message of `topic` to `to` is still on its way (so a small one must follow it here). */
+  outstanding(to: PeerId, topic: string): boolean {
+    const out = this.streams.get(to);
+    if (!out) return false;
+    for (const p of out.pending.values()) if (p.topic === topic) return true;
+    return out.queue.some((q) => q.topic === topic);
+  }
+
+  onAck({ epoch, ackedUpTo, refused }: UnicastAckBody, origin: Origin): void {
     const { ctx } = this.shared;
     const out = this.streams.get(origin.id);
     if (!out || epoch !== this.shared.epoch || !this.shared.fromMember(origin.id, origin.address)) return;
@@ -125,62 +143,182 @@ export class UnicastSender {
       ctx.refuse('seq'); // an ack of messages we never sent
       return;
     }
+    for (const [firstSeq, reason] of refused ?? []) {
+      const owner = this.ownerOf(out, firstSeq);
+      if (!owner || owner.settled) continue;
+      this.shared.stats.refusalsHeard++;
+      this.fail(owner, REFUSAL_REASONS[reason]!);
+      this.dequeue(out, owner);
+    }
     for (const [seq, p] of out.pending) {
       if (seq > ackedUpTo) continue;
       out.pending.delete(seq);
       this.pendingTotal--;
-      const done = p.done;
-      if (done) done({ ok: true, id: { origin: ctx.self.id, epoch: this.shared.epoch, seq, to: out.to } });
+      const owner = p.owner;
+      if (seq === owner.lastSeq && !owner.settled) {
+        owner.settled = true;
+        owner.done?.({ ok: true, id: owner.id });
+      }
+    }
+    this.pump(out, origin.address);
+  }
+
+  /** Retries what is due, fails what can no longer be sent, and sends what the windows allow. */
+  tick(now: number): void {
+    for (const out of this.streams.values()) {
+      if (out.pending.size === 0 && out.queue.length === 0) continue;
+      const m = this.shared.membership.get(out.to);
+      const live = m !== undefined && isLive(m);
+      for (const p of out.pending.values()) {
+        const reason = !live ? 'gone' : now - p.firstSent >= RELIABLE_UNICAST_TIMEOUT_MS ? 'timeout' : null;
+        if (reason) {
+          this.fail(p.owner, reason, false);
+          this.abandon(out, p.owner);
+        } else if (m && now - p.lastSent >= RELIABLE_UNICAST_RETRY_MS) {
+          p.lastSent = now;
+          this.send(out, p, m.address);
+        }
+      }
+      if (live) this.pump(out, m.address);
+      else
+        for (const q of [...out.queue]) {
+          this.fail(q.owner, 'gone', false);
+          this.abandon(out, q.owner);
+        }
     }
   }
 
-  /** Retries what is due and fails what can no longer be sent. */
-  tick(now: number): void {
-    const { ctx, stats, epoch } = this.shared;
-    for (const out of this.streams.values()) {
-      if (out.pending.size === 0) continue;
-      const m = this.shared.membership.get(out.to);
-      for (const [seq, p] of out.pending) {
-        const reason =
-          !m || !isLive(m) ? 'gone' : now - p.firstSent >= RELIABLE_UNICAST_TIMEOUT_MS ? 'timeout' : null;
-        if (reason) {
-          out.pending.delete(seq);
-          this.pendingTotal--;
-          stats.unicastFailed++;
-          p.done?.({ ok: false, id: { origin: ctx.self.id, epoch, seq, to: out.to }, reason });
-        } else if (m && now - p.lastSent >= RELIABLE_UNICAST_RETRY_MS) {
-          p.lastSent = now;
-          this.send(out, p.message, m.address);
-        }
+  /**
+   * Numbers a message of `count` datagrams in the stream to `to` and checks it may be sent;
+   * fails it (its callback deferred) when not.
+   */
+  private begin(
+    to: PeerId,
+    count: number,
+    done: ((r: SendResult) => void) | undefined,
+    full: (out: OutStream) => boolean,
+  ):
+    | { ok: true; out: OutStream; owner: OutMessage; lamport: number; address: Address }
+    | { ok: false; owner: OutMessage } {
+    const { ctx, epoch } = this.shared;
+    // A restarted peer keeps our stream: its new process starts it afresh at the base we send.
+    let out = this.streams.get(to);
+    if (!out) {
+      out = { to, nextSeq: 1, pending: new Map(), queue: [] };
+      this.streams.set(to, out);
+    }
+    const seq = out.nextSeq;
+    out.nextSeq += count;
+    const lamport = this.shared.stamp();
+    const owner: OutMessage = {
+      id: { origin: ctx.self.id, epoch, seq, to },
+      lastSeq: seq + count - 1,
+      done,
+      settled: false,
+    };
+    const m = this.shared.membership.get(to);
+    if (!m || !isLive(m)) {
+      this.fail(owner, 'gone');
+      return { ok: false, owner };
+    }
+    if (full(out) || this.pendingTotal >= RELIABLE_UNICAST_PENDING_TOTAL_MAX) {
+      this.fail(owner, 'busy');
+      return { ok: false, owner };
+    }
+    return { ok: true, out, owner, lamport, address: m.address };
+  }
+
+  /** Runs a message's callback with a failure, once; from inside a call, at the next tick. */
+  private fail(owner: OutMessage, reason: SendFailure, deferred = true): void {
+    if (owner.settled) return;
+    owner.settled = true;
+    this.shared.stats.unicastFailed++;
+    const done = owner.done;
+    if (!done) return;
+    const result: SendResult = { ok: false, id: owner.id, reason };
+    if (deferred) this.shared.deferredResults.push(() => done(result));
+    else done(result);
+  }
+
+  /** Gives up the rest of a message: what is pending or queued of it is never sent again. */
+  private abandon(out: OutStream, owner: OutMessage): void {
+    for (const [seq, p] of out.pending) {
+      if (p.owner !== owner) continue;
+      out.pending.delete(seq);
+      this.pendingTotal--;
+    }
+    this.dequeue(out, owner);
+  }
+
+  private dequeue(out: OutStream, owner: OutMessage): void {
+    const i = out.queue.findIndex((q) => q.owner === owner);
+    if (i < 0) return;
+    this.queuedBytes -= out.queue[i]!.data.length;
+    out.queue.splice(i, 1);
+  }
+
+  private ownerOf(out: OutStream, firstSeq: number): OutMessage | undefined {
+    for (const p of out.pending.values()) if (p.owner.id.seq === firstSeq) return p.owner;
+    return out.queue.find((q) => q.owner.id.seq === firstSeq)?.owner;
+  }
+
+  /** Sends the next fragments of queued messages while the stream's window has room. */
+  private pump(out: OutStream, address: Address): void {
+    while (out.pending.size < RELIABLE_UNICAST_WINDOW_MESSAGES) {
+      const q = out.queue[0];
+      if (!q) return;
+      const i = q.next++;
+      const [start, end] = q.split.range(i);
+      const payload = Buffer.concat([q.split.header(i), q.data.subarray(start, end)]);
+      this.sendPending(
+        out,
+        { seq: q.owner.id.seq + i, topic: q.topic, lamport: q.lamport, payload, owner: q.owner },
+        address,
+      );
+      if (q.next === q.split.count) {
+        out.queue.shift();
+        this.queuedBytes -= q.data.length;
       }
     }
   }
 
-  private send(out: OutStream, message: StreamMessage, address: Address): void {
+  private sendPending(out: OutStream, p: Omit<Pending, 'firstSent' | 'lastSent'>, address: Address): void {
+    const now = this.shared.ctx.now();
+    const pending: Pending = { ...p, firstSent: now, lastSent: now };
+    out.pending.set(p.seq, pending);
+    this.pendingTotal++;
+    this.send(out, pending, address);
+  }
+
+  private send(out: OutStream, p: Pending, address: Address): void {
+    // The base: the oldest sequence not given up, sent or still queued.
     let base = out.nextSeq;
     for (const seq of out.pending.keys()) base = Math.min(base, seq);
+    const q = out.queue[0];
+    if (q) base = Math.min(base, q.owner.id.seq + q.next);
     const one = new Packer(this.room, (topics, attachment) =>
       this.shared.ctx.send(
         address,
-        ...UNICAST.out({ epoch: this.shared.epoch, to: out.to, base, topics }),
+        ...this.wire.UNICAST.out({ epoch: this.shared.epoch, to: out.to, base, topics }),
         attachment,
       ),
     );
-    one.add(message);
+    one.addBytes(p.seq, p.lamport, p.topic, p.payload.length, p.payload, 0);
     one.flush();
   }
 }
 
-export class UnicastReceiver {
-  private readonly streams = new Map<PeerId, InStream>();
+export class UnicastReceiver<M extends Sequenced> {
+  private readonly streams = new Map<PeerId, InStream<M>>();
 
   constructor(
     private readonly shared: Shared,
-    private readonly handlers: Handlers,
+    private readonly wire: LaneWire,
+    private readonly sink: StreamSink<M>,
   ) {}
 
   /** `messages`: those of the datagram's attachment (one: its decoder takes no more). */
-  onMessage({ epoch, to, base }: UnicastBody, origin: Origin, messages: StreamMessage[]): void {
+  onMessage({ epoch, to, base }: UnicastBody, origin: Origin, messages: M[]): void {
     const { ctx, stats } = this.shared;
     const { id: sender, address: from } = origin;
     if (to !== ctx.self.id) return; // meant for a previous owner of this address
@@ -204,7 +342,8 @@ export class UnicastReceiver {
         if (first) this.drop(first);
       }
       if (u) this.drop(sender);
-      const opened: InStream = {
+      const opened: InStream<M> = {
+        ref: { from: sender, fromName: origin.name, epoch, to: ctx.self.id },
         from: sender,
         epoch,
         next: Math.max(base, 1),
@@ -226,29 +365,28 @@ export class UnicastReceiver {
         u.held.delete(seq);
         this.shared.heldTotal--;
         delivered++;
-        this.deliver(origin, held, u);
+        this.deliver(held, u);
       }
       u.next = base;
       const count = base - lostFrom - delivered;
-      if (count > 0)
-        this.handlers.reportLost(sender, origin.name, epoch, lostFrom, base - 1, 'abandoned', true, count);
+      if (count > 0) this.sink.lost(u.ref, lostFrom, base - 1, 'abandoned', count);
     }
     const seq = message.seq;
     if (seq < u.next || u.held.has(seq)) stats.duplicates++;
     else if (seq === u.next) {
       u.next++;
-      this.deliver(origin, message, u);
+      this.deliver(message, u);
       for (let held = u.held.get(u.next); held; held = u.held.get(u.next)) {
         u.held.delete(u.next);
         this.shared.heldTotal--;
         u.next++;
-        this.deliver(origin, held, u);
+        this.deliver(held, u);
       }
     } else if (seq - u.next <= RELIABLE_UNICAST_PENDING_MAX && this.shared.mayHold()) {
       u.held.set(seq, message);
       this.shared.heldTotal++;
     }
-    ctx.send(from, ...UNICAST_ACK.out({ epoch, ackedUpTo: u.writes.ackable(u.next) }));
+    this.sendAck(u, from);
   }
 
   /** Sends the acks that durable writes made due since the last tick. */
@@ -256,11 +394,13 @@ export class UnicastReceiver {
     for (const u of this.streams.values()) {
       if (!u.ackDue) continue;
       u.ackDue = false;
-      this.shared.ctx.send(
-        u.ackTo,
-        ...UNICAST_ACK.out({ epoch: u.epoch, ackedUpTo: u.writes.ackable(u.next) }),
-      );
+      this.sendAck(u, u.ackTo);
     }
+  }
+
+  private sendAck(u: InStream<M>, to: Address): void {
+    const ack = { epoch: u.epoch, ackedUpTo: u.writes.ackable(u.next), refused: this.sink.refused(u.ref) };
+    this.shared.ctx.send(to, ...this.wire.UNICAST_ACK.out(ack));
   }
 
   private drop(from: PeerId): void {
@@ -268,14 +408,11 @@ export class UnicastReceiver {
     if (!u) return;
     this.shared.heldTotal -= u.held.size;
     this.streams.delete(from);
+    this.sink.closed(u.ref, 'sender-restarted');
   }
 
-  private deliver(origin: Origin, message: StreamMessage, u: InStream): void {
-    message.from = origin.id;
-    message.fromName = origin.name;
-    message.epoch = u.epoch;
-    message.to = this.shared.ctx.self.id;
-    const writes = this.handlers.dispatch(message);
+  private deliver(message: M, u: InStream<M>): void {
+    const writes = this.sink.deliver(u.ref, message);
     if (writes) u.writes.hold(message.seq, writes);
   }
 }

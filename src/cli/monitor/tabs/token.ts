@@ -1,7 +1,7 @@
 /**
  * Token: the ring order (the live members that run peer token-ring, by id, as every peer orders
  * it), who holds the token, its epoch and generation (the fencing number), and how fast it moves,
- * all from the `tok.pass` and `tok.beat` multicasts every peer sees (token-ring.ts), read by a
+ * all from the `tok.pass` and `tok.beat` multicasts every peer sees (p2p/token-ring/), read by a
  * watch-only instance.
  */
 import { cell, stateTone, UNKNOWN, type MonitorInput, type Tab, type TabView } from '../model.js';

@@ -1,0 +1,287 @@
+/**
+ * Messages larger than one datagram (fragments.ts, bulk.ts, flow.ts), in virtual time: whole and
+ * exactly once under loss, duplication and reordering, or reported lost whole; never half a
+ * message; bounded memory on both sides; refusals reach the sender.
+ */
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { PROFILES } from '../../src/p2p/config.js';
+import {
+  ReliableDelivery,
+  RELIABLE_BULK_BUFFER_BYTES_MAX,
+  type AckStatus,
+  type Delivery,
+  type LostReport,
+  type ReliableOptions,
+  type SendResult,
+} from '../../src/p2p/reliable/index.js';
+import { writeVarint } from '../../src/p2p/wire.js';
+
+const SEEDS = Array.from({ length: 12 }, (_, i) => i + 1);
+
+interface Got {
+  topic: string;
+  from: string;
+  seq: number;
+  bytes: number;
+  sha: string;
+  text?: string;
+}
+
+interface Harness {
+  c: SimCluster;
+  rm: Map<SimPeer, ReliableDelivery>;
+  got: Map<SimPeer, Got[]>;
+  lost: Map<SimPeer, LostReport[]>;
+}
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+async function harness(
+  seed: number,
+  n: number,
+  faults = {},
+  opts: (name: string) => ReliableOptions = () => ({}),
+): Promise<Harness> {
+  const rm = new Map<SimPeer, ReliableDelivery>();
+  const got = new Map<SimPeer, Got[]>();
+  const lost = new Map<SimPeer, LostReport[]>();
+  const c = new SimCluster(seed, faults, PROFILES.lan, (node, peer) => {
+    const r = node.install((ctx, nd) => new ReliableDelivery(ctx, nd.membership, opts(peer.name)));
+    rm.set(peer, r);
+    got.set(peer, got.get(peer) ?? []);
+    lost.set(peer, lost.get(peer) ?? []);
+    const record = (d: Delivery) =>
+      got.get(peer)!.push({
+        topic: d.topic,
+        from: d.from,
+        seq: d.id.seq,
+        bytes: d.data.length,
+        sha: sha(d.data),
+        text: d.topic === 'small' ? d.payload : undefined,
+      });
+    for (const topic of ['big', 'small', 'other']) r.on(topic, record);
+    r.onLost((l) => lost.get(peer)!.push(l));
+  });
+  for (let i = 0; i < n; i++) await c.add(`p${i}`);
+  return { c, rm, got, lost };
+}
+
+/** Bytes that differ by seed and index, so a mixed-up reassembly cannot pass. */
+function blob(seed: number, i: number, bytes: number): Buffer {
+  const b = Buffer.allocUnsafe(bytes);
+  let x = (seed * 7919 + i * 104729) >>> 0 || 1;
+  for (let k = 0; k < bytes; k++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[k] = x & 0xff;
+  }
+  return b;
+}
+
+describe('reliable delivery of large messages (simulation)', () => {
+  it.each(SEEDS)(
+    'large messages reach every member whole, exactly once and in order under loss, duplication and reordering; the callbacks complete; seed %i',
+    async (seed) => {
+      const loss = 0.05 + (seed % 4) * 0.05; // 5 % to 20 %
+      const h = await harness(seed, 4, { loss, duplicate: 0.05, delayMinMs: 0.1, delayMaxMs: 6 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+      const [sender, ...receivers] = h.c.peers as [SimPeer, ...SimPeer[]];
+      const sizes = [701, 5_000, 300_000, 1024 * 1024 + 17, 0, 2_000_000];
+      const sent = sizes.map((bytes, i) => blob(seed, i, bytes));
+      const settled: AckStatus[] = [];
+      for (const b of sent) h.rm.get(sender)!.publish('big', b, (s) => settled.push(s));
+      expect(h.c.rt.runUntilTrue(() => settled.length === sent.length, 60_000)).toBe(true);
+      for (const s of settled) {
+        expect(s.complete).toBe(true);
+        expect(s.acked.sort()).toEqual(receivers.map((r) => r.node.id).sort());
+      }
+      for (const r of receivers) {
+        const big = h.got.get(r)!.filter((g) => g.topic === 'big');
+        expect(big.map((g) => g.sha)).toEqual(sent.map(sha));
+        expect(h.lost.get(r)).toEqual([]);
+      }
+      // Nothing left behind: the sender's queue and every reassembly are empty.
+      expect(h.rm.get(sender)!.memory()).toMatchObject({ queuedBytes: 0, waiters: 0 });
+      for (const r of receivers) expect(h.rm.get(r)!.memory().reassemblyBytes).toBe(0);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 6))(
+    'small messages of another topic do not wait behind a large one; those of its own topic follow it; seed %i',
+    async (seed) => {
+      // No loss: a lost small datagram waits for its repair, which is not what this measures.
+      const h = await harness(seed, 3, { delayMinMs: 0.1, delayMaxMs: 2 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+      const [sender, r1] = h.c.peers as [SimPeer, SimPeer];
+      const rd = h.rm.get(sender)!;
+      rd.publish('big', blob(seed, 0, 8 * 1024 * 1024));
+      rd.publish('big', 'after the large one, same topic');
+      rd.publish('other', 'another topic');
+      const got = h.got.get(r1)!;
+      expect(h.c.rt.runUntilTrue(() => got.some((g) => g.topic === 'other'), 2_000)).toBe(true);
+      // The other topic's line came while the large message was still on its way.
+      expect(got.filter((g) => g.topic === 'big')).toEqual([]);
+      expect(h.c.rt.runUntilTrue(() => got.filter((g) => g.topic === 'big').length === 2, 60_000)).toBe(true);
+      const big = got.filter((g) => g.topic === 'big');
+      expect(big[0]!.bytes).toBe(8 * 1024 * 1024);
+      expect(big[1]!.bytes).toBe(Buffer.byteLength('after the large one, same topic'));
+    },
+  );
+
+  it.each(SEEDS.slice(0, 6))(
+    'flow control: a 16 MiB stream under 10 percent loss never evicts what a receiver still needs (nothing lost), and the sender holds at most its buffer; seed %i',
+    async (seed) => {
+      const h = await harness(seed, 3, { loss: 0.1, delayMinMs: 0.1, delayMaxMs: 4 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+      const [sender, ...receivers] = h.c.peers as [SimPeer, ...SimPeer[]];
+      const rd = h.rm.get(sender)!;
+      let peakBuffer = 0;
+      for (let i = 0; i < 16; i++) rd.publish('big', blob(seed, i, 1024 * 1024));
+      const done = () => receivers.every((r) => h.got.get(r)!.filter((g) => g.topic === 'big').length === 16);
+      expect(
+        h.c.rt.runUntilTrue(() => {
+          peakBuffer = Math.max(peakBuffer, rd.memory().bulkBufferBytes);
+          return done();
+        }, 120_000),
+      ).toBe(true);
+      expect(peakBuffer).toBeLessThanOrEqual(RELIABLE_BULK_BUFFER_BYTES_MAX);
+      for (const r of receivers) expect(h.lost.get(r)).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 8))(
+    'a sender that crashes mid-message: receivers report it lost whole and never deliver part of it; seed %i',
+    async (seed) => {
+      const h = await harness(seed, 3, { loss: 0.05, delayMinMs: 0.1, delayMaxMs: 2 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+      const [sender, ...receivers] = h.c.peers as [SimPeer, ...SimPeer[]];
+      h.rm.get(sender)!.publish('big', blob(seed, 0, 4 * 1024 * 1024));
+      // Crash once a receiver holds part of it.
+      expect(h.c.rt.runUntilTrue(() => h.rm.get(receivers[0]!)!.memory().reassemblyBytes > 0, 5_000)).toBe(
+        true,
+      );
+      await h.c.crash(sender);
+      for (const r of receivers) {
+        expect(h.c.rt.runUntilTrue(() => h.lost.get(r)!.length > 0, 60_000)).toBe(true);
+        expect(h.got.get(r)!.filter((g) => g.topic === 'big')).toEqual([]);
+        expect(h.lost.get(r)!.every((l) => l.from === sender.node.id && l.count >= 1)).toBe(true);
+        expect(h.rm.get(r)!.memory().reassemblyBytes).toBe(0);
+      }
+    },
+  );
+
+  it.each(SEEDS.slice(0, 6))(
+    'a receiver that joins mid-message gets the messages after it whole and never a part; seed %i',
+    async (seed) => {
+      const h = await harness(seed, 2, { delayMinMs: 0.1, delayMaxMs: 2 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+      const [sender] = h.c.peers as [SimPeer];
+      const rd = h.rm.get(sender)!;
+      const first = blob(seed, 0, 6 * 1024 * 1024);
+      rd.publish('big', first);
+      h.c.rt.runFor(20);
+      const late = await h.c.add('late');
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 10_000)).toBe(true);
+      const second = blob(seed, 1, 300_000);
+      const settled: AckStatus[] = [];
+      rd.publish('big', second, (s) => settled.push(s));
+      expect(h.c.rt.runUntilTrue(() => settled.length === 1, 60_000)).toBe(true);
+      const big = h.got.get(late)!.filter((g) => g.topic === 'big');
+      // Whole messages only: the second for sure, the first only if it joined before it began.
+      expect(big.map((g) => g.sha).filter((s) => s !== sha(first))).toEqual([sha(second)]);
+      expect(h.rm.get(late)!.memory().reassemblyBytes).toBe(0);
+    },
+  );
+
+  it('a receiver refuses a message over its bound; the sender hears which and why, the others get it', async () => {
+    const h = await harness(1, 3, { loss: 0.05 }, (name) =>
+      name === 'p2' ? { messageBytesMax: 100_000 } : {},
+    );
+    expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+    const [sender, ok, small] = h.c.peers as [SimPeer, SimPeer, SimPeer];
+    const settled: AckStatus[] = [];
+    h.rm.get(sender)!.publish('big', blob(1, 0, 500_000), (s) => settled.push(s));
+    expect(h.c.rt.runUntilTrue(() => settled.length === 1, 30_000)).toBe(true);
+    const s = settled[0]!;
+    expect(s.complete).toBe(false);
+    expect(s.acked).toEqual([ok.node.id]);
+    expect(s.refused).toEqual([{ peer: small.node.id, reason: 'too-large' }]);
+    expect(h.got.get(ok)!.filter((g) => g.topic === 'big')).toHaveLength(1);
+    expect(h.got.get(small)!).toEqual([]);
+    expect(h.lost.get(small)).toEqual([]); // refused is not lost
+    // The stream goes on: a smaller message after it reaches both.
+    const next: AckStatus[] = [];
+    h.rm.get(sender)!.publish('big', blob(1, 1, 50_000), (x) => next.push(x));
+    expect(h.c.rt.runUntilTrue(() => next.length === 1, 30_000)).toBe(true);
+    expect(next[0]!.complete).toBe(true);
+
+    // Unicast too: the callback says refused, with the reason.
+    const results: SendResult[] = [];
+    h.rm.get(sender)!.sendTo(small.node.id, 'big', blob(1, 2, 200_000), (r) => results.push(r));
+    expect(h.c.rt.runUntilTrue(() => results.length === 1, 30_000)).toBe(true);
+    expect(results[0]).toMatchObject({ ok: false, reason: 'too-large' });
+  });
+
+  it.each(SEEDS.slice(0, 6))(
+    'unicast: a 3 MiB message reaches its one receiver whole under 10 percent loss; a small one after it on the same topic comes after it; seed %i',
+    async (seed) => {
+      const h = await harness(seed, 3, { loss: 0.1, duplicate: 0.05, delayMinMs: 0.1, delayMaxMs: 4 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+      const [sender, to, other] = h.c.peers as [SimPeer, SimPeer, SimPeer];
+      const data = blob(seed, 0, 3 * 1024 * 1024);
+      const results: SendResult[] = [];
+      h.rm.get(sender)!.sendTo(to.node.id, 'big', data, (r) => results.push(r));
+      h.rm.get(sender)!.sendTo(to.node.id, 'big', 'then this', (r) => results.push(r));
+      expect(h.c.rt.runUntilTrue(() => results.length === 2, 60_000)).toBe(true);
+      expect(results.every((r) => r.ok)).toBe(true);
+      const got = h.got.get(to)!.filter((g) => g.topic === 'big');
+      expect(got.map((g) => g.sha)).toEqual([sha(data), sha(Buffer.from('then this'))]);
+      expect(h.got.get(other)).toEqual([]);
+      expect(h.rm.get(sender)!.memory()).toMatchObject({ queuedBytes: 0, unicastPending: 0 });
+    },
+  );
+
+  it('a flood of forged first fragments (64 x 64 MiB announced) from strangers holds nothing, and a member still gets through', async () => {
+    const h = await harness(3, 2, { delayMinMs: 0.1, delayMaxMs: 1 });
+    expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+    const [sender, receiver] = h.c.peers as [SimPeer, SimPeer];
+    const forger = await h.c.forger();
+    // Each forged stream opens a 64 MiB message and sends only its first fragment.
+    for (let i = 0; i < 64; i++) {
+      const id = (0x1000 + i).toString(16).padStart(16, 'a');
+      const a = Buffer.alloc(32);
+      let o = writeVarint(a, 0, 1); // seq 1
+      o = writeVarint(a, o, 0); // lamport 0
+      a[o++] = 0; // topic 0
+      const head = Buffer.alloc(16);
+      let ho = 0;
+      head[ho++] = 1; // first fragment
+      ho = writeVarint(head, ho, 64 * 1024 * 1024);
+      ho = writeVarint(head, ho, 70_000);
+      o = writeVarint(a, o, ho + 4);
+      head.copy(a, o, 0, ho);
+      o += ho + 4;
+      forger.send(
+        receiver.address,
+        {
+          t: 'rb.u',
+          i: id,
+          b: { e: 1, to: receiver.node.id, b: 1, k: ['big'] },
+        },
+        { attachment: a.subarray(0, o) },
+      );
+    }
+    h.c.rt.runFor(100);
+    // Senders membership does not know make it hold nothing at all; each was refused.
+    expect(h.rm.get(receiver)!.memory().reassemblyBytes).toBe(0);
+    expect(h.rm.get(receiver)!.stats.messagesRefused).toBe(64);
+    // A member's message gets through as before.
+    const settled: AckStatus[] = [];
+    h.rm.get(sender)!.publish('big', blob(3, 0, 100_000), (s) => settled.push(s));
+    expect(h.c.rt.runUntilTrue(() => settled.length === 1, 30_000)).toBe(true);
+    expect(settled[0]!.complete).toBe(true);
+  });
+});
