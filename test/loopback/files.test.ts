@@ -1,0 +1,164 @@
+/**
+ * `peer chat --send-file` with the built CLI over real UDP on 127.0.0.1 (TTL 0): two `--listen
+ * --json` receivers get a multi-chunk file byte for byte, each printing exactly one JSON line for
+ * it; a receiver over its --max-file-bytes refuses, and the sender exits 1 naming it and why.
+ * Run inside `unshare --net` (see the project's rules); needs `npm run build` first.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ROOT,
+  alive,
+  loopbackFlags,
+  runCli,
+  startCli,
+  tempDir,
+  testPort,
+  type Lines,
+} from '../support/proc.js';
+
+const running: Lines[] = [];
+const dirs: string[] = [];
+
+beforeAll(() => {
+  if (!fs.existsSync(path.join(ROOT, 'dist/commands/chat.js')))
+    throw new Error('dist/commands/chat.js is missing: run npm run build first');
+});
+
+afterEach(async () => {
+  for (const p of running.splice(0)) {
+    if (alive(p)) p.child.kill('SIGINT');
+    await p.exited;
+  }
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function setup() {
+  const port = testPort();
+  const dataDir = tempDir('files');
+  dirs.push(dataDir);
+  return { port, dataDir, flags: [...loopbackFlags(port, dataDir), '--open'] };
+}
+
+/** A listener is up once it announced itself: its database exists. */
+async function listen(name: string, s: ReturnType<typeof setup>, extra: string[] = []): Promise<Lines> {
+  const p = startCli(['chat', ...s.flags, '--name', name, '--listen', '--json', ...extra]);
+  running.push(p);
+  const db = path.join(s.dataDir, `${name}.db`);
+  await p.until(() => fs.existsSync(db), 10_000, `${name} to start`);
+  return p;
+}
+
+function file(dir: string, name: string, bytes: number): { path: string; content: Buffer; sha256: string } {
+  const content = randomBytes(bytes);
+  const p = path.join(dir, name);
+  fs.writeFileSync(p, content);
+  return { path: p, content, sha256: createHash('sha256').update(content).digest('hex') };
+}
+
+const fileLines = (p: Lines, type = 'file') => p.json().filter((j) => j.type === type);
+
+describe('peer chat --send-file (loopback)', () => {
+  it('two listeners get the file byte for byte, each printing exactly one JSON line', async () => {
+    const s = setup();
+    // bob in a folder of his own (--download-dir), carol in the default <data-dir>/files.
+    const bobDir = path.join(s.dataDir, 'bob-downloads');
+    const bob = await listen('bob', s, ['--download-dir', bobDir]);
+    const carol = await listen('carol', s);
+    const src = file(s.dataDir, 'photo.raw', 3 * 1024 * 1024 + 12_345);
+    const r = await runCli(['chat', ...s.flags, '--name', 'alice', '--send-file', src.path], {
+      timeoutMs: 60_000,
+    });
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(r.stdout).toMatch(
+      /^photo\.raw \(3\.0 MiB\) is held by (bob, carol|carol, bob) \(SHA-256 verified\)\n$/,
+    );
+    for (const [p, dir] of [
+      [bob, bobDir],
+      [carol, path.join(s.dataDir, 'files')],
+    ] as const) {
+      await p.until(() => fileLines(p).length > 0, 10_000, 'the file line');
+      const saved = path.join(dir, 'alice', 'photo.raw');
+      // The line exactly: these keys, in this order, and nothing else about this file.
+      expect(p.lines.filter((l) => l.includes('photo.raw'))).toEqual([
+        JSON.stringify({
+          type: 'file',
+          from: 'alice',
+          name: 'photo.raw',
+          bytes: src.content.length,
+          sha256: src.sha256,
+          path: saved,
+        }),
+      ]);
+      expect(fs.readFileSync(saved).equals(src.content)).toBe(true);
+    }
+  });
+
+  it('a listener over its --max-file-bytes refuses; the other gets the file; the sender exits 1 naming who and why', async () => {
+    const s = setup();
+    const bob = await listen('bob', s, [
+      '--max-file-bytes',
+      '1M',
+      '--download-dir',
+      path.join(s.dataDir, 'bob'),
+    ]);
+    const carol = await listen('carol', s);
+    const src = file(s.dataDir, 'big.bin', 2 * 1024 * 1024);
+    const r = await runCli(['chat', ...s.flags, '--name', 'alice', '--send-file', src.path], {
+      timeoutMs: 60_000,
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('big.bin (2.0 MiB) is held by carol (SHA-256 verified)\n');
+    expect(r.stderr).toBe(
+      `peer: big.bin is not held by bob (refused: too large: ${src.content.length} bytes, this receiver takes at most 1048576)\n`,
+    );
+    await bob.until(() => fileLines(bob, 'file-refused').length > 0, 10_000, "bob's refusal");
+    expect(fileLines(bob, 'file-refused')).toEqual([
+      {
+        type: 'file-refused',
+        from: 'alice',
+        name: 'big.bin',
+        bytes: src.content.length,
+        reason: 'too large: 2097152 bytes, this receiver takes at most 1048576',
+      },
+    ]);
+    expect(fs.existsSync(path.join(s.dataDir, 'bob', 'alice'))).toBe(false);
+    await carol.until(() => fileLines(carol).length > 0, 10_000, "carol's file line");
+    expect(fs.readFileSync(path.join(s.dataDir, 'files', 'alice', 'big.bin')).equals(src.content)).toBe(true);
+  });
+
+  it('--to sends to that member alone; a file that cannot be read is a usage error', async () => {
+    const s = setup();
+    const bob = await listen('bob', s, ['--download-dir', path.join(s.dataDir, 'bob')]);
+    const carol = await listen('carol', s);
+    const src = file(s.dataDir, 'note.txt', 5000);
+    const r = await runCli(
+      ['chat', ...s.flags, '--name', 'alice', '--send-file', src.path, '--to', 'carol'],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    expect([r.code, r.stdout, r.stderr]).toEqual([
+      0,
+      'note.txt (4.9 KiB) is held by carol (SHA-256 verified)\n',
+      '',
+    ]);
+    await carol.until(() => fileLines(carol).length > 0, 10_000, "carol's file line");
+    expect(fs.readFileSync(path.join(s.dataDir, 'files', 'alice', 'note.txt')).equals(src.content)).toBe(
+      true,
+    );
+    expect(bob.lines.filter((l) => l.includes('note.txt'))).toEqual([]);
+    const missing = await runCli([
+      'chat',
+      ...s.flags,
+      '--name',
+      'alice',
+      '--send-file',
+      path.join(s.dataDir, 'nope'),
+    ]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^peer: --send-file: cannot read .*nope \(ENOENT\); check the path\n$/);
+  });
+});
