@@ -98,7 +98,8 @@ export function sentJson(file: { name: string; bytes: number; sha256: string }, 
 /**
  * A line for what happened to a file offered to this peer, or null for progress (shown by the
  * bar). With `json`: `{"type":"file","from","name","bytes","sha256","path"}` for a file received,
- * `file-refused` / `file-failed` with the reason for the others.
+ * `file-refused` / `file-failed` with the reason, `file-resumed` with the bytes already held after
+ * a restart.
  */
 export function incomingLine(e: IncomingEvent, json: boolean): string | null {
   const t = e.transfer;
@@ -111,6 +112,14 @@ export function incomingLine(e: IncomingEvent, json: boolean): string | null {
         bytes: t.bytes,
         sha256: t.sha256,
         path: e.path,
+      });
+    if (e.kind === 'resumed')
+      return JSON.stringify({
+        type: 'file-resumed',
+        from: t.fromName,
+        name: t.name,
+        bytes: t.bytes,
+        held: e.heldBytes,
       });
     if (e.kind === 'refused' || e.kind === 'failed')
       return JSON.stringify({

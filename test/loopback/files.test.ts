@@ -20,6 +20,8 @@ import {
 } from '../support/proc.js';
 
 const running: Lines[] = [];
+/** Enough 1 MiB chunks that a receiver can be killed with some on disk and some not. */
+const BIG_FILE_BYTES = 64 * 1024 * 1024;
 const dirs: string[] = [];
 
 beforeAll(() => {
@@ -161,4 +163,57 @@ describe('peer chat --send-file (loopback)', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/^peer: --send-file: cannot read .*nope \(ENOENT\); check the path\n$/);
   });
+
+  it(
+    'a listener killed mid-transfer and started again gets the rest, and the sender exits 0',
+    { timeout: 120_000 },
+    async () => {
+      const s = setup();
+      const bobArgs = ['--download-dir', path.join(s.dataDir, 'bob')];
+      let bob = await listen('bob', s, bobArgs);
+      const carol = await listen('carol', s);
+      const src = file(s.dataDir, 'video.bin', BIG_FILE_BYTES);
+      const sending = runCli(['chat', ...s.flags, '--name', 'alice', '--send-file', src.path], {
+        timeoutMs: 110_000,
+      });
+      // Killed once it holds some chunks on disk, not all.
+      const partial = path.join(s.dataDir, 'bob', '.partial', 'bob');
+      const held = () => {
+        const state = fs.existsSync(partial)
+          ? fs.readdirSync(partial).find((n) => n.endsWith('.state'))
+          : undefined;
+        if (!state) return 0;
+        try {
+          const bits = Buffer.from(
+            (JSON.parse(fs.readFileSync(path.join(partial, state), 'utf8')) as { held: string }).held,
+            'base64',
+          );
+          return [...bits].reduce((n, b) => n + b.toString(2).replaceAll('0', '').length, 0);
+        } catch {
+          return 0; // caught mid-rename
+        }
+      };
+      await bob.until(() => held() >= 2, 60_000, 'bob to hold two chunks');
+      bob.child.kill('SIGKILL');
+      await bob.exited;
+      const chunks = Math.ceil(BIG_FILE_BYTES / (1024 * 1024));
+      expect(held()).toBeLessThan(chunks);
+      bob = await listen('bob', s, bobArgs);
+      const r = await sending;
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      const resumed = fileLines(bob, 'file-resumed');
+      expect(resumed).toHaveLength(1);
+      expect(resumed[0]).toMatchObject({ from: 'alice', name: 'video.bin', bytes: BIG_FILE_BYTES });
+      expect(resumed[0]!.held as number).toBeGreaterThan(0);
+      await bob.until(() => fileLines(bob).length > 0, 10_000, "bob's file line");
+      expect(fs.readFileSync(path.join(s.dataDir, 'bob', 'alice', 'video.bin')).equals(src.content)).toBe(
+        true,
+      );
+      await carol.until(() => fileLines(carol).length > 0, 10_000, "carol's file line");
+      expect(fs.readFileSync(path.join(s.dataDir, 'files', 'alice', 'video.bin')).equals(src.content)).toBe(
+        true,
+      );
+      expect(fs.readdirSync(partial)).toEqual([]);
+    },
+  );
 });

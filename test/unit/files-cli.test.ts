@@ -42,6 +42,9 @@ describe('lines about files', () => {
       `{"type":"file","from":"alice","name":"notes.txt","bytes":2048,"sha256":"${'ab'.repeat(32)}","path":"/d/alice/notes.txt"}`,
     );
     expect(incomingLine({ kind: 'progress', transfer, heldBytes: 1024 }, true)).toBeNull();
+    expect(incomingLine({ kind: 'resumed', transfer, heldBytes: 1024 }, true)).toBe(
+      '{"type":"file-resumed","from":"alice","name":"notes.txt","bytes":2048,"held":1024}',
+    );
   });
 
   it('JSON keeps remote text exact; a terminal line escapes it', () => {
