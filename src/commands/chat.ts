@@ -36,7 +36,7 @@ export const EXIT_NOT_DELIVERED = 1;
 
 export default class ChatCommand extends PeerCommand {
   static override summary =
-    'Chat with the group: interactive, or scripted with --send, --listen, --bot, --history.';
+    'Chat with the group: interactive, or scripted with --send, --send-file, --listen, --bot, --history.';
   static override description = `Group messages reach every chat member exactly once and in each sender's order, or the loss is shown ("3 messages from bob were lost"). Direct messages (/msg, --to) are acknowledged and retried. A newcomer receives the last ${CHAT_JOIN_HISTORY_LINES} lines from a member already there. Every line seen is stored in the peer's SQLite file.
 
 Each line reads "12:03:04.120 alice: hello": the sender's clock, its name, the text. Lines are shown in Lamport order (a logical clock every message carries, so a reply never shows above what it answers); --show-lamport prints that time too ("12:03:04.120 L42 alice: hello").
@@ -87,7 +87,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a
       exclusive: ['bot', 'history'],
     }),
     json: Flags.boolean({
-      summary: 'With --listen, --history or --send: one JSON object per line.',
+      summary: 'With --listen, --history, --send or --send-file: one JSON object per line.',
       default: false,
     }),
     'show-lamport': Flags.boolean({
