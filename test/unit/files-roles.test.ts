@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import type { MemberView, ProtocolContext } from '../../src/p2p/protocol.js';
 import {
   FILE_RECEIVER_SILENT_MS,
+  FILE_STALLED_MS,
   Files,
   type FileChannel,
   type FileDelivery,
@@ -76,6 +77,8 @@ class Endpoint implements FileChannel {
   readonly events: IncomingEvent[] = [];
   /** Multicast offers this peer never sees (it joined the sender's stream just after one). */
   missesOffers = false;
+  /** Reliable delivery here refuses binary messages over this many bytes ('too-large'). */
+  messageBytesMax = Infinity;
   private handlers = new Map<string, (d: FileDelivery) => unknown>();
 
   constructor(
@@ -127,6 +130,10 @@ class Endpoint implements FileChannel {
 
   sendTo(to: string, topic: string, payload: string | Uint8Array, done?: (r: Sent) => void): void {
     const p = this.bus.peers.get(to)!;
+    if (typeof payload !== 'string' && payload.length > p.messageBytesMax) {
+      void Promise.resolve().then(() => done?.({ ok: false, reason: 'too-large' }));
+      return;
+    }
     void p
       .deliver(this, topic, payload, to)
       .then((ok) => done?.(ok ? { ok: true } : { ok: false, reason: 'gone' }));
@@ -338,7 +345,42 @@ describe('a file to the group', () => {
   });
 });
 
+describe('a receiver after a restart', () => {
+  it('drops a partial file whose sender no longer sends it, once nothing came for FILE_STALLED_MS', async () => {
+    const { bus, alice, rs } = group(1);
+    const bob = rs[0]!;
+    bob.e.boot(bob.disk);
+    const out = send(alice, bus, memoryFile('movie.bin', 50_000), [bob.e]);
+    await bus.until(() => [...bob.disk.partial.values()].some((p) => p.held.some((b) => b !== 0)), 5000);
+    bob.e.crash();
+    await bus.until(() => out.result !== undefined, FILE_RECEIVER_SILENT_MS + 5000);
+    expect(out.result!.receivers[0]!.status).toBe('gone');
+    // bob comes back with its partial file; alice runs on but has given up on this transfer.
+    bob.e.boot(bob.disk);
+    await bus.until(() => bob.e.events.some((e) => e.kind === 'resumed'), 1000);
+    const back = bus.now;
+    await bus.until(() => bob.disk.partial.size === 0, FILE_STALLED_MS + 1000);
+    expect(bus.now - back).toBeGreaterThanOrEqual(FILE_STALLED_MS - 1000);
+    expect(bob.e.events.at(-1)).toMatchObject({
+      kind: 'failed',
+      reason: expect.stringContaining('stopped sending'),
+    });
+  });
+});
+
 describe('a file to one member (--to)', () => {
+  it('a target whose reliable delivery refuses the chunks as too large is failed at once, with that reason', async () => {
+    const { bus, alice, rs } = group(1);
+    rs[0]!.e.boot(rs[0]!.disk);
+    rs[0]!.e.messageBytesMax = 500;
+    const out = send(alice, bus, memoryFile('a.bin', 3000), [rs[0]!.e], true);
+    await bus.until(() => out.result !== undefined, 5000);
+    expect(out.result!.receivers[0]).toMatchObject({
+      status: 'failed',
+      reason: 'refused a chunk (too-large)',
+    });
+  });
+
   it('goes to it alone', async () => {
     const { bus, alice, rs } = group(2);
     for (const r of rs) r.e.boot(r.disk);

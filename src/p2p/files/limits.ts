@@ -44,10 +44,11 @@ export const FILE_NEED_RETRY_MS = 2000;
 /** Chunk ranges one request asks for; the rest is asked for by the next one. */
 export const FILE_NEED_RANGES_MAX = 64;
 /**
- * A receiver that restarted with a partial file and does not see its sender live for this long
- * drops it: the sender is gone and nobody else can send the rest.
+ * A receiver missing chunks that gets none for this long drops the transfer: its sender is gone,
+ * or gave up on this receiver (FILE_RECEIVER_SILENT_MS is half of it), and nobody else can send
+ * the rest. Bounds how long a partial file stays on disk after a restart.
  */
-export const FILE_RESUME_WAIT_MS = 60_000;
+export const FILE_STALLED_MS = 60_000;
 /** Transfers a receiver takes part in at once (each holds a temporary file open). */
 export const FILE_TRANSFERS_MAX = 64;
 /** Transfer ids a receiver remembers after the end, to answer a late copy of an offer again. */

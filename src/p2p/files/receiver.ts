@@ -15,8 +15,9 @@
  * - Restart: transfers begun and not finished are loaded from storage with the chunks they hold.
  *   While chunks are missing and none came for FILE_NEED_RETRY_MS, the receiver asks its sender
  *   for them (NEED, unicast) whenever membership sees the sender live; the same covers a chunk
- *   reliable delivery reported lost. A transfer whose sender is not seen live for
- *   FILE_RESUME_WAIT_MS is dropped (its temporary file removed): nobody else can send the rest.
+ *   reliable delivery reported lost. A transfer that gets no chunk for FILE_STALLED_MS (its
+ *   sender gone, or no longer sending it to us) is dropped, its temporary file removed: nobody
+ *   else can send the rest.
  *
  * Failure modes: a chunk from anyone but the offer's sender, of the wrong length, or for no
  * transfer known is dropped and counted. A write that fails is never acknowledged (the handler's
@@ -43,7 +44,7 @@ import {
   FILE_NEED_RANGES_MAX,
   FILE_NEED_RETRY_MS,
   FILE_REASON_CHARS_MAX,
-  FILE_RESUME_WAIT_MS,
+  FILE_STALLED_MS,
   FILE_TRANSFERS_MAX,
 } from './limits.js';
 import { IncomingWriteError, type IncomingFiles, type IncomingTransfer } from './store.js';
@@ -67,8 +68,6 @@ interface Incoming {
   /** When a chunk last came (or the transfer started or was loaded). */
   heardAt: number;
   askedAt: number;
-  /** When its sender was last seen live. */
-  senderSeenAt: number;
 }
 
 export interface ReceiverOptions {
@@ -103,7 +102,6 @@ export class FileReceiver {
         queue: Promise.resolve(),
         heardAt: now,
         askedAt: -Infinity,
-        senderSeenAt: now,
       };
       this.transfers.set(transfer.id, t);
       this.opts.onEvent({ kind: 'resumed', transfer, heldBytes: heldBytes(t) });
@@ -131,7 +129,6 @@ export class FileReceiver {
       queue: Promise.resolve(),
       heardAt: now,
       askedAt: now,
-      senderSeenAt: now,
     };
     this.transfers.set(offer.id, t);
     // Chunks that come before storage is ready wait behind it in the transfer's queue.
@@ -159,13 +156,15 @@ export class FileReceiver {
   tick(now: number): void {
     for (const t of this.transfers.values()) {
       if (t.state !== 'receiving' || t.held.complete) continue;
-      const m = this.membership.get(t.transfer.from);
-      const live = m?.state === 'alive' || m?.state === 'suspect';
-      if (live) t.senderSeenAt = now;
-      else if (now - t.senderSeenAt >= FILE_RESUME_WAIT_MS) {
-        this.fail(t, 'the sender is gone before the file was complete');
+      if (now - t.heardAt >= FILE_STALLED_MS) {
+        this.fail(
+          t,
+          `no part of the file came for ${FILE_STALLED_MS / 1000} s: the sender stopped sending it`,
+        );
         continue;
       }
+      const m = this.membership.get(t.transfer.from);
+      const live = m?.state === 'alive' || m?.state === 'suspect';
       if (!live || now - t.heardAt < FILE_NEED_RETRY_MS || now - t.askedAt < FILE_NEED_RETRY_MS) continue;
       t.askedAt = now;
       const missing = t.held.missing(FILE_NEED_RANGES_MAX);

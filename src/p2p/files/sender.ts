@@ -266,12 +266,10 @@ export class FileSender {
       const r = this.receivers.get(p);
       if (r) r.heardAt = now;
     }
+    // 'no-room' passes (the receiver asks for the chunk again); 'too-large' never will.
     for (const { peer, reason } of s.refused) {
       const r = this.receivers.get(peer);
-      if (!r || FINISHED.has(r.status)) continue;
-      r.status = 'failed';
-      r.reason = `refused a chunk (${reason})`;
-      this.opts.onAnswer(this.outcomeOf(r));
+      if (r && reason === 'too-large') this.refusedChunk(r, reason);
     }
     this.ackedBytes += bytes;
     this.pump();
@@ -285,6 +283,8 @@ export class FileSender {
       if (res.ok) {
         r.heardAt = this.ctx.now();
         if (this.opts.unicast) this.ackedBytes += data.length;
+      } else if (res.reason === 'too-large') {
+        this.refusedChunk(r, res.reason);
       } else if (res.reason !== 'gone' && !FINISHED.has(r.status)) {
         // Not delivered while it is still there (a timeout, a full queue): again. A receiver that
         // is gone asks for what it lacks if it comes back.
@@ -292,6 +292,14 @@ export class FileSender {
       }
       this.pump();
     });
+  }
+
+  /** Reliable delivery says the receiver refused a chunk for its bounds: it cannot hold the file. */
+  private refusedChunk(r: Receiver, reason: string): void {
+    if (FINISHED.has(r.status)) return;
+    r.status = 'failed';
+    r.reason = `refused a chunk (${reason})`;
+    this.opts.onAnswer(this.outcomeOf(r));
   }
 
   private nextRepair(): { r: Receiver; index: number } | null {
