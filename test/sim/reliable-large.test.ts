@@ -10,6 +10,8 @@ import { PROFILES } from '../../src/p2p/config.js';
 import {
   ReliableDelivery,
   RELIABLE_BULK_BUFFER_BYTES_MAX,
+  RELIABLE_MESSAGE_BYTES_MAX,
+  RELIABLE_QUEUE_BYTES_MAX,
   type AckStatus,
   type Delivery,
   type LostReport,
@@ -283,5 +285,24 @@ describe('reliable delivery of large messages (simulation)', () => {
     h.rm.get(sender)!.publish('big', blob(3, 0, 100_000), (s) => settled.push(s));
     expect(h.c.rt.runUntilTrue(() => settled.length === 1, 30_000)).toBe(true);
     expect(settled[0]!.complete).toBe(true);
+  });
+});
+
+describe('the sender bounds what waits for its windows', () => {
+  it('publish() throws and sendTo() fails busy past RELIABLE_QUEUE_BYTES_MAX', async () => {
+    const h = await harness(9, 2, { delayMinMs: 0.1, delayMaxMs: 1 });
+    expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+    const [sender, to] = h.c.peers as [SimPeer, SimPeer];
+    const rd = h.rm.get(sender)!;
+    // Views of one buffer: what is bounded is what waits, not what the caller allocated.
+    const chunk = Buffer.alloc(RELIABLE_MESSAGE_BYTES_MAX);
+    const fit = RELIABLE_QUEUE_BYTES_MAX / RELIABLE_MESSAGE_BYTES_MAX;
+    for (let i = 0; i < fit; i++) rd.publish('big', chunk);
+    expect(() => rd.publish('big', chunk)).toThrow(/still waiting to be sent/);
+    const results: SendResult[] = [];
+    for (let i = 0; i <= fit; i++) rd.sendTo(to.node.id, 'big', chunk, (r) => results.push(r));
+    h.c.rt.runFor(30); // failures are told at the next tick
+    expect(results).toEqual([expect.objectContaining({ ok: false, reason: 'busy' })]);
+    expect(rd.queuedBytes()).toBeLessThanOrEqual(2 * RELIABLE_QUEUE_BYTES_MAX);
   });
 });

@@ -12,6 +12,7 @@
 import type { AckStatus, MessageId } from './delivery.js';
 import type { DatagramRoom } from './datagram.js';
 import { Split } from './fragments.js';
+import { RELIABLE_QUEUE_BYTES_MAX } from './limits.js';
 import type { MulticastSender } from './sender.js';
 import type { Shared } from './shared.js';
 
@@ -42,8 +43,15 @@ export class BulkSender {
     sender.onProgress = () => this.pump();
   }
 
-  /** Numbers a message's fragments and sends what the window allows now. */
+  /**
+   * Numbers a message's fragments and sends what the window allows now; throws a RangeError when
+   * RELIABLE_QUEUE_BYTES_MAX would be passed.
+   */
   publish(topic: string, data: Buffer, onSettled?: (s: AckStatus) => void): MessageId {
+    if (this.queuedBytes + data.length > RELIABLE_QUEUE_BYTES_MAX)
+      throw new RangeError(
+        `${this.queuedBytes} bytes are still waiting to be sent; publish more once queuedBytes() is lower`,
+      );
     const split = new Split(data.length, this.room.payloadRoom(topic));
     const first = Math.max(this.reserved, this.sender.highest) + 1;
     this.reserved = first + split.count - 1;

@@ -14,29 +14,51 @@ export const RELIABLE_BUFFER_BYTES_MAX = 4 * 1024 * 1024;
 export const RELIABLE_PAYLOAD_BYTES_MAX = 700;
 /** Largest message, in bytes (fragmented): a transfer of more goes as several (files go in chunks). */
 export const RELIABLE_MESSAGE_BYTES_MAX = 64 * 1024 * 1024;
+/**
+ * Bytes of large messages a sender lets wait for its windows (multicast and unicast each): the
+ * caller's own buffers, held until sent. Past it publish() throws and sendTo() fails 'busy': a
+ * long transfer publishes its next part when queuedBytes() is low instead.
+ */
+export const RELIABLE_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
 /** Fragments in one message: RELIABLE_MESSAGE_BYTES_MAX in fragments of at least 64 bytes. */
 export const RELIABLE_FRAGMENTS_MAX = 2 ** 20;
-/** Partial messages a receiver holds from one sender, in bytes: one message of the largest size. */
-export const RELIABLE_REASSEMBLY_BYTES_PER_SENDER_MAX = RELIABLE_MESSAGE_BYTES_MAX;
+/**
+ * Partial messages a receiver holds from one sender, in bytes: a multicast and a unicast message
+ * of the largest size at once (one of each is reassembled at a time: fragments.ts).
+ */
+export const RELIABLE_REASSEMBLY_BYTES_PER_SENDER_MAX = 2 * RELIABLE_MESSAGE_BYTES_MAX;
 /** Partial messages a receiver holds from all senders, in bytes. */
 export const RELIABLE_REASSEMBLY_BYTES_TOTAL_MAX = 256 * 1024 * 1024;
 /** A receiver repeats a refusal on its acks this long (acks may be lost; each tick sends one). */
 export const RELIABLE_REFUSAL_REPEAT_MS = 2000;
 /** Refusals one ack carries. */
 export const RELIABLE_REFUSALS_MAX = 16;
-/** The bulk lane's repair buffer: fragments kept until every receiver acked them (flow control). */
-export const RELIABLE_BULK_BUFFER_MESSAGES_MAX = 8192;
-export const RELIABLE_BULK_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * The bulk lane's repair buffer: fragments kept until every receiver acked them (flow control
+ * never drops one before). Twice the largest window: what is in flight, and the acked fragments
+ * a receiver the sender no longer waits for may still ask for.
+ */
+export const RELIABLE_BULK_BUFFER_MESSAGES_MAX = 4096;
+export const RELIABLE_BULK_BUFFER_BYTES_MAX = 2 * 1024 * 1024;
 /**
  * The bulk sender's window: bytes sent and not yet acked by the slowest live receiver. It starts
  * at RELIABLE_BULK_WINDOW_START_BYTES, grows by what is acked (doubling each round trip) up to
  * RELIABLE_BULK_WINDOW_BYTES_MAX, and shrinks by RELIABLE_BULK_WINDOW_CUT on a round trip with
- * NACKs, down to RELIABLE_BULK_WINDOW_MIN_BYTES (flow.ts says why these).
+ * NACKs, down to RELIABLE_BULK_WINDOW_MIN_BYTES (flow.ts says why these). The largest window,
+ * 1 MiB, was measured (test/loopback/reliable-large.test.ts, 16 MiB to two receivers): 2 and 4 MiB
+ * overflowed the receivers' socket buffers (UDP_RECEIVE_BUFFER_BYTES) in bursts and the repairs
+ * cost as many datagrams as the data, at half the rate; 512 KiB was a fifth slower.
  */
 export const RELIABLE_BULK_WINDOW_START_BYTES = 256 * 1024;
 export const RELIABLE_BULK_WINDOW_MIN_BYTES = 64 * 1024;
-export const RELIABLE_BULK_WINDOW_BYTES_MAX = 4 * 1024 * 1024;
+export const RELIABLE_BULK_WINDOW_BYTES_MAX = 1024 * 1024;
 export const RELIABLE_BULK_WINDOW_CUT = 0.75;
+/**
+ * A bulk-lane receiver acks at once when this many more fragments can be acked: the sender's
+ * window moves on acks, so they must come many times per window (64 fragments are about 64 KiB),
+ * not once per tick.
+ */
+export const RELIABLE_BULK_ACK_EVERY_MESSAGES = 64;
 /** Fragments of one unicast stream sent and not yet acked: its window. */
 export const RELIABLE_UNICAST_WINDOW_MESSAGES = 256;
 /** Topic names: short, [a-z0-9.-]. */

@@ -84,6 +84,8 @@ export class MulticastReceiver<M extends Sequenced> {
     private readonly shared: Shared,
     private readonly wire: LaneWire,
     private readonly sink: StreamSink<M>,
+    /** Ack at once when this many more messages can be acked (the bulk lane's window needs more). */
+    private readonly ackEvery = RELIABLE_ACK_EVERY_MESSAGES,
   ) {}
 
   get streamCount(): number {
@@ -119,7 +121,7 @@ export class MulticastReceiver<M extends Sequenced> {
     this.drain(s);
     if (s.highest >= s.next) this.noteGap(s);
     const upTo = s.writes.ackable(s.next);
-    if (upTo - s.ackedSent >= RELIABLE_ACK_EVERY_MESSAGES) this.sendAck(s, upTo);
+    if (upTo - s.ackedSent >= this.ackEvery) this.sendAck(s, upTo);
   }
 
   onAnnounce({ epoch, highest, joinPoint }: AnnounceBody, origin: Origin): void {

@@ -1,17 +1,25 @@
 /**
  * Reliable group delivery: every message a live sender multicasts reaches every live member
- * exactly once, in the sender's order, or the receiver is told how many it lost.
+ * exactly once, in the sender's order per topic, or the receiver is told what it lost.
  *
  * Negative acknowledgements, as in SRM/PGM, plus cumulative positive acks. This class is the one
- * Protocol the node installs: it routes each message type to the role that owns it and holds the
- * public API. The roles, each in its file:
+ * Protocol the node installs: it holds the public API and two lanes (lane.ts) of the same
+ * streams: the small lane (`rm.*`) carries messages that fit one datagram, packed several to a
+ * datagram; the bulk lane (`rb.*`) carries larger messages (up to RELIABLE_MESSAGE_BYTES_MAX) and
+ * binary ones as fragments (fragments.ts), sent as its window allows (bulk.ts, flow.ts) and
+ * delivered whole. Two lanes so that small messages never wait behind a large one's fragments;
+ * a small message of a topic that has a large one on its way follows it in the bulk lane, so one
+ * topic's messages keep their order. (A large message may still overtake a small one of its
+ * topic published just before it while that one waits for a repair.)
+ * The roles of each lane, each in its file:
  *   sender.ts    the multicast sender: numbering, packing, the repair buffer, announces, acks for callers
  *   receiver.ts  the multicast receiver: streams, gaps and NACKs, delivery order, loss reports
  *   unicast.ts   sendTo() and its receiving end
  *   durable.ts   acks that wait for the handlers' durable writes
  * and what they share: messages.ts (the wire), packer.ts and datagram.ts (the attachment and the
  * room in a datagram), send-buffer.ts, limits.ts, shared.ts (context, counters, checks on numbers
- * from the network), handlers.ts, delivery.ts (the types callers see).
+ * from the network), sink.ts (where a lane's receivers deliver), handlers.ts, delivery.ts (the
+ * types callers see).
  *
  * Failure modes:
  * - Sender crash: messages no receiver got are gone with it; a receiver that saw a gap, or heard
@@ -34,7 +42,9 @@
  * - Memory: the send buffer is bounded in messages and bytes; each receiver stream holds at most
  *   RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX out-of-order messages and all streams together at most
  *   RELIABLE_HELD_MESSAGES_TOTAL_MAX; streams are at most RELIABLE_STREAMS_MAX (closed ones are
- *   forgotten first); unicast queues are bounded per destination and in total.
+ *   forgotten first); unicast queues are bounded per destination and in total. Large messages:
+ *   what waits for the windows is bounded (RELIABLE_QUEUE_BYTES_MAX), and receivers reassemble
+ *   within per-sender and total bounds, only from members (fragments.ts).
  * - Messages are not delivered to their own sender (the caller has them already).
  */
 import type { Envelope, PeerId } from '../wire.js';
@@ -59,6 +69,7 @@ import { Handlers } from './handlers.js';
 import { Lane } from './lane.js';
 import {
   RELIABLE_BUFFER_BYTES_MAX,
+  RELIABLE_BULK_ACK_EVERY_MESSAGES,
   RELIABLE_BUFFER_MESSAGES_MAX,
   RELIABLE_BULK_BUFFER_BYTES_MAX,
   RELIABLE_BULK_BUFFER_MESSAGES_MAX,
@@ -146,7 +157,7 @@ export class ReliableDelivery implements Protocol {
     this.bulk = new Lane(
       BULK,
       bulkSender,
-      new MulticastReceiver(shared, BULK, this.reassembler),
+      new MulticastReceiver(shared, BULK, this.reassembler, RELIABLE_BULK_ACK_EVERY_MESSAGES),
       new UnicastSender(shared, BULK, room),
       new UnicastReceiver(shared, BULK, this.reassembler),
       fragmentsOf,

@@ -25,6 +25,7 @@ import type { DatagramRoom } from './datagram.js';
 import { PendingWrites } from './durable.js';
 import { REFUSAL_REASONS, Split, type StreamRef } from './fragments.js';
 import {
+  RELIABLE_QUEUE_BYTES_MAX,
   RELIABLE_STREAMS_MAX,
   RELIABLE_UNICAST_PENDING_MAX,
   RELIABLE_UNICAST_PENDING_TOTAL_MAX,
@@ -118,7 +119,14 @@ export class UnicastSender {
   /** As sendTo(), a message of any size, in fragments (fragments.ts) sent as the window allows. */
   sendFragments(to: PeerId, topic: string, data: Buffer, done?: (r: SendResult) => void): MessageId {
     const split = new Split(data.length, this.room.payloadRoom(topic));
-    const b = this.begin(to, split.count, done, (out) => out.queue.length >= RELIABLE_UNICAST_PENDING_MAX);
+    const b = this.begin(
+      to,
+      split.count,
+      done,
+      (out) =>
+        out.queue.length >= RELIABLE_UNICAST_PENDING_MAX ||
+        this.queuedBytes + data.length > RELIABLE_QUEUE_BYTES_MAX,
+    );
     if (b.ok) {
       b.out.queue.push({ owner: b.owner, topic, lamport: b.lamport, data, split, next: 0 });
       this.queuedBytes += data.length;
