@@ -131,22 +131,30 @@ describe('peer chat --send-file (loopback)', () => {
     expect(fs.readFileSync(path.join(s.dataDir, 'files', 'alice', 'big.bin')).equals(src.content)).toBe(true);
   });
 
-  it('--to sends to that member alone; a file that cannot be read is a usage error', async () => {
+  it('--to sends to that member alone (--json says how it went); a file that cannot be read is a usage error', async () => {
     const s = setup();
     const bob = await listen('bob', s, ['--download-dir', path.join(s.dataDir, 'bob')]);
     const carol = await listen('carol', s);
     const src = file(s.dataDir, 'note.txt', 5000);
     const r = await runCli(
-      ['chat', ...s.flags, '--name', 'alice', '--send-file', src.path, '--to', 'carol'],
+      ['chat', ...s.flags, '--name', 'alice', '--send-file', src.path, '--to', 'carol', '--json'],
       {
         timeoutMs: 60_000,
       },
     );
-    expect([r.code, r.stdout, r.stderr]).toEqual([
-      0,
-      'note.txt (4.9 KiB) is held by carol (SHA-256 verified)\n',
-      '',
-    ]);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const carolId = (JSON.parse(r.stdout) as { receivers: Array<{ id: string }> }).receivers[0]?.id;
+    expect(r.stdout).toBe(
+      `${JSON.stringify({
+        type: 'file-sent',
+        name: 'note.txt',
+        bytes: 5000,
+        sha256: src.sha256,
+        ok: true,
+        receivers: [{ name: 'carol', id: carolId, status: 'done', reason: '' }],
+      })}\n`,
+    );
+    expect(carolId).toMatch(/^[0-9a-f]{16}$/);
     await carol.until(() => fileLines(carol).length > 0, 10_000, "carol's file line");
     expect(fs.readFileSync(path.join(s.dataDir, 'files', 'alice', 'note.txt')).equals(src.content)).toBe(
       true,
