@@ -142,17 +142,10 @@ export class FileSender {
   start(): void {
     const now = this.ctx.now();
     this.offeredAt = now;
-    for (const r of this.receivers.values()) r.heardAt = now;
-    const offer = encodeControl(OFFER, {
-      id: this.id,
-      name: this.file.name,
-      bytes: this.file.bytes,
-      sha256: this.file.sha256,
-      chunkBytes: this.opts.chunkBytes,
-    });
+    for (const r of this.receivers.values()) r.heardAt = r.offeredAt = now;
     if (this.opts.unicast)
-      for (const r of this.receivers.values()) this.channel.sendTo(r.peer, FILE_TOPIC, offer);
-    else this.channel.publish(FILE_TOPIC, offer);
+      for (const r of this.receivers.values()) this.channel.sendTo(r.peer, FILE_TOPIC, this.offer);
+    else this.channel.publish(FILE_TOPIC, this.offer);
   }
 
   get ended(): boolean {
@@ -191,9 +184,13 @@ export class FileSender {
     r.heardAt = this.ctx.now();
     // It asks, so it is receiving (it restarted after we had given up on it, say).
     r.status = 'accepted';
+    // At most one look per chunk of the file, whatever the ranges say (they may overlap).
+    let looks = this.chunks;
     for (const [first, last] of n.missing)
-      for (let i = first; i <= last && i < this.next && r.repair.size < FILE_REPAIR_CHUNKS_MAX; i++)
+      for (let i = first; i <= last && i < this.next && r.repair.size < FILE_REPAIR_CHUNKS_MAX; i++) {
+        if (--looks < 0) break;
         if (this.settledChunks.has(i) && !r.inFlight.has(i)) r.repair.add(i);
+      }
     this.pump();
   }
 
