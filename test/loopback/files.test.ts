@@ -1,14 +1,18 @@
 /**
  * `peer chat --send-file` with the built CLI over real UDP on 127.0.0.1 (TTL 0): two `--listen
  * --json` receivers get a multi-chunk file byte for byte, each printing exactly one JSON line for
- * it; a receiver over its --max-file-bytes refuses, and the sender exits 1 naming it and why.
+ * it; a receiver over its --max-file-bytes, or without the disk space (a tmpfs of its own),
+ * refuses, and the sender exits 1 naming it and why; a receiver killed mid-transfer resumes.
  * Run inside `unshare --net` (see the project's rules); needs `npm run build` first.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import {
+  BIN,
+  Lines,
   ROOT,
   alive,
   loopbackFlags,
@@ -16,8 +20,8 @@ import {
   startCli,
   tempDir,
   testPort,
-  type Lines,
 } from '../support/proc.js';
+import { onTmpfs, TMPFS_SIZE } from '../support/tmpfs.js';
 
 const running: Lines[] = [];
 /** Enough 1 MiB chunks that a receiver can be killed with some on disk and some not. */
@@ -224,4 +228,48 @@ describe('peer chat --send-file (loopback)', () => {
       expect(fs.readdirSync(partial)).toEqual([]);
     },
   );
+
+  it('a listener on a disk without room for the file refuses it, saying how much is free', async () => {
+    const s = setup();
+    // bob's data dir (and so its download folder) on a tmpfs of its own, in its own mount namespace.
+    const mount = path.join(s.dataDir, 'bob-disk');
+    const run = onTmpfs(mount, process.execPath, [
+      BIN,
+      'chat',
+      ...loopbackFlags(s.port, mount),
+      '--open',
+      '--name',
+      'bob',
+      '--listen',
+      '--json',
+    ]);
+    const bob = new Lines(
+      spawn(run.command, run.args, {
+        env: { ...process.env, NO_COLOR: '1' },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      }),
+    );
+    running.push(bob);
+    await bob.until(
+      () => fs.existsSync(`/proc/${bob.child.pid}/root${mount}/bob.db`),
+      10_000,
+      'bob to start',
+    );
+    const src = file(s.dataDir, 'large.bin', 3 * 1024 * 1024); // the tmpfs is TMPFS_SIZE
+    expect(TMPFS_SIZE).toBe('2m');
+    const r = await runCli(['chat', ...s.flags, '--name', 'alice', '--send-file', src.path], {
+      timeoutMs: 60_000,
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^peer: large\.bin is not held by bob \(refused: not enough disk space: 3145728 bytes needed, \d+ free\)\n$/,
+    );
+    await bob.until(() => fileLines(bob, 'file-refused').length > 0, 10_000, "bob's refusal");
+    expect(fileLines(bob, 'file-refused')[0]).toMatchObject({
+      from: 'alice',
+      name: 'large.bin',
+      reason: expect.stringMatching(/^not enough disk space: 3145728 bytes needed, \d+ free$/),
+    });
+    expect(alive(bob)).toBe(true);
+  });
 });
