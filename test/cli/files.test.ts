@@ -1,13 +1,14 @@
 /**
  * Files in a real terminal (tmux panes on a private tmux server, loopback group): `/send PATH` in
- * the interactive chat sends a file and says who holds it; on a terminal both sides of a
+ * the interactive chat sends a file and says who holds it, a file received shows as one line with
+ * where it was saved; on a terminal both sides of a
  * `--send-file` show a progress bar while the file travels, cleared once it arrived.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { BIN, loopbackFlags, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import { BIN, loopbackFlags, runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
 import { Tmux } from '../support/tmux.js';
 
 const carolTerm = new Tmux('files', 'carol');
@@ -53,6 +54,18 @@ describe('files in a terminal', () => {
     expect(
       fs.readFileSync(path.join(dataDir, 'files', 'carol', 'notes.txt')).equals(fs.readFileSync(src)),
     ).toBe(true);
+    // A file to carol shows in her chat as one line, with where it was saved.
+    const other = path.join(dataDir, 'from-dave.txt');
+    fs.writeFileSync(other, 'hello carol');
+    const dave = await runCli(['chat', '--name', 'dave', '--send-file', other, '--to', 'carol', ...net]);
+    expect(dave.code, dave.stderr).toBe(0);
+    const saved = path.join(dataDir, 'files', 'dave', 'from-dave.txt');
+    await carolTerm.until('the file line', () =>
+      carolTerm
+        .pane()
+        .replaceAll('\n', '')
+        .includes(`dave sent from-dave.txt (11 B): saved as ${saved} (SHA-256 verified)`),
+    );
     carolTerm.keys('-l', '/send /no/such/file');
     carolTerm.keys('Enter');
     await carolTerm.until('the error', () =>
