@@ -262,6 +262,7 @@ export class ChatSession {
     for (const s of statuses) {
       for (const p of s.pending) missing.set(p, `${name(p)} (no ack)`);
       for (const p of s.gone) missing.set(p, `${name(p)} (gone)`);
+      for (const r of s.refused) missing.set(r.peer, `${name(r.peer)} (refused: ${r.reason})`);
     }
     return [...missing.values()];
   }

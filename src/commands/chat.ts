@@ -26,8 +26,16 @@ import type { IncomingEvent, OutgoingFile, TransferResult } from '../p2p/files/i
 import { defaultName, networkSettings, untilSignal } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
+import { PasteJoiner } from '../cli/paste.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
-import { Chat, ChatError, CHAT_HISTORY_KEEP_MAX, type ChatLine, type Presence } from '../p2p/chat.js';
+import {
+  Chat,
+  ChatError,
+  CHAT_HISTORY_KEEP_MAX,
+  CHAT_TEXT_BYTES_MAX,
+  type ChatLine,
+  type Presence,
+} from '../p2p/chat.js';
 import type { AckStatus, LostReport, SendResult } from '../p2p/reliable/index.js';
 import type { MemberView } from '../p2p/protocol.js';
 import { isPeerName } from '../p2p/wire.js';
@@ -51,6 +59,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a
     '<%= config.bin %> chat --interface 127.0.0.1 --name bob --listen --json',
     '<%= config.bin %> chat --interface 127.0.0.1 --name carol --send "hello everyone"',
     '<%= config.bin %> chat --interface 127.0.0.1 --name carol --send "just for you" --to alice',
+    'git diff | <%= config.bin %> chat --interface 127.0.0.1 --name carol --send -',
     'echo "from a script" | <%= config.bin %> chat --interface 127.0.0.1 --name script',
     '<%= config.bin %> chat --interface 127.0.0.1 --name carol --send-file /etc/hostname',
     '<%= config.bin %> chat --interface 127.0.0.1 --name carol --send-file /etc/hostname --to bob',
@@ -62,7 +71,8 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a
   static override flags = {
     ...networkFlags,
     send: Flags.string({
-      summary: 'Send TEXT, wait until every member (or --to) acknowledged it, and exit.',
+      summary:
+        'Send TEXT (- reads the whole of stdin as one message), wait until every member (or --to) acknowledged it, and exit.',
       exclusive: ['listen', 'bot', 'history'],
     }),
     'send-file': Flags.string({
@@ -121,7 +131,12 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a
     this.showLamport = flags['show-lamport'];
     if (flags.history !== undefined)
       return this.printStored(flags['data-dir'], flags.name ?? defaultName(), flags.history);
-    if (flags.send !== undefined) return this.sendOnce(flags, flags.send, flags.to);
+    if (flags.send !== undefined)
+      return this.sendOnce(
+        flags,
+        flags.send === '-' ? await readMessage(process.stdin) : flags.send,
+        flags.to,
+      );
     if (flags['send-file'] !== undefined) return this.sendFileOnce(flags, flags['send-file'], flags.to);
     if (flags.listen) return this.listen(flags);
     if (flags.bot) return this.bot(flags, parseDuration(flags.every));
@@ -331,7 +346,9 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a
     }
     const j = await this.join({ ...flags, name }, CHAT_JOIN_HISTORY_LINES);
     const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: true });
-    rl.setPrompt(`${paintName(name)}> `);
+    const prompt = `${paintName(name)}> `;
+    rl.setPrompt(prompt);
+    const paste = new PasteJoiner(process.stdin, process.stdout);
     let open = true;
     // Lines arriving while the user types are printed above the prompt, which is then redrawn;
     // never once it closed: prompting again resumes the terminal's input, and the process would
@@ -355,6 +372,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a
     const done = new Promise<void>((resolve) =>
       rl.on('close', () => {
         open = false;
+        paste.close();
         resolve();
       }),
     );
@@ -363,8 +381,11 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a
     process.once('SIGINT', () => rl.close());
     process.once('SIGTERM', () => rl.close());
     rl.on('line', (raw) => {
+      const typed = paste.line(raw);
+      // A pasted block's lines continue under an indent until Enter sends them as one message.
+      rl.setPrompt(paste.holding ? PASTE_PROMPT : prompt);
       try {
-        if (this.command(j, raw.trim(), print) === 'quit') return rl.close();
+        if (typed !== null && this.typed(j, typed, print) === 'quit') return rl.close();
       } catch (err) {
         print(chalk.red(escapeForTerminal((err as Error).message)));
       }
@@ -375,6 +396,13 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a
     display.stop();
     await j.stop();
     process.stdout.write('\n');
+  }
+
+  /** What Enter sent in interactive mode: a pasted block of lines is one message, never a command. */
+  private typed(j: ChatSession, text: string, print: (s: string) => void): 'quit' | void {
+    if (!text.includes('\n')) return this.command(j, text.trim(), print);
+    const message = text.replace(/^\s*\n/, '').trimEnd();
+    if (message !== '') j.chat.say(message);
   }
 
   /** One line typed in interactive mode. */
@@ -524,7 +552,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a
         : ` ${chalk.gray('→')} ${l.to === me ? chalk.bold('you') : paintName(l.toName ?? l.to)}`;
     const tag = l.history ? chalk.gray(' (history)') : '';
     const time = this.showLamport ? `${clockTime(l.at)} L${l.lamport}` : clockTime(l.at);
-    return `${chalk.gray(time)} ${paintName(l.fromName)}${to}${tag}: ${escapeForTerminal(l.text)}`;
+    return `${chalk.gray(time)} ${paintName(l.fromName)}${to}${tag}: ${textLines(l.text)}`;
   }
 
   private printLost(r: LostReport): void {
@@ -570,6 +598,10 @@ function reasonText(reason: string): string {
       return 'the sender gave up';
     case 'gone':
       return 'the peer is gone';
+    case 'too-large':
+      return 'it refused the message as too large';
+    case 'no-room':
+      return 'it had no room for the message';
     case 'busy':
       return 'too many unacknowledged messages to that peer';
     default:
@@ -584,6 +616,44 @@ function rejectedText(n: number): string {
 /** Stored lines that failed validation are never shown or served: say how many the last read skipped. */
 function warnRejected(rejected: number): void {
   if (rejected > 0) process.stderr.write(`peer: ${rejectedText(rejected)}\n`);
+}
+
+/** Indent of a message's second and later lines, under the line that names its sender. */
+const CONTINUATION_INDENT = '    ';
+/** The prompt while a pasted block waits for Enter. */
+const PASTE_PROMPT = CONTINUATION_INDENT;
+
+/**
+ * A message's text for the terminal: each line escaped (escapeForTerminal), the second and later
+ * ones indented, so a long message reads as lines yet cannot pass for another sender's line (those
+ * start with a time, never with the indent).
+ */
+function textLines(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => escapeForTerminal(line))
+    .join(`\n${CONTINUATION_INDENT}`);
+}
+
+/**
+ * The whole of `input` as one message (`--send -`), without the one newline that ends most input
+ * (`echo hi`); reading stops with a usage error once it is past the limit, so a huge input is never held.
+ */
+async function readMessage(input: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of input) {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    bytes += b.length;
+    if (bytes > CHAT_TEXT_BYTES_MAX)
+      throw new UsageError(
+        `--send -: stdin is over the ${CHAT_TEXT_BYTES_MAX}-byte limit of a message; send it as a file with --send-file PATH`,
+      );
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 function checkText(text: string): void {

@@ -13,9 +13,14 @@
  *   missing at the same incarnation is not announced gone: that is an older heartbeat arriving
  *   late (reordering), not a departure. One-shot senders never carry the tag: their lines show
  *   under their name, but they are never announced.
+ * - A line is one message whatever its size, up to CHAT_TEXT_BYTES_MAX: reliable delivery sends
+ *   one that does not fit a datagram in fragments and delivers it whole, after the sender's
+ *   earlier lines and before its later ones (order is kept per topic, and every line is on
+ *   `chat`).
  * - History: a newcomer asks one chat member (`ch.hreq {n}`, unicast) for its last n lines; the
  *   member answers with one reliable unicast per line on topic `chat.h` (public lines and the
- *   newcomer's own direct messages only). Lines are de-duplicated by message id, so history
+ *   newcomer's own direct messages only), long lines included, the newest lines up to
+ *   CHAT_HISTORY_SHARE_BYTES_MAX. Lines are de-duplicated by message id, so history
  *   that overlaps live traffic or a local store shows once. With no answer within
  *   CHAT_HISTORY_RETRY_MS another member is asked, up to CHAT_HISTORY_ATTEMPTS_MAX times.
  * - Re-sync after a partition: when a chat member we knew comes back after being gone from our
@@ -24,15 +29,15 @@
  *   and left while we were cut off (a one-shot `peer chat --send`), whose stream nobody can repair.
  *
  * Failure modes: what reliable delivery reports lost is passed on (`onLost`), never hidden; a
- * history answer that would not fit one datagram is skipped and counted; a malformed payload from
- * the wire is dropped and counted.
+ * history request that finds too much history already queued for sending is not answered (the
+ * newcomer asks another member) and counted; a malformed payload from the wire is dropped and
+ * counted, a text over the limit refused and counted ('chat-text').
  */
 import { is, isPeerName, type PeerId } from './wire.js';
 import { f, message, messages, type Origin } from './kit/message.js';
 import { loadable } from './bounds.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import {
-  RELIABLE_PAYLOAD_BYTES_MAX,
   ReliableDelivery,
   messageKey,
   type AckStatus,
@@ -47,14 +52,30 @@ export const CHAT_TOPIC = 'chat';
 export const CHAT_HISTORY_TOPIC = 'chat.h';
 /** Membership tag of peers running chat. */
 export const CHAT_TAG = 'chat';
-/** Room for the wall-clock prefix of the payload ("1700000000000 "). */
-const WALL_PREFIX_BYTES_MAX = 17;
-/** Longest text, in UTF-8 bytes (what the payload limit counts). */
-export const CHAT_TEXT_BYTES_MAX = RELIABLE_PAYLOAD_BYTES_MAX - WALL_PREFIX_BYTES_MAX;
+/**
+ * Longest text, in UTF-8 bytes: a pasted stack trace, log or config file fits. More is a file
+ * (`--send-file`), streamed to disk: every chat member keeps lines in memory (up to
+ * CHAT_HISTORY_KEEP_BYTES_MAX), stores each in SQLite and shows it whole on a terminal.
+ */
+export const CHAT_TEXT_BYTES_MAX = 1024 * 1024;
 /** Lines one member sends a newcomer. */
 export const CHAT_HISTORY_SHARE_MAX = 50;
+/**
+ * History bytes (payloads) one member sends a newcomer at most: the newest lines that fit. 8 MiB
+ * always holds the newest line (1 MiB of text is at most 6 MiB as JSON, every character escaped),
+ * costs a LAN link well under a second, and bounds what one request makes a member queue.
+ */
+export const CHAT_HISTORY_SHARE_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * History requests are not answered while this many bytes wait to go out (reliable delivery's
+ * queue): requests come from anyone, and each may queue CHAT_HISTORY_SHARE_BYTES_MAX, so a flood
+ * of them must not grow a member's memory without bound.
+ */
+export const CHAT_HISTORY_QUEUED_BYTES_MAX = 2 * CHAT_HISTORY_SHARE_BYTES_MAX;
 /** Lines kept in memory to answer newcomers and /history. */
 export const CHAT_HISTORY_KEEP_MAX = 500;
+/** Text bytes of the lines kept in memory: with lines of up to 1 MiB, the line count alone would allow 500 MiB. */
+export const CHAT_HISTORY_KEEP_BYTES_MAX = 16 * 1024 * 1024;
 /** Message ids remembered to drop history that was already seen. */
 export const CHAT_SEEN_IDS_MAX = 20_000;
 export const CHAT_HISTORY_RETRY_MS = 1500;
@@ -125,6 +146,7 @@ export class Chat implements Protocol {
   readonly stats = {
     malformed: 0,
     historyReceived: 0,
+    /** History requests not answered: too much already queued (CHAT_HISTORY_QUEUED_BYTES_MAX). */
     historySkipped: 0,
     historyServed: 0,
     /** Lines from the store that failed isChatLine: never shown or served. */
@@ -136,6 +158,8 @@ export class Chat implements Protocol {
   /** Chat members announced as here, as last seen with the tag. */
   private readonly present = new Map<PeerId, MemberView>();
   private readonly lines: ChatLine[] = [];
+  /** UTF-8 bytes of the texts in `lines`. */
+  private linesBytes = 0;
   private readonly seen = new Set<string>();
   private tagged = false;
   private historyAsked: PeerId[] = [];
@@ -188,7 +212,9 @@ export class Chat implements Protocol {
     if (text.length === 0) throw new ChatError('empty message: nothing to send');
     const bytes = ReliableDelivery.payloadBytes(text);
     if (bytes > CHAT_TEXT_BYTES_MAX)
-      throw new ChatError(`message is ${bytes} bytes, over the ${CHAT_TEXT_BYTES_MAX}-byte limit; split it`);
+      throw new ChatError(
+        `message is ${bytes} bytes, over the ${CHAT_TEXT_BYTES_MAX}-byte limit; send it as a file (--send-file PATH, or /send PATH in interactive chat)`,
+      );
   }
 
   /** Sends a group message; `onSettled` runs once every chat member has acked it or is gone. */
@@ -215,14 +241,22 @@ export class Chat implements Protocol {
     return [...this.lines].sort(lamportOrder).slice(-n);
   }
 
+  /** Sends the asker its last `n` lines, or as many of the newest as CHAT_HISTORY_SHARE_BYTES_MAX holds. */
   private serveHistory(n: number, from: Origin): void {
+    if (this.reliable.queuedBytes() >= CHAT_HISTORY_QUEUED_BYTES_MAX) {
+      this.stats.historySkipped++;
+      return;
+    }
     const forThem = this.lines.filter((l) => l.to === null || l.to === from.id || l.from === from.id);
-    for (const l of forThem.sort(lamportOrder).slice(-n)) {
+    const payloads: string[] = [];
+    let bytes = 0;
+    for (const l of forThem.sort(lamportOrder).slice(-n).reverse()) {
       const payload = JSON.stringify([l.id, l.from, l.fromName, l.to, l.toName, l.text, l.lamport, l.at]);
-      if (ReliableDelivery.payloadBytes(payload) > RELIABLE_PAYLOAD_BYTES_MAX) {
-        this.stats.historySkipped++;
-        continue;
-      }
+      bytes += ReliableDelivery.payloadBytes(payload);
+      if (bytes > CHAT_HISTORY_SHARE_BYTES_MAX) break;
+      payloads.push(payload);
+    }
+    for (const payload of payloads.reverse()) {
       this.stats.historyServed++;
       this.reliable.sendTo(from.id, CHAT_HISTORY_TOPIC, payload);
     }
@@ -305,13 +339,18 @@ export class Chat implements Protocol {
       this.stats.malformed++;
       return;
     }
+    const text = d.payload.slice(sp + 1);
+    if (!isText(text)) {
+      this.ctx.refuse('chat-text');
+      return;
+    }
     return this.add({
       id: d.key,
       from: d.from,
       fromName: d.fromName,
       to: d.to,
       toName: d.to === null ? null : this.ctx.self.name,
-      text: d.payload.slice(sp + 1),
+      text,
       lamport: d.lamport,
       at,
       history: false,
@@ -363,7 +402,11 @@ export class Chat implements Protocol {
       if (oldest !== undefined) this.seen.delete(oldest);
     }
     this.lines.push(line);
-    if (this.lines.length > CHAT_HISTORY_KEEP_MAX) this.lines.shift();
+    this.linesBytes += ReliableDelivery.payloadBytes(line.text);
+    while (this.lines.length > CHAT_HISTORY_KEEP_MAX || this.linesBytes > CHAT_HISTORY_KEEP_BYTES_MAX) {
+      const oldest = this.lines.shift();
+      if (oldest) this.linesBytes -= ReliableDelivery.payloadBytes(oldest.text);
+    }
   }
 }
 

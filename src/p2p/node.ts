@@ -12,8 +12,12 @@
  */
 import {
   Codec,
+  FRAME_BYTES_MAX,
+  FRAME_MARK,
   PROTOCOL_VERSION,
   bodyBytesMax,
+  decodeFrame,
+  frameHeader,
   type AttachmentDecoder,
   type Check,
   type DropReason,
@@ -93,7 +97,7 @@ export class PeerNode {
     bytesIn: 0,
     bytesOut: 0,
     ownId: 0,
-    dropped: { oversize: 0, json: 0, envelope: 0, version: 0, type: 0, body: 0, attachment: 0 },
+    dropped: { oversize: 0, json: 0, envelope: 0, version: 0, type: 0, body: 0, attachment: 0, frame: 0 },
     refused: {},
     handlerErrors: 0,
     lastHandlerError: '',
@@ -103,6 +107,9 @@ export class PeerNode {
   private readonly clock: LamportClock;
   private readonly protocols: Protocol[] = [];
   private readonly owners = new Map<string, Protocol>();
+  private readonly frameOwners = new Map<number, (sender: PeerId, body: Buffer, from: Address) => void>();
+  /** Each frame kind's header with our id (wire.ts), written once. */
+  private readonly frameHeaders = new Map<number, Buffer>();
   private codec: Codec;
   private seq = 0;
   private listeners: Array<(e: PeerEvent) => void> = [];
@@ -134,6 +141,7 @@ export class PeerNode {
       stamp: () => this.clock.tick(),
       broadcast: (type, body, attachment) => this.transmit(null, type, body, attachment),
       send: (to, type, body, attachment) => this.transmit(to, type, body, attachment),
+      sendFrame: (to, kind, ...parts) => this.transmitFrame(to, kind, parts),
       emit: (e) => this.emit(e),
       refuse: (counter) => {
         this.stats.refused[counter] = (this.stats.refused[counter] ?? 0) + 1;
@@ -230,6 +238,10 @@ export class PeerNode {
       if (this.owners.has(type)) throw new Error(`message type '${type}' registered twice`);
       this.owners.set(type, p);
     }
+    for (const [kind, handler] of Object.entries(p.frames ?? {})) {
+      if (this.frameOwners.has(Number(kind))) throw new Error(`frame kind ${kind} registered twice`);
+      this.frameOwners.set(Number(kind), handler);
+    }
     this.protocols.push(p);
     const bodies: Record<string, Check> = {};
     const attachments: Record<string, AttachmentDecoder> = {};
@@ -317,6 +329,18 @@ export class PeerNode {
     return l;
   }
 
+  private transmitFrame(to: Address | null, kind: number, parts: Uint8Array[]): void {
+    let header = this.frameHeaders.get(kind);
+    if (!header) this.frameHeaders.set(kind, (header = frameHeader(kind, this.self.id)));
+    const data = Buffer.concat([header, ...parts]);
+    if (data.length > FRAME_BYTES_MAX)
+      throw new Error(`frame of ${data.length} bytes, over ${FRAME_BYTES_MAX}`);
+    this.stats.datagramsOut++;
+    this.stats.bytesOut += data.length;
+    if (to === null) this.opts.transport.broadcast(data);
+    else this.opts.transport.send(to, data);
+  }
+
   private receive(data: Uint8Array, from: Address): void {
     if (!this.running) return;
     this.turn(() => this.handle(data, from));
@@ -325,15 +349,10 @@ export class PeerNode {
   private handle(data: Uint8Array, from: Address): void {
     this.stats.datagramsIn++;
     this.stats.bytesIn += data.length;
+    if (data[0] === FRAME_MARK)
+      return this.handleFrame(Buffer.from(data.buffer, data.byteOffset, data.length), from);
     const r = this.codec.decode(data);
-    if (!r.ok) {
-      this.stats.dropped[r.reason]++;
-      if (r.reason === 'version' && !this.versionWarned.has(from) && this.versionWarned.size < 64) {
-        this.versionWarned.add(from);
-        this.emit({ kind: 'version-mismatch', from, version: r.version ?? -1 });
-      }
-      return;
-    }
+    if (!r.ok) return this.drop(r.reason, from, r.version);
     const env = r.env;
     if (env.i === this.self.id) {
       this.stats.ownId++;
@@ -352,6 +371,30 @@ export class PeerNode {
       this.membership.observe(env, from);
       this.owners.get(env.t)?.onMessage(env, from);
     });
+  }
+
+  /** A frame (wire.ts) goes to its kind's owner only from a live member at its known address. */
+  private handleFrame(data: Buffer, from: Address): void {
+    const r = decodeFrame(data);
+    if (!r.ok) return this.drop(r.reason, from, r.version);
+    if (r.sender === this.self.id) {
+      this.stats.ownId++;
+      return;
+    }
+    const owner = this.frameOwners.get(r.kind);
+    if (!owner) return this.drop('type', from);
+    const m = this.membership.get(r.sender);
+    if (!m || m.address !== from || (m.state !== 'alive' && m.state !== 'suspect'))
+      return this.drop('frame', from);
+    this.guard(() => owner(r.sender, r.body, from));
+  }
+
+  private drop(reason: DropReason, from: Address, version?: number): void {
+    this.stats.dropped[reason]++;
+    if (reason === 'version' && !this.versionWarned.has(from) && this.versionWarned.size < 64) {
+      this.versionWarned.add(from);
+      this.emit({ kind: 'version-mismatch', from, version: version ?? -1 });
+    }
   }
 
   /** A protocol bug must not kill a peer in the field; tests assert handlerErrors stays zero. */

@@ -33,6 +33,11 @@ export interface ProtocolContext {
   broadcast(type: string, body: unknown, attachment?: Uint8Array): number;
   /** Unicasts a message to one address; returns its Lamport time. */
   send(to: Address, type: string, body: unknown, attachment?: Uint8Array): number;
+  /**
+   * Sends a frame (wire.ts: bulk data without an envelope) of a kind this protocol owns, to an
+   * address or (null) the group: the header, then `parts` one after the other.
+   */
+  sendFrame(to: Address | null, kind: number, ...parts: Uint8Array[]): void;
   emit(event: PeerEvent): void;
   /**
    * Counts a message dropped because a counter in it would move ours past its bound (bounds.ts),
@@ -64,6 +69,11 @@ export interface Protocol {
   /** Types among `messages` that carry a binary attachment, with its decoder (wire.ts). */
   readonly attachments?: Record<string, AttachmentDecoder>;
   onMessage(env: Envelope, from: Address): void;
+  /**
+   * Frame kinds this module owns (wire.ts), each with its handler: `sender` is a live member and
+   * `from` its address (the node checked both); `body` is what follows the header, unchecked.
+   */
+  readonly frames?: Record<number, (sender: PeerId, body: Buffer, from: Address) => void>;
   tick(now: number): void;
   /** Called once before the node stops gracefully, while sending still works. */
   leave?(): void;

@@ -33,9 +33,31 @@
 export const PROTOCOL_VERSION = 4;
 /** Largest encoded envelope we send or accept, in bytes. */
 export const DATAGRAM_PAYLOAD_BYTES_MAX = 1200;
+
 export const NAME_CHARS_MAX = 64;
 export const TYPE_CHARS_MAX = 16;
 export const PEER_ID_HEX_CHARS = 16;
+export const PEER_ID_BYTES = PEER_ID_HEX_CHARS / 2;
+
+/**
+ * Frames: bulk data without the JSON envelope. A large message's fragments after its first
+ * (p2p/reliable/fragments.ts) are nearly all of a transfer's datagrams, and the envelope (type,
+ * id, name, incarnation, sequence, Lamport time, body keys) would be a tenth of each; a frame
+ * carries only what a receiver needs to place the bytes:
+ *   u8 FRAME_MARK | u8 PROTOCOL_VERSION | u8 kind | 8 bytes sender id | body (the kind's owner's)
+ * A frame is taken only from a live member at the address membership knows for it (node.ts): it
+ * opens nothing, adopts no counter, merges no clock; what its body says is checked by its owner
+ * against state an envelope set up. The first byte tells the two apart: JSON starts with '{'.
+ */
+/** Neither '{' nor a sealed datagram's first byte (transport/secure.ts: its format version, 1). */
+export const FRAME_MARK = 0x02;
+export const FRAME_HEADER_BYTES = 3 + PEER_ID_BYTES;
+/**
+ * The largest frame: the UDP payload of a full Ethernet frame (1500 - 20 IP - 8 UDP = 1472) less
+ * the sealing overhead of a keyed group (transport/secure.ts, 33 bytes), so keyed and open
+ * groups send frames of one size and neither fragments at the IP layer.
+ */
+export const FRAME_BYTES_MAX = 1472 - 33;
 
 export type PeerId = string;
 
@@ -52,7 +74,9 @@ export interface Envelope<B = unknown> {
   a?: unknown;
 }
 
-export type DropReason = 'oversize' | 'json' | 'envelope' | 'version' | 'type' | 'body' | 'attachment';
+/** Why a datagram was dropped; 'frame': a frame (above) not from a live member at its address. */
+export type DropReason =
+  'oversize' | 'json' | 'envelope' | 'version' | 'type' | 'body' | 'attachment' | 'frame';
 
 export type DecodeResult = { ok: true; env: Envelope } | { ok: false; reason: DropReason; version?: number };
 
@@ -341,4 +365,31 @@ export class ByteReader {
     this.offset = end;
     return s;
   }
+}
+
+/** A frame's header (see FRAME_MARK) for a kind and a sender: written once, sent before each body. */
+export function frameHeader(kind: number, sender: PeerId): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  out[0] = FRAME_MARK;
+  out[1] = PROTOCOL_VERSION;
+  out[2] = kind;
+  out.write(sender, 3, 'hex');
+  return out;
+}
+
+export type FrameResult =
+  | { ok: true; kind: number; sender: PeerId; body: Buffer }
+  | { ok: false; reason: DropReason; version?: number };
+
+/** Reads a frame's header (the datagram starts with FRAME_MARK); never throws. */
+export function decodeFrame(data: Buffer): FrameResult {
+  if (data.length > FRAME_BYTES_MAX) return { ok: false, reason: 'oversize' };
+  if (data.length < FRAME_HEADER_BYTES) return { ok: false, reason: 'envelope' };
+  if (data[1] !== PROTOCOL_VERSION) return { ok: false, reason: 'version', version: data[1] };
+  return {
+    ok: true,
+    kind: data[2]!,
+    sender: data.toString('hex', 3, FRAME_HEADER_BYTES),
+    body: data.subarray(FRAME_HEADER_BYTES),
+  };
 }

@@ -41,8 +41,11 @@ export const GROUP_COMMIT_DELAY_MS_MAX = 10;
 export const GROUP_COMMIT_OPS_MAX = 8192;
 /** Checkpoints kept, newest first: a damaged newest falls back to an older one. */
 export const CHECKPOINTS_KEPT = 8;
-/** Payload of one inbox message (bytes of UTF-8). */
-export const INBOX_PAYLOAD_BYTES_MAX = 64 * 1024;
+/**
+ * Payload of one inbox message (bytes of UTF-8): a chat line of 1 MiB of text (CHAT_TEXT_BYTES_MAX)
+ * as JSON, which is up to 6 MiB when every character is escaped, with its other fields.
+ */
+export const INBOX_PAYLOAD_BYTES_MAX = 8 * 1024 * 1024;
 /** Rows read per query while replaying. */
 export const REPLAY_BATCH_ROWS = 10_000;
 /** A capability's checkpointed state, as JSON (bytes). */

@@ -4,9 +4,11 @@ import { PROFILES } from '../../src/p2p/config.js';
 import {
   Chat,
   CHAT_TAG,
+  CHAT_HISTORY_KEEP_BYTES_MAX,
   CHAT_TEXT_BYTES_MAX,
   ChatError,
   LamportOrderer,
+  lamportOrder,
   type ChatLine,
 } from '../../src/p2p/chat.js';
 import { ReliableDelivery, type AckStatus, type SendResult } from '../../src/p2p/reliable/index.js';
@@ -19,12 +21,20 @@ interface H {
   c: SimCluster;
   chat: Map<SimPeer, Chat>;
   lines: Map<SimPeer, ChatLine[]>;
+  reliable: Map<SimPeer, ReliableDelivery>;
 }
 
 /** Every peer whose name does not start with "plain" runs chat, as `peer chat` installs it. */
-async function harness(seed: number, names: string[], faults = {}, historyWanted = 20): Promise<H> {
+async function harness(
+  seed: number,
+  names: string[],
+  faults = {},
+  historyWanted = 20,
+  history: ChatLine[] = [],
+): Promise<H> {
   const chat = new Map<SimPeer, Chat>();
   const lines = new Map<SimPeer, ChatLine[]>();
+  const reliable = new Map<SimPeer, ReliableDelivery>();
   const c = new SimCluster(seed, faults, PROFILES.lan, (node, peer) => {
     if (peer.name.startsWith('plain')) return;
     const rel = node.install(
@@ -33,13 +43,14 @@ async function harness(seed: number, names: string[], faults = {}, historyWanted
           audience: (m) => m.tags[CHAT_TAG] === true,
         }),
     );
-    const ch = node.install((ctx, n) => new Chat(ctx, n.membership, rel, { historyWanted }));
+    const ch = node.install((ctx, n) => new Chat(ctx, n.membership, rel, { historyWanted, history }));
+    reliable.set(peer, rel);
     chat.set(peer, ch);
     lines.set(peer, []);
     ch.onLine((l) => lines.get(peer)!.push(l));
   });
   for (const n of names) await c.add(n);
-  return { c, chat, lines };
+  return { c, chat, lines, reliable };
 }
 
 const chatConverged = (h: H) =>
@@ -147,6 +158,7 @@ describe('chat (simulation)', () => {
       emit: () => {},
       refuse: () => {},
       soon: (fn) => fn(), // unused: sendTo() sends at once
+      sendFrame: () => {},
       bodyBytesMax: () => 0, // reliable delivery sizes its datagrams itself (datagram.ts)
     };
     const bob: MemberView = {
@@ -190,6 +202,129 @@ describe('chat (simulation)', () => {
     expect(() => Chat.checkText('')).toThrow(ChatError);
     expect(() => Chat.checkText('x'.repeat(CHAT_TEXT_BYTES_MAX))).not.toThrow();
     expect(() => Chat.checkText('x'.repeat(CHAT_TEXT_BYTES_MAX + 1))).toThrow(/over the \d+-byte limit/);
+    expect(() => Chat.checkText('x'.repeat(CHAT_TEXT_BYTES_MAX + 1))).toThrow(/--send-file/);
+  });
+});
+
+/** A long text of `bytes` UTF-8 bytes, many lines, several scripts, so a misplaced fragment shows. */
+function longText(bytes: number, tag: string): string {
+  const line = (i: number) => `${tag} line ${i}: naïve façade — 日本語 ✓\n`;
+  const lines: string[] = [];
+  let n = 0;
+  for (let i = 0; n < bytes - 100; i++) {
+    lines.push(line(i));
+    n += ReliableDelivery.payloadBytes(line(i));
+  }
+  return lines.join('') + 'x'.repeat(bytes - n);
+}
+
+describe('long chat messages (simulation)', () => {
+  it.each(SEEDS.slice(0, 8))(
+    "a 1 MiB line among bursts of short ones under loss: each sender's lines in its order, the long one whole, seed %i",
+    async (seed) => {
+      const h = await harness(
+        seed,
+        ['alice', 'bob', 'carol'],
+        { loss: 0.1, duplicate: 0.03, delayMaxMs: 4 },
+        0,
+      );
+      expect(h.c.rt.runUntilTrue(() => chatConverged(h), 5_000)).toBe(true);
+      // Until its next tick a sender has not met a member chat just saw: it would not wait for
+      // that member's acks of what it published before (reliable-delivery.ts), nor order by them.
+      h.c.rt.runFor(PROFILES.lan.tickMs * 2);
+      const [a, b, c] = h.c.peers as [SimPeer, SimPeer, SimPeer];
+      const big = longText(CHAT_TEXT_BYTES_MAX, 'alice');
+      expect(ReliableDelivery.payloadBytes(big)).toBe(CHAT_TEXT_BYTES_MAX);
+      const sent = new Map<SimPeer, string[]>([
+        [a, []],
+        [b, []],
+      ]);
+      const say = (p: SimPeer, text: string) => {
+        h.chat.get(p)!.say(text);
+        sent.get(p)!.push(text);
+      };
+      let bigSettled: AckStatus | undefined;
+      for (let i = 0; i < 30; i++) {
+        if (i === 10) {
+          h.chat.get(a)!.say(big, (s) => (bigSettled = s));
+          sent.get(a)!.push(big);
+        }
+        say(a, `a${i}`);
+        say(b, `b${i}`);
+        if (i % 5 === 0) h.c.rt.runFor(3);
+      }
+      const received = (r: SimPeer, from: SimPeer) =>
+        h.lines
+          .get(r)!
+          .filter((l) => l.from === from.node.id)
+          .map((l) => l.text);
+      const done = () =>
+        received(b, a).length === 31 && received(c, a).length === 31 && received(c, b).length === 30;
+      expect(h.c.rt.runUntilTrue(done, 30_000)).toBe(true);
+      h.c.rt.runFor(500);
+      for (const r of [b, c]) expect(received(r, a)).toEqual(sent.get(a));
+      expect(received(c, b)).toEqual(sent.get(b));
+      expect(received(a, b)).toEqual(sent.get(b));
+      expect(h.c.rt.runUntilTrue(() => bigSettled !== undefined, 10_000)).toBe(true);
+      expect(bigSettled!.complete).toBe(true);
+      expect(h.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 4))(
+    'a late joiner gets a 1 MiB line in its history, whole and once, seed %i',
+    async (seed) => {
+      const h = await harness(seed, ['alice', 'bob'], { loss: 0.05, delayMaxMs: 3 });
+      expect(h.c.rt.runUntilTrue(() => chatConverged(h), 5_000)).toBe(true);
+      const [a] = h.c.peers as [SimPeer];
+      const big = longText(CHAT_TEXT_BYTES_MAX, 'history');
+      h.chat.get(a)!.say('before');
+      h.chat.get(a)!.say(big);
+      h.chat.get(a)!.say('after');
+      h.c.rt.runFor(2_000);
+      const dave = await h.c.add('dave');
+      const got = () => h.lines.get(dave)!;
+      expect(h.c.rt.runUntilTrue(() => got().length >= 3, 10_000)).toBe(true);
+      h.c.rt.runFor(500);
+      // In display order (history is unicast, and reliable delivery keeps no order across its lanes there).
+      expect([...got()].sort(lamportOrder).map((l) => l.text)).toEqual(['before', big, 'after']);
+      expect(got().every((l) => l.history)).toBe(true);
+      expect(h.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it('a received text over the limit is refused and counted, one at the limit is shown', async () => {
+    const h = await harness(3, ['alice', 'bob'], {}, 0);
+    expect(h.c.rt.runUntilTrue(() => chatConverged(h), 5_000)).toBe(true);
+    const [a, b] = h.c.peers as [SimPeer, SimPeer];
+    // Sent below Chat, as a peer that skips its own check would.
+    const rel = h.reliable.get(a)!;
+    rel.publish('chat', `0 ${'y'.repeat(CHAT_TEXT_BYTES_MAX + 1)}`);
+    rel.publish('chat', `0 ${'z'.repeat(CHAT_TEXT_BYTES_MAX)}`);
+    expect(h.c.rt.runUntilTrue(() => h.lines.get(b)!.length === 1, 10_000)).toBe(true);
+    h.c.rt.runFor(500);
+    expect(h.lines.get(b)!.map((l) => l.text.length)).toEqual([CHAT_TEXT_BYTES_MAX]);
+    expect(b.node.stats.refused['chat-text']).toBe(1);
+  });
+
+  it('lines kept in memory are bounded in bytes, the newest kept', async () => {
+    const stored: ChatLine[] = Array.from({ length: 40 }, (_, i) => ({
+      id: `${'a'.repeat(16)}/1/${i + 1}`,
+      from: 'a'.repeat(16),
+      fromName: 'alice',
+      to: null,
+      toName: null,
+      text: `${i} ${'x'.repeat(CHAT_TEXT_BYTES_MAX - 3)}`,
+      lamport: i + 1,
+      at: 0,
+      history: false,
+    }));
+    const h = await harness(4, ['bob'], {}, 0, stored);
+    const kept = h.chat.get(h.c.peers[0]!)!.recent(500);
+    const bytes = kept.reduce((n, l) => n + ReliableDelivery.payloadBytes(l.text), 0);
+    expect(bytes).toBeLessThanOrEqual(CHAT_HISTORY_KEEP_BYTES_MAX);
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept.at(-1)!.id).toBe(stored.at(-1)!.id);
   });
 });
 

@@ -110,6 +110,7 @@ describe('local health: the stalled tick', () => {
       broadcast: () => 0,
       send: () => 0,
       soon: (fn) => fn(),
+      sendFrame: () => {},
       bodyBytesMax: () => 0,
       emit: (e) => events.push(e),
       refuse: () => {},

@@ -5,9 +5,12 @@
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { SimCluster, type SimPeer } from '../support/cluster.js';
+import fc from 'fast-check';
+import { SimCluster, SimForger, type SimPeer } from '../support/cluster.js';
+import { FRAGMENT_FRAME, framePrefix } from '../../src/p2p/reliable/fragments.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import {
+  messageKey,
   ReliableDelivery,
   RELIABLE_BULK_BUFFER_BYTES_MAX,
   RELIABLE_MESSAGE_BYTES_MAX,
@@ -18,7 +21,7 @@ import {
   type ReliableOptions,
   type SendResult,
 } from '../../src/p2p/reliable/index.js';
-import { writeVarint } from '../../src/p2p/wire.js';
+import { frameHeader, writeVarint } from '../../src/p2p/wire.js';
 
 const SEEDS = Array.from({ length: 12 }, (_, i) => i + 1);
 
@@ -286,6 +289,26 @@ describe('reliable delivery of large messages (simulation)', () => {
     expect(h.c.rt.runUntilTrue(() => settled.length === 1, 30_000)).toBe(true);
     expect(settled[0]!.complete).toBe(true);
   });
+
+  it('a large message and a small one numbered alike in their lanes have different ids: both delivered, both acked', async () => {
+    const h = await harness(5, 2);
+    expect(
+      h.c.rt.runUntilTrue(() => [...h.rm.keys()].every((p) => p.node.membership.live().length === 1), 5_000),
+    ).toBe(true);
+    const [sender, receiver] = h.c.peers as [SimPeer, SimPeer];
+    const keys: string[] = [];
+    h.rm.get(receiver)!.on('keyed', (d) => void keys.push(d.key));
+    const settled: AckStatus[] = [];
+    const rd = h.rm.get(sender)!;
+    // The first of each lane: sequence 1 of the small lane, sequence 1 of the bulk lane.
+    const small = rd.publish('keyed', 'short', (s) => settled.push(s));
+    const large = rd.publish('keyed', 'x'.repeat(5000), (s) => settled.push(s));
+    expect(small.seq).toBe(large.seq);
+    expect(h.c.rt.runUntilTrue(() => settled.length === 2, 5_000)).toBe(true);
+    expect(new Set(keys).size).toBe(2);
+    expect(keys).toEqual([small, large].map(messageKey));
+    expect(settled.every((s) => s.complete)).toBe(true);
+  });
 });
 
 describe('the sender bounds what waits for its windows', () => {
@@ -304,5 +327,67 @@ describe('the sender bounds what waits for its windows', () => {
     h.c.rt.runFor(30); // failures are told at the next tick
     expect(results).toEqual([expect.objectContaining({ ok: false, reason: 'busy' })]);
     expect(rd.queuedBytes()).toBeLessThanOrEqual(2 * RELIABLE_QUEUE_BYTES_MAX);
+  });
+});
+
+describe("frames: the fragments after a message's first, without an envelope", () => {
+  it('a frame is taken only from a live member at its address, into a stream an envelope opened, in its epoch', async () => {
+    const h = await harness(5, 2, { delayMinMs: 0.1, delayMaxMs: 1 });
+    expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+    const [sender, receiver] = h.c.peers as [SimPeer, SimPeer];
+    const forger = await h.c.forger();
+    const frame = (id: string, epoch: number, seq: number) =>
+      Buffer.concat([frameHeader(FRAGMENT_FRAME, id), framePrefix(epoch, seq), Buffer.of(0, 1, 2, 3)]);
+    const dropped = () => receiver.node.stats.dropped.frame;
+    // A stranger's id, and a member's id from another address: dropped by the node.
+    forger.sendBytes(receiver.address, frame(SimForger.ID, 1, 2));
+    forger.sendBytes(receiver.address, frame(sender.node.id, h.rm.get(sender)!.epoch, 2));
+    h.c.rt.runFor(5);
+    expect(dropped()).toBe(2);
+    // From the member's own address but for a stream never opened: nothing is created.
+    forger.sendBytes(receiver.address, frame(sender.node.id, h.rm.get(sender)!.epoch, 2), {
+      spoofFrom: sender.address,
+    });
+    h.c.rt.runFor(5);
+    expect(h.rm.get(receiver)!.memory().streams).toBe(0);
+    // Once the stream is open, a spoofed frame of another epoch or far ahead changes nothing.
+    const settled: AckStatus[] = [];
+    h.rm.get(sender)!.publish('big', blob(5, 0, 20_000), (s) => settled.push(s));
+    expect(h.c.rt.runUntilTrue(() => settled.length === 1, 10_000)).toBe(true);
+    const epoch = h.rm.get(sender)!.epoch;
+    const refusedBefore = receiver.node.stats.refused['seq'] ?? 0;
+    forger.sendBytes(receiver.address, frame(sender.node.id, epoch + 1, 40), { spoofFrom: sender.address });
+    forger.sendBytes(receiver.address, frame(sender.node.id, epoch, 2 ** 30), { spoofFrom: sender.address });
+    h.c.rt.runFor(50);
+    expect(receiver.node.stats.refused['seq']).toBe(refusedBefore + 1);
+    // The next message still arrives whole, and nothing was delivered from the forged frames.
+    const next: AckStatus[] = [];
+    h.rm.get(sender)!.publish('big', blob(5, 1, 20_000), (s) => next.push(s));
+    expect(h.c.rt.runUntilTrue(() => next.length === 1, 10_000)).toBe(true);
+    expect(h.got.get(receiver)!.map((g) => g.sha)).toEqual([
+      sha(blob(5, 0, 20_000)),
+      sha(blob(5, 1, 20_000)),
+    ]);
+    expect(receiver.node.stats.handlerErrors).toBe(0);
+  });
+
+  it('any bytes after a frame header never throw in the receiver (fuzzed)', async () => {
+    const h = await harness(6, 2, { delayMinMs: 0.1, delayMaxMs: 1 });
+    expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+    const [sender, receiver] = h.c.peers as [SimPeer, SimPeer];
+    h.rm.get(sender)!.publish('big', blob(6, 0, 50_000));
+    h.c.rt.runFor(2);
+    const forger = await h.c.forger();
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), fc.integer({ min: 0, max: 3 }), (body, kind) => {
+        forger.sendBytes(receiver.address, Buffer.concat([frameHeader(kind, sender.node.id), body]), {
+          spoofFrom: sender.address,
+        });
+        h.c.rt.runFor(1);
+      }),
+      { numRuns: 500 },
+    );
+    h.c.rt.runFor(5_000);
+    expect(receiver.node.stats.handlerErrors).toBe(0);
   });
 });

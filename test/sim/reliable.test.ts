@@ -80,6 +80,7 @@ function standalone(
     emit: () => {},
     refuse: () => {},
     soon: (fn) => fn(), // at once: no other message or tick would come before it
+    sendFrame: () => {},
     bodyBytesMax: () => 0, // reliable delivery sizes its datagrams itself (datagram.ts)
   };
   return new ReliableDelivery({ ...stub, ...ctx }, members, opts);

@@ -75,6 +75,7 @@ async function setup(seed: number, members = 3) {
       emit: (e) => ctx.emit(e),
       refuse: (counter) => ctx.refuse(counter),
       soon: (fn) => ctx.soon(fn),
+      sendFrame: () => {},
       bodyBytesMax: (type) => ctx.bodyBytesMax(type),
     });
     const ring = node.install(

@@ -147,6 +147,13 @@ export class SimForger {
     return this.transport.address;
   }
 
+  /** Sends any bytes (a frame, say: wire.ts) to `to`, or multicasts them with `to` null. */
+  sendBytes(to: Address | null, data: Uint8Array, opts: { spoofFrom?: Address } = {}): void {
+    if (opts.spoofFrom) this.net.deliver(opts.spoofFrom, to, data);
+    else if (to === null) this.transport.broadcast(data);
+    else this.transport.send(to, data);
+  }
+
   /** Sends one envelope to `to`, or multicasts it with `to` null. */
   send(
     to: Address | null,
@@ -182,4 +189,5 @@ export const NO_DROPS: NodeStats['dropped'] = {
   type: 0,
   body: 0,
   attachment: 0,
+  frame: 0,
 };

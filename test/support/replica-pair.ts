@@ -91,6 +91,7 @@ export function reconcilePair(
       broadcast: (type, body) => transmit(other, type, body),
       send: (_to, type, body) => transmit(other, type, body),
       soon: (fn) => fn(),
+      sendFrame: () => {},
       bodyBytesMax: (type) => bodyBytesMax(type, `h${i}`),
       refuse: () => {},
       emit: (e) => {

@@ -99,6 +99,7 @@ describe('reliable delivery: the room in a datagram', () => {
             emit: () => {},
             refuse: () => {},
             soon: () => {}, // the test flushes the whole burst itself
+            sendFrame: () => {},
             bodyBytesMax: () => 0, // reliable delivery sizes its datagrams itself (datagram.ts)
           };
           const rd = new ReliableDelivery(ctx, { live: () => [], get: () => undefined });

@@ -8,8 +8,14 @@ import {
   OversizeError,
   PROTOCOL_VERSION,
   type Envelope,
+  FRAME_BYTES_MAX,
+  FRAME_HEADER_BYTES,
+  FRAME_MARK,
+  decodeFrame,
+  frameHeader,
 } from '../../src/p2p/wire.js';
 import { SimCluster } from '../support/cluster.js';
+import { SECURE_FORMAT_VERSION } from '../../src/p2p/transport/secure.js';
 
 const codec = new Codec({
   hb: is.object({ g: is.tags(4, 8, 8) }),
@@ -154,5 +160,36 @@ describe('a live peer under garbage', () => {
     // what matters is that no real peer was ever declared dead.
     expect(a.events.filter((e) => e.kind === 'dead' && e.member.id === b.node.id)).toEqual([]);
     expect(b.events.filter((e) => e.kind === 'dead' && e.member.id === a.node.id)).toEqual([]);
+  });
+});
+
+describe('frames (bulk data without an envelope)', () => {
+  const id = '0123456789abcdef';
+
+  it('a header and body read back as they were written', () => {
+    const data = Buffer.concat([frameHeader(7, id), Buffer.from('body')]);
+    expect(data[0]).toBe(FRAME_MARK);
+    expect(data.length).toBe(FRAME_HEADER_BYTES + 4);
+    const r = decodeFrame(data);
+    expect(r).toEqual({ ok: true, kind: 7, sender: id, body: Buffer.from('body') });
+  });
+
+  it('another version, a short header or an oversize frame is refused with its reason', () => {
+    const other = frameHeader(1, id);
+    other[1] = PROTOCOL_VERSION + 1;
+    expect(decodeFrame(other)).toEqual({ ok: false, reason: 'version', version: PROTOCOL_VERSION + 1 });
+    expect(decodeFrame(frameHeader(1, id).subarray(0, FRAME_HEADER_BYTES - 1))).toMatchObject({
+      ok: false,
+      reason: 'envelope',
+    });
+    expect(decodeFrame(Buffer.alloc(FRAME_BYTES_MAX + 1, FRAME_MARK))).toMatchObject({
+      ok: false,
+      reason: 'oversize',
+    });
+  });
+
+  it('neither a JSON envelope nor a sealed datagram starts like a frame', () => {
+    expect('{'.charCodeAt(0)).not.toBe(FRAME_MARK);
+    expect(SECURE_FORMAT_VERSION).not.toBe(FRAME_MARK);
   });
 });

@@ -471,6 +471,7 @@ function channelContext(ctx: ProtocolContext, emit: (e: PeerEvent) => void): Pro
     stamp: () => ctx.stamp(),
     broadcast: (type, body) => ctx.broadcast(toChannel(type), body),
     send: (to, type, body) => ctx.send(to, toChannel(type), body),
+    sendFrame: (to, kind, ...parts) => ctx.sendFrame(to, kind, ...parts),
     emit,
     refuse: (counter) => ctx.refuse(counter),
     soon: (fn) => ctx.soon(fn),

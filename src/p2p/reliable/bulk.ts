@@ -8,10 +8,16 @@
  * (held, not copied, until the last fragment is sent): memory here is what callers publish
  * ahead; `queuedBytes` tells them how much, so a long transfer publishes its next chunk only
  * when little is waiting (the file transfer does).
+ *
+ * Order with the small lane: a receiver delivers each lane's stream on its own, so a message
+ * published after small ones would overtake them whenever one of those needs a repair (or is
+ * still waiting for its datagram to go out). Its first fragment therefore waits until every
+ * receiver acked the small messages published before it: a round trip of latency for a large
+ * message right after small ones, none for the small messages themselves.
  */
 import type { AckStatus, MessageId } from './delivery.js';
 import type { DatagramRoom } from './datagram.js';
-import { Split } from './fragments.js';
+import { framedRoom, Split } from './fragments.js';
 import { RELIABLE_QUEUE_BYTES_MAX } from './limits.js';
 import type { MulticastSender } from './sender.js';
 import type { Shared } from './shared.js';
@@ -24,6 +30,10 @@ interface Queued {
   split: Split;
   /** The next fragment to send. */
   next: number;
+  /** The small lane's highest sequence at publish: sent once every receiver acked it. */
+  after: number;
+  /** When it was published (ctx.now()). */
+  at: number;
 }
 
 export class BulkSender {
@@ -39,8 +49,11 @@ export class BulkSender {
     private readonly shared: Shared,
     private readonly sender: MulticastSender,
     private readonly room: DatagramRoom,
+    /** The small lane's sender, whose earlier messages a large one waits for. */
+    private readonly small: MulticastSender,
   ) {
     sender.onProgress = () => this.pump();
+    small.onProgress = () => this.pump();
   }
 
   /**
@@ -52,11 +65,24 @@ export class BulkSender {
       throw new RangeError(
         `${this.queuedBytes} bytes are still waiting to be sent; publish more once queuedBytes() is lower`,
       );
-    const split = new Split(data.length, this.room.payloadRoom(topic));
+    const split = new Split(data.length, this.room.payloadRoom(topic), framedRoom(this.shared.epoch));
     const first = Math.max(this.reserved, this.sender.highest) + 1;
     this.reserved = first + split.count - 1;
-    const id: MessageId = { origin: this.shared.ctx.self.id, epoch: this.shared.epoch, seq: first };
-    this.queue.push({ topic, lamport: this.shared.stamp(), data, split, next: 0 });
+    const id: MessageId = {
+      origin: this.shared.ctx.self.id,
+      epoch: this.shared.epoch,
+      seq: first,
+      bulk: true,
+    };
+    this.queue.push({
+      topic,
+      lamport: this.shared.stamp(),
+      data,
+      split,
+      next: 0,
+      after: this.small.highest,
+      at: this.shared.ctx.now(),
+    });
     this.queuedBytes += data.length;
     this.lastOfTopic.set(topic, this.reserved);
     if (onSettled) this.sender.addWaiter(id, this.reserved, onSettled);
@@ -70,6 +96,7 @@ export class BulkSender {
     // Whoever is live now must have room kept for them before anything more is numbered.
     this.sender.trackReceivers();
     for (let q = this.queue[0]; q; q = this.queue[0]) {
+      if (q.next === 0 && !this.small.ackedByAll(q.after, q.at)) return;
       const head = q.split.header(q.next);
       const [start, end] = q.split.range(q.next);
       if (!this.sender.mayPush(head.length + end - start)) return;

@@ -13,11 +13,18 @@ export interface MessageId {
   seq: number;
   /** Set for unicast messages: their sequence is per destination. */
   to?: PeerId;
+  /** Set for messages of the bulk lane: its streams are numbered apart from the small lane's. */
+  bulk?: true;
 }
 
-/** A message id as one string: `origin/epoch/seq` or `origin/epoch/to/seq`. */
+/**
+ * A message id as one string: `origin/epoch/seq` or `origin/epoch/to/seq`, the sequence written
+ * `b<seq>` in the bulk lane (its sequence 1 is not the small lane's: de-duplication by key must
+ * tell them apart).
+ */
 export function messageKey(id: MessageId): string {
-  return id.to ? `${id.origin}/${id.epoch}/${id.to}/${id.seq}` : `${id.origin}/${id.epoch}/${id.seq}`;
+  const seq = id.bulk ? `b${id.seq}` : String(id.seq);
+  return id.to ? `${id.origin}/${id.epoch}/${id.to}/${seq}` : `${id.origin}/${id.epoch}/${seq}`;
 }
 
 export interface Delivery {

@@ -12,13 +12,27 @@
  * so a receiver knows at the first fragment how large the message is (and refuses it there when
  * it is over its bounds, before holding a byte of it) and which sequence ends it.
  *
+ * The first fragment travels in an `rb.d` envelope, which opens the stream and names the topic
+ * and the message's Lamport time. The others of a multicast message travel as frames (wire.ts:
+ * no envelope), larger and nearly all header-free:
+ *   frame header | varint stream epoch | varint sequence | the fragment (kind 0, bytes)
+ * taken only into a stream an envelope opened, in its epoch, from its address (receiver.ts);
+ * a framed fragment inherits its message's topic and time. Unicast fragments all go in `rb.u`.
+ *
  * Memory: a receiver holds partial messages only from senders membership knows as live, within
  * RELIABLE_REASSEMBLY_BYTES_PER_SENDER_MAX per sender and RELIABLE_REASSEMBLY_BYTES_TOTAL_MAX in
  * all, counted from the first fragment (the whole message's size); a message over a bound, over
  * the receiver's own message limit, or from a sender it does not know, is refused: its fragments are acked and dropped, and the refusal rides on the stream's acks
  * (`rf`) for RELIABLE_REFUSAL_REPEAT_MS so the sender's callback hears of it (sender.ts).
  */
-import { ByteReader, varintBytes, writeVarint, type PeerId } from '../wire.js';
+import {
+  ByteReader,
+  FRAME_BYTES_MAX,
+  FRAME_HEADER_BYTES,
+  varintBytes,
+  writeVarint,
+  type PeerId,
+} from '../wire.js';
 import { messageKey, type Delivery, type LostReason, type MessageId } from './delivery.js';
 import type { Handlers } from './handlers.js';
 import {
@@ -33,7 +47,8 @@ import type { ReliableStats } from './shared.js';
 import type { StreamSink } from './sink.js';
 
 const FIRST = 1;
-const NEXT = 0;
+/** The kind byte of a fragment after its message's first. */
+export const CONTINUATION = 0;
 /** Bytes a first fragment's count may take: RELIABLE_FRAGMENTS_MAX fits 3 varint bytes. */
 const COUNT_VARINT_BYTES_MAX = 3;
 
@@ -43,16 +58,47 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 /** A refusal as acks carry it: the message's first sequence and the reason's index. */
 export type WireRefusal = [firstSeq: number, reason: number];
 
+/** The frame kind (wire.ts) of a multicast message's fragments after its first. */
+export const FRAGMENT_FRAME = 1;
+/** Bytes a framed fragment's sequence may take: 2^35 fragments (some 34 TB) per process. */
+const SEQ_VARINT_BYTES_MAX = 5;
+
 /** One fragment as decoded from a datagram. */
 export class Fragment {
   constructor(
     readonly seq: number,
+    /** Its message's topic and Lamport time; a framed fragment inherits its message's ('' and 0). */
     readonly topic: string,
     readonly lamport: number,
     /** Set on a message's first fragment. */
     readonly head: { bytes: number; count: number } | null,
     readonly data: Buffer,
+    /** Came in a frame. */
+    readonly framed = false,
   ) {}
+}
+
+/** The payload room of a framed fragment from a stream of `epoch`. */
+export function framedRoom(epoch: number): number {
+  return FRAME_BYTES_MAX - FRAME_HEADER_BYTES - varintBytes(epoch) - SEQ_VARINT_BYTES_MAX;
+}
+
+/** A framed fragment's body before its payload: the stream's epoch and the fragment's sequence. */
+export function framePrefix(epoch: number, seq: number): Buffer {
+  if (varintBytes(seq) > SEQ_VARINT_BYTES_MAX)
+    throw new RangeError(`sequence ${seq} past what a frame carries`);
+  const out = Buffer.allocUnsafe(varintBytes(epoch) + varintBytes(seq));
+  writeVarint(out, writeVarint(out, 0, epoch), seq);
+  return out;
+}
+
+/** A framed fragment (a continuation: kind 0) with its stream's epoch; undefined when malformed. */
+export function decodeFramed(body: Buffer): { epoch: number; fragment: Fragment } | undefined {
+  const r = new ByteReader(body);
+  const epoch = r.varint();
+  const seq = r.varint();
+  if (r.bad || seq === 0 || r.u8() !== CONTINUATION) return undefined;
+  return { epoch, fragment: new Fragment(seq, '', 0, null, body.subarray(r.offset), true) };
 }
 
 /** The PayloadReader (packer.ts) of the bulk lane. */
@@ -78,7 +124,7 @@ export function decodeFragment(
     )
       return undefined;
     head = { bytes, count };
-  } else if (kind !== NEXT) return undefined;
+  } else if (kind !== CONTINUATION) return undefined;
   if (r.bad || r.offset > end || end > r.buf.length) return undefined;
   const data = r.buf.subarray(r.offset, end);
   r.offset = end;
@@ -86,8 +132,9 @@ export function decodeFragment(
 }
 
 /**
- * How a message of `bytes` splits into fragments of at most `room` payload bytes each (the room
- * of one message in one datagram: datagram.ts).
+ * How a message of `bytes` splits into fragments: the first of at most `firstRoom` payload bytes
+ * (the room of one message in one envelope: datagram.ts), the others of at most `nextRoom`
+ * (the same, or a frame's: framedRoom()).
  */
 export class Split {
   readonly count: number;
@@ -96,10 +143,11 @@ export class Split {
 
   constructor(
     readonly bytes: number,
-    room: number,
+    firstRoom: number,
+    nextRoom = firstRoom,
   ) {
-    this.firstData = room - 1 - varintBytes(bytes) - COUNT_VARINT_BYTES_MAX;
-    this.nextData = room - 1;
+    this.firstData = firstRoom - 1 - varintBytes(bytes) - COUNT_VARINT_BYTES_MAX;
+    this.nextData = nextRoom - 1;
     this.count = 1 + Math.ceil(Math.max(0, bytes - this.firstData) / this.nextData);
   }
 
@@ -112,7 +160,7 @@ export class Split {
 
   /** Fragment i's header (before its data). */
   header(i: number): Buffer {
-    if (i > 0) return Buffer.of(NEXT);
+    if (i > 0) return Buffer.of(CONTINUATION);
     const out = Buffer.allocUnsafe(1 + varintBytes(this.bytes) + varintBytes(this.count));
     out[0] = FIRST;
     writeVarint(out, writeVarint(out, 1, this.bytes), this.count);
@@ -220,7 +268,8 @@ export class Reassembler implements StreamSink<Fragment> {
     }
     p.nextSeq = f.seq + 1;
     if (p.buf) {
-      if (f.topic !== p.topic || f.lamport !== p.lamport || p.filled + f.data.length > p.buf.length) {
+      const inherits = f.framed || (f.topic === p.topic && f.lamport === p.lamport);
+      if (!inherits || p.filled + f.data.length > p.buf.length) {
         this.stats.fragmentsMalformed++;
         this.drop(s, key, p, 'timeout');
         return null;
@@ -246,8 +295,8 @@ export class Reassembler implements StreamSink<Fragment> {
     }
     const id: MessageId =
       s.to === null
-        ? { origin: s.from, epoch: s.epoch, seq: p.firstSeq }
-        : { origin: s.from, epoch: s.epoch, seq: p.firstSeq, to: s.to };
+        ? { origin: s.from, epoch: s.epoch, seq: p.firstSeq, bulk: true }
+        : { origin: s.from, epoch: s.epoch, seq: p.firstSeq, to: s.to, bulk: true };
     return this.handlers.dispatch(new WholeMessage(id, s.from, s.fromName, s.to, p.topic, p.lamport, p.buf));
   }
 

@@ -95,10 +95,29 @@ export class MulticastReceiver<M extends Sequenced> {
   /** `messages`: those of the datagram's attachment. */
   onData({ epoch, joinPoint }: DataBody, origin: Origin, messages: M[]): void {
     const newest = messages[messages.length - 1];
-    const { stats } = this.shared;
     if (!newest || !this.shared.stampedBefore(origin, newest)) return;
     const s = this.stream(origin, epoch, joinPoint, newest.seq);
-    if (!s) return;
+    if (s) this.take(s, messages);
+  }
+
+  /**
+   * A message of a stream that is already open, from a frame (wire.ts: no envelope, from a live
+   * member at its address, as the node checked): taken only in the stream's epoch, from the
+   * stream's address, within the sequence bound; it opens, reopens or moves nothing else.
+   */
+  onFramed(sender: PeerId, from: Address, epoch: number, message: M): void {
+    const s = this.streams.get(sender);
+    if (!s || s.epoch !== epoch || s.closedAt !== null) return;
+    if (from !== s.address) {
+      this.shared.ctx.refuse('address');
+      return;
+    }
+    if (this.shared.seqAdoptable(s.next, message.seq)) this.take(s, [message]);
+  }
+
+  /** Delivers, holds or drops each message of a stream (in sequence order within `messages`). */
+  private take(s: InStream<M>, messages: M[]): void {
+    const { stats } = this.shared;
     for (const message of messages) {
       const seq = message.seq;
       if (seq > s.highest) s.highest = seq;

@@ -64,7 +64,14 @@ import {
 import { BulkSender } from './bulk.js';
 import { DatagramRoom } from './datagram.js';
 import { Window } from './flow.js';
-import { DEFAULT_REASSEMBLY_LIMITS, Reassembler, type Fragment } from './fragments.js';
+import {
+  decodeFramed,
+  DEFAULT_REASSEMBLY_LIMITS,
+  FRAGMENT_FRAME,
+  framedRoom,
+  Reassembler,
+  type Fragment,
+} from './fragments.js';
 import { Handlers } from './handlers.js';
 import { Lane } from './lane.js';
 import {
@@ -97,6 +104,13 @@ import { UnicastReceiver, UnicastSender } from './unicast.js';
 export class ReliableDelivery implements Protocol {
   readonly messages = { ...MESSAGES.checks, ...BULK_MESSAGES.checks };
   readonly attachments = { ...ATTACHMENTS, ...BULK_ATTACHMENTS };
+  readonly frames = {
+    [FRAGMENT_FRAME]: (sender: PeerId, body: Buffer, from: Address) => {
+      const framed = decodeFramed(body);
+      if (framed) this.bulk.receiver.onFramed(sender, from, framed.epoch, framed.fragment);
+      else this.stats.fragmentsMalformed++;
+    },
+  };
   /** The stream epoch: our incarnation when built, fixed for the life of the process. */
   readonly epoch: number;
   readonly stats = newStats();
@@ -150,7 +164,7 @@ export class ReliableDelivery implements Protocol {
       {
         messagesMax: RELIABLE_BULK_BUFFER_MESSAGES_MAX,
         bytesMax: RELIABLE_BULK_BUFFER_BYTES_MAX,
-        payloadBytesMax: room.payloadRoom('x'.repeat(1)),
+        payloadBytesMax: Math.max(room.payloadRoom('x'), framedRoom(shared.epoch)),
       },
       new Window(),
     );
@@ -162,7 +176,7 @@ export class ReliableDelivery implements Protocol {
       new UnicastReceiver(shared, BULK, this.reassembler),
       fragmentsOf,
     );
-    this.bulkOut = new BulkSender(shared, bulkSender, room);
+    this.bulkOut = new BulkSender(shared, bulkSender, room, this.small.sender);
   }
 
   // ---- public API ------------------------------------------------------------------------------
@@ -244,7 +258,7 @@ export class ReliableDelivery implements Protocol {
   /** Ack status of a message still in a send buffer (undefined once it left it). */
   ackStatus(id: MessageId): AckStatus | undefined {
     if (id.to || id.origin !== this.shared.ctx.self.id || id.epoch !== this.epoch) return undefined;
-    return this.small.sender.ackStatus(id) ?? this.bulk.sender.ackStatus(id);
+    return (id.bulk ? this.bulk : this.small).sender.ackStatus(id);
   }
 
   /** Sends the open datagrams of publish(); called soon after a publish() and by tick. */

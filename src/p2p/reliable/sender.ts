@@ -33,7 +33,13 @@ import type { Address } from '../transport/transport.js';
 import type { AckStatus, MessageId } from './delivery.js';
 import type { DatagramRoom } from './datagram.js';
 import type { Window } from './flow.js';
-import { REFUSAL_REASONS, type RefusalReason } from './fragments.js';
+import {
+  CONTINUATION,
+  FRAGMENT_FRAME,
+  framePrefix,
+  REFUSAL_REASONS,
+  type RefusalReason,
+} from './fragments.js';
 import {
   RELIABLE_ANNOUNCE_MS,
   RELIABLE_IDLE_ANNOUNCE_MS,
@@ -104,7 +110,10 @@ export class MulticastSender {
     /** Which live members are expected to run this module and ack. */
     private readonly audience: (m: MemberView) => boolean,
     bounds: BufferBounds,
-    /** The bulk lane's flow control (flow.ts); null: the small lane, which publishes at once. */
+    /**
+     * The bulk lane's flow control (flow.ts), which also sends a message's fragments after its
+     * first as frames (fragments.ts); null: the small lane, which publishes at once.
+     */
     private readonly window: Window | null = null,
   ) {
     this.sent = new SendBuffer(bounds.messagesMax, bounds.bytesMax, bounds.payloadBytesMax);
@@ -172,8 +181,12 @@ export class MulticastSender {
     lamport: number,
   ): void {
     const at = this.sent.pushBytes(topic, head, data, start, end, lamport);
+    const bytes = head.length + end - start;
     this.shared.stats.published++;
-    this.outbox.addBytes(this.sent.hi, lamport, topic, head.length + end - start, this.sent.ring, at);
+    if (this.framed(at)) {
+      this.outbox.flush(); // what came before it goes first
+      this.sendFramed(null, this.sent.hi, at, bytes);
+    } else this.outbox.addBytes(this.sent.hi, lamport, topic, bytes, this.sent.ring, at);
   }
 
   /** Sends the open datagram of publish(). */
@@ -283,10 +296,27 @@ export class MulticastSender {
     this.repairTo = from;
     this.repairJoinPoint = this.joinPoint();
     const s = this.sent;
-    for (const seq of seqs)
-      this.repairs.addBytes(seq, s.lamportOf(seq), s.topicOf(seq), s.bytesOf(seq), s.ring, s.offsetOf(seq));
+    for (const seq of seqs) {
+      const at = s.offsetOf(seq);
+      if (this.framed(at)) {
+        this.repairs.flush();
+        this.sendFramed(from, seq, at, s.bytesOf(seq));
+      } else this.repairs.addBytes(seq, s.lamportOf(seq), s.topicOf(seq), s.bytesOf(seq), s.ring, at);
+    }
     this.repairs.flush();
     stats.repairsSent += seqs.length;
+  }
+
+  /** Whether the message at `at` in the buffer goes as a frame: a bulk fragment after its message's first. */
+  private framed(at: number): boolean {
+    return this.window !== null && this.sent.ring[at] === CONTINUATION;
+  }
+
+  private sendFramed(to: Address | null, seq: number, at: number, bytes: number): void {
+    const { ctx, stats, epoch } = this.shared;
+    stats.datagramsSent++;
+    ctx.sendFrame(to, FRAGMENT_FRAME, framePrefix(epoch, seq), this.sent.ring.subarray(at, at + bytes));
+    if (to === null) this.lastAnnounce = ctx.now();
   }
 
   private sendData(to: Address | null, topics: string[], attachment: Buffer, joinPoint: number): void {
@@ -316,6 +346,20 @@ export class MulticastSender {
     for (const r of this.receivers.values())
       if (this.waitedFor(r, now) && r.acked < slowest) slowest = r.acked;
     return slowest;
+  }
+
+  /**
+   * Whether every tracked receiver acked `seq`. One never heard from is waited for at most
+   * RELIABLE_SILENT_RECEIVER_MS from `since` (or from when it was tracked, if later): it may not
+   * run this module, or it may only have had nothing from us yet, which slowestAcked() cannot tell
+   * apart once it has been tracked for that long.
+   */
+  ackedByAll(seq: number, since: number): boolean {
+    const now = this.shared.ctx.now();
+    for (const r of this.receivers.values())
+      if (r.acked < seq && (r.heard || now - Math.max(r.trackedAt, since) < RELIABLE_SILENT_RECEIVER_MS))
+        return false;
+    return true;
   }
 
   /** Where a receiver meeting our stream starts: the lowest position a tracked receiver needs. */

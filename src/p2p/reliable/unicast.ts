@@ -33,7 +33,7 @@ import {
   RELIABLE_UNICAST_TIMEOUT_MS,
   RELIABLE_UNICAST_WINDOW_MESSAGES,
 } from './limits.js';
-import type { LaneWire, UnicastAckBody, UnicastBody } from './messages.js';
+import { BULK, type LaneWire, type UnicastAckBody, type UnicastBody } from './messages.js';
 import { Packer } from './packer.js';
 import { heldBelow, type Shared } from './shared.js';
 import type { Sequenced, StreamSink } from './sink.js';
@@ -219,7 +219,7 @@ export class UnicastSender {
     out.nextSeq += count;
     const lamport = this.shared.stamp();
     const owner: OutMessage = {
-      id: { origin: ctx.self.id, epoch, seq, to },
+      id: { origin: ctx.self.id, epoch, seq, to, ...(this.wire === BULK ? { bulk: true as const } : {}) },
       lastSeq: seq + count - 1,
       done,
       settled: false,

@@ -55,7 +55,7 @@
  * at their address are not affected (see docs/security.md).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { DATAGRAM_PAYLOAD_BYTES_MAX } from '../wire.js';
+import { DATAGRAM_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX, FRAME_MARK } from '../wire.js';
 import { KEY_ID_BYTES, type Keyring } from './keyring.js';
 import { GUARD_SOURCES_MAX, RateGuard, type GuardStats } from './guard.js';
 import { parseAddress, type Address, type DatagramHandler, type Transport } from './transport.js';
@@ -68,7 +68,9 @@ export const TAG_BYTES = 16;
 export const HEADER_BYTES = 1 + KEY_ID_BYTES + NONCE_BYTES;
 export const SECURE_OVERHEAD_BYTES = HEADER_BYTES + TAG_BYTES;
 /** Largest sealed datagram: 1233 bytes, still under a 1500-byte Ethernet MTU with IP and UDP headers. */
-export const SEALED_DATAGRAM_BYTES_MAX = DATAGRAM_PAYLOAD_BYTES_MAX + SECURE_OVERHEAD_BYTES;
+/** The largest sealed datagram: an envelope's or a frame's (wire.ts), whichever is larger, sealed. */
+export const SEALED_DATAGRAM_BYTES_MAX =
+  Math.max(DATAGRAM_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX) + SECURE_OVERHEAD_BYTES;
 /** Width of the per-sender replay window, in datagrams: reordering deeper than this is refused. */
 export const REPLAY_WINDOW_DATAGRAMS = 1024;
 /** Senders (nonce prefixes) whose replay window is kept; least recently heard evicted first. */
@@ -87,6 +89,11 @@ export const REBIND_QUIET_MS = 1000;
 /** The counter value after which the prefix is redrawn (the counter field is 32 bits). */
 const NONCE_COUNTER_MAX = 0xffffffff;
 const PLAINTEXT_FIRST_BYTE = 0x7b; // '{': every JSON envelope starts with it
+
+/** An unsealed envelope or frame (wire.ts), as a keyless peer sends them. */
+function isPlaintext(data: Uint8Array): boolean {
+  return data[0] === PLAINTEXT_FIRST_BYTE || data[0] === FRAME_MARK;
+}
 
 export type SecureDropReason =
   'short' | 'oversize' | 'plaintext' | 'format' | 'key' | 'limited' | 'auth' | 'replay' | 'stale';
@@ -303,8 +310,8 @@ export class SecureTransport implements Transport {
 
   private tryOpen(data: Uint8Array, from: Address): OpenResult {
     if (data.length < SECURE_OVERHEAD_BYTES + 1)
-      return { ok: false, reason: data[0] === PLAINTEXT_FIRST_BYTE ? 'plaintext' : 'short' };
-    if (data[0] === PLAINTEXT_FIRST_BYTE) return { ok: false, reason: 'plaintext' };
+      return { ok: false, reason: isPlaintext(data) ? 'plaintext' : 'short' };
+    if (isPlaintext(data)) return { ok: false, reason: 'plaintext' };
     if (data.length > SEALED_DATAGRAM_BYTES_MAX) return { ok: false, reason: 'oversize' };
     if (data[0] !== SECURE_FORMAT_VERSION) return { ok: false, reason: 'format' };
     const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
