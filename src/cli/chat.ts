@@ -15,12 +15,20 @@ import {
   type Presence,
 } from '../p2p/chat.js';
 import { ReliableDelivery, type AckStatus, type LostReport } from '../p2p/reliable/index.js';
+import {
+  Files,
+  type FileSender,
+  type IncomingEvent,
+  type OutgoingFile,
+  type TransferResult,
+} from '../p2p/files/index.js';
 import type { MemberView } from '../p2p/protocol.js';
 import { ChatStore } from '../storage/chat.js';
 import type { Checkpoints } from '../storage/checkpoint.js';
 import { writeFailure } from '../storage/health.js';
 import { PeerStore, databasePath } from '../storage/store.js';
 import { receiveChatLine } from './checkpointing.js';
+import { incomingFiles } from './files.js';
 import { UsageError } from './network.js';
 import { startPeer, stderrHealth, type NetworkSettings, type RunningPeer } from './peer.js';
 
@@ -46,6 +54,7 @@ interface ChatModules {
   chat: Chat;
   reliable: ReliableDelivery;
   store: ChatStore;
+  files: Files;
 }
 
 /** The lines a feed shows (see ChatSession.feed). */
@@ -63,6 +72,14 @@ export interface JoinOptions {
   reader: boolean;
   /** Messages from a sender that can no longer be repaired (stored before this is called). */
   onLost: (r: LostReport) => void;
+  /** Files this peer accepts, and where they go; absent: it accepts none (a one-shot sender). */
+  files?: {
+    /** Default: `<data-dir>/files`. */
+    downloadDir?: string;
+    /** Default: any size the disk has room for. */
+    maxFileBytes?: number;
+    onIncoming: (e: IncomingEvent) => void;
+  };
 }
 
 /** Lines stored on disk, read without joining the group (--history). */
@@ -95,9 +112,10 @@ export class ChatSession {
   readonly chat: Chat;
   private readonly reliable: ReliableDelivery;
   private readonly store: ChatStore;
+  private readonly files: Files;
 
   private constructor(readonly peer: RunningPeer<ChatModules>) {
-    ({ chat: this.chat, reliable: this.reliable, store: this.store } = peer.installed);
+    ({ chat: this.chat, reliable: this.reliable, store: this.store, files: this.files } = peer.installed);
   }
 
   /** Starts a full peer in the chat (its lines stored in the peer's SQLite file). */
@@ -107,6 +125,10 @@ export class ChatSession {
     const checkpoints = new Promise<Checkpoints>((resolve) => (storeReady = resolve));
     // A full disk fails every line: one line says so, one when lines are stored again.
     const health = stderrHealth();
+    // Before the peer starts: a name that cannot be a folder is a usage error, not a half-started peer.
+    const incoming = opts.files;
+    const downloads =
+      incoming && incomingFiles(settings.dataDir, incoming.downloadDir, settings.name, health);
     const peer = await startPeer(settings, {
       health,
       open: (pstore) => ChatStore.on(pstore!),
@@ -143,11 +165,19 @@ export class ChatSession {
             ),
           ),
         );
+        const files = node.install(
+          (ctx, n) =>
+            new Files(ctx, reliable, n.membership, {
+              incoming: downloads,
+              maxFileBytes: incoming?.maxFileBytes,
+            }),
+        );
+        if (incoming) files.onIncoming(incoming.onIncoming);
         chat.onLost((r) => {
           health.attempt(pstore!.file, 'chat', () => store.saveLost(r, Date.now()));
           opts.onLost(r);
         });
-        return { chat, reliable, store };
+        return { chat, reliable, store, files };
       },
       // Chat lines are the messages a snapshot records in flight on each channel.
       snapshotChannels: ({ reliable }) => ({ reliable, topics: [CHAT_TOPIC] }),
@@ -207,6 +237,22 @@ export class ChatSession {
         resolve(s ?? { id, complete: false, acked: [], gone: [], pending: [], refused: [] });
       }, waitMs);
     });
+  }
+
+  /**
+   * Offers `file` to `targets` (the chat members, or the one --to target by unicast) and sends it;
+   * `done` resolves once every receiver holds it verified, refused, failed, or is gone.
+   */
+  sendFile(
+    file: OutgoingFile,
+    targets: MemberView[],
+    unicast: boolean,
+  ): { sender: FileSender; done: Promise<TransferResult> } {
+    let sender!: FileSender;
+    const done = new Promise<TransferResult>((resolve) => {
+      sender = this.files.send(file, { targets, unicast, onEnd: resolve });
+    });
+    return { sender, done };
   }
 
   /** The members that did not acknowledge every line, each with why: "bob (no ack)". */

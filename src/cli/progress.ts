@@ -28,6 +28,8 @@ export interface ProgressStream {
 export interface ProgressOptions {
   /** --json: never show anything. */
   json?: boolean;
+  /** Show the line after this long (default PROGRESS_AFTER_MS; 0 for work known to be long: a file transfer). */
+  afterMs?: number;
   /** For tests: the streams (default: process.stdout and process.stderr). */
   stdout?: ProgressStream;
   stderr?: ProgressStream;
@@ -41,6 +43,7 @@ export class Progress {
   private readonly out: ProgressStream;
   private readonly err: ProgressStream;
   private readonly enabled: boolean;
+  private readonly afterMs: number;
   /** The streams' own write functions while ours stand in for them (only while shown). */
   private originals: Array<[ProgressStream, ProgressStream['write']]> = [];
 
@@ -48,6 +51,7 @@ export class Progress {
     this.out = opts.stdout ?? process.stdout;
     this.err = opts.stderr ?? process.stderr;
     this.enabled = !opts.json && this.out.isTTY === true && this.err.isTTY === true;
+    this.afterMs = opts.afterMs ?? PROGRESS_AFTER_MS;
   }
 
   /** Says what the command waits for now (text may name remote peers: it is escaped). */
@@ -70,7 +74,7 @@ export class Progress {
 
   private draw(): void {
     const waited = Date.now() - this.started;
-    if (waited < PROGRESS_AFTER_MS) return;
+    if (waited < this.afterMs) return;
     if (this.originals.length === 0) this.interceptWrites();
     const spin = SPINNER[Math.floor(waited / PROGRESS_FRAME_MS) % SPINNER.length];
     const line = `${spin} ${escapeForTerminal(this.text)} (${Math.floor(waited / 1000)} s)`;

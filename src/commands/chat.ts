@@ -10,6 +10,19 @@ import {
   type LineFeed,
 } from '../cli/chat.js';
 import { networkFlags } from '../cli/flags.js';
+import {
+  FILE_PROGRESS_POLL_MS,
+  ReceivingBars,
+  humanBytes,
+  incomingLine,
+  outcomeText,
+  parseByteSize,
+  progressBar,
+  sentJson,
+} from '../cli/files.js';
+import { Progress } from '../cli/progress.js';
+import { openOutgoingFile } from '../storage/files.js';
+import type { IncomingEvent, OutgoingFile, TransferResult } from '../p2p/files/index.js';
 import { defaultName, networkSettings, untilSignal } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
@@ -31,14 +44,16 @@ export const EXIT_NOT_DELIVERED = 1;
 
 export default class ChatCommand extends PeerCommand {
   static override summary =
-    'Chat with the group: interactive, or scripted with --send, --listen, --bot, --history.';
+    'Chat with the group: interactive, or scripted with --send, --send-file, --listen, --bot, --history.';
   static override description = `Group messages reach every chat member exactly once and in each sender's order, or the loss is shown ("3 messages from bob were lost"). Direct messages (/msg, --to) are acknowledged and retried. A newcomer receives the last ${CHAT_JOIN_HISTORY_LINES} lines from a member already there. Every line seen is stored in the peer's SQLite file.
 
 Each line reads "12:03:04.120 alice: hello": the sender's clock, its name, the text. Lines are shown in Lamport order (a logical clock every message carries, so a reply never shows above what it answers); --show-lamport prints that time too ("12:03:04.120 L42 alice: hello").
 
-Interactive commands: /msg NAME text, /who, /history [N], /quit (or Ctrl-D, Ctrl-C). Only chat members are announced as joining or leaving and listed by /who: a peer running peer up, a worker or a one-shot --send is not in the chat (a --send line still shows under its sender's name). When stdin is not a terminal, each line read is sent as a message and the command exits when input ends (exit 0 once every member acknowledged every line).
+Files: --send-file PATH (or /send PATH in the interactive chat) offers a file to every chat member (or the --to member); each receiver that accepts writes it to <data-dir>/files/<sender>/<name> (--download-dir to change the folder), through a temporary file, never over an existing file (a name taken gets " (1)" before its extension), and keeps it only if its SHA-256 matches. A receiver refuses a file over its --max-file-bytes or its free disk space, and the sender is told why. A receiver killed mid-transfer and started again gets the rest of the file while the sender still runs. --send-file exits 0 once every receiver holds the verified file; otherwise 1, naming who does not and why.
 
-Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 not delivered (the message names who did not acknowledge), 2 bad usage.`;
+Interactive commands: /msg NAME text, /send PATH, /who, /history [N], /quit (or Ctrl-D, Ctrl-C). Only chat members are announced as joining or leaving and listed by /who: a peer running peer up, a worker or a one-shot --send is not in the chat (a --send line still shows under its sender's name). When stdin is not a terminal, each line read is sent as a message and the command exits when input ends (exit 0 once every member acknowledged every line).
+
+Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a file: held verified by each), 1 not delivered (the message names who did not acknowledge), 2 bad usage or a file that cannot be read.`;
   static override examples = [
     '<%= config.bin %> chat --interface 127.0.0.1 --name alice',
     '<%= config.bin %> chat --interface 127.0.0.1 --name bob --listen --json',
@@ -46,6 +61,9 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     '<%= config.bin %> chat --interface 127.0.0.1 --name carol --send "just for you" --to alice',
     'git diff | <%= config.bin %> chat --interface 127.0.0.1 --name carol --send -',
     'echo "from a script" | <%= config.bin %> chat --interface 127.0.0.1 --name script',
+    '<%= config.bin %> chat --interface 127.0.0.1 --name carol --send-file /etc/hostname',
+    '<%= config.bin %> chat --interface 127.0.0.1 --name carol --send-file /etc/hostname --to bob',
+    '<%= config.bin %> chat --interface 127.0.0.1 --name bob --listen --download-dir /tmp/incoming --max-file-bytes 100M',
     '<%= config.bin %> chat --interface 127.0.0.1 --name robot --bot --every 2s',
     '<%= config.bin %> chat --name alice --history 20',
     '<%= config.bin %> chat --name alice --history 20 --show-lamport',
@@ -57,9 +75,21 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         'Send TEXT (- reads the whole of stdin as one message), wait until every member (or --to) acknowledged it, and exit.',
       exclusive: ['listen', 'bot', 'history'],
     }),
+    'send-file': Flags.string({
+      summary:
+        'Send the file at PATH to every member (or --to), wait until each holds it verified, and exit.',
+      exclusive: ['send', 'listen', 'bot', 'history'],
+    }),
     to: Flags.string({
-      summary: 'With --send: send to this member only (a direct message).',
-      dependsOn: ['send'],
+      summary: 'With --send or --send-file: send to this member only.',
+      relationships: [{ type: 'some', flags: ['send', 'send-file'] }],
+    }),
+    'download-dir': Flags.string({
+      summary: 'Where received files go, in a folder per sender (default: <data-dir>/files).',
+    }),
+    'max-file-bytes': Flags.string({
+      summary:
+        'Refuse files larger than this, like 5000000, 512K, 100M or 2G (default: what the disk has room for).',
     }),
     listen: Flags.boolean({
       summary: 'Print every message as a line until Ctrl-C.',
@@ -67,7 +97,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       exclusive: ['bot', 'history'],
     }),
     json: Flags.boolean({
-      summary: 'With --listen, --history or --send: one JSON object per line.',
+      summary: 'With --listen, --history, --send or --send-file: one JSON object per line.',
       default: false,
     }),
     'show-lamport': Flags.boolean({
@@ -107,6 +137,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         flags.send === '-' ? await readMessage(process.stdin) : flags.send,
         flags.to,
       );
+    if (flags['send-file'] !== undefined) return this.sendFileOnce(flags, flags['send-file'], flags.to);
     if (flags.listen) return this.listen(flags);
     if (flags.bot) return this.bot(flags, parseDuration(flags.every));
     if (!process.stdin.isTTY) return this.pipe(flags);
@@ -160,6 +191,95 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       this.failUnlessComplete(j, [status]);
     } finally {
       await j.stop();
+    }
+  }
+
+  private async sendFileOnce(flags: FlagValues, path: string, toName: string | undefined): Promise<void> {
+    const file = await openOutgoingFile(path).catch((err: Error) => {
+      throw new UsageError(`--send-file: ${err.message}`);
+    });
+    try {
+      const j = await this.join(flags, 0, false);
+      try {
+        const members = await j.discover(toName);
+        const targets = toName === undefined ? members : members.filter((m) => m.name === toName);
+        if (targets.length === 0) {
+          const online = members.map((m) => m.name).join(', ') || 'nobody';
+          this.notDelivered(
+            toName === undefined
+              ? `no chat member answered within ${CHAT_DISCOVERY_MS} ms; the file was not sent`
+              : `no chat member named '${toName}' is online (online: ${online}); nothing was sent`,
+          );
+        }
+        const result = await this.sendFileShowing(j, file, targets, toName !== undefined);
+        if (result.readError !== null)
+          throw new UsageError(`--send-file: cannot read ${path}: ${result.readError}`);
+        if (this.json) this.out(sentJson(file, result));
+        else {
+          const holders = result.receivers.filter((r) => r.status === 'done').map((r) => paintName(r.name));
+          if (holders.length > 0)
+            this.out(
+              `${escapeForTerminal(file.name)} (${humanBytes(file.bytes)}) is held by ${holders.join(', ')} (SHA-256 verified)`,
+            );
+        }
+        if (!result.ok) this.notDelivered(notHeldText(file, result));
+      } finally {
+        await j.stop();
+      }
+    } finally {
+      await file.close();
+    }
+  }
+
+  /** Sends a file with a progress bar on a terminal; the outcome once every receiver is finished. */
+  private async sendFileShowing(
+    j: ChatSession,
+    file: OutgoingFile,
+    targets: MemberView[],
+    unicast: boolean,
+  ): Promise<TransferResult> {
+    const { sender, done } = j.sendFile(file, targets, unicast);
+    const progress = new Progress({ json: this.json, afterMs: 0 });
+    const who = unicast ? targets[0]!.name : `${targets.length} member(s)`;
+    const show = () => {
+      const p = sender.progress();
+      progress.update(`sending ${file.name} to ${who} ${progressBar(p.ackedBytes, p.bytes)}`);
+    };
+    show();
+    const timer = setInterval(show, FILE_PROGRESS_POLL_MS);
+    try {
+      return await done;
+    } finally {
+      clearInterval(timer);
+      progress.done();
+    }
+  }
+
+  /** /send PATH in the interactive chat: the file to every chat member, the outcome shown when it ends. */
+  private async sendFromChat(j: ChatSession, path: string, print: (s: string) => void): Promise<void> {
+    let file;
+    try {
+      file = await openOutgoingFile(path);
+    } catch (err) {
+      return print(chalk.red(escapeForTerminal((err as Error).message)));
+    }
+    try {
+      const targets = j.chat.members();
+      if (targets.length === 0) return print(chalk.gray('nobody else is here: the file was not sent'));
+      print(
+        chalk.gray(
+          `sending ${escapeForTerminal(file.name)} (${humanBytes(file.bytes)}) to ${targets.length} member(s)`,
+        ),
+      );
+      const { done } = j.sendFile(file, targets, false);
+      const result = await done;
+      if (result.ok)
+        print(
+          `${escapeForTerminal(file.name)} is held by ${targets.map((m) => paintName(m.name)).join(', ')} (SHA-256 verified)`,
+        );
+      else print(chalk.red(escapeForTerminal(notHeldText(file, result))));
+    } finally {
+      await file.close();
     }
   }
 
@@ -246,7 +366,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
     this.showPresence(j, display);
     print(
       chalk.gray(
-        `you are ${name} at ${j.peer.node.address}; /msg NAME text, /who, /history [N]; /quit, Ctrl-D or Ctrl-C to leave`,
+        `you are ${name} at ${j.peer.node.address}; /msg NAME text, /send PATH, /who, /history [N]; /quit, Ctrl-D or Ctrl-C to leave`,
       ),
     );
     const done = new Promise<void>((resolve) =>
@@ -316,6 +436,12 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
         if (j.rejected > 0) print(chalk.yellow(rejectedText(j.rejected)));
         return;
       }
+      case '/send': {
+        const path = line.slice(cmd.length).trim();
+        if (!path) throw new ChatError('usage: /send PATH');
+        void this.sendFromChat(j, path, print);
+        return;
+      }
       case '/msg': {
         const [to, ...words] = rest;
         const text = words.join(' ');
@@ -331,7 +457,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       }
       case '/help':
         print(
-          '/msg NAME text   direct message\n/who   members\n/history [N]   stored lines\n/quit   leave (or Ctrl-D, Ctrl-C)',
+          '/msg NAME text   direct message\n/send PATH   a file to every member\n/who   members\n/history [N]   stored lines\n/quit   leave (or Ctrl-D, Ctrl-C)',
         );
         return;
       default:
@@ -356,9 +482,25 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
       historyWanted,
       reader,
       onLost: (r) => this.printLost(r),
+      files: reader ? this.receiving(flags) : undefined,
     });
     warnRejected(j.rejected);
     return j;
+  }
+
+  /** What a reader does with files offered to it: lines, and a progress bar on a terminal. */
+  private receiving(flags: FlagValues): NonNullable<Parameters<typeof ChatSession.join>[1]['files']> {
+    const max = flags['max-file-bytes'];
+    const bars = new ReceivingBars(this.json);
+    return {
+      downloadDir: flags['download-dir'],
+      maxFileBytes: max === undefined ? undefined : parseByteSize('--max-file-bytes', max),
+      onIncoming: (e: IncomingEvent) => {
+        bars.onEvent(e);
+        const line = incomingLine(e, this.json);
+        if (line !== null) this.out(line);
+      },
+    };
   }
 
   private sayAndWait(j: ChatSession, text: string, waitMs: number): Promise<AckStatus> {
@@ -430,7 +572,17 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target), 1 no
   }
 }
 
-type FlagValues = Parameters<typeof networkSettings>[0] & { wait: number };
+type FlagValues = Parameters<typeof networkSettings>[0] & {
+  wait: number;
+  'download-dir'?: string;
+  'max-file-bytes'?: string;
+};
+
+/** "notes.txt is not held by bob (refused: too large ...), carol (gone ...)" (remote text: escape it). */
+function notHeldText(file: { name: string }, r: TransferResult): string {
+  const missing = r.receivers.filter((x) => x.status !== 'done').map(outcomeText);
+  return `${file.name} is not held by ${missing.join(', ')}`;
+}
 
 function reasonText(reason: string): string {
   switch (reason) {

@@ -96,7 +96,8 @@ export function writeFileAtomic(file: string, data: string): void {
   }
 }
 
-function fsyncDir(dir: string): void {
+/** Makes a rename or a new name in `dir` durable. */
+export function fsyncDir(dir: string): void {
   const fd = fs.openSync(dir, 'r');
   try {
     fs.fsyncSync(fd);

@@ -48,7 +48,9 @@ describe('one-line errors for bad input', () => {
   it('a flag that needs another names it, without oclif framing around it', async () => {
     const r = await runCli(['chat', ...base(), '--to', 'bob', '--listen']);
     expect(r.code).toBe(2);
-    expect(r.stderr.trim()).toBe('peer: All of the following must be provided when using --to: --send');
+    expect(r.stderr.trim()).toBe(
+      'peer: One of the following must be provided when using --to: --send, --send-file',
+    );
   });
 
   it('peer up refuses a port out of range', async () => {
