@@ -51,6 +51,8 @@ import { Snapshot } from '../../src/p2p/snapshot.js';
 import { MemoryReplica } from './memory-replica.js';
 import { Replication, envelopeOverhead, entryId } from '../../src/p2p/replication/index.js';
 import { KeyValue } from '../../src/p2p/kv/index.js';
+import { Files } from '../../src/p2p/files/index.js';
+import { MemoryIncomingFiles, memoryDisk } from './memory-files.js';
 import { MemoryTaskLog, runTask, Tasks, type TaskExecutor } from '../../src/p2p/tasks/index.js';
 import { installMonitorModules } from '../../src/cli/monitor/feeds.js';
 import { KvStore } from '../../src/storage/kv.js';
@@ -99,6 +101,7 @@ export interface Member {
   ring: TokenRing;
   reliable: ReliableDelivery;
   chat: Chat;
+  files: Files;
   snapshot: Snapshot;
   replication: Replication;
   kv: KeyValue;
@@ -118,6 +121,7 @@ export function protocolsOf(m: Member): Protocol[] {
     m.ring,
     m.reliable,
     m.chat,
+    m.files,
     m.snapshot,
     m.replication,
     m.kv,
@@ -185,6 +189,10 @@ export class ForgerGroup {
         }),
     );
     const chat = node.install((ctx, n) => new Chat(ctx, n.membership, reliable));
+    // Files ride on reliable delivery's topics (forged as payloads there), into memory.
+    const files = node.install(
+      (ctx, n) => new Files(ctx, reliable, n.membership, { incoming: new MemoryIncomingFiles(memoryDisk()) }),
+    );
     const snapshot = node.install(
       (ctx, n) =>
         new Snapshot(ctx, n.membership, {
@@ -239,6 +247,7 @@ export class ForgerGroup {
       ring,
       reliable,
       chat,
+      files,
       snapshot,
       replication,
       kv,

@@ -33,6 +33,7 @@ import {
   RELIABLE_REFUSALS_MAX,
 } from '../../src/p2p/reliable/index.js';
 import { CHAT_HISTORY_SHARE_MAX, CHAT_HISTORY_TOPIC, CHAT_TOPIC } from '../../src/p2p/chat.js';
+import { FILE_CONTROL_TOPIC, FILE_TOPIC } from '../../src/p2p/files/index.js';
 import { SNAPSHOT_MARKER_TOPIC, SNAPSHOT_REPORT_CHUNKS_MAX } from '../../src/p2p/snapshot.js';
 import {
   ACK_HOLDERS_MAX,
@@ -282,6 +283,11 @@ const topics: G<unknown> = fc.oneof(
   { arbitrary: k(fc.constantFrom([CHAT_TOPIC], [CHAT_HISTORY_TOPIC], [SNAPSHOT_MARKER_TOPIC])), weight: 6 },
   { arbitrary: konst([CHAT_TOPIC, CHAT_HISTORY_TOPIC, SNAPSHOT_MARKER_TOPIC]), weight: 2 },
   { arbitrary: k(fc.constantFrom(['x'.repeat(24)], ['a-1.b'])), weight: 1 },
+  // Shared files (p2p/files): offers and chunks, answers and requests.
+  {
+    arbitrary: k(fc.constantFrom([FILE_TOPIC], [FILE_CONTROL_TOPIC], [FILE_TOPIC, FILE_CONTROL_TOPIC])),
+    weight: 2,
+  },
   // Where entries and kv answers too large for a datagram travel (replication/large.ts).
   {
     arbitrary: k(fc.constantFrom([LARGE_TOPIC], [`${KV_CHANNEL_PREFIX}large`], [KV_LARGE_TOPIC])),
