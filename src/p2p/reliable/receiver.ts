@@ -8,7 +8,9 @@
  *   A restart gives a higher incarnation, hence a new stream.
  * - Receivers deliver in sequence order per stream and hold out-of-order messages (bounded
  *   window). A gap older than RELIABLE_NACK_DELAY_MS is asked for by a unicast `rm.nak` listing
- *   the missing ranges, again every RELIABLE_NACK_INTERVAL_MS while it lasts.
+ *   the missing ranges, again every RELIABLE_NACK_INTERVAL_MS while it lasts. The bulk lane, whose
+ *   window waits for its oldest gap, asks sooner: as data arrives, every
+ *   RELIABLE_BULK_NACK_INTERVAL_MS, several NACKs a round, new gaps first (RELIABLE_BULK_RENACK_MS).
  * - Receivers send cumulative acks (`rm.ack`: "I hold everything from f to a") at most once per
  *   tick, and at once whenever RELIABLE_ACK_EVERY_MESSAGES more can be acked, so a fast sender's
  *   window moves faster than the tick (window / tick would cap its rate). An ack waits for the
@@ -34,6 +36,7 @@ import { PendingWrites } from './durable.js';
 import type { StreamRef } from './fragments.js';
 import {
   RELIABLE_ACK_EVERY_MESSAGES,
+  RELIABLE_BULK_RENACK_MS,
   RELIABLE_CLOSED_RETENTION_MS,
   RELIABLE_GAP_TIMEOUT_MS,
   RELIABLE_NACK_DELAY_MS,
@@ -71,6 +74,9 @@ interface InStream<M> {
   held: Map<number, M>;
   gapSince: number | null;
   lastNack: number;
+  /** When a NACK last asked from the stream's next position, and the last sequence NACKs asked for since. */
+  lastFullNack: number;
+  nackedThrough: number;
   ackedSent: number;
   /** What the last ack said was received (durable.ts: flow control does not wait for the disk). */
   receivedSent: number;
@@ -89,6 +95,13 @@ export class MulticastReceiver<M extends Sequenced> {
     private readonly sink: StreamSink<M>,
     /** Ack at once when this many more messages can be acked (the bulk lane's window needs more). */
     private readonly ackEvery = RELIABLE_ACK_EVERY_MESSAGES,
+    /**
+     * The bulk lane NACKs as data arrives, every this many ms while a gap lasts, not only on its
+     * tick: its window waits for the oldest gap, so the tick's pace would set the transfer's.
+     */
+    private readonly nackEagerMs: number | null = null,
+    /** NACKs sent at once when more gaps remain than one lists (see nack()). */
+    private readonly nacksPerRound = 1,
   ) {}
 
   get streamCount(): number {
@@ -141,7 +154,17 @@ export class MulticastReceiver<M extends Sequenced> {
       this.shared.heldTotal++;
     }
     this.drain(s);
-    if (s.highest >= s.next) this.noteGap(s);
+    if (s.highest >= s.next) {
+      this.noteGap(s);
+      const now = this.shared.ctx.now();
+      if (
+        this.nackEagerMs !== null &&
+        now - s.gapSince! >= RELIABLE_NACK_DELAY_MS &&
+        now - s.lastNack >= this.nackEagerMs
+      )
+        // Only gaps past those asked for lately: their repairs may be on their way.
+        this.nack(s, now, now - s.lastFullNack < RELIABLE_BULK_RENACK_MS ? s.nackedThrough + 1 : s.next);
+    }
     const upTo = s.writes.ackable(s.next);
     if (Math.max(upTo, this.receivable(s)) - Math.max(s.ackedSent, s.receivedSent) >= this.ackEvery)
       this.sendAck(s, upTo);
@@ -233,6 +256,8 @@ export class MulticastReceiver<M extends Sequenced> {
       held: new Map(),
       gapSince: null,
       lastNack: -Infinity,
+      lastFullNack: -Infinity,
+      nackedThrough: 0,
       ackedSent: start - 1,
       receivedSent: start - 1,
       ackDue: true,
@@ -368,27 +393,36 @@ export class MulticastReceiver<M extends Sequenced> {
     if (upTo > s.ackedSent || this.receivable(s) > s.receivedSent || s.ackDue) this.sendAck(s, upTo);
   }
 
-  private nack(s: InStream<M>, now: number): void {
-    const missing: SeqRange[] = [];
-    let asked = 0;
+  /**
+   * Asks for the missing messages: one NACK of up to RELIABLE_NACK_RANGES_MAX ranges, or, in the
+   * bulk lane, up to `nacksPerRound` of them one after the other (random loss over a window of
+   * thousands of fragments leaves hundreds of gaps, and its window waits for them).
+   */
+  private nack(s: InStream<M>, now: number, from = s.next): void {
     const last = Math.min(s.highest, s.next + RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX);
-    let seq = s.next;
-    while (seq <= last && missing.length < RELIABLE_NACK_RANGES_MAX && asked < RELIABLE_NACK_MESSAGES_MAX) {
-      if (s.held.has(seq)) {
-        seq++;
-        continue;
+    let seq = Math.max(from, s.next);
+    if (seq === s.next) s.lastFullNack = now;
+    for (let round = 0; round < this.nacksPerRound && seq <= last; round++) {
+      const missing: SeqRange[] = [];
+      let asked = 0;
+      while (seq <= last && missing.length < RELIABLE_NACK_RANGES_MAX && asked < RELIABLE_NACK_MESSAGES_MAX) {
+        if (s.held.has(seq)) {
+          seq++;
+          continue;
+        }
+        const first = seq;
+        while (seq <= last && !s.held.has(seq) && asked < RELIABLE_NACK_MESSAGES_MAX) {
+          seq++;
+          asked++;
+        }
+        missing.push([first, seq - 1]);
       }
-      const first = seq;
-      while (seq <= last && !s.held.has(seq) && asked < RELIABLE_NACK_MESSAGES_MAX) {
-        seq++;
-        asked++;
-      }
-      missing.push([first, seq - 1]);
+      if (missing.length === 0) return;
+      s.lastNack = now;
+      s.nackedThrough = seq - 1;
+      this.shared.stats.nacksSent++;
+      this.shared.ctx.send(s.address, ...this.wire.NACK.out({ epoch: s.epoch, missing }));
     }
-    if (missing.length === 0) return;
-    s.lastNack = now;
-    this.shared.stats.nacksSent++;
-    this.shared.ctx.send(s.address, ...this.wire.NACK.out({ epoch: s.epoch, missing }));
   }
 
   /** Delivers the next message of a stream; the position moves first, so a throwing handler cannot cause a redelivery. */

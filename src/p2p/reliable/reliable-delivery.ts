@@ -80,6 +80,8 @@ import {
   RELIABLE_BUFFER_MESSAGES_MAX,
   RELIABLE_BULK_BUFFER_BYTES_MAX,
   RELIABLE_BULK_BUFFER_MESSAGES_MAX,
+  RELIABLE_BULK_NACK_INTERVAL_MS,
+  RELIABLE_BULK_NACKS_PER_ROUND,
   RELIABLE_MESSAGE_BYTES_MAX,
   RELIABLE_PAYLOAD_BYTES_MAX,
 } from './limits.js';
@@ -171,7 +173,14 @@ export class ReliableDelivery implements Protocol {
     this.bulk = new Lane(
       BULK,
       bulkSender,
-      new MulticastReceiver(shared, BULK, this.reassembler, RELIABLE_BULK_ACK_EVERY_MESSAGES),
+      new MulticastReceiver(
+        shared,
+        BULK,
+        this.reassembler,
+        RELIABLE_BULK_ACK_EVERY_MESSAGES,
+        RELIABLE_BULK_NACK_INTERVAL_MS,
+        RELIABLE_BULK_NACKS_PER_ROUND,
+      ),
       new UnicastSender(shared, BULK, room, this.small.unicastOut),
       new UnicastReceiver(shared, BULK, this.reassembler),
       fragmentsOf,
