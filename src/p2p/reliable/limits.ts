@@ -39,22 +39,21 @@ export const RELIABLE_REFUSALS_MAX = 16;
  * a receiver the sender no longer waits for may still ask for.
  */
 export const RELIABLE_BULK_BUFFER_MESSAGES_MAX = 8192;
-export const RELIABLE_BULK_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
+export const RELIABLE_BULK_BUFFER_BYTES_MAX = 4 * 1024 * 1024;
 /**
  * The bulk sender's window: bytes sent and not yet acked by the slowest live receiver. It starts
  * at RELIABLE_BULK_WINDOW_START_BYTES, grows by what is acked (doubling each round trip) up to
  * RELIABLE_BULK_WINDOW_BYTES_MAX, and shrinks by RELIABLE_BULK_WINDOW_CUT on a round trip with
  * NACKs, down to RELIABLE_BULK_WINDOW_MIN_BYTES (flow.ts says why these). The largest window,
- * 4 MiB, was measured on a namespace LAN, one sender and four receivers each in its own process
- * (1 MiB messages, 10 % loss on every host): 1 MiB moved 32 MiB in 3.8 s, 2 MiB in 2.9 s, 4 MiB
- * in 2.6 s, and with several NACKs a round (RELIABLE_BULK_NACKS_PER_ROUND) 4 MiB moved 64 MiB in
- * 1.9 s; without loss 64 MiB took 1.3 s and no receiver's socket buffer overflowed. (Peers in
- * one process, as test/loopback/reliable-large.test.ts runs them, share one thread, and there
- * a 4 MiB burst does overflow the receivers' buffers: repairs make up for it.)
+ * 2 MiB, was measured with `npm run bench -- files` (a 128 MiB file to four receivers, each in
+ * its own process on a namespace LAN, writing to tmpfs): 1 MiB took 4.5 s without loss and
+ * 17.3 s at 10 % loss; 2 MiB 4.6 s and 9.8 s, with no socket-buffer overflow and receivers under
+ * 110 MiB; 4 MiB (256 MiB file) overflowed the receivers' socket buffers while they wrote, the
+ * repairs tripling the bytes sent, and took them to 145 MiB.
  */
 export const RELIABLE_BULK_WINDOW_START_BYTES = 256 * 1024;
 export const RELIABLE_BULK_WINDOW_MIN_BYTES = 64 * 1024;
-export const RELIABLE_BULK_WINDOW_BYTES_MAX = 4 * 1024 * 1024;
+export const RELIABLE_BULK_WINDOW_BYTES_MAX = 2 * 1024 * 1024;
 export const RELIABLE_BULK_WINDOW_CUT = 0.75;
 /**
  * A bulk-lane receiver acks at once when this many more fragments can be acked: the sender's
