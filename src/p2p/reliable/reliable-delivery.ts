@@ -84,6 +84,10 @@ import {
   RELIABLE_BULK_NACKS_PER_ROUND,
   RELIABLE_MESSAGE_BYTES_MAX,
   RELIABLE_PAYLOAD_BYTES_MAX,
+  RELIABLE_REPAIR_BURST_MESSAGES,
+  RELIABLE_REPAIR_MESSAGES_PER_S,
+  RELIABLE_BULK_REPAIR_BURST_MESSAGES,
+  RELIABLE_BULK_REPAIR_MESSAGES_PER_S,
 } from './limits.js';
 import {
   ATTACHMENTS,
@@ -142,6 +146,8 @@ export class ReliableDelivery implements Protocol {
         messagesMax: RELIABLE_BUFFER_MESSAGES_MAX,
         bytesMax: RELIABLE_BUFFER_BYTES_MAX,
         payloadBytesMax: RELIABLE_PAYLOAD_BYTES_MAX,
+        repairsPerS: RELIABLE_REPAIR_MESSAGES_PER_S,
+        repairBurst: RELIABLE_REPAIR_BURST_MESSAGES,
       }),
       new MulticastReceiver(shared, SMALL, text),
       new UnicastSender(shared, SMALL, room),
@@ -167,6 +173,8 @@ export class ReliableDelivery implements Protocol {
         messagesMax: RELIABLE_BULK_BUFFER_MESSAGES_MAX,
         bytesMax: RELIABLE_BULK_BUFFER_BYTES_MAX,
         payloadBytesMax: Math.max(room.payloadRoom('x'), framedRoom(shared.epoch)),
+        repairsPerS: RELIABLE_BULK_REPAIR_MESSAGES_PER_S,
+        repairBurst: RELIABLE_BULK_REPAIR_BURST_MESSAGES,
       },
       new Window(),
     );

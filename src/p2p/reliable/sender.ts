@@ -44,8 +44,6 @@ import {
   RELIABLE_ANNOUNCE_MS,
   RELIABLE_IDLE_ANNOUNCE_MS,
   RELIABLE_NACK_MESSAGES_MAX,
-  RELIABLE_REPAIR_BURST_MESSAGES,
-  RELIABLE_REPAIR_MESSAGES_PER_S,
   RELIABLE_SILENT_RECEIVER_MS,
   RELIABLE_WAITERS_MAX,
 } from './limits.js';
@@ -85,6 +83,9 @@ export interface BufferBounds {
   bytesMax: number;
   /** The largest message the lane sends. */
   payloadBytesMax: number;
+  /** Repairs: a token bucket of messages (RELIABLE_REPAIR_* for the small lane, RELIABLE_BULK_REPAIR_* for the bulk lane). */
+  repairsPerS: number;
+  repairBurst: number;
 }
 
 export class MulticastSender {
@@ -98,7 +99,7 @@ export class MulticastSender {
   private readonly receivers = new Map<PeerId, Receiver>();
   private readonly waiters = new Map<number, Waiter>();
   private lastAnnounce = -Infinity;
-  private repairTokens = RELIABLE_REPAIR_BURST_MESSAGES;
+  private repairTokens: number;
   private repairRefilledAt: number;
   /** The slowest waited-for receiver's position when the window last heard of it. */
   private slowestSeen = 0;
@@ -111,7 +112,7 @@ export class MulticastSender {
     room: DatagramRoom,
     /** Which live members are expected to run this module and ack. */
     private readonly audience: (m: MemberView) => boolean,
-    bounds: BufferBounds,
+    private readonly bounds: BufferBounds,
     /**
      * The bulk lane's flow control (flow.ts), which also sends a message's fragments after its
      * first as frames (fragments.ts); null: the small lane, which publishes at once.
@@ -119,6 +120,7 @@ export class MulticastSender {
     private readonly window: Window | null = null,
   ) {
     this.sent = new SendBuffer(bounds.messagesMax, bounds.bytesMax, bounds.payloadBytesMax);
+    this.repairTokens = bounds.repairBurst;
     this.outbox = new Packer(room, (topics, a) => this.sendData(null, topics, a, this.joinPoint()));
     this.repairs = new Packer(room, (topics, a) =>
       this.sendData(this.repairTo, topics, a, this.repairJoinPoint),
@@ -266,8 +268,8 @@ export class MulticastSender {
     this.window?.loss(this.sent.hi, this.slowestReceived());
     const now = ctx.now();
     this.repairTokens = Math.min(
-      RELIABLE_REPAIR_BURST_MESSAGES,
-      this.repairTokens + ((now - this.repairRefilledAt) * RELIABLE_REPAIR_MESSAGES_PER_S) / MS_PER_S,
+      this.bounds.repairBurst,
+      this.repairTokens + ((now - this.repairRefilledAt) * this.bounds.repairsPerS) / MS_PER_S,
     );
     this.repairRefilledAt = now;
     let goneBelow = 0;
