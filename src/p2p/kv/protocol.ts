@@ -48,6 +48,7 @@ import {
   REPLICA_TAG,
   Replication,
   decodeLarge,
+  largeOrigin,
   encodeLarge,
   fitsDatagram,
   type Directory,
@@ -56,7 +57,6 @@ import {
   type ReplicaSink,
 } from '../replication/index.js';
 import type { Delivery } from '../reliable/index.js';
-import { isLive } from '../reliable/delivery.js';
 import { adoptable } from '../bounds.js';
 import type { WriteFailureKind } from '../write-failure.js';
 import {
@@ -373,15 +373,8 @@ export class KeyValue implements Protocol {
    */
   private onLarge(d: Delivery): void {
     const m = decodeLarge(d.payload, KV_MESSAGES.checks, [VALUE.type, ROWS.type]);
-    const member = this.dir.list().find((x) => x.id === d.from && isLive(x));
-    if (!m || !member || d.to === null) return void this.rejected++;
-    const from: Origin = {
-      id: d.from,
-      name: d.fromName,
-      incarnation: member.incarnation,
-      lamport: d.lamport,
-      address: member.address,
-    };
+    const from = largeOrigin(d, this.dir.list());
+    if (!m || !from) return void this.rejected++;
     const env = { t: m.type, b: m.body };
     const value = VALUE.of(env);
     if (value) return this.onValue(from, value.query, value.version, value.holders);

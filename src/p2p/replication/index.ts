@@ -12,6 +12,7 @@ export {
   LARGE_TOPIC,
   LargeOutbox,
   decodeLarge,
+  largeOrigin,
   encodeLarge,
   fitsDatagram,
   type LargeLane,

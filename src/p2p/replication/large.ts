@@ -19,6 +19,9 @@
 import type { PeerId } from '../wire.js';
 import type { Check } from '../wire.js';
 import type { Delivery, MessageId, SendResult } from '../reliable/index.js';
+import { isLive } from '../reliable/delivery.js';
+import type { Origin } from '../kit/message.js';
+import type { MemberView } from '../protocol.js';
 import { ENTRY_TEXT_BYTES_MAX } from './entry.js';
 
 /** Replication's topic for them (kv's channel renames it, as it renames every replication type). */
@@ -75,6 +78,23 @@ export function decodeLarge(
   const check = checks[type];
   if (!check?.(body)) return null;
   return { type, body: body as Record<string, unknown> };
+}
+
+/**
+ * Who sent a large message, as a datagram's handler would see it: only a live member (reliable
+ * delivery reassembles nothing else; a small one is held to the same rule), at the address
+ * membership has for it, and only to us (unicast); null otherwise.
+ */
+export function largeOrigin(d: Delivery, members: readonly MemberView[]): Origin | null {
+  const member = members.find((x) => x.id === d.from && isLive(x));
+  if (!member || d.to === null) return null;
+  return {
+    id: d.from,
+    name: d.fromName,
+    incarnation: member.incarnation,
+    lamport: d.lamport,
+    address: member.address,
+  };
 }
 
 interface Job {

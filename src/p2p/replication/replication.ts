@@ -31,7 +31,6 @@ import { DATAGRAM_PAYLOAD_BYTES_MAX, type PeerId } from '../wire.js';
 import type { Protocol, ProtocolContext } from '../protocol.js';
 import type { Body, Origin } from '../kit/message.js';
 import type { Delivery } from '../reliable/index.js';
-import { isLive } from '../reliable/delivery.js';
 import { adoptable, loadable } from '../bounds.js';
 import type { WriteFailureKind } from '../write-failure.js';
 import { AntiEntropyInitiator, AE_INTERVAL_MS, AE_ROUND_INTERVAL_MS } from './anti-entropy-initiator.js';
@@ -41,7 +40,7 @@ import { Appender, type AppendStatus } from './appender.js';
 import { holdersIn, liveHoldersIn, type Directory, type HolderView } from './directory.js';
 import { ENTRY_LAMPORT_AHEAD_MAX, type Entry } from './entry.js';
 import { Holder } from './holder.js';
-import { LargeOutbox, LARGE_TOPIC, decodeLarge, type LargeLane } from './large.js';
+import { LargeOutbox, LARGE_TOPIC, decodeLarge, largeOrigin, type LargeLane } from './large.js';
 import { APPEND, ENTRIES, MESSAGES, PUT, entryOf } from './messages.js';
 import { OwnSequence } from './own-sequence.js';
 import { RoundCoordinator, type RoundStatus } from './round-coordinator.js';
@@ -209,15 +208,8 @@ export class Replication implements Protocol {
    */
   private onLarge(d: Delivery): void {
     const m = decodeLarge(d.payload, MESSAGES.checks, LARGE_TYPES);
-    const member = this.dir.list().find((x) => x.id === d.from && isLive(x));
-    if (!m || !member || d.to === null) return void this.rejectedCount++;
-    const from: Origin = {
-      id: d.from,
-      name: d.fromName,
-      incarnation: member.incarnation,
-      lamport: d.lamport,
-      address: member.address,
-    };
+    const from = largeOrigin(d, this.dir.list());
+    if (!m || !from) return void this.rejectedCount++;
     const env = { t: m.type, b: m.body };
     const append = APPEND.of(env);
     if (append) return this.onAppend(append, from);
