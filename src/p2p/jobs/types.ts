@@ -1,0 +1,226 @@
+/**
+ * The shapes of distributed jobs (`peer run`, `peer worker --allow-exec`): what a run is, what a
+ * worker is asked to start and reports back, and what the submitter records. The protocol
+ * (jobs.ts and its roles) moves them between peers; the process executor (src/cli/run/exec.ts)
+ * runs them; the run's sink (src/cli/run/sink.ts) prints and logs them.
+ *
+ * A run is one `peer run` invocation: a command template and its jobs (one per input line, or one,
+ * or one per worker with `--on all`). Each try of a job is an attempt, numbered from 1, with a
+ * fencing number that only rises over the job's attempts, so side effects can be fenced.
+ */
+import type { PeerId } from '../wire.js';
+
+/** 16 lowercase hex characters, drawn by the submitter. */
+export type RunId = string;
+/** `exec`: a shell command (keyed groups and `--allow-exec` workers only); `op`: a built-in op. */
+export type RunKind = 'exec' | 'op';
+
+export interface RunSpec {
+  run: RunId;
+  kind: RunKind;
+  /** exec: the command template's words (`{}` is the input line); op: [op, ...args]. */
+  words: string[];
+  /** Variables passed to every job (`--env`). */
+  env: Array<[name: string, value: string]>;
+  detached: boolean;
+  /** Per attempt; null: no limit. */
+  timeoutMs: number | null;
+  /** SIGTERM to SIGKILL, when a job is killed. */
+  graceMs: number;
+  /** `group`: output sent whole with the result; `line`: sent as it comes (`--line-buffer`). */
+  output: 'group' | 'line';
+  /** Relative path templates (`{}` allowed) sent with each job / brought back after it. */
+  transfers: string[];
+  returns: string[];
+}
+
+export interface JobInput {
+  /** Unique in the run, from 1. */
+  job: number;
+  /** What the joblog's Seq column says (repeats per worker with `--on all`). */
+  seq: number;
+  /** The input line, or null for a job without input. */
+  input: string | null;
+  /** The one worker this job must run on (`--on`), or null for any. */
+  pin: PeerId | null;
+}
+
+export interface AttemptKey {
+  run: RunId;
+  job: number;
+  attempt: number;
+}
+
+export interface Attempt extends AttemptKey {
+  seq: number;
+  /** Rises over the attempts of a job (see jobs.ts); the job gets it as PEER_FENCING_TOKEN. */
+  fence: number;
+}
+
+/** How an attempt ended on its worker. */
+export interface ExecOutcome {
+  /** False when it never started (the job dir could not be made, the shell is missing...). */
+  started: boolean;
+  /** Exit code, null when a signal ended it. */
+  exit: number | null;
+  /** The signal that ended it, 0 for none. */
+  signal: number;
+  timedOut: boolean;
+  cancelled: boolean;
+  /** The worker's wall clock when the process was spawned (ms since the epoch). */
+  startedAtWallMs: number;
+  runtimeUs: number;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  /** Output was cut at the per-job bound. */
+  truncated: boolean;
+  returned: Array<{ index: number; data: Uint8Array } | { index: number; error: string }>;
+  /** Why it could not start or was refused; null otherwise. */
+  error: string | null;
+}
+
+export interface JobResult extends Attempt, Omit<ExecOutcome, 'returned'> {
+  worker: PeerId;
+  workerName: string;
+  /** Bytes of `--transfer` files sent with it, of `--return` files brought back. */
+  sendBytes: number;
+  receiveBytes: number;
+}
+
+// ---- the worker side: src/cli/run/exec.ts implements JobExecutor (a simulated one in tests)
+
+export interface StartRequest extends Attempt {
+  spec: RunSpec;
+  /** The command after `{}` substitution (command.ts), for `<shell> -c`. */
+  command: string;
+  /** spec.env plus PEER_JOB_ID, PEER_JOB_SEQ, PEER_JOB_ATTEMPT, PEER_FENCING_TOKEN, PEER_RUN_ID. */
+  env: Record<string, string>;
+  transfers: Array<{ path: string; data: Uint8Array }>;
+  /** Paths (relative to the job's directory) to bring back after it ends. */
+  returns: string[];
+}
+
+export type KillReason = 'cancel' | 'timeout' | 'submitter-gone' | 'done-elsewhere' | 'shutdown';
+
+export interface JobExecutor {
+  /** Jobs this worker runs at once. */
+  readonly slots: number;
+  /** Whether it runs shell commands (`peer worker --allow-exec`), not only built-in ops. */
+  readonly allowExec: boolean;
+  /** Where outcomes go; the protocol binds itself once, at construction. */
+  bind(reports: ExecReports): void;
+  /** Starts an attempt; never throws: every start ends with exactly one reports.ended(). */
+  start(req: StartRequest): void;
+  /** SIGTERM to the attempt's whole process group, SIGKILL after graceMs if it is not empty yet. */
+  kill(key: AttemptKey, why: KillReason, graceMs: number): void;
+  /** Attempts whose process group is not empty yet. */
+  alive(): AttemptKey[];
+}
+
+export interface ExecReports {
+  /** Output as it comes (used with output 'line'). */
+  output(key: AttemptKey, stream: 1 | 2, chunk: Uint8Array): void;
+  ended(key: AttemptKey, outcome: ExecOutcome): void;
+}
+
+// ---- the submitter side: src/cli/run/sink.ts implements RunSink (test sinks in tests)
+
+export interface RunSink {
+  /** Output of an attempt as it comes (`--line-buffer`). */
+  output(job: number, attempt: number, stream: 1 | 2, chunk: Uint8Array): void;
+  /** A `--return` file of a job. */
+  returned(job: number, index: number, data: Uint8Array): Promise<void> | void;
+  /** Once per job, its final result; a promise holds the worker's ack until it resolves. */
+  record(r: JobResult): Promise<void> | void;
+}
+
+export interface RunOptions {
+  /** Tries of a job in all (1 = no retry). */
+  retries: number;
+  /** Jobs running at once over all workers; null: every free slot. */
+  maxRunning: number | null;
+  /** Workers to use: these, every worker ('all', with pinned jobs), or any (null). */
+  workers: PeerId[] | 'all' | null;
+}
+
+export interface WorkerLoad {
+  id: PeerId;
+  name: string;
+  slots: number;
+  running: number;
+  held: number;
+}
+
+/** A worker as its membership tags advertise it. */
+export interface WorkerAdvert {
+  id: PeerId;
+  name: string;
+  slots: number;
+  /** Jobs it holds now (running and queued), for every submitter. */
+  held: number;
+  allowExec: boolean;
+}
+
+export type RunCounts = { fed: number; inputEnded: boolean; workers: WorkerLoad[] } & Record<
+  'queued' | 'running' | 'done' | 'failed' | 'cancelled' | 'reassigned',
+  number
+>;
+
+/** A run in progress, held by its submitter. The CLI feeds input lazily: room(), then feed(). */
+export interface RunHandle {
+  readonly run: RunId;
+  /** Jobs it would take now without holding more than a window's worth of input. */
+  room(): number;
+  feed(jobs: JobInput[], ended: boolean): void;
+  counts(): RunCounts;
+  /** Cancels every job; 'run-cancelled' follows once every worker confirmed or timed out. */
+  cancel(): void;
+}
+
+export type JobsStats = Record<
+  | 'duplicateResults'
+  | 'wrongSender'
+  | 'unknownRun'
+  | 'refusedJobs'
+  | 'staleFences'
+  | 'reassigned'
+  | 'killed'
+  | 'malformed',
+  number
+>;
+
+/** What commands use of the jobs protocol (jobs.ts implements it). */
+export interface JobsApi {
+  startRun(spec: Omit<RunSpec, 'run'>, sink: RunSink, opts: RunOptions): RunHandle;
+  workers(): WorkerAdvert[];
+  readonly stats: JobsStats;
+}
+
+/** What jobs need from reliable delivery (ReliableDelivery is one), as the files protocol. */
+export interface JobDelivery {
+  from: PeerId;
+  fromName: string;
+  data: Buffer;
+}
+export type JobSent = { ok: true } | { ok: false; reason: string };
+export interface JobChannel {
+  sendTo(to: PeerId, topic: string, payload: string | Uint8Array, done?: (r: JobSent) => void): unknown;
+  /** A handler that returns a promise defers the message's ack until it resolves. */
+  on(topic: string, handler: (d: JobDelivery) => unknown): unknown;
+  queuedBytes(): number;
+}
+
+declare module '../protocol.js' {
+  interface PeerEventMap {
+    // on submitters
+    'run-room': { run: RunId; room: number };
+    'run-finished': { run: RunId; counts: RunCounts };
+    'run-cancelled': { run: RunId; killed: number; unconfirmed: PeerId[] };
+    'run-failed': { run: RunId; why: string };
+    'job-reassigned': AttemptKey & { from: PeerId; why: string };
+    // on workers
+    'job-started': AttemptKey & { submitterName: string };
+    'job-killed': AttemptKey & { why: KillReason };
+    'job-ended': AttemptKey & { exit: number | null; signal: number };
+  }
+}
