@@ -18,10 +18,13 @@
  * Durability: a chunk is written, fdatasync'ed, and only then recorded in the state file (itself
  * written to a temporary file, fsynced and renamed): a chunk recorded is on disk. The final file
  * is linked into place (link never replaces an existing file), then the temporary name removed and
- * the folder fsynced. Failed writes are classified (health.ts), reported once through
- * StorageHealth, and rejected as IncomingWriteError: never acknowledged.
+ * the folder fsynced. The SHA-256 checked before that covers the bytes as they were written: chunks
+ * written in order are hashed as they are written, and only the rest is read back at the end (a
+ * 256 MiB file would otherwise be read again in full on every receiver). Failed writes are
+ * classified (health.ts), reported once through StorageHealth, and rejected as
+ * IncomingWriteError: never acknowledged.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -73,14 +76,19 @@ export function inside(dir: string, name: string): string {
   return full;
 }
 
-/** SHA-256 of a file, lowercase hex, read in pieces (never the whole file in memory). */
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
+/**
+ * SHA-256 of a file, lowercase hex, read in pieces (never the whole file in memory); with `from`,
+ * `hash` already holds the file's first `offset` bytes and only the rest is read.
+ */
+export async function sha256File(file: string, from?: { hash: Hash; offset: number }): Promise<string> {
+  const hash = from?.hash ?? createHash('sha256');
+  let position = from?.offset ?? 0;
   const fh = await fsp.open(file, 'r');
   try {
     const buf = Buffer.allocUnsafe(HASH_READ_BYTES);
     for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, position);
+      position += bytesRead;
       if (bytesRead === 0) break;
       hash.update(buf.subarray(0, bytesRead));
     }
@@ -131,10 +139,24 @@ interface StateFile {
   held: string;
 }
 
+/** A transfer being received: its temporary file, open. */
+interface OpenTransfer {
+  fh: fsp.FileHandle;
+  transfer: IncomingTransfer;
+  /**
+   * SHA-256 of the file's first `hashed` bytes, fed as chunks are written from the start in
+   * order (reliable delivery hands them over in order), so finish() reads back only what came out
+   * of order (after a restart: all of it). Null once a chunk fed to it failed to be written: the
+   * chunk comes again, and finish() then hashes the whole file.
+   */
+  hash: Hash | null;
+  hashed: number;
+}
+
 /** Where a receiving peer puts the files it accepts (see the header). */
 export class IncomingFileStore implements IncomingFiles {
   private readonly partial: string;
-  private readonly open = new Map<TransferId, { fh: fsp.FileHandle; transfer: IncomingTransfer }>();
+  private readonly open = new Map<TransferId, OpenTransfer>();
   /** State files that failed their checks on load, removed with their data. */
   rejected = 0;
 
@@ -159,30 +181,42 @@ export class IncomingFileStore implements IncomingFiles {
     await this.guard(part, async () => {
       await fsp.mkdir(this.partial, { recursive: true });
       const fh = await fsp.open(part, 'w', 0o600);
-      this.open.set(t.id, { fh, transfer: t });
+      this.open.set(t.id, { fh, transfer: t, hash: createHash('sha256'), hashed: 0 });
       this.saveState(t, new ChunkSet(chunkCount(t.bytes, t.chunkBytes)));
     });
   }
 
   async write(id: TransferId, offset: number, data: Uint8Array, held: ChunkSet): Promise<void> {
-    const { fh, transfer } = await this.handle(id);
-    await this.guard(this.partFile(id), async () => {
-      for (let done = 0; done < data.length;) {
-        const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
-        if (bytesWritten <= 0) throw Object.assign(new Error('write stored no byte'), { code: 'EIO' });
-        done += bytesWritten;
-      }
-      await fh.datasync();
-      this.saveState(transfer, held);
-    });
+    const o = this.handle(id);
+    const { fh, transfer } = o;
+    // Fed before the first await: writes start in delivery order, and finish in any order.
+    const fed = o.hash !== null && offset === o.hashed;
+    if (fed) {
+      o.hash!.update(data);
+      o.hashed += data.length;
+    }
+    try {
+      await this.guard(this.partFile(id), async () => {
+        for (let done = 0; done < data.length;) {
+          const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
+          if (bytesWritten <= 0) throw Object.assign(new Error('write stored no byte'), { code: 'EIO' });
+          done += bytesWritten;
+        }
+        await fh.datasync();
+        this.saveState(transfer, held);
+      });
+    } catch (err) {
+      if (fed) o.hash = null;
+      throw err;
+    }
   }
 
   async finish(id: TransferId): Promise<FinishResult> {
-    const { fh, transfer } = await this.handle(id);
+    const { fh, transfer, hash, hashed } = this.handle(id);
     await fh.close();
     this.open.delete(id);
     const part = this.partFile(id);
-    const sha = await sha256File(part);
+    const sha = await sha256File(part, hash ? { hash, offset: hashed } : undefined);
     if (sha !== transfer.sha256) {
       await this.discard(id);
       return { ok: false, reason: `the file arrived damaged (SHA-256 ${sha}, expected ${transfer.sha256})` };
@@ -247,14 +281,15 @@ export class IncomingFileStore implements IncomingFiles {
     if (!held) return null;
     try {
       const fh = await fsp.open(this.partFile(id), 'r+');
-      this.open.set(id, { fh, transfer: t });
+      // What was hashed before the restart is gone with the process: finish() reads it all.
+      this.open.set(id, { fh, transfer: t, hash: null, hashed: 0 });
     } catch {
       return null;
     }
     return { transfer: t, held };
   }
 
-  private async handle(id: TransferId): Promise<{ fh: fsp.FileHandle; transfer: IncomingTransfer }> {
+  private handle(id: TransferId): OpenTransfer {
     const o = this.open.get(id);
     if (!o) throw new Error(`no transfer ${id} in progress`);
     return o;

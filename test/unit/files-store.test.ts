@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import fsp from 'node:fs/promises';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ChunkSet, type IncomingTransfer } from '../../src/p2p/files/index.js';
 import { IncomingFileStore, inside, openOutgoingFile, suffixed } from '../../src/storage/files.js';
 
@@ -16,7 +17,17 @@ let dir: string;
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peer-files-'));
 });
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+afterEach(() => {
+  vi.restoreAllMocks();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Node's FileHandle class, whose methods the store calls (it is not exported by name). */
+async function fileHandleClass(): Promise<{ prototype: fsp.FileHandle }> {
+  const fh = await fsp.open(path.join(dir, 'probe'), 'w');
+  await fh.close();
+  return fh.constructor as unknown as { prototype: fsp.FileHandle };
+}
 
 const content = Buffer.from('hello, chunked world!'); // 21 bytes: chunks of 8, 8, 5
 const transfer = (over: Partial<IncomingTransfer> = {}): IncomingTransfer => ({
@@ -129,6 +140,33 @@ describe('IncomingFileStore', () => {
     expect(fs.readFileSync(path.join(dir, 'alice', 'notes.txt'))).toEqual(content);
     // Another peer sharing the folder does not take over bob's transfers.
     expect(await new IncomingFileStore(dir, 'carol').pending()).toEqual([]);
+  });
+
+  it('hashes chunks written in order as they come, so finishing reads nothing back', async () => {
+    const store = new IncomingFileStore(dir, 'bob');
+    const t = transfer();
+    await store.begin(t);
+    await writeChunks(store, t, [0, 1, 2]);
+    const read = vi.spyOn((await fileHandleClass()).prototype, 'read');
+    expect(await store.finish(t.id)).toEqual({ ok: true, path: path.join(dir, 'alice', 'notes.txt') });
+    const bytesRead = await Promise.all(
+      read.mock.results.map((r) => r.value as Promise<{ bytesRead: number }>),
+    );
+    expect(bytesRead.reduce((sum, r) => sum + r.bytesRead, 0)).toBe(0);
+  });
+
+  it('verifies a chunk whose first write failed and came again (it is hashed once)', async () => {
+    const store = new IncomingFileStore(dir, 'bob');
+    const t = transfer();
+    await store.begin(t);
+    const datasync = vi
+      .spyOn((await fileHandleClass()).prototype, 'datasync')
+      .mockRejectedValueOnce(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }));
+    await expect(writeChunks(store, t, [0])).rejects.toThrow();
+    datasync.mockRestore();
+    await writeChunks(store, t, [0, 1, 2]);
+    expect(await store.finish(t.id)).toEqual({ ok: true, path: path.join(dir, 'alice', 'notes.txt') });
+    expect(fs.readFileSync(path.join(dir, 'alice', 'notes.txt'))).toEqual(content);
   });
 
   it('refuses a damaged or planted state file and removes it', async () => {
