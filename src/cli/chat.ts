@@ -43,6 +43,12 @@ export const CHAT_DISCOVERY_MS = 2000;
  * what came before): a silent loss.
  */
 const CHAT_DISCOVERY_SETTLE_MS = 1000;
+/**
+ * A file to the group settles sooner: a member found after the offer is offered the file then and
+ * gets what it missed on request (files.ts, SendOptions.audience), so a late answer costs that
+ * member a moment, never the file. Long enough for the answers to our probe, a few ms on a LAN.
+ */
+export const FILE_DISCOVERY_SETTLE_MS = 200;
 /** History lines a newcomer asks for. */
 export const CHAT_JOIN_HISTORY_LINES = 20;
 const POLL_MS = 10;
@@ -201,8 +207,11 @@ export class ChatSession {
     return this.store.recent(n);
   }
 
-  /** Waits until the chat members are known (or `toName` is), at most CHAT_DISCOVERY_MS. */
-  async discover(toName: string | undefined): Promise<MemberView[]> {
+  /**
+   * Waits until the chat members are known (or `toName` is), at most CHAT_DISCOVERY_MS: until
+   * the list has not changed for `settleMs`.
+   */
+  async discover(toName: string | undefined, settleMs = CHAT_DISCOVERY_SETTLE_MS): Promise<MemberView[]> {
     const start = Date.now();
     let last = '';
     let changedAt = start;
@@ -215,7 +224,7 @@ export class ChatSession {
       }
       const now = Date.now();
       if (toName !== undefined && ms.some((m) => m.name === toName)) return ms;
-      if (toName === undefined && ms.length > 0 && now - changedAt >= CHAT_DISCOVERY_SETTLE_MS) return ms;
+      if (toName === undefined && ms.length > 0 && now - changedAt >= settleMs) return ms;
       if (now - start >= CHAT_DISCOVERY_MS) return ms;
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
@@ -250,7 +259,13 @@ export class ChatSession {
   ): { sender: FileSender; done: Promise<TransferResult> } {
     let sender!: FileSender;
     const done = new Promise<TransferResult>((resolve) => {
-      sender = this.files.send(file, { targets, unicast, onEnd: resolve });
+      sender = this.files.send(file, {
+        targets,
+        unicast,
+        // A group send goes to whoever is in the chat while it runs, not only who answered first.
+        audience: unicast ? undefined : () => this.chat.members(),
+        onEnd: resolve,
+      });
     });
     return { sender, done };
   }

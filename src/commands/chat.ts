@@ -4,6 +4,7 @@ import chalk from 'chalk';
 import { PeerCommand } from '../cli/base.js';
 import {
   CHAT_DISCOVERY_MS,
+  FILE_DISCOVERY_SETTLE_MS,
   CHAT_JOIN_HISTORY_LINES,
   ChatSession,
   storedLines,
@@ -201,7 +202,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a
     try {
       const j = await this.join(flags, 0, false);
       try {
-        const members = await j.discover(toName);
+        const members = await j.discover(toName, FILE_DISCOVERY_SETTLE_MS);
         const targets = toName === undefined ? members : members.filter((m) => m.name === toName);
         if (targets.length === 0) {
           const online = members.map((m) => m.name).join(', ') || 'nobody';
@@ -275,7 +276,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a
       const result = await done;
       if (result.ok)
         print(
-          `${escapeForTerminal(file.name)} is held by ${targets.map((m) => paintName(m.name)).join(', ')} (SHA-256 verified)`,
+          `${escapeForTerminal(file.name)} is held by ${result.receivers.map((r) => paintName(r.name)).join(', ')} (SHA-256 verified)`,
         );
       else print(chalk.red(escapeForTerminal(notHeldText(file, result))));
     } finally {

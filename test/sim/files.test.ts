@@ -2,7 +2,8 @@
  * File transfer over reliable delivery in the simulation (src/p2p/files/), many seeds: every
  * receiver that accepts ends with the sender's exact bytes, verified, and the sender hears done
  * from each, under loss, duplication and reordering; a receiver killed mid-transfer and restarted
- * gets the rest (not the whole file again); a receiver over its size cap refuses with the reason
+ * gets the rest (not the whole file again); a chat member that comes after the offer gets the file
+ * too; a receiver over its size cap refuses with the reason
  * and the others still get the file; a file to one member goes by unicast to it alone.
  */
 import { describe, expect, it } from 'vitest';
@@ -97,15 +98,23 @@ async function runUntil(h: H, done: () => boolean, withinMs: number): Promise<bo
   return done();
 }
 
-/** Waits until alice sees every other peer as a chat member, then sends `file` to them (or `to`). */
-async function send(h: H, file: ReturnType<typeof memoryFile>, to?: string) {
+/**
+ * Waits until alice sees every other peer as a chat member, then sends `file` to them (or `to`);
+ * with `audience`, to whoever is a chat member while it runs, as `peer chat --send-file` does.
+ */
+async function send(h: H, file: ReturnType<typeof memoryFile>, to?: string, audience = false) {
   const alice = h.c.peers.find((p) => p.name === 'alice')!;
   const chat = h.chat.get(alice)!;
   const others = h.c.peers.length - 1;
   expect(await runUntil(h, () => chat.members().length === others, 10_000)).toBe(true);
   const targets = chat.members().filter((m) => to === undefined || m.name === to);
   const out: { result?: TransferResult } = {};
-  h.files.get(alice)!.send(file, { targets, unicast: to !== undefined, onEnd: (r) => (out.result = r) });
+  h.files.get(alice)!.send(file, {
+    targets,
+    unicast: to !== undefined,
+    audience: audience ? () => chat.members() : undefined,
+    onEnd: (r) => (out.result = r),
+  });
   return out;
 }
 
@@ -148,6 +157,41 @@ describe('files (simulation)', () => {
       expect(bob.events.map((e) => e.kind)).toContain('resumed');
       expect(bob.store.writes).toBeLessThan(40);
       expect(h.receivers.get('carol')!.disk.files.get('alice/movie.bin')).toEqual(file.content);
+    },
+  );
+
+  it.each(SEEDS)(
+    'a chat member that joins after the offer is offered the file too and gets all of it, seed %i',
+    async (seed) => {
+      const h = await harness(seed, ['alice', 'bob', 'carol'], LOSSY);
+      const file = memoryFile('late.bin', 60 * CHUNK_BYTES, seed);
+      const out = await send(h, file, undefined, true);
+      await h.c.add('erin');
+      expect(await runUntil(h, () => out.result !== undefined, 120_000)).toBe(true);
+      expect(statuses(out.result!)).toEqual({ bob: 'done', carol: 'done', erin: 'done' });
+      for (const r of h.receivers.values()) expect(r.disk.files.get('alice/late.bin')).toEqual(file.content);
+      expect(h.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 5))(
+    'a chat member that discovery missed is offered the file at once and gets it, seed %i',
+    async (seed) => {
+      const h = await harness(seed, ['alice', 'bob', 'carol'], LOSSY);
+      const alice = h.c.peers.find((p) => p.name === 'alice')!;
+      const chat = h.chat.get(alice)!;
+      expect(await runUntil(h, () => chat.members().length === 2, 10_000)).toBe(true);
+      const file = memoryFile('missed.bin', 20 * CHUNK_BYTES, seed);
+      const out: { result?: TransferResult } = {};
+      h.files.get(alice)!.send(file, {
+        targets: chat.members().filter((m) => m.name !== 'carol'),
+        unicast: false,
+        audience: () => chat.members(),
+        onEnd: (r) => (out.result = r),
+      });
+      expect(await runUntil(h, () => out.result !== undefined, 60_000)).toBe(true);
+      expect(statuses(out.result!)).toEqual({ bob: 'done', carol: 'done' });
+      expect(h.receivers.get('carol')!.disk.files.get('alice/missed.bin')).toEqual(file.content);
     },
   );
 

@@ -39,6 +39,12 @@ export interface SendOptions {
   targets: MemberView[];
   /** Offer and chunks by unicast (one target). */
   unicast: boolean;
+  /**
+   * For a group send: who the file is for, asked again on every tick while it runs. A member
+   * found after the offer (its answer to discovery was lost, or it joined the chat since) is
+   * offered the file too, by unicast, and asks for the chunks that went by before it came.
+   */
+  audience?: () => MemberView[];
   /** A receiver's answer or end, as it comes. */
   onAnswer?: (r: ReceiverOutcome) => void;
   onEnd: (r: TransferResult) => void;
@@ -80,6 +86,7 @@ export class Files implements Protocol {
     const id = randomId(this.ctx.random);
     const sender = new FileSender(this.ctx, this.channel, this.membership, id, file, opts.targets, {
       unicast: opts.unicast,
+      audience: opts.audience,
       chunkBytes: this.opts.chunkBytes ?? FILE_CHUNK_BYTES,
       onAnswer: (r) => opts.onAnswer?.(r),
       onEnd: (r) => {

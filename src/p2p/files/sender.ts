@@ -6,7 +6,9 @@
  * 1. Offer: the offer goes to the receivers on FILE_TOPIC (multicast to the group; unicast to a
  *    `--to` target). Each answers accepted or refused (with its reason) by unicast. A receiver
  *    that has not answered gets the offer again by unicast every FILE_OFFER_RETRY_MS: one that
- *    joined our stream just after the offer never sees it in the stream.
+ *    joined our stream just after the offer never sees it in the stream. A group send may name its
+ *    audience (the chat members): a member of it found later is offered the file then, by
+ *    unicast, and asks (3.) for the chunks that went by before it came.
  * 2. Chunks: once every receiver answered, or FILE_OFFER_WAIT_MS passed, the chunks follow on the
  *    same topic, read from the file one at a time and only while reliable delivery holds fewer than
  *    FILE_QUEUED_BYTES_MAX bytes not yet on the wire: memory is a few chunks whatever the file's
@@ -111,6 +113,8 @@ export class FileSender {
     private readonly opts: {
       /** Offer and chunks by unicast to the one target (`--to`). */
       unicast: boolean;
+      /** Members to add as receivers when they appear (files.ts SendOptions). */
+      audience?: () => MemberView[];
       chunkBytes: number;
       onAnswer: (r: ReceiverOutcome) => void;
       onEnd: (r: TransferResult) => void;
@@ -125,17 +129,22 @@ export class FileSender {
       sha256: file.sha256,
       chunkBytes: opts.chunkBytes,
     });
-    for (const m of targets)
-      this.receivers.set(m.id, {
-        peer: m.id,
-        name: m.name,
-        status: 'offered',
-        reason: '',
-        heardAt: 0,
-        offeredAt: 0,
-        repair: new Set(),
-        inFlight: new Set(),
-      });
+    for (const m of targets) this.addReceiver(m, 0);
+  }
+
+  private addReceiver(m: MemberView, now: number): Receiver {
+    const r: Receiver = {
+      peer: m.id,
+      name: m.name,
+      status: 'offered',
+      reason: '',
+      heardAt: now,
+      offeredAt: now,
+      repair: new Set(),
+      inFlight: new Set(),
+    };
+    this.receivers.set(m.id, r);
+    return r;
   }
 
   /** Sends the offer. */
@@ -196,6 +205,12 @@ export class FileSender {
 
   tick(now: number): void {
     if (this.ended) return;
+    // A member that came after the offer: offered by unicast now, its missed chunks on request.
+    for (const m of this.opts.audience?.() ?? [])
+      if (!this.receivers.has(m.id)) {
+        this.addReceiver(m, now);
+        this.channel.sendTo(m.id, FILE_TOPIC, this.offer);
+      }
     for (const r of this.receivers.values()) {
       if (FINISHED.has(r.status) || now - r.heardAt < FILE_RECEIVER_SILENT_MS) continue;
       const m = this.membership.get(r.peer);
