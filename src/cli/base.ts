@@ -15,6 +15,8 @@ import { escapeForTerminal } from './sanitize.js';
 export const EXIT_GROUP = 1;
 /** Bad input or a local error: a flag, the interface, a damaged database, the disk, a lock. */
 export const EXIT_USAGE = 2;
+/** Stopped by Ctrl-C (or SIGTERM) after cleaning up: the shell's code for SIGINT (128 + 2). */
+export const EXIT_INTERRUPTED = 130;
 
 /** The EXIT STATUS section of every command's help (help.ts): one rule, in the same words everywhere. */
 export const EXIT_STATUS_HELP = [

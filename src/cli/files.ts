@@ -78,6 +78,7 @@ export function outcomeText(r: ReceiverOutcome): string {
     failed: 'failed',
     gone: 'gone before it had the whole file',
     timeout: 'stopped answering',
+    cancelled: 'the send was interrupted',
   };
   const reason = r.reason ? `: ${r.reason}` : '';
   return `${r.name} (${why[r.status]}${reason})`;

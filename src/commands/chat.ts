@@ -1,7 +1,7 @@
 import readline from 'node:readline';
 import { Flags } from '@oclif/core';
 import chalk from 'chalk';
-import { PeerCommand } from '../cli/base.js';
+import { EXIT_INTERRUPTED, PeerCommand } from '../cli/base.js';
 import {
   CHAT_DISCOVERY_MS,
   FILE_DISCOVERY_SETTLE_MS,
@@ -42,6 +42,8 @@ import type { MemberView } from '../p2p/protocol.js';
 import { isPeerName } from '../p2p/wire.js';
 
 export const EXIT_NOT_DELIVERED = 1;
+/** After Ctrl-C, how long --send-file waits for its receivers to hear that it stopped. */
+const FILE_CANCEL_WAIT_MS = 2000;
 
 export default class ChatCommand extends PeerCommand {
   static override summary =
@@ -248,11 +250,34 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a
     };
     show();
     const timer = setInterval(show, FILE_PROGRESS_POLL_MS);
+    // Ctrl-C: the receivers are told to drop what they hold (not left waiting for the rest), then
+    // we leave. A second Ctrl-C finds no listener and ends the process at once.
+    let onSignal!: () => void;
+    const interrupted = new Promise<null>((resolve) => (onSignal = () => resolve(null)));
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
     try {
-      return await done;
+      const result = await Promise.race([done, interrupted]);
+      if (result) return result;
+      clearInterval(timer);
+      progress.done();
+      await Promise.race([
+        new Promise<void>((told) => sender.cancel(told)),
+        new Promise((r) => setTimeout(r, FILE_CANCEL_WAIT_MS)),
+      ]);
+      const told = sender.outcomes().filter((r) => r.status === 'cancelled');
+      process.stderr.write(
+        `${this.config.bin}: interrupted: ${escapeForTerminal(file.name)} was not sent` +
+          (told.length > 0
+            ? ` to ${told.map((r) => escapeForTerminal(r.name)).join(', ')} (told to drop what they had)\n`
+            : '\n'),
+      );
+      return this.exit(EXIT_INTERRUPTED);
     } finally {
       clearInterval(timer);
       progress.done();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
     }
   }
 

@@ -151,6 +151,8 @@ interface OpenTransfer {
    */
   hash: Hash | null;
   hashed: number;
+  /** The last write started, settled either way: discard() waits for it before closing. */
+  writing: Promise<void>;
 }
 
 /** Where a receiving peer puts the files it accepts (see the header). */
@@ -181,7 +183,13 @@ export class IncomingFileStore implements IncomingFiles {
     await this.guard(part, async () => {
       await fsp.mkdir(this.partial, { recursive: true });
       const fh = await fsp.open(part, 'w', 0o600);
-      this.open.set(t.id, { fh, transfer: t, hash: createHash('sha256'), hashed: 0 });
+      this.open.set(t.id, {
+        fh,
+        transfer: t,
+        hash: createHash('sha256'),
+        hashed: 0,
+        writing: Promise.resolve(),
+      });
       this.saveState(t, new ChunkSet(chunkCount(t.bytes, t.chunkBytes)));
     });
   }
@@ -195,16 +203,18 @@ export class IncomingFileStore implements IncomingFiles {
       o.hash!.update(data);
       o.hashed += data.length;
     }
+    const writing = this.guard(this.partFile(id), async () => {
+      for (let done = 0; done < data.length;) {
+        const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
+        if (bytesWritten <= 0) throw Object.assign(new Error('write stored no byte'), { code: 'EIO' });
+        done += bytesWritten;
+      }
+      await fh.datasync();
+      this.saveState(transfer, held);
+    });
+    o.writing = writing.catch(() => {});
     try {
-      await this.guard(this.partFile(id), async () => {
-        for (let done = 0; done < data.length;) {
-          const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
-          if (bytesWritten <= 0) throw Object.assign(new Error('write stored no byte'), { code: 'EIO' });
-          done += bytesWritten;
-        }
-        await fh.datasync();
-        this.saveState(transfer, held);
-      });
+      await writing;
     } catch (err) {
       if (fed) o.hash = null;
       throw err;
@@ -240,6 +250,8 @@ export class IncomingFileStore implements IncomingFiles {
   async discard(id: TransferId): Promise<void> {
     const o = this.open.get(id);
     this.open.delete(id);
+    // A write still running would fail on the closed handle, and count as a failing disk.
+    await o?.writing;
     await o?.fh.close().catch(() => {});
     await fsp.rm(this.partFile(id), { force: true });
     await fsp.rm(this.stateFile(id), { force: true });
@@ -282,7 +294,7 @@ export class IncomingFileStore implements IncomingFiles {
     try {
       const fh = await fsp.open(this.partFile(id), 'r+');
       // What was hashed before the restart is gone with the process: finish() reads it all.
-      this.open.set(id, { fh, transfer: t, hash: null, hashed: 0 });
+      this.open.set(id, { fh, transfer: t, hash: null, hashed: 0, writing: Promise.resolve() });
     } catch {
       return null;
     }

@@ -3,7 +3,8 @@
  * receiver that accepts ends with the sender's exact bytes, verified, and the sender hears done
  * from each, under loss, duplication and reordering; a receiver killed mid-transfer and restarted
  * gets the rest (not the whole file again); a chat member that comes after the offer gets the file
- * too; a receiver over its size cap refuses with the reason
+ * too; an interrupted send makes the receivers drop what they hold at once (and only the sender
+ * can say so); a receiver over its size cap refuses with the reason
  * and the others still get the file; a file to one member goes by unicast to it alone.
  */
 import { describe, expect, it } from 'vitest';
@@ -12,6 +13,7 @@ import { PROFILES } from '../../src/p2p/config.js';
 import { CHAT_TAG, Chat } from '../../src/p2p/chat.js';
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 import { Files, type IncomingEvent, type TransferResult } from '../../src/p2p/files/index.js';
+import { CANCEL, FILE_CONTROL_TOPIC, encodeControl } from '../../src/p2p/files/messages.js';
 import { MemoryIncomingFiles, memoryDisk, memoryFile, type MemoryDisk } from '../support/memory-files.js';
 
 const SEEDS = Array.from({ length: 20 }, (_, i) => i + 1);
@@ -31,6 +33,7 @@ interface Receiver {
 interface H {
   c: SimCluster;
   files: Map<SimPeer, Files>;
+  reliable: Map<SimPeer, ReliableDelivery>;
   chat: Map<SimPeer, Chat>;
   receivers: Map<string, Receiver>;
 }
@@ -46,12 +49,14 @@ async function harness(
   caps: Record<string, number> = {},
 ): Promise<H> {
   const files = new Map<SimPeer, Files>();
+  const reliables = new Map<SimPeer, ReliableDelivery>();
   const chat = new Map<SimPeer, Chat>();
   const receivers = new Map<string, Receiver>();
   const c = new SimCluster(seed, faults, PROFILES.lan, (node, peer) => {
     const reliable = node.install(
       (ctx, n) => new ReliableDelivery(ctx, n.membership, { audience: (m) => m.tags[CHAT_TAG] === true }),
     );
+    reliables.set(peer, reliable);
     const sender = peer.name === 'alice';
     chat.set(
       peer,
@@ -83,7 +88,7 @@ async function harness(
     files.set(peer, f);
   });
   for (const n of names) await c.add(n);
-  return { c, files, chat, receivers };
+  return { c, files, reliable: reliables, chat, receivers };
 }
 
 async function run(h: H, ms: number): Promise<void> {
@@ -194,6 +199,58 @@ describe('files (simulation)', () => {
       expect(h.receivers.get('carol')!.disk.files.get('alice/missed.bin')).toEqual(file.content);
     },
   );
+
+  it.each(SEEDS)(
+    'a send interrupted mid-transfer tells the receivers, which drop what they hold at once, seed %i',
+    async (seed) => {
+      const h = await harness(seed, ['alice', 'bob', 'carol'], LOSSY);
+      const file = memoryFile('big.bin', 120 * CHUNK_BYTES, seed);
+      const alice = h.c.peers.find((p) => p.name === 'alice')!;
+      const chat = h.chat.get(alice)!;
+      expect(await runUntil(h, () => chat.members().length === 2, 10_000)).toBe(true);
+      const out: { result?: TransferResult; told?: boolean } = {};
+      const sender = h.files.get(alice)!.send(file, {
+        targets: chat.members(),
+        unicast: false,
+        onEnd: (r) => (out.result = r),
+      });
+      const bob = h.receivers.get('bob')!;
+      expect(await runUntil(h, () => bob.store.writes >= 1, 30_000)).toBe(true);
+      sender.cancel(() => (out.told = true));
+      expect(statuses(out.result!)).toEqual({ bob: 'cancelled', carol: 'cancelled' });
+      // Well before the 60 s a receiver waits for a stalled transfer.
+      expect(await runUntil(h, () => out.told === true, 10_000)).toBe(true);
+      // Each drops what it holds, unless the whole file had already arrived (its "done" was on
+      // its way when the send stopped): then it keeps the verified file.
+      for (const r of h.receivers.values()) {
+        expect(await runUntil(h, () => r.disk.partial.size === 0, 10_000)).toBe(true);
+        const last = r.events.at(-1)!;
+        if (last.kind === 'received') expect(r.disk.files.get('alice/big.bin')).toEqual(file.content);
+        else {
+          expect(last).toEqual(
+            expect.objectContaining({ kind: 'failed', reason: 'the sender stopped sending it' }),
+          );
+          expect(r.disk.files.size).toBe(0);
+        }
+      }
+      expect([...h.receivers.values()].some((r) => r.events.at(-1)!.kind === 'failed')).toBe(true);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 5))('a stop from anyone but the sender is ignored, seed %i', async (seed) => {
+    const h = await harness(seed, ['alice', 'bob', 'carol'], LOSSY);
+    const file = memoryFile('kept.bin', 40 * CHUNK_BYTES, seed);
+    const out = await send(h, file);
+    const carol = h.receivers.get('carol')!;
+    expect(await runUntil(h, () => carol.store.writes >= 1, 30_000)).toBe(true);
+    const [id] = [...carol.disk.partial.keys()];
+    const bobPeer = h.c.peers.find((p) => p.name === 'bob')!;
+    const carolId = h.c.peers.find((p) => p.name === 'carol')!.node.id;
+    h.reliable.get(bobPeer)!.sendTo(carolId, FILE_CONTROL_TOPIC, encodeControl(CANCEL, { id: id! }));
+    expect(await runUntil(h, () => out.result !== undefined, 60_000)).toBe(true);
+    expect(statuses(out.result!)).toEqual({ bob: 'done', carol: 'done' });
+    expect(carol.disk.files.get('alice/kept.bin')).toEqual(file.content);
+  });
 
   it.each(SEEDS.slice(0, 5))(
     'a receiver over its cap refuses with the reason; the others get the file, seed %i',

@@ -12,6 +12,7 @@ import fsp from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ChunkSet, type IncomingTransfer } from '../../src/p2p/files/index.js';
 import { IncomingFileStore, inside, openOutgoingFile, suffixed } from '../../src/storage/files.js';
+import type { StorageHealth } from '../../src/storage/health.js';
 
 let dir: string;
 beforeEach(() => {
@@ -167,6 +168,19 @@ describe('IncomingFileStore', () => {
     await writeChunks(store, t, [0, 1, 2]);
     expect(await store.finish(t.id)).toEqual({ ok: true, path: path.join(dir, 'alice', 'notes.txt') });
     expect(fs.readFileSync(path.join(dir, 'alice', 'notes.txt'))).toEqual(content);
+  });
+
+  it('drops a transfer while a chunk is being written without counting it as a failing disk', async () => {
+    const failed: unknown[] = [];
+    const health = { failed: (f: unknown) => failed.push(f), succeeded: () => {} };
+    const store = new IncomingFileStore(dir, 'bob', health as unknown as StorageHealth);
+    const t = transfer();
+    await store.begin(t);
+    const writing = store.write(t.id, 0, content.subarray(0, 8), new ChunkSet(3).with(0));
+    await store.discard(t.id);
+    await writing.catch(() => {});
+    expect(failed).toEqual([]);
+    expect(fs.readdirSync(path.join(dir, '.partial', 'bob'))).toEqual([]);
   });
 
   it('refuses a damaged or planted state file and removes it', async () => {

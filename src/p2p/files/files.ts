@@ -10,6 +10,7 @@ import type { MemberView, Protocol, ProtocolContext } from '../protocol.js';
 import type { FileChannel, FileDelivery, MemberLookup } from './channel.js';
 import {
   ANSWER,
+  CANCEL,
   FILE_CONTROL_TOPIC,
   FILE_TOPIC,
   NEED,
@@ -132,6 +133,8 @@ export class Files implements Protocol {
     if (answer) return this.senders.get(answer.id)?.onAnswer(d.from, answer);
     const need = decodeControl(NEED, v);
     if (need) return this.senders.get(need.id)?.onNeed(d.from, need);
+    const cancel = decodeControl(CANCEL, v);
+    if (cancel) return this.receiver?.onCancel(d.from, cancel);
     this.stats.malformed++;
   }
 }

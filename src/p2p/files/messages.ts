@@ -86,11 +86,15 @@ export const NEED = message('file.need', {
   missing: f.array(f.guard(isRange), FILE_NEED_RANGES_MAX),
 });
 
+/** The sender stopped sending this file (interrupted): the receiver drops what it holds of it. */
+export const CANCEL = message('file.cancel', { id: ID });
+
 export type Offer = Body<typeof OFFER>;
 /** Whether `v` has the fields and bounds of an offer (a transfer read back from disk is checked so). */
 export const isOffer = (v: unknown): v is Offer => OFFER.check(v);
 export type Answer = Body<typeof ANSWER>;
 export type Need = Body<typeof NEED>;
+export type Cancel = Body<typeof CANCEL>;
 export type AnswerStatus = Answer['status'];
 
 /** A message's payload: `{"t": type, "b": body}`. */

@@ -17,7 +17,8 @@
  *   for them (NEED, unicast) whenever membership sees the sender live; the same covers a chunk
  *   reliable delivery reported lost. A transfer that gets no chunk for FILE_STALLED_MS (its
  *   sender gone, or no longer sending it to us) is dropped, its temporary file removed: nobody
- *   else can send the rest.
+ *   else can send the rest. A sender interrupted mid-transfer says so (CANCEL): the transfer is
+ *   dropped at once the same way.
  *
  * Failure modes: a chunk from anyone but the offer's sender, of the wrong length, or for no
  * transfer known is dropped and counted. A write that fails is never acknowledged (the handler's
@@ -34,6 +35,7 @@ import {
   encodeControl,
   type AnswerStatus,
   type Chunk,
+  type Cancel,
   type Offer,
   type TransferId,
 } from './messages.js';
@@ -151,6 +153,12 @@ export class FileReceiver {
     t.heardAt = this.ctx.now();
     t.queue = t.queue.then(() => this.write(t, c));
     return t.queue;
+  }
+
+  /** The sender stopped sending (interrupted): what we hold of the file goes, at once. */
+  onCancel(from: PeerId, c: Cancel): void {
+    const t = this.transfers.get(c.id);
+    if (t && t.transfer.from === from) this.fail(t, 'the sender stopped sending it');
   }
 
   tick(now: number): void {

@@ -23,13 +23,17 @@
  *
  * Failure modes: a lost chunk is repaired by reliable delivery, or asked for again; a receiver
  * that refuses a chunk as too large is failed with that reason; a file that cannot be read (it
- * shrank, a disk error) fails the transfer for everyone with the error.
+ * shrank, a disk error) fails the transfer for everyone with the error. A file that cannot be
+ * read, or a send the user interrupts (cancel()), tells every receiver still receiving to drop
+ * what it holds (CANCEL), instead of leaving it to wait FILE_STALLED_MS for the rest.
  */
 import type { PeerId } from '../wire.js';
 import type { MemberView, ProtocolContext } from '../protocol.js';
 import type { FileChannel, MemberLookup, Settled, Sent } from './channel.js';
 import { ChunkSet, chunkCount, chunkLength } from './chunks.js';
 import {
+  CANCEL,
+  FILE_CONTROL_TOPIC,
   FILE_TOPIC,
   OFFER,
   encodeChunk,
@@ -48,7 +52,16 @@ import {
 import type { OutgoingFile } from './store.js';
 
 /** Where one receiver stands: waiting for its answer, receiving, or finished (the rest). */
-export type ReceiverStatus = 'offered' | 'accepted' | 'refused' | 'done' | 'failed' | 'gone' | 'timeout';
+export type ReceiverStatus =
+  | 'offered'
+  | 'accepted'
+  | 'refused'
+  | 'done'
+  | 'failed'
+  | 'gone'
+  | 'timeout'
+  /** The send was interrupted before it held the file (cancel()). */
+  | 'cancelled';
 
 export interface ReceiverOutcome {
   peer: PeerId;
@@ -83,7 +96,14 @@ interface Receiver extends ReceiverOutcome {
   inFlight: Set<number>;
 }
 
-const FINISHED: ReadonlySet<ReceiverStatus> = new Set(['refused', 'done', 'failed', 'gone', 'timeout']);
+const FINISHED: ReadonlySet<ReceiverStatus> = new Set([
+  'refused',
+  'done',
+  'failed',
+  'gone',
+  'timeout',
+  'cancelled',
+]);
 
 export class FileSender {
   readonly chunks: number;
@@ -334,9 +354,38 @@ export class FileSender {
     return false;
   }
 
+  /**
+   * Stops sending (the user interrupted it): each receiver that does not hold the file yet is told
+   * to drop what it has (CANCEL) and counted as cancelled; the transfer ends. `told` runs once
+   * each of them acked that, or could not be reached.
+   */
+  cancel(told?: () => void): void {
+    if (this.ended) return told?.();
+    this.tellStopped(told);
+    for (const r of this.receivers.values())
+      if (!FINISHED.has(r.status)) {
+        r.status = 'cancelled';
+        r.reason = '';
+      }
+    this.end();
+  }
+
+  /** CANCEL to every receiver not finished: nothing more of the file comes. */
+  private tellStopped(told?: () => void): void {
+    const to = [...this.receivers.values()].filter((r) => !FINISHED.has(r.status));
+    let left = to.length;
+    if (left === 0) return told?.();
+    const payload = encodeControl(CANCEL, { id: this.id });
+    for (const r of to)
+      this.channel.sendTo(r.peer, FILE_CONTROL_TOPIC, payload, () => {
+        if (--left === 0) told?.();
+      });
+  }
+
   private failRead(why: string): void {
     if (this.ended) return;
     this.readError = why;
+    this.tellStopped();
     for (const r of this.receivers.values())
       if (!FINISHED.has(r.status)) {
         r.status = 'failed';
