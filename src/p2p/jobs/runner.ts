@@ -1,0 +1,445 @@
+/**
+ * Runner: the worker's role. It takes the attempts submitters send, runs them through its
+ * executor within its slots, and sends the results back, batched per turn.
+ *
+ * It holds at most its window (slots x (1 + JOB_PIPELINE_PER_SLOT)) over every run: the running
+ * jobs and a queue, so a slot starts its next job in the turn its last one ended. Runs are served
+ * round-robin (fairness between submitters). Beyond the window, an attempt is answered jb.full and
+ * never run; an attempt whose fence is not above the highest this worker saw for the job is
+ * answered jb.full stale-fence (an older dispatcher's word, or a replay).
+ *
+ * Failure modes:
+ * - The submitter dies or leaves (membership) or restarts: every attempt of its runs is killed
+ *   (TERM to the process group, KILL after the run's grace), the queue and results dropped.
+ * - A result is not acked in time (reliable delivery's timeout): sent again while the submitter
+ *   lives; dropped once it is gone.
+ * - A job outlives its timeout: killed here, its result marked timedOut with exit -1.
+ * - A run of commands in an open group, or on a worker without --allow-exec: jb.refuse, nothing
+ *   runs. A spec out of bounds never gets here (messages.ts refuses it on decode).
+ */
+import type { ProtocolContext } from '../protocol.js';
+import type { Membership } from '../membership.js';
+import type { PeerId } from '../wire.js';
+import { advertTags, windowOf } from './adverts.js';
+import { commandFor, commandProblem } from './command.js';
+import {
+  JOB_BATCH_MAX,
+  JOB_DONE_BYTES_MAX,
+  JOB_FENCES_REMEMBERED_MAX,
+  JOB_OUTPUT_BYTES_MAX,
+  JOB_OUT_CHUNK_BYTES_MAX,
+  JOB_RUNS_MAX,
+  JOB_TAGS_INTERVAL_MS,
+  JOB_WHY_CHARS_MAX,
+} from './limits.js';
+import {
+  DONE,
+  FULL,
+  OUT,
+  REFUSE,
+  encodeJob,
+  type Cancel,
+  type JobAttempt,
+  type JobEntry,
+  type JobSend,
+  type Jobs,
+  type Open,
+  type RefuseWhy,
+  type ResultEntry,
+} from './messages.js';
+import type { AttemptKey, ExecOutcome, JobExecutor, JobsStats, KillReason, RunSpec } from './types.js';
+
+interface Running {
+  key: AttemptKey;
+  seq: number;
+  fence: number;
+  startedAt: number;
+  /** Why we killed it, if we did. */
+  killed: KillReason | null;
+}
+
+interface Result {
+  entry: ResultEntry;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+}
+
+interface RunState {
+  spec: RunSpec;
+  submitter: PeerId;
+  submitterName: string;
+  incarnation: number;
+  /** Entries of jb.jobs received (the submitter's credit arithmetic, see DONE). */
+  seen: number;
+  queue: JobEntry[];
+  running: Map<string, Running>;
+  results: Result[];
+  /** The submitter is gone or closed the run: nothing more is sent; kept while jobs are dying. */
+  dead: boolean;
+}
+
+export type RunnerMembership = Pick<Membership, 'get' | 'setTags' | 'ownTags'>;
+
+const keyOf = (k: AttemptKey) => `${k.run}/${k.job}/${k.attempt}`;
+
+export class Runner {
+  private readonly runs = new Map<string, RunState>();
+  /** Highest fence per run/job, oldest first (JOB_FENCES_REMEMBERED_MAX). */
+  private readonly fences = new Map<string, number>();
+  /** Where the round-robin over runs stands. */
+  private turn = 0;
+  private flushScheduled = false;
+  private lastTags = -Infinity;
+  private tagsHeld = -1;
+  readonly window: number;
+
+  constructor(
+    private readonly ctx: ProtocolContext,
+    private readonly send: JobSend,
+    private readonly membership: RunnerMembership,
+    private readonly executor: JobExecutor,
+    private readonly keyed: boolean,
+    private readonly stats: JobsStats,
+  ) {
+    if (!Number.isInteger(executor.slots) || executor.slots < 1)
+      throw new Error(`worker slots must be a positive integer, got ${executor.slots}`);
+    this.window = windowOf(executor.slots);
+    this.advertise();
+  }
+
+  /** Jobs held now: queued and running, over every run. */
+  held(): number {
+    let n = 0;
+    for (const r of this.runs.values()) n += r.queue.length + r.running.size;
+    return n;
+  }
+
+  // ---- from submitters ----------------------------------------------------------------------
+
+  onOpen(from: PeerId, fromName: string, m: Open): void {
+    const known = this.runs.get(m.run);
+    if (known) {
+      if (known.submitter !== from) this.stats.wrongSender++;
+      return;
+    }
+    const why = this.refusal(m);
+    if (why) {
+      this.stats.refusedJobs++;
+      this.send(
+        from,
+        encodeJob(REFUSE, { run: m.run, why: why[0], detail: why[1].slice(0, JOB_WHY_CHARS_MAX) }),
+      );
+      return;
+    }
+    this.runs.set(m.run, {
+      spec: { ...m },
+      submitter: from,
+      submitterName: fromName,
+      incarnation: this.membership.get(from)?.incarnation ?? 0,
+      seen: 0,
+      queue: [],
+      running: new Map(),
+      results: [],
+      dead: false,
+    });
+  }
+
+  onJobs(from: PeerId, m: Jobs): void {
+    const run = this.runs.get(m.run);
+    if (!run || run.dead) {
+      this.stats.unknownRun++;
+      return;
+    }
+    if (run.submitter !== from) {
+      this.stats.wrongSender++;
+      return;
+    }
+    const full: JobAttempt[] = [];
+    const stale: JobAttempt[] = [];
+    let held = this.held();
+    for (const e of m.jobs) {
+      run.seen++;
+      const [job, , attempt, fence] = e;
+      const fk = `${m.run}/${job}`;
+      if (fence <= (this.fences.get(fk) ?? 0)) stale.push([job, attempt]);
+      else if (held >= this.window) full.push([job, attempt]);
+      else {
+        this.fences.delete(fk);
+        this.fences.set(fk, fence);
+        if (this.fences.size > JOB_FENCES_REMEMBERED_MAX)
+          this.fences.delete(this.fences.keys().next().value!);
+        run.queue.push(e);
+        held++;
+      }
+    }
+    this.stats.staleFences += stale.length;
+    this.stats.refusedJobs += full.length;
+    this.pump();
+    for (const [jobs, why] of [
+      [full, 'full'],
+      [stale, 'stale-fence'],
+    ] as const)
+      if (jobs.length > 0)
+        this.send(from, encodeJob(FULL, { run: m.run, free: this.free(), seen: run.seen, jobs, why }));
+  }
+
+  onCancel(from: PeerId, m: Cancel): void {
+    const run = this.runs.get(m.run);
+    if (!run || run.submitter !== from) {
+      if (run) this.stats.wrongSender++;
+      return;
+    }
+    const why: KillReason = m.why;
+    const only = m.jobs && new Set(m.jobs.map(([job, attempt]) => `${m.run}/${job}/${attempt}`));
+    const keep: JobEntry[] = [];
+    for (const e of run.queue) {
+      const key = { run: m.run, job: e[0], attempt: e[2] };
+      if (only && !only.has(keyOf(key))) keep.push(e);
+      else this.addResult(run, key, e[3], notStarted(true, null));
+    }
+    run.queue = keep;
+    for (const r of run.running.values()) if (!only || only.has(keyOf(r.key))) this.kill(run, r, why);
+    this.scheduleFlush();
+  }
+
+  /** The run is over for its submitter: forget it (what still runs is killed). */
+  onClose(from: PeerId, run: string): void {
+    const r = this.runs.get(run);
+    if (!r || r.submitter !== from) return;
+    this.drop(r, 'cancel');
+  }
+
+  // ---- from the executor --------------------------------------------------------------------
+
+  output(key: AttemptKey, stream: 1 | 2, chunk: Uint8Array): void {
+    const run = this.runs.get(key.run);
+    if (!run || run.dead || run.spec.output !== 'line' || !run.running.has(keyOf(key))) return;
+    for (let at = 0; at < chunk.length; at += JOB_OUT_CHUNK_BYTES_MAX) {
+      const part = chunk.subarray(at, at + JOB_OUT_CHUNK_BYTES_MAX);
+      this.send(
+        run.submitter,
+        encodeJob(OUT, { run: key.run, job: key.job, attempt: key.attempt, stream }, part),
+      );
+    }
+  }
+
+  ended(key: AttemptKey, outcome: ExecOutcome): void {
+    const run = this.runs.get(key.run);
+    const r = run?.running.get(keyOf(key));
+    if (!run || !r) return;
+    run.running.delete(keyOf(key));
+    this.ctx.emit({ kind: 'job-ended', ...key, exit: outcome.exit, signal: outcome.signal });
+    if (run.dead) {
+      if (run.running.size === 0) this.runs.delete(key.run);
+    } else {
+      const killed = r.killed !== null && r.killed !== 'shutdown';
+      this.addResult(run, key, r.fence, {
+        ...outcome,
+        timedOut: outcome.timedOut || r.killed === 'timeout',
+        cancelled: outcome.cancelled || r.killed === 'cancel' || r.killed === 'done-elsewhere',
+        exit: killed ? -1 : outcome.exit,
+      });
+    }
+    this.pump();
+    this.scheduleFlush();
+  }
+
+  // ---- time ---------------------------------------------------------------------------------
+
+  tick(now: number): void {
+    for (const run of [...this.runs.values()]) {
+      const m = this.membership.get(run.submitter);
+      if (!run.dead && (!m || m.state === 'dead' || m.state === 'left' || m.incarnation !== run.incarnation))
+        this.drop(run, 'submitter-gone');
+      const timeout = run.spec.timeoutMs;
+      if (run.dead || timeout === null) continue;
+      for (const r of run.running.values())
+        if (r.killed === null && now - r.startedAt >= timeout) this.kill(run, r, 'timeout');
+    }
+    this.advertise();
+  }
+
+  /** Kills everything (the worker stops). */
+  shutdown(): void {
+    for (const run of this.runs.values()) {
+      run.queue = [];
+      for (const r of run.running.values()) this.kill(run, r, 'shutdown');
+    }
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------
+
+  private refusal(m: Open): [RefuseWhy, string] | null {
+    if (this.runs.size >= JOB_RUNS_MAX)
+      return ['too-many-runs', `this worker serves ${JOB_RUNS_MAX} runs at most`];
+    if (m.kind === 'exec' && !this.keyed)
+      return ['open-group', 'commands run only in a keyed group (peer worker --key-file)'];
+    if (m.kind === 'exec' && !this.executor.allowExec)
+      return ['exec-not-allowed', 'this worker does not run commands (peer worker --allow-exec)'];
+    return null;
+  }
+
+  private free(): number {
+    return Math.max(0, this.window - this.held());
+  }
+
+  /** Starts queued jobs while slots are free, one run after another. */
+  private pump(): void {
+    let running = 0;
+    for (const r of this.runs.values()) running += r.running.size;
+    const runs = [...this.runs.values()].filter((r) => !r.dead);
+    while (running < this.executor.slots) {
+      let started = false;
+      for (let i = 0; i < runs.length && running < this.executor.slots; i++) {
+        const run = runs[(this.turn + i) % runs.length]!;
+        const e = run.queue.shift();
+        if (!e) continue;
+        this.turn = (this.turn + i + 1) % Math.max(1, runs.length);
+        this.start(run, e);
+        running++;
+        started = true;
+        break;
+      }
+      if (!started) break;
+    }
+  }
+
+  private start(run: RunState, [job, seq, attempt, fence, input]: JobEntry): void {
+    const { spec } = run;
+    const key = { run: spec.run, job, attempt };
+    const command = spec.kind === 'exec' ? commandFor(spec.words, input) : spec.words.join(' ');
+    const problem = commandProblem(command);
+    if (problem) {
+      this.addResult(run, key, fence, notStarted(false, problem));
+      this.scheduleFlush();
+      return;
+    }
+    run.running.set(keyOf(key), { key, seq, fence, startedAt: this.ctx.now(), killed: null });
+    this.ctx.emit({ kind: 'job-started', ...key, submitterName: run.submitterName });
+    const env: Record<string, string> = Object.fromEntries(spec.env);
+    env.PEER_JOB_ID = `${spec.run}-${job}`;
+    env.PEER_JOB_SEQ = String(seq);
+    env.PEER_JOB_ATTEMPT = String(attempt);
+    env.PEER_FENCING_TOKEN = String(fence);
+    env.PEER_RUN_ID = spec.run;
+    this.executor.start({ ...key, seq, fence, spec, command, env, transfers: [], returns: spec.returns });
+  }
+
+  private kill(run: RunState, r: Running, why: KillReason): void {
+    if (r.killed !== null) return;
+    r.killed = why;
+    this.stats.killed++;
+    this.ctx.emit({ kind: 'job-killed', ...r.key, why });
+    this.executor.kill(r.key, why, run.spec.graceMs);
+  }
+
+  /** Stops serving a run: its queue and results dropped, its jobs killed, forgotten once they end. */
+  private drop(run: RunState, why: KillReason): void {
+    run.dead = true;
+    run.queue = [];
+    run.results = [];
+    for (const r of run.running.values()) this.kill(run, r, why);
+    if (run.running.size === 0) this.runs.delete(run.spec.run);
+  }
+
+  private addResult(run: RunState, key: AttemptKey, fence: number, o: Omit<ExecOutcome, 'returned'>): void {
+    const stdout = o.stdout.subarray(0, JOB_OUTPUT_BYTES_MAX);
+    const stderr = o.stderr.subarray(0, JOB_OUTPUT_BYTES_MAX);
+    const truncated = o.truncated || stdout.length < o.stdout.length || stderr.length < o.stderr.length;
+    run.results.push({
+      entry: {
+        job: key.job,
+        attempt: key.attempt,
+        fence,
+        exit: o.exit === null ? null : Math.max(-1, Math.min(255, o.exit)),
+        signal: Math.max(0, Math.min(64, o.signal)),
+        timedOut: o.timedOut,
+        cancelled: o.cancelled,
+        started: o.started,
+        at: Math.max(0, Math.round(o.startedAtWallMs)),
+        us: Math.max(0, Math.round(o.runtimeUs)),
+        out: run.spec.output === 'group' ? stdout.length : 0,
+        err: run.spec.output === 'group' ? stderr.length : 0,
+        truncated,
+        why: o.error === null ? null : o.error.slice(0, JOB_WHY_CHARS_MAX),
+      },
+      stdout: run.spec.output === 'group' ? stdout : new Uint8Array(0),
+      stderr: run.spec.output === 'group' ? stderr : new Uint8Array(0),
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    this.ctx.soon(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Each run's results of this turn, in jb.done messages of at most JOB_BATCH_MAX and JOB_DONE_BYTES_MAX. */
+  private flush(): void {
+    const free = this.free();
+    for (const run of this.runs.values()) {
+      if (run.dead || run.results.length === 0) continue;
+      const results = run.results;
+      run.results = [];
+      let batch: Result[] = [];
+      let bytes = 0;
+      const send = () => {
+        if (batch.length > 0) this.sendDone(run, batch, free);
+        batch = [];
+        bytes = 0;
+      };
+      for (const r of results) {
+        const size = r.stdout.length + r.stderr.length;
+        if (batch.length >= JOB_BATCH_MAX || (batch.length > 0 && bytes + size > JOB_DONE_BYTES_MAX)) send();
+        batch.push(r);
+        bytes += size;
+      }
+      send();
+    }
+    this.advertise();
+  }
+
+  private sendDone(run: RunState, batch: Result[], free: number): void {
+    const body = { run: run.spec.run, free, seen: run.seen, results: batch.map((r) => r.entry) };
+    const parts = batch.flatMap((r) => [r.stdout, r.stderr]);
+    const bytes = parts.some((p) => p.length > 0) ? Buffer.concat(parts) : undefined;
+    const payload = encodeJob(DONE, body, bytes);
+    const attempt = () =>
+      this.send(run.submitter, payload, (r) => {
+        // Kept until acked: sent again while the submitter lives (its record defers the ack).
+        if (!r.ok && r.reason === 'timeout' && !run.dead && this.runs.get(run.spec.run) === run) attempt();
+      });
+    attempt();
+  }
+
+  /** Our advert in membership tags: at once when it appears, then at most every JOB_TAGS_INTERVAL_MS. */
+  private advertise(): void {
+    const held = this.held();
+    const now = this.ctx.now();
+    if (held === this.tagsHeld || (this.tagsHeld >= 0 && now - this.lastTags < JOB_TAGS_INTERVAL_MS)) return;
+    this.lastTags = now;
+    this.tagsHeld = held;
+    const exec = this.keyed && this.executor.allowExec;
+    this.membership.setTags(advertTags(this.membership.ownTags, this.executor.slots, held, exec));
+  }
+}
+
+/** The outcome of an attempt that never started (dropped from the queue, or could not start). */
+function notStarted(cancelled: boolean, error: string | null): Omit<ExecOutcome, 'returned'> {
+  return {
+    started: false,
+    exit: null,
+    signal: 0,
+    timedOut: false,
+    cancelled,
+    startedAtWallMs: 0,
+    runtimeUs: 0,
+    stdout: new Uint8Array(0),
+    stderr: new Uint8Array(0),
+    truncated: false,
+    error,
+  };
+}
