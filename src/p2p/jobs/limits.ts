@@ -85,6 +85,11 @@ export const JOB_SIGNAL_MAX = 64;
 /** Runs a worker serves at once (submitters are few; each run costs a spec and a queue). */
 export const JOB_RUNS_MAX = 64;
 /**
+ * How long a worker serves a run whose submitter membership does not know yet (its first
+ * heartbeat lost, its jobs come first): a few heartbeats, then it is taken for gone.
+ */
+export const JOB_SUBMITTER_UNKNOWN_MS = 2000;
+/**
  * Highest fence remembered per job, most recent first: enough for the jobs a worker holds over
  * many runs; a job forgotten for longer than that has long been recorded by its submitter.
  */

@@ -29,6 +29,7 @@ import {
   JOB_OUTPUT_BYTES_MAX,
   JOB_OUT_CHUNK_BYTES_MAX,
   JOB_RUNS_MAX,
+  JOB_SUBMITTER_UNKNOWN_MS,
   JOB_TAGS_INTERVAL_MS,
   JOB_WHY_CHARS_MAX,
 } from './limits.js';
@@ -68,7 +69,11 @@ interface RunState {
   spec: RunSpec;
   submitter: PeerId;
   submitterName: string;
-  incarnation: number;
+  /** The submitter's incarnation, once membership knows it (its first heartbeat may be lost). */
+  incarnation: number | null;
+  openedAt: number;
+  /** jb.done payloads that found the submitter not (yet) a member: sent again at the next tick. */
+  unsent: Array<string | Uint8Array>;
   /** Entries of jb.jobs received (the submitter's credit arithmetic, see DONE). */
   seen: number;
   queue: JobEntry[];
@@ -135,7 +140,9 @@ export class Runner {
       spec: { ...m },
       submitter: from,
       submitterName: fromName,
-      incarnation: this.membership.get(from)?.incarnation ?? 0,
+      incarnation: this.membership.get(from)?.incarnation ?? null,
+      openedAt: this.ctx.now(),
+      unsent: [],
       seen: 0,
       queue: [],
       running: new Map(),
@@ -249,8 +256,12 @@ export class Runner {
   tick(now: number): void {
     for (const run of [...this.runs.values()]) {
       const m = this.membership.get(run.submitter);
-      if (!run.dead && (!m || m.state === 'dead' || m.state === 'left' || m.incarnation !== run.incarnation))
-        this.drop(run, 'submitter-gone');
+      if (m && run.incarnation === null) run.incarnation = m.incarnation;
+      const gone = m
+        ? m.state === 'dead' || m.state === 'left' || m.incarnation !== run.incarnation
+        : run.incarnation !== null || now - run.openedAt >= JOB_SUBMITTER_UNKNOWN_MS;
+      if (!run.dead && gone) this.drop(run, 'submitter-gone');
+      if (!run.dead && m) for (const payload of run.unsent.splice(0)) this.sendDonePayload(run, payload);
       const timeout = run.spec.timeoutMs;
       if (run.dead || timeout === null) continue;
       for (const r of run.running.values())
@@ -406,13 +417,19 @@ export class Runner {
     const body = { run: run.spec.run, free, seen: run.seen, results: batch.map((r) => r.entry) };
     const parts = batch.flatMap((r) => [r.stdout, r.stderr]);
     const bytes = parts.some((p) => p.length > 0) ? Buffer.concat(parts) : undefined;
-    const payload = encodeJob(DONE, body, bytes);
-    const attempt = () =>
-      this.send(run.submitter, payload, (r) => {
-        // Kept until acked: sent again while the submitter lives (its record defers the ack).
-        if (!r.ok && r.reason === 'timeout' && !run.dead && this.runs.get(run.spec.run) === run) attempt();
-      });
-    attempt();
+    this.sendDonePayload(run, encodeJob(DONE, body, bytes));
+  }
+
+  /**
+   * Kept until acked: sent again while the run lives (the submitter's record defers the ack); a
+   * submitter membership does not know yet gets it at the next tick that does.
+   */
+  private sendDonePayload(run: RunState, payload: string | Uint8Array): void {
+    this.send(run.submitter, payload, (r) => {
+      if (r.ok || run.dead || this.runs.get(run.spec.run) !== run) return;
+      if (r.reason === 'timeout') this.sendDonePayload(run, payload);
+      else if (r.reason === 'gone') run.unsent.push(payload);
+    });
   }
 
   /** Our advert in membership tags: at once when it appears, then at most every JOB_TAGS_INTERVAL_MS. */
