@@ -183,8 +183,12 @@ export interface JobsHarness {
   jobs: Map<string, Jobs>;
   /** Executors per worker name, one per life. */
   executors: Map<string, SimJobExecutor[]>;
+  /** Reliable delivery per peer name, of its current life. */
+  reliables: Map<string, ReliableDelivery>;
   /** Reliable unicast datagrams sent (messages, fragments and their acks). */
   unicast: { count: number };
+  /** Reliable unicast messages (not acks) sent: when, from which address, to which. */
+  sends: Array<{ at: number; from: string; to: string }>;
 }
 
 /**
@@ -201,8 +205,11 @@ export async function jobsCluster(
   const jobs = new Map<string, Jobs>();
   const executors = new Map<string, SimJobExecutor[]>();
   const unicast = { count: 0 };
+  const sends: JobsHarness['sends'] = [];
+  const reliables = new Map<string, ReliableDelivery>();
   const c = new SimCluster(seed, faults, PROFILES.lan, (node, peer) => {
     const reliable = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
+    reliables.set(peer.name, reliable);
     const w = workers.find((x) => x.name === peer.name);
     const executor = w
       ? new SimJobExecutor(w.slots, w.allowExec ?? true, c.rt, (req) => behave(req, peer.name))
@@ -214,22 +221,25 @@ export async function jobsCluster(
       node.install((ctx, n) => new Jobs(ctx, reliable, n.membership, { keyed, executor })),
     );
   });
-  c.wrapTransport = (t: Transport) => countUnicast(t, unicast);
+  c.wrapTransport = (t: Transport) =>
+    countUnicast(t, unicast, (to) => sends.push({ at: c.rt.now(), from: t.address, to }));
   const submitter = await c.add('submitter');
   const ws: SimPeer[] = [];
   for (const w of workers) ws.push(await c.add(w.name));
-  const h = { c, submitter, workers: ws, jobs, executors, unicast };
+  const h = { c, submitter, workers: ws, jobs, executors, reliables, unicast, sends };
   const sees = () => jobs.get('submitter')!.workers().length === workers.length;
   expect(c.rt.runUntilTrue(sees, 10_000)).toBe(true);
   return h;
 }
 
 /** Counts the unicast datagrams of reliable delivery a transport sends. */
-function countUnicast(t: Transport, counter: { count: number }): Transport {
+function countUnicast(t: Transport, counter: { count: number }, message: (to: string) => void): Transport {
   const send = t.send.bind(t);
   t.send = (to, data) => {
     const head = Buffer.from(data.subarray(0, 48)).toString('latin1');
-    if (/"t":"r[mb]\.ua?"/.test(head) || !head.startsWith('{')) counter.count++;
+    const frame = !head.startsWith('{');
+    if (frame || /"t":"r[mb]\.ua?"/.test(head)) counter.count++;
+    if (frame || /"t":"r[mb]\.u"/.test(head)) message(to);
     send(to, data);
   };
   return t;

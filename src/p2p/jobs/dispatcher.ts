@@ -13,7 +13,8 @@
  * rises over the job's attempts whatever peer issued the one before (see types.ts).
  *
  * Failure modes:
- * - A worker dies, leaves or restarts (membership; a new incarnation): its unfinished attempts are
+ * - A worker dies, leaves or restarts (membership; a restart comes from a new port, whereas a
+ *   refuted suspicion only raises the incarnation and loses nothing): its unfinished attempts are
  *   requeued with a new attempt and fence; a job pinned to it (`--on`) fails with exit 255.
  * - A worker goes mute: its jb.jobs times out in reliable delivery, or a job with a timeout has no
  *   result long after it (JOB_RESULT_SLACK_MS): we cancel the attempt there and requeue it.
@@ -87,8 +88,8 @@ interface JobState {
 interface WorkerState {
   id: PeerId;
   name: string;
-  /** The incarnation we opened the run at: another one is a restarted process that knows nothing. */
-  incarnation: number;
+  /** Where it was when we took it up: another address is a restarted process that knows nothing. */
+  address: string;
   slots: number;
   credit: number;
   /** Entries of jb.jobs sent to it over the run. */
@@ -273,11 +274,14 @@ export class Dispatcher implements RunHandle {
       w?.held.delete(job);
       if (m.why === 'stale-fence') this.stats.staleFences++;
       else this.stats.refusedJobs++;
+      // A worker that lost the run (its process restarted where membership cannot tell) gets it again.
+      if (m.why === 'unknown-run' && w) w.opened = false;
       // It never ran: the number goes back (the next fence is higher all the same).
       if (attempt === js.attempts) js.attempts--;
       this.queue.unshift(job);
     }
-    if (w) this.setCredit(w, m.free, m.seen);
+    // A worker that does not know the run counts its entries afresh once it is opened again.
+    if (w && m.why !== 'unknown-run') this.setCredit(w, m.free, m.seen);
     this.afterChange();
   }
 
@@ -305,9 +309,9 @@ export class Dispatcher implements RunHandle {
     if (this.over) return;
     for (const w of [...this.workers.values()]) {
       const m = this.membership.get(w.id);
-      if (!m || m.state === 'dead' || m.state === 'left' || m.incarnation !== w.incarnation) {
+      if (!m || m.state === 'dead' || m.state === 'left' || m.address !== w.address) {
         this.workers.delete(w.id);
-        this.requeueFrom(w, true, m && m.incarnation !== w.incarnation ? 'worker restarted' : 'worker gone');
+        this.requeueFrom(w, true, m && m.address !== w.address ? 'worker restarted' : 'worker gone');
       }
     }
     if (this.spec.timeoutMs !== null) {
@@ -354,11 +358,11 @@ export class Dispatcher implements RunHandle {
     const live = new Set(adverts.map((a) => a.id));
     for (const a of adverts) {
       const m = this.membership.get(a.id)!;
-      if (!this.workers.has(a.id) || this.workers.get(a.id)!.incarnation !== m.incarnation)
+      if (!this.workers.has(a.id) || this.workers.get(a.id)!.address !== m.address)
         this.workers.set(a.id, {
           id: a.id,
           name: a.name,
-          incarnation: m.incarnation,
+          address: m.address,
           slots: a.slots,
           credit: windowOf(a.slots) - a.held,
           entries: 0,
@@ -422,6 +426,7 @@ export class Dispatcher implements RunHandle {
   private sendJobs(w: WorkerState, entries: JobEntry[]): void {
     if (!w.opened) {
       w.opened = true;
+      w.entries = 0;
       const { run, kind, words, env, timeoutMs, graceMs, output, transfers, returns, detached } = this.spec;
       this.send(
         w.id,

@@ -152,13 +152,16 @@ export const DONE = message('jb.done', {
     JOB_BATCH_MAX,
   ),
 });
-/** Attempts a worker will not run: its window is full, or it saw a higher fence for the job. */
+/**
+ * Attempts a worker will not run: its window is full, it saw a higher fence for the job, or it
+ * does not know the run (it restarted): none of them ran there.
+ */
 export const FULL = message('jb.full', {
   run: RUN,
   free: FREE,
   seen: f.uint(),
   jobs: ATTEMPTS,
-  why: f.literal('full', 'stale-fence'),
+  why: f.literal('full', 'stale-fence', 'unknown-run'),
 });
 export type RefuseWhy = 'exec-not-allowed' | 'open-group' | 'bad-spec' | 'too-many-runs';
 /** A run the worker will not run at all. */

@@ -69,8 +69,8 @@ interface RunState {
   spec: RunSpec;
   submitter: PeerId;
   submitterName: string;
-  /** The submitter's incarnation, once membership knows it (its first heartbeat may be lost). */
-  incarnation: number | null;
+  /** The submitter's address, once membership knows it (its first heartbeat may be lost). */
+  address: string | null;
   openedAt: number;
   /** jb.done payloads that found the submitter not (yet) a member: sent again at the next tick. */
   unsent: Array<string | Uint8Array>;
@@ -140,7 +140,7 @@ export class Runner {
       spec: { ...m },
       submitter: from,
       submitterName: fromName,
-      incarnation: this.membership.get(from)?.incarnation ?? null,
+      address: this.membership.get(from)?.address ?? null,
       openedAt: this.ctx.now(),
       unsent: [],
       seen: 0,
@@ -154,7 +154,11 @@ export class Runner {
   onJobs(from: PeerId, m: Jobs): void {
     const run = this.runs.get(m.run);
     if (!run || run.dead) {
+      // Not opened here (this process restarted, or the run was closed): nothing runs; the
+      // submitter, if it is one, opens it again.
       this.stats.unknownRun++;
+      const jobs = m.jobs.map(([job, , attempt]): JobAttempt => [job, attempt]);
+      this.send(from, encodeJob(FULL, { run: m.run, free: this.free(), seen: 0, jobs, why: 'unknown-run' }));
       return;
     }
     if (run.submitter !== from) {
@@ -256,10 +260,11 @@ export class Runner {
   tick(now: number): void {
     for (const run of [...this.runs.values()]) {
       const m = this.membership.get(run.submitter);
-      if (m && run.incarnation === null) run.incarnation = m.incarnation;
+      if (m && run.address === null) run.address = m.address;
+      // Another address is another process (a refuted suspicion raises the incarnation only).
       const gone = m
-        ? m.state === 'dead' || m.state === 'left' || m.incarnation !== run.incarnation
-        : run.incarnation !== null || now - run.openedAt >= JOB_SUBMITTER_UNKNOWN_MS;
+        ? m.state === 'dead' || m.state === 'left' || m.address !== run.address
+        : run.address !== null || now - run.openedAt >= JOB_SUBMITTER_UNKNOWN_MS;
       if (!run.dead && gone) this.drop(run, 'submitter-gone');
       if (!run.dead && m) for (const payload of run.unsent.splice(0)) this.sendDonePayload(run, payload);
       const timeout = run.spec.timeoutMs;
