@@ -200,7 +200,7 @@ export async function jobsCluster(
   workers: WorkerSpec[],
   behave: (req: StartRequest, worker: string) => SimJob,
   faults: Partial<LinkFaults> = LOSSY,
-  opts: { keyed?: boolean } = {},
+  opts: { keyed?: boolean; others?: string[] } = {},
 ): Promise<JobsHarness> {
   const jobs = new Map<string, Jobs>();
   const executors = new Map<string, SimJobExecutor[]>();
@@ -226,6 +226,7 @@ export async function jobsCluster(
   const submitter = await c.add('submitter');
   const ws: SimPeer[] = [];
   for (const w of workers) ws.push(await c.add(w.name));
+  for (const name of opts.others ?? []) await c.add(name);
   const h = { c, submitter, workers: ws, jobs, executors, reliables, unicast, sends };
   const sees = () => jobs.get('submitter')!.workers().length === workers.length;
   expect(c.rt.runUntilTrue(sees, 10_000)).toBe(true);

@@ -89,6 +89,8 @@ export const JOB_RUNS_MAX = 64;
  * heartbeat lost, its jobs come first): a few heartbeats, then it is taken for gone.
  */
 export const JOB_SUBMITTER_UNKNOWN_MS = 2000;
+/** Messages a worker holds for peers membership does not know yet: a few turns of results. */
+export const JOB_UNKNOWN_PEER_MESSAGES_MAX = 1024;
 /**
  * Highest fence remembered per job, most recent first: enough for the jobs a worker holds over
  * many runs; a job forgotten for longer than that has long been recorded by its submitter.

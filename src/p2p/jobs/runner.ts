@@ -31,6 +31,7 @@ import {
   JOB_RUNS_MAX,
   JOB_SUBMITTER_UNKNOWN_MS,
   JOB_TAGS_INTERVAL_MS,
+  JOB_UNKNOWN_PEER_MESSAGES_MAX,
   JOB_WHY_CHARS_MAX,
 } from './limits.js';
 import {
@@ -72,8 +73,6 @@ interface RunState {
   /** The submitter's address, once membership knows it (its first heartbeat may be lost). */
   address: string | null;
   openedAt: number;
-  /** jb.done payloads that found the submitter not (yet) a member: sent again at the next tick. */
-  unsent: Array<string | Uint8Array>;
   /** Entries of jb.jobs received (the submitter's credit arithmetic, see DONE). */
   seen: number;
   queue: JobEntry[];
@@ -94,6 +93,9 @@ export class Runner {
   /** Where the round-robin over runs stands. */
   private turn = 0;
   private flushScheduled = false;
+  /** Messages to peers membership does not know yet (see post()). */
+  private waiting: Array<{ to: PeerId; payload: string | Uint8Array; keep: () => boolean; since: number }> =
+    [];
   private lastTags = -Infinity;
   private tagsHeld = -1;
   readonly window: number;
@@ -130,9 +132,10 @@ export class Runner {
     const why = this.refusal(m);
     if (why) {
       this.stats.refusedJobs++;
-      this.send(
+      this.post(
         from,
         encodeJob(REFUSE, { run: m.run, why: why[0], detail: why[1].slice(0, JOB_WHY_CHARS_MAX) }),
+        () => true,
       );
       return;
     }
@@ -142,7 +145,6 @@ export class Runner {
       submitterName: fromName,
       address: this.membership.get(from)?.address ?? null,
       openedAt: this.ctx.now(),
-      unsent: [],
       seen: 0,
       queue: [],
       running: new Map(),
@@ -158,7 +160,8 @@ export class Runner {
       // submitter, if it is one, opens it again.
       this.stats.unknownRun++;
       const jobs = m.jobs.map(([job, , attempt]): JobAttempt => [job, attempt]);
-      this.send(from, encodeJob(FULL, { run: m.run, free: this.free(), seen: 0, jobs, why: 'unknown-run' }));
+      const full = encodeJob(FULL, { run: m.run, free: this.free(), seen: 0, jobs, why: 'unknown-run' });
+      this.post(from, full, () => true);
       return;
     }
     if (run.submitter !== from) {
@@ -191,7 +194,9 @@ export class Runner {
       [stale, 'stale-fence'],
     ] as const)
       if (jobs.length > 0)
-        this.send(from, encodeJob(FULL, { run: m.run, free: this.free(), seen: run.seen, jobs, why }));
+        this.post(from, encodeJob(FULL, { run: m.run, free: this.free(), seen: run.seen, jobs, why }), () =>
+          this.serving(run),
+        );
   }
 
   onCancel(from: PeerId, m: Cancel): void {
@@ -227,10 +232,8 @@ export class Runner {
     if (!run || run.dead || run.spec.output !== 'line' || !run.running.has(keyOf(key))) return;
     for (let at = 0; at < chunk.length; at += JOB_OUT_CHUNK_BYTES_MAX) {
       const part = chunk.subarray(at, at + JOB_OUT_CHUNK_BYTES_MAX);
-      this.send(
-        run.submitter,
-        encodeJob(OUT, { run: key.run, job: key.job, attempt: key.attempt, stream }, part),
-      );
+      const out = encodeJob(OUT, { run: key.run, job: key.job, attempt: key.attempt, stream }, part);
+      this.post(run.submitter, out, () => this.serving(run));
     }
   }
 
@@ -266,12 +269,12 @@ export class Runner {
         ? m.state === 'dead' || m.state === 'left' || m.address !== run.address
         : run.address !== null || now - run.openedAt >= JOB_SUBMITTER_UNKNOWN_MS;
       if (!run.dead && gone) this.drop(run, 'submitter-gone');
-      if (!run.dead && m) for (const payload of run.unsent.splice(0)) this.sendDonePayload(run, payload);
       const timeout = run.spec.timeoutMs;
       if (run.dead || timeout === null) continue;
       for (const r of run.running.values())
         if (r.killed === null && now - r.startedAt >= timeout) this.kill(run, r, 'timeout');
     }
+    this.sendWaiting(now);
     this.advertise();
   }
 
@@ -422,19 +425,52 @@ export class Runner {
     const body = { run: run.spec.run, free, seen: run.seen, results: batch.map((r) => r.entry) };
     const parts = batch.flatMap((r) => [r.stdout, r.stderr]);
     const bytes = parts.some((p) => p.length > 0) ? Buffer.concat(parts) : undefined;
-    this.sendDonePayload(run, encodeJob(DONE, body, bytes));
+    this.post(run.submitter, encodeJob(DONE, body, bytes), () => this.serving(run));
+  }
+
+  /** Whether we still serve `run` (its submitter lives and has not closed it). */
+  private serving(run: RunState): boolean {
+    return !run.dead && this.runs.get(run.spec.run) === run;
   }
 
   /**
-   * Kept until acked: sent again while the run lives (the submitter's record defers the ack); a
-   * submitter membership does not know yet gets it at the next tick that does.
+   * Sends to a submitter and keeps the message until acked while `keep()` holds: sent again when
+   * reliable delivery gives up on a live peer (the submitter's record defers the ack), and held
+   * for a peer membership does not know yet (its first heartbeat lost) until a tick that does,
+   * in order, for at most JOB_SUBMITTER_UNKNOWN_MS.
    */
-  private sendDonePayload(run: RunState, payload: string | Uint8Array): void {
-    this.send(run.submitter, payload, (r) => {
-      if (r.ok || run.dead || this.runs.get(run.spec.run) !== run) return;
-      if (r.reason === 'timeout') this.sendDonePayload(run, payload);
-      else if (r.reason === 'gone') run.unsent.push(payload);
+  private post(to: PeerId, payload: string | Uint8Array, keep: () => boolean): void {
+    if (this.waiting.some((w) => w.to === to)) {
+      this.hold(to, payload, keep);
+      return;
+    }
+    this.send(to, payload, (r) => {
+      if (r.ok || !keep()) return;
+      const m = this.membership.get(to);
+      if (!m) this.hold(to, payload, keep);
+      // 'gone' for a peer live now: it was not known yet when this was sent.
+      else if (
+        r.reason === 'timeout' ||
+        (r.reason === 'gone' && (m.state === 'alive' || m.state === 'suspect'))
+      )
+        this.post(to, payload, keep);
     });
+  }
+
+  private hold(to: PeerId, payload: string | Uint8Array, keep: () => boolean): void {
+    this.waiting.push({ to, payload, keep, since: this.ctx.now() });
+    if (this.waiting.length > JOB_UNKNOWN_PEER_MESSAGES_MAX) this.waiting.shift();
+  }
+
+  /** Messages held for peers membership did not know: sent once it does, dropped when too old. */
+  private sendWaiting(now: number): void {
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const w of waiting) {
+      if (!w.keep() || now - w.since >= JOB_SUBMITTER_UNKNOWN_MS) continue;
+      if (this.membership.get(w.to)) this.post(w.to, w.payload, w.keep);
+      else this.waiting.push(w);
+    }
   }
 
   /** Our advert in membership tags: at once when it appears, then at most every JOB_TAGS_INTERVAL_MS. */
