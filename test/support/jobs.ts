@@ -38,6 +38,8 @@ export interface SimJob {
   exit: number;
   ignoresTerm: boolean;
   stdout?: string;
+  /** Output reported while it runs, evenly spread over its duration. */
+  pieces?: string[];
 }
 
 interface Group {
@@ -105,6 +107,13 @@ export class SimJobExecutor implements JobExecutor {
       cancelEnd: () => {},
     };
     g.cancelEnd = this.rt.schedule(job.durationMs, g.end);
+    // Output as it comes (`--line-buffer`): each piece at its own time during the run.
+    (job.pieces ?? []).forEach((piece, i, all) =>
+      this.rt.schedule(((i + 1) * job.durationMs) / (all.length + 1), () => {
+        if (this.up && this.groups.get(key) === g && !g.killedWith)
+          this.reports?.output({ run: req.run, job: req.job, attempt: req.attempt }, 1, Buffer.from(piece));
+      }),
+    );
     this.groups.set(key, g);
     this.maxAlive = Math.max(this.maxAlive, this.groups.size);
   }

@@ -84,6 +84,9 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
   startRun(spec: Omit<RunSpec, 'run'>, sink: RunSink, opts: RunOptions): RunHandle {
     const problem = problemOf(spec);
     if (problem) throw new RangeError(problem);
+    // Files travel with jobs in a later step (jb.file, jb.ret): a run that needs them is refused now.
+    if (spec.transfers.length > 0 || spec.returns.length > 0)
+      throw new RangeError('--transfer and --return are not supported yet');
     if (!Number.isInteger(opts.retries) || opts.retries < 1)
       throw new RangeError('retries must be 1 or more');
     const run = randomRunId(this.ctx.random);

@@ -58,6 +58,9 @@ interface Running {
   startedAt: number;
   /** Why we killed it, if we did. */
   killed: KillReason | null;
+  /** `--line-buffer` output sent so far (at most JOB_OUTPUT_BYTES_MAX; the rest is dropped). */
+  outBytes: number;
+  outTruncated: boolean;
 }
 
 interface Result {
@@ -77,6 +80,8 @@ interface RunState {
   seen: number;
   queue: JobEntry[];
   running: Map<string, Running>;
+  /** `--line-buffer` output of this turn, in order; sent before the turn's results. */
+  out: Array<{ key: AttemptKey; stream: 1 | 2; chunk: Uint8Array }>;
   results: Result[];
   /** The submitter is gone or closed the run: nothing more is sent; kept while jobs are dying. */
   dead: boolean;
@@ -148,6 +153,7 @@ export class Runner {
       seen: 0,
       queue: [],
       running: new Map(),
+      out: [],
       results: [],
       dead: false,
     });
@@ -227,14 +233,18 @@ export class Runner {
 
   // ---- from the executor --------------------------------------------------------------------
 
+  /** `--line-buffer` output: kept for the turn, sent in chunks of up to JOB_OUT_CHUNK_BYTES_MAX. */
   output(key: AttemptKey, stream: 1 | 2, chunk: Uint8Array): void {
     const run = this.runs.get(key.run);
-    if (!run || run.dead || run.spec.output !== 'line' || !run.running.has(keyOf(key))) return;
-    for (let at = 0; at < chunk.length; at += JOB_OUT_CHUNK_BYTES_MAX) {
-      const part = chunk.subarray(at, at + JOB_OUT_CHUNK_BYTES_MAX);
-      const out = encodeJob(OUT, { run: key.run, job: key.job, attempt: key.attempt, stream }, part);
-      this.post(run.submitter, out, () => this.serving(run));
-    }
+    const r = run?.running.get(keyOf(key));
+    if (!run || !r || run.dead || run.spec.output !== 'line') return;
+    const room = JOB_OUTPUT_BYTES_MAX - r.outBytes;
+    if (chunk.length > room) r.outTruncated = true;
+    if (room <= 0) return;
+    const part = chunk.subarray(0, room);
+    r.outBytes += part.length;
+    run.out.push({ key, stream, chunk: part });
+    this.scheduleFlush();
   }
 
   ended(key: AttemptKey, outcome: ExecOutcome): void {
@@ -251,6 +261,7 @@ export class Runner {
         ...outcome,
         timedOut: outcome.timedOut || r.killed === 'timeout',
         cancelled: outcome.cancelled || r.killed === 'cancel' || r.killed === 'done-elsewhere',
+        truncated: outcome.truncated || r.outTruncated,
         exit: killed ? -1 : outcome.exit,
       });
     }
@@ -295,6 +306,8 @@ export class Runner {
       return ['open-group', 'commands run only in a keyed group (peer worker --key-file)'];
     if (m.kind === 'exec' && !this.executor.allowExec)
       return ['exec-not-allowed', 'this worker does not run commands (peer worker --allow-exec)'];
+    if (m.transfers.length > 0 || m.returns.length > 0)
+      return ['bad-spec', 'this worker does not transfer files (--transfer, --return)'];
     return null;
   }
 
@@ -333,7 +346,15 @@ export class Runner {
       this.scheduleFlush();
       return;
     }
-    run.running.set(keyOf(key), { key, seq, fence, startedAt: this.ctx.now(), killed: null });
+    run.running.set(keyOf(key), {
+      key,
+      seq,
+      fence,
+      startedAt: this.ctx.now(),
+      killed: null,
+      outBytes: 0,
+      outTruncated: false,
+    });
     this.ctx.emit({ kind: 'job-started', ...key, submitterName: run.submitterName });
     const env: Record<string, string> = Object.fromEntries(spec.env);
     env.PEER_JOB_ID = `${spec.run}-${job}`;
@@ -341,7 +362,7 @@ export class Runner {
     env.PEER_JOB_ATTEMPT = String(attempt);
     env.PEER_FENCING_TOKEN = String(fence);
     env.PEER_RUN_ID = spec.run;
-    this.executor.start({ ...key, seq, fence, spec, command, env, transfers: [], returns: spec.returns });
+    this.executor.start({ ...key, seq, fence, spec, command, env, transfers: [], returns: [] });
   }
 
   private kill(run: RunState, r: Running, why: KillReason): void {
@@ -356,6 +377,7 @@ export class Runner {
   private drop(run: RunState, why: KillReason): void {
     run.dead = true;
     run.queue = [];
+    run.out = [];
     run.results = [];
     for (const r of run.running.values()) this.kill(run, r, why);
     if (run.running.size === 0) this.runs.delete(run.spec.run);
@@ -400,6 +422,7 @@ export class Runner {
   private flush(): void {
     const free = this.free();
     for (const run of this.runs.values()) {
+      if (!run.dead) this.sendOutput(run);
       if (run.dead || run.results.length === 0) continue;
       const results = run.results;
       run.results = [];
@@ -419,6 +442,39 @@ export class Runner {
       send();
     }
     this.advertise();
+  }
+
+  /** The turn's output of a run, consecutive pieces of one stream of one attempt joined. */
+  private sendOutput(run: RunState): void {
+    let i = 0;
+    while (i < run.out.length) {
+      const { key, stream } = run.out[i]!;
+      const parts: Uint8Array[] = [];
+      let bytes = 0;
+      for (; i < run.out.length; i++) {
+        const o = run.out[i]!;
+        if (
+          keyOf(o.key) !== keyOf(key) ||
+          o.stream !== stream ||
+          bytes + o.chunk.length > JOB_OUT_CHUNK_BYTES_MAX
+        )
+          break;
+        parts.push(o.chunk);
+        bytes += o.chunk.length;
+      }
+      if (parts.length === 0) {
+        // One piece larger than a chunk: cut it.
+        const big = run.out[i++]!.chunk;
+        for (let at = 0; at < big.length; at += JOB_OUT_CHUNK_BYTES_MAX)
+          this.postOut(run, key, stream, big.subarray(at, at + JOB_OUT_CHUNK_BYTES_MAX));
+      } else this.postOut(run, key, stream, Buffer.concat(parts));
+    }
+    run.out = [];
+  }
+
+  private postOut(run: RunState, key: AttemptKey, stream: 1 | 2, chunk: Uint8Array): void {
+    const out = encodeJob(OUT, { run: key.run, job: key.job, attempt: key.attempt, stream }, chunk);
+    this.post(run.submitter, out, () => this.serving(run));
   }
 
   private sendDone(run: RunState, batch: Result[], free: number): void {
