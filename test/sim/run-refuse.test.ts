@@ -141,7 +141,9 @@ describe('run: refusals (simulation)', () => {
       ).toBe(true);
       expect(startsOf(h, run).every((s) => s.job <= 30 && !s.command.includes('evil'))).toBe(true);
       expect(h.jobs.get('w1')!.stats.wrongSender).toBe(2);
-      expect(h.jobs.get('submitter')!.stats.wrongSender).toBeGreaterThanOrEqual(1);
+      // Taken for a result from the wrong peer, or for a late one when the job was recorded first.
+      const stats = h.jobs.get('submitter')!.stats;
+      expect(stats.wrongSender + stats.duplicateResults).toBeGreaterThanOrEqual(1);
       expect([...t.sink.perJob().values()].every((n) => n === 1)).toBe(true);
     },
   );

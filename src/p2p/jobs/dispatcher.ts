@@ -103,7 +103,11 @@ interface WorkerState {
 export type DispatcherMembership = Pick<Membership, 'get' | 'list'>;
 
 export class Dispatcher implements RunHandle {
+  /** Jobs fed and not recorded yet. */
   private readonly jobs = new Map<number, JobState>();
+  /** Jobs recorded: every number below `recordedBelow` (jobs are numbered from 1), and these. */
+  private recordedBelow = 1;
+  private readonly recordedAbove = new Set<number>();
   /** Jobs to place, in order (requeued ones first). */
   private queue: number[] = [];
   private readonly workers = new Map<PeerId, WorkerState>();
@@ -149,7 +153,8 @@ export class Dispatcher implements RunHandle {
     if (this.inputEnded) throw new Error('feed() after the input ended');
     this.roomAsked = false;
     for (const input of jobs) {
-      if (this.jobs.has(input.job)) throw new Error(`job ${input.job} fed twice`);
+      if (this.jobs.has(input.job) || this.isRecorded(input.job))
+        throw new Error(`job ${input.job} fed twice`);
       this.jobs.set(input.job, {
         input,
         attempts: 0,
@@ -168,8 +173,10 @@ export class Dispatcher implements RunHandle {
 
   counts(): RunCounts {
     let running = 0;
+    let waiting = 0;
     const loads = [...this.workers.values()].map((w) => {
-      running += w.held.size;
+      running += Math.min(w.held.size, w.slots);
+      waiting += Math.max(0, w.held.size - w.slots);
       return {
         id: w.id,
         name: w.name,
@@ -182,7 +189,7 @@ export class Dispatcher implements RunHandle {
       fed: this.fed,
       inputEnded: this.inputEnded,
       workers: loads,
-      queued: this.queue.length,
+      queued: this.queue.length + waiting,
       running,
       done: this.counts_.done,
       failed: this.counts_.failed,
@@ -214,6 +221,10 @@ export class Dispatcher implements RunHandle {
       const stderr = bytes.subarray(offset + r.out, offset + r.out + r.err);
       offset += r.out + r.err;
       const job = this.jobs.get(r.job);
+      if (!job && this.isRecorded(r.job)) {
+        this.stats.duplicateResults++;
+        continue;
+      }
       const sent = job?.sent.get(r.attempt);
       if (!job || !sent || sent.worker !== from || sent.fence !== r.fence) {
         this.stats.wrongSender++;
@@ -324,6 +335,10 @@ export class Dispatcher implements RunHandle {
     }
     this.afterChange();
     if (this.cancelling && now >= this.cancelling.until) this.finishCancel();
+  }
+
+  private isRecorded(job: number): boolean {
+    return job < this.recordedBelow || this.recordedAbove.has(job);
   }
 
   // ---- placing jobs -------------------------------------------------------------------------
@@ -553,6 +568,13 @@ export class Dispatcher implements RunHandle {
     }
     for (const [worker, jobs] of elsewhere)
       this.send(worker, encodeJob(CANCEL, { run: this.run, jobs, why: 'done-elsewhere' }));
+    // A late result of an attempt given up on is the job's result: its next attempt is not placed.
+    const queued = this.queue.indexOf(js.input.job);
+    if (queued >= 0) this.queue.splice(queued, 1);
+    // Only the window of unrecorded jobs stays in memory; a recorded one is a number.
+    this.jobs.delete(js.input.job);
+    this.recordedAbove.add(js.input.job);
+    while (this.recordedAbove.delete(this.recordedBelow)) this.recordedBelow++;
     const p = this.sink.record(r);
     return p instanceof Promise ? p : undefined;
   }
