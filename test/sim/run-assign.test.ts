@@ -111,3 +111,36 @@ describe('run: assignment (simulation)', () => {
     );
   });
 });
+
+describe('run: two submitters (simulation)', () => {
+  it.each(SEEDS)(
+    'share one worker: both runs progress together and finish, each job once, seed %i',
+    async (seed) => {
+      const h = await jobsCluster(
+        seed,
+        [{ name: 'w1', slots: 2 }],
+        () => ({ durationMs: 20, exit: 0, ignoresTerm: false }),
+        LOSSY,
+        {
+          others: ['submitter2'],
+        },
+      );
+      const knows = () => h.jobs.get('submitter2')!.workers().length === 1;
+      expect(await runUntil(h, knows, 5000)).toBe(true);
+      const a = startRun(h, lines(100));
+      const b = startRun(h, lines(100), {}, undefined, 'submitter2');
+      expect(await runUntil(h, () => a.over() && b.over(), 60_000)).toBe(true);
+      for (const t of [a, b]) {
+        expect(t.events.at(-1)).toMatchObject({ kind: 'run-finished', counts: { done: 100 } });
+        expect([...t.sink.perJob().values()].every((n) => n === 1)).toBe(true);
+      }
+      // Round-robin: while both runs have jobs, neither waits for the other to finish.
+      const starts = h.executors.get('w1')![0]!.started;
+      const firstB = starts.findIndex((s) => s.run === b.handle.run);
+      const lastA = starts.findLastIndex((s) => s.run === a.handle.run);
+      expect(firstB).toBeLessThan(lastA);
+      expect(h.executors.get('w1')![0]!.maxAlive).toBeLessThanOrEqual(2);
+      expect(h.jobs.get('w1')!.runner!.held()).toBe(0);
+    },
+  );
+});

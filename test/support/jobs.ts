@@ -287,8 +287,10 @@ export function startRun(
   inputs: JobInput[],
   opts: Partial<RunOptions> = {},
   spec = execSpec(),
+  from = 'submitter',
 ): RunUnderTest {
-  const jobs = h.jobs.get('submitter')!;
+  const jobs = h.jobs.get(from)!;
+  const node = h.c.peers.find((p) => p.name === from)!.node;
   const sink = new MemorySink();
   const handle = jobs.startRun(spec, sink, { retries: 1, maxRunning: null, workers: null, ...opts });
   const t: RunUnderTest = {
@@ -301,7 +303,7 @@ export function startRun(
         (e) => e.kind === 'run-finished' || e.kind === 'run-failed' || e.kind === 'run-cancelled',
       ),
   };
-  h.submitter.node.on((e) => {
+  node.on((e) => {
     if (!('run' in e) || e.run !== handle.run) return;
     t.events.push(e);
     if (e.kind !== 'run-room') return;

@@ -80,6 +80,8 @@ interface RunState {
   seen: number;
   queue: JobEntry[];
   running: Map<string, Running>;
+  /** Jobs of it were refused for room: it is told when it has room again (grant()). */
+  starved: boolean;
   /** `--line-buffer` output of this turn, in order; sent before the turn's results. */
   out: Array<{ key: AttemptKey; stream: 1 | 2; chunk: Uint8Array }>;
   results: Result[];
@@ -153,6 +155,7 @@ export class Runner {
       seen: 0,
       queue: [],
       running: new Map(),
+      starved: false,
       out: [],
       results: [],
       dead: false,
@@ -166,7 +169,7 @@ export class Runner {
       // submitter, if it is one, opens it again.
       this.stats.unknownRun++;
       const jobs = m.jobs.map(([job, , attempt]): JobAttempt => [job, attempt]);
-      const full = encodeJob(FULL, { run: m.run, free: this.free(), seen: 0, jobs, why: 'unknown-run' });
+      const full = encodeJob(FULL, { run: m.run, free: 0, seen: 0, jobs, why: 'unknown-run' });
       this.post(from, full, () => true);
       return;
     }
@@ -176,22 +179,23 @@ export class Runner {
     }
     const full: JobAttempt[] = [];
     const stale: JobAttempt[] = [];
-    let held = this.held();
+    let room = this.freeFor(run, true);
     for (const e of m.jobs) {
       run.seen++;
       const [job, , attempt, fence] = e;
       const fk = `${m.run}/${job}`;
       if (fence <= (this.fences.get(fk) ?? 0)) stale.push([job, attempt]);
-      else if (held >= this.window) full.push([job, attempt]);
+      else if (room <= 0) full.push([job, attempt]);
       else {
+        room--;
         this.fences.delete(fk);
         this.fences.set(fk, fence);
         if (this.fences.size > JOB_FENCES_REMEMBERED_MAX)
           this.fences.delete(this.fences.keys().next().value!);
         run.queue.push(e);
-        held++;
       }
     }
+    if (full.length > 0) run.starved = true;
     this.stats.staleFences += stale.length;
     this.stats.refusedJobs += full.length;
     this.pump();
@@ -200,8 +204,10 @@ export class Runner {
       [stale, 'stale-fence'],
     ] as const)
       if (jobs.length > 0)
-        this.post(from, encodeJob(FULL, { run: m.run, free: this.free(), seen: run.seen, jobs, why }), () =>
-          this.serving(run),
+        this.post(
+          from,
+          encodeJob(FULL, { run: m.run, free: this.freeFor(run), seen: run.seen, jobs, why }),
+          () => this.serving(run),
         );
   }
 
@@ -286,6 +292,7 @@ export class Runner {
         if (r.killed === null && now - r.startedAt >= timeout) this.kill(run, r, 'timeout');
     }
     this.sendWaiting(now);
+    this.grant();
     this.advertise();
   }
 
@@ -311,8 +318,36 @@ export class Runner {
     return null;
   }
 
-  private free(): number {
-    return Math.max(0, this.window - this.held());
+  /**
+   * Room for `run`: the window's free room, within the run's fair share of the window while other
+   * runs want it too (those holding jobs here, or refused for room), so one submitter that keeps
+   * the window full cannot starve another. `asking`: the run itself is asking for room now.
+   */
+  private freeFor(run: RunState, asking = false): number {
+    let active = 0;
+    for (const r of this.runs.values())
+      if (
+        !r.dead &&
+        (r === run
+          ? asking || r.starved || r.queue.length + r.running.size > 0
+          : r.starved || r.queue.length + r.running.size > 0)
+      )
+        active++;
+    const share = Math.ceil(this.window / Math.max(1, active));
+    const mine = run.queue.length + run.running.size;
+    return Math.max(0, Math.min(this.window - this.held(), share - mine));
+  }
+
+  /** Runs refused for room are told as soon as they have some (jb.full without jobs): a credit. */
+  private grant(): void {
+    for (const run of this.runs.values()) {
+      if (run.dead || !run.starved) continue;
+      const free = this.freeFor(run, true);
+      if (free <= 0) continue;
+      run.starved = false;
+      const body = { run: run.spec.run, free, seen: run.seen, jobs: [], why: 'full' as const };
+      this.post(run.submitter, encodeJob(FULL, body), () => this.serving(run));
+    }
   }
 
   /** Starts queued jobs while slots are free, one run after another. */
@@ -420,10 +455,10 @@ export class Runner {
 
   /** Each run's results of this turn, in jb.done messages of at most JOB_BATCH_MAX and JOB_DONE_BYTES_MAX. */
   private flush(): void {
-    const free = this.free();
     for (const run of this.runs.values()) {
       if (!run.dead) this.sendOutput(run);
       if (run.dead || run.results.length === 0) continue;
+      const free = this.freeFor(run);
       const results = run.results;
       run.results = [];
       let batch: Result[] = [];
@@ -441,6 +476,7 @@ export class Runner {
       }
       send();
     }
+    this.grant();
     this.advertise();
   }
 
