@@ -96,3 +96,35 @@ describe('run: reassignment (simulation)', () => {
     },
   );
 });
+
+describe('run: a worker takes its submitter for dead (simulation)', () => {
+  it.each(SEEDS)(
+    'the worker drops the run, the submitter hears so and places the jobs elsewhere, seed %i',
+    async (seed) => {
+      const h = await jobsCluster(
+        seed,
+        workers,
+        (req) => ({ durationMs: 2000 + (req.job % 3) * 100, exit: 0, ignoresTerm: false }),
+        LOSSY,
+      );
+      const t = startRun(h, lines(JOBS));
+      expect(await runUntil(h, () => t.sink.records.length >= 6, 30_000)).toBe(true);
+      const w2 = h.workers[1]!;
+      const killed: string[] = [];
+      w2.node.on((e) => {
+        if (e.kind === 'job-killed') killed.push(e.why);
+      });
+      // The submitter still hears w2, w2 no longer hears the submitter: it takes it for dead.
+      h.c.net.setLink(h.submitter.address, w2.address, { loss: 1 });
+      const seesDead = () => w2.node.membership.get(h.submitter.node.id)?.state === 'dead';
+      expect(await runUntil(h, seesDead, 10_000)).toBe(true);
+      h.c.net.setLink(h.submitter.address, w2.address, LOSSY);
+      expect(await runUntil(h, t.over, 120_000)).toBe(true);
+      expect(t.events.at(-1)).toMatchObject({ kind: 'run-finished', counts: { done: JOBS } });
+      expect([...t.sink.perJob().values()].every((n) => n === 1)).toBe(true);
+      expectFencesRise(h, t.handle.run);
+      expect(killed).toContain('submitter-gone');
+      expect(h.c.handlerErrors()).toEqual([]);
+    },
+  );
+});

@@ -27,6 +27,7 @@ import type { ProtocolContext } from '../protocol.js';
 import type { Membership } from '../membership.js';
 import type { PeerId } from '../wire.js';
 import { advertOf, windowOf } from './adverts.js';
+import { inputProblem } from './command.js';
 import {
   JOB_BATCH_MAX,
   JOB_BATCH_PACK_BYTES,
@@ -34,6 +35,7 @@ import {
   JOB_EXIT_WORKER_GONE,
   JOB_FEED_AHEAD_MIN,
   JOB_NO_WORKER_MS,
+  JOB_NUMBER_MAX,
   JOB_PIPELINE_PER_SLOT,
   JOB_RESULT_SLACK_MS,
 } from './limits.js';
@@ -113,7 +115,7 @@ export class Dispatcher implements RunHandle {
   private readonly workers = new Map<PeerId, WorkerState>();
   private fed = 0;
   private inputEnded = false;
-  private counts_ = { done: 0, failed: 0, cancelled: 0, reassigned: 0, killed: 0 };
+  private counts_ = { done: 0, failed: 0, cancelled: 0, reassigned: 0 };
   private scheduled = false;
   private roomAsked = false;
   /** Since when jobs waited with no worker able to take them; null while one can. */
@@ -149,12 +151,21 @@ export class Dispatcher implements RunHandle {
     return Math.max(0, Math.max(0, credits) + JOB_FEED_AHEAD_MIN - this.queue.length);
   }
 
+  /**
+   * Adds jobs (numbered from 1, each once). Input the worker would refuse (inputProblem()) throws
+   * a RangeError: the caller checks its lines first. Ignored once the run is over or cancelled.
+   */
   feed(jobs: JobInput[], ended: boolean): void {
+    if (this.over || this.cancelling) return;
     if (this.inputEnded) throw new Error('feed() after the input ended');
     this.roomAsked = false;
     for (const input of jobs) {
       if (this.jobs.has(input.job) || this.isRecorded(input.job))
         throw new Error(`job ${input.job} fed twice`);
+      const problem = inputProblem(input.input);
+      if (problem) throw new RangeError(`job ${input.job}: ${problem}`);
+      if (!Number.isSafeInteger(input.job) || input.job < 1 || input.job > JOB_NUMBER_MAX)
+        throw new RangeError(`job ${input.job} is not a job number`);
       this.jobs.set(input.job, {
         input,
         attempts: 0,
@@ -277,6 +288,9 @@ export class Dispatcher implements RunHandle {
 
   onFull(from: PeerId, m: Full): void {
     const w = this.workers.get(from);
+    // Attempts sent no later than the ones a worker says it has no run for reached a run it dropped
+    // (it took us for gone) or never had: whatever else it held of ours is lost (fences rise).
+    let lostUpTo = m.why === 'unknown-run' && m.jobs.length === 0 ? Infinity : 0;
     for (const [job, attempt] of m.jobs) {
       const js = this.jobs.get(job);
       const sent = js?.sent.get(attempt);
@@ -285,14 +299,16 @@ export class Dispatcher implements RunHandle {
       w?.held.delete(job);
       if (m.why === 'stale-fence') this.stats.staleFences++;
       else this.stats.refusedJobs++;
-      // A worker that lost the run (its process restarted where membership cannot tell) gets it again.
-      if (m.why === 'unknown-run' && w) w.opened = false;
+      if (m.why === 'unknown-run') lostUpTo = Math.max(lostUpTo, sent.fence);
       // It never ran: the number goes back (the next fence is higher all the same).
       if (attempt === js.attempts) js.attempts--;
       this.queue.unshift(job);
     }
-    // A worker that does not know the run counts its entries afresh once it is opened again.
-    if (w && m.why !== 'unknown-run') this.setCredit(w, m.free, m.seen);
+    if (w && m.why === 'unknown-run') {
+      // Opened again before the next jobs, its entries counted afresh.
+      w.opened = false;
+      this.requeueFrom(w, true, 'worker dropped the run', lostUpTo);
+    } else if (w) this.setCredit(w, m.free, m.seen);
     this.afterChange();
   }
 
@@ -487,12 +503,16 @@ export class Dispatcher implements RunHandle {
     this.reassigned(js, attempt, s.worker, why);
   }
 
-  /** Every live attempt on `w` placed again (`started`: they may have run, so a new attempt). */
-  private requeueFrom(w: WorkerState, started: boolean, why: string): void {
-    for (const job of w.held) {
+  /**
+   * Every live attempt on `w` (with a fence up to `fenceMax`) placed again (`started`: they may
+   * have run, so a new attempt).
+   */
+  private requeueFrom(w: WorkerState, started: boolean, why: string, fenceMax = Infinity): void {
+    for (const job of [...w.held]) {
       const js = this.jobs.get(job)!;
       for (const [attempt, s] of js.sent) {
-        if (!s.live || s.worker !== w.id) continue;
+        if (!s.live || s.worker !== w.id || s.fence > fenceMax) continue;
+        w.held.delete(job);
         s.live = false;
         if (!started && attempt === js.attempts) js.attempts--;
         if (started && js.input.pin === w.id) this.failPinned(js, why);
@@ -500,7 +520,6 @@ export class Dispatcher implements RunHandle {
         else this.queue.unshift(job);
       }
     }
-    w.held.clear();
   }
 
   private reassigned(js: JobState, attempt: number, from: PeerId, why: string): void {

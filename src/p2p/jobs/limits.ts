@@ -89,6 +89,11 @@ export const JOB_RUNS_MAX = 64;
  * heartbeat lost, its jobs come first): a few heartbeats, then it is taken for gone.
  */
 export const JOB_SUBMITTER_UNKNOWN_MS = 2000;
+/**
+ * How long a worker remembers a run it dropped because its submitter seemed gone, to tell the
+ * submitter if it turns out alive: membership keeps a dead member about as long (deadRetentionMs).
+ */
+export const JOB_DROPPED_REMEMBERED_MS = 60_000;
 /** Messages a worker holds for peers membership does not know yet: a few turns of results. */
 export const JOB_UNKNOWN_PEER_MESSAGES_MAX = 1024;
 /**

@@ -25,6 +25,7 @@ import { commandFor, commandProblem } from './command.js';
 import {
   JOB_BATCH_MAX,
   JOB_DONE_BYTES_MAX,
+  JOB_DROPPED_REMEMBERED_MS,
   JOB_FENCES_REMEMBERED_MAX,
   JOB_OUTPUT_BYTES_MAX,
   JOB_OUT_CHUNK_BYTES_MAX,
@@ -85,7 +86,7 @@ interface RunState {
   /** `--line-buffer` output of this turn, in order; sent before the turn's results. */
   out: Array<{ key: AttemptKey; stream: 1 | 2; chunk: Uint8Array }>;
   results: Result[];
-  /** The submitter is gone or closed the run: nothing more is sent; kept while jobs are dying. */
+  /** The submitter is gone or closed the run: forgotten, nothing more is sent for it. */
   dead: boolean;
 }
 
@@ -97,6 +98,13 @@ export class Runner {
   private readonly runs = new Map<string, RunState>();
   /** Highest fence per run/job, oldest first (JOB_FENCES_REMEMBERED_MAX). */
   private readonly fences = new Map<string, number>();
+  /**
+   * Runs dropped because their submitter seemed gone, by run: if it turns out alive (a one-way cut),
+   * it is told (jb.full unknown-run without jobs) so it places what it thought we held elsewhere.
+   */
+  private readonly dropped = new Map<string, { submitter: PeerId; address: string | null; at: number }>();
+  /** Attempts of dropped runs, killed and not ended yet: they still take their slots. */
+  private readonly dying = new Map<string, Running>();
   /** Where the round-robin over runs stands. */
   private turn = 0;
   private flushScheduled = false;
@@ -121,9 +129,9 @@ export class Runner {
     this.advertise();
   }
 
-  /** Jobs held now: queued and running, over every run. */
+  /** Jobs held now: queued, running, and killed for runs dropped but not ended yet. */
   held(): number {
-    let n = 0;
+    let n = this.dying.size;
     for (const r of this.runs.values()) n += r.queue.length + r.running.size;
     return n;
   }
@@ -136,6 +144,7 @@ export class Runner {
       if (known.submitter !== from) this.stats.wrongSender++;
       return;
     }
+    this.dropped.delete(m.run);
     const why = this.refusal(m);
     if (why) {
       this.stats.refusedJobs++;
@@ -254,14 +263,14 @@ export class Runner {
   }
 
   ended(key: AttemptKey, outcome: ExecOutcome): void {
+    const k = keyOf(key);
     const run = this.runs.get(key.run);
-    const r = run?.running.get(keyOf(key));
-    if (!run || !r) return;
-    run.running.delete(keyOf(key));
-    this.ctx.emit({ kind: 'job-ended', ...key, exit: outcome.exit, signal: outcome.signal });
-    if (run.dead) {
-      if (run.running.size === 0) this.runs.delete(key.run);
-    } else {
+    const r = run?.running.get(k);
+    if (this.dying.delete(k)) {
+      this.ctx.emit({ kind: 'job-ended', ...key, exit: outcome.exit, signal: outcome.signal });
+    } else if (run && r) {
+      run.running.delete(k);
+      this.ctx.emit({ kind: 'job-ended', ...key, exit: outcome.exit, signal: outcome.signal });
       const killed = r.killed !== null && r.killed !== 'shutdown';
       this.addResult(run, key, r.fence, {
         ...outcome,
@@ -270,7 +279,7 @@ export class Runner {
         truncated: outcome.truncated || r.outTruncated,
         exit: killed ? -1 : outcome.exit,
       });
-    }
+    } else return;
     this.pump();
     this.scheduleFlush();
   }
@@ -285,15 +294,32 @@ export class Runner {
       const gone = m
         ? m.state === 'dead' || m.state === 'left' || m.address !== run.address
         : run.address !== null || now - run.openedAt >= JOB_SUBMITTER_UNKNOWN_MS;
-      if (!run.dead && gone) this.drop(run, 'submitter-gone');
+      if (!run.dead && gone) {
+        this.drop(run, 'submitter-gone');
+        this.dropped.set(run.spec.run, { submitter: run.submitter, address: run.address, at: now });
+        if (this.dropped.size > JOB_RUNS_MAX) this.dropped.delete(this.dropped.keys().next().value!);
+      }
       const timeout = run.spec.timeoutMs;
       if (run.dead || timeout === null) continue;
       for (const r of run.running.values())
         if (r.killed === null && now - r.startedAt >= timeout) this.kill(run, r, 'timeout');
     }
+    this.tellDropped(now);
     this.sendWaiting(now);
     this.grant();
     this.advertise();
+  }
+
+  private tellDropped(now: number): void {
+    for (const [run, d] of this.dropped) {
+      const m = this.membership.get(d.submitter);
+      const back = m && (m.state === 'alive' || m.state === 'suspect') && m.address === d.address;
+      if (back) {
+        const body = { run, free: 0, seen: 0, jobs: [], why: 'unknown-run' as const };
+        this.post(d.submitter, encodeJob(FULL, body), () => true);
+      }
+      if (back || now - d.at >= JOB_DROPPED_REMEMBERED_MS) this.dropped.delete(run);
+    }
   }
 
   /** Kills everything (the worker stops). */
@@ -352,7 +378,7 @@ export class Runner {
 
   /** Starts queued jobs while slots are free, one run after another. */
   private pump(): void {
-    let running = 0;
+    let running = this.dying.size;
     for (const r of this.runs.values()) running += r.running.size;
     const runs = [...this.runs.values()].filter((r) => !r.dead);
     while (running < this.executor.slots) {
@@ -414,8 +440,12 @@ export class Runner {
     run.queue = [];
     run.out = [];
     run.results = [];
-    for (const r of run.running.values()) this.kill(run, r, why);
-    if (run.running.size === 0) this.runs.delete(run.spec.run);
+    for (const [k, r] of run.running) {
+      this.kill(run, r, why);
+      this.dying.set(k, r);
+    }
+    run.running.clear();
+    this.runs.delete(run.spec.run);
   }
 
   private addResult(run: RunState, key: AttemptKey, fence: number, o: Omit<ExecOutcome, 'returned'>): void {
