@@ -306,7 +306,7 @@ export class Runner {
     }
     this.tellDropped(now);
     this.sendWaiting(now);
-    this.grant();
+    this.flush(true);
     this.advertise();
   }
 
@@ -484,11 +484,21 @@ export class Runner {
   }
 
   /** Each run's results of this turn, in jb.done messages of at most JOB_BATCH_MAX and JOB_DONE_BYTES_MAX. */
-  private flush(): void {
+  /**
+   * Sends each run's output and results. Results wait for a tick (`all`) while the run's queue
+   * here still holds more than a slot's worth of jobs: its slots stay busy meanwhile, and the
+   * results of several jobs then go in one jb.done, refilled by one jb.jobs (fewer datagrams
+   * per job). They go at once when the room they free could starve a slot, when the run has
+   * nothing queued here, or when a batch is full.
+   */
+  private flush(all = false): void {
     for (const run of this.runs.values()) {
       if (!run.dead) this.sendOutput(run);
       if (run.dead || run.results.length === 0) continue;
       const free = this.freeFor(run);
+      const due =
+        all || free >= this.executor.slots || run.queue.length === 0 || run.results.length >= JOB_BATCH_MAX;
+      if (!due) continue;
       const results = run.results;
       run.results = [];
       let batch: Result[] = [];
