@@ -241,11 +241,14 @@ export class Dispatcher implements RunHandle {
         this.stats.wrongSender++;
         continue;
       }
+      const given = !sent.live;
       if (sent.live) {
         sent.live = false;
         this.workers.get(sent.worker)?.held.delete(r.job);
       }
-      if (job.recorded) {
+      // An attempt we gave up on and cancelled there: its kill is not the job's result (the job
+      // is placed again). Had it ended by itself, its result would count: the first one wins.
+      if (job.recorded || (given && r.cancelled)) {
         this.stats.duplicateResults++;
         continue;
       }
