@@ -17,7 +17,10 @@
  *   refuted suspicion only raises the incarnation and loses nothing): its unfinished attempts are
  *   requeued with a new attempt and fence; a job pinned to it (`--on`) fails with exit 255.
  * - A worker goes mute: its jb.jobs times out in reliable delivery, or a job with a timeout has no
- *   result long after it (JOB_RESULT_SLACK_MS): we cancel the attempt there and requeue it.
+ *   result long after it (JOB_RESULT_SLACK_MS): we cancel the attempt there and requeue it (that
+ *   attempt's kill, if it is reported, is not the job's result).
+ * - A worker says it has no run for our jobs (it restarted, or dropped the run taking us for
+ *   gone): what it held of ours is placed again with a new attempt, and the run opened again.
  * - A result comes twice, from an old attempt, or from a peer the attempt did not go to: only the
  *   first result of a job from the worker its attempt went to is recorded; the rest are counted.
  * - No worker can take the run (none, none with `ex` for commands, all refused) for

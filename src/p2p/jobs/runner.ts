@@ -1,21 +1,26 @@
 /**
  * Runner: the worker's role. It takes the attempts submitters send, runs them through its
- * executor within its slots, and sends the results back, batched per turn.
+ * executor within its slots, and sends the results back, batched.
  *
  * It holds at most its window (slots x (1 + JOB_PIPELINE_PER_SLOT)) over every run: the running
  * jobs and a queue, so a slot starts its next job in the turn its last one ended. Runs are served
- * round-robin (fairness between submitters). Beyond the window, an attempt is answered jb.full and
- * never run; an attempt whose fence is not above the highest this worker saw for the job is
- * answered jb.full stale-fence (an older dispatcher's word, or a replay).
+ * round-robin, and while several want room each may hold its fair share of the window (freeFor);
+ * beyond it an attempt is answered jb.full and never run, and the run is told when it has room
+ * again (grant). An attempt whose fence is not above the highest this worker saw for the job is
+ * answered jb.full stale-fence (an older dispatcher's word, or a replay). Results wait for the
+ * tick while the run's queue keeps the slots busy, so several go in one jb.done (flush).
  *
  * Failure modes:
- * - The submitter dies or leaves (membership) or restarts: every attempt of its runs is killed
- *   (TERM to the process group, KILL after the run's grace), the queue and results dropped.
- * - A result is not acked in time (reliable delivery's timeout): sent again while the submitter
- *   lives; dropped once it is gone.
+ * - The submitter dies, leaves, or restarts (another address): every attempt of its runs is killed
+ *   (TERM to the process group, KILL after the run's grace), the queue and results dropped. If it
+ *   turns out alive (a one-way cut), it is told the run was dropped (jb.full unknown-run).
+ * - A message to the submitter is not acked in time (reliable delivery's timeout): sent again
+ *   while it lives; one to a peer membership does not know yet (its first heartbeat lost) waits
+ *   for it, JOB_SUBMITTER_UNKNOWN_MS at most.
  * - A job outlives its timeout: killed here, its result marked timedOut with exit -1.
  * - A run of commands in an open group, or on a worker without --allow-exec: jb.refuse, nothing
- *   runs. A spec out of bounds never gets here (messages.ts refuses it on decode).
+ *   runs. A spec out of bounds never gets here (messages.ts refuses it on decode). Jobs of a run
+ *   this worker does not know (it restarted, or dropped it) are answered jb.full unknown-run.
  */
 import type { ProtocolContext } from '../protocol.js';
 import type { Membership } from '../membership.js';
