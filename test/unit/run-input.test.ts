@@ -162,3 +162,13 @@ describe('JobFeed', () => {
     expect(none.skipped).toBe(1);
   });
 });
+
+describe('JobFeed.empty', () => {
+  it('says whether any job is left to run, without losing the first', async () => {
+    expect(await new JobFeed(reader(''), null, new Set()).empty()).toBe(true);
+    expect(await new JobFeed(reader('a\n'), null, new Set([1])).empty()).toBe(true);
+    const feed = new JobFeed(reader('a\nb\n'), null, new Set());
+    expect(await feed.empty()).toBe(false);
+    expect((await feed.take(5)).jobs.map((j) => j.input)).toEqual(['a', 'b']);
+  });
+});

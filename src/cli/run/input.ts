@@ -166,6 +166,11 @@ export class JobFeed {
     private readonly skip: ReadonlySet<number>,
   ) {}
 
+  /** Whether there is no job at all (an empty input, or every line in the joblog already). */
+  async empty(): Promise<boolean> {
+    return this.pending.length === 0 && !(await this.nextLine());
+  }
+
   /** Up to `n` more jobs, and whether that was the last of them. */
   async take(n: number): Promise<{ jobs: JobInput[]; ended: boolean }> {
     const jobs: JobInput[] = [];
