@@ -117,7 +117,7 @@ describe('--on', () => {
 
 describe('JobFeed', () => {
   it('one job without input when there are no lines', async () => {
-    const feed = new JobFeed(null, null, new Set());
+    const feed = new JobFeed(null, new Set());
     expect(await feed.take(5)).toEqual({
       jobs: [{ job: 1, seq: 1, input: null, pin: null }],
       ended: true,
@@ -125,7 +125,7 @@ describe('JobFeed', () => {
   });
 
   it('takes what the run has room for; the end is said once it is known', async () => {
-    const feed = new JobFeed(reader('a\nb\nc\n'), null, new Set());
+    const feed = new JobFeed(reader('a\nb\nc\n'), new Set());
     expect(await feed.take(2)).toEqual({
       jobs: [
         { job: 1, seq: 1, input: 'a', pin: null },
@@ -137,7 +137,8 @@ describe('JobFeed', () => {
   });
 
   it('--on: each line on every worker, Seq repeated per worker as parallel --onall, jobs unique', async () => {
-    const feed = new JobFeed(reader('a\nb\n'), ['p', 'q'], new Set());
+    const feed = new JobFeed(reader('a\nb\n'), new Set());
+    feed.pins = ['p', 'q'];
     const first = await feed.take(3);
     expect(first.jobs.map((j) => [j.job, j.seq, j.input, j.pin])).toEqual([
       [1, 1, 'a', 'p'],
@@ -149,7 +150,7 @@ describe('JobFeed', () => {
   });
 
   it('--resume: the Seqs the joblog has are skipped and counted; the others keep their Seq', async () => {
-    const feed = new JobFeed(reader('a\nb\nc\nd\n'), null, new Set([1, 3]));
+    const feed = new JobFeed(reader('a\nb\nc\nd\n'), new Set([1, 3]));
     const { jobs, ended } = await feed.take(10);
     expect(jobs.map((j) => [j.job, j.seq, j.input])).toEqual([
       [1, 2, 'b'],
@@ -157,7 +158,7 @@ describe('JobFeed', () => {
     ]);
     expect(ended).toBe(true);
     expect(feed.skipped).toBe(2);
-    const none = new JobFeed(null, null, new Set([1]));
+    const none = new JobFeed(null, new Set([1]));
     expect(await none.take(1)).toEqual({ jobs: [], ended: true });
     expect(none.skipped).toBe(1);
   });
@@ -165,10 +166,15 @@ describe('JobFeed', () => {
 
 describe('JobFeed.empty', () => {
   it('says whether any job is left to run, without losing the first', async () => {
-    expect(await new JobFeed(reader(''), null, new Set()).empty()).toBe(true);
-    expect(await new JobFeed(reader('a\n'), null, new Set([1])).empty()).toBe(true);
-    const feed = new JobFeed(reader('a\nb\n'), null, new Set());
+    expect(await new JobFeed(reader(''), new Set()).empty()).toBe(true);
+    expect(await new JobFeed(reader('a\n'), new Set([1])).empty()).toBe(true);
+    const feed = new JobFeed(reader('a\nb\n'), new Set());
     expect(await feed.empty()).toBe(false);
-    expect((await feed.take(5)).jobs.map((j) => j.input)).toEqual(['a', 'b']);
+    // --on's workers are known only after that look (a run without jobs needs no worker).
+    feed.pins = ['p'];
+    expect((await feed.take(5)).jobs.map((j) => [j.job, j.input, j.pin])).toEqual([
+      [1, 'a', 'p'],
+      [2, 'b', 'p'],
+    ]);
   });
 });

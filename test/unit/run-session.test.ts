@@ -123,7 +123,7 @@ function result(j: JobInput, exit: number): JobResult {
 
 function setup(lines: string, window: number) {
   const jobs = new FakeJobs(window);
-  const feed = new JobFeed(new LineReader(Readable.from([lines]), 'stdin'), null, new Set());
+  const feed = new JobFeed(new LineReader(Readable.from([lines]), 'stdin'), new Set());
   const sink = new RunOutput({
     stdout: { write: () => true },
     stderr: { write: () => true },

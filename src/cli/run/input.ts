@@ -153,56 +153,64 @@ export function resolveOn(on: OnTarget, workers: WorkerAdvert[]): PeerId[] {
 export class JobFeed {
   /** Lines (or the one job) skipped because the joblog had them. */
   skipped = 0;
+  /** --on: the workers each line runs on (set once they are known, before the first take). */
+  pins: PeerId[] | null = null;
   private seq = 0;
   private job = 0;
   private done = false;
+  /** A line read ahead by empty(). */
+  private peeked: { seq: number; input: string | null } | null = null;
   /** Jobs of a line made but not yet taken (several with --on). */
   private pending: JobInput[] = [];
 
   constructor(
     private readonly lines: LineReader | null,
-    /** --on: the workers each line runs on; null: any one worker. */
-    private readonly pins: PeerId[] | null,
     private readonly skip: ReadonlySet<number>,
   ) {}
 
   /** Whether there is no job at all (an empty input, or every line in the joblog already). */
   async empty(): Promise<boolean> {
-    return this.pending.length === 0 && !(await this.nextLine());
+    if (this.pending.length > 0 || this.peeked) return false;
+    this.peeked = await this.nextLine();
+    return this.peeked === null;
   }
 
   /** Up to `n` more jobs, and whether that was the last of them. */
   async take(n: number): Promise<{ jobs: JobInput[]; ended: boolean }> {
     const jobs: JobInput[] = [];
     while (jobs.length < n) {
-      if (this.pending.length === 0 && !(await this.nextLine())) break;
+      if (this.pending.length === 0) {
+        const line = this.peeked ?? (await this.nextLine());
+        this.peeked = null;
+        if (line === null) break;
+        this.pending = (this.pins ?? [null]).map((pin) => ({ job: ++this.job, ...line, pin }));
+      }
       jobs.push(...this.pending.splice(0, n - jobs.length));
     }
-    return { jobs, ended: this.done && this.pending.length === 0 };
+    return { jobs, ended: this.done && this.pending.length === 0 && this.peeked === null };
   }
 
-  /** Makes the jobs of the next line not skipped; false at the end. */
-  private async nextLine(): Promise<boolean> {
+  /** The next line whose Seq is not skipped, or null at the end. */
+  private async nextLine(): Promise<{ seq: number; input: string | null } | null> {
     for (;;) {
-      if (this.done) return false;
+      if (this.done) return null;
       let input: string | null = null;
       if (this.lines) {
         input = await this.lines.next();
         if (input === null) {
           this.done = true;
-          return false;
+          return null;
         }
       } else if (this.seq === 1) {
         this.done = true;
-        return false;
+        return null;
       }
       const seq = ++this.seq;
       if (this.skip.has(seq)) {
         this.skipped++;
         continue;
       }
-      this.pending = (this.pins ?? [null]).map((pin) => ({ job: ++this.job, seq, input, pin }));
-      return true;
+      return { seq, input };
     }
   }
 }

@@ -96,7 +96,8 @@ export function jobJson(r: JobResult, command: string, problem: string | null): 
 }
 
 export interface RunSummary {
-  run: RunId;
+  /** Null when there was nothing to run. */
+  run: RunId | null;
   jobs: number;
   ok: number;
   failed: number;

@@ -96,6 +96,11 @@ export class RunSession {
     private readonly graceMs: number,
   ) {}
 
+  /** The run's id; null before it started. */
+  get runId(): string | null {
+    return this.handle?.run ?? null;
+  }
+
   /** Where the run stands (for the progress line); null before it started. */
   counts(): RunCounts | null {
     return this.handle?.counts() ?? null;
