@@ -45,6 +45,7 @@ interface Pending {
 }
 
 export class RunOutput implements RunSink {
+  /** Jobs that ended well, failed (parallel's rule, or a returned file not written), were cancelled. */
   ok = 0;
   failed = 0;
   cancelled = 0;
@@ -65,8 +66,9 @@ export class RunOutput implements RunSink {
       });
   }
 
+  /** Jobs whose result came. */
   get recorded(): number {
-    return this.ok + this.failed;
+    return this.ok + this.failed + this.cancelled;
   }
 
   output(job: number, attempt: number, stream: 1 | 2, chunk: Uint8Array): void {
@@ -102,8 +104,9 @@ export class RunOutput implements RunSink {
     const input = p?.input ?? null;
     const command = this.o.commandOf(input);
     const problem = p?.problem ?? null;
+    // A job killed by Ctrl-C is cancelled, not failed: the run exits 130 whatever it did.
     if (r.cancelled) this.cancelled++;
-    if (jobFailed(r) || problem !== null) this.failed++;
+    else if (jobFailed(r) || problem !== null) this.failed++;
     else this.ok++;
     if (this.o.joblog && logged(r)) this.o.joblog.write(r, command);
     if (this.o.json) {
