@@ -92,13 +92,13 @@ describe('grouped output (the default)', () => {
     expect(stdout.text()).toBe('\\x1b]0;pwned\\x07\nok\\ttab\npiece\n');
   });
 
-  it('--tag: worker:seq and a TAB before every line (escaped on a terminal)', () => {
+  it("--tag: worker:seq and a TAB before every line (on a terminal the worker's name escaped)", () => {
     const pipe = sink({ tag: true });
     pipe.out.record(result({ stdout: bytes('one\ntwo\n') }));
     expect(pipe.stdout.text()).toBe('w1:1\tone\nw1:1\ttwo\n');
     const tty = sink({ tag: true, tty: true });
     tty.out.record(result({ workerName: 'w\x1b1', stdout: bytes('one\n') }));
-    expect(tty.stdout.text()).toBe('w\\x1b1:1\\tone\n');
+    expect(tty.stdout.text()).toBe('w\\x1b1:1\tone\n');
   });
 
   it('a cut output and a worker error are one line each on stderr, escaped', () => {

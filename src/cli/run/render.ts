@@ -18,15 +18,19 @@ export interface OutStream {
   write(chunk: string | Uint8Array): boolean;
 }
 
-/** `w1:7<TAB>` (--tag): the worker and the Seq, as `parallel --tag` puts its argument first. */
-export function tagOf(workerName: string, seq: number): string {
-  return `${workerName}:${seq}\t`;
+/**
+ * `w1:7<TAB>` (--tag): the worker and the Seq, as `parallel --tag` puts its argument first; on a
+ * terminal the worker's name (it came from the network) escaped, the TAB ours and kept.
+ */
+export function tagOf(workerName: string | null, seq: number, terminal: boolean): string {
+  if (workerName === null) return `${seq}\t`;
+  return `${terminal ? escapeForTerminal(workerName) : workerName}:${seq}\t`;
 }
 
 /**
  * Writes `bytes` (whole lines, and perhaps a last piece without a newline) to `to`, each line
- * after `tag`: raw to a pipe or file; escaped on a terminal, where a last piece gets its newline
- * so the next job's output starts a line of its own.
+ * after `tag` (tagOf, made for that stream): raw to a pipe or file; escaped on a terminal, where a
+ * last piece gets its newline so the next job's output starts a line of its own.
  */
 export function writeOutput(to: OutStream, bytes: Uint8Array, tag: string): void {
   if (bytes.length === 0) return;
@@ -49,7 +53,7 @@ export function writeOutput(to: OutStream, bytes: Uint8Array, tag: string): void
   }
   const text = lenient.decode(bytes);
   const lines = text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n');
-  to.write(lines.map((l) => `${escapeForTerminal(tag)}${escapeForTerminal(l)}\n`).join(''));
+  to.write(lines.map((l) => `${tag}${escapeForTerminal(l)}\n`).join(''));
 }
 
 /** Both streams as UTF-8 text when both are, else both base64 (--json stays exact for any bytes). */

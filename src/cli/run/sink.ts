@@ -131,10 +131,11 @@ export class RunOutput implements RunSink {
   }
 
   private print(stream: 1 | 2, bytes: Uint8Array, seq: number, workerName: string | null): void {
+    const to = stream === 1 ? this.o.stdout : this.o.stderr;
     // Lines that come as they are printed (--line-buffer) come before the job's result, which
     // names its worker: their tag is the Seq alone, for every line of the job alike.
-    const tag = !this.o.tag ? '' : this.o.lines || workerName === null ? `${seq}\t` : tagOf(workerName, seq);
-    writeOutput(stream === 1 ? this.o.stdout : this.o.stderr, bytes, tag);
+    const tag = this.o.tag ? tagOf(this.o.lines ? null : workerName, seq, to.isTTY === true) : '';
+    writeOutput(to, bytes, tag);
   }
 
   private async writeReturned(rel: string, data: Uint8Array): Promise<void> {
