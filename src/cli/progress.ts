@@ -44,8 +44,8 @@ export class Progress {
   private readonly err: ProgressStream;
   private readonly enabled: boolean;
   private readonly afterMs: number;
-  /** The streams' own write functions while ours stand in for them (only while shown). */
-  private originals: Array<[ProgressStream, ProgressStream['write']]> = [];
+  /** Our stand-ins for the streams' writes (only while shown). */
+  private interposed: Interposed | null = null;
 
   constructor(opts: ProgressOptions = {}) {
     this.out = opts.stdout ?? process.stdout;
@@ -68,14 +68,14 @@ export class Progress {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.clear();
-    for (const [stream, write] of this.originals) stream.write = write;
-    this.originals = [];
+    this.interposed?.restore();
+    this.interposed = null;
   }
 
   private draw(): void {
     const waited = Date.now() - this.started;
     if (waited < this.afterMs) return;
-    if (this.originals.length === 0) this.interceptWrites();
+    this.interposed ??= interposeWrites([this.out, this.err], () => this.clear());
     const spin = SPINNER[Math.floor(waited / PROGRESS_FRAME_MS) % SPINNER.length];
     const line = `${spin} ${escapeForTerminal(this.text)} (${Math.floor(waited / 1000)} s)`;
     this.write(`${CLEAR_LINE}${line}`);
@@ -90,21 +90,39 @@ export class Progress {
 
   /** Writes to stderr past our own stand-in. */
   private write(s: string): void {
-    const original = this.originals.find(([stream]) => stream === this.err)?.[1];
-    if (original) original.call(this.err, s);
+    if (this.interposed) this.interposed.write(this.err, s);
     else this.err.write(s);
   }
+}
 
-  private interceptWrites(): void {
-    for (const stream of this.out === this.err ? [this.out] : [this.out, this.err]) {
-      const write = stream.write;
-      this.originals.push([stream, write]);
-      stream.write = (chunk, ...rest) => {
-        this.clear();
-        return write.call(stream, chunk, ...rest);
-      };
-    }
+/** Stand-ins for streams' writes, and the streams' own writes behind them. */
+export interface Interposed {
+  /** Writes past the stand-in (the status line itself). */
+  write(stream: ProgressStream, s: string): void;
+  /** Puts the streams' own writes back. */
+  restore(): void;
+}
+
+/**
+ * Has every write to `streams` call `before` first: a status line clears itself so that a line of
+ * output never lands after its text (the next frame draws it again below).
+ */
+export function interposeWrites(streams: ProgressStream[], before: () => void): Interposed {
+  const originals = new Map<ProgressStream, ProgressStream['write']>();
+  for (const stream of new Set(streams)) {
+    const write = stream.write;
+    originals.set(stream, write);
+    stream.write = (chunk, ...rest) => {
+      before();
+      return write.call(stream, chunk, ...rest);
+    };
   }
+  return {
+    write: (stream, s) => void (originals.get(stream) ?? stream.write).call(stream, s),
+    restore: () => {
+      for (const [stream, write] of originals) stream.write = write;
+    },
+  };
 }
 
 /** `work`, with `text` shown as what the command waits for until it settles (see Progress). */

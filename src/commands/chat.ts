@@ -28,6 +28,7 @@ import { defaultName, networkSettings, untilSignal } from '../cli/peer.js';
 import { UsageError } from '../cli/network.js';
 import { clockTime, paintName } from '../cli/output.js';
 import { PasteJoiner } from '../cli/paste.js';
+import { durationMs } from '../cli/run/duration.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
 import {
   Chat,
@@ -690,12 +691,7 @@ function checkText(text: string): void {
   }
 }
 
-/** "500ms", "2s", "1.5m", "1h", or a bare number of seconds. */
+/** --every: "500ms", "2s", "1.5m", "1h", or a bare number of seconds, 10ms to 24h. */
 export function parseDuration(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
-  const unit = m?.[2] ?? 's';
-  const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms'] : NaN;
-  if (!Number.isFinite(ms) || ms < 10 || ms > 86_400_000)
-    throw new UsageError(`--every ${s} is not a period between 10ms and 24h; use e.g. 500ms, 2s, 1m or 1h`);
-  return Math.round(ms);
+  return durationMs('--every', s, 10, 86_400_000);
 }

@@ -1,0 +1,260 @@
+/**
+ * `peer run` through the built CLI on loopback (inside a private network namespace, as CI runs
+ * test/cli), against real `peer worker --allow-exec` processes of a keyed group: input lines,
+ * GNU parallel's exit status, --json exact, the joblog and --resume, --on all with --tag, Ctrl-C
+ * killing every job's process group (TERM-ignoring ones too), and the refusals, each one line
+ * with exit 255.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, loopbackFlags, runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import { spawn } from 'node:child_process';
+import { JOBLOG_HEADER, readJoblog } from '../../src/cli/run/joblog.js';
+
+const keyDir = tempDir('run-key');
+const keyFile = path.join(keyDir, 'group.key');
+fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+const running: Lines[] = [];
+
+/** A keyed group of its own on loopback: its flags, and workers started in it. */
+function group() {
+  const port = testPort();
+  const net = (dir: string) => [...loopbackFlags(port, dir), '--key-file', keyFile];
+  return {
+    net,
+    /**
+     * `peer run` flags: a data dir of its own (it keeps nothing); unless `args` says, workers waited
+     * for up to 5 s (the first one ends the wait; --on all waits it whole: give it 1s).
+     */
+    run: (...args: string[]) => [
+      'run',
+      ...net(tempDir('run')),
+      ...(args.includes('--discover') ? [] : ['--discover', '5s']),
+      ...args,
+    ],
+    async worker(name: string, ...extra: string[]): Promise<Lines> {
+      const w = startCli(['worker', '--name', name, ...net(tempDir(`run-${name}`)), ...extra]);
+      running.push(w);
+      await w.until((l) => l.lines.some((x) => / up at /.test(x)), 15_000, `${name} up`);
+      return w;
+    },
+  };
+}
+
+/** The one line on stderr, the CLI's own. */
+function oneLine(stderr: string): string {
+  const lines = stderr.split('\n').filter((l) => l.trim() !== '');
+  expect(lines, stderr).toHaveLength(1);
+  return lines[0]!;
+}
+
+/** Processes whose command line has `marker` (this host's, any namespace). */
+function processesWith(marker: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-f', marker], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+}
+
+afterAll(async () => {
+  for (const p of running.splice(0)) {
+    p.child.kill('SIGTERM');
+    await p.exited;
+  }
+});
+
+describe('refusals: one line, exit 255', () => {
+  const g = group();
+
+  it('an open group: commands run only in a keyed group, and why', async () => {
+    const port = String(testPort());
+    const r = await runCli(['run', '--interface', '127.0.0.1', '--ttl', '0', '--port', port, '--', 'true']);
+    expect(r.code).toBe(255);
+    expect(oneLine(r.stderr)).toBe(
+      'peer: commands run only in a keyed group: without --key-file any host on the LAN could run code on the workers; make a key with peer keygen and pass --key-file here and to every worker',
+    );
+    const open = await runCli([...g.run('--open', '--', 'true')]);
+    expect(open.code).toBe(255);
+    expect(oneLine(open.stderr)).toMatch(/^peer: commands run only in a keyed group/);
+  });
+
+  it.each<[string, string[], RegExp]>([
+    ['no command', [], /give the command after --/],
+    [
+      '--resume without --joblog',
+      ['--resume', '--', 'true'],
+      /--resume and --resume-failed need --joblog FILE/,
+    ],
+    ['a bad --timeout', ['--timeout', '5x', '--', 'true'], /--timeout 5x is not a duration/],
+    ['an unknown flag', ['--nosuch', '--', 'true'], /nosuch/],
+    ['an --input that does not exist', ['--input', '/nonexistent/lines', '--', 'echo'], /--input .*ENOENT/],
+  ])('%s', async (_what, args, said) => {
+    const r = await runCli(g.run(...args));
+    expect(r.code, r.stderr).toBe(255);
+    expect(oneLine(r.stderr)).toMatch(said);
+  });
+
+  it('nobody there: no worker answered; with --json also {"error"}', async () => {
+    const r = await runCli(g.run('--discover', '300ms', '--json', '--', 'true'));
+    expect(r.code).toBe(255);
+    expect(oneLine(r.stderr)).toMatch(
+      /^peer: no worker answered within 300 ms; start one with peer worker --allow-exec/,
+    );
+    expect(JSON.parse(r.stdout)).toEqual({ error: expect.stringMatching(/^no worker answered/) });
+  });
+
+  it('keyed workers without --allow-exec: no worker accepts commands', async () => {
+    await g.worker('plain', '--slots', '1');
+    const r = await runCli(g.run('--discover', '1s', '--', 'true'));
+    expect(r.code).toBe(255);
+    expect(oneLine(r.stderr)).toMatch(/^peer: no worker accepts commands \(1 worker without --allow-exec\)/);
+  });
+});
+
+describe('runs on two workers', () => {
+  const g = group();
+  const dir = tempDir('run-out');
+
+  beforeAll(async () => {
+    await Promise.all([
+      g.worker('w1', '--allow-exec', '--slots', '2'),
+      g.worker('w2', '--allow-exec', '--slots', '2'),
+    ]);
+  });
+
+  it('one job per piped line, {} replaced, output raw; exit 0', async () => {
+    const r = await runCli(g.run('--', 'printf', '"\\033[1m%s\\n"', 'line-{}'), { input: 'a\nb b\nc\n' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.split('\n').filter(Boolean).sort()).toEqual([
+      '\x1b[1mline-a',
+      '\x1b[1mline-b b',
+      '\x1b[1mline-c',
+    ]);
+    expect(r.stderr).toBe('');
+  });
+
+  it("GNU parallel's exit status: the number of failed jobs", async () => {
+    const r = await runCli(g.run('--', 'exit $(( {} % 2 ))'), { input: '1\n2\n3\n4\n5\n' });
+    expect(r.code, r.stderr).toBe(3);
+  });
+
+  it('--json: one exact object per job, then the summary, nothing else', async () => {
+    const r = await runCli(g.run('--json', '--', 'echo {}; echo err >&2; exit {}'), { input: '0\n7\n' });
+    expect(r.code, r.stderr).toBe(1);
+    const lines = r.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toHaveLength(3);
+    const bySeq = new Map(lines.slice(0, 2).map((j) => [j.seq, j]));
+    expect(bySeq.get(2)).toMatchObject({
+      type: 'job',
+      seq: 2,
+      attempt: 1,
+      exit: 7,
+      signal: 0,
+      command: 'echo 7; echo err >&2; exit 7',
+      stdout: '7\n',
+      stderr: 'err\n',
+      encoding: 'utf8',
+      host: expect.stringMatching(/^w[12]$/),
+    });
+    expect(Object.keys(lines[0]!)).toEqual([
+      'type',
+      'run',
+      'job',
+      'seq',
+      'id',
+      'attempt',
+      'fence',
+      'host',
+      'hostId',
+      'start',
+      'runtime',
+      'exit',
+      'signal',
+      'timedOut',
+      'cancelled',
+      'send',
+      'receive',
+      'command',
+      'stdout',
+      'stderr',
+      'encoding',
+      'truncated',
+      'error',
+    ]);
+    expect(lines[2]).toMatchObject({ type: 'summary', jobs: 2, ok: 1, failed: 1, skipped: 0, exit: 1 });
+  });
+
+  it("--joblog in GNU parallel's format, and --resume runs nothing twice", async () => {
+    const log = path.join(dir, 'jobs.log');
+    const input = Array.from({ length: 30 }, (_, i) => `${i + 1}\n`).join('');
+    const r = await runCli(g.run('--joblog', log, '--', 'sleep 0.05; echo {}'), { input });
+    expect(r.code, r.stderr).toBe(0);
+    const rows = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean);
+    expect(rows[0]).toBe(JOBLOG_HEADER);
+    expect(rows).toHaveLength(31);
+    for (const row of rows.slice(1)) {
+      expect(row).toMatch(/^(\d+)(?:\t[^\t]+){5}\t0\t0\tsleep 0\.05; echo \d+$/);
+      const cols = row.split('\t');
+      expect(cols[2]).toMatch(/^\d+\.\d{3}$/);
+      expect(cols[3]).toMatch(/^ *\d+\.\d{3}$/);
+      expect(cols[3]).toHaveLength(10);
+    }
+    expect([...readJoblog(fs.readFileSync(log, 'utf8')).ok].sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 30 }, (_, i) => i + 1),
+    );
+    const again = await runCli(g.run('--joblog', log, '--resume', '--json', '--', 'sleep 0.05; echo {}'), {
+      input: `${input}31\n`,
+    });
+    expect(again.code, again.stderr).toBe(0);
+    const out = again.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(out.map((j) => j.seq ?? j.type)).toEqual([31, 'summary']);
+    expect(out[1]).toMatchObject({ jobs: 1, skipped: 30 });
+    expect(fs.readFileSync(log, 'utf8').split('\n').filter(Boolean)).toHaveLength(32);
+  });
+
+  it('--on all --tag: once on every worker, each line after worker:seq', async () => {
+    const r = await runCli(g.run('--on', 'all', '--discover', '1s', '--tag', '--', 'echo hello'));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.split('\n').filter(Boolean).sort()).toEqual(['w1:1\thello', 'w2:1\thello']);
+  });
+
+  it('Ctrl-C: every job is killed on its worker, TERM-ignoring ones too; exit 130', async () => {
+    const marker = String(3_000_000 + Math.floor(Math.random() * 1_000_000));
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        ...g.run(
+          '--on',
+          'all',
+          '--discover',
+          '1s',
+          '--kill-grace',
+          '500ms',
+          '--',
+          `trap "" TERM; sleep ${marker} & sleep ${marker}1; wait`,
+        ),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } },
+    );
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 15_000;
+    while (processesWith(`sleep ${marker}`).length < 4) {
+      expect(Date.now(), 'both workers run both sleeps').toBeLessThan(deadline);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(processesWith(`sleep ${marker}`)).toEqual([]);
+  });
+});
