@@ -215,6 +215,9 @@ function sshdConfig(address: string, hdir: string, hostKey: string, authorized: 
     'X11Forwarding no',
     'AllowTcpForwarding no',
     'PrintMotd no',
+    // bash sources ~/.bashrc when started by sshd at shell level 1 (Debian builds it so); a
+    // user's rc file (pyenv init on this machine: 150 ms) would be timed as ssh's cost per job.
+    'SetEnv SHLVL=1',
     `MaxSessions ${SSHD_MAX_SESSIONS}`,
     `MaxStartups ${SSHD_MAX_STARTUPS}`,
     'LogLevel ERROR',
