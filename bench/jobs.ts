@@ -12,8 +12,8 @@
  * spawn to exit, jobs/s, overhead per job and slot, CPU of the tool (and of ssh's masters) and of
  * every process in the worker namespaces, and the joblog's rows (a run counts when it exits 0 with
  * JOBS rows, each seq once). parallel over ssh also runs once cold (no master connection yet).
- * Then a kill round for peer: `sleep 0.05; touch M/{}` with --json, worker 2's namespace killed
- * (every process in it, as a host crash) once half the records are in.
+ * Then a kill round per tool over the network: `sleep 0.05; touch M/{}`, worker 2's namespace
+ * killed (every process in it, as a host crash) once half the jobs are reported.
  *
  * Parameters (environment): PEER_BENCH_JOBS_COUNT, PEER_BENCH_JOBS_ROUNDS, PEER_BENCH_JOBS_TOOLS
  * (a comma list of peer, parallel-ssh, parallel-local).
@@ -46,6 +46,8 @@ const SLOTS_PER_WORKER = 2;
 const SLOTS = WORKER_HOSTS.length * SLOTS_PER_WORKER;
 /** The worker killed in the kill round (a NetnsLan host index). */
 const KILLED_HOST = 2;
+/** parallel's tries in all in its kill round: the lost one and one on another host. */
+const PARALLEL_KILL_RETRIES = 2;
 const PORT = 47793;
 const PROFILE = 'lan';
 const WORKLOADS = [
@@ -173,7 +175,8 @@ interface RunResult {
   proc: ChildLines;
 }
 
-function argv(tool: Tool, ctx: Ctx, command: string, joblog: string, json: boolean): string[] {
+/** The tool's command line; `killRound`: peer with --json, parallel with --retries. */
+function argv(tool: Tool, ctx: Ctx, command: string, joblog: string, killRound: boolean): string[] {
   switch (tool) {
     case 'peer':
       return [
@@ -186,7 +189,7 @@ function argv(tool: Tool, ctx: Ctx, command: string, joblog: string, json: boole
         ctx.seqFile,
         '--joblog',
         joblog,
-        ...(json ? ['--json'] : []),
+        ...(killRound ? ['--json'] : []),
         '--name',
         'submitter',
         '--interface',
@@ -211,6 +214,8 @@ function argv(tool: Tool, ctx: Ctx, command: string, joblog: string, json: boole
         logins.join(','),
         '--joblog',
         joblog,
+        // The kill round: a job whose host died runs again on another.
+        ...(killRound ? ['--retries', String(PARALLEL_KILL_RETRIES)] : []),
         command,
         '::::',
         ctx.seqFile,
@@ -315,53 +320,100 @@ async function startWorkers(ctx: Ctx): Promise<ChildLines[]> {
   return workers;
 }
 
-/** Kills every process in host i's namespace at once, as a crash of that machine would. */
-function crashHost(lan: NetnsLan, i: number): void {
+/**
+ * Kills every process in host i's namespace at once, as a crash of that machine would, except
+ * `spare` (the other tool's server, which a later kill round needs).
+ */
+function crashHost(lan: NetnsLan, i: number, spare: ReadonlySet<number>): void {
   for (const pid of namespaceCpu(lan, i).keys())
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
+    if (!spare.has(pid))
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
 }
 
 interface KillReport {
+  tool: Tool;
   result: RunResult;
   markers: number;
+  /** Distinct jobs that ended well: --json records (peer), joblog rows with Exitval 0 (parallel). */
+  done: number;
+  /** Records (peer) or joblog rows (parallel) beyond the first for the same job. */
   duplicates: number;
-  retried: number;
-  records: number;
+  /** peer: records of an attempt >= 2; parallel: not known from its output. */
+  retried: number | undefined;
   reassignDelayMs: number | undefined;
 }
 
-async function killRound(ctx: Ctx): Promise<KillReport> {
-  const markers = path.join(ctx.root, 'markers');
+/** A joblog's rows as [seq, exitval] (parallel writes one as each job ends). */
+function joblogEntries(file: string): Array<[number, number]> {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .slice(1)
+    .flatMap((row) => {
+      const f = row.split('\t');
+      return f.length >= 9 ? [[Number(f[0]), Number(f[6])] as [number, number]] : [];
+    });
+}
+
+/**
+ * `sleep 0.05; touch M/{}`; the worker host KILLED_HOST crashes once half the jobs are reported
+ * (peer: --json records; parallel: joblog rows, with --retries 2 so a job lost with its host can
+ * run again elsewhere).
+ */
+async function killRound(
+  ctx: Ctx,
+  tool: 'peer' | 'parallel-ssh',
+  spare: ReadonlySet<number>,
+): Promise<KillReport> {
+  const markers = path.join(ctx.root, `markers-${tool}`);
   fs.mkdirSync(markers);
+  const tag = `kill-${tool}`;
+  const joblog = path.join(ctx.root, `${tag}.joblog`);
   const records = (p: ChildLines) => p.json().filter((e) => e.type === 'job');
+  const reported = (p: ChildLines) => (tool === 'peer' ? records(p).length : joblogEntries(joblog).length);
   let killAt = 0;
-  const result = await oneRun(ctx, 'peer', `sleep 0.05; touch ${markers}/{}`, 'kill', async (p, t0) => {
+  const command = `sleep 0.05; touch ${markers}/{}`;
+  const result = await oneRun(ctx, tool, command, tag, async (p, t0) => {
     await p.until(
-      (l) => records(l).length >= JOBS / 2 || l.child.exitCode !== null,
+      (l) => reported(l) >= JOBS / 2 || l.child.exitCode !== null,
       RUN_TIMEOUT_MS,
-      'half the records',
+      'half the jobs',
     );
     killAt = Date.now();
-    crashHost(ctx.lan, KILLED_HOST);
-    progress(`jobs: kill round: host ${KILLED_HOST} crashed ${killAt - t0} ms in`);
+    crashHost(ctx.lan, KILLED_HOST, spare);
+    progress(`jobs: kill round, ${tool}: host ${KILLED_HOST} crashed ${killAt - t0} ms in`);
   });
+  const present = fs
+    .readdirSync(markers)
+    .filter((n) => /^\d+$/.test(n) && Number(n) >= 1 && Number(n) <= JOBS);
+  if (tool === 'parallel-ssh') {
+    const rows = joblogEntries(joblog);
+    return {
+      tool,
+      result,
+      markers: present.length,
+      done: new Set(rows.filter(([, exit]) => exit === 0).map(([seq]) => seq)).size,
+      duplicates: rows.length - new Set(rows.map(([seq]) => seq)).size,
+      retried: undefined,
+      reassignDelayMs: undefined,
+    };
+  }
   const recs = records(result.proc);
   const perJob = new Map<number, number>();
   for (const r of recs) perJob.set(Number(r.job), (perJob.get(Number(r.job)) ?? 0) + 1);
   const retriedStarts = recs.filter((r) => Number(r.attempt) >= 2).map((r) => Number(r.start) * 1000);
-  const present = fs
-    .readdirSync(markers)
-    .filter((n) => /^\d+$/.test(n) && Number(n) >= 1 && Number(n) <= JOBS);
   return {
+    tool,
     result,
     markers: present.length,
-    duplicates: [...perJob.values()].reduce((s, n) => s + n - 1, 0),
+    done: new Set(recs.filter((r) => r.exit === 0 && r.signal === 0).map((r) => Number(r.job))).size,
+    duplicates: [...perJob.values()].reduce((n, k) => n + k - 1, 0),
     retried: retriedStarts.length,
-    records: perJob.size,
     reassignDelayMs: retriedStarts.length ? Math.min(...retriedStarts) - killAt : undefined,
   };
 }
@@ -400,15 +452,16 @@ async function run(): Promise<Section> {
   const results = new Map<string, RunResult[]>();
   const key = (tool: Tool, w: Workload) => `${tool}\t${w.name}`;
   const cold = new Map<string, RunResult>();
-  let kill: KillReport | undefined;
+  const kills: KillReport[] = [];
   try {
     const seqFile = path.join(root, 'seq.txt');
     fs.writeFileSync(seqFile, Array.from({ length: JOBS }, (_, k) => `${k + 1}\n`).join(''));
     const keyFile = path.join(root, 'group.key');
     const ctx: Ctx = { lan, root, seqFile, keyFile, ssh: null };
+    let workers: ChildLines[] = [];
     if (tools.includes('peer')) {
       execFileSync(process.execPath, [BIN, 'keygen', '--out', keyFile], { stdio: 'ignore' });
-      await startWorkers(ctx);
+      workers = await startWorkers(ctx);
     }
     if (tools.includes('parallel-ssh')) {
       ssh = await SshdSet.start(lan, SUBMITTER, WORKER_HOSTS);
@@ -435,12 +488,19 @@ async function run(): Promise<Section> {
           );
           for (const p of r.problems) notes.push(`${tool}, ${w.name}, round ${k}: ${p}.`);
         }
-    if (tools.includes('peer')) {
-      kill = await killRound(ctx);
+    // parallel's first: its crash spares the peer worker, which peer's round then loses too.
+    const killed = workers[WORKER_HOSTS.indexOf(KILLED_HOST)]?.child.pid;
+    for (const tool of ['parallel-ssh', 'peer'] as const) {
+      if (!tools.includes(tool)) continue;
+      if (tool === 'parallel-ssh') await ssh!.warm();
+      const spare = new Set(tool === 'parallel-ssh' && killed !== undefined ? [killed] : []);
+      const kill = await killRound(ctx, tool, spare);
+      kills.push(kill);
       progress(
-        `jobs: kill round: ${secs(kill.result.wallMs)}, ${kill.markers}/${JOBS} markers, ${kill.duplicates} duplicate records, ${kill.retried} retried` +
+        `jobs: kill round, ${tool}: ${secs(kill.result.wallMs)}, exit ${kill.result.code}, ${kill.markers}/${JOBS} markers, ${kill.done} done, ${kill.duplicates} duplicates` +
           (kill.result.ok ? '' : `; ${kill.result.problems.join('; ')}`),
       );
+      for (const p of kill.result.problems) notes.push(`kill round, ${tool}: ${p}.`);
     }
   } finally {
     ssh?.stop();
@@ -504,38 +564,36 @@ async function run(): Promise<Section> {
         ];
       }),
     });
-  if (kill) {
-    const sleepWalls = (results.get(key('peer', WORKLOADS[1])) ?? [])
-      .filter((r) => r.ok)
-      .map((r) => r.wallMs);
+  if (kills.length) {
+    const sleepP50 = (tool: Tool) =>
+      median((results.get(key(tool, WORKLOADS[1])) ?? []).filter((r) => r.ok).map((r) => r.wallMs));
     tables.push({
-      caption: `peer, ${JOBS} x \`sleep 0.05; touch M/{}\`, every process of worker host ${KILLED_HOST} killed (SIGKILL) once ${JOBS / 2} --json records were read.`,
+      caption: `${JOBS} x \`sleep 0.05; touch M/{}\`; every process of worker host ${KILLED_HOST} killed (SIGKILL: the peer worker or the sshd, and the jobs) once ${JOBS / 2} jobs were reported (peer: --json records; parallel: joblog rows, run with --retries ${PARALLEL_KILL_RETRIES}).`,
       headers: [
+        'tool',
         'exit',
         'wall',
-        'extra time (vs sleep 0.05 p50)',
+        'extra time (vs its sleep 0.05 p50)',
         'markers present',
-        'jobs recorded',
+        'jobs done (exit 0)',
         'duplicate records',
         'joblog rows',
         'records with attempt >= 2',
         'kill to first attempt-2 start',
       ],
-      rows: [
-        [
-          String(kill.result.code),
-          secs(kill.result.wallMs),
-          sleepWalls.length ? secs(kill.result.wallMs - median(sleepWalls)) : 'n/a',
-          `${kill.markers} of ${JOBS}`,
-          `${kill.records} of ${JOBS}`,
-          kill.duplicates,
-          kill.result.rows,
-          kill.retried,
-          kill.reassignDelayMs === undefined ? 'n/a' : `${Math.round(kill.reassignDelayMs)} ms`,
-        ],
-      ],
+      rows: kills.map((k) => [
+        k.tool,
+        String(k.result.code),
+        secs(k.result.wallMs),
+        Number.isFinite(sleepP50(k.tool)) ? secs(k.result.wallMs - sleepP50(k.tool)) : 'n/a',
+        `${k.markers} of ${JOBS}`,
+        `${k.done} of ${JOBS}`,
+        k.duplicates,
+        k.result.rows,
+        k.retried ?? 'n/a',
+        k.reassignDelayMs === undefined ? 'n/a' : `${Math.round(k.reassignDelayMs)} ms`,
+      ]),
     });
-    for (const p of kill.result.problems) notes.push(`kill round: ${p}.`);
   }
   const load1 = os.loadavg();
   notes.push(
@@ -577,7 +635,7 @@ function methodText(): string {
     `**parallel over ssh** (Debian parallel): \`parallel --will-cite --ssh 'ssh -F D/ssh_config' -S ${SLOTS_PER_WORKER}/root@A1,${SLOTS_PER_WORKER}/root@A2,${SLOTS_PER_WORKER}/root@A3 --joblog J CMD :::: seq.txt\` on host 0, to an OpenSSH sshd in each worker namespace (test/support/sshd.ts: its own host key, listening on that namespace's address only, one ed25519 client key, no password; \`SetEnv SHLVL=1\` so the remote bash does not source root's ~/.bashrc, which here runs pyenv init: 150 ms a job that would be this machine's, not ssh's or parallel's). Connections are multiplexed by the client config (ControlMaster auto, ControlPersist 120 s) and each master is opened before every timed run, as parallel's docs advise for many fast remote jobs; parallel's own --controlmaster is not used because it ignores that config's ControlPath and opens its masters during the timed run. One cold run per workload (masters closed first) is shown apart.`,
     `**parallel on one host**: \`parallel --will-cite -j ${SLOTS} --joblog J CMD :::: seq.txt\` on host 0: the floor, no network.`,
     `Workloads: CMD = \`true {}\` and \`sleep 0.05; true {}\`, input \`seq 1 ${JOBS}\`, the same string for every tool. Wall = spawn of the tool to its exit (discovery of the workers included for peer, ssh session set-up included for parallel). Overhead per job and slot = (wall - jobs x runtime / ${SLOTS}) / (jobs / ${SLOTS}), runtime 0 or 50 ms. Tool CPU = user + system seconds of the tool and every process it waited for (bash \`times\` around it: parallel's ssh clients and perl included) plus what the other processes of host 0's namespace used meanwhile (ssh's master connections). Worker hosts CPU = the same over every process of the 3 worker namespaces (peer workers and the job processes they reaped; sshd, its sessions and the jobs they reaped), from /proc/<pid>/stat before and after the run. A run is complete when it exits 0 and its joblog has a header and ${JOBS} rows, each seq once.`,
-    `Kill round (peer): \`sleep 0.05; touch M/{}\` with --json; when ${JOBS / 2} job records were read, every process in worker host ${KILLED_HOST}'s namespace gets SIGKILL (the worker and its jobs: a host crash). Checked: exit 0, a marker file per seq, one --json record per job (duplicates counted), ${JOBS} joblog rows; extra time = its wall minus the median wall of peer's \`sleep 0.05\` runs; reassign delay = kill to the earliest start (worker clock, same machine) of an attempt >= 2, which is bounded below by the failure detector's dead-after time (${PROFILE} profile).`,
+    `Kill rounds: \`sleep 0.05; touch M/{}\`; peer with --json, parallel over ssh with --retries ${PARALLEL_KILL_RETRIES} (a job whose host failed runs again on another); when ${JOBS / 2} jobs were reported (peer's --json records, parallel's joblog rows), every process in worker host ${KILLED_HOST}'s namespace gets SIGKILL (the peer worker or the sshd with its sessions, and the jobs: a host crash; parallel's round runs first and spares the peer worker). Checked: exit 0, a marker file per seq, one record (peer) or joblog row (parallel) per job, duplicates counted, ${JOBS} joblog rows; extra time = its wall minus the median wall of the same tool's \`sleep 0.05\` runs; reassign delay (peer) = kill to the earliest start (worker clock, same machine) of an attempt >= 2, which is bounded below by the failure detector's dead-after time (${PROFILE} profile).`,
     `Rerun: \`npm run bench -- jobs\` (root, iproute2; parallel and openssh-server are installed by the bench). PEER_BENCH_JOBS_COUNT, PEER_BENCH_JOBS_ROUNDS and PEER_BENCH_JOBS_TOOLS (e.g. parallel-ssh,parallel-local) change the jobs per run, the rounds and the tools.`,
   ].join(' ');
 }
