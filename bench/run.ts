@@ -24,6 +24,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   kv: async () => (await import('./kv.js')).bench,
   recovery: async () => (await import('./recovery.js')).bench,
   files: async () => (await import('./files.js')).bench,
+  jobs: async () => (await import('./jobs.js')).bench,
 };
 
 const OUT = path.join(ROOT, 'BENCHMARKS.md');
