@@ -159,12 +159,13 @@ describe('ProcessExecutor', () => {
     const saved = { key: process.env.PEER_KEY_FILE, name: process.env.PEER_NAME };
     process.env.PEER_KEY_FILE = '/secret/group.key';
     process.env.PEER_NAME = 'w1';
-    let r: StartRequest;
+    const r = request(
+      'echo "dir=$PWD key=${PEER_KEY_FILE-unset} name=${PEER_NAME-unset} id=$PEER_JOB_ID jd=$PEER_JOB_DIR home=$HOME"; echo oops >&2; exit 3',
+    );
+    let o: ExecOutcome;
     try {
-      r = request(
-        'echo "dir=$PWD key=${PEER_KEY_FILE-unset} name=${PEER_NAME-unset} id=$PEER_JOB_ID jd=$PEER_JOB_DIR home=$HOME"; echo oops >&2; exit 3',
-      );
       h.executor.start(r);
+      o = await h.ended(r);
     } finally {
       for (const [k, v] of [
         ['PEER_KEY_FILE', saved.key],
@@ -173,7 +174,6 @@ describe('ProcessExecutor', () => {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
     }
-    const o = await h.ended(r);
     expect(o).toMatchObject({
       started: true,
       exit: 3,
