@@ -8,7 +8,7 @@
  * and a zombie runs nothing.
  *
  * After a crash of the worker, its ledger (storage/job-procs.ts) names the groups that were
- * running. reapOrphans kills those still alive, never a group whose number was reused: the
+ * running. killOrphans kills those still alive, never a group whose number was reused: the
  * leader's start time must match; when the leader is gone but members remain (it exited and left
  * background processes), the group is taken as ours only if one of its members carries the job's
  * PEER_JOB_DIR in its environment (the number of a group with members cannot be reused, but a
@@ -137,28 +137,44 @@ function environ(pid: number): string {
   }
 }
 
+/** The ledger's rows at a worker's start, and which of their groups were killed. */
+export interface Orphans {
+  groups: LiveGroup[];
+  killed: number[];
+  damaged: number;
+}
+
 /**
- * At a worker's start: kills (SIGKILL) the groups its ledger names that are still its jobs',
- * waits for them to be empty, removes their directories and forgets them. Returns what it did.
+ * At a worker's start, before it takes any job (a new job's row would look like an orphan):
+ * SIGKILL to the groups the ledger names that are still its jobs'. Synchronous, so it can run
+ * before the node starts; clearOrphans finishes the work.
  */
-export async function reapOrphans(
-  ledger: JobProcs,
-  boot = bootId(),
-): Promise<{ killed: number; removed: number; damaged: number; stuck: number }> {
+export function killOrphans(ledger: JobProcs, boot = bootId()): Orphans {
   const { groups, damaged } = ledger.list();
-  if (groups.length === 0) return { killed: 0, removed: 0, damaged, stuck: 0 };
+  if (groups.length === 0) return { groups, killed: [], damaged };
   const procs = allProcs();
   const killed = groups.filter((g) => stillOurs(g, boot, procs) && signalGroup(g.pgid, 'SIGKILL'));
+  return { groups, killed: killed.map((g) => g.pgid), damaged };
+}
+
+/**
+ * Waits (at most ORPHAN_KILL_WAIT_MS) for the killed groups to be empty, then removes the
+ * directories of the rows read and forgets them. A group that would not die keeps its row and its
+ * directory, which it may still use. Returns what it did.
+ */
+export async function clearOrphans(
+  ledger: JobProcs,
+  orphans: Orphans,
+): Promise<{ killed: number; removed: number; damaged: number; stuck: number }> {
   const deadline = Date.now() + ORPHAN_KILL_WAIT_MS;
-  let waiting = new Set(killed.map((g) => g.pgid));
+  let waiting = new Set(orphans.killed);
   while (waiting.size > 0 && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, GROUP_POLL_INTERVAL_MS));
     const empty = emptyGroups(waiting);
     waiting = new Set([...waiting].filter((g) => !empty.has(g)));
   }
   let removed = 0;
-  for (const g of groups) {
-    // A group that would not die keeps its row (and its directory, which it may still use).
+  for (const g of orphans.groups) {
     if (waiting.has(g.pgid)) continue;
     try {
       await removeJobDir(g.dir);
@@ -167,5 +183,13 @@ export async function reapOrphans(
     }
     if (ledger.remove(g.dir) === null) removed++;
   }
-  return { killed: killed.length, removed, damaged, stuck: waiting.size };
+  return { killed: orphans.killed.length, removed, damaged: orphans.damaged, stuck: waiting.size };
+}
+
+/** killOrphans then clearOrphans, for a ledger nothing else writes meanwhile. */
+export function reapOrphans(
+  ledger: JobProcs,
+  boot = bootId(),
+): Promise<{ killed: number; removed: number; damaged: number; stuck: number }> {
+  return clearOrphans(ledger, killOrphans(ledger, boot));
 }
