@@ -319,6 +319,28 @@ describe('ProcessExecutor', () => {
     expect(running(m)).toEqual([]);
   });
 
+  it('reports the signal that ended a job it did not kill, and a shell that cannot start', async () => {
+    const h = harness();
+    const r = request('echo before; kill -KILL $$');
+    h.executor.start(r);
+    expect(await h.ended(r)).toMatchObject({
+      started: true,
+      exit: null,
+      signal: 9,
+      cancelled: false,
+      timedOut: false,
+    });
+    const missing = harness({ shell: '/nonexistent/sh' });
+    const r2 = request('echo ran');
+    missing.executor.start(r2);
+    expect(await missing.ended(r2)).toMatchObject({
+      started: false,
+      error: 'cannot run /nonexistent/sh (ENOENT)',
+    });
+    await missing.executor.close();
+    expect(fs.readdirSync(missing.jobDir)).toEqual([]);
+  });
+
   it('ends an attempt killed while its directory is being made without starting it', async () => {
     const h = harness();
     const r = request('echo ran', { transfers: [{ path: 'big', data: Buffer.alloc(8 << 20) }] });

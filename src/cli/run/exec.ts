@@ -269,8 +269,6 @@ export class ProcessExecutor implements JobExecutor {
       this.maybeFinish(a);
     });
     this.record(a, pgid, dir);
-    // A kill that came while the directory was being filled, after its check: act on it now.
-    if (a.killed) this.terminate(a, a.req.spec.graceMs);
   }
 
   /**
