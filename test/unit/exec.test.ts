@@ -353,6 +353,35 @@ describe('ProcessExecutor', () => {
 });
 
 describe('the ledger of running groups', () => {
+  it('holds a row while a job runs and none once it ended; a job it cannot record is killed', async () => {
+    const db = new Database(':memory:');
+    const ledger = new JobProcs(db);
+    const h = harness({ ledger });
+    const m = marker();
+    const r = request(`sleep ${m}`);
+    h.executor.start(r);
+    await until('the job to run', () => running(m).length === 1);
+    const [row] = ledger.list().groups;
+    expect(row).toMatchObject({ boot: bootId(), startTicks: procStat(row!.pgid)!.startTicks });
+    expect(path.dirname(row!.dir)).toBe(h.jobDir);
+    h.executor.kill(r, 'cancel', GRACE_MS);
+    await h.ended(r);
+    await h.executor.close();
+    expect(ledger.list().groups).toEqual([]);
+
+    db.pragma('query_only = ON');
+    const full = harness({ ledger });
+    const m2 = marker();
+    const r2 = request(`sleep ${m2}`);
+    full.executor.start(r2);
+    const o = await full.ended(r2);
+    expect(o).toMatchObject({
+      started: true,
+      error: expect.stringMatching(/^cannot record the job's processes/) as unknown,
+    });
+    expect(running(m2)).toEqual([]);
+  });
+
   it('lets the next start kill the jobs of an executor killed -9 and remove their directories', async () => {
     const base = tempDir('exec-orphan');
     dirs.push(base);
