@@ -25,8 +25,10 @@ export const PID_MAX = 4_194_304;
 const BOOT_ID_CHARS_MAX = 64;
 /** Bytes of a job directory's path (Linux's PATH_MAX). */
 const JOB_DIR_PATH_BYTES_MAX = 4096;
-/** A job directory's name: mkdtemp's six characters after the prefix (cli/run/job-dir.ts). */
-export const JOB_DIR_NAME_RE = /^j-[A-Za-z0-9]{6}$/;
+/** What every job directory's name starts with (cli/run/job-dir.ts makes them with mkdtemp). */
+export const JOB_DIR_PREFIX = 'j-';
+/** A job directory's name: the prefix, then mkdtemp's six characters. */
+const JOB_DIR_NAME_RE = new RegExp(`^${JOB_DIR_PREFIX}[A-Za-z0-9]{6}$`);
 
 /** A running job's process group, as the ledger keeps it. */
 export interface LiveGroup {

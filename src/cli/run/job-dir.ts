@@ -11,9 +11,8 @@ import fs from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import type { ExecOutcome } from '../../p2p/jobs/types.js';
+import { JOB_DIR_PREFIX } from '../../storage/job-procs.js';
 
-/** What every job directory's name starts with (storage/job-procs.ts checks names read back). */
-export const JOB_DIR_PREFIX = 'j-';
 /** A `--return` file, in bytes: what one reliable message carries. */
 export const JOB_RETURN_BYTES_MAX = 64 * 1024 * 1024;
 
