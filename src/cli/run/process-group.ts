@@ -15,12 +15,12 @@
  * daemon's group could have the number once ours was gone entirely).
  */
 import fs from 'node:fs';
-import { JobProcs, type LiveGroup } from '../../storage/job-procs.js';
+import type { JobProcs, LiveGroup } from '../../storage/job-procs.js';
 import { removeJobDir } from './job-dir.js';
 
 /** The variable every job gets holding its directory: how an orphan of a crashed worker is known. */
 export const JOB_DIR_VARIABLE = 'PEER_JOB_DIR';
-/** How long reapOrphans waits for the groups it killed with SIGKILL to be empty. */
+/** How long clearOrphans waits for the groups killOrphans killed (SIGKILL) to be empty. */
 export const ORPHAN_KILL_WAIT_MS = 5000;
 /** Between two looks at groups that should be empty (they were signalled). */
 export const GROUP_POLL_INTERVAL_MS = 25;
