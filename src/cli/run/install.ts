@@ -1,0 +1,15 @@
+/**
+ * Installs the jobs protocol (src/p2p/jobs) on a node, over the reliable delivery it already has:
+ * `peer run` installs it without an executor (it submits), `peer worker` with one (it runs jobs).
+ */
+import type { PeerNode } from '../../p2p/node.js';
+import type { ReliableDelivery } from '../../p2p/reliable/index.js';
+import { Jobs, type JobExecutor } from '../../p2p/jobs/index.js';
+
+export function installJobs(
+  node: PeerNode,
+  reliable: ReliableDelivery,
+  opts: { keyed: boolean; executor?: JobExecutor },
+): Jobs {
+  return node.install((ctx, n) => new Jobs(ctx, reliable, n.membership, opts));
+}

@@ -1,0 +1,181 @@
+/**
+ * Jobs (`peer run`, `peer worker`): the facade a peer installs. It routes what arrives on the `job`
+ * topic to the roles: a Dispatcher per run this peer submits (dispatcher.ts: credits, attempts and
+ * fences, record once, retries, reassignment, cancel) and the Runner when this peer is a worker
+ * (runner.ts: slots, queue, kills, refusals); it ticks both and carries the executor's reports to
+ * the runner. Every message goes by reliable unicast (acked, retried, FIFO per destination); worker
+ * adverts ride in membership tags (adverts.ts). No process, disk, socket or timer here: the
+ * executor (src/cli/run/exec.ts) and the sink (src/cli/run/sink.ts) are injected.
+ *
+ * Wire: messages.ts. Limits: limits.ts. Shapes: types.ts.
+ */
+import type { Protocol, ProtocolContext } from '../protocol.js';
+import type { Membership } from '../membership.js';
+import { advertOf } from './adverts.js';
+import { problemOf } from './command.js';
+import { Dispatcher } from './dispatcher.js';
+import { JOB_TOPIC, decodeJob } from './messages.js';
+import { Runner } from './runner.js';
+import type {
+  AttemptKey,
+  ExecOutcome,
+  ExecReports,
+  JobChannel,
+  JobDelivery,
+  JobExecutor,
+  JobsApi,
+  JobsStats,
+  RunHandle,
+  RunOptions,
+  RunSink,
+  RunSpec,
+  WorkerAdvert,
+} from './types.js';
+
+export interface JobsOptions {
+  /** The group has a key: only then may a worker run commands. */
+  keyed: boolean;
+  /** This peer is a worker: it runs what submitters send, through this. */
+  executor?: JobExecutor;
+}
+
+export type JobsMembership = Pick<Membership, 'get' | 'list' | 'setTags' | 'ownTags'>;
+
+export class Jobs implements Protocol, ExecReports, JobsApi {
+  /** Jobs travel on reliable delivery's topic: no datagram type of their own. */
+  readonly messages = {};
+  readonly stats: JobsStats = {
+    duplicateResults: 0,
+    wrongSender: 0,
+    unknownRun: 0,
+    refusedJobs: 0,
+    staleFences: 0,
+    reassigned: 0,
+    killed: 0,
+    malformed: 0,
+  };
+  readonly runner: Runner | null;
+  private readonly runs = new Map<string, Dispatcher>();
+  private readonly send: (
+    to: string,
+    payload: string | Uint8Array,
+    done?: Parameters<JobChannel['sendTo']>[3],
+  ) => void;
+
+  constructor(
+    private readonly ctx: ProtocolContext,
+    channel: JobChannel,
+    private readonly membership: JobsMembership,
+    opts: JobsOptions,
+  ) {
+    this.send = (to, payload, done) => void channel.sendTo(to, JOB_TOPIC, payload, done);
+    this.runner = opts.executor
+      ? new Runner(ctx, this.send, membership, opts.executor, opts.keyed, this.stats)
+      : null;
+    opts.executor?.bind(this);
+    channel.on(JOB_TOPIC, (d) => this.onData(d));
+  }
+
+  /**
+   * Starts a run from this peer; the caller feeds its jobs (room(), feed()) and hears of it by
+   * events ('run-room', 'run-finished', 'run-failed', 'run-cancelled'). A spec out of bounds
+   * throws a RangeError saying which (the CLI checks with problemOf() first).
+   */
+  startRun(spec: Omit<RunSpec, 'run'>, sink: RunSink, opts: RunOptions): RunHandle {
+    const problem = problemOf(spec);
+    if (problem) throw new RangeError(problem);
+    // Files travel with jobs in a later step (jb.file, jb.ret): a run that needs them is refused now.
+    if (spec.transfers.length > 0 || spec.returns.length > 0)
+      throw new RangeError('--transfer and --return are not supported yet');
+    if (!Number.isInteger(opts.retries) || opts.retries < 1)
+      throw new RangeError('retries must be 1 or more');
+    const run = randomRunId(this.ctx.random);
+    const d = new Dispatcher(
+      this.ctx,
+      this.send,
+      this.membership,
+      { ...spec, run },
+      sink,
+      opts,
+      this.stats,
+      () => this.runs.delete(run),
+    );
+    this.runs.set(run, d);
+    return d;
+  }
+
+  /** Live workers as their tags advertise them. */
+  workers(): WorkerAdvert[] {
+    return this.membership
+      .list()
+      .map(advertOf)
+      .filter((a): a is WorkerAdvert => a !== null);
+  }
+
+  output(key: AttemptKey, stream: 1 | 2, chunk: Uint8Array): void {
+    this.runner?.output(key, stream, chunk);
+  }
+
+  ended(key: AttemptKey, outcome: ExecOutcome): void {
+    this.runner?.ended(key, outcome);
+  }
+
+  onMessage(): void {
+    // Nothing comes as a datagram of its own (see `messages`).
+  }
+
+  tick(now: number): void {
+    for (const d of [...this.runs.values()]) d.tick(now);
+    this.runner?.tick(now);
+  }
+
+  leave(): void {
+    this.runner?.shutdown();
+  }
+
+  private onData(d: JobDelivery): Promise<unknown> | undefined {
+    const m = decodeJob(d.data);
+    if (!m) {
+      this.stats.malformed++;
+      return;
+    }
+    switch (m.type) {
+      case 'jb.done':
+        return this.dispatcher(m.body.run)?.onDone(d.from, d.fromName, m.body, m.bytes);
+      case 'jb.full':
+        return void this.dispatcher(m.body.run)?.onFull(d.from, m.body);
+      case 'jb.refuse':
+        return void this.dispatcher(m.body.run)?.onRefuse(d.from, m.body);
+      case 'jb.out':
+        return void this.dispatcher(m.body.run)?.onOut(d.from, m.body, m.bytes);
+      case 'jb.open':
+        if (this.runner) this.runner.onOpen(d.from, d.fromName, m.body);
+        else this.stats.unknownRun++;
+        return;
+      case 'jb.jobs':
+        if (this.runner) this.runner.onJobs(d.from, m.body);
+        else this.stats.unknownRun++;
+        return;
+      case 'jb.cancel':
+        return void this.runner?.onCancel(d.from, m.body);
+      case 'jb.close':
+        return void this.runner?.onClose(d.from, m.body.run);
+    }
+  }
+
+  private dispatcher(run: string): Dispatcher | undefined {
+    const d = this.runs.get(run);
+    if (!d) this.stats.unknownRun++;
+    return d;
+  }
+}
+
+/** 16 hex digits from the context's random source (seeded in the simulation). */
+function randomRunId(random: () => number): string {
+  let s = '';
+  for (let i = 0; i < 4; i++)
+    s += Math.floor(random() * 0x10000)
+      .toString(16)
+      .padStart(4, '0');
+  return s;
+}
