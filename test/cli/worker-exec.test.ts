@@ -6,22 +6,21 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { runCli, tempDir, testPort } from '../support/proc.js';
 
-const keyFile = path.join(tempDir('worker-exec-key'), 'group.key');
+const dirs = [tempDir('worker-exec-key')];
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+const keyFile = path.join(dirs[0]!, 'group.key');
 fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
 
-const loopback = () => [
-  '--interface',
-  '127.0.0.1',
-  '--ttl',
-  '0',
-  '--port',
-  String(testPort()),
-  '--data-dir',
-  tempDir('worker-exec'),
-];
+const loopback = () => {
+  const dataDir = tempDir('worker-exec');
+  dirs.push(dataDir);
+  return ['--interface', '127.0.0.1', '--ttl', '0', '--port', String(testPort()), '--data-dir', dataDir];
+};
 
 function oneLine(stderr: string): string {
   const lines = stderr.split('\n').filter((l) => l.trim() !== '');

@@ -22,6 +22,7 @@ const GRACE_MS = 300;
 const children: Lines[] = [];
 const submitters: Array<RunningPeer<Jobs>> = [];
 const markers: string[] = [];
+const dirs: string[] = [];
 afterEach(async () => {
   for (const s of submitters.splice(0)) await s.stop();
   for (const p of children.splice(0)) {
@@ -29,6 +30,7 @@ afterEach(async () => {
     await p.exited;
   }
   for (const m of markers.splice(0)) for (const pid of sleeps(m)) process.kill(pid, 'SIGKILL');
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
 /** Pids of the running (not zombie) `sleep <m>` processes. */
@@ -66,6 +68,7 @@ interface Setup {
 
 function setup(): Setup {
   const base = tempDir('worker-exec');
+  dirs.push(base);
   const keyFile = path.join(base, 'group.key');
   fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
   return { port: testPort(), dataDir: path.join(base, 'data'), jobDir: path.join(base, 'jobs'), keyFile };
