@@ -8,11 +8,12 @@
  */
 import fs from 'node:fs';
 import type { PeerId } from '../../p2p/wire.js';
+import { JOB_INPUT_BYTES_MAX } from '../../p2p/jobs/limits.js';
 import type { JobInput, WorkerAdvert } from '../../p2p/jobs/types.js';
 import { UsageError } from '../network.js';
 
-/** One job's input line at most (the protocol's bound on a job's input, which the worker checks again). */
-export const INPUT_LINE_BYTES_MAX = 64 * 1024;
+/** One job's input line at most: the protocol's bound on a job's input (the worker checks it again). */
+export const INPUT_LINE_BYTES_MAX = JOB_INPUT_BYTES_MAX;
 /** Workers named in the error line of an unknown `--on` name. */
 const NAMES_SHOWN_MAX = 20;
 const NEWLINE = 0x0a;

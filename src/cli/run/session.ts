@@ -8,13 +8,13 @@
  * own wait ran out); a second Ctrl-C stops waiting at once.
  */
 import type { PeerEvent } from '../../p2p/protocol.js';
+import { JOB_CANCEL_WAIT_MS } from '../../p2p/jobs/limits.js';
 import type { JobsApi, RunCounts, RunHandle, RunOptions, RunSpec } from '../../p2p/jobs/types.js';
 import { UsageError } from '../network.js';
 import type { JobFeed } from './input.js';
 import type { RunOutput } from './sink.js';
 
-/** parallel's exit status. */
-export const EXIT_INTERRUPTED = 130;
+/** GNU parallel's exit status for any error but failed jobs (Ctrl-C: EXIT_INTERRUPTED in base.ts). */
 export const EXIT_ERROR = 255;
 /** Failed jobs up to this are the exit status itself; more exit with FAILED_MORE. */
 export const FAILED_COUNTED_MAX = 100;
@@ -23,10 +23,9 @@ export const FAILED_MORE = 101;
 export const DISCOVER_POLL_MS = 20;
 /**
  * Past the kill grace, how long Ctrl-C waits for 'run-cancelled' at most: the protocol's own wait
- * for confirmations (3 s past the grace) and a second more, so a protocol that never says cannot
- * hold the terminal.
+ * for confirmations and a second more, so a protocol that never says cannot hold the terminal.
  */
-export const CANCEL_WAIT_SLACK_MS = 4_000;
+export const CANCEL_WAIT_SLACK_MS = JOB_CANCEL_WAIT_MS + 1000;
 
 /** The run could not be done at all (no worker, refused, bad input mid-run): one line, exit 255. */
 export class RunError extends Error {
