@@ -16,6 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readJoblog } from '../../src/cli/run/joblog.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { HEALTH_SCORE_MAX } from '../../src/p2p/membership.js';
 import { lanTierDecision, NetnsLan, nftAvailable } from '../support/netns.js';
@@ -49,8 +50,8 @@ const OPEN_NOTICE = 'no --key-file: traffic on';
 /**
  * The joblog as GNU parallel reads it (open_joblog in src/parallel): the header, then per row
  * `^(\d+)` is a Seq seen and `^(\d+)(?:\t[^\t]+){5}\t0\t0\t` a Seq done with Exitval 0 and Signal 0.
- * Written here rather than imported from src/cli/run/joblog.ts (readJoblog), which is not on this
- * branch yet; this is parallel's own rule, so it also checks that module's output independently.
+ * Written out here from parallel's source, not imported from src/cli/run/joblog.ts: the test then
+ * checks that module's output against parallel's own rule, and readJoblog against it too.
  */
 const JOBLOG_HEADER = 'Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand';
 const RESUME_FAILED_RE = /^(\d+)(?:\t[^\t]+){5}\t0\t0\t/;
@@ -194,6 +195,7 @@ describe.runIf(decision.run)('peer run on a namespace LAN with 10 % loss', () =>
       const seqs = rows.map((row) => Number(RESUME_FAILED_RE.exec(row)?.[1]));
       expect(seqs.filter((s) => Number.isInteger(s))).toHaveLength(JOBS);
       expect(new Set(seqs)).toEqual(new Set(Array.from({ length: JOBS }, (_, k) => k + 1)));
+      expect(readJoblog(text)).toEqual({ seen: new Set(seqs), ok: new Set(seqs), problem: null });
       for (const row of rows) {
         const f = row.split('\t');
         expect(f, row).toHaveLength(9);
