@@ -84,6 +84,8 @@ function onPath(command: string): boolean {
 }
 
 let aptUpdated = false;
+/** Debian's switch for starting services from package scripts: exit 101 forbids it. */
+const POLICY_RC_D = '/usr/sbin/policy-rc.d';
 
 /**
  * Installs the Debian packages of the anchors a module compares against, as the bench's own setup
@@ -98,12 +100,20 @@ function installAnchors(mod: BenchModule): void {
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   if (!aptUpdated)
     aptUpdated = spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env }).status === 0;
-  const r = spawnSync('apt-get', ['install', '-y', '-qq', ...packages], { stdio: 'ignore', env });
-  if (r.status !== 0)
-    progress(`${mod.name}: could not install ${packages.join(', ')} (apt-get exit ${r.status})`);
-  // Debian starts some servers on install; a bench starts its own, on its own ports.
-  for (const a of missing) spawnSync('systemctl', ['stop', a.debianPackage], { stdio: 'ignore' });
+  // Debian starts some servers on install (sshd, redis, etcd) on this machine's real interfaces; a
+  // bench starts its own, inside namespaces. policy-rc.d (Debian's switch) forbids that while we
+  // install; one already there is left as it is.
+  const ours = !fs.existsSync(POLICY_RC_D);
+  if (ours) fs.writeFileSync(POLICY_RC_D, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
+  try {
+    const r = spawnSync('apt-get', ['install', '-y', '-qq', ...packages], { stdio: 'ignore', env });
+    if (r.status !== 0)
+      progress(`${mod.name}: could not install ${packages.join(', ')} (apt-get exit ${r.status})`);
+  } finally {
+    if (ours) fs.rmSync(POLICY_RC_D, { force: true });
+  }
 }
+
 
 async function runModule(name: string): Promise<Section> {
   const mod = await MODULES[name]!();
