@@ -114,7 +114,6 @@ function installAnchors(mod: BenchModule): void {
   }
 }
 
-
 async function runModule(name: string): Promise<Section> {
   const mod = await MODULES[name]!();
   installAnchors(mod);
