@@ -127,3 +127,13 @@ export function withFakeClock(base: Runtime, fake: FakeClock): Runtime {
     after: (ms, fn) => base.after(ms, fn),
   };
 }
+
+/** 16 hex digits from a random source: an id for a transfer or a run (seeded in the simulation). */
+export function randomHexId(random: () => number): string {
+  let s = '';
+  for (let i = 0; i < 4; i++)
+    s += Math.floor(random() * 0x10000)
+      .toString(16)
+      .padStart(4, '0');
+  return s;
+}

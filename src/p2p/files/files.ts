@@ -25,6 +25,7 @@ import { FILE_BYTES_MAX, FILE_CHUNK_BYTES } from './limits.js';
 import { FileReceiver, type IncomingEvent } from './receiver.js';
 import { FileSender, type ReceiverOutcome, type TransferResult } from './sender.js';
 import type { IncomingFiles, OutgoingFile } from './store.js';
+import { randomHexId } from '../runtime.js';
 
 export interface FilesOptions {
   /** Where accepted files go; without it this peer refuses nothing and accepts nothing (a one-shot sender). */
@@ -84,7 +85,7 @@ export class Files implements Protocol {
 
   /** Offers `file` to the targets and sends it; `onEnd` runs once every receiver is finished. */
   send(file: OutgoingFile, opts: SendOptions): FileSender {
-    const id = randomId(this.ctx.random);
+    const id = randomHexId(this.ctx.random);
     const sender = new FileSender(this.ctx, this.channel, this.membership, id, file, opts.targets, {
       unicast: opts.unicast,
       audience: opts.audience,
@@ -137,14 +138,4 @@ export class Files implements Protocol {
     if (cancel) return this.receiver?.onCancel(d.from, cancel);
     this.stats.malformed++;
   }
-}
-
-/** 16 hex digits from the context's random source (seeded in the simulation). */
-function randomId(random: () => number): TransferId {
-  let s = '';
-  for (let i = 0; i < 4; i++)
-    s += Math.floor(random() * 0x10000)
-      .toString(16)
-      .padStart(4, '0');
-  return s;
 }

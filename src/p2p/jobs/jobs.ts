@@ -31,6 +31,7 @@ import type {
   RunSpec,
   WorkerAdvert,
 } from './types.js';
+import { randomHexId } from '../runtime.js';
 
 export interface JobsOptions {
   /** The group has a key: only then may a worker run commands. */
@@ -89,7 +90,7 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
       throw new RangeError('--transfer and --return are not supported yet');
     if (!Number.isInteger(opts.retries) || opts.retries < 1)
       throw new RangeError('retries must be 1 or more');
-    const run = randomRunId(this.ctx.random);
+    const run = randomHexId(this.ctx.random);
     const d = new Dispatcher(
       this.ctx,
       this.send,
@@ -168,14 +169,4 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     if (!d) this.stats.unknownRun++;
     return d;
   }
-}
-
-/** 16 hex digits from the context's random source (seeded in the simulation). */
-function randomRunId(random: () => number): string {
-  let s = '';
-  for (let i = 0; i < 4; i++)
-    s += Math.floor(random() * 0x10000)
-      .toString(16)
-      .padStart(4, '0');
-  return s;
 }
