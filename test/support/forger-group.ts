@@ -15,7 +15,8 @@
  *  4. then, each within its own bound: a kv put and a replicated append are acknowledged by every
  *     holder, and the put is what every holder reads back (the forger wrote that key too); every member's Lamport clock and group clock advance and the group clocks agree;
  *     every member enters the critical section once, one at a time, with rising fencing tokens;
- *     every member's chat line reaches every other; a task gets its result; and the group is
+ *     every member's chat line reaches every other; a task gets its result; a run of jobs from
+ *     the client gets every result once (the holders are workers); and the group is
  *     still whole with the same coordinator;
  *  5. the client crashes and restarts from what it saved: whole again within RECOVERY_MS, and it
  *     gets the critical section. No handler error anywhere.
@@ -54,6 +55,8 @@ import { KeyValue } from '../../src/p2p/kv/index.js';
 import { Files } from '../../src/p2p/files/index.js';
 import { MemoryIncomingFiles, memoryDisk } from './memory-files.js';
 import { MemoryTaskLog, runTask, Tasks, type TaskExecutor } from '../../src/p2p/tasks/index.js';
+import { Jobs } from '../../src/p2p/jobs/index.js';
+import { MemorySink, SimJobExecutor, execSpec, lines } from './jobs.js';
 import { installMonitorModules } from '../../src/cli/monitor/feeds.js';
 import { KvStore } from '../../src/storage/kv.js';
 
@@ -83,6 +86,8 @@ export const TOKEN_HOLD_MS = 20;
 export const CHAT_MS_MAX = 1000;
 /** A task gets its result within this: assignment, run and result, with retries. */
 export const TASK_MS_MAX = 3000;
+/** Jobs of the run a client starts after the forger (on the holders, which are workers). */
+const JOBS_AFTER_FORGER = 6;
 /** Group clocks agree within this: far above what sync achieves, so only a forged jump trips it. */
 export const CLOCK_SPREAD_MS_MAX = 1000;
 
@@ -106,6 +111,7 @@ export interface Member {
   replication: Replication;
   kv: KeyValue;
   tasks: Tasks;
+  jobs: Jobs;
   /** Lines this member received, by message id. */
   lines: Set<string>;
   /** Critical sections this member entered: fencing token and virtual times. */
@@ -126,6 +132,7 @@ export function protocolsOf(m: Member): Protocol[] {
     m.replication,
     m.kv,
     m.tasks,
+    m.jobs,
   ];
 }
 
@@ -240,6 +247,23 @@ export class ForgerGroup {
           ...(holder ? { executor } : {}),
         }),
     );
+    // Holders are workers of a keyed group (as peer worker --allow-exec --key-file), in a simulated
+    // executor: forged runs they accept run there, never as processes.
+    const jobs = node.install(
+      (ctx, n) =>
+        new Jobs(ctx, reliable, n.membership, {
+          keyed: true,
+          ...(holder
+            ? {
+                executor: new SimJobExecutor(2, true, this.rt, () => ({
+                  durationMs: 10,
+                  exit: 0,
+                  ignoresTerm: false,
+                })),
+              }
+            : {}),
+        }),
+    );
     const member: Member = {
       peer,
       election,
@@ -252,6 +276,7 @@ export class ForgerGroup {
       replication,
       kv,
       tasks,
+      jobs,
       lines: new Set(),
       sections: [],
       results: new Set(),
@@ -520,7 +545,22 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
     failures.push(`a task was refused: ${(err as Error).message}`);
   }
 
-  // Writes, token passes, chat lines and a task all send: every clock must have moved on.
+  progress('jobs');
+  const sink = new MemorySink();
+  try {
+    const run = client.jobs.startRun(execSpec(), sink, { retries: 1, maxRunning: null, workers: null });
+    run.feed(lines(JOBS_AFTER_FORGER), true);
+    if (!rt.runUntilTrue(() => sink.records.length === JOBS_AFTER_FORGER, TASK_MS_MAX))
+      failures.push(
+        `a run of ${JOBS_AFTER_FORGER} jobs started after the forger recorded ${sink.records.length} within ${TASK_MS_MAX} ms`,
+      );
+    else if ([...sink.perJob().values()].some((n) => n !== 1))
+      failures.push(`a run after the forger recorded a job more than once`);
+  } catch (err) {
+    failures.push(`a run was refused: ${(err as Error).message}`);
+  }
+
+  // Writes, token passes, chat lines, a task and jobs all send: every clock must have moved on.
   g.members.forEach((m, j) => {
     const l = m.peer.node.lamport;
     if (!(l > lamports[j]!) || l > COUNTER_MAX)

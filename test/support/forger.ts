@@ -34,6 +34,14 @@ import {
 } from '../../src/p2p/reliable/index.js';
 import { CHAT_HISTORY_SHARE_MAX, CHAT_HISTORY_TOPIC, CHAT_TOPIC } from '../../src/p2p/chat.js';
 import { FILE_CONTROL_TOPIC, FILE_TOPIC } from '../../src/p2p/files/index.js';
+import {
+  CANCEL as JOB_CANCEL,
+  DONE as JOB_DONE,
+  JOB_TOPIC,
+  JOBS as JOB_JOBS,
+  OPEN as JOB_OPEN,
+  encodeJob,
+} from '../../src/p2p/jobs/messages.js';
 import { SNAPSHOT_MARKER_TOPIC, SNAPSHOT_REPORT_CHUNKS_MAX } from '../../src/p2p/snapshot.js';
 import {
   ACK_HOLDERS_MAX,
@@ -252,7 +260,7 @@ const b64 = (maxChars: number): G<unknown> =>
 
 // ---- message bodies, by type ---------------------------------------------------------------
 
-const TAG_KEYS = ['prio', 'coord', 'term', 'clk', 'chat', 'rp', 'kv', 'wk', 'ld'];
+const TAG_KEYS = ['prio', 'coord', 'term', 'clk', 'chat', 'rp', 'kv', 'wk', 'ld', 'js', 'jl', 'ex'];
 const tagValue: G<unknown> = fc.oneof(
   bool,
   uint('term'),
@@ -293,7 +301,11 @@ const topics: G<unknown> = fc.oneof(
     arbitrary: k(fc.constantFrom([LARGE_TOPIC], [`${KV_CHANNEL_PREFIX}large`], [KV_LARGE_TOPIC])),
     weight: 2,
   },
+  // Jobs (p2p/jobs): runs, their jobs, results and cancels, by unicast to workers and submitters.
+  { arbitrary: konst([JOB_TOPIC]), weight: 2 },
 );
+/** A run id: one of a few, so forged jobs, results and cancels of one run meet. */
+const runId: G<string> = k(fc.constantFrom('0123456789abcdef', 'ffffffffffffffff', 'RUN', ''));
 /** A payload for each topic: well-formed, hostile, or broken. */
 const payload: G<string> = fc.oneof(
   fc.tuple(uint(), text(200)).map(
@@ -324,6 +336,68 @@ const payload: G<string> = fc.oneof(
         encodeLarge('kv.val', { q: q(f), w: ['k', v(f), l(f), o(f), seq(f)], n: 3 }),
   ),
   k(fc.constantFrom('["rp.rnd",{"r":1}]', '["kv.rows",{"q":1,"r":[],"m":false}]', '["rp.app"]', '[1,2]')),
+  // A run's spec and its jobs (workers run what they accept: here in a simulated executor).
+  fc.tuple(runId, text(200), bool, uint()).map(
+    ([run, word, detached, timeout]) =>
+      (f: Forge) =>
+        encodeJob(JOB_OPEN, {
+          run: run(f),
+          kind: 'exec',
+          words: ['echo', word(f)],
+          env: [],
+          timeoutMs: timeout(f) || null,
+          graceMs: 100,
+          output: 'group',
+          transfers: [],
+          returns: [],
+          detached: detached(f) as boolean,
+        }) as string,
+  ),
+  fc.tuple(runId, uint(), uint(), uint(), uint('lamport'), nullable(text(200))).map(
+    ([run, job, seq, att, fence, input]) =>
+      (f: Forge) =>
+        encodeJob(JOB_JOBS, { run: run(f), jobs: [[job(f), seq(f), att(f), fence(f), input(f)]] }) as string,
+  ),
+  // Results and refusals for runs nobody started, or for another worker's jobs.
+  fc.tuple(runId, uint(), uint(), uint('lamport'), nullable(uint()), uint()).map(
+    ([run, job, att, fence, exit, free]) =>
+      (f: Forge) =>
+        encodeJob(JOB_DONE, {
+          run: run(f),
+          free: free(f),
+          seen: free(f),
+          results: [
+            {
+              job: job(f),
+              attempt: att(f),
+              fence: fence(f),
+              exit: exit(f),
+              signal: 0,
+              timedOut: false,
+              cancelled: false,
+              started: true,
+              at: 0,
+              us: 0,
+              out: 0,
+              err: 0,
+              truncated: false,
+              why: null,
+            },
+          ],
+        }) as string,
+  ),
+  fc.tuple(runId, fc.constantFrom('cancel', 'done-elsewhere')).map(
+    ([run, why]) =>
+      (f: Forge) =>
+        encodeJob(JOB_CANCEL, { run: run(f), jobs: null, why }) as string,
+  ),
+  k(
+    fc.constantFrom(
+      '{"t":"jb.jobs","b":{}}',
+      '{"t":"jb.close","b":{"run":"0123456789abcdef"}}',
+      '{"t":"jb.x"}',
+    ),
+  ),
   konst('z'.repeat(RELIABLE_PAYLOAD_BYTES_MAX)),
 );
 /** Deltas between the messages of one attachment after the first: the next one, or a gap. */
