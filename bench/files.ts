@@ -25,6 +25,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { NetnsLan, netnsCapability, nftAvailable } from '../test/support/netns.js';
 import { BIN } from '../test/support/proc.js';
+import { FRAME_BYTES_MAX } from '../src/p2p/wire.js';
+import { framedRoom } from '../src/p2p/reliable/fragments.js';
+import { UDP_RECEIVE_BUFFER_BYTES } from '../src/p2p/transport/udp.js';
 import {
   delay,
   envInt,
@@ -538,6 +541,61 @@ async function oneRun(
 const mib = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
 const secs = (ms: number | undefined) => (ms === undefined ? 'n/a' : `${(ms / 1000).toFixed(2)} s`);
 
+/** The bare Node.js floor's group and port (not the peer's: nothing else listens there). */
+const FLOOR_GROUP = '239.255.77.79';
+const FLOOR_PORT = 47779;
+/** Sends per event-loop turn of the floor's sender: the others' datagrams get read in between. */
+const FLOOR_SENDS_PER_TURN = 64;
+
+/**
+ * What Node.js itself costs, whatever the protocol: one process multicasting the file's frames
+ * (as many datagrams as peer sends, of the largest frame's size) with node:dgram as fast as it
+ * can, to 4 processes that only count them; no repair, no ack, no disk, no hash. Returns the
+ * sender's time from start to its last send, and the fewest datagrams one receiver got.
+ */
+async function nodeFloor(lan: NetnsLan, frames: number): Promise<{ ms: number; leastReceived: number }> {
+  const receiver = `const s = require('node:dgram').createSocket({ type: 'udp4', reuseAddr: true, recvBufferSize: ${UDP_RECEIVE_BUFFER_BYTES} });
+let n = 0;
+s.on('message', () => n++);
+s.bind(${FLOOR_PORT}, '${FLOOR_GROUP}', () => { s.addMembership('${FLOOR_GROUP}', process.argv[1]); console.log('ready'); });
+process.on('SIGTERM', () => { console.log('got ' + n); process.exit(0); });`;
+  const sender = `const s = require('node:dgram').createSocket('udp4');
+const b = Buffer.alloc(${FRAME_BYTES_MAX}, 7);
+s.bind(0, process.argv[1], () => {
+  s.setMulticastInterface(process.argv[1]);
+  s.setMulticastLoopback(false);
+  let i = 0;
+  const t0 = performance.now();
+  const turn = () => {
+    for (let k = 0; k < ${FLOOR_SENDS_PER_TURN} && i < ${frames}; k++, i++) s.send(b, ${FLOOR_PORT}, '${FLOOR_GROUP}');
+    if (i < ${frames}) return setImmediate(turn);
+    setImmediate(() => { console.log('ms ' + (performance.now() - t0)); s.close(); });
+  };
+  turn();
+});`;
+  const rs = Array.from({ length: RECEIVERS }, (_, k) => {
+    const i = k + 1;
+    return new TimedLines(lan.spawn(i, process.execPath, ['-e', receiver, lan.host(i).address]));
+  });
+  await waitFor(() => rs.every((r) => r.find('ready', 0)), READY_TIMEOUT_MS, 'the bare Node.js receivers');
+  const s = new TimedLines(
+    lan.spawn(SENDER_HOST, process.execPath, ['-e', sender, lan.host(SENDER_HOST).address]),
+  );
+  await waitFor(() => s.find('ms ', 0) !== undefined, RUN_TIMEOUT_MS, 'the bare Node.js sender');
+  // Whatever is still in flight lands; then each receiver says how many it got.
+  await delay(AFTER_FLOOR_SEND_MS);
+  for (const r of rs) r.child.kill('SIGTERM');
+  await waitFor(() => rs.every((r) => r.find('got ', 0)), READY_TIMEOUT_MS, "the receivers' counts");
+  const got = rs.map((r) => Number(/^got (\d+)$/.exec(r.find('got ', 0)!.text)?.[1] ?? 0));
+  return {
+    ms: Number(/^ms ([\d.]+)$/.exec(s.find('ms ', 0)!.text)?.[1] ?? NaN),
+    leastReceived: Math.min(...got),
+  };
+}
+
+/** After the floor's sender is done, how long its receivers may still be reading. */
+const AFTER_FLOOR_SEND_MS = 500;
+
 async function run(): Promise<Section> {
   const cap = netnsCapability();
   if (!cap.ok) throw new Error(`files bench needs network namespaces: ${cap.why}`);
@@ -595,6 +653,20 @@ async function run(): Promise<Section> {
       }
       for (const [tool, rs] of results) rows.push(row(tool, loss, rs));
     }
+    // As many datagrams as peer's frames carry the file in (a new peer's stream: epoch 1).
+    const frames = Math.ceil((FILE_MIB * MIB) / framedRoom(1));
+    const floors: Array<{ ms: number; leastReceived: number }> = [];
+    for (let k = 1; k <= RUNS; k++) {
+      const f = await nodeFloor(lan, frames);
+      floors.push(f);
+      progress(
+        `files: bare Node.js floor, run ${k}: ${secs(f.ms)}, ${f.leastReceived} of ${frames} datagrams at the worst receiver`,
+      );
+    }
+    const floorMs = floors.map((f) => f.ms).sort((a, b) => a - b)[Math.floor(floors.length / 2)]!;
+    notes.push(
+      `**The floor of any Node.js implementation here.** One process sending the ${frames.toLocaleString('en')} datagrams of ${FRAME_BYTES_MAX} bytes that peer sends for this file (node:dgram, ${FLOOR_SENDS_PER_TURN} sends per event-loop turn, no repair, no ack, no disk, no hash) to ${RECEIVERS} processes that only count them, without loss: ${secs(floorMs)} from its first send to its last (median of ${RUNS}: ${floors.map((f) => secs(f.ms)).join(', ')}), the worst receiver getting ${floors.map((f) => `${((100 * f.leastReceived) / frames).toFixed(1)} %`).join(', ')} of them. On this 2-core machine every datagram's copy through the bridge to 4 receivers is paid on its cores (the sender's send calls do the bridge's forwarding), so this is what a Node.js sender and receivers cost before any work of their own.`,
+    );
   } finally {
     lan.down();
     offLan();
