@@ -86,6 +86,25 @@ interface InStream<M> {
   writes: PendingWrites;
 }
 
+/** How a lane's receiver acks and NACKs (the bulk lane's differ from the small lane's defaults). */
+export interface ReceiverTuning {
+  /** Ack at once when this many more messages can be acked (the bulk lane's window needs more). */
+  ackEvery: number;
+  /**
+   * NACK as data arrives, every this many ms while a gap lasts, not only on the tick (null): the
+   * bulk lane's window waits for the oldest gap, so the tick's pace would set the transfer's.
+   */
+  nackEagerMs: number | null;
+  /** NACKs sent at once when more gaps remain than one lists (see nack()). */
+  nacksPerRound: number;
+}
+
+const SMALL_LANE_TUNING: ReceiverTuning = {
+  ackEvery: RELIABLE_ACK_EVERY_MESSAGES,
+  nackEagerMs: null,
+  nacksPerRound: 1,
+};
+
 export class MulticastReceiver<M extends Sequenced> {
   private readonly streams = new Map<PeerId, InStream<M>>();
 
@@ -93,15 +112,7 @@ export class MulticastReceiver<M extends Sequenced> {
     private readonly shared: Shared,
     private readonly wire: LaneWire,
     private readonly sink: StreamSink<M>,
-    /** Ack at once when this many more messages can be acked (the bulk lane's window needs more). */
-    private readonly ackEvery = RELIABLE_ACK_EVERY_MESSAGES,
-    /**
-     * The bulk lane NACKs as data arrives, every this many ms while a gap lasts, not only on its
-     * tick: its window waits for the oldest gap, so the tick's pace would set the transfer's.
-     */
-    private readonly nackEagerMs: number | null = null,
-    /** NACKs sent at once when more gaps remain than one lists (see nack()). */
-    private readonly nacksPerRound = 1,
+    private readonly tuning: ReceiverTuning = SMALL_LANE_TUNING,
   ) {}
 
   get streamCount(): number {
@@ -158,15 +169,15 @@ export class MulticastReceiver<M extends Sequenced> {
       this.noteGap(s);
       const now = this.shared.ctx.now();
       if (
-        this.nackEagerMs !== null &&
+        this.tuning.nackEagerMs !== null &&
         now - s.gapSince! >= RELIABLE_NACK_DELAY_MS &&
-        now - s.lastNack >= this.nackEagerMs
+        now - s.lastNack >= this.tuning.nackEagerMs
       )
         // Only gaps past those asked for lately: their repairs may be on their way.
         this.nack(s, now, now - s.lastFullNack < RELIABLE_BULK_RENACK_MS ? s.nackedThrough + 1 : s.next);
     }
     const upTo = s.writes.ackable(s.next);
-    if (Math.max(upTo, this.receivable(s)) - Math.max(s.ackedSent, s.receivedSent) >= this.ackEvery)
+    if (Math.max(upTo, this.receivable(s)) - Math.max(s.ackedSent, s.receivedSent) >= this.tuning.ackEvery)
       this.sendAck(s, upTo);
   }
 
@@ -402,7 +413,7 @@ export class MulticastReceiver<M extends Sequenced> {
     const last = Math.min(s.highest, s.next + RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX);
     let seq = Math.max(from, s.next);
     if (seq === s.next) s.lastFullNack = now;
-    for (let round = 0; round < this.nacksPerRound && seq <= last; round++) {
+    for (let round = 0; round < this.tuning.nacksPerRound && seq <= last; round++) {
       const missing: SeqRange[] = [];
       let asked = 0;
       while (seq <= last && missing.length < RELIABLE_NACK_RANGES_MAX && asked < RELIABLE_NACK_MESSAGES_MAX) {

@@ -181,14 +181,11 @@ export class ReliableDelivery implements Protocol {
     this.bulk = new Lane(
       BULK,
       bulkSender,
-      new MulticastReceiver(
-        shared,
-        BULK,
-        this.reassembler,
-        RELIABLE_BULK_ACK_EVERY_MESSAGES,
-        RELIABLE_BULK_NACK_INTERVAL_MS,
-        RELIABLE_BULK_NACKS_PER_ROUND,
-      ),
+      new MulticastReceiver(shared, BULK, this.reassembler, {
+        ackEvery: RELIABLE_BULK_ACK_EVERY_MESSAGES,
+        nackEagerMs: RELIABLE_BULK_NACK_INTERVAL_MS,
+        nacksPerRound: RELIABLE_BULK_NACKS_PER_ROUND,
+      }),
       new UnicastSender(shared, BULK, room, this.small.unicastOut),
       new UnicastReceiver(shared, BULK, this.reassembler),
       fragmentsOf,
