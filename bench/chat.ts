@@ -739,7 +739,7 @@ async function run(): Promise<Section> {
       perS: LONG_PER_S,
       size: LONG_PAYLOAD_BYTES,
     });
-    lanA.addLossAll(LOSS_PERCENT);
+    lanA.addLoss(LOSS_PERCENT);
     lossy = await ratePhase(ds, `${LOSS_PERCENT} % loss`);
     liveAfterLoss = await Promise.all(ds.map((d) => d.live()));
     await stopDrivers(ds);

@@ -48,6 +48,8 @@ const TOOLS = ['peer', 'uftp', 'udpcast'] as const;
 type Tool = (typeof TOOLS)[number];
 const RECEIVERS = 4;
 const SENDER_HOST = 0;
+/** Hosts 1..RECEIVERS receive; loss is applied there only (the sender's feedback arrives whole). */
+const RECEIVER_HOSTS = Array.from({ length: RECEIVERS }, (_, k) => k + 1);
 const LOSS_PERCENT = 10;
 /** Every host's leg in NetnsLan is named eth0 inside its namespace (udpcast wants a name). */
 const DEV = 'eth0';
@@ -168,75 +170,6 @@ function receiverBufferDrops(lan: NetnsLan): number {
     sum += Number(values?.split(/\s+/)[at] ?? NaN);
   }
   return sum;
-}
-
-const LOSS_TABLE = 'benchfileloss';
-
-/**
- * Drops `percent` % of incoming UDP on each receiver, with a counter on all UDP and one on the
- * drops (NetnsLan.addLoss* count nothing and take every host, sender included).
- */
-function addReceiverLoss(lan: NetnsLan, percent: number): void {
-  for (let i = 1; i <= RECEIVERS; i++) {
-    const nft = (...a: string[]) =>
-      execFileSync('ip', ['netns', 'exec', lan.host(i).ns, 'nft', ...a], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-    nft('add', 'table', 'inet', LOSS_TABLE);
-    nft('add', 'chain', 'inet', LOSS_TABLE, 'in', '{ type filter hook input priority 0; policy accept; }');
-    nft('add', 'rule', 'inet', LOSS_TABLE, 'in', 'meta', 'l4proto', 'udp', 'counter');
-    nft(
-      'add',
-      'rule',
-      'inet',
-      LOSS_TABLE,
-      'in',
-      'meta',
-      'l4proto',
-      'udp',
-      'numgen',
-      'random',
-      'mod',
-      '100',
-      '<',
-      String(percent),
-      'counter',
-      'drop',
-    );
-  }
-}
-
-/** UDP datagrams that reached the receivers' input hook and those dropped, summed over receivers. */
-function receiverLossCounts(lan: NetnsLan): { seen: number; dropped: number } {
-  const got = { seen: 0, dropped: 0 };
-  for (let i = 1; i <= RECEIVERS; i++) {
-    const out = execFileSync(
-      'ip',
-      ['netns', 'exec', lan.host(i).ns, 'nft', '-j', 'list', 'table', 'inet', LOSS_TABLE],
-      {
-        encoding: 'utf8',
-      },
-    );
-    for (const item of (JSON.parse(out) as { nftables: Array<Record<string, unknown>> }).nftables) {
-      const rule = item.rule as { expr: Array<Record<string, unknown>> } | undefined;
-      const counter = rule?.expr.find((e) => 'counter' in e)?.counter as { packets: number } | undefined;
-      if (!rule || !counter) continue;
-      if (rule.expr.some((e) => 'drop' in e)) got.dropped += counter.packets;
-      else got.seen += counter.packets;
-    }
-  }
-  return got;
-}
-
-function clearReceiverLoss(lan: NetnsLan): void {
-  for (let i = 1; i <= RECEIVERS; i++)
-    try {
-      execFileSync('ip', ['netns', 'exec', lan.host(i).ns, 'nft', 'delete', 'table', 'inet', LOSS_TABLE], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-    } catch {
-      // No table on this host: nothing to clear.
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -629,7 +562,7 @@ async function run(): Promise<Section> {
     writeRandomFile(source, FILE_MIB * MIB);
     const sourceSha = await sha256Of(source);
     for (const loss of [0, LOSS_PERCENT]) {
-      if (loss > 0) addReceiverLoss(lan, loss);
+      if (loss > 0) lan.addLoss(loss, { hosts: RECEIVER_HOSTS });
       const results = new Map<Tool, RunResult[]>(measured.map((tool) => [tool, []]));
       const slow = new Set<Tool>();
       // Tools interleaved run by run, so a noisy minute on the machine does not land on one tool.
@@ -647,9 +580,9 @@ async function run(): Promise<Section> {
           for (const p of r.problems) notes.push(`${tool}, ${loss} % loss, run ${k}: ${p}.`);
         }
       if (loss > 0) {
-        const c = receiverLossCounts(lan);
+        const c = lan.lossCounts(RECEIVER_HOSTS);
         measuredLoss = `${((100 * c.dropped) / c.seen).toFixed(1)} % of ${c.seen.toLocaleString('en')} UDP datagrams`;
-        clearReceiverLoss(lan);
+        lan.clearLoss();
       }
       for (const [tool, rs] of results) rows.push(row(tool, loss, rs));
     }

@@ -458,7 +458,7 @@ async function run(): Promise<Section> {
     );
 
     // b. 10 % loss everywhere, then one holder killed and restarted per run, in turn
-    lan.addLossAll(LOSS_PERCENT);
+    lan.addLoss(LOSS_PERCENT);
     const faults: FaultRun[] = [];
     for (let t = 0; t < FAULT_RUNS; t++) {
       const v = (VICTIM + t) % holders.length;

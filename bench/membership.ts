@@ -379,46 +379,6 @@ async function serfBench(): Promise<{ detect: number[]; missed: number; idle: Id
 // ---------------------------------------------------------------------------------------------
 // c. soak under loss
 
-const COUNT_TABLE = 'benchcount';
-
-/**
- * UDP packet counters before (priority -10) and after (priority 10) the loss rule of
- * NetnsLan.addLossAll (an input chain at priority 0), so the bench reports the loss it actually
- * applied instead of assuming the rule works.
- */
-function addUdpCounters(ns: string): void {
-  const nft = (...a: string[]) =>
-    execFileSync('ip', ['netns', 'exec', ns, 'nft', ...a], { stdio: ['ignore', 'ignore', 'pipe'] });
-  nft('add', 'table', 'inet', COUNT_TABLE);
-  for (const [chain, prio] of [
-    ['pre', '-10'],
-    ['post', '10'],
-  ] as const) {
-    nft(
-      'add',
-      'chain',
-      'inet',
-      COUNT_TABLE,
-      chain,
-      `{ type filter hook input priority ${prio}; policy accept; }`,
-    );
-    nft('add', 'rule', 'inet', COUNT_TABLE, chain, 'meta', 'l4proto', 'udp', 'counter');
-  }
-}
-
-function readUdpCounters(ns: string): { pre: number; post: number } {
-  const out = execFileSync('ip', ['netns', 'exec', ns, 'nft', '-j', 'list', 'table', 'inet', COUNT_TABLE], {
-    encoding: 'utf8',
-  });
-  const got = { pre: 0, post: 0 };
-  for (const item of (JSON.parse(out) as { nftables: Array<Record<string, unknown>> }).nftables) {
-    const rule = item.rule as { chain: 'pre' | 'post'; expr: Array<Record<string, unknown>> } | undefined;
-    const counter = rule?.expr.find((e) => 'counter' in e)?.counter as { packets: number } | undefined;
-    if (rule && counter) got[rule.chain] += counter.packets;
-  }
-  return got;
-}
-
 interface SoakResult {
   dead: number;
   suspect: number;
@@ -432,8 +392,7 @@ interface SoakResult {
 async function soak(): Promise<SoakResult> {
   const lan = newLan(PEER_NAMES.length);
   const peers = await startPeers(lan, PEER_NAMES.length);
-  for (const h of lan.hosts) addUdpCounters(h.ns);
-  lan.addLossAll(LOSS_PERCENT);
+  lan.addLoss(LOSS_PERCENT);
   const marks = peers.map((p) => p.mark());
   const count = (event: string) => peers.reduce((n, p, i) => n + p.eventsAfter(marks[i]!, event).length, 0);
   const until = Date.now() + SOAK_S * 1000;
@@ -443,12 +402,10 @@ async function soak(): Promise<SoakResult> {
     progress(`soak: ${left} s left; dead ${count('dead')}, suspect ${count('suspect')}`);
   }
   const exitedEarly = peers.filter((p) => p.lines.child.exitCode !== null);
-  const counted = lan.hosts.map((h) => readUdpCounters(h.ns));
-  const pre = counted.reduce((a, c) => a + c.pre, 0);
-  const post = counted.reduce((a, c) => a + c.post, 0);
+  const { seen, dropped } = lan.lossCounts();
   const result: SoakResult = {
-    udpIn: pre,
-    measuredLossPercent: pre ? (1 - post / pre) * 100 : NaN,
+    udpIn: seen,
+    measuredLossPercent: seen ? (100 * dropped) / seen : NaN,
     dead: count('dead'),
     suspect: count('suspect'),
     refute: count('refute'),
@@ -635,8 +592,8 @@ function section(r: {
     `\`EventMemberFailed\` log line reaches the bench (stamped on arrival, which can only add a little to Serf's time);`,
     `the victim restarts with -join and the next trial waits for all to log EventMemberJoin. **Soak**: a fresh LAN of 5 peers,`,
     `converged, then nftables on every host drops ${LOSS_PERCENT} % of incoming UDP (\`meta l4proto udp numgen random mod 100 < ${LOSS_PERCENT} drop\`);`,
-    `\`dead\` and \`suspect\` lines are counted over the window, and nftables UDP counters just before and after`,
-    `the drop rule give the loss actually applied. **Leave**: SIGTERM to one peer, time from the signal to each`,
+    `\`dead\` and \`suspect\` lines are counted over the window, and nftables counters on the UDP reaching`,
+    `the drop rule and on what it dropped give the loss actually applied. **Leave**: SIGTERM to one peer, time from the signal to each`,
     `other peer's \`left\` line (includes the leaver's signal handling). **Idle**: after convergence, before any fault,`,
     `utime+stime of each process from /proc/<pid>/stat over the window, divided by the window (% of one core), and the`,
     `eth0 byte and packet counters of its namespace (\`ip -s -j link\`): link-level bytes including Ethernet/IP/UDP headers,`,

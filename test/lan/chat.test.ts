@@ -53,7 +53,7 @@ describe.runIf(decision.run)('peer chat on a namespace LAN with 10 % loss', () =
     lan = new NetnsLan(5).up();
     if (process.env.PEER_REQUIRE_LAN === '1' && !nftAvailable())
       throw new Error('nft is required in CI for the loss scenario');
-    if (nftAvailable()) lan.addLossAll(10);
+    if (nftAvailable()) lan.addLoss(10);
     data = tempDir('lan-chat');
     receiverNames.forEach((name, i) => receivers.push(chat(i, ['--name', name, '--listen', '--json'])));
     for (const [i, r] of receivers.entries())

@@ -74,7 +74,7 @@ describe.runIf(decision.run)('election on a namespace LAN', () => {
     lan = new NetnsLan(4).up();
     if (process.env.PEER_REQUIRE_LAN === '1' && !nftAvailable())
       throw new Error('nft is required in CI for the loss scenario');
-    if (nftAvailable()) lan.addLossAll(LOSS_PERCENT);
+    if (nftAvailable()) lan.addLoss(LOSS_PERCENT);
     const data = tempDir('lan-election');
     names.forEach((name, i) => {
       const args = [BIN, 'up', '--name', name, '--interface', lan.host(i).address, '--port', String(PORT)];

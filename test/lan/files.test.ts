@@ -57,7 +57,7 @@ describe.runIf(decision.run)('peer chat --send-file on a namespace LAN with 10 %
     lan = new NetnsLan(4).up();
     if (process.env.PEER_REQUIRE_LAN === '1' && !nftAvailable())
       throw new Error('nft is required in CI for the loss scenario');
-    if (nftAvailable()) lan.addLossAll(10);
+    if (nftAvailable()) lan.addLoss(10);
     data = tempDir('lan-files');
     names.forEach((_, i) => receivers.push(receiver(i)));
     for (const [i, r] of receivers.entries()) await r.until(started, START_MS, `${names[i]} to start`);

@@ -27,7 +27,7 @@ describe.runIf(decision.run)('membership on a namespace LAN', () => {
     lan = new NetnsLan(4).up();
     if (process.env.PEER_REQUIRE_LAN === '1' && !nftAvailable())
       throw new Error('nft is required in CI for the loss scenario');
-    if (nftAvailable()) lan.addLossAll(10);
+    if (nftAvailable()) lan.addLoss(10);
     const data = tempDir('lan');
     names.forEach((name, i) => {
       const child = lan.spawn(

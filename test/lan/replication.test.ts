@@ -103,7 +103,7 @@ describe.runIf(decision.run)('replication on a namespace LAN', () => {
     lan = new NetnsLan(5).up();
     if (process.env.PEER_REQUIRE_LAN === '1' && !nftAvailable())
       throw new Error('nft is required in CI for the loss scenario');
-    if (nftAvailable()) lan.addLossAll(10);
+    if (nftAvailable()) lan.addLoss(10);
     root = tempDir('lan-replication');
     HOLDERS.forEach((h, i) => {
       const child = lan.spawn(

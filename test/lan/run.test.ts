@@ -125,7 +125,7 @@ describe.runIf(decision.run)('peer run on a namespace LAN with 10 % loss', () =>
     lan = new NetnsLan(1 + WORKERS.length).up();
     if (process.env.PEER_REQUIRE_LAN === '1' && !nftAvailable())
       throw new Error('nft is required in CI for the loss scenario');
-    if (nftAvailable()) lan.addLossAll(10);
+    if (nftAvailable()) lan.addLoss(10);
     data = tempDir('lan-run');
     markers = path.join(data, 'markers');
     fs.mkdirSync(markers);

@@ -78,7 +78,7 @@ describe.runIf(decision.run)('peer token-ring on a namespace LAN with 10 % loss'
     lan = new NetnsLan(NAMES.length).up();
     if (process.env.PEER_REQUIRE_LAN === '1' && !nftAvailable())
       throw new Error('nft is required in CI for the loss scenario');
-    if (nftAvailable()) lan.addLossAll(10);
+    if (nftAvailable()) lan.addLoss(10);
     dir = tempDir('lan-token');
     shared = path.join(dir, 'shared.log');
     fs.writeFileSync(shared, '');
@@ -215,7 +215,7 @@ describe.runIf(decision.run)('peer token-ring beside `peer up` on a namespace LA
     lan = new NetnsLan(BYSTANDERS.length + RING.length).up();
     if (process.env.PEER_REQUIRE_LAN === '1' && !nftAvailable())
       throw new Error('nft is required in CI for the loss scenario');
-    if (nftAvailable()) lan.addLossAll(10);
+    if (nftAvailable()) lan.addLoss(10);
     dir = tempDir('lan-token-bystanders');
   });
 

@@ -59,6 +59,9 @@ export interface LanHost {
   switchLeg: string;
 }
 
+/** The nftables table of addLoss's rules in each host. */
+const LOSS_TABLE = 'peerloss';
+
 export class NetnsLan {
   readonly hosts: LanHost[] = [];
   private readonly prefix: string;
@@ -155,71 +158,75 @@ export class NetnsLan {
     sh(['-n', this.switchNs, 'link', 'set', this.host(i).switchLeg, cut ? 'down' : 'up']);
   }
 
-  /** Drops `percent` % of incoming UDP datagrams to `port` at random on host i (nftables). */
-  addLoss(i: number, percent: number, port: number): void {
-    const { ns } = this.host(i);
-    const nft = (...a: string[]) =>
-      execFileSync('ip', ['netns', 'exec', ns, 'nft', ...a], { stdio: ['ignore', 'ignore', 'pipe'] });
-    nft('add', 'table', 'inet', 'f');
-    nft('add', 'chain', 'inet', 'f', 'in', '{ type filter hook input priority 0; policy accept; }');
-    // numgen random mod 100 < percent: an independent draw per packet.
-    nft(
-      'add',
-      'rule',
-      'inet',
-      'f',
-      'in',
-      'udp',
-      'dport',
-      String(port),
-      'numgen',
-      'random',
-      'mod',
-      '100',
-      '<',
-      String(percent),
-      'drop',
-    );
-  }
-
-  /** Same, for every host and every UDP port (unicast ports are ephemeral). */
-  addLossAll(percent: number): void {
-    for (const h of this.hosts) {
-      const nft = (...a: string[]) =>
-        execFileSync('ip', ['netns', 'exec', h.ns, 'nft', ...a], { stdio: ['ignore', 'ignore', 'pipe'] });
-      nft('add', 'table', 'inet', 'f');
-      nft('add', 'chain', 'inet', 'f', 'in', '{ type filter hook input priority 0; policy accept; }');
+  /**
+   * Drops `percent` % of the UDP datagrams coming in to `hosts` (every host by default; to `port`
+   * only, if given) at random: nftables `numgen random mod 100 < percent`, an independent draw per
+   * packet. Both what reaches the rule and what it drops are counted (lossCounts), so a test or a
+   * bench can report the loss it really applied.
+   */
+  addLoss(percent: number, opts: { hosts?: number[]; port?: number } = {}): void {
+    const udp = opts.port === undefined ? ['meta', 'l4proto', 'udp'] : ['udp', 'dport', String(opts.port)];
+    for (const i of opts.hosts ?? this.hosts.map((h) => h.index)) {
+      const nft = (...a: string[]) => this.nft(i, ...a);
+      nft('add', 'table', 'inet', LOSS_TABLE);
+      nft('add', 'chain', 'inet', LOSS_TABLE, 'in', '{ type filter hook input priority 0; policy accept; }');
+      nft('add', 'rule', 'inet', LOSS_TABLE, 'in', ...udp, 'counter');
       nft(
         'add',
         'rule',
         'inet',
-        'f',
+        LOSS_TABLE,
         'in',
-        'meta',
-        'l4proto',
-        'udp',
+        ...udp,
         'numgen',
         'random',
         'mod',
         '100',
         '<',
         String(percent),
+        'counter',
         'drop',
       );
     }
   }
 
-  /** Removes the loss rules of addLoss/addLossAll from every host. */
+  /** UDP datagrams that reached the loss rules of addLoss on `hosts`, and those they dropped. */
+  lossCounts(hosts = this.hosts.map((h) => h.index)): { seen: number; dropped: number } {
+    const got = { seen: 0, dropped: 0 };
+    for (const i of hosts) {
+      const out = execFileSync(
+        'ip',
+        ['netns', 'exec', this.host(i).ns, 'nft', '-j', 'list', 'table', 'inet', LOSS_TABLE],
+        {
+          encoding: 'utf8',
+        },
+      );
+      for (const item of (JSON.parse(out) as { nftables: Array<Record<string, unknown>> }).nftables) {
+        const rule = item.rule as { expr: Array<Record<string, unknown>> } | undefined;
+        const counter = rule?.expr.find((e) => 'counter' in e)?.counter as { packets: number } | undefined;
+        if (!rule || !counter) continue;
+        if (rule.expr.some((e) => 'drop' in e)) got.dropped += counter.packets;
+        else got.seen += counter.packets;
+      }
+    }
+    return got;
+  }
+
+  /** Removes the loss rules of addLoss from every host. */
   clearLoss(): void {
     for (const h of this.hosts) {
       try {
-        execFileSync('ip', ['netns', 'exec', h.ns, 'nft', 'delete', 'table', 'inet', 'f'], {
-          stdio: ['ignore', 'ignore', 'pipe'],
-        });
+        this.nft(h.index, 'delete', 'table', 'inet', LOSS_TABLE);
       } catch {
         // No table on this host: nothing to clear.
       }
     }
+  }
+
+  private nft(i: number, ...args: string[]): void {
+    execFileSync('ip', ['netns', 'exec', this.host(i).ns, 'nft', ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
   }
 
   /** Kills every process started here and deletes every namespace (veths go with them). */
