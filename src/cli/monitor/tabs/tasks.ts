@@ -88,19 +88,16 @@ export const tasksTab: Tab = {
           );
     return {
       kind: 'content',
-      summary: [
-        status,
-        cell(`   workers: ${workers.length}   jobs held: ${jobs.held} in ${jobs.slots} slots`),
-      ],
+      summary: [status, cell(`   workers: ${workers.length}`)],
       // "A / B": what a task row shows / what a worker row shows.
-      headers: ['TASK / WORKER', 'STATE', 'OP / LOAD', 'WORKER / TASKS', 'TIME / JOBS HELD', 'RESULT / RUNS'],
+      headers: ['TASK / WORKER', 'STATE', 'OP / LOAD', 'WORKER / TASKS', 'TIME / JOBS', 'RESULT / EXEC'],
       rows: [...workerRows, ...taskRows],
       empty: 'no worker advertises itself and no task is listed (start workers: peer worker)',
+      // Narrow terminals: the tasks text gives first, then the names, so every column shows.
+      shrink: [[3], [0]],
       footer: [
-        cell(
-          'jobs held: what each worker advertises; the jobs themselves go only to the peer run that sent them',
-          'dim',
-        ),
+        cell(`jobs held: ${jobs.held} in ${jobs.slots} slots`),
+        cell(' (workers’ counts; only peer run sees the jobs)', 'dim'),
       ],
     };
   },
@@ -123,14 +120,11 @@ function workerRow(m: MemberView, tasks: TaskCounts | undefined, advert: WorkerA
     ),
     cell(
       advert
-        ? `${slotBar(advert.held, advert.slots)} ${advert.held}/${advert.slots}${advert.held > advert.slots ? ` (${advert.held - advert.slots} queued)` : ''}`
+        ? `${slotBar(advert.held, advert.slots)} ${advert.held}/${advert.slots}${advert.held > advert.slots ? ` +${advert.held - advert.slots} queued` : ''}`
         : UNKNOWN,
     ),
     advert
-      ? cell(
-          advert.allowExec ? 'commands and built-in ops' : 'built-in ops only',
-          advert.allowExec ? 'accent' : 'dim',
-        )
+      ? cell(advert.allowExec ? 'exec allowed' : 'built-in ops only', advert.allowExec ? 'accent' : 'dim')
       : cell(UNKNOWN),
   ];
 }
