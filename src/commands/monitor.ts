@@ -11,10 +11,11 @@ export default class Monitor extends PeerCommand {
   static override summary =
     'A live full-screen dashboard of the group: peers, chat, tasks, token, replicas, logs.';
   static override description =
-    'Joins the group as an observer: it reads everything the peers advertise (membership, the election’s and replication’s tags, clock statuses, the coordinator’s task list) but never heartbeats, so it is never a member, never elected, never counted in a clock round or a replica ack. Tabs: 1 Peers, 2 Chat, 3 Tasks, 4 Token, 5 Replicas, 6 Logs; a tab whose capability is not in this build says so. Keys: ←/→ or Tab to switch, 1-6 to jump, ↑/↓ PgUp/PgDn to scroll, q to quit; on the Chat tab, Enter writes a line to the group (the monitor sees chat from its start on: members send history only to members). Needs a terminal (for scripts: peer peers --json).';
+    'Joins the group as an observer: it reads everything the peers advertise (membership, the election’s, replication’s and workers’ tags, clock statuses, the coordinator’s task list) but never heartbeats, so it is never a member, never elected, never counted in a clock round or a replica ack. In a keyed group pass its --key-file, as every peer does. Tabs: 1 Peers, 2 Chat, 3 Tasks (the workers: slots, jobs held, exec allowed; the tasks of peer task), 4 Token, 5 Replicas, 6 Logs; a tab whose capability is not in this build says so. Keys: ←/→ or Tab to switch, 1-6 to jump, ↑/↓ PgUp/PgDn to scroll, q to quit; on the Chat tab, Enter writes a line to the group (the monitor sees chat from its start on: members send history only to members). Needs a terminal (for scripts: peer peers --json).';
   static override examples = [
     '<%= config.bin %> monitor',
     '<%= config.bin %> monitor --interface 127.0.0.1 --ttl 0 --port 47777',
+    '<%= config.bin %> monitor --key-file group.key',
   ];
   static override flags = { ...networkFlags };
 

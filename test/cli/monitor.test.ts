@@ -1,10 +1,13 @@
 /**
  * peer monitor as a person sees it: the built CLI in a real terminal (a tmux pane of 120x30 on a
  * private tmux server), watching a small loopback group of `peer up` processes. Asserts on the
- * pane's text: the tab bar, the members, tab switching by key, a resize, and a clean exit that
- * gives the shell its screen back, by q and by SIGTERM.
+ * pane's text: the tab bar, the members, tab switching by key, a resize, a worker of `peer run`
+ * on the Tasks tab, and a clean exit that gives the shell its screen back, by q and by SIGTERM.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { BIN, runCli, startCli, tempDir, testPort, type Lines, loopbackFlags } from '../support/proc.js';
 import { Tmux } from '../support/tmux.js';
@@ -149,6 +152,45 @@ describe('peer monitor in a terminal', () => {
     // Every row ends with its LAST SEEN value, whole.
     for (const name of ['alice', 'bob'])
       expect(pane()).toMatch(new RegExp(`^${name} .* alive .* \\d+(\\.\\d)? (ms|s|min)$`, 'm'));
+  });
+
+  it('shows a worker of peer run on the Tasks tab in a keyed group: its slots, exec allowed, the jobs it holds', async () => {
+    const keyFile = path.join(tempDir('mon-key'), 'group.key');
+    fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+    const port = testPort();
+    const net = (dir: string) => [...loopbackFlags(port, dir, 'local'), '--key-file', keyFile];
+    const w1 = startCli([
+      'worker',
+      '--allow-exec',
+      '--slots',
+      '3',
+      '--name',
+      'w1',
+      ...net(tempDir('mon-w1')),
+    ]);
+    running.push(w1);
+    await w1.until((l) => l.lines.some((x) => / up at /.test(x)), 15_000, 'w1 up');
+    startMonitor(net(tempDir('mon')));
+    await until('the dashboard', () => /\[1 Peers\]/.test(pane()));
+    term.keys('3');
+    await until('the Tasks tab', () => /\[3 Tasks\]/.test(pane()));
+    await until('w1 and its three free slots', () =>
+      /^worker w1 +alive +0\/3 +none listed +░░░ 0\/3 +exec allowed$/m.test(pane()),
+    );
+    expect(pane()).toMatch(
+      /^TASK \/ WORKER +STATE +OP \/ LOAD +WORKER \/ TASKS +TIME \/ JOBS +RESULT \/ EXEC$/m,
+    );
+    expect(pane()).toMatch(/^jobs held: 0 in 3 slots \(workers’ counts; only peer run sees the jobs\)/m);
+
+    // A run of one long job: the monitor sees it held by w1 (from w1's advert, not the job).
+    const run = startCli(['run', ...net(tempDir('mon-run')), '--discover', '5s', '--', 'sleep 60']);
+    running.push(run);
+    await until(
+      'the job held by w1',
+      () =>
+        /^worker w1 +alive .* █░░ 1\/3 +exec allowed$/m.test(pane()) &&
+        /^jobs held: 1 in 3 slots /m.test(pane()),
+    );
   });
 
   it('SIGTERM also restores the terminal and ends the monitor with exit code 0', async () => {

@@ -21,6 +21,8 @@ import { Tasks } from '../../src/p2p/tasks/index.js';
 import { SimExecutor } from '../support/tasks.js';
 import { logsTab } from '../../src/cli/monitor/tabs/logs.js';
 import type { TabView } from '../../src/cli/monitor/model.js';
+import { Jobs } from '../../src/p2p/jobs/index.js';
+import { LOSSY, lines, runUntil, SimJobExecutor, startRun, type JobsHarness } from '../support/jobs.js';
 
 const P = PROFILES.lan;
 const SEEDS = Array.from({ length: 8 }, (_, i) => i + 1);
@@ -277,6 +279,85 @@ describe('monitor feeds (simulation)', () => {
       expect(listed.map((r) => Number(r[5])).sort((a, b) => a - b)).toEqual([
         2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
       ]);
+      feeds.stop();
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+});
+
+describe('monitor feeds: workers of peer run (simulation)', () => {
+  it.each(SEEDS)(
+    'shows each worker’s slots, jobs held and commands from its advert, and the total, seed %i',
+    async (seed) => {
+      const jobs = new Map<string, Jobs>();
+      const executors = new Map<string, SimJobExecutor[]>();
+      const reliables = new Map<string, ReliableDelivery>();
+      let installed: Installed | undefined;
+      // w1 runs commands in 3 slots; w2 runs built-in ops only, in 2. Every job takes 3 s.
+      const specs = [
+        { name: 'w1', slots: 3, allowExec: true },
+        { name: 'w2', slots: 2, allowExec: false },
+      ];
+      const c: SimCluster = new SimCluster(seed, LOSSY, P, (node, peer) => {
+        if (peer.name === 'monitor') {
+          installed = installMonitorModules(node);
+          return;
+        }
+        const reliable = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
+        reliables.set(peer.name, reliable);
+        const w = specs.find((s) => s.name === peer.name);
+        const executor = w
+          ? new SimJobExecutor(w.slots, w.allowExec, c.rt, () => ({
+              durationMs: 3000,
+              exit: 0,
+              ignoresTerm: false,
+            }))
+          : undefined;
+        if (executor) executors.set(peer.name, [executor]);
+        jobs.set(
+          peer.name,
+          node.install((ctx, n) => new Jobs(ctx, reliable, n.membership, { keyed: true, executor })),
+        );
+      });
+      const submitter = await c.add('submitter');
+      const workers = [await c.add('w1'), await c.add('w2')];
+      const monitor = await c.add('monitor', { observer: true });
+      const feeds = new MonitorFeeds({ node: monitor.node, group: 'sim', installed: installed! });
+      feeds.start();
+      const view = () => {
+        const v = tasksTab.view(feeds.input());
+        if (v.kind !== 'content') throw new Error('tasks tab unavailable');
+        return { rows: rowsOf(v), footer: (v.footer ?? []).map((x) => x.text).join('') };
+      };
+      const row = (name: string) => view().rows.find((r) => r[0] === `worker ${name}`);
+      expect(c.rt.runUntilTrue(() => row('w1') !== undefined && row('w2') !== undefined, 10_000)).toBe(true);
+      expect(row('w1')!.slice(1)).toEqual(['alive', '—', '—', '░░░ 0/3', 'exec allowed']);
+      expect(row('w2')!.slice(1)).toEqual(['alive', '—', '—', '░░ 0/2', 'built-in ops only']);
+      expect(view().footer).toMatch(/^jobs held: 0 in 5 slots /);
+
+      // Four commands: only w1 runs commands, so it holds all four, three running and one queued.
+      const h: JobsHarness = {
+        c,
+        submitter,
+        workers,
+        jobs,
+        executors,
+        reliables,
+        unicast: { count: 0 },
+        sends: [],
+      };
+      const t = startRun(h, lines(4));
+      expect(c.rt.runUntilTrue(() => row('w1')![4] === '███ 4/3 +1 queued', 2500)).toBe(true);
+      expect(row('w2')![4]).toBe('░░ 0/2');
+      expect(view().footer).toMatch(/^jobs held: 4 in 5 slots /);
+      // What the adverts say is what the workers hold.
+      expect(jobs.get('w1')!.runner!.held()).toBe(4);
+
+      expect(await runUntil(h, t.over, 20_000)).toBe(true);
+      expect(c.rt.runUntilTrue(() => row('w1')![4] === '░░░ 0/3', 5000)).toBe(true);
+      // Still an observer: no worker lists the monitor.
+      for (const p of [submitter, ...workers])
+        expect(p.node.membership.list().map((m) => m.name)).not.toContain('monitor');
       feeds.stop();
       expect(c.handlerErrors()).toEqual([]);
     },

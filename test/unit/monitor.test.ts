@@ -18,7 +18,8 @@ import {
 import { TABS } from '../../src/cli/monitor/tabs/index.js';
 import { peersTab } from '../../src/cli/monitor/tabs/peers.js';
 import { replicasTab } from '../../src/cli/monitor/tabs/replicas.js';
-import { tasksTab } from '../../src/cli/monitor/tabs/tasks.js';
+import { SLOT_BAR_CHARS_MAX, slotBar, tasksTab } from '../../src/cli/monitor/tabs/tasks.js';
+import { JOB_SLOTS_MAX } from '../../src/p2p/jobs/index.js';
 import { tokenTab } from '../../src/cli/monitor/tabs/token.js';
 import { chatTab } from '../../src/cli/monitor/tabs/chat.js';
 import { screen } from '../../src/cli/monitor/screen.js';
@@ -182,6 +183,44 @@ describe('Tasks tab', () => {
       kind: 'unavailable',
       reason: 'tasks are not available in this build',
     });
+  });
+
+  it('shows each worker’s slots, jobs held and whether it runs commands, from its advert', () => {
+    const members = [
+      // A worker of peer run with --allow-exec, 3 slots, 2 jobs held; and of peer task, 3 threads.
+      member('w1', A, { wk: 3, ld: 0, js: 3, jl: 2, ex: '1' }),
+      // Built-in ops only; holds more than its slots (the rest queued).
+      member('w2', B, { wk: 2, ld: 1, js: 2, jl: 5 }),
+      // An older worker of peer task alone, and a worker whose advert is out of bounds.
+      member('w3', C, { wk: 2, ld: 0 }),
+      member('w4', '0000000000000004', { js: 0, jl: 1 }),
+      // Not a worker.
+      member('up', '0000000000000005', { prio: 1 }),
+    ];
+    const v = tasksTab.view(input(members));
+    const rows = text(v);
+    expect(rows.map((r) => r[0])).toEqual(['worker w1', 'worker w2', 'worker w3', 'worker w4']);
+    expect(rows[0]!.slice(2)).toEqual(['0/3', 'none listed', '██░ 2/3', 'exec allowed']);
+    expect(rows[1]!.slice(4)).toEqual(['██ 5/2 +3 queued', 'built-in ops only']);
+    expect(rows[2]!.slice(4)).toEqual(['—', '—']);
+    expect(rows[3]!.slice(4)).toEqual(['—', '—']);
+    expect(summary(v)).toMatch(/workers: 4$/);
+    if (v.kind !== 'content') throw new Error('unavailable');
+    expect(v.footer?.map((c) => c.text).join('')).toBe(
+      'jobs held: 7 in 5 slots (workers’ counts; only peer run sees the jobs)',
+    );
+    // A dead worker keeps its row, without an advert to read.
+    const dead = text(tasksTab.view(input([member('w1', A, { js: 3, jl: 2, ex: '1' }, 'dead')])));
+    expect(dead[0]!.slice(0, 2)).toEqual(['worker w1', 'dead']);
+    expect(dead[0]!.slice(4)).toEqual(['—', '—']);
+  });
+
+  it('draws a bar of at most SLOT_BAR_CHARS_MAX, full only when every slot is busy', () => {
+    expect(slotBar(0, 4)).toBe('░░░░');
+    expect(slotBar(4, 4)).toBe('████');
+    expect(slotBar(1, JOB_SLOTS_MAX)).toBe('█' + '░'.repeat(SLOT_BAR_CHARS_MAX - 1));
+    expect(slotBar(JOB_SLOTS_MAX - 1, JOB_SLOTS_MAX)).toBe('█'.repeat(SLOT_BAR_CHARS_MAX - 1) + '░');
+    expect(slotBar(JOB_SLOTS_MAX * 3, JOB_SLOTS_MAX)).toBe('█'.repeat(SLOT_BAR_CHARS_MAX));
   });
 });
 
@@ -409,6 +448,9 @@ describe('terminal safety', () => {
     const evil = member(HOSTILE, A, {
       wk: 2,
       ld: 1,
+      js: 2,
+      jl: 1,
+      ex: '1',
       rp: 'aaaaaaaaaaaaaaaa:1',
       prio: 1,
       coord: true,

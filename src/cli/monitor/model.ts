@@ -29,8 +29,11 @@ export type TabView =
       headers: string[];
       rows: Row[];
       empty: string;
-      /** A tab that takes typed lines: what to show on the line under the table when not typing. */
-      prompt?: Cell[];
+      /**
+       * The line under the table when not typing: how to start typing on a tab that takes typed
+       * lines, or a note on what the table can and cannot show.
+       */
+      footer?: Cell[];
       /**
        * Columns that may be cut (with an ellipsis) when the table is wider than the screen, in
        * groups: the first group gives up characters first (screen.ts).

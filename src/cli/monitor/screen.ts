@@ -170,12 +170,13 @@ export function screen(
         : '',
       'dim',
     );
-    // A tab that takes typed lines shows the draft (with a cursor) or how to start one.
+    // A tab that takes typed lines shows the draft (with a cursor) or how to start one; a tab may
+    // also say there what its table cannot show.
     if (ui.draft !== null) {
       const room = Math.max(1, columns - 5); // the end of a long draft stays in view
       const text = ui.draft.length > room ? '…' + ui.draft.slice(-(room - 1)) : ui.draft;
       lines.push([cell('> ', 'accent'), cell(`${text}▏`)]);
-    } else if (view.prompt) lines.push([...view.prompt, cell('   '), position]);
+    } else if (view.footer) lines.push([...view.footer, cell('   '), position]);
     else lines.push([position]);
   }
   lines.push([cell(ui.draft !== null ? COMPOSE_HELP : KEY_HELP, 'dim')]);

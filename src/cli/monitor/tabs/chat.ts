@@ -31,7 +31,7 @@ export const chatTab: Tab = {
         cell(l.history ? `${l.text}  (history)` : l.text),
       ]),
       empty: 'no chat line yet (peers chat with: peer chat)',
-      prompt: [cell('Enter: write to the group', 'accent')],
+      footer: [cell('Enter: write to the group', 'accent')],
     };
   },
 };
