@@ -80,6 +80,7 @@ function harness() {
     { retries: 1, maxRunning: null, workers: null },
     stats,
     () => {},
+    () => 0,
   );
   const turn = () => {
     while (soon.length > 0) soon.shift()!();
