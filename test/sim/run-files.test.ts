@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { JOB_FILE_BYTES_MAX } from '../../src/p2p/jobs/index.js';
 import { FILE, JOB_TOPIC, RET, decodeJob, encodeJob, sha256Of } from '../../src/p2p/jobs/messages.js';
-import type { RunFiles, StartRequest } from '../../src/p2p/jobs/types.js';
+import type { RunFiles, RunSink, StartRequest } from '../../src/p2p/jobs/types.js';
 import {
   LOSSY,
   execSpec,
@@ -136,6 +136,31 @@ describe('run: --transfer and --return (simulation)', () => {
       expect(jobs.get('submitter')!.stats.wrongSender).toBeGreaterThan(before.submitter);
     },
   );
+
+  it('the run finishes only once the sink recorded every job, after writing its returned files', async () => {
+    const h = await jobsCluster(4, workers, upper(20), LOSSY);
+    const recorded: number[] = [];
+    let atFinish = -1;
+    const sink: RunSink = {
+      output: () => {},
+      // As the CLI's sink: the file is written to disk before the result is recorded.
+      returned: () => new Promise((resolve) => setImmediate(resolve)),
+      record: (r) => void recorded.push(r.job),
+    };
+    const opts = { retries: 1, maxRunning: null, workers: null, files: disk };
+    const handle = h.jobs.get('submitter')!.startRun(spec, sink, opts);
+    let fed = false;
+    h.submitter.node.on((e) => {
+      if (!('run' in e) || e.run !== handle.run) return;
+      if (e.kind === 'run-room' && !fed) {
+        fed = true;
+        handle.feed(lines(JOBS), true);
+      }
+      if (e.kind === 'run-finished') atFinish = recorded.length;
+    });
+    expect(await runUntil(h, () => atFinish >= 0, 30_000)).toBe(true);
+    expect(atFinish).toBe(JOBS);
+  });
 
   it('a job whose file is over the bound fails without running; the others run', async () => {
     const h = await jobsCluster(1, workers, upper(20), LOSSY);

@@ -145,6 +145,8 @@ export class Dispatcher implements RunHandle {
   /** Since when jobs waited with no worker able to take them; null while one can. */
   private starvedSince: number | null = null;
   private cancelling: { until: number } | null = null;
+  /** Results waiting for their returned files to be written before the sink records them. */
+  private recording = 0;
   /** The run's shared `--transfer` files, read once when the first worker is opened. */
   private shared: Outgoing[] | null = null;
   /** finished, failed or cancelled: nothing more is sent but jb.close. */
@@ -755,10 +757,18 @@ export class Dispatcher implements RunHandle {
         if (w instanceof Promise) writes.push(w);
       }
     }
-    if (writes.length > 0)
-      return Promise.all(writes).then(async () => {
-        await this.sink.record(r);
-      });
+    if (writes.length > 0) {
+      // The run is not finished until the sink has the result (afterChange waits for it).
+      this.recording++;
+      return Promise.all(writes)
+        .then(async () => {
+          await this.sink.record(r);
+        })
+        .finally(() => {
+          this.recording--;
+          this.afterChange();
+        });
+    }
     const p = this.sink.record(r);
     return p instanceof Promise ? p : undefined;
   }
@@ -775,7 +785,8 @@ export class Dispatcher implements RunHandle {
     }
     if (this.over) return;
     this.schedule();
-    if (this.inputEnded && this.counts_.done + this.counts_.failed + this.counts_.cancelled === this.fed) {
+    const ended = this.counts_.done + this.counts_.failed + this.counts_.cancelled;
+    if (this.inputEnded && ended === this.fed && this.recording === 0) {
       this.close();
       this.ctx.emit({ kind: 'run-finished', run: this.run, counts: this.counts() });
     }
@@ -815,6 +826,7 @@ export class Dispatcher implements RunHandle {
   }
 
   private checkCancelled(): void {
+    if (this.recording > 0) return;
     for (const w of this.workers.values()) if (w.held.size > 0) return;
     this.finishCancel();
   }
