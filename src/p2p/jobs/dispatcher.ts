@@ -365,6 +365,11 @@ export class Dispatcher implements RunHandle {
 
   /** A `--return` file of an attempt, ahead of its result: kept with the attempt until it is recorded. */
   onRet(from: PeerId, m: Ret, bytes: Uint8Array): void {
+    if (!this.jobs.has(m.job) && this.isRecorded(m.job)) {
+      // A late attempt's file, after the job's result: its own result will be dropped the same way.
+      this.stats.duplicateResults++;
+      return;
+    }
     const sent = this.jobs.get(m.job)?.sent.get(m.attempt);
     if (!sent || sent.worker !== from) {
       this.stats.wrongSender++;

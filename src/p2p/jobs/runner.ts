@@ -338,8 +338,10 @@ export class Runner {
     } else if (run && r) {
       run.running.delete(k);
       this.ctx.emit({ kind: 'job-ended', ...key, exit: outcome.exit, signal: outcome.signal });
-      this.sendReturned(run, key, outcome.returned);
       const killed = r.killed !== null && r.killed !== 'shutdown';
+      // A job cancelled (Ctrl-C, done elsewhere) has no result worth its files.
+      if (r.killed !== 'cancel' && r.killed !== 'done-elsewhere')
+        this.sendReturned(run, key, outcome.returned);
       this.addResult(run, key, r.fence, {
         ...outcome,
         timedOut: outcome.timedOut || r.killed === 'timeout',
