@@ -44,6 +44,7 @@ import {
   JOB_FEED_AHEAD_MIN,
   JOB_FILES_IN_FLIGHT_BYTES_MAX,
   JOB_FILE_BYTES_MAX,
+  JOB_MISSING_FILE_PAUSE_MS,
   JOB_NO_WORKER_MS,
   JOB_NUMBER_MAX,
   JOB_PIPELINE_PER_SLOT,
@@ -124,6 +125,8 @@ interface WorkerState {
   /** Jobs with an attempt live there. */
   held: Set<number>;
   refused: Refuse | null;
+  /** Nothing is placed there before this time (JOB_MISSING_FILE_PAUSE_MS). */
+  pausedUntil: number;
 }
 
 export type DispatcherMembership = Pick<Membership, 'get' | 'list'>;
@@ -348,7 +351,10 @@ export class Dispatcher implements RunHandle {
     } else if (w) {
       // A file did not get there: the run's shared files go again with the next jobs (the
       // worker ignores the jb.open of a run it has), each job's own with its next attempt.
-      if (m.why === 'missing-file') w.opened = false;
+      if (m.why === 'missing-file') {
+        w.opened = false;
+        w.pausedUntil = this.ctx.now() + JOB_MISSING_FILE_PAUSE_MS;
+      }
       this.setCredit(w, m.free, m.seen);
     }
     this.afterChange();
@@ -461,6 +467,7 @@ export class Dispatcher implements RunHandle {
           opened: false,
           held: new Set(),
           refused: null,
+          pausedUntil: 0,
         });
     }
     this.failUnplaceablePins(live);
@@ -475,6 +482,7 @@ export class Dispatcher implements RunHandle {
     const filesWait = () =>
       this.spec.transfers.length > 0 && this.queuedBytes() + filing >= JOB_FILES_IN_FLIGHT_BYTES_MAX;
     for (const w of ready) {
+      if (w.pausedUntil > now) continue;
       const picked: Array<{ entry: JobEntry; files: Outgoing[] }> = [];
       if (!w.opened && !this.readShared()) return;
       // The shared files go with the first jobs a worker gets: their bytes count for the first.

@@ -59,6 +59,12 @@ export const JOB_FILES_IN_FLIGHT_BYTES_MAX = 2 * JOB_FILE_BYTES_MAX;
  * the jobs it holds): beyond it a file is refused and the job that needed it fails without running.
  */
 export const JOB_WORKER_FILE_BYTES_MAX = 1024 * 1024 * 1024;
+/**
+ * How long a submitter places nothing more on a worker that said a file did not get there: a
+ * worker out of room for files frees it as its jobs start, and sending the files again at once
+ * would only loop them over the LAN. A few round trips: a file lost on the way costs no more.
+ */
+export const JOB_MISSING_FILE_PAUSE_MS = 200;
 /** One input line in UTF-8 bytes: a line, not a file. */
 export const JOB_INPUT_BYTES_MAX = 64 * 1024;
 /** Tries of a job in all (`--retries`): bounds the attempt numbers a peer accepts. */
