@@ -17,6 +17,7 @@ import {
   type RunEnd,
 } from '../cli/run/session.js';
 import { RunOutput } from '../cli/run/sink.js';
+import { TransferFiles } from '../cli/run/transfer-files.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
 import { commandFor, problemOf } from '../p2p/jobs/command.js';
 import {
@@ -105,11 +106,13 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
       summary: 'Print worker:seq and a TAB before each output line (with --line-buffer, seq alone).',
     }),
     transfer: Flags.string({
-      summary: 'Send this file (relative path, {} allowed) with each job.',
+      summary:
+        "Send this file (relative path, {} is the input line) into each job's directory; without {}, once per worker.",
       multiple: true,
     }),
     return: Flags.string({
-      summary: 'Bring this file (relative path, {} allowed) back after each job.',
+      summary:
+        "Bring this file (relative to the job's directory, {} is the input line) back here after each job.",
       multiple: true,
     }),
     env: Flags.string({ summary: 'Pass NAME (its value here) or NAME=VALUE to every job.', multiple: true }),
@@ -131,8 +134,6 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
     if (words.length === 0)
       throw new RunError('give the command after --: peer run [flags] -- CMD [ARGS...]');
     if (flags['key-file'] === undefined || flags.open) throw new RunError(KEYED_ONLY);
-    if (flags.transfer || flags.return)
-      throw new RunError('--transfer and --return are not built yet; copy files with peer chat --send-file');
     if ((flags.resume || flags['resume-failed']) && flags.joblog === undefined)
       throw new RunError('--resume and --resume-failed need --joblog FILE');
     const graceMs = durationMs('--kill-grace', flags['kill-grace'], JOB_GRACE_MS_MIN, JOB_GRACE_MS_MAX);
@@ -205,6 +206,7 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
           retries: flags.retries,
           maxRunning: flags.jobs ?? null,
           workers: on === null ? null : 'all' in on ? 'all' : pins,
+          files: new TransferFiles(process.cwd()),
         };
         session = new RunSession(jobs, (l) => peer.node.on(l), feed, sink, graceMs);
         const s = session;

@@ -222,6 +222,54 @@ describe('runs on two workers', () => {
     expect(fs.readFileSync(log, 'utf8').split('\n').filter(Boolean)).toHaveLength(32);
   });
 
+  it('--transfer and --return: files go with each job and come back here; Send and Receive logged', async () => {
+    const here = tempDir('run-files');
+    fs.writeFileSync(path.join(here, 'in.txt'), 'hello\n');
+    const one = await runCli(
+      g.run('--transfer', 'in.txt', '--return', 'out.txt', '--', 'tr a-z A-Z < in.txt > out.txt'),
+      { cwd: here },
+    );
+    expect(one.code, one.stderr).toBe(0);
+    expect(fs.readFileSync(path.join(here, 'out.txt'), 'utf8')).toBe('HELLO\n');
+
+    // One file of each job's own ({} is the line), one the run shares, and a joblog.
+    fs.writeFileSync(path.join(here, 'suffix.txt'), '!');
+    for (const x of ['a', 'b', 'c']) fs.writeFileSync(path.join(here, `in-${x}.txt`), `${x}${x}`);
+    const log = path.join(here, 'files.log');
+    const args = ['--joblog', log, '--transfer', 'in-{}.txt', '--transfer', 'suffix.txt'];
+    const cmd = 'cat in-{}.txt suffix.txt | tr a-z A-Z > out-{}.txt';
+    const many = await runCli(g.run(...args, '--return', 'out-{}.txt', '--', cmd), {
+      cwd: here,
+      input: 'a\nb\nc\n',
+    });
+    expect(many.code, many.stderr).toBe(0);
+    for (const x of ['a', 'b', 'c'])
+      expect(fs.readFileSync(path.join(here, `out-${x}.txt`), 'utf8')).toBe(`${x}${x}!`.toUpperCase());
+    const rows = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).slice(1);
+    expect(rows).toHaveLength(3);
+    // Send: the job's own 2 bytes, and the shared 1 byte with a worker's first job; Receive: 3.
+    const sent = rows.map((row) => Number(row.split('\t')[4]));
+    expect(sent.every((n) => n === 2 || n === 3)).toBe(true);
+    expect(rows.map((row) => row.split('\t')[5])).toEqual(['3', '3', '3']);
+  });
+
+  it('--transfer of a file that is not there: the run fails saying which, exit 255', async () => {
+    const here = tempDir('run-files-missing');
+    const r = await runCli(g.run('--transfer', 'nothere.txt', '--', 'cat nothere.txt'), { cwd: here });
+    expect(r.code).toBe(255);
+    expect(oneLine(r.stderr)).toMatch(/^peer: cannot send nothere\.txt: no such file/);
+  });
+
+  it('--return of a file the job did not make: said on stderr, the job keeps its exit status (as parallel)', async () => {
+    const here = tempDir('run-files-unmade');
+    const r = await runCli(g.run('--return', 'never.txt', '--', 'true'), { cwd: here });
+    expect(r.code).toBe(0);
+    expect(oneLine(r.stderr)).toMatch(
+      /^peer: job 1 on w\d: --return never\.txt: 'never\.txt' was not made by the job$/,
+    );
+    expect(fs.existsSync(path.join(here, 'never.txt'))).toBe(false);
+  });
+
   it('--on all --tag: once on every worker, each line after worker:seq', async () => {
     const r = await runCli(g.run('--on', 'all', '--discover', '1s', '--tag', '--', 'echo hello'));
     expect(r.code, r.stderr).toBe(0);

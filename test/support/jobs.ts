@@ -40,6 +40,8 @@ export interface SimJob {
   stdout?: string;
   /** Output reported while it runs, evenly spread over its duration. */
   pieces?: string[];
+  /** `--return` files it reports when it ends (as the process executor reads them from the job dir). */
+  returned?: ExecOutcome['returned'];
 }
 
 interface Group {
@@ -94,7 +96,7 @@ export class SimJobExecutor implements JobExecutor {
         stdout: Buffer.from(job.stdout ?? ''),
         stderr: new Uint8Array(0),
         truncated: false,
-        returned: [],
+        returned: job.returned ?? [],
         error: null,
       };
       this.reports?.ended({ run: req.run, job: req.job, attempt: req.attempt }, outcome);
@@ -154,12 +156,16 @@ export class SimJobExecutor implements JobExecutor {
 export class MemorySink implements RunSink {
   readonly records: JobResult[] = [];
   readonly outputs: Array<{ job: number; attempt: number; stream: 1 | 2; text: string }> = [];
+  /** `--return` files handed over, in order. */
+  readonly returns: Array<{ job: number; index: number; text: string }> = [];
 
   output(job: number, attempt: number, stream: 1 | 2, chunk: Uint8Array): void {
     this.outputs.push({ job, attempt, stream, text: Buffer.from(chunk).toString() });
   }
 
-  returned(): void {}
+  returned(job: number, index: number, data: Uint8Array): void {
+    this.returns.push({ job, index, text: Buffer.from(data).toString() });
+  }
 
   record(r: JobResult): void {
     this.records.push(r);

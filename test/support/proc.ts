@@ -38,11 +38,12 @@ export function testPort(): number {
 /** Runs the CLI to completion and returns its exit code and output. */
 export function runCli(
   args: string[],
-  opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {},
+  opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number; cwd?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       env: { ...process.env, NO_COLOR: '1', ...opts.env },
+      cwd: opts.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -80,6 +80,7 @@ function harness() {
     { retries: 1, maxRunning: null, workers: null },
     stats,
     () => {},
+    () => 0,
   );
   const turn = () => {
     while (soon.length > 0) soon.shift()!();
@@ -111,6 +112,19 @@ const result = (
 });
 
 describe('dispatcher', () => {
+  it('a worker that says a file did not get there gets nothing for a while: the job goes elsewhere', () => {
+    const h = harness();
+    h.turn();
+    h.d.feed([{ job: 1, seq: 1, input: 'a', pin: null }], true);
+    h.turn();
+    const first = h.sent.find((s) => s.m.type === 'jb.jobs')!;
+    expect(first.to).toBe(W1);
+    h.d.onFull(W1, { run: '0123456789abcdef', free: 3, seen: 1, jobs: [[1, 1]], why: 'missing-file' });
+    h.turn();
+    const again = h.sent.filter((s) => s.m.type === 'jb.jobs').at(-1)!;
+    expect(again.to).toBe(W2);
+  });
+
   it('a jb.jobs given up on is cancelled there and placed again; that attempt cancelled is not the result', () => {
     const h = harness();
     h.turn();

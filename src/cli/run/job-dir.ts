@@ -10,11 +10,12 @@
 import fs from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
+import { JOB_FILE_BYTES_MAX } from '../../p2p/jobs/limits.js';
 import type { ExecOutcome } from '../../p2p/jobs/types.js';
 import { JOB_DIR_PREFIX } from '../../storage/job-procs.js';
 
-/** A `--return` file, in bytes: what one reliable message carries. */
-export const JOB_RETURN_BYTES_MAX = 64 * 1024 * 1024;
+/** A `--return` file, in bytes: the protocol's bound on one file (what one reliable message carries). */
+export const JOB_RETURN_BYTES_MAX = JOB_FILE_BYTES_MAX;
 
 /** Why `rel` cannot name a file inside a job's directory, or null. */
 export function relativePathProblem(rel: string): string | null {

@@ -80,6 +80,20 @@ export function pathProblem(path: string): string | null {
   return null;
 }
 
+/**
+ * A `--transfer` / `--return` path for one job: every `{}` in the template replaced by the input
+ * line as is (a path is not shell text), nothing for a job without input. The result must still be
+ * a relative path without `..` (pathProblem()): `{ problem }` says why it is not.
+ */
+export function pathFor(template: string, input: string | null): { path: string } | { problem: string } {
+  const path = template.split(PLACEHOLDER).join(input ?? '');
+  const problem = pathProblem(path);
+  return problem === null ? { path } : { problem };
+}
+
+/** Whether a path template names one file per job (it has `{}`) rather than one for the whole run. */
+export const perJobPath = (template: string): boolean => template.includes(PLACEHOLDER);
+
 /** Why a run's spec breaks a bound (limits.ts), or null when it keeps them all. */
 export function problemOf(spec: Omit<RunSpec, 'run'>): string | null {
   const { words, env } = spec;

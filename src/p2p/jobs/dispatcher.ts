@@ -23,6 +23,11 @@
  *   gone): what it held of ours is placed again with a new attempt, and the run opened again.
  * - A result comes twice, from an old attempt, or from a peer the attempt did not go to: only the
  *   first result of a job from the worker its attempt went to is recorded; the rest are counted.
+ * - A `--transfer` file cannot be read here: a file the run shares fails the run; a job's own file
+ *   fails that job without running it. Files go before the jb.jobs that needs them (one topic:
+ *   FIFO), a shared one once per worker per opening of the run (a worker that lost the run gets it
+ *   again), a job's own with each attempt; placing waits while reliable delivery holds more than
+ *   JOB_FILES_IN_FLIGHT_BYTES_MAX unacked.
  * - No worker can take the run (none, none with `ex` for commands, all refused) for
  *   JOB_NO_WORKER_MS: the run fails with the reason.
  */
@@ -30,13 +35,16 @@ import type { ProtocolContext } from '../protocol.js';
 import type { Membership } from '../membership.js';
 import type { PeerId } from '../wire.js';
 import { advertOf, windowOf } from './adverts.js';
-import { inputProblem } from './command.js';
+import { inputProblem, pathFor, perJobPath } from './command.js';
 import {
   JOB_BATCH_MAX,
   JOB_BATCH_PACK_BYTES,
   JOB_CANCEL_WAIT_MS,
   JOB_EXIT_WORKER_GONE,
   JOB_FEED_AHEAD_MIN,
+  JOB_FILES_IN_FLIGHT_BYTES_MAX,
+  JOB_FILE_BYTES_MAX,
+  JOB_MISSING_FILE_PAUSE_MS,
   JOB_NO_WORKER_MS,
   JOB_NUMBER_MAX,
   JOB_PIPELINE_PER_SLOT,
@@ -45,9 +53,11 @@ import {
 import {
   CANCEL,
   CLOSE,
+  FILE,
   JOBS,
   OPEN,
   encodeJob,
+  sha256Of,
   type Done,
   type Full,
   type JobAttempt,
@@ -55,6 +65,7 @@ import {
   type JobSend,
   type Out,
   type Refuse,
+  type Ret,
 } from './messages.js';
 import type {
   JobInput,
@@ -76,6 +87,17 @@ interface Sent {
   at: number;
   /** No result yet. */
   live: boolean;
+  /** Bytes of `--transfer` files it needed. */
+  sendBytes: number;
+  /** Its `--return` files that came (jb.ret), by index: the data or why it could not be read. */
+  returned: Map<number, Uint8Array | string>;
+}
+
+/** A `--transfer` file on its way: where it goes in the spec, for which job (null: shared), its bytes. */
+interface Outgoing {
+  index: number;
+  job: number | null;
+  data: Uint8Array;
 }
 
 interface JobState {
@@ -103,6 +125,8 @@ interface WorkerState {
   /** Jobs with an attempt live there. */
   held: Set<number>;
   refused: Refuse | null;
+  /** Nothing is placed there before this time (JOB_MISSING_FILE_PAUSE_MS). */
+  pausedUntil: number;
 }
 
 export type DispatcherMembership = Pick<Membership, 'get' | 'list'>;
@@ -124,6 +148,10 @@ export class Dispatcher implements RunHandle {
   /** Since when jobs waited with no worker able to take them; null while one can. */
   private starvedSince: number | null = null;
   private cancelling: { until: number } | null = null;
+  /** Results waiting for their returned files to be written before the sink records them. */
+  private recording = 0;
+  /** The run's shared `--transfer` files, read once when the first worker is opened. */
+  private shared: Outgoing[] | null = null;
   /** finished, failed or cancelled: nothing more is sent but jb.close. */
   private over = false;
 
@@ -137,6 +165,8 @@ export class Dispatcher implements RunHandle {
     private readonly stats: JobsStats,
     /** Called once the run is over and its workers told to forget it. */
     private readonly onOver: () => void,
+    /** Bytes reliable delivery holds unacked, over every destination. */
+    private readonly queuedBytes: () => number,
   ) {
     this.schedule();
   }
@@ -281,10 +311,13 @@ export class Dispatcher implements RunHandle {
         error: r.why,
         worker: from,
         workerName: fromName,
-        sendBytes: 0,
-        receiveBytes: 0,
+        sendBytes: sent.sendBytes,
+        receiveBytes: [...sent.returned.values()].reduce(
+          (n, d) => n + (typeof d === 'string' ? 0 : d.length),
+          0,
+        ),
       };
-      const p = this.record(job, result, failed);
+      const p = this.record(job, result, failed, sent.returned);
       if (p) records.push(p);
     }
     if (w) this.setCredit(w, m.free, m.seen);
@@ -313,8 +346,17 @@ export class Dispatcher implements RunHandle {
     if (w && m.why === 'unknown-run') {
       // Opened again before the next jobs, its entries counted afresh.
       w.opened = false;
+      w.entries = 0;
       this.requeueFrom(w, true, 'worker dropped the run', lostUpTo);
-    } else if (w) this.setCredit(w, m.free, m.seen);
+    } else if (w) {
+      // A file did not get there: the run's shared files go again with the next jobs (the
+      // worker ignores the jb.open of a run it has), each job's own with its next attempt.
+      if (m.why === 'missing-file') {
+        w.opened = false;
+        w.pausedUntil = this.ctx.now() + JOB_MISSING_FILE_PAUSE_MS;
+      }
+      this.setCredit(w, m.free, m.seen);
+    }
     this.afterChange();
   }
 
@@ -325,6 +367,25 @@ export class Dispatcher implements RunHandle {
     w.opened = false;
     this.requeueFrom(w, false, `refused: ${m.why}`);
     this.afterChange();
+  }
+
+  /** A `--return` file of an attempt, ahead of its result: kept with the attempt until it is recorded. */
+  onRet(from: PeerId, m: Ret, bytes: Uint8Array): void {
+    if (!this.jobs.has(m.job) && this.isRecorded(m.job)) {
+      // A late attempt's file, after the job's result: its own result will be dropped the same way.
+      this.stats.duplicateResults++;
+      return;
+    }
+    const sent = this.jobs.get(m.job)?.sent.get(m.attempt);
+    if (!sent || sent.worker !== from) {
+      this.stats.wrongSender++;
+      return;
+    }
+    if (m.index >= this.spec.returns.length) {
+      this.stats.malformed++;
+      return;
+    }
+    if (sent.live) sent.returned.set(m.index, m.error ?? bytes);
   }
 
   onOut(from: PeerId, m: Out, bytes: Uint8Array): void {
@@ -406,6 +467,7 @@ export class Dispatcher implements RunHandle {
           opened: false,
           held: new Set(),
           refused: null,
+          pausedUntil: 0,
         });
     }
     this.failUnplaceablePins(live);
@@ -415,12 +477,29 @@ export class Dispatcher implements RunHandle {
     let running = 0;
     for (const w of this.workers.values()) running += w.held.size;
     const cap = this.opts.maxRunning ?? Infinity;
+    // Bytes of files this turn puts on reliable delivery's queue on top of what it holds.
+    let filing = 0;
+    const filesWait = () =>
+      this.spec.transfers.length > 0 && this.queuedBytes() + filing >= JOB_FILES_IN_FLIGHT_BYTES_MAX;
     for (const w of ready) {
-      const picked: JobEntry[] = [];
-      while (w.credit > 0 && running < cap) {
+      if (w.pausedUntil > now) continue;
+      const picked: Array<{ entry: JobEntry; files: Outgoing[] }> = [];
+      if (!w.opened && !this.readShared()) return;
+      // The shared files go with the first jobs a worker gets: their bytes count for the first.
+      let sendBytes = w.opened ? 0 : (this.shared ?? []).reduce((n, o) => n + o.data.length, 0);
+      filing += sendBytes;
+      while (w.credit > 0 && running < cap && !filesWait()) {
         const job = this.pick(w, ready);
         if (job === null) break;
-        picked.push(this.assign(job, w, now));
+        const files = this.jobFiles(job);
+        if (typeof files === 'string') {
+          this.failHere(this.jobs.get(job)!, null, files, w.id, w.name);
+          continue;
+        }
+        const bytes = files.reduce((n, o) => n + o.data.length, 0);
+        filing += bytes;
+        picked.push({ entry: this.assign(job, w, now, sendBytes + bytes), files });
+        sendBytes = 0;
         w.credit--;
         running++;
       }
@@ -449,27 +528,85 @@ export class Dispatcher implements RunHandle {
     return null;
   }
 
-  private assign(job: number, w: WorkerState, now: number): JobEntry {
+  private assign(job: number, w: WorkerState, now: number, sendBytes: number): JobEntry {
     const js = this.jobs.get(job)!;
     const attempt = ++js.attempts;
     const fence = Math.max(this.ctx.stamp(), js.lastFence + 1);
     js.lastFence = fence;
-    js.sent.set(attempt, { worker: w.id, fence, at: now, live: true });
+    js.sent.set(attempt, { worker: w.id, fence, at: now, live: true, sendBytes, returned: new Map() });
     w.held.add(job);
     return [job, js.input.seq, attempt, fence, js.input.input];
   }
 
-  /** jb.open first when the worker has not had it (one topic: it arrives first), then the entries. */
-  private sendJobs(w: WorkerState, entries: JobEntry[]): void {
+  /**
+   * The run's shared `--transfer` files (no `{}` in their path), read once; false when one cannot
+   * be read: the run failed, as no job of it could run.
+   */
+  private readShared(): boolean {
+    if (this.shared) return true;
+    const shared: Outgoing[] = [];
+    for (const [index, template] of this.spec.transfers.entries()) {
+      if (perJobPath(template)) continue;
+      const data = this.read(template);
+      if (typeof data === 'string') {
+        this.fail(data);
+        return false;
+      }
+      shared.push({ index, job: null, data });
+    }
+    this.shared = shared;
+    return true;
+  }
+
+  /** A job's own `--transfer` files (`{}` in their path), or why one cannot be sent. */
+  private jobFiles(job: number): Outgoing[] | string {
+    const input = this.jobs.get(job)!.input.input;
+    const out: Outgoing[] = [];
+    for (const [index, template] of this.spec.transfers.entries()) {
+      if (!perJobPath(template)) continue;
+      const p = pathFor(template, input);
+      const data = 'problem' in p ? `--transfer ${template}: ${p.problem}` : this.read(p.path);
+      if (typeof data === 'string') return data;
+      out.push({ index, job, data });
+    }
+    return out;
+  }
+
+  /** A file through the CLI's reader, within JOB_FILE_BYTES_MAX, or why it cannot be sent. */
+  private read(path: string): Uint8Array | string {
+    let data: Uint8Array;
+    try {
+      if (!this.opts.files) throw new Error('no file reader was given');
+      data = this.opts.files.read(path);
+    } catch (err) {
+      return `cannot send ${path}: ${(err as Error).message}`;
+    }
+    if (data.length > JOB_FILE_BYTES_MAX)
+      return `cannot send ${path}: it is over ${JOB_FILE_BYTES_MAX} bytes`;
+    return data;
+  }
+
+  /**
+   * jb.open first when the worker has not had it (one topic: it arrives first) with the run's shared
+   * files, then each entry's own files and the entries.
+   */
+  private sendJobs(w: WorkerState, picked: Array<{ entry: JobEntry; files: Outgoing[] }>): void {
+    const sendFile = (o: Outgoing) =>
+      this.send(
+        w.id,
+        encodeJob(FILE, { run: this.run, job: o.job, index: o.index, sha256: sha256Of(o.data) }, o.data),
+      );
     if (!w.opened) {
       w.opened = true;
-      w.entries = 0;
       const { run, kind, words, env, timeoutMs, graceMs, output, transfers, returns, detached } = this.spec;
       this.send(
         w.id,
         encodeJob(OPEN, { run, kind, words, env, timeoutMs, graceMs, output, transfers, returns, detached }),
       );
+      for (const o of this.shared ?? []) sendFile(o);
     }
+    for (const p of picked) for (const o of p.files) sendFile(o);
+    const entries = picked.map((p) => p.entry);
     let batch: JobEntry[] = [];
     let bytes = 0;
     const flush = () => {
@@ -489,13 +626,24 @@ export class Dispatcher implements RunHandle {
     w.entries += entries.length;
   }
 
-  /** A jb.jobs that reliable delivery gave up on: those attempts may have started; place them again. */
+  /**
+   * A jb.jobs that reliable delivery gave up on: those attempts may have started; place them again.
+   * What went before it on the topic (jb.open, the files) may be lost too: the worker is opened
+   * again before its next jobs (a worker that has the run ignores it), and the credit those
+   * attempts took is given back, as a worker that never got them would never return it (one that
+   * did answers jb.full for what it has no room for); its entries are taken as not seen.
+   */
   private onJobsSent(worker: PeerId, entries: JobEntry[], r: JobSent): void {
     if (r.ok || this.over) return;
+    const w = this.workers.get(worker);
+    if (w) w.entries = Math.max(0, w.entries - entries.length);
     for (const [job, , attempt] of entries) {
       const s = this.jobs.get(job)?.sent.get(attempt);
-      if (s?.live && s.worker === worker) this.abandon(job, attempt, `not delivered: ${r.reason}`);
+      if (!s?.live || s.worker !== worker) continue;
+      this.abandon(job, attempt, `not delivered: ${r.reason}`);
+      if (w) w.credit++;
     }
+    if (w) w.opened = false;
     this.afterChange();
   }
 
@@ -550,6 +698,11 @@ export class Dispatcher implements RunHandle {
 
   private failPinned(js: JobState, why: string): void {
     const m = this.membership.get(js.input.pin!);
+    this.failHere(js, JOB_EXIT_WORKER_GONE, why, js.input.pin!, m?.name ?? '');
+  }
+
+  /** A job that fails without running (its worker is gone, a file of it cannot be sent). */
+  private failHere(js: JobState, exit: number | null, why: string, worker: PeerId, workerName: string): void {
     void this.record(
       js,
       {
@@ -559,7 +712,7 @@ export class Dispatcher implements RunHandle {
         attempt: Math.max(1, js.attempts),
         fence: js.lastFence,
         started: false,
-        exit: JOB_EXIT_WORKER_GONE,
+        exit,
         signal: 0,
         timedOut: false,
         cancelled: false,
@@ -569,17 +722,26 @@ export class Dispatcher implements RunHandle {
         stderr: new Uint8Array(0),
         truncated: false,
         error: why,
-        worker: js.input.pin!,
-        workerName: m?.name ?? '',
+        worker,
+        workerName,
         sendBytes: 0,
         receiveBytes: 0,
       },
       true,
+      new Map(),
     );
   }
 
-  /** The job's one result: counted, the other live attempts cancelled, handed to the sink. */
-  private record(js: JobState, r: JobResult, failed: boolean): Promise<void> | undefined {
+  /**
+   * The job's one result: counted, the other live attempts cancelled, handed to the sink after its
+   * returned files (a file that did not come back is said in the result's error).
+   */
+  private record(
+    js: JobState,
+    r: JobResult,
+    failed: boolean,
+    returned: Map<number, Uint8Array | string>,
+  ): Promise<void> | undefined {
     js.recorded = true;
     if (r.cancelled) this.counts_.cancelled++;
     else if (failed) this.counts_.failed++;
@@ -600,6 +762,26 @@ export class Dispatcher implements RunHandle {
     this.jobs.delete(js.input.job);
     this.recordedAbove.add(js.input.job);
     while (this.recordedAbove.delete(this.recordedBelow)) this.recordedBelow++;
+    const writes: Array<Promise<void>> = [];
+    for (const [index, data] of returned) {
+      if (typeof data === 'string') r.error ??= `--return ${this.spec.returns[index]}: ${data}`;
+      else {
+        const w = this.sink.returned(js.input.job, index, data);
+        if (w instanceof Promise) writes.push(w);
+      }
+    }
+    if (writes.length > 0) {
+      // The run is not finished until the sink has the result (afterChange waits for it).
+      this.recording++;
+      return Promise.all(writes)
+        .then(async () => {
+          await this.sink.record(r);
+        })
+        .finally(() => {
+          this.recording--;
+          this.afterChange();
+        });
+    }
     const p = this.sink.record(r);
     return p instanceof Promise ? p : undefined;
   }
@@ -616,7 +798,8 @@ export class Dispatcher implements RunHandle {
     }
     if (this.over) return;
     this.schedule();
-    if (this.inputEnded && this.counts_.done + this.counts_.failed + this.counts_.cancelled === this.fed) {
+    const ended = this.counts_.done + this.counts_.failed + this.counts_.cancelled;
+    if (this.inputEnded && ended === this.fed && this.recording === 0) {
       this.close();
       this.ctx.emit({ kind: 'run-finished', run: this.run, counts: this.counts() });
     }
@@ -656,6 +839,7 @@ export class Dispatcher implements RunHandle {
   }
 
   private checkCancelled(): void {
+    if (this.recording > 0) return;
     for (const w of this.workers.values()) if (w.held.size > 0) return;
     this.finishCancel();
   }

@@ -57,6 +57,7 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
   };
   readonly runner: Runner | null;
   private readonly runs = new Map<string, Dispatcher>();
+  private readonly queuedBytes: () => number;
   private readonly send: (
     to: string,
     payload: string | Uint8Array,
@@ -70,6 +71,7 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     opts: JobsOptions,
   ) {
     this.send = (to, payload, done) => void channel.sendTo(to, JOB_TOPIC, payload, done);
+    this.queuedBytes = () => channel.queuedBytes();
     this.runner = opts.executor
       ? new Runner(ctx, this.send, membership, opts.executor, opts.keyed, this.stats)
       : null;
@@ -85,9 +87,7 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
   startRun(spec: Omit<RunSpec, 'run'>, sink: RunSink, opts: RunOptions): RunHandle {
     const problem = problemOf(spec);
     if (problem) throw new RangeError(problem);
-    // Files travel with jobs in a later step (jb.file, jb.ret): a run that needs them is refused now.
-    if (spec.transfers.length > 0 || spec.returns.length > 0)
-      throw new RangeError('--transfer and --return are not supported yet');
+    if (spec.transfers.length > 0 && !opts.files) throw new RangeError('--transfer needs a file reader');
     if (!Number.isInteger(opts.retries) || opts.retries < 1)
       throw new RangeError('retries must be 1 or more');
     const run = randomHexId(this.ctx.random);
@@ -100,6 +100,7 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
       opts,
       this.stats,
       () => this.runs.delete(run),
+      () => this.queuedBytes(),
     );
     this.runs.set(run, d);
     return d;
@@ -149,6 +150,12 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
         return void this.dispatcher(m.body.run)?.onRefuse(d.from, m.body);
       case 'jb.out':
         return void this.dispatcher(m.body.run)?.onOut(d.from, m.body, m.bytes);
+      case 'jb.ret':
+        return void this.dispatcher(m.body.run)?.onRet(d.from, m.body, m.bytes);
+      case 'jb.file':
+        if (this.runner) this.runner.onFile(d.from, m.body, m.bytes);
+        else this.stats.unknownRun++;
+        return;
       case 'jb.open':
         if (this.runner) this.runner.onOpen(d.from, d.fromName, m.body);
         else this.stats.unknownRun++;

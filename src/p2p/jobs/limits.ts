@@ -47,6 +47,24 @@ export const JOB_KILL_GRACE_MS = 2000;
 /** `--transfer` and `--return` paths of a run, and the bytes of one path (Linux's PATH_MAX). */
 export const JOB_PATHS_MAX = 16;
 export const JOB_PATH_BYTES_MAX = 4096;
+/** One `--transfer` or `--return` file: reliable delivery carries one message of at most 64 MiB. */
+export const JOB_FILE_BYTES_MAX = 64 * 1024 * 1024;
+/**
+ * Bytes reliable delivery may hold unacked before a submitter places another job that needs files:
+ * two files' worth, so one is on the wire while the next is queued, and memory stays bounded.
+ */
+export const JOB_FILES_IN_FLIGHT_BYTES_MAX = 2 * JOB_FILE_BYTES_MAX;
+/**
+ * `--transfer` files a worker holds for its runs at once (each run's shared files, and those of
+ * the jobs it holds): beyond it a file is refused and the job that needed it fails without running.
+ */
+export const JOB_WORKER_FILE_BYTES_MAX = 1024 * 1024 * 1024;
+/**
+ * How long a submitter places nothing more on a worker that said a file did not get there: a
+ * worker out of room for files frees it as its jobs start, and sending the files again at once
+ * would only loop them over the LAN. A few round trips: a file lost on the way costs no more.
+ */
+export const JOB_MISSING_FILE_PAUSE_MS = 200;
 /** One input line in UTF-8 bytes: a line, not a file. */
 export const JOB_INPUT_BYTES_MAX = 64 * 1024;
 /** Tries of a job in all (`--retries`): bounds the attempt numbers a peer accepts. */

@@ -2,14 +2,17 @@
  * The messages of jobs, declared once with the message kit (kit/message.ts). They travel as
  * reliable-delivery payloads on one topic, `job`, always by sendTo (acked, retried, FIFO per
  * destination: a cancel never overtakes its jobs, output never overtakes its result):
- *   S -> W  jb.open (a run's spec, once per worker), jb.jobs (attempts to run), jb.cancel, jb.close
- *   W -> S  jb.done (results, and the worker's free room), jb.full (attempts it will not run),
- *           jb.refuse (a run it will not run at all), jb.out (`--line-buffer` output as it comes)
+ *   S -> W  jb.open (a run's spec, once per worker), jb.file (a `--transfer` file, before the
+ *           jb.jobs that needs it), jb.jobs (attempts to run), jb.cancel, jb.close
+ *   W -> S  jb.ret (a `--return` file, before its jb.done), jb.done (results, and the worker's free
+ *           room), jb.full (attempts it will not run), jb.refuse (a run it will not run at all),
+ *           jb.out (`--line-buffer` output as it comes)
  * A payload is JSON `{"t": type, "b": body}` (body by wire names), or binary when bytes ride with
  * it: JOB_BINARY_MARK, the header's length (u32 big-endian), the header (that same JSON), then
  * the bytes. Decoding runs the declaration's check, and every bound on what a worker would run
  * (command.ts) again, so every field from the network is checked before a role sees it.
  */
+import { createHash } from 'node:crypto';
 import { f, message, type Body, type Message } from '../kit/message.js';
 import type { Envelope } from '../wire.js';
 import { COUNTER_MAX } from '../bounds.js';
@@ -23,6 +26,7 @@ import {
   JOB_ENV_MAX,
   JOB_EXIT_MAX,
   JOB_EXIT_MIN,
+  JOB_FILE_BYTES_MAX,
   JOB_GRACE_MS_MAX,
   JOB_INPUT_BYTES_MAX,
   JOB_NUMBER_MAX,
@@ -153,15 +157,16 @@ export const DONE = message('jb.done', {
   ),
 });
 /**
- * Attempts a worker will not run: its window is full, it saw a higher fence for the job, or it
- * does not know the run (it restarted): none of them ran there.
+ * Attempts a worker will not run: its window is full, it saw a higher fence for the job, it does
+ * not know the run (it restarted), or a `--transfer` file they need is not there (lost on the way,
+ * or refused for room): none of them ran there.
  */
 export const FULL = message('jb.full', {
   run: RUN,
   free: FREE,
   seen: f.uint(),
   jobs: ATTEMPTS,
-  why: f.literal('full', 'stale-fence', 'unknown-run'),
+  why: f.literal('full', 'stale-fence', 'unknown-run', 'missing-file'),
 });
 export type RefuseWhy = 'exec-not-allowed' | 'open-group' | 'bad-spec' | 'too-many-runs';
 /** A run the worker will not run at all. */
@@ -173,7 +178,30 @@ export const REFUSE = message('jb.refuse', {
 /** A chunk of an attempt's output as it comes (`--line-buffer`); the bytes follow the header. */
 export const OUT = message('jb.out', { run: RUN, job: JOB, attempt: ATTEMPT, stream: f.literal(1, 2) });
 
+const INDEX = f.int(0, JOB_PATHS_MAX - 1);
+const SHA256_RE = /^[0-9a-f]{64}$/;
+/**
+ * A `--transfer` file (the bytes follow the header): `index` into the spec's transfers, `job` the
+ * job it is for, or null for a file the whole run shares (kept by the worker for the run).
+ */
+export const FILE = message('jb.file', {
+  run: RUN,
+  job: f.nullable(JOB),
+  index: INDEX,
+  sha256: f.guard((v): v is string => typeof v === 'string' && SHA256_RE.test(v)),
+});
+/** A `--return` file of an attempt (the bytes follow), or why it could not be read (no bytes). */
+export const RET = message('jb.ret', {
+  run: RUN,
+  job: JOB,
+  attempt: ATTEMPT,
+  index: INDEX,
+  error: f.nullable(f.str(JOB_WHY_CHARS_MAX)),
+});
+
 export type Open = Body<typeof OPEN>;
+export type File = Body<typeof FILE>;
+export type Ret = Body<typeof RET>;
 export type Jobs = Body<typeof JOBS>;
 export type Cancel = Body<typeof CANCEL>;
 export type Done = Body<typeof DONE>;
@@ -185,6 +213,8 @@ export type Out = Body<typeof OUT>;
 export type JobMessage =
   | { type: 'jb.open'; body: Open }
   | { type: 'jb.jobs'; body: Jobs }
+  | { type: 'jb.file'; body: File; bytes: Uint8Array }
+  | { type: 'jb.ret'; body: Ret; bytes: Uint8Array }
   | { type: 'jb.cancel'; body: Cancel }
   | { type: 'jb.close'; body: Body<typeof CLOSE> }
   | { type: 'jb.done'; body: Done; bytes: Uint8Array }
@@ -192,7 +222,18 @@ export type JobMessage =
   | { type: 'jb.refuse'; body: Refuse }
   | { type: 'jb.out'; body: Out; bytes: Uint8Array };
 
-const DECLARED: Array<Message<string, unknown>> = [OPEN, JOBS, CANCEL, CLOSE, DONE, FULL, REFUSE, OUT];
+const DECLARED: Array<Message<string, unknown>> = [
+  OPEN,
+  JOBS,
+  FILE,
+  CANCEL,
+  CLOSE,
+  RET,
+  DONE,
+  FULL,
+  REFUSE,
+  OUT,
+];
 const BY_TYPE = new Map(DECLARED.map((m) => [m.type, m]));
 
 /** A message's payload: JSON, or binary with `bytes` after its header. */
@@ -249,10 +290,19 @@ function wellFormed(m: JobMessage, binary: boolean): boolean {
     }
     case 'jb.out':
       return binary && m.bytes.length > 0;
+    case 'jb.file':
+      return binary && m.bytes.length <= JOB_FILE_BYTES_MAX;
+    case 'jb.ret':
+      return (
+        binary && m.bytes.length <= JOB_FILE_BYTES_MAX && (m.body.error === null || m.bytes.length === 0)
+      );
     default:
       return !binary;
   }
 }
+
+/** The digest jb.file carries, so a worker never runs a job with a damaged file. */
+export const sha256Of = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 /** How the roles send: one payload to one peer on JOB_TOPIC, with its outcome (jobs.ts binds it). */
 export type JobSend = (to: PeerId, payload: string | Uint8Array, done?: (r: JobSent) => void) => void;

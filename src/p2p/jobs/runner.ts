@@ -26,11 +26,12 @@ import type { ProtocolContext } from '../protocol.js';
 import type { Membership } from '../membership.js';
 import type { PeerId } from '../wire.js';
 import { advertTags, windowOf } from './adverts.js';
-import { commandFor, commandProblem } from './command.js';
+import { commandFor, commandProblem, pathFor, perJobPath } from './command.js';
 import {
   JOB_BATCH_MAX,
   JOB_DONE_BYTES_MAX,
   JOB_DROPPED_REMEMBERED_MS,
+  JOB_FILE_BYTES_MAX,
   JOB_FENCES_REMEMBERED_MAX,
   JOB_OUTPUT_BYTES_MAX,
   JOB_OUT_CHUNK_BYTES_MAX,
@@ -39,14 +40,18 @@ import {
   JOB_TAGS_INTERVAL_MS,
   JOB_UNKNOWN_PEER_MESSAGES_MAX,
   JOB_WHY_CHARS_MAX,
+  JOB_WORKER_FILE_BYTES_MAX,
 } from './limits.js';
 import {
   DONE,
   FULL,
   OUT,
   REFUSE,
+  RET,
   encodeJob,
+  sha256Of,
   type Cancel,
+  type File,
   type JobAttempt,
   type JobEntry,
   type JobSend,
@@ -55,7 +60,15 @@ import {
   type RefuseWhy,
   type ResultEntry,
 } from './messages.js';
-import type { AttemptKey, ExecOutcome, JobExecutor, JobsStats, KillReason, RunSpec } from './types.js';
+import type {
+  AttemptKey,
+  ExecOutcome,
+  JobExecutor,
+  JobsStats,
+  KillReason,
+  RunSpec,
+  StartRequest,
+} from './types.js';
 
 interface Running {
   key: AttemptKey;
@@ -93,11 +106,15 @@ interface RunState {
   results: Result[];
   /** The submitter is gone or closed the run: forgotten, nothing more is sent for it. */
   dead: boolean;
+  /** `--transfer` files received, by fileKey(): the run's shared ones, and those of jobs not started yet. */
+  files: Map<string, Uint8Array>;
 }
 
 export type RunnerMembership = Pick<Membership, 'get' | 'setTags' | 'ownTags'>;
 
 const keyOf = (k: AttemptKey) => `${k.run}/${k.job}/${k.attempt}`;
+/** A received file's place in its run: its job (or `*`, shared by the run) and its index. */
+const fileKey = (job: number | null, index: number) => `${job ?? '*'}/${index}`;
 
 export class Runner {
   private readonly runs = new Map<string, RunState>();
@@ -116,6 +133,8 @@ export class Runner {
   /** Messages to peers membership does not know yet (see post()). */
   private waiting: Array<{ to: PeerId; payload: string | Uint8Array; keep: () => boolean; since: number }> =
     [];
+  /** Bytes of every run's files held (JOB_WORKER_FILE_BYTES_MAX). */
+  private fileBytes = 0;
   private lastTags = -Infinity;
   private tagsHeld = -1;
   readonly window: number;
@@ -173,7 +192,38 @@ export class Runner {
       out: [],
       results: [],
       dead: false,
+      files: new Map(),
     });
+  }
+
+  /**
+   * A `--transfer` file, before the jobs that need it (one topic: FIFO). Only the run's submitter
+   * sends them; a file must match its digest, be one the spec names (shared when its template has
+   * no `{}`, per job when it has), and fit in what a worker holds.
+   */
+  onFile(from: PeerId, m: File, bytes: Uint8Array): void {
+    const run = this.runs.get(m.run);
+    if (!run || run.dead) {
+      this.stats.unknownRun++;
+      return;
+    }
+    if (run.submitter !== from) {
+      this.stats.wrongSender++;
+      return;
+    }
+    const template = run.spec.transfers[m.index];
+    if (template === undefined || perJobPath(template) !== (m.job !== null) || sha256Of(bytes) !== m.sha256) {
+      this.stats.malformed++;
+      return;
+    }
+    const key = fileKey(m.job, m.index);
+    const old = run.files.get(key)?.length ?? 0;
+    if (this.fileBytes - old + bytes.length > JOB_WORKER_FILE_BYTES_MAX) {
+      this.ctx.refuse('jobs.fileBytes');
+      return;
+    }
+    this.fileBytes += bytes.length - old;
+    run.files.set(key, bytes);
   }
 
   onJobs(from: PeerId, m: Jobs): void {
@@ -193,14 +243,22 @@ export class Runner {
     }
     const full: JobAttempt[] = [];
     const stale: JobAttempt[] = [];
+    const missing: JobAttempt[] = [];
     let room = this.freeFor(run, true);
     for (const e of m.jobs) {
       run.seen++;
       const [job, , attempt, fence] = e;
       const fk = `${m.run}/${job}`;
-      if (fence <= (this.fences.get(fk) ?? 0)) stale.push([job, attempt]);
-      else if (room <= 0) full.push([job, attempt]);
-      else {
+      if (fence <= (this.fences.get(fk) ?? 0)) {
+        stale.push([job, attempt]);
+        this.releaseFiles(run, job);
+      } else if (!this.hasFiles(run, job)) {
+        missing.push([job, attempt]);
+        this.releaseFiles(run, job);
+      } else if (room <= 0) {
+        full.push([job, attempt]);
+        this.releaseFiles(run, job);
+      } else {
         room--;
         this.fences.delete(fk);
         this.fences.set(fk, fence);
@@ -211,11 +269,12 @@ export class Runner {
     }
     if (full.length > 0) run.starved = true;
     this.stats.staleFences += stale.length;
-    this.stats.refusedJobs += full.length;
+    this.stats.refusedJobs += full.length + missing.length;
     this.pump();
     for (const [jobs, why] of [
       [full, 'full'],
       [stale, 'stale-fence'],
+      [missing, 'missing-file'],
     ] as const)
       if (jobs.length > 0)
         this.post(
@@ -237,7 +296,10 @@ export class Runner {
     for (const e of run.queue) {
       const key = { run: m.run, job: e[0], attempt: e[2] };
       if (only && !only.has(keyOf(key))) keep.push(e);
-      else this.addResult(run, key, e[3], notStarted(true, null));
+      else {
+        this.releaseFiles(run, e[0]);
+        this.addResult(run, key, e[3], notStarted(true, null));
+      }
     }
     run.queue = keep;
     for (const r of run.running.values()) if (!only || only.has(keyOf(r.key))) this.kill(run, r, why);
@@ -277,6 +339,9 @@ export class Runner {
       run.running.delete(k);
       this.ctx.emit({ kind: 'job-ended', ...key, exit: outcome.exit, signal: outcome.signal });
       const killed = r.killed !== null && r.killed !== 'shutdown';
+      // A job cancelled (Ctrl-C, done elsewhere) has no result worth its files.
+      if (r.killed !== 'cancel' && r.killed !== 'done-elsewhere')
+        this.sendReturned(run, key, outcome.returned);
       this.addResult(run, key, r.fence, {
         ...outcome,
         timedOut: outcome.timedOut || r.killed === 'timeout',
@@ -344,8 +409,6 @@ export class Runner {
       return ['open-group', 'commands run only in a keyed group (peer worker --key-file)'];
     if (m.kind === 'exec' && !this.executor.allowExec)
       return ['exec-not-allowed', 'this worker does not run commands (peer worker --allow-exec)'];
-    if (m.transfers.length > 0 || m.returns.length > 0)
-      return ['bad-spec', 'this worker does not transfer files (--transfer, --return)'];
     return null;
   }
 
@@ -406,8 +469,10 @@ export class Runner {
     const { spec } = run;
     const key = { run: spec.run, job, attempt };
     const command = spec.kind === 'exec' ? commandFor(spec.words, input) : spec.words.join(' ');
-    const problem = commandProblem(command);
-    if (problem) {
+    const files = this.filesOf(run, job, input);
+    this.releaseFiles(run, job);
+    const problem = commandProblem(command) ?? ('problem' in files ? files.problem : null);
+    if (problem || 'problem' in files) {
       this.addResult(run, key, fence, notStarted(false, problem));
       this.scheduleFlush();
       return;
@@ -428,7 +493,56 @@ export class Runner {
     env.PEER_JOB_ATTEMPT = String(attempt);
     env.PEER_FENCING_TOKEN = String(fence);
     env.PEER_RUN_ID = spec.run;
-    this.executor.start({ ...key, seq, fence, spec, command, env, transfers: [], returns: [] });
+    this.executor.start({ ...key, seq, fence, spec, command, env, ...files });
+  }
+
+  /** What a job gets of its run's files: the transfers it needs (they came first) and its returns. */
+  private filesOf(
+    run: RunState,
+    job: number,
+    input: string | null,
+  ): Pick<StartRequest, 'transfers' | 'returns'> | { problem: string } {
+    const transfers: StartRequest['transfers'] = [];
+    for (const [i, template] of run.spec.transfers.entries()) {
+      const p = pathFor(template, input);
+      if ('problem' in p) return p;
+      const data = run.files.get(fileKey(perJobPath(template) ? job : null, i));
+      if (!data) return { problem: `its file ${p.path} did not arrive` };
+      transfers.push({ path: p.path, data });
+    }
+    const returns: string[] = [];
+    for (const template of run.spec.returns) {
+      const p = pathFor(template, input);
+      if ('problem' in p) return p;
+      returns.push(p.path);
+    }
+    return { transfers, returns };
+  }
+
+  /** Whether every `--transfer` file a job needs is here (they come before its jb.jobs). */
+  private hasFiles(run: RunState, job: number): boolean {
+    return run.spec.transfers.every((t, i) => run.files.has(fileKey(perJobPath(t) ? job : null, i)));
+  }
+
+  /** Forgets a job's own files (it started, or will not run here). */
+  private releaseFiles(run: RunState, job: number): void {
+    for (let i = 0; i < run.spec.transfers.length; i++) {
+      const key = fileKey(job, i);
+      this.fileBytes -= run.files.get(key)?.length ?? 0;
+      run.files.delete(key);
+    }
+  }
+
+  /** An attempt's `--return` files, each in its own jb.ret ahead of its result (one topic: FIFO). */
+  private sendReturned(run: RunState, key: AttemptKey, returned: ExecOutcome['returned']): void {
+    for (const r of returned) {
+      if (r.index < 0 || r.index >= run.spec.returns.length) continue;
+      const tooBig = 'data' in r && r.data.length > JOB_FILE_BYTES_MAX;
+      const error = 'error' in r ? r.error : tooBig ? `it is over ${JOB_FILE_BYTES_MAX} bytes` : null;
+      const body = { ...key, index: r.index, error: error?.slice(0, JOB_WHY_CHARS_MAX) ?? null };
+      const bytes = error === null && 'data' in r ? r.data : new Uint8Array(0);
+      this.post(run.submitter, encodeJob(RET, body, bytes), () => this.serving(run));
+    }
   }
 
   private kill(run: RunState, r: Running, why: KillReason): void {
@@ -445,6 +559,8 @@ export class Runner {
     run.queue = [];
     run.out = [];
     run.results = [];
+    for (const data of run.files.values()) this.fileBytes -= data.length;
+    run.files.clear();
     for (const [k, r] of run.running) {
       this.kill(run, r, why);
       this.dying.set(k, r);

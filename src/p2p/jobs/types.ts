@@ -141,6 +141,17 @@ export interface RunOptions {
   maxRunning: number | null;
   /** Workers to use: these, every worker ('all', with pinned jobs), or any (null). */
   workers: PeerId[] | 'all' | null;
+  /** Reads `--transfer` files (paths after `{}` substitution); needed when the spec has any. */
+  files?: RunFiles;
+}
+
+/**
+ * How the submitter's protocol reads `--transfer` files: the CLI passes one in, so the protocol
+ * never touches the disk. Synchronous: a file is read when its job is placed, at most
+ * JOB_FILE_BYTES_MAX; it throws an Error saying why a file cannot be sent.
+ */
+export interface RunFiles {
+  read(path: string): Uint8Array;
 }
 
 export interface WorkerLoad {
