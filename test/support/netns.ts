@@ -166,7 +166,7 @@ export class NetnsLan {
    */
   addLoss(percent: number, opts: { hosts?: number[]; port?: number } = {}): void {
     const udp = opts.port === undefined ? ['meta', 'l4proto', 'udp'] : ['udp', 'dport', String(opts.port)];
-    for (const i of opts.hosts ?? this.hosts.map((h) => h.index)) {
+    for (const i of opts.hosts ?? this.hosts.map((_, k) => k)) {
       const nft = (...a: string[]) => this.nft(i, ...a);
       nft('add', 'table', 'inet', LOSS_TABLE);
       nft('add', 'chain', 'inet', LOSS_TABLE, 'in', '{ type filter hook input priority 0; policy accept; }');
@@ -191,7 +191,7 @@ export class NetnsLan {
   }
 
   /** UDP datagrams that reached the loss rules of addLoss on `hosts`, and those they dropped. */
-  lossCounts(hosts = this.hosts.map((h) => h.index)): { seen: number; dropped: number } {
+  lossCounts(hosts = this.hosts.map((_, k) => k)): { seen: number; dropped: number } {
     const got = { seen: 0, dropped: 0 };
     for (const i of hosts) {
       const out = execFileSync(
@@ -214,9 +214,9 @@ export class NetnsLan {
 
   /** Removes the loss rules of addLoss from every host. */
   clearLoss(): void {
-    for (const h of this.hosts) {
+    for (let i = 0; i < this.hosts.length; i++) {
       try {
-        this.nft(h.index, 'delete', 'table', 'inet', LOSS_TABLE);
+        this.nft(i, 'delete', 'table', 'inet', LOSS_TABLE);
       } catch {
         // No table on this host: nothing to clear.
       }
