@@ -165,7 +165,9 @@ describe('files (simulation)', () => {
     },
   );
 
-  it.each(SEEDS)(
+  // Fewer seeds: each takes seconds of wall time (the joiner asks for what it missed after 2 s of
+  // virtual silence, stepped 5 ms at a time).
+  it.each(SEEDS.slice(0, 6))(
     'a chat member that joins after the offer is offered the file too and gets all of it, seed %i',
     async (seed) => {
       const h = await harness(seed, ['alice', 'bob', 'carol'], LOSSY);
