@@ -5,12 +5,20 @@
  * killing every job's process group (TERM-ignoring ones too), and the refusals, each one line
  * with exit 255.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, loopbackFlags, runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import {
+  BIN,
+  loopbackFlags,
+  processesMatching,
+  runCli,
+  startCli,
+  tempDir,
+  testPort,
+  type Lines,
+} from '../support/proc.js';
 import { spawn } from 'node:child_process';
 import { JOBLOG_HEADER, readJoblog } from '../../src/cli/run/joblog.js';
 
@@ -49,15 +57,6 @@ function oneLine(stderr: string): string {
   const lines = stderr.split('\n').filter((l) => l.trim() !== '');
   expect(lines, stderr).toHaveLength(1);
   return lines[0]!;
-}
-
-/** Processes whose command line has `marker` (this host's, any namespace). */
-function processesWith(marker: string): string[] {
-  try {
-    return execFileSync('pgrep', ['-f', marker], { encoding: 'utf8' }).split('\n').filter(Boolean);
-  } catch {
-    return []; // pgrep exits 1 when nothing matches
-  }
 }
 
 afterAll(async () => {
@@ -297,12 +296,12 @@ describe('runs on two workers', () => {
     );
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const deadline = Date.now() + 15_000;
-    while (processesWith(`sleep ${marker}`).length < 4) {
+    while (processesMatching(new RegExp(`sleep ${marker}`)).length < 4) {
       expect(Date.now(), 'both workers run both sleeps').toBeLessThan(deadline);
       await new Promise((r) => setTimeout(r, 50));
     }
     child.kill('SIGINT');
     expect(await exited).toBe(130);
-    expect(processesWith(`sleep ${marker}`)).toEqual([]);
+    expect(processesMatching(new RegExp(`sleep ${marker}`))).toEqual([]);
   });
 });

@@ -20,7 +20,7 @@ import { readJoblog } from '../../src/cli/run/joblog.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { HEALTH_SCORE_MAX } from '../../src/p2p/membership.js';
 import { lanTierDecision, NetnsLan, nftAvailable } from '../support/netns.js';
-import { BIN, Lines, runCli, tempDir } from '../support/proc.js';
+import { BIN, Lines, processesMatching, runCli, tempDir } from '../support/proc.js';
 
 const decision = lanTierDecision();
 const PORT = 47795;
@@ -55,21 +55,6 @@ const OPEN_NOTICE = 'no --key-file: traffic on';
  */
 const JOBLOG_HEADER = 'Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand';
 const RESUME_FAILED_RE = /^(\d+)(?:\t[^\t]+){5}\t0\t0\t/;
-
-/** Pids whose command line (arguments joined by spaces) matches `re`, from /proc. */
-function processes(re: RegExp): number[] {
-  const found: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      const cmd = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
-      if (re.test(cmd)) found.push(Number(name));
-    } catch {
-      // Gone between the listing and the read.
-    }
-  }
-  return found;
-}
 
 /** Lines of stderr that say something (the open-group notice left out). */
 const said = (stderr: string) =>
@@ -227,9 +212,9 @@ describe.runIf(decision.run)('peer run on a namespace LAN with 10 % loss', () =>
   );
 
   describe('cancellation leaves no job process on any worker', () => {
-    const sleeping = () => processes(new RegExp(`^sleep 31337\\.${TAG}$`)).length;
+    const sleeping = () => processesMatching(new RegExp(`^sleep 31337\\.${TAG}$`)).length;
     // The job's shell and both sleeps (peer run's own command line names them too: it has exited).
-    const leftovers = () => processes(new RegExp(`3133[78]\\.${TAG}`));
+    const leftovers = () => processesMatching(new RegExp(`3133[78]\\.${TAG}`));
 
     beforeAll(async () => {
       // The worker killed above comes back, so --on all means three again.

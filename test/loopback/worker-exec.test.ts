@@ -9,11 +9,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loopbackFlags, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import { loopbackFlags, sleepsOf, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
 import { networkSettings, startPeer, type RunningPeer } from '../../src/cli/peer.js';
 import { installJobs } from '../../src/cli/run/install.js';
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
-import { procStat } from '../../src/cli/run/process-group.js';
 import type { Jobs } from '../../src/p2p/jobs/index.js';
 
 const SLOTS = 2;
@@ -29,27 +28,9 @@ afterEach(async () => {
     if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
     await p.exited;
   }
-  for (const m of markers.splice(0)) for (const pid of sleeps(m)) process.kill(pid, 'SIGKILL');
+  for (const m of markers.splice(0)) for (const pid of sleepsOf(m)) process.kill(pid, 'SIGKILL');
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
-
-/** Pids of the running (not zombie) `sleep <m>` processes. */
-function sleeps(m: string): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        return (
-          fs.readFileSync(`/proc/${p}/cmdline`, 'latin1') === `sleep\0${m}\0` &&
-          procStat(Number(p))?.state !== 'Z'
-        );
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 
 async function until(what: string, ok: () => boolean, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -139,7 +120,7 @@ async function submit(s: Setup, m: string): Promise<void> {
     Array.from({ length: SLOTS }, (_, i) => ({ job: i + 1, seq: i + 1, input: null, pin: null })),
     true,
   );
-  await until('every job to run', () => sleeps(m).length === 2 * SLOTS);
+  await until('every job to run', () => sleepsOf(m).length === 2 * SLOTS);
 }
 
 const marker = () => {
@@ -157,7 +138,7 @@ describe('peer worker --allow-exec (loopback)', () => {
     expect(fs.readdirSync(s.jobDir)).toHaveLength(SLOTS);
     w.child.kill('SIGINT');
     expect(await w.exited).toBe(0);
-    expect(sleeps(m)).toEqual([]);
+    expect(sleepsOf(m)).toEqual([]);
     expect(fs.readdirSync(s.jobDir)).toEqual([]);
     const killed = w.json().filter((e) => e.event === 'job-killed');
     expect(killed.map((e) => e.why)).toEqual(Array(SLOTS).fill('shutdown'));
@@ -171,7 +152,7 @@ describe('peer worker --allow-exec (loopback)', () => {
     for (const sub of submitters.splice(0)) await sub.stop();
     w.child.kill('SIGKILL');
     await w.exited;
-    expect(sleeps(m)).toHaveLength(2 * SLOTS);
+    expect(sleepsOf(m)).toHaveLength(2 * SLOTS);
     expect(fs.readdirSync(s.jobDir)).toHaveLength(SLOTS);
 
     const again = worker(s);
@@ -181,7 +162,7 @@ describe('peer worker --allow-exec (loopback)', () => {
       removed: SLOTS,
       stuck: 0,
     });
-    expect(sleeps(m)).toEqual([]);
+    expect(sleepsOf(m)).toEqual([]);
     expect(fs.readdirSync(s.jobDir)).toEqual([]);
   });
 });

@@ -9,6 +9,7 @@ import os from 'node:os';
 import fs from 'node:fs';
 import { ChildLines } from '../../src/cli/child.js';
 
+import { procStat } from '../../src/cli/run/process-group.js';
 export { ChildLines as Lines, loggedState } from '../../src/cli/child.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -74,3 +75,25 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): ChildLine
   });
   return new ChildLines(child);
 }
+
+/**
+ * Pids of the live (not zombie) processes on this host, in any namespace, whose command line (its
+ * arguments joined by spaces) matches `re`; this process left out.
+ */
+export function processesMatching(re: RegExp): number[] {
+  const found: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${name}/cmdline`, 'latin1').split('\0').filter(Boolean).join(' ');
+      if (re.test(cmd) && procStat(Number(name))?.state !== 'Z') found.push(Number(name));
+    } catch {
+      // Gone between the listing and the read.
+    }
+  }
+  return found;
+}
+
+/** The running `sleep <m>` processes (m a marker made of digits and a dot). */
+export const sleepsOf = (m: string): number[] =>
+  processesMatching(new RegExp(`^sleep ${m.replace('.', '\\.')}$`));

@@ -17,7 +17,7 @@ import { ProcessExecutor } from '../../src/cli/run/exec.js';
 import { bootId, procStat, reapOrphans } from '../../src/cli/run/process-group.js';
 import { JobProcs } from '../../src/storage/job-procs.js';
 import type { AttemptKey, ExecOutcome, RunSpec, StartRequest } from '../../src/p2p/jobs/types.js';
-import { ROOT, tempDir } from '../support/proc.js';
+import { ROOT, sleepsOf, tempDir } from '../support/proc.js';
 
 const RUN = 'a1b2c3d4e5f60718';
 const GRACE_MS = 300;
@@ -67,22 +67,6 @@ const marker = () => {
   return m;
 };
 
-/** Pids of the `sleep <m>` processes that are running (not zombies). */
-function running(m: string): number[] {
-  const pids: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const cmd = fs.readFileSync(`/proc/${name}/cmdline`, 'latin1');
-      const stat = procStat(Number(name));
-      if (cmd === `sleep\0${m}\0` && stat && stat.state !== 'Z') pids.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
 async function until(what: string, ok: () => boolean): Promise<void> {
   const deadline = Date.now() + DEADLINE_MS;
   while (!ok()) {
@@ -105,7 +89,7 @@ const helpers: ChildProcess[] = [];
 afterEach(async () => {
   for (const c of helpers.splice(0)) c.kill('SIGKILL');
   for (const e of open.splice(0)) await e.close();
-  for (const m of markers.splice(0)) for (const pid of running(m)) process.kill(pid, 'SIGKILL');
+  for (const m of markers.splice(0)) for (const pid of sleepsOf(m)) process.kill(pid, 'SIGKILL');
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
@@ -204,15 +188,15 @@ describe('ProcessExecutor', () => {
     h.executor.start(r);
     await until(
       'the job and its grandchild to run',
-      () => running(m1).length === 1 && running(m2).length === 1,
+      () => sleepsOf(m1).length === 1 && sleepsOf(m2).length === 1,
     );
     expect(h.executor.alive()).toEqual([{ run: RUN, job: r.job, attempt: 1 }]);
     h.executor.kill(r, 'cancel', GRACE_MS);
     const o = await h.ended(r);
     expect(o).toMatchObject({ started: true, exit: null, signal: 15, cancelled: true, timedOut: false });
     // Ended means empty: nothing of the job runs any more at that moment.
-    expect(running(m1)).toEqual([]);
-    expect(running(m2)).toEqual([]);
+    expect(sleepsOf(m1)).toEqual([]);
+    expect(sleepsOf(m2)).toEqual([]);
     expect(h.executor.alive()).toEqual([]);
   });
 
@@ -221,13 +205,13 @@ describe('ProcessExecutor', () => {
     const m = marker();
     const r = request(`trap "" TERM; sleep ${m} & sleep ${m}; wait`);
     h.executor.start(r);
-    await until('both sleeps to run', () => running(m).length === 2);
+    await until('both sleeps to run', () => sleepsOf(m).length === 2);
     const killedAt = Date.now();
     h.executor.kill(r, 'timeout', GRACE_MS);
     const o = await h.ended(r);
     expect(Date.now() - killedAt).toBeGreaterThanOrEqual(GRACE_MS - 20);
     expect(o).toMatchObject({ started: true, exit: null, signal: 9, timedOut: true, cancelled: false });
-    expect(running(m)).toEqual([]);
+    expect(sleepsOf(m)).toEqual([]);
   });
 
   it('does not end while a background process of the job runs: it is killed with the group', async () => {
@@ -239,7 +223,7 @@ describe('ProcessExecutor', () => {
     // The shell's own exit is the outcome; what it left behind is gone by then.
     expect(o).toMatchObject({ exit: 0, signal: 0, cancelled: false });
     expect(text(o.stdout)).toBe('started\n');
-    expect(running(m)).toEqual([]);
+    expect(sleepsOf(m)).toEqual([]);
   });
 
   it('keeps the head of each stream up to outputBytesMax, flags truncated, and reports what it kept as it came', async () => {
@@ -316,7 +300,7 @@ describe('ProcessExecutor', () => {
     expect(await h.ended(late)).toMatchObject({ started: false, error: 'the worker is stopping' });
     await closing;
     expect((await h.ended(busy)).cancelled).toBe(true);
-    expect(running(m)).toEqual([]);
+    expect(sleepsOf(m)).toEqual([]);
   });
 
   it('reports the signal that ended a job it did not kill, and a shell that cannot start', async () => {
@@ -360,7 +344,7 @@ describe('the ledger of running groups', () => {
     const m = marker();
     const r = request(`sleep ${m}`);
     h.executor.start(r);
-    await until('the job to run', () => running(m).length === 1);
+    await until('the job to run', () => sleepsOf(m).length === 1);
     const [row] = ledger.list().groups;
     expect(row).toMatchObject({ boot: bootId(), startTicks: procStat(row!.pgid)!.startTicks });
     expect(path.dirname(row!.dir)).toBe(h.jobDir);
@@ -379,7 +363,7 @@ describe('the ledger of running groups', () => {
       started: true,
       error: expect.stringMatching(/^cannot record the job's processes/) as unknown,
     });
-    expect(running(m2)).toEqual([]);
+    expect(sleepsOf(m2)).toEqual([]);
   });
 
   it('lets the next start kill the jobs of an executor killed -9 and remove their directories', async () => {
@@ -407,20 +391,20 @@ describe('the ledger of running groups', () => {
     const row = JSON.parse(line) as { pgid: number; dir: string };
     await until(
       'the job and its grandchild to run',
-      () => running(m1).length === 1 && running(m2).length === 1,
+      () => sleepsOf(m1).length === 1 && sleepsOf(m2).length === 1,
     );
     child.kill('SIGKILL');
     await until('the helper to die', () => child.exitCode !== null || child.signalCode !== null);
     // Nobody kills them: they are orphans now.
-    expect(running(m1)).toHaveLength(1);
-    expect(running(m2)).toHaveLength(1);
+    expect(sleepsOf(m1)).toHaveLength(1);
+    expect(sleepsOf(m2)).toHaveLength(1);
     expect(fs.existsSync(row.dir)).toBe(true);
 
     const ledger = new JobProcs(new Database(file));
     const done = await reapOrphans(ledger);
     expect(done).toEqual({ killed: 1, removed: 1, damaged: 0, stuck: 0 });
-    expect(running(m1)).toEqual([]);
-    expect(running(m2)).toEqual([]);
+    expect(sleepsOf(m1)).toEqual([]);
+    expect(sleepsOf(m2)).toEqual([]);
     expect(fs.existsSync(row.dir)).toBe(false);
     expect(ledger.list().groups).toEqual([]);
   });
@@ -447,14 +431,14 @@ describe('the ledger of running groups', () => {
     const pgOurs = await leaderless(m1, { ...process.env, PEER_JOB_DIR: ours });
     const pgTheirs = await leaderless(m2, { ...process.env, PEER_JOB_DIR: '/elsewhere/j-abcdef' });
     await until('both leaders to be gone', () => procStat(pgOurs) === null && procStat(pgTheirs) === null);
-    const startOf = (m: string) => procStat(running(m)[0]!)!.startTicks - 1;
+    const startOf = (m: string) => procStat(sleepsOf(m)[0]!)!.startTicks - 1;
     const ledger = new JobProcs(new Database(':memory:'));
     ledger.add({ pgid: pgOurs, startTicks: startOf(m1), boot: bootId(), dir: ours });
     ledger.add({ pgid: pgTheirs, startTicks: startOf(m2), boot: bootId(), dir: theirs });
     try {
       expect(await reapOrphans(ledger)).toEqual({ killed: 1, removed: 2, damaged: 0, stuck: 0 });
-      expect(running(m1)).toEqual([]);
-      expect(running(m2)).toHaveLength(1);
+      expect(sleepsOf(m1)).toEqual([]);
+      expect(sleepsOf(m2)).toHaveLength(1);
     } finally {
       process.kill(-pgTheirs, 'SIGKILL');
     }
@@ -466,7 +450,7 @@ describe('the ledger of running groups', () => {
     const m = marker();
     const other = spawn('sleep', [m], { detached: true, stdio: 'ignore' });
     const pid = other.pid!;
-    await until('the other process to run', () => running(m).length === 1);
+    await until('the other process to run', () => sleepsOf(m).length === 1);
     const real = procStat(pid)!.startTicks;
     const reused = path.join(base, 'j-reuse1');
     const reboot = path.join(base, 'j-boot01');
@@ -484,7 +468,7 @@ describe('the ledger of running groups', () => {
     );
     try {
       expect(await reapOrphans(ledger)).toEqual({ killed: 0, removed: 2, damaged: 1, stuck: 0 });
-      expect(running(m)).toEqual([pid]);
+      expect(sleepsOf(m)).toEqual([pid]);
       expect(fs.existsSync(reused) || fs.existsSync(reboot)).toBe(false);
     } finally {
       other.kill('SIGKILL');
