@@ -172,6 +172,38 @@ function receiverBufferDrops(lan: NetnsLan): number {
   return sum;
 }
 
+/** Multicast IP packets a host sent and received (IpExt OutMcastPkts/InMcastPkts, /proc/net/netstat). */
+function mcastPackets(lan: NetnsLan, i: number): { out: number; in: number } {
+  const netstat = execFileSync('ip', ['netns', 'exec', lan.host(i).ns, 'cat', '/proc/net/netstat'], {
+    encoding: 'utf8',
+  });
+  const [names, values] = netstat
+    .split('\n')
+    .filter((l) => l.startsWith('IpExt:'))
+    .map((l) => l.split(/\s+/));
+  const get = (name: string) => Number(values?.[names?.indexOf(name) ?? -1] ?? NaN);
+  return { out: get('OutMcastPkts'), in: get('InMcastPkts') };
+}
+
+/**
+ * Of the multicast packets the sender sent during a run, the share each receiver's IP layer never
+ * saw: lost between the two namespaces, inside the machine (the bridge's flooding runs in the
+ * kernel's per-CPU receive backlog, which drops what overflows it without a counter). A receiver
+ * also hears the other receivers' multicast (heartbeats), subtracted. Counted before any
+ * nftables input rule, so the 10 % loss runs' own drops are not in it.
+ */
+function bridgeLoss(
+  before: Array<{ out: number; in: number }>,
+  after: Array<{ out: number; in: number }>,
+): number[] {
+  const d = after.map((a, i) => ({ out: a.out - before[i]!.out, in: a.in - before[i]!.in }));
+  const sent = d[SENDER_HOST]!.out;
+  return RECEIVER_HOSTS.map((k) => {
+    const others = RECEIVER_HOSTS.filter((j) => j !== k).reduce((sum, j) => sum + d[j]!.out, 0);
+    return sent > 0 ? Math.max(0, sent - (d[k]!.in - others)) / sent : 0;
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // the three tools
 
@@ -338,6 +370,8 @@ interface RunResult {
   rxRatio: number;
   /** Datagrams the receivers' kernels dropped for a full socket buffer during the run. */
   bufferDrops: number;
+  /** Per receiver, the share of the sender's multicast packets it never got (bridgeLoss). */
+  bridgeLoss: number[];
   /** Each receiver's peak RSS, KiB. */
   rssKiB: number[];
   repairs: string;
@@ -380,6 +414,7 @@ async function oneRun(
     const tx0 = linkStat(lan, SENDER_HOST, 'tx_bytes');
     const rx0 = linkStat(lan, SENDER_HOST, 'rx_bytes');
     const drops0 = receiverBufferDrops(lan);
+    const mcast0 = lan.hosts.map((_, i) => mcastPackets(lan, i));
     const t0 = Date.now();
     sender = new TimedLines(t.sender(lan, source, path.join(dir, 'data-sender')));
     let senderExitAt: number | undefined;
@@ -423,6 +458,10 @@ async function oneRun(
     const tx = linkStat(lan, SENDER_HOST, 'tx_bytes') - tx0;
     const rx = linkStat(lan, SENDER_HOST, 'rx_bytes') - rx0;
     const bufferDrops = receiverBufferDrops(lan) - drops0;
+    const lostInBridge = bridgeLoss(
+      mcast0,
+      lan.hosts.map((_, i) => mcastPackets(lan, i)),
+    );
     sampleRss();
     polling = false;
     await poller;
@@ -455,6 +494,7 @@ async function oneRun(
       txRatio: tx / (FILE_MIB * MIB),
       rxRatio: rx / (FILE_MIB * MIB),
       bufferDrops,
+      bridgeLoss: lostInBridge,
       rssKiB: hwm,
       repairs: t.repairs(sender),
       problems,
@@ -472,6 +512,7 @@ async function oneRun(
 // ---------------------------------------------------------------------------------------------
 
 const mib = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
+const pct = (share: number) => `${(100 * share).toFixed(1)} %`;
 const secs = (ms: number | undefined) => (ms === undefined ? 'n/a' : `${(ms / 1000).toFixed(2)} s`);
 
 /** The bare Node.js floor's group and port (not the peer's: nothing else listens there). */
@@ -574,7 +615,7 @@ async function run(): Promise<Section> {
           if (r.timedOut) slow.add(tool);
           progress(
             `files: ${tool}, ${loss} % loss, run ${k}: ${secs(r.ms)}, ${r.verified}/${RECEIVERS} verified, ` +
-              `tx ${r.txRatio.toFixed(3)}x, ${r.bufferDrops} socket-buffer drops, RSS ${r.rssKiB.map(mib).join('/')}, ${r.repairs}` +
+              `tx ${r.txRatio.toFixed(3)}x, ${r.bufferDrops} socket-buffer drops, lost in the bridge ${r.bridgeLoss.map(pct).join('/')}, RSS ${r.rssKiB.map(mib).join('/')}, ${r.repairs}` +
               (r.problems.length ? `; ${r.problems.join('; ')}` : ''),
           );
           for (const p of r.problems) notes.push(`${tool}, ${loss} % loss, run ${k}: ${p}.`);
@@ -627,6 +668,7 @@ async function run(): Promise<Section> {
           'sender link tx / file',
           'sender link rx / file',
           "datagrams dropped in the receivers' full socket buffers (per run)",
+          "sender's multicast lost inside the machine before a receiver's IP layer (fewest-most of 4, per run)",
           'receiver peak RSS (max of 4 receivers, per run)',
           'repairs (tool-reported, per run)',
         ],
@@ -655,6 +697,7 @@ function row(tool: Tool, loss: number, rs: RunResult[]): Table['rows'][number] {
     ratio(rs.map((r) => r.txRatio)),
     ratio(rs.map((r) => r.rxRatio)),
     rs.map((r) => r.bufferDrops.toLocaleString('en')).join(', '),
+    rs.map((r) => `${pct(Math.min(...r.bridgeLoss))}-${pct(Math.max(...r.bridgeLoss))}`).join(', '),
     rs.map((r) => mib(Math.max(...r.rssKiB))).join(', '),
     rs.map((r) => r.repairs).join('; '),
   ];
@@ -666,6 +709,7 @@ function methodText(): string {
     `The file: ${FILE_MIB} MiB from crypto.randomBytes, on tmpfs (/dev/shm), and the receivers write to tmpfs too, so the shared machine's disk is not part of any figure (fsync is free there).`,
     `Each run starts the ${RECEIVERS} receivers, waits until each says it is ready, reads the sender veth's tx_bytes and rx_bytes (/sys/class/net/${DEV}/statistics inside its namespace: link-level bytes, Ethernet, IP and UDP headers included), starts the sender, and waits until the sender has exited and every receiver holds the whole file: **uftp**, the file under its final name (uftpd -t receives into a temp file and renames it once whole; polled every ${POLL_MS} ms); **udpcast**, the receiver's file at full length (udp-receiver writes in order, as it can write to a pipe; polled every ${POLL_MS} ms; its "Transfer complete." line comes only after a 500 ms exit wait), or the receiver's exit if it ends short (dropped by the sender); **peer**, the receiver's \`{"type":"file",...}\` line (it verifies the SHA-256 itself before the file appears). Time = the last receiver's moment minus the sender's start, so it includes the tools' session set-up (uftp's announce/register, udpcast's HELLO/connect, peer's discovery). A receiver still not done ${AFTER_SENDER_MS / 1000} s after the sender exited fails the run; so does a stall (the sender still running but its link sending under ${STALL_BYTES / MIB} MiB in ${STALL_WINDOW_MS / 1000} s), which ends the run there, and a run still going after ${RUN_TIMEOUT_MS / 1000} s (the tool's later runs at that loss are then skipped, to keep the module's time bounded). Then the bench hashes each receiver's file (SHA-256, not timed) against the source: a receiver whose file differs or is missing fails the run, whatever the tool said. Times and the sender's exit are the median over the runs in which all ${RECEIVERS} receivers got the file; failed runs are counted, and listed in the notes.`,
     `Socket-buffer drops: the receivers' namespaces' RcvbufErrors (/proc/net/snmp) over the run, datagrams the kernel dropped because a receiving socket's buffer was full: on this shared 2-core machine a receiver that is not scheduled for a few tens of milliseconds overflows even a 4 MiB buffer at LAN speed, so the tools repair loss at "no loss" too.`,
+    `Lost inside the machine: per receiver, the sender's multicast packets (IpExt OutMcastPkts in /proc/net/netstat of its namespace) that the receiver's IP layer never counted (InMcastPkts, less the other receivers' own multicast), over the run: the bridge floods each datagram through the kernel's per-CPU receive backlog (net.core.netdev_max_backlog packets), whose overflow no counter shows; counted before the loss runs' nftables rule.`,
     `Peak RSS: VmHWM from /proc/<pid>/status of each receiver process, polled every ${POLL_MS} ms while it runs (ip netns exec execs the tool, so the pid is the tool's; VmHWM is the kernel's own high-water mark, so polling misses nothing before the last read).`,
     `Loss: nftables on each receiver's input hook, \`meta l4proto udp numgen random mod 100 < ${LOSS_PERCENT} counter drop\`, with a counter on all UDP so the loss applied is reported; the sender's own input is not filtered (its feedback from the receivers arrives whole, as each receiver's loss is on the path to it).`,
     `**uftp** (Debian uftp 4.10.2): \`uftpd -d -I ${DEV} -D DIR -t -q -B ${UFTP_SOCKET_BUFFER_BYTES}\` on each receiver; \`uftp -I ${DEV} -R -1 -b ${UFTP_BLOCK_BYTES} -B ${UFTP_SOCKET_BUFFER_BYTES} -r ${UFTP_INIT_GRTT_S} -H ID1,ID2,ID3,ID4 FILE\` on the sender. Why: -R -1 (as fast as the interface allows) is what uftp's man page recommends when the path to every client is as fast as the sender's own interface, true on one bridge; -C tfmcc (congestion control) was tried and was several times slower here (it paces from loss, and ramps up from a low rate); -b ${UFTP_BLOCK_BYTES} follows the man page (100-200 bytes under the path MTU) without IP fragments; -H names the 4 receivers (closed group: the transfer starts as soon as all 4 registered, instead of announcing for the whole robustness window, several seconds); -r ${UFTP_INIT_GRTT_S} starts from a LAN-like round-trip time instead of 0.5 s; -B asks for this machine's largest socket buffer (net.core.rmem_max) so a burst at interface speed is not dropped in the receiver's socket; -t makes completion visible; -q skips a reverse DNS lookup. No encryption (-Y none, the default), as peer's open group.`,
