@@ -17,6 +17,7 @@ import {
   serialize,
   type Entry,
 } from '../src/p2p/replication/index.js';
+import { COUNTER_MAX } from '../src/p2p/bounds.js';
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -49,8 +50,8 @@ describe('replica line format', () => {
     fc.assert(
       fc.property(
         fc.stringMatching(/^[0-9a-f]{16}$/),
-        fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
-        fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+        fc.integer({ min: 1, max: COUNTER_MAX }),
+        fc.integer({ min: 0, max: COUNTER_MAX }),
         anyText.filter(isEntryText),
         (origin, seq, lamport, text) => {
           const entry = e(origin, seq, lamport, text);
@@ -277,6 +278,24 @@ describe('replica file', () => {
     const again = ReplicaFile.open(dir, 'h1');
     again.close();
     expect(again.rejected).toEqual([]);
+  });
+
+  it('keeps aside a line whose Lamport time or seq is past COUNTER_MAX: no peer could have stamped it', () => {
+    // A holder starts its clock above every entry it holds: such a line would refuse it a start.
+    const dir = tmp();
+    const good = formatLine(e(O1, 1, 1, 'ok'));
+    const lines = [good, `${COUNTER_MAX + 1}\t${O1}\t2\t"late"`, `1\t${O1}\t${COUNTER_MAX + 1}\t"far"`];
+    for (const line of lines.slice(1)) expect(parseLine(line)).toMatchObject({ ok: false });
+    expect(parseLine(formatLine(e(O1, COUNTER_MAX, COUNTER_MAX, 'edge'))).ok).toBe(true);
+    fs.writeFileSync(path.join(dir, 'h1.txt'), lines.join('\n'));
+    const f = ReplicaFile.open(dir, 'h1');
+    f.close();
+    expect(f.rejected.map((r) => [r.line, r.reason])).toEqual([
+      [2, 'Lamport time is past what a peer can count to'],
+      [3, 'sequence is past what a peer can count to'],
+    ]);
+    expect(fs.readFileSync(path.join(dir, 'h1.txt'), 'utf8')).toBe(`${good}\n`);
+    expect(fs.readFileSync(path.join(dir, 'h1.rejected'), 'utf8')).toContain(`\n${lines[1]}\n`);
   });
 
   it('an unwritable directory is one clear error', () => {

@@ -13,7 +13,6 @@ import { WorkerPool } from '../cli/worker-pool.js';
 import { WORKER_CONCURRENCY_MAX } from '../p2p/tasks/index.js';
 import { TaskStore } from '../storage/tasks.js';
 import { UsageError } from '../cli/network.js';
-import { escapeForTerminal } from '../cli/sanitize.js';
 import { ProcessExecutor } from '../cli/run/exec.js';
 import { clearOrphans, killOrphans, type Orphans } from '../cli/run/process-group.js';
 import { installJobs } from '../cli/run/install.js';
@@ -172,12 +171,13 @@ function logJobs(log: EventLog, node: PeerNode): void {
   });
 }
 
-function describeJobEvent(e: PeerEvent): string | null {
+/** The human line of a job event, or null for other events (exported for its test). */
+export function describeJobEvent(e: PeerEvent): string | null {
   const job = (k: { run: string; job: number; attempt: number }) =>
     `job ${chalk.gray(k.run.slice(0, 8))}/${k.job}${k.attempt > 1 ? ` (attempt ${k.attempt})` : ''}`;
   switch (e.kind) {
     case 'job-started':
-      return `${chalk.blue('start')}   ${job(e)} for ${paintName(escapeForTerminal(e.submitterName))}`;
+      return `${chalk.blue('start')}   ${job(e)} for ${paintName(e.submitterName)}`; // paintName escapes
     case 'job-killed':
       return `${chalk.yellow('kill')}    ${job(e)}: ${e.why}`;
     case 'job-ended': {

@@ -19,7 +19,7 @@ import {
   testPort,
   type Lines,
 } from '../support/proc.js';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { JOBLOG_HEADER, readJoblog } from '../../src/cli/run/joblog.js';
 
 const keyDir = tempDir('run-key');
@@ -220,6 +220,69 @@ describe('runs on two workers', () => {
     expect(out[1]).toMatchObject({ jobs: 1, skipped: 30 });
     expect(fs.readFileSync(log, 'utf8').split('\n').filter(Boolean)).toHaveLength(32);
   });
+
+  it('--joblog on a disk that fills mid-run: exit 255 and one line, every row whole, and --resume runs only the rest', () => {
+    const out = tempDir('run-joblog-full');
+    const mnt = tempDir('run-joblog-mnt');
+    // A 64 KiB tmpfs of its own, in a mount namespace: the log's header, then filler up to the
+    // last byte, so rows fill the log's first page and then the disk is full (a row cut short).
+    const script = `
+      d="$1" out="$2" node="$3" bin="$4"; shift 4
+      mount -t tmpfs -o size=64k tmpfs "$d" || exit 99
+      printf '%s\\n' "$HEADER" > "$d/jobs.log"
+      dd if=/dev/zero of="$d/filler" bs=1k 2>/dev/null
+      seq 1 200 | timeout 30 "$node" "$bin" "$@" --joblog "+$d/jobs.log" -- 'echo {}' >/dev/null 2>"$out/err1"
+      echo $? > "$out/code1"
+      cp "$d/jobs.log" "$out/full.log"
+      rm "$d/filler"
+      seq 1 200 | timeout 60 "$node" "$bin" "$@" --joblog "+$d/jobs.log" --resume --json -- 'echo {}' >"$out/resumed" 2>"$out/err2"
+      echo $? > "$out/code2"
+      cp "$d/jobs.log" "$out/final.log"`;
+    execFileSync(
+      'unshare',
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        script,
+        'sh',
+        mnt,
+        out,
+        process.execPath,
+        BIN,
+        ...g.run(),
+      ],
+      { env: { ...process.env, NO_COLOR: '1', HEADER: JOBLOG_HEADER }, stdio: 'ignore', timeout: 150_000 },
+    );
+    const read = (f: string) => fs.readFileSync(path.join(out, f), 'utf8');
+    expect(read('code1').trim(), read('err1')).toBe('255');
+    expect(oneLine(read('err1'))).toBe(
+      `peer: --joblog ${mnt}/jobs.log: cannot write a row (disk full); the run was stopped: make room there, then run it again with --resume (jobs the log lists are not run again)`,
+    );
+    const full = read('full.log');
+    expect(full.endsWith('\n')).toBe(true);
+    const logged = readJoblog(full);
+    expect(logged.problem).toBeNull();
+    expect(logged.seen.size).toBeGreaterThan(0);
+    expect(logged.seen.size).toBeLessThan(200);
+    expect(read('code2').trim(), read('err2')).toBe('0');
+    const rerun = read('resumed')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; seq?: number });
+    expect(
+      rerun
+        .filter((j) => j.type === 'job')
+        .map((j) => j.seq!)
+        .sort((a, b) => a - b),
+    ).toEqual(Array.from({ length: 200 }, (_, i) => i + 1).filter((n) => !logged.seen.has(n)));
+    const rows = read('final.log').split('\n').filter(Boolean).slice(1);
+    expect(rows.map((r) => Number(r.split('\t')[0])).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 200 }, (_, i) => i + 1),
+    );
+  }, 160_000);
 
   it('--transfer and --return: files go with each job and come back here; Send and Receive logged', async () => {
     const here = tempDir('run-files');

@@ -13,7 +13,7 @@ import {
   RunSession,
   type Listen,
 } from '../../src/cli/run/session.js';
-import { RunOutput } from '../../src/cli/run/sink.js';
+import { RunOutput, type SinkOptions } from '../../src/cli/run/sink.js';
 import type { PeerEvent } from '../../src/p2p/protocol.js';
 import type {
   JobInput,
@@ -121,7 +121,7 @@ function result(j: JobInput, exit: number): JobResult {
   };
 }
 
-function setup(lines: string, window: number) {
+function setup(lines: string, window: number, joblog: SinkOptions['joblog'] = null) {
   const jobs = new FakeJobs(window);
   const feed = new JobFeed(new LineReader(Readable.from([lines]), 'stdin'), new Set());
   const sink = new RunOutput({
@@ -130,7 +130,7 @@ function setup(lines: string, window: number) {
     json: false,
     lines: false,
     tag: false,
-    joblog: null,
+    joblog,
     commandOf: (i) => `echo ${i}`,
     returns: [],
     cwd: '.',
@@ -205,6 +205,27 @@ describe('RunSession', () => {
     await until(() => jobs.cancels === 1);
     jobs.emit({ kind: 'run-cancelled', run: RUN, killed: 1, unconfirmed: [] });
     await expect(end).rejects.toThrow('line 3 of stdin holds a NUL byte');
+  });
+
+  it('a joblog row that cannot be written (a full disk) stops the run: what runs is cancelled, the line says why', async () => {
+    const why = '--joblog jobs.log: cannot write a row (ENOSPC)';
+    let writes = 0;
+    const full = {
+      write: () => {
+        writes++;
+        throw new Error(why);
+      },
+    };
+    const { jobs, sink, session } = setup('1\n2\n3\n4\n', 2, full);
+    const end = session.run(SPEC, OPTS);
+    await until(() => jobs.held.length === 2);
+    jobs.finish(0); // its row fails: the result still counts, and nothing more is fed
+    await until(() => jobs.cancels === 1);
+    expect(jobs.fed.flat().map((j) => j.seq)).toEqual([1, 2]);
+    jobs.finish(0);
+    jobs.emit({ kind: 'run-cancelled', run: RUN, killed: 0, unconfirmed: [] });
+    await expect(end).rejects.toThrow(new RunError(why));
+    expect([writes, sink.ok, jobs.cancels]).toEqual([2, 2, 1]);
   });
 });
 

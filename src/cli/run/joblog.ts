@@ -13,10 +13,14 @@
  *
  * Rows are written whole with one write each, so a `peer run` killed mid-run leaves whole rows:
  * the worker's ack of a result waits for its row, and a run started again with --resume skips it.
+ * A row the disk takes only in part (full) is cut off again, so the log stays whole rows, and the
+ * write throws: the run stops (RunSession), as a job without its row would run again after --resume.
  */
 import fs from 'node:fs';
 import type { JobResult } from '../../p2p/jobs/types.js';
 import { UsageError } from '../network.js';
+import { writeFailure } from '../../storage/health.js';
+import { failureReason } from '../../p2p/write-failure.js';
 
 export const JOBLOG_HEADER = 'Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand';
 
@@ -85,7 +89,10 @@ export function readJoblog(text: string): { seen: Set<number>; ok: Set<number>; 
 /** An open joblog: rows appended whole, one write each. */
 export class Joblog {
   private constructor(
+    readonly file: string,
     private readonly fd: number,
+    /** The log's length: where a row written in part is cut back to. */
+    private size: number,
     /** Seqs to skip (--resume: seen; --resume-failed: ok); empty otherwise. */
     readonly skip: ReadonlySet<number>,
   ) {}
@@ -112,18 +119,42 @@ export class Joblog {
         );
       skip = resume === 'resume' ? read.seen : read.ok;
     }
-    let fd: number;
+    let log: Joblog;
     try {
-      fd = fs.openSync(file, append || resume ? 'a' : 'w');
-      if (fs.fstatSync(fd).size === 0) fs.writeSync(fd, `${JOBLOG_HEADER}\n`);
+      const fd = fs.openSync(file, append || resume ? 'a' : 'w');
+      log = new Joblog(file, fd, fs.fstatSync(fd).size, skip);
+      if (log.size === 0) log.append(`${JOBLOG_HEADER}\n`);
     } catch (err) {
       throw cannot(file, 'write', err);
     }
-    return new Joblog(fd, skip);
+    return log;
   }
 
+  /** Appends a job's row whole, or throws saying what to do (see above). */
   write(r: JobResult, command: string): void {
-    fs.writeSync(this.fd, `${joblogRow(r, command)}\n`);
+    try {
+      this.append(`${joblogRow(r, command)}\n`);
+    } catch (err) {
+      const f = writeFailure(this.file, err);
+      throw new Error(
+        `--joblog ${this.file}: cannot write a row (${failureReason(f.kind, f.code)}); the run was stopped: make room there, then run it again with --resume (jobs the log lists are not run again)`,
+        { cause: err },
+      );
+    }
+  }
+
+  /** `text` whole at the end, or nothing of it and the error. */
+  private append(text: string): void {
+    const bytes = Buffer.from(text);
+    let n = 0;
+    try {
+      // One write but for a short one (a disk filling up), whose rest then says why it failed.
+      while (n < bytes.length) n += fs.writeSync(this.fd, bytes, n);
+    } catch (err) {
+      fs.ftruncateSync(this.fd, this.size);
+      throw err;
+    }
+    this.size += n;
   }
 
   close(): void {

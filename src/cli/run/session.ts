@@ -85,7 +85,8 @@ export class RunSession {
   private again = false;
   private fedAll = false;
   private interrupts = 0;
-  private inputProblem: Error | null = null;
+  /** Why the run stops early (bad input, a joblog row not written); it fails with it. */
+  private problem: Error | null = null;
 
   constructor(
     private readonly jobs: JobsApi,
@@ -110,15 +111,18 @@ export class RunSession {
     const done = new Promise<RunEnd>((resolve) => (this.ending = resolve));
     const off = this.listen((e) => this.onEvent(e));
     try {
+      // Told from inside the protocol's recording of a result: stopped once that is over.
+      this.sink.onJoblogFailure = (why) => queueMicrotask(() => this.stop(new RunError(why)));
       this.handle = this.jobs.startRun(spec, this.sink, opts);
       for (const e of this.early.splice(0)) this.onEvent(e);
       this.pump();
       const end = await done;
-      if (this.inputProblem) throw this.inputProblem;
+      if (this.problem) throw this.problem;
       if (end.kind === 'failed') throw new RunError(end.why);
       return end;
     } finally {
       off();
+      this.sink.onJoblogFailure = null;
     }
   }
 
@@ -127,6 +131,13 @@ export class RunSession {
     this.interrupts++;
     if (!this.handle || this.interrupts > 1) return this.end({ kind: 'left' });
     this.cancel(this.handle);
+  }
+
+  /** The run cannot go on: what runs is cancelled, and the run fails with `problem`. */
+  private stop(problem: Error): void {
+    if (this.problem !== null || !this.handle) return;
+    this.problem = problem;
+    if (this.interrupts === 0) this.cancel(this.handle);
   }
 
   /** Cancels every job; the run ends on 'run-cancelled', or after a bounded wait for it. */
@@ -172,7 +183,7 @@ export class RunSession {
       this.again = true;
       return;
     }
-    if (this.fedAll || this.interrupts > 0 || this.inputProblem !== null || !this.handle) return;
+    if (this.fedAll || this.interrupts > 0 || this.problem !== null || !this.handle) return;
     this.pumping = true;
     void this.fill(this.handle).finally(() => {
       this.pumping = false;
@@ -187,15 +198,14 @@ export class RunSession {
     try {
       for (let room = handle.room(); room > 0 && !this.fedAll; room = handle.room()) {
         const { jobs, ended } = await this.feed.take(room);
-        if (this.interrupts > 0) return;
+        if (this.interrupts > 0 || this.problem !== null) return;
         this.sink.expect(jobs);
         handle.feed(jobs, ended);
         this.fedAll = ended;
       }
     } catch (err) {
       // Bad input mid-run (a line too long, not UTF-8, a read error): what runs is cancelled.
-      this.inputProblem = err instanceof UsageError ? err : new RunError((err as Error).message);
-      this.cancel(handle);
+      this.stop(err instanceof UsageError ? err : new RunError((err as Error).message));
     }
   }
 }

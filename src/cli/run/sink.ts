@@ -26,7 +26,7 @@ export interface SinkOptions {
   /** --line-buffer: print lines as they come (RunSink.output) rather than whole at the end. */
   lines: boolean;
   tag: boolean;
-  joblog: Joblog | null;
+  joblog: Pick<Joblog, 'write'> | null;
   /** The command a job runs, after `{}` substitution (what the joblog and --json show). */
   commandOf: (input: string | null) => string;
   /** --return path templates, and the directory they are written under. */
@@ -49,6 +49,9 @@ export class RunOutput implements RunSink {
   ok = 0;
   failed = 0;
   cancelled = 0;
+  /** Told once when a joblog row cannot be written (RunSession stops the run), with the line why. */
+  onJoblogFailure: ((why: string) => void) | null = null;
+  private joblogFailed = false;
   private readonly jobs = new Map<number, Pending>();
   private cwdReal: string | null = null;
 
@@ -108,7 +111,7 @@ export class RunOutput implements RunSink {
     if (r.cancelled) this.cancelled++;
     else if (jobFailed(r) || problem !== null) this.failed++;
     else this.ok++;
-    if (this.o.joblog && logged(r)) this.o.joblog.write(r, command);
+    if (this.o.joblog && logged(r)) this.log(this.o.joblog, r, command);
     if (this.o.json) {
       this.o.stdout.write(`${jobJson(r, command, problem)}\n`);
       return;
@@ -128,6 +131,17 @@ export class RunOutput implements RunSink {
       this.o.stderr.write(
         `peer: job ${r.seq} on ${escapeForTerminal(r.workerName)}: ${escapeForTerminal(w)}\n`,
       );
+  }
+
+  /** A job's row; a failure never reaches the protocol recording the result, only the session. */
+  private log(joblog: Pick<Joblog, 'write'>, r: JobResult, command: string): void {
+    try {
+      joblog.write(r, command);
+    } catch (err) {
+      if (this.joblogFailed) return;
+      this.joblogFailed = true;
+      this.onJoblogFailure?.((err as Error).message);
+    }
   }
 
   private print(stream: 1 | 2, bytes: Uint8Array, seq: number, workerName: string | null): void {

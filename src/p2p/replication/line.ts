@@ -7,6 +7,7 @@
  * `peer reconcile`. A line's hash is also the entry's content hash, the key anti-entropy exchanges.
  */
 import { createHash } from 'node:crypto';
+import { loadable } from '../bounds.js';
 import { entryProblem, type Entry } from './entry.js';
 
 const UINT_RE = /^(0|[1-9][0-9]{0,15})$/;
@@ -36,6 +37,10 @@ export function parseLine(line: string): ParsedLine {
   const entry: Entry = { origin, seq: Number(s), lamport: Number(l), text };
   const problem = entryProblem(entry);
   if (problem) return { ok: false, reason: problem };
+  // A line is read from disk: a counter past COUNTER_MAX is damage (bounds.ts), never a time for
+  // the holder's clock to start above, nor a seq its origin could go on from.
+  if (!loadable(entry.lamport)) return { ok: false, reason: 'Lamport time is past what a peer can count to' };
+  if (!loadable(entry.seq)) return { ok: false, reason: 'sequence is past what a peer can count to' };
   // A non-canonical spelling (e.g. "\u0041" for "A") would make two files differ byte-wise while
   // holding the same entries; refuse it so that equal sets always mean equal bytes.
   if (JSON.stringify(text) !== json) return { ok: false, reason: 'text is not in canonical JSON form' };
