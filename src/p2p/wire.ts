@@ -188,8 +188,12 @@ export function isPeerId(v: unknown): v is PeerId {
   return typeof v === 'string' && PEER_ID_RE.test(v);
 }
 
-/** Printable, no control characters: a name ends up in terminals and file names. */
-const NAME_RE = /^[^\p{Cc}\p{Cf}\s/\\][^\p{Cc}\p{Cf}/\\]*$/u;
+/**
+ * Printable, no control characters: a name ends up in terminals and file names (a received file
+ * lands in a folder named after its sender, so the characters fileNameProblem refuses are refused
+ * here too: line and paragraph separators, lone surrogates).
+ */
+const NAME_RE = /^[^\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}\s/\\][^\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}/\\]*$/u;
 export function isPeerName(v: unknown): v is string {
   return (
     typeof v === 'string' && v.length >= 1 && v.length <= NAME_CHARS_MAX && NAME_RE.test(v) && v.trim() === v

@@ -20,7 +20,7 @@ const startedBy = (submitterName: string): string => {
 };
 
 describe('peer worker job log', () => {
-  it('names the submitter escaped once: a line separator in a name (valid on the wire) shows as \\u2028', () => {
+  it('names the submitter escaped once: a line separator in a name (refused on the wire, but escaping must not depend on it) shows as \\u2028', () => {
     expect(startedBy('w\u2028x')).toBe('start   job 01234567/7 for w\\u2028x');
     expect(startedBy('A\x1b]0;pwned\x07B')).toBe('start   job 01234567/7 for A\\x1b]0;pwned\\x07B');
     expect(startedBy('bob')).toBe('start   job 01234567/7 for bob');
