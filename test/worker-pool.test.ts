@@ -61,6 +61,20 @@ describe('worker pool (threads)', () => {
     expect(p.stats.timedOut).toBe(1);
   });
 
+  it('cancel() forgets a queued task and stops a running one; neither is reported, the next runs', async () => {
+    const { p, done, until } = pool(1);
+    p.run({ id: 'hang', op: 'sum', args: [15] });
+    p.run({ id: 'queued', op: 'sum', args: [1] });
+    p.run({ id: 'next', op: 'sum', args: [2, 3] });
+    expect(p.cancel('queued')).toBe(true);
+    expect(p.cancel('hang')).toBe(true);
+    expect(p.cancel('hang')).toBe(false);
+    expect(await until(1)).toBe(true);
+    expect([...done.keys()]).toEqual(['next']);
+    expect(done.get('next')).toEqual([{ ok: true, value: '5' }]);
+    expect(p.stats).toMatchObject({ cancelled: 1, crashed: 0, replaced: 1 });
+  });
+
   it('refuses a concurrency out of range', () => {
     expect(() => new WorkerPool({ concurrency: 0, onDone: () => {} })).toThrow(/from 1 to 16/);
     expect(() => new WorkerPool({ concurrency: 17, onDone: () => {} })).toThrow(/from 1 to 16/);

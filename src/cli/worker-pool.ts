@@ -34,6 +34,8 @@ export interface PoolOptions {
   /** The thread's script; the default is task-thread next to this module. Tests pass others. */
   threadUrl?: URL;
   taskTimeoutMs?: number;
+  /** Tasks waiting for a thread at most (default POOL_QUEUE_MAX). */
+  queueMax?: number;
 }
 
 interface Slot {
@@ -47,6 +49,8 @@ export interface PoolStats {
   completed: number;
   crashed: number;
   timedOut: number;
+  /** Running tasks stopped by cancel(). */
+  cancelled: number;
   replaced: number;
 }
 
@@ -58,7 +62,7 @@ function defaultThreadUrl(): URL {
 
 export class WorkerPool implements TaskExecutor {
   readonly capacity: number;
-  readonly stats: PoolStats = { completed: 0, crashed: 0, timedOut: 0, replaced: 0 };
+  readonly stats: PoolStats = { completed: 0, crashed: 0, timedOut: 0, cancelled: 0, replaced: 0 };
   private readonly slots: Slot[] = [];
   private readonly waiting: TaskSpec[] = [];
   private readonly url: URL;
@@ -87,12 +91,34 @@ export class WorkerPool implements TaskExecutor {
 
   run(task: TaskSpec): void {
     if (this.closing) return;
-    if (this.waiting.length >= POOL_QUEUE_MAX) {
-      this.opts.onDone(task.id, { ok: false, error: `the worker's queue is full (${POOL_QUEUE_MAX} tasks)` });
+    const max = this.opts.queueMax ?? POOL_QUEUE_MAX;
+    if (this.waiting.length >= max) {
+      this.opts.onDone(task.id, { ok: false, error: `the worker's queue is full (${max} tasks)` });
       return;
     }
     this.waiting.push(task);
     this.pump();
+  }
+
+  /**
+   * Forgets a task without an outcome (a cancelled or timed-out job): taken from the queue, or its
+   * thread stopped and replaced if it runs (a computation cannot be interrupted otherwise).
+   * Whether the task was here.
+   */
+  cancel(id: string): boolean {
+    const i = this.waiting.findIndex((t) => t.id === id);
+    if (i >= 0) {
+      this.waiting.splice(i, 1);
+      return true;
+    }
+    const slot = this.slots.find((s) => !s.dead && s.task?.id === id);
+    if (!slot) return false;
+    slot.dead = true;
+    this.release(slot);
+    void slot.worker.terminate();
+    this.stats.cancelled++;
+    this.replace(slot);
+    return true;
   }
 
   async close(): Promise<void> {
@@ -147,15 +173,16 @@ export class WorkerPool implements TaskExecutor {
       n <= THREAD_RESPAWNS_FAST_MAX
         ? 0
         : Math.min(THREAD_RESPAWN_DELAY_MS_MAX, 500 * 2 ** (n - THREAD_RESPAWNS_FAST_MAX));
-    const replace = () => {
-      const i = this.slots.indexOf(slot);
-      if (this.closing || i < 0) return;
-      this.slots[i] = this.spawn();
-      this.stats.replaced++;
-      this.pump();
-    };
-    if (delay === 0) replace();
-    else setTimeout(replace, delay).unref();
+    if (delay === 0) this.replace(slot);
+    else setTimeout(() => this.replace(slot), delay).unref();
+    this.pump();
+  }
+
+  private replace(slot: Slot): void {
+    const i = this.slots.indexOf(slot);
+    if (this.closing || i < 0) return;
+    this.slots[i] = this.spawn();
+    this.stats.replaced++;
     this.pump();
   }
 

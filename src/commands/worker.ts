@@ -9,7 +9,8 @@ import { networkSettings, startPeer, stderrHealth, untilSignal } from '../cli/pe
 import { eventJson, eventLog, paintName, type EventLog } from '../cli/output.js';
 import { installTaskPeer, logTaskPeer, type TaskPeer } from '../cli/tasks.js';
 import { priorityFlag } from '../cli/coordination.js';
-import { WorkerPool } from '../cli/worker-pool.js';
+import { POOL_QUEUE_MAX, WorkerPool } from '../cli/worker-pool.js';
+import { OpExecutor, WorkerExecutor } from '../cli/run/ops.js';
 import { WORKER_CONCURRENCY_MAX } from '../p2p/tasks/index.js';
 import { TaskStore } from '../storage/tasks.js';
 import { UsageError } from '../cli/network.js';
@@ -31,7 +32,7 @@ export default class Worker extends PeerCommand {
   static override summary =
     'Run a peer that executes distributed tasks and, with --allow-exec, the commands of peer run.';
   static override description =
-    "Joins the group as a worker: it advertises its threads and load in its heartbeats (tags wk and ld), runs the tasks the coordinator assigns in --concurrency worker threads (so the peer stays responsive), and stands in the coordinator election. Whichever worker is elected also coordinates: it assigns tasks to the least-loaded worker, reassigns a dead worker's tasks and records every task in its SQLite. Ctrl-C leaves gracefully; its unfinished tasks go to other workers. See docs/tasks.md.\n\nWith --allow-exec (a keyed group only) it also runs the shell commands of peer run, --slots at once, each in a fresh directory under --job-dir that is removed after, as its own process group: a cancelled, timed-out or finished job is killed with everything it started (SIGTERM, then SIGKILL after the run's grace). A worker killed -9 kills what its jobs left running when it starts again.";
+    "Joins the group as a worker: it advertises its threads and load in its heartbeats (tags wk and ld), runs the tasks the coordinator assigns in --concurrency worker threads (so the peer stays responsive), and stands in the coordinator election. Whichever worker is elected also coordinates: it assigns tasks to the least-loaded worker, reassigns a dead worker's tasks and records every task in its SQLite. Ctrl-C leaves gracefully; its unfinished tasks go to other workers. See docs/tasks.md.\n\nEvery worker also runs the built-in ops of a run (sum, fibonacci, sort, primes) as jobs, in the same threads, with or without a key: they run no code from the network.\n\nWith --allow-exec (a keyed group only) it also runs the shell commands of peer run, --slots at once, each in a fresh directory under --job-dir that is removed after, as its own process group: a cancelled, timed-out or finished job is killed with everything it started (SIGTERM, then SIGKILL after the run's grace). A worker killed -9 kills what its jobs left running when it starts again.";
   static override examples = [
     '<%= config.bin %> worker --interface 127.0.0.1 --name w1',
     '<%= config.bin %> worker --interface 127.0.0.1 --name w2 --concurrency 2 --log-format json',
@@ -83,12 +84,15 @@ export default class Worker extends PeerCommand {
     );
     const json = flags['log-format'] === 'json';
     let proto: TaskPeer | null = null;
+    let ops: OpExecutor | null = null;
     const pool = new WorkerPool({
       concurrency,
+      // The runner starts at most --slots op jobs at once, beside the tasks protocol's own bound.
+      queueMax: POOL_QUEUE_MAX + slots,
       onDone: (id, outcome) => {
         // Outside the node's guard (a thread's message): a bug here must not take the peer down.
         try {
-          proto?.tasks.complete(id, outcome);
+          if (!ops?.done(id, outcome)) proto?.tasks.complete(id, outcome);
         } catch (err) {
           process.stderr.write(`peer: could not report task ${id}: ${(err as Error).message}\n`);
         }
@@ -112,7 +116,7 @@ export default class Worker extends PeerCommand {
             log: store ? TaskStore.of(store, health) : undefined,
             executor: pool,
           });
-          const executor = new ProcessExecutor({
+          const commands = new ProcessExecutor({
             slots,
             allowExec,
             jobDir,
@@ -120,9 +124,11 @@ export default class Worker extends PeerCommand {
             outputBytesMax: JOB_OUTPUT_BYTES_MAX,
             ledger: opened.ledger,
           });
+          ops = new OpExecutor(slots, pool);
           const reliable = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
+          const executor = new WorkerExecutor(ops, commands);
           const jobs = installJobs(node, reliable, { keyed: Boolean(settings.keys), executor });
-          return { ...opened, executor, jobs };
+          return { ...opened, commands, jobs };
         },
       });
     } catch (err) {
@@ -140,12 +146,12 @@ export default class Worker extends PeerCommand {
       `${paintName(node.name)} (${node.id.slice(0, 8)}) worker with ${concurrency} threads${allowExec ? ` and ${slots} command slots` : ''} up at ${node.address} in ${group}`,
     );
     logJobs(log, node);
-    const { executor, jobs, ledger, orphans } = peer.installed;
+    const { commands, jobs, ledger, orphans } = peer.installed;
     if (ledger && orphans) void reportOrphans(log, ledger, orphans);
     const signal = await untilSignal();
     // Jobs first, while the node still carries their results: killed as groups, directories removed.
     jobs.runner?.shutdown();
-    await executor.close();
+    await commands.close();
     await peer.stop();
     await pool.close();
     log({ event: 'down', at: new Date().toISOString(), signal }, `left the group (${signal})`);

@@ -343,6 +343,7 @@ describe('monitor feeds: workers of peer run (simulation)', () => {
         jobs,
         executors,
         reliables,
+        threads: new Map(),
         unicast: { count: 0 },
         sends: [],
       };
