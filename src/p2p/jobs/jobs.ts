@@ -25,6 +25,7 @@ import type {
   JobExecutor,
   JobsApi,
   JobsStats,
+  KeeperApi,
   RunHandle,
   RunOptions,
   RunSink,
@@ -56,6 +57,13 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     malformed: 0,
   };
   readonly runner: Runner | null;
+  /** Replaced by the keeper role (keeper.ts) in the next commit: every call is refused until then. */
+  readonly keeper: KeeperApi = {
+    detach: () => Promise.resolve({ ok: false, why: 'detached runs are not built yet' }),
+    results: () => Promise.resolve({ ok: false, why: 'detached runs are not built yet' }),
+    cancelRun: () => Promise.resolve({ ok: false, why: 'detached runs are not built yet' }),
+    listRuns: () => Promise.resolve({ ok: false, why: 'detached runs are not built yet' }),
+  };
   private readonly runs = new Map<string, Dispatcher>();
   private readonly queuedBytes: () => number;
   private readonly send: (

@@ -204,7 +204,56 @@ export type JobsStats = Record<
 export interface JobsApi {
   startRun(spec: Omit<RunSpec, 'run'>, sink: RunSink, opts: RunOptions): RunHandle;
   workers(): WorkerAdvert[];
+  readonly keeper: KeeperApi;
   readonly stats: JobsStats;
+}
+
+// ---- detached runs (`peer run --detach`, `peer task`): kept by the elected coordinator
+
+/** RunOptions of a detached run (its `--transfer` files are not supported: nobody reads them). */
+export interface DetachOptions {
+  retries: number;
+  maxRunning: number | null;
+  workers: PeerId[] | 'all' | null;
+}
+export type RunState = 'open' | 'done' | 'cancelled';
+/** One detached run as its keeper reports it. */
+export interface RunView {
+  run: RunId;
+  kind: RunKind;
+  words: string[];
+  submitterName: string;
+  createdAtWallMs: number;
+  state: RunState;
+  jobs: number;
+  done: number;
+  failed: number;
+}
+export interface RunPage {
+  view: RunView;
+  /** Recorded results of jobs numbered above `afterJob`, in job order, at most a page (bytes-bounded). */
+  results: JobResult[];
+  /** The afterJob to ask next, or null when this page reached the last recorded job. */
+  next: number | null;
+}
+/** `why` is one line a user can act on. */
+export type KeeperAnswer<T> = { ok: true; value: T } | { ok: false; why: string };
+/**
+ * Detached runs, kept by the elected coordinator (keeper.ts) past their submitter. Every call
+ * waits for a known coordinator (bound it with the caller's own timeout) and asks again when the
+ * coordinator changes mid-call.
+ */
+export interface KeeperApi {
+  /** Hands the run to the keeper; resolves once it is stored there (durable) or refused. */
+  detach(
+    spec: Omit<RunSpec, 'run' | 'detached'>,
+    jobs: JobInput[],
+    opts: DetachOptions,
+  ): Promise<KeeperAnswer<RunId>>;
+  results(run: RunId, afterJob: number): Promise<KeeperAnswer<RunPage>>;
+  cancelRun(run: RunId): Promise<KeeperAnswer<RunView>>;
+  /** Newest first. */
+  listRuns(offset: number, limit: number): Promise<KeeperAnswer<RunView[]>>;
 }
 
 /** What jobs need from reliable delivery (ReliableDelivery is one), as the files protocol. */
