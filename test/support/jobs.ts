@@ -27,7 +27,7 @@ import type { LinkFaults, VirtualRuntime } from '../../src/p2p/transport/sim.js'
 import type { Transport } from '../../src/p2p/transport/transport.js';
 import { SimCluster, type SimPeer } from './cluster.js';
 import { OpExecutor, WorkerExecutor, type OpThreads } from '../../src/cli/run/ops.js';
-import { runTask } from '../../src/p2p/tasks/ops.js';
+import { runTask } from '../../src/p2p/jobs/ops.js';
 
 const SIGTERM = 15;
 const SIGKILL = 9;

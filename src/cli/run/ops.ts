@@ -17,7 +17,7 @@ import type {
   KillReason,
   StartRequest,
 } from '../../p2p/jobs/types.js';
-import { isTaskOp, parseTaskArgs, validateTask, type TaskOutcome } from '../../p2p/tasks/ops.js';
+import { isTaskOp, parseTaskArgs, validateTask, type TaskOutcome } from '../../p2p/jobs/ops.js';
 
 /** What runs op tasks: the worker pool; tests pass one in virtual time. */
 export interface OpThreads {

@@ -38,7 +38,7 @@ import {
 } from './limits.js';
 import type { Link, Sender } from './link.js';
 import { TAG_CAPACITY, TAG_LOAD, outcomeOf, wireItem, wireItemChars, type TaskBody } from './messages.js';
-import { validateTask, type TaskOutcome } from './ops.js';
+import { validateTask, type TaskOutcome } from '../jobs/ops.js';
 import { clipOutcome, listedSummary } from './records.js';
 import type { FinishedTask, TaskLog, TaskRecord, TaskSummary, TasksStats } from './types.js';
 

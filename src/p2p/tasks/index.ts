@@ -9,4 +9,4 @@ export { TAG_CAPACITY, TAG_LOAD } from './messages.js';
 export { summarize } from './records.js';
 export * from './types.js';
 export * from './limits.js';
-export * from './ops.js';
+export * from '../jobs/ops.js';

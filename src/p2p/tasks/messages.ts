@@ -24,7 +24,7 @@ import {
   TASK_ERROR_CHARS_MAX,
   TASK_RESULT_CHARS_MAX,
   type TaskOutcome,
-} from './ops.js';
+} from '../jobs/ops.js';
 import { TASK_STATES, isTaskId, type TaskSummary } from './types.js';
 
 /** Membership tags a worker sets: threads, and tasks held. */

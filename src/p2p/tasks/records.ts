@@ -3,7 +3,7 @@
  * finished task heard from the coordinator, and the summary `peer task list` shows.
  */
 import { LIST_TEXT_CHARS_MAX, NAME_CHARS_MAX, OP_CHARS_MAX } from './limits.js';
-import { TASK_ERROR_CHARS_MAX, TASK_RESULT_CHARS_MAX, type TaskOutcome } from './ops.js';
+import { TASK_ERROR_CHARS_MAX, TASK_RESULT_CHARS_MAX, type TaskOutcome } from '../jobs/ops.js';
 import type { FinishedTask, TaskRecord, TaskSummary } from './types.js';
 
 /** An outcome that fits a datagram: a result over the limit becomes an error, an error is cut. */

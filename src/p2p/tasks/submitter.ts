@@ -17,7 +17,7 @@ import {
 } from './limits.js';
 import type { Link } from './link.js';
 import type { TaskBody } from './messages.js';
-import { validateTask } from './ops.js';
+import { validateTask } from '../jobs/ops.js';
 import { TaskInputError, type FinishedTask } from './types.js';
 
 interface Pending {

@@ -53,7 +53,7 @@ import { Link, type Sender } from './link.js';
 import { Lister } from './lister.js';
 import { MemoryTaskLog } from './memory-log.js';
 import { FROM_COORDINATOR, MESSAGES, type TaskBodies, type TaskType } from './messages.js';
-import type { TaskOutcome } from './ops.js';
+import type { TaskOutcome } from '../jobs/ops.js';
 import { Submitter } from './submitter.js';
 import type { CoordinatorView, TaskExecutor, TaskLog, TasksStats } from './types.js';
 import { Worker } from './worker.js';

@@ -18,7 +18,7 @@ import {
 } from './limits.js';
 import type { Link, Sender } from './link.js';
 import { TAG_CAPACITY, TAG_LOAD, valueOf, type TaskBody } from './messages.js';
-import type { TaskOutcome } from './ops.js';
+import type { TaskOutcome } from '../jobs/ops.js';
 import { clipOutcome } from './records.js';
 import type { TaskExecutor, TasksStats } from './types.js';
 
