@@ -29,7 +29,8 @@
  *   again), a job's own with each attempt; placing waits while reliable delivery holds more than
  *   JOB_FILES_IN_FLIGHT_BYTES_MAX unacked.
  * - No worker can take the run (none, none with `ex` for commands, all refused) for
- *   JOB_NO_WORKER_MS: the run fails with the reason.
+ *   JOB_NO_WORKER_MS: the run fails with the reason. A detached run (hosted by the keeper,
+ *   keeper.ts) waits for workers instead: it outlives whoever handed it over.
  */
 import type { ProtocolContext } from '../protocol.js';
 import type { Membership } from '../membership.js';
@@ -148,7 +149,7 @@ export class Dispatcher implements RunHandle {
   /** Since when jobs waited with no worker able to take them; null while one can. */
   private starvedSince: number | null = null;
   private cancelling: { until: number } | null = null;
-  /** Results waiting for their returned files to be written before the sink records them. */
+  /** Results the sink has not durably recorded yet (their returned files, or the record itself). */
   private recording = 0;
   /** The run's shared `--transfer` files, read once when the first worker is opened. */
   private shared: Outgoing[] | null = null;
@@ -167,6 +168,11 @@ export class Dispatcher implements RunHandle {
     private readonly onOver: () => void,
     /** Bytes reliable delivery holds unacked, over every destination. */
     private readonly queuedBytes: () => number,
+    /**
+     * Attempts each job may have had before this dispatcher (a keeper resuming a run another one
+     * hosted): its attempts are numbered above them.
+     */
+    private readonly attemptsBefore = 0,
   ) {
     this.schedule();
   }
@@ -201,7 +207,7 @@ export class Dispatcher implements RunHandle {
         throw new RangeError(`job ${input.job} is not a job number`);
       this.jobs.set(input.job, {
         input,
-        attempts: 0,
+        attempts: this.attemptsBefore,
         lastFence: 0,
         failures: 0,
         failedOn: new Set(),
@@ -506,7 +512,7 @@ export class Dispatcher implements RunHandle {
       if (picked.length > 0) this.sendJobs(w, picked);
     }
     this.starvedSince = this.queue.length > 0 && ready.length === 0 ? (this.starvedSince ?? now) : null;
-    if (this.starvedSince !== null && now - this.starvedSince >= JOB_NO_WORKER_MS)
+    if (this.starvedSince !== null && now - this.starvedSince >= JOB_NO_WORKER_MS && !this.spec.detached)
       this.fail(this.noWorkerWhy());
     this.askForInput();
   }
@@ -783,7 +789,14 @@ export class Dispatcher implements RunHandle {
         });
     }
     const p = this.sink.record(r);
-    return p instanceof Promise ? p : undefined;
+    if (!(p instanceof Promise)) return undefined;
+    // Nor is it over while the sink still writes a result: its worker keeps it until acked, and a
+    // run closed meanwhile would let it go (a keeper's full disk holds a write for long).
+    this.recording++;
+    return p.finally(() => {
+      this.recording--;
+      this.afterChange();
+    });
   }
 
   private setCredit(w: WorkerState, free: number, seen: number): void {

@@ -1,9 +1,11 @@
 /**
  * Jobs (`peer run`, `peer worker`): the facade a peer installs. It routes what arrives on the `job`
  * topic to the roles: a Dispatcher per run this peer submits (dispatcher.ts: credits, attempts and
- * fences, record once, retries, reassignment, cancel) and the Runner when this peer is a worker
- * (runner.ts: slots, queue, kills, refusals); it ticks both and carries the executor's reports to
- * the runner. Every message goes by reliable unicast (acked, retried, FIFO per destination); worker
+ * fences, record once, retries, reassignment, cancel), the Runner when this peer is a worker
+ * (runner.ts: slots, queue, kills, refusals), the Keeper of detached runs on a peer with a store
+ * that may be elected (keeper.ts: it keeps them while this peer is the coordinator, and its store
+ * follows the coordinator's announcements otherwise), and the KeeperApi client every peer has
+ * (keeper-client.ts); it ticks them and carries the executor's reports to the runner. Every message goes by reliable unicast (acked, retried, FIFO per destination); worker
  * adverts ride in membership tags (adverts.ts). No process, disk, socket or timer here: the
  * executor (src/cli/run/exec.ts) and the sink (src/cli/run/sink.ts) are injected.
  *
@@ -14,8 +16,10 @@ import type { Membership } from '../membership.js';
 import { advertOf } from './adverts.js';
 import { problemOf } from './command.js';
 import { Dispatcher } from './dispatcher.js';
-import { JOB_TOPIC, decodeJob } from './messages.js';
+import { JOB_TOPIC, decodeJob, type JobMessage } from './messages.js';
 import { Runner } from './runner.js';
+import { Keeper, type KeeperRequest } from './keeper.js';
+import { KeeperClient, isReply } from './keeper-client.js';
 import type {
   AttemptKey,
   ExecOutcome,
@@ -25,20 +29,31 @@ import type {
   JobExecutor,
   JobsApi,
   JobsStats,
-  KeeperApi,
+  KeeperView,
   RunHandle,
   RunOptions,
   RunSink,
   RunSpec,
+  RunStore,
   WorkerAdvert,
 } from './types.js';
 import { randomHexId } from '../runtime.js';
+
+const REQUESTS: ReadonlySet<string> = new Set(['jd.hand', 'jd.get', 'jd.cancel', 'jd.list']);
+const isRequest = (m: JobMessage): m is KeeperRequest => REQUESTS.has(m.type);
 
 export interface JobsOptions {
   /** The group has a key: only then may a worker run commands. */
   keyed: boolean;
   /** This peer is a worker: it runs what submitters send, through this. */
   executor?: JobExecutor;
+  /** Who coordinates (election.ts): the keeper of detached runs; without it, keeper calls are refused. */
+  view?: KeeperView;
+  /**
+   * Where this peer keeps detached runs: given on every peer that stands in the election (it keeps
+   * them once elected; until then its store follows the keeper's announcements).
+   */
+  store?: RunStore;
 }
 
 export type JobsMembership = Pick<Membership, 'get' | 'list' | 'setTags' | 'ownTags'>;
@@ -57,13 +72,9 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     malformed: 0,
   };
   readonly runner: Runner | null;
-  /** Replaced by the keeper role (keeper.ts) in the next commit: every call is refused until then. */
-  readonly keeper: KeeperApi = {
-    detach: () => Promise.resolve({ ok: false, why: 'detached runs are not built yet' }),
-    results: () => Promise.resolve({ ok: false, why: 'detached runs are not built yet' }),
-    cancelRun: () => Promise.resolve({ ok: false, why: 'detached runs are not built yet' }),
-    listRuns: () => Promise.resolve({ ok: false, why: 'detached runs are not built yet' }),
-  };
+  readonly keeper: KeeperClient;
+  /** The keeper role, on a peer with a store and a view of the election. */
+  readonly keeping: Keeper | null;
   private readonly runs = new Map<string, Dispatcher>();
   private readonly queuedBytes: () => number;
   private readonly send: (
@@ -80,10 +91,26 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
   ) {
     this.send = (to, payload, done) => void channel.sendTo(to, JOB_TOPIC, payload, done);
     this.queuedBytes = () => channel.queuedBytes();
+    const view = opts.view ?? null;
     this.runner = opts.executor
-      ? new Runner(ctx, this.send, membership, opts.executor, opts.keyed, this.stats)
+      ? new Runner(ctx, this.send, membership, opts.executor, opts.keyed, this.stats, () =>
+          view ? view.coordinator() : null,
+        )
       : null;
     opts.executor?.bind(this);
+    this.keeping =
+      view && opts.store
+        ? new Keeper(
+            ctx,
+            (to, payload) => this.send(to, payload),
+            (payload) => void channel.publish(JOB_TOPIC, payload),
+            view,
+            opts.store,
+            { host: (...a) => this.host(...a), forget: (run) => this.runs.delete(run) },
+            this.stats,
+          )
+        : null;
+    this.keeper = new KeeperClient(ctx, this.send, view, (payload) => this.answerLocal(payload), this.stats);
     channel.on(JOB_TOPIC, (d) => this.onData(d));
   }
 
@@ -114,6 +141,40 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     return d;
   }
 
+  /** A Dispatcher for a run the keeper hosts, routed as this peer's own runs are. */
+  private host(
+    spec: RunSpec,
+    sink: RunSink,
+    opts: RunOptions,
+    attemptsBefore: number,
+    onOver: () => void,
+  ): Dispatcher {
+    const d = new Dispatcher(
+      this.ctx,
+      this.send,
+      this.membership,
+      spec,
+      sink,
+      opts,
+      this.stats,
+      () => {
+        if (this.runs.get(spec.run) === d) this.runs.delete(spec.run);
+        onOver();
+      },
+      () => this.queuedBytes(),
+      attemptsBefore,
+    );
+    this.runs.set(spec.run, d);
+    return d;
+  }
+
+  /** A request of our own client to our own keeper (no delivery to oneself). */
+  private answerLocal(payload: string | Uint8Array): string | Uint8Array | null {
+    const m = decodeJob(typeof payload === 'string' ? Buffer.from(payload) : payload);
+    if (!m || !this.keeping || !isRequest(m)) return null;
+    return this.keeping.answer(this.ctx.self.id, this.ctx.self.name, m);
+  }
+
   /** Live workers as their tags advertise them. */
   workers(): WorkerAdvert[] {
     return this.membership
@@ -137,6 +198,8 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
   tick(now: number): void {
     for (const d of [...this.runs.values()]) d.tick(now);
     this.runner?.tick(now);
+    this.keeping?.tick(now);
+    this.keeper.tick(now);
   }
 
   leave(): void {
@@ -176,6 +239,22 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
         return void this.runner?.onCancel(d.from, m.body);
       case 'jb.close':
         return void this.runner?.onClose(d.from, m.body.run);
+      case 'jd.hand':
+      case 'jd.get':
+      case 'jd.cancel':
+      case 'jd.list': {
+        const reply = this.keeping?.answer(d.from, d.fromName, m) ?? null;
+        if (reply !== null) this.send(d.from, reply);
+        return;
+      }
+      case 'jd.run':
+        return void this.keeping?.onKept(d.from, m.body);
+      case 'jd.fin':
+        return void this.keeping?.onFin(d.from, m.body, m.bytes);
+      case 'jd.state':
+        return void this.keeping?.onState(d.from, m.body);
+      default:
+        if (isReply(m)) this.keeper.onReply(d.from, m);
     }
   }
 
