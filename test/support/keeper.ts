@@ -87,6 +87,7 @@ export async function keeperCluster(
     jobs,
     executors,
     reliables,
+    threads: new Map(),
     unicast: { count: 0 },
     sends: [],
     stores,

@@ -4,12 +4,8 @@
  */
 import type { PeerNode } from '../../p2p/node.js';
 import type { ReliableDelivery } from '../../p2p/reliable/index.js';
-import { Jobs, type JobExecutor } from '../../p2p/jobs/index.js';
+import { Jobs, type JobsOptions } from '../../p2p/jobs/index.js';
 
-export function installJobs(
-  node: PeerNode,
-  reliable: ReliableDelivery,
-  opts: { keyed: boolean; executor?: JobExecutor },
-): Jobs {
+export function installJobs(node: PeerNode, reliable: ReliableDelivery, opts: JobsOptions): Jobs {
   return node.install((ctx, n) => new Jobs(ctx, reliable, n.membership, opts));
 }
