@@ -8,6 +8,9 @@ import { UsageError } from '../cli/network.js';
 import { installCoordination, priorityFlag } from '../cli/coordination.js';
 import { installTasks, logTaskPeer } from '../cli/tasks.js';
 import { TaskStore } from '../storage/tasks.js';
+import { RunsStore } from '../storage/runs.js';
+import { ReliableDelivery } from '../p2p/reliable/index.js';
+import { installJobs } from '../cli/run/install.js';
 
 export default class Up extends PeerCommand {
   static override summary = 'Run a headless peer that stays in the group until stopped.';
@@ -40,6 +43,13 @@ export default class Up extends PeerCommand {
         const { election } = installCoordination(n, { priority: flags.priority, candidate: true });
         // A candidate must be able to coordinate tasks when elected (docs/tasks.md); it runs none.
         installTasks(n, election, { log: store ? TaskStore.of(store, health) : undefined });
+        // And to keep detached runs (docs/run.md): their store follows the keeper meanwhile.
+        const reliable = n.install((ctx, m) => new ReliableDelivery(ctx, m.membership));
+        installJobs(n, reliable, {
+          keyed: Boolean(settings.keys),
+          view: election,
+          store: store ? RunsStore.of(store, health) : undefined,
+        });
       },
     });
     const { node } = peer;

@@ -19,6 +19,7 @@ import { ProcessExecutor } from '../cli/run/exec.js';
 import { clearOrphans, killOrphans, type Orphans } from '../cli/run/process-group.js';
 import { installJobs } from '../cli/run/install.js';
 import { JobProcs } from '../storage/job-procs.js';
+import { RunsStore } from '../storage/runs.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
 import { JOB_OUTPUT_BYTES_MAX, JOB_SLOTS_MAX } from '../p2p/jobs/index.js';
 import type { PeerEvent } from '../p2p/protocol.js';
@@ -127,7 +128,12 @@ export default class Worker extends PeerCommand {
           ops = new OpExecutor(slots, pool);
           const reliable = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
           const executor = new WorkerExecutor(ops, commands);
-          const jobs = installJobs(node, reliable, { keyed: Boolean(settings.keys), executor });
+          const jobs = installJobs(node, reliable, {
+            keyed: Boolean(settings.keys),
+            executor,
+            view: proto.election,
+            store: store ? RunsStore.of(store, health) : undefined,
+          });
           return { ...opened, commands, jobs };
         },
       });

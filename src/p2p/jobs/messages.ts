@@ -309,10 +309,8 @@ const KEPT_RESULT = message('jd.result', {
   recv: f.uint(),
 });
 export type KeptResult = Body<typeof KEPT_RESULT>;
-const KEPT_RESULTS = f.array(
-  f.guard((v): v is KeptResult => KEPT_RESULT.check(v)),
-  RUN_PAGE_RESULTS_MAX,
-);
+export const isKeptResult = (v: unknown): v is KeptResult => KEPT_RESULT.check(v);
+const KEPT_RESULTS = f.array(f.guard(isKeptResult), RUN_PAGE_RESULTS_MAX);
 /** Keeper -> client: a page of results (their output follows the header), `next` as in RunPage. */
 export const PAGE = message('jd.page', {
   req: REQ,
@@ -502,7 +500,7 @@ export function keptResults(results: JobResult[]): { entries: KeptResult[]; byte
     out: r.stdout.length,
     err: r.stderr.length,
     truncated: r.truncated,
-    why: r.error,
+    why: r.error === null ? null : r.error.slice(0, JOB_WHY_CHARS_MAX),
     worker: r.worker,
     name: r.workerName,
     send: r.sendBytes,
