@@ -207,6 +207,24 @@ export class SimThreads implements OpThreads {
   }
 }
 
+/** A worker's executor that also runs ops, in SimThreads (`keep` is given them), as peer worker does. */
+export function withOps(
+  commands: SimJobExecutor,
+  ops: { threads: number; opMs: (op: string, args: number[]) => number },
+  rt: VirtualRuntime,
+  keep: (t: SimThreads) => void,
+): JobExecutor {
+  const t = new SimThreads(ops.threads, rt, ops.opMs);
+  t.executor = new OpExecutor(
+    commands.slots,
+    t,
+    () => 1_700_000_000_000 + rt.now(),
+    () => rt.now(),
+  );
+  keep(t);
+  return new WorkerExecutor(t.executor, commands);
+}
+
 /** A sink that keeps every record and output chunk. */
 export class MemorySink implements RunSink {
   readonly records: JobResult[] = [];

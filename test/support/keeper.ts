@@ -10,7 +10,15 @@ import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 import { Jobs, type JobResult, type KeeperAnswer, type StartRequest } from '../../src/p2p/jobs/index.js';
 import type { LinkFaults } from '../../src/p2p/transport/sim.js';
 import { SimCluster, type SimPeer } from './cluster.js';
-import { LOSSY, SimJobExecutor, runUntil, type JobsHarness, type SimJob } from './jobs.js';
+import {
+  LOSSY,
+  SimJobExecutor,
+  SimThreads,
+  runUntil,
+  withOps,
+  type JobsHarness,
+  type SimJob,
+} from './jobs.js';
 import { MemoryRunStore } from './memory-runs.js';
 import type { SimDisk } from './sim-disk.js';
 
@@ -39,12 +47,15 @@ export async function keeperCluster(
   specs: KeeperPeerSpec[],
   behave: (req: StartRequest, worker: string) => SimJob,
   faults: Partial<LinkFaults> = LOSSY,
+  /** Workers run ops too, in this many threads each, an op taking opMs (as jobsCluster). */
+  ops: { threads: number; opMs: (op: string, args: number[]) => number } | null = null,
 ): Promise<KeeperHarness> {
   const jobs = new Map<string, Jobs>();
   const executors = new Map<string, SimJobExecutor[]>();
   const reliables = new Map<string, ReliableDelivery>();
   const stores = new Map<string, MemoryRunStore>();
   const elections = new Map<string, Election>();
+  const threads = new Map<string, SimThreads>();
   const c = new SimCluster(seed, faults, PROFILES.lan, (node, peer) => {
     const spec = specs.find((s) => s.name === peer.name);
     const election = node.install(
@@ -68,10 +79,13 @@ export async function keeperCluster(
       store = stores.get(peer.name) ?? new MemoryRunStore(spec.disk ?? null);
       stores.set(peer.name, store);
     }
+    const routed =
+      executor && ops ? withOps(executor, ops, c.rt, (t) => threads.set(peer.name, t)) : executor;
     jobs.set(
       peer.name,
       node.install(
-        (ctx, n) => new Jobs(ctx, reliable, n.membership, { keyed: true, executor, view: election, store }),
+        (ctx, n) =>
+          new Jobs(ctx, reliable, n.membership, { keyed: true, executor: routed, view: election, store }),
       ),
     );
   });
@@ -87,7 +101,7 @@ export async function keeperCluster(
     jobs,
     executors,
     reliables,
-    threads: new Map(),
+    threads,
     unicast: { count: 0 },
     sends: [],
     stores,

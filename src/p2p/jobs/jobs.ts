@@ -11,7 +11,7 @@
  *
  * Wire: messages.ts. Limits: limits.ts. Shapes: types.ts.
  */
-import type { Protocol, ProtocolContext } from '../protocol.js';
+import type { MemberView, Protocol, ProtocolContext } from '../protocol.js';
 import type { Membership } from '../membership.js';
 import { advertOf } from './adverts.js';
 import { problemOf } from './command.js';
@@ -27,6 +27,7 @@ import type {
   JobChannel,
   JobDelivery,
   JobExecutor,
+  JobSent,
   JobsApi,
   JobsStats,
   KeeperView,
@@ -76,6 +77,7 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
   /** The keeper role, on a peer with a store and a view of the election. */
   readonly keeping: Keeper | null;
   private readonly runs = new Map<string, Dispatcher>();
+  private readonly membership: JobsMembership;
   private readonly queuedBytes: () => number;
   private readonly send: (
     to: string,
@@ -86,11 +88,14 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
   constructor(
     private readonly ctx: ProtocolContext,
     channel: JobChannel,
-    private readonly membership: JobsMembership,
+    members: JobsMembership,
     opts: JobsOptions,
   ) {
-    this.send = (to, payload, done) => void channel.sendTo(to, JOB_TOPIC, payload, done);
+    this.send = (to, payload, done) =>
+      to === ctx.self.id ? this.toSelf(payload, done) : void channel.sendTo(to, JOB_TOPIC, payload, done);
     this.queuedBytes = () => channel.queuedBytes();
+    this.membership = withSelf(members, ctx);
+    const membership = this.membership;
     const view = opts.view ?? null;
     this.runner = opts.executor
       ? new Runner(ctx, this.send, membership, opts.executor, opts.keyed, this.stats, () =>
@@ -166,6 +171,24 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     );
     this.runs.set(spec.run, d);
     return d;
+  }
+
+  /**
+   * A message to this peer itself: the keeper placing jobs of a run it hosts on its own runner,
+   * and the runner's results back. Reliable delivery carries nothing to its own sender, so it is
+   * handed to our own handler once this turn is done, in order, as a delivery would be, and
+   * acknowledged once a promise the handler returns settles (the durable record of a result).
+   */
+  private toSelf(payload: string | Uint8Array, done?: (r: JobSent) => void): void {
+    const data = Buffer.from(payload);
+    this.ctx.soon(() => {
+      const self = this.ctx.self;
+      void Promise.resolve(this.onData({ from: self.id, fromName: self.name, data })).then(
+        () => done?.({ ok: true }),
+        // As a delivery whose handler failed: never acknowledged, so the sender sends it again.
+        () => done?.({ ok: false, reason: 'timeout' }),
+      );
+    });
   }
 
   /** A request of our own client to our own keeper (no delivery to oneself). */
@@ -264,3 +287,32 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     return d;
   }
 }
+
+/**
+ * Membership as the roles read it, with this peer among the members (membership lists only the
+ * others): a keeper that is a worker too sees its own advert and places jobs on itself, and its
+ * runner sees the run's host alive. Its address never changes: this process is this process.
+ */
+function withSelf(membership: JobsMembership, ctx: ProtocolContext): JobsMembership {
+  const self = (): MemberView => ({
+    id: ctx.self.id,
+    name: ctx.self.name,
+    address: SELF_ADDRESS,
+    state: 'alive',
+    incarnation: ctx.self.incarnation,
+    lastSeenMs: 0,
+    duplicateName: false,
+    tags: membership.ownTags,
+  });
+  return {
+    get: (id) => (id === ctx.self.id ? self() : membership.get(id)),
+    list: () => [self(), ...membership.list()],
+    setTags: (tags) => membership.setTags(tags),
+    get ownTags() {
+      return membership.ownTags;
+    },
+  };
+}
+
+/** The address this peer has among its own members (never compared with a real one). */
+const SELF_ADDRESS = 'self';
