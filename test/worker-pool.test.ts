@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerPool } from '../src/cli/worker-pool.js';
-import type { TaskOutcome } from '../src/p2p/tasks/index.js';
+import type { TaskOutcome } from '../src/p2p/jobs/ops.js';
 
 const FIXTURE = new URL('./fixtures/task-thread.mjs', import.meta.url);
 const pools: WorkerPool[] = [];
@@ -14,6 +14,7 @@ function pool(concurrency: number, taskTimeoutMs = 10_000) {
     concurrency,
     threadUrl: FIXTURE,
     taskTimeoutMs,
+    queueMax: 64,
     onDone: (id, o) => done.set(id, [...(done.get(id) ?? []), o]),
   });
   pools.push(p);
@@ -76,7 +77,7 @@ describe('worker pool (threads)', () => {
   });
 
   it('refuses a concurrency out of range', () => {
-    expect(() => new WorkerPool({ concurrency: 0, onDone: () => {} })).toThrow(/from 1 to 16/);
-    expect(() => new WorkerPool({ concurrency: 17, onDone: () => {} })).toThrow(/from 1 to 16/);
+    expect(() => new WorkerPool({ concurrency: 0, queueMax: 1, onDone: () => {} })).toThrow(/from 1 to 16/);
+    expect(() => new WorkerPool({ concurrency: 17, queueMax: 1, onDone: () => {} })).toThrow(/from 1 to 16/);
   });
 });

@@ -6,8 +6,7 @@ import { eventLog, paintName } from '../cli/output.js';
 import { describeReport, securityReport } from '../cli/security.js';
 import { UsageError } from '../cli/network.js';
 import { installCoordination, priorityFlag } from '../cli/coordination.js';
-import { installTasks, logTaskPeer } from '../cli/tasks.js';
-import { TaskStore } from '../storage/tasks.js';
+import { logTaskPeer } from '../cli/tasks.js';
 import { RunsStore } from '../storage/runs.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
 import { installJobs } from '../cli/run/install.js';
@@ -35,15 +34,14 @@ export default class Up extends PeerCommand {
     const { flags } = await this.parse(Up);
     const settings = networkSettings(flags);
     const json = flags['log-format'] === 'json';
-    // Task records that cannot be written (a full disk) are said once, and tasks refused meanwhile.
+    // Run records that cannot be written (a full disk) are said once, and runs refused meanwhile.
     const health = stderrHealth();
     const peer = await startPeer(settings, {
       health,
       install: (n, store) => {
         const { election } = installCoordination(n, { priority: flags.priority, candidate: true });
-        // A candidate must be able to coordinate tasks when elected (docs/tasks.md); it runs none.
-        installTasks(n, election, { log: store ? TaskStore.of(store, health) : undefined });
-        // And to keep detached runs (docs/run.md): their store follows the keeper meanwhile.
+        // A candidate must be able to keep detached runs (`peer task`, `peer run --detach`) when
+        // elected (docs/run.md); it runs no job. Its store follows the keeper meanwhile.
         const reliable = n.install((ctx, m) => new ReliableDelivery(ctx, m.membership));
         installJobs(n, reliable, {
           keyed: Boolean(settings.keys),

@@ -1,6 +1,6 @@
 /**
  * `peer task` on the jobs machinery, in the simulation: a task is a job of a detached run of a
- * built-in op, kept by the elected coordinator and run in the
+ * built-in op (src/cli/tasks.ts opRunSpec), kept by the elected coordinator and run in the
  * workers' op threads. What the old tasks protocol's tests held holds here:
  *   - handed over, then its submitter gone: every task runs, and its value is recorded once, in
  *     every full peer's store, and read back by a client that comes later;
@@ -10,17 +10,15 @@
  *     every task recorded once with the right value, resumed ones with a higher attempt.
  */
 import { describe, expect, it } from 'vitest';
+import { opRunSpec } from '../../src/cli/tasks.js';
 import { runTask } from '../../src/p2p/jobs/ops.js';
 import type { JobInput, JobResult } from '../../src/p2p/jobs/index.js';
-import { execSpec, runUntil } from '../support/jobs.js';
+import { runUntil } from '../support/jobs.js';
 import { collect, keeperCluster, okValue, settle, type KeeperPeerSpec } from '../support/keeper.js';
 
 const SEEDS = Array.from({ length: 6 }, (_, i) => i + 1);
 const OPTS = { retries: 1, maxRunning: null, workers: null };
 const OPS = { threads: 1, opMs: () => 40 };
-
-/** A run of `op` with `args`, as `peer task submit` hands it over. */
-const opRunSpec = (op: string, args: number[]) => execSpec({ kind: 'op', words: [op, ...args.map(String)] });
 
 /** `peer task submit OP ... --repeat n`: n jobs without input. */
 const repeats = (n: number): JobInput[] =>
