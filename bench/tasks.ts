@@ -24,6 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ChildLines } from '../src/cli/child.js';
 import { runTask } from '../src/p2p/jobs/ops.js';
+import { RUN_LIST_MAX } from '../src/p2p/jobs/limits.js';
 import { PeerStore } from '../src/storage/store.js';
 import { RunsStore } from '../src/storage/runs.js';
 import { NetnsLan, netnsCapability } from '../test/support/netns.js';
@@ -269,7 +270,19 @@ function check(batches: Batch[], coord: Proc, dataDir: string): Check {
   const listed = JSON.parse(
     execFileSync(
       process.execPath,
-      [BIN, 'task', 'list', '--json', '--local', '--name', coord.name, '--data-dir', dataDir, '--limit', '1'],
+      [
+        BIN,
+        'task',
+        'list',
+        '--json',
+        '--local',
+        '--name',
+        coord.name,
+        '--data-dir',
+        dataDir,
+        '--limit',
+        String(RUN_LIST_MAX),
+      ],
       { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } },
     ),
   ) as { total: number };
@@ -406,7 +419,7 @@ function render(
         ['exactly one result, right value', `${c.recordedRight} (${c.recordedWrong} other)`],
         ['without a result', c.missing],
         ['runs in the store not submitted here', c.strayRuns],
-        ['`peer task list --json --local` total', c.listTotal],
+        ['tasks in `peer task list --json --local` (its newest runs, all of them here)', c.listTotal],
       ],
     },
   ];
