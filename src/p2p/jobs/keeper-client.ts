@@ -118,7 +118,12 @@ export class KeeperClient implements KeeperApi {
       m.type === 'jd.page' && m.body.view.run === run
         ? {
             ok: true,
-            value: { view: m.body.view, results: resultsOf(run, m.body.results, m.bytes), next: m.body.next },
+            value: {
+              view: m.body.view,
+              results: resultsOf(run, m.body.results, m.bytes),
+              inputs: m.body.inputs,
+              next: m.body.next,
+            },
           }
         : null,
     );
