@@ -11,14 +11,14 @@
  *
  * Wire: messages.ts. Limits: limits.ts. Shapes: types.ts.
  */
-import type { Protocol, ProtocolContext } from '../protocol.js';
+import type { MemberView, Protocol, ProtocolContext } from '../protocol.js';
 import type { Membership } from '../membership.js';
 import { advertOf } from './adverts.js';
 import { problemOf } from './command.js';
 import { Dispatcher } from './dispatcher.js';
-import { JOB_TOPIC, decodeJob, type JobMessage } from './messages.js';
+import { JOB_TOPIC, decodeJob } from './messages.js';
 import { Runner } from './runner.js';
-import { Keeper, type KeeperRequest } from './keeper.js';
+import { Keeper } from './keeper.js';
 import { KeeperClient, isReply } from './keeper-client.js';
 import type {
   AttemptKey,
@@ -27,6 +27,7 @@ import type {
   JobChannel,
   JobDelivery,
   JobExecutor,
+  JobSent,
   JobsApi,
   JobsStats,
   KeeperView,
@@ -38,9 +39,6 @@ import type {
   WorkerAdvert,
 } from './types.js';
 import { randomHexId } from '../runtime.js';
-
-const REQUESTS: ReadonlySet<string> = new Set(['jd.hand', 'jd.get', 'jd.cancel', 'jd.list']);
-const isRequest = (m: JobMessage): m is KeeperRequest => REQUESTS.has(m.type);
 
 export interface JobsOptions {
   /** The group has a key: only then may a worker run commands. */
@@ -83,17 +81,22 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     done?: Parameters<JobChannel['sendTo']>[3],
   ) => void;
 
+  /** Membership as the roles see it: with this peer in it when it is a worker (see withSelf). */
+  private readonly membership: JobsMembership;
+
   constructor(
     private readonly ctx: ProtocolContext,
     channel: JobChannel,
-    private readonly membership: JobsMembership,
+    membership: JobsMembership,
     opts: JobsOptions,
   ) {
-    this.send = (to, payload, done) => void channel.sendTo(to, JOB_TOPIC, payload, done);
+    this.membership = opts.executor ? withSelf(ctx, membership) : membership;
+    this.send = (to, payload, done) =>
+      to === ctx.self.id ? this.toSelf(payload, done) : void channel.sendTo(to, JOB_TOPIC, payload, done);
     this.queuedBytes = () => channel.queuedBytes();
     const view = opts.view ?? null;
     this.runner = opts.executor
-      ? new Runner(ctx, this.send, membership, opts.executor, opts.keyed, this.stats, () =>
+      ? new Runner(ctx, this.send, this.membership, opts.executor, opts.keyed, this.stats, () =>
           view ? view.coordinator() : null,
         )
       : null;
@@ -110,7 +113,7 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
             this.stats,
           )
         : null;
-    this.keeper = new KeeperClient(ctx, this.send, view, (payload) => this.answerLocal(payload), this.stats);
+    this.keeper = new KeeperClient(ctx, this.send, view, this.stats);
     channel.on(JOB_TOPIC, (d) => this.onData(d));
   }
 
@@ -168,11 +171,17 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     return d;
   }
 
-  /** A request of our own client to our own keeper (no delivery to oneself). */
-  private answerLocal(payload: string | Uint8Array): string | Uint8Array | null {
-    const m = decodeJob(typeof payload === 'string' ? Buffer.from(payload) : payload);
-    if (!m || !this.keeping || !isRequest(m)) return null;
-    return this.keeping.answer(this.ctx.self.id, this.ctx.self.name, m);
+  /**
+   * A message to this peer itself (a keeper that is a worker too places jobs on its own runner):
+   * handled on the next turn, in order, as reliable delivery would; acked once its handler's
+   * promise, if any, resolves.
+   */
+  private toSelf(payload: string | Uint8Array, done?: (r: JobSent) => void): void {
+    const data = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload);
+    this.ctx.soon(() => {
+      const handled = this.onData({ from: this.ctx.self.id, fromName: this.ctx.self.name, data });
+      void Promise.resolve(handled).then(() => done?.({ ok: true }));
+    });
   }
 
   /** Live workers as their tags advertise them. */
@@ -263,4 +272,33 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     if (!d) this.stats.unknownRun++;
     return d;
   }
+}
+
+/** Where a peer's own entry says it is: a constant, as its own address never changes for itself. */
+const SELF_ADDRESS = 'self';
+
+/**
+ * Membership with this peer in it, for a worker: a keeper that is a worker too places the jobs of
+ * the runs it hosts on its own runner (messages to itself go through toSelf), and its runner
+ * never takes itself for a gone submitter. Membership lists only the others.
+ */
+function withSelf(ctx: ProtocolContext, m: JobsMembership): JobsMembership {
+  const self = (): MemberView => ({
+    id: ctx.self.id,
+    name: ctx.self.name,
+    address: SELF_ADDRESS,
+    state: 'alive',
+    incarnation: ctx.self.incarnation,
+    lastSeenMs: 0,
+    duplicateName: false,
+    tags: m.ownTags,
+  });
+  return {
+    get: (id) => (id === ctx.self.id ? self() : m.get(id)),
+    list: () => [...m.list(), self()],
+    setTags: (tags) => m.setTags(tags),
+    get ownTags() {
+      return m.ownTags;
+    },
+  };
 }
