@@ -56,7 +56,7 @@ const RUN_ID = /^[0-9a-f]{16}$/;
 describe('peer run --detach, --attach, --cancel', () => {
   it('a detached run runs without its submitter and is collected whole, as often as asked', async () => {
     const g = group();
-    await g.keeper('k1');
+    const k1 = await g.keeper('k1');
     await g.worker('w1');
     const input = Array.from({ length: 6 }, (_, i) => String(i + 1)).join('\n');
     const d = await runCli(g.run('--detach', '--', 'sleep 0.2; echo job {}; exit $(( {} == 4 ))'), { input });
@@ -64,6 +64,10 @@ describe('peer run --detach, --attach, --cancel', () => {
     expect(d.code).toBe(0);
     const run = d.stdout.trim();
     expect(run).toMatch(RUN_ID);
+    // The keeper's log says what it keeps, and when the run is over.
+    const logged = (text: string) => k1.until((l) => l.lines.some((x) => x.includes(text)), 15_000, text);
+    await logged(`keep    run ${run.slice(0, 8)}: 6 jobs from run-`);
+    await logged(`done    run ${run.slice(0, 8)} done`);
     for (let i = 0; i < 2; i++) {
       const a = await runCli(g.run('--attach', run, '--json'), { timeoutMs: 30_000 });
       expect(a.code).toBe(1);

@@ -3,10 +3,14 @@
  * of detached runs (the elected coordinator, src/p2p/jobs/keeper.ts), through the KeeperApi. The
  * peer these commands start follows the election (to know the keeper) and stands in none.
  */
+import chalk from 'chalk';
 import type { PeerNode } from '../../p2p/node.js';
+import type { PeerEvent } from '../../p2p/protocol.js';
 import { ReliableDelivery } from '../../p2p/reliable/index.js';
 import type { Jobs, KeeperAnswer, KeeperApi, RunCounts, RunId, RunView } from '../../p2p/jobs/index.js';
 import { installCoordination } from '../coordination.js';
+import { eventJson, paintName, type EventLog } from '../output.js';
+import { escapeForTerminal } from '../sanitize.js';
 import { installJobs } from './install.js';
 import { RunError } from './session.js';
 import type { RunOutput } from './sink.js';
@@ -116,4 +120,28 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done);
   });
+}
+
+/** The log of a peer that may keep detached runs (`peer up`, `peer worker`): what it keeps, when. */
+export function logKeeper(log: EventLog, node: PeerNode): void {
+  node.on((e) => {
+    const line = describeKeeperEvent(e);
+    if (line) log(eventJson(e, Date.now()), line);
+  });
+}
+
+function describeKeeperEvent(e: PeerEvent): string | null {
+  const run = (id: RunId) => `run ${chalk.gray(id.slice(0, 8))}`;
+  switch (e.kind) {
+    case 'detached-stored':
+      return `${chalk.cyan('keep')}    ${run(e.run)}: ${e.jobs} jobs from ${paintName(e.submitterName)}`;
+    case 'detached-refused':
+      return `${chalk.red('refuse')}  ${run(e.run)}: ${escapeForTerminal(e.why)}`;
+    case 'detached-resumed':
+      return `${chalk.cyan('keep')}    keeping detached runs (term ${e.term}); ${e.runs} resumed`;
+    case 'detached-over':
+      return `${e.state === 'done' ? chalk.green('done') : chalk.yellow('cancel')}    ${run(e.run)} ${e.state}`;
+    default:
+      return null;
+  }
 }
