@@ -101,6 +101,7 @@ describe('runs store (SQLite)', () => {
     const last = runs.results(R1, 3, 10_000, 10);
     expect(last).toMatchObject({ more: false });
     expect(last.results.map((r) => r.job)).toEqual([4, 5]);
+    expect(last.inputs).toEqual(['line 4', 'line 5']);
   });
 
   it('lists newest first and forgets collected runs past their time, oldest collected first', () => {

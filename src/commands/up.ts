@@ -10,6 +10,7 @@ import { logTaskPeer } from '../cli/tasks.js';
 import { RunsStore } from '../storage/runs.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
 import { installJobs } from '../cli/run/install.js';
+import { logKeeper } from '../cli/run/detached.js';
 
 export default class Up extends PeerCommand {
   static override summary = 'Run a headless peer that stays in the group until stopped.';
@@ -61,6 +62,7 @@ export default class Up extends PeerCommand {
       {},
       `${paintName(node.name)} (${node.id.slice(0, 8)}) up at ${node.address} in ${group}, incarnation ${node.incarnation}`,
     );
+    logKeeper(log, node);
     // Counters are per process: SIGUSR1 prints ours, SIGHUP re-reads the key file (rotation).
     const stats = () => {
       const r = securityReport(peer.security, node);

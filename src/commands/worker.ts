@@ -16,6 +16,7 @@ import { escapeForTerminal } from '../cli/sanitize.js';
 import { ProcessExecutor } from '../cli/run/exec.js';
 import { clearOrphans, killOrphans, type Orphans } from '../cli/run/process-group.js';
 import { installJobs } from '../cli/run/install.js';
+import { logKeeper } from '../cli/run/detached.js';
 import { JobProcs } from '../storage/job-procs.js';
 import { RunsStore } from '../storage/runs.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
@@ -145,6 +146,7 @@ export default class Worker extends PeerCommand {
       `${paintName(node.name)} (${node.id.slice(0, 8)}) worker with ${concurrency} threads${allowExec ? ` and ${slots} command slots` : ''} up at ${node.address} in ${group}`,
     );
     logJobs(log, node);
+    logKeeper(log, node);
     const { commands, jobs, ledger, orphans } = peer.installed;
     if (ledger && orphans) void reportOrphans(log, ledger, orphans);
     const signal = await untilSignal();

@@ -55,6 +55,7 @@ interface JobRow {
 
 interface ResultRow {
   job: number;
+  input: string | null;
   result: string;
   stdout: Buffer;
   stderr: Buffer;
@@ -133,7 +134,7 @@ export class RunsStore implements RunStore {
       'SELECT job, seq, input, pin FROM run_jobs WHERE run = ? AND result IS NULL ORDER BY job',
     );
     this.resultPage = db.prepare(
-      'SELECT job, result, stdout, stderr FROM run_jobs WHERE run = ? AND job > ? AND result IS NOT NULL ORDER BY job LIMIT ?',
+      'SELECT job, input, result, stdout, stderr FROM run_jobs WHERE run = ? AND job > ? AND result IS NOT NULL ORDER BY job LIMIT ?',
     );
     this.page = db.prepare(`SELECT ${RUN_COLUMNS} FROM runs ORDER BY rowid DESC LIMIT ? OFFSET ?`);
     this.total = db.prepare('SELECT count(*) AS n FROM runs');
@@ -226,18 +227,20 @@ export class RunsStore implements RunStore {
     afterJob: number,
     bytesMax: number,
     limit: number,
-  ): { results: JobResult[]; more: boolean } {
+  ): { results: JobResult[]; inputs: Array<string | null>; more: boolean } {
     const rows = this.resultPage.all(run, afterJob, limit + 1) as ResultRow[];
     const results: JobResult[] = [];
+    const inputs: Array<string | null> = [];
     let bytes = 0;
     for (const row of rows) {
       const size = row.stdout.length + row.stderr.length;
       if (results.length >= limit || (results.length > 0 && bytes + size > bytesMax))
-        return { results, more: true };
+        return { results, inputs, more: true };
       results.push(resultOf(run, row));
+      inputs.push(row.input);
       bytes += size;
     }
-    return { results, more: false };
+    return { results, inputs, more: false };
   }
 
   list(offset: number, limit: number): RunView[] {

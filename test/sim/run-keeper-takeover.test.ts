@@ -6,7 +6,8 @@
  *   - jobs started again get attempt numbers above 1 and fences above every fence the old keeper
  *     gave out for them (each job's fences rise over its attempts);
  *   - workers did not kill the jobs of the dead keeper (a detached run outlives its host);
- *   - every recorded result is one a worker reported for that attempt.
+ *   - every recorded result is one a worker reported for that attempt;
+ *   - the new keeper is a worker too: it places jobs on its own runner.
  */
 import { describe, expect, it } from 'vitest';
 import { execSpec, lines, runUntil, startsOf } from '../support/jobs.js';
@@ -23,7 +24,7 @@ describe('run: keeper takeover (simulation)', () => {
         seed,
         [
           { name: 'k1', priority: 10 },
-          { name: 'k2', priority: 5 },
+          { name: 'k2', priority: 5, slots: 2 },
           { name: 'w1', priority: 0, slots: 2 },
           { name: 'w2', priority: 0, slots: 2 },
         ],
@@ -66,6 +67,8 @@ describe('run: keeper takeover (simulation)', () => {
       expect(resumed.length).toBeGreaterThan(0);
       const oldFences = starts.filter((s) => s.attempt === 1).map((s) => s.fence);
       for (const r of resumed) expect(r.fence).toBeGreaterThan(Math.max(...oldFences));
+      // The new keeper ran jobs of the run it hosts on its own runner.
+      expect(starts.some((s) => s.worker === 'k2' && s.attempt > 1)).toBe(true);
       // The old keeper's jobs were not killed for its death.
       const kills = [...h.executors.values()].flat().flatMap((e) => e.kills);
       expect(kills.filter((k) => k.why === 'submitter-gone')).toEqual([]);

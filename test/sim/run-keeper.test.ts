@@ -97,6 +97,8 @@ describe('run: detached runs (simulation)', () => {
     for (;;) {
       const page = okValue(await settle(h, api.results(run, after)));
       pages.push(page.results.map((r) => r.job));
+      // Each result with its input line: what its command was.
+      expect(page.inputs).toEqual(page.results.map((r) => String(r.job)));
       const bytes = page.results.reduce((n, r) => n + r.stdout.length, 0);
       expect(bytes).toBeLessThanOrEqual(RUN_PAGE_BYTES_MAX);
       if (page.next === null) break;

@@ -91,9 +91,9 @@ export class MemoryRunStore implements RunStore {
     afterJob: number,
     bytesMax: number,
     limit: number,
-  ): { results: JobResult[]; more: boolean } {
+  ): { results: JobResult[]; inputs: Array<string | null>; more: boolean } {
     const e = this.runs.get(run);
-    if (!e) return { results: [], more: false };
+    if (!e) return { results: [], inputs: [], more: false };
     const all = [...e.results.values()].filter((r) => r.job > afterJob).sort((a, b) => a.job - b.job);
     const out: JobResult[] = [];
     let bytes = 0;
@@ -103,7 +103,8 @@ export class MemoryRunStore implements RunStore {
       out.push(r);
       bytes += size;
     }
-    return { results: out, more: out.length < all.length };
+    const inputs = out.map((r) => e.jobs.get(r.job)?.input ?? null);
+    return { results: out, inputs, more: out.length < all.length };
   }
 
   list(offset: number, limit: number): RunView[] {

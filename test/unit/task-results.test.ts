@@ -64,6 +64,7 @@ function keeper(jobs: number, order: number[], pageSize: number, every?: { per: 
           failed: 0,
         },
         results: page,
+        inputs: page.map(() => null),
         next: after.length > pageSize ? page.at(-1)!.job : null,
       };
       return Promise.resolve({ ok: true, value });

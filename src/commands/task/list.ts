@@ -3,11 +3,11 @@ import { networkFlags } from '../../cli/flags.js';
 import { networkSettings, startPeer, defaultName } from '../../cli/peer.js';
 import { paintName, table } from '../../cli/output.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
-import { TaskCommand, timeoutFlag } from '../../cli/tasks.js';
-import { answer, installTaskClient, taskId, taskOutcome } from '../../cli/tasks.js';
+import { answer, installTaskClient, TaskCommand, taskId, taskOutcome, timeoutFlag } from '../../cli/tasks.js';
 import { showingWait } from '../../cli/progress.js';
 import {
   RUN_LIST_MAX,
+  RUN_PAGE_BYTES_MAX,
   type JobResult,
   type KeeperAnswer,
   type RunPage,
@@ -41,7 +41,11 @@ export interface TaskListResult {
   tasks: TaskRow[];
 }
 
-type Pages = (run: string, afterJob: number) => Promise<RunPage> | RunPage;
+/** A page of a run's results after a job, as the keeper (or a store) gives it. */
+type Pages = (
+  run: string,
+  afterJob: number,
+) => Promise<Pick<RunPage, 'results' | 'next'>> | Pick<RunPage, 'results' | 'next'>;
 
 export default class TaskList extends TaskCommand {
   static override summary = 'List tasks with state, worker, duration and result.';
@@ -82,9 +86,8 @@ export default class TaskList extends TaskCommand {
     try {
       const runs = RunsStore.of(store);
       const pages: Pages = (run, after) => {
-        const view = runs.view(run);
-        const { results, more } = runs.results(run, after, RUN_PAGE_BYTES, limit);
-        return { view: view!, results, next: more ? (results.at(-1)?.job ?? after) : null };
+        const { results, more } = runs.results(run, after, RUN_PAGE_BYTES_MAX, limit);
+        return { results, next: more ? (results.at(-1)?.job ?? after) : null };
       };
       return { source: { database: store.file }, ...(await rowsOf(runs.list(0, limit), pages, limit)) };
     } finally {
@@ -120,9 +123,6 @@ export default class TaskList extends TaskCommand {
     }
   }
 }
-
-/** Output bytes of one page read from a local store: as the keeper's pages. */
-const RUN_PAGE_BYTES = 4 * 1024 * 1024;
 
 /** The rows of `views` (newest first), up to `limit`: each run's results, then its pending tasks. */
 async function rowsOf(

@@ -5,14 +5,16 @@ import { escapeForTerminal } from '../../cli/sanitize.js';
 import { UsageError } from '../../cli/network.js';
 import { showingWait } from '../../cli/progress.js';
 import { networkSettings, startPeer } from '../../cli/peer.js';
-import { TaskCommand, TaskFailure, timeoutFlag } from '../../cli/tasks.js';
 import {
   answer,
   collectResults,
   installTaskClient,
   opRunSpec,
+  TaskCommand,
+  TaskFailure,
   taskId,
   taskOutcome,
+  timeoutFlag,
   type TaskOutcome,
 } from '../../cli/tasks.js';
 import { parseTaskArgs, TASK_OPS, validateTask } from '../../p2p/jobs/ops.js';

@@ -16,9 +16,9 @@ import type { Membership } from '../membership.js';
 import { advertOf } from './adverts.js';
 import { problemOf } from './command.js';
 import { Dispatcher } from './dispatcher.js';
-import { JOB_TOPIC, decodeJob, type JobMessage } from './messages.js';
+import { JOB_TOPIC, decodeJob } from './messages.js';
 import { Runner } from './runner.js';
-import { Keeper, type KeeperRequest } from './keeper.js';
+import { Keeper } from './keeper.js';
 import { KeeperClient, isReply } from './keeper-client.js';
 import type {
   AttemptKey,
@@ -39,9 +39,6 @@ import type {
   WorkerAdvert,
 } from './types.js';
 import { randomHexId } from '../runtime.js';
-
-const REQUESTS: ReadonlySet<string> = new Set(['jd.hand', 'jd.get', 'jd.cancel', 'jd.list']);
-const isRequest = (m: JobMessage): m is KeeperRequest => REQUESTS.has(m.type);
 
 export interface JobsOptions {
   /** The group has a key: only then may a worker run commands. */
@@ -77,7 +74,6 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
   /** The keeper role, on a peer with a store and a view of the election. */
   readonly keeping: Keeper | null;
   private readonly runs = new Map<string, Dispatcher>();
-  private readonly membership: JobsMembership;
   private readonly queuedBytes: () => number;
   private readonly send: (
     to: string,
@@ -85,20 +81,22 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     done?: Parameters<JobChannel['sendTo']>[3],
   ) => void;
 
+  /** Membership as the roles see it: with this peer in it when it is a worker (see withSelf). */
+  private readonly membership: JobsMembership;
+
   constructor(
     private readonly ctx: ProtocolContext,
     channel: JobChannel,
-    members: JobsMembership,
+    membership: JobsMembership,
     opts: JobsOptions,
   ) {
+    this.membership = opts.executor ? withSelf(ctx, membership) : membership;
     this.send = (to, payload, done) =>
       to === ctx.self.id ? this.toSelf(payload, done) : void channel.sendTo(to, JOB_TOPIC, payload, done);
     this.queuedBytes = () => channel.queuedBytes();
-    this.membership = withSelf(members, ctx);
-    const membership = this.membership;
     const view = opts.view ?? null;
     this.runner = opts.executor
-      ? new Runner(ctx, this.send, membership, opts.executor, opts.keyed, this.stats, () =>
+      ? new Runner(ctx, this.send, this.membership, opts.executor, opts.keyed, this.stats, () =>
           view ? view.coordinator() : null,
         )
       : null;
@@ -115,7 +113,7 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
             this.stats,
           )
         : null;
-    this.keeper = new KeeperClient(ctx, this.send, view, (payload) => this.answerLocal(payload), this.stats);
+    this.keeper = new KeeperClient(ctx, this.send, view, this.stats);
     channel.on(JOB_TOPIC, (d) => this.onData(d));
   }
 
@@ -174,28 +172,16 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
   }
 
   /**
-   * A message to this peer itself: the keeper placing jobs of a run it hosts on its own runner,
-   * and the runner's results back. Reliable delivery carries nothing to its own sender, so it is
-   * handed to our own handler once this turn is done, in order, as a delivery would be, and
-   * acknowledged once a promise the handler returns settles (the durable record of a result).
+   * A message to this peer itself (a keeper that is a worker too places jobs on its own runner):
+   * handled on the next turn, in order, as reliable delivery would; acked once its handler's
+   * promise, if any, resolves.
    */
   private toSelf(payload: string | Uint8Array, done?: (r: JobSent) => void): void {
-    const data = Buffer.from(payload);
+    const data = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload);
     this.ctx.soon(() => {
-      const self = this.ctx.self;
-      void Promise.resolve(this.onData({ from: self.id, fromName: self.name, data })).then(
-        () => done?.({ ok: true }),
-        // As a delivery whose handler failed: never acknowledged, so the sender sends it again.
-        () => done?.({ ok: false, reason: 'timeout' }),
-      );
+      const handled = this.onData({ from: this.ctx.self.id, fromName: this.ctx.self.name, data });
+      void Promise.resolve(handled).then(() => done?.({ ok: true }));
     });
-  }
-
-  /** A request of our own client to our own keeper (no delivery to oneself). */
-  private answerLocal(payload: string | Uint8Array): string | Uint8Array | null {
-    const m = decodeJob(typeof payload === 'string' ? Buffer.from(payload) : payload);
-    if (!m || !this.keeping || !isRequest(m)) return null;
-    return this.keeping.answer(this.ctx.self.id, this.ctx.self.name, m);
   }
 
   /** Live workers as their tags advertise them. */
@@ -288,12 +274,15 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
   }
 }
 
+/** Where a peer's own entry says it is: a constant, as its own address never changes for itself. */
+const SELF_ADDRESS = 'self';
+
 /**
- * Membership as the roles read it, with this peer among the members (membership lists only the
- * others): a keeper that is a worker too sees its own advert and places jobs on itself, and its
- * runner sees the run's host alive. Its address never changes: this process is this process.
+ * Membership with this peer in it, for a worker: a keeper that is a worker too places the jobs of
+ * the runs it hosts on its own runner (messages to itself go through toSelf), and its runner
+ * never takes itself for a gone submitter. Membership lists only the others.
  */
-function withSelf(membership: JobsMembership, ctx: ProtocolContext): JobsMembership {
+function withSelf(ctx: ProtocolContext, m: JobsMembership): JobsMembership {
   const self = (): MemberView => ({
     id: ctx.self.id,
     name: ctx.self.name,
@@ -302,17 +291,14 @@ function withSelf(membership: JobsMembership, ctx: ProtocolContext): JobsMembers
     incarnation: ctx.self.incarnation,
     lastSeenMs: 0,
     duplicateName: false,
-    tags: membership.ownTags,
+    tags: m.ownTags,
   });
   return {
-    get: (id) => (id === ctx.self.id ? self() : membership.get(id)),
-    list: () => [self(), ...membership.list()],
-    setTags: (tags) => membership.setTags(tags),
+    get: (id) => (id === ctx.self.id ? self() : m.get(id)),
+    list: () => [...m.list(), self()],
+    setTags: (tags) => m.setTags(tags),
     get ownTags() {
-      return membership.ownTags;
+      return m.ownTags;
     },
   };
 }
-
-/** The address this peer has among its own members (never compared with a real one). */
-const SELF_ADDRESS = 'self';

@@ -3,7 +3,7 @@
  * coordinator) to keep a run, for a page of its results, to cancel it, for the runs it keeps.
  *
  * Each call is one request with a number of its own, sent by reliable unicast to the coordinator
- * this peer follows (or answered at once by this peer's own keeper when it is the coordinator),
+ * this peer follows (this peer's own keeper, through jobs.ts's delivery to itself, when it is one),
  * and one answer with the same number from that peer. Requests are idempotent (a run's id is
  * drawn here, so a run handed twice is stored once), so a request is simply asked again:
  *   - of the new coordinator, when the one asked changes or its delivery fails (it died);
@@ -23,7 +23,6 @@ import {
   GET,
   HAND,
   LIST,
-  decodeJob,
   encodeJob,
   resultsOf,
   runProblem,
@@ -69,8 +68,6 @@ export class KeeperClient implements KeeperApi {
     private readonly send: JobSend,
     /** null: this peer runs no election, so it cannot know the keeper. */
     private readonly view: KeeperView | null,
-    /** This peer's own keeper answering a request (null when it does not keep). */
-    private readonly local: (payload: string | Uint8Array) => string | Uint8Array | null,
     private readonly stats: JobsStats,
   ) {}
 
@@ -118,7 +115,12 @@ export class KeeperClient implements KeeperApi {
       m.type === 'jd.page' && m.body.view.run === run
         ? {
             ok: true,
-            value: { view: m.body.view, results: resultsOf(run, m.body.results, m.bytes), next: m.body.next },
+            value: {
+              view: m.body.view,
+              results: resultsOf(run, m.body.results, m.bytes),
+              inputs: m.body.inputs,
+              next: m.body.next,
+            },
           }
         : null,
     );
@@ -194,23 +196,12 @@ export class KeeperClient implements KeeperApi {
     if (a.to === keeper && now - a.settledAt < KEEPER_ASK_AGAIN_MS) return;
     a.to = keeper;
     a.settledAt = now;
-    if (keeper === this.ctx.self.id) {
-      const reply = this.local(a.payload);
-      // Our own keeper answers at once; while it does not keep yet, asked again later.
-      if (reply !== null) this.ctx.soon(() => this.replyFromSelf(reply));
-      return;
-    }
     a.inFlight = true;
     this.send(keeper, a.payload, () => {
       a.inFlight = false;
       a.settledAt = this.ctx.now();
       if (this.asks.get(req) === a) this.pump(req, a, this.ctx.now());
     });
-  }
-
-  private replyFromSelf(reply: string | Uint8Array): void {
-    const m = decodeJob(typeof reply === 'string' ? Buffer.from(reply) : reply);
-    if (m && isReply(m)) this.onReply(this.ctx.self.id, m);
   }
 }
 

@@ -215,7 +215,7 @@ export class Keeper {
     if (next === null && kept.state !== 'open' && kept.collectedAtWallMs === null)
       this.setState(run, kept.state, Math.max(0, Math.round(this.ctx.wall())));
     const { entries, bytes } = keptResults(page.results);
-    return encodeJob(PAGE, { req, view, results: entries, next }, bytes);
+    return encodeJob(PAGE, { req, view, results: entries, inputs: page.inputs, next }, bytes);
   }
 
   private onCancel(run: RunId, req: string, no: (why: string) => string | Uint8Array): string | Uint8Array {

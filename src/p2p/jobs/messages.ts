@@ -316,6 +316,7 @@ export const PAGE = message('jd.page', {
   req: REQ,
   view: VIEW,
   results: KEPT_RESULTS,
+  inputs: f.array(f.nullable(f.str(JOB_INPUT_BYTES_MAX)), RUN_PAGE_RESULTS_MAX),
   next: f.nullable(JOB),
 });
 /** Keeper -> every member: results it recorded (their output follows the header). */
@@ -452,10 +453,9 @@ function wellFormed(m: JobMessage, binary: boolean): boolean {
     case 'jd.run':
       return !binary && runProblem(m.body) === null;
     case 'jd.page':
-    case 'jd.fin': {
-      const total = m.body.results.reduce((n, r) => n + r.out + r.err, 0);
-      return total === m.bytes.length;
-    }
+      return m.body.inputs.length === m.body.results.length && outputAddsUp(m.body.results, m.bytes);
+    case 'jd.fin':
+      return outputAddsUp(m.body.results, m.bytes);
     case 'jb.file':
       return binary && m.bytes.length <= JOB_FILE_BYTES_MAX;
     case 'jb.ret':
@@ -482,6 +482,9 @@ export function runProblem(r: Omit<Hand, 'req'>): string | null {
   }
   return null;
 }
+
+const outputAddsUp = (results: KeptResult[], bytes: Uint8Array): boolean =>
+  results.reduce((n, r) => n + r.out + r.err, 0) === bytes.length;
 
 /** Results as jd.fin and jd.page carry them: entries, and their output after one another. */
 export function keptResults(results: JobResult[]): { entries: KeptResult[]; bytes: Uint8Array } {

@@ -235,6 +235,8 @@ export interface RunPage {
   view: RunView;
   /** Recorded results of jobs numbered above `afterJob`, in job order, at most a page (bytes-bounded). */
   results: JobResult[];
+  /** Each result's input line (null for a job without one), in the same order: what its command was. */
+  inputs: Array<string | null>;
   /** The afterJob to ask next, or null when this page reached the last recorded job. */
   next: number | null;
 }
@@ -299,14 +301,14 @@ export interface RunStore {
   openRuns(limit: number): Array<{ run: KeptRun; open: JobInput[] }>;
   /**
    * Results of jobs numbered above `afterJob`, in job order, at most `limit` and until `bytesMax`
-   * of output (at least one); `more` when there are others after them.
+   * of output (at least one), with their jobs' input lines; `more` when there are others after them.
    */
   results(
     run: RunId,
     afterJob: number,
     bytesMax: number,
     limit: number,
-  ): { results: JobResult[]; more: boolean };
+  ): { results: JobResult[]; inputs: Array<string | null>; more: boolean };
   /** Newest first. */
   list(offset: number, limit: number): RunView[];
   count(): number;
