@@ -51,7 +51,7 @@ export default class Worker extends PeerCommand {
       default: false,
     }),
     slots: Flags.integer({
-      summary: `Jobs of peer run at once (1 to ${JOB_SLOTS_MAX}; default: --concurrency, else the CPU count).`,
+      summary: `Jobs at once, ops of peer task and commands of peer run (1 to ${JOB_SLOTS_MAX}; default: --concurrency, else the CPU count).`,
       min: 1,
       max: JOB_SLOTS_MAX,
     }),
