@@ -15,7 +15,7 @@ import { logKeeper } from '../cli/run/detached.js';
 export default class Up extends PeerCommand {
   static override summary = 'Run a headless peer that stays in the group until stopped.';
   static override description =
-    'Joins the group, heartbeats, and logs membership events (join, suspect, dead, leave) as lines. Ctrl-C or SIGTERM leaves the group gracefully, so the others see a leave at once instead of a death. SIGUSR1 prints what was dropped and why; SIGHUP re-reads --key-file (key rotation, see docs/security.md).';
+    'Joins the group, heartbeats, and logs membership events (join, suspect, dead, leave) as lines. It stands in the coordinator election; elected, it keeps the detached runs of peer run --detach (docs/run.md), and meanwhile keeps a copy of them. Ctrl-C or SIGTERM leaves the group gracefully, so the others see a leave at once instead of a death. SIGUSR1 prints what was dropped and why; SIGHUP re-reads --key-file (key rotation, see docs/security.md).';
   static override examples = [
     '<%= config.bin %> up --interface 127.0.0.1 --name alice',
     '<%= config.bin %> up --interface eth0 --log-format json',

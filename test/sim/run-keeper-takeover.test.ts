@@ -7,7 +7,11 @@
  *     gave out for them (each job's fences rise over its attempts);
  *   - workers did not kill the jobs of the dead keeper (a detached run outlives its host);
  *   - every recorded result is one a worker reported for that attempt;
- *   - the new keeper is a worker too: it places jobs on its own runner.
+ *   - the new keeper is a worker too: it places jobs on its own runner;
+ *   - a worker that learns of the new coordinator late (after the new keeper's first jobs) still
+ *     takes the run over from it;
+ *   - a run cancelled before the new keeper resumed it: the old keeper's jobs are killed on every
+ *     worker, and it is not resumed.
  */
 import { describe, expect, it } from 'vitest';
 import { execSpec, lines, runUntil, startsOf } from '../support/jobs.js';
@@ -75,6 +79,70 @@ describe('run: keeper takeover (simulation)', () => {
       expect(h.c.rt.now() - crashedAt).toBeLessThan(60_000);
       // A client reads the run back from the new keeper.
       expect((await collect(h, run)).map((r) => r.job)).toEqual(lines(JOBS).map((j) => j.job));
+      expect(h.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 4))(
+    'a worker that hears of the new keeper late still serves it, seed %i',
+    async (seed) => {
+      const h = await keeperCluster(
+        seed,
+        [
+          { name: 'k1', priority: 10 },
+          { name: 'k2', priority: 5 },
+          { name: 'w1', priority: 0, slots: 2, viewLagMs: 6000 },
+        ],
+        // Long jobs after the first few: w1 still runs the old keeper's when the new one opens the run.
+        (req) => ({ durationMs: req.job <= 3 ? 300 : 6000, exit: 0, ignoresTerm: false }),
+      );
+      const api = h.jobs.get('client')!.keeper;
+      const run = okValue(
+        await settle(h, api.detach(execSpec(), lines(8), { retries: 1, maxRunning: null, workers: null })),
+      );
+      const k2 = h.stores.get('k2')!;
+      const w1 = h.jobs.get('w1')!;
+      expect(
+        await runUntil(h, () => h.stores.get('k1')!.view(run)!.done >= 3 && w1.runner!.held() > 0, 30_000),
+      ).toBe(true);
+      await h.c.crash(h.peer('k1'));
+      expect(await runUntil(h, () => k2.get(run)?.state === 'done', 120_000)).toBe(true);
+      expect(k2.results(run, 0, Infinity, 100).results.map((r) => r.job)).toEqual(lines(8).map((j) => j.job));
+      expect(w1.stats.wrongSender).toBeGreaterThan(0);
+      expect(h.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 4))(
+    'a run cancelled during the takeover is killed everywhere, seed %i',
+    async (seed) => {
+      const h = await keeperCluster(
+        seed,
+        [
+          { name: 'k1', priority: 10 },
+          { name: 'k2', priority: 5 },
+          { name: 'w1', priority: 0, slots: 2 },
+          { name: 'w2', priority: 0, slots: 2 },
+        ],
+        () => ({ durationMs: 60_000, exit: 0, ignoresTerm: false }),
+      );
+      const api = h.jobs.get('client')!.keeper;
+      const run = okValue(
+        await settle(h, api.detach(execSpec(), lines(8), { retries: 1, maxRunning: null, workers: null })),
+      );
+      const alive = () => [...h.executors.values()].flat().reduce((n, e) => n + e.aliveOf(run), 0);
+      expect(await runUntil(h, () => alive() === 4, 10_000)).toBe(true);
+      await h.c.crash(h.peer('k1'));
+      const k2 = h.peer('k2');
+      expect(await runUntil(h, () => h.elections.get('client')!.coordinator() === k2.node.id, 20_000)).toBe(
+        true,
+      );
+      expect(k2.events.some((e) => e.kind === 'detached-resumed')).toBe(false);
+      expect(okValue(await settle(h, api.cancelRun(run))).state).toBe('cancelled');
+      expect(await runUntil(h, () => alive() === 0, 10_000)).toBe(true);
+      await runUntil(h, () => false, 5000);
+      expect(k2.events.filter((e) => e.kind === 'detached-resumed')).toMatchObject([{ runs: 0 }]);
+      expect(startsOf(h, run).length).toBe(4);
       expect(h.c.handlerErrors()).toEqual([]);
     },
   );

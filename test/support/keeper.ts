@@ -7,7 +7,13 @@ import { expect } from 'vitest';
 import { PROFILES } from '../../src/p2p/config.js';
 import { Election } from '../../src/p2p/election.js';
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
-import { Jobs, type JobResult, type KeeperAnswer, type StartRequest } from '../../src/p2p/jobs/index.js';
+import {
+  Jobs,
+  type JobResult,
+  type KeeperAnswer,
+  type KeeperView,
+  type StartRequest,
+} from '../../src/p2p/jobs/index.js';
 import type { LinkFaults } from '../../src/p2p/transport/sim.js';
 import { SimCluster, type SimPeer } from './cluster.js';
 import {
@@ -29,6 +35,8 @@ export interface KeeperPeerSpec {
   /** Worker slots; none: it runs no jobs. */
   slots?: number;
   disk?: SimDisk;
+  /** Its jobs protocol learns of a new coordinator this long after its election does. */
+  viewLagMs?: number;
 }
 
 export interface KeeperHarness extends JobsHarness {
@@ -79,13 +87,13 @@ export async function keeperCluster(
       store = stores.get(peer.name) ?? new MemoryRunStore(spec.disk ?? null);
       stores.set(peer.name, store);
     }
+    const view = spec?.viewLagMs ? lagging(election, spec.viewLagMs, () => c.rt.now()) : election;
     const routed =
       executor && ops ? withOps(executor, ops, c.rt, (t) => threads.set(peer.name, t)) : executor;
     jobs.set(
       peer.name,
       node.install(
-        (ctx, n) =>
-          new Jobs(ctx, reliable, n.membership, { keyed: true, executor: routed, view: election, store }),
+        (ctx, n) => new Jobs(ctx, reliable, n.membership, { keyed: true, executor: routed, view, store }),
       ),
     );
   });
@@ -140,4 +148,22 @@ export async function collect(h: KeeperHarness, run: string, from = 'client'): P
     if (page.next === null) return out;
     after = page.next;
   }
+}
+
+/** The election as a peer that hears of a new coordinator `lagMs` late sees it. */
+function lagging(election: Election, lagMs: number, now: () => number): KeeperView {
+  let shown = election.coordinator();
+  let next: { id: string | null; at: number } | null = null;
+  const coordinator = () => {
+    const id = election.coordinator();
+    if (id === shown) next = null;
+    else if (next?.id !== id) next = { id, at: now() };
+    else if (now() - next.at >= lagMs) shown = id;
+    return shown;
+  };
+  return {
+    coordinator,
+    isCoordinator: () => election.isCoordinator(),
+    term: () => election.term(),
+  };
 }

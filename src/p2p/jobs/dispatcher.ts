@@ -46,6 +46,7 @@ import {
   JOB_FILES_IN_FLIGHT_BYTES_MAX,
   JOB_FILE_BYTES_MAX,
   JOB_MISSING_FILE_PAUSE_MS,
+  JOB_REOPEN_PAUSE_MS,
   JOB_NO_WORKER_MS,
   JOB_NUMBER_MAX,
   JOB_PIPELINE_PER_SLOT,
@@ -336,11 +337,13 @@ export class Dispatcher implements RunHandle {
     // Attempts sent no later than the ones a worker says it has no run for reached a run it dropped
     // (it took us for gone) or never had: whatever else it held of ours is lost (fences rise).
     let lostUpTo = m.why === 'unknown-run' && m.jobs.length === 0 ? Infinity : 0;
+    let released = 0;
     for (const [job, attempt] of m.jobs) {
       const js = this.jobs.get(job);
       const sent = js?.sent.get(attempt);
       if (!js || !sent || sent.worker !== from || !sent.live) continue;
       sent.live = false;
+      released++;
       w?.held.delete(job);
       if (m.why === 'stale-fence') this.stats.staleFences++;
       else this.stats.refusedJobs++;
@@ -353,7 +356,11 @@ export class Dispatcher implements RunHandle {
       // Opened again before the next jobs, its entries counted afresh.
       w.opened = false;
       w.entries = 0;
-      this.requeueFrom(w, true, 'worker dropped the run', lostUpTo);
+      released += this.requeueFrom(w, true, 'worker dropped the run', lostUpTo);
+      // What it held of ours took credit it will never give back (no jb.done comes for it).
+      w.credit += released;
+      // A detached run's worker may not know us for the coordinator yet: not at once again.
+      if (this.spec.detached) w.pausedUntil = this.ctx.now() + JOB_REOPEN_PAUSE_MS;
     } else if (w) {
       // A file did not get there: the run's shared files go again with the next jobs (the
       // worker ignores the jb.open of a run it has), each job's own with its next attempt.
@@ -665,21 +672,24 @@ export class Dispatcher implements RunHandle {
 
   /**
    * Every live attempt on `w` (with a fence up to `fenceMax`) placed again (`started`: they may
-   * have run, so a new attempt).
+   * have run, so a new attempt); returns how many.
    */
-  private requeueFrom(w: WorkerState, started: boolean, why: string, fenceMax = Infinity): void {
+  private requeueFrom(w: WorkerState, started: boolean, why: string, fenceMax = Infinity): number {
+    let n = 0;
     for (const job of [...w.held]) {
       const js = this.jobs.get(job)!;
       for (const [attempt, s] of js.sent) {
         if (!s.live || s.worker !== w.id || s.fence > fenceMax) continue;
         w.held.delete(job);
         s.live = false;
+        n++;
         if (!started && attempt === js.attempts) js.attempts--;
         if (started && js.input.pin === w.id) this.failPinned(js, why);
         else if (started) this.reassigned(js, attempt, w.id, why);
         else this.queue.unshift(job);
       }
     }
+    return n;
   }
 
   private reassigned(js: JobState, attempt: number, from: PeerId, why: string): void {

@@ -111,6 +111,7 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
             opts.store,
             { host: (...a) => this.host(...a), forget: (run) => this.runs.delete(run) },
             this.stats,
+            () => this.workers().map((a) => a.id),
           )
         : null;
     this.keeper = new KeeperClient(ctx, this.send, view, this.stats);

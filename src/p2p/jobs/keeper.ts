@@ -28,6 +28,8 @@
  *   resumed there, a result it missed is run again.
  * - A keeper that stops being coordinator forgets the runs it hosted without telling their
  *   workers: the new keeper takes them over.
+ * - A cancel reaches every worker, not only those the hosting dispatcher placed jobs on: workers
+ *   may still run the old keeper's attempts, or nobody hosts the run yet (the takeover delay).
  */
 import type { ProtocolContext } from '../protocol.js';
 import type { PeerId } from '../wire.js';
@@ -45,10 +47,12 @@ import {
   RUN_PAGE_RESULTS_MAX,
 } from './limits.js';
 import {
+  CLOSE,
   FIN,
   KEPT,
   NO,
   OK,
+  OPEN,
   PAGE,
   RUNS,
   STATE,
@@ -118,6 +122,8 @@ export class Keeper {
     private readonly store: RunStore,
     private readonly hosting: RunHosting,
     private readonly stats: JobsStats,
+    /** The workers of the group now (their adverts). */
+    private readonly workers: () => PeerId[],
   ) {}
 
   /** This peer keeps the detached runs now: it is the coordinator. */
@@ -230,9 +236,36 @@ export class Keeper {
         h.cancelled = true;
         h.d.cancel();
       }
+      this.closeEverywhere(kept.spec);
       this.ctx.emit({ kind: 'detached-over', run, state: 'cancelled' });
     }
     return encodeJob(VIEW_OF, { req, view: this.store.view(run)! });
+  }
+
+  /**
+   * Every worker told to drop the run, killing what runs of it: those the hosting dispatcher never
+   * opened may still run the old keeper's attempts (a takeover), or nobody hosts it yet (the
+   * takeover delay). A jb.open first, so a worker holding it for the old keeper rebinds it to us.
+   */
+  private closeEverywhere(spec: RunSpec): void {
+    const { run, kind, words, env, timeoutMs, graceMs, output, transfers, returns } = spec;
+    const open = encodeJob(OPEN, {
+      run,
+      kind,
+      words,
+      env,
+      timeoutMs,
+      graceMs,
+      output,
+      transfers,
+      returns,
+      detached: true,
+    });
+    const close = encodeJob(CLOSE, { run });
+    for (const w of this.workers()) {
+      this.send(w, open);
+      this.send(w, close);
+    }
   }
 
   // ---- announcements from the keeper (on every other full peer) --------------------------------

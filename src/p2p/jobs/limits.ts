@@ -177,5 +177,11 @@ export const KEEPER_PRUNE_INTERVAL_MS = 60_000;
 export const KEEPER_ASK_AGAIN_MS = 3000;
 /** Requests a client holds for the keeper at once (callers bound them with their own timeout). */
 export const KEEPER_ASKS_MAX = 64;
+/**
+ * How long a keeper waits before it opens a run again on a worker that said it has no such run
+ * from it: the worker may still hold the run for the old keeper, not knowing the new one is the
+ * coordinator yet (election news comes with heartbeats), and asking at once would loop.
+ */
+export const JOB_REOPEN_PAUSE_MS = 200;
 /** Workers a detached run may name (`--on w1,w2`): more than a LAN has. */
 export const RUN_WORKERS_NAMED_MAX = 1024;

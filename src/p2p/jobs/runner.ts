@@ -248,6 +248,16 @@ export class Runner {
     }
     if (run.submitter !== from) {
       this.stats.wrongSender++;
+      // A new keeper whose jb.open came before we knew it for the coordinator: it opens the run
+      // again (and so rebinds it) when told we have no run for it.
+      if (run.spec.detached) {
+        const jobs = m.jobs.map(([job, , attempt]): JobAttempt => [job, attempt]);
+        this.post(
+          from,
+          encodeJob(FULL, { run: m.run, free: 0, seen: 0, jobs, why: 'unknown-run' }),
+          () => true,
+        );
+      }
       return;
     }
     const full: JobAttempt[] = [];
