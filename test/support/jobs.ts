@@ -27,6 +27,7 @@ import type { LinkFaults, VirtualRuntime } from '../../src/p2p/transport/sim.js'
 import type { Transport } from '../../src/p2p/transport/transport.js';
 import { SimCluster, type SimPeer } from './cluster.js';
 import { OpExecutor, WorkerExecutor, type OpThreads } from '../../src/cli/run/ops.js';
+import type { TaskSpec } from '../../src/cli/worker-pool.js';
 import { runTask } from '../../src/p2p/jobs/ops.js';
 
 const SIGTERM = 15;
@@ -160,12 +161,12 @@ export class SimJobExecutor implements JobExecutor {
  */
 export class SimThreads implements OpThreads {
   /** Every task given, in order. */
-  readonly tasks: Array<{ id: string; op: string; args: number[] }> = [];
+  readonly tasks: TaskSpec[] = [];
   /** Tasks cancelled while queued or running. */
   readonly cancelled: string[] = [];
   maxBusy = 0;
   private readonly running = new Map<string, () => void>();
-  private readonly queue: Array<{ id: string; op: string; args: number[] }> = [];
+  private readonly queue: TaskSpec[] = [];
   /** Where outcomes go (the op executor), set once it exists. */
   executor: OpExecutor | null = null;
 
@@ -175,7 +176,7 @@ export class SimThreads implements OpThreads {
     private readonly durationMs: (op: string, args: number[]) => number,
   ) {}
 
-  run(task: { id: string; op: string; args: number[] }): void {
+  run(task: TaskSpec): void {
     this.tasks.push(task);
     this.queue.push(task);
     this.pump();

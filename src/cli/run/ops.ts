@@ -18,10 +18,11 @@ import type {
   StartRequest,
 } from '../../p2p/jobs/types.js';
 import { isTaskOp, parseTaskArgs, validateTask, type TaskOutcome } from '../../p2p/jobs/ops.js';
+import type { TaskSpec } from '../worker-pool.js';
 
 /** What runs op tasks: the worker pool; tests pass one in virtual time. */
 export interface OpThreads {
-  run(task: { id: string; op: string; args: number[] }): void;
+  run(task: TaskSpec): void;
   /** Forgets a task without an outcome; whether it was there. */
   cancel(id: string): boolean;
 }
