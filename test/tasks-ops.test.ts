@@ -11,7 +11,7 @@ import {
   parseTaskArgs,
   runTask,
   validateTask,
-} from '../src/p2p/tasks/index.js';
+} from '../src/p2p/jobs/ops.js';
 
 const value = (op: string, args: unknown) => {
   const r = runTask(op, args);

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerPool } from '../src/cli/worker-pool.js';
-import type { TaskOutcome } from '../src/p2p/tasks/index.js';
+import type { TaskOutcome } from '../src/p2p/jobs/ops.js';
 
 const FIXTURE = new URL('./fixtures/task-thread.mjs', import.meta.url);
 const pools: WorkerPool[] = [];
@@ -14,6 +14,7 @@ function pool(concurrency: number, taskTimeoutMs = 10_000) {
     concurrency,
     threadUrl: FIXTURE,
     taskTimeoutMs,
+    queueMax: 64,
     onDone: (id, o) => done.set(id, [...(done.get(id) ?? []), o]),
   });
   pools.push(p);
@@ -61,8 +62,22 @@ describe('worker pool (threads)', () => {
     expect(p.stats.timedOut).toBe(1);
   });
 
+  it('cancel() forgets a queued task and stops a running one; neither is reported, the next runs', async () => {
+    const { p, done, until } = pool(1);
+    p.run({ id: 'hang', op: 'sum', args: [15] });
+    p.run({ id: 'queued', op: 'sum', args: [1] });
+    p.run({ id: 'next', op: 'sum', args: [2, 3] });
+    expect(p.cancel('queued')).toBe(true);
+    expect(p.cancel('hang')).toBe(true);
+    expect(p.cancel('hang')).toBe(false);
+    expect(await until(1)).toBe(true);
+    expect([...done.keys()]).toEqual(['next']);
+    expect(done.get('next')).toEqual([{ ok: true, value: '5' }]);
+    expect(p.stats).toMatchObject({ cancelled: 1, crashed: 0, replaced: 1 });
+  });
+
   it('refuses a concurrency out of range', () => {
-    expect(() => new WorkerPool({ concurrency: 0, onDone: () => {} })).toThrow(/from 1 to 16/);
-    expect(() => new WorkerPool({ concurrency: 17, onDone: () => {} })).toThrow(/from 1 to 16/);
+    expect(() => new WorkerPool({ concurrency: 0, queueMax: 1, onDone: () => {} })).toThrow(/from 1 to 16/);
+    expect(() => new WorkerPool({ concurrency: 17, queueMax: 1, onDone: () => {} })).toThrow(/from 1 to 16/);
   });
 });

@@ -2,7 +2,7 @@
  * Checkpointing for every long-running command, called from startPeer: open the checkpoint
  * connection, recover (replaying what was received but not processed), plug in the state every
  * peer has (Lamport time, peers seen) and what the capabilities keep in their own tables (token
- * generation, tasks, chat lines, replica log positions), checkpoint every CHECKPOINT_INTERVAL_MS,
+ * generation, detached runs, chat lines, replica log positions), checkpoint every CHECKPOINT_INTERVAL_MS,
  * and write a clean final checkpoint on a graceful stop.
  *
  * Capability state is read from the capabilities' own tables on this connection (read-only), so
@@ -111,17 +111,17 @@ export function registerStandardSources(cp: Checkpoints, lamport: () => number, 
     },
     describe: (s) => (s && typeof s === 'object' ? `token generation ${(s as { gen: number }).gen}` : null),
   });
-  cp.register('tasks', {
+  cp.register('runs', {
     capture: () =>
-      hasTable(db, 'tasks')
+      hasTable(db, 'runs')
         ? {
-            total: count(db, 'SELECT count(*) AS n FROM tasks'),
-            open: count(db, "SELECT count(*) AS n FROM tasks WHERE state NOT IN ('done', 'failed')"),
+            total: count(db, 'SELECT count(*) AS n FROM runs'),
+            open: count(db, "SELECT count(*) AS n FROM runs WHERE state = 'open'"),
           }
         : null,
     describe: (s) => {
       const t = s as { total: number; open: number } | null;
-      return t && t.total > 0 ? `${t.total} tasks (${t.open} open)` : null;
+      return t && t.total > 0 ? `${t.total} detached runs (${t.open} open)` : null;
     },
   });
   cp.register('chat', {

@@ -4,7 +4,7 @@
  * bug in V8) ends this thread; the pool replaces it.
  */
 import { parentPort } from 'node:worker_threads';
-import { runTask } from '../p2p/tasks/ops.js';
+import { runTask } from '../p2p/jobs/ops.js';
 
 parentPort?.on('message', (m: { id: string; op: unknown; args: unknown }) => {
   parentPort!.postMessage({ id: m.id, outcome: runTask(m.op, m.args) });

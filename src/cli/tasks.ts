@@ -1,25 +1,29 @@
 /**
- * What the task commands share: installing the election, the group clock and the tasks protocol
- * on a peer, and describing task events. The election runs in every task command, as the
- * coordinator must be known: `peer worker` stands as a candidate (rank: --priority, then peer id);
- * one-shot commands only follow.
+ * What the task commands share. A task is a job of a detached run of a built-in op
+ * (docs/tasks.md), kept by the elected coordinator (the keeper, src/p2p/jobs/keeper.ts) and run by
+ * the workers. `peer task submit` and `peer task list` join as transient members that follow the
+ * election (the keeper answers members only), hand runs over and read their results through
+ * KeeperApi, and race every call against their --timeout. A task's id is its job's PEER_JOB_ID:
+ * `<run>-<job>`. Long-running peers (`peer up`, `peer worker`) log through logTaskPeer.
  */
 import { Flags } from '@oclif/core';
-import chalk from 'chalk';
 import type { PeerNode } from '../p2p/node.js';
-import type { PeerEvent } from '../p2p/protocol.js';
-import { Tasks, type CoordinatorView, type TaskExecutor, type TaskLog } from '../p2p/tasks/index.js';
-import { describeCoordinationEvent, installCoordination, type Coordination } from './coordination.js';
+import type { Election } from '../p2p/election.js';
+import { ReliableDelivery } from '../p2p/reliable/index.js';
 import {
-  describeMembershipEvent,
-  eventJson,
-  memberLabel,
-  paintName,
-  paintPeer,
-  type EventLog,
-} from './output.js';
+  JOB_KILL_GRACE_MS,
+  type JobResult,
+  type Jobs,
+  type KeeperAnswer,
+  type KeeperApi,
+  type RunId,
+  type RunSpec,
+} from '../p2p/jobs/index.js';
+import { TASK_ERROR_CHARS_MAX } from '../p2p/jobs/ops.js';
+import { describeCoordinationEvent, installCoordination } from './coordination.js';
+import { installJobs } from './run/install.js';
+import { describeMembershipEvent, eventJson, type EventLog } from './output.js';
 import { GroupError, PeerCommand } from './base.js';
-import { escapeForTerminal } from './sanitize.js';
 
 /** The task failed or nobody answered: one line, exit 1 (PeerCommand's rule for a GroupError). */
 export class TaskFailure extends GroupError {
@@ -37,100 +41,149 @@ export const timeoutFlag = (defaultMs: number) =>
     max: 3_600_000,
   });
 
-export interface TaskPeer extends Coordination {
-  tasks: Tasks;
-}
+/** How often `--wait` asks the keeper for new results at first; doubled while none come. */
+export const TASK_RESULTS_POLL_MS = 50;
+/** The longest wait between two asks for results. */
+export const TASK_RESULTS_POLL_MS_MAX = 1000;
 
-/**
- * Installs the election and the group clock (cli/coordination.ts, first: they tick first), then
- * the tasks protocol. Any peer that stands in the election must run the tasks protocol too, or a
- * group whose coordinator cannot coordinate tasks would leave them queued: `peer up` calls
- * installTasks on its coordination; `peer worker` stands with an executor; one-shot task
- * commands follow as observers.
- */
-export function installTaskPeer(
-  node: PeerNode,
-  opts: { candidate: boolean; observer?: boolean; priority?: number; log?: TaskLog; executor?: TaskExecutor },
-): TaskPeer {
-  const coordination = installCoordination(node, {
-    priority: opts.priority ?? 0,
-    candidate: opts.candidate,
-    observer: opts.observer ?? false,
-  });
-  return { ...coordination, tasks: installTasks(node, coordination.election, opts) };
-}
-
-/** The tasks protocol alone, on a node whose election is installed already. */
-export function installTasks(
-  node: PeerNode,
-  view: CoordinatorView,
-  opts: { log?: TaskLog; executor?: TaskExecutor } = {},
-): Tasks {
-  return node.install(
-    (ctx, n) => new Tasks(ctx, n.membership, { view, log: opts.log, executor: opts.executor }),
-  );
-}
-
-/**
- * Resolves when `pred` holds for an event, or with null after `timeoutMs` or once `signal` is
- * aborted. A wait the command no longer needs must be aborted: its timer would keep the process
- * alive until it runs out.
- */
-export function nextEvent<E extends PeerEvent>(
-  node: PeerNode,
-  pred: (e: PeerEvent) => e is E,
-  timeoutMs: number,
-  signal?: AbortSignal,
-): Promise<E | null> {
-  return new Promise((resolve) => {
-    const settle = (e: E | null) => {
-      clearTimeout(timer);
-      off();
-      signal?.removeEventListener('abort', abort);
-      resolve(e);
-    };
-    const abort = () => settle(null);
-    const off = node.on((e) => {
-      if (pred(e)) settle(e);
-    });
-    const timer = setTimeout(abort, timeoutMs);
-    signal?.addEventListener('abort', abort);
-    if (signal?.aborted) abort();
-  });
-}
-
-const short = (id: string) => chalk.gray(id.slice(0, 8));
-
-/** One readable line for a task event, or null for kinds described elsewhere (election: coordination.ts). */
-export function describeTaskEvent(e: PeerEvent, node: PeerNode): string | null {
-  const who = (id: string | null) => {
-    if (!id) return 'nobody';
-    if (id === node.id) return `${paintName(node.name)} (this peer)`;
-    const m = node.membership.get(id);
-    return m ? memberLabel(m) : paintPeer(node.membership, id);
+/** The spec of a run of `op` with `args`: one job per task, no input, output kept whole. */
+export function opRunSpec(op: string, args: number[]): Omit<RunSpec, 'run' | 'detached'> {
+  return {
+    kind: 'op',
+    words: [op, ...args.map(String)],
+    env: [],
+    timeoutMs: null,
+    graceMs: JOB_KILL_GRACE_MS,
+    output: 'group',
+    transfers: [],
+    returns: [],
   };
-  switch (e.kind) {
-    case 'task-coordinator':
-      return `${chalk.cyan('tasks')}   coordinating tasks (term ${e.term}); ${e.resumed} resumed from the log`;
-    case 'task-assigned':
-      return `${chalk.blue('assign')}  task ${short(e.id)} -> ${paintName(e.workerName)}`;
-    case 'task-reassigned':
-      return `${chalk.yellow('requeue')} task ${short(e.id)} from ${who(e.worker)}: ${escapeForTerminal(e.why)}`;
-    case 'task-recorded':
-      return `${e.ok ? chalk.green('done') : chalk.red('failed')}    task ${short(e.id)} (${escapeForTerminal(e.op)}) by ${who(e.worker)}`;
-    case 'task-started':
-      return `${chalk.blue('run')}     task ${short(e.id)} (${escapeForTerminal(e.op)})`;
-    case 'task-finished':
-      return `${e.ok ? chalk.green('ran') : chalk.red('ran')}     task ${short(e.id)} (${escapeForTerminal(e.op)})${e.ok ? '' : ': failed'}`;
-    default:
-      return null;
+}
+
+export const taskId = (run: RunId, job: number): string => `${run}-${job}`;
+
+/** What a task's job result says: its value (stdout) or its error (stderr, or why it did not run). */
+export interface TaskOutcome {
+  ok: boolean;
+  value: string;
+  worker: string;
+  durationMs: number;
+}
+
+export function taskOutcome(r: JobResult): TaskOutcome {
+  const ok = r.started && !r.cancelled && !r.timedOut && r.exit === 0 && r.signal === 0;
+  const text = (b: Uint8Array) => Buffer.from(b).toString('utf8').replace(/\n$/, '');
+  const error =
+    text(r.stderr) ||
+    r.error ||
+    (r.timedOut ? 'it ran over its time' : r.cancelled ? 'it was cancelled' : `it ended with exit ${r.exit}`);
+  return {
+    ok,
+    value: ok ? text(r.stdout) : error.slice(0, TASK_ERROR_CHARS_MAX),
+    worker: r.workerName,
+    durationMs: Math.round(r.runtimeUs / 1000),
+  };
+}
+
+/** The value of `p`, or null once `deadline` (ms since the epoch) has passed. */
+export function within<T>(p: Promise<T>, deadline: number): Promise<T | null> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(null), Math.max(0, deadline - Date.now()));
+    void p.then((v) => {
+      clearTimeout(timer);
+      resolve(v);
+    });
+  });
+}
+
+/**
+ * A keeper's answer, or a TaskFailure that says why not: no answer in time, or its refusal after
+ * `refused` (what was refused, for the user).
+ */
+export async function answer<T>(
+  p: Promise<KeeperAnswer<T>>,
+  deadline: number,
+  timeoutMs: number,
+  refused = '',
+): Promise<T> {
+  const a = await within(p, deadline);
+  if (!a)
+    throw new TaskFailure(
+      `no coordinator answered within ${timeoutMs} ms: start a worker (peer worker) or peer up on this group, or check --interface, --group and --port`,
+    );
+  if (!a.ok) throw new TaskFailure(`${refused}${a.why}`);
+  return a.value;
+}
+
+/** A transient member that follows the election and asks the keeper. */
+export function installTaskClient(node: PeerNode, keyed: boolean): { jobs: Jobs; election: Election } {
+  const { election } = installCoordination(node, { priority: 0, candidate: false });
+  const reliable = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
+  return { jobs: installJobs(node, reliable, { keyed, view: election }), election };
+}
+
+/**
+ * Reads the results of `run` as they are recorded, each once, until `jobs` of them came, the run
+ * was cancelled, or `deadline`. A page holds the results after a job number, in job order, and
+ * jobs end in any order: the reader goes forward from the highest job it read, and reads again
+ * from the first job it has not read only when the run counts more results than it has (a job it
+ * passed was recorded since), so a job that waits long does not make every ask start before it.
+ */
+export async function collectResults(
+  keeper: KeeperApi,
+  run: RunId,
+  jobs: number,
+  deadline: number,
+  take: (r: JobResult) => void,
+): Promise<'done' | 'timeout'> {
+  const seen = new Set<number>();
+  /** Every job up to it was read. */
+  let prefix = 0;
+  /** The highest job read: where reading forward goes on. */
+  let high = 0;
+  let after = 0;
+  /** Reading again from the first job not read: done once it reaches the end. */
+  let rereading = false;
+  let pollMs = TASK_RESULTS_POLL_MS;
+  while (Date.now() < deadline) {
+    const a = await within(keeper.results(run, after), deadline);
+    if (!a) break;
+    if (!a.ok) throw new TaskFailure(a.why);
+    const { view, results, next } = a.value;
+    let fresh = 0;
+    for (const r of results) {
+      high = Math.max(high, r.job);
+      if (seen.has(r.job)) continue;
+      seen.add(r.job);
+      fresh++;
+      take(r);
+    }
+    while (seen.has(prefix + 1)) prefix++;
+    if (seen.size >= jobs) return 'done';
+    if (view.state === 'cancelled')
+      throw new TaskFailure(`run ${run} was cancelled; ${seen.size} of ${jobs} tasks had a result`);
+    if (next !== null) {
+      after = next;
+      continue;
+    }
+    const missed = view.done + view.failed > seen.size;
+    if (missed && !rereading) {
+      rereading = true;
+      after = prefix;
+      continue;
+    }
+    rereading = false;
+    after = high;
+    pollMs = fresh > 0 ? TASK_RESULTS_POLL_MS : Math.min(2 * pollMs, TASK_RESULTS_POLL_MS_MAX);
+    await new Promise((r) => setTimeout(r, Math.min(pollMs, Math.max(0, deadline - Date.now()))));
   }
+  return 'timeout';
 }
 
 /**
  * The log of a long-running peer that can take part in tasks (`peer up`, `peer worker`): the
- * `up` line (the node's identity and group, plus `extra` fields), then every membership,
- * coordination and task event as it happens.
+ * `up` line (the node's identity and group, plus `extra` fields), then every membership and
+ * coordination event as it happens.
  */
 export function logTaskPeer(
   log: EventLog,
@@ -153,8 +206,7 @@ export function logTaskPeer(
     text,
   );
   node.on((e) => {
-    const line =
-      describeMembershipEvent(e) ?? describeCoordinationEvent(e, node.id) ?? describeTaskEvent(e, node);
+    const line = describeMembershipEvent(e) ?? describeCoordinationEvent(e, node.id);
     if (line) log(eventJson(e, Date.now()), line);
   });
 }

@@ -1,28 +1,29 @@
 /**
- * A pool of worker threads that runs tasks for `peer worker`, so the peer's event loop keeps
- * heartbeating and answering while a task takes seconds of CPU.
+ * A pool of worker threads that runs the built-in ops of `peer worker` (src/cli/run/ops.ts), so
+ * the peer's event loop keeps heartbeating and answering while an op takes seconds of CPU.
  *
- * N threads, one task each at a time; tasks beyond that wait in a bounded queue (the protocol
- * never gives a worker more than capacity x WORKER_BACKLOG_PER_THREAD). A thread that crashes (an
+ * N threads, one task each at a time; tasks beyond that wait in a bounded queue (the runner never
+ * starts more jobs than its slots, so the worker sizes the queue to them). A thread that crashes (an
  * uncaught error, exit, out of memory under resourceLimits) or runs a task longer than
  * TASK_RUN_MS_MAX is terminated and replaced, and its task is reported failed: the peer itself
  * never crashes. Every outcome reaches `onDone` exactly once per run().
  */
 import { Worker } from 'node:worker_threads';
-import {
-  WORKER_BACKLOG_PER_THREAD,
-  WORKER_CONCURRENCY_MAX,
-  type TaskExecutor,
-  type TaskOutcome,
-  type TaskSpec,
-} from '../p2p/tasks/index.js';
+import type { TaskOutcome } from '../p2p/jobs/ops.js';
+
+/** One op for a thread: what task-thread.ts runs. */
+export interface TaskSpec {
+  id: string;
+  op: string;
+  args: number[];
+}
 
 /** A task running longer than this is stopped and reported failed (primes at its bound takes ~2 s). */
 export const TASK_RUN_MS_MAX = 60_000;
 /** Heap limit of one thread: a runaway task fails alone instead of swapping the machine. */
 export const THREAD_HEAP_MB_MAX = 256;
-/** Tasks waiting for a free thread, beyond which run() reports a failure at once. */
-export const POOL_QUEUE_MAX = WORKER_CONCURRENCY_MAX * WORKER_BACKLOG_PER_THREAD;
+/** Threads of one pool: more would only contend for the same cores. */
+export const WORKER_CONCURRENCY_MAX = 16;
 /** Crashes in a row (no task completed between them) replaced at once; beyond, replacement backs off. */
 export const THREAD_RESPAWNS_FAST_MAX = 3;
 /** Longest wait before replacing a thread that keeps crashing (a broken install, say). */
@@ -34,6 +35,8 @@ export interface PoolOptions {
   /** The thread's script; the default is task-thread next to this module. Tests pass others. */
   threadUrl?: URL;
   taskTimeoutMs?: number;
+  /** Tasks waiting for a thread, beyond which run() reports a failure at once. */
+  queueMax: number;
 }
 
 interface Slot {
@@ -47,6 +50,8 @@ export interface PoolStats {
   completed: number;
   crashed: number;
   timedOut: number;
+  /** Running tasks stopped by cancel(). */
+  cancelled: number;
   replaced: number;
 }
 
@@ -56,9 +61,9 @@ function defaultThreadUrl(): URL {
   return new URL(`./task-thread.${ext}`, import.meta.url);
 }
 
-export class WorkerPool implements TaskExecutor {
+export class WorkerPool {
   readonly capacity: number;
-  readonly stats: PoolStats = { completed: 0, crashed: 0, timedOut: 0, replaced: 0 };
+  readonly stats: PoolStats = { completed: 0, crashed: 0, timedOut: 0, cancelled: 0, replaced: 0 };
   private readonly slots: Slot[] = [];
   private readonly waiting: TaskSpec[] = [];
   private readonly url: URL;
@@ -80,19 +85,36 @@ export class WorkerPool implements TaskExecutor {
     for (let i = 0; i < this.capacity; i++) this.slots.push(this.spawn());
   }
 
-  /** Tasks running or waiting. */
-  get busy(): number {
-    return this.slots.filter((s) => s.task).length + this.waiting.length;
-  }
-
   run(task: TaskSpec): void {
     if (this.closing) return;
-    if (this.waiting.length >= POOL_QUEUE_MAX) {
-      this.opts.onDone(task.id, { ok: false, error: `the worker's queue is full (${POOL_QUEUE_MAX} tasks)` });
+    const max = this.opts.queueMax;
+    if (this.waiting.length >= max) {
+      this.opts.onDone(task.id, { ok: false, error: `the worker's queue is full (${max} tasks)` });
       return;
     }
     this.waiting.push(task);
     this.pump();
+  }
+
+  /**
+   * Forgets a task without an outcome (a cancelled or timed-out job): taken from the queue, or its
+   * thread stopped and replaced if it runs (a computation cannot be interrupted otherwise).
+   * Whether the task was here.
+   */
+  cancel(id: string): boolean {
+    const i = this.waiting.findIndex((t) => t.id === id);
+    if (i >= 0) {
+      this.waiting.splice(i, 1);
+      return true;
+    }
+    const slot = this.slots.find((s) => !s.dead && s.task?.id === id);
+    if (!slot) return false;
+    slot.dead = true;
+    this.release(slot);
+    void slot.worker.terminate();
+    this.stats.cancelled++;
+    this.replace(slot);
+    return true;
   }
 
   async close(): Promise<void> {
@@ -147,15 +169,16 @@ export class WorkerPool implements TaskExecutor {
       n <= THREAD_RESPAWNS_FAST_MAX
         ? 0
         : Math.min(THREAD_RESPAWN_DELAY_MS_MAX, 500 * 2 ** (n - THREAD_RESPAWNS_FAST_MAX));
-    const replace = () => {
-      const i = this.slots.indexOf(slot);
-      if (this.closing || i < 0) return;
-      this.slots[i] = this.spawn();
-      this.stats.replaced++;
-      this.pump();
-    };
-    if (delay === 0) replace();
-    else setTimeout(replace, delay).unref();
+    if (delay === 0) this.replace(slot);
+    else setTimeout(() => this.replace(slot), delay).unref();
+    this.pump();
+  }
+
+  private replace(slot: Slot): void {
+    const i = this.slots.indexOf(slot);
+    if (this.closing || i < 0) return;
+    this.slots[i] = this.spawn();
+    this.stats.replaced++;
     this.pump();
   }
 

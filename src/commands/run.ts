@@ -1,10 +1,11 @@
-import { Errors, Flags } from '@oclif/core';
+import { Errors, Flags, type Interfaces } from '@oclif/core';
 import { EXIT_INTERRUPTED, PeerCommand, oneLine } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer } from '../cli/peer.js';
 import { durationMs } from '../cli/run/duration.js';
 import { inputLines, JobFeed, parseOn, resolveOn } from '../cli/run/input.js';
 import { installJobs } from '../cli/run/install.js';
+import { answered, attachRun, countsOf, installKeeperClient } from '../cli/run/detached.js';
 import { Joblog } from '../cli/run/joblog.js';
 import { RunProgress } from '../cli/run/progress-bar.js';
 import { summaryJson, summaryLine, type RunSummary } from '../cli/run/render.js';
@@ -26,8 +27,11 @@ import {
   JOB_GRACE_MS_MIN,
   JOB_KILL_GRACE_MS,
   JOB_TIMEOUT_MS_MAX,
+  RUN_JOBS_MAX,
+  RUN_KEPT_MS,
 } from '../p2p/jobs/limits.js';
-import type { RunCounts, RunOptions, RunSpec } from '../p2p/jobs/types.js';
+import { isRunId } from '../p2p/jobs/messages.js';
+import type { RunCounts, RunId, RunOptions, RunSpec, RunView } from '../p2p/jobs/types.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
 
 /** Why `peer run` refuses an open group (peer worker refuses --allow-exec for the same reason). */
@@ -40,7 +44,7 @@ export const RUN_EXIT_STATUS_HELP = [
   '0       every job ended with exit status 0',
   '1-100   that many jobs failed (exit status or signal not 0, or killed by --timeout)',
   '101     more than 100 jobs failed',
-  '130     cancelled by Ctrl-C (every job was killed on its worker)',
+  '130     cancelled by Ctrl-C (every job was killed on its worker); --attach: Ctrl-C, or the run was cancelled',
   '255     any other error: bad input or flags, an open group, no worker that runs commands',
   "(GNU parallel's exit status; other peer commands exit 1 and 2)",
 ].join('\n');
@@ -56,6 +60,8 @@ Output: each job's stdout and stderr printed whole when it ends, in the order jo
 
 --joblog FILE writes GNU parallel's joblog (+FILE appends); --resume skips the jobs it has, --resume-failed those that ended well.
 
+--detach hands the run to the group and exits once it is stored, printing its id: the group's coordinator keeps it (and a new one takes it over if it dies), so it runs on without this command. peer run --attach ID prints its results as peer run would (they are kept until read to the end, then ${RUN_KEPT_MS / 86_400_000} days), peer run --cancel ID cancels it. A detached run prints output whole (no --line-buffer) and takes no --transfer or --return files.
+
 Commands run only in a keyed group: without --key-file any host on the LAN could run code on the workers, so peer run refuses an open group.`;
   static override examples = [
     '<%= config.bin %> keygen --out group.key',
@@ -67,6 +73,9 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
     "seq 1 20 | <%= config.bin %> run --interface 127.0.0.1 --key-file group.key --joblog jobs.log --resume -- 'sleep 0.2; echo {}'",
     "seq 1 5 | <%= config.bin %> run --interface 127.0.0.1 --key-file group.key --json -- 'echo {}; exit $(( {} % 2 ))'",
     '<%= config.bin %> run --interface 127.0.0.1 --key-file group.key --timeout 1s --retries 2 -- sleep 5',
+    "seq 1 100 | <%= config.bin %> run --interface 127.0.0.1 --key-file group.key --detach -- 'sleep 1; echo {}'",
+    '<%= config.bin %> run --interface 127.0.0.1 --key-file group.key --attach 0123456789abcdef --joblog jobs.log',
+    '<%= config.bin %> run --interface 127.0.0.1 --key-file group.key --cancel 0123456789abcdef',
   ];
   static override strict = false;
   /** Its own EXIT STATUS section (help.ts): GNU parallel's codes. */
@@ -123,6 +132,14 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
       summary: 'How long to wait for workers (--on waits all of it).',
       default: '1s',
     }),
+    detach: Flags.boolean({
+      summary:
+        "Hand the run to the group's coordinator, print its id once it is stored, and exit: it runs on without this command.",
+    }),
+    attach: Flags.string({
+      summary: 'Print the results of the detached run ID as they come, until it is over (no command).',
+    }),
+    cancel: Flags.string({ summary: 'Cancel the detached run ID on every worker (no command).' }),
   };
 
   private json = false;
@@ -131,11 +148,14 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
     const { flags, argv } = await this.parse(RunCommand);
     this.json = flags.json;
     const words = argv as string[];
+    if (flags['key-file'] === undefined || flags.open) throw new RunError(KEYED_ONLY);
+    const byId = flags.attach !== undefined ? '--attach' : flags.cancel !== undefined ? '--cancel' : null;
+    if (byId) return this.byId(byId, flags, words);
     if (words.length === 0)
       throw new RunError('give the command after --: peer run [flags] -- CMD [ARGS...]');
-    if (flags['key-file'] === undefined || flags.open) throw new RunError(KEYED_ONLY);
     if ((flags.resume || flags['resume-failed']) && flags.joblog === undefined)
       throw new RunError('--resume and --resume-failed need --joblog FILE');
+    if (flags.detach) detachable(flags);
     const graceMs = durationMs('--kill-grace', flags['kill-grace'], JOB_GRACE_MS_MIN, JOB_GRACE_MS_MAX);
     const spec: Omit<RunSpec, 'run'> = {
       kind: 'exec',
@@ -175,7 +195,8 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
     });
     const feed = new JobFeed(lines, joblog?.skip ?? new Set());
     try {
-      if (await feed.empty()) return this.finish(sink, feed, null, { kind: 'finished' }, started);
+      if (flags.detach) return await this.detach(flags, spec, feed, on, discoverMs);
+      if (await feed.empty()) return this.finish(sink, feed.skipped, null, { kind: 'finished' }, started);
       const settings = networkSettings(flags, flags.name ?? `run-${process.pid}`);
       const peer = await startPeer(settings, {
         transient: true,
@@ -217,7 +238,7 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
         }));
         const end = await session.run(spec, opts);
         progress.stop();
-        return this.finish(sink, feed, s, end, started);
+        return this.finish(sink, feed.skipped, s, end, started);
       } finally {
         progress.stop();
         process.off('SIGINT', interrupt);
@@ -229,24 +250,156 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
     }
   }
 
+  /**
+   * --detach: every job handed to the keeper at once (RUN_JOBS_MAX at most); prints the run's id
+   * once it is stored there.
+   */
+  private async detach(
+    flags: Flags,
+    spec: Omit<RunSpec, 'run'>,
+    feed: JobFeed,
+    on: ReturnType<typeof parseOn> | null,
+    discoverMs: number,
+  ): Promise<void> {
+    const settings = networkSettings(flags, flags.name ?? `run-${process.pid}`);
+    const peer = await startPeer(settings, {
+      transient: true,
+      install: (node) => installKeeperClient(node, true),
+    });
+    try {
+      const jobs = peer.installed;
+      if (on !== null) {
+        await discoverWorkers(jobs, {
+          discoverMs,
+          wholeWindow: 'all' in on,
+          names: 'names' in on ? on.names : null,
+        });
+        feed.pins = resolveOn(on, jobs.workers());
+      }
+      const { jobs: list, ended } = await feed.take(RUN_JOBS_MAX + 1);
+      if (list.length === 0) throw new RunError('the input has no lines: there is nothing to run');
+      if (!ended || list.length > RUN_JOBS_MAX)
+        throw new RunError(
+          `a detached run has at most ${RUN_JOBS_MAX} jobs: split the input into several runs`,
+        );
+      const { detached: _detached, ...kept } = spec;
+      const run = await answered(
+        jobs.keeper.detach(kept, list, {
+          retries: flags.retries,
+          maxRunning: flags.jobs ?? null,
+          workers: on === null ? null : 'all' in on ? 'all' : feed.pins,
+        }),
+      );
+      if (this.json)
+        process.stdout.write(`${JSON.stringify({ type: 'detached', run, jobs: list.length })}\n`);
+      else {
+        process.stdout.write(`${run}\n`);
+        if (process.stderr.isTTY)
+          process.stderr.write(
+            `peer: ${list.length} jobs kept by the group; peer run --attach ${run} prints their results\n`,
+          );
+      }
+    } finally {
+      await peer.stop();
+    }
+  }
+
+  /** --attach ID or --cancel ID. */
+  private async byId(flag: '--attach' | '--cancel', flags: Flags, words: string[]): Promise<void> {
+    const id = (flag === '--attach' ? flags.attach : flags.cancel)!;
+    if (words.length > 0) throw new RunError(`${flag} ID takes no command: the run has its own`);
+    if (!isRunId(id))
+      throw new RunError(`${flag} needs a run id (16 hex digits, as peer run --detach printed it)`);
+    if (flags.detach || (flag === '--attach' && flags.cancel !== undefined))
+      throw new RunError('give one of --detach, --attach ID and --cancel ID');
+    if (flags.resume || flags['resume-failed']) throw new RunError(`${flag} does not take --resume`);
+    const settings = networkSettings(flags, flags.name ?? `run-${process.pid}`);
+    const joblog = flag === '--attach' && flags.joblog !== undefined ? Joblog.open(flags.joblog, null) : null;
+    const peer = await startPeer(settings, {
+      transient: true,
+      install: (node) => installKeeperClient(node, true),
+    });
+    try {
+      const api = peer.installed.keeper;
+      if (flag === '--cancel') return this.cancelled(await answered(api.cancelRun(id)));
+      return await this.attach(id, flags, joblog, api);
+    } finally {
+      await peer.stop();
+      joblog?.close();
+    }
+  }
+
+  private async attach(
+    run: RunId,
+    flags: Flags,
+    joblog: Joblog | null,
+    api: Parameters<typeof attachRun>[0],
+  ): Promise<void> {
+    const started = Date.now();
+    let view: RunView | null = null;
+    const sink = new RunOutput({
+      stdout: process.stdout,
+      stderr: process.stderr,
+      json: flags.json,
+      lines: false,
+      tag: flags.tag,
+      joblog,
+      commandOf: (input) => commandFor(view?.words ?? [], input),
+      returns: [],
+      cwd: process.cwd(),
+    });
+    const stop = new AbortController();
+    const interrupt = () => stop.abort();
+    process.on('SIGINT', interrupt);
+    process.on('SIGTERM', interrupt);
+    const progress = new RunProgress({ json: flags.json });
+    progress.start(() => ({ counts: countsOf(view), done: sink.recorded, failed: sink.failed }));
+    try {
+      const last = await attachRun(api, run, sink, (v) => (view = v), stop.signal);
+      progress.stop();
+      // Stopped watching (the run goes on), or the run was cancelled: 130, as Ctrl-C on peer run.
+      const end: RunEnd =
+        last === null || last.state === 'cancelled'
+          ? { kind: 'interrupted', unconfirmed: 0 }
+          : { kind: 'finished' };
+      return this.finish(sink, 0, { runId: run, reassigned: 0 }, end, started);
+    } finally {
+      progress.stop();
+      process.off('SIGINT', interrupt);
+      process.off('SIGTERM', interrupt);
+    }
+  }
+
+  private cancelled(v: RunView): void {
+    if (this.json) process.stdout.write(`${JSON.stringify({ type: 'cancel', ...v })}\n`);
+    else if (v.state === 'done')
+      process.stdout.write(
+        `run ${v.run} had ended already: ${v.done} ok, ${v.failed} failed of ${v.jobs} jobs\n`,
+      );
+    else
+      process.stdout.write(
+        `run ${v.run} cancelled on every worker: ${v.done + v.failed} of ${v.jobs} jobs had ended\n`,
+      );
+  }
+
   /** The summary (--json, or a line on a terminal) and the exit status. */
   private finish(
     sink: RunOutput,
-    feed: JobFeed,
-    session: RunSession | null,
+    skipped: number,
+    run: { runId: RunId | null; reassigned: number } | RunSession | null,
     end: RunEnd,
     started: number,
   ): void {
     const interrupted = end.kind === 'interrupted' || end.kind === 'left';
     const exit = interrupted ? EXIT_INTERRUPTED : exitForFailures(sink.failed);
     const summary: RunSummary = {
-      run: session?.runId ?? null,
+      run: run?.runId ?? null,
       jobs: sink.recorded,
       ok: sink.ok,
       failed: sink.failed,
       cancelled: sink.cancelled,
-      skipped: feed.skipped,
-      reassigned: session?.counts()?.reassigned ?? 0,
+      skipped,
+      reassigned: run instanceof RunSession ? (run.counts()?.reassigned ?? 0) : (run?.reassigned ?? 0),
       wallMs: Date.now() - started,
       exit,
     };
@@ -267,6 +420,20 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
     process.stderr.write(`${this.config.bin}: ${escapeForTerminal(line)}\n`);
     return this.exit(EXIT_ERROR);
   }
+}
+
+type Flags = Interfaces.InferredFlags<typeof RunCommand.flags>;
+
+/** What --detach refuses: output as it comes and files, which nobody would be there to take. */
+function detachable(flags: Flags): void {
+  if (flags['line-buffer'])
+    throw new RunError('--detach prints each job whole: it does not take --line-buffer');
+  if ((flags.transfer ?? []).length > 0 || (flags.return ?? []).length > 0)
+    throw new RunError(
+      '--detach takes no --transfer or --return files: nobody would be here to send or take them',
+    );
+  if (flags.joblog !== undefined)
+    throw new RunError('--detach writes no joblog: give --joblog to peer run --attach ID');
 }
 
 /** --env NAME (its value here) or NAME=VALUE. */

@@ -6,13 +6,16 @@ import { eventLog, paintName } from '../cli/output.js';
 import { describeReport, securityReport } from '../cli/security.js';
 import { UsageError } from '../cli/network.js';
 import { installCoordination, priorityFlag } from '../cli/coordination.js';
-import { installTasks, logTaskPeer } from '../cli/tasks.js';
-import { TaskStore } from '../storage/tasks.js';
+import { logTaskPeer } from '../cli/tasks.js';
+import { RunsStore } from '../storage/runs.js';
+import { ReliableDelivery } from '../p2p/reliable/index.js';
+import { installJobs } from '../cli/run/install.js';
+import { logKeeper } from '../cli/run/detached.js';
 
 export default class Up extends PeerCommand {
   static override summary = 'Run a headless peer that stays in the group until stopped.';
   static override description =
-    'Joins the group, heartbeats, and logs membership events (join, suspect, dead, leave) as lines. Ctrl-C or SIGTERM leaves the group gracefully, so the others see a leave at once instead of a death. SIGUSR1 prints what was dropped and why; SIGHUP re-reads --key-file (key rotation, see docs/security.md).';
+    'Joins the group, heartbeats, and logs membership events (join, suspect, dead, leave) as lines. It stands in the coordinator election; elected, it keeps the detached runs of peer run --detach (docs/run.md), and meanwhile keeps a copy of them. Ctrl-C or SIGTERM leaves the group gracefully, so the others see a leave at once instead of a death. SIGUSR1 prints what was dropped and why; SIGHUP re-reads --key-file (key rotation, see docs/security.md).';
   static override examples = [
     '<%= config.bin %> up --interface 127.0.0.1 --name alice',
     '<%= config.bin %> up --interface eth0 --log-format json',
@@ -32,14 +35,20 @@ export default class Up extends PeerCommand {
     const { flags } = await this.parse(Up);
     const settings = networkSettings(flags);
     const json = flags['log-format'] === 'json';
-    // Task records that cannot be written (a full disk) are said once, and tasks refused meanwhile.
+    // Run records that cannot be written (a full disk) are said once, and runs refused meanwhile.
     const health = stderrHealth();
     const peer = await startPeer(settings, {
       health,
       install: (n, store) => {
         const { election } = installCoordination(n, { priority: flags.priority, candidate: true });
-        // A candidate must be able to coordinate tasks when elected (docs/tasks.md); it runs none.
-        installTasks(n, election, { log: store ? TaskStore.of(store, health) : undefined });
+        // A candidate must be able to keep detached runs (`peer task`, `peer run --detach`) when
+        // elected (docs/run.md); it runs no job. Its store follows the keeper meanwhile.
+        const reliable = n.install((ctx, m) => new ReliableDelivery(ctx, m.membership));
+        installJobs(n, reliable, {
+          keyed: Boolean(settings.keys),
+          view: election,
+          store: store ? RunsStore.of(store, health) : undefined,
+        });
       },
     });
     const { node } = peer;
@@ -53,6 +62,7 @@ export default class Up extends PeerCommand {
       {},
       `${paintName(node.name)} (${node.id.slice(0, 8)}) up at ${node.address} in ${group}, incarnation ${node.incarnation}`,
     );
+    logKeeper(log, node);
     // Counters are per process: SIGUSR1 prints ours, SIGHUP re-reads the key file (rotation).
     const stats = () => {
       const r = securityReport(peer.security, node);

@@ -7,16 +7,17 @@ import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, stderrHealth, untilSignal } from '../cli/peer.js';
 import { eventJson, eventLog, paintName, type EventLog } from '../cli/output.js';
-import { installTaskPeer, logTaskPeer, type TaskPeer } from '../cli/tasks.js';
-import { priorityFlag } from '../cli/coordination.js';
-import { WorkerPool } from '../cli/worker-pool.js';
-import { WORKER_CONCURRENCY_MAX } from '../p2p/tasks/index.js';
-import { TaskStore } from '../storage/tasks.js';
+import { logTaskPeer } from '../cli/tasks.js';
+import { installCoordination, priorityFlag } from '../cli/coordination.js';
+import { WORKER_CONCURRENCY_MAX, WorkerPool } from '../cli/worker-pool.js';
+import { OpExecutor, WorkerExecutor } from '../cli/run/ops.js';
 import { UsageError } from '../cli/network.js';
 import { ProcessExecutor } from '../cli/run/exec.js';
 import { clearOrphans, killOrphans, type Orphans } from '../cli/run/process-group.js';
 import { installJobs } from '../cli/run/install.js';
+import { logKeeper } from '../cli/run/detached.js';
 import { JobProcs } from '../storage/job-procs.js';
+import { RunsStore } from '../storage/runs.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
 import { JOB_OUTPUT_BYTES_MAX, JOB_SLOTS_MAX } from '../p2p/jobs/index.js';
 import type { PeerEvent } from '../p2p/protocol.js';
@@ -28,9 +29,9 @@ const EXEC_NEEDS_KEY =
 
 export default class Worker extends PeerCommand {
   static override summary =
-    'Run a peer that executes distributed tasks and, with --allow-exec, the commands of peer run.';
+    'Run a peer that executes the tasks of peer task and, with --allow-exec, the commands of peer run.';
   static override description =
-    "Joins the group as a worker: it advertises its threads and load in its heartbeats (tags wk and ld), runs the tasks the coordinator assigns in --concurrency worker threads (so the peer stays responsive), and stands in the coordinator election. Whichever worker is elected also coordinates: it assigns tasks to the least-loaded worker, reassigns a dead worker's tasks and records every task in its SQLite. Ctrl-C leaves gracefully; its unfinished tasks go to other workers. See docs/tasks.md.\n\nWith --allow-exec (a keyed group only) it also runs the shell commands of peer run, --slots at once, each in a fresh directory under --job-dir that is removed after, as its own process group: a cancelled, timed-out or finished job is killed with everything it started (SIGTERM, then SIGKILL after the run's grace). A worker killed -9 kills what its jobs left running when it starts again.";
+    "Joins the group as a worker: it advertises its slots and the jobs it holds in its heartbeats (tags js and jl), runs the built-in ops of peer task (sum, fibonacci, sort, primes) in --concurrency worker threads (so the peer stays responsive), with or without a key (they run no code from the network), and stands in the coordinator election. Whichever peer is elected keeps the tasks and the detached runs of peer run --detach (docs/run.md): it stores them in its SQLite, places their jobs on the workers' free slots, places a dead worker's jobs again and records every result once. Ctrl-C leaves gracefully; its unfinished jobs go to other workers. See docs/tasks.md.\n\nWith --allow-exec (a keyed group only) it also runs the shell commands of peer run, --slots at once, each in a fresh directory under --job-dir that is removed after, as its own process group: a cancelled, timed-out or finished job is killed with everything it started (SIGTERM, then SIGKILL after the run's grace). A worker killed -9 kills what its jobs left running when it starts again.";
   static override examples = [
     '<%= config.bin %> worker --interface 127.0.0.1 --name w1',
     '<%= config.bin %> worker --interface 127.0.0.1 --name w2 --concurrency 2 --log-format json',
@@ -39,7 +40,7 @@ export default class Worker extends PeerCommand {
   static override flags = {
     ...networkFlags,
     concurrency: Flags.integer({
-      summary: `Worker threads for peer task (1 to ${WORKER_CONCURRENCY_MAX}; default: --slots, else the CPU count, at most ${WORKER_CONCURRENCY_MAX}).`,
+      summary: `Worker threads for the ops of peer task (1 to ${WORKER_CONCURRENCY_MAX}; default: --slots, else the CPU count, at most ${WORKER_CONCURRENCY_MAX}).`,
       min: 1,
       max: WORKER_CONCURRENCY_MAX,
     }),
@@ -49,7 +50,7 @@ export default class Worker extends PeerCommand {
       default: false,
     }),
     slots: Flags.integer({
-      summary: `Jobs of peer run at once (1 to ${JOB_SLOTS_MAX}; default: --concurrency, else the CPU count).`,
+      summary: `Jobs at once, ops of peer task and commands of peer run (1 to ${JOB_SLOTS_MAX}; default: --concurrency, else the CPU count).`,
       min: 1,
       max: JOB_SLOTS_MAX,
     }),
@@ -81,20 +82,22 @@ export default class Worker extends PeerCommand {
       flags['job-dir'] ?? path.join(os.tmpdir(), `peer-jobs-${encodeURIComponent(settings.name)}`),
     );
     const json = flags['log-format'] === 'json';
-    let proto: TaskPeer | null = null;
+    let ops: OpExecutor | null = null;
     const pool = new WorkerPool({
       concurrency,
+      // The runner starts at most --slots jobs at once: they wait for a thread here.
+      queueMax: slots,
       onDone: (id, outcome) => {
         // Outside the node's guard (a thread's message): a bug here must not take the peer down.
         try {
-          proto?.tasks.complete(id, outcome);
+          ops?.done(id, outcome);
         } catch (err) {
-          process.stderr.write(`peer: could not report task ${id}: ${(err as Error).message}\n`);
+          process.stderr.write(`peer: could not report job ${id}: ${(err as Error).message}\n`);
         }
       },
     });
     let peer;
-    // Task records that cannot be written (a full disk) are said once, and tasks refused meanwhile.
+    // Run records that cannot be written (a full disk) are said once, and runs refused meanwhile.
     const health = stderrHealth();
     try {
       peer = await startPeer(settings, {
@@ -105,13 +108,8 @@ export default class Worker extends PeerCommand {
           return { ledger, orphans: ledger && killOrphans(ledger) };
         },
         install: (node, store, opened) => {
-          proto = installTaskPeer(node, {
-            candidate: true,
-            priority: flags.priority,
-            log: store ? TaskStore.of(store, health) : undefined,
-            executor: pool,
-          });
-          const executor = new ProcessExecutor({
+          const { election } = installCoordination(node, { priority: flags.priority, candidate: true });
+          const commands = new ProcessExecutor({
             slots,
             allowExec,
             jobDir,
@@ -119,9 +117,17 @@ export default class Worker extends PeerCommand {
             outputBytesMax: JOB_OUTPUT_BYTES_MAX,
             ledger: opened.ledger,
           });
+          ops = new OpExecutor(slots, pool);
           const reliable = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
-          const jobs = installJobs(node, reliable, { keyed: Boolean(settings.keys), executor });
-          return { ...opened, executor, jobs };
+          const executor = new WorkerExecutor(ops, commands);
+          // Whichever worker is elected keeps the detached runs; its store follows the keeper meanwhile.
+          const jobs = installJobs(node, reliable, {
+            keyed: Boolean(settings.keys),
+            executor,
+            view: election,
+            store: store ? RunsStore.of(store, health) : undefined,
+          });
+          return { ...opened, commands, jobs };
         },
       });
     } catch (err) {
@@ -139,12 +145,13 @@ export default class Worker extends PeerCommand {
       `${paintName(node.name)} (${node.id.slice(0, 8)}) worker with ${concurrency} threads${allowExec ? ` and ${slots} command slots` : ''} up at ${node.address} in ${group}`,
     );
     logJobs(log, node);
-    const { executor, jobs, ledger, orphans } = peer.installed;
+    logKeeper(log, node);
+    const { commands, jobs, ledger, orphans } = peer.installed;
     if (ledger && orphans) void reportOrphans(log, ledger, orphans);
     const signal = await untilSignal();
     // Jobs first, while the node still carries their results: killed as groups, directories removed.
     jobs.runner?.shutdown();
-    await executor.close();
+    await commands.close();
     await peer.stop();
     await pool.close();
     log({ event: 'down', at: new Date().toISOString(), signal }, `left the group (${signal})`);

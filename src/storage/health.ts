@@ -47,7 +47,7 @@ export function writeFailure(file: string, err: unknown): WriteFailure {
  * a fencing token, written before it is acted on) and task records (written before a task is
  * accepted or its result acknowledged).
  */
-export type Writer = 'background' | 'replica' | 'kv' | 'chat' | 'token-ring' | 'tasks' | 'files';
+export type Writer = 'background' | 'replica' | 'kv' | 'chat' | 'token-ring' | 'tasks' | 'files' | 'runs';
 
 /**
  * How long writes to a directory must go without a failure, once every writer that failed there

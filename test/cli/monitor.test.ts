@@ -154,7 +154,7 @@ describe('peer monitor in a terminal', () => {
       expect(pane()).toMatch(new RegExp(`^${name} .* alive .* \\d+(\\.\\d)? (ms|s|min)$`, 'm'));
   });
 
-  it('shows a worker of peer run on the Tasks tab in a keyed group: its slots, exec allowed, the jobs it holds', async () => {
+  it('shows a worker on the Tasks tab in a keyed group: its slots, exec allowed, the jobs it holds, the runs of peer task', async () => {
     const keyFile = path.join(tempDir('mon-key'), 'group.key');
     fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
     const port = testPort();
@@ -175,12 +175,17 @@ describe('peer monitor in a terminal', () => {
     term.keys('3');
     await until('the Tasks tab', () => /\[3 Tasks\]/.test(pane()));
     await until('w1 and its three free slots', () =>
-      /^worker w1 +alive +0\/3 +none listed +░░░ 0\/3 +exec allowed$/m.test(pane()),
+      /^worker w1 +alive +░░░ 0\/3 +exec allowed *$/m.test(pane()),
     );
-    expect(pane()).toMatch(
-      /^TASK \/ WORKER +STATE +OP \/ LOAD +WORKER \/ TASKS +TIME \/ JOBS +RESULT \/ EXEC$/m,
+    expect(pane()).toMatch(/^RUN \/ WORKER +STATE +TASK \/ SLOTS +JOBS +BY \/ EXEC +AGE$/m);
+    expect(pane()).toMatch(/^jobs held: 0 in 3 slots \(workers’ counts; only a run’s host sees its jobs\)/m);
+
+    // A task: the monitor lists its run as the keeper (w1) announces it, done once w1 ran it.
+    const task = await runCli(['task', 'submit', 'sum', '1', '2', '--wait', ...net(tempDir('mon-task'))]);
+    expect(task.code, task.stderr).toBe(0);
+    await until('the run of the task, done', () =>
+      /^[0-9a-f]{16} +done +sum 1 2 +1 done, 0 failed of 1 +task-client-\d+/m.test(pane()),
     );
-    expect(pane()).toMatch(/^jobs held: 0 in 3 slots \(workers’ counts; only peer run sees the jobs\)/m);
 
     // A run of one long job: the monitor sees it held by w1 (from w1's advert, not the job).
     const run = startCli(['run', ...net(tempDir('mon-run')), '--discover', '5s', '--', 'sleep 60']);
@@ -188,7 +193,7 @@ describe('peer monitor in a terminal', () => {
     await until(
       'the job held by w1',
       () =>
-        /^worker w1 +alive .* █░░ 1\/3 +exec allowed$/m.test(pane()) &&
+        /^worker w1 +alive +█░░ 1\/3 +exec allowed *$/m.test(pane()) &&
         /^jobs held: 1 in 3 slots /m.test(pane()),
     );
   });

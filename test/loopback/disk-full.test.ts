@@ -336,7 +336,7 @@ describe('peer worker coordinating on a full disk', () => {
     const said = refused.stderr.split('\n').filter((l) => l !== '' && !l.includes('--key-file'));
     expect(said).toHaveLength(1);
     expect(said[0]).toMatch(
-      /^peer: task \S+ was refused: the coordinator w1 cannot store the task: its disk is full; free space/,
+      /^peer: the task was refused: the coordinator cannot store the run: disk full; free space on its disk/,
     );
     expect(alive(w1), w1.stderr.join('')).toBe(true);
     expect(countStderr(w1, FAILING), w1.stderr.join('')).toBe(1);

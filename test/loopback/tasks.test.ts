@@ -1,7 +1,8 @@
 /**
- * Distributed tasks end to end: the built CLI as real processes on loopback (127.0.0.1, TTL 0).
- * Two `peer worker` processes (one is elected and also coordinates), one-shot `peer task submit`
- * and `peer task list`, a worker killed with SIGKILL in the middle of a task.
+ * Distributed tasks end to end, on the jobs machinery: the built CLI as real processes on
+ * loopback (127.0.0.1, TTL 0). Two `peer worker` processes (one is elected and also keeps the
+ * runs), one-shot `peer task submit` and `peer task list`, a worker killed with SIGKILL in the
+ * middle of a task.
  */
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -85,11 +86,13 @@ describe('tasks over UDP on loopback (CLI)', () => {
     const list = await cli(['task', 'list', '--json', ...net(port, dir)]);
     expect(list.code, list.stderr).toBe(0);
     const listed = JSON.parse(list.stdout) as {
+      runs: number;
       total: number;
       tasks: Array<{ id: string; state: string; text: string }>;
     };
-    expect(listed.total).toBe(2);
-    expect(listed.tasks.find((t) => t.id === out.id)).toMatchObject({ state: 'done', text: '6' });
+    expect(listed).toMatchObject({ runs: 2, total: 2 });
+    expect(out.id).toMatch(/^[0-9a-f]{16}-1$/);
+    expect(listed.tasks.find((t) => t.id === out.id)).toMatchObject({ op: 'sum', state: 'done', text: '6' });
 
     // A batch: every one of 200 tasks comes back once, spread over the workers.
     const batch = await cli(
@@ -107,7 +110,7 @@ describe('tasks over UDP on loopback (CLI)', () => {
     expect(Object.values(b.workers).reduce((x, y) => x + y, 0)).toBe(200);
   }, 90_000);
 
-  it('without --wait: the command ends as soon as the task is accepted, not after --timeout', async () => {
+  it('without --wait: the command ends as soon as the task is stored, not after --timeout; the task is done without it', async () => {
     const port = testPort();
     const dir = tempDir('tasks-nowait');
     await twoWorkers(port, dir);
@@ -121,8 +124,20 @@ describe('tasks over UDP on loopback (CLI)', () => {
     );
     const elapsedMs = Date.now() - started;
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^task [0-9a-f]+ accepted \(sum\)$/m);
+    expect(r.stdout).toMatch(/^task [0-9a-f]{16}-1 accepted \(sum\)$/m);
     expect(elapsedMs).toBeLessThan(timeoutMs / 3);
+    // The submitter is gone; the coordinator keeps the task and records its result.
+    const id = /^task (\S+) accepted/m.exec(r.stdout)![1]!;
+    const deadline = Date.now() + 30_000;
+    let row: { state: string; text: string } | undefined;
+    while (row?.state !== 'done' && Date.now() < deadline) {
+      const list = await cli(['task', 'list', '--json', ...net(port, path.join(dir, 'l'))]);
+      expect(list.code, list.stderr).toBe(0);
+      row = (
+        JSON.parse(list.stdout) as { tasks: Array<{ id: string; state: string; text: string }> }
+      ).tasks.find((t) => t.id === id);
+    }
+    expect(row).toMatchObject({ state: 'done', text: '9' });
   }, 120_000);
 
   it('bad input: one line on stderr, exit 2, nothing sent', async () => {
@@ -173,7 +188,7 @@ describe('tasks over UDP on loopback (CLI)', () => {
     );
     const runner = await Promise.race(
       [w1, w2].map((w) =>
-        w.until((l) => events(l, 'task-started').length > 0, 40_000, 'a task to start').then(() => w),
+        w.until((l) => events(l, 'job-started').length > 0, 40_000, 'a task to start').then(() => w),
       ),
     );
     runner.child.kill('SIGKILL');
@@ -183,6 +198,6 @@ describe('tasks over UDP on loopback (CLI)', () => {
     const out = JSON.parse(r.stdout) as { state: string; result: string; worker: string };
     expect(out).toMatchObject({ state: 'done', result: '8444396' });
     expect(out.worker).toBe(runner === w1 ? 'w2' : 'w1');
-    expect(events(survivor, 'task-started').length).toBeGreaterThan(0);
+    expect(events(survivor, 'job-started').length).toBeGreaterThan(0);
   }, 90_000);
 });

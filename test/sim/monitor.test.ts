@@ -17,12 +17,20 @@ import { Chat, CHAT_TAG, CHAT_TEXT_BYTES_MAX, type ChatLine } from '../../src/p2
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 import { chatTab } from '../../src/cli/monitor/tabs/chat.js';
 import { tasksTab } from '../../src/cli/monitor/tabs/tasks.js';
-import { Tasks } from '../../src/p2p/tasks/index.js';
-import { SimExecutor } from '../support/tasks.js';
+import { opRunSpec } from '../../src/cli/tasks.js';
+import { MemoryRunStore } from '../support/memory-runs.js';
 import { logsTab } from '../../src/cli/monitor/tabs/logs.js';
 import type { TabView } from '../../src/cli/monitor/model.js';
 import { Jobs } from '../../src/p2p/jobs/index.js';
-import { LOSSY, lines, runUntil, SimJobExecutor, startRun, type JobsHarness } from '../support/jobs.js';
+import {
+  LOSSY,
+  lines,
+  runUntil,
+  SimJobExecutor,
+  startRun,
+  withOps,
+  type JobsHarness,
+} from '../support/jobs.js';
 
 const P = PROFILES.lan;
 const SEEDS = Array.from({ length: 8 }, (_, i) => i + 1);
@@ -222,9 +230,9 @@ describe('monitor feeds (simulation)', () => {
   );
 
   it.each(SEEDS)(
-    'lists the coordinator’s tasks by state and per worker, and the workers’ load, seed %i',
+    'lists the runs the keeper announced with their jobs done, and the workers’ slots, seed %i',
     async (seed) => {
-      const tasks = new Map<SimPeer, Tasks>();
+      const jobs = new Map<string, Jobs>();
       let installed: Installed | undefined;
       // The callback runs at each boot, after construction, so it may use c.rt.
       const c: SimCluster = new SimCluster(
@@ -239,19 +247,23 @@ describe('monitor feeds (simulation)', () => {
           const e = node.install(
             (ctx, n) => new Election(ctx, n.membership, { timings: P.election, priority: 5 }),
           );
-          // ana only submits; the others work, two threads each, a task taking 400 ms.
+          const reliable = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
+          // ana only submits; the others work, two op threads each, an op taking 400 ms.
           const executor =
             peer.name === 'ana'
               ? undefined
-              : new SimExecutor(
-                  2,
+              : withOps(
+                  new SimJobExecutor(2, false, c.rt, () => ({ durationMs: 1, exit: 0, ignoresTerm: false })),
+                  { threads: 2, opMs: () => 400 },
                   c.rt,
-                  () => 400,
-                  () => (peer.up ? tasks.get(peer)! : null),
+                  () => {},
                 );
-          tasks.set(
-            peer,
-            node.install((ctx, n) => new Tasks(ctx, n.membership, { view: e, executor })),
+          const store = new MemoryRunStore(null);
+          jobs.set(
+            peer.name,
+            node.install(
+              (ctx, n) => new Jobs(ctx, reliable, n.membership, { keyed: false, executor, view: e, store }),
+            ),
           );
         },
       );
@@ -259,26 +271,36 @@ describe('monitor feeds (simulation)', () => {
       const monitor = await c.add('monitor', { observer: true });
       const feeds = new MonitorFeeds({ node: monitor.node, group: 'sim', installed: installed! });
       feeds.start();
-      c.rt.runFor(2000);
-      const ana = c.peers[0]!;
-      for (let i = 1; i <= 10; i++) tasks.get(ana)!.submit('sum', [i, i]);
-      c.rt.runFor(10_000);
-
-      const v = tasksTab.view(feeds.input());
-      if (v.kind !== 'content') throw new Error('tasks tab unavailable');
-      expect(v.summary[0]!.text).toMatch(/^queue 0 {3}running 0 {3}done 10 {3}failed 0 /);
-      const rows = rowsOf(v);
-      const workers = rows.filter((r) => r[0]!.startsWith('worker '));
-      expect(workers.map((r) => r[0])).toEqual(['worker bea', 'worker cid']);
-      for (const w of workers) expect(w[2]).toBe('0/2'); // idle now, two threads
-      const done = workers.map((w) => Number(/(\d+) done/.exec(w[3]!)![1]));
-      expect(done.reduce((a, b) => a + b, 0)).toBe(10);
-      const listed = rows.filter((r) => !r[0]!.startsWith('worker '));
-      expect(listed.length).toBe(10);
-      expect(listed.every((r) => r[1] === 'done' && r[2] === 'sum')).toBe(true);
-      expect(listed.map((r) => Number(r[5])).sort((a, b) => a - b)).toEqual([
-        2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
-      ]);
+      c.rt.runFor(3000);
+      const h = { c } as JobsHarness;
+      const repeats = Array.from({ length: 10 }, (_, i) => ({
+        job: i + 1,
+        seq: i + 1,
+        input: null,
+        pin: null,
+      }));
+      const opts = { retries: 1, maxRunning: null, workers: null };
+      const stored = jobs.get('ana')!.keeper.detach(opRunSpec('sum', [2, 3]), repeats, opts);
+      let run: string | null = null;
+      void stored.then((a) => (run = a.ok ? a.value : null));
+      expect(await runUntil(h, () => run !== null, 10_000)).toBe(true);
+      const view = () => {
+        const v = tasksTab.view(feeds.input());
+        if (v.kind !== 'content') throw new Error('tasks tab unavailable');
+        return { summary: v.summary.map((x) => x.text).join(''), rows: rowsOf(v) };
+      };
+      const runRow = () => view().rows.find((r) => r[0] === run);
+      expect(await runUntil(h, () => runRow()?.[1] === 'done', 30_000)).toBe(true);
+      expect(runRow()!.slice(1, 5)).toEqual(['done', 'sum 2 3', '10 done, 0 failed of 10', 'ana']);
+      expect(view().summary).toMatch(/^runs: open 0 {3}done 1 {3}cancelled 0 /);
+      const workers = () => view().rows.filter((r) => r[0]!.startsWith('worker '));
+      expect(workers().map((r) => r[0])).toEqual(['worker bea', 'worker cid']);
+      // Idle again once their next adverts came.
+      expect(await runUntil(h, () => workers().every((w) => w[2] === '░░ 0/2'), 5_000)).toBe(true);
+      for (const w of workers()) expect(w.slice(1, 5)).toEqual(['alive', '░░ 0/2', '', 'built-in ops only']);
+      // Still an observer: no member lists the monitor.
+      for (const p of c.peers.filter((x) => x !== monitor))
+        expect(p.node.membership.list().map((m) => m.name)).not.toContain('monitor');
       feeds.stop();
       expect(c.handlerErrors()).toEqual([]);
     },
@@ -331,8 +353,8 @@ describe('monitor feeds: workers of peer run (simulation)', () => {
       };
       const row = (name: string) => view().rows.find((r) => r[0] === `worker ${name}`);
       expect(c.rt.runUntilTrue(() => row('w1') !== undefined && row('w2') !== undefined, 10_000)).toBe(true);
-      expect(row('w1')!.slice(1)).toEqual(['alive', '—', '—', '░░░ 0/3', 'exec allowed']);
-      expect(row('w2')!.slice(1)).toEqual(['alive', '—', '—', '░░ 0/2', 'built-in ops only']);
+      expect(row('w1')!.slice(1)).toEqual(['alive', '░░░ 0/3', '', 'exec allowed', '']);
+      expect(row('w2')!.slice(1)).toEqual(['alive', '░░ 0/2', '', 'built-in ops only', '']);
       expect(view().footer).toMatch(/^jobs held: 0 in 5 slots /);
 
       // Four commands: only w1 runs commands, so it holds all four, three running and one queued.
@@ -343,18 +365,19 @@ describe('monitor feeds: workers of peer run (simulation)', () => {
         jobs,
         executors,
         reliables,
+        threads: new Map(),
         unicast: { count: 0 },
         sends: [],
       };
       const t = startRun(h, lines(4));
-      expect(c.rt.runUntilTrue(() => row('w1')![4] === '███ 4/3 +1 queued', 2500)).toBe(true);
-      expect(row('w2')![4]).toBe('░░ 0/2');
+      expect(c.rt.runUntilTrue(() => row('w1')![2] === '███ 4/3 +1 queued', 2500)).toBe(true);
+      expect(row('w2')![2]).toBe('░░ 0/2');
       expect(view().footer).toMatch(/^jobs held: 4 in 5 slots /);
       // What the adverts say is what the workers hold.
       expect(jobs.get('w1')!.runner!.held()).toBe(4);
 
       expect(await runUntil(h, t.over, 20_000)).toBe(true);
-      expect(c.rt.runUntilTrue(() => row('w1')![4] === '░░░ 0/3', 5000)).toBe(true);
+      expect(c.rt.runUntilTrue(() => row('w1')![2] === '░░░ 0/3', 5000)).toBe(true);
       // Still an observer: no worker lists the monitor.
       for (const p of [submitter, ...workers])
         expect(p.node.membership.list().map((m) => m.name)).not.toContain('monitor');

@@ -2,7 +2,7 @@
  * The forger's target: a group running every protocol module at once, and the run that forges at
  * it for a while, stops, and then checks the group is whole again.
  *
- * Members h0..h2 hold a replica and a kv store and work on tasks; c3 is a client of both (its
+ * Members h0..h2 hold a replica and a kv store and run jobs; c3 is a client of both (its
  * writes are the ones acknowledged by the holders). Everyone stands for election, syncs its clock,
  * is in the token ring, chats, and answers snapshots. m4 is an observer running the monitor's
  * modules: not a member, but it is forged at too and must see the group and stay unstuck.
@@ -15,7 +15,7 @@
  *  4. then, each within its own bound: a kv put and a replicated append are acknowledged by every
  *     holder, and the put is what every holder reads back (the forger wrote that key too); every member's Lamport clock and group clock advance and the group clocks agree;
  *     every member enters the critical section once, one at a time, with rising fencing tokens;
- *     every member's chat line reaches every other; a task gets its result; a run of jobs from
+ *     every member's chat line reaches every other; a run of jobs from
  *     the client gets every result once (the holders are workers); and the group is
  *     still whole with the same coordinator;
  *  5. the client crashes and restarts from what it saved: whole again within RECOVERY_MS, and it
@@ -54,7 +54,6 @@ import { Replication, envelopeOverhead, entryId } from '../../src/p2p/replicatio
 import { KeyValue } from '../../src/p2p/kv/index.js';
 import { Files } from '../../src/p2p/files/index.js';
 import { MemoryIncomingFiles, memoryDisk } from './memory-files.js';
-import { MemoryTaskLog, runTask, Tasks, type TaskExecutor } from '../../src/p2p/tasks/index.js';
 import { Jobs } from '../../src/p2p/jobs/index.js';
 import { MemorySink, SimJobExecutor, execSpec, lines } from './jobs.js';
 import { installMonitorModules } from '../../src/cli/monitor/feeds.js';
@@ -84,8 +83,8 @@ export const TOKEN_ROUND_MS_MAX = 5000;
 export const TOKEN_HOLD_MS = 20;
 /** A chat line reaches every member within this: a few repair rounds of reliable delivery. */
 export const CHAT_MS_MAX = 1000;
-/** A task gets its result within this: assignment, run and result, with retries. */
-export const TASK_MS_MAX = 3000;
+/** A run of jobs gets its results within this: placement, run and results, with retries. */
+export const JOBS_MS_MAX = 3000;
 /** Jobs of the run a client starts after the forger (on the holders, which are workers). */
 const JOBS_AFTER_FORGER = 6;
 /** Group clocks agree within this: far above what sync achieves, so only a forged jump trips it. */
@@ -110,13 +109,11 @@ export interface Member {
   snapshot: Snapshot;
   replication: Replication;
   kv: KeyValue;
-  tasks: Tasks;
   jobs: Jobs;
   /** Lines this member received, by message id. */
   lines: Set<string>;
   /** Critical sections this member entered: fencing token and virtual times. */
   sections: Array<{ gen: number; enter: number; exit: number | null }>;
-  results: Set<string>;
 }
 
 export function protocolsOf(m: Member): Protocol[] {
@@ -131,7 +128,6 @@ export function protocolsOf(m: Member): Protocol[] {
     m.snapshot,
     m.replication,
     m.kv,
-    m.tasks,
     m.jobs,
   ];
 }
@@ -225,28 +221,6 @@ export class ForgerGroup {
           large: reliable,
         }),
     );
-    let tasks: Tasks | null = null;
-    const executor: TaskExecutor = {
-      capacity: 2,
-      run: (t) =>
-        this.rt.schedule(10, () =>
-          tasks?.complete(
-            t.id,
-            // Counting primes below a forged bound could take seconds of CPU: not run here.
-            t.op === 'primes'
-              ? { ok: false, error: 'not counted in this simulation' }
-              : runTask(t.op, t.args),
-          ),
-        ),
-    };
-    tasks = node.install(
-      (ctx, n) =>
-        new Tasks(ctx, n.membership, {
-          view: election,
-          log: new MemoryTaskLog(),
-          ...(holder ? { executor } : {}),
-        }),
-    );
     // Holders are workers of a keyed group (as peer worker --allow-exec --key-file), in a simulated
     // executor: forged runs they accept run there, never as processes.
     const jobs = node.install(
@@ -275,11 +249,9 @@ export class ForgerGroup {
       snapshot,
       replication,
       kv,
-      tasks,
       jobs,
       lines: new Set(),
       sections: [],
-      results: new Set(),
     };
     chat.onLine((l) => void member.lines.add(l.id));
     node.on((e) => {
@@ -288,7 +260,7 @@ export class ForgerGroup {
       else if (e.kind === 'token-exit') {
         const s = member.sections.at(-1);
         if (s && s.exit === null) s.exit = this.rt.now();
-      } else if (e.kind === 'task-result') member.results.add(e.id);
+      }
     });
     // A restart installs afresh: the member's entry is its new process.
     const at = this.members.findIndex((m) => m.peer === peer);
@@ -536,23 +508,14 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
         .join(', ')}`,
     );
 
-  progress('task');
-  try {
-    const task = client.tasks.submit('sum', [1, 2, 3]);
-    if (!rt.runUntilTrue(() => client.results.has(task), TASK_MS_MAX))
-      failures.push(`a task submitted after the forger got no result within ${TASK_MS_MAX} ms`);
-  } catch (err) {
-    failures.push(`a task was refused: ${(err as Error).message}`);
-  }
-
   progress('jobs');
   const sink = new MemorySink();
   try {
     const run = client.jobs.startRun(execSpec(), sink, { retries: 1, maxRunning: null, workers: null });
     run.feed(lines(JOBS_AFTER_FORGER), true);
-    if (!rt.runUntilTrue(() => sink.records.length === JOBS_AFTER_FORGER, TASK_MS_MAX))
+    if (!rt.runUntilTrue(() => sink.records.length === JOBS_AFTER_FORGER, JOBS_MS_MAX))
       failures.push(
-        `a run of ${JOBS_AFTER_FORGER} jobs started after the forger recorded ${sink.records.length} within ${TASK_MS_MAX} ms`,
+        `a run of ${JOBS_AFTER_FORGER} jobs started after the forger recorded ${sink.records.length} within ${JOBS_MS_MAX} ms`,
       );
     else if ([...sink.perJob().values()].some((n) => n !== 1))
       failures.push(`a run after the forger recorded a job more than once`);
@@ -560,7 +523,7 @@ export async function runForgerSeed(seed: number, opts: RunOptions): Promise<See
     failures.push(`a run was refused: ${(err as Error).message}`);
   }
 
-  // Writes, token passes, chat lines, a task and jobs all send: every clock must have moved on.
+  // Writes, token passes, chat lines and jobs all send: every clock must have moved on.
   g.members.forEach((m, j) => {
     const l = m.peer.node.lamport;
     if (!(l > lamports[j]!) || l > COUNTER_MAX)

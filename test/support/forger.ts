@@ -61,13 +61,6 @@ import {
   KV_VALUE_BYTES_MAX,
   encodeOp,
 } from '../../src/p2p/kv/index.js';
-import {
-  FIBONACCI_N_MAX,
-  LIST_LIMIT_MAX,
-  PRIMES_N_MAX,
-  TASK_OPS,
-  TASK_STATES,
-} from '../../src/p2p/tasks/index.js';
 import type { Address } from '../../src/p2p/transport/transport.js';
 
 /** What the wire shows of one real member when a forged datagram is sent. */
@@ -575,24 +568,6 @@ const kvRow: G<unknown> = fc
   .tuple(kvKey, nullable(text(KV_VALUE_BYTES_MAX)), uint('lamport'), peerId, uint())
   .map(([key, v, l, o, s]) => (f: Forge) => [key(f), v(f), l(f), o(f), Math.max(1, s(f))]);
 
-const taskId = k(fc.oneof(hex16, fc.constant('0'.repeat(16))));
-const taskOp = k(fc.constantFrom(...TASK_OPS, 'x'.repeat(16)));
-const taskArgs = k(
-  fc.oneof(
-    fc.constantFrom([FIBONACCI_N_MAX], [PRIMES_N_MAX], [], [Number.MAX_VALUE, -Number.MAX_VALUE], [0.5]),
-    fc.array(fc.integer(), { maxLength: 40 }),
-  ),
-);
-const taskTerm = uint('term');
-const taskItem = rec({
-  id: taskId,
-  op: taskOp,
-  st: k(fc.constantFrom(...TASK_STATES)),
-  w: nullable(text(64, 1)),
-  ms: nullable(uint()),
-  x: nullable(text(40)),
-  at: nullable(uint()),
-});
 const snapshotId = k(fc.oneof(fc.stringMatching(/^[0-9a-z-]{1,40}$/), fc.constant('a'.repeat(40))));
 
 /**
@@ -692,30 +667,6 @@ export const FORGERIES: Record<string, fc.Arbitrary<(f: Forge) => Forged>> = {
   'kv.val': bodyOf(rec({ q: uint(), w: nullable(kvRow), n: bounded(0, HOLDERS_COUNT_MAX) })),
   'kv.scan': bodyOf(rec({ q: uint(), a: nullable(kvKey), n: bounded(1, KV_SCAN_ROWS_MAX) })),
   'kv.rows': bodyOf(rec({ q: uint(), r: arr(kvRow, 3), m: bool })),
-  // tasks
-  'tk.submit': bodyOf(rec({ id: taskId, op: taskOp, a: taskArgs, term: taskTerm })),
-  'tk.accept': bodyOf(rec({ id: taskId, term: taskTerm })),
-  'tk.reject': bodyOf(rec({ id: taskId, term: taskTerm, why: text(200) })),
-  'tk.new': bodyOf(rec({ id: taskId, op: taskOp, a: taskArgs, s: nullable(peerId), term: taskTerm })),
-  'tk.assign': bodyOf(rec({ id: taskId, op: taskOp, a: taskArgs, term: taskTerm })),
-  'tk.ack': bodyOf(rec({ id: taskId, ok: bool, term: taskTerm })),
-  'tk.result': bodyOf(rec({ id: taskId, op: taskOp, ok: bool, v: text(480), term: taskTerm })),
-  'tk.done': bodyOf(rec({ id: taskId, term: taskTerm })),
-  'tk.fin': bodyOf(
-    rec({
-      id: taskId,
-      op: taskOp,
-      ok: bool,
-      v: text(480),
-      w: nullable(peerId),
-      wn: nullable(text(64, 1)),
-      ms: nullable(uint()),
-      term: taskTerm,
-    }),
-  ),
-  'tk.status': bodyOf(rec({ held: arr(taskId, 32), term: taskTerm })),
-  'tk.list': bodyOf(rec({ q: uint(), off: uint(), lim: bounded(1, LIST_LIMIT_MAX) })),
-  'tk.page': bodyOf(rec({ q: uint(), off: uint(), total: uint(), end: bool, items: arr(taskItem, 3) })),
   // snapshot
   'sn.go': bodyOf(rec({ id: snapshotId })),
   'sn.mk': bodyOf(rec({ id: snapshotId })),

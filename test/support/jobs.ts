@@ -26,6 +26,9 @@ import type { PeerEvent } from '../../src/p2p/protocol.js';
 import type { LinkFaults, VirtualRuntime } from '../../src/p2p/transport/sim.js';
 import type { Transport } from '../../src/p2p/transport/transport.js';
 import { SimCluster, type SimPeer } from './cluster.js';
+import { OpExecutor, WorkerExecutor, type OpThreads } from '../../src/cli/run/ops.js';
+import type { TaskSpec } from '../../src/cli/worker-pool.js';
+import { runTask } from '../../src/p2p/jobs/ops.js';
 
 const SIGTERM = 15;
 const SIGKILL = 9;
@@ -152,6 +155,77 @@ export class SimJobExecutor implements JobExecutor {
   }
 }
 
+/**
+ * Worker threads in virtual time, as the pool (src/cli/worker-pool.ts) runs ops: `threads` at
+ * once, the rest queued; each task takes `durationMs(op, args)` and gives runTask's outcome.
+ */
+export class SimThreads implements OpThreads {
+  /** Every task given, in order. */
+  readonly tasks: TaskSpec[] = [];
+  /** Tasks cancelled while queued or running. */
+  readonly cancelled: string[] = [];
+  maxBusy = 0;
+  private readonly running = new Map<string, () => void>();
+  private readonly queue: TaskSpec[] = [];
+  /** Where outcomes go (the op executor), set once it exists. */
+  executor: OpExecutor | null = null;
+
+  constructor(
+    private readonly threads: number,
+    private readonly rt: VirtualRuntime,
+    private readonly durationMs: (op: string, args: number[]) => number,
+  ) {}
+
+  run(task: TaskSpec): void {
+    this.tasks.push(task);
+    this.queue.push(task);
+    this.pump();
+  }
+
+  cancel(id: string): boolean {
+    const i = this.queue.findIndex((t) => t.id === id);
+    if (i >= 0) this.queue.splice(i, 1);
+    const stop = this.running.get(id);
+    stop?.();
+    this.running.delete(id);
+    if (i < 0 && !stop) return false;
+    this.cancelled.push(id);
+    this.pump();
+    return true;
+  }
+
+  private pump(): void {
+    while (this.running.size < this.threads && this.queue.length > 0) {
+      const t = this.queue.shift()!;
+      const stop = this.rt.schedule(this.durationMs(t.op, t.args), () => {
+        this.running.delete(t.id);
+        this.executor?.done(t.id, runTask(t.op, t.args));
+        this.pump();
+      });
+      this.running.set(t.id, stop);
+      this.maxBusy = Math.max(this.maxBusy, this.running.size);
+    }
+  }
+}
+
+/** A worker's executor that also runs ops, in SimThreads (`keep` is given them), as peer worker does. */
+export function withOps(
+  commands: SimJobExecutor,
+  ops: { threads: number; opMs: (op: string, args: number[]) => number },
+  rt: VirtualRuntime,
+  keep: (t: SimThreads) => void,
+): JobExecutor {
+  const t = new SimThreads(ops.threads, rt, ops.opMs);
+  t.executor = new OpExecutor(
+    commands.slots,
+    t,
+    () => 1_700_000_000_000 + rt.now(),
+    () => rt.now(),
+  );
+  keep(t);
+  return new WorkerExecutor(t.executor, commands);
+}
+
 /** A sink that keeps every record and output chunk. */
 export class MemorySink implements RunSink {
   readonly records: JobResult[] = [];
@@ -200,6 +274,8 @@ export interface JobsHarness {
   executors: Map<string, SimJobExecutor[]>;
   /** Reliable delivery per peer name, of its current life. */
   reliables: Map<string, ReliableDelivery>;
+  /** Op threads per worker name, of its current life (with opts.opThreads). */
+  threads: Map<string, SimThreads>;
   /** Reliable unicast datagrams sent (messages, fragments and their acks). */
   unicast: { count: number };
   /** Reliable unicast messages (not acks) sent: when, from which address, to which. */
@@ -215,9 +291,16 @@ export async function jobsCluster(
   workers: WorkerSpec[],
   behave: (req: StartRequest, worker: string) => SimJob,
   faults: Partial<LinkFaults> = LOSSY,
-  opts: { keyed?: boolean; others?: string[] } = {},
+  opts: {
+    keyed?: boolean;
+    others?: string[];
+    /** Workers run ops too, in this many threads each, an op taking opMs (default 10 ms). */
+    opThreads?: number;
+    opMs?: (op: string, args: number[]) => number;
+  } = {},
 ): Promise<JobsHarness> {
   const jobs = new Map<string, Jobs>();
+  const threads = new Map<string, SimThreads>();
   const executors = new Map<string, SimJobExecutor[]>();
   const unicast = { count: 0 };
   const sends: JobsHarness['sends'] = [];
@@ -231,9 +314,21 @@ export async function jobsCluster(
       : undefined;
     if (executor) executors.set(peer.name, [...(executors.get(peer.name) ?? []), executor]);
     const keyed = w?.keyed ?? opts.keyed ?? true;
+    let routed: JobExecutor | undefined = executor;
+    if (executor && opts.opThreads) {
+      const t = new SimThreads(opts.opThreads, c.rt, opts.opMs ?? (() => 10));
+      t.executor = new OpExecutor(
+        executor.slots,
+        t,
+        () => 1_700_000_000_000 + c.rt.now(),
+        () => c.rt.now(),
+      );
+      threads.set(peer.name, t);
+      routed = new WorkerExecutor(t.executor, executor);
+    }
     jobs.set(
       peer.name,
-      node.install((ctx, n) => new Jobs(ctx, reliable, n.membership, { keyed, executor })),
+      node.install((ctx, n) => new Jobs(ctx, reliable, n.membership, { keyed, executor: routed })),
     );
   });
   c.wrapTransport = (t: Transport) =>
@@ -242,7 +337,7 @@ export async function jobsCluster(
   const ws: SimPeer[] = [];
   for (const w of workers) ws.push(await c.add(w.name));
   for (const name of opts.others ?? []) await c.add(name);
-  const h = { c, submitter, workers: ws, jobs, executors, reliables, unicast, sends };
+  const h = { c, submitter, workers: ws, jobs, executors, reliables, threads, unicast, sends };
   const sees = () => jobs.get('submitter')!.workers().length === workers.length;
   expect(c.rt.runUntilTrue(sees, 10_000)).toBe(true);
   return h;

@@ -19,7 +19,7 @@ import { TABS } from '../../src/cli/monitor/tabs/index.js';
 import { peersTab } from '../../src/cli/monitor/tabs/peers.js';
 import { replicasTab } from '../../src/cli/monitor/tabs/replicas.js';
 import { SLOT_BAR_CHARS_MAX, slotBar, tasksTab } from '../../src/cli/monitor/tabs/tasks.js';
-import { JOB_SLOTS_MAX } from '../../src/p2p/jobs/index.js';
+import { JOB_SLOTS_MAX, type RunView } from '../../src/p2p/jobs/index.js';
 import { tokenTab } from '../../src/cli/monitor/tabs/token.js';
 import { chatTab } from '../../src/cli/monitor/tabs/chat.js';
 import { screen } from '../../src/cli/monitor/screen.js';
@@ -61,7 +61,7 @@ function input(members: MemberView[], extra: Partial<MonitorInput> = {}): Monito
     },
     members,
     clock: new Map(),
-    tasks: { listing: null },
+    tasks: { runs: [] },
     token: null,
     chat: null,
     log: [],
@@ -82,7 +82,7 @@ const C = '0000000000000003';
 describe('Peers tab', () => {
   it('shows coordinator and ranks from election tags, Lamport and offset from clock readings, load from worker tags', () => {
     const members = [
-      member('ana', A, { prio: 5, coord: false, term: 2, wk: 4, ld: 1 }),
+      member('ana', A, { prio: 5, coord: false, term: 2, js: 4, jl: 1 }),
       member('bea', B, { prio: 5, coord: true, term: 2 }),
       member('cid', C, {}, 'suspect'),
     ];
@@ -151,34 +151,33 @@ describe('Replicas tab hint', () => {
 });
 
 describe('Tasks tab', () => {
-  it('counts the coordinator’s listing by state and per worker, and lists workers from their tags', () => {
-    const members = [member('w1', A, { wk: 2, ld: 1 }), member('w2', B, { wk: 2, ld: 0 })];
-    const item = (id: string, state: 'queued' | 'running' | 'done' | 'failed', worker: string | null) => ({
-      id: id.padStart(16, '0'),
-      op: 'sum',
+  it('lists the runs the keeper announced, newest first, with their jobs done and failed', () => {
+    const members = [member('w1', A, { js: 2, jl: 1 })];
+    const run = (id: string, state: RunView['state'], done: number, failed: number): RunView => ({
+      run: id.padStart(16, '0'),
+      kind: 'op',
+      words: ['sum', '1', '2'],
+      submitterName: 'ana',
+      createdAtWallMs: NOW - 2500,
       state,
-      worker,
-      durationMs: state === 'done' ? 30 : null,
-      text: state === 'done' ? '6' : null,
-      submittedAt: NOW,
+      jobs: 3,
+      done,
+      failed,
     });
-    const listing = {
-      items: [
-        item('1', 'done', 'w1'),
-        item('2', 'running', 'w1'),
-        item('3', 'queued', null),
-        item('4', 'failed', 'w2'),
-      ],
-      total: 4,
-      error: null,
-      atWall: NOW - 500,
-    };
-    const v = tasksTab.view(input(members, { tasks: { listing } }));
-    expect(summary(v)).toMatch(/^queue 1 {3}running 1 {3}done 1 {3}failed 1 /);
+    const runs = [
+      run('3', 'open', 1, 0),
+      run('2', 'done', 2, 1),
+      { ...run('1', 'cancelled', 0, 0), kind: 'exec' as const, words: ['make', 'test'] },
+    ];
+    const v = tasksTab.view(input(members, { tasks: { runs } }));
+    expect(summary(v)).toMatch(/^runs: open 1 {3}done 1 {3}cancelled 1 .* {3}workers: 1$/);
     const rows = text(v);
-    expect(rows[0]!.slice(0, 4)).toEqual(['worker w1', 'alive', '1/2', '1 running, 1 done, 0 failed']);
-    expect(rows[1]![3]).toBe('0 running, 0 done, 1 failed');
-    expect(rows.slice(2).map((r) => r[1])).toEqual(['done', 'running', 'queued', 'failed']);
+    expect(rows[0]!.slice(0, 3)).toEqual(['worker w1', 'alive', '█░ 1/2']);
+    expect(rows.slice(1)).toEqual([
+      ['0000000000000003', 'open', 'sum 1 2', '1 done, 0 failed of 3', 'ana', '2.5 s'],
+      ['0000000000000002', 'done', 'sum 1 2', '2 done, 1 failed of 3', 'ana', '2.5 s'],
+      ['0000000000000001', 'cancelled', 'command: make test', '0 done, 0 failed of 3', 'ana', '2.5 s'],
+    ]);
     expect(tasksTab.view(input(members, { tasks: null }))).toEqual({
       kind: 'unavailable',
       reason: 'tasks are not available in this build',
@@ -187,32 +186,30 @@ describe('Tasks tab', () => {
 
   it('shows each worker’s slots, jobs held and whether it runs commands, from its advert', () => {
     const members = [
-      // A worker of peer run with --allow-exec, 3 slots, 2 jobs held; and of peer task, 3 threads.
-      member('w1', A, { wk: 3, ld: 0, js: 3, jl: 2, ex: '1' }),
+      // A worker with --allow-exec, 3 slots, 2 jobs held.
+      member('w1', A, { js: 3, jl: 2, ex: '1' }),
       // Built-in ops only; holds more than its slots (the rest queued).
-      member('w2', B, { wk: 2, ld: 1, js: 2, jl: 5 }),
-      // An older worker of peer task alone, and a worker whose advert is out of bounds.
-      member('w3', C, { wk: 2, ld: 0 }),
+      member('w2', B, { js: 2, jl: 5 }),
+      // A worker whose advert is out of bounds.
       member('w4', '0000000000000004', { js: 0, jl: 1 }),
       // Not a worker.
       member('up', '0000000000000005', { prio: 1 }),
     ];
     const v = tasksTab.view(input(members));
     const rows = text(v);
-    expect(rows.map((r) => r[0])).toEqual(['worker w1', 'worker w2', 'worker w3', 'worker w4']);
-    expect(rows[0]!.slice(2)).toEqual(['0/3', 'none listed', '██░ 2/3', 'exec allowed']);
-    expect(rows[1]!.slice(4)).toEqual(['██ 5/2 +3 queued', 'built-in ops only']);
-    expect(rows[2]!.slice(4)).toEqual(['—', '—']);
-    expect(rows[3]!.slice(4)).toEqual(['—', '—']);
-    expect(summary(v)).toMatch(/workers: 4$/);
+    expect(rows.map((r) => r[0])).toEqual(['worker w1', 'worker w2', 'worker w4']);
+    expect(rows[0]!.slice(2, 5)).toEqual(['██░ 2/3', '', 'exec allowed']);
+    expect(rows[1]!.slice(2, 5)).toEqual(['██ 5/2 +3 queued', '', 'built-in ops only']);
+    expect(rows[2]!.slice(2, 5)).toEqual(['—', '', '—']);
+    expect(summary(v)).toMatch(/workers: 3$/);
     if (v.kind !== 'content') throw new Error('unavailable');
     expect(v.footer?.map((c) => c.text).join('')).toBe(
-      'jobs held: 7 in 5 slots (workers’ counts; only peer run sees the jobs)',
+      'jobs held: 7 in 5 slots (workers’ counts; only a run’s host sees its jobs)',
     );
     // A dead worker keeps its row, without an advert to read.
     const dead = text(tasksTab.view(input([member('w1', A, { js: 3, jl: 2, ex: '1' }, 'dead')])));
     expect(dead[0]!.slice(0, 2)).toEqual(['worker w1', 'dead']);
-    expect(dead[0]!.slice(4)).toEqual(['—', '—']);
+    expect(dead[0]!.slice(2, 5)).toEqual(['—', '', '—']);
   });
 
   it('draws a bar of at most SLOT_BAR_CHARS_MAX, full only when every slot is busy', () => {
@@ -446,8 +443,6 @@ describe('terminal safety', () => {
 
   it('shows remote names, chat lines, task results and log lines escaped on every tab', () => {
     const evil = member(HOSTILE, A, {
-      wk: 2,
-      ld: 1,
       js: 2,
       jl: 1,
       ex: '1',
@@ -473,25 +468,22 @@ describe('terminal safety', () => {
       members: 1,
       error: HOSTILE,
     };
-    const listing = {
-      items: [
-        {
-          id: '1'.padStart(16, '0'),
-          op: HOSTILE,
-          state: 'failed' as const,
-          worker: HOSTILE,
-          durationMs: 5,
-          text: HOSTILE,
-          submittedAt: NOW,
-        },
-      ],
-      total: 1,
-      error: null,
-      atWall: NOW,
-    };
+    const runs: RunView[] = [
+      {
+        run: '1'.padStart(16, '0'),
+        kind: 'op',
+        words: [HOSTILE],
+        submitterName: HOSTILE,
+        createdAtWallMs: NOW,
+        state: 'open',
+        jobs: 1,
+        done: 0,
+        failed: 0,
+      },
+    ];
     const token = { epoch: 1, generation: 2, holder: A, ring: [A], passesPerSecond: 1 };
     const log = [{ atWall: NOW, kind: 'join', text: HOSTILE, tone: 'good' as const }];
-    const all = input([evil], { chat, tasks: { listing }, token, log });
+    const all = input([evil], { chat, tasks: { runs }, token, log });
     for (let tab = 0; tab < TABS.length; tab++) {
       const s = screen(TABS, all, { ...initialUi(), tab }, 400, 30);
       const plain = s.lines.map((l) => l.map((c) => c.text).join(''));

@@ -19,6 +19,7 @@ import type {
   JobInput,
   JobResult,
   JobsApi,
+  KeeperApi,
   JobsStats,
   RunCounts,
   RunHandle,
@@ -45,6 +46,7 @@ const OPTS: RunOptions = { retries: 1, maxRunning: null, workers: null };
 /** A jobs protocol that holds `window` jobs and lets the test finish them. */
 class FakeJobs implements JobsApi {
   readonly stats = {} as JobsStats;
+  readonly keeper = {} as KeeperApi;
   readonly listeners = new Set<(e: PeerEvent) => void>();
   readonly fed: JobInput[][] = [];
   ended = false;

@@ -3,7 +3,10 @@
  * never a candidate, never counted in a clock round, a token ring or a replica ack) and read-only
  * instances of the protocol modules whose state it shows:
  *  - Election as a follower (candidate: false): learns the coordinator from tags, never stands;
- *  - Tasks without an executor: only asks the coordinator for its task list (requestList);
+ *  - Jobs without an executor, with a store in memory that follows the keeper's announcements
+ *    (jd.run, jd.fin, jd.state, taken only from the coordinator it follows): the runs of
+ *    `peer task` and `peer run --detach` announced while the monitor runs (it is never elected,
+ *    so it never keeps them; it cannot ask the keeper, which answers members only);
  *  - ClockSync with a view that follows no coordinator and sits above every term, so it never
  *    answers a poll (an observer's clock must not move the group's average) and never runs a
  *    round; it only sends `clk.q` and collects every peer's status (Lamport time, offset);
@@ -18,7 +21,9 @@
 import { ClockSync } from '../../p2p/clock-sync.js';
 import { Election, type CoordinatorView } from '../../p2p/election.js';
 import type { PeerNode } from '../../p2p/node.js';
-import { Tasks } from '../../p2p/tasks/index.js';
+import Database from 'better-sqlite3';
+import { Jobs } from '../../p2p/jobs/index.js';
+import { RunsStore } from '../../storage/runs.js';
 import { TokenRing } from '../../p2p/token-ring/index.js';
 import { Chat, CHAT_TAG, ChatError } from '../../p2p/chat.js';
 import { ReliableDelivery } from '../../p2p/reliable/index.js';
@@ -31,17 +36,14 @@ import {
   EventLog,
   type ClockReading,
   type MonitorInput,
-  type TaskListing,
   type ChatView,
   type TokenInfo,
 } from './model.js';
 
 /** How often the monitor asks every peer for its clock status (one small unicast answer each). */
 export const CLOCK_QUERY_INTERVAL_MS = 1000;
-/** How often it asks the coordinator for the task list. */
-export const TASK_LIST_INTERVAL_MS = 1000;
-/** Tasks fetched per listing: a screenful and some to scroll. */
-export const TASK_LIST_LIMIT = 100;
+/** Runs shown, newest first: a screenful and some to scroll. */
+export const RUNS_SHOWN = 100;
 /** Chat lines shown (the most recent, in Lamport order). */
 export const CHAT_LINES_SHOWN = 200;
 /** The token's rotation rate is measured over this window. */
@@ -75,7 +77,9 @@ const PASSIVE_VIEW: CoordinatorView = {
 
 export interface Installed {
   clock: ClockSync;
-  tasks: Tasks;
+  jobs: Jobs;
+  /** The runs the keeper announced (in memory: an observer keeps nothing). */
+  runs: RunsStore;
   election: Election;
   token: TokenWatch;
   chat: Chat;
@@ -90,7 +94,6 @@ export function installMonitorModules(node: PeerNode): Installed {
   const clock = node.install(
     (ctx, n) => new ClockSync(ctx, n.membership, { timings: n.profile.clock, coordinator: PASSIVE_VIEW }),
   );
-  const tasks = node.install((ctx, n) => new Tasks(ctx, n.membership, { view: election }));
   const token = node.install(
     (ctx, n) => new TokenWatch(new TokenRing(ctx, n.membership, { timings: n.profile.tokenRing })),
   );
@@ -105,7 +108,11 @@ export function installMonitorModules(node: PeerNode): Installed {
     // membership, and an observer never is. The tab shows the lines from the monitor's start on.
     (ctx, n) => new Chat(ctx, n.membership, reliable),
   );
-  return { clock, tasks, election, token, chat };
+  const runs = new RunsStore(new Database(':memory:'));
+  const jobs = node.install(
+    (ctx, n) => new Jobs(ctx, reliable, n.membership, { keyed: false, view: election, store: runs }),
+  );
+  return { clock, jobs, runs, election, token, chat };
 }
 
 export interface FeedsOptions {
@@ -119,7 +126,6 @@ export class MonitorFeeds {
   private readonly derived = new DerivedEvents();
   private readonly readings = new Map<PeerId, ClockReading>();
   private readonly received = new Map<PeerId, number>();
-  private listing: TaskListing | null = null;
   private chatError: string | null = null;
   private readonly tokenSamples: Array<{ at: number; generation: number }> = [];
   private timers: Array<() => void> = [];
@@ -141,23 +147,17 @@ export class MonitorFeeds {
       }),
     );
     this.unsubscribe = this.o.node.on((e) => {
-      if (e.kind === 'task-list') {
-        this.listing = { items: e.items, total: e.total, error: e.error, atWall: this.wall() };
-        return;
-      }
       const line = describeEvent(e, this.wall());
       if (line) this.log.add(line);
     });
-    const { clock, tasks } = this.o.installed;
+    const { clock } = this.o.installed;
     const queryClock = () => {
       this.collectClock();
       clock.queryStatuses();
     };
     queryClock();
-    tasks.requestList(TASK_LIST_LIMIT);
     const rt = this.o.node.runtime;
     this.timers.push(rt.every(CLOCK_QUERY_INTERVAL_MS, queryClock));
-    this.timers.push(rt.every(TASK_LIST_INTERVAL_MS, () => tasks.requestList(TASK_LIST_LIMIT)));
   }
 
   stop(): void {
@@ -186,7 +186,7 @@ export class MonitorFeeds {
       },
       members,
       clock: this.readings,
-      tasks: { listing: this.listing },
+      tasks: { runs: this.o.installed.runs.list(0, RUNS_SHOWN) },
       token,
       chat: this.chatView(),
       log: this.log.all,

@@ -6,7 +6,7 @@
  */
 import type { MemberView, PeerEvent } from '../../p2p/protocol.js';
 import type { PeerId } from '../../p2p/wire.js';
-import type { TaskSummary } from '../../p2p/tasks/index.js';
+import type { RunView } from '../../p2p/jobs/index.js';
 import type { ChatLine } from '../../p2p/chat.js';
 import { escapeForTerminal } from '../sanitize.js';
 
@@ -49,13 +49,6 @@ export interface ClockReading {
   atWall: number;
 }
 
-export interface TaskListing {
-  items: TaskSummary[];
-  total: number;
-  error: string | null;
-  atWall: number;
-}
-
 export interface TokenInfo {
   epoch: number;
   /** The fencing number: rises at every pass and every regeneration. */
@@ -90,8 +83,8 @@ export interface MonitorInput {
   members: MemberView[];
   /** Clock statuses by peer, or null when clock sync is not in this build. */
   clock: Map<PeerId, ClockReading> | null;
-  /** The coordinator's task listing, or null when tasks are not in this build. */
-  tasks: { listing: TaskListing | null } | null;
+  /** The detached runs the keeper announced, newest first, or null when jobs are not in this build. */
+  tasks: { runs: RunView[] } | null;
   /** What the token ring's passes and beats reveal, or null when it is not in this build. */
   token: TokenInfo | null;
   /** Chat lines, or null when chat is not in this build. */
@@ -275,7 +268,7 @@ export function describeEvent(e: PeerEvent, atWall: number): LogLine | null {
     case 'version-mismatch':
       return line(`${e.from} speaks protocol version ${e.version}; ignored`, 'bad');
     default:
-      // Other modules' events (clock statuses, task listings) feed the tabs, not the log.
+      // Other modules' events (clock statuses, runs) feed the tabs, not the log.
       return null;
   }
 }

@@ -5,22 +5,27 @@ import { escapeForTerminal } from '../../cli/sanitize.js';
 import { UsageError } from '../../cli/network.js';
 import { showingWait } from '../../cli/progress.js';
 import { networkSettings, startPeer } from '../../cli/peer.js';
-import { installTaskPeer, nextEvent, TaskCommand, TaskFailure, timeoutFlag } from '../../cli/tasks.js';
-import type { PeerEventOf } from '../../p2p/protocol.js';
 import {
-  parseTaskArgs,
-  SUBMITTER_TASKS_MAX,
-  TASK_OPS,
-  validateTask,
-  type Tasks,
-} from '../../p2p/tasks/index.js';
-import type { PeerNode } from '../../p2p/node.js';
+  answer,
+  collectResults,
+  installTaskClient,
+  opRunSpec,
+  TaskCommand,
+  TaskFailure,
+  taskId,
+  taskOutcome,
+  timeoutFlag,
+  type TaskOutcome,
+} from '../../cli/tasks.js';
+import { parseTaskArgs, TASK_OPS, validateTask } from '../../p2p/jobs/ops.js';
+import { RUN_JOBS_MAX, type JobInput, type KeeperApi } from '../../p2p/jobs/index.js';
 
 export interface SubmitResult {
+  /** `<run>-<job>`: the job's PEER_JOB_ID. */
   id: string;
   op: string;
   args: number[];
-  /** accepted: the coordinator holds it (without --wait); done or failed: its outcome. */
+  /** accepted: the coordinator stored it (without --wait); done or failed: its outcome. */
   state: 'accepted' | 'done' | 'failed';
   result?: string;
   error?: string;
@@ -30,13 +35,15 @@ export interface SubmitResult {
 
 /** The outcome of --repeat N: counts and throughput, not N results. */
 export interface BatchResult {
+  /** The run that holds the N tasks (their ids are `<run>-1` to `<run>-N`). */
+  run: string;
   op: string;
   args: number[];
   count: number;
   /** Tasks whose result came (done or failed); with --wait all of them must. */
   done: number;
   failed: number;
-  /** Accepted and still without a result when the command ended (always 0 with --wait on success). */
+  /** Stored and still without a result when the command ended (always 0 with --wait on success). */
   outstanding: number;
   elapsedMs: number;
   /** Results per second over elapsedMs (with --wait). */
@@ -49,7 +56,7 @@ export interface BatchResult {
 
 export default class TaskSubmit extends TaskCommand {
   static override summary = 'Submit a task to the group and (with --wait) print its result.';
-  static override description = `Operations: sum N..., fibonacci N (0-2000), sort N..., primes N (counts primes below N, up to 200000000). The arguments are checked here first, so bad input fails at once with one line. The task goes to the elected coordinator, which assigns it to the least-loaded worker; it is re-sent until accepted, and re-sent to a new coordinator if the old one fails. Without --wait the command ends once the task is accepted. Exit codes: 0 done (or accepted), 1 the task failed, the coordinator could not store it (its disk is full or failing) or nobody answered in time, 2 bad input. Put negative numbers after --: peer task submit sum -- 1 -2.`;
+  static override description = `Operations: sum N..., fibonacci N (0-2000), sort N..., primes N (counts primes below N, up to 200000000). The arguments are checked here first, so bad input fails at once with one line. The task is a job of a detached run of the op: the elected coordinator stores it (so it outlives this command and a coordinator's failure) and the workers run it in their threads. Without --wait the command ends once the run is stored and prints the task's id; with --wait it prints the result. Exit codes: 0 done (or stored), 1 the task failed, the coordinator could not store it (its disk is full or failing) or nobody answered in time, 2 bad input. Put negative numbers after --: peer task submit sum -- 1 -2.`;
   static override examples = [
     '<%= config.bin %> task submit sum 1 2 3 --wait --interface 127.0.0.1',
     '<%= config.bin %> task submit fibonacci 100 --wait --json',
@@ -67,10 +74,10 @@ export default class TaskSubmit extends TaskCommand {
     wait: Flags.boolean({ summary: 'Wait for the result and print it.', default: false }),
     timeout: timeoutFlag(30_000),
     repeat: Flags.integer({
-      summary: 'Submit the task N times, with N ids (a load test); prints counts and throughput.',
+      summary: 'Submit the task N times, as N jobs of one run (a load test); prints counts and throughput.',
       default: 1,
       min: 1,
-      max: SUBMITTER_TASKS_MAX,
+      max: RUN_JOBS_MAX,
     }),
   };
 
@@ -86,188 +93,132 @@ export default class TaskSubmit extends TaskCommand {
 
     const settings = networkSettings(flags, flags.name ?? `task-client-${process.pid}`);
     const peer = await startPeer(settings, {
-      observer: true,
-      install: (node) => installTaskPeer(node, { candidate: false, observer: true }),
+      transient: true,
+      install: (node) => installTaskClient(node, Boolean(settings.keys)),
     });
-    const {
-      node,
-      installed: { tasks, election },
-    } = peer;
-    if (flags.repeat > 1) {
-      try {
-        return await showingWait(
-          `waiting for ${flags.repeat} tasks to be ${flags.wait ? 'done' : 'accepted'}`,
-          this.batch(node, tasks, valid.op, valid.args, flags),
-          { json: this.jsonEnabled() },
-        );
-      } finally {
-        await peer.stop();
-      }
-    }
-    // Ends the waits this command no longer needs (the result, once accepted without --wait).
-    const done = new AbortController();
+    const { keeper } = peer.installed.jobs;
+    const json = { json: this.jsonEnabled() };
+    const started = Date.now();
+    const deadline = started + flags.timeout;
+    const count = flags.repeat;
+    const base = { op: valid.op, args: valid.args };
     try {
-      let id = '';
-      // Subscribe before submitting: a local answer could come at once.
-      const accepted = nextEvent(
-        node,
-        (e): e is PeerEventOf<'task-accepted'> | PeerEventOf<'task-result'> | PeerEventOf<'task-refused'> =>
-          (e.kind === 'task-accepted' || e.kind === 'task-result' || e.kind === 'task-refused') &&
-          e.id === id,
-        flags.timeout,
-        done.signal,
+      const jobs: JobInput[] = Array.from({ length: count }, (_, i) => ({
+        job: i + 1,
+        seq: i + 1,
+        input: null,
+        pin: null,
+      }));
+      const run = await showingWait(
+        'waiting for the coordinator (a peer worker or peer up) to store the task',
+        answer(
+          keeper.detach(opRunSpec(valid.op, valid.args), jobs, {
+            retries: 1,
+            maxRunning: null,
+            workers: null,
+          }),
+          deadline,
+          flags.timeout,
+          'the task was refused: ',
+        ),
+        json,
       );
-      const result = nextEvent(
-        node,
-        (e): e is PeerEventOf<'task-result'> => e.kind === 'task-result' && e.id === id,
-        flags.timeout,
-        done.signal,
-      );
-      id = tasks.submit(valid.op, valid.args);
-      const first = await showingWait(
-        'waiting for the task coordinator (a peer worker) to accept the task',
-        accepted,
-        { json: this.jsonEnabled() },
-      );
-      if (!first) {
-        const coord = election.coordinator();
-        throw new TaskFailure(
-          coord
-            ? `the coordinator ${node.membership.get(coord)?.name ?? coord} did not accept task ${id} within ${flags.timeout} ms; try again or raise --timeout`
-            : `no coordinator answered within ${flags.timeout} ms: start a worker (peer worker) on this group, or check --interface, --group and --port`,
-          { id, op: valid.op, args: valid.args },
-        );
-      }
-      if (first.kind === 'task-refused')
-        throw new TaskFailure(
-          `task ${id} was refused: ${first.why}; free space or fix that disk, then submit again`,
-          {
-            id,
-            op: valid.op,
-            args: valid.args,
-            state: 'refused',
-            reason: first.reason,
-          },
-        );
-      if (!flags.wait && first.kind === 'task-accepted') {
+      if (count > 1)
+        return await this.batch(keeper, run, base, count, flags.wait, started, deadline, flags.timeout);
+      const id = taskId(run, 1);
+      if (!flags.wait) {
         this.log(`task ${id} accepted (${valid.op})`);
-        return { id, op: valid.op, args: valid.args, state: 'accepted' };
+        return { id, ...base, state: 'accepted' };
       }
-      const r =
-        first.kind === 'task-result'
-          ? first
-          : await showingWait(`waiting for the result of task ${id.slice(0, 8)}`, result, {
-              json: this.jsonEnabled(),
-            });
-      if (!r)
+      let outcome: TaskOutcome | null = null;
+      await showingWait(
+        `waiting for the result of task ${id.slice(0, 8)}`,
+        collectResults(keeper, run, 1, deadline, (r) => (outcome = taskOutcome(r))),
+        json,
+      );
+      const o = outcome as TaskOutcome | null;
+      if (!o)
         throw new TaskFailure(
-          `task ${id} was accepted but no result came within ${flags.timeout} ms; see peer task list`,
-          { id, op: valid.op, args: valid.args, state: 'accepted' },
+          `task ${id} was stored but no result came within ${flags.timeout} ms; see peer task list`,
+          { id, ...base, state: 'accepted' },
         );
       const out: SubmitResult = {
         id,
-        op: valid.op,
-        args: valid.args,
-        state: r.ok ? 'done' : 'failed',
-        ...(r.ok ? { result: r.value } : { error: r.value }),
-        worker: r.workerName ?? r.worker,
-        durationMs: r.durationMs,
+        ...base,
+        state: o.ok ? 'done' : 'failed',
+        ...(o.ok ? { result: o.value } : { error: o.value }),
+        worker: o.worker,
+        durationMs: o.durationMs,
       };
-      if (!r.ok)
-        throw new TaskFailure(
-          `task ${id} (${valid.op}) failed on ${out.worker ?? 'the coordinator'}: ${r.value}`,
-          { ...out },
-        );
+      if (!o.ok)
+        throw new TaskFailure(`task ${id} (${valid.op}) failed on ${o.worker}: ${o.value}`, { ...out });
       this.log(
-        `${escapeForTerminal(r.value)}  ${chalk.gray(`(${valid.op}, task ${id.slice(0, 8)}, worker ${escapeForTerminal(out.worker ?? '?')}, ${r.durationMs ?? '?'} ms)`)}`,
+        `${escapeForTerminal(o.value)}  ${chalk.gray(`(${valid.op}, task ${id.slice(0, 8)}, worker ${escapeForTerminal(o.worker)}, ${o.durationMs} ms)`)}`,
       );
       return out;
     } finally {
-      done.abort();
       await peer.stop();
     }
   }
 
   private async batch(
-    node: PeerNode,
-    tasks: Tasks,
-    op: string,
-    args: number[],
-    flags: { repeat: number; wait: boolean; timeout: number },
+    keeper: KeeperApi,
+    run: string,
+    base: { op: string; args: number[] },
+    count: number,
+    wait: boolean,
+    started: number,
+    deadline: number,
+    timeoutMs: number,
   ): Promise<BatchResult> {
-    const accepted = new Set<string>();
     const workers: Record<string, number> = {};
     let done = 0;
     let failed = 0;
     let firstError: string | null = null;
-    const ids = new Set<string>();
-    let wake: () => void = () => {};
-    const off = node.on((e) => {
-      if (e.kind === 'task-refused' && ids.has(e.id)) {
-        failed++;
-        firstError ??= `refused: ${e.why}`;
-        return wake();
-      }
-      if ((e.kind !== 'task-accepted' && e.kind !== 'task-result') || !ids.has(e.id)) return;
-      if (e.kind === 'task-accepted') accepted.add(e.id);
-      else {
-        accepted.delete(e.id);
-        if (e.ok) done++;
-        else {
-          failed++;
-          firstError ??= e.value;
-        }
-        const w = e.workerName ?? e.worker ?? '?';
-        workers[w] = (workers[w] ?? 0) + 1;
-      }
-      wake();
-    });
-    const started = Date.now();
-    const finished = () =>
-      flags.wait ? done + failed === flags.repeat : accepted.size + done + failed === flags.repeat;
-    try {
-      for (let i = 0; i < flags.repeat; i++) ids.add(tasks.submit(op, args));
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, flags.timeout);
-        wake = () => {
-          if (!finished()) return;
-          clearTimeout(timer);
-          resolve();
-        };
-        wake();
-      });
-    } finally {
-      off();
-    }
+    const ended = !wait
+      ? 'done'
+      : await showingWait(
+          `waiting for ${count} tasks to be done`,
+          collectResults(keeper, run, count, deadline, (r) => {
+            const o = taskOutcome(r);
+            if (o.ok) done++;
+            else {
+              failed++;
+              firstError ??= o.value;
+            }
+            workers[o.worker] = (workers[o.worker] ?? 0) + 1;
+          }),
+          { json: this.jsonEnabled() },
+        );
     const elapsedMs = Date.now() - started;
     const out: BatchResult = {
-      op,
-      args,
-      count: flags.repeat,
+      run,
+      ...base,
+      count,
       done,
       failed,
-      outstanding: flags.repeat - done - failed,
+      outstanding: count - done - failed,
       elapsedMs,
-      tasksPerSecond: flags.wait && elapsedMs > 0 ? Math.round(((done + failed) * 1000) / elapsedMs) : null,
+      tasksPerSecond: wait && elapsedMs > 0 ? Math.round(((done + failed) * 1000) / elapsedMs) : null,
       workers,
       firstError,
     };
-    if (!finished())
+    if (ended === 'timeout')
       throw new TaskFailure(
-        `${flags.wait ? done + failed : accepted.size + done + failed} of ${flags.repeat} tasks ${flags.wait ? 'finished' : 'were accepted'} within ${flags.timeout} ms; raise --timeout`,
-        { ...out },
+        `${done + failed} of ${count} tasks finished within ${timeoutMs} ms; raise --timeout`,
+        {
+          ...out,
+        },
       );
     if (failed > 0)
-      throw new TaskFailure(`${failed} of ${flags.repeat} tasks failed; first error: ${firstError}`, {
-        ...out,
-      });
+      throw new TaskFailure(`${failed} of ${count} tasks failed; first error: ${firstError}`, { ...out });
     const by = Object.entries(workers)
       .map(([w, n]) => `${escapeForTerminal(w)} ${n}`)
       .join(', ');
     this.log(
-      flags.wait
+      wait
         ? `${done} tasks done in ${elapsedMs} ms (${out.tasksPerSecond}/s)${by ? `; by worker: ${by}` : ''}`
-        : `${flags.repeat} tasks accepted in ${elapsedMs} ms`,
+        : `${count} tasks accepted in ${elapsedMs} ms (run ${run})`,
     );
     return out;
   }

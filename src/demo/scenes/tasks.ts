@@ -36,12 +36,12 @@ const coordinatorOf = (p: ChildLines) =>
     .json()
     .filter((e) => e.event === 'coordinator-changed')
     .at(-1)?.coordinator as string | null | undefined;
-const started = (p: ChildLines) => p.json().filter((e) => e.event === 'task-started');
+const started = (p: ChildLines) => p.json().filter((e) => e.event === 'job-started');
 
 export const tasksScene: DemoScene = {
   title: 'Distributed tasks',
   about:
-    'Two worker processes run submitted tasks in worker threads; the elected one also coordinates. A worker is killed in the middle of a task and the other one finishes it.',
+    'Two worker processes run submitted tasks in worker threads; the elected one also keeps them. A worker is killed in the middle of a task and the other one finishes it.',
   async run(ctx: DemoContext) {
     ctx.step(`starting ${NAMES.join(' and ')}: peer worker --concurrency 1 --log-format json`);
     const t0 = Date.now();
@@ -58,7 +58,7 @@ export const tasksScene: DemoScene = {
     const nameOfId = (id: string | null | undefined) => NAMES.find((n) => idOf(workers.get(n)!) === id);
     const coordinator = nameOfId(coordinatorOf(a)) ?? fail('the coordinator is not one of the workers');
     ctx.ok(
-      `both up ${seconds(Date.now() - t0)} after launch; the bully election made ${coordinator} coordinator (it also runs tasks)`,
+      `both up ${seconds(Date.now() - t0)} after launch; the bully election made ${coordinator} coordinator (it keeps the tasks and runs them too)`,
     );
 
     ctx.step(`peer task submit OP ARG... --wait --json, ${SMALL_TASKS.length} tasks at once`);
@@ -116,7 +116,7 @@ export const tasksScene: DemoScene = {
       `${survivor} finished it ${seconds(Date.now() - killedAt)} after the kill: ${out.result} primes below ${LONG_PRIMES_N} (task ${out.id.slice(0, 8)}, run ${out.durationMs ?? '?'} ms)`,
     );
     ctx.note(
-      `${coordinator === runner ? `${survivor} was elected, resumed the task from its own log` : `${coordinator} saw ${runner} die and put its task back in the queue`}; the result is recorded once, by task id`,
+      `${coordinator === runner ? `${survivor} was elected and resumed the run from its own store` : `${coordinator} saw ${runner} die and placed its job again, attempt 2`}; the result is recorded once per job`,
     );
 
     const list = await ctx.run(['task', 'list', '--json', ...ctx.network]);

@@ -29,7 +29,8 @@
  *   again), a job's own with each attempt; placing waits while reliable delivery holds more than
  *   JOB_FILES_IN_FLIGHT_BYTES_MAX unacked.
  * - No worker can take the run (none, none with `ex` for commands, all refused) for
- *   JOB_NO_WORKER_MS: the run fails with the reason.
+ *   JOB_NO_WORKER_MS: the run fails with the reason. A detached run (hosted by the keeper,
+ *   keeper.ts) waits for workers instead: it outlives whoever handed it over.
  */
 import type { ProtocolContext } from '../protocol.js';
 import type { Membership } from '../membership.js';
@@ -45,6 +46,7 @@ import {
   JOB_FILES_IN_FLIGHT_BYTES_MAX,
   JOB_FILE_BYTES_MAX,
   JOB_MISSING_FILE_PAUSE_MS,
+  JOB_REOPEN_PAUSE_MS,
   JOB_NO_WORKER_MS,
   JOB_NUMBER_MAX,
   JOB_PIPELINE_PER_SLOT,
@@ -148,7 +150,7 @@ export class Dispatcher implements RunHandle {
   /** Since when jobs waited with no worker able to take them; null while one can. */
   private starvedSince: number | null = null;
   private cancelling: { until: number } | null = null;
-  /** Results waiting for their returned files to be written before the sink records them. */
+  /** Results the sink has not durably recorded yet (their returned files, or the record itself). */
   private recording = 0;
   /** The run's shared `--transfer` files, read once when the first worker is opened. */
   private shared: Outgoing[] | null = null;
@@ -167,6 +169,11 @@ export class Dispatcher implements RunHandle {
     private readonly onOver: () => void,
     /** Bytes reliable delivery holds unacked, over every destination. */
     private readonly queuedBytes: () => number,
+    /**
+     * Attempts each job may have had before this dispatcher (a keeper resuming a run another one
+     * hosted): its attempts are numbered above them.
+     */
+    private readonly attemptsBefore = 0,
   ) {
     this.schedule();
   }
@@ -201,7 +208,7 @@ export class Dispatcher implements RunHandle {
         throw new RangeError(`job ${input.job} is not a job number`);
       this.jobs.set(input.job, {
         input,
-        attempts: 0,
+        attempts: this.attemptsBefore,
         lastFence: 0,
         failures: 0,
         failedOn: new Set(),
@@ -330,11 +337,13 @@ export class Dispatcher implements RunHandle {
     // Attempts sent no later than the ones a worker says it has no run for reached a run it dropped
     // (it took us for gone) or never had: whatever else it held of ours is lost (fences rise).
     let lostUpTo = m.why === 'unknown-run' && m.jobs.length === 0 ? Infinity : 0;
+    let released = 0;
     for (const [job, attempt] of m.jobs) {
       const js = this.jobs.get(job);
       const sent = js?.sent.get(attempt);
       if (!js || !sent || sent.worker !== from || !sent.live) continue;
       sent.live = false;
+      released++;
       w?.held.delete(job);
       if (m.why === 'stale-fence') this.stats.staleFences++;
       else this.stats.refusedJobs++;
@@ -347,7 +356,11 @@ export class Dispatcher implements RunHandle {
       // Opened again before the next jobs, its entries counted afresh.
       w.opened = false;
       w.entries = 0;
-      this.requeueFrom(w, true, 'worker dropped the run', lostUpTo);
+      released += this.requeueFrom(w, true, 'worker dropped the run', lostUpTo);
+      // What it held of ours took credit it will never give back (no jb.done comes for it).
+      w.credit += released;
+      // A detached run's worker may not know us for the coordinator yet: not at once again.
+      if (this.spec.detached) w.pausedUntil = this.ctx.now() + JOB_REOPEN_PAUSE_MS;
     } else if (w) {
       // A file did not get there: the run's shared files go again with the next jobs (the
       // worker ignores the jb.open of a run it has), each job's own with its next attempt.
@@ -506,7 +519,7 @@ export class Dispatcher implements RunHandle {
       if (picked.length > 0) this.sendJobs(w, picked);
     }
     this.starvedSince = this.queue.length > 0 && ready.length === 0 ? (this.starvedSince ?? now) : null;
-    if (this.starvedSince !== null && now - this.starvedSince >= JOB_NO_WORKER_MS)
+    if (this.starvedSince !== null && now - this.starvedSince >= JOB_NO_WORKER_MS && !this.spec.detached)
       this.fail(this.noWorkerWhy());
     this.askForInput();
   }
@@ -659,21 +672,24 @@ export class Dispatcher implements RunHandle {
 
   /**
    * Every live attempt on `w` (with a fence up to `fenceMax`) placed again (`started`: they may
-   * have run, so a new attempt).
+   * have run, so a new attempt); returns how many.
    */
-  private requeueFrom(w: WorkerState, started: boolean, why: string, fenceMax = Infinity): void {
+  private requeueFrom(w: WorkerState, started: boolean, why: string, fenceMax = Infinity): number {
+    let n = 0;
     for (const job of [...w.held]) {
       const js = this.jobs.get(job)!;
       for (const [attempt, s] of js.sent) {
         if (!s.live || s.worker !== w.id || s.fence > fenceMax) continue;
         w.held.delete(job);
         s.live = false;
+        n++;
         if (!started && attempt === js.attempts) js.attempts--;
         if (started && js.input.pin === w.id) this.failPinned(js, why);
         else if (started) this.reassigned(js, attempt, w.id, why);
         else this.queue.unshift(job);
       }
     }
+    return n;
   }
 
   private reassigned(js: JobState, attempt: number, from: PeerId, why: string): void {
@@ -783,7 +799,14 @@ export class Dispatcher implements RunHandle {
         });
     }
     const p = this.sink.record(r);
-    return p instanceof Promise ? p : undefined;
+    if (!(p instanceof Promise)) return undefined;
+    // Nor is it over while the sink still writes a result: its worker keeps it until acked, and a
+    // run closed meanwhile would let it go (a keeper's full disk holds a write for long).
+    this.recording++;
+    return p.finally(() => {
+      this.recording--;
+      this.afterChange();
+    });
   }
 
   private setCredit(w: WorkerState, free: number, seen: number): void {

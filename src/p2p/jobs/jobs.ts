@@ -1,21 +1,25 @@
 /**
  * Jobs (`peer run`, `peer worker`): the facade a peer installs. It routes what arrives on the `job`
  * topic to the roles: a Dispatcher per run this peer submits (dispatcher.ts: credits, attempts and
- * fences, record once, retries, reassignment, cancel) and the Runner when this peer is a worker
- * (runner.ts: slots, queue, kills, refusals); it ticks both and carries the executor's reports to
- * the runner. Every message goes by reliable unicast (acked, retried, FIFO per destination); worker
+ * fences, record once, retries, reassignment, cancel), the Runner when this peer is a worker
+ * (runner.ts: slots, queue, kills, refusals), the Keeper of detached runs on a peer with a store
+ * that may be elected (keeper.ts: it keeps them while this peer is the coordinator, and its store
+ * follows the coordinator's announcements otherwise), and the KeeperApi client every peer has
+ * (keeper-client.ts); it ticks them and carries the executor's reports to the runner. Every message goes by reliable unicast (acked, retried, FIFO per destination); worker
  * adverts ride in membership tags (adverts.ts). No process, disk, socket or timer here: the
  * executor (src/cli/run/exec.ts) and the sink (src/cli/run/sink.ts) are injected.
  *
  * Wire: messages.ts. Limits: limits.ts. Shapes: types.ts.
  */
-import type { Protocol, ProtocolContext } from '../protocol.js';
+import type { MemberView, Protocol, ProtocolContext } from '../protocol.js';
 import type { Membership } from '../membership.js';
 import { advertOf } from './adverts.js';
 import { problemOf } from './command.js';
 import { Dispatcher } from './dispatcher.js';
 import { JOB_TOPIC, decodeJob } from './messages.js';
 import { Runner } from './runner.js';
+import { Keeper } from './keeper.js';
+import { KeeperClient, isReply } from './keeper-client.js';
 import type {
   AttemptKey,
   ExecOutcome,
@@ -23,12 +27,15 @@ import type {
   JobChannel,
   JobDelivery,
   JobExecutor,
+  JobSent,
   JobsApi,
   JobsStats,
+  KeeperView,
   RunHandle,
   RunOptions,
   RunSink,
   RunSpec,
+  RunStore,
   WorkerAdvert,
 } from './types.js';
 import { randomHexId } from '../runtime.js';
@@ -38,6 +45,13 @@ export interface JobsOptions {
   keyed: boolean;
   /** This peer is a worker: it runs what submitters send, through this. */
   executor?: JobExecutor;
+  /** Who coordinates (election.ts): the keeper of detached runs; without it, keeper calls are refused. */
+  view?: KeeperView;
+  /**
+   * Where this peer keeps detached runs: given on every peer that stands in the election (it keeps
+   * them once elected; until then its store follows the keeper's announcements).
+   */
+  store?: RunStore;
 }
 
 export type JobsMembership = Pick<Membership, 'get' | 'list' | 'setTags' | 'ownTags'>;
@@ -56,6 +70,9 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     malformed: 0,
   };
   readonly runner: Runner | null;
+  readonly keeper: KeeperClient;
+  /** The keeper role, on a peer with a store and a view of the election. */
+  readonly keeping: Keeper | null;
   private readonly runs = new Map<string, Dispatcher>();
   private readonly queuedBytes: () => number;
   private readonly send: (
@@ -64,18 +81,40 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     done?: Parameters<JobChannel['sendTo']>[3],
   ) => void;
 
+  /** Membership as the roles see it: with this peer in it when it is a worker (see withSelf). */
+  private readonly membership: JobsMembership;
+
   constructor(
     private readonly ctx: ProtocolContext,
     channel: JobChannel,
-    private readonly membership: JobsMembership,
+    membership: JobsMembership,
     opts: JobsOptions,
   ) {
-    this.send = (to, payload, done) => void channel.sendTo(to, JOB_TOPIC, payload, done);
+    this.membership = opts.executor ? withSelf(ctx, membership) : membership;
+    this.send = (to, payload, done) =>
+      to === ctx.self.id ? this.toSelf(payload, done) : void channel.sendTo(to, JOB_TOPIC, payload, done);
     this.queuedBytes = () => channel.queuedBytes();
+    const view = opts.view ?? null;
     this.runner = opts.executor
-      ? new Runner(ctx, this.send, membership, opts.executor, opts.keyed, this.stats)
+      ? new Runner(ctx, this.send, this.membership, opts.executor, opts.keyed, this.stats, () =>
+          view ? view.coordinator() : null,
+        )
       : null;
     opts.executor?.bind(this);
+    this.keeping =
+      view && opts.store
+        ? new Keeper(
+            ctx,
+            (to, payload) => this.send(to, payload),
+            (payload) => void channel.publish(JOB_TOPIC, payload),
+            view,
+            opts.store,
+            { host: (...a) => this.host(...a), forget: (run) => this.runs.delete(run) },
+            this.stats,
+            () => this.workers().map((a) => a.id),
+          )
+        : null;
+    this.keeper = new KeeperClient(ctx, this.send, view, this.stats);
     channel.on(JOB_TOPIC, (d) => this.onData(d));
   }
 
@@ -106,6 +145,46 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     return d;
   }
 
+  /** A Dispatcher for a run the keeper hosts, routed as this peer's own runs are. */
+  private host(
+    spec: RunSpec,
+    sink: RunSink,
+    opts: RunOptions,
+    attemptsBefore: number,
+    onOver: () => void,
+  ): Dispatcher {
+    const d = new Dispatcher(
+      this.ctx,
+      this.send,
+      this.membership,
+      spec,
+      sink,
+      opts,
+      this.stats,
+      () => {
+        if (this.runs.get(spec.run) === d) this.runs.delete(spec.run);
+        onOver();
+      },
+      () => this.queuedBytes(),
+      attemptsBefore,
+    );
+    this.runs.set(spec.run, d);
+    return d;
+  }
+
+  /**
+   * A message to this peer itself (a keeper that is a worker too places jobs on its own runner):
+   * handled on the next turn, in order, as reliable delivery would; acked once its handler's
+   * promise, if any, resolves.
+   */
+  private toSelf(payload: string | Uint8Array, done?: (r: JobSent) => void): void {
+    const data = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload);
+    this.ctx.soon(() => {
+      const handled = this.onData({ from: this.ctx.self.id, fromName: this.ctx.self.name, data });
+      void Promise.resolve(handled).then(() => done?.({ ok: true }));
+    });
+  }
+
   /** Live workers as their tags advertise them. */
   workers(): WorkerAdvert[] {
     return this.membership
@@ -129,6 +208,8 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
   tick(now: number): void {
     for (const d of [...this.runs.values()]) d.tick(now);
     this.runner?.tick(now);
+    this.keeping?.tick(now);
+    this.keeper.tick(now);
   }
 
   leave(): void {
@@ -168,6 +249,22 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
         return void this.runner?.onCancel(d.from, m.body);
       case 'jb.close':
         return void this.runner?.onClose(d.from, m.body.run);
+      case 'jd.hand':
+      case 'jd.get':
+      case 'jd.cancel':
+      case 'jd.list': {
+        const reply = this.keeping?.answer(d.from, d.fromName, m) ?? null;
+        if (reply !== null) this.send(d.from, reply);
+        return;
+      }
+      case 'jd.run':
+        return void this.keeping?.onKept(d.from, m.body);
+      case 'jd.fin':
+        return void this.keeping?.onFin(d.from, m.body, m.bytes);
+      case 'jd.state':
+        return void this.keeping?.onState(d.from, m.body);
+      default:
+        if (isReply(m)) this.keeper.onReply(d.from, m);
     }
   }
 
@@ -176,4 +273,33 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     if (!d) this.stats.unknownRun++;
     return d;
   }
+}
+
+/** Where a peer's own entry says it is: a constant, as its own address never changes for itself. */
+const SELF_ADDRESS = 'self';
+
+/**
+ * Membership with this peer in it, for a worker: a keeper that is a worker too places the jobs of
+ * the runs it hosts on its own runner (messages to itself go through toSelf), and its runner
+ * never takes itself for a gone submitter. Membership lists only the others.
+ */
+function withSelf(ctx: ProtocolContext, m: JobsMembership): JobsMembership {
+  const self = (): MemberView => ({
+    id: ctx.self.id,
+    name: ctx.self.name,
+    address: SELF_ADDRESS,
+    state: 'alive',
+    incarnation: ctx.self.incarnation,
+    lastSeenMs: 0,
+    duplicateName: false,
+    tags: m.ownTags,
+  });
+  return {
+    get: (id) => (id === ctx.self.id ? self() : m.get(id)),
+    list: () => [...m.list(), self()],
+    setTags: (tags) => m.setTags(tags),
+    get ownTags() {
+      return m.ownTags;
+    },
+  };
 }

@@ -138,3 +138,50 @@ export const JOB_NO_WORKER_MS = 2000;
 export const JOB_EXIT_WORKER_GONE = 255;
 /** Job and seq numbers of a run: four billion jobs, past what any input file holds. */
 export const JOB_NUMBER_MAX = 2 ** 32;
+
+// ---- detached runs (the keeper: keeper.ts)
+
+/** Jobs of a detached run: its whole input is handed over at once and stored, so it is bounded. */
+export const RUN_JOBS_MAX = 100_000;
+/**
+ * Output kept per job and stream of a detached run: stored in every full peer's SQLite file until
+ * collected, so far less than an attached run's JOB_OUTPUT_BYTES_MAX (the head is kept).
+ */
+export const RUN_OUTPUT_BYTES_MAX = 1024 * 1024;
+/** How long a run is kept once collected (read to its end, or cancelled): a week to read it again. */
+export const RUN_KEPT_MS = 7 * 24 * 3600 * 1000;
+/** Runs a store keeps; beyond it the oldest collected go first, and a new run is refused if none is. */
+export const RUNS_KEPT_MAX = 1000;
+/** Open runs a keeper hosts at once: each is a run on every worker, which serve JOB_RUNS_MAX at most. */
+export const RUNS_OPEN_MAX = 32;
+/** Output bytes of results in one page of `peer run --attach` (jd.page): a few datagrams' worth of work to decode. */
+export const RUN_PAGE_BYTES_MAX = 4 * 1024 * 1024;
+/** Results in one jd.fin or jd.page. */
+export const RUN_PAGE_RESULTS_MAX = 256;
+/** Runs in one listing (jd.runs). */
+export const RUN_LIST_MAX = 200;
+/**
+ * How long a new keeper waits before it places the jobs of the runs it resumes: a few heartbeats,
+ * so it has heard every worker (their adverts, and their Lamport times, which lift its fences above
+ * any fence the old keeper gave out).
+ */
+export const KEEPER_TAKEOVER_DELAY_MS = 2000;
+/** How often a keeper tries again a result write that failed (a full disk): the worker's ack waits. */
+export const KEEPER_WRITE_RETRY_MS = 500;
+/** How often stores forget the runs kept long enough. */
+export const KEEPER_PRUNE_INTERVAL_MS = 60_000;
+/**
+ * How long a client waits for the keeper's answer to a delivered request before it asks again
+ * (requests are idempotent): a coordinator that had just lost its role ignores them.
+ */
+export const KEEPER_ASK_AGAIN_MS = 3000;
+/** Requests a client holds for the keeper at once (callers bound them with their own timeout). */
+export const KEEPER_ASKS_MAX = 64;
+/**
+ * How long a keeper waits before it opens a run again on a worker that said it has no such run
+ * from it: the worker may still hold the run for the old keeper, not knowing the new one is the
+ * coordinator yet (election news comes with heartbeats), and asking at once would loop.
+ */
+export const JOB_REOPEN_PAUSE_MS = 200;
+/** Workers a detached run may name (`--on w1,w2`): more than a LAN has. */
+export const RUN_WORKERS_NAMED_MAX = 1024;

@@ -7,6 +7,10 @@
  *   W -> S  jb.ret (a `--return` file, before its jb.done), jb.done (results, and the worker's free
  *           room), jb.full (attempts it will not run), jb.refuse (a run it will not run at all),
  *           jb.out (`--line-buffer` output as it comes)
+ *   detached runs (keeper.ts), client -> keeper by sendTo: jd.hand (a run to keep), jd.get (a page
+ *           of its results), jd.cancel, jd.list; keeper -> client: jd.ok, jd.no, jd.page, jd.view,
+ *           jd.runs; keeper -> every member by publish: jd.run (a run stored), jd.fin (results
+ *           recorded), jd.state (a run over, cancelled or collected)
  * A payload is JSON `{"t": type, "b": body}` (body by wire names), or binary when bytes ride with
  * it: JOB_BINARY_MARK, the header's length (u32 big-endian), the header (that same JSON), then
  * the bytes. Decoding runs the declaration's check, and every bound on what a worker would run
@@ -17,8 +21,8 @@ import { f, message, type Body, type Message } from '../kit/message.js';
 import type { Envelope } from '../wire.js';
 import { COUNTER_MAX } from '../bounds.js';
 import { inputProblem, problemOf } from './command.js';
-import type { JobSent, RunId } from './types.js';
-import type { PeerId } from '../wire.js';
+import type { JobResult, JobSent, RunId, RunView } from './types.js';
+import { NAME_CHARS_MAX, isPeerId, type PeerId } from '../wire.js';
 import {
   JOB_ATTEMPTS_MAX,
   JOB_BATCH_MAX,
@@ -41,6 +45,12 @@ import {
   JOB_WORDS_MAX,
   JOB_WORD_BYTES_MAX,
   JOB_ENV_BYTES_MAX,
+  RUN_JOBS_MAX,
+  RUN_LIST_MAX,
+  RUN_OUTPUT_BYTES_MAX,
+  RUN_PAGE_RESULTS_MAX,
+  RUN_WORKERS_NAMED_MAX,
+  RUNS_KEPT_MAX,
 } from './limits.js';
 
 export const JOB_TOPIC = 'job';
@@ -199,6 +209,131 @@ export const RET = message('jb.ret', {
   error: f.nullable(f.str(JOB_WHY_CHARS_MAX)),
 });
 
+// ---- detached runs (keeper.ts)
+
+const REQ_RE = /^[0-9a-f]{16}$/;
+/** A client's request number, echoed in the answer. */
+const REQ = f.guard((v): v is string => typeof v === 'string' && REQ_RE.test(v));
+const NAME = f.str(NAME_CHARS_MAX);
+
+/** One job of a detached run: [job, seq, input or null, pinned worker or null]. */
+export type HandJob = [job: number, seq: number, input: string | null, pin: PeerId | null];
+const isHandJob = (v: unknown): v is HandJob =>
+  Array.isArray(v) &&
+  v.length === 4 &&
+  Number.isSafeInteger(v[0]) &&
+  v[0] >= 1 &&
+  v[0] <= JOB_NUMBER_MAX &&
+  Number.isSafeInteger(v[1]) &&
+  v[1] >= 1 &&
+  v[1] <= JOB_NUMBER_MAX &&
+  (v[2] === null ||
+    (typeof v[2] === 'string' && v[2].length <= JOB_INPUT_BYTES_MAX && inputProblem(v[2]) === null)) &&
+  (v[3] === null || isPeerId(v[3]));
+const isWorkers = (v: unknown): v is PeerId[] | 'all' | null =>
+  v === null ||
+  v === 'all' ||
+  (Array.isArray(v) && v.length <= RUN_WORKERS_NAMED_MAX && v.every((w) => isPeerId(w)));
+
+/** A detached run's spec, its options and its jobs (no files: nobody would be there to read them). */
+const RUN_FIELDS = {
+  run: RUN,
+  kind: f.literal('exec', 'op'),
+  words: f.array(f.str(JOB_WORD_BYTES_MAX), JOB_WORDS_MAX),
+  env: f.array(f.guard(isEnvPair), JOB_ENV_MAX),
+  timeoutMs: f.nullable(f.int(1, JOB_TIMEOUT_MS_MAX)).wire('timeout'),
+  graceMs: f.int(1, JOB_GRACE_MS_MAX).wire('grace'),
+  retries: f.int(1, JOB_ATTEMPTS_MAX),
+  maxRunning: f.nullable(f.int(1, JOB_NUMBER_MAX)).wire('max'),
+  workers: f.guard(isWorkers),
+  jobs: f.array(f.guard(isHandJob), RUN_JOBS_MAX),
+};
+/** Client -> keeper: keep this run (answered jd.ok once stored, or jd.no). */
+export const HAND = message('jd.hand', { req: REQ, ...RUN_FIELDS });
+/** Keeper -> every member: a run it stored, for their stores. */
+export const KEPT = message('jd.run', {
+  ...RUN_FIELDS,
+  submitter: f.peerId(),
+  submitterName: NAME.wire('sn'),
+  at: f.uint(),
+});
+/** Client -> keeper: the results of jobs above `after` (answered jd.page). */
+export const GET = message('jd.get', { req: REQ, run: RUN, after: f.uint(JOB_NUMBER_MAX) });
+/** Client -> keeper: cancel the run (answered jd.view). */
+export const CANCEL_RUN = message('jd.cancel', { req: REQ, run: RUN });
+/** Client -> keeper: the runs it keeps, newest first (answered jd.runs). */
+export const LIST = message('jd.list', {
+  req: REQ,
+  offset: f.uint(RUNS_KEPT_MAX),
+  limit: f.int(1, RUN_LIST_MAX),
+});
+export const OK = message('jd.ok', { req: REQ, run: RUN });
+/** A request the keeper could not do, and why (one line a user can act on). */
+export const NO = message('jd.no', { req: REQ, why: f.str(JOB_WHY_CHARS_MAX) });
+
+const VIEW_FIELDS = message('jd.v', {
+  run: RUN,
+  kind: f.literal('exec', 'op'),
+  words: f.array(f.str(JOB_WORD_BYTES_MAX), JOB_WORDS_MAX),
+  submitterName: NAME,
+  createdAtWallMs: f.uint(),
+  state: f.literal('open', 'done', 'cancelled'),
+  jobs: f.uint(RUN_JOBS_MAX),
+  done: f.uint(RUN_JOBS_MAX),
+  failed: f.uint(RUN_JOBS_MAX),
+});
+const VIEW = f.guard((v): v is RunView => VIEW_FIELDS.check(v));
+export const VIEW_OF = message('jd.view', { req: REQ, view: VIEW });
+export const RUNS = message('jd.runs', { req: REQ, views: f.array(VIEW, RUN_LIST_MAX) });
+
+/** A recorded result: a jb.done result with its worker and bytes moved; out and err as in jb.done. */
+const KEPT_RESULT = message('jd.result', {
+  job: JOB,
+  seq: JOB,
+  attempt: ATTEMPT,
+  fence: f.int(1, COUNTER_MAX),
+  exit: f.nullable(f.int(JOB_EXIT_MIN, JOB_EXIT_MAX)),
+  signal: f.int(0, JOB_SIGNAL_MAX),
+  timedOut: f.bool(),
+  cancelled: f.bool(),
+  started: f.bool(),
+  at: f.uint(),
+  us: f.uint(),
+  out: f.uint(RUN_OUTPUT_BYTES_MAX),
+  err: f.uint(RUN_OUTPUT_BYTES_MAX),
+  truncated: f.bool(),
+  why: f.nullable(f.str(JOB_WHY_CHARS_MAX)),
+  worker: f.peerId(),
+  name: f.str(NAME_CHARS_MAX),
+  send: f.uint(),
+  recv: f.uint(),
+});
+export type KeptResult = Body<typeof KEPT_RESULT>;
+export const isKeptResult = (v: unknown): v is KeptResult => KEPT_RESULT.check(v);
+const KEPT_RESULTS = f.array(f.guard(isKeptResult), RUN_PAGE_RESULTS_MAX);
+/** Keeper -> client: a page of results (their output follows the header), `next` as in RunPage. */
+export const PAGE = message('jd.page', {
+  req: REQ,
+  view: VIEW,
+  results: KEPT_RESULTS,
+  inputs: f.array(f.nullable(f.str(JOB_INPUT_BYTES_MAX)), RUN_PAGE_RESULTS_MAX),
+  next: f.nullable(JOB),
+});
+/** Keeper -> every member: results it recorded (their output follows the header). */
+export const FIN = message('jd.fin', { run: RUN, results: KEPT_RESULTS });
+/** Keeper -> every member: a run's state changed (over, cancelled) or it was collected. */
+export const STATE = message('jd.state', {
+  run: RUN,
+  state: f.literal('open', 'done', 'cancelled'),
+  collected: f.nullable(f.uint()),
+});
+
+export type Hand = Body<typeof HAND>;
+export type Kept = Body<typeof KEPT>;
+export type Page = Body<typeof PAGE>;
+export type Fin = Body<typeof FIN>;
+export type State = Body<typeof STATE>;
+
 export type Open = Body<typeof OPEN>;
 export type File = Body<typeof FILE>;
 export type Ret = Body<typeof RET>;
@@ -220,7 +355,19 @@ export type JobMessage =
   | { type: 'jb.done'; body: Done; bytes: Uint8Array }
   | { type: 'jb.full'; body: Full }
   | { type: 'jb.refuse'; body: Refuse }
-  | { type: 'jb.out'; body: Out; bytes: Uint8Array };
+  | { type: 'jb.out'; body: Out; bytes: Uint8Array }
+  | { type: 'jd.hand'; body: Hand }
+  | { type: 'jd.run'; body: Kept }
+  | { type: 'jd.get'; body: Body<typeof GET> }
+  | { type: 'jd.cancel'; body: Body<typeof CANCEL_RUN> }
+  | { type: 'jd.list'; body: Body<typeof LIST> }
+  | { type: 'jd.ok'; body: Body<typeof OK> }
+  | { type: 'jd.no'; body: Body<typeof NO> }
+  | { type: 'jd.view'; body: Body<typeof VIEW_OF> }
+  | { type: 'jd.runs'; body: Body<typeof RUNS> }
+  | { type: 'jd.page'; body: Page; bytes: Uint8Array }
+  | { type: 'jd.fin'; body: Fin; bytes: Uint8Array }
+  | { type: 'jd.state'; body: State };
 
 const DECLARED: Array<Message<string, unknown>> = [
   OPEN,
@@ -233,6 +380,18 @@ const DECLARED: Array<Message<string, unknown>> = [
   FULL,
   REFUSE,
   OUT,
+  HAND,
+  KEPT,
+  GET,
+  CANCEL_RUN,
+  LIST,
+  OK,
+  NO,
+  VIEW_OF,
+  RUNS,
+  PAGE,
+  FIN,
+  STATE,
 ];
 const BY_TYPE = new Map(DECLARED.map((m) => [m.type, m]));
 
@@ -290,6 +449,13 @@ function wellFormed(m: JobMessage, binary: boolean): boolean {
     }
     case 'jb.out':
       return binary && m.bytes.length > 0;
+    case 'jd.hand':
+    case 'jd.run':
+      return !binary && runProblem(m.body) === null;
+    case 'jd.page':
+      return m.body.inputs.length === m.body.results.length && outputAddsUp(m.body.results, m.bytes);
+    case 'jd.fin':
+      return outputAddsUp(m.body.results, m.bytes);
     case 'jb.file':
       return binary && m.bytes.length <= JOB_FILE_BYTES_MAX;
     case 'jb.ret':
@@ -299,6 +465,83 @@ function wellFormed(m: JobMessage, binary: boolean): boolean {
     default:
       return !binary;
   }
+}
+
+/**
+ * What is wrong with a detached run's spec and jobs, or null: a spec's bounds (command.ts), `group`
+ * output and no files (nobody would be there to take them), job numbers unique, pins only when
+ * the run names workers.
+ */
+export function runProblem(r: Omit<Hand, 'req'>): string | null {
+  const problem = problemOf({ ...r, detached: true, output: 'group', transfers: [], returns: [] });
+  if (problem) return problem;
+  const seen = new Set<number>();
+  for (const [job] of r.jobs) {
+    if (seen.has(job)) return `job ${job} is given twice`;
+    seen.add(job);
+  }
+  return null;
+}
+
+const outputAddsUp = (results: KeptResult[], bytes: Uint8Array): boolean =>
+  results.reduce((n, r) => n + r.out + r.err, 0) === bytes.length;
+
+/** Results as jd.fin and jd.page carry them: entries, and their output after one another. */
+export function keptResults(results: JobResult[]): { entries: KeptResult[]; bytes: Uint8Array } {
+  const entries = results.map((r): KeptResult => ({
+    job: r.job,
+    seq: r.seq,
+    attempt: r.attempt,
+    fence: r.fence,
+    exit: r.exit,
+    signal: r.signal,
+    timedOut: r.timedOut,
+    cancelled: r.cancelled,
+    started: r.started,
+    at: Math.max(0, Math.round(r.startedAtWallMs)),
+    us: Math.max(0, Math.round(r.runtimeUs)),
+    out: r.stdout.length,
+    err: r.stderr.length,
+    truncated: r.truncated,
+    why: r.error === null ? null : r.error.slice(0, JOB_WHY_CHARS_MAX),
+    worker: r.worker,
+    name: r.workerName,
+    send: r.sendBytes,
+    recv: r.receiveBytes,
+  }));
+  return { entries, bytes: Buffer.concat(results.flatMap((r) => [r.stdout, r.stderr])) };
+}
+
+/** The results of a jd.fin or jd.page (decodeJob checked that the lengths add up to the bytes). */
+export function resultsOf(run: RunId, entries: KeptResult[], bytes: Uint8Array): JobResult[] {
+  let at = 0;
+  return entries.map((e) => {
+    const stdout = bytes.slice(at, at + e.out);
+    const stderr = bytes.slice(at + e.out, at + e.out + e.err);
+    at += e.out + e.err;
+    return {
+      run,
+      job: e.job,
+      seq: e.seq,
+      attempt: e.attempt,
+      fence: e.fence,
+      worker: e.worker,
+      workerName: e.name,
+      started: e.started,
+      exit: e.exit,
+      signal: e.signal,
+      timedOut: e.timedOut,
+      cancelled: e.cancelled,
+      startedAtWallMs: e.at,
+      runtimeUs: e.us,
+      stdout,
+      stderr,
+      truncated: e.truncated,
+      error: e.why,
+      sendBytes: e.send,
+      receiveBytes: e.recv,
+    };
+  });
 }
 
 /** The digest jb.file carries, so a worker never runs a job with a damaged file. */

@@ -18,6 +18,10 @@
  *   while it lives; one to a peer membership does not know yet (its first heartbeat lost) waits
  *   for it, JOB_SUBMITTER_UNKNOWN_MS at most.
  * - A job outlives its timeout: killed here, its result marked timedOut with exit -1.
+ * - A detached run (its submitter is the keeper, keeper.ts) is never killed for its host's death:
+ *   its jobs run on, and a jb.open for it from the coordinator that keeps it now rebinds it there
+ *   (what follows goes to the new host). Forgotten once its host is gone and nothing of it is left
+ *   here; results that found no host are not kept (the new keeper places those jobs again).
  * - A run of commands in an open group, or on a worker without --allow-exec: jb.refuse, nothing
  *   runs. A spec out of bounds never gets here (messages.ts refuses it on decode). Jobs of a run
  *   this worker does not know (it restarted, or dropped it) are answered jb.full unknown-run.
@@ -146,6 +150,8 @@ export class Runner {
     private readonly executor: JobExecutor,
     private readonly keyed: boolean,
     private readonly stats: JobsStats,
+    /** The coordinator this peer follows (election.ts), who alone may take over a detached run. */
+    private readonly coordinator: () => PeerId | null = () => null,
   ) {
     if (!Number.isInteger(executor.slots) || executor.slots < 1)
       throw new Error(`worker slots must be a positive integer, got ${executor.slots}`);
@@ -165,7 +171,10 @@ export class Runner {
   onOpen(from: PeerId, fromName: string, m: Open): void {
     const known = this.runs.get(m.run);
     if (known) {
-      if (known.submitter !== from) this.stats.wrongSender++;
+      if (known.submitter === from) return;
+      if (known.spec.detached && m.detached && from === this.coordinator())
+        this.rebind(known, from, fromName);
+      else this.stats.wrongSender++;
       return;
     }
     this.dropped.delete(m.run);
@@ -239,6 +248,16 @@ export class Runner {
     }
     if (run.submitter !== from) {
       this.stats.wrongSender++;
+      // A new keeper whose jb.open came before we knew it for the coordinator: it opens the run
+      // again (and so rebinds it) when told we have no run for it.
+      if (run.spec.detached) {
+        const jobs = m.jobs.map(([job, , attempt]): JobAttempt => [job, attempt]);
+        this.post(
+          from,
+          encodeJob(FULL, { run: m.run, free: 0, seen: 0, jobs, why: 'unknown-run' }),
+          () => true,
+        );
+      }
       return;
     }
     const full: JobAttempt[] = [];
@@ -364,7 +383,10 @@ export class Runner {
       const gone = m
         ? m.state === 'dead' || m.state === 'left' || m.address !== run.address
         : run.address !== null || now - run.openedAt >= JOB_SUBMITTER_UNKNOWN_MS;
-      if (!run.dead && gone) {
+      if (run.spec.detached) {
+        // Its jobs outlive the keeper; with nothing left of it here, the next keeper opens it again.
+        if (gone && run.queue.length + run.running.size === 0) this.drop(run, 'submitter-gone');
+      } else if (!run.dead && gone) {
         this.drop(run, 'submitter-gone');
         this.dropped.set(run.spec.run, { submitter: run.submitter, address: run.address, at: now });
         if (this.dropped.size > JOB_RUNS_MAX) this.dropped.delete(this.dropped.keys().next().value!);
@@ -390,6 +412,15 @@ export class Runner {
       }
       if (back || now - d.at >= JOB_DROPPED_REMEMBERED_MS) this.dropped.delete(run);
     }
+  }
+
+  /** A new keeper took over a detached run we hold: what follows goes to it, with its credit arithmetic. */
+  private rebind(run: RunState, to: PeerId, toName: string): void {
+    run.submitter = to;
+    run.submitterName = toName;
+    run.address = this.membership.get(to)?.address ?? null;
+    run.openedAt = this.ctx.now();
+    run.seen = 0;
   }
 
   /** Kills everything (the worker stops). */

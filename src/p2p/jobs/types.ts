@@ -9,6 +9,8 @@
  * fencing number that only rises over the job's attempts, so side effects can be fenced.
  */
 import type { PeerId } from '../wire.js';
+import type { CoordinatorView } from '../election.js';
+import type { WriteFailureKind } from '../write-failure.js';
 
 /** 16 lowercase hex characters, drawn by the submitter. */
 export type RunId = string;
@@ -204,7 +206,117 @@ export type JobsStats = Record<
 export interface JobsApi {
   startRun(spec: Omit<RunSpec, 'run'>, sink: RunSink, opts: RunOptions): RunHandle;
   workers(): WorkerAdvert[];
+  readonly keeper: KeeperApi;
   readonly stats: JobsStats;
+}
+
+// ---- detached runs (`peer run --detach`, `peer task`): kept by the elected coordinator
+
+/** RunOptions of a detached run (its `--transfer` files are not supported: nobody reads them). */
+export interface DetachOptions {
+  retries: number;
+  maxRunning: number | null;
+  workers: PeerId[] | 'all' | null;
+}
+export type RunState = 'open' | 'done' | 'cancelled';
+/** One detached run as its keeper reports it. */
+export interface RunView {
+  run: RunId;
+  kind: RunKind;
+  words: string[];
+  submitterName: string;
+  createdAtWallMs: number;
+  state: RunState;
+  jobs: number;
+  done: number;
+  failed: number;
+}
+export interface RunPage {
+  view: RunView;
+  /** Recorded results of jobs numbered above `afterJob`, in job order, at most a page (bytes-bounded). */
+  results: JobResult[];
+  /** Each result's input line (null for a job without one), in the same order: what its command was. */
+  inputs: Array<string | null>;
+  /** The afterJob to ask next, or null when this page reached the last recorded job. */
+  next: number | null;
+}
+/** `why` is one line a user can act on. */
+export type KeeperAnswer<T> = { ok: true; value: T } | { ok: false; why: string };
+/**
+ * Detached runs, kept by the elected coordinator (keeper.ts) past their submitter. Every call
+ * waits for a known coordinator (bound it with the caller's own timeout) and asks again when the
+ * coordinator changes mid-call.
+ */
+export interface KeeperApi {
+  /** Hands the run to the keeper; resolves once it is stored there (durable) or refused. */
+  detach(
+    spec: Omit<RunSpec, 'run' | 'detached'>,
+    jobs: JobInput[],
+    opts: DetachOptions,
+  ): Promise<KeeperAnswer<RunId>>;
+  results(run: RunId, afterJob: number): Promise<KeeperAnswer<RunPage>>;
+  cancelRun(run: RunId): Promise<KeeperAnswer<RunView>>;
+  /** Newest first. */
+  listRuns(offset: number, limit: number): Promise<KeeperAnswer<RunView[]>>;
+}
+
+/** What jobs need of the election (election.ts): who keeps the detached runs. */
+export type KeeperView = Pick<CoordinatorView, 'coordinator' | 'isCoordinator' | 'term'>;
+
+/** A detached run as a store keeps it. Wall-clock times: they outlive the process (RUN_KEPT_MS). */
+export interface KeptRun {
+  spec: RunSpec;
+  opts: DetachOptions;
+  submitter: PeerId;
+  submitterName: string;
+  createdAtWallMs: number;
+  state: RunState;
+  /** When a client read it to its end once it was over (or cancelled it); null before. */
+  collectedAtWallMs: number | null;
+}
+
+/** What a write did: `first` false when there was nothing to change; `failed` why it did not reach the disk. */
+export interface StoreWrite {
+  first: boolean;
+  failed: WriteFailureKind | null;
+}
+
+/**
+ * Where detached runs are kept: SQLite in the CLI (src/storage/runs.ts), memory in tests. The
+ * keeper writes every run and result; every other full peer writes what the keeper announces, so
+ * a new keeper resumes the open runs of its own store. Writes return their failure (a full disk,
+ * EIO) instead of throwing; a failed write is never taken as stored. Reads validate what they
+ * read: a damaged row is skipped, never resumed.
+ */
+export interface RunStore {
+  /** Stores a run and its jobs, once: `first` false (nothing written) when it was there already. */
+  openRun(run: KeptRun, jobs: JobInput[]): StoreWrite;
+  /** A job's result, once: `first` false (nothing written) when the job had one or the run is unknown. */
+  finish(r: JobResult): StoreWrite;
+  /** A run's state and when it was collected. */
+  setState(run: RunId, state: RunState, collectedAtWallMs: number | null): StoreWrite;
+  get(run: RunId): KeptRun | undefined;
+  view(run: RunId): RunView | undefined;
+  /** Open runs, oldest first, with their jobs that have no result yet. */
+  openRuns(limit: number): Array<{ run: KeptRun; open: JobInput[] }>;
+  /**
+   * Results of jobs numbered above `afterJob`, in job order, at most `limit` and until `bytesMax`
+   * of output (at least one), with their jobs' input lines; `more` when there are others after them.
+   */
+  results(
+    run: RunId,
+    afterJob: number,
+    bytesMax: number,
+    limit: number,
+  ): { results: JobResult[]; inputs: Array<string | null>; more: boolean };
+  /** Newest first. */
+  list(offset: number, limit: number): RunView[];
+  count(): number;
+  /**
+   * Forgets the runs collected before `collectedBeforeWallMs`, then the oldest collected ones while
+   * more than `keep` runs are kept; returns how many it forgot.
+   */
+  prune(collectedBeforeWallMs: number, keep: number): number;
 }
 
 /** What jobs need from reliable delivery (ReliableDelivery is one), as the files protocol. */
@@ -218,6 +330,8 @@ export interface JobChannel {
   sendTo(to: PeerId, topic: string, payload: string | Uint8Array, done?: (r: JobSent) => void): unknown;
   /** A handler that returns a promise defers the message's ack until it resolves. */
   on(topic: string, handler: (d: JobDelivery) => unknown): unknown;
+  /** To every member: the keeper's announcements, which every full peer's store follows. */
+  publish(topic: string, payload: string | Uint8Array): unknown;
   queuedBytes(): number;
 }
 
@@ -233,5 +347,10 @@ declare module '../protocol.js' {
     'job-started': AttemptKey & { submitterName: string };
     'job-killed': AttemptKey & { why: KillReason };
     'job-ended': AttemptKey & { exit: number | null; signal: number };
+    // on the keeper (the elected coordinator)
+    'detached-stored': { run: RunId; jobs: number; submitterName: string };
+    'detached-refused': { run: RunId; why: string };
+    'detached-resumed': { runs: number; term: number };
+    'detached-over': { run: RunId; state: RunState };
   }
 }

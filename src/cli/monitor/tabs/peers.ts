@@ -2,10 +2,10 @@
  * Peers: every member the monitor knows, with its state from membership, the coordinator and
  * ranks from the election's tags (coordinatorFromTags, rankMembers: what every peer publishes on
  * its heartbeats), Lamport time and clock offset from clock sync's status answers, and load from
- * the task workers' tags.
+ * the workers' adverts (jobs held / slots).
  */
 import { coordinatorFromTags, rankMembers, TAG_PRIORITY } from '../../../p2p/election.js';
-import { TAG_CAPACITY, TAG_LOAD } from '../../../p2p/tasks/index.js';
+import { advertOf } from '../../../p2p/jobs/index.js';
 import {
   ago,
   cell,
@@ -33,8 +33,7 @@ export const peersTab: Tab = {
     const rows = members.map((m) => {
       const c = input.clock?.get(m.id);
       const fresh = c && input.nowWall - c.atWall <= CLOCK_READING_STALE_MS ? c : undefined;
-      const load = m.tags[TAG_LOAD];
-      const cap = m.tags[TAG_CAPACITY];
+      const advert = advertOf(m);
       return [
         cell(m.name + (m.duplicateName ? ' (dup)' : ''), m.duplicateName ? 'bad' : undefined),
         cell(m.id.slice(0, 8), 'dim'),
@@ -50,9 +49,7 @@ export const peersTab: Tab = {
               ? `${fresh.offsetMs >= 0 ? '+' : ''}${fresh.offsetMs.toFixed(1)} ms`
               : UNKNOWN,
         ),
-        cell(
-          typeof load === 'number' ? (typeof cap === 'number' ? `${load}/${cap}` : String(load)) : UNKNOWN,
-        ),
+        cell(advert ? `${advert.held}/${advert.slots}` : UNKNOWN),
         cell(ago(m.lastSeenMs), m.lastSeenMs > 1000 ? 'warn' : undefined),
       ];
     });

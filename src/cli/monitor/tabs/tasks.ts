@@ -1,18 +1,16 @@
 /**
- * Tasks: the workers, then the coordinator's task log.
+ * Tasks: the workers, then the detached runs the coordinator keeps (`peer task submit` makes one,
+ * `peer run --detach` too).
  *
- * Workers are read from their heartbeat tags: `peer run`'s advert (`js` slots, `jl` jobs held,
- * `ex` runs commands: p2p/jobs/adverts.ts, read with its bounds by advertOf) and `peer task`'s
- * (`wk` threads, `ld` load: p2p/tasks/messages.ts). A `peer worker` advertises both, so it has one
- * row. The jobs of a run go only to the peer run that sent them (unicast), so an observer sees no
- * job, only each worker's own count of those it holds: the tab shows that, and its total, and
- * says so under the table.
+ * Workers are read from their heartbeat tags (`js` slots, `jl` jobs held, `ex` runs commands:
+ * p2p/jobs/adverts.ts, read with its bounds by advertOf). The jobs of a run go only to the peer
+ * that hosts it (unicast), so an observer sees no job, only each worker's own count of those it
+ * holds: the tab shows that, and its total, and says so under the table.
  *
- * The task log is fetched with Tasks.requestList (the same listing `peer task list` shows): queue,
- * running, done, failed, and per worker.
+ * The runs are those the keeper announced while the monitor listened (feeds.ts), newest first,
+ * each with its jobs done and failed.
  */
 import { advertOf, TAG_SLOTS, type WorkerAdvert } from '../../../p2p/jobs/index.js';
-import { TAG_CAPACITY, TAG_LOAD } from '../../../p2p/tasks/index.js';
 import type { MemberView } from '../../../p2p/protocol.js';
 import {
   ago,
@@ -39,92 +37,72 @@ export function slotBar(held: number, slots: number): string {
   return '█'.repeat(filled) + '░'.repeat(width - filled);
 }
 
-type TaskCounts = { running: number; done: number; failed: number };
-
 export const tasksTab: Tab = {
   id: 'tasks',
   title: 'Tasks',
   view(input: MonitorInput): TabView {
     if (input.tasks === null) return { kind: 'unavailable', reason: 'tasks are not available in this build' };
-    const workers = input.members.filter(
-      (m) => typeof m.tags[TAG_CAPACITY] === 'number' || typeof m.tags[TAG_SLOTS] === 'number',
-    );
-    const listing = input.tasks.listing;
-    const items = listing?.items ?? [];
-    const by = { queued: 0, running: 0, done: 0, failed: 0 };
-    const perWorker = new Map<string, TaskCounts>();
-    for (const t of items) {
-      const k = t.state === 'assigned' ? 'running' : t.state;
-      by[k]++;
-      if (t.worker) {
-        const w = perWorker.get(t.worker) ?? { running: 0, done: 0, failed: 0 };
-        if (k !== 'queued') w[k]++;
-        perWorker.set(t.worker, w);
-      }
-    }
+    const workers = input.members
+      .filter((m) => typeof m.tags[TAG_SLOTS] === 'number')
+      .map((m) => ({ m, advert: advertOf(m) }));
+    const runs = input.tasks.runs;
+    const by = { open: 0, done: 0, cancelled: 0 };
+    for (const r of runs) by[r.state]++;
     const jobs = { held: 0, slots: 0 };
-    const workerRows: Row[] = workers.map((m) => {
-      const advert = advertOf(m);
+    const workerRows: Row[] = workers.map(({ m, advert }) => {
       if (advert) {
         jobs.held += advert.held;
         jobs.slots += advert.slots;
       }
-      return workerRow(m, perWorker.get(m.name), advert);
+      return workerRow(m, advert);
     });
-    const taskRows: Row[] = items.map((t) => [
-      cell(t.id),
-      cell(t.state, t.state === 'failed' ? 'bad' : t.state === 'done' ? 'good' : 'warn'),
-      cell(t.op),
-      cell(t.worker ?? UNKNOWN),
-      cell(t.durationMs === null ? UNKNOWN : ago(t.durationMs)),
-      cell(t.text ?? ''),
+    const runRows: Row[] = runs.map((r) => [
+      cell(r.run),
+      cell(
+        r.state,
+        r.state === 'cancelled' ? 'warn' : r.state === 'done' ? (r.failed > 0 ? 'bad' : 'good') : 'warn',
+      ),
+      cell(r.kind === 'op' ? r.words.join(' ') : `command: ${r.words.join(' ')}`),
+      cell(`${r.done} done, ${r.failed} failed of ${r.jobs}`, r.failed > 0 ? 'bad' : undefined),
+      cell(r.submitterName),
+      cell(ago(Math.max(0, input.nowWall - r.createdAtWallMs))),
     ]);
-    const status = !listing
-      ? cell('waiting for the coordinator’s task list…', 'dim')
-      : listing.error
-        ? cell(`task list: ${listing.error}`, 'warn')
-        : cell(
-            `queue ${by.queued}   running ${by.running}   done ${by.done}   failed ${by.failed}   (last ${items.length} of ${listing.total}, ${ago(input.nowWall - listing.atWall)} ago)`,
-          );
     return {
       kind: 'content',
-      summary: [status, cell(`   workers: ${workers.length}`)],
-      // "A / B": what a task row shows / what a worker row shows.
-      headers: ['TASK / WORKER', 'STATE', 'OP / LOAD', 'WORKER / TASKS', 'TIME / JOBS', 'RESULT / EXEC'],
-      rows: [...workerRows, ...taskRows],
-      empty: 'no worker advertises itself and no task is listed (start workers: peer worker)',
-      // Narrow terminals: the tasks text gives first, then the names, so every column shows.
-      shrink: [[3], [0]],
+      summary: [
+        cell(
+          `runs: open ${by.open}   done ${by.done}   cancelled ${by.cancelled}   (announced while the monitor runs)`,
+        ),
+        cell(`   workers: ${workers.length}`),
+      ],
+      // "A / B": what a run row shows / what a worker row shows.
+      headers: ['RUN / WORKER', 'STATE', 'TASK / SLOTS', 'JOBS', 'BY / EXEC', 'AGE'],
+      rows: [...workerRows, ...runRows],
+      empty: 'no worker advertises itself and no run was announced (start workers: peer worker)',
+      // Narrow terminals: the task text gives first, then the names, so every column shows.
+      shrink: [[2], [0]],
       footer: [
         cell(`jobs held: ${jobs.held} in ${jobs.slots} slots`),
-        cell(' (workers’ counts; only peer run sees the jobs)', 'dim'),
+        cell(' (workers’ counts; only a run’s host sees its jobs)', 'dim'),
       ],
     };
   },
 };
 
-/** A worker's row: its `peer task` threads and tasks, and its `peer run` slots, jobs and commands. */
-function workerRow(m: MemberView, tasks: TaskCounts | undefined, advert: WorkerAdvert | null): Row {
-  const load = m.tags[TAG_LOAD];
-  const threads = m.tags[TAG_CAPACITY];
+/** A worker's row: its slots, the jobs it holds, whether it runs commands. */
+function workerRow(m: MemberView, advert: WorkerAdvert | null): Row {
   return [
     cell(`worker ${m.name}`),
     cell(m.state, stateTone(m.state)),
-    cell(typeof threads === 'number' ? `${typeof load === 'number' ? load : UNKNOWN}/${threads}` : UNKNOWN),
-    cell(
-      typeof threads !== 'number'
-        ? UNKNOWN
-        : tasks
-          ? `${tasks.running} running, ${tasks.done} done, ${tasks.failed} failed`
-          : 'none listed',
-    ),
     cell(
       advert
         ? `${slotBar(advert.held, advert.slots)} ${advert.held}/${advert.slots}${advert.held > advert.slots ? ` +${advert.held - advert.slots} queued` : ''}`
         : UNKNOWN,
     ),
+    cell(''),
     advert
       ? cell(advert.allowExec ? 'exec allowed' : 'built-in ops only', advert.allowExec ? 'accent' : 'dim')
       : cell(UNKNOWN),
+    cell(''),
   ];
 }

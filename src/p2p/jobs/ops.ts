@@ -1,6 +1,6 @@
 /**
- * The operations a worker runs (sum, fibonacci and sort, plus primes as a
- * CPU-heavy one). Pure functions with validation: the submitter validates before anything goes on
+ * The built-in ops every worker runs (sum, fibonacci and sort, plus primes as a CPU-heavy one):
+ * `peer task`, and the jobs of `kind: 'op'` (src/cli/run/ops.ts runs them in worker threads). Pure functions with validation: the submitter validates before anything goes on
  * the wire (so bad input gets a clear error at the command line), and the worker validates again
  * before it runs anything (a datagram may come from a buggy or hostile peer), so no input can
  * crash a worker or make it run for hours.
