@@ -312,9 +312,10 @@ function peerArgs(lan: NetnsLan, i: number, name: string, dataDir: string): stri
 
 const peer: ToolRun = {
   receiver(lan, i, dir) {
-    const args = [BIN, 'chat', '--listen', '--json', '--download-dir', dir];
+    const args = ['chat', '--listen', '--json', '--download-dir', dir];
     args.push(...peerArgs(lan, i, `r${i}`, path.join(dir, '..', `data-r${i}`)));
-    const proc = new TimedLines(lan.spawn(i, process.execPath, args, { NO_COLOR: '1' }));
+    // BIN itself, as a user's `peer` runs it: its first line gives node its options.
+    const proc = new TimedLines(lan.spawn(i, BIN, args, { NO_COLOR: '1' }));
     const line = () => {
       const l = proc.find('"type":"file"', 0);
       return l ? { at: l.at, path: (JSON.parse(l.text) as { path?: unknown }).path } : undefined;
@@ -331,14 +332,8 @@ const peer: ToolRun = {
   // The open-group warning is printed once the peer's sockets are open.
   ready: (r) => r.proc.find('no --key-file', 0) !== undefined,
   sender(lan, source, dataDir) {
-    const args = [
-      BIN,
-      'chat',
-      '--send-file',
-      source,
-      ...peerArgs(lan, SENDER_HOST, PEER_SENDER_NAME, dataDir),
-    ];
-    return lan.spawn(SENDER_HOST, process.execPath, args, { NO_COLOR: '1' });
+    const args = ['chat', '--send-file', source, ...peerArgs(lan, SENDER_HOST, PEER_SENDER_NAME, dataDir)];
+    return lan.spawn(SENDER_HOST, BIN, args, { NO_COLOR: '1' });
   },
   repairs: () => 'n/a',
 };
@@ -714,6 +709,6 @@ function methodText(): string {
     `Loss: nftables on each receiver's input hook, \`meta l4proto udp numgen random mod 100 < ${LOSS_PERCENT} counter drop\`, with a counter on all UDP so the loss applied is reported; the sender's own input is not filtered (its feedback from the receivers arrives whole, as each receiver's loss is on the path to it).`,
     `**uftp** (Debian uftp 4.10.2): \`uftpd -d -I ${DEV} -D DIR -t -q -B ${UFTP_SOCKET_BUFFER_BYTES}\` on each receiver; \`uftp -I ${DEV} -R -1 -b ${UFTP_BLOCK_BYTES} -B ${UFTP_SOCKET_BUFFER_BYTES} -r ${UFTP_INIT_GRTT_S} -H ID1,ID2,ID3,ID4 FILE\` on the sender. Why: -R -1 (as fast as the interface allows) is what uftp's man page recommends when the path to every client is as fast as the sender's own interface, true on one bridge; -C tfmcc (congestion control) was tried and was several times slower here (it paces from loss, and ramps up from a low rate); -b ${UFTP_BLOCK_BYTES} follows the man page (100-200 bytes under the path MTU) without IP fragments; -H names the 4 receivers (closed group: the transfer starts as soon as all 4 registered, instead of announcing for the whole robustness window, several seconds); -r ${UFTP_INIT_GRTT_S} starts from a LAN-like round-trip time instead of 0.5 s; -B asks for this machine's largest socket buffer (net.core.rmem_max) so a burst at interface speed is not dropped in the receiver's socket; -t makes completion visible; -q skips a reverse DNS lookup. No encryption (-Y none, the default), as peer's open group.`,
     `**udpcast** (Debian udpcast 20120424): \`udp-receiver --nokbd --interface ${DEV} --file FILE\` on each receiver; \`udp-sender --nokbd --min-receivers ${RECEIVERS} --interface ${DEV} --full-duplex --rexmit-hello-interval ${UDPCAST_REHELLO_MS} --file FILE\` on the sender. Why: --full-duplex is the man page's advice for a switched LAN; --rexmit-hello-interval, its advice where loss is high enough that sender and receivers may not find each other (a lost connect reply otherwise leaves a receiver out). The loss options were tried on 64 MiB at 10 % loss: --fec 8x16/128 (with or without --max-bitrate 500m) took about twice as long with no fewer retransmissions, --max-bitrate 500m alone was slower too, and --retries-until-drop 1000 still saw a receiver dropped in some runs and one run stalled; so they are left at their defaults (no FEC, no rate cap). The default block size (1456 bytes, its maximum) fits the MTU.`,
-    `**peer**: \`peer chat --listen --json --download-dir DIR --name rN --interface ADDR --ttl 1\` on each receiver, \`peer chat --send-file FILE --name ${PEER_SENDER_NAME} --interface ADDR --ttl 1\` on the sender, open group, lan profile; the sender must exit 0 (every receiver holds the verified file). Rerun: \`npm run bench -- files\` (root, iproute2, nftables; uftp and udpcast are installed by the bench); PEER_BENCH_FILE_MIB, PEER_BENCH_FILE_RUNS and PEER_BENCH_FILE_TOOLS (e.g. uftp,udpcast) change the size, the runs and the tools.`,
+    `**peer**: run as \`bin/run.js\` itself, as an installed \`peer\` runs (its first line gives node --max-semi-space-size=8): \`peer chat --listen --json --download-dir DIR --name rN --interface ADDR --ttl 1\` on each receiver, \`peer chat --send-file FILE --name ${PEER_SENDER_NAME} --interface ADDR --ttl 1\` on the sender, open group, lan profile; the sender must exit 0 (every receiver holds the verified file). Rerun: \`npm run bench -- files\` (root, iproute2, nftables; uftp and udpcast are installed by the bench); PEER_BENCH_FILE_MIB, PEER_BENCH_FILE_RUNS and PEER_BENCH_FILE_TOOLS (e.g. uftp,udpcast) change the size, the runs and the tools.`,
   ].join(' ');
 }
