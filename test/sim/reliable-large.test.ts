@@ -16,6 +16,7 @@ import {
   RELIABLE_BULK_WINDOW_BYTES_MAX,
   RELIABLE_MESSAGE_BYTES_MAX,
   RELIABLE_QUEUE_BYTES_MAX,
+  RELIABLE_SILENT_RECEIVER_MS,
   RELIABLE_WRITES_AHEAD_MAX,
   type AckStatus,
   type Delivery,
@@ -392,6 +393,37 @@ describe("frames: the fragments after a message's first, without an envelope", (
     h.c.rt.runFor(5_000);
     expect(receiver.node.stats.handlerErrors).toBe(0);
   });
+});
+
+describe('the first message after a quiet spell', () => {
+  it.each(SEEDS)(
+    'a member that misses the first datagram of each lane, long after it was tracked, still gets both messages; seed %i',
+    async (seed) => {
+      const h = await harness(seed, 3, { loss: 0.05, duplicate: 0.05, delayMinMs: 0.1, delayMaxMs: 4 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+      const [sender, r1, r2] = h.c.peers as [SimPeer, SimPeer, SimPeer];
+      // Nothing published for longer than a receiver may stay silent: nobody has acked anything.
+      h.c.rt.runFor(RELIABLE_SILENT_RECEIVER_MS + 1000);
+      // r2 misses the first datagram of each lane; r1 acks them meanwhile.
+      h.c.net.setLink(sender.address, r2.address, { loss: 1 });
+      const rd = h.rm.get(sender)!;
+      const big = blob(seed, 0, 3_000);
+      const settled: AckStatus[] = [];
+      rd.publish('big', big, (s) => settled.push(s));
+      rd.publish('small', 'a line', (s) => settled.push(s));
+      expect(h.c.rt.runUntilTrue(() => h.got.get(r1)!.length === 2, 5_000)).toBe(true);
+      h.c.rt.runFor(100);
+      h.c.net.setLink(sender.address, r2.address, {});
+      expect(h.c.rt.runUntilTrue(() => settled.length === 2, 30_000)).toBe(true);
+      for (const s of settled) expect(s).toMatchObject({ complete: true, gone: [] });
+      const got = h.got
+        .get(r2)!
+        .map((g) => g.sha)
+        .sort();
+      expect(got).toEqual([sha(big), sha(Buffer.from('a line'))].sort());
+      expect(h.lost.get(r2)).toEqual([]);
+    },
+  );
 });
 
 describe('order across the lanes, one topic, unicast', () => {

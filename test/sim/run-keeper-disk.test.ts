@@ -79,6 +79,11 @@ describe('run: the keeper on a failing disk (simulation)', () => {
       expect(stored.map((r) => Buffer.from(r.stdout).toString())).toEqual(['r1', 'r2', 'r3', 'r4']);
       expect(startsOf(h, run).length).toBe(4);
       expect(finished()).toBe(true);
+      // Every member's store follows the keeper's: the worker whose acks were withheld too.
+      for (const w of ['w1', 'w2']) {
+        const s = h.stores.get(w)!;
+        expect(await runUntil(h, () => s.view(run)?.done === 4, 10_000)).toBe(true);
+      }
       expect(h.c.handlerErrors()).toEqual([]);
     },
   );

@@ -61,7 +61,12 @@ interface Receiver {
   acked: number;
   /** Highest sequence it said it received, durable or not (durable.ts): what flow control waits for. */
   received: number;
-  trackedAt: number;
+  /**
+   * Since when it owes us an ack (null: we published nothing since we tracked it). Silence is
+   * counted from here, not from when it was tracked: a member has nothing to ack while we publish
+   * nothing, and a quiet spell must not make it one we stop waiting for (see waitedFor()).
+   */
+  owedSince: number | null;
   heard: boolean;
 }
 
@@ -355,14 +360,13 @@ export class MulticastSender {
 
   /**
    * Whether every tracked receiver acked `seq`. One never heard from is waited for at most
-   * RELIABLE_SILENT_RECEIVER_MS from `since` (or from when it was tracked, if later): it may not
-   * run this module, or it may only have had nothing from us yet, which slowestReceived() cannot tell
-   * apart once it has been tracked for that long.
+   * RELIABLE_SILENT_RECEIVER_MS from `since` (or from when it first owed an ack, if later): it
+   * may not run this module.
    */
   ackedByAll(seq: number, since: number): boolean {
     const now = this.shared.ctx.now();
     for (const r of this.receivers.values())
-      if (r.acked < seq && (r.heard || now - Math.max(r.trackedAt, since) < RELIABLE_SILENT_RECEIVER_MS))
+      if (r.acked < seq && (r.heard || (this.waitedFor(r, now) && now - since < RELIABLE_SILENT_RECEIVER_MS)))
         return false;
     return true;
   }
@@ -377,9 +381,14 @@ export class MulticastSender {
     return Math.max(this.sent.lo, Math.min(joinPoint, this.sent.hi + 1));
   }
 
-  /** A member that never acked anything for long probably does not run this module. */
+  /**
+   * A member that never acked anything for long after it owed an ack probably does not run this
+   * module. One that owes nothing yet is waited for: the join point must not pass it, or a member
+   * that missed the first datagram after a quiet spell would join the stream past that message
+   * and never hear of it (not delivered, not reported lost).
+   */
   private waitedFor(r: Receiver, now: number): boolean {
-    return r.heard || now - r.trackedAt < RELIABLE_SILENT_RECEIVER_MS;
+    return r.heard || r.owedSince === null || now - r.owedSince < RELIABLE_SILENT_RECEIVER_MS;
   }
 
   /** Calls `done` once every receiver tracked now has acked up to `lastSeq` or is gone. */
@@ -433,10 +442,14 @@ export class MulticastSender {
           id: m.id,
           acked: this.sent.hi,
           received: this.sent.hi,
-          trackedAt: now,
+          owedSince: null,
           heard: false,
         });
     }
+    // Acks only move `acked` once heard, so one not heard owes from our first message after it
+    // was tracked: noted here, at the latest a tick after that message.
+    for (const r of this.receivers.values())
+      if (r.owedSince === null && r.acked < this.sent.hi) r.owedSince = now;
   }
 
   private announce(now: number): void {
