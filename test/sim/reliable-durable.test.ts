@@ -9,7 +9,13 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
-import { ReliableDelivery, type AckStatus, type MessageId } from '../../src/p2p/reliable/index.js';
+import {
+  ReliableDelivery,
+  RELIABLE_UNICAST_TIMEOUT_MS,
+  type AckStatus,
+  type MessageId,
+  type SendResult,
+} from '../../src/p2p/reliable/index.js';
 
 const SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);
 /** Virtual time advanced between two turns of the microtask queue (promise callbacks). */
@@ -199,4 +205,29 @@ describe('reliable delivery: acks after durability (simulation)', () => {
     expect(result).toMatchObject({ ok: true });
     expect(h.stores.get(p1)!.disk.length).toBe(1);
   });
+
+  it.each(SEEDS.slice(0, 12))(
+    'unicast: a durable ack that is lost is asked for again: the sender hears ok well before its timeout; seed %i',
+    async (seed) => {
+      const commitMs = 1000;
+      const h = await harness(seed, 2, () => commitMs, true, { delayMinMs: 0.1, delayMaxMs: 4 });
+      const [p0, p1] = h.c.peers as [SimPeer, SimPeer];
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 5_000)).toBe(true);
+      const results: SendResult[] = [];
+      const t0 = h.c.rt.now();
+      // One message of each lane: a line, and bytes (fragments).
+      h.rm.get(p0)!.sendTo(p1.node.id, 't', 'direct', (r) => results.push(r));
+      h.rm.get(p0)!.sendTo(p1.node.id, 't', Buffer.alloc(3000, seed), (r) => results.push(r));
+      await run(h, commitMs / 2);
+      expect(results).toEqual([]); // received, not durable yet
+      // The acks sent when the writes commit are lost.
+      h.c.net.setLink(p1.address, p0.address, { loss: 1 });
+      await run(h, commitMs / 2 + 200);
+      expect(h.stores.get(p1)!.disk.length).toBe(2);
+      h.c.net.setLink(p1.address, p0.address, {});
+      expect(await runUntil(h, () => results.length === 2, RELIABLE_UNICAST_TIMEOUT_MS)).toBe(true);
+      expect(results.map((r) => r.ok)).toEqual([true, true]);
+      expect(h.c.rt.now() - t0).toBeLessThan(RELIABLE_UNICAST_TIMEOUT_MS);
+    },
+  );
 });

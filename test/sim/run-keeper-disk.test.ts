@@ -79,6 +79,8 @@ describe('run: the keeper on a failing disk (simulation)', () => {
       expect(stored.map((r) => Buffer.from(r.stdout).toString())).toEqual(['r1', 'r2', 'r3', 'r4']);
       expect(startsOf(h, run).length).toBe(4);
       expect(finished()).toBe(true);
+      // The workers kept their results until the keeper stored them: then they were acknowledged.
+      expect(await runUntil(h, () => acked.filter((ok) => ok).length >= 1, 10_000)).toBe(true);
       // Every member's store follows the keeper's: the worker whose acks were withheld too.
       for (const w of ['w1', 'w2']) {
         const s = h.stores.get(w)!;

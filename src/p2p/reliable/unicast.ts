@@ -15,7 +15,10 @@
  * As for multicast streams (receiver.ts): a stream is taken from one address, its epoch is
  * bounded by its sender's incarnation, and its numbers by RELIABLE_SEQ_STEP_MAX; acks are taken
  * only from the member's address and never past what was sent. Queues are bounded per
- * destination and in total; the acks wait for durable writes (durable.ts).
+ * destination and in total; the acks wait for durable writes (durable.ts). A message the receiver
+ * said it received is not sent again while its write is pending, but the ack of that write can be
+ * lost like any datagram: the sender asks again (askDurable), so 'timeout' means the receiver
+ * never told us within RELIABLE_UNICAST_TIMEOUT_MS, not that one ack went astray.
  */
 import type { PeerId } from '../wire.js';
 import type { Origin } from '../kit/message.js';
@@ -77,8 +80,13 @@ interface OutStream {
   nextSeq: number;
   pending: Map<number, Pending>;
   queue: Queued[];
-  /** Messages received whole, their callbacks waiting for the receiver's durable write (durable.ts), since when. */
-  writing: Map<OutMessage, number>;
+  /**
+   * Messages received whole, their callbacks waiting for the receiver's durable write (durable.ts):
+   * since when, and their last datagram, sent again to ask for a durable ack that was lost.
+   */
+  writing: Map<OutMessage, { since: number; last: Pending }>;
+  /** When an ack last came, or we last asked for one while messages were writing. */
+  askedAt: number;
 }
 
 /** One sender's stream to us. */
@@ -184,12 +192,13 @@ export class UnicastSender {
     }
     // Received (durable or not) leaves the window; the callback waits for durable.
     const now = ctx.now();
+    out.askedAt = now;
     const got = Math.max(ackedUpTo, received ?? 0);
     for (const [seq, p] of out.pending) {
       if (seq > got) continue;
       out.pending.delete(seq);
       this.pendingTotal--;
-      if (seq === p.owner.lastSeq && !p.owner.settled) out.writing.set(p.owner, now);
+      if (seq === p.owner.lastSeq && !p.owner.settled) out.writing.set(p.owner, { since: now, last: p });
     }
     for (const owner of out.writing.keys()) {
       if (owner.lastSeq > ackedUpTo) continue;
@@ -207,7 +216,7 @@ export class UnicastSender {
       if (out.pending.size === 0 && out.queue.length === 0 && out.writing.size === 0) continue;
       const m = this.shared.membership.get(out.to);
       const live = m !== undefined && isLive(m);
-      for (const [owner, since] of out.writing) {
+      for (const [owner, { since }] of out.writing) {
         const reason = !live ? 'gone' : now - since >= RELIABLE_UNICAST_TIMEOUT_MS ? 'timeout' : null;
         if (!reason) continue;
         out.writing.delete(owner);
@@ -223,8 +232,10 @@ export class UnicastSender {
           this.send(out, p, m.address);
         }
       }
-      if (live) this.pump(out, m.address);
-      else
+      if (live) {
+        this.askDurable(out, now, m.address);
+        this.pump(out, m.address);
+      } else
         for (const q of [...out.queue]) {
           this.fail(q.owner, 'gone', false);
           this.abandon(out, q.owner);
@@ -248,7 +259,7 @@ export class UnicastSender {
     // A restarted peer keeps our stream: its new process starts it afresh at the base we send.
     let out = this.streams.get(to);
     if (!out) {
-      out = { to, nextSeq: 1, pending: new Map(), queue: [], writing: new Map() };
+      out = { to, nextSeq: 1, pending: new Map(), queue: [], writing: new Map(), askedAt: 0 };
       this.streams.set(to, out);
     }
     const seq = out.nextSeq;
@@ -270,6 +281,22 @@ export class UnicastSender {
       return { ok: false, owner };
     }
     return { ok: true, out, owner, lamport, address: m.address };
+  }
+
+  /**
+   * The receiver sends a durable ack once, when the write commits: lost, nothing would bring it
+   * back before the timeout, although the message is stored. So, as retries do, a stream whose
+   * messages wait for their writes and that heard no ack for RELIABLE_UNICAST_RETRY_MS sends the
+   * newest one's last datagram again: a duplicate, which the receiver acks with where it stands.
+   * Not while datagrams are pending: their retries bring the same cumulative ack.
+   */
+  private askDurable(out: OutStream, now: number, address: Address): void {
+    if (out.writing.size === 0 || out.pending.size > 0 || now - out.askedAt < RELIABLE_UNICAST_RETRY_MS)
+      return;
+    let newest: Pending | undefined;
+    for (const { last } of out.writing.values()) if (!newest || last.seq > newest.seq) newest = last;
+    out.askedAt = now;
+    this.send(out, newest!, address);
   }
 
   /** Runs a message's callback with a failure, once; from inside a call, at the next tick. */
