@@ -146,5 +146,8 @@ export const RELIABLE_WAITERS_MAX = 4096;
  * A forged value within the step is still adopted: the step makes the damage bounded, not nil.
  */
 export const RELIABLE_SEQ_STEP_MAX = 2 ** 23;
-/** A tracked receiver that never acked for this long is not waited for by announces and join points. */
+/**
+ * A tracked receiver that never acked for this long after it first owed an ack (our first message
+ * after we tracked it) is not waited for by announces, join points and the bulk window.
+ */
 export const RELIABLE_SILENT_RECEIVER_MS = 5000;
