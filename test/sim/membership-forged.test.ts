@@ -244,8 +244,7 @@ describe('forged counters and member ids (simulation)', () => {
       const [first, last] = [c.peers[0]!, c.peers[3]!];
       const heard = (text: string) => () =>
         c.peers.every((p) => chats.get(p)!.lines.some((l) => l.text === text));
-      // The group at work before the forger (a stream whose receivers never acked is joined at
-      // its newest message, reliable.ts, so a lost first line would go unseen).
+      // The group at work before the forger.
       for (const p of [first, last]) chats.get(p)!.chat.say(`before, from ${p.name}`);
       const before = () => [first, last].every((p) => heard(`before, from ${p.name}`)());
       expect(c.rt.runUntilTrue(before, 2_000)).toBe(true);
