@@ -121,6 +121,19 @@ describe('runs store (SQLite)', () => {
     expect(runs.list(0, 10).map((v) => v.run)).toEqual([R1]);
   });
 
+  it('keeps only the newest runs when asked, open or not (the monitor shows, it never resumes)', () => {
+    const { runs } = open();
+    runs.openRun(kept(R1, 1), jobs(3));
+    runs.openRun(kept(R2, 2), jobs(3));
+    runs.finish(result(R1, 1, 0, 'out'));
+    expect(runs.keepNewest(2)).toBe(0);
+    expect(runs.keepNewest(1)).toBe(1);
+    expect(runs.list(0, 10).map((v) => v.run)).toEqual([R2]);
+    // Its jobs went with it: a run handed over again under the same id starts empty.
+    runs.openRun(kept(R1, 3), jobs(1));
+    expect(runs.results(R1, 0, 10_000, 10).results).toEqual([]);
+  });
+
   it('never resumes or shows a damaged run, and a damaged result reads as failed', () => {
     const { store, runs } = open();
     runs.openRun(kept(R1), jobs(2));

@@ -79,6 +79,7 @@ export class RunsStore implements RunStore {
   private readonly total: Database.Statement;
   private readonly collectedBefore: Database.Statement;
   private readonly oldestCollected: Database.Statement;
+  private readonly oldest: Database.Statement;
   private readonly deleteRun: Database.Statement;
   private readonly deleteJobs: Database.Statement;
 
@@ -144,6 +145,7 @@ export class RunsStore implements RunStore {
     this.oldestCollected = db.prepare(
       'SELECT run FROM runs WHERE collected_at IS NOT NULL ORDER BY collected_at LIMIT ?',
     );
+    this.oldest = db.prepare('SELECT run FROM runs ORDER BY rowid LIMIT ?');
     this.deleteRun = db.prepare('DELETE FROM runs WHERE run = ?');
     this.deleteJobs = db.prepare('DELETE FROM run_jobs WHERE run = ?');
   }
@@ -272,6 +274,24 @@ export class RunsStore implements RunStore {
       return n > 0;
     });
     return w.failed ? 0 : n;
+  }
+
+  /**
+   * Forgets the oldest runs beyond the newest `keep`, whatever their state: for a store that only
+   * shows what the keeper announces (the monitor's, in memory), never for one a takeover may
+   * resume from. Returns how many it forgot.
+   */
+  keepNewest(keep: number): number {
+    const over = this.count() - keep;
+    if (over <= 0) return 0;
+    const w = this.write(() => {
+      for (const { run } of this.oldest.all(over) as Array<{ run: string }>) {
+        this.deleteJobs.run(run);
+        this.deleteRun.run(run);
+      }
+      return true;
+    });
+    return w.failed ? 0 : over;
   }
 
   /** One transaction; its failure returned (and told to health), never thrown. */

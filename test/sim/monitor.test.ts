@@ -9,7 +9,12 @@ import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { ClockSync } from '../../src/p2p/clock-sync.js';
 import { Election } from '../../src/p2p/election.js';
-import { installMonitorModules, MonitorFeeds, type Installed } from '../../src/cli/monitor/feeds.js';
+import {
+  installMonitorModules,
+  MonitorFeeds,
+  RUNS_SHOWN,
+  type Installed,
+} from '../../src/cli/monitor/feeds.js';
 import { peersTab } from '../../src/cli/monitor/tabs/peers.js';
 import { tokenTab } from '../../src/cli/monitor/tabs/token.js';
 import { TokenRing } from '../../src/p2p/token-ring/index.js';
@@ -228,6 +233,35 @@ describe('monitor feeds (simulation)', () => {
       expect(c.handlerErrors()).toEqual([]);
     },
   );
+
+  it('holds only the newest RUNS_SHOWN runs the keeper announced, however long it stays open', async () => {
+    let installed: Installed | undefined;
+    const c = new SimCluster(1, { loss: 0, delayMinMs: 0.1, delayMaxMs: 1 }, P, (node, peer) => {
+      if (peer.name === 'monitor') installed = installMonitorModules(node);
+    });
+    const monitor = await c.add('monitor', { observer: true });
+    const feeds = new MonitorFeeds({ node: monitor.node, group: 'sim', installed: installed! });
+    const { runs } = installed!;
+    // What following the keeper leaves in the monitor's store after many runs (jd.run each).
+    const hex = (i: number) => i.toString(16).padStart(16, '0');
+    for (let i = 1; i <= RUNS_SHOWN + 5; i++)
+      runs.openRun(
+        {
+          spec: { ...opRunSpec('sum', [2, 3]), run: hex(i), detached: true },
+          opts: { retries: 1, maxRunning: null, workers: null },
+          submitter: hex(0),
+          submitterName: 'ana',
+          createdAtWallMs: i,
+          state: 'open',
+          collectedAtWallMs: null,
+        },
+        [{ job: 1, seq: 1, input: null, pin: null }],
+      );
+    const shown = feeds.input().tasks?.runs ?? [];
+    expect(shown).toHaveLength(RUNS_SHOWN);
+    expect(shown[0]!.run).toBe(hex(RUNS_SHOWN + 5));
+    expect(runs.count()).toBe(RUNS_SHOWN);
+  });
 
   it.each(SEEDS)(
     'lists the runs the keeper announced with their jobs done, and the workers’ slots, seed %i',

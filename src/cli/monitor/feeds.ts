@@ -186,11 +186,21 @@ export class MonitorFeeds {
       },
       members,
       clock: this.readings,
-      tasks: { runs: this.o.installed.runs.list(0, RUNS_SHOWN) },
+      tasks: { runs: this.shownRuns() },
       token,
       chat: this.chatView(),
       log: this.log.all,
     };
+  }
+
+  /**
+   * The newest runs the keeper announced; older ones are forgotten here, so a monitor left open
+   * for days holds RUNS_SHOWN runs, not every run the group ever made with its results.
+   */
+  private shownRuns(): ReturnType<RunsStore['list']> {
+    const runs = this.o.installed.runs;
+    runs.keepNewest(RUNS_SHOWN);
+    return runs.list(0, RUNS_SHOWN);
   }
 
   /** Sends a line to the group; a refusal (empty, too long) becomes the chat tab's error line. */
