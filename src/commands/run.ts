@@ -415,8 +415,10 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
   /** Every error is one line and exit 255 (GNU parallel's code), as {"error"} too with --json. */
   protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
     if (err instanceof Errors.ExitError) throw err;
-    const line = oneLine(err.message);
-    if (this.json) process.stdout.write(`${JSON.stringify({ error: line })}\n`);
+    const line = oneLine(err.message, this.helpCommand());
+    // A flag oclif could not parse fails before this.json is set: --json among our flags counts.
+    if (this.json || ourFlags(this.argv).includes('--json'))
+      process.stdout.write(`${JSON.stringify({ error: line })}\n`);
     process.stderr.write(`${this.config.bin}: ${escapeForTerminal(line)}\n`);
     return this.exit(EXIT_ERROR);
   }
@@ -434,6 +436,12 @@ function detachable(flags: Flags): void {
     );
   if (flags.joblog !== undefined)
     throw new RunError('--detach writes no joblog: give --joblog to peer run --attach ID');
+}
+
+/** The words before `--`: after it they are the command's (`-- tool --json`). */
+function ourFlags(argv: string[]): string[] {
+  const end = argv.indexOf('--');
+  return end < 0 ? argv : argv.slice(0, end);
 }
 
 /** --env NAME (its value here) or NAME=VALUE. */

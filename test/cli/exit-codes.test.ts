@@ -96,6 +96,11 @@ describe.concurrent('exit 2 on bad input or a local error', () => {
     ['reconcile --offline: no replica files', ['reconcile', '--offline', '--dir', '.'], /no replica files/],
     ['snapshot: an address this machine does not have', ['snapshot', ...elsewhere], /not an address/],
     ['task submit: an operation that does not exist', ['task', 'submit', 'divide', '1'], /divide/],
+    [
+      'task submit: a flag that does not exist, and where to look',
+      ['task', 'submit', 'sum', '1', '--nosuch'],
+      /^peer: Nonexistent flag: --nosuch; see peer task submit --help$/,
+    ],
     ['task list: an address this machine does not have', ['task', 'list', ...elsewhere], /not an address/],
     ['chat: an address this machine does not have', ['chat', '--send', 'hi', ...elsewhere], /not an address/],
     ['peers: a group that is not multicast', ['peers', '--group', '10.0.0.1'], /not a multicast/],
