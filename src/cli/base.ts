@@ -72,6 +72,14 @@ export abstract class PeerCommand extends Command {
     return this.fail(err.message, EXIT_USAGE);
   }
 
+  /**
+   * --json: the object on one line, exact, so a script reads output line by line (oclif's own
+   * spreads it over lines and colours it on a terminal).
+   */
+  override logJson(json: unknown): void {
+    process.stdout.write(`${JSON.stringify(json)}\n`);
+  }
+
   /** Where this command's help is: `peer task submit --help`. */
   protected helpCommand(): string {
     return `${this.config.bin} ${(this.id ?? '').split(':').join(' ')} --help`;

@@ -69,6 +69,11 @@ describe.concurrent('exit 1 when the group could not do it (nobody answers)', ()
     expect(r.code, r.stderr).toBe(1);
     expect(oneLine(r.stderr)).toMatch(/no kv holder answered/);
     expect(JSON.parse(r.stdout)).toEqual({ error: expect.stringMatching(/^no kv holder answered/) });
+    // One object on one line, as every --json prints (a script reads it line by line).
+    expect(r.stdout).toMatch(/^\{[^\n]*\}\n$/);
+    const task = await runCli(alone(['task', 'submit', 'sum', '1', '--timeout', WAIT_MS, '--json']));
+    expect(task.code, task.stderr).toBe(1);
+    expect(task.stdout).toMatch(/^\{"error":"no coordinator answered[^\n]*\}\n$/);
   });
 
   it.each([
