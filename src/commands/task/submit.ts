@@ -18,7 +18,7 @@ import {
   type TaskOutcome,
 } from '../../cli/tasks.js';
 import { parseTaskArgs, TASK_OPS, validateTask } from '../../p2p/jobs/ops.js';
-import { RUN_JOBS_MAX, type JobInput, type KeeperApi } from '../../p2p/jobs/index.js';
+import { RUN_JOBS_MAX, type JobInput, type Jobs } from '../../p2p/jobs/index.js';
 
 export interface SubmitResult {
   /** `<run>-<job>`: the job's PEER_JOB_ID. */
@@ -124,7 +124,16 @@ export default class TaskSubmit extends TaskCommand {
         json,
       );
       if (count > 1)
-        return await this.batch(keeper, run, base, count, flags.wait, started, deadline, flags.timeout);
+        return await this.batch(
+          peer.installed.jobs,
+          run,
+          base,
+          count,
+          flags.wait,
+          started,
+          deadline,
+          flags.timeout,
+        );
       const id = taskId(run, 1);
       if (!flags.wait) {
         this.log(`task ${id} accepted (${valid.op})`);
@@ -139,7 +148,7 @@ export default class TaskSubmit extends TaskCommand {
       const o = outcome as TaskOutcome | null;
       if (!o)
         throw new TaskFailure(
-          `task ${id} was stored but no result came within ${flags.timeout} ms; see peer task list`,
+          `task ${id} was stored but no result came within ${flags.timeout} ms; ${noWorker(peer.installed.jobs) ?? 'see peer task list'}`,
           { id, ...base, state: 'accepted' },
         );
       const out: SubmitResult = {
@@ -162,7 +171,7 @@ export default class TaskSubmit extends TaskCommand {
   }
 
   private async batch(
-    keeper: KeeperApi,
+    jobs: Jobs,
     run: string,
     base: { op: string; args: number[] },
     count: number,
@@ -179,7 +188,7 @@ export default class TaskSubmit extends TaskCommand {
       ? 'done'
       : await showingWait(
           `waiting for ${count} tasks to be done`,
-          collectResults(keeper, run, count, deadline, (r) => {
+          collectResults(jobs.keeper, run, count, deadline, (r) => {
             const o = taskOutcome(r);
             if (o.ok) done++;
             else {
@@ -205,7 +214,7 @@ export default class TaskSubmit extends TaskCommand {
     };
     if (ended === 'timeout')
       throw new TaskFailure(
-        `${done + failed} of ${count} tasks finished within ${timeoutMs} ms; raise --timeout`,
+        `${done + failed} of ${count} tasks finished within ${timeoutMs} ms; ${noWorker(jobs) ?? 'raise --timeout'}`,
         {
           ...out,
         },
@@ -222,4 +231,11 @@ export default class TaskSubmit extends TaskCommand {
     );
     return out;
   }
+}
+
+/** What to do when nothing ran because no worker is in the group (the tasks wait for one), else null. */
+function noWorker(jobs: Jobs): string | null {
+  return jobs.workers().length === 0
+    ? 'no worker is in the group: start one with peer worker (the stored tasks run once one joins)'
+    : null;
 }
