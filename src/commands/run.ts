@@ -352,7 +352,12 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
     process.on('SIGINT', interrupt);
     process.on('SIGTERM', interrupt);
     const progress = new RunProgress({ json: flags.json });
-    progress.start(() => ({ counts: countsOf(view), done: sink.recorded, failed: sink.failed }));
+    progress.start(() => ({
+      counts: countsOf(view),
+      done: sink.recorded,
+      failed: sink.failed,
+      runningKnown: false,
+    }));
     try {
       const last = await attachRun(api, run, sink, onView, stop.signal);
       progress.stop();
