@@ -126,6 +126,26 @@ describe('peer run --detach, --attach, --cancel', () => {
     for (const j of jobs) expect(j.stdout).toBe(`${j.seq}\n`);
   }, 90_000);
 
+  it('Ctrl-C on --attach only stops watching: exit 130, the run goes on to its end', async () => {
+    const g = group();
+    await g.keeper('k1');
+    await g.worker('w1');
+    const input = Array.from({ length: 4 }, (_, i) => String(i + 1)).join('\n');
+    const d = await runCli(g.run('--detach', '--', 'sleep 1; echo job {}'), { input });
+    expect(d.code, d.stderr).toBe(0);
+    const run = d.stdout.trim();
+    const watching = startCli(g.run('--attach', run));
+    running.push(watching);
+    // Interrupted once it has printed the first result, while the others still run.
+    await watching.until((l) => l.lines.some((x) => x.startsWith('job ')), 20_000, 'a first result');
+    watching.child.kill('SIGINT');
+    expect(await watching.exited).toBe(130);
+    // The run was not cancelled: a second attach collects all four, and the run's status, 0.
+    const a = await runCli(g.run('--attach', run), { timeoutMs: 30_000 });
+    expect(a.code, a.stderr).toBe(0);
+    expect(a.stdout.trim().split('\n').sort()).toEqual(['job 1', 'job 2', 'job 3', 'job 4']);
+  }, 60_000);
+
   it('--cancel kills every job of the run on the workers', async () => {
     const g = group();
     await g.keeper('k1');
