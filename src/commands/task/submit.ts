@@ -3,7 +3,7 @@ import chalk from 'chalk';
 import { networkFlags } from '../../cli/flags.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { UsageError } from '../../cli/network.js';
-import { showingWait } from '../../cli/progress.js';
+import { Progress, showingWait, type ProgressOptions } from '../../cli/progress.js';
 import { networkSettings, startPeer } from '../../cli/peer.js';
 import {
   answer,
@@ -53,6 +53,9 @@ export interface BatchResult {
   /** The first error, if any task failed. */
   firstError: string | null;
 }
+
+/** How often the waiting line is said again: its counts, and whether a worker is there yet. */
+const WAIT_LINE_REFRESH_MS = 500;
 
 export default class TaskSubmit extends TaskCommand {
   static override summary = 'Submit a task to the group and (with --wait) print its result.';
@@ -140,8 +143,9 @@ export default class TaskSubmit extends TaskCommand {
         return { id, ...base, state: 'accepted' };
       }
       let outcome: TaskOutcome | null = null;
-      await showingWait(
-        `waiting for the result of task ${id.slice(0, 8)}`,
+      await waitingForWorkers(
+        peer.installed.jobs,
+        () => `waiting for the result of task ${id.slice(0, 8)}`,
         collectResults(keeper, run, 1, deadline, (r) => (outcome = taskOutcome(r))),
         json,
       );
@@ -186,8 +190,9 @@ export default class TaskSubmit extends TaskCommand {
     let firstError: string | null = null;
     const ended = !wait
       ? 'done'
-      : await showingWait(
-          `waiting for ${count} tasks to be done`,
+      : await waitingForWorkers(
+          jobs,
+          () => `waiting for ${count} tasks: ${done + failed} done${failed > 0 ? `, ${failed} failed` : ''}`,
           collectResults(jobs.keeper, run, count, deadline, (r) => {
             const o = taskOutcome(r);
             if (o.ok) done++;
@@ -230,6 +235,34 @@ export default class TaskSubmit extends TaskCommand {
         : `${count} tasks accepted in ${elapsedMs} ms (run ${run})`,
     );
     return out;
+  }
+}
+
+/**
+ * `work`, with what it waits for on the terminal's waiting line (progress.ts), said again every
+ * WAIT_LINE_REFRESH_MS: `text` (counts that grow), and that no worker is there when none is.
+ */
+async function waitingForWorkers<T>(
+  jobs: Jobs,
+  text: () => string,
+  work: Promise<T>,
+  opts: ProgressOptions,
+): Promise<T> {
+  const progress = new Progress(opts);
+  const say = () =>
+    progress.update(
+      jobs.workers().length === 0
+        ? `${text()}; no worker in the group yet (start one with peer worker)`
+        : text(),
+    );
+  say();
+  const timer = setInterval(say, WAIT_LINE_REFRESH_MS);
+  timer.unref();
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+    progress.done();
   }
 }
 
