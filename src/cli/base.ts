@@ -39,21 +39,26 @@ export class GroupError extends Error {
 
 /** oclif's framing of flag errors: a header above them and a pointer to --help below. */
 const OCLIF_FRAMING = /^(See more help with|The following errors? occurred:?$)/;
+/** oclif's pointer to --help below a flag error, which `help` replaces with the command's own. */
+const OCLIF_HELP_POINTER = /^See more help with/;
 /** oclif's header above an error a flag's parser threw. */
 const OCLIF_PARSING = /^Parsing (--[a-z-]+)$/;
 
-export function oneLine(message: string): string {
-  const lines = message
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '' && !OCLIF_FRAMING.test(l));
+/**
+ * `message` as one line. A flag error of oclif's ends with what to do: `; see <help>` (the
+ * command's own `peer X --help`) where oclif pointed to --help.
+ */
+export function oneLine(message: string, help?: string): string {
+  const all = message.split('\n').map((l) => l.trim());
+  const lines = all.filter((l) => l !== '' && !OCLIF_FRAMING.test(l));
   // "Parsing --flag" is kept where it is the only mention of the flag (oclif's own checks).
-  return lines
+  const line = lines
     .filter((l, i) => {
       const flag = OCLIF_PARSING.exec(l)?.[1];
       return flag === undefined || !lines[i + 1]?.includes(flag);
     })
     .join('; ');
+  return help !== undefined && all.some((l) => OCLIF_HELP_POINTER.test(l)) ? `${line}; see ${help}` : line;
 }
 
 export abstract class PeerCommand extends Command {
@@ -67,8 +72,21 @@ export abstract class PeerCommand extends Command {
     return this.fail(err.message, EXIT_USAGE);
   }
 
+  /**
+   * --json: the object on one line, exact, so a script reads output line by line (oclif's own
+   * spreads it over lines and colours it on a terminal).
+   */
+  override logJson(json: unknown): void {
+    process.stdout.write(`${JSON.stringify(json)}\n`);
+  }
+
+  /** Where this command's help is: `peer task submit --help`. */
+  protected helpCommand(): string {
+    return `${this.config.bin} ${(this.id ?? '').split(':').join(' ')} --help`;
+  }
+
   private fail(message: string, code: number, json: Record<string, unknown> = {}): never {
-    const line = oneLine(message);
+    const line = oneLine(message, this.helpCommand());
     if (this.jsonEnabled()) this.logJson({ ...json, error: line });
     process.stderr.write(`${this.config.bin}: ${escapeForTerminal(line)}\n`);
     return this.exit(code);

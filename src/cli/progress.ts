@@ -18,10 +18,14 @@ export const PROGRESS_FRAME_MS = 120;
 const SPINNER = '|/-\\';
 /** Back to column 0 and erase the line. */
 const CLEAR_LINE = '\r\x1b[2K';
+/** Width when the terminal does not say: a line wider than the terminal wraps, and is not cleared. */
+const COLUMNS_DEFAULT = 80;
 
 /** The part of a stream the progress line uses (process.stdout and process.stderr are ones). */
 export interface ProgressStream {
   isTTY?: boolean;
+  /** The terminal's width, where it says (a TTY stream does). */
+  columns?: number;
   write(chunk: string | Uint8Array, ...rest: never[]): boolean;
 }
 
@@ -76,8 +80,13 @@ export class Progress {
     const waited = Date.now() - this.started;
     if (waited < this.afterMs) return;
     this.interposed ??= interposeWrites([this.out, this.err], () => this.clear());
-    const spin = SPINNER[Math.floor(waited / PROGRESS_FRAME_MS) % SPINNER.length];
-    const line = `${spin} ${escapeForTerminal(this.text)} (${Math.floor(waited / 1000)} s)`;
+    const spin = SPINNER[Math.floor(waited / PROGRESS_FRAME_MS) % SPINNER.length]!;
+    const seconds = ` (${Math.floor(waited / 1000)} s)`;
+    // Within the terminal's width: a wrapped line would leave its first row behind when cleared.
+    const room = (this.err.columns ?? COLUMNS_DEFAULT) - 1 - spin.length - 1 - seconds.length;
+    const text = [...escapeForTerminal(this.text)];
+    const fitted = text.length > room ? `${text.slice(0, Math.max(0, room - 1)).join('')}…` : text.join('');
+    const line = `${spin} ${fitted}${seconds}`;
     this.write(`${CLEAR_LINE}${line}`);
     this.shown = true;
   }

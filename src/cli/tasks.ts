@@ -109,7 +109,7 @@ export async function answer<T>(
   const a = await within(p, deadline);
   if (!a)
     throw new TaskFailure(
-      `no coordinator answered within ${timeoutMs} ms: start a worker (peer worker) or peer up on this group, or check --interface, --group and --port`,
+      `no coordinator answered within ${timeoutMs} ms: start a worker (peer worker) or peer up on this group, or check --interface, --group, --port and --key-file (the workers' key)`,
     );
   if (!a.ok) throw new TaskFailure(`${refused}${a.why}`);
   return a.value;

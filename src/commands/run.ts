@@ -314,7 +314,6 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
       throw new RunError('give one of --detach, --attach ID and --cancel ID');
     if (flags.resume || flags['resume-failed']) throw new RunError(`${flag} does not take --resume`);
     const settings = networkSettings(flags, flags.name ?? `run-${process.pid}`);
-    const joblog = flag === '--attach' && flags.joblog !== undefined ? Joblog.open(flags.joblog, null) : null;
     const peer = await startPeer(settings, {
       transient: true,
       install: (node) => installKeeperClient(node, true),
@@ -322,28 +321,28 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
     try {
       const api = peer.installed.keeper;
       if (flag === '--cancel') return this.cancelled(await answered(api.cancelRun(id)));
-      return await this.attach(id, flags, joblog, api);
+      return await this.attach(id, flags, api);
     } finally {
       await peer.stop();
-      joblog?.close();
     }
   }
 
-  private async attach(
-    run: RunId,
-    flags: Flags,
-    joblog: Joblog | null,
-    api: Parameters<typeof attachRun>[0],
-  ): Promise<void> {
+  private async attach(run: RunId, flags: Flags, api: Parameters<typeof attachRun>[0]): Promise<void> {
     const started = Date.now();
     let view: RunView | null = null;
+    // --joblog FILE is (re)written only once the group has the run: a mistyped id keeps the log.
+    let joblog: Joblog | null = null;
+    const onView = (v: RunView) => {
+      view = v;
+      if (flags.joblog !== undefined) joblog ??= Joblog.open(flags.joblog, null);
+    };
     const sink = new RunOutput({
       stdout: process.stdout,
       stderr: process.stderr,
       json: flags.json,
       lines: false,
       tag: flags.tag,
-      joblog,
+      joblog: flags.joblog === undefined ? null : { write: (r, command) => joblog?.write(r, command) },
       commandOf: (input) => commandFor(view?.words ?? [], input),
       returns: [],
       cwd: process.cwd(),
@@ -353,9 +352,14 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
     process.on('SIGINT', interrupt);
     process.on('SIGTERM', interrupt);
     const progress = new RunProgress({ json: flags.json });
-    progress.start(() => ({ counts: countsOf(view), done: sink.recorded, failed: sink.failed }));
+    progress.start(() => ({
+      counts: countsOf(view),
+      done: sink.recorded,
+      failed: sink.failed,
+      runningKnown: false,
+    }));
     try {
-      const last = await attachRun(api, run, sink, (v) => (view = v), stop.signal);
+      const last = await attachRun(api, run, sink, onView, stop.signal);
       progress.stop();
       // Stopped watching (the run goes on), or the run was cancelled: 130, as Ctrl-C on peer run.
       const end: RunEnd =
@@ -367,6 +371,7 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
       progress.stop();
       process.off('SIGINT', interrupt);
       process.off('SIGTERM', interrupt);
+      (joblog as Joblog | null)?.close();
     }
   }
 
@@ -415,8 +420,10 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
   /** Every error is one line and exit 255 (GNU parallel's code), as {"error"} too with --json. */
   protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
     if (err instanceof Errors.ExitError) throw err;
-    const line = oneLine(err.message);
-    if (this.json) process.stdout.write(`${JSON.stringify({ error: line })}\n`);
+    const line = oneLine(err.message, this.helpCommand());
+    // A flag oclif could not parse fails before this.json is set: --json among our flags counts.
+    if (this.json || ourFlags(this.argv).includes('--json'))
+      process.stdout.write(`${JSON.stringify({ error: line })}\n`);
     process.stderr.write(`${this.config.bin}: ${escapeForTerminal(line)}\n`);
     return this.exit(EXIT_ERROR);
   }
@@ -434,6 +441,12 @@ function detachable(flags: Flags): void {
     );
   if (flags.joblog !== undefined)
     throw new RunError('--detach writes no joblog: give --joblog to peer run --attach ID');
+}
+
+/** The words before `--`: after it they are the command's (`-- tool --json`). */
+function ourFlags(argv: string[]): string[] {
+  const end = argv.indexOf('--');
+  return end < 0 ? argv : argv.slice(0, end);
 }
 
 /** --env NAME (its value here) or NAME=VALUE. */

@@ -45,11 +45,11 @@ describe('one-line errors for bad input', () => {
     expectOneLineError(r, pattern);
   });
 
-  it('a flag that needs another names it, without oclif framing around it', async () => {
+  it('a flag that needs another names it, without oclif framing around it but with the help to read', async () => {
     const r = await runCli(['chat', ...base(), '--to', 'bob', '--listen']);
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toBe(
-      'peer: One of the following must be provided when using --to: --send, --send-file',
+      'peer: One of the following must be provided when using --to: --send, --send-file; see peer chat --help',
     );
   });
 

@@ -69,6 +69,11 @@ describe.concurrent('exit 1 when the group could not do it (nobody answers)', ()
     expect(r.code, r.stderr).toBe(1);
     expect(oneLine(r.stderr)).toMatch(/no kv holder answered/);
     expect(JSON.parse(r.stdout)).toEqual({ error: expect.stringMatching(/^no kv holder answered/) });
+    // One object on one line, as every --json prints (a script reads it line by line).
+    expect(r.stdout).toMatch(/^\{[^\n]*\}\n$/);
+    const task = await runCli(alone(['task', 'submit', 'sum', '1', '--timeout', WAIT_MS, '--json']));
+    expect(task.code, task.stderr).toBe(1);
+    expect(task.stdout).toMatch(/^\{"error":"no coordinator answered[^\n]*\}\n$/);
   });
 
   it.each([
@@ -96,6 +101,11 @@ describe.concurrent('exit 2 on bad input or a local error', () => {
     ['reconcile --offline: no replica files', ['reconcile', '--offline', '--dir', '.'], /no replica files/],
     ['snapshot: an address this machine does not have', ['snapshot', ...elsewhere], /not an address/],
     ['task submit: an operation that does not exist', ['task', 'submit', 'divide', '1'], /divide/],
+    [
+      'task submit: a flag that does not exist, and where to look',
+      ['task', 'submit', 'sum', '1', '--nosuch'],
+      /^peer: Nonexistent flag: --nosuch; see peer task submit --help$/,
+    ],
     ['task list: an address this machine does not have', ['task', 'list', ...elsewhere], /not an address/],
     ['chat: an address this machine does not have', ['chat', '--send', 'hi', ...elsewhere], /not an address/],
     ['peers: a group that is not multicast', ['peers', '--group', '10.0.0.1'], /not a multicast/],

@@ -68,8 +68,9 @@ describe('peer run --detach, --attach, --cancel', () => {
     const logged = (text: string) => k1.until((l) => l.lines.some((x) => x.includes(text)), 15_000, text);
     await logged(`keep    run ${run.slice(0, 8)}: 6 jobs from run-`);
     await logged(`done    run ${run.slice(0, 8)} done`);
+    const log = path.join(tempDir('detach-log'), 'attach.log');
     for (let i = 0; i < 2; i++) {
-      const a = await runCli(g.run('--attach', run, '--json'), { timeoutMs: 30_000 });
+      const a = await runCli(g.run('--attach', run, '--json', '--joblog', log), { timeoutMs: 30_000 });
       expect(a.code).toBe(1);
       const lines = a.stdout
         .trim()
@@ -83,6 +84,14 @@ describe('peer run --detach, --attach, --cancel', () => {
         command: 'sleep 0.2; echo job 2; exit $(( 2 == 4 ))',
       });
       expect(lines.at(-1)).toMatchObject({ type: 'summary', run, jobs: 6, ok: 5, failed: 1, exit: 1 });
+      // The joblog: its header and a row per job, written afresh by each attach.
+      const rows = fs.readFileSync(log, 'utf8').trim().split('\n');
+      expect(
+        rows
+          .slice(1)
+          .map((row) => Number(row.split('\t')[0]))
+          .sort(),
+      ).toEqual([1, 2, 3, 4, 5, 6]);
     }
     const json = await runCli(g.run('--detach', '--json', '--', 'true'));
     expect(json.code).toBe(0);
@@ -117,6 +126,26 @@ describe('peer run --detach, --attach, --cancel', () => {
     for (const j of jobs) expect(j.stdout).toBe(`${j.seq}\n`);
   }, 90_000);
 
+  it('Ctrl-C on --attach only stops watching: exit 130, the run goes on to its end', async () => {
+    const g = group();
+    await g.keeper('k1');
+    await g.worker('w1');
+    const input = Array.from({ length: 4 }, (_, i) => String(i + 1)).join('\n');
+    const d = await runCli(g.run('--detach', '--', 'sleep 1; echo job {}'), { input });
+    expect(d.code, d.stderr).toBe(0);
+    const run = d.stdout.trim();
+    const watching = startCli(g.run('--attach', run));
+    running.push(watching);
+    // Interrupted once it has printed the first result, while the others still run.
+    await watching.until((l) => l.lines.some((x) => x.startsWith('job ')), 20_000, 'a first result');
+    watching.child.kill('SIGINT');
+    expect(await watching.exited).toBe(130);
+    // The run was not cancelled: a second attach collects all four, and the run's status, 0.
+    const a = await runCli(g.run('--attach', run), { timeoutMs: 30_000 });
+    expect(a.code, a.stderr).toBe(0);
+    expect(a.stdout.trim().split('\n').sort()).toEqual(['job 1', 'job 2', 'job 3', 'job 4']);
+  }, 60_000);
+
   it('--cancel kills every job of the run on the workers', async () => {
     const g = group();
     await g.keeper('k1');
@@ -145,6 +174,19 @@ describe('peer run --detach, --attach, --cancel', () => {
     const a = await runCli(g.run('--attach', run));
     expect(a.code).toBe(130);
   }, 90_000);
+
+  it('--attach with an id the group does not have: one line, exit 255, and --joblog left as it was', async () => {
+    const g = group();
+    await g.keeper('k1');
+    const log = path.join(tempDir('detach-log'), 'jobs.log');
+    const before =
+      'Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n1\tw1\t1.000\t     0.001\t0\t0\t0\t0\ttrue\n';
+    fs.writeFileSync(log, before);
+    const r = await runCli(g.run('--attach', '0123456789abcdef', '--joblog', log), { timeoutMs: 30_000 });
+    expect(r.code).toBe(255);
+    expect(r.stderr).toMatch(/^peer: no run 0123456789abcdef in the group[^\n]*\n$/);
+    expect(fs.readFileSync(log, 'utf8')).toBe(before);
+  });
 
   it('refusals: one line, exit 255', async () => {
     const g = group();

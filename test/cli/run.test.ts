@@ -89,12 +89,28 @@ describe('refusals: one line, exit 255', () => {
       /--resume and --resume-failed need --joblog FILE/,
     ],
     ['a bad --timeout', ['--timeout', '5x', '--', 'true'], /--timeout 5x is not a duration/],
-    ['an unknown flag', ['--nosuch', '--', 'true'], /nosuch/],
+    [
+      'an unknown flag',
+      ['--nosuch', '--', 'true'],
+      /^peer: Nonexistent flag: --nosuch; see peer run --help$/,
+    ],
+    ['--retries 0', ['--retries', '0', '--', 'true'], /--retries.* 0; see peer run --help$/],
     ['an --input that does not exist', ['--input', '/nonexistent/lines', '--', 'echo'], /--input .*ENOENT/],
   ])('%s', async (_what, args, said) => {
     const r = await runCli(g.run(...args));
     expect(r.code, r.stderr).toBe(255);
     expect(oneLine(r.stderr)).toMatch(said);
+  });
+
+  it('a flag it cannot parse, with --json: also {"error"} on stdout', async () => {
+    const r = await runCli(g.run('--json', '--retries', '0', '--', 'echo', '--json'));
+    expect(r.code).toBe(255);
+    expect(oneLine(r.stderr)).toMatch(/--retries/);
+    expect(JSON.parse(r.stdout)).toEqual({ error: expect.stringMatching(/--retries.*see peer run --help$/) });
+    // --json after -- is the command's, not ours: no JSON on stdout.
+    const words = await runCli(g.run('--retries', '0', '--', 'echo', '--json'));
+    expect(words.code).toBe(255);
+    expect(words.stdout).toBe('');
   });
 
   it('nobody there: no worker answered; with --json also {"error"}', async () => {

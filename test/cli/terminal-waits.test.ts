@@ -45,6 +45,28 @@ describe('waits in a terminal', () => {
   }, 60_000);
 });
 
+describe('task submit waits in a terminal', () => {
+  it('a coordinator but no worker: the waiting line counts the tasks and says no worker is there', async () => {
+    const port = testPort();
+    const dir = tempDir('waits-tasks');
+    const up = startCli(['up', ...loopbackFlags(port, dir), '--name', 'u1', '--log-format', 'json'], {
+      PEER_KEY_FILE: '',
+    });
+    running.push(up);
+    await up.until((l) => l.json().some((e) => e.event === 'elected'), 15_000, 'u1 to be elected');
+    const net = loopbackFlags(port, path.join(dir, 'client'));
+    inTerminal(['task', 'submit', 'sum', '1', '--repeat', '3', '--wait', '--timeout', '5000', ...net]);
+    await until('the waiting line', () =>
+      /^[|/\\-] waiting for 3 tasks: 0 done; no worker in the group yet \(start one with peer worker\) \(\d s\)$/m.test(
+        pane(),
+      ),
+    );
+    await until('the command to end', () => /EXIT=\d/.test(pane()));
+    expect(pane()).toMatch(/no worker is in the group: start one with peer worker/);
+    expect(pane()).toMatch(/EXIT=1/);
+  }, 60_000);
+});
+
 describe('kv shell in a terminal', () => {
   it('help, Up-arrow history, no stray marks before the prompt, and Ctrl-D leaves with code 0', async () => {
     const root = tempDir('kv-shell');

@@ -174,7 +174,35 @@ describe('tasks over UDP on loopback (CLI)', () => {
       ...net(testPort(), tempDir('tasks-none')),
     ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/no coordinator answered within 800 ms: start a worker \(peer worker\)/);
+    expect(r.stderr).toMatch(
+      /no coordinator answered within 800 ms: start a worker \(peer worker\).*--key-file/,
+    );
+  });
+
+  it('a coordinator but no worker: submit says so, for one task and for --repeat, exit 1', async () => {
+    const port = testPort();
+    const dir = tempDir('tasks-noworker');
+    const up = startCli(['up', ...net(port, dir), '--name', 'u1', '--log-format', 'json'], {
+      PEER_KEY_FILE: '',
+    });
+    running.push(up);
+    await up.until((l) => events(l, 'elected').length > 0, 15_000, 'u1 to be elected');
+    for (const repeat of ['1', '3']) {
+      const r = await cli([
+        'task',
+        'submit',
+        'sum',
+        '1',
+        '--wait',
+        '--timeout',
+        '1500',
+        '--repeat',
+        repeat,
+        ...net(port, path.join(dir, 'client')),
+      ]);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/no worker is in the group: start one with peer worker/);
+    }
   });
 
   it('the worker running a task is killed (SIGKILL): the task completes on the other one', async () => {

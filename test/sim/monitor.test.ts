@@ -404,7 +404,7 @@ describe('monitor feeds: workers of peer run (simulation)', () => {
         sends: [],
       };
       const t = startRun(h, lines(4));
-      expect(c.rt.runUntilTrue(() => row('w1')![2] === '███ 4/3 +1 queued', 2500)).toBe(true);
+      expect(c.rt.runUntilTrue(() => row('w1')![2] === '███ 3/3 +1 queued', 2500)).toBe(true);
       expect(row('w2')![2]).toBe('░░ 0/2');
       expect(view().footer).toMatch(/^jobs held: 4 in 5 slots /);
       // What the adverts say is what the workers hold.

@@ -154,3 +154,25 @@ describe('run: two submitters (simulation)', () => {
     },
   );
 });
+
+describe('run: a short run spreads over free slots (simulation)', () => {
+  it.each([1, 2, 3])(
+    '4 jobs of 100 ms on 2 workers x 2 slots: each worker runs 2 at once, all done in one round, seed %i',
+    async (seed) => {
+      const workers = ['w1', 'w2'].map((name) => ({ name, slots: 2 }));
+      const h = await jobsCluster(
+        seed,
+        workers,
+        () => ({ durationMs: 100, exit: 0, ignoresTerm: false }),
+        {},
+      );
+      const startedAt = h.c.rt.now();
+      const t = startRun(h, lines(4));
+      expect(await runUntil(h, t.over, 10_000)).toBe(true);
+      // A worker's window (its slots and their queue) holds all four: filling one worker's window
+      // first would leave the other idle and take two rounds of 100 ms.
+      for (const w of workers) expect(h.executors.get(w.name)![0]!.started.length).toBe(2);
+      expect(h.c.rt.now() - startedAt).toBeLessThan(200);
+    },
+  );
+});

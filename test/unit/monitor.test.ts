@@ -199,7 +199,7 @@ describe('Tasks tab', () => {
     const rows = text(v);
     expect(rows.map((r) => r[0])).toEqual(['worker w1', 'worker w2', 'worker w4']);
     expect(rows[0]!.slice(2, 5)).toEqual(['██░ 2/3', '', 'exec allowed']);
-    expect(rows[1]!.slice(2, 5)).toEqual(['██ 5/2 +3 queued', '', 'built-in ops only']);
+    expect(rows[1]!.slice(2, 5)).toEqual(['██ 2/2 +3 queued', '', 'built-in ops only']);
     expect(rows[2]!.slice(2, 5)).toEqual(['—', '', '—']);
     expect(summary(v)).toMatch(/workers: 3$/);
     if (v.kind !== 'content') throw new Error('unavailable');

@@ -56,6 +56,17 @@ describe('Progress', () => {
     expect(s.log).toHaveLength(n);
   });
 
+  it('a text wider than the terminal is cut to fit, so clearing the line leaves nothing behind', () => {
+    const s = streams({ out: true, err: true });
+    const p = new Progress({ ...s, stderr: { ...s.stderr, columns: 40 } });
+    p.update(`waiting for ${'x'.repeat(100)}`);
+    vi.advanceTimersByTime(PROGRESS_AFTER_MS + PROGRESS_FRAME_MS);
+    const line = s.log.at(-1)![1].slice(CLEAR.length);
+    expect([...line].length).toBeLessThanOrEqual(39);
+    expect(line).toMatch(/^[|/\\-] waiting for x+… \(1 s\)$/);
+    p.done();
+  });
+
   it('output written while the line is up clears it first; the streams are restored after', () => {
     const s = streams({ out: true, err: true });
     const write = s.stdout.write;

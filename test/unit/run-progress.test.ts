@@ -53,6 +53,18 @@ afterEach(() => {
 });
 
 describe('RunProgress', () => {
+  it('--attach knows no running count: the line leaves it out rather than saying 0 running', () => {
+    const p = new RunProgress({ json: false, ...streams(true), now: () => 0 });
+    const line = p.line({
+      counts: counts({ running: 0, workers: [] }),
+      done: 3,
+      failed: 1,
+      runningKnown: false,
+    });
+    expect(line).toMatch(/^3\/1000 done · 1 failed /);
+    expect(line).not.toMatch(/running/);
+  });
+
   it('done / running / failed, the bar, the rate and the ETA, the workers (names escaped)', () => {
     let now = 0;
     const s = streams(true);

@@ -26,9 +26,12 @@ function shown(ms: number): string {
 export function durationMs(flag: string, text: string, minMs: number, maxMs: number): number {
   const m = DURATION_RE.exec(text.trim());
   const ms = m ? Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 's']!) : NaN;
-  if (!Number.isFinite(ms) || ms < minMs || ms > maxMs)
+  const range = `between ${shown(minMs)} and ${shown(maxMs)}`;
+  if (!Number.isFinite(ms))
     throw new UsageError(
-      `${flag} ${text} is not a duration between ${shown(minMs)} and ${shown(maxMs)}; use e.g. 500ms, 2s, 1m or 1h (a bare number is seconds)`,
+      `${flag} ${text} is not a duration ${range}; use e.g. 500ms, 2s, 1m or 1h (a bare number is seconds)`,
     );
+  // A duration, out of range: examples that may be out of range too would mislead.
+  if (ms < minMs || ms > maxMs) throw new UsageError(`${flag} ${text} is out of range: give one ${range}`);
   return ms;
 }

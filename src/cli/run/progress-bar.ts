@@ -27,6 +27,11 @@ export interface RunProgressState {
   /** Jobs whose result came, and those of them that failed (the sink's counts). */
   done: number;
   failed: number;
+  /**
+   * False when the jobs running now are not known here (--attach: the keeper tells done and
+   * failed only): the line then leaves them out rather than saying 0.
+   */
+  runningKnown?: boolean;
 }
 
 export interface RunProgressOptions {
@@ -76,7 +81,8 @@ export class RunProgress {
     const c = s.counts;
     const total = c.inputEnded ? c.fed : null;
     this.sample(s.done);
-    const head = `${s.done}/${total ?? `≥${c.fed}`} done · ${c.running} running · ${s.failed} failed`;
+    const running = s.runningKnown === false ? '' : ` · ${c.running} running`;
+    const head = `${s.done}/${total ?? `≥${c.fed}`} done${running} · ${s.failed} failed`;
     const parts = [head];
     if (total !== null) {
       const f = total === 0 ? 1 : Math.min(1, s.done / total);

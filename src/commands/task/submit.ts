@@ -3,7 +3,7 @@ import chalk from 'chalk';
 import { networkFlags } from '../../cli/flags.js';
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { UsageError } from '../../cli/network.js';
-import { showingWait } from '../../cli/progress.js';
+import { Progress, showingWait, type ProgressOptions } from '../../cli/progress.js';
 import { networkSettings, startPeer } from '../../cli/peer.js';
 import {
   answer,
@@ -18,7 +18,7 @@ import {
   type TaskOutcome,
 } from '../../cli/tasks.js';
 import { parseTaskArgs, TASK_OPS, validateTask } from '../../p2p/jobs/ops.js';
-import { RUN_JOBS_MAX, type JobInput, type KeeperApi } from '../../p2p/jobs/index.js';
+import { RUN_JOBS_MAX, type JobInput, type Jobs } from '../../p2p/jobs/index.js';
 
 export interface SubmitResult {
   /** `<run>-<job>`: the job's PEER_JOB_ID. */
@@ -53,6 +53,9 @@ export interface BatchResult {
   /** The first error, if any task failed. */
   firstError: string | null;
 }
+
+/** How often the waiting line is said again: its counts, and whether a worker is there yet. */
+const WAIT_LINE_REFRESH_MS = 500;
 
 export default class TaskSubmit extends TaskCommand {
   static override summary = 'Submit a task to the group and (with --wait) print its result.';
@@ -124,22 +127,32 @@ export default class TaskSubmit extends TaskCommand {
         json,
       );
       if (count > 1)
-        return await this.batch(keeper, run, base, count, flags.wait, started, deadline, flags.timeout);
+        return await this.batch(
+          peer.installed.jobs,
+          run,
+          base,
+          count,
+          flags.wait,
+          started,
+          deadline,
+          flags.timeout,
+        );
       const id = taskId(run, 1);
       if (!flags.wait) {
         this.log(`task ${id} accepted (${valid.op})`);
         return { id, ...base, state: 'accepted' };
       }
       let outcome: TaskOutcome | null = null;
-      await showingWait(
-        `waiting for the result of task ${id.slice(0, 8)}`,
+      await waitingForWorkers(
+        peer.installed.jobs,
+        () => `waiting for the result of task ${id.slice(0, 8)}`,
         collectResults(keeper, run, 1, deadline, (r) => (outcome = taskOutcome(r))),
         json,
       );
       const o = outcome as TaskOutcome | null;
       if (!o)
         throw new TaskFailure(
-          `task ${id} was stored but no result came within ${flags.timeout} ms; see peer task list`,
+          `task ${id} was stored but no result came within ${flags.timeout} ms; ${noWorker(peer.installed.jobs) ?? 'see peer task list'}`,
           { id, ...base, state: 'accepted' },
         );
       const out: SubmitResult = {
@@ -162,7 +175,7 @@ export default class TaskSubmit extends TaskCommand {
   }
 
   private async batch(
-    keeper: KeeperApi,
+    jobs: Jobs,
     run: string,
     base: { op: string; args: number[] },
     count: number,
@@ -177,9 +190,10 @@ export default class TaskSubmit extends TaskCommand {
     let firstError: string | null = null;
     const ended = !wait
       ? 'done'
-      : await showingWait(
-          `waiting for ${count} tasks to be done`,
-          collectResults(keeper, run, count, deadline, (r) => {
+      : await waitingForWorkers(
+          jobs,
+          () => `waiting for ${count} tasks: ${done + failed} done${failed > 0 ? `, ${failed} failed` : ''}`,
+          collectResults(jobs.keeper, run, count, deadline, (r) => {
             const o = taskOutcome(r);
             if (o.ok) done++;
             else {
@@ -205,7 +219,7 @@ export default class TaskSubmit extends TaskCommand {
     };
     if (ended === 'timeout')
       throw new TaskFailure(
-        `${done + failed} of ${count} tasks finished within ${timeoutMs} ms; raise --timeout`,
+        `${done + failed} of ${count} tasks finished within ${timeoutMs} ms; ${noWorker(jobs) ?? 'raise --timeout'}`,
         {
           ...out,
         },
@@ -222,4 +236,39 @@ export default class TaskSubmit extends TaskCommand {
     );
     return out;
   }
+}
+
+/**
+ * `work`, with what it waits for on the terminal's waiting line (progress.ts), said again every
+ * WAIT_LINE_REFRESH_MS: `text` (counts that grow), and that no worker is there when none is.
+ */
+async function waitingForWorkers<T>(
+  jobs: Jobs,
+  text: () => string,
+  work: Promise<T>,
+  opts: ProgressOptions,
+): Promise<T> {
+  const progress = new Progress(opts);
+  const say = () =>
+    progress.update(
+      jobs.workers().length === 0
+        ? `${text()}; no worker in the group yet (start one with peer worker)`
+        : text(),
+    );
+  say();
+  const timer = setInterval(say, WAIT_LINE_REFRESH_MS);
+  timer.unref();
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+    progress.done();
+  }
+}
+
+/** What to do when nothing ran because no worker is in the group (the tasks wait for one), else null. */
+function noWorker(jobs: Jobs): string | null {
+  return jobs.workers().length === 0
+    ? 'no worker is in the group: start one with peer worker (the stored tasks run once one joins)'
+    : null;
 }

@@ -5,8 +5,9 @@
  * Credits. A worker advertises its slots and the jobs it holds (adverts.ts). Its credit starts at
  * its window (slots x (1 + JOB_PIPELINE_PER_SLOT)) less what it holds, and is replaced by the exact
  * room in every jb.done / jb.full it sends (`free`, less the entries we sent that it had not seen
- * yet). Each turn (ctx.soon) fills the largest credits first (ties: fewest held by us, then the
- * smaller id), one jb.jobs per worker, pulling input only as far as the credits reach (room()).
+ * yet). Each turn (ctx.soon) gives one job at a time to the largest credit (ties: fewest held by us,
+ * then the smaller id), so a short run uses every worker's free slots before any queue, and sends
+ * one jb.jobs per worker, pulling input only as far as the credits reach (room()).
  *
  * Attempts and fences. A job's attempt is 1 + its assignments that may have started (jb.full
  * gives the number back); its fence is max(ctx.stamp(), last fence + 1), a Lamport time, so it
@@ -129,6 +130,28 @@ interface WorkerState {
   refused: Refuse | null;
   /** Nothing is placed there before this time (JOB_MISSING_FILE_PAUSE_MS). */
   pausedUntil: number;
+}
+
+/** The jobs one turn places on a worker, and the bytes of shared files still to count on the first. */
+interface Batch {
+  picked: Array<{ entry: JobEntry; files: Outgoing[] }>;
+  sendBytes: number;
+}
+
+/** The worker with the most credit left (ties: fewest jobs held for us, then the smaller id). */
+function mostCredit(workers: WorkerState[]): WorkerState | null {
+  let best: WorkerState | null = null;
+  for (const w of workers) {
+    if (w.credit <= 0) continue;
+    if (
+      !best ||
+      w.credit > best.credit ||
+      (w.credit === best.credit &&
+        (w.held.size < best.held.size || (w.held.size === best.held.size && w.id < best.id)))
+    )
+      best = w;
+  }
+  return best;
 }
 
 export type DispatcherMembership = Pick<Membership, 'get' | 'list'>;
@@ -484,9 +507,7 @@ export class Dispatcher implements RunHandle {
         });
     }
     this.failUnplaceablePins(live);
-    const ready = [...this.workers.values()]
-      .filter((w) => live.has(w.id) && !w.refused)
-      .sort((a, b) => b.credit - a.credit || a.held.size - b.held.size || (a.id < b.id ? -1 : 1));
+    const ready = [...this.workers.values()].filter((w) => live.has(w.id) && !w.refused);
     let running = 0;
     for (const w of this.workers.values()) running += w.held.size;
     const cap = this.opts.maxRunning ?? Infinity;
@@ -494,30 +515,40 @@ export class Dispatcher implements RunHandle {
     let filing = 0;
     const filesWait = () =>
       this.spec.transfers.length > 0 && this.queuedBytes() + filing >= JOB_FILES_IN_FLIGHT_BYTES_MAX;
-    for (const w of ready) {
-      if (w.pausedUntil > now) continue;
-      const picked: Array<{ entry: JobEntry; files: Outgoing[] }> = [];
-      if (!w.opened && !this.readShared()) return;
-      // The shared files go with the first jobs a worker gets: their bytes count for the first.
-      let sendBytes = w.opened ? 0 : (this.shared ?? []).reduce((n, o) => n + o.data.length, 0);
-      filing += sendBytes;
-      while (w.credit > 0 && running < cap && !filesWait()) {
-        const job = this.pick(w, ready);
-        if (job === null) break;
-        const files = this.jobFiles(job);
-        if (typeof files === 'string') {
-          this.failHere(this.jobs.get(job)!, null, files, w.id, w.name);
-          continue;
-        }
-        const bytes = files.reduce((n, o) => n + o.data.length, 0);
-        filing += bytes;
-        picked.push({ entry: this.assign(job, w, now, sendBytes + bytes), files });
-        sendBytes = 0;
-        w.credit--;
-        running++;
+    if (ready.some((w) => !w.opened) && !this.readShared()) return;
+    // One job at a time to the worker with the largest credit, so a short run spreads over every
+    // worker's free slots before any slot's queue fills; each worker's jobs go in one jb.jobs.
+    const batches = new Map<WorkerState, Batch>();
+    const open = ready.filter((w) => w.pausedUntil <= now);
+    while (running < cap && !filesWait()) {
+      const w = mostCredit(open);
+      if (!w) break;
+      const job = this.pick(w, ready);
+      if (job === null) {
+        open.splice(open.indexOf(w), 1);
+        continue;
       }
-      if (picked.length > 0) this.sendJobs(w, picked);
+      let batch = batches.get(w);
+      if (!batch) {
+        // The shared files go with the first jobs a worker gets: their bytes count for the first.
+        const sharedBytes = w.opened ? 0 : (this.shared ?? []).reduce((n, o) => n + o.data.length, 0);
+        filing += sharedBytes;
+        batch = { picked: [], sendBytes: sharedBytes };
+        batches.set(w, batch);
+      }
+      const files = this.jobFiles(job);
+      if (typeof files === 'string') {
+        this.failHere(this.jobs.get(job)!, null, files, w.id, w.name);
+        continue;
+      }
+      const bytes = files.reduce((n, o) => n + o.data.length, 0);
+      filing += bytes;
+      batch.picked.push({ entry: this.assign(job, w, now, batch.sendBytes + bytes), files });
+      batch.sendBytes = 0;
+      w.credit--;
+      running++;
     }
+    for (const [w, batch] of batches) if (batch.picked.length > 0) this.sendJobs(w, batch.picked);
     this.starvedSince = this.queue.length > 0 && ready.length === 0 ? (this.starvedSince ?? now) : null;
     if (this.starvedSince !== null && now - this.starvedSince >= JOB_NO_WORKER_MS && !this.spec.detached)
       this.fail(this.noWorkerWhy());

@@ -89,16 +89,21 @@ export const tasksTab: Tab = {
   },
 };
 
+/**
+ * Busy slots over slots, and the jobs queued beyond them: a worker holds a queue beyond its slots
+ * and runs one job a slot, so 5 held on 2 slots reads "2/2 +3 queued", never "5/2".
+ */
+function slotsText(held: number, slots: number): string {
+  const busy = Math.min(held, slots);
+  return `${busy}/${slots}${held > slots ? ` +${held - slots} queued` : ''}`;
+}
+
 /** A worker's row: its slots, the jobs it holds, whether it runs commands. */
 function workerRow(m: MemberView, advert: WorkerAdvert | null): Row {
   return [
     cell(`worker ${m.name}`),
     cell(m.state, stateTone(m.state)),
-    cell(
-      advert
-        ? `${slotBar(advert.held, advert.slots)} ${advert.held}/${advert.slots}${advert.held > advert.slots ? ` +${advert.held - advert.slots} queued` : ''}`
-        : UNKNOWN,
-    ),
+    cell(advert ? `${slotBar(advert.held, advert.slots)} ${slotsText(advert.held, advert.slots)}` : UNKNOWN),
     cell(''),
     advert
       ? cell(advert.allowExec ? 'exec allowed' : 'built-in ops only', advert.allowExec ? 'accent' : 'dim')
