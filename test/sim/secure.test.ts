@@ -628,6 +628,37 @@ describe('bounded resources under a flood (simulation)', () => {
     expect(g.stats.rateLimited).toBe(total - admitted);
   });
 
+  it('a live member sending a file faster than a stranger may is not throttled; a stranger still is', () => {
+    let now = 0;
+    const g = new RateGuard({ now: () => now });
+    const member = '10.0.0.2:40000';
+    const stranger = '10.0.0.66:4000';
+    g.setMembers(new Set([member]));
+    // 1.5 times the stranger's rate for 6 s from each: past the burst for the stranger.
+    const perMs = (GUARD_SOURCE_DATAGRAMS_PER_S * 1.5) / 1000;
+    const total = Math.round(perMs * 6000);
+    let fromMember = 0;
+    let fromStranger = 0;
+    for (let i = 0; i < total; i++) {
+      now = i / perMs;
+      if (g.admit(member)) fromMember++;
+      if (g.admit(stranger)) fromStranger++;
+    }
+    expect(fromMember).toBe(total);
+    expect(fromStranger).toBeLessThanOrEqual(
+      GUARD_SOURCE_BURST_DATAGRAMS + GUARD_SOURCE_DATAGRAMS_PER_S * 6 + 1,
+    );
+    // Once it is no longer a member, its address is a stranger's again.
+    g.setMembers(new Set());
+    let after = 0;
+    const start = now;
+    for (let i = 0; i < total; i++) {
+      now = start + i / perMs;
+      if (g.admit(member)) after++;
+    }
+    expect(after).toBeLessThan(total);
+  });
+
   it('the source table never exceeds its cap, and an evicted source comes back with a full bucket', () => {
     const g = new RateGuard({ now: () => 0, sourcesMax: 100, burst: 2 });
     for (let i = 0; i < 100_000; i++) g.admit(`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}:1`);
