@@ -17,7 +17,7 @@
 import type Database from 'better-sqlite3';
 import type { PeerStore } from './store.js';
 import { writeFailure, type StorageHealth } from './health.js';
-import { HAND, isKeptResult, keptResults, resultsOf, runProblem } from '../p2p/jobs/messages.js';
+import { HAND, handBody, isKeptResult, keptResults, resultsOf, runProblem } from '../p2p/jobs/messages.js';
 import type {
   DetachOptions,
   JobInput,
@@ -321,19 +321,7 @@ function keptOf(row: RunRow): KeptRun | null {
   }
   if (typeof spec !== 'object' || spec === null || typeof opts !== 'object' || opts === null) return null;
   // Checked as the wire checks a run handed over: every field's type and bound, then the spec's.
-  const body = {
-    req: '0'.repeat(16),
-    run: spec.run,
-    kind: spec.kind,
-    words: spec.words,
-    env: spec.env,
-    timeoutMs: spec.timeoutMs,
-    graceMs: spec.graceMs,
-    retries: opts.retries,
-    maxRunning: opts.maxRunning,
-    workers: opts.workers,
-    jobs: [],
-  };
+  const body = handBody('0'.repeat(16), spec.run, spec, opts, []);
   const ok =
     HAND.check(HAND.toWire(body)) &&
     runProblem(body) === null &&

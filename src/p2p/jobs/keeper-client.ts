@@ -26,6 +26,7 @@ import {
   encodeJob,
   resultsOf,
   runProblem,
+  handBody,
   type HandJob,
   type JobMessage,
   type JobSend,
@@ -83,19 +84,13 @@ export class KeeperClient implements KeeperApi {
     if (jobs.length > RUN_JOBS_MAX) return no(`a detached run has at most ${RUN_JOBS_MAX} jobs`);
     const req = randomHexId(this.ctx.random);
     const run = randomHexId(this.ctx.random);
-    const body = {
+    const body = handBody(
       req,
       run,
-      kind: spec.kind,
-      words: spec.words,
-      env: spec.env,
-      timeoutMs: spec.timeoutMs,
-      graceMs: spec.graceMs,
-      retries: opts.retries,
-      maxRunning: opts.maxRunning,
-      workers: opts.workers,
-      jobs: jobs.map((j): HandJob => [j.job, j.seq, j.input, j.pin]),
-    };
+      spec,
+      opts,
+      jobs.map((j): HandJob => [j.job, j.seq, j.input, j.pin]),
+    );
     const problem = runProblem(body);
     if (problem) return no(problem);
     const payload = encodeJob(HAND, body);

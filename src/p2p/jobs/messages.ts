@@ -21,7 +21,7 @@ import { f, message, type Body, type Message } from '../kit/message.js';
 import type { Envelope } from '../wire.js';
 import { COUNTER_MAX } from '../bounds.js';
 import { inputProblem, problemOf } from './command.js';
-import type { JobResult, JobSent, RunId, RunView } from './types.js';
+import type { DetachOptions, JobResult, JobSent, RunId, RunSpec, RunView } from './types.js';
 import { NAME_CHARS_MAX, isPeerId, type PeerId } from '../wire.js';
 import {
   JOB_ATTEMPTS_MAX,
@@ -91,23 +91,20 @@ export const OPEN = message('jb.open', {
 
 /** One attempt to run: [job, seq, attempt, fence, input or null]. */
 export type JobEntry = [job: number, seq: number, attempt: number, fence: number, input: string | null];
+/** An integer from 1 to max. */
+const isCount = (v: unknown, max: number): boolean =>
+  Number.isSafeInteger(v) && (v as number) >= 1 && (v as number) <= max;
+/** A job's input line (inputProblem's rules), or null for a job without input. */
+const isInputOrNull = (v: unknown): boolean =>
+  v === null || (typeof v === 'string' && v.length <= JOB_INPUT_BYTES_MAX && inputProblem(v) === null);
 const isJobEntry = (v: unknown): v is JobEntry =>
   Array.isArray(v) &&
   v.length === 5 &&
-  Number.isSafeInteger(v[0]) &&
-  v[0] >= 1 &&
-  v[0] <= JOB_NUMBER_MAX &&
-  Number.isSafeInteger(v[1]) &&
-  v[1] >= 1 &&
-  v[1] <= JOB_NUMBER_MAX &&
-  Number.isSafeInteger(v[2]) &&
-  v[2] >= 1 &&
-  v[2] <= JOB_ATTEMPTS_MAX &&
-  Number.isSafeInteger(v[3]) &&
-  v[3] >= 1 &&
-  v[3] <= COUNTER_MAX &&
-  (v[4] === null ||
-    (typeof v[4] === 'string' && v[4].length <= JOB_INPUT_BYTES_MAX && inputProblem(v[4]) === null));
+  isCount(v[0], JOB_NUMBER_MAX) &&
+  isCount(v[1], JOB_NUMBER_MAX) &&
+  isCount(v[2], JOB_ATTEMPTS_MAX) &&
+  isCount(v[3], COUNTER_MAX) &&
+  isInputOrNull(v[4]);
 
 export const JOBS = message('jb.jobs', { run: RUN, jobs: f.array(f.guard(isJobEntry), JOB_BATCH_MAX) });
 
@@ -221,14 +218,9 @@ export type HandJob = [job: number, seq: number, input: string | null, pin: Peer
 const isHandJob = (v: unknown): v is HandJob =>
   Array.isArray(v) &&
   v.length === 4 &&
-  Number.isSafeInteger(v[0]) &&
-  v[0] >= 1 &&
-  v[0] <= JOB_NUMBER_MAX &&
-  Number.isSafeInteger(v[1]) &&
-  v[1] >= 1 &&
-  v[1] <= JOB_NUMBER_MAX &&
-  (v[2] === null ||
-    (typeof v[2] === 'string' && v[2].length <= JOB_INPUT_BYTES_MAX && inputProblem(v[2]) === null)) &&
+  isCount(v[0], JOB_NUMBER_MAX) &&
+  isCount(v[1], JOB_NUMBER_MAX) &&
+  isInputOrNull(v[2]) &&
   (v[3] === null || isPeerId(v[3]));
 const isWorkers = (v: unknown): v is PeerId[] | 'all' | null =>
   v === null ||
@@ -250,6 +242,19 @@ const RUN_FIELDS = {
 };
 /** Client -> keeper: keep this run (answered jd.ok once stored, or jd.no). */
 export const HAND = message('jd.hand', { req: REQ, ...RUN_FIELDS });
+
+/** The body of a jd.hand for a run: what a client sends, and what a store checks a saved run as. */
+export function handBody(
+  req: string,
+  run: RunId,
+  spec: Omit<RunSpec, 'run' | 'detached'>,
+  opts: DetachOptions,
+  jobs: HandJob[],
+): Body<typeof HAND> {
+  const { kind, words, env, timeoutMs, graceMs } = spec;
+  const { retries, maxRunning, workers } = opts;
+  return { req, run, kind, words, env, timeoutMs, graceMs, retries, maxRunning, workers, jobs };
+}
 /** Keeper -> every member: a run it stored, for their stores. */
 export const KEPT = message('jd.run', {
   ...RUN_FIELDS,
