@@ -130,10 +130,8 @@ export const CANCEL = message('jb.cancel', {
 /** The run is over: the worker forgets it. */
 export const CLOSE = message('jb.close', { run: RUN });
 
-/** How one attempt ended; `out` and `err` are the lengths of its stdout and stderr in the bytes. */
-const RESULT = message('jb.result', {
-  job: JOB,
-  attempt: ATTEMPT,
+/** How an attempt ended, with at most `outputBytesMax` of stdout and of stderr (their lengths). */
+const outcomeFields = (outputBytesMax: number) => ({
   fence: f.int(1, COUNTER_MAX),
   exit: f.nullable(f.int(JOB_EXIT_MIN, JOB_EXIT_MAX)),
   signal: f.int(0, JOB_SIGNAL_MAX),
@@ -142,11 +140,14 @@ const RESULT = message('jb.result', {
   started: f.bool(),
   at: f.uint(),
   us: f.uint(),
-  out: f.uint(JOB_OUTPUT_BYTES_MAX),
-  err: f.uint(JOB_OUTPUT_BYTES_MAX),
+  out: f.uint(outputBytesMax),
+  err: f.uint(outputBytesMax),
   truncated: f.bool(),
   why: f.nullable(f.str(JOB_WHY_CHARS_MAX)),
 });
+
+/** How one attempt ended; `out` and `err` are the lengths of its stdout and stderr in the bytes. */
+const RESULT = message('jb.result', { job: JOB, attempt: ATTEMPT, ...outcomeFields(JOB_OUTPUT_BYTES_MAX) });
 export type ResultEntry = Body<typeof RESULT>;
 
 /**
@@ -296,18 +297,7 @@ const KEPT_RESULT = message('jd.result', {
   job: JOB,
   seq: JOB,
   attempt: ATTEMPT,
-  fence: f.int(1, COUNTER_MAX),
-  exit: f.nullable(f.int(JOB_EXIT_MIN, JOB_EXIT_MAX)),
-  signal: f.int(0, JOB_SIGNAL_MAX),
-  timedOut: f.bool(),
-  cancelled: f.bool(),
-  started: f.bool(),
-  at: f.uint(),
-  us: f.uint(),
-  out: f.uint(RUN_OUTPUT_BYTES_MAX),
-  err: f.uint(RUN_OUTPUT_BYTES_MAX),
-  truncated: f.bool(),
-  why: f.nullable(f.str(JOB_WHY_CHARS_MAX)),
+  ...outcomeFields(RUN_OUTPUT_BYTES_MAX),
   worker: f.peerId(),
   name: f.str(NAME_CHARS_MAX),
   send: f.uint(),
