@@ -6,11 +6,8 @@
  * one another) and must exit 1; each also gets bad input and must exit 2; every help ends with the
  * rule. The group is keyed so that no open-group warning shares stderr with the one line.
  */
-import fs from 'node:fs';
-import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ROOT, runCli, tempDir, testPort } from '../support/proc.js';
+import { ROOT, runCli, tempDir, testPort, groupKeyFile } from '../support/proc.js';
 import { Config, type Command } from '@oclif/core';
 import { EXIT_STATUS_HELP } from '../../src/cli/base.js';
 import PeerHelp from '../../src/cli/help.js';
@@ -19,8 +16,7 @@ import PeerHelp from '../../src/cli/help.js';
 const WAIT_MS = '300';
 
 /** A group key as `peer keygen` writes it (base64, mode 0600), written here to spare a process. */
-const keyFile = path.join(tempDir('exit-key'), 'group.key');
-fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+const keyFile = groupKeyFile(tempDir('exit-key'));
 
 /** `args` on loopback, TTL 0, with the group key, on a port and data dir of its own (unless `args` says otherwise). */
 function alone(args: string[]): string[] {

@@ -5,11 +5,17 @@
  * on the Tasks tab, and a clean exit that gives the shell its screen back, by q and by SIGTERM.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { BIN, runCli, startCli, tempDir, testPort, type Lines, loopbackFlags } from '../support/proc.js';
+import {
+  BIN,
+  runCli,
+  startCli,
+  tempDir,
+  testPort,
+  type Lines,
+  loopbackFlags,
+  groupKeyFile,
+} from '../support/proc.js';
 import { Tmux } from '../support/tmux.js';
 
 const term = new Tmux('monitor', 'mon');
@@ -155,8 +161,7 @@ describe('peer monitor in a terminal', () => {
   });
 
   it('shows a worker on the Tasks tab in a keyed group: its slots, exec allowed, the jobs it holds, the runs of peer task', async () => {
-    const keyFile = path.join(tempDir('mon-key'), 'group.key');
-    fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+    const keyFile = groupKeyFile(tempDir('mon-key'));
     const port = testPort();
     const net = (dir: string) => [...loopbackFlags(port, dir, 'local'), '--key-file', keyFile];
     const w1 = startCli([

@@ -4,16 +4,20 @@
  * draws the progress line (done of the run's jobs) while the run goes on, and ends with no bar
  * and one summary line.
  */
-import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, loopbackFlags, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import {
+  BIN,
+  loopbackFlags,
+  startCli,
+  tempDir,
+  testPort,
+  type Lines,
+  groupKeyFile,
+} from '../support/proc.js';
 import { Tmux } from '../support/tmux.js';
 
 const term = new Tmux('run-attach', 'attach');
-const keyFile = path.join(tempDir('run-attach-key'), 'group.key');
-fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+const keyFile = groupKeyFile(tempDir('run-attach-key'));
 const port = testPort();
 const net = (dir: string) => [...loopbackFlags(port, dir), '--key-file', keyFile];
 const peers: Lines[] = [];

@@ -9,7 +9,6 @@
  *   - `peer run --cancel ID` kills every job of it on the workers;
  *   - refusals are one line, exit 255.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -21,11 +20,10 @@ import {
   tempDir,
   testPort,
   type Lines,
+  groupKeyFile,
 } from '../support/proc.js';
 
-const keyDir = tempDir('detach-key');
-const keyFile = path.join(keyDir, 'group.key');
-fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+const keyFile = groupKeyFile(tempDir('detach-key'));
 const running: Lines[] = [];
 
 afterAll(async () => {

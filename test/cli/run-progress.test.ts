@@ -3,16 +3,20 @@
  * while jobs run it says how many are done of how many and the ETA; at the end it is gone and one
  * summary line stays; with stdout piped (`| cat`) there is no bar at all.
  */
-import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, loopbackFlags, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import {
+  BIN,
+  loopbackFlags,
+  startCli,
+  tempDir,
+  testPort,
+  type Lines,
+  groupKeyFile,
+} from '../support/proc.js';
 import { Tmux } from '../support/tmux.js';
 
 const term = new Tmux('run-progress', 'run');
-const keyFile = path.join(tempDir('run-progress-key'), 'group.key');
-fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+const keyFile = groupKeyFile(tempDir('run-progress-key'));
 const port = testPort();
 const net = (dir: string) => [...loopbackFlags(port, dir), '--key-file', keyFile];
 const workers: Lines[] = [];

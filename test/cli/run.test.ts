@@ -5,7 +5,6 @@
  * killing every job's process group (TERM-ignoring ones too), and the refusals, each one line
  * with exit 255.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,13 +17,12 @@ import {
   tempDir,
   testPort,
   type Lines,
+  groupKeyFile,
 } from '../support/proc.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { JOBLOG_HEADER, readJoblog } from '../../src/cli/run/joblog.js';
 
-const keyDir = tempDir('run-key');
-const keyFile = path.join(keyDir, 'group.key');
-fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+const keyFile = groupKeyFile(tempDir('run-key'));
 const running: Lines[] = [];
 
 /** A keyed group of its own on loopback: its flags, and workers started in it. */

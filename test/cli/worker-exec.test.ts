@@ -4,17 +4,14 @@
  * Exit 2, one line on stderr. The built CLI, in a private network namespace (unshare --net).
  */
 import fs from 'node:fs';
-import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli, tempDir, testPort } from '../support/proc.js';
+import { runCli, tempDir, testPort, groupKeyFile } from '../support/proc.js';
 
 const dirs = [tempDir('worker-exec-key')];
 afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
-const keyFile = path.join(dirs[0]!, 'group.key');
-fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+const keyFile = groupKeyFile(dirs[0]!);
 
 const loopback = () => {
   const dataDir = tempDir('worker-exec');

@@ -7,9 +7,16 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loopbackFlags, sleepsOf, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import {
+  loopbackFlags,
+  sleepsOf,
+  startCli,
+  tempDir,
+  testPort,
+  type Lines,
+  groupKeyFile,
+} from '../support/proc.js';
 import { networkSettings, startPeer, type RunningPeer } from '../../src/cli/peer.js';
 import { installJobs } from '../../src/cli/run/install.js';
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
@@ -50,8 +57,7 @@ interface Setup {
 function setup(): Setup {
   const base = tempDir('worker-exec');
   dirs.push(base);
-  const keyFile = path.join(base, 'group.key');
-  fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+  const keyFile = groupKeyFile(base);
   return { port: testPort(), dataDir: path.join(base, 'data'), jobDir: path.join(base, 'jobs'), keyFile };
 }
 

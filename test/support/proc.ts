@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import os from 'node:os';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { ChildLines } from '../../src/cli/child.js';
 
@@ -20,6 +21,13 @@ export const alive = (p: ChildLines): boolean => p.child.exitCode === null && p.
 
 export function tempDir(label: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `peer-${label}-`));
+}
+
+/** A fresh group key file (as `peer keygen` writes one: 32 random bytes in base64, mode 0600) in `dir`. */
+export function groupKeyFile(dir: string): string {
+  const file = path.join(dir, 'group.key');
+  fs.writeFileSync(file, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+  return file;
 }
 
 /**
