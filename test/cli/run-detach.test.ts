@@ -103,12 +103,13 @@ describe('peer run --detach, --attach, --cancel', () => {
   it('the keeper killed -9 mid-run: the next coordinator takes the run over, each job recorded once', async () => {
     const g = group();
     const k1 = await g.keeper('k1');
-    await g.worker('w1');
+    const w1 = await g.worker('w1');
     const input = Array.from({ length: 10 }, (_, i) => String(i + 1)).join('\n');
     const d = await runCli(g.run('--detach', '--', 'sleep 0.5; echo {}'), { input });
     expect(d.code).toBe(0);
     const run = d.stdout.trim();
-    await new Promise((r) => setTimeout(r, 1200));
+    // Mid-run: the first two jobs (one per slot) ended and the next ones started.
+    await w1.until((l) => l.lines.filter((x) => / start +job /.test(x)).length >= 3, 15_000, 'a third job');
     k1.child.kill('SIGKILL');
     const a = await runCli(g.run('--attach', run, '--json'), { timeoutMs: 60_000 });
     expect(a.stderr).toBe('');
