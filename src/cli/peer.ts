@@ -18,7 +18,13 @@ import { startCheckpointing, worthReporting, type Checkpointing } from './checkp
 import { Snapshot } from '../p2p/snapshot.js';
 import type { ReliableDelivery } from '../p2p/reliable/index.js';
 import { checkGroup, resolveInterface, UsageError } from './network.js';
-import { keySettings, securityLayers, type KeySettings, type SecurityLayers } from './security.js';
+import {
+  guardFollowsMembers,
+  keySettings,
+  securityLayers,
+  type KeySettings,
+  type SecurityLayers,
+} from './security.js';
 import { runtimeFromEnv } from './coordination.js';
 import { escapeForTerminal } from './sanitize.js';
 
@@ -182,14 +188,7 @@ export async function startPeer<Installed = void, Opened = void>(
       if (store) health.attempt(store.file, 'background', () => store.saveIncarnation(n));
     },
   });
-  const guard = security.guard?.guard;
-  if (guard) {
-    // Live members' addresses refill at the member rate (guard.ts): a member's file transfer must
-    // not be throttled like a stranger's flood. Any event about a member may change the set.
-    node.on((e) => {
-      if ('member' in e) guard.setMembers(new Set(node.membership.live().map((m) => m.address)));
-    });
-  }
+  if (security.guard) guardFollowsMembers(security.guard.guard, node);
   if (store) {
     // The peers seen are a record, not a promise: a write that fails is reported, never thrown.
     node.on((e) => {

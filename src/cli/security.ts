@@ -12,7 +12,7 @@
  * why, which are per process: `peer up` prints its own on SIGUSR1 and on exit, `peer stats`
  * listens as an observer and prints what it dropped.
  */
-import { GuardedTransport, type GuardStats } from '../p2p/transport/guard.js';
+import { GuardedTransport, type GuardStats, type RateGuard } from '../p2p/transport/guard.js';
 import { Keyring } from '../p2p/transport/keyring.js';
 import { SecureTransport, type SecureDropReason, type SecureStats } from '../p2p/transport/secure.js';
 import type { Address, Transport } from '../p2p/transport/transport.js';
@@ -70,6 +70,17 @@ export interface SecurityOptions {
   openOnPurpose?: boolean;
   /** Where notices go (default: stderr). */
   notify?: (line: string) => void;
+}
+
+/**
+ * Keeps the open group's rate guard told which addresses are live members, which refill at the
+ * member rate (guard.ts): a member's file transfer must not be throttled like a stranger's flood.
+ * Any event about a member may change the set.
+ */
+export function guardFollowsMembers(guard: RateGuard, node: Pick<PeerNode, 'on' | 'membership'>): void {
+  node.on((e) => {
+    if ('member' in e) guard.setMembers(new Set(node.membership.live().map((m) => m.address)));
+  });
 }
 
 export function securityLayers(

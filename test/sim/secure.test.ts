@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { NO_DROPS, SimCluster, type SimPeer } from '../support/cluster.js';
+import { guardFollowsMembers } from '../../src/cli/security.js';
 import { Keyring, keyId, KEYS_MAX } from '../../src/p2p/transport/keyring.js';
 import {
   HEADER_BYTES,
@@ -657,6 +658,32 @@ describe('bounded resources under a flood (simulation)', () => {
       if (g.admit(member)) after++;
     }
     expect(after).toBeLessThan(total);
+  });
+
+  it('a peer keeps its guard told who the live members are: joined, they refill at the member rate; dead, no longer', async () => {
+    let now = 0;
+    const g = new RateGuard({ now: () => now });
+    const c = new SimCluster(4);
+    const a = await c.add('a');
+    guardFollowsMembers(g, a.node);
+    const b = await c.add('b');
+    c.rt.runFor(2_000);
+    expect(a.node.membership.get(b.node.id)?.state).toBe('alive');
+    // A second's refill after the burst is spent: the member rate for b, a stranger's for others.
+    const refill = (source: string): number => {
+      now += 10_000;
+      while (g.admit(source));
+      now += 1000;
+      let n = 0;
+      while (g.admit(source)) n++;
+      return n;
+    };
+    expect(refill(b.node.address)).toBe(GUARD_SOURCE_BURST_DATAGRAMS);
+    expect(refill('10.0.0.66:4000')).toBe(GUARD_SOURCE_DATAGRAMS_PER_S);
+    await c.crash(b);
+    c.rt.runFor(5_000);
+    expect(a.node.membership.get(b.node.id)?.state).toBe('dead');
+    expect(refill(b.node.address)).toBe(GUARD_SOURCE_DATAGRAMS_PER_S);
   });
 
   it('the source table never exceeds its cap, and an evicted source comes back with a full bucket', () => {
