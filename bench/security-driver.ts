@@ -35,7 +35,7 @@ import { UdpTransport } from '../src/p2p/transport/udp.js';
 import { parseAddress, type Transport } from '../src/p2p/transport/transport.js';
 import { is, type Envelope } from '../src/p2p/wire.js';
 import type { Protocol, ProtocolContext } from '../src/p2p/protocol.js';
-import { securityLayers, securityReport } from '../src/cli/security.js';
+import { guardFollowsMembers, securityLayers, securityReport } from '../src/cli/security.js';
 import {
   HEADER_BYTES,
   SEALED_DATAGRAM_BYTES_MAX,
@@ -101,6 +101,8 @@ function stack(layer: Layer) {
     transport,
     runtime: realRuntime,
   });
+  // As startPeer does: a live member's address refills the open group's guard at the member rate.
+  if (layers?.guard) guardFollowsMembers(layers.guard.guard, node);
   const sink = node.install(() => new Sink());
   return { udp, layers, node, sink };
 }
