@@ -266,6 +266,12 @@ export class IncomingFileStore implements IncomingFiles {
     }
     const out: Array<{ transfer: IncomingTransfer; held: ChunkSet }> = [];
     for (const n of names) {
+      // A state file's temporary copy (writeFileAtomic) that a process killed between writing and
+      // renaming it left behind: never read, removed (one process per data dir: not ours).
+      if (n.startsWith('.') && n.endsWith('.tmp') && !n.endsWith(`.${process.pid}.tmp`)) {
+        await fsp.rm(path.join(this.partial, n), { force: true });
+        continue;
+      }
       const id = n.endsWith('.state') ? n.slice(0, -'.state'.length) : null;
       if (id === null || !isTransferId(id)) continue;
       const loaded = await this.load(id);

@@ -143,6 +143,23 @@ describe('IncomingFileStore', () => {
     expect(await new IncomingFileStore(dir, 'carol').pending()).toEqual([]);
   });
 
+  it('after a crash in the middle of a state write, removes the temporary file it left', async () => {
+    const t = transfer();
+    const first = new IncomingFileStore(dir, 'bob');
+    await first.begin(t);
+    await writeChunks(first, t, [1]);
+    // What a process killed between writing and renaming its state file leaves (another pid).
+    const partial = path.join(dir, '.partial', 'bob');
+    const leftover = path.join(partial, `.${t.id}.state.${process.pid + 1}.tmp`);
+    fs.writeFileSync(leftover, '{"v":1');
+    const again = new IncomingFileStore(dir, 'bob');
+    expect((await again.pending()).map((p) => p.transfer)).toEqual([t]);
+    expect(fs.existsSync(leftover)).toBe(false);
+    await writeChunks(again, t, [0, 2]);
+    expect((await again.finish(t.id)).ok).toBe(true);
+    expect(fs.readdirSync(partial)).toEqual([]);
+  });
+
   it('hashes chunks written in order as they come, so finishing reads nothing back', async () => {
     const store = new IncomingFileStore(dir, 'bob');
     const t = transfer();
