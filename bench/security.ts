@@ -99,6 +99,7 @@ const us = (n: number) => `${n.toFixed(2)} µs`;
 
 const nullTransport: Transport = {
   address: 'bench:0',
+  mode: 'multicast',
   start: async () => {},
   broadcast: () => {},
   send: () => {},

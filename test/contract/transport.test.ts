@@ -5,14 +5,14 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SimNetwork } from '../../src/p2p/transport/sim.js';
 import { UdpTransport } from '../../src/p2p/transport/udp.js';
-import type { Address, Transport } from '../../src/p2p/transport/transport.js';
+import type { Address, Transport, TransportMode, Via } from '../../src/p2p/transport/transport.js';
 import { testPort } from '../support/proc.js';
 import { GuardedTransport } from '../../src/p2p/transport/guard.js';
 import { Keyring } from '../../src/p2p/transport/keyring.js';
 import { SecureTransport } from '../../src/p2p/transport/secure.js';
 
 interface Harness {
-  make(): Transport;
+  make(mode?: TransportMode): Transport;
   /** Lets deliveries happen: real time for UDP, virtual time for the simulation. */
   settle(until: () => boolean): Promise<boolean>;
 }
@@ -20,7 +20,7 @@ interface Harness {
 function udpHarness(): Harness {
   const port = testPort();
   return {
-    make: () => new UdpTransport({ group: '239.255.77.77', port, interface: '127.0.0.1', ttl: 0 }),
+    make: (mode) => new UdpTransport({ group: '239.255.77.77', port, interface: '127.0.0.1', ttl: 0, mode }),
     async settle(until) {
       const deadline = Date.now() + 2000;
       while (!until() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
@@ -32,7 +32,7 @@ function udpHarness(): Harness {
 function simHarness(): Harness {
   const net = new SimNetwork(42);
   return {
-    make: () => net.transport(),
+    make: (mode) => net.transport(undefined, { mode }),
     async settle(until) {
       return net.runtime.runUntilTrue(until, 1000);
     },
@@ -44,18 +44,24 @@ function sealed(make: () => Harness): () => Harness {
   return () => {
     const h = make();
     const keyring = new Keyring([Buffer.alloc(32, 5)]);
-    return { make: () => new SecureTransport(h.make(), { keyring, group: 'contract:1' }), settle: h.settle };
+    return {
+      make: (mode) => new SecureTransport(h.make(mode), { keyring, group: 'contract:1' }),
+      settle: h.settle,
+    };
   };
 }
 
 function guarded(make: () => Harness): () => Harness {
   return () => {
     const h = make();
-    return { make: () => new GuardedTransport(h.make(), { now: () => performance.now() }), settle: h.settle };
+    return {
+      make: (mode) => new GuardedTransport(h.make(mode), { now: () => performance.now() }),
+      settle: h.settle,
+    };
   };
 }
 
-type Received = Array<{ data: string; from: Address }>;
+type Received = Array<{ data: string; from: Address; via: Via }>;
 
 describe.each([
   ['udp on loopback', udpHarness],
@@ -69,10 +75,10 @@ describe.each([
     await Promise.all(open.splice(0).map((t) => t.close()));
   });
 
-  async function started(h: Harness): Promise<{ t: Transport; got: Received }> {
-    const t = h.make();
+  async function started(h: Harness, mode?: TransportMode): Promise<{ t: Transport; got: Received }> {
+    const t = h.make(mode);
     const got: Received = [];
-    await t.start((data, from) => got.push({ data: Buffer.from(data).toString(), from }));
+    await t.start((data, from, via) => got.push({ data: Buffer.from(data).toString(), from, via }));
     open.push(t);
     return { t, got };
   }
@@ -86,8 +92,8 @@ describe.each([
     b.t.broadcast(Buffer.from('marker'));
     // b's later broadcast reaching a shows a's own would have arrived by then.
     expect(await h.settle(() => [b, c].every((x) => x.got.length >= 1) && a.got.length === 1)).toBe(true);
-    for (const x of [b, c]) expect(x.got[0]).toEqual({ data: 'hello', from: a.t.address });
-    expect(a.got).toEqual([{ data: 'marker', from: b.t.address }]);
+    for (const x of [b, c]) expect(x.got[0]).toEqual({ data: 'hello', from: a.t.address, via: 'group' });
+    expect(a.got).toEqual([{ data: 'marker', from: b.t.address, via: 'group' }]);
   });
 
   it('a unicast reaches only its target, and the source address is where a reply goes', async () => {
@@ -99,8 +105,35 @@ describe.each([
     expect(await h.settle(() => b.got.length === 1)).toBe(true);
     b.t.send(b.got[0]!.from, Buffer.from('reply'));
     expect(await h.settle(() => a.got.length === 1)).toBe(true);
-    expect(a.got[0]).toEqual({ data: 'reply', from: b.t.address });
+    expect(a.got[0]).toEqual({ data: 'reply', from: b.t.address, via: 'unicast' });
     expect(c.got).toEqual([]);
+  });
+
+  it('a broadcast also goes by unicast to the addresses named, once each', async () => {
+    const h = makeHarness();
+    const a = await started(h);
+    const b = await started(h);
+    const u = await started(h, 'unicast');
+    a.t.broadcast(Buffer.from('all'), [u.t.address]);
+    expect(await h.settle(() => b.got.length === 1 && u.got.length === 1)).toBe(true);
+    expect(b.got).toEqual([{ data: 'all', from: a.t.address, via: 'group' }]);
+    expect(u.got).toEqual([{ data: 'all', from: a.t.address, via: 'unicast' }]);
+  });
+
+  it('in unicast mode nothing is multicast and no multicast is heard; unicast works both ways', async () => {
+    const h = makeHarness();
+    const u = await started(h, 'unicast');
+    const b = await started(h);
+    const c = await started(h);
+    expect(u.t.mode).toBe('unicast');
+    u.t.broadcast(Buffer.from('not-multicast'), [b.t.address]);
+    b.t.broadcast(Buffer.from('group-only'));
+    b.t.send(u.t.address, Buffer.from('direct'));
+    // c hearing b's multicast shows u's would have reached c by then, had it been multicast.
+    expect(await h.settle(() => c.got.length === 1 && u.got.length === 1 && b.got.length === 1)).toBe(true);
+    expect(c.got).toEqual([{ data: 'group-only', from: b.t.address, via: 'group' }]);
+    expect(u.got).toEqual([{ data: 'direct', from: b.t.address, via: 'unicast' }]);
+    expect(b.got).toEqual([{ data: 'not-multicast', from: u.t.address, via: 'unicast' }]);
   });
 
   it('a closed transport receives nothing and sending on it does not throw', async () => {

@@ -34,6 +34,7 @@ const keyX = Buffer.alloc(32, 9);
 
 /** A transport that only records what is sent and lets a test inject received datagrams. */
 class Tap implements Transport {
+  readonly mode = 'multicast';
   readonly sent: Uint8Array[] = [];
   private handler: DatagramHandler | null = null;
   constructor(
@@ -44,9 +45,9 @@ class Tap implements Transport {
     this.handler = h;
     await this.inner?.start(h);
   }
-  broadcast(d: Uint8Array): void {
+  broadcast(d: Uint8Array, also?: readonly Address[]): void {
     this.sent.push(d);
-    this.inner?.broadcast(d);
+    this.inner?.broadcast(d, also);
   }
   send(to: Address, d: Uint8Array): void {
     this.sent.push(d);
@@ -56,7 +57,7 @@ class Tap implements Transport {
     await this.inner?.close();
   }
   inject(d: Uint8Array, from: Address): void {
-    this.handler?.(d, from);
+    this.handler?.(d, from, 'group');
   }
 }
 

@@ -5,7 +5,12 @@
 import { randomBytes } from 'node:crypto';
 import { PeerNode, type NodeOptions, type NodeStats } from '../../src/p2p/node.js';
 import { PROFILES, type Profile } from '../../src/p2p/config.js';
-import { SimNetwork, type LinkFaults, type SimTransport } from '../../src/p2p/transport/sim.js';
+import {
+  SimNetwork,
+  type LinkFaults,
+  type SimHostOptions,
+  type SimTransport,
+} from '../../src/p2p/transport/sim.js';
 import type { PeerEvent } from '../../src/p2p/protocol.js';
 import type { Address, Transport } from '../../src/p2p/transport/transport.js';
 import { Codec, PROTOCOL_VERSION, type Envelope } from '../../src/p2p/wire.js';
@@ -18,6 +23,8 @@ export interface SimPeer {
   /** What survives a crash. */
   persisted: { id: string; incarnation: number };
   up: boolean;
+  /** Its host's segment and transport mode, kept across restarts. */
+  host: SimHostOptions;
 }
 
 export class SimCluster {
@@ -39,9 +46,10 @@ export class SimCluster {
     return this.net.runtime;
   }
 
-  async add(name: string, extra: Partial<NodeOptions> = {}): Promise<SimPeer> {
+  /** A peer on a new host; `host` puts it in another segment or makes it unicast-only. */
+  async add(name: string, extra: Partial<NodeOptions> = {}, host: SimHostOptions = {}): Promise<SimPeer> {
     const id = idFrom(this.net.runtime.random);
-    const transport = this.net.transport();
+    const transport = this.net.transport(undefined, host);
     const peer: SimPeer = {
       node: null as unknown as PeerNode,
       name,
@@ -49,6 +57,7 @@ export class SimCluster {
       events: [],
       persisted: { id, incarnation: 1 },
       up: false,
+      host,
     };
     await this.boot(peer, transport, extra);
     this.peers.push(peer);
@@ -57,7 +66,7 @@ export class SimCluster {
 
   private async boot(
     peer: SimPeer,
-    transport = this.net.transport(peer.address),
+    transport = this.net.transport(peer.address, peer.host),
     extra: Partial<NodeOptions> = {},
   ) {
     const node = new PeerNode({
@@ -149,9 +158,7 @@ export class SimForger {
 
   /** Sends any bytes (a frame, say: wire.ts) to `to`, or multicasts them with `to` null. */
   sendBytes(to: Address | null, data: Uint8Array, opts: { spoofFrom?: Address } = {}): void {
-    if (opts.spoofFrom) this.net.deliver(opts.spoofFrom, to, data);
-    else if (to === null) this.transport.broadcast(data);
-    else this.transport.send(to, data);
+    this.transmit(to, data, opts.spoofFrom);
   }
 
   /** Sends one envelope to `to`, or multicasts it with `to` null. */
@@ -164,9 +171,13 @@ export class SimForger {
       { v: PROTOCOL_VERSION, i: SimForger.ID, n: 'stranger', c: 1, s: ++this.seq, l: 1, ...env },
       opts.attachment,
     );
-    if (opts.spoofFrom) this.net.deliver(opts.spoofFrom, to, data);
-    else if (to === null) this.transport.broadcast(data);
-    else this.transport.send(to, data);
+    this.transmit(to, data, opts.spoofFrom);
+  }
+
+  private transmit(to: Address | null, data: Uint8Array, spoofFrom?: Address): void {
+    const from = spoofFrom ?? this.transport.address;
+    if (to === null) this.net.multicast(from, data);
+    else this.net.unicast(from, to, data);
   }
 }
 

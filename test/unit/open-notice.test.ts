@@ -10,6 +10,7 @@ import type { Transport } from '../../src/p2p/transport/transport.js';
 
 const udp = (): Transport => ({
   address: '127.0.0.1:1',
+  mode: 'multicast',
   start: async () => {},
   broadcast: () => {},
   send: () => {},

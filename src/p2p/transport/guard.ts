@@ -18,7 +18,7 @@
  *
  * Time is injected (`now`), so the same guard runs in real time and in virtual time.
  */
-import type { Address, DatagramHandler, Transport } from './transport.js';
+import type { Address, DatagramHandler, Transport, TransportMode } from './transport.js';
 
 /**
  * Sustained datagrams per second accepted from one source. A sender pushing chat or replication
@@ -129,18 +129,22 @@ export class GuardedTransport implements Transport {
     return this.inner.address;
   }
 
+  get mode(): TransportMode {
+    return this.inner.mode;
+  }
+
   get stats(): GuardStats {
     return this.guard.stats;
   }
 
   start(onDatagram: DatagramHandler): Promise<void> {
-    return this.inner.start((data, from) => {
-      if (this.guard.admit(from)) onDatagram(data, from);
+    return this.inner.start((data, from, via) => {
+      if (this.guard.admit(from)) onDatagram(data, from, via);
     });
   }
 
-  broadcast(data: Uint8Array): void {
-    this.inner.broadcast(data);
+  broadcast(data: Uint8Array, also?: readonly Address[]): void {
+    this.inner.broadcast(data, also);
   }
 
   send(to: Address, data: Uint8Array): void {

@@ -58,7 +58,13 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { DATAGRAM_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX, FRAME_MARK } from '../wire.js';
 import { KEY_ID_BYTES, type Keyring } from './keyring.js';
 import { GUARD_SOURCES_MAX, RateGuard, type GuardStats } from './guard.js';
-import { parseAddress, type Address, type DatagramHandler, type Transport } from './transport.js';
+import {
+  parseAddress,
+  type Address,
+  type DatagramHandler,
+  type Transport,
+  type TransportMode,
+} from './transport.js';
 
 export const SECURE_FORMAT_VERSION = 1;
 export const NONCE_PREFIX_BYTES = 8;
@@ -248,20 +254,25 @@ export class SecureTransport implements Transport {
     return this.inner.address;
   }
 
+  get mode(): TransportMode {
+    return this.inner.mode;
+  }
+
   get keyring(): Keyring {
     return this.opts.keyring;
   }
 
   start(onDatagram: DatagramHandler): Promise<void> {
-    return this.inner.start((data, from) => {
+    return this.inner.start((data, from, via) => {
       const r = this.open(data, from);
-      if (r.ok) onDatagram(r.plaintext, from);
+      if (r.ok) onDatagram(r.plaintext, from, via);
       else this.opts.onDrop?.(r.reason, from);
     });
   }
 
-  broadcast(data: Uint8Array): void {
-    this.inner.broadcast(this.seal(data));
+  /** Sealed once: the multicast and the unicast copies are the same datagram to each receiver's replay window. */
+  broadcast(data: Uint8Array, also?: readonly Address[]): void {
+    this.inner.broadcast(this.seal(data), also);
   }
 
   send(to: Address, data: Uint8Array): void {

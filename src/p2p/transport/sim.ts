@@ -7,10 +7,19 @@
  *
  * SimNetwork delivers each datagram to each recipient independently: it may be lost, duplicated,
  * delayed by a random amount (which reorders), or blocked by a partition or a crashed host.
- * Faults are set per network and overridden per directed link.
+ * Faults are set per network and overridden per directed link. Hosts sit in segments (multicast
+ * domains, as subnets joined by a router without multicast routing): a multicast reaches the hosts
+ * of the sender's segment, a unicast any host; multicast can also be blocked into or out of one host.
  */
 import type { Cancel, Runtime } from '../runtime.js';
-import { parseAddress, type Address, type DatagramHandler, type Transport } from './transport.js';
+import {
+  parseAddress,
+  type Address,
+  type DatagramHandler,
+  type Transport,
+  type TransportMode,
+  type Via,
+} from './transport.js';
 
 /** mulberry32: a tiny, fast, well-distributed 32-bit PRNG; enough for fault injection. */
 export function seededRandom(seed: number): () => number {
@@ -164,16 +173,33 @@ export interface LinkFaults {
 export const PERFECT_LINK: LinkFaults = { loss: 0, duplicate: 0, delayMinMs: 0.1, delayMaxMs: 0.5 };
 
 interface Host {
+  address: Address;
+  /** The address's IP: hosts sharing it are one machine (multicast loopback). */
+  ip: string;
   transport: SimTransport;
   handler: DatagramHandler | null;
   down: boolean;
   partition: number;
+  /** Its multicast domain (a subnet): multicasts reach only hosts of the same segment. */
+  segment: number;
+  /** Multicast to this host is dropped (a switch or firewall that drops it); unicast still arrives. */
+  multicastInBlocked: boolean;
+  /** This host's multicasts reach nobody. */
+  multicastOutBlocked: boolean;
+}
+
+export interface SimHostOptions {
+  /** The multicast domain to put the host in (default 0); unicast crosses segments, as through a router. */
+  segment?: number;
+  mode?: TransportMode;
 }
 
 export class SimNetwork {
   readonly runtime: VirtualRuntime;
   faults: LinkFaults;
   private readonly hosts = new Map<Address, Host>();
+  /** The hosts of each segment, in the order they were added: a multicast walks one array. */
+  private readonly segments = new Map<number, Host[]>();
   /** Senders whose multicast loopback is off (setMulticastLoopback). */
   private readonly noLoopback = new Set<Address>();
   private readonly links = new Map<string, Partial<LinkFaults>>();
@@ -186,16 +212,46 @@ export class SimNetwork {
     this.faults = { ...PERFECT_LINK, ...faults };
   }
 
-  /** A transport on a new host (address "10.0.0.N:7000"); `address` reuses a crashed host's. */
-  transport(address?: Address): SimTransport {
-    const addr = address ?? `10.0.${Math.floor(this.nextHost / 250)}.${(this.nextHost++ % 250) + 1}:7000`;
-    const existing = this.hosts.get(addr);
-    if (existing && existing.handler) throw new Error(`sim address ${addr} is in use`);
-    const t = new SimTransport(this, addr);
-    this.hosts.set(addr, { transport: t, handler: null, down: false, partition: existing?.partition ?? 0 });
+  /**
+   * A transport on a new host (address "10.0.S.N:7000" in segment S); `address` reuses a crashed
+   * host's, in its segment unless `opts.segment` moves it.
+   */
+  transport(address?: Address, opts: SimHostOptions = {}): SimTransport {
+    const existing = address === undefined ? undefined : this.hosts.get(address);
+    if (existing && existing.handler) throw new Error(`sim address ${address} is in use`);
+    const segment = opts.segment ?? existing?.segment ?? 0;
+    const addr =
+      address ?? `10.${segment}.${Math.floor(this.nextHost / 250)}.${(this.nextHost++ % 250) + 1}:7000`;
+    const t = new SimTransport(this, addr, opts.mode ?? 'multicast');
+    const host: Host = {
+      address: addr,
+      ip: parseAddress(addr).host,
+      transport: t,
+      handler: null,
+      down: false,
+      partition: existing?.partition ?? 0,
+      segment,
+      multicastInBlocked: existing?.multicastInBlocked ?? false,
+      multicastOutBlocked: existing?.multicastOutBlocked ?? false,
+    };
+    this.hosts.set(addr, host);
+    // A restarted host keeps its place in its segment, so a seed replays as it did before.
+    const old = existing ? this.segmentOf(existing.segment) : null;
+    const at = old && existing!.segment === segment ? old.indexOf(existing!) : -1;
+    if (at >= 0) old![at] = host;
+    else {
+      if (old) old.splice(old.indexOf(existing!), 1);
+      this.segmentOf(segment).push(host);
+    }
     // A new socket starts with multicast loopback on, whatever the crashed one had set.
     this.noLoopback.delete(addr);
     return t;
+  }
+
+  private segmentOf(segment: number): Host[] {
+    let hosts = this.segments.get(segment);
+    if (!hosts) this.segments.set(segment, (hosts = []));
+    return hosts;
   }
 
   /** Overrides faults on the directed link from -> to. */
@@ -218,6 +274,16 @@ export class SimNetwork {
     this.hostOf(address).down = down;
   }
 
+  /**
+   * Drops multicast into (`in`) or out of (`out`) one host, as a firewall rule or a switch that
+   * filters multicast would; unicast is untouched. Both false lifts the block.
+   */
+  blockMulticast(address: Address, dirs: { in: boolean; out: boolean } = { in: true, out: true }): void {
+    const h = this.hostOf(address);
+    h.multicastInBlocked = dirs.in;
+    h.multicastOutBlocked = dirs.out;
+  }
+
   private hostOf(address: Address): Host {
     const h = this.hosts.get(address);
     if (!h) throw new Error(`no sim host ${address}`);
@@ -233,28 +299,43 @@ export class SimNetwork {
     else this.noLoopback.add(address);
   }
 
-  /** @internal */ deliver(from: Address, to: Address | null, data: Uint8Array): void {
+  /** @internal */ multicast(from: Address, data: Uint8Array): void {
     this.counters.sent++;
     const src = this.hostOf(from);
+    if (src.multicastOutBlocked) {
+      this.counters.blocked++;
+      return;
+    }
     // Copy once: the sender may reuse its buffer, and receivers must not share mutations.
     const copy = Uint8Array.from(data);
-    const targets = to === null ? [...this.hosts.keys()] : [to];
     // Multicast loopback off: processes on the sender's machine (same IP) do not get its multicasts.
-    const ip = to === null && this.noLoopback.has(from) ? parseAddress(from).host : null;
-    for (const addr of targets) {
-      const dst = this.hosts.get(addr);
-      if (!dst || addr === from) continue; // nobody hears itself (transport.ts)
-      if (ip !== null && parseAddress(addr).host === ip) continue;
-      this.deliverOne(from, src, addr, dst, copy);
+    const noLoopback = this.noLoopback.has(from);
+    for (const dst of this.segmentOf(src.segment)) {
+      if (dst === src) continue; // nobody hears itself (transport.ts)
+      if (noLoopback && dst.ip === src.ip) continue;
+      if (dst.multicastInBlocked || dst.transport.mode === 'unicast') {
+        this.counters.blocked++;
+        continue;
+      }
+      this.deliverOne(src, dst, copy, 'group');
     }
   }
 
-  private deliverOne(from: Address, src: Host, to: Address, dst: Host, data: Uint8Array): void {
+  /** @internal */ unicast(from: Address, to: Address, data: Uint8Array): void {
+    this.counters.sent++;
+    const dst = this.hosts.get(to);
+    if (!dst || to === from) return;
+    this.deliverOne(this.hostOf(from), dst, Uint8Array.from(data), 'unicast');
+  }
+
+  private deliverOne(src: Host, dst: Host, data: Uint8Array, via: Via): void {
     if (src.down || dst.down || src.partition !== dst.partition) {
       this.counters.blocked++;
       return;
     }
-    const f = { ...this.faults, ...this.links.get(`${from}>${to}`) };
+    // The network-wide faults as they are unless some link overrides them (most tests set none).
+    const link = this.links.size === 0 ? undefined : this.links.get(`${src.address}>${dst.address}`);
+    const f = link ? { ...this.faults, ...link } : this.faults;
     const rnd = this.runtime.random;
     if (rnd() < f.loss) {
       this.counters.lost++;
@@ -262,6 +343,8 @@ export class SimNetwork {
     }
     const copies = rnd() < f.duplicate ? 2 : 1;
     if (copies === 2) this.counters.duplicated++;
+    const from = src.address;
+    const to = dst.address;
     for (let k = 0; k < copies; k++) {
       const delay = f.delayMinMs + rnd() * (f.delayMaxMs - f.delayMinMs);
       this.runtime.schedule(delay, () => {
@@ -269,7 +352,7 @@ export class SimNetwork {
         const h = this.hosts.get(to);
         if (!h || !h.handler || h.down) return;
         this.counters.delivered++;
-        h.handler(data, from);
+        h.handler(data, from, via);
       });
     }
   }
@@ -279,18 +362,20 @@ export class SimTransport implements Transport {
   constructor(
     private readonly net: SimNetwork,
     readonly address: Address,
+    readonly mode: TransportMode,
   ) {}
 
   async start(onDatagram: DatagramHandler): Promise<void> {
     this.net.attach(this.address, onDatagram);
   }
 
-  broadcast(data: Uint8Array): void {
-    this.net.deliver(this.address, null, data);
+  broadcast(data: Uint8Array, also: readonly Address[] = []): void {
+    if (this.mode === 'multicast') this.net.multicast(this.address, data);
+    for (const to of also) this.net.unicast(this.address, to, data);
   }
 
   send(to: Address, data: Uint8Array): void {
-    this.net.deliver(this.address, to, data);
+    this.net.unicast(this.address, to, data);
   }
 
   setMulticastLoopback(on: boolean): void {

@@ -10,14 +10,32 @@
  */
 export type Address = string;
 
-export type DatagramHandler = (data: Uint8Array, from: Address) => void;
+/**
+ * How a datagram reached us: on the group's multicast address, or sent to our own address. A
+ * member whose multicasts we never hear is reached, and reaches us, by unicast only (another
+ * subnet, a switch or access point that drops multicast, a VPN).
+ */
+export type Via = 'group' | 'unicast';
+
+export type DatagramHandler = (data: Uint8Array, from: Address, via: Via) => void;
+
+/**
+ * Whether the transport multicasts. `unicast` opens no group socket and sends no multicast
+ * datagram: every group send goes by unicast to the addresses the caller names (PeerNode's fan-out).
+ */
+export type TransportMode = 'multicast' | 'unicast';
 
 export interface Transport {
   /** This peer's unicast address; valid after start(). */
   readonly address: Address;
+  readonly mode: TransportMode;
   start(onDatagram: DatagramHandler): Promise<void>;
-  /** Multicast to every other member of the group. Never throws: a failed send is counted and reported via onError. */
-  broadcast(data: Uint8Array): void;
+  /**
+   * Multicast to every other member of the group (not in `unicast` mode), and the same bytes by
+   * unicast to each of `also`: the members our multicast does not reach. Never throws: a failed
+   * send is counted.
+   */
+  broadcast(data: Uint8Array, also?: readonly Address[]): void;
   /** Unicast to one peer. Never throws. */
   send(to: Address, data: Uint8Array): void;
   close(): Promise<void>;

@@ -20,6 +20,8 @@
  * source address (compared without building the address string) before anything else looks at
  * them.
  *
+ * In `unicast` mode (transport.ts) only the unicast socket exists.
+ *
  * Binding the group socket to the group address (not 0.0.0.0) keeps unicast traffic to the group
  * port out of it. Send errors (a link going down, ENOBUFS under load) are counted, never thrown.
  */
@@ -30,6 +32,8 @@ import {
   type Address,
   type DatagramHandler,
   type Transport,
+  type TransportMode,
+  type Via,
 } from './transport.js';
 
 /** Requested SO_RCVBUF per socket (see the header). */
@@ -43,6 +47,8 @@ export interface UdpOptions {
   ttl: number;
   /** Unicast port; 0 picks a free one. */
   unicastPort?: number;
+  /** `unicast`: no group socket, no multicast sent (transport.ts); default `multicast`. */
+  mode?: TransportMode;
 }
 
 export class UdpTransport implements Transport {
@@ -54,7 +60,11 @@ export class UdpTransport implements Transport {
   private drained: (() => void) | null = null;
   readonly errors = { send: 0, socket: 0, lastError: '' };
 
-  constructor(readonly options: UdpOptions) {}
+  readonly mode: TransportMode;
+
+  constructor(readonly options: UdpOptions) {
+    this.mode = options.mode ?? 'multicast';
+  }
 
   get address(): Address {
     return this.addr;
@@ -64,10 +74,10 @@ export class UdpTransport implements Transport {
     const { group, port, ttl } = this.options;
     const iface = this.options.interface;
     let ownPort = -1;
-    const onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo) => {
+    const onMessage = (via: Via) => (msg: Buffer, rinfo: dgram.RemoteInfo) => {
       // Our own multicast, looped back for the peers on this host.
       if (rinfo.port === ownPort && rinfo.address === iface) return;
-      onDatagram(msg, formatAddress(rinfo.address, rinfo.port));
+      onDatagram(msg, formatAddress(rinfo.address, rinfo.port), via);
     };
     const onError = (err: Error) => {
       this.errors.socket++;
@@ -75,7 +85,7 @@ export class UdpTransport implements Transport {
     };
 
     const uni = dgram.createSocket({ type: 'udp4', recvBufferSize: UDP_RECEIVE_BUFFER_BYTES });
-    uni.on('message', onMessage).on('error', onError);
+    uni.on('message', onMessage('unicast')).on('error', onError);
     await bind(uni, this.options.unicastPort ?? 0, iface);
     uni.setMulticastInterface(iface);
     uni.setMulticastTTL(ttl);
@@ -83,13 +93,14 @@ export class UdpTransport implements Transport {
     this.unicast = uni;
     ownPort = uni.address().port;
     this.addr = formatAddress(iface, ownPort);
+    if (this.mode === 'unicast') return;
 
     const grp = dgram.createSocket({
       type: 'udp4',
       reuseAddr: true,
       recvBufferSize: UDP_RECEIVE_BUFFER_BYTES,
     });
-    grp.on('message', onMessage).on('error', onError);
+    grp.on('message', onMessage('group')).on('error', onError);
     try {
       await bind(grp, port, group);
       grp.addMembership(group, iface);
@@ -101,8 +112,9 @@ export class UdpTransport implements Transport {
     this.group = grp;
   }
 
-  broadcast(data: Uint8Array): void {
-    this.sendTo(this.options.port, this.options.group, data);
+  broadcast(data: Uint8Array, also: readonly Address[] = []): void {
+    if (this.mode === 'multicast') this.sendTo(this.options.port, this.options.group, data);
+    for (const to of also) this.send(to, data);
   }
 
   send(to: Address, data: Uint8Array): void {
