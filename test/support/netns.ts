@@ -3,7 +3,9 @@
  *
  * One namespace holds a bridge (the switch, multicast snooping off so the bridge floods group
  * traffic like a plain switch); each host namespace has a veth leg on it with a 10.77.N.x address
- * that exists only inside that namespace. Nothing is created in the namespace we run in, so no
+ * that exists only inside that namespace. `NetnsLan.routed([a, b])` builds two such subnets
+ * (10.77.N.x and 10.78.N.x, a bridge each) joined by a router namespace that forwards unicast
+ * and, with no multicast routing, no multicast: an office split in VLANs. Nothing is created in the namespace we run in, so no
  * packet can reach a real interface. Faults are real: `ip link set down` on a host's leg cuts it
  * off; nftables drops a share of incoming packets at random; kill -9 crashes a process.
  */
@@ -57,10 +59,14 @@ export interface LanHost {
   address: string;
   /** The host's leg as seen from the switch: set it down to cut the host off. */
   switchLeg: string;
+  /** Which subnet it is on (0 on a single LAN; routed() numbers them from 0). */
+  subnet: number;
 }
 
 /** The nftables table of addLoss's rules in each host. */
 const LOSS_TABLE = 'peerloss';
+/** The nftables table of blockMulticast's rules (in the switch namespace or in hosts). */
+const MULTICAST_TABLE = 'peermc';
 
 export class NetnsLan {
   readonly hosts: LanHost[] = [];
@@ -68,41 +74,166 @@ export class NetnsLan {
   private readonly switchNs: string;
   private readonly children = new Set<ChildProcess>();
   private readonly subnet: number;
+  /** Hosts per subnet; more than one subnet means a router namespace joins them. */
+  private readonly layout: number[];
+  private readonly routerNs: string;
 
   constructor(readonly size: number) {
     // Short: interface names are limited to 15 characters.
     this.prefix = `p${randomBytes(3).toString('hex')}`;
     this.switchNs = `${this.prefix}-sw`;
+    this.routerNs = `${this.prefix}-rt`;
     this.subnet = 1 + (randomBytes(1)[0]! % 250);
+    this.layout = [size];
+  }
+
+  /**
+   * Subnets of `sizes[k]` hosts each, joined by a router (forwarding on, no multicast routing);
+   * hosts are numbered across them in order. Call up() as for one LAN.
+   */
+  static routed(sizes: number[]): NetnsLan {
+    const lan = new NetnsLan(sizes.reduce((a, b) => a + b, 0));
+    lan.layout.splice(0, 1, ...sizes);
+    return lan;
+  }
+
+  /** The network of subnet k, e.g. 10.78.34.0/24. */
+  network(k: number): string {
+    return `10.${77 + k}.${this.subnet}.0/24`;
   }
 
   up(): this {
     try {
       sh(['netns', 'add', this.switchNs]);
       sh(['-n', this.switchNs, 'link', 'set', 'lo', 'up']);
-      sh(['-n', this.switchNs, 'link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0']);
-      sh(['-n', this.switchNs, 'link', 'set', 'br0', 'up']);
-      for (let i = 1; i <= this.size; i++) {
-        const ns = `${this.prefix}-h${i}`;
-        const leg = `${this.prefix}s${i}`;
-        const address = `10.77.${this.subnet}.${i + 1}`;
-        sh(['netns', 'add', ns]);
-        sh(['-n', ns, 'link', 'set', 'lo', 'up']);
-        // Create the pair inside the host namespace, then move the switch end into the switch.
-        sh(['-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', leg]);
-        sh(['-n', ns, 'link', 'set', leg, 'netns', this.switchNs]);
-        // With its broadcast address, as DHCP gives a real LAN's interface (udpcast finds peers by it).
-        sh(['-n', ns, 'addr', 'add', `${address}/24`, 'brd', '+', 'dev', 'eth0']);
-        sh(['-n', ns, 'link', 'set', 'eth0', 'up']);
-        sh(['-n', this.switchNs, 'link', 'set', leg, 'master', 'br0']);
-        sh(['-n', this.switchNs, 'link', 'set', leg, 'up']);
-        this.hosts.push({ index: i, ns, address, switchLeg: leg });
+      const routed = this.layout.length > 1;
+      if (routed) {
+        sh(['netns', 'add', this.routerNs]);
+        sh(['-n', this.routerNs, 'link', 'set', 'lo', 'up']);
+        execFileSync('ip', ['netns', 'exec', this.routerNs, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
       }
+      let i = 0;
+      this.layout.forEach((count, k) => {
+        const bridge = `br${k}`;
+        const gateway = `10.${77 + k}.${this.subnet}.1`;
+        sh(['-n', this.switchNs, 'link', 'add', bridge, 'type', 'bridge', 'mcast_snooping', '0']);
+        sh(['-n', this.switchNs, 'link', 'set', bridge, 'up']);
+        if (routed) this.plug(this.routerNs, `eth${k}`, `${this.prefix}r${k}`, `${gateway}/24`, bridge);
+        for (let j = 1; j <= count; j++) {
+          i++;
+          const ns = `${this.prefix}-h${i}`;
+          const leg = `${this.prefix}s${i}`;
+          const address = `10.${77 + k}.${this.subnet}.${j + 1}`;
+          sh(['netns', 'add', ns]);
+          sh(['-n', ns, 'link', 'set', 'lo', 'up']);
+          this.plug(ns, 'eth0', leg, `${address}/24`, bridge);
+          if (routed) sh(['-n', ns, 'route', 'add', 'default', 'via', gateway]);
+          this.hosts.push({ index: i, ns, address, switchLeg: leg, subnet: k });
+        }
+      });
     } catch (err) {
       this.down();
       throw err;
     }
     return this;
+  }
+
+  /** A veth from namespace `ns` (named `dev` there, `leg` on the switch) into `bridge`. */
+  private plug(ns: string, dev: string, leg: string, cidr: string, bridge: string): void {
+    // Create the pair inside the namespace, then move the switch end into the switch.
+    sh(['-n', ns, 'link', 'add', dev, 'type', 'veth', 'peer', 'name', leg]);
+    sh(['-n', ns, 'link', 'set', leg, 'netns', this.switchNs]);
+    // With its broadcast address, as DHCP gives a real LAN's interface (udpcast finds peers by it).
+    sh(['-n', ns, 'addr', 'add', cidr, 'brd', '+', 'dev', dev]);
+    sh(['-n', ns, 'link', 'set', dev, 'up']);
+    sh(['-n', this.switchNs, 'link', 'set', leg, 'master', bridge]);
+    sh(['-n', this.switchNs, 'link', 'set', leg, 'up']);
+  }
+
+  /**
+   * Drops multicast on subnet k: at its switch (`switch`: the bridge forwards no multicast frame,
+   * as an access point or a switch that filters it), or in each of its hosts (`hosts`: an input
+   * rule drops every datagram to 224.0.0.0/4, the host's own looped-back copies included).
+   * Unicast is untouched. unblockMulticast lifts it.
+   */
+  blockMulticast(k: number, where: 'switch' | 'hosts'): void {
+    if (where === 'switch') {
+      const nft = (...a: string[]) =>
+        execFileSync('ip', ['netns', 'exec', this.switchNs, 'nft', ...a], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+      nft('add', 'table', 'bridge', MULTICAST_TABLE);
+      nft(
+        'add',
+        'chain',
+        'bridge',
+        MULTICAST_TABLE,
+        'mc',
+        '{ type filter hook forward priority 0; policy accept; }',
+      );
+      nft(
+        'add',
+        'rule',
+        'bridge',
+        MULTICAST_TABLE,
+        'mc',
+        // By the subnet's switch legs (this kernel's nft has no bridge-name match).
+        'iifname',
+        `{ ${this.hosts
+          .filter((h) => h.subnet === k)
+          .map((h) => `"${h.switchLeg}"`)
+          .join(', ')} }`,
+        'meta',
+        'pkttype',
+        'multicast',
+        'counter',
+        'drop',
+      );
+      return;
+    }
+    for (const h of this.hosts.filter((x) => x.subnet === k)) {
+      const i = this.hosts.indexOf(h);
+      this.nft(i, 'add', 'table', 'inet', MULTICAST_TABLE);
+      this.nft(
+        i,
+        'add',
+        'chain',
+        'inet',
+        MULTICAST_TABLE,
+        'in',
+        '{ type filter hook input priority 0; policy accept; }',
+      );
+      this.nft(
+        i,
+        'add',
+        'rule',
+        'inet',
+        MULTICAST_TABLE,
+        'in',
+        'ip',
+        'daddr',
+        '224.0.0.0/4',
+        'counter',
+        'drop',
+      );
+    }
+  }
+
+  /** Lifts every blockMulticast rule. */
+  unblockMulticast(): void {
+    const tries: Array<[string, string]> = [
+      [this.switchNs, 'bridge'],
+      ...this.hosts.map((h): [string, string] => [h.ns, 'inet']),
+    ];
+    for (const [ns, family] of tries) {
+      try {
+        execFileSync('ip', ['netns', 'exec', ns, 'nft', 'delete', 'table', family, MULTICAST_TABLE], {
+          stdio: 'ignore',
+        });
+      } catch {
+        // No such table there: nothing to lift.
+      }
+    }
   }
 
   host(i: number): LanHost {
@@ -249,7 +380,8 @@ export class NetnsLan {
         /* namespace already gone */
       }
     }
-    for (const ns of [...this.hosts.map((h) => h.ns), this.switchNs]) {
+    const routerNs = this.layout.length > 1 ? [this.routerNs] : [];
+    for (const ns of [...this.hosts.map((h) => h.ns), ...routerNs, this.switchNs]) {
       try {
         sh(['netns', 'del', ns]);
       } catch {
