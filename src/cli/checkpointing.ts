@@ -163,6 +163,11 @@ export interface Checkpointing {
   report: RecoveryReport;
   /** Starts periodic checkpoints of a running node. */
   attach(node: PeerNode): void;
+  /**
+   * Calls `listener` with how long each periodic checkpoint that committed took (ms: flushing the
+   * queued writes, capturing every source, the fsynced commit); returns how to stop listening.
+   */
+  onCommitted(listener: (ms: number) => void): () => void;
   /** Final checkpoint (clean on a graceful stop) and close. Safe to call twice. */
   close(clean: boolean): void;
 }
@@ -183,6 +188,7 @@ export function startCheckpointing(
   let node: PeerNode | null = null;
   let clean = false;
   let timer: NodeJS.Timeout | null = null;
+  let listeners: Array<(ms: number) => void> = [];
   registerStandardSources(
     cp,
     () => node?.lamport ?? 0,
@@ -201,13 +207,24 @@ export function startCheckpointing(
     attach(n) {
       node = n;
       // Lamport time is the first thing a restart needs: write it at once, then periodically.
-      const checkpoint = () => health.attempt(cp.file, 'background', () => cp.checkpoint());
+      const checkpoint = () => {
+        const start = performance.now();
+        if (health.attempt(cp.file, 'background', () => cp.checkpoint())) return;
+        const ms = performance.now() - start;
+        for (const l of listeners) l(ms);
+      };
       checkpoint();
       timer = setInterval(() => {
         checkpoint();
         health.tick();
       }, CHECKPOINT_INTERVAL_MS);
       timer.unref();
+    },
+    onCommitted(listener) {
+      listeners.push(listener);
+      return () => {
+        listeners = listeners.filter((l) => l !== listener);
+      };
     },
     close(isClean) {
       if (timer) clearInterval(timer);

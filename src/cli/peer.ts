@@ -93,6 +93,8 @@ export interface RunningPeer<Installed = void> {
   settings: NetworkSettings;
   /** Durable, group-committed writes (issue 8); null for an observer. */
   checkpoints: Checkpoints | null;
+  /** Listens to each periodic checkpoint's commit time (checkpointing.ts); null for an observer. */
+  onCheckpointCommitted: Checkpointing['onCommitted'] | null;
   /** What was recovered from the data dir at start; null for an observer. */
   recovered: RecoveryReport | null;
   /** Where failed writes are reported (one line when they start failing, one when they recover). */
@@ -241,6 +243,7 @@ export async function startPeer<Installed = void, Opened = void>(
     security,
     settings,
     checkpoints: checkpointing?.cp ?? null,
+    onCheckpointCommitted: checkpointing?.onCommitted ?? null,
     recovered: checkpointing?.report ?? null,
     health,
     stop: () =>

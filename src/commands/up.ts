@@ -11,6 +11,7 @@ import { RunsStore } from '../storage/runs.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
 import { installJobs } from '../cli/run/install.js';
 import { logKeeper } from '../cli/run/detached.js';
+import { meteredPeer, MetricsServer, parseMetricsAddress } from '../cli/metrics.js';
 
 export default class Up extends PeerCommand {
   static override summary = 'Run a headless peer that stays in the group until stopped.';
@@ -20,6 +21,7 @@ export default class Up extends PeerCommand {
     '<%= config.bin %> up --interface 127.0.0.1 --name alice',
     '<%= config.bin %> up --interface eth0 --log-format json',
     '<%= config.bin %> up --interface 127.0.0.1 --name boss --priority 10',
+    '<%= config.bin %> up --interface 127.0.0.1 --metrics 9464',
   ];
   static override flags = {
     ...networkFlags,
@@ -29,6 +31,12 @@ export default class Up extends PeerCommand {
       options: ['text', 'json'],
       default: 'text',
     }),
+    metrics: Flags.string({
+      summary:
+        'Serve Prometheus metrics at http://HOST:PORT/metrics (PORT alone: 127.0.0.1:PORT); not authenticated.',
+      helpValue: '[HOST:]PORT',
+      env: 'PEER_METRICS',
+    }),
   };
 
   async run(): Promise<void> {
@@ -37,20 +45,28 @@ export default class Up extends PeerCommand {
     const json = flags['log-format'] === 'json';
     // Run records that cannot be written (a full disk) are said once, and runs refused meanwhile.
     const health = stderrHealth();
+    // Listening first: a port in use stops us before we join the group (docs/metrics.md).
+    const metrics = flags.metrics ? await MetricsServer.listen(parseMetricsAddress(flags.metrics)) : null;
     const peer = await startPeer(settings, {
       health,
       install: (n, store) => {
-        const { election } = installCoordination(n, { priority: flags.priority, candidate: true });
+        const coordination = installCoordination(n, { priority: flags.priority, candidate: true });
         // A candidate must be able to keep detached runs (`peer task`, `peer run --detach`) when
         // elected (docs/run.md); it runs no job. Its store follows the keeper meanwhile.
         const reliable = n.install((ctx, m) => new ReliableDelivery(ctx, m.membership));
         installJobs(n, reliable, {
           keyed: Boolean(settings.keys),
-          view: election,
+          view: coordination.election,
           store: store ? RunsStore.of(store, health) : undefined,
         });
+        return { coordination, reliable };
       },
+    }).catch(async (err: unknown) => {
+      await metrics?.close();
+      throw err;
     });
+    // Before any datagram is handled: startPeer's last await was the node's start.
+    metrics?.watch(meteredPeer(peer));
     const { node } = peer;
     const log = eventLog((l) => this.log(l), json);
 
@@ -63,6 +79,7 @@ export default class Up extends PeerCommand {
       `${paintName(node.name)} (${node.id.slice(0, 8)}) up at ${node.address} in ${group}, incarnation ${node.incarnation}`,
     );
     logKeeper(log, node);
+    if (metrics) log({ event: 'metrics', url: metrics.url }, `metrics at ${metrics.url}`);
     // Counters are per process: SIGUSR1 prints ours, SIGHUP re-reads the key file (rotation).
     const stats = () => {
       const r = securityReport(peer.security, node);
@@ -90,6 +107,7 @@ export default class Up extends PeerCommand {
     process.off('SIGUSR1', stats);
     process.off('SIGHUP', reload);
     await peer.stop();
+    await metrics?.close();
     stats();
     log({ event: 'down', at: new Date().toISOString(), signal }, `left the group (${signal})`);
   }
