@@ -35,6 +35,7 @@ export default class Up extends PeerCommand {
       summary:
         'Serve Prometheus metrics at http://HOST:PORT/metrics (PORT alone: 127.0.0.1:PORT); not authenticated.',
       helpValue: '[HOST:]PORT',
+      description: 'Metrics, their meaning and a prometheus.yml example: docs/metrics.md.',
       env: 'PEER_METRICS',
     }),
   };
