@@ -122,7 +122,7 @@ export function registerPeerMetrics(registry: Registry, p: MeteredPeer): () => v
   });
   def.counter(
     'peer_member_joins_total',
-    'Members that joined (first heard, or back from dead or left).',
+    'Members heard for the first time (or again once forgotten, a minute after death).',
     () => events.join,
   );
   def.counter(
@@ -371,19 +371,15 @@ export class MetricsServer {
       ? `[${address.host}]:${address.port}`
       : `${address.host}:${address.port}`;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) => {
-        const why =
-          err.code === 'EADDRINUSE'
-            ? `port ${address.port} is in use on ${address.host}: choose another port`
-            : err.code === 'EADDRNOTAVAIL'
-              ? `${address.host} is not an address of this machine: give one of its addresses`
-              : err.code === 'EACCES'
-                ? `port ${address.port} needs privileges: choose a port above 1023`
-                : `cannot listen (${err.code ?? err.message}): choose another address`;
-        reject(new UsageError(`--metrics ${where}: ${why}`));
+      const failed = (err: NodeJS.ErrnoException) => reject(listenError(err, address, where));
+      server.once('error', failed);
+      server.listen(address.port, address.host, () => {
+        server.off('error', failed);
+        resolve();
       });
-      server.listen(address.port, address.host, () => resolve());
     });
+    // Once listening, a failed accept (out of file descriptors) loses a scrape, never the peer.
+    server.on('error', () => {});
     const metrics = new MetricsServer(server, `http://${where}${METRICS_PATH}`);
     server.on('request', (req, res) => metrics.answer(req, res));
     return metrics;
@@ -412,4 +408,17 @@ export class MetricsServer {
       (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(err)}\n`),
     );
   }
+}
+
+/** One line for a --metrics address we cannot listen on (exit 2: the user's to change). */
+function listenError(err: NodeJS.ErrnoException, address: MetricsAddress, where: string): UsageError {
+  const why =
+    err.code === 'EADDRINUSE'
+      ? `port ${address.port} is in use on ${address.host}: choose another port`
+      : err.code === 'EADDRNOTAVAIL'
+        ? `${address.host} is not an address of this machine: give one of its addresses`
+        : err.code === 'EACCES'
+          ? `port ${address.port} needs privileges: choose a port above 1023`
+          : `cannot listen (${err.code ?? err.message}): choose another address`;
+  return new UsageError(`--metrics ${where}: ${why}`);
 }
