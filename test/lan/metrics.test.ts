@@ -62,15 +62,19 @@ describe.runIf(decision.run && prometheusInstalled())('peer up --metrics scraped
     return p;
   };
 
-  /** The value of `query` now, from Prometheus's HTTP API; undefined when it has no sample. */
-  async function query(q: string): Promise<number | undefined> {
-    const url = `http://${PROMETHEUS_LISTEN}/api/v1/query?query=${encodeURIComponent(q)}`;
-    const r = await lan.run(
+  /** GETs `url` from inside Prometheus's namespace (its API is on that namespace's loopback). */
+  const fetchOnPrometheusHost = (url: string) =>
+    lan.run(
       2,
       process.execPath,
       ['-e', `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => process.stdout.write(t))`],
       { timeoutMs: 10_000 },
     );
+
+  /** The value of `query` now, from Prometheus's HTTP API; undefined when it has no sample. */
+  async function query(q: string): Promise<number | undefined> {
+    const url = `http://${PROMETHEUS_LISTEN}/api/v1/query?query=${encodeURIComponent(q)}`;
+    const r = await fetchOnPrometheusHost(url);
     if (r.code !== 0) return undefined; // not listening yet
     const body = JSON.parse(r.stdout) as {
       status: string;
@@ -147,12 +151,7 @@ describe.runIf(decision.run && prometheusInstalled())('peer up --metrics scraped
   // promtool flags, and their names are prom-client's, shared by every Node.js exporter.
   it("passes promtool check metrics for peer's metrics (names, types and HELP as Prometheus expects)", async () => {
     const url = `http://${lan.host(0).address}:${METRICS_PORT}/metrics`;
-    const scraped = await lan.run(
-      2,
-      process.execPath,
-      ['-e', `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => process.stdout.write(t))`],
-      { timeoutMs: 10_000 },
-    );
+    const scraped = await fetchOnPrometheusHost(url);
     expect(scraped.code).toBe(0);
     expect(scraped.stdout).toContain('# TYPE peer_members gauge');
     const ours = scraped.stdout

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { alive, loopbackFlags, runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
+import { sample } from '../support/prometheus.js';
 
 const procs: Lines[] = [];
 afterEach(async () => {
@@ -14,12 +15,6 @@ afterEach(async () => {
     await p.exited;
   }
 });
-
-/** The value of one sample line (`name{labels} value`), or undefined when absent. */
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 async function scrape(url: string): Promise<string> {
   const res = await fetch(url);

@@ -11,6 +11,7 @@ import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 import { guardFollowsMembers, securityLayers, type SecurityLayers } from '../../src/cli/security.js';
 import { parseMetricsAddress, registerPeerMetrics, type MeteredPeer } from '../../src/cli/metrics.js';
 import { UsageError } from '../../src/cli/network.js';
+import { sample } from '../support/prometheus.js';
 
 /** Every metric of a peer with a checkpoint store, by type (docs/metrics.md's table). */
 const TYPES: Record<string, 'counter' | 'gauge' | 'histogram'> = {
@@ -50,12 +51,6 @@ const TYPES: Record<string, 'counter' | 'gauge' | 'histogram'> = {
   peer_store_commit_failures_total: 'counter',
   peer_checkpoint_commit_seconds: 'histogram',
 };
-
-/** The value of one sample line (`name{labels} value`), or undefined when absent. */
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 interface Metered {
   peer: SimPeer;
