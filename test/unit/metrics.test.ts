@@ -4,6 +4,7 @@
  * the run produced. And the --metrics address: loopback unless a host is given.
  */
 import { describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
 import { Registry } from 'prom-client';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { installCoordination, type Coordination } from '../../src/cli/coordination.js';
@@ -61,12 +62,14 @@ interface Metered {
   committed: (ms: number) => void;
 }
 
-async function group(seed: number) {
+/** Three peers; `keyed`: the names of those that seal with one shared group key (the rest run open). */
+async function group(seed: number, keyed: string[] = []) {
+  const key = randomBytes(32);
   const layers = new Map<string, SecurityLayers>();
   const metered = new Map<string, Metered>();
   const c = new SimCluster(seed, { delayMaxMs: 2 }, undefined, (node, peer) => {
     const security = layers.get(peer.name)!;
-    guardFollowsMembers(security.guard!.guard, node);
+    if (security.guard) guardFollowsMembers(security.guard.guard, node);
     const coordination = installCoordination(node, { priority: 0, candidate: true });
     const reliable = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
     const registry = new Registry();
@@ -87,7 +90,8 @@ async function group(seed: number) {
     metered.set(peer.name, { peer, registry, coordination, reliable, committed: (ms) => listener(ms) });
   });
   c.wrapTransport = (t, peer) => {
-    const l = securityLayers(t, 'sim', null, { openOnPurpose: true, notify: () => {} });
+    const keys = keyed.includes(peer.name) ? { file: 'group.key', keys: [key], warning: null } : null;
+    const l = securityLayers(t, 'sim', keys, { openOnPurpose: true, notify: () => {} });
     layers.set(peer.name, l);
     return l.transport;
   };
@@ -148,6 +152,24 @@ describe('peer metrics over a simulated group', () => {
     expect(sample(later, 'peer_datagrams_sent_total')).toBeGreaterThan(
       sample(text, 'peer_datagrams_sent_total')!,
     );
+  });
+});
+
+describe('peer metrics in a keyed group', () => {
+  it('count what the encryption layer dropped, by reason, and read its rate guard', async () => {
+    // ann and bob hold the key; cid runs open: its plaintext is dropped, never a member.
+    const { c, metered } = await group(3, ['ann', 'bob']);
+    const ann = metered('ann');
+    const annAlive = () => ann.peer.node.membership.list().filter((m) => m.state === 'alive').length;
+    expect(c.rt.runUntilTrue(() => annAlive() === 1, 5_000)).toBe(true);
+    c.rt.runFor(2_000);
+    const text = await ann.registry.metrics();
+    expect(sample(text, 'peer_members{state="alive"}')).toBe(1);
+    expect(sample(text, 'peer_seal_dropped_total{reason="plaintext"}')).toBeGreaterThan(0);
+    expect(sample(text, 'peer_seal_dropped_total{reason="auth"}')).toBe(0);
+    expect(sample(text, 'peer_rate_guard_dropped_total')).toBe(0);
+    expect(sample(text, 'peer_rate_guard_sources')).toBeGreaterThanOrEqual(0);
+    expect(c.handlerErrors()).toEqual([]);
   });
 });
 
