@@ -1,25 +1,33 @@
 /**
- * `peer up --metrics HOST:PORT`: the peer's counters in Prometheus text format over HTTP
- * (prom-client), for a Prometheus server to scrape. docs/metrics.md lists every metric.
+ * `--metrics HOST:PORT` of the commands that run a peer until stopped (`peer up`, `peer token-ring`,
+ * `peer replicate` as a holder, `peer kv serve`): the peer's counters in Prometheus text format
+ * over HTTP (prom-client), for a Prometheus server to scrape. docs/metrics.md lists every metric
+ * and which command has it.
  *
  * Pull, not push: every protocol module already counts what it does (node.stats, the transport
- * layers' stats, reliable delivery's stats, the election's term, the clock's status). Collectors
- * read those at scrape time, so no protocol code changes and a peer nobody scrapes does no work
- * for metrics beyond prom-client's process sampling. Only two things are not kept anywhere and are counted here as they happen:
- * membership events (a listener adds one to a number) and checkpoint commit times (a histogram
- * observation every checkpoint interval). prom-client's default process metrics (CPU, memory,
- * event-loop lag) come with them; its event-loop delay monitor is a native timer, no JavaScript.
+ * layers' stats, reliable delivery's stats, the election's term, the clock's status, the token
+ * ring's stats). Collectors read those at scrape time, so a peer nobody scrapes does no work for
+ * metrics beyond prom-client's process sampling. What no module keeps is counted here as it
+ * happens, from the events the protocols already emit (a listener adds to a number): membership
+ * events, token regenerations by reason, what a replica or kv holder wrote and what its
+ * anti-entropy sessions moved; and checkpoint commit times (a histogram observation every
+ * checkpoint interval). prom-client's default process metrics (CPU, memory, event-loop lag) come
+ * with them; its event-loop delay monitor is a native timer, no JavaScript.
  *
  * A scrape reads counters and lists the members once: it runs on the event loop like a datagram
  * and takes about as long, so it never holds the protocols up. Nothing a remote peer sends becomes
- * a label (member names and addresses never do), so a peer cannot grow the output.
+ * a label (member names, addresses, keys and entry texts never do), so a peer cannot grow the output.
  */
 import http from 'node:http';
 import net from 'node:net';
+import { Flags } from '@oclif/core';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { PeerNode } from '../p2p/node.js';
-import type { MemberState } from '../p2p/protocol.js';
+import type { MemberState, PeerEvent, PeerEventOf } from '../p2p/protocol.js';
 import type { ReliableDelivery } from '../p2p/reliable/index.js';
+import type { TokenRing } from '../p2p/token-ring/index.js';
+import type { Entry, Replication } from '../p2p/replication/index.js';
+import { decodeOp, type KeyValue } from '../p2p/kv/index.js';
 import type { GroupCommitStats } from '../storage/checkpoint.js';
 import type { Coordination } from './coordination.js';
 import type { Checkpointing } from './checkpointing.js';
@@ -42,6 +50,7 @@ export const METRICS_CONNECTIONS_MAX = 16;
 export const CHECKPOINT_SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 const MEMBER_STATES: readonly MemberState[] = ['alive', 'suspect', 'dead', 'left'];
+type TokenRegeneratedReason = PeerEventOf<'token-regenerated'>['reason'];
 
 export interface MetricsAddress {
   host: string;
@@ -64,31 +73,82 @@ export function parseMetricsAddress(spec: string): MetricsAddress {
   return { host, port };
 }
 
-/** What a running `peer up` counts, as collectors read. */
-export interface MeteredPeer {
+/**
+ * The protocols a command runs, for their collectors: each is read only where it is installed
+ * (`peer up` runs coordination and the group's reliable stream; `peer token-ring` the ring;
+ * `peer replicate` and `peer kv serve` a holder and reliable delivery for large entries).
+ */
+export interface MeteredModules {
+  reliable?: ReliableDelivery;
+  coordination?: Coordination;
+  tokenRing?: TokenRing;
+  /** A replica holder: its protocol and the entries it holds. */
+  replica?: { replication: Replication; set: { readonly size: number } };
+  /** A kv holder: the protocol and its operation log. */
+  kv?: { kv: KeyValue; set: { readonly size: number } };
+}
+
+/** What a running peer counts, as collectors read. */
+export interface MeteredPeer extends MeteredModules {
   node: PeerNode;
   security: SecurityLayers;
   /** The UDP socket's send and socket errors; null where there is none (simulation). */
   udpErrors: { send: number; socket: number } | null;
-  reliable: ReliableDelivery;
-  coordination: Coordination;
   /** Group commit of the checkpoint store; null for a peer that keeps nothing. */
   commits: GroupCommitStats | null;
   onCheckpointCommitted: Checkpointing['onCommitted'] | null;
 }
 
-/** What `peer up` runs, for its collectors. */
-export function meteredPeer(
-  peer: RunningPeer<{ coordination: Coordination; reliable: ReliableDelivery }>,
-): MeteredPeer {
+/** What a command runs, for its collectors. */
+export function meteredPeer(peer: RunningPeer<unknown>, modules: MeteredModules): MeteredPeer {
   return {
     node: peer.node,
     security: peer.security,
     udpErrors: peer.transport.errors,
-    ...peer.installed,
     commits: peer.checkpoints?.stats ?? null,
     onCheckpointCommitted: peer.onCheckpointCommitted,
+    ...modules,
   };
+}
+
+/** The --metrics flag of every command that runs a peer until stopped. */
+export const metricsFlag = {
+  metrics: Flags.string({
+    summary:
+      'Serve Prometheus metrics at http://HOST:PORT/metrics (PORT alone: 127.0.0.1:PORT); not authenticated.',
+    helpValue: '[HOST:]PORT',
+    description: 'Metrics, their meaning and a prometheus.yml example: docs/metrics.md.',
+    env: 'PEER_METRICS',
+  }),
+};
+
+/**
+ * The --metrics server when the flag is given, else null. It listens before the peer starts, so a
+ * port in use or a bad address stops the command before it joins the group.
+ */
+export async function listenMetrics(spec: string | undefined): Promise<MetricsServer | null> {
+  return spec === undefined ? null : MetricsServer.listen(parseMetricsAddress(spec));
+}
+
+/**
+ * What `startPeer(...).then(...)` takes to meter the peer it starts: once it runs, its collectors
+ * (the node's, and `modules` from what was installed) are registered, before any datagram is
+ * handled (startPeer's last await is the node's start); if it fails to start, the server closes.
+ */
+export function metering<I>(
+  metrics: MetricsServer | null,
+  modules: (installed: I) => MeteredModules,
+): [(peer: RunningPeer<I>) => RunningPeer<I>, (err: unknown) => Promise<never>] {
+  return [
+    (peer) => {
+      metrics?.watch(meteredPeer(peer, modules(peer.installed)));
+      return peer;
+    },
+    async (err) => {
+      await metrics?.close();
+      throw err;
+    },
+  ];
 }
 
 /**
@@ -97,8 +157,8 @@ export function meteredPeer(
  */
 export function registerPeerMetrics(registry: Registry, p: MeteredPeer): () => void {
   const def = new Definer(registry);
-  const { node, reliable } = p;
-  const { election, clock } = p.coordination;
+  const { node } = p;
+  const stops: Array<() => void> = [];
 
   def.gaugeBy('peer_members', 'Members this peer knows, by state (itself not included).', 'state', () => {
     const n = Object.fromEntries(MEMBER_STATES.map((s) => [s, 0])) as Record<MemberState, number>;
@@ -117,9 +177,11 @@ export function registerPeerMetrics(registry: Registry, p: MeteredPeer): () => v
   );
 
   const events = { join: 0, suspect: 0, refute: 0, dead: 0, left: 0, restart: 0 };
-  const stopEvents = node.on((e) => {
-    if (e.kind in events) events[e.kind as keyof typeof events]++;
-  });
+  stops.push(
+    node.on((e) => {
+      if (e.kind in events) events[e.kind as keyof typeof events]++;
+    }),
+  );
   def.counter(
     'peer_member_joins_total',
     'Members heard for the first time (or again once forgotten, a minute after death).',
@@ -204,6 +266,59 @@ export function registerPeerMetrics(registry: Registry, p: MeteredPeer): () => v
     },
   );
 
+  const commits = p.commits;
+  if (commits) {
+    def.counter(
+      'peer_store_commits_total',
+      'Group commits (fsynced transactions) of the checkpoint store.',
+      () => commits.commits,
+    );
+    def.counter('peer_store_commit_ops_total', 'Writes those commits carried.', () => commits.ops);
+    def.counter(
+      'peer_store_commit_failures_total',
+      'Writes that failed (a full disk, an I/O error).',
+      () => commits.failed,
+    );
+  }
+  if (p.onCheckpointCommitted) {
+    const h = new Histogram({
+      name: 'peer_checkpoint_commit_seconds',
+      help: 'Time to commit one periodic checkpoint (flush queued writes, capture, fsynced commit).',
+      buckets: CHECKPOINT_SECONDS_BUCKETS,
+      registers: [registry],
+    });
+    stops.push(p.onCheckpointCommitted((ms) => h.observe(ms / 1000)));
+  }
+  if (p.reliable) reliableMetrics(def, p.reliable);
+  if (p.coordination) coordinationMetrics(def, node, p.coordination);
+  if (p.tokenRing) stops.push(tokenRingMetrics(def, node, p.tokenRing));
+  if (p.replica) {
+    const { replication, set } = p.replica;
+    stops.push(
+      holderMetrics(
+        def,
+        node,
+        REPLICA_HOLDER,
+        set,
+        () => replication.rejected,
+        (e) =>
+          e.kind === 'replica-append'
+            ? { entries: e.entries, via: e.via }
+            : e.kind === 'replica-replace'
+              ? { entries: e.entries, via: 'repair' }
+              : e.kind === 'replica-sync'
+                ? e
+                : null,
+      ),
+    );
+  }
+  if (p.kv) stops.push(kvMetrics(def, node, p.kv.kv, p.kv.set));
+  return () => {
+    for (const stop of stops) stop();
+  };
+}
+
+function reliableMetrics(def: Definer, reliable: ReliableDelivery): void {
   const r = reliable.stats;
   def.counter(
     'peer_reliable_published_total',
@@ -240,7 +355,9 @@ export function registerPeerMetrics(registry: Registry, p: MeteredPeer): () => v
     'Reliable messages lost for good (a gap no longer repairable).',
     () => r.lost,
   );
+}
 
+function coordinationMetrics(def: Definer, node: PeerNode, { election, clock }: Coordination): void {
   def.gauge('peer_election_term', 'The election term this peer is in.', () => election.term());
   def.gaugeBy(
     'peer_coordinator',
@@ -266,35 +383,177 @@ export function registerPeerMetrics(registry: Registry, p: MeteredPeer): () => v
     "This peer's group clock minus its system clock.",
     () => clock.status().offsetMs / 1000,
   );
+}
 
-  const commits = p.commits;
-  if (commits) {
-    def.counter(
-      'peer_store_commits_total',
-      'Group commits (fsynced transactions) of the checkpoint store.',
-      () => commits.commits,
-    );
-    def.counter('peer_store_commit_ops_total', 'Writes those commits carried.', () => commits.ops);
-    def.counter(
-      'peer_store_commit_failures_total',
-      'Writes that failed (a full disk, an I/O error).',
-      () => commits.failed,
-    );
-  }
-  let stopCheckpoints = () => {};
-  if (p.onCheckpointCommitted) {
-    const h = new Histogram({
-      name: 'peer_checkpoint_commit_seconds',
-      help: 'Time to commit one periodic checkpoint (flush queued writes, capture, fsynced commit).',
-      buckets: CHECKPOINT_SECONDS_BUCKETS,
-      registers: [registry],
-    });
-    stopCheckpoints = p.onCheckpointCommitted((ms) => h.observe(ms / 1000));
-  }
-  return () => {
-    stopEvents();
-    stopCheckpoints();
-  };
+/** `peer token-ring`: the ring's own counters (TokenRing.stats) and where the token is. */
+function tokenRingMetrics(def: Definer, node: PeerNode, tr: TokenRing): () => void {
+  const s = tr.stats;
+  def.counter(
+    'peer_token_passes_total',
+    'Token passes of this peer that its successor acknowledged.',
+    () => s.passes,
+  );
+  def.counter(
+    'peer_token_skips_total',
+    'Successors this peer skipped because they did not acknowledge the token.',
+    () => s.skips,
+  );
+  def.counter(
+    'peer_token_stale_total',
+    'Stale tokens this peer discarded (a newer one exists).',
+    () => s.stale,
+  );
+  // Counted by why from the event the ring emits where it counts stats.regenerations.
+  const regenerations: Record<TokenRegeneratedReason, number> = { first: 0, lost: 0, reconfigure: 0 };
+  const stop = node.on((e) => {
+    if (e.kind === 'token-regenerated') regenerations[e.reason]++;
+  });
+  def.counterBy(
+    'peer_token_regenerations_total',
+    'Tokens this peer made, by why: first (the ring had none), lost (its holder went silent), reconfigure (the ring changed).',
+    'reason',
+    () => regenerations,
+  );
+  def.counter(
+    'peer_token_lease_rounds_total',
+    'Lease rounds this peer ran as holder (a majority grants the critical section).',
+    () => s.leaseRounds,
+  );
+  def.counter('peer_token_critical_sections_total', 'Critical sections this peer entered.', () => s.critical);
+  def.counter(
+    'peer_token_unstored_turns_total',
+    'Turns this peer gave up because the fencing token could not be stored (a failing disk).',
+    () => s.unstoredTurns,
+  );
+  def.gauge(
+    'peer_token_generation',
+    'Generation of the newest token this peer has seen (the fencing token).',
+    () => tr.status().generation,
+  );
+  def.gauge('peer_token_epoch', 'Epoch of the newest token this peer has seen.', () => tr.status().epoch);
+  def.gauge(
+    'peer_token_ring_members',
+    'Peers in the ring as this peer sees it (the peers that run peer token-ring).',
+    () => tr.status().ring.length,
+  );
+  def.gauge('peer_token_holding', '1 while this peer holds the token.', () => Number(tr.status().holding));
+  def.gauge('peer_token_in_critical_section', '1 while this peer is in the critical section.', () =>
+    Number(tr.inCriticalSection),
+  );
+  return stop;
+}
+
+/** What a holder's collectors need from one of its events: entries it wrote, or a sync session. */
+type HolderEvent =
+  | { entries: readonly Entry[]; via: 'append' | 'repair' | 'local' }
+  | { fetched: number; pushed: number; ok: boolean }
+  | null;
+
+/** The names a holder's metrics take: `peer replicate`'s, or `peer kv serve`'s. */
+interface HolderKind {
+  prefix: string;
+  /** What its entries are, for the help text. */
+  entries: string;
+}
+const REPLICA_HOLDER: HolderKind = { prefix: 'peer_replica', entries: 'replica entries' };
+const KV_HOLDER: HolderKind = { prefix: 'peer_kv', entries: 'kv operations (puts and deletes)' };
+
+/**
+ * A replica holder (the replication protocol, also under `peer kv serve`): what it keeps, what it
+ * wrote and how each entry came, and what its anti-entropy sessions moved. The protocol counts none
+ * of this itself but says all of it in its events, which are counted here as they happen; the
+ * entries held are read from the replica's set when scraped.
+ */
+function holderMetrics(
+  def: Definer,
+  node: PeerNode,
+  kind: HolderKind,
+  set: { readonly size: number },
+  rejected: () => number,
+  read: (e: PeerEvent) => HolderEvent,
+  onWritten: (entries: readonly Entry[]) => void = () => {},
+): () => void {
+  const { prefix, entries } = kind;
+  const written = { append: 0, repair: 0, local: 0 };
+  const bytes = { append: 0, repair: 0, local: 0 };
+  const sessions = { ok: 0, failed: 0 };
+  const moved = { fetched: 0, pushed: 0 };
+  const stop = node.on((e) => {
+    const h = read(e);
+    if (h === null) return;
+    if ('entries' in h) {
+      written[h.via] += h.entries.length;
+      for (const x of h.entries) bytes[h.via] += Buffer.byteLength(x.text);
+      onWritten(h.entries);
+      return;
+    }
+    sessions[h.ok ? 'ok' : 'failed']++;
+    moved.fetched += h.fetched;
+    moved.pushed += h.pushed;
+  });
+  def.gauge(`${prefix}_entries`, `The ${entries} this holder keeps.`, () => set.size);
+  def.counterBy(
+    `${prefix}_written_entries_total`,
+    `The ${entries} this holder wrote, by how they came: append (a writer's), repair (anti-entropy), local (this peer's own).`,
+    'via',
+    () => written,
+  );
+  def.counterBy(
+    `${prefix}_written_bytes_total`,
+    `Bytes of the ${entries} this holder wrote (their text), by how they came; repair is what anti-entropy brought.`,
+    'via',
+    () => bytes,
+  );
+  def.counterBy(
+    `${prefix}_sync_sessions_total`,
+    'Anti-entropy sessions this holder ran against another holder, by result.',
+    'result',
+    () => sessions,
+  );
+  def.counterBy(
+    `${prefix}_sync_entries_total`,
+    `The ${entries} this holder's anti-entropy sessions moved, by direction (fetched here, pushed to the other).`,
+    'direction',
+    () => moved,
+  );
+  def.counter(
+    `${prefix}_rejected_total`,
+    'Messages dropped because their content was invalid past the schema (a bad entry).',
+    rejected,
+  );
+  return stop;
+}
+
+/** `peer kv serve`: the holder's log as holderMetrics reads it, and the operations and reads it served. */
+function kvMetrics(def: Definer, node: PeerNode, kv: KeyValue, set: { readonly size: number }): () => void {
+  const ops = { put: 0, delete: 0 };
+  const stop = holderMetrics(
+    def,
+    node,
+    KV_HOLDER,
+    set,
+    () => kv.replication.rejected + kv.rejected,
+    (e) => (e.kind === 'kv-apply' ? { entries: e.entries, via: e.via } : e.kind === 'kv-sync' ? e : null),
+    (entries) => {
+      for (const x of entries) {
+        const op = decodeOp(x.text);
+        if (op) ops[op.kind]++;
+      }
+    },
+  );
+  def.counterBy(
+    'peer_kv_operations_total',
+    'Operations this holder wrote, by kind (put, delete), however they came.',
+    'op',
+    () => ops,
+  );
+  def.counterBy(
+    'peer_kv_requests_served_total',
+    'Requests this holder answered, by kind: read (one key), scan (one page of a dump).',
+    'kind',
+    () => kv.served,
+  );
+  return stop;
 }
 
 /** Metrics whose values are read when scraped. */

@@ -11,7 +11,7 @@ import { RunsStore } from '../storage/runs.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
 import { installJobs } from '../cli/run/install.js';
 import { logKeeper } from '../cli/run/detached.js';
-import { meteredPeer, MetricsServer, parseMetricsAddress } from '../cli/metrics.js';
+import { listenMetrics, metering, metricsFlag, type MeteredModules } from '../cli/metrics.js';
 
 export default class Up extends PeerCommand {
   static override summary = 'Run a headless peer that stays in the group until stopped.';
@@ -31,13 +31,7 @@ export default class Up extends PeerCommand {
       options: ['text', 'json'],
       default: 'text',
     }),
-    metrics: Flags.string({
-      summary:
-        'Serve Prometheus metrics at http://HOST:PORT/metrics (PORT alone: 127.0.0.1:PORT); not authenticated.',
-      helpValue: '[HOST:]PORT',
-      description: 'Metrics, their meaning and a prometheus.yml example: docs/metrics.md.',
-      env: 'PEER_METRICS',
-    }),
+    ...metricsFlag,
   };
 
   async run(): Promise<void> {
@@ -47,7 +41,7 @@ export default class Up extends PeerCommand {
     // Run records that cannot be written (a full disk) are said once, and runs refused meanwhile.
     const health = stderrHealth();
     // Listening first: a port in use stops us before we join the group (docs/metrics.md).
-    const metrics = flags.metrics ? await MetricsServer.listen(parseMetricsAddress(flags.metrics)) : null;
+    const metrics = await listenMetrics(flags.metrics);
     const peer = await startPeer(settings, {
       health,
       install: (n, store) => {
@@ -62,12 +56,7 @@ export default class Up extends PeerCommand {
         });
         return { coordination, reliable };
       },
-    }).catch(async (err: unknown) => {
-      await metrics?.close();
-      throw err;
-    });
-    // Before any datagram is handled: startPeer's last await was the node's start.
-    metrics?.watch(meteredPeer(peer));
+    }).then(...metering(metrics, (installed: MeteredModules) => installed));
     const { node } = peer;
     const log = eventLog((l) => this.log(l), json);
 

@@ -204,6 +204,8 @@ export class KeyValue implements Protocol {
   readonly replication: Replication;
   /** Datagrams whose content was invalid past the schema. */
   rejected = 0;
+  /** Requests a holder answered, by kind (for `peer kv serve --metrics`). */
+  readonly served = { read: 0, scan: 0 };
   private readonly store: KvHolderStore | null;
   private readonly bodyBytesMax: number;
   private readonly outbox: LargeOutbox | null;
@@ -355,6 +357,7 @@ export class KeyValue implements Protocol {
   private onRead(from: Origin, q: number, key: string): void {
     if (!this.store) return;
     if (keyProblem(key)) return void this.rejected++;
+    this.served.read++;
     const v = this.store.get(key);
     // Itself included: the holders it knows (any state but left), like an ack's list.
     const holders = Math.min(HOLDERS_COUNT_MAX, this.holders().length + 1);
@@ -384,6 +387,7 @@ export class KeyValue implements Protocol {
 
   private onScan(from: Origin, q: number, after: string | null, pageRows: number): void {
     if (!this.store) return;
+    this.served.scan++;
     const rows = this.store.scan(after, pageRows);
     // A page carries at least one row (one too large for a datagram goes alone, as a reliable
     // message); `m` says whether the holder has more after the last.
