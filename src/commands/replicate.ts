@@ -43,6 +43,7 @@ import { ReplicaError, ReplicaFile } from '../storage/replica.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
 import type { PeerEvent } from '../p2p/protocol.js';
 import type { PeerNode } from '../p2p/node.js';
+import { listenMetrics, metering, metricsFlag } from '../cli/metrics.js';
 
 /** Unconfirmed appends in flight at once when appending stdin lines (`peer replicate -`). */
 export const APPEND_WINDOW = 32;
@@ -102,12 +103,15 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
       options: ['text', 'json'],
       default: 'text',
     }),
+    ...metricsFlag,
   };
 
   async run(): Promise<AppendResult | AppendBatchResult | void> {
     const { args, flags } = await this.parse(Replicate);
     try {
       if (args.message === undefined) return await this.hold(flags);
+      if (flags.metrics !== undefined)
+        throw new UsageError('--metrics is for a holder, which runs until stopped: omit MESSAGE');
       const policy = parseAckPolicy(flags.acks);
       if (!policy)
         throw new UsageError(`--acks ${flags.acks} is not valid; use all, majority or a number >= 1`);
@@ -219,7 +223,9 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
     }
   }
 
-  private async hold(flags: Parameters<typeof networkSettings>[0] & { dir: string; 'log-format': string }) {
+  private async hold(
+    flags: Parameters<typeof networkSettings>[0] & { dir: string; 'log-format': string; metrics?: string },
+  ) {
     const settings = networkSettings(flags);
     const json = flags['log-format'] === 'json';
     const log = eventLog((l) => this.log(l), json);
@@ -232,9 +238,10 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
     const maxLamport = file.set.entries.reduce((m, e) => Math.max(m, e.lamport), 0);
     // Entries also go to the replica log in SQLite (issue 8), from which peer recover rebuilds a
     // damaged or truncated file; the file's own fsync is what an ack waits for.
-    let peer: RunningPeer<Replication> | null = null;
+    let peer: RunningPeer<Holding> | null = null;
     const health = stderrHealth();
     const sink = loggedSink(fileSink(file, health), settings.name, () => peer?.checkpoints ?? null, health);
+    const metrics = await listenMetrics(flags.metrics);
     peer = await startPeer(settings, {
       health,
       lamport: () => maxLamport,
@@ -242,7 +249,7 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
         const large = node.install(
           (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
         );
-        return node.install(
+        const rp = node.install(
           (ctx, n) =>
             new Replication(ctx, n.membership, {
               sink,
@@ -250,9 +257,18 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
               large,
             }),
         );
+        return { rp, large };
       },
-    });
-    const { node, installed: rp } = peer;
+    }).then(
+      ...metering(metrics, ({ rp, large }: Holding) => ({
+        replica: { replication: rp, set: file.set },
+        reliable: large,
+      })),
+    );
+    const {
+      node,
+      installed: { rp },
+    } = peer;
     void logExisting(peer.checkpoints, settings.name, file.set.entries, health);
     log(
       {
@@ -266,6 +282,7 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
       },
       `${paintName(node.name)} holds ${file.file} (${file.set.size} entries, digest ${file.set.digest()}) at ${node.address}`,
     );
+    if (metrics) log({ event: 'metrics', url: metrics.url }, `metrics at ${metrics.url}`);
     node.on((e) => this.describe(e, log, node.membership));
 
     const rl = readline.createInterface({ input: process.stdin, terminal: process.stdin.isTTY === true });
@@ -293,6 +310,7 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
     const signal = await untilSignal();
     rl.close();
     await peer.stop();
+    await metrics?.close();
     sink.flush(); // a rewrite that fails on a full disk is reported, not thrown
     file.close();
     log({ event: 'down', signal }, `left the group (${signal})`);
@@ -344,6 +362,12 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
       }
     }
   }
+}
+
+/** What a holder runs: replication, and reliable delivery for entries too large for a datagram. */
+interface Holding {
+  rp: Replication;
+  large: ReliableDelivery;
 }
 
 function entryFields(event: string, e: Entry, via: string): Record<string, unknown> {

@@ -10,6 +10,7 @@ import { TokenRing, type TokenExitReason } from '../p2p/token-ring/index.js';
 import type { PeerEvent } from '../p2p/protocol.js';
 import type { PeerId } from '../p2p/wire.js';
 import { reportingDurable, TokenRingStore } from '../storage/token-ring.js';
+import { listenMetrics, metering, metricsFlag } from '../cli/metrics.js';
 
 /** How often the position of the token is shown while nothing else happens. */
 const STATUS_INTERVAL_MS = 1000;
@@ -54,6 +55,7 @@ Without --exec or --hold: a menu to request and release the critical section whe
       max: ROUNDS_MAX,
     }),
     json: Flags.boolean({ summary: 'Print events as JSON lines.', default: false }),
+    ...metricsFlag,
   };
 
   private json = false;
@@ -82,6 +84,7 @@ Without --exec or --hold: a menu to request and release the critical section whe
     // A write of the ring's state that fails (a full disk) is said once here, and this peer skips
     // its turns until writes work again (docs/token-ring.md).
     const health = stderrHealth();
+    const metrics = await listenMetrics(flags.metrics);
     const peer = await startPeer(settings, {
       health,
       install: (node, store) => {
@@ -94,7 +97,7 @@ Without --exec or --hold: a menu to request and release the critical section whe
             }),
         );
       },
-    });
+    }).then(...metering(metrics, (tokenRing: TokenRing) => ({ tokenRing })));
     this.peer = peer;
     const tr = peer.installed;
     this.emit(
@@ -107,6 +110,7 @@ Without --exec or --hold: a menu to request and release the critical section whe
         mode,
       },
     );
+    if (metrics) this.emit('metrics', `metrics at ${metrics.url}`, { url: metrics.url });
     peer.node.on((e) => this.onEvent(e));
     // The interactive prompt shows where the token is; a periodic line would overwrite it.
     const status =
@@ -119,6 +123,7 @@ Without --exec or --hold: a menu to request and release the critical section whe
       clearInterval(status);
       tr.release();
       await peer.stop();
+      await metrics?.close();
       this.emit('down', 'left the ring', {});
     }
   }

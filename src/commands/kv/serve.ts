@@ -21,6 +21,7 @@ import { LARGE_MESSAGE_BYTES_MAX, envelopeOverhead, entryId } from '../../p2p/re
 import type { PeerEvent } from '../../p2p/protocol.js';
 import type { PeerNode } from '../../p2p/node.js';
 import { KvStore, KvStoreError } from '../../storage/kv.js';
+import { listenMetrics, metering, metricsFlag } from '../../cli/metrics.js';
 
 export default class KvServe extends PeerCommand {
   static override summary = 'Hold the replicated key-value store (until Ctrl-C).';
@@ -37,6 +38,7 @@ export default class KvServe extends PeerCommand {
       options: ['text', 'json'],
       default: 'text',
     }),
+    ...metricsFlag,
   };
 
   async run(): Promise<void> {
@@ -45,6 +47,7 @@ export default class KvServe extends PeerCommand {
     const json = flags['log-format'] === 'json';
     const log = eventLog((l) => this.log(l), json);
     const health = stderrHealth();
+    const metrics = await listenMetrics(flags.metrics);
     const peer = await startPeer(settings, {
       health,
       // Opened before the node: a restarted holder starts its clock above its own log.
@@ -70,9 +73,14 @@ export default class KvServe extends PeerCommand {
               large,
             }),
         );
-        return { store, kv };
+        return { store, kv, large };
       },
-    });
+    }).then(
+      ...metering(metrics, (i: { store: KvStore; kv: KeyValue; large: ReliableDelivery }) => ({
+        kv: { kv: i.kv, set: i.store.set },
+        reliable: i.large,
+      })),
+    );
     const {
       node,
       installed: { store, kv },
@@ -82,9 +90,11 @@ export default class KvServe extends PeerCommand {
       { event: 'up', name: node.name, id: node.id, address: node.address, keys, operations: store.set.size },
       `${paintName(node.name)} holds the kv store (${keys} keys, ${store.set.size} operations, digest ${store.set.digest()}) at ${node.address}`,
     );
+    if (metrics) log({ event: 'metrics', url: metrics.url }, `metrics at ${metrics.url}`);
     node.on((e) => this.describe(e, log, node.membership));
     const signal = await untilSignal();
     await peer.stop();
+    await metrics?.close();
     log({ event: 'down', signal, holder: kv.isHolder }, `left the group (${signal})`);
   }
 
