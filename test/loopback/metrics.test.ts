@@ -1,9 +1,11 @@
 /**
- * `peer up --metrics` as a user runs it: the built CLI on loopback, scraped over HTTP as
- * Prometheus would. Members by state follow a second peer joining and being killed; a port in use
- * or a bad address stops the command with exit 2 and one line.
+ * `--metrics` as a user runs it: the built CLI on loopback, scraped over HTTP as Prometheus would.
+ * `peer up`: members by state follow a second peer joining and being killed; a port in use or a bad
+ * address stops the command with exit 2 and one line. `peer replicate` (a holder): what it keeps,
+ * what anti-entropy brought it and what appends wrote, scraped while it works.
  */
 import net from 'node:net';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { alive, loopbackFlags, runCli, startCli, tempDir, testPort, type Lines } from '../support/proc.js';
 import { sample } from '../support/prometheus.js';
@@ -140,4 +142,81 @@ describe('peer up --metrics on loopback', () => {
       expect(r.stdout).toBe('');
     },
   );
+});
+
+describe('peer replicate --metrics on loopback', () => {
+  it('a late holder shows what anti-entropy brought it, then what appends write', async () => {
+    const root = tempDir('metrics-replicate');
+    const group = testPort();
+    const port = metricsPort(group);
+    const flags = [
+      ...loopbackFlags(group, path.join(root, 'data'), 'local'),
+      '--dir',
+      path.join(root, 'replicas'),
+    ];
+    const append = async (text: string) => {
+      const r = await runCli(['replicate', text, ...flags, '--acks', 'all', '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as { confirmed: string[] }).confirmed;
+    };
+    const h2 = startCli(['replicate', '--name', 'h2', '--log-format', 'json', ...flags]);
+    procs.push(h2);
+    await h2.until((l) => l.json().some((e) => e.event === 'up'), 20_000, 'h2 up');
+    const before = ['first', 'ünïcødé 😀'];
+    for (const t of before) await append(t);
+
+    // h1 starts with the group's entries missing: anti-entropy brings them, counted as repair.
+    const h1 = startCli([
+      'replicate',
+      '--name',
+      'h1',
+      '--log-format',
+      'json',
+      '--metrics',
+      String(port),
+      ...flags,
+    ]);
+    procs.push(h1);
+    await h1.until((l) => l.json().some((e) => e.event === 'metrics'), 20_000, 'h1 to serve metrics');
+    const url = h1.json().find((e) => e.event === 'metrics')!.url as string;
+    expect(url).toBe(`http://127.0.0.1:${port}/metrics`);
+    const bytes = (texts: string[]) => texts.reduce((n, t) => n + Buffer.byteLength(t), 0);
+    const repaired = await scrapeUntil(
+      url,
+      (t) => sample(t, 'peer_replica_written_entries_total{via="repair"}') === before.length,
+      20_000,
+      'h1 repaired',
+    );
+    expect(sample(repaired, 'peer_replica_entries')).toBe(before.length);
+    expect(sample(repaired, 'peer_replica_written_bytes_total{via="repair"}')).toBe(bytes(before));
+    expect(repaired).toContain('# TYPE peer_replica_sync_sessions_total counter');
+    // Reliable delivery carries large entries for a holder: its counters are there too.
+    expect(repaired).toContain('# TYPE peer_reliable_lost_total counter');
+    expect(repaired).not.toContain('peer_election_term');
+
+    // An append acknowledged by every holder is on h1's disk, and in its metrics at once.
+    expect(await append('after')).toEqual(['h1', 'h2']);
+    const appended = await scrape(url);
+    expect(sample(appended, 'peer_replica_entries')).toBe(before.length + 1);
+    expect(sample(appended, 'peer_replica_written_entries_total{via="append"}')).toBe(1);
+    expect(sample(appended, 'peer_replica_written_bytes_total{via="append"}')).toBe(bytes(['after']));
+
+    h1.child.kill('SIGTERM');
+    expect(await h1.exited).toBe(0);
+    await expect(fetch(url)).rejects.toThrow();
+  });
+
+  it('refuses --metrics on a one-shot append with exit 2 and one line', async () => {
+    const r = await runCli([
+      'replicate',
+      'hello',
+      '--metrics',
+      '9464',
+      ...loopbackFlags(testPort(), tempDir('metrics-oneshot')),
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      'peer: --metrics is for a holder, which runs until stopped: omit MESSAGE',
+    ]);
+  });
 });
