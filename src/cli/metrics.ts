@@ -294,23 +294,7 @@ export function registerPeerMetrics(registry: Registry, p: MeteredPeer): () => v
   if (p.tokenRing) stops.push(tokenRingMetrics(def, node, p.tokenRing));
   if (p.replica) {
     const { replication, set } = p.replica;
-    stops.push(
-      holderMetrics(
-        def,
-        node,
-        REPLICA_HOLDER,
-        set,
-        () => replication.rejected,
-        (e) =>
-          e.kind === 'replica-append'
-            ? { entries: e.entries, via: e.via }
-            : e.kind === 'replica-replace'
-              ? { entries: e.entries, via: 'repair' }
-              : e.kind === 'replica-sync'
-                ? e
-                : null,
-      ),
-    );
+    stops.push(holderMetrics(def, node, REPLICA_HOLDER, set, () => replication.rejected, replicaEvent));
   }
   if (p.kv) stops.push(kvMetrics(def, node, p.kv.kv, p.kv.set));
   return () => {
@@ -448,6 +432,23 @@ type HolderEvent =
   | { entries: readonly Entry[]; via: 'append' | 'repair' | 'local' }
   | { fetched: number; pushed: number; ok: boolean }
   | null;
+
+/**
+ * A replica holder's event as holderMetrics counts it. A replacement (another version of an entry
+ * held, the preferred one taken) counts as a repair, as kv counts it (KeyValue.relay).
+ */
+function replicaEvent(e: PeerEvent): HolderEvent {
+  switch (e.kind) {
+    case 'replica-append':
+      return { entries: e.entries, via: e.via };
+    case 'replica-replace':
+      return { entries: e.entries, via: 'repair' };
+    case 'replica-sync':
+      return e;
+    default:
+      return null;
+  }
+}
 
 /** The names a holder's metrics take: `peer replicate`'s, or `peer kv serve`'s. */
 interface HolderKind {
