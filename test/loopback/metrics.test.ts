@@ -2,7 +2,8 @@
  * `--metrics` as a user runs it: the built CLI on loopback, scraped over HTTP as Prometheus would.
  * `peer up`: members by state follow a second peer joining and being killed; a port in use or a bad
  * address stops the command with exit 2 and one line. `peer replicate` (a holder): what it keeps,
- * what anti-entropy brought it and what appends wrote, scraped while it works.
+ * what anti-entropy brought it and what appends wrote, scraped while it works. `peer token-ring`:
+ * the first token, then passes and critical sections as a second peer joins the ring.
  */
 import net from 'node:net';
 import path from 'node:path';
@@ -218,5 +219,49 @@ describe('peer replicate --metrics on loopback', () => {
     expect(r.stderr.trim().split('\n')).toEqual([
       'peer: --metrics is for a holder, which runs until stopped: omit MESSAGE',
     ]);
+  });
+});
+
+describe('peer token-ring --metrics on loopback', () => {
+  it('shows the first token, then passes and critical sections as it goes round a ring of two', async () => {
+    const group = testPort();
+    const port = metricsPort(group);
+    const dir = tempDir('metrics-ring');
+    const ring = (name: string, extra: string[]) => {
+      const p = startCli(['token-ring', '--name', name, '--json', ...extra, ...loopbackFlags(group, dir)]);
+      procs.push(p);
+      return p;
+    };
+    // Alone, ann makes the ring's first token after a short silence.
+    const ann = ring('ann', ['--hold', '20', '--metrics', String(port)]);
+    await ann.until((l) => l.json().some((e) => e.event === 'metrics'), 20_000, 'ann to serve metrics');
+    const url = ann.json().find((e) => e.event === 'metrics')!.url as string;
+    const first = await scrapeUntil(
+      url,
+      (t) => sample(t, 'peer_token_regenerations_total{reason="first"}') === 1,
+      20_000,
+      'the first token',
+    );
+    expect(sample(first, 'peer_token_ring_members')).toBe(1);
+    expect(sample(first, 'peer_token_generation')).toBeGreaterThan(0);
+    expect(first).not.toContain('peer_election_term');
+
+    const ben = ring('ben', []);
+    const passes = sample(first, 'peer_token_passes_total')!;
+    const critical = sample(first, 'peer_token_critical_sections_total')!;
+    await scrapeUntil(
+      url,
+      (t) =>
+        sample(t, 'peer_token_ring_members') === 2 &&
+        sample(t, 'peer_token_passes_total')! > passes &&
+        sample(t, 'peer_token_critical_sections_total')! > critical + 1,
+      20_000,
+      'turns in a ring of two',
+    );
+
+    ann.child.kill('SIGTERM');
+    expect(await ann.exited).toBe(0);
+    ben.child.kill('SIGTERM');
+    expect(await ben.exited).toBe(0);
   });
 });
