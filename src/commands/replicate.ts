@@ -110,7 +110,9 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
     const { args, flags } = await this.parse(Replicate);
     try {
       if (args.message === undefined) return await this.hold(flags);
-      if (flags.metrics !== undefined)
+      // PEER_METRICS exported for the holders of this shell must not break its appends: only the
+      // flag given here is refused.
+      if (flags.metrics !== undefined && flags.metrics !== process.env.PEER_METRICS)
         throw new UsageError('--metrics is for a holder, which runs until stopped: omit MESSAGE');
       const policy = parseAckPolicy(flags.acks);
       if (!policy)

@@ -207,7 +207,7 @@ describe('peer replicate --metrics on loopback', () => {
     await expect(fetch(url)).rejects.toThrow();
   });
 
-  it('refuses --metrics on a one-shot append with exit 2 and one line', async () => {
+  it('refuses --metrics on a one-shot append with exit 2 and one line, but not PEER_METRICS', async () => {
     const r = await runCli([
       'replicate',
       'hello',
@@ -219,6 +219,15 @@ describe('peer replicate --metrics on loopback', () => {
     expect(r.stderr.trim().split('\n')).toEqual([
       'peer: --metrics is for a holder, which runs until stopped: omit MESSAGE',
     ]);
+
+    // Exported for the holders of this shell, PEER_METRICS does not stop an append: it runs (and
+    // fails for want of a holder, exit 1).
+    const appended = await runCli(
+      ['replicate', 'hello', '--timeout', '300', ...loopbackFlags(testPort(), tempDir('metrics-env'))],
+      { env: { PEER_METRICS: '9464' } },
+    );
+    expect(appended.code, appended.stderr).toBe(1);
+    expect(appended.stderr).toContain('no replica holder answered');
   });
 });
 
