@@ -27,6 +27,8 @@ import {
 } from './security.js';
 import { runtimeFromEnv } from './coordination.js';
 import { escapeForTerminal } from './sanitize.js';
+import type { RememberedPeers } from '../p2p/join/remembered.js';
+import type { Address } from '../p2p/transport/transport.js';
 
 export interface NetworkFlagValues {
   name?: string;
@@ -52,6 +54,8 @@ export interface NetworkSettings {
   keys?: KeySettings | null;
   /** --open: the group runs open on purpose, so the warning that it is open is not printed. */
   openOnPurpose?: boolean;
+  /** --join: seed addresses, resolved (network.ts resolveSeeds). */
+  seeds?: Address[];
 }
 
 export function defaultName(): string {
@@ -187,16 +191,10 @@ export async function startPeer<Installed = void, Opened = void>(
     persistIncarnation: (n) => {
       if (store) health.attempt(store.file, 'background', () => store.saveIncarnation(n));
     },
+    remembered: store ? rememberedPeers(store, health) : null,
   });
+  node.join.setSeeds(settings.seeds ?? []);
   if (security.guard) guardFollowsMembers(security.guard.guard, node);
-  if (store) {
-    // The peers seen are a record, not a promise: a write that fails is reported, never thrown.
-    node.on((e) => {
-      const connected = e.kind === 'join' || e.kind === 'alive' || e.kind === 'restart';
-      if (connected || e.kind === 'dead' || e.kind === 'left')
-        health.attempt(store.file, 'background', () => store.recordPeer(e.member, connected, Date.now()));
-    });
-  }
   // Without an `install` hook Installed is void: nothing was installed.
   const installed = opts.install ? opts.install(node, store, opened) : (undefined as Installed);
   // Every long-running peer answers snapshot markers (peer snapshot), recording its checkpoint state.
@@ -251,6 +249,25 @@ export async function startPeer<Installed = void, Opened = void>(
         store?.close();
         lock?.release();
       })()),
+  };
+}
+
+/**
+ * The peers this one met, in its database. They are a record, not a promise: a write that fails is
+ * reported, never thrown, and a read that fails gives no candidates.
+ */
+function rememberedPeers(store: PeerStore, health: StorageHealth): RememberedPeers {
+  health.attempt(store.file, 'background', () => store.forgetExpiredPeers(Date.now()));
+  return {
+    remember: (changes, wallMs) =>
+      health.attempt(store.file, 'background', () => store.rememberPeers(changes, wallMs)),
+    candidates: (limit) => {
+      try {
+        return store.peerAddresses(limit);
+      } catch {
+        return [];
+      }
+    },
   };
 }
 
