@@ -222,18 +222,22 @@ export class Join implements Protocol {
   }
 
   private retry(s: Sync, now: number): void {
-    this.syncs.delete(s.nonce);
-    if (s.tries >= SYNC_TRIES_MAX) return;
-    this.request(s, now);
+    if (s.tries >= SYNC_TRIES_MAX) this.syncs.delete(s.nonce);
+    else this.request(s, now);
   }
 
-  /** Asks `s.target` for the page after `s.cursor`, under a fresh nonce. */
+  /**
+   * Asks `s.target` for the page after `s.cursor`: under a fresh nonce for a new page, under the
+   * same one again for a retry (so a late answer to the first request still counts).
+   */
   private request(s: Sync, now: number): void {
-    do s.nonce = Math.floor(this.ctx.random() * NONCE_RANGE);
-    while (this.syncs.has(s.nonce));
+    if (s.tries === 0) {
+      do s.nonce = Math.floor(this.ctx.random() * NONCE_RANGE);
+      while (this.syncs.has(s.nonce));
+      this.syncs.set(s.nonce, s);
+    }
     s.nextAt = now + Math.min(SYNC_RETRY_MS * 2 ** s.tries, SYNC_RETRY_MAX_MS);
     s.tries++;
-    this.syncs.set(s.nonce, s);
     const body: Body<typeof SYNC> = {
       cursor: s.cursor,
       nonce: s.nonce,
@@ -275,11 +279,9 @@ export class Join implements Protocol {
   /** `hints`: the attachment as decodeHints parsed it (the codec requires one on a page). */
   private onPage(b: Body<typeof PAGE>, hints: readonly Hint[], sender: PeerId): void {
     const s = this.syncs.get(b.nonce);
-    // Not an answer to a request of ours (a forgery, or a late copy): nothing to learn from it.
-    if (!s) {
-      this.ctx.refuse('page');
-      return;
-    }
+    // Not an answer to a request under way (a forgery, or a second answer to a retried request):
+    // nothing to learn from it.
+    if (!s) return;
     this.syncs.delete(b.nonce);
     const now = this.ctx.now();
     this.exchanged(sender, now);
