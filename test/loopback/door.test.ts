@@ -120,4 +120,29 @@ describe('the door over UDP on loopback', () => {
     // Within one retry (plus slack for a loaded machine) the second peer holds the door.
     expect(await until(async () => (await peers()).includes('second'), DOOR_RETRY_MS + 10_000)).toBe(true);
   });
+
+  it('a peer restarted without --join finds the group again through the peers it remembers', async () => {
+    const port = testPort();
+    const root = tempDir('remembered');
+    const net = loopbackFlags(port, path.join(root, 'data'), 'local');
+    const up = (name: string, extra: string[]) => {
+      const p = startCli(['up', ...net, '--name', name, '--log-format', 'json', '--open', ...extra]);
+      running.push(p);
+      return p;
+    };
+    const joined = (p: Lines, name: string) =>
+      p.until((l) => l.json().some((e) => e.event === 'join' && e.name === name), 30_000, `${name} to join`);
+    // Two multicast groups on one port: only --join (the door of the host) brings them together.
+    const a = up('a', []);
+    // Up: a holds the door of this host (b, on the same host, must not take it first).
+    await a.until((l) => l.json().some((e) => e.event === 'up'), 20_000, 'a to start');
+    const b = up('b', ['--group', OTHER_GROUP, '--join', `127.0.0.1:${port}`]);
+    await joined(b, 'a');
+    await joined(a, 'b');
+    b.child.kill('SIGTERM');
+    await b.exited;
+    running.splice(running.indexOf(b), 1);
+    const again = up('b', ['--group', OTHER_GROUP]);
+    await joined(again, 'a');
+  }, 90_000);
 });
