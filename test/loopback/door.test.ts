@@ -4,7 +4,8 @@
  * once the holder is gone; a datagram to the door reaches the holder only, never a group socket.
  * Then the built CLI: `peer peers --join` in another multicast group (so only unicast can reach
  * the peers) lists the members through the door, and after the holder is killed the other peer
- * takes the door over within DOOR_RETRY_MS. Runs inside a private network namespace (CI's way).
+ * takes the door over within DOOR_RETRY_MS; a peer restarted without `--join` finds the group
+ * through the peers its database remembers. Runs inside a private network namespace (CI's way).
  */
 import dgram from 'node:dgram';
 import path from 'node:path';

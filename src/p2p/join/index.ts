@@ -68,8 +68,9 @@ export const REJOIN_CANDIDATES_MAX = 16;
 export const SYNC_BACK_MIN_MS = 30_000;
 /** Members whose last exchange time is kept (oldest forgotten first). */
 export const SYNCED_MEMBERS_MAX = 2048;
-/** Hellos sent per second at most, whatever the hints say. */
+/** Hellos sent per second, whatever the hints say, in bursts of at most HELLO_BURST. */
 export const HELLOS_PER_S = 200;
+export const HELLO_BURST = HELLOS_PER_S / 10;
 /** Hinted addresses waiting for a hello; a hint older than HELLO_PENDING_MS is dropped. */
 export const PENDING_HELLOS_MAX = 512;
 export const HELLO_PENDING_MS = 5000;
@@ -149,15 +150,11 @@ export class Join implements Protocol {
     return tags === undefined ? undefined : { tags };
   }
 
-  /** Seeds to sync with (resolved `--join` addresses); new ones are synced with at the next tick. */
+  /** Seeds to sync with (resolved `--join` addresses); once started, new ones are synced with at once. */
   setSeeds(seeds: readonly Address[]): void {
     const fresh = seeds.slice(0, JOIN_SEEDS_MAX).filter((s) => !this.seeds.includes(s));
     this.seeds = [...new Set(seeds)].slice(0, JOIN_SEEDS_MAX);
     if (this.started) for (const s of fresh) this.sync(s, false);
-  }
-
-  get seedAddresses(): readonly Address[] {
-    return this.seeds;
   }
 
   /** Syncs with the seeds and with the most recently seen remembered peers. */
@@ -187,7 +184,7 @@ export class Join implements Protocol {
     if (!this.started) return;
     const since = this.lastTick === null ? 0 : now - this.lastTick;
     this.lastTick = now;
-    this.helloBudget = Math.min(HELLOS_PER_S, this.helloBudget + (since * HELLOS_PER_S) / 1000);
+    this.helloBudget = Math.min(HELLO_BURST, this.helloBudget + (since * HELLOS_PER_S) / 1000);
     this.sendHellos(now);
     for (const s of this.syncs.values()) if (now >= s.nextAt) this.retry(s, now);
     if (now >= this.nextSeedSync) {
