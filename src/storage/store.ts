@@ -192,18 +192,20 @@ export class PeerStore {
   }
 
   /**
-   * Records members as seen now (connected) or gone (dead, left), in one transaction, then evicts
-   * past REMEMBERED_PEERS_MAX (see there).
+   * Records members as seen now (connected) or dead, and forgets those that left, in one
+   * transaction, then evicts past REMEMBERED_PEERS_MAX (see there).
    */
   rememberPeers(changes: ReadonlyArray<{ member: MemberView; connected: boolean }>, wallMs: number): void {
     const upsert = this.db.prepare(
       `INSERT INTO peers (id, name, address, first_seen, last_seen, connected) VALUES (@id, @name, @address, @now, @now, @c)
        ON CONFLICT(id) DO UPDATE SET name = excluded.name, address = excluded.address, last_seen = excluded.last_seen, connected = excluded.connected`,
     );
+    const forget = this.db.prepare('DELETE FROM peers WHERE id = ?');
     const now = Math.round(wallMs);
     this.db.transaction(() => {
       for (const { member: m, connected } of changes)
-        upsert.run({ id: m.id, name: m.name, address: m.address, now, c: connected ? 1 : 0 });
+        if (m.state === 'left') forget.run(m.id);
+        else upsert.run({ id: m.id, name: m.name, address: m.address, now, c: connected ? 1 : 0 });
       this.db
         .prepare(
           `DELETE FROM peers WHERE id IN (SELECT id FROM peers

@@ -29,6 +29,7 @@ import {
   HELLO_BURST,
   HELLO_REPEAT_MS,
   HELLOS_PER_S,
+  RECONNECT_INTERVAL_MS,
   SEED_RESYNC_MS,
 } from '../../src/p2p/join/index.js';
 import { SecureTransport } from '../../src/p2p/transport/secure.js';
@@ -130,6 +131,47 @@ describe('join through a seed across segments (simulation)', () => {
     expect(firstContacts(b).has(s.node.id)).toBe(false);
     c.net.setDown(s.address, false);
     expect(c.rt.runUntilTrue(() => firstContacts(b).has(s.node.id), SEED_RESYNC_MS)).toBe(true);
+  });
+});
+
+describe('re-contact (simulation)', () => {
+  it('a dead member is tried once per RECONNECT_INTERVAL_MS; one that left is never tried again', async () => {
+    const sent: Array<{ to: Address; at: number }> = [];
+    const c = new SimCluster(9, { loss: 0 }, P);
+    c.wrapTransport = (t, peer) =>
+      peer.name !== 'a'
+        ? t
+        : {
+            get address() {
+              return t.address;
+            },
+            mode: t.mode,
+            start: (h) => t.start(h),
+            broadcast: (d, also) => t.broadcast(d, also),
+            send: (to, d) => {
+              sent.push({ to, at: c.rt.now() });
+              t.send(to, d);
+            },
+            close: () => t.close(),
+          };
+    const a = await c.add('a', {}, {}, { remember: true });
+    const gone = await c.add('gone');
+    const dead = await c.add('dead');
+    expect(c.rt.runUntilTrue(() => c.converged(), 2000)).toBe(true);
+    await c.leave(gone);
+    await c.crash(dead);
+    expect(c.rt.runUntilTrue(() => a.node.membership.get(dead.node.id)?.state === 'dead', 3000)).toBe(true);
+    const from = c.rt.now();
+    const span = P.membership.deadRetentionMs + RECONNECT_INTERVAL_MS;
+    c.rt.runFor(span);
+    // Retention ended meanwhile: from then on the dead member is tried as a remembered peer.
+    expect(a.node.membership.get(dead.node.id)).toBeUndefined();
+    const to = (addr: Address) => sent.filter((x) => x.to === addr && x.at >= from).length;
+    expect(to(gone.address)).toBe(0);
+    expect(to(dead.address)).toBeGreaterThanOrEqual(span / RECONNECT_INTERVAL_MS - 1);
+    expect(to(dead.address)).toBeLessThanOrEqual(span / RECONNECT_INTERVAL_MS);
+    expect(a.remembered!.rows.has(gone.node.id)).toBe(false);
+    expect(a.remembered!.rows.has(dead.node.id)).toBe(true);
   });
 });
 

@@ -85,6 +85,20 @@ describe('remembered peers (store.ts)', () => {
     s.close();
   });
 
+  it('forgets a member that left (a one-shot command leaves after every run)', () => {
+    const s = open();
+    s.rememberPeers(
+      [
+        { member: member(1), connected: true },
+        { member: member(2), connected: true },
+      ],
+      T0,
+    );
+    s.rememberPeers([{ member: { ...member(1), state: 'left' }, connected: false }], T0 + 1000);
+    expect(ids(s)).toEqual(new Set([member(2).id]));
+    s.close();
+  });
+
   it('writes a batch in one transaction: all of it or none', () => {
     const s = open();
     const bad = { ...member(2), address: null as unknown as string }; // NOT NULL fails mid-batch

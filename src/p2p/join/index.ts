@@ -101,6 +101,8 @@ interface Sync {
   /** Pages received so far (SYNC_PAGES_MAX bounds a sync). */
   pages: number;
   tries: number;
+  /** Requests per page before giving up: one for a reconnect, which is tried again anyway. */
+  triesMax: number;
   nextAt: number;
   back: boolean;
 }
@@ -194,7 +196,7 @@ export class Join implements Protocol {
     if (now >= this.nextReconnect) {
       this.nextReconnect = now + RECONNECT_INTERVAL_MS;
       const target = this.reconnectTarget();
-      if (target) this.sync(target, false);
+      if (target) this.sync(target, false, 1);
     }
   }
 
@@ -211,15 +213,15 @@ export class Join implements Protocol {
   }
 
   /** Starts a sync with `target` unless one is under way there or too many are. */
-  private sync(target: Address, back: boolean): void {
+  private sync(target: Address, back: boolean, triesMax = SYNC_TRIES_MAX): void {
     if (target === this.opts.address() || this.syncs.size >= SYNCS_IN_FLIGHT_MAX) return;
     for (const s of this.syncs.values()) if (s.target === target) return;
-    const s: Sync = { target, nonce: 0, cursor: '', pages: 0, tries: 0, nextAt: 0, back };
+    const s: Sync = { target, nonce: 0, cursor: '', pages: 0, tries: 0, triesMax, nextAt: 0, back };
     this.request(s, this.ctx.now());
   }
 
   private retry(s: Sync, now: number): void {
-    if (s.tries >= SYNC_TRIES_MAX) this.syncs.delete(s.nonce);
+    if (s.tries >= s.triesMax) this.syncs.delete(s.nonce);
     else this.request(s, now);
   }
 
@@ -286,6 +288,7 @@ export class Join implements Protocol {
     if (b.next !== undefined && b.next > s.cursor && ++s.pages < SYNC_PAGES_MAX) {
       s.cursor = b.next;
       s.tries = 0;
+      s.triesMax = SYNC_TRIES_MAX; // it answered: worth the retries now
       this.request(s, now);
     }
   }

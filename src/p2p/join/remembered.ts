@@ -9,8 +9,10 @@ import type { Address } from '../transport/transport.js';
 export interface RememberedPeers {
   /**
    * Remembers what members did, in one batch: seen now (`connected`: it joined, came back,
-   * restarted) or gone (dead, left). Only members taken on their own word reach here. Never
-   * throws: a failed write is the implementation's to report.
+   * restarted) or dead. A member that left (its state `left`) is forgotten: it said goodbye (a
+   * one-shot command's peer leaves after every run), and trying it again would only cost
+   * datagrams. Only members taken on their own word reach here. Never throws: a failed write is
+   * the implementation's to report.
    */
   remember(changes: ReadonlyArray<{ member: MemberView; connected: boolean }>, wallMs: number): void;
   /** The addresses of up to `limit` remembered members, the most recently seen first. */
@@ -24,7 +26,8 @@ export class MemoryRememberedPeers implements RememberedPeers {
   remember(changes: ReadonlyArray<{ member: MemberView; connected: boolean }>, wallMs: number): void {
     for (const { member, connected } of changes) {
       this.rows.delete(member.id); // re-inserted last: the map stays in last-seen order
-      this.rows.set(member.id, { address: member.address, lastSeen: wallMs, connected });
+      if (member.state !== 'left')
+        this.rows.set(member.id, { address: member.address, lastSeen: wallMs, connected });
     }
   }
 
