@@ -32,6 +32,13 @@ export const networkFlags = {
     summary: 'IPv4 address (or name) of the interface to use (default: the interface of the default route).',
     env: 'PEER_INTERFACE',
   }),
+  join: Flags.string({
+    summary:
+      'Seed to join through where multicast does not reach: HOST[:PORT] of a peer (PORT defaults to --port). Repeatable; PEER_JOIN takes a comma-separated list.',
+    env: 'PEER_JOIN',
+    multiple: true,
+    delimiter: ',',
+  }),
   ttl: Flags.integer({
     summary: 'Multicast TTL: 0 stays on this host, 1 stays on the LAN.',
     env: 'PEER_TTL',

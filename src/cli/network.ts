@@ -5,6 +5,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import net from 'node:net';
+import dns from 'node:dns/promises';
+import { JOIN_SEEDS_MAX } from '../p2p/join/index.js';
+import { formatAddress, type Address } from '../p2p/transport/transport.js';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -73,4 +76,70 @@ export function checkGroup(group: string): string {
       `--group ${group} is not a multicast address (224.0.0.0 to 239.255.255.255); 239.255.x.x is for local use`,
     );
   return group;
+}
+
+/** A `--join` seed as given: an IPv4 address or a host name, and a port. */
+export interface JoinSeed {
+  host: string;
+  port: number;
+}
+
+/** A host name as DNS takes it: labels of letters, digits and hyphens, dot-separated. */
+const HOST_NAME_RE =
+  /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+
+/**
+ * Parses `--join` values (each may hold several, comma-separated, as PEER_JOIN does): HOST or
+ * HOST:PORT, the port defaulting to `port` (the group port: a host's door, udp.ts).
+ */
+export function parseJoin(values: string | readonly string[], port: number): JoinSeed[] {
+  const seeds: JoinSeed[] = [];
+  // oclif hands a multiple flag set by its environment variable over as one string.
+  for (const raw of [values].flat().flatMap((v) => v.split(','))) {
+    const value = raw.trim();
+    if (value === '') continue;
+    const colon = value.lastIndexOf(':');
+    const host = colon < 0 ? value : value.slice(0, colon);
+    const portText = colon < 0 ? null : value.slice(colon + 1);
+    if (host.includes(':') || host.startsWith('['))
+      throw new UsageError(`--join ${value}: IPv6 is not supported; use an IPv4 address or a host name`);
+    if (!net.isIPv4(host) && !HOST_NAME_RE.test(host))
+      throw new UsageError(
+        `--join ${value}: '${host}' is neither an IPv4 address nor a host name; use HOST or HOST:PORT`,
+      );
+    const p = portText === null ? port : Number(portText);
+    if (!/^\d{1,5}$/.test(portText ?? '1') || !Number.isInteger(p) || p < 1 || p > 65535)
+      throw new UsageError(
+        `--join ${value}: the port must be a number from 1 to 65535; use HOST or HOST:PORT`,
+      );
+    if (!seeds.some((s) => s.host === host && s.port === p)) seeds.push({ host, port: p });
+  }
+  if (seeds.length > JOIN_SEEDS_MAX)
+    throw new UsageError(`--join names ${seeds.length} seeds; give at most ${JOIN_SEEDS_MAX}`);
+  return seeds;
+}
+
+/**
+ * The addresses of seeds: IPv4 addresses as they are, host names looked up (IPv4). With `strict`
+ * (at start) a name that does not resolve is an error; later (names are looked up again every
+ * SEED_RESOLVE_INTERVAL_MS, startPeer) it is skipped and the caller keeps what it had.
+ */
+export async function resolveSeeds(seeds: readonly JoinSeed[], strict: boolean): Promise<Address[]> {
+  const out: Address[] = [];
+  for (const s of seeds) {
+    if (net.isIPv4(s.host)) {
+      out.push(formatAddress(s.host, s.port));
+      continue;
+    }
+    try {
+      const { address } = await dns.lookup(s.host, { family: 4 });
+      out.push(formatAddress(address, s.port));
+    } catch (err) {
+      if (strict)
+        throw new UsageError(
+          `--join ${s.host}: the name does not resolve (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); check it or give an IPv4 address`,
+        );
+    }
+  }
+  return out;
 }

@@ -3,6 +3,7 @@
  * transport on the chosen interface, and a graceful stop on SIGINT/SIGTERM.
  */
 import os from 'node:os';
+import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { PeerNode } from '../p2p/node.js';
 import { PROFILES, type ProfileName } from '../p2p/config.js';
@@ -17,7 +18,14 @@ import { recoveryLine, type RecoveryReport } from '../storage/recovery.js';
 import { startCheckpointing, worthReporting, type Checkpointing } from './checkpointing.js';
 import { Snapshot } from '../p2p/snapshot.js';
 import type { ReliableDelivery } from '../p2p/reliable/index.js';
-import { checkGroup, resolveInterface, UsageError } from './network.js';
+import {
+  checkGroup,
+  parseJoin,
+  resolveInterface,
+  resolveSeeds,
+  UsageError,
+  type JoinSeed,
+} from './network.js';
 import {
   guardFollowsMembers,
   keySettings,
@@ -27,6 +35,7 @@ import {
 } from './security.js';
 import { runtimeFromEnv } from './coordination.js';
 import { escapeForTerminal } from './sanitize.js';
+import type { RememberedPeers } from '../p2p/join/remembered.js';
 
 export interface NetworkFlagValues {
   name?: string;
@@ -38,6 +47,7 @@ export interface NetworkFlagValues {
   profile: string;
   'key-file'?: string;
   open?: boolean;
+  join?: string[];
 }
 
 export interface NetworkSettings {
@@ -52,7 +62,14 @@ export interface NetworkSettings {
   keys?: KeySettings | null;
   /** --open: the group runs open on purpose, so the warning that it is open is not printed. */
   openOnPurpose?: boolean;
+  /** --join: the seeds to join through (resolved by startPeer). */
+  join?: JoinSeed[];
 }
+
+/** How often a peer that does not hold its host's door tries to claim it (udp.ts claimDoor). */
+export const DOOR_RETRY_MS = 5000;
+/** How often seed host names are looked up again (a seed moved to another address). */
+export const SEED_RESOLVE_INTERVAL_MS = 60_000;
 
 export function defaultName(): string {
   const host = os.hostname().split('.')[0] ?? '';
@@ -77,6 +94,7 @@ export function networkSettings(
     profile: flags.profile as ProfileName,
     keys: keySettings(flags['key-file'], flags.open),
     openOnPurpose: flags.open ?? false,
+    join: parseJoin(flags.join ?? [], flags.port),
   };
 }
 
@@ -141,6 +159,7 @@ export async function startPeer<Installed = void, Opened = void>(
   opts: StartOptions<Installed, Opened> = {},
 ): Promise<RunningPeer<Installed>> {
   const runtime = runtimeFromEnv(); // PEER_FAKE_CLOCK: checked before anything is opened
+  const seeds = await resolveSeeds(settings.join ?? [], true);
   const health = opts.health ?? stderrHealth();
   // One process per name and data dir, taken before the database is opened (storage/lock.ts).
   const keeps = !opts.observer && !opts.transient;
@@ -189,16 +208,10 @@ export async function startPeer<Installed = void, Opened = void>(
     persistIncarnation: (n) => {
       if (store) health.attempt(store.file, 'background', () => store.saveIncarnation(n));
     },
+    remembered: store ? rememberedPeers(store, health) : null,
   });
+  node.join.setSeeds(seeds);
   if (security.guard) guardFollowsMembers(security.guard.guard, node);
-  if (store) {
-    // The peers seen are a record, not a promise: a write that fails is reported, never thrown.
-    node.on((e) => {
-      const connected = e.kind === 'join' || e.kind === 'alive' || e.kind === 'restart';
-      if (connected || e.kind === 'dead' || e.kind === 'left')
-        health.attempt(store.file, 'background', () => store.recordPeer(e.member, connected, Date.now()));
-    });
-  }
   // Without an `install` hook Installed is void: nothing was installed.
   const installed = opts.install ? opts.install(node, store, opened) : (undefined as Installed);
   // Every long-running peer answers snapshot markers (peer snapshot), recording its checkpoint state.
@@ -234,6 +247,9 @@ export async function startPeer<Installed = void, Opened = void>(
     else if (worthReporting(r)) process.stderr.write(`peer: ${escapeForTerminal(recoveryLine(r))}\n`);
   }
   const walWatch = store && checkpointing ? watchWal(store, checkpointing) : null;
+  // Observers and transient peers come and go: the door is for peers that stay.
+  const door = keeps ? holdDoor(transport) : null;
+  const resolving = reresolveSeeds(node, settings.join ?? []);
   let stopped: Promise<void> | null = null;
   return {
     node,
@@ -248,12 +264,60 @@ export async function startPeer<Installed = void, Opened = void>(
     health,
     stop: () =>
       (stopped ??= (async () => {
+        if (door) clearInterval(door);
+        if (resolving) clearInterval(resolving);
         await node.stop();
         if (walWatch) clearInterval(walWatch);
         checkpointing?.close(true);
         store?.close();
         lock?.release();
       })()),
+  };
+}
+
+/**
+ * Claims this host's door now, and every DOOR_RETRY_MS while another process holds it (it may
+ * exit). The timer stops once the door is ours, and does not keep the process alive.
+ */
+function holdDoor(transport: UdpTransport): NodeJS.Timeout {
+  const claim = () =>
+    void transport.claimDoor().then((held) => {
+      if (held) clearInterval(timer);
+    });
+  const timer = setInterval(claim, DOOR_RETRY_MS);
+  timer.unref();
+  claim();
+  return timer;
+}
+
+/** Looks seed host names up again every SEED_RESOLVE_INTERVAL_MS; null when every seed is an address. */
+function reresolveSeeds(node: PeerNode, join: readonly JoinSeed[]): NodeJS.Timeout | null {
+  if (join.every((s) => net.isIPv4(s.host))) return null;
+  const timer = setInterval(() => {
+    void resolveSeeds(join, false).then((seeds) => {
+      if (seeds.length > 0) node.join.setSeeds(seeds);
+    });
+  }, SEED_RESOLVE_INTERVAL_MS);
+  timer.unref();
+  return timer;
+}
+
+/**
+ * The peers this one met, in its database. They are a record, not a promise: a write that fails is
+ * reported, never thrown, and a read that fails gives no candidates.
+ */
+function rememberedPeers(store: PeerStore, health: StorageHealth): RememberedPeers {
+  health.attempt(store.file, 'background', () => store.forgetExpiredPeers(Date.now()));
+  return {
+    remember: (changes, wallMs) =>
+      health.attempt(store.file, 'background', () => store.rememberPeers(changes, wallMs)),
+    candidates: (limit) => {
+      try {
+        return store.peerAddresses(limit);
+      } catch {
+        return [];
+      }
+    },
   };
 }
 

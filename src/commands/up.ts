@@ -22,6 +22,7 @@ export default class Up extends PeerCommand {
     '<%= config.bin %> up --interface eth0 --log-format json',
     '<%= config.bin %> up --interface 127.0.0.1 --name boss --priority 10',
     '<%= config.bin %> up --interface 127.0.0.1 --metrics 9464',
+    '<%= config.bin %> up --interface eth0 --join 192.168.1.20 --join 10.0.2.7:47777',
   ];
   static override flags = {
     ...networkFlags,

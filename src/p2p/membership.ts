@@ -218,6 +218,11 @@ export interface MembershipOptions {
   raiseIncarnation(min: number): number;
   /** An observer at `from` probed (the node keeps multicast loopback on for one on its host). */
   observerProbed(from: Address): void;
+  /**
+   * The tags of a member that introduces itself by a message other than a heartbeat (join/: a
+   * sync or a hello by unicast), so it is added on its own envelope as on a heartbeat.
+   */
+  introduction?(env: Envelope): { tags: Tags } | undefined;
 }
 
 /** `counter`: the sender's multicast heartbeat counter (absent on answers to probes and pings). */
@@ -312,7 +317,7 @@ export class Membership implements Protocol {
    */
   observe(env: Envelope, from: Address, { join } = { join: true }): void {
     const m = this.members.get(env.i);
-    const hb = HB.of(env);
+    const hb: Body<typeof HB> | undefined = HB.of(env) ?? this.opts.introduction?.(env);
     if (!m) {
       if (hb && join) this.add(env, hb, from);
       return;

@@ -26,6 +26,8 @@ import {
 } from './wire.js';
 import { LamportClock } from './lamport.js';
 import { Membership, OBSERVER_PROBE_EVERY_MAX_MS } from './membership.js';
+import { Join } from './join/index.js';
+import type { RememberedPeers } from './join/remembered.js';
 import { MEMBERS_MAX, type Profile } from './config.js';
 import type { PeerEvent, Protocol, ProtocolContext, Self } from './protocol.js';
 import type { Cancel, Runtime } from './runtime.js';
@@ -70,6 +72,8 @@ export interface NodeOptions {
   observer?: boolean;
   /** Called whenever the incarnation rises, so a restart can start above it. */
   persistIncarnation?: (incarnation: number) => void;
+  /** Members met before, tried at start and kept up to date (join/remembered.ts). */
+  remembered?: RememberedPeers | null;
 }
 
 export interface NodeStats {
@@ -91,6 +95,8 @@ export type Installer<P extends Protocol> = (ctx: ProtocolContext, node: PeerNod
 
 export class PeerNode {
   readonly membership: Membership;
+  /** Seeds, remembered peers and re-contact (join/): how members beyond our multicast meet. */
+  readonly join: Join;
   readonly stats: NodeStats = {
     datagramsIn: 0,
     datagramsOut: 0,
@@ -161,8 +167,21 @@ export class PeerNode {
       observerProbed: (from) => {
         if (sharesHost(this.address, [{ address: from }])) this.observerHeardAt = opts.runtime.now();
       },
+      introduction: (env) => this.join.introduction(env),
     });
     this.codec = this.register(this.membership);
+    this.join = new Join(this.context, {
+      membership: this.membership,
+      observer: opts.observer ?? false,
+      remembered: opts.remembered ?? null,
+      address: () => this.address,
+    });
+    this.codec = this.register(this.join);
+    this.listeners.push((e) => {
+      if (e.kind === 'join' || e.kind === 'alive' || e.kind === 'restart')
+        this.join.memberChanged(e.member, true);
+      else if (e.kind === 'dead' || e.kind === 'left') this.join.memberChanged(e.member, false);
+    });
   }
 
   get id(): PeerId {
@@ -211,6 +230,7 @@ export class PeerNode {
     this.running = true;
     this.startedAt = this.opts.runtime.now();
     this.membership.start();
+    this.join.start();
     this.cancelTick = this.opts.runtime.every(this.opts.profile.tickMs, () => this.tick());
   }
 

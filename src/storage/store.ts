@@ -60,6 +60,17 @@ const WAL_INDEX_MX_FRAME_OFFSET = 16;
 const WAL_INDEX_N_BACKFILL_OFFSET = 96;
 const WAL_INDEX_READ_BYTES = WAL_INDEX_N_BACKFILL_OFFSET + 4;
 
+/**
+ * Remembered peers (the `peers` table, join/remembered.ts): at most REMEMBERED_PEERS_MAX rows, so
+ * a forger that joins fake members one after another cannot grow the file. When the cap is passed,
+ * rows of gone members that were seen for less than REMEMBERED_PROTECT_ALIVE_MS go first (oldest
+ * last seen first), so such churn cannot push out the live and long-lived peers a restart needs. Rows not seen for
+ * REMEMBERED_PEER_TTL_MS are dropped at start: a peer gone for three days is not worth a datagram.
+ */
+export const REMEMBERED_PEERS_MAX = 256;
+export const REMEMBERED_PROTECT_ALIVE_MS = 10 * 60_000;
+export const REMEMBERED_PEER_TTL_MS = 72 * 3_600_000;
+
 export interface PeerRow {
   id: string;
   name: string;
@@ -180,14 +191,44 @@ export class PeerStore {
       .run(key, value);
   }
 
-  /** Records a member as seen now (connected) or gone (dead, left). */
-  recordPeer(m: MemberView, connected: boolean, wallMs: number): void {
-    this.db
-      .prepare(
-        `INSERT INTO peers (id, name, address, first_seen, last_seen, connected) VALUES (@id, @name, @address, @now, @now, @c)
-         ON CONFLICT(id) DO UPDATE SET name = excluded.name, address = excluded.address, last_seen = excluded.last_seen, connected = excluded.connected`,
-      )
-      .run({ id: m.id, name: m.name, address: m.address, now: Math.round(wallMs), c: connected ? 1 : 0 });
+  /**
+   * Records members as seen now (connected) or dead, and forgets those that left, in one
+   * transaction, then evicts past REMEMBERED_PEERS_MAX (see there).
+   */
+  rememberPeers(changes: ReadonlyArray<{ member: MemberView; connected: boolean }>, wallMs: number): void {
+    const upsert = this.db.prepare(
+      `INSERT INTO peers (id, name, address, first_seen, last_seen, connected) VALUES (@id, @name, @address, @now, @now, @c)
+       ON CONFLICT(id) DO UPDATE SET name = excluded.name, address = excluded.address, last_seen = excluded.last_seen, connected = excluded.connected`,
+    );
+    const forget = this.db.prepare('DELETE FROM peers WHERE id = ?');
+    const now = Math.round(wallMs);
+    this.db.transaction(() => {
+      for (const { member: m, connected } of changes)
+        if (m.state === 'left') forget.run(m.id);
+        else upsert.run({ id: m.id, name: m.name, address: m.address, now, c: connected ? 1 : 0 });
+      this.db
+        .prepare(
+          `DELETE FROM peers WHERE id IN (SELECT id FROM peers
+             ORDER BY (connected = 1 OR last_seen - first_seen >= @protect) DESC, last_seen DESC, id LIMIT -1 OFFSET @cap)`,
+        )
+        .run({ protect: REMEMBERED_PROTECT_ALIVE_MS, cap: REMEMBERED_PEERS_MAX });
+    })();
+  }
+
+  /** Drops the rows not seen for REMEMBERED_PEER_TTL_MS; returns how many. */
+  forgetExpiredPeers(wallMs: number): number {
+    return this.db
+      .prepare('DELETE FROM peers WHERE last_seen < ?')
+      .run(Math.round(wallMs - REMEMBERED_PEER_TTL_MS)).changes;
+  }
+
+  /** The addresses of up to `limit` remembered peers, the most recently seen first. */
+  peerAddresses(limit: number): string[] {
+    return (
+      this.db.prepare('SELECT address FROM peers ORDER BY last_seen DESC, id LIMIT ?').all(limit) as Array<{
+        address: string;
+      }>
+    ).map((r) => r.address);
   }
 
   peers(): PeerRow[] {

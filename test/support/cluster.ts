@@ -12,6 +12,7 @@ import {
   type SimTransport,
 } from '../../src/p2p/transport/sim.js';
 import type { PeerEvent } from '../../src/p2p/protocol.js';
+import { MemoryRememberedPeers } from '../../src/p2p/join/remembered.js';
 import type { Address, Transport } from '../../src/p2p/transport/transport.js';
 import { Codec, PROTOCOL_VERSION, type Envelope } from '../../src/p2p/wire.js';
 
@@ -25,6 +26,18 @@ export interface SimPeer {
   up: boolean;
   /** Its host's segment and transport mode, kept across restarts. */
   host: SimHostOptions;
+  /** Its seeds, and whether it claims its machine's door (SimNetwork.claimDoor) at every boot. */
+  join: SimJoinOptions;
+  /** Members it met (join/remembered.ts), kept across a crash as its database would be; null: none kept. */
+  remembered: MemoryRememberedPeers | null;
+}
+
+export interface SimJoinOptions {
+  /** Addresses to sync with (`--join`): doors (`ip:SIM_DOOR_PORT`) or peers' own addresses. */
+  seeds?: Address[];
+  door?: boolean;
+  /** Keeps remembered peers (as a CLI peer does in its database). */
+  remember?: boolean;
 }
 
 export class SimCluster {
@@ -47,7 +60,12 @@ export class SimCluster {
   }
 
   /** A peer on a new host; `host` puts it in another segment or makes it unicast-only. */
-  async add(name: string, extra: Partial<NodeOptions> = {}, host: SimHostOptions = {}): Promise<SimPeer> {
+  async add(
+    name: string,
+    extra: Partial<NodeOptions> = {},
+    host: SimHostOptions = {},
+    join: SimJoinOptions = {},
+  ): Promise<SimPeer> {
     const id = idFrom(this.net.runtime.random);
     const transport = this.net.transport(undefined, host);
     const peer: SimPeer = {
@@ -58,6 +76,8 @@ export class SimCluster {
       persisted: { id, incarnation: 1 },
       up: false,
       host,
+      join,
+      remembered: join.remember ? new MemoryRememberedPeers() : null,
     };
     await this.boot(peer, transport, extra);
     this.peers.push(peer);
@@ -77,12 +97,15 @@ export class SimCluster {
       transport: this.wrapTransport ? this.wrapTransport(transport, peer) : transport,
       runtime: this.net.runtime.forPeer(),
       persistIncarnation: (n) => (peer.persisted.incarnation = n),
+      remembered: peer.remembered,
       ...extra,
     });
     node.on((e) => peer.events.push(e));
+    node.join.setSeeds(peer.join.seeds ?? []);
     peer.node = node;
     this.configure?.(node, peer);
     await node.start();
+    if (peer.join.door) transport.claimDoor();
     peer.up = true;
   }
 
@@ -167,11 +190,15 @@ export class SimForger {
     env: Pick<Envelope, 't' | 'b'> & Partial<Envelope>,
     opts: { attachment?: Uint8Array; spoofFrom?: Address } = {},
   ): void {
-    const data = this.codec.encode(
+    this.transmit(to, this.encode(env, opts.attachment), opts.spoofFrom);
+  }
+
+  /** The datagram `send` would send for `env` (a test that counts the bytes it sends). */
+  encode(env: Pick<Envelope, 't' | 'b'> & Partial<Envelope>, attachment?: Uint8Array): Buffer {
+    return this.codec.encode(
       { v: PROTOCOL_VERSION, i: SimForger.ID, n: 'stranger', c: 1, s: ++this.seq, l: 1, ...env },
-      opts.attachment,
+      attachment,
     );
-    this.transmit(to, data, opts.spoofFrom);
   }
 
   private transmit(to: Address | null, data: Uint8Array, spoofFrom?: Address): void {

@@ -61,6 +61,7 @@ import {
   KV_VALUE_BYTES_MAX,
   encodeOp,
 } from '../../src/p2p/kv/index.js';
+import { SYNC_PAGE_ENTRIES_MAX, SYNC_REQUEST_BYTES_MIN, encodeHints } from '../../src/p2p/join/messages.js';
 import type { Address } from '../../src/p2p/transport/transport.js';
 
 /** What the wire shows of one real member when a forged datagram is sent. */
@@ -568,6 +569,8 @@ const kvRow: G<unknown> = fc
   .tuple(kvKey, nullable(text(KV_VALUE_BYTES_MAX)), uint('lamport'), peerId, uint())
   .map(([key, v, l, o, s]) => (f: Forge) => [key(f), v(f), l(f), o(f), Math.max(1, s(f))]);
 
+const syncNonce = bounded(0, 2 ** 32 - 1);
+
 const snapshotId = k(fc.oneof(fc.stringMatching(/^[0-9a-z-]{1,40}$/), fc.constant('a'.repeat(40))));
 
 /**
@@ -581,6 +584,25 @@ export const FORGERIES: Record<string, fc.Arbitrary<(f: Forge) => Forged>> = {
   ping: bodyOf(empty),
   suspect: bodyOf(rec({ target: peerId, inc: uint('incarnation') })),
   leave: bodyOf(empty),
+  // join: a sync padded to be answered or not; pages of real members' hints (nobody asked for them)
+  'ms.sync': bodyOf(
+    rec(
+      { a: fc.oneof(konst(''), peerId), n: syncNonce },
+      { g: tags, o: konst(1), k: konst(1), p: konst(' '.repeat(SYNC_REQUEST_BYTES_MIN)) },
+    ),
+  ),
+  'ms.page': fc
+    .tuple(syncNonce, fc.nat({ max: SYNC_PAGE_ENTRIES_MAX }), fc.option(peerId))
+    .map(([n, count, next]) => (f: Forge) => ({
+      body: { n: n(f), t: count, ...(next ? { x: next(f) } : {}) },
+      attachment: encodeHints(
+        Array.from({ length: count }, (_, j) => f.members[j % f.members.length]!).map((m) => ({
+          id: m.id,
+          address: m.address,
+        })),
+      ),
+    })),
+  'ms.hello': bodyOf(rec({ g: tags }, { a: konst(1), p: konst(' '.repeat(SYNC_REQUEST_BYTES_MIN)) })),
   // election
   'el.elect': bodyOf(rec({ term: uint('term'), prio })),
   'el.ok': bodyOf(rec({ term: uint('term') })),

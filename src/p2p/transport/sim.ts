@@ -194,6 +194,9 @@ export interface SimHostOptions {
   mode?: TransportMode;
 }
 
+/** The port of a simulated machine's door (UdpTransport.claimDoor): the default group port. */
+export const SIM_DOOR_PORT = 47777;
+
 export class SimNetwork {
   readonly runtime: VirtualRuntime;
   faults: LinkFaults;
@@ -203,6 +206,8 @@ export class SimNetwork {
   /** Senders whose multicast loopback is off (setMulticastLoopback). */
   private readonly noLoopback = new Set<Address>();
   private readonly links = new Map<string, Partial<LinkFaults>>();
+  /** Each claimed door (`ip:SIM_DOOR_PORT`) and the address of the host holding it. */
+  private readonly doors = new Map<Address, Address>();
   private nextHost = 1;
   /** Datagrams handed to the network and delivered, for tests that measure traffic. */
   readonly counters = { sent: 0, delivered: 0, lost: 0, duplicated: 0, blocked: 0 };
@@ -294,6 +299,19 @@ export class SimNetwork {
     this.hostOf(address).handler = handler;
   }
 
+  /**
+   * Claims the door of `address`'s machine, `ip:SIM_DOOR_PORT`, as UdpTransport.claimDoor binds
+   * it: true if this host holds it now, false while another host of that IP holds it and is open.
+   * Datagrams to the door are delivered to the holder, from their sender, as unicast.
+   */
+  claimDoor(address: Address): boolean {
+    const door = `${this.hostOf(address).ip}:${SIM_DOOR_PORT}`;
+    const holder = this.doors.get(door);
+    if (holder !== undefined && holder !== address && this.hosts.get(holder)?.handler) return false;
+    this.doors.set(door, address);
+    return true;
+  }
+
   /** @internal */ setLoopback(address: Address, on: boolean): void {
     if (on) this.noLoopback.delete(address);
     else this.noLoopback.add(address);
@@ -323,8 +341,9 @@ export class SimNetwork {
 
   /** @internal */ unicast(from: Address, to: Address, data: Uint8Array): void {
     this.counters.sent++;
-    const dst = this.hosts.get(to);
-    if (!dst || to === from) return;
+    const door = this.doors.get(to);
+    const dst = this.hosts.get(door ?? to);
+    if (!dst || dst.address === from) return;
     this.deliverOne(this.hostOf(from), dst, Uint8Array.from(data), 'unicast');
   }
 
@@ -380,6 +399,11 @@ export class SimTransport implements Transport {
 
   setMulticastLoopback(on: boolean): void {
     this.net.setLoopback(this.address, on);
+  }
+
+  /** Claims this machine's door (SimNetwork.claimDoor); held until this transport closes. */
+  claimDoor(): boolean {
+    return this.net.claimDoor(this.address);
   }
 
   async close(): Promise<void> {

@@ -22,6 +22,14 @@
  *
  * In `unicast` mode (transport.ts) only the unicast socket exists.
  *
+ * The door (claimDoor): one well-known unicast port per host, the group port on the interface
+ * address, where `--join HOST[:PORT]` finds a peer without knowing its ephemeral port. It is bound
+ * without reuseAddr, so only one process of the host holds it (the others get EADDRINUSE and retry:
+ * startPeer); it only receives, through the same handler as the other sockets, and the answers
+ * leave from the unicast socket as every datagram does (a member's address stays its one source).
+ * Bound to the interface address, it shares the port with the group sockets, bound to the group
+ * address, without taking their multicast.
+ *
  * Binding the group socket to the group address (not 0.0.0.0) keeps unicast traffic to the group
  * port out of it. Send errors (a link going down, ENOBUFS under load) are counted, never thrown.
  */
@@ -54,6 +62,9 @@ export interface UdpOptions {
 export class UdpTransport implements Transport {
   private group: dgram.Socket | null = null;
   private unicast: dgram.Socket | null = null;
+  private door: dgram.Socket | null = null;
+  /** The receive path of start(), for a door claimed later. */
+  private listen: ((socket: dgram.Socket) => void) | null = null;
   private addr: Address = '';
   /** Sends not yet handed to the kernel; close() waits for them so a leave is not cut off. */
   private pending = 0;
@@ -84,6 +95,7 @@ export class UdpTransport implements Transport {
       this.errors.lastError = err.message;
     };
 
+    this.listen = (door) => door.on('message', onMessage('unicast')).on('error', onError);
     const uni = dgram.createSocket({ type: 'udp4', recvBufferSize: UDP_RECEIVE_BUFFER_BYTES });
     uni.on('message', onMessage('unicast')).on('error', onError);
     await bind(uni, this.options.unicastPort ?? 0, iface);
@@ -141,6 +153,39 @@ export class UdpTransport implements Transport {
     }
   }
 
+  /**
+   * Binds this host's door, `interface:port` (see the header), if no process of this host holds
+   * it; resolves whether we hold it now. Never throws: a failed bind is counted and is a false.
+   */
+  async claimDoor(): Promise<boolean> {
+    if (this.door) return true;
+    if (!this.listen || !this.unicast) return false;
+    const door = dgram.createSocket({ type: 'udp4', recvBufferSize: UDP_RECEIVE_BUFFER_BYTES });
+    try {
+      await bind(door, this.options.port, this.options.interface);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') {
+        this.errors.socket++;
+        this.errors.lastError = (err as Error).message;
+      }
+      door.close();
+      return false;
+    }
+    // Closed while binding: the door goes with the other sockets.
+    if (!this.unicast) {
+      door.close();
+      return false;
+    }
+    this.listen(door);
+    this.door = door;
+    return true;
+  }
+
+  /** Whether this process holds its host's door (claimDoor). */
+  get holdsDoor(): boolean {
+    return this.door !== null;
+  }
+
   setMulticastLoopback(on: boolean): void {
     try {
       this.unicast?.setMulticastLoopback(on);
@@ -152,8 +197,8 @@ export class UdpTransport implements Transport {
 
   async close(): Promise<void> {
     if (this.pending > 0) await new Promise<void>((resolve) => (this.drained = resolve));
-    const sockets = [this.group, this.unicast].filter((s): s is dgram.Socket => s !== null);
-    this.group = this.unicast = null;
+    const sockets = [this.group, this.unicast, this.door].filter((s): s is dgram.Socket => s !== null);
+    this.group = this.unicast = this.door = null;
     await Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
 }

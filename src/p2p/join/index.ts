@@ -1,0 +1,378 @@
+/**
+ * Join: finding the group where multicast does not reach (another subnet, an access point or a
+ * VPN that drops it), through seed addresses (`--join`), remembered peers and re-contact.
+ *
+ * Algorithm (memberlist's push/pull, in datagrams).
+ *  - Sync. We send `ms.sync` by unicast to a seed (a host's door, its well-known port, or a
+ *    member's own address); it answers with cursor-paged `ms.page`s of member hints (id and
+ *    address, sorted by id, itself included), one page per request; we ask for the next page
+ *    while the answer names a next cursor. Answers are matched by nonce, not by address: a door's
+ *    answer leaves from its holder's own address. A request is retried after SYNC_RETRY_MS,
+ *    doubling, at most SYNC_TRIES_MAX times.
+ *  - Hello. A hint of a member that is not live here makes us send that address `ms.hello`
+ *    (paced at HELLOS_PER_S, once per address per HELLO_REPEAT_MS), asking for an answer. The
+ *    member there adds us on our hello, which is our own envelope from our own address, and
+ *    answers with its own hello, on which we add it. A hint is never a fact: membership adds a
+ *    member only on its own envelope (docs/security.md). A forged page can only make us send
+ *    paced hellos to addresses of its choice, one datagram each.
+ *  - Push half. A member that introduced itself to us (a sync, a hello asking for an answer) and
+ *    with which we have not exchanged lists within SYNC_BACK_MIN_MS gets a sync from us too, so
+ *    each side learns the other's list: two groups that meet through one pair merge.
+ *  - Re-contact. Every SEED_RESYNC_MS we sync with each seed again (it may have been restarted,
+ *    or the network healed); every RECONNECT_INTERVAL_MS with one random address among the dead
+ *    members and the remembered peers not live (Serf's reconnect). So two halves of a partition
+ *    with no seed in common find each other again once it heals.
+ *  - Start. We sync with every seed and with up to REJOIN_CANDIDATES_MAX remembered peers.
+ *  - Answers (pages and hello answers) are rate-limited per source and in all, and a request must
+ *    be padded to SYNC_REQUEST_BYTES_MIN, so a forged source address gets at most 2x the bytes
+ *    the forger sent, at a bounded rate. Every table here has a cap.
+ * An observer (a one-shot command) syncs with seeds as `o: 1` (never added as a member) and asks
+ * hinted members by a unicast probe instead of a hello; it remembers nothing.
+ */
+import type { MemberView, Protocol, ProtocolContext } from '../protocol.js';
+import type { Envelope, PeerId } from '../wire.js';
+import type { Body, Origin } from '../kit/message.js';
+import { PROBE, type Membership, type Tags } from '../membership.js';
+import type { Address } from '../transport/transport.js';
+import type { RememberedPeers } from './remembered.js';
+import {
+  HELLO,
+  JOIN_MESSAGES,
+  PAGE,
+  SYNC,
+  SYNC_PAGE_ENTRIES_MAX,
+  SYNC_PAGES_MAX,
+  decodeHints,
+  encodeHints,
+  paddedEnough,
+  paddingFor,
+  type Hint,
+} from './messages.js';
+
+/** Seeds kept (`--join` repeated or a name resolving to several addresses). */
+export const JOIN_SEEDS_MAX = 16;
+/** First wait for a page before asking again, doubled at each try up to SYNC_RETRY_MAX_MS. */
+export const SYNC_RETRY_MS = 250;
+export const SYNC_RETRY_MAX_MS = 4000;
+/** Requests per sync page before the target is given up until the next re-contact. */
+export const SYNC_TRIES_MAX = 6;
+/** Syncs in flight at once; more wait for the next re-contact. */
+export const SYNCS_IN_FLIGHT_MAX = 32;
+/** How often every seed is synced with again. */
+export const SEED_RESYNC_MS = 30_000;
+/** How often one dead or remembered member is tried (Serf's reconnect interval is 30 s; ours is cheaper). */
+export const RECONNECT_INTERVAL_MS = 10_000;
+/** Remembered peers synced with at start. */
+export const REJOIN_CANDIDATES_MAX = 16;
+/** The least time between two list exchanges with one member started by its introduction. */
+export const SYNC_BACK_MIN_MS = 30_000;
+/** Members whose last exchange time is kept (oldest forgotten first). */
+export const SYNCED_MEMBERS_MAX = 2048;
+/** Hellos sent per second, whatever the hints say, in bursts of at most HELLO_BURST. */
+export const HELLOS_PER_S = 200;
+export const HELLO_BURST = HELLOS_PER_S / 10;
+/** Hinted addresses waiting for a hello; a hint older than HELLO_PENDING_MS is dropped. */
+export const PENDING_HELLOS_MAX = 512;
+export const HELLO_PENDING_MS = 5000;
+/** One hello per address per this long; the addresses are kept up to HELLO_ADDRESSES_MAX. */
+export const HELLO_REPEAT_MS = 10_000;
+export const HELLO_ADDRESSES_MAX = 4096;
+/** Answers (pages, hellos) per second to one source address, and to all. */
+export const ANSWERS_PER_SOURCE_PER_S = 20;
+export const ANSWERS_PER_S = 400;
+/** Source addresses counted per second; answers to further sources wait for the next second. */
+const ANSWER_SOURCES_MAX = 1024;
+const NONCE_RANGE = 2 ** 32;
+
+export interface JoinOptions {
+  membership: Membership;
+  /** A one-shot command: never introduced as a member, never answers, remembers nothing. */
+  observer: boolean;
+  remembered: RememberedPeers | null;
+  /** Our own unicast address (valid once the node started). */
+  address(): Address;
+}
+
+/** One sync under way with one target address: the page asked for and its retries. */
+interface Sync {
+  target: Address;
+  nonce: number;
+  cursor: PeerId | '';
+  /** Pages received so far (SYNC_PAGES_MAX bounds a sync). */
+  pages: number;
+  tries: number;
+  /** Requests per page before giving up: one for a reconnect, which is tried again anyway. */
+  triesMax: number;
+  nextAt: number;
+  back: boolean;
+}
+
+export class Join implements Protocol {
+  readonly messages = JOIN_MESSAGES.checks;
+  readonly attachments = { [PAGE.type]: decodeHints };
+  private readonly dispatch = JOIN_MESSAGES.dispatch({
+    'ms.sync': (b, from) => this.onSync(b, from),
+    // Read in onMessage, with its attachment.
+    'ms.page': () => {},
+    'ms.hello': (b, from) => this.onHello(b, from),
+  });
+  private seeds: Address[] = [];
+  private readonly syncs = new Map<number, Sync>();
+  /** Hinted addresses waiting for a hello, with when the hint expires (insertion order = arrival). */
+  private readonly pendingHellos = new Map<Address, number>();
+  private readonly helloSentAt = new Map<Address, number>();
+  /** When we last exchanged lists with a member, by id (SYNC_BACK_MIN_MS). */
+  private readonly syncedAt = new Map<PeerId, number>();
+  private helloBudget = 0;
+  private lastTick: number | null = null;
+  private answers = { second: -Infinity, total: 0, bySource: new Map<Address, number>() };
+  private started = false;
+  private nextSeedSync = Infinity;
+  private nextReconnect = Infinity;
+  /** Member changes to remember, written in one batch once the current turn is handled. */
+  private toRemember: Array<{ member: MemberView; connected: boolean }> = [];
+
+  constructor(
+    private readonly ctx: ProtocolContext,
+    private readonly opts: JoinOptions,
+  ) {}
+
+  onMessage(env: Envelope, from: Address): void {
+    const page = PAGE.of(env);
+    if (page) this.onPage(page, env.a as Hint[], env.i);
+    else this.dispatch(env, from);
+  }
+
+  /**
+   * The tags of a member introducing itself by this envelope (a sync or a hello from a member),
+   * which membership then adds as it adds a member on its heartbeat; undefined for anything else.
+   */
+  introduction(env: Envelope): { tags: Tags } | undefined {
+    const tags = SYNC.of(env)?.tags ?? HELLO.of(env)?.tags;
+    return tags === undefined ? undefined : { tags };
+  }
+
+  /** Seeds to sync with (resolved `--join` addresses); once started, new ones are synced with at once. */
+  setSeeds(seeds: readonly Address[]): void {
+    const fresh = seeds.slice(0, JOIN_SEEDS_MAX).filter((s) => !this.seeds.includes(s));
+    this.seeds = [...new Set(seeds)].slice(0, JOIN_SEEDS_MAX);
+    if (this.started) for (const s of fresh) this.sync(s, false);
+  }
+
+  /** Syncs with the seeds and with the most recently seen remembered peers. */
+  start(): void {
+    this.started = true;
+    const now = this.ctx.now();
+    this.nextSeedSync = now + SEED_RESYNC_MS;
+    this.nextReconnect = now + RECONNECT_INTERVAL_MS;
+    for (const s of this.seeds) this.sync(s, false);
+    for (const a of this.opts.remembered?.candidates(REJOIN_CANDIDATES_MAX) ?? []) this.sync(a, false);
+  }
+
+  /** A membership event: members taken on their own word are remembered, in one batch per turn. */
+  memberChanged(member: MemberView, connected: boolean): void {
+    if (this.opts.observer || !this.opts.remembered) return;
+    if (this.toRemember.length === 0) this.ctx.soon(() => this.flushRemembered());
+    this.toRemember.push({ member, connected });
+  }
+
+  private flushRemembered(): void {
+    const batch = this.toRemember;
+    this.toRemember = [];
+    this.opts.remembered?.remember(batch, this.ctx.wall());
+  }
+
+  tick(now: number): void {
+    if (!this.started) return;
+    const since = this.lastTick === null ? 0 : now - this.lastTick;
+    this.lastTick = now;
+    this.helloBudget = Math.min(HELLO_BURST, this.helloBudget + (since * HELLOS_PER_S) / 1000);
+    this.sendHellos(now);
+    for (const s of this.syncs.values()) if (now >= s.nextAt) this.retry(s, now);
+    if (now >= this.nextSeedSync) {
+      this.nextSeedSync = now + SEED_RESYNC_MS;
+      for (const s of this.seeds) this.sync(s, false);
+    }
+    if (now >= this.nextReconnect) {
+      this.nextReconnect = now + RECONNECT_INTERVAL_MS;
+      const target = this.reconnectTarget();
+      if (target) this.sync(target, false, 1);
+    }
+  }
+
+  /** One random address among the dead members and the remembered peers that are not live. */
+  private reconnectTarget(): Address | undefined {
+    const list = this.opts.membership.list();
+    const live = new Set(
+      list.filter((m) => m.state === 'alive' || m.state === 'suspect').map((m) => m.address),
+    );
+    const choices = new Set(list.filter((m) => m.state === 'dead').map((m) => m.address));
+    for (const a of this.opts.remembered?.candidates(REJOIN_CANDIDATES_MAX) ?? []) choices.add(a);
+    const pick = [...choices].filter((a) => !live.has(a));
+    return pick.length === 0 ? undefined : pick[Math.floor(this.ctx.random() * pick.length)];
+  }
+
+  /** Starts a sync with `target` unless one is under way there or too many are. */
+  private sync(target: Address, back: boolean, triesMax = SYNC_TRIES_MAX): void {
+    if (target === this.opts.address() || this.syncs.size >= SYNCS_IN_FLIGHT_MAX) return;
+    for (const s of this.syncs.values()) if (s.target === target) return;
+    const s: Sync = { target, nonce: 0, cursor: '', pages: 0, tries: 0, triesMax, nextAt: 0, back };
+    this.request(s, this.ctx.now());
+  }
+
+  private retry(s: Sync, now: number): void {
+    if (s.tries >= s.triesMax) this.syncs.delete(s.nonce);
+    else this.request(s, now);
+  }
+
+  /**
+   * Asks `s.target` for the page after `s.cursor`: under a fresh nonce for a new page, under the
+   * same one again for a retry (so a late answer to the first request still counts).
+   */
+  private request(s: Sync, now: number): void {
+    if (s.tries === 0) {
+      do s.nonce = Math.floor(this.ctx.random() * NONCE_RANGE);
+      while (this.syncs.has(s.nonce));
+      this.syncs.set(s.nonce, s);
+    }
+    s.nextAt = now + Math.min(SYNC_RETRY_MS * 2 ** s.tries, SYNC_RETRY_MAX_MS);
+    s.tries++;
+    const body: Body<typeof SYNC> = {
+      cursor: s.cursor,
+      nonce: s.nonce,
+      ...(this.opts.observer ? { observer: 1 as const } : { tags: this.opts.membership.ownTags }),
+      ...(s.back ? { back: 1 as const } : {}),
+    };
+    const padding = paddingFor(SYNC.toWire(body));
+    this.ctx.send(s.target, ...SYNC.out(padding === undefined ? body : { ...body, padding }));
+  }
+
+  private onSync(b: Body<typeof SYNC>, from: Origin): void {
+    if (this.opts.observer) return;
+    if (!paddedEnough(SYNC.toWire(b)) || !this.mayAnswer(from.address)) {
+      this.ctx.refuse('sync');
+      return;
+    }
+    this.answerPage(b, from.address);
+    if (b.observer === undefined && b.back === undefined) this.exchangeWith(from);
+  }
+
+  /** One page of the live members (and us), sorted by id, after the request's cursor. */
+  private answerPage(b: Body<typeof SYNC>, to: Address): void {
+    const all: Hint[] = this.opts.membership
+      .list()
+      .filter((m) => m.state === 'alive' || m.state === 'suspect')
+      .map((m) => ({ id: m.id, address: m.address }));
+    all.push({ id: this.ctx.self.id, address: this.opts.address() });
+    all.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+    const after = all.filter((h) => h.id > b.cursor);
+    const page = after.slice(0, SYNC_PAGE_ENTRIES_MAX);
+    const more = after.length > page.length;
+    this.ctx.send(
+      to,
+      ...PAGE.out({ nonce: b.nonce, total: all.length, ...(more ? { next: page.at(-1)!.id } : {}) }),
+      encodeHints(page),
+    );
+  }
+
+  /** `hints`: the attachment as decodeHints parsed it (the codec requires one on a page). */
+  private onPage(b: Body<typeof PAGE>, hints: readonly Hint[], sender: PeerId): void {
+    const s = this.syncs.get(b.nonce);
+    // Not an answer to a request under way (a forgery, or a second answer to a retried request):
+    // nothing to learn from it.
+    if (!s) return;
+    this.syncs.delete(b.nonce);
+    const now = this.ctx.now();
+    this.exchanged(sender, now);
+    for (const h of hints) this.hinted(h, now);
+    if (b.next !== undefined && b.next > s.cursor && ++s.pages < SYNC_PAGES_MAX) {
+      s.cursor = b.next;
+      s.tries = 0;
+      s.triesMax = SYNC_TRIES_MAX; // it answered: worth the retries now
+      this.request(s, now);
+    }
+  }
+
+  /** A hinted member: a hello to its address, unless it is live here (or is us). */
+  private hinted(h: Hint, now: number): void {
+    if (h.id === this.ctx.self.id || h.address === this.opts.address()) return;
+    const m = this.opts.membership.get(h.id);
+    if (m && (m.state === 'alive' || m.state === 'suspect') && m.address === h.address) return;
+    if (this.pendingHellos.has(h.address)) return;
+    if (this.pendingHellos.size >= PENDING_HELLOS_MAX) {
+      this.ctx.refuse('hint');
+      return;
+    }
+    this.pendingHellos.set(h.address, now + HELLO_PENDING_MS);
+  }
+
+  /** Hellos to the hinted addresses, oldest hint first, within the pace. */
+  private sendHellos(now: number): void {
+    for (const [address, expires] of this.pendingHellos) {
+      if (this.helloBudget < 1) return;
+      this.pendingHellos.delete(address);
+      const last = this.helloSentAt.get(address);
+      if (expires < now || (last !== undefined && now - last < HELLO_REPEAT_MS)) continue;
+      this.helloBudget--;
+      this.helloSentAt.delete(address);
+      this.helloSentAt.set(address, now);
+      if (this.helloSentAt.size > HELLO_ADDRESSES_MAX)
+        this.helloSentAt.delete(this.helloSentAt.keys().next().value!);
+      this.hello(address, true);
+    }
+  }
+
+  /** Our hello (an observer asks by probe: members answer it with their heartbeat). */
+  private hello(to: Address, answer: boolean): void {
+    if (this.opts.observer) {
+      this.ctx.send(to, ...PROBE.out({ observer: 1 }));
+      return;
+    }
+    const body: Body<typeof HELLO> = { tags: this.opts.membership.ownTags, ...(answer ? { answer: 1 } : {}) };
+    const padding = answer ? paddingFor(HELLO.toWire(body)) : undefined;
+    this.ctx.send(to, ...HELLO.out(padding === undefined ? body : { ...body, padding }));
+  }
+
+  /** Membership added the sender on this hello already; we answer if asked, then exchange lists. */
+  private onHello(b: Body<typeof HELLO>, from: Origin): void {
+    if (b.answer === undefined || this.opts.observer) return;
+    if (!paddedEnough(HELLO.toWire(b)) || !this.mayAnswer(from.address)) {
+      this.ctx.refuse('hello');
+      return;
+    }
+    this.hello(from.address, false);
+    this.exchangeWith(from);
+  }
+
+  /** The push half: a member that introduced itself learns our list, and we its list, once a while. */
+  private exchangeWith(from: Origin): void {
+    const now = this.ctx.now();
+    const last = this.syncedAt.get(from.id);
+    if (last !== undefined && now - last < SYNC_BACK_MIN_MS) return;
+    this.exchanged(from.id, now);
+    this.sync(from.address, true);
+  }
+
+  private exchanged(id: PeerId, now: number): void {
+    this.syncedAt.delete(id); // re-inserted last: the oldest is first
+    this.syncedAt.set(id, now);
+    if (this.syncedAt.size > SYNCED_MEMBERS_MAX) this.syncedAt.delete(this.syncedAt.keys().next().value!);
+  }
+
+  /** Whether one more answer to `source` fits this second's budgets (per source and in all). */
+  private mayAnswer(source: Address): boolean {
+    const now = this.ctx.now();
+    const a = this.answers;
+    if (now - a.second >= 1000) {
+      a.second = now;
+      a.total = 0;
+      a.bySource.clear();
+    }
+    const n = a.bySource.get(source) ?? 0;
+    if (a.total >= ANSWERS_PER_S || n >= ANSWERS_PER_SOURCE_PER_S) return false;
+    if (n === 0 && a.bySource.size >= ANSWER_SOURCES_MAX) return false;
+    a.total++;
+    a.bySource.set(source, n + 1);
+    return true;
+  }
+}
