@@ -12,6 +12,7 @@ import {
   type SimTransport,
 } from '../../src/p2p/transport/sim.js';
 import type { PeerEvent } from '../../src/p2p/protocol.js';
+import { HB } from '../../src/p2p/membership.js';
 import type { Address, Transport } from '../../src/p2p/transport/transport.js';
 import { Codec, PROTOCOL_VERSION, type Envelope } from '../../src/p2p/wire.js';
 
@@ -27,11 +28,19 @@ export interface SimPeer {
   host: SimHostOptions;
 }
 
+/**
+ * The transport mode of peers added without one: PEER_SIM_TRANSPORT=unicast runs a sim suite with
+ * every peer unicast-only (no multicast at all), as CI does once for the suites that matter.
+ */
+export const DEFAULT_SIM_HOST: SimHostOptions =
+  process.env.PEER_SIM_TRANSPORT === 'unicast' ? { mode: 'unicast' } : {};
+
 export class SimCluster {
   readonly net: SimNetwork;
   readonly peers: SimPeer[] = [];
   /** Optional layer around each peer's sim transport (encryption, rate guard); applied at every boot. */
   wrapTransport?: (transport: Transport, peer: SimPeer) => Transport;
+  private readonly observers = new Set<SimPeer>();
 
   constructor(
     readonly seed: number,
@@ -47,7 +56,8 @@ export class SimCluster {
   }
 
   /** A peer on a new host; `host` puts it in another segment or makes it unicast-only. */
-  async add(name: string, extra: Partial<NodeOptions> = {}, host: SimHostOptions = {}): Promise<SimPeer> {
+  async add(name: string, extra: Partial<NodeOptions> = {}, hostOpts: SimHostOptions = {}): Promise<SimPeer> {
+    const host = { ...DEFAULT_SIM_HOST, ...hostOpts };
     const id = idFrom(this.net.runtime.random);
     const transport = this.net.transport(undefined, host);
     const peer: SimPeer = {
@@ -61,7 +71,28 @@ export class SimCluster {
     };
     await this.boot(peer, transport, extra);
     this.peers.push(peer);
+    // An observer never says hello (it is no member): it meets nobody without `--join`.
+    if (extra.observer) this.observers.add(peer);
+    else if (host.mode === 'unicast') this.introduceToAll(peer);
     return peer;
+  }
+
+  /**
+   * Makes `a` and `b` meet where no multicast carries their probes: each sends the other its
+   * heartbeat by unicast, the hello a seed's hint leads to (`--join`), so each adds the other on
+   * its own word.
+   */
+  introduce(a: SimPeer, b: SimPeer): void {
+    for (const [from, to] of [
+      [a, b],
+      [b, a],
+    ] as const)
+      from.node.context.send(to.address, ...HB.out({ tags: from.node.membership.ownTags }));
+  }
+
+  /** A unicast-only peer meets nobody by itself: the test's hello to every live peer stands in for `--join`. */
+  private introduceToAll(peer: SimPeer): void {
+    for (const q of this.peers) if (q !== peer && q.up && !this.observers.has(q)) this.introduce(peer, q);
   }
 
   private async boot(
@@ -95,6 +126,7 @@ export class SimCluster {
   async restart(peer: SimPeer): Promise<void> {
     peer.persisted.incarnation++;
     await this.boot(peer);
+    if (peer.host.mode === 'unicast') this.introduceToAll(peer);
   }
 
   async leave(peer: SimPeer): Promise<void> {

@@ -119,6 +119,7 @@ export interface Member {
 export function protocolsOf(m: Member): Protocol[] {
   return [
     m.peer.node.membership,
+    m.peer.node.reach,
     m.election,
     m.clock,
     m.ring,

@@ -581,6 +581,10 @@ export const FORGERIES: Record<string, fc.Arbitrary<(f: Forge) => Forged>> = {
   ping: bodyOf(empty),
   suspect: bodyOf(rec({ target: peerId, inc: uint('incarnation') })),
   leave: bodyOf(empty),
+  // reach
+  'rc.st': bodyOf(
+    rec({ g: k(fc.constantFrom(0, 1)) }, { n: bounded(0, 2 ** 32 - 1), e: bounded(0, 2 ** 32 - 1) }),
+  ),
   // election
   'el.elect': bodyOf(rec({ term: uint('term'), prio })),
   'el.ok': bodyOf(rec({ term: uint('term') })),
