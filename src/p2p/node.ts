@@ -386,13 +386,13 @@ export class PeerNode {
       // ours (a forger split the group's clocks, lamport.ts) must not look dead until it mends.
       this.guard(() => {
         this.membership.observe(env, from, { join: false });
-        this.reach.heard(env.i, from, via, env.c);
+        this.reach.heard(env.i, from, via);
       });
       return;
     }
     this.guard(() => {
       this.membership.observe(env, from);
-      this.reach.heard(env.i, from, via, env.c);
+      this.reach.heard(env.i, from, via);
       this.owners.get(env.t)?.onMessage(env, from);
     });
   }

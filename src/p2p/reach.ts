@@ -106,7 +106,7 @@ const MESSAGES = messages(STATEMENT);
 
 /** What reach reads of a member (membership.ts), for the rare datagram from an address it did not expect. */
 export interface ReachMembers {
-  get(id: PeerId): { address: Address; state: MemberState; incarnation: number } | undefined;
+  get(id: PeerId): { address: Address; state: MemberState } | undefined;
 }
 
 export interface ReachOptions {
@@ -123,7 +123,6 @@ interface Entry {
   id: PeerId;
   address: Address;
   host: string;
-  incarnation: number;
   /** When it was met (or met again after a death): the settle time runs from here. */
   since: number;
   groupHeardAt: number;
@@ -181,21 +180,15 @@ export class Reach implements Protocol {
   }
 
   /**
-   * An admitted datagram from member `id` (an envelope at `incarnation`, or a frame: undefined)
-   * arrived from `from` by `via`.
+   * An admitted datagram (an envelope or a frame) from member `id` arrived from `from` by `via`.
+   * (A member restarted at the same address forgot what we told it: its first statement to us,
+   * which it makes as to anyone it meets, carries a nonce, and our answer our view.)
    */
-  heard(id: PeerId, from: Address, via: Via, incarnation?: number): void {
+  heard(id: PeerId, from: Address, via: Via): void {
     const e = this.entry(id, from);
     if (!e) return;
-    const now = this.ctx.now();
-    if (via === 'group') e.groupHeardAt = now;
-    else e.unicastHeardAt = now;
-    // A restart at the same address, or a refutation: it may have forgotten what we told it, and
-    // what it told us may have changed; one exchange settles both.
-    if (incarnation !== undefined && incarnation > e.incarnation) {
-      e.incarnation = incarnation;
-      if (!this.opts.observer && (e.told !== undefined || e.hearsUs !== undefined)) this.exchange(e, now);
-    }
+    if (via === 'group') e.groupHeardAt = this.ctx.now();
+    else e.unicastHeardAt = this.ctx.now();
   }
 
   /** Follows membership: a member met or back alive gets an entry; one dead or left loses it. */
@@ -205,8 +198,8 @@ export class Reach implements Protocol {
     } else if (e.kind === 'join' || e.kind === 'alive' || e.kind === 'restart') {
       const m = e.member;
       const known = this.entries.get(m.id);
-      if (!known) this.entries.set(m.id, this.fresh(m.id, m.address, m.incarnation));
-      else if (known.address !== m.address) this.moved(known, m.address, m.incarnation);
+      if (!known) this.entries.set(m.id, this.fresh(m.id, m.address));
+      else if (known.address !== m.address) this.moved(known, m.address);
     }
   }
 
@@ -322,23 +315,22 @@ export class Reach implements Protocol {
     if (!e || e.address === from) return e;
     const m = this.opts.members.get(id);
     if (m?.address !== from) return undefined;
-    this.moved(e, from, m.incarnation);
+    this.moved(e, from);
     return e;
   }
 
   /** Another process at another address: nothing it said or proved holds. */
-  private moved(e: Entry, address: Address, incarnation: number): void {
-    Object.assign(e, this.fresh(e.id, address, incarnation));
+  private moved(e: Entry, address: Address): void {
+    Object.assign(e, this.fresh(e.id, address));
     this.dirty = true;
   }
 
-  private fresh(id: PeerId, address: Address, incarnation: number): Entry {
+  private fresh(id: PeerId, address: Address): Entry {
     this.dirty = true;
     return {
       id,
       address,
       host: parseAddress(address).host,
-      incarnation,
       since: this.ctx.now(),
       groupHeardAt: -Infinity,
       unicastHeardAt: -Infinity,
