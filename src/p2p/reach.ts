@@ -200,7 +200,16 @@ export class Reach implements Protocol {
       const known = this.entries.get(m.id);
       if (!known) this.entries.set(m.id, this.fresh(m.id, m.address));
       else if (known.address !== m.address) this.moved(known, m.address);
+      else return;
+      // Unicast-only, a member gets none of our group sends until its address is proved: start
+      // the exchange once this message is handled rather than at the next tick.
+      if (this.settleMs === 0 && !this.opts.observer) this.ctx.soon(() => this.greet(m.id));
     }
+  }
+
+  private greet(id: PeerId): void {
+    const e = this.entries.get(id);
+    if (e && e.awaiting === null && e.told === undefined) this.exchange(e, this.ctx.now());
   }
 
   tick(now: number): void {

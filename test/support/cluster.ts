@@ -35,6 +35,10 @@ export interface SimPeer {
 export const DEFAULT_SIM_HOST: SimHostOptions =
   process.env.PEER_SIM_TRANSPORT === 'unicast' ? { mode: 'unicast' } : {};
 
+/** How often, and how many times, the test's hello is repeated until both peers know each other. */
+export const HELLO_RETRY_MS = 250;
+export const HELLO_TRIES = 12;
+
 export class SimCluster {
   readonly net: SimNetwork;
   readonly peers: SimPeer[] = [];
@@ -80,14 +84,19 @@ export class SimCluster {
   /**
    * Makes `a` and `b` meet where no multicast carries their probes: each sends the other its
    * heartbeat by unicast, the hello a seed's hint leads to (`--join`), so each adds the other on
-   * its own word.
+   * its own word. Repeated, as `--join` retries, while either does not know the other (a lost
+   * hello), up to HELLO_TRIES times, for as long as both run the processes they ran.
    */
-  introduce(a: SimPeer, b: SimPeer): void {
+  introduce(a: SimPeer, b: SimPeer, tries = HELLO_TRIES): void {
+    const [na, nb] = [a.node, b.node];
+    const knows = (x: PeerNode, y: PeerNode) => x.membership.get(y.id) !== undefined;
+    if (!a.up || !b.up || na !== a.node || nb !== b.node || (knows(na, nb) && knows(nb, na))) return;
     for (const [from, to] of [
       [a, b],
       [b, a],
     ] as const)
       from.node.context.send(to.address, ...HB.out({ tags: from.node.membership.ownTags }));
+    if (tries > 1) this.rt.schedule(HELLO_RETRY_MS, () => this.introduce(a, b, tries - 1));
   }
 
   /** A unicast-only peer meets nobody by itself: the test's hello to every live peer stands in for `--join`. */
@@ -138,25 +147,41 @@ export class SimCluster {
   async forger(address?: Address): Promise<SimForger> {
     const transport = this.net.transport(address);
     await transport.start(() => {});
-    return new SimForger(this.net, transport);
+    // Where the group runs unicast-only, a stranger's "multicast" is a copy to every peer's address.
+    const group = DEFAULT_SIM_HOST.mode === 'unicast' ? () => this.peers.map((p) => p.address) : null;
+    return new SimForger(this.net, transport, group);
   }
 
   live(): SimPeer[] {
     return this.peers.filter((p) => p.up);
   }
 
-  /** Every live peer sees exactly the other live peers as alive. */
+  /**
+   * Every live peer sees exactly the other live peers as alive, and where one of two runs
+   * unicast-only, each is in the other's fan-out (reach.ts): until then group sends miss it.
+   */
   converged(): boolean {
     const live = this.live();
-    return live.every((p) => {
-      const alive = new Set(
-        p.node.membership
-          .list()
-          .filter((m) => m.state === 'alive')
-          .map((m) => m.id),
+    const unicast = (p: SimPeer) => p.host.mode === 'unicast';
+    const reached = live.every((p) => {
+      if (this.observers.has(p)) return true;
+      const fanout = p.node.reach.fanout();
+      return live.every(
+        (q) => q === p || this.observers.has(q) || !(unicast(p) || unicast(q)) || fanout.includes(q.address),
       );
-      return alive.size === live.length - 1 && live.every((q) => q === p || alive.has(q.node.id));
     });
+    return (
+      reached &&
+      live.every((p) => {
+        const alive = new Set(
+          p.node.membership
+            .list()
+            .filter((m) => m.state === 'alive')
+            .map((m) => m.id),
+        );
+        return alive.size === live.length - 1 && live.every((q) => q === p || alive.has(q.node.id));
+      })
+    );
   }
 
   /** Sum of handler errors over all peers: a protocol bug if not zero. */
@@ -182,6 +207,8 @@ export class SimForger {
   constructor(
     private readonly net: SimNetwork,
     private readonly transport: SimTransport,
+    /** The addresses a send to the group goes to one by one (a unicast-only group); null: multicast. */
+    private readonly group: (() => Address[]) | null = null,
   ) {}
 
   get address(): Address {
@@ -208,8 +235,9 @@ export class SimForger {
 
   private transmit(to: Address | null, data: Uint8Array, spoofFrom?: Address): void {
     const from = spoofFrom ?? this.transport.address;
-    if (to === null) this.net.multicast(from, data);
-    else this.net.unicast(from, to, data);
+    if (to !== null) this.net.unicast(from, to, data);
+    else if (this.group) for (const addr of this.group()) this.net.unicast(from, addr, data);
+    else this.net.multicast(from, data);
   }
 }
 
