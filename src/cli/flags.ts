@@ -8,6 +8,7 @@ import { Flags } from '@oclif/core';
 import { notADirectory } from '../storage/store.js';
 import { UsageError } from './network.js';
 import { DEFAULT_GROUP, DEFAULT_PORT, DEFAULT_TTL, PROFILES, type ProfileName } from '../p2p/config.js';
+import { REACH_MODES } from '../p2p/reach.js';
 
 const dataDirOptions = {
   summary: 'Directory of the peer databases.',
@@ -38,6 +39,13 @@ export const networkFlags = {
     env: 'PEER_JOIN',
     multiple: true,
     delimiter: ',',
+  }),
+  transport: Flags.string({
+    summary:
+      'How group messages travel: auto (multicast, plus a direct copy to each member that multicast does not reach), multicast (multicast only), unicast (a direct copy to each member, never multicast: for networks that carry no multicast, such as VPNs and cloud networks).',
+    env: 'PEER_TRANSPORT',
+    options: [...REACH_MODES],
+    default: 'auto',
   }),
   ttl: Flags.integer({
     summary: 'Multicast TTL: 0 stays on this host, 1 stays on the LAN.',

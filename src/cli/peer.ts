@@ -7,6 +7,7 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { PeerNode } from '../p2p/node.js';
 import { PROFILES, type ProfileName } from '../p2p/config.js';
+import type { ReachMode } from '../p2p/reach.js';
 import { UdpTransport } from '../p2p/transport/udp.js';
 import { isPeerName } from '../p2p/wire.js';
 import { PeerStore, StoreError, WAL_CHECK_INTERVAL_MS } from '../storage/store.js';
@@ -42,6 +43,7 @@ export interface NetworkFlagValues {
   group: string;
   port: number;
   interface?: string;
+  transport?: string;
   ttl: number;
   'data-dir': string;
   profile: string;
@@ -55,6 +57,8 @@ export interface NetworkSettings {
   group: string;
   port: number;
   interface: string;
+  /** --transport (reach.ts); default auto. */
+  transport?: ReachMode;
   ttl: number;
   dataDir: string;
   profile: ProfileName;
@@ -89,6 +93,7 @@ export function networkSettings(
     group: checkGroup(flags.group),
     port: flags.port,
     interface: resolveInterface(flags.interface),
+    transport: (flags.transport ?? 'auto') as ReachMode,
     ttl: flags.ttl,
     dataDir: flags['data-dir'],
     profile: flags.profile as ProfileName,
@@ -192,6 +197,7 @@ export async function startPeer<Installed = void, Opened = void>(
     port: settings.port,
     interface: settings.interface,
     ttl: settings.ttl,
+    mode: settings.transport === 'unicast' ? 'unicast' : 'multicast',
   });
   const security = securityLayers(transport, `${settings.group}:${settings.port}`, settings.keys ?? null, {
     openOnPurpose: settings.openOnPurpose,
@@ -205,6 +211,7 @@ export async function startPeer<Installed = void, Opened = void>(
     transport: security.transport,
     runtime,
     observer: opts.observer ?? false,
+    reach: settings.transport ?? 'auto',
     persistIncarnation: (n) => {
       if (store) health.attempt(store.file, 'background', () => store.saveIncarnation(n));
     },

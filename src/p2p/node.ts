@@ -28,10 +28,11 @@ import { LamportClock } from './lamport.js';
 import { Membership, OBSERVER_PROBE_EVERY_MAX_MS } from './membership.js';
 import { Join } from './join/index.js';
 import type { RememberedPeers } from './join/remembered.js';
+import { Reach, type ReachMode } from './reach.js';
 import { MEMBERS_MAX, type Profile } from './config.js';
 import type { PeerEvent, Protocol, ProtocolContext, Self } from './protocol.js';
 import type { Cancel, Runtime } from './runtime.js';
-import { parseAddress, type Address, type Transport } from './transport/transport.js';
+import { parseAddress, type Address, type Transport, type Via } from './transport/transport.js';
 
 /**
  * Multicast loopback (Transport.setMulticastLoopback) is on only while it serves another peer on
@@ -74,6 +75,8 @@ export interface NodeOptions {
   persistIncarnation?: (incarnation: number) => void;
   /** Members met before, tried at start and kept up to date (join/remembered.ts). */
   remembered?: RememberedPeers | null;
+  /** `--transport` (reach.ts): default `auto`, or `unicast` when the transport is unicast-only. */
+  reach?: ReachMode;
 }
 
 export interface NodeStats {
@@ -97,6 +100,8 @@ export class PeerNode {
   readonly membership: Membership;
   /** Seeds, remembered peers and re-contact (join/): how members beyond our multicast meet. */
   readonly join: Join;
+  /** Which members our multicast reaches: every group send also goes by unicast to `reach.fanout()`. */
+  readonly reach: Reach;
   readonly stats: NodeStats = {
     datagramsIn: 0,
     datagramsOut: 0,
@@ -182,6 +187,16 @@ export class PeerNode {
         this.join.memberChanged(e.member, true);
       else if (e.kind === 'dead' || e.kind === 'left') this.join.memberChanged(e.member, false);
     });
+    const unicastOnly = opts.transport.mode === 'unicast';
+    this.reach = new Reach(this.context, {
+      mode: opts.reach ?? (unicastOnly ? 'unicast' : 'auto'),
+      unicastOnly,
+      observer: opts.observer ?? false,
+      heartbeatIntervalMs: opts.profile.membership.heartbeatIntervalMs,
+      members: this.membership,
+    });
+    this.codec = this.register(this.reach);
+    this.listeners.push((e) => this.reach.follow(e));
   }
 
   get id(): PeerId {
@@ -226,7 +241,7 @@ export class PeerNode {
   }
 
   async start(): Promise<void> {
-    await this.opts.transport.start((data, from) => this.receive(data, from));
+    await this.opts.transport.start((data, from, via) => this.receive(data, from, via));
     this.running = true;
     this.startedAt = this.opts.runtime.now();
     this.membership.start();
@@ -341,11 +356,7 @@ export class PeerNode {
       l,
       b: body,
     };
-    const data = this.codec.encode(env, attachment);
-    this.stats.datagramsOut++;
-    this.stats.bytesOut += data.length;
-    if (to === null) this.opts.transport.broadcast(data);
-    else this.opts.transport.send(to, data);
+    this.put(to, this.codec.encode(env, attachment));
     return l;
   }
 
@@ -355,22 +366,31 @@ export class PeerNode {
     const data = Buffer.concat([header, ...parts]);
     if (data.length > FRAME_BYTES_MAX)
       throw new Error(`frame of ${data.length} bytes, over ${FRAME_BYTES_MAX}`);
-    this.stats.datagramsOut++;
-    this.stats.bytesOut += data.length;
-    if (to === null) this.opts.transport.broadcast(data);
-    else this.opts.transport.send(to, data);
+    this.put(to, data);
   }
 
-  private receive(data: Uint8Array, from: Address): void {
+  /** To `to`, or (null) to the group: a multicast (unless unicast-only) plus the fan-out (reach.ts). */
+  private put(to: Address | null, data: Uint8Array): void {
+    let copies = 1;
+    if (to === null) {
+      const also = this.reach.fanout();
+      copies = also.length + (this.opts.transport.mode === 'unicast' ? 0 : 1);
+      this.opts.transport.broadcast(data, also);
+    } else this.opts.transport.send(to, data);
+    this.stats.datagramsOut += copies;
+    this.stats.bytesOut += copies * data.length;
+  }
+
+  private receive(data: Uint8Array, from: Address, via: Via): void {
     if (!this.running) return;
-    this.turn(() => this.handle(data, from));
+    this.turn(() => this.handle(data, from, via));
   }
 
-  private handle(data: Uint8Array, from: Address): void {
+  private handle(data: Uint8Array, from: Address, via: Via): void {
     this.stats.datagramsIn++;
     this.stats.bytesIn += data.length;
     if (data[0] === FRAME_MARK)
-      return this.handleFrame(Buffer.from(data.buffer, data.byteOffset, data.length), from);
+      return this.handleFrame(Buffer.from(data.buffer, data.byteOffset, data.length), from, via);
     const r = this.codec.decode(data);
     if (!r.ok) return this.drop(r.reason, from, r.version);
     const env = r.env;
@@ -384,17 +404,21 @@ export class PeerNode {
       this.context.refuse('lamport');
       // Still its sender's own word that it is alive: a member whose clock is out of step with
       // ours (a forger split the group's clocks, lamport.ts) must not look dead until it mends.
-      this.guard(() => this.membership.observe(env, from, { join: false }));
+      this.guard(() => {
+        this.membership.observe(env, from, { join: false });
+        this.reach.heard(env.i, from, via);
+      });
       return;
     }
     this.guard(() => {
       this.membership.observe(env, from);
+      this.reach.heard(env.i, from, via);
       this.owners.get(env.t)?.onMessage(env, from);
     });
   }
 
   /** A frame (wire.ts) goes to its kind's owner only from a live member at its known address. */
-  private handleFrame(data: Buffer, from: Address): void {
+  private handleFrame(data: Buffer, from: Address, via: Via): void {
     const r = decodeFrame(data);
     if (!r.ok) return this.drop(r.reason, from, r.version);
     if (r.sender === this.self.id) {
@@ -406,6 +430,7 @@ export class PeerNode {
     const m = this.membership.get(r.sender);
     if (!m || m.address !== from || (m.state !== 'alive' && m.state !== 'suspect'))
       return this.drop('frame', from);
+    this.reach.heard(r.sender, from, via);
     this.guard(() => owner(r.sender, r.body, from));
   }
 

@@ -13,6 +13,7 @@ import {
 } from '../../src/p2p/transport/sim.js';
 import type { PeerEvent } from '../../src/p2p/protocol.js';
 import { MemoryRememberedPeers } from '../../src/p2p/join/remembered.js';
+import { HB } from '../../src/p2p/membership.js';
 import type { Address, Transport } from '../../src/p2p/transport/transport.js';
 import { Codec, PROTOCOL_VERSION, type Envelope } from '../../src/p2p/wire.js';
 
@@ -40,11 +41,23 @@ export interface SimJoinOptions {
   remember?: boolean;
 }
 
+/**
+ * The transport mode of peers added without one: PEER_SIM_TRANSPORT=unicast runs a sim suite with
+ * every peer unicast-only (no multicast at all), as CI does once for the suites that matter.
+ */
+export const DEFAULT_SIM_HOST: SimHostOptions =
+  process.env.PEER_SIM_TRANSPORT === 'unicast' ? { mode: 'unicast' } : {};
+
+/** How often, and how many times, the test's hello is repeated until both peers know each other. */
+export const HELLO_RETRY_MS = 250;
+export const HELLO_TRIES = 12;
+
 export class SimCluster {
   readonly net: SimNetwork;
   readonly peers: SimPeer[] = [];
   /** Optional layer around each peer's sim transport (encryption, rate guard); applied at every boot. */
   wrapTransport?: (transport: Transport, peer: SimPeer) => Transport;
+  private readonly observers = new Set<SimPeer>();
 
   constructor(
     readonly seed: number,
@@ -63,9 +76,10 @@ export class SimCluster {
   async add(
     name: string,
     extra: Partial<NodeOptions> = {},
-    host: SimHostOptions = {},
+    hostOpts: SimHostOptions = {},
     join: SimJoinOptions = {},
   ): Promise<SimPeer> {
+    const host = { ...DEFAULT_SIM_HOST, ...hostOpts };
     const id = idFrom(this.net.runtime.random);
     const transport = this.net.transport(undefined, host);
     const peer: SimPeer = {
@@ -81,7 +95,33 @@ export class SimCluster {
     };
     await this.boot(peer, transport, extra);
     this.peers.push(peer);
+    // An observer never says hello (it is no member): it meets nobody without `--join`.
+    if (extra.observer) this.observers.add(peer);
+    else if (host.mode === 'unicast') this.introduceToAll(peer);
     return peer;
+  }
+
+  /**
+   * Makes `a` and `b` meet where no multicast carries their probes: each sends the other its
+   * heartbeat by unicast, the hello a seed's hint leads to (`--join`), so each adds the other on
+   * its own word. Repeated, as `--join` retries, while either does not know the other (a lost
+   * hello), up to HELLO_TRIES times, for as long as both run the processes they ran.
+   */
+  introduce(a: SimPeer, b: SimPeer, tries = HELLO_TRIES): void {
+    const [na, nb] = [a.node, b.node];
+    const knows = (x: PeerNode, y: PeerNode) => x.membership.get(y.id) !== undefined;
+    if (!a.up || !b.up || na !== a.node || nb !== b.node || (knows(na, nb) && knows(nb, na))) return;
+    for (const [from, to] of [
+      [a, b],
+      [b, a],
+    ] as const)
+      from.node.context.send(to.address, ...HB.out({ tags: from.node.membership.ownTags }));
+    if (tries > 1) this.rt.schedule(HELLO_RETRY_MS, () => this.introduce(a, b, tries - 1));
+  }
+
+  /** A unicast-only peer meets nobody by itself: the test's hello to every live peer stands in for `--join`. */
+  private introduceToAll(peer: SimPeer): void {
+    for (const q of this.peers) if (q !== peer && q.up && !this.observers.has(q)) this.introduce(peer, q);
   }
 
   private async boot(
@@ -118,6 +158,7 @@ export class SimCluster {
   async restart(peer: SimPeer): Promise<void> {
     peer.persisted.incarnation++;
     await this.boot(peer);
+    if (peer.host.mode === 'unicast') this.introduceToAll(peer);
   }
 
   async leave(peer: SimPeer): Promise<void> {
@@ -129,25 +170,41 @@ export class SimCluster {
   async forger(address?: Address): Promise<SimForger> {
     const transport = this.net.transport(address);
     await transport.start(() => {});
-    return new SimForger(this.net, transport);
+    // Where the group runs unicast-only, a stranger's "multicast" is a copy to every peer's address.
+    const group = DEFAULT_SIM_HOST.mode === 'unicast' ? () => this.peers.map((p) => p.address) : null;
+    return new SimForger(this.net, transport, group);
   }
 
   live(): SimPeer[] {
     return this.peers.filter((p) => p.up);
   }
 
-  /** Every live peer sees exactly the other live peers as alive. */
+  /**
+   * Every live peer sees exactly the other live peers as alive, and where one of two runs
+   * unicast-only, each is in the other's fan-out (reach.ts): until then group sends miss it.
+   */
   converged(): boolean {
     const live = this.live();
-    return live.every((p) => {
-      const alive = new Set(
-        p.node.membership
-          .list()
-          .filter((m) => m.state === 'alive')
-          .map((m) => m.id),
+    const unicast = (p: SimPeer) => p.host.mode === 'unicast';
+    const reached = live.every((p) => {
+      if (this.observers.has(p)) return true;
+      const fanout = p.node.reach.fanout();
+      return live.every(
+        (q) => q === p || this.observers.has(q) || !(unicast(p) || unicast(q)) || fanout.includes(q.address),
       );
-      return alive.size === live.length - 1 && live.every((q) => q === p || alive.has(q.node.id));
     });
+    return (
+      reached &&
+      live.every((p) => {
+        const alive = new Set(
+          p.node.membership
+            .list()
+            .filter((m) => m.state === 'alive')
+            .map((m) => m.id),
+        );
+        return alive.size === live.length - 1 && live.every((q) => q === p || alive.has(q.node.id));
+      })
+    );
   }
 
   /** Sum of handler errors over all peers: a protocol bug if not zero. */
@@ -173,6 +230,8 @@ export class SimForger {
   constructor(
     private readonly net: SimNetwork,
     private readonly transport: SimTransport,
+    /** The addresses a send to the group goes to one by one (a unicast-only group); null: multicast. */
+    private readonly group: (() => Address[]) | null = null,
   ) {}
 
   get address(): Address {
@@ -203,8 +262,9 @@ export class SimForger {
 
   private transmit(to: Address | null, data: Uint8Array, spoofFrom?: Address): void {
     const from = spoofFrom ?? this.transport.address;
-    if (to === null) this.net.multicast(from, data);
-    else this.net.unicast(from, to, data);
+    if (to !== null) this.net.unicast(from, to, data);
+    else if (this.group) for (const addr of this.group()) this.net.unicast(from, addr, data);
+    else this.net.multicast(from, data);
   }
 }
 

@@ -120,6 +120,7 @@ export function protocolsOf(m: Member): Protocol[] {
   return [
     m.peer.node.membership,
     m.peer.node.join,
+    m.peer.node.reach,
     m.election,
     m.clock,
     m.ring,

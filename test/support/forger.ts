@@ -603,6 +603,10 @@ export const FORGERIES: Record<string, fc.Arbitrary<(f: Forge) => Forged>> = {
       ),
     })),
   'ms.hello': bodyOf(rec({ g: tags }, { a: konst(1), p: konst(' '.repeat(SYNC_REQUEST_BYTES_MIN)) })),
+  // reach
+  'rc.st': bodyOf(
+    rec({ g: k(fc.constantFrom(0, 1)) }, { n: bounded(0, 2 ** 32 - 1), e: bounded(0, 2 ** 32 - 1) }),
+  ),
   // election
   'el.elect': bodyOf(rec({ term: uint('term'), prio })),
   'el.ok': bodyOf(rec({ term: uint('term') })),

@@ -1,0 +1,374 @@
+/**
+ * Reach: which members our multicast reaches, so that every group send also goes by unicast to
+ * those it does not (another subnet behind a router, a switch or access point that drops
+ * multicast one way, a VPN, a peer run with `--transport unicast`). The protocols above keep
+ * their meaning of `broadcast`, "to every member": the node multicasts, then sends the same bytes
+ * to `fanout()` (node.ts, transport.ts).
+ *
+ * Algorithm. Per member, two views of one path each way:
+ *   - ours: whether we hear its multicast. Yes while an admitted envelope of its arrived on the
+ *     group within the silence window; no once only unicast from it arrived in that window (it is
+ *     alive, its multicast does not come); unchanged while it is silent on both paths (a silence
+ *     says nothing about multicast: membership deals with it);
+ *   - its own, about us: whether it hears our multicast, as it last told us. Until it says, we
+ *     assume the path is symmetric: yes if we hear it on the group, no if we know it only by
+ *     unicast.
+ * Each peer tells a member its view with `rc.st {g}` when that view flips, and a "no" at once on
+ * first contact (a "yes" agrees with the member's own default, or, where it does not, the member
+ * tells us "no" first and our answer carries the "yes"). A statement carries a nonce `n`; the
+ * member answers with `e` = that nonce and its own view, so each statement is retried, with
+ * backoff, until answered, and while ours is "no" it is refreshed every REACH_REFRESH_MS: one
+ * lost datagram, or a member that restarted and forgot us, does no lasting harm.
+ * The fan-out: the live members (alive or suspect) that say our multicast does not reach them, or
+ * every live member when we run unicast-only; none when we run multicast-only.
+ *
+ * Who may make us send (docs/security.md, "Joining and unicast"). In an open group anyone can
+ * send a datagram with a forged source address; a fan-out list that took a forged word would aim
+ * every group send of ours at a victim. So
+ *   - the list holds members only: a member is added, or comes back alive, only on its own
+ *     envelope from its own address (membership.ts); a statement counts only from a live member
+ *     at its known address, anything else is refused and counted (`refused.reach`);
+ *   - a member enters the list only once its address is proved its own: a nonce we sent to that
+ *     address came back from it (return routability, as QUIC's address validation). A member
+ *     added from a forged source address never answers, so it gets our statements (at most one
+ *     per retry, 1:1 with what the forger sends) but never our group traffic;
+ *   - answers are rate-limited per member (REACH_ANSWER_GAP_MS), and the list is capped per
+ *     host (FANOUT_PER_HOST_MAX): one host can prove as many addresses as it has ports.
+ * A forged statement from a member's own spoofed address can only cost needless copies ("no"),
+ * or stop our copies ("yes") until that member's next refresh restores them.
+ *
+ * A state machine over the context (protocol.ts): no socket, no timer, no clock of its own. The
+ * node feeds it every admitted datagram with how it came (`heard`) and every membership event
+ * (`follow`), and reads `fanout()` on every group send, so the list is cached and rebuilt only
+ * when it changes.
+ */
+import type { PeerId } from './wire.js';
+import { f, message, messages, type Body, type Origin } from './kit/message.js';
+import { PROBE } from './membership.js';
+import type { MemberState, PeerEvent, Protocol, ProtocolContext } from './protocol.js';
+import { parseAddress, type Address, type Via } from './transport/transport.js';
+
+/**
+ * How a peer reaches the group (`--transport`): `auto` multicasts and fans out by unicast to the
+ * members that do not hear it; `multicast` never fans out (today's LAN behaviour); `unicast`
+ * sends no multicast and fans out to every live member.
+ */
+export const REACH_MODES = ['auto', 'multicast', 'unicast'] as const;
+export type ReachMode = (typeof REACH_MODES)[number];
+
+/**
+ * A member is heard on the group while one of its envelopes arrived there within this many of its
+ * heartbeat intervals, and never less than REACH_SILENCE_MIN_MS: at 10 % loss, three heartbeats
+ * lost in a row happen once in a thousand windows, and a wrong "no" costs only duplicates until
+ * the next one arrives.
+ */
+export const REACH_SILENCE_HEARTBEATS = 3;
+export const REACH_SILENCE_MIN_MS = 1000;
+/**
+ * A member first met by unicast (the answer to our probe comes before its next multicast
+ * heartbeat) is not declared unheard on the group before this many heartbeat intervals: on a
+ * LAN its heartbeat arrives by then, and the "no" would be withdrawn at once.
+ */
+export const REACH_SETTLE_HEARTBEATS = 2;
+/** A statement not answered is sent again after this, doubling up to REACH_REFRESH_MS. */
+export const REACH_RETRY_MS = 250;
+/**
+ * While we hear a member only by unicast, our "no" is stated again this often: a member that lost
+ * its state of us (a restart we did not notice, a forged "yes") fans out to us again within this.
+ * Costs two datagrams per such member per period.
+ */
+export const REACH_REFRESH_MS = 2000;
+/** At most one answer to a member's statements per this many ms: a flood of them costs one answer each. */
+export const REACH_ANSWER_GAP_MS = 50;
+/**
+ * Fan-out addresses kept per host (IP address): the issue's 50 peers on one host fit, and one
+ * host, which can prove as many addresses as it has ports, gets at most this many copies of each
+ * group send. The members met first keep their place (a late flood cannot push them out).
+ */
+export const FANOUT_PER_HOST_MAX = 64;
+/**
+ * Unicast probes per second to peers whose statements reach us before we know them (hello()).
+ * Peers meet a few at a time; a forger's statements from made-up sources get no more than this.
+ */
+export const REACH_HELLOS_PER_S = 20;
+const NONCE_MAX = 2 ** 32 - 1;
+
+/**
+ * `g` 1: "I hear your multicast", 0: "I do not". `n`: a nonce to answer with `e`; `e`: the nonce of
+ * the statement this answers (it proves the answering member's address, and that it got ours).
+ */
+export const STATEMENT = message('rc.st', {
+  hears: f.literal(0, 1).wire('g'),
+  nonce: f.optional(f.uint(NONCE_MAX)).wire('n'),
+  echo: f.optional(f.uint(NONCE_MAX)).wire('e'),
+});
+const MESSAGES = messages(STATEMENT);
+
+/** What reach reads of a member (membership.ts), for the rare datagram from an address it did not expect. */
+export interface ReachMembers {
+  get(id: PeerId): { address: Address; state: MemberState } | undefined;
+}
+
+export interface ReachOptions {
+  mode: ReachMode;
+  /** Our transport sends no multicast and hears none (transport.ts `unicast`). */
+  unicastOnly: boolean;
+  /** Observers are no members: nobody takes their statements, and they fan out nothing. */
+  observer: boolean;
+  heartbeatIntervalMs: number;
+  members: ReachMembers;
+}
+
+interface Entry {
+  id: PeerId;
+  address: Address;
+  host: string;
+  /** When it was met (or met again after a death): the settle time runs from here. */
+  since: number;
+  groupHeardAt: number;
+  unicastHeardAt: number;
+  /** Our last view with evidence (view()), kept through silences; undefined: none yet. */
+  seen: boolean | undefined;
+  /** Our view as last told (or carried by an answer); undefined: not told, the member's default stands. */
+  told: boolean | undefined;
+  /** Its word on whether our multicast reaches it; undefined: not said yet. */
+  hearsUs: boolean | undefined;
+  /** Its address answered a nonce of ours from that address. */
+  validated: boolean;
+  /** The nonce of our statement awaiting an answer, or null. */
+  awaiting: number | null;
+  sentAt: number;
+  retryGap: number;
+  answeredAt: number;
+}
+
+export class Reach implements Protocol {
+  readonly messages = MESSAGES.checks;
+  readonly onMessage = MESSAGES.dispatch({ 'rc.st': (b, from) => this.onStatement(b, from) });
+  private readonly entries = new Map<PeerId, Entry>();
+  private cached: readonly Address[] = [];
+  private dirty = false;
+  /** Probes sent to strangers in the current second (hello()). */
+  private hellos = { since: -Infinity, sent: 0 };
+  private readonly silenceMs: number;
+  private readonly settleMs: number;
+
+  constructor(
+    private readonly ctx: ProtocolContext,
+    private readonly opts: ReachOptions,
+  ) {
+    this.silenceMs = Math.max(REACH_SILENCE_HEARTBEATS * opts.heartbeatIntervalMs, REACH_SILENCE_MIN_MS);
+    this.settleMs = opts.unicastOnly ? 0 : REACH_SETTLE_HEARTBEATS * opts.heartbeatIntervalMs;
+  }
+
+  /** The addresses every group send also goes to by unicast (see the header); cached. */
+  fanout(): readonly Address[] {
+    if (this.dirty) this.rebuild();
+    return this.cached;
+  }
+
+  /** Whether member `id` says our multicast reaches it (its default until it says; undefined: not a live member). */
+  hearsUs(id: PeerId): boolean | undefined {
+    const e = this.entries.get(id);
+    return e && this.theyHear(e);
+  }
+
+  /** Whether we hear member `id`'s multicast, as we see it now (undefined: no evidence yet). */
+  weHear(id: PeerId): boolean | undefined {
+    const e = this.entries.get(id);
+    return e && this.view(e, this.ctx.now());
+  }
+
+  /**
+   * An admitted datagram (an envelope or a frame) from member `id` arrived from `from` by `via`.
+   * (A member restarted at the same address forgot what we told it: its first statement to us,
+   * which it makes as to anyone it meets, carries a nonce, and our answer our view.)
+   */
+  heard(id: PeerId, from: Address, via: Via): void {
+    const e = this.entry(id, from);
+    if (!e) return;
+    if (via === 'group') e.groupHeardAt = this.ctx.now();
+    else e.unicastHeardAt = this.ctx.now();
+  }
+
+  /** Follows membership: a member met or back alive gets an entry; one dead or left loses it. */
+  follow(e: PeerEvent): void {
+    if (e.kind === 'dead' || e.kind === 'left') {
+      if (this.entries.delete(e.member.id)) this.dirty = true;
+    } else if (e.kind === 'join' || e.kind === 'alive' || e.kind === 'restart') {
+      const m = e.member;
+      const known = this.entries.get(m.id);
+      if (!known) this.entries.set(m.id, this.fresh(m.id, m.address));
+      else if (known.address !== m.address) this.moved(known, m.address);
+      else return;
+      // Unicast-only, a member gets none of our group sends until its address is proved: start
+      // the exchange once this message is handled rather than at the next tick.
+      if (this.settleMs === 0 && !this.opts.observer) this.ctx.soon(() => this.greet(m.id));
+    }
+  }
+
+  private greet(id: PeerId): void {
+    const e = this.entries.get(id);
+    if (e && e.awaiting === null && e.told === undefined) this.exchange(e, this.ctx.now());
+  }
+
+  tick(now: number): void {
+    if (this.opts.observer) return;
+    for (const e of this.entries.values()) {
+      const view = this.view(e, now);
+      if (view !== undefined && view !== e.seen) {
+        e.seen = view;
+        // Until the member says, its default follows our view (theyHear).
+        if (e.hearsUs === undefined) this.dirty = true;
+      }
+      // Each side states its view once at first contact (after the settle time), then on flips.
+      const flipped =
+        view !== undefined && (e.told === undefined ? now - e.since >= this.settleMs : view !== e.told);
+      if (flipped || (e.awaiting === null && this.wantsProof(e))) this.exchange(e, now);
+      else if (e.awaiting !== null && now - e.sentAt >= e.retryGap) this.state(e, now);
+      else if (e.awaiting === null && e.told === false && now - e.sentAt >= REACH_REFRESH_MS)
+        this.exchange(e, now);
+    }
+  }
+
+  private onStatement(b: Body<typeof STATEMENT>, from: Origin): void {
+    const e = this.entries.get(from.id);
+    if (!e || e.address !== from.address || this.opts.observer) {
+      this.ctx.refuse('reach');
+      if (!e && !this.opts.observer) this.hello(from.address);
+      return;
+    }
+    const now = this.ctx.now();
+    const hears = b.hears === 1;
+    if (e.hearsUs !== hears) {
+      e.hearsUs = hears;
+      this.dirty = true;
+    }
+    if (b.echo !== undefined && b.echo === e.awaiting) {
+      e.awaiting = null;
+      e.retryGap = REACH_RETRY_MS;
+      if (!e.validated) this.dirty = true;
+      e.validated = true;
+    }
+    if (b.nonce !== undefined && now - e.answeredAt >= REACH_ANSWER_GAP_MS) {
+      e.answeredAt = now;
+      const view = this.view(e, now) ?? e.told ?? e.seen ?? true;
+      e.told = view;
+      this.ctx.send(
+        e.address,
+        ...STATEMENT.out({
+          hears: view ? 1 : 0,
+          echo: b.nonce,
+          ...(e.awaiting !== null ? { nonce: e.awaiting } : {}),
+        }),
+      );
+    }
+  }
+
+  /**
+   * A statement from a peer we do not know: it hears our multicast, we do not hear its (our
+   * multicast-in is blocked, and it met us on the group). A unicast probe asks it for its
+   * heartbeat, its own word from its own address, as a newcomer's probe does; its statement,
+   * retried, is taken then. A forged one costs one probe to the address it names, within a budget.
+   */
+  private hello(to: Address): void {
+    const now = this.ctx.now();
+    if (now - this.hellos.since >= 1000) this.hellos = { since: now, sent: 0 };
+    if (this.hellos.sent >= REACH_HELLOS_PER_S) return;
+    this.hellos.sent++;
+    this.ctx.send(to, ...PROBE.out({}));
+  }
+
+  /** Starts an exchange: a fresh nonce, our view, sent now and retried until answered. */
+  private exchange(e: Entry, now: number): void {
+    e.awaiting = Math.floor(this.ctx.random() * NONCE_MAX);
+    e.retryGap = REACH_RETRY_MS;
+    this.state(e, now);
+  }
+
+  private state(e: Entry, now: number): void {
+    const view = this.view(e, now) ?? e.told ?? e.seen ?? true;
+    e.told = view;
+    e.sentAt = now;
+    this.ctx.send(e.address, ...STATEMENT.out({ hears: view ? 1 : 0, nonce: e.awaiting! }));
+    e.retryGap = Math.min(e.retryGap * 2, REACH_REFRESH_MS);
+  }
+
+  /** It would be in our fan-out but for the proof of its address. */
+  private wantsProof(e: Entry): boolean {
+    return !e.validated && this.opts.mode !== 'multicast' && !this.theyHear(e);
+  }
+
+  /** Our view of its multicast (see the header); undefined while there is no evidence either way. */
+  private view(e: Entry, now: number): boolean | undefined {
+    if (now - e.groupHeardAt <= this.silenceMs) return true;
+    if (now - e.unicastHeardAt > this.silenceMs || now - e.since < this.settleMs) return undefined;
+    return false;
+  }
+
+  /**
+   * Whether our multicast reaches it: its word, else our own view of its multicast (a member
+   * still settling, or never heard either way, is taken to hear us: the LAN's usual case).
+   */
+  private theyHear(e: Entry): boolean {
+    if (this.opts.unicastOnly || this.opts.mode === 'unicast') return false;
+    return e.hearsUs ?? e.seen !== false;
+  }
+
+  /**
+   * The entry of member `id` if `from` is its address. A member can move without an event
+   * (membership.ts takes it back at its old address): then membership, asked, says where it is.
+   */
+  private entry(id: PeerId, from: Address): Entry | undefined {
+    const e = this.entries.get(id);
+    if (!e || e.address === from) return e;
+    const m = this.opts.members.get(id);
+    if (m?.address !== from) return undefined;
+    this.moved(e, from);
+    return e;
+  }
+
+  /** Another process at another address: nothing it said or proved holds. */
+  private moved(e: Entry, address: Address): void {
+    Object.assign(e, this.fresh(e.id, address));
+    this.dirty = true;
+  }
+
+  private fresh(id: PeerId, address: Address): Entry {
+    this.dirty = true;
+    return {
+      id,
+      address,
+      host: parseAddress(address).host,
+      since: this.ctx.now(),
+      groupHeardAt: -Infinity,
+      unicastHeardAt: -Infinity,
+      seen: undefined,
+      told: undefined,
+      hearsUs: undefined,
+      validated: false,
+      awaiting: null,
+      sentAt: -Infinity,
+      retryGap: REACH_RETRY_MS,
+      answeredAt: -Infinity,
+    };
+  }
+
+  private rebuild(): void {
+    this.dirty = false;
+    if (this.opts.mode === 'multicast' || this.opts.observer) {
+      this.cached = [];
+      return;
+    }
+    const perHost = new Map<string, number>();
+    const out: Address[] = [];
+    for (const e of this.entries.values()) {
+      if (!e.validated || this.theyHear(e)) continue;
+      const n = perHost.get(e.host) ?? 0;
+      if (n >= FANOUT_PER_HOST_MAX) continue;
+      perHost.set(e.host, n + 1);
+      out.push(e.address);
+    }
+    this.cached = out;
+  }
+}
