@@ -134,6 +134,11 @@ export const LEAVE_COPIES = 3;
  */
 export const TAGS_EVERY_HEARTBEATS = 10;
 /**
+ * After a change (of the tags, or of our incarnation) they ride on this many heartbeats in a row:
+ * one lost heartbeat must not leave the others on old tags until they ask, a round trip later.
+ */
+export const TAGS_AFTER_CHANGE_HEARTBEATS = 3;
+/**
  * Largest rise of a member's incarnation we take from one envelope. It rises by one per start
  * and per refuted suspicion; we forget a member deadRetentionMs (60 s) after its death, and in
  * that time even 1024 members suspecting it every suspectAfterMs (0.7 s) make it refute about
@@ -271,6 +276,8 @@ export class Membership implements Protocol {
   /** Grows at every setTags; what the last heartbeat carried tags of, and at what incarnation. */
   private tagsVersion = 0;
   private tagsSent = { version: -1, incarnation: -1 };
+  /** Heartbeats still to carry the tags since they last changed. */
+  private tagsRepeats = 0;
   private changes = 0;
   /** list() and live() as of `changes` (null: to be built again). */
   private views: { list: MemberView[]; live: MemberView[] } | null = null;
@@ -530,11 +537,12 @@ export class Membership implements Protocol {
     this.lastHeartbeat = this.ctx.now();
     const incarnation = this.ctx.self.incarnation;
     const sent = this.tagsSent;
-    const withTags =
-      sent.version !== this.tagsVersion ||
-      sent.incarnation !== incarnation ||
-      (this.heartbeats + 1) % TAGS_EVERY_HEARTBEATS === 0;
-    if (withTags) this.tagsSent = { version: this.tagsVersion, incarnation };
+    if (sent.version !== this.tagsVersion || sent.incarnation !== incarnation) {
+      this.tagsSent = { version: this.tagsVersion, incarnation };
+      this.tagsRepeats = TAGS_AFTER_CHANGE_HEARTBEATS;
+    }
+    const withTags = this.tagsRepeats > 0 || (this.heartbeats + 1) % TAGS_EVERY_HEARTBEATS === 0;
+    if (this.tagsRepeats > 0) this.tagsRepeats--;
     this.ctx.broadcast(
       ...HB.out({
         ...(withTags ? { tags: this.tags } : {}),
