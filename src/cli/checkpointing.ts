@@ -161,8 +161,11 @@ export function registerStandardSources(cp: Checkpoints, lamport: () => number, 
 export interface Checkpointing {
   cp: Checkpoints;
   report: RecoveryReport;
-  /** Starts periodic checkpoints of a running node. */
-  attach(node: PeerNode): void;
+  /**
+   * Starts periodic checkpoints of a running node. `check` runs first at each (the WAL check,
+   * cli/peer.ts): one timer wakes an idle peer once a second for both. It may close() this.
+   */
+  attach(node: PeerNode, check?: () => void): void;
   /** Final checkpoint (clean on a graceful stop) and close. Safe to call twice. */
   close(clean: boolean): void;
 }
@@ -198,12 +201,14 @@ export function startCheckpointing(
   return {
     cp,
     report,
-    attach(n) {
+    attach(n, check) {
       node = n;
       // Lamport time is the first thing a restart needs: write it at once, then periodically.
       const checkpoint = () => health.attempt(cp.file, 'background', () => cp.checkpoint());
       checkpoint();
       timer = setInterval(() => {
+        check?.();
+        if (!timer) return; // the check closed us
         checkpoint();
         health.tick();
       }, CHECKPOINT_INTERVAL_MS);
