@@ -260,7 +260,10 @@ export class Membership implements Protocol {
     // hb carries nothing beyond what observe() took from it.
     hb: () => {},
     probe: (b, from) => {
-      if (b.observer === 1) this.opts.observerProbed(from.address);
+      if (b.observer === 1) {
+        this.observerProbedAt = this.ctx.now();
+        this.opts.observerProbed(from.address);
+      }
       if (!this.opts.observer) this.answer(from.address);
     },
     ping: (_b, from) => {
@@ -271,6 +274,8 @@ export class Membership implements Protocol {
   });
   /** Newcomers refused because membersMax was reached with no dead entry to evict. */
   refused = 0;
+  /** When an observer (the monitor, `peer peers`) last probed: it reads what it overhears. */
+  observerProbedAt = -Infinity;
   private readonly members = new Map<PeerId, Member>();
   private tags: Tags = {};
   /** Grows at every setTags; what the last heartbeat carried tags of, and at what incarnation. */
@@ -358,7 +363,7 @@ export class Membership implements Protocol {
       if (!hb || !join) return;
       // Its heartbeats carry its tags only now and then: ask for them (the answer adds it).
       if (hb.tags) this.add(env, hb.tags, hb.tagsVersion, hb.counter, from);
-      else if (!this.opts.observer) this.ctx.send(from, ...PING.out({}));
+      else this.ctx.send(from, ...PING.out({}));
       return;
     }
     const moved = m.address !== from;
@@ -560,7 +565,7 @@ export class Membership implements Protocol {
   /**
    * Takes the tags a heartbeat carries; one without them, showing a version (or incarnation) other
    * than the one whose tags we hold, means we missed a change: ping it, at most once per interval,
-   * and its answer carries them.
+   * and its answer carries them. An observer asks too (the monitor shows tags).
    */
   private takeTags(m: Member, hb: Body<typeof HB>, incarnation: number, now: number): void {
     if (hb.tags) {
@@ -573,7 +578,7 @@ export class Membership implements Protocol {
       return;
     }
     const missed = hb.tagsVersion !== m.tagsVersion || incarnation !== m.tagsIncarnation;
-    if (!missed || this.opts.observer || now - m.tagsAskedAt < this.opts.timings.heartbeatIntervalMs) return;
+    if (!missed || now - m.tagsAskedAt < this.opts.timings.heartbeatIntervalMs) return;
     m.tagsAskedAt = now;
     this.ctx.send(m.address, ...PING.out({}));
   }

@@ -102,6 +102,8 @@ export interface MembershipView {
   get(id: PeerId): MemberView | undefined;
   /** Grows when live() changes (membership.ts); without it, receivers are tracked by ticks only. */
   readonly version?: number;
+  /** When an observer last probed (membership.ts): it overhears our stream, untracked. */
+  readonly observerProbedAt?: number;
 }
 
 /**

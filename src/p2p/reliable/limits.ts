@@ -125,6 +125,12 @@ export const RELIABLE_IDLE_ANNOUNCE_MS = 1000;
  * or a new one puts it back to RELIABLE_IDLE_ANNOUNCE_MS.
  */
 export const RELIABLE_IDLE_ANNOUNCE_MAX_MS = 30_000;
+/**
+ * No back-off while an observer probed this recently: it reads our stream overheard, acks
+ * nothing, and learns a lost tail only from an announce. An observer probes at least every 4 s
+ * (membership.ts, OBSERVER_PROBE_EVERY_MAX_MS), so this outlasts two lost probes.
+ */
+export const RELIABLE_OBSERVER_HEARD_MS = 15_000;
 /** A gap not repaired for this long, while the sender still looks alive, is reported lost. */
 export const RELIABLE_GAP_TIMEOUT_MS = 10_000;
 /** Closed streams (sender dead, left or restarted) are remembered this long to ignore late datagrams. */

@@ -45,6 +45,7 @@ import {
   RELIABLE_ANNOUNCE_MS,
   RELIABLE_IDLE_ANNOUNCE_MAX_MS,
   RELIABLE_IDLE_ANNOUNCE_MS,
+  RELIABLE_OBSERVER_HEARD_MS,
   RELIABLE_NACK_MESSAGES_MAX,
   RELIABLE_SILENT_RECEIVER_MS,
   RELIABLE_WAITERS_MAX,
@@ -474,12 +475,15 @@ export class MulticastSender {
       allAcked = false;
       if (this.waitedFor(r, now)) lagging = true;
     }
-    if (!allAcked || hi !== this.announcedHi) this.idleAnnounceMs = RELIABLE_IDLE_ANNOUNCE_MS;
+    const observed =
+      now - (this.shared.membership.observerProbedAt ?? -Infinity) < RELIABLE_OBSERVER_HEARD_MS;
+    if (!allAcked || observed || hi !== this.announcedHi) this.idleAnnounceMs = RELIABLE_IDLE_ANNOUNCE_MS;
     const period = lagging ? RELIABLE_ANNOUNCE_MS : this.idleAnnounceMs;
     if (now - this.lastAnnounce < period) return;
     this.lastAnnounce = now;
     this.announcedHi = hi;
-    if (allAcked) this.idleAnnounceMs = Math.min(2 * this.idleAnnounceMs, RELIABLE_IDLE_ANNOUNCE_MAX_MS);
+    if (allAcked && !observed)
+      this.idleAnnounceMs = Math.min(2 * this.idleAnnounceMs, RELIABLE_IDLE_ANNOUNCE_MAX_MS);
     this.shared.ctx.broadcast(
       ...this.wire.ANNOUNCE.out({ epoch: this.shared.epoch, highest: hi, joinPoint: this.joinPoint() }),
     );
