@@ -13,6 +13,8 @@ import { PROFILES } from '../../src/p2p/config.js';
 import { installCoordination } from '../../src/cli/coordination.js';
 import { installJobs } from '../../src/cli/run/install.js';
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
+import { RELIABLE_IDLE_ANNOUNCE_MAX_MS, RELIABLE_IDLE_ANNOUNCE_MS } from '../../src/p2p/reliable/limits.js';
+import type { Transport } from '../../src/p2p/transport/transport.js';
 import { Snapshot } from '../../src/p2p/snapshot.js';
 import { TICK_GAP_MIN_MS, type PeerNode } from '../../src/p2p/node.js';
 
@@ -29,9 +31,12 @@ const IDLE_TICKS_PER_S_MAX = 7;
 const DELAY_MAX_MS = 2;
 
 /** What `peer up` installs on each peer (commands/up.ts, cli/peer.ts), with its stores in memory. */
+const reliableOf = new WeakMap<PeerNode, ReliableDelivery>();
+
 function asUp(node: PeerNode): void {
   const { election } = installCoordination(node, { priority: 0, candidate: true });
   const reliable = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
+  reliableOf.set(node, reliable);
   installJobs(node, reliable, { keyed: false, view: election, store: new MemoryRunStore() });
   node.install((ctx, n) => new Snapshot(ctx, n.membership, { record: () => null, reliable, topics: [] }));
 }
@@ -64,6 +69,48 @@ describe('an idle group ticks on deadlines (issue 22)', () => {
       }
       expect(c.converged()).toBe(true);
       expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS)(
+    'a sender whose last message every member acked backs its announces off to one per %i ms, seed %i'.replace(
+      '%i',
+      String(RELIABLE_IDLE_ANNOUNCE_MAX_MS),
+    ),
+    async (seed) => {
+      // Counts the announces (rm.hi) p0 multicasts: its envelopes are JSON with the type in "t".
+      let announces = 0;
+      const counting = (t: Transport): Transport => ({
+        get address() {
+          return t.address;
+        },
+        start: (h) => t.start(h),
+        broadcast: (data) => {
+          if (Buffer.from(data).includes('"t":"rm.hi"')) announces++;
+          t.broadcast(data);
+        },
+        send: (to, data) => t.send(to, data),
+        close: () => t.close(),
+      });
+      let sender: ReliableDelivery | undefined;
+      const c = new SimCluster(seed, { loss: 0, delayMaxMs: DELAY_MAX_MS }, P, (node, peer) => {
+        asUp(node);
+        if (peer.name === 'p0') sender = reliableOf.get(node);
+      });
+      c.wrapTransport = (t, peer) => (peer.name === 'p0' ? counting(t) : t);
+      for (let i = 0; i < 5; i++) await c.add(`p${i}`);
+      expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+      c.rt.runFor(1_000);
+      let settled = false;
+      sender!.publish('idle.test', 'hello', (s) => (settled = s.complete));
+      expect(c.rt.runUntilTrue(() => settled, 2_000)).toBe(true);
+      announces = 0;
+      c.rt.runFor(IDLE_MS);
+      // Every RELIABLE_IDLE_ANNOUNCE_MS it was 60 in a minute; doubling from it, 6 (1+2+4+8+16+30 s).
+      const doubling = Math.ceil(Math.log2(RELIABLE_IDLE_ANNOUNCE_MAX_MS / RELIABLE_IDLE_ANNOUNCE_MS)) + 2;
+      expect(announces).toBeGreaterThanOrEqual(1);
+      expect(announces).toBeLessThanOrEqual(doubling);
+      for (const p of c.peers) expect(lateTicks(p), p.name).toBe(0);
     },
   );
 
