@@ -15,6 +15,7 @@ import { installJobs } from '../../src/cli/run/install.js';
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 import { RELIABLE_IDLE_ANNOUNCE_MAX_MS, RELIABLE_IDLE_ANNOUNCE_MS } from '../../src/p2p/reliable/limits.js';
 import type { Transport } from '../../src/p2p/transport/transport.js';
+import { TAGS_AFTER_CHANGE_HEARTBEATS } from '../../src/p2p/membership.js';
 import { Snapshot } from '../../src/p2p/snapshot.js';
 import { TICK_GAP_MIN_MS, type PeerNode } from '../../src/p2p/node.js';
 
@@ -136,6 +137,35 @@ describe('an idle group ticks on deadlines (issue 22)', () => {
         expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
       }
       for (const p of c.peers) expect(lateTicks(p), p.name).toBe(0);
+    },
+  );
+});
+
+describe('tags ride on heartbeats only when they change (issue 22)', () => {
+  it.each(SEEDS)(
+    'a member that lost every heartbeat carrying a change asks for it, and has it a round trip after the next one, seed %i',
+    async (seed) => {
+      const c = new SimCluster(seed, { loss: 0, delayMaxMs: DELAY_MAX_MS }, P);
+      for (let i = 0; i < 3; i++) await c.add(`p${i}`);
+      expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+      c.rt.runFor(1_000);
+      const [a, x] = c.peers as [SimPeer, SimPeer];
+      const tagsAt = (p: SimPeer) => p.node.membership.get(a.node.id)?.tags;
+      // Everything a sends to x is lost while the change and the heartbeats repeating it go out.
+      c.net.setLink(a.address, x.address, { loss: 1 });
+      a.node.membership.setTags({ role: 'changed' });
+      c.rt.runFor((TAGS_AFTER_CHANGE_HEARTBEATS - 0.5) * T.heartbeatIntervalMs);
+      c.net.setLink(a.address, x.address, { loss: 0 });
+      expect(tagsAt(x)).toEqual({});
+      expect(tagsAt(c.peers[2]!)).toEqual({ role: 'changed' });
+      // a's next heartbeat carries only the tags' version: x pings, and a's answer carries them.
+      expect(
+        c.rt.runUntilTrue(
+          () => tagsAt(x)?.role === 'changed',
+          T.heartbeatIntervalMs + 2 * DELAY_MAX_MS + TICK_GAP_MIN_MS,
+        ),
+      ).toBe(true);
+      expect(c.peers.flatMap((p) => p.events).filter((e) => e.kind === 'dead')).toEqual([]);
     },
   );
 });
