@@ -161,8 +161,11 @@ export function registerStandardSources(cp: Checkpoints, lamport: () => number, 
 export interface Checkpointing {
   cp: Checkpoints;
   report: RecoveryReport;
-  /** Starts periodic checkpoints of a running node. */
-  attach(node: PeerNode): void;
+  /**
+   * Starts periodic checkpoints of a running node. `check` runs first at each (the WAL check,
+   * cli/peer.ts): one timer wakes an idle peer once a second for both. It may close() this.
+   */
+  attach(node: PeerNode, check?: () => void): void;
   /**
    * Calls `listener` with how long each periodic checkpoint that committed took (ms: flushing the
    * queued writes, capturing every source, the fsynced commit); returns how to stop listening.
@@ -204,7 +207,7 @@ export function startCheckpointing(
   return {
     cp,
     report,
-    attach(n) {
+    attach(n, check) {
       node = n;
       // Lamport time is the first thing a restart needs: write it at once, then periodically.
       const checkpoint = () => {
@@ -215,6 +218,8 @@ export function startCheckpointing(
       };
       checkpoint();
       timer = setInterval(() => {
+        check?.();
+        if (!timer) return; // the check closed us
         checkpoint();
         health.tick();
       }, CHECKPOINT_INTERVAL_MS);

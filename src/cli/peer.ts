@@ -10,7 +10,7 @@ import { PROFILES, type ProfileName } from '../p2p/config.js';
 import type { ReachMode } from '../p2p/reach.js';
 import { UdpTransport } from '../p2p/transport/udp.js';
 import { isPeerName } from '../p2p/wire.js';
-import { PeerStore, StoreError, WAL_CHECK_INTERVAL_MS } from '../storage/store.js';
+import { PeerStore, StoreError } from '../storage/store.js';
 import { DataDirLock } from '../storage/lock.js';
 import { loadable } from '../p2p/bounds.js';
 import type { Checkpoints } from '../storage/checkpoint.js';
@@ -247,13 +247,13 @@ export async function startPeer<Installed = void, Opened = void>(
   }
   security.announce();
   if (checkpointing) {
-    checkpointing.attach(node);
+    // A store is open whenever checkpointing is (both belong to a peer that keeps a data dir).
+    checkpointing.attach(node, store ? walChecker(store, checkpointing) : undefined);
     const r = checkpointing.report;
     if (opts.onRecovered) opts.onRecovered(r, recoveryLine(r));
     // The line quotes what the database held: escaped.
     else if (worthReporting(r)) process.stderr.write(`peer: ${escapeForTerminal(recoveryLine(r))}\n`);
   }
-  const walWatch = store && checkpointing ? watchWal(store, checkpointing) : null;
   // Observers and transient peers come and go: the door is for peers that stay.
   const door = keeps ? holdDoor(transport) : null;
   const resolving = reresolveSeeds(node, settings.join ?? []);
@@ -274,7 +274,6 @@ export async function startPeer<Installed = void, Opened = void>(
         if (door) clearInterval(door);
         if (resolving) clearInterval(resolving);
         await node.stop();
-        if (walWatch) clearInterval(walWatch);
         checkpointing?.close(true);
         store?.close();
         lock?.release();
@@ -329,16 +328,17 @@ function rememberedPeers(store: PeerStore, health: StorageHealth): RememberedPee
 }
 
 /**
- * Checks every WAL_CHECK_INTERVAL_MS that the WAL is still there. When it was deleted or replaced,
- * the queued writes and a last checkpoint go into the WAL SQLite still holds open, everything in
- * it is copied into the main file, every later write is refused, and one line says so. The peer
- * keeps running (it still answers the group) until it is restarted.
+ * The check the checkpoint timer runs first, every CHECKPOINT_INTERVAL_MS (a timer of its own
+ * woke an idle peer 4 times a second for it): that the WAL is still there. When it was deleted or
+ * replaced, the queued writes and a last checkpoint go into the WAL SQLite still holds open,
+ * everything in it is copied into the main file, every later write is refused, and one line says
+ * so. Closing the checkpoints stops the timer, so this runs once. The peer keeps running (it still
+ * answers the group) until it is restarted.
  */
-function watchWal(store: PeerStore, checkpointing: Checkpointing): NodeJS.Timeout {
-  const timer = setInterval(() => {
+function walChecker(store: PeerStore, checkpointing: Checkpointing): () => void {
+  return () => {
     const problem = store.walProblem();
     if (!problem) return;
-    clearInterval(timer);
     try {
       checkpointing.close(false);
     } catch {
@@ -348,9 +348,7 @@ function watchWal(store: PeerStore, checkpointing: Checkpointing): NodeJS.Timeou
     process.stderr.write(
       `peer: storage: ${problem}; ${saved}; refusing new writes: stop this peer and start it again\n`,
     );
-  }, WAL_CHECK_INTERVAL_MS);
-  timer.unref();
-  return timer;
+  };
 }
 
 /**

@@ -39,7 +39,7 @@
  * Asymmetric delays bias an estimate by up to rtt/2: that is the accuracy each peer reports. Drift
  * between rounds (up to 2 x 100 ppm x T between two peers) adds to it.
  */
-import type { PeerId } from './wire.js';
+import type { Envelope, PeerId } from './wire.js';
 import { f, message, messages, type Body, type Origin } from './kit/message.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
 import type { Membership, Tags } from './membership.js';
@@ -237,7 +237,7 @@ export function berkeleyAverage(deltas: readonly number[]): { kept: number[]; av
 
 export class ClockSync implements Protocol {
   readonly messages = MESSAGES.checks;
-  readonly onMessage = MESSAGES.dispatch({
+  private readonly dispatch = MESSAGES.dispatch({
     'clk.poll': (b, from) => this.onPoll(b, from),
     'clk.time': (b, from) => this.onTime(b, from),
     'clk.adj': (b, from) => this.onAdjust(b, from),
@@ -337,7 +337,13 @@ export class ClockSync implements Protocol {
 
   /** Counts one application message; the coordinator syncs after every messagesPerRound. */
   noteMessage(): void {
-    this.messagesSinceRound++;
+    if (++this.messagesSinceRound === this.opts.timings.messagesPerRound) this.ctx.wakeAt(this.ctx.now());
+  }
+
+  /** A reply can complete a round, a request make one due: the next tick says what is due. */
+  onMessage(env: Envelope, from: Address): void {
+    this.dispatch(env, from);
+    this.ctx.wakeAt(this.ctx.now());
   }
 
   /** Asks the coordinator for a round now (it honours roundGapMinMs). False if none is known. */
@@ -346,6 +352,7 @@ export class ClockSync implements Protocol {
     if (c === null) return false;
     if (c === this.ctx.self.id) {
       this.requested = true;
+      this.ctx.wakeAt(this.ctx.now());
       return true;
     }
     const m = this.membership.get(c);
@@ -375,7 +382,24 @@ export class ClockSync implements Protocol {
     this.ctx.send(from.address, ...TIME.out(this.opts.observer ? { ...reply, observer: true } : reply));
   }
 
-  tick(now: number): void {
+  /** Runs what is due and returns when something next is (a round's steps, the next round). */
+  tick(now: number): number {
+    this.step(now);
+    const t = this.opts.timings;
+    const round = this.current;
+    if (round) return round.t0 + (round.retried ? t.collectMs : t.collectMs / 2);
+    let at: number;
+    if (!this.view.isCoordinator())
+      at = Math.max(this.lastSyncAt + 2 * t.roundIntervalMs, this.lastRequestAt + t.roundIntervalMs);
+    else {
+      const asked = this.messagesSinceRound >= t.messagesPerRound || this.requested;
+      at = Math.max(this.lastRoundAt + t.roundGapMinMs, asked ? now : this.lastRoundAt + t.roundIntervalMs);
+    }
+    // Due and still not done (no coordinator known to ask yet): try again after the least gap.
+    return at > now ? at : now + t.roundGapMinMs;
+  }
+
+  private step(now: number): void {
     if (!this.tagged) this.publishTag();
     const round = this.current;
     const t = this.opts.timings;

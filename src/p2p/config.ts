@@ -4,8 +4,9 @@
  *
  * `lan` (default): tuned for a wired LAN with up to 10 % packet loss.
  *   Crash detection: a peer that dies right after a heartbeat is declared dead after
- *   deadAfterMs + one tick; one that dies right before its next heartbeat after
- *   deadAfterMs - heartbeatIntervalMs. So detection lies in [900, 1125] ms, under the 1.5 s target.
+ *   deadAfterMs (ticks come on the deadline, node.ts); one that dies right before its next
+ *   heartbeat after deadAfterMs - heartbeatIntervalMs. So detection lies in [900, 1100] ms, under
+ *   the 1.5 s target.
  *   False death: a live peer must lose every heartbeat for 1.1 s (5 in a row: 10^-5 at 10 % loss)
  *   and then also every unicast ping and refutation during the 400 ms of suspicion.
  *   Traffic: one heartbeat of about 110 bytes every 200 ms, about 550 bytes/s per peer.
@@ -25,7 +26,10 @@ export const MEMBERS_MAX = 1024;
 
 export interface Profile {
   name: ProfileName;
-  /** How often the node ticks its protocols; the granularity of every timeout. */
+  /**
+   * The tick cadence of a protocol whose tick returns no deadline (one with work under way, or
+   * with no deadlines of its own); the others tick on their deadlines (node.ts).
+   */
   tickMs: number;
   membership: MembershipTimings;
   /**

@@ -75,7 +75,7 @@
  * slowest. If it was alive after all (a false death at one peer), it hears the election or the
  * claim and takes over again with a higher term.
  */
-import { is, type PeerId } from './wire.js';
+import { is, type Envelope, type PeerId } from './wire.js';
 import { f, message, messages, type Body, type Origin } from './kit/message.js';
 import { COUNTER_MAX, adoptable } from './bounds.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
@@ -250,7 +250,7 @@ export function coordinatorFromTags(members: readonly MemberView[]): PeerId | nu
 
 export class Election implements Protocol, CoordinatorView {
   readonly messages = MESSAGES.checks;
-  readonly onMessage = MESSAGES.dispatch({
+  private readonly dispatch = MESSAGES.dispatch({
     'el.elect': (b, from) => this.onElect(b, from),
     'el.ok': ({ term }) => {
       if (this.phase === 'electing' && term === this.electionTerm) this.enter('waiting');
@@ -281,6 +281,8 @@ export class Election implements Protocol, CoordinatorView {
   /** By address, the runs of live members' tags that show a term beyond the step. */
   private readonly farAhead = new Map<Address, FarAhead>();
   private listeners: Array<(coordinator: PeerId | null, term: number) => void> = [];
+  /** What the tags scan of the last tick saw: it runs again only when one of these changed. */
+  private scanned = '';
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -339,12 +341,51 @@ export class Election implements Protocol, CoordinatorView {
     return false;
   }
 
-  tick(now: number): void {
+  /** A message may start or end an election, or change the leader: the next tick says what is due. */
+  onMessage(env: Envelope, from: Address): void {
+    this.dispatch(env, from);
+    this.ctx.wakeAt(this.ctx.now());
+  }
+
+  /**
+   * The phase's timeouts, and the tags scan when membership or our own term changed (a far-ahead
+   * term being corroborated keeps the fixed cadence: it counts heartbeats heard). Returns the
+   * phase's next deadline; idle, only a message or a membership change wakes it.
+   */
+  tick(now: number): number | void {
     if (!this.tagsPublished) this.publishTags();
     this.checkLeaderAlive();
+    const seen = `${this.membership.version}:${this.termNo}:${this.highestSeen}:${this.leader}:${this.phase}`;
+    if (seen !== this.scanned || this.farAhead.size > 0) {
+      this.scanned = seen;
+      this.scanTags(now);
+    }
+    this.phaseTick(now);
+    if (this.farAhead.size > 0) return;
+    return this.deadline();
+  }
+
+  /** When the current phase next has something to do. */
+  private deadline(): number {
+    const t = this.opts.timings;
+    switch (this.phase) {
+      case 'starting':
+        return this.phaseSince + t.startupListenMs;
+      case 'electing':
+        return Math.min(this.phaseSince + t.answerTimeoutMs, this.lastElectSent + t.electRetryMs);
+      case 'waiting':
+        return Math.min(this.phaseSince + t.claimTimeoutMs, this.lastElectSent + 2 * t.electRetryMs);
+      case 'idle':
+        return Infinity;
+    }
+  }
+
+  /**
+   * Anti-entropy: the claims in live members' tags, as if their el.coord had just arrived, and
+   * the terms they follow, so that a new election goes above them.
+   */
+  private scanTags(now: number): void {
     this.catchUp(now);
-    // Anti-entropy: the claims in live members' tags, as if their el.coord had just arrived, and
-    // the terms they follow, so that a new election goes above them.
     let ahead = false;
     for (const m of this.membership.live()) {
       const term = m.tags[TAG_TERM];
@@ -356,6 +397,9 @@ export class Election implements Protocol, CoordinatorView {
     }
     // After the claims: a member ahead because it follows a higher-ranked claimant is no reason.
     if (ahead && this.phase === 'idle' && this.isCoordinator()) this.startElection('member-in-higher-term');
+  }
+
+  private phaseTick(now: number): void {
     switch (this.phase) {
       case 'starting':
         if (now - this.phaseSince >= this.opts.timings.startupListenMs) {
@@ -567,6 +611,7 @@ export class Election implements Protocol, CoordinatorView {
   private enter(phase: Phase): void {
     this.phase = phase;
     this.phaseSince = this.ctx.now();
+    this.ctx.wakeAt(this.phaseSince);
   }
 
   /**

@@ -127,6 +127,18 @@ export const TAG_KEY_CHARS_MAX = 24;
 export const TAG_VALUE_CHARS_MAX = 64;
 export const LEAVE_COPIES = 3;
 /**
+ * Tags ride on a heartbeat when they changed (or our incarnation did) since the last one, and on
+ * every this-many-th anyway; the others carry only their version (`gv`). A member that sees a
+ * version it does not hold pings us, and the answer carries them. So a heartbeat is about 60
+ * bytes smaller most of the time, and a member that missed the change learns it within one RTT.
+ */
+export const TAGS_EVERY_HEARTBEATS = 10;
+/**
+ * After a change (of the tags, or of our incarnation) they ride on this many heartbeats in a row:
+ * one lost heartbeat must not leave the others on old tags until they ask, a round trip later.
+ */
+export const TAGS_AFTER_CHANGE_HEARTBEATS = 3;
+/**
  * Largest rise of a member's incarnation we take from one envelope. It rises by one per start
  * and per refuted suspicion; we forget a member deadRetentionMs (60 s) after its death, and in
  * that time even 1024 members suspecting it every suspectAfterMs (0.7 s) make it refute about
@@ -179,6 +191,11 @@ interface Member {
   stateSince: number;
   lastPing: number;
   tags: Tags;
+  /** The version and incarnation its tags were sent with (null: sent without a version). */
+  tagsVersion: number | null;
+  tagsIncarnation: number;
+  /** When we last pinged it for tags it had and we did not. */
+  tagsAskedAt: number;
   /** Last heartbeat counter heard (-1: none yet at this incarnation). */
   hbCounter: number;
   /** Its last heartbeats heard: when, and how many were lost just before each (oldest first). */
@@ -225,9 +242,14 @@ export interface MembershipOptions {
   introduction?(env: Envelope): { tags: Tags } | undefined;
 }
 
-/** `counter`: the sender's multicast heartbeat counter (absent on answers to probes and pings). */
+/**
+ * `counter`: the sender's multicast heartbeat counter (absent on answers to probes and pings).
+ * `tags`: present when they changed, on every TAGS_EVERY_HEARTBEATS-th heartbeat and on answers;
+ * `tagsVersion`: which tags the sender holds (it grows at every change of them in one process).
+ */
 export const HB = message('hb', {
-  tags: f.tags(TAGS_KEYS_MAX, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX).wire('g'),
+  tags: f.optional(f.tags(TAGS_KEYS_MAX, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX)).wire('g'),
+  tagsVersion: f.optional(f.uint()).wire('gv'),
   counter: f.optional(f.uint()).wire('h'),
 });
 /** `observer`: sent by an observer (it never heartbeats, so this is how a neighbour learns it is there). */
@@ -243,25 +265,39 @@ export class Membership implements Protocol {
     // hb carries nothing beyond what observe() took from it.
     hb: () => {},
     probe: (b, from) => {
-      if (b.observer === 1) this.opts.observerProbed(from.address);
-      if (!this.opts.observer) this.ctx.send(from.address, ...HB.out({ tags: this.tags }));
+      if (b.observer === 1) {
+        this.observerProbedAt = this.ctx.now();
+        this.opts.observerProbed(from.address);
+      }
+      if (!this.opts.observer) this.answer(from.address);
     },
     ping: (_b, from) => {
-      if (!this.opts.observer) this.ctx.send(from.address, ...HB.out({ tags: this.tags }));
+      if (!this.opts.observer) this.answer(from.address);
     },
     suspect: (b, from) => this.onSuspect(b, from),
     leave: (_b, from) => this.onLeave(from),
   });
   /** Newcomers refused because membersMax was reached with no dead entry to evict. */
   refused = 0;
+  /** When an observer (the monitor, `peer peers`) last probed: it reads what it overhears. */
+  observerProbedAt = -Infinity;
   private readonly members = new Map<PeerId, Member>();
   private tags: Tags = {};
+  /** Grows at every setTags; what the last heartbeat carried tags of, and at what incarnation. */
+  private tagsVersion = 0;
+  private tagsSent = { version: -1, incarnation: -1 };
+  /** Heartbeats still to carry the tags since they last changed. */
+  private tagsRepeats = 0;
+  private changes = 0;
+  /** list() and live() as of `changes` (null: to be built again). */
+  private views: { list: MemberView[]; live: MemberView[] } | null = null;
+  /** The deadline our last tick returned: how late a tick is (a stall) is measured against it. */
+  private dueAt: number | null = null;
   private started = false;
   private lastHeartbeat = -Infinity;
   /** An observer's next probe, and the gap to the one after it. */
   private nextProbe = { at: Infinity, gap: OBSERVER_PROBE_FIRST_MS };
   private heartbeats = 0;
-  private lastTick: number | null = null;
   private score = 0;
   private scoreChangedAt = -Infinity;
   private heartbeatLoss: number | null = null;
@@ -288,7 +324,17 @@ export class Membership implements Protocol {
    */
   setTags(tags: Tags): void {
     this.tags = { ...tags };
+    this.tagsVersion++;
     if (!this.opts.observer && this.started) this.heartbeat();
+  }
+
+  /**
+   * Grows whenever what list() shows changes other than lastSeenMs: a member added, forgotten,
+   * moved, or changing state, incarnation or tags. A protocol that scans the members can skip the
+   * scan while it stays the same.
+   */
+  get version(): number {
+    return this.changes;
   }
 
   get ownTags(): Tags {
@@ -319,7 +365,10 @@ export class Membership implements Protocol {
     const m = this.members.get(env.i);
     const hb: Body<typeof HB> | undefined = HB.of(env) ?? this.opts.introduction?.(env);
     if (!m) {
-      if (hb && join) this.add(env, hb, from);
+      if (!hb || !join) return;
+      // Its heartbeats carry its tags only now and then: ask for them (the answer adds it).
+      if (hb.tags) this.add(env, hb.tags, hb.tagsVersion, hb.counter, from);
+      else this.ctx.send(from, ...PING.out({}));
       return;
     }
     const moved = m.address !== from;
@@ -332,9 +381,10 @@ export class Membership implements Protocol {
     const before = m.state;
     if (!moved && before === 'left' && env.c === m.incarnation) return; // late datagrams after a leave
     m.lastSeen = now;
+    if (env.c !== wasIncarnation || moved) this.changed();
     m.incarnation = env.c;
     if (hb) {
-      m.tags = hb.tags;
+      this.takeTags(m, hb, env.c, now);
       if (hb.counter !== undefined)
         this.countHeartbeat(m, hb.counter, before === 'dead' || moved, env.c > wasIncarnation, now);
     }
@@ -378,20 +428,25 @@ export class Membership implements Protocol {
     this.ctx.emit({ kind: 'left', member: this.view(m) });
   }
 
-  tick(now: number): void {
-    if (!this.opts.observer && now - this.lastHeartbeat >= this.opts.timings.heartbeatIntervalMs)
-      this.heartbeat();
+  /**
+   * Heartbeats, probes, health, and every member's timeouts; returns the earliest of the next
+   * ones, so each fires on its deadline (crash detection in [deadAfterMs - heartbeatIntervalMs,
+   * deadAfterMs]) with no tick in between.
+   */
+  tick(now: number): number {
+    const t = this.opts.timings;
+    const beat = !this.opts.observer && now - this.lastHeartbeat >= t.heartbeatIntervalMs;
+    if (beat) this.heartbeat();
     if (now >= this.nextProbe.at) {
       this.probe();
       const gap = Math.min(this.nextProbe.gap * 2, OBSERVER_PROBE_EVERY_MAX_MS);
       this.nextProbe = { at: now + gap, gap };
     }
-    this.assessHealth(now);
-    const t = this.opts.timings;
+    this.assessHealth(now, beat);
     const slower = 1 + this.score;
     for (const m of this.members.values()) {
       const silent = now - m.lastSeen;
-      if (m.state === 'alive' && silent > t.suspectAfterMs * slower) {
+      if (m.state === 'alive' && silent >= t.suspectAfterMs * slower) {
         this.setState(m, 'suspect', now);
         this.ctx.emit({ kind: 'suspect', member: this.view(m), by: 'timeout' });
         if (!this.opts.observer) {
@@ -399,7 +454,7 @@ export class Membership implements Protocol {
           this.ping(m, now);
         }
       } else if (m.state === 'suspect') {
-        if (silent > t.deadAfterMs * slower && !this.ourLossWhileSilent(m, now)) {
+        if (silent >= t.deadAfterMs * slower && !this.ourLossWhileSilent(m, now)) {
           this.setState(m, 'dead', now);
           this.ctx.emit({ kind: 'dead', member: this.view(m), silentMs: silent });
         } else if (!this.opts.observer && now - m.lastPing >= t.pingIntervalMs) {
@@ -407,8 +462,30 @@ export class Membership implements Protocol {
         }
       } else if ((m.state === 'dead' || m.state === 'left') && now - m.stateSince > t.deadRetentionMs) {
         this.members.delete(m.id);
+        this.changed();
       }
     }
+    this.dueAt = this.nextDeadline(now);
+    return this.dueAt;
+  }
+
+  /** The earliest time tick() has something to do (the same conditions, solved for the time). */
+  private nextDeadline(now: number): number {
+    const t = this.opts.timings;
+    const slower = 1 + this.score;
+    // The loss window is measured once per interval (assessHealth): with each heartbeat of ours.
+    let at = Math.min(
+      this.nextProbe.at,
+      (this.opts.observer ? this.lossMeasuredAt : this.lastHeartbeat) + t.heartbeatIntervalMs,
+    );
+    for (const m of this.members.values()) {
+      if (m.state === 'alive') at = Math.min(at, m.lastSeen + t.suspectAfterMs * slower);
+      else if (m.state === 'suspect') {
+        at = Math.min(at, m.lastSeen + t.deadAfterMs * slower);
+        if (!this.opts.observer) at = Math.min(at, m.lastPing + t.pingIntervalMs);
+      } else at = Math.min(at, m.stateSince + t.deadRetentionMs + 1);
+    }
+    return Math.max(at, now);
   }
 
   private probe(): void {
@@ -420,11 +497,13 @@ export class Membership implements Protocol {
     for (let i = 0; i < LEAVE_COPIES; i++) this.ctx.broadcast(...LEAVE.out({}));
   }
 
-  /** Every known member except this peer, ordered by name then id. */
+  /**
+   * Every known member except this peer, ordered by name then id. Built again only after a change
+   * (see `version`), so calling it every tick costs nothing; the array and its views are shared
+   * between callers: read them, never modify them. Each view's lastSeenMs is read when asked.
+   */
   list(): MemberView[] {
-    return [...this.members.values()]
-      .map((m) => this.view(m))
-      .sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+    return this.cachedViews().list;
   }
 
   /** This peer's own health (Lifeguard): how much slower it is to suspect and declare death. */
@@ -439,12 +518,74 @@ export class Membership implements Protocol {
 
   /** Members currently alive or suspected (suspects may still be alive: SWIM keeps them in). */
   live(): MemberView[] {
-    return this.list().filter((m) => m.state === 'alive' || m.state === 'suspect');
+    return this.cachedViews().live;
+  }
+
+  private cachedViews(): { list: MemberView[]; live: MemberView[] } {
+    if (this.views) return this.views;
+    // How many live members (and we) bear each name: a view's duplicateName without a scan per view.
+    const named = new Map<string, number>();
+    if (!this.opts.observer) named.set(this.ctx.self.name, 1);
+    for (const m of this.members.values())
+      if (m.state === 'alive' || m.state === 'suspect') named.set(m.name, (named.get(m.name) ?? 0) + 1);
+    const list = [...this.members.values()]
+      .map((m) => this.liveView(m, (named.get(m.name) ?? 0) > 1))
+      .sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+    const live = list.filter((m) => m.state === 'alive' || m.state === 'suspect');
+    this.views = { list: Object.freeze(list) as MemberView[], live: Object.freeze(live) as MemberView[] };
+    return this.views;
+  }
+
+  /** Something list() shows changed: views are built again, and the other protocols get a tick. */
+  private changed(): void {
+    this.changes++;
+    this.views = null;
+    this.ctx.wakeAt(this.ctx.now());
   }
 
   private heartbeat(): void {
     this.lastHeartbeat = this.ctx.now();
-    this.ctx.broadcast(...HB.out({ tags: this.tags, counter: ++this.heartbeats }));
+    const incarnation = this.ctx.self.incarnation;
+    const sent = this.tagsSent;
+    if (sent.version !== this.tagsVersion || sent.incarnation !== incarnation) {
+      this.tagsSent = { version: this.tagsVersion, incarnation };
+      this.tagsRepeats = TAGS_AFTER_CHANGE_HEARTBEATS;
+    }
+    const withTags = this.tagsRepeats > 0 || (this.heartbeats + 1) % TAGS_EVERY_HEARTBEATS === 0;
+    if (this.tagsRepeats > 0) this.tagsRepeats--;
+    this.ctx.broadcast(
+      ...HB.out({
+        ...(withTags ? { tags: this.tags } : {}),
+        tagsVersion: this.tagsVersion,
+        counter: ++this.heartbeats,
+      }),
+    );
+  }
+
+  /** Answers a probe or a ping: a heartbeat with our tags, and no counter (it is not multicast). */
+  private answer(to: Address): void {
+    this.ctx.send(to, ...HB.out({ tags: this.tags, tagsVersion: this.tagsVersion }));
+  }
+
+  /**
+   * Takes the tags a heartbeat carries; one without them, showing a version (or incarnation) other
+   * than the one whose tags we hold, means we missed a change: ping it, at most once per interval,
+   * and its answer carries them. An observer asks too (the monitor shows tags).
+   */
+  private takeTags(m: Member, hb: Body<typeof HB>, incarnation: number, now: number): void {
+    if (hb.tags) {
+      if (!sameTags(m.tags, hb.tags)) {
+        m.tags = hb.tags;
+        this.changed();
+      }
+      m.tagsVersion = hb.tagsVersion ?? null;
+      m.tagsIncarnation = incarnation;
+      return;
+    }
+    const missed = hb.tagsVersion !== m.tagsVersion || incarnation !== m.tagsIncarnation;
+    if (!missed || now - m.tagsAskedAt < this.opts.timings.heartbeatIntervalMs) return;
+    m.tagsAskedAt = now;
+    this.ctx.send(m.address, ...PING.out({}));
   }
 
   /**
@@ -534,21 +675,15 @@ export class Membership implements Protocol {
 
   /**
    * Updates the health score: at every tick from its lateness, and once per heartbeat interval
-   * (when new evidence can have arrived) from the members' heartbeat loss over the window.
+   * (when new evidence can have arrived: with a member's own heartbeat, `beat`) from the members'
+   * heartbeat loss over the window.
    */
-  private assessHealth(now: number): void {
+  private assessHealth(now: number, beat: boolean): void {
     const interval = this.opts.timings.heartbeatIntervalMs;
-    const sinceTick = this.lastTick === null ? 0 : now - this.lastTick;
-    this.lastTick = now;
-    if (sinceTick > interval)
-      this.setScore(
-        this.score + Math.floor(sinceTick / interval),
-        now,
-        'stall',
-        this.heartbeatLoss,
-        sinceTick,
-      );
-    if (now - this.lossMeasuredAt < interval) return;
+    const late = this.dueAt === null ? 0 : now - this.dueAt;
+    if (late > interval)
+      this.setScore(this.score + Math.floor(late / interval), now, 'stall', this.heartbeatLoss, late);
+    if (this.opts.observer ? now - this.lossMeasuredAt < interval : !beat) return;
     this.lossMeasuredAt = now;
     const window = LOSS_MEMORY_HEARTBEATS * interval;
     const { loss, lost, expected, members, lossy } = this.lossSince(now - window);
@@ -594,7 +729,13 @@ export class Membership implements Protocol {
     this.ctx.send(m.address, ...PING.out({}));
   }
 
-  private add(env: Envelope, hb: Body<typeof HB>, from: Address): void {
+  private add(
+    env: Envelope,
+    tags: Tags,
+    tagsVersion: number | undefined,
+    counter: number | undefined,
+    from: Address,
+  ): void {
     if (this.members.size >= this.opts.membersMax && !this.evictOne()) {
       this.refused++;
       return;
@@ -609,12 +750,16 @@ export class Membership implements Protocol {
       lastSeen: now,
       stateSince: now,
       lastPing: -Infinity,
-      tags: hb.tags,
-      hbCounter: hb.counter ?? -1,
+      tags,
+      tagsVersion: tagsVersion ?? null,
+      tagsIncarnation: env.c,
+      tagsAskedAt: -Infinity,
+      hbCounter: counter ?? -1,
       arrivals: [],
       home: null,
     };
     this.members.set(m.id, m);
+    this.changed();
     this.ctx.emit({ kind: 'join', member: this.view(m) });
     const ids = this.idsNamed(m.name);
     if (ids.length > 1) this.ctx.emit({ kind: 'duplicate-name', name: m.name, ids });
@@ -627,13 +772,16 @@ export class Membership implements Protocol {
       if ((m.state === 'dead' || m.state === 'left') && (!oldest || m.stateSince < oldest.stateSince))
         oldest = m;
     }
-    if (oldest) this.members.delete(oldest.id);
-    return oldest !== undefined;
+    if (!oldest) return false;
+    this.members.delete(oldest.id);
+    this.changed();
+    return true;
   }
 
   private setState(m: Member, state: MemberState, now: number): void {
     m.state = state;
     m.stateSince = now;
+    this.changed();
   }
 
   private idsNamed(name: string): PeerId[] {
@@ -644,15 +792,24 @@ export class Membership implements Protocol {
     return ids;
   }
 
+  /** A view as of now, for an event (its lastSeenMs is fixed when it is made). */
   private view(m: Member): MemberView {
+    return { ...this.liveView(m, this.idsNamed(m.name).length > 1) };
+  }
+
+  /** A view whose lastSeenMs is read from the member when asked (list() keeps these). */
+  private liveView(m: Member, duplicateName: boolean): MemberView {
+    const now = () => this.ctx.now();
     return {
       id: m.id,
       name: m.name,
       address: m.address,
       state: m.state,
       incarnation: m.incarnation,
-      lastSeenMs: Math.max(0, Math.round(this.ctx.now() - m.lastSeen)),
-      duplicateName: this.idsNamed(m.name).length > 1,
+      get lastSeenMs() {
+        return Math.max(0, Math.round(now() - m.lastSeen));
+      },
+      duplicateName,
       tags: m.tags,
     };
   }
@@ -667,6 +824,13 @@ function speaksFor(m: Member, c: number, from: Address): boolean {
   if (from === m.address || m.state === 'dead' || m.state === 'left') return true;
   if (from === m.home?.address && c >= m.home.incarnation) return true;
   return c > m.incarnation && parseAddress(from).host === parseAddress(m.address).host;
+}
+
+/** Whether two tag sets hold the same keys and values (tags are flat: a few scalars). */
+function sameTags(a: Tags, b: Tags): boolean {
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  return keys.every((k) => a[k] === b[k]);
 }
 
 /** P(X >= k) for X ~ Binomial(n, p): how likely losing k or more of n heartbeats is at loss p. */

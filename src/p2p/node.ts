@@ -60,6 +60,22 @@ export const MULTICAST_LOOPBACK_OBSERVER_MS = 3 * OBSERVER_PROBE_EVERY_MAX_MS + 
  */
 export const SOON_ROUNDS_MAX = 16;
 
+/**
+ * Deadline ticks. Each protocol's tick returns when it next needs one, and the node keeps one
+ * timer at the earliest: an idle peer wakes for its heartbeat and little else, instead of every
+ * `tickMs` (a timer wake costs a process more than the work most ticks do). Under churn no two
+ * scheduled ticks come closer than TICK_GAP_MIN_MS (at most 200 wakes/s); a tick comes at least
+ * every TICK_GAP_MAX_MS whatever the protocols ask, a safety net for a deadline forgotten.
+ */
+export const TICK_GAP_MIN_MS = 5;
+export const TICK_GAP_MAX_MS = 1000;
+/**
+ * A tick more than this after the earliest deadline a protocol asked for is counted in
+ * `stats.lateTicks` (the simulation asserts none: its timers are exact, so one would be a
+ * deadline the scheduler lost; over UDP it measures a starved event loop).
+ */
+export const TICK_LATE_MS = 30;
+
 export interface NodeOptions {
   id: PeerId;
   name: string;
@@ -92,6 +108,10 @@ export interface NodeStats {
   /** Valid messages a protocol failed to handle: always a bug of ours, so tests assert zero. */
   handlerErrors: number;
   lastHandlerError: string;
+  /** Scheduled ticks run (deadline scheduling: see TICK_GAP_MIN_MS). */
+  ticks: number;
+  /** Ticks that came more than TICK_LATE_MS after the earliest deadline asked for. */
+  lateTicks: number;
 }
 
 export type Installer<P extends Protocol> = (ctx: ProtocolContext, node: PeerNode) => P;
@@ -112,6 +132,8 @@ export class PeerNode {
     refused: {},
     handlerErrors: 0,
     lastHandlerError: '',
+    ticks: 0,
+    lateTicks: 0,
   };
   readonly context: ProtocolContext;
   private readonly self: { id: PeerId; name: string; incarnation: number };
@@ -125,6 +147,14 @@ export class PeerNode {
   private seq = 0;
   private listeners: Array<(e: PeerEvent) => void> = [];
   private cancelTick: Cancel | null = null;
+  /** When the armed timer fires (Infinity: none armed), and when the last tick ran. */
+  private armedAt = Infinity;
+  private lastTickAt = -Infinity;
+  /** The earliest deadline asked for (protocols' ticks and wakeAt) since the last tick. */
+  private dueAt = Infinity;
+  /** Membership's version when multicast loopback last looked for a member on our host. */
+  private loopbackVersion = -1;
+  private memberOnHost = false;
   private readonly versionWarned = new Set<Address>();
   private running = false;
   private startedAt = 0;
@@ -163,6 +193,7 @@ export class PeerNode {
         if (room === undefined) this.bodyRoom.set(type, (room = bodyBytesMax(type, this.self.name)));
         return room;
       },
+      wakeAt: (at) => this.wakeAt(at),
     };
     this.membership = new Membership(this.context, {
       timings: opts.profile.membership,
@@ -246,7 +277,9 @@ export class PeerNode {
     this.startedAt = this.opts.runtime.now();
     this.membership.start();
     this.join.start();
-    this.cancelTick = this.opts.runtime.every(this.opts.profile.tickMs, () => this.tick());
+    // The first tick comes a tick period after start, as the protocols' first deadlines assume.
+    this.lastTickAt = this.startedAt;
+    this.wakeAt(this.startedAt + this.opts.profile.tickMs);
   }
 
   /** Graceful stop: every protocol says goodbye, then the transport closes. */
@@ -265,6 +298,7 @@ export class PeerNode {
     this.running = false;
     this.cancelTick?.();
     this.cancelTick = null;
+    this.armedAt = Infinity;
     await this.opts.transport.close();
   }
 
@@ -287,12 +321,47 @@ export class PeerNode {
     return new Codec(bodies, attachments);
   }
 
-  private tick(): void {
-    const now = this.opts.runtime.now();
+  /** Runs every protocol's tick (one may act on what another just changed), then re-arms. */
+  private tick(at = -Infinity): void {
+    if (!this.running) return;
+    // A timer may fire a hair before the time it was armed for (float rounding in virtual time,
+    // whole milliseconds in Node's timers): the protocols must see their deadline reached.
+    const now = Math.max(this.opts.runtime.now(), at);
+    this.stats.ticks++;
+    if (now - this.dueAt > TICK_LATE_MS) this.stats.lateTicks++;
+    this.lastTickAt = now;
+    this.dueAt = Infinity;
+    this.cancelTick?.();
+    this.cancelTick = null;
+    this.armedAt = Infinity;
+    let next = Infinity;
     this.turn(() => {
-      for (const p of this.protocols) this.guard(() => p.tick(now));
+      for (const p of this.protocols) {
+        // Nothing returned (or a tick that threw): the fixed cadence.
+        let due = now + this.opts.profile.tickMs;
+        this.guard(() => {
+          const r = p.tick(now);
+          if (typeof r === 'number') due = r;
+        });
+        next = Math.min(next, due);
+      }
     });
     this.updateLoopback(now);
+    this.wakeAt(next);
+  }
+
+  /** Arms the one timer for `at` unless it is armed earlier (see TICK_GAP_MIN_MS). */
+  private wakeAt(at: number): void {
+    if (!this.running) return;
+    this.dueAt = Math.min(this.dueAt, at);
+    const when = Math.min(Math.max(at, this.lastTickAt + TICK_GAP_MIN_MS), this.lastTickAt + TICK_GAP_MAX_MS);
+    if (when >= this.armedAt) return;
+    this.cancelTick?.();
+    this.armedAt = when;
+    this.cancelTick = this.opts.runtime.after(when - this.opts.runtime.now(), () => {
+      this.cancelTick = null;
+      this.tick(when);
+    });
   }
 
   /** Handles one message or tick, then runs what the protocols asked to run soon. */
@@ -338,10 +407,20 @@ export class PeerNode {
       age < MULTICAST_LOOPBACK_GRACE_MS ||
       age % MULTICAST_LOOPBACK_PROBE_EVERY_MS < MULTICAST_LOOPBACK_PROBE_MS ||
       now - this.observerHeardAt < MULTICAST_LOOPBACK_OBSERVER_MS ||
-      sharesHost(this.address, this.membership.live());
+      this.memberSharesHost();
     if (on === this.loopback) return;
     this.loopback = on;
     this.opts.transport.setMulticastLoopback(on);
+  }
+
+  /** Whether a live member runs on our host, looked up again only when membership changed. */
+  private memberSharesHost(): boolean {
+    const v = this.membership.version;
+    if (v !== this.loopbackVersion) {
+      this.loopbackVersion = v;
+      this.memberOnHost = sharesHost(this.address, this.membership.live());
+    }
+    return this.memberOnHost;
   }
 
   private transmit(to: Address | null, type: string, body: unknown, attachment?: Uint8Array): number {

@@ -56,6 +56,12 @@ export interface ProtocolContext {
    * A type with an attachment shares the same room with it (one more byte marks where it starts).
    */
   bodyBytesMax(type: string): number;
+  /**
+   * Asks for a tick at `at` (monotonic ms) at the latest: for a handler that creates a deadline
+   * (an election started by a message, a round asked for), or that changed state another protocol
+   * reads in its tick. The node keeps one timer at the earliest time asked (node.ts).
+   */
+  wakeAt(at: number): void;
 }
 
 /**
@@ -74,7 +80,13 @@ export interface Protocol {
    * `from` its address (the node checked both); `body` is what follows the header, unchecked.
    */
   readonly frames?: Record<number, (sender: PeerId, body: Buffer, from: Address) => void>;
-  tick(now: number): void;
+  /**
+   * Does what is due at `now`, and returns when it next needs a tick: an absolute time on the
+   * `now()` clock (Infinity: only a message or a wakeAt() makes work for it). Returning nothing
+   * asks for the profile's fixed cadence (`tickMs`), for modules with no deadlines of their own.
+   * Ticks may come earlier than asked (another module's deadline), never much later.
+   */
+  tick(now: number): number | void;
   /** Called once before the node stops gracefully, while sending still works. */
   leave?(): void;
 }

@@ -212,8 +212,10 @@ export class Reach implements Protocol {
     if (e && e.awaiting === null && e.told === undefined) this.exchange(e, this.ctx.now());
   }
 
-  tick(now: number): void {
-    if (this.opts.observer) return;
+  /** Returns when it next has work: a statement due, a retry, or a view that may flip. */
+  tick(now: number): number {
+    if (this.opts.observer) return Infinity;
+    let next = Infinity;
     for (const e of this.entries.values()) {
       const view = this.view(e, now);
       if (view !== undefined && view !== e.seen) {
@@ -228,7 +230,23 @@ export class Reach implements Protocol {
       else if (e.awaiting !== null && now - e.sentAt >= e.retryGap) this.state(e, now);
       else if (e.awaiting === null && e.told === false && now - e.sentAt >= REACH_REFRESH_MS)
         this.exchange(e, now);
+      next = Math.min(next, this.dueAt(e, now));
     }
+    return next;
+  }
+
+  /**
+   * The next moment entry `e` may need a tick: its retry or restatement, the end of its settle
+   * time, or the end of the group window while unicast from it is still fresh then (view() turns
+   * false; a view turning undefined changes nothing, so it needs no tick).
+   */
+  private dueAt(e: Entry, now: number): number {
+    let at = e.awaiting !== null ? e.sentAt + e.retryGap : Infinity;
+    if (e.awaiting === null && e.told === false) at = Math.min(at, e.sentAt + REACH_REFRESH_MS);
+    if (e.since + this.settleMs >= now) at = Math.min(at, e.since + this.settleMs);
+    const groupEnds = e.groupHeardAt + this.silenceMs + 1;
+    if (groupEnds >= now && e.unicastHeardAt + this.silenceMs >= groupEnds) at = Math.min(at, groupEnds);
+    return at;
   }
 
   private onStatement(b: Body<typeof STATEMENT>, from: Origin): void {
@@ -292,6 +310,8 @@ export class Reach implements Protocol {
     e.sentAt = now;
     this.ctx.send(e.address, ...STATEMENT.out({ hears: view ? 1 : 0, nonce: e.awaiting! }));
     e.retryGap = Math.min(e.retryGap * 2, REACH_REFRESH_MS);
+    // Sent from a handler too (greet): its retry must wake us.
+    this.ctx.wakeAt(e.sentAt + e.retryGap);
   }
 
   /** It would be in our fan-out but for the proof of its address. */

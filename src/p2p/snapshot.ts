@@ -31,7 +31,7 @@
  * and bounded (SNAPSHOT_REPORT_CHUNKS_MAX); in-flight lists beyond SNAPSHOT_INFLIGHT_IDS_MAX are
  * reported as counts only.
  */
-import { is, isPeerId, isPeerName, type Check, type PeerId } from './wire.js';
+import { is, isPeerId, isPeerName, type Check, type Envelope, type PeerId } from './wire.js';
 import { MEMBERS_MAX } from './config.js';
 import { f, message, messages, type Body } from './kit/message.js';
 import type { MemberView, Protocol, ProtocolContext } from './protocol.js';
@@ -299,7 +299,7 @@ const MESSAGES = messages(REQUEST, MARKER, REPORT);
  */
 export class Snapshot implements Protocol {
   readonly messages = MESSAGES.checks;
-  readonly onMessage = MESSAGES.dispatch({
+  private readonly dispatch = MESSAGES.dispatch({
     'sn.go': ({ id }, from) => {
       this.stats.requests++;
       this.core.begin(id, this.peers(), this.ctx.now());
@@ -335,7 +335,9 @@ export class Snapshot implements Protocol {
     );
     if (reliable) {
       reliable.on(SNAPSHOT_MARKER_TOPIC, (d) => {
-        if (isSnapshotId(d.payload)) this.onMarker(d.payload, d.from);
+        if (!isSnapshotId(d.payload)) return;
+        this.onMarker(d.payload, d.from);
+        this.ctx.wakeAt(this.ctx.now());
       });
       for (const t of opts.topics ?? [])
         reliable.on(t, (d: Delivery) =>
@@ -344,7 +346,29 @@ export class Snapshot implements Protocol {
     }
   }
 
-  tick(now: number): void {
+  /** A request or marker starts a recording, which the ticks then drive. */
+  onMessage(env: Envelope, from: Address): void {
+    this.dispatch(env, from);
+    this.ctx.wakeAt(this.ctx.now());
+  }
+
+  /** At the fixed cadence while a recording or a collection is under way; otherwise idle. */
+  tick(now: number): number | void {
+    this.step(now);
+    return this.busy(now) ? undefined : Infinity;
+  }
+
+  private busy(now: number): boolean {
+    if (this.collecting && !this.collected()) return true;
+    for (const id of this.core.ids()) {
+      const r = this.core.recording(id)!;
+      if (this.plain && now - r.recordedAt < SNAPSHOT_CHANNEL_TIMEOUT_MS) return true;
+      if (!r.reported && r.requesters.size > 0) return true;
+    }
+    return false;
+  }
+
+  private step(now: number): void {
     const resend = this.plain && now - this.markerSentAt >= SNAPSHOT_MARKER_RETRY_MS;
     if (resend) this.markerSentAt = now;
     for (const id of this.core.ids()) {
@@ -378,6 +402,7 @@ export class Snapshot implements Protocol {
       expected: new Map(),
     };
     this.ctx.broadcast(...REQUEST.out({ id }));
+    this.ctx.wakeAt(now);
   }
 
   /** Every live member has reported. */

@@ -42,8 +42,6 @@ export class StoreError extends Error {
   override name = 'StoreError';
 }
 
-/** How often a running peer checks that its WAL is still the file SQLite writes (startPeer). */
-export const WAL_CHECK_INTERVAL_MS = 250;
 /** Tables named in the error line about a foreign database before "...". */
 const FOREIGN_TABLES_SHOWN = 3;
 /** Tables that only a peer database holds (store.ts and checkpoint.ts). */

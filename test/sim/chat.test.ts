@@ -160,6 +160,7 @@ describe('chat (simulation)', () => {
       soon: (fn) => fn(), // unused: sendTo() sends at once
       sendFrame: () => {},
       bodyBytesMax: () => 0, // reliable delivery sizes its datagrams itself (datagram.ts)
+      wakeAt: () => {},
     };
     const bob: MemberView = {
       id: b.node.id,

@@ -8,13 +8,12 @@ const T = PROFILES.lan.membership;
 const TICK = PROFILES.lan.tickMs;
 const SEEDS = Array.from({ length: 20 }, (_, i) => i + 1);
 /**
- * At 10 % loss the score still rises by chance in a few runs in a hundred (5 peers for 5 minutes:
- * 2 of seeds 41-120 before reach's statements were added to the traffic, 4 of seeds 1-100 after;
- * the cut below: 5 and 7 of 200). Which seeds those are moves whenever any datagram is added to a
- * simulation (the simulator's random stream shifts), so these tests leave out the seeds of 1-20
- * where it happens now.
+ * Some checks below are of rare events: at 10 % loss the score still rises by chance in a few runs
+ * in a hundred (5 peers for 5 minutes: 4 of seeds 1-100; a cut: 5 to 7 of 200). Which seeds those
+ * are moves whenever a datagram is added to the simulation (its random stream shifts), so these
+ * tests count such runs over every seed and bound the count, rather than leave chosen seeds out.
  */
-const CHANCE_RISE_SEEDS = [4, 11, 19];
+const CHANCE_RUNS_MAX = 3;
 
 async function cluster(seed: number, n: number, faults = {}) {
   const c = new SimCluster(seed, faults);
@@ -83,14 +82,15 @@ describe('local health (Lifeguard) in simulation', () => {
     },
   );
 
-  it.each(SEEDS.filter((s) => !CHANCE_RISE_SEEDS.includes(s)))(
-    'at 10 percent loss everywhere the score stays 0 for 5 minutes (5 peers), seed %i',
-    async (seed) => {
+  it('at 10 percent loss everywhere the score stays 0 for 5 minutes (5 peers), but in a rare run', async () => {
+    const rose: number[] = [];
+    for (const seed of SEEDS) {
       const c = await cluster(seed, 5, { loss: 0.1, duplicate: 0.01, delayMinMs: 0.1, delayMaxMs: 3 });
       c.rt.runFor(5 * 60_000);
-      for (const p of c.peers) expect(scores(p)).toEqual([]);
-    },
-  );
+      if (c.peers.some((p) => scores(p).length > 0)) rose.push(seed);
+    }
+    expect(rose.length, `seeds where a score rose: ${rose.join(', ')}`).toBeLessThanOrEqual(CHANCE_RUNS_MAX);
+  });
 
   it.each(SEEDS)(
     'one member losing 90 percent of its datagrams is its own problem, seed %i',
@@ -120,6 +120,7 @@ describe('local health: the stalled tick', () => {
       soon: (fn) => fn(),
       sendFrame: () => {},
       bodyBytesMax: () => 0,
+      wakeAt: () => {},
       emit: (e) => events.push(e),
       refuse: () => {},
     };
@@ -137,33 +138,38 @@ describe('local health: the stalled tick', () => {
     return { m, events, at, setNow: (t: number) => (now = t) };
   }
 
-  it.each(
-    SEEDS.filter((s) => !CHANCE_RISE_SEEDS.includes(s)).flatMap((seed) =>
-      [3, 4].map((n) => [seed, n] as const),
-    ),
-  )(
-    'a peer cut off from the others under 10 percent loss sees them dead in the normal bound: a cut is not a flood, seed %i, %i peers',
-    async (seed, n) => {
-      const c = await cluster(seed, n, { loss: 0.1, delayMaxMs: 2 });
-      c.rt.runFor(3_000); // heartbeat gaps from the background loss fill the loss memory
-      const [cut, ...rest] = c.peers;
-      c.net.partition(
-        [cut!.address],
-        rest.map((p) => p.address),
-      );
-      c.rt.runFor(T.deadAfterMs + 2 * TICK);
-      for (const q of rest) expect(cut!.node.membership.get(q.node.id)?.state, q.name).toBe('dead');
-      expect(scores(cut!)).toEqual([]);
-      // The others, which still hear each other, see it dead in the normal bound too. With 1 or 2
-      // members to go by over the 5 heartbeats of a silence, ordinary loss often passes the ratio
-      // threshold; only a loss 10 % rarely explains raises the score (docs/membership.md). By
-      // chance it still can: 3 of 200 runs over seeds 1-100, none of these.
-      for (const q of rest) expect(q.node.membership.get(cut!.node.id)?.state, q.name).toBe('dead');
-      for (const q of rest) expect(scores(q), q.name).toEqual([]);
-      c.net.heal();
-      expect(c.rt.runUntilTrue(() => c.converged(), T.heartbeatIntervalMs * 5)).toBe(true);
-    },
-  );
+  it('a peer cut off from the others under 10 percent loss sees them dead in the normal bound: a cut is not a flood (3 and 4 peers, every seed but a rare run)', async () => {
+    const rose: string[] = [];
+    for (const seed of SEEDS)
+      for (const n of [3, 4]) {
+        const c = await cluster(seed, n, { loss: 0.1, delayMaxMs: 2 });
+        c.rt.runFor(3_000); // heartbeat gaps from the background loss fill the loss memory
+        const [cut, ...rest] = c.peers;
+        c.net.partition(
+          [cut!.address],
+          rest.map((p) => p.address),
+        );
+        c.rt.runFor(T.deadAfterMs + 2 * TICK);
+        // With 1 or 2 members to go by over the 5 heartbeats of a silence, ordinary loss often
+        // passes the ratio threshold; only a loss 10 % rarely explains raises a score
+        // (docs/membership.md), and then that peer's timeouts are longer: such a run is counted.
+        if (c.peers.some((p) => scores(p).length > 0)) {
+          rose.push(`${seed}/${n}`);
+          continue;
+        }
+        for (const q of rest)
+          expect(cut!.node.membership.get(q.node.id)?.state, `${seed}/${n} ${q.name}`).toBe('dead');
+        // The others, which still hear each other, see it dead in the normal bound too.
+        for (const q of rest)
+          expect(q.node.membership.get(cut!.node.id)?.state, `${seed}/${n} ${q.name}`).toBe('dead');
+        c.net.heal();
+        expect(
+          c.rt.runUntilTrue(() => c.converged(), T.heartbeatIntervalMs * 5),
+          `${seed}/${n}`,
+        ).toBe(true);
+      }
+    expect(rose.length, `runs where a score rose: ${rose.join(', ')}`).toBeLessThanOrEqual(CHANCE_RUNS_MAX);
+  });
 
   it('a tick late by N heartbeat intervals raises the score by N before the timeouts are checked', () => {
     const { m, events, at, setNow } = lone();
@@ -174,13 +180,14 @@ describe('local health: the stalled tick', () => {
       'x:1',
     );
     at(TICK);
-    // Starved for 1.2 s: the member looks silent past suspectAfterMs, through no fault of its own.
-    at(TICK + 1_200);
+    // Starved for 1.2 s past the next heartbeat's deadline: the member looks silent past
+    // suspectAfterMs, through no fault of its own.
+    at(T.heartbeatIntervalMs + 1_200);
     expect(events.filter((e) => e.kind === 'suspect')).toEqual([]);
     expect(m.health.score).toBe(Math.floor(1_200 / T.heartbeatIntervalMs));
     expect(events.at(-1)).toMatchObject({ kind: 'health', cause: 'stall', stalledMs: 1_200 });
     // On time again: one step down per the loss memory.
-    for (let t = TICK + 1_200; t <= 20_000; t += TICK) at(t);
+    for (let t = T.heartbeatIntervalMs + 1_200; t <= 20_000; t += TICK) at(t);
     expect(m.health.score).toBe(0);
     // The member stayed silent all along: declared dead once the score came down.
     expect(m.get('00000000000000bb')?.state).toBe('dead');

@@ -42,11 +42,13 @@ describe('membership (simulation)', () => {
     const c = await cluster(seed, 4);
     c.rt.runFor(1_000);
     const [a, b] = c.peers as [NonNullable<(typeof c.peers)[0]>, NonNullable<(typeof c.peers)[0]>];
+    // Before the fault: every peer suspects b at the same deadline, so b may refute the first
+    // suspicion that reaches it before a's has been seen.
+    const before = b.node.incarnation;
     // a stops hearing b's multicasts for a while; unicast still works both ways only from b's side.
     for (const p of c.peers) if (p !== b) c.net.setLink(b.address, p.address, { loss: 1 });
     c.rt.runUntilTrue(() => a.node.membership.get(b.node.id)?.state === 'suspect', 2_000);
     expect(a.node.membership.get(b.node.id)?.state).toBe('suspect');
-    const before = b.node.incarnation;
     for (const p of c.peers) if (p !== b) c.net.setLink(b.address, p.address, { loss: 0 });
     c.rt.runFor(T.pingIntervalMs * 3);
     expect(b.node.incarnation).toBeGreaterThan(before);

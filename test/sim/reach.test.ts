@@ -370,6 +370,7 @@ function fakeContext(
     random: () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646,
     lamport: () => 0,
     stamp: () => 0,
+    wakeAt: () => {},
     broadcast: () => 0,
     send: (to, _type, body) => {
       sent.push({ to, body: body as Record<string, unknown> });

@@ -82,6 +82,7 @@ function standalone(
     soon: (fn) => fn(), // at once: no other message or tick would come before it
     sendFrame: () => {},
     bodyBytesMax: () => 0, // reliable delivery sizes its datagrams itself (datagram.ts)
+    wakeAt: () => {},
   };
   return new ReliableDelivery({ ...stub, ...ctx }, members, opts);
 }

@@ -113,8 +113,10 @@ describe('run: detached runs (simulation)', () => {
   it.each(SEEDS.slice(0, 4))(
     'announcements and takeovers from a non-coordinator are dropped, seed %i',
     async (seed) => {
+      // Jobs long enough that their workers still hold them when the client tries its takeover,
+      // 1 s after they all started, however fast the starts are reported.
       const h = await keeperCluster(seed, PEERS, (req) => ({
-        durationMs: 1500,
+        durationMs: 3000,
         exit: 0,
         ignoresTerm: false,
         stdout: `real ${req.job}`,

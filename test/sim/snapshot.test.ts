@@ -306,6 +306,8 @@ describe('snapshot reports are checked like any datagram', () => {
     forged({ ...base, open: 5, channels: {} });
     c.rt.runFor(10);
     forged({ ...base, open: [], channels: { [a.node.id]: { count: 'many', ids: [] } } });
+    // Delivered before the collection can end: b answers within a few ms now (deadline ticks).
+    c.rt.runFor(10);
     expect(c.rt.runUntilTrue(() => snaps.get('a')!.collected(), 5000)).toBe(true);
     const result = snaps.get('a')!.result()!;
     expect(result.peers.map((p) => p.name).sort()).toEqual(['b']);

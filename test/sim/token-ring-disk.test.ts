@@ -77,6 +77,7 @@ async function setup(seed: number, members = 3) {
       soon: (fn) => ctx.soon(fn),
       sendFrame: () => {},
       bodyBytesMax: (type) => ctx.bodyBytesMax(type),
+      wakeAt: (at) => ctx.wakeAt(at),
     });
     const ring = node.install(
       (ctx, nd) =>

@@ -93,6 +93,7 @@ export function reconcilePair(
       soon: (fn) => fn(),
       sendFrame: () => {},
       bodyBytesMax: (type) => bodyBytesMax(type, `h${i}`),
+      wakeAt: () => {},
       refuse: () => {},
       emit: (e) => {
         if (e.kind === 'replica-sync' && i === 0) {

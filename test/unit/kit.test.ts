@@ -47,7 +47,10 @@ const SNAPSHOT_ID = (v: unknown) => typeof v === 'string' && /^[0-9a-z-]{1,40}$/
 const EMPTY = is.object({});
 /** The converted protocols' checks as they were written by hand before the kit. */
 const BEFORE: Record<string, Check> = {
-  hb: is.object({ g: is.tags(TAGS_KEYS_MAX, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX) }, { h: is.uint() }),
+  hb: is.object(
+    {},
+    { g: is.tags(TAGS_KEYS_MAX, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX), gv: is.uint(), h: is.uint() },
+  ),
   probe: is.object({}, { o: is.literal(1) }),
   ping: EMPTY,
   suspect: is.object({ target: is.peerId(), inc: is.uint() }),
@@ -86,7 +89,15 @@ const BEFORE: Record<string, Check> = {
 
 /** Bodies each converted type accepted, and near misses it refused (a bound, a key, a type). */
 const SAMPLES: Record<string, unknown[]> = {
-  hb: [{ g: {} }, { g: { chat: true, prio: 3 }, h: 7 }, { g: {}, h: -1 }, { g: {}, x: 1 }, { h: 1 }],
+  hb: [
+    { g: {} },
+    { g: { chat: true, prio: 3 }, h: 7 },
+    { g: {}, h: -1 },
+    { g: {}, x: 1 },
+    { h: 1 },
+    { gv: 3, h: 1 },
+    { g: {}, gv: -1 },
+  ],
   probe: [{}, { o: 1 }, { o: 2 }, { o: true }],
   ping: [{}, { x: 1 }],
   suspect: [
@@ -242,7 +253,8 @@ describe('message kit: inferred types', () => {
     }>();
     expectTypeOf<Body<typeof PROBE>>().toEqualTypeOf<{ observer?: 1 }>();
     expectTypeOf<Body<typeof HB>>().toEqualTypeOf<{
-      tags: Record<string, string | number | boolean>;
+      tags?: Record<string, string | number | boolean>;
+      tagsVersion?: number;
       counter?: number;
     }>();
     const L = message('l', { mode: f.literal('a', 'b'), ids: f.array(f.peerId(), 4) });

@@ -101,6 +101,7 @@ describe('reliable delivery: the room in a datagram', () => {
             soon: () => {}, // the test flushes the whole burst itself
             sendFrame: () => {},
             bodyBytesMax: () => 0, // reliable delivery sizes its datagrams itself (datagram.ts)
+            wakeAt: () => {},
           };
           const rd = new ReliableDelivery(ctx, { live: () => [], get: () => undefined });
           const codec = new Codec(rd.messages, rd.attachments);

@@ -115,7 +115,11 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
           )
         : null;
     this.keeper = new KeeperClient(ctx, this.send, view, this.stats);
-    channel.on(JOB_TOPIC, (d) => this.onData(d));
+    channel.on(JOB_TOPIC, (d) => {
+      // Any job message can start work the ticks then drive (a run, an answer to wait for).
+      this.ctx.wakeAt(this.ctx.now());
+      return this.onData(d);
+    });
   }
 
   /**
@@ -142,6 +146,7 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
       () => this.queuedBytes(),
     );
     this.runs.set(run, d);
+    this.ctx.wakeAt(this.ctx.now());
     return d;
   }
 
@@ -169,6 +174,7 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
       attemptsBefore,
     );
     this.runs.set(spec.run, d);
+    this.ctx.wakeAt(this.ctx.now());
     return d;
   }
 
@@ -205,11 +211,17 @@ export class Jobs implements Protocol, ExecReports, JobsApi {
     // Nothing comes as a datagram of its own (see `messages`).
   }
 
-  tick(now: number): void {
+  /**
+   * At the fixed cadence while a run, a job or a request to the keeper is under way (their many
+   * timeouts are checked every tick); otherwise only the keeper role's own deadlines.
+   */
+  tick(now: number): number | void {
     for (const d of [...this.runs.values()]) d.tick(now);
     this.runner?.tick(now);
     this.keeping?.tick(now);
     this.keeper.tick(now);
+    if (this.runs.size > 0 || this.runner?.idle() === false || this.keeper.busy()) return;
+    return this.keeping?.nextDue(now) ?? Infinity;
   }
 
   leave(): void {

@@ -160,6 +160,11 @@ export class KeeperClient implements KeeperApi {
     for (const [req, a] of this.asks) this.pump(req, a, now);
   }
 
+  /** Whether a request waits for its answer (its retries are timed by ticks). */
+  busy(): boolean {
+    return this.asks.size > 0;
+  }
+
   private ask<T>(
     req: string,
     payload: string | Uint8Array,
@@ -180,6 +185,7 @@ export class KeeperClient implements KeeperApi {
         resolve: resolve as (a: KeeperAnswer<unknown>) => void,
       };
       this.asks.set(req, a);
+      this.ctx.wakeAt(this.ctx.now());
       this.pump(req, a, this.ctx.now());
     });
   }

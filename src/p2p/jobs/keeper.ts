@@ -322,6 +322,17 @@ export class Keeper {
     if (!this.resumed && now - this.keepingSince >= KEEPER_TAKEOVER_DELAY_MS) this.resume();
   }
 
+  /** When tick() next has something to do, while no run is hosted (Jobs ticks at its cadence then). */
+  nextDue(now: number): number {
+    let at = this.lastPrune + KEEPER_PRUNE_INTERVAL_MS;
+    if (this.unstored.length > 0) at = Math.min(at, this.lastRetry + KEEPER_WRITE_RETRY_MS);
+    // Keeping (or no longer) follows the election, which any tick may have changed: looked at by
+    // the next tick, whatever wakes it.
+    if (this.keepingSince !== null && !this.resumed)
+      at = Math.min(at, this.keepingSince + KEEPER_TAKEOVER_DELAY_MS);
+    return Math.max(at, now);
+  }
+
   /** Open runs of our store, hosted again; their jobs without a result are numbered from attempt 2. */
   private resume(): void {
     this.resumed = true;

@@ -758,6 +758,11 @@ export class Runner {
   }
 
   /** Our advert in membership tags: at once when it appears, then at most every JOB_TAGS_INTERVAL_MS. */
+  /** Nothing held, nothing to send, and the tags say so: its ticks have nothing to do. */
+  idle(): boolean {
+    return this.runs.size === 0 && this.dying.size === 0 && this.waiting.length === 0 && this.tagsHeld === 0;
+  }
+
   private advertise(): void {
     const held = this.held();
     const now = this.ctx.now();

@@ -182,8 +182,9 @@ export class Join implements Protocol {
     this.opts.remembered?.remember(batch, this.ctx.wall());
   }
 
-  tick(now: number): void {
-    if (!this.started) return;
+  /** Returns when it next has work: a paced hello, a sync retry, the seeds' re-sync or a reconnect. */
+  tick(now: number): number {
+    if (!this.started) return Infinity;
     const since = this.lastTick === null ? 0 : now - this.lastTick;
     this.lastTick = now;
     this.helloBudget = Math.min(HELLO_BURST, this.helloBudget + (since * HELLOS_PER_S) / 1000);
@@ -198,6 +199,12 @@ export class Join implements Protocol {
       const target = this.reconnectTarget();
       if (target) this.sync(target, false, 1);
     }
+    let next = Math.min(this.nextSeedSync, this.nextReconnect);
+    for (const s of this.syncs.values()) next = Math.min(next, s.nextAt);
+    // Hellos wait for the pace: the budget grows by one every 1000 / HELLOS_PER_S ms.
+    if (this.pendingHellos.size > 0)
+      next = Math.min(next, now + Math.max(1, ((1 - this.helloBudget) * 1000) / HELLOS_PER_S));
+    return next;
   }
 
   /** One random address among the dead members and the remembered peers that are not live. */
@@ -236,6 +243,7 @@ export class Join implements Protocol {
       this.syncs.set(s.nonce, s);
     }
     s.nextAt = now + Math.min(SYNC_RETRY_MS * 2 ** s.tries, SYNC_RETRY_MAX_MS);
+    this.ctx.wakeAt(s.nextAt);
     s.tries++;
     const body: Body<typeof SYNC> = {
       cursor: s.cursor,
@@ -304,6 +312,7 @@ export class Join implements Protocol {
       return;
     }
     this.pendingHellos.set(h.address, now + HELLO_PENDING_MS);
+    this.ctx.wakeAt(now);
   }
 
   /** Hellos to the hinted addresses, oldest hint first, within the pace. */

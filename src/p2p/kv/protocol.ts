@@ -528,6 +528,7 @@ function channelContext(ctx: ProtocolContext, emit: (e: PeerEvent) => void): Pro
     refuse: (counter) => ctx.refuse(counter),
     soon: (fn) => ctx.soon(fn),
     bodyBytesMax: (type) => ctx.bodyBytesMax(toChannel(type)),
+    wakeAt: (at) => ctx.wakeAt(at),
   };
 }
 

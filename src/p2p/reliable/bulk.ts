@@ -91,6 +91,11 @@ export class BulkSender {
   }
 
   /** Sends fragments while the window has room. */
+  /** Whether no message waits for the window. */
+  get idle(): boolean {
+    return this.queue.length === 0;
+  }
+
   pump(): void {
     if (this.queue.length === 0) return;
     // Whoever is live now must have room kept for them before anything more is numbered.

@@ -100,6 +100,10 @@ export interface ReliableOptions {
 export interface MembershipView {
   live(): MemberView[];
   get(id: PeerId): MemberView | undefined;
+  /** Grows when live() changes (membership.ts); without it, receivers are tracked by ticks only. */
+  readonly version?: number;
+  /** When an observer last probed (membership.ts): it overhears our stream, untracked. */
+  readonly observerProbedAt?: number;
 }
 
 /**

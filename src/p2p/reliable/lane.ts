@@ -50,4 +50,12 @@ export class Lane<M extends Sequenced> {
     this.receiver.tick(now);
     this.unicastIn.tick();
   }
+
+  /** When this lane next needs a tick, if nothing is under way (null: at the fixed cadence). */
+  quietUntil(): number | null {
+    if (!this.unicastOut.quiet() || !this.unicastIn.quiet()) return null;
+    const sender = this.sender.quietUntil();
+    const receiver = this.receiver.quietUntil();
+    return sender === null || receiver === null ? null : Math.min(sender, receiver);
+  }
 }

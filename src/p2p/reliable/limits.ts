@@ -118,6 +118,19 @@ export const RELIABLE_REPAIR_BURST_MESSAGES = 4096;
 export const RELIABLE_ANNOUNCE_MS = 50;
 /** Announce period otherwise, for receivers the sender does not know yet. */
 export const RELIABLE_IDLE_ANNOUNCE_MS = 1000;
+/**
+ * Once every tracked receiver has acked our newest message, the idle period doubles after each
+ * announce up to this: nobody lacks our tail then, and an idle group's announces would otherwise
+ * be a datagram per member per second, for ever, to every member. New data, a lagging receiver
+ * or a new one puts it back to RELIABLE_IDLE_ANNOUNCE_MS.
+ */
+export const RELIABLE_IDLE_ANNOUNCE_MAX_MS = 30_000;
+/**
+ * No back-off while an observer probed this recently: it reads our stream overheard, acks
+ * nothing, and learns a lost tail only from an announce. An observer probes at least every 4 s
+ * (membership.ts, OBSERVER_PROBE_EVERY_MAX_MS), so this outlasts two lost probes.
+ */
+export const RELIABLE_OBSERVER_HEARD_MS = 15_000;
 /** A gap not repaired for this long, while the sender still looks alive, is reported lost. */
 export const RELIABLE_GAP_TIMEOUT_MS = 10_000;
 /** Closed streams (sender dead, left or restarted) are remembered this long to ignore late datagrams. */

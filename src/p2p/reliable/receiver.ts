@@ -213,6 +213,27 @@ export class MulticastReceiver<M extends Sequenced> {
   }
 
   /**
+   * When a tick next has something to do for these streams, while none has a gap, a write
+   * pending or an ack to send (null otherwise: the lane ticks at its cadence): a closed stream's
+   * end of retention.
+   */
+  quietUntil(): number | null {
+    let at = Infinity;
+    for (const s of this.streams.values()) {
+      if (s.closedAt !== null) at = Math.min(at, s.closedAt + RELIABLE_CLOSED_RETENTION_MS);
+      else if (
+        s.gapSince !== null ||
+        s.ackDue ||
+        s.writes.pending > 0 ||
+        s.writes.ackable(s.next) > s.ackedSent ||
+        this.receivable(s) > s.receivedSent
+      )
+        return null;
+    }
+    return at;
+  }
+
+  /**
    * The stream of this envelope's sender, created (at the join point) or replaced (restart);
    * null, changing nothing, when the message must be dropped: from an older epoch, from another
    * address than the stream's, or carrying an epoch or a sequence (`highest`, the highest it

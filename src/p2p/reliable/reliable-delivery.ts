@@ -115,6 +115,7 @@ export class ReliableDelivery implements Protocol {
       const framed = decodeFramed(body);
       if (framed) this.bulk.receiver.onFramed(sender, from, framed.epoch, framed.fragment);
       else this.stats.fragmentsMalformed++;
+      this.ctx.wakeAt(this.ctx.now());
     },
   };
   /** The stream epoch: our incarnation when built, fixed for the life of the process. */
@@ -245,6 +246,7 @@ export class ReliableDelivery implements Protocol {
       this.flushScheduled = true;
       this.ctx.soon(() => this.flush());
     }
+    this.ctx.wakeAt(this.ctx.now()); // acks to wait for: the lane ticks at its cadence again
     return id;
   }
 
@@ -256,6 +258,7 @@ export class ReliableDelivery implements Protocol {
   sendTo(to: PeerId, topic: string, payload: string | Uint8Array, done?: (r: SendResult) => void): MessageId {
     const bytes = ReliableDelivery.check(topic, payload);
     const bulk = this.bulk.unicastOut;
+    this.ctx.wakeAt(this.ctx.now());
     return typeof payload === 'string' && bytes <= RELIABLE_PAYLOAD_BYTES_MAX && !bulk.outstanding(to, topic)
       ? this.small.unicastOut.sendTo(to, topic, payload, done)
       : bulk.sendFragments(to, topic, bufferOf(payload), done);
@@ -321,16 +324,27 @@ export class ReliableDelivery implements Protocol {
 
   // ---- protocol --------------------------------------------------------------------------------
 
+  /** Data, acks and NACKs make work for the ticks (an ack to send, a repair, a gap to time). */
   onMessage(env: Envelope, from: Address): void {
     if (!this.small.onMessage(env, from)) this.bulk.onMessage(env, from);
+    this.ctx.wakeAt(this.ctx.now());
   }
 
-  tick(now: number): void {
+  /**
+   * At the fixed cadence while anything is under way in either lane; idle, at the next announce
+   * (sender.ts backs it off once every receiver has acked our newest message).
+   */
+  tick(now: number): number | void {
     this.flush();
     for (const f of this.shared.deferredResults.splice(0)) f();
     this.small.tick(now);
     this.bulkOut.pump();
     this.bulk.tick(now);
+    if (this.shared.deferredResults.length > 0 || !this.bulkOut.idle) return;
+    const small = this.small.quietUntil();
+    const bulk = this.bulk.quietUntil();
+    if (small === null || bulk === null) return;
+    return Math.max(now, Math.min(small, bulk));
   }
 
   /** Sends what is queued and announces our highest sequences, so receivers can detect a lost tail. */

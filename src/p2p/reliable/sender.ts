@@ -16,7 +16,8 @@
  *   It repairs only what it sent, once and in order, whatever ranges a NACK lists.
  * - Announcing. While a tracked receiver lags, the sender multicasts `rm.hi` every
  *   RELIABLE_ANNOUNCE_MS, and every RELIABLE_IDLE_ANNOUNCE_MS anyway, so a lost tail message is
- *   detected as a gap, and a lost ack is sent again. A multicast data datagram counts as an
+ *   detected as a gap, and a lost ack is sent again; once every tracked receiver has acked the
+ *   newest, that period doubles at each announce up to RELIABLE_IDLE_ANNOUNCE_MAX_MS. A multicast data datagram counts as an
  *   announcement (it shows the newest sequence and the join point too), so a sender that keeps
  *   sending announces nothing: its next datagram reveals a gap, and announcing on top of it only
  *   cost every member a receive.
@@ -42,7 +43,9 @@ import {
 } from './fragments.js';
 import {
   RELIABLE_ANNOUNCE_MS,
+  RELIABLE_IDLE_ANNOUNCE_MAX_MS,
   RELIABLE_IDLE_ANNOUNCE_MS,
+  RELIABLE_OBSERVER_HEARD_MS,
   RELIABLE_NACK_MESSAGES_MAX,
   RELIABLE_SILENT_RECEIVER_MS,
   RELIABLE_WAITERS_MAX,
@@ -104,6 +107,11 @@ export class MulticastSender {
   private readonly receivers = new Map<PeerId, Receiver>();
   private readonly waiters = new Map<number, Waiter>();
   private lastAnnounce = -Infinity;
+  /** Membership's version when receivers were last tracked. */
+  private trackedVersion: number | undefined = undefined;
+  /** The idle announce period now, and the newest sequence the last announce showed. */
+  private idleAnnounceMs = RELIABLE_IDLE_ANNOUNCE_MS;
+  private announcedHi = 0;
   private repairTokens: number;
   private repairRefilledAt: number;
   /** The slowest waited-for receiver's position when the window last heard of it. */
@@ -145,8 +153,11 @@ export class MulticastSender {
    */
   publish(topic: string, payload: string, bytes: number, onSettled?: (s: AckStatus) => void): MessageId {
     const { ctx, stats, epoch } = this.shared;
-    // Members tracked from now on need only what comes after: track before numbering this one.
-    if (onSettled) this.trackReceivers();
+    // Members tracked from now on need only what comes after: track before numbering this one,
+    // and whenever membership changed since (a member that joined since the last tick must not
+    // be tracked after this message, as if it had it: ticks no longer come every few ms).
+    const version = this.shared.membership.version;
+    if (onSettled || (version !== undefined && version !== this.trackedVersion)) this.trackReceivers();
     const evicted = this.makeRoom(bytes);
     const lamport = this.shared.stamp();
     const at = this.sent.push(topic, payload, bytes, lamport);
@@ -425,6 +436,7 @@ export class MulticastSender {
 
   /** Follows membership: new audience members are tracked, departed ones released. */
   trackReceivers(): void {
+    this.trackedVersion = this.shared.membership.version;
     const live = new Map<PeerId, MemberView>();
     for (const m of this.shared.membership.live()) if (this.audience(m)) live.set(m.id, m);
     // A higher incarnation may be a refutation (same process) or a restart: a restarted receiver
@@ -437,14 +449,15 @@ export class MulticastSender {
     }
     const now = this.shared.ctx.now();
     for (const m of live.values()) {
-      if (!this.receivers.has(m.id))
-        this.receivers.set(m.id, {
-          id: m.id,
-          acked: this.sent.hi,
-          received: this.sent.hi,
-          owedSince: null,
-          heard: false,
-        });
+      if (this.receivers.has(m.id)) continue;
+      this.idleAnnounceMs = RELIABLE_IDLE_ANNOUNCE_MS;
+      this.receivers.set(m.id, {
+        id: m.id,
+        acked: this.sent.hi,
+        received: this.sent.hi,
+        owedSince: null,
+        heard: false,
+      });
     }
     // Acks only move `acked` once heard, so one not heard owes from our first message after it
     // was tracked: noted here, at the latest a tick after that message.
@@ -456,13 +469,36 @@ export class MulticastSender {
     const hi = this.sent.hi;
     if (hi === 0) return;
     let lagging = false;
-    for (const r of this.receivers.values()) if (r.acked < hi && this.waitedFor(r, now)) lagging = true;
-    const period = lagging ? RELIABLE_ANNOUNCE_MS : RELIABLE_IDLE_ANNOUNCE_MS;
+    let allAcked = true;
+    for (const r of this.receivers.values()) {
+      if (r.acked >= hi) continue;
+      allAcked = false;
+      if (this.waitedFor(r, now)) lagging = true;
+    }
+    const observed =
+      now - (this.shared.membership.observerProbedAt ?? -Infinity) < RELIABLE_OBSERVER_HEARD_MS;
+    if (!allAcked || observed || hi !== this.announcedHi) this.idleAnnounceMs = RELIABLE_IDLE_ANNOUNCE_MS;
+    const period = lagging ? RELIABLE_ANNOUNCE_MS : this.idleAnnounceMs;
     if (now - this.lastAnnounce < period) return;
     this.lastAnnounce = now;
+    this.announcedHi = hi;
+    if (allAcked && !observed)
+      this.idleAnnounceMs = Math.min(2 * this.idleAnnounceMs, RELIABLE_IDLE_ANNOUNCE_MAX_MS);
     this.shared.ctx.broadcast(
       ...this.wire.ANNOUNCE.out({ epoch: this.shared.epoch, highest: hi, joinPoint: this.joinPoint() }),
     );
+  }
+
+  /**
+   * When the next announce is due, while nothing else is: no message waits for acks and every
+   * tracked receiver has acked the newest (null otherwise: the lane ticks at its cadence). Asked
+   * after a tick, which flushed the open datagram.
+   */
+  quietUntil(): number | null {
+    const hi = this.sent.hi;
+    if (this.waiters.size > 0) return null;
+    for (const r of this.receivers.values()) if (r.acked < hi) return null;
+    return hi === 0 ? Infinity : this.lastAnnounce + this.idleAnnounceMs;
   }
 }
 

@@ -243,6 +243,13 @@ export class UnicastSender {
     }
   }
 
+  /** Whether nothing waits to be sent, acked or written (else the lane ticks at its cadence). */
+  quiet(): boolean {
+    for (const out of this.streams.values())
+      if (out.pending.size > 0 || out.queue.length > 0 || out.writing.size > 0) return false;
+    return true;
+  }
+
   /**
    * Numbers a message of `count` datagrams in the stream to `to` and checks it may be sent;
    * fails it (its callback deferred) when not.
@@ -459,6 +466,12 @@ export class UnicastReceiver<M extends Sequenced> {
       this.shared.heldTotal++;
     }
     this.sendAck(u, from);
+  }
+
+  /** Whether no write is pending and no ack due (else the lane ticks at its cadence). */
+  quiet(): boolean {
+    for (const u of this.streams.values()) if (u.ackDue || u.writes.pending > 0) return false;
+    return true;
   }
 
   /** Sends the acks that durable writes made due since the last tick. */
