@@ -411,7 +411,8 @@ function matches(spec: QuerySpec, name: string, tags: UserTags): boolean {
   return !spec.tags || matchesTags(tags, spec.tags);
 }
 
-function checkNameAndPayload(what: 'event' | 'query', name: string, payload: Buffer): void {
+/** Throws EventsError unless `name` is an event name and `payload` within EVENT_PAYLOAD_BYTES_MAX. */
+export function checkNameAndPayload(what: 'event' | 'query', name: string, payload: Buffer): void {
   if (!isEventName(name))
     throw new EventsError(
       `${what} name '${name}' is not valid: 1-${EVENT_NAME_CHARS_MAX} letters, digits or _ . : - (starting with a letter, digit or _)`,
