@@ -80,8 +80,11 @@ NAME: 1-64 letters, digits or _ . : -. PAYLOAD: up to ${EVENT_PAYLOAD_BYTES_MAX}
       const status = await showingWait(
         'waiting for the peers to acknowledge',
         new Promise<AckStatus | null>((resolve) => {
-          lamport = events.publish(args.name, payload, flags.coalesce, resolve);
-          setTimeout(() => resolve(null), timeoutMs);
+          const timer = setTimeout(() => resolve(null), timeoutMs);
+          lamport = events.publish(args.name, payload, flags.coalesce, (s) => {
+            clearTimeout(timer);
+            resolve(s);
+          });
         }),
         { json: this.jsonEnabled() },
       );

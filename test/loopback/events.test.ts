@@ -109,8 +109,16 @@ describe('tags, events and queries over loopback', () => {
       'the peers know each other',
       async () => (await peers(net, '--status', 'alive')).length === 4,
     );
-    const sent = await runCli(['event', 'deploy', '-', '--json', ...net], { env: ENV, input: 'v2\n' });
+    // Done once every agent acknowledged: it does not wait out --timeout (it did, keeping the
+    // process alive on a timer after its answer).
+    const started = Date.now();
+    const sent = await runCli(['event', 'deploy', '-', '--json', '--timeout', '60s', ...net], {
+      env: ENV,
+      input: 'v2\n',
+      timeoutMs: 30_000,
+    });
     expect(sent.code, sent.stderr).toBe(0);
+    expect(Date.now() - started).toBeLessThan(30_000);
     expect((JSON.parse(sent.stdout) as { acked: string[] }).acked.sort()).toEqual(names);
     await until('every handler ran', () => names.every((n) => fs.existsSync(`${out}/${n}`)));
     for (const n of names) expect(fs.readFileSync(`${out}/${n}`, 'utf8')).toBe('v2\n');
