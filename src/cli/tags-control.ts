@@ -110,6 +110,12 @@ export function serveControl(socketPath: string, apply: (req: TagsRequest) => Ta
       conn.removeAllListeners('data');
     });
   });
+  // The peer runs on without it: `peer tags` then says no peer answers.
+  server.on('error', (err) =>
+    process.stderr.write(
+      `peer: cannot serve peer tags on ${socketPath} (${err.message}); tags stay as they are\n`,
+    ),
+  );
   server.listen(socketPath, () => fs.chmodSync(socketPath, 0o600));
   server.unref();
   return server;

@@ -253,12 +253,11 @@ describe('events (simulation)', () => {
     expect(a1.node.stats.refused.answer).toBe(1);
     // A well-formed answer to a query of ours from an agent the query did not ask is refused too.
     let result: QueryResult | null = null;
-    h.events.get(rogue)!.query(
+    const id = h.events.get(rogue)!.query(
       { name: 'who', payload: Buffer.alloc(0), timeoutMs: 2_000, nodes: ['agent1'] },
       () => {},
       (r) => (result = r),
     );
-    const [id] = [...(h.events.get(rogue) as unknown as { open: Map<string, unknown> }).open.keys()];
     h.reliable.get(a2)!.sendTo(rogue.node.id, ANSWER_TOPIC, Buffer.from(`{"q":"${id}","a":1}\nforged`));
     expect(h.c.rt.runUntilTrue(() => result !== null, 3_000)).toBe(true);
     expect((result as unknown as QueryResult).answers.map((x) => x.from.name)).toEqual(['agent1']);
