@@ -43,7 +43,8 @@ export interface AgentFlagValues {
 export interface AgentSetup {
   tags: UserTags;
   runner: HandlerRunner;
-  socket: string;
+  /** Where `peer tags` reaches this peer; null when the data dir's path is too long for a socket. */
+  socket: string | null;
 }
 
 export function agentSetup(
@@ -55,7 +56,14 @@ export function agentSetup(
 ): AgentSetup {
   const parsed = parseTagArgs(flags.tag ?? []);
   if ('problem' in parsed) throw new UsageError(`--tag: ${parsed.problem}`);
-  const socket = controlSocket(dataDir, name);
+  // A data dir too deep for a unix socket costs `peer tags` only, not the peer (said at start).
+  let socket: string | null = null;
+  try {
+    socket = controlSocket(dataDir, name);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`peer: ${err.message}; until then peer tags cannot reach this peer\n`);
+  }
   // Flags win over what `peer tags set` saved last time, key by key.
   const tags = { ...loadTags(dataDir, name), ...parsed.tags };
   const bad = parseTagArgs(Object.entries(tags).map(([k, v]) => `${k}=${v}`));
@@ -91,9 +99,10 @@ export function serveTags(
   dataDir: string,
   name: string,
   log: EventLog,
-): net.Server {
+): net.Server | null {
   // The tags it starts with (the flags may have changed them) are saved as `peer tags set` would.
   saveTags(dataDir, name, setup.tags);
+  if (setup.socket === null) return null;
   return serveControl(setup.socket, (req) => {
     const r = applyRequest(events.tags, req);
     if (!r.ok) return r;

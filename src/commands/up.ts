@@ -98,7 +98,7 @@ export default class Up extends PeerCommand {
     const signal = await untilSignal();
     process.off('SIGUSR1', stats);
     process.off('SIGHUP', reload);
-    control.close();
+    control?.close();
     agent.runner.stop();
     await peer.stop();
     stats();
