@@ -128,4 +128,17 @@ describe('tags, events and queries over loopback', () => {
     const answers = (JSON.parse(q.stdout) as { answers: Array<{ from: string; answer: string }> }).answers;
     expect(answers.map((a) => `${a.from} ${a.answer}`).sort()).toEqual(names.map((n) => `${n} 1.2.3\n`));
   }, 120_000);
+
+  it('a data dir too deep for the control socket costs peer tags, not the peer', async () => {
+    const deep = path.join(tempDir('ev-deep'), 'd'.repeat(110));
+    const net = loopbackFlags(testPort(), deep, 'local');
+    const alice = up('alice', net, '--tag', 'role=db');
+    await isUp(alice);
+    expect(alice.stderr.join('')).toMatch(
+      /is longer than the 107 bytes .*; until then peer tags cannot reach this peer\n/,
+    );
+    const set = await runCli(['tags', 'set', 'rack=2', '--name', 'alice', '--data-dir', deep], { env: ENV });
+    expect(set.code).toBe(2);
+    expect(set.stderr).toMatch(/use a shorter --data-dir\n$/);
+  }, 60_000);
 });
