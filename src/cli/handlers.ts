@@ -42,6 +42,8 @@ export const HANDLER_STDERR_QUOTED_BYTES_MAX = 200;
 export const HANDLERS_MAX = 32;
 
 const MEMBER_KINDS = ['member-join', 'member-leave', 'member-failed', 'member-update'] as const;
+/** What a filter part looks like, valid or not: an event kind, with a name for user and query. */
+const EVENT_WORD = /^(member-[a-z]*|user(:.*)?|query(:.*)?)$/;
 
 export interface HandlerFilter {
   kind: HandlerEvent['kind'];
@@ -61,8 +63,15 @@ export interface HandlerSpec {
  */
 export function parseHandler(text: string): HandlerSpec {
   const eq = text.indexOf('=');
-  const filters = eq > 0 ? text.slice(0, eq).split(',').map(parseFilter) : [];
-  const filtered = filters.length > 0 && filters.every((f) => f !== null);
+  const parts = eq > 0 ? text.slice(0, eq).split(',') : [];
+  const filters = parts.map(parseFilter);
+  const filtered = parts.length > 0 && filters.every((f) => f !== null);
+  // Meant as a filter (every part names an event kind) but not one: say so, never run it for every event.
+  const bad = parts.find((p, i) => filters[i] === null);
+  if (!filtered && bad !== undefined && parts.every((p) => EVENT_WORD.test(p)))
+    throw new UsageError(
+      `--handler '${text}': '${bad}' is not an event; use member-join, member-leave, member-failed, member-update, user, user:NAME, query or query:NAME (NAME: letters, digits, _ . : -)`,
+    );
   const command = (filtered ? text.slice(eq + 1) : text).trim();
   if (command === '')
     throw new UsageError(
