@@ -100,8 +100,15 @@ export function serveTags(
   name: string,
   log: EventLog,
 ): net.Server | null {
-  // The tags it starts with (the flags may have changed them) are saved as `peer tags set` would.
-  saveTags(dataDir, name, setup.tags);
+  // The tags it starts with (the flags may have changed them) are saved as `peer tags set` would;
+  // a disk that refuses is said, and the peer runs on with them (a restart would not have them).
+  try {
+    saveTags(dataDir, name, setup.tags);
+  } catch (err) {
+    process.stderr.write(
+      `peer: cannot save the tags in ${dataDir} (${(err as Error).message}); they hold until this peer stops\n`,
+    );
+  }
   if (setup.socket === null) return null;
   return serveControl(setup.socket, (req) => {
     const r = applyRequest(events.tags, req);
