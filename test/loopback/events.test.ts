@@ -141,4 +141,18 @@ describe('tags, events and queries over loopback', () => {
     expect(set.code).toBe(2);
     expect(set.stderr).toMatch(/use a shorter --data-dir\n$/);
   }, 60_000);
+
+  it('tags that cannot be saved at start are said, and the peer runs on with them', async () => {
+    const dataDir = tempDir('ev-unsaved');
+    const net = loopbackFlags(testPort(), dataDir, 'local');
+    // Where the save writes first: a directory there makes it fail, as a full disk would.
+    fs.mkdirSync(path.join(dataDir, 'alice.tags.json.tmp'));
+    const alice = up('alice', net, '--tag', 'role=db');
+    await isUp(alice);
+    await alice.until((l) => l.stderr.join('').includes('cannot save the tags'), 10_000, 'the line');
+    expect(alice.stderr.join('')).toMatch(
+      /^peer: cannot save the tags in .*; they hold until this peer stops$/m,
+    );
+    expect((await peers(net, '--tag', 'role=db')).map((m) => m.name)).toEqual(['alice']);
+  }, 60_000);
 });
