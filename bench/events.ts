@@ -339,7 +339,7 @@ function section(peer: SideResult, serf: SideResult | undefined, serfWhy: string
       `\`serf event\` and \`serf query\` talk to agent 1 over its RPC port (Serf's way: a running agent sends). A query's time is when the bench read the ${AGENTS}th answer line. ${TRIALS} trials each, one at a time, after ${SETTLE_MS / 1000} s of quiet once the agents all see each other.`,
     ].join(' '),
     notes: [
-      '`peer event` and `peer query` are processes that start, join the group for their run, look for the agents (they wait until the list of agents has not changed for 1 s: AGENT_DISCOVERY_SETTLE_MS, so that none joins the stream past the message), send, and leave. Most of their time is that start-up and that second; `serf event` and `serf query` hand the message to a Serf agent already running, which gossips it.',
+      '`peer event` and `peer query` are processes that start, join the group for their run, look for the agents (they wait until the list of agents has not changed for 1 s: AGENT_DISCOVERY_SETTLE_MS, so that none is met only after sending, which would neither be waited for nor get the message), send, and leave. Most of their time is that start-up and that second; `serf event` and `serf query` hand the message to a Serf agent already running, which gossips it.',
       ...failures,
     ],
   };

@@ -135,8 +135,8 @@ function formatted(tags: UserTags): string {
 export const AGENT_DISCOVERY_MS = 3000;
 /**
  * Discovery ends once the agents seen have not changed for this long: 5 heartbeats of the lan
- * profile, as chat's --send (src/cli/chat.ts says why less lost a reader at 10 % loss). An agent
- * must also have heard us before we publish, or it joins our stream past the message.
+ * profile, as chat's --send (src/cli/chat.ts says why less lost a reader at 10 % loss). An agent we
+ * meet only after publishing is neither waited for nor sent what came before.
  */
 export const AGENT_DISCOVERY_SETTLE_MS = 1000;
 const DISCOVERY_POLL_MS = 10;
