@@ -7,7 +7,12 @@ import { showingWait } from '../cli/progress.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
 import { durationMs } from '../cli/run/duration.js';
 import { discoverAgents, installClient, readStdinBounded } from '../cli/events.js';
-import { checkNameAndPayload, EVENT_PAYLOAD_BYTES_MAX, EventsError } from '../p2p/events/index.js';
+import {
+  checkNameAndPayload,
+  EVENT_PAYLOAD_BYTES_MAX,
+  EventsError,
+  type Published,
+} from '../p2p/events/index.js';
 import type { AckStatus } from '../p2p/reliable/index.js';
 
 /** The longest `--timeout` of `peer event`, in ms. */
@@ -76,18 +81,21 @@ NAME: 1-64 letters, digits or _ . : -. PAYLOAD: up to ${EVENT_PAYLOAD_BYTES_MAX}
         throw new GroupError('no peer in the group runs handlers (peer up); the event was not sent', {
           name: args.name,
         });
-      let lamport = 0;
-      const status = await showingWait(
+      let published: Published | undefined;
+      const settled = await showingWait(
         'waiting for the peers to acknowledge',
         new Promise<AckStatus | null>((resolve) => {
           const timer = setTimeout(() => resolve(null), timeoutMs);
-          lamport = events.publish(args.name, payload, flags.coalesce, (s) => {
+          published = events.publish(args.name, payload, flags.coalesce, (s) => {
             clearTimeout(timer);
             resolve(s);
           });
         }),
         { json: this.jsonEnabled() },
       );
+      const lamport = published!.lamport;
+      // Timed out: who acked so far (an agent whose disk refused the event never does).
+      const status = settled ?? published!.status() ?? null;
       const name = (id: string) => peer.node.membership.get(id)?.name ?? id.slice(0, 8);
       const acked = (status?.acked ?? []).map(name);
       const missing = status

@@ -90,7 +90,8 @@ describe('events (simulation)', () => {
       const lamports: number[] = [];
       for (let i = 0; i < 10; i++)
         lamports.push(
-          h.events.get(sender)!.publish('deploy', Buffer.from(`v${i}`), false, (s) => settled.push(s)),
+          h.events.get(sender)!.publish('deploy', Buffer.from(`v${i}`), false, (s) => settled.push(s))
+            .lamport,
         );
       expect(h.c.rt.runUntilTrue(() => settled.length === 10, 10_000)).toBe(true);
       h.c.rt.runFor(2_000);

@@ -99,6 +99,14 @@ export interface QueryEvent {
 /** What handlers are run for. */
 export type HandlerEvent = { kind: MemberEventKind; members: EventMember[] } | UserEvent | QueryEvent;
 
+/** A user event published. */
+export interface Published {
+  /** Its Lamport time. */
+  lamport: number;
+  /** Who acked it so far (undefined once reliable delivery no longer holds it). */
+  status(): AckStatus | undefined;
+}
+
 export interface QuerySpec {
   name: string;
   payload: Buffer;
@@ -212,17 +220,16 @@ export class Events implements Protocol {
 
   /**
    * Publishes user event `name` to every live agent; `onSettled` once each acked or is gone.
-   * Throws EventsError for a bad name or a payload over EVENT_PAYLOAD_BYTES_MAX. Returns its
-   * Lamport time.
+   * Throws EventsError for a bad name or a payload over EVENT_PAYLOAD_BYTES_MAX.
    */
-  publish(name: string, payload: Buffer, coalesce: boolean, onSettled?: (s: AckStatus) => void): number {
+  publish(name: string, payload: Buffer, coalesce: boolean, onSettled?: (s: AckStatus) => void): Published {
     checkNameAndPayload('event', name, payload);
-    this.reliable.publish(
+    const id = this.reliable.publish(
       USER_EVENT_TOPIC,
       frame(coalesce ? { n: name, c: 1 } : { n: name }, payload),
       onSettled,
     );
-    return this.reliable.lastLamport;
+    return { lamport: this.reliable.lastLamport, status: () => this.reliable.ackStatus(id) };
   }
 
   /**
