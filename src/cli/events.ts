@@ -7,7 +7,14 @@ import { Flags } from '@oclif/core';
 import type net from 'node:net';
 import type { PeerNode } from '../p2p/node.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
-import { Events, EVENTS_TAG, parseTagArgs, type EventMember, type UserTags } from '../p2p/events/index.js';
+import {
+  Events,
+  EVENTS_TAG,
+  parseTagArgs,
+  type EventJournal,
+  type EventMember,
+  type UserTags,
+} from '../p2p/events/index.js';
 import { HANDLER_TIMEOUT_MS_DEFAULT, HandlerRunner, parseHandler } from './handlers.js';
 import { durationMs } from './run/duration.js';
 import { UsageError } from './network.js';
@@ -78,14 +85,23 @@ export function agentSetup(
   return { tags, runner, socket };
 }
 
-/** Installs Events as an agent on the peer's reliable delivery, feeding the runner. */
-export function installAgent(node: PeerNode, reliable: ReliableDelivery, setup: AgentSetup): Events {
+/**
+ * Installs Events as an agent on the peer's reliable delivery, feeding the runner; each user event
+ * acked only once in `journal` (the peer's SQLite file).
+ */
+export function installAgent(
+  node: PeerNode,
+  reliable: ReliableDelivery,
+  setup: AgentSetup,
+  journal: EventJournal | undefined,
+): Events {
   const events = node.install(
     (ctx, n) =>
       new Events(ctx, n.membership, reliable, {
         agent: true,
         answers: (q) => setup.runner.answers(q),
         tags: setup.tags,
+        journal,
       }),
   );
   events.onEvent((e) => setup.runner.push(e));

@@ -14,6 +14,9 @@
  *    (HANDLER_QUEUE_MAX); beyond it an event is dropped and a line says so. A handler that fails,
  *    times out or is dropped is reported as one line; the peer's protocols never wait for one:
  *    they only queue events here.
+ *  - A user event is taken out of the agent's journal (src/p2p/events/journal.ts) once its handlers
+ *    ended, or at once when none takes it or it is dropped; one still waiting or running when the
+ *    peer stops stays there and runs after the restart (so a handler a crash cut short runs again).
  * Handlers run no code from the network: what arrives is data on stdin and in a few environment
  * variables whose values pass the protocol's checks (names and tags of a restricted alphabet).
  */
@@ -127,7 +130,8 @@ export class HandlerRunner {
   push(event: HandlerEvent): void {
     const name = event.kind === 'user' || event.kind === 'query' ? event.name : undefined;
     const specs = this.opts.specs.filter((s) => handles(s, event.kind, name));
-    if (specs.length === 0 || this.stopped) return;
+    if (this.stopped) return;
+    if (specs.length === 0) return finished(event);
     if (this.queue.length >= HANDLER_QUEUE_MAX) {
       const what = describe(event);
       this.opts.log(
@@ -135,7 +139,7 @@ export class HandlerRunner {
         `handler queue full (${HANDLER_QUEUE_MAX} events waiting): dropped ${escapeForTerminal(what)}; handlers are too slow for the events coming`,
       );
       if (event.kind === 'query') event.answer(null);
-      return;
+      return finished(event);
     }
     this.queue.push({ event, specs });
     if (!this.running) void this.drain();
@@ -167,6 +171,8 @@ export class HandlerRunner {
         }
       }
       if (job.event.kind === 'query' && !answered) job.event.answer(null);
+      // Stopped midway: the event stays in the journal, to run after the restart.
+      if (!this.stopped) finished(job.event);
     }
     this.running = null;
     for (const w of this.idleWaiters.splice(0)) w();
@@ -260,6 +266,11 @@ export function eventEnv(event: HandlerEvent, selfName: string, selfTags: UserTa
 export function stdinOf(event: HandlerEvent): Buffer {
   if (event.kind === 'user' || event.kind === 'query') return event.payload;
   return Buffer.from(event.members.map(memberLine).join(''));
+}
+
+/** A user event whose handlers ended (or that none will run) leaves the journal. */
+function finished(event: HandlerEvent): void {
+  if (event.kind === 'user') event.done();
 }
 
 function memberLine(m: EventMember): string {

@@ -22,7 +22,7 @@ export interface EventResult {
   name: string;
   lamport: number;
   coalesce: boolean;
-  /** Agents that hold it (queued for their handlers). */
+  /** Agents that hold it (in their journals, for their handlers). */
   acked: string[];
   /** Agents that did not acknowledge it in time, or left meanwhile. */
   missing: string[];
@@ -30,7 +30,7 @@ export interface EventResult {
 
 export default class Event extends PeerCommand {
   static override summary = 'Send a user event to the handlers of every peer in the group.';
-  static override description = `Every peer started with peer up gets the event once and runs its user and user:NAME handlers with the payload on stdin (docs/events.md). Exits 0 once every one of them acknowledged it (it is queued for its handlers there), 1 when some did not within --timeout (they are named) or no peer runs handlers, 2 for bad input. With --coalesce, peers that get several events of this name close together run their handlers for the latest only.
+  static override description = `Every peer started with peer up gets the event once and runs its user and user:NAME handlers with the payload on stdin (docs/events.md). Exits 0 once every one of them acknowledged it (it is saved there, to run its handlers even after a crash), 1 when some did not within --timeout (they are named) or no peer runs handlers, 2 for bad input. With --coalesce, peers that get several events of this name close together run their handlers for the latest only.
 
 NAME: 1-64 letters, digits or _ . : -. PAYLOAD: up to ${EVENT_PAYLOAD_BYTES_MAX} bytes; '-' reads it from stdin. In an open group anyone on the LAN can send any event: use --key-file.`;
   static override examples = [

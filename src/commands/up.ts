@@ -8,6 +8,7 @@ import { UsageError } from '../cli/network.js';
 import { installCoordination, priorityFlag } from '../cli/coordination.js';
 import { logTaskPeer } from '../cli/tasks.js';
 import { RunsStore } from '../storage/runs.js';
+import { SqliteEventJournal } from '../storage/event-journal.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
 import { installJobs } from '../cli/run/install.js';
 import { logKeeper } from '../cli/run/detached.js';
@@ -44,6 +45,8 @@ export default class Up extends PeerCommand {
     const health = stderrHealth();
     const log = eventLog((l) => this.log(l), json);
     let events: Events | null = null;
+    // Set in install (a closure): typed so that the check at the end is not narrowed to null.
+    let journal = null as SqliteEventJournal | null;
     const agent = agentSetup(flags, settings.dataDir, settings.name, log, () => events?.tags ?? {});
     const peer = await startPeer(settings, {
       health,
@@ -57,7 +60,8 @@ export default class Up extends PeerCommand {
           view: election,
           store: store ? RunsStore.of(store, health) : undefined,
         });
-        events = installAgent(n, reliable, agent);
+        journal = store ? SqliteEventJournal.open(store, health) : null;
+        events = installAgent(n, reliable, agent, journal ?? undefined);
       },
     });
     const { node } = peer;
@@ -101,6 +105,7 @@ export default class Up extends PeerCommand {
     control?.close();
     agent.runner.stop();
     await peer.stop();
+    journal?.close();
     stats();
     log({ event: 'down', at: new Date().toISOString(), signal }, `left the group (${signal})`);
   }

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { SimDisk } from '../support/sim-disk.js';
+import { MemoryJournal } from '../support/memory-journal.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { ReliableDelivery, type AckStatus } from '../../src/p2p/reliable/index.js';
 import {
@@ -23,6 +25,11 @@ interface H {
   events: Map<SimPeer, Events>;
   reliable: Map<SimPeer, ReliableDelivery>;
   seen: Map<SimPeer, HandlerEvent[]>;
+  /** Agents whose handlers never end (cut short by a crash): their user events stay in the journal. */
+  unfinished: Set<string>;
+  /** The journal and disk of each agent named in `journaled`: they outlive a crash, as the SQLite file does. */
+  journals: Map<string, MemoryJournal>;
+  disks: Map<string, SimDisk>;
 }
 
 /**
@@ -35,8 +42,18 @@ async function harness(
   names: string[],
   faults = {},
   tags: Record<string, Record<string, string>> = {},
+  /** Agents that journal their user events (the others ack at delivery). */
+  journaled: string[] = [],
 ) {
-  const h: H = { c: null as unknown as SimCluster, events: new Map(), reliable: new Map(), seen: new Map() };
+  const h: H = {
+    c: null as unknown as SimCluster,
+    events: new Map(),
+    reliable: new Map(),
+    seen: new Map(),
+    unfinished: new Set(),
+    journals: new Map(),
+    disks: new Map(),
+  };
   h.c = new SimCluster(seed, faults, PROFILES.lan, (node, peer) => {
     const agent = peer.name.startsWith('agent');
     const rel = node.install(
@@ -53,12 +70,15 @@ async function harness(
           agent,
           answers: (name) => name === 'who' || name === 'silent',
           tags: tags[peer.name] ?? {},
+          journal: journalOf(h, peer.name, journaled),
         }),
     );
     const seen: HandlerEvent[] = [];
     ev.onEvent((e) => {
       seen.push(e);
       if (e.kind === 'query' && e.name === 'who') e.answer(Buffer.from(`I am ${peer.name}`));
+      // The handler ends at once, unless the test cuts it short.
+      if (e.kind === 'user' && !h.unfinished.has(peer.name)) e.done();
     });
     h.events.set(peer, ev);
     h.reliable.set(peer, rel);
@@ -66,6 +86,15 @@ async function harness(
   });
   for (const n of names) await h.c.add(n);
   return h;
+}
+
+function journalOf(h: H, name: string, journaled: string[]): MemoryJournal | undefined {
+  if (!journaled.includes(name)) return undefined;
+  if (!h.journals.has(name)) {
+    h.disks.set(name, new SimDisk(h.c.rt.random));
+    h.journals.set(name, new MemoryJournal(h.disks.get(name)!));
+  }
+  return h.journals.get(name);
 }
 
 const agents = (h: H) => h.c.live().filter((p) => p.name.startsWith('agent'));
@@ -109,6 +138,65 @@ describe('events (simulation)', () => {
       expect(h.c.handlerErrors()).toEqual([]);
     },
   );
+
+  it.each(SEEDS)(
+    'an agent whose journal write fails (full disk) does not ack: the sender counts it missing, its handlers never see the event, it stays up, seed %i',
+    async (seed) => {
+      const names = ['agent1', 'agent2', 'agent3', 'sender'];
+      const h = await harness(seed, names, { loss: 0.1, duplicate: 0.05 }, {}, names.slice(0, 3));
+      const { journals } = h;
+      const [a1, a2, a3, sender] = h.c.peers as [SimPeer, SimPeer, SimPeer, SimPeer];
+      expect(h.c.rt.runUntilTrue(() => knowsAgents(h, sender, 3), 5_000)).toBe(true);
+      h.disks.get('agent2')!.fill(0);
+      const published = h.events.get(sender)!.publish('deploy', Buffer.from('v1'), false);
+      const acked = () => (published.status()?.acked ?? []).slice().sort();
+      const others = [a1.node.id, a3.node.id].sort();
+      expect(h.c.rt.runUntilTrue(() => acked().join() === others.join(), 5_000)).toBe(true);
+      h.c.rt.runFor(3_000);
+      const status = published.status()!;
+      expect(status.complete).toBe(false);
+      expect(acked()).toEqual(others);
+      expect(status.pending).toEqual([a2.node.id]);
+      expect(userEvents(h, a2)).toEqual([]);
+      expect(journals.get('agent2')!.failed).toBeGreaterThan(0);
+      expect(h.events.get(a2)!.stats.notJournaled).toBeGreaterThan(0);
+      for (const a of [a1, a3]) expect(userEvents(h, a)).toHaveLength(1);
+      // Handled and done: nothing left in their journals.
+      expect(journals.get('agent1')!.rows.size + journals.get('agent3')!.rows.size).toBe(0);
+      expect(sender.node.membership.get(a2.node.id)?.state).toBe('alive');
+      expect(h.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it('an agent that crashes while a handler runs an acked event runs it again after its restart, once', async () => {
+    const h = await harness(3, ['agent1', 'agent2', 'sender'], {}, {}, ['agent1', 'agent2']);
+    const { journals } = h;
+    const [a1, a2, sender] = h.c.peers as [SimPeer, SimPeer, SimPeer];
+    expect(h.c.rt.runUntilTrue(() => knowsAgents(h, sender, 2), 5_000)).toBe(true);
+    h.unfinished.add('agent2');
+    const settled: AckStatus[] = [];
+    h.events.get(sender)!.publish('deploy', Buffer.from('v7'), false, (s) => settled.push(s));
+    expect(h.c.rt.runUntilTrue(() => settled.length === 1, 5_000)).toBe(true);
+    expect(settled[0]!.complete).toBe(true);
+    expect(userEvents(h, a2)).toHaveLength(1);
+    // agent2's handler started and had not ended when it crashed.
+    await h.c.crash(a2);
+    h.unfinished.delete('agent2');
+    await h.c.restart(a2);
+    h.c.rt.runFor(2_000);
+    const again = userEvents(h, a2);
+    expect(
+      again.map((e) => (e.kind === 'user' ? `${e.name}:${e.payload.toString()}:${e.fromName}` : '')),
+    ).toEqual(['deploy:v7:sender']);
+    expect(h.events.get(a2)!.stats.replayed).toBe(1);
+    // Done this time: a second restart runs nothing.
+    expect(journals.get('agent2')!.rows.size).toBe(0);
+    await h.c.crash(a2);
+    await h.c.restart(a2);
+    h.c.rt.runFor(2_000);
+    expect(userEvents(h, a2)).toEqual([]);
+    expect(userEvents(h, a1)).toHaveLength(1);
+  });
 
   it('coalescing: of a burst of one name only the latest runs; other names and uncoalesced events all run', async () => {
     const h = await harness(1, ['agent1', 'agent2', 'sender'], { loss: 0.1 });

@@ -42,6 +42,7 @@ describe('what a handler gets', () => {
       lamport: 42,
       fromName: 'ops',
       coalesce: false,
+      done: () => {},
     };
     expect(eventEnv(user, 'db1', { role: 'db', 'rack.no': '2' })).toEqual({
       PEER_EVENT: 'user',

@@ -12,8 +12,12 @@
  *   changed a `member-update`. The members of one kind found at one tick go to the handler
  *   together, one a line, as Serf's coalesced member events do.
  * - A user event is one reliable multicast on USER_EVENT_TOPIC: every live member gets it exactly
- *   once while its sender lives, or reliable delivery reports the loss; its sender counts the acks
- *   (acked = queued for that member's handlers). Its time is the Lamport time its sender stamped.
+ *   once while its sender lives, or reliable delivery reports the loss; its sender counts the acks.
+ *   An agent acks an event only once it is in its journal (journal.ts): durable, so a crash before
+ *   its handlers ran loses nothing (the restarted agent runs what its journal holds, at its first
+ *   tick); a failed write, or a journal at EVENTS_JOURNAL_EVENTS_MAX, is never acked. An event
+ *   leaves the journal when its handlers ended (`done`). Its time is the Lamport time its sender
+ *   stamped.
  *   A coalesced event is held EVENTS_QUIESCENT_MS after the last of its kind (EVENTS_COALESCE_MS
  *   at most) and only the latest of each name then runs: Serf's coalescing.
  * - A query is one reliable multicast on QUERY_TOPIC with an id, a timeout and optional filters
@@ -41,6 +45,7 @@ import {
   EVENT_PAYLOAD_BYTES_MAX,
   EVENTS_COALESCE_MS,
   EVENTS_COALESCE_NAMES_MAX,
+  EVENTS_JOURNAL_EVENTS_MAX,
   EVENTS_QUIESCENT_MS,
   QUERIES_OPEN_MAX,
   QUERY_ANSWER_BYTES_MAX,
@@ -51,6 +56,8 @@ import {
   USER_TAG_KEY_CHARS_MAX,
   USER_TAG_VALUE_CHARS_MAX,
 } from './limits.js';
+import { isJournaledEvent, type EventJournal, type JournaledEvent } from './journal.js';
+import { WriteFailedError } from '../write-failure.js';
 import { isUserTagKey, isUserTagValue, matchesTags, userTags, withUserTags, type UserTags } from './tags.js';
 
 /** Membership tag of agents: peers that run handlers and answer queries. */
@@ -83,6 +90,8 @@ export interface UserEvent {
   lamport: number;
   fromName: string;
   coalesce: boolean;
+  /** Takes it out of the journal: call once its handlers ended (or none will run it). */
+  done(): void;
 }
 
 export interface QueryEvent {
@@ -143,6 +152,8 @@ export interface EventsOptions {
   answers?: (name: string) => boolean;
   /** The user tags to start with. */
   tags?: UserTags;
+  /** Where an agent makes each user event durable before acking it; none: acked at delivery. */
+  journal?: EventJournal;
 }
 
 const isTagFilter = is.tags(USER_TAGS_MAX, USER_TAG_KEY_CHARS_MAX, USER_TAG_VALUE_CHARS_MAX);
@@ -174,7 +185,16 @@ interface Held {
 export class Events implements Protocol {
   readonly messages = {};
   readonly onMessage = (): void => {};
-  readonly stats = { userEvents: 0, coalescedAway: 0, queriesAnswered: 0, lateAnswers: 0 };
+  readonly stats = {
+    userEvents: 0,
+    coalescedAway: 0,
+    queriesAnswered: 0,
+    lateAnswers: 0,
+    /** User events not acked: the journal's write failed, or it was full. */
+    notJournaled: 0,
+    /** User events run again from the journal after a restart. */
+    replayed: 0,
+  };
   private readonly handlers: Array<(e: HandlerEvent) => void> = [];
   /** Agents as last reported to handlers: in the group or not, and their user tags (`k=v,...`). */
   private readonly reported = new Map<PeerId, { live: boolean; tags: string }>();
@@ -182,6 +202,8 @@ export class Events implements Protocol {
   private readonly open = new Map<string, OpenQuery>();
   private user: UserTags;
   private tagged = false;
+  /** Events in the journal and not done (bounded by EVENTS_JOURNAL_EVENTS_MAX). */
+  private journaled = 0;
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -219,7 +241,8 @@ export class Events implements Protocol {
   }
 
   /**
-   * Publishes user event `name` to every live agent; `onSettled` once each acked or is gone.
+   * Publishes user event `name` to every live agent; `onSettled` once each acked or is gone (an
+   * agent that could not make it durable never acks: `status()` names it pending meanwhile).
    * Throws EventsError for a bad name or a payload over EVENT_PAYLOAD_BYTES_MAX.
    */
   publish(name: string, payload: Buffer, coalesce: boolean, onSettled?: (s: AckStatus) => void): Published {
@@ -269,6 +292,7 @@ export class Events implements Protocol {
       // On the first tick, not in the constructor: the node sends nothing before it started.
       this.tagged = true;
       this.publishTags();
+      this.replayJournal();
     }
     if (this.opts.agent) this.reportMembers();
     this.releaseHeld(now, false);
@@ -307,25 +331,83 @@ export class Events implements Protocol {
       if (members.length > 0) this.emit({ kind, members });
   }
 
-  private onUserEvent(d: Delivery): void {
+  /** A rejected promise withholds the ack (reliable/durable.ts): the event is not durable here. */
+  private onUserEvent(d: Delivery): Promise<never> | undefined {
     const parsed = unframe(d.data, USER_HEADER);
-    if (!parsed || parsed.payload.length > EVENT_PAYLOAD_BYTES_MAX) return this.ctx.refuse('event');
+    if (!parsed || parsed.payload.length > EVENT_PAYLOAD_BYTES_MAX) {
+      this.ctx.refuse('event');
+      return;
+    }
     const h = parsed.header as { n: string; c?: 1 };
-    this.stats.userEvents++;
-    const event: UserEvent = {
-      kind: 'user',
+    const row: JournaledEvent = {
+      key: d.key,
       name: h.n,
       payload: parsed.payload,
       lamport: d.lamport,
       fromName: d.fromName,
       coalesce: h.c === 1,
     };
+    const refused = this.journal(row);
+    if (refused) {
+      this.stats.notJournaled++;
+      return Promise.reject(refused);
+    }
+    this.stats.userEvents++;
+    this.take(this.userEvent(row));
+  }
+
+  /** Appends `row` to the journal, if any; the error that withholds its ack when that failed. */
+  private journal(row: JournaledEvent): Error | null {
+    const journal = this.opts.journal;
+    if (!journal) return null;
+    if (this.journaled >= EVENTS_JOURNAL_EVENTS_MAX)
+      return new EventsError(`${EVENTS_JOURNAL_EVENTS_MAX} events wait for their handlers; not acknowledged`);
+    const failure = journal.append(row);
+    if (failure) return new WriteFailedError(failure);
+    this.journaled++;
+    return null;
+  }
+
+  private userEvent(row: JournaledEvent): UserEvent {
+    let done = false;
+    return {
+      kind: 'user',
+      name: row.name,
+      payload: row.payload,
+      lamport: row.lamport,
+      fromName: row.fromName,
+      coalesce: row.coalesce,
+      done: () => {
+        if (done || !this.opts.journal) return;
+        done = true;
+        this.journaled--;
+        this.opts.journal.done(row.key);
+      },
+    };
+  }
+
+  /** What the journal holds from before a restart: acked, and its handlers never ended. */
+  private replayJournal(): void {
+    for (const row of this.opts.journal?.pending(EVENTS_JOURNAL_EVENTS_MAX) ?? []) {
+      if (!isJournaledEvent(row, isEventName)) continue;
+      this.journaled++;
+      this.stats.replayed++;
+      this.emit(this.userEvent(row));
+    }
+  }
+
+  /** Runs a user event now, or holds it for coalescing. */
+  private take(event: UserEvent): void {
     if (!event.coalesce) return this.emit(event);
     const now = this.ctx.now();
     const held = this.held.get(event.name);
     if (held) {
       this.stats.coalescedAway++;
-      if (event.lamport >= held.event.lamport) held.event = event;
+      // The one not run is done: it never reaches a handler.
+      if (event.lamport >= held.event.lamport) {
+        held.event.done();
+        held.event = event;
+      } else event.done();
       held.lastAt = now;
       return;
     }

@@ -2,3 +2,4 @@
 export * from './limits.js';
 export * from './tags.js';
 export * from './events.js';
+export * from './journal.js';

@@ -43,3 +43,10 @@ export const EVENTS_COALESCE_MS = 3000;
 export const EVENTS_QUIESCENT_MS = 1000;
 /** Names held for coalescing at once; the next new name flushes what is held first. */
 export const EVENTS_COALESCE_NAMES_MAX = 256;
+
+/**
+ * User events an agent holds acknowledged and not yet handled (its journal, journal.ts): room for
+ * a full handler queue (1000 events, src/cli/handlers.ts) and every coalesced name held. Past it
+ * an event is not acknowledged: its sender counts this agent as not having it.
+ */
+export const EVENTS_JOURNAL_EVENTS_MAX = 2048;
