@@ -198,6 +198,31 @@ describe('events (simulation)', () => {
     expect(userEvents(h, a1)).toHaveLength(1);
   });
 
+  it('a new sender’s first event reaches the agents that had not heard of it yet (30 percent loss, seeds where that happens)', async () => {
+    let raced = 0;
+    for (let seed = 1; seed <= 30; seed++) {
+      const h = await harness(seed, ['agent1', 'agent2', 'agent3'], { loss: 0.3 });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged(), 10_000)).toBe(true);
+      const sender = await h.c.add('sender');
+      // Under loss an agent's answer to the sender's probe can arrive while the sender's own
+      // datagrams to that agent were lost: the sender knows it, it does not know the sender yet.
+      const strangers = () => agents(h).filter((a) => !a.node.membership.get(sender.node.id));
+      const ev = h.events.get(sender)!;
+      if (!h.c.rt.runUntilTrue(() => ev.agents().length > 0 && strangers().length > 0, 2_000)) continue;
+      raced++;
+      const audience = ev.agents().map((m) => m.name);
+      const settled: AckStatus[] = [];
+      ev.publish('deploy', Buffer.from('v1'), false, (st) => settled.push(st));
+      expect(h.c.rt.runUntilTrue(() => settled.length === 1, 5_000)).toBe(true);
+      expect(settled[0]!.refused).toEqual([]);
+      expect(settled[0]!.complete).toBe(true);
+      for (const a of agents(h).filter((x) => audience.includes(x.name)))
+        expect(userEvents(h, a)).toHaveLength(1);
+    }
+    // The race must have been run, not only looked for.
+    expect(raced).toBeGreaterThanOrEqual(5);
+  });
+
   it('coalescing: of a burst of one name only the latest runs; other names and uncoalesced events all run', async () => {
     const h = await harness(1, ['agent1', 'agent2', 'sender'], { loss: 0.1 });
     const sender = h.c.peers.at(-1)!;
