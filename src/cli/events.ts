@@ -108,13 +108,17 @@ export function installAgent(
   return events;
 }
 
-/** Serves `peer tags` once the peer runs: each change saved, then announced, then answered. */
+/**
+ * Serves `peer tags` once the peer runs (each change saved, then announced, then answered), and
+ * `peer event` / `peer query` handed to this agent (`relay`, agent-relay.ts).
+ */
 export function serveTags(
   events: Events,
   setup: AgentSetup,
   dataDir: string,
   name: string,
   log: EventLog,
+  relay: (req: Record<string, unknown>, conn: net.Socket) => void,
 ): net.Server | null {
   // The tags it starts with (the flags may have changed them) are saved as `peer tags set` would;
   // a disk that refuses is said, and the peer runs on with them (a restart would not have them).
@@ -126,18 +130,22 @@ export function serveTags(
     );
   }
   if (setup.socket === null) return null;
-  return serveControl(setup.socket, (req) => {
-    const r = applyRequest(events.tags, req);
-    if (!r.ok) return r;
-    try {
-      saveTags(dataDir, name, r.tags);
-    } catch (err) {
-      return { ok: false, error: `cannot save the tags: ${(err as Error).message}` };
-    }
-    events.setTags(r.tags);
-    log({ event: 'tags', at: new Date().toISOString(), tags: r.tags }, `tags now ${formatted(r.tags)}`);
-    return r;
-  });
+  return serveControl(
+    setup.socket,
+    (req) => {
+      const r = applyRequest(events.tags, req);
+      if (!r.ok) return r;
+      try {
+        saveTags(dataDir, name, r.tags);
+      } catch (err) {
+        return { ok: false, error: `cannot save the tags: ${(err as Error).message}` };
+      }
+      events.setTags(r.tags);
+      log({ event: 'tags', at: new Date().toISOString(), tags: r.tags }, `tags now ${formatted(r.tags)}`);
+      return r;
+    },
+    relay,
+  );
 }
 
 function formatted(tags: UserTags): string {

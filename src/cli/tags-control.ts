@@ -20,8 +20,10 @@ import { userTagsProblem, type UserTags } from '../p2p/events/index.js';
 
 export const CONTROL_SOCKET_SUFFIX = '.ctl';
 export const TAGS_FILE_SUFFIX = '.tags.json';
-/** A request or a reply, in bytes: a few tags. */
+/** A tags request or reply, in bytes: a few tags. */
 export const CONTROL_MESSAGE_BYTES_MAX = 4096;
+/** A request line, in bytes: an event or a query (agent-relay.ts) carries up to 8 KiB of payload in base64. */
+export const CONTROL_REQUEST_BYTES_MAX = 16 * 1024;
 /** How long `peer tags` waits for the peer's reply, in ms. */
 export const CONTROL_REPLY_MS = 5000;
 /** Longest unix socket path Linux takes (sun_path is 108 bytes with its NUL). */
@@ -93,9 +95,15 @@ export function applyRequest(current: UserTags, req: TagsRequest): TagsReply {
 
 /**
  * Serves `peer tags` for a running peer: `apply` makes the change (saves and announces it) and
- * returns the reply. A stale socket a crashed peer left is replaced (we hold the data dir's lock).
+ * returns the reply. Other requests (`op` event or query) go to `relay`, which writes its reply
+ * lines on the connection and ends it. A stale socket a crashed peer left is replaced (we hold the
+ * data dir's lock).
  */
-export function serveControl(socketPath: string, apply: (req: TagsRequest) => TagsReply): net.Server {
+export function serveControl(
+  socketPath: string,
+  apply: (req: TagsRequest) => TagsReply,
+  relay: (req: Record<string, unknown>, conn: net.Socket) => void,
+): net.Server {
   fs.rmSync(socketPath, { force: true });
   const server = net.createServer((conn) => {
     let buf = '';
@@ -104,10 +112,13 @@ export function serveControl(socketPath: string, apply: (req: TagsRequest) => Ta
     conn.on('data', (d: string) => {
       buf += d;
       const nl = buf.indexOf('\n');
-      if (nl < 0 && buf.length <= CONTROL_MESSAGE_BYTES_MAX) return;
-      const reply = nl < 0 ? { ok: false, error: 'request too long' } : handle(buf.slice(0, nl), apply);
-      conn.end(`${JSON.stringify(reply)}\n`);
+      if (nl < 0 && buf.length <= CONTROL_REQUEST_BYTES_MAX) return;
       conn.removeAllListeners('data');
+      const req = nl < 0 ? null : parseRequest(buf.slice(0, nl));
+      if (req && (req.op === 'event' || req.op === 'query')) return relay(req, conn);
+      const reply: TagsReply =
+        nl < 0 ? { ok: false, error: 'request too long' } : req ? handle(req, apply) : notJson;
+      conn.end(`${JSON.stringify(reply)}\n`);
     });
   });
   // The peer runs on without it: `peer tags` then says no peer answers.
@@ -121,16 +132,20 @@ export function serveControl(socketPath: string, apply: (req: TagsRequest) => Ta
   return server;
 }
 
-function handle(line: string, apply: (req: TagsRequest) => TagsReply): TagsReply {
-  let v: unknown;
+const notJson: TagsReply = { ok: false, error: 'request is not a JSON object' };
+
+function parseRequest(line: string): Record<string, unknown> | null {
   try {
-    v = JSON.parse(line);
+    const v: unknown = JSON.parse(line);
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
   } catch {
-    return { ok: false, error: 'request is not JSON' };
+    return null;
   }
-  const r = v as { op?: unknown; tags?: unknown; keys?: unknown };
-  if (r?.op === 'set' && isStringRecord(r.tags)) return apply({ op: 'set', tags: r.tags });
-  if (r?.op === 'unset' && Array.isArray(r.keys) && r.keys.every((k) => typeof k === 'string'))
+}
+
+function handle(r: Record<string, unknown>, apply: (req: TagsRequest) => TagsReply): TagsReply {
+  if (r.op === 'set' && isStringRecord(r.tags)) return apply({ op: 'set', tags: r.tags });
+  if (r.op === 'unset' && Array.isArray(r.keys) && r.keys.every((k) => typeof k === 'string'))
     return apply({ op: 'unset', keys: r.keys as string[] });
   return { ok: false, error: 'request is neither a set nor an unset' };
 }

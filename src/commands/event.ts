@@ -1,7 +1,8 @@
 import { Args, Flags } from '@oclif/core';
 import { GroupError, PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
-import { networkSettings, startPeer } from '../cli/peer.js';
+import { networkSettings, startPeer, type NetworkSettings } from '../cli/peer.js';
+import { relayed, type EventOutcome, type EventRequest } from '../cli/agent-relay.js';
 import { UsageError } from '../cli/network.js';
 import { showingWait } from '../cli/progress.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
@@ -71,6 +72,45 @@ NAME: 1-64 letters, digits or _ . : -. PAYLOAD: up to ${EVENT_PAYLOAD_BYTES_MAX}
       throw err instanceof EventsError ? new UsageError(err.message) : err;
     }
     const settings = networkSettings(flags, flags.name ?? 'event');
+    const request: EventRequest = {
+      op: 'event',
+      group: `${settings.group}:${settings.port}`,
+      name: args.name,
+      payload: payload.toString('base64'),
+      coalesce: flags.coalesce,
+      timeoutMs,
+    };
+    // A `peer up` of the group on this host with this data dir sends it at once; else we join.
+    const outcome =
+      ((await showingWait('waiting for the peers to acknowledge', relayed(settings.dataDir, request), {
+        json: this.jsonEnabled(),
+      })) as EventOutcome | null) ??
+      (await this.oneShot(settings, args.name, payload, flags.coalesce, timeoutMs));
+    const { lamport, acked, missing } = outcome;
+    const result: EventResult = { name: args.name, lamport, coalesce: flags.coalesce, acked, missing };
+    if (outcome.complete && missing.length === 0) {
+      if (!this.jsonEnabled())
+        this.log(
+          `event ${args.name} (Lamport time ${lamport}) acknowledged by ${acked.map(escapeForTerminal).join(', ')}`,
+        );
+      return result;
+    }
+    throw new GroupError(
+      acked.length === 0
+        ? `no peer acknowledged event ${args.name} within ${flags.timeout}; check that they run (peer peers) and send it again`
+        : `event ${args.name} acknowledged by ${acked.length} of ${acked.length + missing.length} peers within ${flags.timeout}; not by ${missing.map(escapeForTerminal).join(', ')}: check that they run`,
+      { ...result },
+    );
+  }
+
+  /** Joins the group for this run, finds the agents, sends and waits for their acks. */
+  private async oneShot(
+    settings: NetworkSettings,
+    name: string,
+    payload: Buffer,
+    coalesce: boolean,
+    timeoutMs: number,
+  ): Promise<EventOutcome> {
     const peer = await startPeer(settings, { transient: true, install: (n) => installClient(n) });
     try {
       const events = peer.installed;
@@ -79,42 +119,28 @@ NAME: 1-64 letters, digits or _ . : -. PAYLOAD: up to ${EVENT_PAYLOAD_BYTES_MAX}
       });
       if (agents.length === 0)
         throw new GroupError('no peer in the group runs handlers (peer up); the event was not sent', {
-          name: args.name,
+          name,
         });
       let published: Published | undefined;
       const settled = await showingWait(
         'waiting for the peers to acknowledge',
         new Promise<AckStatus | null>((resolve) => {
           const timer = setTimeout(() => resolve(null), timeoutMs);
-          published = events.publish(args.name, payload, flags.coalesce, (s) => {
+          published = events.publish(name, payload, coalesce, (s) => {
             clearTimeout(timer);
             resolve(s);
           });
         }),
         { json: this.jsonEnabled() },
       );
-      const lamport = published!.lamport;
       // Timed out: who acked so far (an agent whose disk refused the event never does).
       const status = settled ?? published!.status() ?? null;
-      const name = (id: string) => peer.node.membership.get(id)?.name ?? id.slice(0, 8);
-      const acked = (status?.acked ?? []).map(name);
+      const nameOf = (id: string) => peer.node.membership.get(id)?.name ?? id.slice(0, 8);
+      const acked = (status?.acked ?? []).map(nameOf);
       const missing = status
-        ? [...status.pending, ...status.gone, ...status.refused.map((r) => r.peer)].map(name)
+        ? [...status.pending, ...status.gone, ...status.refused.map((r) => r.peer)].map(nameOf)
         : agents.map((a) => a.name).filter((n) => !acked.includes(n));
-      const result: EventResult = { name: args.name, lamport, coalesce: flags.coalesce, acked, missing };
-      if (status?.complete && missing.length === 0) {
-        if (!this.jsonEnabled())
-          this.log(
-            `event ${args.name} (Lamport time ${lamport}) acknowledged by ${acked.map(escapeForTerminal).join(', ')}`,
-          );
-        return result;
-      }
-      throw new GroupError(
-        acked.length === 0
-          ? `no peer acknowledged event ${args.name} within ${flags.timeout}; check that they run (peer peers) and send it again`
-          : `event ${args.name} acknowledged by ${acked.length} of ${acked.length + missing.length} peers within ${flags.timeout}; not by ${missing.join(', ')}: check that they run`,
-        { ...result },
-      );
+      return { lamport: published!.lamport, acked, missing, complete: status?.complete ?? false };
     } finally {
       await peer.stop();
     }

@@ -1,7 +1,13 @@
 import { Args, Flags } from '@oclif/core';
 import { GroupError, PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
-import { networkSettings, startPeer } from '../cli/peer.js';
+import { networkSettings, startPeer, type NetworkSettings } from '../cli/peer.js';
+import {
+  relayed,
+  type QueryOutcome as RelayedOutcome,
+  type QueryRequest,
+  type RelayedAnswer,
+} from '../cli/agent-relay.js';
 import { UsageError } from '../cli/network.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
 import { durationMs } from '../cli/run/duration.js';
@@ -17,6 +23,7 @@ import {
   QUERY_NODES_MAX,
   QUERY_TIMEOUT_MS_MAX,
   type Answer,
+  type QuerySpec,
   type QueryResult,
 } from '../p2p/events/index.js';
 
@@ -84,6 +91,44 @@ NAME: 1-64 letters, digits or _ . : -. PAYLOAD: up to ${EVENT_PAYLOAD_BYTES_MAX}
       throw err instanceof EventsError ? new UsageError(err.message) : err;
     }
     const settings = networkSettings(flags, flags.name ?? 'query');
+    const request: QueryRequest = {
+      op: 'query',
+      group: `${settings.group}:${settings.port}`,
+      name: args.name,
+      payload: payload.toString('base64'),
+      timeoutMs,
+      tags: filter.tags,
+      nodes,
+    };
+    // A `peer up` of the group on this host with this data dir asks at once; else we join.
+    const result =
+      ((await relayed(settings.dataDir, request, (a) => this.show(a))) as RelayedOutcome | null) ??
+      (await this.oneShot(settings, { name: args.name, payload, timeoutMs, tags: filter.tags, nodes }));
+    const outcome: QueryOutcome = {
+      name: args.name,
+      answers: result.answers.map((a) => ({
+        from: a.from,
+        answer: a.data?.toString('utf8') ?? null,
+        truncated: a.truncated,
+      })),
+      silent: result.silent,
+    };
+    if (result.answers.length === 0 && result.silent.length === 0)
+      throw new GroupError(
+        `no peer matches query ${args.name}${flags.tag || flags.node ? ' (--tag, --node)' : ''}; check peer peers`,
+        { ...outcome },
+      );
+    if (outcome.silent.length > 0)
+      throw new GroupError(
+        `${outcome.silent.length} of ${outcome.silent.length + outcome.answers.length} peers did not answer within ${flags.timeout}: ${outcome.silent.join(', ')}`,
+        { ...outcome },
+      );
+    if (!this.jsonEnabled()) this.log(`${outcome.answers.length} answered, none silent`);
+    return outcome;
+  }
+
+  /** Joins the group for this run, finds the agents, asks and collects their answers. */
+  private async oneShot(settings: NetworkSettings, spec: QuerySpec): Promise<RelayedOutcome> {
     const peer = await startPeer(settings, { transient: true, install: (n) => installClient(n) });
     try {
       const events = peer.installed;
@@ -91,46 +136,26 @@ NAME: 1-64 letters, digits or _ . : -. PAYLOAD: up to ${EVENT_PAYLOAD_BYTES_MAX}
         json: this.jsonEnabled(),
       });
       const result = await new Promise<QueryResult>((resolve) => {
-        events.query(
-          { name: args.name, payload, timeoutMs, tags: filter.tags, nodes },
-          (a) => this.show(a),
-          resolve,
-        );
+        events.query(spec, (a) => this.show(relayedAnswer(a)), resolve);
       });
-      const outcome: QueryOutcome = {
-        name: args.name,
-        answers: result.answers.map((a) => ({
-          from: a.from.name,
-          answer: a.data?.toString('utf8') ?? null,
-          truncated: a.truncated,
-        })),
-        silent: result.silent.map((m) => m.name),
-      };
-      if (result.answers.length === 0 && result.silent.length === 0)
-        throw new GroupError(
-          `no peer matches query ${args.name}${flags.tag || flags.node ? ' (--tag, --node)' : ''}; check peer peers`,
-          { ...outcome },
-        );
-      if (outcome.silent.length > 0)
-        throw new GroupError(
-          `${outcome.silent.length} of ${outcome.silent.length + outcome.answers.length} peers did not answer within ${flags.timeout}: ${outcome.silent.join(', ')}`,
-          { ...outcome },
-        );
-      if (!this.jsonEnabled()) this.log(`${outcome.answers.length} answered, none silent`);
-      return outcome;
+      return { answers: result.answers.map(relayedAnswer), silent: result.silent.map((m) => m.name) };
     } finally {
       await peer.stop();
     }
   }
 
   /** One answer as it comes: the peer's name, then its output (escaped), indented under it when longer than a line. */
-  private show(a: Answer): void {
+  private show(a: RelayedAnswer): void {
     if (this.jsonEnabled()) return;
-    const name = paintName(a.from.name);
+    const name = paintName(a.from);
     if (a.data === null) return this.log(`${name}: (no handler)`);
     // Each line escaped on its own: a line of the answer can never pass for a line of ours.
     const lines = a.data.toString('utf8').replace(/\n$/, '').split('\n').map(escapeForTerminal);
     const cut = a.truncated ? ` [cut at ${QUERY_ANSWER_BYTES_MAX} bytes]` : '';
     this.log(lines.length > 1 ? `${name}:${cut}\n  ${lines.join('\n  ')}` : `${name}: ${lines[0]}${cut}`);
   }
+}
+
+function relayedAnswer(a: Answer): RelayedAnswer {
+  return { from: a.from.name, data: a.data, truncated: a.truncated };
 }

@@ -13,6 +13,7 @@ import { ReliableDelivery } from '../p2p/reliable/index.js';
 import { installJobs } from '../cli/run/install.js';
 import { logKeeper } from '../cli/run/detached.js';
 import { agentFlags, agentSetup, installAgent, serveTags } from '../cli/events.js';
+import { relayServer } from '../cli/agent-relay.js';
 import type { Events } from '../p2p/events/index.js';
 
 export default class Up extends PeerCommand {
@@ -65,9 +66,16 @@ export default class Up extends PeerCommand {
       },
     });
     const { node } = peer;
-    const control = serveTags(events!, agent, settings.dataDir, settings.name, log);
-
     const group = `${settings.group}:${settings.port}`;
+    const control = serveTags(
+      events!,
+      agent,
+      settings.dataDir,
+      settings.name,
+      log,
+      relayServer(events!, node, group),
+    );
+
     logTaskPeer(
       log,
       node,

@@ -115,11 +115,12 @@ describe('peer up --handler', () => {
     // bob has no handler: it acked all the same.
     expect(logged(dir, 'bob')).toEqual([]);
     const runs = a.json().filter((e) => e.event === 'handler');
+    // peer event runs with alice's data dir, so alice sends the events (src/cli/agent-relay.ts).
     expect(runs.map((e) => e.handled)).toEqual([
       'member-join bob',
-      'user event step1 from event',
-      'user event step2 from event',
-      'user event step3 from event',
+      'user event step1 from alice',
+      'user event step2 from alice',
+      'user event step3 from alice',
     ]);
   }, 90_000);
 
@@ -151,8 +152,8 @@ describe('peer up --handler', () => {
     await until('the handler after them ran', () => fs.existsSync(`${dir}/after`));
     const failed = a.json().filter((e) => e.event === 'handler-failed');
     expect(failed.map((e) => [e.handled, e.timedOut, e.exit, e.stderr])).toEqual([
-      ['user event slow from event', true, null, ''],
-      ['user event fail from event', false, 3, 'boom'],
+      ['user event slow from alice', true, null, ''],
+      ['user event fail from alice', false, 3, 'boom'],
     ]);
     expect(failed[0]!.ms as number).toBeGreaterThanOrEqual(500);
     expect(failed[0]!.ms as number).toBeLessThan(5_000);

@@ -129,6 +129,57 @@ describe('tags, events and queries over loopback', () => {
     expect(answers.map((a) => `${a.from} ${a.answer}`).sort()).toEqual(names.map((n) => `${n} 1.2.3\n`));
   }, 120_000);
 
+  it('peer event and peer query hand their message to a peer up running with the same data dir; without one they join the group', async () => {
+    const shared = tempDir('ev-relay');
+    const other = tempDir('ev-relay-other');
+    const port = testPort();
+    const out = tempDir('ev-relay-out');
+    const handlers = (n: string) => [
+      '--handler',
+      `user:deploy=cat > ${out}/${n}`,
+      '--handler',
+      'query:version=echo 1.2.3',
+    ];
+    const local = up('local', loopbackFlags(port, shared, 'local'), ...handlers('local'));
+    const remote = up('remote', loopbackFlags(port, other, 'local'), ...handlers('remote'));
+    await Promise.all([isUp(local), isUp(remote)]);
+    await until(
+      'the peers know each other',
+      async () => (await peers(loopbackFlags(port, other, 'local'), '--status', 'alive')).length === 2,
+    );
+    const joins = (p: Lines) => p.lines.filter((l) => /"name":"(event|query)"/.test(l)).length;
+    const before = joins(local) + joins(remote);
+
+    // Through `local`'s control socket: the same output, and no peer joins the group for it.
+    const sent = await runCli(['event', 'deploy', 'v3', '--json', ...loopbackFlags(port, shared, 'local')], {
+      env: ENV,
+    });
+    expect(sent.code, sent.stderr).toBe(0);
+    expect((JSON.parse(sent.stdout) as { acked: string[] }).acked.sort()).toEqual(['local', 'remote']);
+    await until('both handlers ran', () => ['local', 'remote'].every((n) => fs.existsSync(`${out}/${n}`)));
+    for (const n of ['local', 'remote']) expect(fs.readFileSync(`${out}/${n}`, 'utf8')).toBe('v3');
+    const q = await runCli(['query', 'version', ...loopbackFlags(port, shared, 'local')], { env: ENV });
+    expect(q.code, q.stderr).toBe(0);
+    expect(q.stdout.split('\n').sort()).toEqual([
+      '',
+      '2 answered, none silent',
+      'local: 1.2.3',
+      'remote: 1.2.3',
+    ]);
+    expect(joins(local) + joins(remote)).toBe(before);
+
+    // A data dir no peer runs in: the one-shot path, a peer of its own that joins for the run.
+    const alone = tempDir('ev-relay-none');
+    const oneShot = await runCli(['query', 'version', '--json', ...loopbackFlags(port, alone, 'local')], {
+      env: ENV,
+    });
+    expect(oneShot.code, oneShot.stderr).toBe(0);
+    expect(
+      (JSON.parse(oneShot.stdout) as { answers: Array<{ from: string }> }).answers.map((a) => a.from).sort(),
+    ).toEqual(['local', 'remote']);
+    await until('the one-shot peer was seen joining', () => joins(local) + joins(remote) > before);
+  }, 120_000);
+
   it('a data dir too deep for the control socket costs peer tags, not the peer', async () => {
     const deep = path.join(tempDir('ev-deep'), 'd'.repeat(110));
     const net = loopbackFlags(testPort(), deep, 'local');

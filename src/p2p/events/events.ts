@@ -39,7 +39,7 @@
 import { is, type PeerId } from '../wire.js';
 import type { MemberView, Protocol, ProtocolContext } from '../protocol.js';
 import type { Membership } from '../membership.js';
-import type { AckStatus, Delivery, ReliableDelivery } from '../reliable/index.js';
+import { messageKey, type AckStatus, type Delivery, type ReliableDelivery } from '../reliable/index.js';
 import {
   EVENT_NAME_CHARS_MAX,
   EVENT_PAYLOAD_BYTES_MAX,
@@ -247,12 +247,42 @@ export class Events implements Protocol {
    */
   publish(name: string, payload: Buffer, coalesce: boolean, onSettled?: (s: AckStatus) => void): Published {
     checkNameAndPayload('event', name, payload);
+    // An agent that publishes (for `peer event` through its control socket) is one of the agents:
+    // its own handlers get the event too, journaled first, and it counts among the acks.
+    let held: boolean | null = null;
+    const withSelf = (s: AckStatus): AckStatus =>
+      held === null
+        ? s
+        : held
+          ? { ...s, acked: [this.ctx.self.id, ...s.acked] }
+          : { ...s, complete: false, pending: [this.ctx.self.id, ...s.pending] };
     const id = this.reliable.publish(
       USER_EVENT_TOPIC,
       frame(coalesce ? { n: name, c: 1 } : { n: name }, payload),
-      onSettled,
+      onSettled && ((s) => onSettled(withSelf(s))),
     );
-    return { lamport: this.reliable.lastLamport, status: () => this.reliable.ackStatus(id) };
+    const lamport = this.reliable.lastLamport;
+    if (this.opts.agent) {
+      const row: JournaledEvent = {
+        key: messageKey(id),
+        name,
+        payload,
+        lamport,
+        fromName: this.ctx.self.name,
+        coalesce,
+      };
+      const refused = this.journal(row);
+      held = refused === null;
+      if (refused) this.stats.notJournaled++;
+      else this.take(this.userEvent(row));
+    }
+    return {
+      lamport,
+      status: () => {
+        const s = this.reliable.ackStatus(id);
+        return s && withSelf(s);
+      },
+    };
   }
 
   /**
@@ -272,6 +302,15 @@ export class Events implements Protocol {
     const expected = new Map<PeerId, EventMember>();
     for (const m of this.agents())
       if (matches(spec, m.name, m.tags) && expected.size < QUERY_MEMBERS_MAX) expected.set(m.id, m);
+    // An agent that asks answers its own query too, as every agent it asks does.
+    const self: EventMember = {
+      id: this.ctx.self.id,
+      name: this.ctx.self.name,
+      address: '',
+      tags: this.tags,
+    };
+    const asksSelf = this.opts.agent && matches(spec, self.name, self.tags);
+    if (asksSelf) expected.set(self.id, self);
     this.open.set(id, {
       spec,
       deadline: this.ctx.now() + spec.timeoutMs,
@@ -284,6 +323,7 @@ export class Events implements Protocol {
     if (spec.tags && Object.keys(spec.tags).length > 0) header.g = spec.tags;
     if (spec.nodes && spec.nodes.length > 0) header.m = spec.nodes;
     this.reliable.publish(QUERY_TOPIC, frame(header, spec.payload));
+    if (asksSelf) this.askSelf(id, spec, self);
     return id;
   }
 
@@ -451,6 +491,31 @@ export class Events implements Protocol {
       payload: parsed.payload,
       lamport: d.lamport,
       fromName: d.fromName,
+      answer,
+    });
+  }
+
+  /** This agent's own answer to its query `id`: as a remote agent's, without the network. */
+  private askSelf(id: string, spec: QuerySpec, self: EventMember): void {
+    let answered = false;
+    const answer = (data: Buffer | null): void => {
+      const q = this.open.get(id);
+      if (answered || !q) return;
+      answered = true;
+      const truncated = data !== null && data.length > QUERY_ANSWER_BYTES_MAX;
+      const a: Answer = { from: self, data: data && data.subarray(0, QUERY_ANSWER_BYTES_MAX), truncated };
+      q.answers.set(self.id, a);
+      q.onAnswer(a);
+    };
+    if (!(this.opts.answers?.(spec.name) ?? false)) return answer(null);
+    const lamport = this.reliable.lastLamport;
+    this.emit({
+      kind: 'query',
+      id,
+      name: spec.name,
+      payload: spec.payload,
+      lamport,
+      fromName: self.name,
       answer,
     });
   }
