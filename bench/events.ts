@@ -4,10 +4,13 @@
  * A LAN of network namespaces on a bridge (test/support/netns.ts), one agent per namespace:
  *  a. peer: 20 `peer up` agents, each with `--handler user:bench=...` (the handler writes the wall
  *     time it started, in ns, to a file named for the agent and the trial) and
- *     `--handler query:bench=echo ok`. From a 21st namespace, `peer event bench tN` per trial:
- *     the latency is from the moment the bench starts the command to the start of the last of the
- *     20 handlers. Then `peer query bench` per trial: from the start of the command to the 20th
- *     answer line it prints.
+ *     `--handler query:bench=echo ok`. From agent 1's namespace with the agents' data dir, as a
+ *     user with a running agent does, `peer event bench tN` per trial (the command hands it to a
+ *     running agent over its control socket: src/cli/agent-relay.ts): the latency is from the
+ *     moment the bench starts the command to the start of the last of the 20 handlers. Then
+ *     `peer query bench` per trial: from the start of the command to the 20th answer line it
+ *     prints. Then both again from a 21st namespace with a data dir of its own: the one-shot path
+ *     (a peer that joins the group for the command's run).
  *  b. Serf: the same 20 namespaces, one `serf agent -profile=lan` each, with the same handlers
  *     (`-event-handler`); `serf event -coalesce=false bench tN` and `serf query bench` through the
  *     RPC of agent 1, timed the same way (the 20th `Response from` line of `serf query`).
@@ -84,6 +87,11 @@ interface SideResult {
   failures: string[];
 }
 
+interface PeerResult extends SideResult {
+  /** The same trials through the one-shot path (no agent in the command's data dir). */
+  oneShot: SideResult;
+}
+
 /** Runs one trial command and times it to the last handler start. */
 async function eventTrial(
   lan: NetnsLan,
@@ -127,7 +135,7 @@ async function queryTrial(
   return at - start;
 }
 
-async function peerSide(lan: NetnsLan): Promise<SideResult> {
+async function peerSide(lan: NetnsLan): Promise<PeerResult> {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'peer-bench-ev-'));
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'peer-bench-evd-'));
   onCleanup(() => {
@@ -165,14 +173,34 @@ async function peerSide(lan: NetnsLan): Promise<SideResult> {
   );
   progress(`peer: ${AGENTS} agents up; quiet for ${SETTLE_MS} ms`);
   await delay(SETTLE_MS);
-  const sender = AGENTS;
-  const client = (...args: string[]) => [BIN, ...args, ...net(sender), '--data-dir', dataDir];
+  const alone = fs.mkdtempSync(path.join(os.tmpdir(), 'peer-bench-evo-'));
+  onCleanup(() => fs.rmSync(alone, { recursive: true, force: true }));
+  // Through agent 1's control socket (same namespace, same data dir); then one-shot.
+  const relayed = await peerTrials(lan, 0, dataDir, net, out, 'relayed', 0);
+  const oneShot = await peerTrials(lan, AGENTS, alone, net, out, 'one-shot', TRIALS);
+  const r: PeerResult = { ...relayed, oneShot };
+  for (const a of agents) a.child.kill('SIGTERM');
+  await Promise.all(agents.map((a) => a.exited));
+  return r;
+}
+
+/** TRIALS events then TRIALS queries from namespace `host` with data dir `dataDir`; trial names from `first`. */
+async function peerTrials(
+  lan: NetnsLan,
+  host: number,
+  dataDir: string,
+  net: (i: number) => string[],
+  out: string,
+  label: string,
+  first: number,
+): Promise<SideResult> {
+  const client = (...args: string[]) => [BIN, ...args, ...net(host), '--data-dir', dataDir];
   const r: SideResult = { event: [], query: [], failures: [] };
-  for (let t = 0; t < TRIALS; t++) {
+  for (let t = first; t < first + TRIALS; t++) {
     try {
       const d = await eventTrial(
         lan,
-        sender,
+        host,
         process.execPath,
         client('event', 'bench', `t${t}`),
         out,
@@ -180,28 +208,28 @@ async function peerSide(lan: NetnsLan): Promise<SideResult> {
         `t${t}`,
       );
       r.event.push(d);
-      progress(`peer event ${t + 1}/${TRIALS}: last handler started after ${Math.round(d)} ms`);
+      progress(
+        `peer event (${label}) ${t - first + 1}/${TRIALS}: last handler started after ${Math.round(d)} ms`,
+      );
     } catch (err) {
-      r.failures.push(`event t${t}: ${(err as Error).message}`);
+      r.failures.push(`event (${label}) t${t}: ${(err as Error).message}`);
     }
   }
   for (let t = 0; t < TRIALS; t++) {
     try {
       const d = await queryTrial(
         lan,
-        sender,
+        host,
         process.execPath,
         client('query', 'bench', '--timeout', QUERY_TIMEOUT),
         /^a\d+: ok$/,
       );
       r.query.push(d);
-      progress(`peer query ${t + 1}/${TRIALS}: ${AGENTS} answers after ${Math.round(d)} ms`);
+      progress(`peer query (${label}) ${t + 1}/${TRIALS}: ${AGENTS} answers after ${Math.round(d)} ms`);
     } catch (err) {
-      r.failures.push(`query ${t}: ${(err as Error).message}`);
+      r.failures.push(`query (${label}) ${t}: ${(err as Error).message}`);
     }
   }
-  for (const a of agents) a.child.kill('SIGTERM');
-  await Promise.all(agents.map((a) => a.exited));
   return r;
 }
 
@@ -297,7 +325,7 @@ async function run(): Promise<Section> {
   }
 }
 
-function section(peer: SideResult, serf: SideResult | undefined, serfWhy: string): Section {
+function section(peer: PeerResult, serf: SideResult | undefined, serfWhy: string): Section {
   const row = (what: string, v: number[]) => {
     const s = summarize(v);
     return [what, s.n, ms(s.p50), ms(s.p99), ms(s.max)];
@@ -306,15 +334,18 @@ function section(peer: SideResult, serf: SideResult | undefined, serfWhy: string
   const pq = summarize(peer.query);
   const se = serf ? summarize(serf.event) : undefined;
   const sq = serf ? summarize(serf.query) : undefined;
+  const po = summarize(peer.oneShot.event);
+  const pqo = summarize(peer.oneShot.query);
   const failures = [
     ...peer.failures.map((f) => `peer ${f}`),
+    ...peer.oneShot.failures.map((f) => `peer ${f}`),
     ...(serf?.failures ?? []).map((f) => `serf ${f}`),
   ];
   return {
     title: `User events and queries: ${AGENTS} agents`,
     summary: [
-      `- A user event from one peer to the handlers of ${AGENTS} peers: p50 ${ms(pe.p50)}, p99 ${ms(pe.p99)} from starting \`peer event\` to the last handler's start${se ? `; Serf (\`serf event\`) p50 ${ms(se.p50)}, p99 ${ms(se.p99)}` : ''}.`,
-      `- A query answered by ${AGENTS} peers: p50 ${ms(pq.p50)}, p99 ${ms(pq.p99)} from starting \`peer query\` to its ${AGENTS}th answer${sq ? `; Serf (\`serf query\`) p50 ${ms(sq.p50)}, p99 ${ms(sq.p99)}` : ''}.`,
+      `- A user event from one peer to the handlers of ${AGENTS} peers: p50 ${ms(pe.p50)}, p99 ${ms(pe.p99)} from starting \`peer event\` (handed to a running agent) to the last handler's start (one-shot, no agent in its data dir: p50 ${ms(po.p50)})${se ? `; Serf (\`serf event\`) p50 ${ms(se.p50)}, p99 ${ms(se.p99)}` : ''}.`,
+      `- A query answered by ${AGENTS} peers: p50 ${ms(pq.p50)}, p99 ${ms(pq.p99)} from starting \`peer query\` (handed to a running agent) to its ${AGENTS}th answer (one-shot: p50 ${ms(pqo.p50)})${sq ? `; Serf (\`serf query\`) p50 ${ms(sq.p50)}, p99 ${ms(sq.p99)}` : ''}.`,
       serf ? '' : `- Serf: not measured (${serfWhy}).`,
       failures.length ? `- Failed trials: ${failures.length} (listed below).` : '- No trial failed.',
     ]
@@ -325,9 +356,11 @@ function section(peer: SideResult, serf: SideResult | undefined, serfWhy: string
         caption: `From starting the command to the last of ${AGENTS} handlers started (user event), or to the ${AGENTS}th answer printed (query).`,
         headers: ['what', 'trials', 'p50', 'p99', 'max'],
         rows: [
-          row('peer event', peer.event),
+          row('peer event (to a running agent)', peer.event),
+          row('peer event (one-shot)', peer.oneShot.event),
           ...(serf ? [row('serf event -coalesce=false', serf.event)] : []),
-          row('peer query', peer.query),
+          row('peer query (to a running agent)', peer.query),
+          row('peer query (one-shot)', peer.oneShot.query),
           ...(serf ? [row('serf query', serf.query)] : []),
         ],
       },
@@ -335,11 +368,11 @@ function section(peer: SideResult, serf: SideResult | undefined, serfWhy: string
     method: [
       `${AGENTS} namespaces on one bridge (test/support/netns.ts), one agent each: \`peer up --profile lan --open\` with \`--handler user:bench=...\` and \`--handler query:bench='echo ok'\`,`,
       `then (after they stopped) \`serf agent -profile=lan\` with the same handlers as \`-event-handler\`. The user-event handler reads the payload (the trial's name) and writes \`date +%s%N\` to a file named for the agent and the trial;`,
-      `the latency is the latest of those times minus the moment the bench started the command. \`peer event\` and \`peer query\` run from a 21st namespace (a one-shot member for their run);`,
+      `the latency is the latest of those times minus the moment the bench started the command. \`peer event\` and \`peer query\` run first from agent 1's namespace with the agents' data dir (they hand the message to a running agent over its control socket, as a user with a \`peer up\` running does), then from a 21st namespace with a data dir of its own (one-shot: a member for their run);`,
       `\`serf event\` and \`serf query\` talk to agent 1 over its RPC port (Serf's way: a running agent sends). A query's time is when the bench read the ${AGENTS}th answer line. ${TRIALS} trials each, one at a time, after ${SETTLE_MS / 1000} s of quiet once the agents all see each other.`,
     ].join(' '),
     notes: [
-      '`peer event` and `peer query` are processes that start, join the group for their run, look for the agents (they wait until the list of agents has not changed for 1 s: AGENT_DISCOVERY_SETTLE_MS, so that none is met only after sending, which would neither be waited for nor get the message), send, and leave. Most of their time is that start-up and that second; `serf event` and `serf query` hand the message to a Serf agent already running, which gossips it.',
+      'Handed to a running agent, `peer event` and `peer query` are a process start and one request over a unix socket; the agent sends at once, as `serf event` and `serf query` hand the message to a running Serf agent. One-shot, they start a peer, join the group for their run, look for the agents (they wait until the list of agents has not changed for 1 s: AGENT_DISCOVERY_SETTLE_MS), send, and leave: most of their time is that start-up and that second.',
       ...failures,
     ],
   };

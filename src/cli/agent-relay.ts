@@ -17,7 +17,6 @@ import type { PeerNode } from '../p2p/node.js';
 import type { AckStatus } from '../p2p/reliable/index.js';
 import {
   checkNameAndPayload,
-  EventsError,
   QUERY_ANSWER_BYTES_MAX,
   QUERY_NODES_MAX,
   QUERY_TIMEOUT_MS_MAX,
@@ -126,8 +125,9 @@ export function relayServer(events: Events, node: PeerNode, group: string) {
         (r) => end({ ok: true, silent: r.silent.map((m) => m.name) }),
       );
     } catch (err) {
-      if (!(err instanceof EventsError)) throw err;
-      fail(err.message);
+      // A bad name or payload, too many queries open, reliable delivery's queue full: said to the
+      // command, never thrown into the socket's handler (it would stop the peer).
+      fail(err instanceof Error ? err.message : String(err));
     }
   };
 }
