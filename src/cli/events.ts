@@ -161,7 +161,8 @@ export const AGENT_DISCOVERY_MS = 3000;
  * Discovery ends once the agents seen have not changed for this long: 5 heartbeats of the lan
  * profile, as chat's --send (src/cli/chat.ts says why less lost a reader at 10 % loss). An agent we
  * meet only after publishing is neither waited for nor sent what came before, and the agents
- * must have heard our heartbeats too (they take messages only from members they know).
+ * must have heard our heartbeats too (an event in several fragments, over about a datagram, is
+ * taken only from a member the agent knows: src/p2p/reliable/fragments.ts).
  */
 export const AGENT_DISCOVERY_SETTLE_MS = 1000;
 const DISCOVERY_POLL_MS = 10;
