@@ -6,6 +6,11 @@ import { memberLabel, paintState, table } from '../cli/output.js';
 import { showingWait } from '../cli/progress.js';
 import type { MemberView } from '../p2p/protocol.js';
 import { coordinatorFromTags, rankMembers } from '../p2p/election.js';
+import { UsageError } from '../cli/network.js';
+import { escapeForTerminal } from '../cli/sanitize.js';
+import { formatTags, matchesTags, parseTagArgs, userTags, type UserTags } from '../p2p/events/index.js';
+
+const STATES = ['alive', 'suspect', 'dead', 'left'] as const;
 
 export interface PeerEntry {
   name: string;
@@ -16,6 +21,8 @@ export interface PeerEntry {
   lastSeenMs: number;
   duplicateName: boolean;
   tags: MemberView['tags'];
+  /** The tags set with peer up --tag and peer tags set (`tags` holds the protocols' own as well). */
+  userTags: UserTags;
   /** From the election tags: this member is the coordinator (the live claim with the highest term). */
   coordinator: boolean;
   /** Election rank among live candidates (1 = highest priority, then id); null if not a candidate. */
@@ -30,6 +37,7 @@ export default class Peers extends PeerCommand {
     '<%= config.bin %> peers --interface 127.0.0.1',
     '<%= config.bin %> peers --json --wait 500',
     '<%= config.bin %> peers --watch',
+    '<%= config.bin %> peers --tag role=db --status alive',
   ];
   static override enableJsonFlag = true;
   static override flags = {
@@ -45,15 +53,31 @@ export default class Peers extends PeerCommand {
       default: false,
       exclusive: ['json'],
     }),
+    tag: Flags.string({
+      summary: 'Only members with this tag, KEY=VALUE (repeatable: all of them).',
+      multiple: true,
+    }),
+    status: Flags.string({
+      summary: 'Only members in this state (repeatable).',
+      options: [...STATES],
+      multiple: true,
+    }),
   };
 
   async run(): Promise<PeerEntry[]> {
     const { flags } = await this.parse(Peers);
+    const filter = parseTagArgs(flags.tag ?? []);
+    if ('problem' in filter) throw new UsageError(`--tag: ${filter.problem}`);
+    const states = new Set<string>(flags.status ?? STATES);
+    // Ranks and the coordinator are the whole group's; the filters choose only what is shown.
+    const shown = (all: MemberView[]) =>
+      all.filter((m) => states.has(m.state) && matchesTags(userTags(m.tags), filter.tags));
     const settings = networkSettings(flags, flags.name ?? 'observer');
     const peer = await startPeer(settings, { observer: true });
     try {
       if (flags.watch) {
-        const draw = () => process.stdout.write(`\x1b[H\x1b[2J${this.render(peer.node.membership.list())}\n`);
+        const draw = () =>
+          process.stdout.write(`\x1b[H\x1b[2J${this.render(peer.node.membership.list(), shown)}\n`);
         draw();
         const timer = setInterval(draw, 500);
         await untilSignal();
@@ -62,36 +86,41 @@ export default class Peers extends PeerCommand {
         await showingWait('listening for peers', new Promise((r) => setTimeout(r, flags.wait)), {
           json: this.jsonEnabled(),
         });
-        this.log(this.render(peer.node.membership.list()));
+        this.log(this.render(peer.node.membership.list(), shown));
       }
       const members = peer.node.membership.list();
       const ranks = rankMembers(members);
       const coordinator = coordinatorFromTags(members);
-      return members.map(({ name, id, address, state, incarnation, lastSeenMs, duplicateName, tags }) => ({
-        name,
-        id,
-        address,
-        state,
-        incarnation,
-        lastSeenMs,
-        duplicateName,
-        tags,
-        coordinator: id === coordinator,
-        rank: ranks.get(id) ?? null,
-      }));
+      return shown(members).map(
+        ({ name, id, address, state, incarnation, lastSeenMs, duplicateName, tags }) => ({
+          name,
+          id,
+          address,
+          state,
+          incarnation,
+          lastSeenMs,
+          duplicateName,
+          tags,
+          userTags: userTags(tags),
+          coordinator: id === coordinator,
+          rank: ranks.get(id) ?? null,
+        }),
+      );
     } finally {
       await peer.stop();
     }
   }
 
-  private render(members: MemberView[]): string {
+  private render(members: MemberView[], shown: (all: MemberView[]) => MemberView[]): string {
     if (members.length === 0)
       return 'no peers answered (check --interface, --group and --port, or run peer doctor)';
     const ranks = rankMembers(members);
     const coordinator = coordinatorFromTags(members);
+    const rows = shown(members);
+    if (rows.length === 0) return `no peer matches --tag/--status among the ${members.length} that answered`;
     return table(
-      ['NAME', 'ADDRESS', 'STATE', 'INC', 'LAST SEEN', 'RANK'],
-      members.map((m) => [
+      ['NAME', 'ADDRESS', 'STATE', 'INC', 'LAST SEEN', 'RANK', 'TAGS'],
+      rows.map((m) => [
         memberLabel(m) +
           (m.duplicateName ? ' (duplicate name)' : '') +
           (m.id === coordinator ? ' *coordinator' : ''),
@@ -100,6 +129,7 @@ export default class Peers extends PeerCommand {
         String(m.incarnation),
         `${m.lastSeenMs} ms`,
         String(ranks.get(m.id) ?? '-'),
+        escapeForTerminal(formatTags(userTags(m.tags))),
       ]),
     );
   }

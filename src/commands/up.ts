@@ -8,25 +8,32 @@ import { UsageError } from '../cli/network.js';
 import { installCoordination, priorityFlag } from '../cli/coordination.js';
 import { logTaskPeer } from '../cli/tasks.js';
 import { RunsStore } from '../storage/runs.js';
+import { SqliteEventJournal } from '../storage/event-journal.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
 import { installJobs } from '../cli/run/install.js';
 import { logKeeper } from '../cli/run/detached.js';
 import { listenMetrics, metering, metricsFlag, type MeteredModules } from '../cli/metrics.js';
+import { agentFlags, agentSetup, installAgent, serveTags } from '../cli/events.js';
+import { relayServer } from '../cli/agent-relay.js';
+import type { Events } from '../p2p/events/index.js';
 
 export default class Up extends PeerCommand {
   static override summary = 'Run a headless peer that stays in the group until stopped.';
   static override description =
-    'Joins the group, heartbeats, and logs membership events (join, suspect, dead, leave) as lines. It stands in the coordinator election; elected, it keeps the detached runs of peer run --detach (docs/run.md), and meanwhile keeps a copy of them. Ctrl-C or SIGTERM leaves the group gracefully, so the others see a leave at once instead of a death. SIGUSR1 prints what was dropped and why; SIGHUP re-reads --key-file (key rotation, see docs/security.md).';
+    'Joins the group, heartbeats, and logs membership events (join, suspect, dead, leave) as lines. It stands in the coordinator election; elected, it keeps the detached runs of peer run --detach (docs/run.md), and meanwhile keeps a copy of them. Ctrl-C or SIGTERM leaves the group gracefully, so the others see a leave at once instead of a death. SIGUSR1 prints what was dropped and why; SIGHUP re-reads --key-file (key rotation, see docs/security.md). It runs --handler scripts on member events, on user events (peer event) and on queries (peer query), and carries the --tag tags that peer peers shows and peer tags changes (docs/events.md).';
   static override examples = [
     '<%= config.bin %> up --interface 127.0.0.1 --name alice',
     '<%= config.bin %> up --interface eth0 --log-format json',
     '<%= config.bin %> up --interface 127.0.0.1 --name boss --priority 10',
     '<%= config.bin %> up --interface 127.0.0.1 --metrics 9464',
     '<%= config.bin %> up --interface eth0 --join 192.168.1.20 --join 10.0.2.7:47777',
+    '<%= config.bin %> up --interface 127.0.0.1 --name db1 --tag role=db --handler user:deploy=./deploy.sh',
+    "<%= config.bin %> up --interface 127.0.0.1 --handler 'member-join,member-failed=logger -t peer' --handler 'query:load=uptime'",
   ];
   static override flags = {
     ...networkFlags,
     ...priorityFlag,
+    ...agentFlags,
     'log-format': Flags.string({
       summary: 'Log lines as text or as JSON objects.',
       options: ['text', 'json'],
@@ -43,6 +50,11 @@ export default class Up extends PeerCommand {
     const health = stderrHealth();
     // Listening first: a port in use stops us before we join the group (docs/metrics.md).
     const metrics = await listenMetrics(flags.metrics);
+    const log = eventLog((l) => this.log(l), json);
+    let events: Events | null = null;
+    // Set in install (a closure): typed so that the check at the end is not narrowed to null.
+    let journal = null as SqliteEventJournal | null;
+    const agent = agentSetup(flags, settings.dataDir, settings.name, log, () => events?.tags ?? {});
     const peer = await startPeer(settings, {
       health,
       install: (n, store) => {
@@ -55,13 +67,22 @@ export default class Up extends PeerCommand {
           view: coordination.election,
           store: store ? RunsStore.of(store, health) : undefined,
         });
+        journal = store ? SqliteEventJournal.open(store, health) : null;
+        events = installAgent(n, reliable, agent, journal ?? undefined);
         return { coordination, reliable };
       },
     }).then(...metering(metrics, (installed: MeteredModules) => installed));
     const { node } = peer;
-    const log = eventLog((l) => this.log(l), json);
-
     const group = `${settings.group}:${settings.port}`;
+    const control = serveTags(
+      events!,
+      agent,
+      settings.dataDir,
+      settings.name,
+      log,
+      relayServer(events!, node, group),
+    );
+
     logTaskPeer(
       log,
       node,
@@ -97,7 +118,10 @@ export default class Up extends PeerCommand {
     const signal = await untilSignal();
     process.off('SIGUSR1', stats);
     process.off('SIGHUP', reload);
+    control?.close();
+    agent.runner.stop();
     await peer.stop();
+    journal?.close();
     await metrics?.close();
     stats();
     log({ event: 'down', at: new Date().toISOString(), signal }, `left the group (${signal})`);

@@ -43,11 +43,12 @@ export function writeFailure(file: string, err: unknown): WriteFailure {
  * written again. SQLite's small background writes (checkpoints every second, the replica log,
  * peers seen, the incarnation) are one writer: they share a WAL, and the checkpoint timer retries
  * them all every second. A replica file's appends and rewrites are another; kv commits and chat
- * lines (each a write a sender waits on) are one each, as are the token ring's state (a promise or
+ * lines and user events (each a write a sender waits on) are one each, as are the token ring's state (a promise or
  * a fencing token, written before it is acted on) and task records (written before a task is
  * accepted or its result acknowledged).
  */
-export type Writer = 'background' | 'replica' | 'kv' | 'chat' | 'token-ring' | 'tasks' | 'files' | 'runs';
+export type Writer =
+  'background' | 'replica' | 'kv' | 'chat' | 'token-ring' | 'tasks' | 'files' | 'runs' | 'events';
 
 /**
  * How long writes to a directory must go without a failure, once every writer that failed there

@@ -154,10 +154,12 @@ describe('peer monitor in a terminal', () => {
     await until('both members', () => /^alice .* alive /m.test(pane()) && /^bob .* alive /m.test(pane()));
     const lines = pane().split('\n');
     expect(lines.every((l) => l.length <= 80)).toBe(true);
-    expect(pane()).toMatch(/^NAME +ID +ADDRESS +STATE +COORD +RANK +LAMPORT +OFFSET +LOAD +LAST SEEN$/m);
-    // Every row ends with its LAST SEEN value, whole.
+    expect(pane()).toMatch(
+      /^NAME +ID +ADDRESS +STATE +COORD +RANK +LAMPORT +OFFSET +LOAD +LAST SEEN +TAGS$/m,
+    );
+    // Every row ends with its LAST SEEN value, whole (then TAGS: these peers have none).
     for (const name of ['alice', 'bob'])
-      expect(pane()).toMatch(new RegExp(`^${name} .* alive .* \\d+(\\.\\d)? (ms|s|min)$`, 'm'));
+      expect(pane()).toMatch(new RegExp(`^${name} .* alive .* \\d+(\\.\\d)? (ms|s|min) *$`, 'm'));
   });
 
   it('shows a worker on the Tasks tab in a keyed group: its slots, exec allowed, the jobs it holds, the runs of peer task', async () => {

@@ -82,7 +82,7 @@ const C = '0000000000000003';
 describe('Peers tab', () => {
   it('shows coordinator and ranks from election tags, Lamport and offset from clock readings, load from worker tags', () => {
     const members = [
-      member('ana', A, { prio: 5, coord: false, term: 2, js: 4, jl: 1 }),
+      member('ana', A, { prio: 5, coord: false, term: 2, js: 4, jl: 1, 't.role': 'db', 't.rack': '2' }),
       member('bea', B, { prio: 5, coord: true, term: 2 }),
       member('cid', C, {}, 'suspect'),
     ];
@@ -101,6 +101,7 @@ describe('Peers tab', () => {
       '-1.3 ms',
       '1/4',
       '120 ms',
+      'rack=2,role=db',
     ]);
     expect(rows[1]!.slice(3, 7)).toEqual(['alive', 'yes', '1', '—']);
     expect(rows[2]![3]).toBe('suspect');
@@ -395,13 +396,15 @@ describe('screen', () => {
     const s = screen(TABS, input([long, member('bea', B)]), initialUi(), 80, 24);
     const plain = s.lines.map((l) => l.map((c) => c.text).join(''));
     for (const l of plain) expect(l.length).toBe(79);
-    expect(plain[3]).toMatch(/^NAME +ID +ADDRESS +STATE +COORD +RANK +LAMPORT +OFFSET +LOAD +LAST SEEN *$/);
+    expect(plain[3]).toMatch(
+      /^NAME +ID +ADDRESS +STATE +COORD +RANK +LAMPORT +OFFSET +LOAD +LAST SEEN +TAGS *$/,
+    );
     const row = plain[4]!;
-    expect(row).toMatch(/^a-rather-\S*… /);
-    expect(row).toMatch(/1\.5 s *$/); // LAST SEEN, whole
+    expect(row).toMatch(/^a-rather\S*… /); // cut further since the TAGS column
+    expect(row).toMatch(/1\.5 s +$/); // LAST SEEN, whole (no tags)
     // Every row is cut at the same places: the columns stay aligned.
-    expect(plain[5]).toMatch(/^bea +\S+… 127\.0\.0\.1:\S* +alive /);
-    expect(plain[5]).toMatch(/120 ms *$/);
+    expect(plain[5]).toMatch(/^bea +\S+… 127\.0\.0\.1\S* +alive /);
+    expect(plain[5]).toMatch(/120 ms +$/);
   });
 
   it('scrolls long tables and says which rows are shown; asks for a larger terminal when too small', () => {

@@ -22,7 +22,7 @@
  * Memory: a receiver holds partial messages only from senders membership knows as live, within
  * RELIABLE_REASSEMBLY_BYTES_PER_SENDER_MAX per sender and RELIABLE_REASSEMBLY_BYTES_TOTAL_MAX in
  * all, counted from the first fragment (the whole message's size); a message over a bound, over
- * the receiver's own message limit, or from a sender it does not know, is refused: its fragments are acked and dropped, and the refusal rides on the stream's acks
+ * the receiver's own message limit, or in several fragments from a sender it does not know, is refused: its fragments are acked and dropped, and the refusal rides on the stream's acks
  * (`rf`) for RELIABLE_REFUSAL_REPEAT_MS so the sender's callback hears of it (sender.ts).
  */
 import {
@@ -348,7 +348,7 @@ export class Reassembler implements StreamSink<Fragment> {
       buf: null,
       filled: 0,
     };
-    const reason = this.refusal(s.from, bytes);
+    const reason = this.refusal(s.from, bytes, count);
     if (reason) {
       this.stats.messagesRefused++;
       const list = this.refusals.get(key) ?? [];
@@ -364,9 +364,12 @@ export class Reassembler implements StreamSink<Fragment> {
     return partial;
   }
 
-  private refusal(from: PeerId, bytes: number): RefusalReason | null {
+  private refusal(from: PeerId, bytes: number, count: number): RefusalReason | null {
     if (bytes > this.limits.messageBytesMax) return 'too-large';
-    if (!this.isMember(from)) return 'unknown-sender';
+    // A message whole in its first fragment is in hand already: taking it holds nothing more, as
+    // the small lane takes any stream's. Refused, it was lost for good at a receiver that had not
+    // heard of a new sender yet (its first heartbeat lost, or still on its way).
+    if (count > 1 && !this.isMember(from)) return 'unknown-sender';
     const mine = this.bySender.get(from) ?? 0;
     if (mine + bytes > this.limits.perSenderBytesMax || this.heldBytes + bytes > this.limits.totalBytesMax)
       return 'no-room';

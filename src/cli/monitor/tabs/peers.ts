@@ -2,10 +2,11 @@
  * Peers: every member the monitor knows, with its state from membership, the coordinator and
  * ranks from the election's tags (coordinatorFromTags, rankMembers: what every peer publishes on
  * its heartbeats), Lamport time and clock offset from clock sync's status answers, and load from
- * the workers' adverts (jobs held / slots).
+ * the workers' adverts (jobs held / slots), and the tags set with peer up --tag or peer tags set.
  */
 import { coordinatorFromTags, rankMembers, TAG_PRIORITY } from '../../../p2p/election.js';
 import { advertOf } from '../../../p2p/jobs/index.js';
+import { formatTags, userTags } from '../../../p2p/events/index.js';
 import {
   ago,
   cell,
@@ -51,6 +52,7 @@ export const peersTab: Tab = {
         ),
         cell(advert ? `${advert.held}/${advert.slots}` : UNKNOWN),
         cell(ago(m.lastSeenMs), m.lastSeenMs > 1000 ? 'warn' : undefined),
+        cell(formatTags(userTags(m.tags)), 'dim'),
       ];
     });
     return {
@@ -62,10 +64,23 @@ export const peersTab: Tab = {
           ? cell(`${coordName} (${coordinator!.slice(0, 8)})`, 'accent')
           : cell(electing ? 'none yet (election running)' : 'none (no peer runs the election)', 'dim'),
       ],
-      headers: ['NAME', 'ID', 'ADDRESS', 'STATE', 'COORD', 'RANK', 'LAMPORT', 'OFFSET', 'LOAD', 'LAST SEEN'],
+      headers: [
+        'NAME',
+        'ID',
+        'ADDRESS',
+        'STATE',
+        'COORD',
+        'RANK',
+        'LAMPORT',
+        'OFFSET',
+        'LOAD',
+        'LAST SEEN',
+        'TAGS',
+      ],
       rows,
       // Narrow terminals: the short id gives first, then the longer of name and address, so
-      // LAST SEEN and the protocol columns always show (80 columns fit every column).
+      // LAST SEEN and the protocol columns always show (80 columns fit every column). TAGS is last:
+      // it takes what is left of the line, cut at its end when the line is full.
       shrink: [[1], [0, 2]],
       empty:
         'no peer seen yet (probing the group; check --interface, --group and --port, or run peer doctor)',
