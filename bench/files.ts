@@ -44,6 +44,8 @@ import {
 const MIB = 2 ** 20;
 const FILE_MIB = envInt('PEER_BENCH_FILE_MIB', 256);
 const RUNS = envInt('PEER_BENCH_FILE_RUNS', 3);
+/** Where peer's processes write CPU profiles (node --cpu-prof), when set: for finding where time goes. */
+const CPU_PROF_DIR = process.env.PEER_BENCH_FILE_CPU_PROF;
 const TOOLS = ['peer', 'uftp', 'udpcast'] as const;
 type Tool = (typeof TOOLS)[number];
 const RECEIVERS = 4;
@@ -314,8 +316,7 @@ const peer: ToolRun = {
   receiver(lan, i, dir) {
     const args = ['chat', '--listen', '--json', '--download-dir', dir];
     args.push(...peerArgs(lan, i, `r${i}`, path.join(dir, '..', `data-r${i}`)));
-    // BIN itself, as a user's `peer` runs it: its first line gives node its options.
-    const proc = new TimedLines(lan.spawn(i, BIN, args, { NO_COLOR: '1' }));
+    const proc = new TimedLines(spawnPeer(lan, i, args));
     const line = () => {
       const l = proc.find('"type":"file"', 0);
       return l ? { at: l.at, path: (JSON.parse(l.text) as { path?: unknown }).path } : undefined;
@@ -333,10 +334,23 @@ const peer: ToolRun = {
   ready: (r) => r.proc.find('no --key-file', 0) !== undefined,
   sender(lan, source, dataDir) {
     const args = ['chat', '--send-file', source, ...peerArgs(lan, SENDER_HOST, PEER_SENDER_NAME, dataDir)];
-    return lan.spawn(SENDER_HOST, BIN, args, { NO_COLOR: '1' });
+    return spawnPeer(lan, SENDER_HOST, args);
   },
   repairs: () => 'n/a',
 };
+
+/**
+ * Starts the peer CLI on host i: BIN itself, as a user's `peer` runs it (its first line gives node
+ * its options), or with PEER_BENCH_FILE_CPU_PROF=DIR under node's --cpu-prof, each process
+ * writing its profile into DIR when it exits (NODE_OPTIONS cannot carry --cpu-prof).
+ */
+function spawnPeer(lan: NetnsLan, i: number, args: string[]): ChildProcess {
+  const env = { NO_COLOR: '1' };
+  if (!CPU_PROF_DIR) return lan.spawn(i, BIN, args, env);
+  const nodeOptions = /^#!.*node (.*)$/m.exec(fs.readFileSync(BIN, 'utf8'))?.[1]?.split(' ') ?? [];
+  const prof = ['--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR];
+  return lan.spawn(i, process.execPath, [...nodeOptions, ...prof, BIN, ...args], env);
+}
 
 const RUNNERS: Record<Tool, ToolRun> = { peer, uftp, udpcast };
 
