@@ -55,6 +55,9 @@ import { KeyValue } from '../../src/p2p/kv/index.js';
 import { Files } from '../../src/p2p/files/index.js';
 import { MemoryIncomingFiles, memoryDisk } from './memory-files.js';
 import { Jobs } from '../../src/p2p/jobs/index.js';
+import { Events } from '../../src/p2p/events/index.js';
+import { MemoryJournal } from './memory-journal.js';
+import { SimDisk } from './sim-disk.js';
 import { MemorySink, SimJobExecutor, execSpec, lines } from './jobs.js';
 import { installMonitorModules } from '../../src/cli/monitor/feeds.js';
 import { KvStore } from '../../src/storage/kv.js';
@@ -110,6 +113,7 @@ export interface Member {
   replication: Replication;
   kv: KeyValue;
   jobs: Jobs;
+  events: Events;
   /** Lines this member received, by message id. */
   lines: Set<string>;
   /** Critical sections this member entered: fencing token and virtual times. */
@@ -131,6 +135,7 @@ export function protocolsOf(m: Member): Protocol[] {
     m.replication,
     m.kv,
     m.jobs,
+    m.events,
   ];
 }
 
@@ -240,6 +245,16 @@ export class ForgerGroup {
             : {}),
         }),
     );
+    // Holders are agents as `peer up` (user events journaled, queries answered); the others are
+    // one-shot senders: forged user events, queries and answers travel on reliable delivery's topics.
+    const events = node.install(
+      (ctx, n) =>
+        new Events(ctx, n.membership, reliable, {
+          agent: holder,
+          answers: () => false,
+          ...(holder ? { journal: new MemoryJournal(new SimDisk(this.rt.random)) } : {}),
+        }),
+    );
     const member: Member = {
       peer,
       election,
@@ -252,6 +267,7 @@ export class ForgerGroup {
       replication,
       kv,
       jobs,
+      events,
       lines: new Set(),
       sections: [],
     };
