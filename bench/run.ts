@@ -25,6 +25,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   recovery: async () => (await import('./recovery.js')).bench,
   files: async () => (await import('./files.js')).bench,
   jobs: async () => (await import('./jobs.js')).bench,
+  routed: async () => (await import('./routed.js')).bench,
 };
 
 const OUT = path.join(ROOT, 'BENCHMARKS.md');
