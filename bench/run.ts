@@ -26,6 +26,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   files: async () => (await import('./files.js')).bench,
   jobs: async () => (await import('./jobs.js')).bench,
   events: async () => (await import('./events.js')).bench,
+  routed: async () => (await import('./routed.js')).bench,
 };
 
 const OUT = path.join(ROOT, 'BENCHMARKS.md');
