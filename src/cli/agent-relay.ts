@@ -28,6 +28,8 @@ import {
 import { CONTROL_REPLY_MS, CONTROL_SOCKET_SUFFIX } from './tags-control.js';
 import { UsageError } from './network.js';
 import { escapeForTerminal } from './sanitize.js';
+import type { KeySettings } from './security.js';
+import { keyId } from '../p2p/transport/keyring.js';
 
 /** The longest an agent waits for acks of a relayed event (peer event's --timeout at most), in ms. */
 export const RELAY_EVENT_TIMEOUT_MS_MAX = 600_000;
@@ -39,6 +41,8 @@ const RELAY_SOCKETS_MAX = 32;
 export interface EventRequest {
   op: 'event';
   group: string;
+  /** relayKey() of the command: an agent under other keys refuses it. */
+  key: string;
   name: string;
   payload: string;
   coalesce: boolean;
@@ -47,6 +51,7 @@ export interface EventRequest {
 export interface QueryRequest {
   op: 'query';
   group: string;
+  key: string;
   name: string;
   payload: string;
   timeoutMs: number;
@@ -69,17 +74,35 @@ export interface QueryOutcome {
   silent: string[];
 }
 
+/**
+ * The key a command would send under: its primary key's id, '' in an open group. An agent takes a
+ * relayed event only if it holds that key (or both run open), so a command never has its event
+ * sent under keys it was not given, nor a keyed command's event sent in the open.
+ */
+export function relayKey(keys: KeySettings | null | undefined): string {
+  return keys ? keyId(keys.keys[0]!).toString('hex') : '';
+}
+
+/** Whether an agent holding `agentKeyIds` (none: open) may send for a command of `key`. */
+export function relayKeyMatches(key: unknown, agentKeyIds: readonly string[]): boolean {
+  if (typeof key !== 'string') return false;
+  return key === '' ? agentKeyIds.length === 0 : agentKeyIds.includes(key);
+}
+
 // ---- agent side ------------------------------------------------------------------------------------
 
-/** Serves relayed events and queries on a `peer up` of `group` (GROUP:PORT). */
-export function relayServer(events: Events, node: PeerNode, group: string) {
+/**
+ * Serves relayed events and queries on a `peer up` of `group` (GROUP:PORT) holding the keys
+ * `keyIds()` gives (it changes on SIGHUP).
+ */
+export function relayServer(events: Events, node: PeerNode, group: string, keyIds: () => readonly string[]) {
   const nameOf = (id: string) =>
     id === node.id ? node.name : (node.membership.get(id)?.name ?? id.slice(0, 8));
   return (req: Record<string, unknown>, conn: net.Socket): void => {
     const send = (v: unknown): void => void conn.write(`${JSON.stringify(v)}\n`);
     const end = (v: unknown): void => void conn.end(`${JSON.stringify(v)}\n`);
     const fail = (error: string): void => end({ ok: false, error });
-    if (req.group !== group) return end({ ok: false, group });
+    if (req.group !== group || !relayKeyMatches(req.key, keyIds())) return end({ ok: false, group });
     const payload = typeof req.payload === 'string' ? Buffer.from(req.payload, 'base64') : null;
     const timeoutMs = req.timeoutMs;
     if (

@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { GroupError, PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, type NetworkSettings } from '../cli/peer.js';
-import { relayed, type EventOutcome, type EventRequest } from '../cli/agent-relay.js';
+import { relayed, relayKey, type EventOutcome, type EventRequest } from '../cli/agent-relay.js';
 import { UsageError } from '../cli/network.js';
 import { showingWait } from '../cli/progress.js';
 import { escapeForTerminal } from '../cli/sanitize.js';
@@ -75,6 +75,7 @@ NAME: 1-64 letters, digits or _ . : -. PAYLOAD: up to ${EVENT_PAYLOAD_BYTES_MAX}
     const request: EventRequest = {
       op: 'event',
       group: `${settings.group}:${settings.port}`,
+      key: relayKey(settings.keys),
       name: args.name,
       payload: payload.toString('base64'),
       coalesce: flags.coalesce,

@@ -4,6 +4,7 @@ import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, type NetworkSettings } from '../cli/peer.js';
 import {
   relayed,
+  relayKey,
   type QueryOutcome as RelayedOutcome,
   type QueryRequest,
   type RelayedAnswer,
@@ -94,6 +95,7 @@ NAME: 1-64 letters, digits or _ . : -. PAYLOAD: up to ${EVENT_PAYLOAD_BYTES_MAX}
     const request: QueryRequest = {
       op: 'query',
       group: `${settings.group}:${settings.port}`,
+      key: relayKey(settings.keys),
       name: args.name,
       payload: payload.toString('base64'),
       timeoutMs,

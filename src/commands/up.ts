@@ -80,7 +80,7 @@ export default class Up extends PeerCommand {
       settings.dataDir,
       settings.name,
       log,
-      relayServer(events!, node, group),
+      relayServer(events!, node, group, () => peer.security.secure?.keyring.ids() ?? []),
     );
 
     logTaskPeer(
