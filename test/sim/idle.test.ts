@@ -1,6 +1,6 @@
 /**
  * Idle cost (issue 22): an idle group of 5 peers, each with what `peer up` installs (membership,
- * election, clock sync, reliable delivery, jobs with a keeper's store, snapshot), ticks on its
+ * election, clock sync, reliable delivery, jobs with a keeper's store, snapshot, the events agent), ticks on its
  * protocols' deadlines instead of every tickMs. Checked in virtual time: how many ticks a peer
  * runs per second, that no protocol's deadline is missed (node.ts counts a tick more than
  * TICK_LATE_MS after the earliest deadline asked for), and that crash detection still fires on
@@ -18,6 +18,9 @@ import type { Transport } from '../../src/p2p/transport/transport.js';
 import { TAGS_AFTER_CHANGE_HEARTBEATS } from '../../src/p2p/membership.js';
 import { Snapshot } from '../../src/p2p/snapshot.js';
 import { TICK_GAP_MIN_MS, type PeerNode } from '../../src/p2p/node.js';
+import { Events } from '../../src/p2p/events/index.js';
+import { MemoryJournal } from '../support/memory-journal.js';
+import { SimDisk } from '../support/sim-disk.js';
 
 const P = PROFILES.lan;
 const T = P.membership;
@@ -40,6 +43,14 @@ function asUp(node: PeerNode): void {
   reliableOf.set(node, reliable);
   installJobs(node, reliable, { keyed: false, view: election, store: new MemoryRunStore() });
   node.install((ctx, n) => new Snapshot(ctx, n.membership, { record: () => null, reliable, topics: [] }));
+  node.install(
+    (ctx, n) =>
+      new Events(ctx, n.membership, reliable, {
+        agent: true,
+        answers: () => false,
+        journal: new MemoryJournal(new SimDisk(() => ctx.random())),
+      }),
+  );
 }
 
 async function idleGroup(seed: number, loss: number): Promise<SimCluster> {

@@ -143,7 +143,7 @@ export class EventsError extends Error {
   override name = 'EventsError';
 }
 
-export type EventsMembership = Pick<Membership, 'list' | 'live' | 'get' | 'setTags' | 'ownTags'>;
+export type EventsMembership = Pick<Membership, 'list' | 'live' | 'get' | 'setTags' | 'ownTags' | 'version'>;
 
 export interface EventsOptions {
   /** An agent (`peer up`): tags itself, reports member events, receives events, answers queries. */
@@ -202,6 +202,8 @@ export class Events implements Protocol {
   private readonly open = new Map<string, OpenQuery>();
   private user: UserTags;
   private tagged = false;
+  /** membership.version when member events were last worked out (reportMembers). */
+  private reportedVersion = -1;
   /** Events in the journal and not done (bounded by EVENTS_JOURNAL_EVENTS_MAX). */
   private journaled = 0;
 
@@ -319,6 +321,7 @@ export class Events implements Protocol {
       onAnswer,
       onDone,
     });
+    this.ctx.wakeAt(this.ctx.now() + spec.timeoutMs);
     const header: Record<string, unknown> = { q: id, n: spec.name, t: spec.timeoutMs };
     if (spec.tags && Object.keys(spec.tags).length > 0) header.g = spec.tags;
     if (spec.nodes && spec.nodes.length > 0) header.m = spec.nodes;
@@ -327,17 +330,27 @@ export class Events implements Protocol {
     return id;
   }
 
-  tick(now: number): void {
+  /** Returns when it next has work: a coalesced event to release, a query to end (none: Infinity). */
+  tick(now: number): number {
     if (this.opts.agent && !this.tagged) {
       // On the first tick, not in the constructor: the node sends nothing before it started.
       this.tagged = true;
       this.publishTags();
       this.replayJournal();
     }
-    if (this.opts.agent) this.reportMembers();
+    // Member events come from membership's changes: nothing to look at while its version stands.
+    if (this.opts.agent && this.membership.version !== this.reportedVersion) {
+      this.reportedVersion = this.membership.version;
+      this.reportMembers();
+    }
     this.releaseHeld(now, false);
     for (const [id, q] of this.open)
       if (now >= q.deadline || [...q.expected.keys()].every((p) => q.answers.has(p))) this.finish(id, q);
+    let next = Infinity;
+    for (const h of this.held.values())
+      next = Math.min(next, h.firstAt + EVENTS_COALESCE_MS, h.lastAt + EVENTS_QUIESCENT_MS);
+    for (const q of this.open.values()) next = Math.min(next, q.deadline);
+    return next;
   }
 
   private publishTags(): void {
@@ -449,10 +462,12 @@ export class Events implements Protocol {
         held.event = event;
       } else event.done();
       held.lastAt = now;
+      this.ctx.wakeAt(now + EVENTS_QUIESCENT_MS);
       return;
     }
     if (this.held.size >= EVENTS_COALESCE_NAMES_MAX) this.releaseHeld(now, true);
     this.held.set(event.name, { event, firstAt: now, lastAt: now });
+    this.ctx.wakeAt(now + EVENTS_QUIESCENT_MS);
   }
 
   /** Runs the coalesced events that are due (all of them with `all`), in Lamport order. */
@@ -525,6 +540,8 @@ export class Events implements Protocol {
     if (!parsed || parsed.payload.length > QUERY_ANSWER_BYTES_MAX) return this.ctx.refuse('answer');
     const h = parsed.header as { q: string; a: 0 | 1; x?: 1 };
     const q = this.open.get(h.q);
+    // An answer may complete the query: the next tick sees it.
+    this.ctx.wakeAt(this.ctx.now());
     if (!q) {
       // Ours and ended (after its timeout), or never ours: nothing to tell the two apart by.
       this.stats.lateAnswers++;
