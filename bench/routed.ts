@@ -62,62 +62,58 @@ export const bench: BenchModule = {
 
 const nameOf = (i: number) => `n${String(i).padStart(2, '0')}`;
 
+/** What one output line of a member process says about another member, if anything. */
+interface Seen {
+  name: string;
+  /** true: alive (joined, back, restarted); false: suspected, dead or left. */
+  alive: boolean;
+  /** When it declared the member dead or failed (ms since the epoch), if this line does. */
+  deadAt?: number;
+}
+
 /**
  * One member process per host, its membership view kept up to date from its output as it comes
  * (20 processes x 19 names: rescanning every line at every poll would cost more than the peers).
+ * Subclasses say how to start it and how to read one of its lines.
  */
-interface Member {
-  index: number;
-  pid(): number;
-  /** Its current view: name -> 'alive' or not; and when it logged each name dead or failed. */
-  alive(): Set<string>;
-  /** When it first logged `name` dead after line mark `from` (ms since the epoch). */
-  deadAt(name: string, from: number): number | undefined;
-  mark(): number;
-  /** When its process said it was running (peer: the `up` line; Serf: "agent running"), if it has. */
-  readyAt(): number | undefined;
-  kill(): void;
-  exited(): Promise<unknown>;
-  start(): void;
-}
-
-class PeerMember implements Member {
-  private lines!: ChildLines;
+abstract class Member {
   private scanned = 0;
   private readonly view = new Set<string>();
   private readonly deaths: Array<{ line: number; name: string; at: number }> = [];
   constructor(
-    private readonly lan: NetnsLan,
+    protected readonly lan: NetnsLan,
     readonly index: number,
-    private readonly dataDir: string,
-    private readonly join: string | null,
+    protected readonly join: string | null,
   ) {}
+  protected abstract spawn(): void;
+  protected abstract lineCount(): number;
+  protected abstract read(i: number): Seen | null;
+  /** When its process said it was running (peer: the `up` line; Serf: "agent running"), if it has. */
+  abstract readyAt(): number | undefined;
+  abstract kill(): void;
+  abstract exited(): Promise<unknown>;
+
   start(): void {
-    const args = [BIN, 'up', '--name', nameOf(this.index), '--interface', this.lan.host(this.index).address];
-    args.push('--port', String(PORT), '--data-dir', this.dataDir, '--profile', 'lan', '--log-format', 'json');
-    if (this.join) args.push('--join', this.join);
-    this.lines = new ChildLines(this.lan.spawn(this.index, process.execPath, args, { NO_COLOR: '1' }));
+    this.spawn();
     this.scanned = 0;
     this.view.clear();
   }
   private scan(): void {
-    const all = this.lines.json();
-    for (; this.scanned < all.length; this.scanned++) {
-      const e = all[this.scanned]!;
-      const name = e.name as string | undefined;
-      if (!name) continue;
-      if (e.event === 'join' || e.event === 'alive' || e.event === 'restart') this.view.add(name);
-      else if (e.event === 'suspect' || e.event === 'dead' || e.event === 'left') this.view.delete(name);
-      if (e.event === 'dead') this.deaths.push({ line: this.scanned, name, at: Date.parse(e.at as string) });
+    for (const n = this.lineCount(); this.scanned < n; this.scanned++) {
+      const seen = this.read(this.scanned);
+      if (!seen) continue;
+      if (seen.alive) this.view.add(seen.name);
+      else this.view.delete(seen.name);
+      if (seen.deadAt !== undefined)
+        this.deaths.push({ line: this.scanned, name: seen.name, at: seen.deadAt });
     }
   }
-  pid(): number {
-    return this.lines.child.pid!;
-  }
+  /** Its current view: the names it holds alive. */
   alive(): Set<string> {
     this.scan();
     return this.view;
   }
+  /** When it first logged `name` dead after line mark `from` (ms since the epoch). */
   deadAt(name: string, from: number): number | undefined {
     this.scan();
     return this.deaths.find((d) => d.name === name && d.line >= from)?.at;
@@ -125,6 +121,36 @@ class PeerMember implements Member {
   mark(): number {
     this.scan();
     return this.scanned;
+  }
+}
+
+class PeerMember extends Member {
+  private lines!: ChildLines;
+  constructor(
+    lan: NetnsLan,
+    index: number,
+    private readonly dataDir: string,
+    join: string | null,
+  ) {
+    super(lan, index, join);
+  }
+  protected spawn(): void {
+    const args = [BIN, 'up', '--name', nameOf(this.index), '--interface', this.lan.host(this.index).address];
+    args.push('--port', String(PORT), '--data-dir', this.dataDir, '--profile', 'lan', '--log-format', 'json');
+    if (this.join) args.push('--join', this.join);
+    this.lines = new ChildLines(this.lan.spawn(this.index, process.execPath, args, { NO_COLOR: '1' }));
+  }
+  protected lineCount(): number {
+    return this.lines.json().length;
+  }
+  protected read(i: number): Seen | null {
+    const e = this.lines.json()[i]!;
+    const name = e.name as string | undefined;
+    if (!name) return null;
+    if (e.event === 'join' || e.event === 'alive' || e.event === 'restart') return { name, alive: true };
+    if (e.event === 'suspect' || e.event === 'left') return { name, alive: false };
+    if (e.event === 'dead') return { name, alive: false, deadAt: Date.parse(e.at as string) };
+    return null;
   }
   readyAt(): number | undefined {
     const up = this.lines.json().find((e) => e.event === 'up');
@@ -138,49 +164,23 @@ class PeerMember implements Member {
   }
 }
 
-class SerfMember implements Member {
+class SerfMember extends Member {
   private lines!: TimedLines;
-  private scanned = 0;
-  private readonly view = new Set<string>();
-  private readonly deaths: Array<{ line: number; name: string; at: number }> = [];
-  constructor(
-    private readonly lan: NetnsLan,
-    readonly index: number,
-    private readonly join: string | null,
-  ) {}
-  start(): void {
+  protected spawn(): void {
     const args = ['agent', '-profile=lan', `-bind=${this.lan.host(this.index).address}`];
     args.push(`-node=${nameOf(this.index)}`, `-rpc-addr=${SERF_RPC}`, '-log-level=info');
     if (this.join) args.push(`-join=${this.join}`);
     this.lines = new TimedLines(this.lan.spawn(this.index, 'serf', args));
-    this.scanned = 0;
-    this.view.clear();
   }
-  private scan(): void {
-    for (; this.scanned < this.lines.lines.length; this.scanned++) {
-      const l = this.lines.lines[this.scanned]!;
-      const m = /serf: EventMember(\w+): (\S+)/.exec(l.text);
-      if (!m) continue;
-      if (m[1] === 'Join') this.view.add(m[2]!);
-      else this.view.delete(m[2]!);
-      // Stamped when the line reached the bench: can only add a little to Serf's time.
-      if (m[1] === 'Failed') this.deaths.push({ line: this.scanned, name: m[2]!, at: l.at });
-    }
+  protected lineCount(): number {
+    return this.lines.lines.length;
   }
-  pid(): number {
-    return this.lines.child.pid!;
-  }
-  alive(): Set<string> {
-    this.scan();
-    return this.view;
-  }
-  deadAt(name: string, from: number): number | undefined {
-    this.scan();
-    return this.deaths.find((d) => d.name === name && d.line >= from)?.at;
-  }
-  mark(): number {
-    this.scan();
-    return this.scanned;
+  protected read(i: number): Seen | null {
+    const l = this.lines.lines[i]!;
+    const m = /serf: EventMember(\w+): (\S+)/.exec(l.text);
+    if (!m) return null;
+    // Stamped when the line reached the bench: can only add a little to Serf's time.
+    return { name: m[2]!, alive: m[1] === 'Join', ...(m[1] === 'Failed' ? { deadAt: l.at } : {}) };
   }
   readyAt(): number | undefined {
     return this.lines.find('Serf agent running', 0)?.at;
