@@ -61,6 +61,26 @@ export function oneLine(message: string, help?: string): string {
   return help !== undefined && all.some((l) => OCLIF_HELP_POINTER.test(l)) ? `${line}; see ${help}` : line;
 }
 
+/**
+ * oclif's missing-argument error (not exported by @oclif/core, hence the shape test) as one line
+ * naming each argument and what it is. oclif's own text also notes that repeatable flags swallow
+ * the arguments after them, which is not so here: every repeatable flag takes one value per use
+ * (`multipleNonGreedy`), so `peer query --tag k=v NAME` finds its NAME.
+ */
+function missingArgs(err: Error): string | null {
+  const args = (err as { args?: unknown }).args;
+  if (!err.message.startsWith('Missing') || !Array.isArray(args)) return null;
+  const named = args.filter(
+    (a): a is { name: string; description?: string } => typeof (a as { name?: unknown }).name === 'string',
+  );
+  if (named.length === 0) return null;
+  const what = named.map((a) => {
+    const about = a.description?.replace(/\.$/, '');
+    return about === undefined ? a.name.toUpperCase() : `${a.name.toUpperCase()} (${about})`;
+  });
+  return `missing ${named.length === 1 ? 'argument' : 'arguments'} ${what.join(', ')}`;
+}
+
 export abstract class PeerCommand extends Command {
   protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
     if (err instanceof GroupError) return this.fail(err.message, EXIT_GROUP, err.json);
@@ -69,6 +89,8 @@ export abstract class PeerCommand extends Command {
       err instanceof StoreError ||
       (err instanceof Errors.CLIError && !(err instanceof Errors.ExitError));
     if (!userError) return super.catch(err);
+    const missing = missingArgs(err);
+    if (missing !== null) return this.fail(`${missing}; see ${this.helpCommand()}`, EXIT_USAGE);
     return this.fail(err.message, EXIT_USAGE);
   }
 

@@ -28,11 +28,13 @@ export const agentFlags = {
   tag: Flags.string({
     summary: 'A tag of this peer, KEY=VALUE (repeatable); peer tags set changes them while it runs.',
     multiple: true,
+    multipleNonGreedy: true,
   }),
   handler: Flags.string({
     summary:
       'Run CMD on events: [EVENT[,EVENT]=]CMD (repeatable). EVENT: member-join, member-leave, member-failed, member-update, user, user:NAME, query, query:NAME; none: every event (docs/events.md).',
     multiple: true,
+    multipleNonGreedy: true,
   }),
   'handler-timeout': Flags.string({
     summary: 'How long a handler may run before it is killed (500ms, 30s, 5m).',

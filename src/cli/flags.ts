@@ -38,6 +38,7 @@ export const networkFlags = {
       'Seed to join through where multicast does not reach: HOST[:PORT] of a peer (PORT defaults to --port). Repeatable; PEER_JOIN takes a comma-separated list.',
     env: 'PEER_JOIN',
     multiple: true,
+    multipleNonGreedy: true,
     delimiter: ',',
   }),
   transport: Flags.string({

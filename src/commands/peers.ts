@@ -56,11 +56,13 @@ export default class Peers extends PeerCommand {
     tag: Flags.string({
       summary: 'Only members with this tag, KEY=VALUE (repeatable: all of them).',
       multiple: true,
+      multipleNonGreedy: true,
     }),
     status: Flags.string({
       summary: 'Only members in this state (repeatable).',
       options: [...STATES],
       multiple: true,
+      multipleNonGreedy: true,
     }),
   };
 

@@ -66,10 +66,12 @@ NAME: 1-64 letters, digits or _ . : -. PAYLOAD: up to ${EVENT_PAYLOAD_BYTES_MAX}
     tag: Flags.string({
       summary: 'Ask only peers with this tag, KEY=VALUE (repeatable: all of them).',
       multiple: true,
+      multipleNonGreedy: true,
     }),
     node: Flags.string({
       summary: `Ask only the peer of this name (repeatable, up to ${QUERY_NODES_MAX}).`,
       multiple: true,
+      multipleNonGreedy: true,
     }),
     timeout: Flags.string({ summary: 'How long to wait for answers (500ms, 5s, 1m).', default: '5s' }),
   };

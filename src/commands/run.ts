@@ -118,13 +118,19 @@ Commands run only in a keyed group: without --key-file any host on the LAN could
       summary:
         "Send this file (relative path, {} is the input line) into each job's directory; without {}, once per worker.",
       multiple: true,
+      multipleNonGreedy: true,
     }),
     return: Flags.string({
       summary:
         "Bring this file (relative to the job's directory, {} is the input line) back here after each job.",
       multiple: true,
+      multipleNonGreedy: true,
     }),
-    env: Flags.string({ summary: 'Pass NAME (its value here) or NAME=VALUE to every job.', multiple: true }),
+    env: Flags.string({
+      summary: 'Pass NAME (its value here) or NAME=VALUE to every job.',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
     json: Flags.boolean({
       summary: 'One JSON object per job, then a summary object; nothing else on stdout.',
     }),

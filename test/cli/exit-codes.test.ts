@@ -54,6 +54,12 @@ describe.concurrent('exit 1 when the group could not do it (nobody answers)', ()
     ['task submit', ['task', 'submit', 'sum', '1', '2', '--timeout', WAIT_MS], /no coordinator answered/],
     ['task list', ['task', 'list', '--timeout', WAIT_MS], /no coordinator answered/],
     ['chat --send', ['chat', '--send', 'hi', '--name', 'alice'], /no chat member answered/],
+    // A repeatable flag takes one value: the name after it is the query's, not a second tag.
+    [
+      'query after a repeatable flag',
+      ['query', '--tag', 'role=db', 'load', '--timeout', `${WAIT_MS}ms`],
+      /no peer matches query load/,
+    ],
   ])('%s', async (_what, args, said, input) => {
     const r = await runCli(alone(args), { input });
     expect(r.code, r.stderr).toBe(1);
@@ -87,6 +93,11 @@ describe.concurrent('exit 2 on bad input or a local error', () => {
     ['clock: --wait below its minimum', ['clock', '--wait', '5'], /--wait/],
     ['clock: an address this machine does not have', ['clock', ...elsewhere], /not an address/],
     ['kv get: a key with a space', ['kv', 'get', 'a b'], /key/],
+    [
+      'kv get: no key, named with what it is and where to look',
+      ['kv', 'get'],
+      /^peer: missing argument KEY \(The key\); see peer kv get --help$/,
+    ],
     ['kv put: an --acks policy that does not exist', ['kv', 'put', 'k', 'v', '--acks', 'some'], /--acks/],
     ['kv put: a key file that does not exist', ['kv', 'put', 'k', 'v', '--key-file', '/nonexistent'], /key/],
     ['kv delete: --acks 0', ['kv', 'delete', 'k', '--acks', '0'], /--acks/],
