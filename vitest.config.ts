@@ -9,11 +9,12 @@ const shared = {
 };
 
 /**
- * Two groups, run one after the other:
- *  - `sim`: simulation, unit and contract tests: CPU-bound, virtual time, run in parallel;
+ * Two groups (`npm test` runs them at the same time, scripts/test.mjs; `vitest run` one after the other):
+ *  - `sim`: simulation, unit and contract tests: CPU-bound, virtual time, run in parallel (at the
+ *    lowest CPU priority under `npm test`);
  *  - `real`: tests that start real peer processes (loopback, CLI, LAN namespaces, crashes). They
- *    run one file at a time and after `sim`, because a peer starved of CPU on a 2-core machine
- *    misses heartbeats, and timing faults of the test machine must not look like protocol bugs.
+ *    run one file at a time, because a peer starved of CPU on a 2-core machine misses
+ *    heartbeats, and timing faults of the test machine must not look like protocol bugs.
  */
 const REAL = [
   'test/loopback/**/*.test.ts',
