@@ -93,6 +93,13 @@ export interface JoinOptions {
   address(): Address;
 }
 
+/** A page a seed answered: who answered (a door's holder), its member count, this page's hints. */
+export interface SeedPage {
+  sender: PeerId;
+  total: number;
+  hints: readonly Hint[];
+}
+
 /** One sync under way with one target address: the page asked for and its retries. */
 interface Sync {
   target: Address;
@@ -131,6 +138,8 @@ export class Join implements Protocol {
   private nextReconnect = Infinity;
   /** Member changes to remember, written in one batch once the current turn is handled. */
   private toRemember: Array<{ member: MemberView; connected: boolean }> = [];
+  /** Who listens to the seeds' pages (onSeedPage). */
+  private readonly seedPageListeners: Array<(seed: Address, page: SeedPage) => void> = [];
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -157,6 +166,14 @@ export class Join implements Protocol {
     const fresh = seeds.slice(0, JOIN_SEEDS_MAX).filter((s) => !this.seeds.includes(s));
     this.seeds = [...new Set(seeds)].slice(0, JOIN_SEEDS_MAX);
     if (this.started) for (const s of fresh) this.sync(s, false);
+  }
+
+  /**
+   * Calls `listener` with every page a seed answers (`peer doctor` reports which seeds answer, and
+   * whom they list), for as long as the peer runs.
+   */
+  onSeedPage(listener: (seed: Address, page: SeedPage) => void): void {
+    this.seedPageListeners.push(listener);
   }
 
   /** Syncs with the seeds and with the most recently seen remembered peers. */
@@ -291,6 +308,8 @@ export class Join implements Protocol {
     if (!s) return;
     this.syncs.delete(b.nonce);
     const now = this.ctx.now();
+    if (this.seeds.includes(s.target))
+      for (const l of this.seedPageListeners) l(s.target, { sender, total: b.total, hints });
     this.exchanged(sender, now);
     for (const h of hints) this.hinted(h, now);
     if (b.next !== undefined && b.next > s.cursor && ++s.pages < SYNC_PAGES_MAX) {
