@@ -153,10 +153,10 @@ export class NetnsLan {
   /**
    * Drops multicast on subnet k: at its switch (`switch`: the bridge forwards no multicast frame,
    * as an access point or a switch that filters it), or in each of its hosts (`hosts`: an input
-   * rule drops every datagram to 224.0.0.0/4, the host's own looped-back copies included).
-   * Unicast is untouched. unblockMulticast lifts it.
+   * rule drops every datagram to 224.0.0.0/4, the host's own looped-back copies included; only in
+   * `only`, host indexes of that subnet, when given). Unicast is untouched. unblockMulticast lifts it.
    */
-  blockMulticast(k: number, where: 'switch' | 'hosts'): void {
+  blockMulticast(k: number, where: 'switch' | 'hosts', only?: number[]): void {
     if (where === 'switch') {
       const nft = (...a: string[]) =>
         execFileSync('ip', ['netns', 'exec', this.switchNs, 'nft', ...a], {
@@ -193,6 +193,7 @@ export class NetnsLan {
     }
     for (const h of this.hosts.filter((x) => x.subnet === k)) {
       const i = this.hosts.indexOf(h);
+      if (only && !only.includes(i)) continue;
       this.nft(i, 'add', 'table', 'inet', MULTICAST_TABLE);
       this.nft(
         i,
