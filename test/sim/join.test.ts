@@ -6,7 +6,7 @@
  * row, at most twice the bytes a forger sent to a forged source address.
  */
 import { describe, expect, it } from 'vitest';
-import { SimCluster, SimForger, type SimPeer } from '../support/cluster.js';
+import { DEFAULT_SIM_HOST, SimCluster, SimForger, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { SIM_DOOR_PORT } from '../../src/p2p/transport/sim.js';
 import { parseAddress, type Address } from '../../src/p2p/transport/transport.js';
@@ -42,6 +42,12 @@ const SEEDS = [1, 2, 3, 4, 5];
 const FIRST_CONTACT_MS = 2000;
 /** The same at 10 % loss: a sync and hellos lost and sent again (the sync's retry is 250 ms). */
 const LATE_CONTACT_AT_LOSS_MS = 1500;
+/**
+ * A member back from a cut, with every other: a sync with a member of its segment that hears it
+ * again on the group, then hellos. With every peer unicast-only nobody hears anybody after the
+ * cut: the next reconnect finds them.
+ */
+const BACK_CONTACT_MS = DEFAULT_SIM_HOST.mode === 'unicast' ? RECONNECT_INTERVAL_MS + 1000 : 1000;
 
 const doorOf = (p: SimPeer): Address => `${parseAddress(p.address).host}:${SIM_DOOR_PORT}`;
 const codec = new Codec(JOIN_MESSAGES.checks, { [PAGE.type]: decodeHints });
@@ -106,6 +112,28 @@ describe('join through a seed across segments (simulation)', () => {
       const late = await c.add('late', {}, { segment: 2 }, { seeds: [doorOf(s)] });
       const metAll = () => c.peers.every((q) => q === late || firstContacts(late).has(q.node.id));
       expect(c.rt.runUntilTrue(metAll, LATE_CONTACT_AT_LOSS_MS)).toBe(true);
+    },
+  );
+
+  it.each(SEEDS)(
+    'seed %i: a peer cut off until all call it dead meets the other segment again at once when it is back',
+    async (seed) => {
+      const { c } = await twoSegments(seed, 3);
+      expect(c.rt.runUntilTrue(() => c.converged(), FIRST_CONTACT_MS)).toBe(true);
+      const cut = c.peers.find((p) => p.name === 'a1')!;
+      const others = c.peers.filter((p) => p !== cut);
+      c.net.setDown(cut.address, true);
+      const sawDead = (p: SimPeer, q: SimPeer) => p.node.membership.get(q.node.id)?.state === 'dead';
+      expect(c.rt.runUntilTrue(() => others.every((p) => sawDead(p, cut) && sawDead(cut, p)), 10_000)).toBe(
+        true,
+      );
+      c.net.setDown(cut.address, false);
+      // Its own segment hears it at once; the other, with no multicast between them, learns it from
+      // the exchange of lists that a member coming back starts, not from the next reconnect.
+      const alive = (p: SimPeer, q: SimPeer) => p.node.membership.get(q.node.id)?.state === 'alive';
+      expect(
+        c.rt.runUntilTrue(() => others.every((p) => alive(p, cut) && alive(cut, p)), BACK_CONTACT_MS),
+      ).toBe(true);
     },
   );
 

@@ -68,6 +68,8 @@ export const REJOIN_CANDIDATES_MAX = 16;
 export const SYNC_BACK_MIN_MS = 30_000;
 /** Members whose last exchange time is kept (oldest forgotten first). */
 export const SYNCED_MEMBERS_MAX = 2048;
+/** Members called dead that are followed, to sync with one heard again (oldest forgotten first). */
+export const DEAD_FOLLOWED_MAX = 2048;
 /** Hellos sent per second, whatever the hints say, in bursts of at most HELLO_BURST. */
 export const HELLOS_PER_S = 200;
 export const HELLO_BURST = HELLOS_PER_S / 10;
@@ -155,6 +157,8 @@ export class Join implements Protocol {
   private nextReconnect = Infinity;
   /** Member changes to remember, written in one batch once the current turn is handled. */
   private toRemember: Array<{ member: MemberView; connected: boolean }> = [];
+  /** Members we called dead, by id, oldest first (followDeaths). */
+  private readonly deadIds = new Set<PeerId>();
   /** Who listens to the seeds' pages (onSeedPage). */
   private readonly seedPageListeners: Array<(seed: Address, page: SeedPage) => void> = [];
 
@@ -203,11 +207,37 @@ export class Join implements Protocol {
     for (const a of this.opts.remembered?.candidates(REJOIN_CANDIDATES_MAX) ?? []) this.sync(a, false);
   }
 
-  /** A membership event: members taken on their own word are remembered, in one batch per turn. */
+  /**
+   * A membership event: members taken on their own word are remembered, in one batch per turn;
+   * a member heard again after we called it dead gets a sync (see followDeaths).
+   */
   memberChanged(member: MemberView, connected: boolean): void {
-    if (this.opts.observer || !this.opts.remembered) return;
+    if (this.opts.observer) return;
+    this.followDeaths(member, connected);
+    if (!this.opts.remembered) return;
     if (this.toRemember.length === 0) this.ctx.soon(() => this.flushRemembered());
     this.toRemember.push({ member, connected });
+  }
+
+  /**
+   * A member back from the dead (a cut that healed, a partition, a suspended laptop) is synced
+   * with at once: whoever was cut off learns from it, by its list, the members that its multicast
+   * does not reach (another subnet), and says hello to them, instead of waiting for the next
+   * reconnect or re-sync (up to RECONNECT_INTERVAL_MS, SEED_RESYNC_MS). The member's own envelope
+   * brought it back, so it costs a forger nothing it could not already cause by speaking.
+   */
+  private followDeaths(member: MemberView, connected: boolean): void {
+    if (!connected) {
+      if (member.state !== 'dead') return;
+      // Met before and gone silent: a hint of it (a list from a member that still hears it) is
+      // worth a hello at once, whenever the last one was.
+      this.helloSentAt.delete(member.address);
+      this.deadIds.delete(member.id); // re-inserted last: the oldest is first
+      this.deadIds.add(member.id);
+      if (this.deadIds.size > DEAD_FOLLOWED_MAX) this.deadIds.delete(this.deadIds.values().next().value!);
+      return;
+    }
+    if (this.deadIds.delete(member.id) && this.started) this.ctx.soon(() => this.sync(member.address, false));
   }
 
   private flushRemembered(): void {
