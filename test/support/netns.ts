@@ -291,6 +291,18 @@ export class NetnsLan {
   }
 
   /**
+   * Sets host i's own interface down (or up again), inside its namespace: `ip link set eth0
+   * down`, as a user or a suspend does. Its routes go with the link; bringing it up puts the
+   * default route back (as DHCP would) on a routed LAN.
+   */
+  setLinkDown(i: number, down: boolean): void {
+    const h = this.host(i);
+    sh(['-n', h.ns, 'link', 'set', 'eth0', down ? 'down' : 'up']);
+    if (!down && this.layout.length > 1)
+      sh(['-n', h.ns, 'route', 'replace', 'default', 'via', `10.${77 + h.subnet}.${this.subnet}.1`]);
+  }
+
+  /**
    * Drops `percent` % of the UDP datagrams coming in to `hosts` (every host by default; to `port`
    * only, if given) at random: nftables `numgen random mod 100 < percent`, an independent draw per
    * packet. Both what reaches the rule and what it drops are counted (lossCounts), so a test or a
