@@ -135,6 +135,25 @@ describe.runIf(decision.run)('the CLI across a router: peer up --join, peer doct
     }
   }, 60_000);
 
+  it('peer doctor: one datagram of its round trip lost is not multicast blocked', async () => {
+    // Only its own looped-back multicast comes from its address to the group (no peer runs there).
+    lan.dropFirst(5, [
+      'ip',
+      'saddr',
+      lan.host(5).address,
+      'ip',
+      'daddr',
+      '239.255.77.77',
+      'udp',
+      'dport',
+      String(PORT),
+    ]);
+    const { code, report } = await doctor(5, ['--join', door(0)]);
+    expect(check(report, 'round-trip').status).toBe('pass');
+    expect(code).toBe(0);
+    expect(report.network?.case).toBe('multicast');
+  }, 60_000);
+
   it('under 10 % loss, a peer killed with kill -9 is seen dead by every survivor on both sides', async () => {
     if (process.env.PEER_REQUIRE_LAN === '1' && !nftAvailable())
       throw new Error('nft is required in CI for the loss scenario');

@@ -65,6 +65,8 @@ export interface LanHost {
 
 /** The nftables table of addLoss's rules in each host. */
 const LOSS_TABLE = 'peerloss';
+/** The nftables table of dropFirst's rules. */
+const ONCE_TABLE = 'peeronce';
 /** The nftables table of blockMulticast's rules (in the switch namespace or in hosts). */
 const MULTICAST_TABLE = 'peermc';
 
@@ -354,6 +356,41 @@ export class NetnsLan {
       }
     }
     return got;
+  }
+
+  /**
+   * Drops the first incoming packet on host i that matches the nft expression `match` (nft
+   * `limit rate 1/hour burst 1 packets`: only the first one fits), and lets every later one
+   * through: a lost datagram, exactly once, where a test needs one.
+   */
+  dropFirst(i: number, match: string[]): void {
+    this.nft(i, 'add', 'table', 'inet', ONCE_TABLE);
+    this.nft(
+      i,
+      'add',
+      'chain',
+      'inet',
+      ONCE_TABLE,
+      'in',
+      '{ type filter hook input priority 0; policy accept; }',
+    );
+    this.nft(
+      i,
+      'add',
+      'rule',
+      'inet',
+      ONCE_TABLE,
+      'in',
+      ...match,
+      'limit',
+      'rate',
+      '1/hour',
+      'burst',
+      '1',
+      'packets',
+      'counter',
+      'drop',
+    );
   }
 
   /** Removes the loss rules of addLoss from every host. */
