@@ -5,7 +5,7 @@
  * unicast; multicast dropped on this host); then, with nftables dropping 10 % of incoming UDP on
  * every host, a kill -9 is seen by every survivor on both sides, a host whose link goes down is
  * seen dead and then alive again on both sides, and `peer chat` delivers exactly once across the
- * router with multicast blocked at one subnet's switch. About 30 s.
+ * router with multicast blocked at one subnet's switch. About 40 s on a busy 2-core machine.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lanTierDecision, NetnsLan, nftAvailable } from '../support/netns.js';
