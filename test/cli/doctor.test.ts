@@ -197,4 +197,37 @@ describe('peer doctor', () => {
       detail: expect.stringMatching(/alice\.db: integrity_check ok/),
     });
   });
+
+  it('asks the PEER_JOIN seeds by unicast: one answers, one is silent; a bad --join is bad input', async () => {
+    const port = testPort();
+    const dir = tempDir('doc');
+    const alice = startCli([
+      'up',
+      '--name',
+      'alice',
+      '--log-format',
+      'json',
+      ...loopback(port, dir).slice(0, -2),
+    ]);
+    running.push(alice);
+    await alice.until((l) => l.json().some((e) => e.event === 'up'), 10_000, 'alice up');
+    // alice's host answers on the group port (its door); nothing listens on the other.
+    const silent = `127.0.0.1:${port === 65535 ? port - 1 : port + 1}`;
+    const r = await runCli(
+      ['doctor', '--json', ...loopback(port, tempDir('doc')).slice(0, -2), '--wait', '1500'],
+      {
+        env: { PEER_JOIN: `127.0.0.1,${silent}` },
+      },
+    );
+    const report = JSON.parse(r.stdout) as Report & { network: { case: string; joinLine: string | null } };
+    expect(r.code).toBe(0);
+    expect(check(report, 'seeds')).toMatchObject({
+      status: 'warn',
+      detail: `127.0.0.1:${port} answered (1 member(s)); ${silent} did not answer (waited 1500 ms)`,
+    });
+    expect(report.network).toEqual({ case: 'multicast', joinLine: null });
+    const bad = await runCli(['doctor', '--join', 'not a host', ...loopback()]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--join not a host: .* use HOST or HOST:PORT/);
+  });
 });

@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lanTierDecision, NetnsLan, nftAvailable } from '../support/netns.js';
-import { BIN, Lines, loggedState, tempDir } from '../support/proc.js';
+import { loggedState, tempDir, type Lines } from '../support/proc.js';
+import { lanUp } from '../support/lan-peer.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { HEALTH_SCORE_MAX } from '../../src/p2p/membership.js';
 import { MULTICAST_LOOPBACK_GRACE_MS } from '../../src/p2p/node.js';
@@ -29,28 +30,7 @@ describe.runIf(decision.run)('membership on a namespace LAN', () => {
       throw new Error('nft is required in CI for the loss scenario');
     if (nftAvailable()) lan.addLoss(10);
     const data = tempDir('lan');
-    names.forEach((name, i) => {
-      const child = lan.spawn(
-        i,
-        process.execPath,
-        [
-          BIN,
-          'up',
-          '--name',
-          name,
-          '--interface',
-          lan.host(i).address,
-          '--port',
-          String(PORT),
-          '--data-dir',
-          data,
-          '--log-format',
-          'json',
-        ],
-        { NO_COLOR: '1' },
-      );
-      peers.push(new Lines(child));
-    });
+    names.forEach((name, i) => peers.push(lanUp(lan, i, name, { port: PORT, dataDir: data })));
   });
 
   afterAll(() => lan?.down());

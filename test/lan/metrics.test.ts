@@ -9,7 +9,8 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lanTierDecision, NetnsLan } from '../support/netns.js';
-import { BIN, Lines, tempDir } from '../support/proc.js';
+import { Lines, tempDir } from '../support/proc.js';
+import { lanUp } from '../support/lan-peer.js';
 
 const decision = lanTierDecision();
 const PORT = 47777;
@@ -37,27 +38,7 @@ describe.runIf(decision.run && prometheusInstalled())('peer up --metrics scraped
   let prometheus: Lines;
 
   const up = (i: number, name: string, extra: string[] = []) => {
-    const child = lan.spawn(
-      i,
-      process.execPath,
-      [
-        BIN,
-        'up',
-        '--name',
-        name,
-        '--interface',
-        lan.host(i).address,
-        '--port',
-        String(PORT),
-        '--data-dir',
-        dir,
-        '--log-format',
-        'json',
-        ...extra,
-      ],
-      { NO_COLOR: '1' },
-    );
-    const p = new Lines(child);
+    const p = lanUp(lan, i, name, { port: PORT, dataDir: dir, args: extra });
     peers.push(p);
     return p;
   };

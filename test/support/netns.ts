@@ -65,6 +65,8 @@ export interface LanHost {
 
 /** The nftables table of addLoss's rules in each host. */
 const LOSS_TABLE = 'peerloss';
+/** The nftables table of dropFirst's rules. */
+const ONCE_TABLE = 'peeronce';
 /** The nftables table of blockMulticast's rules (in the switch namespace or in hosts). */
 const MULTICAST_TABLE = 'peermc';
 
@@ -153,10 +155,10 @@ export class NetnsLan {
   /**
    * Drops multicast on subnet k: at its switch (`switch`: the bridge forwards no multicast frame,
    * as an access point or a switch that filters it), or in each of its hosts (`hosts`: an input
-   * rule drops every datagram to 224.0.0.0/4, the host's own looped-back copies included).
-   * Unicast is untouched. unblockMulticast lifts it.
+   * rule drops every datagram to 224.0.0.0/4, the host's own looped-back copies included; only in
+   * `only`, host indexes of that subnet, when given). Unicast is untouched. unblockMulticast lifts it.
    */
-  blockMulticast(k: number, where: 'switch' | 'hosts'): void {
+  blockMulticast(k: number, where: 'switch' | 'hosts', only?: number[]): void {
     if (where === 'switch') {
       const nft = (...a: string[]) =>
         execFileSync('ip', ['netns', 'exec', this.switchNs, 'nft', ...a], {
@@ -193,6 +195,7 @@ export class NetnsLan {
     }
     for (const h of this.hosts.filter((x) => x.subnet === k)) {
       const i = this.hosts.indexOf(h);
+      if (only && !only.includes(i)) continue;
       this.nft(i, 'add', 'table', 'inet', MULTICAST_TABLE);
       this.nft(
         i,
@@ -290,6 +293,18 @@ export class NetnsLan {
   }
 
   /**
+   * Sets host i's own interface down (or up again), inside its namespace: `ip link set eth0
+   * down`, as a user or a suspend does. Its routes go with the link; bringing it up puts the
+   * default route back (as DHCP would) on a routed LAN.
+   */
+  setLinkDown(i: number, down: boolean): void {
+    const h = this.host(i);
+    sh(['-n', h.ns, 'link', 'set', 'eth0', down ? 'down' : 'up']);
+    if (!down && this.layout.length > 1)
+      sh(['-n', h.ns, 'route', 'replace', 'default', 'via', `10.${77 + h.subnet}.${this.subnet}.1`]);
+  }
+
+  /**
    * Drops `percent` % of the UDP datagrams coming in to `hosts` (every host by default; to `port`
    * only, if given) at random: nftables `numgen random mod 100 < percent`, an independent draw per
    * packet. Both what reaches the rule and what it drops are counted (lossCounts), so a test or a
@@ -341,6 +356,41 @@ export class NetnsLan {
       }
     }
     return got;
+  }
+
+  /**
+   * Drops the first incoming packet on host i that matches the nft expression `match` (nft
+   * `limit rate 1/hour burst 1 packets`: only the first one fits), and lets every later one
+   * through: a lost datagram, exactly once, where a test needs one.
+   */
+  dropFirst(i: number, match: string[]): void {
+    this.nft(i, 'add', 'table', 'inet', ONCE_TABLE);
+    this.nft(
+      i,
+      'add',
+      'chain',
+      'inet',
+      ONCE_TABLE,
+      'in',
+      '{ type filter hook input priority 0; policy accept; }',
+    );
+    this.nft(
+      i,
+      'add',
+      'rule',
+      'inet',
+      ONCE_TABLE,
+      'in',
+      ...match,
+      'limit',
+      'rate',
+      '1/hour',
+      'burst',
+      '1',
+      'packets',
+      'counter',
+      'drop',
+    );
   }
 
   /** Removes the loss rules of addLoss from every host. */

@@ -30,6 +30,11 @@ export interface CheckResult {
 
 /** How long the loopback round trip waits for its own datagram to come back. */
 export const ROUND_TRIP_TIMEOUT_MS = 1000;
+/**
+ * The round trip's datagram is sent again this often until it comes back: one lost datagram (a
+ * lossy LAN drops a share of what comes in) must not read as multicast blocked on this host.
+ */
+export const ROUND_TRIP_RESEND_MS = 200;
 /** Databases checked when the data dir holds many: enough for any real setup. */
 export const DATABASES_CHECKED_MAX = 32;
 
@@ -235,12 +240,15 @@ export async function checkMulticast(
   const tx = dgram.createSocket({ type: 'udp4' });
   tx.on('error', () => {});
   const nonce = `peer-doctor ${randomBytes(8).toString('hex')}`;
+  let resend: NodeJS.Timeout | undefined;
   try {
     await bindSocket(tx, 0, iface);
     tx.setMulticastInterface(iface);
     tx.setMulticastTTL(ttl);
     tx.setMulticastLoopback(true);
     const started = performance.now();
+    const send = () => tx.send(nonce, port, group);
+    resend = setInterval(send, ROUND_TRIP_RESEND_MS);
     const back = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), timeoutMs);
       rx.on('message', (msg) => {
@@ -249,7 +257,7 @@ export async function checkMulticast(
         resolve(true);
       });
     });
-    tx.send(nonce, port, group);
+    send();
     const ok = await back;
     const ms = Math.round(performance.now() - started);
     return {
@@ -281,6 +289,7 @@ export async function checkMulticast(
       ),
     };
   } finally {
+    clearInterval(resend);
     await Promise.all([closeSocket(tx), closeSocket(rx)]);
   }
 }

@@ -6,6 +6,7 @@
 import type { ProfileName } from '../../p2p/config.js';
 import type { NetworkSettings } from '../peer.js';
 import { keySettings } from '../security.js';
+import { parseAddress } from '../../p2p/transport/transport.js';
 import {
   checkDataDir,
   checkDatabases,
@@ -18,7 +19,14 @@ import {
   checkTtl,
   type CheckResult,
 } from './checks.js';
-import { checkPeersAnswer } from './probe.js';
+import {
+  checkPeersAnswer,
+  checkSeedsAnswer,
+  observeGroup,
+  type DoctorSeed,
+  type Observation,
+} from './probe.js';
+import { checkNetwork, type NetworkVerdict } from './network.js';
 
 export type { CheckResult, CheckStatus } from './checks.js';
 
@@ -35,12 +43,16 @@ export interface DoctorOptions {
   open?: boolean;
   /** How long to wait for peers to answer, in ms. */
   waitMs: number;
+  /** --join / PEER_JOIN, resolved (network.ts doctorSeeds). */
+  seeds: readonly DoctorSeed[];
 }
 
 export interface DoctorReport {
   ok: boolean;
   counts: Record<CheckResult['status'], number>;
   checks: CheckResult[];
+  /** Which case the host is in and the --join line to use; null when the checks it needs could not run. */
+  network: NetworkVerdict | null;
 }
 
 const skip = (id: string, title: string, needs: string): CheckResult => ({
@@ -79,7 +91,10 @@ export async function runDoctor(
     add(skip('round-trip', 'loopback round trip', needs));
   }
   const keyCheck = add(checkKeyFile(o.keyFile));
-  if (address && roundTripOk && keyCheck.status !== 'fail') {
+  const resolved = o.seeds.filter((s) => s.address !== undefined);
+  let observed: Observation | null = null;
+  // With a blocked round trip the group is not worth a probe, but the seeds still are.
+  if (address && keyCheck.status !== 'fail' && (roundTripOk || resolved.length > 0)) {
     const settings: NetworkSettings = {
       name: o.name ?? 'doctor',
       group: o.group,
@@ -90,15 +105,40 @@ export async function runDoctor(
       profile: o.profile,
       keys: keySettings(o.keyFile),
       openOnPurpose: o.open,
+      join: resolved.map((s) => parseAddress(s.address!)),
     };
-    add(await checkPeersAnswer(settings, o.waitMs));
-  } else {
-    add(skip('peers', 'peers answer', !roundTripOk ? 'a working loopback round trip' : 'a valid key file'));
+    observed = await observeGroup(settings, o.waitMs);
+    if (roundTripOk) add(checkPeersAnswer(observed, settings));
   }
+  if (!observed || !roundTripOk)
+    add(skip('peers', 'peers answer', !roundTripOk ? 'a working loopback round trip' : 'a valid key file'));
+  if (o.seeds.length === 0)
+    add({
+      id: 'seeds',
+      title: 'seeds answer',
+      status: 'skip',
+      detail: 'none given (--join / PEER_JOIN): only the group on this subnet was checked',
+    });
+  else if (keyCheck.status === 'fail' || !address)
+    add(skip('seeds', 'seeds answer', !address ? 'a usable interface' : 'a valid key file'));
+  else add(checkSeedsAnswer(observed, o.seeds, { port: o.port, keyFile: o.keyFile }));
+  let network: NetworkVerdict | null = null;
+  if (address && groupOk && portOk && keyCheck.status !== 'fail') {
+    const n = checkNetwork({ group: o.group, port: o.port, address, roundTripOk, observed, seeds: o.seeds });
+    add(n.check);
+    network = n.verdict;
+  } else
+    add(
+      skip(
+        'network',
+        'network',
+        !address ? 'a usable interface' : !groupOk || !portOk ? 'the group checks' : 'a valid key file',
+      ),
+    );
   const dirOk = add(checkDataDir(o.dataDir)).status !== 'fail';
   if (dirOk) for (const c of checkDatabases(o.dataDir, o.name)) add(c);
   else add(skip('database', 'database', 'a usable data dir'));
   const counts = { pass: 0, warn: 0, fail: 0, skip: 0 };
   for (const c of checks) counts[c.status]++;
-  return { ok: counts.fail === 0, counts, checks };
+  return { ok: counts.fail === 0, counts, checks, network };
 }
