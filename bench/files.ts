@@ -76,6 +76,8 @@ const STALL_BYTES = MIB;
 const STALL_SAMPLE_MS = 1_000;
 /** How often the receivers' VmHWM is read and their output files looked at. */
 const POLL_MS = 10;
+/** Linux's USER_HZ, the unit of /proc/<pid>/stat's CPU times (`getconf CLK_TCK`). */
+const CLOCK_TICKS_PER_S = 100;
 /**
  * How long after the sender's exit the bench still waits for receivers: each tool's sender exits
  * once its receivers are done (or dropped), so a receiver still not done by then never will be.
@@ -145,6 +147,20 @@ function writeRandomFile(file: string, bytes: number): void {
 function linkStat(lan: NetnsLan, i: number, stat: 'tx_bytes' | 'rx_bytes' | 'mtu'): number {
   const file = stat === 'mtu' ? `/sys/class/net/${DEV}/mtu` : `/sys/class/net/${DEV}/statistics/${stat}`;
   return Number(execFileSync('ip', ['netns', 'exec', lan.host(i).ns, 'cat', file], { encoding: 'utf8' }));
+}
+
+/**
+ * CPU seconds (user + system, /proc/<pid>/stat) a process has used, or undefined once it is gone:
+ * what a transfer costs each process, which the shared machine's load disturbs far less than time.
+ */
+function cpuSeconds(pid: number): number | undefined {
+  try {
+    // Fields after the command's closing parenthesis (it may hold spaces): utime is the 12th, stime the 13th.
+    const after = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(after[11]) + Number(after[12])) / CLOCK_TICKS_PER_S;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Peak resident set size in KiB (VmHWM), or undefined once the process is gone. */
@@ -383,6 +399,8 @@ interface RunResult {
   bridgeLoss: number[];
   /** Each receiver's peak RSS, KiB. */
   rssKiB: number[];
+  /** CPU seconds of the sender, then of each receiver (the last poll's: within POLL_MS of its exit). */
+  cpuS: number[];
   repairs: string;
   problems: string[];
 }
@@ -399,6 +417,7 @@ async function oneRun(
   const dir = path.join(root, tag);
   const receivers: Receiver[] = [];
   const hwm: number[] = new Array<number>(RECEIVERS).fill(0);
+  const cpu: number[] = new Array<number>(RECEIVERS + 1).fill(0);
   let polling = true;
   let sender: TimedLines | undefined;
   try {
@@ -412,9 +431,15 @@ async function oneRun(
         const kib = r.proc.child.pid !== undefined ? vmHwmKiB(r.proc.child.pid) : undefined;
         if (kib !== undefined) hwm[k] = Math.max(hwm[k]!, kib);
       });
+    const sampleCpu = () =>
+      [sender, ...receivers.map((r) => r.proc)].forEach((p, k) => {
+        const s = p?.child.pid !== undefined ? cpuSeconds(p.child.pid) : undefined;
+        if (s !== undefined) cpu[k] = Math.max(cpu[k]!, s);
+      });
     const poller = (async () => {
       while (polling) {
         sampleRss();
+        sampleCpu();
         for (const r of receivers) r.doneAt();
         await delay(POLL_MS);
       }
@@ -472,6 +497,7 @@ async function oneRun(
       lan.hosts.map((_, i) => mcastPackets(lan, i)),
     );
     sampleRss();
+    sampleCpu();
     polling = false;
     await poller;
     const dones = receivers.map((r) => r.doneAt());
@@ -505,6 +531,7 @@ async function oneRun(
       bufferDrops,
       bridgeLoss: lostInBridge,
       rssKiB: hwm,
+      cpuS: cpu,
       repairs: t.repairs(sender),
       problems,
     };
@@ -624,7 +651,7 @@ async function run(): Promise<Section> {
           if (r.timedOut) slow.add(tool);
           progress(
             `files: ${tool}, ${loss} % loss, run ${k}: ${secs(r.ms)}, ${r.verified}/${RECEIVERS} verified, ` +
-              `tx ${r.txRatio.toFixed(3)}x, ${r.bufferDrops} socket-buffer drops, lost in the bridge ${r.bridgeLoss.map(pct).join('/')}, RSS ${r.rssKiB.map(mib).join('/')}, ${r.repairs}` +
+              `tx ${r.txRatio.toFixed(3)}x, ${r.bufferDrops} socket-buffer drops, lost in the bridge ${r.bridgeLoss.map(pct).join('/')}, RSS ${r.rssKiB.map(mib).join('/')}, CPU s (sender/receivers) ${r.cpuS.map((c) => c.toFixed(2)).join('/')}, ${r.repairs}` +
               (r.problems.length ? `; ${r.problems.join('; ')}` : ''),
           );
           for (const p of r.problems) notes.push(`${tool}, ${loss} % loss, run ${k}: ${p}.`);

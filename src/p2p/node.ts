@@ -506,9 +506,7 @@ export class PeerNode {
     }
     const owner = this.frameOwners.get(r.kind);
     if (!owner) return this.drop('type', from);
-    const m = this.membership.get(r.sender);
-    if (!m || m.address !== from || (m.state !== 'alive' && m.state !== 'suspect'))
-      return this.drop('frame', from);
+    if (this.membership.liveAddress(r.sender) !== from) return this.drop('frame', from);
     this.reach.heard(r.sender, from, via);
     this.guard(() => owner(r.sender, r.body, from));
   }

@@ -110,8 +110,11 @@ async function readAt(fh: fsp.FileHandle, offset: number, length: number): Promi
   return buf.subarray(0, got);
 }
 
-/** A local file to send, open for reading; throws a one-line Error when it cannot be sent. */
-export async function openOutgoingFile(file: string): Promise<OutgoingFile & { close(): Promise<void> }> {
+/**
+ * Whether a local file can be sent, without reading it: its name and size; throws a one-line
+ * Error when it cannot be sent.
+ */
+export async function checkOutgoingFile(file: string): Promise<{ name: string; bytes: number }> {
   const name = path.basename(file);
   const problem = fileNameProblem(name);
   if (problem) throw new Error(`cannot send ${file}: ${problem}`);
@@ -121,11 +124,20 @@ export async function openOutgoingFile(file: string): Promise<OutgoingFile & { c
   if (!st.isFile()) throw new Error(`${file} is not a regular file`);
   if (st.size > FILE_BYTES_MAX)
     throw new Error(`${file} is ${st.size} bytes, over the ${FILE_BYTES_MAX}-byte limit`);
+  return { name, bytes: st.size };
+}
+
+/**
+ * A local file to send, open for reading, its SHA-256 worked out (a read of the whole file);
+ * throws a one-line Error when it cannot be sent.
+ */
+export async function openOutgoingFile(file: string): Promise<OutgoingFile & { close(): Promise<void> }> {
+  const { name, bytes } = await checkOutgoingFile(file);
   const sha256 = await sha256File(file);
   const fh = await fsp.open(file, 'r');
   return {
     name,
-    bytes: st.size,
+    bytes,
     sha256,
     read: (offset, length) => readAt(fh, offset, length),
     close: () => fh.close(),

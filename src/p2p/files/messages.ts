@@ -126,10 +126,11 @@ export interface Chunk {
 }
 
 export function encodeChunk(id: TransferId, index: number, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(CHUNK_HEADER_BYTES + data.length);
+  // Not zero-filled: every byte is written below (a chunk is a MiB, sent thousands of times a transfer).
+  const out = Buffer.allocUnsafe(CHUNK_HEADER_BYTES + data.length);
   out[0] = CHUNK_MARK;
-  out.set(Buffer.from(id, 'hex'), 1);
-  new DataView(out.buffer).setUint32(1 + TRANSFER_ID_BYTES, index);
+  out.write(id, 1, TRANSFER_ID_BYTES, 'hex');
+  out.writeUInt32BE(index, 1 + TRANSFER_ID_BYTES);
   out.set(data, CHUNK_HEADER_BYTES);
   return out;
 }

@@ -49,6 +49,8 @@ import type { StreamSink } from './sink.js';
 const FIRST = 1;
 /** The kind byte of a fragment after its message's first. */
 export const CONTINUATION = 0;
+/** The header of every fragment after its message's first: only read (copied into the send buffer). */
+const CONTINUATION_HEADER = Buffer.of(CONTINUATION);
 /** Bytes a first fragment's count may take: RELIABLE_FRAGMENTS_MAX fits 3 varint bytes. */
 const COUNT_VARINT_BYTES_MAX = 3;
 
@@ -158,9 +160,9 @@ export class Split {
     return [start, Math.min(end, this.bytes)];
   }
 
-  /** Fragment i's header (before its data). */
+  /** Fragment i's header (before its data): the ones after the first share one (never written to). */
   header(i: number): Buffer {
-    if (i > 0) return Buffer.of(CONTINUATION);
+    if (i > 0) return CONTINUATION_HEADER;
     const out = Buffer.allocUnsafe(1 + varintBytes(this.bytes) + varintBytes(this.count));
     out[0] = FIRST;
     writeVarint(out, writeVarint(out, 1, this.bytes), this.count);

@@ -73,6 +73,8 @@ export class RateGuard {
   private readonly burst: number;
   private readonly sourcesMax: number;
   private members: ReadonlySet<Address> = new Set();
+  /** The source of the last datagram admitted or refused: its bucket is the newest in the table already. */
+  private newest: Address | null = null;
 
   constructor(private readonly opts: GuardOptions) {
     this.ratePerMs = (opts.ratePerS ?? GUARD_SOURCE_DATAGRAMS_PER_S) / 1000;
@@ -94,15 +96,21 @@ export class RateGuard {
       const perMs = this.members.has(source) ? this.memberRatePerMs : this.ratePerMs;
       b.tokens = Math.min(this.burst, b.tokens + Math.max(0, now - b.at) * perMs);
       b.at = now;
-      this.buckets.delete(source); // re-inserted below: Map order is recency order
+      // Map order is recency order: re-inserted at the end, unless it is there already (a
+      // transfer's datagrams come from one source in a row, each a delete and an insert otherwise).
+      if (source !== this.newest) {
+        this.buckets.delete(source);
+        this.buckets.set(source, b);
+      }
     } else {
       b = { tokens: this.burst, at: now };
       if (this.buckets.size >= this.sourcesMax) {
         this.buckets.delete(this.buckets.keys().next().value as Address);
         this.stats.sourcesEvicted++;
       }
+      this.buckets.set(source, b);
     }
-    this.buckets.set(source, b);
+    this.newest = source;
     this.stats.sourcesTracked = this.buckets.size;
     if (b.tokens < 1) {
       this.stats.rateLimited++;
