@@ -24,6 +24,7 @@ import {
   writeVarint,
 } from '../../src/p2p/wire.js';
 import { PRIORITY_MAX } from '../../src/p2p/election.js';
+import { HEARTBEAT_INTERVAL_MS_MAX } from '../../src/p2p/membership.js';
 import { ADJUSTMENT_MS_MAX, READING_MS_MAX, READINGS_PER_PEER } from '../../src/p2p/clock-sync.js';
 import { RING_CONFIG_MAX } from '../../src/p2p/token-ring/index.js';
 import {
@@ -579,11 +580,18 @@ const snapshotId = k(fc.oneof(fc.stringMatching(/^[0-9a-z-]{1,40}$/), fc.constan
  */
 export const FORGERIES: Record<string, fc.Arbitrary<(f: Forge) => Forged>> = {
   // membership
-  hb: bodyOf(rec({ g: tags }, { h: uint() })),
+  hb: bodyOf(
+    rec({ g: tags }, { h: uint(), iv: bounded(0, HEARTBEAT_INTERVAL_MS_MAX), u: k(fc.constantFrom(0, 1)) }),
+  ),
   probe: bodyOf(empty),
   ping: bodyOf(empty),
   suspect: bodyOf(rec({ target: peerId, inc: uint('incarnation') })),
   leave: bodyOf(empty),
+  // SWIM probes: acks and nacks for probes nobody ran, requests to relay to any id
+  'sw.ping': bodyOf(rec({ q: syncNonce }, { gv: uint() })),
+  'sw.ack': bodyOf(rec({ q: syncNonce }, { gv: uint() })),
+  'sw.req': bodyOf(rec({ q: syncNonce, t: peerId })),
+  'sw.nack': bodyOf(rec({ q: syncNonce })),
   // join: a sync padded to be answered or not; pages of real members' hints (nobody asked for them)
   'ms.sync': bodyOf(
     rec(
