@@ -482,7 +482,13 @@ export class Membership implements Protocol {
     if (hb) {
       this.takeBeat(m, HB.of(env) ?? {}, via);
       this.takeTags(m, hb, env.c, now);
-      if (hb.counter !== undefined)
+      // Loss is measured over heartbeat-watched members only: the heartbeats of a probe-watched
+      // one come now and then (a tag change), and their gaps are no loss. Watched again, it
+      // starts afresh.
+      if (hb.counter !== undefined && !this.byHeartbeat(m)) {
+        m.hbCounter = -1;
+        m.arrivals = [];
+      } else if (hb.counter !== undefined)
         this.countHeartbeat(m, hb.counter, before === 'dead' || moved, env.c > wasIncarnation, now);
     }
     // Reclaimed from another address: the one it leaves may win it back (see speaksFor).
@@ -525,9 +531,29 @@ export class Membership implements Protocol {
     else if (hb.fanout === 0 && m.beatVia !== 'group') m.watch = 'probe';
   }
 
-  /** Whether `m` is watched by its heartbeats now (else by probes): see the header. */
+  /**
+   * Whether `m` is watched by its heartbeats now (else by probes): see the header. In a group of
+   * at most HEARTBEAT_FANOUT_MAX + 1 no member's fan-out is past its cap and none is in SLOW, so
+   * every member is, whatever it says: such a group detects as a multicast group does, and a
+   * stranger's word cannot make a made-up member outlive the heartbeat detector's timeouts.
+   */
   private byHeartbeat(m: Member): boolean {
-    return this.opts.observer || (!this.slow && m.watch === 'heartbeat');
+    if (this.opts.observer) return true;
+    if (this.slow) return false;
+    return m.watch === 'heartbeat' || this.live().length + 1 <= HEARTBEAT_FANOUT_MAX + 1;
+  }
+
+  /**
+   * How many of our heartbeat intervals member `m`'s silence is measured in: 1, but for an observer
+   * in a group large enough to be in SLOW, the interval it announced (bounded by the SLOW
+   * interval): in a smaller one nobody beats slower, and a made-up member claiming to must not
+   * outlive the heartbeat timeouts.
+   */
+  private paceOf(m: Member): number {
+    const n = this.live().length + 1;
+    if (!this.opts.observer || n <= REGIME_FAST_AT_MEMBERS) return 1;
+    const fast = this.opts.timings.heartbeatIntervalMs;
+    return Math.max(1, Math.min(m.beatIntervalMs, this.slowIntervalMs(n)) / fast);
   }
 
   private onSuspect(b: Body<typeof SUSPECT>, from: Origin): void {
@@ -594,7 +620,7 @@ export class Membership implements Protocol {
     for (const m of this.members.values()) {
       const silent = now - m.lastSeen;
       // An observer watches members in SLOW by their heartbeats too, at their own pace.
-      const pace = slower * Math.max(1, m.beatIntervalMs / t.heartbeatIntervalMs);
+      const pace = slower * this.paceOf(m);
       if (isLive(m.state) && !this.byHeartbeat(m)) {
         probed++;
         this.probeWatchedTick(m, now, slower);
@@ -663,9 +689,15 @@ export class Membership implements Protocol {
 
   /** Our heartbeat interval in the regime we are in (config.ts). */
   private heartbeatEveryMs(): number {
-    const fast = this.opts.timings.heartbeatIntervalMs;
-    if (!this.slow) return fast;
-    return Math.max(SLOW_HEARTBEAT_INTERVALS * fast, SLOW_HEARTBEAT_PER_MEMBER_MS * (this.live().length + 1));
+    return this.slow ? this.slowIntervalMs(this.live().length + 1) : this.opts.timings.heartbeatIntervalMs;
+  }
+
+  /** The SLOW heartbeat interval of a group of `n` live members (config.ts). */
+  private slowIntervalMs(n: number): number {
+    return Math.max(
+      SLOW_HEARTBEAT_INTERVALS * this.opts.timings.heartbeatIntervalMs,
+      SLOW_HEARTBEAT_PER_MEMBER_MS * n,
+    );
   }
 
   /** What the prober reads of the members, and where it reports (swim.ts). */
@@ -732,7 +764,7 @@ export class Membership implements Protocol {
         : this.lastHeartbeat + this.heartbeatEveryMs(),
     );
     for (const m of this.members.values()) {
-      const pace = slower * Math.max(1, m.beatIntervalMs / t.heartbeatIntervalMs);
+      const pace = slower * this.paceOf(m);
       if (isLive(m.state) && !this.byHeartbeat(m)) {
         const s = m.suspicion;
         if (!s) continue;
@@ -903,7 +935,7 @@ export class Membership implements Protocol {
     let members = 0;
     let lossy = 0;
     for (const m of this.members.values()) {
-      if (m === except || (m.state !== 'alive' && m.state !== 'suspect')) continue;
+      if (m === except || !isLive(m.state) || !this.byHeartbeat(m)) continue;
       let r = 0;
       let l = 0;
       for (let i = m.arrivals.length - 1; i >= 0 && m.arrivals[i]!.at > since; i--) {

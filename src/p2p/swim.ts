@@ -152,6 +152,11 @@ export class Swim {
     private readonly members: SwimMembers,
   ) {}
 
+  /** Indirect probes we run for others now (at most RELAYS_MAX). */
+  get relaying(): number {
+    return this.relays.size;
+  }
+
   /** Probes member `id` as soon as the probe under way ends (a suspicion of it reached us). */
   probeSoon(id: PeerId): void {
     if (this.urgent.size >= URGENT_PROBES_MAX || this.probe?.target === id) return;
