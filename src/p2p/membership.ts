@@ -137,6 +137,7 @@ import {
   suspicionTimeoutMs,
   type ProbeTarget,
   type SwimMembers,
+  type WireUpdate,
 } from './swim.js';
 
 export interface MembershipTimings {
@@ -302,6 +303,8 @@ export interface MembershipOptions {
   fanout?(): readonly Address[];
   /** Sends to the group by multicast only, without the fan-out (nothing when unicast-only). */
   multicast?(type: string, body: unknown): void;
+  /** A member someone else says is at `address` (join/: a hello there, paced and capped). */
+  hinted?(hint: { id: PeerId; address: Address }): void;
 }
 
 /**
@@ -414,7 +417,8 @@ export class Membership implements Protocol {
   setTags(tags: Tags): void {
     this.tags = { ...tags };
     this.tagsVersion++;
-    if (!this.opts.observer && this.started) this.heartbeat();
+    // To the whole fan-out, past its cap too: members watched by probes get no heartbeat else.
+    if (!this.opts.observer && this.started) this.heartbeat(true);
   }
 
   /**
@@ -503,6 +507,8 @@ export class Membership implements Protocol {
       this.ctx.emit({ kind: 'restart', member: this.view(m), previousIncarnation: wasIncarnation });
     } else if (before !== 'alive') {
       this.setState(m, 'alive', now);
+      // Replaces our suspicion (or death) of it in the updates we spread.
+      if (!this.opts.observer) this.swim.updates.add([0, m.id, m.incarnation, m.address]);
       this.ctx.emit({
         kind: 'alive',
         member: this.view(m),
@@ -672,6 +678,7 @@ export class Membership implements Protocol {
   /** Marks `m` suspect here, tells the group while it is small enough, and pings `m`. */
   private suspect(m: Member, now: number): void {
     this.setState(m, 'suspect', now);
+    if (!this.opts.observer) this.swim.updates.add([1, m.id, m.incarnation]);
     this.ctx.emit({ kind: 'suspect', member: this.view(m), by: 'timeout' });
     if (this.opts.observer) return;
     if (this.live().length + 1 <= SUSPECT_BROADCAST_MEMBERS_MAX)
@@ -724,7 +731,26 @@ export class Membership implements Protocol {
         if (m?.address === from.address) this.askTagsIfMissed(m, version, from.incarnation, this.ctx.now());
       },
       probed: (id, result) => this.probed(id, result),
+      heardUpdates: (from, updates) => this.heardUpdates(from, updates),
+      size: () => this.live().length + 1,
     };
+  }
+
+  /**
+   * Updates that rode on a live member's probe or ack (swim.ts): hints, never facts (see the
+   * header). An alive update of a member not live here makes us say hello to its address (join/),
+   * which adds it only on its own answer; a suspicion counts as its sender's, as a `suspect` does.
+   */
+  private heardUpdates(from: Origin, updates: readonly WireUpdate[]): void {
+    const by = this.members.get(from.id);
+    if (this.opts.observer || !by || by.address !== from.address || !isLive(by.state)) return;
+    for (const u of updates) {
+      if (u[0] === 0) {
+        const m = this.members.get(u[1]);
+        if (u[1] !== this.ctx.self.id && !(m && isLive(m.state)))
+          this.opts.hinted?.({ id: u[1], address: u[3] });
+      } else this.onSuspect({ target: u[1], incarnation: u[2] }, from);
+    }
   }
 
   /**
@@ -1080,6 +1106,7 @@ export class Membership implements Protocol {
     };
     this.members.set(m.id, m);
     this.changed();
+    if (!this.opts.observer) this.swim.updates.add([0, m.id, m.incarnation, m.address]);
     this.ctx.emit({ kind: 'join', member: this.view(m) });
     const ids = this.idsNamed(m.name);
     if (ids.length > 1) this.ctx.emit({ kind: 'duplicate-name', name: m.name, ids });

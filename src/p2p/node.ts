@@ -206,6 +206,7 @@ export class PeerNode {
       introduction: (env) => this.join.introduction(env),
       fanout: () => this.reach.fanout(),
       multicast: (type, body) => this.transmit(null, type, body, undefined, false),
+      hinted: (hint) => this.join.hint(hint),
     });
     this.codec = this.register(this.membership);
     this.join = new Join(this.context, {

@@ -17,6 +17,14 @@
  * own receive path is the likelier fault, and its health score rises: Lifeguard).
  * Suspicion, confirmation and death are membership's (suspicionTimeoutMs below gives the time).
  *
+ * Updates ride on the probes (memberlist's piggybacked broadcasts): `alive` for each member met
+ * or back alive, `suspect` for each suspicion of ours, each sent RETRANSMIT_MULT x
+ * ceil(log10(N + 1)) times, least-sent first, at most PIGGYBACK_UPDATES_MAX per datagram; one
+ * entry per member, the newest replacing the older; the queue is capped (UPDATES_QUEUE_MAX), the
+ * most-sent going first. So a group without multicast learns joins and suspicions epidemically,
+ * in about log2 N probe intervals. What a receiver makes of them is membership's: hints only (an
+ * alive update makes us say hello to the address, join/; a suspicion counts as its sender's).
+ *
  * Who may make us send. A `sw.ping` is answered 1:1 to its source, like `ping`. A `sw.req` is
  * taken only from a live member at its known address, only about a live member, and we ping the
  * address we know for it, never one the request names: a forger can make us send at most one
@@ -26,7 +34,7 @@
  * A state machine over the context, driven by membership's tick and its messages: no socket,
  * timer or clock of its own.
  */
-import type { PeerId } from './wire.js';
+import { is, type PeerId } from './wire.js';
 import { f, message, messages, type Body, type Origin } from './kit/message.js';
 import type { ProtocolContext } from './protocol.js';
 import type { Address } from './transport/transport.js';
@@ -57,15 +65,36 @@ export const SUSPICION_MAX_RATIO = 6;
  */
 export const SUSPECT_CONFIRMATIONS_MIN = 3;
 const SEQ_MAX = 2 ** 32 - 1;
+/** Updates on one probe datagram (each at most about 40 bytes as JSON). */
+export const PIGGYBACK_UPDATES_MAX = 8;
+/** Sends of each update: this many x ceil(log10(N + 1)) (4 at 5 members, 8 at 50, 16 at 1,000). */
+export const RETRANSMIT_MULT = 4;
+/** Updates waiting to be sent, at most. */
+export const UPDATES_QUEUE_MAX = 1024;
+/** An address on the wire (IPv4:port): what an alive update carries. */
+const ADDRESS_RE = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}:\d{1,5}$/;
+
+/** On the wire: `[0, id, incarnation, address]` (alive) or `[1, id, incarnation]` (suspect). */
+export type WireUpdate = [0, PeerId, number, Address] | [1, PeerId, number];
+
+function isWireUpdate(v: unknown): v is WireUpdate {
+  if (!Array.isArray(v) || !is.peerId()(v[1]) || !is.uint()(v[2])) return false;
+  if (v[0] === 0) return v.length === 4 && typeof v[3] === 'string' && ADDRESS_RE.test(v[3]);
+  return v[0] === 1 && v.length === 3;
+}
+
+const updates = f.optional(f.array(f.guard(isWireUpdate), PIGGYBACK_UPDATES_MAX)).wire('up');
 
 /** `gv`: the sender's tags version (membership.ts): a receiver holding another one asks for them. */
 export const SW_PING = message('sw.ping', {
   seq: f.uint(SEQ_MAX).wire('q'),
   tagsVersion: f.optional(f.uint()).wire('gv'),
+  updates,
 });
 export const SW_ACK = message('sw.ack', {
   seq: f.uint(SEQ_MAX).wire('q'),
   tagsVersion: f.optional(f.uint()).wire('gv'),
+  updates,
 });
 export const SW_REQ = message('sw.req', { seq: f.uint(SEQ_MAX).wire('q'), target: f.peerId().wire('t') });
 export const SW_NACK = message('sw.nack', { seq: f.uint(SEQ_MAX).wire('q') });
@@ -93,6 +122,39 @@ export interface SwimMembers {
   heardTagsVersion(from: Origin, version: number): void;
   /** A probe ended: acked, or failed with `nacks` of `relays` relays saying they are alive. */
   probed(id: PeerId, result: { ok: boolean; relays: number; nacks: number }): void;
+  /** Updates that rode on a probe or an ack from `from` (checked for shape only). */
+  heardUpdates(from: Origin, updates: readonly WireUpdate[]): void;
+  /** Live members (for the retransmit limit). */
+  size(): number;
+}
+
+/** The updates waiting to ride on probes (see the header). */
+export class UpdateQueue {
+  private readonly queue = new Map<PeerId, { update: WireUpdate; sent: number }>();
+
+  get length(): number {
+    return this.queue.size;
+  }
+
+  /** Queues `u`, replacing what was queued about the same member. */
+  add(u: WireUpdate): void {
+    this.queue.delete(u[1]);
+    if (this.queue.size >= UPDATES_QUEUE_MAX) {
+      let most: PeerId | undefined;
+      let sent = -1;
+      for (const [id, e] of this.queue) if (e.sent > sent) [most, sent] = [id, e.sent];
+      this.queue.delete(most!);
+    }
+    this.queue.set(u[1], { update: u, sent: 0 });
+  }
+
+  /** Up to PIGGYBACK_UPDATES_MAX updates, least sent first, each dropped once sent `limit` times. */
+  take(limit: number): WireUpdate[] | undefined {
+    if (this.queue.size === 0) return undefined;
+    const chosen = [...this.queue.values()].sort((a, b) => a.sent - b.sent).slice(0, PIGGYBACK_UPDATES_MAX);
+    for (const e of chosen) if (++e.sent >= limit) this.queue.delete(e.update[1]);
+    return chosen.map((e) => e.update);
+  }
 }
 
 interface Probe {
@@ -141,6 +203,8 @@ export class Swim {
   private next = 0;
   private readonly urgent = new Set<PeerId>();
   private readonly relays = new Map<number, Relay>();
+  /** Membership updates to spread on our probes and acks. */
+  readonly updates = new UpdateQueue();
   /**
    * Our last sequence number: it only tells our probes and relayed ones apart, and an ack counts
    * only from the address it was asked of, so it needs no randomness.
@@ -206,7 +270,14 @@ export class Swim {
       relays: null,
       nacked: new Set(),
     };
-    this.ctx.send(target.address, ...SW_PING.out({ seq, tagsVersion: this.members.tagsVersion() }));
+    this.ctx.send(
+      target.address,
+      ...SW_PING.out({ seq, tagsVersion: this.members.tagsVersion(), updates: this.piggyback() }),
+    );
+  }
+
+  private piggyback(): WireUpdate[] | undefined {
+    return this.updates.take(RETRANSMIT_MULT * Math.ceil(Math.log10(this.members.size() + 1)));
   }
 
   /** The next member to probe: one asked for out of turn, else the next of the shuffled order. */
@@ -254,11 +325,16 @@ export class Swim {
   }
 
   private onPing(b: Body<typeof SW_PING>, from: Origin): void {
-    this.ctx.send(from.address, ...SW_ACK.out({ seq: b.seq, tagsVersion: this.members.tagsVersion() }));
+    this.ctx.send(
+      from.address,
+      ...SW_ACK.out({ seq: b.seq, tagsVersion: this.members.tagsVersion(), updates: this.piggyback() }),
+    );
     if (b.tagsVersion !== undefined) this.members.heardTagsVersion(from, b.tagsVersion);
+    if (b.updates) this.members.heardUpdates(from, b.updates);
   }
 
   private onAck(b: Body<typeof SW_ACK>, from: Origin): void {
+    if (b.updates) this.members.heardUpdates(from, b.updates);
     const p = this.probe;
     if (p && b.seq === p.seq) {
       const direct = from.id === p.target && from.address === p.address;

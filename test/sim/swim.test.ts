@@ -166,3 +166,19 @@ describe('SWIM probes (simulation)', () => {
     expect(c.handlerErrors()).toEqual([]);
   });
 });
+
+describe('updates piggybacked on probes (simulation)', () => {
+  it.each([1, 2, 3])(
+    'seed %i: a newcomer that met one member of a unicast group is known to all within 10 s, on the probes alone',
+    async (seed) => {
+      const c = await group(seed, 30, UNICAST);
+      // Its own multicast reaches nobody (another segment; the others hear none): it meets p0 alone.
+      const newcomer = await c.add('newcomer', {}, { segment: 1 });
+      c.introduce(newcomer, c.peers[0]!);
+      expect(c.rt.runUntilTrue(() => c.converged(), 10_000)).toBe(true);
+      expect(deaths(c)).toEqual([]);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+    120_000,
+  );
+});
