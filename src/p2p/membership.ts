@@ -62,10 +62,10 @@
  * suspicion. A failed probe of ours suspects it at once, `suspect` goes to the group while it has
  * at most SUSPECT_BROADCAST_MEMBERS_MAX live members, and it is declared dead when our own probe
  * failed or SUSPECT_CONFIRMATIONS_MIN distinct members suspect it, AND nothing came from it for
- * suspicionTimeoutMs (shorter the more confirmations). A suspicion received is a hint: it makes
- * us probe the member out of turn (with probability min(1, HINT_PROBERS / N), so a dead member
- * is confirmed by up to about that many peers and a live one is not flooded), counts towards the
- * confirmations, and any datagram from the member clears it. A death is never sent to anyone.
+ * suspicionTimeoutMs after that (shorter the more confirmations). A suspicion received is a
+ * hint: it makes us probe the member out of turn (with probability min(1, HINT_PROBERS / N), so
+ * a dead member is confirmed by up to about that many peers and a live one is not flooded),
+ * counts towards the confirmations, and any datagram from the member clears it. A death is never sent to anyone.
  * If the `u: 0` that moves a member to probes is lost, its silence makes us suspect it and ping
  * it; its answer carries `u` again: one needless `suspect` line, never a death.
  *
@@ -243,9 +243,10 @@ interface Member {
 }
 
 /**
- * A suspicion of a member: since when, whether our own probe of it failed (or, heartbeat-watched,
- * it fell silent here), and the distinct members that said they suspect it (at most
- * SUSPECT_CONFIRMATIONS_MIN: more changes nothing).
+ * A suspicion of a member: since when (the first hint), whether our own probe of it failed (or,
+ * heartbeat-watched, it fell silent here), and the distinct members that said they suspect it (at
+ * most SUSPECT_CONFIRMATIONS_MIN: more changes nothing). Once confirmed, the member is in state
+ * suspect here, and its death timeout runs from then (its stateSince).
  */
 interface Suspicion {
   since: number;
@@ -663,8 +664,11 @@ export class Membership implements Protocol {
       if (now >= s.since + this.suspicionMs(0) * slower) m.suspicion = null;
       return;
     }
+    // The timeout runs from the confirmation, not from the first hint: a member probe-watched is
+    // rarely heard by a peer that does not probe it, and hints from an earlier, refuted suspicion
+    // would leave its refutation no time to arrive.
     if (m.state === 'alive') this.suspect(m, now);
-    else if (now >= s.since + this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower) {
+    else if (now >= m.stateSince + this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower) {
       this.setState(m, 'dead', now);
       this.ctx.emit({ kind: 'dead', member: this.view(m), silentMs: now - m.lastSeen });
     } else if (now - m.lastPing >= this.opts.timings.pingIntervalMs) this.ping(m, now);
@@ -795,8 +799,12 @@ export class Membership implements Protocol {
         const s = m.suspicion;
         if (!s) continue;
         const confirmed = s.own || s.by.size >= SUSPECT_CONFIRMATIONS_MIN;
-        at = Math.min(at, s.since + this.suspicionMs(confirmed ? s.by.size + (s.own ? 1 : 0) : 0) * slower);
-        if (confirmed) at = Math.min(at, m.state === 'alive' ? now : m.lastPing + t.pingIntervalMs);
+        if (!confirmed) at = Math.min(at, s.since + this.suspicionMs(0) * slower);
+        else if (m.state === 'alive') at = now;
+        else {
+          at = Math.min(at, m.stateSince + this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower);
+          at = Math.min(at, m.lastPing + t.pingIntervalMs);
+        }
       } else if (m.state === 'alive') at = Math.min(at, m.lastSeen + t.suspectAfterMs * pace);
       else if (m.state === 'suspect') {
         at = Math.min(at, m.lastSeen + t.deadAfterMs * pace);
