@@ -676,7 +676,8 @@ export class Membership implements Protocol {
 
   /** Lifeguard's suspicion timeout at our group's size (swim.ts). */
   private suspicionMs(confirmations: number): number {
-    return suspicionTimeoutMs(this.live().length + 1, confirmations);
+    const t = this.opts.timings;
+    return suspicionTimeoutMs(this.live().length + 1, confirmations, t.deadAfterMs - t.suspectAfterMs);
   }
 
   /** Marks `m` suspect here, tells the group while it is small enough, and pings `m`. */

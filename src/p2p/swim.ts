@@ -179,9 +179,16 @@ interface Relay {
   expiresAt: number;
 }
 
-/** Lifeguard's suspicion timeout for a group of `members` with `confirmations` (see SUSPICION_MULT). */
-export function suspicionTimeoutMs(members: number, confirmations: number): number {
-  const min = SUSPICION_MULT * Math.max(1, Math.log10(Math.max(1, members))) * PROBE_INTERVAL_MS;
+/**
+ * Lifeguard's suspicion timeout for a group of `members` with `confirmations` (see SUSPICION_MULT),
+ * its shortest never under `floorMs` (membership passes its profile's suspicion stage, so a slower
+ * profile, for loaded hosts, is as patient with probed members as with heartbeat-watched ones).
+ */
+export function suspicionTimeoutMs(members: number, confirmations: number, floorMs = 0): number {
+  const min = Math.max(
+    floorMs,
+    SUSPICION_MULT * Math.max(1, Math.log10(Math.max(1, members))) * PROBE_INTERVAL_MS,
+  );
   const max = SUSPICION_MAX_RATIO * min;
   const c = Math.min(Math.max(0, confirmations), SUSPECT_CONFIRMATIONS_MIN);
   return Math.max(min, max - ((max - min) * Math.log(c + 1)) / Math.log(SUSPECT_CONFIRMATIONS_MIN + 1));
