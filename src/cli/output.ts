@@ -127,9 +127,11 @@ function describeHealth(e: PeerEventOf<'health'>): string {
   const why =
     e.cause === 'stall'
       ? `our event loop stalled for ${e.stalledMs} ms`
-      : e.heartbeatLoss === null
-        ? 'too few members to measure heartbeat loss'
-        : `${Math.round(e.heartbeatLoss * 100)} % of members' heartbeats lost`;
+      : e.cause === 'probe'
+        ? 'a probe of a member failed and the members asked to relay it did not all answer'
+        : e.heartbeatLoss === null
+          ? 'too few members to measure heartbeat loss'
+          : `${Math.round(e.heartbeatLoss * 100)} % of members' heartbeats lost`;
   const verb = e.score > e.previous ? 'degraded' : 'improving';
   return `${chalk.yellow('health')}  local health ${verb}: detection slowed x${e.score + 1} (${why})`;
 }

@@ -24,6 +24,30 @@ export const DEFAULT_TTL = 1;
 /** Members tracked at once (alive, suspect, and recently dead or left). */
 export const MEMBERS_MAX = 1024;
 
+/**
+ * Heartbeat regimes (membership.ts), so that the heartbeats a peer receives stay bounded whatever
+ * the group's size. FAST: a heartbeat every heartbeatIntervalMs, and members whose heartbeats
+ * reach us are watched by them (detection in [deadAfterMs - heartbeat, deadAfterMs]). SLOW: a
+ * heartbeat every max(SLOW_HEARTBEAT_INTERVALS x heartbeatIntervalMs, SLOW_HEARTBEAT_PER_MEMBER_MS
+ * x live members), and every member is watched by SWIM probes (swim.ts): at 50 members a peer
+ * receives about 49 heartbeats a second instead of 245, and at 1,000 about 50 instead of 5,000.
+ * A peer enters SLOW above REGIME_SLOW_ABOVE_MEMBERS live members (itself included) and comes
+ * back to FAST at REGIME_FAST_AT_MEMBERS or fewer: the gap keeps a group whose size hovers around
+ * the threshold from switching at every join and death.
+ */
+export const REGIME_SLOW_ABOVE_MEMBERS = 36;
+export const REGIME_FAST_AT_MEMBERS = 28;
+/** The shortest SLOW heartbeat interval, in FAST intervals (1 s on lan). */
+export const SLOW_HEARTBEAT_INTERVALS = 5;
+/** Per live member, what the SLOW interval grows by: about 50 heartbeats a second reach a peer. */
+export const SLOW_HEARTBEAT_PER_MEMBER_MS = 20;
+/**
+ * Members our heartbeats also go to by unicast (those our multicast does not reach, reach.ts)
+ * while we are in FAST: at most this many x 5 unicast heartbeats a second. Past it, those members
+ * watch us by SWIM probes, which cost the same whatever the group's size.
+ */
+export const HEARTBEAT_FANOUT_MAX = 16;
+
 export interface Profile {
   name: ProfileName;
   /**

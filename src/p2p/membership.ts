@@ -54,6 +54,21 @@
  * alive, only out of step with our clock. So a forger that splits the group's clocks cannot make
  * members declare each other dead, and then reclaim them, while the clocks catch up.
  *
+ * Two detectors, chosen per member (issue 22). A member is heartbeat-watched, as above, while its
+ * heartbeats reach us at our interval: by multicast, or by its unicast fan-out (it sends them to
+ * the members its multicast does not reach while they are at most HEARTBEAT_FANOUT_MAX, and says
+ * so with `u: 1`). Otherwise (it fans out no more, `u: 0`; it beats slower than we do, `iv`; or
+ * we are in the SLOW regime, config.ts) it is probe-watched: SWIM probes (swim.ts) and Lifeguard
+ * suspicion. A failed probe of ours suspects it at once, `suspect` goes to the group while it has
+ * at most SUSPECT_BROADCAST_MEMBERS_MAX live members, and it is declared dead when our own probe
+ * failed or SUSPECT_CONFIRMATIONS_MIN distinct members suspect it, AND nothing came from it for
+ * suspicionTimeoutMs after that (shorter the more confirmations). A suspicion received is a
+ * hint: it makes us probe the member out of turn (with probability min(1, HINT_PROBERS / N), so
+ * a dead member is confirmed by up to about that many peers and a live one is not flooded),
+ * counts towards the confirmations, and any datagram from the member clears it. A death is never sent to anyone.
+ * If the `u: 0` that moves a member to probes is lost, its silence makes us suspect it and ping
+ * it; its answer carries `u` again: one needless `suspect` line, never a death.
+ *
  * Failure modes: a peer cut off sees everyone dead and is seen dead; when the link heals,
  * heartbeats flow again and both sides mark each other alive. Memory is bounded by membersMax:
  * dead and left entries are evicted first, then newcomers are refused and counted.
@@ -107,7 +122,23 @@ import type { Envelope, PeerId } from './wire.js';
 import { f, message, messages, type Body, type Origin } from './kit/message.js';
 import { adoptable, loadable } from './bounds.js';
 import type { HealthCause, MemberState, MemberView, Protocol, ProtocolContext } from './protocol.js';
-import { parseAddress, type Address } from './transport/transport.js';
+import { parseAddress, type Address, type Via } from './transport/transport.js';
+import {
+  HEARTBEAT_FANOUT_MAX,
+  REGIME_FAST_AT_MEMBERS,
+  REGIME_SLOW_ABOVE_MEMBERS,
+  SLOW_HEARTBEAT_INTERVALS,
+  SLOW_HEARTBEAT_PER_MEMBER_MS,
+} from './config.js';
+import {
+  SUSPECT_CONFIRMATIONS_MIN,
+  SWIM_MESSAGES,
+  Swim,
+  suspicionTimeoutMs,
+  type ProbeTarget,
+  type SwimMembers,
+  type WireUpdate,
+} from './swim.js';
 
 export interface MembershipTimings {
   /** How often a member multicasts its heartbeat. Bytes/s per peer scale with 1/this. */
@@ -202,6 +233,25 @@ interface Member {
   arrivals: Arrival[];
   /** Where it was, and at what incarnation, before it was reclaimed from another address. */
   home: { address: Address; incarnation: number } | null;
+  /** How we watch it while we are in FAST (see the header): by its heartbeats, or by probes. */
+  watch: 'heartbeat' | 'probe';
+  /** The heartbeat interval it last announced (ms), and how its last counted heartbeat came. */
+  beatIntervalMs: number;
+  beatVia: Via | null;
+  /** Who suspects it while it is silent (see Suspicion); null: nobody, or it spoke since. */
+  suspicion: Suspicion | null;
+}
+
+/**
+ * A suspicion of a member: since when (the first hint), whether our own probe of it failed (or,
+ * heartbeat-watched, it fell silent here), and the distinct members that said they suspect it (at
+ * most SUSPECT_CONFIRMATIONS_MIN: more changes nothing). Once confirmed, the member is in state
+ * suspect here, and its death timeout runs from then (its stateSince).
+ */
+interface Suspicion {
+  since: number;
+  own: boolean;
+  by: Set<PeerId>;
 }
 
 interface Arrival {
@@ -220,6 +270,16 @@ interface LossMeasure {
   members: number;
   lossy: number;
 }
+
+/**
+ * Suspicions of others go to the whole group while it has at most this many live members; beyond,
+ * each costs every peer a datagram per suspecter, and probes confirm them without it.
+ */
+export const SUSPECT_BROADCAST_MEMBERS_MAX = 64;
+/** Peers expected to probe a member out of turn when a suspicion of it spreads (see the header). */
+export const HINT_PROBERS = 16;
+/** The longest heartbeat interval a member may announce (`iv`), in ms. */
+export const HEARTBEAT_INTERVAL_MS_MAX = 60_000;
 
 /** An observer's second probe, after its first, in ms; each later gap doubles (see the header). */
 export const OBSERVER_PROBE_FIRST_MS = 250;
@@ -240,6 +300,12 @@ export interface MembershipOptions {
    * sync or a hello by unicast), so it is added on its own envelope as on a heartbeat.
    */
   introduction?(env: Envelope): { tags: Tags } | undefined;
+  /** The addresses a group send also goes to by unicast (reach.ts); none when absent. */
+  fanout?(): readonly Address[];
+  /** Sends to the group by multicast only, without the fan-out (nothing when unicast-only). */
+  multicast?(type: string, body: unknown): void;
+  /** A member someone else says is at `address` (join/: a hello there, paced and capped). */
+  hinted?(hint: { id: PeerId; address: Address }): void;
 }
 
 /**
@@ -251,6 +317,10 @@ export const HB = message('hb', {
   tags: f.optional(f.tags(TAGS_KEYS_MAX, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX)).wire('g'),
   tagsVersion: f.optional(f.uint()).wire('gv'),
   counter: f.optional(f.uint()).wire('h'),
+  /** The sender's heartbeat interval in ms, when it beats slower than FAST (the SLOW regime). */
+  interval: f.optional(f.uint(HEARTBEAT_INTERVAL_MS_MAX)).wire('iv'),
+  /** 1: its heartbeats also go by unicast to whom its multicast misses; 0: they do not (any more). */
+  fanout: f.optional(f.literal(0, 1)).wire('u'),
 });
 /** `observer`: sent by an observer (it never heartbeats, so this is how a neighbour learns it is there). */
 export const PROBE = message('probe', { observer: f.optional(f.literal(1)).wire('o') });
@@ -260,8 +330,14 @@ const LEAVE = message('leave', {});
 const MESSAGES = messages(HB, PROBE, PING, SUSPECT, LEAVE);
 
 export class Membership implements Protocol {
-  readonly messages = MESSAGES.checks;
-  readonly onMessage = MESSAGES.dispatch({
+  readonly messages = { ...MESSAGES.checks, ...SWIM_MESSAGES.checks };
+  /** SWIM probes of the probe-watched members (swim.ts); an observer runs none. */
+  readonly swim: Swim;
+  readonly onMessage = (env: Envelope, from: Address): void => {
+    if (!(env.t in SWIM_MESSAGES.checks)) this.dispatch(env, from);
+    else if (!this.opts.observer) this.swim.onMessage(env, from);
+  };
+  private readonly dispatch = MESSAGES.dispatch({
     // hb carries nothing beyond what observe() took from it.
     hb: () => {},
     probe: (b, from) => {
@@ -302,11 +378,28 @@ export class Membership implements Protocol {
   private scoreChangedAt = -Infinity;
   private heartbeatLoss: number | null = null;
   private lossMeasuredAt = -Infinity;
+  /** Health points our failed probes added and successful ones have not taken back (Lifeguard). */
+  private probePenalty = 0;
+  private slow = false;
+  /** Whether our last heartbeat went to the fan-out too (see heartbeat()). */
+  private fanning = true;
 
   constructor(
     private readonly ctx: ProtocolContext,
     private readonly opts: MembershipOptions,
-  ) {}
+  ) {
+    this.swim = new Swim(ctx, this.swimMembers());
+  }
+
+  /** The heartbeat regime we are in (config.ts): FAST, or SLOW with every member probe-watched. */
+  get regime(): 'fast' | 'slow' {
+    return this.slow ? 'slow' : 'fast';
+  }
+
+  /** The heartbeat interval member `id` announced, in ms (reach.ts sizes its silence window by it). */
+  beatIntervalMs(id: PeerId): number | undefined {
+    return this.members.get(id)?.beatIntervalMs;
+  }
 
   /** Announces this peer: a probe (members answer at once) and, for a member, a heartbeat. */
   start(): void {
@@ -325,7 +418,8 @@ export class Membership implements Protocol {
   setTags(tags: Tags): void {
     this.tags = { ...tags };
     this.tagsVersion++;
-    if (!this.opts.observer && this.started) this.heartbeat();
+    // To the whole fan-out, past its cap too: members watched by probes get no heartbeat else.
+    if (!this.opts.observer && this.started) this.heartbeat(true);
   }
 
   /**
@@ -361,7 +455,11 @@ export class Membership implements Protocol {
    * Lamport time was refused, node.ts) only for a member we know: a newcomer joins once its
    * datagrams are taken whole.
    */
-  observe(env: Envelope, from: Address, { join } = { join: true }): void {
+  observe(
+    env: Envelope,
+    from: Address,
+    { join = true, via = 'group' }: { join?: boolean; via?: Via } = {},
+  ): void {
     const m = this.members.get(env.i);
     const hb: Body<typeof HB> | undefined = HB.of(env) ?? this.opts.introduction?.(env);
     if (!m) {
@@ -369,6 +467,8 @@ export class Membership implements Protocol {
       // Its heartbeats carry its tags only now and then: ask for them (the answer adds it).
       if (hb.tags) this.add(env, hb.tags, hb.tagsVersion, hb.counter, from);
       else this.ctx.send(from, ...PING.out({}));
+      const added = this.members.get(env.i);
+      if (added) this.takeBeat(added, hb, via);
       return;
     }
     const moved = m.address !== from;
@@ -381,11 +481,19 @@ export class Membership implements Protocol {
     const before = m.state;
     if (!moved && before === 'left' && env.c === m.incarnation) return; // late datagrams after a leave
     m.lastSeen = now;
+    m.suspicion = null;
     if (env.c !== wasIncarnation || moved) this.changed();
     m.incarnation = env.c;
     if (hb) {
+      this.takeBeat(m, HB.of(env) ?? {}, via);
       this.takeTags(m, hb, env.c, now);
-      if (hb.counter !== undefined)
+      // Loss is measured over heartbeat-watched members only: the heartbeats of a probe-watched
+      // one come now and then (a tag change), and their gaps are no loss. Watched again, it
+      // starts afresh.
+      if (hb.counter !== undefined && !this.byHeartbeat(m)) {
+        m.hbCounter = -1;
+        m.arrivals = [];
+      } else if (hb.counter !== undefined)
         this.countHeartbeat(m, hb.counter, before === 'dead' || moved, env.c > wasIncarnation, now);
     }
     // Reclaimed from another address: the one it leaves may win it back (see speaksFor).
@@ -400,6 +508,8 @@ export class Membership implements Protocol {
       this.ctx.emit({ kind: 'restart', member: this.view(m), previousIncarnation: wasIncarnation });
     } else if (before !== 'alive') {
       this.setState(m, 'alive', now);
+      // Replaces our suspicion (or death) of it in the updates we spread.
+      if (!this.opts.observer) this.swim.updates.add([0, m.id, m.incarnation, m.address]);
       this.ctx.emit({
         kind: 'alive',
         member: this.view(m),
@@ -408,8 +518,55 @@ export class Membership implements Protocol {
     }
   }
 
-  private onSuspect({ target, incarnation }: Body<typeof SUSPECT>, from: Origin): void {
-    if (target !== this.ctx.self.id || this.opts.observer || incarnation < this.ctx.self.incarnation) return;
+  /**
+   * How member `m`'s heartbeats reach us, from one of its `hb`s (see the header): a counted one by
+   * the group, or by its fan-out (`u: 1`), at no slower an interval than ours makes it
+   * heartbeat-watched; a slower interval, or a counted one by unicast without `u: 1`, makes it
+   * probe-watched, and so does an answer saying `u: 0` when its heartbeats came by unicast. Before
+   * its first heartbeat, an answer's `u` decides.
+   */
+  private takeBeat(m: Member, hb: Partial<Body<typeof HB>>, via: Via): void {
+    const fast = this.opts.timings.heartbeatIntervalMs;
+    m.beatIntervalMs = hb.interval ?? fast;
+    if (hb.counter !== undefined) {
+      m.beatVia = via;
+      m.watch = m.beatIntervalMs <= fast && (via === 'group' || hb.fanout === 1) ? 'heartbeat' : 'probe';
+    } else if (m.beatIntervalMs > fast) m.watch = 'probe';
+    // An answer before any heartbeat (how most members are met): its `u` says whether its
+    // heartbeats will come to us, by the group or by its fan-out.
+    else if (m.beatVia === null) m.watch = hb.fanout === 1 ? 'heartbeat' : 'probe';
+    else if (hb.fanout === 0 && m.beatVia !== 'group') m.watch = 'probe';
+  }
+
+  /**
+   * Whether `m` is watched by its heartbeats now (else by probes): see the header. In a group of
+   * at most HEARTBEAT_FANOUT_MAX + 1 no member's fan-out is past its cap and none is in SLOW, so
+   * every member is, whatever it says: such a group detects as a multicast group does, and a
+   * stranger's word cannot make a made-up member outlive the heartbeat detector's timeouts.
+   */
+  private byHeartbeat(m: Member): boolean {
+    if (this.opts.observer) return true;
+    if (this.slow) return false;
+    return m.watch === 'heartbeat' || this.live().length + 1 <= HEARTBEAT_FANOUT_MAX + 1;
+  }
+
+  /**
+   * How many of our heartbeat intervals member `m`'s silence is measured in: 1, but for an observer
+   * in a group large enough to be in SLOW, the interval it announced (bounded by the SLOW
+   * interval): in a smaller one nobody beats slower, and a made-up member claiming to must not
+   * outlive the heartbeat timeouts.
+   */
+  private paceOf(m: Member): number {
+    const n = this.live().length + 1;
+    if (!this.opts.observer || n <= REGIME_FAST_AT_MEMBERS) return 1;
+    const fast = this.opts.timings.heartbeatIntervalMs;
+    return Math.max(1, Math.min(m.beatIntervalMs, this.slowIntervalMs(n)) / fast);
+  }
+
+  private onSuspect(b: Body<typeof SUSPECT>, from: Origin): void {
+    const { target, incarnation } = b;
+    if (target !== this.ctx.self.id) return this.hint(b, from);
+    if (this.opts.observer || incarnation < this.ctx.self.incarnation) return;
     // Only we raise our incarnation: a suspicion of a higher one was never ours to refute.
     if (incarnation > this.ctx.self.incarnation) {
       this.ctx.refuse('incarnation');
@@ -417,7 +574,28 @@ export class Membership implements Protocol {
     }
     const now = this.opts.raiseIncarnation(incarnation + 1);
     this.ctx.emit({ kind: 'refute', incarnation: now, by: from.id, byName: from.name });
-    this.heartbeat();
+    // To every member, past the fan-out cap too: the refutation must reach the suspecters.
+    this.heartbeat(true);
+  }
+
+  /**
+   * A member suspects another, probe-watched, member: a hint (see the header). Counted only from
+   * a live member at its own address, about the incarnation we hold (a lower one was refuted, a
+   * higher one we have not heard of), and never about a member watched by heartbeats (whose
+   * silence we see ourselves).
+   */
+  private hint({ target, incarnation }: Body<typeof SUSPECT>, from: Origin): void {
+    if (this.opts.observer || from.id === target) return;
+    const m = this.members.get(target);
+    const by = this.members.get(from.id);
+    if (!m || !by || by.address !== from.address || !isLive(by.state) || !isLive(m.state)) return;
+    if (incarnation !== m.incarnation || this.byHeartbeat(m)) return;
+    const now = this.ctx.now();
+    const first = !m.suspicion;
+    const s = (m.suspicion ??= { since: now, own: false, by: new Set() });
+    if (s.by.size < SUSPECT_CONFIRMATIONS_MIN) s.by.add(from.id);
+    if (first && this.ctx.random() < HINT_PROBERS / (this.live().length + 1)) this.swim.probeSoon(m.id);
+    this.ctx.wakeAt(now);
   }
 
   /** Only the member itself, from its own address, can say it leaves. */
@@ -435,7 +613,8 @@ export class Membership implements Protocol {
    */
   tick(now: number): number {
     const t = this.opts.timings;
-    const beat = !this.opts.observer && now - this.lastHeartbeat >= t.heartbeatIntervalMs;
+    this.followRegime();
+    const beat = !this.opts.observer && now - this.lastHeartbeat >= this.heartbeatEveryMs();
     if (beat) this.heartbeat();
     if (now >= this.nextProbe.at) {
       this.probe();
@@ -444,17 +623,19 @@ export class Membership implements Protocol {
     }
     this.assessHealth(now, beat);
     const slower = 1 + this.score;
+    let probed = 0;
     for (const m of this.members.values()) {
       const silent = now - m.lastSeen;
-      if (m.state === 'alive' && silent >= t.suspectAfterMs * slower) {
-        this.setState(m, 'suspect', now);
-        this.ctx.emit({ kind: 'suspect', member: this.view(m), by: 'timeout' });
-        if (!this.opts.observer) {
-          this.ctx.broadcast(...SUSPECT.out({ target: m.id, incarnation: m.incarnation }));
-          this.ping(m, now);
-        }
+      // An observer watches members in SLOW by their heartbeats too, at their own pace.
+      const pace = slower * this.paceOf(m);
+      if (isLive(m.state) && !this.byHeartbeat(m)) {
+        probed++;
+        this.probeWatchedTick(m, now, slower);
+      } else if (m.state === 'alive' && silent >= t.suspectAfterMs * pace) {
+        m.suspicion = { since: now, own: true, by: new Set() };
+        this.suspect(m, now);
       } else if (m.state === 'suspect') {
-        if (silent >= t.deadAfterMs * slower && !this.ourLossWhileSilent(m, now)) {
+        if (silent >= t.deadAfterMs * pace && !this.ourLossWhileSilent(m, now)) {
           this.setState(m, 'dead', now);
           this.ctx.emit({ kind: 'dead', member: this.view(m), silentMs: silent });
         } else if (!this.opts.observer && now - m.lastPing >= t.pingIntervalMs) {
@@ -465,8 +646,141 @@ export class Membership implements Protocol {
         this.changed();
       }
     }
-    this.dueAt = this.nextDeadline(now);
+    const swimAt = this.opts.observer ? Infinity : this.swim.tick(now, probed > 0);
+    this.dueAt = Math.min(this.nextDeadline(now), Math.max(swimAt, now));
     return this.dueAt;
+  }
+
+  /**
+   * A probe-watched member: suspected on enough evidence (our own failed probe, or
+   * SUSPECT_CONFIRMATIONS_MIN suspecters), pinged while suspected, dead once the suspicion timeout
+   * passed with nothing from it; a hint not confirmed within the longest timeout is forgotten.
+   */
+  private probeWatchedTick(m: Member, now: number, slower: number): void {
+    const s = m.suspicion;
+    if (!s) return;
+    const confirmed = s.own || s.by.size >= SUSPECT_CONFIRMATIONS_MIN;
+    if (!confirmed) {
+      if (now >= s.since + this.suspicionMs(0) * slower) m.suspicion = null;
+      return;
+    }
+    // The timeout runs from the confirmation, not from the first hint: a member probe-watched is
+    // rarely heard by a peer that does not probe it, and hints from an earlier, refuted suspicion
+    // would leave its refutation no time to arrive.
+    if (m.state === 'alive') this.suspect(m, now);
+    else if (now >= m.stateSince + this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower) {
+      this.setState(m, 'dead', now);
+      this.ctx.emit({ kind: 'dead', member: this.view(m), silentMs: now - m.lastSeen });
+    } else if (now - m.lastPing >= this.opts.timings.pingIntervalMs) this.ping(m, now);
+  }
+
+  /** Lifeguard's suspicion timeout at our group's size (swim.ts). */
+  private suspicionMs(confirmations: number): number {
+    const t = this.opts.timings;
+    return suspicionTimeoutMs(this.live().length + 1, confirmations, t.deadAfterMs - t.suspectAfterMs);
+  }
+
+  /** Marks `m` suspect here, tells the group while it is small enough, and pings `m`. */
+  private suspect(m: Member, now: number): void {
+    this.setState(m, 'suspect', now);
+    if (!this.opts.observer) this.swim.updates.add([1, m.id, m.incarnation]);
+    this.ctx.emit({ kind: 'suspect', member: this.view(m), by: 'timeout' });
+    if (this.opts.observer) return;
+    if (this.live().length + 1 <= SUSPECT_BROADCAST_MEMBERS_MAX)
+      this.ctx.broadcast(...SUSPECT.out({ target: m.id, incarnation: m.incarnation }));
+    this.ping(m, now);
+  }
+
+  /** Enters or leaves the SLOW regime as the group's size crosses its thresholds (config.ts). */
+  private followRegime(): void {
+    if (this.opts.observer) return;
+    const n = this.live().length + 1;
+    if (!this.slow && n > REGIME_SLOW_ABOVE_MEMBERS) this.slow = true;
+    else if (this.slow && n <= REGIME_FAST_AT_MEMBERS) this.slow = false;
+  }
+
+  /** Our heartbeat interval in the regime we are in (config.ts). */
+  private heartbeatEveryMs(): number {
+    return this.slow ? this.slowIntervalMs(this.live().length + 1) : this.opts.timings.heartbeatIntervalMs;
+  }
+
+  /** The SLOW heartbeat interval of a group of `n` live members (config.ts). */
+  private slowIntervalMs(n: number): number {
+    return Math.max(
+      SLOW_HEARTBEAT_INTERVALS * this.opts.timings.heartbeatIntervalMs,
+      SLOW_HEARTBEAT_PER_MEMBER_MS * n,
+    );
+  }
+
+  /** What the prober reads of the members, and where it reports (swim.ts). */
+  private swimMembers(): SwimMembers {
+    const target = (m: Member | undefined): ProbeTarget | undefined =>
+      m && isLive(m.state) ? { id: m.id, address: m.address } : undefined;
+    return {
+      probeWatched: () => {
+        const out: ProbeTarget[] = [];
+        for (const m of this.members.values())
+          if (isLive(m.state) && !this.byHeartbeat(m)) out.push({ id: m.id, address: m.address });
+        return out;
+      },
+      isProbeWatched: (id) => {
+        const m = this.members.get(id);
+        return !!m && isLive(m.state) && !this.byHeartbeat(m);
+      },
+      liveMember: (id) => target(this.members.get(id)),
+      relayCandidates: () => this.live(),
+      score: () => this.score,
+      tagsVersion: () => this.tagsVersion,
+      heardTagsVersion: (from, version) => {
+        const m = this.members.get(from.id);
+        if (m?.address === from.address) this.askTagsIfMissed(m, version, from.incarnation, this.ctx.now());
+      },
+      probed: (id, result) => this.probed(id, result),
+      heardUpdates: (from, updates) => this.heardUpdates(from, updates),
+      size: () => this.live().length + 1,
+    };
+  }
+
+  /**
+   * Updates that rode on a live member's probe or ack (swim.ts): hints, never facts (see the
+   * header). An alive update of a member not live here makes us say hello to its address (join/),
+   * which adds it only on its own answer; a suspicion counts as its sender's, as a `suspect` does.
+   */
+  private heardUpdates(from: Origin, updates: readonly WireUpdate[]): void {
+    const by = this.members.get(from.id);
+    if (this.opts.observer || !by || by.address !== from.address || !isLive(by.state)) return;
+    for (const u of updates) {
+      if (u[0] === 0) {
+        const m = this.members.get(u[1]);
+        if (u[1] !== this.ctx.self.id && !(m && isLive(m.state)))
+          this.opts.hinted?.({ id: u[1], address: u[3] });
+      } else this.onSuspect({ target: u[1], incarnation: u[2] }, from);
+    }
+  }
+
+  /**
+   * A probe of ours ended. Acked: a health point a failed probe added is taken back (Lifeguard).
+   * Failed: our own evidence against the member; and if some relay did not even say it was alive,
+   * our own receive path is as likely at fault as the member, so our health score rises.
+   */
+  private probed(id: PeerId, { ok, relays, nacks }: { ok: boolean; relays: number; nacks: number }): void {
+    const now = this.ctx.now();
+    if (ok) {
+      if (this.probePenalty > 0) {
+        this.probePenalty--;
+        this.setScore(this.score - 1, now, 'recovering', this.heartbeatLoss);
+      }
+      return;
+    }
+    const m = this.members.get(id);
+    if (!m || !isLive(m.state) || this.byHeartbeat(m)) return;
+    if (nacks < relays && this.score < HEALTH_SCORE_MAX) {
+      this.probePenalty++;
+      this.setScore(this.score + 1, now, 'probe', this.heartbeatLoss);
+    }
+    if (m.suspicion) m.suspicion.own = true;
+    else m.suspicion = { since: now, own: true, by: new Set() };
+    if (m.state === 'alive') this.suspect(m, now);
   }
 
   /** The earliest time tick() has something to do (the same conditions, solved for the time). */
@@ -476,12 +790,25 @@ export class Membership implements Protocol {
     // The loss window is measured once per interval (assessHealth): with each heartbeat of ours.
     let at = Math.min(
       this.nextProbe.at,
-      (this.opts.observer ? this.lossMeasuredAt : this.lastHeartbeat) + t.heartbeatIntervalMs,
+      this.opts.observer
+        ? this.lossMeasuredAt + t.heartbeatIntervalMs
+        : this.lastHeartbeat + this.heartbeatEveryMs(),
     );
     for (const m of this.members.values()) {
-      if (m.state === 'alive') at = Math.min(at, m.lastSeen + t.suspectAfterMs * slower);
+      const pace = slower * this.paceOf(m);
+      if (isLive(m.state) && !this.byHeartbeat(m)) {
+        const s = m.suspicion;
+        if (!s) continue;
+        const confirmed = s.own || s.by.size >= SUSPECT_CONFIRMATIONS_MIN;
+        if (!confirmed) at = Math.min(at, s.since + this.suspicionMs(0) * slower);
+        else if (m.state === 'alive') at = now;
+        else {
+          at = Math.min(at, m.stateSince + this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower);
+          at = Math.min(at, m.lastPing + t.pingIntervalMs);
+        }
+      } else if (m.state === 'alive') at = Math.min(at, m.lastSeen + t.suspectAfterMs * pace);
       else if (m.state === 'suspect') {
-        at = Math.min(at, m.lastSeen + t.deadAfterMs * slower);
+        at = Math.min(at, m.lastSeen + t.deadAfterMs * pace);
         if (!this.opts.observer) at = Math.min(at, m.lastPing + t.pingIntervalMs);
       } else at = Math.min(at, m.stateSince + t.deadRetentionMs + 1);
     }
@@ -553,7 +880,14 @@ export class Membership implements Protocol {
     this.ctx.wakeAt(this.ctx.now());
   }
 
-  private heartbeat(): void {
+  /**
+   * Multicasts our heartbeat. It also goes to the fan-out (reach.ts) while we are in FAST and that
+   * holds at most HEARTBEAT_FANOUT_MAX members (`u: 1`); past that, or in SLOW, it goes there once
+   * more with `u: 0`, so those members move us to their probes, and then by multicast alone. With
+   * `full` (new tags, a refutation) it goes to the fan-out whatever its size: rare, and it must
+   * reach everyone.
+   */
+  private heartbeat(full = false): void {
     this.lastHeartbeat = this.ctx.now();
     const incarnation = this.ctx.self.incarnation;
     const sent = this.tagsSent;
@@ -563,18 +897,30 @@ export class Membership implements Protocol {
     }
     const withTags = this.tagsRepeats > 0 || (this.heartbeats + 1) % TAGS_EVERY_HEARTBEATS === 0;
     if (this.tagsRepeats > 0) this.tagsRepeats--;
-    this.ctx.broadcast(
-      ...HB.out({
-        ...(withTags ? { tags: this.tags } : {}),
-        tagsVersion: this.tagsVersion,
-        counter: ++this.heartbeats,
-      }),
-    );
+    const fanout = this.opts.fanout?.().length ?? 0;
+    const was = this.fanning;
+    this.fanning = !this.slow && fanout <= HEARTBEAT_FANOUT_MAX;
+    const hb = HB.out({
+      ...(withTags ? { tags: this.tags } : {}),
+      tagsVersion: this.tagsVersion,
+      counter: ++this.heartbeats,
+      ...this.pace(fanout > 0 || was !== this.fanning),
+    });
+    if (this.fanning || was || full || !this.opts.multicast) this.ctx.broadcast(...hb);
+    else this.opts.multicast(...hb);
+  }
+
+  /** How our heartbeats reach others: our interval when in SLOW, and (with `fanout`) whether they fan out. */
+  private pace(fanout: boolean): Pick<Body<typeof HB>, 'interval' | 'fanout'> {
+    return {
+      ...(this.slow ? { interval: this.heartbeatEveryMs() } : {}),
+      ...(fanout ? { fanout: this.fanning ? 1 : 0 } : {}),
+    };
   }
 
   /** Answers a probe or a ping: a heartbeat with our tags, and no counter (it is not multicast). */
   private answer(to: Address): void {
-    this.ctx.send(to, ...HB.out({ tags: this.tags, tagsVersion: this.tagsVersion }));
+    this.ctx.send(to, ...HB.out({ tags: this.tags, tagsVersion: this.tagsVersion, ...this.pace(true) }));
   }
 
   /**
@@ -592,7 +938,12 @@ export class Membership implements Protocol {
       m.tagsIncarnation = incarnation;
       return;
     }
-    const missed = hb.tagsVersion !== m.tagsVersion || incarnation !== m.tagsIncarnation;
+    this.askTagsIfMissed(m, hb.tagsVersion, incarnation, now);
+  }
+
+  /** Pings `m` for its tags if it holds another version than we do (at most once per interval). */
+  private askTagsIfMissed(m: Member, version: number | undefined, incarnation: number, now: number): void {
+    const missed = version !== m.tagsVersion || incarnation !== m.tagsIncarnation;
     if (!missed || now - m.tagsAskedAt < this.opts.timings.heartbeatIntervalMs) return;
     m.tagsAskedAt = now;
     this.ctx.send(m.address, ...PING.out({}));
@@ -629,7 +980,7 @@ export class Membership implements Protocol {
     let members = 0;
     let lossy = 0;
     for (const m of this.members.values()) {
-      if (m === except || (m.state !== 'alive' && m.state !== 'suspect')) continue;
+      if (m === except || !isLive(m.state) || !this.byHeartbeat(m)) continue;
       let r = 0;
       let l = 0;
       for (let i = m.arrivals.length - 1; i >= 0 && m.arrivals[i]!.at > since; i--) {
@@ -767,9 +1118,14 @@ export class Membership implements Protocol {
       hbCounter: counter ?? -1,
       arrivals: [],
       home: null,
+      watch: 'probe',
+      beatIntervalMs: this.opts.timings.heartbeatIntervalMs,
+      beatVia: null,
+      suspicion: null,
     };
     this.members.set(m.id, m);
     this.changed();
+    if (!this.opts.observer) this.swim.updates.add([0, m.id, m.incarnation, m.address]);
     this.ctx.emit({ kind: 'join', member: this.view(m) });
     const ids = this.idsNamed(m.name);
     if (ids.length > 1) this.ctx.emit({ kind: 'duplicate-name', name: m.name, ids });
@@ -834,6 +1190,10 @@ function speaksFor(m: Member, c: number, from: Address): boolean {
   if (from === m.address || m.state === 'dead' || m.state === 'left') return true;
   if (from === m.home?.address && c >= m.home.incarnation) return true;
   return c > m.incarnation && parseAddress(from).host === parseAddress(m.address).host;
+}
+
+function isLive(state: MemberState): boolean {
+  return state === 'alive' || state === 'suspect';
 }
 
 /** Whether two tag sets hold the same keys and values (tags are flat: a few scalars). */

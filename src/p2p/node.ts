@@ -204,6 +204,9 @@ export class PeerNode {
         if (sharesHost(this.address, [{ address: from }])) this.observerHeardAt = opts.runtime.now();
       },
       introduction: (env) => this.join.introduction(env),
+      fanout: () => this.reach.fanout(),
+      multicast: (type, body) => this.transmit(null, type, body, undefined, false),
+      hinted: (hint) => this.join.hint(hint),
     });
     this.codec = this.register(this.membership);
     this.join = new Join(this.context, {
@@ -423,7 +426,13 @@ export class PeerNode {
     return this.memberOnHost;
   }
 
-  private transmit(to: Address | null, type: string, body: unknown, attachment?: Uint8Array): number {
+  private transmit(
+    to: Address | null,
+    type: string,
+    body: unknown,
+    attachment?: Uint8Array,
+    fanout = true,
+  ): number {
     const l = this.clock.tick();
     const env: Envelope = {
       v: PROTOCOL_VERSION,
@@ -435,7 +444,7 @@ export class PeerNode {
       l,
       b: body,
     };
-    this.put(to, this.codec.encode(env, attachment));
+    this.put(to, this.codec.encode(env, attachment), fanout);
     return l;
   }
 
@@ -448,11 +457,14 @@ export class PeerNode {
     this.put(to, data);
   }
 
-  /** To `to`, or (null) to the group: a multicast (unless unicast-only) plus the fan-out (reach.ts). */
-  private put(to: Address | null, data: Uint8Array): void {
+  /**
+   * To `to`, or (null) to the group: a multicast (unless unicast-only) plus, unless `fanout` is
+   * false (membership's capped heartbeats), the fan-out (reach.ts).
+   */
+  private put(to: Address | null, data: Uint8Array, fanout = true): void {
     let copies = 1;
     if (to === null) {
-      const also = this.reach.fanout();
+      const also = fanout ? this.reach.fanout() : [];
       copies = also.length + (this.opts.transport.mode === 'unicast' ? 0 : 1);
       this.opts.transport.broadcast(data, also);
     } else this.opts.transport.send(to, data);
@@ -484,13 +496,13 @@ export class PeerNode {
       // Still its sender's own word that it is alive: a member whose clock is out of step with
       // ours (a forger split the group's clocks, lamport.ts) must not look dead until it mends.
       this.guard(() => {
-        this.membership.observe(env, from, { join: false });
+        this.membership.observe(env, from, { join: false, via });
         this.reach.heard(env.i, from, via);
       });
       return;
     }
     this.guard(() => {
-      this.membership.observe(env, from);
+      this.membership.observe(env, from, { via });
       this.reach.heard(env.i, from, via);
       this.owners.get(env.t)?.onMessage(env, from);
     });

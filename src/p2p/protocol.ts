@@ -107,7 +107,7 @@ export interface MemberView {
 }
 
 /** What moved the local health score (membership.ts). */
-export type HealthCause = 'heartbeat-loss' | 'stall' | 'recovering';
+export type HealthCause = 'heartbeat-loss' | 'stall' | 'recovering' | 'probe';
 
 /**
  * Typed events a node emits, by kind. Each protocol module adds its own kinds by declaration

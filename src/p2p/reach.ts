@@ -107,6 +107,8 @@ const MESSAGES = messages(STATEMENT);
 /** What reach reads of a member (membership.ts), for the rare datagram from an address it did not expect. */
 export interface ReachMembers {
   get(id: PeerId): { address: Address; state: MemberState } | undefined;
+  /** The heartbeat interval member `id` announced (it beats slower in SLOW, config.ts). */
+  beatIntervalMs?(id: PeerId): number | undefined;
 }
 
 export interface ReachOptions {
@@ -150,14 +152,12 @@ export class Reach implements Protocol {
   private dirty = false;
   /** Probes sent to strangers in the current second (hello()). */
   private hellos = { since: -Infinity, sent: 0 };
-  private readonly silenceMs: number;
   private readonly settleMs: number;
 
   constructor(
     private readonly ctx: ProtocolContext,
     private readonly opts: ReachOptions,
   ) {
-    this.silenceMs = Math.max(REACH_SILENCE_HEARTBEATS * opts.heartbeatIntervalMs, REACH_SILENCE_MIN_MS);
     this.settleMs = opts.unicastOnly ? 0 : REACH_SETTLE_HEARTBEATS * opts.heartbeatIntervalMs;
   }
 
@@ -244,8 +244,9 @@ export class Reach implements Protocol {
     let at = e.awaiting !== null ? e.sentAt + e.retryGap : Infinity;
     if (e.awaiting === null && e.told === false) at = Math.min(at, e.sentAt + REACH_REFRESH_MS);
     if (e.since + this.settleMs >= now) at = Math.min(at, e.since + this.settleMs);
-    const groupEnds = e.groupHeardAt + this.silenceMs + 1;
-    if (groupEnds >= now && e.unicastHeardAt + this.silenceMs >= groupEnds) at = Math.min(at, groupEnds);
+    const silenceMs = this.silenceMs(e);
+    const groupEnds = e.groupHeardAt + silenceMs + 1;
+    if (groupEnds >= now && e.unicastHeardAt + silenceMs >= groupEnds) at = Math.min(at, groupEnds);
     return at;
   }
 
@@ -321,9 +322,16 @@ export class Reach implements Protocol {
 
   /** Our view of its multicast (see the header); undefined while there is no evidence either way. */
   private view(e: Entry, now: number): boolean | undefined {
-    if (now - e.groupHeardAt <= this.silenceMs) return true;
-    if (now - e.unicastHeardAt > this.silenceMs || now - e.since < this.settleMs) return undefined;
+    const silenceMs = this.silenceMs(e);
+    if (now - e.groupHeardAt <= silenceMs) return true;
+    if (now - e.unicastHeardAt > silenceMs || now - e.since < this.settleMs) return undefined;
     return false;
+  }
+
+  /** How long a member's multicast may be silent before we say we do not hear it: in its heartbeats. */
+  private silenceMs(e: Entry): number {
+    const interval = this.opts.members.beatIntervalMs?.(e.id) ?? this.opts.heartbeatIntervalMs;
+    return Math.max(REACH_SILENCE_HEARTBEATS * interval, REACH_SILENCE_MIN_MS);
   }
 
   /**

@@ -265,9 +265,15 @@ describe('reach: forged statements and sources', () => {
     const forger = await c.forger();
     const fake = 'abcdefabcdefabcd';
     // A made-up member at the victim's address, kept alive, saying it hears nobody's multicast.
+    // Its `u: 1` (its heartbeats reach us) keeps it watched by heartbeats, which it sends: watched
+    // by probes (membership.ts), which never reach it, it would die and come back every second.
     for (let t = 0; t < 20; t++) {
       for (const p of peers) {
-        forger.send(p.address, { t: 'hb', i: fake, n: 'fake', b: { g: {} } }, { spoofFrom: victim.address });
+        forger.send(
+          p.address,
+          { t: 'hb', i: fake, n: 'fake', b: { g: {}, u: 1 } },
+          { spoofFrom: victim.address },
+        );
         forger.send(
           p.address,
           { t: 'rc.st', i: fake, n: 'fake', b: { g: 0 } },

@@ -24,6 +24,8 @@ import {
   writeVarint,
 } from '../../src/p2p/wire.js';
 import { PRIORITY_MAX } from '../../src/p2p/election.js';
+import { HEARTBEAT_INTERVAL_MS_MAX } from '../../src/p2p/membership.js';
+import { PIGGYBACK_UPDATES_MAX } from '../../src/p2p/swim.js';
 import { ADJUSTMENT_MS_MAX, READING_MS_MAX, READINGS_PER_PEER } from '../../src/p2p/clock-sync.js';
 import { RING_CONFIG_MAX } from '../../src/p2p/token-ring/index.js';
 import {
@@ -571,6 +573,17 @@ const kvRow: G<unknown> = fc
 
 const syncNonce = bounded(0, 2 ** 32 - 1);
 
+/** Piggybacked updates: real members alive at made-up addresses, suspicions of any id at any incarnation. */
+const swimUpdates: G<unknown> = arr(
+  fc.oneof(
+    fc
+      .tuple(peerId, uint('incarnation'), k(fc.constantFrom('10.0.0.99:7000', '127.0.0.1:1', '0.0.0.0:0')))
+      .map(([id, inc, ad]) => (f: Forge) => [0, id(f), inc(f), ad(f)]),
+    fc.tuple(peerId, uint('incarnation')).map(([id, inc]) => (f: Forge) => [1, id(f), inc(f)]),
+  ),
+  PIGGYBACK_UPDATES_MAX,
+);
+
 const snapshotId = k(fc.oneof(fc.stringMatching(/^[0-9a-z-]{1,40}$/), fc.constant('a'.repeat(40))));
 
 /**
@@ -579,11 +592,18 @@ const snapshotId = k(fc.oneof(fc.stringMatching(/^[0-9a-z-]{1,40}$/), fc.constan
  */
 export const FORGERIES: Record<string, fc.Arbitrary<(f: Forge) => Forged>> = {
   // membership
-  hb: bodyOf(rec({ g: tags }, { h: uint() })),
+  hb: bodyOf(
+    rec({ g: tags }, { h: uint(), iv: bounded(0, HEARTBEAT_INTERVAL_MS_MAX), u: k(fc.constantFrom(0, 1)) }),
+  ),
   probe: bodyOf(empty),
   ping: bodyOf(empty),
   suspect: bodyOf(rec({ target: peerId, inc: uint('incarnation') })),
   leave: bodyOf(empty),
+  // SWIM probes: acks and nacks for probes nobody ran, requests to relay to any id
+  'sw.ping': bodyOf(rec({ q: syncNonce }, { gv: uint(), up: swimUpdates })),
+  'sw.ack': bodyOf(rec({ q: syncNonce }, { gv: uint(), up: swimUpdates })),
+  'sw.req': bodyOf(rec({ q: syncNonce, t: peerId })),
+  'sw.nack': bodyOf(rec({ q: syncNonce })),
   // join: a sync padded to be answered or not; pages of real members' hints (nobody asked for them)
   'ms.sync': bodyOf(
     rec(

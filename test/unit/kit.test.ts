@@ -256,6 +256,8 @@ describe('message kit: inferred types', () => {
       tags?: Record<string, string | number | boolean>;
       tagsVersion?: number;
       counter?: number;
+      interval?: number;
+      fanout?: 0 | 1;
     }>();
     const L = message('l', { mode: f.literal('a', 'b'), ids: f.array(f.peerId(), 4) });
     expectTypeOf<Body<typeof L>>().toEqualTypeOf<{ mode: 'a' | 'b'; ids: string[] }>();

@@ -372,6 +372,11 @@ export class Join implements Protocol {
     }
   }
 
+  /** A member another one says is at an address (membership's piggybacked updates): see hinted(). */
+  hint(h: Hint): void {
+    this.hinted(h, this.ctx.now());
+  }
+
   /** A hinted member: a hello to its address, unless it is live here (or is us). */
   private hinted(h: Hint, now: number): void {
     if (h.id === this.ctx.self.id || h.address === this.opts.address()) return;

@@ -1,0 +1,199 @@
+/**
+ * SWIM probes and the heartbeat regimes (issue 22, membership.ts and swim.ts): where heartbeats by
+ * multicast are not available, or would cost O(N) datagrams per peer, members watch each other by
+ * probes, direct then through relays, with Lifeguard suspicion; a large multicast group beats
+ * slower, so a peer receives a bounded number of heartbeats a second whatever the group's size.
+ */
+import { describe, expect, it } from 'vitest';
+import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { HEARTBEAT_FANOUT_MAX, REGIME_SLOW_ABOVE_MEMBERS } from '../../src/p2p/config.js';
+import { RELAYS_MAX } from '../../src/p2p/swim.js';
+import type { SimHostOptions } from '../../src/p2p/transport/sim.js';
+
+const UNICAST: SimHostOptions = { mode: 'unicast' };
+/** Large enough that every unicast peer's fan-out is past the heartbeat cap: all probe-watched. */
+const PROBED_GROUP = HEARTBEAT_FANOUT_MAX + 4;
+/** Large enough for the SLOW regime. */
+const SLOW_GROUP = 50;
+const LOSSY = { loss: 0.1, duplicate: 0.01, delayMinMs: 0.1, delayMaxMs: 3 };
+/**
+ * A crash is seen dead by every survivor within this (the design's estimate at 50 peers is a p99
+ * of 1.8-2 s: a probe reaches it within about a second, suspicions spread and confirm it, then
+ * Lifeguard's shortest timeout).
+ */
+const DETECT_MS_MAX = 3_000;
+/** From the last start until every peer sees every other alive (unicast: hellos, then reach). */
+const CONVERGE_MS = 10_000;
+const SETTLE_MS = 2_000;
+
+async function group(seed: number, n: number, host: SimHostOptions = {}, faults = {}): Promise<SimCluster> {
+  const c = new SimCluster(seed, faults);
+  for (let i = 0; i < n; i++) await c.add(`p${i}`, {}, host);
+  expect(c.rt.runUntilTrue(() => c.converged(), CONVERGE_MS)).toBe(true);
+  // Converged on the first answers: let the fan-outs fill and the regime settle (members move to
+  // probes as heartbeats stop reaching them).
+  c.rt.runFor(SETTLE_MS);
+  return c;
+}
+
+const deaths = (c: SimCluster) => c.peers.flatMap((p) => p.events.filter((e) => e.kind === 'dead'));
+
+/** Crashes `victim`; returns, per survivor, how long it took to see it dead (or Infinity). */
+async function detection(c: SimCluster, victim: SimPeer, withinMs: number): Promise<number[]> {
+  const at = c.rt.now();
+  await c.crash(victim);
+  const seen = new Map<SimPeer, number>();
+  c.rt.runUntilTrue(() => {
+    for (const p of c.live())
+      if (!seen.has(p) && p.node.membership.get(victim.node.id)?.state === 'dead')
+        seen.set(p, c.rt.now() - at);
+    return seen.size === c.live().length;
+  }, withinMs);
+  return c.live().map((p) => seen.get(p) ?? Infinity);
+}
+
+/** Datagrams each peer received per second over `ms` of virtual time. */
+function receivedPerSecond(c: SimCluster, ms: number): number[] {
+  const before = c.peers.map((p) => p.node.stats.datagramsIn);
+  c.rt.runFor(ms);
+  return c.peers.map((p, i) => ((p.node.stats.datagramsIn - before[i]!) * 1000) / ms);
+}
+
+describe('SWIM probes (simulation)', () => {
+  it.each([1, 2])(
+    'seed %i: 40 unicast-only peers at 10 percent loss, 10 virtual minutes: no false death, then a crash seen by every survivor',
+    async (seed) => {
+      const c = await group(seed, 40, UNICAST);
+      c.net.faults = { ...c.net.faults, ...LOSSY };
+      c.rt.runFor(10 * 60_000);
+      expect(deaths(c)).toEqual([]);
+      expect(c.converged()).toBe(true);
+      // Watched by probes, not by 39 peers' heartbeats each.
+      for (const p of c.peers) expect(p.node.membership.swim.stats.probes).toBeGreaterThan(0);
+
+      const took = await detection(c, c.peers[7]!, DETECT_MS_MAX);
+      expect(took.every((t) => t <= DETECT_MS_MAX)).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+    600_000,
+  );
+
+  it('40 unicast-only peers at 10 percent loss for 30 s, seeds 1-5: no false death', async () => {
+    // The death timeout runs from the confirmation here: from the first hint, hints left over
+    // from a suspicion refuted a second earlier made a peer declare a live member dead 5 ms after
+    // it was confirmed, before the refutation reached it (seed 1).
+    const falseDeaths: string[] = [];
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const c = await group(seed, 40, UNICAST, { delayMinMs: 0.1, delayMaxMs: 3 });
+      c.rt.runFor(1_000);
+      c.net.faults = { ...c.net.faults, loss: 0.1 };
+      c.rt.runFor(30_000);
+      falseDeaths.push(...deaths(c).map((e) => `seed ${seed}: ${e.member.name}`));
+    }
+    expect(falseDeaths).toEqual([]);
+  }, 300_000);
+
+  it.each([1, 2, 3])(
+    'seed %i: indirect probes keep alive a member whose direct link to one peer drops everything',
+    async (seed) => {
+      const c = await group(seed, PROBED_GROUP, UNICAST);
+      const [a, b] = [c.peers[0]!, c.peers[1]!];
+      c.net.setLink(a.address, b.address, { loss: 1 });
+      c.net.setLink(b.address, a.address, { loss: 1 });
+      c.rt.runFor(2 * 60_000);
+      // a's own probes of b fail directly, and relays answer for it; and the other way round.
+      expect(a.node.membership.get(b.node.id)?.state).not.toBe('dead');
+      expect(b.node.membership.get(a.node.id)?.state).not.toBe('dead');
+      expect(deaths(c)).toEqual([]);
+      expect(a.node.membership.swim.stats.indirect).toBeGreaterThan(0);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+    120_000,
+  );
+
+  it.each([1, 2])(
+    'seed %i: a 50-peer multicast group enters SLOW; each peer receives a bounded number of datagrams a second, and a crash is still seen',
+    async (seed) => {
+      const c = await group(seed, SLOW_GROUP);
+      expect(c.peers.every((p) => p.node.membership.regime === 'slow')).toBe(true);
+      // In FAST, 49 members x 5 heartbeats a second = 245 a second; in SLOW about 49 heartbeats and
+      // 10 probe datagrams, whatever the group's size.
+      const rates = receivedPerSecond(c, 30_000);
+      expect(Math.max(...rates)).toBeLessThan(80);
+      expect(deaths(c)).toEqual([]);
+      const took = await detection(c, c.peers[11]!, DETECT_MS_MAX);
+      expect(took.every((t) => t <= DETECT_MS_MAX)).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+    120_000,
+  );
+
+  it(`a group that shrinks to ${REGIME_SLOW_ABOVE_MEMBERS - 10} comes back to FAST, and detects a crash as fast as today`, async () => {
+    const c = await group(4, REGIME_SLOW_ABOVE_MEMBERS + 2);
+    expect(c.peers[0]!.node.membership.regime).toBe('slow');
+    for (const p of c.peers.slice(REGIME_SLOW_ABOVE_MEMBERS - 10)) await c.leave(p);
+    c.rt.runFor(2_000);
+    expect(c.live().every((p) => p.node.membership.regime === 'fast')).toBe(true);
+    const took = await detection(c, c.live()[3]!, DETECT_MS_MAX);
+    expect(Math.max(...took)).toBeLessThanOrEqual(c.profile.membership.deadAfterMs + c.profile.tickMs);
+  });
+
+  it('forged sw.* and suspicions do no lasting harm: relays stay capped, a live member stays alive', async () => {
+    const c = await group(5, PROBED_GROUP, UNICAST);
+    const forger = await c.forger();
+    const victim = c.peers[2]!;
+    const members = c.peers.filter((p) => p !== victim);
+    // For 10 s: relay requests from a stranger and from members' spoofed addresses, acks and nacks
+    // for probes nobody runs, and suspicions of the victim from three members' spoofed addresses.
+    for (let t = 0; t < 1000; t++) {
+      const to = c.peers[t % c.peers.length]!;
+      const as = members[t % 3]!;
+      forger.send(to.address, { t: 'sw.req', b: { q: t, t: victim.node.id } });
+      forger.send(
+        to.address,
+        { t: 'sw.req', i: as.node.id, n: as.name, b: { q: t, t: victim.node.id } },
+        { spoofFrom: as.address },
+      );
+      forger.send(
+        to.address,
+        { t: 'sw.ack', i: as.node.id, n: as.name, b: { q: t } },
+        { spoofFrom: as.address },
+      );
+      forger.send(to.address, { t: 'sw.nack', b: { q: t } });
+      forger.send(
+        to.address,
+        {
+          t: 'suspect',
+          i: as.node.id,
+          n: as.name,
+          c: as.node.incarnation,
+          b: { target: victim.node.id, inc: victim.node.incarnation },
+        },
+        { spoofFrom: as.address },
+      );
+      c.rt.runFor(10);
+      for (const p of c.peers) expect(p.node.membership.swim.relaying).toBeLessThanOrEqual(RELAYS_MAX);
+    }
+    expect(c.peers.some((p) => (p.node.stats.refused.swim ?? 0) > 0)).toBe(true);
+    c.rt.runFor(5_000);
+    expect(deaths(c)).toEqual([]);
+    expect(c.converged()).toBe(true);
+    expect(c.handlerErrors()).toEqual([]);
+  });
+});
+
+describe('updates piggybacked on probes (simulation)', () => {
+  it.each([1, 2, 3])(
+    'seed %i: a newcomer that met one member of a unicast group is known to all within 10 s, on the probes alone',
+    async (seed) => {
+      const c = await group(seed, 30, UNICAST);
+      // Its own multicast reaches nobody (another segment; the others hear none): it meets p0 alone.
+      const newcomer = await c.add('newcomer', {}, { segment: 1 });
+      c.introduce(newcomer, c.peers[0]!);
+      expect(c.rt.runUntilTrue(() => c.converged(), 10_000)).toBe(true);
+      expect(deaths(c)).toEqual([]);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+    120_000,
+  );
+});
