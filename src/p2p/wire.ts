@@ -29,8 +29,11 @@
  *    and an observer's probe carries `o` (a version-2 peer refuses it).
  * 4: reliable delivery's bulk lane (`rb.*`: messages larger than a datagram, in fragments), which
  *    a version-3 peer refuses: its sender would wait for acks that never come.
+ * 5: beyond one multicast domain: heartbeats carry `u`, `iv` and `gv` (fan-out, interval, tags
+ *    version), members are probed (`sw.*`), reached (`rc.st`) and joined (`ms.*`) by unicast; a
+ *    version-4 peer would take the heartbeats but never answer a probe, and be called dead.
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 /** Largest encoded envelope we send or accept, in bytes. */
 export const DATAGRAM_PAYLOAD_BYTES_MAX = 1200;
 
