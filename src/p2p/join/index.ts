@@ -131,6 +131,12 @@ export class Join implements Protocol {
   private nextReconnect = Infinity;
   /** Member changes to remember, written in one batch once the current turn is handled. */
   private toRemember: Array<{ member: MemberView; connected: boolean }> = [];
+  /**
+   * The live members (and us) as pages list them, sorted by id, and each one's address: built
+   * again only when membership's version moved, so a page or a hint costs no scan of the members
+   * (a seed answers about N / SYNC_PAGE_ENTRIES_MAX pages per joiner, each page brings as many hints).
+   */
+  private liveIndex = { version: -1, sorted: [] as Hint[], addressOf: new Map<PeerId, Address>() };
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -267,15 +273,10 @@ export class Join implements Protocol {
 
   /** One page of the live members (and us), sorted by id, after the request's cursor. */
   private answerPage(b: Body<typeof SYNC>, to: Address): void {
-    const all: Hint[] = this.opts.membership
-      .list()
-      .filter((m) => m.state === 'alive' || m.state === 'suspect')
-      .map((m) => ({ id: m.id, address: m.address }));
-    all.push({ id: this.ctx.self.id, address: this.opts.address() });
-    all.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
-    const after = all.filter((h) => h.id > b.cursor);
-    const page = after.slice(0, SYNC_PAGE_ENTRIES_MAX);
-    const more = after.length > page.length;
+    const all = this.live().sorted;
+    const from = firstAfter(all, b.cursor);
+    const page = all.slice(from, from + SYNC_PAGE_ENTRIES_MAX);
+    const more = all.length - from > page.length;
     this.ctx.send(
       to,
       ...PAGE.out({ nonce: b.nonce, total: all.length, ...(more ? { next: page.at(-1)!.id } : {}) }),
@@ -304,8 +305,7 @@ export class Join implements Protocol {
   /** A hinted member: a hello to its address, unless it is live here (or is us). */
   private hinted(h: Hint, now: number): void {
     if (h.id === this.ctx.self.id || h.address === this.opts.address()) return;
-    const m = this.opts.membership.get(h.id);
-    if (m && (m.state === 'alive' || m.state === 'suspect') && m.address === h.address) return;
+    if (this.live().addressOf.get(h.id) === h.address) return;
     if (this.pendingHellos.has(h.address)) return;
     if (this.pendingHellos.size >= PENDING_HELLOS_MAX) {
       this.ctx.refuse('hint');
@@ -313,6 +313,19 @@ export class Join implements Protocol {
     }
     this.pendingHellos.set(h.address, now + HELLO_PENDING_MS);
     this.ctx.wakeAt(now);
+  }
+
+  /** See `liveIndex`. */
+  private live(): { sorted: Hint[]; addressOf: Map<PeerId, Address> } {
+    const version = this.opts.membership.version;
+    if (this.liveIndex.version === version) return this.liveIndex;
+    const live = this.opts.membership.live();
+    const sorted: Hint[] = live.map((m) => ({ id: m.id, address: m.address }));
+    sorted.push({ id: this.ctx.self.id, address: this.opts.address() });
+    sorted.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+    const addressOf = new Map(live.map((m) => [m.id, m.address]));
+    this.liveIndex = { version, sorted, addressOf };
+    return this.liveIndex;
   }
 
   /** Hellos to the hinted addresses, oldest hint first, within the pace. */
@@ -384,4 +397,16 @@ export class Join implements Protocol {
     a.bySource.set(source, n + 1);
     return true;
   }
+}
+
+/** The index of the first hint with an id after `cursor` in `sorted` (by id): a binary search. */
+function firstAfter(sorted: readonly Hint[], cursor: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid]!.id > cursor) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }
