@@ -140,7 +140,7 @@ function newLan(size: number): NetnsLan {
 // ---------------------------------------------------------------------------------------------
 // e. idle cost
 
-interface IdleSample {
+export interface IdleSample {
   cpuPercent: number;
   /** Voluntary and involuntary context switches of all its threads, per second: its wakes. */
   switchesPerS: number;
@@ -176,7 +176,7 @@ function linkStats(ns: string): { tx: number; rx: number; txp: number } {
 }
 
 /** CPU and link traffic of one process per host over `seconds` of idle. */
-async function idle(lan: NetnsLan, pids: number[], seconds: number): Promise<IdleSample[]> {
+export async function idle(lan: NetnsLan, pids: number[], seconds: number): Promise<IdleSample[]> {
   const before = pids.map((pid, i) => ({
     cpu: cpuTicks(pid),
     switches: contextSwitches(pid),
@@ -202,7 +202,7 @@ function meanOf(samples: IdleSample[], f: (s: IdleSample) => number): number {
   return samples.reduce((a, s) => a + f(s), 0) / samples.length;
 }
 
-function idleRow(what: string, samples: IdleSample[]): Array<string | number> {
+export function idleRow(what: string, samples: IdleSample[]): Array<string | number> {
   const mean = (f: (s: IdleSample) => number) => samples.reduce((a, s) => a + f(s), 0) / samples.length;
   const max = (f: (s: IdleSample) => number) => Math.max(...samples.map(f));
   return [

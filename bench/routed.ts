@@ -60,7 +60,7 @@ export const bench: BenchModule = {
   run,
 };
 
-const nameOf = (i: number) => `n${String(i).padStart(2, '0')}`;
+export const nameOf = (i: number) => `n${String(i).padStart(2, '0')}`;
 
 /** What one output line of a member process says about another member, if anything. */
 interface Seen {
@@ -76,7 +76,7 @@ interface Seen {
  * (20 processes x 19 names: rescanning every line at every poll would cost more than the peers).
  * Subclasses say how to start it and how to read one of its lines.
  */
-abstract class Member {
+export abstract class Member {
   private scanned = 0;
   private readonly view = new Set<string>();
   private readonly deaths: Array<{ line: number; name: string; at: number }> = [];
@@ -124,7 +124,7 @@ abstract class Member {
   }
 }
 
-class PeerMember extends Member {
+export class PeerMember extends Member {
   private lines!: ChildLines;
   constructor(
     lan: NetnsLan,
@@ -193,7 +193,7 @@ class SerfMember extends Member {
   }
 }
 
-function allSeeAll(members: Member[]): boolean {
+export function allSeeAll(members: Member[]): boolean {
   return members.every((m) => {
     const view = m.alive();
     return members.every((o) => o === m || view.has(nameOf(o.index)));

@@ -27,6 +27,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   jobs: async () => (await import('./jobs.js')).bench,
   events: async () => (await import('./events.js')).bench,
   routed: async () => (await import('./routed.js')).bench,
+  scale: async () => (await import('./scale.js')).bench,
 };
 
 const OUT = path.join(ROOT, 'BENCHMARKS.md');

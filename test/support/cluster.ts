@@ -39,6 +39,11 @@ export interface SimJoinOptions {
   door?: boolean;
   /** Keeps remembered peers (as a CLI peer does in its database). */
   remember?: boolean;
+  /**
+   * false: a unicast-only peer meets the group only through its seeds, as a real one does, without
+   * the test's hello to every live peer (SimCluster.introduce), which costs O(N^2) at scale.
+   */
+  hello?: boolean;
 }
 
 /**
@@ -97,7 +102,7 @@ export class SimCluster {
     this.peers.push(peer);
     // An observer never says hello (it is no member): it meets nobody without `--join`.
     if (extra.observer) this.observers.add(peer);
-    else if (host.mode === 'unicast') this.introduceToAll(peer);
+    else if (host.mode === 'unicast' && join.hello !== false) this.introduceToAll(peer);
     return peer;
   }
 
@@ -158,7 +163,7 @@ export class SimCluster {
   async restart(peer: SimPeer): Promise<void> {
     peer.persisted.incarnation++;
     await this.boot(peer);
-    if (peer.host.mode === 'unicast') this.introduceToAll(peer);
+    if (peer.host.mode === 'unicast' && peer.join.hello !== false) this.introduceToAll(peer);
   }
 
   async leave(peer: SimPeer): Promise<void> {
@@ -188,9 +193,10 @@ export class SimCluster {
     const unicast = (p: SimPeer) => p.host.mode === 'unicast';
     const reached = live.every((p) => {
       if (this.observers.has(p)) return true;
-      const fanout = p.node.reach.fanout();
+      // A set: a lookup per pair in the fan-out array would make this O(N^3) at scale.
+      const fanout = new Set(p.node.reach.fanout());
       return live.every(
-        (q) => q === p || this.observers.has(q) || !(unicast(p) || unicast(q)) || fanout.includes(q.address),
+        (q) => q === p || this.observers.has(q) || !(unicast(p) || unicast(q)) || fanout.has(q.address),
       );
     });
     return (

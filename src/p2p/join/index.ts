@@ -161,6 +161,12 @@ export class Join implements Protocol {
   private readonly deadIds = new Set<PeerId>();
   /** Who listens to the seeds' pages (onSeedPage). */
   private readonly seedPageListeners: Array<(seed: Address, page: SeedPage) => void> = [];
+  /**
+   * The live members (and us) as pages list them, sorted by id, and each one's address: built
+   * again only when membership's version moved, so a page or a hint costs no scan of the members
+   * (a seed answers about N / SYNC_PAGE_ENTRIES_MAX pages per joiner, each page brings as many hints).
+   */
+  private liveIndex = { version: -1, sorted: [] as Hint[], addressOf: new Map<PeerId, Address>() };
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -336,15 +342,10 @@ export class Join implements Protocol {
 
   /** One page of the live members (and us), sorted by id, after the request's cursor. */
   private answerPage(b: Body<typeof SYNC>, to: Address): void {
-    const all: Hint[] = this.opts.membership
-      .list()
-      .filter((m) => m.state === 'alive' || m.state === 'suspect')
-      .map((m) => ({ id: m.id, address: m.address }));
-    all.push({ id: this.ctx.self.id, address: this.opts.address() });
-    all.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
-    const after = all.filter((h) => h.id > b.cursor);
-    const page = after.slice(0, SYNC_PAGE_ENTRIES_MAX);
-    const more = after.length > page.length;
+    const all = this.live().sorted;
+    const from = firstAfter(all, b.cursor);
+    const page = all.slice(from, from + SYNC_PAGE_ENTRIES_MAX);
+    const more = all.length - from > page.length;
     this.ctx.send(
       to,
       ...PAGE.out({ nonce: b.nonce, total: all.length, ...(more ? { next: page.at(-1)!.id } : {}) }),
@@ -390,9 +391,22 @@ export class Join implements Protocol {
     this.ctx.wakeAt(now);
   }
 
+  /** Whether the member is live here at that address: met already. */
   private met(id: PeerId, address: Address): boolean {
-    const m = this.opts.membership.get(id);
-    return m !== undefined && (m.state === 'alive' || m.state === 'suspect') && m.address === address;
+    return this.live().addressOf.get(id) === address;
+  }
+
+  /** See `liveIndex`. */
+  private live(): { sorted: Hint[]; addressOf: Map<PeerId, Address> } {
+    const version = this.opts.membership.version;
+    if (this.liveIndex.version === version) return this.liveIndex;
+    const live = this.opts.membership.live();
+    const sorted: Hint[] = live.map((m) => ({ id: m.id, address: m.address }));
+    sorted.push({ id: this.ctx.self.id, address: this.opts.address() });
+    sorted.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+    const addressOf = new Map(live.map((m) => [m.id, m.address]));
+    this.liveIndex = { version, sorted, addressOf };
+    return this.liveIndex;
   }
 
   /** Hellos due to the hinted addresses (first ones, then retries), oldest hint first, within the pace. */
@@ -474,4 +488,16 @@ export class Join implements Protocol {
     a.bySource.set(source, n + 1);
     return true;
   }
+}
+
+/** The index of the first hint with an id after `cursor` in `sorted` (by id): a binary search. */
+function firstAfter(sorted: readonly Hint[], cursor: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid]!.id > cursor) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }

@@ -33,61 +33,77 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-interface Timer {
+/**
+ * One event in virtual time: a timer or a datagram on its way. A delivery is its own event (one
+ * object per datagram per recipient, no closure), as the heap of a large simulation holds mostly
+ * deliveries.
+ */
+interface SimEvent {
   at: number;
   order: number;
-  fn: () => void;
   cancelled: boolean;
+  fire(): void;
 }
 
-/** Binary min-heap of timers by (at, order). */
-class TimerHeap {
-  private readonly items: Timer[] = [];
-  get size(): number {
-    return this.items.length;
+class Timer implements SimEvent {
+  cancelled = false;
+  constructor(
+    readonly at: number,
+    readonly order: number,
+    private readonly fn: () => void,
+  ) {}
+  fire(): void {
+    this.fn();
   }
-  peek(): Timer | undefined {
+}
+
+/** Binary min-heap of events by (at, order); sifts move a hole instead of swapping pairs. */
+class EventHeap {
+  private readonly items: SimEvent[] = [];
+  peek(): SimEvent | undefined {
     return this.items[0];
   }
-  push(t: Timer): void {
+  push(e: SimEvent): void {
     const a = this.items;
-    a.push(t);
-    let i = a.length - 1;
+    let i = a.length;
+    a.push(e);
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!before(a[i]!, a[p]!)) break;
-      [a[i], a[p]] = [a[p]!, a[i]!];
+      const parent = a[p]!;
+      if (!before(e, parent)) break;
+      a[i] = parent;
       i = p;
     }
+    a[i] = e;
   }
-  pop(): Timer | undefined {
+  pop(): SimEvent | undefined {
     const a = this.items;
     const top = a[0];
     const last = a.pop();
-    if (a.length > 0 && last) {
-      a[0] = last;
+    const n = a.length;
+    if (n > 0 && last) {
       let i = 0;
       for (;;) {
         const l = 2 * i + 1;
+        if (l >= n) break;
         const r = l + 1;
-        let m = i;
-        if (l < a.length && before(a[l]!, a[m]!)) m = l;
-        if (r < a.length && before(a[r]!, a[m]!)) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m]!, a[i]!];
+        const m = r < n && before(a[r]!, a[l]!) ? r : l;
+        if (!before(a[m]!, last)) break;
+        a[i] = a[m]!;
         i = m;
       }
+      a[i] = last;
     }
     return top;
   }
 }
-const before = (x: Timer, y: Timer) => x.at < y.at || (x.at === y.at && x.order < y.order);
+const before = (x: SimEvent, y: SimEvent) => x.at < y.at || (x.at === y.at && x.order < y.order);
 
 export class VirtualRuntime {
   readonly random: () => number;
   private t = 0;
   private order = 0;
-  private readonly heap = new TimerHeap();
+  private readonly heap = new EventHeap();
 
   constructor(seed: number) {
     this.random = seededRandom(seed);
@@ -98,11 +114,23 @@ export class VirtualRuntime {
   }
 
   schedule(delayMs: number, fn: () => void): Cancel {
-    const timer: Timer = { at: this.t + Math.max(0, delayMs), order: this.order++, fn, cancelled: false };
+    const timer = new Timer(this.at(delayMs), this.order++, fn);
     this.heap.push(timer);
     return () => {
       timer.cancelled = true;
     };
+  }
+
+  /** The time `delayMs` from now, and the next order: what a new event carries. */
+  private at(delayMs: number): number {
+    return this.t + Math.max(0, delayMs);
+  }
+
+  /** @internal A datagram on its way (SimNetwork): scheduled as a timer would be, never cancelled. */
+  deliverIn(delayMs: number, d: Delivery): void {
+    d.at = this.at(delayMs);
+    d.order = this.order++;
+    this.heap.push(d);
   }
 
   /** A Runtime view for one peer; `wallOffsetMs` skews its wall clock (clock-sync tests). */
@@ -132,7 +160,7 @@ export class VirtualRuntime {
       this.heap.pop();
       if (next.cancelled) continue;
       this.t = next.at;
-      next.fn();
+      next.fire();
     }
     this.t = Math.max(this.t, at);
   }
@@ -154,7 +182,7 @@ export class VirtualRuntime {
       this.heap.pop();
       if (next.cancelled) continue;
       this.t = next.at;
-      next.fn();
+      next.fire();
       if (done()) return true;
     }
   }
@@ -362,18 +390,35 @@ export class SimNetwork {
     }
     const copies = rnd() < f.duplicate ? 2 : 1;
     if (copies === 2) this.counters.duplicated++;
-    const from = src.address;
-    const to = dst.address;
     for (let k = 0; k < copies; k++) {
       const delay = f.delayMinMs + rnd() * (f.delayMaxMs - f.delayMinMs);
-      this.runtime.schedule(delay, () => {
-        // Checked again on arrival: the host may have crashed or been cut off meanwhile.
-        const h = this.hosts.get(to);
-        if (!h || !h.handler || h.down) return;
-        this.counters.delivered++;
-        h.handler(data, from, via);
-      });
+      this.runtime.deliverIn(delay, new Delivery(this, src.address, dst.address, data, via));
     }
+  }
+
+  /** @internal A datagram arrives: checked again, as the host may have crashed or been cut off meanwhile. */
+  arrive(d: Delivery): void {
+    const h = this.hosts.get(d.to);
+    if (!h || !h.handler || h.down) return;
+    this.counters.delivered++;
+    h.handler(d.data, d.from, d.via);
+  }
+}
+
+/** A datagram to one recipient, due at `at` (VirtualRuntime.deliverIn). */
+class Delivery implements SimEvent {
+  at = 0;
+  order = 0;
+  cancelled = false;
+  constructor(
+    private readonly net: SimNetwork,
+    readonly from: Address,
+    readonly to: Address,
+    readonly data: Uint8Array,
+    readonly via: Via,
+  ) {}
+  fire(): void {
+    this.net.arrive(this);
   }
 }
 
