@@ -173,6 +173,18 @@ export class Reach implements Protocol {
     return e && this.theyHear(e);
   }
 
+  /**
+   * Whether our group sends reach member `id` now: it hears our multicast, or its proved address
+   * is in the fan-out. False for a member we do not follow, or one met by unicast whose address
+   * has not answered yet. Multicast-only, every member counts as reached: nothing else would
+   * reach one that does not hear us, and waiting for it would not help.
+   */
+  reaches(id: PeerId): boolean {
+    if (this.opts.mode === 'multicast') return true;
+    const e = this.entries.get(id);
+    return e !== undefined && (this.theyHear(e) || this.fanout().includes(e.address));
+  }
+
   /** Whether we hear member `id`'s multicast, as we see it now (undefined: no evidence yet). */
   weHear(id: PeerId): boolean | undefined {
     const e = this.entries.get(id);
