@@ -188,7 +188,7 @@ describe('bully election (simulation)', () => {
       );
       s.c.rt.runFor(2_000);
       expect(agreeOn(s, restTop, rest) && agreeOn(s, top, withTop)).toBe(true);
-      s.c.net.heal();
+      s.c.heal();
       expect(s.c.rt.runUntilTrue(() => agreeOn(s, top), 3_000)).toBe(true);
       s.c.rt.runFor(5_000);
       expect(agreeOn(s, top)).toBe(true);

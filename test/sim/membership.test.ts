@@ -75,7 +75,7 @@ describe('membership (simulation)', () => {
         for (const q of right) expect(p.node.membership.get(q.node.id)?.state).toBe('dead');
       for (const p of right)
         for (const q of left) expect(p.node.membership.get(q.node.id)?.state).toBe('dead');
-      c.net.heal();
+      c.heal();
       expect(c.rt.runUntilTrue(() => c.converged(), T.heartbeatIntervalMs * 3)).toBe(true);
     },
   );

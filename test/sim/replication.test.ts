@@ -140,7 +140,7 @@ describe('replication (simulation)', () => {
         written.push(rc.rp(hs[i % 3]!).append(`while h3 is down ${i}`));
         rc.rt.runFor(30);
       }
-      rc.c.net.heal();
+      rc.c.heal();
       rc.rt.runFor(2_000);
       await rc.c.restart(h3);
       expect(rc.file(h3).lines.slice(0, h3Before.length)).toEqual(h3Before);
