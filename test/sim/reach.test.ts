@@ -8,7 +8,13 @@ import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { Chat, CHAT_TAG, type ChatLine } from '../../src/p2p/chat.js';
 import { ReliableDelivery, type AckStatus } from '../../src/p2p/reliable/index.js';
-import { FANOUT_PER_HOST_MAX, Reach, REACH_REFRESH_MS, STATEMENT } from '../../src/p2p/reach.js';
+import {
+  FANOUT_PER_HOST_MAX,
+  OBSERVER_FANOUT_MS,
+  Reach,
+  REACH_REFRESH_MS,
+  STATEMENT,
+} from '../../src/p2p/reach.js';
 import type { PeerEvent, ProtocolContext } from '../../src/p2p/protocol.js';
 import type { Address } from '../../src/p2p/transport/transport.js';
 import type { Envelope } from '../../src/p2p/wire.js';
@@ -233,6 +239,65 @@ describe('reach (simulation)', () => {
     // x told m that it does not hear m's multicast; a, in auto, fans out to x.
     expect(m.node.reach.hearsUs(x.node.id)).toBe(false);
     expect(a.node.reach.fanout()).toEqual([x.address]);
+  });
+});
+
+describe('reach: observers met through --join (simulation)', () => {
+  it.each([1, 2, 3])(
+    "a unicast-only observer keeps the group in view and in the members' fan-out while it runs, and leaves it when it stops, seed %i",
+    async (seed) => {
+      const c = new SimCluster(seed, { loss: 0.05, delayMaxMs: 2 });
+      const unicast = { mode: 'unicast' } as const;
+      const members = [
+        await c.add('a', {}, unicast),
+        await c.add('b', {}, unicast),
+        await c.add('c', {}, unicast),
+      ];
+      expect(c.rt.runUntilTrue(() => c.converged(), 5_000)).toBe(true);
+      // Seeds: the members' own addresses (the cluster gives them to a unicast-only observer).
+      const obs = await c.add('obs', { observer: true }, unicast);
+      const inView = () => obs.node.membership.live().filter((m) => m.state === 'alive').length === 3;
+      const fannedOut = () => members.every((p) => p.node.reach.fanout().includes(obs.address));
+      expect(c.rt.runUntilTrue(() => inView() && fannedOut(), 3_000)).toBe(true);
+      // Their heartbeats keep coming: no member dies in its view, for longer than any timeout.
+      c.rt.runFor(20_000);
+      expect(inView() && fannedOut()).toBe(true);
+      expect(obs.events.filter((e) => e.kind === 'dead')).toEqual([]);
+      for (const p of members) expect(p.node.membership.get(obs.node.id)).toBeUndefined();
+      await c.crash(obs);
+      c.rt.runFor(OBSERVER_FANOUT_MS + 1_000);
+      for (const p of members) expect(p.node.reach.fanout()).not.toContain(obs.address);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it('an observer statement from a forged source gets a few answers, never our group traffic', async () => {
+    const c = new SimCluster(13);
+    const unicast = { mode: 'unicast' } as const;
+    const peers = [
+      await c.add('a', {}, unicast),
+      await c.add('b', {}, unicast),
+      await c.add('c', {}, unicast),
+    ];
+    expect(c.rt.runUntilTrue(() => c.converged(), 5_000)).toBe(true);
+    const victim = c.net.transport(undefined, { segment: 9 });
+    const got: string[] = [];
+    await victim.start((data) => got.push(Buffer.from(data).toString('latin1')));
+    const forger = await c.forger();
+    for (let t = 0; t < 20; t++) {
+      for (const p of peers)
+        for (const e of [undefined, 1, 2])
+          forger.send(
+            p.address,
+            { t: 'rc.st', b: { g: 0, n: 7, o: 1, ...(e === undefined ? {} : { e }) } },
+            { spoofFrom: victim.address },
+          );
+      c.rt.runFor(500);
+    }
+    for (const p of peers) expect(p.node.reach.fanout()).not.toContain(victim.address);
+    expect(got.filter((d) => !d.includes('"t":"rc.st"'))).toEqual([]);
+    // One answer per statement at most, within the strangers' budget per second.
+    expect(got.length).toBeLessThanOrEqual(peers.length * 20);
   });
 });
 

@@ -201,7 +201,7 @@ describe('replication (simulation)', () => {
 
       // Cut one holder off: majority and 2 are met, all is not, and the silent one is named.
       const cut = hs[2]!;
-      rc.c.net.setDown(cut.address, true);
+      rc.c.setDown(cut, true);
       const e2 = rp.append('while one is cut off');
       const s2 = () => rp.appendStatus(entryId(e2))!;
       expect(
@@ -216,7 +216,7 @@ describe('replication (simulation)', () => {
       expect(s2().missing.map((m) => m.name)).toEqual([cut.name]);
       expect(rc.file(cut).set.has(e2)).toBe(false);
       // Back on the network: retries (or anti-entropy) bring it the entry; it acks.
-      rc.c.net.setDown(cut.address, false);
+      rc.c.setDown(cut, false);
       expect(rc.rt.runUntilTrue(() => s2().missing.length === 0, 5_000)).toBe(true);
       expect(rc.file(cut).set.has(e2)).toBe(true);
 

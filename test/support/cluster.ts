@@ -146,6 +146,17 @@ export class SimCluster {
    */
   heal(): void {
     this.net.heal();
+    this.reintroduce();
+  }
+
+  /** Cuts a peer's host off (`ip link set down`), or brings it back: as heal() then. */
+  setDown(peer: SimPeer, down: boolean): void {
+    this.net.setDown(peer.address, down);
+    if (!down) this.reintroduce();
+  }
+
+  /** The test's hellos, after a heal, between members of which one runs unicast-only (see heal()). */
+  private reintroduce(): void {
     const members = this.members();
     for (const [i, a] of members.entries())
       for (const b of members.slice(i + 1))
