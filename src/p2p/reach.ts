@@ -267,8 +267,7 @@ export class Reach implements Protocol {
         !(this.opts.observer && view && e.told === undefined);
       if (flipped || (e.awaiting === null && this.wantsProof(e))) this.exchange(e, now);
       else if (e.awaiting !== null && now - e.sentAt >= e.retryGap) this.state(e, now);
-      else if (e.awaiting === null && e.told === false && now - e.sentAt >= REACH_REFRESH_MS)
-        this.exchange(e, now);
+      else if (e.awaiting === null && e.told === false && now >= this.restateAt(e)) this.exchange(e, now);
       next = Math.min(next, this.dueAt(e, now));
     }
     return next;
@@ -281,11 +280,22 @@ export class Reach implements Protocol {
    */
   private dueAt(e: Entry, now: number): number {
     let at = e.awaiting !== null ? e.sentAt + e.retryGap : Infinity;
-    if (e.awaiting === null && e.told === false) at = Math.min(at, e.sentAt + REACH_REFRESH_MS);
+    if (e.awaiting === null && e.told === false) at = Math.min(at, this.restateAt(e));
     if (e.since + this.settleMs >= now) at = Math.min(at, e.since + this.settleMs);
     const groupEnds = e.groupHeardAt + this.silenceMs + 1;
     if (groupEnds >= now && e.unicastHeardAt + this.silenceMs >= groupEnds) at = Math.min(at, groupEnds);
     return at;
+  }
+
+  /**
+   * When our "no" is stated again: every REACH_REFRESH_MS, and an observer's as soon as the member
+   * has been silent for REACH_RETRY_MS since (its heartbeats come every interval once it proved our
+   * address: silence says our echo of its nonce was lost, and only our statement asks again).
+   */
+  private restateAt(e: Entry): number {
+    const refresh = e.sentAt + REACH_REFRESH_MS;
+    if (!this.opts.observer) return refresh;
+    return Math.min(refresh, Math.max(e.sentAt, e.unicastHeardAt) + REACH_RETRY_MS);
   }
 
   private onStatement(b: Body<typeof STATEMENT>, from: Origin): void {
@@ -426,7 +436,10 @@ export class Reach implements Protocol {
     e.told = view;
     e.sentAt = now;
     this.ctx.send(e.address, ...STATEMENT.out({ hears: view ? 1 : 0, nonce: e.awaiting!, ...this.mark() }));
-    e.retryGap = Math.min(e.retryGap * 2, REACH_REFRESH_MS);
+    // An observer pings nobody: a member that has not proved it yet sends it no heartbeat and dies
+    // in its view after deadAfterMs. So its statement is retried without backing off until then.
+    e.retryGap =
+      this.opts.observer && !e.validated ? REACH_RETRY_MS : Math.min(e.retryGap * 2, REACH_REFRESH_MS);
     // Sent from a handler too (greet): its retry must wake us.
     this.ctx.wakeAt(e.sentAt + e.retryGap);
   }

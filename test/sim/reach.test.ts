@@ -271,6 +271,23 @@ describe('reach: observers met through --join (simulation)', () => {
     },
   );
 
+  // A member's answer, or the observer's echo of it, lost: the member never proves the observer,
+  // sends it no heartbeat, and the observer (which pings nobody) sees it die. Every run counts.
+  it('at 10 percent loss, no member an observer met dies in its view (20 runs)', async () => {
+    const died: string[] = [];
+    for (let seed = 1; seed <= 20; seed++) {
+      const c = new SimCluster(seed, { loss: 0.1, delayMinMs: 0.1, delayMaxMs: 4 });
+      const unicast = { mode: 'unicast' } as const;
+      for (const n of ['a', 'b', 'c']) await c.add(n, {}, unicast);
+      expect(c.rt.runUntilTrue(() => c.converged(), 5_000)).toBe(true);
+      const obs = await c.add('obs', { observer: true }, unicast);
+      c.rt.runFor(10_000);
+      for (const e of obs.events) if (e.kind === 'dead') died.push(`seed ${seed}: ${e.member.name}`);
+      expect(c.handlerErrors()).toEqual([]);
+    }
+    expect(died).toEqual([]);
+  });
+
   it('an observer statement from a forged source gets a few answers, never our group traffic', async () => {
     const c = new SimCluster(13);
     const unicast = { mode: 'unicast' } as const;
