@@ -81,14 +81,20 @@ interface Place {
 const reaches = (from: Place, to: Place) =>
   from.segment === to.segment && !from.out && !to.in && !from.unicast && !to.unicast;
 
+/**
+ * These tests build multicast topologies (blocked directions, segments): their peers run with
+ * multicast even in a unicast-only run of the suite (PEER_SIM_TRANSPORT), unless a test says.
+ */
+const LAN = { mode: 'multicast' } as const;
+
 describe('reach (simulation)', () => {
   it.each([1, 2, 3, 4, 5])(
     'a member whose multicast-in is blocked keeps everyone alive and gets chat exactly once, acks included, seed %i',
     async (seed) => {
       const h = harness(seed, LOSSY);
-      const x = await h.c.add('x');
+      const x = await h.c.add('x', {}, LAN);
       h.c.net.blockMulticast(x.address, { in: true, out: false });
-      for (const n of ['a', 'b', 'c', 'd']) await h.c.add(n);
+      for (const n of ['a', 'b', 'c', 'd']) await h.c.add(n, {}, LAN);
       expect(h.c.rt.runUntilTrue(() => h.c.converged() && chatConverged(h), 5_000)).toBe(true);
       // Everyone else fans out to x alone; x's multicast reaches them, so it fans out to nobody.
       const others = h.c.peers.filter((p) => p !== x);
@@ -118,9 +124,9 @@ describe('reach (simulation)', () => {
     'a member blocked from multicast that restarts at the same address is reached again, seed %i',
     async (seed) => {
       const h = harness(seed, LOSSY);
-      const x = await h.c.add('x');
+      const x = await h.c.add('x', {}, LAN);
       h.c.net.blockMulticast(x.address, { in: true, out: false });
-      for (const n of ['a', 'b', 'c']) await h.c.add(n);
+      for (const n of ['a', 'b', 'c']) await h.c.add(n, {}, LAN);
       expect(h.c.rt.runUntilTrue(() => h.c.converged() && chatConverged(h), 5_000)).toBe(true);
       await h.c.crash(x);
       h.c.rt.runFor(300);
@@ -144,7 +150,7 @@ describe('reach (simulation)', () => {
       for (let i = 0; i < 6; i++) {
         const r = c.rt.random;
         const place: Place = { segment: r() < 0.3 ? 1 : 0, in: r() < 0.3, out: r() < 0.3, unicast: false };
-        const p = await c.add(`p${i}`, {}, { segment: place.segment });
+        const p = await c.add(`p${i}`, {}, { ...LAN, segment: place.segment });
         c.net.blockMulticast(p.address, { in: place.in, out: place.out });
         places.push(place);
         peers.push(p);
@@ -175,9 +181,15 @@ describe('reach (simulation)', () => {
     'two segments made to meet by a hello stay converged for 3 minutes at 10 percent loss with no false death, seed %i',
     async (seed) => {
       const c = new SimCluster(seed, LOSSY);
-      const left = [await c.add('l0', {}, { segment: 0 }), await c.add('l1', {}, { segment: 0 })];
-      const right = [await c.add('r0', {}, { segment: 1 }), await c.add('r1', {}, { segment: 1 })];
-      left.push(await c.add('l2', {}, { segment: 0 }));
+      const left = [
+        await c.add('l0', {}, { ...LAN, segment: 0 }),
+        await c.add('l1', {}, { ...LAN, segment: 0 }),
+      ];
+      const right = [
+        await c.add('r0', {}, { ...LAN, segment: 1 }),
+        await c.add('r1', {}, { ...LAN, segment: 1 }),
+      ];
+      left.push(await c.add('l2', {}, { ...LAN, segment: 0 }));
       for (const a of left) for (const b of right) c.introduce(a, b);
       expect(c.rt.runUntilTrue(() => c.converged(), 5_000)).toBe(true);
       for (let minute = 0; minute < 3; minute++) {
@@ -207,7 +219,11 @@ describe('reach (simulation)', () => {
     'unicast-only peers among multicast ones: everyone converges and chats, seed %i',
     async (seed) => {
       const h = harness(seed, LOSSY);
-      const multi = [await h.c.add('m0'), await h.c.add('m1'), await h.c.add('m2')];
+      const multi = [
+        await h.c.add('m0', {}, LAN),
+        await h.c.add('m1', {}, LAN),
+        await h.c.add('m2', {}, LAN),
+      ];
       // A unicast-only peer hears no multicast and sends none: the cluster's hello introduces it.
       const uni = [
         await h.c.add('u0', {}, { mode: 'unicast' }),
@@ -230,10 +246,10 @@ describe('reach (simulation)', () => {
 
   it('a peer run multicast-only never fans out, and still tells the others what it hears', async () => {
     const c = new SimCluster(7);
-    const x = await c.add('x');
+    const x = await c.add('x', {}, LAN);
     c.net.blockMulticast(x.address, { in: true, out: false });
-    const m = await c.add('m', { reach: 'multicast' });
-    const a = await c.add('a');
+    const m = await c.add('m', { reach: 'multicast' }, LAN);
+    const a = await c.add('a', {}, LAN);
     c.rt.runFor(5_000);
     expect(m.node.reach.fanout()).toEqual([]);
     // x told m that it does not hear m's multicast; a, in auto, fans out to x.
@@ -321,7 +337,7 @@ describe('reach: observers met through --join (simulation)', () => {
 describe('reach: forged statements and sources', () => {
   it('a statement from a stranger, or from a member address under a stranger id, is refused and makes no fan-out', async () => {
     const c = new SimCluster(11);
-    const peers = [await c.add('a'), await c.add('b'), await c.add('c')];
+    const peers = [await c.add('a', {}, LAN), await c.add('b', {}, LAN), await c.add('c', {}, LAN)];
     c.rt.runFor(2_000);
     const forger = await c.forger();
     for (const p of peers) {
@@ -337,7 +353,7 @@ describe('reach: forged statements and sources', () => {
 
   it('a member made up from a forged source address never gets our group traffic, only a few statements', async () => {
     const c = new SimCluster(12);
-    const peers = [await c.add('a'), await c.add('b'), await c.add('c')];
+    const peers = [await c.add('a', {}, LAN), await c.add('b', {}, LAN), await c.add('c', {}, LAN)];
     c.rt.runFor(2_000);
     // The victim: a host that runs no peer, whose address the forger writes as its source.
     // In a segment of its own: it hears none of the group's multicast by itself.
