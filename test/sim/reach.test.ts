@@ -304,6 +304,22 @@ describe('reach: observers met through --join (simulation)', () => {
     expect(died).toEqual([]);
   });
 
+  // A member answers an observer's probe once: that answer lost, nothing made the member known
+  // to it before the seeds' re-sync (30 s). Every run counts.
+  it('at 10 percent loss, an observer joining through seeds knows every member within 2 s (20 runs)', async () => {
+    const late: number[] = [];
+    for (let seed = 1; seed <= 20; seed++) {
+      const c = new SimCluster(seed, { loss: 0.1, delayMinMs: 0.1, delayMaxMs: 4 });
+      const unicast = { mode: 'unicast' } as const;
+      for (const n of ['a', 'b', 'c', 'd']) await c.add(n, {}, unicast);
+      expect(c.rt.runUntilTrue(() => c.converged(), 5_000)).toBe(true);
+      const obs = await c.add('obs', { observer: true }, unicast);
+      const all = () => obs.node.membership.live().filter((m) => m.state === 'alive').length === 4;
+      if (!c.rt.runUntilTrue(all, 2_000)) late.push(seed);
+    }
+    expect(late).toEqual([]);
+  });
+
   it('an observer statement from a forged source gets a few answers, never our group traffic', async () => {
     const c = new SimCluster(13);
     const unicast = { mode: 'unicast' } as const;
