@@ -129,6 +129,17 @@ export const TERM_CATCH_UP_ADDRESSES_MAX = 16;
  * elections of room, and no group reaches it by electing (one term per election).
  */
 export const TERM_CATCH_UP_MAX = 2 ** 50;
+/**
+ * How long, in ms from its start, an election may wait for a live member that may outrank us (it
+ * does, or its tags have not come yet) to be reached by our group sends (a forged member at an
+ * address that never answers delays an election by this much at most). Met by unicast, a member
+ * gets none of them until its address answered a nonce of ours (reach.ts); the answer time runs
+ * from the first `el.elect` that reached every such member, or a member that never heard the
+ * election, nor would hear our claim, could claim the same term. Reach retries its proof at 250,
+ * 750 and 1750 ms, so at 10 % loss about one pair in a thousand is still unproved by then; past
+ * it, the plain bully rule applies (no answer in time: claim) and the tags repair a double claim.
+ */
+export const UNREACHED_WAIT_MS_MAX = 2000;
 /** Priorities learned from election messages, kept for peers whose tags are not known yet. */
 export const LEARNED_PRIORITIES_MAX = 1024;
 
@@ -271,6 +282,8 @@ export class Election implements Protocol, CoordinatorView {
   private phaseSince: number;
   private electionTerm = 0;
   private lastElectSent = -Infinity;
+  /** When the first `el.elect` of this election reached every member that may outrank us (null: none yet). */
+  private electReachedAt: number | null = null;
   private lastReassert = -Infinity;
   private fullWait = false;
   private tagsPublished = false;
@@ -372,7 +385,10 @@ export class Election implements Protocol, CoordinatorView {
       case 'starting':
         return this.phaseSince + t.startupListenMs;
       case 'electing':
-        return Math.min(this.phaseSince + t.answerTimeoutMs, this.lastElectSent + t.electRetryMs);
+        return Math.min(
+          (this.electReachedAt ?? Infinity) + t.answerTimeoutMs,
+          this.lastElectSent + t.electRetryMs,
+        );
       case 'waiting':
         return Math.min(this.phaseSince + t.claimTimeoutMs, this.lastElectSent + 2 * t.electRetryMs);
       case 'idle':
@@ -410,8 +426,8 @@ export class Election implements Protocol, CoordinatorView {
         return;
       case 'electing':
         if (
-          (!this.fullWait && this.higherCandidates().length === 0) ||
-          now - this.phaseSince >= this.opts.timings.answerTimeoutMs
+          (!this.fullWait && this.higherCandidates().length === 0 && !this.unreached(now)) ||
+          now - (this.electReachedAt ?? Infinity) >= this.opts.timings.answerTimeoutMs
         )
           this.claim();
         else if (now - this.lastElectSent >= this.opts.timings.electRetryMs) this.sendElect();
@@ -526,9 +542,11 @@ export class Election implements Protocol, CoordinatorView {
     // A newcomer's view may still miss a higher peer's tags: it always asks and waits. Later, the
     // view is complete and the highest survivor of a crash claims at once.
     this.fullWait = reason === 'startup';
+    this.electReachedAt = null;
     this.enter('electing');
     this.ctx.emit({ kind: 'election-started', term, reason });
-    if (!this.fullWait && this.higherCandidates().length === 0) this.claim();
+    if (!this.fullWait && this.higherCandidates().length === 0 && !this.unreached(this.phaseSince))
+      this.claim();
     else this.sendElect();
   }
 
@@ -554,8 +572,11 @@ export class Election implements Protocol, CoordinatorView {
   }
 
   private sendElect(): void {
-    this.lastElectSent = this.ctx.now();
+    const now = this.ctx.now();
+    this.lastElectSent = now;
     this.ctx.broadcast(...ELECT.out({ term: this.electionTerm, priority: this.priority }));
+    if (this.phase === 'electing' && this.electReachedAt === null && !this.unreached(now))
+      this.electReachedAt = now;
   }
 
   /** Claims the election's term, or a higher one if a higher term was seen meanwhile. */
@@ -623,6 +644,26 @@ export class Election implements Protocol, CoordinatorView {
   private higherCandidates(): MemberView[] {
     const self = this.ctx.self.id;
     return this.membership.live().filter((m) => m.state === 'alive' && this.outranks(m.id, self));
+  }
+
+  /**
+   * Whether a live member that may outrank us is not reached by our group sends, within
+   * UNREACHED_WAIT_MS_MAX of the election's start. It may if it does, or if its election's tags
+   * (every Election publishes TAG_TERM) have not reached us yet: its heartbeats come by its own
+   * fan-out, which waits for our address to be proved too.
+   */
+  private unreached(now: number): boolean {
+    const reaches = this.ctx.groupReaches;
+    if (!reaches || now - this.phaseSince >= UNREACHED_WAIT_MS_MAX) return false;
+    const self = this.ctx.self.id;
+    return this.membership
+      .live()
+      .some(
+        (m) =>
+          m.state === 'alive' &&
+          (m.tags[TAG_TERM] === undefined || this.outranks(m.id, self)) &&
+          !reaches(m.id),
+      );
   }
 
   private priorityOf(id: PeerId): number | undefined {

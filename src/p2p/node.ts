@@ -194,6 +194,7 @@ export class PeerNode {
         return room;
       },
       wakeAt: (at) => this.wakeAt(at),
+      groupReaches: (id) => this.reach.reaches(id),
     };
     this.membership = new Membership(this.context, {
       timings: opts.profile.membership,

@@ -62,6 +62,13 @@ export interface ProtocolContext {
    * reads in its tick. The node keeps one timer at the earliest time asked (node.ts).
    */
   wakeAt(at: number): void;
+  /**
+   * Whether our group sends reach member `id` now, by multicast or by the unicast fan-out: a
+   * member known only by unicast gets none until its address answered a nonce of ours (reach.ts).
+   * A protocol that waits on a member's answer to a group send (the election) asks first. Absent
+   * (a test's context): every member is reached.
+   */
+  groupReaches?(id: PeerId): boolean;
 }
 
 /**

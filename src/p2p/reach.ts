@@ -37,6 +37,14 @@
  * A forged statement from a member's own spoofed address can only cost needless copies ("no"),
  * or stop our copies ("yes") until that member's next refresh restores them.
  *
+ * Observers (the monitor, one-shot commands) are no members, yet read what the group says and
+ * send to it. One that does not hear our multicast (met through `--join`) states so like a
+ * member, marked `o`, and refreshes it every REACH_REFRESH_MS while it runs; its address is
+ * proved by the same nonce exchange, and it is in our fan-out while its statements keep coming
+ * (OBSERVER_FANOUT_MS). At most OBSERVERS_MAX are kept, and what we answer observers not proved
+ * yet shares the strangers' budget (REACH_HELLOS_PER_S): a forged source gets a few answers a
+ * second, never our group traffic. The observer's own fan-out is the members it proved.
+ *
  * A state machine over the context (protocol.ts): no socket, no timer, no clock of its own. The
  * node feeds it every admitted datagram with how it came (`heard`) and every membership event
  * (`follow`), and reads `fanout()` on every group send, so the list is cached and rebuilt only
@@ -91,6 +99,10 @@ export const FANOUT_PER_HOST_MAX = 64;
  * Peers meet a few at a time; a forger's statements from made-up sources get no more than this.
  */
 export const REACH_HELLOS_PER_S = 20;
+/** Observers kept (see the header): the monitor and a few one-shot commands at a time. */
+export const OBSERVERS_MAX = 8;
+/** An observer leaves our fan-out when no statement of its came for this long (it restates every REACH_REFRESH_MS). */
+export const OBSERVER_FANOUT_MS = 3 * REACH_REFRESH_MS;
 const NONCE_MAX = 2 ** 32 - 1;
 
 /**
@@ -101,6 +113,8 @@ export const STATEMENT = message('rc.st', {
   hears: f.literal(0, 1).wire('g'),
   nonce: f.optional(f.uint(NONCE_MAX)).wire('n'),
   echo: f.optional(f.uint(NONCE_MAX)).wire('e'),
+  /** Sent by an observer (see the header). */
+  observer: f.optional(f.literal(1)).wire('o'),
 });
 const MESSAGES = messages(STATEMENT);
 
@@ -144,10 +158,21 @@ interface Entry {
   answeredAt: number;
 }
 
+/** An observer that stated it does not hear our multicast, by its address. */
+interface ObserverEntry {
+  id: PeerId;
+  validated: boolean;
+  /** Our nonce it must echo from this address; null once proved. */
+  awaiting: number | null;
+  heardAt: number;
+  answeredAt: number;
+}
+
 export class Reach implements Protocol {
   readonly messages = MESSAGES.checks;
   readonly onMessage = MESSAGES.dispatch({ 'rc.st': (b, from) => this.onStatement(b, from) });
   private readonly entries = new Map<PeerId, Entry>();
+  private readonly observers = new Map<Address, ObserverEntry>();
   private cached: readonly Address[] = [];
   private dirty = false;
   /** Probes sent to strangers in the current second (hello()). */
@@ -171,6 +196,18 @@ export class Reach implements Protocol {
   hearsUs(id: PeerId): boolean | undefined {
     const e = this.entries.get(id);
     return e && this.theyHear(e);
+  }
+
+  /**
+   * Whether our group sends reach member `id` now: it hears our multicast, or its proved address
+   * is in the fan-out. False for a member we do not follow, or one met by unicast whose address
+   * has not answered yet. Multicast-only, every member counts as reached: nothing else would
+   * reach one that does not hear us, and waiting for it would not help.
+   */
+  reaches(id: PeerId): boolean {
+    if (this.opts.mode === 'multicast') return true;
+    const e = this.entries.get(id);
+    return e !== undefined && (this.theyHear(e) || this.fanout().includes(e.address));
   }
 
   /** Whether we hear member `id`'s multicast, as we see it now (undefined: no evidence yet). */
@@ -203,7 +240,7 @@ export class Reach implements Protocol {
       else return;
       // Unicast-only, a member gets none of our group sends until its address is proved: start
       // the exchange once this message is handled rather than at the next tick.
-      if (this.settleMs === 0 && !this.opts.observer) this.ctx.soon(() => this.greet(m.id));
+      if (this.settleMs === 0) this.ctx.soon(() => this.greet(m.id));
     }
   }
 
@@ -214,8 +251,7 @@ export class Reach implements Protocol {
 
   /** Returns when it next has work: a statement due, a retry, or a view that may flip. */
   tick(now: number): number {
-    if (this.opts.observer) return Infinity;
-    let next = Infinity;
+    let next = this.expireObservers(now);
     for (const e of this.entries.values()) {
       const view = this.view(e, now);
       if (view !== undefined && view !== e.seen) {
@@ -223,13 +259,15 @@ export class Reach implements Protocol {
         // Until the member says, its default follows our view (theyHear).
         if (e.hearsUs === undefined) this.dirty = true;
       }
-      // Each side states its view once at first contact (after the settle time), then on flips.
+      // Each side states its view once at first contact (after the settle time), then on flips;
+      // an observer only a "no" (a member takes no observer to hear it unless it says so).
       const flipped =
-        view !== undefined && (e.told === undefined ? now - e.since >= this.settleMs : view !== e.told);
+        view !== undefined &&
+        (e.told === undefined ? now - e.since >= this.settleMs : view !== e.told) &&
+        !(this.opts.observer && view && e.told === undefined);
       if (flipped || (e.awaiting === null && this.wantsProof(e))) this.exchange(e, now);
       else if (e.awaiting !== null && now - e.sentAt >= e.retryGap) this.state(e, now);
-      else if (e.awaiting === null && e.told === false && now - e.sentAt >= REACH_REFRESH_MS)
-        this.exchange(e, now);
+      else if (e.awaiting === null && e.told === false && now >= this.restateAt(e)) this.exchange(e, now);
       next = Math.min(next, this.dueAt(e, now));
     }
     return next;
@@ -242,7 +280,7 @@ export class Reach implements Protocol {
    */
   private dueAt(e: Entry, now: number): number {
     let at = e.awaiting !== null ? e.sentAt + e.retryGap : Infinity;
-    if (e.awaiting === null && e.told === false) at = Math.min(at, e.sentAt + REACH_REFRESH_MS);
+    if (e.awaiting === null && e.told === false) at = Math.min(at, this.restateAt(e));
     if (e.since + this.settleMs >= now) at = Math.min(at, e.since + this.settleMs);
     const silenceMs = this.silenceMs(e);
     const groupEnds = e.groupHeardAt + silenceMs + 1;
@@ -250,9 +288,22 @@ export class Reach implements Protocol {
     return at;
   }
 
+  /**
+   * When our "no" is stated again: every REACH_REFRESH_MS, and an observer's as soon as the member
+   * has been silent for REACH_RETRY_MS since (its heartbeats come every interval once it proved our
+   * address: silence says our echo of its nonce was lost, and only our statement asks again).
+   */
+  private restateAt(e: Entry): number {
+    const refresh = e.sentAt + REACH_REFRESH_MS;
+    if (!this.opts.observer) return refresh;
+    return Math.min(refresh, Math.max(e.sentAt, e.unicastHeardAt) + REACH_RETRY_MS);
+  }
+
   private onStatement(b: Body<typeof STATEMENT>, from: Origin): void {
+    if (b.observer === 1 && !this.opts.observer && !this.entries.has(from.id))
+      return this.onObserver(b, from);
     const e = this.entries.get(from.id);
-    if (!e || e.address !== from.address || this.opts.observer) {
+    if (!e || e.address !== from.address || b.observer === 1) {
       this.ctx.refuse('reach');
       if (!e && !this.opts.observer) this.hello(from.address);
       return;
@@ -279,9 +330,81 @@ export class Reach implements Protocol {
           hears: view ? 1 : 0,
           echo: b.nonce,
           ...(e.awaiting !== null ? { nonce: e.awaiting } : {}),
+          ...this.mark(),
         }),
       );
     }
+  }
+
+  /**
+   * A statement of an observer (see the header): kept by address, proved by our nonce, in the
+   * fan-out while it says it does not hear us and keeps saying so. Answered within the strangers'
+   * budget until proved, then once per REACH_ANSWER_GAP_MS.
+   */
+  private onObserver(b: Body<typeof STATEMENT>, from: Origin): void {
+    const now = this.ctx.now();
+    let o = this.observers.get(from.address);
+    if (o && o.id !== from.id) {
+      this.observers.delete(from.address); // another process there now: nothing it proved holds
+      this.dirty ||= o.validated;
+      o = undefined;
+    }
+    if (!o) {
+      if (this.observers.size >= OBSERVERS_MAX && !this.evictObserver()) {
+        this.ctx.refuse('reach');
+        return;
+      }
+      o = { id: from.id, validated: false, awaiting: null, heardAt: now, answeredAt: -Infinity };
+      this.observers.set(from.address, o);
+    }
+    const wanted = b.hears === 0;
+    if (b.echo !== undefined && b.echo === o.awaiting) {
+      o.awaiting = null;
+      o.validated = true;
+      this.dirty = true;
+    }
+    if (o.validated && wanted !== (now - o.heardAt <= OBSERVER_FANOUT_MS && o.heardAt !== -Infinity))
+      this.dirty = true;
+    o.heardAt = wanted ? now : -Infinity;
+    if (b.nonce === undefined || now - o.answeredAt < REACH_ANSWER_GAP_MS) return;
+    if (!o.validated && !this.strangerBudget(now)) return;
+    o.answeredAt = now;
+    if (!o.validated && o.awaiting === null) o.awaiting = Math.floor(this.ctx.random() * NONCE_MAX);
+    this.ctx.send(
+      from.address,
+      ...STATEMENT.out({ hears: 0, echo: b.nonce, ...(o.awaiting !== null ? { nonce: o.awaiting } : {}) }),
+    );
+    if (o.validated) this.ctx.wakeAt(now + OBSERVER_FANOUT_MS + 1);
+  }
+
+  /** Makes room for an observer: forgets one not proved, or one that stopped stating. */
+  private evictObserver(): boolean {
+    const now = this.ctx.now();
+    for (const [address, o] of this.observers)
+      if (!o.validated || now - o.heardAt > OBSERVER_FANOUT_MS) {
+        this.observers.delete(address);
+        this.dirty ||= o.validated;
+        return true;
+      }
+    return false;
+  }
+
+  /** Drops observers whose statements stopped; returns when the next one would expire. */
+  private expireObservers(now: number): number {
+    let next = Infinity;
+    for (const [address, o] of this.observers) {
+      const ends = o.heardAt + OBSERVER_FANOUT_MS;
+      if (now > ends) {
+        this.observers.delete(address);
+        this.dirty ||= o.validated;
+      } else next = Math.min(next, ends + 1);
+    }
+    return next;
+  }
+
+  /** Our statements carry `o` when we are an observer. */
+  private mark(): { observer?: 1 } {
+    return this.opts.observer ? { observer: 1 } : {};
   }
 
   /**
@@ -291,11 +414,15 @@ export class Reach implements Protocol {
    * retried, is taken then. A forged one costs one probe to the address it names, within a budget.
    */
   private hello(to: Address): void {
-    const now = this.ctx.now();
+    if (this.strangerBudget(this.ctx.now())) this.ctx.send(to, ...PROBE.out({}));
+  }
+
+  /** Whether one more datagram to a stranger fits this second's REACH_HELLOS_PER_S (and takes it). */
+  private strangerBudget(now: number): boolean {
     if (now - this.hellos.since >= 1000) this.hellos = { since: now, sent: 0 };
-    if (this.hellos.sent >= REACH_HELLOS_PER_S) return;
+    if (this.hellos.sent >= REACH_HELLOS_PER_S) return false;
     this.hellos.sent++;
-    this.ctx.send(to, ...PROBE.out({}));
+    return true;
   }
 
   /** Starts an exchange: a fresh nonce, our view, sent now and retried until answered. */
@@ -309,8 +436,11 @@ export class Reach implements Protocol {
     const view = this.view(e, now) ?? e.told ?? e.seen ?? true;
     e.told = view;
     e.sentAt = now;
-    this.ctx.send(e.address, ...STATEMENT.out({ hears: view ? 1 : 0, nonce: e.awaiting! }));
-    e.retryGap = Math.min(e.retryGap * 2, REACH_REFRESH_MS);
+    this.ctx.send(e.address, ...STATEMENT.out({ hears: view ? 1 : 0, nonce: e.awaiting!, ...this.mark() }));
+    // An observer pings nobody: a member that has not proved it yet sends it no heartbeat and dies
+    // in its view after deadAfterMs. So its statement is retried without backing off until then.
+    e.retryGap =
+      this.opts.observer && !e.validated ? REACH_RETRY_MS : Math.min(e.retryGap * 2, REACH_REFRESH_MS);
     // Sent from a handler too (greet): its retry must wake us.
     this.ctx.wakeAt(e.sentAt + e.retryGap);
   }
@@ -384,7 +514,7 @@ export class Reach implements Protocol {
 
   private rebuild(): void {
     this.dirty = false;
-    if (this.opts.mode === 'multicast' || this.opts.observer) {
+    if (this.opts.mode === 'multicast') {
       this.cached = [];
       return;
     }
@@ -397,6 +527,9 @@ export class Reach implements Protocol {
       perHost.set(e.host, n + 1);
       out.push(e.address);
     }
+    const now = this.ctx.now();
+    for (const [address, o] of this.observers)
+      if (o.validated && now - o.heardAt <= OBSERVER_FANOUT_MS) out.push(address);
     this.cached = out;
   }
 }

@@ -51,9 +51,10 @@ describe('large messages over UDP on loopback', () => {
     const a = await peer(port, 'a');
     const b = await peer(port, 'b');
     const c = await peer(port, 'c');
-    // Every peer knows the others: a receiver refuses a message in several fragments from a sender
-    // it has not heard of yet (fragments.ts), and a's view alone can come first (it heard b and c
-    // start while its answers to them were still on their way).
+    // Every peer knows the others: a receiver takes a message in several fragments only from a
+    // sender it has heard of (fragments.ts; until then it waits for repairs, which slow the
+    // transfer), and a's view alone can come first (it heard b and c start while its answers to
+    // them were still on their way).
     expect(await until(() => [a, b, c].every((p) => p.node.membership.live().length === 2), 3000)).toBe(true);
     const sent = Array.from({ length: 16 }, (_, i) => {
       const buf = Buffer.alloc(1024 * 1024);

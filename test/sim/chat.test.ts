@@ -372,7 +372,7 @@ describe('chat re-sync after a partition (simulation)', () => {
       const h = await harness(seed, ['alice', 'bob', 'carol'], { loss: 0.1, delayMaxMs: 3 }, 0);
       expect(h.c.rt.runUntilTrue(() => chatConverged(h), 5_000)).toBe(true);
       const [alice, bob, carol] = h.c.peers as [SimPeer, SimPeer, SimPeer];
-      h.c.net.setDown(carol.address, true);
+      h.c.setDown(carol, true);
       h.c.rt.runFor(PROFILES.lan.membership.deadAfterMs + 500);
       // A sender that only ever knew alice and bob: it speaks, is acknowledged, and leaves.
       const zed = await h.c.add('zed');
@@ -382,7 +382,7 @@ describe('chat re-sync after a partition (simulation)', () => {
       expect(h.c.rt.runUntilTrue(() => settled?.complete === true, 5_000)).toBe(true);
       await h.c.leave(zed);
       h.c.rt.runFor(500);
-      h.c.net.setDown(carol.address, false);
+      h.c.setDown(carol, false);
       const got = () => h.lines.get(carol)!.filter((l) => l.text === 'said while carol was away');
       expect(h.c.rt.runUntilTrue(() => got().length > 0, 5_000)).toBe(true);
       h.c.rt.runFor(1_000);

@@ -41,7 +41,7 @@ describe('election events', () => {
       // mid alone elects itself; after the heal top must bully it with a higher term.
       c.net.partition([top.address, low.address], [mid.address]);
       expect(c.rt.runUntilTrue(() => el.get(mid)!.isCoordinator(), 5_000)).toBe(true);
-      c.net.heal();
+      c.heal();
       expect(c.rt.runUntilTrue(() => agree() && el.get(top)!.term() > before, 5_000)).toBe(true);
       c.rt.runFor(2_000);
       const term = el.get(top)!.term();

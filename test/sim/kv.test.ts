@@ -119,7 +119,7 @@ describe('kv (simulation)', () => {
             kc.c.peers.filter((p) => p !== hs[2]).map((p) => p.address),
           );
         if (i === 25) await kc.c.crash(hs[1]!);
-        if (i === 40) kc.c.net.heal();
+        if (i === 40) kc.c.heal();
         if (i === 45) await kc.c.restart(hs[1]!);
         // Writers: the clients, and the holders themselves (a partitioned one too).
         const writers = [...clients, ...hs].filter((p) => p.up);

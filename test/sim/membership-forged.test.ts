@@ -313,6 +313,7 @@ describe('forged counters and member ids (simulation)', () => {
       expect(cutOff.node.membership.get(member.node.id)?.address).toBe(forger.address);
       // The link heals while the forger goes on: the member's own heartbeats win it back.
       cut(0);
+      c.heal(); // unicast-only, the reconnect that makes them meet again (see heal())
       const home = () => cutOff.node.membership.get(member.node.id)?.address === member.address;
       const healedAt = c.rt.now();
       while (!home() && c.rt.now() - healedAt < 2 * T.heartbeatIntervalMs) {

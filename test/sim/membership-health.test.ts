@@ -162,7 +162,7 @@ describe('local health: the stalled tick', () => {
         // The others, which still hear each other, see it dead in the normal bound too.
         for (const q of rest)
           expect(q.node.membership.get(cut!.node.id)?.state, `${seed}/${n} ${q.name}`).toBe('dead');
-        c.net.heal();
+        c.heal();
         expect(
           c.rt.runUntilTrue(() => c.converged(), T.heartbeatIntervalMs * 5),
           `${seed}/${n}`,

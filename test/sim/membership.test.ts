@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SimCluster } from '../support/cluster.js';
+import { DEFAULT_SIM_HOST, SimCluster } from '../support/cluster.js';
+import { HELLOS_PER_S } from '../../src/p2p/join/index.js';
 import { PROFILES } from '../../src/p2p/config.js';
 
 const T = PROFILES.lan.membership;
@@ -75,7 +76,7 @@ describe('membership (simulation)', () => {
         for (const q of right) expect(p.node.membership.get(q.node.id)?.state).toBe('dead');
       for (const p of right)
         for (const q of left) expect(p.node.membership.get(q.node.id)?.state).toBe('dead');
-      c.net.heal();
+      c.heal();
       expect(c.rt.runUntilTrue(() => c.converged(), T.heartbeatIntervalMs * 3)).toBe(true);
     },
   );
@@ -135,7 +136,9 @@ describe('membership (simulation)', () => {
     const c = await cluster(11, 4);
     c.rt.runFor(1_000);
     const obs = await c.add('observer', { observer: true });
-    c.rt.runFor(20); // one round trip, far less than a heartbeat interval
+    // One round trip, far less than a heartbeat interval. Unicast-only it joins through the
+    // members' addresses (--join): a sync's round trip, then a probe to each member, paced.
+    c.rt.runFor(DEFAULT_SIM_HOST.mode === 'unicast' ? 20 + (4 * 1000) / HELLOS_PER_S : 20);
     expect(obs.node.membership.list().filter((m) => m.state === 'alive')).toHaveLength(4);
     c.rt.runFor(2_000);
     for (const p of c.peers.slice(0, 4)) expect(p.node.membership.get(obs.node.id)).toBeUndefined();

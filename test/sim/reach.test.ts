@@ -8,7 +8,13 @@ import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { Chat, CHAT_TAG, type ChatLine } from '../../src/p2p/chat.js';
 import { ReliableDelivery, type AckStatus } from '../../src/p2p/reliable/index.js';
-import { FANOUT_PER_HOST_MAX, Reach, REACH_REFRESH_MS, STATEMENT } from '../../src/p2p/reach.js';
+import {
+  FANOUT_PER_HOST_MAX,
+  OBSERVER_FANOUT_MS,
+  Reach,
+  REACH_REFRESH_MS,
+  STATEMENT,
+} from '../../src/p2p/reach.js';
 import type { PeerEvent, ProtocolContext } from '../../src/p2p/protocol.js';
 import type { Address } from '../../src/p2p/transport/transport.js';
 import type { Envelope } from '../../src/p2p/wire.js';
@@ -75,14 +81,20 @@ interface Place {
 const reaches = (from: Place, to: Place) =>
   from.segment === to.segment && !from.out && !to.in && !from.unicast && !to.unicast;
 
+/**
+ * These tests build multicast topologies (blocked directions, segments): their peers run with
+ * multicast even in a unicast-only run of the suite (PEER_SIM_TRANSPORT), unless a test says.
+ */
+const LAN = { mode: 'multicast' } as const;
+
 describe('reach (simulation)', () => {
   it.each([1, 2, 3, 4, 5])(
     'a member whose multicast-in is blocked keeps everyone alive and gets chat exactly once, acks included, seed %i',
     async (seed) => {
       const h = harness(seed, LOSSY);
-      const x = await h.c.add('x');
+      const x = await h.c.add('x', {}, LAN);
       h.c.net.blockMulticast(x.address, { in: true, out: false });
-      for (const n of ['a', 'b', 'c', 'd']) await h.c.add(n);
+      for (const n of ['a', 'b', 'c', 'd']) await h.c.add(n, {}, LAN);
       expect(h.c.rt.runUntilTrue(() => h.c.converged() && chatConverged(h), 5_000)).toBe(true);
       // Everyone else fans out to x alone; x's multicast reaches them, so it fans out to nobody.
       const others = h.c.peers.filter((p) => p !== x);
@@ -112,9 +124,9 @@ describe('reach (simulation)', () => {
     'a member blocked from multicast that restarts at the same address is reached again, seed %i',
     async (seed) => {
       const h = harness(seed, LOSSY);
-      const x = await h.c.add('x');
+      const x = await h.c.add('x', {}, LAN);
       h.c.net.blockMulticast(x.address, { in: true, out: false });
-      for (const n of ['a', 'b', 'c']) await h.c.add(n);
+      for (const n of ['a', 'b', 'c']) await h.c.add(n, {}, LAN);
       expect(h.c.rt.runUntilTrue(() => h.c.converged() && chatConverged(h), 5_000)).toBe(true);
       await h.c.crash(x);
       h.c.rt.runFor(300);
@@ -138,7 +150,7 @@ describe('reach (simulation)', () => {
       for (let i = 0; i < 6; i++) {
         const r = c.rt.random;
         const place: Place = { segment: r() < 0.3 ? 1 : 0, in: r() < 0.3, out: r() < 0.3, unicast: false };
-        const p = await c.add(`p${i}`, {}, { segment: place.segment });
+        const p = await c.add(`p${i}`, {}, { ...LAN, segment: place.segment });
         c.net.blockMulticast(p.address, { in: place.in, out: place.out });
         places.push(place);
         peers.push(p);
@@ -169,9 +181,15 @@ describe('reach (simulation)', () => {
     'two segments made to meet by a hello stay converged for 3 minutes at 10 percent loss with no false death, seed %i',
     async (seed) => {
       const c = new SimCluster(seed, LOSSY);
-      const left = [await c.add('l0', {}, { segment: 0 }), await c.add('l1', {}, { segment: 0 })];
-      const right = [await c.add('r0', {}, { segment: 1 }), await c.add('r1', {}, { segment: 1 })];
-      left.push(await c.add('l2', {}, { segment: 0 }));
+      const left = [
+        await c.add('l0', {}, { ...LAN, segment: 0 }),
+        await c.add('l1', {}, { ...LAN, segment: 0 }),
+      ];
+      const right = [
+        await c.add('r0', {}, { ...LAN, segment: 1 }),
+        await c.add('r1', {}, { ...LAN, segment: 1 }),
+      ];
+      left.push(await c.add('l2', {}, { ...LAN, segment: 0 }));
       for (const a of left) for (const b of right) c.introduce(a, b);
       expect(c.rt.runUntilTrue(() => c.converged(), 5_000)).toBe(true);
       for (let minute = 0; minute < 3; minute++) {
@@ -201,7 +219,11 @@ describe('reach (simulation)', () => {
     'unicast-only peers among multicast ones: everyone converges and chats, seed %i',
     async (seed) => {
       const h = harness(seed, LOSSY);
-      const multi = [await h.c.add('m0'), await h.c.add('m1'), await h.c.add('m2')];
+      const multi = [
+        await h.c.add('m0', {}, LAN),
+        await h.c.add('m1', {}, LAN),
+        await h.c.add('m2', {}, LAN),
+      ];
       // A unicast-only peer hears no multicast and sends none: the cluster's hello introduces it.
       const uni = [
         await h.c.add('u0', {}, { mode: 'unicast' }),
@@ -224,10 +246,10 @@ describe('reach (simulation)', () => {
 
   it('a peer run multicast-only never fans out, and still tells the others what it hears', async () => {
     const c = new SimCluster(7);
-    const x = await c.add('x');
+    const x = await c.add('x', {}, LAN);
     c.net.blockMulticast(x.address, { in: true, out: false });
-    const m = await c.add('m', { reach: 'multicast' });
-    const a = await c.add('a');
+    const m = await c.add('m', { reach: 'multicast' }, LAN);
+    const a = await c.add('a', {}, LAN);
     c.rt.runFor(5_000);
     expect(m.node.reach.fanout()).toEqual([]);
     // x told m that it does not hear m's multicast; a, in auto, fans out to x.
@@ -236,10 +258,102 @@ describe('reach (simulation)', () => {
   });
 });
 
+describe('reach: observers met through --join (simulation)', () => {
+  it.each([1, 2, 3])(
+    "a unicast-only observer keeps the group in view and in the members' fan-out while it runs, and leaves it when it stops, seed %i",
+    async (seed) => {
+      const c = new SimCluster(seed, { loss: 0.05, delayMaxMs: 2 });
+      const unicast = { mode: 'unicast' } as const;
+      const members = [
+        await c.add('a', {}, unicast),
+        await c.add('b', {}, unicast),
+        await c.add('c', {}, unicast),
+      ];
+      expect(c.rt.runUntilTrue(() => c.converged(), 5_000)).toBe(true);
+      // Seeds: the members' own addresses (the cluster gives them to a unicast-only observer).
+      const obs = await c.add('obs', { observer: true }, unicast);
+      const inView = () => obs.node.membership.live().filter((m) => m.state === 'alive').length === 3;
+      const fannedOut = () => members.every((p) => p.node.reach.fanout().includes(obs.address));
+      expect(c.rt.runUntilTrue(() => inView() && fannedOut(), 3_000)).toBe(true);
+      // Their heartbeats keep coming: no member dies in its view, for longer than any timeout.
+      c.rt.runFor(20_000);
+      expect(inView() && fannedOut()).toBe(true);
+      expect(obs.events.filter((e) => e.kind === 'dead')).toEqual([]);
+      for (const p of members) expect(p.node.membership.get(obs.node.id)).toBeUndefined();
+      await c.crash(obs);
+      c.rt.runFor(OBSERVER_FANOUT_MS + 1_000);
+      for (const p of members) expect(p.node.reach.fanout()).not.toContain(obs.address);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  // A member's answer, or the observer's echo of it, lost: the member never proves the observer,
+  // sends it no heartbeat, and the observer (which pings nobody) sees it die. Every run counts.
+  it('at 10 percent loss, no member an observer met dies in its view (20 runs)', async () => {
+    const died: string[] = [];
+    for (let seed = 1; seed <= 20; seed++) {
+      const c = new SimCluster(seed, { loss: 0.1, delayMinMs: 0.1, delayMaxMs: 4 });
+      const unicast = { mode: 'unicast' } as const;
+      for (const n of ['a', 'b', 'c']) await c.add(n, {}, unicast);
+      expect(c.rt.runUntilTrue(() => c.converged(), 5_000)).toBe(true);
+      const obs = await c.add('obs', { observer: true }, unicast);
+      c.rt.runFor(10_000);
+      for (const e of obs.events) if (e.kind === 'dead') died.push(`seed ${seed}: ${e.member.name}`);
+      expect(c.handlerErrors()).toEqual([]);
+    }
+    expect(died).toEqual([]);
+  });
+
+  // A member answers an observer's probe once: that answer lost, nothing made the member known
+  // to it before the seeds' re-sync (30 s). Every run counts.
+  it('at 10 percent loss, an observer joining through seeds knows every member within 2 s (20 runs)', async () => {
+    const late: number[] = [];
+    for (let seed = 1; seed <= 20; seed++) {
+      const c = new SimCluster(seed, { loss: 0.1, delayMinMs: 0.1, delayMaxMs: 4 });
+      const unicast = { mode: 'unicast' } as const;
+      for (const n of ['a', 'b', 'c', 'd']) await c.add(n, {}, unicast);
+      expect(c.rt.runUntilTrue(() => c.converged(), 5_000)).toBe(true);
+      const obs = await c.add('obs', { observer: true }, unicast);
+      const all = () => obs.node.membership.live().filter((m) => m.state === 'alive').length === 4;
+      if (!c.rt.runUntilTrue(all, 2_000)) late.push(seed);
+    }
+    expect(late).toEqual([]);
+  });
+
+  it('an observer statement from a forged source gets a few answers, never our group traffic', async () => {
+    const c = new SimCluster(13);
+    const unicast = { mode: 'unicast' } as const;
+    const peers = [
+      await c.add('a', {}, unicast),
+      await c.add('b', {}, unicast),
+      await c.add('c', {}, unicast),
+    ];
+    expect(c.rt.runUntilTrue(() => c.converged(), 5_000)).toBe(true);
+    const victim = c.net.transport(undefined, { segment: 9 });
+    const got: string[] = [];
+    await victim.start((data) => got.push(Buffer.from(data).toString('latin1')));
+    const forger = await c.forger();
+    for (let t = 0; t < 20; t++) {
+      for (const p of peers)
+        for (const e of [undefined, 1, 2])
+          forger.send(
+            p.address,
+            { t: 'rc.st', b: { g: 0, n: 7, o: 1, ...(e === undefined ? {} : { e }) } },
+            { spoofFrom: victim.address },
+          );
+      c.rt.runFor(500);
+    }
+    for (const p of peers) expect(p.node.reach.fanout()).not.toContain(victim.address);
+    expect(got.filter((d) => !d.includes('"t":"rc.st"'))).toEqual([]);
+    // One answer per statement at most, within the strangers' budget per second.
+    expect(got.length).toBeLessThanOrEqual(peers.length * 20);
+  });
+});
+
 describe('reach: forged statements and sources', () => {
   it('a statement from a stranger, or from a member address under a stranger id, is refused and makes no fan-out', async () => {
     const c = new SimCluster(11);
-    const peers = [await c.add('a'), await c.add('b'), await c.add('c')];
+    const peers = [await c.add('a', {}, LAN), await c.add('b', {}, LAN), await c.add('c', {}, LAN)];
     c.rt.runFor(2_000);
     const forger = await c.forger();
     for (const p of peers) {
@@ -255,7 +369,7 @@ describe('reach: forged statements and sources', () => {
 
   it('a member made up from a forged source address never gets our group traffic, only a few statements', async () => {
     const c = new SimCluster(12);
-    const peers = [await c.add('a'), await c.add('b'), await c.add('c')];
+    const peers = [await c.add('a', {}, LAN), await c.add('b', {}, LAN), await c.add('c', {}, LAN)];
     c.rt.runFor(2_000);
     // The victim: a host that runs no peer, whose address the forger writes as its source.
     // In a segment of its own: it hears none of the group's multicast by itself.

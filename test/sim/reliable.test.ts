@@ -386,7 +386,7 @@ describe('reliable delivery (simulation)', () => {
       expect(r.node.membership.get(s.node.id)?.state).toBe('dead');
       for (let i = 0; i < 10; i++) sender.publish('t', `during${i}`);
       h.c.rt.runFor(100);
-      h.c.net.heal();
+      h.c.heal();
       h.c.rt.runFor(300);
       for (let i = 0; i < 10; i++) sender.publish('t', `after${i}`);
       expect(h.c.rt.runUntilTrue(() => seqsFrom(h, r, s).length === 30, 3_000)).toBe(true);

@@ -140,7 +140,7 @@ describe('replication (simulation)', () => {
         written.push(rc.rp(hs[i % 3]!).append(`while h3 is down ${i}`));
         rc.rt.runFor(30);
       }
-      rc.c.net.heal();
+      rc.c.heal();
       rc.rt.runFor(2_000);
       await rc.c.restart(h3);
       expect(rc.file(h3).lines.slice(0, h3Before.length)).toEqual(h3Before);
@@ -201,7 +201,7 @@ describe('replication (simulation)', () => {
 
       // Cut one holder off: majority and 2 are met, all is not, and the silent one is named.
       const cut = hs[2]!;
-      rc.c.net.setDown(cut.address, true);
+      rc.c.setDown(cut, true);
       const e2 = rp.append('while one is cut off');
       const s2 = () => rp.appendStatus(entryId(e2))!;
       expect(
@@ -216,7 +216,7 @@ describe('replication (simulation)', () => {
       expect(s2().missing.map((m) => m.name)).toEqual([cut.name]);
       expect(rc.file(cut).set.has(e2)).toBe(false);
       // Back on the network: retries (or anti-entropy) bring it the entry; it acks.
-      rc.c.net.setDown(cut.address, false);
+      rc.c.setDown(cut, false);
       expect(rc.rt.runUntilTrue(() => s2().missing.length === 0, 5_000)).toBe(true);
       expect(rc.file(cut).set.has(e2)).toBe(true);
 

@@ -217,7 +217,7 @@ describe('token ring (simulation)', () => {
       during.map((s) => (minority.some((p) => p.name === s.peer) ? 'minority' : 'majority')),
     );
     expect(sides.size, `${ctx}: both sides of the partition entered`).toBeLessThanOrEqual(1);
-    c.net.heal();
+    c.heal();
     const healedAt = c.rt.now();
     expect(
       c.rt.runUntilTrue(() => entries(r, healedAt) >= 5, 4_000 + 2 * rotationMs),
@@ -364,7 +364,7 @@ describe('token ring (simulation)', () => {
     c.rt.runFor(4_000);
     const majority = c.peers.filter((p) => p !== h && p !== other);
     expect(majority.some((p) => p.events.some((e) => e.kind === 'token-regenerated'))).toBe(true);
-    c.net.heal();
+    c.heal();
     c.rt.runFor(3_000);
     const stale = c.peers.flatMap((p) => p.events.filter((e) => e.kind === 'token-stale'));
     expect(stale.length).toBeGreaterThan(0);

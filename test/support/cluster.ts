@@ -85,6 +85,10 @@ export class SimCluster {
     join: SimJoinOptions = {},
   ): Promise<SimPeer> {
     const host = { ...DEFAULT_SIM_HOST, ...hostOpts };
+    // A unicast-only observer (a one-shot command, the monitor) meets the group only through
+    // `--join`, as a user runs it: its seeds are the members' own addresses.
+    if (extra.observer && host.mode === 'unicast' && join.seeds === undefined)
+      join = { ...join, seeds: this.members().map((p) => p.address) };
     const id = idFrom(this.net.runtime.random);
     const transport = this.net.transport(undefined, host);
     const peer: SimPeer = {
@@ -114,7 +118,11 @@ export class SimCluster {
    */
   introduce(a: SimPeer, b: SimPeer, tries = HELLO_TRIES): void {
     const [na, nb] = [a.node, b.node];
-    const knows = (x: PeerNode, y: PeerNode) => x.membership.get(y.id) !== undefined;
+    // Known as live: two peers that saw each other die (a partition) send each other nothing.
+    const knows = (x: PeerNode, y: PeerNode) => {
+      const m = x.membership.get(y.id);
+      return m !== undefined && (m.state === 'alive' || m.state === 'suspect');
+    };
     if (!a.up || !b.up || na !== a.node || nb !== b.node || (knows(na, nb) && knows(nb, na))) return;
     for (const [from, to] of [
       [a, b],
@@ -126,7 +134,38 @@ export class SimCluster {
 
   /** A unicast-only peer meets nobody by itself: the test's hello to every live peer stands in for `--join`. */
   private introduceToAll(peer: SimPeer): void {
-    for (const q of this.peers) if (q !== peer && q.up && !this.observers.has(q)) this.introduce(peer, q);
+    for (const q of this.members()) if (q !== peer) this.introduce(peer, q);
+  }
+
+  /** Live peers that are members (no observers). */
+  private members(): SimPeer[] {
+    return this.peers.filter((p) => p.up && !this.observers.has(p));
+  }
+
+  /**
+   * Heals every partition. Where one of two peers runs unicast-only, two that saw each other die
+   * send each other nothing more (a fan-out holds live members only) until the product's
+   * reconnect (join/index.ts: a dead member's address every RECONNECT_INTERVAL_MS) meets one
+   * side again: the test's hellos stand in for it, at once, as multicast heartbeats heal a LAN at
+   * once. heal.test.ts tests the reconnect itself, with `net.heal()`.
+   */
+  heal(): void {
+    this.net.heal();
+    this.reintroduce();
+  }
+
+  /** Cuts a peer's host off (`ip link set down`), or brings it back: as heal() then. */
+  setDown(peer: SimPeer, down: boolean): void {
+    this.net.setDown(peer.address, down);
+    if (!down) this.reintroduce();
+  }
+
+  /** The test's hellos, after a heal, between members of which one runs unicast-only (see heal()). */
+  private reintroduce(): void {
+    const members = this.members();
+    for (const [i, a] of members.entries())
+      for (const b of members.slice(i + 1))
+        if (a.host.mode === 'unicast' || b.host.mode === 'unicast') this.introduce(a, b);
   }
 
   private async boot(

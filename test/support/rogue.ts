@@ -5,7 +5,7 @@
  */
 import type { SimNetwork } from '../../src/p2p/transport/sim.js';
 import type { Address } from '../../src/p2p/transport/transport.js';
-import { SimForger } from './cluster.js';
+import { DEFAULT_SIM_HOST, SimForger } from './cluster.js';
 
 /** An envelope the rogue heard, read leniently (no body checks; any attachment is ignored). */
 export interface Heard {
@@ -27,7 +27,10 @@ export interface Rogue {
 
 export async function rogue(net: SimNetwork, id = 'ffffffffffffffff', name = 'rogue'): Promise<Rogue> {
   const transport = net.transport();
-  const forger = new SimForger(net, transport);
+  // Where the group runs unicast-only, its "multicast" is a copy to every host (as c.forger()).
+  const group =
+    DEFAULT_SIM_HOST.mode === 'unicast' ? () => net.addresses().filter((a) => a !== transport.address) : null;
+  const forger = new SimForger(net, transport, group);
   const r: Rogue = {
     id,
     address: transport.address,

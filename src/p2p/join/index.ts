@@ -147,6 +147,14 @@ export class Join implements Protocol {
   /** Hinted addresses waiting for a hello or its retry (insertion order = arrival). */
   private readonly pendingHellos = new Map<Address, PendingHello>();
   private readonly helloSentAt = new Map<Address, number>();
+  /**
+   * An observer's probes still unanswered, by address: when the next goes, and when it gives up.
+   * A member answers an observer's probe with its heartbeat, once: lost, nothing else would make
+   * it known (an observer says no hello, and members do not sync back with it) before the seeds'
+   * re-sync. So the probe is repeated every SYNC_RETRY_MS until the member there is live here, for
+   * HELLO_PENDING_MS at most; at most PENDING_HELLOS_MAX addresses, within the hellos' pace.
+   */
+  private readonly probing = new Map<Address, { nextAt: number; until: number }>();
   /** When we last exchanged lists with a member, by id (SYNC_BACK_MIN_MS). */
   private readonly syncedAt = new Map<PeerId, number>();
   private helloBudget = 0;
@@ -259,6 +267,7 @@ export class Join implements Protocol {
     this.lastTick = now;
     this.helloBudget = Math.min(HELLO_BURST, this.helloBudget + (since * HELLOS_PER_S) / 1000);
     this.sendHellos(now);
+    this.reprobe(now);
     for (const s of this.syncs.values()) if (now >= s.nextAt) this.retry(s, now);
     if (now >= this.nextSeedSync) {
       this.nextSeedSync = now + SEED_RESYNC_MS;
@@ -271,6 +280,7 @@ export class Join implements Protocol {
     }
     let next = Math.min(this.nextSeedSync, this.nextReconnect);
     for (const s of this.syncs.values()) next = Math.min(next, s.nextAt);
+    for (const p of this.probing.values()) next = Math.min(next, p.nextAt);
     // Hellos wait for their time and for the pace: the budget grows by one every 1000 / HELLOS_PER_S ms.
     let helloAt = Infinity;
     for (const p of this.pendingHellos.values()) helloAt = Math.min(helloAt, p.nextAt);
@@ -435,10 +445,28 @@ export class Join implements Protocol {
     }
   }
 
+  /** An observer's unanswered probes again (see `probing`), within the hellos' pace. */
+  private reprobe(now: number): void {
+    if (this.probing.size === 0) return;
+    const live = new Set(this.opts.membership.live().map((m) => m.address));
+    for (const [address, p] of this.probing) {
+      if (now > p.until || live.has(address)) this.probing.delete(address);
+      else if (now >= p.nextAt && this.helloBudget >= 1) {
+        this.helloBudget--;
+        p.nextAt = now + SYNC_RETRY_MS;
+        this.ctx.send(address, ...PROBE.out({ observer: 1 }));
+      }
+    }
+  }
+
   /** Our hello (an observer asks by probe: members answer it with their heartbeat). */
   private hello(to: Address, answer: boolean): void {
     if (this.opts.observer) {
       this.ctx.send(to, ...PROBE.out({ observer: 1 }));
+      const now = this.ctx.now();
+      if (this.probing.size < PENDING_HELLOS_MAX)
+        this.probing.set(to, { nextAt: now + SYNC_RETRY_MS, until: now + HELLO_PENDING_MS });
+      this.ctx.wakeAt(now + SYNC_RETRY_MS);
       return;
     }
     const body: Body<typeof HELLO> = { tags: this.opts.membership.ownTags, ...(answer ? { answer: 1 } : {}) };

@@ -21,9 +21,15 @@
  *
  * Memory: a receiver holds partial messages only from senders membership knows as live, within
  * RELIABLE_REASSEMBLY_BYTES_PER_SENDER_MAX per sender and RELIABLE_REASSEMBLY_BYTES_TOTAL_MAX in
- * all, counted from the first fragment (the whole message's size); a message over a bound, over
- * the receiver's own message limit, or in several fragments from a sender it does not know, is refused: its fragments are acked and dropped, and the refusal rides on the stream's acks
- * (`rf`) for RELIABLE_REFUSAL_REPEAT_MS so the sender's callback hears of it (sender.ts).
+ * all, counted from the first fragment (the whole message's size). The first fragment of a
+ * message in several, from a sender membership does not know yet (its first heartbeat lost, or
+ * still on its way), is left untaken (takes()): the stream keeps its place and holds nothing of
+ * it, so a flood of them from strangers costs no memory, and the stream's NACK (or the unicast
+ * sender's resend) brings it again, taken once the sender is known. A message over a bound or
+ * over the receiver's own message limit is refused: its fragments are acked and dropped, and the
+ * refusal rides on the stream's acks (`rf`) for RELIABLE_REFUSAL_REPEAT_MS so the sender's
+ * callback hears of it (sender.ts). So is one from a sender still unknown when its stream gives
+ * up waiting (a gap timed out, the sender's base moved past it).
  */
 import {
   ByteReader,
@@ -253,6 +259,11 @@ export class Reassembler implements StreamSink<Fragment> {
     private readonly isMember: (id: PeerId) => boolean,
   ) {}
 
+  /** Leaves a message's first fragment untaken while its sender is unknown (see the header). */
+  takes(s: StreamRef, f: Fragment): boolean {
+    return f.head === null || f.head.count === 1 || this.isMember(s.from);
+  }
+
   /**
    * The next fragment of a stream, in order. Returns the promises of the handlers that defer the
    * ack when it completes a message (the ack of its last fragment waits for them: durable.ts).
@@ -369,8 +380,8 @@ export class Reassembler implements StreamSink<Fragment> {
   private refusal(from: PeerId, bytes: number, count: number): RefusalReason | null {
     if (bytes > this.limits.messageBytesMax) return 'too-large';
     // A message whole in its first fragment is in hand already: taking it holds nothing more, as
-    // the small lane takes any stream's. Refused, it was lost for good at a receiver that had not
-    // heard of a new sender yet (its first heartbeat lost, or still on its way).
+    // the small lane takes any stream's. One in several is delivered here from an unknown sender
+    // only when its stream gave up waiting for the sender to be known (takes()).
     if (count > 1 && !this.isMember(from)) return 'unknown-sender';
     const mine = this.bySender.get(from) ?? 0;
     if (mine + bytes > this.limits.perSenderBytesMax || this.heldBytes + bytes > this.limits.totalBytesMax)

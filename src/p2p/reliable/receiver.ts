@@ -154,7 +154,8 @@ export class MulticastReceiver<M extends Sequenced> {
         continue;
       }
       if (seq === s.next) {
-        this.deliver(s, message);
+        if (this.sink.takes(s.ref, message)) this.deliver(s, message);
+        else stats.fragmentsLeft++; // a gap now: NACKed, and asked again when repaired
         continue;
       }
       if (seq - s.next > RELIABLE_RECEIVE_WINDOW_MESSAGES_MAX || !this.shared.mayHold()) {
@@ -359,13 +360,17 @@ export class MulticastReceiver<M extends Sequenced> {
     if (s.gapSince === null) s.gapSince = this.shared.ctx.now();
   }
 
-  /** Delivers held messages that have become next in line. */
+  /** Delivers held messages that have become next in line, until one the sink does not take yet. */
   private drain(s: InStream<M>): void {
     for (;;) {
       const message = s.held.get(s.next);
       if (!message) break;
       s.held.delete(s.next);
       this.shared.heldTotal--;
+      if (!this.sink.takes(s.ref, message)) {
+        this.shared.stats.fragmentsLeft++;
+        break;
+      }
       this.deliver(s, message);
     }
     if (s.next > s.highest) s.gapSince = null;

@@ -32,6 +32,11 @@ export function newStats() {
     fragmentsDropped: 0,
     /** Fragments that did not continue their message as its first fragment said (dropped whole). */
     fragmentsMalformed: 0,
+    /**
+     * First fragments of messages in several fragments left untaken because membership did not
+     * know their sender yet (fragments.ts): a NACK or a resend brings them again.
+     */
+    fragmentsLeft: 0,
     /** Messages refused for a receiver's bounds (fragments.ts), and refusals senders heard of. */
     messagesRefused: 0,
     refusalsHeard: 0,

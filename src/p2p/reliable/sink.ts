@@ -8,6 +8,13 @@ import type { StreamRef, WireRefusal } from './fragments.js';
 import type { Handlers } from './handlers.js';
 
 export interface StreamSink<M> {
+  /**
+   * Whether it takes the stream's next message now. Not taken, the message is left as if never
+   * received: the stream keeps its place (nothing held), so a NACK or the sender's resend brings it
+   * again later, and it is asked once more then. A stream giving up (lost runs, a sender's base)
+   * delivers what it holds without asking.
+   */
+  takes(s: StreamRef, message: M): boolean;
   /** The stream's next message; returns the promises that defer its ack (durable.ts), if any. */
   deliver(s: StreamRef, message: M): Array<PromiseLike<unknown>> | null;
   /** The stream gave up on sequences first..last (`count` of them when some between were delivered). */
@@ -26,6 +33,11 @@ export interface Sequenced {
 
 export class TextSink implements StreamSink<StreamMessage> {
   constructor(private readonly handlers: Handlers) {}
+
+  /** A message of one datagram is whole in hand: taking it holds nothing more, from anyone. */
+  takes(): boolean {
+    return true;
+  }
 
   deliver(s: StreamRef, message: StreamMessage): Array<PromiseLike<unknown>> | null {
     message.from = s.from;

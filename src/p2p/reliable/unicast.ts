@@ -453,13 +453,18 @@ export class UnicastReceiver<M extends Sequenced> {
     const seq = message.seq;
     if (seq < u.next || u.held.has(seq)) stats.duplicates++;
     else if (seq === u.next) {
-      u.next++;
-      this.deliver(message, u);
-      for (let held = u.held.get(u.next); held; held = u.held.get(u.next)) {
-        u.held.delete(u.next);
-        this.shared.heldTotal--;
+      // Not taken yet (fragments.ts): not acked, so the sender sends it again.
+      for (let next: M | undefined = message; next; next = u.held.get(u.next)) {
+        if (next !== message) {
+          u.held.delete(u.next);
+          this.shared.heldTotal--;
+        }
+        if (!this.sink.takes(u.ref, next)) {
+          stats.fragmentsLeft++;
+          break;
+        }
         u.next++;
-        this.deliver(held, u);
+        this.deliver(next, u);
       }
     } else if (seq - u.next <= RELIABLE_UNICAST_PENDING_MAX && this.shared.mayHold()) {
       u.held.set(seq, message);

@@ -281,6 +281,11 @@ export class SimNetwork {
     return t;
   }
 
+  /** Every host's address, in the order they were added (a forger's "multicast" to a unicast-only group). */
+  addresses(): Address[] {
+    return [...this.hosts.keys()];
+  }
+
   private segmentOf(segment: number): Host[] {
     let hosts = this.segments.get(segment);
     if (!hosts) this.segments.set(segment, (hosts = []));
