@@ -104,6 +104,25 @@ describe('the checkpoint timer', () => {
     c.close(true);
   });
 
+  it('runs on whole seconds of the wall clock, where a heartbeat is due too, whenever it was attached', () => {
+    vi.useFakeTimers({ now: 1_700_000_000_337 });
+    const dir = tempDir('aligned-checkpoint');
+    PeerStore.open(dir, 'eve').close();
+    const c = startCheckpointing(
+      dir,
+      'eve',
+      new StorageHealth(
+        () => {},
+        () => Date.now(),
+      ),
+    );
+    const ranAt: number[] = [];
+    c.attach({ lamport: 1 } as unknown as PeerNode, () => ranAt.push(Date.now()));
+    vi.advanceTimersByTime(5 * CHECKPOINT_INTERVAL_MS);
+    expect(ranAt).toEqual([1, 2, 3, 4, 5].map((k) => 1_700_000_000_000 + k * CHECKPOINT_INTERVAL_MS));
+    c.close(true);
+  });
+
   it('writes a checkpoint only when it would say something new: a clock ticking alone waits for the slack, a crash still restarts above it', () => {
     vi.useFakeTimers();
     const dir = tempDir('idle-checkpoint');
