@@ -27,7 +27,10 @@ import { openCheckpoints, type Checkpoints, type StoredMessage } from '../storag
 import { writeFailure, type StorageHealth } from '../storage/health.js';
 import {
   CHECKPOINT_INTERVAL_MS,
+  LAMPORT_CHECKPOINT_SLACK_TICKS,
+  isLamportState,
   recover,
+  type LamportState,
   type IntegrityLevel,
   type RecoveryReport,
   type ReplayHandler,
@@ -78,20 +81,42 @@ function chatStore(db: Database.Database): ChatStore {
 /** What each topic's replay does when no command is there to do it (peer recover, a restart). */
 export const REPLAY_HANDLERS: Record<string, ReplayHandler> = { [CHAT_INBOX_TOPIC]: replayChat };
 
-function hasTable(db: Database.Database, table: string): boolean {
-  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !== undefined;
-}
-
-function count(db: Database.Database, sql: string): number {
-  return (db.prepare(sql).get() as { n: number | null }).n ?? 0;
-}
-
-/** Sources every peer's checkpoint holds; each reads a capability table only if it exists. */
+/**
+ * Sources every peer's checkpoint holds; each reads a capability table only if it exists. They
+ * run at every periodic checkpoint, so their statements are prepared once (a table, once there,
+ * stays: a command creates its tables when it opens them).
+ */
 export function registerStandardSources(cp: Checkpoints, lamport: () => number, clean: () => boolean): void {
   const db = cp.db;
-  cp.register('lamport', { capture: () => ({ time: lamport(), clean: clean() }) });
+  const statements = new Map<string, Database.Statement>();
+  const prepared = (sql: string) => {
+    let st = statements.get(sql);
+    if (!st) statements.set(sql, (st = db.prepare(sql)));
+    return st;
+  };
+  const tables = new Set<string>();
+  const hasTable = (table: string) => {
+    if (tables.has(table)) return true;
+    const there =
+      prepared("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !== undefined;
+    if (there) tables.add(table);
+    return there;
+  };
+  const count = (sql: string) => (prepared(sql).get() as { n: number | null }).n ?? 0;
+  cp.register('lamport', {
+    capture: (): LamportState => ({ time: lamport(), clean: clean() }),
+    // The clock ticks at every message, so it alone never asks for a checkpoint until it ran
+    // LAMPORT_CHECKPOINT_SLACK_TICKS past the saved time: a restart after a crash adds
+    // LAMPORT_RESTART_MARGIN_TICKS to it, still above anything stamped (recovery.ts).
+    serves: (saved, now) =>
+      isLamportState(saved) &&
+      isLamportState(now) &&
+      saved.clean === now.clean &&
+      now.time >= saved.time &&
+      now.time - saved.time < LAMPORT_CHECKPOINT_SLACK_TICKS,
+  });
   cp.register('peers', {
-    capture: () => ({ seen: hasTable(db, 'peers') ? count(db, 'SELECT count(*) AS n FROM peers') : 0 }),
+    capture: () => ({ seen: hasTable('peers') ? count('SELECT count(*) AS n FROM peers') : 0 }),
     describe: (s) => {
       const n = (s as { seen: number }).seen;
       return n > 0 ? `${n} peer${n === 1 ? '' : 's'} seen` : null;
@@ -99,8 +124,8 @@ export function registerStandardSources(cp: Checkpoints, lamport: () => number, 
   });
   cp.register('token', {
     capture: () => {
-      if (!hasTable(db, 'token_ring_state')) return null;
-      const row = db.prepare('SELECT state FROM token_ring_state WHERE k = 1').get() as
+      if (!hasTable('token_ring_state')) return null;
+      const row = prepared('SELECT state FROM token_ring_state WHERE k = 1').get() as
         { state: string } | undefined;
       try {
         const d = row ? (JSON.parse(row.state) as { gen?: unknown; epoch?: unknown }) : null;
@@ -113,10 +138,10 @@ export function registerStandardSources(cp: Checkpoints, lamport: () => number, 
   });
   cp.register('runs', {
     capture: () =>
-      hasTable(db, 'runs')
+      hasTable('runs')
         ? {
-            total: count(db, 'SELECT count(*) AS n FROM runs'),
-            open: count(db, "SELECT count(*) AS n FROM runs WHERE state = 'open'"),
+            total: count('SELECT count(*) AS n FROM runs'),
+            open: count("SELECT count(*) AS n FROM runs WHERE state = 'open'"),
           }
         : null,
     describe: (s) => {
@@ -126,10 +151,10 @@ export function registerStandardSources(cp: Checkpoints, lamport: () => number, 
   });
   cp.register('chat', {
     capture: () =>
-      hasTable(db, 'chat_messages')
+      hasTable('chat_messages')
         ? {
-            lines: count(db, 'SELECT count(*) AS n FROM chat_messages'),
-            lamport: count(db, 'SELECT MAX(lamport) AS n FROM chat_messages'),
+            lines: count('SELECT count(*) AS n FROM chat_messages'),
+            lamport: count('SELECT MAX(lamport) AS n FROM chat_messages'),
           }
         : null,
     describe: (s) => {
@@ -141,9 +166,9 @@ export function registerStandardSources(cp: Checkpoints, lamport: () => number, 
     capture: () =>
       Object.fromEntries(
         (
-          db
-            .prepare('SELECT replica, count(*) AS n FROM replica_log GROUP BY replica ORDER BY replica')
-            .all() as Array<{
+          prepared(
+            'SELECT replica, count(*) AS n FROM replica_log GROUP BY replica ORDER BY replica',
+          ).all() as Array<{
             replica: string;
             n: number;
           }>
@@ -209,21 +234,34 @@ export function startCheckpointing(
     report,
     attach(n, check) {
       node = n;
-      // Lamport time is the first thing a restart needs: write it at once, then periodically.
-      const checkpoint = () => {
+      // Lamport time is the first thing a restart needs: write it at once, then periodically,
+      // when something changed since the last checkpoint (one that failed changed nothing).
+      const checkpoint = (ifChanged: boolean) => {
         const start = performance.now();
-        if (health.attempt(cp.file, 'background', () => cp.checkpoint())) return;
+        let seq: number | null = null;
+        if (health.attempt(cp.file, 'background', () => (seq = cp.checkpoint(Date.now(), { ifChanged }))))
+          return;
+        if (seq === null) return;
         const ms = performance.now() - start;
         for (const l of listeners) l(ms);
       };
-      checkpoint();
-      timer = setInterval(() => {
-        check?.();
-        if (!timer) return; // the check closed us
-        checkpoint();
-        health.tick();
-      }, CHECKPOINT_INTERVAL_MS);
-      timer.unref();
+      checkpoint(false);
+      // On whole seconds of the wall clock, where a heartbeat is due too (membership.ts keeps
+      // them to the wall clock's grid): both run in one wake of the process instead of two.
+      const arm = () => {
+        timer = setTimeout(
+          () => {
+            check?.();
+            if (!timer) return; // the check closed us
+            checkpoint(true);
+            health.tick();
+            arm();
+          },
+          CHECKPOINT_INTERVAL_MS - (Date.now() % CHECKPOINT_INTERVAL_MS),
+        );
+        timer.unref();
+      };
+      arm();
     },
     onCommitted(listener) {
       listeners.push(listener);
@@ -232,7 +270,7 @@ export function startCheckpointing(
       };
     },
     close(isClean) {
-      if (timer) clearInterval(timer);
+      if (timer) clearTimeout(timer);
       timer = null;
       if (!cp.db.open) return;
       clean = isClean;

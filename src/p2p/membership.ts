@@ -370,7 +370,8 @@ export class Membership implements Protocol {
   /** The deadline our last tick returned: how late a tick is (a stall) is measured against it. */
   private dueAt: number | null = null;
   private started = false;
-  private lastHeartbeat = -Infinity;
+  /** When our next heartbeat is due (heartbeatDue). */
+  private nextHeartbeat = -Infinity;
   /** An observer's next probe, and the gap to the one after it. */
   private nextProbe = { at: Infinity, gap: OBSERVER_PROBE_FIRST_MS };
   private heartbeats = 0;
@@ -613,8 +614,8 @@ export class Membership implements Protocol {
    */
   tick(now: number): number {
     const t = this.opts.timings;
-    this.followRegime();
-    const beat = !this.opts.observer && now - this.lastHeartbeat >= this.heartbeatEveryMs();
+    this.followRegime(now);
+    const beat = !this.opts.observer && now >= this.nextHeartbeat;
     if (beat) this.heartbeat();
     if (now >= this.nextProbe.at) {
       this.probe();
@@ -692,11 +693,19 @@ export class Membership implements Protocol {
   }
 
   /** Enters or leaves the SLOW regime as the group's size crosses its thresholds (config.ts). */
-  private followRegime(): void {
+  private followRegime(now: number): void {
     if (this.opts.observer) return;
     const n = this.live().length + 1;
     if (!this.slow && n > REGIME_SLOW_ABOVE_MEMBERS) this.slow = true;
-    else if (this.slow && n <= REGIME_FAST_AT_MEMBERS) this.slow = false;
+    else if (this.slow && n <= REGIME_FAST_AT_MEMBERS) {
+      this.slow = false;
+      // Back in FAST the members watch our heartbeats again: the next one may not wait for the
+      // slow schedule it was set on.
+      this.nextHeartbeat = Math.min(
+        this.nextHeartbeat,
+        heartbeatDue(now, this.ctx.wall(), this.opts.timings.heartbeatIntervalMs),
+      );
+    }
   }
 
   /** Our heartbeat interval in the regime we are in (config.ts). */
@@ -790,9 +799,7 @@ export class Membership implements Protocol {
     // The loss window is measured once per interval (assessHealth): with each heartbeat of ours.
     let at = Math.min(
       this.nextProbe.at,
-      this.opts.observer
-        ? this.lossMeasuredAt + t.heartbeatIntervalMs
-        : this.lastHeartbeat + this.heartbeatEveryMs(),
+      this.opts.observer ? this.lossMeasuredAt + t.heartbeatIntervalMs : this.nextHeartbeat,
     );
     for (const m of this.members.values()) {
       const pace = slower * this.paceOf(m);
@@ -888,7 +895,7 @@ export class Membership implements Protocol {
    * reach everyone.
    */
   private heartbeat(full = false): void {
-    this.lastHeartbeat = this.ctx.now();
+    this.nextHeartbeat = heartbeatDue(this.ctx.now(), this.ctx.wall(), this.heartbeatEveryMs());
     const incarnation = this.ctx.self.incarnation;
     const sent = this.tagsSent;
     if (sent.version !== this.tagsVersion || sent.incarnation !== incarnation) {
@@ -1231,4 +1238,18 @@ export function scoreForLoss(p: number): number {
   if (p <= DESIGN_LOSS) return 0;
   if (p >= 1) return HEALTH_SCORE_MAX;
   return Math.max(0, Math.min(HEALTH_SCORE_MAX, Math.ceil(Math.log(DESIGN_LOSS) / Math.log(p)) - 1));
+}
+
+/**
+ * When the heartbeat after one sent at `now` is due: about an interval later, on the wall clock's
+ * grid of whole intervals (every 200 ms at :00.000, :00.200...), more than half an interval and at
+ * most one and a half after `now`. Members with clocks in step (NTP on a LAN, or one host's
+ * peers) then beat at the same instants, and each receives the others' heartbeats in one wake
+ * instead of one wake each: a wake, not the work it does, is most of an idle peer's CPU. Only
+ * the phase moves: gaps stay one interval, so timeouts and detection times are unchanged.
+ */
+export function heartbeatDue(now: number, wall: number, intervalMs: number): number {
+  let at = Math.round((wall + intervalMs) / intervalMs) * intervalMs;
+  if (at - wall <= intervalMs / 2) at += intervalMs;
+  return now + (at - wall);
 }

@@ -17,8 +17,9 @@
  * first contact (a "yes" agrees with the member's own default, or, where it does not, the member
  * tells us "no" first and our answer carries the "yes"). A statement carries a nonce `n`; the
  * member answers with `e` = that nonce and its own view, so each statement is retried, with
- * backoff, until answered, and while ours is "no" it is refreshed every REACH_REFRESH_MS: one
- * lost datagram, or a member that restarted and forgot us, does no lasting harm.
+ * backoff, until answered, and while ours is "no" it is refreshed every REACH_REFRESH_MS (longer
+ * in a large group: REACH_REFRESH_PER_MEMBER_MS): one lost datagram, or a member that restarted
+ * and forgot us, does no lasting harm.
  * The fan-out: the live members (alive or suspect) that say our multicast does not reach them, or
  * every live member when we run unicast-only; none when we run multicast-only.
  *
@@ -86,6 +87,14 @@ export const REACH_RETRY_MS = 250;
  * Costs two datagrams per such member per period.
  */
 export const REACH_REFRESH_MS = 2000;
+/**
+ * In a large group the refresh period stretches to this many ms per member we state "no" to, so
+ * that refreshing costs a peer about 1000 / REACH_REFRESH_PER_MEMBER_MS statements a second (and as
+ * many answers) whatever N, as a unicast-only group of 1,000 must (issue: per-peer datagrams per
+ * second independent of N). A restart is noticed at once anyway (membership's `restart` event
+ * restates), so what waits longer is only a forged "yes" or a restart no datagram told us of.
+ */
+export const REACH_REFRESH_PER_MEMBER_MS = 200;
 /** At most one answer to a member's statements per this many ms: a flood of them costs one answer each. */
 export const REACH_ANSWER_GAP_MS = 50;
 /**
@@ -293,8 +302,13 @@ export class Reach implements Protocol {
    * has been silent for REACH_RETRY_MS since (its heartbeats come every interval once it proved our
    * address: silence says our echo of its nonce was lost, and only our statement asks again).
    */
+  /** How often our "no" is refreshed to a member: REACH_REFRESH_MS, stretched by group size. */
+  private refreshMs(): number {
+    return Math.max(REACH_REFRESH_MS, this.entries.size * REACH_REFRESH_PER_MEMBER_MS);
+  }
+
   private restateAt(e: Entry): number {
-    const refresh = e.sentAt + REACH_REFRESH_MS;
+    const refresh = e.sentAt + (this.opts.observer ? REACH_REFRESH_MS : this.refreshMs());
     if (!this.opts.observer) return refresh;
     return Math.min(refresh, Math.max(e.sentAt, e.unicastHeardAt) + REACH_RETRY_MS);
   }

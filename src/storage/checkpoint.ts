@@ -71,6 +71,12 @@ export interface CheckpointSource {
   capture(): unknown;
   /** One short phrase for the recovery line, e.g. "token generation 57". */
   describe?(state: unknown): string | null;
+  /**
+   * Whether a restart from `saved` (what the last checkpoint holds) does as well as one from
+   * `now`, so that no new checkpoint is needed for this source (checkpoint's `ifChanged`). By
+   * default: the two are the same JSON.
+   */
+  serves?(saved: unknown, now: unknown): boolean;
 }
 
 export interface Checkpoint {
@@ -150,6 +156,8 @@ export class Checkpoints {
   private timer: NodeJS.Timeout | null = null;
   private readonly sources = new Map<string, CheckpointSource>();
   private readonly stmt: Record<string, Database.Statement>;
+  /** Each source's state as JSON in the last checkpoint this connection committed (see `ifChanged`). */
+  private committed: Map<string, { state: unknown; json: string }> | null = null;
 
   constructor(
     readonly db: Database.Database,
@@ -385,15 +393,25 @@ export class Checkpoints {
   /**
    * Captures every registered source and commits one checkpoint (after flushing the queue, so the
    * checkpoint never runs ahead of the writes it describes). Returns its sequence number.
+   *
+   * With `ifChanged`, nothing is written (null is returned) when the last checkpoint committed on
+   * this connection still serves every source (CheckpointSource.serves): an idle peer's periodic
+   * checkpoint was a transaction and an fsync every second that said nothing new.
    */
-  checkpoint(now = Date.now()): number {
+  checkpoint(now = Date.now(), opts: { ifChanged?: boolean } = {}): number | null {
     this.flush();
-    const json = JSON.stringify(this.capture());
+    const captured = new Map<string, { state: unknown; json: string }>();
+    for (const [name, s] of this.sources) {
+      const state = s.capture();
+      captured.set(name, { state, json: JSON.stringify(state) ?? '' });
+    }
+    if (opts.ifChanged && this.committed && this.serves(this.committed, captured)) return null;
+    const json = JSON.stringify(Object.fromEntries([...captured].map(([name, c]) => [name, c.state])));
     if (Buffer.byteLength(json) > CHECKPOINT_STATE_BYTES_MAX)
       throw new Error(
         `checkpoint state is ${Buffer.byteLength(json)} bytes, over ${CHECKPOINT_STATE_BYTES_MAX}`,
       );
-    return this.db.transaction(() => {
+    const seq = this.db.transaction(() => {
       const seq = (this.stmt.lastSeq!.get() as { s: number }).s + 1;
       const inboxRowid = (this.stmt.maxRowid!.get() as { r: number }).r;
       this.stmt.insertCheckpoint!.run(
@@ -406,6 +424,23 @@ export class Checkpoints {
       this.stmt.prune!.run(seq - CHECKPOINTS_KEPT);
       return seq;
     })();
+    this.committed = captured;
+    return seq;
+  }
+
+  /** Whether a checkpoint of `saved` serves every source as well as one of `now` would. */
+  private serves(
+    saved: Map<string, { state: unknown; json: string }>,
+    now: Map<string, { state: unknown; json: string }>,
+  ): boolean {
+    if (saved.size !== now.size) return false;
+    for (const [name, n] of now) {
+      const s = saved.get(name);
+      if (!s) return false;
+      const serves = this.sources.get(name)?.serves;
+      if (serves ? !serves(s.state, n.state) : s.json !== n.json) return false;
+    }
+    return true;
   }
 
   /** The newest checkpoint whose checksum and JSON are good, and how many newer ones were damaged. */

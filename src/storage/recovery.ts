@@ -10,9 +10,11 @@
  * write is not in our transaction) reports a duplicate, which is counted and suppressed.
  *
  * The Lamport time restarts above anything the peer can have stamped: the checkpointed time plus
- * LAMPORT_RESTART_MARGIN_TICKS after a crash (the clock kept ticking after the last checkpoint;
- * the margin is more than a peer ticks in one CHECKPOINT_INTERVAL_MS), exactly the checkpointed
- * time after a clean stop, and never below a message received since the checkpoint.
+ * LAMPORT_RESTART_MARGIN_TICKS after a crash (the clock kept ticking after the last checkpoint:
+ * a running peer writes one when its clock ran LAMPORT_CHECKPOINT_SLACK_TICKS past the saved
+ * time, checked every CHECKPOINT_INTERVAL_MS, and the margin is that slack plus more than a peer
+ * ticks in one interval), exactly the checkpointed time after a clean stop, and never below a
+ * message received since the checkpoint.
  */
 import type Database from 'better-sqlite3';
 import { StoreError } from './store.js';
@@ -22,6 +24,12 @@ import type { Checkpoints, StoredMessage } from './checkpoint.js';
 export const CHECKPOINT_INTERVAL_MS = 1000;
 /** Added to the last checkpointed Lamport time after a crash (see the header). */
 export const LAMPORT_RESTART_MARGIN_TICKS = 100_000;
+/**
+ * How far the Lamport time alone may run past the last checkpoint before a periodic one is
+ * written (cli/checkpointing.ts): half the restart margin, so the other half still covers more
+ * than a peer ticks in one CHECKPOINT_INTERVAL_MS. An idle group ticks about 50 a second.
+ */
+export const LAMPORT_CHECKPOINT_SLACK_TICKS = LAMPORT_RESTART_MARGIN_TICKS / 2;
 /** Problems listed in an integrity error before "...". */
 const INTEGRITY_PROBLEMS_SHOWN = 3;
 

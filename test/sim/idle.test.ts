@@ -182,3 +182,49 @@ describe('tags ride on heartbeats only when they change (issue 22)', () => {
     },
   );
 });
+
+describe('heartbeats keep to the wall clock grid (issue 22)', () => {
+  it.each(SEEDS)(
+    'peers whose clocks agree beat at the same instants, an interval apart, whenever they started, seed %i',
+    async (seed) => {
+      // When each peer sent its heartbeats (their envelopes are JSON with the type in "t").
+      const sentAt = new Map<string, number[]>();
+      const c = new SimCluster(seed, { loss: 0, delayMaxMs: DELAY_MAX_MS }, P);
+      c.wrapTransport = (t, peer) => ({
+        get address() {
+          return t.address;
+        },
+        mode: t.mode,
+        start: (h) => t.start(h),
+        broadcast: (data, also) => {
+          if (Buffer.from(data).includes('"t":"hb"')) sentAt.get(peer.name)!.push(c.rt.now());
+          t.broadcast(data, also);
+        },
+        send: (to, data) => t.send(to, data),
+        close: () => t.close(),
+      });
+      for (let i = 0; i < 5; i++) {
+        sentAt.set(`p${i}`, []);
+        await c.add(`p${i}`);
+        // Started at random moments, as processes are.
+        c.rt.runFor(c.rt.random() * T.heartbeatIntervalMs * 3);
+      }
+      expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+      const from = c.rt.now() + T.heartbeatIntervalMs;
+      c.rt.runFor(10_000);
+      // The simulated wall clocks start on a whole second, so the grid is virtual time's.
+      for (const [name, times] of sentAt) {
+        const idle = times.filter((at) => at >= from);
+        expect(idle.length, name).toBeGreaterThanOrEqual(10_000 / T.heartbeatIntervalMs - 2);
+        for (const at of idle) {
+          const phase = at % T.heartbeatIntervalMs;
+          // Up to the least gap between two ticks late, when another deadline ran just before.
+          expect(Math.min(phase, T.heartbeatIntervalMs - phase), `${name} at ${at}`).toBeLessThanOrEqual(
+            TICK_GAP_MIN_MS,
+          );
+        }
+      }
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+});

@@ -1,14 +1,14 @@
 /**
  * Scale (issue 22), small enough for CI: a large group started all at once meets from one seed,
- * keeps its per-peer traffic within what today's failure detector costs, and a crash is seen by
- * every survivor within membership's bound. The full measure (1,000 peers, 10 virtual minutes at
- * 10 % loss) is `npm run bench -- scale`.
+ * each peer sends a bounded number of datagrams a second whatever N, and a crash is seen by every
+ * survivor. The full measure (1,000 peers, 10 virtual minutes at 10 % loss) is
+ * `npm run bench -- scale`.
  *
- * Today every peer heartbeats every member: per peer, HEARTBEATS_PER_S datagrams by multicast
- * whatever N, or as many times N-1 unicast copies in a unicast-only group. SWIM probing (a slow
- * heartbeat regime above 32 members, probes to a few members per interval) should bring the
- * unicast bound down to a constant, independent of N; UNICAST_DATAGRAMS_PER_S_MAX and the unicast
- * group's size here are what it should lower and raise.
+ * Above HEARTBEAT_FANOUT_MAX members a unicast-only peer heartbeats nobody by unicast, and above
+ * REGIME_SLOW_ABOVE_MEMBERS a multicast group heartbeats slowly: members are probed (SWIM, one
+ * probe per PROBE_INTERVAL_MS, relayed through INDIRECT_PROBES members when unanswered), and
+ * reach restates "your multicast does not reach me" at a pace that stretches with N. So a peer's
+ * datagrams per second do not depend on N: the same bound holds at 50 and at 100 unicast-only.
  */
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
@@ -16,36 +16,43 @@ import { PROFILES } from '../../src/p2p/config.js';
 import { SIM_DOOR_PORT } from '../../src/p2p/transport/sim.js';
 import { parseAddress, type TransportMode } from '../../src/p2p/transport/transport.js';
 import { REACH_REFRESH_MS } from '../../src/p2p/reach.js';
+import { PROBE_INTERVAL_MS } from '../../src/p2p/swim.js';
 
 const P = PROFILES.lan;
-const T = P.membership;
-const HEARTBEATS_PER_S = 1000 / T.heartbeatIntervalMs;
-/**
- * Group sizes: 200 by multicast; unicast-only, every heartbeat is N-1 datagrams, so 200 such
- * peers cost the simulator four times 100 (a minute of CPU on a loaded 2-core runner).
- */
+/** Group sizes: 200 by multicast; 50 and 100 unicast-only (100 unicast-only peers meeting from one seed cost about as much CPU as 200 by multicast). */
 const CASES: Array<[TransportMode, number]> = [
   ['multicast', 200],
+  ['unicast', 50],
   ['unicast', 100],
 ];
 /** From every peer started at once to every peer holding every other alive (and in its fan-out). */
 const CONVERGE_MS = 5_000;
 const CONVERGE_STEP_MS = 100;
 /** Once converged: the last syncs and reach statements end, then traffic is counted. */
-const SETTLE_MS = 1_000;
-/** A whole period of reach's restatements (REACH_REFRESH_MS), which come every other second. */
-const TRAFFIC_MS = REACH_REFRESH_MS;
-/** Silence to `dead` (membership's bound), plus a little for the deadline tick. */
-const DETECT_MS = T.deadAfterMs + 300;
+const SETTLE_MS = 10_000;
 /**
- * Datagrams a peer sends per second, once converged. By multicast: its heartbeats, one copy each
- * whatever N (5 measured at 200), plus a little for answers. Unicast-only, per member: its
- * heartbeats, reach's restatement of "your multicast does not reach me" every REACH_REFRESH_MS and
- * the answer to the member's own (1 a second: 6 measured at 50 and at 100), and a margin for the
- * last hellos and list exchanges this soon after meeting (7 measured at 100 over a 1 s window).
+ * Traffic is counted over this window: several of reach's smallest refresh periods
+ * (REACH_REFRESH_MS; in a large group each member's restatement comes at its own time, so any
+ * window of a few seconds sees their average rate).
  */
-const MULTICAST_DATAGRAMS_PER_S_MAX = HEARTBEATS_PER_S + 1;
-const UNICAST_DATAGRAMS_PER_S_MAX = (n: number) => (HEARTBEATS_PER_S + 2) * (n - 1);
+const TRAFFIC_MS = 3 * REACH_REFRESH_MS;
+/**
+ * From the crash to every survivor's `dead`: the first probe of the victim (about N probes a second
+ * land on it in all, one per PROBE_INTERVAL_MS from each peer), the relays' probes, suspicions
+ * spread by piggyback and confirmed by three members, then Lifeguard's suspicion timeout, which
+ * grows with log N (swim.ts). Measured with this seed: 200 by multicast p50 5.2 s, p99 7.0 s,
+ * max 8.4 s; 100 unicast-only max 4.1 s; 50 max 1.4 s. A margin over the slowest.
+ */
+const DETECT_MS = 12_000;
+/**
+ * Datagrams a peer sends per second once converged, whatever N: its probes and the relays it is
+ * asked for (about 1000 / PROBE_INTERVAL_MS each), its acks, slow heartbeats and reach's
+ * restatements. Measured (the busiest peer over the window): 12.5 by multicast at 200, 11.3
+ * unicast-only at 50 and 17.3 at 100.
+ */
+const DATAGRAMS_PER_S_MAX = 30;
+/** Not quiet by doing nothing: each peer probes someone every PROBE_INTERVAL_MS. */
+const DATAGRAMS_PER_S_MIN = 1000 / PROBE_INTERVAL_MS;
 
 /** About 5 virtual seconds of a group this size: 10 s of CPU on a quiet 2-core machine, more on a busy one. */
 const TEST_TIMEOUT_MS = 120_000;
@@ -84,20 +91,14 @@ describe('a large group in the simulator (issue 22)', () => {
       const before = c.peers.map((p) => p.node.stats.datagramsOut);
       c.rt.runFor(TRAFFIC_MS);
       const perS = c.peers.map((p, i) => (p.node.stats.datagramsOut - before[i]!) / (TRAFFIC_MS / 1000));
-      const bound = mode === 'unicast' ? UNICAST_DATAGRAMS_PER_S_MAX(n) : MULTICAST_DATAGRAMS_PER_S_MAX;
-      expect(Math.max(...perS)).toBeLessThanOrEqual(bound);
-      // Each peer heartbeats every member: not idle by doing nothing.
-      expect(Math.min(...perS)).toBeGreaterThanOrEqual(
-        (HEARTBEATS_PER_S - 1) * (mode === 'unicast' ? n - 1 : 1),
-      );
+      expect(Math.max(...perS)).toBeLessThanOrEqual(DATAGRAMS_PER_S_MAX);
+      expect(Math.min(...perS)).toBeGreaterThanOrEqual(DATAGRAMS_PER_S_MIN);
 
       const victim = c.peers[n >> 1]!;
       const survivors = c.peers.filter((p) => p !== victim);
-      const at = c.rt.now();
       await c.crash(victim);
       const seenBy = () => new Set(deaths.filter((d) => d.id === victim.node.id).map((d) => d.by));
       expect(c.rt.runUntilTrue(() => seenBy().size === survivors.length, DETECT_MS)).toBe(true);
-      expect(Math.max(...deaths.map((d) => d.at - at))).toBeLessThanOrEqual(DETECT_MS);
       // Nobody else was ever declared dead.
       expect(deaths.filter((d) => d.id !== victim.node.id)).toEqual([]);
       expect(c.handlerErrors()).toEqual([]);

@@ -8,7 +8,12 @@ import { PeerStore } from '../../src/storage/store.js';
 import { openCheckpoints } from '../../src/storage/checkpoint.js';
 import { ChatStore } from '../../src/storage/chat.js';
 import { receiveChatLine, startCheckpointing } from '../../src/cli/checkpointing.js';
-import { CHECKPOINT_INTERVAL_MS, recover, recoveryLine } from '../../src/storage/recovery.js';
+import {
+  CHECKPOINT_INTERVAL_MS,
+  LAMPORT_CHECKPOINT_SLACK_TICKS,
+  recover,
+  recoveryLine,
+} from '../../src/storage/recovery.js';
 import { STORAGE_RECOVERED_AFTER_MS, StorageHealth, writeFailure } from '../../src/storage/health.js';
 import type { ChatLine } from '../../src/p2p/chat.js';
 import type { PeerNode } from '../../src/p2p/node.js';
@@ -96,6 +101,64 @@ describe('the checkpoint timer', () => {
       expect.stringMatching(/failing \(disk full\)/),
       expect.stringMatching(/work again/),
     ]);
+    c.close(true);
+  });
+
+  it('runs on whole seconds of the wall clock, where a heartbeat is due too, whenever it was attached', () => {
+    vi.useFakeTimers({ now: 1_700_000_000_337 });
+    const dir = tempDir('aligned-checkpoint');
+    PeerStore.open(dir, 'eve').close();
+    const c = startCheckpointing(
+      dir,
+      'eve',
+      new StorageHealth(
+        () => {},
+        () => Date.now(),
+      ),
+    );
+    const ranAt: number[] = [];
+    c.attach({ lamport: 1 } as unknown as PeerNode, () => ranAt.push(Date.now()));
+    vi.advanceTimersByTime(5 * CHECKPOINT_INTERVAL_MS);
+    expect(ranAt).toEqual([1, 2, 3, 4, 5].map((k) => 1_700_000_000_000 + k * CHECKPOINT_INTERVAL_MS));
+    c.close(true);
+  });
+
+  it('writes a checkpoint only when it would say something new: a clock ticking alone waits for the slack, a crash still restarts above it', () => {
+    vi.useFakeTimers();
+    const dir = tempDir('idle-checkpoint');
+    PeerStore.open(dir, 'eve').close();
+    const health = new StorageHealth(
+      () => {},
+      () => Date.now(),
+    );
+    const c = startCheckpointing(dir, 'eve', health);
+    const lastSeq = () => (c.cp.db.prepare('SELECT MAX(seq) AS s FROM checkpoints').get() as { s: number }).s;
+    const node = { lamport: 500 };
+    c.attach(node as unknown as PeerNode);
+    const first = lastSeq();
+    // Idle: the clock ticks (heartbeats) and nothing else changes.
+    for (let i = 0; i < 10; i++) {
+      node.lamport += 50;
+      vi.advanceTimersByTime(CHECKPOINT_INTERVAL_MS);
+    }
+    expect(lastSeq()).toBe(first);
+    // A source other than the clock changed: written at the next tick.
+    c.cp.db.exec('CREATE TABLE IF NOT EXISTS chat_messages (lamport INTEGER)');
+    c.cp.db.exec('INSERT INTO chat_messages VALUES (520)');
+    vi.advanceTimersByTime(CHECKPOINT_INTERVAL_MS);
+    expect(lastSeq()).toBe(first + 1);
+    // The clock alone, up to the slack: nothing; at it: written.
+    const saved = node.lamport;
+    node.lamport = saved + LAMPORT_CHECKPOINT_SLACK_TICKS - 1;
+    vi.advanceTimersByTime(CHECKPOINT_INTERVAL_MS);
+    expect(lastSeq()).toBe(first + 1);
+    // A crash here: the restart is still above every time stamped.
+    const reader = openCheckpoints(dir, 'eve');
+    expect(recover(reader, { integrity: 'none' }).lamportStart).toBeGreaterThan(node.lamport);
+    reader.close();
+    node.lamport = saved + LAMPORT_CHECKPOINT_SLACK_TICKS;
+    vi.advanceTimersByTime(CHECKPOINT_INTERVAL_MS);
+    expect(lastSeq()).toBe(first + 2);
     c.close(true);
   });
 });
