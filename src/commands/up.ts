@@ -99,7 +99,13 @@ export default class Up extends PeerCommand {
       `${paintName(node.name)} (${node.id.slice(0, 8)}) up at ${node.address} in ${group}, incarnation ${node.incarnation}`,
     );
     logKeeper(log, node);
-    const stopSeedReport = reportSeeds(log, node, settings.join ?? []);
+    // Our own door among the seeds (the same --join on every host, this one's included) is no seed.
+    const stopSeedReport = reportSeeds(
+      log,
+      node,
+      settings.join ?? [],
+      (s) => peer.transport.holdsDoor && s.host === settings.interface && s.port === settings.port,
+    );
     if (metrics) log({ event: 'metrics', url: metrics.url }, `metrics at ${metrics.url}`);
     // Counters are per process: SIGUSR1 prints ours, SIGHUP re-reads the key file (rotation).
     const stats = () => {
@@ -141,9 +147,15 @@ export default class Up extends PeerCommand {
 /**
  * Says when each --join seed first answers, and once, after SEED_SILENCE_NOTICE_MS, when no seed
  * answered and nobody was met: a mistyped or unreachable seed otherwise leaves the peer alone
- * without a word. Returns what stops the notice.
+ * without a word. A seed that is this peer's own door (`ownDoor`, asked then) is left out of it.
+ * Returns what stops the notice.
  */
-function reportSeeds(log: EventLog, node: PeerNode, seeds: readonly JoinSeed[]): () => void {
+function reportSeeds(
+  log: EventLog,
+  node: PeerNode,
+  seeds: readonly JoinSeed[],
+  ownDoor: (seed: JoinSeed) => boolean,
+): () => void {
   if (seeds.length === 0) return () => {};
   const answered = new Set<string>();
   node.join.onSeedPage((seed, page) => {
@@ -151,9 +163,9 @@ function reportSeeds(log: EventLog, node: PeerNode, seeds: readonly JoinSeed[]):
     answered.add(seed);
     log({ event: 'seed', seed, members: page.total }, `seed    ${seed} answered: ${page.total} member(s)`);
   });
-  const given = seeds.map((s) => `${s.host}:${s.port}`);
   const timer = setTimeout(() => {
-    if (answered.size > 0 || node.membership.live().length > 0) return;
+    const given = seeds.filter((s) => !ownDoor(s)).map((s) => `${s.host}:${s.port}`);
+    if (given.length === 0 || answered.size > 0 || node.membership.live().length > 0) return;
     log(
       { event: 'seeds-silent', seeds: given },
       `no peer met in ${SEED_SILENCE_NOTICE_MS / 1000} s: the --join seed(s) ${given.join(', ')} have not answered; check that a peer runs there and that UDP to that port gets through (peer doctor ${given.map((g) => `--join ${g}`).join(' ')})`,

@@ -39,7 +39,18 @@ describe('peer up --join', () => {
       `127.0.0.1:${port}`,
     ]);
     await joiner.until((l) => l.lines.some((s) => / up at /.test(s)), LINE_MS, 'the joiner up');
-    // Started after the joiner: once it has said its silence line, the joiner's moment has passed.
+    // A peer given its own door (the same --join on every host, the seed's included) is not told
+    // that its seed is silent.
+    const ownPort = testPort();
+    const own = up([
+      ...loopbackFlags(ownPort, tempDir('uj')),
+      '--name',
+      'own',
+      '--join',
+      `127.0.0.1:${ownPort}`,
+    ]);
+    await own.until((l) => l.lines.some((s) => / up at /.test(s)), LINE_MS, 'the own-door peer up');
+    // Started after the others: once it has said its silence line, their moment has passed.
     const silent = `127.0.0.1:${port + 1}`;
     const lonely = up([...loopbackFlags(port, tempDir('uj')), '--name', 'lonely', '--join', silent]);
     await joiner.until((l) => l.lines.some((s) => ANSWERED.test(s)), LINE_MS, 'the answered line');
@@ -49,6 +60,7 @@ describe('peer up --join', () => {
     expect(line).toContain(silent);
     expect(line).toContain(`peer doctor --join ${silent}`);
     expect(joiner.lines.some((s) => SILENT.test(s))).toBe(false);
+    expect(own.lines.some((s) => SILENT.test(s))).toBe(false);
     expect(lonely.lines.filter((s) => SILENT.test(s))).toHaveLength(1);
   });
 });
