@@ -246,6 +246,8 @@ export async function startPeer<Installed = void, Opened = void>(
     );
   }
   security.announce();
+  const alone = unicastAloneLine(settings, seeds.length, keeps, store);
+  if (alone) process.stderr.write(`peer: ${alone}\n`);
   if (checkpointing) {
     // A store is open whenever checkpointing is (both belong to a peer that keeps a data dir).
     checkpointing.attach(node, store ? walChecker(store, checkpointing) : undefined);
@@ -279,6 +281,30 @@ export async function startPeer<Installed = void, Opened = void>(
         lock?.release();
       })()),
   };
+}
+
+/**
+ * --transport unicast never multicasts: with no seed and nobody remembered, nothing finds the
+ * group, and a peer that keeps running is found only by peers given its door (the group port on
+ * its interface). Null when that is not the case.
+ */
+function unicastAloneLine(
+  settings: NetworkSettings,
+  seeds: number,
+  keeps: boolean,
+  store: PeerStore | null,
+): string | null {
+  if (settings.transport !== 'unicast' || seeds > 0) return null;
+  let remembered = 0;
+  try {
+    remembered = store?.peerAddresses(1).length ?? 0;
+  } catch {
+    // As the join's candidates(): an unreadable table remembers nobody.
+  }
+  if (remembered > 0) return null;
+  return keeps
+    ? `--transport unicast without --join: this peer finds no one by itself; start the others with --join ${settings.interface}:${settings.port}, or pass --join HOST of a member`
+    : '--transport unicast without --join: nothing answers a peer that does not multicast; pass --join HOST of a member';
 }
 
 /**

@@ -21,7 +21,7 @@ import {
   progressBar,
   sentJson,
 } from '../cli/files.js';
-import { Progress } from '../cli/progress.js';
+import { Progress, showingWait } from '../cli/progress.js';
 import { checkOutgoingFile, openOutgoingFile } from '../storage/files.js';
 import type { IncomingEvent, OutgoingFile, TransferResult } from '../p2p/files/index.js';
 import { defaultName, networkSettings, untilSignal } from '../cli/peer.js';
@@ -162,7 +162,7 @@ Exit codes: 0 delivered (acknowledged by every member, or the --to target; for a
     checkText(text);
     const j = await this.join(flags, 0, false);
     try {
-      const members = await j.discover(toName);
+      const members = await showingWait('looking for chat members', j.discover(toName), { json: this.json });
       if (toName !== undefined) {
         const targets = members.filter((m) => m.name === toName);
         if (targets.length === 0) {

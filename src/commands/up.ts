@@ -2,9 +2,9 @@ import { Flags } from '@oclif/core';
 import { PeerCommand } from '../cli/base.js';
 import { networkFlags } from '../cli/flags.js';
 import { networkSettings, startPeer, stderrHealth, untilSignal } from '../cli/peer.js';
-import { eventLog, paintName } from '../cli/output.js';
+import { eventLog, paintName, type EventLog } from '../cli/output.js';
 import { describeReport, securityReport } from '../cli/security.js';
-import { UsageError } from '../cli/network.js';
+import { UsageError, type JoinSeed } from '../cli/network.js';
 import { installCoordination, priorityFlag } from '../cli/coordination.js';
 import { logTaskPeer } from '../cli/tasks.js';
 import { RunsStore } from '../storage/runs.js';
@@ -16,6 +16,14 @@ import { listenMetrics, metering, metricsFlag, type MeteredModules } from '../cl
 import { agentFlags, agentSetup, installAgent, serveTags } from '../cli/events.js';
 import { relayServer } from '../cli/agent-relay.js';
 import type { Events } from '../p2p/events/index.js';
+import type { PeerNode } from '../p2p/node.js';
+
+/**
+ * How long a peer started with --join may meet nobody before it says its seeds did not answer: a
+ * seed answers within a round trip and a request is sent again within about a second, so 5 s of
+ * silence means that nothing answers there, not a slow answer.
+ */
+const SEED_SILENCE_NOTICE_MS = 5_000;
 
 export default class Up extends PeerCommand {
   static override summary = 'Run a headless peer that stays in the group until stopped.';
@@ -91,6 +99,13 @@ export default class Up extends PeerCommand {
       `${paintName(node.name)} (${node.id.slice(0, 8)}) up at ${node.address} in ${group}, incarnation ${node.incarnation}`,
     );
     logKeeper(log, node);
+    // Our own door among the seeds (the same --join on every host, this one's included) is no seed.
+    const stopSeedReport = reportSeeds(
+      log,
+      node,
+      settings.join ?? [],
+      (s) => peer.transport.holdsDoor && s.host === settings.interface && s.port === settings.port,
+    );
     if (metrics) log({ event: 'metrics', url: metrics.url }, `metrics at ${metrics.url}`);
     // Counters are per process: SIGUSR1 prints ours, SIGHUP re-reads the key file (rotation).
     const stats = () => {
@@ -118,6 +133,7 @@ export default class Up extends PeerCommand {
     const signal = await untilSignal();
     process.off('SIGUSR1', stats);
     process.off('SIGHUP', reload);
+    stopSeedReport();
     control?.close();
     agent.runner.stop();
     await peer.stop();
@@ -126,4 +142,35 @@ export default class Up extends PeerCommand {
     stats();
     log({ event: 'down', at: new Date().toISOString(), signal }, `left the group (${signal})`);
   }
+}
+
+/**
+ * Says when each --join seed first answers, and once, after SEED_SILENCE_NOTICE_MS, when no seed
+ * answered and nobody was met: a mistyped or unreachable seed otherwise leaves the peer alone
+ * without a word. A seed that is this peer's own door (`ownDoor`, asked then) is left out of it.
+ * Returns what stops the notice.
+ */
+function reportSeeds(
+  log: EventLog,
+  node: PeerNode,
+  seeds: readonly JoinSeed[],
+  ownDoor: (seed: JoinSeed) => boolean,
+): () => void {
+  if (seeds.length === 0) return () => {};
+  const answered = new Set<string>();
+  node.join.onSeedPage((seed, page) => {
+    if (answered.has(seed)) return;
+    answered.add(seed);
+    log({ event: 'seed', seed, members: page.total }, `seed    ${seed} answered: ${page.total} member(s)`);
+  });
+  const timer = setTimeout(() => {
+    const given = seeds.filter((s) => !ownDoor(s)).map((s) => `${s.host}:${s.port}`);
+    if (given.length === 0 || answered.size > 0 || node.membership.live().length > 0) return;
+    log(
+      { event: 'seeds-silent', seeds: given },
+      `no peer met in ${SEED_SILENCE_NOTICE_MS / 1000} s: the --join seed(s) ${given.join(', ')} have not answered; check that a peer runs there and that UDP to that port gets through (peer doctor ${given.map((g) => `--join ${g}`).join(' ')})`,
+    );
+  }, SEED_SILENCE_NOTICE_MS);
+  timer.unref();
+  return () => clearTimeout(timer);
 }
