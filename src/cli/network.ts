@@ -124,6 +124,18 @@ export function parseJoin(values: string | readonly string[], port: number): Joi
  * (at start) a name that does not resolve is an error; later (names are looked up again every
  * SEED_RESOLVE_INTERVAL_MS, startPeer) it is skipped and the caller keeps what it had.
  */
+/** Why a name did not resolve, in words rather than the resolver's code. */
+function unresolved(err: unknown): string {
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'ENOTFOUND':
+      return 'no such name';
+    case 'EAI_AGAIN':
+      return 'the name could not be looked up now (no DNS server answered)';
+    default:
+      return `the name does not resolve (${(err as Error).message})`;
+  }
+}
+
 export async function resolveSeeds(seeds: readonly JoinSeed[], strict: boolean): Promise<Address[]> {
   const out: Address[] = [];
   for (const s of seeds) {
@@ -136,9 +148,7 @@ export async function resolveSeeds(seeds: readonly JoinSeed[], strict: boolean):
       out.push(formatAddress(address, s.port));
     } catch (err) {
       if (strict)
-        throw new UsageError(
-          `--join ${s.host}: the name does not resolve (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); check it or give an IPv4 address`,
-        );
+        throw new UsageError(`--join ${s.host}: ${unresolved(err)}; check the name or give an IPv4 address`);
     }
   }
   return out;

@@ -115,7 +115,7 @@ export default class Peers extends PeerCommand {
 
   private render(members: MemberView[], shown: (all: MemberView[]) => MemberView[]): string {
     if (members.length === 0)
-      return 'no peers answered (check --interface, --group and --port, or run peer doctor)';
+      return 'no peers answered (check --interface, --group and --port; where multicast does not reach this host, --join HOST of a member; peer doctor tells which)';
     const ranks = rankMembers(members);
     const coordinator = coordinatorFromTags(members);
     const rows = shown(members);
