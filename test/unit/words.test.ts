@@ -10,8 +10,11 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-/** "seed 001", "Seed 004's", "the seed's": an exercise, not a random seed. */
-const EXERCISE = /\bseed(?:\s+\d{3}\b|'s\b)/i;
+/**
+ * "seed 001", "Seed 004's", "the seed's": an exercise, not a random seed, nor a --join seed's
+ * address ("seed 192.168.1.20:47777 answered").
+ */
+const EXERCISE = /\bseed(?:\s+\d{3}\b(?!\.\d)|'s\b)/i;
 
 function files(dir: string, ext: string): string[] {
   return fs
