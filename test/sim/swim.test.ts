@@ -25,6 +25,8 @@ const DETECT_MS_MAX = 3_000;
 /** From the last start until every peer sees every other alive (unicast: hellos, then reach). */
 const CONVERGE_MS = 10_000;
 const SETTLE_MS = 2_000;
+/** Longer than a suspicion of a live member lasts before its refutation arrives. */
+const SUSPICION_SETTLE_MS = 5_000;
 
 async function group(seed: number, n: number, host: SimHostOptions = {}, faults = {}): Promise<SimCluster> {
   const c = new SimCluster(seed, faults);
@@ -67,7 +69,9 @@ describe('SWIM probes (simulation)', () => {
       c.net.faults = { ...c.net.faults, ...LOSSY };
       c.rt.runFor(10 * 60_000);
       expect(deaths(c)).toEqual([]);
-      expect(c.converged()).toBe(true);
+      // At 10 % loss some member may be suspected at any given instant (seed 2 ended on one
+      // suspicion, refuted 2 ms later): converged within a suspicion's life, loss still on.
+      expect(c.rt.runUntilTrue(() => c.converged(), SUSPICION_SETTLE_MS)).toBe(true);
       // Watched by probes, not by 39 peers' heartbeats each.
       for (const p of c.peers) expect(p.node.membership.swim.stats.probes).toBeGreaterThan(0);
 
