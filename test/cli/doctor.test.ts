@@ -175,19 +175,24 @@ describe('peer doctor', () => {
     }
   });
 
-  it('sees a running peer answer the probe, and its healthy database', async () => {
-    const port = testPort();
-    const dir = tempDir('doc');
-    const alice = startCli([
+  /** `peer up --name NAME` on loopback, stopped after the test; resolves once it says it is up. */
+  async function peerUp(name: string, port: number, dir: string): Promise<void> {
+    const peer = startCli([
       'up',
       '--name',
-      'alice',
+      name,
       '--log-format',
       'json',
       ...loopback(port, dir).slice(0, -2),
     ]);
-    running.push(alice);
-    await alice.until((l) => l.json().some((e) => e.event === 'up'), 10_000, 'alice up');
+    running.push(peer);
+    await peer.until((l) => l.json().some((e) => e.event === 'up'), 10_000, `${name} up`);
+  }
+
+  it('sees a running peer answer the probe, and its healthy database', async () => {
+    const port = testPort();
+    const dir = tempDir('doc');
+    await peerUp('alice', port, dir);
     const { code, report } = await doctor([...loopback(port, dir).slice(0, -2), '--wait', '1500']);
     expect(code).toBe(0);
     expect(check(report, 'port').detail).toMatch(/shared with other peers/);
@@ -201,16 +206,7 @@ describe('peer doctor', () => {
   it('asks the PEER_JOIN seeds by unicast: one answers, one is silent; a bad --join is bad input', async () => {
     const port = testPort();
     const dir = tempDir('doc');
-    const alice = startCli([
-      'up',
-      '--name',
-      'alice',
-      '--log-format',
-      'json',
-      ...loopback(port, dir).slice(0, -2),
-    ]);
-    running.push(alice);
-    await alice.until((l) => l.json().some((e) => e.event === 'up'), 10_000, 'alice up');
+    await peerUp('alice', port, dir);
     // alice's host answers on the group port (its door); nothing listens on the other.
     const silent = `127.0.0.1:${port === 65535 ? port - 1 : port + 1}`;
     const r = await runCli(
