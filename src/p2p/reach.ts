@@ -88,11 +88,13 @@ export const REACH_RETRY_MS = 250;
  */
 export const REACH_REFRESH_MS = 2000;
 /**
- * In a large group the refresh period stretches to this many ms per member we state "no" to, so
- * that refreshing costs a peer about 1000 / REACH_REFRESH_PER_MEMBER_MS statements a second (and as
- * many answers) whatever N, as a unicast-only group of 1,000 must (issue: per-peer datagrams per
- * second independent of N). A restart is noticed at once anyway (membership's `restart` event
- * restates), so what waits longer is only a forged "yes" or a restart no datagram told us of.
+ * In a large group the refresh period stretches to this many ms per member known (those we state
+ * "no" to are some of them), so that refreshing costs a peer at most about
+ * 1000 / REACH_REFRESH_PER_MEMBER_MS statements a second (and as many answers) whatever N, as a
+ * unicast-only group of 1,000 must (issue: per-peer datagrams per second independent of N). A
+ * restart does not wait for it: on a new port the member moves and we state again at once; at the
+ * same address its own first statement to us asks for our view (heard()). What waits longer is
+ * only a forged "yes".
  */
 export const REACH_REFRESH_PER_MEMBER_MS = 200;
 /** At most one answer to a member's statements per this many ms: a flood of them costs one answer each. */
