@@ -92,7 +92,8 @@ export const REACH_REFRESH_MS = 2000;
  * "no" to are some of them), so that refreshing costs a peer at most about
  * 1000 / REACH_REFRESH_PER_MEMBER_MS statements a second (and as many answers) whatever N, as a
  * unicast-only group of 1,000 must (issue: per-peer datagrams per second independent of N). A
- * restart does not wait for it: on a new port the member moves and we state again at once; at the
+ * restart does not wait for it: on a new port the member moves and its entry starts afresh, stated
+ * to as on first contact; at the
  * same address its own first statement to us asks for our view (heard()). What waits longer is
  * only a forged "yes".
  */
