@@ -93,9 +93,8 @@ export const REACH_REFRESH_MS = 2000;
  * 1000 / REACH_REFRESH_PER_MEMBER_MS statements a second (and as many answers) whatever N, as a
  * unicast-only group of 1,000 must (issue: per-peer datagrams per second independent of N). A
  * restart does not wait for it: on a new port the member moves and its entry starts afresh, stated
- * to as on first contact; at the
- * same address its own first statement to us asks for our view (heard()). What waits longer is
- * only a forged "yes".
+ * to as on first contact; at the same address its own first statement to us asks for our view
+ * (heard()). What waits longer is only a forged "yes".
  */
 export const REACH_REFRESH_PER_MEMBER_MS = 200;
 /** At most one answer to a member's statements per this many ms: a flood of them costs one answer each. */
