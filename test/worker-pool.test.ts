@@ -8,11 +8,11 @@ afterEach(async () => {
   await Promise.all(pools.splice(0).map((p) => p.close()));
 });
 
-function pool(concurrency: number, taskTimeoutMs = 10_000) {
+function pool(concurrency: number, taskTimeoutMs = 10_000, threadUrl = FIXTURE) {
   const done = new Map<string, TaskOutcome[]>();
   const p = new WorkerPool({
     concurrency,
-    threadUrl: FIXTURE,
+    threadUrl,
     taskTimeoutMs,
     queueMax: 64,
     onDone: (id, o) => done.set(id, [...(done.get(id) ?? []), o]),
@@ -59,6 +59,21 @@ describe('worker pool (threads)', () => {
     expect(await until(2)).toBe(true);
     expect(done.get('hang')).toEqual([{ ok: false, error: expect.stringMatching(/ran over 300 ms/) }]);
     expect(done.get('next')).toEqual([{ ok: true, value: '3' }]);
+    expect(p.stats.timedOut).toBe(1);
+  });
+
+  it("a task's time runs from its thread's start, not from a slow start of the thread", async () => {
+    const { p, done, until } = pool(
+      1,
+      300,
+      new URL('./fixtures/task-thread-slow-start.mjs', import.meta.url),
+    );
+    p.run({ id: 'first', op: 'sum', args: [1, 2] });
+    expect(await until(1)).toBe(true);
+    expect(done.get('first')).toEqual([{ ok: true, value: '3' }]);
+    p.run({ id: 'hang', op: 'sum', args: [15] });
+    expect(await until(2)).toBe(true);
+    expect(done.get('hang')).toEqual([{ ok: false, error: expect.stringMatching(/ran over 300 ms/) }]);
     expect(p.stats.timedOut).toBe(1);
   });
 

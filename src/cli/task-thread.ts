@@ -9,3 +9,5 @@ import { runTask } from '../p2p/jobs/ops.js';
 parentPort?.on('message', (m: { id: string; op: unknown; args: unknown }) => {
   parentPort!.postMessage({ id: m.id, outcome: runTask(m.op, m.args) });
 });
+// The pool times a task from here: starting a thread can take longer than a short task's bound.
+parentPort?.postMessage({ ready: true });

@@ -41,6 +41,8 @@ export interface PoolOptions {
 
 interface Slot {
   worker: Worker;
+  /** The thread said it listens: a task's time runs from then, not from a slow start under load. */
+  ready: boolean;
   task: TaskSpec | null;
   timer: NodeJS.Timeout | null;
   dead: boolean;
@@ -131,9 +133,15 @@ export class WorkerPool {
 
   private spawn(): Slot {
     const worker = new Worker(this.url, { resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MB_MAX } });
-    const slot: Slot = { worker, task: null, timer: null, dead: false };
-    worker.on('message', (m: { id: string; outcome: TaskOutcome }) => {
-      if (slot.dead || !slot.task || m.id !== slot.task.id) return;
+    const slot: Slot = { worker, ready: false, task: null, timer: null, dead: false };
+    worker.on('message', (m: { ready: true } | { id: string; outcome: TaskOutcome }) => {
+      if (slot.dead) return;
+      if ('ready' in m) {
+        slot.ready = true;
+        if (slot.task) this.arm(slot);
+        return;
+      }
+      if (!slot.task || m.id !== slot.task.id) return;
       const id = slot.task.id;
       this.release(slot);
       this.crashesInARow = 0;
@@ -188,11 +196,15 @@ export class WorkerPool {
       if (slot.task || slot.dead) continue;
       const task = this.waiting.shift()!;
       slot.task = task;
-      slot.timer = setTimeout(
-        () => this.lose(slot, `the task ran over ${this.timeoutMs} ms and was stopped`, 'timedOut'),
-        this.timeoutMs,
-      );
+      if (slot.ready) this.arm(slot);
       slot.worker.postMessage({ id: task.id, op: task.op, args: task.args });
     }
+  }
+
+  private arm(slot: Slot): void {
+    slot.timer = setTimeout(
+      () => this.lose(slot, `the task ran over ${this.timeoutMs} ms and was stopped`, 'timedOut'),
+      this.timeoutMs,
+    );
   }
 }
