@@ -47,6 +47,15 @@ export const SLOW_HEARTBEAT_PER_MEMBER_MS = 20;
  * watch us by SWIM probes, which cost the same whatever the group's size.
  */
 export const HEARTBEAT_FANOUT_MAX = 16;
+/**
+ * Groups of up to this many live members (itself included) beat together on the wall clock's grid
+ * (membership.ts heartbeatDue), so each peer takes the others' heartbeats in one wake. Larger
+ * groups spread their heartbeats over the interval, each member at its own phase: one host's
+ * virtual network fans a heartbeat out to every member, and 50 members beating at one instant made
+ * 2,450 frames at once, over the kernel's default backlog of 1,000 (net.core.netdev_max_backlog),
+ * which dropped the heartbeats of the bridge's last ports every time.
+ */
+export const HEARTBEAT_GRID_MEMBERS_MAX = HEARTBEAT_FANOUT_MAX + 1;
 
 export interface Profile {
   name: ProfileName;

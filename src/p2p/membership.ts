@@ -121,10 +121,12 @@
 import type { Envelope, PeerId } from './wire.js';
 import { f, message, messages, type Body, type Origin } from './kit/message.js';
 import { adoptable, loadable } from './bounds.js';
+import { hash64 } from './replication/hash.js';
 import type { HealthCause, MemberState, MemberView, Protocol, ProtocolContext } from './protocol.js';
 import { parseAddress, type Address, type Via } from './transport/transport.js';
 import {
   HEARTBEAT_FANOUT_MAX,
+  HEARTBEAT_GRID_MEMBERS_MAX,
   REGIME_FAST_AT_MEMBERS,
   REGIME_SLOW_ABOVE_MEMBERS,
   SLOW_HEARTBEAT_INTERVALS,
@@ -703,9 +705,20 @@ export class Membership implements Protocol {
       // slow schedule it was set on.
       this.nextHeartbeat = Math.min(
         this.nextHeartbeat,
-        heartbeatDue(now, this.ctx.wall(), this.opts.timings.heartbeatIntervalMs),
+        this.heartbeatDue(now, this.opts.timings.heartbeatIntervalMs),
       );
     }
+  }
+
+  /**
+   * When our next heartbeat is due: on the grid in a small group, at our own phase of it in a larger
+   * one (config.ts HEARTBEAT_GRID_MEMBERS_MAX). The phase comes from our id, so it stays put while
+   * the group's size does.
+   */
+  private heartbeatDue(now: number, intervalMs: number): number {
+    const spread = this.live().length + 1 > HEARTBEAT_GRID_MEMBERS_MAX;
+    const phaseMs = spread ? Math.floor((hash64(this.ctx.self.id)[0] / 2 ** 32) * intervalMs) : 0;
+    return heartbeatDue(now, this.ctx.wall(), intervalMs, phaseMs);
   }
 
   /** Our heartbeat interval in the regime we are in (config.ts). */
@@ -895,7 +908,7 @@ export class Membership implements Protocol {
    * reach everyone.
    */
   private heartbeat(full = false): void {
-    this.nextHeartbeat = heartbeatDue(this.ctx.now(), this.ctx.wall(), this.heartbeatEveryMs());
+    this.nextHeartbeat = this.heartbeatDue(this.ctx.now(), this.heartbeatEveryMs());
     const incarnation = this.ctx.self.incarnation;
     const sent = this.tagsSent;
     if (sent.version !== this.tagsVersion || sent.incarnation !== incarnation) {
@@ -1242,14 +1255,16 @@ export function scoreForLoss(p: number): number {
 
 /**
  * When the heartbeat after one sent at `now` is due: about an interval later, on the wall clock's
- * grid of whole intervals (every 200 ms at :00.000, :00.200...), more than half an interval and at
- * most one and a half after `now`. Members with clocks in step (NTP on a LAN, or one host's
- * peers) then beat at the same instants, and each receives the others' heartbeats in one wake
- * instead of one wake each: a wake, not the work it does, is most of an idle peer's CPU. Only
- * the phase moves: gaps stay one interval, so timeouts and detection times are unchanged.
+ * grid of whole intervals shifted by `phaseMs` (every 200 ms at :00.000, :00.200... with phase 0),
+ * more than half an interval and at most one and a half after `now`. Members with clocks in step
+ * (NTP on a LAN, or one host's peers) and the same phase then beat at the same instants, and each
+ * receives the others' heartbeats in one wake instead of one wake each: a wake, not the work it
+ * does, is most of an idle peer's CPU. Only the phase moves: gaps stay one interval, so timeouts
+ * and detection times are unchanged.
  */
-export function heartbeatDue(now: number, wall: number, intervalMs: number): number {
-  let at = Math.round((wall + intervalMs) / intervalMs) * intervalMs;
-  if (at - wall <= intervalMs / 2) at += intervalMs;
-  return now + (at - wall);
+export function heartbeatDue(now: number, wall: number, intervalMs: number, phaseMs = 0): number {
+  const shifted = wall - phaseMs;
+  let at = Math.round((shifted + intervalMs) / intervalMs) * intervalMs;
+  if (at - shifted <= intervalMs / 2) at += intervalMs;
+  return now + (at - shifted);
 }

@@ -9,7 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { MemoryRunStore } from '../support/memory-runs.js';
-import { PROFILES } from '../../src/p2p/config.js';
+import { HEARTBEAT_GRID_MEMBERS_MAX, PROFILES, SLOW_HEARTBEAT_INTERVALS } from '../../src/p2p/config.js';
 import { installCoordination } from '../../src/cli/coordination.js';
 import { installJobs } from '../../src/cli/run/install.js';
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
@@ -183,33 +183,40 @@ describe('tags ride on heartbeats only when they change (issue 22)', () => {
   );
 });
 
+/**
+ * A cluster of `size` peers started at random moments, as processes are, converged; `sentAt` gets
+ * the virtual times at which each sends a heartbeat (their envelopes are JSON with the type in "t").
+ */
+async function beatingGroup(seed: number, size: number) {
+  const sentAt = new Map<string, number[]>();
+  const c = new SimCluster(seed, { loss: 0, delayMaxMs: DELAY_MAX_MS }, P);
+  c.wrapTransport = (t, peer) => ({
+    get address() {
+      return t.address;
+    },
+    mode: t.mode,
+    start: (h) => t.start(h),
+    broadcast: (data, also) => {
+      if (Buffer.from(data).includes('"t":"hb"')) sentAt.get(peer.name)!.push(c.rt.now());
+      t.broadcast(data, also);
+    },
+    send: (to, data) => t.send(to, data),
+    close: () => t.close(),
+  });
+  for (let i = 0; i < size; i++) {
+    sentAt.set(`p${i}`, []);
+    await c.add(`p${i}`);
+    c.rt.runFor(c.rt.random() * T.heartbeatIntervalMs * 3);
+  }
+  expect(c.rt.runUntilTrue(() => c.converged(), 10_000)).toBe(true);
+  return { c, sentAt };
+}
+
 describe('heartbeats keep to the wall clock grid (issue 22)', () => {
   it.each(SEEDS)(
     'peers whose clocks agree beat at the same instants, an interval apart, whenever they started, seed %i',
     async (seed) => {
-      // When each peer sent its heartbeats (their envelopes are JSON with the type in "t").
-      const sentAt = new Map<string, number[]>();
-      const c = new SimCluster(seed, { loss: 0, delayMaxMs: DELAY_MAX_MS }, P);
-      c.wrapTransport = (t, peer) => ({
-        get address() {
-          return t.address;
-        },
-        mode: t.mode,
-        start: (h) => t.start(h),
-        broadcast: (data, also) => {
-          if (Buffer.from(data).includes('"t":"hb"')) sentAt.get(peer.name)!.push(c.rt.now());
-          t.broadcast(data, also);
-        },
-        send: (to, data) => t.send(to, data),
-        close: () => t.close(),
-      });
-      for (let i = 0; i < 5; i++) {
-        sentAt.set(`p${i}`, []);
-        await c.add(`p${i}`);
-        // Started at random moments, as processes are.
-        c.rt.runFor(c.rt.random() * T.heartbeatIntervalMs * 3);
-      }
-      expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+      const { c, sentAt } = await beatingGroup(seed, 5);
       const from = c.rt.now() + T.heartbeatIntervalMs;
       c.rt.runFor(10_000);
       // The simulated wall clocks start on a whole second, so the grid is virtual time's.
@@ -224,6 +231,38 @@ describe('heartbeats keep to the wall clock grid (issue 22)', () => {
           );
         }
       }
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+});
+
+describe('a group larger than the grid spreads its heartbeats over the interval (issue 22)', () => {
+  // 30 members beat every interval (FAST), 45 every second (SLOW). On the grid all of them beat at
+  // one instant, and one host's bridge turned 50 such heartbeats into more frames at once than the
+  // kernel's backlog holds, dropping the same members' heartbeats every time.
+  it.each([
+    [30, 1],
+    [30, 2],
+    [45, 1],
+    [45, 2],
+  ])(
+    '%i members never send more heartbeats within a tick gap than a grid group has members, seed %i',
+    async (size, seed) => {
+      const { c, sentAt } = await beatingGroup(seed, size);
+      const from = c.rt.now() + SLOW_HEARTBEAT_INTERVALS * T.heartbeatIntervalMs;
+      c.rt.runFor(10_000);
+      const times = [...sentAt.values()]
+        .flat()
+        .filter((at) => at >= from)
+        .sort((a, b) => a - b);
+      expect(times.length).toBeGreaterThanOrEqual(size * 5);
+      let most = 0;
+      for (let i = 0, j = 0; i < times.length; i++) {
+        while (times[i]! - times[j]! >= TICK_GAP_MIN_MS) j++;
+        most = Math.max(most, i - j + 1);
+      }
+      expect(most).toBeLessThanOrEqual(HEARTBEAT_GRID_MEMBERS_MAX);
+      expect(c.peers.flatMap((p) => p.events).filter((e) => e.kind === 'dead')).toEqual([]);
       expect(c.handlerErrors()).toEqual([]);
     },
   );
