@@ -54,6 +54,7 @@ import {
   type Table,
 } from './lib.js';
 import { ROOT, BIN } from '../test/support/proc.js';
+import { procTable } from '../src/cli/udp-drops.js';
 
 const DRIVER = path.join(ROOT, 'bench/security-driver.ts');
 const FLOOD_C = path.join(ROOT, 'bench/flood.c');
@@ -296,11 +297,10 @@ function rssKiB(pid: number): number {
 
 /** The Udp counters of /proc/net/snmp inside a namespace. */
 function udpCounters(ns: string): Record<string, number> {
-  const text = execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/snmp'], { encoding: 'utf8' });
-  const lines = text.split('\n').filter((l) => l.startsWith('Udp:'));
-  const names = lines[0]!.split(/\s+/).slice(1);
-  const values = lines[1]!.split(/\s+/).slice(1).map(Number);
-  return Object.fromEntries(names.map((n, i) => [n, values[i]!]));
+  return procTable(
+    execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/snmp'], { encoding: 'utf8' }),
+    'Udp:',
+  );
 }
 
 /** The receive-buffer sizes (skmem rb, bytes) of a process's UDP sockets, from ss. */

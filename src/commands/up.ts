@@ -17,6 +17,7 @@ import { agentFlags, agentSetup, installAgent, serveTags } from '../cli/events.j
 import { relayServer } from '../cli/agent-relay.js';
 import type { Events } from '../p2p/events/index.js';
 import type { PeerNode } from '../p2p/node.js';
+import { watchUdpDrops } from '../cli/udp-drops.js';
 
 /**
  * How long a peer started with --join may meet nobody before it says its seeds did not answer: a
@@ -106,6 +107,7 @@ export default class Up extends PeerCommand {
       settings.join ?? [],
       (s) => peer.transport.holdsDoor && s.host === settings.interface && s.port === settings.port,
     );
+    const stopUdpDrops = watchUdpDrops(log);
     if (metrics) log({ event: 'metrics', url: metrics.url }, `metrics at ${metrics.url}`);
     // Counters are per process: SIGUSR1 prints ours, SIGHUP re-reads the key file (rotation).
     const stats = () => {
@@ -134,6 +136,7 @@ export default class Up extends PeerCommand {
     process.off('SIGUSR1', stats);
     process.off('SIGHUP', reload);
     stopSeedReport();
+    stopUdpDrops();
     control?.close();
     agent.runner.stop();
     await peer.stop();

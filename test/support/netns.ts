@@ -11,6 +11,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 
 export function netnsCapability(): { ok: true } | { ok: false; why: string } {
   if (process.getuid?.() !== 0) return { ok: false, why: 'not root' };
@@ -52,6 +53,39 @@ export function lanTierDecision(): { run: true } | { run: false; why: string } {
 
 const sh = (args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 
+/** Neighbour (ARP) entries a host needs besides one per other host: its gateway, multicast groups. */
+const NEIGHBOURS_PER_HOST_EXTRA = 4;
+const NEIGH_GC = '/proc/sys/net/ipv4/neigh/default/gc_thresh';
+
+/**
+ * Makes the kernel's neighbour table large enough for a LAN of `hosts` namespaces; returns what
+ * puts it back. The table (its gc_thresh3, 1,024 entries by default) is shared by every namespace
+ * of the machine, and each host of a LAN whose members all talk by unicast needs an entry per
+ * other host: 50 hosts need about 2,500, and past the limit the kernel fails every send to a host
+ * without one with ENOBUFS ("neighbor table overflow" in dmesg), which UDP senders are not told
+ * (src/cli/udp-drops.ts). Hosts running many containers raise it the same way. Where the setting
+ * cannot be read or written (a namespace without it), nothing changes.
+ */
+function roomForNeighbours(hosts: number): () => void {
+  const need = 2 * hosts * (hosts + NEIGHBOURS_PER_HOST_EXTRA);
+  try {
+    const before = [2, 3].map((k) => fs.readFileSync(`${NEIGH_GC}${k}`, 'utf8').trim());
+    if (Number(before[1]) >= need) return () => {};
+    fs.writeFileSync(`${NEIGH_GC}3`, String(need));
+    fs.writeFileSync(`${NEIGH_GC}2`, String(need / 2));
+    return () => {
+      try {
+        fs.writeFileSync(`${NEIGH_GC}2`, before[0]!);
+        fs.writeFileSync(`${NEIGH_GC}3`, before[1]!);
+      } catch {
+        /* left larger: harmless */
+      }
+    };
+  } catch {
+    return () => {};
+  }
+}
+
 export interface LanHost {
   index: number;
   ns: string;
@@ -79,6 +113,7 @@ export class NetnsLan {
   /** Hosts per subnet; more than one subnet means a router namespace joins them. */
   private readonly layout: number[];
   private readonly routerNs: string;
+  private restoreNeighbours: () => void = () => {};
 
   constructor(readonly size: number) {
     // Short: interface names are limited to 15 characters.
@@ -106,6 +141,7 @@ export class NetnsLan {
 
   up(): this {
     try {
+      this.restoreNeighbours = roomForNeighbours(this.size);
       sh(['netns', 'add', this.switchNs]);
       sh(['-n', this.switchNs, 'link', 'set', 'lo', 'up']);
       const routed = this.layout.length > 1;
@@ -439,5 +475,7 @@ export class NetnsLan {
       }
     }
     this.hosts.length = 0;
+    this.restoreNeighbours();
+    this.restoreNeighbours = () => {};
   }
 }
