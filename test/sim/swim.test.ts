@@ -134,6 +134,53 @@ describe('SWIM probes (simulation)', () => {
     120_000,
   );
 
+  it.each([1, 2, 3])(
+    'seed %i: 50 peers started one after another grow into SLOW with no suspicion on the way',
+    async (seed) => {
+      const c = new SimCluster(seed);
+      for (let i = 0; i < SLOW_GROUP; i++) {
+        await c.add(`p${i}`);
+        c.rt.runFor(300);
+      }
+      expect(c.rt.runUntilTrue(() => c.converged(), CONVERGE_MS)).toBe(true);
+      c.rt.runFor(20_000);
+      const accused = c.peers.flatMap((p) =>
+        p.events
+          .filter((e) => e.kind === 'suspect' || e.kind === 'dead')
+          .map((e) => `${p.name}: ${e.kind} ${e.member.name}`),
+      );
+      expect(accused).toEqual([]);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+    120_000,
+  );
+
+  it.each([1, 2, 3])(
+    'seed %i: newcomers to a 50-peer group in SLOW suspect nobody while their views are small',
+    async (seed) => {
+      const c = await group(seed, SLOW_GROUP);
+      const before = c.peers.length;
+      // Started a few hundred ms apart, as a script starts processes: each meets the members one
+      // heartbeat at a time, a second apart in SLOW, and spends seconds with a view of under 18.
+      for (let i = 0; i < 5; i++) {
+        await c.add(`late${i}`);
+        c.rt.runFor(300);
+      }
+      c.rt.runFor(20_000);
+      const late = c.peers.slice(before);
+      const accused = late.flatMap((p) =>
+        p.events
+          .filter((e) => e.kind === 'suspect' || e.kind === 'dead')
+          .map((e) => `${p.name}: ${e.kind} ${e.member.name}`),
+      );
+      expect(accused).toEqual([]);
+      expect(deaths(c)).toEqual([]);
+      expect(c.rt.runUntilTrue(() => c.converged(), 10_000)).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+    120_000,
+  );
+
   it(`a group that shrinks to ${REGIME_SLOW_ABOVE_MEMBERS - 10} comes back to FAST, and detects a crash as fast as today`, async () => {
     const c = await group(4, REGIME_SLOW_ABOVE_MEMBERS + 2);
     expect(c.peers[0]!.node.membership.regime).toBe('slow');
