@@ -6,7 +6,8 @@ import { escapeForTerminal } from '../cli/sanitize.js';
 import type { ProfileName } from '../p2p/config.js';
 import { runDoctor, type CheckResult, type DoctorReport } from '../cli/doctor/index.js';
 import { PROBE_WAIT_MS } from '../cli/doctor/probe.js';
-import { doctorSeeds } from '../cli/doctor/network.js';
+import { doctorSeeds, rememberedSeeds } from '../cli/doctor/network.js';
+import type { ReachMode } from '../p2p/reach.js';
 
 /** Exit code when at least one check failed (2 stays "bad flags", as for every command). */
 export const EXIT_CHECK_FAILED = 1;
@@ -21,12 +22,13 @@ const MARK: Record<CheckResult['status'], string> = {
 export default class Doctor extends PeerCommand {
   static override summary = 'Check that this machine can join the group, and say how to fix what cannot.';
   static override description =
-    'Checks, in order: the interfaces and their IPv4 addresses, which one multicast uses, the group address, the TTL, whether another program holds the group port, joining the group, a multicast round trip through the group on this host, the key file, whether other peers answer a probe, whether the --join seeds answer (by unicast, read-only), the network verdict (multicast works; the group is silent but seeds answer by unicast; multicast is blocked on this interface; nothing answers) with the --join line to use, the data dir, and the health of the peer databases (read-only). Each check prints PASS, WARN, FAIL or SKIP, and the fix. Exit code 0 when nothing failed, 1 otherwise. Changes nothing.';
+    'Checks, in order: the interfaces and their IPv4 addresses, which one multicast uses, the group address, the TTL, whether another program holds the group port, joining the group, a multicast round trip through the group on this host, the key file, whether other peers answer a probe, whether the --join seeds answer (by unicast, read-only; without --join, the peers the data dir remembers, which peer up tries at start), the network verdict (multicast works; the group is silent but seeds answer by unicast; multicast is blocked on this interface; unicast only, with --transport unicast, which skips the multicast checks; nothing answers) with the --join line to use, the data dir, and the health of the peer databases (read-only). Each check prints PASS, WARN, FAIL or SKIP, and the fix. Exit code 0 when nothing failed, 1 otherwise. Changes nothing.';
   static override examples = [
     '<%= config.bin %> doctor',
     '<%= config.bin %> doctor --interface 127.0.0.1 --ttl 0',
     '<%= config.bin %> doctor --json --wait 3000',
     '<%= config.bin %> doctor --join 10.77.4.2',
+    '<%= config.bin %> doctor --transport unicast --join 10.77.4.2',
   ];
   static override enableJsonFlag = true;
   static override flags = {
@@ -44,7 +46,9 @@ export default class Doctor extends PeerCommand {
   async run(): Promise<DoctorReport> {
     const { flags } = await this.parse(Doctor);
     const json = this.jsonEnabled();
-    const seeds = await doctorSeeds(flags.join ?? [], flags.port);
+    const given = await doctorSeeds(flags.join ?? [], flags.port);
+    // Without --join, the peers `peer up` would try from this data dir.
+    const seeds = given.length > 0 ? given : rememberedSeeds(flags['data-dir'], flags.name);
     const report = await runDoctor(
       {
         name: flags.name,
@@ -58,6 +62,7 @@ export default class Doctor extends PeerCommand {
         open: flags.open,
         waitMs: flags.wait,
         seeds,
+        transport: (flags.transport ?? 'auto') as ReachMode,
       },
       (c) => {
         if (json) return;

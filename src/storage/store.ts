@@ -222,11 +222,7 @@ export class PeerStore {
 
   /** The addresses of up to `limit` remembered peers, the most recently seen first. */
   peerAddresses(limit: number): string[] {
-    return (
-      this.db.prepare('SELECT address FROM peers ORDER BY last_seen DESC, id LIMIT ?').all(limit) as Array<{
-        address: string;
-      }>
-    ).map((r) => r.address);
+    return rememberedAddresses(this.db, limit);
   }
 
   peers(): PeerRow[] {
@@ -336,6 +332,32 @@ export function requireDatabase(dataDir: string, name: string): string {
  * Checks the files of a database before SQLite opens it (SQLite would take each of these for a
  * new or a smaller database without a word). Every refusal leaves the files untouched.
  */
+function rememberedAddresses(db: Database.Database, limit: number): string[] {
+  return (
+    db.prepare('SELECT address FROM peers ORDER BY last_seen DESC, id LIMIT ?').all(limit) as Array<{
+      address: unknown;
+    }>
+  )
+    .map((r) => r.address)
+    .filter((a): a is string => typeof a === 'string');
+}
+
+/**
+ * The remembered peers of the database `file`, read-only (`peer doctor`), the most recently seen
+ * first; none when it has no peers table or cannot be read (the doctor's database check says why).
+ */
+export function readRememberedAddresses(file: string, limit: number): string[] {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+    return rememberedAddresses(db, limit);
+  } catch {
+    return [];
+  } finally {
+    db?.close();
+  }
+}
+
 export function checkDatabaseFiles(file: string): void {
   const wal = `${file}-wal`;
   const shm = `${file}-shm`;

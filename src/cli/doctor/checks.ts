@@ -387,23 +387,26 @@ export function checkDataDir(dir: string): CheckResult {
  * PRAGMA integrity_check on each peer database, opened read-only: the doctor never modifies one.
  * With a name, only that peer's file; without, every *.db in the data dir.
  */
-export function checkDatabases(dir: string, name: string | undefined): CheckResult[] {
-  let files: string[];
+/** The peer databases of `dir` the doctor reads: `name`'s, or up to DATABASES_CHECKED_MAX of them. */
+export function databaseFiles(dir: string, name: string | undefined): string[] {
   if (name !== undefined) {
     const f = databasePath(dir, name);
-    files = fs.existsSync(f) ? [f] : [];
-  } else {
-    try {
-      files = fs
-        .readdirSync(dir)
-        .filter((f) => f.endsWith('.db'))
-        .sort()
-        .slice(0, DATABASES_CHECKED_MAX)
-        .map((f) => path.join(dir, f));
-    } catch {
-      files = [];
-    }
+    return fs.existsSync(f) ? [f] : [];
   }
+  try {
+    return fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.db'))
+      .sort()
+      .slice(0, DATABASES_CHECKED_MAX)
+      .map((f) => path.join(dir, f));
+  } catch {
+    return [];
+  }
+}
+
+export function checkDatabases(dir: string, name: string | undefined): CheckResult[] {
+  const files = databaseFiles(dir, name);
   if (files.length === 0)
     return [
       result(

@@ -4,6 +4,7 @@
  * and names what it waits for, instead of failing twice for one cause.
  */
 import type { ProfileName } from '../../p2p/config.js';
+import type { ReachMode } from '../../p2p/reach.js';
 import type { NetworkSettings } from '../peer.js';
 import { keySettings } from '../security.js';
 import { parseAddress } from '../../p2p/transport/transport.js';
@@ -43,8 +44,10 @@ export interface DoctorOptions {
   open?: boolean;
   /** How long to wait for peers to answer, in ms. */
   waitMs: number;
-  /** --join / PEER_JOIN, resolved (network.ts doctorSeeds). */
+  /** --join / PEER_JOIN, resolved (network.ts doctorSeeds), or the peers the data dir remembers. */
   seeds: readonly DoctorSeed[];
+  /** --transport: with unicast, the multicast checks are not run and the seeds are the way in. */
+  transport?: ReachMode;
 }
 
 export interface DoctorReport {
@@ -81,7 +84,12 @@ export async function runDoctor(
     ? add(await checkPort(o.group, o.port)).status !== 'fail'
     : add(skip('port', 'group port', 'a valid group address'));
   let roundTripOk = false;
-  if (address && groupOk && portOk) {
+  const unicastOnly = o.transport === 'unicast';
+  if (unicastOnly) {
+    const unused = 'not run: --transport unicast sends and takes no multicast';
+    add({ id: 'join', title: 'group join', status: 'skip', detail: unused });
+    add({ id: 'round-trip', title: 'loopback round trip', status: 'skip', detail: unused });
+  } else if (address && groupOk && portOk) {
     const mc = await checkMulticast(o.group, o.port, address, o.ttl);
     add(mc.join);
     roundTripOk = add(mc.roundTrip).status === 'pass';
@@ -106,25 +114,41 @@ export async function runDoctor(
       keys: keySettings(o.keyFile),
       openOnPurpose: o.open,
       join: resolved.map((s) => parseAddress(s.address!)),
+      ...(o.transport ? { transport: o.transport } : {}),
     };
     observed = await observeGroup(settings, o.waitMs);
     if (roundTripOk) add(checkPeersAnswer(observed, settings));
   }
-  if (!observed || !roundTripOk)
+  if (unicastOnly)
+    add({
+      id: 'peers',
+      title: 'peers answer',
+      status: 'skip',
+      detail: 'not run: with --transport unicast members are met through the seeds (below)',
+    });
+  else if (!observed || !roundTripOk)
     add(skip('peers', 'peers answer', !roundTripOk ? 'a working loopback round trip' : 'a valid key file'));
   if (o.seeds.length === 0)
     add({
       id: 'seeds',
       title: 'seeds answer',
       status: 'skip',
-      detail: 'none given (--join / PEER_JOIN): only the group on this subnet was checked',
+      detail: `none given (--join / PEER_JOIN) and none remembered in ${o.dataDir}${unicastOnly ? '' : ': only the group on this subnet was checked'}`,
     });
   else if (keyCheck.status === 'fail' || !address)
     add(skip('seeds', 'seeds answer', !address ? 'a usable interface' : 'a valid key file'));
   else add(checkSeedsAnswer(observed, o.seeds, { port: o.port, keyFile: o.keyFile }));
   let network: NetworkVerdict | null = null;
   if (address && groupOk && portOk && keyCheck.status !== 'fail') {
-    const n = checkNetwork({ group: o.group, port: o.port, address, roundTripOk, observed, seeds: o.seeds });
+    const n = checkNetwork({
+      group: o.group,
+      port: o.port,
+      address,
+      roundTripOk,
+      unicastOnly,
+      observed,
+      seeds: o.seeds,
+    });
     add(n.check);
     network = n.verdict;
   } else

@@ -9,16 +9,28 @@
  *                      answered by unicast
  *   multicast-blocked  our own multicast does not come back in through this   FAIL
  *                      host (a firewall drops it on input)
+ *   unicast-only       --transport unicast and a seed answered                 PASS, with the line
  *   alone              nothing answers: neither the group nor a seed           WARN without seeds,
  *                                                                              FAIL with seeds given
  * The line names the seeds that answered, as the user gave them.
  */
+import net from 'node:net';
 import { localIPv4, parseJoin, resolveSeeds, UsageError } from '../network.js';
+import { readRememberedAddresses } from '../../storage/store.js';
+import { REJOIN_CANDIDATES_MAX } from '../../p2p/join/index.js';
+import { parseAddress } from '../../p2p/transport/transport.js';
+import { databaseFiles } from './checks.js';
 import type { PeerId } from '../../p2p/wire.js';
 import type { CheckResult } from './checks.js';
 import type { DoctorSeed, Observation } from './probe.js';
 
-export const NETWORK_CASES = ['multicast', 'unicast-seeds', 'multicast-blocked', 'alone'] as const;
+export const NETWORK_CASES = [
+  'multicast',
+  'unicast-seeds',
+  'multicast-blocked',
+  'unicast-only',
+  'alone',
+] as const;
 export type NetworkCase = (typeof NETWORK_CASES)[number];
 
 /** The verdict in `--json`: the case, and the command line to use (null when none is needed). */
@@ -46,12 +58,33 @@ export async function doctorSeeds(values: readonly string[], port: number): Prom
   return out;
 }
 
+/**
+ * Without --join, the peers this data dir's databases remember (read-only): `peer up` tries them at
+ * start, so they are this host's seeds. At most REJOIN_CANDIDATES_MAX, as `peer up` tries; an
+ * address that is not IPv4:PORT (the file is hostile until checked) is left out.
+ */
+export function rememberedSeeds(dataDir: string, name: string | undefined): DoctorSeed[] {
+  const out = new Map<string, DoctorSeed>();
+  for (const file of databaseFiles(dataDir, name)) {
+    for (const address of readRememberedAddresses(file, REJOIN_CANDIDATES_MAX)) {
+      const { host, port } = parseAddress(address);
+      if (!net.isIPv4(host) || !Number.isInteger(port) || port < 1 || port > 65535) continue;
+      const canonical = `${host}:${port}`;
+      if (out.size < REJOIN_CANDIDATES_MAX)
+        out.set(canonical, { given: canonical, address: canonical, remembered: true });
+    }
+  }
+  return [...out.values()];
+}
+
 export interface NetworkInputs {
   group: string;
   port: number;
   /** The interface address multicast uses. */
   address: string;
   roundTripOk: boolean;
+  /** --transport unicast: no multicast is tried, the seeds are the only way in. */
+  unicastOnly?: boolean;
   /** The observer's findings; null when it could not run. */
   observed: Observation | null;
   seeds: readonly DoctorSeed[];
@@ -59,6 +92,8 @@ export interface NetworkInputs {
 
 export function checkNetwork(n: NetworkInputs): { check: CheckResult; verdict: NetworkVerdict } {
   const answered = n.seeds.filter((s) => s.address !== undefined && n.observed?.seeds.has(s.address));
+  // Seeds the data dir remembers, not given: their silence is no failure (they may be gone).
+  const remembered = n.seeds.length > 0 && n.seeds.every((s) => s.remembered);
   const joins = answered.map((s) => `--join ${s.given}`).join(' ');
   const exportLine = `export PEER_JOIN=${answered.map((s) => s.given).join(',')}`;
   const first = answered[0]?.given;
@@ -79,6 +114,29 @@ export function checkNetwork(n: NetworkInputs): { check: CheckResult; verdict: N
     },
     verdict: { case: c, joinLine },
   });
+  if (n.unicastOnly) {
+    if (answered.length === 0)
+      return make(
+        'alone',
+        'fail',
+        n.seeds.length === 0
+          ? 'with --transport unicast this host finds no one by itself, and no seed was given'
+          : `with --transport unicast the seeds are the only way in, and none answered (${n.seeds.map((s) => s.given).join(', ')})`,
+        n.seeds.length === 0
+          ? 'pass --join HOST of a running peer (or: export PEER_JOIN=HOST)'
+          : 'start a peer there (peer up) or check the seeds: see the seeds check above',
+        null,
+      );
+    const total = Math.max(...answered.map((s) => n.observed!.seeds.get(s.address!)!.total));
+    const line = `peer up --transport unicast ${joins}`;
+    return make(
+      'unicast-only',
+      'pass',
+      `unicast only (--transport unicast, no multicast tried): ${answered.map((s) => s.given).join(', ')} answered (${total} member(s))`,
+      undefined,
+      line,
+    );
+  }
   if (!n.roundTripOk) {
     const iface = localIPv4().find((l) => l.address === n.address)?.iface ?? '?';
     const line = `peer up --transport unicast ${joins || '--join HOST'}`;
@@ -102,7 +160,7 @@ export function checkNetwork(n: NetworkInputs): { check: CheckResult; verdict: N
         'multicast',
         'pass',
         n.seeds.length > 0
-          ? `${works}, every member the seeds list among them`
+          ? `${works}, every member the ${remembered ? 'remembered peers' : 'seeds'} list among them`
           : `${works}; no --join needed for them`,
         undefined,
         null,
@@ -119,15 +177,18 @@ export function checkNetwork(n: NetworkInputs): { check: CheckResult; verdict: N
   if (answered.length > 0) {
     const total = Math.max(...answered.map((s) => n.observed!.seeds.get(s.address!)!.total));
     const line = `peer up ${joins}`;
+    const who = `${remembered ? 'remembered peer(s) ' : ''}${answered.map((s) => s.given).join(', ')}`;
     return make(
       'unicast-seeds',
       'warn',
-      `the group is silent here but ${answered.map((s) => s.given).join(', ')} answered by unicast (${total} member(s)): multicast does not reach this host from them (another subnet, a router, or a switch or Wi-Fi that drops multicast)`,
-      `${line}   (or: ${exportLine})`,
+      `the group is silent here but ${who} answered by unicast (${total} member(s)): multicast does not reach this host from them (another subnet, a router, or a switch or Wi-Fi that drops multicast)`,
+      remembered
+        ? `peer up tries the peers it remembers, so it finds them; to keep finding them after they move, give a seed: ${line}   (or: ${exportLine})`
+        : `${line}   (or: ${exportLine})`,
       line,
     );
   }
-  if (n.seeds.length > 0)
+  if (n.seeds.length > 0 && !remembered)
     return make(
       'alone',
       'fail',

@@ -22,6 +22,8 @@ export interface DoctorSeed {
   address?: Address;
   /** Why it has no address (a name that does not resolve). */
   error?: string;
+  /** Not given: a peer this data dir remembers (doctor without --join). */
+  remembered?: boolean;
 }
 
 /** What one seed answered: how many members it counts, and the ids its pages listed. */
@@ -129,15 +131,26 @@ export function checkSeedsAnswer(
   seeds: readonly DoctorSeed[],
   settings: { port: number; keyFile?: string },
 ): CheckResult {
-  const title = 'seeds answer';
+  const remembered = seeds.length > 0 && seeds.every((s) => s.remembered);
+  const title = remembered ? 'remembered peers answer' : 'seeds answer';
   const said = seeds.map((s) => {
     const a = s.address === undefined ? undefined : o?.seeds.get(s.address);
     if (a) return `${s.given} answered (${a.total} member(s))`;
     return `${s.given} ${s.error ?? 'did not answer'}`;
   });
   const answered = seeds.filter((s) => s.address !== undefined && o?.seeds.has(s.address)).length;
-  const detail = `${said.join('; ')}${o ? ` (waited ${o.waitMs} ms)` : ''}`;
+  const detail = `${remembered ? 'peers this data dir remembers (no --join given): ' : ''}${said.join('; ')}${o ? ` (waited ${o.waitMs} ms)` : ''}`;
   if (answered === seeds.length) return { id: 'seeds', title, status: 'pass', detail };
+  // Peers met once may have stopped or moved since: one that answers is enough.
+  if (remembered && answered > 0) return { id: 'seeds', title, status: 'pass', detail };
+  if (remembered)
+    return {
+      id: 'seeds',
+      title,
+      status: 'warn',
+      detail: `${detail}: they may have stopped or moved since`,
+      fix: 'if the group runs beyond this subnet, pass --join HOST of a running peer',
+    };
   const why = o && silenceExplained(o, settings.keyFile);
   const fix =
     why?.fix ??
