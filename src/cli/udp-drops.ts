@@ -13,6 +13,8 @@ import type { EventLog } from './output.js';
 
 /** How often `peer up` reads the counters. */
 export const UDP_DROPS_CHECK_MS = 10_000;
+/** Its first reading, sooner: a host that drops at start (a full neighbour table) is told at once. */
+export const UDP_DROPS_FIRST_CHECK_MS = 2_000;
 /** At most one notice in this long; its count covers everything since the last notice. */
 export const UDP_DROPS_NOTICE_EVERY_MS = 60_000;
 
@@ -93,16 +95,21 @@ export function describeUdpDrops(d: UdpDrops): string {
   return `this host's kernel dropped ${parts.join(' and ')}; the group may miss our heartbeats or we theirs`;
 }
 
-/** Reads the counters every UDP_DROPS_CHECK_MS and logs a notice when the kernel drops. Returns the stop. */
+/** Reads the counters (first after UDP_DROPS_FIRST_CHECK_MS, then every UDP_DROPS_CHECK_MS) and logs a notice when the kernel drops. Returns the stop. */
 export function watchUdpDrops(log: EventLog): () => void {
   const first = readUdpDrops();
   if (!first) return () => {};
   const notices = new UdpDropNotices(first);
-  const timer = setInterval(() => {
+  const check = () => {
     const counts = readUdpDrops();
     const d = counts && notices.read(Date.now(), counts);
     if (d) log({ event: 'udp-drops', sent: d.sent, received: d.received }, describeUdpDrops(d));
-  }, UDP_DROPS_CHECK_MS);
+  };
+  let timer: NodeJS.Timeout = setTimeout(() => {
+    check();
+    timer = setInterval(check, UDP_DROPS_CHECK_MS);
+    timer.unref();
+  }, UDP_DROPS_FIRST_CHECK_MS);
   timer.unref();
-  return () => clearInterval(timer);
+  return () => clearTimeout(timer);
 }
