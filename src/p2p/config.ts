@@ -33,7 +33,11 @@ export const MEMBERS_MAX = 1024;
  * receives about 49 heartbeats a second instead of 245, and at 1,000 about 50 instead of 5,000.
  * A peer enters SLOW above REGIME_SLOW_ABOVE_MEMBERS live members (itself included) and comes
  * back to FAST at REGIME_FAST_AT_MEMBERS or fewer: the gap keeps a group whose size hovers around
- * the threshold from switching at every join and death.
+ * the threshold from switching at every join and death. In FAST members beat together on the wall
+ * clock's grid (membership.ts heartbeatDue), so a peer takes the others' heartbeats in one wake;
+ * in SLOW each beats at its own phase of the interval: one host's virtual network fans a heartbeat
+ * out to every member, and 50 members beating at one instant made 2,450 frames at once, over the
+ * kernel's default receive backlog of 1,000 (net.core.netdev_max_backlog).
  */
 export const REGIME_SLOW_ABOVE_MEMBERS = 36;
 export const REGIME_FAST_AT_MEMBERS = 28;
@@ -47,15 +51,6 @@ export const SLOW_HEARTBEAT_PER_MEMBER_MS = 20;
  * watch us by SWIM probes, which cost the same whatever the group's size.
  */
 export const HEARTBEAT_FANOUT_MAX = 16;
-/**
- * Groups of up to this many live members (itself included) beat together on the wall clock's grid
- * (membership.ts heartbeatDue), so each peer takes the others' heartbeats in one wake. Larger
- * groups spread their heartbeats over the interval, each member at its own phase: one host's
- * virtual network fans a heartbeat out to every member, and 50 members beating at one instant made
- * 2,450 frames at once, over the kernel's default backlog of 1,000 (net.core.netdev_max_backlog),
- * which dropped the heartbeats of the bridge's last ports every time.
- */
-export const HEARTBEAT_GRID_MEMBERS_MAX = HEARTBEAT_FANOUT_MAX + 1;
 
 export interface Profile {
   name: ProfileName;

@@ -126,7 +126,6 @@ import type { HealthCause, MemberState, MemberView, Protocol, ProtocolContext } 
 import { parseAddress, type Address, type Via } from './transport/transport.js';
 import {
   HEARTBEAT_FANOUT_MAX,
-  HEARTBEAT_GRID_MEMBERS_MAX,
   REGIME_FAST_AT_MEMBERS,
   REGIME_SLOW_ABOVE_MEMBERS,
   SLOW_HEARTBEAT_INTERVALS,
@@ -711,13 +710,11 @@ export class Membership implements Protocol {
   }
 
   /**
-   * When our next heartbeat is due: on the grid in a small group, at our own phase of it in a larger
-   * one (config.ts HEARTBEAT_GRID_MEMBERS_MAX). The phase comes from our id, so it stays put while
-   * the group's size does.
+   * When our next heartbeat is due: on the grid in FAST, at our own phase of it in SLOW (config.ts).
+   * The phase comes from our id, so it stays put while the regime does.
    */
   private heartbeatDue(now: number, intervalMs: number): number {
-    const spread = this.live().length + 1 > HEARTBEAT_GRID_MEMBERS_MAX;
-    const phaseMs = spread ? Math.floor((hash64(this.ctx.self.id)[0] / 2 ** 32) * intervalMs) : 0;
+    const phaseMs = this.slow ? Math.floor((hash64(this.ctx.self.id)[0] / 2 ** 32) * intervalMs) : 0;
     return heartbeatDue(now, this.ctx.wall(), intervalMs, phaseMs);
   }
 
