@@ -31,6 +31,13 @@ const IDLE_MS = 60_000;
  * asks for (a suspicion at 10 % loss and its clearing) and clock rounds. 25 ms ticks were 40.
  */
 const IDLE_TICKS_PER_S_MAX = 7;
+/**
+ * Ticks per second of each protocol peer up installs besides membership, join and reach, when
+ * idle: the once-a-second safety tick (node.ts TICK_GAP_MAX_MS), the changes a suspicion at 10 %
+ * loss makes (about 0.5), and the coordinator's clock sync its answers (1). A wake ticking every
+ * protocol made it 5 or more.
+ */
+const INSTALLED_TICKS_PER_S_MAX = 3;
 /** The simulated links' largest delay. */
 const DELAY_MAX_MS = 2;
 
@@ -53,8 +60,29 @@ function asUp(node: PeerNode): void {
   );
 }
 
+/** Ticks of the protocols `peer up` installs (membership, join and reach aside), by peer and protocol. */
+const installedTicks = new WeakMap<PeerNode, Map<string, number>>();
+
+/** asUp, counting each installed protocol's ticks. */
+function asUpCounted(node: PeerNode): void {
+  const counts = new Map<string, number>();
+  installedTicks.set(node, counts);
+  const install = node.install.bind(node);
+  node.install = (make) => {
+    const p = install(make);
+    const tick = p.tick.bind(p);
+    const name = p.constructor.name;
+    p.tick = (now) => {
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+      return tick(now);
+    };
+    return p;
+  };
+  asUp(node);
+}
+
 async function idleGroup(seed: number, loss: number): Promise<SimCluster> {
-  const c = new SimCluster(seed, { loss, delayMaxMs: DELAY_MAX_MS }, P, (node) => asUp(node));
+  const c = new SimCluster(seed, { loss, delayMaxMs: DELAY_MAX_MS }, P, (node) => asUpCounted(node));
   for (let i = 0; i < 5; i++) await c.add(`p${i}`);
   expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
   // Elected, keeper taken over, first clock round done: what follows is idle.
@@ -77,6 +105,26 @@ describe('an idle group ticks on deadlines (issue 22)', () => {
         expect(perS, p.name).toBeLessThanOrEqual(IDLE_TICKS_PER_S_MAX);
         // At least its heartbeats: it is not idle by doing nothing.
         expect(perS, p.name).toBeGreaterThanOrEqual(1000 / T.heartbeatIntervalMs);
+        expect(lateTicks(p), p.name).toBe(0);
+      }
+      expect(c.converged()).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS)(
+    'a wake ticks only the protocols with something to do: each one peer up installs ticks at most 3 times a second, seed %i',
+    async (seed) => {
+      const c = await idleGroup(seed, 0.1);
+      const before = c.peers.map((p) => new Map(installedTicks.get(p.node)));
+      c.rt.runFor(IDLE_MS);
+      for (const [i, p] of c.peers.entries()) {
+        const counts = installedTicks.get(p.node)!;
+        expect(counts.size, p.name).toBeGreaterThanOrEqual(5);
+        for (const [name, n] of counts) {
+          const perS = (n - (before[i]!.get(name) ?? 0)) / (IDLE_MS / 1000);
+          expect(perS, `${p.name} ${name}`).toBeLessThanOrEqual(INSTALLED_TICKS_PER_S_MAX);
+        }
         expect(lateTicks(p), p.name).toBe(0);
       }
       expect(c.converged()).toBe(true);
