@@ -340,10 +340,15 @@ export class ClockSync implements Protocol {
     if (++this.messagesSinceRound === this.opts.timings.messagesPerRound) this.ctx.wakeAt(this.ctx.now());
   }
 
-  /** A reply can complete a round, a request make one due: the next tick says what is due. */
+  /**
+   * The reply that completes a round, or a request, makes the round's end or a round due: the next
+   * tick says what. Every other message is handled here and makes nothing due, so it asks for no
+   * tick: an idle member woke for each poll and adjustment, and the coordinator for each reply.
+   */
   onMessage(env: Envelope, from: Address): void {
     this.dispatch(env, from);
-    this.ctx.wakeAt(this.ctx.now());
+    const completes = env.t === TIME.type && this.current !== null && this.complete(this.current);
+    if (completes || env.t === REQUEST.type) this.ctx.wakeAt(this.ctx.now());
   }
 
   /** Asks the coordinator for a round now (it honours roundGapMinMs). False if none is known. */

@@ -63,9 +63,16 @@ export const SOON_ROUNDS_MAX = 16;
 /**
  * Deadline ticks. Each protocol's tick returns when it next needs one, and the node keeps one
  * timer at the earliest: an idle peer wakes for its heartbeat and little else, instead of every
- * `tickMs` (a timer wake costs a process more than the work most ticks do). Under churn no two
- * scheduled ticks come closer than TICK_GAP_MIN_MS (at most 200 wakes/s); a tick comes at least
- * every TICK_GAP_MAX_MS whatever the protocols ask, a safety net for a deadline forgotten.
+ * `tickMs` (a timer wake costs a process more than the work most ticks do). A wake ticks only the
+ * protocols that have something to do: those whose deadline came, those that handled a message
+ * since their last tick (membership and reach see every one), every protocol when an event was
+ * emitted or a wakeAt() time came (a change another protocol may read in its tick), and those
+ * whose tick returns no deadline (the token ring, chat...: their ticks look at what changed, so
+ * they tick at every wake, at least every `tickMs`, as before deadlines). Under
+ * churn no two scheduled ticks come closer than TICK_GAP_MIN_MS (at most 200 wakes/s). A wake
+ * comes at least every TICK_GAP_MAX_MS whatever the protocols ask, and a protocol that has not
+ * ticked for that long (up to TICK_GAP_MIN_MS less: timers fire a little late) ticks in the next
+ * wake, a safety net for a deadline forgotten that adds no wake of its own.
  */
 export const TICK_GAP_MIN_MS = 5;
 export const TICK_GAP_MAX_MS = 1000;
@@ -114,6 +121,15 @@ export interface NodeStats {
   lateTicks: number;
 }
 
+/** When a protocol next needs a tick, when it last had one, and whether it has news since. */
+interface Slot {
+  dueAt: number;
+  tickedAt: number;
+  touched: boolean;
+  /** Its last tick returned no deadline: it ticks at every wake, as all did before deadlines. */
+  cadence: boolean;
+}
+
 export type Installer<P extends Protocol> = (ctx: ProtocolContext, node: PeerNode) => P;
 
 export class PeerNode {
@@ -139,8 +155,11 @@ export class PeerNode {
   private readonly self: { id: PeerId; name: string; incarnation: number };
   private readonly clock: LamportClock;
   private readonly protocols: Protocol[] = [];
+  /** Each protocol's scheduling, by protocol (see TICK_GAP_MIN_MS). */
+  private readonly slots = new Map<Protocol, Slot>();
   private readonly owners = new Map<string, Protocol>();
   private readonly frameOwners = new Map<number, (sender: PeerId, body: Buffer, from: Address) => void>();
+  private readonly frameProtocols = new Map<number, Protocol>();
   /** Each frame kind's header with our id (wire.ts), written once. */
   private readonly frameHeaders = new Map<number, Buffer>();
   private codec: Codec;
@@ -150,8 +169,8 @@ export class PeerNode {
   /** When the armed timer fires (Infinity: none armed), and when the last tick ran. */
   private armedAt = Infinity;
   private lastTickAt = -Infinity;
-  /** The earliest deadline asked for (protocols' ticks and wakeAt) since the last tick. */
-  private dueAt = Infinity;
+  /** The earliest wakeAt() time asked for since the last tick: every protocol ticks then. */
+  private allDueAt = Infinity;
   /** Membership's version when multicast loopback last looked for a member on our host. */
   private loopbackVersion = -1;
   private memberOnHost = false;
@@ -314,8 +333,10 @@ export class PeerNode {
     for (const [kind, handler] of Object.entries(p.frames ?? {})) {
       if (this.frameOwners.has(Number(kind))) throw new Error(`frame kind ${kind} registered twice`);
       this.frameOwners.set(Number(kind), handler);
+      this.frameProtocols.set(Number(kind), p);
     }
     this.protocols.push(p);
+    this.slots.set(p, { dueAt: Infinity, tickedAt: -Infinity, touched: false, cadence: false });
     const bodies: Record<string, Check> = {};
     const attachments: Record<string, AttachmentDecoder> = {};
     for (const q of this.protocols) {
@@ -325,39 +346,66 @@ export class PeerNode {
     return new Codec(bodies, attachments);
   }
 
-  /** Runs every protocol's tick (one may act on what another just changed), then re-arms. */
+  /**
+   * Runs the tick of every protocol with something to do (see TICK_GAP_MIN_MS), in install order:
+   * one may act on what another just changed (an event marks all of them), then re-arms.
+   */
   private tick(at = -Infinity): void {
     if (!this.running) return;
     // A timer may fire a hair before the time it was armed for (float rounding in virtual time,
     // whole milliseconds in Node's timers): the protocols must see their deadline reached.
     const now = Math.max(this.opts.runtime.now(), at);
     this.stats.ticks++;
-    if (now - this.dueAt > TICK_LATE_MS) this.stats.lateTicks++;
+    if (now - this.askedAt() > TICK_LATE_MS) this.stats.lateTicks++;
+    const all = now >= this.allDueAt;
     this.lastTickAt = now;
-    this.dueAt = Infinity;
+    this.allDueAt = Infinity;
     this.cancelTick?.();
     this.cancelTick = null;
     this.armedAt = Infinity;
-    let next = Infinity;
     this.turn(() => {
       for (const p of this.protocols) {
+        const s = this.slots.get(p)!;
+        const safety = now >= s.tickedAt + TICK_GAP_MAX_MS - TICK_GAP_MIN_MS;
+        if (!(all || s.cadence || s.touched || safety || now >= s.dueAt)) continue;
+        s.touched = false;
+        s.tickedAt = now;
         // Nothing returned (or a tick that threw): the fixed cadence.
-        let due = now + this.opts.profile.tickMs;
+        s.dueAt = now + this.opts.profile.tickMs;
+        s.cadence = true;
         this.guard(() => {
           const r = p.tick(now);
-          if (typeof r === 'number') due = r;
+          if (typeof r !== 'number') return;
+          s.dueAt = r;
+          s.cadence = false;
         });
-        next = Math.min(next, due);
       }
     });
     this.updateLoopback(now);
-    this.wakeAt(next);
+    this.arm(this.askedAt());
+  }
+
+  /** The earliest deadline asked for: a protocol's or a wakeAt() time. */
+  private askedAt(): number {
+    let at = this.allDueAt;
+    for (const s of this.slots.values()) at = Math.min(at, s.dueAt);
+    return at;
+  }
+
+  /** ProtocolContext.wakeAt: every protocol ticks at `at`. */
+  private wakeAt(at: number): void {
+    if (!this.running) return;
+    this.allDueAt = Math.min(this.allDueAt, at);
+    this.arm(at);
+  }
+
+  /** Marks protocols to tick in the next wake, whenever it comes: it comes no later for them. */
+  private touch(...ps: Array<Protocol | undefined>): void {
+    for (const p of ps) if (p) this.slots.get(p)!.touched = true;
   }
 
   /** Arms the one timer for `at` unless it is armed earlier (see TICK_GAP_MIN_MS). */
-  private wakeAt(at: number): void {
-    if (!this.running) return;
-    this.dueAt = Math.min(this.dueAt, at);
+  private arm(at: number): void {
     const when = Math.min(Math.max(at, this.lastTickAt + TICK_GAP_MIN_MS), this.lastTickAt + TICK_GAP_MAX_MS);
     if (when >= this.armedAt) return;
     this.cancelTick?.();
@@ -496,16 +544,19 @@ export class PeerNode {
       this.context.refuse('lamport');
       // Still its sender's own word that it is alive: a member whose clock is out of step with
       // ours (a forger split the group's clocks, lamport.ts) must not look dead until it mends.
+      this.touch(this.membership, this.reach);
       this.guard(() => {
         this.membership.observe(env, from, { join: false, via });
         this.reach.heard(env.i, from, via);
       });
       return;
     }
+    const owner = this.owners.get(env.t);
+    this.touch(this.membership, this.reach, owner);
     this.guard(() => {
       this.membership.observe(env, from, { via });
       this.reach.heard(env.i, from, via);
-      this.owners.get(env.t)?.onMessage(env, from);
+      owner?.onMessage(env, from);
     });
   }
 
@@ -520,6 +571,7 @@ export class PeerNode {
     const owner = this.frameOwners.get(r.kind);
     if (!owner) return this.drop('type', from);
     if (this.membership.liveAddress(r.sender) !== from) return this.drop('frame', from);
+    this.touch(this.reach, this.frameProtocols.get(r.kind));
     this.reach.heard(r.sender, from, via);
     this.guard(() => owner(r.sender, r.body, from));
   }
@@ -551,6 +603,8 @@ export class PeerNode {
   }
 
   private emit(e: PeerEvent): void {
+    // A listener may be a protocol whose state the event changed.
+    this.touch(...this.protocols);
     for (const l of this.listeners) l(e);
   }
 }
