@@ -60,7 +60,11 @@ describe('tags, events and queries over loopback', () => {
     const set = await runCli(['tags', 'set', 'rack=2', '--name', 'bob', '--data-dir', dataDir], { env: ENV });
     expect(set.code, set.stderr).toBe(0);
     expect(set.stdout).toBe('bob: role=web rack=2\n');
-    await until('alice runs member-update for bob', () => fs.existsSync(record));
+    // `cat >> FILE` creates the file before it writes: wait for the whole line.
+    await until(
+      'alice runs member-update for bob',
+      () => fs.existsSync(record) && fs.readFileSync(record, 'utf8').endsWith('\n'),
+    );
     expect(fs.readFileSync(record, 'utf8')).toMatch(/^bob\t127\.0\.0\.1:\d+\tweb\track=2,role=web\n$/);
 
     expect((await peers(net, '--tag', 'rack=2')).map((m) => [m.name, m.userTags])).toEqual([
