@@ -186,16 +186,6 @@ export class Reach implements Protocol {
   private readonly observers = new Map<Address, ObserverEntry>();
   private cached: readonly Address[] = [];
   private dirty = false;
-  /**
-   * Entries that heard or said something since the last tick: only they can have new work before
-   * `scanAt`, when every entry is looked at again (the earliest of their deadlines, or at once after
-   * a member came or went). A tick that looked at every entry cost each peer O(N) per datagram
-   * heard: at 400 members, most of a simulated group's time.
-   */
-  private readonly touched = new Set<Entry>();
-  private scanAt = -Infinity;
-  /** Entries looked at by ticks (tests read it: per tick it follows the traffic, not the group's size). */
-  readonly stats = { examined: 0 };
   /** Probes sent to strangers in the current second (hello()). */
   private hellos = { since: -Infinity, sent: 0 };
   private readonly settleMs: number;
@@ -247,17 +237,12 @@ export class Reach implements Protocol {
     if (!e) return;
     if (via === 'group') e.groupHeardAt = this.ctx.now();
     else e.unicastHeardAt = this.ctx.now();
-    this.touched.add(e);
   }
 
   /** Follows membership: a member met or back alive gets an entry; one dead or left loses it. */
   follow(e: PeerEvent): void {
     if (e.kind === 'dead' || e.kind === 'left') {
-      if (this.entries.delete(e.member.id)) {
-        this.dirty = true;
-        // The refresh period follows the group's size: every entry's restatement moved.
-        this.scanAt = -Infinity;
-      }
+      if (this.entries.delete(e.member.id)) this.dirty = true;
     } else if (e.kind === 'join' || e.kind === 'alive' || e.kind === 'restart') {
       const m = e.member;
       const known = this.entries.get(m.id);
@@ -273,41 +258,30 @@ export class Reach implements Protocol {
   private greet(id: PeerId): void {
     const e = this.entries.get(id);
     if (e && e.awaiting === null && e.told === undefined) this.exchange(e, this.ctx.now());
-    if (e) this.touched.add(e);
   }
 
   /** Returns when it next has work: a statement due, a retry, or a view that may flip. */
   tick(now: number): number {
-    const observersAt = this.expireObservers(now);
-    if (now >= this.scanAt) {
-      this.scanAt = Infinity;
-      for (const e of this.entries.values()) this.scanAt = Math.min(this.scanAt, this.update(e, now));
-    } else
-      for (const e of this.touched)
-        if (this.entries.get(e.id) === e) this.scanAt = Math.min(this.scanAt, this.update(e, now));
-    this.touched.clear();
-    return Math.min(observersAt, this.scanAt);
-  }
-
-  /** What entry `e` has to do now (see the header); returns when it next may have work. */
-  private update(e: Entry, now: number): number {
-    this.stats.examined++;
-    const view = this.view(e, now);
-    if (view !== undefined && view !== e.seen) {
-      e.seen = view;
-      // Until the member says, its default follows our view (theyHear).
-      if (e.hearsUs === undefined) this.dirty = true;
+    let next = this.expireObservers(now);
+    for (const e of this.entries.values()) {
+      const view = this.view(e, now);
+      if (view !== undefined && view !== e.seen) {
+        e.seen = view;
+        // Until the member says, its default follows our view (theyHear).
+        if (e.hearsUs === undefined) this.dirty = true;
+      }
+      // Each side states its view once at first contact (after the settle time), then on flips;
+      // an observer only a "no" (a member takes no observer to hear it unless it says so).
+      const flipped =
+        view !== undefined &&
+        (e.told === undefined ? now - e.since >= this.settleMs : view !== e.told) &&
+        !(this.opts.observer && view && e.told === undefined);
+      if (flipped || (e.awaiting === null && this.wantsProof(e))) this.exchange(e, now);
+      else if (e.awaiting !== null && now - e.sentAt >= e.retryGap) this.state(e, now);
+      else if (e.awaiting === null && e.told === false && now >= this.restateAt(e)) this.exchange(e, now);
+      next = Math.min(next, this.dueAt(e, now));
     }
-    // Each side states its view once at first contact (after the settle time), then on flips;
-    // an observer only a "no" (a member takes no observer to hear it unless it says so).
-    const flipped =
-      view !== undefined &&
-      (e.told === undefined ? now - e.since >= this.settleMs : view !== e.told) &&
-      !(this.opts.observer && view && e.told === undefined);
-    if (flipped || (e.awaiting === null && this.wantsProof(e))) this.exchange(e, now);
-    else if (e.awaiting !== null && now - e.sentAt >= e.retryGap) this.state(e, now);
-    else if (e.awaiting === null && e.told === false && now >= this.restateAt(e)) this.exchange(e, now);
-    return this.dueAt(e, now);
+    return next;
   }
 
   /**
@@ -351,7 +325,6 @@ export class Reach implements Protocol {
       return;
     }
     const now = this.ctx.now();
-    this.touched.add(e);
     const hears = b.hears === 1;
     if (e.hearsUs !== hears) {
       e.hearsUs = hears;
@@ -537,7 +510,6 @@ export class Reach implements Protocol {
 
   private fresh(id: PeerId, address: Address): Entry {
     this.dirty = true;
-    this.scanAt = -Infinity;
     return {
       id,
       address,
