@@ -111,12 +111,14 @@ export default class Recover extends PeerCommand {
     if (!flags.json) this.print(result, report);
     if (flags.rejoin) {
       const settings = networkSettings(flags);
+      // Ctrl-C and SIGTERM caught from before the start (see untilSignal, cli/peer.ts).
+      const stopped = untilSignal();
       const peer = await startPeer(settings, { onRecovered: () => undefined });
       this.log(
         `rejoined the group ${settings.group}:${settings.port} as ${peer.node.name} (${peer.node.id.slice(0, 8)}), incarnation ${peer.node.incarnation}, Lamport ${peer.node.lamport}; Ctrl-C to leave`,
       );
       result.rejoined = true;
-      await untilSignal();
+      await stopped;
       await peer.stop();
       this.log('left the group');
     }

@@ -244,6 +244,8 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
     const health = stderrHealth();
     const sink = loggedSink(fileSink(file, health), settings.name, () => peer?.checkpoints ?? null, health);
     const metrics = await listenMetrics(flags.metrics);
+    // Ctrl-C and SIGTERM caught from before the start (see untilSignal, cli/peer.ts).
+    const stopped = untilSignal();
     peer = await startPeer(settings, {
       health,
       lamport: () => maxLamport,
@@ -309,7 +311,7 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
       }
       if (process.stdin.isTTY) rl.prompt();
     });
-    const signal = await untilSignal();
+    const signal = await stopped;
     rl.close();
     await peer.stop();
     await metrics?.close();

@@ -64,6 +64,8 @@ export default class Up extends PeerCommand {
     // Set in install (a closure): typed so that the check at the end is not narrowed to null.
     let journal = null as SqliteEventJournal | null;
     const agent = agentSetup(flags, settings.dataDir, settings.name, log, () => events?.tags ?? {});
+    // Ctrl-C and SIGTERM caught from before the start (see untilSignal, cli/peer.ts).
+    const stopped = untilSignal();
     const peer = await startPeer(settings, {
       health,
       install: (n, store) => {
@@ -132,7 +134,7 @@ export default class Up extends PeerCommand {
     };
     process.on('SIGUSR1', stats);
     process.on('SIGHUP', reload);
-    const signal = await untilSignal();
+    const signal = await stopped;
     process.off('SIGUSR1', stats);
     process.off('SIGHUP', reload);
     stopSeedReport();

@@ -99,6 +99,8 @@ export default class Worker extends PeerCommand {
     let peer;
     // Run records that cannot be written (a full disk) are said once, and runs refused meanwhile.
     const health = stderrHealth();
+    // Ctrl-C and SIGTERM caught from before the start (see untilSignal, cli/peer.ts).
+    const stopped = untilSignal();
     try {
       peer = await startPeer(settings, {
         health,
@@ -148,7 +150,7 @@ export default class Worker extends PeerCommand {
     logKeeper(log, node);
     const { commands, jobs, ledger, orphans } = peer.installed;
     if (ledger && orphans) void reportOrphans(log, ledger, orphans);
-    const signal = await untilSignal();
+    const signal = await stopped;
     // Jobs first, while the node still carries their results: killed as groups, directories removed.
     jobs.runner?.shutdown();
     await commands.close();

@@ -48,6 +48,8 @@ export default class KvServe extends PeerCommand {
     const log = eventLog((l) => this.log(l), json);
     const health = stderrHealth();
     const metrics = await listenMetrics(flags.metrics);
+    // Ctrl-C and SIGTERM caught from before the start (see untilSignal, cli/peer.ts).
+    const stopped = untilSignal();
     const peer = await startPeer(settings, {
       health,
       // Opened before the node: a restarted holder starts its clock above its own log.
@@ -92,7 +94,7 @@ export default class KvServe extends PeerCommand {
     );
     if (metrics) log({ event: 'metrics', url: metrics.url }, `metrics at ${metrics.url}`);
     node.on((e) => this.describe(e, log, node.membership));
-    const signal = await untilSignal();
+    const signal = await stopped;
     await peer.stop();
     await metrics?.close();
     log({ event: 'down', signal, holder: kv.isHolder }, `left the group (${signal})`);
