@@ -498,13 +498,13 @@ export class PeerNode {
       // ours (a forger split the group's clocks, lamport.ts) must not look dead until it mends.
       this.guard(() => {
         this.membership.observe(env, from, { join: false, via });
-        this.reach.heard(env.i, from, via);
+        this.reach.heard(env.i, from, via, env.c);
       });
       return;
     }
     this.guard(() => {
       this.membership.observe(env, from, { via });
-      this.reach.heard(env.i, from, via);
+      this.reach.heard(env.i, from, via, env.c);
       this.owners.get(env.t)?.onMessage(env, from);
     });
   }
