@@ -235,8 +235,9 @@ export class Reach implements Protocol {
    * know us: its first statement to us, which it makes as to anyone it meets, asks for our view;
    * but where our sends reach it only by unicast and we still take it to hear our multicast (its
    * word from before), it never meets us. So a higher incarnation (a restart, or a refutation:
-   * membership does not tell them apart at one address) gets our statement again: a process that
-   * does not know us answers a stranger's statement with a probe (onStatement), and meets us.
+   * membership does not tell them apart at one address) of a member we take to hear us gets our
+   * statement again: a process that does not know us answers a stranger's statement with a probe
+   * (onStatement), and meets us. One in our fan-out meets us by our group sends.
    */
   heard(id: PeerId, from: Address, via: Via, incarnation?: number): void {
     const e = this.entry(id, from);
@@ -245,7 +246,7 @@ export class Reach implements Protocol {
     else e.unicastHeardAt = this.ctx.now();
     if (incarnation === undefined || incarnation <= e.incarnation) return;
     e.incarnation = incarnation;
-    if (e.told !== undefined && e.awaiting === null) this.exchange(e, this.ctx.now());
+    if (e.told !== undefined && e.awaiting === null && this.theyHear(e)) this.exchange(e, this.ctx.now());
   }
 
   /** Follows membership: a member met or back alive gets an entry; one dead or left loses it. */
