@@ -547,7 +547,7 @@ export class PeerNode {
       this.touch(this.membership, this.reach);
       this.guard(() => {
         this.membership.observe(env, from, { join: false, via });
-        this.reach.heard(env.i, from, via);
+        this.reach.heard(env.i, from, via, env.c);
       });
       return;
     }
@@ -555,7 +555,7 @@ export class PeerNode {
     this.touch(this.membership, this.reach, owner);
     this.guard(() => {
       this.membership.observe(env, from, { via });
-      this.reach.heard(env.i, from, via);
+      this.reach.heard(env.i, from, via, env.c);
       owner?.onMessage(env, from);
     });
   }

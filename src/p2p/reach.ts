@@ -149,6 +149,8 @@ export interface ReachOptions {
 interface Entry {
   id: PeerId;
   address: Address;
+  /** The highest incarnation heard from it (heard()). */
+  incarnation: number;
   host: string;
   /** When it was met (or met again after a death): the settle time runs from here. */
   since: number;
@@ -228,15 +230,23 @@ export class Reach implements Protocol {
   }
 
   /**
-   * An admitted datagram (an envelope or a frame) from member `id` arrived from `from` by `via`.
-   * (A member restarted at the same address forgot what we told it: its first statement to us,
-   * which it makes as to anyone it meets, carries a nonce, and our answer our view.)
+   * An admitted datagram (an envelope of `incarnation`, or a frame) from member `id` arrived from
+   * `from` by `via`. A member restarted at the same address forgot what we told it, and may not
+   * know us: its first statement to us, which it makes as to anyone it meets, asks for our view;
+   * but where our sends reach it only by unicast and we still take it to hear our multicast (its
+   * word from before), it never meets us. So a higher incarnation (a restart, or a refutation:
+   * membership does not tell them apart at one address) of a member we take to hear us gets our
+   * statement again: a process that does not know us answers a stranger's statement with a probe
+   * (onStatement), and meets us. One in our fan-out meets us by our group sends.
    */
-  heard(id: PeerId, from: Address, via: Via): void {
+  heard(id: PeerId, from: Address, via: Via, incarnation?: number): void {
     const e = this.entry(id, from);
     if (!e) return;
     if (via === 'group') e.groupHeardAt = this.ctx.now();
     else e.unicastHeardAt = this.ctx.now();
+    if (incarnation === undefined || incarnation <= e.incarnation) return;
+    e.incarnation = incarnation;
+    if (e.told !== undefined && e.awaiting === null && this.theyHear(e)) this.exchange(e, this.ctx.now());
   }
 
   /** Follows membership: a member met or back alive gets an entry; one dead or left loses it. */
@@ -246,8 +256,8 @@ export class Reach implements Protocol {
     } else if (e.kind === 'join' || e.kind === 'alive' || e.kind === 'restart') {
       const m = e.member;
       const known = this.entries.get(m.id);
-      if (!known) this.entries.set(m.id, this.fresh(m.id, m.address));
-      else if (known.address !== m.address) this.moved(known, m.address);
+      if (!known) this.entries.set(m.id, this.fresh(m.id, m.address, m.incarnation));
+      else if (known.address !== m.address) this.moved(known, m.address, m.incarnation);
       else return;
       // Unicast-only, a member gets none of our group sends until its address is proved: start
       // the exchange once this message is handled rather than at the next tick.
@@ -277,7 +287,7 @@ export class Reach implements Protocol {
         (e.told === undefined ? now - e.since >= this.settleMs : view !== e.told) &&
         !(this.opts.observer && view && e.told === undefined);
       if (flipped || (e.awaiting === null && this.wantsProof(e))) this.exchange(e, now);
-      else if (e.awaiting !== null && now - e.sentAt >= e.retryGap) this.state(e, now);
+      else if (e.awaiting !== null && now - e.sentAt >= e.retryGap) this.retry(e, now);
       else if (e.awaiting === null && e.told === false && now >= this.restateAt(e)) this.exchange(e, now);
       next = Math.min(next, this.dueAt(e, now));
     }
@@ -448,15 +458,22 @@ export class Reach implements Protocol {
     this.state(e, now);
   }
 
+  /**
+   * Sends the unanswered statement again, the gap to the next one doubled (the first retry comes
+   * REACH_RETRY_MS after the statement). An observer pings nobody: a member that has not proved it
+   * yet sends it no heartbeat and dies in its view after deadAfterMs. So its statement is retried
+   * without backing off until then.
+   */
+  private retry(e: Entry, now: number): void {
+    if (!(this.opts.observer && !e.validated)) e.retryGap = Math.min(e.retryGap * 2, REACH_REFRESH_MS);
+    this.state(e, now);
+  }
+
   private state(e: Entry, now: number): void {
     const view = this.view(e, now) ?? e.told ?? e.seen ?? true;
     e.told = view;
     e.sentAt = now;
     this.ctx.send(e.address, ...STATEMENT.out({ hears: view ? 1 : 0, nonce: e.awaiting!, ...this.mark() }));
-    // An observer pings nobody: a member that has not proved it yet sends it no heartbeat and dies
-    // in its view after deadAfterMs. So its statement is retried without backing off until then.
-    e.retryGap =
-      this.opts.observer && !e.validated ? REACH_RETRY_MS : Math.min(e.retryGap * 2, REACH_REFRESH_MS);
     // Sent from a handler too (greet): its retry must wake us.
     this.ctx.wakeAt(e.sentAt + e.retryGap);
   }
@@ -498,21 +515,22 @@ export class Reach implements Protocol {
     if (!e || e.address === from) return e;
     const m = this.opts.members.get(id);
     if (m?.address !== from) return undefined;
-    this.moved(e, from);
+    this.moved(e, from, e.incarnation);
     return e;
   }
 
   /** Another process at another address: nothing it said or proved holds. */
-  private moved(e: Entry, address: Address): void {
-    Object.assign(e, this.fresh(e.id, address));
+  private moved(e: Entry, address: Address, incarnation: number): void {
+    Object.assign(e, this.fresh(e.id, address, incarnation));
     this.dirty = true;
   }
 
-  private fresh(id: PeerId, address: Address): Entry {
+  private fresh(id: PeerId, address: Address, incarnation: number): Entry {
     this.dirty = true;
     return {
       id,
       address,
+      incarnation,
       host: parseAddress(address).host,
       since: this.ctx.now(),
       groupHeardAt: -Infinity,

@@ -7,7 +7,7 @@
  * its exact deadline.
  */
 import { describe, expect, it } from 'vitest';
-import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { DEFAULT_SIM_HOST, SimCluster, type SimPeer } from '../support/cluster.js';
 import { MemoryRunStore } from '../support/memory-runs.js';
 import { PROFILES, REGIME_SLOW_ABOVE_MEMBERS, SLOW_HEARTBEAT_INTERVALS } from '../../src/p2p/config.js';
 import { installCoordination } from '../../src/cli/coordination.js';
@@ -18,6 +18,7 @@ import { RELIABLE_IDLE_ANNOUNCE_MAX_MS, RELIABLE_IDLE_ANNOUNCE_MS } from '../../
 import type { Transport } from '../../src/p2p/transport/transport.js';
 import { TAGS_AFTER_CHANGE_HEARTBEATS } from '../../src/p2p/membership.js';
 import { Snapshot } from '../../src/p2p/snapshot.js';
+import { REACH_REFRESH_MS } from '../../src/p2p/reach.js';
 import { TICK_GAP_MIN_MS, type PeerNode } from '../../src/p2p/node.js';
 import { Events } from '../../src/p2p/events/index.js';
 import { MemoryJournal } from '../support/memory-journal.js';
@@ -50,6 +51,14 @@ const INSTALLED_TICKS_PER_S_MAX = 3;
  * put a few together at most (measured: 2-3); on the grid all 45 came at once.
  */
 const SLOW_BEATS_PER_TICK_GAP_MAX = 8;
+/**
+ * Unicast-only (PEER_SIM_TRANSPORT=unicast), a peer also restates to each member that it does not
+ * hear its multicast, every REACH_REFRESH_MS on that member's own deadline (reach.ts): up to one
+ * more tick per member per REACH_REFRESH_MS, 2 a second with 4 members (measured over seeds 1-5:
+ * 7.2 to 8.8 a second, against 5.9 to 6.7 with multicast).
+ */
+const UNICAST_TICKS_PER_S = DEFAULT_SIM_HOST.mode === 'unicast' ? (4 * 1000) / REACH_REFRESH_MS : 0;
+const TICKS_PER_S_MAX = IDLE_TICKS_PER_S_MAX + UNICAST_TICKS_PER_S;
 /** The simulated links' largest delay. */
 const DELAY_MAX_MS = 2;
 
@@ -118,7 +127,7 @@ describe('an idle group ticks on deadlines (issue 22)', () => {
       const members: number[] = [];
       for (const [i, p] of c.peers.entries()) {
         const perS = (ticks(p) - before[i]!) / (IDLE_MS / 1000);
-        expect(perS, p.name).toBeLessThanOrEqual(IDLE_TICKS_PER_S_MAX);
+        expect(perS, p.name).toBeLessThanOrEqual(TICKS_PER_S_MAX);
         // At least its heartbeats: it is not idle by doing nothing.
         expect(perS, p.name).toBeGreaterThanOrEqual(1000 / T.heartbeatIntervalMs);
         expect(lateTicks(p), p.name).toBe(0);
@@ -126,7 +135,7 @@ describe('an idle group ticks on deadlines (issue 22)', () => {
       }
       expect(members).toHaveLength(c.peers.length - 1);
       const mean = members.reduce((a, x) => a + x, 0) / members.length;
-      expect(mean).toBeLessThanOrEqual(IDLE_MEMBER_TICKS_PER_S_MAX);
+      expect(mean).toBeLessThanOrEqual(IDLE_MEMBER_TICKS_PER_S_MAX + UNICAST_TICKS_PER_S);
       expect(c.converged()).toBe(true);
       expect(c.handlerErrors()).toEqual([]);
     },

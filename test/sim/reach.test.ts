@@ -13,6 +13,7 @@ import {
   OBSERVER_FANOUT_MS,
   Reach,
   REACH_REFRESH_MS,
+  REACH_RETRY_MS,
   STATEMENT,
 } from '../../src/p2p/reach.js';
 import type { PeerEvent, ProtocolContext } from '../../src/p2p/protocol.js';
@@ -119,6 +120,36 @@ describe('reach (simulation)', () => {
       expect(deaths(h.c)).toEqual([]);
       expect(h.c.converged()).toBe(true);
       expect(h.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  // Its old process heard the group's multicast and said so; the new one, at the same address,
+  // hears none (a firewall rule taken up at the reboot). It meets the members by their answers to
+  // its probe; c's is lost (2 s of loss from c), and c, which still takes it to hear c's multicast
+  // (its word from before), sends it nothing else: the restart (a higher incarnation) must get
+  // c's statement, retried. Before, 2 runs in these 20 never met c again.
+  it.each(Array.from({ length: 20 }, (_, i) => i + 1))(
+    'a member that restarts at the same address no longer hearing multicast is reached again, seed %i',
+    async (seed) => {
+      const h = harness(seed, LOSSY);
+      for (const n of ['x', 'a', 'b', 'c']) await h.c.add(n, {}, LAN);
+      expect(h.c.rt.runUntilTrue(() => h.c.converged() && chatConverged(h), 5_000)).toBe(true);
+      const [x, , , c] = h.c.peers as [SimPeer, SimPeer, SimPeer, SimPeer];
+      await h.c.crash(x);
+      h.c.net.blockMulticast(x.address, { in: true, out: false });
+      h.c.rt.runFor(300);
+      h.c.net.setLink(c.address, x.address, { loss: 1 });
+      await h.c.restart(x);
+      h.c.rt.runFor(2_000);
+      h.c.net.setLink(c.address, x.address, { loss: LOSSY.loss });
+      expect(h.c.rt.runUntilTrue(() => h.c.converged() && chatConverged(h), 5_000)).toBe(true);
+      const others = h.c.live().filter((p) => p !== x);
+      const reachX = () => others.every((p) => p.node.reach.fanout().includes(x.address));
+      expect(h.c.rt.runUntilTrue(reachX, 5_000)).toBe(true);
+      chatRound(h, 5, 'after');
+      h.c.rt.runFor(5_000);
+      expectExactlyOnce(h, 'after', 5);
+      expect(deaths(h.c)).toEqual([]);
     },
   );
 
@@ -409,6 +440,34 @@ describe('reach: forged statements and sources', () => {
     // Retried with backoff (4 retries double up to REACH_REFRESH_MS, then one per REACH_REFRESH_MS).
     expect(statements).toBeGreaterThan(0);
     expect(statements).toBeLessThanOrEqual(peers.length * (4 + 10_000 / REACH_REFRESH_MS));
+  });
+
+  it('an unanswered statement is sent again after REACH_RETRY_MS, then at doubling gaps up to REACH_REFRESH_MS', () => {
+    const sent: Array<{ to: Address; body: Record<string, unknown> }> = [];
+    const ctx = fakeContext(sent);
+    const reach = new Reach(ctx, {
+      mode: 'unicast',
+      unicastOnly: true,
+      observer: false,
+      heartbeatIntervalMs: 200,
+      members: { get: () => ({ address: '10.0.0.2:7000', state: 'alive' }) },
+    });
+    // Unicast-only, a member met is greeted at once; its answers are lost, so each statement is retried.
+    reach.follow(joinEvent(id16(1), '10.0.0.2:7000'));
+    const at: number[] = [];
+    for (let t = 0; t <= 8_000; t += 5) {
+      reach.tick(ctx.now());
+      while (at.length < sent.length) at.push(ctx.now());
+      ctx.advance(5);
+    }
+    const gaps = at.slice(1).map((t, i) => t - at[i]!);
+    expect(gaps.slice(0, 5)).toEqual([
+      REACH_RETRY_MS,
+      2 * REACH_RETRY_MS,
+      4 * REACH_RETRY_MS,
+      REACH_REFRESH_MS,
+      REACH_REFRESH_MS,
+    ]);
   });
 
   it(`caps the fan-out at ${FANOUT_PER_HOST_MAX} addresses per host, keeping the members met first`, () => {

@@ -89,7 +89,9 @@ describe('run: refusals (simulation)', () => {
         },
       );
       const t = startRun(h, lines(30));
-      expect(await runUntil(h, () => startsOf(h, t.handle.run).length >= 2, 10_000)).toBe(true);
+      // Both workers run it (w1 must know the run to take mallory's jobs for forged, not unknown).
+      const running = (w: string) => startsOf(h, t.handle.run).some((s) => s.worker === w);
+      expect(await runUntil(h, () => running('w1') && running('w2'), 10_000)).toBe(true);
       const mallory = h.reliables.get('mallory')!;
       const malloryPeer = h.c.peers.find((p) => p.name === 'mallory')!;
       const knows = () =>

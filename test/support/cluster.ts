@@ -41,7 +41,9 @@ export interface SimJoinOptions {
   remember?: boolean;
   /**
    * false: a unicast-only peer meets the group only through its seeds, as a real one does, without
-   * the test's hello to every live peer (SimCluster.introduce), which costs O(N^2) at scale.
+   * the test's hello to every live peer (SimCluster.introduce), which costs O(N^2) at scale. The
+   * default: the test's hellos only for a peer given no seeds (they stand in for `--join`; one
+   * given seeds meets the group through them, which is what its test tests).
    */
   hello?: boolean;
 }
@@ -106,7 +108,7 @@ export class SimCluster {
     this.peers.push(peer);
     // An observer never says hello (it is no member): it meets nobody without `--join`.
     if (extra.observer) this.observers.add(peer);
-    else if (host.mode === 'unicast' && join.hello !== false) this.introduceToAll(peer);
+    else if (introduced(host, join)) this.introduceToAll(peer);
     return peer;
   }
 
@@ -202,7 +204,7 @@ export class SimCluster {
   async restart(peer: SimPeer): Promise<void> {
     peer.persisted.incarnation++;
     await this.boot(peer);
-    if (peer.host.mode === 'unicast' && peer.join.hello !== false) this.introduceToAll(peer);
+    if (introduced(peer.host, peer.join)) this.introduceToAll(peer);
   }
 
   async leave(peer: SimPeer): Promise<void> {
@@ -311,6 +313,11 @@ export class SimForger {
     else if (this.group) for (const addr of this.group()) this.net.unicast(from, addr, data);
     else this.net.multicast(from, data);
   }
+}
+
+/** Whether the test's hellos stand in for `--join` for a peer (SimJoinOptions.hello). */
+function introduced(host: SimHostOptions, join: SimJoinOptions): boolean {
+  return host.mode === 'unicast' && (join.hello ?? !join.seeds?.length);
 }
 
 export function idFrom(random: () => number): string {

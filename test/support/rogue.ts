@@ -30,6 +30,9 @@ export async function rogue(net: SimNetwork, id = 'ffffffffffffffff', name = 'ro
   // Where the group runs unicast-only, its "multicast" is a copy to every host (as c.forger()).
   const group =
     DEFAULT_SIM_HOST.mode === 'unicast' ? () => net.addresses().filter((a) => a !== transport.address) : null;
+  // And it hears the group's sends there as it would hear them multicast: a rogue on the segment
+  // sniffs the copies (SimNetwork.overhear), which is what a unicast-only group shows it.
+  if (group) net.overhear(transport.address);
   const forger = new SimForger(net, transport, group);
   const r: Rogue = {
     id,

@@ -164,3 +164,12 @@ export const RELIABLE_SEQ_STEP_MAX = 2 ** 23;
  * after we tracked it) is not waited for by announces, join points and the bulk window.
  */
 export const RELIABLE_SILENT_RECEIVER_MS = 5000;
+/**
+ * A tracked receiver our group sends do not reach yet (met by unicast, its address not proved:
+ * reach.ts) owes no ack until they do, for at most this long after we tracked it; then its
+ * silence counts as above. Reach retries its proof at 250, 500, 1000 and 2000 ms, then every
+ * 2000: at 30 % loss an exchange fails about half the time, so about 1 in 100 is unproved after
+ * 10 s. A member at a forged address is never proved: it holds our join point and bulk window
+ * back for this plus RELIABLE_SILENT_RECEIVER_MS, once.
+ */
+export const RELIABLE_UNREACHED_WAIT_MS = 10_000;

@@ -48,6 +48,7 @@ import {
   RELIABLE_OBSERVER_HEARD_MS,
   RELIABLE_NACK_MESSAGES_MAX,
   RELIABLE_SILENT_RECEIVER_MS,
+  RELIABLE_UNREACHED_WAIT_MS,
   RELIABLE_WAITERS_MAX,
 } from './limits.js';
 import { RESTARTED_LO, type AckBody, type LaneWire, type NackBody } from './messages.js';
@@ -65,11 +66,13 @@ interface Receiver {
   /** Highest sequence it said it received, durable or not (durable.ts): what flow control waits for. */
   received: number;
   /**
-   * Since when it owes us an ack (null: we published nothing since we tracked it). Silence is
-   * counted from here, not from when it was tracked: a member has nothing to ack while we publish
-   * nothing, and a quiet spell must not make it one we stop waiting for (see waitedFor()).
+   * Since when it owes us an ack (null: we published nothing since we tracked it, or our group
+   * sends do not reach it yet: reached()). Silence is counted from here, not from when it was
+   * tracked: a member has nothing to ack while we publish nothing or send it nothing, and a quiet
+   * spell must not make it one we stop waiting for (see waitedFor()).
    */
   owedSince: number | null;
+  trackedAt: number;
   heard: boolean;
 }
 
@@ -456,13 +459,24 @@ export class MulticastSender {
         acked: this.sent.hi,
         received: this.sent.hi,
         owedSince: null,
+        trackedAt: now,
         heard: false,
       });
     }
     // Acks only move `acked` once heard, so one not heard owes from our first message after it
-    // was tracked: noted here, at the latest a tick after that message.
+    // was tracked that reached it: noted here, at the latest a tick after that message.
     for (const r of this.receivers.values())
-      if (r.owedSince === null && r.acked < this.sent.hi) r.owedSince = now;
+      if (r.owedSince === null && r.acked < this.sent.hi && this.reached(r, now)) r.owedSince = now;
+  }
+
+  /**
+   * Whether our group sends reach `r` (ctx.groupReaches): unicast-only, a member met before its
+   * address was proved got none of our messages, and joined past them it would never hear of
+   * them. One never reached counts as reached RELIABLE_UNREACHED_WAIT_MS after we tracked it.
+   */
+  private reached(r: Receiver, now: number): boolean {
+    const reaches = this.shared.ctx.groupReaches;
+    return !reaches || now - r.trackedAt >= RELIABLE_UNREACHED_WAIT_MS || reaches(r.id);
   }
 
   private announce(now: number): void {

@@ -58,7 +58,7 @@ export class Claimer {
     if (ring.held || this.holder.passing || now < this.nextClaimAt) return;
     const rank = ring.view.members().indexOf(this.ctx.self.id);
     if (now - ring.lastActivity <= ring.view.lossTimeoutMs() + rank * this.timings.claimTimeoutMs) return;
-    if (!ring.fallBack(now)) this.startClaim(now, 'lost');
+    if (!ring.fallBack()) this.startClaim(now, 'lost');
   }
 
   /** Claims a new token from `held` if the live ring and its quorum set differ; true if it did. */

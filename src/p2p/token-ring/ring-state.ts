@@ -156,11 +156,16 @@ export class RingState {
    * Our newest token has shown no activity for the loss timeout, while a token of an older epoch
    * (not below our promise) was in use within it: our newest was only ever heard of (a forged
    * message can name any epoch within the step), so we take the older one as newest again.
+   * "Within it": since our newest's last activity. Not the last loss timeout before `now`: the
+   * claim that asks comes at a tick, after the loss timeout (and a claim timeout per rank ahead of
+   * ours), and an older token that reached us just after the forged epoch, then was lost at us as
+   * stale, was seen longer ago than that: the peer claimed from the forged epoch, one past what
+   * the others adopt, and the ring was split for good.
    */
-  fallBack(now: number): boolean {
+  fallBack(): boolean {
     const older = this.older;
     this.older = null;
-    if (!older || older.epoch < this.promised || now - older.at > this.view.lossTimeoutMs()) return false;
+    if (!older || older.epoch < this.promised || older.at < this.lastActivity) return false;
     if (compareTokens(older.epoch, older.generation, this.newestEpoch, this.newestGeneration) >= 0)
       return false;
     this.newestEpoch = older.epoch;

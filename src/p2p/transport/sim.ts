@@ -236,6 +236,8 @@ export class SimNetwork {
   private readonly links = new Map<string, Partial<LinkFaults>>();
   /** Each claimed door (`ip:SIM_DOOR_PORT`) and the address of the host holding it. */
   private readonly doors = new Map<Address, Address>();
+  /** Hosts that overhear the group sends of their segment made by unicast copies (overhear()). */
+  private readonly sniffers = new Set<Address>();
   private nextHost = 1;
   /** Datagrams handed to the network and delivered, for tests that measure traffic. */
   readonly counters = { sent: 0, delivered: 0, lost: 0, duplicated: 0, blocked: 0 };
@@ -320,6 +322,28 @@ export class SimNetwork {
     const h = this.hostOf(address);
     h.multicastInBlocked = dirs.in;
     h.multicastOutBlocked = dirs.out;
+  }
+
+  /**
+   * Lets a host overhear, once each, the group sends of its segment that unicast-only senders make
+   * as copies to each member: what an attacker who sniffs a shared segment (a hub, open Wi-Fi, a
+   * mirrored switch port) sees of a group that sends no multicast, as much as a multicast group
+   * shows anyone on its LAN. Tests' forgers use it; no peer does.
+   */
+  overhear(address: Address): void {
+    this.sniffers.add(address);
+  }
+
+  /** @internal A unicast-only host sends to the group: the segment's sniffers overhear it once. */
+  groupSentByUnicast(from: Address, data: Uint8Array, also: readonly Address[]): void {
+    if (this.sniffers.size === 0) return;
+    const src = this.hostOf(from);
+    for (const addr of this.sniffers) {
+      const dst = this.hosts.get(addr);
+      // A sniffer it sends a copy to anyway hears that copy, not a second one.
+      if (!dst || dst === src || dst.segment !== src.segment || also.includes(addr)) continue;
+      this.deliverOne(src, dst, Uint8Array.from(data), 'group');
+    }
   }
 
   private hostOf(address: Address): Host {
@@ -440,6 +464,7 @@ export class SimTransport implements Transport {
 
   broadcast(data: Uint8Array, also: readonly Address[] = []): void {
     if (this.mode === 'multicast') this.net.multicast(this.address, data);
+    else this.net.groupSentByUnicast(this.address, data, also);
     for (const to of also) this.net.unicast(this.address, to, data);
   }
 
