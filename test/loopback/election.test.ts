@@ -85,7 +85,13 @@ describe('election over loopback (built CLI)', () => {
     const tookMs = Date.now() - killedAt;
     expect(followed(e1)!.term).toBeGreaterThan(termBefore);
     expect(followed(e2)!.term).toBe(followed(e1)!.term);
-    expect(e2.json().filter((e) => e.event === 'elected').length).toBeGreaterThan(0);
+    // Its 'elected' line follows its coordinator-changed line, written one after the other: the
+    // second may not have been read yet when the first was.
+    await e2.until(
+      (l) => l.json().some((e) => e.event === 'elected' && Date.parse(e.at as string) >= killedAt),
+      2_000,
+      "e2's elected line",
+    );
     // After the kill e1 never led: e2 outranks it and was alive throughout. (Before, e1 may lead
     // for a moment if its process started well before the others: bully elects whoever is there.)
     expect(e1.json().some((e) => e.event === 'elected' && Date.parse(e.at as string) >= killedAt)).toBe(
