@@ -95,7 +95,8 @@ describe.runIf(decision.run)('election on a namespace LAN', () => {
     'all four agree on the highest priority',
     async () => {
       await allFollow([0, 1, 2, 3], 3, START_TIMEOUT_MS);
-      expect(peers[3]!.json().some((e) => e.event === 'elected')).toBe(true);
+      // Its elected line follows its coordinator-changed line: it may not have been read yet.
+      await peers[3]!.until((l) => l.json().some((e) => e.event === 'elected'), 2_000, 'its elected line');
       const terms = peers.map((p) => followed(p)!.term);
       expect(new Set(terms).size).toBe(1);
     },
@@ -110,7 +111,7 @@ describe.runIf(decision.run)('election on a namespace LAN', () => {
       await peers[3]!.exited;
       await allFollow([0, 1, 2], 2, FAILOVER_TIMEOUT_MS);
       expect(followed(peers[0]!)!.term).toBeGreaterThan(termBefore);
-      expect(peers[2]!.json().some((e) => e.event === 'elected')).toBe(true);
+      await peers[2]!.until((l) => l.json().some((e) => e.event === 'elected'), 2_000, 'its elected line');
       // The old coordinator is then seen dead by every survivor (a peer may follow the new claim
       // before its own detector has gone from suspect to dead: the claim's term is higher).
       for (const i of [0, 1, 2])
@@ -135,7 +136,7 @@ describe.runIf(decision.run)('election on a namespace LAN', () => {
         'el3 to see el1 and el2 dead',
       );
       expect(followed(peers[2]!)!.coordinator).toBe(ids[2]);
-      expect(peers[1]!.json().some((e) => e.event === 'elected')).toBe(true);
+      await peers[1]!.until((l) => l.json().some((e) => e.event === 'elected'), 2_000, 'its elected line');
     },
     2 * FAILOVER_TIMEOUT_MS + 5_000,
   );

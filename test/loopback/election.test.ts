@@ -73,7 +73,9 @@ describe('election over loopback (built CLI)', () => {
     for (const p of peers) await p.until((l) => idOf(l) !== undefined, 15_000, "the 'up' line");
     const top = idOf(e3)!;
     await allFollow(peers, top, 10_000);
-    expect(e3.json().some((e) => e.event === 'elected')).toBe(true);
+    // Its 'elected' line follows its coordinator-changed line, written one after the other: the
+    // second may not have been read yet when the first was.
+    await e3.until((l) => l.json().some((e) => e.event === 'elected'), 2_000, "e3's elected line");
     const termBefore = followed(e1)!.term;
 
     const killedAt = Date.now();
@@ -85,8 +87,6 @@ describe('election over loopback (built CLI)', () => {
     const tookMs = Date.now() - killedAt;
     expect(followed(e1)!.term).toBeGreaterThan(termBefore);
     expect(followed(e2)!.term).toBe(followed(e1)!.term);
-    // Its 'elected' line follows its coordinator-changed line, written one after the other: the
-    // second may not have been read yet when the first was.
     await e2.until(
       (l) => l.json().some((e) => e.event === 'elected' && Date.parse(e.at as string) >= killedAt),
       2_000,
