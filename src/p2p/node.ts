@@ -547,7 +547,7 @@ export class PeerNode {
       this.touch(this.membership, this.reach);
       this.guard(() => {
         this.membership.observe(env, from, { join: false, via });
-        this.reach.heard(env.i, from, via, env.c);
+        this.reach.heard(env.i, from, via);
       });
       return;
     }
@@ -555,7 +555,7 @@ export class PeerNode {
     this.touch(this.membership, this.reach, owner);
     this.guard(() => {
       this.membership.observe(env, from, { via });
-      this.reach.heard(env.i, from, via, env.c);
+      this.reach.heard(env.i, from, via);
       owner?.onMessage(env, from);
     });
   }

@@ -131,7 +131,7 @@ const MESSAGES = messages(STATEMENT);
 
 /** What reach reads of a member (membership.ts), for the rare datagram from an address it did not expect. */
 export interface ReachMembers {
-  get(id: PeerId): { address: Address; state: MemberState } | undefined;
+  get(id: PeerId): { address: Address; state: MemberState; incarnation: number } | undefined;
   /** The heartbeat interval member `id` announced (it beats slower in SLOW, config.ts). */
   beatIntervalMs?(id: PeerId): number | undefined;
 }
@@ -149,7 +149,7 @@ export interface ReachOptions {
 interface Entry {
   id: PeerId;
   address: Address;
-  /** The highest incarnation heard from it (heard()). */
+  /** Its incarnation as membership last took it (heard()). */
   incarnation: number;
   host: string;
   /** When it was met (or met again after a death): the settle time runs from here. */
@@ -230,20 +230,22 @@ export class Reach implements Protocol {
   }
 
   /**
-   * An admitted datagram (an envelope of `incarnation`, or a frame) from member `id` arrived from
-   * `from` by `via`. A member restarted at the same address forgot what we told it, and may not
+   * An admitted datagram (an envelope or a frame) from member `id` arrived from `from` by `via`,
+   * after membership observed it. A member restarted at the same address forgot what we told it, and may not
    * know us: its first statement to us, which it makes as to anyone it meets, asks for our view;
    * but where our sends reach it only by unicast and we still take it to hear our multicast (its
    * word from before), it never meets us. So a higher incarnation (a restart, or a refutation:
    * membership does not tell them apart at one address) of a member we take to hear us gets our
    * statement again: a process that does not know us answers a stranger's statement with a probe
-   * (onStatement), and meets us. One in our fan-out meets us by our group sends.
+   * (onStatement), and meets us. One in our fan-out meets us by our group sends. The incarnation is
+   * membership's, which bounds how far a datagram may move it (the envelope's own field is not).
    */
-  heard(id: PeerId, from: Address, via: Via, incarnation?: number): void {
+  heard(id: PeerId, from: Address, via: Via): void {
     const e = this.entry(id, from);
     if (!e) return;
     if (via === 'group') e.groupHeardAt = this.ctx.now();
     else e.unicastHeardAt = this.ctx.now();
+    const incarnation = this.opts.members.get(id)?.incarnation;
     if (incarnation === undefined || incarnation <= e.incarnation) return;
     e.incarnation = incarnation;
     if (e.told !== undefined && e.awaiting === null && this.theyHear(e)) this.exchange(e, this.ctx.now());

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
+import { INCARNATION_STEP_MAX } from '../../src/p2p/membership.js';
 import { Chat, CHAT_TAG, type ChatLine } from '../../src/p2p/chat.js';
 import { ReliableDelivery, type AckStatus } from '../../src/p2p/reliable/index.js';
 import {
@@ -400,6 +401,39 @@ describe('reach: forged statements and sources', () => {
     }
   });
 
+  it("an envelope at a member's address with an incarnation past what membership adopts makes no statement to it", async () => {
+    const c = new SimCluster(13);
+    const sentTo = new Map<string, number>();
+    c.wrapTransport = (t, peer) => ({
+      get address() {
+        return t.address;
+      },
+      mode: t.mode,
+      start: (h) => t.start(h),
+      broadcast: (data, also) => t.broadcast(data, also),
+      send: (to, data) => {
+        if (Buffer.from(data).includes('"t":"rc.st"'))
+          sentTo.set(`${peer.name}>${to}`, (sentTo.get(`${peer.name}>${to}`) ?? 0) + 1);
+        t.send(to, data);
+      },
+      close: () => t.close(),
+    });
+    const [a, b] = [await c.add('a', {}, LAN), await c.add('b', {}, LAN)];
+    c.rt.runFor(3_000);
+    const before = sentTo.get(`a>${b.address}`) ?? 0;
+    const forger = await c.forger();
+    // From b's address under b's id, an incarnation far past membership's step: membership
+    // refuses it, and reach must not take it as a restart (it took the envelope's own field).
+    forger.send(
+      a.address,
+      { t: 'sw.nack', i: b.node.id, n: 'b', c: b.node.incarnation + 2 * INCARNATION_STEP_MAX, b: { q: 1 } },
+      { spoofFrom: b.address },
+    );
+    c.rt.runFor(100);
+    expect(a.node.membership.get(b.node.id)?.incarnation).toBe(b.node.incarnation);
+    expect(sentTo.get(`a>${b.address}`) ?? 0).toBe(before);
+  });
+
   it('a member made up from a forged source address never gets our group traffic, only a few statements', async () => {
     const c = new SimCluster(12);
     const peers = [await c.add('a', {}, LAN), await c.add('b', {}, LAN), await c.add('c', {}, LAN)];
@@ -450,7 +484,7 @@ describe('reach: forged statements and sources', () => {
       unicastOnly: true,
       observer: false,
       heartbeatIntervalMs: 200,
-      members: { get: () => ({ address: '10.0.0.2:7000', state: 'alive' }) },
+      members: { get: () => ({ address: '10.0.0.2:7000', state: 'alive', incarnation: 1 }) },
     });
     // Unicast-only, a member met is greeted at once; its answers are lost, so each statement is retried.
     reach.follow(joinEvent(id16(1), '10.0.0.2:7000'));
