@@ -431,6 +431,8 @@ describe('the ledger of running groups', () => {
     const pgOurs = await leaderless(m1, { ...process.env, PEER_JOB_DIR: ours });
     const pgTheirs = await leaderless(m2, { ...process.env, PEER_JOB_DIR: '/elsewhere/j-abcdef' });
     await until('both leaders to be gone', () => procStat(pgOurs) === null && procStat(pgTheirs) === null);
+    // A leader may exit before its background child has exec'd sleep, on a loaded machine.
+    await until('both sleeps to run', () => sleepsOf(m1).length === 1 && sleepsOf(m2).length === 1);
     const startOf = (m: string) => procStat(sleepsOf(m)[0]!)!.startTicks - 1;
     const ledger = new JobProcs(new Database(':memory:'));
     ledger.add({ pgid: pgOurs, startTicks: startOf(m1), boot: bootId(), dir: ours });
