@@ -368,6 +368,8 @@ export class Membership implements Protocol {
   private changes = 0;
   /** list() and live() as of `changes` (null: to be built again). */
   private views: { list: MemberView[]; live: MemberView[] } | null = null;
+  /** Live members per name (sharesName()); only add() and setState() make a member live or not. */
+  private readonly named = new Map<string, number>();
   /** The deadline our last tick returned: how late a tick is (a stall) is measured against it. */
   private dueAt: number | null = null;
   private started = false;
@@ -877,17 +879,29 @@ export class Membership implements Protocol {
 
   private cachedViews(): { list: MemberView[]; live: MemberView[] } {
     if (this.views) return this.views;
-    // How many live members (and we) bear each name: a view's duplicateName without a scan per view.
-    const named = new Map<string, number>();
-    if (!this.opts.observer) named.set(this.ctx.self.name, 1);
-    for (const m of this.members.values())
-      if (m.state === 'alive' || m.state === 'suspect') named.set(m.name, (named.get(m.name) ?? 0) + 1);
     const list = [...this.members.values()]
-      .map((m) => this.liveView(m, (named.get(m.name) ?? 0) > 1))
+      .map((m) => this.liveView(m, this.sharesName(m)))
       .sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
     const live = list.filter((m) => m.state === 'alive' || m.state === 'suspect');
     this.views = { list: Object.freeze(list) as MemberView[], live: Object.freeze(live) as MemberView[] };
     return this.views;
+  }
+
+  /**
+   * Whether another live member (or we) bears member `m`'s name: O(1) from the counts `named` keeps
+   * (add(), setState()). get() builds a view for every datagram reach is told of, and a scan of
+   * the members there made each delivery O(N) in a group of 1,000.
+   */
+  private sharesName(m: Member): boolean {
+    const ours = !this.opts.observer && this.ctx.self.name === m.name ? 1 : 0;
+    return (this.named.get(m.name) ?? 0) + ours > 1;
+  }
+
+  /** Counts a member that became live (+1) or stopped being live (-1) under its name. */
+  private countName(name: string, by: 1 | -1): void {
+    const n = (this.named.get(name) ?? 0) + by;
+    if (n > 0) this.named.set(name, n);
+    else this.named.delete(name);
   }
 
   /** Something list() shows changed: views are built again, and the other protocols get a tick. */
@@ -1141,11 +1155,12 @@ export class Membership implements Protocol {
       suspicion: null,
     };
     this.members.set(m.id, m);
+    this.countName(m.name, 1);
     this.changed();
     if (!this.opts.observer) this.swim.updates.add([0, m.id, m.incarnation, m.address]);
     this.ctx.emit({ kind: 'join', member: this.view(m) });
-    const ids = this.idsNamed(m.name);
-    if (ids.length > 1) this.ctx.emit({ kind: 'duplicate-name', name: m.name, ids });
+    if (this.sharesName(m))
+      this.ctx.emit({ kind: 'duplicate-name', name: m.name, ids: this.idsNamed(m.name) });
   }
 
   /** Forgets the dead or left member that changed state longest ago. */
@@ -1162,6 +1177,7 @@ export class Membership implements Protocol {
   }
 
   private setState(m: Member, state: MemberState, now: number): void {
+    if (isLive(m.state) !== isLive(state)) this.countName(m.name, isLive(state) ? 1 : -1);
     m.state = state;
     m.stateSince = now;
     this.changed();
@@ -1177,7 +1193,7 @@ export class Membership implements Protocol {
 
   /** A view as of now, for an event (its lastSeenMs is fixed when it is made). */
   private view(m: Member): MemberView {
-    return { ...this.liveView(m, this.idsNamed(m.name).length > 1) };
+    return { ...this.liveView(m, this.sharesName(m)) };
   }
 
   /** A view whose lastSeenMs is read from the member when asked (list() keeps these). */
