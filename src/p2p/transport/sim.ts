@@ -12,6 +12,7 @@
  * of the sender's segment, a unicast any host; multicast can also be blocked into or out of one host.
  */
 import type { Cancel, Runtime } from '../runtime.js';
+import { MinHeap } from '../kit/heap.js';
 import {
   parseAddress,
   type Address,
@@ -57,53 +58,14 @@ class Timer implements SimEvent {
   }
 }
 
-/** Binary min-heap of events by (at, order); sifts move a hole instead of swapping pairs. */
-class EventHeap {
-  private readonly items: SimEvent[] = [];
-  peek(): SimEvent | undefined {
-    return this.items[0];
-  }
-  push(e: SimEvent): void {
-    const a = this.items;
-    let i = a.length;
-    a.push(e);
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      const parent = a[p]!;
-      if (!before(e, parent)) break;
-      a[i] = parent;
-      i = p;
-    }
-    a[i] = e;
-  }
-  pop(): SimEvent | undefined {
-    const a = this.items;
-    const top = a[0];
-    const last = a.pop();
-    const n = a.length;
-    if (n > 0 && last) {
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        if (l >= n) break;
-        const r = l + 1;
-        const m = r < n && before(a[r]!, a[l]!) ? r : l;
-        if (!before(a[m]!, last)) break;
-        a[i] = a[m]!;
-        i = m;
-      }
-      a[i] = last;
-    }
-    return top;
-  }
-}
 const before = (x: SimEvent, y: SimEvent) => x.at < y.at || (x.at === y.at && x.order < y.order);
 
 export class VirtualRuntime {
   readonly random: () => number;
   private t = 0;
   private order = 0;
-  private readonly heap = new EventHeap();
+  /** Events by (at, order). */
+  private readonly heap = new MinHeap<SimEvent>(before);
 
   constructor(seed: number) {
     this.random = seededRandom(seed);
