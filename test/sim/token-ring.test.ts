@@ -765,14 +765,21 @@ describe('token ring after a token names a quorum set (simulation)', () => {
     ['told of a newer token', (e, g) => ['tok.lnak', { e, g }]],
     ['sent a beat naming the real quorum set', (e, g, cfg) => ['tok.beat', { e, g, cfg }]],
   ];
+  // `first`: the member first in the ring's order, which claims first once the token is lost: before
+  // any real token can show itself to it (it used to claim from the forged epoch, raising its own
+  // promise past every real token, and stayed out of the ring for good).
+  const cases = (['any', 'first'] as const).flatMap((whom) =>
+    Array.from({ length: whom === 'any' ? 30 : 10 }, (_, i) => ({ whom, seed: i + 1 })),
+  );
   for (const [what, forge] of stepAhead)
-    it.each(Array.from({ length: 30 }, (_, i) => i + 1))(
-      `a member ${what} exactly the largest epoch step ahead is back in the ring, seed %i`,
-      async (seed) => {
+    it.each(cases)(
+      `a member ${what} exactly the largest epoch step ahead is back in the ring ($whom member), seed $seed`,
+      async ({ whom, seed }) => {
         const r = await ring(seed, 4, { delayMaxMs: 2 }, false);
         const { c } = r;
         c.rt.runFor(2_000);
-        const p = c.peers[seed % 4]!;
+        const first = [...c.peers].sort((a, b) => (a.node.id < b.node.id ? -1 : 1))[0]!;
+        const p = whom === 'first' ? first : c.peers[seed % 4]!;
         const st = r.tok.get(p)!.status();
         const f = await rogue(c.net, '2eea267b002f426a');
         const cfg = c.peers.map((x) => x.node.id).sort();

@@ -65,6 +65,13 @@ export class RingState {
   /** Highest gen seen in any epoch: new tokens start above it. */
   highestGeneration = 0;
   promised = 0;
+  /**
+   * The highest promise we made to another claimer (or read back from disk). Above it, `promised`
+   * holds only our own claims' promises: a claim of ours that got no majority made no token (only
+   * its claimer makes one, and late confirms of an abandoned claim are dropped), so what those
+   * promises guard against cannot exist, and falling back may take a token below them (fallBack()).
+   */
+  promisedToOthers = 0;
   /** Highest promise any confirmer reported: the next claim must go above it. */
   promisedSeen = 0;
   /** The newest epoch known and its quorum set. */
@@ -94,6 +101,7 @@ export class RingState {
     const stored = durable?.load();
     if (stored) {
       this.promised = stored.promised;
+      this.promisedToOthers = stored.promised;
       this.newestEpoch = stored.epoch;
       this.newestGeneration = stored.gen;
       this.highestGeneration = stored.gen;
@@ -107,8 +115,13 @@ export class RingState {
    * we hold (the holder then drops it).
    */
   observe(epoch: number, generation: number, holder: PeerId | '', quorumSet: PeerId[] | null): boolean {
-    if (epoch < this.promised) return false;
     const order = compareTokens(epoch, generation, this.newestEpoch, this.newestGeneration);
+    if (epoch < this.promised) {
+      // Below our own claims' promises only: still a token in use we may fall back to.
+      if (order < 0 && holder !== '' && epoch >= this.promisedToOthers)
+        this.seeOlder(epoch, generation, holder);
+      return false;
+    }
     if (order < 0) {
       if (holder !== '') this.seeOlder(epoch, generation, holder); // a token in use, not hearsay (tok.lnak)
       return false;
@@ -154,7 +167,7 @@ export class RingState {
 
   /**
    * Our newest token has shown no activity for the loss timeout, while a token of an older epoch
-   * (not below our promise) was in use within it: our newest was only ever heard of (a forged
+   * (not below a promise we made to another claimer) was in use within it: our newest was only ever heard of (a forged
    * message can name any epoch within the step), so we take the older one as newest again.
    * "Within it": since our newest's last activity. Not the last loss timeout before `now`: the
    * claim that asks comes at a tick, after the loss timeout (and a claim timeout per rank ahead of
@@ -165,13 +178,19 @@ export class RingState {
   fallBack(): boolean {
     const older = this.older;
     this.older = null;
-    if (!older || older.epoch < this.promised || older.at < this.lastActivity) return false;
+    if (!older || older.epoch < this.promisedToOthers || older.at < this.lastActivity) return false;
     if (compareTokens(older.epoch, older.generation, this.newestEpoch, this.newestGeneration) >= 0)
       return false;
     this.newestEpoch = older.epoch;
     this.newestGeneration = older.generation;
     this.newestHolder = older.holder;
     this.lastActivity = older.at;
+    // Our own claims from the unreal epoch promised above it; no token came of them (see
+    // promisedToOthers), and the token we return to must not be refused by them.
+    if (this.promised > older.epoch) {
+      this.promised = older.epoch;
+      this.persist();
+    }
     // The set learned with our newest is as unreal as it: the one before counts again.
     const before = this.knownBefore;
     if (this.known.epoch > older.epoch && before && before.epoch <= older.epoch) {

@@ -86,10 +86,14 @@
  * peer then refuses every real token as stale, and its claims (one further) are past what the
  * others adopt: left out for good, the token lost at each of its visits. But a real epoch shows
  * itself: its token moves. So a peer whose newest token has shown no activity for the loss timeout,
- * while a token of an older epoch (not below its promise) was in use within it, does not claim: it
- * takes that older token as newest again, and the quorum set it knew before. Safe, because the
- * stale rule is not what keeps turns apart: a peer that confirmed a newer epoch refuses older
- * tokens by its promise, and leases of an older token need a majority that includes such peers.
+ * while a token of an older epoch (not below a promise it made to another claimer) was in use
+ * within it, does not claim: it takes that older token as newest again, and the quorum set it knew
+ * before. Safe, because the stale rule is not what keeps turns apart: a peer that confirmed
+ * another's newer epoch refuses older tokens by its promise, and leases of an older token need a
+ * majority that includes such peers. Its own promises above that older epoch go back down with
+ * it: they are those of its own claims from the unreal epoch, which the others refused (one past
+ * the step), and a claim that got no majority made no token. Without that, a peer first in the
+ * ring's order, which claims before any real token can show itself, would stay out for good.
  *
  * Storage. The durable state (promises, the newest epoch, the gen) goes through `durable.save`,
  * which says whether the write reached the disk. A write that failed (a full disk, EIO) is never

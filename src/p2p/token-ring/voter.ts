@@ -147,8 +147,11 @@ export class Voter {
     // crash, and two claims of one epoch confirmed. Not stored, it is taken back and refused.
     const before = ring.promised;
     ring.promised = body.epoch;
-    if (ring.persist()) return true;
-    ring.promised = before;
-    return false;
+    if (!ring.persist()) {
+      ring.promised = before;
+      return false;
+    }
+    if (claimer !== this.ctx.self.id) ring.promisedToOthers = body.epoch;
+    return true;
   }
 }
