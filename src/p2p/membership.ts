@@ -253,6 +253,8 @@ interface Suspicion {
   since: number;
   own: boolean;
   by: Set<PeerId>;
+  /** Still unconfirmed when the shortest suspicion timeout ran out: our own probe was asked for. */
+  checked?: boolean;
 }
 
 interface Arrival {
@@ -666,6 +668,13 @@ export class Membership implements Protocol {
     const confirmed = s.own || s.by.size >= SUSPECT_CONFIRMATIONS_MIN;
     if (!confirmed) {
       if (now >= s.since + this.suspicionMs(0) * slower) m.suspicion = null;
+      else if (!s.checked && now >= this.checkAt(s, slower)) {
+        // Too few suspecters reached us by the time the others may decide (the shortest timeout):
+        // they send no hints once they have, so our own probe decides, now rather than on its
+        // turn, up to N probe intervals away. A live member answers it: one probe per hint.
+        s.checked = true;
+        this.swim.probeSoon(m.id);
+      }
       return;
     }
     // The timeout runs from the confirmation, not from the first hint: a member probe-watched is
@@ -676,6 +685,11 @@ export class Membership implements Protocol {
       this.setState(m, 'dead', now);
       this.ctx.emit({ kind: 'dead', member: this.view(m), silentMs: now - m.lastSeen });
     } else if (now - m.lastPing >= this.opts.timings.pingIntervalMs) this.ping(m, now);
+  }
+
+  /** When a hinted suspicion still unconfirmed is checked by our own probe (probeWatchedTick). */
+  private checkAt(s: Suspicion, slower: number): number {
+    return s.since + this.suspicionMs(SUSPECT_CONFIRMATIONS_MIN) * slower;
   }
 
   /** Lifeguard's suspicion timeout at our group's size (swim.ts). */
@@ -819,7 +833,8 @@ export class Membership implements Protocol {
         const s = m.suspicion;
         if (!s) continue;
         const confirmed = s.own || s.by.size >= SUSPECT_CONFIRMATIONS_MIN;
-        if (!confirmed) at = Math.min(at, s.since + this.suspicionMs(0) * slower);
+        if (!confirmed)
+          at = Math.min(at, s.checked ? s.since + this.suspicionMs(0) * slower : this.checkAt(s, slower));
         else if (m.state === 'alive') at = now;
         else {
           at = Math.min(at, m.stateSince + this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower);
