@@ -370,6 +370,14 @@ export class Membership implements Protocol {
   private changes = 0;
   /** list() and live() as of `changes` (null: to be built again). */
   private views: { list: MemberView[]; live: MemberView[] } | null = null;
+  /**
+   * Members a tick may have to act on in SLOW, where every live member is watched by probes: those
+   * with a suspicion, and those not alive (suspect, or dead and left until they are forgotten).
+   * A live member with no suspicion needs nothing of a tick there, and scanning all N at every
+   * tick made each peer's tick O(N) in a group of 1,000. Kept in both regimes (a member is added
+   * wherever it gets a suspicion or leaves alive), pruned by SLOW ticks.
+   */
+  private readonly attention = new Set<Member>();
   /** Live members per name (sharesName()); only add() and setState() make a member live or not. */
   private readonly named = new Map<string, number>();
   /** The deadline our last tick returned: how late a tick is (a stall) is measured against it. */
@@ -400,6 +408,10 @@ export class Membership implements Protocol {
   /** The heartbeat regime we are in (config.ts): FAST, or SLOW with every member probe-watched. */
   get regime(): 'fast' | 'slow' {
     return this.slow ? 'slow' : 'fast';
+  }
+
+  incarnationOf(id: PeerId): number | undefined {
+    return this.members.get(id)?.incarnation;
   }
 
   /** The heartbeat interval member `id` announced, in ms (reach.ts sizes its silence window by it). */
@@ -599,6 +611,7 @@ export class Membership implements Protocol {
     const now = this.ctx.now();
     const first = !m.suspicion;
     const s = (m.suspicion ??= { since: now, own: false, by: new Set() });
+    this.attention.add(m);
     if (s.by.size < SUSPECT_CONFIRMATIONS_MIN) s.by.add(from.id);
     if (first && this.ctx.random() < HINT_PROBERS / (this.live().length + 1)) this.swim.probeSoon(m.id);
     this.ctx.wakeAt(now);
@@ -629,16 +642,18 @@ export class Membership implements Protocol {
     }
     this.assessHealth(now, beat);
     const slower = 1 + this.score;
-    let probed = 0;
-    for (const m of this.members.values()) {
+    let probed = this.slow ? this.live().length : 0;
+    for (const m of this.due()) {
+      if (this.members.get(m.id) !== m) continue; // forgotten since it needed attention
       const silent = now - m.lastSeen;
       // An observer watches members in SLOW by their heartbeats too, at their own pace.
       const pace = slower * this.paceOf(m);
       if (isLive(m.state) && !this.byHeartbeat(m)) {
-        probed++;
+        if (!this.slow) probed++;
         this.probeWatchedTick(m, now, slower);
       } else if (m.state === 'alive' && silent >= t.suspectAfterMs * pace) {
         m.suspicion = { since: now, own: true, by: new Set() };
+        this.attention.add(m);
         this.suspect(m, now);
       } else if (m.state === 'suspect') {
         if (silent >= t.deadAfterMs * pace && !this.ourLossWhileSilent(m, now)) {
@@ -653,8 +668,16 @@ export class Membership implements Protocol {
       }
     }
     const swimAt = this.opts.observer ? Infinity : this.swim.tick(now, probed > 0);
+    if (this.slow)
+      for (const m of this.attention)
+        if (this.members.get(m.id) !== m || (m.state === 'alive' && !m.suspicion)) this.attention.delete(m);
     this.dueAt = Math.min(this.nextDeadline(now), Math.max(swimAt, now));
     return this.dueAt;
+  }
+
+  /** The members a tick looks at: in SLOW only those that need attention (see `attention`). */
+  private due(): Iterable<Member> {
+    return this.slow ? this.attention : this.members.values();
   }
 
   /**
@@ -815,6 +838,7 @@ export class Membership implements Protocol {
     }
     if (m.suspicion) m.suspicion.own = true;
     else m.suspicion = { since: now, own: true, by: new Set() };
+    this.attention.add(m);
     if (m.state === 'alive') this.suspect(m, now);
   }
 
@@ -827,7 +851,8 @@ export class Membership implements Protocol {
       this.nextProbe.at,
       this.opts.observer ? this.lossMeasuredAt + t.heartbeatIntervalMs : this.nextHeartbeat,
     );
-    for (const m of this.members.values()) {
+    for (const m of this.due()) {
+      if (this.members.get(m.id) !== m) continue;
       const pace = slower * this.paceOf(m);
       if (isLive(m.state) && !this.byHeartbeat(m)) {
         const s = m.suspicion;
@@ -1193,6 +1218,7 @@ export class Membership implements Protocol {
 
   private setState(m: Member, state: MemberState, now: number): void {
     if (isLive(m.state) !== isLive(state)) this.countName(m.name, isLive(state) ? 1 : -1);
+    if (state !== 'alive') this.attention.add(m);
     m.state = state;
     m.stateSince = now;
     this.changed();
