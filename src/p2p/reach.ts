@@ -133,6 +133,8 @@ const MESSAGES = messages(STATEMENT);
 /** What reach reads of a member (membership.ts), for the rare datagram from an address it did not expect. */
 export interface ReachMembers {
   get(id: PeerId): { address: Address; state: MemberState; incarnation: number } | undefined;
+  /** Member `id`'s incarnation, without the view get() builds: read for every datagram heard. */
+  incarnationOf(id: PeerId): number | undefined;
   /** The heartbeat interval member `id` announced (it beats slower in SLOW, config.ts). */
   beatIntervalMs?(id: PeerId): number | undefined;
 }
@@ -261,7 +263,7 @@ export class Reach implements Protocol {
     if (via === 'group') e.groupHeardAt = this.ctx.now();
     else e.unicastHeardAt = this.ctx.now();
     this.touched.add(e);
-    const incarnation = this.opts.members.get(id)?.incarnation;
+    const incarnation = this.opts.members.incarnationOf(id);
     if (incarnation === undefined || incarnation <= e.incarnation) return;
     e.incarnation = incarnation;
     if (e.told !== undefined && e.awaiting === null && this.theyHear(e)) this.exchange(e, this.ctx.now());

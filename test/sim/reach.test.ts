@@ -484,7 +484,10 @@ describe('reach: forged statements and sources', () => {
       unicastOnly: true,
       observer: false,
       heartbeatIntervalMs: 200,
-      members: { get: () => ({ address: '10.0.0.2:7000', state: 'alive', incarnation: 1 }) },
+      members: {
+        get: () => ({ address: '10.0.0.2:7000', state: 'alive', incarnation: 1 }),
+        incarnationOf: () => 1,
+      },
     });
     // Unicast-only, a member met is greeted at once; its answers are lost, so each statement is retried.
     reach.follow(joinEvent(id16(1), '10.0.0.2:7000'));
@@ -513,7 +516,7 @@ describe('reach: forged statements and sources', () => {
       unicastOnly: false,
       observer: false,
       heartbeatIntervalMs: 200,
-      members: { get: (id) => members.get(id) },
+      members: { get: (id) => members.get(id), incarnationOf: (id) => members.get(id)?.incarnation },
     });
     const join = (id: string, address: Address) => {
       members.set(id, { address, state: 'alive', incarnation: 1 });
