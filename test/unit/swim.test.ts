@@ -8,7 +8,9 @@ import {
   UPDATES_QUEUE_MAX,
   UpdateQueue,
   suspicionTimeoutMs,
+  type WireUpdate,
 } from '../../src/p2p/swim.js';
+import { seededRandom } from '../../src/p2p/transport/sim.js';
 import { PROFILES } from '../../src/p2p/config.js';
 
 const id = (n: number) => n.toString(16).padStart(16, '0');
@@ -54,6 +56,27 @@ describe('UpdateQueue', () => {
     expect(q.length).toBe(0);
     // Each of the 10 updates went out exactly twice in all.
     expect(2 * PIGGYBACK_UPDATES_MAX + sends).toBe(2 * (PIGGYBACK_UPDATES_MAX + 2));
+  });
+
+  it('takes what a stable sort by times sent would, in queue order among equals (random adds and takes)', () => {
+    const random = seededRandom(7);
+    const q = new UpdateQueue();
+    // The reference: the queue as a list in insertion order, sorted whole at every take.
+    let model: Array<{ u: WireUpdate; sent: number }> = [];
+    for (let step = 0; step < 5_000; step++) {
+      if (random() < 0.7) {
+        const u: WireUpdate = [1, id(Math.floor(random() * 200)), step];
+        q.add(u);
+        model = model.filter((e) => e.u[1] !== u[1]);
+        model.push({ u, sent: 0 });
+      } else {
+        const limit = 1 + Math.floor(random() * 4);
+        const want = [...model].sort((a, b) => a.sent - b.sent).slice(0, PIGGYBACK_UPDATES_MAX);
+        for (const e of want) e.sent++;
+        model = model.filter((e) => !want.includes(e) || e.sent < limit);
+        expect(q.take(limit) ?? []).toEqual(want.map((e) => e.u));
+      }
+    }
   });
 
   it('keeps one entry per member, the newest', () => {
