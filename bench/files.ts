@@ -31,6 +31,7 @@ import { UDP_RECEIVE_BUFFER_BYTES } from '../src/p2p/transport/udp.js';
 import {
   delay,
   envInt,
+  nsProcTable,
   onCleanup,
   percentile,
   progress,
@@ -179,28 +180,15 @@ function vmHwmKiB(pid: number): number | undefined {
  */
 function receiverBufferDrops(lan: NetnsLan): number {
   let sum = 0;
-  for (let i = 1; i <= RECEIVERS; i++) {
-    const snmp = execFileSync('ip', ['netns', 'exec', lan.host(i).ns, 'cat', '/proc/net/snmp'], {
-      encoding: 'utf8',
-    });
-    const [names, values] = snmp.split('\n').filter((l) => l.startsWith('Udp:'));
-    const at = names?.split(/\s+/).indexOf('RcvbufErrors') ?? -1;
-    sum += Number(values?.split(/\s+/)[at] ?? NaN);
-  }
+  for (let i = 1; i <= RECEIVERS; i++)
+    sum += nsProcTable(lan.host(i).ns, '/proc/net/snmp', 'Udp:').RcvbufErrors ?? NaN;
   return sum;
 }
 
 /** Multicast IP packets a host sent and received (IpExt OutMcastPkts/InMcastPkts, /proc/net/netstat). */
 function mcastPackets(lan: NetnsLan, i: number): { out: number; in: number } {
-  const netstat = execFileSync('ip', ['netns', 'exec', lan.host(i).ns, 'cat', '/proc/net/netstat'], {
-    encoding: 'utf8',
-  });
-  const [names, values] = netstat
-    .split('\n')
-    .filter((l) => l.startsWith('IpExt:'))
-    .map((l) => l.split(/\s+/));
-  const get = (name: string) => Number(values?.[names?.indexOf(name) ?? -1] ?? NaN);
-  return { out: get('OutMcastPkts'), in: get('InMcastPkts') };
+  const t = nsProcTable(lan.host(i).ns, '/proc/net/netstat', 'IpExt:');
+  return { out: t.OutMcastPkts ?? NaN, in: t.InMcastPkts ?? NaN };
 }
 
 /**

@@ -3,7 +3,8 @@
  * cleanup hooks the runner calls if a module overruns its time budget or the run is interrupted
  * (so namespaces and processes never outlive the bench).
  */
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { procTable } from '../src/cli/udp-drops.js';
 
 export interface Table {
   /** A line above the table, e.g. what it measures. */
@@ -142,4 +143,13 @@ export class TimedLines {
       if (this.lines[i]!.text.includes(needle)) return this.lines[i];
     return undefined;
   }
+}
+
+/** One table (`prefix`: "Udp:", "IpExt:") of /proc/net/snmp or /proc/net/netstat inside namespace `ns`. */
+export function nsProcTable(
+  ns: string,
+  file: '/proc/net/snmp' | '/proc/net/netstat',
+  prefix: string,
+): Record<string, number> {
+  return procTable(execFileSync('ip', ['netns', 'exec', ns, 'cat', file], { encoding: 'utf8' }), prefix);
 }

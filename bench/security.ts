@@ -46,6 +46,7 @@ import { NetnsLan, netnsCapability } from '../test/support/netns.js';
 import {
   delay,
   envInt,
+  nsProcTable,
   onCleanup,
   progress,
   waitFor,
@@ -54,7 +55,6 @@ import {
   type Table,
 } from './lib.js';
 import { ROOT, BIN } from '../test/support/proc.js';
-import { procTable } from '../src/cli/udp-drops.js';
 
 const DRIVER = path.join(ROOT, 'bench/security-driver.ts');
 const FLOOD_C = path.join(ROOT, 'bench/flood.c');
@@ -296,12 +296,7 @@ function rssKiB(pid: number): number {
 }
 
 /** The Udp counters of /proc/net/snmp inside a namespace. */
-function udpCounters(ns: string): Record<string, number> {
-  return procTable(
-    execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/snmp'], { encoding: 'utf8' }),
-    'Udp:',
-  );
-}
+const udpCounters = (ns: string) => nsProcTable(ns, '/proc/net/snmp', 'Udp:');
 
 /** The receive-buffer sizes (skmem rb, bytes) of a process's UDP sockets, from ss. */
 function socketRcvbufs(ns: string, pid: number): string {
