@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import {
+  CHAT_DISPLAY_PENDING_MAX,
   CHAT_HISTORY_KEEP_MAX,
   CHAT_TAG,
   CHAT_TOPIC,
@@ -52,8 +53,6 @@ export const FILE_DISCOVERY_SETTLE_MS = 200;
 /** History lines a newcomer asks for. */
 export const CHAT_JOIN_HISTORY_LINES = 20;
 const POLL_MS = 10;
-/** How often held lines are checked for display. */
-const DISPLAY_POLL_MS = 20;
 
 /** What `peer chat` installs on its peer. */
 interface ChatModules {
@@ -292,14 +291,32 @@ export class ChatSession {
       return { flush: () => {}, stop: () => {} };
     }
     const orderer = new LamportOrderer();
-    this.chat.onLine((l) => orderer.push(l, performance.now()));
-    const drain = (now: number) => orderer.drain(now).forEach(show);
-    const timer = setInterval(() => drain(performance.now()), DISPLAY_POLL_MS);
+    // A timer only while lines are held, for the oldest one's release: a reader idle in a chat
+    // does not wake 50 times a second to find nothing held.
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
+    const schedule = () => {
+      clearTimeout(timer);
+      timer = undefined;
+      const at = orderer.nextDueAt();
+      if (at !== null)
+        timer = setTimeout(() => drain(performance.now()), Math.max(0, at - performance.now()));
+    };
+    const drain = (now: number) => {
+      orderer.drain(now).forEach(show);
+      schedule();
+    };
+    this.chat.onLine((l) => {
+      if (stopped) return;
+      orderer.push(l, performance.now());
+      if (timer === undefined || orderer.size > CHAT_DISPLAY_PENDING_MAX) schedule();
+    });
     return {
       flush: () => drain(Infinity),
       stop: () => {
-        clearInterval(timer);
+        stopped = true;
         drain(Infinity);
+        clearTimeout(timer);
       },
     };
   }

@@ -262,7 +262,12 @@ export class Chat implements Protocol {
     }
   }
 
-  tick(now: number): void {
+  /**
+   * Returns when it next has work: the next history request, if any is due. Members coming, going
+   * and changing tags wake every protocol (membership's changes), which is when presence and
+   * returning members are looked at; a peer idle in a chat does not wake every tickMs for them.
+   */
+  tick(now: number): number {
     if (!this.tagged) {
       // On the first tick, not in the constructor: the node sends nothing before it started.
       this.tagged = true;
@@ -272,6 +277,9 @@ export class Chat implements Protocol {
     if (!this.historyDone && now - this.historyAskedAt >= CHAT_HISTORY_RETRY_MS) this.askHistory(now);
     if (this.opts.reader !== false) this.resyncReturning();
     this.updatePresence();
+    const historyAt = this.historyAskedAt + CHAT_HISTORY_RETRY_MS;
+    // Due but nobody to ask yet: a member's coming wakes us.
+    return !this.historyDone && historyAt > now ? historyAt : Infinity;
   }
 
   /** Announces chat members that came and went since the last tick (see the header). */
@@ -508,5 +516,13 @@ export class LamportOrderer {
 
   get size(): number {
     return this.pending.length;
+  }
+
+  /** When drain() next releases a line: the oldest held line's hold ends (null: none held). */
+  nextDueAt(): number | null {
+    if (this.pending.length === 0) return null;
+    let first = Infinity;
+    for (const p of this.pending) first = Math.min(first, p.at);
+    return this.pending.length > CHAT_DISPLAY_PENDING_MAX ? first : first + this.holdMs;
   }
 }

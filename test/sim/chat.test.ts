@@ -357,6 +357,17 @@ describe('display order', () => {
     expect(o.drain(Infinity).map((l) => l.id)).toEqual(['late']);
   });
 
+  it('says when it next releases a line, and nothing while it holds none (the display waits for it)', () => {
+    const o = new LamportOrderer(100);
+    expect(o.nextDueAt()).toBeNull();
+    o.push(line(7, 'b', 'reply'), 10);
+    o.push(line(5, 'a', 'original'), 60);
+    expect(o.nextDueAt()).toBe(110);
+    expect(o.drain(109)).toEqual([]);
+    expect(o.drain(o.nextDueAt()!).map((l) => l.id)).toEqual(['original', 'reply']);
+    expect(o.nextDueAt()).toBeNull();
+  });
+
   it("orders one sender's lines of equal Lamport time by its sequence, not by the id's text", () => {
     const o = new LamportOrderer(0);
     const ids = ['a/1/2', 'a/1/10', 'a/2/1', 'a/1/1', 'a/1/9'];

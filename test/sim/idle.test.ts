@@ -21,6 +21,9 @@ import { Snapshot } from '../../src/p2p/snapshot.js';
 import { REACH_REFRESH_MS } from '../../src/p2p/reach.js';
 import { TICK_GAP_MIN_MS, type PeerNode } from '../../src/p2p/node.js';
 import { Events } from '../../src/p2p/events/index.js';
+import { CHAT_TAG, Chat } from '../../src/p2p/chat.js';
+import { Files } from '../../src/p2p/files/files.js';
+import { MemoryIncomingFiles, memoryDisk } from '../support/memory-files.js';
 import { MemoryJournal } from '../support/memory-journal.js';
 import { SimDisk } from '../support/sim-disk.js';
 
@@ -117,7 +120,36 @@ async function idleGroup(seed: number, loss: number): Promise<SimCluster> {
 const ticks = (p: SimPeer) => p.node.stats.ticks;
 const lateTicks = (p: SimPeer) => p.node.stats.lateTicks;
 
+/** What `peer chat` installs (cli/chat.ts): reliable delivery to chat members, chat, and files. */
+function asChat(node: PeerNode): void {
+  const reliable = node.install(
+    (ctx, n) => new ReliableDelivery(ctx, n.membership, { audience: (m) => m.tags[CHAT_TAG] === true }),
+  );
+  node.install((ctx, n) => new Chat(ctx, n.membership, reliable, { historyWanted: 20 }));
+  node.install(
+    (ctx, n) => new Files(ctx, reliable, n.membership, { incoming: new MemoryIncomingFiles(memoryDisk()) }),
+  );
+}
+
 describe('an idle group ticks on deadlines (issue 22)', () => {
+  it.each(SEEDS)(
+    `five idle peers as peer chat tick at most ${IDLE_TICKS_PER_S_MAX} times a second (chat and files ticked every tickMs before), seed %i`,
+    async (seed) => {
+      const c = new SimCluster(seed, { loss: 0.1, delayMaxMs: DELAY_MAX_MS }, P, (node) => asChat(node));
+      for (let i = 0; i < 5; i++) await c.add(`c${i}`);
+      expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+      c.rt.runFor(5_000); // history asked and answered
+      const before = c.peers.map(ticks);
+      c.rt.runFor(IDLE_MS);
+      for (const [i, p] of c.peers.entries()) {
+        const perS = (ticks(p) - before[i]!) / (IDLE_MS / 1000);
+        expect(perS, p.name).toBeLessThanOrEqual(TICKS_PER_S_MAX);
+        expect(lateTicks(p), p.name).toBe(0);
+      }
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
   it.each(SEEDS)(
     `five idle peers as peer up tick at most ${IDLE_TICKS_PER_S_MAX} times a second (members ${IDLE_MEMBER_TICKS_PER_S_MAX} on average) and miss no deadline, seed %i`,
     async (seed) => {

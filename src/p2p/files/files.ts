@@ -61,6 +61,8 @@ export class Files implements Protocol {
   private readonly senders = new Map<TransferId, FileSender>();
   private readonly handlers: Array<(e: IncomingEvent) => void> = [];
   private started = false;
+  /** No file on its way at the last tick: it asked for none (tick()). */
+  private idle = false;
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -71,7 +73,10 @@ export class Files implements Protocol {
     this.receiver = opts.incoming
       ? new FileReceiver(ctx, channel, membership, opts.incoming, {
           maxFileBytes: opts.maxFileBytes ?? FILE_BYTES_MAX,
-          onEvent: (e) => this.handlers.forEach((h) => h(e)),
+          onEvent: (e) => {
+            this.wake(); // a transfer accepted (its disk space checked) now waits for chunks
+            this.handlers.forEach((h) => h(e));
+          },
         })
       : null;
     channel.on(FILE_TOPIC, (d) => this.onData(d));
@@ -97,6 +102,7 @@ export class Files implements Protocol {
       },
     });
     this.senders.set(id, sender);
+    this.wake();
     sender.start();
     return sender;
   }
@@ -105,7 +111,12 @@ export class Files implements Protocol {
     // Nothing comes as a datagram of its own (see `messages`).
   }
 
-  tick(now: number): void {
+  /**
+   * Ticks every tickMs while a file is on its way (the senders pace their chunks by it), and not
+   * at all when none is: a chat peer idle does not wake every tickMs for files that are not there.
+   * A send, or a file message arriving, wakes it again (wake()).
+   */
+  tick(now: number): number | undefined {
     if (!this.started) {
       // On the first tick, not in the constructor: the node sends nothing before it started.
       this.started = true;
@@ -113,10 +124,20 @@ export class Files implements Protocol {
     }
     for (const s of [...this.senders.values()]) s.tick(now);
     this.receiver?.tick(now);
+    this.idle = this.senders.size === 0 && !this.receiver?.receiving();
+    return this.idle ? Infinity : undefined;
+  }
+
+  /** Back to ticking every tickMs once something to do comes while idle. */
+  private wake(): void {
+    if (!this.idle) return;
+    this.idle = false;
+    this.ctx.wakeAt(this.ctx.now());
   }
 
   private onData(d: FileDelivery): Promise<void> | undefined {
     if (!this.receiver) return;
+    this.wake();
     if (isChunkPayload(d.data)) {
       const chunk = decodeChunk(d.data);
       if (chunk) return this.receiver.onChunk(d, chunk);
@@ -129,6 +150,7 @@ export class Files implements Protocol {
   }
 
   private onControl(d: FileDelivery): void {
+    this.wake();
     const v = parseControl(d.data.toString('utf8'));
     const answer = decodeControl(ANSWER, v);
     if (answer) return this.senders.get(answer.id)?.onAnswer(d.from, answer);

@@ -161,6 +161,12 @@ export class FileReceiver {
     if (t && t.transfer.from === from) this.fail(t, 'the sender stopped sending it');
   }
 
+  /** Whether a transfer waits for chunks: tick() has work (its stall and need timers). */
+  receiving(): boolean {
+    for (const t of this.transfers.values()) if (t.state === 'receiving' && !t.held.complete) return true;
+    return false;
+  }
+
   tick(now: number): void {
     for (const t of this.transfers.values()) {
       if (t.state !== 'receiving' || t.held.complete) continue;
