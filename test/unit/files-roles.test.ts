@@ -97,6 +97,7 @@ class Endpoint implements FileChannel {
       self: { id: this.id, name: this.name, incarnation: 1 },
       now: () => this.bus.now,
       random: this.bus.random,
+      wakeAt: () => {}, // the bus ticks every peer at every step
     } as unknown as ProtocolContext;
     this.files = new Files(
       ctx,
