@@ -132,7 +132,7 @@ const MESSAGES = messages(STATEMENT);
 
 /** What reach reads of a member (membership.ts), for the rare datagram from an address it did not expect. */
 export interface ReachMembers {
-  get(id: PeerId): { address: Address; state: MemberState; incarnation: number } | undefined;
+  get(id: PeerId): { address: Address; state: MemberState } | undefined;
   /** Member `id`'s incarnation, without the view get() builds: read for every datagram heard. */
   incarnationOf(id: PeerId): number | undefined;
   /** The heartbeat interval member `id` announced (it beats slower in SLOW, config.ts). */

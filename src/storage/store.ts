@@ -328,10 +328,7 @@ export function requireDatabase(dataDir: string, name: string): string {
   return file;
 }
 
-/**
- * Checks the files of a database before SQLite opens it (SQLite would take each of these for a
- * new or a smaller database without a word). Every refusal leaves the files untouched.
- */
+/** Up to `limit` remembered addresses, the most recently seen first; a row that is not text is left out. */
 function rememberedAddresses(db: Database.Database, limit: number): string[] {
   return (
     db.prepare('SELECT address FROM peers ORDER BY last_seen DESC, id LIMIT ?').all(limit) as Array<{
@@ -358,6 +355,10 @@ export function readRememberedAddresses(file: string, limit: number): string[] {
   }
 }
 
+/**
+ * Checks the files of a database before SQLite opens it (SQLite would take each of these for a
+ * new or a smaller database without a word). Every refusal leaves the files untouched.
+ */
 export function checkDatabaseFiles(file: string): void {
   const wal = `${file}-wal`;
   const shm = `${file}-shm`;

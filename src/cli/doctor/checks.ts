@@ -383,10 +383,6 @@ export function checkDataDir(dir: string): CheckResult {
   }
 }
 
-/**
- * PRAGMA integrity_check on each peer database, opened read-only: the doctor never modifies one.
- * With a name, only that peer's file; without, every *.db in the data dir.
- */
 /** The peer databases of `dir` the doctor reads: `name`'s, or up to DATABASES_CHECKED_MAX of them. */
 export function databaseFiles(dir: string, name: string | undefined): string[] {
   if (name !== undefined) {
@@ -405,6 +401,10 @@ export function databaseFiles(dir: string, name: string | undefined): string[] {
   }
 }
 
+/**
+ * PRAGMA integrity_check on each peer database, opened read-only: the doctor never modifies one.
+ * With a name, only that peer's file; without, every *.db in the data dir.
+ */
 export function checkDatabases(dir: string, name: string | undefined): CheckResult[] {
   const files = databaseFiles(dir, name);
   if (files.length === 0)
