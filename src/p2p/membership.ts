@@ -375,7 +375,7 @@ export class Membership implements Protocol {
    * with a suspicion, and those not alive (suspect, or dead and left until they are forgotten).
    * A live member with no suspicion needs nothing of a tick there, and scanning all N at every
    * tick made each peer's tick O(N) in a group of 1,000. Kept in both regimes (a member is added
-   * wherever it gets a suspicion or leaves alive), pruned by SLOW ticks.
+   * wherever it gets a suspicion or leaves alive), and pruned at every tick of membership.
    */
   private readonly attention = new Set<Member>();
   /** Live members per name (sharesName()); only add() and setState() make a member live or not. */
@@ -668,9 +668,8 @@ export class Membership implements Protocol {
       }
     }
     const swimAt = this.opts.observer ? Infinity : this.swim.tick(now, probed > 0);
-    if (this.slow)
-      for (const m of this.attention)
-        if (this.members.get(m.id) !== m || (m.state === 'alive' && !m.suspicion)) this.attention.delete(m);
+    for (const m of this.attention)
+      if (this.members.get(m.id) !== m || (m.state === 'alive' && !m.suspicion)) this.attention.delete(m);
     this.dueAt = Math.min(this.nextDeadline(now), Math.max(swimAt, now));
     return this.dueAt;
   }

@@ -31,6 +31,24 @@ describe('membership (simulation)', () => {
     expect(c.handlerErrors()).toEqual([]);
   });
 
+  it.each(SEEDS.slice(0, 5))(
+    'holds nothing of a member it forgot: a dead one gone after deadRetentionMs leaves no trace, seed %i',
+    async (seed) => {
+      const c = await cluster(seed, 4, { loss: 0.05 });
+      expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+      const victim = c.peers[1]!;
+      await c.crash(victim);
+      c.rt.runFor(T.deadAfterMs + T.deadRetentionMs + 5_000);
+      for (const p of c.live()) {
+        expect(p.node.membership.get(victim.node.id)).toBeUndefined();
+        // The members a tick must look at (membership.ts `attention`) let go of it too: a small
+        // group that saw members come and go for days must not keep every one it forgot.
+        const held = (p.node.membership as unknown as { attention: Set<{ id: string }> }).attention;
+        expect([...held].map((m) => m.id)).not.toContain(victim.node.id);
+      }
+    },
+  );
+
   it.each(SEEDS)('no false death over 5 minutes at 10 %% loss with 5 peers, seed %i', async (seed) => {
     const c = await cluster(seed, 5, { loss: 0.1, duplicate: 0.01, delayMinMs: 0.1, delayMaxMs: 3 });
     c.rt.runFor(5 * 60_000);
