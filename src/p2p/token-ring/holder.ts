@@ -59,7 +59,7 @@ export class Holder {
     if (order === 0 && ring.newestHolder === self) return false; // a resend of what we took
     if (body.epoch < ring.promised || order < 0 || (order === 0 && ring.newestHolder !== '')) {
       // If our newest was never real, we fall back to this one (and take it if it comes again).
-      if (order < 0 && body.epoch >= ring.promisedToOthers) ring.seeOlder(body.epoch, body.gen, '');
+      if (order < 0 && body.epoch >= ring.promisedFirm) ring.seeOlder(body.epoch, body.gen, '');
       ring.stale(body.epoch, body.gen, sender);
       return false;
     }

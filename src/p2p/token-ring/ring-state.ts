@@ -66,12 +66,13 @@ export class RingState {
   highestGeneration = 0;
   promised = 0;
   /**
-   * The highest promise we made to another claimer (or read back from disk). Above it, `promised`
-   * holds only our own claims' promises: a claim of ours that got no majority made no token (only
-   * its claimer makes one, and late confirms of an abandoned claim are dropped), so what those
-   * promises guard against cannot exist, and falling back may take a token below them (fallBack()).
+   * The highest promise that may guard a real token: one made to another claimer, the epoch of a
+   * token we held (a claim of ours that made one, or a token passed to us), or a promise read back
+   * from disk. Above it, `promised` holds only our own claims' promises that made no token (only
+   * its claimer makes one, and late confirms of an abandoned claim are dropped): what those guard
+   * against cannot exist, so falling back may take a token below them (fallBack()).
    */
-  promisedToOthers = 0;
+  promisedFirm = 0;
   /** Highest promise any confirmer reported: the next claim must go above it. */
   promisedSeen = 0;
   /** The newest epoch known and its quorum set. */
@@ -101,7 +102,7 @@ export class RingState {
     const stored = durable?.load();
     if (stored) {
       this.promised = stored.promised;
-      this.promisedToOthers = stored.promised;
+      this.promisedFirm = stored.promised;
       this.newestEpoch = stored.epoch;
       this.newestGeneration = stored.gen;
       this.highestGeneration = stored.gen;
@@ -118,8 +119,7 @@ export class RingState {
     const order = compareTokens(epoch, generation, this.newestEpoch, this.newestGeneration);
     if (epoch < this.promised) {
       // Below our own claims' promises only: still a token in use we may fall back to.
-      if (order < 0 && holder !== '' && epoch >= this.promisedToOthers)
-        this.seeOlder(epoch, generation, holder);
+      if (order < 0 && holder !== '' && epoch >= this.promisedFirm) this.seeOlder(epoch, generation, holder);
       return false;
     }
     if (order < 0) {
@@ -149,6 +149,7 @@ export class RingState {
     }
     this.highestGeneration = Math.max(this.highestGeneration, generation);
     this.lastActivity = this.ctx.now();
+    if (holder === this.ctx.self.id) this.promisedFirm = Math.max(this.promisedFirm, epoch);
     if (quorumSet && epoch > this.known.epoch) this.learn(epoch, quorumSet);
     if (newEpoch) this.persist();
   }
@@ -167,7 +168,7 @@ export class RingState {
 
   /**
    * Our newest token has shown no activity for the loss timeout, while a token of an older epoch
-   * (not below a promise we made to another claimer) was in use within it: our newest was only ever heard of (a forged
+   * (not below promisedFirm) was in use within it: our newest was only ever heard of (a forged
    * message can name any epoch within the step), so we take the older one as newest again.
    * "Within it": since our newest's last activity. Not the last loss timeout before `now`: the
    * claim that asks comes at a tick, after the loss timeout (and a claim timeout per rank ahead of
@@ -178,7 +179,7 @@ export class RingState {
   fallBack(): boolean {
     const older = this.older;
     this.older = null;
-    if (!older || older.epoch < this.promisedToOthers || older.at < this.lastActivity) return false;
+    if (!older || older.epoch < this.promisedFirm || older.at < this.lastActivity) return false;
     if (compareTokens(older.epoch, older.generation, this.newestEpoch, this.newestGeneration) >= 0)
       return false;
     this.newestEpoch = older.epoch;
@@ -186,7 +187,7 @@ export class RingState {
     this.newestHolder = older.holder;
     this.lastActivity = older.at;
     // Our own claims from the unreal epoch promised above it; no token came of them (see
-    // promisedToOthers), and the token we return to must not be refused by them.
+    // promisedFirm), and the token we return to must not be refused by them.
     if (this.promised > older.epoch) {
       this.promised = older.epoch;
       this.persist();

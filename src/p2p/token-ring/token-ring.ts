@@ -86,8 +86,8 @@
  * peer then refuses every real token as stale, and its claims (one further) are past what the
  * others adopt: left out for good, the token lost at each of its visits. But a real epoch shows
  * itself: its token moves. So a peer whose newest token has shown no activity for the loss timeout,
- * while a token of an older epoch (not below a promise it made to another claimer) was in use
- * within it, does not claim: it takes that older token as newest again, and the quorum set it knew
+ * while a token of an older epoch (not below a promise it made to another claimer, nor below a
+ * token it held) was in use within it, does not claim: it takes that older token as newest again, and the quorum set it knew
  * before. Safe, because the stale rule is not what keeps turns apart: a peer that confirmed
  * another's newer epoch refuses older tokens by its promise, and leases of an older token need a
  * majority that includes such peers. Its own promises above that older epoch go back down with

@@ -151,7 +151,7 @@ export class Voter {
       ring.promised = before;
       return false;
     }
-    if (claimer !== this.ctx.self.id) ring.promisedToOthers = body.epoch;
+    if (claimer !== this.ctx.self.id) ring.promisedFirm = Math.max(ring.promisedFirm, body.epoch);
     return true;
   }
 }
