@@ -158,8 +158,11 @@ export class PeerNode {
   /** Each protocol's scheduling, by protocol (see TICK_GAP_MIN_MS). */
   private readonly slots = new Map<Protocol, Slot>();
   private readonly owners = new Map<string, Protocol>();
-  private readonly frameOwners = new Map<number, (sender: PeerId, body: Buffer, from: Address) => void>();
-  private readonly frameProtocols = new Map<number, Protocol>();
+  /** Each frame kind's protocol and its handler. */
+  private readonly frameOwners = new Map<
+    number,
+    { protocol: Protocol; handle: (sender: PeerId, body: Buffer, from: Address) => void }
+  >();
   /** Each frame kind's header with our id (wire.ts), written once. */
   private readonly frameHeaders = new Map<number, Buffer>();
   private codec: Codec;
@@ -332,8 +335,7 @@ export class PeerNode {
     }
     for (const [kind, handler] of Object.entries(p.frames ?? {})) {
       if (this.frameOwners.has(Number(kind))) throw new Error(`frame kind ${kind} registered twice`);
-      this.frameOwners.set(Number(kind), handler);
-      this.frameProtocols.set(Number(kind), p);
+      this.frameOwners.set(Number(kind), { protocol: p, handle: handler });
     }
     this.protocols.push(p);
     this.slots.set(p, { dueAt: Infinity, tickedAt: -Infinity, touched: false, cadence: false });
@@ -571,9 +573,9 @@ export class PeerNode {
     const owner = this.frameOwners.get(r.kind);
     if (!owner) return this.drop('type', from);
     if (this.membership.liveAddress(r.sender) !== from) return this.drop('frame', from);
-    this.touch(this.reach, this.frameProtocols.get(r.kind));
+    this.touch(this.reach, owner.protocol);
     this.reach.heard(r.sender, from, via);
-    this.guard(() => owner(r.sender, r.body, from));
+    this.guard(() => owner.handle(r.sender, r.body, from));
   }
 
   private drop(reason: DropReason, from: Address, version?: number): void {
