@@ -25,6 +25,12 @@ import { CHAT_TAG, Chat } from '../../src/p2p/chat.js';
 import { Files } from '../../src/p2p/files/files.js';
 import { MemoryIncomingFiles, memoryDisk } from '../support/memory-files.js';
 import { MemoryJournal } from '../support/memory-journal.js';
+import { MemoryReplica } from '../support/memory-replica.js';
+import { Replication } from '../../src/p2p/replication/index.js';
+import { KeyValue } from '../../src/p2p/kv/index.js';
+import { KvStore } from '../../src/storage/kv.js';
+import { envelopeOverhead } from '../../src/p2p/replication/sizing.js';
+import Database from 'better-sqlite3';
 import { SimDisk } from '../support/sim-disk.js';
 
 const P = PROFILES.lan;
@@ -131,7 +137,61 @@ function asChat(node: PeerNode): void {
   );
 }
 
+/** How each holder writes a line of its own (an append, or a kv put), and how many it holds. */
+const writerOf = new WeakMap<PeerNode, (line: string) => void>();
+const heldOf = new WeakMap<PeerNode, () => number>();
+
+/** What `peer replicate` installs on a holder (commands/replicate.ts), its replica in memory. */
+function asReplicaHolder(node: PeerNode): void {
+  const large = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
+  const sink = new MemoryReplica([]);
+  heldOf.set(node, () => sink.set.size);
+  const rp = node.install(
+    (ctx, n) =>
+      new Replication(ctx, n.membership, {
+        sink,
+        envelopeBytes: envelopeOverhead(node.name),
+        large,
+      }),
+  );
+  writerOf.set(node, (line) => void rp.append(line));
+}
+
+/** What `peer kv serve` installs (cli/kv.ts), its tables in an in-memory database. */
+function asKvHolder(node: PeerNode): void {
+  const large = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
+  const store = KvStore.open(new Database(':memory:'));
+  heldOf.set(node, () => store.set.size);
+  const kv = node.install(
+    (ctx, n) => new KeyValue(ctx, n.membership, { store, envelopeBytes: envelopeOverhead(node.name), large }),
+  );
+  writerOf.set(node, (line) => void kv.write({ kind: 'put', key: line, value: node.name }));
+}
+
 describe('an idle group ticks on deadlines (issue 22)', () => {
+  it.each(SEEDS.flatMap((seed) => [['peer replicate', seed] as const, ['peer kv serve', seed] as const]))(
+    `five idle %s holders tick at most ${IDLE_TICKS_PER_S_MAX} times a second once their appends are everywhere (replication ticked every tickMs before), seed %i`,
+    async (what, seed) => {
+      const install = what === 'peer replicate' ? asReplicaHolder : asKvHolder;
+      const c = new SimCluster(seed, { loss: 0.1, delayMaxMs: DELAY_MAX_MS }, P, (node) => install(node));
+      for (let i = 0; i < 5; i++) await c.add(`h${i}`);
+      expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+      // Writes from two holders: appends, acks, digests on the tags, anti-entropy where one was lost.
+      for (const p of [c.peers[0]!, c.peers[3]!])
+        for (let i = 0; i < 3; i++) writerOf.get(p.node)!(`${p.name}-${i}`);
+      expect(c.rt.runUntilTrue(() => c.peers.every((p) => heldOf.get(p.node)!() === 6), 10_000)).toBe(true);
+      c.rt.runFor(5_000);
+      const before = c.peers.map(ticks);
+      c.rt.runFor(IDLE_MS);
+      for (const [i, p] of c.peers.entries()) {
+        const perS = (ticks(p) - before[i]!) / (IDLE_MS / 1000);
+        expect(perS, p.name).toBeLessThanOrEqual(TICKS_PER_S_MAX);
+        expect(lateTicks(p), p.name).toBe(0);
+      }
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
   it.each(SEEDS)(
     `five idle peers as peer chat tick at most ${IDLE_TICKS_PER_S_MAX} times a second (chat and files ticked every tickMs before), seed %i`,
     async (seed) => {

@@ -277,6 +277,7 @@ export class KeyValue implements Protocol {
     this.bound(this.reads);
     this.reads.set(q, { key, answers: new Map(), knownByAnswerers: 0, lastSend: this.ctx.now() });
     this.ctx.broadcast(...READ.out({ query: q, key }));
+    this.ctx.wakeAt(this.ctx.now());
     return q;
   }
 
@@ -312,6 +313,7 @@ export class KeyValue implements Protocol {
     };
     this.scans.set(q, t);
     this.sendScan(t);
+    this.ctx.wakeAt(this.ctx.now());
     return handle;
   }
 
@@ -334,22 +336,28 @@ export class KeyValue implements Protocol {
     'kv.rows': (b, from) => this.onRows(from, b.query, b.rows, b.more),
   });
 
-  tick(now: number): void {
-    this.replication.tick(now);
+  /** Replication's timers and our retries; see Replication.tick for what it returns. */
+  tick(now: number): number | void {
+    const replication = this.replication.tick(now);
     this.outbox?.pump();
-    if (this.reads.size > 0) this.retryReads(now);
+    let at = this.retryReads(now);
     for (const t of [...this.scans.values()]) {
-      if (t.handle.done || now - t.lastSend < SCAN_RETRY_MS) continue;
-      if (t.tries >= SCAN_TRIES_MAX) {
-        t.handle.failed = `no answer from the holder after ${t.tries} tries`;
-        t.handle.done = true;
-        this.scans.delete(t.q);
-        this.ctx.emit({ kind: 'kv-answer', q: t.handle.id });
-        continue;
+      if (t.handle.done) continue;
+      if (now - t.lastSend >= SCAN_RETRY_MS) {
+        if (t.tries >= SCAN_TRIES_MAX) {
+          t.handle.failed = `no answer from the holder after ${t.tries} tries`;
+          t.handle.done = true;
+          this.scans.delete(t.q);
+          this.ctx.emit({ kind: 'kv-answer', q: t.handle.id });
+          continue;
+        }
+        t.tries++;
+        this.sendScan(t);
       }
-      t.tries++;
-      this.sendScan(t);
+      at = Math.min(at, t.lastSend + SCAN_RETRY_MS);
     }
+    if (replication === undefined || !(this.outbox?.idle ?? true)) return;
+    return Math.min(at, replication);
   }
 
   // ---- holder side -------------------------------------------------------------------------
@@ -462,14 +470,20 @@ export class KeyValue implements Protocol {
     this.ctx.send(t.address, ...SCAN.out({ query: t.q, after: t.after, pageRows: t.pageRows }));
   }
 
-  private retryReads(now: number): void {
+  /** Asks again the holders that have not answered a read; returns when the next one is due. */
+  private retryReads(now: number): number {
+    if (this.reads.size === 0) return Infinity;
     const live = this.liveHolders();
+    let next = Infinity;
     for (const [q, t] of this.reads) {
-      if (now - t.lastSend < READ_RETRY_MS) continue;
-      t.lastSend = now;
-      for (const h of live)
-        if (!t.answers.has(h.id)) this.ctx.send(h.address, ...READ.out({ query: q, key: t.key }));
+      if (now - t.lastSend >= READ_RETRY_MS) {
+        t.lastSend = now;
+        for (const h of live)
+          if (!t.answers.has(h.id)) this.ctx.send(h.address, ...READ.out({ query: q, key: t.key }));
+      }
+      next = Math.min(next, t.lastSend + READ_RETRY_MS);
     }
+    return next;
   }
 
   private nextQ(): number {

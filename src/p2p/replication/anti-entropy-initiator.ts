@@ -28,7 +28,7 @@ import type { ProtocolContext } from '../protocol.js';
 import { DATAGRAM_PAYLOAD_BYTES_MAX, type PeerId } from '../wire.js';
 import type { Origin } from '../kit/message.js';
 import type { Address } from '../transport/transport.js';
-import { liveHoldersIn, type Directory } from './directory.js';
+import { liveHoldersIn, type Directory, type HolderView } from './directory.js';
 import type { Entry } from './entry.js';
 import { hash64 } from './hash.js';
 import type { Holder } from './holder.js';
@@ -148,19 +148,33 @@ export class AntiEntropyInitiator {
     this.servedAt.set(peer, now);
   }
 
-  /** Starts a session when one is due (every `intervalMs`); `passive` holders never start one. */
-  tick(now: number, intervalMs: number, passive: boolean): void {
+  /**
+   * Starts a session when one is due (every `intervalMs` while a holder advertises another digest);
+   * `passive` holders never start one. Returns when it next needs a tick: undefined while a session
+   * runs (its requests time out at the node's cadence), Infinity while every digest is ours (a
+   * digest changes with the tags, or with our replica, and either ticks us).
+   */
+  tick(now: number, intervalMs: number, passive: boolean): number | undefined {
     if (!this.session && !passive && now - this.lastStart >= intervalMs) {
       this.lastStart = now;
       this.maybeStart();
     }
-    if (this.session) this.drive(now);
+    if (this.session) {
+      this.drive(now);
+      if (this.session) return undefined;
+    }
+    return passive || this.differing().length === 0 ? Infinity : this.lastStart + intervalMs;
+  }
+
+  /** The live holders that advertise a digest other than ours. */
+  private differing(): HolderView[] {
+    const own = this.holder.set.digest();
+    return liveHoldersIn(this.dir).filter((h) => h.state === 'alive' && h.digest !== own);
   }
 
   private maybeStart(): void {
-    const own = this.holder.set.digest();
     const now = this.ctx.now();
-    const differing = liveHoldersIn(this.dir).filter((h) => h.state === 'alive' && h.digest !== own);
+    const differing = this.differing();
     for (const id of this.differSince.keys())
       if (!differing.some((h) => h.id === id)) this.differSince.delete(id);
     for (const [id, at] of this.servedAt) if (now - at >= AE_SERVED_QUIET_MS) this.servedAt.delete(id);

@@ -118,7 +118,12 @@ export class AntiEntropyResponder {
       this.ctx.send(from.address, ...PUT_STORED.out({ request }));
   }
 
-  expire(now: number): void {
-    for (const [k, v] of this.ibltCache) if (now - v.at > IBLT_CACHE_MS) this.ibltCache.delete(k);
+  /** Forgets the IBLTs built IBLT_CACHE_MS ago or more; returns when the next one is due. */
+  expire(now: number): number {
+    let next = Infinity;
+    for (const [k, v] of this.ibltCache)
+      if (now - v.at >= IBLT_CACHE_MS) this.ibltCache.delete(k);
+      else next = Math.min(next, v.at + IBLT_CACHE_MS);
+    return next;
   }
 }

@@ -159,17 +159,22 @@ export class Appender {
     this.ctx.emit({ kind: 'replica-refused', id: entryId(t.entry), holder: from.id, reason: nak.reason });
   }
 
-  retry(now: number): void {
-    if (this.appends.size === 0) return;
+  /** Sends the appends due again; returns when the next one is due (Infinity: none tracked). */
+  retry(now: number): number {
+    if (this.appends.size === 0) return Infinity;
     const holders = liveHoldersIn(this.dir);
+    let next = Infinity;
     for (const t of this.appends.values()) {
-      if (now - t.lastSend < APPEND_RETRY_MS) continue;
-      t.lastSend = now;
-      for (const h of holders) {
-        if (t.acked.has(h.id)) continue;
-        if (t.large) this.sendLarge(h.id, t.entry);
-        else this.ctx.send(h.address, ...APPEND.out({ entry: wireEntry(t.entry) }));
+      if (now - t.lastSend >= APPEND_RETRY_MS) {
+        t.lastSend = now;
+        for (const h of holders) {
+          if (t.acked.has(h.id)) continue;
+          if (t.large) this.sendLarge(h.id, t.entry);
+          else this.ctx.send(h.address, ...APPEND.out({ entry: wireEntry(t.entry) }));
+        }
       }
+      next = Math.min(next, t.lastSend + APPEND_RETRY_MS);
     }
+    return next;
   }
 }

@@ -80,21 +80,31 @@ export class Holder {
     this.ctx.emit({ kind: 'replica-replace', entries: replaced, from });
   }
 
-  /** Rewrites the file once replacements stop arriving (or at least every FLUSH_DELAY_MAX_MS). */
-  maybeFlush(now: number): void {
+  /**
+   * Rewrites the file once replacements stop arriving (or at least every FLUSH_DELAY_MAX_MS) and
+   * advertises a changed digest (at most every DIGEST_TAG_INTERVAL_MS); returns when it next needs
+   * a tick for either, Infinity when nothing is pending (what changes the replica also ticks us).
+   */
+  tick(now: number): number {
+    this.maybeFlush(now);
+    const tag = this.digestTag;
+    if (tag !== this.tagged && now - this.lastTag >= DIGEST_TAG_INTERVAL_MS) {
+      this.lastTag = now;
+      this.tagged = tag;
+      this.dir.setTags({ ...this.dir.ownTags, [REPLICA_TAG]: tag });
+    }
+    const since = this.flushPendingSince;
+    const flushAt =
+      since === null ? Infinity : Math.min(this.lastReplace + FLUSH_QUIET_MS, since + FLUSH_DELAY_MAX_MS);
+    return Math.min(flushAt, tag === this.tagged ? Infinity : this.lastTag + DIGEST_TAG_INTERVAL_MS);
+  }
+
+  private maybeFlush(now: number): void {
     const since = this.flushPendingSince;
     if (since === null) return;
     if (now - this.lastReplace < FLUSH_QUIET_MS && now - since < FLUSH_DELAY_MAX_MS) return;
     this.flushPendingSince = null;
     // A failed rewrite keeps the replacements pending: try again after another quiet period.
     if (!this.sink.flush()) this.lastReplace = this.flushPendingSince = now;
-  }
-
-  advertise(now: number): void {
-    const tag = this.digestTag;
-    if (tag === this.tagged || now - this.lastTag < DIGEST_TAG_INTERVAL_MS) return;
-    this.lastTag = now;
-    this.tagged = tag;
-    this.dir.setTags({ ...this.dir.ownTags, [REPLICA_TAG]: tag });
   }
 }

@@ -127,6 +127,11 @@ export class LargeOutbox {
     this.pump();
   }
 
+  /** Whether no message waits for room (those in flight are reliable delivery's). */
+  get idle(): boolean {
+    return this.queue.length === 0;
+  }
+
   /** Whether a message to `to` under `key` is waiting or in flight. */
   has(to: PeerId, key: string): boolean {
     return this.pending.has(`${to}/${key}`);

@@ -158,7 +158,9 @@ export class Replication implements Protocol {
 
   /** See Appender.append. */
   append(text: string): Entry {
-    return this.appender.append(text);
+    const entry = this.appender.append(text);
+    this.ctx.wakeAt(this.ctx.now());
+    return entry;
   }
 
   /** See Appender.status. */
@@ -173,7 +175,9 @@ export class Replication implements Protocol {
 
   /** Starts (or restarts) a reconcile round as coordinator; returns its id. */
   startRound(): number {
-    return this.coordinator.start();
+    const id = this.coordinator.start();
+    this.ctx.wakeAt(this.ctx.now());
+    return id;
   }
 
   /** The round's reports, and whether every live holder rewrote the same content. */
@@ -248,17 +252,25 @@ export class Replication implements Protocol {
     return true;
   }
 
-  tick(now: number): void {
+  /**
+   * Runs every role's timers; returns the earliest time one needs a tick again, or nothing (the
+   * node's cadence) while a session runs or large messages wait for room. An idle holder wakes for
+   * none of them: what gives a role work (a message, a member's tags, a call of ours) ticks us.
+   */
+  tick(now: number): number | void {
     const h = this.holding;
+    let at = Infinity;
+    let cadence = false;
     if (h) {
-      h.holder.maybeFlush(now);
-      h.holder.advertise(now);
-      h.responder.expire(now);
+      at = Math.min(h.holder.tick(now), h.responder.expire(now));
       const interval = h.rounds.boosted(now) ? AE_ROUND_INTERVAL_MS : AE_INTERVAL_MS;
-      h.initiator.tick(now, interval, this.opts.passive ?? false);
+      const next = h.initiator.tick(now, interval, this.opts.passive ?? false);
+      if (next === undefined) cadence = true;
+      else at = Math.min(at, next);
     }
-    this.appender.retry(now);
+    at = Math.min(at, this.appender.retry(now), this.coordinator.poll(now));
     this.outbox?.pump();
-    this.coordinator.poll(now);
+    if (cadence || !(this.outbox?.idle ?? true)) return;
+    return at;
   }
 }

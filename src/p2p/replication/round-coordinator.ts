@@ -106,9 +106,11 @@ export class RoundCoordinator {
     });
   }
 
-  poll(now: number): void {
+  /** Polls the round's holders when due; returns when it next is (Infinity: no round). */
+  poll(now: number): number {
     const round = this.round;
-    if (!round || now - round.lastPoll < ROUND_POLL_MS) return;
+    if (!round) return Infinity;
+    if (now - round.lastPoll < ROUND_POLL_MS) return round.lastPoll + ROUND_POLL_MS;
     round.lastPoll = now;
     const st = this.status();
     round.target = st.agreed ? st.holders[0]!.digest : '';
@@ -119,6 +121,7 @@ export class RoundCoordinator {
         this.ctx.send(h.address, ...ROUND_FINISH.out({ round: round.id, digest: round.target }));
       else this.ctx.send(h.address, ...ROUND_POLL.out({ round: round.id }));
     }
+    return now + ROUND_POLL_MS;
   }
 
   /**
