@@ -116,7 +116,6 @@ export class KvClient {
   /** Every holder a write's acknowledgements named (acked or known to an acker), by id. */
   readonly namedHolders = new Map<string, string>();
   private readonly waiters = new Set<Waiter>();
-  private readonly sweep: NodeJS.Timeout;
 
   /** The protocol the client's peer installed (peer.installed). */
   readonly kv: KeyValue;
@@ -126,7 +125,6 @@ export class KvClient {
     peer.node.on((e) => {
       if (e.kind === 'kv-ack' || e.kind === 'kv-answer' || e.kind === 'kv-refused') this.wake();
     });
-    this.sweep = setInterval(() => this.wake(), KV_RECHECK_MS);
   }
 
   /**
@@ -243,28 +241,29 @@ export class KvClient {
     return h.rows;
   }
 
-  /** Resolves true once `cond` holds (checked on every kv event and every KV_RECHECK_MS). */
+  /**
+   * Resolves true once `cond` holds (checked on every kv event and every KV_RECHECK_MS while it
+   * waits: a client waiting for nothing, `peer kv shell` at its prompt, sets no timer).
+   */
   until(cond: () => boolean, timeoutMs: number): Promise<boolean> {
     if (cond()) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const w: Waiter = {
-        check: cond,
-        done: () => {
-          clearTimeout(timer);
-          this.waiters.delete(w);
-          resolve(true);
-        },
-      };
-      const timer = setTimeout(() => {
+      const end = (ok: boolean) => {
+        clearTimeout(timer);
+        clearInterval(sweep);
         this.waiters.delete(w);
-        resolve(cond());
-      }, timeoutMs);
+        resolve(ok);
+      };
+      const w: Waiter = { check: cond, done: () => end(true) };
+      const timer = setTimeout(() => end(cond()), timeoutMs);
+      const sweep = setInterval(() => {
+        if (cond()) end(true);
+      }, KV_RECHECK_MS);
       this.waiters.add(w);
     });
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.sweep);
     await this.peer.stop();
   }
 
