@@ -380,6 +380,12 @@ export class Membership implements Protocol {
   private readonly attention = new Set<Member>();
   /** Live members per name (sharesName()); only add() and setState() make a member live or not. */
   private readonly named = new Map<string, number>();
+  /**
+   * How many members are live, counted where `named` is: the group's size is read for most
+   * datagrams and ticks, and live() builds every view again after each change, which made a
+   * join's burst of 1,000 new members O(N) per datagram.
+   */
+  private liveCount = 0;
   /** The deadline our last tick returned: how late a tick is (a stall) is measured against it. */
   private dueAt: number | null = null;
   private started = false;
@@ -565,7 +571,7 @@ export class Membership implements Protocol {
   private byHeartbeat(m: Member): boolean {
     if (this.opts.observer) return true;
     if (this.slow) return false;
-    return m.watch === 'heartbeat' || this.live().length + 1 <= HEARTBEAT_FANOUT_MAX + 1;
+    return m.watch === 'heartbeat' || this.liveCount + 1 <= HEARTBEAT_FANOUT_MAX + 1;
   }
 
   /**
@@ -575,7 +581,7 @@ export class Membership implements Protocol {
    * outlive the heartbeat timeouts.
    */
   private paceOf(m: Member): number {
-    const n = this.live().length + 1;
+    const n = this.liveCount + 1;
     if (!this.opts.observer || n <= REGIME_FAST_AT_MEMBERS) return 1;
     const fast = this.opts.timings.heartbeatIntervalMs;
     return Math.max(1, Math.min(m.beatIntervalMs, this.slowIntervalMs(n)) / fast);
@@ -613,7 +619,7 @@ export class Membership implements Protocol {
     const s = (m.suspicion ??= { since: now, own: false, by: new Set() });
     this.attention.add(m);
     if (s.by.size < SUSPECT_CONFIRMATIONS_MIN) s.by.add(from.id);
-    if (first && this.ctx.random() < HINT_PROBERS / (this.live().length + 1)) this.swim.probeSoon(m.id);
+    if (first && this.ctx.random() < HINT_PROBERS / (this.liveCount + 1)) this.swim.probeSoon(m.id);
     this.ctx.wakeAt(now);
   }
 
@@ -642,7 +648,7 @@ export class Membership implements Protocol {
     }
     this.assessHealth(now, beat);
     const slower = 1 + this.score;
-    let probed = this.slow ? this.live().length : 0;
+    let probed = this.slow ? this.liveCount : 0;
     for (const m of this.due()) {
       if (this.members.get(m.id) !== m) continue; // forgotten since it needed attention
       const silent = now - m.lastSeen;
@@ -717,7 +723,7 @@ export class Membership implements Protocol {
   /** Lifeguard's suspicion timeout at our group's size (swim.ts). */
   private suspicionMs(confirmations: number): number {
     const t = this.opts.timings;
-    return suspicionTimeoutMs(this.live().length + 1, confirmations, t.deadAfterMs - t.suspectAfterMs);
+    return suspicionTimeoutMs(this.liveCount + 1, confirmations, t.deadAfterMs - t.suspectAfterMs);
   }
 
   /** Marks `m` suspect here, tells the group while it is small enough, and pings `m`. */
@@ -726,7 +732,7 @@ export class Membership implements Protocol {
     if (!this.opts.observer) this.swim.updates.add([1, m.id, m.incarnation]);
     this.ctx.emit({ kind: 'suspect', member: this.view(m), by: 'timeout' });
     if (this.opts.observer) return;
-    if (this.live().length + 1 <= SUSPECT_BROADCAST_MEMBERS_MAX)
+    if (this.liveCount + 1 <= SUSPECT_BROADCAST_MEMBERS_MAX)
       this.ctx.broadcast(...SUSPECT.out({ target: m.id, incarnation: m.incarnation }));
     this.ping(m, now);
   }
@@ -734,7 +740,7 @@ export class Membership implements Protocol {
   /** Enters or leaves the SLOW regime as the group's size crosses its thresholds (config.ts). */
   private followRegime(now: number): void {
     if (this.opts.observer) return;
-    const n = this.live().length + 1;
+    const n = this.liveCount + 1;
     if (!this.slow && n > REGIME_SLOW_ABOVE_MEMBERS) this.slow = true;
     else if (this.slow && n <= REGIME_FAST_AT_MEMBERS) {
       this.slow = false;
@@ -758,7 +764,7 @@ export class Membership implements Protocol {
 
   /** Our heartbeat interval in the regime we are in (config.ts). */
   private heartbeatEveryMs(): number {
-    return this.slow ? this.slowIntervalMs(this.live().length + 1) : this.opts.timings.heartbeatIntervalMs;
+    return this.slow ? this.slowIntervalMs(this.liveCount + 1) : this.opts.timings.heartbeatIntervalMs;
   }
 
   /** The SLOW heartbeat interval of a group of `n` live members (config.ts). */
@@ -794,7 +800,7 @@ export class Membership implements Protocol {
       },
       probed: (id, result) => this.probed(id, result),
       heardUpdates: (from, updates) => this.heardUpdates(from, updates),
-      size: () => this.live().length + 1,
+      size: () => this.liveCount + 1,
     };
   }
 
@@ -911,6 +917,11 @@ export class Membership implements Protocol {
     return m && (m.state === 'alive' || m.state === 'suspect') ? m.address : undefined;
   }
 
+  /** Each live member's id and address, without the views live() builds (a join's pages). */
+  *liveAddresses(): Iterable<{ id: PeerId; address: Address }> {
+    for (const m of this.members.values()) if (isLive(m.state)) yield { id: m.id, address: m.address };
+  }
+
   /** Members currently alive or suspected (suspects may still be alive: SWIM keeps them in). */
   live(): MemberView[] {
     return this.cachedViews().live;
@@ -936,8 +947,9 @@ export class Membership implements Protocol {
     return (this.named.get(m.name) ?? 0) + ours > 1;
   }
 
-  /** Counts a member that became live (+1) or stopped being live (-1) under its name. */
+  /** Counts a member that became live (+1) or stopped being live (-1), and under its name. */
   private countName(name: string, by: 1 | -1): void {
+    this.liveCount += by;
     const n = (this.named.get(name) ?? 0) + by;
     if (n > 0) this.named.set(name, n);
     else this.named.delete(name);

@@ -170,11 +170,11 @@ export class Join implements Protocol {
   /** Who listens to the seeds' pages (onSeedPage). */
   private readonly seedPageListeners: Array<(seed: Address, page: SeedPage) => void> = [];
   /**
-   * The live members (and us) as pages list them, sorted by id, and each one's address: built
-   * again only when membership's version moved, so a page or a hint costs no scan of the members
-   * (a seed answers about N / SYNC_PAGE_ENTRIES_MAX pages per joiner, each page brings as many hints).
+   * The live members (and us) as pages list them, sorted by id: built again only when
+   * membership's version moved, so a page costs no scan of the members (a seed answers about
+   * N / SYNC_PAGE_ENTRIES_MAX pages per joiner).
    */
-  private liveIndex = { version: -1, sorted: [] as Hint[], addressOf: new Map<PeerId, Address>() };
+  private liveIndex = { version: -1, sorted: [] as Hint[] };
 
   constructor(
     private readonly ctx: ProtocolContext,
@@ -403,19 +403,17 @@ export class Join implements Protocol {
 
   /** Whether the member is live here at that address: met already. */
   private met(id: PeerId, address: Address): boolean {
-    return this.live().addressOf.get(id) === address;
+    return this.opts.membership.liveAddress(id) === address;
   }
 
   /** See `liveIndex`. */
-  private live(): { sorted: Hint[]; addressOf: Map<PeerId, Address> } {
+  private live(): { sorted: Hint[] } {
     const version = this.opts.membership.version;
     if (this.liveIndex.version === version) return this.liveIndex;
-    const live = this.opts.membership.live();
-    const sorted: Hint[] = live.map((m) => ({ id: m.id, address: m.address }));
+    const sorted: Hint[] = [...this.opts.membership.liveAddresses()];
     sorted.push({ id: this.ctx.self.id, address: this.opts.address() });
     sorted.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
-    const addressOf = new Map(live.map((m) => [m.id, m.address]));
-    this.liveIndex = { version, sorted, addressOf };
+    this.liveIndex = { version, sorted };
     return this.liveIndex;
   }
 
