@@ -27,6 +27,7 @@ import {
   ANSWERS_PER_S,
   ANSWERS_PER_SOURCE_PER_S,
   HELLO_BURST,
+  HELLO_EXCHANGES_PER_S,
   HELLO_REPEAT_MS,
   HELLO_TRIES_MAX,
   HELLOS_PER_S,
@@ -178,6 +179,44 @@ describe('join through a seed across segments (simulation)', () => {
     c.net.setDown(s.address, false);
     expect(c.rt.runUntilTrue(() => firstContacts(b).has(s.node.id), SEED_RESYNC_MS)).toBe(true);
   });
+});
+
+describe('a group joining at once (simulation)', () => {
+  it.each(SEEDS)(
+    'seed %i: 120 unicast-only peers joining through one seed converge, and hellos start at most HELLO_EXCHANGES_PER_S list exchanges a second each',
+    async (seed) => {
+      const n = 120;
+      let pages = 0;
+      const c = new SimCluster(seed, { loss: 0.01, delayMaxMs: 2 }, P);
+      c.wrapTransport = (t) => ({
+        get address() {
+          return t.address;
+        },
+        mode: t.mode,
+        start: (h) => t.start(h),
+        broadcast: (d, also) => t.broadcast(d, also),
+        send: (to, d) => {
+          const r = codec.decode(d);
+          if (r.ok && r.env.t === PAGE.type) pages++;
+          t.send(to, d);
+        },
+        close: () => t.close(),
+      });
+      const s = await c.add('s0', {}, { mode: 'unicast' }, { door: true });
+      for (let i = 1; i < n; i++)
+        await c.add(`s${i}`, {}, { mode: 'unicast' }, { seeds: [doorOf(s)], hello: false });
+      const start = c.rt.now();
+      expect(c.rt.runUntilTrue(() => c.converged(), 10_000)).toBe(true);
+      const seconds = (c.rt.now() - start) / 1000;
+      // A list is ceil(n / SYNC_PAGE_ENTRIES_MAX) pages; each exchange moves it both ways. Allowed:
+      // every peer's first sync through the seed, its exchanges started by hellos at the pace, and
+      // as many started by syncs (each exchange answers one). With one per hello it was ~n^2 lists.
+      const list = Math.ceil(n / SYNC_PAGE_ENTRIES_MAX);
+      const exchanges = n * (1 + 2 * Math.ceil(HELLO_EXCHANGES_PER_S * (seconds + 1)));
+      expect(pages).toBeLessThanOrEqual(2 * list * exchanges);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
 });
 
 describe('re-contact (simulation)', () => {
