@@ -386,6 +386,8 @@ export class Membership implements Protocol {
    * join's burst of 1,000 new members O(N) per datagram.
    */
   private liveCount = 0;
+  /** Live members per host (liveOnHost()), counted where `named` is and when one moves. */
+  private readonly hosts = new Map<string, number>();
   /** The deadline our last tick returned: how late a tick is (a stall) is measured against it. */
   private dueAt: number | null = null;
   private started = false;
@@ -526,6 +528,10 @@ export class Membership implements Protocol {
         (before === 'dead' || before === 'left') && from !== m.home?.address
           ? { address: m.address, incarnation: wasIncarnation }
           : null;
+    if (moved && isLive(m.state)) {
+      bump(this.hosts, parseAddress(m.address).host, -1);
+      bump(this.hosts, parseAddress(from).host, 1);
+    }
     m.address = from;
     if (env.c > wasIncarnation && moved) {
       this.setState(m, 'alive', now);
@@ -917,6 +923,11 @@ export class Membership implements Protocol {
     return m && (m.state === 'alive' || m.state === 'suspect') ? m.address : undefined;
   }
 
+  /** Whether a live member runs on `host` (an IP address): O(1), for the node's every tick. */
+  liveOnHost(host: string): boolean {
+    return this.hosts.has(host);
+  }
+
   /** Each live member's id and address, without the views live() builds (a join's pages). */
   *liveAddresses(): Iterable<{ id: PeerId; address: Address }> {
     for (const m of this.members.values()) if (isLive(m.state)) yield { id: m.id, address: m.address };
@@ -947,12 +958,11 @@ export class Membership implements Protocol {
     return (this.named.get(m.name) ?? 0) + ours > 1;
   }
 
-  /** Counts a member that became live (+1) or stopped being live (-1), and under its name. */
-  private countName(name: string, by: 1 | -1): void {
+  /** Counts a member that became live (+1) or stopped being live (-1), under its name and host. */
+  private countLive(m: Member, by: 1 | -1): void {
     this.liveCount += by;
-    const n = (this.named.get(name) ?? 0) + by;
-    if (n > 0) this.named.set(name, n);
-    else this.named.delete(name);
+    bump(this.named, m.name, by);
+    bump(this.hosts, parseAddress(m.address).host, by);
   }
 
   /** Something list() shows changed: views are built again, and the other protocols get a tick. */
@@ -1206,7 +1216,7 @@ export class Membership implements Protocol {
       suspicion: null,
     };
     this.members.set(m.id, m);
-    this.countName(m.name, 1);
+    this.countLive(m, 1);
     this.changed();
     if (!this.opts.observer) this.swim.updates.add([0, m.id, m.incarnation, m.address]);
     this.ctx.emit({ kind: 'join', member: this.view(m) });
@@ -1228,7 +1238,7 @@ export class Membership implements Protocol {
   }
 
   private setState(m: Member, state: MemberState, now: number): void {
-    if (isLive(m.state) !== isLive(state)) this.countName(m.name, isLive(state) ? 1 : -1);
+    if (isLive(m.state) !== isLive(state)) this.countLive(m, isLive(state) ? 1 : -1);
     if (state !== 'alive') this.attention.add(m);
     m.state = state;
     m.stateSince = now;
@@ -1332,4 +1342,11 @@ export function heartbeatDue(now: number, wall: number, intervalMs: number, phas
   let at = Math.round((shifted + intervalMs) / intervalMs) * intervalMs;
   if (at - shifted <= intervalMs / 2) at += intervalMs;
   return now + (at - shifted);
+}
+
+/** Adds `by` to `key`'s count, forgetting it at 0. */
+function bump(counts: Map<string, number>, key: string, by: number): void {
+  const n = (counts.get(key) ?? 0) + by;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
 }

@@ -175,8 +175,6 @@ export class PeerNode {
   /** The earliest wakeAt() time asked for since the last tick: every protocol ticks then. */
   private allDueAt = Infinity;
   /** Membership's version when multicast loopback last looked for a member on our host. */
-  private loopbackVersion = -1;
-  private memberOnHost = false;
   private readonly versionWarned = new Set<Address>();
   private running = false;
   private startedAt = 0;
@@ -467,14 +465,9 @@ export class PeerNode {
     this.opts.transport.setMulticastLoopback(on);
   }
 
-  /** Whether a live member runs on our host, looked up again only when membership changed. */
+  /** Whether a live member runs on our host. */
   private memberSharesHost(): boolean {
-    const v = this.membership.version;
-    if (v !== this.loopbackVersion) {
-      this.loopbackVersion = v;
-      this.memberOnHost = sharesHost(this.address, this.membership.live());
-    }
-    return this.memberOnHost;
+    return this.membership.liveOnHost(parseAddress(this.address).host);
   }
 
   private transmit(

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_SIM_HOST, SimCluster } from '../support/cluster.js';
 import { HELLOS_PER_S } from '../../src/p2p/join/index.js';
 import { PROFILES } from '../../src/p2p/config.js';
+import { parseAddress } from '../../src/p2p/transport/transport.js';
 
 const T = PROFILES.lan.membership;
 const SEEDS = Array.from({ length: 40 }, (_, i) => i + 1);
@@ -180,4 +181,32 @@ describe('membership (simulation)', () => {
     expect(p!.node.membership.list().length).toBeLessThanOrEqual(1024);
     expect(p!.node.membership.refused).toBeGreaterThan(0);
   });
+});
+
+describe('live members per host (issue 22)', () => {
+  it.each([1, 2, 3, 4, 5])(
+    'with crashes, restarts and leaves, liveOnHost agrees with the live list at every step, seed %i',
+    async (seed) => {
+      const c = new SimCluster(seed, { loss: 0.05, delayMaxMs: 2 });
+      for (let i = 0; i < 8; i++) await c.add(`p${i}`);
+      const host = (a: string) => parseAddress(a).host;
+      const check = () => {
+        const hosts = new Set(c.peers.map((p) => host(p.address)));
+        for (const p of c.live())
+          for (const h of hosts)
+            expect(p.node.membership.liveOnHost(h), `${p.name} ${h}`).toBe(
+              p.node.membership.live().some((m) => host(m.address) === h),
+            );
+      };
+      for (let step = 0; step < 40; step++) {
+        c.rt.runFor(c.rt.random() * 2 * T.deadAfterMs);
+        check();
+        const p = c.peers[Math.floor(c.rt.random() * c.peers.length)]!;
+        if (!p.up) await c.restart(p);
+        else if (c.rt.random() < 0.5) await c.crash(p);
+        else await c.leave(p);
+      }
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
 });
