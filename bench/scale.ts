@@ -26,7 +26,7 @@
  * Parameters (environment): PEER_BENCH_SCALE_SIM_SIZES (50,200,1000), PEER_BENCH_SCALE_SIM_SOAK_S
  * (600 virtual s), PEER_BENCH_SCALE_SIM_CRASHES (5), PEER_BENCH_SCALE_LAN_SIZES (5,20,50),
  * PEER_BENCH_SCALE_LAN_SOAK_S (300), PEER_BENCH_SCALE_IDLE_S (30), PEER_BENCH_SCALE_PARTS
- * (sim,lan: which halves to run).
+ * (sim,lan: which halves to run), PEER_BENCH_SCALE_SIM_MODES (multicast,unicast).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -70,6 +70,12 @@ const LAN_SIZES = sizes('PEER_BENCH_SCALE_LAN_SIZES', [5, 20, 50]);
 const LAN_SOAK_S = envInt('PEER_BENCH_SCALE_LAN_SOAK_S', 300);
 const IDLE_S = envInt('PEER_BENCH_SCALE_IDLE_S', 30);
 const PARTS = (process.env.PEER_BENCH_SCALE_PARTS ?? 'sim,lan').split(',');
+/** The simulator's transport modes, each at every size (one can be rerun alone). */
+const SIM_MODES = (process.env.PEER_BENCH_SCALE_SIM_MODES ?? 'multicast,unicast').split(',').map((m) => {
+  if (m !== 'multicast' && m !== 'unicast')
+    throw new Error(`PEER_BENCH_SCALE_SIM_MODES must list multicast and/or unicast, got "${m}"`);
+  return m;
+});
 
 const SIM_SEED = 1;
 /** Loss while the simulated group meets and is measured idle; the soak's loss is the issue's 10 %. */
@@ -356,7 +362,7 @@ async function run(): Promise<Section> {
   const sim: SimResult[] = [];
   if (PARTS.includes('sim'))
     for (const n of SIM_SIZES)
-      for (const mode of ['multicast', 'unicast'] as const) {
+      for (const mode of SIM_MODES) {
         progress(`sim: ${n} peers, ${mode}`);
         sim.push(await simRun(n, mode));
       }
