@@ -171,7 +171,7 @@ describe('files (simulation)', () => {
     'a chat member that joins after the offer is offered the file too and gets all of it, seed %i',
     async (seed) => {
       const h = await harness(seed, ['alice', 'bob', 'carol'], LOSSY);
-      const file = memoryFile('late.bin', 60 * CHUNK_BYTES, seed);
+      const file = memoryFile('late.bin', 120 * CHUNK_BYTES, seed);
       const out = await send(h, file, undefined, true);
       await h.c.add('erin');
       expect(await runUntil(h, () => out.result !== undefined, 120_000)).toBe(true);
