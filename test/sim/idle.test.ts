@@ -137,6 +137,18 @@ function asChat(node: PeerNode): void {
   );
 }
 
+/** Runs `c` idle for IDLE_MS: each peer ticks at most TICKS_PER_S_MAX a second, on its deadlines. */
+function expectIdle(c: SimCluster): void {
+  const before = c.peers.map(ticks);
+  c.rt.runFor(IDLE_MS);
+  for (const [i, p] of c.peers.entries()) {
+    const perS = (ticks(p) - before[i]!) / (IDLE_MS / 1000);
+    expect(perS, p.name).toBeLessThanOrEqual(TICKS_PER_S_MAX);
+    expect(lateTicks(p), p.name).toBe(0);
+  }
+  expect(c.handlerErrors()).toEqual([]);
+}
+
 /** How each holder writes a line of its own (an append, or a kv put), and how many it holds. */
 const writerOf = new WeakMap<PeerNode, (line: string) => void>();
 const heldOf = new WeakMap<PeerNode, () => number>();
@@ -181,14 +193,7 @@ describe('an idle group ticks on deadlines (issue 22)', () => {
         for (let i = 0; i < 3; i++) writerOf.get(p.node)!(`${p.name}-${i}`);
       expect(c.rt.runUntilTrue(() => c.peers.every((p) => heldOf.get(p.node)!() === 6), 10_000)).toBe(true);
       c.rt.runFor(5_000);
-      const before = c.peers.map(ticks);
-      c.rt.runFor(IDLE_MS);
-      for (const [i, p] of c.peers.entries()) {
-        const perS = (ticks(p) - before[i]!) / (IDLE_MS / 1000);
-        expect(perS, p.name).toBeLessThanOrEqual(TICKS_PER_S_MAX);
-        expect(lateTicks(p), p.name).toBe(0);
-      }
-      expect(c.handlerErrors()).toEqual([]);
+      expectIdle(c);
     },
   );
 
@@ -199,14 +204,7 @@ describe('an idle group ticks on deadlines (issue 22)', () => {
       for (let i = 0; i < 5; i++) await c.add(`c${i}`);
       expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
       c.rt.runFor(5_000); // history asked and answered
-      const before = c.peers.map(ticks);
-      c.rt.runFor(IDLE_MS);
-      for (const [i, p] of c.peers.entries()) {
-        const perS = (ticks(p) - before[i]!) / (IDLE_MS / 1000);
-        expect(perS, p.name).toBeLessThanOrEqual(TICKS_PER_S_MAX);
-        expect(lateTicks(p), p.name).toBe(0);
-      }
-      expect(c.handlerErrors()).toEqual([]);
+      expectIdle(c);
     },
   );
 

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_SIM_HOST, SimCluster, SimForger, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { SIM_DOOR_PORT } from '../../src/p2p/transport/sim.js';
-import { parseAddress, type Address } from '../../src/p2p/transport/transport.js';
+import { parseAddress, type Address, type Transport } from '../../src/p2p/transport/transport.js';
 import { Codec } from '../../src/p2p/wire.js';
 import {
   HELLO,
@@ -66,6 +66,23 @@ async function twoSegments(seed: number, perSegment = 5, remember = false) {
   for (let i = 1; i < perSegment; i++) await c.add(`a${i}`, {}, { segment: 0 }, join);
   for (let i = 0; i < perSegment; i++) await c.add(`b${i}`, {}, { segment: 1 }, join);
   return { c, s };
+}
+
+/** `t`, telling `seen` of every unicast datagram it sends. */
+function tapSends(t: Transport, seen: (to: Address, d: Uint8Array) => void): Transport {
+  return {
+    get address() {
+      return t.address;
+    },
+    mode: t.mode,
+    start: (h) => t.start(h),
+    broadcast: (d, also) => t.broadcast(d, also),
+    send: (to, d) => {
+      seen(to, d);
+      t.send(to, d);
+    },
+    close: () => t.close(),
+  };
 }
 
 /** Every peer has added every other (each on the other's own envelope). */
@@ -188,20 +205,11 @@ describe('a group joining at once (simulation)', () => {
       const n = 120;
       let pages = 0;
       const c = new SimCluster(seed, { loss: 0.01, delayMaxMs: 2 }, P);
-      c.wrapTransport = (t) => ({
-        get address() {
-          return t.address;
-        },
-        mode: t.mode,
-        start: (h) => t.start(h),
-        broadcast: (d, also) => t.broadcast(d, also),
-        send: (to, d) => {
+      c.wrapTransport = (t) =>
+        tapSends(t, (_, d) => {
           const r = codec.decode(d);
           if (r.ok && r.env.t === PAGE.type) pages++;
-          t.send(to, d);
-        },
-        close: () => t.close(),
-      });
+        });
       const s = await c.add('s0', {}, { mode: 'unicast' }, { door: true });
       for (let i = 1; i < n; i++)
         await c.add(`s${i}`, {}, { mode: 'unicast' }, { seeds: [doorOf(s)], hello: false });
@@ -224,21 +232,7 @@ describe('re-contact (simulation)', () => {
     const sent: Array<{ to: Address; at: number }> = [];
     const c = new SimCluster(9, { loss: 0 }, P);
     c.wrapTransport = (t, peer) =>
-      peer.name !== 'a'
-        ? t
-        : {
-            get address() {
-              return t.address;
-            },
-            mode: t.mode,
-            start: (h) => t.start(h),
-            broadcast: (d, also) => t.broadcast(d, also),
-            send: (to, d) => {
-              sent.push({ to, at: c.rt.now() });
-              t.send(to, d);
-            },
-            close: () => t.close(),
-          };
+      peer.name !== 'a' ? t : tapSends(t, (to) => sent.push({ to, at: c.rt.now() }));
     const a = await c.add('a', {}, {}, { remember: true });
     const gone = await c.add('gone');
     const dead = await c.add('dead');
