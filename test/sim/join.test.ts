@@ -198,6 +198,40 @@ describe('join through a seed across segments (simulation)', () => {
   });
 });
 
+describe('seeds live here are not synced with again (simulation)', () => {
+  it.each(SEEDS)(
+    'seed %i: members that met their seed sync with it no more while it is live; once it died, again',
+    async (seed) => {
+      const syncs: Array<{ to: Address; at: number }> = [];
+      const c = new SimCluster(seed, { loss: 0.01, delayMaxMs: 2 }, P);
+      c.wrapTransport = (t) =>
+        tapSends(t, (to, d) => {
+          const r = codec.decode(d);
+          if (r.ok && r.env.t === SYNC.type) syncs.push({ to, at: c.rt.now() });
+        });
+      const s = await c.add('seed', {}, { mode: 'unicast' }, { door: true });
+      const door = doorOf(s);
+      for (let i = 0; i < 4; i++)
+        await c.add(`m${i}`, {}, { mode: 'unicast' }, { seeds: [door], hello: false });
+      expect(c.rt.runUntilTrue(() => c.converged(), 5_000)).toBe(true);
+      const from = c.rt.now();
+      c.rt.runFor(2 * SEED_RESYNC_MS + 1_000);
+      expect(syncs.filter((x) => x.to === door && x.at >= from)).toEqual([]);
+      // The seed crashes: dead everywhere, so the members sync with its door again, and find it
+      // once it is back.
+      await c.crash(s);
+      const m0 = c.peers[1]!;
+      expect(c.rt.runUntilTrue(() => m0.node.membership.get(s.node.id)?.state === 'dead', 10_000)).toBe(true);
+      const crashed = c.rt.now();
+      c.rt.runFor(SEED_RESYNC_MS + 1_000);
+      expect(syncs.filter((x) => x.to === door && x.at >= crashed).length).toBeGreaterThan(0);
+      await c.restart(s);
+      expect(c.rt.runUntilTrue(() => c.converged(), SEED_RESYNC_MS + 5_000)).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+});
+
 describe('a group joining at once (simulation)', () => {
   it.each(SEEDS)(
     'seed %i: 120 unicast-only peers joining through one seed converge, and hellos start at most HELLO_EXCHANGES_PER_S list exchanges a second each',

@@ -19,10 +19,11 @@
  *    with which we have not exchanged lists within SYNC_BACK_MIN_MS gets a sync from us too, so
  *    each side learns the other's list: two groups that meet through one pair merge. Hellos start
  *    at most HELLO_EXCHANGES_PER_S a second: a group joining at once says hello pairwise.
- *  - Re-contact. Every SEED_RESYNC_MS we sync with each seed again (it may have been restarted,
- *    or the network healed); every RECONNECT_INTERVAL_MS with one random address among the dead
- *    members and the remembered peers not live (Serf's reconnect). So two halves of a partition
- *    with no seed in common find each other again once it heals.
+ *  - Re-contact. Every SEED_RESYNC_MS we sync again with each seed not live here (it may have
+ *    been restarted, or the network healed; one live here is in our part of the group already);
+ *    every RECONNECT_INTERVAL_MS with one random address among the dead members and the
+ *    remembered peers not live (Serf's reconnect). So two halves of a partition with no seed in
+ *    common find each other again once it heals.
  *  - Start. We sync with every seed and with up to REJOIN_CANDIDATES_MAX remembered peers.
  *  - Answers (pages and hello answers) are rate-limited per source and in all, and a request must
  *    be padded to SYNC_REQUEST_BYTES_MIN, so a forged source address gets at most 2x the bytes
@@ -177,6 +178,8 @@ export class Join implements Protocol {
   private toRemember: Array<{ member: MemberView; connected: boolean }> = [];
   /** Members we called dead, by id, oldest first (followDeaths). */
   private readonly deadIds = new Set<PeerId>();
+  /** The member that answered for each seed (a door's pages come from its holder's address). */
+  private readonly seedMembers = new Map<Address, PeerId>();
   /** Who listens to the seeds' pages (onSeedPage). */
   private readonly seedPageListeners: Array<(seed: Address, page: SeedPage) => void> = [];
   /**
@@ -281,7 +284,7 @@ export class Join implements Protocol {
     for (const s of this.syncs.values()) if (now >= s.nextAt) this.retry(s, now);
     if (now >= this.nextSeedSync) {
       this.nextSeedSync = now + SEED_RESYNC_MS;
-      for (const s of this.seeds) this.sync(s, false);
+      for (const s of this.seeds) if (!this.seedLive(s)) this.sync(s, false);
     }
     if (now >= this.nextReconnect) {
       this.nextReconnect = now + RECONNECT_INTERVAL_MS;
@@ -300,6 +303,17 @@ export class Join implements Protocol {
         Math.max(helloAt, now + Math.max(1, ((1 - this.helloBudget) * 1000) / HELLOS_PER_S)),
       );
     return next;
+  }
+
+  /**
+   * Whether the member that answered for seed `s` is live here: we are in its part of the group,
+   * whose members we learn as they come (by their hellos, and SWIM's updates). Syncing with it
+   * again anyway made every member fetch the whole list from the one seed every SEED_RESYNC_MS:
+   * with N members joining through one seed, N lists of N at once, past the seed's answer budget.
+   */
+  private seedLive(s: Address): boolean {
+    const id = this.seedMembers.get(s);
+    return id !== undefined && this.opts.membership.liveAddress(id) !== undefined;
   }
 
   /** One random address among the dead members and the remembered peers that are not live. */
@@ -381,8 +395,10 @@ export class Join implements Protocol {
     if (!s) return;
     this.syncs.delete(b.nonce);
     const now = this.ctx.now();
-    if (this.seeds.includes(s.target))
+    if (this.seeds.includes(s.target)) {
+      this.seedMembers.set(s.target, sender);
       for (const l of this.seedPageListeners) l(s.target, { sender, total: b.total, hints });
+    }
     this.exchanged(sender, now);
     for (const h of hints) this.hinted(h, now);
     if (b.next !== undefined && b.next > s.cursor && ++s.pages < SYNC_PAGES_MAX) {
