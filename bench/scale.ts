@@ -16,12 +16,10 @@
  *     soak counting false deaths, then as many `peer chat` (one sends a line, every other must show
  *     it exactly once).
  *
- * Cost of the simulator half (measured 18:18Z on the shared 2-core machine, CPU seconds of this one
- * process): with today's detector every peer heartbeats every member 5 times a second, so 1,000
- * peers deliver 8M datagrams per virtual second and run 0.004 virtual s per CPU s (200 peers:
- * 0.54, 500: 0.08; per delivery about 8 us at 200 and 31 us at 1,000, the receivers' decode and
- * membership, not the simulator's queue). The 1,000 rows are for after SWIM's slow heartbeat
- * regime; until then run PEER_BENCH_SCALE_SIM_SIZES=50,200.
+ * Cost of the simulator half (the shared 2-core machine, this one process): 1,000 multicast peers
+ * run at about 1.7 wall s per virtual s once converged and 3 during the soak at 10 % loss;
+ * 1,000 unicast-only ones take about 4 wall min to meet through the seed and 2.2 wall s per
+ * virtual s in the soak. One size in one mode is about half an hour (PEER_BENCH_SCALE_SIM_MODES).
  *
  * Parameters (environment): PEER_BENCH_SCALE_SIM_SIZES (50,200,1000), PEER_BENCH_SCALE_SIM_SOAK_S
  * (600 virtual s), PEER_BENCH_SCALE_SIM_CRASHES (5), PEER_BENCH_SCALE_LAN_SIZES (5,20,50),
