@@ -49,6 +49,13 @@ const DETECT_TIMEOUT_MS = 15_000;
 const SERF_DETECT_TIMEOUT_MS = 60_000;
 const TARGET_DETECT_RATIO = 4;
 const TOOLS = (process.env.PEER_BENCH_ROUTED_TOOLS ?? 'peer,serf').split(',');
+/**
+ * Each kill comes this long after all see all: 19 Node.js processes just started (or one just
+ * restarted) keep the 2 cores busy compiling for a few seconds, and a survivor starved then waits
+ * longer before it declares a death (local health): the first trials measured that, up to 3.8 s,
+ * not the detector. Serf waits the same.
+ */
+const SETTLE_MS = 3_000;
 
 export const bench: BenchModule = {
   name: 'routed',
@@ -240,6 +247,7 @@ async function measure(
     const v = t % 2 === 0 ? 1 + ((t / 2) % (SUBNETS[0]! - 1)) : SUBNETS[0]! + (((t - 1) / 2) % SUBNETS[1]!);
     const victim = members[v]!;
     const survivors = members.filter((m) => m !== victim);
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
     const marks = survivors.map((m) => m.mark());
     const killAt = Date.now();
     victim.kill();
@@ -382,7 +390,7 @@ function section(r: {
       `Converge after = from that moment until every process has logged the 19 others alive (peer: join/alive lines; Serf: EventMemberJoin), ` +
       `polled every 100 ms. Crash: SIGKILL to one process (alternating subnets, never the seed), each survivor's first dead line ` +
       `(peer: \`dead\`, its own timestamp; Serf: EventMemberFailed, stamped when it reached the bench) minus the kill time; the victim restarts with the same ` +
-      `name and the next trial waits until all see all. "Multicast dropped on B": an nftables bridge rule drops every multicast frame at subnet B's switch, ` +
+      `name and the next trial waits until all see all, then ${SETTLE_MS / 1000} s more (processes just started keep the 2 cores busy). "Multicast dropped on B": an nftables bridge rule drops every multicast frame at subnet B's switch, ` +
       `so B's members hear each other only by unicast. Load average before ${r.loadBefore.map((x) => x.toFixed(2)).join(' ')}, ` +
       `after ${r.loadAfter.map((x) => x.toFixed(2)).join(' ')}; ${r.minutes.toFixed(1)} min.`,
   };
