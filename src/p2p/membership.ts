@@ -302,7 +302,7 @@ export interface MembershipOptions {
    * The tags of a member that introduces itself by a message other than a heartbeat (join/: a
    * sync or a hello by unicast), so it is added on its own envelope as on a heartbeat.
    */
-  introduction?(env: Envelope): { tags: Tags } | undefined;
+  introduction?(env: Envelope): { tags: Tags; tagsVersion?: number } | undefined;
   /** The addresses a group send also goes to by unicast (reach.ts); none when absent. */
   fanout?(): readonly Address[];
   /** Sends to the group by multicast only, without the fan-out (nothing when unicast-only). */
@@ -459,6 +459,11 @@ export class Membership implements Protocol {
 
   get ownTags(): Tags {
     return this.tags;
+  }
+
+  /** The version of our tags (`gv`): it grows at every change of them. */
+  get ownTagsVersion(): number {
+    return this.tagsVersion;
   }
 
   /**

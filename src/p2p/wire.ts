@@ -32,8 +32,10 @@
  * 5: beyond one multicast domain: heartbeats carry `u`, `iv` and `gv` (fan-out, interval, tags
  *    version), members are probed (`sw.*`), reached (`rc.st`) and joined (`ms.*`) by unicast; a
  *    version-4 peer would take the heartbeats but never answer a probe, and be called dead.
+ * 6: a sync or hello carries its tags' version (`gv`), which a version-5 peer refuses: its
+ *    members would never meet ours by unicast.
  */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 /** Largest encoded envelope we send or accept, in bytes. */
 export const DATAGRAM_PAYLOAD_BYTES_MAX = 1200;
 

@@ -198,6 +198,30 @@ describe('join through a seed across segments (simulation)', () => {
   });
 });
 
+describe('tags come with an introduction (simulation)', () => {
+  it.each(SEEDS)(
+    'seed %i: 40 unicast-only peers that meet through a seed and hellos ping nobody for tags they were given',
+    async (seed) => {
+      const n = 40;
+      let pings = 0;
+      const c = new SimCluster(seed, { loss: 0, delayMaxMs: 2 }, P);
+      c.wrapTransport = (t) =>
+        tapSends(t, (_, d) => {
+          if (Buffer.from(d).includes('"t":"ping"')) pings++;
+        });
+      const s = await c.add('s0', {}, { mode: 'unicast' }, { door: true });
+      for (let i = 1; i < n; i++)
+        await c.add(`s${i}`, {}, { mode: 'unicast' }, { seeds: [doorOf(s)], hello: false });
+      expect(c.rt.runUntilTrue(() => c.converged(), 10_000)).toBe(true);
+      c.rt.runFor(5_000);
+      // Without the tags' version on a sync or hello, each member pinged each other once for them
+      // at its first heartbeat: about n^2.
+      expect(pings).toBeLessThan(n);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+});
+
 describe('seeds live here are not synced with again (simulation)', () => {
   it.each(SEEDS)(
     'seed %i: members that met their seed sync with it no more while it is live; once it died, again',

@@ -43,6 +43,8 @@ const padding = () => f.optional(f.str(SYNC_REQUEST_BYTES_MIN)).wire('p');
  */
 export const SYNC = message('ms.sync', {
   tags: f.optional(f.tags(TAGS_KEYS_MAX, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX)).wire('g'),
+  /** Which tags these are (membership's `gv`), so the member added on them asks for none. */
+  tagsVersion: f.optional(f.uint()).wire('gv'),
   cursor: f.guard(cursor).wire('a'),
   nonce: f.uint(NONCE_MAX).wire('n'),
   observer: f.optional(f.literal(1)).wire('o'),
@@ -57,6 +59,8 @@ export const PAGE = message('ms.page', {
 /** `answer`: the sender does not know us yet and asks for our own hello back. */
 export const HELLO = message('ms.hello', {
   tags: tags(),
+  /** As a sync's. */
+  tagsVersion: f.optional(f.uint()).wire('gv'),
   answer: f.optional(f.literal(1)).wire('a'),
   padding: padding(),
 });
