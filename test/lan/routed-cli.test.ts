@@ -158,9 +158,19 @@ describe.runIf(decision.run)('the CLI across a router: peer up --join, peer doct
     if (process.env.PEER_REQUIRE_LAN === '1' && !nftAvailable())
       throw new Error('nft is required in CI for the loss scenario');
     if (nftAvailable()) lan.addLoss(10);
-    peers[3]!.child.kill('SIGKILL'); // dia, subnet 1
-    for (const k of [0, 1, 2])
-      await peers[k]!.until((l) => loggedState(l, 'dia') === 'dead', DEAD_MS, `${names[k]} to see dia dead`);
+    try {
+      peers[3]!.child.kill('SIGKILL'); // dia, subnet 1
+      for (const k of [0, 1, 2])
+        await peers[k]!.until(
+          (l) => loggedState(l, 'dia') === 'dead',
+          DEAD_MS,
+          `${names[k]} to see dia dead`,
+        );
+    } finally {
+      // The cut below is on clean links: left at 10 % loss, a survivor with one other member to go
+      // by sometimes took the cut for its own loss (local health) and waited up to 9x longer.
+      if (nftAvailable()) lan.clearLoss();
+    }
   }, 30_000);
 
   it('a host whose link goes down (ip link set eth0 down) is seen dead on both sides, and alive again once it is up', async () => {
@@ -193,6 +203,9 @@ describe.runIf(decision.run)('the CLI across a router: peer up --join, peer doct
   }, 120_000);
 
   it('peer chat across the router, multicast blocked at one switch, 10 % loss: every message exactly once', async () => {
+    if (process.env.PEER_REQUIRE_LAN === '1' && !nftAvailable())
+      throw new Error('nft is required in CI for the loss scenario');
+    if (nftAvailable()) lan.addLoss(10);
     lan.blockMulticast(1, 'switch');
     const chat = (i: number, args: string[]) =>
       lanCli(lan, i, ['chat', ...args], {
