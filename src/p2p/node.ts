@@ -174,7 +174,6 @@ export class PeerNode {
   private lastTickAt = -Infinity;
   /** The earliest wakeAt() time asked for since the last tick: every protocol ticks then. */
   private allDueAt = Infinity;
-  /** Membership's version when multicast loopback last looked for a member on our host. */
   private readonly versionWarned = new Set<Address>();
   private running = false;
   private startedAt = 0;

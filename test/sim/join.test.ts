@@ -85,6 +85,14 @@ function tapSends(t: Transport, seen: (to: Address, d: Uint8Array) => void): Tra
   };
 }
 
+/** A unicast-only seed holding its door, and `n - 1` unicast-only peers given only that door. */
+async function throughOneSeed(c: SimCluster, n: number): Promise<SimPeer> {
+  const s = await c.add('s0', {}, { mode: 'unicast' }, { door: true });
+  for (let i = 1; i < n; i++)
+    await c.add(`s${i}`, {}, { mode: 'unicast' }, { seeds: [doorOf(s)], hello: false });
+  return s;
+}
+
 /** Every peer has added every other (each on the other's own envelope). */
 const allMet = (c: SimCluster) => () =>
   c.peers.every((p) => c.peers.every((q) => q === p || firstContacts(p).has(q.node.id)));
@@ -209,9 +217,7 @@ describe('tags come with an introduction (simulation)', () => {
         tapSends(t, (_, d) => {
           if (Buffer.from(d).includes('"t":"ping"')) pings++;
         });
-      const s = await c.add('s0', {}, { mode: 'unicast' }, { door: true });
-      for (let i = 1; i < n; i++)
-        await c.add(`s${i}`, {}, { mode: 'unicast' }, { seeds: [doorOf(s)], hello: false });
+      await throughOneSeed(c, n);
       expect(c.rt.runUntilTrue(() => c.converged(), 10_000)).toBe(true);
       c.rt.runFor(5_000);
       // Without the tags' version on a sync or hello, each member pinged each other once for them
@@ -233,10 +239,8 @@ describe('seeds live here are not synced with again (simulation)', () => {
           const r = codec.decode(d);
           if (r.ok && r.env.t === SYNC.type) syncs.push({ to, at: c.rt.now() });
         });
-      const s = await c.add('seed', {}, { mode: 'unicast' }, { door: true });
+      const s = await throughOneSeed(c, 5);
       const door = doorOf(s);
-      for (let i = 0; i < 4; i++)
-        await c.add(`m${i}`, {}, { mode: 'unicast' }, { seeds: [door], hello: false });
       expect(c.rt.runUntilTrue(() => c.converged(), 5_000)).toBe(true);
       const from = c.rt.now();
       c.rt.runFor(2 * SEED_RESYNC_MS + 1_000);
@@ -268,9 +272,7 @@ describe('a group joining at once (simulation)', () => {
           const r = codec.decode(d);
           if (r.ok && r.env.t === PAGE.type) pages++;
         });
-      const s = await c.add('s0', {}, { mode: 'unicast' }, { door: true });
-      for (let i = 1; i < n; i++)
-        await c.add(`s${i}`, {}, { mode: 'unicast' }, { seeds: [doorOf(s)], hello: false });
+      await throughOneSeed(c, n);
       const start = c.rt.now();
       expect(c.rt.runUntilTrue(() => c.converged(), 10_000)).toBe(true);
       const seconds = (c.rt.now() - start) / 1000;

@@ -185,7 +185,7 @@ describe('membership (simulation)', () => {
 
 describe('live members per host (issue 22)', () => {
   it.each([1, 2, 3, 4, 5])(
-    'with crashes, restarts and leaves, liveOnHost agrees with the live list at every step, seed %i',
+    'with crashes, restarts and leaves, liveOnHost and the live count agree with the live list at every step, seed %i',
     async (seed) => {
       const c = new SimCluster(seed, { loss: 0.05, delayMaxMs: 2 });
       for (let i = 0; i < 8; i++) await c.add(`p${i}`);
@@ -197,6 +197,11 @@ describe('live members per host (issue 22)', () => {
             expect(p.node.membership.liveOnHost(h), `${p.name} ${h}`).toBe(
               p.node.membership.live().some((m) => host(m.address) === h),
             );
+        // The group's size, counted the same way (membership.ts `liveCount`).
+        for (const p of c.live())
+          expect((p.node.membership as unknown as { liveCount: number }).liveCount, p.name).toBe(
+            p.node.membership.live().length,
+          );
       };
       for (let step = 0; step < 40; step++) {
         c.rt.runFor(c.rt.random() * 2 * T.deadAfterMs);
