@@ -426,7 +426,7 @@ export class Election implements Protocol, CoordinatorView {
         return;
       case 'electing':
         if (
-          (!this.fullWait && this.higherCandidates().length === 0 && !this.unreached(now)) ||
+          (!this.fullWait && this.outranksAll() && !this.unreached(now)) ||
           now - (this.electReachedAt ?? Infinity) >= this.opts.timings.answerTimeoutMs
         )
           this.claim();
@@ -545,8 +545,7 @@ export class Election implements Protocol, CoordinatorView {
     this.electReachedAt = null;
     this.enter('electing');
     this.ctx.emit({ kind: 'election-started', term, reason });
-    if (!this.fullWait && this.higherCandidates().length === 0 && !this.unreached(this.phaseSince))
-      this.claim();
+    if (!this.fullWait && this.outranksAll() && !this.unreached(this.phaseSince)) this.claim();
     else this.sendElect();
   }
 
@@ -636,14 +635,23 @@ export class Election implements Protocol, CoordinatorView {
   }
 
   /**
-   * Higher-ranked members that may still answer. A suspect is left out: it has been silent for
-   * suspectAfterMs, and if it is alive after all it hears our claim and bullies with a higher term.
-   * Waiting for it instead would add up to a heartbeat interval to every failover in which another
-   * peer detected the death first.
+   * Whether we outrank every alive member, as far as their tags tell: none outranks us, and none
+   * lacks the term every Election publishes (its tags have not come, or it runs no election).
+   * A suspect is left out: it has been silent for suspectAfterMs, and if it is alive after all it
+   * hears our claim and bullies with a higher term. Waiting for it instead would add up to a
+   * heartbeat interval to every failover in which another peer detected the death first. One
+   * whose tags we do not hold may outrank us: met by a sync or a hello before its election set
+   * them, its heartbeats wait for our address to be proved (reach.ts), and a coordinator that
+   * took it for no candidate claimed at once at every term the others moved to, in a storm of
+   * hundreds of elections, with two coordinators in one term at times. Then we ask (`el.elect`)
+   * and wait for an answer as when one outranks us: an election in a group with members that
+   * run none takes answerTimeoutMs more.
    */
-  private higherCandidates(): MemberView[] {
+  private outranksAll(): boolean {
     const self = this.ctx.self.id;
-    return this.membership.live().filter((m) => m.state === 'alive' && this.outranks(m.id, self));
+    return this.membership
+      .live()
+      .every((m) => m.state !== 'alive' || (m.tags[TAG_TERM] !== undefined && !this.outranks(m.id, self)));
   }
 
   /**
