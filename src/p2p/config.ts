@@ -5,11 +5,17 @@
  * `lan` (default): tuned for a wired LAN with up to 10 % packet loss.
  *   Crash detection: a peer that dies right after a heartbeat is declared dead after
  *   deadAfterMs (ticks come on the deadline, node.ts); one that dies right before its next
- *   heartbeat after deadAfterMs - heartbeatIntervalMs. So detection lies in [900, 1100] ms, under
+ *   heartbeat after deadAfterMs - heartbeatIntervalMs. So detection lies in [800, 1300] ms, under
  *   the 1.5 s target.
- *   False death: a live peer must lose every heartbeat for 1.1 s (5 in a row: 10^-5 at 10 % loss)
- *   and then also every unicast ping and refutation during the 400 ms of suspicion.
- *   Traffic: one heartbeat of about 110 bytes every 200 ms, about 550 bytes/s per peer.
+ *   Idle cost: a heartbeat every 500 ms, not 200: a peer's heartbeats and the others' it receives
+ *   are most of what an idle peer does, and at 200 ms they cost 2.5 times what Serf spends idle
+ *   (BENCHMARKS.md, membership). What the shorter interval bought, a loss made good quickly, the
+ *   check stage buys instead: a member silent for checkAfterMs (a heartbeat 150 ms late) is pinged
+ *   by unicast every pingIntervalMs, telling nobody, and its answer counts as a heartbeat.
+ *   False death: a live peer must lose 2 heartbeats in a row (1 % at 10 % loss) and every one of
+ *   the 13 pings (or its answer) sent over the 650 ms from the check to the death (0.19^13, about
+ *   10^-9.4), and its refutation of the suspicion.
+ *   Traffic: one heartbeat of about 110 bytes every 500 ms, about 220 bytes/s per peer.
  * `local`: a little slower, for many peers on one loaded host (tests, the demo): CPU stalls on a
  *   2-core machine running a test suite can exceed 1 s, which the lan profile would call a death.
  */
@@ -42,7 +48,7 @@ export const MEMBERS_MAX = 1024;
 export const REGIME_SLOW_ABOVE_MEMBERS = 36;
 export const REGIME_FAST_AT_MEMBERS = 28;
 /** The shortest SLOW heartbeat interval, in FAST intervals (1 s on lan). */
-export const SLOW_HEARTBEAT_INTERVALS = 5;
+export const SLOW_HEARTBEAT_INTERVALS = 2;
 /** Per live member, what the SLOW interval grows by: about 50 heartbeats a second reach a peer. */
 export const SLOW_HEARTBEAT_PER_MEMBER_MS = 20;
 /**
@@ -79,10 +85,11 @@ export const PROFILES: Record<ProfileName, Profile> = {
     name: 'lan',
     tickMs: 25,
     membership: {
-      heartbeatIntervalMs: 200,
-      suspectAfterMs: 700,
-      deadAfterMs: 1100,
-      pingIntervalMs: 100,
+      heartbeatIntervalMs: 500,
+      checkAfterMs: 650,
+      suspectAfterMs: 900,
+      deadAfterMs: 1300,
+      pingIntervalMs: 50,
       deadRetentionMs: 60_000,
     },
     tokenRing: {
@@ -118,6 +125,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     tickMs: 25,
     membership: {
       heartbeatIntervalMs: 250,
+      checkAfterMs: 1500,
       suspectAfterMs: 1500,
       deadAfterMs: 2500,
       pingIntervalMs: 250,

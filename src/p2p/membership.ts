@@ -81,7 +81,8 @@
  *   - Heartbeat loss spread over members. Multicast heartbeats carry a counter (`h`), so a gap
  *     in one member's counters, seen when it is heard again, is heartbeats lost between it and
  *     us. Each member keeps its last arrivals; the loss is measured over a window of
- *     LOSS_MEMORY_HEARTBEATS intervals (2 s on lan, about 10 heartbeats per member). Only when at
+ *     LOSS_MEMORY_HEARTBEATS intervals (5 s on lan, about 10 heartbeats per member: fewer let
+ *     ordinary loss pass the test below in most 5-minute runs at 10 %). Only when at
  *     least two members, and a majority of those with enough evidence, each lose at least
  *     HEALTH_LOSS_THRESHOLD of their heartbeats, and so many lost in all would be unlikely at
  *     DESIGN_LOSS (under HEALTH_EVIDENCE_P), is the loss ours; one lossy or silent member is
@@ -95,7 +96,8 @@
  *     above needs a second or two of gaps to show it, by when a member can already look dead.
  *     Here the silent member counts as one more member we do not hear, and a member that lost
  *     heartbeats and was heard again counts the ones it is overdue now. A silence holds only a
- *     few heartbeats per member, so the same HEALTH_EVIDENCE_P test matters most here. Asked only while some
+ *     few heartbeats per member, so the same HEALTH_EVIDENCE_P test matters most here, and it
+ *     looks back at least MEMBER_EVIDENCE_MIN intervals. Asked only while some
  *     member is still heard (within SILENCE_IS_PARTITION_INTERVALS): a flood lets a share of the
  *     heartbeats through, a partition (or a cable pulled on our side) stops all of them at once.
  *     Without that condition, a member that happened to lose a heartbeat or two to ordinary loss
@@ -112,7 +114,8 @@
  *   ours: a flooded peer suspects its healthy neighbours, and raising their scores would slow the
  *   healthy peers' detection instead of the impaired one's. Nor suspicions of others that proved
  *   wrong: tried, they come in pairs often enough at 10 % loss to raise the score without cause.
- * The score rises at once and falls by one per window once the evidence is gone, so a flood that
+ * The score rises at once and falls by one per HEALTH_RECOVERY_STEP_MS once the evidence is gone
+ * (the window calls for a lower score), so a flood that
  * comes and goes keeps it raised. At DESIGN_LOSS and without stalls it stays 0 (test/sim:
  * 5 peers at 10 % loss for 5 minutes, 20 seeds) and detection is unchanged. Each change emits a
  * `health` event. Bound: a member that really died is declared dead by an impaired peer at most
@@ -144,6 +147,12 @@ import {
 export interface MembershipTimings {
   /** How often a member multicasts its heartbeat. Bytes/s per peer scale with 1/this. */
   heartbeatIntervalMs: number;
+  /**
+   * Silence after which a heartbeat-watched member is pinged by unicast every pingIntervalMs,
+   * telling nobody: a heartbeat lost to ordinary loss is then made good by the answer, without a
+   * suspicion (an event here, a datagram to the group). At suspectAfterMs or more, no such stage.
+   */
+  checkAfterMs: number;
   /** Silence after which a member is suspected. Several heartbeats must be lost in a row. */
   suspectAfterMs: number;
   /** Silence after which a member is dead. Crash detection takes deadAfterMs - heartbeat..deadAfterMs. */
@@ -168,8 +177,10 @@ export const TAGS_EVERY_HEARTBEATS = 10;
 /**
  * After a change (of the tags, or of our incarnation) they ride on this many heartbeats in a row:
  * one lost heartbeat must not leave the others on old tags until they ask, a round trip later.
+ * Two is a second on lan; a member that lost both has been silent long enough to be pinged
+ * (checkAfterMs), and the answer carries them.
  */
-export const TAGS_AFTER_CHANGE_HEARTBEATS = 3;
+export const TAGS_AFTER_CHANGE_HEARTBEATS = 2;
 /**
  * Largest rise of a member's incarnation we take from one envelope. It rises by one per start
  * and per refuted suspicion; we forget a member deadRetentionMs (60 s) after its death, and in
@@ -187,16 +198,25 @@ export const HEALTH_SCORE_MAX = 8;
 export const DESIGN_LOSS = 0.1;
 /** A member losing this share of its heartbeats or more counts towards "the loss is ours". */
 export const HEALTH_LOSS_THRESHOLD = Math.sqrt(DESIGN_LOSS);
-/** The window over which heartbeat loss is measured, in heartbeat intervals (2 s on lan). */
+/** The window over which heartbeat loss is measured, in heartbeat intervals (5 s on lan). */
 export const LOSS_MEMORY_HEARTBEATS = 10;
+/**
+ * Once the evidence is gone, the score falls by one this often: from the top in 16 s. In time, not
+ * in windows: a peer that was impaired must not stay slow to detect for longer because its group
+ * beats slower.
+ */
+export const HEALTH_RECOVERY_STEP_MS = 2000;
 /** Heartbeats (received + lost) a member needs in a window before its loss counts as evidence. */
 const MEMBER_EVIDENCE_MIN = 4;
 /**
  * Nobody heard for this many heartbeat intervals: we are cut off (or a flood lets nothing
- * through, which looks the same), so neither a death nor the loss window raises the score. Under a flood at
- * 70 % loss with 4 members, all of 12 heartbeats in a row are lost with probability 1.4 %.
+ * through, which looks the same), so neither a death nor the loss window raises the score. It
+ * must be shorter than a death's silence, or a cut, whose members all fell silent about when the
+ * dead one did, would not look like one by then: 1 s against 1.3 s on lan. Under a flood at
+ * 70 % loss with 4 members, all of 8 heartbeats in a row are lost with probability 5.8 %, and
+ * the flood is taken for a cut for that moment.
  */
-const SILENCE_IS_PARTITION_INTERVALS = 3;
+const SILENCE_IS_PARTITION_INTERVALS = 2;
 /**
  * Both checks blame our receive path only for a loss this unlikely at DESIGN_LOSS: in a pre-death
  * check, e.g. 3 of the 5 heartbeats of the one other member of a group of 3 (0.86 %), 6 of 15
@@ -309,6 +329,11 @@ export interface MembershipOptions {
   multicast?(type: string, body: unknown): void;
   /** A member someone else says is at `address` (join/: a hello there, paced and capped). */
   hinted?(hint: { id: PeerId; address: Address }): void;
+  /**
+   * Our next deadline moved later than the one our last tick returned (see `checkedBy`): the node
+   * arms its timer for `at` instead, so an idle peer does not wake for a check already answered.
+   */
+  rescheduled?(at: number): void;
 }
 
 /**
@@ -348,7 +373,13 @@ export class Membership implements Protocol {
         this.observerProbedAt = this.ctx.now();
         this.opts.observerProbed(from.address);
       }
-      if (!this.opts.observer) this.answer(from.address);
+      if (this.opts.observer) return;
+      this.answer(from.address);
+      // A newcomer: its heartbeats carrying its tags may be lost, and the next comes an interval
+      // later; our ping's answer brings them in a round trip. Not in SLOW, where a group starting
+      // at once would double the probes' N^2 answers.
+      if (b.observer !== 1 && !this.slow && !this.members.has(from.id))
+        this.ctx.send(from.address, ...PING.out({}));
     },
     ping: (_b, from) => {
       if (!this.opts.observer) this.answer(from.address);
@@ -390,6 +421,16 @@ export class Membership implements Protocol {
   private readonly hosts = new Map<string, number>();
   /** The deadline our last tick returned: how late a tick is (a stall) is measured against it. */
   private dueAt: number | null = null;
+  /** The prober's deadline our last tick took into dueAt. */
+  private swimAt = Infinity;
+  /**
+   * The heartbeat-watched member whose check (or suspicion) set dueAt, if one did. Members beat
+   * together on the grid, and our own heartbeat's tick, at the grid instant, comes before theirs
+   * arrive: the deadline it computes is the check of a heartbeat a moment from arriving. When that
+   * member is heard, the deadline moves later (observe()), and the node re-arms for it: else every
+   * interval had a wake of its own, with nothing to do.
+   */
+  private checkedBy: Member | null = null;
   private started = false;
   /** When our next heartbeat is due (heartbeatDue). */
   private nextHeartbeat = -Infinity;
@@ -551,6 +592,7 @@ export class Membership implements Protocol {
         refuted: before === 'suspect' && env.c > wasIncarnation,
       });
     }
+    this.heardChecked(m, now);
   }
 
   /**
@@ -672,6 +714,8 @@ export class Membership implements Protocol {
         m.suspicion = { since: now, own: true, by: new Set() };
         this.attention.add(m);
         this.suspect(m, now);
+      } else if (m.state === 'alive' && silent >= t.checkAfterMs * pace) {
+        if (!this.opts.observer && now - m.lastPing >= t.pingIntervalMs) this.ping(m, now);
       } else if (m.state === 'suspect') {
         if (silent >= t.deadAfterMs * pace && !this.ourLossWhileSilent(m, now)) {
           this.setState(m, 'dead', now);
@@ -687,8 +731,18 @@ export class Membership implements Protocol {
     const swimAt = this.opts.observer ? Infinity : this.swim.tick(now, probed > 0);
     for (const m of this.attention)
       if (this.members.get(m.id) !== m || (m.state === 'alive' && !m.suspicion)) this.attention.delete(m);
-    this.dueAt = Math.min(this.nextDeadline(now), Math.max(swimAt, now));
+    this.swimAt = Math.max(swimAt, now);
+    this.dueAt = Math.min(this.nextDeadline(now), this.swimAt);
     return this.dueAt;
+  }
+
+  /** Member `m` was heard: if its check set our deadline, the deadline moves (see `checkedBy`). */
+  private heardChecked(m: Member, now: number): void {
+    if (m !== this.checkedBy || this.dueAt === null || !this.opts.rescheduled) return;
+    const at = Math.min(this.nextDeadline(now), Math.max(this.swimAt, now));
+    if (at <= this.dueAt) return;
+    this.dueAt = at;
+    this.opts.rescheduled(at);
   }
 
   /** The members a tick looks at: in SLOW only those that need attention (see `attention`). */
@@ -867,6 +921,7 @@ export class Membership implements Protocol {
       this.nextProbe.at,
       this.opts.observer ? this.lossMeasuredAt + t.heartbeatIntervalMs : this.nextHeartbeat,
     );
+    let checked: { by: Member; at: number } | null = null;
     for (const m of this.due()) {
       if (this.members.get(m.id) !== m) continue;
       const pace = slower * this.paceOf(m);
@@ -881,12 +936,20 @@ export class Membership implements Protocol {
           at = Math.min(at, m.stateSince + this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower);
           at = Math.min(at, m.lastPing + t.pingIntervalMs);
         }
-      } else if (m.state === 'alive') at = Math.min(at, m.lastSeen + t.suspectAfterMs * pace);
-      else if (m.state === 'suspect') {
+      } else if (m.state === 'alive') {
+        let due = m.lastSeen + t.suspectAfterMs * pace;
+        if (!this.opts.observer && t.checkAfterMs < t.suspectAfterMs)
+          due = Math.min(due, Math.max(m.lastSeen + t.checkAfterMs * pace, m.lastPing + t.pingIntervalMs));
+        if (due < at) {
+          at = due;
+          checked = { by: m, at };
+        }
+      } else if (m.state === 'suspect') {
         at = Math.min(at, m.lastSeen + t.deadAfterMs * pace);
         if (!this.opts.observer) at = Math.min(at, m.lastPing + t.pingIntervalMs);
       } else at = Math.min(at, m.stateSince + t.deadRetentionMs + 1);
     }
+    this.checkedBy = checked?.at === at ? checked.by : null;
     return Math.max(at, now);
   }
 
@@ -982,7 +1045,10 @@ export class Membership implements Protocol {
    * holds at most HEARTBEAT_FANOUT_MAX members (`u: 1`); past that, or in SLOW, it goes there once
    * more with `u: 0`, so those members move us to their probes, and then by multicast alone. With
    * `full` (new tags, a refutation) it goes to the fan-out whatever its size: rare, and it must
-   * reach everyone.
+   * reach everyone. Such a heartbeat out of turn carries the counter of the last one in turn: the
+   * counters count the heartbeats on the schedule, whose gaps are loss (countHeartbeat), and a
+   * burst of them at start (each protocol sets its tags) arrives reordered often enough to look
+   * like loss.
    */
   private heartbeat(full = false): void {
     this.nextHeartbeat = this.heartbeatDue(this.ctx.now(), this.heartbeatEveryMs());
@@ -1000,7 +1066,7 @@ export class Membership implements Protocol {
     const hb = HB.out({
       ...(withTags ? { tags: this.tags } : {}),
       tagsVersion: this.tagsVersion,
-      counter: ++this.heartbeats,
+      counter: full ? this.heartbeats : ++this.heartbeats,
       ...this.pace(fanout > 0 || was !== this.fanning),
     });
     if (this.fanning || was || full || !this.opts.multicast) this.ctx.broadcast(...hb);
@@ -1111,7 +1177,12 @@ export class Membership implements Protocol {
   private ourLossWhileSilent(m: Member, now: number): boolean {
     if (!this.heardWithin(SILENCE_IS_PARTITION_INTERVALS * this.opts.timings.heartbeatIntervalMs, now))
       return false;
-    const { loss, lost, expected, members, lossy } = this.lossSince(m.lastSeen, m, now);
+    // At least as far back as a member heard throughout needs to count as evidence: a silence of
+    // deadAfterMs holds 2 or 3 heartbeats per member, and only members that had lost some reached
+    // MEMBER_EVIDENCE_MIN by their gaps, so the clean ones went uncounted and ordinary loss
+    // looked like ours.
+    const since = Math.min(m.lastSeen, now - MEMBER_EVIDENCE_MIN * this.opts.timings.heartbeatIntervalMs);
+    const { loss, lost, expected, members, lossy } = this.lossSince(since, m, now);
     // `m` itself is silent: it counts as one more member that we do not hear.
     if (members === 0 || (lossy + 1) * 2 <= members + 1 || loss < HEALTH_LOSS_THRESHOLD) return false;
     // A silence is a few heartbeats per member: with one or two others to go by, ordinary loss
@@ -1156,7 +1227,7 @@ export class Membership implements Protocol {
       this.heardWithin(SILENCE_IS_PARTITION_INTERVALS * interval, now);
     const target = ours ? scoreForLoss(loss) : 0;
     if (target > this.score) this.setScore(target, now, 'heartbeat-loss', loss);
-    else if (target < this.score && now - this.scoreChangedAt >= window)
+    else if (target < this.score && now - this.scoreChangedAt >= HEALTH_RECOVERY_STEP_MS)
       this.setScore(this.score - 1, now, 'recovering', this.heartbeatLoss);
   }
 

@@ -227,6 +227,7 @@ export class PeerNode {
       fanout: () => this.reach.fanout(),
       multicast: (type, body) => this.transmit(null, type, body, undefined, false),
       hinted: (hint) => this.join.hint(hint),
+      rescheduled: (at) => this.rescheduled(this.membership, at),
     });
     this.codec = this.register(this.membership);
     this.join = new Join(this.context, {
@@ -396,6 +397,22 @@ export class PeerNode {
     if (!this.running) return;
     this.allDueAt = Math.min(this.allDueAt, at);
     this.arm(at);
+  }
+
+  /**
+   * Protocol `p` has nothing to do before `at` after all, later than its last tick asked for: the
+   * timer is armed again for the earliest deadline left, unless a wakeAt() time holds it.
+   */
+  private rescheduled(p: Protocol, at: number): void {
+    const s = this.slots.get(p);
+    if (!this.running || !s || at <= s.dueAt) return;
+    const was = s.dueAt;
+    s.dueAt = at;
+    if (this.armedAt === Infinity || was > this.armedAt) return;
+    this.cancelTick?.();
+    this.cancelTick = null;
+    this.armedAt = Infinity;
+    this.arm(this.askedAt());
   }
 
   /** Marks protocols to tick in the next wake, whenever it comes: it comes no later for them. */

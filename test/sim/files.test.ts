@@ -173,7 +173,17 @@ describe('files (simulation)', () => {
       const h = await harness(seed, ['alice', 'bob', 'carol'], LOSSY);
       const file = memoryFile('late.bin', 120 * CHUNK_BYTES, seed);
       const out = await send(h, file, undefined, true);
+      // bob hears nothing of alice's for a while, which holds the transfer open: erin is met
+      // during it even when the heartbeats carrying her tags are lost (the next comes an interval
+      // later, past the end of a transfer this small on these links).
+      const [alice, bob] = ['alice', 'bob'].map((n) => h.c.peers.find((p) => p.name === n)!) as [
+        SimPeer,
+        SimPeer,
+      ];
+      h.c.net.setLink(alice.address, bob.address, { loss: 1 });
       await h.c.add('erin');
+      h.c.rt.runFor(2 * PROFILES.lan.membership.heartbeatIntervalMs);
+      h.c.net.setLink(alice.address, bob.address, { loss: LOSSY.loss });
       expect(await runUntil(h, () => out.result !== undefined, 120_000)).toBe(true);
       expect(statuses(out.result!)).toEqual({ bob: 'done', carol: 'done', erin: 'done' });
       for (const r of h.receivers.values()) expect(r.disk.files.get('alice/late.bin')).toEqual(file.content);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SIM_HOST, SimCluster } from '../support/cluster.js';
+import { DEFAULT_SIM_HOST, SimCluster, type SimPeer } from '../support/cluster.js';
 import { HELLOS_PER_S } from '../../src/p2p/join/index.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { parseAddress } from '../../src/p2p/transport/transport.js';
@@ -47,6 +47,65 @@ describe('membership (simulation)', () => {
         const held = (p.node.membership as unknown as { attention: Set<{ id: string }> }).attention;
         expect([...held].map((m) => m.id)).not.toContain(victim.node.id);
       }
+    },
+  );
+
+  // A heartbeat lost (and the first ping's answer with it) makes no suspicion: the member is
+  // pinged from checkAfterMs on, telling nobody, and its answer counts as heard. Without the
+  // check, the next heartbeat came after suspectAfterMs of silence.
+  it.each(SEEDS.slice(0, 10))(
+    'a member whose heartbeat is lost is pinged and answers before anyone suspects it, seed %i',
+    async (seed) => {
+      const c = await cluster(seed, 3, { loss: 0, delayMaxMs: 2 });
+      expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+      const [a, x] = c.peers as [SimPeer, SimPeer];
+      const silence = () => x.node.membership.get(a.node.id)!.lastSeenMs;
+      // Right after a's heartbeat reached x, everything of a's to x is lost until past the check.
+      c.rt.runFor(T.heartbeatIntervalMs * 3);
+      expect(c.rt.runUntilTrue(() => silence() === 0, T.heartbeatIntervalMs * 2)).toBe(true);
+      c.net.setLink(a.address, x.address, { loss: 1 });
+      c.rt.runFor(T.checkAfterMs + T.pingIntervalMs / 2);
+      c.net.setLink(a.address, x.address, { loss: 0 });
+      expect(c.rt.runUntilTrue(() => silence() < T.pingIntervalMs, T.pingIntervalMs)).toBe(true);
+      c.rt.runFor(T.deadAfterMs);
+      expect(
+        c.peers.flatMap((p) => p.events).filter((e) => e.kind === 'suspect' || e.kind === 'dead'),
+      ).toEqual([]);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  // Its heartbeats carrying its tags lost, a newcomer was met only at a later one, half a second
+  // on: a member that hears its probe pings it, and the answer brings them.
+  it.each(SEEDS.slice(0, 5))(
+    'a newcomer whose heartbeats are all lost to a member is met by its probe, seed %i',
+    async (seed) => {
+      const c = new SimCluster(seed, { loss: 0, delayMaxMs: 2 });
+      // x takes nothing from the newcomer but its probe and answers (no heartbeat counter).
+      c.wrapTransport = (t, peer) =>
+        peer.name !== 'x'
+          ? t
+          : {
+              get address() {
+                return t.address;
+              },
+              mode: t.mode,
+              start: (handle) =>
+                t.start((data, from, via) => {
+                  const text = Buffer.from(data).toString('latin1');
+                  if (text.includes('"n":"late"') && text.includes('"h":')) return;
+                  handle(data, from, via);
+                }),
+              broadcast: (data, also) => t.broadcast(data, also),
+              send: (to, data) => t.send(to, data),
+              close: () => t.close(),
+            };
+      const x = await c.add('x');
+      for (const n of ['a', 'b']) await c.add(n);
+      expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+      const late = await c.add('late');
+      expect(c.rt.runUntilTrue(() => x.node.membership.get(late.node.id)?.state === 'alive', 50)).toBe(true);
+      expect(c.handlerErrors()).toEqual([]);
     },
   );
 

@@ -143,14 +143,18 @@ describe('reach (simulation)', () => {
       await h.c.restart(x);
       h.c.rt.runFor(2_000);
       h.c.net.setLink(c.address, x.address, { loss: LOSSY.loss });
-      expect(h.c.rt.runUntilTrue(() => h.c.converged() && chatConverged(h), 5_000)).toBe(true);
+      // c's statement is refreshed every REACH_REFRESH_MS, and x meets c by a round trip after it:
+      // at 10 % loss a refresh and a round trip are each lost now and then (seed 9 lost both).
+      expect(h.c.rt.runUntilTrue(() => h.c.converged() && chatConverged(h), 5 * REACH_REFRESH_MS)).toBe(true);
       const others = h.c.live().filter((p) => p !== x);
       const reachX = () => others.every((p) => p.node.reach.fanout().includes(x.address));
       expect(h.c.rt.runUntilTrue(reachX, 5_000)).toBe(true);
       chatRound(h, 5, 'after');
       h.c.rt.runFor(5_000);
       expectExactlyOnce(h, 'after', 5);
-      expect(deaths(h.c)).toEqual([]);
+      // None but c's of x: for the 2 s nothing of c's reaches x, c's pings cannot make good two of
+      // x's heartbeats lost in a row (1 % at 10 % loss), and x is dead to c until heard again.
+      expect(deaths(h.c).filter((e) => !(c.events.includes(e) && e.member.id === x.node.id))).toEqual([]);
     },
   );
 
@@ -230,21 +234,23 @@ describe('reach (simulation)', () => {
         c.rt.runFor(60_000);
         expect(deaths(c)).toEqual([]);
       }
-      expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
-      for (const a of left)
-        expect(
+      // Each fans out to the other segment exactly. Three heartbeats lost in a row put a member of
+      // its own segment there for a moment (reach.ts: a wrong "no" costs duplicates until its next
+      // heartbeat), so the check waits for that to pass rather than reading one instant.
+      const exact = () =>
+        left.every((a) =>
           same(
             a.node.reach.fanout(),
             right.map((p) => p.address),
           ),
-        ).toBe(true);
-      for (const b of right)
-        expect(
+        ) &&
+        right.every((b) =>
           same(
             b.node.reach.fanout(),
             left.map((p) => p.address),
           ),
-        ).toBe(true);
+        );
+      expect(c.rt.runUntilTrue(() => c.converged() && exact(), 2_000)).toBe(true);
       expect(c.handlerErrors()).toEqual([]);
     },
   );
@@ -470,10 +476,14 @@ describe('reach: forged statements and sources', () => {
     }
     // No heartbeat of the group's reached the victim: only statements (and answers to its hellos).
     expect(got.filter((d) => d.includes('"t":"hb"') && d.includes('"h":'))).toEqual([]);
-    const statements = got.filter((d) => d.includes('"t":"rc.st"')).length;
-    // Retried with backoff (4 retries double up to REACH_REFRESH_MS, then one per REACH_REFRESH_MS).
-    expect(statements).toBeGreaterThan(0);
-    expect(statements).toBeLessThanOrEqual(peers.length * (4 + 10_000 / REACH_REFRESH_MS));
+    const stated = (g: 0 | 1) =>
+      got.filter((d) => d.includes('"t":"rc.st"') && d.includes(`"g":${g},`)).length;
+    // Our "no", retried with backoff (4 retries double up to REACH_REFRESH_MS, then one per
+    // REACH_REFRESH_MS); before it, for the REACH_SETTLE_HEARTBEATS intervals a member met by
+    // unicast is given to show itself on the group, the first view, stated at most 3 times.
+    expect(stated(0)).toBeGreaterThan(0);
+    expect(stated(0)).toBeLessThanOrEqual(peers.length * (4 + 10_000 / REACH_REFRESH_MS));
+    expect(stated(1)).toBeLessThanOrEqual(peers.length * 3);
   });
 
   it('an unanswered statement is sent again after REACH_RETRY_MS, then at doubling gaps up to REACH_REFRESH_MS', () => {
