@@ -31,14 +31,15 @@ import { PeerStore, databasePath } from '../storage/store.js';
 import { receiveChatLine } from './checkpointing.js';
 import { incomingFiles } from './files.js';
 import { UsageError } from './network.js';
-import { startPeer, stderrHealth, type NetworkSettings, type RunningPeer } from './peer.js';
+import { discoveryProbes, startPeer, stderrHealth, type NetworkSettings, type RunningPeer } from './peer.js';
 
 /** How long --send and piped input look for chat members before sending. */
 export const CHAT_DISCOVERY_MS = 2000;
 /**
- * Discovery ends early once the member list has not changed for this long: 5 heartbeats of the lan
- * profile. A reader whose answer to our probe was lost is then still found unless 5 heartbeats in
- * a row are lost too (1e-5 at 10 % loss). With 300 ms (1-2 heartbeats) the LAN test at 10 % loss
+ * Discovery ends early once the member list has not changed for this long: 2 heartbeats of the
+ * lan profile, and our probes are sent again meanwhile (discoveryProbes), so a reader is missed
+ * only if they and its heartbeats are all lost. With 300 ms (1-2 heartbeats of 200 ms) and one
+ * probe, the LAN test at 10 % loss
  * caught a --send that missed a reader, exited 0, and the reader, having lost the one datagram,
  * joined the stream past it (a sender treats a member it meets after publishing as not needing
  * what came before): a silent loss.
@@ -212,9 +213,11 @@ export class ChatSession {
    */
   async discover(toName: string | undefined, settleMs = CHAT_DISCOVERY_SETTLE_MS): Promise<MemberView[]> {
     const start = Date.now();
+    const probes = discoveryProbes(this.peer.node.membership);
     let last = '';
     let changedAt = start;
     for (;;) {
+      probes(Date.now() - start);
       const ms = this.chat.members();
       const key = ms.map((m) => m.id).join(',');
       if (key !== last) {

@@ -5,6 +5,7 @@
  */
 import { Flags } from '@oclif/core';
 import type net from 'node:net';
+import type { Membership } from '../p2p/membership.js';
 import type { PeerNode } from '../p2p/node.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
 import {
@@ -18,6 +19,7 @@ import {
 import { HANDLER_TIMEOUT_MS_DEFAULT, HandlerRunner, parseHandler } from './handlers.js';
 import { durationMs } from './run/duration.js';
 import { UsageError } from './network.js';
+import { discoveryProbes } from './peer.js';
 import type { EventLog } from './output.js';
 import { applyRequest, controlSocket, loadTags, saveTags, serveControl } from './tags-control.js';
 
@@ -160,8 +162,8 @@ function formatted(tags: UserTags): string {
 /** How long `peer event` and `peer query` look for agents before sending, at most, in ms. */
 export const AGENT_DISCOVERY_MS = 3000;
 /**
- * Discovery ends once the agents seen have not changed for this long: 5 heartbeats of the lan
- * profile, as chat's --send (src/cli/chat.ts says why less lost a reader at 10 % loss). An agent we
+ * Discovery ends once the agents seen have not changed for this long, probing again meanwhile, as
+ * chat's --send (src/cli/chat.ts says why less lost a reader at 10 % loss). An agent we
  * meet only after publishing is neither waited for nor sent what came before, and the agents
  * must have heard our heartbeats too (an event in several fragments, over about a datagram, is
  * taken only from a member the agent knows: src/p2p/reliable/fragments.ts).
@@ -170,11 +172,16 @@ export const AGENT_DISCOVERY_SETTLE_MS = 1000;
 const DISCOVERY_POLL_MS = 10;
 
 /** The agents of the group once their list settled (or AGENT_DISCOVERY_MS passed). */
-export async function discoverAgents(events: Events): Promise<EventMember[]> {
+export async function discoverAgents(
+  events: Events,
+  membership: Pick<Membership, 'probe'>,
+): Promise<EventMember[]> {
   const start = Date.now();
+  const probes = discoveryProbes(membership);
   let last = '';
   let changedAt = start;
   for (;;) {
+    probes(Date.now() - start);
     const agents = events.agents();
     const key = agents.map((m) => m.id).join(',');
     const now = Date.now();

@@ -2,6 +2,7 @@
  * Starting a real peer for a command: settings from flags, identity from the data dir, a UDP
  * transport on the chosen interface, and a graceful stop on SIGINT/SIGTERM.
  */
+import type { Membership } from '../p2p/membership.js';
 import os from 'node:os';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -407,4 +408,27 @@ export function untilSignal(): Promise<NodeJS.Signals> {
     process.on('SIGINT', on);
     process.on('SIGTERM', on);
   });
+}
+
+/** When a command looking for the group before it acts probes again, in ms from the start. */
+export const DISCOVERY_PROBES_AT_MS = [250, 750];
+
+/**
+ * For a discovery loop: call the result with the ms elapsed, and it probes again at each of
+ * DISCOVERY_PROBES_AT_MS once. Members answer a probe at once, and their heartbeats come every
+ * 500 ms: within a settle time of 1 s a member is then missed only if the round trips of all
+ * three probes fail and 2 of its heartbeats are lost (about 7 in 100,000 at 10 % loss), where one
+ * probe missed about 2 in 1,000.
+ */
+export function discoveryProbes(membership: Pick<Membership, 'probe'>): (elapsedMs: number) => void {
+  let next = 0;
+  return (elapsedMs) => {
+    let due = false;
+    while (next < DISCOVERY_PROBES_AT_MS.length && elapsedMs >= DISCOVERY_PROBES_AT_MS[next]!) {
+      next++;
+      due = true;
+    }
+    // A loop that stalled past several times sends one: they would all arrive together.
+    if (due) membership.probe();
+  };
 }

@@ -115,9 +115,13 @@ NAME: 1-64 letters, digits or _ . : -. PAYLOAD: up to ${EVENT_PAYLOAD_BYTES_MAX}
     const peer = await startPeer(settings, { transient: true, install: (n) => installClient(n) });
     try {
       const events = peer.installed;
-      const agents = await showingWait('looking for peers that run handlers', discoverAgents(events), {
-        json: this.jsonEnabled(),
-      });
+      const agents = await showingWait(
+        'looking for peers that run handlers',
+        discoverAgents(events, peer.node.membership),
+        {
+          json: this.jsonEnabled(),
+        },
+      );
       if (agents.length === 0)
         throw new GroupError('no peer in the group runs handlers (peer up); the event was not sent', {
           name,
