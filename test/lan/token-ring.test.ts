@@ -58,12 +58,16 @@ function turnCommand(gate: string, shared: string, turnS: number): string {
 
 const sees = (l: Lines, name: string) => l.json().some((e) => e.event === 'join' && e.peer === name);
 
-function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+/** `p`, or an error after `ms` naming `what` and saying what `detail()` tells then. */
+function deadline<T>(p: Promise<T>, ms: number, what: string, detail: () => string = () => ''): Promise<T> {
   let timer: NodeJS.Timeout;
   return Promise.race([
     p.finally(() => clearTimeout(timer)),
     new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+      timer = setTimeout(
+        () => reject(new Error(`timed out after ${ms} ms waiting for ${what}\n${detail()}`)),
+        ms,
+      );
     }),
   ]);
 }
@@ -148,13 +152,15 @@ describe.runIf(decision.run)('peer token-ring on a namespace LAN with 10 % loss'
       `token-ring LAN: first turn after the kill ${firstAfterMs} ms (target < 1500 ms for a new token)`,
     );
 
+    const diag = () =>
+      survivors.map((s) => `${s.lines.slice(-12).join(' | ')} ${s.stderr.join('').slice(-300)}`).join('\n');
     const codes = await deadline(
       Promise.all(survivors.map((s) => s.exited)),
       FINISH_MS,
       'the survivors to finish their rounds',
+      diag,
     );
-    const diag = survivors.map((s) => `${s.lines.slice(-4).join(' | ')} ${s.stderr.join('').slice(-300)}`);
-    expect(codes, diag.join('\n')).toEqual([0, 0]);
+    expect(codes, diag()).toEqual([0, 0]);
     for (const s of survivors) {
       expect(after(s).length, 'each survivor takes turns after the kill').toBeGreaterThanOrEqual(1);
       expect(s.json().some((e) => e.event === 'exec-failed')).toBe(false);

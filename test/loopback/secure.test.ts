@@ -186,7 +186,12 @@ describe('group key over UDP on loopback (CLI)', () => {
       expect(loggedState(p, 'c')).toBeUndefined();
       expect(loggedState(p, 'o')).toBeUndefined();
     }
-    expect(o.stderr.join('')).toMatch(/no --key-file: traffic on .* is neither encrypted nor authenticated/);
+    // Said at its start; its stderr may reach us after a has heard its datagrams.
+    await o.until(
+      () => /no --key-file: traffic on .* is neither encrypted nor authenticated/.test(o.stderr.join('')),
+      10_000,
+      'o to say its traffic is open',
+    );
     // c (another key) and o (none) may have started last, the others hearing their first datagrams
     // at once: ask for their stats until they show they heard a and b, and still saw no one.
     await statsUntil(c, (st) => st.secure.dropped.key > 0, 'c to refuse the k1 datagrams');
