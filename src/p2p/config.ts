@@ -36,7 +36,7 @@ export const MEMBERS_MAX = 1024;
  * reach us are watched by them (detection in [deadAfterMs - heartbeat, deadAfterMs]). SLOW: a
  * heartbeat every max(SLOW_HEARTBEAT_INTERVALS x heartbeatIntervalMs, SLOW_HEARTBEAT_PER_MEMBER_MS
  * x live members), and every member is watched by SWIM probes (swim.ts): at 50 members a peer
- * receives about 49 heartbeats a second instead of 245, and at 1,000 about 50 instead of 5,000.
+ * receives about 49 heartbeats a second instead of 98, and at 1,000 about 50 instead of 2,000.
  * A peer enters SLOW above REGIME_SLOW_ABOVE_MEMBERS live members (itself included) and comes
  * back to FAST at REGIME_FAST_AT_MEMBERS or fewer: the gap keeps a group whose size hovers around
  * the threshold from switching at every join and death. In FAST members beat together on the wall
@@ -53,7 +53,7 @@ export const SLOW_HEARTBEAT_INTERVALS = 2;
 export const SLOW_HEARTBEAT_PER_MEMBER_MS = 20;
 /**
  * Members our heartbeats also go to by unicast (those our multicast does not reach, reach.ts)
- * while we are in FAST: at most this many x 5 unicast heartbeats a second. Past it, those members
+ * while we are in FAST: at most this many x 2 unicast heartbeats a second. Past it, those members
  * watch us by SWIM probes, which cost the same whatever the group's size.
  */
 export const HEARTBEAT_FANOUT_MAX = 16;

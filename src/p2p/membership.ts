@@ -1411,7 +1411,7 @@ export function scoreForLoss(p: number): number {
 
 /**
  * When the heartbeat after one sent at `now` is due: about an interval later, on the wall clock's
- * grid of whole intervals shifted by `phaseMs` (every 200 ms at :00.000, :00.200... with phase 0),
+ * grid of whole intervals shifted by `phaseMs` (every 500 ms at :00.000, :00.500... with phase 0),
  * more than half an interval and at most one and a half after `now`. Members with clocks in step
  * (NTP on a LAN, or one host's peers) and the same phase then beat at the same instants, and each
  * receives the others' heartbeats in one wake instead of one wake each: a wake, not the work it
