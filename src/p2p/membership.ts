@@ -301,6 +301,11 @@ interface LossMeasure {
 export const SUSPECT_BROADCAST_MEMBERS_MAX = 64;
 /** Peers expected to probe a member out of turn when a suspicion of it spreads (see the header). */
 export const HINT_PROBERS = 16;
+/**
+ * A member pings a newcomer whose probe it hears (its tags in a round trip) once it has run this
+ * long itself: peers that start together meet by their heartbeats and probes' answers alone.
+ */
+export const NEWCOMER_PING_AFTER_MS = 2000;
 /** The longest heartbeat interval a member may announce (`iv`), in ms. */
 export const HEARTBEAT_INTERVAL_MS_MAX = 60_000;
 
@@ -376,9 +381,11 @@ export class Membership implements Protocol {
       if (this.opts.observer) return;
       this.answer(from.address);
       // A newcomer: its heartbeats carrying its tags may be lost, and the next comes an interval
-      // later; our ping's answer brings them in a round trip. Not in SLOW, where a group starting
-      // at once would double the probes' N^2 answers.
-      if (b.observer !== 1 && !this.slow && !this.members.has(from.id))
+      // later; our ping's answer brings them in a round trip. Only from a member that has run
+      // for a while (not while a whole group starts at once: that would double the probes' N^2
+      // answers), and not in SLOW.
+      const settled = this.ctx.now() - this.startedAt >= NEWCOMER_PING_AFTER_MS;
+      if (b.observer !== 1 && settled && !this.slow && !this.members.has(from.id))
         this.ctx.send(from.address, ...PING.out({}));
     },
     ping: (_b, from) => {
@@ -432,6 +439,7 @@ export class Membership implements Protocol {
    */
   private checkedBy: Member | null = null;
   private started = false;
+  private startedAt = Infinity;
   /** When our next heartbeat is due (heartbeatDue). */
   private nextHeartbeat = -Infinity;
   /** An observer's next probe, and the gap to the one after it. */
@@ -471,6 +479,7 @@ export class Membership implements Protocol {
   /** Announces this peer: a probe (members answer at once) and, for a member, a heartbeat. */
   start(): void {
     this.started = true;
+    this.startedAt = this.ctx.now();
     this.probe();
     if (this.opts.observer)
       this.nextProbe = { at: this.ctx.now() + OBSERVER_PROBE_FIRST_MS, gap: OBSERVER_PROBE_FIRST_MS };

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_SIM_HOST, SimCluster, type SimPeer } from '../support/cluster.js';
 import { HELLOS_PER_S } from '../../src/p2p/join/index.js';
 import { PROFILES } from '../../src/p2p/config.js';
+import { NEWCOMER_PING_AFTER_MS } from '../../src/p2p/membership.js';
 import { parseAddress } from '../../src/p2p/transport/transport.js';
 
 const T = PROFILES.lan.membership;
@@ -103,6 +104,7 @@ describe('membership (simulation)', () => {
       const x = await c.add('x');
       for (const n of ['a', 'b']) await c.add(n);
       expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);
+      c.rt.runFor(NEWCOMER_PING_AFTER_MS);
       const late = await c.add('late');
       expect(c.rt.runUntilTrue(() => x.node.membership.get(late.node.id)?.state === 'alive', 50)).toBe(true);
       expect(c.handlerErrors()).toEqual([]);
