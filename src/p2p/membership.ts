@@ -438,7 +438,7 @@ export class Membership implements Protocol {
    * interval had a wake of its own, with nothing to do.
    */
   private checkedBy: Member | null = null;
-  private started = false;
+  /** When start() ran (Infinity: not yet). */
   private startedAt = Infinity;
   /** When our next heartbeat is due (heartbeatDue). */
   private nextHeartbeat = -Infinity;
@@ -478,7 +478,6 @@ export class Membership implements Protocol {
 
   /** Announces this peer: a probe (members answer at once) and, for a member, a heartbeat. */
   start(): void {
-    this.started = true;
     this.startedAt = this.ctx.now();
     this.probe();
     if (this.opts.observer)
@@ -495,7 +494,7 @@ export class Membership implements Protocol {
     this.tags = { ...tags };
     this.tagsVersion++;
     // To the whole fan-out, past its cap too: members watched by probes get no heartbeat else.
-    if (!this.opts.observer && this.started) this.heartbeat(true);
+    if (!this.opts.observer && this.startedAt !== Infinity) this.heartbeat(true);
   }
 
   /**
