@@ -6,7 +6,8 @@
  * priority (nice 19), so a real peer never waits for the CPU behind them (a peer starved of CPU
  * misses heartbeats, which must not look like a protocol bug), and they fill the time the real
  * tests spend waiting on timers. Their output is printed whole when both are done, then one line
- * for the whole run: `tests: N passed, N failed, N skipped`.
+ * for the whole run: `tests: N passed, N failed, N skipped`, after a `failed: ...` line for each
+ * failed test of either group.
  *
  * Arguments go to both vitest runs (`npm test -- test/sim/chat.test.ts`); a group with no matching
  * file passes.
@@ -57,5 +58,8 @@ function counts(output) {
   return m ? m.slice(1, 4).map(Number) : [0, 1, 0];
 }
 const [a, b] = [counts(sim.output), counts(real.output)];
+// The real group printed first; its failures are named again here, where a log's tail shows them.
+const failures = `${real.output}\n${sim.output}`.match(/^failed: .*$/gm) ?? [];
+if (failures.length > 0) process.stdout.write(`\n${failures.join('\n')}\n`);
 process.stdout.write(`\ntests: ${a[0] + b[0]} passed, ${a[1] + b[1]} failed, ${a[2] + b[2]} skipped\n`);
 process.exit(sim.code !== 0 ? sim.code : real.code);
