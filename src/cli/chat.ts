@@ -31,13 +31,13 @@ import { PeerStore, databasePath } from '../storage/store.js';
 import { receiveChatLine } from './checkpointing.js';
 import { incomingFiles } from './files.js';
 import { UsageError } from './network.js';
-import { discoveryProbes, startPeer, stderrHealth, type NetworkSettings, type RunningPeer } from './peer.js';
+import { discoverSettled, startPeer, stderrHealth, type NetworkSettings, type RunningPeer } from './peer.js';
 
 /** How long --send and piped input look for chat members before sending. */
 export const CHAT_DISCOVERY_MS = 2000;
 /**
  * Discovery ends early once the member list has not changed for this long: 2 heartbeats of the
- * lan profile, and our probes are sent again meanwhile (discoveryProbes), so a reader is missed
+ * lan profile, and our probes are sent again meanwhile (discoverSettled), so a reader is missed
  * only if they and its heartbeats are all lost. With 300 ms (1-2 heartbeats of 200 ms) and one
  * probe, the LAN test at 10 % loss
  * caught a --send that missed a reader, exited 0, and the reader, having lost the one datagram,
@@ -53,7 +53,6 @@ const CHAT_DISCOVERY_SETTLE_MS = 1000;
 export const FILE_DISCOVERY_SETTLE_MS = 200;
 /** History lines a newcomer asks for. */
 export const CHAT_JOIN_HISTORY_LINES = 20;
-const POLL_MS = 10;
 
 /** What `peer chat` installs on its peer. */
 interface ChatModules {
@@ -212,24 +211,12 @@ export class ChatSession {
    * the list has not changed for `settleMs`.
    */
   async discover(toName: string | undefined, settleMs = CHAT_DISCOVERY_SETTLE_MS): Promise<MemberView[]> {
-    const start = Date.now();
-    const probes = discoveryProbes(this.peer.node.membership);
-    let last = '';
-    let changedAt = start;
-    for (;;) {
-      probes(Date.now() - start);
-      const ms = this.chat.members();
-      const key = ms.map((m) => m.id).join(',');
-      if (key !== last) {
-        last = key;
-        changedAt = Date.now();
-      }
-      const now = Date.now();
-      if (toName !== undefined && ms.some((m) => m.name === toName)) return ms;
-      if (toName === undefined && ms.length > 0 && now - changedAt >= settleMs) return ms;
-      if (now - start >= CHAT_DISCOVERY_MS) return ms;
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
+    return discoverSettled(this.peer.node.membership, {
+      list: () => this.chat.members(),
+      settleMs,
+      maxMs: CHAT_DISCOVERY_MS,
+      found: toName === undefined ? undefined : (ms) => ms.some((m) => m.name === toName),
+    });
   }
 
   /** Says `text` (shown through `shown` at once) and resolves once it is settled or `waitMs` passed. */

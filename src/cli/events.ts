@@ -19,7 +19,7 @@ import {
 import { HANDLER_TIMEOUT_MS_DEFAULT, HandlerRunner, parseHandler } from './handlers.js';
 import { durationMs } from './run/duration.js';
 import { UsageError } from './network.js';
-import { discoveryProbes } from './peer.js';
+import { discoverSettled } from './peer.js';
 import type { EventLog } from './output.js';
 import { applyRequest, controlSocket, loadTags, saveTags, serveControl } from './tags-control.js';
 
@@ -169,30 +169,17 @@ export const AGENT_DISCOVERY_MS = 3000;
  * taken only from a member the agent knows: src/p2p/reliable/fragments.ts).
  */
 export const AGENT_DISCOVERY_SETTLE_MS = 1000;
-const DISCOVERY_POLL_MS = 10;
 
 /** The agents of the group once their list settled (or AGENT_DISCOVERY_MS passed). */
-export async function discoverAgents(
+export function discoverAgents(
   events: Events,
   membership: Pick<Membership, 'probe'>,
 ): Promise<EventMember[]> {
-  const start = Date.now();
-  const probes = discoveryProbes(membership);
-  let last = '';
-  let changedAt = start;
-  for (;;) {
-    probes(Date.now() - start);
-    const agents = events.agents();
-    const key = agents.map((m) => m.id).join(',');
-    const now = Date.now();
-    if (key !== last) {
-      last = key;
-      changedAt = now;
-    }
-    if (agents.length > 0 && now - changedAt >= AGENT_DISCOVERY_SETTLE_MS) return agents;
-    if (now - start >= AGENT_DISCOVERY_MS) return agents;
-    await new Promise((r) => setTimeout(r, DISCOVERY_POLL_MS));
-  }
+  return discoverSettled(membership, {
+    list: () => events.agents(),
+    settleMs: AGENT_DISCOVERY_SETTLE_MS,
+    maxMs: AGENT_DISCOVERY_MS,
+  });
 }
 
 /** Up to `max` bytes of stdin; more is an error that names `what`. */

@@ -412,23 +412,57 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 
 /** When a command looking for the group before it acts probes again, in ms from the start. */
 export const DISCOVERY_PROBES_AT_MS = [250, 750];
+/** How often a discovery loop looks at the list it waits on. */
+const DISCOVERY_POLL_MS = 10;
+
+/** What a command looking for the group waits for (discoverSettled). */
+export interface DiscoveryWait<T> {
+  /** The list being waited on, read again at each poll (chat members, event agents). */
+  list: () => T[];
+  /** Discovery ends once the list is not empty and has not changed for this long, in ms. */
+  settleMs: number;
+  /** ...or after this long in any case, in ms. */
+  maxMs: number;
+  /** ...or at once when this holds of the list (the member a --to names is known). */
+  found?: (list: T[]) => boolean;
+}
 
 /**
- * For a discovery loop: call the result with the ms elapsed, and it probes again at each of
- * DISCOVERY_PROBES_AT_MS once. Members answer a probe at once, and their heartbeats come every
- * 500 ms: within a settle time of 1 s a member is then missed only if the round trips of all
- * three probes fail and 2 of its heartbeats are lost (about 7 in 100,000 at 10 % loss), where one
- * probe missed about 2 in 1,000.
+ * Waits on a list of the group's members until it settles, probing again at each of
+ * DISCOVERY_PROBES_AT_MS meanwhile. Members answer a probe at once, and their heartbeats come
+ * every 500 ms: within a settle time of 1 s a member is then missed only if the round trips of
+ * all three probes fail and 2 of its heartbeats are lost (about 7 in 100,000 at 10 % loss,
+ * computed for independent loss), where one probe missed about 2 in 1,000.
  */
-export function discoveryProbes(membership: Pick<Membership, 'probe'>): (elapsedMs: number) => void {
-  let next = 0;
-  return (elapsedMs) => {
+export async function discoverSettled<T extends { id: string }>(
+  membership: Pick<Membership, 'probe'>,
+  wait: DiscoveryWait<T>,
+  now: () => number = Date.now,
+  sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+): Promise<T[]> {
+  const start = now();
+  let probed = 0;
+  let last = '';
+  let changedAt = start;
+  for (;;) {
+    const elapsed = now() - start;
     let due = false;
-    while (next < DISCOVERY_PROBES_AT_MS.length && elapsedMs >= DISCOVERY_PROBES_AT_MS[next]!) {
-      next++;
+    while (probed < DISCOVERY_PROBES_AT_MS.length && elapsed >= DISCOVERY_PROBES_AT_MS[probed]!) {
+      probed++;
       due = true;
     }
     // A loop that stalled past several times sends one: they would all arrive together.
     if (due) membership.probe();
-  };
+    const list = wait.list();
+    const key = list.map((m) => m.id).join(',');
+    const at = now();
+    if (key !== last) {
+      last = key;
+      changedAt = at;
+    }
+    if (wait.found?.(list)) return list;
+    if (list.length > 0 && at - changedAt >= wait.settleMs) return list;
+    if (at - start >= wait.maxMs) return list;
+    await sleep(DISCOVERY_POLL_MS);
+  }
 }

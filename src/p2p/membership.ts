@@ -964,7 +964,7 @@ export class Membership implements Protocol {
   /**
    * Multicasts a probe: members answer at once by unicast (and one that did not know us pings
    * us for our tags). A command that looks for the group before acting probes again meanwhile
-   * (cli/peer.ts discoveryProbes): a lost answer then costs a round trip, not a heartbeat.
+   * (cli/peer.ts discoverSettled): a lost answer then costs a round trip, not a heartbeat.
    */
   probe(): void {
     this.ctx.broadcast(...PROBE.out(this.opts.observer ? { observer: 1 } : {}));
