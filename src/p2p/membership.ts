@@ -306,6 +306,12 @@ export const HINT_PROBERS = 16;
  * long itself: peers that start together meet by their heartbeats and probes' answers alone.
  */
 export const NEWCOMER_PING_AFTER_MS = 2000;
+/**
+ * Newcomer pings a member sends in a second at most. Each probe already draws an answer; without a
+ * budget, probes under fresh ids (a stranger's, from spoofed addresses) would each draw a ping too,
+ * doubling what they reflect at their victims. Real newcomers come a few at a time.
+ */
+export const NEWCOMER_PINGS_PER_S = 10;
 /** The longest heartbeat interval a member may announce (`iv`), in ms. */
 export const HEARTBEAT_INTERVAL_MS_MAX = 60_000;
 
@@ -384,8 +390,9 @@ export class Membership implements Protocol {
       // later; our ping's answer brings them in a round trip. Only from a member that has run
       // for a while (not while a whole group starts at once: that would double the probes' N^2
       // answers), and not in SLOW.
-      const settled = this.ctx.now() - this.startedAt >= NEWCOMER_PING_AFTER_MS;
-      if (b.observer !== 1 && settled && !this.slow && !this.members.has(from.id))
+      const now = this.ctx.now();
+      const settled = now - this.startedAt >= NEWCOMER_PING_AFTER_MS;
+      if (b.observer !== 1 && settled && !this.slow && !this.members.has(from.id) && this.newcomerPing(now))
         this.ctx.send(from.address, ...PING.out({}));
     },
     ping: (_b, from) => {
@@ -396,6 +403,8 @@ export class Membership implements Protocol {
   });
   /** Newcomers refused because membersMax was reached with no dead entry to evict. */
   refused = 0;
+  /** The newcomer pings sent in the second from `since` (NEWCOMER_PINGS_PER_S). */
+  private newcomerPings = { since: -Infinity, sent: 0 };
   /** When an observer (the monitor, `peer peers`) last probed: it reads what it overhears. */
   observerProbedAt = -Infinity;
   private readonly members = new Map<PeerId, Member>();
@@ -1095,6 +1104,14 @@ export class Membership implements Protocol {
   }
 
   /** Answers a probe or a ping: a heartbeat with our tags, and no counter (it is not multicast). */
+  /** Whether the budget of newcomer pings allows one more now; counts it if so. */
+  private newcomerPing(now: number): boolean {
+    if (now - this.newcomerPings.since >= 1000) this.newcomerPings = { since: now, sent: 0 };
+    if (this.newcomerPings.sent >= NEWCOMER_PINGS_PER_S) return false;
+    this.newcomerPings.sent++;
+    return true;
+  }
+
   private answer(to: Address): void {
     this.ctx.send(to, ...HB.out({ tags: this.tags, tagsVersion: this.tagsVersion, ...this.pace(true) }));
   }

@@ -5,11 +5,22 @@
  * whose Lamport time is far ahead) must still work.
  */
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SIM_HOST, HELLO_RETRY_MS, SimCluster, SimForger, type SimPeer } from '../support/cluster.js';
+import {
+  DEFAULT_SIM_HOST,
+  HELLO_RETRY_MS,
+  SimCluster,
+  SimForger,
+  idFrom,
+  type SimPeer,
+} from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { COUNTER_MAX } from '../../src/p2p/bounds.js';
 import { LAMPORT_CATCH_UP_MS, LAMPORT_STEP_MAX } from '../../src/p2p/lamport.js';
-import { INCARNATION_STEP_MAX } from '../../src/p2p/membership.js';
+import {
+  INCARNATION_STEP_MAX,
+  NEWCOMER_PING_AFTER_MS,
+  NEWCOMER_PINGS_PER_S,
+} from '../../src/p2p/membership.js';
 import { Election } from '../../src/p2p/election.js';
 import { Chat, type ChatLine } from '../../src/p2p/chat.js';
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
@@ -288,6 +299,44 @@ describe('forged counters and member ids (simulation)', () => {
       expect(c.rt.runUntilTrue(heard('after, from the first'), 2_000)).toBe(true);
       expect(c.rt.runUntilTrue(heard('after, from the last'), 2_000)).toBe(true);
       for (const [i, p] of c.peers.entries()) expect(p.node.lamport).toBeGreaterThan(mid[i]!);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  // A settled member pings a newcomer whose probe it hears. A stranger sending probes under fresh
+  // ids from a victim's address made each member answer and ping the victim: two datagrams
+  // reflected for each forged one, where the answer alone was one.
+  it.each(SEEDS)(
+    'probes under fresh ids from a spoofed address draw at most NEWCOMER_PINGS_PER_S pings a second, seed %i',
+    async (seed) => {
+      const c = await cluster(seed, 3);
+      c.rt.runFor(NEWCOMER_PING_AFTER_MS);
+      const forger = await stranger(c);
+      const victim = c.net.transport();
+      const got = { ping: 0, hb: 0 };
+      await victim.start((data, _from, via) => {
+        if (via !== 'unicast') return; // the group's own heartbeats
+        const text = Buffer.from(data).toString('latin1');
+        if (text.includes('"t":"ping"')) got.ping++;
+        else if (text.includes('"t":"hb"')) got.hb++;
+      });
+      // The probes travel as from the victim: no loss either way, so the counts are exact.
+      for (const p of c.peers) {
+        c.net.setLink(p.address, victim.address, { loss: 0 });
+        c.net.setLink(victim.address, p.address, { loss: 0 });
+      }
+      const random = c.rt.random;
+      const PROBES = 100;
+      for (let k = 0; k < PROBES; k++) {
+        forger.send(null, { t: 'probe', b: {}, i: idFrom(random) }, { spoofFrom: victim.address });
+        c.rt.runFor(990 / PROBES);
+      }
+      c.rt.runFor(ROUND_TRIP_MS);
+      // Each probe is still answered: a real newcomer among them must find the group.
+      expect(got.hb).toBe(PROBES * c.peers.length);
+      expect(got.ping).toBeGreaterThan(0);
+      expect(got.ping).toBeLessThanOrEqual(NEWCOMER_PINGS_PER_S * c.peers.length);
+      expect(c.converged()).toBe(true);
       expect(c.handlerErrors()).toEqual([]);
     },
   );
