@@ -21,6 +21,11 @@
  *      drag the group), averages the rest with its own delta 0;
  *   4. sends every peer that answered, outliers too, its adjustment `clk.adj {a = avg - delta}`
  *      and applies its own.
+ * While rounds find every clock member within CLOCK_AGREE_MS of the average, the interval doubles
+ * after each, up to roundIntervalMaxMs (as NTP lengthens its poll interval while a clock is
+ * stable): an idle group of hosts kept by NTP is measured every 40 s, not every 5. A larger
+ * adjustment, or a clock member not yet measured, brings it back to T. Adjustments carry the
+ * interval, so a peer knows when to expect the next round.
  * Readings and adjustments are about each peer's *target* clock (wall + the offset the last
  * adjustment asked for), so a clock still slewing is measured where it is going. A peer adds the
  * adjustment to its target offset. Its group clock moves there: a forward correction at once (up
@@ -35,7 +40,8 @@
  * moves the group time by at most GROUP_STEP_MS_MAX (see there for the one exception). A peer
  * that has not answered halfway through collectMs is polled again by unicast (replies echo the
  * attempt k, so each is timed against its own poll). A peer still left out, or whose adjustment
- * is lost, asks for a round itself (`clk.req`) once it has gone 2 x T without a sync.
+ * is lost, asks for a round itself (`clk.req`) once it has gone twice the interval the coordinator
+ * last announced (T before any) without a sync.
  * Asymmetric delays bias an estimate by up to rtt/2: that is the accuracy each peer reports. Drift
  * between rounds (up to 2 x 100 ppm x T between two peers) adds to it.
  */
@@ -50,6 +56,12 @@ import { MEMBERS_MAX } from './config.js';
 export interface ClockSyncTimings {
   /** T: the coordinator runs a round at least this often. Pairwise drift grows by up to 200 ppm x T. */
   roundIntervalMs: number;
+  /**
+   * While rounds find the clocks agreeing (CLOCK_AGREE_MS), the interval doubles from T up to this:
+   * hosts whose clocks are kept by NTP hardly drift, and an idle group need not measure them
+   * every T. The next disagreement, or a clock member not yet measured, brings it back to T.
+   */
+  roundIntervalMaxMs: number;
   /** N: and after this many application messages (noteMessage). */
   messagesPerRound: number;
   /** Rounds never start closer than this, whatever triggers them. */
@@ -85,6 +97,15 @@ export const GROUP_STEP_MS_MAX = 1_000;
  * next round measures the target and so stops any slew still to go.
  */
 export const FORWARD_JUMP_MS_MAX = 10_000;
+/**
+ * A round whose every adjustment is within this, in ms, with every clock member measured, found
+ * the clocks agreeing: the next round comes after twice the interval (roundIntervalMaxMs). Each
+ * clock is then within this of the group time, so two are within twice it; doubling the time they
+ * drift at most doubles that: up to 1 ms between two clocks, issue 5's bound for one round.
+ */
+export const CLOCK_AGREE_MS = 0.25;
+/** Largest round interval a coordinator may announce (`nx`), in ms. */
+export const ROUND_INTERVAL_MS_MAX = 3_600_000;
 /** Largest adjustment accepted or sent: one day. Anything larger is a broken clock, not skew. */
 export const ADJUSTMENT_MS_MAX = 86_400_000;
 /** Group clock readings on the wire: any time from 1970 to year 33658, in ms. */
@@ -198,11 +219,13 @@ export const TIME = message('clk.time', {
   reading: ms().wire('g'),
   observer: f.optional(f.bool()).wire('o'),
 });
+/** `next`: the coordinator's round interval now; a peer asks for a round after twice it unsynced. */
 const ADJ = message('clk.adj', {
   term: f.uint(),
   round: f.uint().wire('r'),
   adjustment: f.num(-ADJUSTMENT_MS_MAX, ADJUSTMENT_MS_MAX).wire('a'),
   accuracy: accuracy().wire('acc'),
+  next: f.optional(f.uint(ROUND_INTERVAL_MS_MAX)).wire('nx'),
 });
 const REQUEST = message('clk.req', {});
 const QUERY = message('clk.q', {});
@@ -288,6 +311,12 @@ export class ClockSync implements Protocol {
   private current: Round | null = null;
   private roundNo = 0;
   private lastRoundAt = -Infinity;
+  /** The coordinator's round interval: T, doubled after each round that found clocks agreeing. */
+  private intervalMs: number;
+  /** The clock members the coordinator's last round measured: one not among them is due a round. */
+  private measured = new Set<PeerId>();
+  /** A follower's view of the coordinator's round interval (from its last adjustment). */
+  private expectedEveryMs: number;
   private messagesSinceRound = 0;
   private requested = false;
   private lastSyncAt: number;
@@ -301,6 +330,8 @@ export class ClockSync implements Protocol {
     private readonly opts: ClockSyncOptions,
   ) {
     this.view = opts.coordinator;
+    this.intervalMs = opts.timings.roundIntervalMs;
+    this.expectedEveryMs = opts.timings.roundIntervalMs;
     this.since = ctx.now();
     this.lastSyncAt = ctx.now();
   }
@@ -395,10 +426,10 @@ export class ClockSync implements Protocol {
     if (round) return round.t0 + (round.retried ? t.collectMs : t.collectMs / 2);
     let at: number;
     if (!this.view.isCoordinator())
-      at = Math.max(this.lastSyncAt + 2 * t.roundIntervalMs, this.lastRequestAt + t.roundIntervalMs);
+      at = Math.max(this.lastSyncAt + 2 * this.expectedEveryMs, this.lastRequestAt + t.roundIntervalMs);
     else {
       const asked = this.messagesSinceRound >= t.messagesPerRound || this.requested;
-      at = Math.max(this.lastRoundAt + t.roundGapMinMs, asked ? now : this.lastRoundAt + t.roundIntervalMs);
+      at = Math.max(this.lastRoundAt + t.roundGapMinMs, asked ? now : this.lastRoundAt + this.roundEveryMs());
     }
     // Due and still not done (no coordinator known to ask yet): try again after the least gap.
     return at > now ? at : now + t.roundGapMinMs;
@@ -417,9 +448,12 @@ export class ClockSync implements Protocol {
     if (!this.view.isCoordinator()) {
       this.messagesSinceRound = 0;
       this.requested = false;
+      // Should we lead again, in a later term, our rounds start again from T.
+      this.intervalMs = t.roundIntervalMs;
+      if (this.measured.size > 0) this.measured.clear();
       // Left out of rounds (lost polls, replies or adjustments): ask, at most once per T.
       if (
-        now - this.lastSyncAt >= 2 * t.roundIntervalMs &&
+        now - this.lastSyncAt >= 2 * this.expectedEveryMs &&
         now - this.lastRequestAt >= t.roundIntervalMs &&
         this.requestRound()
       )
@@ -427,8 +461,16 @@ export class ClockSync implements Protocol {
       return;
     }
     const since = now - this.lastRoundAt;
-    const due = since >= t.roundIntervalMs || this.messagesSinceRound >= t.messagesPerRound || this.requested;
+    const due =
+      since >= this.roundEveryMs() || this.messagesSinceRound >= t.messagesPerRound || this.requested;
     if (due && since >= t.roundGapMinMs) this.startRound(now);
+  }
+
+  /** The coordinator's time between rounds: T while a clock member is not yet measured. */
+  private roundEveryMs(): number {
+    if (this.intervalMs === this.opts.timings.roundIntervalMs) return this.intervalMs;
+    const unmeasured = this.clockMembers().some((m) => !this.measured.has(m.id));
+    return unmeasured ? this.opts.timings.roundIntervalMs : this.intervalMs;
   }
 
   private startRound(now: number): void {
@@ -538,6 +580,14 @@ export class ClockSync implements Protocol {
       used: kept.length,
       spreadMs: Math.max(...deltas) - Math.min(...deltas),
     });
+    this.measured = new Set(samples.map((s) => s.id));
+    const t = this.opts.timings;
+    const everyone = this.clockMembers().every((m) => this.measured.has(m.id));
+    // Observers' clocks (peer clock, or readings under ids that are no clock member) are adjusted
+    // but not the group's: they neither hold the interval back nor lengthen it.
+    const agree =
+      everyone && samples.every((s) => s.observer || Math.abs(average - s.delta) <= CLOCK_AGREE_MS);
+    this.intervalMs = agree ? Math.min(2 * this.intervalMs, t.roundIntervalMaxMs) : t.roundIntervalMs;
     for (const s of samples) {
       const a = clampAdjustment(average - s.delta);
       const acc = s.rtt / 2 + avgError;
@@ -545,18 +595,34 @@ export class ClockSync implements Protocol {
       else
         this.ctx.send(
           s.from,
-          ...ADJ.out({ term: round.term, round: round.round, adjustment: a, accuracy: acc }),
+          ...ADJ.out({
+            term: round.term,
+            round: round.round,
+            adjustment: a,
+            accuracy: acc,
+            next: this.intervalMs,
+          }),
         );
     }
   }
 
-  private onAdjust({ term, round: r, adjustment: a, accuracy: acc }: Body<typeof ADJ>, from: Origin): void {
+  private onAdjust(
+    { term, round: r, adjustment: a, accuracy: acc, next }: Body<typeof ADJ>,
+    from: Origin,
+  ): void {
     const mine = this.replied;
     if (!mine || mine.term !== term || mine.round !== r || mine.coordinator !== from.id) return;
     // Only from the coordinator we follow, in its term: a newer term may be a coordinator we have
     // not heard of yet, or anyone claiming to be one; a real one's next round reaches us anyway.
     if (term !== this.view.term() || this.view.coordinator() !== from.id) return;
     this.replied = null;
+    // Bounded by our own timings: a wrong interval delays our request for a round by at most
+    // twice roundIntervalMaxMs.
+    const t = this.opts.timings;
+    this.expectedEveryMs = Math.min(
+      Math.max(next ?? t.roundIntervalMs, t.roundIntervalMs),
+      t.roundIntervalMaxMs,
+    );
     this.apply(mine.off + a, a, acc, term, r);
   }
 

@@ -113,6 +113,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     },
     clock: {
       roundIntervalMs: 5_000,
+      roundIntervalMaxMs: 40_000,
       messagesPerRound: 10,
       roundGapMinMs: 250,
       collectMs: 100,
@@ -152,6 +153,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     },
     clock: {
       roundIntervalMs: 5_000,
+      roundIntervalMaxMs: 40_000,
       messagesPerRound: 10,
       roundGapMinMs: 250,
       collectMs: 200,

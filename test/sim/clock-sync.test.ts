@@ -228,6 +228,59 @@ describe('Berkeley clock sync (simulation)', () => {
     },
   );
 
+  // Clocks kept by NTP hardly drift: rounds every T measured them for nothing, and were most of
+  // an idle group's traffic besides heartbeats. Drifting clocks keep T (the test above).
+  it.each(SEEDS.slice(0, 10))(
+    'clocks that agree are measured less and less often, up to roundIntervalMaxMs, and stay together, seed %i',
+    async (seed) => {
+      const s = await setup(seed, 5, SYMMETRIC, (_, rnd) => ({
+        offsetMs: (rnd() * 2 - 1) * SKEW_MS,
+        driftPpm: 0,
+      }));
+      expect(s.c.rt.runUntilTrue(() => coordinatorOf(s) !== undefined, 3_000)).toBe(true);
+      const leader = coordinatorOf(s)!;
+      const mono = watchMonotonic(s);
+      const MINUTES = 5;
+      let worst = 0;
+      for (let i = 0; i < MINUTES * 60; i++) {
+        s.c.rt.runFor(1_000);
+        if (i > 10) worst = Math.max(worst, spread(s));
+      }
+      expect(coordinatorOf(s)).toBe(leader);
+      // Intervals of T, 2T, 4T, then roundIntervalMaxMs: at T throughout it was 60. A follower
+      // that thought itself left out would have asked for rounds of its own, and there are none.
+      const rounds = roundsDone(s, leader);
+      expect(rounds).toBeLessThanOrEqual(4 + Math.ceil((MINUTES * 60_000) / P.clock.roundIntervalMaxMs));
+      expect(rounds).toBeLessThan((MINUTES * 60_000) / P.clock.roundIntervalMs / 4);
+      expect(rounds).toBeGreaterThanOrEqual(Math.floor((MINUTES * 60_000) / P.clock.roundIntervalMaxMs));
+      expect(worst).toBeLessThan(PAIRWISE_ERROR_MS_MAX);
+      mono.stop();
+      expect(mono.backwards).toEqual([]);
+      expect(s.c.handlerErrors()).toEqual([]);
+    },
+  );
+
+  it.each(SEEDS.slice(0, 10))(
+    'a clock member that joins while rounds are far apart is measured within T, seed %i',
+    async (seed) => {
+      const s = await setup(seed, 4, SYMMETRIC, () => ({ offsetMs: 0, driftPpm: 0 }));
+      s.c.rt.runFor(3 * 60_000);
+      const leader = coordinatorOf(s)!;
+      const late = await s.c.add('late', {
+        runtime: withFakeClock(s.c.rt.forPeer(), { offsetMs: 300, driftPpm: 0 }),
+      });
+      const joinedAt = s.c.rt.now();
+      const adjusted = () => late.events.some((e) => e.kind === 'clock-adjusted');
+      expect(s.c.rt.runUntilTrue(adjusted, P.clock.roundIntervalMs + 2_000)).toBe(true);
+      expect(s.c.rt.now() - joinedAt).toBeLessThan(P.clock.roundIntervalMs + 2_000);
+      expect(coordinatorOf(s)).toBe(leader);
+      s.c.rt.runFor(P.tickMs);
+      expect(spread(s, (p) => p.node.runtime.wall() + s.clk.get(p)!.status().targetOffsetMs)).toBeLessThan(
+        PAIRWISE_ERROR_MS_MAX,
+      );
+    },
+  );
+
   it('every N application messages at the coordinator start a round', async () => {
     const s = await setup(3, 3);
     expect(s.c.rt.runUntilTrue(() => coordinatorOf(s) !== undefined, 3_000)).toBe(true);
@@ -374,7 +427,11 @@ describe('Berkeley clock sync under forged readings and adjustments', () => {
     };
     const leader = coordinatorOf(s)!;
     expect(
-      s.c.rt.runUntilTrue(() => leader.events.some((e) => e.kind === 'clock-round' && e.peers === 8), 6_000),
+      // The clocks agree, so the round after the first comes after twice the interval.
+      s.c.rt.runUntilTrue(
+        () => leader.events.some((e) => e.kind === 'clock-round' && e.peers === 8),
+        2 * P.clock.roundIntervalMs + 1_000,
+      ),
     ).toBe(true);
     s.c.rt.runFor(100);
     for (const p of s.c.live()) expect(Math.abs(error(s, p))).toBeLessThan(1);
