@@ -18,6 +18,7 @@ import {
   type AckPolicy,
   entryId,
 } from '../p2p/replication/index.js';
+import type { PeerNode } from '../p2p/node.js';
 import type { KvStore } from '../storage/kv.js';
 import type { StorageHealth } from '../storage/health.js';
 import { GroupError } from './base.js';
@@ -112,6 +113,23 @@ interface Waiter {
   done: () => void;
 }
 
+/**
+ * What `peer kv` installs: reliable delivery for what does not fit a datagram, and the kv protocol
+ * over it; `peer kv serve` passes its `store`, a one-shot client none.
+ */
+export function installKeyValue(
+  node: PeerNode,
+  store?: KvHolderStore,
+): { kv: KeyValue; large: ReliableDelivery } {
+  const large = node.install(
+    (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
+  );
+  const kv = node.install(
+    (ctx, n) => new KeyValue(ctx, n.membership, { store, envelopeBytes: envelopeOverhead(node.name), large }),
+  );
+  return { kv, large };
+}
+
 export class KvClient {
   /** Every holder a write's acknowledgements named (acked or known to an acker), by id. */
   readonly namedHolders = new Map<string, string>();
@@ -137,15 +155,7 @@ export class KvClient {
     const peer = await startPeer(settings, {
       observer: !transient,
       transient,
-      install: (node) => {
-        const large = node.install(
-          (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
-        );
-        return node.install(
-          (ctx, n) =>
-            new KeyValue(ctx, n.membership, { envelopeBytes: envelopeOverhead(settings.name), large }),
-        );
-      },
+      install: (node) => installKeyValue(node).kv,
     });
     const client = new KvClient(peer);
     const { kv } = client;

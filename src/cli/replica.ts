@@ -1,10 +1,21 @@
 /**
- * Shared pieces of `peer replicate` and `peer reconcile`: the --dir flag, the replica file as a
- * protocol sink, waiting on conditions with deadlines, and the reconcile table.
+ * Shared pieces of `peer replicate` and `peer reconcile`: what they install on their peer, the
+ * --dir flag, the replica file as a protocol sink, waiting on conditions with deadlines, and the
+ * reconcile table.
  */
 import { Flags } from '@oclif/core';
 import { ReplicaFile } from '../storage/replica.js';
-import { type Entry, acksSatisfied, type AckPolicy, type ReplicaSink } from '../p2p/replication/index.js';
+import {
+  type Entry,
+  acksSatisfied,
+  type AckPolicy,
+  type ReplicaSink,
+  LARGE_MESSAGE_BYTES_MAX,
+  Replication,
+  envelopeOverhead,
+} from '../p2p/replication/index.js';
+import type { PeerNode } from '../p2p/node.js';
+import { ReliableDelivery } from '../p2p/reliable/index.js';
 import type { StorageHealth } from '../storage/health.js';
 import { failureReason, type WriteFailureKind } from '../p2p/write-failure.js';
 import { table } from './output.js';
@@ -15,6 +26,25 @@ export const HOLDER_DISCOVERY_MS = 300;
 /** Reconcile listens longer: a holder's probe answer lost costs one heartbeat interval (500 ms). */
 export const ROUND_DISCOVERY_MS = 600;
 export const POLL_MS = 20;
+
+/**
+ * What `peer replicate` installs: reliable delivery for what does not fit a datagram (an append
+ * or a catch-up over it), and replication over it; a holder passes its `sink`, a one-shot writer
+ * none. `peer kv` installs the same way (cli/kv.ts installKeyValue).
+ */
+export function installReplication(
+  node: PeerNode,
+  sink?: ReplicaSink,
+): { rp: Replication; large: ReliableDelivery } {
+  const large = node.install(
+    (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
+  );
+  const rp = node.install(
+    (ctx, n) =>
+      new Replication(ctx, n.membership, { sink, envelopeBytes: envelopeOverhead(node.name), large }),
+  );
+  return { rp, large };
+}
 
 export const dirFlag = {
   dir: Flags.string({

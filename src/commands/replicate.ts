@@ -22,6 +22,7 @@ import {
   POLL_MS,
   dirFlag,
   fileSink,
+  installReplication,
   refusals,
   refusedTooMany,
   waitFor,
@@ -34,7 +35,6 @@ import {
   type AckPolicy,
   ENTRY_TEXT_BYTES_MAX,
   appendFits,
-  LARGE_MESSAGE_BYTES_MAX,
   entryId,
   isEntryText,
   type Entry,
@@ -166,12 +166,7 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
     const peer = await startPeer(settings, {
       observer: !transient,
       transient,
-      install: (node) => {
-        const large = node.install(
-          (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
-        );
-        return node.install((ctx, n) => new Replication(ctx, n.membership, { envelopeBytes, large }));
-      },
+      install: (node) => installReplication(node).rp,
     });
     const rp = peer.installed;
     const started = Date.now();
@@ -249,20 +244,7 @@ An entry is up to 1 MiB of text (${ENTRY_TEXT_BYTES_MAX} bytes of UTF-8). One to
     peer = await startPeer(settings, {
       health,
       lamport: () => maxLamport,
-      install: (node) => {
-        const large = node.install(
-          (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
-        );
-        const rp = node.install(
-          (ctx, n) =>
-            new Replication(ctx, n.membership, {
-              sink,
-              envelopeBytes: envelopeOverhead(settings.name),
-              large,
-            }),
-        );
-        return { rp, large };
-      },
+      install: (node) => installReplication(node, sink),
     }).then(
       ...metering(metrics, ({ rp, large }: Holding) => ({
         replica: { replication: rp, set: file.set },

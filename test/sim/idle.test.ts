@@ -26,10 +26,9 @@ import { Files } from '../../src/p2p/files/files.js';
 import { MemoryIncomingFiles, memoryDisk } from '../support/memory-files.js';
 import { MemoryJournal } from '../support/memory-journal.js';
 import { MemoryReplica } from '../support/memory-replica.js';
-import { Replication } from '../../src/p2p/replication/index.js';
-import { KeyValue } from '../../src/p2p/kv/index.js';
+import { installReplication } from '../../src/cli/replica.js';
+import { installKeyValue } from '../../src/cli/kv.js';
 import { KvStore } from '../../src/storage/kv.js';
-import { envelopeOverhead } from '../../src/p2p/replication/sizing.js';
 import Database from 'better-sqlite3';
 import { SimDisk } from '../support/sim-disk.js';
 
@@ -162,30 +161,19 @@ function expectIdle(c: SimCluster): void {
 const writerOf = new WeakMap<PeerNode, (line: string) => void>();
 const heldOf = new WeakMap<PeerNode, () => number>();
 
-/** What `peer replicate` installs on a holder (commands/replicate.ts), its replica in memory. */
+/** What `peer replicate` installs on a holder (cli/replica.ts), its replica in memory. */
 function asReplicaHolder(node: PeerNode): void {
-  const large = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
   const sink = new MemoryReplica([]);
   heldOf.set(node, () => sink.set.size);
-  const rp = node.install(
-    (ctx, n) =>
-      new Replication(ctx, n.membership, {
-        sink,
-        envelopeBytes: envelopeOverhead(node.name),
-        large,
-      }),
-  );
+  const { rp } = installReplication(node, sink);
   writerOf.set(node, (line) => void rp.append(line));
 }
 
 /** What `peer kv serve` installs (cli/kv.ts), its tables in an in-memory database. */
 function asKvHolder(node: PeerNode): void {
-  const large = node.install((ctx, n) => new ReliableDelivery(ctx, n.membership));
   const store = KvStore.open(new Database(':memory:'));
   heldOf.set(node, () => store.set.size);
-  const kv = node.install(
-    (ctx, n) => new KeyValue(ctx, n.membership, { store, envelopeBytes: envelopeOverhead(node.name), large }),
-  );
+  const { kv } = installKeyValue(node, store);
   writerOf.set(node, (line) => void kv.write({ kind: 'put', key: line, value: node.name }));
 }
 

@@ -3,7 +3,7 @@ import chalk from 'chalk';
 import { PeerCommand } from '../../cli/base.js';
 import { networkFlags } from '../../cli/flags.js';
 import { networkSettings, startPeer, stderrHealth, untilSignal } from '../../cli/peer.js';
-import { reportingStore } from '../../cli/kv.js';
+import { installKeyValue, reportingStore } from '../../cli/kv.js';
 import { UsageError } from '../../cli/network.js';
 import {
   describeMembershipEvent,
@@ -17,7 +17,7 @@ import {
 import { escapeForTerminal } from '../../cli/sanitize.js';
 import { ReliableDelivery } from '../../p2p/reliable/index.js';
 import { KeyValue, decodeOp } from '../../p2p/kv/index.js';
-import { LARGE_MESSAGE_BYTES_MAX, envelopeOverhead, entryId } from '../../p2p/replication/index.js';
+import { entryId } from '../../p2p/replication/index.js';
 import type { PeerEvent } from '../../p2p/protocol.js';
 import type { PeerNode } from '../../p2p/node.js';
 import { KvStore, KvStoreError } from '../../storage/kv.js';
@@ -63,18 +63,7 @@ export default class KvServe extends PeerCommand {
       },
       lamport: ({ store }) => store.maxLamport(),
       install: (node, _s, { store, file }) => {
-        const holder = reportingStore(store, file, health);
-        const large = node.install(
-          (ctx, n) => new ReliableDelivery(ctx, n.membership, { messageBytesMax: LARGE_MESSAGE_BYTES_MAX }),
-        );
-        const kv = node.install(
-          (ctx, n) =>
-            new KeyValue(ctx, n.membership, {
-              store: holder,
-              envelopeBytes: envelopeOverhead(settings.name),
-              large,
-            }),
-        );
+        const { kv, large } = installKeyValue(node, reportingStore(store, file, health));
         return { store, kv, large };
       },
     }).then(
