@@ -21,10 +21,11 @@
  *      drag the group), averages the rest with its own delta 0;
  *   4. sends every peer that answered, outliers too, its adjustment `clk.adj {a = avg - delta}`
  *      and applies its own.
- * While rounds find every clock member within CLOCK_AGREE_MS of the average, the interval doubles
- * after each, up to roundIntervalMaxMs (as NTP lengthens its poll interval while a clock is
- * stable): an idle group of hosts kept by NTP is measured every 40 s, not every 5. A larger
- * adjustment, or a clock member not yet measured, brings it back to T. Adjustments carry the
+ * While rounds find every clock member within CLOCK_AGREE_MS of the average (or within the
+ * accuracy of its readings, when that is larger), the interval doubles after each, up to
+ * roundIntervalMaxMs (as NTP lengthens its poll interval while a clock is stable): an idle group
+ * of hosts kept by NTP is measured every 40 s, not every 5. A larger adjustment, or a clock
+ * member not yet measured, brings it back to T. Adjustments carry the
  * interval, so a peer knows when to expect the next round.
  * Readings and adjustments are about each peer's *target* clock (wall + the offset the last
  * adjustment asked for), so a clock still slewing is measured where it is going. A peer adds the
@@ -98,10 +99,11 @@ export const GROUP_STEP_MS_MAX = 1_000;
  */
 export const FORWARD_JUMP_MS_MAX = 10_000;
 /**
- * A round whose every adjustment is within this, in ms, with every clock member measured, found
- * the clocks agreeing: the next round comes after twice the interval (roundIntervalMaxMs). Each
- * clock is then within this of the group time, so two are within twice it; doubling the time they
- * drift at most doubles that: up to 1 ms between two clocks, issue 5's bound for one round.
+ * A round whose every adjustment is within this, in ms, or within the accuracy the round reports
+ * for that clock (a smaller adjustment cannot be told from the error of its readings), with every
+ * clock member measured, found the clocks agreeing: the next round comes after twice the interval
+ * (roundIntervalMaxMs). Each clock was then within that of the group time; the longer interval
+ * lets them drift for at most twice as long as the one that found them agreeing.
  */
 export const CLOCK_AGREE_MS = 0.25;
 /** Largest round interval a coordinator may announce (`nx`), in ms. */
@@ -583,14 +585,22 @@ export class ClockSync implements Protocol {
     this.measured = new Set(samples.map((s) => s.id));
     const t = this.opts.timings;
     const everyone = this.clockMembers().every((m) => this.measured.has(m.id));
+    // The adjustment a clock needs is known to within its accuracy (its reading's rtt/2 and the
+    // average's error): one within that, or within CLOCK_AGREE_MS, is a clock already agreeing.
     // Observers' clocks (peer clock, or readings under ids that are no clock member) are adjusted
-    // but not the group's: they neither hold the interval back nor lengthen it.
+    // but are not the group's: they neither hold the interval back nor lengthen it.
+    const accuracyOf = (s: { rtt: number }) => s.rtt / 2 + avgError;
     const agree =
-      everyone && samples.every((s) => s.observer || Math.abs(average - s.delta) <= CLOCK_AGREE_MS);
+      everyone &&
+      samples.every(
+        (s) =>
+          s.observer ||
+          (s.rtt <= t.rttMaxMs && Math.abs(average - s.delta) <= Math.max(CLOCK_AGREE_MS, accuracyOf(s))),
+      );
     this.intervalMs = agree ? Math.min(2 * this.intervalMs, t.roundIntervalMaxMs) : t.roundIntervalMs;
     for (const s of samples) {
       const a = clampAdjustment(average - s.delta);
-      const acc = s.rtt / 2 + avgError;
+      const acc = accuracyOf(s);
       if (s.id === this.ctx.self.id) this.apply(round.off0 + a, a, acc, round.term, round.round);
       else
         this.ctx.send(

@@ -230,10 +230,22 @@ describe('Berkeley clock sync (simulation)', () => {
 
   // Clocks kept by NTP hardly drift: rounds every T measured them for nothing, and were most of
   // an idle group's traffic besides heartbeats. Drifting clocks keep T (the test above).
-  it.each(SEEDS.slice(0, 10))(
-    'clocks that agree are measured less and less often, up to roundIntervalMaxMs, and stay together, seed %i',
-    async (seed) => {
-      const s = await setup(seed, 5, SYMMETRIC, (_, rnd) => ({
+  // Random delays of 0-1 ms each way (asymmetric): each reading is off by up to its rtt/2, more
+  // than CLOCK_AGREE_MS, and the adjustments of clocks that agree are that error. Held to 0.25 ms,
+  // the interval fell back to T after nearly every round; now only now and then (exact: whether
+  // every round after the first three is roundIntervalMaxMs apart).
+  const LINKS: Array<[string, Partial<LinkFaults>, boolean]> = [
+    ['symmetric 0.3 ms links', SYMMETRIC, true],
+    ['random 0-1 ms links', { delayMinMs: 0, delayMaxMs: 1 }, false],
+  ];
+  it.each(
+    SEEDS.slice(0, 10).flatMap((seed) =>
+      LINKS.map(([what, links, exact]) => [what, seed, links, exact] as const),
+    ),
+  )(
+    'clocks that agree are measured less and less often, up to roundIntervalMaxMs, and stay together, %s, seed %i',
+    async (_what, seed, links, exact) => {
+      const s = await setup(seed, 5, links, (_, rnd) => ({
         offsetMs: (rnd() * 2 - 1) * SKEW_MS,
         driftPpm: 0,
       }));
@@ -250,7 +262,8 @@ describe('Berkeley clock sync (simulation)', () => {
       // Intervals of T, 2T, 4T, then roundIntervalMaxMs: at T throughout it was 60. A follower
       // that thought itself left out would have asked for rounds of its own, and there are none.
       const rounds = roundsDone(s, leader);
-      expect(rounds).toBeLessThanOrEqual(4 + Math.ceil((MINUTES * 60_000) / P.clock.roundIntervalMaxMs));
+      if (exact)
+        expect(rounds).toBeLessThanOrEqual(4 + Math.ceil((MINUTES * 60_000) / P.clock.roundIntervalMaxMs));
       expect(rounds).toBeLessThan((MINUTES * 60_000) / P.clock.roundIntervalMs / 4);
       expect(rounds).toBeGreaterThanOrEqual(Math.floor((MINUTES * 60_000) / P.clock.roundIntervalMaxMs));
       expect(worst).toBeLessThan(PAIRWISE_ERROR_MS_MAX);
