@@ -44,7 +44,7 @@ export const CHAT_DISCOVERY_MS = 2000;
  * joined the stream past it (a sender treats a member it meets after publishing as not needing
  * what came before): a silent loss.
  */
-const CHAT_DISCOVERY_SETTLE_MS = 1000;
+export const CHAT_DISCOVERY_SETTLE_MS = 1000;
 /**
  * A file to the group settles sooner: a member found after the offer is offered the file then and
  * gets what it missed on request (files.ts, SendOptions.audience), so a late answer costs that
@@ -216,6 +216,7 @@ export class ChatSession {
       settleMs,
       maxMs: CHAT_DISCOVERY_MS,
       found: toName === undefined ? undefined : (ms) => ms.some((m) => m.name === toName),
+      busy: () => this.peer.node.join.greeting(),
     });
   }
 

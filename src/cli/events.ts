@@ -5,7 +5,6 @@
  */
 import { Flags } from '@oclif/core';
 import type net from 'node:net';
-import type { Membership } from '../p2p/membership.js';
 import type { PeerNode } from '../p2p/node.js';
 import { ReliableDelivery } from '../p2p/reliable/index.js';
 import {
@@ -173,12 +172,13 @@ export const AGENT_DISCOVERY_SETTLE_MS = 1000;
 /** The agents of the group once their list settled (or AGENT_DISCOVERY_MS passed). */
 export function discoverAgents(
   events: Events,
-  membership: Pick<Membership, 'probe'>,
+  node: Pick<PeerNode, 'membership' | 'join'>,
 ): Promise<EventMember[]> {
-  return discoverSettled(membership, {
+  return discoverSettled(node.membership, {
     list: () => events.agents(),
     settleMs: AGENT_DISCOVERY_SETTLE_MS,
     maxMs: AGENT_DISCOVERY_MS,
+    busy: () => node.join.greeting(),
   });
 }
 

@@ -425,6 +425,11 @@ export interface DiscoveryWait<T> {
   maxMs: number;
   /** ...or at once when this holds of the list (the member a --to names is known). */
   found?: (list: T[]) => boolean;
+  /**
+   * While this holds, the list is not taken as settled (maxMs still ends the wait): members the
+   * seeds named are still being greeted (join/ greeting()).
+   */
+  busy?: () => boolean;
 }
 
 /**
@@ -432,7 +437,9 @@ export interface DiscoveryWait<T> {
  * DISCOVERY_PROBES_AT_MS meanwhile. Members answer a probe at once, and their heartbeats come
  * every 500 ms: within a settle time of 1 s a member is then missed only if the round trips of
  * all three probes fail and 2 of its heartbeats are lost (about 7 in 100,000 at 10 % loss,
- * computed for independent loss), where one probe missed about 2 in 1,000.
+ * computed for independent loss), where one probe missed about 2 in 1,000. Beyond a router
+ * (--join) the probes reach nobody, and members are met by hellos to the addresses the seeds
+ * named: the wait goes on while those are still being sent (`busy`).
  */
 export async function discoverSettled<T extends { id: string }>(
   membership: Pick<Membership, 'probe'>,
@@ -461,7 +468,7 @@ export async function discoverSettled<T extends { id: string }>(
       changedAt = at;
     }
     if (wait.found?.(list)) return list;
-    if (list.length > 0 && at - changedAt >= wait.settleMs) return list;
+    if (list.length > 0 && at - changedAt >= wait.settleMs && !wait.busy?.()) return list;
     if (at - start >= wait.maxMs) return list;
     await sleep(DISCOVERY_POLL_MS);
   }

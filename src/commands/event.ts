@@ -117,7 +117,7 @@ NAME: 1-64 letters, digits or _ . : -. PAYLOAD: up to ${EVENT_PAYLOAD_BYTES_MAX}
       const events = peer.installed;
       const agents = await showingWait(
         'looking for peers that run handlers',
-        discoverAgents(events, peer.node.membership),
+        discoverAgents(events, peer.node),
         {
           json: this.jsonEnabled(),
         },

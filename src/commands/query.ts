@@ -136,7 +136,7 @@ NAME: 1-64 letters, digits or _ . : -. PAYLOAD: up to ${EVENT_PAYLOAD_BYTES_MAX}
     const peer = await startPeer(settings, { transient: true, install: (n) => installClient(n) });
     try {
       const events = peer.installed;
-      await showingWait('looking for peers that run handlers', discoverAgents(events, peer.node.membership), {
+      await showingWait('looking for peers that run handlers', discoverAgents(events, peer.node), {
         json: this.jsonEnabled(),
       });
       const result = await new Promise<QueryResult>((resolve) => {

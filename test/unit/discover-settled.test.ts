@@ -55,6 +55,24 @@ describe('discovery (peer chat --send, peer event, peer query)', () => {
     expect(r.at).toBe(700);
   });
 
+  it('does not settle while busy (members still being greeted), and ends at the longest wait all the same', async () => {
+    const settled = await discover(() => [a], { settleMs: 100, maxMs: 2_000, busy: () => false });
+    expect(settled.at).toBe(100);
+    let clock = 0;
+    const busyUntil = await discoverSettled(
+      { probe: () => {} },
+      { list: () => [a], settleMs: 100, maxMs: 2_000, busy: () => clock < 600 },
+      () => clock,
+      async (ms) => {
+        clock += ms;
+      },
+    );
+    expect(busyUntil).toEqual([a]);
+    expect(clock).toBe(600);
+    const always = await discover(() => [a], { settleMs: 100, maxMs: 2_000, busy: () => true });
+    expect(always.at).toBe(2_000);
+  });
+
   it('ends at once when what it looks for is found', async () => {
     const r = await discover((ms) => (ms < 400 ? [a] : [a, b]), {
       settleMs: 1_000,

@@ -126,6 +126,8 @@ interface PendingHello {
   expires: number;
   tries: number;
   nextAt: number;
+  /** When the last hello went (-Infinity: none yet). */
+  sentAt: number;
 }
 
 /** One sync under way with one target address: the page asked for and its retries. */
@@ -433,8 +435,35 @@ export class Join implements Protocol {
       this.ctx.refuse('hint');
       return;
     }
-    this.pendingHellos.set(h.address, { id: h.id, expires: now + HELLO_PENDING_MS, tries: 0, nextAt: now });
+    this.pendingHellos.set(h.address, {
+      id: h.id,
+      expires: now + HELLO_PENDING_MS,
+      tries: 0,
+      nextAt: now,
+      sentAt: -Infinity,
+    });
     this.ctx.wakeAt(now);
+  }
+
+  /**
+   * Whether the members the seeds name are still being met: a seed's list is still being asked
+   * for (a lost page is asked for again), or a hello to an address it named (an observer's
+   * probe) is still to be retried, or the last one's answer may still come. A command that looks
+   * for the group before it acts waits for these (cli/peer.ts discoverSettled): where no
+   * multicast carries its probes, they are how it meets the members beyond, and one missed there
+   * is sent nothing. A seed meets us by its own sync too, so a member met is no sign its list came.
+   */
+  greeting(): boolean {
+    const now = this.ctx.now();
+    for (const s of this.syncs.values()) if (this.seeds.includes(s.target)) return true;
+    for (const [address, p] of this.pendingHellos) {
+      if (this.met(p.id, address) || (p.tries === 0 && p.expires < now)) continue;
+      if (p.tries < HELLO_TRIES_MAX || now - p.sentAt < HELLO_RETRY_MS) return true;
+    }
+    if (this.probing.size === 0) return false;
+    const live = new Set(this.opts.membership.live().map((m) => m.address));
+    for (const [address, p] of this.probing) if (now <= p.until && !live.has(address)) return true;
+    return false;
   }
 
   /** Whether the member is live here at that address: met already. */
@@ -474,6 +503,7 @@ export class Join implements Protocol {
           this.helloSentAt.delete(this.helloSentAt.keys().next().value!);
       }
       p.nextAt = now + HELLO_RETRY_MS * 2 ** p.tries;
+      p.sentAt = now;
       p.tries++;
       this.hello(address, true);
     }
