@@ -128,7 +128,7 @@ describe('election over loopback (built CLI)', () => {
     expect(members.map((c) => c.id).sort()).toEqual([idOf(e1)!, next].sort());
     expect(members.find((c) => c.coordinator)?.id).toBe(next);
     for (const c of clocks) {
-      expect(c.lastSync).not.toBeNull();
+      expect(c.lastSync, `${clockOut.stdout}\n${clockOut.stderr}`).not.toBeNull();
       expect(c.lamport).toBeGreaterThan(0);
       // One host, one clock: only scheduling jitter separates them.
       expect(c.accuracyMs!).toBeLessThan(50);
