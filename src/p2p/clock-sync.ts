@@ -106,6 +106,13 @@ export const FORWARD_JUMP_MS_MAX = 10_000;
  * lets them drift for at most twice as long as the one that found them agreeing.
  */
 export const CLOCK_AGREE_MS = 0.25;
+/**
+ * A peer that asked for a round (peer clock) asks again this often until one adjusts it: its
+ * request, or its reply, may be lost, and the next round may be roundIntervalMaxMs away.
+ */
+export const ROUND_REQUEST_RETRY_MS = 500;
+/** Requesters a coordinator waits for in its next round; more are polled, not waited for. */
+export const REQUESTERS_MAX = 64;
 /** Largest round interval a coordinator may announce (`nx`), in ms. */
 export const ROUND_INTERVAL_MS_MAX = 3_600_000;
 /** Largest adjustment accepted or sent: one day. Anything larger is a broken clock, not skew. */
@@ -190,6 +197,8 @@ interface Round {
   round: number;
   t0: number;
   off0: number;
+  /** Who asked for this round (clk.req), at what address: it waits for their readings too. */
+  askedBy: Map<PeerId, Address>;
   /** The multicast poll (attempt k = 0). */
   multicast: Poll;
   retried: boolean;
@@ -266,8 +275,10 @@ export class ClockSync implements Protocol {
     'clk.poll': (b, from) => this.onPoll(b, from),
     'clk.time': (b, from) => this.onTime(b, from),
     'clk.adj': (b, from) => this.onAdjust(b, from),
-    'clk.req': () => {
-      if (this.view.isCoordinator()) this.requested = true;
+    'clk.req': (_b, from) => {
+      if (!this.view.isCoordinator()) return;
+      this.requested = true;
+      if (this.askedBy.size < REQUESTERS_MAX) this.askedBy.set(from.id, from.address);
     },
     'clk.q': (_b, from) => {
       const s = this.status();
@@ -321,6 +332,11 @@ export class ClockSync implements Protocol {
   private expectedEveryMs: number;
   private messagesSinceRound = 0;
   private requested = false;
+  /** Who asked for the next round (REQUESTERS_MAX at most). */
+  private askedBy = new Map<PeerId, Address>();
+  /** Rounds that adjusted us, and how many there had been when we asked for one (null: not asking). */
+  private syncs = 0;
+  private wantedAfter: number | null = null;
   private lastSyncAt: number;
   private lastRequestAt = -Infinity;
   private tagged = false;
@@ -384,8 +400,18 @@ export class ClockSync implements Protocol {
     if (completes || env.t === REQUEST.type) this.ctx.wakeAt(this.ctx.now());
   }
 
-  /** Asks the coordinator for a round now (it honours roundGapMinMs). False if none is known. */
+  /**
+   * Asks the coordinator for a round now (it honours roundGapMinMs), and again every
+   * ROUND_REQUEST_RETRY_MS until a round adjusts us. False if no coordinator is known.
+   */
   requestRound(): boolean {
+    this.wantedAfter = this.syncs;
+    const asked = this.askForRound();
+    if (asked) this.lastRequestAt = this.ctx.now();
+    return asked;
+  }
+
+  private askForRound(): boolean {
     const c = this.view.coordinator();
     if (c === null) return false;
     if (c === this.ctx.self.id) {
@@ -427,9 +453,10 @@ export class ClockSync implements Protocol {
     const round = this.current;
     if (round) return round.t0 + (round.retried ? t.collectMs : t.collectMs / 2);
     let at: number;
-    if (!this.view.isCoordinator())
+    if (!this.view.isCoordinator()) {
       at = Math.max(this.lastSyncAt + 2 * this.expectedEveryMs, this.lastRequestAt + t.roundIntervalMs);
-    else {
+      if (this.wantedAfter !== null) at = Math.min(at, this.lastRequestAt + ROUND_REQUEST_RETRY_MS);
+    } else {
       const asked = this.messagesSinceRound >= t.messagesPerRound || this.requested;
       at = Math.max(this.lastRoundAt + t.roundGapMinMs, asked ? now : this.lastRoundAt + this.roundEveryMs());
     }
@@ -453,13 +480,14 @@ export class ClockSync implements Protocol {
       // Should we lead again, in a later term, our rounds start again from T.
       this.intervalMs = t.roundIntervalMs;
       if (this.measured.size > 0) this.measured.clear();
-      // Left out of rounds (lost polls, replies or adjustments): ask, at most once per T.
-      if (
-        now - this.lastSyncAt >= 2 * this.expectedEveryMs &&
-        now - this.lastRequestAt >= t.roundIntervalMs &&
-        this.requestRound()
-      )
-        this.lastRequestAt = now;
+      if (this.askedBy.size > 0) this.askedBy.clear();
+      if (this.wantedAfter !== null && this.syncs > this.wantedAfter) this.wantedAfter = null;
+      // Left out of rounds (lost polls, replies or adjustments): ask, at most once per T; one that
+      // asked for a round (peer clock) asks again every ROUND_REQUEST_RETRY_MS until adjusted.
+      const leftOut =
+        now - this.lastSyncAt >= 2 * this.expectedEveryMs && now - this.lastRequestAt >= t.roundIntervalMs;
+      const again = this.wantedAfter !== null && now - this.lastRequestAt >= ROUND_REQUEST_RETRY_MS;
+      if ((leftOut || again) && this.askForRound()) this.lastRequestAt = now;
       return;
     }
     const since = now - this.lastRoundAt;
@@ -490,14 +518,19 @@ export class ClockSync implements Protocol {
       multicast: { t0: now, c0: this.targetNow() },
       retried: false,
       peers: new Map(),
+      askedBy: this.askedBy,
     };
+    this.askedBy = new Map();
     this.ctx.broadcast(...POLL.out({ term, round, attempt: 0 }));
   }
 
   private retrySilent(round: Round): void {
     round.retried = true;
+    const silent = (id: PeerId) => !round.peers.get(id)?.best;
     for (const m of this.clockMembers())
-      if (!round.peers.get(m.id)?.best) this.pollOne(round, this.peerRound(round, m.id), m.address);
+      if (silent(m.id)) this.pollOne(round, this.peerRound(round, m.id), m.address);
+    for (const [id, address] of round.askedBy)
+      if (silent(id) && !this.membership.get(id)) this.pollOne(round, this.peerRound(round, id), address);
   }
 
   private peerRound(round: Round, id: PeerId): PeerRound {
@@ -553,9 +586,15 @@ export class ClockSync implements Protocol {
     return this.membership.live().filter((m) => m.tags[TAG_CLOCK] === true);
   }
 
-  /** Every clock member has given all its readings: the round need not wait for collectMs. */
+  /**
+   * Every clock member, and whoever asked for the round, has given all its readings: the round
+   * need not wait for collectMs. (A one-shot `peer clock` starting on a busy host answers later
+   * than the members; a round that ended without it left it unsynced until the next, which may be
+   * roundIntervalMaxMs away.)
+   */
   private complete(round: Round): boolean {
-    return this.clockMembers().every((m) => (round.peers.get(m.id)?.readings ?? 0) >= READINGS_PER_PEER);
+    const done = (id: PeerId) => (round.peers.get(id)?.readings ?? 0) >= READINGS_PER_PEER;
+    return this.clockMembers().every((m) => done(m.id)) && [...round.askedBy.keys()].every(done);
   }
 
   private finish(round: Round): void {
@@ -647,6 +686,7 @@ export class ClockSync implements Protocol {
     this.target = target;
     if (target > this.base) this.base = Math.min(target, this.base + FORWARD_JUMP_MS_MAX);
     this.accuracy = acc;
+    this.syncs++;
     this.lastSyncAt = now;
     this.lastSync = this.groupNow();
     this.ctx.emit({ kind: 'clock-adjusted', term, round, adjustmentMs: a, accuracyMs: acc });
