@@ -7,10 +7,10 @@
  * routed-cli caught one at 10 % loss).
  */
 import { describe, expect, it } from 'vitest';
-import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { SimCluster, receiving, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { SIM_DOOR_PORT } from '../../src/p2p/transport/sim.js';
-import { parseAddress, type Transport } from '../../src/p2p/transport/transport.js';
+import { parseAddress } from '../../src/p2p/transport/transport.js';
 import { Chat, CHAT_TAG } from '../../src/p2p/chat.js';
 import { ReliableDelivery } from '../../src/p2p/reliable/index.js';
 import { discoverSettled } from '../../src/cli/peer.js';
@@ -40,22 +40,7 @@ async function sendersView(
       node.install((ctx, n) => new Chat(ctx, n.membership, rel, { historyWanted: 0, history: [] })),
     );
   });
-  c.wrapTransport = (t, peer): Transport =>
-    peer.name !== 'sib'
-      ? t
-      : {
-          get address() {
-            return t.address;
-          },
-          mode: t.mode,
-          start: (handle) =>
-            t.start((data, from, via) => {
-              if (inbound(Buffer.from(data).toString('latin1'))) handle(data, from, via);
-            }),
-          broadcast: (data, also) => t.broadcast(data, also),
-          send: (to, data) => t.send(to, data),
-          close: () => t.close(),
-        };
+  c.wrapTransport = (t, peer) => (peer.name === 'sib' ? receiving(t, inbound) : t);
   const ana = await c.add('ana', {}, { segment: 0 }, { door: true });
   const join = { seeds: [`${parseAddress(ana.address).host}:${SIM_DOOR_PORT}`] };
   await c.add('rua', {}, { segment: 0 }, join);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SIM_HOST, SimCluster, type SimPeer } from '../support/cluster.js';
+import { DEFAULT_SIM_HOST, SimCluster, receiving, type SimPeer } from '../support/cluster.js';
 import { HELLOS_PER_S } from '../../src/p2p/join/index.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { NEWCOMER_PING_AFTER_MS } from '../../src/p2p/membership.js';
@@ -86,21 +86,7 @@ describe('membership (simulation)', () => {
       c.wrapTransport = (t, peer) =>
         peer.name !== 'x'
           ? t
-          : {
-              get address() {
-                return t.address;
-              },
-              mode: t.mode,
-              start: (handle) =>
-                t.start((data, from, via) => {
-                  const text = Buffer.from(data).toString('latin1');
-                  if (text.includes('"n":"late"') && text.includes('"h":')) return;
-                  handle(data, from, via);
-                }),
-              broadcast: (data, also) => t.broadcast(data, also),
-              send: (to, data) => t.send(to, data),
-              close: () => t.close(),
-            };
+          : receiving(t, (text) => !(text.includes('"n":"late"') && text.includes('"h":')));
       const x = await c.add('x');
       for (const n of ['a', 'b']) await c.add(n);
       expect(c.rt.runUntilTrue(() => c.converged(), 2_000)).toBe(true);

@@ -14,7 +14,7 @@ import {
 import type { PeerEvent } from '../../src/p2p/protocol.js';
 import { MemoryRememberedPeers } from '../../src/p2p/join/remembered.js';
 import { HB } from '../../src/p2p/membership.js';
-import type { Address, Transport } from '../../src/p2p/transport/transport.js';
+import type { Address, Transport, Via } from '../../src/p2p/transport/transport.js';
 import { Codec, PROTOCOL_VERSION, type Envelope } from '../../src/p2p/wire.js';
 
 export interface SimPeer {
@@ -313,6 +313,27 @@ export class SimForger {
     else if (this.group) for (const addr of this.group()) this.net.unicast(from, addr, data);
     else this.net.multicast(from, data);
   }
+}
+
+/**
+ * `t`, handing its peer only the datagrams it receives that `keep` accepts (the text is the
+ * datagram read as latin1, to look for an envelope's fields): a fault in one peer's receive path,
+ * for SimCluster.wrapTransport.
+ */
+export function receiving(t: Transport, keep: (text: string, from: Address, via: Via) => boolean): Transport {
+  return {
+    get address() {
+      return t.address;
+    },
+    mode: t.mode,
+    start: (handle) =>
+      t.start((data, from, via) => {
+        if (keep(Buffer.from(data).toString('latin1'), from, via)) handle(data, from, via);
+      }),
+    broadcast: (data, also) => t.broadcast(data, also),
+    send: (to, data) => t.send(to, data),
+    close: () => t.close(),
+  };
 }
 
 /** Whether the test's hellos stand in for `--join` for a peer (SimJoinOptions.hello). */
