@@ -25,8 +25,8 @@
  * accuracy of its readings, when that is larger), the interval doubles after each, up to
  * roundIntervalMaxMs (as NTP lengthens its poll interval while a clock is stable): an idle group
  * of hosts kept by NTP is measured every 40 s, not every 5. A larger adjustment, or a clock
- * member not yet measured, brings it back to T. Adjustments carry the
- * interval, so a peer knows when to expect the next round.
+ * member not yet measured, brings it back to T. Adjustments carry the interval, so a peer knows
+ * when to expect the next round.
  * Readings and adjustments are about each peer's *target* clock (wall + the offset the last
  * adjustment asked for), so a clock still slewing is measured where it is going. A peer adds the
  * adjustment to its target offset. Its group clock moves there: a forward correction at once (up
@@ -334,9 +334,8 @@ export class ClockSync implements Protocol {
   private requested = false;
   /** Who asked for the next round (REQUESTERS_MAX at most). */
   private askedBy = new Map<PeerId, Address>();
-  /** Rounds that adjusted us, and how many there had been when we asked for one (null: not asking). */
-  private syncs = 0;
-  private wantedAfter: number | null = null;
+  /** When we asked for a round (requestRound) and no round has adjusted us since; null: not asking. */
+  private wantedSince: number | null = null;
   private lastSyncAt: number;
   private lastRequestAt = -Infinity;
   private tagged = false;
@@ -405,7 +404,7 @@ export class ClockSync implements Protocol {
    * ROUND_REQUEST_RETRY_MS until a round adjusts us. False if no coordinator is known.
    */
   requestRound(): boolean {
-    this.wantedAfter = this.syncs;
+    this.wantedSince = this.ctx.now();
     const asked = this.askForRound();
     if (asked) this.lastRequestAt = this.ctx.now();
     return asked;
@@ -455,7 +454,7 @@ export class ClockSync implements Protocol {
     let at: number;
     if (!this.view.isCoordinator()) {
       at = Math.max(this.lastSyncAt + 2 * this.expectedEveryMs, this.lastRequestAt + t.roundIntervalMs);
-      if (this.wantedAfter !== null) at = Math.min(at, this.lastRequestAt + ROUND_REQUEST_RETRY_MS);
+      if (this.wantedSince !== null) at = Math.min(at, this.lastRequestAt + ROUND_REQUEST_RETRY_MS);
     } else {
       const asked = this.messagesSinceRound >= t.messagesPerRound || this.requested;
       at = Math.max(this.lastRoundAt + t.roundGapMinMs, asked ? now : this.lastRoundAt + this.roundEveryMs());
@@ -481,12 +480,12 @@ export class ClockSync implements Protocol {
       this.intervalMs = t.roundIntervalMs;
       if (this.measured.size > 0) this.measured.clear();
       if (this.askedBy.size > 0) this.askedBy.clear();
-      if (this.wantedAfter !== null && this.syncs > this.wantedAfter) this.wantedAfter = null;
+      if (this.wantedSince !== null && this.lastSyncAt > this.wantedSince) this.wantedSince = null;
       // Left out of rounds (lost polls, replies or adjustments): ask, at most once per T; one that
       // asked for a round (peer clock) asks again every ROUND_REQUEST_RETRY_MS until adjusted.
       const leftOut =
         now - this.lastSyncAt >= 2 * this.expectedEveryMs && now - this.lastRequestAt >= t.roundIntervalMs;
-      const again = this.wantedAfter !== null && now - this.lastRequestAt >= ROUND_REQUEST_RETRY_MS;
+      const again = this.wantedSince !== null && now - this.lastRequestAt >= ROUND_REQUEST_RETRY_MS;
       if ((leftOut || again) && this.askForRound()) this.lastRequestAt = now;
       return;
     }
@@ -686,7 +685,6 @@ export class ClockSync implements Protocol {
     this.target = target;
     if (target > this.base) this.base = Math.min(target, this.base + FORWARD_JUMP_MS_MAX);
     this.accuracy = acc;
-    this.syncs++;
     this.lastSyncAt = now;
     this.lastSync = this.groupNow();
     this.ctx.emit({ kind: 'clock-adjusted', term, round, adjustmentMs: a, accuracyMs: acc });
