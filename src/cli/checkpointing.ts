@@ -82,9 +82,10 @@ function chatStore(db: Database.Database): ChatStore {
 export const REPLAY_HANDLERS: Record<string, ReplayHandler> = { [CHAT_INBOX_TOPIC]: replayChat };
 
 /**
- * Sources every peer's checkpoint holds; each reads a capability table only if it exists. They
- * run at every periodic checkpoint, so their statements are prepared once (a table, once there,
- * stays: a command creates its tables when it opens them).
+ * Sources every peer's checkpoint holds; each reads a capability table only if it exists. All but
+ * the clock read only the database, so a periodic checkpoint runs them only after it changed; when
+ * they run, their statements are prepared once (a table, once there, stays: a command creates its
+ * tables when it opens them).
  */
 export function registerStandardSources(cp: Checkpoints, lamport: () => number, clean: () => boolean): void {
   const db = cp.db;
@@ -116,6 +117,7 @@ export function registerStandardSources(cp: Checkpoints, lamport: () => number, 
       now.time - saved.time < LAMPORT_CHECKPOINT_SLACK_TICKS,
   });
   cp.register('peers', {
+    fromDatabase: true,
     capture: () => ({ seen: hasTable('peers') ? count('SELECT count(*) AS n FROM peers') : 0 }),
     describe: (s) => {
       const n = (s as { seen: number }).seen;
@@ -123,6 +125,7 @@ export function registerStandardSources(cp: Checkpoints, lamport: () => number, 
     },
   });
   cp.register('token', {
+    fromDatabase: true,
     capture: () => {
       if (!hasTable('token_ring_state')) return null;
       const row = prepared('SELECT state FROM token_ring_state WHERE k = 1').get() as
@@ -137,6 +140,7 @@ export function registerStandardSources(cp: Checkpoints, lamport: () => number, 
     describe: (s) => (s && typeof s === 'object' ? `token generation ${(s as { gen: number }).gen}` : null),
   });
   cp.register('runs', {
+    fromDatabase: true,
     capture: () =>
       hasTable('runs')
         ? {
@@ -150,6 +154,7 @@ export function registerStandardSources(cp: Checkpoints, lamport: () => number, 
     },
   });
   cp.register('chat', {
+    fromDatabase: true,
     capture: () =>
       hasTable('chat_messages')
         ? {
@@ -163,6 +168,7 @@ export function registerStandardSources(cp: Checkpoints, lamport: () => number, 
     },
   });
   cp.register('replicas', {
+    fromDatabase: true,
     capture: () =>
       Object.fromEntries(
         (

@@ -77,6 +77,12 @@ export interface CheckpointSource {
    * default: the two are the same JSON.
    */
   serves?(saved: unknown, now: unknown): boolean;
+  /**
+   * Whether capture() reads nothing but this database. Such a source is captured again only when
+   * the database may have changed since its last capture (Checkpoints.databaseVersion): an idle
+   * peer's checkpoint timer then runs one query a second, not one or two per source.
+   */
+  fromDatabase?: boolean;
 }
 
 export interface Checkpoint {
@@ -158,6 +164,8 @@ export class Checkpoints {
   private readonly stmt: Record<string, Database.Statement>;
   /** Each source's state as JSON in the last checkpoint this connection committed (see `ifChanged`). */
   private committed: Map<string, { state: unknown; json: string }> | null = null;
+  /** The last capture of every source, and the database's version it was taken at (see fromDatabase). */
+  private captured: { version: string; states: Map<string, { state: unknown; json: string }> } | null = null;
 
   constructor(
     readonly db: Database.Database,
@@ -224,6 +232,10 @@ export class Checkpoints {
         'SELECT origin, seq, lamport, text, crc FROM replica_log WHERE replica = ? ORDER BY lamport, origin, seq',
       ),
       replicaCount: db.prepare('SELECT count(*) AS n FROM replica_log WHERE replica = ?'),
+      version: db.prepare(
+        `SELECT total_changes() AS c, (SELECT data_version FROM pragma_data_version) AS d,
+                (SELECT schema_version FROM pragma_schema_version) AS s`,
+      ),
     };
   }
 
@@ -400,11 +412,19 @@ export class Checkpoints {
    */
   checkpoint(now = Date.now(), opts: { ifChanged?: boolean } = {}): number | null {
     this.flush();
+    const version = this.databaseVersion();
+    const kept = this.captured?.version === version ? this.captured.states : null;
     const captured = new Map<string, { state: unknown; json: string }>();
     for (const [name, s] of this.sources) {
+      const last = s.fromDatabase ? kept?.get(name) : undefined;
+      if (last) {
+        captured.set(name, last);
+        continue;
+      }
       const state = s.capture();
       captured.set(name, { state, json: JSON.stringify(state) ?? '' });
     }
+    this.captured = { version, states: captured };
     if (opts.ifChanged && this.committed && this.serves(this.committed, captured)) return null;
     const json = JSON.stringify(Object.fromEntries([...captured].map(([name, c]) => [name, c.state])));
     if (Buffer.byteLength(json) > CHECKPOINT_STATE_BYTES_MAX)
@@ -425,7 +445,20 @@ export class Checkpoints {
       return seq;
     })();
     this.committed = captured;
+    // Our own rows moved total_changes; no source reads the checkpoints table, so what they
+    // captured still holds at the version after them.
+    this.captured = { version: this.databaseVersion(), states: captured };
     return seq;
+  }
+
+  /**
+   * Changes made on this connection, commits by any other (another process on the same data
+   * directory, or another connection of this one), and the schema (a table created): between two
+   * equal readings a query of this database returns what it returned before.
+   */
+  private databaseVersion(): string {
+    const v = this.stmt.version!.get() as { c: number; d: number; s: number };
+    return `${v.c}:${v.d}:${v.s}`;
   }
 
   /** Whether a checkpoint of `saved` serves every source as well as one of `now` would. */

@@ -3,6 +3,7 @@
  * transaction, exactly once however often it arrives.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import Database from 'better-sqlite3';
 import { tempDir } from '../support/proc.js';
 import { PeerStore } from '../../src/storage/store.js';
 import { openCheckpoints } from '../../src/storage/checkpoint.js';
@@ -160,5 +161,78 @@ describe('the checkpoint timer', () => {
     vi.advanceTimersByTime(CHECKPOINT_INTERVAL_MS);
     expect(lastSeq()).toBe(first + 2);
     c.close(true);
+  });
+
+  it('reads the database only after it changed: an idle peer runs one query a second, not one or two per source', () => {
+    vi.useFakeTimers();
+    const dir = tempDir('idle-queries');
+    PeerStore.open(dir, 'eve').close();
+    const c = startCheckpointing(
+      dir,
+      'eve',
+      new StorageHealth(
+        () => {},
+        () => Date.now(),
+      ),
+    );
+    c.attach({ lamport: 1 } as unknown as PeerNode);
+    vi.advanceTimersByTime(CHECKPOINT_INTERVAL_MS);
+    const statement = Object.getPrototypeOf(c.cp.db.prepare('SELECT 1')) as Database.Statement;
+    const reads = [vi.spyOn(statement, 'get'), vi.spyOn(statement, 'all'), vi.spyOn(statement, 'iterate')];
+    const queries = () => reads.reduce((n, r) => n + r.mock.calls.length, 0);
+    vi.advanceTimersByTime(10 * CHECKPOINT_INTERVAL_MS);
+    expect(queries()).toBeLessThanOrEqual(10);
+    for (const r of reads) r.mockRestore();
+    c.close(true);
+  });
+});
+
+describe('a checkpoint source that reads only the database', () => {
+  it('is captured again after a write on this connection, a commit by another one, or a new table, and not while nothing changed', () => {
+    const dir = tempDir('database-source');
+    PeerStore.open(dir, 'eve').close();
+    const cp = openCheckpoints(dir, 'eve');
+    cp.db.exec('CREATE TABLE notes (n INTEGER)');
+    let captures = 0;
+    const tables = () =>
+      (cp.db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number })
+        .n;
+    cp.register('notes', {
+      fromDatabase: true,
+      capture: () => {
+        captures++;
+        return {
+          notes: (cp.db.prepare('SELECT count(*) AS n FROM notes').get() as { n: number }).n,
+          tables: tables(),
+        };
+      },
+    });
+    let ticks = 0;
+    cp.register('clock', { capture: () => ++ticks });
+    const state = () => cp.latest().checkpoint!.states;
+    cp.checkpoint();
+    for (let i = 0; i < 3; i++) cp.checkpoint(Date.now(), { ifChanged: true });
+    expect(captures).toBe(1);
+    // A source that reads something else is captured every time.
+    expect(ticks).toBe(4);
+    expect(state()).toMatchObject({ clock: 4 });
+
+    cp.db.prepare('INSERT INTO notes VALUES (1)').run();
+    cp.checkpoint(Date.now(), { ifChanged: true });
+    expect(captures).toBe(2);
+    expect(state()).toMatchObject({ notes: { notes: 1 } });
+
+    const other = new Database(cp.file);
+    other.prepare('INSERT INTO notes VALUES (2)').run();
+    cp.checkpoint(Date.now(), { ifChanged: true });
+    expect(state()).toMatchObject({ notes: { notes: 2 } });
+
+    const before = tables();
+    other.exec('CREATE TABLE later (x INTEGER)');
+    cp.checkpoint(Date.now(), { ifChanged: true });
+    expect(state()).toMatchObject({ notes: { notes: 2, tables: before + 1 } });
+    expect(captures).toBe(4);
+    other.close();
+    cp.close();
   });
 });
