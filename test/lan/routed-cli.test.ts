@@ -2,7 +2,8 @@
  * LAN tier: the built CLI on two subnets joined by a router that forwards no multicast
  * (NetnsLan.routed). Four `peer up --join` (two per subnet) find each other across the router;
  * `peer doctor` tells each case apart (multicast works; the group is silent but a seed answers by
- * unicast; multicast dropped on this host); then, with nftables dropping 10 % of incoming UDP on
+ * unicast; multicast dropped on this host); `peer event` and `peer query` from a host with no peer
+ * reach every peer through a seed across the router; then, with nftables dropping 10 % of incoming UDP on
  * every host, a kill -9 is seen by every survivor on both sides, a host whose link goes down is
  * seen dead and then alive again on both sides, and `peer chat` delivers exactly once across the
  * router with multicast blocked at one subnet's switch. About 40 s on a busy 2-core machine.
@@ -87,6 +88,34 @@ describe.runIf(decision.run)('the CLI across a router: peer up --join, peer doct
     },
     4 * START_MS,
   );
+
+  it('peer event and peer query from a host with no peer, joining through a seed across the router: every peer up acknowledges and answers', async () => {
+    // Host 5 hears cai and dia by multicast; ana and ben only through the seed's member list.
+    const ask = async (command: string[]) => {
+      const r = await lan.run(
+        5,
+        process.execPath,
+        [
+          BIN,
+          ...command,
+          '--json',
+          '--timeout',
+          '10s',
+          '--interface',
+          lan.host(5).address,
+          '--port',
+          String(PORT),
+        ].concat(['--data-dir', tempDir('lan-routed-ask'), '--join', door(0), '--profile', 'lan']),
+        { env: { NO_COLOR: '1' }, timeoutMs: 30_000 },
+      );
+      expect(r.code, `peer ${command.join(' ')}: ${r.stderr}`).toBe(0);
+      return JSON.parse(r.stdout) as { acked?: string[]; answers?: Array<{ from: string }> };
+    };
+    const sent = await ask(['event', 'deploy', 'v1']);
+    expect(sent.acked!.sort()).toEqual([...names].sort());
+    const asked = await ask(['query', 'version']);
+    expect(asked.answers!.map((a) => a.from).sort()).toEqual([...names].sort());
+  }, 60_000);
 
   it('peer doctor: multicast works on a subnet; with a seed across the router, it says to keep --join', async () => {
     const [same, across] = await Promise.all([doctor(2, []), doctor(5, ['--join', door(0)])]);
