@@ -72,10 +72,13 @@ export const SOON_ROUNDS_MAX = 16;
  * churn no two scheduled ticks come closer than TICK_GAP_MIN_MS (at most 200 wakes/s). A wake
  * comes at least every TICK_GAP_MAX_MS whatever the protocols ask, and a protocol that has not
  * ticked for that long (up to TICK_GAP_MIN_MS less: timers fire a little late) ticks in the next
- * wake, a safety net for a deadline forgotten that adds no wake of its own.
+ * wake, a safety net for a deadline forgotten that adds no wake of its own. Every 5 s, not every
+ * second: in an idle peer up, seven protocols have nothing due, and their ticks once a second were
+ * about a tenth of its CPU (two groups of 5 in namespaces over the same 90 s: 0.287 % of a core
+ * each with the net at 1 s, 0.262 % at 5 s).
  */
 export const TICK_GAP_MIN_MS = 5;
-export const TICK_GAP_MAX_MS = 1000;
+export const TICK_GAP_MAX_MS = 5000;
 /**
  * A tick more than this after the earliest deadline a protocol asked for is counted in
  * `stats.lateTicks` (the simulation asserts none: its timers are exact, so one would be a
