@@ -8,7 +8,7 @@ import { tempDir } from '../support/proc.js';
 import { PeerStore } from '../../src/storage/store.js';
 import { openCheckpoints } from '../../src/storage/checkpoint.js';
 import { ChatStore } from '../../src/storage/chat.js';
-import { receiveChatLine, startCheckpointing } from '../../src/cli/checkpointing.js';
+import { receiveChatLine, startCheckpointing, type Checkpointing } from '../../src/cli/checkpointing.js';
 import {
   CHECKPOINT_INTERVAL_MS,
   LAMPORT_CHECKPOINT_SLACK_TICKS,
@@ -76,6 +76,20 @@ describe('the line a restarted peer prints', () => {
   });
 });
 
+/** Checkpointing of a fresh data dir, its storage health saying nothing. */
+function quietCheckpointing(dirName: string): Checkpointing {
+  const dir = tempDir(dirName);
+  PeerStore.open(dir, 'eve').close();
+  return startCheckpointing(
+    dir,
+    'eve',
+    new StorageHealth(
+      () => {},
+      () => Date.now(),
+    ),
+  );
+}
+
 describe('the checkpoint timer', () => {
   afterEach(() => {
     vi.useRealTimers();
@@ -107,16 +121,7 @@ describe('the checkpoint timer', () => {
 
   it('runs on whole seconds of the wall clock, where a heartbeat is due too, whenever it was attached', () => {
     vi.useFakeTimers({ now: 1_700_000_000_337 });
-    const dir = tempDir('aligned-checkpoint');
-    PeerStore.open(dir, 'eve').close();
-    const c = startCheckpointing(
-      dir,
-      'eve',
-      new StorageHealth(
-        () => {},
-        () => Date.now(),
-      ),
-    );
+    const c = quietCheckpointing('aligned-checkpoint');
     const ranAt: number[] = [];
     c.attach({ lamport: 1 } as unknown as PeerNode, () => ranAt.push(Date.now()));
     vi.advanceTimersByTime(5 * CHECKPOINT_INTERVAL_MS);
@@ -165,16 +170,7 @@ describe('the checkpoint timer', () => {
 
   it('reads the database only after it changed: an idle peer runs one query a second, not one or two per source', () => {
     vi.useFakeTimers();
-    const dir = tempDir('idle-queries');
-    PeerStore.open(dir, 'eve').close();
-    const c = startCheckpointing(
-      dir,
-      'eve',
-      new StorageHealth(
-        () => {},
-        () => Date.now(),
-      ),
-    );
+    const c = quietCheckpointing('idle-queries');
     c.attach({ lamport: 1 } as unknown as PeerNode);
     vi.advanceTimersByTime(CHECKPOINT_INTERVAL_MS);
     const statement = Object.getPrototypeOf(c.cp.db.prepare('SELECT 1')) as Database.Statement;
