@@ -140,6 +140,21 @@ async function idleGroup(seed: number, loss: number): Promise<SimCluster> {
   return c;
 }
 
+/** Runs `c` for IDLE_MS: per peer, each installed protocol's ticks a second over that time. */
+function installedTicksPerS(c: SimCluster): Array<Map<string, number>> {
+  const before = c.peers.map((p) => new Map(installedTicks.get(p.node)));
+  c.rt.runFor(IDLE_MS);
+  return c.peers.map(
+    (p, i) =>
+      new Map(
+        [...installedTicks.get(p.node)!].map(([name, n]) => [
+          name,
+          (n - (before[i]!.get(name) ?? 0)) / (IDLE_MS / 1000),
+        ]),
+      ),
+  );
+}
+
 const ticks = (p: SimPeer) => p.node.stats.ticks;
 const lateTicks = (p: SimPeer) => p.node.stats.lateTicks;
 
@@ -241,15 +256,11 @@ describe('an idle group ticks on deadlines (issue 22)', () => {
     'a wake ticks only the protocols with something to do: each one peer up installs ticks at most 3 times a second, seed %i',
     async (seed) => {
       const c = await idleGroup(seed, 0.1);
-      const before = c.peers.map((p) => new Map(installedTicks.get(p.node)));
-      c.rt.runFor(IDLE_MS);
+      const rates = installedTicksPerS(c);
       for (const [i, p] of c.peers.entries()) {
-        const counts = installedTicks.get(p.node)!;
-        expect(counts.size, p.name).toBeGreaterThanOrEqual(5);
-        for (const [name, n] of counts) {
-          const perS = (n - (before[i]!.get(name) ?? 0)) / (IDLE_MS / 1000);
+        expect(rates[i]!.size, p.name).toBeGreaterThanOrEqual(5);
+        for (const [name, perS] of rates[i]!)
           expect(perS, `${p.name} ${name}`).toBeLessThanOrEqual(INSTALLED_TICKS_PER_S_MAX);
-        }
         expect(lateTicks(p), p.name).toBe(0);
       }
       expect(c.converged()).toBe(true);
@@ -264,15 +275,10 @@ describe('an idle group ticks on deadlines (issue 22)', () => {
     ),
     async (seed) => {
       const c = await idleGroup(seed, 0);
-      const before = c.peers.map((p) => new Map(installedTicks.get(p.node)));
-      c.rt.runFor(IDLE_MS);
-      for (const [i, p] of c.peers.entries()) {
-        const counts = installedTicks.get(p.node)!;
-        for (const name of QUIET_WHEN_IDLE) {
-          const n = counts.get(name)! - (before[i]!.get(name) ?? 0);
-          expect(n / (IDLE_MS / 1000), `${p.name} ${name}`).toBeLessThanOrEqual(QUIET_TICKS_PER_S_MAX);
-        }
-      }
+      const rates = installedTicksPerS(c);
+      for (const [i, p] of c.peers.entries())
+        for (const name of QUIET_WHEN_IDLE)
+          expect(rates[i]!.get(name), `${p.name} ${name}`).toBeLessThanOrEqual(QUIET_TICKS_PER_S_MAX);
       expect(c.handlerErrors()).toEqual([]);
     },
   );
