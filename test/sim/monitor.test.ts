@@ -43,9 +43,9 @@ const SEEDS = Array.from({ length: 8 }, (_, i) => i + 1);
  * An observer is no member, so a chat line lost on its way to the monitor is never repaired: at
  * 5 % loss that happens in a few runs in a hundred (2 of seeds 1-60 before reach's statements were
  * added to the traffic, 3 after). Which seeds those are moves whenever any datagram is added to a
- * simulation, so the test that reads the chat leaves out the seeds of 1-8 where it happens now.
+ * simulation, so the test that reads the chat counts such runs over its seeds and bounds them.
  */
-const LOST_TO_OBSERVER_SEEDS = [5, 7];
+const LOST_TO_OBSERVER_RUNS_MAX = 2;
 
 const rowsOf = (v: TabView) => {
   if (v.kind !== 'content') throw new Error(`tab unavailable: ${v.kind === 'unavailable' ? v.reason : ''}`);
@@ -179,9 +179,9 @@ describe('monitor feeds (simulation)', () => {
     },
   );
 
-  it.each(SEEDS.filter((s) => !LOST_TO_OBSERVER_SEEDS.includes(s)))(
-    'reads the chat from its start, and what it sends reaches every member once, seed %i',
-    async (seed) => {
+  it(`reads the chat from its start (a line lost to it in at most ${LOST_TO_OBSERVER_RUNS_MAX} of ${SEEDS.length} runs), and what it sends reaches every member once`, async () => {
+    const lost: number[] = [];
+    for (const seed of SEEDS) {
       const chats = new Map<SimPeer, Chat>();
       const heard = new Map<SimPeer, ChatLine[]>();
       let installed: Installed | undefined;
@@ -219,11 +219,14 @@ describe('monitor feeds (simulation)', () => {
 
       const rows = rowsOf(chatTab.view(feeds.input())).map((r) => [r[1], r[3]]);
       // No history: members answer a history request by reliable unicast, which needs the
-      // requester in their membership, and an observer never is. Lines from its start are there.
-      expect(rows).toEqual([
+      // requester in their membership, and an observer never is. Lines from its start are there,
+      // but for one lost on its way to the monitor.
+      const said = [
         ['bea', 'after the monitor'],
         ['monitor', 'hello from the monitor'],
-      ]);
+      ];
+      if (rows.length < said.length) lost.push(seed);
+      expect(rows, `seed ${seed}`).toEqual(rows.length < said.length ? said.slice(1) : said);
       for (const p of [ana!, bea!]) {
         const got = heard
           .get(p)!
@@ -238,8 +241,12 @@ describe('monitor feeds (simulation)', () => {
       expect(feeds.input().chat!.error).toMatch(/over the \d+-byte limit/);
       feeds.stop();
       expect(c.handlerErrors()).toEqual([]);
-    },
-  );
+    }
+    expect(
+      lost.length,
+      `runs where a line was lost to the monitor: seeds ${lost.join(', ')}`,
+    ).toBeLessThanOrEqual(LOST_TO_OBSERVER_RUNS_MAX);
+  });
 
   it('holds only the newest RUNS_SHOWN runs the keeper announced, however long it stays open', async () => {
     let installed: Installed | undefined;
