@@ -76,9 +76,10 @@ const CLOCK_TRIAL_TIMEOUT_MS = 10_000;
 /**
  * Each kill waits a random 0..this first: a trial starts right after a settling log line, which
  * follows a heartbeat, so without it every kill would land at the same heartbeat phase (the worst
- * one for failure detection). Two heartbeat intervals of peer's lan profile, four of etcd's.
+ * one for failure detection). A whole heartbeat interval of peer's lan profile, several of
+ * etcd's (100 ms).
  */
-const KILL_PHASE_MS_MAX = 400;
+const KILL_PHASE_MS_MAX = PROFILES.lan.membership.heartbeatIntervalMs;
 /** A restarted peer that exits at once is started again this many times, this long apart. */
 const RESTART_ATTEMPTS = 5;
 const RESTART_RETRY_MS = 2_000;

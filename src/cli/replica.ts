@@ -23,8 +23,8 @@ import { escapeForTerminal } from './sanitize.js';
 
 /** How long a one-shot command listens for holders' answers to its probe before acting. */
 export const HOLDER_DISCOVERY_MS = 300;
-/** Reconcile listens longer: a holder's probe answer lost costs one heartbeat interval (500 ms). */
-export const ROUND_DISCOVERY_MS = 600;
+/** Reconcile listens longer: a holder's probe answer lost costs one heartbeat interval (750 ms on lan). */
+export const ROUND_DISCOVERY_MS = 850;
 export const POLL_MS = 20;
 
 /**

@@ -5,17 +5,21 @@
  * `lan` (default): tuned for a wired LAN with up to 10 % packet loss.
  *   Crash detection: a peer that dies right after a heartbeat is declared dead after
  *   deadAfterMs (ticks come on the deadline, node.ts); one that dies right before its next
- *   heartbeat after deadAfterMs - heartbeatIntervalMs. So detection lies in [800, 1300] ms, under
+ *   heartbeat after deadAfterMs - heartbeatIntervalMs. So detection lies in [550, 1300] ms, under
  *   the 1.5 s target.
- *   Idle cost: a heartbeat every 500 ms, not 200: a peer's heartbeats and the others' it receives
- *   are most of what an idle peer does, and at 200 ms they cost 2.5 times what Serf spends idle
- *   (BENCHMARKS.md, membership). What the shorter interval bought, a loss made good quickly, the
- *   check stage buys instead: a member silent for checkAfterMs (a heartbeat 150 ms late) is pinged
+ *   Idle cost: a heartbeat every 750 ms, not 200 or 500: a peer's heartbeats and the others' it
+ *   receives are most of what an idle peer does. At 200 ms five idle peers cost 2.5 times what
+ *   five Serf agents spend idle, at 500 ms as much as they do, at 750 ms a third less than at
+ *   500 (BENCHMARKS.md, membership). What a shorter interval bought, a loss made good quickly, the
+ *   check stage buys instead: a member silent for checkAfterMs (a heartbeat 100 ms late) is pinged
  *   by unicast every pingIntervalMs, telling nobody, and its answer counts as a heartbeat.
- *   False death: a live peer must lose 2 heartbeats in a row (1 % at 10 % loss) and every one of
- *   the 13 pings (or its answer) sent over the 650 ms from the check to the death (0.19^13, about
- *   10^-9.4), and its refutation of the suspicion.
- *   Traffic: one heartbeat of about 110 bytes every 500 ms, about 220 bytes/s per peer.
+ *   Suspicion: a heartbeat lost (10 % at 10 % loss) and the 6 pings of the 150 ms from the check
+ *   to suspectAfterMs, or their answers (0.19^6): about 5 in 10^6 heartbeats.
+ *   False death: a heartbeat lost and every one of the 18 pings (or its answer) sent over the
+ *   450 ms from the check to the death (0.1 x 0.19^18, about 10^-14), and its refutation of the
+ *   suspicion. The next heartbeat is due only after the death (1500 > 1300 ms), so one heartbeat
+ *   lost is all it takes where the pings cannot reach a member (docs/membership.md).
+ *   Traffic: one heartbeat of about 110 bytes every 750 ms, about 150 bytes/s per peer.
  * `local`: a little slower, for many peers on one loaded host (tests, the demo): CPU stalls on a
  *   2-core machine running a test suite can exceed 1 s, which the lan profile would call a death.
  */
@@ -35,8 +39,8 @@ export const MEMBERS_MAX = 1024;
  * the group's size. FAST: a heartbeat every heartbeatIntervalMs, and members whose heartbeats
  * reach us are watched by them (detection in [deadAfterMs - heartbeat, deadAfterMs]). SLOW: a
  * heartbeat every max(SLOW_HEARTBEAT_INTERVALS x heartbeatIntervalMs, SLOW_HEARTBEAT_PER_MEMBER_MS
- * x live members), and every member is watched by SWIM probes (swim.ts): at 50 members a peer
- * receives about 49 heartbeats a second instead of 98, and at 1,000 about 50 instead of 2,000.
+ * x live members), and every member is watched by SWIM probes (swim.ts): on lan at 50 members a
+ * peer receives about 33 heartbeats a second instead of 65, and at 1,000 about 50 instead of 1,332.
  * A peer enters SLOW above REGIME_SLOW_ABOVE_MEMBERS live members (itself included) and comes
  * back to FAST at REGIME_FAST_AT_MEMBERS or fewer: the gap keeps a group whose size hovers around
  * the threshold from switching at every join and death. In FAST members beat together on the wall
@@ -47,14 +51,14 @@ export const MEMBERS_MAX = 1024;
  */
 export const REGIME_SLOW_ABOVE_MEMBERS = 36;
 export const REGIME_FAST_AT_MEMBERS = 28;
-/** The shortest SLOW heartbeat interval, in FAST intervals (1 s on lan). */
+/** The shortest SLOW heartbeat interval, in FAST intervals (1.5 s on lan). */
 export const SLOW_HEARTBEAT_INTERVALS = 2;
 /** Per live member, what the SLOW interval grows by: about 50 heartbeats a second reach a peer. */
 export const SLOW_HEARTBEAT_PER_MEMBER_MS = 20;
 /**
  * Members our heartbeats also go to by unicast (those our multicast does not reach, reach.ts)
- * while we are in FAST: at most this many x 2 unicast heartbeats a second. Past it, those members
- * watch us by SWIM probes, which cost the same whatever the group's size.
+ * while we are in FAST: at most this many x 1.33 unicast heartbeats a second on lan. Past it,
+ * those members watch us by SWIM probes, which cost the same whatever the group's size.
  */
 export const HEARTBEAT_FANOUT_MAX = 16;
 
@@ -85,11 +89,11 @@ export const PROFILES: Record<ProfileName, Profile> = {
     name: 'lan',
     tickMs: 25,
     membership: {
-      heartbeatIntervalMs: 500,
-      checkAfterMs: 650,
-      suspectAfterMs: 900,
+      heartbeatIntervalMs: 750,
+      checkAfterMs: 850,
+      suspectAfterMs: 1000,
       deadAfterMs: 1300,
-      pingIntervalMs: 50,
+      pingIntervalMs: 25,
       deadRetentionMs: 60_000,
     },
     tokenRing: {

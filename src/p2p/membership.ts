@@ -81,7 +81,7 @@
  *   - Heartbeat loss spread over members. Multicast heartbeats carry a counter (`h`), so a gap
  *     in one member's counters, seen when it is heard again, is heartbeats lost between it and
  *     us. Each member keeps its last arrivals; the loss is measured over a window of
- *     LOSS_MEMORY_HEARTBEATS intervals (5 s on lan, about 10 heartbeats per member: fewer let
+ *     LOSS_MEMORY_HEARTBEATS intervals (7.5 s on lan, about 10 heartbeats per member: fewer let
  *     ordinary loss pass the test below in most 5-minute runs at 10 %). Only when at
  *     least two members, and a majority of those with enough evidence, each lose at least
  *     HEALTH_LOSS_THRESHOLD of their heartbeats, and so many lost in all would be unlikely at
@@ -177,15 +177,15 @@ export const TAGS_EVERY_HEARTBEATS = 10;
 /**
  * After a change (of the tags, or of our incarnation) they ride on this many heartbeats in a row:
  * one lost heartbeat must not leave the others on old tags until they ask, a round trip later.
- * Two is a second on lan; a member that lost both has been silent long enough to be pinged
+ * Two are 1.5 s on lan; a member that lost both has been silent long enough to be pinged
  * (checkAfterMs), and the answer carries them.
  */
 export const TAGS_AFTER_CHANGE_HEARTBEATS = 2;
 /**
  * Largest rise of a member's incarnation we take from one envelope. It rises by one per start
  * and per refuted suspicion; we forget a member deadRetentionMs (60 s) after its death, and in
- * that time even 1024 members suspecting it every suspectAfterMs (0.7 s) make it refute about
- * 2^17 times. So 2^20 is never reached legitimately, and a forger able to send from a member's
+ * that time even 1024 members suspecting it every suspectAfterMs (1 s on lan) make it refute about
+ * 2^16 times. So 2^20 is never reached legitimately, and a forger able to send from a member's
  * own address still needs 2^33 datagrams to walk our record of it to the end of the range.
  */
 export const INCARNATION_STEP_MAX = 2 ** 20;
@@ -198,7 +198,7 @@ export const HEALTH_SCORE_MAX = 8;
 export const DESIGN_LOSS = 0.1;
 /** A member losing this share of its heartbeats or more counts towards "the loss is ours". */
 export const HEALTH_LOSS_THRESHOLD = Math.sqrt(DESIGN_LOSS);
-/** The window over which heartbeat loss is measured, in heartbeat intervals (5 s on lan). */
+/** The window over which heartbeat loss is measured, in heartbeat intervals (7.5 s on lan). */
 export const LOSS_MEMORY_HEARTBEATS = 10;
 /**
  * Once the evidence is gone, the score falls by one this often: from the top in 16 s. In time, not
@@ -212,9 +212,10 @@ const MEMBER_EVIDENCE_MIN = 4;
  * Nobody heard for this many heartbeat intervals: we are cut off (or a flood lets nothing
  * through, which looks the same), so neither a death nor the loss window raises the score. It
  * must be shorter than a death's silence, or a cut, whose members all fell silent about when the
- * dead one did, would not look like one by then: 1 s against 1.3 s on lan. Under a flood at
- * 70 % loss with 4 members, all of 8 heartbeats in a row are lost with probability 5.8 %, and
- * the flood is taken for a cut for that moment.
+ * dead one did, would not look like one by then: so at most deadAfterMs less half an interval
+ * (`partitionSilenceMs`), 925 ms against 1.3 s on lan, 500 ms against 2.5 s on local. Under a
+ * flood at 70 % loss with 4 members, all of the 5 heartbeats of 925 ms are lost with probability
+ * 17 % (of the 8 of local's 500 ms, 5.8 %), and the flood is taken for a cut for that moment.
  */
 const SILENCE_IS_PARTITION_INTERVALS = 2;
 /**
@@ -1205,12 +1206,11 @@ export class Membership implements Protocol {
    * fall silent.
    */
   private ourLossWhileSilent(m: Member, now: number): boolean {
-    if (!this.heardWithin(SILENCE_IS_PARTITION_INTERVALS * this.opts.timings.heartbeatIntervalMs, now))
-      return false;
+    if (!this.heardWithin(this.partitionSilenceMs(), now)) return false;
     // At least as far back as a member heard throughout needs to count as evidence: a silence of
-    // deadAfterMs holds 2 or 3 heartbeats per member, and only members that had lost some reached
-    // MEMBER_EVIDENCE_MIN by their gaps, so the clean ones went uncounted and ordinary loss
-    // looked like ours.
+    // deadAfterMs holds 1 or 2 heartbeats per member on lan, and only members that had lost some
+    // reached MEMBER_EVIDENCE_MIN by their gaps, so the clean ones went uncounted and ordinary
+    // loss looked like ours.
     const since = Math.min(m.lastSeen, now - MEMBER_EVIDENCE_MIN * this.opts.timings.heartbeatIntervalMs);
     const { loss, lost, expected, members, lossy } = this.lossSince(since, m, now);
     // `m` itself is silent: it counts as one more member that we do not hear.
@@ -1220,6 +1220,15 @@ export class Membership implements Protocol {
     if (binomialTail(lost, expected, DESIGN_LOSS) >= HEALTH_EVIDENCE_P) return false;
     this.setScore(Math.max(this.score, scoreForLoss(loss)), now, 'heartbeat-loss', loss);
     return now - m.lastSeen <= this.opts.timings.deadAfterMs * (1 + this.score);
+  }
+
+  /** A silence of everyone this long is a cut (see SILENCE_IS_PARTITION_INTERVALS). */
+  private partitionSilenceMs(): number {
+    const t = this.opts.timings;
+    return Math.min(
+      SILENCE_IS_PARTITION_INTERVALS * t.heartbeatIntervalMs,
+      t.deadAfterMs - t.heartbeatIntervalMs / 2,
+    );
   }
 
   /** Whether any live member's heartbeat arrived in the last `ms`. */
@@ -1254,7 +1263,7 @@ export class Membership implements Protocol {
       lossy * 2 > members &&
       loss >= HEALTH_LOSS_THRESHOLD &&
       binomialTail(lost, expected, DESIGN_LOSS) < HEALTH_EVIDENCE_P &&
-      this.heardWithin(SILENCE_IS_PARTITION_INTERVALS * interval, now);
+      this.heardWithin(this.partitionSilenceMs(), now);
     const target = ours ? scoreForLoss(loss) : 0;
     if (target > this.score) this.setScore(target, now, 'heartbeat-loss', loss);
     else if (target < this.score && now - this.scoreChangedAt >= HEALTH_RECOVERY_STEP_MS)
@@ -1436,7 +1445,7 @@ export function scoreForLoss(p: number): number {
 
 /**
  * When the heartbeat after one sent at `now` is due: about an interval later, on the wall clock's
- * grid of whole intervals shifted by `phaseMs` (every 500 ms at :00.000, :00.500... with phase 0),
+ * grid of whole intervals since the epoch shifted by `phaseMs` (every 750 ms on lan),
  * more than half an interval and at most one and a half after `now`. Members with clocks in step
  * (NTP on a LAN, or one host's peers) and the same phase then beat at the same instants, and each
  * receives the others' heartbeats in one wake instead of one wake each: a wake, not the work it

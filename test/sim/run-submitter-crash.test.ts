@@ -24,6 +24,10 @@ describe('run: submitter crash (simulation)', () => {
     );
     const t = startRun(h, lines(200), {}, execSpec({ graceMs: GRACE_MS }));
     expect(await runUntil(h, () => t.sink.records.length >= 10, 30_000)).toBe(true);
+    // Every worker has met the submitter (at 10 % loss one may not have yet): a death is seen only
+    // by those that knew it alive.
+    const known = () => h.workers.every((w) => w.node.membership.get(h.submitter.node.id)?.state === 'alive');
+    expect(await runUntil(h, known, 30_000)).toBe(true);
     const deadAt = new Map<string, number>();
     for (const w of h.workers)
       w.node.on((e) => {

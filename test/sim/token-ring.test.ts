@@ -239,11 +239,12 @@ describe('token ring (simulation)', () => {
       expect(c.rt.runUntilTrue(() => holders(r).length === 1, 1_000)).toBe(true);
       const holder = holders(r)[0]!;
       const genBefore = r.tok.get(holder)!.status().generation;
-      // The ring's first token is said to be the first, not a lost one (so that `regenerated()`
-      // below sees the regeneration for this crash only).
+      // The tokens made so far were the ring's first and those of reconfigurations (peers that
+      // started together meet at their heartbeats, after the first token), none for a loss: so
+      // that `regenerated()` below sees the regeneration for this crash only.
       const made = c.peers.flatMap((p) => p.events.filter((e) => e.kind === 'token-regenerated'));
-      expect(made.length).toBeGreaterThan(0);
-      expect(made.every((e) => e.kind === 'token-regenerated' && e.reason === 'first')).toBe(true);
+      expect(made.some((e) => e.kind === 'token-regenerated' && e.reason === 'first')).toBe(true);
+      expect(made.some((e) => e.kind === 'token-regenerated' && e.reason === 'lost')).toBe(false);
       await crash(r, holder);
       const at = c.rt.now();
       const regenerated = () =>

@@ -60,6 +60,9 @@ class Timer implements SimEvent {
 
 const before = (x: SimEvent, y: SimEvent) => x.at < y.at || (x.at === y.at && x.order < y.order);
 
+/** The wall clock of every simulated peer at virtual time 0 (a whole second, 2023-11-14). */
+export const SIM_EPOCH_MS = 1_700_000_000_000;
+
 export class VirtualRuntime {
   readonly random: () => number;
   private t = 0;
@@ -96,7 +99,7 @@ export class VirtualRuntime {
   }
 
   /** A Runtime view for one peer; `wallOffsetMs` skews its wall clock (clock-sync tests). */
-  forPeer(wallOffsetMs = 0, epochMs = 1_700_000_000_000): Runtime {
+  forPeer(wallOffsetMs = 0, epochMs = SIM_EPOCH_MS): Runtime {
     return {
       now: () => this.t,
       wall: () => epochMs + this.t + wallOffsetMs,
