@@ -28,3 +28,26 @@ export function adoptable(ours: number, theirs: number, step: number): boolean {
 export function loadable(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= COUNTER_MAX;
 }
+
+/**
+ * At most `perSecond` datagrams of one kind in each second (a window that starts at the first one
+ * after the last window ended): what strangers' datagrams, under fresh ids or from spoofed
+ * addresses, may draw from us, so that we reflect no flood at the addresses they name.
+ */
+export class SecondBudget {
+  private since = -Infinity;
+  private spent = 0;
+
+  constructor(private readonly perSecond: number) {}
+
+  /** Whether one more fits the second at `now`; takes it if so. */
+  take(now: number): boolean {
+    if (now - this.since >= 1000) {
+      this.since = now;
+      this.spent = 0;
+    }
+    if (this.spent >= this.perSecond) return false;
+    this.spent++;
+    return true;
+  }
+}

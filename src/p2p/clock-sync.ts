@@ -53,6 +53,7 @@ import type { Membership, Tags } from './membership.js';
 import type { CoordinatorView } from './election.js';
 import type { Address } from './transport/transport.js';
 import { MEMBERS_MAX } from './config.js';
+import { SecondBudget } from './bounds.js';
 
 export interface ClockSyncTimings {
   /** T: the coordinator runs a round at least this often. Pairwise drift grows by up to 200 ppm x T. */
@@ -113,6 +114,15 @@ export const CLOCK_AGREE_MS = 0.25;
 export const ROUND_REQUEST_RETRY_MS = 500;
 /** Requesters a coordinator waits for in its next round; more are polled, not waited for. */
 export const REQUESTERS_MAX = 64;
+/**
+ * Unicast polls a coordinator sends in a second to ids that are not members (a `peer clock` that
+ * asked for a round or answered its poll), at the address the request or answer came from. Each
+ * is one datagram from anyone, under any id and from a spoofed address, and each drew a poll at
+ * that address: rounds may be 250 ms apart and wait for 64 requesters each, and every id that
+ * answers the multicast poll is polled again, so forged ones reflected hundreds of polls a second
+ * at a victim. Real ones are a few `peer clock` commands at a time.
+ */
+export const STRANGER_POLLS_PER_S = 16;
 /** Largest round interval a coordinator may announce (`nx`), in ms. */
 export const ROUND_INTERVAL_MS_MAX = 3_600_000;
 /** Largest adjustment accepted or sent: one day. Anything larger is a broken clock, not skew. */
@@ -334,6 +344,8 @@ export class ClockSync implements Protocol {
   private requested = false;
   /** Who asked for the next round (REQUESTERS_MAX at most). */
   private askedBy = new Map<PeerId, Address>();
+  /** Polls to requesters that are not members we may still send this second. */
+  private readonly strangerPolls = new SecondBudget(STRANGER_POLLS_PER_S);
   /** When we asked for a round (requestRound) and no round has adjusted us since; null: not asking. */
   private wantedSince: number | null = null;
   private lastSyncAt: number;
@@ -529,7 +541,8 @@ export class ClockSync implements Protocol {
     for (const m of this.clockMembers())
       if (silent(m.id)) this.pollOne(round, this.peerRound(round, m.id), m.address);
     for (const [id, address] of round.askedBy)
-      if (silent(id) && !this.membership.get(id)) this.pollOne(round, this.peerRound(round, id), address);
+      if (silent(id) && !this.membership.get(id) && this.strangerPolls.take(this.ctx.now()))
+        this.pollOne(round, this.peerRound(round, id), address);
   }
 
   private peerRound(round: Round, id: PeerId): PeerRound {
@@ -577,7 +590,8 @@ export class ClockSync implements Protocol {
     const reading: Reply = { from: from.address, delta: g - (poll.c0 + c1) / 2, rtt, observer: !averaged };
     pr.readings++;
     if (!pr.best || reading.rtt < pr.best.rtt) pr.best = reading;
-    if (pr.readings < READINGS_PER_PEER) this.pollOne(round, pr, from.address);
+    if (pr.readings < READINGS_PER_PEER && (member || this.strangerPolls.take(this.ctx.now())))
+      this.pollOne(round, pr, from.address);
   }
 
   /** Live members that run clock sync. */

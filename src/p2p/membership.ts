@@ -123,7 +123,7 @@
  */
 import type { Envelope, PeerId } from './wire.js';
 import { f, message, messages, type Body, type Origin } from './kit/message.js';
-import { adoptable, loadable } from './bounds.js';
+import { SecondBudget, adoptable, loadable } from './bounds.js';
 import { hash64 } from './replication/hash.js';
 import type { HealthCause, MemberState, MemberView, Protocol, ProtocolContext } from './protocol.js';
 import { parseAddress, type Address, type Via } from './transport/transport.js';
@@ -393,7 +393,13 @@ export class Membership implements Protocol {
       // answers), and not in SLOW.
       const now = this.ctx.now();
       const settled = now - this.startedAt >= NEWCOMER_PING_AFTER_MS;
-      if (b.observer !== 1 && settled && !this.slow && !this.members.has(from.id) && this.newcomerPing(now))
+      if (
+        b.observer !== 1 &&
+        settled &&
+        !this.slow &&
+        !this.members.has(from.id) &&
+        this.newcomerPings.take(now)
+      )
         this.ctx.send(from.address, ...PING.out({}));
     },
     ping: (_b, from) => {
@@ -404,8 +410,8 @@ export class Membership implements Protocol {
   });
   /** Newcomers refused because membersMax was reached with no dead entry to evict. */
   refused = 0;
-  /** The newcomer pings sent in the second from `since` (NEWCOMER_PINGS_PER_S). */
-  private newcomerPings = { since: -Infinity, sent: 0 };
+  /** The newcomer pings we may still send this second. */
+  private readonly newcomerPings = new SecondBudget(NEWCOMER_PINGS_PER_S);
   /** When an observer (the monitor, `peer peers`) last probed: it reads what it overhears. */
   observerProbedAt = -Infinity;
   private readonly members = new Map<PeerId, Member>();
@@ -1105,14 +1111,6 @@ export class Membership implements Protocol {
   }
 
   /** Answers a probe or a ping: a heartbeat with our tags, and no counter (it is not multicast). */
-  /** Whether the budget of newcomer pings allows one more now; counts it if so. */
-  private newcomerPing(now: number): boolean {
-    if (now - this.newcomerPings.since >= 1000) this.newcomerPings = { since: now, sent: 0 };
-    if (this.newcomerPings.sent >= NEWCOMER_PINGS_PER_S) return false;
-    this.newcomerPings.sent++;
-    return true;
-  }
-
   private answer(to: Address): void {
     this.ctx.send(to, ...HB.out({ tags: this.tags, tagsVersion: this.tagsVersion, ...this.pace(true) }));
   }

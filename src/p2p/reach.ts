@@ -55,6 +55,7 @@ import type { PeerId } from './wire.js';
 import { f, message, messages, type Body, type Origin } from './kit/message.js';
 import { PROBE } from './membership.js';
 import { MinHeap } from './kit/heap.js';
+import { SecondBudget } from './bounds.js';
 import type { MemberState, PeerEvent, Protocol, ProtocolContext } from './protocol.js';
 import { parseAddress, type Address, type Via } from './transport/transport.js';
 
@@ -207,8 +208,8 @@ export class Reach implements Protocol {
   private rescan = true;
   /** Entries looked at by ticks (tests read it: per tick it follows the traffic, not the group's size). */
   readonly stats = { examined: 0 };
-  /** Probes sent to strangers in the current second (hello()). */
-  private hellos = { since: -Infinity, sent: 0 };
+  /** Datagrams to strangers we may still send this second (hellos, answers to unvalidated ones). */
+  private readonly strangers = new SecondBudget(REACH_HELLOS_PER_S);
   private readonly settleMs: number;
 
   constructor(
@@ -457,7 +458,7 @@ export class Reach implements Protocol {
       this.dirty = true;
     o.heardAt = wanted ? now : -Infinity;
     if (b.nonce === undefined || now - o.answeredAt < REACH_ANSWER_GAP_MS) return;
-    if (!o.validated && !this.strangerBudget(now)) return;
+    if (!o.validated && !this.strangers.take(now)) return;
     o.answeredAt = now;
     if (!o.validated && o.awaiting === null) o.awaiting = Math.floor(this.ctx.random() * NONCE_MAX);
     this.ctx.send(
@@ -504,15 +505,7 @@ export class Reach implements Protocol {
    * retried, is taken then. A forged one costs one probe to the address it names, within a budget.
    */
   private hello(to: Address): void {
-    if (this.strangerBudget(this.ctx.now())) this.ctx.send(to, ...PROBE.out({}));
-  }
-
-  /** Whether one more datagram to a stranger fits this second's REACH_HELLOS_PER_S (and takes it). */
-  private strangerBudget(now: number): boolean {
-    if (now - this.hellos.since >= 1000) this.hellos = { since: now, sent: 0 };
-    if (this.hellos.sent >= REACH_HELLOS_PER_S) return false;
-    this.hellos.sent++;
-    return true;
+    if (this.strangers.take(this.ctx.now())) this.ctx.send(to, ...PROBE.out({}));
   }
 
   /** Starts an exchange: a fresh nonce, our view, sent now and retried until answered. */

@@ -6,7 +6,9 @@ import {
   ClockSync,
   FORWARD_JUMP_MS_MAX,
   GROUP_STEP_MS_MAX,
+  REQUESTERS_MAX,
   ROUND_REQUEST_RETRY_MS,
+  STRANGER_POLLS_PER_S,
   berkeleyAverage,
   median,
   TAG_CLOCK,
@@ -513,6 +515,47 @@ describe('Berkeley clock sync under forged readings and adjustments', () => {
     stop();
     expect(error(s, leader)).toBeGreaterThan(0);
     expect(error(s, leader)).toBeLessThanOrEqual(GROUP_STEP_MS_MAX + 1);
+  });
+
+  it('requests and answers under ids that are not members draw at most STRANGER_POLLS_PER_S unicast polls a second', async () => {
+    const s = await setup(25, 2, SYMMETRIC, noSkew);
+    expect(s.c.rt.runUntilTrue(() => coordinatorOf(s) !== undefined, 3_000)).toBe(true);
+    const leader = coordinatorOf(s)!;
+    const forger = await rogue(s.c.net);
+    // A host that runs no peer: the forger's datagrams name its address as their source.
+    const victim = await rogue(s.c.net, 'eeeeeeeeeeeeeeee', 'victim');
+    let polled = 0;
+    victim.onHeard = (h) => {
+      if (h.t === 'clk.poll' && (h.b as { k: number }).k > 0) polled++;
+    };
+    let id = 0;
+    const fresh = () => (id++).toString(16).padStart(16, 'd');
+    // Every round: a full set of requesters, and answers to the group's poll, under fresh ids.
+    forger.onHeard = (h) => {
+      if (h.t !== 'clk.poll') return;
+      for (let i = 0; i < 32; i++)
+        forger.send(
+          leader.address,
+          'clk.time',
+          { ...h.b, g: EPOCH_MS + s.c.rt.now() },
+          fresh(),
+          victim.address,
+        );
+    };
+    const ask = () => {
+      for (let i = 0; i < REQUESTERS_MAX; i++)
+        forger.send(leader.address, 'clk.req', {}, fresh(), victim.address);
+    };
+    const stop = s.c.rt.forPeer().every(P.clock.roundGapMinMs, ask);
+    const seconds = 10;
+    s.c.rt.runFor(seconds * 1000);
+    stop();
+    // Still polled (a real `peer clock` is not a member either), but no more than the budget.
+    expect(polled).toBeGreaterThan(0);
+    expect(polled).toBeLessThanOrEqual((seconds + 1) * STRANGER_POLLS_PER_S);
+    // And the rounds went on, the members' clocks unmoved.
+    expect(roundsDone(s, leader)).toBeGreaterThan(2);
+    for (const p of s.c.live()) expect(Math.abs(error(s, p))).toBeLessThan(1);
   });
 
   it('a forward adjustment past FORWARD_JUMP_MS_MAX is slewed, not stepped', async () => {
