@@ -13,7 +13,10 @@ import type { Address } from '../../p2p/transport/transport.js';
 import type { MemberView } from '../../p2p/protocol.js';
 import type { CheckResult } from './checks.js';
 
-/** Default wait for answers: a probe is answered in a round trip, heartbeats come every 200-250 ms. */
+/**
+ * Default wait for answers: a probe is answered in a round trip, and 2 s holds 2 or 3 of each
+ * member's heartbeats on lan (every 750 ms; 8 on local), which tell whether multicast reaches us.
+ */
 export const PROBE_WAIT_MS = 2000;
 
 /** A `--join` seed as the user gave it (`host:port`), and its address once resolved. */
