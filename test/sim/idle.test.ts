@@ -7,7 +7,7 @@
  * its exact deadline.
  */
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SIM_HOST, SimCluster, type SimPeer } from '../support/cluster.js';
+import { DEFAULT_SIM_HOST, SimCluster, sending, type SimPeer } from '../support/cluster.js';
 import { MemoryRunStore } from '../support/memory-runs.js';
 import { PROFILES, REGIME_SLOW_ABOVE_MEMBERS, SLOW_HEARTBEAT_INTERVALS } from '../../src/p2p/config.js';
 import { installCoordination } from '../../src/cli/coordination.js';
@@ -154,26 +154,6 @@ async function idleGroup(
   return c;
 }
 
-/** `t`, calling `sent` with every datagram it sends before it goes (`unicast`: not to the group). */
-function tapped(t: Transport, sent: (data: Uint8Array, unicast: boolean) => void): Transport {
-  return {
-    get address() {
-      return t.address;
-    },
-    mode: t.mode,
-    start: (h) => t.start(h),
-    broadcast: (data, also) => {
-      sent(data, false);
-      t.broadcast(data, also);
-    },
-    send: (to, data) => {
-      sent(data, true);
-      t.send(to, data);
-    },
-    close: () => t.close(),
-  };
-}
-
 /** Runs `c` for IDLE_MS: per peer, each installed protocol's ticks a second over that time. */
 function installedTicksPerS(c: SimCluster): Array<Map<string, number>> {
   const before = c.peers.map((p) => new Map(installedTicks.get(p.node)));
@@ -291,7 +271,7 @@ describe('an idle group ticks on deadlines (issue 22)', () => {
     async (seed) => {
       const sent = new Map<string, number>();
       const c = await idleGroup(seed, 0, (t, peer) =>
-        tapped(t, () => sent.set(peer.name, (sent.get(peer.name) ?? 0) + 1)),
+        sending(t, () => sent.set(peer.name, (sent.get(peer.name) ?? 0) + 1)),
       );
       const before = new Map(sent);
       c.rt.runFor(IDLE_MS);
@@ -346,8 +326,8 @@ describe('an idle group ticks on deadlines (issue 22)', () => {
       // Counts the announces (rm.hi) p0 multicasts: its envelopes are JSON with the type in "t".
       let announces = 0;
       const counting = (t: Transport) =>
-        tapped(t, (data, unicast) => {
-          if (!unicast && Buffer.from(data).includes('"t":"rm.hi"')) announces++;
+        sending(t, (data, to) => {
+          if (to === null && Buffer.from(data).includes('"t":"rm.hi"')) announces++;
         });
       let sender: ReliableDelivery | undefined;
       const c = new SimCluster(seed, { loss: 0, delayMaxMs: DELAY_MAX_MS }, P, (node, peer) => {
@@ -439,8 +419,8 @@ async function beatingGroup(seed: number, size: number) {
   const sentAt = new Map<string, number[]>();
   const c = new SimCluster(seed, { loss: 0, delayMaxMs: DELAY_MAX_MS }, P);
   c.wrapTransport = (t, peer) =>
-    tapped(t, (data, unicast) => {
-      if (!unicast && Buffer.from(data).includes('"t":"hb"')) sentAt.get(peer.name)!.push(c.rt.now());
+    sending(t, (data, to) => {
+      if (to === null && Buffer.from(data).includes('"t":"hb"')) sentAt.get(peer.name)!.push(c.rt.now());
     });
   for (let i = 0; i < size; i++) {
     sentAt.set(`p${i}`, []);

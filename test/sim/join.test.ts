@@ -6,10 +6,10 @@
  * row, at most twice the bytes a forger sent to a forged source address.
  */
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SIM_HOST, SimCluster, SimForger, type SimPeer } from '../support/cluster.js';
+import { DEFAULT_SIM_HOST, SimCluster, SimForger, sending, type SimPeer } from '../support/cluster.js';
 import { PROFILES } from '../../src/p2p/config.js';
 import { SIM_DOOR_PORT } from '../../src/p2p/transport/sim.js';
-import { parseAddress, type Address, type Transport } from '../../src/p2p/transport/transport.js';
+import { parseAddress, type Address } from '../../src/p2p/transport/transport.js';
 import { Codec } from '../../src/p2p/wire.js';
 import {
   HELLO,
@@ -66,23 +66,6 @@ async function twoSegments(seed: number, perSegment = 5, remember = false) {
   for (let i = 1; i < perSegment; i++) await c.add(`a${i}`, {}, { segment: 0 }, join);
   for (let i = 0; i < perSegment; i++) await c.add(`b${i}`, {}, { segment: 1 }, join);
   return { c, s };
-}
-
-/** `t`, telling `seen` of every unicast datagram it sends. */
-function tapSends(t: Transport, seen: (to: Address, d: Uint8Array) => void): Transport {
-  return {
-    get address() {
-      return t.address;
-    },
-    mode: t.mode,
-    start: (h) => t.start(h),
-    broadcast: (d, also) => t.broadcast(d, also),
-    send: (to, d) => {
-      seen(to, d);
-      t.send(to, d);
-    },
-    close: () => t.close(),
-  };
 }
 
 /** A unicast-only seed holding its door, and `n - 1` unicast-only peers given only that door. */
@@ -214,7 +197,8 @@ describe('tags come with an introduction (simulation)', () => {
       let pings = 0;
       const c = new SimCluster(seed, { loss: 0, delayMaxMs: 2 }, P);
       c.wrapTransport = (t) =>
-        tapSends(t, (_, d) => {
+        sending(t, (d, to) => {
+          if (to === null) return;
           if (Buffer.from(d).includes('"t":"ping"')) pings++;
         });
       await throughOneSeed(c, n);
@@ -235,7 +219,8 @@ describe('seeds live here are not synced with again (simulation)', () => {
       const syncs: Array<{ to: Address; at: number }> = [];
       const c = new SimCluster(seed, { loss: 0.01, delayMaxMs: 2 }, P);
       c.wrapTransport = (t) =>
-        tapSends(t, (to, d) => {
+        sending(t, (d, to) => {
+          if (to === null) return;
           const r = codec.decode(d);
           if (r.ok && r.env.t === SYNC.type) syncs.push({ to, at: c.rt.now() });
         });
@@ -268,7 +253,8 @@ describe('a group joining at once (simulation)', () => {
       let pages = 0;
       const c = new SimCluster(seed, { loss: 0.01, delayMaxMs: 2 }, P);
       c.wrapTransport = (t) =>
-        tapSends(t, (_, d) => {
+        sending(t, (d, to) => {
+          if (to === null) return;
           const r = codec.decode(d);
           if (r.ok && r.env.t === PAGE.type) pages++;
         });
@@ -292,7 +278,7 @@ describe('re-contact (simulation)', () => {
     const sent: Array<{ to: Address; at: number }> = [];
     const c = new SimCluster(9, { loss: 0 }, P);
     c.wrapTransport = (t, peer) =>
-      peer.name !== 'a' ? t : tapSends(t, (to) => sent.push({ to, at: c.rt.now() }));
+      peer.name !== 'a' ? t : sending(t, (_, to) => to !== null && sent.push({ to, at: c.rt.now() }));
     const a = await c.add('a', {}, {}, { remember: true });
     const gone = await c.add('gone');
     const dead = await c.add('dead');

@@ -336,6 +336,29 @@ export function receiving(t: Transport, keep: (text: string, from: Address, via:
   };
 }
 
+/**
+ * `t`, telling `sent` of every datagram it sends before it goes: `to` is the unicast address, or
+ * null for the group. For SimCluster.wrapTransport.
+ */
+export function sending(t: Transport, sent: (data: Uint8Array, to: Address | null) => void): Transport {
+  return {
+    get address() {
+      return t.address;
+    },
+    mode: t.mode,
+    start: (handle) => t.start(handle),
+    broadcast: (data, also) => {
+      sent(data, null);
+      t.broadcast(data, also);
+    },
+    send: (to, data) => {
+      sent(data, to);
+      t.send(to, data);
+    },
+    close: () => t.close(),
+  };
+}
+
 /** Whether the test's hellos stand in for `--join` for a peer (SimJoinOptions.hello). */
 function introduced(host: SimHostOptions, join: SimJoinOptions): boolean {
   return host.mode === 'unicast' && (join.hello ?? !join.seeds?.length);
