@@ -344,7 +344,7 @@ export class ClockSync implements Protocol {
   private requested = false;
   /** Who asked for the next round (REQUESTERS_MAX at most). */
   private askedBy = new Map<PeerId, Address>();
-  /** Polls to requesters that are not members we may still send this second. */
+  /** Unicast polls to ids that are not members (requesters, answerers) we may still send this second. */
   private readonly strangerPolls = new SecondBudget(STRANGER_POLLS_PER_S);
   /** When we asked for a round (requestRound) and no round has adjusted us since; null: not asking. */
   private wantedSince: number | null = null;
