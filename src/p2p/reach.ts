@@ -170,6 +170,8 @@ interface Entry {
   validated: boolean;
   /** The nonce of our statement awaiting an answer, or null. */
   awaiting: number | null;
+  /** It was heard at a higher incarnation: our view goes to it again, at restateAt() (heard()). */
+  restate: boolean;
   sentAt: number;
   retryGap: number;
   answeredAt: number;
@@ -259,6 +261,9 @@ export class Reach implements Protocol {
    * statement again: a process that does not know us answers a stranger's statement with a probe
    * (onStatement), and meets us. One in our fan-out meets us by our group sends. The incarnation is
    * membership's, which bounds how far a datagram may move it (the envelope's own field is not).
+   * Not at once, but at the member's next restatement time (restateAt()): most rises are
+   * refutations, and where CPU-starved peers suspect each other, a group of 50 refuted dozens of
+   * times a second, each costing the refuter a statement from every member and its answers.
    */
   heard(id: PeerId, from: Address, via: Via): void {
     const e = this.entry(id, from);
@@ -269,7 +274,7 @@ export class Reach implements Protocol {
     const incarnation = this.opts.members.incarnationOf(id);
     if (incarnation === undefined || incarnation <= e.incarnation) return;
     e.incarnation = incarnation;
-    if (e.told !== undefined && e.awaiting === null && this.theyHear(e)) this.exchange(e, this.ctx.now());
+    if (e.told !== undefined && e.awaiting === null && this.theyHear(e)) e.restate = true;
   }
 
   /** Follows membership: a member met or back alive gets an entry; one dead or left loses it. */
@@ -354,7 +359,8 @@ export class Reach implements Protocol {
       !(this.opts.observer && view && e.told === undefined);
     if (flipped || (e.awaiting === null && this.wantsProof(e))) this.exchange(e, now);
     else if (e.awaiting !== null && now - e.sentAt >= e.retryGap) this.retry(e, now);
-    else if (e.awaiting === null && e.told === false && now >= this.restateAt(e)) this.exchange(e, now);
+    else if (e.awaiting === null && (e.told === false || e.restate) && now >= this.restateAt(e))
+      this.exchange(e, now);
     return this.dueAt(e, now);
   }
 
@@ -365,7 +371,7 @@ export class Reach implements Protocol {
    */
   private dueAt(e: Entry, now: number): number {
     let at = e.awaiting !== null ? e.sentAt + e.retryGap : Infinity;
-    if (e.awaiting === null && e.told === false) at = Math.min(at, this.restateAt(e));
+    if (e.awaiting === null && (e.told === false || e.restate)) at = Math.min(at, this.restateAt(e));
     if (e.since + this.settleMs >= now) at = Math.min(at, e.since + this.settleMs);
     const silenceMs = this.silenceMs(e);
     const groupEnds = e.groupHeardAt + silenceMs + 1;
@@ -373,16 +379,17 @@ export class Reach implements Protocol {
     return at;
   }
 
-  /**
-   * When our "no" is stated again: every REACH_REFRESH_MS, and an observer's as soon as the member
-   * has been silent for REACH_RETRY_MS since (its heartbeats come every interval once it proved our
-   * address: silence says our echo of its nonce was lost, and only our statement asks again).
-   */
   /** How often our "no" is refreshed to a member: REACH_REFRESH_MS, stretched by group size. */
   private refreshMs(): number {
     return Math.max(REACH_REFRESH_MS, this.entries.size * REACH_REFRESH_PER_MEMBER_MS);
   }
 
+  /**
+   * When our "no" is stated again (or our view after a rise of the member's incarnation, `restate`):
+   * every REACH_REFRESH_MS, and an observer's as soon as the member has been silent for
+   * REACH_RETRY_MS since (its heartbeats come every interval once it proved our address: silence
+   * says our echo of its nonce was lost, and only our statement asks again).
+   */
   private restateAt(e: Entry): number {
     const refresh = e.sentAt + (this.opts.observer ? REACH_REFRESH_MS : this.refreshMs());
     if (!this.opts.observer) return refresh;
@@ -511,6 +518,7 @@ export class Reach implements Protocol {
   /** Starts an exchange: a fresh nonce, our view, sent now and retried until answered. */
   private exchange(e: Entry, now: number): void {
     e.awaiting = Math.floor(this.ctx.random() * NONCE_MAX);
+    e.restate = false;
     e.retryGap = REACH_RETRY_MS;
     this.state(e, now);
   }
@@ -598,6 +606,7 @@ export class Reach implements Protocol {
       hearsUs: undefined,
       validated: false,
       awaiting: null,
+      restate: false,
       sentAt: -Infinity,
       retryGap: REACH_RETRY_MS,
       answeredAt: -Infinity,

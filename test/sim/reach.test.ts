@@ -517,6 +517,53 @@ describe('reach: forged statements and sources', () => {
     ]);
   });
 
+  // A member suspected by mistake refutes (a higher incarnation), and reach cannot tell that from
+  // a restart at the same address, which it must greet again. On a crowded host 50 peers suspected
+  // each other dozens of times a second, and each refutation cost the refuter a statement from every
+  // member, and its answers. Now a member's rises get one statement per refresh period: before, one
+  // per rise (10 here).
+  it('a member that refutes again and again gets our view once per refresh period, not once per rise', () => {
+    const sent: Array<{ to: Address; body: Record<string, unknown> }> = [];
+    const ctx = fakeContext(sent);
+    const id = id16(1);
+    const address: Address = '10.0.0.2:7000';
+    const member = { address, state: 'alive' as const, incarnation: 1 };
+    const reach = new Reach(ctx, {
+      mode: 'auto',
+      unicastOnly: false,
+      observer: false,
+      heartbeatIntervalMs: 750,
+      members: { get: () => member, incarnationOf: () => member.incarnation },
+    });
+    reach.follow(joinEvent(id, address));
+    // Heard on the group every 100 ms, and every statement of ours answered at once.
+    const run = (ms: number) => {
+      for (let t = 0; t < ms; t += 100) {
+        reach.heard(id, address, 'group');
+        reach.tick(ctx.now());
+        for (const s of sent.splice(0)) {
+          stated.push(ctx.now());
+          reach.onMessage(envelope(id, { g: 1, e: s.body.n }), address);
+        }
+        ctx.advance(100);
+      }
+    };
+    const stated: number[] = [];
+    run(10_000);
+    // Its first contact: our view once it settled.
+    expect(stated).toHaveLength(1);
+    const from = ctx.now();
+    for (let i = 0; i < 10; i++) {
+      member.incarnation++;
+      run(100);
+    }
+    run(REACH_REFRESH_MS - 1_000);
+    // The first rise, long after our last statement, is greeted at once; the nine after it wait.
+    expect(stated.filter((t) => t >= from)).toEqual([from]);
+    run(1_000);
+    expect(stated.filter((t) => t >= from)).toEqual([from, from + REACH_REFRESH_MS]);
+  });
+
   it(`caps the fan-out at ${FANOUT_PER_HOST_MAX} addresses per host, keeping the members met first`, () => {
     const sent: Array<{ to: Address; body: Record<string, unknown> }> = [];
     const ctx = fakeContext(sent);
