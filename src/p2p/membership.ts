@@ -63,9 +63,13 @@
  * at most SUSPECT_BROADCAST_MEMBERS_MAX live members, and it is declared dead when our own probe
  * failed or SUSPECT_CONFIRMATIONS_MIN distinct members suspect it, AND nothing came from it for
  * suspicionTimeoutMs after that (shorter the more confirmations). A suspicion received is a
- * hint: it makes us probe the member out of turn (with probability min(1, HINT_PROBERS / N), so
- * a dead member is confirmed by up to about that many peers and a live one is not flooded),
- * counts towards the confirmations, and any datagram from the member clears it. A death is never sent to anyone.
+ * hint: it counts towards the confirmations once per suspecter and incarnation of the member, and
+ * any datagram from the member clears it. Past SUSPECT_BROADCAST_MEMBERS_MAX it also makes us
+ * probe the member out of turn (with probability min(1, HINT_PROBERS / N), so a dead member is
+ * confirmed by up to about that many peers and a live one is not flooded), and one that hints
+ * alone confirmed rides on our probes as our own does (memberlist's gossip); in a smaller group
+ * neither (hint(), suspect()). A suspect is pinged at growing gaps (suspectPingAt()). A death is
+ * never sent to anyone.
  * If the `u: 0` that moves a member to probes is lost, its silence makes us suspect it and ping
  * it; its answer carries `u` again: one needless `suspect` line, never a death.
  *
@@ -137,6 +141,7 @@ import {
 import {
   SUSPECT_CONFIRMATIONS_MIN,
   SWIM_MESSAGES,
+  PROBE_INTERVAL_MS,
   Swim,
   suspicionTimeoutMs,
   type ProbeTarget,
@@ -262,6 +267,8 @@ interface Member {
   beatVia: Via | null;
   /** Who suspects it while it is silent (see Suspicion); null: nobody, or it spoke since. */
   suspicion: Suspicion | null;
+  /** The members whose suspicion of it we counted, at that incarnation of its (hint()). */
+  accused: { incarnation: number; by: Set<PeerId> } | null;
 }
 
 /**
@@ -302,6 +309,11 @@ interface LossMeasure {
 export const SUSPECT_BROADCAST_MEMBERS_MAX = 64;
 /** Peers expected to probe a member out of turn when a suspicion of it spreads (see the header). */
 export const HINT_PROBERS = 16;
+/**
+ * Accusers of one member remembered per incarnation of it (hint()): past this many, a member heard
+ * since is plainly alive to us, and its refutation is on its way.
+ */
+export const ACCUSERS_MAX = SUSPECT_BROADCAST_MEMBERS_MAX;
 /**
  * A member pings a newcomer whose probe it hears (its tags in a round trip) once it has run this
  * long itself: peers that start together meet by their heartbeats and probes' answers alone.
@@ -691,12 +703,25 @@ export class Membership implements Protocol {
     const by = this.members.get(from.id);
     if (!m || !by || by.address !== from.address || !isLive(by.state) || !isLive(m.state)) return;
     if (incarnation !== m.incarnation || this.byHeartbeat(m)) return;
+    // One word per accuser and incarnation: its suspicion reaches us again and again (its own
+    // `suspect`, then its updates on a dozen probes over a second or two), also after the member
+    // was heard and the suspicion cleared here; counted anew each time, the same three accusers
+    // confirmed it again and again, each time a `suspect` here and a ping.
+    if (m.accused?.incarnation !== incarnation) m.accused = { incarnation, by: new Set() };
+    if (m.accused.by.has(from.id) || m.accused.by.size >= ACCUSERS_MAX) return;
+    m.accused.by.add(from.id);
     const now = this.ctx.now();
     const first = !m.suspicion;
     const s = (m.suspicion ??= { since: now, own: false, by: new Set() });
     this.attention.add(m);
     if (s.by.size < SUSPECT_CONFIRMATIONS_MIN) s.by.add(from.id);
-    if (first && this.ctx.random() < HINT_PROBERS / (this.liveCount + 1)) this.swim.probeSoon(m.id);
+    // Out of turn only where suspicions do not go to the group: there it is how a death gets its
+    // confirmations. In a smaller group every suspecter's `suspect` reaches every peer, and the
+    // group's round-robin probes each member about 5 times a second whatever N. There, 16 probes
+    // at once, 48 more through relays, made a member slow to answer (starved of CPU, 50 peers on a
+    // 2-core host) look dead to more peers, whose suspicions each brought 16 more probes.
+    if (first && !this.suspicionsToGroup() && this.ctx.random() < HINT_PROBERS / (this.liveCount + 1))
+      this.swim.probeSoon(m.id);
     this.ctx.wakeAt(now);
   }
 
@@ -801,7 +826,19 @@ export class Membership implements Protocol {
     else if (now >= m.stateSince + this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower) {
       this.setState(m, 'dead', now);
       this.ctx.emit({ kind: 'dead', member: this.view(m), silentMs: now - m.lastSeen });
-    } else if (now - m.lastPing >= this.opts.timings.pingIntervalMs) this.ping(m, now);
+    } else if (now >= this.suspectPingAt(m)) this.ping(m, now);
+  }
+
+  /**
+   * When a probe-watched suspect is pinged again: PROBE_INTERVAL_MS after suspect() pinged it, then
+   * at gaps as long as it has been suspected (pings 0, 0.2, 0.4, 0.8 s after): within the shortest
+   * suspicion timeout a live one has had three pings to answer, besides its refutation. Not every
+   * pingIntervalMs: each peer holding the suspicion pings it, in a group of 50 all of them, and at
+   * 25 ms a member that was suspected for answering late, starved of CPU, got 2,000 pings a second
+   * and answered later still (50 `peer up` on one 2-core host never settled).
+   */
+  private suspectPingAt(m: Member): number {
+    return m.lastPing + Math.max(PROBE_INTERVAL_MS, m.lastPing - m.stateSince);
   }
 
   /** When a hinted suspicion still unconfirmed is checked by our own probe (probeWatchedTick). */
@@ -815,15 +852,29 @@ export class Membership implements Protocol {
     return suspicionTimeoutMs(this.liveCount + 1, confirmations, t.deadAfterMs - t.suspectAfterMs);
   }
 
-  /** Marks `m` suspect here, tells the group while it is small enough, and pings `m`. */
+  /**
+   * Marks `m` suspect here, tells others, and pings `m`. A suspicion of our own (a failed probe, a
+   * silence we saw) goes to the group while it is small enough, and on our probes. One that others'
+   * words alone confirmed goes nowhere in such a group, where their `suspect`s reached everyone:
+   * told on, it would count as one more accuser at every peer, and a member three peers suspected
+   * by mistake would be confirmed by all the others, then suspected again by each on the echoes
+   * after it was heard. In a larger group updates on probes are how a suspicion spreads at all,
+   * and it is told on as memberlist does.
+   */
   private suspect(m: Member, now: number): void {
     this.setState(m, 'suspect', now);
-    if (!this.opts.observer) this.swim.updates.add([1, m.id, m.incarnation]);
+    const own = m.suspicion?.own !== false;
+    const toGroup = this.suspicionsToGroup();
+    if (!this.opts.observer && (own || !toGroup)) this.swim.updates.add([1, m.id, m.incarnation]);
     this.ctx.emit({ kind: 'suspect', member: this.view(m), by: 'timeout' });
     if (this.opts.observer) return;
-    if (this.liveCount + 1 <= SUSPECT_BROADCAST_MEMBERS_MAX)
-      this.ctx.broadcast(...SUSPECT.out({ target: m.id, incarnation: m.incarnation }));
+    if (own && toGroup) this.ctx.broadcast(...SUSPECT.out({ target: m.id, incarnation: m.incarnation }));
     this.ping(m, now);
+  }
+
+  /** Whether our suspicions go to the whole group (SUSPECT_BROADCAST_MEMBERS_MAX). */
+  private suspicionsToGroup(): boolean {
+    return this.liveCount + 1 <= SUSPECT_BROADCAST_MEMBERS_MAX;
   }
 
   /** Enters or leaves the SLOW regime as the group's size crosses its thresholds (config.ts). */
@@ -958,7 +1009,7 @@ export class Membership implements Protocol {
         else if (m.state === 'alive') at = now;
         else {
           at = Math.min(at, m.stateSince + this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower);
-          at = Math.min(at, m.lastPing + t.pingIntervalMs);
+          at = Math.min(at, this.suspectPingAt(m));
         }
       } else if (m.state === 'alive') {
         let due = m.lastSeen + t.suspectAfterMs * pace;
@@ -1327,6 +1378,7 @@ export class Membership implements Protocol {
       beatIntervalMs: this.opts.timings.heartbeatIntervalMs,
       beatVia: null,
       suspicion: null,
+      accused: null,
     };
     this.members.set(m.id, m);
     this.countLive(m, 1);

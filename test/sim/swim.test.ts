@@ -5,7 +5,7 @@
  * slower, so a peer receives a bounded number of heartbeats a second whatever the group's size.
  */
 import { describe, expect, it } from 'vitest';
-import { SimCluster, type SimPeer } from '../support/cluster.js';
+import { SimCluster, sending, type SimPeer } from '../support/cluster.js';
 import { HEARTBEAT_FANOUT_MAX, REGIME_SLOW_ABOVE_MEMBERS } from '../../src/p2p/config.js';
 import { RELAYS_MAX, suspicionTimeoutMs } from '../../src/p2p/swim.js';
 import type { SimHostOptions } from '../../src/p2p/transport/sim.js';
@@ -27,11 +27,26 @@ const DETECT_MS_MAX = 1_500 + suspicionTimeoutMs(50, 1);
 /** From the last start until every peer sees every other alive (unicast: hellos, then reach). */
 const CONVERGE_MS = 10_000;
 const SETTLE_MS = 2_000;
+/**
+ * Pings a survivor sends a crashed probe-watched member from its suspicion to its death: at
+ * 0, 0.2 and 0.4 s after the suspicion, and 0.8 s if the death waits that long (membership.ts,
+ * suspectPingAt), once more if a hint's suspicion and its own came apart.
+ */
+const PINGS_PER_SUSPICION_MAX = 6;
+/** Probes of one member in 100 ms from a group's round-robin: about 0.5 expected, 4 one time in 5,000. */
+const PROBES_IN_100_MS_MAX = 4;
 /** Longer than a suspicion of a live member lasts before its refutation arrives. */
 const SUSPICION_SETTLE_MS = 5_000;
 
-async function group(seed: number, n: number, host: SimHostOptions = {}, faults = {}): Promise<SimCluster> {
+async function group(
+  seed: number,
+  n: number,
+  host: SimHostOptions = {},
+  faults = {},
+  wrapTransport?: SimCluster['wrapTransport'],
+): Promise<SimCluster> {
   const c = new SimCluster(seed, faults);
+  c.wrapTransport = wrapTransport;
   for (let i = 0; i < n; i++) await c.add(`p${i}`, {}, host);
   expect(c.rt.runUntilTrue(() => c.converged(), CONVERGE_MS)).toBe(true);
   // Converged on the first answers: let the fan-outs fill and the regime settle (members move to
@@ -245,6 +260,91 @@ describe('updates piggybacked on probes (simulation)', () => {
       c.introduce(newcomer, c.peers[0]!);
       expect(c.rt.runUntilTrue(() => c.converged(), 10_000)).toBe(true);
       expect(deaths(c)).toEqual([]);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+    120_000,
+  );
+});
+
+describe('a suspicion of a member does not flood it or echo round the group (simulation)', () => {
+  // Three members' suspicion of a live member reaches every peer, again and again (a suspecter's
+  // `suspect`, then its updates on probes): each peer suspects it once, pings it, hears it, and
+  // tells nobody: told on, every peer counted as one more suspecter everywhere, the member
+  // refuted, and each echo at its new incarnation was a fresh suspicion at every peer. Nor do
+  // the peers probe it all at once: their suspicions' own `suspect`s reach everyone. Before, the
+  // member refuted, each peer suspected it once per round (5), and 13 to 16 probes came at once.
+  it.each([1, 2, 3])(
+    "seed %i: three members' word, repeated, makes each peer suspect a live member once, and nobody tells it on",
+    async (seed) => {
+      let probes = 0;
+      let victimAddress = '';
+      const c = await group(seed, PROBED_GROUP, UNICAST, {}, (t) =>
+        sending(t, (data, to) => {
+          if (to === victimAddress && Buffer.from(data).toString('latin1').includes('"t":"sw.ping"'))
+            probes++;
+        }),
+      );
+      const forger = await c.forger();
+      const victim = c.peers[2]!;
+      victimAddress = victim.address;
+      const accusers = c.peers.slice(3, 6);
+      const others = c.peers.filter((p) => p !== victim && !accusers.includes(p));
+      const incarnation = victim.node.incarnation;
+      const suspected = (p: SimPeer) =>
+        p.events.filter((e) => e.kind === 'suspect' && e.member.id === victim.node.id).length;
+      for (let round = 0; round < 5; round++) {
+        for (const p of others)
+          for (const a of accusers)
+            forger.send(
+              p.address,
+              {
+                t: 'suspect',
+                i: a.node.id,
+                n: a.name,
+                c: a.node.incarnation,
+                b: { target: victim.node.id, inc: victim.node.incarnation },
+              },
+              { spoofFrom: a.address },
+            );
+        probes = 0;
+        c.rt.runFor(100);
+        // The round-robin's share: about 5 probes a second land on any one member.
+        expect(probes).toBeLessThanOrEqual(PROBES_IN_100_MS_MAX);
+        c.rt.runFor(900);
+      }
+      c.rt.runFor(5_000);
+      expect(victim.node.incarnation).toBe(incarnation);
+      for (const p of others) expect(suspected(p), p.name).toBeLessThanOrEqual(1);
+      // The suspicions were taken: most peers held one, until the victim answered their ping.
+      expect(others.filter((p) => suspected(p) === 1).length).toBeGreaterThan(others.length / 2);
+      expect(deaths(c)).toEqual([]);
+      expect(c.handlerErrors()).toEqual([]);
+    },
+    120_000,
+  );
+
+  // Every peer that holds a suspicion pings the member; at pingIntervalMs (25 ms) each, a member
+  // slow to answer (starved of CPU on a crowded host) got thousands a second from a group of 50.
+  // Now at growing gaps: before, each survivor here pinged the crashed member about 20 times.
+  it.each([1, 2, 3])(
+    'seed %i: a crashed probe-watched member is pinged a few times by each survivor before its death',
+    async (seed) => {
+      const pings = new Map<string, number>();
+      let victimAddress = '';
+      const c = await group(seed, PROBED_GROUP, UNICAST, {}, (t, peer) =>
+        sending(t, (data, to) => {
+          if (to === victimAddress && Buffer.from(data).toString('latin1').includes('"t":"ping"'))
+            pings.set(peer.name, (pings.get(peer.name) ?? 0) + 1);
+        }),
+      );
+      const victim = c.peers[7]!;
+      victimAddress = victim.address;
+      pings.clear();
+      const took = await detection(c, victim, DETECT_MS_MAX);
+      expect(took.every((t) => t <= DETECT_MS_MAX)).toBe(true);
+      const most = Math.max(...pings.values());
+      expect(pings.size).toBeGreaterThan(0);
+      expect(most).toBeLessThanOrEqual(PINGS_PER_SUSPICION_MAX);
       expect(c.handlerErrors()).toEqual([]);
     },
     120_000,
