@@ -5,7 +5,7 @@
  * slower, so a peer receives a bounded number of heartbeats a second whatever the group's size.
  */
 import { describe, expect, it } from 'vitest';
-import { SimCluster, sending, type SimPeer } from '../support/cluster.js';
+import { SimCluster, sending, type SimForger, type SimPeer } from '../support/cluster.js';
 import { HEARTBEAT_FANOUT_MAX, REGIME_SLOW_ABOVE_MEMBERS } from '../../src/p2p/config.js';
 import { RELAYS_MAX, suspicionTimeoutMs } from '../../src/p2p/swim.js';
 import type { SimHostOptions } from '../../src/p2p/transport/sim.js';
@@ -69,6 +69,21 @@ async function detection(c: SimCluster, victim: SimPeer, withinMs: number): Prom
     return seen.size === c.live().length;
   }, withinMs);
   return c.live().map((p) => seen.get(p) ?? Infinity);
+}
+
+/** A `suspect` of `victim` at its incarnation, sent to `to` as if by member `as`, from its address. */
+function forgeSuspicion(forger: SimForger, to: SimPeer, as: SimPeer, victim: SimPeer): void {
+  forger.send(
+    to.address,
+    {
+      t: 'suspect',
+      i: as.node.id,
+      n: as.name,
+      c: as.node.incarnation,
+      b: { target: victim.node.id, inc: victim.node.incarnation },
+    },
+    { spoofFrom: as.address },
+  );
 }
 
 /** Datagrams each peer received per second over `ms` of virtual time. */
@@ -228,17 +243,7 @@ describe('SWIM probes (simulation)', () => {
         { spoofFrom: as.address },
       );
       forger.send(to.address, { t: 'sw.nack', b: { q: t } });
-      forger.send(
-        to.address,
-        {
-          t: 'suspect',
-          i: as.node.id,
-          n: as.name,
-          c: as.node.incarnation,
-          b: { target: victim.node.id, inc: victim.node.incarnation },
-        },
-        { spoofFrom: as.address },
-      );
+      forgeSuspicion(forger, to, as, victim);
       c.rt.runFor(10);
       for (const p of c.peers) expect(p.node.membership.swim.relaying).toBeLessThanOrEqual(RELAYS_MAX);
     }
@@ -293,19 +298,7 @@ describe('a suspicion of a member does not flood it or echo round the group (sim
       const suspected = (p: SimPeer) =>
         p.events.filter((e) => e.kind === 'suspect' && e.member.id === victim.node.id).length;
       for (let round = 0; round < 5; round++) {
-        for (const p of others)
-          for (const a of accusers)
-            forger.send(
-              p.address,
-              {
-                t: 'suspect',
-                i: a.node.id,
-                n: a.name,
-                c: a.node.incarnation,
-                b: { target: victim.node.id, inc: victim.node.incarnation },
-              },
-              { spoofFrom: a.address },
-            );
+        for (const p of others) for (const a of accusers) forgeSuspicion(forger, p, a, victim);
         probes = 0;
         c.rt.runFor(100);
         // The round-robin's share: about 5 probes a second land on any one member.
