@@ -277,7 +277,8 @@ describe('a suspicion of a member does not flood it or echo round the group (sim
   // tells nobody: told on, every peer counted as one more suspecter everywhere, the member
   // refuted, and each echo at its new incarnation was a fresh suspicion at every peer. Nor do
   // the peers probe it all at once: their suspicions' own `suspect`s reach everyone. Before, the
-  // member refuted, each peer suspected it once per round (5), and 13 to 16 probes came at once.
+  // member refuted 4 or 5 times, each peer suspected it 1 to 4 times, and 14 to 24 probes came
+  // within 100 ms of a round.
   it.each([1, 2, 3])(
     "seed %i: three members' word, repeated, makes each peer suspect a live member once, and nobody tells it on",
     async (seed) => {
