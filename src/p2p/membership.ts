@@ -68,8 +68,8 @@
  * probe the member out of turn (with probability min(1, HINT_PROBERS / N), so a dead member is
  * confirmed by up to about that many peers and a live one is not flooded), and one that hints
  * alone confirmed rides on our probes as our own does (memberlist's gossip); in a smaller group
- * neither (hint(), suspect()). A suspect is pinged at growing gaps (suspectPingAt()). A death is
- * never sent to anyone.
+ * neither (hint(), suspect()). Such a suspect is pinged at growing gaps (suspectPingAt()). A
+ * death is never sent to anyone.
  * If the `u: 0` that moves a member to probes is lost, its silence makes us suspect it and ping
  * it; its answer carries `u` again: one needless `suspect` line, never a death.
  *
