@@ -68,8 +68,8 @@
  * probe the member out of turn (with probability min(1, HINT_PROBERS / N), so a dead member is
  * confirmed by up to about that many peers and a live one is not flooded), and one that hints
  * alone confirmed rides on our probes as our own does (memberlist's gossip); in a smaller group
- * neither (hint(), suspect()). Such a suspect is pinged at growing gaps (suspectPingAt()). A
- * death is never sent to anyone.
+ * neither (hint(), suspect()). Such a suspect is pinged SUSPECT_PINGS times over its suspicion
+ * timeout. A death is never sent to anyone.
  * If the `u: 0` that moves a member to probes is lost, its silence makes us suspect it and ping
  * it; its answer carries `u` again: one needless `suspect` line, never a death.
  *
@@ -141,7 +141,6 @@ import {
 import {
   SUSPECT_CONFIRMATIONS_MIN,
   SWIM_MESSAGES,
-  PROBE_INTERVAL_MS,
   Swim,
   suspicionTimeoutMs,
   type ProbeTarget,
@@ -309,6 +308,17 @@ interface LossMeasure {
 export const SUSPECT_BROADCAST_MEMBERS_MAX = 64;
 /** Peers expected to probe a member out of turn when a suspicion of it spreads (see the header). */
 export const HINT_PROBERS = 16;
+/**
+ * Pings a probe-watched suspect gets from each peer that holds the suspicion, spread evenly over
+ * its suspicion timeout (suspectPingAt()). To be declared dead by one peer, a live member must
+ * lose all of them or their answers (0.19^8, about 2 x 10^-6 at 10 % loss each way) and its
+ * refutation. Not more: every peer holding the suspicion pings (in a group of 50, all of them),
+ * and at pingIntervalMs (25 ms) a member suspected for answering late, starved of CPU on a
+ * crowded host, got 2,000 pings a second and answered later still. Not fewer: where 1,000 peers
+ * each hold every suspicion, 4 pings (0.19^4) let the simulator's 10-minute soak at 10 % loss
+ * see a false death in its first minute.
+ */
+export const SUSPECT_PINGS = 8;
 /**
  * Accusers of one member remembered per incarnation of it (hint()): past this many, a member heard
  * since is plainly alive to us, and its refutation is on its way.
@@ -826,19 +836,16 @@ export class Membership implements Protocol {
     else if (now >= m.stateSince + this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower) {
       this.setState(m, 'dead', now);
       this.ctx.emit({ kind: 'dead', member: this.view(m), silentMs: now - m.lastSeen });
-    } else if (now >= this.suspectPingAt(m)) this.ping(m, now);
+    } else if (now >= this.suspectPingAt(m, s, slower)) this.ping(m, now);
   }
 
   /**
-   * When a probe-watched suspect is pinged again: PROBE_INTERVAL_MS after suspect() pinged it, then
-   * at gaps as long as it has been suspected (pings 0, 0.2, 0.4, 0.8 s after): within the shortest
-   * suspicion timeout a live one has had three pings to answer, besides its refutation. Not every
-   * pingIntervalMs: each peer holding the suspicion pings it, in a group of 50 all of them, and at
-   * 25 ms a member that was suspected for answering late, starved of CPU, got 2,000 pings a second
-   * and answered later still (50 `peer up` on one 2-core host never settled).
+   * When a probe-watched suspect is pinged again: SUSPECT_PINGS times over its suspicion timeout,
+   * evenly, not every pingIntervalMs (see the constant).
    */
-  private suspectPingAt(m: Member): number {
-    return m.lastPing + Math.max(PROBE_INTERVAL_MS, m.lastPing - m.stateSince);
+  private suspectPingAt(m: Member, s: Suspicion, slower: number): number {
+    const timeoutMs = this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower;
+    return m.lastPing + Math.max(this.opts.timings.pingIntervalMs, timeoutMs / SUSPECT_PINGS);
   }
 
   /** When a hinted suspicion still unconfirmed is checked by our own probe (probeWatchedTick). */
@@ -1009,7 +1016,7 @@ export class Membership implements Protocol {
         else if (m.state === 'alive') at = now;
         else {
           at = Math.min(at, m.stateSince + this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower);
-          at = Math.min(at, this.suspectPingAt(m));
+          at = Math.min(at, this.suspectPingAt(m, s, slower));
         }
       } else if (m.state === 'alive') {
         let due = m.lastSeen + t.suspectAfterMs * pace;

@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimCluster, sending, type SimForger, type SimPeer } from '../support/cluster.js';
 import { HEARTBEAT_FANOUT_MAX, REGIME_SLOW_ABOVE_MEMBERS } from '../../src/p2p/config.js';
+import { SUSPECT_PINGS } from '../../src/p2p/membership.js';
 import { RELAYS_MAX, suspicionTimeoutMs } from '../../src/p2p/swim.js';
 import type { SimHostOptions } from '../../src/p2p/transport/sim.js';
 
@@ -28,11 +29,11 @@ const DETECT_MS_MAX = 1_500 + suspicionTimeoutMs(50, 1);
 const CONVERGE_MS = 10_000;
 const SETTLE_MS = 2_000;
 /**
- * Pings a survivor sends a crashed probe-watched member from its suspicion to its death: at
- * 0, 0.2 and 0.4 s after the suspicion, and 0.8 s if the death waits that long (membership.ts,
- * suspectPingAt), once more if a hint's suspicion and its own came apart.
+ * Pings a survivor sends a crashed probe-watched member from its suspicion to its death:
+ * SUSPECT_PINGS over the suspicion timeout and the one suspect() sends, once more if the
+ * timeout shrank as confirmations came.
  */
-const PINGS_PER_SUSPICION_MAX = 6;
+const PINGS_PER_SUSPICION_MAX = SUSPECT_PINGS + 2;
 /** Probes of one member in 100 ms from a group's round-robin: about 0.5 expected, 4 one time in 5,000. */
 const PROBES_IN_100_MS_MAX = 4;
 /** Longer than a suspicion of a live member lasts before its refutation arrives. */
@@ -319,7 +320,7 @@ describe('a suspicion of a member does not flood it or echo round the group (sim
 
   // Every peer that holds a suspicion pings the member; at pingIntervalMs (25 ms) each, a member
   // slow to answer (starved of CPU on a crowded host) got thousands a second from a group of 50.
-  // Now at growing gaps: before, each survivor here pinged the crashed member about 20 times.
+  // Now SUSPECT_PINGS times over the suspicion: before, each survivor here pinged it 21 times.
   it.each([1, 2, 3])(
     'seed %i: a crashed probe-watched member is pinged a few times by each survivor before its death',
     async (seed) => {
