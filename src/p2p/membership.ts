@@ -314,7 +314,7 @@ export const HINT_PROBERS = 16;
  * lose all of them or their answers (0.19^8, about 2 x 10^-6 at 10 % loss each way) and its
  * refutation. Not more: every peer holding the suspicion pings (in a group of 50, all of them),
  * and at pingIntervalMs (25 ms) a member suspected for answering late, starved of CPU on a
- * crowded host, got 2,000 pings a second and answered later still. Not fewer: where 1,000 peers
+ * crowded host, could get 49 x 40 = 1,960 pings a second and answered later still. Not fewer: where 1,000 peers
  * each hold every suspicion, 4 pings (0.19^4) let the simulator's 10-minute soak at 10 % loss
  * see a false death in its first minute.
  */
@@ -833,7 +833,7 @@ export class Membership implements Protocol {
     // rarely heard by a peer that does not probe it, and hints from an earlier, refuted suspicion
     // would leave its refutation no time to arrive.
     if (m.state === 'alive') this.suspect(m, now);
-    else if (now >= m.stateSince + this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower) {
+    else if (now >= m.stateSince + this.confirmedTimeoutMs(s, slower)) {
       this.setState(m, 'dead', now);
       this.ctx.emit({ kind: 'dead', member: this.view(m), silentMs: now - m.lastSeen });
     } else if (now >= this.suspectPingAt(m, s, slower)) this.ping(m, now);
@@ -844,8 +844,15 @@ export class Membership implements Protocol {
    * evenly, not every pingIntervalMs (see the constant).
    */
   private suspectPingAt(m: Member, s: Suspicion, slower: number): number {
-    const timeoutMs = this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower;
-    return m.lastPing + Math.max(this.opts.timings.pingIntervalMs, timeoutMs / SUSPECT_PINGS);
+    return (
+      m.lastPing +
+      Math.max(this.opts.timings.pingIntervalMs, this.confirmedTimeoutMs(s, slower) / SUSPECT_PINGS)
+    );
+  }
+
+  /** How long a confirmed suspicion `s` runs before the death: its confirmations' timeout, x (1 + score). */
+  private confirmedTimeoutMs(s: Suspicion, slower: number): number {
+    return this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower;
   }
 
   /** When a hinted suspicion still unconfirmed is checked by our own probe (probeWatchedTick). */
@@ -1015,7 +1022,7 @@ export class Membership implements Protocol {
           at = Math.min(at, s.checked ? s.since + this.suspicionMs(0) * slower : this.checkAt(s, slower));
         else if (m.state === 'alive') at = now;
         else {
-          at = Math.min(at, m.stateSince + this.suspicionMs(s.by.size + (s.own ? 1 : 0)) * slower);
+          at = Math.min(at, m.stateSince + this.confirmedTimeoutMs(s, slower));
           at = Math.min(at, this.suspectPingAt(m, s, slower));
         }
       } else if (m.state === 'alive') {
