@@ -32,6 +32,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { ChildLines } from '../src/cli/child.js';
 import { PROFILES } from '../src/p2p/config.js';
+import { REACH_REFRESH_MS, REACH_REFRESH_PER_MEMBER_MS } from '../src/p2p/reach.js';
 import { SIM_DOOR_PORT } from '../src/p2p/transport/sim.js';
 import { parseAddress, type TransportMode } from '../src/p2p/transport/transport.js';
 import { NetnsLan, netnsCapability } from '../test/support/netns.js';
@@ -83,7 +84,10 @@ const SIM_DELAY_MAX_MS = 2;
 /** Virtual time allowed to converge (the join's seed re-sync is 30 s), and the check's step. */
 const SIM_CONVERGE_WITHIN_MS = 90_000;
 const SIM_CONVERGE_STEP_MS = 100;
-/** After convergence: the last syncs end, then traffic is counted over this much virtual time. */
+/**
+ * After convergence: the last syncs end, then traffic is counted over at least this much virtual
+ * time, and over at least one refresh period of reach's statements (simTrafficMs).
+ */
 const SIM_SETTLE_MS = 5_000;
 const SIM_TRAFFIC_MS = 10_000;
 const SIM_DETECT_WITHIN_MS = 10_000;
@@ -132,6 +136,17 @@ interface SimResult {
 
 const doorOf = (p: SimPeer) => `${parseAddress(p.address).host}:${SIM_DOOR_PORT}`;
 
+/**
+ * The traffic window for n peers. A unicast-only peer restates its reach to each member once per
+ * refresh period, max(REACH_REFRESH_MS, REACH_REFRESH_PER_MEMBER_MS per member), counted from when
+ * it met the member: the whole group met within the convergence time, so the restatements come in
+ * one burst a period later (200 s at 1,000). A shorter window misses that burst, and with it about
+ * half of what such a peer sends.
+ */
+function simTrafficMs(n: number): number {
+  return Math.max(SIM_TRAFFIC_MS, REACH_REFRESH_MS, (n - 1) * REACH_REFRESH_PER_MEMBER_MS);
+}
+
 async function simRun(n: number, mode: TransportMode): Promise<SimResult> {
   const wallStart = Date.now();
   const deaths: Array<{ id: string; at: number }> = [];
@@ -161,11 +176,12 @@ async function simRun(n: number, mode: TransportMode): Promise<SimResult> {
   );
 
   c.rt.runFor(SIM_SETTLE_MS);
+  const trafficMs = simTrafficMs(n);
   const sentBefore = c.peers.map((p) => ({ d: p.node.stats.datagramsOut, b: p.node.stats.bytesOut }));
-  c.rt.runFor(SIM_TRAFFIC_MS);
+  c.rt.runFor(trafficMs);
   const perS = c.peers.map((p, i) => ({
-    d: (p.node.stats.datagramsOut - sentBefore[i]!.d) / (SIM_TRAFFIC_MS / 1000),
-    b: (p.node.stats.bytesOut - sentBefore[i]!.b) / (SIM_TRAFFIC_MS / 1000),
+    d: (p.node.stats.datagramsOut - sentBefore[i]!.d) / (trafficMs / 1000),
+    b: (p.node.stats.bytesOut - sentBefore[i]!.b) / (trafficMs / 1000),
   }));
   const mean = (f: (x: { d: number; b: number }) => number) => perS.reduce((a, x) => a + f(x), 0) / n;
   progress(`${label}: ${mean((x) => x.d).toFixed(1)} datagrams/s per peer; soaking ${SIM_SOAK_S} virtual s`);
@@ -474,7 +490,7 @@ function section(
       `\`npm run bench -- scale\` (bench/scale.ts). **Simulator**: SimCluster (test/support/cluster.ts), seed ${SIM_SEED}, links with ${SIM_LOSS * 100} % loss and 0.1-${SIM_DELAY_MAX_MS} ms delay. ` +
       `A seed holding its door, then every other peer at the same virtual instant: multicast peers find each other by multicast (as \`peer up\`), unicast-only ones are given only the seed (\`--join\`'s sync, pages and hellos). ` +
       `Converge = virtual time until every peer holds every other alive (and, unicast-only, in its fan-out), checked every ${SIM_CONVERGE_STEP_MS} ms. ` +
-      `Traffic = datagrams and bytes each peer sent (node stats, every unicast copy counted) over ${SIM_TRAFFIC_MS / 1000} virtual s, ${SIM_SETTLE_MS / 1000} s after convergence. ` +
+      `Traffic = datagrams and bytes each peer sent (node stats, every unicast copy counted) over ${SIM_TRAFFIC_MS / 1000} virtual s or one period of reach's restatements if longer (${SIM_SIZES.map((n) => `${simTrafficMs(n) / 1000} s at ${n}`).join(', ')}), ${SIM_SETTLE_MS / 1000} s after convergence. ` +
       `Soak = every link at ${SIM_SOAK_LOSS * 100} % loss for ${SIM_SOAK_S} virtual s, counting \`dead\` events (nobody crashes). Crash = one peer at a time stops without a word; each survivor's \`dead\` minus the crash, in virtual ms. ` +
       `Virtual s per wall s is the soak's (the simulator and every peer run in this one process). **LAN**: NetnsLan(n) (test/support/netns.ts), \`peer up --profile lan --log-format json\` per namespace, no --join; ` +
       `converge = from the last \`up\` line until every peer logged every other alive; idle CPU (/proc/<pid>/stat), link bytes and packets (ip -s link), context switches; ` +
