@@ -17,9 +17,10 @@
  *     it exactly once).
  *
  * Cost of the simulator half (the shared 2-core machine, this one process): 1,000 multicast peers
- * run at about 1.7 wall s per virtual s once converged and 3 during the soak at 10 % loss;
- * 1,000 unicast-only ones take about 4 wall min to meet through the seed and 2.2 wall s per
- * virtual s in the soak. One size in one mode is about half an hour (PEER_BENCH_SCALE_SIM_MODES).
+ * run at about 2.7 wall s per virtual s at 1 % loss once converged and during the soak at 10 %;
+ * 1,000 unicast-only ones take about 4 wall min to meet through the seed and 2.4 wall s per
+ * virtual s in the soak. 1,000 peers in one mode take about 40 min, most of it the soak and the
+ * 200 virtual s traffic window; the two modes can run as two processes (PEER_BENCH_SCALE_SIM_MODES).
  *
  * Parameters (environment): PEER_BENCH_SCALE_SIM_SIZES (50,200,1000), PEER_BENCH_SCALE_SIM_SOAK_S
  * (600 virtual s), PEER_BENCH_SCALE_SIM_CRASHES (5), PEER_BENCH_SCALE_LAN_SIZES (5,20,50),
