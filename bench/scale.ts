@@ -33,7 +33,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { ChildLines } from '../src/cli/child.js';
 import { PROFILES } from '../src/p2p/config.js';
-import { REACH_REFRESH_MS, REACH_REFRESH_PER_MEMBER_MS } from '../src/p2p/reach.js';
+import { reachRefreshMs } from '../src/p2p/reach.js';
 import { SIM_DOOR_PORT } from '../src/p2p/transport/sim.js';
 import { parseAddress, type TransportMode } from '../src/p2p/transport/transport.js';
 import { NetnsLan, netnsCapability } from '../test/support/netns.js';
@@ -138,14 +138,13 @@ interface SimResult {
 const doorOf = (p: SimPeer) => `${parseAddress(p.address).host}:${SIM_DOOR_PORT}`;
 
 /**
- * The traffic window for n peers. A unicast-only peer restates its reach to each member once per
- * refresh period, max(REACH_REFRESH_MS, REACH_REFRESH_PER_MEMBER_MS per member), counted from when
- * it met the member: the whole group met within the convergence time, so the restatements come in
- * one burst a period later (200 s at 1,000). A shorter window misses that burst, and with it about
- * half of what such a peer sends.
+ * The traffic window for n peers: a unicast-only peer restates its reach to each member once per
+ * reachRefreshMs(n - 1), and the whole group met within the convergence time, so the restatements
+ * come in one burst a period later (200 s at 1,000). A shorter window misses that burst, and with
+ * it about half of what such a peer sends.
  */
 function simTrafficMs(n: number): number {
-  return Math.max(SIM_TRAFFIC_MS, REACH_REFRESH_MS, (n - 1) * REACH_REFRESH_PER_MEMBER_MS);
+  return Math.max(SIM_TRAFFIC_MS, reachRefreshMs(n - 1));
 }
 
 async function simRun(n: number, mode: TransportMode): Promise<SimResult> {

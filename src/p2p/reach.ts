@@ -99,6 +99,14 @@ export const REACH_REFRESH_MS = 2000;
  * (heard()). What waits longer is only a forged "yes".
  */
 export const REACH_REFRESH_PER_MEMBER_MS = 200;
+/**
+ * How often our "no" is restated to each member while we know `members` of them: REACH_REFRESH_MS,
+ * stretched by group size (REACH_REFRESH_PER_MEMBER_MS). Each member's period counts from when we
+ * met it, so a group that met at once restates in one burst per period.
+ */
+export function reachRefreshMs(members: number): number {
+  return Math.max(REACH_REFRESH_MS, members * REACH_REFRESH_PER_MEMBER_MS);
+}
 /** At most one answer to a member's statements per this many ms: a flood of them costs one answer each. */
 export const REACH_ANSWER_GAP_MS = 50;
 /**
@@ -379,9 +387,9 @@ export class Reach implements Protocol {
     return at;
   }
 
-  /** How often our "no" is refreshed to a member: REACH_REFRESH_MS, stretched by group size. */
+  /** How often our "no" is refreshed to a member (reachRefreshMs). */
   private refreshMs(): number {
-    return Math.max(REACH_REFRESH_MS, this.entries.size * REACH_REFRESH_PER_MEMBER_MS);
+    return reachRefreshMs(this.entries.size);
   }
 
   /**
