@@ -314,9 +314,9 @@ export const HINT_PROBERS = 16;
  * lose all of them or their answers (0.19^8, about 2 x 10^-6 at 10 % loss each way) and its
  * refutation. Not more: every peer holding the suspicion pings (in a group of 50, all of them),
  * and at pingIntervalMs (25 ms) a member suspected for answering late, starved of CPU on a
- * crowded host, could get 49 x 40 = 1,960 pings a second and answered later still. Not fewer: where 1,000 peers
- * each hold every suspicion, 4 pings (0.19^4) let the simulator's 10-minute soak at 10 % loss
- * see a false death in its first minute.
+ * crowded host, could get 49 x 40 = 1,960 pings a second and answer later still. Not fewer:
+ * where 1,000 peers each hold every suspicion, 4 pings (0.19^4) let the simulator's 10-minute
+ * soak at 10 % loss see a false death in its first minute.
  */
 export const SUSPECT_PINGS = 8;
 /**
